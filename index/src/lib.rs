@@ -1,0 +1,1 @@
+//! Memory-mapped relation-vector index (in progress).

@@ -1,0 +1,176 @@
+//! Tokenising prompts and grouping them into padded batches.
+//!
+//! The model's own `tokenizer.json` may ask for fixed padding (MiniLM's pads to 128); we turn
+//! that off, truncate at the reference's 64 tokens, and pad each batch only to its longest
+//! sequence after sorting by length, so almost no compute is spent on padding.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::encoder::EncoderInput;
+use crate::error::{Error, Result};
+use crate::pooling::Aggregation;
+use crate::prompt::Template;
+
+/// The reference truncates every prompt to this many tokens.
+pub const MAX_LENGTH: usize = 64;
+
+/// One tokenised prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Token ids with special tokens, at most [`MAX_LENGTH`] long.
+    pub ids: Vec<u32>,
+    /// Whether truncation cut the prompt.
+    pub truncated: bool,
+}
+
+/// The model's tokenizer set up for prompts: no padding, truncation at [`MAX_LENGTH`].
+pub struct PromptTokenizer {
+    tokenizer: Tokenizer,
+    path: PathBuf,
+    mask_token: String,
+    mask_id: u32,
+    pad_id: u32,
+}
+
+impl PromptTokenizer {
+    /// Loads `tokenizer.json`; `pad_id` comes from the model config. `max_len` caps the
+    /// truncation length (the model's position table may be shorter than 64).
+    pub fn from_file(path: &Path, pad_id: u32, max_len: usize) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::MissingFile {
+                path: path.to_path_buf(),
+            });
+        }
+        let err = |message: String| Error::Tokenizer {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_LENGTH.min(max_len),
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| err(e.to_string()))?;
+        let (mask_token, mask_id) = ["<mask>", "[MASK]"]
+            .iter()
+            .find_map(|m| tokenizer.token_to_id(m).map(|id| (m.to_string(), id)))
+            .ok_or_else(|| err("no mask token (<mask> or [MASK]) in the vocabulary".into()))?;
+        Ok(PromptTokenizer {
+            tokenizer,
+            path: path.to_path_buf(),
+            mask_token,
+            mask_id,
+            pad_id,
+        })
+    }
+
+    /// The mask token's text (`<mask>` or `[MASK]`).
+    pub fn mask_token(&self) -> &str {
+        &self.mask_token
+    }
+
+    /// The mask token's id.
+    pub fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    /// The padding id.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Tokenises one text with special tokens and truncation.
+    pub fn encode_text(&self, text: &str) -> Result<Tokenized> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer {
+                path: self.path.clone(),
+                message: format!("cannot tokenise {text:?}: {e}"),
+            })?;
+        Ok(Tokenized {
+            ids: enc.get_ids().to_vec(),
+            truncated: !enc.get_overflowing().is_empty(),
+        })
+    }
+
+    /// Fills the template with a pair and tokenises the prompt.
+    pub fn encode_pair(&self, template: &Template, head: &str, tail: &str) -> Result<Tokenized> {
+        self.encode_text(&template.fill(head, tail, &self.mask_token))
+    }
+
+    /// Tokenises many prompts in parallel (rayon), keeping their order.
+    pub fn encode_pairs<S: AsRef<str> + Sync>(
+        &self,
+        template: &Template,
+        pairs: &[(S, S)],
+    ) -> Result<Vec<Tokenized>> {
+        pairs
+            .par_iter()
+            .map(|(h, t)| self.encode_pair(template, h.as_ref(), t.as_ref()))
+            .collect()
+    }
+}
+
+/// A padded batch plus the pooling weights of its sequences.
+pub struct Batch {
+    /// What the encoder consumes.
+    pub input: EncoderInput,
+    /// `[batch, seq]` row-major: 1.0 where a token is pooled.
+    pub pool_weights: Vec<f32>,
+}
+
+/// Pads `seqs` (already in the order wanted) into one batch; `positions` numbers each row
+/// (see [`crate::encoder::Encoder::position_ids`]).
+pub fn make_batch(
+    seqs: &[&[u32]],
+    pad_id: u32,
+    mask_id: u32,
+    aggregation: Aggregation,
+    positions: impl Fn(usize, usize) -> Vec<u32>,
+) -> Batch {
+    let b = seqs.len();
+    let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut ids = vec![pad_id; b * t];
+    let mut pos = Vec::with_capacity(b * t);
+    let mut weights = vec![0f32; b * t];
+    let mut lengths = Vec::with_capacity(b);
+    for (row, s) in seqs.iter().enumerate() {
+        ids[row * t..row * t + s.len()].copy_from_slice(s);
+        pos.extend(positions(s.len(), t));
+        for i in 0..s.len() {
+            if aggregation.selects(s, i, mask_id) {
+                weights[row * t + i] = 1.0;
+            }
+        }
+        lengths.push(s.len());
+    }
+    Batch {
+        input: EncoderInput {
+            ids,
+            positions: pos,
+            lengths,
+            batch: b,
+            seq_len: t,
+        },
+        pool_weights: weights,
+    }
+}
+
+/// Splits indices into batches of at most `batch_size` after sorting them by sequence length,
+/// so each batch pads to nearly nothing. Returns the batches of original indices.
+pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
+}

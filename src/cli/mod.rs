@@ -1,0 +1,114 @@
+//! Subcommand definitions and dispatch.
+
+mod embed;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use relbert::device::parse_device;
+use relbert::pooling::Aggregation;
+use relbert::{EncoderOptions, RelationEncoder};
+
+/// RelBERT relation embeddings: word pair in, relation vector out.
+#[derive(Parser, Debug)]
+#[command(name = "relbert", version, about)]
+pub struct Cli {
+    /// Worker threads for tokenisation and matrix work (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Embed word pairs into relation vectors.
+    Embed(embed::EmbedArgs),
+}
+
+/// Options shared by every command that loads a model.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json).
+    /// Default: $RELBERT_MODEL, models/relbert-minilm, then models/all-MiniLM-L6-v2.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prompt template with <subj>, <obj> and <mask> (default: the model's, else the reference's).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Aggregation: average_no_mask, mask or average (default: the model's, else average_no_mask).
+    #[arg(long)]
+    pub aggregation: Option<Aggregation>,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// cpu, or cuda:N with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl ModelArgs {
+    /// The model directory to use.
+    pub fn model_dir(&self) -> PathBuf {
+        self.model
+            .clone()
+            .unwrap_or_else(relbert::models::default_model_dir)
+    }
+
+    /// Loads the relation encoder these options describe.
+    pub fn load(&self, trainable: bool) -> Result<RelationEncoder> {
+        let dir = self.model_dir();
+        let opts = EncoderOptions {
+            template: self.template.clone(),
+            aggregation: self.aggregation,
+            batch_size: self.batch_size,
+            device: parse_device(&self.device)?,
+            trainable,
+        };
+        let started = std::time::Instant::now();
+        let enc = RelationEncoder::load(&dir, &opts).with_context(|| {
+            format!(
+                "loading model {} (run scripts/fetch-base-model.sh for the base MiniLM)",
+                dir.display()
+            )
+        })?;
+        tracing::info!(
+            "loaded {}: {}-d, {} pooling, in {:.2}s",
+            dir.display(),
+            enc.dim(),
+            enc.aggregation(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(enc)
+    }
+}
+
+/// A progress bar on stderr counting pairs, with rate and ETA (hidden when not a terminal).
+pub fn pair_progress(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} pairs  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n > 0, "invalid value for --threads: must be at least 1");
+        // candle's CPU kernels size their parallelism from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    match cli.command {
+        Command::Embed(a) => embed::run(a),
+    }
+}

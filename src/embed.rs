@@ -1,0 +1,146 @@
+//! The `embed` pipeline: pairs stream through the encoder in chunks into JSON lines or an
+//! `.npy` array, so memory stays flat however long the input is.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::output::{
+    npy_header, pairs_sidecar, write_f32_row, write_jsonl_row, AtomicFile, Format,
+};
+use crate::pairs::PairRecord;
+use crate::pooling::normalize_in_place;
+use crate::relation::RelationEncoder;
+
+/// Pairs encoded per chunk; bounds memory while leaving room for length-sorted batches.
+pub const CHUNK: usize = 4096;
+
+/// Where vectors go.
+pub enum Sink {
+    /// JSON lines to a file (atomic) or to standard output.
+    Jsonl(Option<AtomicFile>),
+    /// `.npy` array plus the `.pairs.tsv` beside it (both atomic).
+    Npy {
+        /// The array file.
+        array: AtomicFile,
+        /// The pair list.
+        pairs: AtomicFile,
+    },
+}
+
+impl Sink {
+    /// Opens the sink for `n` vectors of width `dim`.
+    pub fn open(
+        format: Format,
+        out: Option<&Path>,
+        n: usize,
+        dim: usize,
+        force: bool,
+    ) -> Result<Self> {
+        match (format, out) {
+            (Format::Jsonl, None) => Ok(Sink::Jsonl(None)),
+            (Format::Jsonl, Some(p)) => Ok(Sink::Jsonl(Some(AtomicFile::create(p, force)?))),
+            (Format::Npy, None) => Err(Error::InvalidArgument {
+                flag: "--out".into(),
+                message: "--format npy needs an output file".into(),
+            }),
+            (Format::Npy, Some(p)) => {
+                let mut array = AtomicFile::create(p, force)?;
+                array
+                    .writer()
+                    .write_all(&npy_header(n, dim))
+                    .map_err(|e| Error::io(p, e))?;
+                let pairs = AtomicFile::create(&pairs_sidecar(p), force)?;
+                Ok(Sink::Npy { array, pairs })
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        rec: &PairRecord,
+        v: &[f32],
+        stdout: &mut impl Write,
+    ) -> std::io::Result<()> {
+        match self {
+            Sink::Jsonl(None) => write_jsonl_row(stdout, &rec.head, &rec.tail, v),
+            Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), &rec.head, &rec.tail, v),
+            Sink::Npy { array, pairs } => {
+                write_f32_row(array.writer(), v)?;
+                match &rec.label {
+                    Some(l) => writeln!(pairs.writer(), "{}\t{}\t{}", rec.head, rec.tail, l),
+                    None => writeln!(pairs.writer(), "{}\t{}", rec.head, rec.tail),
+                }
+            }
+        }
+    }
+
+    /// Renames the finished files into place.
+    pub fn commit(self) -> Result<()> {
+        match self {
+            Sink::Jsonl(None) => Ok(()),
+            Sink::Jsonl(Some(f)) => f.commit(),
+            Sink::Npy { array, pairs } => {
+                array.commit()?;
+                pairs.commit()
+            }
+        }
+    }
+}
+
+/// Embeds `records` in input order into `sink`; unit vectors unless `raw`. Each distinct pair
+/// is encoded once: a pair seen again later is served from a cache that holds only pairs with
+/// occurrences still to come. `progress` receives the number of records written.
+pub fn embed_into(
+    encoder: &RelationEncoder,
+    records: &[PairRecord],
+    sink: &mut Sink,
+    raw: bool,
+    progress: &dyn Fn(usize),
+) -> Result<()> {
+    let mut remaining: HashMap<(&str, &str), usize> = HashMap::new();
+    for r in records {
+        *remaining.entry((&r.head, &r.tail)).or_default() += 1;
+    }
+    let mut cache: HashMap<(&str, &str), Vec<f32>> = HashMap::new();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut written = 0;
+    for chunk in records.chunks(CHUNK) {
+        let todo: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str()))
+            .filter(|k| !cache.contains_key(k))
+            .collect();
+        let fresh = encoder.embed_raw(&todo)?;
+        let mut fresh: HashMap<(&str, &str), Vec<f32>> = todo.into_iter().zip(fresh).collect();
+        for rec in chunk {
+            let key = (rec.head.as_str(), rec.tail.as_str());
+            let left = remaining.get_mut(&key).map(|c| {
+                *c -= 1;
+                *c
+            });
+            let mut v = match cache.get(&key) {
+                Some(v) => v.clone(),
+                None => fresh.get(&key).cloned().unwrap_or_default(),
+            };
+            if left.unwrap_or(0) > 0 {
+                if let Some(f) = fresh.remove(&key) {
+                    cache.insert(key, f);
+                }
+            } else {
+                cache.remove(&key);
+            }
+            if !raw {
+                normalize_in_place(&mut v);
+            }
+            sink.write(rec, &v, &mut out)
+                .map_err(|e| Error::io("<output>", e))?;
+        }
+        written += chunk.len();
+        progress(written);
+    }
+    out.flush().map_err(|e| Error::io("<stdout>", e))?;
+    Ok(())
+}

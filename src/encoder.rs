@@ -1,0 +1,449 @@
+//! The BERT/RoBERTa transformer encoder, written on candle-core tensor ops so that one module
+//! serves both inference and training.
+//!
+//! Why our own module rather than candle-transformers': its `bert` gives wrong positions on
+//! RoBERTa checkpoints, and its fused LayerNorm and softmax kernels have no backward pass, so
+//! gradients silently stop. Here every operation has two forms chosen per call by [`Mode`]:
+//! [`Mode::Inference`] uses candle's fused kernels (fast, no gradient), [`Mode::Train`] composes
+//! the same maths from primitive ops that all have a backward pass. Both are parity-tested.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{Error, Result};
+
+/// Which kernels a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fused kernels; no gradient flows.
+    Inference,
+    /// Differentiable composition of primitive ops (and dropout, when set).
+    Train,
+}
+
+/// One padded batch of token sequences, ready for the encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderInput {
+    /// Token ids, `[batch, seq]`, row-major, padded with the pad id.
+    pub ids: Vec<u32>,
+    /// Position ids, `[batch, seq]` (architecture-specific numbering).
+    pub positions: Vec<u32>,
+    /// Real length of each sequence (the rest is padding).
+    pub lengths: Vec<usize>,
+    /// Batch size.
+    pub batch: usize,
+    /// Padded sequence length.
+    pub seq_len: usize,
+}
+
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match mode {
+            Mode::Inference => Ok(candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            )?),
+            Mode::Train => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let centred = x.broadcast_sub(&mean)?;
+                let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+                let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+                Ok(normed
+                    .broadcast_mul(&self.weight)?
+                    .broadcast_add(&self.bias)?)
+            }
+        }
+    }
+}
+
+fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
+    match mode {
+        Mode::Inference => Ok(candle_nn::ops::softmax_last_dim(x)?),
+        Mode::Train => {
+            // The shift by the (detached) row maximum changes nothing mathematically, so the
+            // gradient stays exact while exp cannot overflow.
+            let max = x.max_keepdim(D::Minus1)?.detach();
+            let e = x.broadcast_sub(&max)?.exp()?;
+            Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+        }
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+}
+
+/// A BERT or RoBERTa encoder with its parameters.
+pub struct Encoder {
+    config: ModelConfig,
+    device: Device,
+    word_embeddings: Tensor,
+    position_embeddings: Tensor,
+    token_type_row: Tensor,
+    token_type_embeddings: Tensor,
+    embed_norm: LayerNorm,
+    layers: Vec<Layer>,
+    /// Present when loaded for training: every parameter as a candle `Var`, by HF name.
+    vars: Option<Vec<(String, Var)>>,
+}
+
+/// The prefixes under which checkpoints store the encoder's tensors.
+const PREFIXES: [&str; 3] = ["", "bert.", "roberta."];
+
+struct TensorSource<'a> {
+    path: &'a Path,
+    tensors: HashMap<String, Tensor>,
+    prefix: &'static str,
+    device: Device,
+    trainable: bool,
+    vars: Vec<(String, Var)>,
+}
+
+impl TensorSource<'_> {
+    fn get(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let full = format!("{}{}", self.prefix, name);
+        // Old BERT checkpoints name LayerNorm parameters gamma/beta.
+        let alias = full
+            .strip_suffix("LayerNorm.weight")
+            .map(|p| format!("{p}LayerNorm.gamma"))
+            .or_else(|| {
+                full.strip_suffix("LayerNorm.bias")
+                    .map(|p| format!("{p}LayerNorm.beta"))
+            });
+        let t = match self.tensors.remove(&full) {
+            Some(t) => t,
+            None => match alias.and_then(|a| self.tensors.remove(&a)) {
+                Some(t) => t,
+                None => {
+                    return Err(Error::Tensor {
+                        path: self.path.to_path_buf(),
+                        tensor: full,
+                        message: "missing from the checkpoint".into(),
+                    })
+                }
+            },
+        };
+        if t.dims() != shape {
+            return Err(Error::Tensor {
+                path: self.path.to_path_buf(),
+                tensor: full,
+                message: format!("shape {:?}, expected {:?}", t.dims(), shape),
+            });
+        }
+        let t = match t.dtype() {
+            DType::F32 => t,
+            DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
+            other => {
+                return Err(Error::Tensor {
+                    path: self.path.to_path_buf(),
+                    tensor: full,
+                    message: format!("dtype {other:?}, expected a float type"),
+                })
+            }
+        };
+        let t = t.to_device(&self.device)?;
+        if self.trainable {
+            let var = Var::from_tensor(&t)?;
+            let tensor = var.as_tensor().clone();
+            self.vars.push((name.to_string(), var));
+            Ok(tensor)
+        } else {
+            Ok(t)
+        }
+    }
+
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.get(&format!("{name}.weight"), &[out, inp])?,
+            bias: self.get(&format!("{name}.bias"), &[out])?,
+        })
+    }
+
+    fn norm(&mut self, name: &str, width: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.get(&format!("{name}.weight"), &[width])?,
+            bias: self.get(&format!("{name}.bias"), &[width])?,
+            eps,
+        })
+    }
+}
+
+impl Encoder {
+    /// Loads the encoder from a safetensors checkpoint. With `trainable`, every parameter is a
+    /// [`Var`] (see [`Encoder::vars`]).
+    pub fn load(
+        config: &ModelConfig,
+        weights: &Path,
+        device: &Device,
+        trainable: bool,
+    ) -> Result<Self> {
+        if !weights.is_file() {
+            return Err(Error::MissingFile {
+                path: weights.to_path_buf(),
+            });
+        }
+        let tensors =
+            candle_core::safetensors::load(weights, &Device::Cpu).map_err(|e| Error::Tensor {
+                path: weights.to_path_buf(),
+                tensor: "*".into(),
+                message: format!("cannot read safetensors: {e}"),
+            })?;
+        Self::from_tensors(config, tensors, weights, device, trainable)
+    }
+
+    /// Builds the encoder from named tensors (as stored in a checkpoint); `path` names their
+    /// origin in errors.
+    pub fn from_tensors(
+        config: &ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        path: &Path,
+        device: &Device,
+        trainable: bool,
+    ) -> Result<Self> {
+        let prefix = PREFIXES
+            .iter()
+            .find(|p| tensors.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
+            .copied()
+            .ok_or_else(|| Error::Tensor {
+                path: path.to_path_buf(),
+                tensor: "embeddings.word_embeddings.weight".into(),
+                message: "missing (also looked under bert. and roberta.)".into(),
+            })?;
+        let mut src = TensorSource {
+            path,
+            tensors,
+            prefix,
+            device: device.clone(),
+            trainable,
+            vars: Vec::new(),
+        };
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let word_embeddings =
+            src.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let position_embeddings = src.get(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let token_type_embeddings = src.get(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
+        let embed_norm = src.norm("embeddings.LayerNorm", h, eps)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(Layer {
+                query: src.linear(&format!("{p}.attention.self.query"), h, h)?,
+                key: src.linear(&format!("{p}.attention.self.key"), h, h)?,
+                value: src.linear(&format!("{p}.attention.self.value"), h, h)?,
+                attn_out: src.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: src.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                intermediate: src.linear(
+                    &format!("{p}.intermediate.dense"),
+                    config.intermediate_size,
+                    h,
+                )?,
+                output: src.linear(&format!("{p}.output.dense"), h, config.intermediate_size)?,
+                out_norm: src.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+            });
+        }
+        let token_type_row = token_type_embeddings.get(0)?;
+        Ok(Encoder {
+            config: config.clone(),
+            device: device.clone(),
+            word_embeddings,
+            position_embeddings,
+            token_type_row,
+            token_type_embeddings,
+            embed_norm,
+            layers,
+            vars: trainable.then_some(src.vars),
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The trainable parameters by Hugging Face name (no prefix); `None` unless loaded with
+    /// `trainable`.
+    pub fn vars(&self) -> Option<&[(String, Var)]> {
+        self.vars.as_deref()
+    }
+
+    /// Every parameter by Hugging Face name (no prefix), as currently held.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            (
+                "embeddings.word_embeddings.weight".to_string(),
+                self.word_embeddings.clone(),
+            ),
+            (
+                "embeddings.position_embeddings.weight".to_string(),
+                self.position_embeddings.clone(),
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".to_string(),
+                self.token_type_embeddings.clone(),
+            ),
+            (
+                "embeddings.LayerNorm.weight".to_string(),
+                self.embed_norm.weight.clone(),
+            ),
+            (
+                "embeddings.LayerNorm.bias".to_string(),
+                self.embed_norm.bias.clone(),
+            ),
+        ];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            let mut lin = |n: &str, x: &Linear| {
+                out.push((format!("{p}.{n}.weight"), x.weight.clone()));
+                out.push((format!("{p}.{n}.bias"), x.bias.clone()));
+            };
+            lin("attention.self.query", &l.query);
+            lin("attention.self.key", &l.key);
+            lin("attention.self.value", &l.value);
+            lin("attention.output.dense", &l.attn_out);
+            lin("intermediate.dense", &l.intermediate);
+            lin("output.dense", &l.output);
+            for (n, x) in [
+                ("attention.output.LayerNorm", &l.attn_norm),
+                ("output.LayerNorm", &l.out_norm),
+            ] {
+                out.push((format!("{p}.{n}.weight"), x.weight.clone()));
+                out.push((format!("{p}.{n}.bias"), x.bias.clone()));
+            }
+        }
+        out
+    }
+
+    /// Position ids for one sequence of `len` real tokens padded to `seq_len`.
+    pub fn position_ids(&self, len: usize, seq_len: usize) -> Vec<u32> {
+        match self.config.architecture {
+            Architecture::Bert => (0..seq_len as u32).collect(),
+            Architecture::Roberta => {
+                // HF's create_position_ids_from_input_ids: real tokens count from
+                // padding_idx + 1, padding keeps padding_idx.
+                let pad = self.config.pad_token_id;
+                (0..seq_len)
+                    .map(|i| if i < len { pad + 1 + i as u32 } else { pad })
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs the encoder; returns the last hidden states `[batch, seq, hidden]`.
+    pub fn forward(&self, input: &EncoderInput, mode: Mode) -> Result<Tensor> {
+        let (b, t) = (input.batch, input.seq_len);
+        let h = self.config.hidden_size;
+        let nh = self.config.num_attention_heads;
+        let dh = self.config.head_dim();
+        let dev = &self.device;
+        let ids = Tensor::from_slice(&input.ids, b * t, dev)?;
+        let pos = Tensor::from_slice(&input.positions, b * t, dev)?;
+        let x = self
+            .word_embeddings
+            .index_select(&ids, 0)?
+            .add(&self.position_embeddings.index_select(&pos, 0)?)?
+            .broadcast_add(&self.token_type_row)?;
+        let mut x = self.embed_norm.forward(&x, mode)?;
+
+        // Additive attention bias: 0 for real tokens, a huge negative for padding.
+        let needs_mask = input.lengths.iter().any(|&l| l < t);
+        let bias = if needs_mask {
+            let mut m = vec![0f32; b * t];
+            for (row, &len) in input.lengths.iter().enumerate() {
+                for v in &mut m[row * t + len..(row + 1) * t] {
+                    *v = f32::MIN;
+                }
+            }
+            Some(Tensor::from_vec(m, (b, 1, 1, t), dev)?)
+        } else {
+            None
+        };
+        let scale = 1.0 / (dh as f64).sqrt();
+        for layer in &self.layers {
+            let heads = |y: Tensor| -> Result<Tensor> {
+                Ok(y.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous()?)
+            };
+            let q = heads(layer.query.forward(&x)?)?;
+            let k = heads(layer.key.forward(&x)?)?;
+            let v = heads(layer.value.forward(&x)?)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(bias) = &bias {
+                scores = scores.broadcast_add(bias)?;
+            }
+            let probs = softmax_last(&scores, mode)?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b * t, h))?;
+            let attn = layer
+                .attn_norm
+                .forward(&layer.attn_out.forward(&ctx)?.add(&x)?, mode)?;
+            let inter = layer.intermediate.forward(&attn)?.gelu_erf()?;
+            x = layer
+                .out_norm
+                .forward(&layer.output.forward(&inter)?.add(&attn)?, mode)?;
+        }
+        Ok(x.reshape((b, t, h))?)
+    }
+
+    /// Path-independent identity of the weights: sha256 of the safetensors file.
+    pub fn weights_sha256(path: &Path) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut f, &mut hasher).map_err(|e| Error::io(path, e))?;
+        Ok(format!("{:x}", hasher.finalize()))
+    }
+
+    /// Saves every parameter as float32 (or float16 with `half`) safetensors under HF names.
+    pub fn save_safetensors(&self, path: &PathBuf, half: bool) -> Result<()> {
+        let mut map = HashMap::new();
+        for (name, t) in self.named_tensors() {
+            let t = if half { t.to_dtype(DType::F16)? } else { t };
+            map.insert(name, t.to_device(&Device::Cpu)?);
+        }
+        candle_core::safetensors::save(&map, path)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! The library's typed errors. Every variant names the file, line, flag or tensor a user can
+//! act on; the binary wraps these with `anyhow` context.
+
+use std::path::PathBuf;
+
+/// Errors returned by the relbert library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file the model directory must contain is absent.
+    #[error("missing file {path}: a model directory needs config.json, model.safetensors and tokenizer.json")]
+    MissingFile {
+        /// The path that was looked for.
+        path: PathBuf,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `config.json` could not be parsed or holds an unsupported value.
+    #[error("{path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The checkpoint lacks a tensor or holds one of the wrong shape or type.
+    #[error("{path}: tensor {tensor}: {message}")]
+    Tensor {
+        /// The safetensors file.
+        path: PathBuf,
+        /// The tensor's name as the model expects it.
+        tensor: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The tokenizer could not be loaded or failed on an input.
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizer's own message.
+        message: String,
+    },
+    /// A prompt template lacks a placeholder.
+    #[error("template {template:?} must contain <subj>, <obj> and <mask>")]
+    Template {
+        /// The template as given.
+        template: String,
+    },
+    /// An input line could not be parsed.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The input file (or `<stdin>`).
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
+    /// An option has an invalid value.
+    #[error("invalid value for {flag}: {message}")]
+    InvalidArgument {
+        /// The flag (e.g. `--aggregation`).
+        flag: String,
+        /// Why it is rejected.
+        message: String,
+    },
+    /// The input held nothing to work on.
+    #[error("{path}: no input ({what})")]
+    Empty {
+        /// The input file.
+        path: PathBuf,
+        /// What was expected.
+        what: String,
+    },
+    /// A tensor operation failed inside candle.
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// An output target exists and `--force` was not given.
+    #[error("{path} exists; pass --force to overwrite it")]
+    Exists {
+        /// The existing path.
+        path: PathBuf,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

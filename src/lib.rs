@@ -1,0 +1,21 @@
+//! relbert: RelBERT relation embeddings in Rust.
+//!
+//! A word pair such as (Paris, France) is put into a prompt, run through a BERT or RoBERTa
+//! encoder, and pooled into a *relation vector*; pairs with the same relation get close
+//! vectors. [`relation::RelationEncoder`] is that function; the other modules build on it.
+
+pub mod batching;
+pub mod config;
+pub mod device;
+pub mod embed;
+pub mod encoder;
+pub mod error;
+pub mod models;
+pub mod output;
+pub mod pairs;
+pub mod pooling;
+pub mod prompt;
+pub mod relation;
+
+pub use error::{Error, Result};
+pub use relation::{EncoderOptions, RelationEncoder};

@@ -1,0 +1,90 @@
+//! Word-pair files: `head<TAB>tail[<TAB>label]` per line, blank lines and `#` lines skipped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// One pair read from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairRecord {
+    /// The first word (may contain spaces).
+    pub head: String,
+    /// The second word.
+    pub tail: String,
+    /// Optional label from the third column.
+    pub label: Option<String>,
+    /// 1-based line number in the source.
+    pub line: usize,
+}
+
+/// Parses pair lines from a reader; `path` names the source in errors.
+pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let lineno = i + 1;
+        let line = line.map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: lineno,
+            message: format!("cannot read line: {e}"),
+        })?;
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        let err = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            line: lineno,
+            message,
+        };
+        if cols.len() < 2 || cols.len() > 3 {
+            return Err(err(format!(
+                "expected head<TAB>tail[<TAB>label], found {} tab-separated field(s) in {line:?}",
+                cols.len()
+            )));
+        }
+        if cols[0].trim().is_empty() || cols[1].trim().is_empty() {
+            return Err(err(format!("empty word in {line:?}")));
+        }
+        out.push(PairRecord {
+            head: cols[0].to_string(),
+            tail: cols[1].to_string(),
+            label: cols.get(2).map(|s| s.to_string()),
+            line: lineno,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads a pair file, or standard input for `-`.
+pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
+    if path == Path::new("-") {
+        parse_pairs(std::io::stdin().lock(), &PathBuf::from("<stdin>"))
+    } else {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        parse_pairs(f, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_skips() {
+        let text = "# comment\nparis\tfrance\n\nNew York\tcity\tcapital\r\n";
+        let p = parse_pairs(text.as_bytes(), Path::new("x.tsv")).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].line, 2);
+        assert_eq!(p[1].head, "New York");
+        assert_eq!(p[1].label.as_deref(), Some("capital"));
+    }
+
+    #[test]
+    fn names_the_bad_line() {
+        let err = parse_pairs("a\tb\nno tab here\n".as_bytes(), Path::new("x.tsv")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("x.tsv:2:"), "{msg}");
+    }
+}

@@ -1,0 +1,267 @@
+//! The one function everything stands on: a word pair in, a relation vector out.
+//!
+//! [`RelationEncoder`] ties a model directory's encoder, tokenizer, prompt template and
+//! aggregation mode together, embeds each distinct pair once, batches prompts by length and
+//! returns either the reference's raw sums or unit vectors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::batching::{length_sorted_batches, make_batch, PromptTokenizer, Tokenized};
+use crate::config::{ModelConfig, ModelFiles, RelbertConfig};
+use crate::encoder::{Encoder, Mode};
+use crate::error::{Error, Result};
+use crate::pooling::{normalize_in_place, pool_sum, Aggregation};
+use crate::prompt::Template;
+
+/// How to load a [`RelationEncoder`]; `None` fields fall back to the checkpoint's
+/// `relbert_config`, then to the reference defaults.
+#[derive(Debug, Clone)]
+pub struct EncoderOptions {
+    /// Prompt template override.
+    pub template: Option<String>,
+    /// Aggregation override.
+    pub aggregation: Option<Aggregation>,
+    /// Prompts per forward pass.
+    pub batch_size: usize,
+    /// Where the model runs.
+    pub device: Device,
+    /// Load every parameter as a trainable `Var`.
+    pub trainable: bool,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            template: None,
+            aggregation: None,
+            batch_size: 64,
+            device: Device::Cpu,
+            trainable: false,
+        }
+    }
+}
+
+/// What identifies the function a vector came from: same identity, same vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderIdentity {
+    /// The model directory as given.
+    pub model: String,
+    /// sha256 of `model.safetensors`.
+    pub weights_sha256: String,
+    /// The prompt template.
+    pub template: String,
+    /// The aggregation mode's name.
+    pub aggregation: String,
+}
+
+/// A loaded model ready to turn word pairs into relation vectors.
+pub struct RelationEncoder {
+    encoder: Encoder,
+    tokenizer: PromptTokenizer,
+    template: Template,
+    aggregation: Aggregation,
+    batch_size: usize,
+    files: ModelFiles,
+    dir: PathBuf,
+}
+
+impl RelationEncoder {
+    /// Loads a Hugging Face-format model directory.
+    pub fn load(dir: &Path, opts: &EncoderOptions) -> Result<Self> {
+        let files = ModelFiles::in_dir(dir)?;
+        let config = ModelConfig::from_file(&files.config)?;
+        let template = match opts
+            .template
+            .as_deref()
+            .or(config.relbert.template.as_deref())
+        {
+            Some(t) => Template::new(t)?,
+            None => Template::default(),
+        };
+        let aggregation = match (opts.aggregation, &config.relbert.aggregation_mode) {
+            (Some(a), _) => a,
+            (None, Some(name)) => name.parse().map_err(|_| Error::Config {
+                path: files.config.clone(),
+                message: format!("relbert_config.aggregation_mode {name:?} is not a known mode"),
+            })?,
+            (None, None) => Aggregation::default(),
+        };
+        if opts.batch_size == 0 {
+            return Err(Error::InvalidArgument {
+                flag: "--batch-size".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let tokenizer = PromptTokenizer::from_file(
+            &files.tokenizer,
+            config.pad_token_id,
+            config.max_sequence_len(),
+        )?;
+        let encoder = Encoder::load(&config, &files.weights, &opts.device, opts.trainable)?;
+        Ok(RelationEncoder {
+            encoder,
+            tokenizer,
+            template,
+            aggregation,
+            batch_size: opts.batch_size,
+            files,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The transformer underneath.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The prompt tokenizer.
+    pub fn tokenizer(&self) -> &PromptTokenizer {
+        &self.tokenizer
+    }
+
+    /// The prompt template in use.
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+
+    /// The aggregation mode in use.
+    pub fn aggregation(&self) -> Aggregation {
+        self.aggregation
+    }
+
+    /// The model's files.
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    /// The model directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Width of the relation vectors.
+    pub fn dim(&self) -> usize {
+        self.encoder.config().hidden_size
+    }
+
+    /// The `relbert_config` block describing this encoder's prompt settings.
+    pub fn relbert_config(&self) -> RelbertConfig {
+        RelbertConfig {
+            template: Some(self.template.as_str().to_string()),
+            aggregation_mode: Some(self.aggregation.name().to_string()),
+        }
+    }
+
+    /// The identity of this encoding function (hashes the weights file).
+    pub fn identity(&self) -> Result<EncoderIdentity> {
+        Ok(EncoderIdentity {
+            model: self.dir.display().to_string(),
+            weights_sha256: Encoder::weights_sha256(&self.files.weights)?,
+            template: self.template.as_str().to_string(),
+            aggregation: self.aggregation.name().to_string(),
+        })
+    }
+
+    /// Tokenises pairs in parallel, warning once about truncated prompts and failing if
+    /// `mask` aggregation lost its mask token.
+    pub fn tokenize<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Tokenized>> {
+        let toks = self.tokenizer.encode_pairs(&self.template, pairs)?;
+        let truncated: Vec<usize> = (0..toks.len()).filter(|&i| toks[i].truncated).collect();
+        if let Some(&first) = truncated.first() {
+            tracing::warn!(
+                "{} prompt(s) longer than {} tokens were truncated, e.g. ({:?}, {:?})",
+                truncated.len(),
+                crate::batching::MAX_LENGTH,
+                pairs[first].0.as_ref(),
+                pairs[first].1.as_ref()
+            );
+        }
+        if self.aggregation == Aggregation::Mask {
+            let mask = self.tokenizer.mask_id();
+            if let Some(i) = (0..toks.len()).find(|&i| !toks[i].ids.contains(&mask)) {
+                return Err(Error::InvalidArgument {
+                    flag: "--aggregation mask".into(),
+                    message: format!(
+                        "truncation removed the mask token from the prompt of ({:?}, {:?})",
+                        pairs[i].0.as_ref(),
+                        pairs[i].1.as_ref()
+                    ),
+                });
+            }
+        }
+        Ok(toks)
+    }
+
+    /// Encodes token sequences (one batch, in the given order) and returns the pooled raw
+    /// sums `[n, dim]`. In [`Mode::Train`] the result carries gradients.
+    pub fn forward_pooled(&self, seqs: &[&[u32]], mode: Mode) -> Result<Tensor> {
+        let batch = make_batch(
+            seqs,
+            self.tokenizer.pad_id(),
+            self.tokenizer.mask_id(),
+            self.aggregation,
+            |len, t| self.encoder.position_ids(len, t),
+        );
+        let hidden = self.encoder.forward(&batch.input, mode)?;
+        let weights = Tensor::from_vec(
+            batch.pool_weights,
+            (batch.input.batch, batch.input.seq_len),
+            self.encoder.device(),
+        )?;
+        pool_sum(&hidden, &weights)
+    }
+
+    /// The reference's raw relation vectors (sums over the pooled tokens), in input order.
+    /// Each distinct pair is encoded once; `progress` is told how many pairs are done.
+    pub fn embed_raw_with_progress<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut distinct: Vec<(&str, &str)> = Vec::new();
+        let mut slot: HashMap<(&str, &str), usize> = HashMap::new();
+        let index: Vec<usize> = pairs
+            .iter()
+            .map(|(h, t)| {
+                let key = (h.as_ref(), t.as_ref());
+                *slot.entry(key).or_insert_with(|| {
+                    distinct.push(key);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let toks = self.tokenize(&distinct)?;
+        let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
+        let mut vectors = vec![Vec::new(); distinct.len()];
+        let mut done = 0;
+        for batch in length_sorted_batches(&lengths, self.batch_size) {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
+            let pooled = self
+                .forward_pooled(&seqs, Mode::Inference)?
+                .to_device(&Device::Cpu)?
+                .to_vec2::<f32>()?;
+            for (&i, v) in batch.iter().zip(pooled) {
+                vectors[i] = v;
+            }
+            done += batch.len();
+            progress(done);
+        }
+        Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
+    }
+
+    /// Raw relation vectors (see [`Self::embed_raw_with_progress`]).
+    pub fn embed_raw<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Vec<f32>>> {
+        self.embed_raw_with_progress(pairs, &|_| {})
+    }
+
+    /// Unit-length relation vectors, in input order.
+    pub fn embed<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Vec<f32>>> {
+        let mut v = self.embed_raw(pairs)?;
+        v.iter_mut().for_each(|x| normalize_in_place(x));
+        Ok(v)
+    }
+}

@@ -1,0 +1,238 @@
+//! End-to-end tests of `relbert embed`: outputs, and the errors a user can cause.
+
+mod common;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use common::{cosine, fixture};
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn copy_model(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn jsonl_output_is_unit_vectors_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(
+        dir.path(),
+        "p.tsv",
+        "# a comment\nparis\tfrance\n\ndog\tpuppy\tyoung\nparis\tfrance\n",
+    );
+    let out = dir.path().join("v.jsonl");
+    relbert()
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["pair"], serde_json::json!(["dog", "puppy"]));
+    let vec = |i: usize| -> Vec<f32> {
+        rows[i]["vector"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    assert_eq!(vec(0).len(), 32);
+    let norm: f32 = vec(0).iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+    assert_eq!(vec(0), vec(2));
+    assert!(cosine(&vec(0), &vec(1)) < 0.9999);
+}
+
+#[test]
+fn raw_and_stdin_and_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.npy");
+    relbert()
+        .args([
+            "embed", "--raw", "--format", "npy", "--pairs", "-", "--model",
+        ])
+        .arg(fixture("tiny-roberta"))
+        .arg("--out")
+        .arg(&out)
+        .write_stdin("paris\tfrance\ntokyo\tjapan\tcapital\n")
+        .assert()
+        .success();
+    let bytes = std::fs::read(&out).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'shape': (2, 32)"), "{header}");
+    assert_eq!(bytes.len(), 10 + header_len + 2 * 32 * 4);
+    // Raw sums are not unit length.
+    let first: Vec<f32> = bytes[10 + header_len..10 + header_len + 128]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let norm: f32 = first.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(norm > 1.5, "raw norm {norm}");
+    let side = std::fs::read_to_string(dir.path().join("v.pairs.tsv")).unwrap();
+    assert_eq!(side, "paris\tfrance\ntokyo\tjapan\tcapital\n");
+}
+
+#[test]
+fn malformed_line_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "bad.tsv", "paris\tfrance\njust-one-word\n");
+    let out = dir.path().join("v.jsonl");
+    relbert()
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("bad.tsv:2:"));
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the input file remains");
+}
+
+#[test]
+fn empty_input_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "empty.tsv", "# nothing here\n\n");
+    relbert()
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no pairs"));
+}
+
+#[test]
+fn missing_model_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    copy_model(&fixture("tiny-bert"), &model);
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    let pairs = write(dir.path(), "p.tsv", "a\tb\n");
+    relbert()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("tokenizer.json"));
+}
+
+#[test]
+fn unknown_model_type_and_bad_tensor_shape_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "a\tb\n");
+    let model = dir.path().join("m");
+    copy_model(&fixture("tiny-bert"), &model);
+    let cfg = std::fs::read_to_string(model.join("config.json")).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        cfg.replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\""),
+    )
+    .unwrap();
+    relbert()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("config.json"))
+        .stderr(predicates::str::contains("gpt2"));
+
+    std::fs::write(
+        model.join("config.json"),
+        cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 65"),
+    )
+    .unwrap();
+    relbert()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "encoder.layer.0.intermediate.dense.weight",
+        ))
+        .stderr(predicates::str::contains("model.safetensors"));
+}
+
+#[test]
+fn existing_output_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "a\tb\n");
+    let out = write(dir.path(), "v.jsonl", "precious\n");
+    let run = |force: bool| {
+        let mut c = relbert();
+        c.args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(&out);
+        if force {
+            c.arg("--force");
+        }
+        c.assert()
+    };
+    run(false)
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    run(true).success();
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .starts_with("{\"pair\""));
+}
+
+#[test]
+fn bad_flags_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "a\tb\n");
+    relbert()
+        .args(["embed", "--aggregation", "median", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--aggregation"));
+    relbert()
+        .args(["embed", "--template", "no placeholders", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("<subj>"));
+}
