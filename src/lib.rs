@@ -4,8 +4,10 @@
 //! encoder, and pooled into a *relation vector*; pairs with the same relation get close
 //! vectors. [`relation::RelationEncoder`] is that function; the other modules build on it.
 
+pub mod analogy;
 pub mod batching;
 pub mod config;
+pub mod datasets;
 pub mod device;
 pub mod embed;
 pub mod encoder;

@@ -1,0 +1,222 @@
+//! Dataset files: analogy questions (the RelBERT JSONL format) and the SemEval-2012
+//! relational-similarity training data.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A word pair as datasets store it.
+pub type Pair = (String, String);
+
+/// One multiple-choice analogy question: which choice relates like the stem?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalogyQuestion {
+    /// The query pair.
+    pub stem: Pair,
+    /// Candidate pairs.
+    pub choice: Vec<Pair>,
+    /// Index of the right candidate.
+    pub answer: usize,
+    /// Source or category (Google section, BATS relation file, SAT source).
+    pub prefix: String,
+}
+
+#[derive(Deserialize)]
+struct RawQuestion {
+    stem: Vec<String>,
+    choice: Vec<Vec<String>>,
+    answer: i64,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
+    match <[String; 2]>::try_from(v) {
+        Ok([a, b]) => Ok((a, b)),
+        Err(v) => Err(format!("{what} has {} words, expected 2", v.len())),
+    }
+}
+
+fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: format!("cannot read line: {e}"),
+        })?;
+        if !line.trim().is_empty() {
+            out.push((i + 1, line));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads an analogy JSONL file (`stem`, `choice`, `answer`, `prefix` per line). A malformed
+/// line or an answer index out of range is an error naming the file and line.
+pub fn load_analogy_file(path: &Path) -> Result<Vec<AnalogyQuestion>> {
+    let mut out = Vec::new();
+    for (line, text) in read_lines(path)? {
+        let err = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let raw: RawQuestion = serde_json::from_str(&text)
+            .map_err(|e| err(format!("not an analogy question: {e}")))?;
+        let stem = two(raw.stem, "stem").map_err(err)?;
+        let choice = raw
+            .choice
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| two(c, &format!("choice {i}")))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(err)?;
+        if choice.is_empty() {
+            return Err(err("no choices".into()));
+        }
+        if raw.answer < 0 || raw.answer as usize >= choice.len() {
+            return Err(err(format!(
+                "answer {} is out of range for {} choices",
+                raw.answer,
+                choice.len()
+            )));
+        }
+        out.push(AnalogyQuestion {
+            stem,
+            choice,
+            answer: raw.answer as usize,
+            prefix: raw.prefix.unwrap_or_default(),
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+            what: "no questions".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// The datasets under `data` that have `<name>/<split>.jsonl`, sorted by name.
+pub fn analogy_datasets(data: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
+    let rd = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(data, e))?;
+        let file = entry.path().join(format!("{split}.jsonl"));
+        if file.is_file() {
+            out.push((entry.file_name().to_string_lossy().into_owned(), file));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One SemEval-2012 relation with its positive and negative example pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationExamples {
+    /// Relation id such as `8d`.
+    pub relation_type: String,
+    /// Pairs that exemplify the relation.
+    pub positives: Vec<Pair>,
+    /// Pairs that do not.
+    pub negatives: Vec<Pair>,
+}
+
+impl RelationExamples {
+    /// The parent category: the id without its final letter (`8d` → `8`).
+    pub fn parent(&self) -> &str {
+        let id = self.relation_type.as_str();
+        match id.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() && i > 0 => &id[..i],
+            _ => id,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRelation {
+    relation_type: String,
+    positives: Vec<Vec<String>>,
+    negatives: Vec<Vec<String>>,
+}
+
+/// Reads a relational-similarity JSONL file (`relation_type`, `positives`, `negatives`).
+pub fn load_relation_file(path: &Path) -> Result<Vec<RelationExamples>> {
+    let mut out = Vec::new();
+    for (line, text) in read_lines(path)? {
+        let err = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let raw: RawRelation =
+            serde_json::from_str(&text).map_err(|e| err(format!("not a relation record: {e}")))?;
+        let conv = |v: Vec<Vec<String>>, what: &str| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, p)| two(p, &format!("{what} {i}")))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(err)
+        };
+        out.push(RelationExamples {
+            relation_type: raw.relation_type,
+            positives: conv(raw.positives, "positive")?,
+            negatives: conv(raw.negatives, "negative")?,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+            what: "no relations".into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q.jsonl");
+        std::fs::write(&p, text).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn reads_questions_and_names_bad_lines() {
+        let ok = r#"{"stem": ["a", "b"], "choice": [["c", "d"], ["e", "f"]], "answer": 1, "prefix": "x"}"#;
+        let (_d, p) = tmp(&format!("{ok}\n"));
+        let q = load_analogy_file(&p).unwrap();
+        assert_eq!(q[0].answer, 1);
+        let bad = ok.replace("\"answer\": 1", "\"answer\": 2");
+        let (_d, p) = tmp(&format!("{ok}\n{bad}\n"));
+        let e = load_analogy_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("q.jsonl:2:") && e.contains("out of range"),
+            "{e}"
+        );
+        let (_d, p) = tmp(&format!("{ok}\n{{not json\n"));
+        assert!(load_analogy_file(&p)
+            .unwrap_err()
+            .to_string()
+            .contains(":2:"));
+    }
+
+    #[test]
+    fn relation_parent() {
+        let r = RelationExamples {
+            relation_type: "10f".into(),
+            positives: vec![],
+            negatives: vec![],
+        };
+        assert_eq!(r.parent(), "10");
+    }
+}
