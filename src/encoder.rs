@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, Var, D};
 
 use crate::config::{Architecture, ModelConfig};
+use crate::cpu_kernels::{CpuModel, LayerTensors};
 use crate::error::{Error, Result};
 
 /// Which kernels a forward pass uses.
@@ -114,6 +115,8 @@ pub struct Encoder {
     layers: Vec<Layer>,
     /// Present when loaded for training: every parameter as a candle `Var`, by HF name.
     vars: Option<Vec<(String, Var)>>,
+    /// The fast CPU inference layout; present for frozen models on the CPU.
+    cpu: Option<CpuModel>,
 }
 
 /// The prefixes under which checkpoints store the encoder's tensors.
@@ -278,6 +281,34 @@ impl Encoder {
             });
         }
         let token_type_row = token_type_embeddings.get(0)?;
+        let cpu = if !trainable && device.is_cpu() {
+            let tensors: Vec<LayerTensors<'_>> = layers
+                .iter()
+                .map(|l| LayerTensors {
+                    qkv: [
+                        (&l.query.weight, &l.query.bias),
+                        (&l.key.weight, &l.key.bias),
+                        (&l.value.weight, &l.value.bias),
+                    ],
+                    attn_out: (&l.attn_out.weight, &l.attn_out.bias),
+                    attn_norm: (&l.attn_norm.weight, &l.attn_norm.bias),
+                    intermediate: (&l.intermediate.weight, &l.intermediate.bias),
+                    output: (&l.output.weight, &l.output.bias),
+                    out_norm: (&l.out_norm.weight, &l.out_norm.bias),
+                })
+                .collect();
+            Some(CpuModel::new(
+                &word_embeddings,
+                &position_embeddings,
+                &token_type_row,
+                (&embed_norm.weight, &embed_norm.bias),
+                &tensors,
+                config.num_attention_heads,
+                eps,
+            )?)
+        } else {
+            None
+        };
         Ok(Encoder {
             config: config.clone(),
             device: device.clone(),
@@ -288,6 +319,7 @@ impl Encoder {
             embed_norm,
             layers,
             vars: trainable.then_some(src.vars),
+            cpu,
         })
     }
 
@@ -299,6 +331,11 @@ impl Encoder {
     /// The device the parameters live on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The fast CPU inference path, when this is a frozen model on the CPU.
+    pub fn cpu_model(&self) -> Option<&CpuModel> {
+        self.cpu.as_ref()
     }
 
     /// The trainable parameters by Hugging Face name (no prefix); `None` unless loaded with

@@ -7,6 +7,7 @@
 pub mod analogy;
 pub mod batching;
 pub mod config;
+pub mod cpu_kernels;
 pub mod datasets;
 pub mod device;
 pub mod embed;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::batching::{length_sorted_batches, make_batch, PromptTokenizer, Tokenized};
@@ -237,18 +238,54 @@ impl RelationEncoder {
         let toks = self.tokenize(&distinct)?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let mut vectors = vec![Vec::new(); distinct.len()];
+        let batches = length_sorted_batches(&lengths, self.batch_size);
         let mut done = 0;
-        for batch in length_sorted_batches(&lengths, self.batch_size) {
-            let seqs: Vec<&[u32]> = batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
-            let pooled = self
-                .forward_pooled(&seqs, Mode::Inference)?
-                .to_device(&Device::Cpu)?
-                .to_vec2::<f32>()?;
-            for (&i, v) in batch.iter().zip(pooled) {
-                vectors[i] = v;
+        if let Some(cpu) = self.encoder.cpu_model() {
+            // One batch per thread at a time, single-threaded kernels inside: no barriers.
+            let mask = self.tokenizer.mask_id();
+            let group = rayon::current_num_threads().max(1) * 2;
+            for wave in batches.chunks(group) {
+                let pooled: Vec<Vec<Vec<f32>>> = wave
+                    .par_iter()
+                    .map(|batch| {
+                        let seqs: Vec<&[u32]> =
+                            batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
+                        let positions: Vec<Vec<u32>> = seqs
+                            .iter()
+                            .map(|s| self.encoder.position_ids(s.len(), s.len()))
+                            .collect();
+                        let pool: Vec<Vec<bool>> = seqs
+                            .iter()
+                            .map(|s| {
+                                (0..s.len())
+                                    .map(|t| self.aggregation.selects(s, t, mask))
+                                    .collect()
+                            })
+                            .collect();
+                        cpu.forward_pooled(&seqs, &positions, &pool)
+                    })
+                    .collect();
+                for (batch, vs) in wave.iter().zip(pooled) {
+                    for (&i, v) in batch.iter().zip(vs) {
+                        vectors[i] = v;
+                    }
+                    done += batch.len();
+                }
+                progress(done);
             }
-            done += batch.len();
-            progress(done);
+        } else {
+            for batch in batches {
+                let seqs: Vec<&[u32]> = batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
+                let pooled = self
+                    .forward_pooled(&seqs, Mode::Inference)?
+                    .to_device(&Device::Cpu)?
+                    .to_vec2::<f32>()?;
+                for (&i, v) in batch.iter().zip(pooled) {
+                    vectors[i] = v;
+                }
+                done += batch.len();
+                progress(done);
+            }
         }
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
     }
