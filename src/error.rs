@@ -82,6 +82,19 @@ pub enum Error {
     /// A tensor operation failed inside candle.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The relation index failed (corrupt file, wrong version, I/O).
+    #[error(transparent)]
+    Index(#[from] relbert_index::IndexError),
+    /// An index was built with another encoder than the one offered for its queries.
+    #[error("index {index} was built with another encoder ({built}); refusing to encode queries with {offered}")]
+    EncoderMismatch {
+        /// The index directory.
+        index: PathBuf,
+        /// The encoder recorded in the index.
+        built: String,
+        /// The encoder offered.
+        offered: String,
+    },
     /// An output target exists and `--force` was not given.
     #[error("{path} exists; pass --force to overwrite it")]
     Exists {

@@ -9,15 +9,17 @@ pub mod batching;
 pub mod config;
 pub mod cpu_kernels;
 pub mod datasets;
+pub mod defaults;
 pub mod device;
 pub mod embed;
 pub mod encoder;
 pub mod error;
-pub mod models;
+pub mod indexing;
 pub mod output;
 pub mod pairs;
 pub mod pooling;
 pub mod prompt;
+pub mod query;
 pub mod relation;
 
 pub use error::{Error, Result};

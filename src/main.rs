@@ -6,8 +6,9 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RELBERT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELBERT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,relbert=info,relbert_index=info")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

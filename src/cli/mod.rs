@@ -1,6 +1,8 @@
 //! Subcommand definitions and dispatch.
 
 mod embed;
+mod index;
+mod query;
 
 use std::path::PathBuf;
 
@@ -26,6 +28,11 @@ pub struct Cli {
 enum Command {
     /// Embed word pairs into relation vectors.
     Embed(embed::EmbedArgs),
+    /// Build or inspect a relation index.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// A is to B as ? is to ?: nearest pairs by relation, from an index.
+    Query(query::QueryArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -54,7 +61,7 @@ impl ModelArgs {
     pub fn model_dir(&self) -> PathBuf {
         self.model
             .clone()
-            .unwrap_or_else(relbert::models::default_model_dir)
+            .unwrap_or_else(relbert::defaults::default_model_dir)
     }
 
     /// Loads the relation encoder these options describe.
@@ -110,5 +117,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Embed(a) => embed::run(a),
+        Command::Index(c) => index::run(c),
+        Command::Query(a) => query::run(a),
     }
 }

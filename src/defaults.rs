@@ -1,5 +1,5 @@
-//! Where models live by default: the trained RelBERT-MiniLM if present, else the base MiniLM
-//! fetched by `scripts/fetch-base-model.sh`.
+//! Default locations: the model (the trained RelBERT-MiniLM if present, else the base MiniLM
+//! fetched by `scripts/fetch-base-model.sh`), the default index and its bundled vocabulary.
 
 use std::path::{Path, PathBuf};
 
@@ -35,4 +35,34 @@ pub fn default_model_dir() -> PathBuf {
     find(DEFAULT_MODEL)
         .or_else(|| find(BASE_MODEL))
         .unwrap_or_else(|| Path::new(BASE_MODEL).to_path_buf())
+}
+
+/// The default index directory: `$RELBERT_INDEX`, else `indexes/default` under the source
+/// checkout (or the working directory when the checkout is gone).
+pub fn default_index_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("RELBERT_INDEX") {
+        return PathBuf::from(p);
+    }
+    roots()
+        .pop()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("indexes/default")
+}
+
+/// The bundled pair vocabulary the default index is built from: `index/vocab/*.tsv`, sorted.
+pub fn default_vocab_files() -> Vec<PathBuf> {
+    for root in roots().into_iter().rev() {
+        let dir = root.join("index/vocab");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "tsv"))
+                .collect();
+            files.sort();
+            if !files.is_empty() {
+                return files;
+            }
+        }
+    }
+    Vec::new()
 }

@@ -1,0 +1,889 @@
+//! Building an index: streamed, checkpointed appends in `<out>.partial/`, then the HNSW graph
+//! and an atomic rename to `<out>`.
+//!
+//! A partial build holds:
+//!
+//! - `vectors`: a placeholder header followed by the rows appended so far;
+//! - `pairs.blob`: the pair records appended so far (see [`crate::pairs`]);
+//! - `checkpoint`: a checksummed record of the [`IndexSpec`], the number of input rows consumed,
+//!   the number of rows stored, the committed byte lengths of both files and the running CRC of
+//!   the vector bytes. It is replaced atomically (write, fsync, rename, fsync the directory)
+//!   after the data of each chunk has been fsynced.
+//!
+//! On resume both data files are truncated back to the checkpoint's lengths, so whatever a kill
+//! left half-written after the last checkpoint is discarded and the caller re-sends the rows
+//! from [`IndexBuilder::rows_done`] on.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use hnsw_rs::prelude::{Distance, Hnsw};
+use serde::{Deserialize, Serialize};
+
+use crate::dot::{dot, normalize};
+use crate::error::{IndexError, Result};
+use crate::format::{
+    encode_header, read_header, sync_dir, verify_payload_crc, write_file, FileKind, FORMAT_VERSION,
+    HEADER_LEN,
+};
+use crate::graph::{encode_graph, NO_NEIGHBOUR};
+use crate::meta::{self, HnswInfo, IndexSpec, Meta, Precision, META_MAGIC};
+use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEntry};
+
+const BLOB: &str = "pairs.blob";
+
+/// Parameters of the HNSW graph build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Neighbours per node on the upper layers; layer 0 keeps `2 * m`. 2..=255.
+    pub m: usize,
+    /// Candidate-list size while inserting (≥ 1; larger builds a better graph, slower).
+    pub ef_construction: usize,
+    /// Threads for the insertion: 0 uses rayon's default pool, 1 inserts serially in row
+    /// order, which makes the graph (and so every search result) reproducible.
+    pub threads: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            threads: 0,
+        }
+    }
+}
+
+/// Stages reported through the progress callback of [`IndexBuilder::finish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Inserting rows into the HNSW graph (`done` of `total` rows).
+    Graph,
+    /// Writing the final files (`done` of `total` files).
+    Writing,
+}
+
+/// A progress report from [`IndexBuilder::finish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// What is being done.
+    pub stage: Stage,
+    /// Units done so far.
+    pub done: u64,
+    /// Units in total.
+    pub total: u64,
+}
+
+/// What one [`IndexBuilder::append_chunk`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkStats {
+    /// Rows stored.
+    pub appended: usize,
+    /// Rows skipped because their (head, tail) pair was already in the index.
+    pub skipped: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Checkpoint {
+    spec: IndexSpec,
+    rows_done: u64,
+    count: u64,
+    skipped: u64,
+    vector_bytes: u64,
+    blob_bytes: u64,
+    vectors_crc: u32,
+}
+
+/// Streams rows into a partial index and publishes the finished index.
+///
+/// ```no_run
+/// # use relbert_index::*;
+/// # fn main() -> Result<(), IndexError> {
+/// let spec = IndexSpec { dim: 384, precision: Precision::F32, encoder: EncoderInfo::default() };
+/// let mut b = IndexBuilder::create_or_resume("out/idx".as_ref(), spec, false)?;
+/// let skip = b.rows_done(); // input rows already stored by an earlier, interrupted run
+/// # let (pairs, vectors): (Vec<PairEntry>, Vec<f32>) = (vec![], vec![]);
+/// b.append_chunk(&pairs, &vectors)?; // repeated for each chunk after `skip`
+/// b.finish(HnswParams::default(), |_p| {})?;
+/// # Ok(()) }
+/// ```
+pub struct IndexBuilder {
+    out_dir: PathBuf,
+    partial: PathBuf,
+    force: bool,
+    ckpt: Checkpoint,
+    vectors: File,
+    blob: File,
+    /// hash → first row with that hash
+    seen: HashMap<u64, u32>,
+    /// hash → further rows with that hash (64-bit collisions; practically always empty)
+    seen_more: HashMap<u64, Vec<u32>>,
+    /// blob offset of each stored row's record
+    record_at: Vec<u64>,
+    poisoned: bool,
+}
+
+/// Path of the partial build directory for `out_dir`: `<out_dir>.partial`.
+pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
+    let name = out_dir.file_name().ok_or_else(|| {
+        IndexError::InvalidParameter(format!("{} has no final path component", out_dir.display()))
+    })?;
+    let mut n = name.to_os_string();
+    n.push(".partial");
+    Ok(out_dir.with_file_name(n))
+}
+
+fn open_rw(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| IndexError::io(path, e))
+}
+
+fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let f = File::open(path).map_err(|e| IndexError::io(path, e))?;
+    let h = read_header(path, FileKind::Checkpoint, &f)?;
+    verify_payload_crc(path, &f, &h)?;
+    let mut buf = vec![0u8; h.payload_len as usize];
+    f.read_exact_at(&mut buf, HEADER_LEN as u64)
+        .map_err(|e| IndexError::io(path, e))?;
+    meta::decode(&buf, path)
+}
+
+fn validate_spec(spec: &IndexSpec) -> Result<()> {
+    if spec.dim == 0 || spec.dim > 65_536 {
+        return Err(IndexError::InvalidParameter(format!(
+            "dimension {} (must be 1..=65536)",
+            spec.dim
+        )));
+    }
+    Ok(())
+}
+
+impl IndexBuilder {
+    /// Starts a build of `out_dir`, or resumes the one found in `<out_dir>.partial/`.
+    ///
+    /// An existing `out_dir` is refused with [`IndexError::AlreadyExists`] unless `force`; with
+    /// `force` it is replaced only by the final rename in [`finish`](Self::finish). A partial
+    /// build started with a different dimension, precision or [`crate::EncoderInfo`] is
+    /// refused with [`IndexError::PartialMismatch`] (remove it with [`discard_partial`]
+    /// to start over). A partial directory without a checkpoint (killed while being created)
+    /// is discarded.
+    pub fn create_or_resume(out_dir: &Path, spec: IndexSpec, force: bool) -> Result<Self> {
+        validate_spec(&spec)?;
+        if out_dir.exists() && !force {
+            return Err(IndexError::AlreadyExists {
+                path: out_dir.to_path_buf(),
+            });
+        }
+        let partial = partial_dir(out_dir)?;
+        let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
+        if partial.exists() && !ckpt_path.exists() {
+            std::fs::remove_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+        }
+        if partial.exists() {
+            Self::resume(out_dir, partial, spec, force)
+        } else {
+            Self::create(out_dir, partial, spec, force)
+        }
+    }
+
+    fn create(out_dir: &Path, partial: PathBuf, spec: IndexSpec, force: bool) -> Result<Self> {
+        std::fs::create_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+        let vpath = partial.join(FileKind::Vectors.file_name());
+        let vectors = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&vpath)
+            .map_err(|e| IndexError::io(&vpath, e))?;
+        vectors
+            .write_all_at(&encode_header(FileKind::Vectors, 0, 0), 0)
+            .and_then(|_| vectors.sync_all())
+            .map_err(|e| IndexError::io(&vpath, e))?;
+        let bpath = partial.join(BLOB);
+        let blob = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&bpath)
+            .map_err(|e| IndexError::io(&bpath, e))?;
+        blob.sync_all().map_err(|e| IndexError::io(&bpath, e))?;
+        let b = IndexBuilder {
+            out_dir: out_dir.to_path_buf(),
+            partial,
+            force,
+            ckpt: Checkpoint {
+                spec,
+                rows_done: 0,
+                count: 0,
+                skipped: 0,
+                vector_bytes: 0,
+                blob_bytes: 0,
+                vectors_crc: 0,
+            },
+            vectors,
+            blob,
+            seen: HashMap::new(),
+            seen_more: HashMap::new(),
+            record_at: Vec::new(),
+            poisoned: false,
+        };
+        b.write_checkpoint()?;
+        Ok(b)
+    }
+
+    fn resume(out_dir: &Path, partial: PathBuf, spec: IndexSpec, force: bool) -> Result<Self> {
+        let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
+        let ckpt = read_checkpoint(&ckpt_path)?;
+        let mismatch = |what: &'static str, found: String, requested: String| {
+            Err(IndexError::PartialMismatch {
+                path: partial.clone(),
+                what,
+                found,
+                requested,
+            })
+        };
+        if ckpt.spec.dim != spec.dim {
+            return mismatch("dimension", ckpt.spec.dim.to_string(), spec.dim.to_string());
+        }
+        if ckpt.spec.precision != spec.precision {
+            return mismatch(
+                "precision",
+                ckpt.spec.precision.name().into(),
+                spec.precision.name().into(),
+            );
+        }
+        if ckpt.spec.encoder != spec.encoder {
+            return mismatch(
+                "encoder",
+                format!("{:?}", ckpt.spec.encoder),
+                format!("{:?}", spec.encoder),
+            );
+        }
+        let row_bytes = spec.dim as u64 * spec.precision.bytes() as u64;
+        if ckpt.vector_bytes != ckpt.count * row_bytes || ckpt.rows_done < ckpt.count {
+            return Err(IndexError::corrupt(&ckpt_path, "inconsistent checkpoint"));
+        }
+        let vpath = partial.join(FileKind::Vectors.file_name());
+        let bpath = partial.join(BLOB);
+        let vectors = open_rw(&vpath)?;
+        let blob = open_rw(&bpath)?;
+        let need = |f: &File, p: &Path, len: u64| -> Result<()> {
+            let actual = f.metadata().map_err(|e| IndexError::io(p, e))?.len();
+            if actual < len {
+                return Err(IndexError::Truncated {
+                    path: p.to_path_buf(),
+                    expected: len,
+                    actual,
+                });
+            }
+            f.set_len(len)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| IndexError::io(p, e))
+        };
+        need(&vectors, &vpath, HEADER_LEN as u64 + ckpt.vector_bytes)?;
+        need(&blob, &bpath, ckpt.blob_bytes)?;
+        // Rebuild the duplicate filter from the committed records.
+        let mut buf = vec![0u8; ckpt.blob_bytes as usize];
+        blob.read_exact_at(&mut buf, 0)
+            .map_err(|e| IndexError::io(&bpath, e))?;
+        let mut b = IndexBuilder {
+            out_dir: out_dir.to_path_buf(),
+            partial,
+            force,
+            ckpt,
+            vectors,
+            blob,
+            seen: HashMap::new(),
+            seen_more: HashMap::new(),
+            record_at: Vec::new(),
+            poisoned: false,
+        };
+        let mut at = 0usize;
+        while at < buf.len() {
+            let (p, used) = decode_record(&buf[at..]).ok_or_else(|| {
+                IndexError::corrupt(&bpath, format!("damaged record at byte {at}"))
+            })?;
+            let row = b.record_at.len() as u32;
+            b.remember(pair_hash(p.head, p.tail), row);
+            b.record_at.push(at as u64);
+            at += used;
+        }
+        if b.record_at.len() as u64 != b.ckpt.count {
+            return Err(IndexError::corrupt(
+                &bpath,
+                format!(
+                    "{} records but the checkpoint says {}",
+                    b.record_at.len(),
+                    b.ckpt.count
+                ),
+            ));
+        }
+        Ok(b)
+    }
+
+    fn remember(&mut self, h: u64, row: u32) {
+        match self.seen.entry(h) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.seen_more.entry(h).or_default().push(row);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(row);
+            }
+        }
+    }
+
+    fn write_checkpoint(&self) -> Result<()> {
+        let path = self.partial.join(FileKind::Checkpoint.file_name());
+        let payload = meta::encode(&self.ckpt, &path)?;
+        write_file(&path, FileKind::Checkpoint, &payload)?;
+        sync_dir(&self.partial)
+    }
+
+    /// Number of input rows already consumed (stored or skipped as duplicates) and durable.
+    /// A resumed build expects the caller to continue with input row `rows_done()`.
+    pub fn rows_done(&self) -> u64 {
+        self.ckpt.rows_done
+    }
+
+    /// Number of rows stored so far (input rows minus skipped duplicates).
+    pub fn count(&self) -> u64 {
+        self.ckpt.count
+    }
+
+    /// Number of input rows skipped so far because their (head, tail) was already present.
+    pub fn skipped(&self) -> u64 {
+        self.ckpt.skipped
+    }
+
+    /// The specification this build was started with.
+    pub fn spec(&self) -> &IndexSpec {
+        &self.ckpt.spec
+    }
+
+    /// The partial build directory (`<out>.partial`).
+    pub fn partial_path(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Is (head, tail) already stored? Looks in the committed records and in `pending`, the
+    /// record bytes of the chunk being assembled (starting at blob offset `pending_base`).
+    fn is_duplicate(
+        &self,
+        head: &str,
+        tail: &str,
+        h: u64,
+        pending: &[u8],
+        pending_base: u64,
+    ) -> Result<bool> {
+        let first = match self.seen.get(&h) {
+            Some(r) => *r,
+            None => return Ok(false),
+        };
+        let more = self.seen_more.get(&h).map(|v| v.as_slice()).unwrap_or(&[]);
+        for &row in std::iter::once(&first).chain(more) {
+            let at = self.record_at[row as usize];
+            let end = self
+                .record_at
+                .get(row as usize + 1)
+                .copied()
+                .unwrap_or(pending_base + pending.len() as u64);
+            let bytes: Vec<u8>;
+            let rec: &[u8] = if at >= pending_base {
+                &pending[(at - pending_base) as usize..(end - pending_base) as usize]
+            } else {
+                let mut b = vec![0u8; (end - at) as usize];
+                let bpath = self.partial.join(BLOB);
+                self.blob
+                    .read_exact_at(&mut b, at)
+                    .map_err(|e| IndexError::io(&bpath, e))?;
+                bytes = b;
+                &bytes
+            };
+            if let Some((p, _)) = decode_record(rec) {
+                if p.head == head && p.tail == tail {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Appends a chunk: `pairs[i]` goes with row `i` of `vectors` (`pairs.len() × dim` values,
+    /// row-major). Rows are L2-normalised before storing; a non-finite or zero row is an
+    /// [`IndexError::InvalidVector`] (nothing of the chunk is stored then). A (head, tail)
+    /// already present (earlier or within the chunk) is skipped. When this returns `Ok`, the
+    /// chunk is durable: vectors and records are fsynced, then the checkpoint is replaced.
+    pub fn append_chunk(&mut self, pairs: &[PairEntry], vectors: &[f32]) -> Result<ChunkStats> {
+        if self.poisoned {
+            return Err(IndexError::InvalidParameter(
+                "an earlier append failed; reopen the builder to resume from the checkpoint".into(),
+            ));
+        }
+        let dim = self.ckpt.spec.dim as usize;
+        if vectors.len() != pairs.len() * dim {
+            return Err(IndexError::DimensionMismatch {
+                expected: pairs.len() * dim,
+                actual: vectors.len(),
+            });
+        }
+        // Validate and normalise everything before touching any state.
+        let mut rows: Vec<f32> = vectors.to_vec();
+        for (i, r) in rows.chunks_exact_mut(dim).enumerate() {
+            normalize(r).map_err(|reason| IndexError::InvalidVector { row: i, reason })?;
+        }
+        let precision = self.ckpt.spec.precision;
+        let mut vbytes: Vec<u8> = Vec::with_capacity(rows.len() * precision.bytes());
+        let mut rec: Vec<u8> = Vec::new();
+        let pending_base = self.ckpt.blob_bytes;
+        let mut stats = ChunkStats::default();
+        let saved = (self.record_at.len(), self.ckpt.clone());
+        let mut new_keys: Vec<(u64, u32)> = Vec::new();
+        let result = (|| -> Result<()> {
+            for (p, r) in pairs.iter().zip(rows.chunks_exact(dim)) {
+                let h = pair_hash(&p.head, &p.tail);
+                if self.is_duplicate(&p.head, &p.tail, h, &rec, pending_base)? {
+                    stats.skipped += 1;
+                    continue;
+                }
+                let row = self.record_at.len() as u32;
+                self.record_at.push(pending_base + rec.len() as u64);
+                encode_record(p, &mut rec)?;
+                self.remember(h, row);
+                new_keys.push((h, row));
+                match precision {
+                    Precision::F32 => r.iter().for_each(|x| vbytes.extend(x.to_le_bytes())),
+                    Precision::F16 => r
+                        .iter()
+                        .for_each(|x| vbytes.extend(f16::from_f32(*x).to_le_bytes())),
+                }
+                stats.appended += 1;
+            }
+            let vpath = self.partial.join(FileKind::Vectors.file_name());
+            let bpath = self.partial.join(BLOB);
+            self.vectors
+                .write_all_at(&vbytes, HEADER_LEN as u64 + self.ckpt.vector_bytes)
+                .and_then(|_| self.vectors.sync_data())
+                .map_err(|e| IndexError::io(&vpath, e))?;
+            self.blob
+                .write_all_at(&rec, self.ckpt.blob_bytes)
+                .and_then(|_| self.blob.sync_data())
+                .map_err(|e| IndexError::io(&bpath, e))?;
+            let mut hasher = crc32fast::Hasher::new_with_initial_len(
+                self.ckpt.vectors_crc,
+                self.ckpt.vector_bytes,
+            );
+            hasher.update(&vbytes);
+            self.ckpt.vectors_crc = hasher.finalize();
+            self.ckpt.vector_bytes += vbytes.len() as u64;
+            self.ckpt.blob_bytes += rec.len() as u64;
+            self.ckpt.count += stats.appended as u64;
+            self.ckpt.skipped += stats.skipped as u64;
+            self.ckpt.rows_done += pairs.len() as u64;
+            self.write_checkpoint()
+        })();
+        if let Err(e) = result {
+            // Roll the in-memory state back; the files are cut back on the next resume.
+            self.record_at.truncate(saved.0);
+            self.ckpt = saved.1;
+            for (h, row) in new_keys {
+                if self.seen.get(&h) == Some(&row) {
+                    self.seen.remove(&h);
+                } else if let Some(v) = self.seen_more.get_mut(&h) {
+                    v.retain(|&r| r != row);
+                }
+            }
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(stats)
+    }
+
+    /// Builds the HNSW graph (with `hnsw_rs`), writes the final `vectors`, `pairs`, `graph` and
+    /// `meta` files with their headers and checksums, and renames `<out>.partial` to `<out>`
+    /// (replacing an existing `<out>` only if the builder was created with `force`).
+    /// Returns the published directory.
+    pub fn finish(self, params: HnswParams, progress: impl FnMut(Progress)) -> Result<PathBuf> {
+        self.finish_inner(GraphSource::Hnsw(params), progress)
+    }
+
+    /// Like [`finish`](Self::finish) but with a random single-layer graph instead of HNSW. Only
+    /// for benchmarks of open time and memory on indexes too large to build a real graph for;
+    /// searches on such an index have poor recall.
+    #[doc(hidden)]
+    pub fn finish_with_random_graph(
+        self,
+        degree: usize,
+        seed: u64,
+        progress: impl FnMut(Progress),
+    ) -> Result<PathBuf> {
+        self.finish_inner(GraphSource::Random { degree, seed }, progress)
+    }
+
+    fn finish_inner(
+        self,
+        source: GraphSource,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<PathBuf> {
+        if self.poisoned {
+            return Err(IndexError::InvalidParameter(
+                "an earlier append failed; reopen the builder to resume from the checkpoint".into(),
+            ));
+        }
+        if self.out_dir.exists() && !self.force {
+            return Err(IndexError::AlreadyExists {
+                path: self.out_dir.clone(),
+            });
+        }
+        let spec = &self.ckpt.spec;
+        let dim = spec.dim as usize;
+        let n = self.ckpt.count as usize;
+        let vpath = self.partial.join(FileKind::Vectors.file_name());
+        // Final vectors header first, so the map below covers a complete file.
+        self.vectors
+            .write_all_at(
+                &encode_header(
+                    FileKind::Vectors,
+                    self.ckpt.vector_bytes,
+                    self.ckpt.vectors_crc,
+                ),
+                0,
+            )
+            .and_then(|_| self.vectors.sync_all())
+            .map_err(|e| IndexError::io(&vpath, e))?;
+
+        let (graph_payload, hnsw_info) = {
+            // SAFETY: the file is private to this build (inside `<out>.partial`) and is not
+            // modified while the map is alive.
+            let map = unsafe { memmap2::Mmap::map(&self.vectors) }
+                .map_err(|e| IndexError::io(&vpath, e))?;
+            let payload = &map[HEADER_LEN..];
+            let rows: std::borrow::Cow<[f32]> = match spec.precision {
+                Precision::F32 => std::borrow::Cow::Borrowed(
+                    bytemuck::try_cast_slice(payload)
+                        .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?,
+                ),
+                Precision::F16 => {
+                    let h: &[f16] = bytemuck::try_cast_slice(payload)
+                        .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?;
+                    std::borrow::Cow::Owned(h.iter().map(|x| x.to_f32()).collect())
+                }
+            };
+            match source {
+                GraphSource::Hnsw(p) => (
+                    build_hnsw(&rows, dim, n, p, &mut progress)?,
+                    HnswInfo {
+                        m: p.m as u32,
+                        ef_construction: p.ef_construction as u32,
+                        builder: "hnsw_rs".into(),
+                    },
+                ),
+                GraphSource::Random { degree, seed } => (
+                    random_graph(n, degree.max(1), seed),
+                    HnswInfo {
+                        m: degree as u32,
+                        ef_construction: 0,
+                        builder: "random".into(),
+                    },
+                ),
+            }
+        };
+        progress(Progress {
+            stage: Stage::Writing,
+            done: 0,
+            total: 3,
+        });
+        let bpath = self.partial.join(BLOB);
+        let mut blob = vec![0u8; self.ckpt.blob_bytes as usize];
+        self.blob
+            .read_exact_at(&mut blob, 0)
+            .map_err(|e| IndexError::io(&bpath, e))?;
+        let pairs_path = self.partial.join(FileKind::Pairs.file_name());
+        let pairs_payload = encode_pairs(&blob, n, &pairs_path)?;
+        drop(blob);
+        write_file(&pairs_path, FileKind::Pairs, &pairs_payload)?;
+        drop(pairs_payload);
+        progress(Progress {
+            stage: Stage::Writing,
+            done: 1,
+            total: 3,
+        });
+        write_file(
+            &self.partial.join(FileKind::Graph.file_name()),
+            FileKind::Graph,
+            &graph_payload,
+        )?;
+        drop(graph_payload);
+        progress(Progress {
+            stage: Stage::Writing,
+            done: 2,
+            total: 3,
+        });
+        let meta_path = self.partial.join(FileKind::Meta.file_name());
+        let meta = Meta {
+            magic: META_MAGIC,
+            format_version: FORMAT_VERSION,
+            dim: spec.dim,
+            count: n as u64,
+            metric: "cosine".into(),
+            precision: spec.precision,
+            hnsw: hnsw_info,
+            encoder: spec.encoder.clone(),
+            skipped_duplicates: self.ckpt.skipped,
+        };
+        write_file(
+            &meta_path,
+            FileKind::Meta,
+            &meta::encode(&meta, &meta_path)?,
+        )?;
+        progress(Progress {
+            stage: Stage::Writing,
+            done: 3,
+            total: 3,
+        });
+        sync_dir(&self.partial)?;
+        // Scratch files go; a kill from here on at worst restarts the build from scratch.
+        let ckpt_path = self.partial.join(FileKind::Checkpoint.file_name());
+        std::fs::remove_file(&ckpt_path).map_err(|e| IndexError::io(&ckpt_path, e))?;
+        std::fs::remove_file(&bpath).map_err(|e| IndexError::io(&bpath, e))?;
+        sync_dir(&self.partial)?;
+        publish(&self.partial, &self.out_dir)?;
+        Ok(self.out_dir.clone())
+    }
+}
+
+/// Removes the partial build of `out_dir`, if any.
+pub fn discard_partial(out_dir: &Path) -> Result<()> {
+    let p = partial_dir(out_dir)?;
+    if p.exists() {
+        std::fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
+    }
+    Ok(())
+}
+
+/// Renames `partial` to `out`; an existing `out` is first moved aside and removed afterwards.
+fn publish(partial: &Path, out: &Path) -> Result<()> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if out.exists() {
+        let mut old_name = out.file_name().unwrap_or_default().to_os_string();
+        old_name.push(format!(".old-{}", std::process::id()));
+        let old = out.with_file_name(old_name);
+        std::fs::rename(out, &old).map_err(|e| IndexError::io(out, e))?;
+        std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
+        sync_dir(parent)?;
+        std::fs::remove_dir_all(&old).map_err(|e| IndexError::io(&old, e))?;
+    } else {
+        std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+enum GraphSource {
+    Hnsw(HnswParams),
+    Random { degree: usize, seed: u64 },
+}
+
+/// Cosine distance for unit vectors, `max(0, 1 − a·b)`: never negative and never panics
+/// (NaN maps to 0), which `hnsw_rs`'s neighbour selection asserts on.
+#[derive(Clone, Copy, Default)]
+struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let d = 1.0 - dot(a, b);
+        if d > 0.0 {
+            d
+        } else {
+            0.0
+        }
+    }
+}
+
+fn build_hnsw(
+    rows: &[f32],
+    dim: usize,
+    n: usize,
+    p: HnswParams,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Vec<u8>> {
+    if !(2..=255).contains(&p.m) {
+        return Err(IndexError::InvalidParameter(format!(
+            "m = {} (must be 2..=255)",
+            p.m
+        )));
+    }
+    if p.ef_construction == 0 {
+        return Err(IndexError::InvalidParameter(
+            "ef_construction must be at least 1".into(),
+        ));
+    }
+    let (m0, m) = (2 * p.m, p.m);
+    if n == 0 {
+        return Ok(encode_graph(&[], NO_NEIGHBOUR, m0, m, &[], &[]));
+    }
+    let hnsw: Hnsw<f32, UnitCosine> = Hnsw::new(p.m, n, 16, p.ef_construction, UnitCosine);
+    let total = n as u64;
+    progress(Progress {
+        stage: Stage::Graph,
+        done: 0,
+        total,
+    });
+    if p.threads == 1 {
+        for (i, r) in rows.chunks_exact(dim).enumerate() {
+            hnsw.insert_slice((r, i));
+            if (i + 1) % 1000 == 0 || i + 1 == n {
+                progress(Progress {
+                    stage: Stage::Graph,
+                    done: (i + 1) as u64,
+                    total,
+                });
+            }
+        }
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(p.threads)
+            .build()
+            .map_err(|e| IndexError::InvalidParameter(format!("thread pool: {e}")))?;
+        let batch = 4096 * pool.current_num_threads().max(1);
+        let all: Vec<(&[f32], usize)> = rows.chunks_exact(dim).zip(0..n).collect();
+        let mut done = 0usize;
+        for chunk in all.chunks(batch) {
+            let v = chunk.to_vec();
+            pool.install(|| hnsw.parallel_insert_slice(&v));
+            done += chunk.len();
+            progress(Progress {
+                stage: Stage::Graph,
+                done: done as u64,
+                total,
+            });
+        }
+    }
+    Ok(export_hnsw(&hnsw, rows, dim, n, m0, m))
+}
+
+/// Copies `hnsw_rs`'s layers into the flat layout: per-node level, layer-0 lists of width
+/// `m0`, upper-layer lists of width `m`, nearest first. Self-loops, duplicates, out-of-range
+/// ids and upper-layer neighbours whose own level is too low are dropped.
+fn export_hnsw(
+    hnsw: &Hnsw<f32, UnitCosine>,
+    rows: &[f32],
+    dim: usize,
+    n: usize,
+    m0: usize,
+    m: usize,
+) -> Vec<u8> {
+    let pi = hnsw.get_point_indexation();
+    let mut levels = vec![0u8; n];
+    let mut layer0 = vec![NO_NEIGHBOUR; n * m0];
+    let mut upper_raw: Vec<(u32, Vec<Vec<u32>>)> = Vec::new();
+    for point in pi {
+        let row = point.get_origin_id();
+        if row >= n {
+            continue;
+        }
+        let level = point.get_point_id().0 as usize;
+        levels[row] = level as u8;
+        let hood = point.get_neighborhood_id();
+        let mut lists: Vec<Vec<u32>> = Vec::with_capacity(level + 1);
+        for l in 0..=level {
+            let width = if l == 0 { m0 } else { m };
+            let mut ids: Vec<u32> = Vec::with_capacity(width);
+            if let Some(layer) = hood.get(l) {
+                for nb in layer {
+                    let id = nb.get_origin_id();
+                    if id < n && id != row && !ids.contains(&(id as u32)) && ids.len() < width {
+                        ids.push(id as u32);
+                    }
+                }
+            }
+            lists.push(ids);
+        }
+        let row_v = &rows[row * dim..(row + 1) * dim];
+        for list in lists.iter_mut() {
+            prune(list, row_v, rows, dim);
+        }
+        for (j, id) in lists[0].iter().enumerate() {
+            layer0[row * m0 + j] = *id;
+        }
+        if level > 0 {
+            upper_raw.push((row as u32, lists.split_off(1)));
+        }
+    }
+    upper_raw.sort_by_key(|(r, _)| *r);
+    for (_, lists) in upper_raw.iter_mut() {
+        for (i, list) in lists.iter_mut().enumerate() {
+            let l = i + 1;
+            list.retain(|&id| levels[id as usize] as usize >= l);
+        }
+    }
+    let max_level = levels.iter().copied().max().unwrap_or(0);
+    let entry = (0..n)
+        .find(|&i| levels[i] == max_level)
+        .map(|i| i as u32)
+        .unwrap_or(NO_NEIGHBOUR);
+    // Prefer hnsw_rs's own top-layer point (its entry point) when there is one.
+    let entry = pi
+        .get_layer_iterator(max_level as usize)
+        .next()
+        .map(|p| p.get_origin_id() as u32)
+        .filter(|&r| (r as usize) < n && levels[r as usize] == max_level)
+        .unwrap_or(entry);
+    encode_graph(&levels, entry, m0, m, &layer0, &upper_raw)
+}
+
+/// The HNSW neighbour-selection heuristic (Malkov & Yashunin, alg. 4) applied to an exported
+/// list: walking the candidates from nearest to farthest, a candidate is kept only if it is
+/// closer to the node than to every neighbour already kept. `hnsw_rs` applies it when a node is
+/// inserted, but back-links are added by plain nearest-first truncation, which fills every list
+/// to its width with redundant, clustered neighbours; re-pruning keeps the graph navigable with
+/// far fewer distance evaluations per hop.
+fn prune(list: &mut Vec<u32>, node: &[f32], rows: &[f32], dim: usize) {
+    let vec_of = |id: u32| &rows[id as usize * dim..(id as usize + 1) * dim];
+    let mut cands: Vec<(f32, u32)> = list.iter().map(|&c| (dot(node, vec_of(c)), c)).collect();
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut kept: Vec<u32> = Vec::with_capacity(list.len());
+    for (sim_to_node, c) in cands {
+        let cv = vec_of(c);
+        if kept.iter().all(|&r| dot(cv, vec_of(r)) < sim_to_node) {
+            kept.push(c);
+        }
+    }
+    *list = kept;
+}
+
+/// A random single-layer graph (splitmix64 stream): only for open/memory benchmarks.
+fn random_graph(n: usize, degree: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut layer0 = vec![NO_NEIGHBOUR; n * degree];
+    if n > 1 {
+        for i in 0..n {
+            for j in 0..degree {
+                let mut t = (next() % n as u64) as u32;
+                if t as usize == i {
+                    t = ((i + 1) % n) as u32;
+                }
+                layer0[i * degree + j] = t;
+            }
+        }
+    }
+    let entry = if n > 0 { 0 } else { NO_NEIGHBOUR };
+    encode_graph(&vec![0u8; n], entry, degree, degree, &layer0, &[])
+}

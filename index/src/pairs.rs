@@ -1,0 +1,272 @@
+//! The `pairs` file: the pair strings, an offset table and a (head, tail) → row lookup table.
+//!
+//! Payload layout (little-endian; offsets relative to the payload start):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | `count` |
+//! | 8 | 8 | `blob_len` |
+//! | 16 | `8·(count+1)` | offset of each record in the blob; the last entry is `blob_len` |
+//! | … | `blob_len`, zero padded to 8 | the records |
+//! | … | `16·count` | lookup table: `(hash64(head, tail), row)` pairs sorted ascending |
+//!
+//! A record is `head_len: u32, tail_len: u32, label_len: u32 (u32::MAX = no label)` followed by
+//! the UTF-8 bytes of head, tail and label. Pair *i* is read from its offset alone; a lookup
+//! binary-searches the hash table in the map and compares the strings of each hash hit.
+
+use std::path::Path;
+
+use crate::error::{IndexError, Result};
+use crate::format::get_u64;
+
+/// One input pair: the two words and an optional label.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PairEntry {
+    /// First word (may contain spaces).
+    pub head: String,
+    /// Second word.
+    pub tail: String,
+    /// Optional label (e.g. a relation name).
+    pub label: Option<String>,
+}
+
+impl PairEntry {
+    /// A pair without a label.
+    pub fn new(head: impl Into<String>, tail: impl Into<String>) -> Self {
+        PairEntry {
+            head: head.into(),
+            tail: tail.into(),
+            label: None,
+        }
+    }
+
+    /// A pair with a label.
+    pub fn labelled(
+        head: impl Into<String>,
+        tail: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Self {
+        PairEntry {
+            head: head.into(),
+            tail: tail.into(),
+            label: Some(label.into()),
+        }
+    }
+}
+
+/// A pair read from an index, borrowing the memory map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairRef<'a> {
+    /// First word.
+    pub head: &'a str,
+    /// Second word.
+    pub tail: &'a str,
+    /// Optional label.
+    pub label: Option<&'a str>,
+}
+
+const NO_LABEL: u32 = u32::MAX;
+const RECORD_HEADER: usize = 12;
+
+/// Stable 64-bit hash of a (head, tail) pair (FNV-1a with a 0xFF separator, which cannot occur
+/// in UTF-8, followed by a 64-bit finaliser). Part of the file format: never change it without
+/// bumping the format version.
+pub fn pair_hash(head: &str, tail: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    head.bytes().for_each(&mut eat);
+    eat(0xff);
+    tail.bytes().for_each(&mut eat);
+    // splitmix64 finaliser
+    let mut z = h;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Appends the record for `p` to `out`.
+pub(crate) fn encode_record(p: &PairEntry, out: &mut Vec<u8>) -> Result<()> {
+    let too_long = || IndexError::InvalidParameter("pair string longer than 4 GiB".into());
+    let hl = u32::try_from(p.head.len()).map_err(|_| too_long())?;
+    let tl = u32::try_from(p.tail.len()).map_err(|_| too_long())?;
+    let ll = match &p.label {
+        Some(l) => u32::try_from(l.len())
+            .ok()
+            .filter(|&x| x != NO_LABEL)
+            .ok_or_else(too_long)?,
+        None => NO_LABEL,
+    };
+    out.extend_from_slice(&hl.to_le_bytes());
+    out.extend_from_slice(&tl.to_le_bytes());
+    out.extend_from_slice(&ll.to_le_bytes());
+    out.extend_from_slice(p.head.as_bytes());
+    out.extend_from_slice(p.tail.as_bytes());
+    if let Some(l) = &p.label {
+        out.extend_from_slice(l.as_bytes());
+    }
+    Ok(())
+}
+
+/// Decodes the record at the start of `b`; returns it and its length in bytes, or `None` if
+/// the bytes do not hold a well-formed record.
+pub(crate) fn decode_record(b: &[u8]) -> Option<(PairRef<'_>, usize)> {
+    let hl = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?) as usize;
+    let tl = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?) as usize;
+    let ll_raw = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?);
+    let ll = if ll_raw == NO_LABEL {
+        0
+    } else {
+        ll_raw as usize
+    };
+    let mut at = RECORD_HEADER;
+    let head = std::str::from_utf8(b.get(at..at.checked_add(hl)?)?).ok()?;
+    at += hl;
+    let tail = std::str::from_utf8(b.get(at..at.checked_add(tl)?)?).ok()?;
+    at += tl;
+    let label = if ll_raw == NO_LABEL {
+        None
+    } else {
+        Some(std::str::from_utf8(b.get(at..at.checked_add(ll)?)?).ok()?)
+    };
+    at += ll;
+    Some((PairRef { head, tail, label }, at))
+}
+
+/// Positions of the sections of a `pairs` payload.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairsLayout {
+    pub count: usize,
+    pub offsets_at: usize,
+    pub blob_at: usize,
+    pub blob_len: usize,
+    pub lookup_at: usize,
+}
+
+fn round8(x: usize) -> usize {
+    x.div_ceil(8) * 8
+}
+
+impl PairsLayout {
+    /// Parses and checks the section sizes against the payload length and the row count.
+    pub(crate) fn parse(payload: &[u8], count: usize, path: &Path) -> Result<PairsLayout> {
+        let bad = |r: String| IndexError::corrupt(path, r);
+        let c = get_u64(payload, 0).ok_or_else(|| bad("pairs header cut short".into()))?;
+        let blob_len = get_u64(payload, 8).ok_or_else(|| bad("pairs header cut short".into()))?;
+        if c != count as u64 {
+            return Err(bad(format!("pairs has {c} rows but the index has {count}")));
+        }
+        let offsets_at = 16usize;
+        let blob_at = offsets_at + 8 * (count + 1);
+        let blob_len = usize::try_from(blob_len).map_err(|_| bad("blob too long".into()))?;
+        let lookup_at = blob_at
+            .checked_add(round8(blob_len))
+            .ok_or_else(|| bad("blob length overflows".into()))?;
+        let end = lookup_at + 16 * count;
+        if end != payload.len() {
+            return Err(bad(format!(
+                "pairs payload is {} bytes but its layout needs {end}",
+                payload.len()
+            )));
+        }
+        Ok(PairsLayout {
+            count,
+            offsets_at,
+            blob_at,
+            blob_len,
+            lookup_at,
+        })
+    }
+
+    /// Reads pair `row` (caller checks `row < count`).
+    pub(crate) fn pair<'a>(
+        &self,
+        payload: &'a [u8],
+        row: usize,
+        path: &Path,
+    ) -> Result<PairRef<'a>> {
+        let bad = || IndexError::corrupt(path, format!("pair record {row} is damaged"));
+        let start = get_u64(payload, self.offsets_at + 8 * row).ok_or_else(bad)? as usize;
+        let end = get_u64(payload, self.offsets_at + 8 * (row + 1)).ok_or_else(bad)? as usize;
+        if start > end || end > self.blob_len {
+            return Err(bad());
+        }
+        let rec = &payload[self.blob_at + start..self.blob_at + end];
+        match decode_record(rec) {
+            Some((p, used)) if used == rec.len() => Ok(p),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Finds the row holding (head, tail).
+    pub(crate) fn lookup(
+        &self,
+        payload: &[u8],
+        head: &str,
+        tail: &str,
+        path: &Path,
+    ) -> Result<Option<usize>> {
+        let h = pair_hash(head, tail);
+        let key_at = |i: usize| get_u64(payload, self.lookup_at + 16 * i).unwrap_or(u64::MAX);
+        // lower bound on hash
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key_at(mid) < h {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut i = lo;
+        while i < self.count && key_at(i) == h {
+            let row = get_u64(payload, self.lookup_at + 16 * i + 8).unwrap_or(u64::MAX) as usize;
+            if row >= self.count {
+                return Err(IndexError::corrupt(path, "lookup table row out of range"));
+            }
+            let p = self.pair(payload, row, path)?;
+            if p.head == head && p.tail == tail {
+                return Ok(Some(row));
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+}
+
+/// Builds a `pairs` payload from the concatenated records of `count` rows.
+pub(crate) fn encode_pairs(blob: &[u8], count: usize, path: &Path) -> Result<Vec<u8>> {
+    let mut offsets = Vec::with_capacity(count + 1);
+    let mut keys: Vec<(u64, u64)> = Vec::with_capacity(count);
+    let mut at = 0usize;
+    for row in 0..count {
+        let (p, used) = decode_record(&blob[at..])
+            .ok_or_else(|| IndexError::corrupt(path, format!("pair record {row} is damaged")))?;
+        offsets.push(at as u64);
+        keys.push((pair_hash(p.head, p.tail), row as u64));
+        at += used;
+    }
+    if at != blob.len() {
+        return Err(IndexError::corrupt(
+            path,
+            format!("{} bytes after the last pair record", blob.len() - at),
+        ));
+    }
+    offsets.push(at as u64);
+    keys.sort_unstable();
+    let mut out = Vec::with_capacity(16 + 8 * (count + 1) + round8(blob.len()) + 16 * count);
+    out.extend_from_slice(&(count as u64).to_le_bytes());
+    out.extend_from_slice(&(blob.len() as u64).to_le_bytes());
+    for o in offsets {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    out.extend_from_slice(blob);
+    out.resize(out.len() + round8(blob.len()) - blob.len(), 0);
+    for (h, r) in keys {
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(&r.to_le_bytes());
+    }
+    Ok(out)
+}

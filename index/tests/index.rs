@@ -1,0 +1,500 @@
+//! End-to-end tests: build, reopen, query, resume, corruption and force rules.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use relbert_index::synthetic::{gaussian, low_rank};
+use relbert_index::*;
+
+fn spec(dim: u32, precision: Precision) -> IndexSpec {
+    IndexSpec {
+        dim,
+        precision,
+        encoder: EncoderInfo {
+            model: "test-model".into(),
+            weights_sha256: "abc123".into(),
+            template: "<subj> is the <mask> of <obj>".into(),
+            aggregation: "average_no_mask".into(),
+        },
+    }
+}
+
+fn pairs_for(n: usize) -> Vec<PairEntry> {
+    (0..n)
+        .map(|i| {
+            if i % 3 == 0 {
+                PairEntry::labelled(
+                    format!("head {i}"),
+                    format!("tail-{i}"),
+                    format!("rel{}", i % 7),
+                )
+            } else {
+                PairEntry::new(format!("head {i}"), format!("tail-{i}"))
+            }
+        })
+        .collect()
+}
+
+fn serial() -> HnswParams {
+    HnswParams {
+        m: 16,
+        ef_construction: 100,
+        threads: 1,
+    }
+}
+
+fn build(
+    out: &Path,
+    pairs: &[PairEntry],
+    vecs: &[f32],
+    sp: IndexSpec,
+    chunk: usize,
+    params: HnswParams,
+) -> PathBuf {
+    let dim = sp.dim as usize;
+    let mut b = IndexBuilder::create_or_resume(out, sp, false).unwrap();
+    for (p, v) in pairs.chunks(chunk).zip(vecs.chunks(chunk * dim)) {
+        b.append_chunk(p, v).unwrap();
+    }
+    b.finish(params, |_| {}).unwrap()
+}
+
+fn recall(found: &[Hit], truth: &[Hit]) -> f64 {
+    let t: HashSet<usize> = truth.iter().map(|h| h.row).collect();
+    found.iter().filter(|h| t.contains(&h.row)).count() as f64 / truth.len() as f64
+}
+
+#[test]
+fn build_reopen_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let (n, dim) = (2000, 32);
+    let vecs = gaussian(n, dim, 1);
+    let pairs = pairs_for(n);
+    build(
+        &out,
+        &pairs,
+        &vecs,
+        spec(dim as u32, Precision::F32),
+        300,
+        serial(),
+    );
+    assert!(!tmp.path().join("idx.partial").exists());
+
+    let idx = Index::open(&out).unwrap();
+    assert_eq!(idx.count(), n);
+    assert_eq!(idx.dim(), dim);
+    assert_eq!(idx.meta().encoder, spec(32, Precision::F32).encoder);
+    assert_eq!(idx.meta().metric, "cosine");
+    assert_eq!(idx.meta().hnsw.m, 16);
+    idx.verify().unwrap();
+    for i in [0usize, 1, 3, 999, 1999] {
+        let p = idx.pair(i).unwrap();
+        assert_eq!(p.head, format!("head {i}"));
+        assert_eq!(p.tail, format!("tail-{i}"));
+        assert_eq!(p.label.map(str::to_string), pairs[i].label);
+        assert_eq!(idx.lookup(p.head, p.tail).unwrap(), Some(i));
+        let v = idx.vector(i).unwrap();
+        for (a, b) in v.iter().zip(&vecs[i * dim..(i + 1) * dim]) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        let hits = idx.search(&v, 5, 32).unwrap();
+        assert_eq!(hits[0].row, i);
+        assert!((hits[0].score - 1.0).abs() < 1e-5);
+        let ex = idx.search_exact(&v, 5).unwrap();
+        assert_eq!(ex[0].row, i);
+    }
+    assert_eq!(idx.lookup("head 1", "tail-2").unwrap(), None);
+    assert_eq!(idx.lookup("nope", "nope").unwrap(), None);
+    assert!(matches!(idx.pair(n), Err(IndexError::RowOutOfRange { .. })));
+    assert!(matches!(
+        idx.search(&[0.0; 31], 5, 10),
+        Err(IndexError::DimensionMismatch { .. })
+    ));
+    let sizes = idx.disk_sizes();
+    assert_eq!(sizes.vectors, 32 + (n * dim * 4) as u64);
+    assert!(sizes.total() > sizes.vectors);
+}
+
+#[test]
+fn hnsw_agrees_with_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let (n, nq, dim) = (4000, 100, 48);
+    let all = low_rank(n + nq, dim, 12, 0.1, 7);
+    let (base, queries) = all.split_at(n * dim);
+    build(
+        &out,
+        &pairs_for(n),
+        base,
+        spec(dim as u32, Precision::F32),
+        1000,
+        HnswParams {
+            m: 16,
+            ef_construction: 100,
+            threads: 0,
+        },
+    );
+    let idx = Index::open(&out).unwrap();
+    let mut total = 0.0;
+    for q in queries.chunks(dim) {
+        let truth = idx.search_exact(q, 10).unwrap();
+        let found = idx.search(q, 10, 64).unwrap();
+        assert_eq!(found.len(), 10);
+        total += recall(&found, &truth);
+    }
+    let r = total / nq as f64;
+    eprintln!("recall@10 (ef 64) = {r:.4}");
+    assert!(r >= 0.95, "recall@10 = {r}");
+
+    // Filtered search: still k results, none of them excluded.
+    let q = &queries[..dim];
+    let banned: HashSet<usize> = idx
+        .search_exact(q, 30)
+        .unwrap()
+        .iter()
+        .map(|h| h.row)
+        .collect();
+    let found = idx
+        .search_filtered(q, 10, 32, |r| !banned.contains(&r))
+        .unwrap();
+    assert_eq!(found.len(), 10);
+    assert!(found.iter().all(|h| !banned.contains(&h.row)));
+    let truth = idx
+        .search_exact_filtered(q, 10, |r| !banned.contains(&r))
+        .unwrap();
+    assert!(recall(&found, &truth) >= 0.8);
+    // Filtering every row but one.
+    let one = idx.search_filtered(q, 10, 10, |r| r == 1234).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].row, 1234);
+}
+
+fn file_bytes(dir: &Path, name: &str) -> Vec<u8> {
+    fs::read(dir.join(name)).unwrap()
+}
+
+#[test]
+fn resume_after_kill_matches_uninterrupted_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (n, dim, chunk) = (1200, 16, 100);
+    let vecs = low_rank(n, dim, 6, 0.1, 3);
+    let mut pairs = pairs_for(n);
+    pairs[700] = pairs[5].clone(); // a duplicate, skipped in both builds
+    let sp = spec(dim as u32, Precision::F32);
+
+    let full = tmp.path().join("full");
+    build(&full, &pairs, &vecs, sp.clone(), chunk, serial());
+
+    // Kill after 5 chunks (drop without finish).
+    let res = tmp.path().join("res");
+    {
+        let mut b = IndexBuilder::create_or_resume(&res, sp.clone(), false).unwrap();
+        for c in 0..5 {
+            b.append_chunk(
+                &pairs[c * chunk..(c + 1) * chunk],
+                &vecs[c * chunk * dim..(c + 1) * chunk * dim],
+            )
+            .unwrap();
+        }
+    }
+    let partial = tmp.path().join("res.partial");
+    // Kill during chunk 8: keep the checkpoint of chunk 7, then cut the vectors mid-chunk.
+    {
+        let mut b = IndexBuilder::create_or_resume(&res, sp.clone(), false).unwrap();
+        assert_eq!(b.rows_done(), 500);
+        for c in 5..7 {
+            b.append_chunk(
+                &pairs[c * chunk..(c + 1) * chunk],
+                &vecs[c * chunk * dim..(c + 1) * chunk * dim],
+            )
+            .unwrap();
+        }
+        let saved_ckpt = fs::read(partial.join("checkpoint")).unwrap();
+        let vlen = fs::metadata(partial.join("vectors")).unwrap().len();
+        let c = 7;
+        b.append_chunk(
+            &pairs[c * chunk..(c + 1) * chunk],
+            &vecs[c * chunk * dim..(c + 1) * chunk * dim],
+        )
+        .unwrap();
+        drop(b);
+        fs::write(partial.join("checkpoint"), saved_ckpt).unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(partial.join("vectors"))
+            .unwrap();
+        f.set_len(vlen + (chunk * dim * 4 / 2) as u64 + 3).unwrap();
+    }
+    // Another encoder or dimension must not be mixed in.
+    let mut other = sp.clone();
+    other.encoder.weights_sha256 = "different".into();
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&res, other, false),
+        Err(IndexError::PartialMismatch {
+            what: "encoder",
+            ..
+        })
+    ));
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&res, spec(8, Precision::F32), false),
+        Err(IndexError::PartialMismatch {
+            what: "dimension",
+            ..
+        })
+    ));
+    let mut b = IndexBuilder::create_or_resume(&res, sp.clone(), false).unwrap();
+    let done = b.rows_done() as usize;
+    assert_eq!(done, 700);
+    for (p, v) in pairs[done..]
+        .chunks(chunk)
+        .zip(vecs[done * dim..].chunks(chunk * dim))
+    {
+        b.append_chunk(p, v).unwrap();
+    }
+    assert_eq!(b.skipped(), 1);
+    b.finish(serial(), |_| {}).unwrap();
+
+    for name in ["vectors", "pairs", "graph", "meta"] {
+        assert!(
+            file_bytes(&full, name) == file_bytes(&res, name),
+            "{name} differs"
+        );
+    }
+    let a = Index::open(&full).unwrap();
+    let r = Index::open(&res).unwrap();
+    assert_eq!(a.count(), n - 1);
+    assert_eq!(a.meta().skipped_duplicates, 1);
+    for q in vecs.chunks(dim).step_by(97) {
+        assert_eq!(a.search(q, 10, 40).unwrap(), r.search(q, 10, 40).unwrap());
+    }
+}
+
+#[test]
+fn duplicates_keep_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let dim = 8;
+    let vecs = gaussian(5, dim, 9);
+    let pairs = vec![
+        PairEntry::labelled("a", "b", "first"),
+        PairEntry::new("a", "c"),
+        PairEntry::labelled("a", "b", "second"),
+        PairEntry::new("b", "a"),
+        PairEntry::new("a", "c"),
+    ];
+    let mut b =
+        IndexBuilder::create_or_resume(&out, spec(dim as u32, Precision::F32), false).unwrap();
+    let st = b.append_chunk(&pairs, &vecs).unwrap();
+    assert_eq!(
+        st,
+        ChunkStats {
+            appended: 3,
+            skipped: 2
+        }
+    );
+    assert_eq!(b.rows_done(), 5);
+    b.finish(serial(), |_| {}).unwrap();
+    let idx = Index::open(&out).unwrap();
+    assert_eq!(idx.count(), 3);
+    let r = idx.lookup("a", "b").unwrap().unwrap();
+    assert_eq!(idx.pair(r).unwrap().label, Some("first"));
+    assert_eq!(idx.lookup("b", "a").unwrap(), Some(2));
+    assert_eq!(idx.meta().skipped_duplicates, 2);
+}
+
+fn small_index(dir: &Path) -> PathBuf {
+    let (n, dim) = (300, 16);
+    build(
+        &dir.join("idx"),
+        &pairs_for(n),
+        &gaussian(n, dim, 5),
+        spec(dim as u32, Precision::F32),
+        128,
+        serial(),
+    )
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut b = fs::read(path).unwrap();
+    b[at as usize] ^= 0x10;
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn corruption_is_a_named_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = small_index(tmp.path());
+    Index::open(&out).unwrap();
+
+    // Truncation, in each file.
+    for name in ["vectors", "pairs", "graph", "meta"] {
+        let t = tmp.path().join(format!("trunc-{name}"));
+        copy_dir(&out, &t);
+        let p = t.join(name);
+        let len = fs::metadata(&p).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        match Index::open(&t) {
+            Err(IndexError::Truncated { path, .. }) => assert_eq!(path, p),
+            other => panic!("{name}: expected Truncated, got {other:?}"),
+        }
+    }
+    // A flipped payload byte in each (fully verified, small) file.
+    for name in ["vectors", "pairs", "graph", "meta"] {
+        let t = tmp.path().join(format!("flip-{name}"));
+        copy_dir(&out, &t);
+        let p = t.join(name);
+        let len = fs::metadata(&p).unwrap().len();
+        flip(&p, 32 + (len - 32) / 2);
+        match Index::open(&t) {
+            Err(IndexError::ChecksumMismatch { path, .. }) => assert_eq!(path, p),
+            other => panic!("{name}: expected ChecksumMismatch, got {other:?}"),
+        }
+    }
+    // Headers-only open does not read the vectors; verify() catches the damage.
+    let t = tmp.path().join("flip-vectors");
+    let idx = Index::open_with(
+        &t,
+        OpenOptions {
+            verify: Verify::Headers,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        idx.verify(),
+        Err(IndexError::ChecksumMismatch { .. })
+    ));
+    // Wrong format version and wrong magic.
+    let t = tmp.path().join("version");
+    copy_dir(&out, &t);
+    let p = t.join("graph");
+    let mut b = fs::read(&p).unwrap();
+    b[8..12].copy_from_slice(&99u32.to_le_bytes());
+    fs::write(&p, b).unwrap();
+    assert!(matches!(
+        Index::open(&t),
+        Err(IndexError::UnsupportedVersion {
+            found: 99,
+            expected: FORMAT_VERSION,
+            ..
+        })
+    ));
+    let t = tmp.path().join("magic");
+    copy_dir(&out, &t);
+    flip(&t.join("pairs"), 2);
+    assert!(matches!(
+        Index::open(&t),
+        Err(IndexError::BadMagic { kind: "pairs", .. })
+    ));
+    // Missing file.
+    let t = tmp.path().join("missing");
+    copy_dir(&out, &t);
+    fs::remove_file(t.join("graph")).unwrap();
+    assert!(matches!(Index::open(&t), Err(IndexError::Io { .. })));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn force_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = small_index(tmp.path());
+    let before = file_bytes(&out, "vectors");
+    let dim = 16;
+    let sp = spec(dim as u32, Precision::F32);
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&out, sp.clone(), false),
+        Err(IndexError::AlreadyExists { .. })
+    ));
+    assert_eq!(file_bytes(&out, "vectors"), before);
+    assert!(!tmp.path().join("idx.partial").exists());
+
+    let mut b = IndexBuilder::create_or_resume(&out, sp, true).unwrap();
+    b.append_chunk(&pairs_for(50), &gaussian(50, dim, 77))
+        .unwrap();
+    // The old index is untouched until the final rename.
+    assert_eq!(file_bytes(&out, "vectors"), before);
+    assert_eq!(Index::open(&out).unwrap().count(), 300);
+    b.finish(serial(), |_| {}).unwrap();
+    assert_eq!(Index::open(&out).unwrap().count(), 50);
+    assert!(!tmp.path().join("idx.partial").exists());
+    let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1);
+}
+
+#[test]
+fn f16_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let (n, dim) = (500, 24);
+    let vecs = low_rank(n, dim, 6, 0.1, 11);
+    build(
+        &out,
+        &pairs_for(n),
+        &vecs,
+        spec(dim as u32, Precision::F16),
+        200,
+        serial(),
+    );
+    let idx = Index::open(&out).unwrap();
+    assert_eq!(idx.meta().precision, Precision::F16);
+    assert_eq!(idx.disk_sizes().vectors, 32 + (n * dim * 2) as u64);
+    for i in 0..n {
+        let v = idx.vector(i).unwrap();
+        for (a, b) in v.iter().zip(&vecs[i * dim..(i + 1) * dim]) {
+            assert!((a - b).abs() <= 1e-3, "row {i}: {a} vs {b}");
+        }
+    }
+    let q = &vecs[7 * dim..8 * dim];
+    assert_eq!(idx.search(q, 3, 20).unwrap()[0].row, 7);
+    assert_eq!(idx.search_exact(q, 3).unwrap()[0].row, 7);
+}
+
+#[test]
+fn invalid_input_and_empty_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let dim = 4;
+    let mut b = IndexBuilder::create_or_resume(&out, spec(dim, Precision::F32), false).unwrap();
+    assert!(matches!(
+        b.append_chunk(&pairs_for(2), &[1.0; 7]),
+        Err(IndexError::DimensionMismatch { .. })
+    ));
+    assert!(matches!(
+        b.append_chunk(
+            &pairs_for(2),
+            &[1.0, 0.0, 0.0, 0.0, f32::NAN, 0.0, 0.0, 0.0]
+        ),
+        Err(IndexError::InvalidVector { row: 1, .. })
+    ));
+    assert!(matches!(
+        b.append_chunk(&pairs_for(1), &[0.0; 4]),
+        Err(IndexError::InvalidVector { row: 0, .. })
+    ));
+    assert_eq!(b.rows_done(), 0);
+    b.finish(serial(), |_| {}).unwrap();
+    let idx = Index::open(&out).unwrap();
+    assert_eq!(idx.count(), 0);
+    assert!(idx.search(&[1.0, 0.0, 0.0, 0.0], 5, 10).unwrap().is_empty());
+    assert!(idx
+        .search_exact(&[1.0, 0.0, 0.0, 0.0], 5)
+        .unwrap()
+        .is_empty());
+    assert_eq!(idx.lookup("a", "b").unwrap(), None);
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&tmp.path().join("x"), spec(0, Precision::F32), false),
+        Err(IndexError::InvalidParameter(_))
+    ));
+}

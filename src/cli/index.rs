@@ -1,0 +1,204 @@
+//! `relbert index build` and `relbert index info`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::ProgressBar;
+use relbert::indexing::{build_index, BuildOptions, BuildReport};
+use relbert::pairs::{read_pairs, PairRecord};
+use relbert::RelationEncoder;
+use relbert_index::{HnswParams, Index, Stage};
+
+use super::{pair_progress, ModelArgs};
+
+/// `relbert index …`
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Embed a pair file into a memory-mapped HNSW index (resumes an interrupted build).
+    Build(BuildArgs),
+    /// Show an index's size, model identity and parameters.
+    Info(InfoArgs),
+}
+
+/// Arguments of `relbert index build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Pair file(s): head<TAB>tail[<TAB>label] per line.
+    #[arg(long, required = true, num_args = 1..)]
+    pairs: Vec<PathBuf>,
+    /// Output index directory (built in DIR.partial/, renamed at the end).
+    #[arg(long)]
+    out: PathBuf,
+    /// HNSW neighbours per node.
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// HNSW candidate-list size while building.
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
+    /// Store vectors as float16 (half the disk and memory).
+    #[arg(long)]
+    f16: bool,
+    /// Replace an existing index.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `relbert index info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Index directory.
+    dir: PathBuf,
+    /// Also verify every checksum (reads every file once).
+    #[arg(long)]
+    verify: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads several pair files into one list (each record keeps its own line number).
+pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(read_pairs(f)?);
+    }
+    anyhow::ensure!(!out.is_empty(), "no pairs in {:?}", files);
+    Ok(out)
+}
+
+/// Builds an index with progress bars for encoding and graph construction.
+pub fn build_with_progress(
+    encoder: &RelationEncoder,
+    records: &[PairRecord],
+    out: &Path,
+    opts: &BuildOptions,
+) -> Result<BuildReport> {
+    let pb = pair_progress(records.len() as u64, "encoding");
+    let graph_pb = std::cell::RefCell::new(None::<ProgressBar>);
+    let report = build_index(
+        encoder,
+        records,
+        out,
+        opts,
+        &|n| pb.set_position(n),
+        &mut |p| {
+            if p.stage == Stage::Graph {
+                let mut g = graph_pb.borrow_mut();
+                let bar = g.get_or_insert_with(|| {
+                    pb.finish_and_clear();
+                    let b = pair_progress(p.total, "graph");
+                    b.reset_eta();
+                    b
+                });
+                bar.set_position(p.done);
+            }
+        },
+    )
+    .with_context(|| format!("building index {}", out.display()))?;
+    if let Some(b) = graph_pb.borrow().as_ref() {
+        b.finish_and_clear();
+    }
+    pb.finish_and_clear();
+    tracing::info!(
+        "index {}: {} pairs ({} duplicates skipped); encoding {:.1}s ({:.0} pairs/s), graph {:.1}s",
+        report.dir.display(),
+        report.count,
+        report.skipped,
+        report.encode_secs,
+        (records.len() as u64 - report.resumed_rows) as f64 / report.encode_secs.max(1e-9),
+        report.graph_secs
+    );
+    Ok(report)
+}
+
+pub fn run(cmd: IndexCommand) -> Result<()> {
+    match cmd {
+        IndexCommand::Build(a) => {
+            let records = read_all(&a.pairs)?;
+            if a.out.exists() && !a.force {
+                anyhow::bail!("{} exists; pass --force to replace it", a.out.display());
+            }
+            let encoder = a.model.load(false)?;
+            let opts = BuildOptions {
+                hnsw: HnswParams {
+                    m: a.m,
+                    ef_construction: a.ef_construction,
+                    threads: 0,
+                },
+                half: a.f16,
+                force: a.force,
+            };
+            build_with_progress(&encoder, &records, &a.out, &opts)?;
+            Ok(())
+        }
+        IndexCommand::Info(a) => {
+            let started = std::time::Instant::now();
+            let idx =
+                Index::open(&a.dir).with_context(|| format!("opening {}", a.dir.display()))?;
+            let open_ms = started.elapsed().as_secs_f64() * 1e3;
+            if a.verify {
+                idx.verify()
+                    .with_context(|| format!("verifying {}", a.dir.display()))?;
+            }
+            let m = idx.meta();
+            let sizes = idx.disk_sizes();
+            if a.json {
+                let doc = serde_json::json!({
+                    "dir": a.dir.display().to_string(),
+                    "count": m.count, "dim": m.dim, "metric": m.metric,
+                    "precision": m.precision.name(),
+                    "format_version": m.format_version,
+                    "hnsw": {"m": m.hnsw.m, "ef_construction": m.hnsw.ef_construction, "builder": m.hnsw.builder},
+                    "encoder": {"model": m.encoder.model, "weights_sha256": m.encoder.weights_sha256,
+                                "template": m.encoder.template, "aggregation": m.encoder.aggregation},
+                    "bytes": {"vectors": sizes.vectors, "pairs": sizes.pairs, "graph": sizes.graph,
+                              "meta": sizes.meta, "total": sizes.total()},
+                    "open_ms": open_ms, "verified": a.verify,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+                let rows = [
+                    ("index", a.dir.display().to_string()),
+                    ("pairs", m.count.to_string()),
+                    ("dimension", m.dim.to_string()),
+                    (
+                        "metric / storage",
+                        format!("{} / {}", m.metric, m.precision.name()),
+                    ),
+                    (
+                        "HNSW",
+                        format!(
+                            "M {}, ef_construction {} ({})",
+                            m.hnsw.m, m.hnsw.ef_construction, m.hnsw.builder
+                        ),
+                    ),
+                    ("model", m.encoder.model.clone()),
+                    ("weights sha256", m.encoder.weights_sha256.clone()),
+                    ("template", m.encoder.template.clone()),
+                    ("aggregation", m.encoder.aggregation.clone()),
+                    ("vectors", mib(sizes.vectors)),
+                    ("pairs file", mib(sizes.pairs)),
+                    ("graph", mib(sizes.graph)),
+                    ("total on disk", mib(sizes.total())),
+                    ("format version", m.format_version.to_string()),
+                    (
+                        "checksums",
+                        if a.verify {
+                            "all verified".into()
+                        } else {
+                            "headers + small files verified (--verify for all)".into()
+                        },
+                    ),
+                ];
+                for (k, v) in rows {
+                    println!("{k:<18} {v}");
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The query layer: "A is to B as ? is to ?" answered by nearest-neighbour search over the
+//! relation vectors of an index. The query pair's vector comes from the index when the pair is
+//! stored there; otherwise it is encoded with the index's own model, loaded on first need.
+
+use std::path::{Path, PathBuf};
+
+use relbert_index::Index;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::indexing::{encoder_info, same_function};
+use crate::relation::{EncoderOptions, RelationEncoder};
+
+/// How to answer a query.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Results per query.
+    pub k: usize,
+    /// Exact brute-force search instead of HNSW.
+    pub exact: bool,
+    /// HNSW candidate-list size.
+    pub ef: usize,
+    /// Keep results that share a word with the query pair.
+    pub keep_shared_words: bool,
+}
+
+/// One answer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueryHit {
+    /// The pair found.
+    pub pair: [String; 2],
+    /// Cosine similarity to the query's relation vector.
+    pub score: f32,
+    /// The pair's label, if the index has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Where the query vector came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Stored in the index.
+    Index,
+    /// Encoded with the model.
+    Encoded,
+}
+
+/// Parses a query line: `a<TAB>b`, `a:b` or `a b` (whitespace-separated, exactly two words).
+pub fn parse_query_line(line: &str) -> Option<(String, String)> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let two = |a: &str, b: &str| {
+        let (a, b) = (a.trim(), b.trim());
+        (!a.is_empty() && !b.is_empty()).then(|| (a.to_string(), b.to_string()))
+    };
+    if let Some((a, b)) = line.split_once('\t') {
+        return if b.contains('\t') { None } else { two(a, b) };
+    }
+    if let Some((a, b)) = line.split_once(':') {
+        return if b.contains(':') { None } else { two(a, b) };
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [a, b] => two(a, b),
+        _ => None,
+    }
+}
+
+/// An open index plus, lazily, the model that encodes pairs it does not hold.
+pub struct QueryEngine {
+    index: Index,
+    model_dir: Option<PathBuf>,
+    threads_hint: usize,
+    encoder: Option<RelationEncoder>,
+}
+
+fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split_whitespace().map(|w| w.to_lowercase())
+}
+
+impl QueryEngine {
+    /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
+    /// encoding function: same weights, template and aggregation).
+    pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
+        Ok(QueryEngine {
+            index: Index::open(index_dir)?,
+            model_dir,
+            threads_hint: 1,
+            encoder: None,
+        })
+    }
+
+    /// The open index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Whether the model has been loaded.
+    pub fn model_loaded(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    /// Loads the index's model now (so the first encoded query is not slowed by it).
+    pub fn load_model(&mut self) -> Result<&RelationEncoder> {
+        if self.encoder.is_none() {
+            let built = self.index.meta().encoder.clone();
+            let dir = self
+                .model_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&built.model));
+            let enc = RelationEncoder::load(
+                &dir,
+                &EncoderOptions {
+                    template: Some(built.template.clone()),
+                    aggregation: Some(built.aggregation.parse()?),
+                    batch_size: self.threads_hint.max(1),
+                    ..Default::default()
+                },
+            )?;
+            let offered = encoder_info(&enc.identity()?);
+            if !same_function(&built, &offered) {
+                return Err(Error::EncoderMismatch {
+                    index: self.index.dir().to_path_buf(),
+                    built: format!("{} sha256 {}", built.model, &built.weights_sha256),
+                    offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
+                });
+            }
+            self.encoder = Some(enc);
+        }
+        match &self.encoder {
+            Some(e) => Ok(e),
+            None => unreachable!("loaded above"),
+        }
+    }
+
+    /// The relation vector of (a, b): from the index if stored, else encoded.
+    pub fn vector(&mut self, a: &str, b: &str) -> Result<(Vec<f32>, Source, Option<usize>)> {
+        if let Some(row) = self.index.lookup(a, b)? {
+            return Ok((
+                self.index.vector(row)?.into_owned(),
+                Source::Index,
+                Some(row),
+            ));
+        }
+        let enc = self.load_model()?;
+        let mut v = enc.embed(&[(a, b)])?;
+        Ok((v.pop().unwrap_or_default(), Source::Encoded, None))
+    }
+
+    /// The `k` pairs whose relation is most similar to (a, b)'s, excluding the query pair
+    /// itself and, unless asked, pairs that share a word with it.
+    pub fn query(
+        &mut self,
+        a: &str,
+        b: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<QueryHit>, Source)> {
+        let (v, source, self_row) = self.vector(a, b)?;
+        let query_words: Vec<String> = words_of(a).chain(words_of(b)).collect();
+        let index = &self.index;
+        let keep = |row: usize| -> bool {
+            if Some(row) == self_row {
+                return false;
+            }
+            if opts.keep_shared_words {
+                return true;
+            }
+            match index.pair(row) {
+                Ok(p) => !words_of(p.head)
+                    .chain(words_of(p.tail))
+                    .any(|w| query_words.contains(&w)),
+                Err(_) => false,
+            }
+        };
+        let hits = if opts.exact {
+            index.search_exact_filtered(&v, opts.k, keep)?
+        } else {
+            index.search_filtered(&v, opts.k, opts.ef.max(opts.k), keep)?
+        };
+        let out = hits
+            .into_iter()
+            .map(|h| {
+                let p = index.pair(h.row)?;
+                Ok(QueryHit {
+                    pair: [p.head.to_string(), p.tail.to_string()],
+                    score: h.score,
+                    label: p.label.map(|l| l.to_string()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((out, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_line_forms() {
+        let p = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(parse_query_line("paris\tfrance\n"), p("paris", "france"));
+        assert_eq!(parse_query_line("New York\tcity"), p("New York", "city"));
+        assert_eq!(parse_query_line("paris:france"), p("paris", "france"));
+        assert_eq!(parse_query_line("paris france"), p("paris", "france"));
+        assert_eq!(parse_query_line("just-one"), None);
+        assert_eq!(parse_query_line("a b c"), None);
+        assert_eq!(parse_query_line("a:b:c"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! End-to-end tests of `relbert index build|info` and `relbert query` on the tiny fixture model.
+
+mod common;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use common::fixture;
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+fn pair_file(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("pairs.tsv");
+    let mut text = String::from("# test vocabulary\n");
+    let words = [
+        "paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten", "wheel", "car",
+        "hot", "cold", "big", "small", "pen", "write", "knife", "cut", "bird", "nest",
+    ];
+    for (i, a) in words.iter().enumerate() {
+        for b in words.iter().skip(i + 1).step_by(3) {
+            text.push_str(&format!("{a}\t{b}\tl{}\n", i % 4));
+        }
+    }
+    text.push_str("paris\tfrance\tduplicate\n");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn build(dir: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .assert()
+}
+
+#[test]
+fn build_info_and_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    assert!(!dir.path().join("idx.partial").exists());
+
+    let info = relbert()
+        .args(["index", "info", "--json", "--verify"])
+        .arg(&out)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(doc["dim"], 32);
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask");
+    let count = doc["count"].as_u64().unwrap();
+    assert!(count > 50);
+
+    // A stored pair: its own row and pairs sharing a word are excluded; exact and HNSW agree.
+    let q = |extra: &[&str]| -> serde_json::Value {
+        let a = relbert()
+            .args(["query", "--json", "-k", "5", "--index"])
+            .arg(&out)
+            .args(["paris", "france"])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice(&a.get_output().stdout).unwrap()
+    };
+    let hnsw = q(&[]);
+    let exact = q(&["--exact"]);
+    assert_eq!(hnsw["source"], "index");
+    assert_eq!(hnsw["results"], exact["results"]);
+    let results = hnsw["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    for r in results {
+        let p = r["pair"].as_array().unwrap();
+        for w in p {
+            assert!(w != "paris" && w != "france", "shared word kept: {r}");
+        }
+    }
+    let scores: Vec<f64> = results
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+    let kept = q(&["--keep-shared-words"]);
+    assert!(kept["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["pair"] != serde_json::json!(["paris", "france"])));
+}
+
+#[test]
+fn stream_mode_answers_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    let a = relbert()
+        .args(["query", "--json", "-k", "3", "--index"])
+        .arg(&out)
+        .write_stdin("dog\tpuppy\nnot-a-pair\nlion:cub\nocean sea\n")
+        .assert()
+        .success();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&a.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["source"], "index");
+    assert!(lines[1]["error"].as_str().unwrap().contains("two words"));
+    assert_eq!(lines[2]["source"], "encoded");
+    assert_eq!(lines[2]["results"].as_array().unwrap().len(), 3);
+    assert_eq!(lines[3]["query"], serde_json::json!(["ocean", "sea"]));
+}
+
+#[test]
+fn existing_index_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    let before = std::fs::read(out.join("meta")).unwrap();
+    build(dir.path(), &out, &[])
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    assert_eq!(std::fs::read(out.join("meta")).unwrap(), before);
+    build(dir.path(), &out, &["--force", "--f16"]).success();
+    let info = relbert()
+        .args(["index", "info", "--json"])
+        .arg(&out)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(doc["precision"], "f16");
+}
+
+#[test]
+fn another_model_is_refused_for_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    relbert()
+        .args(["query", "--index"])
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("tiny-roberta"))
+        .args(["lion", "cub"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("another encoder"));
+}
+
+#[test]
+fn corrupted_index_is_a_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    let vectors = out.join("vectors");
+    let mut bytes = std::fs::read(&vectors).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&vectors, &bytes).unwrap();
+    relbert()
+        .args(["query", "--index"])
+        .arg(&out)
+        .args(["dog", "puppy"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("vectors"));
+}
