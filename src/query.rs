@@ -70,7 +70,6 @@ pub fn parse_query_line(line: &str) -> Option<(String, String)> {
 pub struct QueryEngine {
     index: Index,
     model_dir: Option<PathBuf>,
-    threads_hint: usize,
     encoder: Option<RelationEncoder>,
 }
 
@@ -85,7 +84,6 @@ impl QueryEngine {
         Ok(QueryEngine {
             index: Index::open(index_dir)?,
             model_dir,
-            threads_hint: 1,
             encoder: None,
         })
     }
@@ -113,7 +111,8 @@ impl QueryEngine {
                 &EncoderOptions {
                     template: Some(built.template.clone()),
                     aggregation: Some(built.aggregation.parse()?),
-                    batch_size: self.threads_hint.max(1),
+                    // Queries come one at a time.
+                    batch_size: 8,
                     ..Default::default()
                 },
             )?;
