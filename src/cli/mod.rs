@@ -1,5 +1,6 @@
 //! Subcommand definitions and dispatch.
 
+mod bench;
 mod embed;
 
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct Cli {
 enum Command {
     /// Embed word pairs into relation vectors.
     Embed(embed::EmbedArgs),
+    /// Evaluate a model: analogy questions and lexical relation classification.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -110,5 +113,6 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Embed(a) => embed::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
