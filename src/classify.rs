@@ -6,7 +6,9 @@
 //! ε 1e-8), mini-batches of `min(200, n)` reshuffled every epoch, an L2 penalty
 //! `alpha / 2 · ‖W‖² / batch` on the weight matrices (not the biases), Glorot-uniform
 //! initialisation, at most 200 epochs, and early stopping on validation accuracy (tol 1e-4,
-//! 10 epochs without improvement; the best weights are kept). All randomness comes from one
+//! 10 epochs without improvement; the best weights are kept) — or, with
+//! [`Stopping::TrainingLoss`], scikit-learn's own default rule (stop when the training loss has
+//! not fallen by `tol` for 10 epochs; the last weights are kept). All randomness comes from one
 //! seeded [`StdRng`], so a seed fixes the result.
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -17,6 +19,19 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+/// When training stops before `max_epochs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stopping {
+    /// Validation accuracy has not improved by `tol` for `n_iter_no_change` epochs; the
+    /// weights of the best validation epoch are kept (`early_stopping=True`).
+    #[default]
+    ValidationAccuracy,
+    /// Training loss has not fallen by `tol` for `n_iter_no_change` epochs; the last weights are
+    /// kept (scikit-learn's default, `early_stopping=False`).
+    TrainingLoss,
+}
 
 /// Hyper-parameters of the MLP (defaults: scikit-learn's `MLPClassifier`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +52,8 @@ pub struct MlpConfig {
     pub n_iter_no_change: usize,
     /// Seed for initialisation and shuffling.
     pub seed: u64,
+    /// The stopping rule.
+    pub stopping: Stopping,
 }
 
 impl Default for MlpConfig {
@@ -50,6 +67,7 @@ impl Default for MlpConfig {
             tol: 1e-4,
             n_iter_no_change: 10,
             seed: 0,
+            stopping: Stopping::default(),
         }
     }
 }
@@ -183,6 +201,7 @@ impl Mlp {
         let mut best = f64::NEG_INFINITY;
         let mut best_vars = snapshot()?;
         let mut stale = 0;
+        let mut best_loss = f64::INFINITY;
         let mut report = TrainReport {
             epochs: 0,
             best_validation_accuracy: 0.0,
@@ -208,20 +227,36 @@ impl Mlp {
             let pred = Self::argmax(&forward(&vx, &w1, &b1, &w2, &b2)?)?;
             let acc =
                 pred.iter().zip(val_y).filter(|(p, t)| p == t).count() as f64 / val_y.len() as f64;
-            if acc < best + cfg.tol {
-                stale += 1;
-            } else {
-                stale = 0;
-            }
-            if acc > best {
-                best = acc;
-                best_vars = snapshot()?;
+            match cfg.stopping {
+                Stopping::ValidationAccuracy => {
+                    if acc < best + cfg.tol {
+                        stale += 1;
+                    } else {
+                        stale = 0;
+                    }
+                    if acc > best {
+                        best = acc;
+                        best_vars = snapshot()?;
+                    }
+                }
+                Stopping::TrainingLoss => {
+                    if report.final_loss > best_loss - cfg.tol {
+                        stale += 1;
+                    } else {
+                        stale = 0;
+                    }
+                    best_loss = best_loss.min(report.final_loss);
+                    best = best.max(acc);
+                }
             }
             if stale > cfg.n_iter_no_change {
                 break;
             }
         }
         report.best_validation_accuracy = best;
+        if cfg.stopping == Stopping::TrainingLoss {
+            best_vars = snapshot()?;
+        }
         let [w1, b1, w2, b2]: [Tensor; 4] =
             best_vars.try_into().map_err(|_| Error::InvalidArgument {
                 flag: "mlp".into(),
@@ -345,6 +380,19 @@ mod tests {
         let f1 = f1_scores(&ty, &mlp.predict(&tx).unwrap());
         assert_eq!(f1.micro, 1.0, "{report:?}");
         assert_eq!(f1.macro_, 1.0);
+    }
+
+    #[test]
+    fn training_loss_rule_learns_too() {
+        let (x, y) = toy(300, 1);
+        let (tx, ty) = toy(90, 3);
+        let cfg = MlpConfig {
+            batch_size: 32,
+            stopping: Stopping::TrainingLoss,
+            ..Default::default()
+        };
+        let (mlp, _) = Mlp::train(&x, &y, &tx, &ty, 3, &cfg).unwrap();
+        assert_eq!(f1_scores(&ty, &mlp.predict(&tx).unwrap()).micro, 1.0);
     }
 
     #[test]

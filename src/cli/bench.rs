@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use relbert::analogy::{accuracy_with_options, offset, Accuracy, ScoreOptions, Similarity};
-use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig};
+use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig, Stopping};
 use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
     LabelledPair, Pair,
@@ -122,6 +122,19 @@ struct ClassifyArgs {
     /// Features are [v(a,b); v(b,a)] as in the reference's evaluation script, instead of v(a,b).
     #[arg(long)]
     concat_reverse: bool,
+    /// Stopping rule: validation accuracy (early stopping, best epoch kept) or training loss
+    /// (scikit-learn's default, last epoch kept).
+    #[arg(long, value_enum, default_value_t = StopOn::ValAccuracy)]
+    stop_on: StopOn,
+}
+
+/// The MLP's stopping rule on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StopOn {
+    /// Early stopping on validation accuracy.
+    ValAccuracy,
+    /// Stop when the training loss stops falling.
+    TrainLoss,
 }
 
 /// Runs `relbert bench …`.
@@ -424,6 +437,10 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     };
     let cfg = MlpConfig {
         seed: a.seed,
+        stopping: match a.stop_on {
+            StopOn::ValAccuracy => Stopping::ValidationAccuracy,
+            StopOn::TrainLoss => Stopping::TrainingLoss,
+        },
         ..Default::default()
     };
     let mut results = BTreeMap::new();
