@@ -100,6 +100,9 @@ def main():
         run = read(os.path.join(root, m, "run.txt"))
         if run:
             out += ["```", run, "```", ""]
+        notes = read(os.path.join(root, m, "notes.md"))
+        if notes:
+            out += [notes, ""]
         chk = read(os.path.join(root, m, "check_analogy.md"))
         if chk:
             out += ["Independent numpy scorer (`benchmarks/check_analogy.py`) on `relbert embed` "
