@@ -1,5 +1,10 @@
 //! Scoring multiple-choice analogy questions with relation vectors: the choice whose vector is
 //! most similar to the stem's is the prediction.
+//!
+//! [`ScoreOptions`] carries the reference evaluation's variants (`relbert/evaluation/
+//! analogy_questions.py`): euclidean instead of cosine, reversed pairs (stem *and* choices
+//! reversed), and bi-direction (forward similarity times reversed similarity).
+//! [`offset`] builds the word-vector offset baseline's pair vectors.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -102,6 +107,92 @@ pub fn accuracy(questions: &[AnalogyQuestion], score: impl Fn(&Pair, &Pair) -> f
     }
 }
 
+/// The variants of the reference's analogy scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScoreOptions {
+    /// How a stem and a choice are compared.
+    pub similarity: Similarity,
+    /// Compare the reversed stem (b, a) with the reversed choices (d, c), as the reference's
+    /// `reverse_pair` does.
+    pub reverse_pair: bool,
+    /// Score each choice by forward similarity × reversed similarity (the reference's
+    /// `bi_direction_pair`). With euclidean distances the reference multiplies the distances
+    /// and takes the largest product; here the *smallest* product wins, so that the nearest
+    /// choice is chosen in both modes.
+    pub bi_direction: bool,
+}
+
+impl ScoreOptions {
+    /// Whether forward pairs are looked up.
+    fn forward(&self) -> bool {
+        self.bi_direction || !self.reverse_pair
+    }
+
+    /// Whether reversed pairs are looked up.
+    fn backward(&self) -> bool {
+        self.bi_direction || self.reverse_pair
+    }
+
+    /// Every distinct pair these options need vectors for (forward and/or reversed stems and
+    /// choices), in first-seen order.
+    pub fn pairs_needed<'a>(
+        &self,
+        questions: impl IntoIterator<Item = &'a AnalogyQuestion>,
+    ) -> Vec<Pair> {
+        let forward = distinct_pairs(questions);
+        let mut out = Vec::with_capacity(forward.len() * 2);
+        let mut seen = std::collections::HashSet::new();
+        for p in &forward {
+            if self.forward() && seen.insert(p.clone()) {
+                out.push(p.clone());
+            }
+            let r = reversed(p);
+            if self.backward() && seen.insert(r.clone()) {
+                out.push(r);
+            }
+        }
+        out
+    }
+}
+
+/// The pair with head and tail swapped.
+pub fn reversed(p: &Pair) -> Pair {
+    (p.1.clone(), p.0.clone())
+}
+
+/// The offset baseline's pair vector: `tail − head`, scaled to unit length (both word vectors
+/// are expected to be unit length already).
+pub fn offset(head: &[f32], tail: &[f32]) -> Vec<f32> {
+    let mut v: Vec<f32> = tail.iter().zip(head).map(|(t, h)| t - h).collect();
+    crate::pooling::normalize_in_place(&mut v);
+    v
+}
+
+/// Accuracy under `opts` with vectors looked up by pair. A pair without a vector scores as
+/// an empty vector would (cosine 0), so callers should embed [`ScoreOptions::pairs_needed`].
+pub fn accuracy_with_options(
+    questions: &[AnalogyQuestion],
+    vectors: &HashMap<Pair, Vec<f32>>,
+    opts: ScoreOptions,
+) -> Accuracy {
+    let empty = Vec::new();
+    let get = |p: &Pair| vectors.get(p).unwrap_or(&empty);
+    let sim = opts.similarity;
+    accuracy(questions, |s, c| {
+        let fwd = || similarity(sim, get(s), get(c));
+        let bwd = || similarity(sim, get(&reversed(s)), get(&reversed(c)));
+        match (opts.bi_direction, opts.reverse_pair) {
+            (true, _) => match sim {
+                Similarity::Cosine => fwd() * bwd(),
+                // Both factors are negated distances; keep "larger is nearer".
+                Similarity::Euclidean => -(fwd() * bwd()),
+            },
+            (false, true) => bwd(),
+            (false, false) => fwd(),
+        }
+    })
+}
+
 /// Accuracy with relation vectors looked up by pair.
 pub fn accuracy_with_vectors(
     questions: &[AnalogyQuestion],
@@ -119,6 +210,79 @@ mod tests {
 
     fn p(a: &str, b: &str) -> Pair {
         (a.into(), b.into())
+    }
+
+    fn q(stem: Pair, choice: Vec<Pair>, answer: usize) -> AnalogyQuestion {
+        AnalogyQuestion {
+            stem,
+            choice,
+            answer,
+            prefix: "t".into(),
+        }
+    }
+
+    #[test]
+    fn reverse_and_bi_direction_follow_the_reference() {
+        // Cosines with the stem: forward c:d 0.9, e:f 0.5; reversed d:c 0.1, f:e 0.6.
+        let unit_at = |c: f32| vec![c, (1.0 - c * c).sqrt()];
+        let mut v = HashMap::new();
+        v.insert(p("a", "b"), vec![1.0, 0.0]);
+        v.insert(p("b", "a"), vec![1.0, 0.0]);
+        v.insert(p("c", "d"), unit_at(0.9));
+        v.insert(p("e", "f"), unit_at(0.5));
+        v.insert(p("d", "c"), unit_at(0.1));
+        v.insert(p("f", "e"), unit_at(0.6));
+        let qs = [q(p("a", "b"), vec![p("c", "d"), p("e", "f")], 1)];
+        let run = |reverse_pair, bi_direction| {
+            let o = ScoreOptions {
+                similarity: Similarity::Cosine,
+                reverse_pair,
+                bi_direction,
+            };
+            accuracy_with_options(&qs, &v, o).accuracy
+        };
+        assert_eq!(run(false, false), 0.0);
+        assert_eq!(run(true, false), 1.0);
+        // 0.9 * 0.1 = 0.09 < 0.5 * 0.6 = 0.3: the product picks choice 1.
+        assert_eq!(run(false, true), 1.0);
+        let o = ScoreOptions {
+            reverse_pair: true,
+            ..Default::default()
+        };
+        let needed = o.pairs_needed(&qs);
+        assert_eq!(needed, vec![p("b", "a"), p("d", "c"), p("f", "e")]);
+        let o = ScoreOptions {
+            bi_direction: true,
+            ..Default::default()
+        };
+        assert_eq!(o.pairs_needed(&qs).len(), 6);
+    }
+
+    #[test]
+    fn euclidean_picks_the_nearest_choice() {
+        let mut v = HashMap::new();
+        v.insert(p("a", "b"), vec![1.0, 0.0]);
+        v.insert(p("c", "d"), vec![5.0, 0.0]);
+        v.insert(p("e", "f"), vec![1.5, 0.0]);
+        v.insert(p("b", "a"), vec![1.0, 0.0]);
+        v.insert(p("d", "c"), vec![5.0, 0.0]);
+        v.insert(p("f", "e"), vec![1.5, 0.0]);
+        let qs = [q(p("a", "b"), vec![p("c", "d"), p("e", "f")], 1)];
+        for bi_direction in [false, true] {
+            let o = ScoreOptions {
+                similarity: Similarity::Euclidean,
+                reverse_pair: false,
+                bi_direction,
+            };
+            assert_eq!(accuracy_with_options(&qs, &v, o).accuracy, 1.0);
+        }
+    }
+
+    #[test]
+    fn offset_is_unit_difference() {
+        let v = offset(&[1.0, 0.0], &[0.0, 1.0]);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((v[0] + h).abs() < 1e-6 && (v[1] - h).abs() < 1e-6);
     }
 
     #[test]

@@ -101,6 +101,14 @@ impl PromptTokenizer {
         })
     }
 
+    /// Tokenises many plain texts (no template) in parallel, keeping their order.
+    pub fn encode_texts<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Tokenized>> {
+        texts
+            .par_iter()
+            .map(|t| self.encode_text(t.as_ref()))
+            .collect()
+    }
+
     /// Fills the template with a pair and tokenises the prompt.
     pub fn encode_pair(&self, template: &Template, head: &str, tail: &str) -> Result<Tokenized> {
         self.encode_text(&template.fill(head, tail, &self.mask_token))

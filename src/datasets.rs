@@ -1,5 +1,5 @@
-//! Dataset files: analogy questions (the RelBERT JSONL format) and the SemEval-2012
-//! relational-similarity training data.
+//! Dataset files: analogy questions (the RelBERT JSONL format), the SemEval-2012
+//! relational-similarity training data, and lexical relation classification TSVs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -179,6 +179,66 @@ pub fn load_relation_file(path: &Path) -> Result<Vec<RelationExamples>> {
     Ok(out)
 }
 
+/// One labelled pair of a lexical relation classification file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledPair {
+    /// The word pair.
+    pub pair: Pair,
+    /// The relation label (e.g. `hyper`).
+    pub label: String,
+}
+
+/// Reads a lexical relation classification TSV (`head<TAB>tail<TAB>label`, no header). Each
+/// line is its own example, so a pair listed with two labels gives two examples, as in the
+/// reference. A line without exactly three non-empty fields is an error naming file and line.
+pub fn load_lexical_file(path: &Path) -> Result<Vec<LabelledPair>> {
+    let mut out = Vec::new();
+    for (line, text) in read_lines(path)? {
+        let fields: Vec<&str> = text.trim_end_matches('\r').split('\t').collect();
+        match fields.as_slice() {
+            [h, t, l] if !h.is_empty() && !t.is_empty() && !l.is_empty() => {
+                out.push(LabelledPair {
+                    pair: (h.to_string(), t.to_string()),
+                    label: l.to_string(),
+                })
+            }
+            _ => {
+                return Err(Error::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!(
+                        "expected head<TAB>tail<TAB>label, found {} field(s)",
+                        fields.len()
+                    ),
+                })
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+            what: "no labelled pairs".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// The classification datasets under `data`: folders holding `train.tsv` and `test.tsv`,
+/// sorted by name.
+pub fn lexical_datasets(data: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let rd = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(data, e))?;
+        let dir = entry.path();
+        if dir.join("train.tsv").is_file() && dir.join("test.tsv").is_file() {
+            out.push((entry.file_name().to_string_lossy().into_owned(), dir));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +268,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(":2:"));
+    }
+
+    #[test]
+    fn reads_lexical_tsv_and_names_bad_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train.tsv");
+        std::fs::write(&p, "dog\tanimal\thyper\ndog\tanimal\tcoord\n").unwrap();
+        let rows = load_lexical_file(&p).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].label, "coord");
+        std::fs::write(&p, "dog\tanimal\thyper\ncat\tpet\n").unwrap();
+        let e = load_lexical_file(&p).unwrap_err().to_string();
+        assert!(e.contains("train.tsv:2:"), "{e}");
     }
 
     #[test]

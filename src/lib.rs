@@ -6,6 +6,7 @@
 
 pub mod analogy;
 pub mod batching;
+pub mod classify;
 pub mod config;
 pub mod cpu_kernels;
 pub mod datasets;

@@ -200,11 +200,21 @@ impl RelationEncoder {
     /// Encodes token sequences (one batch, in the given order) and returns the pooled raw
     /// sums `[n, dim]`. In [`Mode::Train`] the result carries gradients.
     pub fn forward_pooled(&self, seqs: &[&[u32]], mode: Mode) -> Result<Tensor> {
+        self.forward_pooled_with(seqs, self.aggregation, mode)
+    }
+
+    /// [`Self::forward_pooled`] with an explicit aggregation instead of the encoder's own.
+    fn forward_pooled_with(
+        &self,
+        seqs: &[&[u32]],
+        aggregation: Aggregation,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let batch = make_batch(
             seqs,
             self.tokenizer.pad_id(),
             self.tokenizer.mask_id(),
-            self.aggregation,
+            aggregation,
             |len, t| self.encoder.position_ids(len, t),
         );
         let hidden = self.encoder.forward(&batch.input, mode)?;
@@ -236,8 +246,20 @@ impl RelationEncoder {
             })
             .collect();
         let toks = self.tokenize(&distinct)?;
+        let vectors = self.pool_all(&toks, self.aggregation, progress)?;
+        Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
+    }
+
+    /// Encodes tokenised sequences in length-sorted batches and returns each one's pooled
+    /// raw sum under `aggregation`, in input order.
+    fn pool_all(
+        &self,
+        toks: &[Tokenized],
+        aggregation: Aggregation,
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<Vec<f32>>> {
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-        let mut vectors = vec![Vec::new(); distinct.len()];
+        let mut vectors = vec![Vec::new(); toks.len()];
         let batches = length_sorted_batches(&lengths, self.batch_size);
         let mut done = 0;
         if let Some(cpu) = self.encoder.cpu_model() {
@@ -258,7 +280,7 @@ impl RelationEncoder {
                             .iter()
                             .map(|s| {
                                 (0..s.len())
-                                    .map(|t| self.aggregation.selects(s, t, mask))
+                                    .map(|t| aggregation.selects(s, t, mask))
                                     .collect()
                             })
                             .collect();
@@ -277,7 +299,7 @@ impl RelationEncoder {
             for batch in batches {
                 let seqs: Vec<&[u32]> = batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
                 let pooled = self
-                    .forward_pooled(&seqs, Mode::Inference)?
+                    .forward_pooled_with(&seqs, aggregation, Mode::Inference)?
                     .to_device(&Device::Cpu)?
                     .to_vec2::<f32>()?;
                 for (&i, v) in batch.iter().zip(pooled) {
@@ -287,6 +309,30 @@ impl RelationEncoder {
                 progress(done);
             }
         }
+        Ok(vectors)
+    }
+
+    /// Plain word vectors for the word-vector offset baseline: each bare word is tokenised
+    /// with the model's special tokens (`[CLS] w [SEP]`, no template), the last hidden states
+    /// of all its tokens (special ones included) are averaged, and the mean is scaled to unit
+    /// length. Each distinct word is encoded once, in length-sorted batches; the result is in
+    /// input order.
+    pub fn embed_words<S: AsRef<str> + Sync>(&self, words: &[S]) -> Result<Vec<Vec<f32>>> {
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut slot: HashMap<&str, usize> = HashMap::new();
+        let index: Vec<usize> = words
+            .iter()
+            .map(|w| {
+                *slot.entry(w.as_ref()).or_insert_with(|| {
+                    distinct.push(w.as_ref());
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let toks = self.tokenizer.encode_texts(&distinct)?;
+        let mut vectors = self.pool_all(&toks, Aggregation::Average, &|_| {})?;
+        // Scaling the sum to unit length is the same as normalising the mean.
+        vectors.iter_mut().for_each(|v| normalize_in_place(v));
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
     }
 

@@ -1,5 +1,6 @@
 //! Subcommand definitions and dispatch.
 
+mod bench;
 mod embed;
 mod index;
 mod query;
@@ -33,6 +34,8 @@ enum Command {
     Index(index::IndexCommand),
     /// A is to B as ? is to ?: nearest pairs by relation, from an index.
     Query(query::QueryArgs),
+    /// Evaluate a model: analogy questions and lexical relation classification.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -119,5 +122,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed::run(a),
         Command::Index(c) => index::run(c),
         Command::Query(a) => query::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

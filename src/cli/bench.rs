@@ -1,0 +1,529 @@
+//! `relbert bench`: the evaluation harness.
+//!
+//! * `bench analogy` answers multiple-choice analogy questions (SAT, BATS, Google, … in the
+//!   RelBERT JSONL format) with relation vectors or the word-vector offset baseline, embedding
+//!   each distinct pair of all selected datasets once.
+//! * `bench classify` trains an MLP on relation vectors for lexical relation classification
+//!   (BLESS, CogALexV, EVALution, K&H+N, ROOT09) and reports micro/macro F1 on test.
+//!
+//! People get a table on standard output; `--json FILE` writes the same figures for machines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use relbert::analogy::{accuracy_with_options, offset, Accuracy, ScoreOptions, Similarity};
+use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig, Stopping};
+use relbert::datasets::{
+    analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
+    LabelledPair, Pair,
+};
+use relbert::output::AtomicFile;
+use relbert::relation::EncoderIdentity;
+use relbert::RelationEncoder;
+use serde::Serialize;
+
+use super::{pair_progress, ModelArgs};
+
+/// Arguments of `relbert bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Accuracy on multiple-choice analogy questions.
+    Analogy(AnalogyArgs),
+    /// Micro/macro F1 of an MLP on relation vectors (lexical relation classification).
+    Classify(ClassifyArgs),
+}
+
+/// How stems and choices are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Distance {
+    /// Cosine similarity.
+    Cosine,
+    /// Euclidean distance between the raw (unnormalised) vectors; the nearest choice wins.
+    Euclidean,
+}
+
+/// Where pair vectors come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Method {
+    /// Relation vectors: prompt, encoder, pooling.
+    Relbert,
+    /// Word-vector offset baseline: e(tail) − e(head) with mean-pooled bare-word vectors.
+    Offset,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Relbert => "relbert",
+            Method::Offset => "offset",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct AnalogyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder with one sub-folder per dataset holding <split>.jsonl.
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Comma-separated dataset names, or `all` for every folder that has the split.
+    #[arg(long, default_value = "all")]
+    dataset: String,
+    /// Which split to score (test or validation).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Print accuracy per question prefix (source, section or relation file).
+    #[arg(long)]
+    breakdown: bool,
+    /// Similarity between stem and choice.
+    #[arg(long, value_enum, default_value_t = Distance::Cosine)]
+    distance: Distance,
+    /// Compare the reversed stem with the reversed choices (the reference's reverse_pair).
+    #[arg(long, conflicts_with = "bi_direction")]
+    reverse_pair: bool,
+    /// Score by forward similarity × reversed similarity (the reference's bi_direction_pair).
+    #[arg(long)]
+    bi_direction: bool,
+    /// relbert (relation vectors) or offset (word-vector offset baseline).
+    #[arg(long, value_enum, default_value_t = Method::Relbert)]
+    method: Method,
+}
+
+#[derive(Args, Debug)]
+struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder with one sub-folder per dataset holding train.tsv, test.tsv and maybe val.tsv.
+    #[arg(long, default_value = "../shared/data/lexical_relation_classification")]
+    data: PathBuf,
+    /// Comma-separated dataset names, or `all` for every folder with train.tsv and test.tsv.
+    #[arg(long, default_value = "all")]
+    dataset: String,
+    /// Seed for the MLP's initialisation, shuffling and (without val.tsv) the held-out split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Features are [v(a,b); v(b,a)] as in the reference's evaluation script, instead of v(a,b).
+    #[arg(long)]
+    concat_reverse: bool,
+    /// Stopping rule: validation accuracy (early stopping, best epoch kept) or training loss
+    /// (scikit-learn's default, last epoch kept).
+    #[arg(long, value_enum, default_value_t = StopOn::ValAccuracy)]
+    stop_on: StopOn,
+}
+
+/// The MLP's stopping rule on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StopOn {
+    /// Early stopping on validation accuracy.
+    ValAccuracy,
+    /// Stop when the training loss stops falling.
+    TrainLoss,
+}
+
+/// Runs `relbert bench …`.
+pub fn run(a: BenchArgs) -> Result<()> {
+    match a.command {
+        BenchCommand::Analogy(a) => analogy(a),
+        BenchCommand::Classify(a) => classify(a),
+    }
+}
+
+/// The datasets to use: `all` → `discover()`, else each comma-separated name under `data`.
+fn select(
+    spec: &str,
+    data: &Path,
+    discover: impl Fn() -> relbert::Result<Vec<(String, PathBuf)>>,
+    path_of: impl Fn(&str) -> PathBuf,
+) -> Result<Vec<(String, PathBuf)>> {
+    if spec.trim() == "all" {
+        let found =
+            discover().with_context(|| format!("listing datasets in {}", data.display()))?;
+        if found.is_empty() {
+            bail!("no dataset found under {}", data.display());
+        }
+        return Ok(found);
+    }
+    let names: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        bail!("invalid value for --dataset: no dataset named");
+    }
+    Ok(names
+        .into_iter()
+        .map(|n| (n.to_string(), path_of(n)))
+        .collect())
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut f = AtomicFile::create(path, true)?;
+    serde_json::to_writer_pretty(f.writer(), value)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.writer()
+        .write_all(b"\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.commit()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct EncoderInfo {
+    template: String,
+    aggregation: String,
+    weights_sha256: String,
+}
+
+impl From<EncoderIdentity> for EncoderInfo {
+    fn from(id: EncoderIdentity) -> Self {
+        EncoderInfo {
+            template: id.template,
+            aggregation: id.aggregation,
+            weights_sha256: id.weights_sha256,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AnalogyReport {
+    model: String,
+    encoder: EncoderInfo,
+    method: &'static str,
+    distance: &'static str,
+    reverse_pair: bool,
+    bi_direction: bool,
+    distinct_pairs: usize,
+    embed_seconds: f64,
+    results: BTreeMap<String, Accuracy>,
+}
+
+/// Vectors for `pairs` under `method`: raw relation vectors, or unit offset vectors.
+fn pair_vectors(
+    enc: &RelationEncoder,
+    pairs: &[Pair],
+    method: Method,
+) -> Result<HashMap<Pair, Vec<f32>>> {
+    let vectors = match method {
+        Method::Relbert => {
+            let pb = pair_progress(pairs.len() as u64, "embedding");
+            let v = enc.embed_raw_with_progress(pairs, &|n| pb.set_position(n as u64))?;
+            pb.finish_and_clear();
+            v
+        }
+        Method::Offset => {
+            let words: Vec<&str> = pairs
+                .iter()
+                .flat_map(|(h, t)| [h.as_str(), t.as_str()])
+                .collect();
+            let wv = enc.embed_words(&words)?;
+            wv.chunks(2).map(|hw| offset(&hw[0], &hw[1])).collect()
+        }
+    };
+    Ok(pairs.iter().cloned().zip(vectors).collect())
+}
+
+fn analogy(a: AnalogyArgs) -> Result<()> {
+    let sets = select(
+        &a.dataset,
+        &a.data,
+        || analogy_datasets(&a.data, &a.split),
+        |n| a.data.join(n).join(format!("{}.jsonl", a.split)),
+    )?;
+    let mut loaded: Vec<(String, Vec<AnalogyQuestion>)> = Vec::new();
+    for (name, path) in &sets {
+        let qs = load_analogy_file(path)
+            .with_context(|| format!("reading dataset {name} ({})", path.display()))?;
+        loaded.push((name.clone(), qs));
+    }
+    let opts = ScoreOptions {
+        similarity: match a.distance {
+            Distance::Cosine => Similarity::Cosine,
+            Distance::Euclidean => Similarity::Euclidean,
+        },
+        reverse_pair: a.reverse_pair,
+        bi_direction: a.bi_direction,
+    };
+    let pairs = opts.pairs_needed(loaded.iter().flat_map(|(_, q)| q));
+    let enc = a.model.load(false)?;
+    let started = Instant::now();
+    let vectors = pair_vectors(&enc, &pairs, a.method).context("embedding the questions' pairs")?;
+    let embed_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "embedded {} distinct pairs ({}) in {:.1}s",
+        pairs.len(),
+        a.method.name(),
+        embed_seconds
+    );
+    let mut results = BTreeMap::new();
+    println!("| dataset | split | questions | accuracy |");
+    println!("|---|---|---:|---:|");
+    for (name, qs) in &loaded {
+        let acc = accuracy_with_options(qs, &vectors, opts);
+        println!(
+            "| {name} | {} | {} | {:.1} |",
+            a.split,
+            acc.n,
+            100.0 * acc.accuracy
+        );
+        results.insert(format!("{name}/{}", a.split), acc);
+    }
+    if a.breakdown {
+        println!();
+        println!("| dataset | prefix | questions | accuracy |");
+        println!("|---|---|---:|---:|");
+        for (name, qs) in &loaded {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            qs.iter()
+                .for_each(|q| *counts.entry(q.prefix.as_str()).or_default() += 1);
+            let acc = &results[&format!("{name}/{}", a.split)];
+            for (prefix, v) in &acc.by_prefix {
+                let n = counts.get(prefix.as_str()).copied().unwrap_or(0);
+                println!("| {name} | {prefix} | {n} | {:.1} |", 100.0 * v);
+            }
+        }
+    }
+    if let Some(path) = &a.json {
+        let report = AnalogyReport {
+            model: enc.dir().display().to_string(),
+            encoder: enc.identity()?.into(),
+            method: a.method.name(),
+            distance: match a.distance {
+                Distance::Cosine => "cosine",
+                Distance::Euclidean => "euclidean",
+            },
+            reverse_pair: a.reverse_pair,
+            bi_direction: a.bi_direction,
+            distinct_pairs: pairs.len(),
+            embed_seconds,
+            results,
+        };
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+/// One dataset's splits, read from its folder.
+struct LexicalSet {
+    name: String,
+    train: Vec<LabelledPair>,
+    val: Option<Vec<LabelledPair>>,
+    test: Vec<LabelledPair>,
+}
+
+#[derive(Serialize)]
+struct ClassifyResult {
+    f1_micro: f64,
+    f1_macro: f64,
+    n_train: usize,
+    n_val: usize,
+    n_test: usize,
+    classes: Vec<String>,
+    validation: &'static str,
+    epochs: usize,
+    best_validation_accuracy: f64,
+}
+
+#[derive(Serialize)]
+struct ClassifyReport {
+    model: String,
+    encoder: EncoderInfo,
+    features: &'static str,
+    mlp: MlpConfig,
+    distinct_pairs: usize,
+    embed_seconds: f64,
+    results: BTreeMap<String, ClassifyResult>,
+}
+
+fn classify(a: ClassifyArgs) -> Result<()> {
+    let sets = select(
+        &a.dataset,
+        &a.data,
+        || lexical_datasets(&a.data),
+        |n| a.data.join(n),
+    )?;
+    let mut data = Vec::new();
+    for (name, dir) in &sets {
+        let read = |split: &str| {
+            let p = dir.join(format!("{split}.tsv"));
+            load_lexical_file(&p).with_context(|| format!("reading dataset {name} ({split})"))
+        };
+        let val_path = dir.join("val.tsv");
+        data.push(LexicalSet {
+            name: name.clone(),
+            train: read("train")?,
+            val: if val_path.is_file() {
+                Some(read("val")?)
+            } else {
+                None
+            },
+            test: read("test")?,
+        });
+    }
+    // Every distinct pair of every split (and its reverse when asked), embedded once.
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs: Vec<Pair> = Vec::new();
+    for set in &data {
+        let all = set
+            .train
+            .iter()
+            .chain(set.val.iter().flatten())
+            .chain(&set.test);
+        for lp in all {
+            let (h, t) = &lp.pair;
+            let mut push = |p: Pair| {
+                if seen.insert(p.clone()) {
+                    pairs.push(p);
+                }
+            };
+            push(lp.pair.clone());
+            if a.concat_reverse {
+                push((t.clone(), h.clone()));
+            }
+        }
+    }
+    let enc = a.model.load(false)?;
+    let started = Instant::now();
+    let pb = pair_progress(pairs.len() as u64, "embedding");
+    let vecs = enc
+        .embed_raw_with_progress(&pairs, &|n| pb.set_position(n as u64))
+        .context("embedding the classification pairs")?;
+    pb.finish_and_clear();
+    let embed_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "embedded {} distinct pairs in {:.1}s",
+        pairs.len(),
+        embed_seconds
+    );
+    let vectors: HashMap<Pair, Vec<f32>> = pairs
+        .iter()
+        .cloned()
+        .zip(vecs.into_iter().map(|mut v| {
+            relbert::pooling::normalize_in_place(&mut v);
+            v
+        }))
+        .collect();
+    let features = |rows: &[LabelledPair]| -> Vec<Vec<f32>> {
+        rows.iter()
+            .map(|lp| {
+                let (h, t) = &lp.pair;
+                let mut f = vectors.get(&lp.pair).cloned().unwrap_or_default();
+                if a.concat_reverse {
+                    if let Some(r) = vectors.get(&(t.clone(), h.clone())) {
+                        f.extend_from_slice(r);
+                    }
+                }
+                f
+            })
+            .collect()
+    };
+    let cfg = MlpConfig {
+        seed: a.seed,
+        stopping: match a.stop_on {
+            StopOn::ValAccuracy => Stopping::ValidationAccuracy,
+            StopOn::TrainLoss => Stopping::TrainingLoss,
+        },
+        ..Default::default()
+    };
+    let mut results = BTreeMap::new();
+    println!("| dataset | train | val | test | classes | epochs | micro-F1 | macro-F1 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for set in &data {
+        let classes: Vec<String> = {
+            let mut c: Vec<String> = set
+                .train
+                .iter()
+                .chain(set.val.iter().flatten())
+                .chain(&set.test)
+                .map(|lp| lp.label.clone())
+                .collect();
+            c.sort();
+            c.dedup();
+            c
+        };
+        let label = |lp: &LabelledPair| classes.binary_search(&lp.label).unwrap_or(0);
+        let labels = |rows: &[LabelledPair]| rows.iter().map(label).collect::<Vec<_>>();
+        let (train, val, validation): (Vec<LabelledPair>, Vec<LabelledPair>, _) = match &set.val {
+            Some(v) => (set.train.clone(), v.clone(), "val.tsv"),
+            None => {
+                let (keep, held) = holdout_split(set.train.len(), 0.1, a.seed);
+                (
+                    keep.iter().map(|&i| set.train[i].clone()).collect(),
+                    held.iter().map(|&i| set.train[i].clone()).collect(),
+                    "10% of train.tsv held out",
+                )
+            }
+        };
+        let (mlp, report) = Mlp::train(
+            &features(&train),
+            &labels(&train),
+            &features(&val),
+            &labels(&val),
+            classes.len(),
+            &cfg,
+        )
+        .with_context(|| format!("training the classifier for {}", set.name))?;
+        let pred = mlp.predict(&features(&set.test))?;
+        let f1 = f1_scores(&labels(&set.test), &pred);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} |",
+            set.name,
+            train.len(),
+            val.len(),
+            set.test.len(),
+            classes.len(),
+            report.epochs,
+            f1.micro,
+            f1.macro_
+        );
+        results.insert(
+            set.name.clone(),
+            ClassifyResult {
+                f1_micro: f1.micro,
+                f1_macro: f1.macro_,
+                n_train: train.len(),
+                n_val: val.len(),
+                n_test: set.test.len(),
+                classes,
+                validation,
+                epochs: report.epochs,
+                best_validation_accuracy: report.best_validation_accuracy,
+            },
+        );
+    }
+    if let Some(path) = &a.json {
+        let report = ClassifyReport {
+            model: enc.dir().display().to_string(),
+            encoder: enc.identity()?.into(),
+            features: if a.concat_reverse {
+                "[unit v(a,b); unit v(b,a)]"
+            } else {
+                "unit v(a,b)"
+            },
+            mlp: cfg,
+            distinct_pairs: pairs.len(),
+            embed_seconds,
+            results,
+        };
+        write_json(path, &report)?;
+    }
+    Ok(())
+}

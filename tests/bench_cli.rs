@@ -1,0 +1,262 @@
+//! End-to-end tests of `relbert bench analogy` and `relbert bench classify` on the tiny
+//! fixture model with small hand-made datasets.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use common::fixture;
+use relbert::{EncoderOptions, RelationEncoder};
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+/// A question whose right answer (index 1) is the stem itself.
+const IDENTICAL: &str = r#"{"stem": ["paris", "france"], "choice": [["dog", "puppy"], ["paris", "france"], ["hot", "cold"]], "answer": 1, "prefix": "capitals"}"#;
+/// A second question, answered however the model likes.
+const OTHER: &str = r#"{"stem": ["tokyo", "japan"], "choice": [["cat", "kitten"], ["rome", "italy"]], "answer": 1, "prefix": "other"}"#;
+
+fn analogy(data: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    relbert()
+        .args(["bench", "analogy", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .assert()
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stdout.clone()).unwrap()
+}
+
+#[test]
+fn identical_choice_is_answered_right_under_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("mini/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let variants: [&[&str]; 6] = [
+        &[],
+        &["--distance", "euclidean"],
+        &["--reverse-pair"],
+        &["--bi-direction"],
+        &["--method", "offset"],
+        &["--method", "offset", "--bi-direction", "--breakdown"],
+    ];
+    for extra in variants {
+        let mut args = vec!["--dataset", "mini"];
+        args.extend_from_slice(extra);
+        let a = analogy(dir.path(), &args).success();
+        let out = stdout(&a);
+        assert!(
+            out.contains("| mini | test | 1 | 100.0 |"),
+            "{extra:?}: {out}"
+        );
+    }
+}
+
+#[test]
+fn json_report_has_the_documented_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("mini/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    let json = dir.path().join("out/report.json");
+    std::fs::create_dir_all(json.parent().unwrap()).unwrap();
+    analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", json.to_str().unwrap()],
+    )
+    .success();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["model"].as_str().unwrap().contains("tiny-bert"));
+    let enc = &v["encoder"];
+    assert!(enc["template"].as_str().unwrap().contains("<subj>"));
+    assert_eq!(enc["aggregation"], "average_no_mask");
+    let sha = enc["weights_sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    assert!(sha.chars().all(|c| c.is_ascii_hexdigit()));
+    let r = &v["results"]["mini/test"];
+    assert_eq!(r["n"], 2);
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!(acc == 0.5 || acc == 1.0, "{acc}");
+    assert_eq!(r["by_prefix"]["capitals"], 1.0);
+    assert!(r["by_prefix"]["other"].is_number());
+    // Nothing but the report is left in the folder (written through a temp file + rename).
+    let names: Vec<_> = std::fs::read_dir(json.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+}
+
+#[test]
+fn bad_files_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("broken/test.jsonl"),
+        &format!("{IDENTICAL}\n{{\"stem\": [\"a\"]\n"),
+    );
+    let a = analogy(dir.path(), &["--dataset", "broken"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("broken/test.jsonl:2:"), "{err}");
+
+    let out_of_range = IDENTICAL.replace("\"answer\": 1", "\"answer\": 3");
+    write(
+        &dir.path().join("range/test.jsonl"),
+        &format!("{out_of_range}\n"),
+    );
+    let a = analogy(dir.path(), &["--dataset", "range"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("range/test.jsonl:1:") && err.contains("out of range"),
+        "{err}"
+    );
+
+    let a = analogy(dir.path(), &["--dataset", "missing"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("missing/test.jsonl"), "{err}");
+}
+
+#[test]
+fn all_picks_up_every_folder_with_the_split() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("alpha/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    write(&dir.path().join("my_set/test.jsonl"), &format!("{OTHER}\n"));
+    write(
+        &dir.path().join("valonly/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    write(&dir.path().join("notes.txt"), "not a dataset");
+    let out = stdout(&analogy(dir.path(), &["--dataset", "all"]).success());
+    assert!(out.contains("| alpha | test | 1 |"), "{out}");
+    assert!(out.contains("| my_set | test | 1 |"), "{out}");
+    assert!(!out.contains("valonly"), "{out}");
+    let out = stdout(&analogy(dir.path(), &["--split", "validation"]).success());
+    assert!(
+        out.contains("| valonly | validation | 1 | 100.0 |"),
+        "{out}"
+    );
+    assert!(!out.contains("alpha"), "{out}");
+}
+
+fn lexical(dir: &Path, name: &str, with_val: bool) {
+    let rows = |n: usize, offset: usize| -> String {
+        (0..n)
+            .map(|i| {
+                let k = i + offset;
+                match k % 2 {
+                    0 => format!("dog{k}\tanimal\thyper\n"),
+                    _ => format!("red{k}\tblue\tcoord\n"),
+                }
+            })
+            .collect()
+    };
+    write(&dir.join(name).join("train.tsv"), &rows(40, 0));
+    if with_val {
+        write(&dir.join(name).join("val.tsv"), &rows(10, 100));
+    }
+    write(&dir.join(name).join("test.tsv"), &rows(12, 200));
+}
+
+#[test]
+fn classify_reports_f1_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "WithVal", true);
+    lexical(dir.path(), "NoVal", false);
+    let run = |json: &Path| {
+        let a = relbert()
+            .args(["bench", "classify", "--seed", "3", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(json)
+            .assert()
+            .success();
+        let out = stdout(&a);
+        assert!(out.contains("| NoVal | 36 | 4 | 12 | 2 |"), "{out}");
+        assert!(out.contains("| WithVal | 40 | 10 | 12 | 2 |"), "{out}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        v
+    };
+    let a = run(&dir.path().join("a.json"));
+    let b = run(&dir.path().join("b.json"));
+    for name in ["WithVal", "NoVal"] {
+        let r = &a["results"][name];
+        for key in ["f1_micro", "f1_macro"] {
+            let f = r[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&f), "{name} {key} {f}");
+        }
+        assert_eq!(r["classes"], serde_json::json!(["coord", "hyper"]));
+        assert_eq!(r, &b["results"][name]);
+    }
+    assert_eq!(
+        a["results"]["NoVal"]["validation"],
+        "10% of train.tsv held out"
+    );
+    assert_eq!(a["mlp"]["hidden"], 100);
+    assert_eq!(a["encoder"]["weights_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn classify_names_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "Set", true);
+    write(
+        &dir.path().join("Set/test.tsv"),
+        "dog\tanimal\thyper\nonly-one-field\n",
+    );
+    let a = relbert()
+        .args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(dir.path())
+        .assert()
+        .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("Set/test.tsv:2:"), "{err}");
+}
+
+#[test]
+fn word_vectors_are_unit_and_independent_of_batching() {
+    let load = |batch_size| {
+        RelationEncoder::load(
+            &fixture("tiny-bert"),
+            &EncoderOptions {
+                batch_size,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let words = ["paris", "France", "ice cream", "paris", "a"];
+    let one = load(1).embed_words(&words).unwrap();
+    let many = load(64).embed_words(&words).unwrap();
+    assert_eq!(one.len(), 5);
+    assert_eq!(one[0], one[3]);
+    for (a, b) in one.iter().zip(&many) {
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+        assert!(common::cosine(a, b) > 0.99999);
+    }
+    assert!(common::cosine(&one[0], &one[2]) < 0.99999);
+}
