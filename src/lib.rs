@@ -12,12 +12,14 @@ pub mod device;
 pub mod embed;
 pub mod encoder;
 pub mod error;
+pub mod losses;
 pub mod models;
 pub mod output;
 pub mod pairs;
 pub mod pooling;
 pub mod prompt;
 pub mod relation;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use relation::{EncoderOptions, RelationEncoder};

@@ -1,6 +1,7 @@
 //! Subcommand definitions and dispatch.
 
 mod embed;
+mod train;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,8 @@ pub struct Cli {
 enum Command {
     /// Embed word pairs into relation vectors.
     Embed(embed::EmbedArgs),
+    /// Fine-tune a base model into a RelBERT model (contrastive training on SemEval-2012).
+    Train(train::TrainArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -110,5 +113,6 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Embed(a) => embed::run(a),
+        Command::Train(a) => train::run(a),
     }
 }
