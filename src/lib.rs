@@ -16,12 +16,14 @@ pub mod embed;
 pub mod encoder;
 pub mod error;
 pub mod indexing;
+pub mod losses;
 pub mod output;
 pub mod pairs;
 pub mod pooling;
 pub mod prompt;
 pub mod query;
 pub mod relation;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use relation::{EncoderOptions, RelationEncoder};

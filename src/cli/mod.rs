@@ -4,6 +4,7 @@ mod bench;
 mod embed;
 mod index;
 mod query;
+mod train;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Evaluate a model: analogy questions and lexical relation classification.
     Bench(bench::BenchArgs),
+    /// Fine-tune a base model into a RelBERT model (contrastive training on SemEval-2012).
+    Train(train::TrainArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -123,5 +126,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Index(c) => index::run(c),
         Command::Query(a) => query::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
     }
 }

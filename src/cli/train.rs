@@ -1,0 +1,188 @@
+//! `relbert train`: contrastive fine-tuning of a base model on the SemEval-2012 relations.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use relbert::losses::LossKind;
+use relbert::pooling::Aggregation;
+use relbert::training::{train, Event, TrainConfig};
+
+/// Arguments of `relbert train` (defaults are the reference's).
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Base model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    base: PathBuf,
+    /// Data directory with semeval2012_relational_similarity/{train,validation}.jsonl and
+    /// the sat/bats/google validation splits.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output model directory (refused if it exists, unless --force).
+    #[arg(long)]
+    out: PathBuf,
+    /// Loss: nce, iloob or triplet.
+    #[arg(long, default_value = "nce")]
+    loss: LossKind,
+    /// Passes over the relations.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Peak learning rate (AdamW, weight decay 0).
+    #[arg(long, default_value_t = 5e-6)]
+    lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Sequences per encoder forward pass (a step is one relation).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Positives per step (at most).
+    #[arg(long, default_value_t = 10)]
+    num_positive: usize,
+    /// Sampled negatives per step (at most).
+    #[arg(long, default_value_t = 400)]
+    num_negative: usize,
+    /// Temperature of nce/iloob.
+    #[arg(long, default_value_t = 0.05)]
+    temperature: f64,
+    /// Margin of triplet.
+    #[arg(long, default_value_t = 1.0)]
+    margin: f64,
+    /// Prompt template with <subj>, <obj> and <mask> (default: the reference's).
+    #[arg(long)]
+    template: Option<String>,
+    /// Aggregation: average_no_mask, mask or average.
+    #[arg(long, default_value = "average_no_mask")]
+    aggregation: Aggregation,
+    /// RNG seed (relation order, negative sampling).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Do not add other relations' positives to a relation's negatives.
+    #[arg(long)]
+    no_augment_negative_by_positive: bool,
+    /// Keep the word-embedding table fixed.
+    #[arg(long)]
+    freeze_embeddings: bool,
+    /// Save float16 weights.
+    #[arg(long)]
+    half: bool,
+    /// cpu, or cuda:N with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Overwrite an existing output directory.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `relbert train`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.out.exists() && !a.force {
+        anyhow::bail!("{} exists; pass --force to overwrite it", a.out.display());
+    }
+    let cfg = TrainConfig {
+        base: a.base.clone(),
+        data: a.data.clone(),
+        loss: a.loss,
+        epochs: a.epochs,
+        lr: a.lr,
+        warmup: a.warmup,
+        batch_size: a.batch_size,
+        num_positive: a.num_positive,
+        num_negative: a.num_negative,
+        temperature: a.temperature,
+        margin: a.margin,
+        template: a.template.clone(),
+        aggregation: a.aggregation,
+        seed: a.seed,
+        augment_negative_by_positive: !a.no_augment_negative_by_positive,
+        freeze_embeddings: a.freeze_embeddings,
+        half: a.half,
+        device: a.device.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while stopping is ignored; the step in flight finishes first.
+        if let Err(e) = ctrlc::set_handler(move || {
+            eprintln!("\ninterrupt: stopping after this step; the best checkpoint so far stays");
+            stop.store(true, Ordering::SeqCst);
+        }) {
+            tracing::warn!("cannot install the Ctrl-C handler: {e}");
+        }
+    }
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  loss {prefix}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let mut pb: Option<ProgressBar> = None;
+    let epochs = cfg.epochs;
+    // Without a terminal the bar is hidden: log every 10th step instead (for nohup runs).
+    let mut step_in_epoch = 0usize;
+    let mut epoch_started = std::time::Instant::now();
+    let mut on_event = |ev: Event| match ev {
+        Event::Baseline(v) => {
+            eprintln!(
+                "base model: validation score {:.4} (analogy {:?}, semeval {:.4})",
+                v.score, v.analogy, v.semeval
+            );
+        }
+        Event::EpochStart { epoch, steps } => {
+            let bar = ProgressBar::new(steps as u64);
+            bar.set_style(style.clone());
+            bar.set_message(format!("epoch {epoch}/{epochs}"));
+            pb = Some(bar);
+            step_in_epoch = 0;
+            epoch_started = std::time::Instant::now();
+        }
+        Event::Step { loss } => {
+            if let Some(bar) = &pb {
+                bar.set_prefix(format!("{loss:.3}"));
+                bar.inc(1);
+                step_in_epoch += 1;
+                if bar.is_hidden() && step_in_epoch % 10 == 0 {
+                    let secs = epoch_started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "  step {step_in_epoch}/{}: loss {loss:.4}, {:.2}s/step",
+                        bar.length().unwrap_or(0),
+                        secs / step_in_epoch as f64
+                    );
+                }
+            }
+        }
+        Event::Epoch(m) => {
+            if let Some(bar) = pb.take() {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "epoch {}: mean loss {:.4}, {:.1}s ({:.2}s/step); validation score {:.4} (analogy {:?}, semeval {:.4})",
+                m.epoch,
+                m.mean_loss,
+                m.train_seconds,
+                m.train_seconds / m.steps.max(1) as f64,
+                m.validation.score,
+                m.validation.analogy,
+                m.validation.semeval
+            );
+        }
+    };
+    let report = train(&cfg, &a.out, a.force, &stop, &mut on_event)
+        .with_context(|| format!("training {} into {}", a.base.display(), a.out.display()))?;
+    match report.best_epoch {
+        Some(e) => eprintln!(
+            "best epoch {e} (score {:.4}) saved in {}{}",
+            report.best_score.unwrap_or(f64::NAN),
+            a.out.display(),
+            if report.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        ),
+        None => eprintln!("stopped before the first epoch finished: nothing saved"),
+    }
+    Ok(())
+}

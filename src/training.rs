@@ -1,0 +1,910 @@
+//! RelBERT contrastive fine-tuning (DESIGN.md §2).
+//!
+//! One optimisation step per relation type, shuffled each epoch with a seeded RNG: up to
+//! `num_positive` positives and up to `num_negative` sampled negatives (the relation's own
+//! negatives plus, with `augment_negative_by_positive`, the positives of every other relation)
+//! are embedded with [`RelationEncoder::forward_pooled`] in [`Mode::Train`], the loss of
+//! [`crate::losses`] is taken, and [`AdamW`] (weight decay 0, linear warm-up then constant)
+//! updates every parameter. The word-embedding table gets a *lazy* update: only the rows whose
+//! tokens occur in the step move, and only their moments are updated (as `SparseAdam` does),
+//! which saves a dense pass over the largest tensor.
+//!
+//! After each epoch the model is validated on the analogy `validation.jsonl` splits of sat,
+//! bats and google and on the SemEval validation relations; the checkpoint with the best
+//! *mean analogy validation accuracy* is kept (written atomically: temporary directory and
+//! rename), so an interrupted run leaves the best model so far intact.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Tensor, Var};
+use serde::Serialize;
+
+use crate::analogy::{accuracy_with_vectors, cosine, distinct_pairs, Similarity};
+use crate::batching::length_sorted_batches;
+use crate::config::ModelConfig;
+use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, RelationExamples};
+use crate::encoder::Mode;
+use crate::error::{Error, Result};
+use crate::losses::{info_loob, info_nce, parent_triplet, triplet, LossKind};
+use crate::pooling::Aggregation;
+use crate::relation::{EncoderOptions, RelationEncoder};
+
+/// The analogy datasets whose validation accuracies select the checkpoint.
+pub const SELECTION_DATASETS: [&str; 3] = ["sat", "bats", "google"];
+
+/// How the kept checkpoint is chosen, as written into the output's JSON files.
+pub const SELECTION_METRIC: &str =
+    "mean of the analogy validation accuracies on sat, bats and google (validation.jsonl); \
+     the SemEval validation score when none of them is present";
+
+/// Every knob of a training run (saved as `training_config.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainConfig {
+    /// Base model directory.
+    pub base: PathBuf,
+    /// Data directory holding `semeval2012_relational_similarity/` and the analogy sets.
+    pub data: PathBuf,
+    /// The loss.
+    pub loss: LossKind,
+    /// Passes over the relations.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup: usize,
+    /// Sequences per encoder forward pass.
+    pub batch_size: usize,
+    /// Positives per step (at most).
+    pub num_positive: usize,
+    /// Negatives per step (at most).
+    pub num_negative: usize,
+    /// InfoNCE/InfoLOOB temperature.
+    pub temperature: f64,
+    /// Triplet margin.
+    pub margin: f64,
+    /// Prompt template (`None`: the base model's, else the reference's).
+    pub template: Option<String>,
+    /// Pooling.
+    #[serde(serialize_with = "aggregation_name")]
+    pub aggregation: Aggregation,
+    /// RNG seed (relation order and negative sampling).
+    pub seed: u64,
+    /// Add the positives of every other relation to a relation's negatives.
+    pub augment_negative_by_positive: bool,
+    /// Keep the word-embedding table fixed.
+    pub freeze_embeddings: bool,
+    /// Save float16 weights.
+    pub half: bool,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+}
+
+fn aggregation_name<S: serde::Serializer>(
+    a: &Aggregation,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            base: PathBuf::from("models/all-MiniLM-L6-v2"),
+            data: PathBuf::from("data"),
+            loss: LossKind::Nce,
+            epochs: 10,
+            lr: 5e-6,
+            warmup: 10,
+            batch_size: 32,
+            num_positive: 10,
+            num_negative: 400,
+            temperature: 0.05,
+            margin: 1.0,
+            template: None,
+            aggregation: Aggregation::default(),
+            seed: 0,
+            augment_negative_by_positive: true,
+            freeze_embeddings: false,
+            half: false,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, message: &str| {
+            Err(Error::InvalidArgument {
+                flag: flag.into(),
+                message: message.into(),
+            })
+        };
+        if self.batch_size == 0 {
+            return bad("--batch-size", "must be at least 1");
+        }
+        if self.num_positive == 0 {
+            return bad("--num-positive", "must be at least 1");
+        }
+        if self.num_negative == 0 {
+            return bad("--num-negative", "must be at least 1");
+        }
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
+            return bad("--temperature", "must be positive");
+        }
+        if self.lr.is_nan() || self.lr <= 0.0 {
+            return bad("--lr", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// `semeval2012_relational_similarity/<split>.jsonl` under the data directory.
+    pub fn relation_file(&self, split: &str) -> PathBuf {
+        self.data
+            .join("semeval2012_relational_similarity")
+            .join(format!("{split}.jsonl"))
+    }
+}
+
+/// A small seeded PRNG (SplitMix64): the same seed gives the same run on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+
+    /// `k` distinct indices of `0..n` (all of them, in order, when `k >= n`), sorted.
+    pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..n).collect();
+        if k >= n {
+            return idx;
+        }
+        for i in 0..k {
+            let j = i + self.below(n - i);
+            idx.swap(i, j);
+        }
+        idx.truncate(k);
+        idx.sort_unstable();
+        idx
+    }
+}
+
+struct ParamState {
+    var: Var,
+    m: Tensor,
+    v: Tensor,
+    /// Row-sparse (lazy) update: the word-embedding table.
+    sparse: bool,
+    frozen: bool,
+}
+
+/// AdamW over an encoder's [`Var`]s (β = (0.9, 0.999), ε = 1e-8, no weight decay), with a lazy
+/// row-sparse update for the word-embedding table.
+pub struct AdamW {
+    params: Vec<ParamState>,
+    step: usize,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+}
+
+/// The Hugging Face name of the word-embedding table.
+pub const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
+impl AdamW {
+    /// Optimiser state for `vars`; the word embeddings update lazily, or not at all when
+    /// `freeze_embeddings`.
+    pub fn new(vars: &[(String, Var)], freeze_embeddings: bool) -> Result<Self> {
+        let mut params = Vec::with_capacity(vars.len());
+        for (name, var) in vars {
+            let t = var.as_tensor();
+            let is_words = name == WORD_EMBEDDINGS;
+            params.push(ParamState {
+                var: var.clone(),
+                m: Tensor::zeros(t.shape(), DType::F32, t.device())?,
+                v: Tensor::zeros(t.shape(), DType::F32, t.device())?,
+                sparse: is_words,
+                frozen: is_words && freeze_embeddings,
+            });
+        }
+        Ok(AdamW {
+            params,
+            step: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// One update with learning rate `lr`; `rows` are the word-embedding rows the step
+    /// touched (sorted, distinct).
+    pub fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        lr: f64,
+        rows: &[u32],
+    ) -> Result<()> {
+        self.step += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let bc1 = 1.0 - b1.powi(self.step as i32);
+        let bc2 = 1.0 - b2.powi(self.step as i32);
+        for p in &mut self.params {
+            if p.frozen {
+                continue;
+            }
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                continue;
+            };
+            if p.sparse {
+                if rows.is_empty() {
+                    continue;
+                }
+                let dev = g.device();
+                let (_, width) = g.dims2()?;
+                let ids = Tensor::from_slice(rows, rows.len(), dev)?;
+                let g_r = g.index_select(&ids, 0)?;
+                let m_r = p.m.index_select(&ids, 0)?;
+                let v_r = p.v.index_select(&ids, 0)?;
+                let m_new = ((&m_r * b1)? + (&g_r * (1.0 - b1))?)?;
+                let v_new = ((&v_r * b2)? + (g_r.sqr()? * (1.0 - b2))?)?;
+                let upd = ((&m_new / bc1)? / ((&v_new / bc2)?.sqrt()? + self.eps)?)?;
+                let idx2 = ids
+                    .unsqueeze(1)?
+                    .broadcast_as((rows.len(), width))?
+                    .contiguous()?;
+                p.m.scatter_add_set(&idx2, &(m_new - m_r)?, 0)?;
+                p.v.scatter_add_set(&idx2, &(v_new - v_r)?, 0)?;
+                p.var
+                    .as_tensor()
+                    .scatter_add_set(&idx2, &(upd * (-lr))?, 0)?;
+            } else {
+                p.m = ((&p.m * b1)? + (g * (1.0 - b1))?)?;
+                p.v = ((&p.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+                let upd = ((&p.m / bc1)? / ((&p.v / bc2)?.sqrt()? + self.eps)?)?;
+                let new = (p.var.as_tensor().detach() - (upd * lr)?)?;
+                p.var.set(&new)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The learning rate at (0-based) `step`: linear warm-up over `warmup` steps, then constant
+/// (the reference's `get_linear_schedule_with_warmup` without decay).
+pub fn lr_at(base: f64, warmup: usize, step: usize) -> f64 {
+    let s = step + 1;
+    if s < warmup {
+        base * s as f64 / warmup as f64
+    } else {
+        base
+    }
+}
+
+/// Validation scores after an epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// Accuracy per analogy dataset's validation split.
+    pub analogy: BTreeMap<String, f64>,
+    /// Mean of [`Validation::analogy`] (`None` without analogy sets).
+    pub analogy_mean: Option<f64>,
+    /// Share of SemEval validation positives whose nearest same-relation positive is closer
+    /// than every negative of the relation (augmented negatives included).
+    pub semeval: f64,
+    /// The selection score: `analogy_mean`, else `semeval`.
+    pub score: f64,
+}
+
+/// Held-out material scored after every epoch.
+pub struct ValidationData {
+    analogy: Vec<(String, Vec<AnalogyQuestion>)>,
+    semeval: Vec<RelationExamples>,
+}
+
+impl ValidationData {
+    /// Loads the SemEval validation relations and the sat/bats/google validation splits
+    /// present under `data`.
+    pub fn load(cfg: &TrainConfig) -> Result<Self> {
+        let semeval = load_relation_file(&cfg.relation_file("validation"))?;
+        let mut analogy = Vec::new();
+        for name in SELECTION_DATASETS {
+            let f = cfg.data.join(name).join("validation.jsonl");
+            if f.is_file() {
+                analogy.push((name.to_string(), load_analogy_file(&f)?));
+            }
+        }
+        Ok(ValidationData { analogy, semeval })
+    }
+}
+
+/// Metrics of one epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
+    pub mean_loss: f64,
+    /// Steps taken in the epoch.
+    pub steps: usize,
+    /// Wall-clock seconds of the epoch's training steps.
+    pub train_seconds: f64,
+    /// Validation after the epoch.
+    pub validation: Validation,
+}
+
+/// Progress reports from [`train`].
+pub enum Event<'a> {
+    /// An epoch begins with this many steps.
+    EpochStart {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Steps in the epoch.
+        steps: usize,
+    },
+    /// A step finished with this loss.
+    Step {
+        /// The step's loss.
+        loss: f32,
+    },
+    /// The base model's validation, before training.
+    Baseline(&'a Validation),
+    /// An epoch finished.
+    Epoch(&'a EpochMetrics),
+}
+
+/// A model being trained, with its data and optimiser.
+pub struct Trainer {
+    enc: RelationEncoder,
+    cfg: TrainConfig,
+    relations: Vec<RelationExamples>,
+    pos_toks: Vec<Vec<Vec<u32>>>,
+    neg_toks: Vec<Vec<Vec<u32>>>,
+    opt: AdamW,
+    rng: Rng,
+}
+
+impl Trainer {
+    /// Loads the base model (trainable) and the training relations.
+    pub fn new(cfg: &TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        let device = crate::device::parse_device(&cfg.device)?;
+        let enc = RelationEncoder::load(
+            &cfg.base,
+            &EncoderOptions {
+                template: cfg.template.clone(),
+                aggregation: Some(cfg.aggregation),
+                batch_size: cfg.batch_size,
+                device,
+                trainable: true,
+            },
+        )?;
+        let relations = load_relation_file(&cfg.relation_file("train"))?;
+        Self::with_encoder(enc, relations, cfg)
+    }
+
+    /// A trainer for an already loaded trainable encoder and training relations.
+    pub fn with_encoder(
+        enc: RelationEncoder,
+        relations: Vec<RelationExamples>,
+        cfg: &TrainConfig,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let vars = enc.encoder().vars().ok_or_else(|| Error::InvalidArgument {
+            flag: "model".into(),
+            message: "the encoder was not loaded trainable".into(),
+        })?;
+        let opt = AdamW::new(vars, cfg.freeze_embeddings)?;
+        let tok = |pairs: &[(String, String)]| -> Result<Vec<Vec<u32>>> {
+            Ok(enc.tokenize(pairs)?.into_iter().map(|t| t.ids).collect())
+        };
+        let mut pos_toks = Vec::new();
+        let mut neg_toks = Vec::new();
+        for r in &relations {
+            if r.positives.is_empty() {
+                return Err(Error::InvalidArgument {
+                    flag: "--data".into(),
+                    message: format!("relation {} has no positives", r.relation_type),
+                });
+            }
+            pos_toks.push(tok(&r.positives)?);
+            neg_toks.push(tok(&r.negatives)?);
+        }
+        Ok(Trainer {
+            enc,
+            cfg: cfg.clone(),
+            relations,
+            pos_toks,
+            neg_toks,
+            opt,
+            rng: Rng::new(cfg.seed),
+        })
+    }
+
+    /// The model being trained.
+    pub fn encoder(&self) -> &RelationEncoder {
+        &self.enc
+    }
+
+    /// Number of training relations (steps per epoch).
+    pub fn num_relations(&self) -> usize {
+        self.relations.len()
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn steps_taken(&self) -> usize {
+        self.opt.steps()
+    }
+
+    /// The relation order of the next epoch (consumes randomness).
+    pub fn epoch_order(&mut self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.relations.len()).collect();
+        self.rng.shuffle(&mut order);
+        order
+    }
+
+    /// Embeds sequences with gradients, in length-sorted chunks of the batch size; rows come
+    /// back in input order.
+    fn embed_train(&self, seqs: &[&[u32]]) -> Result<Tensor> {
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let batches = length_sorted_batches(&lengths, self.cfg.batch_size);
+        let mut parts = Vec::with_capacity(batches.len());
+        let mut order = Vec::with_capacity(seqs.len());
+        for b in &batches {
+            let chunk: Vec<&[u32]> = b.iter().map(|&i| seqs[i]).collect();
+            parts.push(self.enc.forward_pooled(&chunk, Mode::Train)?);
+            order.extend_from_slice(b);
+        }
+        let all = Tensor::cat(&parts, 0)?;
+        // all[k] is seqs[order[k]]; invert the permutation.
+        let mut inverse = vec![0u32; seqs.len()];
+        for (k, &i) in order.iter().enumerate() {
+            inverse[i] = k as u32;
+        }
+        let inv = Tensor::from_vec(inverse, seqs.len(), all.device())?;
+        Ok(all.index_select(&inv, 0)?)
+    }
+
+    /// Samples relation `r`'s batch, embeds it and returns the loss (with its graph) and the
+    /// sorted distinct token ids it used. Consumes randomness.
+    pub fn loss_for(&mut self, r: usize) -> Result<(Tensor, Vec<u32>)> {
+        let pos_idx = self
+            .rng
+            .sample(self.pos_toks[r].len(), self.cfg.num_positive);
+        // Candidate negatives: (relation, is_positive, index).
+        let mut pool: Vec<(usize, bool, usize)> =
+            (0..self.neg_toks[r].len()).map(|i| (r, false, i)).collect();
+        if self.cfg.augment_negative_by_positive {
+            for o in 0..self.relations.len() {
+                if o != r {
+                    pool.extend((0..self.pos_toks[o].len()).map(|i| (o, true, i)));
+                }
+            }
+        }
+        if pool.is_empty() {
+            return Err(Error::InvalidArgument {
+                flag: "--data".into(),
+                message: format!(
+                    "relation {} has no negatives (and augmentation is off)",
+                    self.relations[r].relation_type
+                ),
+            });
+        }
+        let neg: Vec<(usize, bool, usize)> = self
+            .rng
+            .sample(pool.len(), self.cfg.num_negative)
+            .into_iter()
+            .map(|i| pool[i])
+            .collect();
+        let mut seqs: Vec<&[u32]> = pos_idx
+            .iter()
+            .map(|&i| self.pos_toks[r][i].as_slice())
+            .collect();
+        for &(o, is_pos, i) in &neg {
+            seqs.push(if is_pos {
+                &self.pos_toks[o][i]
+            } else {
+                &self.neg_toks[o][i]
+            });
+        }
+        let rows: BTreeSet<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let emb = self.embed_train(&seqs)?;
+        let np = pos_idx.len();
+        let p = emb.narrow(0, 0, np)?;
+        let n = emb.narrow(0, np, neg.len())?;
+        let loss = match self.cfg.loss {
+            LossKind::Nce => info_nce(&p, &n, self.cfg.temperature)?,
+            LossKind::Iloob => info_loob(&p, &n, self.cfg.temperature)?,
+            LossKind::Triplet => {
+                let mut loss = triplet(&p, &n, self.cfg.margin)?;
+                // Parent level: positives of sibling relations vs positives of other parents,
+                // taken from the sampled (augmented) negatives.
+                let parent = self.relations[r].parent();
+                let (mut sib, mut other) = (Vec::new(), Vec::new());
+                for (k, &(o, is_pos, _)) in neg.iter().enumerate() {
+                    if is_pos && o != r {
+                        if self.relations[o].parent() == parent {
+                            sib.push(k as u32);
+                        } else {
+                            other.push(k as u32);
+                        }
+                    }
+                }
+                if !sib.is_empty() && !other.is_empty() {
+                    let dev = n.device();
+                    let s = n.index_select(&Tensor::from_vec(sib.clone(), sib.len(), dev)?, 0)?;
+                    let o =
+                        n.index_select(&Tensor::from_vec(other.clone(), other.len(), dev)?, 0)?;
+                    loss = (loss + parent_triplet(&p, &s, &o, self.cfg.margin)?)?;
+                }
+                loss
+            }
+        };
+        Ok((loss, rows.into_iter().collect()))
+    }
+
+    /// One optimisation step on relation `r`; returns the loss before the update.
+    pub fn train_step(&mut self, r: usize) -> Result<f32> {
+        let (loss, rows) = self.loss_for(r)?;
+        let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(Error::InvalidArgument {
+                flag: "--lr".into(),
+                message: format!(
+                    "the loss became {value} at step {}; try a lower learning rate",
+                    self.opt.steps() + 1
+                ),
+            });
+        }
+        let grads = loss.backward()?;
+        let lr = lr_at(self.cfg.lr, self.cfg.warmup, self.opt.steps());
+        self.opt.step(&grads, lr, &rows)?;
+        Ok(value)
+    }
+
+    /// Scores the current model on the validation material.
+    pub fn validate(&self, data: &ValidationData) -> Result<Validation> {
+        validate(&self.enc, data, self.cfg.augment_negative_by_positive)
+    }
+
+    /// Writes the current model as a Hugging Face directory (config.json with
+    /// `relbert_config`, model.safetensors, tokenizer files) into `dir`, which must exist.
+    pub fn save_model(&self, dir: &Path) -> Result<()> {
+        let files = self.enc.files();
+        let config = ModelConfig::from_file(&files.config)?;
+        let json = config.to_json_with(&self.enc.relbert_config());
+        write_json(&dir.join("config.json"), &json)?;
+        self.enc
+            .encoder()
+            .save_safetensors(&dir.join("model.safetensors"), self.cfg.half)?;
+        let src_dir = self.enc.dir();
+        for name in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.txt",
+            "vocab.json",
+            "merges.txt",
+        ] {
+            let src = src_dir.join(name);
+            if src.is_file() {
+                std::fs::copy(&src, dir.join(name)).map_err(|e| Error::io(&src, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scores `enc` on the validation material (see [`Validation`]).
+pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> Result<Validation> {
+    let mut analogy = BTreeMap::new();
+    for (name, qs) in &data.analogy {
+        let pairs = distinct_pairs(qs);
+        let vecs = enc.embed_raw(&pairs)?;
+        let map: HashMap<_, _> = pairs.into_iter().zip(vecs).collect();
+        analogy.insert(
+            name.clone(),
+            accuracy_with_vectors(qs, &map, Similarity::Cosine).accuracy,
+        );
+    }
+    let analogy_mean =
+        (!analogy.is_empty()).then(|| analogy.values().sum::<f64>() / analogy.len() as f64);
+    let semeval = semeval_score(enc, &data.semeval, augment)?;
+    Ok(Validation {
+        score: analogy_mean.unwrap_or(semeval),
+        analogy,
+        analogy_mean,
+        semeval,
+    })
+}
+
+/// For each validation positive: is another positive of its relation closer (cosine) than
+/// every negative of the relation (plus, with `augment`, every other relation's positives)?
+/// Returns the share of yes.
+pub fn semeval_score(
+    enc: &RelationEncoder,
+    relations: &[RelationExamples],
+    augment: bool,
+) -> Result<f64> {
+    let mut pairs = Vec::new();
+    for r in relations {
+        pairs.extend(r.positives.iter().cloned());
+        pairs.extend(r.negatives.iter().cloned());
+    }
+    let vecs = enc.embed_raw(&pairs)?;
+    let map: HashMap<_, _> = pairs.into_iter().zip(vecs).collect();
+    let v = |p: &(String, String)| map.get(p).map(|x| x.as_slice()).unwrap_or(&[]);
+    let (mut yes, mut total) = (0usize, 0usize);
+    for (ri, r) in relations.iter().enumerate() {
+        if r.positives.len() < 2 {
+            continue;
+        }
+        let mut negs: Vec<&[f32]> = r.negatives.iter().map(v).collect();
+        if augment {
+            for (oi, o) in relations.iter().enumerate() {
+                if oi != ri {
+                    negs.extend(o.positives.iter().map(v));
+                }
+            }
+        }
+        for (i, p) in r.positives.iter().enumerate() {
+            let best_pos = r
+                .positives
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, q)| cosine(v(p), v(q)))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let best_neg = negs
+                .iter()
+                .map(|n| cosine(v(p), n))
+                .fold(f64::NEG_INFINITY, f64::max);
+            total += 1;
+            if best_pos > best_neg {
+                yes += 1;
+            }
+        }
+    }
+    Ok(yes as f64 / total.max(1) as f64)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise: {e}"),
+    })?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+/// A sibling path of `out` named `.<name>.<tag>-<pid>`.
+fn sibling(out: &Path, tag: &str) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    let file = format!(".{name}.{tag}-{}", std::process::id());
+    match parent {
+        Some(p) => p.join(file),
+        None => PathBuf::from(file),
+    }
+}
+
+/// Fills a fresh temporary directory beside `out` with `fill`, then puts it in place of
+/// `out` by renames, so `out` is never half-written.
+fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = sibling(out, "tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    fill(&tmp)?;
+    if out.exists() {
+        let old = sibling(out, "old");
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a file atomically (temporary file in the same directory, then rename).
+fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = sibling(path, "tmp");
+    write_json(&tmp, value)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// What a finished (or interrupted) run reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// How the checkpoint was selected.
+    pub selection_metric: String,
+    /// The base model's validation before training.
+    pub baseline: Validation,
+    /// Per-epoch metrics.
+    pub epochs: Vec<EpochMetrics>,
+    /// The epoch whose checkpoint is in the output directory.
+    pub best_epoch: Option<usize>,
+    /// Its selection score.
+    pub best_score: Option<f64>,
+    /// The run stopped early on request (Ctrl-C).
+    pub interrupted: bool,
+}
+
+/// Trains per `cfg`, keeping the best checkpoint in `out` (refused if it exists, unless
+/// `force`). Checks `stop` between steps; on a stop the best checkpoint so far stays.
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    force: bool,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<TrainReport> {
+    if out.exists() && !force {
+        return Err(Error::Exists {
+            path: out.to_path_buf(),
+        });
+    }
+    cfg.validate()?;
+    let valid = ValidationData::load(cfg)?;
+    let mut trainer = Trainer::new(cfg)?;
+    let baseline = trainer.validate(&valid)?;
+    on_event(Event::Baseline(&baseline));
+    let mut report = TrainReport {
+        selection_metric: SELECTION_METRIC.into(),
+        baseline,
+        epochs: Vec::new(),
+        best_epoch: None,
+        best_score: None,
+        interrupted: false,
+    };
+    let train_config = serde_json::json!({
+        "config": cfg,
+        "selection_metric": SELECTION_METRIC,
+        "template": trainer.encoder().template().as_str(),
+        "base_weights_sha256": crate::encoder::Encoder::weights_sha256(&trainer.encoder().files().weights)?,
+        "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0); lazy row-sparse update of the word embeddings",
+        "schedule": "linear warm-up over `warmup` steps, then constant",
+        "dropout": "none (the encoder's Train mode has no dropout)",
+    });
+    'epochs: for epoch in 1..=cfg.epochs {
+        let order = trainer.epoch_order();
+        on_event(Event::EpochStart {
+            epoch,
+            steps: order.len(),
+        });
+        let started = std::time::Instant::now();
+        let mut losses = Vec::with_capacity(order.len());
+        for &r in &order {
+            if stop.load(Ordering::SeqCst) {
+                report.interrupted = true;
+                break 'epochs;
+            }
+            let loss = trainer.train_step(r)?;
+            losses.push(loss as f64);
+            on_event(Event::Step { loss });
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let validation = trainer.validate(&valid)?;
+        let metrics = EpochMetrics {
+            epoch,
+            mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+            steps: losses.len(),
+            train_seconds,
+            validation,
+        };
+        on_event(Event::Epoch(&metrics));
+        let score = metrics.validation.score;
+        report.epochs.push(metrics);
+        if report.best_score.is_none_or(|b| score > b) {
+            report.best_score = Some(score);
+            report.best_epoch = Some(epoch);
+            write_dir_atomically(out, |dir| {
+                trainer.save_model(dir)?;
+                write_json(&dir.join("training_config.json"), &train_config)?;
+                write_json(&dir.join("metrics.json"), &report)
+            })?;
+        } else {
+            write_json_atomically(&out.join("metrics.json"), &report)?;
+        }
+    }
+    if out.is_dir() {
+        write_json_atomically(&out.join("metrics.json"), &report)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn rng_is_seeded_and_samples_distinct() {
+        let mut a = Rng::new(3);
+        let mut b = Rng::new(3);
+        assert_eq!(a.next_u64(), b.next_u64());
+        let s = a.sample(100, 10);
+        assert_eq!(s.len(), 10);
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(a.sample(5, 10), vec![0, 1, 2, 3, 4]);
+        let mut v: Vec<usize> = (0..20).collect();
+        a.shuffle(&mut v);
+        v.sort();
+        assert_eq!(v, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn warmup_is_linear_then_constant() {
+        assert!((lr_at(1.0, 10, 0) - 0.1).abs() < 1e-12);
+        assert!((lr_at(1.0, 10, 8) - 0.9).abs() < 1e-12);
+        assert_eq!(lr_at(1.0, 10, 9), 1.0);
+        assert_eq!(lr_at(1.0, 10, 100), 1.0);
+        assert_eq!(lr_at(1.0, 0, 0), 1.0);
+    }
+
+    #[test]
+    fn adamw_sparse_rows_match_dense_on_touched_rows() {
+        // One step of Adam moves every parameter with a non-zero gradient by ≈ lr·sign(g).
+        let w = Var::from_tensor(
+            &Tensor::from_vec(vec![1f32, 2., 3., 4., 5., 6.], (3, 2), &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let vars = vec![(WORD_EMBEDDINGS.to_string(), w.clone())];
+        let mut opt = AdamW::new(&vars, false).unwrap();
+        let ids = Tensor::from_vec(vec![0u32, 2], 2, &Device::Cpu).unwrap();
+        let loss = w
+            .as_tensor()
+            .index_select(&ids, 0)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g = loss.backward().unwrap();
+        opt.step(&g, 0.1, &[0, 2]).unwrap();
+        let after = w
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let want = [0.9f32, 1.9, 3., 4., 4.9, 5.9];
+        for (a, b) in after.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{after:?}");
+        }
+    }
+}
