@@ -10,7 +10,7 @@ peer's float32 GEMM peak, and relbert's peak RSS while embedding 100,000 pairs t
 
 Writes benchmarks/results/embed_throughput.{json,md}.
 """
-import argparse, datetime, json, os, platform, resource, statistics, subprocess, sys, time
+import argparse, datetime, json, os, platform, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER = os.path.join(ROOT, "..", "shared", "peers", "encode_peer.py")
@@ -68,11 +68,16 @@ def main():
         str(a.mem_pairs), mem_pairs])
     out_npy = os.path.join("/tmp", "relbert-mem.npy")
     t = time.time()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    sh([os.path.join(ROOT, "target", "release", "relbert"), "--threads", str(a.threads), "embed",
-        "--model", a.model, "--pairs", mem_pairs, "--format", "npy", "--out", out_npy, "--force"], env)
+    # /usr/bin/time reports this one process's peak RSS (KiB); getrusage(RUSAGE_CHILDREN) would
+    # report the largest child so far, the peer's included.
+    timed = subprocess.run(["/usr/bin/time", "-f", "%M", os.path.join(ROOT, "target", "release", "relbert"),
+                            "--threads", str(a.threads), "embed", "--model", a.model, "--pairs", mem_pairs,
+                            "--format", "npy", "--out", out_npy, "--force"],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+    if timed.returncode != 0:
+        sys.exit(timed.stderr)
+    peak_mib = int(timed.stderr.strip().splitlines()[-1]) / 1024
     mem_secs = time.time() - t
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     for f in (out_npy, out_npy.replace(".npy", ".pairs.tsv"), mem_pairs):
         os.remove(f)
 

@@ -211,7 +211,6 @@ impl CpuModel {
         let inter = self.layers.first().map(|l| l.intermediate.out).unwrap_or(0);
         let mut qkv = vec![0f32; rows * 3 * h];
         let mut ctx = vec![0f32; rows * h];
-        let mut attn = vec![0f32; rows * h];
         let mut ff = vec![0f32; rows * inter];
         let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut scores = vec![0f32; max_len * max_len];
@@ -236,16 +235,15 @@ impl CpuModel {
                     );
                 }
             }
-            attn[..rows * h].copy_from_slice(&x);
-            layer.attn_out.apply(&ctx, rows, &mut attn, true);
+            // Residual connections accumulate straight into `x`, so no copies are needed.
+            layer.attn_out.apply(&ctx, rows, &mut x, true);
             arch.dispatch(LayerNormRows {
-                x: &mut attn,
+                x: &mut x,
                 width: h,
                 norm: &layer.attn_norm,
             });
-            layer.intermediate.apply(&attn, rows, &mut ff, false);
+            layer.intermediate.apply(&x, rows, &mut ff, false);
             arch.dispatch(Gelu(&mut ff[..rows * inter]));
-            x.copy_from_slice(&attn);
             layer.output.apply(&ff, rows, &mut x, true);
             arch.dispatch(LayerNormRows {
                 x: &mut x,
