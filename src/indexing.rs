@@ -110,7 +110,7 @@ pub fn build_index(
     let encode_secs = started.elapsed().as_secs_f64();
     let (count, skipped) = (builder.count(), builder.skipped());
     let started = std::time::Instant::now();
-    let dir = builder.finish(opts.hnsw, |p| on_graph(p))?;
+    let dir = builder.finish(opts.hnsw, on_graph)?;
     Ok(BuildReport {
         dir,
         resumed_rows: resumed,
