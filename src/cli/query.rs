@@ -43,7 +43,7 @@ pub struct QueryArgs {
     keep_shared_words: bool,
 }
 
-fn ensure_default_index(dir: &PathBuf) -> Result<()> {
+fn ensure_default_index(dir: &std::path::Path) -> Result<()> {
     if dir.join("meta").is_file() {
         return Ok(());
     }
