@@ -40,6 +40,15 @@ fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
     }
 }
 
+/// An error constructor for one line of `path`.
+fn line_error(path: &Path, line: usize) -> impl Fn(String) -> Error + Copy + '_ {
+    move |message| Error::Parse {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
 fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
@@ -61,11 +70,7 @@ fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
 pub fn load_analogy_file(path: &Path) -> Result<Vec<AnalogyQuestion>> {
     let mut out = Vec::new();
     for (line, text) in read_lines(path)? {
-        let err = |message: String| Error::Parse {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
+        let err = line_error(path, line);
         let raw: RawQuestion = serde_json::from_str(&text)
             .map_err(|e| err(format!("not an analogy question: {e}")))?;
         let stem = two(raw.stem, "stem").map_err(err)?;
@@ -150,11 +155,7 @@ struct RawRelation {
 pub fn load_relation_file(path: &Path) -> Result<Vec<RelationExamples>> {
     let mut out = Vec::new();
     for (line, text) in read_lines(path)? {
-        let err = |message: String| Error::Parse {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
+        let err = line_error(path, line);
         let raw: RawRelation =
             serde_json::from_str(&text).map_err(|e| err(format!("not a relation record: {e}")))?;
         let conv = |v: Vec<Vec<String>>, what: &str| {

@@ -126,10 +126,10 @@ impl QueryEngine {
             }
             self.encoder = Some(enc);
         }
-        match &self.encoder {
-            Some(e) => Ok(e),
-            None => unreachable!("loaded above"),
-        }
+        self.encoder.as_ref().ok_or_else(|| Error::InvalidArgument {
+            flag: "--model".into(),
+            message: "no model loaded".into(),
+        })
     }
 
     /// The relation vector of (a, b): from the index if stored, else encoded.

@@ -63,6 +63,17 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The options every flag's default gives (default model, its template and pooling).
+    pub fn defaults() -> Self {
+        ModelArgs {
+            model: None,
+            template: None,
+            aggregation: None,
+            batch_size: 64,
+            device: "cpu".into(),
+        }
+    }
+
     /// The model directory to use.
     pub fn model_dir(&self) -> PathBuf {
         self.model

@@ -59,14 +59,7 @@ fn ensure_default_index(dir: &std::path::Path) -> Result<()> {
         files.len()
     );
     let records = read_all(&files)?;
-    let model = ModelArgs {
-        model: None,
-        template: None,
-        aggregation: None,
-        batch_size: 64,
-        device: "cpu".into(),
-    };
-    let encoder = model.load(false)?;
+    let encoder = ModelArgs::defaults().load(false)?;
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
