@@ -27,6 +27,7 @@ pub struct Tokenized {
 }
 
 /// The model's tokenizer set up for prompts: no padding, truncation at [`MAX_LENGTH`].
+#[derive(Clone)]
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
     path: PathBuf,

@@ -345,7 +345,7 @@ fn attention_head(
 /// e^x for x ≤ 0-ish inputs of softmax and erf, accurate to ~2 ulp, written branch-free so it
 /// vectorises: 2^k · p(r) with a degree-6 polynomial on |r| ≤ ln2/2.
 #[inline(always)]
-fn exp_approx(x: f32) -> f32 {
+pub(crate) fn exp_approx(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let k = (x * std::f32::consts::LOG2_E).round();
     let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
@@ -359,7 +359,7 @@ fn exp_approx(x: f32) -> f32 {
 
 /// erf(x) by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), branch-free.
 #[inline(always)]
-fn erf_approx(x: f32) -> f32 {
+pub(crate) fn erf_approx(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let y = 1.0

@@ -9,6 +9,7 @@ pub mod batching;
 pub mod classify;
 pub mod config;
 pub mod cpu_kernels;
+pub mod cpu_train;
 pub mod datasets;
 pub mod defaults;
 pub mod device;

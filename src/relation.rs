@@ -114,6 +114,33 @@ impl RelationEncoder {
         })
     }
 
+    /// A frozen copy of this encoder with its current parameters (on the CPU it takes the
+    /// fast inference path). Validation during training uses it.
+    pub fn frozen_copy(&self) -> Result<Self> {
+        let tensors = self
+            .encoder
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.copy()?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let encoder = Encoder::from_tensors(
+            self.encoder.config(),
+            tensors,
+            &self.files.weights,
+            self.encoder.device(),
+            false,
+        )?;
+        Ok(RelationEncoder {
+            encoder,
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            aggregation: self.aggregation,
+            batch_size: self.batch_size,
+            files: self.files.clone(),
+            dir: self.dir.clone(),
+        })
+    }
+
     /// The transformer underneath.
     pub fn encoder(&self) -> &Encoder {
         &self.encoder

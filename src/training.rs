@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::analogy::{accuracy_with_vectors, cosine, distinct_pairs, Similarity};
 use crate::batching::length_sorted_batches;
 use crate::config::ModelConfig;
+use crate::cpu_train::{CpuTrainModel, Dropout, Prompt};
 use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, RelationExamples};
 use crate::encoder::Mode;
 use crate::error::{Error, Result};
@@ -79,6 +80,12 @@ pub struct TrainConfig {
     pub half: bool,
     /// `cpu` or `cuda:N`.
     pub device: String,
+    /// Dropout probability for hidden states and attention (`None`: the base model's
+    /// `hidden_dropout_prob` / `attention_probs_dropout_prob`, as Hugging Face trains).
+    pub dropout: Option<f64>,
+    /// Train through candle's autograd even on the CPU (slow; no dropout). The CPU default is
+    /// the hand-written backward pass of [`crate::cpu_train`].
+    pub autograd: bool,
 }
 
 fn aggregation_name<S: serde::Serializer>(
@@ -109,6 +116,8 @@ impl Default for TrainConfig {
             freeze_embeddings: false,
             half: false,
             device: "cpu".into(),
+            dropout: None,
+            autograd: false,
         }
     }
 }
@@ -135,6 +144,11 @@ impl TrainConfig {
         }
         if self.lr.is_nan() || self.lr <= 0.0 {
             return bad("--lr", "must be positive");
+        }
+        if let Some(p) = self.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return bad("--dropout", "must be in [0, 1)");
+            }
         }
         Ok(())
     }
@@ -311,6 +325,32 @@ pub fn lr_at(base: f64, warmup: usize, step: usize) -> f64 {
     }
 }
 
+/// One step's sampled prompts.
+struct StepBatch {
+    relation: usize,
+    /// Positives first, then negatives.
+    seqs: Vec<Vec<u32>>,
+    num_positive: usize,
+    negatives: Vec<(usize, bool, usize)>,
+    /// Sorted distinct token ids of the prompts.
+    rows: Vec<u32>,
+}
+
+/// The loss's value, or an error naming the step when it is not finite.
+fn finite_loss(loss: &Tensor, step: usize) -> Result<f32> {
+    let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Err(Error::InvalidArgument {
+            flag: "--lr".into(),
+            message: format!(
+                "the loss became {value} at step {}; try a lower learning rate",
+                step + 1
+            ),
+        });
+    }
+    Ok(value)
+}
+
 /// Validation scores after an epoch.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
@@ -391,6 +431,10 @@ pub struct Trainer {
     neg_toks: Vec<Vec<Vec<u32>>>,
     opt: AdamW,
     rng: Rng,
+    /// The hand-written CPU path; `None` when training through candle's autograd.
+    fast: Option<CpuTrainModel>,
+    dropout: Dropout,
+    tokens: u64,
 }
 
 impl Trainer {
@@ -439,6 +483,39 @@ impl Trainer {
             pos_toks.push(tok(&r.positives)?);
             neg_toks.push(tok(&r.negatives)?);
         }
+        let model_cfg = enc.encoder().config();
+        let from_config = |key: &str| {
+            model_cfg
+                .raw
+                .get(key)
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.1) as f32
+        };
+        let mut dropout = match cfg.dropout {
+            Some(p) => Dropout {
+                hidden: p as f32,
+                attention: p as f32,
+            },
+            None => Dropout {
+                hidden: from_config("hidden_dropout_prob"),
+                attention: from_config("attention_probs_dropout_prob"),
+            },
+        };
+        let fast = if enc.encoder().device().is_cpu() && !cfg.autograd {
+            Some(CpuTrainModel::new(
+                &enc.encoder().named_tensors(),
+                model_cfg.num_attention_heads,
+                model_cfg.layer_norm_eps,
+                dropout,
+                cfg.freeze_embeddings,
+            )?)
+        } else {
+            if dropout != Dropout::NONE {
+                tracing::warn!("the candle autograd path has no dropout; training without it");
+            }
+            dropout = Dropout::NONE;
+            None
+        };
         Ok(Trainer {
             enc,
             cfg: cfg.clone(),
@@ -447,6 +524,9 @@ impl Trainer {
             neg_toks,
             opt,
             rng: Rng::new(cfg.seed),
+            fast,
+            dropout,
+            tokens: 0,
         })
     }
 
@@ -462,7 +542,10 @@ impl Trainer {
 
     /// Optimiser steps taken so far.
     pub fn steps_taken(&self) -> usize {
-        self.opt.steps()
+        match &self.fast {
+            Some(f) => f.steps(),
+            None => self.opt.steps(),
+        }
     }
 
     /// The relation order of the next epoch (consumes randomness).
@@ -494,9 +577,9 @@ impl Trainer {
         Ok(all.index_select(&inv, 0)?)
     }
 
-    /// Samples relation `r`'s batch, embeds it and returns the loss (with its graph) and the
-    /// sorted distinct token ids it used. Consumes randomness.
-    pub fn loss_for(&mut self, r: usize) -> Result<(Tensor, Vec<u32>)> {
+    /// Samples relation `r`'s batch: positives first, then negatives (relation, is a
+    /// positive of another relation, index). Consumes randomness.
+    fn sample_batch(&mut self, r: usize) -> Result<StepBatch> {
         let pos_idx = self
             .rng
             .sample(self.pos_toks[r].len(), self.cfg.num_positive);
@@ -525,33 +608,43 @@ impl Trainer {
             .into_iter()
             .map(|i| pool[i])
             .collect();
-        let mut seqs: Vec<&[u32]> = pos_idx
+        let mut seqs: Vec<Vec<u32>> = pos_idx
             .iter()
-            .map(|&i| self.pos_toks[r][i].as_slice())
+            .map(|&i| self.pos_toks[r][i].clone())
             .collect();
         for &(o, is_pos, i) in &neg {
             seqs.push(if is_pos {
-                &self.pos_toks[o][i]
+                self.pos_toks[o][i].clone()
             } else {
-                &self.neg_toks[o][i]
+                self.neg_toks[o][i].clone()
             });
         }
         let rows: BTreeSet<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
-        let emb = self.embed_train(&seqs)?;
-        let np = pos_idx.len();
+        Ok(StepBatch {
+            relation: r,
+            seqs,
+            num_positive: pos_idx.len(),
+            negatives: neg,
+            rows: rows.into_iter().collect(),
+        })
+    }
+
+    /// The configured loss of a sampled batch whose prompts embedded to `emb`.
+    fn batch_loss(&self, batch: &StepBatch, emb: &Tensor) -> Result<Tensor> {
+        let np = batch.num_positive;
         let p = emb.narrow(0, 0, np)?;
-        let n = emb.narrow(0, np, neg.len())?;
-        let loss = match self.cfg.loss {
+        let n = emb.narrow(0, np, batch.negatives.len())?;
+        Ok(match self.cfg.loss {
             LossKind::Nce => info_nce(&p, &n, self.cfg.temperature)?,
             LossKind::Iloob => info_loob(&p, &n, self.cfg.temperature)?,
             LossKind::Triplet => {
                 let mut loss = triplet(&p, &n, self.cfg.margin)?;
                 // Parent level: positives of sibling relations vs positives of other parents,
                 // taken from the sampled (augmented) negatives.
-                let parent = self.relations[r].parent();
+                let parent = self.relations[batch.relation].parent();
                 let (mut sib, mut other) = (Vec::new(), Vec::new());
-                for (k, &(o, is_pos, _)) in neg.iter().enumerate() {
-                    if is_pos && o != r {
+                for (k, &(o, is_pos, _)) in batch.negatives.iter().enumerate() {
+                    if is_pos && o != batch.relation {
                         if self.relations[o].parent() == parent {
                             sib.push(k as u32);
                         } else {
@@ -568,37 +661,103 @@ impl Trainer {
                 }
                 loss
             }
-        };
-        Ok((loss, rows.into_iter().collect()))
+        })
+    }
+
+    /// Samples relation `r`'s batch, embeds it through candle's autograd and returns the loss
+    /// (with its graph) and the sorted distinct token ids it used. Consumes randomness.
+    pub fn loss_for(&mut self, r: usize) -> Result<(Tensor, Vec<u32>)> {
+        self.sync()?;
+        let batch = self.sample_batch(r)?;
+        let seqs: Vec<&[u32]> = batch.seqs.iter().map(|s| s.as_slice()).collect();
+        let emb = self.embed_train(&seqs)?;
+        let loss = self.batch_loss(&batch, &emb)?;
+        Ok((loss, batch.rows))
+    }
+
+    /// The prompts of a batch in the CPU path's form.
+    fn prompts<'a>(&self, seqs: &'a [Vec<u32>]) -> Vec<Prompt<'a>> {
+        let mask = self.enc.tokenizer().mask_id();
+        let agg = self.enc.aggregation();
+        seqs.iter()
+            .map(|s| Prompt {
+                ids: s,
+                positions: self.enc.encoder().position_ids(s.len(), s.len()),
+                pool: (0..s.len()).map(|i| agg.selects(s, i, mask)).collect(),
+            })
+            .collect()
     }
 
     /// One optimisation step on relation `r`; returns the loss before the update.
     pub fn train_step(&mut self, r: usize) -> Result<f32> {
-        let (loss, rows) = self.loss_for(r)?;
-        let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(Error::InvalidArgument {
-                flag: "--lr".into(),
-                message: format!(
-                    "the loss became {value} at step {}; try a lower learning rate",
-                    self.opt.steps() + 1
-                ),
-            });
+        let step = self.steps_taken();
+        let lr = lr_at(self.cfg.lr, self.cfg.warmup, step);
+        if self.fast.is_some() {
+            let batch = self.sample_batch(r)?;
+            self.tokens += batch.seqs.iter().map(|s| s.len() as u64).sum::<u64>();
+            let prompts = self.prompts(&batch.seqs);
+            let seed = self.cfg.seed ^ ((step as u64 + 1) << 20);
+            let Some(fast) = self.fast.as_mut() else {
+                return Err(Error::InvalidArgument {
+                    flag: "--device".into(),
+                    message: "the CPU training path is not set up".into(),
+                });
+            };
+            let (pooled, state) = fast.forward(&prompts, self.cfg.batch_size, seed)?;
+            let h = self.enc.dim();
+            let var = Var::from_vec(pooled, (batch.seqs.len(), h), &candle_core::Device::Cpu)?;
+            let loss = self.batch_loss(&batch, var.as_tensor())?;
+            let value = finite_loss(&loss, step)?;
+            let grads = loss.backward()?;
+            let d = match grads.get(var.as_tensor()) {
+                Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+                None => vec![0f32; batch.seqs.len() * h],
+            };
+            if let Some(fast) = self.fast.as_mut() {
+                fast.backward_and_step(&state, &d, lr, &batch.rows)?;
+            }
+            return Ok(value);
         }
+        let batch = self.sample_batch(r)?;
+        self.tokens += batch.seqs.iter().map(|s| s.len() as u64).sum::<u64>();
+        let seqs: Vec<&[u32]> = batch.seqs.iter().map(|s| s.as_slice()).collect();
+        let emb = self.embed_train(&seqs)?;
+        let loss = self.batch_loss(&batch, &emb)?;
+        let value = finite_loss(&loss, step)?;
         let grads = loss.backward()?;
-        let lr = lr_at(self.cfg.lr, self.cfg.warmup, self.opt.steps());
-        self.opt.step(&grads, lr, &rows)?;
+        self.opt.step(&grads, lr, &batch.rows)?;
         Ok(value)
+    }
+
+    /// Copies the CPU path's parameters into the encoder (before validating or saving).
+    fn sync(&self) -> Result<()> {
+        if let (Some(fast), Some(vars)) = (&self.fast, self.enc.encoder().vars()) {
+            fast.sync_to(vars)?;
+        }
+        Ok(())
+    }
+
+    /// Prompt tokens encoded in training steps so far.
+    pub fn tokens_processed(&self) -> u64 {
+        self.tokens
+    }
+
+    /// The dropout the run applies.
+    pub fn dropout(&self) -> Dropout {
+        self.dropout
     }
 
     /// Scores the current model on the validation material.
     pub fn validate(&self, data: &ValidationData) -> Result<Validation> {
-        validate(&self.enc, data, self.cfg.augment_negative_by_positive)
+        self.sync()?;
+        let frozen = self.enc.frozen_copy()?;
+        validate(&frozen, data, self.cfg.augment_negative_by_positive)
     }
 
     /// Writes the current model as a Hugging Face directory (config.json with
     /// `relbert_config`, model.safetensors, tokenizer files) into `dir`, which must exist.
     pub fn save_model(&self, dir: &Path) -> Result<()> {
+        self.sync()?;
         let files = self.enc.files();
         let config = ModelConfig::from_file(&files.config)?;
         let json = config.to_json_with(&self.enc.relbert_config());
@@ -800,7 +959,8 @@ pub fn train(
         "base_weights_sha256": crate::encoder::Encoder::weights_sha256(&trainer.encoder().files().weights)?,
         "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0); lazy row-sparse update of the word embeddings",
         "schedule": "linear warm-up over `warmup` steps, then constant",
-        "dropout": "none (the encoder's Train mode has no dropout)",
+        "dropout": {"hidden": trainer.dropout().hidden, "attention": trainer.dropout().attention},
+        "backward": if cfg.autograd || !trainer.encoder().encoder().device().is_cpu() { "candle autograd" } else { "hand-written CPU backward (cpu_train)" },
     });
     'epochs: for epoch in 1..=cfg.epochs {
         let order = trainer.epoch_order();

@@ -72,6 +72,13 @@ pub struct TrainArgs {
     /// cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Dropout on hidden states and attention probabilities (default: the base model's
+    /// config.json values, as Hugging Face trains; 0 turns it off).
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Train through candle's autograd on the CPU too (slow, no dropout; for comparison).
+    #[arg(long)]
+    autograd: bool,
     /// Overwrite an existing output directory.
     #[arg(long)]
     force: bool,
@@ -101,6 +108,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         freeze_embeddings: a.freeze_embeddings,
         half: a.half,
         device: a.device.clone(),
+        dropout: a.dropout,
+        autograd: a.autograd,
     };
     let stop = Arc::new(AtomicBool::new(false));
     {
