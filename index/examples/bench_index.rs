@@ -5,6 +5,7 @@
 //! cargo run --release -p relbert-index --example bench_index -- ann \
 //!     [--vectors FILE.npy | --synthetic N --dim D --latent R --noise S --write-npy FILE.npy] \
 //!     [--queries 1000] [--m 16] [--ef-construction 200] [--ef 16,32,64,128,256] [--threads 1] \
+//!     [--builders relbert_hnsw[:THREADS],hnsw_rs[:THREADS],...] [--seed S] [--date D] \
 //!     [--peer-python PY --peer-script ann_peer.py] --work DIR --out-json F --out-md F
 //!
 //! # Open time and resident memory of a large index (random graph; see the results file)
@@ -14,7 +15,9 @@
 //!
 //! The ANN protocol matches `ann_peer.py --vectors`: rows are L2-normalised, the last
 //! `--queries` rows are the queries and are not indexed, the ground truth is the exact top-k by
-//! inner product, and queries are issued one at a time on one thread.
+//! inner product, and queries are issued one at a time on one thread. Each `--builders` entry
+//! builds its own index from the same rows (threads default to `--threads`), so builders are
+//! compared in one run; the ground truth comes from the first index's exact search.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -146,6 +149,91 @@ fn recall(found: &[Hit], truth: &[Hit]) -> f64 {
     found.iter().filter(|h| t.contains(&h.row)).count() as f64 / truth.len().max(1) as f64
 }
 
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// One `--builders` entry: `name[:threads]`.
+struct BuildSpec {
+    builder: GraphBuilder,
+    threads: usize,
+}
+
+fn parse_builders(s: &str, default_threads: usize) -> Res<Vec<BuildSpec>> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|item| {
+            let (name, t) = match item.split_once(':') {
+                Some((n, t)) => (n, t.parse::<usize>().map_err(|e| format!("{item}: {e}"))?),
+                None => (item, default_threads),
+            };
+            let builder = GraphBuilder::from_name(name)
+                .ok_or_else(|| format!("unknown builder {name} (relbert_hnsw, hnsw_rs)"))?;
+            Ok(BuildSpec {
+                builder,
+                threads: t,
+            })
+        })
+        .collect()
+}
+
+/// Appends `base` into a fresh index at `out` and finishes it with `params`; returns
+/// (append s, graph s, finish s).
+fn build_index(out: &Path, base: &[f32], dim: usize, params: HnswParams) -> Res<(f64, f64, f64)> {
+    if out.exists() {
+        fs::remove_dir_all(out)?;
+    }
+    discard_partial(out)?;
+    let spec = IndexSpec {
+        dim: dim as u32,
+        precision: Precision::F32,
+        encoder: EncoderInfo {
+            model: "bench".into(),
+            ..Default::default()
+        },
+    };
+    let t0 = Instant::now();
+    let mut b = IndexBuilder::create_or_resume(out, spec, false)?;
+    let chunk = 10_000;
+    for (i, v) in base.chunks(chunk * dim).enumerate() {
+        let rows_here = v.len() / dim;
+        let pairs: Vec<PairEntry> = (0..rows_here)
+            .map(|j| PairEntry::new(format!("h{}", i * chunk + j), format!("t{}", i * chunk + j)))
+            .collect();
+        b.append_chunk(&pairs, v)?;
+    }
+    let append_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut graph_done = None;
+    let mut last = 0u64;
+    b.finish(params, |p| {
+        if p.stage == Stage::Graph && p.done == p.total {
+            graph_done = Some(t1.elapsed().as_secs_f64());
+        }
+        if p.stage == Stage::Graph && p.done >= last + 20_000 {
+            last = p.done;
+            eprintln!(
+                "  graph {}/{} ({:.0} s)",
+                p.done,
+                p.total,
+                t1.elapsed().as_secs_f64()
+            );
+        }
+    })?;
+    let finish_s = t1.elapsed().as_secs_f64();
+    Ok((append_s, graph_done.unwrap_or(finish_s), finish_s))
+}
+
 fn ann(o: &HashMap<String, String>) -> Res<()> {
     let work = PathBuf::from(
         o.get("work")
@@ -158,6 +246,16 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
     let m: usize = get(o, "m", 16);
     let efc: usize = get(o, "ef-construction", 200);
     let threads: usize = get(o, "threads", 1);
+    let seed: u64 = get(o, "seed", HnswParams::default().seed);
+    let builds = parse_builders(
+        o.get("builders")
+            .map(String::as_str)
+            .unwrap_or("relbert_hnsw"),
+        threads,
+    )?;
+    if builds.is_empty() {
+        return Err("no builder".into());
+    }
     let efs: Vec<usize> = o
         .get("ef")
         .cloned()
@@ -177,12 +275,16 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
                     .cloned()
                     .unwrap_or(work.join("synthetic.npy").display().to_string()),
             );
-            eprintln!(
-                "generating {n} x {dim} low-rank vectors -> {}",
-                out.display()
-            );
-            let v = low_rank(n, dim, latent, noise, 42);
-            write_npy(&out, &v, n, dim)?;
+            if out.exists() {
+                eprintln!("reusing {}", out.display());
+            } else {
+                eprintln!(
+                    "generating {n} x {dim} low-rank vectors -> {}",
+                    out.display()
+                );
+                let v = low_rank(n, dim, latent, noise, 42);
+                write_npy(&out, &v, n, dim)?;
+            }
             (
                 out,
                 format!(
@@ -200,107 +302,102 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
     let n = rows - nq;
     let (base, queries) = data.split_at(n * dim);
     eprintln!("{n} base rows, {nq} queries, dim {dim}");
+    let load_start = loadavg();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
 
-    // ---- build
-    let out = work.join("ann-index");
-    let reuse = get(o, "reuse", 0u32) == 1 && out.exists();
-    if out.exists() && !reuse {
-        fs::remove_dir_all(&out)?;
-    }
-    discard_partial(&out)?;
-    let spec = IndexSpec {
-        dim: dim as u32,
-        precision: Precision::F32,
-        encoder: EncoderInfo {
-            model: "bench".into(),
-            ..Default::default()
-        },
-    };
-    let t0 = Instant::now();
-    let mut append_s = 0.0;
-    let mut graph_s = 0.0;
-    let mut finish_s = 0.0;
-    if !reuse {
-        let mut b = IndexBuilder::create_or_resume(&out, spec, false)?;
-        let chunk = 10_000;
-        for (i, v) in base.chunks(chunk * dim).enumerate() {
-            let rows_here = v.len() / dim;
-            let pairs: Vec<PairEntry> = (0..rows_here)
-                .map(|j| {
-                    PairEntry::new(format!("h{}", i * chunk + j), format!("t{}", i * chunk + j))
-                })
-                .collect();
-            b.append_chunk(&pairs, v)?;
-        }
-        append_s = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let mut graph_done = None;
-        b.finish(
+    let mut truth: Vec<Vec<Hit>> = Vec::new();
+    let mut exact_qps = 0.0;
+    let mut results = Vec::new();
+    for (bi, bs) in builds.iter().enumerate() {
+        let name = bs.builder.name();
+        let out = work.join(format!("ann-index-{name}-t{}", bs.threads));
+        let load_before = loadavg();
+        eprintln!(
+            "building with {name} on {} thread(s), load {load_before}",
+            bs.threads
+        );
+        let (append_s, graph_s, finish_s) = build_index(
+            &out,
+            base,
+            dim,
             HnswParams {
                 m,
                 ef_construction: efc,
-                threads,
-            },
-            |p| {
-                if p.stage == Stage::Graph && p.done == p.total {
-                    graph_done = Some(t1.elapsed().as_secs_f64());
-                }
-                if p.stage == Stage::Graph && p.done % 20_000 < 4096 {
-                    eprintln!("  graph {}/{}", p.done, p.total);
-                }
+                threads: bs.threads,
+                builder: bs.builder,
+                seed,
             },
         )?;
-        finish_s = t1.elapsed().as_secs_f64();
-        graph_s = graph_done.unwrap_or(finish_s);
-        eprintln!("append {append_s:.1}s, graph {graph_s:.1}s, finish total {finish_s:.1}s");
-    }
-
-    let idx = Index::open(&out)?;
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-
-    // ---- ground truth (exact, parallel), then exact single-thread q/s
-    let truth: Vec<Vec<Hit>> = queries
-        .chunks(dim)
-        .map(|q| idx.search_exact(q, k))
-        .collect::<relbert_index::Result<_>>()?;
-    let nq1 = nq.min(200);
-    let t = Instant::now();
-    one.install(|| -> relbert_index::Result<()> {
-        for q in queries.chunks(dim).take(nq1) {
-            std::hint::black_box(idx.search_exact(q, k)?);
+        let load_after = loadavg();
+        eprintln!(
+            "{name}: append {append_s:.1}s, graph {graph_s:.1}s ({:.0} inserts/s), finish {finish_s:.1}s, load {load_after}",
+            n as f64 / graph_s
+        );
+        let idx = Index::open(&out)?;
+        if bi == 0 {
+            // ground truth (exact, parallel), then exact single-thread q/s
+            truth = queries
+                .chunks(dim)
+                .map(|q| idx.search_exact(q, k))
+                .collect::<relbert_index::Result<_>>()?;
+            let nq1 = nq.min(200);
+            let t = Instant::now();
+            one.install(|| -> relbert_index::Result<()> {
+                for q in queries.chunks(dim).take(nq1) {
+                    std::hint::black_box(idx.search_exact(q, k)?);
+                }
+                Ok(())
+            })?;
+            exact_qps = nq1 as f64 / t.elapsed().as_secs_f64();
         }
-        Ok(())
-    })?;
-    let exact_qps = nq1 as f64 / t.elapsed().as_secs_f64();
-
-    // ---- HNSW, one query at a time, this thread
-    for q in queries.chunks(dim).take(50) {
-        std::hint::black_box(idx.search(q, k, efs[0])?);
-    }
-    let mut ours = Vec::new();
-    for &ef in &efs {
-        let mut found = Vec::with_capacity(nq);
-        let t = Instant::now();
-        for q in queries.chunks(dim) {
-            found.push(idx.search(q, k, ef)?);
+        // HNSW, one query at a time, this thread
+        for q in queries.chunks(dim).take(50) {
+            std::hint::black_box(idx.search(q, k, efs[0])?);
         }
-        let secs = t.elapsed().as_secs_f64();
-        let r: f64 = found
-            .iter()
-            .zip(&truth)
-            .map(|(f, t)| recall(f, t))
-            .sum::<f64>()
-            / nq as f64;
-        eprintln!("ours ef {ef}: recall {r:.4}, {:.0} q/s", nq as f64 / secs);
-        ours.push(serde_json::json!({"ef_search": ef, "recall_at_k": (r * 1e4).round() / 1e4,
-                                     "qps_one_at_a_time": (nq as f64 / secs * 10.0).round() / 10.0}));
+        let mut search = Vec::new();
+        for &ef in &efs {
+            let mut found = Vec::with_capacity(nq);
+            let t = Instant::now();
+            for q in queries.chunks(dim) {
+                found.push(idx.search(q, k, ef)?);
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let r: f64 = found
+                .iter()
+                .zip(&truth)
+                .map(|(f, t)| recall(f, t))
+                .sum::<f64>()
+                / nq as f64;
+            eprintln!("{name} ef {ef}: recall {r:.4}, {:.0} q/s", nq as f64 / secs);
+            search.push(
+                serde_json::json!({"ef_search": ef, "recall_at_k": round(r, 4),
+                                           "qps_one_at_a_time": round(nq as f64 / secs, 1)}),
+            );
+        }
+        let sizes = idx.disk_sizes();
+        results.push(serde_json::json!({
+            "builder": name,
+            "meta_builder": idx.meta().hnsw.builder,
+            "threads": bs.threads,
+            "seed": seed,
+            "append_s": round(append_s, 2),
+            "graph_build_s": round(graph_s, 2),
+            "inserts_per_s": round(n as f64 / graph_s, 1),
+            "finish_total_s": round(finish_s, 2),
+            "loadavg_before_build": load_before,
+            "loadavg_after_build": load_after,
+            "search": search,
+            "disk_bytes": {"vectors": sizes.vectors, "pairs": sizes.pairs, "graph": sizes.graph, "meta": sizes.meta},
+        }));
     }
 
     // ---- peer
     let mut peer = serde_json::Value::Null;
+    let mut peer_load = (String::new(), String::new());
     if let (Some(py), Some(script)) = (o.get("peer-python"), o.get("peer-script")) {
         let pj = work.join("ann_peer.json");
-        eprintln!("running peer {script}");
+        peer_load.0 = loadavg();
+        eprintln!("running peer {script}, load {}", peer_load.0);
         let st = Command::new(py)
             .arg(script)
             .arg("--vectors")
@@ -326,45 +423,50 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
         if !st.success() {
             return Err("peer failed".into());
         }
+        peer_load.1 = loadavg();
         peer = serde_json::from_str(&fs::read_to_string(&pj)?)?;
+        if let Some(b) = peer["hnswlib"]["build_s"].as_f64() {
+            peer["hnswlib"]["inserts_per_s"] = serde_json::json!(round(n as f64 / b, 1));
+        }
     }
 
-    // ---- comparison at recall >= 0.95: the cheapest ef reaching it, per library
+    // ---- comparison at recall >= 0.95: the cheapest ef reaching it, per build
     let first_at = |rows: &[serde_json::Value]| {
         rows.iter()
             .find(|r| r["recall_at_k"].as_f64().unwrap_or(0.0) >= 0.95)
             .cloned()
     };
-    let ours_95 = first_at(&ours);
     let peer_rows: Vec<serde_json::Value> = peer["hnswlib"]["search"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     let peer_95 = first_at(&peer_rows);
-    let ratio = match (&ours_95, &peer_95) {
-        (Some(a), Some(b)) => Some(
-            a["qps_one_at_a_time"].as_f64().unwrap_or(0.0)
-                / b["qps_one_at_a_time"].as_f64().unwrap_or(1.0),
-        ),
-        _ => None,
-    };
-    let sizes = idx.disk_sizes();
+    for r in results.iter_mut() {
+        let rows = r["search"].as_array().cloned().unwrap_or_default();
+        let ours_95 = first_at(&rows);
+        let ratio = match (&ours_95, &peer_95) {
+            (Some(a), Some(b)) => Some(
+                a["qps_one_at_a_time"].as_f64().unwrap_or(0.0)
+                    / b["qps_one_at_a_time"].as_f64().unwrap_or(1.0),
+            ),
+            _ => None,
+        };
+        r["at_recall_0_95"] = serde_json::json!({"ours": ours_95, "qps_ratio_over_hnswlib": ratio});
+    }
     let result = serde_json::json!({
         "command": command_line(),
+        "date": o.get("date").cloned().unwrap_or_default(),
         "machine": machine(),
+        "loadavg_at_start": load_start,
+        "loadavg_at_end": loadavg(),
         "data": data_desc, "npy": npy.display().to_string(),
         "n": n, "dim": dim, "queries": nq, "k": k, "m": m, "ef_construction": efc,
-        "build_threads": threads,
-        "ours": {
-            "append_s": (append_s * 100.0).round() / 100.0,
-            "graph_build_s": (graph_s * 100.0).round() / 100.0,
-            "finish_total_s": (finish_s * 100.0).round() / 100.0,
-            "exact_qps_one_thread": (exact_qps * 10.0).round() / 10.0,
-            "search": ours,
-            "disk_bytes": {"vectors": sizes.vectors, "pairs": sizes.pairs, "graph": sizes.graph, "meta": sizes.meta},
-        },
+        "exact_qps_one_thread": round(exact_qps, 1),
+        "builds": results,
         "peer": peer,
-        "at_recall_0_95": {"ours": ours_95, "hnswlib": peer_95, "qps_ratio_ours_over_hnswlib": ratio},
+        "peer_loadavg_before": peer_load.0,
+        "peer_loadavg_after": peer_load.1,
+        "hnswlib_at_recall_0_95": peer_95,
     });
     let json_path = o
         .get("out-json")
@@ -379,40 +481,81 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
 }
 
 fn ann_markdown(r: &serde_json::Value) -> String {
+    let s_of = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let mut s = String::new();
-    s.push_str("# ANN search: relbert-index vs hnswlib\n\n");
+    s.push_str("# ANN build and search: relbert-index builders vs hnswlib\n\n");
+    s.push_str(&format!("Command: `{}`\n\n", s_of(&r["command"])));
+    if !s_of(&r["date"]).is_empty() {
+        s.push_str(&format!("Date: {}\n\n", s_of(&r["date"])));
+    }
     s.push_str(&format!(
-        "Command: `{}`\n\n",
-        r["command"].as_str().unwrap_or("")
-    ));
-    s.push_str(&format!(
-        "Machine: {} ({} logical CPUs, AVX2+FMA: {}), load average at start {}\n\n",
-        r["machine"]["cpu"].as_str().unwrap_or(""),
+        "Machine: {} ({} logical CPUs, AVX2+FMA: {}), **shared**: load average (1/5/15 min) {} at start, {} at end.\n\n",
+        s_of(&r["machine"]["cpu"]),
         r["machine"]["nproc"],
         r["machine"]["avx2_fma"],
-        r["machine"]["loadavg_at_start"].as_str().unwrap_or("")
+        s_of(&r["loadavg_at_start"]),
+        s_of(&r["loadavg_at_end"]),
     ));
     s.push_str(&format!(
         "Data: {}. {} base rows, {} queries (the last rows, not indexed), dim {}, k = {}, M = {}, ef_construction = {}.\n\n",
-        r["data"].as_str().unwrap_or(""), r["n"], r["queries"], r["dim"], r["k"], r["m"], r["ef_construction"]
+        s_of(&r["data"]), r["n"], r["queries"], r["dim"], r["k"], r["m"], r["ef_construction"]
     ));
+    let builds = r["builds"].as_array().cloned().unwrap_or_default();
+    s.push_str("## Graph construction\n\n| builder | threads | graph build s | inserts/s | load avg before → after |\n|---|---|---|---|---|\n");
+    for b in &builds {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} → {} |\n",
+            s_of(&b["builder"]),
+            b["threads"],
+            b["graph_build_s"],
+            b["inserts_per_s"],
+            s_of(&b["loadavg_before_build"]),
+            s_of(&b["loadavg_after_build"]),
+        ));
+    }
     s.push_str(&format!(
-        "Build ({} thread(s)): ours {} s for the graph (hnsw_rs insert + export) vs hnswlib {} s (1 thread).\n\n",
-        r["build_threads"], r["ours"]["graph_build_s"], r["peer"]["hnswlib"]["build_s"]
+        "| hnswlib {} (peer) | 1 | {} | {} | {} → {} |\n\n",
+        s_of(&r["peer"]["hnswlib"]["version"]),
+        r["peer"]["hnswlib"]["build_s"],
+        r["peer"]["hnswlib"]["inserts_per_s"],
+        s_of(&r["peer_loadavg_before"]),
+        s_of(&r["peer_loadavg_after"]),
     ));
-    s.push_str("| ef | ours recall@10 | ours q/s | hnswlib recall@10 | hnswlib q/s |\n|---|---|---|---|---|\n");
+    s.push_str("Graph build s: `IndexBuilder::finish` until the graph stage reports completion (for hnsw_rs this includes exporting and re-pruning its layers); hnswlib: `add_items`.\n\n");
+    s.push_str("## Search: recall@10 and single-thread q/s (one query at a time)\n\n| ef |");
+    for b in &builds {
+        s.push_str(&format!(
+            " {} ({}t) recall | q/s |",
+            s_of(&b["builder"]),
+            b["threads"]
+        ));
+    }
+    s.push_str(" hnswlib recall | q/s |\n|---|");
+    for _ in 0..=builds.len() {
+        s.push_str("---|---|");
+    }
+    s.push('\n');
     let peer_rows = r["peer"]["hnswlib"]["search"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for row in r["ours"]["search"].as_array().cloned().unwrap_or_default() {
+    let first = builds
+        .first()
+        .and_then(|b| b["search"].as_array().cloned())
+        .unwrap_or_default();
+    for (i, row) in first.iter().enumerate() {
         let ef = &row["ef_search"];
+        s.push_str(&format!("| {ef} |"));
+        for b in &builds {
+            let x = &b["search"][i];
+            s.push_str(&format!(
+                " {} | {} |",
+                x["recall_at_k"], x["qps_one_at_a_time"]
+            ));
+        }
         let p = peer_rows.iter().find(|p| &p["ef_search"] == ef);
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            ef,
-            row["recall_at_k"],
-            row["qps_one_at_a_time"],
+            " {} | {} |\n",
             p.map(|p| p["recall_at_k"].to_string())
                 .unwrap_or("-".into()),
             p.map(|p| p["qps_one_at_a_time"].to_string())
@@ -421,14 +564,28 @@ fn ann_markdown(r: &serde_json::Value) -> String {
     }
     s.push_str(&format!(
         "\nExact search, one thread: ours {} q/s, numpy {} q/s (one at a time).\n\n",
-        r["ours"]["exact_qps_one_thread"], r["peer"]["exact"]["qps_one_at_a_time"]
+        r["exact_qps_one_thread"], r["peer"]["exact"]["qps_one_at_a_time"]
     ));
-    let a = &r["at_recall_0_95"];
+    s.push_str("At recall@10 ≥ 0.95 (cheapest ef reaching it):\n\n");
+    for b in &builds {
+        let a = &b["at_recall_0_95"];
+        s.push_str(&format!(
+            "- {} ({} threads): ef {} → {} q/s (recall {}); ratio over hnswlib = {}\n",
+            s_of(&b["builder"]),
+            b["threads"],
+            a["ours"]["ef_search"],
+            a["ours"]["qps_one_at_a_time"],
+            a["ours"]["recall_at_k"],
+            a["qps_ratio_over_hnswlib"]
+                .as_f64()
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or("n/a".into())
+        ));
+    }
+    let h = &r["hnswlib_at_recall_0_95"];
     s.push_str(&format!(
-        "At recall@10 ≥ 0.95 (cheapest ef reaching it): ours ef {} → {} q/s; hnswlib ef {} → {} q/s; ratio ours/hnswlib = {}.\n",
-        a["ours"]["ef_search"], a["ours"]["qps_one_at_a_time"],
-        a["hnswlib"]["ef_search"], a["hnswlib"]["qps_one_at_a_time"],
-        a["qps_ratio_ours_over_hnswlib"].as_f64().map(|x| format!("{x:.2}")).unwrap_or("n/a".into())
+        "- hnswlib: ef {} → {} q/s (recall {})\n",
+        h["ef_search"], h["qps_one_at_a_time"], h["recall_at_k"]
     ));
     s
 }

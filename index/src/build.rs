@@ -30,10 +30,42 @@ use crate::format::{
     HEADER_LEN,
 };
 use crate::graph::{encode_graph, NO_NEIGHBOUR};
+use crate::hnsw_build;
 use crate::meta::{self, HnswInfo, IndexSpec, Meta, Precision, META_MAGIC};
 use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEntry};
 
 const BLOB: &str = "pairs.blob";
+
+/// Which implementation builds the HNSW graph. Both write the same `graph` file layout; the
+/// choice is recorded in [`HnswInfo::builder`] (as [`GraphBuilder::name`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphBuilder {
+    /// The crate's own builder ([`crate::hnsw_build`]), which fills the flat layout directly:
+    /// the default.
+    #[default]
+    Native,
+    /// `hnsw_rs` 0.3.5, exported layer by layer and re-pruned; kept for comparison.
+    HnswRs,
+}
+
+impl GraphBuilder {
+    /// The name recorded in the metadata: `"relbert_hnsw"` or `"hnsw_rs"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphBuilder::Native => "relbert_hnsw",
+            GraphBuilder::HnswRs => "hnsw_rs",
+        }
+    }
+
+    /// Parses a [`name`](Self::name) (also accepts `"native"`).
+    pub fn from_name(name: &str) -> Option<GraphBuilder> {
+        match name {
+            "relbert_hnsw" | "native" => Some(GraphBuilder::Native),
+            "hnsw_rs" => Some(GraphBuilder::HnswRs),
+            _ => None,
+        }
+    }
+}
 
 /// Parameters of the HNSW graph build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +77,10 @@ pub struct HnswParams {
     /// Threads for the insertion: 0 uses rayon's default pool, 1 inserts serially in row
     /// order, which makes the graph (and so every search result) reproducible.
     pub threads: usize,
+    /// Which implementation builds the graph (default [`GraphBuilder::Native`]).
+    pub builder: GraphBuilder,
+    /// Seed of the node levels ([`GraphBuilder::Native`] only; `hnsw_rs` draws its own).
+    pub seed: u64,
 }
 
 impl Default for HnswParams {
@@ -53,6 +89,8 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             threads: 0,
+            builder: GraphBuilder::Native,
+            seed: 0x5eed,
         }
     }
 }
@@ -506,10 +544,11 @@ impl IndexBuilder {
         Ok(stats)
     }
 
-    /// Builds the HNSW graph (with `hnsw_rs`), writes the final `vectors`, `pairs`, `graph` and
-    /// `meta` files with their headers and checksums, and renames `<out>.partial` to `<out>`
-    /// (replacing an existing `<out>` only if the builder was created with `force`).
-    /// Returns the published directory.
+    /// Builds the HNSW graph (with `params.builder`, by default the crate's own
+    /// [`crate::hnsw_build`]), writes the final `vectors`, `pairs`, `graph` and `meta` files
+    /// with their headers and checksums, and renames `<out>.partial` to `<out>` (replacing an
+    /// existing `<out>` only if the builder was created with `force`). Returns the published
+    /// directory.
     pub fn finish(self, params: HnswParams, progress: impl FnMut(Progress)) -> Result<PathBuf> {
         self.finish_inner(GraphSource::Hnsw(params), progress)
     }
@@ -578,11 +617,11 @@ impl IndexBuilder {
             };
             match source {
                 GraphSource::Hnsw(p) => (
-                    build_hnsw(&rows, dim, n, p, &mut progress)?,
+                    build_graph(&rows, dim, n, p, &mut progress)?,
                     HnswInfo {
                         m: p.m as u32,
                         ef_construction: p.ef_construction as u32,
-                        builder: "hnsw_rs".into(),
+                        builder: p.builder.name().into(),
                     },
                 ),
                 GraphSource::Random { degree, seed } => (
@@ -710,7 +749,8 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-fn build_hnsw(
+/// Checks the parameters and builds the graph payload with the chosen builder.
+fn build_graph(
     rows: &[f32],
     dim: usize,
     n: usize,
@@ -732,6 +772,43 @@ fn build_hnsw(
     if n == 0 {
         return Ok(encode_graph(&[], NO_NEIGHBOUR, m0, m, &[], &[]));
     }
+    let rows = rows.get(..n * dim).ok_or_else(|| {
+        IndexError::InvalidParameter(format!(
+            "{} vector values for {n} rows of dimension {dim}",
+            rows.len()
+        ))
+    })?;
+    match p.builder {
+        GraphBuilder::Native => {
+            let total = n as u64;
+            let params = hnsw_build::BuildParams {
+                m: p.m,
+                ef_construction: p.ef_construction,
+                threads: p.threads,
+                seed: p.seed,
+            };
+            let g = hnsw_build::build(rows, dim, &params, &mut |done| {
+                progress(Progress {
+                    stage: Stage::Graph,
+                    done,
+                    total,
+                })
+            })?;
+            Ok(g.encode())
+        }
+        GraphBuilder::HnswRs => build_hnsw_rs(rows, dim, n, p, progress),
+    }
+}
+
+/// Builds the graph with `hnsw_rs` and exports it ([`GraphBuilder::HnswRs`]).
+fn build_hnsw_rs(
+    rows: &[f32],
+    dim: usize,
+    n: usize,
+    p: HnswParams,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Vec<u8>> {
+    let (m0, m) = (2 * p.m, p.m);
     let hnsw: Hnsw<f32, UnitCosine> = Hnsw::new(p.m, n, 16, p.ef_construction, UnitCosine);
     let total = n as u64;
     progress(Progress {

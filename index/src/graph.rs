@@ -264,7 +264,7 @@ impl Visited {
 
     /// Starts a new search (all nodes unvisited).
     #[inline]
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             self.marks.fill(0);
@@ -274,7 +274,7 @@ impl Visited {
 
     /// Marks `node`; returns `true` if it was not visited yet.
     #[inline(always)]
-    fn insert(&mut self, node: usize) -> bool {
+    pub(crate) fn insert(&mut self, node: usize) -> bool {
         match self.marks.get_mut(node) {
             Some(m) if *m != self.generation => {
                 *m = self.generation;

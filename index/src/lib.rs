@@ -12,7 +12,8 @@
 //! - `pairs`: the pair strings with an offset table and a sorted (hash, row) lookup table
 //!   ([`pairs`]);
 //! - `graph`: the HNSW graph in a flat, fixed-width adjacency layout searched straight from the
-//!   map ([`graph`]); it is built with `hnsw_rs` and exported layer by layer;
+//!   map ([`graph`]); it is built by the crate's own HNSW builder ([`hnsw_build`]), which
+//!   writes that layout directly (`hnsw_rs` remains selectable, [`GraphBuilder`]);
 //! - `meta`: a bincode record ([`Meta`]).
 //!
 //! # Checksum policy
@@ -49,13 +50,15 @@ pub mod dot;
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod hnsw_build;
 pub mod index;
 pub mod meta;
 pub mod pairs;
 pub mod synthetic;
 
 pub use build::{
-    discard_partial, partial_dir, ChunkStats, HnswParams, IndexBuilder, Progress, Stage,
+    discard_partial, partial_dir, ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress,
+    Stage,
 };
 pub use error::{IndexError, Result};
 pub use format::FORMAT_VERSION;

@@ -63,7 +63,8 @@ pub struct HnswInfo {
     pub m: u32,
     /// Candidate-list size used while building.
     pub ef_construction: u32,
-    /// How the graph was built: `"hnsw_rs"` normally; `"random"` only for benchmark fixtures.
+    /// How the graph was built: `"relbert_hnsw"` (the default builder, [`crate::hnsw_build`]),
+    /// `"hnsw_rs"`, or `"random"` (only for benchmark fixtures).
     pub builder: String,
 }
 

@@ -127,6 +127,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                     m: a.m,
                     ef_construction: a.ef_construction,
                     threads: 0,
+                    ..HnswParams::default()
                 },
                 half: a.f16,
                 force: a.force,
