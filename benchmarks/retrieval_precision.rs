@@ -1,0 +1,149 @@
+//! Relation-retrieval precision@10 on an index's WordNet labels, by exact search, for the
+//! index's own relation vectors and (with `--offset-model`) for the word-vector offset
+//! baseline over the same pairs. For `n` random stored pairs whose label is a WordNet relation
+//! (labels without a `:`; the training-split pairs are labelled `dataset:relation`), the share
+//! of the 10 nearest pairs — the query pair and pairs sharing a word with it excluded, as
+//! `relbert query` does — that carry the query's label. Prints one JSON document.
+//!
+//! cargo run --release --example retrieval_precision -- INDEX_DIR [--n 1000] [--seed 0]
+//!     [--offset-model MODEL_DIR]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use relbert::analogy::offset;
+use relbert::training::Rng;
+use relbert::{EncoderOptions, RelationEncoder};
+use relbert_index::Index;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut index_dir = None;
+    let (mut n, mut seed, mut offset_model) = (1000usize, 0u64, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--n" => {
+                n = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--n needs a value"))?
+                    .parse()?
+            }
+            "--seed" => {
+                seed = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--seed needs a value"))?
+                    .parse()?
+            }
+            "--offset-model" => {
+                offset_model =
+                    Some(PathBuf::from(it.next().ok_or_else(|| {
+                        anyhow::anyhow!("--offset-model needs a value")
+                    })?))
+            }
+            other => index_dir = Some(PathBuf::from(other)),
+        }
+    }
+    let index_dir = index_dir.ok_or_else(|| anyhow::anyhow!("usage: retrieval_precision INDEX"))?;
+    let index = Index::open(&index_dir)?;
+    let count = index.count();
+    let mut pairs = Vec::with_capacity(count);
+    for row in 0..count {
+        let p = index.pair(row)?;
+        pairs.push((
+            p.head.to_string(),
+            p.tail.to_string(),
+            p.label.map(str::to_string),
+        ));
+    }
+    let wordnet: Vec<usize> = (0..count)
+        .filter(|&r| pairs[r].2.as_deref().is_some_and(|l| !l.contains(':')))
+        .collect();
+    let queries: Vec<usize> = Rng::new(seed)
+        .sample(wordnet.len(), n)
+        .into_iter()
+        .map(|i| wordnet[i])
+        .collect();
+
+    let precision = |vector: &(dyn Fn(usize) -> Vec<f32> + Sync),
+                     search: &(dyn Fn(&[f32], usize) -> Vec<usize> + Sync)| {
+        let per: Vec<f64> = queries
+            .par_iter()
+            .map(|&q| {
+                let label = &pairs[q].2;
+                let hits = search(&vector(q), q);
+                hits.iter().filter(|&&r| pairs[r].2 == *label).count() as f64 / 10.0
+            })
+            .collect();
+        per.iter().sum::<f64>() / per.len().max(1) as f64
+    };
+    let keep = |q: usize, r: usize| {
+        let (h, t, _) = &pairs[q];
+        let (a, b, _) = &pairs[r];
+        r != q && a != h && a != t && b != h && b != t
+    };
+
+    let relbert_p = precision(
+        &|q| index.vector(q).map(|v| v.into_owned()).unwrap_or_default(),
+        &|v, q| {
+            index
+                .search_exact_filtered(v, 10, |r| keep(q, r))
+                .map(|hs| hs.into_iter().map(|h| h.row).collect())
+                .unwrap_or_default()
+        },
+    );
+    let mut doc = serde_json::json!({
+        "index": index_dir,
+        "model": index.meta().encoder.model,
+        "queries": queries.len(),
+        "seed": seed,
+        "search": "exact",
+        "precision_at_10": { "relbert": relbert_p },
+    });
+
+    if let Some(model) = offset_model {
+        let enc = RelationEncoder::load(&model, &EncoderOptions::default())?;
+        let mut words: Vec<&str> = pairs
+            .iter()
+            .flat_map(|(h, t, _)| [h.as_str(), t.as_str()])
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        let wv = enc.embed_words(&words)?;
+        let at: HashMap<&str, &[f32]> = words
+            .iter()
+            .copied()
+            .zip(wv.iter().map(|v| v.as_slice()))
+            .collect();
+        let dim = enc.dim();
+        let mut flat = vec![0f32; count * dim];
+        for (r, (h, t, _)) in pairs.iter().enumerate() {
+            let v = offset(at[h.as_str()], at[t.as_str()]);
+            flat[r * dim..(r + 1) * dim].copy_from_slice(&v);
+        }
+        let offset_p = precision(&|q| flat[q * dim..(q + 1) * dim].to_vec(), &|v, q| {
+            let mut best: Vec<(f32, usize)> = Vec::with_capacity(11);
+            for r in 0..count {
+                if !keep(q, r) {
+                    continue;
+                }
+                let s: f32 = flat[r * dim..(r + 1) * dim]
+                    .iter()
+                    .zip(v)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                if best.len() < 10 || s > best[best.len() - 1].0 {
+                    let pos = best.partition_point(|&(x, _)| x >= s);
+                    best.insert(pos, (s, r));
+                    best.truncate(10);
+                }
+            }
+            best.into_iter().map(|(_, r)| r).collect()
+        });
+        doc["precision_at_10"]["word_offset"] = serde_json::json!(offset_p);
+        doc["offset_model"] = serde_json::json!(model);
+    }
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
