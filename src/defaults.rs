@@ -49,10 +49,18 @@ pub fn default_index_dir() -> PathBuf {
         .join("indexes/default")
 }
 
-/// The bundled pair vocabulary the default index is built from: `index/vocab/*.tsv`, sorted.
+/// The pair vocabulary the default index is built from: the `*.tsv` files of
+/// `$RELBERT_VOCAB` if set, else the bundled `index/vocab/*.tsv`, sorted.
 pub fn default_vocab_files() -> Vec<PathBuf> {
-    for root in roots().into_iter().rev() {
-        let dir = root.join("index/vocab");
+    let dirs: Vec<PathBuf> = match std::env::var_os("RELBERT_VOCAB") {
+        Some(d) => vec![PathBuf::from(d)],
+        None => roots()
+            .into_iter()
+            .rev()
+            .map(|r| r.join("index/vocab"))
+            .collect(),
+    };
+    for dir in dirs {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))

@@ -5,6 +5,13 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    // Output piped into `head` and the like ends quietly, as Unix tools do, instead of
+    // panicking on the first write after the reader has gone.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RELBERT_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,relbert=info,relbert_index=info")

@@ -173,3 +173,48 @@ fn corrupted_index_is_a_named_error() {
         .failure()
         .stderr(predicates::str::contains("vectors"));
 }
+
+#[test]
+fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab");
+    std::fs::create_dir(&vocab).unwrap();
+    std::fs::copy(pair_file(dir.path()), vocab.join("pairs.tsv")).unwrap();
+    let index = dir.path().join("default");
+    let query = |model: &str| {
+        relbert()
+            .env("RELBERT_VOCAB", &vocab)
+            .env("RELBERT_INDEX", &index)
+            .env("RELBERT_MODEL", fixture(model))
+            .args(["query", "--json", "paris", "france"])
+            .assert()
+            .success()
+    };
+    let first = query("tiny-bert");
+    assert!(String::from_utf8_lossy(&first.get_output().stderr).contains("Building"));
+    let sha = |p: &Path| {
+        let info = relbert()
+            .args(["index", "info", "--json"])
+            .arg(p)
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+        doc["encoder"]["weights_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let bert_sha = sha(&index);
+
+    // Same default model: the index is reused as it is.
+    let again = query("tiny-bert");
+    assert!(!String::from_utf8_lossy(&again.get_output().stderr).contains("Building"));
+
+    // A new default model: the old index is moved aside, not deleted, and a new one is built.
+    let switched = query("tiny-roberta");
+    let err = String::from_utf8_lossy(&switched.get_output().stderr).to_string();
+    assert!(err.contains("stale"), "{err}");
+    let aside = dir.path().join("default.stale");
+    assert_eq!(sha(&aside), bert_sha);
+    assert_ne!(sha(&index), bert_sha);
+}

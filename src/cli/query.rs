@@ -43,9 +43,61 @@ pub struct QueryArgs {
     keep_shared_words: bool,
 }
 
+/// Why an existing default index no longer matches the default model, if it does not.
+///
+/// The default index is a cache of the default model's vectors, so a new default model (the
+/// trained one arriving, or new weights) makes it stale. The weights' hash decides; it is
+/// skipped (to keep start-up fast) when the index names the same model directory and the
+/// weights file is older than the index.
+fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
+    let index = relbert_index::Index::open(dir)
+        .with_context(|| format!("opening the default index {}", dir.display()))?;
+    let built = index.meta().encoder.clone();
+    let model = relbert::defaults::default_model_dir();
+    let weights = model.join("model.safetensors");
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let same_dir = canon(std::path::Path::new(&built.model)).is_some()
+        && canon(std::path::Path::new(&built.model)) == canon(&model);
+    let older = matches!(
+        (modified(&weights), modified(&dir.join("meta"))),
+        (Some(w), Some(m)) if w <= m
+    );
+    if same_dir && older {
+        return Ok(None);
+    }
+    let sha = relbert::encoder::Encoder::weights_sha256(&weights)?;
+    if sha == built.weights_sha256 {
+        return Ok(None);
+    }
+    let short = |s: &str| s.chars().take(12).collect::<String>();
+    Ok(Some(format!(
+        "built with {} (weights {}), while the default model is {} (weights {})",
+        built.model,
+        short(&built.weights_sha256),
+        model.display(),
+        short(&sha)
+    )))
+}
+
 fn ensure_default_index(dir: &std::path::Path) -> Result<()> {
     if dir.join("meta").is_file() {
-        return Ok(());
+        let Some(why) = default_index_staleness(dir)? else {
+            return Ok(());
+        };
+        // Never delete an index: the stale one moves aside.
+        let mut aside = dir.with_extension("stale");
+        let mut n = 1;
+        while aside.exists() {
+            n += 1;
+            aside = dir.with_extension(format!("stale{n}"));
+        }
+        std::fs::rename(dir, &aside)
+            .with_context(|| format!("moving {} to {}", dir.display(), aside.display()))?;
+        eprintln!(
+            "The default index is stale ({why}); it was moved to {} and is rebuilt now.",
+            aside.display()
+        );
     }
     let files = relbert::defaults::default_vocab_files();
     anyhow::ensure!(
