@@ -481,6 +481,11 @@ impl Encoder {
             map.insert(name, t.to_device(&Device::Cpu)?);
         }
         candle_core::safetensors::save(&map, path)?;
+        // safetensors writes through a private (0600) temporary file; a saved model is meant
+        // to be shared and loaded by other tools, so it gets the usual 0644.
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
         Ok(())
     }
 }

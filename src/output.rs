@@ -28,10 +28,13 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".relbert-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".relbert-");
+        // Temporary files are private (0600) by default; the renamed output should have the
+        // permissions of any file the user creates (0644 before the umask).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let tmp = builder.tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             writer: BufWriter::with_capacity(1 << 20, tmp),

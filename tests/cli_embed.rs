@@ -94,6 +94,13 @@ fn raw_and_stdin_and_npy() {
     assert!(norm > 1.5, "raw norm {norm}");
     let side = std::fs::read_to_string(dir.path().join("v.pairs.tsv")).unwrap();
     assert_eq!(side, "paris\tfrance\ntokyo\tjapan\tcapital\n");
+    // Outputs go through a temporary file but end up with ordinary permissions.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "v.npy mode {mode:o}");
+    }
 }
 
 #[test]

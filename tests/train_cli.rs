@@ -223,6 +223,20 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
         ] {
             assert!(out.join(f).is_file(), "{loss}: {f} missing");
         }
+        // A saved model is readable by others, not left with a temporary file's 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(out.join("model.safetensors"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o044,
+                0o044,
+                "{loss}: model.safetensors mode {mode:o}"
+            );
+        }
         let metrics: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
                 .unwrap();
