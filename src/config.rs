@@ -136,7 +136,8 @@ impl ModelConfig {
             relbert: field(&raw, path, "relbert_config", Some(RelbertConfig::default()))?,
             raw,
         };
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             return Err(Error::Config {
                 path: path.to_path_buf(),
                 message: format!(

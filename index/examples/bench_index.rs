@@ -8,6 +8,11 @@
 //!     [--builders relbert_hnsw[:THREADS],hnsw_rs[:THREADS],...] [--seed S] [--date D] \
 //!     [--peer-python PY --peer-script ann_peer.py] --work DIR --out-json F --out-md F
 //!
+//! # Search only, on an index `ann` already built: median single-thread q/s over repeats
+//! # (for A/B runs of search changes without rebuilding the graph)
+//! cargo run --release -p relbert-index --example bench_index -- search --index DIR \
+//!     --vectors FILE.npy [--queries 1000] [--ef 32,128] [--repeat 7]
+//!
 //! # Open time and resident memory of a large index (random graph; see the results file)
 //! cargo run --release -p relbert-index --example bench_index -- open \
 //!     --n 1000000 --dim 384 --work DIR [--runs 9] --out-json F --out-md F
@@ -46,12 +51,50 @@ fn main() -> Res<()> {
         "ann" => ann(&opts),
         "open" => open_bench(&opts),
         "probe" => probe(&opts),
-        _ => Err("usage: bench_index ann|open [options] (see the source header)".into()),
+        "search" => search_bench(&opts),
+        _ => Err("usage: bench_index ann|open|search [options] (see the source header)".into()),
     }
 }
 
 fn get<T: std::str::FromStr>(o: &HashMap<String, String>, k: &str, d: T) -> T {
     o.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+// ---------------------------------------------------------------- search only
+
+fn search_bench(o: &HashMap<String, String>) -> Res<()> {
+    let dir = o.get("index").ok_or("--index")?;
+    let (data, rows, dim) = read_npy(Path::new(o.get("vectors").ok_or("--vectors")?))?;
+    let nq: usize = get(o, "queries", 1000).min(rows);
+    let repeat: usize = get(o, "repeat", 7).max(1);
+    let efs: Vec<usize> = o
+        .get("ef")
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![32, 128]);
+    let queries = &data[(rows - nq) * dim..];
+    let idx = Index::open(dir)?;
+    for q in queries.chunks(dim).take(50) {
+        std::hint::black_box(idx.search(q, 10, efs[0])?);
+    }
+    let mut out = Vec::new();
+    for &ef in &efs {
+        let mut qps = Vec::new();
+        for _ in 0..repeat {
+            let t = Instant::now();
+            for q in queries.chunks(dim) {
+                std::hint::black_box(idx.search(q, 10, ef)?);
+            }
+            qps.push(nq as f64 / t.elapsed().as_secs_f64());
+        }
+        qps.sort_by(|a, b| a.total_cmp(b));
+        out.push(serde_json::json!({"ef": ef, "median_qps": round(qps[qps.len() / 2], 1),
+                                    "min_qps": round(qps[0], 1), "max_qps": round(qps[qps.len() - 1], 1)}));
+    }
+    println!(
+        "{}",
+        serde_json::json!({"index": dir, "queries": nq, "repeat": repeat, "search": out})
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------- npy

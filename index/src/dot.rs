@@ -1,8 +1,8 @@
 //! Inner-product kernels and the row stores they read from.
 //!
 //! The dot product is written as 32 independent lane accumulators, which the compiler turns into
-//! SSE2 code in the portable build; on x86-64 an explicit AVX2/FMA kernel is selected
-//! at run time (see `Isa::detect`). The search loops are generic over the kernel and marked
+//! SSE2 code in the portable build; on x86-64 an explicit AVX-512F or AVX2/FMA kernel is
+//! selected at run time (see `Isa::detect`). The search loops are generic over the kernel and marked
 //! `#[inline(always)]`, and each is entered through a `#[target_feature]` wrapper, so every
 //! instruction-set level gets its own copy with the kernel inlined.
 
@@ -28,6 +28,21 @@ pub(crate) struct Plain;
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2;
 
+/// AVX-512F kernel. Only used after run-time detection, inside
+/// `#[target_feature(enable = "avx512f,avx2,fma")]` code.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Avx512 {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: this kernel is only selected when `Isa::detect` found AVX-512F.
+        unsafe { x86::dot_avx512(a, b) }
+    }
+}
+
 impl Kernel for Plain {
     #[inline(always)]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -47,6 +62,37 @@ impl Kernel for Avx2 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// Inner product with two 16-wide FMA accumulators (384 = 12 vectors of 32 lanes).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut s0 = _mm512_setzero_ps();
+        let mut s1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all loads): `i + width <= n` and both slices hold at least `n` values.
+        while i + 32 <= n {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+            s1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+                s1,
+            );
+            i += 32;
+        }
+        while i + 16 <= n {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+            i += 16;
+        }
+        let mut r = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+        while i < n {
+            r += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        r
+    }
 
     /// Inner product with four 8-wide FMA accumulators.
     #[target_feature(enable = "avx2,fma")]
@@ -131,11 +177,14 @@ pub(crate) enum Isa {
     /// x86-64 with AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// x86-64 with AVX-512F (and AVX2/FMA, which every AVX-512 CPU has).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
     /// Detects the best supported level. Setting the environment variable `RELBERT_INDEX_ISA`
-    /// to `portable` forces the portable kernel, for benchmarking the kernels against each other.
+    /// to `portable` or `avx2` caps the level, for benchmarking the kernels against each other.
     pub(crate) fn detect() -> Isa {
         static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *ISA.get_or_init(|| {
@@ -144,6 +193,10 @@ impl Isa {
             {
                 let avx2 =
                     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+                let avx512 = avx2 && std::is_x86_feature_detected!("avx512f");
+                if avx512 && cap != "portable" && cap != "avx2" {
+                    return Isa::Avx512;
+                }
                 if avx2 && cap != "portable" {
                     return Isa::Avx2Fma;
                 }
@@ -180,6 +233,12 @@ pub(crate) struct F16Rows<'a> {
     pub dim: usize,
     /// Scratch row of length `dim`.
     pub scratch: Vec<f32>,
+}
+
+/// Hints the CPU to load the cache line holding `p`.
+#[inline(always)]
+pub(crate) fn prefetch_line<T>(p: *const T) {
+    prefetch_bytes(p, 1);
 }
 
 /// Hints the CPU to load `bytes` bytes from `p` into the cache.
@@ -258,6 +317,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: detected at run time.
         Isa::Avx2Fma => unsafe { x86::dot_avx2(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: detected at run time.
+        Isa::Avx512 => unsafe { x86::dot_avx512(a, b) },
         Isa::Portable => Plain::dot(a, b),
     }
 }
@@ -294,6 +356,9 @@ mod tests {
             {
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     assert!((Avx2::dot(&a, &b) as f64 - want).abs() < 1e-4);
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    assert!((Avx512::dot(&a, &b) as f64 - want).abs() < 1e-4);
                 }
             }
         }

@@ -143,6 +143,13 @@ impl<'a> GraphView<'a> {
         self.layer0.get(node * m0..node * m0 + m0).unwrap_or(&[])
     }
 
+    #[inline(always)]
+    fn prefetch_layer0(&self, node: usize) {
+        if let Some(l) = self.layer0.get(node * self.layout.m0..) {
+            crate::dot::prefetch_line(l.as_ptr());
+        }
+    }
+
     fn upper_list(&self, node: u32, level: usize) -> &'a [u32] {
         let Ok(j) = self.upper_rows.binary_search(&node) else {
             return &[];
@@ -272,6 +279,14 @@ impl Visited {
         }
     }
 
+    /// Hints the CPU to load `node`'s mark (the set is too large for L1/L2 on big indexes).
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, node: usize) {
+        if let Some(m) = self.marks.get(node) {
+            crate::dot::prefetch_line(m as *const u32);
+        }
+    }
+
     /// Marks `node`; returns `true` if it was not visited yet.
     #[inline(always)]
     pub(crate) fn insert(&mut self, node: usize) -> bool {
@@ -351,8 +366,21 @@ pub(crate) fn search<K: Kernel, S: RowStore, F: FnMut(usize) -> bool>(
         if results.len() >= ef && c.score < bound {
             break;
         }
+        // The next candidate's neighbour list, loaded while this one's neighbours are scored.
+        if let Some(next) = candidates.peek() {
+            g.prefetch_layer0(next.row as usize);
+        }
         fresh.clear();
-        for &nb in g.layer0_list(c.row as usize) {
+        let list = g.layer0_list(c.row as usize);
+        // Issue every mark's load before testing any: the marks of a large index are cache
+        // misses, and this lets them overlap instead of arriving one after another.
+        for &nb in list {
+            if nb == NO_NEIGHBOUR {
+                break;
+            }
+            visited.prefetch(nb as usize);
+        }
+        for &nb in list {
             if nb == NO_NEIGHBOUR {
                 break;
             }

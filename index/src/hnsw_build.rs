@@ -46,7 +46,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 #[cfg(target_arch = "x86_64")]
-use crate::dot::Avx2;
+use crate::dot::{Avx2, Avx512};
 use crate::dot::{F32Rows, Isa, Kernel, Plain, RowStore};
 use crate::error::{IndexError, Result};
 use crate::graph::{encode_graph, Scored, Visited, NO_NEIGHBOUR};
@@ -494,6 +494,18 @@ fn insert_avx2<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
     unsafe { insert_avx2_body(g, s, q) }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn insert_avx512_body<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
+    g.insert::<Avx512>(s, q)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn insert_avx512<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
+    // SAFETY: only selected when `Isa::detect` found AVX-512F, AVX2 and FMA.
+    unsafe { insert_avx512_body(g, s, q) }
+}
+
 /// Marks a worker as finished when dropped, also when it unwinds.
 struct Finished<'a>(&'a AtomicUsize);
 
@@ -522,6 +534,8 @@ pub(crate) fn build(
     let insert: InsertFn = match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => insert_avx2,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => insert_avx512,
         Isa::Portable => insert_portable,
     };
     progress(0);

@@ -11,9 +11,9 @@ use half::slice::HalfFloatSliceExt;
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-#[cfg(target_arch = "x86_64")]
-use crate::dot::Avx2;
 use crate::dot::{normalize, F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
+#[cfg(target_arch = "x86_64")]
+use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
 use crate::format::{read_header, verify_payload_crc, FileKind, Header, HEADER_LEN};
 use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited};
@@ -450,6 +450,9 @@ fn dispatch_search<S: RowStore, F: FnMut(usize) -> bool>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only produced after detecting AVX2 and FMA.
         Isa::Avx2Fma => unsafe { search_avx2(g, store, q, k, ef, visited, keep) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512` is only produced after detecting AVX-512F, AVX2 and FMA.
+        Isa::Avx512 => unsafe { search_avx512(g, store, q, k, ef, visited, keep) },
         Isa::Portable => graph::search::<Plain, S, F>(g, store, q, k, ef, visited, keep),
     }
 }
@@ -469,6 +472,21 @@ fn search_avx2<S: RowStore, F: FnMut(usize) -> bool>(
     graph::search::<Avx2, S, F>(g, store, q, k, ef, visited, keep)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn search_avx512<S: RowStore, F: FnMut(usize) -> bool>(
+    g: &GraphView<'_>,
+    store: &mut S,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    visited: &mut Visited,
+    keep: F,
+) -> Vec<Hit> {
+    graph::search::<Avx512, S, F>(g, store, q, k, ef, visited, keep)
+}
+
 fn dispatch_exact<S: RowStore, F: Fn(usize) -> bool>(
     isa: Isa,
     store: &mut S,
@@ -482,6 +500,9 @@ fn dispatch_exact<S: RowStore, F: Fn(usize) -> bool>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only produced after detecting AVX2 and FMA.
         Isa::Avx2Fma => unsafe { exact_avx2(store, q, k, start, end, keep) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512` is only produced after detecting AVX-512F, AVX2 and FMA.
+        Isa::Avx512 => unsafe { exact_avx512(store, q, k, start, end, keep) },
         Isa::Portable => graph::exact_range::<Plain, S, F>(store, q, k, start, end, keep),
     }
 }
@@ -504,4 +525,17 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Index>();
     let _ = <Plain as Kernel>::dot;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn exact_avx512<S: RowStore, F: Fn(usize) -> bool>(
+    store: &mut S,
+    q: &[f32],
+    k: usize,
+    start: usize,
+    end: usize,
+    keep: &F,
+) -> Vec<Scored> {
+    graph::exact_range::<Avx512, S, F>(store, q, k, start, end, keep)
 }

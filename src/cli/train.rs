@@ -152,7 +152,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 bar.set_prefix(format!("{loss:.3}"));
                 bar.inc(1);
                 step_in_epoch += 1;
-                if bar.is_hidden() && step_in_epoch % 10 == 0 {
+                if bar.is_hidden() && step_in_epoch.is_multiple_of(10) {
                     let secs = epoch_started.elapsed().as_secs_f64();
                     eprintln!(
                         "  step {step_in_epoch}/{}: loss {loss:.4}, {:.2}s/step",
