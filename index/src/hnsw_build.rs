@@ -482,29 +482,31 @@ fn insert_portable<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
     g.insert::<Plain>(s, q)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn insert_avx2_body<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
-    g.insert::<Avx2>(s, q)
+/// Defines a `#[target_feature]` insertion entry point for one kernel (the generic insertion
+/// is compiled once per instruction-set level with the kernel inlined) and its safe wrapper.
+macro_rules! insert_entry_point {
+    ($name:ident, $body:ident, $kernel:ty, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $body<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
+            g.insert::<$kernel>(s, q)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        fn $name<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
+            // SAFETY: only selected when `Isa::detect` found the features this body needs.
+            unsafe { $body(g, s, q) }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-fn insert_avx2<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
-    // SAFETY: only selected when `Isa::detect` found AVX2 and FMA.
-    unsafe { insert_avx2_body(g, s, q) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn insert_avx512_body<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
-    g.insert::<Avx512>(s, q)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn insert_avx512<'a>(g: &Graph<'a>, s: &mut Scratch<'a>, q: u32) {
-    // SAFETY: only selected when `Isa::detect` found AVX-512F, AVX2 and FMA.
-    unsafe { insert_avx512_body(g, s, q) }
-}
+insert_entry_point!(insert_avx2, insert_avx2_body, Avx2, "avx2,fma");
+insert_entry_point!(
+    insert_avx512,
+    insert_avx512_body,
+    Avx512,
+    "avx512f,avx2,fma"
+);
 
 /// Marks a worker as finished when dropped, also when it unwinds.
 struct Finished<'a>(&'a AtomicUsize);

@@ -435,6 +435,43 @@ impl Index {
     }
 }
 
+/// Defines the `#[target_feature]` entry points of the search loops for one kernel, so the
+/// generic loops are compiled (and the kernel inlined) once per instruction-set level.
+macro_rules! isa_entry_points {
+    ($search:ident, $exact:ident, $kernel:ty, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        fn $search<S: RowStore, F: FnMut(usize) -> bool>(
+            g: &GraphView<'_>,
+            store: &mut S,
+            q: &[f32],
+            k: usize,
+            ef: usize,
+            visited: &mut Visited,
+            keep: F,
+        ) -> Vec<Hit> {
+            graph::search::<$kernel, S, F>(g, store, q, k, ef, visited, keep)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $exact<S: RowStore, F: Fn(usize) -> bool>(
+            store: &mut S,
+            q: &[f32],
+            k: usize,
+            start: usize,
+            end: usize,
+            keep: &F,
+        ) -> Vec<Scored> {
+            graph::exact_range::<$kernel, S, F>(store, q, k, start, end, keep)
+        }
+    };
+}
+
+isa_entry_points!(search_avx2, exact_avx2, Avx2, "avx2,fma");
+isa_entry_points!(search_avx512, exact_avx512, Avx512, "avx512f,avx2,fma");
+
 #[allow(clippy::too_many_arguments)]
 fn dispatch_search<S: RowStore, F: FnMut(usize) -> bool>(
     isa: Isa,
@@ -457,36 +494,6 @@ fn dispatch_search<S: RowStore, F: FnMut(usize) -> bool>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn search_avx2<S: RowStore, F: FnMut(usize) -> bool>(
-    g: &GraphView<'_>,
-    store: &mut S,
-    q: &[f32],
-    k: usize,
-    ef: usize,
-    visited: &mut Visited,
-    keep: F,
-) -> Vec<Hit> {
-    graph::search::<Avx2, S, F>(g, store, q, k, ef, visited, keep)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn search_avx512<S: RowStore, F: FnMut(usize) -> bool>(
-    g: &GraphView<'_>,
-    store: &mut S,
-    q: &[f32],
-    k: usize,
-    ef: usize,
-    visited: &mut Visited,
-    keep: F,
-) -> Vec<Hit> {
-    graph::search::<Avx512, S, F>(g, store, q, k, ef, visited, keep)
-}
-
 fn dispatch_exact<S: RowStore, F: Fn(usize) -> bool>(
     isa: Isa,
     store: &mut S,
@@ -507,35 +514,9 @@ fn dispatch_exact<S: RowStore, F: Fn(usize) -> bool>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn exact_avx2<S: RowStore, F: Fn(usize) -> bool>(
-    store: &mut S,
-    q: &[f32],
-    k: usize,
-    start: usize,
-    end: usize,
-    keep: &F,
-) -> Vec<Scored> {
-    graph::exact_range::<Avx2, S, F>(store, q, k, start, end, keep)
-}
-
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Index>();
     let _ = <Plain as Kernel>::dot;
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn exact_avx512<S: RowStore, F: Fn(usize) -> bool>(
-    store: &mut S,
-    q: &[f32],
-    k: usize,
-    start: usize,
-    end: usize,
-    keep: &F,
-) -> Vec<Scored> {
-    graph::exact_range::<Avx512, S, F>(store, q, k, start, end, keep)
 }
