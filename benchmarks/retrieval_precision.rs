@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 use relbert::analogy::offset;
+use relbert::query::pair_words;
 use relbert::training::Rng;
 use relbert::{EncoderOptions, RelationEncoder};
 use relbert_index::Index;
@@ -78,11 +79,11 @@ fn main() -> anyhow::Result<()> {
             .collect();
         per.iter().sum::<f64>() / per.len().max(1) as f64
     };
-    let keep = |q: usize, r: usize| {
-        let (h, t, _) = &pairs[q];
-        let (a, b, _) = &pairs[r];
-        r != q && a != h && a != t && b != h && b != t
-    };
+    let words: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|(h, t, _)| pair_words(h, t).collect())
+        .collect();
+    let keep = |q: usize, r: usize| r != q && !words[r].iter().any(|w| words[q].contains(w));
 
     let relbert_p = precision(
         &|q| index.vector(q).map(|v| v.into_owned()).unwrap_or_default(),
@@ -128,11 +129,7 @@ fn main() -> anyhow::Result<()> {
                 if !keep(q, r) {
                     continue;
                 }
-                let s: f32 = flat[r * dim..(r + 1) * dim]
-                    .iter()
-                    .zip(v)
-                    .map(|(a, b)| a * b)
-                    .sum();
+                let s = relbert_index::dot::dot(&flat[r * dim..(r + 1) * dim], v);
                 if best.len() < 10 || s > best[best.len() - 1].0 {
                     let pos = best.partition_point(|&(x, _)| x >= s);
                     best.insert(pos, (s, r));

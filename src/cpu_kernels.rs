@@ -369,6 +369,12 @@ pub(crate) fn erf_approx(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// Exact (erf) GELU, as BERT's `hidden_act = "gelu"`.
+#[inline(always)]
+pub(crate) fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_approx(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
 struct Gelu<'a>(&'a mut [f32]);
 
 impl WithSimd for Gelu<'_> {
@@ -376,15 +382,17 @@ impl WithSimd for Gelu<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) {
         for v in self.0.iter_mut() {
-            let x = *v;
-            *v = 0.5 * x * (1.0 + erf_approx(x * std::f32::consts::FRAC_1_SQRT_2));
+            *v = gelu(*v);
         }
     }
 }
 
-struct SoftmaxRows<'a> {
-    x: &'a mut [f32],
-    width: usize,
+/// In-place softmax of each `width`-wide row of `x` (pulp dispatch; shared with training).
+pub(crate) struct SoftmaxRows<'a> {
+    /// Row-major scores, replaced by probabilities.
+    pub(crate) x: &'a mut [f32],
+    /// Row length.
+    pub(crate) width: usize,
 }
 
 impl WithSimd for SoftmaxRows<'_> {

@@ -28,7 +28,7 @@ use gemm::{gemm, Parallelism};
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use crate::cpu_kernels::{erf_approx, exp_approx};
+use crate::cpu_kernels::{erf_approx, exp_approx, gelu, SoftmaxRows};
 use crate::error::{Error, Result};
 
 /// Shapes of the encoder.
@@ -859,11 +859,6 @@ impl WithSimd for DropoutMask<'_> {
     }
 }
 
-#[inline(always)]
-fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf_approx(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
 /// d/dx of x·Φ(x): Φ(x) + x·φ(x).
 #[inline(always)]
 fn gelu_grad(x: f32) -> f32 {
@@ -900,29 +895,6 @@ impl WithSimd for GeluBackward<'_> {
     fn with_simd<S: Simd>(self, _simd: S) {
         for (d, &x) in self.d.iter_mut().zip(self.x) {
             *d *= gelu_grad(x);
-        }
-    }
-}
-
-/// Row-wise softmax.
-struct SoftmaxRows<'a> {
-    x: &'a mut [f32],
-    width: usize,
-}
-
-impl WithSimd for SoftmaxRows<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        for row in self.x.chunks_exact_mut(self.width) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut sum = 0.0;
-            for v in row.iter_mut() {
-                *v = exp_approx(*v - max);
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|v| *v *= inv);
         }
     }
 }

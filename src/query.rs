@@ -77,6 +77,12 @@ fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
     s.split_whitespace().map(|w| w.to_lowercase())
 }
 
+/// The lower-cased words of a pair (multi-word terms split on spaces): two pairs "share a
+/// word", and a query leaves a result out, when these overlap.
+pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = String> + 'a {
+    words_of(head).chain(words_of(tail))
+}
+
 impl QueryEngine {
     /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
     /// encoding function: same weights, template and aggregation).
@@ -155,7 +161,7 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
         let (v, source, self_row) = self.vector(a, b)?;
-        let query_words: Vec<String> = words_of(a).chain(words_of(b)).collect();
+        let query_words: Vec<String> = pair_words(a, b).collect();
         let index = &self.index;
         let keep = |row: usize| -> bool {
             if Some(row) == self_row {
@@ -165,9 +171,7 @@ impl QueryEngine {
                 return true;
             }
             match index.pair(row) {
-                Ok(p) => !words_of(p.head)
-                    .chain(words_of(p.tail))
-                    .any(|w| query_words.contains(&w)),
+                Ok(p) => !pair_words(p.head, p.tail).any(|w| query_words.contains(&w)),
                 Err(_) => false,
             }
         };

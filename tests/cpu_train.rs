@@ -57,6 +57,19 @@ fn prompts<'a>(enc: &RelationEncoder, seqs: &'a [Vec<u32>]) -> Vec<Prompt<'a>> {
 }
 
 /// InfoNCE with the first 2 vectors as positives; returns the loss and d loss / d vectors.
+/// The hand-written training model over `enc`'s current parameters.
+fn fast_model(enc: &RelationEncoder, dropout: Dropout) -> CpuTrainModel {
+    let cfg = enc.encoder().config();
+    CpuTrainModel::new(
+        &enc.encoder().named_tensors(),
+        cfg.num_attention_heads,
+        cfg.layer_norm_eps,
+        dropout,
+        false,
+    )
+    .unwrap()
+}
+
 fn loss_and_grad(pooled: &[f32], dim: usize) -> (f32, Vec<f32>) {
     let n = pooled.len() / dim;
     let var = Var::from_vec(pooled.to_vec(), (n, dim), &Device::Cpu).unwrap();
@@ -105,14 +118,7 @@ fn check_against_autograd(model: &str, aggregation: Aggregation) {
     let want_pooled = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
 
     // hand-written path, chunks of 3 so that several chunks (and threads) take part
-    let mut fast = CpuTrainModel::new(
-        &enc.encoder().named_tensors(),
-        cfg.num_attention_heads,
-        cfg.layer_norm_eps,
-        Dropout::NONE,
-        false,
-    )
-    .unwrap();
+    let mut fast = fast_model(&enc, Dropout::NONE);
     let ps = prompts(&enc, &seqs);
     let (got_pooled, state) = fast.forward(&ps, 3, 0).unwrap();
     assert!(
@@ -168,14 +174,7 @@ fn dropout_gradient_matches_finite_difference() {
         hidden: 0.1,
         attention: 0.1,
     };
-    let mut fast = CpuTrainModel::new(
-        &enc.encoder().named_tensors(),
-        cfg.num_attention_heads,
-        cfg.layer_norm_eps,
-        drop,
-        false,
-    )
-    .unwrap();
+    let mut fast = fast_model(&enc, drop);
     let ps = prompts(&enc, &seqs);
     let seed = 42;
     let (pooled, state) = fast.forward(&ps, 3, seed).unwrap();
@@ -228,15 +227,7 @@ fn dropout_gradient_matches_finite_difference() {
 fn same_pooled_vectors_whatever_the_chunking() {
     let enc = load("tiny-roberta", Aggregation::AverageNoMask);
     let seqs = tokens(&enc);
-    let cfg = enc.encoder().config().clone();
-    let fast = CpuTrainModel::new(
-        &enc.encoder().named_tensors(),
-        cfg.num_attention_heads,
-        cfg.layer_norm_eps,
-        Dropout::NONE,
-        false,
-    )
-    .unwrap();
+    let fast = fast_model(&enc, Dropout::NONE);
     let ps = prompts(&enc, &seqs);
     let (a, _) = fast.forward(&ps, 2, 0).unwrap();
     let (b, _) = fast.forward(&ps, 7, 0).unwrap();

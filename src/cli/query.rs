@@ -50,7 +50,11 @@ pub struct QueryArgs {
 /// skipped (to keep start-up fast) when the index names the same model directory and the
 /// weights file is older than the index.
 fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
-    let index = relbert_index::Index::open(dir)
+    // Only the meta is needed here; the full open (with the pairs checksum) follows anyway.
+    let opts = relbert_index::OpenOptions {
+        verify: relbert_index::Verify::Headers,
+    };
+    let index = relbert_index::Index::open_with(dir, opts)
         .with_context(|| format!("opening the default index {}", dir.display()))?;
     let built = index.meta().encoder.clone();
     let model = relbert::defaults::default_model_dir();
