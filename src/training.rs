@@ -4,7 +4,8 @@
 //! `num_positive` positives and up to `num_negative` sampled negatives (the relation's own
 //! negatives plus, with `augment_negative_by_positive`, the positives of every other relation)
 //! are embedded, the loss of [`crate::losses`] is taken, and [`AdamW`] (weight decay 0, linear
-//! warm-up then constant) updates every parameter.
+//! warm-up then constant) updates every parameter. The relations are SemEval's `train.jsonl`
+//! plus any `extra_train` files in the same format ([`load_training_relations`]).
 //!
 //! On the CPU the step runs through [`crate::cpu_train`]: a hand-written forward and backward
 //! pass with Hugging Face-style dropout (hidden states and attention probabilities, rates from
@@ -55,6 +56,9 @@ pub struct TrainConfig {
     pub base: PathBuf,
     /// Data directory holding `semeval2012_relational_similarity/` and the analogy sets.
     pub data: PathBuf,
+    /// Further training relations in the SemEval format, appended to `train.jsonl`'s
+    /// (validation stays SemEval's and the analogy sets').
+    pub extra_train: Vec<PathBuf>,
     /// The loss.
     pub loss: LossKind,
     /// Passes over the relations.
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
         TrainConfig {
             base: PathBuf::from("models/all-MiniLM-L6-v2"),
             data: PathBuf::from("data"),
+            extra_train: Vec::new(),
             loss: LossKind::Nce,
             epochs: 10,
             lr: 5e-6,
@@ -167,6 +172,30 @@ impl TrainConfig {
             .join("semeval2012_relational_similarity")
             .join(format!("{split}.jsonl"))
     }
+}
+
+/// The training relations: SemEval's `train.jsonl`, then each `extra_train` file in order.
+/// A relation id that occurs twice is an error naming the file that repeats it, since the
+/// trainer treats every other relation's positives as negatives.
+pub fn load_training_relations(cfg: &TrainConfig) -> Result<Vec<RelationExamples>> {
+    let mut relations = load_relation_file(&cfg.relation_file("train"))?;
+    let mut seen: BTreeSet<String> = relations.iter().map(|r| r.relation_type.clone()).collect();
+    for path in &cfg.extra_train {
+        for r in load_relation_file(path)? {
+            if !seen.insert(r.relation_type.clone()) {
+                return Err(Error::InvalidArgument {
+                    flag: "--extra-train".into(),
+                    message: format!(
+                        "{}: relation id {} is already defined by an earlier training file",
+                        path.display(),
+                        r.relation_type
+                    ),
+                });
+            }
+            relations.push(r);
+        }
+    }
+    Ok(relations)
 }
 
 /// A small seeded PRNG (SplitMix64): the same seed gives the same run on every platform.
@@ -460,7 +489,7 @@ impl Trainer {
                 trainable: true,
             },
         )?;
-        let relations = load_relation_file(&cfg.relation_file("train"))?;
+        let relations = load_training_relations(cfg)?;
         Self::with_encoder(enc, relations, cfg)
     }
 

@@ -89,6 +89,34 @@ fn steps_lower_the_loss_on_a_fixed_batch() {
 }
 
 #[test]
+fn extra_training_relations_are_appended_and_duplicate_ids_refused() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let extra = d.path().join("extra.jsonl");
+    std::fs::write(
+        &extra,
+        format!(
+            "{{\"relation_type\": \"3a\", \"positives\": [{}, {}], \"negatives\": []}}\n",
+            pair(1, 2),
+            pair(3, 4)
+        ),
+    )
+    .unwrap();
+    let mut cfg = config(d.path(), LossKind::Nce);
+    cfg.extra_train = vec![extra.clone()];
+    let t = Trainer::new(&cfg).unwrap();
+    assert_eq!(t.num_relations(), 5);
+
+    // The same file twice repeats relation 3a: refused, naming the file.
+    cfg.extra_train = vec![extra.clone(), extra.clone()];
+    let err = Trainer::new(&cfg)
+        .err()
+        .expect("duplicate relation ids must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("extra.jsonl") && msg.contains("3a"), "{msg}");
+}
+
+#[test]
 fn gradient_reaches_every_parameter() {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());

@@ -21,6 +21,10 @@ pub struct TrainArgs {
     /// the sat/bats/google validation splits.
     #[arg(long)]
     data: PathBuf,
+    /// Further training relations (SemEval JSONL format), appended to the SemEval training
+    /// relations; repeatable. Validation is unchanged.
+    #[arg(long, value_name = "FILE")]
+    extra_train: Vec<PathBuf>,
     /// Output model directory (refused if it exists, unless --force).
     #[arg(long)]
     out: PathBuf,
@@ -92,6 +96,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig {
         base: a.base.clone(),
         data: a.data.clone(),
+        extra_train: a.extra_train.clone(),
         loss: a.loss,
         epochs: a.epochs,
         lr: a.lr,
