@@ -4,11 +4,14 @@
 //! (labels without a `:`; the training-split pairs are labelled `dataset:relation`), the share
 //! of the 10 nearest pairs — the query pair and pairs sharing a word with it excluded, as
 //! `relbert query` does — that carry the query's label. Prints one JSON document.
+//! `--exclude-training FILE` (repeatable; SemEval-format JSONL such as
+//! `data/extra_relations.jsonl`) keeps the pairs a model was trained on, in either order, out
+//! of the query sample.
 //!
 //! cargo run --release --example retrieval_precision -- INDEX_DIR [--n 1000] [--seed 0]
-//!     [--offset-model MODEL_DIR]
+//!     [--offset-model MODEL_DIR] [--exclude-training FILE]...
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -22,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut index_dir = None;
     let (mut n, mut seed, mut offset_model) = (1000usize, 0u64, None);
+    let mut exclude_files: Vec<PathBuf> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -43,6 +47,10 @@ fn main() -> anyhow::Result<()> {
                         anyhow::anyhow!("--offset-model needs a value")
                     })?))
             }
+            "--exclude-training" => exclude_files
+                .push(PathBuf::from(it.next().ok_or_else(|| {
+                    anyhow::anyhow!("--exclude-training needs a value")
+                })?)),
             other => index_dir = Some(PathBuf::from(other)),
         }
     }
@@ -58,9 +66,25 @@ fn main() -> anyhow::Result<()> {
             p.label.map(str::to_string),
         ));
     }
-    let wordnet: Vec<usize> = (0..count)
+    let mut trained: HashSet<(String, String)> = HashSet::new();
+    for f in &exclude_files {
+        for rel in relbert::datasets::load_relation_file(f)? {
+            for p in rel.positives.iter().chain(&rel.negatives) {
+                let (h, t) = (p.0.to_lowercase(), p.1.to_lowercase());
+                trained.insert((t.clone(), h.clone()));
+                trained.insert((h, t));
+            }
+        }
+    }
+    let labelled: Vec<usize> = (0..count)
         .filter(|&r| pairs[r].2.as_deref().is_some_and(|l| !l.contains(':')))
         .collect();
+    let wordnet: Vec<usize> = labelled
+        .iter()
+        .copied()
+        .filter(|&r| !trained.contains(&(pairs[r].0.to_lowercase(), pairs[r].1.to_lowercase())))
+        .collect();
+    let trained_excluded = labelled.len() - wordnet.len();
     let queries: Vec<usize> = Rng::new(seed)
         .sample(wordnet.len(), n)
         .into_iter()
@@ -99,6 +123,8 @@ fn main() -> anyhow::Result<()> {
         "model": index.meta().encoder.model,
         "queries": queries.len(),
         "seed": seed,
+        "excluded_training_files": exclude_files,
+        "excluded_candidate_queries": trained_excluded,
         "search": "exact",
         "precision_at_10": { "relbert": relbert_p },
     });
