@@ -56,7 +56,6 @@ fn prompts<'a>(enc: &RelationEncoder, seqs: &'a [Vec<u32>]) -> Vec<Prompt<'a>> {
         .collect()
 }
 
-/// InfoNCE with the first 2 vectors as positives; returns the loss and d loss / d vectors.
 /// The hand-written training model over `enc`'s current parameters.
 fn fast_model(enc: &RelationEncoder, dropout: Dropout) -> CpuTrainModel {
     let cfg = enc.encoder().config();
@@ -70,6 +69,7 @@ fn fast_model(enc: &RelationEncoder, dropout: Dropout) -> CpuTrainModel {
     .unwrap()
 }
 
+/// InfoNCE with the first 2 vectors as positives; returns the loss and d loss / d vectors.
 fn loss_and_grad(pooled: &[f32], dim: usize) -> (f32, Vec<f32>) {
     let n = pooled.len() / dim;
     let var = Var::from_vec(pooled.to_vec(), (n, dim), &Device::Cpu).unwrap();

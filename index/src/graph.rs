@@ -231,6 +231,15 @@ pub(crate) struct Scored {
     pub row: u32,
 }
 
+impl From<Scored> for Hit {
+    fn from(s: Scored) -> Hit {
+        Hit {
+            row: s.row as usize,
+            score: s.score,
+        }
+    }
+}
+
 impl Eq for Scored {}
 
 impl Ord for Scored {
@@ -416,12 +425,7 @@ pub(crate) fn search<K: Kernel, S: RowStore, F: FnMut(usize) -> bool>(
     let mut out: Vec<Scored> = results.into_iter().map(|Reverse(s)| s).collect();
     out.sort_unstable_by(|a, b| b.cmp(a));
     out.truncate(k);
-    out.into_iter()
-        .map(|s| Hit {
-            row: s.row as usize,
-            score: s.score,
-        })
-        .collect()
+    out.into_iter().map(Hit::from).collect()
 }
 
 /// Exact top-`k` over rows `[start, end)` of `store`, keeping only rows passing `keep`.

@@ -425,13 +425,7 @@ impl Index {
         let mut all: Vec<Scored> = parts.into_iter().flatten().collect();
         all.sort_unstable_by(|a, b| b.cmp(a));
         all.truncate(k);
-        Ok(all
-            .into_iter()
-            .map(|s| Hit {
-                row: s.row as usize,
-                score: s.score,
-            })
-            .collect())
+        Ok(all.into_iter().map(Hit::from).collect())
     }
 }
 
