@@ -93,7 +93,7 @@ def main():
                      "relbert_runs": [x["pairs_per_s"] for x in ours[bs]]})
     doc = {
         "date": datetime.date.today().isoformat(),
-        "command": "python3 benchmarks/embed_bench.py --peer-python " + a.peer_python,
+        "command": " ".join(["python3", "benchmarks/embed_bench.py"] + sys.argv[1:]),
         "machine": {"cpu": cpu_name(), "nproc": os.cpu_count(), "threads": a.threads,
                     "load_average_during": load},
         "pairs": os.path.relpath(a.pairs, ROOT), "model": "all-MiniLM-L6-v2 (float32)",
