@@ -66,13 +66,20 @@ fn main() -> anyhow::Result<()> {
             p.label.map(str::to_string),
         ));
     }
+    // Pairs compare case-insensitively and in either order.
+    let key = |h: &str, t: &str| {
+        let (h, t) = (h.to_lowercase(), t.to_lowercase());
+        if h <= t {
+            (h, t)
+        } else {
+            (t, h)
+        }
+    };
     let mut trained: HashSet<(String, String)> = HashSet::new();
     for f in &exclude_files {
         for rel in relbert::datasets::load_relation_file(f)? {
             for p in rel.positives.iter().chain(&rel.negatives) {
-                let (h, t) = (p.0.to_lowercase(), p.1.to_lowercase());
-                trained.insert((t.clone(), h.clone()));
-                trained.insert((h, t));
+                trained.insert(key(&p.0, &p.1));
             }
         }
     }
@@ -82,7 +89,7 @@ fn main() -> anyhow::Result<()> {
     let wordnet: Vec<usize> = labelled
         .iter()
         .copied()
-        .filter(|&r| !trained.contains(&(pairs[r].0.to_lowercase(), pairs[r].1.to_lowercase())))
+        .filter(|&r| !trained.contains(&key(&pairs[r].0, &pairs[r].1)))
         .collect();
     let trained_excluded = labelled.len() - wordnet.len();
     let queries: Vec<usize> = Rng::new(seed)

@@ -424,20 +424,31 @@ impl WithSimd for SoftmaxRows<'_> {
     }
 }
 
-/// Maximum of a slice in 16 lanes (exact in any order, so the lanes change nothing but speed).
+/// Maximum of a slice (exact in any order, so the lanes change nothing but speed).
 #[inline(always)]
 fn lane_max(xs: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
+    lanes16(xs, f32::NEG_INFINITY, f32::max)
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// Folds a slice into 16 independent lanes (element `i` into lane `i % 16`), so the loop
+/// vectorises without reassociating any lane. Written over fixed 16-wide chunks: an
+/// `enumerate` with `i % 16` indexing computed the same lanes but compiled to scalar code
+/// (LayerNorm was 12% of `relbert embed`'s profile that way).
+#[inline(always)]
+fn lanes16(xs: &[f32], init: f32, step: impl Fn(f32, f32) -> f32) -> [f32; 16] {
+    let mut acc = [init; 16];
     let mut chunks = xs.chunks_exact(16);
     for c in &mut chunks {
         for j in 0..16 {
-            acc[j] = acc[j].max(c[j]);
+            acc[j] = step(acc[j], c[j]);
         }
     }
     for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = a.max(v);
+        *a = step(*a, v);
     }
-    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    acc
 }
 
 struct LayerNormRows<'a> {
@@ -446,23 +457,10 @@ struct LayerNormRows<'a> {
     norm: &'a Norm,
 }
 
-/// Sum of `f(x)` over a slice with 16 independent accumulators (element `i` goes to lane
-/// `i % 16`), so it vectorises without reassociation. Written over fixed 16-wide chunks: an
-/// `enumerate` with `i % 16` indexing computed the same sums but compiled to scalar code
-/// (LayerNorm was 12% of `relbert embed`'s profile that way).
+/// Sum of `f(x)` over a slice, lane by lane (see [`lanes16`]).
 #[inline(always)]
 fn sum16(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = xs.chunks_exact(16);
-    for c in &mut chunks {
-        for j in 0..16 {
-            acc[j] += f(c[j]);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f(v);
-    }
-    acc.iter().sum()
+    lanes16(xs, 0.0, |a, v| a + f(v)).iter().sum()
 }
 
 impl WithSimd for LayerNormRows<'_> {
