@@ -11,7 +11,12 @@
 //! # Search only, on an index `ann` already built: median single-thread q/s over repeats
 //! # (for A/B runs of search changes without rebuilding the graph)
 //! cargo run --release -p relbert-index --example bench_index -- search --index DIR \
-//!     --vectors FILE.npy [--queries 1000] [--ef 32,128] [--repeat 7]
+//!     --vectors FILE.npy [--queries 1000] [--ef 32,128] [--repeat 7] [--recall 1]
+//! # (--recall: also recall@10 against the exact top 10 of the .npy's f32 rows)
+//!
+//! # The same index with its vectors rounded to f16 (graph, pairs and encoder identity kept), to
+//! # measure what f16 storage alone changes in search speed and recall
+//! cargo run --release -p relbert-index --example bench_index -- to-f16 --index DIR --out DIR
 //!
 //! # Open time and resident memory of a large index (random graph; see the results file)
 //! cargo run --release -p relbert-index --example bench_index -- open \
@@ -52,6 +57,7 @@ fn main() -> Res<()> {
         "open" => open_bench(&opts),
         "probe" => probe(&opts),
         "search" => search_bench(&opts),
+        "to-f16" => to_f16(&opts),
         _ => Err("usage: bench_index ann|open|search [options] (see the source header)".into()),
     }
 }
@@ -76,6 +82,27 @@ fn search_bench(o: &HashMap<String, String>) -> Res<()> {
     for q in queries.chunks(dim).take(50) {
         std::hint::black_box(idx.search(q, 10, efs[0])?);
     }
+    // Ground truth from the .npy rows themselves (f32, exact), so an f16 index is scored
+    // against the vectors it was made from, not against its own rounded copy.
+    let truth: Option<Vec<Vec<Hit>>> = o.contains_key("recall").then(|| {
+        let base = &data[..(rows - nq) * dim];
+        queries
+            .chunks(dim)
+            .map(|q| {
+                let mut s: Vec<Hit> = base
+                    .chunks(dim)
+                    .enumerate()
+                    .map(|(row, r)| Hit {
+                        row,
+                        score: relbert_index::dot::dot(q, r),
+                    })
+                    .collect();
+                s.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+                s.truncate(10);
+                s
+            })
+            .collect()
+    });
     let mut out = Vec::new();
     for &ef in &efs {
         let mut qps = Vec::new();
@@ -87,13 +114,63 @@ fn search_bench(o: &HashMap<String, String>) -> Res<()> {
             qps.push(nq as f64 / t.elapsed().as_secs_f64());
         }
         qps.sort_by(|a, b| a.total_cmp(b));
-        out.push(serde_json::json!({"ef": ef, "median_qps": round(qps[qps.len() / 2], 1),
-                                    "min_qps": round(qps[0], 1), "max_qps": round(qps[qps.len() - 1], 1)}));
+        let mut row = serde_json::json!({"ef": ef, "median_qps": round(qps[qps.len() / 2], 1),
+                                    "min_qps": round(qps[0], 1), "max_qps": round(qps[qps.len() - 1], 1)});
+        if let Some(truth) = &truth {
+            let mut r = 0.0;
+            for (q, t) in queries.chunks(dim).zip(truth) {
+                r += recall(&idx.search(q, 10, ef)?, t);
+            }
+            row["recall_at_10"] = serde_json::json!(round(r / nq as f64, 4));
+        }
+        out.push(row);
     }
     println!(
         "{}",
         serde_json::json!({"index": dir, "queries": nq, "repeat": repeat, "search": out})
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- f16 copy
+
+fn to_f16(o: &HashMap<String, String>) -> Res<()> {
+    use relbert_index::format::{write_file, FileKind};
+    let src = Path::new(o.get("index").ok_or("--index")?);
+    let dst = Path::new(o.get("out").ok_or("--out")?);
+    if dst.exists() {
+        return Err(format!("{} exists", dst.display()).into());
+    }
+    let idx = Index::open(src)?;
+    if idx.meta().precision != Precision::F32 {
+        return Err("the source index is not f32".into());
+    }
+    fs::create_dir_all(dst)?;
+    let mut payload = Vec::with_capacity(idx.count() * idx.dim() * 2);
+    for r in 0..idx.count() {
+        for x in idx.vector(r)?.iter() {
+            payload.extend_from_slice(&half::f16::from_f32(*x).to_le_bytes());
+        }
+    }
+    write_file(
+        &dst.join(FileKind::Vectors.file_name()),
+        FileKind::Vectors,
+        &payload,
+    )?;
+    let mut meta = idx.meta().clone();
+    meta.precision = Precision::F16;
+    // The crate's meta encoding: bincode 2 standard configuration (see `relbert_index::meta`).
+    let bytes = bincode::serde::encode_to_vec(&meta, bincode::config::standard())?;
+    write_file(
+        &dst.join(FileKind::Meta.file_name()),
+        FileKind::Meta,
+        &bytes,
+    )?;
+    for kind in [FileKind::Pairs, FileKind::Graph] {
+        fs::copy(src.join(kind.file_name()), dst.join(kind.file_name()))?;
+    }
+    Index::open(dst)?;
+    eprintln!("wrote {} ({} rows, f16)", dst.display(), idx.count());
     Ok(())
 }
 

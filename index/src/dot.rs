@@ -7,7 +7,6 @@
 //! instruction-set level gets its own copy with the kernel inlined.
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 
 /// Number of independent accumulator lanes in the dot-product loop.
 const LANES: usize = 32;
@@ -16,6 +15,11 @@ const LANES: usize = 32;
 pub(crate) trait Kernel: Copy {
     /// Inner product of two equally long slices.
     fn dot(a: &[f32], b: &[f32]) -> f32;
+    /// Inner product of an `f32` query with an `f16` row, widened in registers: the same
+    /// products and summation order as [`Kernel::dot`] on the widened row, without a pass
+    /// through a scratch buffer (the rows are memory-bound, so reading half the bytes is the
+    /// point of storing them in `f16`).
+    fn dot_f16(a: &[f32], b: &[f16]) -> f32;
 }
 
 /// Portable kernel (separate multiply and add).
@@ -23,13 +27,13 @@ pub(crate) trait Kernel: Copy {
 pub(crate) struct Plain;
 
 /// AVX2 + FMA kernel (explicit intrinsics). Only used after run-time detection, inside
-/// `#[target_feature(enable = "avx2,fma")]` code.
+/// `#[target_feature(enable = "avx2,fma,f16c")]` code.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2;
 
 /// AVX-512F kernel. Only used after run-time detection, inside
-/// `#[target_feature(enable = "avx512f,avx2,fma")]` code.
+/// `#[target_feature(enable = "avx512f,avx2,fma,f16c")]` code.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 pub(crate) struct Avx512;
@@ -41,12 +45,37 @@ impl Kernel for Avx512 {
         // SAFETY: this kernel is only selected when `Isa::detect` found AVX-512F.
         unsafe { x86::dot_avx512(a, b) }
     }
+
+    #[inline(always)]
+    fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+        // SAFETY: as above.
+        unsafe { x86::dot_f16_avx512(a, b) }
+    }
 }
 
 impl Kernel for Plain {
     #[inline(always)]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         dot_body(a, b)
+    }
+
+    #[inline(always)]
+    fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = [0f32; LANES];
+        let mut buf = [0f32; LANES];
+        let mut i = 0;
+        while i < n {
+            let w = LANES.min(n - i);
+            for j in 0..w {
+                buf[j] = b[i + j].to_f32();
+            }
+            for j in 0..w {
+                acc[j] += a[i + j] * buf[j];
+            }
+            i += w;
+        }
+        reduce_lanes(&mut acc)
     }
 }
 
@@ -57,76 +86,80 @@ impl Kernel for Avx2 {
         // SAFETY: this kernel is only selected when `Isa::detect` found AVX2 and FMA.
         unsafe { x86::dot_avx2(a, b) }
     }
+
+    #[inline(always)]
+    fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+        // SAFETY: `Isa::detect` also requires F16C for this kernel.
+        unsafe { x86::dot_f16_avx2(a, b) }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// Inner product with two 16-wide FMA accumulators (384 = 12 vectors of 32 lanes).
+    /// The AVX-512F inner product: two 16-wide FMA accumulators (384 = 12 vectors of 32
+    /// lanes). `b` is read through `load` (16 values from an index) and `at` (one value), so
+    /// every storage type shares one summation order.
+    ///
+    /// Safety: `load(i)` is only called with `i + 16 <= n` and `at(i)` with `i < n`; the
+    /// callers' closures read `b`, which holds at least `n` values.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    unsafe fn dot512_with(
+        a: &[f32],
+        n: usize,
+        load: impl Fn(usize) -> __m512,
+        at: impl Fn(usize) -> f32,
+    ) -> f32 {
+        let pa = a.as_ptr();
         let mut s0 = _mm512_setzero_ps();
         let mut s1 = _mm512_setzero_ps();
         let mut i = 0;
-        // SAFETY (all loads): `i + width <= n` and both slices hold at least `n` values.
+        // SAFETY (loads of `a`): `i + width <= n <= a.len()`.
         while i + 32 <= n {
-            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
-            s1 = _mm512_fmadd_ps(
-                _mm512_loadu_ps(pa.add(i + 16)),
-                _mm512_loadu_ps(pb.add(i + 16)),
-                s1,
-            );
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), load(i), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16)), load(i + 16), s1);
             i += 32;
         }
         while i + 16 <= n {
-            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), load(i), s0);
             i += 16;
         }
         let mut r = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
         while i < n {
-            r += *pa.add(i) * *pb.add(i);
+            r += *pa.add(i) * at(i);
             i += 1;
         }
         r
     }
 
-    /// Inner product with four 8-wide FMA accumulators.
+    /// The AVX2/FMA inner product: four 8-wide FMA accumulators; `load` reads 8 values of `b`.
+    /// Same contract as [`dot512_with`].
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    unsafe fn dot256_with(
+        a: &[f32],
+        n: usize,
+        load: impl Fn(usize) -> __m256,
+        at: impl Fn(usize) -> f32,
+    ) -> f32 {
+        let pa = a.as_ptr();
         let mut s0 = _mm256_setzero_ps();
         let mut s1 = _mm256_setzero_ps();
         let mut s2 = _mm256_setzero_ps();
         let mut s3 = _mm256_setzero_ps();
         let mut i = 0;
-        // SAFETY (all loads): `i + width <= n` and both slices hold at least `n` values.
+        // SAFETY (loads of `a`): `i + width <= n <= a.len()`.
         while i + 32 <= n {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-            s1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                s1,
-            );
-            s2 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 16)),
-                _mm256_loadu_ps(pb.add(i + 16)),
-                s2,
-            );
-            s3 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 24)),
-                _mm256_loadu_ps(pb.add(i + 24)),
-                s3,
-            );
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load(i), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), load(i + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), load(i + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), load(i + 24), s3);
             i += 32;
         }
         while i + 8 <= n {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load(i), s0);
             i += 8;
         }
         let s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
@@ -135,10 +168,70 @@ mod x86 {
         let x = _mm_add_ss(x, _mm_shuffle_ps::<1>(x, x));
         let mut r = _mm_cvtss_f32(x);
         while i < n {
-            r += *pa.add(i) * *pb.add(i);
+            r += *pa.add(i) * at(i);
             i += 1;
         }
         r
+    }
+
+    /// Inner product of two `f32` slices (AVX-512F).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let pb = b.as_ptr();
+        // SAFETY: `dot512_with` keeps every index below `n <= b.len()`.
+        dot512_with(
+            a,
+            n,
+            |i| unsafe { _mm512_loadu_ps(pb.add(i)) },
+            |i| unsafe { *pb.add(i) },
+        )
+    }
+
+    /// Inner product of `f32` with `f16` widened in registers (16 values per `vcvtph2ps`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn dot_f16_avx512(a: &[f32], b: &[half::f16]) -> f32 {
+        let n = a.len().min(b.len());
+        let pb = b.as_ptr() as *const u16;
+        // SAFETY: `dot512_with` keeps every index below `n <= b.len()`.
+        dot512_with(
+            a,
+            n,
+            |i| unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(pb.add(i) as *const __m256i)) },
+            |i| unsafe { half::f16::from_bits(*pb.add(i)).to_f32() },
+        )
+    }
+
+    /// Inner product of two `f32` slices (AVX2 + FMA).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let pb = b.as_ptr();
+        // SAFETY: `dot256_with` keeps every index below `n <= b.len()`.
+        dot256_with(
+            a,
+            n,
+            |i| unsafe { _mm256_loadu_ps(pb.add(i)) },
+            |i| unsafe { *pb.add(i) },
+        )
+    }
+
+    /// Inner product of `f32` with `f16` widened in registers (8 values per `vcvtph2ps`, F16C).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(super) unsafe fn dot_f16_avx2(a: &[f32], b: &[half::f16]) -> f32 {
+        let n = a.len().min(b.len());
+        let pb = b.as_ptr() as *const u16;
+        // SAFETY: `dot256_with` keeps every index below `n <= b.len()`.
+        dot256_with(
+            a,
+            n,
+            |i| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i)) },
+            |i| unsafe { half::f16::from_bits(*pb.add(i)).to_f32() },
+        )
     }
 }
 
@@ -158,7 +251,12 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
         acc[i] += x * y;
     }
-    // Pairwise reduction keeps the summation order fixed and short.
+    reduce_lanes(&mut acc)
+}
+
+/// Pairwise reduction of the lane accumulators: keeps the summation order fixed and short.
+#[inline(always)]
+fn reduce_lanes(acc: &mut [f32; LANES]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         for i in 0..width {
@@ -191,8 +289,10 @@ impl Isa {
             let cap = std::env::var("RELBERT_INDEX_ISA").unwrap_or_default();
             #[cfg(target_arch = "x86_64")]
             {
-                let avx2 =
-                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+                // F16C (the `f16` rows' widening) came with or before AVX2 on every x86 CPU.
+                let avx2 = std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c");
                 let avx512 = avx2 && std::is_x86_feature_detected!("avx512f");
                 if avx512 && cap != "portable" && cap != "avx2" {
                     return Isa::Avx512;
@@ -225,14 +325,12 @@ pub(crate) struct F32Rows<'a> {
     pub dim: usize,
 }
 
-/// `f16` rows, widened to `f32` through a scratch row before each product.
+/// `f16` rows, widened to `f32` inside the kernel ([`Kernel::dot_f16`]).
 pub(crate) struct F16Rows<'a> {
     /// Row-major data.
     pub data: &'a [f16],
     /// Row length.
     pub dim: usize,
-    /// Scratch row of length `dim`.
-    pub scratch: Vec<f32>,
 }
 
 /// Hints the CPU to load the cache line holding `p`.
@@ -295,10 +393,7 @@ impl RowStore for F16Rows<'_> {
     fn dot<K: Kernel>(&mut self, q: &[f32], row: usize) -> f32 {
         let start = row * self.dim;
         match self.data.get(start..start + self.dim) {
-            Some(r) => {
-                r.convert_to_f32_slice(&mut self.scratch);
-                K::dot(q, &self.scratch)
-            }
+            Some(r) => K::dot_f16(q, r),
             None => f32::NEG_INFINITY,
         }
     }
@@ -359,6 +454,36 @@ mod tests {
                 }
                 if std::is_x86_feature_detected!("avx512f") {
                     assert!((Avx512::dot(&a, &b) as f64 - want).abs() < 1e-4);
+                }
+            }
+        }
+    }
+
+    /// Each kernel's `f16` product equals its `f32` product on the widened row, bit for bit
+    /// (same products, same summation order), for lengths that hit every tail.
+    #[test]
+    fn f16_kernels_match_widened_f32() {
+        for n in [1usize, 7, 8, 15, 16, 17, 31, 32, 33, 100, 384] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let h: Vec<f16> = (0..n)
+                .map(|i| f16::from_f32((i as f32 * 0.11).cos()))
+                .collect();
+            let w: Vec<f32> = h.iter().map(|x| x.to_f32()).collect();
+            assert_eq!(
+                Plain::dot_f16(&a, &h).to_bits(),
+                Plain::dot(&a, &w).to_bits(),
+                "n {n}"
+            );
+            #[cfg(target_arch = "x86_64")]
+            {
+                if Isa::detect() != Isa::Portable {
+                    assert_eq!(Avx2::dot_f16(&a, &h).to_bits(), Avx2::dot(&a, &w).to_bits());
+                }
+                if Isa::detect() == Isa::Avx512 {
+                    assert_eq!(
+                        Avx512::dot_f16(&a, &h).to_bits(),
+                        Avx512::dot(&a, &w).to_bits()
+                    );
                 }
             }
         }

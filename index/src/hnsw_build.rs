@@ -500,12 +500,12 @@ macro_rules! insert_entry_point {
     };
 }
 
-insert_entry_point!(insert_avx2, insert_avx2_body, Avx2, "avx2,fma");
+insert_entry_point!(insert_avx2, insert_avx2_body, Avx2, "avx2,fma,f16c");
 insert_entry_point!(
     insert_avx512,
     insert_avx512_body,
     Avx512,
-    "avx512f,avx2,fma"
+    "avx512f,avx2,fma,f16c"
 );
 
 /// Marks a worker as finished when dropped, also when it unwinds.

@@ -361,7 +361,6 @@ impl Index {
                 let mut s = F16Rows {
                     data: self.rows_f16()?,
                     dim: self.dim(),
-                    scratch: vec![0.0; self.dim()],
                 };
                 dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep)
             }
@@ -411,11 +410,7 @@ impl Index {
                 blocks
                     .par_iter()
                     .map(|&b| {
-                        let mut s = F16Rows {
-                            data,
-                            dim,
-                            scratch: vec![0.0; dim],
-                        };
+                        let mut s = F16Rows { data, dim };
                         let end = ((b + 1) * BLOCK).min(n);
                         dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep)
                     })
@@ -463,8 +458,8 @@ macro_rules! isa_entry_points {
     };
 }
 
-isa_entry_points!(search_avx2, exact_avx2, Avx2, "avx2,fma");
-isa_entry_points!(search_avx512, exact_avx512, Avx512, "avx512f,avx2,fma");
+isa_entry_points!(search_avx2, exact_avx2, Avx2, "avx2,fma,f16c");
+isa_entry_points!(search_avx512, exact_avx512, Avx512, "avx512f,avx2,fma,f16c");
 
 #[allow(clippy::too_many_arguments)]
 fn dispatch_search<S: RowStore, F: FnMut(usize) -> bool>(

@@ -462,6 +462,27 @@ fn f16_round_trip() {
     let q = &vecs[7 * dim..8 * dim];
     assert_eq!(idx.search(q, 3, 20).unwrap()[0].row, 7);
     assert_eq!(idx.search_exact(q, 3).unwrap()[0].row, 7);
+    // Scores come from the in-register f16 kernels: they must be the products with the stored
+    // (rounded) rows, for both search paths.
+    for hits in [
+        idx.search(q, 5, 20).unwrap(),
+        idx.search_exact(q, 5).unwrap(),
+    ] {
+        for h in hits {
+            let v = idx.vector(h.row).unwrap();
+            let want: f64 = q
+                .iter()
+                .zip(v.iter())
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum();
+            assert!(
+                (h.score as f64 - want).abs() < 1e-5,
+                "row {}: {} vs {want}",
+                h.row,
+                h.score
+            );
+        }
+    }
 }
 
 #[test]
