@@ -23,6 +23,12 @@ analogy question of any split under `<data>` (stem or choice of sat, sat_full, b
 validation and test), or in a lexical relation classification `val.tsv` / `test.tsv`. Only
 single words (letters and hyphens) are kept, as in the analogy sets.
 
+Version 2 (`--tokenizer`): five inflection relations (18a plural, 18c past, 18d -ing,
+18e comparative, 18f superlative) generated from WordNet's lemma and exception lists
+(`--wordnet`, default /usr/share/wordnet) by regular spelling rules, kept where both words are
+whole words of the tokenizer's vocabulary. Without `--tokenizer` the output is version 1,
+unchanged.
+
 Output: one JSON line per relation, `{"relation_type": "11a", "positives": [...],
 "negatives": [...]}`, ids `11a` onwards so that the parent rule (id without its last letter)
 groups them by family. Deterministic for a given `--seed`. Standard library only.
@@ -79,7 +85,23 @@ RELATIONS = [
     ("16b", "region (x is used in the region y)", False, [("wn", "domain_region", False)]),
     ("17a", "entailment (doing x entails doing y)", False, [("wn", "entails", False)]),
     ("17b", "cause (x causes y)", False, [("wn", "causes", False)]),
+    # Version 2: inflection (source "gen": generated below from WordNet's lemma and exception
+    # lists, kept only where both words are whole words of the tokenizer's vocabulary, which
+    # stands in for "a word people write"). Left out on purpose: third person (`-s` on verbs
+    # has the same shape as the plural, and two ids for one pattern would be pulled apart) and
+    # capitals (WordNet's capital/country pairs that survive the held-out filter are mostly
+    # other spellings of held-out Google pairs, such as Warszawa/Poland for Warsaw/Poland).
+    ("18a", "plural (y is the plural of the noun x)", False, [("gen", "plural", False)]),
+    ("18c", "past (y is the past tense or participle of the verb x)", False, [
+        ("gen", "past", False)]),
+    ("18d", "present participle (y is the -ing form of the verb x)", False, [
+        ("gen", "ing", False)]),
+    ("18e", "comparative (y is the comparative of the adjective x)", False, [
+        ("gen", "comparative", False)]),
+    ("18f", "superlative (y is the superlative of the adjective x)", False, [
+        ("gen", "superlative", False)]),
 ]
+VERSION2 = {"18a", "18c", "18d", "18e", "18f"}
 
 WORD = re.compile(r"^[A-Za-z][A-Za-z-]*[A-Za-z]$")
 
@@ -135,6 +157,113 @@ def held_out_pairs(data):
     return held, analogy
 
 
+def lemmas(wordnet, pos):
+    """Single-word, lower-case lemmas of WordNet's index.<pos>."""
+    out = []
+    with open(os.path.join(wordnet, f"index.{pos}"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(" "):
+                continue
+            w = line.split(" ", 1)[0]
+            if w.isalpha() and w.islower():
+                out.append(w)
+    return out
+
+
+def exceptions(wordnet, pos):
+    """(inflected, base) pairs of WordNet's <pos>.exc (single words only)."""
+    out = []
+    with open(os.path.join(wordnet, f"{pos}.exc"), encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].isalpha() and parts[1].isalpha():
+                out.append((parts[0], parts[1]))
+    return out
+
+
+VOWELS = set("aeiou")
+
+
+def cvc(w):
+    """Ends consonant-vowel-consonant (not w, x, y): the final consonant doubles before a
+    vowel suffix in short words (stop → stopped, big → bigger)."""
+    return (len(w) >= 3 and w[-1] not in VOWELS and w[-1] not in "wxy"
+            and w[-2] in VOWELS and w[-3] not in VOWELS)
+
+
+def s_form(w):
+    if w.endswith(("s", "x", "z", "ch", "sh")):
+        return [w + "es"]
+    if w.endswith("y") and len(w) > 1 and w[-2] not in VOWELS:
+        return [w[:-1] + "ies"]
+    return [w + "s"]
+
+
+def suffix_forms(w, suf):
+    """Candidate spellings of w + a vowel-initial suffix (ed, er, est, ing)."""
+    if suf == "ing":
+        if w.endswith("ie"):
+            return [w[:-2] + "ying"]
+        if w.endswith("e") and not w.endswith(("ee", "ye", "oe")):
+            return [w[:-1] + "ing"]
+    elif w.endswith("e"):
+        return [w + suf[1:]]
+    elif w.endswith("y") and len(w) > 1 and w[-2] not in VOWELS:
+        return [w[:-1] + "i" + suf]
+    forms = [w + suf]
+    if cvc(w):
+        forms.insert(0, w + w[-1] + suf)
+    return forms
+
+
+def generated(wordnet, vocab):
+    """Inflection pairs, by label (see RELATIONS, source "gen")."""
+    gen = {k: [] for k in ("plural", "past", "ing", "comparative", "superlative")}
+
+    def add(label, base, form):
+        if base in vocab and form in vocab and base != form:
+            gen[label].append((base, form))
+
+    def first(label, base, forms):
+        for f in forms:
+            if f in vocab:
+                add(label, base, f)
+                return
+
+    nouns = lemmas(wordnet, "noun")
+    adjectives = lemmas(wordnet, "adj")
+    for w in nouns:
+        first("plural", w, s_form(w))
+    for infl, base in exceptions(wordnet, "noun"):
+        add("plural", base, infl)
+    for w in lemmas(wordnet, "verb"):
+        first("past", w, suffix_forms(w, "ed"))
+        first("ing", w, suffix_forms(w, "ing"))
+    for infl, base in exceptions(wordnet, "verb"):
+        add("ing" if infl.endswith("ing") else "past", base, infl)
+    # A regular -er/-est form that is itself a noun or adjective lemma is usually another
+    # word (number, customer, forest, modest), so those are skipped.
+    taken = set(nouns) | set(adjectives)
+    for w in adjectives:
+        if len(w) < 3:
+            continue
+        first("comparative", w, [f for f in suffix_forms(w, "er") if f not in taken])
+        first("superlative", w, [f for f in suffix_forms(w, "est") if f not in taken])
+    for infl, base in exceptions(wordnet, "adj"):
+        if infl.endswith("er"):
+            add("comparative", base, infl)
+        elif infl.endswith("est"):
+            add("superlative", base, infl)
+    return gen
+
+
+def read_vocab(tokenizer):
+    """Whole-word entries of a Hugging Face tokenizer.json vocabulary (no ## pieces)."""
+    with open(tokenizer, encoding="utf-8") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    return {w for w in vocab if w.isalpha()}
+
+
 def rank(seed, rel, h, t):
     return hashlib.sha256(f"{seed}\t{rel}\t{h}\t{t}".encode()).hexdigest()
 
@@ -148,6 +277,11 @@ def main():
     ap.add_argument("--negatives", type=int, default=8,
                     help="reversed pairs as negatives of an asymmetric relation")
     ap.add_argument("--seed", default="relbert-extra-v1")
+    ap.add_argument("--tokenizer",
+                    help="tokenizer.json whose whole-word vocabulary filters the generated "
+                         "inflection pairs; without it, only version 1's relations are made")
+    ap.add_argument("--wordnet", default="/usr/share/wordnet",
+                    help="WordNet dict directory (index.*, *.exc), Debian's wordnet-base")
     args = ap.parse_args()
 
     held, analogy_files = held_out_pairs(args.data)
@@ -165,13 +299,20 @@ def main():
         for _, h, t, label in read_tsv(path):
             lex.setdefault((name, label), []).append((h, t))
 
+    gen = generated(args.wordnet, read_vocab(args.tokenizer)) if args.tokenizer else {}
+
     out_lines = []
     used = set()
     report = []
     for rel, name, symmetric, sources in RELATIONS:
+        if rel in VERSION2 and not args.tokenizer:
+            continue
         cands = {}
         for src, label, reverse in sources:
-            pairs = wn.get(label) if src == "wn" else lex.get((src, label))
+            if src == "gen":
+                pairs = gen.get(label)
+            else:
+                pairs = wn.get(label) if src == "wn" else lex.get((src, label))
             if pairs is None:
                 die(f"relation {rel}: no pairs labelled {label!r} in source {src}")
             for h, t in pairs:
