@@ -159,12 +159,11 @@ fn to_f16(o: &HashMap<String, String>) -> Res<()> {
     )?;
     let mut meta = idx.meta().clone();
     meta.precision = Precision::F16;
-    // The crate's meta encoding: bincode 2 standard configuration (see `relbert_index::meta`).
-    let bytes = bincode::serde::encode_to_vec(&meta, bincode::config::standard())?;
+    let meta_path = dst.join(FileKind::Meta.file_name());
     write_file(
-        &dst.join(FileKind::Meta.file_name()),
+        &meta_path,
         FileKind::Meta,
-        &bytes,
+        &relbert_index::meta::encode(&meta, &meta_path)?,
     )?;
     for kind in [FileKind::Pairs, FileKind::Graph] {
         fs::copy(src.join(kind.file_name()), dst.join(kind.file_name()))?;

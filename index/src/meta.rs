@@ -108,8 +108,10 @@ pub(crate) fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 1 << 20 }>()
 }
 
-/// Serialises a record with [`bincode_config`].
-pub(crate) fn encode<T: Serialize>(value: &T, path: &Path) -> Result<Vec<u8>> {
+/// Serialises a record (such as [`Meta`]) the way the `meta` file stores it: bincode 2's
+/// standard configuration. Public so that tools writing a `meta` payload (for instance the
+/// benchmark that re-stores an index in `f16`) do not restate the encoding.
+pub fn encode<T: Serialize>(value: &T, path: &Path) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| IndexError::Meta {
         path: path.to_path_buf(),
         reason: e.to_string(),
