@@ -395,6 +395,11 @@ pub struct Validation {
     pub analogy: BTreeMap<String, f64>,
     /// Mean of [`Validation::analogy`] (`None` without analogy sets).
     pub analogy_mean: Option<f64>,
+    /// Share of all analogy validation questions answered right, the sets pooled (`None`
+    /// without analogy sets). Recorded beside the selection score, not used for it: the mean
+    /// weighs SAT's 37 questions as much as BATS's 199, the pooled share weighs each question
+    /// alike, so comparing the two shows how much a choice rests on a few SAT questions.
+    pub analogy_pooled: Option<f64>,
     /// Share of SemEval validation positives whose nearest same-relation positive is closer
     /// than every negative of the relation (augmented negatives included).
     pub semeval: f64,
@@ -823,24 +828,35 @@ impl Trainer {
 /// Scores `enc` on the validation material (see [`Validation`]).
 pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> Result<Validation> {
     let mut analogy = BTreeMap::new();
+    let mut sizes = Vec::new();
     for (name, qs) in &data.analogy {
         let pairs = distinct_pairs(qs);
         let vecs = enc.embed_raw(&pairs)?;
         let map: HashMap<_, _> = pairs.into_iter().zip(vecs).collect();
-        analogy.insert(
-            name.clone(),
-            accuracy_with_vectors(qs, &map, Similarity::Cosine).accuracy,
-        );
+        let acc = accuracy_with_vectors(qs, &map, Similarity::Cosine);
+        sizes.push((acc.accuracy, acc.n));
+        analogy.insert(name.clone(), acc.accuracy);
     }
     let analogy_mean =
         (!analogy.is_empty()).then(|| analogy.values().sum::<f64>() / analogy.len() as f64);
+    let analogy_pooled = pooled_accuracy(&sizes);
     let semeval = semeval_score(enc, &data.semeval, augment)?;
     Ok(Validation {
         score: analogy_mean.unwrap_or(semeval),
         analogy,
         analogy_mean,
+        analogy_pooled,
         semeval,
     })
+}
+
+/// Accuracy over the union of question sets given as (accuracy, questions) each; `None` when
+/// there are no questions.
+pub fn pooled_accuracy(sets: &[(f64, usize)]) -> Option<f64> {
+    let n: usize = sets.iter().map(|&(_, n)| n).sum();
+    // Each accuracy is right / n exactly, so acc × n recovers the count up to rounding.
+    let right: f64 = sets.iter().map(|&(a, n)| (a * n as f64).round()).sum();
+    (n > 0).then(|| right / n as f64)
 }
 
 /// For each validation positive: is another positive of its relation closer (cosine) than
@@ -1064,6 +1080,18 @@ mod tests {
         a.shuffle(&mut v);
         v.sort();
         assert_eq!(v, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn pooled_accuracy_weighs_questions_alike() {
+        // 1 of 2 and 8 of 8: pooled 9 / 10, where the mean of the two accuracies is 0.75.
+        assert_eq!(pooled_accuracy(&[(0.5, 2), (1.0, 8)]), Some(0.9));
+        assert_eq!(
+            pooled_accuracy(&[(16.0 / 37.0, 37), (129.0 / 199.0, 199), (0.82, 50)]),
+            Some(186.0 / 286.0)
+        );
+        assert_eq!(pooled_accuracy(&[]), None);
+        assert_eq!(pooled_accuracy(&[(0.0, 0)]), None);
     }
 
     #[test]

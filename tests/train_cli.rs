@@ -269,6 +269,9 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
             serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
                 .unwrap();
         assert_eq!(metrics["epochs"].as_array().unwrap().len(), 2, "{metrics}");
+        // With one analogy set the pooled share is that set's accuracy.
+        let v = &metrics["epochs"][0]["validation"];
+        assert_eq!(v["analogy_pooled"], v["analogy"]["sat"], "{metrics}");
         assert!(metrics["selection_metric"]
             .as_str()
             .unwrap()
