@@ -27,6 +27,10 @@ pub struct Accuracy {
     pub accuracy: f64,
     /// Number of questions.
     pub n: usize,
+    /// Number answered right (`accuracy` × `n`), kept so that sets can be pooled exactly. Not
+    /// serialised: reports carry `accuracy` and `n` as before.
+    #[serde(skip)]
+    pub right: usize,
     /// Accuracy per question prefix.
     pub by_prefix: BTreeMap<String, f64>,
 }
@@ -100,6 +104,7 @@ pub fn accuracy(questions: &[AnalogyQuestion], score: impl Fn(&Pair, &Pair) -> f
     Accuracy {
         accuracy: right as f64 / questions.len().max(1) as f64,
         n: questions.len(),
+        right,
         by_prefix: per
             .into_iter()
             .map(|(k, (r, n))| (k, r as f64 / n as f64))

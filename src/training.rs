@@ -828,18 +828,18 @@ impl Trainer {
 /// Scores `enc` on the validation material (see [`Validation`]).
 pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> Result<Validation> {
     let mut analogy = BTreeMap::new();
-    let mut sizes = Vec::new();
+    let mut counts = Vec::new();
     for (name, qs) in &data.analogy {
         let pairs = distinct_pairs(qs);
         let vecs = enc.embed_raw(&pairs)?;
         let map: HashMap<_, _> = pairs.into_iter().zip(vecs).collect();
         let acc = accuracy_with_vectors(qs, &map, Similarity::Cosine);
-        sizes.push((acc.accuracy, acc.n));
+        counts.push((acc.right, acc.n));
         analogy.insert(name.clone(), acc.accuracy);
     }
     let analogy_mean =
         (!analogy.is_empty()).then(|| analogy.values().sum::<f64>() / analogy.len() as f64);
-    let analogy_pooled = pooled_accuracy(&sizes);
+    let analogy_pooled = pooled_accuracy(&counts);
     let semeval = semeval_score(enc, &data.semeval, augment)?;
     Ok(Validation {
         score: analogy_mean.unwrap_or(semeval),
@@ -850,13 +850,13 @@ pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> 
     })
 }
 
-/// Accuracy over the union of question sets given as (accuracy, questions) each; `None` when
-/// there are no questions.
-pub fn pooled_accuracy(sets: &[(f64, usize)]) -> Option<f64> {
-    let n: usize = sets.iter().map(|&(_, n)| n).sum();
-    // Each accuracy is right / n exactly, so acc × n recovers the count up to rounding.
-    let right: f64 = sets.iter().map(|&(a, n)| (a * n as f64).round()).sum();
-    (n > 0).then(|| right / n as f64)
+/// Accuracy over the union of question sets given as (answered right, questions) each; `None`
+/// when there are no questions.
+pub fn pooled_accuracy(sets: &[(usize, usize)]) -> Option<f64> {
+    let (right, n) = sets
+        .iter()
+        .fold((0, 0), |(r, t), &(right, n)| (r + right, t + n));
+    (n > 0).then(|| right as f64 / n as f64)
 }
 
 /// For each validation positive: is another positive of its relation closer (cosine) than
@@ -1085,13 +1085,13 @@ mod tests {
     #[test]
     fn pooled_accuracy_weighs_questions_alike() {
         // 1 of 2 and 8 of 8: pooled 9 / 10, where the mean of the two accuracies is 0.75.
-        assert_eq!(pooled_accuracy(&[(0.5, 2), (1.0, 8)]), Some(0.9));
+        assert_eq!(pooled_accuracy(&[(1, 2), (8, 8)]), Some(0.9));
         assert_eq!(
-            pooled_accuracy(&[(16.0 / 37.0, 37), (129.0 / 199.0, 199), (0.82, 50)]),
+            pooled_accuracy(&[(16, 37), (129, 199), (41, 50)]),
             Some(186.0 / 286.0)
         );
         assert_eq!(pooled_accuracy(&[]), None);
-        assert_eq!(pooled_accuracy(&[(0.0, 0)]), None);
+        assert_eq!(pooled_accuracy(&[(0, 0)]), None);
     }
 
     #[test]
