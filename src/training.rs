@@ -67,6 +67,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warm-up steps.
     pub warmup: usize,
+    /// What the learning rate does after warm-up.
+    pub lr_schedule: LrSchedule,
     /// Sequences per encoder forward pass.
     pub batch_size: usize,
     /// Positives per step (at most).
@@ -117,6 +119,7 @@ impl Default for TrainConfig {
             epochs: 10,
             lr: 5e-6,
             warmup: 10,
+            lr_schedule: LrSchedule::Constant,
             batch_size: 32,
             num_positive: 10,
             num_negative: 400,
@@ -351,14 +354,69 @@ impl AdamW {
     }
 }
 
-/// The learning rate at (0-based) `step`: linear warm-up over `warmup` steps, then constant
-/// (the reference's `get_linear_schedule_with_warmup` without decay).
-pub fn lr_at(base: f64, warmup: usize, step: usize) -> f64 {
+/// What the learning rate does once warm-up is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Stays at the peak (the reference's `get_linear_schedule_with_warmup` without decay).
+    #[default]
+    Constant,
+    /// Falls linearly from the peak to nearly zero at the run's last step (Hugging Face's
+    /// `get_linear_schedule_with_warmup`); late epochs then take small steps, which steadies
+    /// the epoch-to-epoch swings a constant rate shows once the loss has gone far negative.
+    Linear,
+}
+
+impl LrSchedule {
+    /// The flag spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Linear => "linear",
+        }
+    }
+
+    /// What `training_config.json` says about the schedule.
+    fn describe(self) -> &'static str {
+        match self {
+            LrSchedule::Constant => "linear warm-up over `warmup` steps, then constant",
+            LrSchedule::Linear => {
+                "linear warm-up over `warmup` steps, then linear decay to the last step"
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "constant" => Ok(LrSchedule::Constant),
+            "linear" => Ok(LrSchedule::Linear),
+            other => Err(Error::InvalidArgument {
+                flag: "--lr-schedule".into(),
+                message: format!("{other:?} is not one of constant, linear"),
+            }),
+        }
+    }
+}
+
+/// The learning rate at (0-based) `step` of a run of `total` steps: linear warm-up over
+/// `warmup` steps, then constant or linearly decaying as `schedule` says. The decay reaches
+/// `base / (total - warmup + 1)` at the last step rather than zero, so no step is wasted.
+pub fn lr_at(base: f64, warmup: usize, step: usize, schedule: LrSchedule, total: usize) -> f64 {
     let s = step + 1;
     if s < warmup {
-        base * s as f64 / warmup as f64
-    } else {
-        base
+        return base * s as f64 / warmup as f64;
+    }
+    match schedule {
+        LrSchedule::Constant => base,
+        LrSchedule::Linear => {
+            // The peak step is the last warm-up step (or step 0 without warm-up).
+            let peak = warmup.max(1) - 1;
+            let span = total.saturating_sub(peak).max(1);
+            base * total.saturating_sub(step) as f64 / span as f64
+        }
     }
 }
 
@@ -733,7 +791,13 @@ impl Trainer {
     /// One optimisation step on relation `r`; returns the loss before the update.
     pub fn train_step(&mut self, r: usize) -> Result<f32> {
         let step = self.steps_taken();
-        let lr = lr_at(self.cfg.lr, self.cfg.warmup, step);
+        let lr = lr_at(
+            self.cfg.lr,
+            self.cfg.warmup,
+            step,
+            self.cfg.lr_schedule,
+            self.cfg.epochs * self.relations.len(),
+        );
         if self.fast.is_some() {
             let batch = self.sample_batch(r)?;
             self.tokens += batch.seqs.iter().map(|s| s.len() as u64).sum::<u64>();
@@ -1011,7 +1075,7 @@ pub fn train(
         "template": trainer.encoder().template().as_str(),
         "base_weights_sha256": crate::encoder::Encoder::weights_sha256(&trainer.encoder().files().weights)?,
         "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0); lazy row-sparse update of the word embeddings",
-        "schedule": "linear warm-up over `warmup` steps, then constant",
+        "schedule": cfg.lr_schedule.describe(),
         "dropout": {"hidden": trainer.dropout().hidden, "attention": trainer.dropout().attention},
         "backward": if cfg.autograd || !trainer.encoder().encoder().device().is_cpu() { "candle autograd" } else { "hand-written CPU backward (cpu_train)" },
     });
@@ -1096,11 +1160,31 @@ mod tests {
 
     #[test]
     fn warmup_is_linear_then_constant() {
-        assert!((lr_at(1.0, 10, 0) - 0.1).abs() < 1e-12);
-        assert!((lr_at(1.0, 10, 8) - 0.9).abs() < 1e-12);
-        assert_eq!(lr_at(1.0, 10, 9), 1.0);
-        assert_eq!(lr_at(1.0, 10, 100), 1.0);
-        assert_eq!(lr_at(1.0, 0, 0), 1.0);
+        let c = LrSchedule::Constant;
+        assert!((lr_at(1.0, 10, 0, c, 1000) - 0.1).abs() < 1e-12);
+        assert!((lr_at(1.0, 10, 8, c, 1000) - 0.9).abs() < 1e-12);
+        assert_eq!(lr_at(1.0, 10, 9, c, 1000), 1.0);
+        assert_eq!(lr_at(1.0, 10, 100, c, 1000), 1.0);
+        assert_eq!(lr_at(1.0, 0, 0, c, 1000), 1.0);
+    }
+
+    #[test]
+    fn linear_schedule_peaks_after_warmup_then_falls_to_the_last_step() {
+        let l = LrSchedule::Linear;
+        // 10 warm-up steps (0..=9, peak at 9), 91 steps of decay: 91/91 … 1/91.
+        assert!((lr_at(1.0, 10, 0, l, 100) - 0.1).abs() < 1e-12);
+        assert_eq!(lr_at(1.0, 10, 9, l, 100), 1.0);
+        assert!((lr_at(1.0, 10, 10, l, 100) - 90.0 / 91.0).abs() < 1e-12);
+        assert!((lr_at(1.0, 10, 99, l, 100) - 1.0 / 91.0).abs() < 1e-12);
+        // Strictly falling after the peak, positive to the end.
+        let lrs: Vec<f64> = (9..100).map(|s| lr_at(1.0, 10, s, l, 100)).collect();
+        assert!(lrs.windows(2).all(|w| w[1] < w[0]));
+        assert!(lrs[lrs.len() - 1] > 0.0);
+        // Without warm-up the first step is the peak.
+        assert_eq!(lr_at(1.0, 0, 0, l, 4), 1.0);
+        assert!((lr_at(1.0, 0, 3, l, 4) - 0.25).abs() < 1e-12);
+        assert_eq!("linear".parse::<LrSchedule>().unwrap(), l);
+        assert!("cosine".parse::<LrSchedule>().is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use assert_cmd::Command;
 use common::fixture;
 use relbert::datasets::load_relation_file;
 use relbert::losses::LossKind;
-use relbert::training::{TrainConfig, Trainer};
+use relbert::training::{LrSchedule, TrainConfig, Trainer};
 use relbert::{EncoderOptions, RelationEncoder};
 
 const WORDS: [&str; 24] = [
@@ -143,6 +143,13 @@ fn gradient_reaches_every_parameter() {
     }
 }
 
+/// The loss of every step of a fresh trainer's first epoch.
+fn first_epoch_losses(cfg: &TrainConfig) -> Vec<f32> {
+    let mut t = Trainer::new(cfg).unwrap();
+    let order = t.epoch_order();
+    order.iter().map(|&r| t.train_step(r).unwrap()).collect()
+}
+
 #[test]
 fn same_seed_same_losses() {
     let d = tempfile::tempdir().unwrap();
@@ -150,19 +157,30 @@ fn same_seed_same_losses() {
     let mut cfg = config(d.path(), LossKind::Nce);
     cfg.num_negative = 5; // sampling matters
     cfg.num_positive = 2;
-    let run = |cfg: &TrainConfig| {
-        let mut t = Trainer::new(cfg).unwrap();
-        let order = t.epoch_order();
-        order
-            .iter()
-            .map(|&r| t.train_step(r).unwrap())
-            .collect::<Vec<f32>>()
-    };
+    let run = first_epoch_losses;
     let a = run(&cfg);
     let b = run(&cfg);
     assert_eq!(a, b);
     cfg.seed = 1;
     assert_ne!(a, run(&cfg));
+}
+
+#[test]
+fn linear_schedule_changes_only_the_steps_after_the_peak() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let mut cfg = config(d.path(), LossKind::Nce);
+    cfg.warmup = 0; // step 0 is the peak under both schedules
+    cfg.epochs = 2;
+    let run = first_epoch_losses;
+    let constant = run(&cfg);
+    cfg.lr_schedule = LrSchedule::Linear;
+    let linear = run(&cfg);
+    assert!(constant.len() >= 3, "{constant:?}");
+    // Losses are taken before each update: steps 0 and 1 follow updates at the same rate…
+    assert_eq!(constant[..2], linear[..2]);
+    // …and step 2 follows step 1's update, already decayed.
+    assert_ne!(constant[2], linear[2]);
 }
 
 #[test]
@@ -223,6 +241,11 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
     toy_data(d.path());
     for loss in ["nce", "iloob", "triplet"] {
         let out = d.path().join(format!("model-{loss}"));
+        let schedule = if loss == "triplet" {
+            "linear"
+        } else {
+            "constant"
+        };
         relbert()
             .args(["train", "--base"])
             .arg(fixture("tiny-bert"))
@@ -239,6 +262,8 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
                 "1e-3",
                 "--batch-size",
                 "4",
+                "--lr-schedule",
+                schedule,
             ])
             .assert()
             .success();
@@ -281,6 +306,12 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
         )
         .unwrap();
         assert_eq!(cfg["config"]["loss"], loss);
+        assert_eq!(cfg["config"]["lr_schedule"], schedule);
+        assert_eq!(
+            cfg["schedule"].as_str().unwrap().contains("decay"),
+            schedule == "linear",
+            "{cfg}"
+        );
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();

@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use relbert::losses::LossKind;
 use relbert::pooling::Aggregation;
-use relbert::training::{train, Event, TrainConfig};
+use relbert::training::{train, Event, LrSchedule, TrainConfig};
 
 /// Arguments of `relbert train` (defaults are the reference's).
 #[derive(Args, Debug)]
@@ -40,6 +40,9 @@ pub struct TrainArgs {
     /// Linear warm-up steps.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
+    /// After warm-up: constant (the reference's) or linear (decay to the run's last step).
+    #[arg(long, default_value = "constant")]
+    lr_schedule: LrSchedule,
     /// Sequences per encoder forward pass (a step is one relation).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -101,6 +104,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         epochs: a.epochs,
         lr: a.lr,
         warmup: a.warmup,
+        lr_schedule: a.lr_schedule,
         batch_size: a.batch_size,
         num_positive: a.num_positive,
         num_negative: a.num_negative,
