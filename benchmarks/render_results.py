@@ -66,13 +66,21 @@ def main():
         if off:
             out.append(f"| **{m}** (this repo) | word-vector offset | "
                        + " | ".join(pct(off, d) for d in ANALOGY) + " |")
+        com = load(os.path.join(root, m, "analogy_combined.json"))
+        if com:
+            w = com["offset_weight"]
+            out.append(f"| **{m}** (this repo) | combined: {1 - w:.2g} × relation + {w:.2g} × offset cosine | "
+                       + " | ".join(pct(com, d) for d in ANALOGY) + " |")
     for name, figs in PEER:
         out.append(f"| {name} | | " + " | ".join(f"{x:.2f}" for x in figs) + " |")
     for name, figs, _ in REFERENCE:
         out.append(f"| {name} (RelBERT paper/repo) | | " + " | ".join(f"{x:.1f}" for x in figs) + " |")
     out += ["", "Chance: SAT 20.0, BATS 25.0, Google 25.0. Cosine similarity, first maximum wins. "
             "Offset baseline: cos(e(b) − e(a), e(d) − e(c)), e = L2-normalised mean of the last hidden "
-            "states over `[CLS] w [SEP]` (the peer's `worddiff`).", ""]
+            "states over `[CLS] w [SEP]` (the peer's `worddiff`). Combined (`--method combined`): "
+            "cosine of [√(1−w)·r ; √w·o], i.e. the w-weighted mean of the relation vectors' and the "
+            "offset vectors' cosines, one encoder; w chosen on the validation splits "
+            "(`benchmarks/combined_sweep.sh`, `relbert-minilm/combined_validation.md`).", ""]
 
     out += ["## Lexical relation classification (test, micro-F1 / macro-F1)", "",
             "| model | " + " | ".join(CLASSIFY) + " |", "|---|" + "---:|" * len(CLASSIFY)]

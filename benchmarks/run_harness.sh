@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates benchmarks/results/: analogy accuracy (RelBERT method and word-vector offset
-# baseline) on the test splits of SAT, BATS and Google, lexical relation classification F1,
+# baseline, and the two combined at OFFSET_WEIGHT) on the test splits of SAT, BATS and Google, lexical relation classification F1,
 # the independent numpy check of the analogy figures, and the summary RESULTS.md.
 #
 #   benchmarks/run_harness.sh [MODEL_DIR ...]      (default: models/all-MiniLM-L6-v2)
@@ -8,7 +8,8 @@
 # Environment: DATA (default ../shared/data), THREADS (default 2), PYTHON (a python with numpy,
 # default /work/peer-venv/bin/python, else python3), SKIP_CLASSIFY=1 to keep an existing
 # classify.json (classification embeds ~99k pairs: ~10+ minutes on 2 cores), SKIP_CHECK=1 to
-# skip the independent check. Per model the outputs go to benchmarks/results/<model name>/.
+# skip the independent check, OFFSET_WEIGHT (default 0.7: chosen for models/relbert-minilm on the
+# validation splits by benchmarks/combined_sweep.sh) for `--method combined`. Per model the outputs go to benchmarks/results/<model name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,12 @@ for model in "$@"; do
        --dataset "$SETS" --split test --breakdown --method offset --json "$out/analogy_offset.json")
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
   /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_offset.md"
+
+  cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
+       --dataset "$SETS" --split test --breakdown --method combined
+       --offset-weight "${OFFSET_WEIGHT:-0.7}" --json "$out/analogy_combined.json")
+  echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
+  /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_combined.md"
 
   if [ "${SKIP_CLASSIFY:-0}" != 1 ]; then
     cmd=("$BIN" --threads "$THREADS" bench classify --model "$model"

@@ -173,6 +173,24 @@ pub fn offset(head: &[f32], tail: &[f32]) -> Vec<f32> {
     v
 }
 
+/// One vector whose cosine with another built the same way is the weighted mean
+/// `(1 − w)·cos(r, r′) + w·cos(o, o′)` of the relation vectors' and the offset vectors'
+/// cosines: `[√(1 − w)·r/‖r‖ ; √w·o/‖o‖]`, unit length. A concatenation rather than a score
+/// rule, so the same combination can be scored, classified and indexed like any pair vector.
+/// `offset_weight` is clamped to [0, 1].
+pub fn combine(relation: &[f32], offset: &[f32], offset_weight: f32) -> Vec<f32> {
+    let w = offset_weight.clamp(0.0, 1.0);
+    let mut r = relation.to_vec();
+    crate::pooling::normalize_in_place(&mut r);
+    let mut o = offset.to_vec();
+    crate::pooling::normalize_in_place(&mut o);
+    let (a, b) = ((1.0 - w).sqrt(), w.sqrt());
+    r.iter()
+        .map(|x| x * a)
+        .chain(o.iter().map(|x| x * b))
+        .collect()
+}
+
 /// Accuracy under `opts` with vectors looked up by pair. A pair without a vector scores as
 /// an empty vector would (cosine 0), so callers should embed [`ScoreOptions::pairs_needed`].
 pub fn accuracy_with_options(
@@ -288,6 +306,20 @@ mod tests {
         let v = offset(&[1.0, 0.0], &[0.0, 1.0]);
         let h = std::f32::consts::FRAC_1_SQRT_2;
         assert!((v[0] + h).abs() < 1e-6 && (v[1] - h).abs() < 1e-6);
+    }
+
+    #[test]
+    fn combined_cosine_is_the_weighted_mean_of_cosines() {
+        let (r1, r2) = ([3.0f32, 4.0, 0.0], [0.0f32, 1.0, 1.0]);
+        let (o1, o2) = ([1.0f32, 0.0], [0.6f32, -0.8]);
+        for w in [0.0f32, 0.3, 0.5, 1.0] {
+            let (a, b) = (combine(&r1, &o1, w), combine(&r2, &o2, w));
+            assert_eq!(a.len(), 5);
+            let want = (1.0 - w as f64) * cosine(&r1, &r2) + w as f64 * cosine(&o1, &o2);
+            let dot: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
+            assert!((dot - want).abs() < 1e-6, "w {w}: {dot} vs {want}");
+            assert!((cosine(&a, &b) - want).abs() < 1e-6);
+        }
     }
 
     #[test]

@@ -47,13 +47,21 @@ fn identical_choice_is_answered_right_under_every_option() {
         &dir.path().join("mini/test.jsonl"),
         &format!("{IDENTICAL}\n"),
     );
-    let variants: [&[&str]; 6] = [
+    let variants: [&[&str]; 8] = [
         &[],
         &["--distance", "euclidean"],
         &["--reverse-pair"],
         &["--bi-direction"],
         &["--method", "offset"],
         &["--method", "offset", "--bi-direction", "--breakdown"],
+        &["--method", "combined"],
+        &[
+            "--method",
+            "combined",
+            "--offset-weight",
+            "0.3",
+            "--reverse-pair",
+        ],
     ];
     for extra in variants {
         let mut args = vec!["--dataset", "mini"];
@@ -65,6 +73,77 @@ fn identical_choice_is_answered_right_under_every_option() {
             "{extra:?}: {out}"
         );
     }
+}
+
+/// `by_prefix` of a report's one dataset: with one question per prefix, the right/wrong
+/// answer of each question.
+fn answers(path: &Path) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["results"]["mini/test"]["by_prefix"].clone()
+}
+
+#[test]
+fn combined_method_ends_are_the_relbert_and_offset_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = [
+        "paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten", "hot", "cold", "up",
+        "down", "king", "queen", "man", "woman", "big", "small", "rome", "italy",
+    ];
+    let w = |i: usize| words[i % words.len()];
+    let questions: Vec<String> = (0..16)
+        .map(|q| {
+            format!(
+                r#"{{"stem": ["{}", "{}"], "choice": [["{}", "{}"], ["{}", "{}"], ["{}", "{}"]], "answer": {}, "prefix": "q{q}"}}"#,
+                w(q),
+                w(q + 1),
+                w(q + 2),
+                w(q + 5),
+                w(q + 3),
+                w(q + 7),
+                w(q + 11),
+                w(q + 4),
+                q % 3
+            )
+        })
+        .collect();
+    write(&dir.path().join("mini/test.jsonl"), &questions.join("\n"));
+    let run = |name: &str, extra: &[&str]| {
+        let json = dir.path().join(format!("{name}.json"));
+        let mut args = vec!["--dataset", "mini", "--json", json.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        analogy(dir.path(), &args).success();
+        json
+    };
+    let relbert = run("relbert", &[]);
+    let offset = run("offset", &["--method", "offset"]);
+    let w0 = run("w0", &["--method", "combined", "--offset-weight", "0"]);
+    let w1 = run("w1", &["--method", "combined", "--offset-weight", "1"]);
+    // The two methods answer these questions differently, so each end is told apart.
+    assert_ne!(answers(&relbert), answers(&offset));
+    assert_eq!(answers(&w0), answers(&relbert));
+    assert_eq!(answers(&w1), answers(&offset));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&w1).unwrap()).unwrap();
+    assert_eq!(v["method"], "combined");
+    assert_eq!(v["offset_weight"], 1.0);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&relbert).unwrap()).unwrap();
+    assert!(v.get("offset_weight").is_none(), "{v}");
+    let a = analogy(
+        dir.path(),
+        &[
+            "--dataset",
+            "mini",
+            "--method",
+            "combined",
+            "--offset-weight",
+            "1.5",
+        ],
+    )
+    .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("--offset-weight"), "{err}");
 }
 
 #[test]

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use relbert::analogy::{accuracy_with_options, offset, Accuracy, ScoreOptions, Similarity};
+use relbert::analogy::{
+    accuracy_with_options, combine, offset, Accuracy, ScoreOptions, Similarity,
+};
 use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig, Stopping};
 use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
@@ -59,6 +61,9 @@ enum Method {
     Relbert,
     /// Word-vector offset baseline: e(tail) − e(head) with mean-pooled bare-word vectors.
     Offset,
+    /// Both, concatenated so that cosine is the `--offset-weight`-weighted mean of the
+    /// relation vectors' and the offset vectors' cosines.
+    Combined,
 }
 
 impl Method {
@@ -66,6 +71,7 @@ impl Method {
         match self {
             Method::Relbert => "relbert",
             Method::Offset => "offset",
+            Method::Combined => "combined",
         }
     }
 }
@@ -98,9 +104,23 @@ struct AnalogyArgs {
     /// Score by forward similarity × reversed similarity (the reference's bi_direction_pair).
     #[arg(long)]
     bi_direction: bool,
-    /// relbert (relation vectors) or offset (word-vector offset baseline).
+    /// relbert (relation vectors), offset (word-vector offset baseline) or combined (both).
     #[arg(long, value_enum, default_value_t = Method::Relbert)]
     method: Method,
+    /// With --method combined: the offset cosine's weight in [0, 1] (the relation vectors'
+    /// is 1 minus it).
+    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
+    offset_weight: f32,
+}
+
+/// Parses a number in [0, 1].
+fn unit_interval(s: &str) -> std::result::Result<f32, String> {
+    let v: f32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside [0, 1]"))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +228,9 @@ struct AnalogyReport {
     model: String,
     encoder: EncoderInfo,
     method: &'static str,
+    /// Only with `method: combined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset_weight: Option<f32>,
     distance: &'static str,
     reverse_pair: bool,
     bi_direction: bool,
@@ -216,27 +239,36 @@ struct AnalogyReport {
     results: BTreeMap<String, Accuracy>,
 }
 
-/// Vectors for `pairs` under `method`: raw relation vectors, or unit offset vectors.
+/// Vectors for `pairs` under `method`: raw relation vectors, unit offset vectors, or their
+/// weighted concatenation ([`relbert::analogy::combine`]).
 fn pair_vectors(
     enc: &RelationEncoder,
     pairs: &[Pair],
     method: Method,
+    offset_weight: f32,
 ) -> Result<HashMap<Pair, Vec<f32>>> {
+    let relation = |pairs: &[Pair]| -> Result<Vec<Vec<f32>>> {
+        let pb = pair_progress(pairs.len() as u64, "embedding");
+        let v = enc.embed_raw_with_progress(pairs, &|n| pb.set_position(n as u64))?;
+        pb.finish_and_clear();
+        Ok(v)
+    };
+    let offsets = |pairs: &[Pair]| -> Result<Vec<Vec<f32>>> {
+        let words: Vec<&str> = pairs
+            .iter()
+            .flat_map(|(h, t)| [h.as_str(), t.as_str()])
+            .collect();
+        let wv = enc.embed_words(&words)?;
+        Ok(wv.chunks(2).map(|hw| offset(&hw[0], &hw[1])).collect())
+    };
     let vectors = match method {
-        Method::Relbert => {
-            let pb = pair_progress(pairs.len() as u64, "embedding");
-            let v = enc.embed_raw_with_progress(pairs, &|n| pb.set_position(n as u64))?;
-            pb.finish_and_clear();
-            v
-        }
-        Method::Offset => {
-            let words: Vec<&str> = pairs
-                .iter()
-                .flat_map(|(h, t)| [h.as_str(), t.as_str()])
-                .collect();
-            let wv = enc.embed_words(&words)?;
-            wv.chunks(2).map(|hw| offset(&hw[0], &hw[1])).collect()
-        }
+        Method::Relbert => relation(pairs)?,
+        Method::Offset => offsets(pairs)?,
+        Method::Combined => relation(pairs)?
+            .iter()
+            .zip(offsets(pairs)?)
+            .map(|(r, o)| combine(r, &o, offset_weight))
+            .collect(),
     };
     Ok(pairs.iter().cloned().zip(vectors).collect())
 }
@@ -265,7 +297,8 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     let pairs = opts.pairs_needed(loaded.iter().flat_map(|(_, q)| q));
     let enc = a.model.load(false)?;
     let started = Instant::now();
-    let vectors = pair_vectors(&enc, &pairs, a.method).context("embedding the questions' pairs")?;
+    let vectors = pair_vectors(&enc, &pairs, a.method, a.offset_weight)
+        .context("embedding the questions' pairs")?;
     let embed_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         "embedded {} distinct pairs ({}) in {:.1}s",
@@ -306,6 +339,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             model: enc.dir().display().to_string(),
             encoder: enc.identity()?.into(),
             method: a.method.name(),
+            offset_weight: (a.method == Method::Combined).then_some(a.offset_weight),
             distance: match a.distance {
                 Distance::Cosine => "cosine",
                 Distance::Euclidean => "euclidean",
