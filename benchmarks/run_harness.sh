@@ -58,6 +58,8 @@ for model in "$@"; do
          --data "$DATA/lexical_relation_classification" --seed 0 --json "$out/classify.json")
     echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
     /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/classify.md"
+  else
+    echo "classify.json: kept from an earlier run (SKIP_CLASSIFY=1)" >> "$out/run.txt"
   fi
 
   if [ "${SKIP_CHECK:-0}" != 1 ]; then
