@@ -368,14 +368,6 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    /// The flag spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            LrSchedule::Constant => "constant",
-            LrSchedule::Linear => "linear",
-        }
-    }
-
     /// What `training_config.json` says about the schedule.
     fn describe(self) -> &'static str {
         match self {

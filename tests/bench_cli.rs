@@ -144,6 +144,13 @@ fn combined_method_ends_are_the_relbert_and_offset_methods() {
     .failure();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
     assert!(err.contains("--offset-weight"), "{err}");
+    // A weight without the combined method is refused, not ignored.
+    let a = analogy(dir.path(), &["--dataset", "mini", "--offset-weight", "0.7"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("--offset-weight applies only to --method combined"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -108,9 +108,9 @@ struct AnalogyArgs {
     #[arg(long, value_enum, default_value_t = Method::Relbert)]
     method: Method,
     /// With --method combined: the offset cosine's weight in [0, 1] (the relation vectors'
-    /// is 1 minus it).
-    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
-    offset_weight: f32,
+    /// is 1 minus it; default 0.5).
+    #[arg(long, value_parser = unit_interval)]
+    offset_weight: Option<f32>,
 }
 
 /// Parses a number in [0, 1].
@@ -294,10 +294,17 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         reverse_pair: a.reverse_pair,
         bi_direction: a.bi_direction,
     };
+    if a.offset_weight.is_some() && a.method != Method::Combined {
+        bail!(
+            "--offset-weight applies only to --method combined (not --method {})",
+            a.method.name()
+        );
+    }
+    let offset_weight = a.offset_weight.unwrap_or(0.5);
     let pairs = opts.pairs_needed(loaded.iter().flat_map(|(_, q)| q));
     let enc = a.model.load(false)?;
     let started = Instant::now();
-    let vectors = pair_vectors(&enc, &pairs, a.method, a.offset_weight)
+    let vectors = pair_vectors(&enc, &pairs, a.method, offset_weight)
         .context("embedding the questions' pairs")?;
     let embed_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -339,7 +346,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             model: enc.dir().display().to_string(),
             encoder: enc.identity()?.into(),
             method: a.method.name(),
-            offset_weight: (a.method == Method::Combined).then_some(a.offset_weight),
+            offset_weight: (a.method == Method::Combined).then_some(offset_weight),
             distance: match a.distance {
                 Distance::Cosine => "cosine",
                 Distance::Euclidean => "euclidean",
