@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates benchmarks/results/: analogy accuracy (RelBERT method and word-vector offset
-# baseline, and the two combined at OFFSET_WEIGHT) on the test splits of SAT, BATS and Google, lexical relation classification F1,
-# the independent numpy check of the analogy figures, and the summary RESULTS.md.
+# Regenerates benchmarks/results/: analogy accuracy (RelBERT method, word-vector offset
+# baseline, and the two combined at OFFSET_WEIGHT) on the test splits of SAT, BATS and Google,
+# lexical relation classification F1, the independent numpy check of the analogy figures, and
+# the summary RESULTS.md.
 #
 #   benchmarks/run_harness.sh [MODEL_DIR ...]      (default: models/all-MiniLM-L6-v2)
 #
@@ -9,7 +10,8 @@
 # default /work/peer-venv/bin/python, else python3), SKIP_CLASSIFY=1 to keep an existing
 # classify.json (classification embeds ~99k pairs: ~10+ minutes on 2 cores), SKIP_CHECK=1 to
 # skip the independent check, OFFSET_WEIGHT (default 0.7: chosen for models/relbert-minilm on the
-# validation splits by benchmarks/combined_sweep.sh) for `--method combined`. Per model the outputs go to benchmarks/results/<model name>/.
+# validation splits by benchmarks/combined_sweep.sh) for `--method combined`. Per model the
+# outputs go to benchmarks/results/<model name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

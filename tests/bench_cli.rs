@@ -75,12 +75,15 @@ fn identical_choice_is_answered_right_under_every_option() {
     }
 }
 
+/// A JSON report written by `--json`.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// `by_prefix` of a report's one dataset: with one question per prefix, the right/wrong
 /// answer of each question.
 fn answers(path: &Path) -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["results"]["mini/test"]["by_prefix"].clone()
+    read_json(path)["results"]["mini/test"]["by_prefix"].clone()
 }
 
 #[test]
@@ -123,12 +126,10 @@ fn combined_method_ends_are_the_relbert_and_offset_methods() {
     assert_ne!(answers(&relbert), answers(&offset));
     assert_eq!(answers(&w0), answers(&relbert));
     assert_eq!(answers(&w1), answers(&offset));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&w1).unwrap()).unwrap();
+    let v = read_json(&w1);
     assert_eq!(v["method"], "combined");
     assert_eq!(v["offset_weight"], 1.0);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&relbert).unwrap()).unwrap();
+    let v = read_json(&relbert);
     assert!(v.get("offset_weight").is_none(), "{v}");
     let a = analogy(
         dir.path(),
@@ -167,8 +168,7 @@ fn json_report_has_the_documented_schema() {
         &["--dataset", "mini", "--json", json.to_str().unwrap()],
     )
     .success();
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = read_json(&json);
     assert!(v["model"].as_str().unwrap().contains("tiny-bert"));
     let enc = &v["encoder"];
     assert!(enc["template"].as_str().unwrap().contains("<subj>"));
@@ -280,9 +280,7 @@ fn classify_reports_f1_deterministically() {
         let out = stdout(&a);
         assert!(out.contains("| NoVal | 36 | 4 | 12 | 2 |"), "{out}");
         assert!(out.contains("| WithVal | 40 | 10 | 12 | 2 |"), "{out}");
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-        v
+        read_json(json)
     };
     let a = run(&dir.path().join("a.json"));
     let b = run(&dir.path().join("b.json"));
