@@ -61,15 +61,26 @@ def main():
         rel = load(os.path.join(root, m, "analogy_relbert.json"))
         off = load(os.path.join(root, m, "analogy_offset.json"))
         enc = rel["encoder"]
-        out.append(f"| **{m}** (this repo) | relation vectors ({enc['aggregation']}, default template) | "
-                   + " | ".join(pct(rel, d) for d in ANALOGY) + " |")
+        own = enc.get("offset_weight")
+        if own is None:
+            out.append(f"| **{m}** (this repo) | relation vectors ({enc['aggregation']}) | "
+                       + " | ".join(pct(rel, d) for d in ANALOGY) + " |")
+        else:
+            out.append(f"| **{m}** (this repo) | **its pair vectors**: prompt vectors ({enc['aggregation']}) "
+                       f"combined with the offset, weight {own:.2g} (relbert_config) | "
+                       + " | ".join(pct(rel, d) for d in ANALOGY) + " |")
+            prm = load(os.path.join(root, m, "analogy_prompt.json"))
+            if prm:
+                out.append(f"| **{m}** (this repo) | prompt vectors alone ({enc['aggregation']}; "
+                           "what the reference's package computes) | "
+                           + " | ".join(pct(prm, d) for d in ANALOGY) + " |")
         if off:
             out.append(f"| **{m}** (this repo) | word-vector offset | "
                        + " | ".join(pct(off, d) for d in ANALOGY) + " |")
         com = load(os.path.join(root, m, "analogy_combined.json"))
-        if com:
+        if com and com["offset_weight"] != own:
             w = com["offset_weight"]
-            out.append(f"| **{m}** (this repo) | combined: {1 - w:.2g} × relation + {w:.2g} × offset cosine | "
+            out.append(f"| **{m}** (this repo) | combined: {1 - w:.2g} × prompt + {w:.2g} × offset cosine | "
                        + " | ".join(pct(com, d) for d in ANALOGY) + " |")
     for name, figs in PEER:
         out.append(f"| {name} | | " + " | ".join(f"{x:.2f}" for x in figs) + " |")
@@ -77,9 +88,10 @@ def main():
         out.append(f"| {name} (RelBERT paper/repo) | | " + " | ".join(f"{x:.1f}" for x in figs) + " |")
     out += ["", "Chance: SAT 20.0, BATS 25.0, Google 25.0. Cosine similarity, first maximum wins. "
             "Offset baseline: cos(e(b) − e(a), e(d) − e(c)), e = L2-normalised mean of the last hidden "
-            "states over `[CLS] w [SEP]` (the peer's `worddiff`). Combined (`--method combined`): "
-            "cosine of [√(1−w)·r ; √w·o], i.e. the w-weighted mean of the relation vectors' and the "
-            "offset vectors' cosines, one encoder; w chosen on the validation splits "
+            "states over `[CLS] w [SEP]` (the peer's `worddiff`). Combined (a model's "
+            "`relbert_config.offset_weight` w, or `--method combined --offset-weight w`): cosine of "
+            "[√(1−w)·r ; √w·o], i.e. the w-weighted mean of the prompt vectors' and the offset "
+            "vectors' cosines, one encoder; relbert-minilm's w was chosen on the validation splits "
             "(`benchmarks/combined_sweep.sh`, `relbert-minilm/combined_validation.md`).", ""]
 
     out += ["## Lexical relation classification (test, micro-F1 / macro-F1)", "",

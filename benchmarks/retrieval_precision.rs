@@ -1,6 +1,8 @@
 //! Relation-retrieval precision@10 on an index's WordNet labels, by exact search, for the
 //! index's own relation vectors and (with `--offset-model`) for the word-vector offset
-//! baseline over the same pairs. For `n` random stored pairs whose label is a WordNet relation
+//! baseline over the same pairs; with `--offset-weight W` as well, also for the index's vectors
+//! combined with those offsets as `relbert::analogy::combine` does (what a model whose
+//! `relbert_config.offset_weight` is W would store). For `n` random stored pairs whose label is a WordNet relation
 //! (labels without a `:`; the training-split pairs are labelled `dataset:relation`), the share
 //! of the 10 nearest pairs — the query pair and pairs sharing a word with it excluded, as
 //! `relbert query` does — that carry the query's label. Prints one JSON document.
@@ -9,13 +11,13 @@
 //! of the query sample.
 //!
 //! cargo run --release --example retrieval_precision -- INDEX_DIR [--n 1000] [--seed 0]
-//!     [--offset-model MODEL_DIR] [--exclude-training FILE]...
+//!     [--offset-model MODEL_DIR [--offset-weight W]] [--exclude-training FILE]...
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
-use relbert::analogy::offset;
+use relbert::analogy::{combine, offset};
 use relbert::query::pair_words;
 use relbert::training::Rng;
 use relbert::{EncoderOptions, RelationEncoder};
@@ -25,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut index_dir = None;
     let (mut n, mut seed, mut offset_model) = (1000usize, 0u64, None);
+    let mut offset_weight: Option<f32> = None;
     let mut exclude_files: Vec<PathBuf> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -47,6 +50,13 @@ fn main() -> anyhow::Result<()> {
                         anyhow::anyhow!("--offset-model needs a value")
                     })?))
             }
+            "--offset-weight" => {
+                offset_weight = Some(
+                    it.next()
+                        .ok_or_else(|| anyhow::anyhow!("--offset-weight needs a value"))?
+                        .parse()?,
+                )
+            }
             "--exclude-training" => exclude_files
                 .push(PathBuf::from(it.next().ok_or_else(|| {
                     anyhow::anyhow!("--exclude-training needs a value")
@@ -55,6 +65,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let index_dir = index_dir.ok_or_else(|| anyhow::anyhow!("usage: retrieval_precision INDEX"))?;
+    if offset_weight.is_some() && offset_model.is_none() {
+        anyhow::bail!("--offset-weight needs --offset-model");
+    }
     let index = Index::open(&index_dir)?;
     let count = index.count();
     let mut pairs = Vec::with_capacity(count);
@@ -156,7 +169,8 @@ fn main() -> anyhow::Result<()> {
             let v = offset(at[h.as_str()], at[t.as_str()]);
             flat[r * dim..(r + 1) * dim].copy_from_slice(&v);
         }
-        let offset_p = precision(&|q| flat[q * dim..(q + 1) * dim].to_vec(), &|v, q| {
+        // Exact top 10 over a flat row-major matrix of unit vectors.
+        let brute = |flat: &[f32], dim: usize, v: &[f32], q: usize| -> Vec<usize> {
             let mut best: Vec<(f32, usize)> = Vec::with_capacity(11);
             for r in 0..count {
                 if !keep(q, r) {
@@ -170,7 +184,24 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             best.into_iter().map(|(_, r)| r).collect()
+        };
+        let offset_p = precision(&|q| flat[q * dim..(q + 1) * dim].to_vec(), &|v, q| {
+            brute(&flat, dim, v, q)
         });
+        if let Some(w) = offset_weight {
+            let cdim = index.dim() + dim;
+            let mut combined = vec![0f32; count * cdim];
+            for r in 0..count {
+                let v = combine(&index.vector(r)?, &flat[r * dim..(r + 1) * dim], w);
+                combined[r * cdim..(r + 1) * cdim].copy_from_slice(&v);
+            }
+            let combined_p =
+                precision(&|q| combined[q * cdim..(q + 1) * cdim].to_vec(), &|v, q| {
+                    brute(&combined, cdim, v, q)
+                });
+            doc["precision_at_10"]["combined"] = serde_json::json!(combined_p);
+            doc["offset_weight"] = serde_json::json!(w);
+        }
         doc["precision_at_10"]["word_offset"] = serde_json::json!(offset_p);
         doc["offset_model"] = serde_json::json!(model);
     }

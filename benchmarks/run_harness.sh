@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Regenerates benchmarks/results/: analogy accuracy (RelBERT method, word-vector offset
-# baseline, and the two combined at OFFSET_WEIGHT) on the test splits of SAT, BATS and Google,
-# lexical relation classification F1, the independent numpy check of the analogy figures, and
-# the summary RESULTS.md.
+# Regenerates benchmarks/results/: analogy accuracy on the test splits of SAT, BATS and Google
+# (the model's own pair vectors, the word-vector offset baseline, the prompt vectors alone, and,
+# with OFFSET_WEIGHT set, the prompt vectors combined with the offset at that weight), lexical
+# relation classification F1, the independent numpy check of the analogy figures, and the
+# summary RESULTS.md.
 #
 #   benchmarks/run_harness.sh [MODEL_DIR ...]      (default: models/all-MiniLM-L6-v2)
 #
 # Environment: DATA (default ../shared/data), THREADS (default 2), PYTHON (a python with numpy,
 # default /work/peer-venv/bin/python, else python3), SKIP_CLASSIFY=1 to keep an existing
 # classify.json (classification embeds ~99k pairs: ~10+ minutes on 2 cores), SKIP_CHECK=1 to
-# skip the independent check, OFFSET_WEIGHT (default 0.7: chosen for models/relbert-minilm on the
-# validation splits by benchmarks/combined_sweep.sh) for `--method combined`. Per model the
-# outputs go to benchmarks/results/<model name>/.
+# skip the independent check, OFFSET_WEIGHT (unset: no such step) for an extra
+# `--method combined` step. The model's own pair vectors already carry its
+# relbert_config.offset_weight if it has one. Per model the outputs go to
+# benchmarks/results/<model name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,11 +51,21 @@ for model in "$@"; do
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
   /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_offset.md"
 
+  # The prompt vectors alone: what the reference's Python package computes from this checkpoint.
   cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
-       --dataset "$SETS" --split test --breakdown --method combined
-       --offset-weight "${OFFSET_WEIGHT:-0.7}" --json "$out/analogy_combined.json")
+       --dataset "$SETS" --split test --breakdown --method combined --offset-weight 0
+       --json "$out/analogy_prompt.json")
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
-  /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_combined.md"
+  /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_prompt.md"
+
+  rm -f "$out/analogy_combined.json" "$out/analogy_combined.md"
+  if [ -n "${OFFSET_WEIGHT:-}" ]; then
+    cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
+         --dataset "$SETS" --split test --breakdown --method combined
+         --offset-weight "$OFFSET_WEIGHT" --json "$out/analogy_combined.json")
+    echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
+    /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_combined.md"
+  fi
 
   if [ "${SKIP_CLASSIFY:-0}" != 1 ]; then
     cmd=("$BIN" --threads "$THREADS" bench classify --model "$model"

@@ -19,7 +19,7 @@ pub enum Architecture {
 }
 
 /// The block under `"relbert_config"` in a RelBERT checkpoint's config.json.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RelbertConfig {
     /// Prompt template with `<subj>`, `<obj>` and `<mask>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +27,12 @@ pub struct RelbertConfig {
     /// Aggregation mode name (`average_no_mask`, `mask`, `average`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation_mode: Option<String>,
+    /// relbert's extension, absent from the reference's checkpoints (whose Python package
+    /// ignores it): when set to w in (0, 1], a pair's vector is the prompt vector combined with
+    /// the word-vector offset of the same encoder, `[√(1 − w)·r/‖r‖ ; √w·o/‖o‖]` (see
+    /// [`crate::analogy::combine`]), twice the hidden width. Absent or 0: the prompt vector alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_weight: Option<f32>,
 }
 
 /// The hyper-parameters of a BERT or RoBERTa encoder.

@@ -9,25 +9,54 @@ use relbert_index::{
     EncoderInfo, HnswParams, IndexBuilder, IndexSpec, PairEntry, Precision, Progress,
 };
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pairs::PairRecord;
+use crate::pooling::Aggregation;
 use crate::relation::{EncoderIdentity, RelationEncoder};
 
 /// Pairs encoded and appended per checkpoint.
 pub const BUILD_CHUNK: usize = 2048;
 
-/// The encoder identity as the index crate stores it.
+/// Separates the aggregation name from the offset weight in [`EncoderInfo::aggregation`].
+const OFFSET_SUFFIX: &str = "+offset:";
+
+/// The encoder identity as the index crate stores it. The offset weight travels in the
+/// `aggregation` string (`mask+offset:0.7`) rather than in a field of its own, so the index's
+/// `meta` format, and every index built before pair vectors could be combined, stay as they are.
 pub fn encoder_info(id: &EncoderIdentity) -> EncoderInfo {
     EncoderInfo {
         model: id.model.clone(),
         weights_sha256: id.weights_sha256.clone(),
         template: id.template.clone(),
-        aggregation: id.aggregation.clone(),
+        aggregation: match id.offset_weight {
+            Some(w) => format!("{}{OFFSET_SUFFIX}{w}", id.aggregation),
+            None => id.aggregation.clone(),
+        },
     }
 }
 
+/// The aggregation and offset weight an index's [`EncoderInfo::aggregation`] names (the
+/// inverse of [`encoder_info`]'s encoding); the error names `index` and the bad string.
+pub fn pair_function(info: &EncoderInfo, index: &Path) -> Result<(Aggregation, Option<f32>)> {
+    let bad = |why: String| Error::Config {
+        path: index.join("meta"),
+        message: format!("encoder aggregation {:?}: {why}", info.aggregation),
+    };
+    let (name, weight) = match info.aggregation.split_once(OFFSET_SUFFIX) {
+        Some((name, w)) => {
+            let w: f32 = w.parse().map_err(|e| bad(format!("offset weight: {e}")))?;
+            (name, Some(w))
+        }
+        None => (info.aggregation.as_str(), None),
+    };
+    let aggregation = name
+        .parse()
+        .map_err(|_| bad("not a known aggregation mode".into()))?;
+    Ok((aggregation, weight))
+}
+
 /// Whether vectors from `offered` are comparable with an index built by `built` (same
-/// weights, template and aggregation; the model's path may differ).
+/// weights, template, aggregation and offset weight; the model's path may differ).
 pub fn same_function(built: &EncoderInfo, offered: &EncoderInfo) -> bool {
     built.weights_sha256 == offered.weights_sha256
         && built.template == offered.template
@@ -119,4 +148,52 @@ pub fn build_index(
         encode_secs,
         graph_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(offset_weight: Option<f32>) -> EncoderIdentity {
+        EncoderIdentity {
+            model: "m".into(),
+            weights_sha256: "00".into(),
+            template: "<subj> <mask> <obj>".into(),
+            aggregation: "mask".into(),
+            offset_weight,
+        }
+    }
+
+    #[test]
+    fn pair_function_reads_back_what_encoder_info_stores() {
+        let dir = Path::new("idx");
+        for w in [None, Some(0.7f32), Some(1.0), Some(0.125)] {
+            let info = encoder_info(&identity(w));
+            assert_eq!(
+                pair_function(&info, dir).unwrap(),
+                (Aggregation::Mask, w),
+                "{info:?}"
+            );
+        }
+        assert_eq!(encoder_info(&identity(None)).aggregation, "mask");
+        assert!(!same_function(
+            &encoder_info(&identity(None)),
+            &encoder_info(&identity(Some(0.7)))
+        ));
+    }
+
+    #[test]
+    fn a_bad_pair_function_names_the_index() {
+        for bad in ["maks", "mask+offset:x", "+offset:0.5"] {
+            let info = EncoderInfo {
+                aggregation: bad.into(),
+                ..Default::default()
+            };
+            let err = pair_function(&info, Path::new("some/idx"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("some/idx"), "{err}");
+            assert!(err.contains(bad), "{err}");
+        }
+    }
 }

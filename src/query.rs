@@ -8,7 +8,7 @@ use relbert_index::Index;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::indexing::{encoder_info, same_function};
+use crate::indexing::{encoder_info, pair_function, same_function};
 use crate::relation::{EncoderOptions, RelationEncoder};
 
 /// How to answer a query.
@@ -112,11 +112,14 @@ impl QueryEngine {
                 .model_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(&built.model));
+            let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
             let enc = RelationEncoder::load(
                 &dir,
                 &EncoderOptions {
                     template: Some(built.template.clone()),
-                    aggregation: Some(built.aggregation.parse()?),
+                    aggregation: Some(aggregation),
+                    // The index's function, whatever the model's config says now.
+                    offset_weight: Some(offset_weight.unwrap_or(0.0)),
                     // Queries come one at a time.
                     batch_size: 8,
                     ..Default::default()

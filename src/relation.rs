@@ -2,7 +2,10 @@
 //!
 //! [`RelationEncoder`] ties a model directory's encoder, tokenizer, prompt template and
 //! aggregation mode together, embeds each distinct pair once, batches prompts by length and
-//! returns either the reference's raw sums or unit vectors.
+//! returns either the reference's raw sums or unit vectors. A model whose
+//! `relbert_config.offset_weight` is set gets relbert's extension instead: the prompt vector
+//! combined with the word-vector offset of the same encoder, so that every command (embed,
+//! index, query, bench, classify) uses one pair function.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,9 @@ pub struct EncoderOptions {
     pub device: Device,
     /// Load every parameter as a trainable `Var`.
     pub trainable: bool,
+    /// Offset-weight override (see [`RelbertConfig::offset_weight`]); `Some(0.0)` gives the
+    /// prompt vectors alone whatever the checkpoint says.
+    pub offset_weight: Option<f32>,
 }
 
 impl Default for EncoderOptions {
@@ -42,12 +48,13 @@ impl Default for EncoderOptions {
             batch_size: 64,
             device: Device::Cpu,
             trainable: false,
+            offset_weight: None,
         }
     }
 }
 
 /// What identifies the function a vector came from: same identity, same vectors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncoderIdentity {
     /// The model directory as given.
     pub model: String,
@@ -57,24 +64,32 @@ pub struct EncoderIdentity {
     pub template: String,
     /// The aggregation mode's name.
     pub aggregation: String,
+    /// The offset weight when the pair vectors combine the prompt vector with the word-vector
+    /// offset; absent for the prompt vectors alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_weight: Option<f32>,
 }
 
-/// A loaded model ready to turn word pairs into relation vectors.
-pub struct RelationEncoder {
-    encoder: Encoder,
-    tokenizer: PromptTokenizer,
-    template: Template,
-    aggregation: Aggregation,
-    batch_size: usize,
-    files: ModelFiles,
-    dir: PathBuf,
+/// The settings that turn encoder states into a pair's vector: prompt template, aggregation
+/// and offset weight, as a checkpoint's `relbert_config` and the caller's overrides give them.
+#[derive(Debug, Clone)]
+pub struct PairFunction {
+    /// The prompt template.
+    pub template: Template,
+    /// The aggregation mode.
+    pub aggregation: Aggregation,
+    /// In (0, 1] when pair vectors are combined with the word-vector offset.
+    pub offset_weight: Option<f32>,
 }
 
-impl RelationEncoder {
-    /// Loads a Hugging Face-format model directory.
-    pub fn load(dir: &Path, opts: &EncoderOptions) -> Result<Self> {
-        let files = ModelFiles::in_dir(dir)?;
-        let config = ModelConfig::from_file(&files.config)?;
+impl PairFunction {
+    /// Resolves the overrides in `opts`, then `config`'s `relbert_config`, then the reference
+    /// defaults. `config_path` names the file in errors.
+    pub fn resolve(
+        config: &ModelConfig,
+        config_path: &Path,
+        opts: &EncoderOptions,
+    ) -> Result<Self> {
         let template = match opts
             .template
             .as_deref()
@@ -86,11 +101,77 @@ impl RelationEncoder {
         let aggregation = match (opts.aggregation, &config.relbert.aggregation_mode) {
             (Some(a), _) => a,
             (None, Some(name)) => name.parse().map_err(|_| Error::Config {
-                path: files.config.clone(),
+                path: config_path.to_path_buf(),
                 message: format!("relbert_config.aggregation_mode {name:?} is not a known mode"),
             })?,
             (None, None) => Aggregation::default(),
         };
+        let offset_weight = match (opts.offset_weight, config.relbert.offset_weight) {
+            (Some(w), _) if !(0.0..=1.0).contains(&w) => {
+                return Err(Error::InvalidArgument {
+                    flag: "--offset-weight".into(),
+                    message: format!("{w} is outside [0, 1]"),
+                })
+            }
+            (Some(w), _) => w,
+            (None, Some(w)) if !(0.0..=1.0).contains(&w) => {
+                return Err(Error::Config {
+                    path: config_path.to_path_buf(),
+                    message: format!("relbert_config.offset_weight {w} is outside [0, 1]"),
+                })
+            }
+            (None, w) => w.unwrap_or(0.0),
+        };
+        Ok(PairFunction {
+            template,
+            aggregation,
+            // Weight 0 is the prompt vector alone: keep its width and identity unchanged.
+            offset_weight: (offset_weight > 0.0).then_some(offset_weight),
+        })
+    }
+
+    /// The pair function a model directory's `config.json` describes, without its weights.
+    pub fn of_model(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let config = ModelConfig::from_file(&path)?;
+        Self::resolve(&config, &path, &EncoderOptions::default())
+    }
+
+    /// The identity of this function applied to weights whose sha256 is `weights_sha256`.
+    pub fn identity(&self, model: String, weights_sha256: String) -> EncoderIdentity {
+        EncoderIdentity {
+            model,
+            weights_sha256,
+            template: self.template.as_str().to_string(),
+            aggregation: self.aggregation.name().to_string(),
+            offset_weight: self.offset_weight,
+        }
+    }
+}
+
+/// A loaded model ready to turn word pairs into relation vectors.
+pub struct RelationEncoder {
+    encoder: Encoder,
+    tokenizer: PromptTokenizer,
+    template: Template,
+    aggregation: Aggregation,
+    /// In (0, 1] when pair vectors are combined with the word-vector offset.
+    offset_weight: Option<f32>,
+    batch_size: usize,
+    files: ModelFiles,
+    dir: PathBuf,
+}
+
+impl RelationEncoder {
+    /// Loads a Hugging Face-format model directory.
+    pub fn load(dir: &Path, opts: &EncoderOptions) -> Result<Self> {
+        let files = ModelFiles::in_dir(dir)?;
+        let config = ModelConfig::from_file(&files.config)?;
+        let PairFunction {
+            template,
+            aggregation,
+            offset_weight,
+        } = PairFunction::resolve(&config, &files.config, opts)?;
         if opts.batch_size == 0 {
             return Err(Error::InvalidArgument {
                 flag: "--batch-size".into(),
@@ -108,6 +189,7 @@ impl RelationEncoder {
             tokenizer,
             template,
             aggregation,
+            offset_weight,
             batch_size: opts.batch_size,
             files,
             dir: dir.to_path_buf(),
@@ -135,6 +217,7 @@ impl RelationEncoder {
             tokenizer: self.tokenizer.clone(),
             template: self.template.clone(),
             aggregation: self.aggregation,
+            offset_weight: self.offset_weight,
             batch_size: self.batch_size,
             files: self.files.clone(),
             dir: self.dir.clone(),
@@ -171,27 +254,41 @@ impl RelationEncoder {
         &self.dir
     }
 
-    /// Width of the relation vectors.
-    pub fn dim(&self) -> usize {
-        self.encoder.config().hidden_size
+    /// The offset weight of the pair vectors, `None` for the prompt vectors alone.
+    pub fn offset_weight(&self) -> Option<f32> {
+        self.offset_weight
     }
 
-    /// The `relbert_config` block describing this encoder's prompt settings.
+    /// Width of the pair vectors: the hidden width, twice that with an offset weight.
+    pub fn dim(&self) -> usize {
+        let h = self.encoder.config().hidden_size;
+        if self.offset_weight.is_some() {
+            2 * h
+        } else {
+            h
+        }
+    }
+
+    /// The `relbert_config` block describing this encoder's pair function.
     pub fn relbert_config(&self) -> RelbertConfig {
         RelbertConfig {
             template: Some(self.template.as_str().to_string()),
             aggregation_mode: Some(self.aggregation.name().to_string()),
+            offset_weight: self.offset_weight,
         }
     }
 
     /// The identity of this encoding function (hashes the weights file).
     pub fn identity(&self) -> Result<EncoderIdentity> {
-        Ok(EncoderIdentity {
-            model: self.dir.display().to_string(),
-            weights_sha256: Encoder::weights_sha256(&self.files.weights)?,
-            template: self.template.as_str().to_string(),
-            aggregation: self.aggregation.name().to_string(),
-        })
+        let function = PairFunction {
+            template: self.template.clone(),
+            aggregation: self.aggregation,
+            offset_weight: self.offset_weight,
+        };
+        Ok(function.identity(
+            self.dir.display().to_string(),
+            Encoder::weights_sha256(&self.files.weights)?,
+        ))
     }
 
     /// Tokenises pairs in parallel, warning once about truncated prompts and failing if
@@ -253,9 +350,44 @@ impl RelationEncoder {
         pool_sum(&hidden, &weights)
     }
 
-    /// The reference's raw relation vectors (sums over the pooled tokens), in input order.
-    /// Each distinct pair is encoded once; `progress` is told how many pairs are done.
+    /// The pair vectors, in input order: the reference's raw relation vectors (sums over the
+    /// pooled tokens), or, with an offset weight, their unit-length combination with the
+    /// word-vector offset ([`crate::analogy::combine`]; there is no raw form of it). Each
+    /// distinct pair is encoded once; `progress` is told how many pairs are done.
     pub fn embed_raw_with_progress<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let Some(w) = self.offset_weight else {
+            return self.prompt_vectors_with_progress(pairs, progress);
+        };
+        let prompt = self.prompt_vectors_with_progress(pairs, progress)?;
+        let offsets = self.offsets(pairs)?;
+        Ok(prompt
+            .iter()
+            .zip(&offsets)
+            .map(|(r, o)| crate::analogy::combine(r, o, w))
+            .collect())
+    }
+
+    /// Unit word-vector offsets `e(tail) − e(head)` ([`crate::analogy::offset`] over
+    /// [`Self::embed_words`]), in input order.
+    pub fn offsets<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Vec<f32>>> {
+        let words: Vec<&str> = pairs
+            .iter()
+            .flat_map(|(h, t)| [h.as_ref(), t.as_ref()])
+            .collect();
+        let wv = self.embed_words(&words)?;
+        Ok(wv
+            .chunks(2)
+            .map(|ht| crate::analogy::offset(&ht[0], &ht[1]))
+            .collect())
+    }
+
+    /// The reference's raw prompt vectors alone, whatever the offset weight, in input order.
+    /// Each distinct pair is encoded once; `progress` is told how many pairs are done.
+    pub fn prompt_vectors_with_progress<S: AsRef<str> + Sync>(
         &self,
         pairs: &[(S, S)],
         progress: &dyn Fn(usize),
@@ -363,12 +495,12 @@ impl RelationEncoder {
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
     }
 
-    /// Raw relation vectors (see [`Self::embed_raw_with_progress`]).
+    /// Pair vectors (see [`Self::embed_raw_with_progress`]).
     pub fn embed_raw<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Vec<f32>>> {
         self.embed_raw_with_progress(pairs, &|_| {})
     }
 
-    /// Unit-length relation vectors, in input order.
+    /// Unit-length pair vectors, in input order.
     pub fn embed<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Vec<f32>>> {
         let mut v = self.embed_raw(pairs)?;
         v.iter_mut().for_each(|x| normalize_in_place(x));

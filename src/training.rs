@@ -542,6 +542,10 @@ impl Trainer {
                 batch_size: cfg.batch_size,
                 device,
                 trainable: true,
+                // Training and its validation work on the prompt vectors the loss shapes; a
+                // base's offset weight is not carried over (benchmarks/combined_sweep.sh
+                // chooses one for the trained model).
+                offset_weight: Some(0.0),
             },
         )?;
         let relations = load_training_relations(cfg)?;

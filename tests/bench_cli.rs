@@ -131,6 +131,26 @@ fn combined_method_ends_are_the_relbert_and_offset_methods() {
     assert_eq!(v["offset_weight"], 1.0);
     let v = read_json(&relbert);
     assert!(v.get("offset_weight").is_none(), "{v}");
+    // A model whose config sets the weight scores, by default, what combined scores with it.
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.5));
+    let own = dir.path().join("own.json");
+    Command::cargo_bin("relbert")
+        .unwrap()
+        .args(["bench", "analogy", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--dataset", "mini", "--json"])
+        .arg(&own)
+        .assert()
+        .success();
+    let half = run("half", &["--method", "combined", "--offset-weight", "0.5"]);
+    assert_eq!(answers(&own), answers(&half));
+    // ... which differs from the prompt vectors alone here, so the weight is seen to be used.
+    assert_ne!(answers(&own), answers(&relbert));
+    let v = read_json(&own);
+    assert_eq!(v["method"], "relbert");
+    assert_eq!(v["encoder"]["offset_weight"], 0.5);
     let a = analogy(
         dir.path(),
         &[

@@ -31,15 +31,40 @@ fn pair_file(dir: &Path) -> std::path::PathBuf {
 }
 
 fn build(dir: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    build_with(&fixture("tiny-bert"), dir, out, extra)
+}
+
+fn build_with(model: &Path, dir: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     relbert()
         .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
+        .arg(model)
         .arg("--pairs")
         .arg(pair_file(dir))
         .arg("--out")
         .arg(out)
         .args(extra)
         .assert()
+}
+
+/// `relbert index info --json` of an index.
+fn info(index: &Path) -> serde_json::Value {
+    let a = relbert()
+        .args(["index", "info", "--json"])
+        .arg(index)
+        .assert()
+        .success();
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
+}
+
+/// The exact top 5 for (lion, cub), a pair no test vocabulary stores.
+fn lion_cub(index: &Path) -> serde_json::Value {
+    let a = relbert()
+        .args(["query", "--json", "-k", "5", "--exact", "--index"])
+        .arg(index)
+        .args(["lion", "cub"])
+        .assert()
+        .success();
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
 }
 
 #[test]
@@ -130,13 +155,31 @@ fn existing_index_needs_force() {
         .stderr(predicates::str::contains("--force"));
     assert_eq!(std::fs::read(out.join("meta")).unwrap(), before);
     build(dir.path(), &out, &["--force", "--f16"]).success();
-    let info = relbert()
-        .args(["index", "info", "--json"])
-        .arg(&out)
-        .assert()
-        .success();
-    let doc: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    let doc = info(&out);
     assert_eq!(doc["precision"], "f16");
+}
+
+#[test]
+fn an_index_keeps_the_offset_weight_it_was_built_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.5));
+    let out = dir.path().join("idx");
+    build_with(&model, dir.path(), &out, &[]).success();
+    let doc = info(&out);
+    assert_eq!(doc["dim"], 64, "prompt and offset halves");
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask+offset:0.5");
+
+    // An unstored pair is encoded with the index's function.
+    let before = lion_cub(&out);
+    assert_eq!(before["source"], "encoded");
+    assert_eq!(before["results"].as_array().unwrap().len(), 5);
+    // Editing the model's config afterwards does not change what the index's queries use.
+    common::set_offset_weight(&model.join("config.json"), &model.join("config.json"), None);
+    assert_eq!(lion_cub(&out)["results"], before["results"]);
+    // The same weights without the offset build a different, narrower index.
+    let plain = dir.path().join("plain");
+    build_with(&model, dir.path(), &plain, &[]).success();
+    assert_ne!(lion_cub(&plain)["results"], before["results"]);
 }
 
 #[test]
@@ -193,13 +236,7 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     let first = query("tiny-bert");
     assert!(String::from_utf8_lossy(&first.get_output().stderr).contains("Building"));
     let sha = |p: &Path| {
-        let info = relbert()
-            .args(["index", "info", "--json"])
-            .arg(p)
-            .assert()
-            .success();
-        let doc: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
-        doc["encoder"]["weights_sha256"]
+        info(p)["encoder"]["weights_sha256"]
             .as_str()
             .unwrap()
             .to_string()
@@ -217,4 +254,29 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     let aside = dir.path().join("default.stale");
     assert_eq!(sha(&aside), bert_sha);
     assert_ne!(sha(&index), bert_sha);
+
+    // Same weights, but the model's config now combines the offset: stale too.
+    let model = common::fixture_with_offset_weight("tiny-roberta", dir.path(), None);
+    let query_with = |model: &Path| {
+        relbert()
+            .env("RELBERT_VOCAB", &vocab)
+            .env("RELBERT_INDEX", &index)
+            .env("RELBERT_MODEL", model)
+            .args(["query", "--json", "paris", "france"])
+            .assert()
+            .success()
+    };
+    let same = query_with(&model);
+    assert!(!String::from_utf8_lossy(&same.get_output().stderr).contains("Building"));
+    common::set_offset_weight(
+        &model.join("config.json"),
+        &model.join("config.json"),
+        Some(0.5),
+    );
+    let combined = query_with(&model);
+    let err = String::from_utf8_lossy(&combined.get_output().stderr).to_string();
+    assert!(err.contains("stale") && err.contains("offset:0.5"), "{err}");
+    assert!(dir.path().join("default.stale2").is_dir());
+    let doc = info(&index);
+    assert_eq!(doc["dim"], 64);
 }

@@ -164,3 +164,71 @@ fn duplicate_pairs_give_identical_vectors_in_input_order() {
     let single = enc.embed(&[("dog", "puppy")]).unwrap();
     assert!(cosine(&single[0], &v[1]) > 0.999999);
 }
+
+#[test]
+fn offset_weight_combines_prompt_vectors_with_word_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = vec![("paris", "france"), ("dog", "puppy"), ("hot", "cold")];
+    let plain = RelationEncoder::load(&fixture("tiny-bert"), &EncoderOptions::default()).unwrap();
+    let prompt = plain.embed(&pairs).unwrap();
+    let offsets = plain.offsets(&pairs).unwrap();
+    assert_eq!(plain.offset_weight(), None);
+
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.25));
+    let combined = RelationEncoder::load(&model, &EncoderOptions::default()).unwrap();
+    assert_eq!(combined.offset_weight(), Some(0.25));
+    assert_eq!(combined.dim(), 2 * plain.dim());
+    assert_eq!(combined.identity().unwrap().offset_weight, Some(0.25));
+    assert_eq!(combined.relbert_config().offset_weight, Some(0.25));
+    let got = combined.embed(&pairs).unwrap();
+    for ((g, r), o) in got.iter().zip(&prompt).zip(&offsets) {
+        let want = relbert::analogy::combine(r, o, 0.25);
+        assert_eq!(g.len(), want.len());
+        for (a, b) in g.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // The halves carry the weights' square roots.
+        let half: f32 = g[..plain.dim()].iter().map(|x| x * x).sum();
+        assert!((half - 0.75).abs() < 1e-5, "{half}");
+    }
+    // The raw form of a combined vector is the unit vector itself (up to renormalising).
+    for (raw, unit) in combined.embed_raw(&pairs).unwrap().iter().zip(&got) {
+        assert!(raw.iter().zip(unit).all(|(a, b)| (a - b).abs() < 1e-6));
+    }
+
+    // An override of 0 gives the prompt vectors alone, identity included.
+    let zero = RelationEncoder::load(
+        &model,
+        &EncoderOptions {
+            offset_weight: Some(0.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(zero.dim(), plain.dim());
+    assert_eq!(zero.embed(&pairs).unwrap(), prompt);
+    assert_eq!(zero.identity().unwrap().offset_weight, None);
+}
+
+#[test]
+fn offset_weight_outside_the_unit_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(1.5));
+    let err = RelationEncoder::load(&model, &EncoderOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("config.json"), "{err}");
+    assert!(err.contains("offset_weight 1.5"), "{err}");
+    let err = RelationEncoder::load(
+        &fixture("tiny-bert"),
+        &EncoderOptions {
+            offset_weight: Some(-0.1),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("--offset-weight"), "{err}");
+}

@@ -15,9 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use relbert::analogy::{
-    accuracy_with_options, combine, offset, Accuracy, ScoreOptions, Similarity,
-};
+use relbert::analogy::{accuracy_with_options, combine, Accuracy, ScoreOptions, Similarity};
 use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig, Stopping};
 use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
@@ -57,12 +55,13 @@ enum Distance {
 /// Where pair vectors come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Method {
-    /// Relation vectors: prompt, encoder, pooling.
+    /// The model's pair vectors: prompt, encoder, pooling (and, when the model's
+    /// `relbert_config.offset_weight` is set, the word-vector offset beside them).
     Relbert,
     /// Word-vector offset baseline: e(tail) − e(head) with mean-pooled bare-word vectors.
     Offset,
-    /// Both, concatenated so that cosine is the `--offset-weight`-weighted mean of the
-    /// relation vectors' and the offset vectors' cosines.
+    /// The prompt vectors and the offsets, concatenated so that cosine is the
+    /// `--offset-weight`-weighted mean of their cosines.
     Combined,
 }
 
@@ -104,11 +103,13 @@ struct AnalogyArgs {
     /// Score by forward similarity × reversed similarity (the reference's bi_direction_pair).
     #[arg(long)]
     bi_direction: bool,
-    /// relbert (relation vectors), offset (word-vector offset baseline) or combined (both).
+    /// relbert (the model's pair vectors, as embed, index and query compute them), offset
+    /// (word-vector offset baseline) or combined (the prompt vectors with the offset at
+    /// --offset-weight, whatever the model's relbert_config.offset_weight).
     #[arg(long, value_enum, default_value_t = Method::Relbert)]
     method: Method,
-    /// With --method combined: the offset cosine's weight in [0, 1] (the relation vectors'
-    /// is 1 minus it; default 0.5).
+    /// With --method combined: the offset cosine's weight in [0, 1] (the prompt vectors'
+    /// is 1 minus it; 0 scores the prompt vectors alone; default 0.5).
     #[arg(long, value_parser = unit_interval)]
     offset_weight: Option<f32>,
 }
@@ -210,6 +211,9 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 struct EncoderInfo {
     template: String,
     aggregation: String,
+    /// The model's own offset weight (what `--method relbert` scores), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset_weight: Option<f32>,
     weights_sha256: String,
 }
 
@@ -218,6 +222,7 @@ impl From<EncoderIdentity> for EncoderInfo {
         EncoderInfo {
             template: id.template,
             aggregation: id.aggregation,
+            offset_weight: id.offset_weight,
             weights_sha256: id.weights_sha256,
         }
     }
@@ -239,37 +244,27 @@ struct AnalogyReport {
     results: BTreeMap<String, Accuracy>,
 }
 
-/// Vectors for `pairs` under `method`: raw relation vectors, unit offset vectors, or their
-/// weighted concatenation ([`relbert::analogy::combine`]).
+/// Vectors for `pairs` under `method`: the model's pair vectors, unit offset vectors, or the
+/// prompt vectors' weighted concatenation with the offsets ([`relbert::analogy::combine`]).
 fn pair_vectors(
     enc: &RelationEncoder,
     pairs: &[Pair],
     method: Method,
     offset_weight: f32,
 ) -> Result<HashMap<Pair, Vec<f32>>> {
-    let relation = |pairs: &[Pair]| -> Result<Vec<Vec<f32>>> {
-        let pb = pair_progress(pairs.len() as u64, "embedding");
-        let v = enc.embed_raw_with_progress(pairs, &|n| pb.set_position(n as u64))?;
-        pb.finish_and_clear();
-        Ok(v)
-    };
-    let offsets = |pairs: &[Pair]| -> Result<Vec<Vec<f32>>> {
-        let words: Vec<&str> = pairs
-            .iter()
-            .flat_map(|(h, t)| [h.as_str(), t.as_str()])
-            .collect();
-        let wv = enc.embed_words(&words)?;
-        Ok(wv.chunks(2).map(|hw| offset(&hw[0], &hw[1])).collect())
-    };
+    let pb = pair_progress(pairs.len() as u64, "embedding");
+    let progress = |n: usize| pb.set_position(n as u64);
     let vectors = match method {
-        Method::Relbert => relation(pairs)?,
-        Method::Offset => offsets(pairs)?,
-        Method::Combined => relation(pairs)?
+        Method::Relbert => enc.embed_raw_with_progress(pairs, &progress)?,
+        Method::Offset => enc.offsets(pairs)?,
+        Method::Combined => enc
+            .prompt_vectors_with_progress(pairs, &progress)?
             .iter()
-            .zip(offsets(pairs)?)
+            .zip(enc.offsets(pairs)?)
             .map(|(r, o)| combine(r, &o, offset_weight))
             .collect(),
     };
+    pb.finish_and_clear();
     Ok(pairs.iter().cloned().zip(vectors).collect())
 }
 

@@ -90,6 +90,7 @@ impl ModelArgs {
             batch_size: self.batch_size,
             device: parse_device(&self.device)?,
             trainable,
+            offset_weight: None,
         };
         let started = std::time::Instant::now();
         let enc = RelationEncoder::load(&dir, &opts).with_context(|| {
@@ -98,8 +99,12 @@ impl ModelArgs {
                 dir.display()
             )
         })?;
+        let offset = enc
+            .offset_weight()
+            .map(|w| format!(", combined with the word-vector offset at weight {w}"))
+            .unwrap_or_default();
         tracing::info!(
-            "loaded {}: {}-d, {} pooling, in {:.2}s",
+            "loaded {}: {}-d, {} pooling{offset}, in {:.2}s",
             dir.display(),
             enc.dim(),
             enc.aggregation(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::indexing::BuildOptions;
+use relbert::indexing::{encoder_info, same_function, BuildOptions};
 use relbert::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
 use relbert_index::HnswParams;
 
@@ -46,9 +46,10 @@ pub struct QueryArgs {
 /// Why an existing default index no longer matches the default model, if it does not.
 ///
 /// The default index is a cache of the default model's vectors, so a new default model (the
-/// trained one arriving, or new weights) makes it stale. The weights' hash decides; it is
-/// skipped (to keep start-up fast) when the index names the same model directory and the
-/// weights file is older than the index.
+/// trained one arriving, new weights, or a config that changes the pair function: template,
+/// aggregation, offset weight) makes it stale. The config is compared first; then the weights'
+/// hash, which is skipped (to keep start-up fast) when the index names the same model
+/// directory and the weights file is older than the index.
 fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
     // Only the meta is needed here; the full open (with the pairs checksum) follows anyway.
     let opts = relbert_index::OpenOptions {
@@ -58,6 +59,20 @@ fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
         .with_context(|| format!("opening the default index {}", dir.display()))?;
     let built = index.meta().encoder.clone();
     let model = relbert::defaults::default_model_dir();
+    let function = relbert::relation::PairFunction::of_model(&model)
+        .with_context(|| format!("reading the default model {}", model.display()))?;
+    let now = encoder_info(&function.identity(built.model.clone(), built.weights_sha256.clone()));
+    if !same_function(&built, &now) {
+        return Ok(Some(format!(
+            "built with aggregation {:?} and template {:?}, while the default model {} now \
+             gives {:?} and {:?}",
+            built.aggregation,
+            built.template,
+            model.display(),
+            now.aggregation,
+            now.template
+        )));
+    }
     let weights = model.join("model.safetensors");
     let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Path of a file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
@@ -33,4 +33,32 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 pub fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter().map(|x| x / n).collect()
+}
+
+/// A copy of a fixture model in `dir` whose `relbert_config.offset_weight` is `w` (the key is
+/// removed when `w` is `None`).
+pub fn fixture_with_offset_weight(name: &str, dir: &Path, w: Option<f64>) -> PathBuf {
+    let out = dir.join(format!("{name}-offset"));
+    std::fs::create_dir_all(&out).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture(name).join(f), out.join(f)).unwrap();
+    }
+    set_offset_weight(
+        &fixture(name).join("config.json"),
+        &out.join("config.json"),
+        w,
+    );
+    out
+}
+
+/// Writes `from`'s config to `to` with `relbert_config.offset_weight` set to `w` (or removed).
+pub fn set_offset_weight(from: &Path, to: &Path, w: Option<f64>) {
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(from).unwrap()).unwrap();
+    let block = cfg["relbert_config"].as_object_mut().unwrap();
+    match w {
+        Some(w) => block.insert("offset_weight".into(), serde_json::json!(w)),
+        None => block.remove("offset_weight"),
+    };
+    std::fs::write(to, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
 }
