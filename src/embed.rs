@@ -97,7 +97,7 @@ pub fn embed_into(
     records: &[PairRecord],
     sink: &mut Sink,
     raw: bool,
-    progress: &dyn Fn(usize),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<()> {
     let mut remaining: HashMap<(&str, &str), usize> = HashMap::new();
     for r in records {

@@ -357,13 +357,17 @@ impl RelationEncoder {
     pub fn embed_raw_with_progress<S: AsRef<str> + Sync>(
         &self,
         pairs: &[(S, S)],
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
         let Some(w) = self.offset_weight else {
             return self.prompt_vectors_with_progress(pairs, progress);
         };
-        let prompt = self.prompt_vectors_with_progress(pairs, progress)?;
-        let offsets = self.offsets(pairs)?;
+        // Side by side: a single query's prompt and its two short words each take a core.
+        let (prompt, offsets) = rayon::join(
+            || self.prompt_vectors_with_progress(pairs, progress),
+            || self.offsets(pairs),
+        );
+        let (prompt, offsets) = (prompt?, offsets?);
         Ok(prompt
             .iter()
             .zip(&offsets)
@@ -390,7 +394,7 @@ impl RelationEncoder {
     pub fn prompt_vectors_with_progress<S: AsRef<str> + Sync>(
         &self,
         pairs: &[(S, S)],
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
         let mut distinct: Vec<(&str, &str)> = Vec::new();
         let mut slot: HashMap<(&str, &str), usize> = HashMap::new();
@@ -415,7 +419,7 @@ impl RelationEncoder {
         &self,
         toks: &[Tokenized],
         aggregation: Aggregation,
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let mut vectors = vec![Vec::new(); toks.len()];

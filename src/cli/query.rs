@@ -63,14 +63,23 @@ fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
         .with_context(|| format!("reading the default model {}", model.display()))?;
     let now = encoder_info(&function.identity(built.model.clone(), built.weights_sha256.clone()));
     if !same_function(&built, &now) {
+        let mut changed = Vec::new();
+        if built.aggregation != now.aggregation {
+            changed.push(format!(
+                "aggregation {:?} → {:?}",
+                built.aggregation, now.aggregation
+            ));
+        }
+        if built.template != now.template {
+            changed.push(format!(
+                "template {:?} → {:?}",
+                built.template, now.template
+            ));
+        }
         return Ok(Some(format!(
-            "built with aggregation {:?} and template {:?}, while the default model {} now \
-             gives {:?} and {:?}",
-            built.aggregation,
-            built.template,
+            "the default model {} now gives another pair function: {}",
             model.display(),
-            now.aggregation,
-            now.template
+            changed.join(", ")
         )));
     }
     let weights = model.join("model.safetensors");
