@@ -153,10 +153,7 @@ impl PairFunction {
 pub struct RelationEncoder {
     encoder: Encoder,
     tokenizer: PromptTokenizer,
-    template: Template,
-    aggregation: Aggregation,
-    /// In (0, 1] when pair vectors are combined with the word-vector offset.
-    offset_weight: Option<f32>,
+    function: PairFunction,
     batch_size: usize,
     files: ModelFiles,
     dir: PathBuf,
@@ -167,11 +164,7 @@ impl RelationEncoder {
     pub fn load(dir: &Path, opts: &EncoderOptions) -> Result<Self> {
         let files = ModelFiles::in_dir(dir)?;
         let config = ModelConfig::from_file(&files.config)?;
-        let PairFunction {
-            template,
-            aggregation,
-            offset_weight,
-        } = PairFunction::resolve(&config, &files.config, opts)?;
+        let function = PairFunction::resolve(&config, &files.config, opts)?;
         if opts.batch_size == 0 {
             return Err(Error::InvalidArgument {
                 flag: "--batch-size".into(),
@@ -187,9 +180,7 @@ impl RelationEncoder {
         Ok(RelationEncoder {
             encoder,
             tokenizer,
-            template,
-            aggregation,
-            offset_weight,
+            function,
             batch_size: opts.batch_size,
             files,
             dir: dir.to_path_buf(),
@@ -215,9 +206,7 @@ impl RelationEncoder {
         Ok(RelationEncoder {
             encoder,
             tokenizer: self.tokenizer.clone(),
-            template: self.template.clone(),
-            aggregation: self.aggregation,
-            offset_weight: self.offset_weight,
+            function: self.function.clone(),
             batch_size: self.batch_size,
             files: self.files.clone(),
             dir: self.dir.clone(),
@@ -236,12 +225,12 @@ impl RelationEncoder {
 
     /// The prompt template in use.
     pub fn template(&self) -> &Template {
-        &self.template
+        &self.function.template
     }
 
     /// The aggregation mode in use.
     pub fn aggregation(&self) -> Aggregation {
-        self.aggregation
+        self.function.aggregation
     }
 
     /// The model's files.
@@ -256,13 +245,13 @@ impl RelationEncoder {
 
     /// The offset weight of the pair vectors, `None` for the prompt vectors alone.
     pub fn offset_weight(&self) -> Option<f32> {
-        self.offset_weight
+        self.function.offset_weight
     }
 
     /// Width of the pair vectors: the hidden width, twice that with an offset weight.
     pub fn dim(&self) -> usize {
         let h = self.encoder.config().hidden_size;
-        if self.offset_weight.is_some() {
+        if self.function.offset_weight.is_some() {
             2 * h
         } else {
             h
@@ -272,20 +261,15 @@ impl RelationEncoder {
     /// The `relbert_config` block describing this encoder's pair function.
     pub fn relbert_config(&self) -> RelbertConfig {
         RelbertConfig {
-            template: Some(self.template.as_str().to_string()),
-            aggregation_mode: Some(self.aggregation.name().to_string()),
-            offset_weight: self.offset_weight,
+            template: Some(self.function.template.as_str().to_string()),
+            aggregation_mode: Some(self.function.aggregation.name().to_string()),
+            offset_weight: self.function.offset_weight,
         }
     }
 
     /// The identity of this encoding function (hashes the weights file).
     pub fn identity(&self) -> Result<EncoderIdentity> {
-        let function = PairFunction {
-            template: self.template.clone(),
-            aggregation: self.aggregation,
-            offset_weight: self.offset_weight,
-        };
-        Ok(function.identity(
+        Ok(self.function.identity(
             self.dir.display().to_string(),
             Encoder::weights_sha256(&self.files.weights)?,
         ))
@@ -294,7 +278,9 @@ impl RelationEncoder {
     /// Tokenises pairs in parallel, warning once about truncated prompts and failing if
     /// `mask` aggregation lost its mask token.
     pub fn tokenize<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Tokenized>> {
-        let toks = self.tokenizer.encode_pairs(&self.template, pairs)?;
+        let toks = self
+            .tokenizer
+            .encode_pairs(&self.function.template, pairs)?;
         let truncated: Vec<usize> = (0..toks.len()).filter(|&i| toks[i].truncated).collect();
         if let Some(&first) = truncated.first() {
             tracing::warn!(
@@ -305,7 +291,7 @@ impl RelationEncoder {
                 pairs[first].1.as_ref()
             );
         }
-        if self.aggregation == Aggregation::Mask {
+        if self.function.aggregation == Aggregation::Mask {
             let mask = self.tokenizer.mask_id();
             if let Some(i) = (0..toks.len()).find(|&i| !toks[i].ids.contains(&mask)) {
                 return Err(Error::InvalidArgument {
@@ -324,7 +310,7 @@ impl RelationEncoder {
     /// Encodes token sequences (one batch, in the given order) and returns the pooled raw
     /// sums `[n, dim]`. In [`Mode::Train`] the result carries gradients.
     pub fn forward_pooled(&self, seqs: &[&[u32]], mode: Mode) -> Result<Tensor> {
-        self.forward_pooled_with(seqs, self.aggregation, mode)
+        self.forward_pooled_with(seqs, self.function.aggregation, mode)
     }
 
     /// [`Self::forward_pooled`] with an explicit aggregation instead of the encoder's own.
@@ -359,7 +345,7 @@ impl RelationEncoder {
         pairs: &[(S, S)],
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
-        let Some(w) = self.offset_weight else {
+        let Some(w) = self.function.offset_weight else {
             return self.prompt_vectors_with_progress(pairs, progress);
         };
         // Side by side: a single query's prompt and its two short words each take a core.
@@ -409,7 +395,7 @@ impl RelationEncoder {
             })
             .collect();
         let toks = self.tokenize(&distinct)?;
-        let vectors = self.pool_all(&toks, self.aggregation, progress)?;
+        let vectors = self.pool_all(&toks, self.function.aggregation, progress)?;
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
     }
 

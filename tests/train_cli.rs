@@ -187,7 +187,12 @@ fn linear_schedule_changes_only_the_steps_after_the_peak() {
 fn saved_checkpoint_reloads_and_embeds_identically() {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());
-    let mut t = Trainer::new(&config(d.path(), LossKind::Triplet)).unwrap();
+    // A base whose config combines the offset: training works on the prompt vectors and does
+    // not carry the weight over.
+    let mut cfg = config(d.path(), LossKind::Triplet);
+    cfg.base = common::fixture_with_offset_weight("tiny-bert", d.path(), Some(0.5));
+    let mut t = Trainer::new(&cfg).unwrap();
+    assert_eq!(t.encoder().offset_weight(), None);
     for r in 0..t.num_relations() {
         t.train_step(r).unwrap();
     }
@@ -217,6 +222,8 @@ fn saved_checkpoint_reloads_and_embeds_identically() {
         t.encoder().relbert_config(),
         "config.json carries relbert_config"
     );
+    assert_eq!(reloaded.offset_weight(), None);
+    assert_eq!(reloaded.dim(), base.dim());
     // The training data loader still reads the toy data.
     assert_eq!(
         load_relation_file(
