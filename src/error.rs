@@ -101,6 +101,9 @@ pub enum Error {
         /// The existing path.
         path: PathBuf,
     },
+    /// A broken invariant of this crate (a bug), reported instead of a panic.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
 }
 
 /// Shorthand for results of this crate.

@@ -149,6 +149,10 @@ impl PairFunction {
     }
 }
 
+/// Unit word vectors by word ([`RelationEncoder::embed_words`]), kept across calls of
+/// [`RelationEncoder::embed_with_words`].
+pub type WordVectors = HashMap<String, Vec<f32>>;
+
 /// A loaded model ready to turn word pairs into relation vectors.
 pub struct RelationEncoder {
     encoder: Encoder,
@@ -345,20 +349,45 @@ impl RelationEncoder {
         pairs: &[(S, S)],
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
+        self.embed_with_words(pairs, progress, &mut WordVectors::new())
+    }
+
+    /// [`Self::embed_raw_with_progress`], with the word vectors of the offset part looked up
+    /// in, and added to, `words`: a caller embedding a stream of chunks (an index build) thus
+    /// encodes each word once. Without an offset weight `words` is not touched.
+    pub fn embed_with_words<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+        progress: &(dyn Fn(usize) + Sync),
+        words: &mut WordVectors,
+    ) -> Result<Vec<Vec<f32>>> {
         let Some(w) = self.function.offset_weight else {
             return self.prompt_vectors_with_progress(pairs, progress);
         };
-        // Side by side: a single query's prompt and its two short words each take a core.
-        let (prompt, offsets) = rayon::join(
-            || self.prompt_vectors_with_progress(pairs, progress),
-            || self.offsets(pairs),
-        );
-        let (prompt, offsets) = (prompt?, offsets?);
-        Ok(prompt
+        let mut missing: Vec<&str> = pairs
             .iter()
-            .zip(&offsets)
-            .map(|(r, o)| crate::analogy::combine(r, o, w))
-            .collect())
+            .flat_map(|(h, t)| [h.as_ref(), t.as_ref()])
+            .filter(|w| !words.contains_key(*w))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        // Side by side: a single query's prompt and its two short words each take a core.
+        let (prompt, fresh) = rayon::join(
+            || self.prompt_vectors_with_progress(pairs, progress),
+            || self.embed_words(&missing),
+        );
+        let (prompt, fresh) = (prompt?, fresh?);
+        words.extend(missing.into_iter().map(str::to_string).zip(fresh));
+        prompt
+            .iter()
+            .zip(pairs)
+            .map(|(r, (h, t))| {
+                let (Some(h), Some(t)) = (words.get(h.as_ref()), words.get(t.as_ref())) else {
+                    return Err(Error::Internal("a word vector went missing".into()));
+                };
+                Ok(crate::analogy::combine(r, &crate::analogy::offset(h, t), w))
+            })
+            .collect()
     }
 
     /// Unit word-vector offsets `e(tail) − e(head)` ([`crate::analogy::offset`] over

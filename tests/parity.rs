@@ -191,6 +191,21 @@ fn offset_weight_combines_prompt_vectors_with_word_offsets() {
         let half: f32 = g[..plain.dim()].iter().map(|x| x * x).sum();
         assert!((half - 0.75).abs() < 1e-5, "{half}");
     }
+    // Chunks that share words, through one word cache: the same vectors, each word encoded once.
+    let mut words = relbert::relation::WordVectors::new();
+    let first = combined
+        .embed_with_words(&pairs[..2], &|_| {}, &mut words)
+        .unwrap();
+    assert_eq!(words.len(), 4);
+    let reused = vec![("dog", "france"), ("hot", "cold")];
+    let second = combined
+        .embed_with_words(&reused, &|_| {}, &mut words)
+        .unwrap();
+    assert_eq!(words.len(), 6, "only hot and cold were new");
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    assert!(close(&first[0], &got[0]) && close(&first[1], &got[1]));
+    assert!(close(&second[1], &got[2]));
+    assert!(close(&second[0], &combined.embed(&reused[..1]).unwrap()[0]));
     // The raw form of a combined vector is the unit vector itself (up to renormalising).
     for (raw, unit) in combined.embed_raw(&pairs).unwrap().iter().zip(&got) {
         assert!(raw.iter().zip(unit).all(|(a, b)| (a - b).abs() < 1e-6));

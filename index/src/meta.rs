@@ -24,7 +24,8 @@ pub struct EncoderInfo {
     pub weights_sha256: String,
     /// Prompt template.
     pub template: String,
-    /// Aggregation mode.
+    /// Aggregation mode, with whatever else the producer folds into how a pair becomes a
+    /// vector (relbert appends `+offset:W` for pair vectors combined with the word-vector offset).
     pub aggregation: String,
 }
 

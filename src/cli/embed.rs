@@ -24,7 +24,8 @@ pub struct EmbedArgs {
     /// Output file (default for jsonl: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Write the reference's raw sums instead of unit-length vectors.
+    /// Write the reference's raw sums instead of unit-length vectors (a model with an
+    /// offset weight has no raw form: its unit pair vectors are written).
     #[arg(long)]
     raw: bool,
     /// Overwrite an existing output file.
