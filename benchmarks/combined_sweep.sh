@@ -2,7 +2,9 @@
 # Chooses the offset weight w of `relbert bench analogy --method combined` on the VALIDATION
 # splits of SAT, BATS and Google (never test): scores w = 0, 0.1, …, 1 and keeps the highest
 # mean of the three accuracies (the trainer's selection rule); ties go to the higher pooled
-# count of questions answered right, then to the smaller w. Writes a markdown table.
+# count of questions answered right, then to the smaller w. Writes a markdown table. The
+# sweep combines the model's prompt vectors whatever its own relbert_config.offset_weight, so
+# it can be rerun after that weight is set; setting it (in config.json) is left to a person.
 #
 #   benchmarks/combined_sweep.sh [MODEL_DIR]   (default models/relbert-minilm)
 #

@@ -11,8 +11,7 @@ use relbert_index::{
 
 use crate::error::{Error, Result};
 use crate::pairs::PairRecord;
-use crate::pooling::normalize_in_place;
-use crate::pooling::Aggregation;
+use crate::pooling::{normalize_in_place, Aggregation};
 use crate::relation::{EncoderIdentity, RelationEncoder, WordVectors};
 
 /// Pairs encoded and appended per checkpoint.
