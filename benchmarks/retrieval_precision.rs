@@ -13,11 +13,11 @@
 //! cargo run --release --example retrieval_precision -- INDEX_DIR [--n 1000] [--seed 0]
 //!     [--offset-model MODEL_DIR [--offset-weight W]] [--exclude-training FILE]...
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
-use relbert::analogy::{combine, offset};
+use relbert::analogy::combine;
 use relbert::query::pair_words;
 use relbert::training::Rng;
 use relbert::{EncoderOptions, RelationEncoder};
@@ -151,24 +151,15 @@ fn main() -> anyhow::Result<()> {
 
     if let Some(model) = offset_model {
         let enc = RelationEncoder::load(&model, &EncoderOptions::default())?;
-        let mut words: Vec<&str> = pairs
+        let heads_tails: Vec<(&str, &str)> = pairs
             .iter()
-            .flat_map(|(h, t, _)| [h.as_str(), t.as_str()])
+            .map(|(h, t, _)| (h.as_str(), t.as_str()))
             .collect();
-        words.sort_unstable();
-        words.dedup();
-        let wv = enc.embed_words(&words)?;
-        let at: HashMap<&str, &[f32]> = words
-            .iter()
-            .copied()
-            .zip(wv.iter().map(|v| v.as_slice()))
-            .collect();
-        let dim = enc.dim();
-        let mut flat = vec![0f32; count * dim];
-        for (r, (h, t, _)) in pairs.iter().enumerate() {
-            let v = offset(at[h.as_str()], at[t.as_str()]);
-            flat[r * dim..(r + 1) * dim].copy_from_slice(&v);
-        }
+        // The offsets' width, not `enc.dim()`: a model with its own offset weight has wider
+        // pair vectors than word vectors.
+        let offsets = enc.offsets(&heads_tails)?;
+        let dim = offsets.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = offsets.into_iter().flatten().collect();
         // Exact top 10 over a flat row-major matrix of unit vectors.
         let brute = |flat: &[f32], dim: usize, v: &[f32], q: usize| -> Vec<usize> {
             let mut best: Vec<(f32, usize)> = Vec::with_capacity(11);

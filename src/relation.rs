@@ -361,13 +361,38 @@ impl RelationEncoder {
         progress: &(dyn Fn(usize) + Sync),
         words: &mut WordVectors,
     ) -> Result<Vec<Vec<f32>>> {
-        let Some(w) = self.function.offset_weight else {
-            return self.prompt_vectors_with_progress(pairs, progress);
-        };
+        match self.function.offset_weight {
+            Some(w) => self.combined(pairs, w, progress, words),
+            None => self.prompt_vectors_with_progress(pairs, progress),
+        }
+    }
+
+    /// The prompt vectors combined with the word-vector offsets at `offset_weight`
+    /// ([`crate::analogy::combine`]), whatever this model's own weight: what a model whose
+    /// `relbert_config.offset_weight` were `offset_weight` would give (`bench analogy
+    /// --method combined`).
+    pub fn embed_combined_with_progress<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+        offset_weight: f32,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.combined(pairs, offset_weight, progress, &mut WordVectors::new())
+    }
+
+    /// The one implementation of combined pair vectors; `words` caches word vectors across
+    /// calls.
+    fn combined<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+        w: f32,
+        progress: &(dyn Fn(usize) + Sync),
+        words: &mut WordVectors,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut missing: Vec<&str> = pairs
             .iter()
             .flat_map(|(h, t)| [h.as_ref(), t.as_ref()])
-            .filter(|w| !words.contains_key(*w))
+            .filter(|word| !words.contains_key(*word))
             .collect();
         missing.sort_unstable();
         missing.dedup();

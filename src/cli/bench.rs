@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use relbert::analogy::{accuracy_with_options, combine, Accuracy, ScoreOptions, Similarity};
+use relbert::analogy::{accuracy_with_options, Accuracy, ScoreOptions, Similarity};
 use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig, Stopping};
 use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
@@ -257,12 +257,7 @@ fn pair_vectors(
     let vectors = match method {
         Method::Relbert => enc.embed_raw_with_progress(pairs, &progress)?,
         Method::Offset => enc.offsets(pairs)?,
-        Method::Combined => enc
-            .prompt_vectors_with_progress(pairs, &progress)?
-            .iter()
-            .zip(enc.offsets(pairs)?)
-            .map(|(r, o)| combine(r, &o, offset_weight))
-            .collect(),
+        Method::Combined => enc.embed_combined_with_progress(pairs, offset_weight, &progress)?,
     };
     pb.finish_and_clear();
     Ok(pairs.iter().cloned().zip(vectors).collect())
