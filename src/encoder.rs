@@ -8,7 +8,7 @@
 //! the same maths from primitive ops that all have a backward pass. Both are parity-tested.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
@@ -474,18 +474,23 @@ impl Encoder {
     }
 
     /// Saves every parameter as float32 (or float16 with `half`) safetensors under HF names.
-    pub fn save_safetensors(&self, path: &PathBuf, half: bool) -> Result<()> {
+    pub fn save_safetensors(&self, path: &Path, half: bool) -> Result<()> {
         let mut map = HashMap::new();
         for (name, t) in self.named_tensors() {
             let t = if half { t.to_dtype(DType::F16)? } else { t };
             map.insert(name, t.to_device(&Device::Cpu)?);
         }
-        candle_core::safetensors::save(&map, path)?;
-        // safetensors writes through a private (0600) temporary file; a saved model is meant
-        // to be shared and loaded by other tools, so it gets the usual 0644.
-        #[cfg(unix)]
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .map_err(|e| Error::io(path, e))?;
-        Ok(())
+        write_safetensors(&map, path)
     }
+}
+
+/// Writes named tensors as a safetensors file readable by other tools (mode 0644).
+pub fn write_safetensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    candle_core::safetensors::save(map, path)?;
+    // safetensors writes through a private (0600) temporary file; a saved model is meant
+    // to be shared and loaded by other tools, so it gets the usual 0644.
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(())
 }

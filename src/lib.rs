@@ -5,6 +5,7 @@
 //! vectors. [`relation::RelationEncoder`] is that function; the other modules build on it.
 
 pub mod analogy;
+pub mod averaging;
 pub mod batching;
 pub mod classify;
 pub mod config;

@@ -127,6 +127,44 @@ pub fn pairs_sidecar(npy: &Path) -> PathBuf {
     PathBuf::from(format!("{}.pairs.tsv", stem.display()))
 }
 
+/// A sibling path of `out` named `.<name>.<tag>-<pid>`.
+pub(crate) fn sibling(out: &Path, tag: &str) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    let file = format!(".{name}.{tag}-{}", std::process::id());
+    match parent {
+        Some(p) => p.join(file),
+        None => PathBuf::from(file),
+    }
+}
+
+/// Fills a fresh temporary directory beside `out` with `fill`, then puts it in place of
+/// `out` by renames, so `out` is never half-written (an existing `out` is replaced: callers
+/// check `--force` first).
+pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = sibling(out, "tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    fill(&tmp)?;
+    if out.exists() {
+        let old = sibling(out, "old");
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

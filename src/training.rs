@@ -31,6 +31,7 @@ use candle_core::{DType, Tensor, Var};
 use serde::Serialize;
 
 use crate::analogy::{accuracy_with_vectors, cosine, distinct_pairs, Similarity};
+use crate::averaging::MODEL_SIDE_FILES;
 use crate::batching::length_sorted_batches;
 use crate::config::ModelConfig;
 use crate::cpu_train::{CpuTrainModel, Dropout, Prompt};
@@ -38,6 +39,7 @@ use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, Re
 use crate::encoder::Mode;
 use crate::error::{Error, Result};
 use crate::losses::{info_loob, info_nce, parent_triplet, triplet, LossKind};
+use crate::output::{sibling, write_dir_atomically};
 use crate::pooling::Aggregation;
 use crate::relation::{EncoderOptions, RelationEncoder};
 
@@ -100,6 +102,9 @@ pub struct TrainConfig {
     /// Train through candle's autograd even on the CPU (slow; no dropout). The CPU default is
     /// the hand-written backward pass of [`crate::cpu_train`].
     pub autograd: bool,
+    /// Also keep every epoch's model, float32, as `epoch-NN/` under this directory (for
+    /// checkpoint averaging, see [`crate::averaging`]); `None` keeps only the best.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 fn aggregation_name<S: serde::Serializer>(
@@ -134,6 +139,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             dropout: None,
             autograd: false,
+            checkpoint_dir: None,
         }
     }
 }
@@ -857,8 +863,14 @@ impl Trainer {
     }
 
     /// Writes the current model as a Hugging Face directory (config.json with
-    /// `relbert_config`, model.safetensors, tokenizer files) into `dir`, which must exist.
+    /// `relbert_config`, model.safetensors, tokenizer files) into `dir`, which must exist;
+    /// float16 weights with the run's `half`.
     pub fn save_model(&self, dir: &Path) -> Result<()> {
+        self.save_model_as(dir, self.cfg.half)
+    }
+
+    /// [`Trainer::save_model`] with the weights' precision given.
+    pub fn save_model_as(&self, dir: &Path, half: bool) -> Result<()> {
         self.sync()?;
         let files = self.enc.files();
         let config = ModelConfig::from_file(&files.config)?;
@@ -866,16 +878,10 @@ impl Trainer {
         write_json(&dir.join("config.json"), &json)?;
         self.enc
             .encoder()
-            .save_safetensors(&dir.join("model.safetensors"), self.cfg.half)?;
+            .save_safetensors(&dir.join("model.safetensors"), half)?;
         let src_dir = self.enc.dir();
-        for name in [
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-            "vocab.txt",
-            "vocab.json",
-            "merges.txt",
-        ] {
+        // config.json was written above, with this run's relbert_config.
+        for name in MODEL_SIDE_FILES.iter().filter(|&&n| n != "config.json") {
             let src = src_dir.join(name);
             if src.is_file() {
                 std::fs::copy(&src, dir.join(name)).map_err(|e| Error::io(&src, e))?;
@@ -977,48 +983,17 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }
 
-/// A sibling path of `out` named `.<name>.<tag>-<pid>`.
-fn sibling(out: &Path, tag: &str) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    let file = format!(".{name}.{tag}-{}", std::process::id());
-    match parent {
-        Some(p) => p.join(file),
-        None => PathBuf::from(file),
-    }
-}
-
-/// Fills a fresh temporary directory beside `out` with `fill`, then puts it in place of
-/// `out` by renames, so `out` is never half-written.
-fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = sibling(out, "tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    fill(&tmp)?;
-    if out.exists() {
-        let old = sibling(out, "old");
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-        }
-        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    } else {
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-    }
-    Ok(())
-}
-
 /// Writes a file atomically (temporary file in the same directory, then rename).
 fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = sibling(path, "tmp");
     write_json(&tmp, value)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The directory name of epoch `epoch`'s checkpoint under [`TrainConfig::checkpoint_dir`]
+/// (zero-padded, so that a shell glob lists them in order).
+pub fn epoch_dir_name(epoch: usize) -> String {
+    format!("epoch-{epoch:02}")
 }
 
 /// What a finished (or interrupted) run reached.
@@ -1053,6 +1028,12 @@ pub fn train(
         });
     }
     cfg.validate()?;
+    if let Some(dir) = &cfg.checkpoint_dir {
+        let first = dir.join(epoch_dir_name(1));
+        if first.exists() && !force {
+            return Err(Error::Exists { path: first });
+        }
+    }
     let valid = ValidationData::load(cfg)?;
     let mut trainer = Trainer::new(cfg)?;
     let baseline = trainer.validate(&valid)?;
@@ -1103,6 +1084,14 @@ pub fn train(
         };
         on_event(Event::Epoch(&metrics));
         let score = metrics.validation.score;
+        if let Some(dir) = &cfg.checkpoint_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            write_dir_atomically(&dir.join(epoch_dir_name(epoch)), |d| {
+                trainer.save_model_as(d, false)?;
+                write_json(&d.join("training_config.json"), &train_config)?;
+                write_json(&d.join("epoch_metrics.json"), &metrics)
+            })?;
+        }
         report.epochs.push(metrics);
         if report.best_score.is_none_or(|b| score > b) {
             report.best_score = Some(score);

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use common::fixture;
+use predicates::prelude::PredicateBooleanExt;
 use relbert::datasets::load_relation_file;
 use relbert::losses::LossKind;
 use relbert::training::{LrSchedule, TrainConfig, Trainer};
@@ -358,4 +359,157 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
         ])
         .assert()
         .failure();
+}
+
+/// Every tensor of a safetensors file, as float32 values by name.
+fn weights(path: &Path) -> std::collections::HashMap<String, Vec<f32>> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            let v = t
+                .to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            (n, v)
+        })
+        .collect()
+}
+
+#[test]
+fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let ck = d.path().join("ck");
+    let train = |force: bool| {
+        let mut c = relbert();
+        c.args(["train", "--base"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(d.path())
+            .arg("--out")
+            .arg(&out)
+            .arg("--checkpoint-dir")
+            .arg(&ck)
+            .args(["--epochs", "2", "--lr", "1e-3", "--batch-size", "4"]);
+        if force {
+            c.arg("--force");
+        }
+        c.assert()
+    };
+    train(false).success();
+    let e1 = ck.join("epoch-01");
+    let e2 = ck.join("epoch-02");
+    for e in [&e1, &e2] {
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "training_config.json",
+            "epoch_metrics.json",
+        ] {
+            assert!(e.join(f).is_file(), "{}: {f} missing", e.display());
+        }
+    }
+    // The kept checkpoint is one of the epochs, bit for bit (both float32 here).
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let best = metrics["best_epoch"].as_u64().unwrap() as usize;
+    let best_dir = ck.join(relbert::training::epoch_dir_name(best));
+    assert_eq!(
+        weights(&out.join("model.safetensors")),
+        weights(&best_dir.join("model.safetensors"))
+    );
+    let epoch: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(best_dir.join("epoch_metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(epoch, metrics["epochs"][best - 1]);
+    let w1 = weights(&e1.join("model.safetensors"));
+    let w2 = weights(&e2.join("model.safetensors"));
+    assert_ne!(w1, w2, "the second epoch moved the weights");
+
+    // A second run does not overwrite the checkpoints without --force.
+    let before = std::fs::read(e1.join("model.safetensors")).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    train(false)
+        .failure()
+        .stderr(predicates::str::contains("epoch-01").and(predicates::str::contains("--force")));
+    assert_eq!(before, std::fs::read(e1.join("model.safetensors")).unwrap());
+    assert!(!out.exists());
+
+    // The average is the element-wise mean, a loadable model with the first's config.
+    let soup = d.path().join("soup");
+    let average = |out: &Path| {
+        relbert()
+            .arg("average")
+            .arg(&e1)
+            .arg(&e2)
+            .arg("--out")
+            .arg(out)
+            .assert()
+    };
+    average(&soup).success();
+    let mean = weights(&soup.join("model.safetensors"));
+    assert_eq!(mean.len(), w1.len());
+    for (name, m) in &mean {
+        for ((x, a), b) in m.iter().zip(&w1[name]).zip(&w2[name]) {
+            assert!(
+                (x - (a + b) / 2.0).abs() <= 1e-6 * (1.0 + x.abs()),
+                "{name}"
+            );
+        }
+    }
+    let from: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(soup.join("averaged_from.json")).unwrap())
+            .unwrap();
+    assert_eq!(from["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(from["dtype"], "F32");
+    assert_eq!(
+        std::fs::read(soup.join("config.json")).unwrap(),
+        std::fs::read(e1.join("config.json")).unwrap()
+    );
+    let enc = RelationEncoder::load(&soup, &EncoderOptions::default()).unwrap();
+    let v = enc
+        .embed(&[("cat".to_string(), "dog".to_string())])
+        .unwrap();
+    assert!(v[0].iter().all(|x| x.is_finite()));
+
+    // The average of a checkpoint with itself is that checkpoint.
+    let same = d.path().join("same");
+    relbert::averaging::average_models(&[e1.clone(), e1.clone()], &same, false, false).unwrap();
+    assert_eq!(weights(&same.join("model.safetensors")), w1);
+
+    // Refusals: an existing output, the output among the inputs, one model, another model.
+    average(&soup)
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    let err = relbert::averaging::average_models(&[e1.clone(), soup.clone()], &soup, false, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--out"), "{err}");
+    relbert()
+        .arg("average")
+        .arg(&e1)
+        .arg("--out")
+        .arg(d.path().join("one"))
+        .assert()
+        .failure();
+    let err = relbert::averaging::average_models(
+        &[e1.clone(), fixture("tiny-roberta")],
+        &d.path().join("mixed"),
+        false,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tiny-roberta") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(!d.path().join("mixed").exists());
 }

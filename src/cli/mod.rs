@@ -1,5 +1,6 @@
 //! Subcommand definitions and dispatch.
 
+mod average;
 mod bench;
 mod embed;
 mod index;
@@ -39,6 +40,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fine-tune a base model into a RelBERT model (contrastive training on SemEval-2012).
     Train(train::TrainArgs),
+    /// Average the weights of several checkpoints of one model into a new model.
+    Average(average::AverageArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -143,5 +146,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Query(a) => query::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
+        Command::Average(a) => average::run(a),
     }
 }

@@ -86,7 +86,10 @@ pub struct TrainArgs {
     /// Train through candle's autograd on the CPU too (slow, no dropout; for comparison).
     #[arg(long)]
     autograd: bool,
-    /// Overwrite an existing output directory.
+    /// Also keep every epoch's model (float32) as DIR/epoch-NN, for `relbert average`.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Overwrite an existing output directory (and existing epoch checkpoints).
     #[arg(long)]
     force: bool,
 }
@@ -119,6 +122,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         device: a.device.clone(),
         dropout: a.dropout,
         autograd: a.autograd,
+        checkpoint_dir: a.checkpoint_dir.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

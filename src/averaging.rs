@@ -1,0 +1,195 @@
+//! Checkpoint averaging: one model whose every weight is the element-wise mean of the same
+//! weight in several checkpoints of one architecture (for instance the last epochs of a
+//! training run, kept with `relbert train --checkpoint-dir`). Averaging the weights of
+//! neighbouring checkpoints of one run smooths the epoch-to-epoch noise of contrastive
+//! fine-tuning, and the result is an ordinary Hugging Face model directory.
+//!
+//! Written here rather than borrowed: the tools that merge Hugging Face checkpoints are Python,
+//! and the operation is a mean over safetensors maps, which candle already reads and writes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+
+use crate::encoder::{write_safetensors, Encoder};
+use crate::error::{Error, Result};
+use crate::output::write_dir_atomically;
+
+/// Files of a model directory besides the weights that the averaged model takes from the
+/// first checkpoint (those that exist).
+pub const MODEL_SIDE_FILES: [&str; 7] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// Keys of `config.json` allowed to differ between the averaged checkpoints: bookkeeping that
+/// says nothing about the architecture or the pair function.
+const CONFIG_KEYS_IGNORED: [&str; 3] = ["_name_or_path", "torch_dtype", "transformers_version"];
+
+/// What [`average_models`] wrote, saved as `averaged_from.json` in the new model directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct AverageReport {
+    /// The averaged model directories, in the order given.
+    pub sources: Vec<PathBuf>,
+    /// SHA-256 of each source's `model.safetensors`.
+    pub sources_weights_sha256: Vec<String>,
+    /// Tensors averaged.
+    pub tensors: usize,
+    /// Parameters (elements) per model.
+    pub parameters: usize,
+    /// `F16` or `F32`: the saved weights' type.
+    pub dtype: String,
+}
+
+/// `config.json` of a model directory as JSON, without the keys allowed to differ.
+fn comparable_config(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.clone(),
+        message: format!("not JSON: {e}"),
+    })?;
+    if let Some(map) = value.as_object_mut() {
+        for key in CONFIG_KEYS_IGNORED {
+            map.remove(key);
+        }
+    }
+    Ok(value)
+}
+
+/// Reads a checkpoint's weights as float32 tensors on the CPU.
+fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let tensors =
+        candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("cannot read safetensors: {e}"),
+        })?;
+    tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_dtype(DType::F32)?)))
+        .collect()
+}
+
+/// Averages the weights of the model directories `dirs` (at least two, same architecture,
+/// same `config.json` up to bookkeeping keys, same tensor names and shapes) into a new model
+/// directory `out`, written to a temporary directory and renamed; an existing `out` is refused
+/// unless `force`. The config and tokenizer files are the first model's. Weights are saved
+/// float16 with `half`, else float32.
+pub fn average_models(
+    dirs: &[PathBuf],
+    out: &Path,
+    half: bool,
+    force: bool,
+) -> Result<AverageReport> {
+    if dirs.len() < 2 {
+        return Err(Error::InvalidArgument {
+            flag: "MODELS".into(),
+            message: format!("averaging needs at least two models, got {}", dirs.len()),
+        });
+    }
+    if out.exists() && !force {
+        return Err(Error::Exists {
+            path: out.to_path_buf(),
+        });
+    }
+    if let Some(d) = dirs.iter().find(|d| d.as_path() == out) {
+        return Err(Error::InvalidArgument {
+            flag: "--out".into(),
+            message: format!("{} is also one of the models averaged", d.display()),
+        });
+    }
+    let first_config = comparable_config(&dirs[0])?;
+    let mut sum: Option<HashMap<String, Tensor>> = None;
+    let mut hashes = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        if comparable_config(dir)? != first_config {
+            return Err(Error::Config {
+                path: dir.join("config.json"),
+                message: format!(
+                    "differs from {} (architecture or relbert_config); only checkpoints of one \
+                     model can be averaged",
+                    dirs[0].join("config.json").display()
+                ),
+            });
+        }
+        let weights = dir.join("model.safetensors");
+        hashes.push(Encoder::weights_sha256(&weights)?);
+        let tensors = load_f32(&weights)?;
+        sum = Some(match sum {
+            None => tensors,
+            Some(mut acc) => {
+                if acc.len() != tensors.len() {
+                    return Err(Error::Config {
+                        path: weights,
+                        message: format!(
+                            "{} tensors where the first model has {}",
+                            tensors.len(),
+                            acc.len()
+                        ),
+                    });
+                }
+                for (name, t) in tensors {
+                    let Some(a) = acc.get_mut(&name) else {
+                        return Err(Error::Tensor {
+                            path: weights,
+                            tensor: name,
+                            message: "not in the first model".into(),
+                        });
+                    };
+                    if a.dims() != t.dims() {
+                        return Err(Error::Tensor {
+                            path: weights,
+                            tensor: name,
+                            message: format!(
+                                "shape {:?} where the first model has {:?}",
+                                t.dims(),
+                                a.dims()
+                            ),
+                        });
+                    }
+                    *a = (&*a + &t)?;
+                }
+                acc
+            }
+        });
+    }
+    let sum = sum.ok_or_else(|| Error::Internal("no model was read".into()))?;
+    let scale = 1.0 / dirs.len() as f64;
+    let dtype = if half { DType::F16 } else { DType::F32 };
+    let mut parameters = 0;
+    let mut mean = HashMap::with_capacity(sum.len());
+    for (name, t) in sum {
+        parameters += t.elem_count();
+        mean.insert(name, t.affine(scale, 0.0)?.to_dtype(dtype)?);
+    }
+    let report = AverageReport {
+        sources: dirs.to_vec(),
+        sources_weights_sha256: hashes,
+        tensors: mean.len(),
+        parameters,
+        dtype: format!("{dtype:?}").to_uppercase(),
+    };
+    write_dir_atomically(out, |tmp| {
+        write_safetensors(&mean, &tmp.join("model.safetensors"))?;
+        for name in MODEL_SIDE_FILES {
+            let src = dirs[0].join(name);
+            if src.is_file() {
+                std::fs::copy(&src, tmp.join(name)).map_err(|e| Error::io(&src, e))?;
+            }
+        }
+        let path = tmp.join("averaged_from.json");
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: format!("cannot serialise: {e}"),
+        })?;
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+    })?;
+    Ok(report)
+}
