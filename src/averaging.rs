@@ -99,7 +99,13 @@ pub fn average_models(
             path: out.to_path_buf(),
         });
     }
-    if let Some(d) = dirs.iter().find(|d| d.as_path() == out) {
+    // Only an existing `out` can be one of the (existing) inputs; compare real paths so that
+    // `./m` and `m` are seen as one.
+    let same = |d: &PathBuf| match (d.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(d) = dirs.iter().find(|d| same(d)) {
         return Err(Error::InvalidArgument {
             flag: "--out".into(),
             message: format!("{} is also one of the models averaged", d.display()),

@@ -1028,10 +1028,12 @@ pub fn train(
         });
     }
     cfg.validate()?;
-    if let Some(dir) = &cfg.checkpoint_dir {
-        let first = dir.join(epoch_dir_name(1));
-        if first.exists() && !force {
-            return Err(Error::Exists { path: first });
+    if let (Some(dir), false) = (&cfg.checkpoint_dir, force) {
+        if let Some(path) = (1..=cfg.epochs)
+            .map(|e| dir.join(epoch_dir_name(e)))
+            .find(|p| p.exists())
+        {
+            return Err(Error::Exists { path });
         }
     }
     let valid = ValidationData::load(cfg)?;

@@ -441,6 +441,14 @@ fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
         .stderr(predicates::str::contains("epoch-01").and(predicates::str::contains("--force")));
     assert_eq!(before, std::fs::read(e1.join("model.safetensors")).unwrap());
     assert!(!out.exists());
+    // Nor any later epoch's.
+    let aside = d.path().join("epoch-01-aside");
+    std::fs::rename(&e1, &aside).unwrap();
+    train(false)
+        .failure()
+        .stderr(predicates::str::contains("epoch-02"));
+    assert!(!e1.exists() && !out.exists());
+    std::fs::rename(&aside, &e1).unwrap();
 
     // The average is the element-wise mean, a loadable model with the first's config.
     let soup = d.path().join("soup");
@@ -488,9 +496,14 @@ fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
     average(&soup)
         .failure()
         .stderr(predicates::str::contains("--force"));
-    let err = relbert::averaging::average_models(&[e1.clone(), soup.clone()], &soup, false, true)
-        .unwrap_err()
-        .to_string();
+    let err = relbert::averaging::average_models(
+        &[e1.clone(), soup.join("..").join("soup")],
+        &soup,
+        false,
+        true,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("--out"), "{err}");
     relbert()
         .arg("average")
