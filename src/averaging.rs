@@ -13,21 +13,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
+use crate::config::ModelFiles;
 use crate::encoder::{write_safetensors, Encoder};
 use crate::error::{Error, Result};
 use crate::output::write_dir_atomically;
-
-/// Files of a model directory besides the weights that the averaged model takes from the
-/// first checkpoint (those that exist).
-pub const MODEL_SIDE_FILES: [&str; 7] = [
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-];
 
 /// Keys of `config.json` allowed to differ between the averaged checkpoints: bookkeeping that
 /// says nothing about the architecture or the pair function.
@@ -48,12 +37,11 @@ pub struct AverageReport {
     pub dtype: String,
 }
 
-/// `config.json` of a model directory as JSON, without the keys allowed to differ.
-fn comparable_config(dir: &Path) -> Result<serde_json::Value> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+/// A model's `config.json` as JSON, without the keys allowed to differ.
+fn comparable_config(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-        path: path.clone(),
+        path: path.to_path_buf(),
         message: format!("not JSON: {e}"),
     })?;
     if let Some(map) = value.as_object_mut() {
@@ -111,62 +99,56 @@ pub fn average_models(
             message: format!("{} is also one of the models averaged", d.display()),
         });
     }
-    let first_config = comparable_config(&dirs[0])?;
-    let mut sum: Option<HashMap<String, Tensor>> = None;
-    let mut hashes = Vec::with_capacity(dirs.len());
-    for dir in dirs {
-        if comparable_config(dir)? != first_config {
+    let files = dirs
+        .iter()
+        .map(|d| ModelFiles::in_dir(d))
+        .collect::<Result<Vec<_>>>()?;
+    let first = &files[0];
+    let first_config = comparable_config(&first.config)?;
+    let mut hashes = vec![Encoder::weights_sha256(&first.weights)?];
+    let mut sum = load_f32(&first.weights)?;
+    for f in &files[1..] {
+        if comparable_config(&f.config)? != first_config {
             return Err(Error::Config {
-                path: dir.join("config.json"),
+                path: f.config.clone(),
                 message: format!(
                     "differs from {} (architecture or relbert_config); only checkpoints of one \
                      model can be averaged",
-                    dirs[0].join("config.json").display()
+                    first.config.display()
                 ),
             });
         }
-        let weights = dir.join("model.safetensors");
-        hashes.push(Encoder::weights_sha256(&weights)?);
-        let tensors = load_f32(&weights)?;
-        sum = Some(match sum {
-            None => tensors,
-            Some(mut acc) => {
-                if acc.len() != tensors.len() {
-                    return Err(Error::Config {
-                        path: weights,
-                        message: format!(
-                            "{} tensors where the first model has {}",
-                            tensors.len(),
-                            acc.len()
-                        ),
-                    });
-                }
-                for (name, t) in tensors {
-                    let Some(a) = acc.get_mut(&name) else {
-                        return Err(Error::Tensor {
-                            path: weights,
-                            tensor: name,
-                            message: "not in the first model".into(),
-                        });
-                    };
-                    if a.dims() != t.dims() {
-                        return Err(Error::Tensor {
-                            path: weights,
-                            tensor: name,
-                            message: format!(
-                                "shape {:?} where the first model has {:?}",
-                                t.dims(),
-                                a.dims()
-                            ),
-                        });
-                    }
-                    *a = (&*a + &t)?;
-                }
-                acc
+        hashes.push(Encoder::weights_sha256(&f.weights)?);
+        let tensors = load_f32(&f.weights)?;
+        if sum.len() != tensors.len() {
+            return Err(Error::Config {
+                path: f.weights.clone(),
+                message: format!(
+                    "{} tensors where the first model has {}",
+                    tensors.len(),
+                    sum.len()
+                ),
+            });
+        }
+        for (name, t) in tensors {
+            let tensor_error = |message: String| Error::Tensor {
+                path: f.weights.clone(),
+                tensor: name.clone(),
+                message,
+            };
+            let Some(a) = sum.get_mut(&name) else {
+                return Err(tensor_error("not in the first model".into()));
+            };
+            if a.dims() != t.dims() {
+                return Err(tensor_error(format!(
+                    "shape {:?} where the first model has {:?}",
+                    t.dims(),
+                    a.dims()
+                )));
             }
-        });
+            *a = (&*a + &t)?;
+        }
     }
-    let sum = sum.ok_or_else(|| Error::Internal("no model was read".into()))?;
     let scale = 1.0 / dirs.len() as f64;
     let dtype = if half { DType::F16 } else { DType::F32 };
     let mut parameters = 0;
@@ -184,12 +166,9 @@ pub fn average_models(
     };
     write_dir_atomically(out, |tmp| {
         write_safetensors(&mean, &tmp.join("model.safetensors"))?;
-        for name in MODEL_SIDE_FILES {
-            let src = dirs[0].join(name);
-            if src.is_file() {
-                std::fs::copy(&src, tmp.join(name)).map_err(|e| Error::io(&src, e))?;
-            }
-        }
+        std::fs::copy(&first.config, tmp.join("config.json"))
+            .map_err(|e| Error::io(&first.config, e))?;
+        ModelFiles::copy_tokenizer_files(&dirs[0], tmp)?;
         let path = tmp.join("averaged_from.json");
         let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Config {
             path: path.clone(),

@@ -214,4 +214,27 @@ impl ModelFiles {
         }
         Ok(files)
     }
+
+    /// Copies the tokenizer files of model directory `src` that exist (`tokenizer.json` and
+    /// the slow tokenizers' companions) into `dst`, so that a derived model (trained or
+    /// averaged) loads in any Hugging Face tool.
+    pub fn copy_tokenizer_files(src: &Path, dst: &Path) -> Result<()> {
+        for name in TOKENIZER_FILES {
+            let from = src.join(name);
+            if from.is_file() {
+                std::fs::copy(&from, dst.join(name)).map_err(|e| Error::io(&from, e))?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The tokenizer files a Hugging Face model directory may hold.
+const TOKENIZER_FILES: [&str; 6] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];

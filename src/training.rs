@@ -31,9 +31,8 @@ use candle_core::{DType, Tensor, Var};
 use serde::Serialize;
 
 use crate::analogy::{accuracy_with_vectors, cosine, distinct_pairs, Similarity};
-use crate::averaging::MODEL_SIDE_FILES;
 use crate::batching::length_sorted_batches;
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, ModelFiles};
 use crate::cpu_train::{CpuTrainModel, Dropout, Prompt};
 use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, RelationExamples};
 use crate::encoder::Mode;
@@ -879,15 +878,7 @@ impl Trainer {
         self.enc
             .encoder()
             .save_safetensors(&dir.join("model.safetensors"), half)?;
-        let src_dir = self.enc.dir();
-        // config.json was written above, with this run's relbert_config.
-        for name in MODEL_SIDE_FILES.iter().filter(|&&n| n != "config.json") {
-            let src = src_dir.join(name);
-            if src.is_file() {
-                std::fs::copy(&src, dir.join(name)).map_err(|e| Error::io(&src, e))?;
-            }
-        }
-        Ok(())
+        ModelFiles::copy_tokenizer_files(self.enc.dir(), dir)
     }
 }
 
