@@ -57,6 +57,9 @@ pub struct TrainConfig {
     pub base: PathBuf,
     /// Data directory holding `semeval2012_relational_similarity/` and the analogy sets.
     pub data: PathBuf,
+    /// Replaces `semeval2012_relational_similarity/train.jsonl` under `data` as the main
+    /// training relations (same format; validation still comes from `data`).
+    pub train_file: Option<PathBuf>,
     /// Further training relations in the SemEval format, appended to `train.jsonl`'s
     /// (validation stays SemEval's and the analogy sets').
     pub extra_train: Vec<PathBuf>,
@@ -118,6 +121,7 @@ impl Default for TrainConfig {
         TrainConfig {
             base: PathBuf::from("models/all-MiniLM-L6-v2"),
             data: PathBuf::from("data"),
+            train_file: None,
             extra_train: Vec::new(),
             loss: LossKind::Nce,
             epochs: 10,
@@ -182,11 +186,15 @@ impl TrainConfig {
     }
 }
 
-/// The training relations: SemEval's `train.jsonl`, then each `extra_train` file in order.
-/// A relation id that occurs twice is an error naming the file that repeats it, since the
-/// trainer treats every other relation's positives as negatives.
+/// The training relations: SemEval's `train.jsonl` (or `train_file`), then each
+/// `extra_train` file in order. A relation id that occurs twice is an error naming the file
+/// that repeats it, since the trainer treats every other relation's positives as negatives.
 pub fn load_training_relations(cfg: &TrainConfig) -> Result<Vec<RelationExamples>> {
-    let mut relations = load_relation_file(&cfg.relation_file("train"))?;
+    let main = match &cfg.train_file {
+        Some(path) => path.clone(),
+        None => cfg.relation_file("train"),
+    };
+    let mut relations = load_relation_file(&main)?;
     let mut seen: BTreeSet<String> = relations.iter().map(|r| r.relation_type.clone()).collect();
     for path in &cfg.extra_train {
         for r in load_relation_file(path)? {

@@ -11,7 +11,7 @@ use common::fixture;
 use predicates::prelude::PredicateBooleanExt;
 use relbert::datasets::load_relation_file;
 use relbert::losses::LossKind;
-use relbert::training::{LrSchedule, TrainConfig, Trainer};
+use relbert::training::{load_training_relations, LrSchedule, TrainConfig, Trainer};
 use relbert::{EncoderOptions, RelationEncoder};
 
 const WORDS: [&str; 24] = [
@@ -115,6 +115,43 @@ fn extra_training_relations_are_appended_and_duplicate_ids_refused() {
         .expect("duplicate relation ids must be refused");
     let msg = err.to_string();
     assert!(msg.contains("extra.jsonl") && msg.contains("3a"), "{msg}");
+}
+
+#[test]
+fn train_file_replaces_semeval_train_split_only() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let main = d.path().join("extended.jsonl");
+    std::fs::write(
+        &main,
+        format!(
+            "{{\"relation_type\": \"1a\", \"positives\": [{}, {}, {}, {}], \"negatives\": [{}]}}\n\
+             {{\"relation_type\": \"2a\", \"positives\": [{}, {}], \"negatives\": []}}\n",
+            pair(0, 12),
+            pair(1, 13),
+            pair(2, 14),
+            pair(3, 15),
+            pair(12, 0),
+            pair(5, 17),
+            pair(6, 18)
+        ),
+    )
+    .unwrap();
+    let mut cfg = config(d.path(), LossKind::Nce);
+    cfg.train_file = Some(main.clone());
+    let relations = load_training_relations(&cfg).unwrap();
+    let ids: Vec<&str> = relations.iter().map(|r| r.relation_type.as_str()).collect();
+    assert_eq!(ids, ["1a", "2a"]);
+    assert_eq!(relations[0].positives.len(), 4);
+    // Validation still comes from --data (4 SemEval relations, the sat split): training runs.
+    let t = Trainer::new(&cfg).unwrap();
+    assert_eq!(t.num_relations(), 2);
+
+    cfg.train_file = Some(d.path().join("missing.jsonl"));
+    let msg = load_training_relations(&cfg)
+        .expect_err("a missing --train-file must be refused")
+        .to_string();
+    assert!(msg.contains("missing.jsonl"), "{msg}");
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub struct TrainArgs {
     /// the sat/bats/google validation splits.
     #[arg(long)]
     data: PathBuf,
+    /// Main training relations in place of DATA/semeval2012_relational_similarity/train.jsonl
+    /// (same format), e.g. data/semeval2012_train_extended.jsonl. Validation is unchanged.
+    #[arg(long, value_name = "FILE")]
+    train_file: Option<PathBuf>,
     /// Further training relations (SemEval JSONL format), appended to the SemEval training
     /// relations; repeatable. Validation is unchanged.
     #[arg(long, value_name = "FILE")]
@@ -102,6 +106,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig {
         base: a.base.clone(),
         data: a.data.clone(),
+        train_file: a.train_file.clone(),
         extra_train: a.extra_train.clone(),
         loss: a.loss,
         epochs: a.epochs,
