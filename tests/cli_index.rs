@@ -242,6 +242,11 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
             .to_string()
     };
     let bert_sha = sha(&index);
+    assert_eq!(
+        info(&index)["precision"],
+        "f16",
+        "the default index stores f16"
+    );
 
     // Same default model: the index is reused as it is.
     let again = query("tiny-bert");

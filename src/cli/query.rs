@@ -144,9 +144,11 @@ fn ensure_default_index(dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
+    // Half precision: half the disk and page cache, and faster search (it waits on memory),
+    // at the same recall (benchmarks/index/README.md, benchmarks/results/query.md).
     let opts = BuildOptions {
         hnsw: HnswParams::default(),
-        half: false,
+        half: true,
         force: false,
     };
     build_with_progress(&encoder, &records, dir, &opts)?;
