@@ -143,9 +143,10 @@ fn train_file_replaces_semeval_train_split_only() {
     let ids: Vec<&str> = relations.iter().map(|r| r.relation_type.as_str()).collect();
     assert_eq!(ids, ["1a", "2a"]);
     assert_eq!(relations[0].positives.len(), 4);
-    // Validation still comes from --data (4 SemEval relations, the sat split): training runs.
-    let t = Trainer::new(&cfg).unwrap();
+    // The trainer steps on the file's relations; --data still supplies validation.
+    let mut t = Trainer::new(&cfg).unwrap();
     assert_eq!(t.num_relations(), 2);
+    t.train_step(0).unwrap();
 
     cfg.train_file = Some(d.path().join("missing.jsonl"));
     let msg = load_training_relations(&cfg)
