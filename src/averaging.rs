@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::config::ModelFiles;
+use crate::config::{ModelConfig, ModelFiles};
 use crate::encoder::{write_safetensors, Encoder};
 use crate::error::{Error, Result};
-use crate::output::write_dir_atomically;
+use crate::output::{write_dir_atomically, write_json};
 
 /// Keys of `config.json` allowed to differ between the averaged checkpoints: bookkeeping that
 /// says nothing about the architecture or the pair function.
@@ -39,11 +39,7 @@ pub struct AverageReport {
 
 /// A model's `config.json` as JSON, without the keys allowed to differ.
 fn comparable_config(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-        path: path.to_path_buf(),
-        message: format!("not JSON: {e}"),
-    })?;
+    let mut value = ModelConfig::from_file(path)?.raw;
     if let Some(map) = value.as_object_mut() {
         for key in CONFIG_KEYS_IGNORED {
             map.remove(key);
@@ -169,12 +165,7 @@ pub fn average_models(
         std::fs::copy(&first.config, tmp.join("config.json"))
             .map_err(|e| Error::io(&first.config, e))?;
         ModelFiles::copy_tokenizer_files(&dirs[0], tmp)?;
-        let path = tmp.join("averaged_from.json");
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Config {
-            path: path.clone(),
-            message: format!("cannot serialise: {e}"),
-        })?;
-        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+        write_json(&tmp.join("averaged_from.json"), &report)
     })?;
     Ok(report)
 }

@@ -127,6 +127,16 @@ pub fn pairs_sidecar(npy: &Path) -> PathBuf {
     PathBuf::from(format!("{}.pairs.tsv", stem.display()))
 }
 
+/// Writes `value` as pretty JSON with a final newline (model-directory files such as
+/// `training_config.json`, `metrics.json`, `averaged_from.json`).
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise: {e}"),
+    })?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
 /// A sibling path of `out` named `.<name>.<tag>-<pid>`.
 pub(crate) fn sibling(out: &Path, tag: &str) -> PathBuf {
     let name = out

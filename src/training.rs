@@ -38,7 +38,7 @@ use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, Re
 use crate::encoder::Mode;
 use crate::error::{Error, Result};
 use crate::losses::{info_loob, info_nce, parent_triplet, triplet, LossKind};
-use crate::output::{sibling, write_dir_atomically};
+use crate::output::{sibling, write_dir_atomically, write_json};
 use crate::pooling::Aggregation;
 use crate::relation::{EncoderOptions, RelationEncoder};
 
@@ -972,14 +972,6 @@ pub fn semeval_score(
         }
     }
     Ok(yes as f64 / total.max(1) as f64)
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config {
-        path: path.to_path_buf(),
-        message: format!("cannot serialise: {e}"),
-    })?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }
 
 /// Writes a file atomically (temporary file in the same directory, then rename).
