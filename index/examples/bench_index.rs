@@ -18,6 +18,11 @@
 //! # measure what f16 storage alone changes in search speed and recall
 //! cargo run --release -p relbert-index --example bench_index -- to-f16 --index DIR --out DIR
 //!
+//! # Rebuild an existing index from its own pairs and vectors (no encoder), through the same
+//! # IndexBuilder path `relbert index build` takes: graph time and the process's peak RSS
+//! cargo run --release -p relbert-index --example bench_index -- rebuild --index DIR --out DIR \
+//!     [--threads 0] [--m 16] [--ef-construction 200]
+//!
 //! # Open time and resident memory of a large index (random graph; see the results file)
 //! cargo run --release -p relbert-index --example bench_index -- open \
 //!     --n 1000000 --dim 384 --work DIR [--runs 9] --out-json F --out-md F
@@ -58,6 +63,7 @@ fn main() -> Res<()> {
         "probe" => probe(&opts),
         "search" => search_bench(&opts),
         "to-f16" => to_f16(&opts),
+        "rebuild" => rebuild(&opts),
         _ => Err("usage: bench_index ann|open|search [options] (see the source header)".into()),
     }
 }
@@ -170,6 +176,65 @@ fn to_f16(o: &HashMap<String, String>) -> Res<()> {
     }
     Index::open(dst)?;
     eprintln!("wrote {} ({} rows, f16)", dst.display(), idx.count());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- rebuild
+
+/// Peak resident set of this process (`VmHWM`), in kB.
+fn peak_rss_kb() -> Option<u64> {
+    let s = fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn rebuild(o: &HashMap<String, String>) -> Res<()> {
+    let src = Path::new(o.get("index").ok_or("--index")?);
+    let dst = Path::new(o.get("out").ok_or("--out")?);
+    let idx = Index::open(src)?;
+    let spec = IndexSpec {
+        dim: idx.dim() as u32,
+        precision: idx.meta().precision,
+        encoder: idx.meta().encoder.clone(),
+    };
+    let mut b = IndexBuilder::create_or_resume(dst, spec, false)?;
+    let t = Instant::now();
+    let chunk = 4096;
+    let mut row = b.rows_done() as usize;
+    while row < idx.count() {
+        let end = (row + chunk).min(idx.count());
+        let mut pairs = Vec::with_capacity(end - row);
+        let mut vectors = Vec::with_capacity((end - row) * idx.dim());
+        for r in row..end {
+            let p = idx.pair(r)?;
+            pairs.push(PairEntry {
+                head: p.head.into(),
+                tail: p.tail.into(),
+                label: p.label.map(str::to_string),
+            });
+            vectors.extend_from_slice(&idx.vector(r)?);
+        }
+        b.append_chunk(&pairs, &vectors)?;
+        row = end;
+    }
+    let append_s = t.elapsed().as_secs_f64();
+    drop(idx);
+    let params = HnswParams {
+        m: get(o, "m", 16),
+        ef_construction: get(o, "ef-construction", 200),
+        threads: get(o, "threads", 0),
+        ..HnswParams::default()
+    };
+    let rss_before_graph = peak_rss_kb();
+    let t = Instant::now();
+    b.finish(params, |_| {})?;
+    let finish_s = t.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"index": src, "out": dst, "append_s": round(append_s, 1),
+            "finish_s": round(finish_s, 1), "threads": params.threads,
+            "peak_rss_kb_before_finish": rss_before_graph, "peak_rss_kb": peak_rss_kb()})
+    );
     Ok(())
 }
 

@@ -604,20 +604,19 @@ impl IndexBuilder {
             let map = unsafe { memmap2::Mmap::map(&self.vectors) }
                 .map_err(|e| IndexError::io(&vpath, e))?;
             let payload = &map[HEADER_LEN..];
-            let rows: std::borrow::Cow<[f32]> = match spec.precision {
-                Precision::F32 => std::borrow::Cow::Borrowed(
+            let rows = match spec.precision {
+                Precision::F32 => StoredRows::F32(
                     bytemuck::try_cast_slice(payload)
                         .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?,
                 ),
-                Precision::F16 => {
-                    let h: &[f16] = bytemuck::try_cast_slice(payload)
-                        .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?;
-                    std::borrow::Cow::Owned(h.iter().map(|x| x.to_f32()).collect())
-                }
+                Precision::F16 => StoredRows::F16(
+                    bytemuck::try_cast_slice(payload)
+                        .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?,
+                ),
             };
             match source {
                 GraphSource::Hnsw(p) => (
-                    build_graph(&rows, dim, n, p, &mut progress)?,
+                    build_graph(rows, dim, n, p, &mut progress)?,
                     HnswInfo {
                         m: p.m as u32,
                         ef_construction: p.ef_construction as u32,
@@ -749,9 +748,17 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-/// Checks the parameters and builds the graph payload with the chosen builder.
+/// The memory-mapped `vectors` payload, in its stored precision.
+#[derive(Clone, Copy)]
+enum StoredRows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+/// Checks the parameters and builds the graph payload with the chosen builder. The native
+/// builder reads `f16` rows in place; `hnsw_rs` needs an `f32` copy.
 fn build_graph(
-    rows: &[f32],
+    rows: StoredRows<'_>,
     dim: usize,
     n: usize,
     p: HnswParams,
@@ -772,12 +779,15 @@ fn build_graph(
     if n == 0 {
         return Ok(encode_graph(&[], NO_NEIGHBOUR, m0, m, &[], &[]));
     }
-    let rows = rows.get(..n * dim).ok_or_else(|| {
+    let short = |len: usize| {
         IndexError::InvalidParameter(format!(
-            "{} vector values for {n} rows of dimension {dim}",
-            rows.len()
+            "{len} vector values for {n} rows of dimension {dim}"
         ))
-    })?;
+    };
+    let rows = match rows {
+        StoredRows::F32(r) => StoredRows::F32(r.get(..n * dim).ok_or_else(|| short(r.len()))?),
+        StoredRows::F16(r) => StoredRows::F16(r.get(..n * dim).ok_or_else(|| short(r.len()))?),
+    };
     match p.builder {
         GraphBuilder::Native => {
             let total = n as u64;
@@ -787,16 +797,26 @@ fn build_graph(
                 threads: p.threads,
                 seed: p.seed,
             };
-            let g = hnsw_build::build(rows, dim, &params, &mut |done| {
+            let mut report = |done| {
                 progress(Progress {
                     stage: Stage::Graph,
                     done,
                     total,
                 })
-            })?;
+            };
+            let g = match rows {
+                StoredRows::F32(r) => hnsw_build::build(r, dim, &params, &mut report)?,
+                StoredRows::F16(r) => hnsw_build::build_f16(r, dim, &params, &mut report)?,
+            };
             Ok(g.encode())
         }
-        GraphBuilder::HnswRs => build_hnsw_rs(rows, dim, n, p, progress),
+        GraphBuilder::HnswRs => match rows {
+            StoredRows::F32(r) => build_hnsw_rs(r, dim, n, p, progress),
+            StoredRows::F16(r) => {
+                let widened: Vec<f32> = r.iter().map(|x| x.to_f32()).collect();
+                build_hnsw_rs(&widened, dim, n, p, progress)
+            }
+        },
     }
 }
 

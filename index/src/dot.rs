@@ -318,6 +318,7 @@ pub(crate) trait RowStore {
 }
 
 /// `f32` rows.
+#[derive(Clone, Copy)]
 pub(crate) struct F32Rows<'a> {
     /// Row-major data.
     pub data: &'a [f32],
@@ -326,6 +327,7 @@ pub(crate) struct F32Rows<'a> {
 }
 
 /// `f16` rows, widened to `f32` inside the kernel ([`Kernel::dot_f16`]).
+#[derive(Clone, Copy)]
 pub(crate) struct F16Rows<'a> {
     /// Row-major data.
     pub data: &'a [f16],
