@@ -1,4 +1,4 @@
-//! End-to-end tests of `relbert index build|info` and `relbert query` on the tiny fixture model.
+//! End-to-end tests of `relbert index build|rebuild|info` and `relbert query` on the tiny fixture model.
 
 mod common;
 
@@ -157,6 +157,68 @@ fn existing_index_needs_force() {
     build(dir.path(), &out, &["--force", "--f16"]).success();
     let doc = info(&out);
     assert_eq!(doc["precision"], "f16");
+}
+
+#[test]
+fn rebuild_changes_precision_and_graph_without_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("idx");
+    build(dir.path(), &src, &[]).success();
+    let out = dir.path().join("idx16");
+    let rebuild = |extra: &[&str]| {
+        relbert()
+            .args(["index", "rebuild", "--index"])
+            .arg(&src)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .assert()
+    };
+    rebuild(&["--f16", "--m", "8"]).success();
+    let (a, b) = (info(&src), info(&out));
+    assert_eq!(b["precision"], "f16");
+    assert_eq!(b["hnsw"]["m"], 8);
+    assert_eq!(b["hnsw"]["ef_construction"], a["hnsw"]["ef_construction"]);
+    assert_eq!(b["count"], a["count"]);
+    assert_eq!(b["encoder"], a["encoder"]);
+    // Queries still encode with the model the vectors came from, and find the same pairs up to
+    // f16 rounding: each of the rebuilt index's top 5 is among the source's top 8, with the
+    // same score to 2e-3 (near-ties of the tiny model may swap places).
+    let scores = |v: serde_json::Value| -> Vec<(serde_json::Value, f64)> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["pair"].clone(), r["score"].as_f64().unwrap()))
+            .collect()
+    };
+    let exact = |index: &Path, k: &str| {
+        let a = relbert()
+            .args(["query", "--json", "--exact", "-k", k, "--index"])
+            .arg(index)
+            .args(["lion", "cub"])
+            .assert()
+            .success();
+        scores(serde_json::from_slice(&a.get_output().stdout).unwrap())
+    };
+    let (got, want) = (exact(&out, "5"), exact(&src, "8"));
+    assert_eq!(got.len(), 5);
+    for (pair, score) in &got {
+        let same = want.iter().find(|(p, _)| p == pair);
+        assert!(
+            same.is_some_and(|(_, s)| (s - score).abs() < 2e-3),
+            "{pair} {score}: not in {want:?}"
+        );
+    }
+
+    let before = std::fs::read(out.join("graph")).unwrap();
+    rebuild(&["--f32"])
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    assert_eq!(std::fs::read(out.join("graph")).unwrap(), before);
+    rebuild(&["--f32", "--force"]).success();
+    assert_eq!(info(&out)["precision"], "f32");
+    assert_eq!(info(&out)["hnsw"]["m"], 16);
 }
 
 #[test]

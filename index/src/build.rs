@@ -98,6 +98,8 @@ impl Default for HnswParams {
 /// Stages reported through the progress callback of [`IndexBuilder::finish`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// Copying rows from another index (`done` of `total` rows; [`crate::rebuild`] only).
+    Copying,
     /// Inserting rows into the HNSW graph (`done` of `total` rows).
     Graph,
     /// Writing the final files (`done` of `total` files).

@@ -36,7 +36,9 @@
 //!
 //! [`IndexBuilder`] streams chunks into `<out>.partial/` with a checkpoint after each chunk, so
 //! an interrupted build resumes ([`IndexBuilder::rows_done`]), then builds the graph and renames
-//! the directory into place ([`IndexBuilder::finish`]).
+//! the directory into place ([`IndexBuilder::finish`]). [`rebuild()`] makes a new index from an
+//! existing one's pairs and vectors (another precision or other graph parameters) through the
+//! same builder.
 //!
 //! All integers are little-endian and the zero-copy views assume a little-endian host.
 
@@ -54,6 +56,7 @@ pub mod hnsw_build;
 pub mod index;
 pub mod meta;
 pub mod pairs;
+pub mod rebuild;
 pub mod synthetic;
 
 pub use build::{
@@ -66,3 +69,4 @@ pub use graph::Hit;
 pub use index::{DiskSizes, Index, OpenOptions, Verify, SMALL_FILE_LIMIT};
 pub use meta::{EncoderInfo, HnswInfo, IndexSpec, Meta, Precision};
 pub use pairs::{pair_hash, PairEntry, PairRef};
+pub use rebuild::{rebuild, RebuildOptions};

@@ -601,3 +601,81 @@ fn hnsw_rs_builder_still_selectable() {
     eprintln!("hnsw_rs: recall@10 ef 16 = {r16:.4}, ef 64 = {r64:.4}");
     assert!(r64 >= 0.95, "recall@10 at ef 64 = {r64}");
 }
+
+#[test]
+fn rebuild_changes_precision_and_graph_keeps_pairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (n, dim) = (600, 24);
+    let vecs = low_rank(n, dim, 6, 0.1, 21);
+    let pairs = pairs_for(n);
+    let src = build(
+        &tmp.path().join("src"),
+        &pairs,
+        &vecs,
+        spec(dim as u32, Precision::F32),
+        128,
+        serial(),
+    );
+    let to_f16 = RebuildOptions {
+        precision: Some(Precision::F16),
+        hnsw: serial(),
+        force: false,
+    };
+    let mut stages = Vec::new();
+    let half = rebuild(&src, &tmp.path().join("half"), &to_f16, |p| {
+        if stages.last() != Some(&p.stage) {
+            stages.push(p.stage);
+        }
+    })
+    .unwrap();
+    assert_eq!(stages, [Stage::Copying, Stage::Graph, Stage::Writing]);
+    let (a, b) = (Index::open(&src).unwrap(), Index::open(&half).unwrap());
+    assert_eq!(b.meta().precision, Precision::F16);
+    assert_eq!(b.meta().encoder, a.meta().encoder);
+    assert_eq!(b.count(), n);
+    for i in 0..n {
+        assert_eq!(b.pair(i).unwrap(), a.pair(i).unwrap());
+        for (x, y) in b.vector(i).unwrap().iter().zip(a.vector(i).unwrap().iter()) {
+            assert!((x - y).abs() <= 1e-3, "row {i}: {x} vs {y}");
+        }
+    }
+    for i in [0, 99, 599] {
+        assert_eq!(b.search(&a.vector(i).unwrap(), 1, 32).unwrap()[0].row, i);
+    }
+
+    // f16 to f16 with the same parameters loses nothing: every file is the same again.
+    let keep = RebuildOptions {
+        precision: None,
+        ..to_f16
+    };
+    let again = rebuild(&half, &tmp.path().join("again"), &keep, |_| {}).unwrap();
+    for f in ["vectors", "pairs", "graph", "meta"] {
+        assert_eq!(file_bytes(&again, f), file_bytes(&half, f), "{f}");
+    }
+
+    // An existing output is refused without force and left as it was.
+    let before = file_bytes(&again, "graph");
+    assert!(matches!(
+        rebuild(&half, &again, &keep, |_| {}),
+        Err(IndexError::AlreadyExists { .. })
+    ));
+    assert_eq!(file_bytes(&again, "graph"), before);
+
+    // In place, forced: other graph parameters, the same rows, nothing left beside it.
+    let in_place = RebuildOptions {
+        precision: None,
+        hnsw: HnswParams { m: 8, ..serial() },
+        force: true,
+    };
+    rebuild(&again, &again, &in_place, |_| {}).unwrap();
+    let c = Index::open(&again).unwrap();
+    assert_eq!(c.meta().hnsw.m, 8);
+    assert_eq!(c.count(), n);
+    assert_eq!(file_bytes(&again, "vectors"), file_bytes(&half, "vectors"));
+    let names: HashSet<String> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let want: HashSet<String> = ["src", "half", "again"].map(String::from).into();
+    assert_eq!(names, want);
+}

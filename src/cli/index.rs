@@ -1,4 +1,4 @@
-//! `relbert index build` and `relbert index info`.
+//! `relbert index build`, `relbert index rebuild` and `relbert index info`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use relbert::indexing::{build_index, BuildOptions, BuildReport};
 use relbert::pairs::{read_pairs, PairRecord};
 use relbert::RelationEncoder;
-use relbert_index::{HnswParams, Index, Stage};
+use relbert_index::{HnswParams, Index, Precision, RebuildOptions, Stage};
 
 use super::{pair_progress, ModelArgs};
 
@@ -17,8 +17,38 @@ use super::{pair_progress, ModelArgs};
 pub enum IndexCommand {
     /// Embed a pair file into a memory-mapped HNSW index (resumes an interrupted build).
     Build(BuildArgs),
+    /// Rebuild an index from its own pairs and vectors, without encoding: another storage
+    /// precision or other HNSW parameters.
+    Rebuild(RebuildArgs),
     /// Show an index's size, model identity and parameters.
     Info(InfoArgs),
+}
+
+/// Arguments of `relbert index rebuild`.
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    /// Source index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Output index directory (may be the source itself, with --force; built in DIR.partial/,
+    /// renamed at the end).
+    #[arg(long)]
+    out: PathBuf,
+    /// HNSW neighbours per node (default: the source's).
+    #[arg(long)]
+    m: Option<usize>,
+    /// HNSW candidate-list size while building (default: the source's).
+    #[arg(long)]
+    ef_construction: Option<usize>,
+    /// Store vectors as float16 (default: the source's precision).
+    #[arg(long, conflicts_with = "f32")]
+    f16: bool,
+    /// Store vectors as float32 (default: the source's precision).
+    #[arg(long)]
+    f32: bool,
+    /// Replace an existing output index.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Arguments of `relbert index build`.
@@ -135,6 +165,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             build_with_progress(&encoder, &records, &a.out, &opts)?;
             Ok(())
         }
+        IndexCommand::Rebuild(a) => rebuild(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
             let idx =
@@ -202,4 +233,56 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
+fn rebuild(a: RebuildArgs) -> Result<()> {
+    if a.out.exists() && !a.force {
+        anyhow::bail!("{} exists; pass --force to replace it", a.out.display());
+    }
+    let src = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let hnsw = &src.meta().hnsw;
+    // An index with a random graph (a test fixture) records ef_construction 0.
+    let source_ef = match hnsw.ef_construction {
+        0 => HnswParams::default().ef_construction,
+        ef => ef as usize,
+    };
+    let opts = RebuildOptions {
+        precision: match (a.f16, a.f32) {
+            (true, _) => Some(Precision::F16),
+            (_, true) => Some(Precision::F32),
+            _ => None,
+        },
+        hnsw: HnswParams {
+            m: a.m.unwrap_or(hnsw.m as usize),
+            ef_construction: a.ef_construction.unwrap_or(source_ef),
+            threads: 0,
+            ..HnswParams::default()
+        },
+        force: a.force,
+    };
+    let count = src.count() as u64;
+    drop(src);
+    let started = std::time::Instant::now();
+    // One bar per stage that counts pairs; the short file-writing stage shows none.
+    let mut bar = (pair_progress(count, "copying"), Stage::Copying);
+    let out = relbert_index::rebuild(&a.index, &a.out, &opts, |p| {
+        if p.stage == Stage::Graph && bar.1 != Stage::Graph {
+            bar.0.finish_and_clear();
+            bar = (pair_progress(p.total, "graph"), Stage::Graph);
+        }
+        if p.stage == bar.1 {
+            bar.0.set_position(p.done);
+        }
+    })
+    .with_context(|| format!("rebuilding {} into {}", a.index.display(), a.out.display()))?;
+    bar.0.finish_and_clear();
+    tracing::info!(
+        "index {}: {} pairs rebuilt from {} in {:.1}s",
+        out.display(),
+        count,
+        a.index.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
