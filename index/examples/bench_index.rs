@@ -181,13 +181,6 @@ fn to_f16(o: &HashMap<String, String>) -> Res<()> {
 
 // ---------------------------------------------------------------- rebuild
 
-/// Peak resident set of this process (`VmHWM`), in kB.
-fn peak_rss_kb() -> Option<u64> {
-    let s = fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn rebuild(o: &HashMap<String, String>) -> Res<()> {
     let src = Path::new(o.get("index").ok_or("--index")?);
     let dst = Path::new(o.get("out").ok_or("--out")?);
@@ -204,10 +197,10 @@ fn rebuild(o: &HashMap<String, String>) -> Res<()> {
     let t = Instant::now();
     let mut copy_s = None;
     let mut rss_before_graph = None;
-    relbert_index::rebuild(src, dst, &opts, |p| {
+    relbert_index::rebuild(Index::open(src)?, dst, &opts, |p| {
         if p.stage == Stage::Graph && copy_s.is_none() {
             copy_s = Some(t.elapsed().as_secs_f64());
-            rss_before_graph = peak_rss_kb();
+            rss_before_graph = Some(status_kb("VmHWM:"));
         }
     })?;
     let copy_s = copy_s.unwrap_or(0.0);
@@ -216,7 +209,7 @@ fn rebuild(o: &HashMap<String, String>) -> Res<()> {
         serde_json::json!({"index": src, "out": dst, "append_s": round(copy_s, 1),
             "finish_s": round(t.elapsed().as_secs_f64() - copy_s, 1),
             "threads": opts.hnsw.threads,
-            "peak_rss_kb_before_finish": rss_before_graph, "peak_rss_kb": peak_rss_kb()})
+            "peak_rss_kb_before_finish": rss_before_graph, "peak_rss_kb": status_kb("VmHWM:")})
     );
     Ok(())
 }

@@ -29,19 +29,20 @@ pub struct RebuildOptions {
     pub force: bool,
 }
 
-/// Builds `out` from the pairs, labels, vectors and encoder identity of the index at `src`.
+/// Builds `out` from the pairs, labels, vectors and encoder identity of the opened index `src`
+/// (taken by value: it is closed before the new index is renamed into place, so `out` may be
+/// the source's own directory; callers that read its metadata first open it only once).
 ///
 /// `progress` receives [`Stage::Copying`] reports (rows of `count`) and then those of
 /// [`IndexBuilder::finish`]. Vectors widened from `f16` are stored again as read (the
 /// builder normalises each row, which leaves them unit length as before); an `f32` index
 /// rebuilt as `f16` is rounded once, as `--f16` would have rounded it.
 pub fn rebuild(
-    src: &Path,
+    idx: Index,
     out: &Path,
     opts: &RebuildOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<PathBuf> {
-    let idx = Index::open(src)?;
     let meta = idx.meta();
     let spec = IndexSpec {
         dim: meta.dim,

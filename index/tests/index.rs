@@ -622,11 +622,16 @@ fn rebuild_changes_precision_and_graph_keeps_pairs() {
         force: false,
     };
     let mut stages = Vec::new();
-    let half = rebuild(&src, &tmp.path().join("half"), &to_f16, |p| {
-        if stages.last() != Some(&p.stage) {
-            stages.push(p.stage);
-        }
-    })
+    let half = rebuild(
+        Index::open(&src).unwrap(),
+        &tmp.path().join("half"),
+        &to_f16,
+        |p| {
+            if stages.last() != Some(&p.stage) {
+                stages.push(p.stage);
+            }
+        },
+    )
     .unwrap();
     assert_eq!(stages, [Stage::Copying, Stage::Graph, Stage::Writing]);
     let (a, b) = (Index::open(&src).unwrap(), Index::open(&half).unwrap());
@@ -648,7 +653,13 @@ fn rebuild_changes_precision_and_graph_keeps_pairs() {
         precision: None,
         ..to_f16
     };
-    let again = rebuild(&half, &tmp.path().join("again"), &keep, |_| {}).unwrap();
+    let again = rebuild(
+        Index::open(&half).unwrap(),
+        &tmp.path().join("again"),
+        &keep,
+        |_| {},
+    )
+    .unwrap();
     for f in ["vectors", "pairs", "graph", "meta"] {
         assert_eq!(file_bytes(&again, f), file_bytes(&half, f), "{f}");
     }
@@ -656,7 +667,7 @@ fn rebuild_changes_precision_and_graph_keeps_pairs() {
     // An existing output is refused without force and left as it was.
     let before = file_bytes(&again, "graph");
     assert!(matches!(
-        rebuild(&half, &again, &keep, |_| {}),
+        rebuild(Index::open(&half).unwrap(), &again, &keep, |_| {}),
         Err(IndexError::AlreadyExists { .. })
     ));
     assert_eq!(file_bytes(&again, "graph"), before);
@@ -667,7 +678,7 @@ fn rebuild_changes_precision_and_graph_keeps_pairs() {
         hnsw: HnswParams { m: 8, ..serial() },
         force: true,
     };
-    rebuild(&again, &again, &in_place, |_| {}).unwrap();
+    rebuild(Index::open(&again).unwrap(), &again, &in_place, |_| {}).unwrap();
     let c = Index::open(&again).unwrap();
     assert_eq!(c.meta().hnsw.m, 8);
     assert_eq!(c.count(), n);

@@ -262,11 +262,10 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
         force: a.force,
     };
     let count = src.count() as u64;
-    drop(src);
     let started = std::time::Instant::now();
     // One bar per stage that counts pairs; the short file-writing stage shows none.
     let mut bar = (pair_progress(count, "copying"), Stage::Copying);
-    let out = relbert_index::rebuild(&a.index, &a.out, &opts, |p| {
+    let out = relbert_index::rebuild(src, &a.out, &opts, |p| {
         if p.stage == Stage::Graph && bar.1 != Stage::Graph {
             bar.0.finish_and_clear();
             bar = (pair_progress(p.total, "graph"), Stage::Graph);
