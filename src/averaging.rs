@@ -78,11 +78,7 @@ pub fn average_models(
             message: format!("averaging needs at least two models, got {}", dirs.len()),
         });
     }
-    if out.exists() && !force {
-        return Err(Error::Exists {
-            path: out.to_path_buf(),
-        });
-    }
+    let _lock = crate::output::claim_model_output(out, force)?;
     // Only an existing `out` can be one of the (existing) inputs; compare real paths so that
     // `./m` and `m` are seen as one.
     let same = |d: &PathBuf| match (d.canonicalize(), out.canonicalize()) {

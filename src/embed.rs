@@ -16,6 +16,12 @@ use crate::relation::RelationEncoder;
 /// Pairs encoded per chunk; bounds memory while leaving room for length-sorted batches.
 pub const CHUNK: usize = 4096;
 
+/// First line of the pair list beside an `.npy` output: says what the file is (a `#` line, so
+/// relbert's pair reader, `numpy.loadtxt` and `pandas.read_csv(comment="#")` skip it) and lets
+/// relbert recognise the file as its own.
+pub const SIDECAR_MARK: &str =
+    "# relbert embed: row i of the .npy array beside this file is the pair on data line i";
+
 /// Where vectors go.
 pub enum Sink {
     /// JSON lines to a file (atomic) or to standard output.
@@ -26,11 +32,13 @@ pub enum Sink {
         array: AtomicFile,
         /// The pair list.
         pairs: AtomicFile,
+        /// The array's final path.
+        path: std::path::PathBuf,
     },
 }
 
 impl Sink {
-    /// Opens the sink for `n` vectors of width `dim`.
+    /// Opens the sink for `n` vectors of width `dim`. Callers hold the output's writer lock.
     pub fn open(
         format: Format,
         out: Option<&Path>,
@@ -51,8 +59,14 @@ impl Sink {
                     .writer()
                     .write_all(&npy_header(n, dim))
                     .map_err(|e| Error::io(p, e))?;
-                let pairs = AtomicFile::create(&pairs_sidecar(p), force)?;
-                Ok(Sink::Npy { array, pairs })
+                let sidecar = pairs_sidecar(p);
+                let mut pairs = AtomicFile::create(&sidecar, true)?;
+                writeln!(pairs.writer(), "{SIDECAR_MARK}").map_err(|e| Error::io(&sidecar, e))?;
+                Ok(Sink::Npy {
+                    array,
+                    pairs,
+                    path: p.to_path_buf(),
+                })
             }
         }
     }
@@ -66,7 +80,7 @@ impl Sink {
         match self {
             Sink::Jsonl(None) => write_jsonl_row(stdout, &rec.head, &rec.tail, v),
             Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), &rec.head, &rec.tail, v),
-            Sink::Npy { array, pairs } => {
+            Sink::Npy { array, pairs, .. } => {
                 write_f32_row(array.writer(), v)?;
                 match &rec.label {
                     Some(l) => writeln!(pairs.writer(), "{}\t{}\t{}", rec.head, rec.tail, l),
@@ -76,17 +90,78 @@ impl Sink {
         }
     }
 
-    /// Renames the finished files into place.
+    /// Renames the finished files into place. An array and its pair list cannot be renamed
+    /// together, so the old array goes first, then the new pair list, then the new array: a
+    /// kill in between leaves no array (an incomplete output, redone by the next run), never
+    /// an array beside a pair list of other rows.
     pub fn commit(self) -> Result<()> {
         match self {
             Sink::Jsonl(None) => Ok(()),
             Sink::Jsonl(Some(f)) => f.commit(),
-            Sink::Npy { array, pairs } => {
-                array.commit()?;
-                pairs.commit()
+            Sink::Npy { array, pairs, path } => {
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                pairs.commit()?;
+                array.commit()
             }
         }
     }
+
+    /// Removes the temporary files of a run that failed.
+    pub fn discard(self) {
+        match self {
+            Sink::Jsonl(None) => {}
+            Sink::Jsonl(Some(f)) => f.discard(),
+            Sink::Npy { array, pairs, .. } => {
+                array.discard();
+                pairs.discard();
+            }
+        }
+    }
+}
+
+/// Leaves out, or refuses, the records whose pairs `encoder` cannot encode
+/// ([`RelationEncoder::overlong`]): with `skip`, returns the others and the ones left out;
+/// without, the first bad record is an [`Error::PromptTooLong`] naming its file and line.
+pub fn screen_long_pairs(
+    encoder: &RelationEncoder,
+    records: Vec<PairRecord>,
+    skip: bool,
+) -> Result<(Vec<PairRecord>, Vec<PairRecord>)> {
+    let pairs: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.head.as_str(), r.tail.as_str()))
+        .collect();
+    let bad = encoder.overlong(&pairs)?;
+    drop(pairs);
+    if bad.is_empty() {
+        return Ok((records, Vec::new()));
+    }
+    if !skip {
+        let r = &records[bad[0]];
+        return Err(Error::PromptTooLong {
+            location: if bad.len() > 1 {
+                format!("{} (and {} more pairs)", r.location(), bad.len() - 1)
+            } else {
+                r.location()
+            },
+            head: r.head.clone(),
+            tail: r.tail.clone(),
+            limit: crate::batching::MAX_LENGTH,
+        });
+    }
+    let mut is_bad = vec![false; records.len()];
+    bad.iter().for_each(|&i| is_bad[i] = true);
+    let (mut keep, mut left) = (Vec::new(), Vec::new());
+    for (r, b) in records.into_iter().zip(is_bad) {
+        if b {
+            left.push(r)
+        } else {
+            keep.push(r)
+        }
+    }
+    Ok((keep, left))
 }
 
 /// Embeds `records` in input order into `sink`; unit vectors unless `raw`. Each distinct pair

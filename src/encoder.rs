@@ -262,7 +262,10 @@ impl Encoder {
             &[config.type_vocab_size, h],
         )?;
         let embed_norm = src.norm("embeddings.LayerNorm", h, eps)?;
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        // Not `with_capacity(num_hidden_layers)`: config.json is input, and a huge count
+        // aborted the process on the allocation before the first missing layer was reported
+        // (tests/fuzz_parsers.rs).
+        let mut layers = Vec::new();
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
             layers.push(Layer {

@@ -13,13 +13,14 @@ pub enum Error {
         path: PathBuf,
     },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    // The OS message is in this message and deliberately not a `#[source]`: `anyhow`'s `{:#}`
+    // prints the whole chain, which would repeat it.
+    #[error("{path}: {err}")]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// `config.json` could not be parsed or holds an unsupported value.
     #[error("{path}: {message}")]
@@ -101,6 +102,28 @@ pub enum Error {
         /// The existing path.
         path: PathBuf,
     },
+    /// `--force` was given, but the existing output is not something relbert wrote.
+    #[error("{path} exists and is not {what} written by relbert ({why}); refusing to replace it even with --force: move it away or choose another output")]
+    NotOurs {
+        /// The existing path.
+        path: PathBuf,
+        /// What relbert would have written there.
+        what: &'static str,
+        /// Why it is not recognised.
+        why: String,
+    },
+    /// A pair's prompt is longer than the encoder takes and its mask token would be cut off.
+    #[error("{location}: the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so its mask token would be cut off; shorten or remove the pair, or pass --skip-long to leave such pairs out")]
+    PromptTooLong {
+        /// Where the pair comes from (`file:line`, or the pair's position).
+        location: String,
+        /// The first word.
+        head: String,
+        /// The second word.
+        tail: String,
+        /// The token limit.
+        limit: usize,
+    },
     /// A broken invariant of this crate (a bug), reported instead of a panic.
     #[error("internal error (please report it): {0}")]
     Internal(String),
@@ -111,10 +134,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err,
         }
     }
 }

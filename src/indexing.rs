@@ -105,6 +105,8 @@ pub fn build_index(
     on_rows: &dyn Fn(u64),
     on_graph: &mut dyn FnMut(Progress),
 ) -> Result<BuildReport> {
+    // Refused now, not after minutes of encoding.
+    opts.hnsw.validate()?;
     let spec = IndexSpec {
         dim: encoder.dim() as u32,
         precision: if opts.half {
@@ -113,6 +115,7 @@ pub fn build_index(
             Precision::F32
         },
         encoder: encoder_info(&encoder.identity()?),
+        input: crate::pairs::records_identity(records),
     };
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
     let resumed = builder.rows_done();

@@ -6,60 +6,195 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
-/// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
+/// A file being written under a temporary name beside it, `.<name>.tmp`;
+/// [`AtomicFile::commit`] fsyncs it and renames it into place.
+///
+/// The temporary name is fixed, not random: a run killed before its rename leaves
+/// `.<name>.tmp`, and the next run to the same output (callers hold the output's writer lock,
+/// [`relbert_index::OutputLock`]) truncates and reuses it, so kills do not pile up files.
 pub struct AtomicFile {
     target: PathBuf,
-    writer: BufWriter<NamedTempFile>,
+    tmp: PathBuf,
+    writer: BufWriter<std::fs::File>,
+}
+
+/// The temporary path of `target`: `.<name>.tmp` beside it.
+pub fn temp_path(target: &Path) -> PathBuf {
+    sibling_named(target, "tmp")
 }
 
 impl AtomicFile {
-    /// Starts writing `target` (refused if it exists and `force` is off).
+    /// Starts writing `target` (refused if it exists and `force` is off; callers check with
+    /// [`check_replaceable`] that a forced target is theirs to replace).
     pub fn create(target: &Path, force: bool) -> Result<Self> {
-        if target.exists() && !force {
+        if std::fs::symlink_metadata(target).is_ok() && !force {
             return Err(Error::Exists {
                 path: target.to_path_buf(),
             });
         }
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".relbert-");
-        // Temporary files are private (0600) by default; the renamed output should have the
-        // permissions of any file the user creates (0644 before the umask).
+        let tmp = temp_path(target);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        // The renamed output gets the permissions of any file the user creates.
         #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-        let tmp = builder.tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o644);
+        let f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
-            writer: BufWriter::with_capacity(1 << 20, tmp),
+            tmp,
+            writer: BufWriter::with_capacity(1 << 20, f),
         })
     }
 
     /// The buffered writer.
-    pub fn writer(&mut self) -> &mut BufWriter<NamedTempFile> {
+    pub fn writer(&mut self) -> &mut BufWriter<std::fs::File> {
         &mut self.writer
     }
 
-    /// Flushes and renames the file into place.
+    /// Flushes, fsyncs and renames the file into place.
     pub fn commit(self) -> Result<()> {
-        let target = self.target;
-        let tmp = self
+        let (target, tmp) = (self.target, self.tmp);
+        let f = self
             .writer
             .into_inner()
-            .map_err(|e| Error::io(&target, e.into_error()))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&target, e))?;
-        tmp.persist(&target)
-            .map_err(|e| Error::io(&target, e.error))?;
-        Ok(())
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
     }
+
+    /// Removes the temporary file (a run that failed cleanly leaves nothing).
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (same device and inode: links and
+/// different spellings of one path included).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// What an existing output file must look like for `--force` to replace it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// JSON lines of `relbert embed`: empty, or a first line with `pair` and `vector`.
+    EmbedJsonl,
+    /// A NumPy array (`\x93NUMPY` magic).
+    Npy,
+    /// The pair list beside an `.npy` output: it starts with
+    /// [`crate::embed::SIDECAR_MARK`].
+    Sidecar,
+}
+
+/// Refuses to replace `path` unless `force` and the file is what relbert writes there
+/// (`kind`); a missing `path` is fine. Directories and other non-files are never replaced.
+pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<()> {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !force {
+        return Err(Error::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    let not = |why: &str| Error::NotOurs {
+        path: path.to_path_buf(),
+        what: match kind {
+            OutputKind::EmbedJsonl => "a JSON-lines file of vectors",
+            OutputKind::Npy => "a NumPy array",
+            OutputKind::Sidecar => "a pair list",
+        },
+        why: why.to_string(),
+    };
+    if !md.is_file() {
+        return Err(not("it is not a regular file"));
+    }
+    let mut head = vec![0u8; 1 << 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| Error::io(path, e))?;
+    let head = &head[..n];
+    match kind {
+        OutputKind::Npy if !head.starts_with(b"\x93NUMPY") => {
+            Err(not("it does not start with the NumPy magic"))
+        }
+        OutputKind::EmbedJsonl if !head.is_empty() => {
+            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            match serde_json::from_slice::<serde_json::Value>(first) {
+                Ok(v) if v.get("pair").is_some() && v.get("vector").is_some() => Ok(()),
+                _ => Err(not("its first line is not a {\"pair\", \"vector\"} record")),
+            }
+        }
+        OutputKind::Sidecar if !head.starts_with(crate::embed::SIDECAR_MARK.as_bytes()) => {
+            Err(not("it does not start with the line relbert writes there"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a model directory is one relbert wrote, so `--force` may replace it: a
+/// directory with `config.json`, `model.safetensors` and relbert's own record of how it was
+/// made (`training_config.json`, `averaged_from.json` or `epoch_metrics.json`), holding
+/// nothing but model files.
+pub fn recognise_model_dir(dir: &Path) -> Result<()> {
+    let not = |why: String| Error::NotOurs {
+        path: dir.to_path_buf(),
+        what: "a model directory",
+        why,
+    };
+    let md = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !md.is_dir() {
+        return Err(not("it is not a directory".into()));
+    }
+    let marker = [
+        "training_config.json",
+        "averaged_from.json",
+        "epoch_metrics.json",
+    ]
+    .iter()
+    .any(|m| dir.join(m).is_file());
+    if !marker || !dir.join("model.safetensors").is_file() || !dir.join("config.json").is_file() {
+        return Err(not(
+            "it lacks config.json, model.safetensors or relbert's training record".into(),
+        ));
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let model_file = [".json", ".safetensors", ".txt", ".model"]
+            .iter()
+            .any(|x| name.ends_with(x))
+            && e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if !model_file {
+            return Err(not(format!("it holds {name:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Takes the writer lock of a model directory `out` and checks that it may be written: absent,
+/// or (with `force`) a model directory relbert wrote ([`recognise_model_dir`]). The lock is
+/// held until the returned guard is dropped (after the directory is in place).
+pub fn claim_model_output(out: &Path, force: bool) -> Result<relbert_index::OutputLock> {
+    let lock = relbert_index::OutputLock::acquire(out)?;
+    if std::fs::symlink_metadata(out).is_ok() {
+        if !force {
+            return Err(Error::Exists {
+                path: out.to_path_buf(),
+            });
+        }
+        recognise_model_dir(out)?;
+    }
+    Ok(lock)
 }
 
 /// Output formats of `relbert embed`.
@@ -137,6 +272,19 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }
 
+/// A sibling path of `out` named `.<name>.<tag>`.
+pub(crate) fn sibling_named(out: &Path, tag: &str) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let file = format!(".{name}.{tag}");
+    match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) => p.join(file),
+        None => PathBuf::from(file),
+    }
+}
+
 /// A sibling path of `out` named `.<name>.<tag>-<pid>`.
 pub(crate) fn sibling(out: &Path, tag: &str) -> PathBuf {
     let name = out
@@ -151,24 +299,33 @@ pub(crate) fn sibling(out: &Path, tag: &str) -> PathBuf {
     }
 }
 
-/// Fills a fresh temporary directory beside `out` with `fill`, then puts it in place of
-/// `out` by renames, so `out` is never half-written (an existing `out` is replaced: callers
-/// check `--force` first).
+/// Fills a temporary directory beside `out` (`.<name>.tmp`) with `fill`, then puts it in
+/// place of `out`, so `out` is never half-written: an existing `out` (callers check `--force`
+/// and that it is theirs) is exchanged with it in one atomic rename where the file system can
+/// (else moved aside to `.<name>.old` first), and then removed.
+///
+/// The names are fixed, not tagged with the pid: callers hold the output's writer lock, so a
+/// `.<name>.tmp` or `.<name>.old` found at the start is what a killed run left, and is
+/// removed; kills do not pile up directories.
 pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = sibling(out, "tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let tmp = sibling_named(out, "tmp");
+    let old = sibling_named(out, "old");
+    for leftover in [&tmp, &old] {
+        if std::fs::symlink_metadata(leftover).is_ok() {
+            std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
+        }
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     fill(&tmp)?;
-    if out.exists() {
-        let old = sibling(out, "old");
-        if old.exists() {
+    if std::fs::symlink_metadata(out).is_ok() {
+        if relbert_index::swap_dirs(&tmp, out).is_ok() {
+            // `tmp` now holds the old output.
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        } else {
+            std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+            std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
         }
-        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     } else {
         std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     }

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -16,10 +17,45 @@ pub struct PairRecord {
     pub label: Option<String>,
     /// 1-based line number in the source.
     pub line: usize,
+    /// The source file (`<stdin>` for standard input), shared by its records.
+    pub file: Arc<Path>,
+}
+
+impl PairRecord {
+    /// `file:line`, for messages.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// The identity of a list of records: `sha256:<hex>` over every head, tail and label in order.
+/// An interrupted index build records it and refuses to resume on other input.
+pub fn records_identity(records: &[PairRecord]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for r in records {
+        // Lengths first, so no two different lists hash the same bytes.
+        for part in [
+            Some(r.head.as_str()),
+            Some(r.tail.as_str()),
+            r.label.as_deref(),
+        ] {
+            match part {
+                Some(p) => {
+                    h.update((p.len() as u64).to_le_bytes());
+                    h.update(p.as_bytes());
+                }
+                None => h.update(u64::MAX.to_le_bytes()),
+            }
+        }
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// Parses pair lines from a reader; `path` names the source in errors.
 pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
+    let file: Arc<Path> = Arc::from(path);
     let mut out = Vec::new();
     for (i, line) in BufReader::new(reader).lines().enumerate() {
         let lineno = i + 1;
@@ -52,6 +88,7 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
             tail: cols[1].to_string(),
             label: cols.get(2).map(|s| s.to_string()),
             line: lineno,
+            file: file.clone(),
         });
     }
     Ok(out)

@@ -31,8 +31,7 @@ pub struct QueryHit {
     pub pair: [String; 2],
     /// Cosine similarity to the query's relation vector.
     pub score: f32,
-    /// The pair's label, if the index has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The pair's label, if the index has one (`null` otherwise).
     pub label: Option<String>,
 }
 
@@ -64,6 +63,36 @@ pub fn parse_query_line(line: &str) -> Option<(String, String)> {
         [a, b] => two(a, b),
         _ => None,
     }
+}
+
+/// The model directory an index names, found from any working directory: the recorded path
+/// if it holds a model (absolute since relbert records canonical paths; older indexes
+/// recorded it relative to where they were built), else the default model if its weights are
+/// the recorded ones (the checkout moved, or the path was relative). Otherwise an error that
+/// says how to point at the model.
+pub fn recorded_model(built: &relbert_index::EncoderInfo, index: &Path) -> Result<PathBuf> {
+    let recorded = PathBuf::from(&built.model);
+    let has_weights = |d: &Path| d.join("model.safetensors").is_file();
+    if has_weights(&recorded) {
+        return Ok(recorded);
+    }
+    let default = crate::defaults::default_model_dir();
+    if has_weights(&default)
+        && crate::encoder::Encoder::weights_sha256(&default.join("model.safetensors"))?
+            == built.weights_sha256
+    {
+        return Ok(default);
+    }
+    Err(Error::InvalidArgument {
+        flag: "--model".into(),
+        message: format!(
+            "index {} was built with the model {} (weights sha256 {}), which is not there; \
+             pass --model DIR with a model of those weights to encode pairs the index does not hold",
+            index.display(),
+            built.model,
+            built.weights_sha256.chars().take(12).collect::<String>()
+        ),
+    })
 }
 
 /// An open index plus, lazily, the model that encodes pairs it does not hold.
@@ -108,10 +137,10 @@ impl QueryEngine {
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
             let built = self.index.meta().encoder.clone();
-            let dir = self
-                .model_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&built.model));
+            let dir = match &self.model_dir {
+                Some(d) => d.clone(),
+                None => recorded_model(&built, self.index.dir())?,
+            };
             let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
             let enc = RelationEncoder::load(
                 &dir,

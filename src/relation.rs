@@ -90,13 +90,14 @@ impl PairFunction {
         config_path: &Path,
         opts: &EncoderOptions,
     ) -> Result<Self> {
-        let template = match opts
-            .template
-            .as_deref()
-            .or(config.relbert.template.as_deref())
-        {
-            Some(t) => Template::new(t)?,
-            None => Template::default(),
+        let template = match (opts.template.as_deref(), config.relbert.template.as_deref()) {
+            (Some(t), _) => Template::new(t)?,
+            // From the file: say which file (tests/fuzz_parsers.rs).
+            (None, Some(t)) => Template::new(t).map_err(|e| Error::Config {
+                path: config_path.to_path_buf(),
+                message: format!("relbert_config.template: {e}"),
+            })?,
+            (None, None) => Template::default(),
         };
         let aggregation = match (opts.aggregation, &config.relbert.aggregation_mode) {
             (Some(a), _) => a,
@@ -271,10 +272,12 @@ impl RelationEncoder {
         }
     }
 
-    /// The identity of this encoding function (hashes the weights file).
+    /// The identity of this encoding function (hashes the weights file). The model is named
+    /// by its absolute path, so an index built from it finds it from any working directory.
     pub fn identity(&self) -> Result<EncoderIdentity> {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
         Ok(self.function.identity(
-            self.dir.display().to_string(),
+            dir.display().to_string(),
             Encoder::weights_sha256(&self.files.weights)?,
         ))
     }
@@ -298,17 +301,56 @@ impl RelationEncoder {
         if self.function.aggregation == Aggregation::Mask {
             let mask = self.tokenizer.mask_id();
             if let Some(i) = (0..toks.len()).find(|&i| !toks[i].ids.contains(&mask)) {
-                return Err(Error::InvalidArgument {
-                    flag: "--aggregation mask".into(),
-                    message: format!(
-                        "truncation removed the mask token from the prompt of ({:?}, {:?})",
-                        pairs[i].0.as_ref(),
-                        pairs[i].1.as_ref()
-                    ),
+                return Err(Error::PromptTooLong {
+                    location: format!("pair {} of the batch", i + 1),
+                    head: pairs[i].0.as_ref().to_string(),
+                    tail: pairs[i].1.as_ref().to_string(),
+                    limit: crate::batching::MAX_LENGTH,
                 });
             }
         }
         Ok(toks)
+    }
+
+    /// The positions of the pairs this encoder cannot encode: with `mask` aggregation, those
+    /// whose prompt is so long that truncation would cut off the mask token (other
+    /// aggregations truncate, as the reference does). Callers screen their input with it
+    /// before encoding, so a bad pair is reported with its line, before any work is spent.
+    ///
+    /// Cheap: a token covers at least one byte, so only pairs whose words are long enough in
+    /// bytes to reach the limit are tokenised.
+    pub fn overlong<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<usize>> {
+        if self.function.aggregation != Aggregation::Mask {
+            return Ok(Vec::new());
+        }
+        let fixed = self
+            .tokenizer
+            .encode_pairs(&self.function.template, &[("a", "b")])?
+            .first()
+            .map(|t| t.ids.len().saturating_sub(2))
+            .unwrap_or(0);
+        let limit = crate::batching::MAX_LENGTH;
+        let suspects: Vec<usize> = (0..pairs.len())
+            .filter(|&i| {
+                let (h, t) = (pairs[i].0.as_ref(), pairs[i].1.as_ref());
+                fixed + h.len() + t.len() + 4 > limit
+            })
+            .collect();
+        if suspects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sub: Vec<(&str, &str)> = suspects
+            .iter()
+            .map(|&i| (pairs[i].0.as_ref(), pairs[i].1.as_ref()))
+            .collect();
+        let toks = self.tokenizer.encode_pairs(&self.function.template, &sub)?;
+        let mask = self.tokenizer.mask_id();
+        Ok(suspects
+            .into_iter()
+            .zip(toks)
+            .filter(|(_, t)| !t.ids.contains(&mask))
+            .map(|(i, _)| i)
+            .collect())
     }
 
     /// Encodes token sequences (one batch, in the given order) and returns the pooled raw

@@ -1013,20 +1013,23 @@ pub fn train(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<TrainReport> {
-    if out.exists() && !force {
-        return Err(Error::Exists {
-            path: out.to_path_buf(),
-        });
-    }
+    // One writer per output: a second run to the same --out fails here, naming the first.
+    let _lock = crate::output::claim_model_output(out, force)?;
     cfg.validate()?;
-    if let (Some(dir), false) = (&cfg.checkpoint_dir, force) {
-        if let Some(path) = (1..=cfg.epochs)
-            .map(|e| dir.join(epoch_dir_name(e)))
-            .find(|p| p.exists())
-        {
-            return Err(Error::Exists { path });
+    let _checkpoint_lock = match &cfg.checkpoint_dir {
+        Some(dir) => {
+            for path in (1..=cfg.epochs).map(|e| dir.join(epoch_dir_name(e))) {
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    if !force {
+                        return Err(Error::Exists { path });
+                    }
+                    crate::output::recognise_model_dir(&path)?;
+                }
+            }
+            Some(relbert_index::OutputLock::acquire(dir)?)
         }
-    }
+        None => None,
+    };
     let valid = ValidationData::load(cfg)?;
     let mut trainer = Trainer::new(cfg)?;
     let baseline = trainer.validate(&valid)?;

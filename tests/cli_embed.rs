@@ -93,7 +93,13 @@ fn raw_and_stdin_and_npy() {
     let norm: f32 = first.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!(norm > 1.5, "raw norm {norm}");
     let side = std::fs::read_to_string(dir.path().join("v.pairs.tsv")).unwrap();
-    assert_eq!(side, "paris\tfrance\ntokyo\tjapan\tcapital\n");
+    assert_eq!(
+        side,
+        format!(
+            "{}\nparis\tfrance\ntokyo\tjapan\tcapital\n",
+            relbert::embed::SIDECAR_MARK
+        )
+    );
     // Outputs go through a temporary file but end up with ordinary permissions.
     #[cfg(unix)]
     {
@@ -216,6 +222,14 @@ fn existing_output_needs_force() {
         .failure()
         .stderr(predicates::str::contains("--force"));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    // Not relbert's output: even --force leaves it alone.
+    run(true)
+        .failure()
+        .stderr(predicates::str::contains("refusing to replace"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    // relbert's own output is replaced with --force.
+    std::fs::remove_file(&out).unwrap();
+    run(false).success();
     run(true).success();
     assert!(std::fs::read_to_string(&out)
         .unwrap()

@@ -321,6 +321,17 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     let aside = dir.path().join("default.stale");
     assert_eq!(sha(&aside), bert_sha);
     assert_ne!(sha(&index), bert_sha);
+    let roberta_sha = sha(&index);
+
+    // Back to the first model: the kept index is swapped in, nothing is encoded again.
+    let back = query("tiny-bert");
+    let err = String::from_utf8_lossy(&back.get_output().stderr).to_string();
+    assert!(!err.contains("Building"), "{err}");
+    assert_eq!(sha(&index), bert_sha);
+    assert_eq!(sha(&aside), roberta_sha);
+    let forth = query("tiny-roberta");
+    assert!(!String::from_utf8_lossy(&forth.get_output().stderr).contains("Building"));
+    assert_eq!(sha(&index), roberta_sha);
 
     // Same weights, but the model's config now combines the offset: stale too.
     let model = common::fixture_with_offset_weight("tiny-roberta", dir.path(), None);
@@ -343,7 +354,9 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     let combined = query_with(&model);
     let err = String::from_utf8_lossy(&combined.get_output().stderr).to_string();
     assert!(err.contains("stale") && err.contains("offset:0.5"), "{err}");
-    assert!(dir.path().join("default.stale2").is_dir());
+    // One cache, not one more folder per switch.
+    assert!(!dir.path().join("default.stale2").exists());
+    assert_eq!(sha(&aside), roberta_sha);
     let doc = info(&index);
     assert_eq!(doc["dim"], 64);
 }

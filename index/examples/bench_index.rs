@@ -141,7 +141,9 @@ fn search_bench(o: &HashMap<String, String>) -> Res<()> {
 // ---------------------------------------------------------------- f16 copy
 
 fn to_f16(o: &HashMap<String, String>) -> Res<()> {
-    use relbert_index::format::{write_file, FileKind};
+    // Since format 2 every file carries its index's id, so the source's graph file cannot be
+    // copied beside new vectors: the f16 copy is a rebuild whose graph is made serially
+    // (reproducible) from the f16 rows, with the source's parameters.
     let src = Path::new(o.get("index").ok_or("--index")?);
     let dst = Path::new(o.get("out").ok_or("--out")?);
     if dst.exists() {
@@ -151,31 +153,19 @@ fn to_f16(o: &HashMap<String, String>) -> Res<()> {
     if idx.meta().precision != Precision::F32 {
         return Err("the source index is not f32".into());
     }
-    fs::create_dir_all(dst)?;
-    let mut payload = Vec::with_capacity(idx.count() * idx.dim() * 2);
-    for r in 0..idx.count() {
-        for x in idx.vector(r)?.iter() {
-            payload.extend_from_slice(&half::f16::from_f32(*x).to_le_bytes());
-        }
-    }
-    write_file(
-        &dst.join(FileKind::Vectors.file_name()),
-        FileKind::Vectors,
-        &payload,
-    )?;
-    let mut meta = idx.meta().clone();
-    meta.precision = Precision::F16;
-    let meta_path = dst.join(FileKind::Meta.file_name());
-    write_file(
-        &meta_path,
-        FileKind::Meta,
-        &relbert_index::meta::encode(&meta, &meta_path)?,
-    )?;
-    for kind in [FileKind::Pairs, FileKind::Graph] {
-        fs::copy(src.join(kind.file_name()), dst.join(kind.file_name()))?;
-    }
-    Index::open(dst)?;
-    eprintln!("wrote {} ({} rows, f16)", dst.display(), idx.count());
+    let (count, hnsw) = (idx.count(), idx.meta().hnsw.clone());
+    let opts = relbert_index::RebuildOptions {
+        precision: Some(Precision::F16),
+        hnsw: HnswParams {
+            m: hnsw.m as usize,
+            ef_construction: (hnsw.ef_construction as usize).max(1),
+            threads: 1,
+            ..HnswParams::default()
+        },
+        force: false,
+    };
+    relbert_index::rebuild(idx, dst, &opts, |_| {})?;
+    eprintln!("wrote {} ({count} rows, f16)", dst.display());
     Ok(())
 }
 
@@ -361,6 +351,7 @@ fn build_index(out: &Path, base: &[f32], dim: usize, params: HnswParams) -> Res<
             model: "bench".into(),
             ..Default::default()
         },
+        input: "synthetic".into(),
     };
     let t0 = Instant::now();
     let mut b = IndexBuilder::create_or_resume(out, spec, false)?;
@@ -810,6 +801,7 @@ fn open_bench(o: &HashMap<String, String>) -> Res<()> {
             dim: dim as u32,
             precision: Precision::F32,
             encoder: EncoderInfo::default(),
+            input: "synthetic".into(),
         };
         let t = Instant::now();
         let mut b = IndexBuilder::create_or_resume(&out, spec, false)?;

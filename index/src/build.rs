@@ -12,7 +12,14 @@
 //!
 //! On resume both data files are truncated back to the checkpoint's lengths, so whatever a kill
 //! left half-written after the last checkpoint is discarded and the caller re-sends the rows
-//! from [`IndexBuilder::rows_done`] on.
+//! from [`IndexBuilder::rows_done`] on. The checkpoint also records the [`IndexSpec`]'s
+//! `input` (the identity of what the rows come from): a resume with another input is refused.
+//!
+//! A builder holds the output's writer lock ([`crate::lock`]) from creation to publication,
+//! so two builds of one output cannot interleave. It replaces only what it recognises as its
+//! own: an existing `out` only with `force` and only if it is an index directory
+//! ([`recognise_index`]), a leftover `<out>.partial` only if it holds nothing but a partial
+//! build's files ([`recognise_partial`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -26,11 +33,12 @@ use serde::{Deserialize, Serialize};
 use crate::dot::{dot, normalize};
 use crate::error::{IndexError, Result};
 use crate::format::{
-    encode_header, read_header, sync_dir, verify_payload_crc, write_file, FileKind, FORMAT_VERSION,
-    HEADER_LEN,
+    block_crcs, encode_header, read_small_file, sync_dir, table_bytes, write_file,
+    write_file_with_table, FileKind, IndexId, BLOCK_SHIFT, FORMAT_VERSION, HEADER_LEN, NO_ID,
 };
 use crate::graph::{encode_graph, NO_NEIGHBOUR};
 use crate::hnsw_build;
+use crate::lock::OutputLock;
 use crate::meta::{self, HnswInfo, IndexSpec, Meta, Precision, META_MAGIC};
 use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEntry};
 
@@ -81,6 +89,31 @@ pub struct HnswParams {
     pub builder: GraphBuilder,
     /// Seed of the node levels ([`GraphBuilder::Native`] only; `hnsw_rs` draws its own).
     pub seed: u64,
+}
+
+impl HnswParams {
+    /// Checks the parameters, so a build can refuse them before any row is encoded.
+    pub fn validate(&self) -> Result<()> {
+        if !(2..=255).contains(&self.m) {
+            return Err(IndexError::InvalidParameter(format!(
+                "m = {} (must be 2..=255)",
+                self.m
+            )));
+        }
+        if !(1..=1_000_000).contains(&self.ef_construction) {
+            return Err(IndexError::InvalidParameter(format!(
+                "ef_construction = {} (must be 1..=1000000)",
+                self.ef_construction
+            )));
+        }
+        if self.threads > 4096 {
+            return Err(IndexError::InvalidParameter(format!(
+                "threads = {} (must be at most 4096)",
+                self.threads
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for HnswParams {
@@ -142,7 +175,12 @@ struct Checkpoint {
 /// ```no_run
 /// # use relbert_index::*;
 /// # fn main() -> Result<(), IndexError> {
-/// let spec = IndexSpec { dim: 384, precision: Precision::F32, encoder: EncoderInfo::default() };
+/// let spec = IndexSpec {
+///     dim: 384,
+///     precision: Precision::F32,
+///     encoder: EncoderInfo::default(),
+///     input: "sha256:…".into(), // what the rows come from: a resume must name the same
+/// };
 /// let mut b = IndexBuilder::create_or_resume("out/idx".as_ref(), spec, false)?;
 /// let skip = b.rows_done(); // input rows already stored by an earlier, interrupted run
 /// # let (pairs, vectors): (Vec<PairEntry>, Vec<f32>) = (vec![], vec![]);
@@ -164,6 +202,7 @@ pub struct IndexBuilder {
     /// blob offset of each stored row's record
     record_at: Vec<u64>,
     poisoned: bool,
+    lock: OutputLock,
 }
 
 /// Path of the partial build directory for `out_dir`: `<out_dir>.partial`.
@@ -185,13 +224,130 @@ fn open_rw(path: &Path) -> Result<File> {
 }
 
 fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
-    let f = File::open(path).map_err(|e| IndexError::io(path, e))?;
-    let h = read_header(path, FileKind::Checkpoint, &f)?;
-    verify_payload_crc(path, &f, &h)?;
-    let mut buf = vec![0u8; h.payload_len as usize];
-    f.read_exact_at(&mut buf, HEADER_LEN as u64)
-        .map_err(|e| IndexError::io(path, e))?;
+    let (_, buf) = read_small_file(path, FileKind::Checkpoint, 1 << 20)?;
     meta::decode(&buf, path)
+}
+
+/// The names a finished index directory may hold (its files, and a file being replaced).
+fn index_entry(name: &str) -> bool {
+    matches!(name, "vectors" | "pairs" | "graph" | "meta") || name.ends_with(".tmp")
+}
+
+/// The names a partial build may hold.
+fn partial_entry(name: &str) -> bool {
+    index_entry(name) || name == BLOB || name == "checkpoint"
+}
+
+/// Whether the first bytes of `path` are `magic` (a file too short to tell passes: a file cut
+/// off at creation).
+fn starts_with_magic(path: &Path, magic: &[u8; 8]) -> std::result::Result<(), String> {
+    let mut head = [0u8; 8];
+    let n = File::open(path)
+        .and_then(|f| f.read_at(&mut head, 0))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if n == 8 && &head != magic {
+        return Err(format!("{} is not a relbert index file", path.display()));
+    }
+    Ok(())
+}
+
+fn entries_all(dir: &Path, allowed: fn(&str) -> bool) -> std::result::Result<(), String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list it: {e}"))?;
+    for e in rd {
+        let e = e.map_err(|e| format!("cannot list it: {e}"))?;
+        let name = e.file_name();
+        let ok = name.to_str().is_some_and(allowed)
+            && e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if !ok {
+            return Err(format!("it holds {:?}", name));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `dir` is an index directory relbert wrote (a directory holding only index
+/// files, with a `meta` file of any format version), so that `force` may replace it.
+pub fn recognise_index(dir: &Path) -> Result<()> {
+    let not = |why: String| IndexError::NotOurs {
+        path: dir.to_path_buf(),
+        what: "an index",
+        why,
+    };
+    let md = std::fs::symlink_metadata(dir).map_err(|e| IndexError::io(dir, e))?;
+    if !md.is_dir() {
+        return Err(not("it is not a directory".into()));
+    }
+    let meta = dir.join(FileKind::Meta.file_name());
+    if !meta.is_file() {
+        return Err(not("it has no meta file".into()));
+    }
+    starts_with_magic(&meta, FileKind::Meta.magic()).map_err(not)?;
+    entries_all(dir, index_entry).map_err(not)
+}
+
+/// Checks that `dir` is a partial build relbert left (only a partial build's files), so that
+/// it may be resumed or discarded.
+pub fn recognise_partial(dir: &Path) -> Result<()> {
+    let not = |why: String| IndexError::NotOurs {
+        path: dir.to_path_buf(),
+        what: "a partial build",
+        why,
+    };
+    let md = std::fs::symlink_metadata(dir).map_err(|e| IndexError::io(dir, e))?;
+    if !md.is_dir() {
+        return Err(not("it is not a directory".into()));
+    }
+    entries_all(dir, partial_entry).map_err(not)?;
+    for kind in [FileKind::Checkpoint, FileKind::Vectors, FileKind::Meta] {
+        let p = dir.join(kind.file_name());
+        if p.exists() {
+            starts_with_magic(&p, kind.magic()).map_err(not)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a publication killed half-way left beside `out` (`.<name>.old-<pid>`, the
+/// replaced index, when the kill came before its removal). Called with the output's lock
+/// held, so no other publication of `out` is under way; only recognised indexes go.
+fn remove_old_siblings(out: &Path) {
+    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{}.old-", name.to_string_lossy());
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with(&prefix) && recognise_index(&p).is_ok() {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
+/// The id of a finished index: the first 16 bytes of a SHA-256 over the `meta` record and
+/// the block tables of the data files, so files of different content get different ids and
+/// the same build gives the same id.
+fn index_id(meta_bytes: &[u8], tables: &[&[u32]]) -> IndexId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"relbert-index id v2\0");
+    h.update((meta_bytes.len() as u64).to_le_bytes());
+    h.update(meta_bytes);
+    for t in tables {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(table_bytes(t));
+    }
+    let d = h.finalize();
+    let mut id = NO_ID;
+    id.copy_from_slice(&d[..16]);
+    id
 }
 
 fn validate_spec(spec: &IndexSpec) -> Result<()> {
@@ -207,32 +363,49 @@ fn validate_spec(spec: &IndexSpec) -> Result<()> {
 impl IndexBuilder {
     /// Starts a build of `out_dir`, or resumes the one found in `<out_dir>.partial/`.
     ///
-    /// An existing `out_dir` is refused with [`IndexError::AlreadyExists`] unless `force`; with
-    /// `force` it is replaced only by the final rename in [`finish`](Self::finish). A partial
-    /// build started with a different dimension, precision or [`crate::EncoderInfo`] is
-    /// refused with [`IndexError::PartialMismatch`] (remove it with [`discard_partial`]
-    /// to start over). A partial directory without a checkpoint (killed while being created)
-    /// is discarded.
+    /// Takes the output's writer lock first ([`IndexError::Locked`] if another process holds
+    /// it). An existing `out_dir` is refused with [`IndexError::AlreadyExists`] unless `force`;
+    /// with `force` it must be an index ([`recognise_index`], else [`IndexError::NotOurs`])
+    /// and is replaced only by the final rename in [`finish`](Self::finish). A leftover
+    /// partial directory must hold only a partial build's files ([`recognise_partial`]). A
+    /// partial build started with a different dimension, precision, [`crate::EncoderInfo`] or
+    /// input is refused with [`IndexError::PartialMismatch`] (remove it with
+    /// [`discard_partial`] to start over). A partial directory without a checkpoint (killed
+    /// while being created, or while being published) is discarded.
     pub fn create_or_resume(out_dir: &Path, spec: IndexSpec, force: bool) -> Result<Self> {
         validate_spec(&spec)?;
-        if out_dir.exists() && !force {
-            return Err(IndexError::AlreadyExists {
-                path: out_dir.to_path_buf(),
-            });
+        let lock = OutputLock::acquire(out_dir)?;
+        if std::fs::symlink_metadata(out_dir).is_ok() {
+            if !force {
+                return Err(IndexError::AlreadyExists {
+                    path: out_dir.to_path_buf(),
+                });
+            }
+            recognise_index(out_dir)?;
         }
+        remove_old_siblings(out_dir);
         let partial = partial_dir(out_dir)?;
         let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
-        if partial.exists() && !ckpt_path.exists() {
-            std::fs::remove_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+        if std::fs::symlink_metadata(&partial).is_ok() {
+            recognise_partial(&partial)?;
+            if !ckpt_path.exists() {
+                std::fs::remove_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+            }
         }
         if partial.exists() {
-            Self::resume(out_dir, partial, spec, force)
+            Self::resume(out_dir, partial, spec, force, lock)
         } else {
-            Self::create(out_dir, partial, spec, force)
+            Self::create(out_dir, partial, spec, force, lock)
         }
     }
 
-    fn create(out_dir: &Path, partial: PathBuf, spec: IndexSpec, force: bool) -> Result<Self> {
+    fn create(
+        out_dir: &Path,
+        partial: PathBuf,
+        spec: IndexSpec,
+        force: bool,
+        lock: OutputLock,
+    ) -> Result<Self> {
         std::fs::create_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
         let vpath = partial.join(FileKind::Vectors.file_name());
         let vectors = OpenOptions::new()
@@ -243,7 +416,16 @@ impl IndexBuilder {
             .open(&vpath)
             .map_err(|e| IndexError::io(&vpath, e))?;
         vectors
-            .write_all_at(&encode_header(FileKind::Vectors, 0, 0), 0)
+            .write_all_at(
+                &encode_header(
+                    FileKind::Vectors,
+                    0,
+                    BLOCK_SHIFT,
+                    &NO_ID,
+                    crc32fast::hash(&[]),
+                ),
+                0,
+            )
             .and_then(|_| vectors.sync_all())
             .map_err(|e| IndexError::io(&vpath, e))?;
         let bpath = partial.join(BLOB);
@@ -274,12 +456,19 @@ impl IndexBuilder {
             seen_more: HashMap::new(),
             record_at: Vec::new(),
             poisoned: false,
+            lock,
         };
         b.write_checkpoint()?;
         Ok(b)
     }
 
-    fn resume(out_dir: &Path, partial: PathBuf, spec: IndexSpec, force: bool) -> Result<Self> {
+    fn resume(
+        out_dir: &Path,
+        partial: PathBuf,
+        spec: IndexSpec,
+        force: bool,
+        lock: OutputLock,
+    ) -> Result<Self> {
         let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
         let ckpt = read_checkpoint(&ckpt_path)?;
         let mismatch = |what: &'static str, found: String, requested: String| {
@@ -301,10 +490,22 @@ impl IndexBuilder {
             );
         }
         if ckpt.spec.encoder != spec.encoder {
+            let e = |i: &crate::EncoderInfo| {
+                format!(
+                    "model {} (weights {}), aggregation {}, template {:?}",
+                    i.model,
+                    i.weights_sha256.chars().take(12).collect::<String>(),
+                    i.aggregation,
+                    i.template
+                )
+            };
+            return mismatch("encoder", e(&ckpt.spec.encoder), e(&spec.encoder));
+        }
+        if ckpt.spec.input != spec.input {
             return mismatch(
-                "encoder",
-                format!("{:?}", ckpt.spec.encoder),
-                format!("{:?}", spec.encoder),
+                "input (the pair files changed since the interrupted run)",
+                ckpt.spec.input.clone(),
+                spec.input.clone(),
             );
         }
         let row_bytes = spec.dim as u64 * spec.precision.bytes() as u64;
@@ -345,6 +546,7 @@ impl IndexBuilder {
             seen_more: HashMap::new(),
             record_at: Vec::new(),
             poisoned: false,
+            lock,
         };
         let mut at = 0usize;
         while at < buf.len() {
@@ -383,7 +585,7 @@ impl IndexBuilder {
     fn write_checkpoint(&self) -> Result<()> {
         let path = self.partial.join(FileKind::Checkpoint.file_name());
         let payload = meta::encode(&self.ckpt, &path)?;
-        write_file(&path, FileKind::Checkpoint, &payload)?;
+        write_file(&path, FileKind::Checkpoint, &payload, &NO_ID)?;
         sync_dir(&self.partial)
     }
 
@@ -578,34 +780,43 @@ impl IndexBuilder {
                 "an earlier append failed; reopen the builder to resume from the checkpoint".into(),
             ));
         }
-        if self.out_dir.exists() && !self.force {
-            return Err(IndexError::AlreadyExists {
-                path: self.out_dir.clone(),
-            });
+        if let GraphSource::Hnsw(p) = &source {
+            p.validate()?;
+        }
+        if std::fs::symlink_metadata(&self.out_dir).is_ok() {
+            if !self.force {
+                return Err(IndexError::AlreadyExists {
+                    path: self.out_dir.clone(),
+                });
+            }
+            recognise_index(&self.out_dir)?;
         }
         let spec = &self.ckpt.spec;
         let dim = spec.dim as usize;
         let n = self.ckpt.count as usize;
         let vpath = self.partial.join(FileKind::Vectors.file_name());
-        // Final vectors header first, so the map below covers a complete file.
+        // The file may still hold the block table of an earlier, interrupted finish.
         self.vectors
-            .write_all_at(
-                &encode_header(
-                    FileKind::Vectors,
-                    self.ckpt.vector_bytes,
-                    self.ckpt.vectors_crc,
-                ),
-                0,
-            )
-            .and_then(|_| self.vectors.sync_all())
+            .set_len(HEADER_LEN as u64 + self.ckpt.vector_bytes)
             .map_err(|e| IndexError::io(&vpath, e))?;
 
-        let (graph_payload, hnsw_info) = {
-            // SAFETY: the file is private to this build (inside `<out>.partial`) and is not
-            // modified while the map is alive.
+        let (graph_payload, hnsw_info, vector_crcs) = {
+            // SAFETY: the file is private to this build (inside `<out>.partial`, under the
+            // output's lock) and is not modified while the map is alive.
             let map = unsafe { memmap2::Mmap::map(&self.vectors) }
                 .map_err(|e| IndexError::io(&vpath, e))?;
             let payload = &map[HEADER_LEN..];
+            // The rows must be those the checkpoints vouched for, chunk after chunk.
+            let actual = crc32fast::hash(payload);
+            if actual != self.ckpt.vectors_crc {
+                return Err(IndexError::ChecksumMismatch {
+                    path: vpath.clone(),
+                    what: "rows appended so far (the partial build was damaged)".into(),
+                    expected: self.ckpt.vectors_crc,
+                    actual,
+                });
+            }
+            let vector_crcs = block_crcs(payload, BLOCK_SHIFT);
             let rows = match spec.precision {
                 Precision::F32 => StoredRows::F32(
                     bytemuck::try_cast_slice(payload)
@@ -616,7 +827,7 @@ impl IndexBuilder {
                         .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?,
                 ),
             };
-            match source {
+            let (graph, info) = match source {
                 GraphSource::Hnsw(p) => (
                     build_graph(rows, dim, n, p, &mut progress)?,
                     HnswInfo {
@@ -633,7 +844,8 @@ impl IndexBuilder {
                         builder: "random".into(),
                     },
                 ),
-            }
+            };
+            (graph, info, vector_crcs)
         };
         progress(Progress {
             stage: Stage::Writing,
@@ -648,24 +860,6 @@ impl IndexBuilder {
         let pairs_path = self.partial.join(FileKind::Pairs.file_name());
         let pairs_payload = encode_pairs(&blob, n, &pairs_path)?;
         drop(blob);
-        write_file(&pairs_path, FileKind::Pairs, &pairs_payload)?;
-        drop(pairs_payload);
-        progress(Progress {
-            stage: Stage::Writing,
-            done: 1,
-            total: 3,
-        });
-        write_file(
-            &self.partial.join(FileKind::Graph.file_name()),
-            FileKind::Graph,
-            &graph_payload,
-        )?;
-        drop(graph_payload);
-        progress(Progress {
-            stage: Stage::Writing,
-            done: 2,
-            total: 3,
-        });
         let meta_path = self.partial.join(FileKind::Meta.file_name());
         let meta = Meta {
             magic: META_MAGIC,
@@ -678,55 +872,160 @@ impl IndexBuilder {
             encoder: spec.encoder.clone(),
             skipped_duplicates: self.ckpt.skipped,
         };
-        write_file(
-            &meta_path,
-            FileKind::Meta,
-            &meta::encode(&meta, &meta_path)?,
+        let meta_bytes = meta::encode(&meta, &meta_path)?;
+        let pairs_crcs = block_crcs(&pairs_payload, BLOCK_SHIFT);
+        let graph_crcs = block_crcs(&graph_payload, BLOCK_SHIFT);
+        let id = index_id(&meta_bytes, &[&vector_crcs, &pairs_crcs, &graph_crcs]);
+
+        // vectors: the block table after the rows, then the final header.
+        let table = table_bytes(&vector_crcs);
+        self.vectors
+            .write_all_at(&table, HEADER_LEN as u64 + self.ckpt.vector_bytes)
+            .and_then(|_| {
+                self.vectors.write_all_at(
+                    &encode_header(
+                        FileKind::Vectors,
+                        self.ckpt.vector_bytes,
+                        BLOCK_SHIFT,
+                        &id,
+                        crc32fast::hash(&table),
+                    ),
+                    0,
+                )
+            })
+            .and_then(|_| self.vectors.sync_all())
+            .map_err(|e| IndexError::io(&vpath, e))?;
+        write_file_with_table(
+            &pairs_path,
+            FileKind::Pairs,
+            &pairs_payload,
+            &id,
+            &pairs_crcs,
         )?;
+        drop(pairs_payload);
+        progress(Progress {
+            stage: Stage::Writing,
+            done: 1,
+            total: 3,
+        });
+        write_file_with_table(
+            &self.partial.join(FileKind::Graph.file_name()),
+            FileKind::Graph,
+            &graph_payload,
+            &id,
+            &graph_crcs,
+        )?;
+        drop(graph_payload);
+        progress(Progress {
+            stage: Stage::Writing,
+            done: 2,
+            total: 3,
+        });
+        write_file(&meta_path, FileKind::Meta, &meta_bytes, &id)?;
         progress(Progress {
             stage: Stage::Writing,
             done: 3,
             total: 3,
         });
         sync_dir(&self.partial)?;
-        // Scratch files go; a kill from here on at worst restarts the build from scratch.
+        // Scratch files go; a kill from here until the rename at worst restarts the build.
         let ckpt_path = self.partial.join(FileKind::Checkpoint.file_name());
         std::fs::remove_file(&ckpt_path).map_err(|e| IndexError::io(&ckpt_path, e))?;
         std::fs::remove_file(&bpath).map_err(|e| IndexError::io(&bpath, e))?;
         sync_dir(&self.partial)?;
         publish(&self.partial, &self.out_dir)?;
+        drop(self.lock);
         Ok(self.out_dir.clone())
     }
 }
 
-/// Removes the partial build of `out_dir`, if any.
+/// Removes the partial build of `out_dir`, if any (only a recognised partial build, under the
+/// output's lock).
 pub fn discard_partial(out_dir: &Path) -> Result<()> {
+    let _lock = OutputLock::acquire(out_dir)?;
     let p = partial_dir(out_dir)?;
-    if p.exists() {
+    if std::fs::symlink_metadata(&p).is_ok() {
+        recognise_partial(&p)?;
         std::fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
     }
     Ok(())
 }
 
-/// Renames `partial` to `out`; an existing `out` is first moved aside and removed afterwards.
+/// Puts `partial` in place of `out`. An existing `out` (a recognised index) is swapped with
+/// `partial` in one atomic `renameat2(RENAME_EXCHANGE)`, so there is no moment without an
+/// index at `out`, and the old index, now at the partial path, is removed; a kill before that
+/// removal leaves it there without a checkpoint, and the next build of `out` discards it.
+/// Where the file system cannot exchange, the old index is first renamed aside to
+/// `.<name>.old-<pid>` (removed by the next build of `out` if a kill leaves it).
 fn publish(partial: &Path, out: &Path) -> Result<()> {
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if out.exists() {
-        let mut old_name = out.file_name().unwrap_or_default().to_os_string();
-        old_name.push(format!(".old-{}", std::process::id()));
-        let old = out.with_file_name(old_name);
-        std::fs::rename(out, &old).map_err(|e| IndexError::io(out, e))?;
+    if std::fs::symlink_metadata(out).is_err() {
         std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
-        sync_dir(parent)?;
-        std::fs::remove_dir_all(&old).map_err(|e| IndexError::io(&old, e))?;
-    } else {
-        std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
-        sync_dir(parent)?;
+        return sync_dir(parent);
     }
+    if exchange(partial, out).is_ok() {
+        sync_dir(parent)?;
+        // Best effort: the new index is in place; a leftover is removed by the next build.
+        let _ = std::fs::remove_dir_all(partial);
+        return Ok(());
+    }
+    let mut old_name = std::ffi::OsString::from(".");
+    old_name.push(out.file_name().unwrap_or_default());
+    old_name.push(format!(".old-{}", std::process::id()));
+    let old = out.with_file_name(old_name);
+    std::fs::rename(out, &old).map_err(|e| IndexError::io(out, e))?;
+    std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
+    sync_dir(parent)?;
+    let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// Exchanges two existing directories `a` and `b` (atomically where the file system can,
+/// else by three renames through `.<b>.swap-<pid>`).
+pub fn swap_dirs(a: &Path, b: &Path) -> Result<()> {
+    if exchange(a, b).is_ok() {
+        return Ok(());
+    }
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(b.file_name().unwrap_or_default());
+    tmp_name.push(format!(".swap-{}", std::process::id()));
+    let tmp = b.with_file_name(tmp_name);
+    std::fs::rename(b, &tmp).map_err(|e| IndexError::io(b, e))?;
+    std::fs::rename(a, b).map_err(|e| IndexError::io(a, e))?;
+    std::fs::rename(&tmp, a).map_err(|e| IndexError::io(&tmp, e))
+}
+
+/// Atomically exchanges two paths (Linux `renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes())?;
+    let cb = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them relative to the
+    // working directory, as std's rename does.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 enum GraphSource {

@@ -11,13 +11,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// An I/O operation on `path` failed.
-    #[error("I/O error on {path}: {source}")]
+    // The OS message is part of this message and deliberately not a `#[source]`: `anyhow`'s
+    // `{:#}` prints the whole chain, which would repeat it.
+    #[error("{path}: {err}")]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A file does not start with the magic bytes of its kind (not an index file, or the wrong one).
     #[error("{path}: not a relbert index `{kind}` file (bad magic bytes)")]
@@ -51,15 +52,64 @@ pub enum IndexError {
     },
     /// A file's payload does not match the CRC32 recorded in its header.
     #[error(
-        "{path}: checksum mismatch: header says {expected:#010x}, payload hashes to {actual:#010x}"
+        "{path}: checksum mismatch in the {what}: recorded {expected:#010x}, computed {actual:#010x}"
     )]
     ChecksumMismatch {
         /// The file concerned.
         path: PathBuf,
+        /// Which part of the file (`block table`, …).
+        what: String,
         /// CRC32 recorded in the header.
         expected: u32,
         /// CRC32 computed over the payload.
         actual: u32,
+    },
+    /// A block of a file does not match its checksum: the file was damaged after it was
+    /// written. Found when a query first touches the block, or by a full verification.
+    #[error("{path}: block {block} (bytes {start}..{end} of the payload) does not match its checksum: the file is damaged; rebuild the index or restore it from a copy")]
+    BlockChecksum {
+        /// The file concerned.
+        path: PathBuf,
+        /// Block number.
+        block: u64,
+        /// First payload byte of the block.
+        start: u64,
+        /// One past the last payload byte of the block.
+        end: u64,
+    },
+    /// A file belongs to another index than the directory's `meta` (a file copied or moved in
+    /// from elsewhere).
+    #[error("{path}: this file belongs to another index (id {found}, while {dir}/meta has {expected}); the files of one index must not be mixed with another's")]
+    ForeignFile {
+        /// The file concerned.
+        path: PathBuf,
+        /// The index directory.
+        dir: PathBuf,
+        /// The id in `meta`.
+        expected: String,
+        /// The id in the file.
+        found: String,
+    },
+    /// Another process is writing the same output.
+    #[error(
+        "{path} is being written by another process ({holder}); wait for it to finish, or stop it"
+    )]
+    Locked {
+        /// The output whose lock is held.
+        path: PathBuf,
+        /// What the lock file says of its holder (pid, command, start time), if readable.
+        holder: String,
+    },
+    /// `force` was given, but the existing output is not something relbert wrote, so it is
+    /// not replaced.
+    #[error("{path} exists and is not {what} written by relbert ({why}); refusing to replace it even with --force: move it away or choose another output")]
+    NotOurs {
+        /// The existing path.
+        path: PathBuf,
+        /// What relbert would have written there (`an index`, `a partial build`, …).
+        what: &'static str,
+        /// Why it is not recognised.
+        why: String,
     },
     /// A file passed its header checks but its contents are inconsistent.
     #[error("{path}: corrupt index file: {reason}")]
@@ -76,7 +126,7 @@ pub enum IndexError {
         path: PathBuf,
     },
     /// A partial build on disk was started with a different encoder, dimension or precision.
-    #[error("{path}: the partial build was started with a different {what}: {found} (now {requested}); remove it to start over")]
+    #[error("{path}: the partial build was started with a different {what}: {found} (now {requested}); rerun with the original input, or remove {path} to start over")]
     PartialMismatch {
         /// The partial build directory.
         path: PathBuf,
@@ -126,10 +176,20 @@ pub enum IndexError {
 
 impl IndexError {
     /// Wraps an I/O error with the path it concerns.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         IndexError::Io {
             path: path.into(),
-            source,
+            err,
+        }
+    }
+
+    /// Builds a [`IndexError::BlockChecksum`] for block `block` of `block_len` bytes.
+    pub(crate) fn block_mismatch(path: impl Into<PathBuf>, block: u64, block_len: u64) -> Self {
+        IndexError::BlockChecksum {
+            path: path.into(),
+            block,
+            start: block * block_len,
+            end: (block + 1) * block_len,
         }
     }
 

@@ -20,6 +20,7 @@
 //! Every list is padded with `u32::MAX`. Search reads this directly from the map; out-of-range
 //! ids in a damaged file are skipped, never dereferenced.
 
+use std::cell::Cell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::path::Path;
@@ -27,6 +28,7 @@ use std::path::Path;
 use crate::dot::{Kernel, RowStore};
 use crate::error::{IndexError, Result};
 use crate::format::{get_u32, get_u64};
+use crate::integrity::Protected;
 
 /// Padding value in neighbour lists.
 pub const NO_NEIGHBOUR: u32 = u32::MAX;
@@ -113,7 +115,11 @@ impl GraphLayout {
 }
 
 /// Borrowed view of a graph payload.
-#[derive(Clone, Copy)]
+///
+/// When `guard` is set (an index opened from disk), every neighbour list is read only after
+/// the blocks holding it verified ([`crate::integrity`]); a list in a damaged block reads as
+/// empty and the block is remembered in `bad`, which the caller turns into an error. The
+/// fixed header, the levels and the upper-node tables are verified when the view is made.
 pub(crate) struct GraphView<'a> {
     pub layout: GraphLayout,
     pub levels: &'a [u8],
@@ -121,6 +127,8 @@ pub(crate) struct GraphView<'a> {
     pub upper_rows: &'a [u32],
     pub upper_base: &'a [u32],
     pub upper_adj: &'a [u32],
+    guard: Option<&'a Protected>,
+    bad: Cell<Option<u64>>,
 }
 
 fn u32s<'a>(payload: &'a [u8], from: usize, to: usize, path: &Path) -> Result<&'a [u32]> {
@@ -139,12 +147,49 @@ impl<'a> GraphView<'a> {
             upper_rows: u32s(payload, l.upper_rows_at, l.upper_base_at, path)?,
             upper_base: u32s(payload, l.upper_base_at, l.upper_adj_at, path)?,
             upper_adj: u32s(payload, l.upper_adj_at, l.end, path)?,
+            guard: None,
+            bad: Cell::new(None),
         })
+    }
+
+    /// The view of a mapped `graph` file: sections read without per-access checks (header,
+    /// levels, upper-node tables; small) are verified now, neighbour lists on first use.
+    pub(crate) fn guarded(file: &'a Protected, layout: GraphLayout) -> Result<Self> {
+        file.check(0, layout.layer0_at)?;
+        file.check(layout.upper_rows_at, layout.upper_adj_at)?;
+        let mut v = GraphView::new(file.payload(), layout, &file.path)?;
+        v.guard = Some(file);
+        Ok(v)
+    }
+
+    /// The first damaged block a read met, if any.
+    pub(crate) fn bad_block(&self) -> Option<u64> {
+        self.bad.get()
+    }
+
+    /// Whether the payload bytes `start..start + len` verified; remembers the block if not.
+    #[inline(always)]
+    fn verified(&self, start: usize, len: usize) -> bool {
+        match self.guard {
+            None => true,
+            Some(g) => match g.ok(start, start + len) {
+                Ok(()) => true,
+                Err(b) => {
+                    if self.bad.get().is_none() {
+                        self.bad.set(Some(b));
+                    }
+                    false
+                }
+            },
+        }
     }
 
     #[inline(always)]
     fn layer0_list(&self, node: usize) -> &'a [u32] {
         let m0 = self.layout.m0;
+        if !self.verified(self.layout.layer0_at + 4 * node * m0, 4 * m0) {
+            return &[];
+        }
         self.layer0.get(node * m0..node * m0 + m0).unwrap_or(&[])
     }
 
@@ -168,6 +213,14 @@ impl<'a> GraphView<'a> {
         };
         let list = *base as usize + level - 1;
         let m = self.layout.m;
+        if !self.verified(
+            self.layout
+                .upper_adj_at
+                .saturating_add(4 * list.saturating_mul(m)),
+            4 * m,
+        ) {
+            return &[];
+        }
         self.upper_adj.get(list * m..list * m + m).unwrap_or(&[])
     }
 }

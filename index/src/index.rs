@@ -1,40 +1,44 @@
 //! Opening, verifying and querying a finished index.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use memmap2::Mmap;
 use rayon::prelude::*;
 
 use crate::dot::{normalize, F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
 #[cfg(target_arch = "x86_64")]
 use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
-use crate::format::{read_header, verify_payload_crc, FileKind, Header, HEADER_LEN};
+use crate::format::{id_hex, read_small_file, FileKind, IndexId};
 use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited};
+use crate::integrity::Protected;
 use crate::meta::{self, Meta, Precision};
 use crate::pairs::{PairRef, PairsLayout};
 
-/// Files up to this size are fully checksummed by [`Verify::Small`] (the default).
-pub const SMALL_FILE_LIMIT: u64 = 64 << 20;
+/// Files up to this size are fully verified at open by [`Verify::Small`] (the default);
+/// larger ones block by block as queries first touch them.
+pub const SMALL_FILE_LIMIT: u64 = 8 << 20;
 
-/// How much [`Index::open_with`] checks.
+/// Largest `meta` record accepted.
+const META_LIMIT: u64 = 1 << 20;
+
+/// How much [`Index::open_with`] checks at open. Whatever is not checked at open is checked
+/// block by block before a query first uses it ([`crate::integrity`]), so no policy lets a
+/// damaged block give an answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Verify {
-    /// Every header (magic, version, exact length) plus the CRC of `meta` (which is read whole
-    /// anyway). Constant time, whatever the index size.
+    /// Every header (magic, version, header checksum, exact length, index id), every block
+    /// table's checksum, and all of `meta`. Constant time in the size of the index.
     Headers,
-    /// As `Headers`, plus the full CRC of `pairs` and of every other file not larger than
-    /// [`SMALL_FILE_LIMIT`]. The default: small indexes are fully verified, large ones never
-    /// read their vectors or graph at open.
+    /// As `Headers`, plus every block of each file not larger than [`SMALL_FILE_LIMIT`]: small
+    /// indexes are fully verified at open. The default.
     #[default]
     Small,
-    /// Every file's CRC (reads everything once; the same as `open` + [`Index::verify`]).
+    /// Every block of every file (reads everything once; the same as `open` +
+    /// [`Index::verify`]).
     Full,
 }
 
@@ -65,71 +69,17 @@ impl DiskSizes {
     }
 }
 
-struct Mapped {
-    path: PathBuf,
-    file: File,
-    header: Header,
-    map: Mmap,
-}
-
-impl Mapped {
-    fn payload(&self) -> &[u8] {
-        &self.map[HEADER_LEN..]
-    }
-}
-
-fn open_file(
-    dir: &Path,
-    kind: FileKind,
-    verify: Verify,
-    always_crc: bool,
-    random_access: bool,
-) -> Result<Mapped> {
-    let path = dir.join(kind.file_name());
-    let file = File::open(&path).map_err(|e| IndexError::io(&path, e))?;
-    let header = read_header(&path, kind, &file)?;
-    let check = match verify {
-        Verify::Headers => always_crc && kind == FileKind::Meta,
-        Verify::Small => always_crc || header.payload_len + HEADER_LEN as u64 <= SMALL_FILE_LIMIT,
-        Verify::Full => true,
-    };
-    if check {
-        verify_payload_crc(&path, &file, &header)?;
-    }
-    // SAFETY: index files are immutable once published (a rebuild writes a new directory
-    // and renames it into place); the map is only read.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(&path, e))?;
-    if random_access {
-        // Searches touch scattered rows: without this the kernel's read-ahead / fault-around
-        // maps ~64 KiB around every touched row, inflating resident memory ~40-fold for
-        // 1.5 KiB rows. Failure to advise is harmless.
-        let _ = map.advise(memmap2::Advice::Random);
-    }
-    if map.len() as u64 != header.payload_len + HEADER_LEN as u64 {
-        return Err(IndexError::Truncated {
-            path,
-            expected: header.payload_len + HEADER_LEN as u64,
-            actual: map.len() as u64,
-        });
-    }
-    Ok(Mapped {
-        path,
-        file,
-        header,
-        map,
-    })
-}
-
 /// An open index: memory maps of its files plus the decoded [`Meta`]. `Send + Sync`; searches
 /// may run concurrently from several threads.
 pub struct Index {
     dir: PathBuf,
+    id: IndexId,
     meta: Meta,
     meta_len: u64,
-    vectors: Mapped,
-    pairs: Mapped,
+    vectors: Protected,
+    pairs: Protected,
     pairs_layout: PairsLayout,
-    graph: Mapped,
+    graph: Protected,
     graph_layout: GraphLayout,
     visited: Mutex<Vec<Visited>>,
     isa: Isa,
@@ -139,6 +89,7 @@ impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Index")
             .field("dir", &self.dir)
+            .field("id", &id_hex(&self.id))
             .field("meta", &self.meta)
             .finish()
     }
@@ -157,6 +108,39 @@ fn prepare_query(q: &[f32], dim: usize) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// A row store whose rows are read only after their blocks verified; a row in a damaged
+/// block scores `-inf` and is remembered in `bad`.
+struct Guarded<'a, S> {
+    inner: S,
+    file: &'a Protected,
+    row_bytes: usize,
+    bad: Option<u64>,
+}
+
+impl<S: RowStore> RowStore for Guarded<'_, S> {
+    #[inline(always)]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    #[inline(always)]
+    fn dot<K: Kernel>(&mut self, q: &[f32], row: usize) -> f32 {
+        let start = row.saturating_mul(self.row_bytes);
+        match self.file.ok(start, start.saturating_add(self.row_bytes)) {
+            Ok(()) => self.inner.dot::<K>(q, row),
+            Err(b) => {
+                self.bad.get_or_insert(b);
+                f32::NEG_INFINITY
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: usize) {
+        self.inner.prefetch(row)
+    }
+}
+
 impl Index {
     /// Opens the index in `dir` with the default checks ([`Verify::Small`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
@@ -164,32 +148,47 @@ impl Index {
     }
 
     /// Opens the index in `dir`. Every file's header is checked (magic bytes, format version,
-    /// exact length); which checksums are computed depends on `opts.verify`. The vectors and
-    /// graph are memory-mapped, never read wholesale.
+    /// header checksum, exact length, and the index id, which must be `meta`'s), and every
+    /// block table's checksum; which blocks are verified now depends on `opts.verify`, the
+    /// rest are verified when first used. The vectors and graph are memory-mapped, never read
+    /// wholesale.
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_path_buf();
-        // meta: small, read whole, always checksummed.
         let meta_path = dir.join(FileKind::Meta.file_name());
-        let mf = File::open(&meta_path).map_err(|e| IndexError::io(&meta_path, e))?;
-        let mh = read_header(&meta_path, FileKind::Meta, &mf)?;
-        if mh.payload_len > 1 << 20 {
-            return Err(IndexError::corrupt(
-                &meta_path,
-                "meta record larger than 1 MiB",
-            ));
-        }
-        verify_payload_crc(&meta_path, &mf, &mh)?;
-        let mut buf = vec![0u8; mh.payload_len as usize];
-        mf.read_exact_at(&mut buf, HEADER_LEN as u64)
-            .map_err(|e| IndexError::io(&meta_path, e))?;
+        let (mh, buf) = read_small_file(&meta_path, FileKind::Meta, META_LIMIT)?;
         let meta: Meta = meta::decode(&buf, &meta_path)?;
         meta.validate(&meta_path)?;
         let count = meta.count as usize;
         let dim = meta.dim as usize;
 
-        let vectors = open_file(&dir, FileKind::Vectors, opts.verify, false, true)?;
-        let want = meta.count * meta.dim as u64 * meta.precision.bytes() as u64;
-        if vectors.header.payload_len != want {
+        let open = |kind: FileKind| -> Result<Protected> {
+            let f = Protected::open(&dir, kind, kind != FileKind::Pairs)?;
+            if f.header.id != mh.id {
+                return Err(IndexError::ForeignFile {
+                    path: f.path.clone(),
+                    dir: dir.clone(),
+                    expected: id_hex(&mh.id),
+                    found: id_hex(&f.header.id),
+                });
+            }
+            let eager = match opts.verify {
+                Verify::Headers => false,
+                Verify::Small => f.file_len() <= SMALL_FILE_LIMIT,
+                Verify::Full => true,
+            };
+            if eager {
+                f.verify_all()?;
+            }
+            Ok(f)
+        };
+        let vectors = open(FileKind::Vectors)?;
+        // Checked: a damaged meta can claim a count and dimension whose product overflows
+        // (fuzz find, tests/fuzz_regressions.rs).
+        let want = meta
+            .count
+            .checked_mul(meta.dim as u64)
+            .and_then(|x| x.checked_mul(meta.precision.bytes() as u64));
+        if want != Some(vectors.header.payload_len) {
             return Err(IndexError::corrupt(
                 &vectors.path,
                 format!(
@@ -199,14 +198,17 @@ impl Index {
                 ),
             ));
         }
-        let pairs = open_file(&dir, FileKind::Pairs, opts.verify, true, true)?;
+        let pairs = open(FileKind::Pairs)?;
+        pairs.check(0, 16)?;
         let pairs_layout = PairsLayout::parse(pairs.payload(), count, &pairs.path)?;
-        let graph = open_file(&dir, FileKind::Graph, opts.verify, false, true)?;
+        let graph = open(FileKind::Graph)?;
+        graph.check(0, 40)?;
         let graph_layout = GraphLayout::parse(graph.payload(), count, &graph.path)?;
         let idx = Index {
             dir,
+            id: mh.id,
             meta,
-            meta_len: mh.payload_len + HEADER_LEN as u64,
+            meta_len: mh.file_len(),
             vectors,
             pairs,
             pairs_layout,
@@ -215,7 +217,7 @@ impl Index {
             visited: Mutex::new(Vec::new()),
             isa: Isa::detect(),
         };
-        // Checks the alignment of the zero-copy views once.
+        // Verifies the graph's small sections and the alignment of the zero-copy views once.
         idx.graph_view()?;
         match idx.meta.precision {
             Precision::F32 => {
@@ -228,14 +230,12 @@ impl Index {
         Ok(idx)
     }
 
-    /// Computes every file's CRC and compares it with its header (reads everything once).
+    /// Verifies every block of every file now (reads everything once).
     pub fn verify(&self) -> Result<()> {
         let meta_path = self.dir.join(FileKind::Meta.file_name());
-        let mf = File::open(&meta_path).map_err(|e| IndexError::io(&meta_path, e))?;
-        let mh = read_header(&meta_path, FileKind::Meta, &mf)?;
-        verify_payload_crc(&meta_path, &mf, &mh)?;
-        for m in [&self.vectors, &self.pairs, &self.graph] {
-            verify_payload_crc(&m.path, &m.file, &m.header)?;
+        read_small_file(&meta_path, FileKind::Meta, META_LIMIT)?;
+        for f in [&self.vectors, &self.pairs, &self.graph] {
+            f.verify_all()?;
         }
         Ok(())
     }
@@ -243,6 +243,11 @@ impl Index {
     /// The index directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The index's identity (carried by every file's header), as hex.
+    pub fn id(&self) -> String {
+        id_hex(&self.id)
     }
 
     /// Number of rows (distinct pairs).
@@ -263,9 +268,9 @@ impl Index {
     /// Sizes of the index's files on disk.
     pub fn disk_sizes(&self) -> DiskSizes {
         DiskSizes {
-            vectors: self.vectors.map.len() as u64,
-            pairs: self.pairs.map.len() as u64,
-            graph: self.graph.map.len() as u64,
+            vectors: self.vectors.file_len(),
+            pairs: self.pairs.file_len(),
+            graph: self.graph.file_len(),
             meta: self.meta_len,
         }
     }
@@ -280,8 +285,12 @@ impl Index {
             .map_err(|e| IndexError::corrupt(&self.vectors.path, format!("misaligned: {e}")))
     }
 
+    fn row_bytes(&self) -> usize {
+        self.dim() * self.meta.precision.bytes()
+    }
+
     fn graph_view(&self) -> Result<GraphView<'_>> {
-        GraphView::new(self.graph.payload(), self.graph_layout, &self.graph.path)
+        GraphView::guarded(&self.graph, self.graph_layout)
     }
 
     fn check_row(&self, row: usize) -> Result<()> {
@@ -299,6 +308,8 @@ impl Index {
     pub fn vector(&self, row: usize) -> Result<Cow<'_, [f32]>> {
         self.check_row(row)?;
         let dim = self.dim();
+        self.vectors
+            .check(row * self.row_bytes(), (row + 1) * self.row_bytes())?;
         let range = row * dim..(row + 1) * dim;
         Ok(match self.meta.precision {
             Precision::F32 => Cow::Borrowed(&self.rows_f32()?[range]),
@@ -314,18 +325,26 @@ impl Index {
     pub fn pair(&self, row: usize) -> Result<PairRef<'_>> {
         self.check_row(row)?;
         self.pairs_layout
-            .pair(self.pairs.payload(), row, &self.pairs.path)
+            .pair(self.pairs.payload(), row, &self.pairs.path, &|a, b| {
+                self.pairs.check(a, b)
+            })
     }
 
     /// The row holding (head, tail), if any (exact string match).
     pub fn lookup(&self, head: &str, tail: &str) -> Result<Option<usize>> {
-        self.pairs_layout
-            .lookup(self.pairs.payload(), head, tail, &self.pairs.path)
+        self.pairs_layout.lookup(
+            self.pairs.payload(),
+            head,
+            tail,
+            &self.pairs.path,
+            &|a, b| self.pairs.check(a, b),
+        )
     }
 
     /// Approximate top-`k` by cosine similarity through the HNSW graph; `ef` (raised to at
     /// least `k`) is the candidate-list size: larger is slower and more accurate. The query is
-    /// normalised first. Results are sorted best first.
+    /// normalised first. Results are sorted best first. `k` and `ef` above the number of rows
+    /// are treated as the number of rows.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         self.search_filtered(query, k, ef, |_| true)
     }
@@ -343,32 +362,54 @@ impl Index {
         let q = prepare_query(query, self.dim())?;
         let g = self.graph_view()?;
         let n = self.count();
+        // No more than n results: the heaps are sized from k and ef, so a huge k must not
+        // reach them (fuzz harness find, tests/fuzz_regressions.rs).
+        let (k, ef) = (k.min(n), ef.min(n));
         let mut visited = {
             let mut pool = self.visited.lock().unwrap_or_else(|p| p.into_inner());
             pool.pop()
         }
         .filter(|v| v.len() == n)
         .unwrap_or_else(|| Visited::new(n));
-        let hits = match self.meta.precision {
+        let row_bytes = self.row_bytes();
+        let (hits, bad_row) = match self.meta.precision {
             Precision::F32 => {
-                let mut s = F32Rows {
-                    data: self.rows_f32()?,
-                    dim: self.dim(),
+                let mut s = Guarded {
+                    inner: F32Rows {
+                        data: self.rows_f32()?,
+                        dim: self.dim(),
+                    },
+                    file: &self.vectors,
+                    row_bytes,
+                    bad: None,
                 };
-                dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep)
+                let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep);
+                (h, s.bad)
             }
             Precision::F16 => {
-                let mut s = F16Rows {
-                    data: self.rows_f16()?,
-                    dim: self.dim(),
+                let mut s = Guarded {
+                    inner: F16Rows {
+                        data: self.rows_f16()?,
+                        dim: self.dim(),
+                    },
+                    file: &self.vectors,
+                    row_bytes,
+                    bad: None,
                 };
-                dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep)
+                let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep);
+                (h, s.bad)
             }
         };
         self.visited
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(visited);
+        if let Some(b) = bad_row {
+            return Err(self.vectors.block_error(b));
+        }
+        if let Some(b) = g.bad_block() {
+            return Err(self.graph.block_error(b));
+        }
         Ok(hits)
     }
 
@@ -386,35 +427,44 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         let q = prepare_query(query, self.dim())?;
         let n = self.count();
-        if k == 0 || n == 0 {
+        let k = k.min(n);
+        if k == 0 {
             return Ok(Vec::new());
         }
         const BLOCK: usize = 8192;
         let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
         let isa = self.isa;
         let dim = self.dim();
+        let row_bytes = self.row_bytes();
+        // Each task verifies the blocks of its rows before scanning them.
+        let verified = |b: usize| {
+            let end = ((b + 1) * BLOCK).min(n);
+            self.vectors.check(b * BLOCK * row_bytes, end * row_bytes)
+        };
         let parts: Vec<Vec<Scored>> = match self.meta.precision {
             Precision::F32 => {
                 let data = self.rows_f32()?;
                 blocks
                     .par_iter()
                     .map(|&b| {
+                        verified(b)?;
                         let mut s = F32Rows { data, dim };
                         let end = ((b + 1) * BLOCK).min(n);
-                        dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep)
+                        Ok(dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep))
                     })
-                    .collect()
+                    .collect::<Result<_>>()?
             }
             Precision::F16 => {
                 let data = self.rows_f16()?;
                 blocks
                     .par_iter()
                     .map(|&b| {
+                        verified(b)?;
                         let mut s = F16Rows { data, dim };
                         let end = ((b + 1) * BLOCK).min(n);
-                        dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep)
+                        Ok(dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep))
                     })
-                    .collect()
+                    .collect::<Result<_>>()?
             }
         };
         let mut all: Vec<Scored> = parts.into_iter().flatten().collect();

@@ -78,6 +78,12 @@ pub struct IndexSpec {
     pub precision: Precision,
     /// The encoder that produces the vectors.
     pub encoder: EncoderInfo,
+    /// Identity of the input the rows come from (relbert writes `sha256:<hex>` of the pair
+    /// records for a build, `index:<id>` of the source for a rebuild). Recorded in the partial
+    /// build's checkpoint, so a resume with another input is refused instead of mixing rows
+    /// of two inputs. Not part of `meta`: the same rows give the same index (and index id),
+    /// whatever they were read from.
+    pub input: String,
 }
 
 /// The decoded `meta` record of an index.

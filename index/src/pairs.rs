@@ -161,10 +161,14 @@ impl PairsLayout {
         let offsets_at = 16usize;
         let blob_at = offsets_at + 8 * (count + 1);
         let blob_len = usize::try_from(blob_len).map_err(|_| bad("blob too long".into()))?;
-        let lookup_at = blob_at
-            .checked_add(round8(blob_len))
+        // Checked throughout: a damaged blob length near 2^64 must not wrap (fuzz find,
+        // tests/fuzz_regressions.rs).
+        let end = blob_len
+            .checked_next_multiple_of(8)
+            .and_then(|padded| blob_at.checked_add(padded))
+            .and_then(|lookup_at| lookup_at.checked_add(16 * count))
             .ok_or_else(|| bad("blob length overflows".into()))?;
-        let end = lookup_at + 16 * count;
+        let lookup_at = end - 16 * count;
         if end != payload.len() {
             return Err(bad(format!(
                 "pairs payload is {} bytes but its layout needs {end}",
@@ -180,19 +184,24 @@ impl PairsLayout {
         })
     }
 
-    /// Reads pair `row` (caller checks `row < count`).
+    /// Reads pair `row` (caller checks `row < count`). `check` is asked to verify each byte
+    /// range of the payload before it is read ([`crate::integrity::Protected::check`]).
     pub(crate) fn pair<'a>(
         &self,
         payload: &'a [u8],
         row: usize,
         path: &Path,
+        check: &dyn Fn(usize, usize) -> Result<()>,
     ) -> Result<PairRef<'a>> {
         let bad = || IndexError::corrupt(path, format!("pair record {row} is damaged"));
-        let start = get_u64(payload, self.offsets_at + 8 * row).ok_or_else(bad)? as usize;
-        let end = get_u64(payload, self.offsets_at + 8 * (row + 1)).ok_or_else(bad)? as usize;
+        let at = self.offsets_at + 8 * row;
+        check(at, at + 16)?;
+        let start = get_u64(payload, at).ok_or_else(bad)? as usize;
+        let end = get_u64(payload, at + 8).ok_or_else(bad)? as usize;
         if start > end || end > self.blob_len {
             return Err(bad());
         }
+        check(self.blob_at + start, self.blob_at + end)?;
         let rec = &payload[self.blob_at + start..self.blob_at + end];
         match decode_record(rec) {
             Some((p, used)) if used == rec.len() => Ok(p),
@@ -200,33 +209,38 @@ impl PairsLayout {
         }
     }
 
-    /// Finds the row holding (head, tail).
+    /// Finds the row holding (head, tail) (`check` as for [`pair`](Self::pair)).
     pub(crate) fn lookup(
         &self,
         payload: &[u8],
         head: &str,
         tail: &str,
         path: &Path,
+        check: &dyn Fn(usize, usize) -> Result<()>,
     ) -> Result<Option<usize>> {
         let h = pair_hash(head, tail);
-        let key_at = |i: usize| get_u64(payload, self.lookup_at + 16 * i).unwrap_or(u64::MAX);
+        let key_at = |i: usize| -> Result<u64> {
+            let at = self.lookup_at + 16 * i;
+            check(at, at + 16)?;
+            Ok(get_u64(payload, at).unwrap_or(u64::MAX))
+        };
         // lower bound on hash
         let (mut lo, mut hi) = (0usize, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if key_at(mid) < h {
+            if key_at(mid)? < h {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
         let mut i = lo;
-        while i < self.count && key_at(i) == h {
+        while i < self.count && key_at(i)? == h {
             let row = get_u64(payload, self.lookup_at + 16 * i + 8).unwrap_or(u64::MAX) as usize;
             if row >= self.count {
                 return Err(IndexError::corrupt(path, "lookup table row out of range"));
             }
-            let p = self.pair(payload, row, path)?;
+            let p = self.pair(payload, row, path, check)?;
             if p.head == head && p.tail == tail {
                 return Ok(Some(row));
             }

@@ -48,7 +48,9 @@ pub fn rebuild(
         dim: meta.dim,
         precision: opts.precision.unwrap_or(meta.precision),
         encoder: meta.encoder.clone(),
+        input: format!("index:{}", idx.id()),
     };
+    opts.hnsw.validate()?;
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
     let (count, dim) = (idx.count(), idx.dim());
     let total = count as u64;

@@ -17,6 +17,7 @@ fn spec(dim: u32, precision: Precision) -> IndexSpec {
             template: "<subj> is the <mask> of <obj>".into(),
             aggregation: "average_no_mask".into(),
         },
+        input: "test-input".into(),
     }
 }
 
@@ -59,6 +60,11 @@ fn build(
         b.append_chunk(p, v).unwrap();
     }
     b.finish(params, |_| {}).unwrap()
+}
+
+/// Length of an index file with `payload` bytes: 64-byte header, payload, one CRC per 64 KiB.
+fn file_len(payload: usize) -> u64 {
+    (64 + payload + 4 * payload.div_ceil(1 << 16)) as u64
 }
 
 fn recall(found: &[Hit], truth: &[Hit]) -> f64 {
@@ -114,7 +120,7 @@ fn build_reopen_query() {
         Err(IndexError::DimensionMismatch { .. })
     ));
     let sizes = idx.disk_sizes();
-    assert_eq!(sizes.vectors, 32 + (n * dim * 4) as u64);
+    assert_eq!(sizes.vectors, file_len(n * dim * 4));
     assert!(sizes.total() > sizes.vectors);
 }
 
@@ -353,10 +359,10 @@ fn corruption_is_a_named_error() {
         copy_dir(&out, &t);
         let p = t.join(name);
         let len = fs::metadata(&p).unwrap().len();
-        flip(&p, 32 + (len - 32) / 2);
+        flip(&p, 64 + (len - 64) / 2);
         match Index::open(&t) {
-            Err(IndexError::ChecksumMismatch { path, .. }) => assert_eq!(path, p),
-            other => panic!("{name}: expected ChecksumMismatch, got {other:?}"),
+            Err(IndexError::BlockChecksum { path, .. }) => assert_eq!(path, p),
+            other => panic!("{name}: expected BlockChecksum, got {other:?}"),
         }
     }
     // Headers-only open does not read the vectors; verify() catches the damage.
@@ -370,7 +376,7 @@ fn corruption_is_a_named_error() {
     .unwrap();
     assert!(matches!(
         idx.verify(),
-        Err(IndexError::ChecksumMismatch { .. })
+        Err(IndexError::BlockChecksum { .. })
     ));
     // Wrong format version and wrong magic.
     let t = tmp.path().join("version");
@@ -452,7 +458,7 @@ fn f16_round_trip() {
     );
     let idx = Index::open(&out).unwrap();
     assert_eq!(idx.meta().precision, Precision::F16);
-    assert_eq!(idx.disk_sizes().vectors, 32 + (n * dim * 2) as u64);
+    assert_eq!(idx.disk_sizes().vectors, file_len(n * dim * 2));
     for i in 0..n {
         let v = idx.vector(i).unwrap();
         for (a, b) in v.iter().zip(&vecs[i * dim..(i + 1) * dim]) {
@@ -682,11 +688,231 @@ fn rebuild_changes_precision_and_graph_keeps_pairs() {
     let c = Index::open(&again).unwrap();
     assert_eq!(c.meta().hnsw.m, 8);
     assert_eq!(c.count(), n);
-    assert_eq!(file_bytes(&again, "vectors"), file_bytes(&half, "vectors"));
+    // The same rows (after the header, which names another index now: the graph differs).
+    assert!(file_bytes(&again, "vectors")[64..] == file_bytes(&half, "vectors")[64..]);
+    assert_ne!(c.id(), Index::open(&half).unwrap().id());
     let names: HashSet<String> = fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let want: HashSet<String> = ["src", "half", "again"].map(String::from).into();
     assert_eq!(names, want);
+}
+
+/// An index whose vectors file is larger than the open-time verification limit, so its blocks
+/// are verified only when a query first touches them (a random graph keeps the build fast).
+fn large_index(dir: &Path, name: &str, seed: u64) -> (PathBuf, Vec<f32>) {
+    let (n, dim) = (9000, 256); // 9.2 MB of f32 vectors > SMALL_FILE_LIMIT
+    let out = dir.join(name);
+    let vecs = gaussian(n, dim, seed);
+    let mut b =
+        IndexBuilder::create_or_resume(&out, spec(dim as u32, Precision::F32), false).unwrap();
+    for (p, v) in pairs_for(n).chunks(3000).zip(vecs.chunks(3000 * dim)) {
+        b.append_chunk(p, v).unwrap();
+    }
+    b.finish_with_random_graph(8, 3, |_| {}).unwrap();
+    (out, vecs)
+}
+
+#[test]
+fn a_damaged_row_is_refused_when_a_query_first_touches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, vecs) = large_index(tmp.path(), "big", 11);
+    let dim = 256;
+    assert!(fs::metadata(out.join("vectors")).unwrap().len() > SMALL_FILE_LIMIT);
+    // Row 4321 overwritten with row 17's bytes: a plausible unit vector, only a checksum can
+    // tell (this is how `Paris France` once answered `Tokyo Japan 1.000`).
+    let p = out.join("vectors");
+    let mut bytes = fs::read(&p).unwrap();
+    let (row, src) = (4321usize, 17usize);
+    let at = |r: usize| 64 + r * dim * 4;
+    let copy: Vec<u8> = bytes[at(src)..at(src) + dim * 4].to_vec();
+    bytes[at(row)..at(row) + dim * 4].copy_from_slice(&copy);
+    fs::write(&p, bytes).unwrap();
+
+    let idx = Index::open(&out).unwrap(); // cheap open: the vectors are not read
+                                          // A row in an intact block still answers.
+    assert_eq!(idx.vector(5).unwrap().len(), dim);
+    match idx.vector(row) {
+        Err(IndexError::BlockChecksum { path, .. }) => assert_eq!(path, p),
+        other => panic!("expected BlockChecksum, got {other:?}"),
+    }
+    let q = &vecs[row * dim..(row + 1) * dim];
+    assert!(matches!(
+        idx.search_exact(q, 5),
+        Err(IndexError::BlockChecksum { .. })
+    ));
+    // The graph search meets the damaged block too (every node is reachable in 1-2 hops of a
+    // random graph of degree 8 with ef 9000).
+    assert!(matches!(
+        idx.search(q, 5, 9000),
+        Err(IndexError::BlockChecksum { .. })
+    ));
+    assert!(matches!(
+        idx.verify(),
+        Err(IndexError::BlockChecksum { .. })
+    ));
+}
+
+#[test]
+fn files_of_another_index_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = small_index(tmp.path());
+    let other = tmp.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let b = build(
+        &other.join("idx"),
+        &pairs_for(300),
+        &gaussian(300, 16, 99),
+        spec(16, Precision::F32),
+        128,
+        serial(),
+    );
+    for name in ["vectors", "pairs", "graph"] {
+        let t = tmp.path().join(format!("mixed-{name}"));
+        copy_dir(&a, &t);
+        fs::copy(b.join(name), t.join(name)).unwrap();
+        match Index::open(&t) {
+            Err(IndexError::ForeignFile { path, .. }) => assert_eq!(path, t.join(name)),
+            other => panic!("{name}: expected ForeignFile, got {other:?}"),
+        }
+    }
+    // The same rows built twice give the same id: identical files are interchangeable.
+    let again = build(
+        &tmp.path().join("again"),
+        &pairs_for(300),
+        &gaussian(300, 16, 5),
+        spec(16, Precision::F32),
+        128,
+        serial(),
+    );
+    assert_eq!(
+        Index::open(&again).unwrap().id(),
+        Index::open(&a).unwrap().id()
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let sp = spec(16, Precision::F32);
+    let mut first = IndexBuilder::create_or_resume(&out, sp.clone(), false).unwrap();
+    first
+        .append_chunk(&pairs_for(10), &gaussian(10, 16, 1))
+        .unwrap();
+    match IndexBuilder::create_or_resume(&out, sp.clone(), false) {
+        Err(IndexError::Locked { path, holder }) => {
+            assert_eq!(path, out);
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            );
+        }
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+    assert!(matches!(
+        discard_partial(&out),
+        Err(IndexError::Locked { .. })
+    ));
+    first.finish(serial(), |_| {}).unwrap();
+    // Released with the builder: the next writer gets it, and no lock file is left.
+    let _again = IndexBuilder::create_or_resume(&out, sp, true).unwrap();
+    drop(_again);
+    assert!(!tmp.path().join(".idx.lock").exists());
+}
+
+#[test]
+fn a_resume_with_another_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("idx");
+    let mut b = IndexBuilder::create_or_resume(&out, spec(16, Precision::F32), false).unwrap();
+    b.append_chunk(&pairs_for(10), &gaussian(10, 16, 1))
+        .unwrap();
+    drop(b); // interrupted
+    let mut other = spec(16, Precision::F32);
+    other.input = "sha256:edited".into();
+    match IndexBuilder::create_or_resume(&out, other, false) {
+        Err(IndexError::PartialMismatch { what, found, .. }) => {
+            assert!(what.starts_with("input"), "{what}");
+            assert_eq!(found, "test-input");
+        }
+        other => panic!("expected PartialMismatch, got {:?}", other.map(|_| ())),
+    }
+    // The same input resumes.
+    let b = IndexBuilder::create_or_resume(&out, spec(16, Precision::F32), false).unwrap();
+    assert_eq!(b.rows_done(), 10);
+}
+
+#[test]
+fn force_replaces_only_what_relbert_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sp = spec(16, Precision::F32);
+    // A regular file at the output.
+    let file = tmp.path().join("afile");
+    fs::write(&file, "user data").unwrap();
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&file, sp.clone(), true),
+        Err(IndexError::NotOurs { .. })
+    ));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "user data");
+    // A folder of the user's files.
+    let folder = tmp.path().join("photos");
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join("cat.jpg"), "meow").unwrap();
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&folder, sp.clone(), true),
+        Err(IndexError::NotOurs { .. })
+    ));
+    assert_eq!(fs::read_to_string(folder.join("cat.jpg")).unwrap(), "meow");
+    // An index with a file of the user's inside it.
+    let idx = small_index(tmp.path());
+    fs::write(idx.join("notes.txt"), "mine").unwrap();
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&idx, sp.clone(), true),
+        Err(IndexError::NotOurs { .. })
+    ));
+    assert!(idx.join("notes.txt").exists());
+    // A `.partial` folder relbert did not create is neither deleted nor resumed.
+    let out = tmp.path().join("new");
+    let partial = tmp.path().join("new.partial");
+    fs::create_dir_all(&partial).unwrap();
+    fs::write(partial.join("thesis.tex"), "chapter 1").unwrap();
+    assert!(matches!(
+        IndexBuilder::create_or_resume(&out, sp.clone(), false),
+        Err(IndexError::NotOurs { .. })
+    ));
+    assert!(partial.join("thesis.tex").exists());
+    assert!(matches!(
+        discard_partial(&out),
+        Err(IndexError::NotOurs { .. })
+    ));
+    assert!(partial.join("thesis.tex").exists());
+}
+
+#[test]
+fn huge_k_and_ef_are_bounded_by_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = small_index(tmp.path());
+    let idx = Index::open(&out).unwrap();
+    let q = gaussian(1, 16, 3);
+    assert_eq!(idx.search(&q, usize::MAX, usize::MAX).unwrap().len(), 300);
+    assert_eq!(idx.search_exact(&q, usize::MAX).unwrap().len(), 300);
+    assert_eq!(idx.search(&q, 1 << 32, 64).unwrap().len(), 300);
+}
+
+#[test]
+fn graph_parameters_are_checked_before_any_row() {
+    for (m, ef) in [(1usize, 200usize), (300, 200), (16, 0)] {
+        let p = HnswParams {
+            m,
+            ef_construction: ef,
+            ..HnswParams::default()
+        };
+        assert!(
+            matches!(p.validate(), Err(IndexError::InvalidParameter(_))),
+            "{m} {ef}"
+        );
+    }
+    HnswParams::default().validate().unwrap();
 }

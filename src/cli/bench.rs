@@ -26,7 +26,7 @@ use relbert::relation::EncoderIdentity;
 use relbert::RelationEncoder;
 use serde::Serialize;
 
-use super::{pair_progress, ModelArgs};
+use super::{ModelArgs, Progress};
 
 /// Arguments of `relbert bench`.
 #[derive(Args, Debug)]
@@ -252,14 +252,14 @@ fn pair_vectors(
     method: Method,
     offset_weight: f32,
 ) -> Result<HashMap<Pair, Vec<f32>>> {
-    let pb = pair_progress(pairs.len() as u64, "embedding");
+    let pb = Progress::pairs(pairs.len() as u64, "embedding");
     let progress = |n: usize| pb.set_position(n as u64);
     let vectors = match method {
         Method::Relbert => enc.embed_raw_with_progress(pairs, &progress)?,
         Method::Offset => enc.offsets(pairs)?,
         Method::Combined => enc.embed_combined_with_progress(pairs, offset_weight, &progress)?,
     };
-    pb.finish_and_clear();
+    pb.finish();
     Ok(pairs.iter().cloned().zip(vectors).collect())
 }
 
@@ -433,11 +433,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     }
     let enc = a.model.load(false)?;
     let started = Instant::now();
-    let pb = pair_progress(pairs.len() as u64, "embedding");
+    let pb = Progress::pairs(pairs.len() as u64, "embedding");
     let vecs = enc
         .embed_raw_with_progress(&pairs, &|n| pb.set_position(n as u64))
         .context("embedding the classification pairs")?;
-    pb.finish_and_clear();
+    pb.finish();
     let embed_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         "embedded {} distinct pairs in {:.1}s",

@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
-use relbert::output::Format;
+use relbert::output::{check_replaceable, pairs_sidecar, same_file, Format, OutputKind};
 use relbert::pairs::read_pairs;
 
-use super::{pair_progress, ModelArgs};
+use super::index::screen;
+use super::{ModelArgs, Progress};
 
 /// Arguments of `relbert embed`.
 #[derive(Args, Debug)]
@@ -21,51 +22,91 @@ pub struct EmbedArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
-    /// Output file (default for jsonl: standard output).
+    /// Output file (default for jsonl, and `-`: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Write the reference's raw sums instead of unit-length vectors (a model with an
     /// offset weight has no raw form: its unit pair vectors are written).
     #[arg(long)]
     raw: bool,
-    /// Overwrite an existing output file.
+    /// Leave out pairs whose prompt is too long to encode (reported with file and line)
+    /// instead of stopping at the first.
+    #[arg(long)]
+    skip_long: bool,
+    /// Overwrite an existing output file (only one relbert wrote: vectors, an array).
     #[arg(long)]
     force: bool,
 }
 
 pub fn run(a: EmbedArgs) -> Result<()> {
+    // `--out -` is standard output, as for --pairs.
+    let out = a.out.clone().filter(|p| p.as_os_str() != "-");
+    // Every output, and the input it must never overwrite, checked before any work.
+    let mut outputs: Vec<(PathBuf, OutputKind)> = Vec::new();
+    if let Some(o) = &out {
+        match a.format {
+            relbert::output::Format::Jsonl => outputs.push((o.clone(), OutputKind::EmbedJsonl)),
+            relbert::output::Format::Npy => {
+                outputs.push((o.clone(), OutputKind::Npy));
+                outputs.push((pairs_sidecar(o), OutputKind::Sidecar));
+            }
+        }
+    }
+    for (o, kind) in &outputs {
+        if same_file(o, &a.pairs) {
+            anyhow::bail!(
+                "{} is the input (--pairs); choose another --out{}",
+                o.display(),
+                if *kind == OutputKind::Sidecar {
+                    " (the pair list of an .npy output is written to <out without .npy>.pairs.tsv)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    // One writer per output; held until the files are renamed into place.
+    let _lock = match &out {
+        Some(o) => Some(relbert_index::OutputLock::acquire(o)?),
+        None => None,
+    };
+    for (o, kind) in &outputs {
+        // A pair list relbert wrote whose array is missing is what an interrupted run left
+        // (the array is removed first when an output is replaced): redone without --force.
+        let orphan = *kind == OutputKind::Sidecar
+            && out.as_ref().is_some_and(|a| !a.exists())
+            && check_replaceable(o, true, *kind).is_ok();
+        check_replaceable(o, a.force || orphan, *kind)?;
+    }
     let records = read_pairs(&a.pairs)?;
     if records.is_empty() {
         anyhow::bail!("{}: no pairs to embed", a.pairs.display());
     }
-    // Refuse an existing output before spending time on loading the model.
-    if let Some(out) = &a.out {
-        if out.exists() && !a.force {
-            anyhow::bail!("{} exists; pass --force to overwrite it", out.display());
-        }
-    }
     let encoder = a.model.load(false)?;
+    let records = screen(&encoder, records, a.skip_long)?;
     let mut sink = Sink::open(
         a.format,
-        a.out.as_deref(),
+        out.as_deref(),
         records.len(),
         encoder.dim(),
-        a.force,
+        true, // checked above, under the lock
     )?;
-    let pb = pair_progress(records.len() as u64, "embedding");
+    let pb = Progress::pairs(records.len() as u64, "embedding");
     let started = std::time::Instant::now();
-    embed_into(&encoder, &records, &mut sink, a.raw, &|n| {
+    if let Err(e) = embed_into(&encoder, &records, &mut sink, a.raw, &|n| {
         pb.set_position(n as u64)
-    })
-    .with_context(|| format!("embedding {}", a.pairs.display()))?;
-    pb.finish_and_clear();
+    }) {
+        sink.discard();
+        return Err(anyhow::Error::new(e).context(format!("embedding {}", a.pairs.display())));
+    }
+    pb.finish();
     sink.commit()?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
-        "embedded {} pairs in {:.2}s ({:.1} pairs/s)",
+        "embedded {} pairs in {:.2}s ({})",
         records.len(),
         secs,
-        records.len() as f64 / secs
+        super::progress::rate(records.len() as f64 / secs.max(1e-9), "pairs")
     );
     Ok(())
 }

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use indicatif::ProgressBar;
+use relbert::embed::screen_long_pairs;
 use relbert::indexing::{build_index, BuildOptions, BuildReport};
 use relbert::pairs::{read_pairs, PairRecord};
 use relbert::RelationEncoder;
 use relbert_index::{HnswParams, Index, Precision, RebuildOptions, Stage};
 
-use super::{pair_progress, ModelArgs};
+use super::{ModelArgs, Progress};
 
 /// `relbert index …`
 #[derive(Subcommand, Debug)]
@@ -71,7 +71,11 @@ pub struct BuildArgs {
     /// Store vectors as float16 (half the disk and memory).
     #[arg(long)]
     f16: bool,
-    /// Replace an existing index.
+    /// Leave out pairs whose prompt is too long to encode (reported with file and line)
+    /// instead of stopping at the first.
+    #[arg(long)]
+    skip_long: bool,
+    /// Replace an existing index (only an index: anything else at --out is refused).
     #[arg(long)]
     force: bool,
 }
@@ -95,33 +99,84 @@ pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
     for f in files {
         out.extend(read_pairs(f)?);
     }
-    anyhow::ensure!(!out.is_empty(), "no pairs in {:?}", files);
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no pairs in {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(out)
 }
 
-/// Builds an index with progress bars for encoding and graph construction.
+/// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
+pub fn screen(
+    encoder: &RelationEncoder,
+    records: Vec<PairRecord>,
+    skip: bool,
+) -> Result<Vec<PairRecord>> {
+    let (keep, left) = screen_long_pairs(encoder, records, skip)?;
+    if !left.is_empty() {
+        let shown: Vec<String> = left.iter().take(5).map(|r| r.location()).collect();
+        tracing::warn!(
+            "--skip-long: left out {} pair(s) whose prompt is too long to encode: {}{}",
+            left.len(),
+            shown.join(", "),
+            if left.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    anyhow::ensure!(!keep.is_empty(), "no pairs left to encode");
+    Ok(keep)
+}
+
+/// Refuses an existing `out` before any work: without `force` always, with `force` unless it
+/// is an index relbert wrote.
+pub fn check_index_out(out: &Path, force: bool) -> Result<()> {
+    if std::fs::symlink_metadata(out).is_ok() {
+        anyhow::ensure!(
+            force,
+            "{} exists; pass --force to replace it",
+            out.display()
+        );
+        relbert_index::recognise_index(out)?;
+    }
+    Ok(())
+}
+
+/// Builds an index with progress for encoding and graph construction.
 pub fn build_with_progress(
     encoder: &RelationEncoder,
     records: &[PairRecord],
     out: &Path,
     opts: &BuildOptions,
 ) -> Result<BuildReport> {
-    let pb = pair_progress(records.len() as u64, "encoding");
-    let graph_pb = std::cell::RefCell::new(None::<ProgressBar>);
+    let pb = Progress::pairs(records.len() as u64, "encoding");
+    let started = std::cell::Cell::new(false);
+    let graph_pb = std::cell::RefCell::new(None::<Progress>);
     let report = build_index(
         encoder,
         records,
         out,
         opts,
-        &|n| pb.set_position(n),
+        &|n| {
+            if !started.replace(true) && n > 0 {
+                pb.resume_from(n);
+            } else {
+                pb.set_position(n)
+            }
+        },
         &mut |p| {
             if p.stage == Stage::Graph {
                 let mut g = graph_pb.borrow_mut();
                 let bar = g.get_or_insert_with(|| {
-                    pb.finish_and_clear();
-                    let b = pair_progress(p.total, "graph");
-                    b.reset_eta();
-                    b
+                    pb.finish();
+                    Progress::new(p.total, "graph", "pairs")
                 });
                 bar.set_position(p.done);
             }
@@ -129,9 +184,9 @@ pub fn build_with_progress(
     )
     .with_context(|| format!("building index {}", out.display()))?;
     if let Some(b) = graph_pb.borrow().as_ref() {
-        b.finish_and_clear();
+        b.finish();
     }
-    pb.finish_and_clear();
+    pb.finish();
     tracing::info!(
         "index {}: {} pairs ({} duplicates skipped); encoding {:.1}s ({:.0} pairs/s), graph {:.1}s",
         report.dir.display(),
@@ -147,18 +202,20 @@ pub fn build_with_progress(
 pub fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
         IndexCommand::Build(a) => {
+            let hnsw = HnswParams {
+                m: a.m,
+                ef_construction: a.ef_construction,
+                threads: 0,
+                ..HnswParams::default()
+            };
+            hnsw.validate()
+                .context("invalid value for --m or --ef-construction")?;
+            check_index_out(&a.out, a.force)?;
             let records = read_all(&a.pairs)?;
-            if a.out.exists() && !a.force {
-                anyhow::bail!("{} exists; pass --force to replace it", a.out.display());
-            }
             let encoder = a.model.load(false)?;
+            let records = screen(&encoder, records, a.skip_long)?;
             let opts = BuildOptions {
-                hnsw: HnswParams {
-                    m: a.m,
-                    ef_construction: a.ef_construction,
-                    threads: 0,
-                    ..HnswParams::default()
-                },
+                hnsw,
                 half: a.f16,
                 force: a.force,
             };
@@ -180,6 +237,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             if a.json {
                 let doc = serde_json::json!({
                     "dir": a.dir.display().to_string(),
+                    "id": idx.id(),
                     "count": m.count, "dim": m.dim, "metric": m.metric,
                     "precision": m.precision.name(),
                     "format_version": m.format_version,
@@ -195,6 +253,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
                 let rows = [
                     ("index", a.dir.display().to_string()),
+                    ("id", idx.id()),
                     ("pairs", m.count.to_string()),
                     ("dimension", m.dim.to_string()),
                     (
@@ -222,7 +281,8 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                         if a.verify {
                             "all verified".into()
                         } else {
-                            "headers + small files verified (--verify for all)".into()
+                            "headers verified; blocks verified on first use (--verify for all now)"
+                                .into()
                         },
                     ),
                 ];
@@ -237,9 +297,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
 
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
 fn rebuild(a: RebuildArgs) -> Result<()> {
-    if a.out.exists() && !a.force {
-        anyhow::bail!("{} exists; pass --force to replace it", a.out.display());
-    }
+    check_index_out(&a.out, a.force)?;
     let src = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
     let hnsw = &src.meta().hnsw;
     // An index with a random graph (a test fixture) records ef_construction 0.
@@ -261,21 +319,24 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
         },
         force: a.force,
     };
+    opts.hnsw
+        .validate()
+        .context("invalid value for --m or --ef-construction")?;
     let count = src.count() as u64;
     let started = std::time::Instant::now();
-    // One bar per stage that counts pairs; the short file-writing stage shows none.
-    let mut bar = (pair_progress(count, "copying"), Stage::Copying);
+    // One display per stage that counts pairs; the short file-writing stage shows none.
+    let mut bar = (Progress::pairs(count, "copying"), Stage::Copying);
     let out = relbert_index::rebuild(src, &a.out, &opts, |p| {
         if p.stage == Stage::Graph && bar.1 != Stage::Graph {
-            bar.0.finish_and_clear();
-            bar = (pair_progress(p.total, "graph"), Stage::Graph);
+            bar.0.finish();
+            bar = (Progress::pairs(p.total, "graph"), Stage::Graph);
         }
         if p.stage == bar.1 {
             bar.0.set_position(p.done);
         }
     })
     .with_context(|| format!("rebuilding {} into {}", a.index.display(), a.out.display()))?;
-    bar.0.finish_and_clear();
+    bar.0.finish();
     tracing::info!(
         "index {}: {} pairs rebuilt from {} in {:.1}s",
         out.display(),

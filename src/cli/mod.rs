@@ -4,6 +4,7 @@ mod average;
 mod bench;
 mod embed;
 mod index;
+mod progress;
 mod query;
 mod train;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+pub use progress::Progress;
 use relbert::device::parse_device;
 use relbert::pooling::Aggregation;
 use relbert::{EncoderOptions, RelationEncoder};
@@ -96,11 +97,15 @@ impl ModelArgs {
             offset_weight: None,
         };
         let started = std::time::Instant::now();
-        let enc = RelationEncoder::load(&dir, &opts).with_context(|| {
-            format!(
-                "loading model {} (run scripts/fetch-base-model.sh for the base MiniLM)",
-                dir.display()
-            )
+        let enc = RelationEncoder::load(&dir, &opts).map_err(|e| {
+            // Only a model that is not there is helped by fetching the base model.
+            let missing = matches!(e, relbert::Error::MissingFile { .. }) || !dir.exists();
+            let hint = if missing && self.model.is_none() {
+                " (run scripts/fetch-base-model.sh for the base MiniLM)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("loading model {}{hint}", dir.display()))
         })?;
         let offset = enc
             .offset_weight()
@@ -115,18 +120,6 @@ impl ModelArgs {
         );
         Ok(enc)
     }
-}
-
-/// A progress bar on stderr counting pairs, with rate and ETA (hidden when not a terminal).
-pub fn pair_progress(total: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(total);
-    let style =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} pairs  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_message(what.to_string());
-    pb
 }
 
 /// Runs the parsed command line.

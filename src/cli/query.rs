@@ -1,7 +1,7 @@
 //! `relbert query`: "A is to B as ? is to ?" from the command line, a REPL, or a JSON stream.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -9,7 +9,7 @@ use relbert::indexing::{encoder_info, same_function, BuildOptions};
 use relbert::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
 use relbert_index::HnswParams;
 
-use super::index::{build_with_progress, read_all};
+use super::index::{build_with_progress, read_all, screen};
 use super::ModelArgs;
 
 /// Arguments of `relbert query`.
@@ -50,7 +50,7 @@ pub struct QueryArgs {
 /// aggregation, offset weight) makes it stale. The config is compared first; then the weights'
 /// hash, which is skipped (to keep start-up fast) when the index names the same model
 /// directory and the weights file is older than the index.
-fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
+fn default_index_staleness(dir: &Path) -> Result<Option<String>> {
     // Only the meta is needed here; the full open (with the pairs checksum) follows anyway.
     let opts = relbert_index::OpenOptions {
         verify: relbert_index::Verify::Headers,
@@ -108,24 +108,71 @@ fn default_index_staleness(dir: &std::path::Path) -> Result<Option<String>> {
     )))
 }
 
-fn ensure_default_index(dir: &std::path::Path) -> Result<()> {
+/// Whether the index at `dir` is the default model's: `Ok(None)` if so, `Ok(Some(why))` if it
+/// is stale (another model, or an index format this build does not read), an error if it
+/// cannot be judged (a damaged index).
+fn judge_default_index(dir: &Path) -> Result<Option<String>> {
+    match default_index_staleness(dir) {
+        Ok(v) => Ok(v),
+        Err(e) => match e.downcast_ref::<relbert_index::IndexError>() {
+            Some(relbert_index::IndexError::UnsupportedVersion { found, .. }) => Ok(Some(format!(
+                "it was written by another relbert version (index format {found})"
+            ))),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Makes sure the default index exists and is the default model's.
+///
+/// The default index is relbert's cache of the default model's vectors. When the default model
+/// changes, the index is moved to `<dir>.stale` (one such cache: an older one there is
+/// removed), and when the model changes back, the cached one is swapped in again instead of
+/// encoding everything anew.
+fn ensure_default_index(dir: &Path) -> Result<()> {
+    let aside = dir.with_extension("stale");
+    let usable = |d: &Path| d.join("meta").is_file() && matches!(judge_default_index(d), Ok(None));
     if dir.join("meta").is_file() {
-        let Some(why) = default_index_staleness(dir)? else {
+        let Some(why) = judge_default_index(dir).with_context(|| {
+            format!(
+                "the default index {} cannot be used; remove it (or rebuild it with relbert \
+                 index build --force) and run the query again",
+                dir.display()
+            )
+        })?
+        else {
             return Ok(());
         };
-        // Never delete an index: the stale one moves aside.
-        let mut aside = dir.with_extension("stale");
-        let mut n = 1;
-        while aside.exists() {
-            n += 1;
-            aside = dir.with_extension(format!("stale{n}"));
+        if usable(&aside) {
+            relbert_index::swap_dirs(dir, &aside)
+                .with_context(|| format!("swapping {} and {}", dir.display(), aside.display()))?;
+            eprintln!(
+                "The default index was for another model ({why}); the one kept in {} is the \
+                 default model's and is back in use (the other is kept there now).",
+                aside.display()
+            );
+            return Ok(());
+        }
+        if std::fs::symlink_metadata(&aside).is_ok() {
+            relbert_index::recognise_index(&aside)?;
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("removing the older cache {}", aside.display()))?;
         }
         std::fs::rename(dir, &aside)
             .with_context(|| format!("moving {} to {}", dir.display(), aside.display()))?;
         eprintln!(
-            "The default index is stale ({why}); it was moved to {} and is rebuilt now.",
+            "The default index is stale ({why}); it was moved to {} (kept in case the model \
+             changes back) and a new one is built now.",
             aside.display()
         );
+    } else if usable(&aside) {
+        std::fs::rename(&aside, dir)
+            .with_context(|| format!("moving {} to {}", aside.display(), dir.display()))?;
+        eprintln!(
+            "Using the default index kept in {} (built with the default model).",
+            aside.display()
+        );
+        return Ok(());
     }
     let files = relbert::defaults::default_vocab_files();
     anyhow::ensure!(
@@ -134,12 +181,15 @@ fn ensure_default_index(dir: &std::path::Path) -> Result<()> {
         dir.display()
     );
     eprintln!(
-        "Building the default index at {} from {} vocabulary file(s); this happens once.",
+        "Building the default index at {} from {} vocabulary file(s) with the default model \
+         (once per default model; an interrupted build resumes).",
         dir.display(),
         files.len()
     );
     let records = read_all(&files)?;
     let encoder = ModelArgs::defaults().load(false)?;
+    // The bundled vocabulary fits the prompt limit; a user's $RELBERT_VOCAB may not.
+    let records = screen(&encoder, records, true)?;
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -212,7 +262,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
         return Ok(());
     }
 
-    // Stream mode: one query per line; an unanswerable line gets an error record, not an exit.
+    // Stream mode: one query per line. With --json every input line gets exactly one output
+    // line (numbered), so the output lines up with the input: an answer, a skipped blank or
+    // comment line, or an error record; a bad line (unparsable, not UTF-8, an unknown pair
+    // the model cannot encode) never ends the stream.
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal() && !a.json;
     if interactive {
@@ -220,42 +273,75 @@ pub fn run(a: QueryArgs) -> Result<()> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut lines = stdin.lock().lines();
+    let mut input = stdin.lock();
+    let mut buf = Vec::new();
+    let mut lineno = 0usize;
     loop {
         if interactive {
             eprint!("> ");
             std::io::stderr().flush().ok();
         }
-        let Some(line) = lines.next() else { break };
-        let line = line.context("reading standard input")?;
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .context("reading standard input")?
+            == 0
+        {
+            break;
         }
-        let result = match parse_query_line(&line) {
-            Some((x, y)) => engine
-                .query(&x, &y, &opts)
-                .map(|r| (x, y, r))
-                .map_err(|e| (serde_json::json!(line), e.to_string())),
-            None => Err((
-                serde_json::json!(line),
-                "expected two words: a<TAB>b, a:b or a b".to_string(),
+        lineno += 1;
+        let record = match std::str::from_utf8(&buf) {
+            Err(_) => Err((
+                None,
+                String::from_utf8_lossy(&buf).trim_end().to_string(),
+                "the line is not valid UTF-8".to_string(),
             )),
+            Ok(text) => {
+                let line = text.trim_end_matches(['\r', '\n']);
+                if line.trim().is_empty() || line.starts_with('#') {
+                    if a.json {
+                        let what = if line.trim().is_empty() {
+                            "blank line"
+                        } else {
+                            "comment"
+                        };
+                        writeln!(
+                            out,
+                            "{}",
+                            serde_json::json!({"line": lineno, "skipped": what})
+                        )?;
+                        out.flush()?;
+                    }
+                    continue;
+                }
+                match parse_query_line(line) {
+                    Some((x, y)) => match engine.query(&x, &y, &opts) {
+                        Ok(r) => Ok((x, y, r)),
+                        Err(e) => Err((Some([x, y]), line.to_string(), format!("{e:#}"))),
+                    },
+                    None => Err((
+                        None,
+                        line.to_string(),
+                        "expected two words: a<TAB>b, a:b or a b".to_string(),
+                    )),
+                }
+            }
         };
-        match result {
+        match record {
             Ok((x, y, (hits, source))) => {
                 if a.json {
-                    let doc =
-                        serde_json::json!({"query": [x, y], "source": source, "results": hits});
+                    let doc = serde_json::json!({"line": lineno, "query": [x, y], "source": source, "results": hits});
                     writeln!(out, "{doc}")?;
                 } else {
                     print_table(&x, &y, &hits, source);
                 }
             }
-            Err((q, msg)) => {
+            Err((pair, raw, msg)) => {
                 if a.json {
-                    writeln!(out, "{}", serde_json::json!({"query": q, "error": msg}))?;
+                    let doc = serde_json::json!({"line": lineno, "query": pair, "input": raw, "error": msg});
+                    writeln!(out, "{doc}")?;
                 } else {
-                    eprintln!("error: {msg}");
+                    eprintln!("error: line {lineno}: {msg}");
                 }
             }
         }

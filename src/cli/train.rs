@@ -100,8 +100,13 @@ pub struct TrainArgs {
 
 /// Runs `relbert train`.
 pub fn run(a: TrainArgs) -> Result<()> {
-    if a.out.exists() && !a.force {
-        anyhow::bail!("{} exists; pass --force to overwrite it", a.out.display());
+    if std::fs::symlink_metadata(&a.out).is_ok() {
+        anyhow::ensure!(
+            a.force,
+            "{} exists; pass --force to overwrite it",
+            a.out.display()
+        );
+        relbert::output::recognise_model_dir(&a.out)?;
     }
     let cfg = TrainConfig {
         base: a.base.clone(),
