@@ -112,6 +112,15 @@ fn force_never_replaces_what_relbert_did_not_write() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("refusing to replace"));
+    relbert()
+        .args(["train", "--base"])
+        .arg(fixture("tiny-bert"))
+        .args(["--data", "../shared/data", "--out"])
+        .arg(&mine)
+        .arg("--force")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("refusing to replace"));
     assert!(mine.join("notes.txt").exists());
 }
 
