@@ -6,7 +6,7 @@
 //! # Layout
 //!
 //! An index is a directory of four files, each `header (64 bytes) | payload | block table`
-//! (magic bytes, format version, payload length, the index's id, a CRC32 per 64 KiB block of
+//! (magic bytes, format version, payload length, the index's id, a CRC32 per 4 KiB block of
 //! payload; see [`format`]):
 //!
 //! - `vectors`: `count × dim` unit-length rows, `f32` or `f16` ([`Precision`]), memory-mapped;
@@ -27,9 +27,9 @@
 //!   it when the block is read; SQLite's cksumvfs every page). Format 1 had one CRC per file,
 //!   which can only be checked by reading the whole file, so files over 64 MiB went unchecked
 //!   until `info --verify`, and a row overwritten in the default index's 217 MiB `vectors` file
-//!   made `query Paris France` answer `Tokyo : Japan 1.000`. Format 2 stores a CRC32 per 64 KiB
-//!   block after each payload; [`Index::open`] reads only the block tables (4 bytes per 64 KiB:
-//!   96 KB for 1M × 384 `f32`, checksummed themselves) and every read of the payload — a
+//!   made `query Paris France` answer `Tokyo : Japan 1.000`. Format 2 stores a CRC32 per 4 KiB
+//!   block after each payload; [`Index::open`] reads only the block tables (4 bytes per 4 KiB page:
+//!   1.5 MB for 1M × 384 `f32`, checksummed themselves) and every read of the payload — a
 //!   vector row, a neighbour list, a pair record, a lookup entry — first checks a bit per block
 //!   and, the first time, the block's CRC ([`integrity`]). A damaged block is an
 //!   [`IndexError::BlockChecksum`] naming the file and block, never an answer. Files up to

@@ -62,9 +62,9 @@ fn build(
     b.finish(params, |_| {}).unwrap()
 }
 
-/// Length of an index file with `payload` bytes: 64-byte header, payload, one CRC per 64 KiB.
+/// Length of an index file with `payload` bytes: 64-byte header, payload, one CRC per 4 KiB.
 fn file_len(payload: usize) -> u64 {
-    (64 + payload + 4 * payload.div_ceil(1 << 16)) as u64
+    (64 + payload + 4 * payload.div_ceil(1 << 12)) as u64
 }
 
 fn recall(found: &[Hit], truth: &[Hit]) -> f64 {
