@@ -285,20 +285,6 @@ pub(crate) fn sibling_named(out: &Path, tag: &str) -> PathBuf {
     }
 }
 
-/// A sibling path of `out` named `.<name>.<tag>-<pid>`.
-pub(crate) fn sibling(out: &Path, tag: &str) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    let file = format!(".{name}.{tag}-{}", std::process::id());
-    match parent {
-        Some(p) => p.join(file),
-        None => PathBuf::from(file),
-    }
-}
-
 /// Fills a temporary directory beside `out` (`.<name>.tmp`) with `fill`, then puts it in
 /// place of `out`, so `out` is never half-written: an existing `out` (callers check `--force`
 /// and that it is theirs) is exchanged with it in one atomic rename where the file system can

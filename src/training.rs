@@ -38,7 +38,7 @@ use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, Re
 use crate::encoder::Mode;
 use crate::error::{Error, Result};
 use crate::losses::{info_loob, info_nce, parent_triplet, triplet, LossKind};
-use crate::output::{sibling, write_dir_atomically, write_json};
+use crate::output::{sibling_named, write_dir_atomically, write_json};
 use crate::pooling::Aggregation;
 use crate::relation::{EncoderOptions, RelationEncoder};
 
@@ -974,9 +974,10 @@ pub fn semeval_score(
     Ok(yes as f64 / total.max(1) as f64)
 }
 
-/// Writes a file atomically (temporary file in the same directory, then rename).
+/// Writes a file atomically (temporary file in the same directory, then rename; the caller
+/// holds the output's writer lock, so the fixed temporary name is its own).
 fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
-    let tmp = sibling(path, "tmp");
+    let tmp = sibling_named(path, "tmp");
     write_json(&tmp, value)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -21,6 +21,16 @@ const WORDS: [&str; 16] = [
     "cold", "big", "small", "pen", "write",
 ];
 
+/// `relbert embed` with the tiny fixture model on `pairs`.
+fn embed(pairs: &Path) -> Command {
+    let mut c = relbert();
+    c.args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs);
+    c
+}
+
 fn pairs_text() -> String {
     let mut text = String::new();
     for (i, a) in WORDS.iter().enumerate() {
@@ -130,11 +140,7 @@ fn embed_never_overwrites_its_input_and_writes_dash_to_stdout() {
     // The sidecar of words.npy is words.pairs.tsv: here that is the input.
     let input = pair_file(dir.path(), "words.pairs.tsv");
     let before = std::fs::read_to_string(&input).unwrap();
-    relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&input)
+    embed(&input)
         .args(["--format", "npy", "--force", "--out"])
         .arg(dir.path().join("words.npy"))
         .assert()
@@ -142,12 +148,8 @@ fn embed_never_overwrites_its_input_and_writes_dash_to_stdout() {
         .stderr(predicate::str::contains("is the input"));
     assert_eq!(std::fs::read_to_string(&input).unwrap(), before);
     // `--out -` is standard output, not a file named `-`.
-    let a = relbert()
+    let a = embed(&input)
         .current_dir(dir.path())
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&input)
         .args(["--out", "-"])
         .assert()
         .success();
@@ -157,11 +159,7 @@ fn embed_never_overwrites_its_input_and_writes_dash_to_stdout() {
     // --force replaces relbert's own output, but not a user's text file.
     let notes = dir.path().join("notes.jsonl");
     std::fs::write(&notes, "my own notes\n").unwrap();
-    relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&input)
+    embed(&input)
         .arg("--out")
         .arg(&notes)
         .arg("--force")
@@ -360,13 +358,7 @@ fn an_over_long_pair_is_named_by_line_and_can_be_skipped() {
 #[test]
 fn error_messages_say_things_once_and_in_words() {
     let dir = tempfile::tempdir().unwrap();
-    let a = relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(dir.path().join("missing.tsv"))
-        .assert()
-        .failure();
+    let a = embed(&dir.path().join("missing.tsv")).assert().failure();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
     let pairs = pair_file(dir.path(), "pairs.tsv");

@@ -265,46 +265,62 @@ fn entries_all(dir: &Path, allowed: fn(&str) -> bool) -> std::result::Result<(),
     Ok(())
 }
 
-/// Checks that `dir` is an index directory relbert wrote (a directory holding only index
-/// files, with a `meta` file of any format version), so that `force` may replace it.
-pub fn recognise_index(dir: &Path) -> Result<()> {
+/// Checks that `dir` is a directory relbert wrote as `what`: it holds only names `allowed`
+/// admits, `required` (if any) is there, and every one of `kinds` that is there starts with its
+/// magic bytes.
+fn recognise_dir(
+    dir: &Path,
+    what: &'static str,
+    allowed: fn(&str) -> bool,
+    required: Option<FileKind>,
+    kinds: &[FileKind],
+) -> Result<()> {
     let not = |why: String| IndexError::NotOurs {
         path: dir.to_path_buf(),
-        what: "an index",
+        what,
         why,
     };
     let md = std::fs::symlink_metadata(dir).map_err(|e| IndexError::io(dir, e))?;
     if !md.is_dir() {
         return Err(not("it is not a directory".into()));
     }
-    let meta = dir.join(FileKind::Meta.file_name());
-    if !meta.is_file() {
-        return Err(not("it has no meta file".into()));
+    if let Some(kind) = required {
+        if !dir.join(kind.file_name()).is_file() {
+            return Err(not(format!("it has no {} file", kind.file_name())));
+        }
     }
-    starts_with_magic(&meta, FileKind::Meta.magic()).map_err(not)?;
-    entries_all(dir, index_entry).map_err(not)
-}
-
-/// Checks that `dir` is a partial build relbert left (only a partial build's files), so that
-/// it may be resumed or discarded.
-pub fn recognise_partial(dir: &Path) -> Result<()> {
-    let not = |why: String| IndexError::NotOurs {
-        path: dir.to_path_buf(),
-        what: "a partial build",
-        why,
-    };
-    let md = std::fs::symlink_metadata(dir).map_err(|e| IndexError::io(dir, e))?;
-    if !md.is_dir() {
-        return Err(not("it is not a directory".into()));
-    }
-    entries_all(dir, partial_entry).map_err(not)?;
-    for kind in [FileKind::Checkpoint, FileKind::Vectors, FileKind::Meta] {
+    entries_all(dir, allowed).map_err(not)?;
+    for kind in kinds {
         let p = dir.join(kind.file_name());
         if p.exists() {
             starts_with_magic(&p, kind.magic()).map_err(not)?;
         }
     }
     Ok(())
+}
+
+/// Checks that `dir` is an index directory relbert wrote (a directory holding only index
+/// files, with a `meta` file of any format version), so that `force` may replace it.
+pub fn recognise_index(dir: &Path) -> Result<()> {
+    recognise_dir(
+        dir,
+        "an index",
+        index_entry,
+        Some(FileKind::Meta),
+        &[FileKind::Meta],
+    )
+}
+
+/// Checks that `dir` is a partial build relbert left (only a partial build's files), so that
+/// it may be resumed or discarded.
+pub fn recognise_partial(dir: &Path) -> Result<()> {
+    recognise_dir(
+        dir,
+        "a partial build",
+        partial_entry,
+        None,
+        &[FileKind::Checkpoint, FileKind::Vectors, FileKind::Meta],
+    )
 }
 
 /// Removes what a publication killed half-way left beside `out` (`.<name>.old-<pid>`, the

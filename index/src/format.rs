@@ -317,6 +317,19 @@ pub fn write_file(path: &Path, kind: FileKind, payload: &[u8], id: &IndexId) -> 
     write_file_with_table(path, kind, payload, id, &crcs)
 }
 
+/// The header and the stored block table of a payload of `len` bytes whose block CRCs are
+/// `crcs` (what [`write_file_with_table`] and [`seal`] put around the payload).
+fn header_and_table(
+    kind: FileKind,
+    len: usize,
+    id: &IndexId,
+    crcs: &[u32],
+) -> ([u8; HEADER_LEN], Vec<u8>) {
+    let table = table_bytes(crcs);
+    let header = encode_header(kind, len as u64, BLOCK_SHIFT, id, crc32fast::hash(&table));
+    (header, table)
+}
+
 /// [`write_file`] with the block CRCs already computed (they went into the index id).
 pub fn write_file_with_table(
     path: &Path,
@@ -328,14 +341,7 @@ pub fn write_file_with_table(
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(|e| IndexError::io(&tmp, e))?;
-        let table = table_bytes(crcs);
-        let header = encode_header(
-            kind,
-            payload.len() as u64,
-            BLOCK_SHIFT,
-            id,
-            crc32fast::hash(&table),
-        );
+        let (header, table) = header_and_table(kind, payload.len(), id, crcs);
         f.write_all(&header)
             .and_then(|_| f.write_all(payload))
             .and_then(|_| f.write_all(&table))
@@ -348,15 +354,9 @@ pub fn write_file_with_table(
 /// A whole file in memory: the header for `payload` with `id`, the payload and its block
 /// table (what [`write_file`] writes). For tools and tests that rewrite a payload.
 pub fn seal(kind: FileKind, payload: &[u8], id: &IndexId) -> Vec<u8> {
-    let table = table_bytes(&block_crcs(payload, BLOCK_SHIFT));
-    let mut out = encode_header(
-        kind,
-        payload.len() as u64,
-        BLOCK_SHIFT,
-        id,
-        crc32fast::hash(&table),
-    )
-    .to_vec();
+    let crcs = block_crcs(payload, BLOCK_SHIFT);
+    let (header, table) = header_and_table(kind, payload.len(), id, &crcs);
+    let mut out = header.to_vec();
     out.extend_from_slice(payload);
     out.extend_from_slice(&table);
     out

@@ -289,6 +289,16 @@ impl Index {
         self.dim() * self.meta.precision.bytes()
     }
 
+    /// `rows` read through the block checks of the `vectors` file.
+    fn guarded<S: RowStore>(&self, rows: S) -> Guarded<'_, S> {
+        Guarded {
+            inner: rows,
+            file: &self.vectors,
+            row_bytes: self.row_bytes(),
+            bad: None,
+        }
+    }
+
     fn graph_view(&self) -> Result<GraphView<'_>> {
         GraphView::guarded(&self.graph, self.graph_layout)
     }
@@ -371,31 +381,21 @@ impl Index {
         }
         .filter(|v| v.len() == n)
         .unwrap_or_else(|| Visited::new(n));
-        let row_bytes = self.row_bytes();
+        let dim = self.dim();
         let (hits, bad_row) = match self.meta.precision {
             Precision::F32 => {
-                let mut s = Guarded {
-                    inner: F32Rows {
-                        data: self.rows_f32()?,
-                        dim: self.dim(),
-                    },
-                    file: &self.vectors,
-                    row_bytes,
-                    bad: None,
-                };
+                let mut s = self.guarded(F32Rows {
+                    data: self.rows_f32()?,
+                    dim,
+                });
                 let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep);
                 (h, s.bad)
             }
             Precision::F16 => {
-                let mut s = Guarded {
-                    inner: F16Rows {
-                        data: self.rows_f16()?,
-                        dim: self.dim(),
-                    },
-                    file: &self.vectors,
-                    row_bytes,
-                    bad: None,
-                };
+                let mut s = self.guarded(F16Rows {
+                    data: self.rows_f16()?,
+                    dim,
+                });
                 let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep);
                 (h, s.bad)
             }
