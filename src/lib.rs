@@ -4,28 +4,22 @@
 //! encoder, and pooled into a *relation vector*; pairs with the same relation get close
 //! vectors. [`relation::RelationEncoder`] is that function; the other modules build on it.
 
-pub mod analogy;
-pub mod averaging;
-pub mod batching;
-pub mod classify;
-pub mod config;
-pub mod cpu_kernels;
-pub mod cpu_train;
-pub mod datasets;
 pub mod defaults;
-pub mod device;
 pub mod embed;
-pub mod encoder;
 pub mod error;
-pub mod indexing;
-pub mod losses;
+pub mod eval;
+pub mod model;
 pub mod output;
 pub mod pairs;
-pub mod pooling;
-pub mod prompt;
-pub mod query;
-pub mod relation;
-pub mod training;
+pub mod store;
+pub mod train;
+
+// The flat paths these modules had before they were grouped into folders, kept so that code
+// written against them (benchmarks, users' programs) goes on compiling.
+pub use eval::{analogy, classify, datasets};
+pub use model::{batching, config, cpu_kernels, device, encoder, pooling, prompt, relation};
+pub use store::{indexing, query};
+pub use train::{averaging, cpu_train, losses, training};
 
 pub use error::{Error, Result};
 pub use relation::{EncoderOptions, RelationEncoder};

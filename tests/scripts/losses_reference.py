@@ -1,4 +1,4 @@
-"""Expected values for the unit tests in src/losses.rs, computed with numpy.
+"""Expected values for the unit tests in src/train/losses.rs, computed with numpy.
 
 Run: /work/peer-venv/bin/python tests/scripts/losses_reference.py
 The inputs are fixed small matrices; the printed numbers are pasted into the tests.
