@@ -4,6 +4,7 @@
 //! encoder, and pooled into a *relation vector*; pairs with the same relation get close
 //! vectors. [`relation::RelationEncoder`] is that function; the other modules build on it.
 
+pub mod corpus;
 pub mod defaults;
 pub mod embed;
 pub mod error;

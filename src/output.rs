@@ -92,7 +92,16 @@ pub enum OutputKind {
     /// The pair list beside an `.npy` output: it starts with
     /// [`crate::embed::SIDECAR_MARK`].
     Sidecar,
+    /// A pair list from `relbert pairs mine`: it starts with [`MINED_PAIRS_MARK`].
+    MinedPairs,
+    /// The provenance sidecar of mined pairs: empty, or a first line with `head`, `tail`
+    /// and `examples`.
+    Provenance,
 }
+
+/// The first line of every pair list `relbert pairs mine` writes (a `#` line, which pair
+/// readers skip): it marks the file as relbert's for `--force`.
+pub const MINED_PAIRS_MARK: &str = "# relbert pairs mine";
 
 /// Refuses to replace `path` unless `force` and the file is what relbert writes there
 /// (`kind`); a missing `path` is fine. Directories and other non-files are never replaced.
@@ -111,6 +120,8 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             OutputKind::EmbedJsonl => "a JSON-lines file of vectors",
             OutputKind::Npy => "a NumPy array",
             OutputKind::Sidecar => "a pair list",
+            OutputKind::MinedPairs => "a mined pair list",
+            OutputKind::Provenance => "a provenance file of mined pairs",
         },
         why: why.to_string(),
     };
@@ -135,6 +146,22 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
         }
         OutputKind::Sidecar if !head.starts_with(crate::embed::SIDECAR_MARK.as_bytes()) => {
             Err(not("it does not start with the line relbert writes there"))
+        }
+        OutputKind::MinedPairs if !head.starts_with(MINED_PAIRS_MARK.as_bytes()) => {
+            Err(not("it does not start with the line relbert writes there"))
+        }
+        OutputKind::Provenance if !head.is_empty() => {
+            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            match serde_json::from_slice::<serde_json::Value>(first) {
+                Ok(v)
+                    if ["head", "tail", "examples"]
+                        .iter()
+                        .all(|k| v.get(k).is_some()) =>
+                {
+                    Ok(())
+                }
+                _ => Err(not("its first line is not a mined pair's record")),
+            }
         }
         _ => Ok(()),
     }

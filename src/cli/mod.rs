@@ -4,6 +4,7 @@ mod average;
 mod bench;
 mod embed;
 mod index;
+mod pairs;
 mod progress;
 mod query;
 mod train;
@@ -32,6 +33,9 @@ pub struct Cli {
 enum Command {
     /// Embed word pairs into relation vectors.
     Embed(embed::EmbedArgs),
+    /// Mine candidate relation pairs from a corpus.
+    #[command(subcommand)]
+    Pairs(pairs::PairsCommand),
     /// Build or inspect a relation index.
     #[command(subcommand)]
     Index(index::IndexCommand),
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Embed(a) => embed::run(a),
+        Command::Pairs(c) => pairs::run(c),
         Command::Index(c) => index::run(c),
         Command::Query(a) => query::run(a),
         Command::Bench(a) => bench::run(a),

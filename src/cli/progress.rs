@@ -64,6 +64,7 @@ pub struct Progress {
     what: String,
     unit: &'static str,
     total: u64,
+    bytes: bool,
     every: Duration,
     state: std::sync::Mutex<State>,
 }
@@ -79,10 +80,23 @@ struct State {
 impl Progress {
     /// Starts counting `total` units.
     pub fn new(total: u64, what: &str, unit: &'static str) -> Progress {
+        Progress::with_mode(total, what, unit, false)
+    }
+
+    /// Counting bytes of input (`total` 0 when unknown, as for standard input): shown as MB
+    /// and MB/s.
+    pub fn bytes(total: u64, what: &str) -> Progress {
+        Progress::with_mode(total, what, "MB", true)
+    }
+
+    fn with_mode(total: u64, what: &str, unit: &'static str, bytes: bool) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let pb = ProgressBar::new(total);
-            let template =
-                format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{rate}}  ETA {{eta}}");
+            let template = if bytes {
+                "{msg} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}".to_string()
+            } else {
+                format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{rate}}  ETA {{eta}}")
+            };
             let style = ProgressStyle::with_template(&template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .with_key(
@@ -102,6 +116,7 @@ impl Progress {
             what: what.to_string(),
             unit,
             total,
+            bytes,
             every: interval(),
             state: std::sync::Mutex::new(State {
                 pos: 0,
@@ -167,6 +182,21 @@ impl Progress {
         } else {
             String::new()
         };
+        if self.bytes {
+            let mb = |b: u64| format!("{:.1}", b as f64 / 1e6);
+            let of = if self.total > 0 {
+                format!("/{}", mb(self.total))
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "{}: {}{of} MB{pct}, {}{eta}",
+                self.what,
+                mb(st.pos),
+                rate(per_sec / 1e6, "MB")
+            );
+            return;
+        }
         eprintln!(
             "{}: {}/{} {}{pct}, {}{eta}",
             self.what,

@@ -1,0 +1,312 @@
+//! Counting pair co-occurrences under a memory budget, as GloVe's `cooccur` does: counts
+//! accumulate in memory up to the budget, beyond it sorted runs are written to disk, and the
+//! runs are merged at the end into one sorted stream of `(pair, count)`.
+//!
+//! Each worker appends every occurrence's key to a buffer — a sequential write, where a
+//! hash map would take a cache miss per occurrence once it outgrows the cache — and when
+//! the buffer is full sorts it (an LSD radix sort that skips the byte positions all keys
+//! share), folds equal keys into counts, and merges the result into its sorted in-memory
+//! counts. When those outgrow their share of the budget they are written out as a run.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A pair of term ids packed into one key: head in the high half, so keys sort by head.
+#[inline]
+pub fn key(head: u32, tail: u32) -> u64 {
+    ((head as u64) << 32) | tail as u64
+}
+
+/// The head and tail of a key.
+#[inline]
+pub fn unkey(k: u64) -> (u32, u32) {
+    ((k >> 32) as u32, k as u32)
+}
+
+/// What a finished counter leaves: its runs on disk and its sorted counts in memory.
+pub type Counted = (Vec<PathBuf>, Vec<(u64, u64)>);
+
+/// One worker's counter.
+pub struct PairCounter {
+    buf: Vec<u64>,
+    scratch: Vec<u64>,
+    cap: usize,
+    counts: Vec<(u64, u64)>,
+    counts_limit: usize,
+    dir: PathBuf,
+    tag: String,
+    runs: Vec<PathBuf>,
+}
+
+impl PairCounter {
+    /// A counter that uses about `budget` bytes at most, spilling runs named
+    /// `run-<tag>-<n>` into `dir`.
+    pub fn new(budget: usize, dir: &Path, tag: String) -> PairCounter {
+        // A quarter each for the key buffer and its sort scratch, a quarter for the counts
+        // and a quarter for merging new counts into them.
+        let cap = (budget / 32).max(1 << 12);
+        PairCounter {
+            buf: Vec::new(),
+            scratch: Vec::new(),
+            cap,
+            counts: Vec::new(),
+            counts_limit: (budget / 64).max(1 << 10),
+            dir: dir.to_path_buf(),
+            tag,
+            runs: Vec::new(),
+        }
+    }
+
+    /// Counts one occurrence of `k`.
+    #[inline]
+    pub fn add(&mut self, k: u64) -> Result<()> {
+        self.buf.push(k);
+        if self.buf.len() >= self.cap {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Folds the buffer into the sorted counts; spills them when they outgrow their share.
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        radix_sort(&mut self.buf, &mut self.scratch);
+        let mut run: Vec<(u64, u64)> = Vec::new();
+        for &k in &self.buf {
+            match run.last_mut() {
+                Some(last) if last.0 == k => last.1 += 1,
+                _ => run.push((k, 1)),
+            }
+        }
+        self.buf.clear();
+        self.counts = merge_sorted(std::mem::take(&mut self.counts), run);
+        if self.counts.len() > self.counts_limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        let entries = std::mem::take(&mut self.counts);
+        let path = self
+            .dir
+            .join(format!("run-{}-{}.bin", self.tag, self.runs.len()));
+        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        for (k, c) in &entries {
+            w.write_all(&k.to_le_bytes())
+                .and_then(|_| w.write_all(&c.to_le_bytes()))
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        w.flush().map_err(|e| Error::io(&path, e))?;
+        self.runs.push(path);
+        Ok(())
+    }
+
+    /// Ends counting: the runs on disk and the sorted counts still in memory.
+    pub fn finish(mut self) -> Result<Counted> {
+        self.flush()?;
+        Ok((self.runs, self.counts))
+    }
+}
+
+/// Merges two sorted count lists, adding the counts of equal keys.
+fn merge_sorted(a: Vec<(u64, u64)>, b: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((a[i].0, a[i].1 + b[j].1));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// LSD radix sort by bytes; byte positions where every key has the same value are skipped
+/// (term ids use few of a key's 64 bits).
+fn radix_sort(keys: &mut Vec<u64>, scratch: &mut Vec<u64>) {
+    let mut hist = [[0usize; 256]; 8];
+    for &k in keys.iter() {
+        for (d, h) in hist.iter_mut().enumerate() {
+            h[((k >> (d * 8)) & 0xff) as usize] += 1;
+        }
+    }
+    let n = keys.len();
+    scratch.clear();
+    scratch.resize(n, 0);
+    for (d, h) in hist.iter().enumerate() {
+        if h.contains(&n) {
+            continue;
+        }
+        let mut pos = [0usize; 256];
+        let mut sum = 0;
+        for (p, &c) in pos.iter_mut().zip(h.iter()) {
+            *p = sum;
+            sum += c;
+        }
+        for &k in keys.iter() {
+            let b = ((k >> (d * 8)) & 0xff) as usize;
+            scratch[pos[b]] = k;
+            pos[b] += 1;
+        }
+        std::mem::swap(keys, scratch);
+    }
+}
+
+enum Run {
+    File(BufReader<File>, PathBuf),
+    Mem(std::vec::IntoIter<(u64, u64)>),
+}
+
+impl Run {
+    fn next(&mut self) -> Result<Option<(u64, u64)>> {
+        match self {
+            Run::Mem(it) => Ok(it.next()),
+            Run::File(r, path) => {
+                let mut buf = [0u8; 16];
+                match r.read_exact(&mut buf) {
+                    Ok(()) => {
+                        let (a, b) = buf.split_at(8);
+                        let k = u64::from_le_bytes(a.try_into().unwrap_or_default());
+                        let c = u64::from_le_bytes(b.try_into().unwrap_or_default());
+                        Ok(Some((k, c)))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                    Err(e) => Err(Error::io(&*path, e)),
+                }
+            }
+        }
+    }
+}
+
+/// The k-way merge of every worker's runs: pairs in key order, each once, counts summed.
+pub struct Merged {
+    runs: Vec<Run>,
+    heap: BinaryHeap<Reverse<(u64, usize, u64)>>,
+}
+
+impl Merged {
+    /// Merges the outputs of [`PairCounter::finish`].
+    pub fn new(parts: Vec<Counted>) -> Result<Merged> {
+        let mut runs = Vec::new();
+        for (files, mem) in parts {
+            for p in files {
+                let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
+                runs.push(Run::File(BufReader::with_capacity(1 << 16, f), p));
+            }
+            runs.push(Run::Mem(mem.into_iter()));
+        }
+        let mut heap = BinaryHeap::with_capacity(runs.len());
+        for (i, r) in runs.iter_mut().enumerate() {
+            if let Some((k, c)) = r.next()? {
+                heap.push(Reverse((k, i, c)));
+            }
+        }
+        Ok(Merged { runs, heap })
+    }
+
+    /// The next pair and its total count.
+    pub fn next_pair(&mut self) -> Result<Option<(u64, u64)>> {
+        let Some(Reverse((k, i, mut total))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        self.advance(i)?;
+        while let Some(Reverse((k2, j, c))) = self.heap.peek().copied() {
+            if k2 != k {
+                break;
+            }
+            self.heap.pop();
+            total += c;
+            self.advance(j)?;
+        }
+        Ok(Some((k, total)))
+    }
+
+    fn advance(&mut self, i: usize) -> Result<()> {
+        if let Some((k, c)) = self.runs[i].next()? {
+            self.heap.push(Reverse((k, i, c)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count_all(keys: &[u64], limit: usize, workers: usize) -> (Vec<(u64, u64)>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut counters: Vec<PairCounter> = (0..workers)
+            .map(|w| PairCounter::new(limit, dir.path(), w.to_string()))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            counters[i % workers].add(*k).unwrap();
+        }
+
+        let parts = counters.into_iter().map(|c| c.finish().unwrap()).collect();
+        let mut m = Merged::new(parts).unwrap();
+        let mut out = Vec::new();
+        while let Some(e) = m.next_pair().unwrap() {
+            out.push(e);
+        }
+        let spilled = dir.path().read_dir().unwrap().count() as u64;
+        (out, spilled)
+    }
+
+    #[test]
+    fn spilling_gives_the_same_counts_as_counting_in_memory() {
+        // 200,000 occurrences of 20,000 distinct keys in a skewed pattern.
+        let keys: Vec<u64> = (0..200_000u64)
+            .map(|i| key((i * i % 97) as u32, ((i * 31) % 20_000 / 97) as u32))
+            .collect();
+        let (in_memory, spilled0) = count_all(&keys, 1 << 30, 1);
+        let (spilled, runs) = count_all(&keys, 1 << 16, 3);
+        assert_eq!(spilled0, 0);
+        assert!(runs > 3, "the small budget must spill runs: {runs}");
+        assert_eq!(in_memory, spilled);
+        let total: u64 = in_memory.iter().map(|e| e.1).sum();
+        assert_eq!(total, 200_000);
+        assert!(in_memory.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        let mut v: Vec<u64> = (0..5000u64)
+            .map(|i| (((i * 2654435761) % 100_003) << 20) | (i % 7))
+            .collect();
+        let mut want = v.clone();
+        want.sort_unstable();
+        radix_sort(&mut v, &mut Vec::new());
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        assert_eq!(unkey(key(7, u32::MAX)), (7, u32::MAX));
+        assert!(key(1, 0) > key(0, u32::MAX));
+    }
+}

@@ -1,0 +1,809 @@
+//! Mining candidate relation pairs from a user's corpus: the `relbert pairs mine` pipeline.
+//!
+//! This module owns everything between raw text and a ranked pair list:
+//!
+//! - [`source`]: reading files, directories, gzip/zstd files, JSON lines and standard input,
+//!   cut into paragraphs and handed to workers in blocks;
+//! - [`tokenize`]: words (Unicode word boundaries) and sentences;
+//! - [`vocab`]: stop words, multi-word terms (a list, and phrases learned by bigram scoring
+//!   as word2phrase does) and the frequency cut that picks the terms;
+//! - [`count`]: co-occurrence counting under a memory budget, spilling sorted runs to disk
+//!   and merging them as GloVe's `cooccur` does;
+//! - this file: the passes that tie them together, ranking, labels and provenance.
+//!
+//! The corpus is read in up to four streaming passes, each parallel over the worker threads
+//! (`--threads`, default all cores) with one reader thread feeding them blocks:
+//!
+//! 1. word counts (after merging listed multi-word terms);
+//! 2. only with learned phrases: bigram counts between frequent words, scored
+//!    `(n(ab) − δ)·N / (n(a)·n(b))` as word2phrase does; bigrams above the threshold become
+//!    terms;
+//! 3. co-occurrence counts: for every two terms in one sentence at most `window` tokens
+//!    apart (stop words and numbers hold places), one count for (first, second) — direction
+//!    kept, head first in the text — plus each term's own count;
+//! 4. for the selected pairs only: the connecting phrases (`X is the capital of Y`), whose
+//!    most frequent becomes the label, and the first few places each pair was seen.
+//!
+//! Memory holds the vocabulary, the counters (bounded by the budget; beyond it they spill)
+//! and the selected pairs, never the corpus. Pairs are ranked by PMI,
+//! `ln(n(h,t)·N / (n(h)·n(t)))` with `N` the number of term tokens, among pairs seen at
+//! least `min_pair_count` times (the floor keeps PMI from favouring pairs seen once, as
+//! RELATIVE's pair vocabulary did), or by plain count.
+
+pub mod count;
+pub mod source;
+pub mod tokenize;
+pub mod vocab;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use count::{key, unkey, Merged, PairCounter};
+use source::{Block, Skipped, Source};
+use tokenize::{Kind, Sentence, Tokenizer};
+use vocab::{Terms, Vocab};
+
+/// How mined pairs are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Score {
+    /// Pointwise mutual information, among pairs at or above the count floor.
+    Pmi,
+    /// Plain co-occurrence count.
+    Count,
+}
+
+/// Everything `relbert pairs mine` can be told.
+#[derive(Debug, Clone)]
+pub struct MineOptions {
+    /// Corpus files, directories and `-`.
+    pub inputs: Vec<PathBuf>,
+    /// How inputs are parsed.
+    pub format: source::InputFormat,
+    /// What separates paragraphs in plain text.
+    pub paragraphs: source::Paragraphs,
+    /// The JSON field holding the text.
+    pub text_field: String,
+    /// Lower-case every token.
+    pub lowercase: bool,
+    /// Stop words (never terms).
+    pub stopwords: FxHashSet<Box<str>>,
+    /// Multi-word terms to merge.
+    pub terms: Terms,
+    /// Learn phrases from bigrams.
+    pub phrases: bool,
+    /// word2phrase's threshold for a learned phrase.
+    pub phrase_threshold: f64,
+    /// Co-occurrence window in tokens.
+    pub window: usize,
+    /// A term must occur this often.
+    pub min_count: u64,
+    /// At most this many terms (most frequent first).
+    pub vocab_size: usize,
+    /// A pair must co-occur this often to be ranked.
+    pub min_pair_count: u64,
+    /// At most this many pairs are output.
+    pub max_pairs: usize,
+    /// Ranking.
+    pub score: Score,
+    /// Memory budget for the counts, in bytes.
+    pub memory: u64,
+    /// Where spilled runs and the copy of standard input go.
+    pub work_dir: PathBuf,
+    /// Examples of places kept per pair.
+    pub examples: usize,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// One mined pair, with what was learned about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MinedPair {
+    /// The term seen first.
+    pub head: String,
+    /// The term seen second.
+    pub tail: String,
+    /// Co-occurrences (head before tail within the window).
+    pub count: u64,
+    /// PMI (reported whatever the ranking).
+    pub pmi: f64,
+    /// The most frequent connecting phrases, `X … Y`, with their counts.
+    pub patterns: Vec<(String, u64)>,
+    /// The first places it was seen, `file:line`.
+    pub examples: Vec<String>,
+}
+
+impl MinedPair {
+    /// The pair's label: its most frequent connecting phrase.
+    pub fn label(&self) -> String {
+        self.patterns
+            .first()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| "X Y".to_string())
+    }
+}
+
+/// Figures of one pass.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    /// The pass.
+    pub name: String,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// CPU time of the whole process (all threads, user and system) in seconds: on a shared
+    /// machine it says what the pass cost when wall time says how long it waited.
+    pub cpu_seconds: f64,
+    /// Input bytes read (compressed bytes for compressed files).
+    pub bytes: u64,
+    /// Tokens seen.
+    pub tokens: u64,
+}
+
+/// What mining did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MineReport {
+    /// Input files read (after expanding directories).
+    pub files: usize,
+    /// Sentences seen.
+    pub sentences: u64,
+    /// Tokens (words and numbers) seen.
+    pub tokens: u64,
+    /// Distinct words before the vocabulary cut.
+    pub distinct_words: usize,
+    /// Terms in the vocabulary.
+    pub vocab: usize,
+    /// Phrases learned.
+    pub phrases: usize,
+    /// Distinct co-occurring pairs counted.
+    pub distinct_pairs: u64,
+    /// Pairs at or above the count floor.
+    pub pairs_above_floor: u64,
+    /// Pairs output.
+    pub pairs_out: usize,
+    /// Bytes of counts spilled to disk.
+    pub spilled_bytes: u64,
+    /// Lines that were not UTF-8.
+    pub invalid_utf8_lines: u64,
+    /// JSON lines skipped.
+    pub bad_json_lines: u64,
+    /// Files skipped as binary.
+    pub binary_files: u64,
+    /// The first few skipped places.
+    pub skipped_examples: Vec<String>,
+    /// Each pass.
+    pub passes: Vec<PassReport>,
+}
+
+/// Receives progress: the pass starting (name, total bytes or 0 when unknown), then bytes
+/// read so far.
+pub trait MineProgress: Sync {
+    /// A pass starts.
+    fn start(&self, pass: &str, total_bytes: u64);
+    /// Bytes of input read so far in this pass.
+    fn bytes(&self, done: u64);
+    /// The pass ended.
+    fn finish(&self);
+}
+
+/// No progress display.
+pub struct Quiet;
+
+impl MineProgress for Quiet {
+    fn start(&self, _: &str, _: u64) {}
+    fn bytes(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+struct Ctx<'a> {
+    opts: &'a MineOptions,
+    sources: Vec<Source>,
+    stdin_copy: PathBuf,
+    skipped: Skipped,
+    progress: &'a dyn MineProgress,
+    report: MineReport,
+}
+
+impl Ctx<'_> {
+    /// One parallel pass: a reader feeds blocks to `threads` workers, each with its own
+    /// state from `init`; returns the workers' states.
+    fn pass<S: Send>(
+        &mut self,
+        name: &str,
+        init: impl Fn(usize) -> S + Sync,
+        work: impl Fn(&mut S, &Block, &mut Sentence, &mut Vec<tokenize::Token>) -> Result<u64> + Sync,
+    ) -> Result<Vec<S>> {
+        let started = Instant::now();
+        let cpu_before = process_cpu_seconds();
+        let total: u64 = self.sources.iter().map(|s| s.bytes).sum();
+        self.progress.start(name, total);
+        let threads = self.opts.threads.max(1);
+        let (tx, rx) = crossbeam_channel::bounded::<Block>(threads * 2);
+        let failed = AtomicBool::new(false);
+        let tokens = AtomicU64::new(0);
+        let mut bytes = 0u64;
+        let mut skipped = Skipped::default();
+        let (read, states) = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|w| {
+                    let rx = rx.clone();
+                    let (init, work, failed, tokens) = (&init, &work, &failed, &tokens);
+                    scope.spawn(move || -> Result<S> {
+                        let mut state = init(w);
+                        let mut sentence = Sentence::default();
+                        let mut scratch = Vec::new();
+                        let mut n = 0;
+                        for block in rx {
+                            match work(&mut state, &block, &mut sentence, &mut scratch) {
+                                Ok(k) => n += k,
+                                Err(e) => {
+                                    failed.store(true, Ordering::Relaxed);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        tokens.fetch_add(n, Ordering::Relaxed);
+                        Ok(state)
+                    })
+                })
+                .collect();
+            drop(rx);
+            let read = source::read_blocks(
+                &self.sources,
+                self.opts.paragraphs,
+                &self.opts.text_field,
+                &self.stdin_copy,
+                &mut skipped,
+                |b| {
+                    bytes = b;
+                    self.progress.bytes(b);
+                },
+                |block| !failed.load(Ordering::Relaxed) && tx.send(block).is_ok(),
+            );
+            drop(tx);
+            let states: Vec<Result<S>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Internal("a mining worker panicked".into())))
+                })
+                .collect();
+            (read, states)
+        });
+        self.progress.finish();
+        read?;
+        let states = states.into_iter().collect::<Result<Vec<S>>>()?;
+        // Every pass reads the same input; its skips are reported once.
+        if self.report.passes.is_empty() {
+            self.skipped = skipped;
+        }
+        // Standard input's size is known once it has been copied.
+        for s in self.sources.iter_mut().filter(|s| s.stdin) {
+            s.bytes = std::fs::metadata(&self.stdin_copy)
+                .map(|m| m.len())
+                .unwrap_or(0);
+        }
+        self.report.passes.push(PassReport {
+            name: name.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: process_cpu_seconds() - cpu_before,
+            bytes,
+            tokens: tokens.load(Ordering::Relaxed),
+        });
+        Ok(states)
+    }
+}
+
+/// Tokenises every paragraph of a block into sentences, merging `terms`, and calls `each`.
+/// Returns the number of tokens.
+fn sentences_of(
+    block: &Block,
+    tok: &Tokenizer,
+    terms: &Terms,
+    sentence: &mut Sentence,
+    scratch: &mut Vec<tokenize::Token>,
+    mut each: impl FnMut(&Sentence, &source::Para),
+) -> u64 {
+    let mut n = 0u64;
+    for p in &block.paras {
+        let text = &block.text[p.start..p.end];
+        let mut local = std::mem::take(sentence);
+        tok.sentences(text, &mut local, |s| {
+            n += s.tokens.len() as u64;
+            if terms.is_empty() {
+                each(s, p);
+            } else {
+                let mut s = s.clone();
+                terms.merge(&mut s, scratch);
+                each(&s, p);
+            }
+        });
+        *sentence = local;
+    }
+    n
+}
+
+/// Mines ranked pairs from the corpus.
+pub fn mine(
+    opts: &MineOptions,
+    progress: &dyn MineProgress,
+) -> Result<(Vec<MinedPair>, MineReport)> {
+    if opts.window == 0 {
+        return Err(Error::InvalidArgument {
+            flag: "--window".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let sources = source::expand(&opts.inputs, opts.format)?;
+    if sources.is_empty() {
+        return Err(Error::InvalidArgument {
+            flag: "--corpus".into(),
+            message: "no input files found".into(),
+        });
+    }
+    let stdin_copy = opts.work_dir.join("stdin.txt");
+    let mut ctx = Ctx {
+        opts,
+        report: MineReport {
+            files: sources.len(),
+            ..MineReport::default()
+        },
+        sources,
+        stdin_copy,
+        skipped: Skipped::default(),
+        progress,
+    };
+    let tok = Tokenizer {
+        lowercase: opts.lowercase,
+    };
+
+    // Pass 1: word counts.
+    let terms = &opts.terms;
+    let states = ctx.pass(
+        "counting words",
+        |_| (FxHashMap::<Box<str>, u64>::default(), 0u64),
+        |(counts, sents), block, s, scratch| {
+            Ok(sentences_of(block, &tok, terms, s, scratch, |s, _| {
+                *sents += 1;
+                for (i, t) in s.tokens.iter().enumerate() {
+                    if t.kind == Kind::Word {
+                        let w = s.text(i);
+                        match counts.get_mut(w) {
+                            Some(c) => *c += 1,
+                            None => {
+                                counts.insert(w.into(), 1);
+                            }
+                        }
+                    }
+                }
+            }))
+        },
+    )?;
+    let mut word_counts: FxHashMap<Box<str>, u64> = FxHashMap::default();
+    for (counts, sents) in states {
+        ctx.report.sentences += sents;
+        if word_counts.is_empty() {
+            word_counts = counts;
+        } else {
+            for (w, c) in counts {
+                *word_counts.entry(w).or_insert(0) += c;
+            }
+        }
+    }
+    ctx.report.tokens = ctx.report.passes[0].tokens;
+    ctx.report.distinct_words = word_counts.len();
+
+    // Pass 2 (optional): learned phrases.
+    let mut all_terms = opts.terms.clone();
+    if opts.phrases {
+        let phrases = learn_phrases(&mut ctx, &tok, &word_counts)?;
+        ctx.report.phrases = phrases.len();
+        for (a, b, c) in phrases {
+            word_counts.insert(format!("{a} {b}").into(), c);
+            all_terms.insert(vec![a, b]);
+        }
+    }
+    let vocab = Vocab::choose(
+        word_counts,
+        &opts.stopwords,
+        opts.min_count,
+        opts.vocab_size,
+    );
+    ctx.report.vocab = vocab.len();
+    if vocab.is_empty() {
+        return Err(Error::Empty {
+            path: opts.inputs.first().cloned().unwrap_or_default(),
+            what: format!(
+                "no word occurs {} times outside the stop words (lower --min-count?)",
+                opts.min_count
+            ),
+        });
+    }
+
+    // Pass 3: co-occurrence counts.
+    let budget = opts.memory.saturating_sub(vocab_bytes(&vocab)) as usize;
+    let per_worker = budget / opts.threads.max(1);
+    let (terms, vocab_ref, window) = (&all_terms, &vocab, opts.window);
+    let work_dir = &opts.work_dir;
+    let states = ctx.pass(
+        "counting pairs",
+        |w| {
+            (
+                PairCounter::new(per_worker, work_dir, w.to_string()),
+                vec![0u64; vocab_ref.len()],
+            )
+        },
+        |(counter, term_counts), block, s, scratch| {
+            let mut ids: Vec<(u32, u32)> = Vec::new();
+            let mut err = None;
+            let n = sentences_of(block, &tok, terms, s, scratch, |s, _| {
+                ids.clear();
+                for i in 0..s.tokens.len() {
+                    if let Some(id) = vocab_ref.id(s.text(i)) {
+                        ids.push((i as u32, id));
+                        term_counts[id as usize] += 1;
+                    }
+                }
+                for (a, &(pa, ha)) in ids.iter().enumerate() {
+                    for &(pb, hb) in &ids[a + 1..] {
+                        if (pb - pa) as usize > window {
+                            break;
+                        }
+                        if ha != hb {
+                            if let Err(e) = counter.add(key(ha, hb)) {
+                                err.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+            match err {
+                Some(e) => Err(e),
+                None => Ok(n),
+            }
+        },
+    )?;
+    let mut term_counts = vec![0u64; vocab.len()];
+    let mut parts = Vec::new();
+    for (counter, counts) in states {
+        for (t, c) in term_counts.iter_mut().zip(counts) {
+            *t += c;
+        }
+        let part = counter.finish()?;
+        ctx.report.spilled_bytes += spilled_of(&part.0);
+        parts.push(part);
+    }
+    let (started, cpu_before) = (Instant::now(), process_cpu_seconds());
+    let selected = rank(&mut ctx.report, Merged::new(parts)?, &term_counts, opts)?;
+    // Merging the counts is part of counting (GloVe's `cooccur` merges too); ranking rides
+    // along on the merged stream.
+    ctx.report.passes.push(PassReport {
+        name: "merging and ranking".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - cpu_before,
+        bytes: 0,
+        tokens: 0,
+    });
+
+    // Pass 4: labels and places of the selected pairs.
+    let mut mined = describe(&mut ctx, &tok, &all_terms, &vocab, &selected)?;
+    for (m, (_, k, c, pmi)) in mined.iter_mut().zip(&selected) {
+        let (h, t) = unkey(*k);
+        m.head = vocab.terms[h as usize].to_string();
+        m.tail = vocab.terms[t as usize].to_string();
+        m.count = *c;
+        m.pmi = *pmi;
+    }
+    ctx.report.pairs_out = mined.len();
+    ctx.report.invalid_utf8_lines = ctx.skipped.invalid_utf8;
+    ctx.report.bad_json_lines = ctx.skipped.bad_json;
+    ctx.report.binary_files = ctx.skipped.binary_files;
+    ctx.report.skipped_examples = ctx.skipped.examples.clone();
+    Ok((mined, ctx.report))
+}
+
+/// User and system CPU seconds of this process so far.
+fn process_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } == 0 {
+            // SAFETY: initialised by the successful call above (and zeroed before it).
+            let u = unsafe { u.assume_init() };
+            let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+            return t(u.ru_utime) + t(u.ru_stime);
+        }
+    }
+    0.0
+}
+
+fn spilled_of(runs: &[PathBuf]) -> u64 {
+    runs.iter()
+        .map(|r| std::fs::metadata(r).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+fn vocab_bytes(v: &Vocab) -> u64 {
+    v.terms.iter().map(|t| t.len() as u64 * 2 + 64).sum()
+}
+
+/// Ranks the merged counts: the `max_pairs` best at or above the floor, best first, as
+/// `(score, key, count, pmi)`. Ties go to the more frequent pair, then the smaller key, so
+/// the output does not depend on the number of threads.
+fn rank(
+    report: &mut MineReport,
+    mut merged: Merged,
+    term_counts: &[u64],
+    opts: &MineOptions,
+) -> Result<Vec<(f64, u64, u64, f64)>> {
+    let n: f64 = term_counts.iter().sum::<u64>() as f64;
+    /// (score, count, reversed key, pmi), ordered by the first three.
+    struct Ranked(f64, u64, Reverse<u64>, f64);
+    impl Ord for Ranked {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            self.0
+                .total_cmp(&o.0)
+                .then(self.1.cmp(&o.1))
+                .then(self.2.cmp(&o.2))
+        }
+    }
+    impl PartialOrd for Ranked {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl PartialEq for Ranked {
+        fn eq(&self, o: &Self) -> bool {
+            self.cmp(o).is_eq()
+        }
+    }
+    impl Eq for Ranked {}
+    let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
+    while let Some((k, c)) = merged.next_pair()? {
+        report.distinct_pairs += 1;
+        if c < opts.min_pair_count {
+            continue;
+        }
+        report.pairs_above_floor += 1;
+        let (h, t) = unkey(k);
+        let (ch, ct) = (
+            term_counts[h as usize] as f64,
+            term_counts[t as usize] as f64,
+        );
+        let pmi = (c as f64 * n / (ch * ct).max(1.0)).ln();
+        let score = match opts.score {
+            Score::Pmi => pmi,
+            Score::Count => c as f64,
+        };
+        let item = Ranked(score, c, Reverse(k), pmi);
+        if heap.len() < opts.max_pairs {
+            heap.push(Reverse(item));
+        } else if heap.peek().is_some_and(|Reverse(min)| item > *min) {
+            heap.pop();
+            heap.push(Reverse(item));
+        }
+    }
+    let mut out: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).collect();
+    out.sort_by(|a, b| b.cmp(a));
+    Ok(out.into_iter().map(|r| (r.0, r.2 .0, r.1, r.3)).collect())
+}
+
+/// A learned phrase: its two words and its count.
+type Phrase = (Box<str>, Box<str>, u64);
+
+/// Bigram scoring as word2phrase: adjacent words both seen `min_count` times, neither a stop
+/// word; returns the phrases above the threshold with their counts.
+fn learn_phrases(
+    ctx: &mut Ctx<'_>,
+    tok: &Tokenizer,
+    word_counts: &FxHashMap<Box<str>, u64>,
+) -> Result<Vec<Phrase>> {
+    let opts = ctx.opts;
+    let words: Vocab = Vocab::choose(
+        word_counts.clone(),
+        &opts.stopwords,
+        opts.min_count,
+        usize::MAX,
+    );
+    let budget = (opts.memory / opts.threads.max(1) as u64 / 24) as usize;
+    let (terms, words_ref) = (&opts.terms, &words);
+    let states = ctx.pass(
+        "learning phrases",
+        |_| FxHashMap::<u64, u64>::default(),
+        |bigrams, block, s, scratch| {
+            Ok(sentences_of(block, tok, terms, s, scratch, |s, _| {
+                let mut prev: Option<u32> = None;
+                for i in 0..s.tokens.len() {
+                    let id = if s.text(i).contains(' ') {
+                        None
+                    } else {
+                        words_ref.id(s.text(i))
+                    };
+                    if let (Some(a), Some(b)) = (prev, id) {
+                        *bigrams.entry(key(a, b)).or_insert(0) += 1;
+                        // word2phrase's answer to a full table: forget the bigrams seen once.
+                        if bigrams.len() > budget.max(1 << 16) {
+                            bigrams.retain(|_, c| *c > 1);
+                        }
+                    }
+                    prev = id;
+                }
+            }))
+        },
+    )?;
+    let mut all: FxHashMap<u64, u64> = FxHashMap::default();
+    for b in states {
+        for (k, c) in b {
+            *all.entry(k).or_insert(0) += c;
+        }
+    }
+    let n = ctx.report.tokens as f64;
+    let delta = opts.min_count as f64;
+    let mut out: Vec<Phrase> = all
+        .into_iter()
+        .filter_map(|(k, c)| {
+            let (a, b) = unkey(k);
+            let (ca, cb) = (
+                words.counts[a as usize] as f64,
+                words.counts[b as usize] as f64,
+            );
+            let score = (c as f64 - delta) * n / (ca * cb);
+            (c >= opts.min_count && score > opts.phrase_threshold).then(|| {
+                (
+                    words.terms[a as usize].clone(),
+                    words.terms[b as usize].clone(),
+                    c,
+                )
+            })
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Space-saving counts of a pair's connecting phrases (at most [`PATTERN_SLOTS`] kept),
+/// and its first places.
+#[derive(Default, Clone)]
+struct PairInfo {
+    patterns: Vec<(Box<str>, u64)>,
+    places: Vec<(u32, u64)>,
+}
+
+const PATTERN_SLOTS: usize = 8;
+
+impl PairInfo {
+    fn add_pattern(&mut self, p: &str, by: u64) {
+        if let Some(e) = self.patterns.iter_mut().find(|e| &*e.0 == p) {
+            e.1 += by;
+        } else if self.patterns.len() < PATTERN_SLOTS {
+            self.patterns.push((p.into(), by));
+        } else if let Some(min) = self.patterns.iter_mut().min_by_key(|e| e.1) {
+            // Space-saving: the newcomer inherits the evicted count, so a frequent phrase
+            // seen late still rises.
+            *min = (p.into(), min.1 + by);
+        }
+    }
+
+    fn add_place(&mut self, place: (u32, u64), keep: usize) {
+        if self.places.contains(&place) {
+            return;
+        }
+        self.places.push(place);
+        self.places.sort_unstable();
+        self.places.truncate(keep);
+    }
+}
+
+/// Pass 4: connecting phrases and first places of the selected pairs.
+fn describe(
+    ctx: &mut Ctx<'_>,
+    tok: &Tokenizer,
+    terms: &Terms,
+    vocab: &Vocab,
+    selected: &[(f64, u64, u64, f64)],
+) -> Result<Vec<MinedPair>> {
+    let index: FxHashMap<u64, u32> = selected
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.1, i as u32))
+        .collect();
+    let (window, keep) = (ctx.opts.window, ctx.opts.examples);
+    let index = &index;
+    let states = ctx.pass(
+        "describing pairs",
+        |_| FxHashMap::<u32, PairInfo>::default(),
+        |infos, block, s, scratch| {
+            let mut ids: Vec<(u32, u32)> = Vec::new();
+            let mut pattern = String::new();
+            Ok(sentences_of(block, tok, terms, s, scratch, |s, para| {
+                ids.clear();
+                for i in 0..s.tokens.len() {
+                    if let Some(id) = vocab.id(s.text(i)) {
+                        ids.push((i as u32, id));
+                    }
+                }
+                for (a, &(pa, ha)) in ids.iter().enumerate() {
+                    for (b, &(pb, hb)) in ids.iter().enumerate().skip(a + 1) {
+                        if (pb - pa) as usize > window {
+                            break;
+                        }
+                        let Some(&sel) = index.get(&key(ha, hb)) else {
+                            continue;
+                        };
+                        let line = block.line_of(para, s.tokens[pa as usize].offset as usize);
+                        let info = infos.entry(sel).or_default();
+                        info.add_place((block.source, line), keep);
+                        // The phrase that connects the two is the one between their nearest
+                        // occurrences: `X of X and Y` says nothing `X and Y` does not.
+                        if ids[a + 1..b].iter().any(|&(_, m)| m == ha || m == hb) {
+                            continue;
+                        }
+                        pattern.clear();
+                        pattern.push('X');
+                        for i in pa + 1..pb {
+                            pattern.push(' ');
+                            pattern.push_str(s.text(i as usize));
+                        }
+                        pattern.push_str(" Y");
+                        info.add_pattern(&pattern, 1);
+                    }
+                }
+            }))
+        },
+    )?;
+    let mut merged: Vec<PairInfo> = vec![PairInfo::default(); selected.len()];
+    for st in states {
+        for (i, info) in st {
+            let m = &mut merged[i as usize];
+            for (p, c) in info.patterns {
+                if let Some(e) = m.patterns.iter_mut().find(|e| e.0 == p) {
+                    e.1 += c;
+                } else {
+                    m.patterns.push((p, c));
+                }
+            }
+            for place in info.places {
+                m.add_place(place, keep);
+            }
+        }
+    }
+    let names: Vec<String> = ctx
+        .sources
+        .iter()
+        .map(|s| s.name.display().to_string())
+        .collect();
+    Ok(merged
+        .into_iter()
+        .map(|mut info| {
+            info.patterns.sort_by(|a, b| {
+                b.1.cmp(&a.1)
+                    .then_with(|| a.0.len().cmp(&b.0.len()))
+                    .then_with(|| a.0.cmp(&b.0))
+            });
+            info.patterns.truncate(3);
+            MinedPair {
+                head: String::new(),
+                tail: String::new(),
+                count: 0,
+                pmi: 0.0,
+                patterns: info
+                    .patterns
+                    .into_iter()
+                    .map(|(p, c)| (p.into_string(), c))
+                    .collect(),
+                examples: info
+                    .places
+                    .iter()
+                    .map(|(s, l)| format!("{}:{l}", names[*s as usize]))
+                    .collect(),
+            }
+        })
+        .collect())
+}

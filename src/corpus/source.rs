@@ -1,0 +1,510 @@
+//! Reading a corpus: files, directories (recursively), compressed files and standard input,
+//! as plain text or JSON lines, cut into paragraphs and handed out in blocks.
+//!
+//! Compression is recognised by its magic bytes (gzip `1f 8b`, zstd `28 b5 2f fd`), not by
+//! the file name. A file is JSON lines when the format says so, or, in `auto`, when its
+//! name ends in `.jsonl` or `.ndjson` (before any `.gz`/`.zst`). A line that is not valid
+//! UTF-8, or a JSON line that does not parse or lacks the text field, is skipped and
+//! counted (the first few are reported with file and line), never fatal; a file that
+//! cannot be read at all is an error naming it. Files whose first 8 KiB hold a NUL byte are
+//! skipped as binary.
+//!
+//! Standard input can be read only once, but mining reads its input several times, so the
+//! first pass copies it into the work directory and later passes read the copy.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// How input files are parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// JSON lines for `*.jsonl` / `*.ndjson` (optionally compressed), text otherwise.
+    Auto,
+    /// Plain text: paragraphs are separated by blank lines.
+    Text,
+    /// One JSON object per line; the text is in `--text-field`.
+    Jsonl,
+}
+
+/// One input as given: a file, or standard input.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The path (for messages and provenance); `<stdin>` for standard input.
+    pub name: PathBuf,
+    /// Whether this is standard input.
+    pub stdin: bool,
+    /// Size on disk (compressed size), 0 for standard input.
+    pub bytes: u64,
+    /// Read as JSON lines.
+    pub jsonl: bool,
+}
+
+/// What separates paragraphs in plain text (sentences never cross a paragraph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Paragraphs {
+    /// Blank lines: prose with hard-wrapped lines.
+    Blank,
+    /// Every line: one sentence or document per line, as word2vec and GloVe read.
+    Line,
+}
+
+/// Expands the inputs: directories are walked recursively in name order (hidden files and
+/// directories skipped), `-` is standard input.
+pub fn expand(inputs: &[PathBuf], format: InputFormat) -> Result<Vec<Source>> {
+    let mut out = Vec::new();
+    let mut seen_stdin = false;
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            if seen_stdin {
+                return Err(Error::InvalidArgument {
+                    flag: "--corpus".into(),
+                    message: "standard input (-) given twice".into(),
+                });
+            }
+            seen_stdin = true;
+            out.push(Source {
+                name: PathBuf::from("<stdin>"),
+                stdin: true,
+                bytes: 0,
+                jsonl: format == InputFormat::Jsonl,
+            });
+            continue;
+        }
+        let md = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        if md.is_dir() {
+            let walker = walkdir::WalkDir::new(input)
+                .follow_links(true)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                });
+            for entry in walker {
+                let entry = entry.map_err(|e| {
+                    let path = e.path().unwrap_or(input).to_path_buf();
+                    Error::io(&path, e.into())
+                })?;
+                if entry.file_type().is_file() {
+                    let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    out.push(file_source(entry.path(), bytes, format));
+                }
+            }
+        } else {
+            out.push(file_source(input, md.len(), format));
+        }
+    }
+    Ok(out)
+}
+
+fn file_source(path: &Path, bytes: u64, format: InputFormat) -> Source {
+    let jsonl = match format {
+        InputFormat::Jsonl => true,
+        InputFormat::Text => false,
+        InputFormat::Auto => {
+            let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+            let name = name.unwrap_or_default();
+            let name = name
+                .strip_suffix(".gz")
+                .or_else(|| name.strip_suffix(".zst"))
+                .unwrap_or(&name);
+            name.ends_with(".jsonl") || name.ends_with(".ndjson")
+        }
+    };
+    Source {
+        name: path.to_path_buf(),
+        stdin: false,
+        bytes,
+        jsonl,
+    }
+}
+
+/// A run of paragraphs from one source, handed to a worker.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// Index of the source in the expanded input list.
+    pub source: u32,
+    /// The paragraphs' text, back to back.
+    pub text: String,
+    /// Each paragraph: byte range in `text`, its first line (1-based), and whether lines
+    /// inside it count (text) or the whole paragraph is one document line (JSON lines).
+    pub paras: Vec<Para>,
+}
+
+/// One paragraph of a [`Block`].
+#[derive(Debug, Clone, Copy)]
+pub struct Para {
+    /// Start of the paragraph in [`Block::text`].
+    pub start: usize,
+    /// End of the paragraph in [`Block::text`].
+    pub end: usize,
+    /// 1-based line of the paragraph's first line.
+    pub line: u64,
+    /// Line breaks inside the paragraph advance the line (plain text).
+    pub multiline: bool,
+}
+
+impl Block {
+    /// The line of byte `offset` inside paragraph `p`.
+    pub fn line_of(&self, p: &Para, offset: usize) -> u64 {
+        if !p.multiline {
+            return p.line;
+        }
+        let upto = (p.start + offset).min(p.end);
+        p.line
+            + self.text.as_bytes()[p.start..upto]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64
+    }
+}
+
+/// Lines skipped while reading, with the first few places for the report.
+#[derive(Debug, Default, Clone)]
+pub struct Skipped {
+    /// Lines that were not valid UTF-8.
+    pub invalid_utf8: u64,
+    /// JSON lines that did not parse or lacked the text field.
+    pub bad_json: u64,
+    /// Files skipped as binary.
+    pub binary_files: u64,
+    /// `file:line: why` for the first few.
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    fn note(&mut self, what: String) {
+        if self.examples.len() < 5 {
+            self.examples.push(what);
+        }
+    }
+}
+
+/// Largest paragraph before it is cut: long unbroken text (a file without blank lines)
+/// must not grow a block without bound.
+const MAX_PARA: usize = 64 << 10;
+/// Target size of a block handed to a worker.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// Reads the sources in order and calls `send` with blocks of paragraphs. `progress` gets
+/// the number of input bytes read so far (compressed bytes for compressed files). Standard
+/// input is copied to `stdin_copy` when reading it the first time, and read from there
+/// later (when the copy exists).
+pub fn read_blocks(
+    sources: &[Source],
+    paragraphs: Paragraphs,
+    text_field: &str,
+    stdin_copy: &Path,
+    skipped: &mut Skipped,
+    mut progress: impl FnMut(u64),
+    mut send: impl FnMut(Block) -> bool,
+) -> Result<()> {
+    let mut done = 0u64;
+    for (i, src) in sources.iter().enumerate() {
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let raw: Box<dyn Read> = if src.stdin {
+            if stdin_copy.exists() {
+                Box::new(File::open(stdin_copy).map_err(|e| Error::io(stdin_copy, e))?)
+            } else {
+                let copy = File::create(stdin_copy).map_err(|e| Error::io(stdin_copy, e))?;
+                Box::new(Tee {
+                    inner: std::io::stdin().lock(),
+                    copy,
+                    path: stdin_copy.to_path_buf(),
+                })
+            }
+        } else {
+            Box::new(File::open(&src.name).map_err(|e| Error::io(&src.name, e))?)
+        };
+        let counted = Counted {
+            inner: raw,
+            n: counter.clone(),
+        };
+        let mut reader = decompress(BufReader::with_capacity(1 << 20, counted), &src.name)?;
+        if !src.stdin && is_binary(&mut reader, &src.name)? {
+            skipped.binary_files += 1;
+            skipped.note(format!("{}: skipped: binary file", src.name.display()));
+            done += src.bytes;
+            progress(done);
+            continue;
+        }
+        let base = done;
+        let mut on_bytes =
+            |_: ()| progress(base + counter.load(std::sync::atomic::Ordering::Relaxed));
+        let keep_going = read_one(
+            (i as u32, src),
+            (paragraphs, text_field),
+            &mut reader,
+            skipped,
+            &mut on_bytes,
+            &mut send,
+        )?;
+        done = base + counter.load(std::sync::atomic::Ordering::Relaxed);
+        progress(done);
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn is_binary(reader: &mut Box<dyn BufRead>, name: &Path) -> Result<bool> {
+    let head = reader.fill_buf().map_err(|e| Error::io(name, e))?;
+    Ok(head[..head.len().min(8192)].contains(&0))
+}
+
+fn decompress<R: Read + 'static>(mut r: BufReader<R>, name: &Path) -> Result<Box<dyn BufRead>> {
+    let head = r.fill_buf().map_err(|e| Error::io(name, e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let d = flate2::bufread::MultiGzDecoder::new(r);
+        Ok(Box::new(BufReader::with_capacity(1 << 20, d)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| Error::io(name, e))?;
+        Ok(Box::new(BufReader::with_capacity(1 << 20, d)))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+/// Reads one source; returns false when `send` asked to stop.
+fn read_one(
+    (source, src): (u32, &Source),
+    (paragraphs, text_field): (Paragraphs, &str),
+    reader: &mut Box<dyn BufRead>,
+    skipped: &mut Skipped,
+    on_bytes: &mut impl FnMut(()),
+    send: &mut impl FnMut(Block) -> bool,
+) -> Result<bool> {
+    let mut block = Block {
+        source,
+        ..Block::default()
+    };
+    let mut line = Vec::new();
+    let mut lineno = 0u64;
+    let mut para_start: Option<(usize, u64)> = None;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::Parse {
+                path: src.name.clone(),
+                line: (lineno + 1) as usize,
+                message: format!("cannot be read: {e}"),
+            })?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let Ok(text) = std::str::from_utf8(&line) else {
+            skipped.invalid_utf8 += 1;
+            skipped.note(format!(
+                "{}:{lineno}: skipped: not UTF-8",
+                src.name.display()
+            ));
+            continue;
+        };
+        if src.jsonl {
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let doc = serde_json::from_str::<serde_json::Value>(trimmed).ok();
+            let Some(body) = doc
+                .as_ref()
+                .and_then(|d| d.get(text_field))
+                .and_then(|v| v.as_str())
+            else {
+                skipped.bad_json += 1;
+                skipped.note(format!(
+                    "{}:{lineno}: skipped: not a JSON object with a string field {text_field:?}",
+                    src.name.display()
+                ));
+                continue;
+            };
+            // A document's own blank lines separate its paragraphs; all share its line.
+            for part in body.split("\n\n") {
+                let start = block.text.len();
+                block.text.push_str(part);
+                block.paras.push(Para {
+                    start,
+                    end: block.text.len(),
+                    line: lineno,
+                    multiline: false,
+                });
+            }
+        } else if text.trim().is_empty() {
+            close_para(&mut block, &mut para_start);
+        } else {
+            if para_start.is_none() {
+                para_start = Some((block.text.len(), lineno));
+            }
+            block.text.push_str(text.trim_end_matches(['\n', '\r']));
+            block.text.push('\n');
+            if paragraphs == Paragraphs::Line
+                || para_start.is_some_and(|(s, _)| block.text.len() - s > MAX_PARA)
+            {
+                close_para(&mut block, &mut para_start);
+            }
+        }
+        if block.text.len() >= BLOCK_BYTES && para_start.is_none() {
+            on_bytes(());
+            let full = std::mem::replace(
+                &mut block,
+                Block {
+                    source,
+                    ..Block::default()
+                },
+            );
+            if !send(full) {
+                return Ok(false);
+            }
+        }
+    }
+    close_para(&mut block, &mut para_start);
+    on_bytes(());
+    if !block.paras.is_empty() {
+        return Ok(send(block));
+    }
+    Ok(true)
+}
+
+fn close_para(block: &mut Block, para_start: &mut Option<(usize, u64)>) {
+    if let Some((start, line)) = para_start.take() {
+        block.paras.push(Para {
+            start,
+            end: block.text.len(),
+            line,
+            multiline: true,
+        });
+    }
+}
+
+/// Counts bytes read from the underlying input (for progress in compressed bytes).
+struct Counted<R> {
+    inner: R,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n
+            .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+/// Copies standard input to a file as it is read.
+struct Tee<R> {
+    inner: R,
+    copy: File,
+    path: PathBuf,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..k]).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("copying standard input to {}: {e}", self.path.display()),
+            )
+        })?;
+        Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks_of(bytes: &[u8], jsonl: bool) -> (Vec<(String, u64)>, Skipped) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(if jsonl { "c.jsonl" } else { "c.txt" });
+        std::fs::write(&path, bytes).unwrap();
+        let sources = expand(&[path], InputFormat::Auto).unwrap();
+        let mut skipped = Skipped::default();
+        let mut paras = Vec::new();
+        read_blocks(
+            &sources,
+            Paragraphs::Blank,
+            "text",
+            &dir.path().join("stdin"),
+            &mut skipped,
+            |_| {},
+            |b| {
+                for p in &b.paras {
+                    paras.push((b.text[p.start..p.end].to_string(), p.line));
+                }
+                true
+            },
+        )
+        .unwrap();
+        (paras, skipped)
+    }
+
+    #[test]
+    fn paragraphs_keep_their_first_line_and_bad_utf8_is_skipped() {
+        let (paras, skipped) = blocks_of(b"one\ntwo\n\n\nthree\n\xff\xfe bad\nfour\n", false);
+        assert_eq!(
+            paras,
+            vec![
+                ("one\ntwo\n".to_string(), 1),
+                ("three\nfour\n".to_string(), 5)
+            ]
+        );
+        assert_eq!(skipped.invalid_utf8, 1);
+        assert!(
+            skipped.examples[0].contains(":6: skipped: not UTF-8"),
+            "{:?}",
+            skipped.examples
+        );
+    }
+
+    #[test]
+    fn json_lines_take_the_text_field_and_skip_bad_lines() {
+        let (paras, skipped) = blocks_of(
+            b"{\"text\": \"A b.\"}\n{\"id\": 3}\nnot json\n\n{\"text\": \"C\\n\\nD\"}\n",
+            true,
+        );
+        assert_eq!(
+            paras,
+            vec![
+                ("A b.".to_string(), 1),
+                ("C".to_string(), 5),
+                ("D".to_string(), 5)
+            ]
+        );
+        assert_eq!(skipped.bad_json, 2);
+    }
+
+    #[test]
+    fn gzip_and_zstd_are_recognised_by_content() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"hello world\n").unwrap();
+        let (paras, _) = blocks_of(&gz.finish().unwrap(), false);
+        assert_eq!(paras, vec![("hello world\n".to_string(), 1)]);
+        let z = zstd::encode_all(&b"zstd text\n"[..], 1).unwrap();
+        let (paras, _) = blocks_of(&z, false);
+        assert_eq!(paras, vec![("zstd text\n".to_string(), 1)]);
+    }
+
+    #[test]
+    fn line_of_counts_breaks_inside_a_paragraph() {
+        let b = Block {
+            source: 0,
+            text: "ab\ncd\nef\n".into(),
+            paras: vec![Para {
+                start: 0,
+                end: 9,
+                line: 10,
+                multiline: true,
+            }],
+        };
+        assert_eq!(b.line_of(&b.paras[0], 0), 10);
+        assert_eq!(b.line_of(&b.paras[0], 4), 11);
+        assert_eq!(b.line_of(&b.paras[0], 7), 12);
+    }
+}

@@ -1,0 +1,342 @@
+//! Words and sentences of a paragraph of text.
+//!
+//! Words are the Unicode word-boundary segments (UAX #29, from `unicode-segmentation`) that
+//! contain a letter or a digit, with three changes for relation mining:
+//!
+//! - hyphenated compounds stay one word (`well-known`, `x-ray`): UAX #29 splits at hyphens,
+//!   but a compound is one term;
+//! - a possessive `'s` / `’s` is dropped (`France's` → `France`), so the term is counted as
+//!   itself;
+//! - words without a letter (`1990`, `3.14`) are kept as [`Kind::Number`]: they take a place
+//!   in the window but never become terms.
+//!
+//! Sentences are found from the same word-boundary stream rather than with UAX #29's
+//! sentence rules, because those treat every line break as a paragraph separator and so
+//! break every sentence of hard-wrapped text (manuals, e-mails, plain-text books) at each
+//! line. A sentence ends at `.`, `!`, `?`, `…` or `;` followed by anything but a word that
+//! starts in lower case (UAX #29's rule SB8, so `e.g. this` stays one sentence), and at the
+//! end of the paragraph.
+
+use unicode_segmentation::UnicodeSegmentation;
+
+/// What a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Contains at least one letter: may become a vocabulary term.
+    Word,
+    /// Digits and number punctuation only: holds a place, never a term.
+    Number,
+}
+
+/// One token of a sentence: its (possibly lower-cased) text lives in the sentence's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    /// Byte range of the text in [`Sentence::buf`].
+    pub text: (u32, u32),
+    /// Byte offset of the token in the paragraph (for locations).
+    pub offset: u32,
+    /// Word or number.
+    pub kind: Kind,
+}
+
+/// A sentence's tokens, with their texts in one buffer so no token allocates.
+#[derive(Debug, Default, Clone)]
+pub struct Sentence {
+    /// The tokens' texts, back to back.
+    pub buf: String,
+    /// The tokens in order.
+    pub tokens: Vec<Token>,
+}
+
+impl Sentence {
+    /// The text of token `i`.
+    pub fn text(&self, i: usize) -> &str {
+        let (a, b) = self.tokens[i].text;
+        &self.buf[a as usize..b as usize]
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.tokens.clear();
+    }
+
+    fn push(&mut self, word: &str, offset: usize, lowercase: bool) {
+        let start = self.buf.len();
+        let ascii = word.is_ascii();
+        if lowercase && !ascii {
+            self.buf.extend(word.chars().flat_map(char::to_lowercase));
+        } else {
+            self.buf.push_str(word);
+            if lowercase {
+                self.buf[start..].make_ascii_lowercase();
+            }
+        }
+        let alphabetic = if ascii {
+            word.bytes().any(|b| b.is_ascii_alphabetic())
+        } else {
+            word.chars().any(char::is_alphabetic)
+        };
+        let kind = if alphabetic { Kind::Word } else { Kind::Number };
+        self.tokens.push(Token {
+            text: (start as u32, self.buf.len() as u32),
+            offset: offset as u32,
+            kind,
+        });
+    }
+
+    /// Joins the last token with `word` by a hyphen (a compound written `a-b`).
+    fn join_hyphen(&mut self, word: &str, lowercase: bool) {
+        let Some(last) = self.tokens.pop() else {
+            return;
+        };
+        let offset = last.offset as usize;
+        let start = last.text.0 as usize;
+        let mut joined = self.buf[start..].to_string();
+        self.buf.truncate(start);
+        joined.push('-');
+        joined.push_str(word);
+        // Already lower-cased text stays as it is; only the new part needs it.
+        self.push(&joined, offset, lowercase);
+    }
+}
+
+/// How text is split into tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokenizer {
+    /// Lower-case every token.
+    pub lowercase: bool,
+}
+
+fn is_hyphen(s: &str) -> bool {
+    matches!(s, "-" | "\u{2010}" | "\u{2011}")
+}
+
+fn ends_sentence(s: &str) -> bool {
+    matches!(s, "." | "!" | "?" | "…" | ";" | "。" | "！" | "？")
+}
+
+/// Strips a possessive `'s` / `’s` (not from `'s` alone).
+fn strip_possessive(w: &str) -> &str {
+    for suffix in ["'s", "’s", "'S", "’S"] {
+        if let Some(base) = w.strip_suffix(suffix) {
+            if !base.is_empty() {
+                return base;
+            }
+        }
+    }
+    w
+}
+
+/// UAX #29's word segments of ASCII text, without its tables: runs of letters, digits and
+/// `_` (WB5, WB8–WB10, WB13a/b), joined across one `.`, `'` or `:` between letters (WB6/7)
+/// and one `.`, `'`, `,` or `;` between digits (WB11/12); a run of spaces is one
+/// segment (WB3d), `\r\n` is one (WB3), anything else is a segment of one byte. The
+/// property test `ascii_fast_path_matches_unicode_segmentation` holds it to the crate.
+fn ascii_word_bounds(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        let c = b[i];
+        i += 1;
+        if word(c) {
+            while i < b.len() {
+                let n = b[i];
+                if word(n) {
+                    i += 1;
+                } else if i + 1 < b.len() {
+                    let (p, f) = (b[i - 1], b[i + 1]);
+                    let letters = p.is_ascii_alphabetic()
+                        && f.is_ascii_alphabetic()
+                        && matches!(n, b'.' | b'\'' | b':');
+                    let digits = p.is_ascii_digit()
+                        && f.is_ascii_digit()
+                        && matches!(n, b'.' | b'\'' | b',' | b';');
+                    if letters || digits {
+                        i += 2;
+                    } else {
+                        break;
+                    }
+                } else {
+                    break;
+                }
+            }
+        } else if c == b' ' {
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+        } else if c == b'\r' && b.get(i) == Some(&b'\n') {
+            i += 1;
+        }
+        Some((start, &text[start..i]))
+    })
+}
+
+impl Tokenizer {
+    /// Calls `each` with every sentence of `para` that holds at least one token. `sentence`
+    /// is scratch space reused between calls.
+    pub fn sentences(&self, para: &str, sentence: &mut Sentence, each: impl FnMut(&Sentence)) {
+        // Most text is ASCII, where a table-free scanner gives the same segments faster.
+        if para.is_ascii() {
+            self.sentences_from(ascii_word_bounds(para), sentence, each)
+        } else {
+            self.sentences_from(para.split_word_bound_indices(), sentence, each)
+        }
+    }
+
+    fn sentences_from<'t>(
+        &self,
+        segments: impl Iterator<Item = (usize, &'t str)>,
+        sentence: &mut Sentence,
+        mut each: impl FnMut(&Sentence),
+    ) {
+        sentence.clear();
+        // Byte offset where the last token (or hyphen after it) ended, to join `a-b` only
+        // when nothing separates the three segments.
+        let mut last_end = usize::MAX;
+        let mut hyphen_end = usize::MAX;
+        let mut pending_end = false;
+        for (offset, seg) in segments {
+            let first = seg.chars().next().unwrap_or(' ');
+            if first.is_alphanumeric() || seg.chars().any(char::is_alphanumeric) {
+                let word = strip_possessive(seg);
+                if hyphen_end == offset && !sentence.tokens.is_empty() {
+                    sentence.join_hyphen(word, self.lowercase);
+                } else {
+                    if pending_end && !first.is_lowercase() && !sentence.tokens.is_empty() {
+                        each(sentence);
+                        sentence.clear();
+                    }
+                    sentence.push(word, offset, self.lowercase);
+                }
+                pending_end = false;
+                last_end = offset + seg.len();
+                hyphen_end = usize::MAX;
+            } else if is_hyphen(seg) && last_end == offset {
+                hyphen_end = offset + seg.len();
+            } else {
+                hyphen_end = usize::MAX;
+                if ends_sentence(seg) {
+                    pending_end = true;
+                }
+            }
+        }
+        if !sentence.tokens.is_empty() {
+            each(sentence);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str, lowercase: bool) -> Vec<Vec<String>> {
+        let t = Tokenizer { lowercase };
+        let mut s = Sentence::default();
+        let mut out = Vec::new();
+        t.sentences(text, &mut s, |s| {
+            out.push((0..s.tokens.len()).map(|i| s.text(i).to_string()).collect());
+        });
+        out
+    }
+
+    #[test]
+    fn punctuation_is_not_a_token_and_ends_sentences() {
+        assert_eq!(
+            split("Paris is the capital of France. Rome, too!", true),
+            vec![
+                vec!["paris", "is", "the", "capital", "of", "france"],
+                vec!["rome", "too"]
+            ]
+        );
+    }
+
+    #[test]
+    fn lowercase_after_a_full_stop_does_not_end_the_sentence() {
+        assert_eq!(
+            split("Fruit, e.g. apples and pears.", false),
+            vec![vec!["Fruit", "e.g", "apples", "and", "pears"]]
+        );
+    }
+
+    #[test]
+    fn line_breaks_inside_a_paragraph_do_not_end_sentences() {
+        assert_eq!(
+            split("The dog\nchased the cat.\nIt ran.", true),
+            vec![
+                vec!["the", "dog", "chased", "the", "cat"],
+                vec!["it", "ran"]
+            ]
+        );
+    }
+
+    #[test]
+    fn hyphenated_compounds_stay_one_word_but_dashes_between_words_split() {
+        assert_eq!(
+            split("A well-known X-ray - not a dash-", true),
+            vec![vec!["a", "well-known", "x-ray", "not", "a", "dash"]]
+        );
+    }
+
+    #[test]
+    fn numbers_hold_places_but_are_numbers() {
+        let t = Tokenizer { lowercase: true };
+        let mut s = Sentence::default();
+        let mut kinds = Vec::new();
+        t.sentences("In 1990 pi was 3.14 or so", &mut s, |s| {
+            kinds = s
+                .tokens
+                .iter()
+                .map(|t| {
+                    (
+                        s.buf[t.text.0 as usize..t.text.1 as usize].to_string(),
+                        t.kind,
+                    )
+                })
+                .collect();
+        });
+        assert_eq!(kinds[1], ("1990".to_string(), Kind::Number));
+        assert_eq!(kinds[4], ("3.14".to_string(), Kind::Number));
+        assert_eq!(kinds[0], ("in".to_string(), Kind::Word));
+    }
+
+    #[test]
+    fn unicode_words_possessives_and_case() {
+        assert_eq!(
+            split("Zürich’s Straße and ÉCOLE's café. 東京", true),
+            vec![
+                vec!["zürich", "straße", "and", "école", "café"],
+                vec!["東", "京"]
+            ]
+        );
+        assert_eq!(split("don't", true), vec![vec!["don't"]]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_fast_path_matches_unicode_segmentation(
+            text in "[a-cA-C0-9_ .,;:'!?\t\r\n()-]{0,40}"
+        ) {
+            let fast: Vec<(usize, &str)> = ascii_word_bounds(&text).collect();
+            let slow: Vec<(usize, &str)> = text.split_word_bound_indices().collect();
+            proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn offsets_point_into_the_paragraph() {
+        let t = Tokenizer { lowercase: true };
+        let mut s = Sentence::default();
+        let text = "Hello  big-World";
+        let mut offs = Vec::new();
+        t.sentences(text, &mut s, |s| {
+            offs = s.tokens.iter().map(|t| t.offset).collect();
+        });
+        assert_eq!(offs, vec![0, 7]);
+    }
+}

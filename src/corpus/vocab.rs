@@ -1,0 +1,255 @@
+//! The vocabulary of terms: stop words, multi-word terms (a given list and learned
+//! phrases) merged into single tokens, and the frequency cut that picks the terms pairs are
+//! counted between.
+
+use std::path::Path;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::tokenize::{Kind, Sentence, Token};
+use crate::error::{Error, Result};
+
+/// The bundled English stop-word list (`src/corpus/stopwords_en.txt`).
+pub const DEFAULT_STOPWORDS: &str = include_str!("stopwords_en.txt");
+
+/// Reads a word list: words separated by white space, `#` starts a comment line.
+pub fn parse_word_list(text: &str, lowercase: bool) -> FxHashSet<Box<str>> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .map(|w| fold(w, lowercase).into_boxed_str())
+        .collect()
+}
+
+fn fold(w: &str, lowercase: bool) -> String {
+    if lowercase {
+        w.to_lowercase()
+    } else {
+        w.to_string()
+    }
+}
+
+/// Multi-word terms merged into one token each, longest match first: `new york city`
+/// becomes one token `new york city`.
+#[derive(Debug, Default, Clone)]
+pub struct Terms {
+    /// By first word: the remaining words of each term, longest first.
+    by_first: FxHashMap<Box<str>, Vec<Vec<Box<str>>>>,
+    count: usize,
+}
+
+impl Terms {
+    /// Reads a term list: one term per line, words separated by spaces or `_` (WordNet's
+    /// lemma spelling); single words and `#` lines are ignored. Terms are tokenised like the
+    /// corpus, so `X-ray tube` matches the corpus' `x-ray tube`.
+    pub fn read(path: &Path, lowercase: bool) -> Result<Terms> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let tok = super::tokenize::Tokenizer { lowercase };
+        let mut terms = Terms::default();
+        let mut s = Sentence::default();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let spaced = line.replace('_', " ");
+            let mut words: Vec<Box<str>> = Vec::new();
+            tok.sentences(&spaced, &mut s, |s| {
+                words.extend((0..s.tokens.len()).map(|i| Box::from(s.text(i))));
+            });
+            terms.insert(words);
+        }
+        Ok(terms)
+    }
+
+    /// Adds one term given as its words (fewer than two words are ignored).
+    pub fn insert(&mut self, words: Vec<Box<str>>) {
+        if words.len() < 2 {
+            return;
+        }
+        let mut it = words.into_iter();
+        let Some(first) = it.next() else {
+            return;
+        };
+        let rest: Vec<Box<str>> = it.collect();
+        let list = self.by_first.entry(first).or_default();
+        if !list.contains(&rest) {
+            list.push(rest);
+            list.sort_by_key(|r| std::cmp::Reverse(r.len()));
+            self.count += 1;
+        }
+    }
+
+    /// Number of terms.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Merges every term found in the sentence into one token (its words joined by a
+    /// space). `scratch` is reused between calls.
+    pub fn merge(&self, s: &mut Sentence, scratch: &mut Vec<Token>) {
+        if self.by_first.is_empty() || s.tokens.len() < 2 {
+            return;
+        }
+        scratch.clear();
+        let n = s.tokens.len();
+        let mut i = 0;
+        while i < n {
+            let hit = self.by_first.get(s.text(i)).and_then(|cands| {
+                cands.iter().find(|rest| {
+                    i + rest.len() < n
+                        && rest
+                            .iter()
+                            .enumerate()
+                            .all(|(k, w)| s.text(i + 1 + k) == &**w)
+                })
+            });
+            match hit {
+                Some(rest) => {
+                    let start = s.buf.len();
+                    for k in 0..=rest.len() {
+                        if k > 0 {
+                            s.buf.push(' ');
+                        }
+                        let (a, b) = s.tokens[i + k].text;
+                        s.buf.extend_from_within(a as usize..b as usize);
+                    }
+                    scratch.push(Token {
+                        text: (start as u32, s.buf.len() as u32),
+                        offset: s.tokens[i].offset,
+                        kind: Kind::Word,
+                    });
+                    i += rest.len() + 1;
+                }
+                None => {
+                    scratch.push(s.tokens[i]);
+                    i += 1;
+                }
+            }
+        }
+        if scratch.len() != n {
+            std::mem::swap(&mut s.tokens, scratch);
+        }
+    }
+}
+
+/// The terms pairs are counted between, most frequent first; a term's id is its rank.
+#[derive(Debug, Default, Clone)]
+pub struct Vocab {
+    /// Terms by id.
+    pub terms: Vec<Box<str>>,
+    /// Corpus counts by id (from the pass that chose them).
+    pub counts: Vec<u64>,
+    ids: FxHashMap<Box<str>, u32>,
+}
+
+impl Vocab {
+    /// Chooses the terms: every word seen at least `min_count` times that is not a stop word,
+    /// holds no digit (`mp3`, `0d` and `x86` are codes more often than terms here) and has at
+    /// least two characters (multi-word terms always qualify on count alone), most
+    /// frequent first (ties by text), at most `max_size`.
+    pub fn choose(
+        counts: FxHashMap<Box<str>, u64>,
+        stopwords: &FxHashSet<Box<str>>,
+        min_count: u64,
+        max_size: usize,
+    ) -> Vocab {
+        let mut cands: Vec<(Box<str>, u64)> = counts
+            .into_iter()
+            .filter(|(w, c)| {
+                *c >= min_count
+                    && !stopwords.contains(w)
+                    && !w.chars().any(|ch| ch.is_numeric())
+                    && (w.contains(' ') || w.chars().nth(1).is_some())
+            })
+            .collect();
+        cands.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        cands.truncate(max_size);
+        let mut v = Vocab::default();
+        for (i, (w, c)) in cands.into_iter().enumerate() {
+            v.ids.insert(w.clone(), i as u32);
+            v.terms.push(w);
+            v.counts.push(c);
+        }
+        v
+    }
+
+    /// The id of a term.
+    #[inline]
+    pub fn id(&self, w: &str) -> Option<u32> {
+        self.ids.get(w).copied()
+    }
+
+    /// Number of terms.
+    pub fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tokenize::Tokenizer;
+    use super::*;
+
+    #[test]
+    fn longest_term_wins_and_merged_tokens_keep_their_offset() {
+        let mut terms = Terms::default();
+        terms.insert(vec!["new".into(), "york".into()]);
+        terms.insert(vec!["new".into(), "york".into(), "city".into()]);
+        let t = Tokenizer { lowercase: true };
+        let mut s = Sentence::default();
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        t.sentences("I left New York City for new york.", &mut s, |s| {
+            let mut s = s.clone();
+            terms.merge(&mut s, &mut scratch);
+            out = (0..s.tokens.len())
+                .map(|i| (s.text(i).to_string(), s.tokens[i].offset))
+                .collect::<Vec<_>>();
+        });
+        assert_eq!(
+            out,
+            vec![
+                ("i".to_string(), 0),
+                ("left".to_string(), 2),
+                ("new york city".to_string(), 7),
+                ("for".to_string(), 21),
+                ("new york".to_string(), 25)
+            ]
+        );
+    }
+
+    #[test]
+    fn vocabulary_drops_stop_words_rare_and_one_letter_words() {
+        let mut counts = FxHashMap::default();
+        for (w, c) in [
+            ("the", 50),
+            ("cat", 5),
+            ("dog", 7),
+            ("x", 9),
+            ("b12", 9),
+            ("emu", 1),
+            ("ice cream", 2),
+        ] {
+            counts.insert(Box::<str>::from(w), c);
+        }
+        let stop = parse_word_list("# c\nthe a", true);
+        let v = Vocab::choose(counts, &stop, 2, 10);
+        assert_eq!(
+            &*v.terms,
+            &["dog".into(), "cat".into(), "ice cream".into()] as &[Box<str>]
+        );
+        assert_eq!(v.id("cat"), Some(1));
+        assert_eq!(v.id("the"), None);
+    }
+}
