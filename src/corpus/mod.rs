@@ -668,26 +668,26 @@ fn learn_phrases(
     Ok(out)
 }
 
-/// Space-saving counts of a pair's connecting phrases (at most [`PATTERN_SLOTS`] kept),
-/// and its first places.
+/// A selected pair's connecting phrases with exact counts, and its first places. Counting
+/// is exact, not approximate (a space-saving sketch would make labels depend on how blocks
+/// fell to threads); phrases longer than [`MAX_PATTERN_WORDS`] words between the two are
+/// not counted, which bounds the variety (and memory) and keeps labels readable.
 #[derive(Default, Clone)]
 struct PairInfo {
-    patterns: Vec<(Box<str>, u64)>,
+    patterns: FxHashMap<Box<str>, u64>,
     places: Vec<(u32, u64)>,
 }
 
-const PATTERN_SLOTS: usize = 8;
+/// Longest connecting phrase counted for a label, in words.
+const MAX_PATTERN_WORDS: u32 = 5;
 
 impl PairInfo {
     fn add_pattern(&mut self, p: &str, by: u64) {
-        if let Some(e) = self.patterns.iter_mut().find(|e| &*e.0 == p) {
-            e.1 += by;
-        } else if self.patterns.len() < PATTERN_SLOTS {
-            self.patterns.push((p.into(), by));
-        } else if let Some(min) = self.patterns.iter_mut().min_by_key(|e| e.1) {
-            // Space-saving: the newcomer inherits the evicted count, so a frequent phrase
-            // seen late still rises.
-            *min = (p.into(), min.1 + by);
+        match self.patterns.get_mut(p) {
+            Some(c) => *c += by,
+            None => {
+                self.patterns.insert(p.into(), by);
+            }
         }
     }
 
@@ -742,7 +742,9 @@ fn describe(
                         info.add_place((block.source, line), keep);
                         // The phrase that connects the two is the one between their nearest
                         // occurrences: `X of X and Y` says nothing `X and Y` does not.
-                        if ids[a + 1..b].iter().any(|&(_, m)| m == ha || m == hb) {
+                        if pb - pa - 1 > MAX_PATTERN_WORDS
+                            || ids[a + 1..b].iter().any(|&(_, m)| m == ha || m == hb)
+                        {
                             continue;
                         }
                         pattern.clear();
@@ -763,11 +765,7 @@ fn describe(
         for (i, info) in st {
             let m = &mut merged[i as usize];
             for (p, c) in info.patterns {
-                if let Some(e) = m.patterns.iter_mut().find(|e| e.0 == p) {
-                    e.1 += c;
-                } else {
-                    m.patterns.push((p, c));
-                }
+                m.add_pattern(&p, c);
             }
             for place in info.places {
                 m.add_place(place, keep);
@@ -781,20 +779,20 @@ fn describe(
         .collect();
     Ok(merged
         .into_iter()
-        .map(|mut info| {
-            info.patterns.sort_by(|a, b| {
+        .map(|info| {
+            let mut patterns: Vec<(Box<str>, u64)> = info.patterns.into_iter().collect();
+            patterns.sort_by(|a, b| {
                 b.1.cmp(&a.1)
                     .then_with(|| a.0.len().cmp(&b.0.len()))
                     .then_with(|| a.0.cmp(&b.0))
             });
-            info.patterns.truncate(3);
+            patterns.truncate(3);
             MinedPair {
                 head: String::new(),
                 tail: String::new(),
                 count: 0,
                 pmi: 0.0,
-                patterns: info
-                    .patterns
+                patterns: patterns
                     .into_iter()
                     .map(|(p, c)| (p.into_string(), c))
                     .collect(),

@@ -1,0 +1,498 @@
+//! End-to-end tests of `relbert pairs mine`: counts checked by hand, labels and provenance,
+//! spilling, inputs of every kind, bad input, and mined pairs going into an index.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use common::fixture;
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+/// The mined TSV rows (head, tail, label) and the provenance records.
+struct Mined {
+    rows: Vec<(String, String, String)>,
+    provenance: Vec<serde_json::Value>,
+    report: serde_json::Value,
+}
+
+impl Mined {
+    fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.provenance
+            .iter()
+            .map(|p| {
+                (
+                    (
+                        p["head"].as_str().unwrap().to_string(),
+                        p["tail"].as_str().unwrap().to_string(),
+                    ),
+                    p["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn record(&self, head: &str, tail: &str) -> &serde_json::Value {
+        self.provenance
+            .iter()
+            .find(|p| p["head"] == head && p["tail"] == tail)
+            .unwrap_or_else(|| panic!("({head}, {tail}) was not mined ({} rows)", self.rows.len()))
+    }
+}
+
+fn read_mined(out: &Path) -> Mined {
+    let text = std::fs::read_to_string(out).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("# relbert pairs mine"));
+    let rows = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 3, "{l:?}");
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect();
+    let prov = out.with_extension("provenance.jsonl");
+    let provenance = std::fs::read_to_string(prov)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let report = out.with_extension("report.json");
+    let report = std::fs::read_to_string(report)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_default();
+    Mined {
+        rows,
+        provenance,
+        report,
+    }
+}
+
+/// Mines `corpus` into `dir/name.tsv` with `extra` flags; returns what was written.
+fn mine(dir: &Path, name: &str, corpus: &[&Path], extra: &[&str]) -> Mined {
+    let out = dir.join(format!("{name}.tsv"));
+    relbert()
+        .args(["pairs", "mine", "--corpus"])
+        .args(corpus)
+        .arg("--out")
+        .arg(&out)
+        .arg("--report")
+        .arg(out.with_extension("report.json"))
+        .args(extra)
+        .assert()
+        .success();
+    read_mined(&out)
+}
+
+const EVERYTHING: &[&str] = &[
+    "--no-stopwords",
+    "--min-count",
+    "1",
+    "--min-pair-count",
+    "1",
+    "--score",
+    "count",
+];
+
+#[test]
+fn window_and_direction_are_counted_as_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    // Sentence 1: cat dog emu cat dog; sentence 2: dog cat.
+    std::fs::write(&corpus, "cat dog emu cat dog.\nDog cat.\n").unwrap();
+    let mut args = EVERYTHING.to_vec();
+    args.extend(["--window", "2"]);
+    let m = mine(dir.path(), "w2", &[&corpus], &args);
+    let want: BTreeMap<(String, String), u64> = [
+        (("cat", "dog"), 2), // positions (0,1) and (3,4)
+        (("cat", "emu"), 1), // (0,2)
+        (("dog", "emu"), 1), // (1,2)
+        (("dog", "cat"), 2), // (1,3), and sentence 2
+        (("emu", "cat"), 1), // (2,3)
+        (("emu", "dog"), 1), // (2,4)
+    ]
+    .into_iter()
+    .map(|((a, b), c)| ((a.to_string(), b.to_string()), c))
+    .collect();
+    assert_eq!(m.counts(), want);
+
+    let mut args = EVERYTHING.to_vec();
+    args.extend(["--window", "1"]);
+    let m = mine(dir.path(), "w1", &[&corpus], &args);
+    let want: BTreeMap<(String, String), u64> = [
+        (("cat", "dog"), 2),
+        (("dog", "emu"), 1),
+        (("emu", "cat"), 1),
+        (("dog", "cat"), 1),
+    ]
+    .into_iter()
+    .map(|((a, b), c)| ((a.to_string(), b.to_string()), c))
+    .collect();
+    assert_eq!(m.counts(), want);
+    assert_eq!(m.report["tokens"], 7);
+    assert_eq!(m.report["sentences"], 2);
+}
+
+#[test]
+fn sentences_and_paragraphs_bound_the_window_but_line_wraps_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "cat dog. Emu owl\nyak\n\nbee ant\n").unwrap();
+    let m = mine(dir.path(), "s", &[&corpus], EVERYTHING);
+    let pairs: Vec<(String, String)> = m.counts().into_keys().collect();
+    let p = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        pairs,
+        vec![
+            p("bee", "ant"),
+            p("cat", "dog"),
+            p("emu", "owl"),
+            p("emu", "yak"),
+            p("owl", "yak")
+        ]
+    );
+    // One paragraph per line: the wrapped sentence is cut.
+    let mut args = EVERYTHING.to_vec();
+    args.extend(["--paragraphs", "line"]);
+    let m = mine(dir.path(), "l", &[&corpus], &args);
+    assert!(!m.counts().contains_key(&p("owl", "yak")));
+}
+
+#[test]
+fn labels_are_connecting_phrases_and_provenance_names_the_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let m = mine(
+        dir.path(),
+        "cap",
+        &[&corpus],
+        &["--min-count", "1", "--min-pair-count", "2"],
+    );
+    let row = m
+        .rows
+        .iter()
+        .find(|r| r.0 == "paris" && r.1 == "france")
+        .expect("paris/france mined");
+    assert_eq!(row.2, "X is the capital of Y");
+    let rec = m.record("paris", "france");
+    assert_eq!(rec["count"], 2);
+    let examples: Vec<String> = rec["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    let name = corpus.display().to_string();
+    assert_eq!(examples, vec![format!("{name}:1"), format!("{name}:9")]);
+    assert_eq!(
+        m.record("wheel", "car")["patterns"][0][0],
+        "X is part of the Y"
+    );
+    // Stop words are never terms, and the floor holds.
+    assert!(m.rows.iter().all(|r| r.0 != "the" && r.1 != "the"));
+    assert!(m
+        .provenance
+        .iter()
+        .all(|p| p["count"].as_u64().unwrap() >= 2));
+    // Capital cities met once stay below the floor of 2.
+    assert!(m.rows.iter().all(|r| r.0 != "tokyo"));
+}
+
+#[test]
+fn multi_word_terms_and_learned_phrases_become_one_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    let mut text = String::new();
+    for _ in 0..6 {
+        text.push_str("New York is a city in the United States. Ice cream melts in New York.\n\n");
+    }
+    std::fs::write(&corpus, text).unwrap();
+    let terms = dir.path().join("terms.txt");
+    std::fs::write(&terms, "united_states\nice cream\n").unwrap();
+    let m = mine(
+        dir.path(),
+        "t",
+        &[&corpus],
+        &[
+            "--min-count",
+            "1",
+            "--min-pair-count",
+            "1",
+            "--terms",
+            terms.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(m.record("city", "united states")["count"], 6);
+    assert!(m.record("ice cream", "new").is_object());
+    // Learned: "new york" is always together, so it becomes a phrase.
+    let m = mine(
+        dir.path(),
+        "p",
+        &[&corpus],
+        &[
+            "--min-count",
+            "2",
+            "--min-pair-count",
+            "1",
+            "--phrases",
+            "--phrase-threshold",
+            "1",
+        ],
+    );
+    assert!(m.record("new york", "city").is_object());
+    assert!(m.report["phrases"].as_u64().unwrap() >= 1);
+}
+
+/// A corpus of `n` sentences over a few hundred words, deterministic.
+fn synthetic_corpus(path: &Path, n: usize) {
+    let words: Vec<String> = (0..300).map(|i| format!("w{}x", to_letters(i))).collect();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 12345;
+    for _ in 0..n {
+        let len = 5 + (x % 12) as usize;
+        let s: Vec<&str> = (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Skewed: low ranks are far more frequent.
+                let r = ((x >> 33) % 300) * ((x >> 20) % 300) / 300;
+                words[r as usize].as_str()
+            })
+            .collect();
+        writeln!(f, "{}.", s.join(" ")).unwrap();
+    }
+}
+
+fn to_letters(mut i: usize) -> String {
+    let mut s = String::new();
+    loop {
+        s.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return s;
+        }
+    }
+}
+
+#[test]
+fn spilling_and_threads_do_not_change_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    synthetic_corpus(&corpus, 6000);
+    let base = [
+        "--min-count",
+        "3",
+        "--min-pair-count",
+        "3",
+        "--max-pairs",
+        "5000",
+    ];
+    // --threads is global: it may follow the subcommand.
+    let mut a = base.to_vec();
+    a.extend(["--memory", "1G", "--threads", "1"]);
+    let mut b = base.to_vec();
+    b.extend(["--memory", "64K", "--threads", "2"]);
+    let one = mine(dir.path(), "one", &[&corpus], &a);
+    let spilled = mine(dir.path(), "spilled", &[&corpus], &b);
+    assert_eq!(one.report["spilled_bytes"], 0);
+    assert!(spilled.report["spilled_bytes"].as_u64().unwrap() > 0);
+    assert!(one.rows.len() > 1000, "{}", one.rows.len());
+    // Compared without printing thousands of rows on failure.
+    assert!(one.rows == spilled.rows, "rows differ");
+    assert!(one.provenance == spilled.provenance, "provenance differs");
+    // And nothing is left of the work directory.
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".relbert-mine")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn compressed_json_lines_and_standard_input_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = fixture("corpus/capitals.txt");
+    let text = std::fs::read(&plain).unwrap();
+    let gz = dir.path().join("capitals.txt.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&text).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let zst = dir.path().join("capitals.zst");
+    std::fs::write(&zst, zstd::encode_all(&text[..], 3).unwrap()).unwrap();
+    let args = ["--min-count", "1", "--min-pair-count", "1"];
+    let a = mine(dir.path(), "plain", &[&plain], &args);
+    let b = mine(dir.path(), "gz", &[&gz], &args);
+    let c = mine(dir.path(), "zst", &[&zst], &args);
+    assert!(!a.rows.is_empty());
+    assert_eq!(a.rows, b.rows);
+    assert_eq!(a.rows, c.rows);
+
+    let out = dir.path().join("stdin.tsv");
+    relbert()
+        .args(["pairs", "mine", "--corpus", "-", "--out"])
+        .arg(&out)
+        .args(args)
+        .write_stdin(text)
+        .assert()
+        .success();
+    let d = read_mined(&out);
+    assert_eq!(a.rows, d.rows);
+    assert!(d.provenance[0]["examples"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("<stdin>:"));
+
+    // JSON lines: the text field, the document's line, a line without text skipped.
+    let docs = fixture("corpus/docs.jsonl");
+    let j = mine(dir.path(), "json", &[&docs], &args);
+    let rec = j.record("oslo", "norway");
+    assert_eq!(rec["examples"][0], format!("{}:1", docs.display()));
+    assert_eq!(
+        j.record("branch", "tree")["examples"][0],
+        format!("{}:2", docs.display())
+    );
+    assert_eq!(j.report["bad_json_lines"], 1);
+
+    // A directory is read recursively; both files' pairs are there.
+    let both = mine(dir.path(), "dir", &[&fixture("corpus")], &args);
+    assert!(both.record("oslo", "norway").is_object());
+    assert!(both.record("paris", "france").is_object());
+}
+
+#[test]
+fn the_pair_list_goes_to_standard_output() {
+    let a = relbert()
+        .args([
+            "pairs",
+            "mine",
+            "--out",
+            "-",
+            "--min-count",
+            "1",
+            "--min-pair-count",
+            "2",
+            "--corpus",
+        ])
+        .arg(fixture("corpus/capitals.txt"))
+        .assert()
+        .success();
+    let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    assert!(out.starts_with("# relbert pairs mine"));
+    assert!(
+        out.contains("paris\tfrance\tX is the capital of Y\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_is_named_and_outputs_are_never_clobbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.txt");
+    let out = dir.path().join("out.tsv");
+    relbert()
+        .args(["pairs", "mine", "--corpus"])
+        .arg(&missing)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("nope.txt"));
+    relbert()
+        .args(["pairs", "mine", "--memory", "lots", "--corpus"])
+        .arg(fixture("corpus/capitals.txt"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--memory"));
+
+    // A line that is not UTF-8 is skipped and counted, not fatal.
+    let corpus = dir.path().join("c.txt");
+    let mut bytes = std::fs::read(fixture("corpus/capitals.txt")).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe broken line\nOslo is the capital of Norway.\n");
+    std::fs::write(&corpus, &bytes).unwrap();
+    let m = mine(
+        dir.path(),
+        "bad",
+        &[&corpus],
+        &["--min-count", "1", "--min-pair-count", "1"],
+    );
+    assert_eq!(m.report["invalid_utf8_lines"], 1);
+    assert!(m.report["skipped_examples"][0]
+        .as_str()
+        .unwrap()
+        .contains("c.txt:14"));
+
+    // A user's file at --out is not replaced, with or without --force.
+    std::fs::write(&out, "my notes\n").unwrap();
+    for force in [false, true] {
+        let mut c = relbert();
+        c.args(["pairs", "mine", "--corpus"])
+            .arg(fixture("corpus/capitals.txt"))
+            .arg("--out")
+            .arg(&out);
+        if force {
+            c.arg("--force");
+        }
+        c.assert().failure();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "my notes\n");
+    }
+    // relbert's own output is replaced with --force.
+    let own = dir.path().join("bad.tsv");
+    relbert()
+        .args(["pairs", "mine", "--min-count", "1", "--force", "--corpus"])
+        .arg(fixture("corpus/capitals.txt"))
+        .arg("--out")
+        .arg(&own)
+        .assert()
+        .success();
+}
+
+#[test]
+fn mined_pairs_build_an_index_that_answers_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = mine(
+        dir.path(),
+        "cap",
+        &[&fixture("corpus/capitals.txt")],
+        &["--min-count", "1", "--min-pair-count", "1"],
+    );
+    assert!(m.rows.len() > 20);
+    let index = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(dir.path().join("cap.tsv"))
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    let a = relbert()
+        .args(["query", "--json", "-k", "3", "--index"])
+        .arg(&index)
+        .args(["paris", "france"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    // Labels are the mined connecting phrases.
+    assert!(results
+        .iter()
+        .all(|r| r["label"].as_str().unwrap().contains('X')));
+}
