@@ -81,7 +81,7 @@ pub struct MineArgs {
     /// At most this many pairs are written.
     #[arg(long, default_value_t = 100_000)]
     max_pairs: usize,
-    /// Ranking: pmi (relations over mere frequency) or count.
+    /// Ranking: pmi (relations over mere frequency), npmi (normalised PMI) or count.
     #[arg(long, value_enum, default_value_t = Score::Pmi)]
     score: Score,
     /// Memory budget for the counts (e.g. 512M, 4G); beyond it sorted runs spill to disk.
@@ -93,6 +93,9 @@ pub struct MineArgs {
     /// Places kept per pair in the provenance file.
     #[arg(long, default_value_t = 3)]
     examples: usize,
+    /// Write the vocabulary (term<TAB>count, most frequent first) to this file.
+    #[arg(long)]
+    save_vocab: Option<PathBuf>,
     /// Write what mining did (counts, passes, timings) as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -202,9 +205,19 @@ fn run_mine(a: MineArgs) -> Result<()> {
         locks.push(relbert_index::OutputLock::acquire(p)?);
         check_replaceable(p, a.force, *kind)?;
     }
-    if let Some(r) = &a.report {
-        if r.exists() && !a.force {
-            bail!("{} exists (use --force to replace a report)", r.display());
+    for (r, ours) in [
+        (&a.report, is_report as fn(&[u8]) -> bool),
+        (&a.save_vocab, is_vocab),
+    ] {
+        let Some(r) = r else { continue };
+        match std::fs::read(r) {
+            Err(_) => {}
+            Ok(_) if !a.force => bail!("{} exists (use --force to replace it)", r.display()),
+            Ok(bytes) if !ours(&bytes) => bail!(
+                "{} was not written by relbert pairs mine; not replacing it even with --force",
+                r.display()
+            ),
+            Ok(_) => {}
         }
     }
 
@@ -284,6 +297,17 @@ fn run_mine(a: MineArgs) -> Result<()> {
             }
         }
     }
+    if let Some(v) = &a.save_vocab {
+        let mut f = AtomicFile::create(v, a.force)?;
+        writeln!(
+            f.writer(),
+            "{VOCAB_MARK}: term<TAB>count, most frequent first"
+        )?;
+        for (t, c) in &report.vocabulary {
+            writeln!(f.writer(), "{t}\t{c}")?;
+        }
+        f.commit()?;
+    }
     if let Some(r) = &a.report {
         let mut f = AtomicFile::create(r, a.force)?;
         serde_json::to_writer_pretty(&mut *f.writer(), &report)?;
@@ -292,6 +316,17 @@ fn run_mine(a: MineArgs) -> Result<()> {
     summary(&report, started.elapsed().as_secs_f64());
     drop(locks);
     Ok(())
+}
+
+/// The first line of a `--save-vocab` file.
+const VOCAB_MARK: &str = "# relbert vocabulary";
+
+fn is_vocab(bytes: &[u8]) -> bool {
+    bytes.starts_with(VOCAB_MARK.as_bytes())
+}
+
+fn is_report(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("passes").is_some())
 }
 
 fn write_pairs(w: &mut impl Write, header: &str, pairs: &[MinedPair]) -> Result<()> {

@@ -56,6 +56,8 @@ use vocab::{Terms, Vocab};
 pub enum Score {
     /// Pointwise mutual information, among pairs at or above the count floor.
     Pmi,
+    /// Normalised PMI, `pmi / −ln p(h,t)` in [−1, 1]: less drawn to rare pairs than PMI.
+    Npmi,
     /// Plain co-occurrence count.
     Count,
 }
@@ -179,6 +181,10 @@ pub struct MineReport {
     pub skipped_examples: Vec<String>,
     /// Each pass.
     pub passes: Vec<PassReport>,
+    /// The terms with their counts, most frequent first (not in the JSON report: it can be
+    /// large; `--save-vocab` writes it).
+    #[serde(skip)]
+    pub vocabulary: Vec<(String, u64)>,
 }
 
 /// Receives progress: the pass starting (name, total bytes or 0 when unknown), then bytes
@@ -501,6 +507,12 @@ pub fn mine(
         m.pmi = *pmi;
     }
     ctx.report.pairs_out = mined.len();
+    ctx.report.vocabulary = vocab
+        .terms
+        .iter()
+        .zip(&term_counts)
+        .map(|(t, c)| (t.to_string(), *c))
+        .collect();
     ctx.report.invalid_utf8_lines = ctx.skipped.invalid_utf8;
     ctx.report.bad_json_lines = ctx.skipped.bad_json;
     ctx.report.binary_files = ctx.skipped.binary_files;
@@ -580,6 +592,7 @@ fn rank(
         let pmi = (c as f64 * n / (ch * ct).max(1.0)).ln();
         let score = match opts.score {
             Score::Pmi => pmi,
+            Score::Npmi => pmi / -(c as f64 / n).ln().min(-1e-12),
             Score::Count => c as f64,
         };
         let item = Ranked(score, c, Reverse(k), pmi);

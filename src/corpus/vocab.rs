@@ -150,8 +150,9 @@ pub struct Vocab {
 
 impl Vocab {
     /// Chooses the terms: every word seen at least `min_count` times that is not a stop word,
-    /// holds no digit (`mp3`, `0d` and `x86` are codes more often than terms here) and has at
-    /// least two characters (multi-word terms always qualify on count alone), most
+    /// is made of letters with at most inner hyphens and apostrophes (so not `mp3`, `0d`,
+    /// `u_expr` or `perm.r`: codes and identifiers, not words) and has at least two
+    /// characters (multi-word terms always qualify on count alone), most
     /// frequent first (ties by text), at most `max_size`.
     pub fn choose(
         counts: FxHashMap<Box<str>, u64>,
@@ -164,7 +165,8 @@ impl Vocab {
             .filter(|(w, c)| {
                 *c >= min_count
                     && !stopwords.contains(w)
-                    && !w.chars().any(|ch| ch.is_numeric())
+                    && w.chars()
+                        .all(|ch| ch.is_alphabetic() || matches!(ch, '-' | '\'' | '’' | ' '))
                     && (w.contains(' ') || w.chars().nth(1).is_some())
             })
             .collect();
