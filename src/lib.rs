@@ -11,6 +11,7 @@ pub mod eval;
 pub mod model;
 pub mod output;
 pub mod pairs;
+pub mod serve;
 pub mod store;
 pub mod train;
 
