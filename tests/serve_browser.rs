@@ -258,6 +258,11 @@ fn page_works_in_headless_chromium() {
         Some(json!({"url": format!("http://{addr}/")})),
     );
     d.wait_until("document.readyState === 'complete'");
+    // No token is needed here, so its field is not shown.
+    assert_eq!(
+        d.script("return document.getElementById('token-label').offsetParent === null;"),
+        json!(true)
+    );
     // Keyboard first: the first box has the focus on load.
     assert_eq!(d.script("return document.activeElement.id;"), json!("a"));
 

@@ -14,14 +14,14 @@ bin=${CARGO_TARGET_DIR:-target}/release/relbert
 load=${CARGO_TARGET_DIR:-target}/release/examples/serve_load
 cargo build --release --bin relbert --example serve_load >&2
 if [ ! -f "$work/idx/meta" ]; then
-    cat index/vocab/*.tsv | grep -v '^#' | awk -F'\t' 'NR % 37 == 0 && NF >= 2' | head -4000 > "$work/pairs.tsv"
+    cat index/vocab/*.tsv | grep -v '^#' | awk -F'\t' 'NR % 37 == 0 && NF >= 2 && n++ < 4000' > "$work/pairs.tsv"
     "$bin" index build --model models/all-MiniLM-L6-v2 --pairs "$work/pairs.tsv" --out "$work/idx" >&2
 fi
 cut -f1,2 "$work/pairs.tsv" | shuf --random-source=<(yes) > "$work/stored.tsv"
 # Encoded pairs: a head with another pair's tail, never a stored pair.
 paste <(cut -f1 "$work/pairs.tsv") <(cut -f2 "$work/pairs.tsv" | tail -n +8) \
     | awk -F'\t' 'NF == 2 && $2 != ""' | sort -u \
-    | comm -23 - <(cut -f1,2 "$work/pairs.tsv" | sort -u) | shuf --random-source=<(yes) | head -2000 > "$work/encoded.tsv"
+    | comm -23 - <(cut -f1,2 "$work/pairs.tsv" | sort -u) | shuf -n 2000 --random-source=<(yes) > "$work/encoded.tsv"
 port=18089
 RELBERT_LOG=warn "$bin" serve --index "$work/idx" --addr 127.0.0.1:$port 2> "$work/server.log" &
 pid=$!
@@ -42,7 +42,7 @@ trap - EXIT
 # The CLI for comparison: one process, queries on stdin, the same pairs.
 for kind in stored encoded; do
     n=500
-    head -$n "$work/$kind.tsv" > "$work/cli-$kind.tsv"
+    sed -n "1,${n}p" "$work/$kind.tsv" > "$work/cli-$kind.tsv"
     start=$(date +%s.%N)
     RELBERT_LOG=warn "$bin" query --json --index "$work/idx" < "$work/cli-$kind.tsv" > "$work/cli-$kind.jsonl"
     end=$(date +%s.%N)

@@ -10,7 +10,7 @@
 //! the async runtime's workers: those keep answering stored-pair queries meanwhile.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,10 +182,8 @@ fn encoder_loop(
                     if now >= deadline {
                         None
                     } else {
-                        match rx.recv_timeout(deadline - now) {
-                            Ok(j) => Some(j),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                        }
+                        // Timed out or disconnected alike: the batch is complete.
+                        rx.recv_timeout(deadline - now).ok()
                     }
                 }
             };

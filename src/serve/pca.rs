@@ -28,7 +28,7 @@ pub fn project_2d(points: &[&[f32]]) -> Vec<[f32; 2]> {
         }
     }
     let mut coords = vec![[0.0f32; 2]; n];
-    for c in 0..2 {
+    for c in [0usize, 1] {
         // Deterministic start that is not orthogonal to a typical leading eigenvector.
         let mut v: Vec<f64> = (0..n).map(|i| 1.0 + (i as f64) * 0.37).collect();
         let mut lambda = 0.0;
@@ -48,8 +48,8 @@ pub fn project_2d(points: &[&[f32]]) -> Vec<[f32; 2]> {
             break;
         }
         // A principal-component score is the Gram eigenvector scaled by sqrt(eigenvalue).
-        for i in 0..n {
-            coords[i][c] = (v[i] * lambda.sqrt()) as f32;
+        for (p, vi) in coords.iter_mut().zip(&v) {
+            p[c] = (vi * lambda.sqrt()) as f32;
         }
         for i in 0..n {
             for k in 0..n {

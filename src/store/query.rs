@@ -112,6 +112,19 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
     words_of(head).chain(words_of(tail))
 }
 
+/// Whether (head, tail) has a word of `query_words` (lower-cased, from [`pair_words`]).
+/// Compares lower-cased characters as they stream instead of allocating each word: the
+/// search calls it for every candidate it visits.
+fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
+    head.split_whitespace()
+        .chain(tail.split_whitespace())
+        .any(|w| {
+            query_words
+                .iter()
+                .any(|q| w.chars().flat_map(char::to_lowercase).eq(q.chars()))
+        })
+}
+
 impl QueryEngine {
     /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
     /// encoding function: same weights, template and aggregation).
@@ -136,7 +149,8 @@ impl QueryEngine {
     /// Loads the index's model now (so the first encoded query is not slowed by it).
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
-            self.encoder = Some(self.open_model()?);
+            // Queries come one at a time.
+            self.encoder = Some(self.open_model(8)?);
         }
         self.encoder.as_ref().ok_or_else(|| Error::InvalidArgument {
             flag: "--model".into(),
@@ -147,8 +161,8 @@ impl QueryEngine {
     /// Loads the index's model and returns it without keeping it, for a caller that runs
     /// the encoder elsewhere (the server runs it on its own batching thread) while sharing
     /// this engine's index. Fails if the model does not give the function the index was
-    /// built with.
-    pub fn open_model(&self) -> Result<RelationEncoder> {
+    /// built with. `batch_size` is the most prompts per forward pass.
+    pub fn open_model(&self, batch_size: usize) -> Result<RelationEncoder> {
         let built = self.index.meta().encoder.clone();
         let dir = match &self.model_dir {
             Some(d) => d.clone(),
@@ -162,8 +176,7 @@ impl QueryEngine {
                 aggregation: Some(aggregation),
                 // The index's function, whatever the model's config says now.
                 offset_weight: Some(offset_weight.unwrap_or(0.0)),
-                // Queries come one at a time (the server's batcher chunks its own batches).
-                batch_size: 8,
+                batch_size: batch_size.max(1),
                 ..Default::default()
             },
         )?;
@@ -231,7 +244,7 @@ impl QueryEngine {
                 return true;
             }
             match index.pair(row) {
-                Ok(p) => !pair_words(p.head, p.tail).any(|w| query_words.contains(&w)),
+                Ok(p) => !shares_word(&query_words, p.head, p.tail),
                 Err(_) => false,
             }
         };
@@ -270,5 +283,16 @@ mod tests {
         assert_eq!(parse_query_line("just-one"), None);
         assert_eq!(parse_query_line("a b c"), None);
         assert_eq!(parse_query_line("a:b:c"), None);
+    }
+
+    #[test]
+    fn shared_words_ignore_case() {
+        let q: Vec<String> = pair_words("Paris", "New York").collect();
+        assert!(shares_word(&q, "york", "city"));
+        assert!(shares_word(&q, "ÉCOLE PARIS", "x"));
+        assert!(!shares_word(&q, "london", "england"));
+        assert!(!shares_word(&q, "pari", "yorkshire"));
+        let q: Vec<String> = pair_words("École", "x").collect();
+        assert!(shares_word(&q, "ÉCOLE", "y"));
     }
 }

@@ -112,6 +112,8 @@ pub fn spawn_serve(
         }
         line.clear();
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("relbert serve printed no address");
 }
 
