@@ -534,7 +534,7 @@ fn the_binary_refuses_an_open_address_without_a_token() {
 #[cfg(unix)]
 #[test]
 fn the_binary_serves_and_stops_on_sigterm() {
-    use std::io::Read;
+    use std::io::{Read, Write};
     let (mut child, mut err, addr) = common::spawn_serve(index(), "info");
     let get = |path: &str| common::http_get(&addr, path).unwrap_or_default();
     let mut ready = false;
@@ -547,10 +547,34 @@ fn the_binary_serves_and_stops_on_sigterm() {
     }
     assert!(ready, "never became ready");
     assert!(get("/v1/info").contains("\"count\""));
+    // A request in flight when SIGTERM comes: headers and half the body sent before it, the
+    // rest after. It must still be answered, and only then may the server exit.
+    let body = json!({"pair": ["lion", "cub"]}).to_string();
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    conn.write_all(second.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"results\""), "{answer}");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     let mut rest = String::new();
