@@ -12,6 +12,7 @@ pub mod eval;
 pub mod model;
 pub mod output;
 pub mod pairs;
+pub mod serve;
 pub mod store;
 pub mod train;
 

@@ -5,29 +5,12 @@ mod common;
 use std::path::Path;
 
 use assert_cmd::Command;
-use common::fixture;
+use common::{fixture, pair_file};
 
 fn relbert() -> Command {
     let mut c = Command::cargo_bin("relbert").unwrap();
     c.env("RELBERT_LOG", "warn");
     c
-}
-
-fn pair_file(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("pairs.tsv");
-    let mut text = String::from("# test vocabulary\n");
-    let words = [
-        "paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten", "wheel", "car",
-        "hot", "cold", "big", "small", "pen", "write", "knife", "cut", "bird", "nest",
-    ];
-    for (i, a) in words.iter().enumerate() {
-        for b in words.iter().skip(i + 1).step_by(3) {
-            text.push_str(&format!("{a}\t{b}\tl{}\n", i % 4));
-        }
-    }
-    text.push_str("paris\tfrance\tduplicate\n");
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 fn build(dir: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {

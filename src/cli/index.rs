@@ -235,19 +235,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             let m = idx.meta();
             let sizes = idx.disk_sizes();
             if a.json {
-                let doc = serde_json::json!({
-                    "dir": a.dir.display().to_string(),
-                    "id": idx.id(),
-                    "count": m.count, "dim": m.dim, "metric": m.metric,
-                    "precision": m.precision.name(),
-                    "format_version": m.format_version,
-                    "hnsw": {"m": m.hnsw.m, "ef_construction": m.hnsw.ef_construction, "builder": m.hnsw.builder},
-                    "encoder": {"model": m.encoder.model, "weights_sha256": m.encoder.weights_sha256,
-                                "template": m.encoder.template, "aggregation": m.encoder.aggregation},
-                    "bytes": {"vectors": sizes.vectors, "pairs": sizes.pairs, "graph": sizes.graph,
-                              "meta": sizes.meta, "total": sizes.total()},
-                    "open_ms": open_ms, "verified": a.verify,
-                });
+                let doc = relbert::indexing::info_json(&idx, &a.dir, open_ms, a.verify);
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);

@@ -7,6 +7,7 @@ mod index;
 mod pairs;
 mod progress;
 mod query;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fine-tune a base model into a RelBERT model (contrastive training on SemEval-2012).
     Train(train::TrainArgs),
+    /// Serve queries over HTTP, with a page at / (see README: relbert serve).
+    Serve(serve::ServeArgs),
     /// Average the weights of several checkpoints of one model into a new model.
     Average(average::AverageArgs),
 }
@@ -145,5 +148,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Average(a) => average::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use relbert_index::{
-    EncoderInfo, HnswParams, IndexBuilder, IndexSpec, PairEntry, Precision, Progress,
+    EncoderInfo, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry, Precision, Progress,
 };
 
 use crate::error::{Error, Result};
@@ -161,6 +161,27 @@ pub fn build_index(
         skipped,
         encode_secs,
         graph_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What `relbert index info --json` prints about an open index (the server's `/v1/info`
+/// gives the same object): identity, counts, storage, HNSW parameters, the encoder it was
+/// built with and sizes on disk. `open_ms` and `verified` describe how it was opened.
+pub fn info_json(index: &Index, dir: &Path, open_ms: f64, verified: bool) -> serde_json::Value {
+    let m = index.meta();
+    let sizes = index.disk_sizes();
+    serde_json::json!({
+        "dir": dir.display().to_string(),
+        "id": index.id(),
+        "count": m.count, "dim": m.dim, "metric": m.metric,
+        "precision": m.precision.name(),
+        "format_version": m.format_version,
+        "hnsw": {"m": m.hnsw.m, "ef_construction": m.hnsw.ef_construction, "builder": m.hnsw.builder},
+        "encoder": {"model": m.encoder.model, "weights_sha256": m.encoder.weights_sha256,
+                    "template": m.encoder.template, "aggregation": m.encoder.aggregation},
+        "bytes": {"vectors": sizes.vectors, "pairs": sizes.pairs, "graph": sizes.graph,
+                  "meta": sizes.meta, "total": sizes.total()},
+        "open_ms": open_ms, "verified": verified,
     })
 }
 

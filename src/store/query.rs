@@ -112,6 +112,19 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
     words_of(head).chain(words_of(tail))
 }
 
+/// Whether (head, tail) has a word of `query_words` (lower-cased, from [`pair_words`]).
+/// Compares lower-cased characters as they stream instead of allocating each word: the
+/// search calls it for every candidate it visits.
+fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
+    head.split_whitespace()
+        .chain(tail.split_whitespace())
+        .any(|w| {
+            query_words
+                .iter()
+                .any(|q| w.chars().flat_map(char::to_lowercase).eq(q.chars()))
+        })
+}
+
 impl QueryEngine {
     /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
     /// encoding function: same weights, template and aggregation).
@@ -136,33 +149,8 @@ impl QueryEngine {
     /// Loads the index's model now (so the first encoded query is not slowed by it).
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
-            let built = self.index.meta().encoder.clone();
-            let dir = match &self.model_dir {
-                Some(d) => d.clone(),
-                None => recorded_model(&built, self.index.dir())?,
-            };
-            let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
-            let enc = RelationEncoder::load(
-                &dir,
-                &EncoderOptions {
-                    template: Some(built.template.clone()),
-                    aggregation: Some(aggregation),
-                    // The index's function, whatever the model's config says now.
-                    offset_weight: Some(offset_weight.unwrap_or(0.0)),
-                    // Queries come one at a time.
-                    batch_size: 8,
-                    ..Default::default()
-                },
-            )?;
-            let offered = encoder_info(&enc.identity()?);
-            if !same_function(&built, &offered) {
-                return Err(Error::EncoderMismatch {
-                    index: self.index.dir().to_path_buf(),
-                    built: format!("{} sha256 {}", built.model, &built.weights_sha256),
-                    offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
-                });
-            }
-            self.encoder = Some(enc);
+            // Queries come one at a time.
+            self.encoder = Some(self.open_model(8)?);
         }
         self.encoder.as_ref().ok_or_else(|| Error::InvalidArgument {
             flag: "--model".into(),
@@ -170,14 +158,51 @@ impl QueryEngine {
         })
     }
 
+    /// Loads the index's model and returns it without keeping it, for a caller that runs
+    /// the encoder elsewhere (the server runs it on its own batching thread) while sharing
+    /// this engine's index. Fails if the model does not give the function the index was
+    /// built with. `batch_size` is the most prompts per forward pass.
+    pub fn open_model(&self, batch_size: usize) -> Result<RelationEncoder> {
+        let built = self.index.meta().encoder.clone();
+        let dir = match &self.model_dir {
+            Some(d) => d.clone(),
+            None => recorded_model(&built, self.index.dir())?,
+        };
+        let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
+        let enc = RelationEncoder::load(
+            &dir,
+            &EncoderOptions {
+                template: Some(built.template.clone()),
+                aggregation: Some(aggregation),
+                // The index's function, whatever the model's config says now.
+                offset_weight: Some(offset_weight.unwrap_or(0.0)),
+                batch_size: batch_size.max(1),
+                ..Default::default()
+            },
+        )?;
+        let offered = encoder_info(&enc.identity()?);
+        if !same_function(&built, &offered) {
+            return Err(Error::EncoderMismatch {
+                index: self.index.dir().to_path_buf(),
+                built: format!("{} sha256 {}", built.model, &built.weights_sha256),
+                offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
+            });
+        }
+        Ok(enc)
+    }
+
+    /// The stored relation vector of (a, b) and its row, if the index holds the pair.
+    pub fn stored(&self, a: &str, b: &str) -> Result<Option<(Vec<f32>, usize)>> {
+        match self.index.lookup(a, b)? {
+            Some(row) => Ok(Some((self.index.vector(row)?.into_owned(), row))),
+            None => Ok(None),
+        }
+    }
+
     /// The relation vector of (a, b): from the index if stored, else encoded.
     pub fn vector(&mut self, a: &str, b: &str) -> Result<(Vec<f32>, Source, Option<usize>)> {
-        if let Some(row) = self.index.lookup(a, b)? {
-            return Ok((
-                self.index.vector(row)?.into_owned(),
-                Source::Index,
-                Some(row),
-            ));
+        if let Some((v, row)) = self.stored(a, b)? {
+            return Ok((v, Source::Index, Some(row)));
         }
         let enc = self.load_model()?;
         let mut v = enc.embed(&[(a, b)])?;
@@ -193,6 +218,22 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
         let (v, source, self_row) = self.vector(a, b)?;
+        let hits = self.search_rows(a, b, &v, self_row, opts)?;
+        Ok((hits.into_iter().map(|(_, hit)| hit).collect(), source))
+    }
+
+    /// The search half of [`Self::query`], for a vector already in hand: `v` is (a, b)'s
+    /// relation vector and `self_row` its row if the index stores it. Each hit comes with
+    /// its row (the server reads the hits' vectors by it). Takes `&self`, so one engine
+    /// answers many threads at once.
+    pub fn search_rows(
+        &self,
+        a: &str,
+        b: &str,
+        v: &[f32],
+        self_row: Option<usize>,
+        opts: &QueryOptions,
+    ) -> Result<Vec<(usize, QueryHit)>> {
         let query_words: Vec<String> = pair_words(a, b).collect();
         let index = &self.index;
         let keep = |row: usize| -> bool {
@@ -203,27 +244,28 @@ impl QueryEngine {
                 return true;
             }
             match index.pair(row) {
-                Ok(p) => !pair_words(p.head, p.tail).any(|w| query_words.contains(&w)),
+                Ok(p) => !shares_word(&query_words, p.head, p.tail),
                 Err(_) => false,
             }
         };
         let hits = if opts.exact {
-            index.search_exact_filtered(&v, opts.k, keep)?
+            index.search_exact_filtered(v, opts.k, keep)?
         } else {
-            index.search_filtered(&v, opts.k, opts.ef.max(opts.k), keep)?
+            index.search_filtered(v, opts.k, opts.ef.max(opts.k), keep)?
         };
-        let out = hits
-            .into_iter()
+        hits.into_iter()
             .map(|h| {
                 let p = index.pair(h.row)?;
-                Ok(QueryHit {
-                    pair: [p.head.to_string(), p.tail.to_string()],
-                    score: h.score,
-                    label: p.label.map(|l| l.to_string()),
-                })
+                Ok((
+                    h.row,
+                    QueryHit {
+                        pair: [p.head.to_string(), p.tail.to_string()],
+                        score: h.score,
+                        label: p.label.map(|l| l.to_string()),
+                    },
+                ))
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((out, source))
+            .collect()
     }
 }
 
@@ -241,5 +283,16 @@ mod tests {
         assert_eq!(parse_query_line("just-one"), None);
         assert_eq!(parse_query_line("a b c"), None);
         assert_eq!(parse_query_line("a:b:c"), None);
+    }
+
+    #[test]
+    fn shared_words_ignore_case() {
+        let q: Vec<String> = pair_words("Paris", "New York").collect();
+        assert!(shares_word(&q, "york", "city"));
+        assert!(shares_word(&q, "ÉCOLE PARIS", "x"));
+        assert!(!shares_word(&q, "london", "england"));
+        assert!(!shares_word(&q, "pari", "yorkshire"));
+        let q: Vec<String> = pair_words("École", "x").collect();
+        assert!(shares_word(&q, "ÉCOLE", "y"));
     }
 }

@@ -62,3 +62,72 @@ pub fn set_offset_weight(from: &Path, to: &Path, w: Option<f64>) {
     };
     std::fs::write(to, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
 }
+
+/// A small labelled pair file in `dir` (pairs.tsv): 20 words paired with each other, plus
+/// a comment and a duplicate line, as the index tests build their fixture index from.
+pub fn pair_file(dir: &Path) -> PathBuf {
+    let p = dir.join("pairs.tsv");
+    let mut text = String::from("# test vocabulary\n");
+    let words = [
+        "paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten", "wheel", "car",
+        "hot", "cold", "big", "small", "pen", "write", "knife", "cut", "bird", "nest",
+    ];
+    for (i, a) in words.iter().enumerate() {
+        for b in words.iter().skip(i + 1).step_by(3) {
+            text.push_str(&format!("{a}\t{b}\tl{}\n", i % 4));
+        }
+    }
+    text.push_str("paris\tfrance\tduplicate\n");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Starts `relbert serve --addr 127.0.0.1:0 --index INDEX` with `RELBERT_LOG=log` and
+/// returns the child, its standard error (after the listening line) and the bound address.
+pub fn spawn_serve(
+    index: &Path,
+    log: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--index"])
+        .arg(index)
+        .env("RELBERT_LOG", log)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("relbert serve: listening on http://")
+        {
+            let addr = a.to_string();
+            return (child, err, addr);
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("relbert serve printed no address");
+}
+
+/// A `GET path` on a fresh connection to `addr`: the whole raw response, or `None` if the
+/// server cannot be reached.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}

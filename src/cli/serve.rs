@@ -1,0 +1,101 @@
+//! `relbert serve`: flags and the async runtime around [`relbert::serve::serve`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use relbert::serve::{BatchConfig, Limits, ServeOptions};
+
+/// Arguments of `relbert serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Index directory (default: $RELBERT_INDEX or indexes/default).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Model for pairs not in the index (default: the one the index was built with).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Address to listen on; anything but loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Bearer token every API request must carry (also $RELBERT_TOKEN).
+    #[arg(long, env = "RELBERT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Most pairs per encoder forward pass.
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+    /// Most padded tokens per encoder forward pass.
+    #[arg(long, default_value_t = 4096)]
+    max_batch_tokens: usize,
+    /// Longest a pair waits for others to share its forward pass, in milliseconds.
+    #[arg(long, default_value_t = 2)]
+    max_wait_ms: u64,
+    /// Most pairs waiting for the encoder before requests get 503.
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body: usize,
+    /// Largest k a query may ask for.
+    #[arg(long, default_value_t = 100)]
+    max_k: usize,
+    /// Most pairs in one batch request.
+    #[arg(long, default_value_t = 64)]
+    max_pairs: usize,
+    /// Request time limit in milliseconds (504 past it).
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    let index = a
+        .index
+        .clone()
+        .unwrap_or_else(relbert::defaults::default_index_dir);
+    anyhow::ensure!(
+        index.join("meta").is_file(),
+        "no index at {} (build one with relbert index build, or run relbert query once to \
+         build the default index)",
+        index.display()
+    );
+    let opts = ServeOptions {
+        index,
+        model: a.model,
+        addr: a.addr,
+        token: a.token.filter(|t| !t.is_empty()),
+        limits: Limits {
+            max_body_bytes: a.max_body,
+            max_k: a.max_k,
+            max_batch_pairs: a.max_pairs,
+            request_timeout_ms: a.timeout_ms,
+            ..Limits::default()
+        },
+        batch: BatchConfig {
+            max_batch: a.max_batch,
+            max_tokens: a.max_batch_tokens,
+            max_wait: Duration::from_millis(a.max_wait_ms),
+            queue_capacity: a.queue,
+        },
+    };
+    // A client that hangs up must cost an EPIPE on that socket, not the process (main
+    // restores SIGPIPE's default for pipelines like `relbert query | head`).
+    #[cfg(unix)]
+    // SAFETY: SIG_IGN is a valid disposition; no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("relbert-serve")
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(relbert::serve::serve(opts, |addr| {
+            // On stderr for people and for scripts that start it on port 0.
+            eprintln!("relbert serve: listening on http://{addr}");
+        }))
+        .context("relbert serve")?;
+    Ok(())
+}

@@ -1,0 +1,549 @@
+//! The HTTP routes: JSON endpoints under `/v1/`, the page at `/`, and the middleware that
+//! checks the bearer token, bounds each request's time, counts it and logs it. Every error
+//! is a JSON object `{"error": message, "status": code}`; the only 5xx answers are the
+//! declared ones (503 while loading or when the encoder queue is full, 504 past the time
+//! limit, 500 for a damaged index).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::batcher::BatchError;
+use super::{pca, timeout_of, AppState, Loaded};
+use crate::query::{parse_query_line, QueryOptions, Source};
+
+const PAGE: &str = include_str!("page.html");
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// An error answer: a status and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    fn internal(e: crate::Error) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(e: BatchError) -> Self {
+        let status = match e {
+            BatchError::Busy(_) | BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            BatchError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.message, "status": self.status.as_u16()}));
+        let mut r = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The server's routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/", get(page))
+        .route("/v1/query", post(query))
+        .route("/v1/embed", post(embed))
+        .route("/v1/suggest", get(suggest))
+        .route("/v1/info", get(info))
+        .route("/v1/health", get(health))
+        .route("/v1/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /v1/openapi.json",
+    )
+}
+
+/// Whether `given` equals `want`, in time that does not depend on where they differ.
+fn same_secret(given: &[u8], want: &[u8]) -> bool {
+    given.len() == want.len() && given.iter().zip(want).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Paths anyone may fetch when a token is set: the page (it asks for the token), liveness
+/// and the API description.
+fn public(endpoint: &str) -> bool {
+    matches!(endpoint, "/" | "/v1/health" | "/v1/openapi.json")
+}
+
+/// Authorisation, the time limit, metrics and the access log, around every route.
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(200).collect();
+    let authorised = match &state.token {
+        Some(token) if !public(&endpoint) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
+        _ => true,
+    };
+    let response = if !authorised {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this server needs a bearer token: Authorization: Bearer <token>",
+        )
+        .into_response()
+    } else {
+        let limit = timeout_of(&state.limits);
+        match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the request took longer than {} ms",
+                    state.limits.request_timeout_ms
+                ),
+            )
+            .into_response(),
+        }
+    };
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.request(&endpoint, status, took);
+    tracing::info!(
+        target: "relbert::serve::access",
+        %method,
+        path,
+        status,
+        ms = took.as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+/// The loaded index and model, or 503 while they load.
+fn loaded(state: &AppState) -> Result<&Loaded, ApiError> {
+    state.ready().ok_or_else(|| match state.failure() {
+        Some(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the index could not be loaded: {why}"),
+        ),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the index is still loading; see /v1/health",
+        ),
+    })
+}
+
+/// A JSON body of type `T`, or a 4xx naming what is wrong: 413 past the size limit, 400
+/// for bytes that are not JSON, 422 for JSON of the wrong shape.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let status = match e.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("request body: {e}"))
+    })
+}
+
+/// A JSON request body, rejected with [`parse_body`]'s JSON errors instead of axum's text.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        parse_body(Bytes::from_request(req, state).await).map(JsonBody)
+    }
+}
+
+/// A pair as a client may send it: `["a", "b"]` or `"a:b"` (also `a<TAB>b`, `a b`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PairInput {
+    Two([String; 2]),
+    Line(String),
+}
+
+impl PairInput {
+    /// The checked pair, or a 422 naming `what` (e.g. `pairs[3]`).
+    fn check(self, what: &str, max_chars: usize) -> Result<(String, String), ApiError> {
+        let (a, b) = match self {
+            PairInput::Two([a, b]) => (a.trim().to_string(), b.trim().to_string()),
+            PairInput::Line(line) => parse_query_line(&line).ok_or_else(|| {
+                ApiError::bad(format!(
+                    "{what}: expected two words as \"a:b\" or [\"a\", \"b\"], got {:?}",
+                    line.chars().take(60).collect::<String>()
+                ))
+            })?,
+        };
+        for w in [&a, &b] {
+            if w.is_empty() {
+                return Err(ApiError::bad(format!("{what}: a word is empty")));
+            }
+            if w.chars().count() > max_chars {
+                return Err(ApiError::bad(format!(
+                    "{what}: a word is longer than {max_chars} characters"
+                )));
+            }
+            if w.chars().any(char::is_control) {
+                return Err(ApiError::bad(format!(
+                    "{what}: words may not contain control characters (tabs, newlines)"
+                )));
+            }
+        }
+        Ok((a, b))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    pair: Option<PairInput>,
+    pairs: Option<Vec<PairInput>>,
+    k: Option<usize>,
+    #[serde(default)]
+    exact: bool,
+    ef: Option<usize>,
+    #[serde(default)]
+    keep_shared_words: bool,
+    /// Add a 2-D PCA projection of the query and its results.
+    #[serde(default)]
+    plot: bool,
+    /// Answer 404 for pairs the index does not store instead of encoding them.
+    #[serde(default)]
+    stored_only: bool,
+}
+
+/// Checks a list of pairs against the batch limit and each pair against the word limits.
+fn check_pairs(pairs: Vec<PairInput>, state: &AppState) -> Result<Vec<(String, String)>, ApiError> {
+    let max = state.limits.max_batch_pairs;
+    if pairs.is_empty() {
+        return Err(ApiError::bad("pairs: the list is empty"));
+    }
+    if pairs.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("pairs: {} pairs, more than the limit of {max}", pairs.len()),
+        ));
+    }
+    pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| p.check(&format!("pairs[{i}]"), state.limits.max_word_chars))
+        .collect()
+}
+
+async fn query(
+    State(state): State<Arc<AppState>>,
+    JsonBody(req): JsonBody<QueryRequest>,
+) -> ApiResult {
+    let loaded = loaded(&state)?;
+    let k = req.k.unwrap_or(10);
+    if k == 0 || k > state.limits.max_k {
+        return Err(ApiError::bad(format!(
+            "k must be between 1 and {}",
+            state.limits.max_k
+        )));
+    }
+    let ef = req.ef.unwrap_or(64);
+    if ef == 0 || ef > state.limits.max_ef {
+        return Err(ApiError::bad(format!(
+            "ef must be between 1 and {}",
+            state.limits.max_ef
+        )));
+    }
+    let opts = QueryOptions {
+        k,
+        exact: req.exact,
+        ef,
+        keep_shared_words: req.keep_shared_words,
+    };
+    match (req.pair, req.pairs) {
+        (Some(p), None) => {
+            let (a, b) = p.check("pair", state.limits.max_word_chars)?;
+            let vectors =
+                vectors_of(&state, loaded, &[(a.clone(), b.clone())], req.stored_only).await?;
+            let Some(found) = vectors.into_iter().next() else {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no vector",
+                ));
+            };
+            let found = found.map_err(|(status, msg)| ApiError::new(status, msg))?;
+            Ok(Json(answer(loaded, &a, &b, found, &opts, req.plot).await?))
+        }
+        (None, Some(ps)) => {
+            let pairs = check_pairs(ps, &state)?;
+            let vectors = vectors_of(&state, loaded, &pairs, req.stored_only).await?;
+            let mut out = Vec::with_capacity(pairs.len());
+            for ((a, b), found) in pairs.iter().zip(vectors) {
+                out.push(match found {
+                    Ok(found) => answer(loaded, a, b, found, &opts, req.plot).await?,
+                    Err((status, msg)) => {
+                        json!({"query": [a, b], "error": msg, "status": status.as_u16()})
+                    }
+                });
+            }
+            Ok(Json(json!({ "results": out })))
+        }
+        _ => Err(ApiError::bad(
+            "give either \"pair\" (one query) or \"pairs\" (a batch), not both",
+        )),
+    }
+}
+
+/// A query vector, where it came from, and its row if stored.
+type Found = (Vec<f32>, Source, Option<usize>);
+
+/// The query vectors of `pairs`: stored ones straight from the index, the rest encoded
+/// together through the batcher. A pair the encoder refuses (or, with `stored_only`, one
+/// the index lacks) gets its own status and message; a full queue fails the request.
+async fn vectors_of(
+    state: &AppState,
+    loaded: &Loaded,
+    pairs: &[(String, String)],
+    stored_only: bool,
+) -> Result<Vec<Result<Found, (StatusCode, String)>>, ApiError> {
+    let mut out: Vec<Option<Result<Found, (StatusCode, String)>>> = Vec::with_capacity(pairs.len());
+    let mut missing = Vec::new();
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        match loaded.engine.stored(a, b).map_err(ApiError::internal)? {
+            Some((v, row)) => {
+                state.metrics.query_source("index");
+                out.push(Some(Ok((v, Source::Index, Some(row)))));
+            }
+            None if stored_only => out.push(Some(Err((
+                StatusCode::NOT_FOUND,
+                format!("({a}, {b}) is not in the index (stored_only was asked)"),
+            )))),
+            None => {
+                missing.push(i);
+                out.push(None);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let wanted: Vec<(String, String)> = missing.iter().map(|&i| pairs[i].clone()).collect();
+        match loaded.batcher.embed(wanted).await {
+            Ok(vs) => {
+                for (&i, v) in missing.iter().zip(vs) {
+                    state.metrics.query_source("encoded");
+                    out[i] = Some(Ok((v, Source::Encoded, None)));
+                }
+            }
+            // One refused pair among several: find which, one at a time.
+            Err(BatchError::Rejected(msg)) => {
+                for &i in &missing {
+                    out[i] = Some(match loaded.batcher.embed(vec![pairs[i].clone()]).await {
+                        Ok(mut v) => match v.pop() {
+                            Some(v) => Ok((v, Source::Encoded, None)),
+                            None => Err((StatusCode::UNPROCESSABLE_ENTITY, msg.clone())),
+                        },
+                        Err(BatchError::Rejected(m)) => Err((StatusCode::UNPROCESSABLE_ENTITY, m)),
+                        Err(e) => return Err(e.into()),
+                    });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err((StatusCode::INTERNAL_SERVER_ERROR, "no vector".into()))))
+        .collect())
+}
+
+/// One query's answer, as `relbert query --json` prints it (plus `plot` if asked). Exact
+/// search scans every row, so it runs on the blocking pool rather than an async worker.
+async fn answer(
+    loaded: &Loaded,
+    a: &str,
+    b: &str,
+    (v, source, self_row): Found,
+    opts: &QueryOptions,
+    plot: bool,
+) -> Result<Value, ApiError> {
+    let engine = loaded.engine.clone();
+    let hits = if opts.exact {
+        let (a2, b2, v2, o2) = (a.to_string(), b.to_string(), v.clone(), opts.clone());
+        let e2 = engine.clone();
+        tokio::task::spawn_blocking(move || e2.search_rows(&a2, &b2, &v2, self_row, &o2))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    } else {
+        engine.search_rows(a, b, &v, self_row, opts)
+    }
+    .map_err(ApiError::internal)?;
+    let mut doc = json!({
+        "query": [a, b],
+        "source": source,
+        "results": hits.iter().map(|(_, h)| h).collect::<Vec<_>>(),
+    });
+    if plot {
+        let index = engine.index();
+        let mut vectors = vec![v];
+        for (row, _) in &hits {
+            vectors.push(
+                index
+                    .vector(*row)
+                    .map_err(|e| ApiError::internal(e.into()))?
+                    .into_owned(),
+            );
+        }
+        let refs: Vec<&[f32]> = vectors.iter().map(|v| v.as_slice()).collect();
+        let points = pca::project_2d(&refs);
+        doc["plot"] = json!(points);
+    }
+    Ok(doc)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbedRequest {
+    pairs: Vec<PairInput>,
+}
+
+/// Unit relation vectors of the pairs, always from the encoder (the index's pair function;
+/// stored vectors may be kept at half precision, so they are not returned here).
+async fn embed(
+    State(state): State<Arc<AppState>>,
+    JsonBody(req): JsonBody<EmbedRequest>,
+) -> ApiResult {
+    let loaded = loaded(&state)?;
+    let pairs = check_pairs(req.pairs, &state)?;
+    let vectors = loaded.batcher.embed(pairs.clone()).await?;
+    Ok(Json(json!({
+        "dim": loaded.batcher.dim(),
+        "pairs": pairs.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
+        "vectors": vectors,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuggestParams {
+    q: String,
+    limit: Option<usize>,
+}
+
+async fn suggest(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<SuggestParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(p) = params.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
+    let loaded = loaded(&state)?;
+    if p.q.chars().count() > 2 * state.limits.max_word_chars + 1 {
+        return Err(ApiError::bad("q is longer than a pair may be"));
+    }
+    let limit = p.limit.unwrap_or(10).min(state.limits.max_k);
+    let index = loaded.engine.index();
+    let mut out = Vec::new();
+    for row in loaded.suggestions.prefix(&p.q, limit) {
+        let pair = index.pair(row).map_err(|e| ApiError::internal(e.into()))?;
+        out.push(json!({"pair": [pair.head, pair.tail], "label": pair.label}));
+    }
+    Ok(Json(json!({ "suggestions": out })))
+}
+
+async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
+    let loaded = loaded(&state)?;
+    let mut doc = loaded.info.clone();
+    doc["server"] = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "limits": state.limits,
+        "batching": {
+            "max_batch": state.batch.max_batch,
+            "max_tokens": state.batch.max_tokens,
+            "max_wait_ms": state.batch.max_wait.as_secs_f64() * 1e3,
+            "queue_capacity": state.batch.queue_capacity,
+        },
+        "auth": state.token.is_some(),
+    });
+    Ok(Json(doc))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match (state.ready(), state.failure()) {
+        (Some(l), _) => {
+            Json(json!({"status": "ready", "pairs": l.suggestions.len()})).into_response()
+        }
+        (None, Some(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "error": why})),
+        )
+            .into_response(),
+        (None, None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(l) = state.ready() {
+        state.metrics.set_queue_depth(l.batcher.depth());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}

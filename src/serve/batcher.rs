@@ -1,0 +1,227 @@
+//! Dynamic batching of encoder work. Requests that need a pair encoded put it on a bounded
+//! queue and wait; one dedicated OS thread owns the [`RelationEncoder`] and runs forward
+//! passes over whatever has queued up: everything already waiting, then more for at most
+//! `max_wait`, bounded by `max_batch` pairs and a padded-token budget (the longest prompt
+//! times the batch's size), as text-embeddings-inference does. Under load, pairs that arrive
+//! during a forward pass form the next batch, so throughput grows with concurrency; when idle
+//! a lone pair waits at most `max_wait`.
+//!
+//! The forward pass is CPU-bound and runs on candle's own thread pool, so it must not occupy
+//! the async runtime's workers: those keep answering stored-pair queries meanwhile.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::relation::RelationEncoder;
+
+/// How the batcher groups pairs into forward passes.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most pairs in one forward pass.
+    pub max_batch: usize,
+    /// Most padded tokens (longest prompt × pairs) in one forward pass.
+    pub max_tokens: usize,
+    /// Longest a pair waits for company once the encoder is free.
+    pub max_wait: Duration,
+    /// Most pairs waiting; beyond it requests are refused with 503 instead of queueing
+    /// without bound.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch: 64,
+            max_tokens: 4096,
+            max_wait: Duration::from_millis(2),
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// Why a pair could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The queue is full: the server is overloaded (HTTP 503).
+    #[error("the encoder queue is full ({0} pairs waiting); retry later")]
+    Busy(usize),
+    /// The encoder thread has stopped (HTTP 503).
+    #[error("the encoder has stopped")]
+    Stopped,
+    /// The encoder refused this pair (HTTP 422), e.g. a prompt too long for mask pooling.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+struct Job {
+    a: String,
+    b: String,
+    reply: oneshot::Sender<std::result::Result<Vec<f32>, String>>,
+}
+
+/// The handle requests use to get pairs encoded; cheap to share behind an `Arc`.
+pub struct Batcher {
+    tx: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
+    dim: usize,
+}
+
+impl Batcher {
+    /// Moves the encoder onto a new thread that serves the queue until every handle is gone.
+    pub fn start(enc: RelationEncoder, cfg: BatchConfig, metrics: Arc<Metrics>) -> Result<Self> {
+        let cfg = BatchConfig {
+            max_batch: cfg.max_batch.max(1),
+            queue_capacity: cfg.queue_capacity.max(1),
+            ..cfg
+        };
+        let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_capacity);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let dim = enc.dim();
+        let thread_depth = depth.clone();
+        let capacity = cfg.queue_capacity;
+        std::thread::Builder::new()
+            .name("relbert-encoder".into())
+            .spawn(move || encoder_loop(enc, cfg, rx, thread_depth, metrics))
+            .map_err(|e| Error::Internal(format!("starting the encoder thread: {e}")))?;
+        Ok(Batcher {
+            tx,
+            depth,
+            capacity,
+            dim,
+        })
+    }
+
+    /// The relation vectors' dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Pairs waiting for the encoder now.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Unit relation vectors of `pairs`, in order, sharing forward passes with whatever
+    /// other requests are waiting.
+    pub async fn embed(
+        &self,
+        pairs: Vec<(String, String)>,
+    ) -> std::result::Result<Vec<Vec<f32>>, BatchError> {
+        let mut waiting = Vec::with_capacity(pairs.len());
+        for (a, b) in pairs {
+            let (reply, rx) = oneshot::channel();
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            match self.tx.try_send(Job { a, b, reply }) {
+                Ok(()) => waiting.push(rx),
+                Err(e) => {
+                    self.depth.fetch_sub(1, Ordering::Relaxed);
+                    return Err(match e {
+                        TrySendError::Full(_) => BatchError::Busy(self.capacity),
+                        TrySendError::Disconnected(_) => BatchError::Stopped,
+                    });
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            match rx.await {
+                Ok(Ok(v)) => out.push(v),
+                Ok(Err(msg)) => return Err(BatchError::Rejected(msg)),
+                Err(_) => return Err(BatchError::Stopped),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Prompt length in tokens, for the token budget (a pair the tokenizer fails on counts as
+/// the model's limit: the forward pass will report its error).
+fn prompt_tokens(enc: &RelationEncoder, job: &Job) -> usize {
+    enc.tokenize(&[(job.a.as_str(), job.b.as_str())])
+        .ok()
+        .and_then(|t| t.first().map(|t| t.ids.len()))
+        .unwrap_or(crate::batching::MAX_LENGTH)
+}
+
+fn encoder_loop(
+    enc: RelationEncoder,
+    cfg: BatchConfig,
+    rx: mpsc::Receiver<Job>,
+    depth: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+) {
+    let mut carried: Option<(Job, usize)> = None;
+    loop {
+        let first = match carried.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => {
+                    let t = prompt_tokens(&enc, &j);
+                    (j, t)
+                }
+                Err(_) => return, // every handle dropped: the server is gone
+            },
+        };
+        let deadline = Instant::now() + cfg.max_wait;
+        let mut longest = first.1;
+        let mut batch = vec![first.0];
+        while batch.len() < cfg.max_batch {
+            // Whatever is queued already is taken without waiting; then up to the deadline.
+            let next = match rx.try_recv() {
+                Ok(j) => Some(j),
+                Err(mpsc::TryRecvError::Disconnected) => None,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        None
+                    } else {
+                        // Timed out or disconnected alike: the batch is complete.
+                        rx.recv_timeout(deadline - now).ok()
+                    }
+                }
+            };
+            let Some(job) = next else { break };
+            let t = prompt_tokens(&enc, &job);
+            if longest.max(t) * (batch.len() + 1) > cfg.max_tokens {
+                carried = Some((job, t));
+                break;
+            }
+            longest = longest.max(t);
+            batch.push(job);
+        }
+        depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        // A client that gave up (timeout, closed connection) needs no forward pass.
+        batch.retain(|j| !j.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        metrics.encoder_batch(batch.len(), depth.load(Ordering::Relaxed));
+        let started = Instant::now();
+        let pairs: Vec<(&str, &str)> = batch.iter().map(|j| (j.a.as_str(), j.b.as_str())).collect();
+        match enc.embed(&pairs) {
+            Ok(vectors) if vectors.len() == batch.len() => {
+                for (job, v) in batch.into_iter().zip(vectors) {
+                    let _ = job.reply.send(Ok(v));
+                }
+            }
+            // One bad pair must not fail the others: encode them one by one to find it.
+            _ => {
+                for job in batch {
+                    let r = enc
+                        .embed(&[(job.a.as_str(), job.b.as_str())])
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut v| v.pop().ok_or_else(|| "no vector".to_string()));
+                    let _ = job.reply.send(r);
+                }
+            }
+        }
+        metrics.encoder_forward(started.elapsed());
+    }
+}

@@ -1,0 +1,584 @@
+//! `relbert serve`: the endpoints on a fixture index built with the tiny BERT (status codes,
+//! JSON shapes, errors, limits, auth), agreement with `relbert query --json`, dynamic
+//! batching, random bodies to every endpoint, and the binary's start, refusal and shutdown.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use common::{fixture, pair_file};
+use http_body_util::BodyExt;
+use proptest::prelude::*;
+use relbert::serve::{api::router, AppState, BatchConfig, Limits, ServeOptions};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+/// One fixture index per test binary (built by the CLI, as a user would).
+fn index() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("idx");
+        relbert()
+            .args(["index", "build", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(pair_file(dir.path()))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        (dir, out)
+    })
+    .1
+}
+
+fn options(token: Option<&str>) -> ServeOptions {
+    ServeOptions {
+        index: index().to_path_buf(),
+        model: None,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token: token.map(str::to_string),
+        limits: Limits {
+            max_body_bytes: 4096,
+            max_batch_pairs: 8,
+            max_k: 20,
+            ..Limits::default()
+        },
+        batch: BatchConfig::default(),
+    }
+}
+
+fn app_with(opts: ServeOptions) -> (Router, Arc<AppState>) {
+    let state = AppState::new(&opts);
+    state.load().unwrap();
+    (router(state.clone()), state)
+}
+
+fn app() -> Router {
+    app_with(options(None)).0
+}
+
+/// Sends one request; the body as JSON if it parses, else as a JSON string.
+async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+    call_auth(app, method, uri, body, None).await
+}
+
+async fn call_auth(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
+        .header("content-type", "application/json")
+        .body(Body::from(body.unwrap_or("").to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+async fn post(app: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(app, "POST", uri, Some(&body.to_string())).await
+}
+
+fn cli_query(a: &str, b: &str, extra: &[&str]) -> Value {
+    let out = relbert()
+        .args(["query", "--json", "--index"])
+        .arg(index())
+        .args(extra)
+        .args([a, b])
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+/// The same query, source and ranked pairs and labels; scores equal to float precision.
+fn assert_same_answer(server: &Value, cli: &Value) {
+    assert_eq!(server["query"], cli["query"]);
+    assert_eq!(server["source"], cli["source"]);
+    let (s, c) = (
+        server["results"].as_array().unwrap(),
+        cli["results"].as_array().unwrap(),
+    );
+    assert_eq!(s.len(), c.len(), "{server}\n{cli}");
+    for (x, y) in s.iter().zip(c) {
+        assert_eq!(x["pair"], y["pair"]);
+        assert_eq!(x["label"], y["label"]);
+        let d = (x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs();
+        assert!(d < 1e-5, "{x} vs {y}");
+    }
+}
+
+#[tokio::test]
+async fn query_agrees_with_the_cli() {
+    let app = app();
+    // A stored pair and one the index lacks (encoded), HNSW and exact, a k and the flag.
+    for (a, b) in [("paris", "france"), ("lion", "cub")] {
+        for (body_extra, cli_extra) in [
+            (json!({}), vec![]),
+            (json!({"exact": true, "k": 5}), vec!["--exact", "-k", "5"]),
+            (
+                json!({"keep_shared_words": true, "k": 7}),
+                vec!["--keep-shared-words", "-k", "7"],
+            ),
+        ] {
+            let mut body = json!({"pair": [a, b]});
+            for (key, v) in body_extra.as_object().unwrap() {
+                body[key] = v.clone();
+            }
+            let (status, server) = post(&app, "/v1/query", body).await;
+            assert_eq!(status, StatusCode::OK, "{server}");
+            let cli = cli_query(a, b, &cli_extra);
+            assert!(!cli["results"].as_array().unwrap().is_empty());
+            assert_same_answer(&server, &cli);
+        }
+    }
+    let (_, stored) = post(&app, "/v1/query", json!({"pair": "paris:france"})).await;
+    assert_eq!(stored["source"], "index");
+    let (_, encoded) = post(&app, "/v1/query", json!({"pair": ["lion", "cub"]})).await;
+    assert_eq!(encoded["source"], "encoded");
+}
+
+#[tokio::test]
+async fn batch_query_matches_single_queries() {
+    let app = app();
+    let pairs = [["paris", "france"], ["lion", "cub"], ["dog", "puppy"]];
+    let (status, batch) = post(
+        &app,
+        "/v1/query",
+        json!({"pairs": pairs, "k": 4, "plot": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let results = batch["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for (p, r) in pairs.iter().zip(results) {
+        let (_, single) = post(&app, "/v1/query", json!({"pair": p, "k": 4})).await;
+        assert_same_answer(r, &single);
+        // The plot has the query and each result, inside the unit square.
+        let plot = r["plot"].as_array().unwrap();
+        assert_eq!(plot.len(), r["results"].as_array().unwrap().len() + 1);
+        assert!(plot
+            .iter()
+            .flat_map(|p| p.as_array().unwrap())
+            .all(|x| x.as_f64().unwrap().abs() <= 1.0 + 1e-6));
+    }
+}
+
+#[tokio::test]
+async fn info_health_metrics_openapi_and_page() {
+    let app = app();
+    let (status, health) = call(&app, "GET", "/v1/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "ready");
+
+    let (status, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = relbert()
+        .args(["index", "info", "--json"])
+        .arg(index())
+        .assert()
+        .success();
+    let cli: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for key in [
+        "id",
+        "count",
+        "dim",
+        "metric",
+        "precision",
+        "hnsw",
+        "encoder",
+        "bytes",
+    ] {
+        assert_eq!(info[key], cli[key], "{key}");
+    }
+    assert_eq!(health["pairs"], cli["count"]);
+    assert_eq!(info["server"]["limits"]["max_k"], 20);
+
+    post(&app, "/v1/query", json!({"pair": ["lion", "cub"]})).await;
+    let (status, metrics) = call(&app, "GET", "/v1/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    for series in [
+        "relbert_http_requests_total{endpoint=\"/v1/query\",status=\"200\"}",
+        "relbert_http_request_duration_seconds_bucket",
+        "relbert_encoder_batch_size_count",
+        "relbert_encoder_queue_depth",
+        "relbert_query_vectors_total{source=\"encoded\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+
+    let (status, api) = call(&app, "GET", "/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/query",
+        "/v1/embed",
+        "/v1/suggest",
+        "/v1/info",
+        "/v1/health",
+        "/v1/metrics",
+    ] {
+        assert!(api["paths"][path].is_object(), "{path} not described");
+    }
+
+    let (status, page) = call(&app, "GET", "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let html = page.as_str().unwrap();
+    assert!(html.contains("A is to B as ? is to ?"));
+    // Only the XML namespace names may mention http; nothing is fetched from elsewhere.
+    let outside = html
+        .replace("http://www.w3.org/2000/svg", "")
+        .replace("http://www.w3.org/1999/xhtml", "");
+    assert!(
+        !outside.contains("http://") && !outside.contains("https://") && !outside.contains("//cdn"),
+        "the page must not load anything from elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn suggestions_are_prefix_matches() {
+    let app = app();
+    let (status, s) = call(&app, "GET", "/v1/suggest?q=Pa&limit=50", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let got = s["suggestions"].as_array().unwrap();
+    assert!(!got.is_empty());
+    assert!(got
+        .iter()
+        .all(|p| p["pair"][0].as_str().unwrap().starts_with("pa")));
+    let (_, s) = call(&app, "GET", "/v1/suggest?q=paris%20fr", None).await;
+    assert_eq!(s["suggestions"][0]["pair"], json!(["paris", "france"]));
+    let (_, s) = call(&app, "GET", "/v1/suggest?q=zzz", None).await;
+    assert_eq!(s["suggestions"], json!([]));
+    let (status, _) = call(&app, "GET", "/v1/suggest", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn embed_gives_unit_vectors_of_the_index_function() {
+    let (app, state) = app_with(options(None));
+    let (status, e) = post(
+        &app,
+        "/v1/embed",
+        json!({"pairs": [["paris", "france"], "lion:cub"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    let dim = e["dim"].as_u64().unwrap() as usize;
+    let vs: Vec<Vec<f32>> = serde_json::from_value(e["vectors"].clone()).unwrap();
+    assert_eq!(vs.len(), 2);
+    for v in &vs {
+        assert_eq!(v.len(), dim);
+        let n: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-4);
+    }
+    // The stored vector of (paris, france) is the same function's.
+    let engine = &state.ready().unwrap().engine;
+    let (stored, _) = engine.stored("paris", "france").unwrap().unwrap();
+    assert!(common::cosine(&vs[0], &stored) > 0.999);
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let app = app();
+    let long = "x".repeat(101);
+    let unprocessable = [
+        "[1,2]".to_string(),
+        r#"{"pair":["a"]}"#.into(),
+        r#"{"pair":"one"}"#.into(),
+        r#"{"pair":["a",""]}"#.into(),
+        r#"{"pair":["a\tb","c"]}"#.into(),
+        format!(r#"{{"pair":["{long}","b"]}}"#),
+        r#"{"pair":["a","b"],"k":0}"#.into(),
+        r#"{"pair":["a","b"],"k":21}"#.into(),
+        r#"{"pair":["a","b"],"k":-1}"#.into(),
+        r#"{"pair":["a","b"],"ef":0}"#.into(),
+        r#"{"pair":["a","b"],"colour":1}"#.into(),
+        r#"{"pair":["a","b"],"pairs":[["a","b"]]}"#.into(),
+        "{}".into(),
+        r#"{"pairs":[]}"#.into(),
+    ];
+    let nine = json!({"pairs": vec![["a", "b"]; 9]}).to_string();
+    let mut cases: Vec<(&str, &str, String, StatusCode)> = unprocessable
+        .into_iter()
+        .map(|b| ("POST", "/v1/query", b, StatusCode::UNPROCESSABLE_ENTITY))
+        .collect();
+    let big = format!(r#"{{"pair":["a","{}"]}}"#, "y".repeat(5000));
+    let unseen = r#"{"pair":["unseen","words"],"stored_only":true}"#;
+    cases.extend([
+        (
+            "POST",
+            "/v1/query",
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("POST", "/v1/query", "".into(), StatusCode::BAD_REQUEST),
+        (
+            "POST",
+            "/v1/query",
+            nine.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        ("POST", "/v1/query", big, StatusCode::PAYLOAD_TOO_LARGE),
+        ("POST", "/v1/query", unseen.into(), StatusCode::NOT_FOUND),
+        (
+            "POST",
+            "/v1/embed",
+            r#"{"pairs":"a:b"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("POST", "/v1/embed", nine, StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            "GET",
+            "/v1/query",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        ("GET", "/v1/nothing", String::new(), StatusCode::NOT_FOUND),
+        (
+            "GET",
+            "/v1/suggest?q=a&limit=-3",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+    ]);
+    for (method, uri, body, want) in cases {
+        let (status, v) = call(&app, method, uri, Some(&body)).await;
+        assert_eq!(status, want, "{method} {uri} {body:.80}: {v}");
+        if status != StatusCode::METHOD_NOT_ALLOWED {
+            assert!(
+                v["error"].is_string(),
+                "{uri} {body:.80}: not a JSON error: {v}"
+            );
+            assert_eq!(v["status"], status.as_u16());
+        }
+    }
+    // Words the index never saw are encoded (wordpieces), not refused.
+    let (status, v) = post(&app, "/v1/query", json!({"pair": ["qwxzv", "blorpt"]})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["source"], "encoded");
+}
+
+#[tokio::test]
+async fn a_token_guards_the_api() {
+    let (app, _) = app_with(options(Some("s3cret")));
+    let body = json!({"pair": ["paris", "france"]}).to_string();
+    let (status, v) = call(&app, "POST", "/v1/query", Some(&body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].is_string());
+    let (status, _) = call_auth(&app, "POST", "/v1/query", Some(&body), Some("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call_auth(&app, "POST", "/v1/query", Some(&body), Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK);
+    for public in ["/v1/health", "/v1/openapi.json", "/"] {
+        let (status, _) = call(&app, "GET", public, None).await;
+        assert_eq!(status, StatusCode::OK, "{public}");
+    }
+    let (status, _) = call(&app, "GET", "/v1/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn not_ready_until_loaded() {
+    let state = AppState::new(&options(None));
+    let app = router(state.clone());
+    let (status, h) = call(&app, "GET", "/v1/health", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h["status"], "starting");
+    let (status, _) = post(&app, "/v1/query", json!({"pair": ["paris", "france"]})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    state.load().unwrap();
+    let (status, _) = call(&app, "GET", "/v1/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_encodings_share_forward_passes() {
+    let mut opts = options(None);
+    // A long wait makes batching certain even on a loaded machine.
+    opts.batch.max_wait = Duration::from_millis(200);
+    let (app, _) = app_with(opts);
+    let n = 24;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"pair": [format!("word{i}"), "thing"]});
+            post(&app, "/v1/query", body).await.0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let (_, metrics) = call(&app, "GET", "/v1/metrics", None).await;
+    let text = metrics.as_str().unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(value("relbert_encoder_batch_size_sum") as usize, n);
+    let passes = value("relbert_encoder_batch_size_count") as usize;
+    assert!(passes < n / 2, "{n} pairs took {passes} forward passes");
+}
+
+/// Any JSON (or bytes) to every endpoint: never a panic, never a 5xx.
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[a-z:\\t ]{0,12}".prop_map(Value::from),
+        ".{0,8}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("pair".to_string()),
+                        Just("pairs".to_string()),
+                        Just("k".to_string()),
+                        Just("exact".to_string()),
+                        Just("ef".to_string()),
+                        Just("plot".to_string()),
+                        Just("stored_only".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner
+                ),
+                0..5
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn random_bodies_never_crash_an_endpoint() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = app();
+    let config = ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let bytes = prop_oneof![
+        arb_json().prop_map(|v| v.to_string().into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..64),
+    ];
+    proptest!(config, |(body in bytes, q in ".{0,20}")| {
+        rt.block_on(async {
+            for uri in ["/v1/query", "/v1/embed"] {
+                let req = Request::builder()
+                    .method("POST")
+                    .uri(uri)
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                let resp = app.clone().oneshot(req).await.unwrap();
+                let status = resp.status();
+                prop_assert!(!status.is_server_error(), "{uri}: {status} for {:?}", String::from_utf8_lossy(&body));
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                prop_assert!(status.is_success() || v["error"].is_string());
+            }
+            let uri = format!("/v1/suggest?q={}", q.bytes().map(|b| format!("%{b:02X}")).collect::<String>());
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let status = app.clone().oneshot(req).await.unwrap().status();
+            prop_assert!(!status.is_server_error());
+            for uri in ["/v1/info", "/v1/health", "/v1/metrics", "/v1/openapi.json", "/"] {
+                let req = Request::builder().method("POST").uri(uri).body(Body::from(body.clone())).unwrap();
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                prop_assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+            }
+            Ok(())
+        })?;
+    });
+}
+
+#[test]
+fn the_binary_refuses_an_open_address_without_a_token() {
+    relbert()
+        .args(["serve", "--addr", "0.0.0.0:0", "--index"])
+        .arg(index())
+        .env_remove("RELBERT_TOKEN")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--token"));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_serves_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    let (mut child, mut err, addr) = common::spawn_serve(index(), "info");
+    let get = |path: &str| common::http_get(&addr, path).unwrap_or_default();
+    let mut ready = false;
+    for _ in 0..200 {
+        if get("/v1/health").starts_with("HTTP/1.1 200") {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready, "never became ready");
+    assert!(get("/v1/info").contains("\"count\""));
+    // A request in flight when SIGTERM comes: headers and half the body sent before it, the
+    // rest after. It must still be answered, and only then may the server exit.
+    let body = json!({"pair": ["lion", "cub"]}).to_string();
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    conn.write_all(second.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"results\""), "{answer}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("shutting down"), "{rest}");
+    assert!(rest.contains("/v1/info"), "no access log line: {rest}");
+}
