@@ -92,6 +92,8 @@ pub enum OutputKind {
     /// The pair list beside an `.npy` output: it starts with
     /// [`crate::embed::SIDECAR_MARK`].
     Sidecar,
+    /// A word2vec file (binary or text): a first line of two counts, `N D`.
+    Word2vec,
 }
 
 /// Refuses to replace `path` unless `force` and the file is what relbert writes there
@@ -111,6 +113,7 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             OutputKind::EmbedJsonl => "a JSON-lines file of vectors",
             OutputKind::Npy => "a NumPy array",
             OutputKind::Sidecar => "a pair list",
+            OutputKind::Word2vec => "a word2vec file",
         },
         why: why.to_string(),
     };
@@ -135,6 +138,22 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
         }
         OutputKind::Sidecar if !head.starts_with(crate::embed::SIDECAR_MARK.as_bytes()) => {
             Err(not("it does not start with the line relbert writes there"))
+        }
+        OutputKind::Word2vec => {
+            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            let counts = std::str::from_utf8(first).ok().map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                f.len() == 2
+                    && f.iter()
+                        .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if counts == Some(true) && head.len() > first.len() {
+                Ok(())
+            } else {
+                Err(not(
+                    "its first line is not the two counts word2vec files start with",
+                ))
+            }
         }
         _ => Ok(()),
     }

@@ -1,6 +1,7 @@
 //! The query layer: "A is to B as ? is to ?" answered by nearest-neighbour search over the
-//! relation vectors of an index. The query pair's vector comes from the index when the pair is
-//! stored there; otherwise it is encoded with the index's own model, loaded on first need.
+//! relation vectors of a [`RelationStore`] (a local index or a Qdrant collection). The query
+//! pair's vector comes from the store when the pair is stored there; otherwise it is encoded
+//! with the store's own model, loaded on first need.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::indexing::{encoder_info, pair_function, same_function};
 use crate::relation::{EncoderOptions, RelationEncoder};
+use crate::store::backend::{LocalStore, RelationStore, SearchRequest};
 
 /// How to answer a query.
 #[derive(Debug, Clone)]
@@ -95,9 +97,10 @@ pub fn recorded_model(built: &relbert_index::EncoderInfo, index: &Path) -> Resul
     })
 }
 
-/// An open index plus, lazily, the model that encodes pairs it does not hold.
+/// A relation store (a local index or a Qdrant collection) plus, lazily, the model that
+/// encodes pairs the store does not hold.
 pub struct QueryEngine {
-    index: Index,
+    store: Box<dyn RelationStore>,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
 }
@@ -113,19 +116,32 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
 }
 
 impl QueryEngine {
-    /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
-    /// encoding function: same weights, template and aggregation).
+    /// Opens the local index; `model_dir` overrides the model recorded in it (it must be the
+    /// same encoding function: same weights, template and aggregation).
     pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
-        Ok(QueryEngine {
-            index: Index::open(index_dir)?,
+        Ok(Self::with_store(
+            Box::new(LocalStore::open(index_dir)?),
             model_dir,
-            encoder: None,
-        })
+        ))
     }
 
-    /// The open index.
-    pub fn index(&self) -> &Index {
-        &self.index
+    /// An engine over any store (a Qdrant collection, say); `model_dir` as in [`Self::open`].
+    pub fn with_store(store: Box<dyn RelationStore>, model_dir: Option<PathBuf>) -> Self {
+        QueryEngine {
+            store,
+            model_dir,
+            encoder: None,
+        }
+    }
+
+    /// The store queries go to.
+    pub fn store(&self) -> &dyn RelationStore {
+        self.store.as_ref()
+    }
+
+    /// The open local index, when the store is one (`None` for a Qdrant collection).
+    pub fn index(&self) -> Option<&Index> {
+        self.store.local_index()
     }
 
     /// Whether the model has been loaded.
@@ -133,21 +149,22 @@ impl QueryEngine {
         self.encoder.is_some()
     }
 
-    /// Loads the index's model now (so the first encoded query is not slowed by it).
+    /// Loads the store's model now (so the first encoded query is not slowed by it).
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
-            let built = self.index.meta().encoder.clone();
+            let built = self.store.encoder().clone();
+            let place = PathBuf::from(self.store.describe());
             let dir = match &self.model_dir {
                 Some(d) => d.clone(),
-                None => recorded_model(&built, self.index.dir())?,
+                None => recorded_model(&built, &place)?,
             };
-            let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
+            let (aggregation, offset_weight) = pair_function(&built, &place)?;
             let enc = RelationEncoder::load(
                 &dir,
                 &EncoderOptions {
                     template: Some(built.template.clone()),
                     aggregation: Some(aggregation),
-                    // The index's function, whatever the model's config says now.
+                    // The store's function, whatever the model's config says now.
                     offset_weight: Some(offset_weight.unwrap_or(0.0)),
                     // Queries come one at a time.
                     batch_size: 8,
@@ -157,7 +174,7 @@ impl QueryEngine {
             let offered = encoder_info(&enc.identity()?);
             if !same_function(&built, &offered) {
                 return Err(Error::EncoderMismatch {
-                    index: self.index.dir().to_path_buf(),
+                    index: place,
                     built: format!("{} sha256 {}", built.model, &built.weights_sha256),
                     offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
                 });
@@ -170,14 +187,15 @@ impl QueryEngine {
         })
     }
 
-    /// The relation vector of (a, b): from the index if stored, else encoded.
+    /// The relation vector of (a, b): from the store if stored, else encoded. The third
+    /// value is the pair's row for a local index (`None` for other stores and encoded pairs).
     pub fn vector(&mut self, a: &str, b: &str) -> Result<(Vec<f32>, Source, Option<usize>)> {
-        if let Some(row) = self.index.lookup(a, b)? {
-            return Ok((
-                self.index.vector(row)?.into_owned(),
-                Source::Index,
-                Some(row),
-            ));
+        if let Some(v) = self.store.lookup(a, b)? {
+            let row = match self.store.local_index() {
+                Some(index) => index.lookup(a, b)?,
+                None => None,
+            };
+            return Ok((v, Source::Index, row));
         }
         let enc = self.load_model()?;
         let mut v = enc.embed(&[(a, b)])?;
@@ -192,38 +210,20 @@ impl QueryEngine {
         b: &str,
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
-        let (v, source, self_row) = self.vector(a, b)?;
-        let query_words: Vec<String> = pair_words(a, b).collect();
-        let index = &self.index;
-        let keep = |row: usize| -> bool {
-            if Some(row) == self_row {
-                return false;
-            }
-            if opts.keep_shared_words {
-                return true;
-            }
-            match index.pair(row) {
-                Ok(p) => !pair_words(p.head, p.tail).any(|w| query_words.contains(&w)),
-                Err(_) => false,
-            }
-        };
-        let hits = if opts.exact {
-            index.search_exact_filtered(&v, opts.k, keep)?
+        let (v, source, _) = self.vector(a, b)?;
+        let query_words: Vec<String> = if opts.keep_shared_words {
+            Vec::new()
         } else {
-            index.search_filtered(&v, opts.k, opts.ef.max(opts.k), keep)?
+            pair_words(a, b).collect()
         };
-        let out = hits
-            .into_iter()
-            .map(|h| {
-                let p = index.pair(h.row)?;
-                Ok(QueryHit {
-                    pair: [p.head.to_string(), p.tail.to_string()],
-                    score: h.score,
-                    label: p.label.map(|l| l.to_string()),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((out, source))
+        let req = SearchRequest {
+            k: opts.k,
+            exact: opts.exact,
+            ef: opts.ef,
+            exclude_pair: (source == Source::Index).then_some((a, b)),
+            exclude_words: &query_words,
+        };
+        Ok((self.store.search(&v, &req)?, source))
     }
 }
 
