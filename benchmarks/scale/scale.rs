@@ -2,7 +2,7 @@
 //! same vectors (`benchmarks/scale/README.md` has the figures and how they were taken).
 //!
 //! cargo run --release --example scale_export -- URLS COLLECTION N DIM SHARDS REPLICATION
-//!   [QUERIES] [BATCH] [PARALLEL]
+//!   [QUERIES] [BATCH] [PARALLEL] [QUANTIZATION int8|none] [EF] [M]
 //! Prints one JSON object. The collection must not exist (it is created, measured, deleted).
 
 #[path = "../../tests/common/synthetic.rs"]
@@ -13,7 +13,7 @@ use std::time::Instant;
 use relbert::query::QueryHit;
 use relbert::store::backend::{LocalStore, RelationStore, SearchRequest};
 use relbert::store::qdrant::export::{export_index, ExportOptions};
-use relbert::store::qdrant::settings::CollectionSettings;
+use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, QdrantStore};
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -46,6 +46,11 @@ fn main() -> anyhow::Result<()> {
             .transpose()?
             .unwrap_or(ExportOptions::default().parallel),
     };
+    let quantization = match a.get(9).map(String::as_str) {
+        Some("none") => Quantization::None,
+        _ => Quantization::Int8,
+    };
+    let ef: usize = a.get(10).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let tmp = tempfile::tempdir()?;
     let t = Instant::now();
     let dir = synthetic::synthetic_index(&tmp.path().join("idx"), n, dim, 7);
@@ -55,6 +60,11 @@ fn main() -> anyhow::Result<()> {
     let settings = CollectionSettings {
         shards,
         replication,
+        quantization,
+        m: a.get(11)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(CollectionSettings::default().m),
         ..CollectionSettings::default()
     };
     let report = export_index(local.index(), &conn, &settings, &opts, &|_| {})?;
@@ -116,7 +126,7 @@ fn main() -> anyhow::Result<()> {
     })??;
     let doc = serde_json::json!({
         "nodes": urls.len(), "n": n, "dim": dim, "shards": shards, "replication": replication,
-        "batch": opts.batch, "parallel": opts.parallel, "synthetic_build_s": build_s,
+        "batch": opts.batch, "ef": ef, "m": settings.m, "quantization": format!("{quantization:?}"), "parallel": opts.parallel, "synthetic_build_s": build_s,
         "export_s": report.secs, "export_points_per_s": report.sent as f64 / report.secs,
         "count": report.count, "queries": lq.len(),
         "qdrant_ms": {"p50": pct(&lq, 0.5), "p99": pct(&lq, 0.99)},

@@ -461,7 +461,7 @@ impl RelationStore for QdrantStore {
                         .query(vector.clone())
                         .limit(k)
                         .filter(filter.clone())
-                        .params(params.clone())
+                        .params(params)
                         .with_payload(true);
                     async move { q.query(b).await }
                 })

@@ -43,7 +43,7 @@ pub enum Quantization {
 }
 
 /// Candidates fetched with quantised vectors per result, then rescored with the originals.
-pub const OVERSAMPLING: f64 = 2.0;
+pub const OVERSAMPLING: f64 = 4.0;
 
 /// The layout of a new collection.
 #[derive(Debug, Clone)]
