@@ -7,15 +7,18 @@
 //!   vectors too (they come straight from the encoder), so scores equal the local index's.
 //! - **HNSW `m` 16, `ef_construct` 200**: the local index's defaults
 //!   (`relbert_index::HnswParams`), which reach recall@10 ≥ 0.99 on relation vectors at query
-//!   `ef` 64 (`benchmarks/index/`); the same graph quality keeps results comparable.
+//!   `ef` 64 (`benchmarks/index/`). Qdrant's own graph with these parameters measured lower on
+//!   one 20,000-point shard of synthetic vectors (0.97; `m` 32: 0.98) and 0.999 through a
+//!   3-shard cluster (`benchmarks/scale/README.md`); raise `m` when one shard must reach 0.99.
 //! - **Scalar int8 quantisation, kept in RAM, originals on disk, rescored.** A 768-d f32
 //!   vector is 3 KiB; int8 is a quarter of it, so the in-memory part of a node holds 4x the
 //!   pairs, and the f32 originals are read from disk (memory-mapped) only to rescore the
 //!   `oversampling` x k best candidates. Relation vectors are dense and evenly spread over
 //!   their components, the case scalar quantisation handles well (quantile 0.99 clips the
-//!   rare outliers); binary quantisation loses too much on 384/768-d sentence-encoder
-//!   vectors, and product quantisation costs more recall for compression that is not needed
-//!   until well past a billion pairs. `--quantization none` keeps all vectors in RAM as f32.
+//!   rare outliers); measured here it cost no recall against f32 (`benchmarks/scale/`).
+//!   Binary (1 bit per component) and product quantisation compress further at a recall
+//!   cost that was not measured here; int8 is the conservative choice, and 4x is enough for
+//!   the plan in `benchmarks/scale/README.md`. `--quantization none` keeps f32 in RAM.
 //! - **Payload on disk**, with a keyword index on `words` only: the payload is read for the
 //!   k hits of a query, and `words` is the one field filtered on.
 //! - **Write consistency 1**: a write succeeds once one replica has it; the others catch up
