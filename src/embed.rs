@@ -77,14 +77,26 @@ impl Sink {
         v: &[f32],
         stdout: &mut impl Write,
     ) -> std::io::Result<()> {
+        self.write_pair(&rec.head, &rec.tail, rec.label.as_deref(), v, stdout)
+    }
+
+    /// Writes one pair's vector (JSON lines without a file go to `stdout`).
+    pub fn write_pair(
+        &mut self,
+        head: &str,
+        tail: &str,
+        label: Option<&str>,
+        v: &[f32],
+        stdout: &mut impl Write,
+    ) -> std::io::Result<()> {
         match self {
-            Sink::Jsonl(None) => write_jsonl_row(stdout, &rec.head, &rec.tail, v),
-            Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), &rec.head, &rec.tail, v),
+            Sink::Jsonl(None) => write_jsonl_row(stdout, head, tail, v),
+            Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), head, tail, v),
             Sink::Npy { array, pairs, .. } => {
                 write_f32_row(array.writer(), v)?;
-                match &rec.label {
-                    Some(l) => writeln!(pairs.writer(), "{}\t{}\t{}", rec.head, rec.tail, l),
-                    None => writeln!(pairs.writer(), "{}\t{}", rec.head, rec.tail),
+                match label {
+                    Some(l) => writeln!(pairs.writer(), "{head}\t{tail}\t{l}"),
+                    None => writeln!(pairs.writer(), "{head}\t{tail}"),
                 }
             }
         }

@@ -124,6 +124,15 @@ pub enum Error {
         /// The token limit.
         limit: usize,
     },
+    /// A vector database (Qdrant) refused a request, could not be reached after retries, or
+    /// holds something other than relbert expects.
+    #[error("qdrant {target}: {message}")]
+    Remote {
+        /// The server URL(s) and collection.
+        target: String,
+        /// What went wrong, with the server's own message.
+        message: String,
+    },
     /// A broken invariant of this crate (a bug), reported instead of a panic.
     #[error("internal error (please report it): {0}")]
     Internal(String),

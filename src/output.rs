@@ -97,6 +97,8 @@ pub enum OutputKind {
     /// The provenance sidecar of mined pairs: empty, or a first line with `head`, `tail`
     /// and `examples`.
     Provenance,
+    /// A word2vec file (binary or text): a first line of two counts, `N D`.
+    Word2vec,
 }
 
 /// The first line of every pair list `relbert pairs mine` writes (a `#` line, which pair
@@ -122,6 +124,7 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             OutputKind::Sidecar => "a pair list",
             OutputKind::MinedPairs => "a mined pair list",
             OutputKind::Provenance => "a provenance file of mined pairs",
+            OutputKind::Word2vec => "a word2vec file",
         },
         why: why.to_string(),
     };
@@ -161,6 +164,22 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
                     Ok(())
                 }
                 _ => Err(not("its first line is not a mined pair's record")),
+            }
+        }
+        OutputKind::Word2vec => {
+            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            let counts = std::str::from_utf8(first).ok().map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                f.len() == 2
+                    && f.iter()
+                        .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if counts == Some(true) && head.len() > first.len() {
+                Ok(())
+            } else {
+                Err(not(
+                    "its first line is not the two counts word2vec files start with",
+                ))
             }
         }
         _ => Ok(()),

@@ -22,6 +22,9 @@ pub enum IndexCommand {
     Rebuild(RebuildArgs),
     /// Show an index's size, model identity and parameters.
     Info(InfoArgs),
+    /// Copy an index into a Qdrant collection (one node or a cluster), or into word2vec /
+    /// .npy files for other tools.
+    Export(super::export::ExportArgs),
 }
 
 /// Arguments of `relbert index rebuild`.
@@ -223,6 +226,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             Ok(())
         }
         IndexCommand::Rebuild(a) => rebuild(a),
+        IndexCommand::Export(a) => super::export::run(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
             let idx =

@@ -3,6 +3,7 @@
 mod average;
 mod bench;
 mod embed;
+mod export;
 mod index;
 mod pairs;
 mod progress;

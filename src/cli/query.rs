@@ -19,6 +19,14 @@ pub struct QueryArgs {
     /// vocabulary on first use).
     #[arg(long)]
     index: Option<PathBuf>,
+    /// Query this Qdrant collection instead of a local index (written by `relbert index
+    /// export --qdrant`).
+    #[arg(long, conflicts_with = "index")]
+    collection: Option<String>,
+    /// Qdrant gRPC URL(s) for --collection, comma-separated for several nodes (default:
+    /// $RELBERT_QDRANT_URL).
+    #[arg(long, requires = "collection")]
+    qdrant: Option<String>,
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -235,16 +243,25 @@ fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
 }
 
 pub fn run(a: QueryArgs) -> Result<()> {
-    let dir = match &a.index {
-        Some(d) => d.clone(),
+    let mut engine = match &a.collection {
+        Some(collection) => {
+            let urls = super::export::qdrant_urls(a.qdrant.as_deref())?;
+            let store = relbert::store::qdrant::QdrantStore::open(&urls, collection)?;
+            QueryEngine::with_store(Box::new(store), a.model.clone())
+        }
         None => {
-            let d = relbert::defaults::default_index_dir();
-            ensure_default_index(&d)?;
-            d
+            let dir = match &a.index {
+                Some(d) => d.clone(),
+                None => {
+                    let d = relbert::defaults::default_index_dir();
+                    ensure_default_index(&d)?;
+                    d
+                }
+            };
+            QueryEngine::open(&dir, a.model.clone())
+                .with_context(|| format!("opening index {}", dir.display()))?
         }
     };
-    let mut engine = QueryEngine::open(&dir, a.model.clone())
-        .with_context(|| format!("opening index {}", dir.display()))?;
     let opts = QueryOptions {
         k: a.k,
         exact: a.exact,

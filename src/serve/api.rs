@@ -356,7 +356,7 @@ async fn vectors_of(
         match loaded.engine.stored(a, b).map_err(ApiError::internal)? {
             Some((v, row)) => {
                 state.metrics.query_source("index");
-                out.push(Some(Ok((v, Source::Index, Some(row)))));
+                out.push(Some(Ok((v, Source::Index, row))));
             }
             None if stored_only => out.push(Some(Err((
                 StatusCode::NOT_FOUND,
@@ -426,7 +426,7 @@ async fn answer(
         "results": hits.iter().map(|(_, h)| h).collect::<Vec<_>>(),
     });
     if plot {
-        let index = engine.index();
+        let index = engine.local().map_err(ApiError::internal)?;
         let mut vectors = vec![v];
         for (row, _) in &hits {
             vectors.push(
@@ -482,7 +482,7 @@ async fn suggest(
         return Err(ApiError::bad("q is longer than a pair may be"));
     }
     let limit = p.limit.unwrap_or(10).min(state.limits.max_k);
-    let index = loaded.engine.index();
+    let index = loaded.engine.local().map_err(ApiError::internal)?;
     let mut out = Vec::new();
     for row in loaded.suggestions.prefix(&p.q, limit) {
         let pair = index.pair(row).map_err(|e| ApiError::internal(e.into()))?;

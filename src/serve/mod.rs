@@ -133,11 +133,11 @@ impl AppState {
         let result = (|| -> Result<Loaded> {
             let engine = QueryEngine::open(&self.index, self.model.clone())?;
             let open_ms = started.elapsed().as_secs_f64() * 1e3;
-            let info = crate::indexing::info_json(engine.index(), &self.index, open_ms, false);
+            let info = crate::indexing::info_json(engine.local()?, &self.index, open_ms, false);
             // One forward pass per batch the batcher forms.
             let enc = engine.open_model(self.batch.max_batch)?;
             let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
-            let suggestions = Suggestions::build(engine.index())?;
+            let suggestions = Suggestions::build(engine.local()?)?;
             Ok(Loaded {
                 engine: Arc::new(engine),
                 batcher,

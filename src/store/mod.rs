@@ -1,5 +1,10 @@
 //! Where relation vectors are kept and searched: building a local index from pairs
-//! ([`indexing`]) and answering "A is to B as ? is to ?" from it ([`query`]).
+//! ([`indexing`]), the storage trait the query layer holds and its local backend
+//! ([`backend`]), the Qdrant backend ([`qdrant`]), exports to the files other tools read
+//! ([`files`]), and answering "A is to B as ? is to ?" ([`query`]).
 
+pub mod backend;
+pub mod files;
 pub mod indexing;
+pub mod qdrant;
 pub mod query;

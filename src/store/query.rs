@@ -1,6 +1,7 @@
 //! The query layer: "A is to B as ? is to ?" answered by nearest-neighbour search over the
-//! relation vectors of an index. The query pair's vector comes from the index when the pair is
-//! stored there; otherwise it is encoded with the index's own model, loaded on first need.
+//! relation vectors of a [`RelationStore`] (a local index or a Qdrant collection). The query
+//! pair's vector comes from the store when the pair is stored there; otherwise it is encoded
+//! with the store's own model, loaded on first need.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::indexing::{encoder_info, pair_function, same_function};
 use crate::relation::{EncoderOptions, RelationEncoder};
+use crate::store::backend::{search_local, LocalStore, RelationStore, SearchRequest};
 
 /// How to answer a query.
 #[derive(Debug, Clone)]
@@ -95,9 +97,10 @@ pub fn recorded_model(built: &relbert_index::EncoderInfo, index: &Path) -> Resul
     })
 }
 
-/// An open index plus, lazily, the model that encodes pairs it does not hold.
+/// A relation store (a local index or a Qdrant collection) plus, lazily, the model that
+/// encodes pairs the store does not hold.
 pub struct QueryEngine {
-    index: Index,
+    store: Box<dyn RelationStore>,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
 }
@@ -115,7 +118,7 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
 /// Whether (head, tail) has a word of `query_words` (lower-cased, from [`pair_words`]).
 /// Compares lower-cased characters as they stream instead of allocating each word: the
 /// search calls it for every candidate it visits.
-fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
+pub fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
     head.split_whitespace()
         .chain(tail.split_whitespace())
         .any(|w| {
@@ -126,19 +129,32 @@ fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
 }
 
 impl QueryEngine {
-    /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
-    /// encoding function: same weights, template and aggregation).
+    /// Opens the local index; `model_dir` overrides the model recorded in it (it must be the
+    /// same encoding function: same weights, template and aggregation).
     pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
-        Ok(QueryEngine {
-            index: Index::open(index_dir)?,
+        Ok(Self::with_store(
+            Box::new(LocalStore::open(index_dir)?),
             model_dir,
-            encoder: None,
-        })
+        ))
     }
 
-    /// The open index.
-    pub fn index(&self) -> &Index {
-        &self.index
+    /// An engine over any store (a Qdrant collection, say); `model_dir` as in [`Self::open`].
+    pub fn with_store(store: Box<dyn RelationStore>, model_dir: Option<PathBuf>) -> Self {
+        QueryEngine {
+            store,
+            model_dir,
+            encoder: None,
+        }
+    }
+
+    /// The store queries go to.
+    pub fn store(&self) -> &dyn RelationStore {
+        self.store.as_ref()
+    }
+
+    /// The open local index, when the store is one (`None` for a Qdrant collection).
+    pub fn index(&self) -> Option<&Index> {
+        self.store.local_index()
     }
 
     /// Whether the model has been loaded.
@@ -146,7 +162,7 @@ impl QueryEngine {
         self.encoder.is_some()
     }
 
-    /// Loads the index's model now (so the first encoded query is not slowed by it).
+    /// Loads the store's model now (so the first encoded query is not slowed by it).
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
             // Queries come one at a time.
@@ -158,23 +174,24 @@ impl QueryEngine {
         })
     }
 
-    /// Loads the index's model and returns it without keeping it, for a caller that runs
+    /// Loads the store's model and returns it without keeping it, for a caller that runs
     /// the encoder elsewhere (the server runs it on its own batching thread) while sharing
-    /// this engine's index. Fails if the model does not give the function the index was
+    /// this engine's store. Fails if the model does not give the function the store was
     /// built with. `batch_size` is the most prompts per forward pass.
     pub fn open_model(&self, batch_size: usize) -> Result<RelationEncoder> {
-        let built = self.index.meta().encoder.clone();
+        let built = self.store.encoder().clone();
+        let place = PathBuf::from(self.store.describe());
         let dir = match &self.model_dir {
             Some(d) => d.clone(),
-            None => recorded_model(&built, self.index.dir())?,
+            None => recorded_model(&built, &place)?,
         };
-        let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
+        let (aggregation, offset_weight) = pair_function(&built, &place)?;
         let enc = RelationEncoder::load(
             &dir,
             &EncoderOptions {
                 template: Some(built.template.clone()),
                 aggregation: Some(aggregation),
-                // The index's function, whatever the model's config says now.
+                // The store's function, whatever the model's config says now.
                 offset_weight: Some(offset_weight.unwrap_or(0.0)),
                 batch_size: batch_size.max(1),
                 ..Default::default()
@@ -183,7 +200,7 @@ impl QueryEngine {
         let offered = encoder_info(&enc.identity()?);
         if !same_function(&built, &offered) {
             return Err(Error::EncoderMismatch {
-                index: self.index.dir().to_path_buf(),
+                index: place,
                 built: format!("{} sha256 {}", built.model, &built.weights_sha256),
                 offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
             });
@@ -191,18 +208,32 @@ impl QueryEngine {
         Ok(enc)
     }
 
-    /// The stored relation vector of (a, b) and its row, if the index holds the pair.
-    pub fn stored(&self, a: &str, b: &str) -> Result<Option<(Vec<f32>, usize)>> {
-        match self.index.lookup(a, b)? {
-            Some(row) => Ok(Some((self.index.vector(row)?.into_owned(), row))),
-            None => Ok(None),
-        }
+    /// The local index, or an error naming the store for callers that need rows (the
+    /// server's plot and suggestions).
+    pub fn local(&self) -> Result<&Index> {
+        self.index().ok_or_else(|| Error::InvalidArgument {
+            flag: "--index".into(),
+            message: format!("{} is not a local index", self.store.describe()),
+        })
     }
 
-    /// The relation vector of (a, b): from the index if stored, else encoded.
+    /// The stored relation vector of (a, b), if the store holds the pair, with its row for a
+    /// local index.
+    pub fn stored(&self, a: &str, b: &str) -> Result<Option<(Vec<f32>, Option<usize>)>> {
+        if let Some(index) = self.index() {
+            return match index.lookup(a, b)? {
+                Some(row) => Ok(Some((index.vector(row)?.into_owned(), Some(row)))),
+                None => Ok(None),
+            };
+        }
+        Ok(self.store.lookup(a, b)?.map(|v| (v, None)))
+    }
+
+    /// The relation vector of (a, b): from the store if stored, else encoded. The third
+    /// value is the pair's row for a local index (`None` for other stores and encoded pairs).
     pub fn vector(&mut self, a: &str, b: &str) -> Result<(Vec<f32>, Source, Option<usize>)> {
         if let Some((v, row)) = self.stored(a, b)? {
-            return Ok((v, Source::Index, Some(row)));
+            return Ok((v, Source::Index, row));
         }
         let enc = self.load_model()?;
         let mut v = enc.embed(&[(a, b)])?;
@@ -217,9 +248,20 @@ impl QueryEngine {
         b: &str,
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
-        let (v, source, self_row) = self.vector(a, b)?;
-        let hits = self.search_rows(a, b, &v, self_row, opts)?;
-        Ok((hits.into_iter().map(|(_, hit)| hit).collect(), source))
+        let (v, source, _) = self.vector(a, b)?;
+        let query_words: Vec<String> = if opts.keep_shared_words {
+            Vec::new()
+        } else {
+            pair_words(a, b).collect()
+        };
+        let req = SearchRequest {
+            k: opts.k,
+            exact: opts.exact,
+            ef: opts.ef,
+            exclude_pair: (source == Source::Index).then_some((a, b)),
+            exclude_words: &query_words,
+        };
+        Ok((self.store.search(&v, &req)?, source))
     }
 
     /// The search half of [`Self::query`], for a vector already in hand: `v` is (a, b)'s
@@ -234,38 +276,19 @@ impl QueryEngine {
         self_row: Option<usize>,
         opts: &QueryOptions,
     ) -> Result<Vec<(usize, QueryHit)>> {
-        let query_words: Vec<String> = pair_words(a, b).collect();
-        let index = &self.index;
-        let keep = |row: usize| -> bool {
-            if Some(row) == self_row {
-                return false;
-            }
-            if opts.keep_shared_words {
-                return true;
-            }
-            match index.pair(row) {
-                Ok(p) => !shares_word(&query_words, p.head, p.tail),
-                Err(_) => false,
-            }
-        };
-        let hits = if opts.exact {
-            index.search_exact_filtered(v, opts.k, keep)?
+        let query_words: Vec<String> = if opts.keep_shared_words {
+            Vec::new()
         } else {
-            index.search_filtered(v, opts.k, opts.ef.max(opts.k), keep)?
+            pair_words(a, b).collect()
         };
-        hits.into_iter()
-            .map(|h| {
-                let p = index.pair(h.row)?;
-                Ok((
-                    h.row,
-                    QueryHit {
-                        pair: [p.head.to_string(), p.tail.to_string()],
-                        score: h.score,
-                        label: p.label.map(|l| l.to_string()),
-                    },
-                ))
-            })
-            .collect()
+        let req = SearchRequest {
+            k: opts.k,
+            exact: opts.exact,
+            ef: opts.ef,
+            exclude_pair: None,
+            exclude_words: &query_words,
+        };
+        search_local(self.local()?, v, &req, self_row)
     }
 }
 

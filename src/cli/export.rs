@@ -1,0 +1,134 @@
+//! `relbert index export`: an index into a Qdrant collection, or into word2vec / `.npy` files.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use relbert::output::{check_replaceable, pairs_sidecar, OutputKind};
+use relbert::store::files::{export_file, FileFormat};
+use relbert::store::qdrant::export::{export_index, ExportOptions};
+use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
+use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
+use relbert_index::Index;
+
+use super::Progress;
+
+/// Arguments of `relbert index export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Source index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
+    /// $RELBERT_QDRANT_URL); used with --collection.
+    #[arg(long)]
+    qdrant: Option<String>,
+    /// Qdrant collection to export into (created when absent; a rerun resumes).
+    #[arg(long, conflicts_with_all = ["format", "out"])]
+    collection: Option<String>,
+    /// Shards of a new collection.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    /// Copies of each shard of a new collection (on different nodes).
+    #[arg(long, default_value_t = 1)]
+    replication: u32,
+    /// Vector memory layout of a new collection.
+    #[arg(long, value_enum, default_value_t = Quantization::Int8)]
+    quantization: Quantization,
+    /// Points per upsert request.
+    #[arg(long, default_value_t = ExportOptions::default().batch)]
+    batch: usize,
+    /// Upsert requests in flight at once.
+    #[arg(long, default_value_t = ExportOptions::default().parallel)]
+    parallel: usize,
+    /// File format (instead of a collection).
+    #[arg(long, value_enum, requires = "out")]
+    format: Option<FileFormat>,
+    /// Output file for --format.
+    #[arg(long, requires = "format")]
+    out: Option<PathBuf>,
+    /// Replace an existing output file (only one relbert writes in that format).
+    #[arg(long)]
+    force: bool,
+}
+
+/// The Qdrant URLs from `--qdrant`, else from `$RELBERT_QDRANT_URL`.
+pub fn qdrant_urls(flag: Option<&str>) -> Result<Vec<String>> {
+    let spec = match flag {
+        Some(s) => s.to_string(),
+        None => std::env::var(URL_ENV).map_err(|_| {
+            anyhow::anyhow!("--collection needs --qdrant URL (or ${URL_ENV}): the Qdrant gRPC URL, e.g. http://127.0.0.1:6334")
+        })?,
+    };
+    Ok(parse_urls(&spec)?)
+}
+
+pub fn run(a: ExportArgs) -> Result<()> {
+    let index = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let n = index.count() as u64;
+    if let Some(collection) = &a.collection {
+        let urls = qdrant_urls(a.qdrant.as_deref())?;
+        let conn = Connection::new(&urls, collection)?;
+        let settings = CollectionSettings {
+            shards: a.shards,
+            replication: a.replication,
+            quantization: a.quantization,
+            ..CollectionSettings::default()
+        };
+        let opts = ExportOptions {
+            batch: a.batch,
+            parallel: a.parallel,
+        };
+        let pb = Progress::pairs(n, "exporting");
+        let report = export_index(&index, &conn, &settings, &opts, &|d| pb.set_position(d))
+            .with_context(|| {
+                format!(
+                    "exporting {} into {} (a rerun resumes: points are overwritten, never doubled)",
+                    a.index.display(),
+                    conn.target()
+                )
+            })?;
+        pb.finish();
+        tracing::info!(
+            "{}: {} points {} in {:.1}s ({:.0} points/s); the collection holds {}",
+            conn.target(),
+            report.sent,
+            if report.created {
+                "written into a new collection"
+            } else {
+                "written (existing collection)"
+            },
+            report.secs,
+            report.sent as f64 / report.secs.max(1e-9),
+            report.count
+        );
+        return Ok(());
+    }
+    let (Some(format), Some(out)) = (a.format, a.out.as_ref()) else {
+        anyhow::bail!(
+            "say where to export: --qdrant URL --collection NAME, or --format F --out PATH"
+        );
+    };
+    // One writer per output; held until the file is renamed into place.
+    let _lock = relbert_index::OutputLock::acquire(out)?;
+    let kind = match format {
+        FileFormat::Npy => OutputKind::Npy,
+        FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,
+    };
+    check_replaceable(out, a.force, kind)?;
+    if format == FileFormat::Npy {
+        check_replaceable(&pairs_sidecar(out), a.force, OutputKind::Sidecar)?;
+    }
+    let pb = Progress::pairs(n, "writing");
+    let report = export_file(&index, format, out, a.force, &|d| pb.set_position(d))
+        .with_context(|| format!("exporting {} to {}", a.index.display(), out.display()))?;
+    pb.finish();
+    if report.duplicate_keys > 0 {
+        tracing::warn!(
+            "{} pair(s) left out: their word2vec key (head__tail, spaces as _) is an earlier pair's",
+            report.duplicate_keys
+        );
+    }
+    tracing::info!("{}: {} vectors written", out.display(), report.written);
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The storage trait the query layer holds: where relation vectors are kept and searched.
+//!
+//! [`RelationStore`] is everything [`crate::query::QueryEngine`] needs from storage: the
+//! encoder identity the vectors were made with, a pair's stored vector, and a nearest-neighbour
+//! search that leaves out the query pair and (unless asked) pairs sharing a word with it. Two
+//! backends implement it: [`LocalStore`], the memory-mapped HNSW index of `relbert-index`, and
+//! [`crate::store::qdrant::QdrantStore`], a Qdrant collection (one node or a cluster). Both
+//! return the same [`QueryHit`]s, so every front end prints the same results whichever backs it.
+
+use std::path::Path;
+
+use relbert_index::{EncoderInfo, Index};
+
+use crate::error::Result;
+use crate::query::{shares_word, QueryHit};
+
+/// One nearest-neighbour search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// Results wanted.
+    pub k: usize,
+    /// Exact brute-force search instead of the approximate graph.
+    pub exact: bool,
+    /// HNSW candidate-list size (raised to `k`).
+    pub ef: usize,
+    /// A pair never returned (the query pair itself).
+    pub exclude_pair: Option<(&'a str, &'a str)>,
+    /// Lower-cased words: pairs holding any of them are not returned (empty: keep all).
+    pub exclude_words: &'a [String],
+}
+
+/// Where relation vectors are kept: a local index or a vector database.
+///
+/// Implementations are `Send + Sync` so a server can share one engine between threads.
+pub trait RelationStore: Send + Sync {
+    /// Names the store for messages: an index directory, or `URL collection NAME`.
+    fn describe(&self) -> String;
+    /// The encoder identity the stored vectors were made with.
+    fn encoder(&self) -> &EncoderInfo;
+    /// Vector width.
+    fn dim(&self) -> usize;
+    /// Number of pairs stored.
+    fn count(&self) -> Result<u64>;
+    /// The stored vector of (head, tail), if the pair is stored (exact string match).
+    fn lookup(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>>;
+    /// The best `req.k` pairs by cosine similarity to `vector`, best first.
+    fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>>;
+    /// The local index, when this store is one (for callers that need its files or rows).
+    fn local_index(&self) -> Option<&Index> {
+        None
+    }
+}
+
+/// The memory-mapped index of `relbert-index` as a [`RelationStore`].
+pub struct LocalStore {
+    index: Index,
+}
+
+impl LocalStore {
+    /// Opens the index at `dir` (headers and the pair table checked; vector blocks lazily).
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(LocalStore {
+            index: Index::open(dir)?,
+        })
+    }
+
+    /// Wraps an index that is already open.
+    pub fn new(index: Index) -> Self {
+        LocalStore { index }
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+impl RelationStore for LocalStore {
+    fn describe(&self) -> String {
+        self.index.dir().display().to_string()
+    }
+
+    fn encoder(&self) -> &EncoderInfo {
+        &self.index.meta().encoder
+    }
+
+    fn dim(&self) -> usize {
+        self.index.dim()
+    }
+
+    fn count(&self) -> Result<u64> {
+        Ok(self.index.count() as u64)
+    }
+
+    fn lookup(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>> {
+        match self.index.lookup(head, tail)? {
+            Some(row) => Ok(Some(self.index.vector(row)?.into_owned())),
+            None => Ok(None),
+        }
+    }
+
+    fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+        let self_row = match req.exclude_pair {
+            Some((a, b)) => self.index.lookup(a, b)?,
+            None => None,
+        };
+        let hits = search_local(&self.index, vector, req, self_row)?;
+        Ok(hits.into_iter().map(|(_, h)| h).collect())
+    }
+
+    fn local_index(&self) -> Option<&Index> {
+        Some(&self.index)
+    }
+}
+
+/// A search of a local index that also returns each hit's row: `self_row` (the query pair's
+/// row, if stored) and pairs holding one of `req.exclude_words` are left out. Shared by
+/// [`LocalStore`] and the server, which reads the hits' vectors by row.
+pub fn search_local(
+    index: &Index,
+    vector: &[f32],
+    req: &SearchRequest<'_>,
+    self_row: Option<usize>,
+) -> Result<Vec<(usize, QueryHit)>> {
+    let keep = |row: usize| -> bool {
+        if Some(row) == self_row {
+            return false;
+        }
+        if req.exclude_words.is_empty() {
+            return true;
+        }
+        match index.pair(row) {
+            Ok(p) => !shares_word(req.exclude_words, p.head, p.tail),
+            Err(_) => false,
+        }
+    };
+    let hits = if req.exact {
+        index.search_exact_filtered(vector, req.k, keep)?
+    } else {
+        index.search_filtered(vector, req.k, req.ef.max(req.k), keep)?
+    };
+    hits.into_iter()
+        .map(|h| {
+            let p = index.pair(h.row)?;
+            Ok((
+                h.row,
+                QueryHit {
+                    pair: [p.head.to_string(), p.tail.to_string()],
+                    score: h.score,
+                    label: p.label.map(|l| l.to_string()),
+                },
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,512 @@
+//! Relation vectors in a Qdrant collection: one node or a sharded, replicated cluster.
+//!
+//! This module owns everything relbert says to Qdrant: the connection (several node URLs,
+//! failing over between them), the collection's layout and settings ([`settings`]), the
+//! record of which encoder made the vectors, streaming an index into a collection
+//! ([`export`]), and [`QdrantStore`], the [`RelationStore`] the query layer searches. It talks
+//! through the official `qdrant-client` crate (gRPC), driven from a small tokio runtime of its
+//! own so the rest of relbert stays synchronous.
+//!
+//! **Layout.** One point per pair. Its id is a UUID made from the SHA-256 of the pair
+//! ([`point_id`]), so writing a pair twice overwrites the same point: a rerun or a resumed
+//! export neither duplicates nor loses pairs. Its payload holds `head`, `tail`, `label` (when
+//! there is one) and `words`, the lower-cased words of both terms with a keyword index, so
+//! "leave out pairs that share a word with the query" is a server-side filter and the results
+//! match a local index's.
+//!
+//! **Encoder identity.** Qdrant 1.16 and later keep free-form metadata per collection; the
+//! encoder identity, the vector width and the source go there under the key `relbert` as one
+//! JSON string ([`CollectionRecord`]). That keeps the points purely pairs (a metadata point
+//! would be counted, searched and filtered out everywhere) and is read in one call when a
+//! collection is opened. A server too old to keep collection metadata gives a collection
+//! without the record, which relbert refuses to query or resume (with a message that says so)
+//! rather than guess the model. Queries encoded with a model of another pair function are
+//! refused, as for a local index ([`crate::indexing::same_function`]).
+//!
+//! **Failures.** Every call goes to one of the configured node URLs; on a transport error or
+//! a server-side transient status (unavailable, deadline, aborted, internal, resource
+//! exhausted) it is retried on the next URL with exponential backoff, a bounded number of
+//! times. Upserts are idempotent (stable ids), so retrying one that did reach the server is
+//! harmless.
+
+pub mod export;
+pub mod settings;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::{
+    Condition, CountPointsBuilder, Filter, GetPointsBuilder, QueryPointsBuilder, Value,
+};
+use qdrant_client::{Qdrant, QdrantError};
+use relbert_index::EncoderInfo;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::query::QueryHit;
+use crate::store::backend::{RelationStore, SearchRequest};
+
+/// Environment variable with the Qdrant gRPC URL(s) when `--qdrant` is not given.
+pub const URL_ENV: &str = "RELBERT_QDRANT_URL";
+
+/// The collection-metadata key of relbert's [`CollectionRecord`].
+pub const METADATA_KEY: &str = "relbert";
+
+/// Version of the collection layout described in this module.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Calls made for one request before giving up (across all URLs).
+const ATTEMPTS: usize = 10;
+/// First backoff; doubled after each failed attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Splits a `--qdrant` value into node URLs: comma-separated, each `http://host:port` of a
+/// node's gRPC port. An empty list is an error naming the flag.
+pub fn parse_urls(spec: &str) -> Result<Vec<String>> {
+    let urls: Vec<String> = spec
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(Error::InvalidArgument {
+            flag: "--qdrant".into(),
+            message: "no URL given (expected http://host:6334, comma-separated for several nodes)"
+                .into(),
+        });
+    }
+    for u in &urls {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(Error::InvalidArgument {
+                flag: "--qdrant".into(),
+                message: format!("{u:?} is not an http:// or https:// URL of a gRPC port"),
+            });
+        }
+    }
+    Ok(urls)
+}
+
+/// The point id of (head, tail): the SHA-256 of the two terms (separated by a 0xFF byte,
+/// which UTF-8 never holds) cut to 128 bits and written as a UUID (version 8, "custom"), so
+/// ids are stable across runs and machines, and collisions are out of reach at any corpus
+/// size (a 64-bit id would collide with odds of a few percent at a billion pairs).
+pub fn point_id(head: &str, tail: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(head.as_bytes());
+    h.update([0xFF]);
+    h.update(tail.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0F) | 0x80;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// What relbert records in a collection's metadata: how its vectors were made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionRecord {
+    /// [`LAYOUT_VERSION`] of the writer.
+    pub layout: u32,
+    /// The encoder identity, as a local index stores it.
+    pub encoder: EncoderInfo,
+    /// Vector width.
+    pub dim: u32,
+    /// Where the points came from: `index <id>` for an exported local index.
+    pub source: String,
+}
+
+/// A connection to one or more nodes of a Qdrant deployment, for one collection.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+struct Inner {
+    urls: Vec<String>,
+    clients: Vec<Qdrant>,
+    current: AtomicUsize,
+    collection: String,
+}
+
+fn transient(e: &QdrantError) -> bool {
+    use tonic::Code;
+    match e {
+        QdrantError::ResponseError { status } => matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::Internal
+                | Code::Unknown
+                | Code::Cancelled
+                | Code::ResourceExhausted
+        ),
+        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
+        _ => false,
+    }
+}
+
+impl Connection {
+    /// Connects (lazily: the first call opens the channel) to `urls`, for `collection`.
+    pub fn new(urls: &[String], collection: &str) -> Result<Self> {
+        if collection.is_empty() {
+            return Err(Error::InvalidArgument {
+                flag: "--collection".into(),
+                message: "empty collection name".into(),
+            });
+        }
+        let target = format!("{} collection {collection}", urls.join(","));
+        let remote = |message: String| Error::Remote {
+            target: target.clone(),
+            message,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("relbert-qdrant")
+            .enable_all()
+            .build()
+            .map_err(|e| remote(format!("starting the client runtime: {e}")))?;
+        let clients = urls
+            .iter()
+            .map(|u| {
+                Qdrant::from_url(u)
+                    .timeout(Duration::from_secs(60))
+                    .connect_timeout(Duration::from_secs(3))
+                    // Checked per call instead: a node that is down at start must not stop
+                    // a client that can use the others.
+                    .skip_compatibility_check()
+                    .build()
+                    .map_err(|e| remote(format!("{u}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Connection {
+            inner: Arc::new(Inner {
+                urls: urls.to_vec(),
+                clients,
+                current: AtomicUsize::new(0),
+                collection: collection.to_string(),
+            }),
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    /// The collection name.
+    pub fn collection(&self) -> &str {
+        &self.inner.collection
+    }
+
+    /// `URL[,URL…] collection NAME`, for messages.
+    pub fn target(&self) -> String {
+        format!(
+            "{} collection {}",
+            self.inner.urls.join(","),
+            self.inner.collection
+        )
+    }
+
+    pub(crate) fn remote(&self, message: impl Into<String>) -> Error {
+        Error::Remote {
+            target: self.target(),
+            message: message.into(),
+        }
+    }
+
+    /// Runs `fut` to completion on this connection's runtime. Works from plain threads and
+    /// from inside another tokio runtime (an async server): there the future is spawned onto
+    /// this runtime and the calling thread waits for it, instead of nesting runtimes.
+    pub fn block_on<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Ok(self.runtime.block_on(fut));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .map_err(|_| self.remote("the client runtime stopped before answering"))
+    }
+
+    /// Starts `fut` on this connection's runtime (to be awaited with [`Self::block_on`]).
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.runtime.spawn(fut)
+    }
+
+    /// Calls `f` with a client, retrying transient failures on the next node with
+    /// exponential backoff. `what` names the request in the error.
+    pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: Fn(Qdrant, String) -> Fut,
+        Fut: Future<Output = std::result::Result<T, QdrantError>>,
+    {
+        let n = self.inner.clients.len();
+        let attempts = ATTEMPTS.max(2 * n);
+        let mut delay = FIRST_BACKOFF;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let i = self.inner.current.load(Ordering::Relaxed) % n;
+            match f(self.inner.clients[i].clone(), self.inner.collection.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if transient(&e) && attempt < attempts => {
+                    tracing::debug!("{what} via {}: {e}; retrying", self.inner.urls[i]);
+                    last = format!("{}: {e}", self.inner.urls[i]);
+                    // Another caller may have moved on already; only the first moves.
+                    let _ = self.inner.current.compare_exchange(
+                        i,
+                        (i + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    let why = if transient(&e) {
+                        format!("failed {attempts} times (last: {e}); earlier: {last}")
+                    } else {
+                        e.to_string()
+                    };
+                    return Err(self.remote(format!("{what}: {why}")));
+                }
+            }
+        }
+        Err(self.remote(format!("{what}: gave up after {attempts} attempts: {last}")))
+    }
+
+    /// Whether the collection exists.
+    pub async fn exists(&self) -> Result<bool> {
+        self.call("checking the collection", |c, name| async move {
+            c.collection_exists(name).await
+        })
+        .await
+    }
+
+    /// relbert's record in the collection's metadata; `None` when the collection has none
+    /// (not written by relbert, or a server that keeps no collection metadata).
+    pub async fn record(&self) -> Result<Option<CollectionRecord>> {
+        let info = self
+            .call("reading the collection info", |c, name| async move {
+                c.collection_info(name).await
+            })
+            .await?;
+        let meta = info
+            .result
+            .and_then(|r| r.config)
+            .map(|c| c.metadata)
+            .unwrap_or_default();
+        let Some(v) = meta.get(METADATA_KEY) else {
+            return Ok(None);
+        };
+        let text = string_of(v).ok_or_else(|| {
+            self.remote(format!(
+                "collection metadata {METADATA_KEY:?} is not the JSON string relbert writes"
+            ))
+        })?;
+        serde_json::from_str(text).map(Some).map_err(|e| {
+            self.remote(format!(
+                "collection metadata {METADATA_KEY:?} is not relbert's record: {e}"
+            ))
+        })
+    }
+
+    /// The exact number of points in the collection.
+    pub async fn count(&self) -> Result<u64> {
+        let r = self
+            .call("counting points", |c, name| async move {
+                c.count(CountPointsBuilder::new(name).exact(true)).await
+            })
+            .await?;
+        Ok(r.result.map(|r| r.count).unwrap_or(0))
+    }
+}
+
+/// The string inside a payload or metadata value, if it holds one.
+pub fn string_of(v: &Value) -> Option<&str> {
+    match &v.kind {
+        Some(Kind::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A Qdrant collection written by relbert, as a [`RelationStore`].
+pub struct QdrantStore {
+    conn: Connection,
+    record: CollectionRecord,
+}
+
+impl QdrantStore {
+    /// Opens `collection` on the nodes `urls`: it must exist and carry relbert's record.
+    pub fn open(urls: &[String], collection: &str) -> Result<Self> {
+        let conn = Connection::new(urls, collection)?;
+        let c = conn.clone();
+        let record = conn.block_on(async move {
+            if !c.exists().await? {
+                return Err(c.remote(
+                    "no such collection; export an index into it first \
+                     (relbert index export --index DIR --qdrant URL --collection NAME)",
+                ));
+            }
+            c.record().await?.ok_or_else(|| {
+                c.remote(format!(
+                    "the collection has no {METADATA_KEY:?} metadata, so the model its vectors \
+                     came from is unknown: it was not written by relbert, or the server keeps no \
+                     collection metadata (Qdrant 1.16 or later does)"
+                ))
+            })
+        })??;
+        Ok(QdrantStore { conn, record })
+    }
+
+    /// What relbert recorded in the collection.
+    pub fn record(&self) -> &CollectionRecord {
+        &self.record
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl RelationStore for QdrantStore {
+    fn describe(&self) -> String {
+        self.conn.target()
+    }
+
+    fn encoder(&self) -> &EncoderInfo {
+        &self.record.encoder
+    }
+
+    fn dim(&self) -> usize {
+        self.record.dim as usize
+    }
+
+    fn count(&self) -> Result<u64> {
+        let c = self.conn.clone();
+        self.conn.block_on(async move { c.count().await })?
+    }
+
+    fn lookup(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>> {
+        let c = self.conn.clone();
+        let id = point_id(head, tail);
+        let (head, tail) = (head.to_string(), tail.to_string());
+        self.conn.block_on(async move {
+            let got = c
+                .call("looking up a pair", |q, name| {
+                    let id = id.clone();
+                    async move {
+                        q.get_points(
+                            GetPointsBuilder::new(name, vec![id.into()])
+                                .with_vectors(true)
+                                .with_payload(true),
+                        )
+                        .await
+                    }
+                })
+                .await?;
+            let Some(p) = got.result.into_iter().next() else {
+                return Ok(None);
+            };
+            let field = |k: &str| p.payload.get(k).and_then(string_of);
+            if field("head") != Some(head.as_str()) || field("tail") != Some(tail.as_str()) {
+                return Err(c.remote(format!(
+                    "point {} is not the pair ({head:?}, {tail:?}) its id is made from",
+                    point_id(&head, &tail)
+                )));
+            }
+            use qdrant_client::qdrant::vector_output::Vector;
+            match p.vectors.and_then(|v| v.get_vector()) {
+                Some(Vector::Dense(d)) => Ok(Some(d.data)),
+                _ => Err(c.remote("a stored point has no dense vector")),
+            }
+        })?
+    }
+
+    fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+        let mut must_not = Vec::new();
+        if let Some((a, b)) = req.exclude_pair {
+            must_not.push(Condition::has_id([point_id(a, b)]));
+        }
+        if !req.exclude_words.is_empty() {
+            must_not.push(Condition::matches("words", req.exclude_words.to_vec()));
+        }
+        let filter = Filter::must_not(must_not);
+        let params = settings::search_params(req.exact, req.ef.max(req.k));
+        let (vector, k) = (vector.to_vec(), req.k as u64);
+        let c = self.conn.clone();
+        self.conn.block_on(async move {
+            let r = c
+                .call("searching", |q, name| {
+                    let b = QueryPointsBuilder::new(name)
+                        .query(vector.clone())
+                        .limit(k)
+                        .filter(filter.clone())
+                        .params(params)
+                        .with_payload(true);
+                    async move { q.query(b).await }
+                })
+                .await?;
+            r.result
+                .into_iter()
+                .map(|p| {
+                    let field = |k: &str| p.payload.get(k).and_then(string_of);
+                    match (field("head"), field("tail")) {
+                        (Some(h), Some(t)) => Ok(QueryHit {
+                            pair: [h.to_string(), t.to_string()],
+                            score: p.score,
+                            label: field("label").map(str::to_string),
+                        }),
+                        _ => Err(c.remote("a point lacks the head/tail payload relbert writes")),
+                    }
+                })
+                .collect()
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_ids_are_stable_uuids_that_tell_pairs_apart() {
+        let a = point_id("paris", "france");
+        assert_eq!(a, point_id("paris", "france"));
+        assert_ne!(a, point_id("france", "paris"));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(point_id("ab", "c"), point_id("a", "bc"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8", "version nibble");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "variant bits");
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            parse_urls("http://a:1, http://b:2/").unwrap(),
+            vec!["http://a:1".to_string(), "http://b:2".to_string()]
+        );
+        assert!(parse_urls(" , ").is_err());
+        assert!(parse_urls("a:6334").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! The collection settings relbert chooses for relation vectors, and the search parameters
+//! that go with them.
+//!
+//! Why these:
+//! - **Cosine distance.** relbert's vectors are unit length (indexes store them normalised),
+//!   so cosine equals the dot product; asking for cosine makes Qdrant normalise encoded query
+//!   vectors too (they come straight from the encoder), so scores equal the local index's.
+//! - **HNSW `m` 16, `ef_construct` 200**: the local index's defaults
+//!   (`relbert_index::HnswParams`), which reach recall@10 ≥ 0.99 on relation vectors at query
+//!   `ef` 64 (`benchmarks/index/`). Qdrant's own graph with these parameters measured lower on
+//!   one 20,000-point shard of synthetic vectors (0.97; `m` 32: 0.98) and 0.999 through a
+//!   3-shard cluster (`benchmarks/scale/README.md`); raise `m` when one shard must reach 0.99.
+//! - **Scalar int8 quantisation, kept in RAM, originals on disk, rescored.** A 768-d f32
+//!   vector is 3 KiB; int8 is a quarter of it, so the in-memory part of a node holds 4x the
+//!   pairs, and the f32 originals are read from disk (memory-mapped) only to rescore the
+//!   `oversampling` x k best candidates. Relation vectors are dense and evenly spread over
+//!   their components, the case scalar quantisation handles well (quantile 0.99 clips the
+//!   rare outliers); measured here it cost no recall against f32 (`benchmarks/scale/`).
+//!   Binary (1 bit per component) and product quantisation compress further at a recall
+//!   cost that was not measured here; int8 is the conservative choice, and 4x is enough for
+//!   the plan in `benchmarks/scale/README.md`. `--quantization none` keeps f32 in RAM.
+//! - **Payload on disk**, with a keyword index on `words` only: the payload is read for the
+//!   k hits of a query, and `words` is the one field filtered on.
+//! - **Write consistency 1**: a write succeeds once one replica has it; the others catch up
+//!   (and a replica on a node that was down is recovered by Qdrant when it rejoins), so an
+//!   export keeps going while a node is down.
+
+use std::collections::HashMap;
+
+use qdrant_client::qdrant::{
+    CreateCollection, CreateCollectionBuilder, Distance, HnswConfigDiffBuilder,
+    QuantizationSearchParamsBuilder, QuantizationType, ScalarQuantizationBuilder, SearchParams,
+    SearchParamsBuilder, VectorParamsBuilder,
+};
+
+use super::{CollectionRecord, METADATA_KEY};
+use crate::error::{Error, Result};
+
+/// How vectors are held in a collection's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Quantization {
+    /// int8 copies in RAM, f32 originals on disk for rescoring (a quarter of the RAM).
+    Int8,
+    /// f32 vectors in RAM, no quantisation.
+    None,
+}
+
+/// Candidates fetched with quantised vectors per result, then rescored with the originals.
+pub const OVERSAMPLING: f64 = 4.0;
+
+/// The layout of a new collection.
+#[derive(Debug, Clone)]
+pub struct CollectionSettings {
+    /// Shards the points are split into (spread over the nodes).
+    pub shards: u32,
+    /// Copies of each shard (on different nodes).
+    pub replication: u32,
+    /// Memory layout of the vectors.
+    pub quantization: Quantization,
+    /// HNSW neighbours per node.
+    pub m: u64,
+    /// HNSW candidate-list size while building.
+    pub ef_construct: u64,
+}
+
+impl Default for CollectionSettings {
+    fn default() -> Self {
+        let h = relbert_index::HnswParams::default();
+        CollectionSettings {
+            shards: 1,
+            replication: 1,
+            quantization: Quantization::Int8,
+            m: h.m as u64,
+            ef_construct: h.ef_construction as u64,
+        }
+    }
+}
+
+impl CollectionSettings {
+    /// Refuses settings Qdrant would refuse, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, message: &str| {
+            Err(Error::InvalidArgument {
+                flag: flag.into(),
+                message: message.into(),
+            })
+        };
+        if self.shards == 0 {
+            return bad("--shards", "must be at least 1");
+        }
+        if self.replication == 0 {
+            return bad("--replication", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The request that creates collection `name` for `record`'s vectors.
+    pub fn create_request(
+        &self,
+        name: &str,
+        record: &CollectionRecord,
+    ) -> Result<CreateCollection> {
+        let text = serde_json::to_string(record).map_err(|e| Error::Internal(e.to_string()))?;
+        let metadata: HashMap<String, serde_json::Value> =
+            HashMap::from([(METADATA_KEY.to_string(), serde_json::Value::String(text))]);
+        let quantized = self.quantization == Quantization::Int8;
+        let mut b = CreateCollectionBuilder::new(name)
+            .vectors_config(
+                VectorParamsBuilder::new(record.dim as u64, Distance::Cosine).on_disk(quantized),
+            )
+            .shard_number(self.shards)
+            .replication_factor(self.replication)
+            .write_consistency_factor(1)
+            .hnsw_config(
+                HnswConfigDiffBuilder::default()
+                    .m(self.m)
+                    .ef_construct(self.ef_construct),
+            )
+            .on_disk_payload(true)
+            .metadata(metadata);
+        if quantized {
+            b = b.quantization_config(
+                ScalarQuantizationBuilder::default()
+                    .r#type(QuantizationType::Int8.into())
+                    .quantile(0.99)
+                    .always_ram(true),
+            );
+        }
+        Ok(b.build())
+    }
+}
+
+/// Search parameters: HNSW with candidate list `ef`, or exact (every point, original
+/// vectors); approximate searches over quantised vectors rescore [`OVERSAMPLING`] x k
+/// candidates with the originals.
+pub fn search_params(exact: bool, ef: usize) -> SearchParams {
+    SearchParamsBuilder::default()
+        .hnsw_ef(ef as u64)
+        .exact(exact)
+        .quantization(
+            QuantizationSearchParamsBuilder::default()
+                .ignore(exact)
+                .rescore(true)
+                .oversampling(OVERSAMPLING),
+        )
+        .build()
+}

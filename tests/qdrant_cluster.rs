@@ -1,0 +1,409 @@
+//! relbert against a real 3-node Qdrant cluster (3 shards, replication 2): export, recall
+//! against exact local search, a node killed by PID during a query stream and during an
+//! export, and the node rejoining.
+//!
+//! Needs a running local cluster started by `start-local-cluster.sh 3 PORT DIR` (`.ci/run`
+//! starts one): `RELBERT_QDRANT_CLUSTER_DIR=DIR`, `RELBERT_QDRANT_CLUSTER_PORT=PORT`, and
+//! `RELBERT_QDRANT_START` naming the start script (to restart a killed node). Skipped with a
+//! message when they are not set.
+
+mod common;
+#[path = "common/synthetic.rs"]
+mod synthetic;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use relbert::store::backend::{LocalStore, RelationStore, SearchRequest};
+use relbert::store::qdrant::{Connection, QdrantStore};
+
+struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    start: PathBuf,
+}
+
+impl Cluster {
+    fn from_env() -> Option<Cluster> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match (
+            var("RELBERT_QDRANT_CLUSTER_DIR"),
+            var("RELBERT_QDRANT_CLUSTER_PORT"),
+            var("RELBERT_QDRANT_START"),
+        ) {
+            (Some(d), Some(p), Some(s)) => Some(Cluster {
+                dir: d.into(),
+                port: p.parse().expect("RELBERT_QDRANT_CLUSTER_PORT is a port"),
+                start: s.into(),
+            }),
+            _ => {
+                eprintln!(
+                    "SKIPPED: no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_DIR, \
+                     RELBERT_QDRANT_CLUSTER_PORT and RELBERT_QDRANT_START, as .ci/run does)"
+                );
+                None
+            }
+        }
+    }
+
+    fn grpc(&self, node: usize) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.port as usize + 10 * (node - 1) + 1
+        )
+    }
+
+    fn urls(&self) -> Vec<String> {
+        (1..=3).map(|i| self.grpc(i)).collect()
+    }
+
+    fn kill(&self, node: usize) {
+        let pidfile = self.dir.join(format!("node{node}/qdrant.pid"));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+        // Reap nothing (not our child); wait until it is gone.
+        let t = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn restart(&self) {
+        let out = Command::new(&self.start)
+            .args(["3", &self.port.to_string()])
+            .arg(&self.dir)
+            .output()
+            .expect("start script");
+        assert!(
+            out.status.success(),
+            "restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("relbert_test_{name}_{}_{nanos}", std::process::id())
+}
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env_remove("RELBERT_QDRANT_URL");
+    c
+}
+
+fn export(index: &Path, urls: &[String], collection: &str, extra: &[&str]) -> Command {
+    let mut c = relbert();
+    c.args(["index", "export", "--index"])
+        .arg(index)
+        .args(["--qdrant", &urls.join(","), "--collection", collection])
+        .args(["--shards", "3", "--replication", "2"])
+        .args(extra);
+    c
+}
+
+/// Waits until every replica of `collection` seen from `url` is active and the cluster holds
+/// `shards * replication` of them; returns the number of shards local to that node.
+fn wait_all_active(url: &str, collection: &str, replicas: usize) -> usize {
+    let conn = Connection::new(&[url.to_string()], collection).unwrap();
+    let t = Instant::now();
+    loop {
+        let c = conn.clone();
+        let info = conn
+            .block_on(async move {
+                c.call("cluster info", |q, name| async move {
+                    q.collection_cluster_info(name).await
+                })
+                .await
+            })
+            .unwrap();
+        if let Ok(i) = info {
+            let active = |s: i32| s == qdrant_client::qdrant::ReplicaState::Active as i32;
+            let local = i.local_shards.iter().filter(|s| active(s.state)).count();
+            let remote = i.remote_shards.iter().filter(|s| active(s.state)).count();
+            if local + remote == replicas && i.shard_transfers.is_empty() {
+                return local;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "replicas of {collection} not all active after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn count_via(url: &str, collection: &str) -> u64 {
+    let conn = Connection::new(&[url.to_string()], collection).unwrap();
+    let c = conn.clone();
+    conn.block_on(async move { c.count().await })
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn cluster_export_query_and_node_failures() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 3000;
+    let dir = synthetic::synthetic_index(&tmp.path().join("idx"), n, 768, 11);
+    let local = LocalStore::open(&dir).unwrap();
+
+    // Export through the CLI into 3 shards x 2 replicas; the count is checked by the export
+    // itself and again here.
+    let coll = unique("query");
+    let out = export(&dir, &urls, &coll, &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    assert_eq!(store.count().unwrap(), n as u64);
+    assert_eq!(store.encoder(), &synthetic::synthetic_encoder());
+    // A rerun (what a resume after a crash does) neither duplicates nor loses.
+    let out = export(&dir, &urls, &coll, &[]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(store.count().unwrap(), n as u64);
+
+    // Recall@10 against exact local search, with and without the shared-word filter.
+    let (mut found, mut total) = (0, 0);
+    for row in (0..n).step_by(n / 100) {
+        let p = local.index().pair(row).unwrap();
+        let (h, t) = (p.head.to_string(), p.tail.to_string());
+        let v = store
+            .lookup(&h, &t)
+            .unwrap()
+            .expect("stored pair found in qdrant");
+        let lv = local.lookup(&h, &t).unwrap().unwrap();
+        assert!(common::cosine(&v, &lv) > 0.9999);
+        let words: Vec<String> = relbert::query::pair_words(&h, &t).collect();
+        for exclude_words in [&[][..], &words[..]] {
+            let req = |exact| SearchRequest {
+                k: 10,
+                exact,
+                ef: 64,
+                exclude_pair: Some((&h, &t)),
+                exclude_words,
+            };
+            let truth = local.search(&lv, &req(true)).unwrap();
+            let got = store.search(&v, &req(false)).unwrap();
+            assert_eq!(got.len(), 10);
+            for g in &got {
+                assert!(g.pair != [h.clone(), t.clone()], "query pair returned");
+                if !exclude_words.is_empty() {
+                    let w: Vec<String> =
+                        relbert::query::pair_words(&g.pair[0], &g.pair[1]).collect();
+                    assert!(
+                        !w.iter().any(|x| words.contains(x)),
+                        "{:?} shares a word",
+                        g.pair
+                    );
+                }
+            }
+            found += got
+                .iter()
+                .filter(|g| truth.iter().any(|x| x.pair == g.pair))
+                .count();
+            total += truth.len();
+        }
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!("recall@10 through qdrant: {recall:.4}");
+    assert!(recall >= 0.99, "recall@10 {recall}");
+
+    // The CLI prints the same results through either store.
+    let q = |args: &[&str]| {
+        let out = relbert()
+            .arg("query")
+            .args(args)
+            .args(["w5", "y5", "--json", "--exact"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["pair"].clone())
+            .collect::<Vec<_>>()
+    };
+    let joined = urls.join(",");
+    assert_eq!(
+        q(&["--collection", &coll, "--qdrant", &joined]),
+        q(&["--index", dir.to_str().unwrap()])
+    );
+
+    // A pair the collection does not hold is encoded only with the recorded pair function:
+    // another model is refused, as for a local index.
+    let out = relbert()
+        .args([
+            "query",
+            "--collection",
+            &coll,
+            "--qdrant",
+            &joined,
+            "--model",
+        ])
+        .arg(common::fixture("tiny-bert"))
+        .args(["not", "stored"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("another encoder"), "{err}");
+
+    // Node 1 (the one the client talks to first) killed during a stream of queries.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stream = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let queries: Vec<(String, String, Vec<f32>)> = (0..50)
+            .map(|i| {
+                let p = local.index().pair(i * 7).unwrap();
+                let v = local.lookup(p.head, p.tail).unwrap().unwrap();
+                (p.head.to_string(), p.tail.to_string(), v)
+            })
+            .collect();
+        let (urls, coll) = (urls.clone(), coll.clone());
+        std::thread::spawn(move || {
+            let store = QdrantStore::open(&urls, &coll).unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (h, t, v) = &queries[i % queries.len()];
+                let req = SearchRequest {
+                    k: 10,
+                    exact: false,
+                    ef: 64,
+                    exclude_pair: Some((h, t)),
+                    exclude_words: &[],
+                };
+                match store.search(v, &req) {
+                    Ok(r) if r.len() == 10 => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("query failed: {other:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                i += 1;
+            }
+        })
+    };
+    while ok.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(1);
+    let before = ok.load(Ordering::Relaxed);
+    let t = Instant::now();
+    while ok.load(Ordering::Relaxed) < before + 100 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    stream.join().unwrap();
+    eprintln!(
+        "queries across the kill: {} ok, {} failed",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(
+        ok.load(Ordering::Relaxed) >= before + 100,
+        "queries stalled after the kill"
+    );
+    cluster.restart();
+    let local_shards = wait_all_active(&cluster.grpc(1), &coll, 6);
+    assert!(local_shards > 0, "node 1 holds no shard after rejoining");
+    assert_eq!(count_via(&cluster.grpc(1), &coll), n as u64);
+
+    // Node 2 killed during an export (small batches, one at a time, so it runs long enough).
+    let coll2 = unique("export");
+    let mut child = export(&dir, &urls, &coll2, &["--batch", "16", "--parallel", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let probe = Connection::new(&[cluster.grpc(3)], &coll2).unwrap();
+    let t = Instant::now();
+    loop {
+        let c = probe.clone();
+        let sent = probe
+            .block_on(async move {
+                if c.exists().await? {
+                    c.count().await
+                } else {
+                    Ok(0)
+                }
+            })
+            .unwrap()
+            .unwrap_or(0);
+        if sent > 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "export did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("export at the kill: {} of {n} points written", {
+        let c = probe.clone();
+        probe
+            .block_on(async move { c.count().await })
+            .unwrap()
+            .unwrap_or(0)
+    });
+    cluster.kill(2);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "export across a node kill failed: {err}");
+    assert_eq!(
+        count_via(&cluster.grpc(3), &coll2),
+        n as u64,
+        "points lost or doubled"
+    );
+    cluster.restart();
+    wait_all_active(&cluster.grpc(2), &coll2, 6);
+    for node in 1..=3 {
+        assert_eq!(
+            count_via(&cluster.grpc(node), &coll2),
+            n as u64,
+            "node {node}"
+        );
+    }
+
+    for c in [coll, coll2] {
+        let conn = Connection::new(&urls, &c).unwrap();
+        let k = conn.clone();
+        let _ = conn.block_on(async move {
+            k.call("delete", |q, name| async move {
+                q.delete_collection(name).await
+            })
+            .await
+        });
+    }
+}
