@@ -290,6 +290,18 @@ pub fn run(a: QueryArgs) -> Result<()> {
             break;
         }
         lineno += 1;
+        // A long-running stream follows the index: after an `index add` (or a rebuild)
+        // publishes, the next line is answered from the new index.
+        match engine.refresh() {
+            Ok(true) => tracing::info!(
+                "{} changed: now answering from index {} ({} pairs)",
+                dir.display(),
+                engine.index().id(),
+                engine.index().count()
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("checking {} for a new index: {e:#}", dir.display()),
+        }
         let record = match std::str::from_utf8(&buf) {
             Err(_) => Err((
                 None,

@@ -100,6 +100,56 @@ pub struct QueryEngine {
     index: Index,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
+    /// Device and inode of the open index's `meta` file: a publication replaces the file.
+    stamp: (u64, u64),
+}
+
+fn file_stamp(md: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (md.dev(), md.ino())
+}
+
+/// Loads the encoder that computes `index`'s pair function: the model `model_dir`, else the
+/// one the index records ([`recorded_model`]), with the index's template, aggregation and
+/// offset weight unless `opts` sets a template or aggregation, which must then be the
+/// index's. `opts` gives the batch size and device. A model or pair function other than the
+/// index's is refused ([`Error::EncoderMismatch`]): its vectors would not be comparable.
+pub fn index_encoder(
+    index: &Index,
+    model_dir: Option<&Path>,
+    opts: EncoderOptions,
+) -> Result<RelationEncoder> {
+    let built = index.meta().encoder.clone();
+    let dir = match model_dir {
+        Some(d) => d.to_path_buf(),
+        None => recorded_model(&built, index.dir())?,
+    };
+    let (aggregation, offset_weight) = pair_function(&built, index.dir())?;
+    let enc = RelationEncoder::load(
+        &dir,
+        &EncoderOptions {
+            template: Some(opts.template.unwrap_or_else(|| built.template.clone())),
+            aggregation: Some(opts.aggregation.unwrap_or(aggregation)),
+            // The index's function, whatever the model's config says now.
+            offset_weight: Some(offset_weight.unwrap_or(0.0)),
+            ..opts
+        },
+    )?;
+    let offered = encoder_info(&enc.identity()?);
+    if !same_function(&built, &offered) {
+        let show = |i: &relbert_index::EncoderInfo| {
+            format!(
+                "{} sha256 {}, aggregation {}, template {:?}",
+                i.model, i.weights_sha256, i.aggregation, i.template
+            )
+        };
+        return Err(Error::EncoderMismatch {
+            index: index.dir().to_path_buf(),
+            built: show(&built),
+            offered: show(&offered),
+        });
+    }
+    Ok(enc)
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -116,10 +166,15 @@ impl QueryEngine {
     /// Opens the index; `model_dir` overrides the model recorded in it (it must be the same
     /// encoding function: same weights, template and aggregation).
     pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
+        // Taken before the open: a publication in between makes the first refresh reopen.
+        let stamp = std::fs::metadata(index_dir.join("meta"))
+            .map(|m| file_stamp(&m))
+            .unwrap_or_default();
         Ok(QueryEngine {
             index: Index::open(index_dir)?,
             model_dir,
             encoder: None,
+            stamp,
         })
     }
 
@@ -136,38 +191,46 @@ impl QueryEngine {
     /// Loads the index's model now (so the first encoded query is not slowed by it).
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
-            let built = self.index.meta().encoder.clone();
-            let dir = match &self.model_dir {
-                Some(d) => d.clone(),
-                None => recorded_model(&built, self.index.dir())?,
+            let opts = EncoderOptions {
+                // Queries come one at a time.
+                batch_size: 8,
+                ..Default::default()
             };
-            let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
-            let enc = RelationEncoder::load(
-                &dir,
-                &EncoderOptions {
-                    template: Some(built.template.clone()),
-                    aggregation: Some(aggregation),
-                    // The index's function, whatever the model's config says now.
-                    offset_weight: Some(offset_weight.unwrap_or(0.0)),
-                    // Queries come one at a time.
-                    batch_size: 8,
-                    ..Default::default()
-                },
-            )?;
-            let offered = encoder_info(&enc.identity()?);
-            if !same_function(&built, &offered) {
-                return Err(Error::EncoderMismatch {
-                    index: self.index.dir().to_path_buf(),
-                    built: format!("{} sha256 {}", built.model, &built.weights_sha256),
-                    offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
-                });
-            }
-            self.encoder = Some(enc);
+            self.encoder = Some(index_encoder(&self.index, self.model_dir.as_deref(), opts)?);
         }
         self.encoder.as_ref().ok_or_else(|| Error::InvalidArgument {
             flag: "--model".into(),
             message: "no model loaded".into(),
         })
+    }
+
+    /// Follows the index directory: when it now holds another index than the one open (an
+    /// `index add` or a `build --force` published a new one), opens that one and answers from
+    /// it from now on. Returns whether it switched. A new index that cannot be opened yet (a
+    /// publication racing the open shows as files of two ids) is retried on the next call; the
+    /// open index keeps answering meanwhile, so a reader sees the old state or the new one,
+    /// never a mixture.
+    pub fn refresh(&mut self) -> Result<bool> {
+        let meta = self.index.dir().join("meta");
+        let Ok(md) = std::fs::metadata(&meta) else {
+            return Ok(false);
+        };
+        let stamp = file_stamp(&md);
+        if stamp == self.stamp {
+            return Ok(false);
+        }
+        let Ok(next) = Index::open(self.index.dir()) else {
+            return Ok(false);
+        };
+        self.stamp = stamp;
+        if next.id() == self.index.id() {
+            return Ok(false);
+        }
+        if !same_function(&self.index.meta().encoder, &next.meta().encoder) {
+            self.encoder = None;
+        }
+        self.index = next;
+        Ok(true)
     }
 
     /// The relation vector of (a, b): from the index if stored, else encoded.
