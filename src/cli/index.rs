@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use relbert::embed::screen_long_pairs;
 use relbert::indexing::{add_to_index, build_index, new_pairs, BuildOptions, BuildReport};
-use relbert::query::index_encoder;
 use relbert::pairs::{read_pairs, PairRecord};
+use relbert::query::index_encoder;
 use relbert::RelationEncoder;
 use relbert_index::{HnswParams, Index, Precision, RebuildOptions, Stage};
 

@@ -125,10 +125,16 @@ pub fn build_index(
         tracing::info!("resuming: {resumed} input rows already in the partial index");
     }
     let started = std::time::Instant::now();
-    encode_into(encoder, records, resumed, on_rows, &mut |entries, vectors| {
-        builder.append_chunk(entries, vectors)?;
-        Ok(())
-    })?;
+    encode_into(
+        encoder,
+        records,
+        resumed,
+        on_rows,
+        &mut |entries, vectors| {
+            builder.append_chunk(entries, vectors)?;
+            Ok(())
+        },
+    )?;
     let encode_secs = started.elapsed().as_secs_f64();
     let (count, skipped) = (builder.count(), builder.skipped());
     let started = std::time::Instant::now();
@@ -258,10 +264,16 @@ pub fn add_to_index(
     if resumed > 0 {
         tracing::info!("resuming: {resumed} new pairs already in the partial index");
     }
-    encode_into(encoder, records, resumed, on_rows, &mut |entries, vectors| {
-        grower.append_chunk(entries, vectors)?;
-        Ok(())
-    })?;
+    encode_into(
+        encoder,
+        records,
+        resumed,
+        on_rows,
+        &mut |entries, vectors| {
+            grower.append_chunk(entries, vectors)?;
+            Ok(())
+        },
+    )?;
     let encode_secs = started.elapsed().as_secs_f64();
     let count = grower.count();
     let started = std::time::Instant::now();
