@@ -189,6 +189,87 @@ fn stdin_pipeline_builds_the_index_a_file_builds() {
         .failure();
 }
 
+/// Kills `child` once `file` is longer than `len` bytes (or at once if it exits first).
+fn kill_when_longer(child: &mut Child, file: &Path, len: u64) -> bool {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        let now = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        if now > len || started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// Standard input cannot be read twice: a build from it keeps a copy in its partial
+/// directory, and when it is killed, the same command with nothing on standard input resumes
+/// from the copy (and a re-sent stream of the same pairs resumes too).
+#[test]
+fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(9000);
+    let file = dir.path().join("pairs.tsv");
+    write_lines(&file, &lines);
+    let reference = dir.path().join("reference");
+    build_file(&file, &reference);
+    let dim = Index::open(&reference).unwrap().dim() as u64;
+    let out = dir.path().join("idx");
+    let spool = dir.path().join("idx.partial/input.spool");
+    for resend in [false, true] {
+        let _ = std::fs::remove_dir_all(&out);
+        let mut child = StdCommand::new(bin())
+            .env("RELBERT_LOG", "warn")
+            .args(["index", "build", "--model"])
+            .arg(model())
+            .args(["--pairs", "-", "--out"])
+            .arg(&out)
+            .stdin(std::fs::File::open(&file).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed after the first checkpointed chunk of 2048 rows.
+        assert!(kill_when_longer(
+            &mut child,
+            &dir.path().join("idx.partial/vectors"),
+            64 + 2048 * dim * 4
+        ));
+        assert!(spool.is_file());
+        assert!(!out.exists());
+        let input = if resend {
+            std::fs::read(&file).unwrap()
+        } else {
+            Vec::new()
+        };
+        let a = relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", "build", "--model"])
+            .arg(model())
+            .args(["--pairs", "-", "--out"])
+            .arg(&out)
+            .write_stdin(input)
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains("resuming"), "{err}");
+        assert!(!dir.path().join("idx.partial").exists());
+        assert_same_rows(&rows(&out), &rows(&reference));
+    }
+    // Without a partial build, empty standard input is an error, not an empty index.
+    let a = relbert()
+        .args(["index", "build", "--model"])
+        .arg(model())
+        .args(["--pairs", "-", "--out"])
+        .arg(dir.path().join("empty"))
+        .write_stdin("")
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("no pairs on standard input"), "{err}");
+}
+
 #[test]
 fn add_equals_a_build_of_the_union() {
     let dir = tempfile::tempdir().unwrap();

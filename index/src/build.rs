@@ -44,6 +44,9 @@ use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEn
 
 const BLOB: &str = "pairs.blob";
 
+/// The caller's copy of its input inside a partial build ([`IndexBuilder::spool_path`]).
+const SPOOL: &str = "input.spool";
+
 /// Which implementation builds the HNSW graph. Both write the same `graph` file layout; the
 /// choice is recorded in [`HnswInfo::builder`] (as [`GraphBuilder::name`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -215,6 +218,12 @@ pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
     Ok(out_dir.with_file_name(n))
 }
 
+/// Where a build of `out_dir` keeps the caller's copy of its input while it is partial
+/// (`<out_dir>.partial/input.spool`; see [`IndexBuilder::spool_path`]).
+pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
+    Ok(partial_dir(out_dir)?.join(SPOOL))
+}
+
 fn open_rw(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
@@ -235,7 +244,7 @@ fn index_entry(name: &str) -> bool {
 
 /// The names a partial build may hold.
 fn partial_entry(name: &str) -> bool {
-    index_entry(name) || name == BLOB || name == "checkpoint"
+    index_entry(name) || name == BLOB || name == "checkpoint" || name == SPOOL
 }
 
 /// Whether the first bytes of `path` are `magic` (a file too short to tell passes: a file cut
@@ -631,6 +640,15 @@ impl IndexBuilder {
         &self.partial
     }
 
+    /// Where the caller may keep a copy of its input for the life of the partial build
+    /// (`<out>.partial/input.spool`, or that name with `.tmp` appended while it is written):
+    /// an input that cannot be read twice, such as standard input, so that an interrupted
+    /// build can resume from it. Recognised as part of the partial build, removed by
+    /// [`finish`](Self::finish) before publication; the builder never reads it.
+    pub fn spool_path(&self) -> PathBuf {
+        self.partial.join(SPOOL)
+    }
+
     /// Is (head, tail) already stored? Looks in the committed records and in `pending`, the
     /// record bytes of the chunk being assembled (starting at blob offset `pending_base`).
     fn is_duplicate(
@@ -968,6 +986,10 @@ impl IndexBuilder {
         let ckpt_path = self.partial.join(FileKind::Checkpoint.file_name());
         std::fs::remove_file(&ckpt_path).map_err(|e| IndexError::io(&ckpt_path, e))?;
         std::fs::remove_file(&bpath).map_err(|e| IndexError::io(&bpath, e))?;
+        let spool = self.spool_path();
+        if spool.exists() {
+            std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
+        }
         sync_dir(&self.partial)?;
         publish(&self.partial, &self.out_dir)?;
         drop(self.lock);

@@ -135,6 +135,12 @@ impl IndexGrower {
         self.base.dir()
     }
 
+    /// Where the caller may keep a copy of its input for the life of the partial grow
+    /// ([`IndexBuilder::spool_path`]).
+    pub fn spool_path(&self) -> PathBuf {
+        self.builder.spool_path()
+    }
+
     /// Rows of the base index.
     pub fn base_count(&self) -> u64 {
         self.base.count() as u64

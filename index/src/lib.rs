@@ -89,8 +89,8 @@ pub mod rebuild;
 pub mod synthetic;
 
 pub use build::{
-    discard_partial, partial_dir, recognise_index, recognise_partial, swap_dirs, ChunkStats,
-    GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
+    discard_partial, input_spool, partial_dir, recognise_index, recognise_partial, swap_dirs,
+    ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
 };
 pub use error::{IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use relbert::embed::screen_long_pairs;
-use relbert::indexing::{add_to_index, build_index, new_pairs, BuildOptions, BuildReport};
+use relbert::indexing::{
+    add_to_index, build_index, new_pairs, spooled_records, BuildOptions, BuildReport,
+};
 use relbert::pairs::{read_pairs, PairRecord};
 use relbert::query::index_encoder;
 use relbert::RelationEncoder;
@@ -157,6 +159,31 @@ pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
     Ok(out)
 }
 
+/// The records of `--pairs`, and whether to spool them (standard input is among the inputs,
+/// and cannot be read again). `--pairs -` alone with nothing on standard input resumes the
+/// interrupted build or add of `out` from the copy it spooled, when there is one.
+pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, bool)> {
+    let stdin = files.iter().any(|f| f.as_os_str() == "-");
+    if stdin && files.len() == 1 {
+        let records = read_pairs(Path::new("-"))?;
+        if !records.is_empty() {
+            return Ok((records, true));
+        }
+        if let Some(records) = spooled_records(out)? {
+            tracing::info!(
+                "standard input is empty: resuming from the input the interrupted run spooled ({} pairs)",
+                records.len()
+            );
+            return Ok((records, false));
+        }
+        anyhow::bail!(
+            "no pairs on standard input (and no interrupted run of {} to resume)",
+            out.display()
+        );
+    }
+    Ok((read_all(files)?, stdin))
+}
+
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
 pub fn screen(
     encoder: &RelationEncoder,
@@ -257,13 +284,14 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             hnsw.validate()
                 .context("invalid value for --m or --ef-construction")?;
             check_index_out(&a.out, a.force)?;
-            let records = read_all(&a.pairs)?;
+            let (records, spool) = read_input(&a.pairs, &a.out)?;
             let encoder = a.model.load(false)?;
             let records = screen(&encoder, records, a.skip_long)?;
             let opts = BuildOptions {
                 hnsw,
                 half: a.f16,
                 force: a.force,
+                spool,
             };
             build_with_progress(&encoder, &records, &a.out, &opts)?;
             Ok(())
@@ -397,7 +425,7 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
 /// `relbert index add`: the pairs the index lacks, encoded with its own pair function, grown
 /// into it with progress; a clear message and no change when there is nothing new.
 fn add(a: AddArgs) -> Result<()> {
-    let records = read_all(&a.pairs)?;
+    let (records, spool) = read_input(&a.pairs, &a.index)?;
     let total = records.len();
     let idx = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
     let found = new_pairs(&idx, records)?;
@@ -438,6 +466,7 @@ fn add(a: AddArgs) -> Result<()> {
         idx,
         &new,
         0,
+        spool,
         &|n| {
             if !started.replace(true) && n > 0 {
                 pb.resume_from(n);

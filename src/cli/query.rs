@@ -200,6 +200,7 @@ fn ensure_default_index(dir: &Path) -> Result<()> {
         hnsw: HnswParams::default(),
         half: true,
         force: false,
+        spool: false,
     };
     build_with_progress(&encoder, &records, dir, &opts)?;
     Ok(())

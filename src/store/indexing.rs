@@ -78,6 +78,9 @@ pub struct BuildOptions {
     pub half: bool,
     /// Replace an existing index.
     pub force: bool,
+    /// Keep a copy of the records in the partial build ([`spool_records`]), for input that
+    /// cannot be read again (standard input), so an interrupted build can resume from it.
+    pub spool: bool,
 }
 
 /// What a build did.
@@ -120,6 +123,9 @@ pub fn build_index(
         input: crate::pairs::records_identity(records),
     };
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
+    if opts.spool {
+        spool_records(&builder.spool_path(), records)?;
+    }
     let resumed = builder.rows_done();
     if resumed > 0 {
         tracing::info!("resuming: {resumed} input rows already in the partial index");
@@ -147,6 +153,45 @@ pub fn build_index(
         encode_secs,
         graph_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Keeps `records` as pair TSV at `path` (a partial build's
+/// [`IndexBuilder::spool_path`]), unless a copy is there already: standard input cannot be
+/// read twice, so a build or add from it spools what it read, and when it is interrupted, the
+/// same command with an empty standard input resumes from the copy ([`spooled_records`]).
+/// Written to `path.tmp`, synced and renamed, so the copy is whole or absent.
+pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
+    use std::io::Write;
+    if path.exists() {
+        return Ok(());
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for r in records {
+            // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
+            match &r.label {
+                Some(l) => writeln!(w, "{}\t{}\t{l}", r.head, r.tail)?,
+                None => writeln!(w, "{}\t{}", r.head, r.tail)?,
+            }
+        }
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| Error::io(path, e))
+}
+
+/// The records an interrupted build or add of `out` spooled ([`spool_records`]), if its
+/// partial directory holds a whole copy.
+pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
+    let path = relbert_index::input_spool(out)?;
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(Some(crate::pairs::parse_pairs(f, &path)?))
 }
 
 /// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
@@ -239,13 +284,15 @@ pub struct AddReport {
 /// appends them in checkpointed chunks, inserts them into the index's graph and publishes the
 /// grown index in place of the old one ([`relbert_index::IndexGrower`]). An interrupted add
 /// resumes when run again with the same base and records. `threads` is the graph insertion's
-/// thread count (0: all); `on_rows` is told new rows done, `progress` reports copying and graph
+/// thread count (0: all); `spool` keeps a copy of the records in the partial directory
+/// ([`spool_records`]); `on_rows` is told new rows done, `progress` reports copying and graph
 /// progress.
 pub fn add_to_index(
     encoder: &RelationEncoder,
     base: Index,
     records: &[PairRecord],
     threads: usize,
+    spool: bool,
     on_rows: &dyn Fn(u64),
     progress: &mut dyn FnMut(Progress),
 ) -> Result<AddReport> {
@@ -260,6 +307,9 @@ pub fn add_to_index(
     let started = std::time::Instant::now();
     let input = crate::pairs::records_identity(records);
     let mut grower = IndexGrower::create_or_resume(base, &input, threads, &mut *progress)?;
+    if spool {
+        spool_records(&grower.spool_path(), records)?;
+    }
     let (base_count, resumed) = (grower.base_count(), grower.added_rows_done());
     if resumed > 0 {
         tracing::info!("resuming: {resumed} new pairs already in the partial index");
