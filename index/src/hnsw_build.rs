@@ -715,7 +715,7 @@ fn insert_rows<R: BuildRows>(
         let mut s = Scratch::new(rows, n, graph.ef, graph.m0);
         for q in from..n {
             insert(graph, &mut s, q as u32);
-            if (q + 1 - from) % 1000 == 0 {
+            if (q + 1 - from).is_multiple_of(1000) {
                 progress((q + 1 - from) as u64);
             }
         }

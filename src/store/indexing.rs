@@ -194,6 +194,9 @@ pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
     Ok(Some(crate::pairs::parse_pairs(f, &path)?))
 }
 
+/// Where [`encode_into`] hands each chunk: its entries and their unit vectors, row-major.
+type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 'a;
+
 /// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
 /// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from `skip`).
 fn encode_into(
@@ -201,7 +204,7 @@ fn encode_into(
     records: &[PairRecord],
     skip: u64,
     on_rows: &dyn Fn(u64),
-    sink: &mut dyn FnMut(&[PairEntry], &[f32]) -> Result<()>,
+    sink: &mut ChunkSink<'_>,
 ) -> Result<()> {
     // Pair vocabularies reuse their words: 148,198 pairs of the bundled one hold 67,364.
     let mut words = WordVectors::new();
