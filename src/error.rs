@@ -87,7 +87,7 @@ pub enum Error {
     #[error(transparent)]
     Index(#[from] relbert_index::IndexError),
     /// An index was built with another encoder than the one offered for its queries.
-    #[error("index {index} was built with another encoder ({built}); refusing to encode queries with {offered}")]
+    #[error("index {index} was built with another encoder ({built}); refusing to encode queries or pairs for it with {offered}")]
     EncoderMismatch {
         /// The index directory.
         index: PathBuf,

@@ -23,6 +23,12 @@
 //! cargo run --release -p relbert-index --example bench_index -- rebuild --index DIR --out DIR \
 //!     [--threads 0] [--m 16] [--ef-construction 200]
 //!
+//! # recall@10 of an index's HNSW search against its exact search, its own stored rows as
+//! # queries (each query's own row left out of both), reported for all queried rows and for
+//! # the rows from --from on (the rows an `index add` appended)
+//! cargo run --release -p relbert-index --example bench_index -- self-recall --index DIR \
+//!     [--queries 2000] [--ef 64] [--from ROW]
+//!
 //! # Open time and resident memory of a large index (random graph; see the results file)
 //! cargo run --release -p relbert-index --example bench_index -- open \
 //!     --n 1000000 --dim 384 --work DIR [--runs 9] --out-json F --out-md F
@@ -64,6 +70,7 @@ fn main() -> Res<()> {
         "search" => search_bench(&opts),
         "to-f16" => to_f16(&opts),
         "rebuild" => rebuild(&opts),
+        "self-recall" => self_recall(&opts),
         _ => Err("usage: bench_index ann|open|search [options] (see the source header)".into()),
     }
 }
@@ -134,6 +141,40 @@ fn search_bench(o: &HashMap<String, String>) -> Res<()> {
     println!(
         "{}",
         serde_json::json!({"index": dir, "queries": nq, "repeat": repeat, "search": out})
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- self recall
+
+fn self_recall(o: &HashMap<String, String>) -> Res<()> {
+    let dir = o.get("index").ok_or("--index")?;
+    let idx = Index::open(dir)?;
+    let n = idx.count();
+    let nq: usize = get(o, "queries", 2000).clamp(1, n.max(1));
+    let ef: usize = get(o, "ef", 64);
+    let from: usize = get(o, "from", n);
+    // Evenly spaced rows, so old and new rows are queried in proportion to their number.
+    let (mut all, mut all_n, mut new, mut new_n) = (0.0, 0usize, 0.0, 0usize);
+    for i in 0..nq {
+        let row = i * n / nq;
+        let q = idx.vector(row)?.into_owned();
+        let truth = idx.search_exact_filtered(&q, 10, |r| r != row)?;
+        let found = idx.search_filtered(&q, 10, ef, |r| r != row)?;
+        let r = recall(&found, &truth);
+        all += r;
+        all_n += 1;
+        if row >= from {
+            new += r;
+            new_n += 1;
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"index": dir, "count": n, "queries": all_n, "ef": ef,
+            "recall_at_10": round(all / all_n.max(1) as f64, 4),
+            "from": from, "queries_from": new_n,
+            "recall_at_10_from": (new_n > 0).then(|| round(new / new_n as f64, 4))})
     );
     Ok(())
 }

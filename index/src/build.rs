@@ -44,6 +44,9 @@ use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEn
 
 const BLOB: &str = "pairs.blob";
 
+/// The caller's copy of its input inside a partial build ([`IndexBuilder::spool_path`]).
+const SPOOL: &str = "input.spool";
+
 /// Which implementation builds the HNSW graph. Both write the same `graph` file layout; the
 /// choice is recorded in [`HnswInfo::builder`] (as [`GraphBuilder::name`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -215,6 +218,12 @@ pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
     Ok(out_dir.with_file_name(n))
 }
 
+/// Where a build of `out_dir` keeps the caller's copy of its input while it is partial
+/// (`<out_dir>.partial/input.spool`; see [`IndexBuilder::spool_path`]).
+pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
+    Ok(partial_dir(out_dir)?.join(SPOOL))
+}
+
 fn open_rw(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
@@ -235,7 +244,7 @@ fn index_entry(name: &str) -> bool {
 
 /// The names a partial build may hold.
 fn partial_entry(name: &str) -> bool {
-    index_entry(name) || name == BLOB || name == "checkpoint"
+    index_entry(name) || name == BLOB || name == "checkpoint" || name == SPOOL
 }
 
 /// Whether the first bytes of `path` are `magic` (a file too short to tell passes: a file cut
@@ -631,6 +640,15 @@ impl IndexBuilder {
         &self.partial
     }
 
+    /// Where the caller may keep a copy of its input for the life of the partial build
+    /// (`<out>.partial/input.spool`, or that name with `.tmp` appended while it is written):
+    /// an input that cannot be read twice, such as standard input, so that an interrupted
+    /// build can resume from it. Recognised as part of the partial build, removed by
+    /// [`finish`](Self::finish) before publication; the builder never reads it.
+    pub fn spool_path(&self) -> PathBuf {
+        self.partial.join(SPOOL)
+    }
+
     /// Is (head, tail) already stored? Looks in the committed records and in `pending`, the
     /// record bytes of the chunk being assembled (starting at blob offset `pending_base`).
     fn is_duplicate(
@@ -773,6 +791,18 @@ impl IndexBuilder {
         self.finish_inner(GraphSource::Hnsw(params), progress)
     }
 
+    /// Like [`finish`](Self::finish), but the graph is `base` (the graph of the first
+    /// `base.levels.len()` rows, which must be the rows this build stored first) with every
+    /// later row inserted into it, instead of a graph built from nothing ([`crate::grow`]).
+    pub(crate) fn finish_grown(
+        self,
+        base: hnsw_build::BuiltGraph,
+        params: HnswParams,
+        progress: impl FnMut(Progress),
+    ) -> Result<PathBuf> {
+        self.finish_inner(GraphSource::Grow { base, params }, progress)
+    }
+
     /// Like [`finish`](Self::finish) but with a random single-layer graph instead of HNSW. Only
     /// for benchmarks of open time and memory on indexes too large to build a real graph for;
     /// searches on such an index have poor recall.
@@ -796,7 +826,7 @@ impl IndexBuilder {
                 "an earlier append failed; reopen the builder to resume from the checkpoint".into(),
             ));
         }
-        if let GraphSource::Hnsw(p) = &source {
+        if let GraphSource::Hnsw(p) | GraphSource::Grow { params: p, .. } = &source {
             p.validate()?;
         }
         if std::fs::symlink_metadata(&self.out_dir).is_ok() {
@@ -846,6 +876,14 @@ impl IndexBuilder {
             let (graph, info) = match source {
                 GraphSource::Hnsw(p) => (
                     build_graph(rows, dim, n, p, &mut progress)?,
+                    HnswInfo {
+                        m: p.m as u32,
+                        ef_construction: p.ef_construction as u32,
+                        builder: p.builder.name().into(),
+                    },
+                ),
+                GraphSource::Grow { base, params: p } => (
+                    grow_graph(rows, dim, n, &base, p, &mut progress)?,
                     HnswInfo {
                         m: p.m as u32,
                         ef_construction: p.ef_construction as u32,
@@ -948,6 +986,10 @@ impl IndexBuilder {
         let ckpt_path = self.partial.join(FileKind::Checkpoint.file_name());
         std::fs::remove_file(&ckpt_path).map_err(|e| IndexError::io(&ckpt_path, e))?;
         std::fs::remove_file(&bpath).map_err(|e| IndexError::io(&bpath, e))?;
+        let spool = self.spool_path();
+        if spool.exists() {
+            std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
+        }
         sync_dir(&self.partial)?;
         publish(&self.partial, &self.out_dir)?;
         drop(self.lock);
@@ -1046,7 +1088,15 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 
 enum GraphSource {
     Hnsw(HnswParams),
-    Random { degree: usize, seed: u64 },
+    /// Insert the rows after `base`'s nodes into it ([`crate::grow`]).
+    Grow {
+        base: hnsw_build::BuiltGraph,
+        params: HnswParams,
+    },
+    Random {
+        degree: usize,
+        seed: u64,
+    },
 }
 
 /// Cosine distance for unit vectors, `max(0, 1 − a·b)`: never negative and never panics
@@ -1070,6 +1120,21 @@ impl Distance<f32> for UnitCosine {
 enum StoredRows<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
+}
+
+impl<'a> StoredRows<'a> {
+    /// The first `n` rows of `dim` values (an error if there are fewer).
+    fn first(self, n: usize, dim: usize) -> Result<StoredRows<'a>> {
+        let short = |len: usize| {
+            IndexError::InvalidParameter(format!(
+                "{len} vector values for {n} rows of dimension {dim}"
+            ))
+        };
+        Ok(match self {
+            StoredRows::F32(r) => StoredRows::F32(r.get(..n * dim).ok_or_else(|| short(r.len()))?),
+            StoredRows::F16(r) => StoredRows::F16(r.get(..n * dim).ok_or_else(|| short(r.len()))?),
+        })
+    }
 }
 
 /// Checks the parameters and builds the graph payload with the chosen builder. The native
@@ -1096,15 +1161,7 @@ fn build_graph(
     if n == 0 {
         return Ok(encode_graph(&[], NO_NEIGHBOUR, m0, m, &[], &[]));
     }
-    let short = |len: usize| {
-        IndexError::InvalidParameter(format!(
-            "{len} vector values for {n} rows of dimension {dim}"
-        ))
-    };
-    let rows = match rows {
-        StoredRows::F32(r) => StoredRows::F32(r.get(..n * dim).ok_or_else(|| short(r.len()))?),
-        StoredRows::F16(r) => StoredRows::F16(r.get(..n * dim).ok_or_else(|| short(r.len()))?),
-    };
+    let rows = rows.first(n, dim)?;
     match p.builder {
         GraphBuilder::Native => {
             let total = n as u64;
@@ -1135,6 +1192,43 @@ fn build_graph(
             }
         },
     }
+}
+
+/// The graph payload of `base` grown by the rows after its nodes, with the native builder's
+/// incremental insertion ([`hnsw_build::grow`]); `Graph` progress counts the inserted rows.
+fn grow_graph(
+    rows: StoredRows<'_>,
+    dim: usize,
+    n: usize,
+    base: &hnsw_build::BuiltGraph,
+    p: HnswParams,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Vec<u8>> {
+    let nb = base.levels.len();
+    if nb > n {
+        return Err(IndexError::InvalidParameter(format!(
+            "the base graph has {nb} nodes but the index only {n} rows"
+        )));
+    }
+    let params = hnsw_build::BuildParams {
+        m: p.m,
+        ef_construction: p.ef_construction,
+        threads: p.threads,
+        seed: p.seed,
+    };
+    let total = (n - nb) as u64;
+    let mut report = |done| {
+        progress(Progress {
+            stage: Stage::Graph,
+            done,
+            total,
+        })
+    };
+    let g = match rows.first(n, dim)? {
+        StoredRows::F32(r) => hnsw_build::grow(r, dim, base, &params, &mut report)?,
+        StoredRows::F16(r) => hnsw_build::grow_f16(r, dim, base, &params, &mut report)?,
+    };
+    Ok(g.encode())
 }
 
 /// Builds the graph with `hnsw_rs` and exports it ([`GraphBuilder::HnswRs`]).

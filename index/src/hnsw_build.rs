@@ -482,6 +482,55 @@ impl<R: BuildRows> Graph<R> {
         }
     }
 
+    /// The graph of [`grow`]: `base`'s lists for its `base.levels.len()` nodes, copied into
+    /// the slots of a graph over all `levels.len()` rows (the base's levels first), with the
+    /// base's entry point; the rows after the base have no links yet.
+    fn from_base(rows: R, p: &BuildParams, levels: Vec<u8>, base: &BuiltGraph) -> Result<Self> {
+        let bad = |why: String| IndexError::InvalidParameter(format!("base graph: {why}"));
+        let nb = base.levels.len();
+        if base.m != p.m || base.m0 != 2 * p.m {
+            return Err(bad(format!(
+                "list widths {}/{} but the parameters give {}/{}",
+                base.m0,
+                base.m,
+                2 * p.m,
+                p.m
+            )));
+        }
+        if levels.len() < nb || levels[..nb] != base.levels[..] || base.layer0.len() != nb * base.m0
+        {
+            return Err(bad("its shape does not match the rows".into()));
+        }
+        let mut g = Graph::new(rows, p, levels);
+        for (slot, &v) in g.layer0.iter_mut().zip(&base.layer0) {
+            *slot.get_mut() = v;
+        }
+        for (row, lists) in &base.upper {
+            let level = base.levels.get(*row as usize).copied().unwrap_or(0) as usize;
+            if lists.len() != level {
+                return Err(bad(format!("node {row} has {} upper lists", lists.len())));
+            }
+            let first = g.upper_first[*row as usize];
+            for (l, list) in lists.iter().enumerate() {
+                let at = (first + l) * g.m;
+                for (slot, &v) in g.upper[at..at + g.m].iter_mut().zip(list) {
+                    *slot.get_mut() = v;
+                }
+            }
+        }
+        if nb > 0 {
+            let entry = base.entry;
+            let level = base
+                .levels
+                .get(entry as usize)
+                .copied()
+                .ok_or_else(|| bad(format!("entry point {entry} out of range")))?
+                as usize;
+            *g.top.get_mut().unwrap_or_else(|e| e.into_inner()) = Top { entry, level };
+        }
+        Ok(g)
+    }
+
     fn finish(self) -> BuiltGraph {
         let n = self.levels.len();
         let mut upper = Vec::new();
@@ -591,9 +640,67 @@ fn build_on<R: BuildRows>(
     p: &BuildParams,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BuiltGraph> {
-    let n = rows.rows();
-    let levels = sample_levels(n, p.m, p.seed);
+    let levels = sample_levels(rows.rows(), p.m, p.seed);
     let graph = Graph::new(rows, p, levels);
+    // Row 0 is the first entry point, present before any insertion.
+    let first = u64::from(rows.rows() > 0);
+    insert_rows(&graph, rows, 1, p, &mut |d| progress(d + first))?;
+    Ok(graph.finish())
+}
+
+/// Grows `base`, the graph of the first `base.levels.len()` of the `f32` `rows`, by inserting
+/// every later row into it with the same algorithm [`build`] uses: the base's lists and
+/// entry point are kept as they are, and a new node's level is the one a [`build`] with the
+/// same seed would draw for its row, so growing is incremental insertion, not a rebuild.
+/// `progress(done)` counts the inserted rows.
+pub(crate) fn grow(
+    rows: &[f32],
+    dim: usize,
+    base: &BuiltGraph,
+    p: &BuildParams,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuiltGraph> {
+    let data = whole_rows(rows, dim)?;
+    grow_on(F32Rows { data, dim }, base, p, progress)
+}
+
+/// [`grow`] over `f16` rows, read in place.
+pub(crate) fn grow_f16(
+    rows: &[half::f16],
+    dim: usize,
+    base: &BuiltGraph,
+    p: &BuildParams,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuiltGraph> {
+    let data = whole_rows(rows, dim)?;
+    grow_on(F16Rows { data, dim }, base, p, progress)
+}
+
+fn grow_on<R: BuildRows>(
+    rows: R,
+    base: &BuiltGraph,
+    p: &BuildParams,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuiltGraph> {
+    let (n, nb) = (rows.rows(), base.levels.len());
+    let mut levels = base.levels.clone();
+    levels.extend_from_slice(sample_levels(n, p.m, p.seed).get(nb..).unwrap_or(&[]));
+    let graph = Graph::from_base(rows, p, levels, base)?;
+    // An empty base has no entry point yet: its first new row becomes it, as in a build.
+    insert_rows(&graph, rows, nb.max(1), p, progress)?;
+    Ok(graph.finish())
+}
+
+/// Inserts rows `from..n` into `graph` (serially in order with one thread, else by a pool of
+/// workers taking the next row from a shared counter); `progress` gets the rows inserted.
+fn insert_rows<R: BuildRows>(
+    graph: &Graph<R>,
+    rows: R,
+    from: usize,
+    p: &BuildParams,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let n = rows.rows();
     let insert: InsertFn<R> = match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => insert_avx2,
@@ -601,13 +708,15 @@ fn build_on<R: BuildRows>(
         Isa::Avx512 => insert_avx512,
         Isa::Portable => insert_portable,
     };
+    let from = from.min(n);
+    let total = (n - from) as u64;
     progress(0);
-    if p.threads == 1 || n < 2 {
+    if p.threads == 1 || n - from < 2 {
         let mut s = Scratch::new(rows, n, graph.ef, graph.m0);
-        for q in 1..n {
-            insert(&graph, &mut s, q as u32);
-            if (q + 1) % 1000 == 0 {
-                progress((q + 1) as u64);
+        for q in from..n {
+            insert(graph, &mut s, q as u32);
+            if (q + 1 - from).is_multiple_of(1000) {
+                progress((q + 1 - from) as u64);
             }
         }
     } else {
@@ -616,10 +725,9 @@ fn build_on<R: BuildRows>(
             .build()
             .map_err(|e| IndexError::InvalidParameter(format!("thread pool: {e}")))?;
         let workers = pool.current_num_threads().max(1);
-        let next = AtomicUsize::new(1);
-        let done = AtomicUsize::new(1);
+        let next = AtomicUsize::new(from);
+        let done = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
-        let graph = &graph;
         pool.in_place_scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|_| {
@@ -646,8 +754,8 @@ fn build_on<R: BuildRows>(
             }
         });
     }
-    progress(n as u64);
-    Ok(graph.finish())
+    progress(total);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -784,6 +892,30 @@ mod tests {
         assert_ne!(unrounded.layer0, want.layer0);
         let g = build_f16(&h, dim, &params(3), &mut |_| {}).unwrap();
         check_structure(&g, n);
+    }
+
+    /// Growing is insertion into the existing graph: serially, the graph of the first rows
+    /// grown by the rest is exactly the serial build of all rows (which inserts in row order
+    /// too), and in parallel it is a valid graph.
+    #[test]
+    fn grow_continues_the_build() {
+        let (n, dim) = (1600, 16);
+        let rows = low_rank(n, dim, 6, 0.1, 13);
+        let whole = build(&rows, dim, &params(1), &mut |_| {}).unwrap();
+        for nb in [0, 1, 1200] {
+            let base = build(&rows[..nb * dim], dim, &params(1), &mut |_| {}).unwrap();
+            let mut last = 0;
+            let grown = grow(&rows, dim, &base, &params(1), &mut |d| last = d).unwrap();
+            assert_eq!(grown, whole, "base of {nb} rows");
+            assert_eq!(last, (n - nb.max(1)) as u64);
+            let g = grow(&rows, dim, &base, &params(3), &mut |_| {}).unwrap();
+            check_structure(&g, n);
+        }
+        // A base built with other list widths is refused.
+        let base = build(&rows[..100 * dim], dim, &params(1), &mut |_| {}).unwrap();
+        let mut p = params(1);
+        p.m = 6;
+        assert!(grow(&rows, dim, &base, &p, &mut |_| {}).is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::dot::{normalize, F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
 use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
 use crate::format::{id_hex, read_small_file, FileKind, IndexId};
-use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited};
+use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited, NO_NEIGHBOUR};
+use crate::hnsw_build::BuiltGraph;
 use crate::integrity::Protected;
 use crate::meta::{self, Meta, Precision};
 use crate::pairs::{PairRef, PairsLayout};
@@ -301,6 +302,52 @@ impl Index {
 
     fn graph_view(&self) -> Result<GraphView<'_>> {
         GraphView::guarded(&self.graph, self.graph_layout)
+    }
+
+    /// The whole graph, checked block by block, in the shape the builder takes (for
+    /// [`crate::grow`], which inserts new rows into it).
+    pub(crate) fn graph_parts(&self) -> Result<BuiltGraph> {
+        self.graph.verify_all()?;
+        let g = self.graph_view()?;
+        let l = g.layout;
+        let n = l.n;
+        let bad = |why: &str| IndexError::corrupt(&self.graph.path, why.to_string());
+        let levels = g.levels.to_vec();
+        let max_level = levels.iter().copied().max().unwrap_or(0) as usize;
+        if n > 0 && (l.max_level != max_level || levels[l.entry as usize] as usize != max_level) {
+            return Err(bad("the entry point is not on the top layer"));
+        }
+        let valid = |v: u32| v == NO_NEIGHBOUR || (v as usize) < n;
+        if !g.layer0.iter().all(|&v| valid(v)) || !g.upper_adj.iter().all(|&v| valid(v)) {
+            return Err(bad("neighbour id out of range"));
+        }
+        let mut upper = Vec::with_capacity(g.upper_rows.len());
+        for (j, &row) in g.upper_rows.iter().enumerate() {
+            let level = levels.get(row as usize).copied().unwrap_or(0) as usize;
+            let base = g.upper_base.get(j).copied().unwrap_or(u32::MAX) as usize;
+            let mut lists = Vec::with_capacity(level);
+            for k in 0..level {
+                let list = g
+                    .upper_adj
+                    .get((base + k) * l.m..(base + k + 1) * l.m)
+                    .ok_or_else(|| bad("upper-layer list out of range"))?;
+                lists.push(
+                    list.iter()
+                        .copied()
+                        .take_while(|&v| v != NO_NEIGHBOUR)
+                        .collect(),
+                );
+            }
+            upper.push((row, lists));
+        }
+        Ok(BuiltGraph {
+            levels,
+            entry: l.entry,
+            m0: l.m0,
+            m: l.m,
+            layer0: g.layer0.to_vec(),
+            upper,
+        })
     }
 
     fn check_row(&self, row: usize) -> Result<()> {

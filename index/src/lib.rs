@@ -62,7 +62,9 @@
 //! an interrupted build resumes ([`IndexBuilder::rows_done`]), then builds the graph and renames
 //! the directory into place ([`IndexBuilder::finish`]). [`rebuild()`] makes a new index from an
 //! existing one's pairs and vectors (another precision or other graph parameters) through the
-//! same builder.
+//! same builder. [`IndexGrower`] grows a published index by new rows: it copies the index
+//! into a partial build, appends the new rows, inserts them into the existing graph (no
+//! rebuild) and exchanges the result with the old directory ([`grow`]).
 //!
 //! All integers are little-endian and the zero-copy views assume a little-endian host.
 
@@ -76,6 +78,7 @@ pub mod dot;
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod grow;
 pub mod hnsw_build;
 pub mod index;
 pub mod integrity;
@@ -86,12 +89,13 @@ pub mod rebuild;
 pub mod synthetic;
 
 pub use build::{
-    discard_partial, partial_dir, recognise_index, recognise_partial, swap_dirs, ChunkStats,
-    GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
+    discard_partial, input_spool, partial_dir, recognise_index, recognise_partial, swap_dirs,
+    ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
 };
 pub use error::{IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};
 pub use graph::Hit;
+pub use grow::IndexGrower;
 pub use index::{DiskSizes, Index, OpenOptions, Verify, SMALL_FILE_LIMIT};
 pub use lock::OutputLock;
 pub use meta::{EncoderInfo, HnswInfo, IndexSpec, Meta, Precision};

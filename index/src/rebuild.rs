@@ -52,9 +52,25 @@ pub fn rebuild(
     };
     opts.hnsw.validate()?;
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
+    let from = builder.rows_done() as usize;
+    copy_rows(&idx, &mut builder, from, &mut progress)?;
+    // The graph is built from the new `vectors` file; the source is not read again, so it can
+    // be the directory being replaced.
+    drop(idx);
+    builder.finish(opts.hnsw, progress)
+}
+
+/// Appends rows `from..` of `idx` (pairs, labels, vectors) to `builder` in checkpointed chunks,
+/// reporting [`Stage::Copying`] progress (rows of `idx.count()`).
+pub(crate) fn copy_rows(
+    idx: &Index,
+    builder: &mut IndexBuilder,
+    from: usize,
+    progress: &mut impl FnMut(Progress),
+) -> Result<()> {
     let (count, dim) = (idx.count(), idx.dim());
     let total = count as u64;
-    let mut row = builder.rows_done() as usize;
+    let mut row = from;
     let mut pairs = Vec::with_capacity(CHUNK_ROWS);
     let mut vectors = Vec::with_capacity(CHUNK_ROWS * dim);
     while row < count {
@@ -78,8 +94,5 @@ pub fn rebuild(
             total,
         });
     }
-    // The graph is built from the new `vectors` file; the source is not read again, so it can
-    // be the directory being replaced.
-    drop(idx);
-    builder.finish(opts.hnsw, progress)
+    Ok(())
 }

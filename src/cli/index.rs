@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use relbert::embed::screen_long_pairs;
-use relbert::indexing::{build_index, BuildOptions, BuildReport};
+use relbert::indexing::{
+    add_to_index, build_index, new_pairs, spooled_records, BuildOptions, BuildReport,
+};
 use relbert::pairs::{read_pairs, PairRecord};
+use relbert::query::index_encoder;
 use relbert::RelationEncoder;
 use relbert_index::{HnswParams, Index, Precision, RebuildOptions, Stage};
 
@@ -25,6 +28,46 @@ pub enum IndexCommand {
     /// Copy an index into a Qdrant collection (one node or a cluster), or into word2vec /
     /// .npy files for other tools.
     Export(super::export::ExportArgs),
+    /// Grow an index by the pairs it does not hold yet: encodes only those, inserts them into
+    /// the graph and replaces the index atomically (resumes an interrupted add).
+    Add(AddArgs),
+}
+
+/// Arguments of `relbert index add`.
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Index directory to grow (replaced in one atomic exchange by the grown index; grown in
+    /// DIR.partial/).
+    #[arg(long)]
+    index: PathBuf,
+    /// Pair file(s), `-` for standard input: head<TAB>tail[<TAB>label] per line. Pairs the
+    /// index holds, and repeats, are left out.
+    #[arg(long, required = true, num_args = 1..)]
+    pairs: Vec<PathBuf>,
+    /// Model directory (default: the one the index was built with). Its pair function must be
+    /// the index's: other weights, or a --template or --aggregation other than the index's,
+    /// are refused.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Prompt template (default and only accepted value: the index's).
+    #[arg(long)]
+    template: Option<String>,
+    /// Aggregation (default and only accepted value: the index's).
+    #[arg(long)]
+    aggregation: Option<relbert::pooling::Aggregation>,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// cpu, or cuda:N with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Leave out pairs whose prompt is too long to encode (reported with file and line)
+    /// instead of stopping at the first.
+    #[arg(long)]
+    skip_long: bool,
+    /// Print a JSON summary on standard output instead of a line for people.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `relbert index rebuild`.
@@ -96,8 +139,13 @@ pub struct InfoArgs {
     json: bool,
 }
 
-/// Reads several pair files into one list (each record keeps its own line number).
+/// Reads several pair files into one list (each record keeps its own line number); `-` is
+/// standard input (`<stdin>` in messages), which can be read once.
 pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
+    anyhow::ensure!(
+        files.iter().filter(|f| f.as_os_str() == "-").count() <= 1,
+        "invalid value for --pairs: `-` (standard input) can be given once"
+    );
     let mut out = Vec::new();
     for f in files {
         out.extend(read_pairs(f)?);
@@ -112,6 +160,31 @@ pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
             .join(", ")
     );
     Ok(out)
+}
+
+/// The records of `--pairs`, and whether to spool them (standard input is among the inputs,
+/// and cannot be read again). `--pairs -` alone with nothing on standard input resumes the
+/// interrupted build or add of `out` from the copy it spooled, when there is one.
+pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, bool)> {
+    let stdin = files.iter().any(|f| f.as_os_str() == "-");
+    if stdin && files.len() == 1 {
+        let records = read_pairs(Path::new("-"))?;
+        if !records.is_empty() {
+            return Ok((records, true));
+        }
+        if let Some(records) = spooled_records(out)? {
+            tracing::info!(
+                "standard input is empty: resuming from the input the interrupted run spooled ({} pairs)",
+                records.len()
+            );
+            return Ok((records, false));
+        }
+        anyhow::bail!(
+            "no pairs on standard input (and no interrupted run of {} to resume)",
+            out.display()
+        );
+    }
+    Ok((read_all(files)?, stdin))
 }
 
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
@@ -214,19 +287,21 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             hnsw.validate()
                 .context("invalid value for --m or --ef-construction")?;
             check_index_out(&a.out, a.force)?;
-            let records = read_all(&a.pairs)?;
+            let (records, spool) = read_input(&a.pairs, &a.out)?;
             let encoder = a.model.load(false)?;
             let records = screen(&encoder, records, a.skip_long)?;
             let opts = BuildOptions {
                 hnsw,
                 half: a.f16,
                 force: a.force,
+                spool,
             };
             build_with_progress(&encoder, &records, &a.out, &opts)?;
             Ok(())
         }
         IndexCommand::Rebuild(a) => rebuild(a),
         IndexCommand::Export(a) => super::export::run(a),
+        IndexCommand::Add(a) => add(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
             let idx =
@@ -336,5 +411,96 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
         a.index.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `relbert index add`: the pairs the index lacks, encoded with its own pair function, grown
+/// into it with progress; a clear message and no change when there is nothing new.
+fn add(a: AddArgs) -> Result<()> {
+    let (records, spool) = read_input(&a.pairs, &a.index)?;
+    let total = records.len();
+    let idx = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let found = new_pairs(&idx, records)?;
+    let summary = |added: u64, count: u64| {
+        serde_json::json!({
+            "index": a.index.display().to_string(), "pairs_read": total, "added": added,
+            "already_in_index": found.in_index, "repeated_in_input": found.repeated,
+            "count": count,
+        })
+    };
+    if found.records.is_empty() {
+        if a.json {
+            println!("{}", summary(0, idx.count() as u64));
+        } else {
+            println!(
+                "nothing to add: all {total} pairs read are already in {} ({} pairs); the index is unchanged",
+                a.index.display(),
+                idx.count()
+            );
+        }
+        return Ok(());
+    }
+    let opts = relbert::EncoderOptions {
+        template: a.template.clone(),
+        aggregation: a.aggregation,
+        batch_size: a.batch_size,
+        device: relbert::device::parse_device(&a.device)?,
+        ..Default::default()
+    };
+    let encoder = index_encoder(&idx, a.model.as_deref(), opts)
+        .with_context(|| format!("loading the model for {}", a.index.display()))?;
+    let new = screen(&encoder, found.records.clone(), a.skip_long)?;
+    let pb = Progress::pairs(new.len() as u64, "encoding");
+    let started = std::cell::Cell::new(false);
+    let mut graph_pb = None::<Progress>;
+    let report = add_to_index(
+        &encoder,
+        idx,
+        &new,
+        0,
+        spool,
+        &|n| {
+            if !started.replace(true) && n > 0 {
+                pb.resume_from(n);
+            } else {
+                pb.set_position(n)
+            }
+        },
+        &mut |p| {
+            if p.stage == Stage::Graph {
+                graph_pb
+                    .get_or_insert_with(|| {
+                        pb.finish();
+                        Progress::new(p.total, "graph", "pairs")
+                    })
+                    .set_position(p.done);
+            }
+        },
+    )
+    .with_context(|| format!("adding to index {}", a.index.display()))?;
+    if let Some(b) = &graph_pb {
+        b.finish();
+    }
+    pb.finish();
+    let added = report.count - report.base_count;
+    if a.json {
+        let mut doc = summary(added, report.count);
+        doc["encode_secs"] = serde_json::json!(report.encode_secs);
+        doc["graph_secs"] = serde_json::json!(report.graph_secs);
+        doc["resumed_rows"] = serde_json::json!(report.resumed_rows);
+        println!("{doc}");
+    } else {
+        println!(
+            "added {added} pairs to {} ({} → {} pairs; {} already there, {} repeated); \
+             encoding {:.1}s, graph {:.1}s",
+            a.index.display(),
+            report.base_count,
+            report.count,
+            found.in_index,
+            found.repeated,
+            report.encode_secs,
+            report.graph_secs
+        );
+    }
     Ok(())
 }

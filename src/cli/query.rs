@@ -208,6 +208,7 @@ fn ensure_default_index(dir: &Path) -> Result<()> {
         hnsw: HnswParams::default(),
         half: true,
         force: false,
+        spool: false,
     };
     build_with_progress(&encoder, &records, dir, &opts)?;
     Ok(())
@@ -307,6 +308,25 @@ pub fn run(a: QueryArgs) -> Result<()> {
             break;
         }
         lineno += 1;
+        // A long-running stream follows the index: after an `index add` (or a rebuild)
+        // publishes, the next line is answered from the new index.
+        match engine.refresh() {
+            Ok(true) => {
+                if let Some(index) = engine.index() {
+                    tracing::info!(
+                        "{} changed: now answering from index {} ({} pairs)",
+                        index.dir().display(),
+                        index.id(),
+                        index.count()
+                    )
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "checking {} for a new index: {e:#}",
+                engine.store().describe()
+            ),
+        }
         let record = match std::str::from_utf8(&buf) {
             Err(_) => Err((
                 None,

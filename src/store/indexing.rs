@@ -1,12 +1,14 @@
 //! Building a relation index from a pair file: pairs stream through the encoder in chunks
 //! into a [`relbert_index::IndexBuilder`], which checkpoints after each chunk, so an
 //! interrupted build resumes where it stopped; then the HNSW graph is built and the finished
-//! directory is published atomically.
+//! directory is published atomically. [`add_to_index`] grows a published index by the pairs
+//! it does not hold yet, through [`relbert_index::IndexGrower`].
 
 use std::path::{Path, PathBuf};
 
 use relbert_index::{
-    EncoderInfo, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry, Precision, Progress,
+    EncoderInfo, HnswParams, Index, IndexBuilder, IndexGrower, IndexSpec, PairEntry, Precision,
+    Progress,
 };
 
 use crate::error::{Error, Result};
@@ -76,6 +78,9 @@ pub struct BuildOptions {
     pub half: bool,
     /// Replace an existing index.
     pub force: bool,
+    /// Keep a copy of the records in the partial build ([`spool_records`]), for input that
+    /// cannot be read again (standard input), so an interrupted build can resume from it.
+    pub spool: bool,
 }
 
 /// What a build did.
@@ -118,16 +123,94 @@ pub fn build_index(
         input: crate::pairs::records_identity(records),
     };
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
+    if opts.spool {
+        spool_records(&builder.spool_path(), records)?;
+    }
     let resumed = builder.rows_done();
     if resumed > 0 {
         tracing::info!("resuming: {resumed} input rows already in the partial index");
     }
     let started = std::time::Instant::now();
+    encode_into(
+        encoder,
+        records,
+        resumed,
+        on_rows,
+        &mut |entries, vectors| {
+            builder.append_chunk(entries, vectors)?;
+            Ok(())
+        },
+    )?;
+    let encode_secs = started.elapsed().as_secs_f64();
+    let (count, skipped) = (builder.count(), builder.skipped());
+    let started = std::time::Instant::now();
+    let dir = builder.finish(opts.hnsw, on_graph)?;
+    Ok(BuildReport {
+        dir,
+        resumed_rows: resumed,
+        count,
+        skipped,
+        encode_secs,
+        graph_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Keeps `records` as pair TSV at `path` (a partial build's
+/// [`IndexBuilder::spool_path`]), unless a copy is there already: standard input cannot be
+/// read twice, so a build or add from it spools what it read, and when it is interrupted, the
+/// same command with an empty standard input resumes from the copy ([`spooled_records`]).
+/// Written to `path.tmp`, synced and renamed, so the copy is whole or absent.
+pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
+    use std::io::Write;
+    if path.exists() {
+        return Ok(());
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for r in records {
+            // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
+            match &r.label {
+                Some(l) => writeln!(w, "{}\t{}\t{l}", r.head, r.tail)?,
+                None => writeln!(w, "{}\t{}", r.head, r.tail)?,
+            }
+        }
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| Error::io(path, e))
+}
+
+/// The records an interrupted build or add of `out` spooled ([`spool_records`]), if its
+/// partial directory holds a whole copy.
+pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
+    let path = relbert_index::input_spool(out)?;
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(Some(crate::pairs::parse_pairs(f, &path)?))
+}
+
+/// Where [`encode_into`] hands each chunk: its entries and their unit vectors, row-major.
+type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 'a;
+
+/// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
+/// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from `skip`).
+fn encode_into(
+    encoder: &RelationEncoder,
+    records: &[PairRecord],
+    skip: u64,
+    on_rows: &dyn Fn(u64),
+    sink: &mut ChunkSink<'_>,
+) -> Result<()> {
     // Pair vocabularies reuse their words: 148,198 pairs of the bundled one hold 67,364.
     let mut words = WordVectors::new();
-    let mut done = resumed;
+    let mut done = skip;
     on_rows(done);
-    for chunk in records[(resumed as usize).min(records.len())..].chunks(BUILD_CHUNK) {
+    for chunk in records[(skip as usize).min(records.len())..].chunks(BUILD_CHUNK) {
         let pairs: Vec<(&str, &str)> = chunk
             .iter()
             .map(|r| (r.head.as_str(), r.tail.as_str()))
@@ -146,19 +229,113 @@ pub fn build_index(
                 label: r.label.clone(),
             })
             .collect();
-        builder.append_chunk(&entries, &vectors)?;
+        sink(&entries, &vectors)?;
         done += chunk.len() as u64;
         on_rows(done);
     }
-    let encode_secs = started.elapsed().as_secs_f64();
-    let (count, skipped) = (builder.count(), builder.skipped());
+    Ok(())
+}
+
+/// The pairs of `records` that `index` does not hold yet, each once (the first occurrence,
+/// with its label), in input order; and how many records were already in the index and how
+/// many repeated an earlier record.
+pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = NewPairs::default();
+    for r in records {
+        if index.lookup(&r.head, &r.tail)?.is_some() {
+            out.in_index += 1;
+        } else if !seen.insert((r.head.clone(), r.tail.clone())) {
+            out.repeated += 1;
+        } else {
+            out.records.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// What [`new_pairs`] found.
+#[derive(Debug, Default)]
+pub struct NewPairs {
+    /// The pairs to add, in input order.
+    pub records: Vec<PairRecord>,
+    /// Input records whose pair the index already holds.
+    pub in_index: u64,
+    /// Input records repeating an earlier record of the input.
+    pub repeated: u64,
+}
+
+/// What an add did.
+#[derive(Debug, Clone)]
+pub struct AddReport {
+    /// The index directory.
+    pub dir: PathBuf,
+    /// Rows of the index before the add.
+    pub base_count: u64,
+    /// Rows after it.
+    pub count: u64,
+    /// New rows taken from an earlier interrupted run.
+    pub resumed_rows: u64,
+    /// Seconds spent copying the old rows, encoding and appending the new ones.
+    pub encode_secs: f64,
+    /// Seconds spent inserting the new rows into the graph and writing the files.
+    pub graph_secs: f64,
+}
+
+/// Grows the index `base` by `records`, which must be pairs it does not hold ([`new_pairs`]):
+/// encodes them with `encoder` (the index's pair function: [`crate::query::index_encoder`]),
+/// appends them in checkpointed chunks, inserts them into the index's graph and publishes the
+/// grown index in place of the old one ([`relbert_index::IndexGrower`]). An interrupted add
+/// resumes when run again with the same base and records. `threads` is the graph insertion's
+/// thread count (0: all); `spool` keeps a copy of the records in the partial directory
+/// ([`spool_records`]); `on_rows` is told new rows done, `progress` reports copying and graph
+/// progress.
+pub fn add_to_index(
+    encoder: &RelationEncoder,
+    base: Index,
+    records: &[PairRecord],
+    threads: usize,
+    spool: bool,
+    on_rows: &dyn Fn(u64),
+    progress: &mut dyn FnMut(Progress),
+) -> Result<AddReport> {
+    let offered = encoder_info(&encoder.identity()?);
+    if !same_function(&base.meta().encoder, &offered) {
+        return Err(Error::EncoderMismatch {
+            index: base.dir().to_path_buf(),
+            built: base.meta().encoder.model.clone(),
+            offered: offered.model,
+        });
+    }
     let started = std::time::Instant::now();
-    let dir = builder.finish(opts.hnsw, on_graph)?;
-    Ok(BuildReport {
+    let input = crate::pairs::records_identity(records);
+    let mut grower = IndexGrower::create_or_resume(base, &input, threads, &mut *progress)?;
+    if spool {
+        spool_records(&grower.spool_path(), records)?;
+    }
+    let (base_count, resumed) = (grower.base_count(), grower.added_rows_done());
+    if resumed > 0 {
+        tracing::info!("resuming: {resumed} new pairs already in the partial index");
+    }
+    encode_into(
+        encoder,
+        records,
+        resumed,
+        on_rows,
+        &mut |entries, vectors| {
+            grower.append_chunk(entries, vectors)?;
+            Ok(())
+        },
+    )?;
+    let encode_secs = started.elapsed().as_secs_f64();
+    let count = grower.count();
+    let started = std::time::Instant::now();
+    let dir = grower.finish(progress)?;
+    Ok(AddReport {
         dir,
-        resumed_rows: resumed,
+        base_count,
         count,
-        skipped,
+        resumed_rows: resumed,
         encode_secs,
         graph_secs: started.elapsed().as_secs_f64(),
     })

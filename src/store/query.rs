@@ -103,6 +103,66 @@ pub struct QueryEngine {
     store: Box<dyn RelationStore>,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
+    /// Device and inode of a local index's `meta` file: a publication replaces the file.
+    stamp: (u64, u64),
+}
+
+fn file_stamp(md: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (md.dev(), md.ino())
+}
+
+/// Loads the encoder that computes the pair function `built` records for the store at
+/// `place`: the model `model_dir`, else the recorded one ([`recorded_model`]), with the
+/// recorded template, aggregation and offset weight unless `opts` sets a template or
+/// aggregation, which must then be the recorded ones. `opts` gives the batch size and
+/// device. A model or pair function other than the store's is refused
+/// ([`Error::EncoderMismatch`]): its vectors would not be comparable.
+pub fn store_encoder(
+    built: &relbert_index::EncoderInfo,
+    place: &Path,
+    model_dir: Option<&Path>,
+    opts: EncoderOptions,
+) -> Result<RelationEncoder> {
+    let dir = match model_dir {
+        Some(d) => d.to_path_buf(),
+        None => recorded_model(built, place)?,
+    };
+    let (aggregation, offset_weight) = pair_function(built, place)?;
+    let enc = RelationEncoder::load(
+        &dir,
+        &EncoderOptions {
+            template: Some(opts.template.unwrap_or_else(|| built.template.clone())),
+            aggregation: Some(opts.aggregation.unwrap_or(aggregation)),
+            // The store's function, whatever the model's config says now.
+            offset_weight: Some(offset_weight.unwrap_or(0.0)),
+            ..opts
+        },
+    )?;
+    let offered = encoder_info(&enc.identity()?);
+    if !same_function(built, &offered) {
+        let show = |i: &relbert_index::EncoderInfo| {
+            format!(
+                "{} sha256 {}, aggregation {}, template {:?}",
+                i.model, i.weights_sha256, i.aggregation, i.template
+            )
+        };
+        return Err(Error::EncoderMismatch {
+            index: place.to_path_buf(),
+            built: show(built),
+            offered: show(&offered),
+        });
+    }
+    Ok(enc)
+}
+
+/// [`store_encoder`] for a local index.
+pub fn index_encoder(
+    index: &Index,
+    model_dir: Option<&Path>,
+    opts: EncoderOptions,
+) -> Result<RelationEncoder> {
+    store_encoder(&index.meta().encoder, index.dir(), model_dir, opts)
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -132,10 +192,13 @@ impl QueryEngine {
     /// Opens the local index; `model_dir` overrides the model recorded in it (it must be the
     /// same encoding function: same weights, template and aggregation).
     pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
-        Ok(Self::with_store(
-            Box::new(LocalStore::open(index_dir)?),
-            model_dir,
-        ))
+        // Taken before the open: a publication in between makes the first refresh reopen.
+        let stamp = std::fs::metadata(index_dir.join("meta"))
+            .map(|m| file_stamp(&m))
+            .unwrap_or_default();
+        let mut engine = Self::with_store(Box::new(LocalStore::open(index_dir)?), model_dir);
+        engine.stamp = stamp;
+        Ok(engine)
     }
 
     /// An engine over any store (a Qdrant collection, say); `model_dir` as in [`Self::open`].
@@ -144,6 +207,7 @@ impl QueryEngine {
             store,
             model_dir,
             encoder: None,
+            stamp: (0, 0),
         }
     }
 
@@ -179,33 +243,51 @@ impl QueryEngine {
     /// this engine's store. Fails if the model does not give the function the store was
     /// built with. `batch_size` is the most prompts per forward pass.
     pub fn open_model(&self, batch_size: usize) -> Result<RelationEncoder> {
-        let built = self.store.encoder().clone();
-        let place = PathBuf::from(self.store.describe());
-        let dir = match &self.model_dir {
-            Some(d) => d.clone(),
-            None => recorded_model(&built, &place)?,
+        let opts = EncoderOptions {
+            batch_size: batch_size.max(1),
+            ..Default::default()
         };
-        let (aggregation, offset_weight) = pair_function(&built, &place)?;
-        let enc = RelationEncoder::load(
-            &dir,
-            &EncoderOptions {
-                template: Some(built.template.clone()),
-                aggregation: Some(aggregation),
-                // The store's function, whatever the model's config says now.
-                offset_weight: Some(offset_weight.unwrap_or(0.0)),
-                batch_size: batch_size.max(1),
-                ..Default::default()
-            },
-        )?;
-        let offered = encoder_info(&enc.identity()?);
-        if !same_function(&built, &offered) {
-            return Err(Error::EncoderMismatch {
-                index: place,
-                built: format!("{} sha256 {}", built.model, &built.weights_sha256),
-                offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
-            });
+        let place = PathBuf::from(self.store.describe());
+        store_encoder(
+            self.store.encoder(),
+            &place,
+            self.model_dir.as_deref(),
+            opts,
+        )
+    }
+
+    /// Follows a local index's directory: when it now holds another index than the one
+    /// open (an `index add` or a `build --force` published a new one), opens that one and
+    /// answers from it from now on. Returns whether it switched. A new index that cannot be
+    /// opened yet (a publication racing the open shows as files of two ids) is retried on
+    /// the next call; the open index keeps answering meanwhile, so a reader sees the old
+    /// state or the new one, never a mixture. Other stores never switch.
+    pub fn refresh(&mut self) -> Result<bool> {
+        let Some(index) = self.index() else {
+            return Ok(false);
+        };
+        let meta = index.dir().join("meta");
+        let Ok(md) = std::fs::metadata(&meta) else {
+            return Ok(false);
+        };
+        let stamp = file_stamp(&md);
+        if stamp == self.stamp {
+            return Ok(false);
         }
-        Ok(enc)
+        let Ok(next) = Index::open(index.dir()) else {
+            return Ok(false);
+        };
+        let same_id = next.id() == index.id();
+        let same_fn = same_function(&index.meta().encoder, &next.meta().encoder);
+        self.stamp = stamp;
+        if same_id {
+            return Ok(false);
+        }
+        if !same_fn {
+            self.encoder = None;
+        }
+        self.store = Box::new(LocalStore::new(next));
+        Ok(true)
     }
 
     /// The local index, or an error naming the store for callers that need rows (the
