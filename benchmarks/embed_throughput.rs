@@ -3,6 +3,8 @@
 //! ../shared/peers/encode_peer.py times the PyTorch peer. Prints one JSON document.
 //!
 //! cargo run --release --example embed_throughput -- MODEL_DIR PAIRS.tsv [RUNS] [BATCH...]
+//!
+//! `RELBERT_DTYPE=bf16` (or f16) measures the encoder at that number format (`--dtype`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +30,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         vec![32, 128]
     };
+    let dtype: relbert::Dtype = std::env::var("RELBERT_DTYPE")
+        .unwrap_or_else(|_| "f32".into())
+        .parse()?;
     let threads = candle_core::utils::get_num_threads();
     let mut results = Vec::new();
     for &bs in &batches {
@@ -35,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             &model,
             &EncoderOptions {
                 batch_size: bs,
+                dtype,
                 ..Default::default()
             },
         )?;
@@ -73,7 +79,9 @@ fn main() -> anyhow::Result<()> {
         }));
     }
     let doc = serde_json::json!({
-        "what": "relbert embed_raw throughput (tokenise + encode + pool), float32, CPU",
+        "what": "relbert embed_raw throughput (tokenise + encode + pool), CPU",
+        "dtype": dtype.name(),
+        "cpu_kernel": dtype.cpu_kernel(),
         "model": model.display().to_string(),
         "threads": threads,
         "results": results,

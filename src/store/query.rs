@@ -8,7 +8,8 @@ use relbert_index::Index;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::indexing::{encoder_info, pair_function, same_function};
+use crate::indexing::{built_dtype, dtype_note, encoder_info, pair_function, same_function};
+use crate::precision::Dtype;
 use crate::relation::{EncoderOptions, RelationEncoder};
 
 /// How to answer a query.
@@ -100,6 +101,8 @@ pub struct QueryEngine {
     index: Index,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
+    /// The number format queries are encoded at; `None`: the index's own.
+    dtype: Option<Dtype>,
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -120,7 +123,15 @@ impl QueryEngine {
             index: Index::open(index_dir)?,
             model_dir,
             encoder: None,
+            dtype: None,
         })
+    }
+
+    /// Encodes queries at `dtype` instead of the format the index was built at (allowed, with
+    /// a logged note: see [`crate::indexing::same_function`]). Takes effect when the model is
+    /// next loaded, so call it before the first query.
+    pub fn set_dtype(&mut self, dtype: Dtype) {
+        self.dtype = Some(dtype);
     }
 
     /// The open index.
@@ -142,6 +153,10 @@ impl QueryEngine {
                 None => recorded_model(&built, self.index.dir())?,
             };
             let (aggregation, offset_weight) = pair_function(&built, self.index.dir())?;
+            let dtype = match self.dtype {
+                Some(d) => d,
+                None => built_dtype(&built, self.index.dir())?,
+            };
             let enc = RelationEncoder::load(
                 &dir,
                 &EncoderOptions {
@@ -151,6 +166,7 @@ impl QueryEngine {
                     offset_weight: Some(offset_weight.unwrap_or(0.0)),
                     // Queries come one at a time.
                     batch_size: 8,
+                    dtype,
                     ..Default::default()
                 },
             )?;
@@ -161,6 +177,9 @@ impl QueryEngine {
                     built: format!("{} sha256 {}", built.model, &built.weights_sha256),
                     offered: format!("{} sha256 {}", offered.model, &offered.weights_sha256),
                 });
+            }
+            if let Some(note) = dtype_note(&built, &offered) {
+                tracing::warn!("{note}");
             }
             self.encoder = Some(enc);
         }
