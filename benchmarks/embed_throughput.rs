@@ -4,7 +4,8 @@
 //!
 //! cargo run --release --example embed_throughput -- MODEL_DIR PAIRS.tsv [RUNS] [BATCH...]
 //!
-//! `RELBERT_DTYPE=bf16` (or f16) measures the encoder at that number format (`--dtype`).
+//! `RELBERT_DTYPE=bf16` (or f16) measures the encoder at that number format (`--dtype`);
+//! `RELBERT_DEVICE=cuda:0` on a GPU (a `--features cuda` build: scripts/gpu-check.sh).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +34,8 @@ fn main() -> anyhow::Result<()> {
     let dtype: relbert::Dtype = std::env::var("RELBERT_DTYPE")
         .unwrap_or_else(|_| "f32".into())
         .parse()?;
+    let device_name = std::env::var("RELBERT_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = relbert::device::parse_device(&device_name)?;
     let threads = candle_core::utils::get_num_threads();
     let mut results = Vec::new();
     for &bs in &batches {
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             &EncoderOptions {
                 batch_size: bs,
                 dtype,
+                device: device.clone(),
                 ..Default::default()
             },
         )?;
@@ -79,7 +83,8 @@ fn main() -> anyhow::Result<()> {
         }));
     }
     let doc = serde_json::json!({
-        "what": "relbert embed_raw throughput (tokenise + encode + pool), CPU",
+        "what": "relbert embed_raw throughput (tokenise + encode + pool)",
+        "device": device_name,
         "dtype": dtype.name(),
         "cpu_kernel": dtype.cpu_kernel(),
         "model": model.display().to_string(),

@@ -185,3 +185,71 @@ fn a_trainable_reduced_encoder_is_refused() {
     .to_string();
     assert!(err.contains("--dtype"), "{err}");
 }
+
+fn relbert() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+/// `--dtype` end to end: an index built at bf16 says so, a query encoding a new pair at the
+/// index's format is quiet, one at f32 is answered with a note, and a bad format names the
+/// flag.
+#[test]
+fn an_index_records_its_dtype_and_queries_at_another_get_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    let words = ["paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten"];
+    let mut text = String::new();
+    for a in words {
+        for b in words {
+            if a != b {
+                text.push_str(&format!("{a}\t{b}\n"));
+            }
+        }
+    }
+    std::fs::write(&pairs, text).unwrap();
+    let out = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--dtype", "bf16", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let info = relbert()
+        .args(["index", "info", "--json"])
+        .arg(&out)
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask+dtype:bf16");
+
+    let query = |extra: &[&str]| {
+        let a = relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["query", "--json", "-k", "3", "--index"])
+            .arg(&out)
+            .args(["lion", "cub"])
+            .args(extra)
+            .assert()
+            .success();
+        String::from_utf8_lossy(&a.get_output().stderr).to_string()
+    };
+    let same = query(&[]);
+    assert!(!same.contains("was built at"), "{same}");
+    let other = query(&["--dtype", "f32"]);
+    assert!(other.contains("built at bf16") && other.contains("at f32"), "{other}");
+
+    let err = relbert()
+        .args(["embed", "--dtype", "fp8", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&err.get_output().stderr).to_string();
+    assert!(stderr.contains("--dtype") && stderr.contains("fp8"), "{stderr}");
+}
