@@ -34,6 +34,11 @@ def make_model(a):
     model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
     model.save_pretrained(a.out, safe_serialization=True)
     shutil.copy(a.tokenizer, os.path.join(a.out, "tokenizer.json"))
+    # The tokenizer's own settings, when they sit beside it (transformers reads them).
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        side = os.path.join(os.path.dirname(a.tokenizer), name)
+        if os.path.isfile(side):
+            shutil.copy(side, os.path.join(a.out, name))
     print(a.out)
 
 
