@@ -199,7 +199,9 @@ fn relbert() -> assert_cmd::Command {
 fn an_index_records_its_dtype_and_queries_at_another_get_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.tsv");
-    let words = ["paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten"];
+    let words = [
+        "paris", "france", "tokyo", "japan", "dog", "puppy", "cat", "kitten",
+    ];
     let mut text = String::new();
     for a in words {
         for b in words {
@@ -241,7 +243,10 @@ fn an_index_records_its_dtype_and_queries_at_another_get_a_note() {
     let same = query(&[]);
     assert!(!same.contains("was built at"), "{same}");
     let other = query(&["--dtype", "f32"]);
-    assert!(other.contains("built at bf16") && other.contains("at f32"), "{other}");
+    assert!(
+        other.contains("built at bf16") && other.contains("at f32"),
+        "{other}"
+    );
 
     let err = relbert()
         .args(["embed", "--dtype", "fp8", "--model"])
@@ -251,5 +256,8 @@ fn an_index_records_its_dtype_and_queries_at_another_get_a_note() {
         .assert()
         .failure();
     let stderr = String::from_utf8_lossy(&err.get_output().stderr).to_string();
-    assert!(stderr.contains("--dtype") && stderr.contains("fp8"), "{stderr}");
+    assert!(
+        stderr.contains("--dtype") && stderr.contains("fp8"),
+        "{stderr}"
+    );
 }

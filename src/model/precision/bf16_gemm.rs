@@ -133,7 +133,11 @@ mod x86 {
                     _mm512_maskz_loadu_ps(lo, src.add(c)),
                 );
                 let store = mask32(stride - c);
-                _mm512_mask_storeu_epi16(dst.add(c) as *mut i16, store, std::mem::transmute(v));
+                _mm512_mask_storeu_epi16(
+                    dst.add(c) as *mut i16,
+                    store,
+                    std::mem::transmute::<__m512bh, __m512i>(v),
+                );
                 c += 32;
             }
         }
