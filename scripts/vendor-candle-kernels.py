@@ -86,6 +86,9 @@ path = "src/lib.rs"
 
 [build-dependencies]
 cudaforge = "0.1.2"
+
+# Its own workspace root: outside relbert's workspace (which needs no nvcc), buildable alone.
+[workspace]
 """)
     keep = ", ".join(f'"src/{k}.cu"' for k in KEEP)
     empty = "\n".join(f'        "pub const {e.upper()}: &str = \\"\\";",' for e in EMPTY)
