@@ -41,7 +41,7 @@ def stub_ffi(text):
     """extern "C" declarations -> Rust functions that panic (same names and signatures)."""
     body = text.split('extern "C" {', 1)[1].rsplit("}", 1)[0]
     out = ["//! Stubs of the MoE / GGUF launchers relbert never calls (see build.rs).",
-           "#![allow(unused_variables, clippy::too_many_arguments, clippy::missing_safety_doc)]",
+           "#![allow(unused_variables, non_snake_case, clippy::too_many_arguments, clippy::missing_safety_doc)]",
            "use core::ffi::c_void;", ""]
     for decl in re.finditer(r"((?:\s*#\[[^\]]*\]\s*)*)pub fn (\w+)\((.*?)\)(\s*->\s*[\w:]+)?;", body, re.S):
         attrs, name, args, ret = decl.group(1).strip(), decl.group(2), decl.group(3), decl.group(4) or ""

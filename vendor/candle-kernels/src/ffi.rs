@@ -1,5 +1,5 @@
 //! Stubs of the MoE / GGUF launchers relbert never calls (see build.rs).
-#![allow(unused_variables, clippy::too_many_arguments, clippy::missing_safety_doc)]
+#![allow(unused_variables, non_snake_case, clippy::too_many_arguments, clippy::missing_safety_doc)]
 use core::ffi::c_void;
 
 #[cfg(feature = "cutile")]
