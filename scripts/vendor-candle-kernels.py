@@ -10,7 +10,8 @@ refers to every module and FFI symbol), but
   transformer's matmuls go to cuBLAS);
 - exposes the dropped modules (conv, quantized, sort) as empty PTX: candle loads a module only
   when one of its kernels is first launched, which relbert never does;
-- replaces the statically linked MoE/GGUF launchers with Rust functions that panic with a clear
+- replaces the statically linked MoE/GGUF launchers with `extern "C"` Rust functions (candle
+  takes them as C function pointers) that panic, aborting with a clear
   message (they are unreachable from relbert).
 
   python3 scripts/vendor-candle-kernels.py [PATH-TO-candle-kernels-0.11.1]
@@ -48,7 +49,7 @@ def stub_ffi(text):
         args = re.sub(r"//[^\n]*", "", args)
         if attrs:
             out.append(attrs)
-        out.append(f"pub unsafe fn {name}({args}){ret} {{")
+        out.append(f"pub unsafe extern \"C\" fn {name}({args}){ret} {{")
         out.append(f'    panic!("candle kernel {name} is not built into relbert (vendor/candle-kernels)")')
         out.append("}\n")
     return "\n".join(out)

@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 #[cfg(feature = "cutile")]
-pub unsafe fn candle_launch_moe_align(
+pub unsafe extern "C" fn candle_launch_moe_align(
         topk_ids: *const i32,
         sorted_token_ids: *mut i32,
         expert_ids: *mut i32,
@@ -18,7 +18,7 @@ pub unsafe fn candle_launch_moe_align(
     panic!("candle kernel candle_launch_moe_align is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn moe_gemm_wmma(
+pub unsafe extern "C" fn moe_gemm_wmma(
         input: *const c_void,         
         weights: *const c_void,       
         sorted_token_ids: *const i32, 
@@ -39,7 +39,7 @@ pub unsafe fn moe_gemm_wmma(
     panic!("candle kernel moe_gemm_wmma is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn moe_gemm_gguf(
+pub unsafe extern "C" fn moe_gemm_gguf(
         input: *const f32,      
         weights: *const c_void, 
         sorted_token_ids: *const i32,
@@ -57,7 +57,7 @@ pub unsafe fn moe_gemm_gguf(
     panic!("candle kernel moe_gemm_gguf is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn moe_gemm_gguf_prefill(
+pub unsafe extern "C" fn moe_gemm_gguf_prefill(
         input: *const c_void, 
         weights: *const u8,   
         sorted_token_ids: *const i32,
@@ -76,7 +76,7 @@ pub unsafe fn moe_gemm_gguf_prefill(
     panic!("candle kernel moe_gemm_gguf_prefill is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_0_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_0_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -90,7 +90,7 @@ pub unsafe fn launch_mmvq_gguf_q4_0_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_0_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_1_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_1_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -104,7 +104,7 @@ pub unsafe fn launch_mmvq_gguf_q4_1_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_1_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_0_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_0_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -118,7 +118,7 @@ pub unsafe fn launch_mmvq_gguf_q5_0_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_0_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_1_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_1_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -132,7 +132,7 @@ pub unsafe fn launch_mmvq_gguf_q5_1_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_1_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q8_0_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q8_0_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -146,7 +146,7 @@ pub unsafe fn launch_mmvq_gguf_q8_0_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q8_0_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q2_k_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q2_k_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -160,7 +160,7 @@ pub unsafe fn launch_mmvq_gguf_q2_k_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q2_k_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q3_k_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q3_k_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -174,7 +174,7 @@ pub unsafe fn launch_mmvq_gguf_q3_k_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q3_k_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_k_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_k_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -188,7 +188,7 @@ pub unsafe fn launch_mmvq_gguf_q4_k_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_k_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_k_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_k_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -202,7 +202,7 @@ pub unsafe fn launch_mmvq_gguf_q5_k_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_k_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q6_k_bf16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q6_k_bf16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -216,7 +216,7 @@ pub unsafe fn launch_mmvq_gguf_q6_k_bf16_plain(
     panic!("candle kernel launch_mmvq_gguf_q6_k_bf16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_0_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_0_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -230,7 +230,7 @@ pub unsafe fn launch_mmvq_gguf_q4_0_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_0_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_1_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_1_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -244,7 +244,7 @@ pub unsafe fn launch_mmvq_gguf_q4_1_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_1_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_0_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_0_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -258,7 +258,7 @@ pub unsafe fn launch_mmvq_gguf_q5_0_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_0_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_1_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_1_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -272,7 +272,7 @@ pub unsafe fn launch_mmvq_gguf_q5_1_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_1_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q8_0_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q8_0_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -286,7 +286,7 @@ pub unsafe fn launch_mmvq_gguf_q8_0_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q8_0_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q2_k_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q2_k_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -300,7 +300,7 @@ pub unsafe fn launch_mmvq_gguf_q2_k_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q2_k_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q3_k_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q3_k_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -314,7 +314,7 @@ pub unsafe fn launch_mmvq_gguf_q3_k_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q3_k_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_k_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_k_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -328,7 +328,7 @@ pub unsafe fn launch_mmvq_gguf_q4_k_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_k_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_k_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_k_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -342,7 +342,7 @@ pub unsafe fn launch_mmvq_gguf_q5_k_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_k_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q6_k_f32_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q6_k_f32_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -356,7 +356,7 @@ pub unsafe fn launch_mmvq_gguf_q6_k_f32_plain(
     panic!("candle kernel launch_mmvq_gguf_q6_k_f32_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_0_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_0_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -370,7 +370,7 @@ pub unsafe fn launch_mmvq_gguf_q4_0_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_0_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_1_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_1_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -384,7 +384,7 @@ pub unsafe fn launch_mmvq_gguf_q4_1_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_1_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_0_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_0_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -398,7 +398,7 @@ pub unsafe fn launch_mmvq_gguf_q5_0_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_0_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_1_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_1_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -412,7 +412,7 @@ pub unsafe fn launch_mmvq_gguf_q5_1_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_1_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q8_0_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q8_0_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -426,7 +426,7 @@ pub unsafe fn launch_mmvq_gguf_q8_0_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q8_0_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q2_k_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q2_k_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -440,7 +440,7 @@ pub unsafe fn launch_mmvq_gguf_q2_k_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q2_k_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q3_k_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q3_k_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -454,7 +454,7 @@ pub unsafe fn launch_mmvq_gguf_q3_k_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q3_k_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q4_k_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q4_k_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -468,7 +468,7 @@ pub unsafe fn launch_mmvq_gguf_q4_k_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q4_k_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q5_k_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q5_k_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -482,7 +482,7 @@ pub unsafe fn launch_mmvq_gguf_q5_k_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q5_k_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_q6_k_f16_plain(
+pub unsafe extern "C" fn launch_mmvq_gguf_q6_k_f16_plain(
         vx: *const c_void,
         vy: *const c_void,
         dst: *mut c_void,
@@ -496,7 +496,7 @@ pub unsafe fn launch_mmvq_gguf_q6_k_f16_plain(
     panic!("candle kernel launch_mmvq_gguf_q6_k_f16_plain is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_quantize_q8_1_bf16(
+pub unsafe extern "C" fn launch_mmvq_gguf_quantize_q8_1_bf16(
         x: *const c_void,
         vy: *mut c_void,
         kx: i32,
@@ -507,7 +507,7 @@ pub unsafe fn launch_mmvq_gguf_quantize_q8_1_bf16(
     panic!("candle kernel launch_mmvq_gguf_quantize_q8_1_bf16 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_quantize_q8_1_f16(
+pub unsafe extern "C" fn launch_mmvq_gguf_quantize_q8_1_f16(
         x: *const c_void,
         vy: *mut c_void,
         kx: i32,
@@ -518,7 +518,7 @@ pub unsafe fn launch_mmvq_gguf_quantize_q8_1_f16(
     panic!("candle kernel launch_mmvq_gguf_quantize_q8_1_f16 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmvq_gguf_quantize_q8_1_f32(
+pub unsafe extern "C" fn launch_mmvq_gguf_quantize_q8_1_f32(
         x: *const c_void,
         vy: *mut c_void,
         kx: i32,
@@ -529,7 +529,7 @@ pub unsafe fn launch_mmvq_gguf_quantize_q8_1_f32(
     panic!("candle kernel launch_mmvq_gguf_quantize_q8_1_f32 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_quantize_q8_1_D4(
+pub unsafe extern "C" fn launch_mmq_quantize_q8_1_D4(
         x: *const c_void,
         ids: *const i32,
         vy: *mut c_void,
@@ -547,7 +547,7 @@ pub unsafe fn launch_mmq_quantize_q8_1_D4(
     panic!("candle kernel launch_mmq_quantize_q8_1_D4 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_quantize_q8_1_DS4(
+pub unsafe extern "C" fn launch_mmq_quantize_q8_1_DS4(
         x: *const c_void,
         ids: *const i32,
         vy: *mut c_void,
@@ -565,7 +565,7 @@ pub unsafe fn launch_mmq_quantize_q8_1_DS4(
     panic!("candle kernel launch_mmq_quantize_q8_1_DS4 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_quantize_q8_1_D2S6(
+pub unsafe extern "C" fn launch_mmq_quantize_q8_1_D2S6(
         x: *const c_void,
         ids: *const i32,
         vy: *mut c_void,
@@ -583,7 +583,7 @@ pub unsafe fn launch_mmq_quantize_q8_1_D2S6(
     panic!("candle kernel launch_mmq_quantize_q8_1_D2S6 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q4_0(
+pub unsafe extern "C" fn launch_mmq_gguf_q4_0(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -602,7 +602,7 @@ pub unsafe fn launch_mmq_gguf_q4_0(
     panic!("candle kernel launch_mmq_gguf_q4_0 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q4_1(
+pub unsafe extern "C" fn launch_mmq_gguf_q4_1(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -621,7 +621,7 @@ pub unsafe fn launch_mmq_gguf_q4_1(
     panic!("candle kernel launch_mmq_gguf_q4_1 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q5_0(
+pub unsafe extern "C" fn launch_mmq_gguf_q5_0(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -640,7 +640,7 @@ pub unsafe fn launch_mmq_gguf_q5_0(
     panic!("candle kernel launch_mmq_gguf_q5_0 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q5_1(
+pub unsafe extern "C" fn launch_mmq_gguf_q5_1(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -659,7 +659,7 @@ pub unsafe fn launch_mmq_gguf_q5_1(
     panic!("candle kernel launch_mmq_gguf_q5_1 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q8_0(
+pub unsafe extern "C" fn launch_mmq_gguf_q8_0(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -678,7 +678,7 @@ pub unsafe fn launch_mmq_gguf_q8_0(
     panic!("candle kernel launch_mmq_gguf_q8_0 is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q2_k(
+pub unsafe extern "C" fn launch_mmq_gguf_q2_k(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -697,7 +697,7 @@ pub unsafe fn launch_mmq_gguf_q2_k(
     panic!("candle kernel launch_mmq_gguf_q2_k is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q3_k(
+pub unsafe extern "C" fn launch_mmq_gguf_q3_k(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -716,7 +716,7 @@ pub unsafe fn launch_mmq_gguf_q3_k(
     panic!("candle kernel launch_mmq_gguf_q3_k is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q4_k(
+pub unsafe extern "C" fn launch_mmq_gguf_q4_k(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -735,7 +735,7 @@ pub unsafe fn launch_mmq_gguf_q4_k(
     panic!("candle kernel launch_mmq_gguf_q4_k is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q5_k(
+pub unsafe extern "C" fn launch_mmq_gguf_q5_k(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
@@ -754,7 +754,7 @@ pub unsafe fn launch_mmq_gguf_q5_k(
     panic!("candle kernel launch_mmq_gguf_q5_k is not built into relbert (vendor/candle-kernels)")
 }
 
-pub unsafe fn launch_mmq_gguf_q6_k(
+pub unsafe extern "C" fn launch_mmq_gguf_q6_k(
         tmp_fixup: *mut c_void,
         x: *const c_void,
         y: *const c_void,
