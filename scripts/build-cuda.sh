@@ -62,7 +62,8 @@ if [ -z "$cudarc" ]; then
 fi
 grep -ohE '\bcu[A-Z][A-Za-z0-9_]*\b' "$cudarc"/src/driver/sys/*.rs | sort -u |
     awk '{print "void " $1 "(void) {}"}' > "$stub/libcuda_stub.c"
-cc -shared -fPIC -o "$stub/libcuda.so" "$stub/libcuda_stub.c"
+# soname libcuda.so.1: what the driver installs (libcuda.so comes only with dev packages).
+cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub/libcuda.so" "$stub/libcuda_stub.c"
 ln -sf libcuda.so "$stub/libcuda.so.1"
 
 export CUDA_HOME=$home CUDA_PATH=$home
