@@ -3,6 +3,9 @@
 //! ../shared/peers/encode_peer.py times the PyTorch peer. Prints one JSON document.
 //!
 //! cargo run --release --example embed_throughput -- MODEL_DIR PAIRS.tsv [RUNS] [BATCH...]
+//!
+//! `RELBERT_DTYPE=bf16` (or f16) measures the encoder at that number format (`--dtype`);
+//! `RELBERT_DEVICE=cuda:0` on a GPU (a `--features cuda` build: scripts/gpu-check.sh).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +31,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         vec![32, 128]
     };
+    let dtype: relbert::Dtype = std::env::var("RELBERT_DTYPE")
+        .unwrap_or_else(|_| "f32".into())
+        .parse()?;
+    let device_name = std::env::var("RELBERT_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = relbert::device::parse_device(&device_name)?;
     let threads = candle_core::utils::get_num_threads();
     let mut results = Vec::new();
     for &bs in &batches {
@@ -35,6 +43,8 @@ fn main() -> anyhow::Result<()> {
             &model,
             &EncoderOptions {
                 batch_size: bs,
+                dtype,
+                device: device.clone(),
                 ..Default::default()
             },
         )?;
@@ -73,7 +83,10 @@ fn main() -> anyhow::Result<()> {
         }));
     }
     let doc = serde_json::json!({
-        "what": "relbert embed_raw throughput (tokenise + encode + pool), float32, CPU",
+        "what": "relbert embed_raw throughput (tokenise + encode + pool)",
+        "device": device_name,
+        "dtype": dtype.name(),
+        "cpu_kernel": dtype.cpu_kernel(),
         "model": model.display().to_string(),
         "threads": threads,
         "results": results,

@@ -19,9 +19,12 @@ pub mod train;
 // The flat paths these modules had before they were grouped into folders, kept so that code
 // written against them (benchmarks, users' programs) goes on compiling.
 pub use eval::{analogy, classify, datasets};
-pub use model::{batching, config, cpu_kernels, device, encoder, pooling, prompt, relation};
+pub use model::{
+    batching, config, cpu_kernels, device, encoder, pooling, precision, prompt, relation,
+};
 pub use store::{indexing, query};
 pub use train::{averaging, cpu_train, losses, training};
 
 pub use error::{Error, Result};
+pub use precision::Dtype;
 pub use relation::{EncoderOptions, RelationEncoder};

@@ -49,6 +49,7 @@ fn options(token: Option<&str>) -> ServeOptions {
     ServeOptions {
         index: index().to_path_buf(),
         model: None,
+        dtype: None,
         addr: "127.0.0.1:0".parse().unwrap(),
         token: token.map(str::to_string),
         limits: Limits {

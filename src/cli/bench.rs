@@ -215,6 +215,8 @@ struct EncoderInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     offset_weight: Option<f32>,
     weights_sha256: String,
+    /// The number format the vectors were computed at (`--dtype`).
+    dtype: relbert::Dtype,
 }
 
 impl From<EncoderIdentity> for EncoderInfo {
@@ -224,6 +226,7 @@ impl From<EncoderIdentity> for EncoderInfo {
             aggregation: id.aggregation,
             offset_weight: id.offset_weight,
             weights_sha256: id.weights_sha256,
+            dtype: id.dtype,
         }
     }
 }

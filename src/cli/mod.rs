@@ -72,6 +72,11 @@ pub struct ModelArgs {
     /// cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Number format of the encoder's matrix products: f32, bf16 (fast on CPUs with
+    /// AVX512-BF16 and on GPUs) or f16 (GPU); accumulation, LayerNorm, softmax and pooling stay
+    /// f32. Recorded in an index's encoder identity.
+    #[arg(long, default_value = "f32")]
+    pub dtype: relbert::Dtype,
 }
 
 impl ModelArgs {
@@ -83,6 +88,7 @@ impl ModelArgs {
             aggregation: None,
             batch_size: 64,
             device: "cpu".into(),
+            dtype: relbert::Dtype::F32,
         }
     }
 
@@ -103,6 +109,7 @@ impl ModelArgs {
             device: parse_device(&self.device)?,
             trainable,
             offset_weight: None,
+            dtype: self.dtype,
         };
         let started = std::time::Instant::now();
         let enc = RelationEncoder::load(&dir, &opts).map_err(|e| {
@@ -119,8 +126,13 @@ impl ModelArgs {
             .offset_weight()
             .map(|w| format!(", combined with the word-vector offset at weight {w}"))
             .unwrap_or_default();
+        let dtype = match enc.dtype() {
+            relbert::Dtype::F32 => String::new(),
+            d if enc.encoder().device().is_cpu() => format!(", {d} ({})", d.cpu_kernel()),
+            d => format!(", {d}"),
+        };
         tracing::info!(
-            "loaded {}: {}-d, {} pooling{offset}, in {:.2}s",
+            "loaded {}: {}-d, {} pooling{offset}{dtype}, in {:.2}s",
             dir.display(),
             enc.dim(),
             enc.aggregation(),

@@ -49,6 +49,10 @@ pub struct QueryArgs {
     /// Keep results that share a word with the query.
     #[arg(long)]
     keep_shared_words: bool,
+    /// Number format for encoding pairs not in the index (default: the index's own; another
+    /// is allowed, with a note) and for building the default index when it is missing.
+    #[arg(long)]
+    dtype: Option<relbert::Dtype>,
 }
 
 /// Why an existing default index no longer matches the default model, if it does not.
@@ -136,8 +140,8 @@ fn judge_default_index(dir: &Path) -> Result<Option<String>> {
 /// The default index is relbert's cache of the default model's vectors. When the default model
 /// changes, the index is moved to `<dir>.stale` (one such cache: an older one there is
 /// removed), and when the model changes back, the cached one is swapped in again instead of
-/// encoding everything anew.
-fn ensure_default_index(dir: &Path) -> Result<()> {
+/// encoding everything anew. A missing index is built at `dtype`.
+fn ensure_default_index(dir: &Path, dtype: relbert::Dtype) -> Result<()> {
     let aside = dir.with_extension("stale");
     let usable = |d: &Path| d.join("meta").is_file() && matches!(judge_default_index(d), Ok(None));
     if dir.join("meta").is_file() {
@@ -195,7 +199,11 @@ fn ensure_default_index(dir: &Path) -> Result<()> {
         files.len()
     );
     let records = read_all(&files)?;
-    let encoder = ModelArgs::defaults().load(false)?;
+    let encoder = ModelArgs {
+        dtype,
+        ..ModelArgs::defaults()
+    }
+    .load(false)?;
     // The bundled vocabulary fits the prompt limit; a user's $RELBERT_VOCAB may not.
     let records = screen(&encoder, records, true)?;
     if let Some(parent) = dir.parent() {
@@ -255,7 +263,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 Some(d) => d.clone(),
                 None => {
                     let d = relbert::defaults::default_index_dir();
-                    ensure_default_index(&d)?;
+                    ensure_default_index(&d, a.dtype.unwrap_or_default())?;
                     d
                 }
             };
@@ -263,6 +271,9 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 .with_context(|| format!("opening index {}", dir.display()))?
         }
     };
+    if let Some(d) = a.dtype {
+        engine.set_dtype(d);
+    }
     let opts = QueryOptions {
         k: a.k,
         exact: a.exact,

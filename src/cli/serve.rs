@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Number format encoded queries are computed at: f32, bf16 or f16 (default: the one
+    /// the index was built at; another is allowed, with a note in the log).
+    #[arg(long)]
+    dtype: Option<relbert::Dtype>,
     /// Address to listen on; anything but loopback needs a token.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -63,6 +67,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let opts = ServeOptions {
         index,
         model: a.model,
+        dtype: a.dtype,
         addr: a.addr,
         token: a.token.filter(|t| !t.is_empty()),
         limits: Limits {

@@ -9,26 +9,50 @@
 //! loops compiled for AVX2/AVX-512 at run time (pulp dispatch), and (4) parallelism is across
 //! batches (one thread per batch, no barriers), not inside each small operation. Training uses
 //! the differentiable candle path; both are parity-tested against the same goldens.
+//!
+//! At a reduced [`Dtype`] the dense layers' operands are rounded to that format
+//! ([`crate::precision`]); on CPUs with AVX512-BF16 the `bf16` layers run its packed kernel.
 
 use gemm::{gemm, Parallelism};
 use pulp::{Arch, Simd, WithSimd};
 
 use crate::error::Result;
+use crate::precision::bf16_gemm::PackedBf16;
+use crate::precision::Dtype;
 
 /// A linear layer with its weight pre-transposed to `[in, out]` row-major.
 struct Dense {
+    /// The weight rounded to `dtype` (empty when `packed` holds it instead).
     wt: Vec<f32>,
+    /// The bfloat16 kernel's copy of the weight, on CPUs that have the kernel.
+    packed: Option<PackedBf16>,
+    dtype: Dtype,
     bias: Vec<f32>,
     inp: usize,
     out: usize,
 }
 
 impl Dense {
-    fn from(weight: &candle_core::Tensor, bias: &candle_core::Tensor) -> Result<Self> {
+    fn from(
+        weight: &candle_core::Tensor,
+        bias: &candle_core::Tensor,
+        dtype: Dtype,
+    ) -> Result<Self> {
         let (out, inp) = weight.dims2()?;
-        let wt = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut wt = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let packed = match dtype {
+            Dtype::Bf16 => PackedBf16::pack(&wt, inp, out),
+            Dtype::F32 | Dtype::F16 => None,
+        };
+        if packed.is_some() {
+            wt = Vec::new();
+        } else {
+            dtype.round_slice(&mut wt);
+        }
         Ok(Dense {
             wt,
+            packed,
+            dtype,
             bias: bias.to_vec1::<f32>()?,
             inp,
             out,
@@ -45,6 +69,19 @@ impl Dense {
                 r.copy_from_slice(&self.bias);
             }
         }
+        if let Some(p) = &self.packed {
+            p.gemm_acc(x, rows, dst);
+            return;
+        }
+        let rounded;
+        let x = if self.dtype == Dtype::F32 {
+            x
+        } else {
+            let mut r = x[..rows * k].to_vec();
+            self.dtype.round_slice(&mut r);
+            rounded = r;
+            &rounded
+        };
         // SAFETY: all slices hold at least rows*k / k*n / rows*n elements (checked below),
         // and the strides describe contiguous row-major matrices inside them.
         assert!(x.len() >= rows * k && self.wt.len() == k * n && dst.len() >= rows * n);
@@ -100,6 +137,7 @@ pub struct CpuModel {
     heads: usize,
     vocab: usize,
     max_positions: usize,
+    dtype: Dtype,
 }
 
 /// Tensors in the order [`CpuModel::new`] reads them for one layer.
@@ -127,7 +165,8 @@ fn norm(t: (&candle_core::Tensor, &candle_core::Tensor), eps: f64) -> Result<Nor
 }
 
 impl CpuModel {
-    /// Copies the encoder's parameters into the CPU layout (fusing Q, K and V).
+    /// Copies the encoder's parameters into the CPU layout (fusing Q, K and V), the dense
+    /// layers at `dtype`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         word: &candle_core::Tensor,
@@ -137,6 +176,7 @@ impl CpuModel {
         layers: &[LayerTensors<'_>],
         heads: usize,
         eps: f64,
+        dtype: Dtype,
     ) -> Result<Self> {
         let (vocab, hidden) = word.dims2()?;
         let max_positions = position.dims2()?.0;
@@ -145,11 +185,11 @@ impl CpuModel {
             let w = candle_core::Tensor::cat(&[l.qkv[0].0, l.qkv[1].0, l.qkv[2].0], 0)?;
             let b = candle_core::Tensor::cat(&[l.qkv[0].1, l.qkv[1].1, l.qkv[2].1], 0)?;
             out.push(Layer {
-                qkv: Dense::from(&w, &b)?,
-                attn_out: Dense::from(l.attn_out.0, l.attn_out.1)?,
+                qkv: Dense::from(&w, &b, dtype)?,
+                attn_out: Dense::from(l.attn_out.0, l.attn_out.1, dtype)?,
                 attn_norm: norm(l.attn_norm, eps)?,
-                intermediate: Dense::from(l.intermediate.0, l.intermediate.1)?,
-                output: Dense::from(l.output.0, l.output.1)?,
+                intermediate: Dense::from(l.intermediate.0, l.intermediate.1, dtype)?,
+                output: Dense::from(l.output.0, l.output.1, dtype)?,
                 out_norm: norm(l.out_norm, eps)?,
             });
         }
@@ -163,7 +203,13 @@ impl CpuModel {
             heads,
             vocab,
             max_positions,
+            dtype,
         })
+    }
+
+    /// The number format of the dense layers.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     /// Encodes packed sequences (`seqs[i]` token ids, `positions[i]` their position ids) and

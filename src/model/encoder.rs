@@ -6,6 +6,10 @@
 //! gradients silently stop. Here every operation has two forms chosen per call by [`Mode`]:
 //! [`Mode::Inference`] uses candle's fused kernels (fast, no gradient), [`Mode::Train`] composes
 //! the same maths from primitive ops that all have a backward pass. Both are parity-tested.
+//!
+//! At a reduced [`Dtype`] (inference only) the dense layers' weights and the activations
+//! entering them are held in that format; the residual stream, LayerNorm, softmax and pooling
+//! stay float32 (see [`crate::precision`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +19,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use crate::config::{Architecture, ModelConfig};
 use crate::cpu_kernels::{CpuModel, LayerTensors};
 use crate::error::{Error, Result};
+use crate::precision::Dtype;
 
 /// Which kernels a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +122,8 @@ pub struct Encoder {
     vars: Option<Vec<(String, Var)>>,
     /// The fast CPU inference layout; present for frozen models on the CPU.
     cpu: Option<CpuModel>,
+    /// The number format of the dense layers.
+    dtype: Dtype,
 }
 
 /// The prefixes under which checkpoints store the encoder's tensors.
@@ -209,6 +216,17 @@ impl Encoder {
         device: &Device,
         trainable: bool,
     ) -> Result<Self> {
+        Self::load_at(config, weights, device, trainable, Dtype::F32)
+    }
+
+    /// [`Encoder::load`] with the dense layers at `dtype` (float32 only when `trainable`).
+    pub fn load_at(
+        config: &ModelConfig,
+        weights: &Path,
+        device: &Device,
+        trainable: bool,
+        dtype: Dtype,
+    ) -> Result<Self> {
         if !weights.is_file() {
             return Err(Error::MissingFile {
                 path: weights.to_path_buf(),
@@ -220,7 +238,7 @@ impl Encoder {
                 tensor: "*".into(),
                 message: format!("cannot read safetensors: {e}"),
             })?;
-        Self::from_tensors(config, tensors, weights, device, trainable)
+        Self::from_tensors_at(config, tensors, weights, device, trainable, dtype)
     }
 
     /// Builds the encoder from named tensors (as stored in a checkpoint); `path` names their
@@ -232,6 +250,24 @@ impl Encoder {
         device: &Device,
         trainable: bool,
     ) -> Result<Self> {
+        Self::from_tensors_at(config, tensors, path, device, trainable, Dtype::F32)
+    }
+
+    /// [`Encoder::from_tensors`] with the dense layers at `dtype`.
+    pub fn from_tensors_at(
+        config: &ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        path: &Path,
+        device: &Device,
+        trainable: bool,
+        dtype: Dtype,
+    ) -> Result<Self> {
+        if trainable && dtype != Dtype::F32 {
+            return Err(Error::InvalidArgument {
+                flag: "--dtype".into(),
+                message: format!("training runs in f32, not {dtype}"),
+            });
+        }
         let prefix = PREFIXES
             .iter()
             .find(|p| tensors.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
@@ -308,10 +344,28 @@ impl Encoder {
                 &tensors,
                 config.num_attention_heads,
                 eps,
+                dtype,
             )?)
         } else {
             None
         };
+        // After the CPU layout has read them as float32: the candle path's dense layers
+        // hold their parameters in the compute format.
+        if dtype != Dtype::F32 {
+            for l in &mut layers {
+                for lin in [
+                    &mut l.query,
+                    &mut l.key,
+                    &mut l.value,
+                    &mut l.attn_out,
+                    &mut l.intermediate,
+                    &mut l.output,
+                ] {
+                    lin.weight = lin.weight.to_dtype(dtype.candle())?;
+                    lin.bias = lin.bias.to_dtype(dtype.candle())?;
+                }
+            }
+        }
         Ok(Encoder {
             config: config.clone(),
             device: device.clone(),
@@ -323,7 +377,13 @@ impl Encoder {
             layers,
             vars: trainable.then_some(src.vars),
             cpu,
+            dtype,
         })
+    }
+
+    /// The number format of the dense layers.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     /// The model's configuration.
@@ -439,30 +499,47 @@ impl Encoder {
             None
         };
         let scale = 1.0 / (dh as f64).sqrt();
+        // The compute format of the dense layers and attention products; `to_dtype` is a
+        // no-op at float32, so the float32 (and training) graph is unchanged.
+        let cd = self.dtype.candle();
         for layer in &self.layers {
             let heads = |y: Tensor| -> Result<Tensor> {
                 Ok(y.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous()?)
             };
-            let q = heads(layer.query.forward(&x)?)?;
-            let k = heads(layer.key.forward(&x)?)?;
-            let v = heads(layer.value.forward(&x)?)?;
-            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            let xc = x.to_dtype(cd)?;
+            let q = heads(layer.query.forward(&xc)?)?;
+            let k = heads(layer.key.forward(&xc)?)?;
+            let v = heads(layer.value.forward(&xc)?)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
             if let Some(bias) = &bias {
                 scores = scores.broadcast_add(bias)?;
             }
-            let probs = softmax_last(&scores, mode)?;
+            let probs = softmax_last(&scores, mode)?.to_dtype(cd)?;
             let ctx = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b * t, h))?;
-            let attn = layer
-                .attn_norm
-                .forward(&layer.attn_out.forward(&ctx)?.add(&x)?, mode)?;
-            let inter = layer.intermediate.forward(&attn)?.gelu_erf()?;
-            x = layer
-                .out_norm
-                .forward(&layer.output.forward(&inter)?.add(&attn)?, mode)?;
+            let attn = layer.attn_norm.forward(
+                &layer
+                    .attn_out
+                    .forward(&ctx)?
+                    .to_dtype(DType::F32)?
+                    .add(&x)?,
+                mode,
+            )?;
+            let inter = layer
+                .intermediate
+                .forward(&attn.to_dtype(cd)?)?
+                .gelu_erf()?;
+            x = layer.out_norm.forward(
+                &layer
+                    .output
+                    .forward(&inter)?
+                    .to_dtype(DType::F32)?
+                    .add(&attn)?,
+                mode,
+            )?;
         }
         Ok(x.reshape((b, t, h))?)
     }

@@ -9,5 +9,6 @@ pub mod cpu_kernels;
 pub mod device;
 pub mod encoder;
 pub mod pooling;
+pub mod precision;
 pub mod prompt;
 pub mod relation;

@@ -19,6 +19,7 @@ use crate::config::{ModelConfig, ModelFiles, RelbertConfig};
 use crate::encoder::{Encoder, Mode};
 use crate::error::{Error, Result};
 use crate::pooling::{normalize_in_place, pool_sum, Aggregation};
+use crate::precision::Dtype;
 use crate::prompt::Template;
 
 /// How to load a [`RelationEncoder`]; `None` fields fall back to the checkpoint's
@@ -38,6 +39,8 @@ pub struct EncoderOptions {
     /// Offset-weight override (see [`RelbertConfig::offset_weight`]); `Some(0.0)` gives the
     /// prompt vectors alone whatever the checkpoint says.
     pub offset_weight: Option<f32>,
+    /// Number format of the dense layers (inference only; see [`crate::precision`]).
+    pub dtype: Dtype,
 }
 
 impl Default for EncoderOptions {
@@ -49,6 +52,7 @@ impl Default for EncoderOptions {
             device: Device::Cpu,
             trainable: false,
             offset_weight: None,
+            dtype: Dtype::F32,
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct EncoderIdentity {
     /// offset; absent for the prompt vectors alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_weight: Option<f32>,
+    /// The number format the vectors were computed at; absent for float32.
+    #[serde(default, skip_serializing_if = "Dtype::is_f32")]
+    pub dtype: Dtype,
 }
 
 /// The settings that turn encoder states into a pair's vector: prompt template, aggregation
@@ -138,7 +145,8 @@ impl PairFunction {
         Self::resolve(&config, &path, &EncoderOptions::default())
     }
 
-    /// The identity of this function applied to weights whose sha256 is `weights_sha256`.
+    /// The identity of this function applied to weights whose sha256 is `weights_sha256`,
+    /// at float32 (a loaded encoder sets its own [`EncoderIdentity::dtype`]).
     pub fn identity(&self, model: String, weights_sha256: String) -> EncoderIdentity {
         EncoderIdentity {
             model,
@@ -146,6 +154,7 @@ impl PairFunction {
             template: self.template.as_str().to_string(),
             aggregation: self.aggregation.name().to_string(),
             offset_weight: self.offset_weight,
+            dtype: Dtype::F32,
         }
     }
 }
@@ -181,7 +190,13 @@ impl RelationEncoder {
             config.pad_token_id,
             config.max_sequence_len(),
         )?;
-        let encoder = Encoder::load(&config, &files.weights, &opts.device, opts.trainable)?;
+        let encoder = Encoder::load_at(
+            &config,
+            &files.weights,
+            &opts.device,
+            opts.trainable,
+            opts.dtype,
+        )?;
         Ok(RelationEncoder {
             encoder,
             tokenizer,
@@ -201,12 +216,13 @@ impl RelationEncoder {
             .into_iter()
             .map(|(n, t)| Ok((n, t.copy()?)))
             .collect::<Result<HashMap<_, _>>>()?;
-        let encoder = Encoder::from_tensors(
+        let encoder = Encoder::from_tensors_at(
             self.encoder.config(),
             tensors,
             &self.files.weights,
             self.encoder.device(),
             false,
+            self.encoder.dtype(),
         )?;
         Ok(RelationEncoder {
             encoder,
@@ -276,10 +292,18 @@ impl RelationEncoder {
     /// by its absolute path, so an index built from it finds it from any working directory.
     pub fn identity(&self) -> Result<EncoderIdentity> {
         let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
-        Ok(self.function.identity(
-            dir.display().to_string(),
-            Encoder::weights_sha256(&self.files.weights)?,
-        ))
+        Ok(EncoderIdentity {
+            dtype: self.encoder.dtype(),
+            ..self.function.identity(
+                dir.display().to_string(),
+                Encoder::weights_sha256(&self.files.weights)?,
+            )
+        })
+    }
+
+    /// The number format of the dense layers.
+    pub fn dtype(&self) -> Dtype {
+        self.encoder.dtype()
     }
 
     /// Tokenises pairs in parallel, warning once about truncated prompts and failing if

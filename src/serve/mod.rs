@@ -72,6 +72,8 @@ pub struct ServeOptions {
     pub index: PathBuf,
     /// A model to use instead of the one the index records (same pair function).
     pub model: Option<PathBuf>,
+    /// The number format encoded queries use (`None`: the index's).
+    pub dtype: Option<crate::Dtype>,
     /// Where to listen.
     pub addr: SocketAddr,
     /// The bearer token every API request must carry, if any.
@@ -108,6 +110,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The model directory override, if any.
     model: Option<PathBuf>,
+    dtype: Option<crate::Dtype>,
     index: PathBuf,
 }
 
@@ -122,6 +125,7 @@ impl AppState {
             token: opts.token.clone(),
             metrics: Arc::new(Metrics::new()),
             model: opts.model.clone(),
+            dtype: opts.dtype,
             index: opts.index.clone(),
         })
     }
@@ -131,7 +135,10 @@ impl AppState {
     pub fn load(&self) -> Result<()> {
         let started = Instant::now();
         let result = (|| -> Result<Loaded> {
-            let engine = QueryEngine::open(&self.index, self.model.clone())?;
+            let mut engine = QueryEngine::open(&self.index, self.model.clone())?;
+            if let Some(d) = self.dtype {
+                engine.set_dtype(d);
+            }
             let open_ms = started.elapsed().as_secs_f64() * 1e3;
             let info = crate::indexing::info_json(engine.local()?, &self.index, open_ms, false);
             // One forward pass per batch the batcher forms.

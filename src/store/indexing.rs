@@ -14,6 +14,7 @@ use relbert_index::{
 use crate::error::{Error, Result};
 use crate::pairs::PairRecord;
 use crate::pooling::{normalize_in_place, Aggregation};
+use crate::precision::Dtype;
 use crate::relation::{EncoderIdentity, RelationEncoder, WordVectors};
 
 /// Pairs encoded and appended per checkpoint.
@@ -26,34 +27,67 @@ const WORD_CACHE_MAX: usize = 131_072;
 /// Separates the aggregation name from the offset weight in [`EncoderInfo::aggregation`].
 const OFFSET_SUFFIX: &str = "+offset:";
 
-/// The encoder identity as the index crate stores it. The offset weight travels in the
-/// `aggregation` string (`mask+offset:0.7`) rather than in a field of its own, so the index's
-/// `meta` format, and every index built before pair vectors could be combined, stay as they are.
+/// Separates the number format from the rest of [`EncoderInfo::aggregation`].
+const DTYPE_SUFFIX: &str = "+dtype:";
+
+/// The encoder identity as the index crate stores it. The offset weight and a reduced number
+/// format travel in the `aggregation` string (`mask+offset:0.7+dtype:bf16`) rather than in
+/// fields of their own, so the index's `meta` format, and every index built before pair
+/// vectors could be combined or computed at reduced precision, stay as they are.
 pub fn encoder_info(id: &EncoderIdentity) -> EncoderInfo {
+    let mut aggregation = match id.offset_weight {
+        Some(w) => format!("{}{OFFSET_SUFFIX}{w}", id.aggregation),
+        None => id.aggregation.clone(),
+    };
+    if id.dtype != Dtype::F32 {
+        aggregation = format!("{aggregation}{DTYPE_SUFFIX}{}", id.dtype);
+    }
     EncoderInfo {
         model: id.model.clone(),
         weights_sha256: id.weights_sha256.clone(),
         template: id.template.clone(),
-        aggregation: match id.offset_weight {
-            Some(w) => format!("{}{OFFSET_SUFFIX}{w}", id.aggregation),
-            None => id.aggregation.clone(),
-        },
+        aggregation,
+    }
+}
+
+/// [`EncoderInfo::aggregation`] without its number format, and that format's name.
+fn split_dtype(aggregation: &str) -> (&str, Option<&str>) {
+    match aggregation.rsplit_once(DTYPE_SUFFIX) {
+        Some((rest, dtype)) => (rest, Some(dtype)),
+        None => (aggregation, None),
+    }
+}
+
+/// The number format an index's vectors were computed at (float32 for indexes that do not
+/// say); the error names `index` and the bad string.
+pub fn built_dtype(info: &EncoderInfo, index: &Path) -> Result<Dtype> {
+    match split_dtype(&info.aggregation).1 {
+        None => Ok(Dtype::F32),
+        Some(name) => name.parse().map_err(|_| Error::Config {
+            path: index.join("meta"),
+            message: format!(
+                "encoder aggregation {:?}: {name:?} is not a known number format",
+                info.aggregation
+            ),
+        }),
     }
 }
 
 /// The aggregation and offset weight an index's [`EncoderInfo::aggregation`] names (the
-/// inverse of [`encoder_info`]'s encoding); the error names `index` and the bad string.
+/// inverse of [`encoder_info`]'s encoding, less the number format: see [`built_dtype`]); the
+/// error names `index` and the bad string.
 pub fn pair_function(info: &EncoderInfo, index: &Path) -> Result<(Aggregation, Option<f32>)> {
     let bad = |why: String| Error::Config {
         path: index.join("meta"),
         message: format!("encoder aggregation {:?}: {why}", info.aggregation),
     };
-    let (name, weight) = match info.aggregation.split_once(OFFSET_SUFFIX) {
+    let (function, _) = split_dtype(&info.aggregation);
+    let (name, weight) = match function.split_once(OFFSET_SUFFIX) {
         Some((name, w)) => {
             let w: f32 = w.parse().map_err(|e| bad(format!("offset weight: {e}")))?;
             (name, Some(w))
         }
-        None => (info.aggregation.as_str(), None),
+        None => (function, None),
     };
     let aggregation = name
         .parse()
@@ -63,10 +97,27 @@ pub fn pair_function(info: &EncoderInfo, index: &Path) -> Result<(Aggregation, O
 
 /// Whether vectors from `offered` are comparable with an index built by `built` (same
 /// weights, template, aggregation and offset weight; the model's path may differ).
+///
+/// The number format is not compared: the reduced formats are held to cosine ≥ 0.999 per
+/// pair against float32 (tests/precision.rs), so a query encoded at another format than the
+/// index's finds the same neighbours up to near-ties. Callers say so with [`dtype_note`].
 pub fn same_function(built: &EncoderInfo, offered: &EncoderInfo) -> bool {
     built.weights_sha256 == offered.weights_sha256
         && built.template == offered.template
-        && built.aggregation == offered.aggregation
+        && split_dtype(&built.aggregation).0 == split_dtype(&offered.aggregation).0
+}
+
+/// A note for the user when `offered` computes at another number format than the index
+/// `built` (see [`same_function`]); `None` when they agree.
+pub fn dtype_note(built: &EncoderInfo, offered: &EncoderInfo) -> Option<String> {
+    let name = |i: &EncoderInfo| split_dtype(&i.aggregation).1.unwrap_or("f32").to_string();
+    let (b, o) = (name(built), name(offered));
+    (b != o).then(|| {
+        format!(
+            "the index was built at {b} and queries are encoded at {o}; the two agree to cosine \
+             0.999 per pair, so only near-ties among neighbours can change order"
+        )
+    })
 }
 
 /// Options of an index build.
@@ -373,7 +424,39 @@ mod tests {
             template: "<subj> <mask> <obj>".into(),
             aggregation: "mask".into(),
             offset_weight,
+            dtype: Dtype::F32,
         }
+    }
+
+    #[test]
+    fn the_number_format_is_recorded_and_read_back_but_not_a_different_function() {
+        let dir = Path::new("idx");
+        for w in [None, Some(0.7f32)] {
+            let f32_info = encoder_info(&identity(w));
+            for dtype in Dtype::ALL {
+                let info = encoder_info(&EncoderIdentity {
+                    dtype,
+                    ..identity(w)
+                });
+                assert_eq!(built_dtype(&info, dir).unwrap(), dtype, "{info:?}");
+                assert_eq!(pair_function(&info, dir).unwrap(), (Aggregation::Mask, w));
+                assert!(same_function(&f32_info, &info));
+                assert_eq!(dtype_note(&f32_info, &info).is_some(), dtype != Dtype::F32);
+            }
+        }
+        // Float32 leaves the stored string as it was before formats were recorded.
+        assert_eq!(
+            encoder_info(&identity(Some(0.5))).aggregation,
+            "mask+offset:0.5"
+        );
+        let bad = EncoderInfo {
+            aggregation: "mask+dtype:fp8".into(),
+            ..Default::default()
+        };
+        let err = built_dtype(&bad, Path::new("some/idx"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("some/idx") && err.contains("fp8"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use relbert_index::Index;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::indexing::{encoder_info, pair_function, same_function};
+use crate::indexing::{built_dtype, dtype_note, encoder_info, pair_function, same_function};
+use crate::precision::Dtype;
 use crate::relation::{EncoderOptions, RelationEncoder};
 use crate::store::backend::{search_local, LocalStore, RelationStore, SearchRequest};
 
@@ -105,6 +106,8 @@ pub struct QueryEngine {
     encoder: Option<RelationEncoder>,
     /// Device and inode of a local index's `meta` file: a publication replaces the file.
     stamp: (u64, u64),
+    /// The number format queries are encoded at; `None`: the store's own.
+    dtype: Option<Dtype>,
 }
 
 fn file_stamp(md: &std::fs::Metadata) -> (u64, u64) {
@@ -116,14 +119,20 @@ fn file_stamp(md: &std::fs::Metadata) -> (u64, u64) {
 /// `place`: the model `model_dir`, else the recorded one ([`recorded_model`]), with the
 /// recorded template, aggregation and offset weight unless `opts` sets a template or
 /// aggregation, which must then be the recorded ones. `opts` gives the batch size and
-/// device. A model or pair function other than the store's is refused
+/// device; `dtype` the number format (default: the one the store was built at; another is
+/// allowed with a logged note). A model or pair function other than the store's is refused
 /// ([`Error::EncoderMismatch`]): its vectors would not be comparable.
 pub fn store_encoder(
     built: &relbert_index::EncoderInfo,
     place: &Path,
     model_dir: Option<&Path>,
+    dtype: Option<Dtype>,
     opts: EncoderOptions,
 ) -> Result<RelationEncoder> {
+    let dtype = match dtype {
+        Some(d) => d,
+        None => built_dtype(built, place)?,
+    };
     let dir = match model_dir {
         Some(d) => d.to_path_buf(),
         None => recorded_model(built, place)?,
@@ -136,6 +145,7 @@ pub fn store_encoder(
             aggregation: Some(opts.aggregation.unwrap_or(aggregation)),
             // The store's function, whatever the model's config says now.
             offset_weight: Some(offset_weight.unwrap_or(0.0)),
+            dtype,
             ..opts
         },
     )?;
@@ -153,6 +163,9 @@ pub fn store_encoder(
             offered: show(&offered),
         });
     }
+    if let Some(note) = dtype_note(built, &offered) {
+        tracing::warn!("{note}");
+    }
     Ok(enc)
 }
 
@@ -162,7 +175,7 @@ pub fn index_encoder(
     model_dir: Option<&Path>,
     opts: EncoderOptions,
 ) -> Result<RelationEncoder> {
-    store_encoder(&index.meta().encoder, index.dir(), model_dir, opts)
+    store_encoder(&index.meta().encoder, index.dir(), model_dir, None, opts)
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -208,7 +221,15 @@ impl QueryEngine {
             model_dir,
             encoder: None,
             stamp: (0, 0),
+            dtype: None,
         }
+    }
+
+    /// Encodes queries at `dtype` instead of the format the store was built at (allowed, with
+    /// a logged note: see [`crate::indexing::same_function`]). Takes effect when the model is
+    /// next loaded, so call it before the first query.
+    pub fn set_dtype(&mut self, dtype: Dtype) {
+        self.dtype = Some(dtype);
     }
 
     /// The store queries go to.
@@ -252,6 +273,7 @@ impl QueryEngine {
             self.store.encoder(),
             &place,
             self.model_dir.as_deref(),
+            self.dtype,
             opts,
         )
     }

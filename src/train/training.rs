@@ -559,6 +559,7 @@ impl Trainer {
                 // base's offset weight is not carried over (benchmarks/combined_sweep.sh
                 // chooses one for the trained model).
                 offset_weight: Some(0.0),
+                dtype: crate::precision::Dtype::F32,
             },
         )?;
         let relations = load_training_relations(cfg)?;

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# One unattended GPU check of a `--features cuda` relbert (issue 24), < 6 minutes on one H200
+# with PyTorch installed and no network:
+#   1. build facts (GPU, driver, the binary's CUDA libraries, torch);
+#   2. parity: relbert at f32/f16/bf16 against Hugging Face transformers at f32 on 2,000 pairs
+#      (worst cosine; bars 0.99999 at f32, 0.999 reduced);
+#   3. throughput (pairs/s, tokenisation included) of relbert and PyTorch at f32/f16/bf16 ×
+#      batch 32/128/512 on MiniLM-shaped and BERT-base-shaped models;
+#   4. a 1,000,000-pair index build (MiniLM shape, bf16, f16 storage): encode / graph / wall /
+#      peak RSS.
+# Results: OUT (default gpu-check-out/): facts.txt, parity.jsonl, throughput.jsonl, build.txt,
+# summary.md. Each step is time-boxed and a failing step does not stop the others.
+#
+# Before (on any machine, with network): scripts/build-cuda.sh --release --bin relbert
+# --example embed_throughput; bring target/release/relbert and
+# target/release/examples/embed_throughput (or set RELBERT_BIN / RELBERT_BENCH_BIN) and, for
+# realistic token counts, models/all-MiniLM-L6-v2/tokenizer.json. The models are random-weight
+# BERTs of the two shapes made here by PyTorch (throughput does not depend on the weights;
+# parity compares both engines on the same weights).
+#
+#   scripts/gpu-check.sh [OUT]      env: PYTHON, THROUGHPUT_PAIRS (20000), BUILD_PAIRS (1000000)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-gpu-check-out}}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+py=${PYTHON:-python3}
+bin=${RELBERT_BIN:-${CARGO_TARGET_DIR:-target}/release/relbert}
+bench=${RELBERT_BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/embed_throughput}
+peer=scripts/gpu_peer.py
+tp_pairs=${THROUGHPUT_PAIRS:-20000}
+build_pairs=${BUILD_PAIRS:-1000000}
+start=$SECONDS
+say() { echo "gpu-check [$((SECONDS - start)) s] $*" >&2; }
+
+# cuBLAS, cuRAND, cudart and NVRTC from the CUDA wheels PyTorch installed; libcuda is the driver's.
+libs=$("$py" - <<'PY' 2>/dev/null
+import glob, os
+try:
+    import nvidia
+    roots = list(nvidia.__path__)
+except Exception:
+    roots = []
+print(":".join(sorted({os.path.dirname(p) for r in roots for p in glob.glob(os.path.join(r, "**", "lib*.so*"), recursive=True)})))
+PY
+)
+export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+[ -f .cuda/env.sh ] && . .cuda/env.sh
+
+# 1. Facts.
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
+    echo "nproc $(nproc)"
+    echo "relbert: $("$bin" --version 2>&1)"
+    ldd "$bin" 2>&1 | grep -E 'cuda|cublas|curand|nvrtc|not found'
+    "$py" -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__)' 2>&1
+} > "$out/facts.txt"
+say "facts: $(head -2 "$out/facts.txt" | tail -1)"
+
+tokenizer=models/all-MiniLM-L6-v2/tokenizer.json
+[ -f "$tokenizer" ] || tokenizer=tests/fixtures/tiny-bert/tokenizer.json
+for shape in minilm base; do
+    timeout 120 "$py" "$peer" model --shape $shape --tokenizer "$tokenizer" --out "$work/$shape" >/dev/null ||
+        say "FAILED: making the $shape model"
+done
+timeout 60 "$py" "$peer" pairs --n 2000 --out "$work/parity.tsv" --seed 1
+timeout 60 "$py" "$peer" pairs --n "$tp_pairs" --out "$work/throughput.tsv" --seed 2
+timeout 120 "$py" "$peer" pairs --n "$build_pairs" --out "$work/build.tsv" --seed 3 &
+pairs_job=$!
+say "models and pairs ready"
+
+# 2. Parity against transformers at f32 (MiniLM shape).
+: > "$out/parity.jsonl"
+if timeout 120 "$py" "$peer" encode --model "$work/minilm" --pairs "$work/parity.tsv" --batch-size 128 \
+    --dtype f32 --save "$work/hf.npy" > /dev/null; then
+    for dtype in f32 f16 bf16; do
+        if timeout 60 "$bin" embed --model "$work/minilm" --pairs "$work/parity.tsv" --device cuda:0 \
+            --dtype $dtype --raw --format npy --out "$work/ours_$dtype.npy" --force 2>> "$out/parity.log"; then
+            r=$(timeout 60 "$py" "$peer" compare "$work/hf.npy" "$work/ours_$dtype.npy")
+            echo "{\"shape\": \"minilm\", \"dtype\": \"$dtype\", \"against\": \"transformers f32\", \"result\": $r}" >> "$out/parity.jsonl"
+        else
+            echo "{\"shape\": \"minilm\", \"dtype\": \"$dtype\", \"error\": \"relbert embed failed (parity.log)\"}" >> "$out/parity.jsonl"
+        fi
+    done
+else
+    say "FAILED: the transformers side of parity"
+fi
+say "parity: $(tr '\n' ' ' < "$out/parity.jsonl")"
+
+# 3. Throughput, both engines, same pairs, one process per shape × dtype × engine.
+: > "$out/throughput.jsonl"
+for shape in minilm base; do
+    for dtype in f32 f16 bf16; do
+        for bs in 32 128 512; do
+            timeout 90 "$py" "$peer" encode --model "$work/$shape" --pairs "$work/throughput.tsv" \
+                --batch-size $bs --dtype $dtype | sed "s/^{/{\"shape\": \"$shape\", /" >> "$out/throughput.jsonl" ||
+                say "FAILED: pytorch $shape $dtype $bs"
+        done
+        RELBERT_DEVICE=cuda:0 RELBERT_DTYPE=$dtype timeout 120 "$bench" "$work/$shape" "$work/throughput.tsv" 1 32 128 512 \
+            > "$work/ours.json" 2>> "$out/throughput.log" &&
+            "$py" -c 'import json,sys; d=json.load(open(sys.argv[1]))
+for r in d["results"]: print(json.dumps({"shape": sys.argv[2], "engine": "relbert", "dtype": d["dtype"], "batch_size": r["batch_size"], "n_pairs": r["n_pairs"], "pairs_per_s": r["pairs_per_s"]}))' \
+                "$work/ours.json" $shape >> "$out/throughput.jsonl" || say "FAILED: relbert $shape $dtype"
+        say "throughput $shape $dtype done"
+    done
+done
+
+# 4. The 1M-pair index build.
+wait $pairs_job
+/usr/bin/time -v timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
+    --device cuda:0 --dtype bf16 --f16 --out "$work/idx" > "$out/build.txt" 2>&1 ||
+    say "FAILED: the 1M build (build.txt)"
+say "build: $(grep -E 'encoding .*graph' "$out/build.txt" | tail -1)"
+
+# Summary.
+"$py" - "$out" <<'PY'
+import json, os, re, sys
+out = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(out, "throughput.jsonl")) if l.strip()]
+md = ["# GPU check", "", "```", open(os.path.join(out, "facts.txt")).read().strip(), "```", "",
+      "## Parity (2,000 pairs, MiniLM shape, against transformers f32)", "",
+      "| dtype | worst cosine | bar |", "|---|---|---|"]
+for l in open(os.path.join(out, "parity.jsonl")):
+    p = json.loads(l)
+    w = p.get("result", {}).get("worst_cosine")
+    bar = 0.99999 if p["dtype"] == "f32" else 0.999
+    md.append(f"| {p['dtype']} | {w} | {bar} {'PASS' if w is not None and w >= bar else 'FAIL'} |")
+md += ["", "## Throughput (pairs/s)", "",
+       "| shape | dtype | batch | PyTorch | relbert | ratio | × PyTorch f16 |", "|---|---|---|---|---|---|---|"]
+get = {(r["shape"], r.get("engine", "pytorch"), r["dtype"], r["batch_size"]): r["pairs_per_s"] for r in rows}
+for shape in ("minilm", "base"):
+    for dtype in ("f32", "f16", "bf16"):
+        for bs in (32, 128, 512):
+            p, o = get.get((shape, "pytorch", dtype, bs)), get.get((shape, "relbert", dtype, bs))
+            h = get.get((shape, "pytorch", "f16", bs))
+            ratio = f"{o / p:.2f}×" if p and o else "-"
+            rh = f"{o / h:.2f}×" if h and o else "-"
+            md.append(f"| {shape} | {dtype} | {bs} | {p} | {o} | {ratio} | {rh} |")
+b = open(os.path.join(out, "build.txt")).read()
+enc = re.findall(r"index .*", b)
+rss = re.findall(r"Maximum resident set size \(kbytes\): (\d+)", b)
+wall = re.findall(r"Elapsed \(wall clock\) time.*: (\S+)", b)
+md += ["", "## 1M-pair build (MiniLM shape, bf16, f16 storage)", "",
+       f"- {enc[-1] if enc else 'no report (see build.txt)'}",
+       f"- wall {wall[-1] if wall else '?'}, peak RSS {int(rss[-1]) // 1024 if rss else '?'} MiB"]
+open(os.path.join(out, "summary.md"), "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+PY
+say "done"
