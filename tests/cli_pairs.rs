@@ -496,3 +496,50 @@ fn mined_pairs_build_an_index_that_answers_queries() {
         .iter()
         .all(|r| r["label"].as_str().unwrap().contains('X')));
 }
+
+#[test]
+fn mined_pairs_stream_into_an_index_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mined = relbert()
+        .args([
+            "pairs",
+            "mine",
+            "--out",
+            "-",
+            "--min-count",
+            "1",
+            "--min-pair-count",
+            "1",
+        ])
+        .arg("--corpus")
+        .arg(fixture("corpus"))
+        .assert()
+        .success();
+    let stream = mined.get_output().stdout.clone();
+    let rows = String::from_utf8(stream.clone()).unwrap().lines().count() - 1;
+    let index = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--pairs", "-", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--out")
+        .arg(&index)
+        .write_stdin(stream)
+        .assert()
+        .success();
+    let a = relbert()
+        .args(["index", "info", "--json"])
+        .arg(&index)
+        .assert()
+        .success();
+    let info: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(info["count"].as_u64().unwrap() as usize, rows);
+    let a = relbert()
+        .args(["query", "--json", "-k", "2", "--index"])
+        .arg(&index)
+        .args(["oslo", "norway"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(v["source"], "index", "a mined pair is stored");
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+}
