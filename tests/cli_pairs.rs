@@ -543,3 +543,41 @@ fn mined_pairs_stream_into_an_index_build() {
     assert_eq!(v["source"], "index", "a mined pair is stored");
     assert_eq!(v["results"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn an_interrupted_run_leaves_nothing_behind() {
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.tsv");
+    // Standard input held open: the miner waits in its first pass until interrupted.
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .args(["pairs", "mine", "--corpus", "-", "--out"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let work_dirs = || -> Vec<PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".relbert-mine"))
+            .map(|e| e.path())
+            .collect()
+    };
+    // Interrupted once the first pass is copying standard input into the work directory.
+    while !work_dirs().iter().any(|d| d.join("stdin.txt").exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no work directory appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) with the child's own pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(work_dirs().is_empty(), "left behind: {:?}", work_dirs());
+    assert!(!out.exists());
+}

@@ -231,10 +231,26 @@ fn run_mine(a: MineArgs) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from(".")),
         None => std::env::temp_dir(),
     };
+    // Ctrl-C would skip the work directory's cleanup (spilled runs and the copy of standard
+    // input can be large); the outputs are only ever written at the end, under temporary
+    // names, so nothing else is left half-done. The handler is in place before the
+    // directory exists, so no interrupt falls between the two.
+    let to_remove: std::sync::Arc<Mutex<Option<PathBuf>>> = Default::default();
+    {
+        let to_remove = to_remove.clone();
+        let _ = ctrlc::set_handler(move || {
+            if let Some(dir) = to_remove.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            eprintln!("interrupted: nothing was written");
+            std::process::exit(130);
+        });
+    }
     let work = tempfile::Builder::new()
         .prefix(".relbert-mine-")
         .tempdir_in(&tmp_parent)
         .with_context(|| format!("making a work directory in {}", tmp_parent.display()))?;
+    *to_remove.lock().unwrap_or_else(|p| p.into_inner()) = Some(work.path().to_path_buf());
 
     let opts = MineOptions {
         inputs: a.corpus.clone(),
