@@ -201,6 +201,29 @@ pub fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
         })
 }
 
+/// The words results must not share with (a, b): none when `keep_shared_words`.
+fn excluded_words(a: &str, b: &str, opts: &QueryOptions) -> Vec<String> {
+    if opts.keep_shared_words {
+        Vec::new()
+    } else {
+        pair_words(a, b).collect()
+    }
+}
+
+fn search_request<'a>(
+    opts: &QueryOptions,
+    exclude_pair: Option<(&'a str, &'a str)>,
+    exclude_words: &'a [String],
+) -> SearchRequest<'a> {
+    SearchRequest {
+        k: opts.k,
+        exact: opts.exact,
+        ef: opts.ef,
+        exclude_pair,
+        exclude_words,
+    }
+}
+
 impl QueryEngine {
     /// Opens the local index; `model_dir` overrides the model recorded in it (it must be the
     /// same encoding function: same weights, template and aggregation).
@@ -353,18 +376,9 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
         let (v, source, _) = self.vector(a, b)?;
-        let query_words: Vec<String> = if opts.keep_shared_words {
-            Vec::new()
-        } else {
-            pair_words(a, b).collect()
-        };
-        let req = SearchRequest {
-            k: opts.k,
-            exact: opts.exact,
-            ef: opts.ef,
-            exclude_pair: (source == Source::Index).then_some((a, b)),
-            exclude_words: &query_words,
-        };
+        let query_words = excluded_words(a, b, opts);
+        let exclude = (source == Source::Index).then_some((a, b));
+        let req = search_request(opts, exclude, &query_words);
         Ok((self.store.search(&v, &req)?, source))
     }
 
@@ -380,18 +394,8 @@ impl QueryEngine {
         self_row: Option<usize>,
         opts: &QueryOptions,
     ) -> Result<Vec<(usize, QueryHit)>> {
-        let query_words: Vec<String> = if opts.keep_shared_words {
-            Vec::new()
-        } else {
-            pair_words(a, b).collect()
-        };
-        let req = SearchRequest {
-            k: opts.k,
-            exact: opts.exact,
-            ef: opts.ef,
-            exclude_pair: None,
-            exclude_words: &query_words,
-        };
+        let query_words = excluded_words(a, b, opts);
+        let req = search_request(opts, None, &query_words);
         search_local(self.local()?, v, &req, self_row)
     }
 }
