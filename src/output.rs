@@ -97,6 +97,10 @@ pub enum OutputKind {
     /// The provenance sidecar of mined pairs: empty, or a first line with `head`, `tail`
     /// and `examples`.
     Provenance,
+    /// The `--report` of `relbert pairs mine`: a JSON object with `passes`.
+    MineReport,
+    /// The `--save-vocab` list of `relbert pairs mine`: it starts with [`MINED_VOCAB_MARK`].
+    MinedVocab,
     /// A word2vec file (binary or text): a first line of two counts, `N D`.
     Word2vec,
 }
@@ -104,6 +108,9 @@ pub enum OutputKind {
 /// The first line of every pair list `relbert pairs mine` writes (a `#` line, which pair
 /// readers skip): it marks the file as relbert's for `--force`.
 pub const MINED_PAIRS_MARK: &str = "# relbert pairs mine";
+
+/// The first line of a vocabulary `relbert pairs mine --save-vocab` writes.
+pub const MINED_VOCAB_MARK: &str = "# relbert vocabulary";
 
 /// Refuses to replace `path` unless `force` and the file is what relbert writes there
 /// (`kind`); a missing `path` is fine. Directories and other non-files are never replaced.
@@ -124,6 +131,8 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             OutputKind::Sidecar => "a pair list",
             OutputKind::MinedPairs => "a mined pair list",
             OutputKind::Provenance => "a provenance file of mined pairs",
+            OutputKind::MineReport => "a mining report",
+            OutputKind::MinedVocab => "a mined vocabulary",
             OutputKind::Word2vec => "a word2vec file",
         },
         why: why.to_string(),
@@ -153,6 +162,15 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
         OutputKind::MinedPairs if !head.starts_with(MINED_PAIRS_MARK.as_bytes()) => {
             Err(not("it does not start with the line relbert writes there"))
         }
+        OutputKind::MinedVocab if !head.starts_with(MINED_VOCAB_MARK.as_bytes()) => {
+            Err(not("it does not start with the line relbert writes there"))
+        }
+        OutputKind::MineReport => match serde_json::from_slice::<serde_json::Value>(head) {
+            Ok(v) if v.get("passes").is_some() => Ok(()),
+            _ => Err(not(
+                "it is not a JSON object with the passes relbert reports",
+            )),
+        },
         OutputKind::Provenance if !head.is_empty() => {
             let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
             match serde_json::from_slice::<serde_json::Value>(first) {

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use relbert::corpus::source::{InputFormat, Paragraphs};
 use relbert::corpus::vocab::{parse_word_list, Terms, DEFAULT_STOPWORDS};
 use relbert::corpus::{mine, MineOptions, MineProgress, MineReport, MinedPair, Score};
-use relbert::output::{check_replaceable, AtomicFile, OutputKind, MINED_PAIRS_MARK};
+use relbert::output::{
+    check_replaceable, AtomicFile, OutputKind, MINED_PAIRS_MARK, MINED_VOCAB_MARK,
+};
 
 use super::Progress;
 
@@ -195,6 +197,12 @@ fn run_mine(a: MineArgs) -> Result<()> {
     if let Some(p) = &provenance {
         outputs.push((p, OutputKind::Provenance));
     }
+    if let Some(p) = &a.save_vocab {
+        outputs.push((p, OutputKind::MinedVocab));
+    }
+    if let Some(p) = &a.report {
+        outputs.push((p, OutputKind::MineReport));
+    }
     for (p, kind) in &outputs {
         if a.corpus.iter().any(|c| relbert::output::same_file(c, p)) {
             bail!(
@@ -204,21 +212,6 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
         locks.push(relbert_index::OutputLock::acquire(p)?);
         check_replaceable(p, a.force, *kind)?;
-    }
-    for (r, ours) in [
-        (&a.report, is_report as fn(&[u8]) -> bool),
-        (&a.save_vocab, is_vocab),
-    ] {
-        let Some(r) = r else { continue };
-        match std::fs::read(r) {
-            Err(_) => {}
-            Ok(_) if !a.force => bail!("{} exists (use --force to replace it)", r.display()),
-            Ok(bytes) if !ours(&bytes) => bail!(
-                "{} was not written by relbert pairs mine; not replacing it even with --force",
-                r.display()
-            ),
-            Ok(_) => {}
-        }
     }
 
     let tmp_parent = match &a.tmp_dir {
@@ -317,7 +310,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         let mut f = AtomicFile::create(v, a.force)?;
         writeln!(
             f.writer(),
-            "{VOCAB_MARK}: term<TAB>count, most frequent first"
+            "{MINED_VOCAB_MARK}: term<TAB>count, most frequent first"
         )?;
         for (t, c) in &report.vocabulary {
             writeln!(f.writer(), "{t}\t{c}")?;
@@ -332,17 +325,6 @@ fn run_mine(a: MineArgs) -> Result<()> {
     summary(&report, started.elapsed().as_secs_f64());
     drop(locks);
     Ok(())
-}
-
-/// The first line of a `--save-vocab` file.
-const VOCAB_MARK: &str = "# relbert vocabulary";
-
-fn is_vocab(bytes: &[u8]) -> bool {
-    bytes.starts_with(VOCAB_MARK.as_bytes())
-}
-
-fn is_report(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("passes").is_some())
 }
 
 fn write_pairs(w: &mut impl Write, header: &str, pairs: &[MinedPair]) -> Result<()> {

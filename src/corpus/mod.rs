@@ -318,19 +318,12 @@ fn sentences_of(
 ) -> u64 {
     let mut n = 0u64;
     for p in &block.paras {
-        let text = &block.text[p.start..p.end];
-        let mut local = std::mem::take(sentence);
-        tok.sentences(text, &mut local, |s| {
+        tok.sentences(&block.text[p.start..p.end], sentence, |s| {
             n += s.tokens.len() as u64;
-            if terms.is_empty() {
-                each(s, p);
-            } else {
-                let mut s = s.clone();
-                terms.merge(&mut s, scratch);
-                each(&s, p);
-            }
+            // Merged in place: the tokenizer clears the sentence before the next one.
+            terms.merge(s, scratch);
+            each(s, p);
         });
-        *sentence = local;
     }
     n
 }
@@ -498,14 +491,7 @@ pub fn mine(
     });
 
     // Pass 4: labels and places of the selected pairs.
-    let mut mined = describe(&mut ctx, &tok, &all_terms, &vocab, &selected)?;
-    for (m, (_, k, c, pmi)) in mined.iter_mut().zip(&selected) {
-        let (h, t) = unkey(*k);
-        m.head = vocab.terms[h as usize].to_string();
-        m.tail = vocab.terms[t as usize].to_string();
-        m.count = *c;
-        m.pmi = *pmi;
-    }
+    let mined = describe(&mut ctx, &tok, &all_terms, &vocab, &selected)?;
     ctx.report.pairs_out = mined.len();
     ctx.report.vocabulary = vocab
         .terms
@@ -792,7 +778,9 @@ fn describe(
         .collect();
     Ok(merged
         .into_iter()
-        .map(|info| {
+        .zip(selected)
+        .map(|(info, &(_, k, count, pmi))| {
+            let (h, t) = unkey(k);
             let mut patterns: Vec<(Box<str>, u64)> = info.patterns.into_iter().collect();
             patterns.sort_by(|a, b| {
                 b.1.cmp(&a.1)
@@ -801,10 +789,10 @@ fn describe(
             });
             patterns.truncate(3);
             MinedPair {
-                head: String::new(),
-                tail: String::new(),
-                count: 0,
-                pmi: 0.0,
+                head: vocab.terms[h as usize].to_string(),
+                tail: vocab.terms[t as usize].to_string(),
+                count,
+                pmi,
                 patterns: patterns
                     .into_iter()
                     .map(|(p, c)| (p.into_string(), c))

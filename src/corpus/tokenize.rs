@@ -177,9 +177,10 @@ fn ascii_word_bounds(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 impl Tokenizer {
-    /// Calls `each` with every sentence of `para` that holds at least one token. `sentence`
-    /// is scratch space reused between calls.
-    pub fn sentences(&self, para: &str, sentence: &mut Sentence, each: impl FnMut(&Sentence)) {
+    /// Calls `each` with every sentence of `para` that holds at least one token (it may
+    /// rewrite the sentence, as term merging does). `sentence` is scratch space reused
+    /// between calls.
+    pub fn sentences(&self, para: &str, sentence: &mut Sentence, each: impl FnMut(&mut Sentence)) {
         // Most text is ASCII, where a table-free scanner gives the same segments faster.
         if para.is_ascii() {
             self.sentences_from(ascii_word_bounds(para), sentence, each)
@@ -192,7 +193,7 @@ impl Tokenizer {
         &self,
         segments: impl Iterator<Item = (usize, &'t str)>,
         sentence: &mut Sentence,
-        mut each: impl FnMut(&Sentence),
+        mut each: impl FnMut(&mut Sentence),
     ) {
         sentence.clear();
         // Byte offset where the last token (or hyphen after it) ended, to join `a-b` only
