@@ -189,6 +189,20 @@ fn stdin_pipeline_builds_the_index_a_file_builds() {
         .failure();
 }
 
+/// Starts `relbert index add --index idx --pairs pairs` in the background, output discarded.
+fn spawn_add(idx: &Path, pairs: &Path) -> Child {
+    StdCommand::new(bin())
+        .env("RELBERT_LOG", "warn")
+        .args(["index", "add", "--index"])
+        .arg(idx)
+        .arg("--pairs")
+        .arg(pairs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Kills `child` once `file` is longer than `len` bytes (or at once if it exits first).
 fn kill_when_longer(child: &mut Child, file: &Path, len: u64) -> bool {
     let started = Instant::now();
@@ -410,16 +424,7 @@ fn a_query_process_answers_before_during_and_after_an_add() {
     let mut q = QueryProcess::start(&idx);
     assert_eq!(q.ask(q_head, q_tail), old_set);
 
-    let mut adding = StdCommand::new(bin())
-        .env("RELBERT_LOG", "warn")
-        .args(["index", "add", "--index"])
-        .arg(&idx)
-        .arg("--pairs")
-        .arg(&add_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut adding = spawn_add(&idx, &add_file);
     // During the add every answer is the old index's or the new one's, never a mixture.
     let mut during = 0;
     let status = loop {
@@ -458,35 +463,19 @@ fn an_add_killed_midway_and_run_again_gives_the_full_index() {
 
     let mut kills = 0;
     for round in 0..3 {
-        let mut child = StdCommand::new(bin())
-            .env("RELBERT_LOG", "warn")
-            .args(["index", "add", "--index"])
-            .arg(&idx)
-            .arg("--pairs")
-            .arg(&add_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_add(&idx, &add_file);
         // Killed once new rows are durable in the partial index (round 0), or at once.
-        let started = Instant::now();
-        loop {
-            let len = std::fs::metadata(&partial_vectors)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            if round > 0 || len > copied || started.elapsed() > Duration::from_secs(60) {
-                break;
+        let killed = if round == 0 {
+            kill_when_longer(&mut child, &partial_vectors, copied)
+        } else {
+            let running = child.try_wait().unwrap().is_none();
+            if running {
+                child.kill().unwrap();
             }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        child.wait().unwrap();
+            child.wait().unwrap();
+            running
+        };
+        kills += usize::from(killed);
         // Killed, the index is the old one, whole (or, had the add finished, the new one).
         let now = Index::open(&idx).unwrap();
         assert!(now.id() == base_id || now.count() == 9000);
