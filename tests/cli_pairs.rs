@@ -373,8 +373,8 @@ fn compressed_json_lines_and_standard_input_are_read() {
     assert!(both.record("paris", "france").is_object());
 }
 
-#[test]
-fn the_pair_list_goes_to_standard_output() {
+/// `relbert pairs mine --out -` of `corpus` (min-count 1, the given pair floor): stdout.
+fn mine_to_stdout(corpus: &Path, min_pair_count: &str) -> Vec<u8> {
     let a = relbert()
         .args([
             "pairs",
@@ -384,13 +384,18 @@ fn the_pair_list_goes_to_standard_output() {
             "--min-count",
             "1",
             "--min-pair-count",
-            "2",
-            "--corpus",
         ])
-        .arg(fixture("corpus/capitals.txt"))
+        .arg(min_pair_count)
+        .arg("--corpus")
+        .arg(corpus)
         .assert()
         .success();
-    let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    a.get_output().stdout.clone()
+}
+
+#[test]
+fn the_pair_list_goes_to_standard_output() {
+    let out = String::from_utf8(mine_to_stdout(&fixture("corpus/capitals.txt"), "2")).unwrap();
     assert!(out.starts_with("# relbert pairs mine"));
     assert!(
         out.contains("paris\tfrance\tX is the capital of Y\n"),
@@ -500,22 +505,7 @@ fn mined_pairs_build_an_index_that_answers_queries() {
 #[test]
 fn mined_pairs_stream_into_an_index_build() {
     let dir = tempfile::tempdir().unwrap();
-    let mined = relbert()
-        .args([
-            "pairs",
-            "mine",
-            "--out",
-            "-",
-            "--min-count",
-            "1",
-            "--min-pair-count",
-            "1",
-        ])
-        .arg("--corpus")
-        .arg(fixture("corpus"))
-        .assert()
-        .success();
-    let stream = mined.get_output().stdout.clone();
+    let stream = mine_to_stdout(&fixture("corpus"), "1");
     let rows = String::from_utf8(stream.clone()).unwrap().lines().count() - 1;
     let index = dir.path().join("idx");
     relbert()
