@@ -105,6 +105,37 @@ fn build_info_and_query() {
 }
 
 #[test]
+fn query_takes_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    let q = |device: &str| {
+        relbert()
+            .args([
+                "query", "--json", "-k", "5", "--exact", "--device", device, "--index",
+            ])
+            .arg(&out)
+            .args(["lion", "cub"])
+            .assert()
+    };
+    let cpu = q("cpu").success();
+    let doc: serde_json::Value = serde_json::from_slice(&cpu.get_output().stdout).unwrap();
+    assert_eq!(doc["source"], "encoded");
+    assert_eq!(doc, lion_cub(&out));
+    // A device this build cannot use (or a misspelt one) is named as the flag's error.
+    for bad in ["gpu", "cuda:x"] {
+        let a = q(bad).failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains("--device"), "{bad}: {err}");
+    }
+    if !cfg!(feature = "cuda") {
+        let a = q("cuda:0").failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains("--device") && err.contains("cuda"), "{err}");
+    }
+}
+
+#[test]
 fn stream_mode_answers_every_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("idx");

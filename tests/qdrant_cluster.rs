@@ -150,6 +150,51 @@ fn wait_all_active(url: &str, collection: &str, replicas: usize) -> usize {
     }
 }
 
+/// Fails the test, with the command's standard error, unless it succeeded.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `relbert query ARGS --json`'s answer, failing the test on a failed run.
+fn query_json(args: &[&str]) -> serde_json::Value {
+    let out = relbert()
+        .arg("query")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `relbert index build` of `pairs` with the tiny fixture model, into `target` (`--out DIR`
+/// or `--collection NAME --qdrant URLS …`).
+fn tiny_build(pairs: &Path, target: &[&str]) -> Command {
+    let mut c = relbert();
+    c.args(["index", "build", "--model"])
+        .arg(common::fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .args(target);
+    c
+}
+
+/// Deletes a test's collection (best effort).
+fn drop_collection(urls: &[String], collection: &str) {
+    let conn = Connection::new(urls, collection).unwrap();
+    let k = conn.clone();
+    let _ = conn.block_on(async move {
+        k.call("delete", |q, name| async move {
+            q.delete_collection(name).await
+        })
+        .await
+    });
+}
+
 fn count_via(url: &str, collection: &str) -> u64 {
     let conn = Connection::new(&[url.to_string()], collection).unwrap();
     let c = conn.clone();
@@ -234,18 +279,7 @@ fn cluster_export_query_and_node_failures() {
 
     // The CLI prints the same results through either store.
     let q = |args: &[&str]| {
-        let out = relbert()
-            .arg("query")
-            .args(args)
-            .args(["w5", "y5", "--json", "--exact"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = query_json(&[args, &["w5", "y5", "--exact"]].concat());
         v["results"]
             .as_array()
             .unwrap()
@@ -397,13 +431,132 @@ fn cluster_export_query_and_node_failures() {
     }
 
     for c in [coll, coll2] {
-        let conn = Connection::new(&urls, &c).unwrap();
-        let k = conn.clone();
-        let _ = conn.block_on(async move {
-            k.call("delete", |q, name| async move {
-                q.delete_collection(name).await
-            })
-            .await
-        });
+        drop_collection(&urls, &c);
     }
+}
+
+/// `relbert index build --collection`: encodes straight into the cluster, is killed after its
+/// first checkpoint, resumes from it, and ends with every distinct pair once; queries through
+/// the collection equal those through a local index built from the same pairs.
+#[test]
+fn build_into_a_collection_resumes_after_a_kill() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    // Enough pairs that the build outlasts a checkpoint interval on a CI machine; the first
+    // 500 repeated at the end (written once), with words the fixture vocabulary splits.
+    let distinct = 40_000;
+    let mut text: String = (0..distinct)
+        .map(|i| format!("w{i}\ty{}\n", i % 977))
+        .collect();
+    text.extend((0..500).map(|i| format!("w{i}\ty{}\trepeat\n", i % 977)));
+    let pairs = tmp.path().join("pairs.tsv");
+    std::fs::write(&pairs, text).unwrap();
+    let coll = unique("build");
+    let target = [
+        "--collection",
+        &coll,
+        "--qdrant",
+        &joined,
+        "--shards",
+        "3",
+        "--replication",
+        "2",
+    ];
+    let build = || {
+        let mut c = tiny_build(&pairs, &target);
+        c.env("RELBERT_LOG", "info");
+        c
+    };
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let progress = || {
+        let c = conn.clone();
+        conn.block_on(async move {
+            if c.exists().await? {
+                c.progress().await
+            } else {
+                Ok(None)
+            }
+        })
+        .unwrap()
+        .unwrap_or(None)
+    };
+
+    let mut child = build()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let interrupted = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if progress().is_some_and(|p| p.rows > 0) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let at_kill = progress().map(|p| p.rows).unwrap_or(0);
+    eprintln!("build killed: {interrupted}, checkpoint at {at_kill} of {distinct} rows");
+
+    let out = build().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    if interrupted {
+        assert!(at_kill > 0 && at_kill < distinct as u64, "{at_kill}");
+        assert!(
+            err.contains(&format!("after {at_kill} written by an interrupted run")),
+            "the rerun did not resume from the checkpoint: {err}"
+        );
+    } else {
+        eprintln!("NOTE: the build finished before its first checkpoint; resume not exercised");
+    }
+    assert_eq!(count_via(&cluster.grpc(3), &coll), distinct as u64);
+    // Metadata goes through the cluster's consensus: a node may show it a moment late.
+    let done = Some((distinct as u64, distinct as u64));
+    let t = Instant::now();
+    let mut last = None;
+    while last != done && t.elapsed() < Duration::from_secs(30) {
+        last = progress().map(|p| (p.rows, p.total));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(last, done, "the final checkpoint");
+
+    // Another input into the same collection is refused, naming the flag to change.
+    let other = tmp.path().join("other.tsv");
+    std::fs::write(&other, "dog\tpuppy\n").unwrap();
+    let out = tiny_build(&other, &target).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--collection"));
+
+    // The same results as a local index of the same pairs, for a stored and an encoded pair.
+    let local = tmp.path().join("idx");
+    succeeded(
+        &tiny_build(&pairs, &["--out", local.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let q = |store: &[&str], pair: [&str; 2]| {
+        let v = query_json(&[store, &pair, &["--exact", "-k", "10"]].concat());
+        let pairs: Vec<_> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["pair"].clone(), r["label"].clone()))
+            .collect();
+        (v["source"].clone(), pairs)
+    };
+    for pair in [["w17", "y17"], ["lion", "cub"]] {
+        let through = q(&["--collection", &coll, "--qdrant", &joined], pair);
+        let here = q(&["--index", local.to_str().unwrap()], pair);
+        assert_eq!(through.1.len(), 10);
+        assert_eq!(through, here, "{pair:?}");
+    }
+    drop_collection(&urls, &coll);
 }

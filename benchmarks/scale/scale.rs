@@ -24,6 +24,19 @@ fn keys(h: &[QueryHit]) -> Vec<[String; 2]> {
     h.iter().map(|h| h.pair.clone()).collect()
 }
 
+/// User + system CPU seconds of this process so far (the exporter's own share of an export,
+/// beside the servers' on the same cores).
+fn process_cpu_s() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let u = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr());
+        u.assume_init()
+    };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!(
@@ -45,6 +58,8 @@ fn main() -> anyhow::Result<()> {
             .map(|s| s.parse())
             .transpose()?
             .unwrap_or(ExportOptions::default().parallel),
+        // SCALE_DEFER_INDEXING=0 measures a load that leaves Qdrant's indexing on.
+        defer_indexing: std::env::var("SCALE_DEFER_INDEXING").map_or(true, |v| v != "0"),
     };
     let quantization = match a.get(9).map(String::as_str) {
         Some("none") => Quantization::None,
@@ -67,9 +82,13 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(CollectionSettings::default().m),
         ..CollectionSettings::default()
     };
+    let cpu0 = process_cpu_s();
     let report = export_index(local.index(), &conn, &settings, &opts, &|_| {})?;
+    let export_cpu_s = process_cpu_s() - cpu0;
     let store = QdrantStore::open(&urls, collection)?;
-    // Let the server finish building its graph before timing queries.
+    // Let the server finish building its graph before timing queries (the export turned
+    // indexing off while it streamed; the time to green is reported beside the export's).
+    let waited = Instant::now();
     let c = conn.clone();
     conn.block_on(async move {
         for _ in 0..600 {
@@ -90,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })??;
+    let green_s = waited.elapsed().as_secs_f64();
     let (mut lq, mut ll) = (Vec::new(), Vec::new());
     let (mut hit_q, mut hit_l, mut total) = (0usize, 0usize, 0usize);
     let step = (n / queries.max(1)).max(1);
@@ -126,8 +146,9 @@ fn main() -> anyhow::Result<()> {
     })??;
     let doc = serde_json::json!({
         "nodes": urls.len(), "n": n, "dim": dim, "shards": shards, "replication": replication,
-        "batch": opts.batch, "ef": ef, "m": settings.m, "quantization": format!("{quantization:?}"), "parallel": opts.parallel, "synthetic_build_s": build_s,
+        "batch": opts.batch, "ef": ef, "m": settings.m, "quantization": format!("{quantization:?}"), "parallel": opts.parallel, "defer_indexing": opts.defer_indexing, "synthetic_build_s": build_s,
         "export_s": report.secs, "export_points_per_s": report.sent as f64 / report.secs,
+        "green_after_export_s": green_s, "exporter_cpu_s": export_cpu_s,
         "count": report.count, "queries": lq.len(),
         "qdrant_ms": {"p50": pct(&lq, 0.5), "p99": pct(&lq, 0.99)},
         "local_ms": {"p50": pct(&ll, 0.5), "p99": pct(&ll, 0.99)},

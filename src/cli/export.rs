@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{check_replaceable, pairs_sidecar, OutputKind};
 use relbert::store::files::{export_file, FileFormat};
-use relbert::store::qdrant::export::{export_index, ExportOptions};
+use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
 use relbert_index::Index;
@@ -19,22 +19,11 @@ pub struct ExportArgs {
     /// Source index directory.
     #[arg(long)]
     index: PathBuf,
-    /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
-    /// $RELBERT_QDRANT_URL); used with --collection.
-    #[arg(long)]
-    qdrant: Option<String>,
     /// Qdrant collection to export into (created when absent; a rerun resumes).
     #[arg(long, conflicts_with_all = ["format", "out"])]
     collection: Option<String>,
-    /// Shards of a new collection.
-    #[arg(long, default_value_t = 1)]
-    shards: u32,
-    /// Copies of each shard of a new collection (on different nodes).
-    #[arg(long, default_value_t = 1)]
-    replication: u32,
-    /// Vector memory layout of a new collection.
-    #[arg(long, value_enum, default_value_t = Quantization::Int8)]
-    quantization: Quantization,
+    #[command(flatten)]
+    target: CollectionArgs,
     /// Points per upsert request.
     #[arg(long, default_value_t = ExportOptions::default().batch)]
     batch: usize,
@@ -52,6 +41,65 @@ pub struct ExportArgs {
     force: bool,
 }
 
+/// Where a collection is and how a new one is laid out: the flags `index export` and
+/// `index build` share for `--collection`.
+#[derive(Args, Debug)]
+pub struct CollectionArgs {
+    /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
+    /// $RELBERT_QDRANT_URL); used with --collection.
+    #[arg(long)]
+    pub qdrant: Option<String>,
+    /// Shards of a new collection.
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
+    /// Copies of each shard of a new collection (on different nodes).
+    #[arg(long, default_value_t = 1)]
+    pub replication: u32,
+    /// Vector memory layout of a new collection.
+    #[arg(long, value_enum, default_value_t = Quantization::Int8)]
+    pub quantization: Quantization,
+}
+
+impl CollectionArgs {
+    /// A connection to `collection` at these URLs.
+    pub fn connect(&self, collection: &str) -> Result<Connection> {
+        let urls = qdrant_urls(self.qdrant.as_deref())?;
+        Ok(Connection::new(&urls, collection)?)
+    }
+
+    /// The settings of a new collection (HNSW parameters: relbert's defaults).
+    pub fn settings(&self) -> CollectionSettings {
+        CollectionSettings {
+            shards: self.shards,
+            replication: self.replication,
+            quantization: self.quantization,
+            ..CollectionSettings::default()
+        }
+    }
+}
+
+/// Logs what a load into a collection did.
+pub fn log_load(conn: &Connection, report: &ExportReport) {
+    tracing::info!(
+        "{}: {} points {} in {:.1}s ({:.0} points/s){}; the collection holds {}",
+        conn.target(),
+        report.sent,
+        if report.created {
+            "written into a new collection"
+        } else {
+            "written (existing collection)"
+        },
+        report.secs,
+        report.sent as f64 / report.secs.max(1e-9),
+        if report.resumed > 0 {
+            format!(", after {} written by an interrupted run", report.resumed)
+        } else {
+            String::new()
+        },
+        report.count
+    );
+}
+
 /// The Qdrant URLs from `--qdrant`, else from `$RELBERT_QDRANT_URL`.
 pub fn qdrant_urls(flag: Option<&str>) -> Result<Vec<String>> {
     let spec = match flag {
@@ -67,17 +115,12 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let index = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
-        let urls = qdrant_urls(a.qdrant.as_deref())?;
-        let conn = Connection::new(&urls, collection)?;
-        let settings = CollectionSettings {
-            shards: a.shards,
-            replication: a.replication,
-            quantization: a.quantization,
-            ..CollectionSettings::default()
-        };
+        let conn = a.target.connect(collection)?;
+        let settings = a.target.settings();
         let opts = ExportOptions {
             batch: a.batch,
             parallel: a.parallel,
+            ..ExportOptions::default()
         };
         let pb = Progress::pairs(n, "exporting");
         let report = export_index(&index, &conn, &settings, &opts, &|d| pb.set_position(d))
@@ -89,19 +132,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 )
             })?;
         pb.finish();
-        tracing::info!(
-            "{}: {} points {} in {:.1}s ({:.0} points/s); the collection holds {}",
-            conn.target(),
-            report.sent,
-            if report.created {
-                "written into a new collection"
-            } else {
-                "written (existing collection)"
-            },
-            report.secs,
-            report.sent as f64 / report.secs.max(1e-9),
-            report.count
-        );
+        log_load(&conn, &report);
         return Ok(());
     }
     let (Some(format), Some(out)) = (a.format, a.out.as_ref()) else {

@@ -106,8 +106,15 @@ pub struct BuildArgs {
     #[arg(long, required = true, num_args = 1..)]
     pairs: Vec<PathBuf>,
     /// Output index directory (built in DIR.partial/, renamed at the end).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "collection")]
+    out: Option<PathBuf>,
+    /// Encode straight into this Qdrant collection instead of a local index (created when
+    /// absent; a rerun of the same input resumes after the last checkpoint). --m and
+    /// --ef-construction set its HNSW graph.
+    #[arg(long, conflicts_with_all = ["out", "f16", "force"])]
+    collection: Option<String>,
+    #[command(flatten)]
+    target: super::export::CollectionArgs,
     /// HNSW neighbours per node.
     #[arg(long, default_value_t = 16)]
     m: usize,
@@ -286,8 +293,13 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             };
             hnsw.validate()
                 .context("invalid value for --m or --ef-construction")?;
-            check_index_out(&a.out, a.force)?;
-            let (records, spool) = read_input(&a.pairs, &a.out)?;
+            let out = match (&a.out, &a.collection) {
+                (_, Some(collection)) => return build_collection(&a, collection, &hnsw),
+                (Some(out), None) => out,
+                (None, None) => anyhow::bail!("say where to build: --out DIR or --collection NAME"),
+            };
+            check_index_out(out, a.force)?;
+            let (records, spool) = read_input(&a.pairs, out)?;
             let encoder = a.model.load(false)?;
             let records = screen(&encoder, records, a.skip_long)?;
             let opts = BuildOptions {
@@ -296,7 +308,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 force: a.force,
                 spool,
             };
-            build_with_progress(&encoder, &records, &a.out, &opts)?;
+            build_with_progress(&encoder, &records, out, &opts)?;
             Ok(())
         }
         IndexCommand::Rebuild(a) => rebuild(a),
@@ -360,6 +372,48 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `relbert index build --collection`: encodes the pairs straight into a Qdrant collection.
+fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Result<()> {
+    let conn = a.target.connect(collection)?;
+    let settings = relbert::store::qdrant::settings::CollectionSettings {
+        m: hnsw.m as u64,
+        ef_construct: hnsw.ef_construction as u64,
+        ..a.target.settings()
+    };
+    settings.validate()?;
+    // Standard input is read once; a resumed run is given the same input again (its
+    // checkpoint is only used when the input is the same).
+    let records = read_all(&a.pairs)?;
+    let encoder = a.model.load(false)?;
+    let records = screen(&encoder, records, a.skip_long)?;
+    let distinct = relbert::store::qdrant::export::distinct_pairs(&records).len();
+    let pb = Progress::pairs(distinct as u64, "encoding");
+    let started = std::cell::Cell::new(false);
+    let report = relbert::store::qdrant::export::build_collection(
+        &encoder,
+        &records,
+        &conn,
+        &settings,
+        &relbert::store::qdrant::export::ExportOptions::default(),
+        &|n| {
+            if !started.replace(true) && n > 0 {
+                pb.resume_from(n);
+            } else {
+                pb.set_position(n)
+            }
+        },
+    )
+    .with_context(|| {
+        format!(
+            "building into {} (a rerun of the same command resumes after the last checkpoint)",
+            conn.target()
+        )
+    })?;
+    pb.finish();
+    super::export::log_load(&conn, &report);
+    Ok(())
 }
 
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.

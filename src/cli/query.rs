@@ -53,6 +53,10 @@ pub struct QueryArgs {
     /// is allowed, with a note) and for building the default index when it is missing.
     #[arg(long)]
     dtype: Option<relbert::Dtype>,
+    /// Where pairs not in the index are encoded (and the default index is built when
+    /// missing): cpu, or cuda:N with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Why an existing default index no longer matches the default model, if it does not.
@@ -141,7 +145,7 @@ fn judge_default_index(dir: &Path) -> Result<Option<String>> {
 /// changes, the index is moved to `<dir>.stale` (one such cache: an older one there is
 /// removed), and when the model changes back, the cached one is swapped in again instead of
 /// encoding everything anew. A missing index is built at `dtype`.
-fn ensure_default_index(dir: &Path, dtype: relbert::Dtype) -> Result<()> {
+fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<()> {
     let aside = dir.with_extension("stale");
     let usable = |d: &Path| d.join("meta").is_file() && matches!(judge_default_index(d), Ok(None));
     if dir.join("meta").is_file() {
@@ -201,6 +205,7 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype) -> Result<()> {
     let records = read_all(&files)?;
     let encoder = ModelArgs {
         dtype,
+        device: device.to_string(),
         ..ModelArgs::defaults()
     }
     .load(false)?;
@@ -252,6 +257,8 @@ fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
 }
 
 pub fn run(a: QueryArgs) -> Result<()> {
+    // Checked before any work, so a bad --device is reported as such, not after a build.
+    let device = relbert::device::parse_device(&a.device)?;
     let mut engine = match &a.collection {
         Some(collection) => {
             let urls = super::export::qdrant_urls(a.qdrant.as_deref())?;
@@ -263,7 +270,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 Some(d) => d.clone(),
                 None => {
                     let d = relbert::defaults::default_index_dir();
-                    ensure_default_index(&d, a.dtype.unwrap_or_default())?;
+                    ensure_default_index(&d, a.dtype.unwrap_or_default(), &a.device)?;
                     d
                 }
             };
@@ -274,6 +281,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     if let Some(d) = a.dtype {
         engine.set_dtype(d);
     }
+    engine.set_device(device);
     let opts = QueryOptions {
         k: a.k,
         exact: a.exact,

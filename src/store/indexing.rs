@@ -246,11 +246,11 @@ pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
 }
 
 /// Where [`encode_into`] hands each chunk: its entries and their unit vectors, row-major.
-type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 'a;
+pub(crate) type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 'a;
 
 /// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
 /// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from `skip`).
-fn encode_into(
+pub(crate) fn encode_into(
     encoder: &RelationEncoder,
     records: &[PairRecord],
     skip: u64,

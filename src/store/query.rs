@@ -108,6 +108,8 @@ pub struct QueryEngine {
     stamp: (u64, u64),
     /// The number format queries are encoded at; `None`: the store's own.
     dtype: Option<Dtype>,
+    /// Where the encoder runs (the CPU unless [`Self::set_device`] says otherwise).
+    device: candle_core::Device,
 }
 
 fn file_stamp(md: &std::fs::Metadata) -> (u64, u64) {
@@ -245,6 +247,7 @@ impl QueryEngine {
             encoder: None,
             stamp: (0, 0),
             dtype: None,
+            device: candle_core::Device::Cpu,
         }
     }
 
@@ -253,6 +256,12 @@ impl QueryEngine {
     /// next loaded, so call it before the first query.
     pub fn set_dtype(&mut self, dtype: Dtype) {
         self.dtype = Some(dtype);
+    }
+
+    /// Runs the encoder on `device` (a GPU, say: queries still search the store on the CPU
+    /// or the server). Takes effect when the model is next loaded, like [`Self::set_dtype`].
+    pub fn set_device(&mut self, device: candle_core::Device) {
+        self.device = device;
     }
 
     /// The store queries go to.
@@ -289,6 +298,7 @@ impl QueryEngine {
     pub fn open_model(&self, batch_size: usize) -> Result<RelationEncoder> {
         let opts = EncoderOptions {
             batch_size: batch_size.max(1),
+            device: self.device.clone(),
             ..Default::default()
         };
         let place = PathBuf::from(self.store.describe());

@@ -1,13 +1,30 @@
 //! Streaming relation vectors into a collection: `relbert index export --qdrant` (from a
 //! local index) and `relbert index build --qdrant` (straight from the encoder).
 //!
-//! Points go in batches; several batches are in flight at once (the calling thread reads and
-//! packs the next batch while the client runtime sends the others), each retried with backoff
-//! on another node when one fails. Ids come from the pairs, so whatever was sent before a
-//! crash or a failed batch is overwritten, never doubled, by a rerun; the export ends with an
-//! exact count of the collection against the source.
+//! Points go in batches; several batches are in flight at once (the calling thread reads or
+//! encodes and packs the next batch while the client runtime sends the others), each retried
+//! with backoff on another node when one fails. A load ends with an exact count of the
+//! collection against the source.
+//!
+//! **Resuming.** Ids come from the pairs, so whatever was sent before a crash or a failed
+//! batch is overwritten, never doubled, by a rerun. On top of that a [`Loader`] checkpoints:
+//! every [`CHECKPOINT_EVERY`] it records in the collection's metadata how many rows of the
+//! source are confirmed written ([`super::LoadProgress`]; batches are confirmed in order, so
+//! that is a prefix), and a rerun of the same export or build starts after them instead of
+//! re-sending (or re-encoding) everything. A rerun whose final count disagrees clears the
+//! checkpoint, so the next one sends everything again.
+//!
+//! **Bulk loading.** While it streams, a load turns the collection's vector indexing off
+//! (indexing threshold 0) and turns it back on at the end, as Qdrant advises for bulk
+//! uploads: otherwise each node rebuilds HNSW graphs of segments that are still growing, on
+//! the same cores that take the writes. Points written meanwhile are searched exactly (their
+//! segments have no graph yet), so queries stay correct during and right after a load; the
+//! graph is built in the background once the load ends (`benchmarks/scale/`). A load that
+//! fails turns indexing back on if it can; one that is killed leaves it off until a rerun
+//! completes.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::{
     CreateFieldIndexCollectionBuilder, FieldType, PointStruct, UpsertPointsBuilder,
@@ -15,10 +32,15 @@ use qdrant_client::qdrant::{
 use qdrant_client::Payload;
 
 use super::settings::CollectionSettings;
-use super::{point_id, CollectionRecord, Connection, LAYOUT_VERSION};
+use super::{point_id, CollectionRecord, Connection, LoadProgress, LAYOUT_VERSION, PROGRESS_KEY};
 use crate::error::Result;
-use crate::indexing::same_function;
+use crate::indexing::{encode_into, encoder_info, same_function};
+use crate::pairs::{records_identity, PairRecord};
 use crate::query::pair_words;
+use crate::relation::RelationEncoder;
+
+/// How often a load records its checkpoint in the collection's metadata.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 /// How an export sends points.
 #[derive(Debug, Clone)]
@@ -27,6 +49,9 @@ pub struct ExportOptions {
     pub batch: usize,
     /// Upsert requests in flight at once.
     pub parallel: usize,
+    /// Turn the collection's vector indexing off while loading (see the module docs); off
+    /// only to measure what that saves.
+    pub defer_indexing: bool,
 }
 
 impl Default for ExportOptions {
@@ -36,15 +61,19 @@ impl Default for ExportOptions {
         ExportOptions {
             batch: 256,
             parallel: 4,
+            defer_indexing: true,
         }
     }
 }
 
-/// What an export did.
+/// What an export or a build into a collection did.
 #[derive(Debug, Clone)]
 pub struct ExportReport {
-    /// Points sent (the source's pairs).
+    /// Points sent by this run.
     pub sent: u64,
+    /// Rows of the source skipped because an earlier, interrupted run's checkpoint says they
+    /// are written.
+    pub resumed: u64,
     /// Points in the collection at the end (exact count).
     pub count: u64,
     /// Whether the collection was created by this run.
@@ -158,6 +187,7 @@ impl Sender {
             opts: ExportOptions {
                 batch: opts.batch.max(1),
                 parallel: opts.parallel.max(1),
+                ..opts.clone()
             },
             in_flight: VecDeque::new(),
             done: 0,
@@ -204,12 +234,161 @@ impl Sender {
         Ok(())
     }
 
-    /// Waits for every batch in flight.
-    pub fn finish(mut self) -> Result<u64> {
+    /// Waits for every batch in flight; returns the points confirmed written.
+    pub fn wait_all(&mut self) -> Result<u64> {
         while !self.in_flight.is_empty() {
             self.wait_oldest()?;
         }
         Ok(self.done)
+    }
+
+    /// Waits for every batch in flight.
+    pub fn finish(mut self) -> Result<u64> {
+        self.wait_all()
+    }
+}
+
+/// A load into a collection: a [`Sender`] that checkpoints its confirmed rows and keeps the
+/// collection's indexing off while it runs (see the module docs).
+pub struct Loader {
+    sender: Sender,
+    conn: Connection,
+    source: String,
+    /// Rows confirmed by earlier runs (skipped by this one).
+    base: u64,
+    total: u64,
+    saved: u64,
+    saved_at: Instant,
+}
+
+impl Loader {
+    /// Starts loading `total` rows of `record.source` into `conn`'s collection (prepared
+    /// already): reads the checkpoint of an interrupted run of the same source and turns
+    /// indexing off. The caller skips the first [`Self::resumed`] rows.
+    pub fn start(
+        conn: &Connection,
+        record: &CollectionRecord,
+        opts: &ExportOptions,
+        total: u64,
+    ) -> Result<Self> {
+        let c = conn.clone();
+        let defer = opts.defer_indexing;
+        let progress = conn.block_on(async move {
+            let p = c.progress().await?;
+            if defer {
+                c.set_indexing(false).await?;
+            }
+            Ok::<_, crate::error::Error>(p)
+        })??;
+        let base = match progress {
+            Some(p) if p.source == record.source && p.total == total => p.rows.min(total),
+            _ => 0,
+        };
+        if base > 0 {
+            tracing::info!(
+                "resuming: the first {base} of {total} rows are in the collection already"
+            );
+        }
+        Ok(Loader {
+            sender: Sender::new(conn, opts),
+            conn: conn.clone(),
+            source: record.source.clone(),
+            base,
+            total,
+            saved: base,
+            saved_at: Instant::now(),
+        })
+    }
+
+    /// Rows to skip: confirmed written by an earlier run.
+    pub fn resumed(&self) -> u64 {
+        self.base
+    }
+
+    /// Points per batch.
+    pub fn batch(&self) -> usize {
+        self.sender.batch()
+    }
+
+    /// Rows of the source confirmed written, counting the resumed ones.
+    pub fn confirmed(&self) -> u64 {
+        self.base + self.sender.done()
+    }
+
+    /// Sends the next rows' points (in source order), checkpointing when it is time.
+    pub fn send(&mut self, points: Vec<PointStruct>) -> Result<()> {
+        self.sender.send(points)?;
+        if self.saved_at.elapsed() >= CHECKPOINT_EVERY && self.confirmed() > self.saved {
+            self.checkpoint(self.confirmed())?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, rows: u64) -> Result<()> {
+        let c = self.conn.clone();
+        let p = LoadProgress {
+            source: self.source.clone(),
+            rows,
+            total: self.total,
+        };
+        self.conn
+            .block_on(async move { c.set_metadata(PROGRESS_KEY, &p).await })??;
+        self.saved = rows;
+        self.saved_at = Instant::now();
+        Ok(())
+    }
+
+    /// Waits for every batch, turns indexing back on and checks that the collection holds
+    /// `expected` points. Returns (points sent by this run, the collection's count).
+    pub fn finish(mut self, expected: u64) -> Result<(u64, u64)> {
+        let sent = self.sender.wait_all()?;
+        let c = self.conn.clone();
+        let count = self.conn.block_on(async move {
+            c.set_indexing(true).await?;
+            c.count().await
+        })??;
+        if count != expected {
+            // The next run sends everything again rather than trusting this checkpoint.
+            self.checkpoint(0)?;
+            return Err(self.conn.remote(format!(
+                "after the load the collection holds {count} points, the source {expected}; \
+                 a rerun sends every point again"
+            )));
+        }
+        self.checkpoint(self.total)?;
+        Ok((sent, count))
+    }
+
+    /// After a failed load: turns indexing back on if the collection can be reached (the
+    /// checkpoint stays, so a rerun resumes). Failures are only logged: the load's own error
+    /// is the one to report.
+    pub fn abandon(self) {
+        let c = self.conn.clone();
+        match self
+            .conn
+            .block_on(async move { c.set_indexing(true).await })
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => tracing::warn!(
+                "could not turn the collection's indexing back on ({e}); a rerun of the load \
+                 does"
+            ),
+        }
+    }
+}
+
+/// Runs `load` with a [`Loader`], abandoning it (indexing back on) when `load` fails.
+fn with_loader(
+    mut loader: Loader,
+    expected: u64,
+    load: impl FnOnce(&mut Loader) -> Result<()>,
+) -> Result<(u64, u64)> {
+    match load(&mut loader) {
+        Ok(()) => loader.finish(expected),
+        Err(e) => {
+            loader.abandon();
+            Err(e)
+        }
     }
 }
 
@@ -229,42 +408,111 @@ pub fn export_index(
         source: format!("index {}", index.id()),
     };
     let created = prepare(conn, &record, settings)?;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let n = index.count();
-    let mut sender = Sender::new(conn, opts);
-    let batch = sender.batch();
-    let mut row = 0;
-    while row < n {
-        let end = (row + batch).min(n);
-        let mut points = Vec::with_capacity(end - row);
-        for r in row..end {
-            let p = index.pair(r)?;
-            points.push(to_point(PairPoint {
-                head: p.head,
-                tail: p.tail,
-                label: p.label,
-                vector: index.vector(r)?.into_owned(),
-            }));
+    let loader = Loader::start(conn, &record, opts, n as u64)?;
+    let resumed = loader.resumed();
+    let (sent, count) = with_loader(loader, n as u64, |loader| {
+        let batch = loader.batch();
+        let mut row = resumed as usize;
+        on_points(loader.confirmed());
+        while row < n {
+            let end = (row + batch).min(n);
+            let mut points = Vec::with_capacity(end - row);
+            for r in row..end {
+                let p = index.pair(r)?;
+                points.push(to_point(PairPoint {
+                    head: p.head,
+                    tail: p.tail,
+                    label: p.label,
+                    vector: index.vector(r)?.into_owned(),
+                }));
+            }
+            loader.send(points)?;
+            on_points(loader.confirmed());
+            row = end;
         }
-        sender.send(points)?;
-        on_points(sender.done());
-        row = end;
-    }
-    let sent = sender.finish()?;
-    on_points(sent);
-    let secs = started.elapsed().as_secs_f64();
-    let c = conn.clone();
-    let count = conn.block_on(async move { c.count().await })??;
-    if count != n as u64 {
-        return Err(conn.remote(format!(
-            "after the export the collection holds {count} points, the index {} {n}",
-            index.dir().display()
-        )));
-    }
+        Ok(())
+    })?;
+    on_points(n as u64);
     Ok(ExportReport {
         sent,
+        resumed,
         count,
         created,
-        secs,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The records with each pair once (its first occurrence, with that one's label), as a local
+/// index keeps them: a collection holds one point per pair.
+pub fn distinct_pairs(records: &[PairRecord]) -> Vec<&PairRecord> {
+    let mut seen = HashSet::with_capacity(records.len());
+    records
+        .iter()
+        .filter(|r| seen.insert((r.head.as_str(), r.tail.as_str())))
+        .collect()
+}
+
+/// Encodes `records` with `encoder` straight into `conn`'s collection (created with
+/// `settings` if absent), without a local index: `relbert index build --qdrant`. Repeated
+/// pairs are written once (the first). A rerun of the same input resumes after the rows the
+/// last checkpoint confirmed; its vectors must come from the same pair function (refused
+/// otherwise). `on_rows` is told how many distinct pairs are done.
+pub fn build_collection(
+    encoder: &RelationEncoder,
+    records: &[PairRecord],
+    conn: &Connection,
+    settings: &CollectionSettings,
+    opts: &ExportOptions,
+    on_rows: &dyn Fn(u64),
+) -> Result<ExportReport> {
+    let record = CollectionRecord {
+        layout: LAYOUT_VERSION,
+        encoder: encoder_info(&encoder.identity()?),
+        dim: encoder.dim() as u32,
+        source: format!("pairs {}", records_identity(records)),
+    };
+    let created = prepare(conn, &record, settings)?;
+    let distinct: Vec<PairRecord> = distinct_pairs(records).into_iter().cloned().collect();
+    let n = distinct.len() as u64;
+    let started = Instant::now();
+    let loader = Loader::start(conn, &record, opts, n)?;
+    let resumed = loader.resumed();
+    let dim = encoder.dim();
+    let (sent, count) = with_loader(loader, n, |loader| {
+        encode_into(
+            encoder,
+            &distinct,
+            resumed,
+            on_rows,
+            &mut |entries, vectors| {
+                let batch = loader.batch();
+                for (i, group) in entries.chunks(batch).enumerate() {
+                    let points = group
+                        .iter()
+                        .enumerate()
+                        .map(|(j, e)| {
+                            let at = (i * batch + j) * dim;
+                            to_point(PairPoint {
+                                head: &e.head,
+                                tail: &e.tail,
+                                label: e.label.as_deref(),
+                                vector: vectors[at..at + dim].to_vec(),
+                            })
+                        })
+                        .collect();
+                    loader.send(points)?;
+                }
+                Ok(())
+            },
+        )
+    })?;
+    Ok(ExportReport {
+        sent,
+        resumed,
+        count,
+        created,
+        secs: started.elapsed().as_secs_f64(),
     })
 }

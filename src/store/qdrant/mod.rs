@@ -32,6 +32,7 @@
 pub mod export;
 pub mod settings;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,7 +40,8 @@ use std::time::Duration;
 
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, Filter, GetPointsBuilder, QueryPointsBuilder, Value,
+    Condition, CountPointsBuilder, Filter, GetPointsBuilder, OptimizersConfigDiffBuilder,
+    QueryPointsBuilder, UpdateCollectionBuilder, Value,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use relbert_index::EncoderInfo;
@@ -55,6 +57,9 @@ pub const URL_ENV: &str = "RELBERT_QDRANT_URL";
 
 /// The collection-metadata key of relbert's [`CollectionRecord`].
 pub const METADATA_KEY: &str = "relbert";
+
+/// The collection-metadata key of a load's checkpoint ([`LoadProgress`]).
+pub const PROGRESS_KEY: &str = "relbert_progress";
 
 /// Version of the collection layout described in this module.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -127,6 +132,18 @@ pub struct CollectionRecord {
     pub dim: u32,
     /// Where the points came from: `index <id>` for an exported local index.
     pub source: String,
+}
+
+/// A load's checkpoint: the first `rows` rows of `source` are confirmed written, so a rerun
+/// of the same export or build starts after them. Written every few seconds while loading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadProgress {
+    /// The [`CollectionRecord::source`] being loaded.
+    pub source: String,
+    /// Rows of the source confirmed written, from its start.
+    pub rows: u64,
+    /// Rows the source holds.
+    pub total: u64,
 }
 
 /// A connection to one or more nodes of a Qdrant deployment, for one collection.
@@ -301,9 +318,8 @@ impl Connection {
         .await
     }
 
-    /// relbert's record in the collection's metadata; `None` when the collection has none
-    /// (not written by relbert, or a server that keeps no collection metadata).
-    pub async fn record(&self) -> Result<Option<CollectionRecord>> {
+    /// The JSON string kept under `key` in the collection's metadata, if there is one.
+    async fn metadata_text(&self, key: &str) -> Result<Option<String>> {
         let info = self
             .call("reading the collection info", |c, name| async move {
                 c.collection_info(name).await
@@ -314,19 +330,69 @@ impl Connection {
             .and_then(|r| r.config)
             .map(|c| c.metadata)
             .unwrap_or_default();
-        let Some(v) = meta.get(METADATA_KEY) else {
+        let Some(v) = meta.get(key) else {
             return Ok(None);
         };
-        let text = string_of(v).ok_or_else(|| {
+        string_of(v).map(|s| Some(s.to_string())).ok_or_else(|| {
             self.remote(format!(
-                "collection metadata {METADATA_KEY:?} is not the JSON string relbert writes"
-            ))
-        })?;
-        serde_json::from_str(text).map(Some).map_err(|e| {
-            self.remote(format!(
-                "collection metadata {METADATA_KEY:?} is not relbert's record: {e}"
+                "collection metadata {key:?} is not the JSON string relbert writes"
             ))
         })
+    }
+
+    /// Keeps `value` (as one JSON string) under `key` in the collection's metadata, beside
+    /// whatever else is there (Qdrant merges metadata updates).
+    pub async fn set_metadata<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let text = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
+        let meta: HashMap<String, serde_json::Value> =
+            HashMap::from([(key.to_string(), serde_json::Value::String(text))]);
+        self.call("updating the collection metadata", |c, name| {
+            let b = UpdateCollectionBuilder::new(name).metadata(meta.clone());
+            async move { c.update_collection(b).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Parses the JSON under `key` as a `T`; `None` when the key is absent.
+    async fn metadata<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let Some(text) = self.metadata_text(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            self.remote(format!(
+                "collection metadata {key:?} is not what relbert writes there: {e}"
+            ))
+        })
+    }
+
+    /// relbert's record in the collection's metadata; `None` when the collection has none
+    /// (not written by relbert, or a server that keeps no collection metadata).
+    pub async fn record(&self) -> Result<Option<CollectionRecord>> {
+        self.metadata(METADATA_KEY).await
+    }
+
+    /// How far an interrupted export or build got ([`PROGRESS_KEY`]); `None` when none ran.
+    pub async fn progress(&self) -> Result<Option<LoadProgress>> {
+        self.metadata(PROGRESS_KEY).await
+    }
+
+    /// Turns Qdrant's vector indexing of new segments off (during a bulk load) or back on at
+    /// [`settings::INDEXING_THRESHOLD_KB`]; see [`export`] for why.
+    pub async fn set_indexing(&self, on: bool) -> Result<()> {
+        let threshold = if on {
+            settings::INDEXING_THRESHOLD_KB
+        } else {
+            0
+        };
+        self.call("setting the indexing threshold", |c, name| {
+            let b = UpdateCollectionBuilder::new(name).optimizers_config(
+                OptimizersConfigDiffBuilder::default().indexing_threshold(threshold),
+            );
+            async move { c.update_collection(b).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The exact number of points in the collection.

@@ -21,6 +21,11 @@
 //!   the plan in `benchmarks/scale/README.md`. `--quantization none` keeps f32 in RAM.
 //! - **Payload on disk**, with a keyword index on `words` only: the payload is read for the
 //!   k hits of a query, and `words` is the one field filtered on.
+//! - **Indexing threshold 20,000 KB** (Qdrant's default, written explicitly so relbert knows
+//!   what to restore): segments under it are searched exactly, larger ones get the HNSW graph.
+//!   relbert's loads turn indexing off while they stream points and back on at the end
+//!   ([`super::export`]), Qdrant's advice for bulk uploads: the graph is then built once per
+//!   final segment instead of being rebuilt while segments still grow.
 //! - **Write consistency 1**: a write succeeds once one replica has it; the others catch up
 //!   (and a replica on a node that was down is recovered by Qdrant when it rejoins), so an
 //!   export keeps going while a node is down.
@@ -29,8 +34,8 @@ use std::collections::HashMap;
 
 use qdrant_client::qdrant::{
     CreateCollection, CreateCollectionBuilder, Distance, HnswConfigDiffBuilder,
-    QuantizationSearchParamsBuilder, QuantizationType, ScalarQuantizationBuilder, SearchParams,
-    SearchParamsBuilder, VectorParamsBuilder,
+    OptimizersConfigDiffBuilder, QuantizationSearchParamsBuilder, QuantizationType,
+    ScalarQuantizationBuilder, SearchParams, SearchParamsBuilder, VectorParamsBuilder,
 };
 
 use super::{CollectionRecord, METADATA_KEY};
@@ -44,6 +49,10 @@ pub enum Quantization {
     /// f32 vectors in RAM, no quantisation.
     None,
 }
+
+/// The indexing threshold of relbert's collections (KB of vectors in a segment before Qdrant
+/// builds its graph); 0 while a load streams points.
+pub const INDEXING_THRESHOLD_KB: u64 = 20_000;
 
 /// Candidates fetched with quantised vectors per result, then rescored with the originals.
 pub const OVERSAMPLING: f64 = 4.0;
@@ -115,6 +124,9 @@ impl CollectionSettings {
                 HnswConfigDiffBuilder::default()
                     .m(self.m)
                     .ef_construct(self.ef_construct),
+            )
+            .optimizers_config(
+                OptimizersConfigDiffBuilder::default().indexing_threshold(INDEXING_THRESHOLD_KB),
             )
             .on_disk_payload(true)
             .metadata(metadata);
