@@ -136,6 +136,33 @@ fn query_takes_a_device() {
 }
 
 #[test]
+fn collection_flags_beside_a_local_target_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    // Each would be ignored by a local build, export or query: refused instead, naming it.
+    for (extra, flag) in [
+        (&["--qdrant", "http://127.0.0.1:1"][..], "--qdrant"),
+        (&["--shards", "2"][..], "--shards"),
+        (&["--replication", "2"][..], "--replication"),
+        (&["--quantization", "none"][..], "--quantization"),
+    ] {
+        let a = build(dir.path(), &out, extra).failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains(flag) && err.contains("--out"), "{err}");
+        assert!(!out.exists() && !dir.path().join("idx.partial").exists());
+    }
+    build(dir.path(), &out, &[]).success();
+    let a = relbert()
+        .args(["query", "--qdrant", "http://127.0.0.1:1", "--index"])
+        .arg(&out)
+        .args(["lion", "cub"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("--qdrant") && err.contains("--index"), "{err}");
+}
+
+#[test]
 fn stream_mode_answers_every_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("idx");

@@ -42,21 +42,33 @@ pub struct ExportArgs {
 }
 
 /// Where a collection is and how a new one is laid out: the flags `index export` and
-/// `index build` share for `--collection`.
+/// `index build` share for `--collection`. Each is refused beside `--out` (a file or a local
+/// index), where it would be ignored (`requires` alone is not enough: clap waives it when an
+/// argument that conflicts with `--collection` is given).
 #[derive(Args, Debug)]
 pub struct CollectionArgs {
     /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
     /// $RELBERT_QDRANT_URL); used with --collection.
-    #[arg(long)]
+    #[arg(long, requires = "collection", conflicts_with = "out")]
     pub qdrant: Option<String>,
     /// Shards of a new collection.
-    #[arg(long, default_value_t = 1)]
+    #[arg(
+        long,
+        default_value_t = 1,
+        requires = "collection",
+        conflicts_with = "out"
+    )]
     pub shards: u32,
     /// Copies of each shard of a new collection (on different nodes).
-    #[arg(long, default_value_t = 1)]
+    #[arg(
+        long,
+        default_value_t = 1,
+        requires = "collection",
+        conflicts_with = "out"
+    )]
     pub replication: u32,
     /// Vector memory layout of a new collection.
-    #[arg(long, value_enum, default_value_t = Quantization::Int8)]
+    #[arg(long, value_enum, default_value_t = Quantization::Int8, requires = "collection", conflicts_with = "out")]
     pub quantization: Quantization,
 }
 

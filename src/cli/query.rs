@@ -25,7 +25,7 @@ pub struct QueryArgs {
     collection: Option<String>,
     /// Qdrant gRPC URL(s) for --collection, comma-separated for several nodes (default:
     /// $RELBERT_QDRANT_URL).
-    #[arg(long, requires = "collection")]
+    #[arg(long, requires = "collection", conflicts_with = "index")]
     qdrant: Option<String>,
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
