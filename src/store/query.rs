@@ -376,10 +376,24 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
         let (v, source, _) = self.vector(a, b)?;
+        Ok((self.search_store(a, b, &v, source, opts)?, source))
+    }
+
+    /// The search half of [`Self::query`] on any store, for a vector in hand: `v` is (a, b)'s
+    /// relation vector, from `source` (a stored pair is left out of its own results). Takes
+    /// `&self`, so one engine answers many threads at once.
+    pub fn search_store(
+        &self,
+        a: &str,
+        b: &str,
+        v: &[f32],
+        source: Source,
+        opts: &QueryOptions,
+    ) -> Result<Vec<QueryHit>> {
         let query_words = excluded_words(a, b, opts);
         let exclude = (source == Source::Index).then_some((a, b));
         let req = search_request(opts, exclude, &query_words);
-        Ok((self.store.search(&v, &req)?, source))
+        self.store.search(v, &req)
     }
 
     /// The search half of [`Self::query`], for a vector already in hand: `v` is (a, b)'s
