@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use super::batcher::BatchError;
 use super::{pca, timeout_of, AppState, Loaded};
 use crate::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
+use crate::store::backend::WordTable;
 
 const PAGE: &str = include_str!("page.html");
 const OPENAPI: &str = include_str!("openapi.json");
@@ -437,8 +438,9 @@ async fn answer(
 ) -> Result<Value, ApiError> {
     let inline = loaded.engine.index().is_some() && !opts.exact;
     let (a, b, opts) = (a.to_string(), b.to_string(), opts.clone());
+    let words = loaded.words.clone();
     on_store(&loaded.engine, inline, move |e| {
-        answer_now(e, &a, &b, found, &opts, plot)
+        answer_now(e, words.as_deref(), &a, &b, found, &opts, plot)
     })
     .await
 }
@@ -446,6 +448,7 @@ async fn answer(
 /// [`answer`] on the calling thread.
 fn answer_now(
     engine: &QueryEngine,
+    words: Option<&WordTable>,
     a: &str,
     b: &str,
     (v, source, self_row): Found,
@@ -456,7 +459,7 @@ fn answer_now(
     // store gives pairs, whose vectors are looked up by pair.
     let hits: Vec<(Option<usize>, QueryHit)> = match engine.index() {
         Some(_) => engine
-            .search_rows(a, b, &v, self_row, opts)
+            .search_rows(a, b, &v, self_row, opts, words)
             .map_err(ApiError::internal)?
             .into_iter()
             .map(|(row, h)| (Some(row), h))

@@ -40,6 +40,7 @@ use hyper_util::service::TowerToHyperService;
 
 use crate::error::{Error, Result};
 use crate::query::{store_encoder, QueryEngine};
+use crate::store::backend::WordTable;
 use crate::store::qdrant::QdrantStore;
 pub use batcher::{BatchConfig, Batcher};
 pub use metrics::Metrics;
@@ -140,6 +141,9 @@ pub struct Loaded {
     pub info: serde_json::Value,
     /// Pairs the store held when it was opened.
     pub pairs: u64,
+    /// A local index's words, hashed for the shared-word filter (`None` for Qdrant, which
+    /// filters on its side).
+    pub words: Option<Arc<WordTable>>,
 }
 
 /// What every request handler sees.
@@ -184,14 +188,15 @@ impl AppState {
         let started = Instant::now();
         let result = (|| -> Result<Loaded> {
             let open_ms = || started.elapsed().as_secs_f64() * 1e3;
-            let (engine, info, suggestions, pairs) = match &self.backend {
+            let (engine, info, suggestions, pairs, words) = match &self.backend {
                 Backend::Index(dir) => {
                     let engine = QueryEngine::open(dir, self.model.clone())?;
                     let index = engine.local()?;
                     let info = crate::indexing::info_json(index, dir, open_ms(), false);
                     let suggestions = Suggestions::build(index)?;
                     let pairs = index.count() as u64;
-                    (engine, info, suggestions, pairs)
+                    let words = Some(Arc::new(WordTable::build(index)?));
+                    (engine, info, suggestions, pairs, words)
                 }
                 Backend::Qdrant { urls, collection } => {
                     let store = QdrantStore::open(urls, collection)?;
@@ -199,7 +204,7 @@ impl AppState {
                     let info = collection_info(&store, urls, pairs, open_ms());
                     let suggestions = Suggestions::from_collection(store.connection(), pairs)?;
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
-                    (engine, info, suggestions, pairs)
+                    (engine, info, suggestions, pairs, None)
                 }
             };
             // One forward pass per batch the batcher forms (split across the cores by it).
@@ -222,6 +227,7 @@ impl AppState {
                 suggestions,
                 info,
                 pairs,
+                words,
             })
         })();
         match result {
