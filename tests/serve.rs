@@ -218,6 +218,8 @@ async fn info_health_metrics_openapi_and_page() {
     }
     assert_eq!(health["pairs"], cli["count"]);
     assert_eq!(info["server"]["limits"]["max_k"], 20);
+    assert_eq!(info["server"]["backend"], "local");
+    assert_eq!(info["server"]["device"], "cpu");
 
     post(&app, "/v1/query", json!({"pair": ["lion", "cub"]})).await;
     let (status, metrics) = call(&app, "GET", "/v1/metrics", None).await;
@@ -535,6 +537,48 @@ fn the_binary_refuses_an_open_address_without_a_token() {
 
 #[cfg(unix)]
 #[test]
+fn the_binary_checks_its_device() {
+    for (device, says) in [
+        ("tpu", "expected cpu, cuda or cuda:N"),
+        ("cuda:x", "expected cpu, cuda or cuda:N"),
+    ] {
+        let out = relbert()
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--device",
+                device,
+                "--index",
+            ])
+            .arg(index())
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            err.contains("--device") && err.contains(says),
+            "{device}: {err}"
+        );
+    }
+    if !candle_core::utils::cuda_is_available() {
+        let out = relbert()
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--device",
+                "cuda:0",
+                "--index",
+            ])
+            .arg(index())
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(err.contains("`cuda` feature"), "{err}");
+    }
+}
+
+#[test]
 fn the_binary_serves_and_stops_on_sigterm() {
     use std::io::{Read, Write};
     let (mut child, mut err, addr) = common::spawn_serve(index(), "info");
@@ -621,7 +665,8 @@ fn start_server(opts: ServeOptions) -> (tokio::runtime::Runtime, String) {
 /// relative to `since`, and what was read.
 fn time_to_close(conn: &mut std::net::TcpStream, since: std::time::Instant) -> (Duration, String) {
     use std::io::Read;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -638,7 +683,8 @@ fn time_to_close(conn: &mut std::net::TcpStream, since: std::time::Instant) -> (
 /// Reads one response with a `Content-Length` body off a keep-alive connection.
 fn read_response(conn: &mut std::net::TcpStream) -> String {
     use std::io::Read;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -672,8 +718,14 @@ fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
     let (_rt, addr) = start_server(opts);
     // Closed, not before the bound and well within a few times it (a loaded machine).
     let in_bound = |took: Duration, what: &str| {
-        assert!(took >= bound - Duration::from_millis(50), "{what}: closed after {took:?}, before the bound");
-        assert!(took < Duration::from_secs(5), "{what}: closed only after {took:?}");
+        assert!(
+            took >= bound - Duration::from_millis(50),
+            "{what}: closed after {took:?}, before the bound"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: closed only after {took:?}"
+        );
     };
 
     // A connection that sends nothing.
@@ -691,21 +743,28 @@ fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
         let _ = writer.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n");
         for i in 0..40 {
             std::thread::sleep(Duration::from_millis(100));
-            if writer.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).is_err() {
+            if writer
+                .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .is_err()
+            {
                 break;
             }
         }
     });
     let (took, got) = time_to_close(&mut slow, began);
     in_bound(took, "slow headers");
-    assert!(!got.contains("200 OK"), "answered a request whose headers never ended: {got}");
+    assert!(
+        !got.contains("200 OK"),
+        "answered a request whose headers never ended: {got}"
+    );
     drip.join().unwrap();
 
     // A keep-alive connection: requests closer together than the bound are all answered
     // (longer in total than the bound), then the idle connection is closed.
     let mut kept = std::net::TcpStream::connect(&addr).unwrap();
     for _ in 0..4 {
-        kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let r = read_response(&mut kept);
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         std::thread::sleep(bound / 2);

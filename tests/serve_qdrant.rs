@@ -48,7 +48,8 @@ fn cluster_urls() -> Option<Vec<String>> {
 
 fn relbert() -> Command {
     let mut c = Command::cargo_bin("relbert").unwrap();
-    c.env_remove("RELBERT_QDRANT_URL").env("RELBERT_LOG", "warn");
+    c.env_remove("RELBERT_QDRANT_URL")
+        .env("RELBERT_LOG", "warn");
     c
 }
 
@@ -91,7 +92,10 @@ async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (St
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Equal JSON, except that numbers (scores, vector entries, plot coordinates) may differ by
@@ -190,7 +194,11 @@ fn serving_a_collection_answers_as_serving_the_index() {
                 let (status, answer) = same("POST", "/v1/query", Some(body)).await;
                 assert_eq!(status, StatusCode::OK);
                 assert!(!answer["results"].as_array().unwrap().is_empty());
-                let source = if pair[0] == "lion" { "encoded" } else { "index" };
+                let source = if pair[0] == "lion" {
+                    "encoded"
+                } else {
+                    "index"
+                };
                 assert_eq!(answer["source"], source);
             }
         }

@@ -489,7 +489,11 @@ fn answer_now(
 }
 
 /// A hit's stored vector: by row from a local index, else by pair from the store.
-fn hit_vector(engine: &QueryEngine, row: Option<usize>, hit: &QueryHit) -> Result<Vec<f32>, ApiError> {
+fn hit_vector(
+    engine: &QueryEngine,
+    row: Option<usize>,
+    hit: &QueryHit,
+) -> Result<Vec<f32>, ApiError> {
     if let (Some(index), Some(row)) = (engine.index(), row) {
         return Ok(index
             .vector(row)
@@ -584,9 +588,7 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     match (state.ready(), state.failure()) {
-        (Some(l), _) => {
-            Json(json!({"status": "ready", "pairs": l.pairs})).into_response()
-        }
+        (Some(l), _) => Json(json!({"status": "ready", "pairs": l.pairs})).into_response(),
         (None, Some(why)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "failed", "error": why})),
