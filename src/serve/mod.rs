@@ -12,7 +12,9 @@
 //! and searched without waiting for the encoder (on the async workers for a memory-mapped
 //! index, on the blocking pool for a collection, whose client blocks on network calls);
 //! pairs that must be encoded go through the [`batcher::Batcher`], whose dedicated thread
-//! owns the model.
+//! owns the model. For a local index the server also keeps, built at start with the
+//! suggestion list, a [`WordTable`] of each pair's hashed words, which makes the filter
+//! that leaves out pairs sharing a word with the query cheap on every search.
 //!
 //! Operations: it binds to 127.0.0.1 unless told otherwise and refuses a non-loopback
 //! address without a bearer token; bodies, words, `k`, `ef` and batches are bounded and

@@ -118,8 +118,8 @@ impl RelationStore for LocalStore {
 /// candidate a search admits, a few hundred per query; with this table a candidate is kept
 /// after comparing a few integers, and only a hash match (a shared word, or a collision)
 /// decodes the pair for the exact test, instead of decoding and splitting every candidate's
-/// pair (a fifth of a stored query's time in the server). About 12 bytes per word, built
-/// in one pass over the pairs.
+/// pair (a fifth of a stored query's time in the server). 8 bytes per word and 4 per pair,
+/// built in one pass over the pairs.
 pub struct WordTable {
     hashes: Vec<u64>,
     /// Where each row's hashes start in `hashes`; one more entry than rows.
