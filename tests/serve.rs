@@ -15,7 +15,7 @@ use axum::Router;
 use common::{fixture, pair_file};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use relbert::serve::{api::router, AppState, BatchConfig, Limits, ServeOptions};
+use relbert::serve::{api::router, AppState, Backend, BatchConfig, Limits, ServeOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -47,9 +47,10 @@ fn index() -> &'static Path {
 
 fn options(token: Option<&str>) -> ServeOptions {
     ServeOptions {
-        index: index().to_path_buf(),
+        backend: Backend::Index(index().to_path_buf()),
         model: None,
         dtype: None,
+        device: candle_core::Device::Cpu,
         addr: "127.0.0.1:0".parse().unwrap(),
         token: token.map(str::to_string),
         limits: Limits {
@@ -217,6 +218,8 @@ async fn info_health_metrics_openapi_and_page() {
     }
     assert_eq!(health["pairs"], cli["count"]);
     assert_eq!(info["server"]["limits"]["max_k"], 20);
+    assert_eq!(info["server"]["backend"], "local");
+    assert_eq!(info["server"]["device"], "cpu");
 
     post(&app, "/v1/query", json!({"pair": ["lion", "cub"]})).await;
     let (status, metrics) = call(&app, "GET", "/v1/metrics", None).await;
@@ -427,11 +430,17 @@ async fn concurrent_encodings_share_forward_passes() {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
             let body = json!({"pair": [format!("word{i}"), "thing"]});
-            post(&app, "/v1/query", body).await.0
+            post(&app, "/v1/query", body).await
         }));
     }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    // Each answer is its own pair's, as a lone request to another server gives it: the
+    // batch is cut into parts encoded side by side, and they must come back in order.
+    let alone = app_with(options(None)).0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (status, shared) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let body = json!({"pair": [format!("word{i}"), "thing"]});
+        assert_same_answer(&shared, &post(&alone, "/v1/query", body).await.1);
     }
     let (_, metrics) = call(&app, "GET", "/v1/metrics", None).await;
     let text = metrics.as_str().unwrap();
@@ -532,6 +541,36 @@ fn the_binary_refuses_an_open_address_without_a_token() {
         .stderr(predicates::str::contains("--token"));
 }
 
+#[test]
+fn the_binary_checks_its_device() {
+    let refused = |device: &str| -> String {
+        let out = relbert()
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--device",
+                device,
+                "--index",
+            ])
+            .arg(index())
+            .assert()
+            .failure();
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    };
+    for device in ["tpu", "cuda:x"] {
+        let err = refused(device);
+        assert!(
+            err.contains("--device") && err.contains("expected cpu, cuda or cuda:N"),
+            "{device}: {err}"
+        );
+    }
+    if !candle_core::utils::cuda_is_available() {
+        let err = refused("cuda:0");
+        assert!(err.contains("`cuda` feature"), "{err}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn the_binary_serves_and_stops_on_sigterm() {
@@ -582,4 +621,148 @@ fn the_binary_serves_and_stops_on_sigterm() {
     err.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("shutting down"), "{rest}");
     assert!(rest.contains("/v1/info"), "no access log line: {rest}");
+}
+
+/// Starts the whole server (listener, hyper connections, background load) in-process on a
+/// port of its own with `opts`; returns the runtime that runs it and its address, once
+/// `/v1/health` says ready.
+fn start_server(opts: ServeOptions) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let r = relbert::serve::serve(opts, move |addr| {
+            let _ = tx.send(addr);
+        })
+        .await;
+        if let Err(e) = r {
+            eprintln!("server ended: {e}");
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server never listened")
+        .to_string();
+    for _ in 0..600 {
+        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            return (rt, addr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the server never became ready");
+}
+
+/// Reads from `conn` until the server closes it (or 10 s pass); returns when that was
+/// relative to `since`, and what was read.
+fn time_to_close(conn: &mut std::net::TcpStream, since: std::time::Instant) -> (Duration, String) {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the connection was still open after 10 s: {e}"),
+        }
+    }
+    (since.elapsed(), String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Reads one response with a `Content-Length` body off a keep-alive connection.
+fn read_response(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed before the response was complete");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("a content-length");
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
+    use std::io::Write;
+    use std::time::Instant;
+    let bound = Duration::from_millis(400);
+    let mut opts = options(None);
+    opts.limits.header_timeout_ms = bound.as_millis() as u64;
+    let (_rt, addr) = start_server(opts);
+    // Closed, not before the bound and well within a few times it (a loaded machine).
+    let in_bound = |took: Duration, what: &str| {
+        assert!(
+            took >= bound - Duration::from_millis(50),
+            "{what}: closed after {took:?}, before the bound"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: closed only after {took:?}"
+        );
+    };
+
+    // A connection that sends nothing.
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    let (took, got) = time_to_close(&mut silent, Instant::now());
+    in_bound(took, "silent connection");
+    assert!(!got.contains("200 OK"), "{got}");
+
+    // Headers sent a line at a time, more slowly than the bound allows in total: the bound is
+    // on the whole head, so a trickle of bytes does not keep the connection.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    let began = Instant::now();
+    let mut writer = slow.try_clone().unwrap();
+    let drip = std::thread::spawn(move || {
+        let _ = writer.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..40 {
+            std::thread::sleep(Duration::from_millis(100));
+            if writer
+                .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let (took, got) = time_to_close(&mut slow, began);
+    in_bound(took, "slow headers");
+    assert!(
+        !got.contains("200 OK"),
+        "answered a request whose headers never ended: {got}"
+    );
+    drip.join().unwrap();
+
+    // A keep-alive connection: requests closer together than the bound are all answered
+    // (longer in total than the bound), then the idle connection is closed.
+    let mut kept = std::net::TcpStream::connect(&addr).unwrap();
+    for _ in 0..4 {
+        kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut kept);
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        std::thread::sleep(bound / 2);
+    }
+    let (took, _) = time_to_close(&mut kept, Instant::now() - bound / 2);
+    in_bound(took, "idle keep-alive connection");
 }

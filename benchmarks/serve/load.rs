@@ -114,7 +114,9 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1e3
 }
 
-#[tokio::main]
+// One thread: the client shares the machine's cores with the server it measures, so it
+// should take as little of them as it can (every client is an async task on this thread).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let a = Args::parse();
     anyhow::ensure!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::serve::{BatchConfig, Limits, ServeOptions};
+use relbert::serve::{Backend, BatchConfig, Limits, ServeOptions};
 
 /// Arguments of `relbert serve`.
 #[derive(Args, Debug)]
@@ -14,9 +14,20 @@ pub struct ServeArgs {
     /// Index directory (default: $RELBERT_INDEX or indexes/default).
     #[arg(long)]
     index: Option<PathBuf>,
+    /// Serve this Qdrant collection instead of a local index (written by `relbert index
+    /// export --qdrant`); the same endpoints and answers.
+    #[arg(long, conflicts_with = "index")]
+    collection: Option<String>,
+    /// Qdrant gRPC URL(s) for --collection, comma-separated for several nodes (default:
+    /// $RELBERT_QDRANT_URL).
+    #[arg(long, requires = "collection")]
+    qdrant: Option<String>,
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Where the encoder runs: cpu, or cuda:N with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Number format encoded queries are computed at: f32, bf16 or f16 (default: the one
     /// the index was built at; another is allowed, with a note in the log).
     #[arg(long)]
@@ -51,23 +62,41 @@ pub struct ServeArgs {
     /// Request time limit in milliseconds (504 past it).
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Longest a connection may take to send a request's headers, in milliseconds, idle
+    /// keep-alive connections included; past it the connection is closed.
+    #[arg(long, default_value_t = 30_000)]
+    header_timeout_ms: u64,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let index = a
-        .index
-        .clone()
-        .unwrap_or_else(relbert::defaults::default_index_dir);
+    let backend = match &a.collection {
+        Some(collection) => Backend::Qdrant {
+            urls: super::export::qdrant_urls(a.qdrant.as_deref())?,
+            collection: collection.clone(),
+        },
+        None => {
+            let index = a
+                .index
+                .clone()
+                .unwrap_or_else(relbert::defaults::default_index_dir);
+            anyhow::ensure!(
+                index.join("meta").is_file(),
+                "no index at {} (build one with relbert index build, or run relbert query \
+                 once to build the default index)",
+                index.display()
+            );
+            Backend::Index(index)
+        }
+    };
     anyhow::ensure!(
-        index.join("meta").is_file(),
-        "no index at {} (build one with relbert index build, or run relbert query once to \
-         build the default index)",
-        index.display()
+        a.header_timeout_ms > 0,
+        "invalid value for --header-timeout-ms: must be at least 1"
     );
     let opts = ServeOptions {
-        index,
+        backend,
         model: a.model,
         dtype: a.dtype,
+        device: relbert::device::parse_device(&a.device)?,
         addr: a.addr,
         token: a.token.filter(|t| !t.is_empty()),
         limits: Limits {
@@ -75,6 +104,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             max_k: a.max_k,
             max_batch_pairs: a.max_pairs,
             request_timeout_ms: a.timeout_ms,
+            header_timeout_ms: a.header_timeout_ms,
             ..Limits::default()
         },
         batch: BatchConfig {

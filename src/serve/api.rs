@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 
 use super::batcher::BatchError;
 use super::{pca, timeout_of, AppState, Loaded};
-use crate::query::{parse_query_line, QueryOptions, Source};
+use crate::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
+use crate::store::backend::WordTable;
 
 const PAGE: &str = include_str!("page.html");
 const OPENAPI: &str = include_str!("openapi.json");
@@ -341,9 +342,26 @@ async fn query(
 /// A query vector, where it came from, and its row if stored.
 type Found = (Vec<f32>, Source, Option<usize>);
 
-/// The query vectors of `pairs`: stored ones straight from the index, the rest encoded
+/// Runs `f` on the engine: inline when `inline` (a memory-mapped index answers in
+/// microseconds), else on the blocking pool (a Qdrant client blocks its thread on the
+/// network; an exact search scans every row), so async workers are never held up.
+async fn on_store<T: Send + 'static>(
+    engine: &Arc<QueryEngine>,
+    inline: bool,
+    f: impl FnOnce(&QueryEngine) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if inline {
+        return f(engine);
+    }
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || f(&engine))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// The query vectors of `pairs`: stored ones straight from the store, the rest encoded
 /// together through the batcher. A pair the encoder refuses (or, with `stored_only`, one
-/// the index lacks) gets its own status and message; a full queue fails the request.
+/// the store lacks) gets its own status and message; a full queue fails the request.
 async fn vectors_of(
     state: &AppState,
     loaded: &Loaded,
@@ -352,8 +370,17 @@ async fn vectors_of(
 ) -> Result<Vec<Result<Found, (StatusCode, String)>>, ApiError> {
     let mut out: Vec<Option<Result<Found, (StatusCode, String)>>> = Vec::with_capacity(pairs.len());
     let mut missing = Vec::new();
-    for (i, (a, b)) in pairs.iter().enumerate() {
-        match loaded.engine.stored(a, b).map_err(ApiError::internal)? {
+    let local = loaded.engine.index().is_some();
+    let wanted = pairs.to_vec();
+    let stored = on_store(&loaded.engine, local, move |e| {
+        wanted
+            .iter()
+            .map(|(a, b)| e.stored(a, b).map_err(ApiError::internal))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    for (i, ((a, b), found)) in pairs.iter().zip(stored).enumerate() {
+        match found {
             Some((v, row)) => {
                 state.metrics.query_source("index");
                 out.push(Some(Ok((v, Source::Index, row))));
@@ -399,48 +426,91 @@ async fn vectors_of(
         .collect())
 }
 
-/// One query's answer, as `relbert query --json` prints it (plus `plot` if asked). Exact
-/// search scans every row, so it runs on the blocking pool rather than an async worker.
+/// One query's answer, as `relbert query --json` prints it (plus `plot` if asked); see
+/// [`on_store`] for where it runs.
 async fn answer(
     loaded: &Loaded,
+    a: &str,
+    b: &str,
+    found: Found,
+    opts: &QueryOptions,
+    plot: bool,
+) -> Result<Value, ApiError> {
+    let inline = loaded.engine.index().is_some() && !opts.exact;
+    let (a, b, opts) = (a.to_string(), b.to_string(), opts.clone());
+    let words = loaded.words.clone();
+    on_store(&loaded.engine, inline, move |e| {
+        answer_now(e, words.as_deref(), &a, &b, found, &opts, plot)
+    })
+    .await
+}
+
+/// [`answer`] on the calling thread.
+fn answer_now(
+    engine: &QueryEngine,
+    words: Option<&WordTable>,
     a: &str,
     b: &str,
     (v, source, self_row): Found,
     opts: &QueryOptions,
     plot: bool,
 ) -> Result<Value, ApiError> {
-    let engine = loaded.engine.clone();
-    let hits = if opts.exact {
-        let (a2, b2, v2, o2) = (a.to_string(), b.to_string(), v.clone(), opts.clone());
-        let e2 = engine.clone();
-        tokio::task::spawn_blocking(move || e2.search_rows(&a2, &b2, &v2, self_row, &o2))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    } else {
-        engine.search_rows(a, b, &v, self_row, opts)
-    }
-    .map_err(ApiError::internal)?;
+    // A local index gives each hit's row (its vector is read by row for the plot); another
+    // store gives pairs, whose vectors are looked up by pair.
+    let hits: Vec<(Option<usize>, QueryHit)> = match engine.index() {
+        Some(_) => engine
+            .search_rows(a, b, &v, self_row, opts, words)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|(row, h)| (Some(row), h))
+            .collect(),
+        None => engine
+            .search_store(a, b, &v, source, opts)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|h| (None, h))
+            .collect(),
+    };
     let mut doc = json!({
         "query": [a, b],
         "source": source,
         "results": hits.iter().map(|(_, h)| h).collect::<Vec<_>>(),
     });
     if plot {
-        let index = engine.local().map_err(ApiError::internal)?;
         let mut vectors = vec![v];
-        for (row, _) in &hits {
-            vectors.push(
-                index
-                    .vector(*row)
-                    .map_err(|e| ApiError::internal(e.into()))?
-                    .into_owned(),
-            );
+        for (row, hit) in &hits {
+            vectors.push(hit_vector(engine, *row, hit)?);
         }
         let refs: Vec<&[f32]> = vectors.iter().map(|v| v.as_slice()).collect();
         let points = pca::project_2d(&refs);
         doc["plot"] = json!(points);
     }
     Ok(doc)
+}
+
+/// A hit's stored vector: by row from a local index, else by pair from the store.
+fn hit_vector(
+    engine: &QueryEngine,
+    row: Option<usize>,
+    hit: &QueryHit,
+) -> Result<Vec<f32>, ApiError> {
+    if let (Some(index), Some(row)) = (engine.index(), row) {
+        return Ok(index
+            .vector(row)
+            .map_err(|e| ApiError::internal(e.into()))?
+            .into_owned());
+    }
+    let [head, tail] = &hit.pair;
+    engine
+        .store()
+        .lookup(head, tail)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("({head}, {tail}) was found but has no stored vector"),
+            )
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,13 +552,19 @@ async fn suggest(
         return Err(ApiError::bad("q is longer than a pair may be"));
     }
     let limit = p.limit.unwrap_or(10).min(state.limits.max_k);
-    let index = loaded.engine.local().map_err(ApiError::internal)?;
-    let mut out = Vec::new();
-    for row in loaded.suggestions.prefix(&p.q, limit) {
-        let pair = index.pair(row).map_err(|e| ApiError::internal(e.into()))?;
-        out.push(json!({"pair": [pair.head, pair.tail], "label": pair.label}));
+    let found = loaded
+        .suggestions
+        .prefix(&p.q, limit, loaded.engine.index())
+        .map_err(ApiError::internal)?;
+    let out: Vec<Value> = found
+        .into_iter()
+        .map(|s| json!({"pair": [s.head, s.tail], "label": s.label}))
+        .collect();
+    let mut doc = json!({ "suggestions": out });
+    if let Some(why) = loaded.suggestions.off() {
+        doc["note"] = json!(why);
     }
-    Ok(Json(json!({ "suggestions": out })))
+    Ok(Json(doc))
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
@@ -504,15 +580,15 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
             "queue_capacity": state.batch.queue_capacity,
         },
         "auth": state.token.is_some(),
+        "backend": if loaded.engine.index().is_some() { "local" } else { "qdrant" },
+        "device": super::device_name(state.device()),
     });
     Ok(Json(doc))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     match (state.ready(), state.failure()) {
-        (Some(l), _) => {
-            Json(json!({"status": "ready", "pairs": l.suggestions.len()})).into_response()
-        }
+        (Some(l), _) => Json(json!({"status": "ready", "pairs": l.pairs})).into_response(),
         (None, Some(why)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "failed", "error": why})),

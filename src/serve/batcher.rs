@@ -6,14 +6,22 @@
 //! during a forward pass form the next batch, so throughput grows with concurrency; when idle
 //! a lone pair waits at most `max_wait`.
 //!
-//! The forward pass is CPU-bound and runs on candle's own thread pool, so it must not occupy
-//! the async runtime's workers: those keep answering stored-pair queries meanwhile.
+//! A lone pair does not wait for company unless requests have been arriving together (the
+//! last forward pass held more than one pair): one client at a time is answered at once.
+//!
+//! The forward pass is CPU-bound and runs on the rayon pool, so it must not occupy the async
+//! runtime's workers: those keep answering stored-pair queries meanwhile. The CPU encoder
+//! runs each batch on one thread with single-threaded kernels (no barriers between cores),
+//! so the batcher cuts a batch into one length-sorted part per pool thread and encodes the
+//! parts side by side: a batch handed over whole would keep one core busy and leave the
+//! others idle.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
@@ -141,6 +149,38 @@ impl Batcher {
     }
 }
 
+/// Unit vectors of `pairs` (whose prompts are `tokens` long), in order: on the CPU, cut
+/// into one part per rayon thread, pairs of similar length together (less padding), the
+/// parts encoded at once; elsewhere (a GPU) in one forward pass.
+fn embed_spread(
+    enc: &RelationEncoder,
+    pairs: &[(&str, &str)],
+    tokens: &[usize],
+) -> Result<Vec<Vec<f32>>> {
+    let threads = rayon::current_num_threads().max(1);
+    if enc.encoder().cpu_model().is_none() || threads == 1 || pairs.len() == 1 {
+        return enc.embed(pairs);
+    }
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (tokens.get(i).copied().unwrap_or(0), i));
+    let per_part = pairs.len().div_ceil(threads);
+    let parts: Vec<&[usize]> = order.chunks(per_part).collect();
+    let encoded: Vec<Result<Vec<Vec<f32>>>> = parts
+        .par_iter()
+        .map(|part| {
+            let chunk: Vec<(&str, &str)> = part.iter().map(|&i| pairs[i]).collect();
+            enc.embed(&chunk)
+        })
+        .collect();
+    let mut out = vec![Vec::new(); pairs.len()];
+    for (part, vectors) in parts.iter().zip(encoded) {
+        for (&i, v) in part.iter().zip(vectors?) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
 /// Prompt length in tokens, for the token budget (a pair the tokenizer fails on counts as
 /// the model's limit: the forward pass will report its error).
 fn prompt_tokens(enc: &RelationEncoder, job: &Job) -> usize {
@@ -158,6 +198,8 @@ fn encoder_loop(
     metrics: Arc<Metrics>,
 ) {
     let mut carried: Option<(Job, usize)> = None;
+    // Whether requests have been arriving together: only then is waiting worth it.
+    let mut concurrent = false;
     loop {
         let first = match carried.take() {
             Some(j) => j,
@@ -169,9 +211,15 @@ fn encoder_loop(
                 Err(_) => return, // every handle dropped: the server is gone
             },
         };
-        let deadline = Instant::now() + cfg.max_wait;
+        let wait = if concurrent {
+            cfg.max_wait
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + wait;
         let mut longest = first.1;
-        let mut batch = vec![first.0];
+        // Each pair with its prompt's length in tokens.
+        let mut batch = vec![first];
         while batch.len() < cfg.max_batch {
             // Whatever is queued already is taken without waiting; then up to the deadline.
             let next = match rx.try_recv() {
@@ -194,26 +242,31 @@ fn encoder_loop(
                 break;
             }
             longest = longest.max(t);
-            batch.push(job);
+            batch.push((job, t));
         }
+        concurrent = batch.len() > 1;
         depth.fetch_sub(batch.len(), Ordering::Relaxed);
         // A client that gave up (timeout, closed connection) needs no forward pass.
-        batch.retain(|j| !j.reply.is_closed());
+        batch.retain(|(j, _)| !j.reply.is_closed());
         if batch.is_empty() {
             continue;
         }
         metrics.encoder_batch(batch.len(), depth.load(Ordering::Relaxed));
         let started = Instant::now();
-        let pairs: Vec<(&str, &str)> = batch.iter().map(|j| (j.a.as_str(), j.b.as_str())).collect();
-        match enc.embed(&pairs) {
+        let pairs: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|(j, _)| (j.a.as_str(), j.b.as_str()))
+            .collect();
+        let tokens: Vec<usize> = batch.iter().map(|&(_, t)| t).collect();
+        match embed_spread(&enc, &pairs, &tokens) {
             Ok(vectors) if vectors.len() == batch.len() => {
-                for (job, v) in batch.into_iter().zip(vectors) {
+                for ((job, _), v) in batch.into_iter().zip(vectors) {
                     let _ = job.reply.send(Ok(v));
                 }
             }
             // One bad pair must not fail the others: encode them one by one to find it.
             _ => {
-                for job in batch {
+                for (job, _) in batch {
                     let r = enc
                         .embed(&[(job.a.as_str(), job.b.as_str())])
                         .map_err(|e| e.to_string())

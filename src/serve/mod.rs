@@ -7,15 +7,23 @@
 //! prefix index behind suggestions ([`suggest`]) and the page's 2-D projection ([`pca`]).
 //!
 //! The data flow is the CLI's: answers come from [`crate::query::QueryEngine`], shared by
-//! every request behind an `Arc` (its searches take `&self`). Stored pairs are looked up and
-//! searched on the async workers and never wait for the encoder; pairs that must be encoded
-//! go through the [`batcher::Batcher`], whose dedicated thread owns the model.
+//! every request behind an `Arc` (its searches take `&self`), over either store ([`Backend`]):
+//! a local index or a Qdrant collection, with the same answers. Stored pairs are looked up
+//! and searched without waiting for the encoder (on the async workers for a memory-mapped
+//! index, on the blocking pool for a collection, whose client blocks on network calls);
+//! pairs that must be encoded go through the [`batcher::Batcher`], whose dedicated thread
+//! owns the model. For a local index the server also keeps, built at start with the
+//! suggestion list, a [`WordTable`] of each pair's hashed words, which makes the filter
+//! that leaves out pairs sharing a word with the query cheap on every search.
 //!
 //! Operations: it binds to 127.0.0.1 unless told otherwise and refuses a non-loopback
 //! address without a bearer token; bodies, words, `k`, `ef` and batches are bounded and
-//! refused with JSON 4xx errors; every request has a time limit; SIGTERM or Ctrl-C stops
-//! accepting connections and lets requests in flight finish; each request is logged through
-//! `tracing` (target `relbert::serve::access`).
+//! refused with JSON 4xx errors; every request has a time limit, and every connection a
+//! time limit for sending a request's headers, idle keep-alive connections included (hyper's
+//! `header_read_timeout`: connections are served by hyper directly, because `axum::serve`
+//! gives hyper no timer and so no such limit); SIGTERM or Ctrl-C stops accepting connections
+//! and lets requests in flight finish; each request is logged through `tracing` (target
+//! `relbert::serve::access`).
 
 pub mod api;
 pub mod batcher;
@@ -23,14 +31,19 @@ pub mod metrics;
 pub mod pca;
 pub mod suggest;
 
-use std::future::IntoFuture;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+
 use crate::error::{Error, Result};
-use crate::query::QueryEngine;
+use crate::query::{store_encoder, QueryEngine};
+use crate::store::backend::WordTable;
+use crate::store::qdrant::QdrantStore;
 pub use batcher::{BatchConfig, Batcher};
 pub use metrics::Metrics;
 use suggest::Suggestions;
@@ -50,6 +63,10 @@ pub struct Limits {
     pub max_batch_pairs: usize,
     /// Longest a request may take, in milliseconds, before a 504.
     pub request_timeout_ms: u64,
+    /// Longest a connection may take to send a request's headers, in milliseconds, counted
+    /// from when the server starts waiting for them (a new connection, or an idle keep-alive
+    /// one after its last answer); past it the connection is closed.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +78,33 @@ impl Default for Limits {
             max_ef: 4096,
             max_batch_pairs: 64,
             request_timeout_ms: 10_000,
+            header_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Where the relation vectors are kept.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A local index directory.
+    Index(PathBuf),
+    /// A Qdrant collection written by `relbert index export --qdrant`.
+    Qdrant {
+        /// The nodes' gRPC URLs.
+        urls: Vec<String>,
+        /// The collection.
+        collection: String,
+    },
+}
+
+impl Backend {
+    /// The index directory or `URL[,URL…] collection NAME`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Index(dir) => dir.display().to_string(),
+            Backend::Qdrant { urls, collection } => {
+                format!("{} collection {collection}", urls.join(","))
+            }
         }
     }
 }
@@ -68,12 +112,14 @@ impl Default for Limits {
 /// Everything `relbert serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The index directory.
-    pub index: PathBuf,
-    /// A model to use instead of the one the index records (same pair function).
+    /// The store queries are answered from.
+    pub backend: Backend,
+    /// A model to use instead of the one the store records (same pair function).
     pub model: Option<PathBuf>,
-    /// The number format encoded queries use (`None`: the index's).
+    /// The number format encoded queries use (`None`: the store's).
     pub dtype: Option<crate::Dtype>,
+    /// Where the encoder runs: the CPU, or a CUDA device with the `cuda` feature.
+    pub device: candle_core::Device,
     /// Where to listen.
     pub addr: SocketAddr,
     /// The bearer token every API request must carry, if any.
@@ -84,16 +130,22 @@ pub struct ServeOptions {
     pub batch: BatchConfig,
 }
 
-/// The parts that exist once the index is open and the model loaded.
+/// The parts that exist once the store is open and the model loaded.
 pub struct Loaded {
     /// The shared query layer.
     pub engine: Arc<QueryEngine>,
     /// The encoder's queue.
     pub batcher: Batcher,
-    /// Prefix search over the index's pairs.
+    /// Prefix search over the store's pairs.
     pub suggestions: Suggestions,
-    /// `index info --json`'s object for this index.
+    /// `index info --json`'s object for a local index; the collection's description (its
+    /// nodes, name, count, width and encoder) for Qdrant.
     pub info: serde_json::Value,
+    /// Pairs the store held when it was opened.
+    pub pairs: u64,
+    /// A local index's words, hashed for the shared-word filter (`None` for Qdrant, which
+    /// filters on its side).
+    pub words: Option<Arc<WordTable>>,
 }
 
 /// What every request handler sees.
@@ -111,7 +163,8 @@ pub struct AppState {
     /// The model directory override, if any.
     model: Option<PathBuf>,
     dtype: Option<crate::Dtype>,
-    index: PathBuf,
+    device: candle_core::Device,
+    backend: Backend,
 }
 
 impl AppState {
@@ -126,40 +179,70 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             model: opts.model.clone(),
             dtype: opts.dtype,
-            index: opts.index.clone(),
+            device: opts.device.clone(),
+            backend: opts.backend.clone(),
         })
     }
 
-    /// Opens the index, loads its model onto the encoder thread and builds the suggestion
+    /// Opens the store, loads its model onto the encoder thread and builds the suggestion
     /// list; until it returns, `/v1/health` says 503 and the API answers 503. Blocking.
     pub fn load(&self) -> Result<()> {
         let started = Instant::now();
         let result = (|| -> Result<Loaded> {
-            let mut engine = QueryEngine::open(&self.index, self.model.clone())?;
-            if let Some(d) = self.dtype {
-                engine.set_dtype(d);
-            }
-            let open_ms = started.elapsed().as_secs_f64() * 1e3;
-            let info = crate::indexing::info_json(engine.local()?, &self.index, open_ms, false);
-            // One forward pass per batch the batcher forms.
-            let enc = engine.open_model(self.batch.max_batch)?;
+            let open_ms = || started.elapsed().as_secs_f64() * 1e3;
+            let (engine, info, suggestions, pairs, words) = match &self.backend {
+                Backend::Index(dir) => {
+                    let engine = QueryEngine::open(dir, self.model.clone())?;
+                    let index = engine.local()?;
+                    let info = crate::indexing::info_json(index, dir, open_ms(), false);
+                    let suggestions = Suggestions::build(index)?;
+                    let pairs = index.count() as u64;
+                    let words = Some(Arc::new(WordTable::build(index)?));
+                    (engine, info, suggestions, pairs, words)
+                }
+                Backend::Qdrant { urls, collection } => {
+                    let store = QdrantStore::open(urls, collection)?;
+                    let pairs = crate::store::backend::RelationStore::count(&store)?;
+                    let info = collection_info(&store, urls, pairs, open_ms());
+                    let suggestions = Suggestions::from_collection(store.connection(), pairs)?;
+                    let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
+                    (engine, info, suggestions, pairs, None)
+                }
+            };
+            // One forward pass per batch the batcher forms (split across the cores by it).
+            let store = engine.store();
+            let enc = store_encoder(
+                store.encoder(),
+                Path::new(&store.describe()),
+                self.model.as_deref(),
+                self.dtype,
+                crate::EncoderOptions {
+                    batch_size: self.batch.max_batch.max(1),
+                    device: self.device.clone(),
+                    ..Default::default()
+                },
+            )?;
             let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
-            let suggestions = Suggestions::build(engine.local()?)?;
             Ok(Loaded {
                 engine: Arc::new(engine),
                 batcher,
                 suggestions,
                 info,
+                pairs,
+                words,
             })
         })();
         match result {
             Ok(loaded) => {
                 tracing::info!(
-                    "index {} ready: {} pairs, model loaded, in {:.2}s",
-                    self.index.display(),
-                    loaded.suggestions.len(),
+                    "{} ready: {} pairs, model loaded, in {:.2}s",
+                    self.backend.describe(),
+                    loaded.pairs,
                     started.elapsed().as_secs_f64()
                 );
+                if let Some(why) = loaded.suggestions.off() {
+                    tracing::warn!("{why}");
+                }
                 // A second load is a no-op: the first one stays.
                 let _ = self.loaded.set(loaded);
                 Ok(())
@@ -176,9 +259,46 @@ impl AppState {
         self.loaded.get()
     }
 
+    /// Where the encoder runs.
+    pub fn device(&self) -> &candle_core::Device {
+        &self.device
+    }
+
     /// Why loading failed, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failed.get().map(|s| s.as_str())
+    }
+}
+
+/// What `/v1/info` says about a Qdrant collection: the fields of `index info --json` that
+/// a collection has (count, width, metric, encoder), where it is, and where it came from.
+fn collection_info(
+    store: &QdrantStore,
+    urls: &[String],
+    count: u64,
+    open_ms: f64,
+) -> serde_json::Value {
+    let r = store.record();
+    let e = &r.encoder;
+    serde_json::json!({
+        "backend": "qdrant",
+        "qdrant": urls,
+        "collection": store.connection().collection(),
+        "count": count, "dim": r.dim, "metric": "cosine",
+        "encoder": {"model": e.model, "weights_sha256": e.weights_sha256,
+                    "template": e.template, "aggregation": e.aggregation},
+        "source": r.source,
+        "layout": r.layout,
+        "open_ms": open_ms,
+    })
+}
+
+/// `cpu` or `cuda:N`, as `--device` takes it.
+pub fn device_name(device: &candle_core::Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 
@@ -247,13 +367,77 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
             Err(_) => std::future::pending().await, // loaded fine: never resolves
         }
     };
+    let header_timeout = Duration::from_millis(opts.limits.header_timeout_ms.max(1));
     let app = api::router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let server = serve_connections(listener, app, header_timeout, shutdown_signal());
     // A model that cannot be loaded ends the server: it could never become ready.
     tokio::select! {
-        r = server.into_future() => r.map_err(|e| Error::io(format!("serving on {bound}"), e)),
+        () = server => Ok(()),
         e = load_failed => Err(e),
     }
+}
+
+/// Accepts connections and serves `app` on each with hyper's HTTP/1.1 (keep-alive), until
+/// `shutdown` resolves; then stops accepting, asks every connection to finish the request
+/// it is on and close, and returns once all have. A connection that does not send a
+/// request's headers within `header_timeout` of the server waiting for them is closed.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Connections hold `open` receivers; `closed()` resolves once every one is dropped.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for some to be freed.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are small and written whole: send them at once.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let (open, mut stop) = (open_rx.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!("connection ended: {e}");
+                        }
+                        break;
+                    }
+                    changed = stop.changed(), if !stopping => {
+                        stopping = true;
+                        if changed.is_ok() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_rx);
+    open_tx.closed().await;
 }
 
 /// The request time limit as a `Duration`.

@@ -1,15 +1,49 @@
-//! Pair suggestions as the user types: a prefix search over the index's pairs. The index
-//! itself is keyed by exact pair (a hash lookup), so the server builds, once at start-up, a
-//! sorted list of the pairs as lower-cased `head:tail` strings and answers a prefix with a
-//! binary search. For a million pairs this is a few tens of MB and about a second to build.
+//! Pair suggestions as the user types: a prefix search over the store's pairs. Neither store
+//! is keyed by prefix (a local index by exact pair, a Qdrant collection by point id), so the
+//! server builds, once at start-up, a sorted list of the pairs as lower-cased `head:tail`
+//! strings and answers a prefix with a binary search. For a million pairs this is a few tens
+//! of MB and about a second to build from a local index.
+//!
+//! A local index keeps the pairs themselves (the list holds row numbers); a Qdrant collection
+//! is listed once with a paged scroll of the `head`, `tail` and `label` payload, and those
+//! strings are kept here. A collection larger than [`MAX_LISTED`] pairs is not listed (it
+//! would take minutes and gigabytes): suggestions are then off, and `/v1/suggest` answers an
+//! empty list with a note saying why, while queries work as usual.
 
+use qdrant_client::qdrant::{PayloadIncludeSelector, ScrollPointsBuilder};
 use relbert_index::Index;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::store::qdrant::{string_of, Connection};
 
-/// The sorted `head:tail` keys of every pair in an index, with their rows.
+/// The most pairs of a Qdrant collection listed for suggestions.
+pub const MAX_LISTED: u64 = 2_000_000;
+
+/// Points per scroll page when listing a collection.
+const PAGE: u32 = 2_000;
+
+/// A suggested pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggested {
+    /// First term.
+    pub head: String,
+    /// Second term.
+    pub tail: String,
+    /// The pair's label, if it has one.
+    pub label: Option<String>,
+}
+
+/// The sorted `head:tail` keys of every pair in a store, with their rows.
 pub struct Suggestions {
     keys: Vec<(String, u32)>,
+    /// The pairs by row, for a store that is not a local index (empty for one).
+    owned: Vec<Suggested>,
+    /// Why there are no suggestions, when the store was too large to list.
+    off: Option<String>,
+}
+
+fn key_of(head: &str, tail: &str) -> String {
+    format!("{head}:{tail}").to_lowercase()
 }
 
 impl Suggestions {
@@ -18,17 +52,53 @@ impl Suggestions {
         let mut keys = Vec::with_capacity(index.count());
         for row in 0..index.count() {
             let p = index.pair(row)?;
-            let key = format!("{}:{}", p.head, p.tail).to_lowercase();
-            keys.push((key, row as u32));
+            keys.push((key_of(p.head, p.tail), row as u32));
         }
         keys.sort_unstable();
-        Ok(Suggestions { keys })
+        Ok(Suggestions {
+            keys,
+            owned: Vec::new(),
+            off: None,
+        })
     }
 
-    /// Up to `limit` rows whose `head:tail` starts with `prefix` (case-insensitive), in
+    /// Lists the pairs of a Qdrant collection holding `count` points, unless there are more
+    /// than [`MAX_LISTED`].
+    pub fn from_collection(conn: &Connection, count: u64) -> Result<Self> {
+        if count > MAX_LISTED {
+            return Ok(Suggestions {
+                keys: Vec::new(),
+                owned: Vec::new(),
+                off: Some(format!(
+                    "suggestions are off: the collection holds {count} pairs, more than the \
+                     {MAX_LISTED} listed at start-up"
+                )),
+            });
+        }
+        let c = conn.clone();
+        let owned = conn.block_on(async move { list_pairs(&c, count).await })??;
+        let mut keys: Vec<(String, u32)> = owned
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (key_of(&p.head, &p.tail), i as u32))
+            .collect();
+        keys.sort_unstable();
+        Ok(Suggestions {
+            keys,
+            owned,
+            off: None,
+        })
+    }
+
+    /// Up to `limit` pairs whose `head:tail` starts with `prefix` (case-insensitive), in
     /// alphabetical order. A prefix `a b` (space instead of colon) is read as `a:b`, the way
-    /// people type a pair.
-    pub fn prefix(&self, prefix: &str, limit: usize) -> Vec<usize> {
+    /// people type a pair. `index` is the local index the list was built from, if it was.
+    pub fn prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+        index: Option<&Index>,
+    ) -> Result<Vec<Suggested>> {
         let mut p = prefix.trim_start().to_lowercase();
         if !p.contains(':') {
             if let Some((a, b)) = p.split_once(['\t', ' ']) {
@@ -38,24 +108,84 @@ impl Suggestions {
             }
         }
         if p.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let start = self.keys.partition_point(|(k, _)| k.as_str() < p.as_str());
         self.keys[start..]
             .iter()
             .take_while(|(k, _)| k.starts_with(&p))
             .take(limit)
-            .map(|&(_, row)| row as usize)
+            .map(|&(_, row)| self.pair(row as usize, index))
             .collect()
     }
 
-    /// How many pairs there are.
+    fn pair(&self, row: usize, index: Option<&Index>) -> Result<Suggested> {
+        if let Some(p) = self.owned.get(row) {
+            return Ok(p.clone());
+        }
+        let index = index.ok_or_else(|| Error::Internal("suggestions lost their index".into()))?;
+        let p = index.pair(row)?;
+        Ok(Suggested {
+            head: p.head.to_string(),
+            tail: p.tail.to_string(),
+            label: p.label.map(str::to_string),
+        })
+    }
+
+    /// Why suggestions are off, if they are.
+    pub fn off(&self) -> Option<&str> {
+        self.off.as_deref()
+    }
+
+    /// How many pairs can be suggested.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// Whether the index has no pairs.
+    /// Whether there is nothing to suggest.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+}
+
+/// Every pair of the collection, by a paged scroll of its payload (vectors left out).
+async fn list_pairs(conn: &Connection, count: u64) -> Result<Vec<Suggested>> {
+    let mut out = Vec::with_capacity(count as usize);
+    let mut offset = None;
+    loop {
+        let from = offset.clone();
+        let page = conn
+            .call("listing pairs for suggestions", |q, name| {
+                let mut b = ScrollPointsBuilder::new(name)
+                    .limit(PAGE)
+                    .with_vectors(false)
+                    .with_payload(PayloadIncludeSelector::new(vec![
+                        "head".to_string(),
+                        "tail".to_string(),
+                        "label".to_string(),
+                    ]));
+                if let Some(o) = from.clone() {
+                    b = b.offset(o);
+                }
+                async move { q.scroll(b).await }
+            })
+            .await?;
+        for p in &page.result {
+            let field = |k: &str| p.payload.get(k).and_then(string_of);
+            let (Some(head), Some(tail)) = (field("head"), field("tail")) else {
+                return Err(conn.remote("a point lacks the head/tail payload relbert writes"));
+            };
+            out.push(Suggested {
+                head: head.to_string(),
+                tail: tail.to_string(),
+                label: field("label").map(str::to_string),
+            });
+        }
+        match page.next_page_offset {
+            Some(next) if !page.result.is_empty() && out.len() as u64 <= MAX_LISTED => {
+                offset = Some(next)
+            }
+            _ => return Ok(out),
+        }
     }
 }

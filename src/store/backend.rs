@@ -104,7 +104,7 @@ impl RelationStore for LocalStore {
             Some((a, b)) => self.index.lookup(a, b)?,
             None => None,
         };
-        let hits = search_local(&self.index, vector, req, self_row)?;
+        let hits = search_local(&self.index, vector, req, self_row, None)?;
         Ok(hits.into_iter().map(|(_, h)| h).collect())
     }
 
@@ -113,20 +113,82 @@ impl RelationStore for LocalStore {
     }
 }
 
+/// The words of every pair of a local index, lower-cased and hashed to 64 bits, for a
+/// process that answers many queries (the server). The shared-word filter runs on every
+/// candidate a search admits, a few hundred per query; with this table a candidate is kept
+/// after comparing a few integers, and only a hash match (a shared word, or a collision)
+/// decodes the pair for the exact test, instead of decoding and splitting every candidate's
+/// pair (a fifth of a stored query's time in the server). 8 bytes per word and 4 per pair,
+/// built in one pass over the pairs.
+pub struct WordTable {
+    hashes: Vec<u64>,
+    /// Where each row's hashes start in `hashes`; one more entry than rows.
+    starts: Vec<u32>,
+}
+
+/// The hash of a word given as its lower-cased characters: [`shares_word`] compares those
+/// sequences, so equal words always hash alike.
+fn word_hash(chars: impl Iterator<Item = char>) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for c in chars {
+        h.write_u32(c as u32);
+    }
+    h.finish()
+}
+
+impl WordTable {
+    /// Hashes the words of every pair of `index`.
+    pub fn build(index: &Index) -> Result<Self> {
+        let mut hashes = Vec::with_capacity(index.count() * 2);
+        let mut starts = Vec::with_capacity(index.count() + 1);
+        for row in 0..index.count() {
+            starts.push(hashes.len() as u32);
+            let p = index.pair(row)?;
+            for w in p.head.split_whitespace().chain(p.tail.split_whitespace()) {
+                hashes.push(word_hash(w.chars().flat_map(char::to_lowercase)));
+            }
+        }
+        starts.push(hashes.len() as u32);
+        Ok(WordTable { hashes, starts })
+    }
+
+    /// Whether `row` may hold one of the words hashed in `query` (false: it surely does not).
+    fn may_share(&self, row: usize, query: &[u64]) -> bool {
+        match (self.starts.get(row), self.starts.get(row + 1)) {
+            (Some(&a), Some(&b)) => self.hashes[a as usize..b as usize]
+                .iter()
+                .any(|h| query.contains(h)),
+            // A row the table does not know (an index grown since): test it exactly.
+            _ => true,
+        }
+    }
+}
+
 /// A search of a local index that also returns each hit's row: `self_row` (the query pair's
-/// row, if stored) and pairs holding one of `req.exclude_words` are left out. Shared by
-/// [`LocalStore`] and the server, which reads the hits' vectors by row.
+/// row, if stored) and pairs holding one of `req.exclude_words` are left out. `words`, the
+/// index's [`WordTable`] if the caller keeps one, makes the shared-word test cheap. Shared
+/// by [`LocalStore`] and the server, which reads the hits' vectors by row.
 pub fn search_local(
     index: &Index,
     vector: &[f32],
     req: &SearchRequest<'_>,
     self_row: Option<usize>,
+    words: Option<&WordTable>,
 ) -> Result<Vec<(usize, QueryHit)>> {
+    let query: Vec<u64> = req
+        .exclude_words
+        .iter()
+        .map(|w| word_hash(w.chars()))
+        .collect();
     let keep = |row: usize| -> bool {
         if Some(row) == self_row {
             return false;
         }
         if req.exclude_words.is_empty() {
+            return true;
+        }
+        if words.is_some_and(|t| !t.may_share(row, &query)) {
             return true;
         }
         match index.pair(row) {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::indexing::{built_dtype, dtype_note, encoder_info, pair_function, same_function};
 use crate::precision::Dtype;
 use crate::relation::{EncoderOptions, RelationEncoder};
-use crate::store::backend::{search_local, LocalStore, RelationStore, SearchRequest};
+use crate::store::backend::{search_local, LocalStore, RelationStore, SearchRequest, WordTable};
 
 /// How to answer a query.
 #[derive(Debug, Clone)]
@@ -386,16 +386,31 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<(Vec<QueryHit>, Source)> {
         let (v, source, _) = self.vector(a, b)?;
+        Ok((self.search_store(a, b, &v, source, opts)?, source))
+    }
+
+    /// The search half of [`Self::query`] on any store, for a vector in hand: `v` is (a, b)'s
+    /// relation vector, from `source` (a stored pair is left out of its own results). Takes
+    /// `&self`, so one engine answers many threads at once.
+    pub fn search_store(
+        &self,
+        a: &str,
+        b: &str,
+        v: &[f32],
+        source: Source,
+        opts: &QueryOptions,
+    ) -> Result<Vec<QueryHit>> {
         let query_words = excluded_words(a, b, opts);
         let exclude = (source == Source::Index).then_some((a, b));
         let req = search_request(opts, exclude, &query_words);
-        Ok((self.store.search(&v, &req)?, source))
+        self.store.search(v, &req)
     }
 
     /// The search half of [`Self::query`], for a vector already in hand: `v` is (a, b)'s
     /// relation vector and `self_row` its row if the index stores it. Each hit comes with
-    /// its row (the server reads the hits' vectors by it). Takes `&self`, so one engine
-    /// answers many threads at once.
+    /// its row (the server reads the hits' vectors by it). `words` is the index's
+    /// [`WordTable`], if the caller keeps one. Takes `&self`, so one engine answers many
+    /// threads at once.
     pub fn search_rows(
         &self,
         a: &str,
@@ -403,10 +418,11 @@ impl QueryEngine {
         v: &[f32],
         self_row: Option<usize>,
         opts: &QueryOptions,
+        words: Option<&WordTable>,
     ) -> Result<Vec<(usize, QueryHit)>> {
         let query_words = excluded_words(a, b, opts);
         let req = search_request(opts, None, &query_words);
-        search_local(self.local()?, v, &req, self_row)
+        search_local(self.local()?, v, &req, self_row, words)
     }
 }
 

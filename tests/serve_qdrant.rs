@@ -1,0 +1,300 @@
+//! `relbert serve` over a Qdrant collection: a fixture index exported into a collection and
+//! served from it answers every endpoint as the same server over the local index does
+//! (queries stored and encoded, exact and approximate, single and batch, plots, suggestions,
+//! embeddings, info and health), and the binary takes `--collection` and `--qdrant`.
+//!
+//! Needs a running Qdrant (`.ci/run` starts a local 3-node cluster through
+//! `scripts/qdrant-ci.sh`): `RELBERT_QDRANT_CLUSTER_PORT=PORT` as that script sets it (node i
+//! serves gRPC on PORT + 10 (i - 1) + 1). Skipped with a message when it is not set.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use common::{fixture, pair_file};
+use http_body_util::BodyExt;
+use relbert::serve::{api::router, AppState, Backend, BatchConfig, Limits, ServeOptions};
+use relbert::store::qdrant::Connection;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// The gRPC URLs of the configured cluster, or `None` (with a message) when there is none.
+fn cluster_urls() -> Option<Vec<String>> {
+    match std::env::var("RELBERT_QDRANT_CLUSTER_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        Some(port) => Some(
+            (0..3)
+                .map(|i| format!("http://127.0.0.1:{}", port as usize + 10 * i + 1))
+                .collect(),
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED: no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_PORT to the \
+                 base port of a cluster started by start-local-cluster.sh, as .ci/run does)"
+            );
+            None
+        }
+    }
+}
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env_remove("RELBERT_QDRANT_URL")
+        .env("RELBERT_LOG", "warn");
+    c
+}
+
+fn run(c: &mut Command) {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        c,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn options(backend: Backend) -> ServeOptions {
+    ServeOptions {
+        backend,
+        model: None,
+        dtype: None,
+        device: candle_core::Device::Cpu,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token: None,
+        limits: Limits::default(),
+        batch: BatchConfig::default(),
+    }
+}
+
+fn app(backend: Backend) -> Router {
+    let state: Arc<AppState> = AppState::new(&options(backend));
+    state.load().unwrap();
+    router(state)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Equal JSON, except that numbers (scores, vector entries, plot coordinates) may differ by
+/// float rounding: Qdrant computes the cosine on its side.
+fn assert_close(q: &Value, l: &Value, at: &str) {
+    match (q, l) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() < 1e-4, "{at}: {x} against {y}");
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                assert_close(a, b, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(x), keys(y), "{at}: keys");
+            for (k, a) in x {
+                assert_close(a, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(q, l, "{at}"),
+    }
+}
+
+fn delete_collection(urls: &[String], collection: &str) {
+    let conn = Connection::new(urls, collection).unwrap();
+    let c = conn.clone();
+    let _ = conn.block_on(async move {
+        c.call("deleting the test collection", |q, name| async move {
+            q.delete_collection(name).await
+        })
+        .await
+    });
+}
+
+#[test]
+fn serving_a_collection_answers_as_serving_the_index() {
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    run(relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(tmp.path()))
+        .arg("--out")
+        .arg(&index));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let collection = format!("relbert_test_serve_{}_{nanos}", std::process::id());
+    run(relbert()
+        .args(["index", "export", "--index"])
+        .arg(&index)
+        .args(["--qdrant", &urls.join(","), "--collection", &collection]));
+
+    let local = app(Backend::Index(index.clone()));
+    let remote = app(Backend::Qdrant {
+        urls: urls.clone(),
+        collection: collection.clone(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let same = |method: &'static str, uri: &'static str, body: Option<Value>| {
+            let (local, remote) = (local.clone(), remote.clone());
+            async move {
+                let (ls, l) = call(&local, method, uri, body.clone()).await;
+                let (rs, r) = call(&remote, method, uri, body.clone()).await;
+                assert_eq!(rs, ls, "{uri} {body:?}: {r} against {l}");
+                assert_close(&r, &l, &format!("{uri} {body:?}"));
+                (rs, r)
+            }
+        };
+        // Stored pairs (left out of their own results) and encoded ones, every option.
+        for pair in [["paris", "france"], ["dog", "puppy"], ["lion", "cub"]] {
+            for extra in [
+                json!({}),
+                json!({"exact": true}),
+                json!({"k": 3, "keep_shared_words": true}),
+                json!({"k": 5, "plot": true}),
+            ] {
+                let mut body = json!({"pair": pair});
+                for (k, v) in extra.as_object().unwrap() {
+                    body[k] = v.clone();
+                }
+                let (status, answer) = same("POST", "/v1/query", Some(body)).await;
+                assert_eq!(status, StatusCode::OK);
+                assert!(!answer["results"].as_array().unwrap().is_empty());
+                let source = if pair[0] == "lion" {
+                    "encoded"
+                } else {
+                    "index"
+                };
+                assert_eq!(answer["source"], source);
+            }
+        }
+        let (status, batch) = same(
+            "POST",
+            "/v1/query",
+            Some(json!({"pairs": ["hot:cold", ["lion", "cub"], "pen:write"], "k": 4})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(batch["results"].as_array().unwrap().len(), 3);
+        let (status, _) = same(
+            "POST",
+            "/v1/query",
+            Some(json!({"pair": ["lion", "cub"], "stored_only": true})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, embedded) = same(
+            "POST",
+            "/v1/embed",
+            Some(json!({"pairs": [["lion", "cub"], "paris:france"]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(embedded["vectors"].as_array().unwrap().len(), 2);
+        let (status, s) = same("GET", "/v1/suggest?q=pa", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!s["suggestions"].as_array().unwrap().is_empty());
+        same("GET", "/v1/suggest?q=dog%20p", None).await;
+        same("GET", "/v1/health", None).await;
+
+        // Info describes the backend; what a collection shares with an index is the same.
+        let (_, l) = call(&local, "GET", "/v1/info", None).await;
+        let (status, r) = call(&remote, "GET", "/v1/info", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(r["backend"], "qdrant");
+        assert_eq!(r["collection"], collection.as_str());
+        assert_eq!(r["server"]["backend"], "qdrant");
+        assert_eq!(l["server"]["backend"], "local");
+        for key in ["count", "dim", "metric", "encoder"] {
+            assert_eq!(r[key], l[key], "{key}");
+        }
+    });
+
+    binary_serves_the_collection(&urls, &collection, &index);
+    delete_collection(&urls, &collection);
+}
+
+/// `relbert serve --collection NAME --qdrant URL` comes up ready and answers from it; a
+/// collection together with --index is refused.
+fn binary_serves_the_collection(urls: &[String], collection: &str, index: &Path) {
+    let out = relbert()
+        .args(["serve", "--collection", collection, "--index"])
+        .arg(index)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--index"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    use std::io::BufRead;
+    let mut child = relbert()
+        .args(["serve", "--addr", "127.0.0.1:0", "--collection", collection])
+        .env("RELBERT_QDRANT_URL", urls.join(","))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut addr = None;
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("relbert serve: listening on http://")
+        {
+            addr = Some(a.to_string());
+            break;
+        }
+        line.clear();
+    }
+    let addr = addr.expect("relbert serve printed no address");
+    let mut ready = false;
+    for _ in 0..600 {
+        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = common::http_get(&addr, "/v1/info").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "never became ready");
+    assert!(info.contains("\"backend\":\"qdrant\""), "{info}");
+}
