@@ -183,18 +183,6 @@ fn tiny_build(pairs: &Path, target: &[&str]) -> Command {
     c
 }
 
-/// Deletes a test's collection (best effort).
-fn drop_collection(urls: &[String], collection: &str) {
-    let conn = Connection::new(urls, collection).unwrap();
-    let k = conn.clone();
-    let _ = conn.block_on(async move {
-        k.call("delete", |q, name| async move {
-            q.delete_collection(name).await
-        })
-        .await
-    });
-}
-
 fn count_via(url: &str, collection: &str) -> u64 {
     let conn = Connection::new(&[url.to_string()], collection).unwrap();
     let c = conn.clone();
@@ -431,7 +419,7 @@ fn cluster_export_query_and_node_failures() {
     }
 
     for c in [coll, coll2] {
-        drop_collection(&urls, &c);
+        common::drop_collection(&urls, &c);
     }
 }
 
@@ -558,5 +546,5 @@ fn build_into_a_collection_resumes_after_a_kill() {
         assert_eq!(through.1.len(), 10);
         assert_eq!(through, here, "{pair:?}");
     }
-    drop_collection(&urls, &coll);
+    common::drop_collection(&urls, &coll);
 }

@@ -21,7 +21,6 @@ use axum::Router;
 use common::{fixture, pair_file};
 use http_body_util::BodyExt;
 use relbert::serve::{api::router, AppState, Backend, BatchConfig, Limits, ServeOptions};
-use relbert::store::qdrant::Connection;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -121,17 +120,6 @@ fn assert_close(q: &Value, l: &Value, at: &str) {
         }
         _ => assert_eq!(q, l, "{at}"),
     }
-}
-
-fn delete_collection(urls: &[String], collection: &str) {
-    let conn = Connection::new(urls, collection).unwrap();
-    let c = conn.clone();
-    let _ = conn.block_on(async move {
-        c.call("deleting the test collection", |q, name| async move {
-            q.delete_collection(name).await
-        })
-        .await
-    });
 }
 
 #[test]
@@ -245,7 +233,7 @@ fn serving_a_collection_answers_as_serving_the_index() {
     });
 
     binary_serves_the_collection(&urls, &collection, &index);
-    delete_collection(&urls, &collection);
+    common::drop_collection(&urls, &collection);
 }
 
 /// `relbert serve --collection NAME --qdrant URL` comes up ready and answers from it; a

@@ -33,7 +33,7 @@ pub mod suggest;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
 use crate::error::{Error, Result};
-use crate::query::{store_encoder, QueryEngine};
+use crate::query::QueryEngine;
 use crate::store::backend::WordTable;
 use crate::store::qdrant::QdrantStore;
 pub use batcher::{BatchConfig, Batcher};
@@ -210,18 +210,12 @@ impl AppState {
                 }
             };
             // One forward pass per batch the batcher forms (split across the cores by it).
-            let store = engine.store();
-            let enc = store_encoder(
-                store.encoder(),
-                Path::new(&store.describe()),
-                self.model.as_deref(),
-                self.dtype,
-                crate::EncoderOptions {
-                    batch_size: self.batch.max_batch.max(1),
-                    device: self.device.clone(),
-                    ..Default::default()
-                },
-            )?;
+            let mut engine = engine;
+            engine.set_device(self.device.clone());
+            if let Some(d) = self.dtype {
+                engine.set_dtype(d);
+            }
+            let enc = engine.open_model(self.batch.max_batch)?;
             let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
             Ok(Loaded {
                 engine: Arc::new(engine),

@@ -131,3 +131,16 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+/// Deletes a test's Qdrant collection (best effort: a test that failed midway may have made
+/// none).
+pub fn drop_collection(urls: &[String], collection: &str) {
+    let conn = relbert::store::qdrant::Connection::new(urls, collection).unwrap();
+    let c = conn.clone();
+    let _ = conn.block_on(async move {
+        c.call("deleting the test collection", |q, name| async move {
+            q.delete_collection(name).await
+        })
+        .await
+    });
+}
