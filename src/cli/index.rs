@@ -388,16 +388,20 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     let records = read_all(&a.pairs)?;
     let encoder = a.model.load(false)?;
     let records = screen(&encoder, records, a.skip_long)?;
-    let distinct = relbert::store::qdrant::export::distinct_pairs(&records).len();
-    let pb = Progress::pairs(distinct as u64, "encoding");
+    // Created once the library has counted the distinct pairs.
+    let pb = std::cell::OnceCell::new();
     let started = std::cell::Cell::new(false);
     let report = relbert::store::qdrant::export::build_collection(
         &encoder,
-        &records,
+        records,
         &conn,
         &settings,
         &relbert::store::qdrant::export::ExportOptions::default(),
+        &|total| {
+            let _ = pb.set(Progress::pairs(total, "encoding"));
+        },
         &|n| {
+            let Some(pb) = pb.get() else { return };
             if !started.replace(true) && n > 0 {
                 pb.resume_from(n);
             } else {
@@ -411,7 +415,9 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
             conn.target()
         )
     })?;
-    pb.finish();
+    if let Some(pb) = pb.get() {
+        pb.finish();
+    }
     super::export::log_load(&conn, &report);
     Ok(())
 }

@@ -241,11 +241,6 @@ impl Sender {
         }
         Ok(self.done)
     }
-
-    /// Waits for every batch in flight.
-    pub fn finish(mut self) -> Result<u64> {
-        self.wait_all()
-    }
 }
 
 /// A load into a collection: a [`Sender`] that checkpoints its confirmed rows and keeps the
@@ -444,38 +439,48 @@ pub fn export_index(
     })
 }
 
-/// The records with each pair once (its first occurrence, with that one's label), as a local
-/// index keeps them: a collection holds one point per pair.
-pub fn distinct_pairs(records: &[PairRecord]) -> Vec<&PairRecord> {
-    let mut seen = HashSet::with_capacity(records.len());
-    records
-        .iter()
-        .filter(|r| seen.insert((r.head.as_str(), r.tail.as_str())))
-        .collect()
+/// Keeps each pair of `records` once (its first occurrence, with that one's label), as a
+/// local index keeps them: a collection holds one point per pair. In place, without copying
+/// the records.
+fn keep_distinct(records: &mut Vec<PairRecord>) {
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(records.len());
+        records
+            .iter()
+            .map(|r| seen.insert((r.head.as_str(), r.tail.as_str())))
+            .collect()
+    };
+    let mut flags = keep.into_iter();
+    records.retain(|_| flags.next().unwrap_or(false));
 }
 
 /// Encodes `records` with `encoder` straight into `conn`'s collection (created with
 /// `settings` if absent), without a local index: `relbert index build --qdrant`. Repeated
 /// pairs are written once (the first). A rerun of the same input resumes after the rows the
 /// last checkpoint confirmed; its vectors must come from the same pair function (refused
-/// otherwise). `on_rows` is told how many distinct pairs are done.
+/// otherwise). `on_total` is told how many distinct pairs there are before any is encoded,
+/// `on_rows` how many are done.
 pub fn build_collection(
     encoder: &RelationEncoder,
-    records: &[PairRecord],
+    mut records: Vec<PairRecord>,
     conn: &Connection,
     settings: &CollectionSettings,
     opts: &ExportOptions,
+    on_total: &dyn Fn(u64),
     on_rows: &dyn Fn(u64),
 ) -> Result<ExportReport> {
     let record = CollectionRecord {
         layout: LAYOUT_VERSION,
         encoder: encoder_info(&encoder.identity()?),
         dim: encoder.dim() as u32,
-        source: format!("pairs {}", records_identity(records)),
+        // The input as given, repeats included: a rerun is recognised by its input.
+        source: format!("pairs {}", records_identity(&records)),
     };
     let created = prepare(conn, &record, settings)?;
-    let distinct: Vec<PairRecord> = distinct_pairs(records).into_iter().cloned().collect();
+    keep_distinct(&mut records);
+    let distinct = records;
     let n = distinct.len() as u64;
+    on_total(n);
     let started = Instant::now();
     let loader = Loader::start(conn, &record, opts, n)?;
     let resumed = loader.resumed();
