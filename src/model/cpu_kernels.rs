@@ -6,8 +6,10 @@
 //! small element-wise op, temporaries for each bias add and residual. Here (1) sequences are
 //! *packed* (no padding rows; attention runs per sequence on its real length), (2) bias and
 //! residual are folded into the GEMM's destination, (3) GELU, softmax and LayerNorm are fused
-//! loops compiled for AVX2/AVX-512 at run time (pulp dispatch), and (4) parallelism is across
-//! batches (one thread per batch, no barriers), not inside each small operation. Training uses
+//! loops compiled for AVX2/AVX-512 at run time (pulp dispatch), (4) parallelism is across
+//! batches (one thread per batch, no barriers), not inside each small operation, and (5) the
+//! last layer computes only the rows that are pooled when they are few (mask pooling: one per
+//! prompt), which is exact and saves most of a layer. Training uses
 //! the differentiable candle path; both are parity-tested against the same goldens.
 //!
 //! At a reduced [`Dtype`] the dense layers' operands are rounded to that format
@@ -124,6 +126,29 @@ struct Layer {
     intermediate: Dense,
     output: Dense,
     out_norm: Norm,
+}
+
+impl Layer {
+    /// The rest of the layer after self-attention, on `rows` rows: `x` (the residual stream)
+    /// becomes the layer's output, given the attention context `ctx`; `ff` is scratch.
+    fn after_attention(&self, ctx: &[f32], rows: usize, x: &mut [f32], ff: &mut [f32], arch: Arch) {
+        let (h, inter) = (self.attn_out.out, self.intermediate.out);
+        // Residual connections accumulate straight into `x`, so no copies are needed.
+        self.attn_out.apply(ctx, rows, x, true);
+        arch.dispatch(LayerNormRows {
+            x: &mut x[..rows * h],
+            width: h,
+            norm: &self.attn_norm,
+        });
+        self.intermediate.apply(x, rows, ff, false);
+        arch.dispatch(Gelu(&mut ff[..rows * inter]));
+        self.output.apply(ff, rows, x, true);
+        arch.dispatch(LayerNormRows {
+            x: &mut x[..rows * h],
+            width: h,
+            norm: &self.out_norm,
+        });
+    }
 }
 
 /// Encoder weights laid out for the CPU inference path.
@@ -262,7 +287,24 @@ impl CpuModel {
         let mut scores = vec![0f32; max_len * max_len];
         let scale = 1.0 / (dh as f32).sqrt();
 
-        for layer in &self.layers {
+        // Only the pooled rows of the last layer's output are read. When they are a few of
+        // the rows (mask pooling: one per prompt), that layer computes keys and values for
+        // every row but queries, attention output and feed-forward only for those rows: an
+        // exact shortcut (each row's result is the same computation), not an approximation.
+        let selected: Vec<(usize, usize)> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(s, seq)| (0..seq.len()).map(move |t| (s, t)))
+            .filter(|&(s, t)| pool[s].get(t).copied().unwrap_or(false))
+            .collect();
+        let prune = rows > 0 && !self.layers.is_empty() && selected.len() * 2 <= rows;
+        let full_layers = if prune {
+            self.layers.len() - 1
+        } else {
+            self.layers.len()
+        };
+
+        for layer in &self.layers[..full_layers] {
             layer.qkv.apply(&x, rows, &mut qkv, false);
             for (s, seq) in seqs.iter().enumerate() {
                 let (off, len) = (offsets[s], seq.len());
@@ -281,36 +323,84 @@ impl CpuModel {
                     );
                 }
             }
-            // Residual connections accumulate straight into `x`, so no copies are needed.
-            layer.attn_out.apply(&ctx, rows, &mut x, true);
-            arch.dispatch(LayerNormRows {
-                x: &mut x,
-                width: h,
-                norm: &layer.attn_norm,
-            });
-            layer.intermediate.apply(&x, rows, &mut ff, false);
-            arch.dispatch(Gelu(&mut ff[..rows * inter]));
-            layer.output.apply(&ff, rows, &mut x, true);
-            arch.dispatch(LayerNormRows {
-                x: &mut x,
-                width: h,
-                norm: &layer.out_norm,
-            });
+            layer.after_attention(&ctx, rows, &mut x, &mut ff, arch);
         }
 
-        seqs.iter()
-            .enumerate()
-            .map(|(s, seq)| {
-                let mut v = vec![0f32; h];
-                for t in 0..seq.len() {
-                    if pool[s][t] {
-                        let row = &x[(offsets[s] + t) * h..(offsets[s] + t + 1) * h];
-                        v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-                    }
+        let mut pooled = vec![vec![0f32; h]; seqs.len()];
+        if prune {
+            let layer = &self.layers[full_layers];
+            let ns = selected.len();
+            layer.qkv.apply(&x, rows, &mut qkv, false);
+            let mut scores = vec![0f32; max_len];
+            for (j, &(s, t)) in selected.iter().enumerate() {
+                for head in 0..nh {
+                    attention_row(
+                        &qkv,
+                        &mut ctx[j * h + head * dh..j * h + (head + 1) * dh],
+                        &mut scores[..seqs[s].len()],
+                        offsets[s],
+                        t,
+                        head * dh,
+                        h,
+                        scale,
+                        arch,
+                    );
                 }
-                v
-            })
-            .collect()
+            }
+            // The selected rows' residual stream, gathered; the rest of the layer runs on it.
+            let mut xs = vec![0f32; ns * h];
+            for (j, &(s, t)) in selected.iter().enumerate() {
+                let r = offsets[s] + t;
+                xs[j * h..(j + 1) * h].copy_from_slice(&x[r * h..(r + 1) * h]);
+            }
+            layer.after_attention(&ctx, ns, &mut xs, &mut ff, arch);
+            for (j, &(s, _)) in selected.iter().enumerate() {
+                let row = &xs[j * h..(j + 1) * h];
+                pooled[s].iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+        } else {
+            for &(s, t) in &selected {
+                let r = offsets[s] + t;
+                let row = &x[r * h..(r + 1) * h];
+                pooled[s].iter_mut().zip(row).for_each(|(a, b)| *a += b);
+            }
+        }
+        pooled
+    }
+}
+
+/// One query row of one head: `out = softmax(q_t kᵀ · scale) v` over the `scores.len()` rows of
+/// the packed sequence starting at row `off`, `q_t` being its row `t`; `col` is the head's
+/// first column. For the pruned last layer, where a matrix product per row would cost more in
+/// set-up than the few multiply-adds it does.
+#[allow(clippy::too_many_arguments)]
+fn attention_row(
+    qkv: &[f32],
+    out: &mut [f32],
+    scores: &mut [f32],
+    off: usize,
+    t: usize,
+    col: usize,
+    h: usize,
+    scale: f32,
+    arch: Arch,
+) {
+    let w3 = 3 * h;
+    let dh = out.len();
+    let q = &qkv[(off + t) * w3 + col..][..dh];
+    for (j, sc) in scores.iter_mut().enumerate() {
+        let k = &qkv[(off + j) * w3 + h + col..][..dh];
+        *sc = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
+    }
+    let len = scores.len();
+    arch.dispatch(SoftmaxRows {
+        x: scores,
+        width: len,
+    });
+    out.fill(0.0);
+    for (j, &p) in scores.iter().enumerate() {
+        let v = &qkv[(off + j) * w3 + 2 * h + col..][..dh];
+        out.iter_mut().zip(v).for_each(|(o, &x)| *o += p * x);
     }
 }
 
