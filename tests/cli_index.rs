@@ -350,6 +350,17 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
         "f16",
         "the default index stores f16"
     );
+    // Built at bf16 where this CPU has the bfloat16 kernel, at float32 elsewhere.
+    let function = info(&index)["encoder"]["aggregation"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    match relbert::Dtype::fast_cpu_default() {
+        relbert::Dtype::Bf16 => assert!(function.ends_with("+dtype:bf16"), "{function}"),
+        _ => assert!(!function.contains("dtype:"), "{function}"),
+    }
+    assert!(String::from_utf8_lossy(&first.get_output().stderr)
+        .contains(&format!("at {}", relbert::Dtype::fast_cpu_default().name())));
 
     // Same default model: the index is reused as it is.
     let again = query("tiny-bert");
@@ -400,4 +411,26 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     assert_eq!(sha(&aside), roberta_sha);
     let doc = info(&index);
     assert_eq!(doc["dim"], 64);
+}
+
+#[test]
+fn default_index_is_built_at_the_dtype_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab");
+    std::fs::create_dir(&vocab).unwrap();
+    std::fs::copy(pair_file(dir.path()), vocab.join("pairs.tsv")).unwrap();
+    let index = dir.path().join("default");
+    relbert()
+        .env("RELBERT_VOCAB", &vocab)
+        .env("RELBERT_INDEX", &index)
+        .env("RELBERT_MODEL", fixture("tiny-bert"))
+        .args(["query", "--json", "--dtype", "f32", "paris", "france"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("at f32"));
+    let function = info(&index)["encoder"]["aggregation"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!function.contains("dtype:"), "{function}");
 }

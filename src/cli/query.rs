@@ -197,10 +197,11 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
         dir.display()
     );
     eprintln!(
-        "Building the default index at {} from {} vocabulary file(s) with the default model \
-         (once per default model; an interrupted build resumes).",
+        "Building the default index at {} from {} vocabulary file(s) with the default model at \
+         {} (once per default model; an interrupted build resumes).",
         dir.display(),
-        files.len()
+        files.len(),
+        dtype.name()
     );
     let records = read_all(&files)?;
     let encoder = ModelArgs {
@@ -270,7 +271,15 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 Some(d) => d.clone(),
                 None => {
                     let d = relbert::defaults::default_index_dir();
-                    ensure_default_index(&d, a.dtype.unwrap_or_default(), &a.device)?;
+                    // The default index is a cache built once per model, and its build is
+                    // the first query's whole wait: on a CPU with the bfloat16 kernel it is
+                    // built at bf16 unless --dtype says otherwise.
+                    let dtype = a.dtype.unwrap_or(if device.is_cuda() {
+                        relbert::Dtype::F32
+                    } else {
+                        relbert::Dtype::fast_cpu_default()
+                    });
+                    ensure_default_index(&d, dtype, &a.device)?;
                     d
                 }
             };

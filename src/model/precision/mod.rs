@@ -50,6 +50,18 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// The format relbert picks when a CPU encoding job that is a cache (the default index)
+    /// gets no `--dtype`: `bf16` where this CPU runs the bfloat16 kernel (1.5–1.6× float32
+    /// there, at cosine ≥ 0.9999 per pair and analogy accuracy within half a point:
+    /// `benchmarks/precision.md`), float32 elsewhere, where `bf16` would be no faster.
+    pub fn fast_cpu_default() -> Dtype {
+        if bf16_gemm::available() {
+            Dtype::Bf16
+        } else {
+            Dtype::F32
+        }
+    }
+
     /// Every dtype, for help texts and tests.
     pub const ALL: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::Bf16];
 
