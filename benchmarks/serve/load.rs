@@ -183,7 +183,9 @@ async fn main() -> Result<()> {
             serde_json::json!({
                 "label": a.label, "clients": n, "seconds": elapsed, "requests": done,
                 "throughput_rps": done as f64 / elapsed,
-                "p50_ms": pct(&all.latencies_us, 0.5), "p99_ms": pct(&all.latencies_us, 0.99),
+                "p1_ms": pct(&all.latencies_us, 0.01), "p10_ms": pct(&all.latencies_us, 0.1),
+                "p50_ms": pct(&all.latencies_us, 0.5), "p90_ms": pct(&all.latencies_us, 0.9),
+                "p99_ms": pct(&all.latencies_us, 0.99), "p999_ms": pct(&all.latencies_us, 0.999),
                 "max_ms": pct(&all.latencies_us, 1.0),
                 "errors": all.errors, "failed_clients": failed_clients, "encoded": all.encoded,
                 "rss_kb_start": rss_start, "rss_kb_end": rss_kb(a.pid), "rss_kb_samples": samples,
