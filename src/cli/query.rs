@@ -50,7 +50,8 @@ pub struct QueryArgs {
     #[arg(long)]
     keep_shared_words: bool,
     /// Number format for encoding pairs not in the index (default: the index's own; another
-    /// is allowed, with a note) and for building the default index when it is missing.
+    /// is allowed, with a note) and for building the default index when it is missing
+    /// (default there: bf16 on CPUs with AVX512-BF16, else f32).
     #[arg(long)]
     dtype: Option<relbert::Dtype>,
     /// Where pairs not in the index are encoded (and the default index is built when
