@@ -320,13 +320,26 @@ fn corrupted_index_is_a_named_error() {
         .stderr(predicates::str::contains("vectors"));
 }
 
+/// A vocabulary folder holding the test pair file, and where the default index goes, in `dir`.
+fn default_index_setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let vocab = dir.join("vocab");
+    std::fs::create_dir(&vocab).unwrap();
+    std::fs::copy(pair_file(dir), vocab.join("pairs.tsv")).unwrap();
+    (vocab, dir.join("default"))
+}
+
+/// The pair function an index records (`mask+offset:0.8+dtype:bf16` and the like).
+fn built_function(index: &Path) -> String {
+    info(index)["encoder"]["aggregation"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     let dir = tempfile::tempdir().unwrap();
-    let vocab = dir.path().join("vocab");
-    std::fs::create_dir(&vocab).unwrap();
-    std::fs::copy(pair_file(dir.path()), vocab.join("pairs.tsv")).unwrap();
-    let index = dir.path().join("default");
+    let (vocab, index) = default_index_setup(dir.path());
     let query = |model: &str| {
         relbert()
             .env("RELBERT_VOCAB", &vocab)
@@ -351,10 +364,7 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
         "the default index stores f16"
     );
     // Built at bf16 where this CPU has the bfloat16 kernel, at float32 elsewhere.
-    let function = info(&index)["encoder"]["aggregation"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let function = built_function(&index);
     match relbert::Dtype::fast_cpu_default() {
         relbert::Dtype::Bf16 => assert!(function.ends_with("+dtype:bf16"), "{function}"),
         _ => assert!(!function.contains("dtype:"), "{function}"),
@@ -416,10 +426,7 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
 #[test]
 fn default_index_is_built_at_the_dtype_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let vocab = dir.path().join("vocab");
-    std::fs::create_dir(&vocab).unwrap();
-    std::fs::copy(pair_file(dir.path()), vocab.join("pairs.tsv")).unwrap();
-    let index = dir.path().join("default");
+    let (vocab, index) = default_index_setup(dir.path());
     relbert()
         .env("RELBERT_VOCAB", &vocab)
         .env("RELBERT_INDEX", &index)
@@ -428,9 +435,6 @@ fn default_index_is_built_at_the_dtype_asked_for() {
         .assert()
         .success()
         .stderr(predicates::str::contains("at f32"));
-    let function = info(&index)["encoder"]["aggregation"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let function = built_function(&index);
     assert!(!function.contains("dtype:"), "{function}");
 }

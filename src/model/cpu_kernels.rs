@@ -326,12 +326,11 @@ impl CpuModel {
             layer.after_attention(&ctx, rows, &mut x, &mut ff, arch);
         }
 
-        let mut pooled = vec![vec![0f32; h]; seqs.len()];
-        if prune {
+        // The last layer's output rows: all of `x`, or the selected rows alone when pruned.
+        let last = if prune {
             let layer = &self.layers[full_layers];
             let ns = selected.len();
             layer.qkv.apply(&x, rows, &mut qkv, false);
-            let mut scores = vec![0f32; max_len];
             for (j, &(s, t)) in selected.iter().enumerate() {
                 for head in 0..nh {
                     attention_row(
@@ -354,16 +353,15 @@ impl CpuModel {
                 xs[j * h..(j + 1) * h].copy_from_slice(&x[r * h..(r + 1) * h]);
             }
             layer.after_attention(&ctx, ns, &mut xs, &mut ff, arch);
-            for (j, &(s, _)) in selected.iter().enumerate() {
-                let row = &xs[j * h..(j + 1) * h];
-                pooled[s].iter_mut().zip(row).for_each(|(a, b)| *a += b);
-            }
+            xs
         } else {
-            for &(s, t) in &selected {
-                let r = offsets[s] + t;
-                let row = &x[r * h..(r + 1) * h];
-                pooled[s].iter_mut().zip(row).for_each(|(a, b)| *a += b);
-            }
+            x
+        };
+        let mut pooled = vec![vec![0f32; h]; seqs.len()];
+        for (j, &(s, t)) in selected.iter().enumerate() {
+            let r = if prune { j } else { offsets[s] + t };
+            let row = &last[r * h..(r + 1) * h];
+            pooled[s].iter_mut().zip(row).for_each(|(a, b)| *a += b);
         }
         pooled
     }
