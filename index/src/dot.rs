@@ -313,7 +313,10 @@ pub(crate) trait RowStore {
     fn rows(&self) -> usize;
     /// Inner product of `q` with row `row` (caller guarantees `row < rows()`).
     fn dot<K: Kernel>(&mut self, q: &[f32], row: usize) -> f32;
-    /// Hints the CPU to start loading row `row`.
+    /// Hints the CPU to start loading row `row`, all of it: a 768-d `f16` row spans 24 cache
+    /// lines, each a miss on an index larger than the caches. Against prefetching its first
+    /// two lines only, the 148k default index searched 6.7% more queries per second and
+    /// built its graph 4.5% faster (`benchmarks/index/prefetch_full_row.md`).
     fn prefetch(&self, row: usize);
 }
 
@@ -380,7 +383,7 @@ impl RowStore for F32Rows<'_> {
     #[inline(always)]
     fn prefetch(&self, row: usize) {
         if let Some(r) = self.data.get(row * self.dim..) {
-            prefetch_bytes(r.as_ptr(), 128);
+            prefetch_bytes(r.as_ptr(), 4 * self.dim);
         }
     }
 }
@@ -403,7 +406,7 @@ impl RowStore for F16Rows<'_> {
     #[inline(always)]
     fn prefetch(&self, row: usize) {
         if let Some(r) = self.data.get(row * self.dim..) {
-            prefetch_bytes(r.as_ptr(), 128);
+            prefetch_bytes(r.as_ptr(), 2 * self.dim);
         }
     }
 }

@@ -35,10 +35,11 @@ pub const NO_NEIGHBOUR: u32 = u32::MAX;
 
 const FIXED: usize = 40;
 
-/// How many neighbour rows ahead of the one being scored the search asks the CPU to load.
-/// Scoring is bound by memory, not arithmetic; three rows in flight measured 2–4% (`f32`) and
-/// 7% (`f16`) faster than one on the 148k default vectors (`benchmarks/index/README.md`).
-const PREFETCH_AHEAD: usize = 3;
+/// How many neighbour rows ahead of the one being scored the search (and the graph builder's
+/// layer search) asks the CPU to load. Scoring is bound by memory, not arithmetic; three rows
+/// in flight measured 2–4% (`f32`) and 7% (`f16`) faster than one on the 148k default vectors
+/// (`benchmarks/index/README.md`).
+pub(crate) const PREFETCH_AHEAD: usize = 3;
 
 /// Parsed positions of the graph sections inside the payload.
 #[derive(Clone, Copy, Debug)]

@@ -54,7 +54,7 @@ use half::slice::HalfFloatSliceExt;
 
 use crate::dot::{F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
 use crate::error::{IndexError, Result};
-use crate::graph::{encode_graph, Scored, Visited, NO_NEIGHBOUR};
+use crate::graph::{encode_graph, Scored, Visited, NO_NEIGHBOUR, PREFETCH_AHEAD};
 use crate::synthetic::Rng;
 
 /// Highest level a node can be drawn at (the probability of reaching it with `m = 16` is
@@ -405,11 +405,11 @@ impl<R: BuildRows> Graph<R> {
                     s.fresh.push(nb);
                 }
             }
-            if let Some(&first) = s.fresh.first() {
-                s.store.prefetch(first as usize);
+            for &f in s.fresh.iter().take(PREFETCH_AHEAD) {
+                s.store.prefetch(f as usize);
             }
             for i in 0..s.fresh.len() {
-                if let Some(&next) = s.fresh.get(i + 1) {
+                if let Some(&next) = s.fresh.get(i + PREFETCH_AHEAD) {
                     s.store.prefetch(next as usize);
                 }
                 let nb = s.fresh[i];
