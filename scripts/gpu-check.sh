@@ -6,14 +6,17 @@
 #      (worst cosine; bars 0.99999 at f32, 0.999 reduced);
 #   3. throughput (pairs/s, tokenisation included) of relbert and PyTorch at f32/f16/bf16 ×
 #      batch 32/128/512 on MiniLM-shaped and BERT-base-shaped models;
+#   3b. the pruned last layer of mask pooling (`candle_prune`: full stack against
+#      `Encoder::forward_rows`, pairs/s and the largest difference), both shapes, batch 512;
 #   4. a 1,000,000-pair index build (MiniLM shape, bf16, f16 storage): encode / graph / wall /
 #      peak RSS.
 # Results: OUT (default gpu-check-out/): facts.txt, parity.jsonl, throughput.jsonl, build.txt,
 # summary.md. Each step is time-boxed and a failing step does not stop the others.
 #
 # Before (on any machine, with network): scripts/build-cuda.sh --release --bin relbert
-# --example embed_throughput; bring target/release/relbert and
-# target/release/examples/embed_throughput (or set RELBERT_BIN / RELBERT_BENCH_BIN) and, for
+# --example embed_throughput --example candle_prune; bring target/release/relbert and
+# target/release/examples/{embed_throughput,candle_prune} (or set RELBERT_BIN /
+# RELBERT_BENCH_BIN / RELBERT_PRUNE_BIN) and, for
 # realistic token counts, models/all-MiniLM-L6-v2/tokenizer.json. The models are random-weight
 # BERTs of the two shapes made here by PyTorch (throughput does not depend on the weights;
 # parity compares both engines on the same weights).
@@ -28,6 +31,7 @@ trap 'rm -rf "$work"' EXIT
 py=${PYTHON:-python3}
 bin=${RELBERT_BIN:-${CARGO_TARGET_DIR:-target}/release/relbert}
 bench=${RELBERT_BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/embed_throughput}
+prune=${RELBERT_PRUNE_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/candle_prune}
 peer=scripts/gpu_peer.py
 tp_pairs=${THROUGHPUT_PAIRS:-20000}
 build_pairs=${BUILD_PAIRS:-1000000}
@@ -107,6 +111,18 @@ for r in d["results"]: print(json.dumps({"shape": sys.argv[2], "engine": "relber
     done
 done
 
+# 3b. The pruned last layer (mask pooling reads one row per prompt) against the full stack.
+: > "$out/prune.jsonl"
+if [ -x "$prune" ]; then
+    for shape in minilm base; do
+        RELBERT_DEVICE=cuda:0 timeout 60 "$prune" "$work/$shape" "$work/parity.tsv" 3 512 \
+            2>> "$out/throughput.log" | sed "s/^{/{\"shape\": \"$shape\", /" >> "$out/prune.jsonl" ||
+            say "FAILED: candle_prune $shape"
+    done
+else
+    say "skipped the pruned-layer step: no $prune"
+fi
+
 # 4. The 1M-pair index build.
 wait $pairs_job
 /usr/bin/time -v timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
@@ -138,6 +154,13 @@ for shape in ("minilm", "base"):
             ratio = f"{o / p:.2f}×" if p and o else "-"
             rh = f"{o / h:.2f}×" if h and o else "-"
             md.append(f"| {shape} | {dtype} | {bs} | {p} | {o} | {ratio} | {rh} |")
+md += ["", "## Pruned last layer (mask pooling, batch 512, 2,000 pairs; pairs/s of the forward passes)", "",
+       "| shape | full stack | pruned | ratio (median of rounds) | largest relative difference |", "|---|---|---|---|---|"]
+p = os.path.join(out, "prune.jsonl")
+for l in (open(p) if os.path.exists(p) else []):
+    if l.strip():
+        r = json.loads(l)
+        md.append(f"| {r['shape']} | {r['median_full']:.0f} | {r['median_pruned']:.0f} | {r['median_ratio']:.3f}× | {r['max_rel_diff']:.1e} |")
 b = open(os.path.join(out, "build.txt")).read()
 enc = re.findall(r"index .*", b)
 rss = re.findall(r"Maximum resident set size \(kbytes\): (\d+)", b)

@@ -120,7 +120,69 @@ fn check_model(dir: &Path, golden: &str) {
             diff <= 1e-4 * scale,
             "{golden} {agg}: train vs inference {diff}"
         );
+        if agg == Aggregation::Mask {
+            check_pruned_rows(&enc, &seqs, golden);
+        }
     }
+}
+
+/// The encoder's pruned last layer (`forward_rows`, what mask pooling runs on the candle
+/// path, so on a GPU) gives the mask rows of the full `forward`.
+fn check_pruned_rows(enc: &RelationEncoder, seqs: &[&[u32]], golden: &str) {
+    let tok = enc.tokenizer();
+    let e = enc.encoder();
+    // Sequences whose prompt kept its one mask token (the golden pairs include ones cut short).
+    let seqs: Vec<&[u32]> = seqs
+        .iter()
+        .copied()
+        .filter(|s| s.iter().filter(|&&id| id == tok.mask_id()).count() == 1)
+        .collect();
+    assert!(
+        seqs.len() >= 30,
+        "{golden}: only {} prompts with a mask",
+        seqs.len()
+    );
+    let batch = relbert::batching::make_batch(
+        &seqs,
+        tok.pad_id(),
+        tok.mask_id(),
+        Aggregation::Mask,
+        |len, t| e.position_ids(len, t),
+    );
+    let (b, t) = (batch.input.batch, batch.input.seq_len);
+    assert!(
+        batch.input.lengths.iter().any(|&l| l < t),
+        "no padding to test"
+    );
+    let rows: Vec<usize> = seqs
+        .iter()
+        .map(|s| s.iter().position(|&id| id == tok.mask_id()).unwrap())
+        .collect();
+    let full = e.forward(&batch.input, Mode::Inference).unwrap();
+    let full: Vec<Vec<Vec<f32>>> = full.to_vec3().unwrap();
+    let pruned: Vec<Vec<f32>> = e
+        .forward_rows(&batch.input, Mode::Inference, &rows)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    assert_eq!(pruned.len(), b);
+    for (i, &r) in rows.iter().enumerate() {
+        let want = &full[i][r];
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (a, w) in pruned[i].iter().zip(want) {
+            assert!(
+                (a - w).abs() <= 1e-5 * scale.max(1.0),
+                "{golden}: sequence {i} row {r}: pruned {a} vs full {w}"
+            );
+        }
+    }
+    // A row outside the sequences is refused, not read.
+    let mut bad = rows.clone();
+    bad[0] = t;
+    assert!(e.forward_rows(&batch.input, Mode::Inference, &bad).is_err());
+    assert!(e
+        .forward_rows(&batch.input, Mode::Inference, &rows[1..])
+        .is_err());
 }
 
 #[test]
