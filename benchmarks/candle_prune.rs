@@ -55,13 +55,10 @@ fn main() -> anyhow::Result<()> {
     let rows: Vec<Vec<usize>> = batches
         .iter()
         .map(|b| {
-            let t = b.input.seq_len;
-            b.pool_weights
-                .chunks_exact(t)
-                .map(|w| w.iter().position(|&x| x == 1.0).unwrap_or(0))
-                .collect()
+            b.single_rows()
+                .ok_or_else(|| anyhow::anyhow!("a prompt without exactly one mask token"))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let full = |out: &mut Vec<Vec<f32>>| -> anyhow::Result<()> {
         for b in &batches {
             let h = e.forward(&b.input, Mode::Inference)?;

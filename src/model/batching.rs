@@ -136,6 +136,39 @@ pub struct Batch {
     pub pool_weights: Vec<f32>,
 }
 
+impl Batch {
+    /// The one pooled position of each sequence, if every sequence pools exactly one position
+    /// (mask pooling of prompts that kept their mask): all the encoder's last layer has to
+    /// compute ([`crate::encoder::Encoder::forward_rows`]). `None` otherwise.
+    pub fn single_rows(&self) -> Option<Vec<usize>> {
+        single_rows(&self.pool_weights, self.input.batch)
+    }
+}
+
+/// [`Batch::single_rows`] of `batch` sequences' weights (`[batch, seq]`, 1.0 where pooled).
+fn single_rows(weights: &[f32], batch: usize) -> Option<Vec<usize>> {
+    if batch == 0 || !weights.len().is_multiple_of(batch) {
+        return None;
+    }
+    let t = weights.len() / batch;
+    weights
+        .chunks_exact(t)
+        .map(|w| {
+            let mut at = None;
+            for (i, &x) in w.iter().enumerate() {
+                if x == 0.0 {
+                    continue;
+                }
+                if x != 1.0 || at.is_some() {
+                    return None;
+                }
+                at = Some(i);
+            }
+            at
+        })
+        .collect()
+}
+
 /// Pads `seqs` (already in the order wanted) into one batch; `positions` numbers each row
 /// (see [`crate::encoder::Encoder::position_ids`]).
 pub fn make_batch(
@@ -182,4 +215,20 @@ pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<us
         .chunks(batch_size.max(1))
         .map(|c| c.to_vec())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_rows;
+
+    #[test]
+    fn single_rows_only_when_every_sequence_pools_one_position() {
+        assert_eq!(single_rows(&[0., 1., 0., 1., 0., 0.], 2), Some(vec![1, 0]));
+        // Two pooled positions, none, or a weight other than 1: the full stack is needed.
+        assert_eq!(single_rows(&[1., 1., 0., 1., 0., 0.], 2), None);
+        assert_eq!(single_rows(&[0., 1., 0., 0., 0., 0.], 2), None);
+        assert_eq!(single_rows(&[0., 0.5, 0., 1., 0., 0.], 2), None);
+        assert_eq!(single_rows(&[0., 1., 0.], 2), None);
+        assert_eq!(single_rows(&[], 0), None);
+    }
 }

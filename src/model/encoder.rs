@@ -498,13 +498,8 @@ impl Encoder {
         }
         if self.layers.is_empty() {
             // No last layer to prune: the embeddings' rows.
-            let at: Vec<u32> = rows
-                .iter()
-                .enumerate()
-                .map(|(i, &r)| (i * input.seq_len + r) as u32)
-                .collect();
             let x = self.run(input, mode, None)?;
-            return Ok(x.index_select(&Tensor::from_vec(at, input.batch, &self.device)?, 0)?);
+            return gather_rows(&x, rows, input.seq_len, &self.device);
         }
         self.run(input, mode, Some(rows))
     }
@@ -554,12 +549,7 @@ impl Encoder {
             // The last layer, pruned: from here on only the read rows, one per sequence.
             let (q, rows_out) = match rows {
                 Some(rows) if li == last => {
-                    let at: Vec<u32> = rows
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &r)| (i * t + r) as u32)
-                        .collect();
-                    x = x.index_select(&Tensor::from_vec(at, b, dev)?, 0)?;
+                    x = gather_rows(&x, rows, t, dev)?;
                     (heads(layer.query.forward(&x.to_dtype(cd)?)?, 1)?, 1)
                 }
                 _ => (heads(layer.query.forward(&xc)?, t)?, t),
@@ -616,6 +606,16 @@ impl Encoder {
         }
         write_safetensors(&map, path)
     }
+}
+
+/// Row `rows[i]` of sequence `i` from `x` (`[batch · seq_len, hidden]`): `[batch, hidden]`.
+fn gather_rows(x: &Tensor, rows: &[usize], seq_len: usize, dev: &Device) -> Result<Tensor> {
+    let at: Vec<u32> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (i * seq_len + r) as u32)
+        .collect();
+    Ok(x.index_select(&Tensor::from_vec(at, rows.len(), dev)?, 0)?)
 }
 
 /// Writes named tensors as a safetensors file readable by other tools (mode 0644).

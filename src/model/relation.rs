@@ -400,7 +400,7 @@ impl RelationEncoder {
         // One pooled position per sequence (mask pooling): the last layer computes only
         // those rows. Training keeps the plain graph.
         if mode == Mode::Inference {
-            if let Some(rows) = single_rows(&batch.pool_weights, batch.input.batch) {
+            if let Some(rows) = batch.single_rows() {
                 return self.encoder.forward_rows(&batch.input, mode, &rows);
             }
         }
@@ -622,46 +622,5 @@ impl RelationEncoder {
         let mut v = self.embed_raw(pairs)?;
         v.iter_mut().for_each(|x| normalize_in_place(x));
         Ok(v)
-    }
-}
-
-/// The one pooled position of each of `batch` sequences, if every sequence pools exactly one
-/// position with weight 1 (`weights` is `[batch, seq]`); `None` otherwise.
-fn single_rows(weights: &[f32], batch: usize) -> Option<Vec<usize>> {
-    if batch == 0 || !weights.len().is_multiple_of(batch) {
-        return None;
-    }
-    let t = weights.len() / batch;
-    weights
-        .chunks_exact(t)
-        .map(|w| {
-            let mut at = None;
-            for (i, &x) in w.iter().enumerate() {
-                if x == 0.0 {
-                    continue;
-                }
-                if x != 1.0 || at.is_some() {
-                    return None;
-                }
-                at = Some(i);
-            }
-            at
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::single_rows;
-
-    #[test]
-    fn single_rows_only_when_every_sequence_pools_one_position() {
-        assert_eq!(single_rows(&[0., 1., 0., 1., 0., 0.], 2), Some(vec![1, 0]));
-        // Two pooled positions, none, or a weight other than 1: the full stack is needed.
-        assert_eq!(single_rows(&[1., 1., 0., 1., 0., 0.], 2), None);
-        assert_eq!(single_rows(&[0., 1., 0., 0., 0., 0.], 2), None);
-        assert_eq!(single_rows(&[0., 0.5, 0., 1., 0., 0.], 2), None);
-        assert_eq!(single_rows(&[0., 1., 0.], 2), None);
-        assert_eq!(single_rows(&[], 0), None);
     }
 }
