@@ -9,7 +9,9 @@
 #   3b. the pruned last layer of mask pooling (`candle_prune`: full stack against
 #      `Encoder::forward_rows`, pairs/s and the largest difference), both shapes, batch 512;
 #   4. a 1,000,000-pair index build (MiniLM shape, bf16, f16 storage): encode / graph / wall /
-#      peak RSS.
+#      peak RSS, with the graph built while the GPU encodes (`--graph-while-encoding`, on by
+#      default on a GPU; the log line counts the rows inserted during encoding). With
+#      BUILD_COMPARE=1 the same build again with `--graph-while-encoding off` (~100 s more).
 # Results: OUT (default gpu-check-out/): facts.txt, parity.jsonl, throughput.jsonl, build.txt,
 # summary.md. Each step is time-boxed and a failing step does not stop the others.
 #
@@ -129,6 +131,13 @@ wait $pairs_job
     --device cuda:0 --dtype bf16 --f16 --out "$work/idx" > "$out/build.txt" 2>&1 ||
     say "FAILED: the 1M build (build.txt)"
 say "build: $(grep -E 'encoding .*graph' "$out/build.txt" | tail -1)"
+if [ "${BUILD_COMPARE:-0}" = 1 ]; then
+    rm -rf "$work/idx"
+    /usr/bin/time -v timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
+        --device cuda:0 --dtype bf16 --f16 --graph-while-encoding off --out "$work/idx" \
+        > "$out/build-off.txt" 2>&1 || say "FAILED: the 1M build without staging (build-off.txt)"
+    say "build, graph after encoding: $(grep -E 'encoding .*graph' "$out/build-off.txt" | tail -1)"
+fi
 
 # Summary.
 "$py" - "$out" <<'PY'

@@ -438,3 +438,38 @@ fn default_index_is_built_at_the_dtype_asked_for() {
     let function = built_function(&index);
     assert!(!function.contains("dtype:"), "{function}");
 }
+
+/// `--graph-while-encoding on` (the GPU default, forced here on the CPU) builds the same
+/// rows and a graph that answers like the exact search; a bad value names the flag.
+#[test]
+fn graph_while_encoding_builds_the_same_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (on, off) = (dir.path().join("on"), dir.path().join("off"));
+    build(dir.path(), &on, &["--graph-while-encoding", "on"]).success();
+    build(dir.path(), &off, &["--graph-while-encoding", "off"]).success();
+    assert_eq!(info(&on)["count"], info(&off)["count"]);
+    // Encoding is deterministic: the same rows, whatever built the graph.
+    let payload = |d: &Path| {
+        let v = std::fs::read(d.join("vectors")).unwrap();
+        v[64..].to_vec()
+    };
+    assert_eq!(payload(&on), payload(&off));
+    let q = |index: &Path, extra: &[&str]| -> serde_json::Value {
+        let a = relbert()
+            .args(["query", "--json", "-k", "5", "--index"])
+            .arg(index)
+            .args(["paris", "france"])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice(&a.get_output().stdout).unwrap()
+    };
+    assert_eq!(q(&on, &[])["results"], q(&off, &["--exact"])["results"]);
+    let bad = build(
+        dir.path(),
+        &dir.path().join("bad"),
+        &["--graph-while-encoding", "gpu"],
+    );
+    let err = String::from_utf8_lossy(&bad.failure().get_output().stderr).into_owned();
+    assert!(err.contains("--graph-while-encoding"), "{err}");
+}

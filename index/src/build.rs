@@ -41,6 +41,7 @@ use crate::hnsw_build;
 use crate::lock::OutputLock;
 use crate::meta::{self, HnswInfo, IndexSpec, Meta, Precision, META_MAGIC};
 use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEntry};
+use crate::staged::{Background, StagedProgress};
 
 const BLOB: &str = "pairs.blob";
 
@@ -205,6 +206,8 @@ pub struct IndexBuilder {
     /// blob offset of each stored row's record
     record_at: Vec<u64>,
     poisoned: bool,
+    /// The graph being built while rows are appended, if asked for.
+    background: Option<Background>,
     lock: OutputLock,
 }
 
@@ -481,6 +484,7 @@ impl IndexBuilder {
             seen_more: HashMap::new(),
             record_at: Vec::new(),
             poisoned: false,
+            background: None,
             lock,
         };
         b.write_checkpoint()?;
@@ -571,6 +575,7 @@ impl IndexBuilder {
             seen_more: HashMap::new(),
             record_at: Vec::new(),
             poisoned: false,
+            background: None,
             lock,
         };
         let mut at = 0usize;
@@ -765,6 +770,9 @@ impl IndexBuilder {
             self.ckpt.rows_done += pairs.len() as u64;
             self.write_checkpoint()
         })();
+        if let (Ok(()), Some(bg)) = (&result, &self.background) {
+            bg.rows_available(self.ckpt.count as usize);
+        }
         if let Err(e) = result {
             // Roll the in-memory state back; the files are cut back on the next resume.
             self.record_at.truncate(saved.0);
@@ -787,8 +795,70 @@ impl IndexBuilder {
     /// with their headers and checksums, and renames `<out>.partial` to `<out>` (replacing an
     /// existing `<out>` only if the builder was created with `force`). Returns the published
     /// directory.
-    pub fn finish(self, params: HnswParams, progress: impl FnMut(Progress)) -> Result<PathBuf> {
-        self.finish_inner(GraphSource::Hnsw(params), progress)
+    ///
+    /// After [`graph_during_appends`](Self::graph_during_appends), the graph thread is
+    /// stopped after its current stage and the rows it had not reached are inserted into its
+    /// graph here (with `params.threads` workers), so [`Stage::Graph`] progress counts only
+    /// those.
+    pub fn finish(mut self, params: HnswParams, progress: impl FnMut(Progress)) -> Result<PathBuf> {
+        match self.background.take() {
+            Some(bg) => {
+                let base = bg.stop()?;
+                self.finish_inner(GraphSource::Grow { base, params }, progress)
+            }
+            None => self.finish_inner(GraphSource::Hnsw(params), progress),
+        }
+    }
+
+    /// Builds the HNSW graph in a background thread while rows are still being appended: each
+    /// durable chunk is handed to it, and it inserts every row it has not seen yet in a stage,
+    /// so when encoding is faster than one thread's graph (a GPU), [`finish`](Self::finish)
+    /// only has the rows it had not reached left to insert. `capacity` bounds the rows the
+    /// thread takes (the input rows still to come plus [`count`](Self::count); rows past it
+    /// are inserted by the finish), `params.threads` its workers (0 = one per core). The
+    /// graph is the one a build inserting the rows in order makes (see [`crate::staged`]);
+    /// with the CPU encoder using every core, it only competes with it.
+    ///
+    /// Only the native builder stages; `params` must be those later given to `finish`.
+    pub fn graph_during_appends(&mut self, params: HnswParams, capacity: u64) -> Result<()> {
+        params.validate()?;
+        if params.builder != GraphBuilder::Native {
+            return Err(IndexError::InvalidParameter(format!(
+                "the {} graph builder cannot build while rows are appended",
+                params.builder.name()
+            )));
+        }
+        if self.background.is_some() {
+            return Ok(());
+        }
+        let vpath = self.partial.join(FileKind::Vectors.file_name());
+        let file = self
+            .vectors
+            .try_clone()
+            .map_err(|e| IndexError::io(&vpath, e))?;
+        let build = hnsw_build::BuildParams {
+            m: params.m,
+            ef_construction: params.ef_construction,
+            threads: params.threads,
+            seed: params.seed,
+        };
+        let capacity = usize::try_from(capacity.max(self.ckpt.count)).unwrap_or(usize::MAX);
+        self.background = Some(Background::start(
+            file,
+            vpath,
+            self.ckpt.spec.precision,
+            self.ckpt.spec.dim as usize,
+            capacity,
+            self.ckpt.count as usize,
+            build,
+        )?);
+        Ok(())
+    }
+
+    /// How far the graph of [`graph_during_appends`](Self::graph_during_appends) has got
+    /// (`None` without one).
+    pub fn staged_progress(&self) -> Option<StagedProgress> {
+        self.background.as_ref().map(Background::progress)
     }
 
     /// Like [`finish`](Self::finish), but the graph is `base` (the graph of the first

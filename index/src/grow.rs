@@ -185,14 +185,8 @@ impl IndexGrower {
 mod tests {
     use super::*;
     use crate::dot::dot;
-    use crate::synthetic::low_rank;
+    use crate::synthetic::{low_rank, numbered_pairs as entries};
     use crate::{EncoderInfo, Precision};
-
-    fn entries(range: std::ops::Range<usize>) -> Vec<PairEntry> {
-        range
-            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
-            .collect()
-    }
 
     fn build(dir: &Path, rows: &[f32], dim: usize, precision: Precision) -> Index {
         let n = rows.len() / dim;

@@ -44,7 +44,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -153,8 +153,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The graph under construction.
-struct Graph<R> {
-    rows: R,
+struct Graph {
     m: usize,
     m0: usize,
     ef: usize,
@@ -247,8 +246,8 @@ fn select<K: Kernel, R: BuildRows>(
     }
 }
 
-impl<R: BuildRows> Graph<R> {
-    fn new(rows: R, p: &BuildParams, levels: Vec<u8>) -> Self {
+impl Graph {
+    fn new(p: &BuildParams, levels: Vec<u8>) -> Self {
         let n = levels.len();
         let (m, m0) = (p.m, 2 * p.m);
         let mut upper_first = vec![0usize; n];
@@ -265,7 +264,6 @@ impl<R: BuildRows> Graph<R> {
             level: levels.first().copied().unwrap_or(0) as usize,
         };
         Graph {
-            rows,
             m,
             m0,
             ef: p.ef_construction.max(1),
@@ -307,17 +305,18 @@ impl<R: BuildRows> Graph<R> {
 
     /// Inserts row `q` (every row before it in insertion order may or may not be present).
     #[inline(always)]
-    fn insert<K: Kernel>(&self, s: &mut Scratch<R>, q: u32) {
+    fn insert<K: Kernel, R: BuildRows>(&self, s: &mut Scratch<R>, q: u32) {
         let mut query = std::mem::take(&mut s.query);
-        self.insert_row::<K>(s, q, &mut query);
+        self.insert_row::<K, R>(s, q, &mut query);
         s.query = query;
     }
 
     /// [`insert`](Self::insert) with the buffer the row is widened into (taken out of the
     /// scratch, which the search borrows mutably meanwhile).
     #[inline(always)]
-    fn insert_row<K: Kernel>(&self, s: &mut Scratch<R>, q: u32, buf: &mut Vec<f32>) {
-        let qv = self.rows.row_f32(q as usize, buf);
+    fn insert_row<K: Kernel, R: BuildRows>(&self, s: &mut Scratch<R>, q: u32, buf: &mut Vec<f32>) {
+        let rows = s.store;
+        let qv = rows.row_f32(q as usize, buf);
         let level = self.levels[q as usize] as usize;
         let top = *lock(&self.top);
         if top.entry == NO_NEIGHBOUR || top.entry == q {
@@ -348,7 +347,7 @@ impl<R: BuildRows> Graph<R> {
             row: cur,
         });
         for layer in (0..=level.min(top.level)).rev() {
-            self.search_layer::<K>(s, qv, q, layer);
+            self.search_layer::<K, R>(s, qv, q, layer);
             let mut selected = std::mem::take(&mut s.selected);
             select::<K, R>(
                 &mut s.store,
@@ -357,9 +356,9 @@ impl<R: BuildRows> Graph<R> {
                 self.m,
                 &mut selected,
             );
-            self.connect::<K>(s, q, layer, selected.iter().map(|c| c.row));
+            self.connect::<K, R>(s, q, layer, selected.iter().map(|c| c.row));
             for c in &selected {
-                self.connect::<K>(s, c.row, layer, std::iter::once(q));
+                self.connect::<K, R>(s, c.row, layer, std::iter::once(q));
             }
             s.selected = selected;
         }
@@ -375,7 +374,13 @@ impl<R: BuildRows> Graph<R> {
     /// `ef_construction` best; leaves them in `s.found`, best first. `q` itself is never
     /// returned (another thread may already have linked it).
     #[inline(always)]
-    fn search_layer<K: Kernel>(&self, s: &mut Scratch<R>, qv: &[f32], q: u32, layer: usize) {
+    fn search_layer<K: Kernel, R: BuildRows>(
+        &self,
+        s: &mut Scratch<R>,
+        qv: &[f32],
+        q: u32,
+        layer: usize,
+    ) {
         let ef = self.ef;
         s.visited.reset();
         s.visited.insert(q as usize);
@@ -437,7 +442,7 @@ impl<R: BuildRows> Graph<R> {
     /// Adds `add` to `node`'s list on `layer` (skipping itself and ids already present); a
     /// list that would overflow is shrunk with the selection heuristic. Holds `node`'s lock.
     #[inline(always)]
-    fn connect<K: Kernel>(
+    fn connect<K: Kernel, R: BuildRows>(
         &self,
         s: &mut Scratch<R>,
         node: u32,
@@ -466,7 +471,8 @@ impl<R: BuildRows> Graph<R> {
             }
             return;
         }
-        let nv = self.rows.row_f32(node as usize, &mut s.owner);
+        let rows = s.store;
+        let nv = rows.row_f32(node as usize, &mut s.owner);
         s.pool.clear();
         for &c in &s.list {
             s.pool.push(Scored {
@@ -485,7 +491,7 @@ impl<R: BuildRows> Graph<R> {
     /// The graph of [`grow`]: `base`'s lists for its `base.levels.len()` nodes, copied into
     /// the slots of a graph over all `levels.len()` rows (the base's levels first), with the
     /// base's entry point; the rows after the base have no links yet.
-    fn from_base(rows: R, p: &BuildParams, levels: Vec<u8>, base: &BuiltGraph) -> Result<Self> {
+    fn from_base(p: &BuildParams, levels: Vec<u8>, base: &BuiltGraph) -> Result<Self> {
         let bad = |why: String| IndexError::InvalidParameter(format!("base graph: {why}"));
         let nb = base.levels.len();
         if base.m != p.m || base.m0 != 2 * p.m {
@@ -501,7 +507,7 @@ impl<R: BuildRows> Graph<R> {
         {
             return Err(bad("its shape does not match the rows".into()));
         }
-        let mut g = Graph::new(rows, p, levels);
+        let mut g = Graph::new(p, levels);
         for (slot, &v) in g.layer0.iter_mut().zip(&base.layer0) {
             *slot.get_mut() = v;
         }
@@ -531,8 +537,11 @@ impl<R: BuildRows> Graph<R> {
         Ok(g)
     }
 
-    fn finish(self) -> BuiltGraph {
-        let n = self.levels.len();
+    /// The lists of the first `n` nodes (every node inserted so far must be among them).
+    fn finish(mut self, n: usize) -> BuiltGraph {
+        let n = n.min(self.levels.len());
+        self.levels.truncate(n);
+        self.layer0.truncate(n * self.m0);
         let mut upper = Vec::new();
         let mut buf = Vec::new();
         for i in 0..n {
@@ -550,7 +559,7 @@ impl<R: BuildRows> Graph<R> {
         }
         let top = *lock(&self.top);
         BuiltGraph {
-            entry: top.entry,
+            entry: if n == 0 { NO_NEIGHBOUR } else { top.entry },
             m0: self.m0,
             m: self.m,
             layer0: self.layer0.into_iter().map(AtomicU32::into_inner).collect(),
@@ -561,10 +570,10 @@ impl<R: BuildRows> Graph<R> {
 }
 
 /// One insertion with the kernel chosen at run time.
-type InsertFn<R> = for<'g, 's> fn(&'g Graph<R>, &'s mut Scratch<R>, u32);
+type InsertFn<R> = for<'g, 's> fn(&'g Graph, &'s mut Scratch<R>, u32);
 
-fn insert_portable<R: BuildRows>(g: &Graph<R>, s: &mut Scratch<R>, q: u32) {
-    g.insert::<Plain>(s, q)
+fn insert_portable<R: BuildRows>(g: &Graph, s: &mut Scratch<R>, q: u32) {
+    g.insert::<Plain, R>(s, q)
 }
 
 /// Defines a `#[target_feature]` insertion entry point for one kernel (the generic insertion
@@ -573,12 +582,12 @@ macro_rules! insert_entry_point {
     ($name:ident, $body:ident, $kernel:ty, $features:literal) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        fn $body<R: BuildRows>(g: &Graph<R>, s: &mut Scratch<R>, q: u32) {
-            g.insert::<$kernel>(s, q)
+        fn $body<R: BuildRows>(g: &Graph, s: &mut Scratch<R>, q: u32) {
+            g.insert::<$kernel, R>(s, q)
         }
 
         #[cfg(target_arch = "x86_64")]
-        fn $name<R: BuildRows>(g: &Graph<R>, s: &mut Scratch<R>, q: u32) {
+        fn $name<R: BuildRows>(g: &Graph, s: &mut Scratch<R>, q: u32) {
             // SAFETY: only selected when `Isa::detect` found the features this body needs.
             unsafe { $body(g, s, q) }
         }
@@ -641,11 +650,11 @@ fn build_on<R: BuildRows>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<BuiltGraph> {
     let levels = sample_levels(rows.rows(), p.m, p.seed);
-    let graph = Graph::new(rows, p, levels);
+    let graph = Graph::new(p, levels);
     // Row 0 is the first entry point, present before any insertion.
     let first = u64::from(rows.rows() > 0);
     insert_rows(&graph, rows, 1, p, &mut |d| progress(d + first))?;
-    Ok(graph.finish())
+    Ok(graph.finish(rows.rows()))
 }
 
 /// Grows `base`, the graph of the first `base.levels.len()` of the `f32` `rows`, by inserting
@@ -685,21 +694,118 @@ fn grow_on<R: BuildRows>(
     let (n, nb) = (rows.rows(), base.levels.len());
     let mut levels = base.levels.clone();
     levels.extend_from_slice(sample_levels(n, p.m, p.seed).get(nb..).unwrap_or(&[]));
-    let graph = Graph::from_base(rows, p, levels, base)?;
+    let graph = Graph::from_base(p, levels, base)?;
     // An empty base has no entry point yet: its first new row becomes it, as in a build.
     insert_rows(&graph, rows, nb.max(1), p, progress)?;
-    Ok(graph.finish())
+    Ok(graph.finish(n))
+}
+
+/// A graph filled in stages while its rows are still being written: the rows present are
+/// inserted, later ones when a stage is given them (`IndexBuilder::graph_during_appends`).
+/// Node levels come from the same seeded draw as [`build`], so with one thread the graph
+/// after the last stage equals the one [`build`] makes from all the rows at once (the rows are
+/// inserted in the same order into the same state).
+pub(crate) struct StagedGraph {
+    graph: Graph,
+    params: BuildParams,
+    /// Rows in the graph (row 0, the first entry point, counts as soon as a stage holds it).
+    inserted: usize,
+}
+
+impl StagedGraph {
+    /// An empty graph with room for `capacity` rows.
+    pub(crate) fn new(capacity: usize, p: &BuildParams) -> Self {
+        StagedGraph {
+            graph: Graph::new(p, sample_levels(capacity, p.m, p.seed)),
+            params: *p,
+            inserted: 0,
+        }
+    }
+
+    /// Rows the graph has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.graph.levels.len()
+    }
+
+    /// Rows in the graph.
+    pub(crate) fn inserted(&self) -> usize {
+        self.inserted
+    }
+
+    /// Inserts the `f32` rows after those already in the graph, up to the capacity, or
+    /// until `stop` is set (the rows inserted are then the first ones; see
+    /// [`inserted`](Self::inserted)).
+    pub(crate) fn extend(&mut self, rows: &[f32], dim: usize, stop: &AtomicBool) -> Result<()> {
+        let n = (whole_rows(rows, dim)?.len() / dim).min(self.capacity());
+        self.extend_on(
+            F32Rows {
+                data: &rows[..n * dim],
+                dim,
+            },
+            stop,
+        )
+    }
+
+    /// [`extend`](Self::extend) over `f16` rows, read in place.
+    pub(crate) fn extend_f16(
+        &mut self,
+        rows: &[half::f16],
+        dim: usize,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let n = (whole_rows(rows, dim)?.len() / dim).min(self.capacity());
+        self.extend_on(
+            F16Rows {
+                data: &rows[..n * dim],
+                dim,
+            },
+            stop,
+        )
+    }
+
+    fn extend_on<R: BuildRows>(&mut self, rows: R, stop: &AtomicBool) -> Result<()> {
+        let n = rows.rows();
+        if n <= self.inserted {
+            return Ok(());
+        }
+        // Row 0 is the entry point from the start; it is never inserted.
+        let from = self.inserted.max(1);
+        let end = insert_rows_until(&self.graph, rows, from, &self.params, &mut |_| {}, stop)?;
+        // Row 0 counts as soon as a stage held it.
+        self.inserted = end.max(1);
+        Ok(())
+    }
+
+    /// The graph of the rows inserted so far.
+    pub(crate) fn finish(self) -> BuiltGraph {
+        let n = self.inserted;
+        self.graph.finish(n)
+    }
 }
 
 /// Inserts rows `from..n` into `graph` (serially in order with one thread, else by a pool of
 /// workers taking the next row from a shared counter); `progress` gets the rows inserted.
 fn insert_rows<R: BuildRows>(
-    graph: &Graph<R>,
+    graph: &Graph,
     rows: R,
     from: usize,
     p: &BuildParams,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
+    insert_rows_until(graph, rows, from, p, progress, &AtomicBool::new(false)).map(|_| ())
+}
+
+/// [`insert_rows`], stopping early once `stop` is set: no row is started after that, the
+/// rows started are finished. Returns the end of the rows inserted (`from..end`, contiguous:
+/// rows are taken in order).
+fn insert_rows_until<R: BuildRows>(
+    graph: &Graph,
+    rows: R,
+    from: usize,
+    p: &BuildParams,
+    progress: &mut dyn FnMut(u64),
+    stop: &AtomicBool,
+) -> Result<usize> {
     let n = rows.rows();
     let insert: InsertFn<R> = match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
@@ -714,6 +820,9 @@ fn insert_rows<R: BuildRows>(
     if p.threads == 1 || n - from < 2 {
         let mut s = Scratch::new(rows, n, graph.ef, graph.m0);
         for q in from..n {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(q);
+            }
             insert(graph, &mut s, q as u32);
             if (q + 1 - from).is_multiple_of(1000) {
                 progress((q + 1 - from) as u64);
@@ -734,6 +843,9 @@ fn insert_rows<R: BuildRows>(
                     let _finished = Finished(&finished);
                     let mut s = Scratch::new(rows, n, graph.ef, graph.m0);
                     loop {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
                         let q = next.fetch_add(1, Ordering::Relaxed);
                         if q >= n {
                             break;
@@ -753,9 +865,14 @@ fn insert_rows<R: BuildRows>(
                 }
             }
         });
+        // Every row taken from the counter below `n` was inserted whole.
+        let end = next.load(Ordering::Relaxed).min(n);
+        if end < n {
+            return Ok(end);
+        }
     }
     progress(total);
-    Ok(())
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -916,6 +1033,68 @@ mod tests {
         let mut p = params(1);
         p.m = 6;
         assert!(grow(&rows, dim, &base, &p, &mut |_| {}).is_err());
+    }
+
+    /// Stages are insertion in row order too: serially, a graph filled stage by stage (rows
+    /// arriving in uneven batches, capacity above the final count) is exactly the serial
+    /// build of the rows it was given; in parallel it is a valid graph; and what a capacity
+    /// leaves out, growing inserts.
+    #[test]
+    fn staged_graph_is_the_build() {
+        let (n, dim) = (1700, 16);
+        let rows = low_rank(n, dim, 6, 0.1, 17);
+        let whole = build(&rows, dim, &params(1), &mut |_| {}).unwrap();
+        let stages = [0, 1, 2, 300, 301, 1000, 1700];
+        let go = AtomicBool::new(false);
+        for threads in [1, 3] {
+            let mut g = StagedGraph::new(n + 250, &params(threads));
+            for &k in &stages {
+                g.extend(&rows[..k * dim], dim, &go).unwrap();
+                assert_eq!(g.inserted(), k);
+            }
+            // A stage given fewer rows than the graph holds changes nothing.
+            g.extend(&rows[..10 * dim], dim, &go).unwrap();
+            assert_eq!(g.inserted(), n);
+            let built = g.finish();
+            check_structure(&built, n);
+            if threads == 1 {
+                assert_eq!(built, whole);
+            }
+        }
+        // f16 rows stage like the f16 build.
+        let h: Vec<half::f16> = rows.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let mut g = StagedGraph::new(n, &params(1));
+        for &k in &stages {
+            g.extend_f16(&h[..k * dim], dim, &go).unwrap();
+        }
+        assert_eq!(
+            g.finish(),
+            build_f16(&h, dim, &params(1), &mut |_| {}).unwrap()
+        );
+        // Past its capacity a staged graph stops; growing it by the rest gives the build.
+        let mut g = StagedGraph::new(900, &params(1));
+        g.extend(&rows, dim, &go).unwrap();
+        assert_eq!(g.inserted(), 900);
+        let base = g.finish();
+        let grown = grow(&rows, dim, &base, &params(1), &mut |_| {}).unwrap();
+        assert_eq!(grown, whole);
+        // A stage told to stop inserts nothing more; the graph is still the build's prefix.
+        let stop = AtomicBool::new(true);
+        for threads in [1, 3] {
+            let mut g = StagedGraph::new(n, &params(threads));
+            g.extend(&rows[..500 * dim], dim, &go).unwrap();
+            g.extend(&rows, dim, &stop).unwrap();
+            assert_eq!(g.inserted(), 500);
+            let base = g.finish();
+            if threads == 1 {
+                let grown = grow(&rows, dim, &base, &params(1), &mut |_| {}).unwrap();
+                assert_eq!(grown, whole);
+            }
+        }
+        // Nothing staged: an empty graph.
+        let empty = StagedGraph::new(50, &params(2)).finish();
+        assert_eq!(empty.entry, NO_NEIGHBOUR);
+        assert!(empty.levels.is_empty() && empty.layer0.is_empty() && empty.upper.is_empty());
     }
 
     #[test]

@@ -60,7 +60,9 @@
 //!
 //! [`IndexBuilder`] streams chunks into `<out>.partial/` with a checkpoint after each chunk, so
 //! an interrupted build resumes ([`IndexBuilder::rows_done`]), then builds the graph and renames
-//! the directory into place ([`IndexBuilder::finish`]). [`rebuild()`] makes a new index from an
+//! the directory into place ([`IndexBuilder::finish`]); when rows come faster than one thread
+//! builds the graph (a GPU encoder), the graph can be built while they are appended
+//! ([`IndexBuilder::graph_during_appends`], [`staged`]). [`rebuild()`] makes a new index from an
 //! existing one's pairs and vectors (another precision or other graph parameters) through the
 //! same builder. [`IndexGrower`] grows a published index by new rows: it copies the index
 //! into a partial build, appends the new rows, inserts them into the existing graph (no
@@ -86,6 +88,7 @@ pub mod lock;
 pub mod meta;
 pub mod pairs;
 pub mod rebuild;
+pub mod staged;
 pub mod synthetic;
 
 pub use build::{
@@ -101,3 +104,4 @@ pub use lock::OutputLock;
 pub use meta::{EncoderInfo, HnswInfo, IndexSpec, Meta, Precision};
 pub use pairs::{pair_hash, PairEntry, PairRef};
 pub use rebuild::{rebuild, RebuildOptions};
+pub use staged::StagedProgress;

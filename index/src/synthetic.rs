@@ -95,3 +95,10 @@ pub fn gaussian(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     }
     out
 }
+
+/// Pairs `(h{i}, t{i})` for each `i` of `range`: distinct pairs to go with synthetic rows.
+pub fn numbered_pairs(range: std::ops::Range<usize>) -> Vec<crate::PairEntry> {
+    range
+        .map(|i| crate::PairEntry::new(format!("h{i}"), format!("t{i}")))
+        .collect()
+}

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use relbert::embed::screen_long_pairs;
 use relbert::indexing::{
     add_to_index, build_index, new_pairs, spooled_records, BuildOptions, BuildReport,
+    GraphWhileEncoding,
 };
 use relbert::pairs::{read_pairs, PairRecord};
 use relbert::query::index_encoder;
@@ -131,6 +132,10 @@ pub struct BuildArgs {
     /// Replace an existing index (only an index: anything else at --out is refused).
     #[arg(long)]
     force: bool,
+    /// Build the HNSW graph while pairs are still being encoded (auto: when --device is a
+    /// GPU, whose encoding leaves the CPU cores free for the graph).
+    #[arg(long, value_enum, default_value_t = GraphWhileEncoding::Auto)]
+    graph_while_encoding: GraphWhileEncoding,
 }
 
 /// Arguments of `relbert index info`.
@@ -270,8 +275,12 @@ pub fn build_with_progress(
         b.finish();
     }
     pb.finish();
+    let during = match report.graph_rows_while_encoding {
+        0 => String::new(),
+        n => format!(" after {n} rows inserted while encoding"),
+    };
     tracing::info!(
-        "index {}: {} pairs ({} duplicates skipped); encoding {:.1}s ({:.0} pairs/s), graph {:.1}s",
+        "index {}: {} pairs ({} duplicates skipped); encoding {:.1}s ({:.0} pairs/s), graph {:.1}s{during}",
         report.dir.display(),
         report.count,
         report.skipped,
@@ -307,6 +316,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 half: a.f16,
                 force: a.force,
                 spool,
+                graph_while_encoding: a.graph_while_encoding,
             };
             build_with_progress(&encoder, &records, out, &opts)?;
             Ok(())

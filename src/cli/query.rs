@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::indexing::{encoder_info, same_function, BuildOptions};
+use relbert::indexing::{encoder_info, same_function, BuildOptions, GraphWhileEncoding};
 use relbert::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
 use relbert_index::HnswParams;
 
@@ -224,6 +224,7 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
         half: true,
         force: false,
         spool: false,
+        graph_while_encoding: GraphWhileEncoding::Auto,
     };
     build_with_progress(&encoder, &records, dir, &opts)?;
     Ok(())

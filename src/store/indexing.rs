@@ -132,6 +132,49 @@ pub struct BuildOptions {
     /// Keep a copy of the records in the partial build ([`spool_records`]), for input that
     /// cannot be read again (standard input), so an interrupted build can resume from it.
     pub spool: bool,
+    /// Build the graph while the pairs are encoded ([`GraphWhileEncoding`]).
+    pub graph_while_encoding: GraphWhileEncoding,
+}
+
+/// Whether an index build inserts rows into the HNSW graph while later chunks are still
+/// being encoded ([`relbert_index::IndexBuilder::graph_during_appends`]), instead of after
+/// the last one.
+///
+/// It pays when the encoder leaves CPU cores idle: a GPU encodes the 1M-pair index in about
+/// the time 16 cores take for its graph (`benchmarks/precision.md`), so building both at
+/// once nearly halves the wall time. The CPU encoder already uses every core, and a graph
+/// thread would only take turns with it, so `Auto` stages the graph on GPUs only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphWhileEncoding {
+    /// On when the encoder runs on a GPU, off on the CPU.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never: the graph is built after the last pair is encoded.
+    Off,
+}
+
+impl GraphWhileEncoding {
+    /// Whether to stage the graph for an encoder on `device`.
+    pub fn enabled(self, device: &candle_core::Device) -> bool {
+        match self {
+            GraphWhileEncoding::Auto => !device.is_cpu(),
+            GraphWhileEncoding::On => true,
+            GraphWhileEncoding::Off => false,
+        }
+    }
+}
+
+/// Graph workers while the encoder runs: every core but one, which the encoder's own
+/// thread (tokenising, feeding the GPU, appending) keeps.
+fn staged_threads(threads: usize) -> usize {
+    if threads != 0 {
+        return threads;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1).max(1))
+        .unwrap_or(1)
 }
 
 /// What a build did.
@@ -147,8 +190,11 @@ pub struct BuildReport {
     pub skipped: u64,
     /// Seconds spent encoding and appending.
     pub encode_secs: f64,
-    /// Seconds spent building the graph and writing the files.
+    /// Seconds spent building the graph and writing the files (after the last chunk was
+    /// encoded).
     pub graph_secs: f64,
+    /// Rows inserted into the graph while encoding ([`GraphWhileEncoding`]; 0 when off).
+    pub graph_rows_while_encoding: u64,
 }
 
 /// Builds (or resumes building) an index of `records` at `out`. `on_rows` is told how many
@@ -181,6 +227,17 @@ pub fn build_index(
     if resumed > 0 {
         tracing::info!("resuming: {resumed} input rows already in the partial index");
     }
+    if opts
+        .graph_while_encoding
+        .enabled(encoder.encoder().device())
+    {
+        let staged = HnswParams {
+            threads: staged_threads(opts.hnsw.threads),
+            ..opts.hnsw
+        };
+        let capacity = builder.count() + (records.len() as u64).saturating_sub(resumed);
+        builder.graph_during_appends(staged, capacity)?;
+    }
     let started = std::time::Instant::now();
     encode_into(
         encoder,
@@ -195,6 +252,7 @@ pub fn build_index(
     let encode_secs = started.elapsed().as_secs_f64();
     let (count, skipped) = (builder.count(), builder.skipped());
     let started = std::time::Instant::now();
+    let graph_rows_while_encoding = builder.staged_progress().map_or(0, |p| p.inserted);
     let dir = builder.finish(opts.hnsw, on_graph)?;
     Ok(BuildReport {
         dir,
@@ -203,6 +261,7 @@ pub fn build_index(
         skipped,
         encode_secs,
         graph_secs: started.elapsed().as_secs_f64(),
+        graph_rows_while_encoding,
     })
 }
 

@@ -1,0 +1,363 @@
+//! The HNSW graph built while rows are still being appended, so that a build whose rows come
+//! fast (a GPU encoder) does not wait for the whole graph after the last row.
+//!
+//! # What it owns
+//!
+//! [`Background`] is a thread that [`crate::IndexBuilder::graph_during_appends`] starts. After
+//! each durable chunk the builder tells it how many rows the partial `vectors` file holds; the
+//! thread inserts the rows it has not seen yet into a [`StagedGraph`] in stages (one stage
+//! takes every row present when it starts, so stages grow by themselves when the graph falls
+//! behind), reading them through a read-only map of the file. At
+//! [`crate::IndexBuilder::finish`] the thread is stopped (a stage in progress finishes the rows
+//! it has started and takes no more, so the finish never waits for a stage's remaining rows
+//! on the graph's fewer threads) and its graph becomes the base that the finish grows by the
+//! rows it had not reached, with every thread.
+//!
+//! # Why the result is the same index
+//!
+//! Staged insertion is the builder's own insertion in row order, with the node levels of the
+//! same seeded draw: with one thread the staged graph equals the one-shot build bit for bit
+//! (`hnsw_build` tests), and with several it is the same parallel insertion a one-shot build
+//! does. Nothing of the partial build's files is written by the thread; the rows it maps were
+//! fsynced and checkpointed before it was told of them, and are not modified until the finish,
+//! which joins the thread first.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::error::{IndexError, Result};
+use crate::format::HEADER_LEN;
+use crate::hnsw_build::{BuildParams, BuiltGraph, StagedGraph};
+use crate::meta::Precision;
+
+/// What the builder and the thread share.
+#[derive(Default)]
+struct State {
+    /// Rows durable in the `vectors` file.
+    available: usize,
+    /// Rows in the staged graph.
+    inserted: usize,
+    /// Stages run.
+    stages: usize,
+    /// Set by the finish (or a drop): no further stage.
+    closed: bool,
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+fn state(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How far the background graph has got ([`crate::IndexBuilder::graph_during_appends`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StagedProgress {
+    /// Rows inserted into the graph so far.
+    pub inserted: u64,
+    /// Stages run so far.
+    pub stages: u64,
+}
+
+/// The graph thread of one build.
+pub(crate) struct Background {
+    shared: Shared,
+    /// Set with `closed`: the stage in progress starts no more rows.
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<BuiltGraph>>>,
+}
+
+impl Background {
+    /// Starts the thread over `vectors` (a handle on the partial build's `vectors` file at
+    /// `path`), whose first `available` rows are durable already; the graph has room for
+    /// `capacity` rows (later ones are left to the finish).
+    pub(crate) fn start(
+        vectors: File,
+        path: PathBuf,
+        precision: Precision,
+        dim: usize,
+        capacity: usize,
+        available: usize,
+        params: BuildParams,
+    ) -> Result<Self> {
+        let shared: Shared = Arc::new((
+            Mutex::new(State {
+                available,
+                ..State::default()
+            }),
+            Condvar::new(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (theirs, their_stop) = (shared.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("relbert-graph".into())
+            .spawn(move || {
+                run(
+                    theirs,
+                    &their_stop,
+                    vectors,
+                    path,
+                    precision,
+                    dim,
+                    capacity,
+                    params,
+                )
+            })
+            .map_err(|e| IndexError::InvalidParameter(format!("graph thread: {e}")))?;
+        Ok(Background {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Tells the thread that the first `rows` rows are durable.
+    pub(crate) fn rows_available(&self, rows: usize) {
+        state(&self.shared).available = rows;
+        self.shared.1.notify_all();
+    }
+
+    /// How far the graph has got.
+    pub(crate) fn progress(&self) -> StagedProgress {
+        let s = state(&self.shared);
+        StagedProgress {
+            inserted: s.inserted as u64,
+            stages: s.stages as u64,
+        }
+    }
+
+    /// Stops the thread (a stage in progress finishes the rows it started) and returns its
+    /// graph.
+    pub(crate) fn stop(mut self) -> Result<BuiltGraph> {
+        self.close();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(graph)) => graph,
+            Some(Err(_)) => Err(IndexError::InvalidParameter(
+                "the background graph thread panicked".into(),
+            )),
+            None => Err(IndexError::InvalidParameter(
+                "the background graph was already stopped".into(),
+            )),
+        }
+    }
+
+    fn close(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        state(&self.shared).closed = true;
+        self.shared.1.notify_all();
+    }
+}
+
+impl Drop for Background {
+    /// A build dropped without finishing (an error while encoding) stops the thread too.
+    fn drop(&mut self) {
+        self.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread: a stage over every row present, until closed.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    shared: Shared,
+    stop: &AtomicBool,
+    vectors: File,
+    path: PathBuf,
+    precision: Precision,
+    dim: usize,
+    capacity: usize,
+    params: BuildParams,
+) -> Result<BuiltGraph> {
+    let mut graph = StagedGraph::new(capacity, &params);
+    loop {
+        let rows = {
+            let mut s = state(&shared);
+            while !s.closed && s.available.min(capacity) <= graph.inserted() {
+                s = shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if s.closed {
+                break;
+            }
+            s.available.min(capacity)
+        };
+        let bytes = HEADER_LEN + rows * dim * precision.bytes();
+        // SAFETY: the file is private to this build (inside `<out>.partial`, under the
+        // output's lock); its first `rows` rows were fsynced before the builder reported them
+        // and are not modified until the finish, which stops this thread first. The map
+        // covers only those bytes.
+        let map = unsafe { memmap2::MmapOptions::new().len(bytes).map(&vectors) }
+            .map_err(|e| IndexError::io(&path, e))?;
+        let payload = &map[HEADER_LEN..];
+        let bad = |e: bytemuck::PodCastError| IndexError::corrupt(&path, e.to_string());
+        match precision {
+            Precision::F32 => {
+                graph.extend(bytemuck::try_cast_slice(payload).map_err(bad)?, dim, stop)?
+            }
+            Precision::F16 => {
+                graph.extend_f16(bytemuck::try_cast_slice(payload).map_err(bad)?, dim, stop)?
+            }
+        }
+        let mut s = state(&shared);
+        s.inserted = graph.inserted();
+        s.stages += 1;
+    }
+    Ok(graph.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use crate::synthetic::{low_rank, numbered_pairs as entries};
+    use crate::{EncoderInfo, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry, Precision};
+
+    fn spec(dim: usize, precision: Precision) -> IndexSpec {
+        IndexSpec {
+            dim: dim as u32,
+            precision,
+            encoder: EncoderInfo::default(),
+            input: "test".into(),
+        }
+    }
+
+    fn params(threads: usize) -> HnswParams {
+        HnswParams {
+            m: 8,
+            ef_construction: 48,
+            threads,
+            ..HnswParams::default()
+        }
+    }
+
+    /// Waits until the background graph holds `rows` rows (so the next chunk starts a new
+    /// stage instead of joining the current one).
+    fn wait_for(b: &IndexBuilder, rows: u64) {
+        let start = Instant::now();
+        while b.staged_progress().map(|p| p.inserted) != Some(rows) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "graph thread stuck"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A build that stages its graph while appending (chunks with a duplicate, a capacity
+    /// below the final count, an interruption and a resume) publishes exactly the files of
+    /// the same build made at the end, serially; in parallel, a valid index that finds its
+    /// own rows.
+    #[test]
+    fn staged_build_publishes_the_same_index() {
+        for precision in [Precision::F32, Precision::F16] {
+            let (n, dim) = (1500, 16);
+            let rows = low_rank(n, dim, 6, 0.1, 21);
+            let tmp = tempfile::tempdir().unwrap();
+            let chunks = [0..1, 1..400, 400..900, 900..1500];
+            let append = |b: &mut IndexBuilder, r: std::ops::Range<usize>| {
+                let mut e = entries(r.clone());
+                let mut v = rows[r.start * dim..r.end * dim].to_vec();
+                // Each chunk repeats pair 0: skipped, so rows and input rows differ.
+                e.push(PairEntry::new("h0", "t0"));
+                v.extend_from_slice(&rows[..dim]);
+                b.append_chunk(&e, &v).unwrap();
+            };
+
+            let plain = tmp.path().join("plain");
+            let mut b =
+                IndexBuilder::create_or_resume(&plain, spec(dim, precision), false).unwrap();
+            for r in chunks.clone() {
+                append(&mut b, r);
+            }
+            b.finish(params(1), |_| {}).unwrap();
+
+            let staged = tmp.path().join("staged");
+            let mut b =
+                IndexBuilder::create_or_resume(&staged, spec(dim, precision), false).unwrap();
+            b.graph_during_appends(params(1), 1200).unwrap();
+            append(&mut b, chunks[0].clone());
+            wait_for(&b, 1);
+            append(&mut b, chunks[1].clone());
+            wait_for(&b, 400);
+            // Interrupted: the graph thread stops with the builder, the rows stay.
+            drop(b);
+            let mut b =
+                IndexBuilder::create_or_resume(&staged, spec(dim, precision), false).unwrap();
+            assert_eq!(b.count(), 400);
+            b.graph_during_appends(params(1), 1200).unwrap();
+            // The resumed thread first takes the rows already stored.
+            wait_for(&b, 400);
+            append(&mut b, chunks[2].clone());
+            append(&mut b, chunks[3].clone());
+            // Capacity 1,200: the finish inserts the last 300 rows.
+            wait_for(&b, 1200);
+            assert!(b.staged_progress().unwrap().stages >= 2);
+            // The finish inserts only what the thread left (the staged graph is its base).
+            let mut graph_total = None;
+            b.finish(params(1), |p| {
+                if p.stage == crate::build::Stage::Graph {
+                    graph_total = Some(p.total);
+                }
+            })
+            .unwrap();
+            assert_eq!(graph_total, Some(300));
+            assert_eq!(files(&staged), files(&plain), "{precision:?}");
+
+            // In parallel, finishing while stages may still run.
+            let par = tmp.path().join("par");
+            let mut b = IndexBuilder::create_or_resume(&par, spec(dim, precision), false).unwrap();
+            b.graph_during_appends(params(3), n as u64).unwrap();
+            for r in chunks.clone() {
+                append(&mut b, r);
+            }
+            b.finish(params(2), |_| {}).unwrap();
+            let idx = Index::open(&par).unwrap();
+            assert_eq!(idx.count(), n);
+            let found = (0..n)
+                .step_by(7)
+                .filter(|&i| {
+                    let q = &rows[i * dim..(i + 1) * dim];
+                    idx.search(q, 1, 32).unwrap().first().map(|h| h.row) == Some(i)
+                })
+                .count();
+            assert!(
+                found * 100 >= (n / 7 + 1) * 98,
+                "{found} rows found themselves"
+            );
+        }
+    }
+
+    /// Only the native builder stages.
+    #[test]
+    fn hnsw_rs_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b =
+            IndexBuilder::create_or_resume(&tmp.path().join("x"), spec(4, Precision::F32), false)
+                .unwrap();
+        let p = HnswParams {
+            builder: crate::GraphBuilder::HnswRs,
+            ..params(1)
+        };
+        assert!(b.graph_during_appends(p, 10).is_err());
+        assert!(b.staged_progress().is_none());
+    }
+}
