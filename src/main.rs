@@ -4,6 +4,12 @@ mod cli;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: `relbert serve` allocates per request from many
+/// threads (bodies, JSON values, result strings), and glibc's allocator took ~9% of the
+/// server's CPU under load (`benchmarks/serve/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Output piped into `head` and the like ends quietly, as Unix tools do, instead of
     // panicking on the first write after the reader has gone.

@@ -27,7 +27,9 @@
 //! # queries (each query's own row left out of both), reported for all queried rows and for
 //! # the rows from --from on (the rows an `index add` appended)
 //! cargo run --release -p relbert-index --example bench_index -- self-recall --index DIR \
-//!     [--queries 2000] [--ef 64] [--from ROW]
+//!     [--queries 2000] [--ef 64] [--from ROW] [--start-at-self 1] [--repeat R]
+//! # (--start-at-self 1: searches start at the query's own row; --repeat R: R alternating
+//! # timed passes of the searches alone, from the entry point and from the own row)
 //!
 //! # Open time and resident memory of a large index (random graph; see the results file)
 //! cargo run --release -p relbert-index --example bench_index -- open \
@@ -154,13 +156,20 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
     let nq: usize = get(o, "queries", 2000).clamp(1, n.max(1));
     let ef: usize = get(o, "ef", 64);
     let from: usize = get(o, "from", n);
+    // --start-at-self 1: each search starts at the query's own row (what a query for a stored
+    // pair does, `Index::search_filtered_from`).
+    let at_self = get::<usize>(o, "start-at-self", 0) == 1;
     // Evenly spaced rows, so old and new rows are queried in proportion to their number.
     let (mut all, mut all_n, mut new, mut new_n) = (0.0, 0usize, 0.0, 0usize);
+    let mut search_s = 0.0f64;
     for i in 0..nq {
         let row = i * n / nq;
         let q = idx.vector(row)?.into_owned();
         let truth = idx.search_exact_filtered(&q, 10, |r| r != row)?;
-        let found = idx.search_filtered(&q, 10, ef, |r| r != row)?;
+        let start = at_self.then_some(row);
+        let t = std::time::Instant::now();
+        let found = idx.search_filtered_from(&q, 10, ef, start, |r| r != row)?;
+        search_s += t.elapsed().as_secs_f64();
         let r = recall(&found, &truth);
         all += r;
         all_n += 1;
@@ -169,9 +178,38 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
             new_n += 1;
         }
     }
+    // --repeat R: R alternating passes of the HNSW searches alone, from the entry point and
+    // from the query's own row; median µs per query of each.
+    let repeat: usize = get(o, "repeat", 0);
+    let queries: Vec<(usize, Vec<f32>)> = (0..nq)
+        .map(|i| {
+            let row = i * n / nq;
+            Ok((row, idx.vector(row)?.into_owned()))
+        })
+        .collect::<Res<_>>()?;
+    let (mut from_entry, mut from_self) = (Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        for (times, at) in [(&mut from_entry, false), (&mut from_self, true)] {
+            let t = std::time::Instant::now();
+            for (row, q) in &queries {
+                let row = *row;
+                idx.search_filtered_from(q, 10, ef, at.then_some(row), |r| r != row)?;
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e6 / nq as f64);
+        }
+    }
+    let median = |v: &mut Vec<f64>| -> Option<f64> {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).map(|m| round(*m, 2))
+    };
     println!(
         "{}",
         serde_json::json!({"index": dir, "count": n, "queries": all_n, "ef": ef,
+            "start_at_self": at_self,
+            "repeat": repeat,
+            "us_per_query_from_entry": median(&mut from_entry),
+            "us_per_query_from_self": median(&mut from_self),
+            "hnsw_us_per_query": round(search_s * 1e6 / all_n.max(1) as f64, 2),
             "recall_at_10": round(all / all_n.max(1) as f64, 4),
             "from": from, "queries_from": new_n,
             "recall_at_10_from": (new_n > 0).then(|| round(new / new_n as f64, 4))})

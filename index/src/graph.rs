@@ -368,16 +368,19 @@ impl Visited {
     }
 }
 
-/// HNSW search: greedy descent on the upper layers, then an ef-bounded best-first search on
-/// layer 0 that only admits rows passing `keep` into the result set (filtered rows are still
-/// traversed). Returns up to `k` hits, best first.
+/// HNSW search: greedy descent on the upper layers (skipped when `start` names a row: the
+/// layer-0 search then starts there), then an ef-bounded best-first search on layer 0 that
+/// only admits rows passing `keep` into the result set (filtered rows are still traversed).
+/// Returns up to `k` hits, best first.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn search<K: Kernel, S: RowStore, F: FnMut(usize) -> bool>(
     g: &GraphView<'_>,
     store: &mut S,
     q: &[f32],
     k: usize,
     ef: usize,
+    start: Option<usize>,
     visited: &mut Visited,
     mut keep: F,
 ) -> Vec<Hit> {
@@ -386,12 +389,21 @@ pub(crate) fn search<K: Kernel, S: RowStore, F: FnMut(usize) -> bool>(
         return Vec::new();
     }
     let ef = ef.max(k);
-    let mut cur = g.layout.entry;
+    let from_start = start.filter(|&s| s < n);
+    let mut cur = match from_start {
+        Some(s) => s as u32,
+        None => g.layout.entry,
+    };
     if cur as usize >= n {
         return Vec::new();
     }
     let mut cur_s = store.dot::<K>(q, cur as usize);
-    for level in (1..=g.layout.max_level).rev() {
+    let top = if from_start.is_some() {
+        0
+    } else {
+        g.layout.max_level
+    };
+    for level in (1..=top).rev() {
         loop {
             let mut changed = false;
             for &nb in g.upper_list(cur, level) {

@@ -416,6 +416,23 @@ impl Index {
         ef: usize,
         keep: F,
     ) -> Result<Vec<Hit>> {
+        self.search_filtered_from(query, k, ef, None, keep)
+    }
+
+    /// [`search_filtered`](Self::search_filtered) starting the layer-0 search at row `start`
+    /// instead of at the node the upper layers lead to, when the query is known to lie at or
+    /// beside a stored row (a query for a stored pair is that pair's own row): the descent
+    /// through the upper layers and the first hops of layer 0 only find the way there. The
+    /// search is otherwise the same (`start` is traversed like any row, and returned only if
+    /// `keep` accepts it); `None`, or a row past the index, is an ordinary search.
+    pub fn search_filtered_from<F: FnMut(usize) -> bool>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        start: Option<usize>,
+        keep: F,
+    ) -> Result<Vec<Hit>> {
         let q = prepare_query(query, self.dim())?;
         let g = self.graph_view()?;
         let n = self.count();
@@ -435,7 +452,7 @@ impl Index {
                     data: self.rows_f32()?,
                     dim,
                 });
-                let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep);
+                let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, start, &mut visited, keep);
                 (h, s.bad)
             }
             Precision::F16 => {
@@ -443,7 +460,7 @@ impl Index {
                     data: self.rows_f16()?,
                     dim,
                 });
-                let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, &mut visited, keep);
+                let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, start, &mut visited, keep);
                 (h, s.bad)
             }
         };
@@ -534,10 +551,11 @@ macro_rules! isa_entry_points {
             q: &[f32],
             k: usize,
             ef: usize,
+            start: Option<usize>,
             visited: &mut Visited,
             keep: F,
         ) -> Vec<Hit> {
-            graph::search::<$kernel, S, F>(g, store, q, k, ef, visited, keep)
+            graph::search::<$kernel, S, F>(g, store, q, k, ef, start, visited, keep)
         }
 
         #[cfg(target_arch = "x86_64")]
@@ -566,17 +584,18 @@ fn dispatch_search<S: RowStore, F: FnMut(usize) -> bool>(
     q: &[f32],
     k: usize,
     ef: usize,
+    start: Option<usize>,
     visited: &mut Visited,
     keep: F,
 ) -> Vec<Hit> {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only produced after detecting AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { search_avx2(g, store, q, k, ef, visited, keep) },
+        Isa::Avx2Fma => unsafe { search_avx2(g, store, q, k, ef, start, visited, keep) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only produced after detecting AVX-512F, AVX2 and FMA.
-        Isa::Avx512 => unsafe { search_avx512(g, store, q, k, ef, visited, keep) },
-        Isa::Portable => graph::search::<Plain, S, F>(g, store, q, k, ef, visited, keep),
+        Isa::Avx512 => unsafe { search_avx512(g, store, q, k, ef, start, visited, keep) },
+        Isa::Portable => graph::search::<Plain, S, F>(g, store, q, k, ef, start, visited, keep),
     }
 }
 

@@ -26,5 +26,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             "{spec:?}: this binary was built without the `cuda` feature (cargo build --features cuda)"
         )));
     }
-    Ok(Device::new_cuda(ordinal)?)
+    // One stream of its own for the device, whichever host thread issues the work.
+    // `Device::new_cuda` uses CUDA's per-thread default stream, so work issued from a rayon
+    // worker (a pair's prompt and word passes, the server's batcher) ran on another stream
+    // than the main thread's, unordered against it (issue 24).
+    Ok(Device::new_cuda_with_stream(ordinal)?)
 }

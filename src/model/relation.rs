@@ -469,11 +469,20 @@ impl RelationEncoder {
             .collect();
         missing.sort_unstable();
         missing.dedup();
-        // Side by side: a single query's prompt and its two short words each take a core.
-        let (prompt, fresh) = rayon::join(
-            || self.prompt_vectors_with_progress(pairs, progress),
-            || self.embed_words(&missing),
-        );
+        // On the CPU side by side: a single query's prompt and its two short words each take
+        // a core. On a GPU one after the other from this thread: both passes go to the
+        // device's one stream, in order, and the second host thread would only wait.
+        let (prompt, fresh) = if self.encoder.device().is_cpu() {
+            rayon::join(
+                || self.prompt_vectors_with_progress(pairs, progress),
+                || self.embed_words(&missing),
+            )
+        } else {
+            (
+                self.prompt_vectors_with_progress(pairs, progress),
+                self.embed_words(&missing),
+            )
+        };
         let (prompt, fresh) = (prompt?, fresh?);
         words.extend(missing.into_iter().map(str::to_string).zip(fresh));
         prompt

@@ -199,7 +199,8 @@ pub fn search_local(
     let hits = if req.exact {
         index.search_exact_filtered(vector, req.k, keep)?
     } else {
-        index.search_filtered(vector, req.k, req.ef.max(req.k), keep)?
+        // A stored pair's vector is its own row: the search starts there.
+        index.search_filtered_from(vector, req.k, req.ef.max(req.k), self_row, keep)?
     };
     hits.into_iter()
         .map(|h| {
