@@ -177,6 +177,13 @@ wall = re.findall(r"Elapsed \(wall clock\) time.*: (\S+)", b)
 md += ["", "## 1M-pair build (MiniLM shape, bf16, f16 storage)", "",
        f"- {enc[-1] if enc else 'no report (see build.txt)'}",
        f"- wall {wall[-1] if wall else '?'}, peak RSS {int(rss[-1]) // 1024 if rss else '?'} MiB"]
+off = os.path.join(out, "build-off.txt")
+if os.path.exists(off):
+    b = open(off).read()
+    enc = re.findall(r"index .*", b)
+    wall = re.findall(r"Elapsed \(wall clock\) time.*: (\S+)", b)
+    md += [f"- without --graph-while-encoding: {enc[-1] if enc else 'no report (see build-off.txt)'}; "
+           f"wall {wall[-1] if wall else '?'}"]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
