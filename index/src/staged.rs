@@ -346,6 +346,27 @@ mod tests {
         }
     }
 
+    /// A staged build of no rows, or of one, publishes the index a plain build does.
+    #[test]
+    fn empty_and_single_row_builds() {
+        let tmp = tempfile::tempdir().unwrap();
+        for rows in [0usize, 1] {
+            let dir = tmp.path().join(format!("n{rows}"));
+            let mut b =
+                IndexBuilder::create_or_resume(&dir, spec(4, Precision::F32), false).unwrap();
+            b.graph_during_appends(params(2), rows as u64).unwrap();
+            if rows == 1 {
+                b.append_chunk(&entries(0..1), &[1.0, 0.0, 0.0, 0.0])
+                    .unwrap();
+            }
+            b.finish(params(2), |_| {}).unwrap();
+            let idx = Index::open(&dir).unwrap();
+            assert_eq!(idx.count(), rows);
+            let hits = idx.search(&[1.0, 0.0, 0.0, 0.0], 3, 8).unwrap();
+            assert_eq!(hits.len(), rows);
+        }
+    }
+
     /// Only the native builder stages.
     #[test]
     fn hnsw_rs_is_refused() {
