@@ -160,16 +160,17 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
     // pair does, `Index::search_filtered_from`).
     let at_self = get::<usize>(o, "start-at-self", 0) == 1;
     // Evenly spaced rows, so old and new rows are queried in proportion to their number.
+    let queries: Vec<(usize, Vec<f32>)> = (0..nq)
+        .map(|i| {
+            let row = i * n / nq;
+            Ok((row, idx.vector(row)?.into_owned()))
+        })
+        .collect::<Res<_>>()?;
     let (mut all, mut all_n, mut new, mut new_n) = (0.0, 0usize, 0.0, 0usize);
-    let mut search_s = 0.0f64;
-    for i in 0..nq {
-        let row = i * n / nq;
-        let q = idx.vector(row)?.into_owned();
-        let truth = idx.search_exact_filtered(&q, 10, |r| r != row)?;
-        let start = at_self.then_some(row);
-        let t = std::time::Instant::now();
-        let found = idx.search_filtered_from(&q, 10, ef, start, |r| r != row)?;
-        search_s += t.elapsed().as_secs_f64();
+    for (row, q) in &queries {
+        let (row, q) = (*row, q.as_slice());
+        let truth = idx.search_exact_filtered(q, 10, |r| r != row)?;
+        let found = idx.search_filtered_from(q, 10, ef, at_self.then_some(row), |r| r != row)?;
         let r = recall(&found, &truth);
         all += r;
         all_n += 1;
@@ -181,12 +182,6 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
     // --repeat R: R alternating passes of the HNSW searches alone, from the entry point and
     // from the query's own row; median µs per query of each.
     let repeat: usize = get(o, "repeat", 0);
-    let queries: Vec<(usize, Vec<f32>)> = (0..nq)
-        .map(|i| {
-            let row = i * n / nq;
-            Ok((row, idx.vector(row)?.into_owned()))
-        })
-        .collect::<Res<_>>()?;
     let (mut from_entry, mut from_self) = (Vec::new(), Vec::new());
     for _ in 0..repeat {
         for (times, at) in [(&mut from_entry, false), (&mut from_self, true)] {
@@ -209,7 +204,6 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
             "repeat": repeat,
             "us_per_query_from_entry": median(&mut from_entry),
             "us_per_query_from_self": median(&mut from_self),
-            "hnsw_us_per_query": round(search_s * 1e6 / all_n.max(1) as f64, 2),
             "recall_at_10": round(all / all_n.max(1) as f64, 4),
             "from": from, "queries_from": new_n,
             "recall_at_10_from": (new_n > 0).then(|| round(new / new_n as f64, 4))})

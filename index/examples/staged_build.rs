@@ -99,7 +99,7 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             if out.exists() {
                 std::fs::remove_dir_all(&out)?;
             }
-            let r = build(a, &rows, &entries, &out, mode == "on", cores)?;
+            let r = build(a, &rows, &entries, &out, mode == "on")?;
             let recall = recall(&out, &rows, a.dim, a.recall_queries)?;
             println!(
                 "{{\"round\": {round}, \"mode\": \"{mode}\", \"n\": {}, \"dim\": {}, \"f16\": {}, \"rate\": {}, \"cores\": {cores}, \"producer_s\": {:.3}, \"wall_s\": {:.3}, \"tail_s\": {:.3}, \"graph_rows_at_last_append\": {}, \"recall_at_10\": {:.4}}}",
@@ -123,7 +123,6 @@ fn build(
     entries: &[PairEntry],
     out: &Path,
     staged: bool,
-    cores: usize,
 ) -> Result<Timing, relbert_index::IndexError> {
     let spec = IndexSpec {
         dim: a.dim as u32,
@@ -142,11 +141,8 @@ fn build(
     let started = Instant::now();
     let mut b = IndexBuilder::create_or_resume(out, spec, false)?;
     if staged {
-        // As `relbert index build` does: every core but the encoder's.
-        let threads = match a.stage_threads {
-            0 => cores.saturating_sub(1).max(1),
-            t => t,
-        };
+        // --stage-threads 0: every core but one, as `relbert index build` stages.
+        let threads = a.stage_threads;
         b.graph_during_appends(HnswParams { threads, ..params }, a.n as u64)?;
     }
     const CHUNK: usize = 2048;

@@ -118,6 +118,16 @@ impl HnswParams {
         }
         Ok(())
     }
+
+    /// What the native builder ([`crate::hnsw_build`]) takes of them.
+    pub(crate) fn build_params(&self) -> hnsw_build::BuildParams {
+        hnsw_build::BuildParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            threads: self.threads,
+            seed: self.seed,
+        }
+    }
 }
 
 impl Default for HnswParams {
@@ -797,9 +807,9 @@ impl IndexBuilder {
     /// directory.
     ///
     /// After [`graph_during_appends`](Self::graph_during_appends), the graph thread is
-    /// stopped after its current stage and the rows it had not reached are inserted into its
-    /// graph here (with `params.threads` workers), so [`Stage::Graph`] progress counts only
-    /// those.
+    /// stopped (a stage in progress finishes the rows it started) and the rows it had not
+    /// reached are inserted into its graph here (with `params.threads` workers), so
+    /// [`Stage::Graph`] progress counts only those.
     pub fn finish(mut self, params: HnswParams, progress: impl FnMut(Progress)) -> Result<PathBuf> {
         match self.background.take() {
             Some(bg) => {
@@ -815,7 +825,8 @@ impl IndexBuilder {
     /// so when encoding is faster than one thread's graph (a GPU), [`finish`](Self::finish)
     /// only has the rows it had not reached left to insert. `capacity` bounds the rows the
     /// thread takes (the input rows still to come plus [`count`](Self::count); rows past it
-    /// are inserted by the finish), `params.threads` its workers (0 = one per core). The
+    /// are inserted by the finish), `params.threads` its workers (0 = every core but one,
+    /// which the caller's producer keeps: a GPU encoder's thread tokenises and feeds it). The
     /// graph is the one a build inserting the rows in order makes (see [`crate::staged`]);
     /// with the CPU encoder using every core, it only competes with it.
     ///
@@ -836,12 +847,11 @@ impl IndexBuilder {
             .vectors
             .try_clone()
             .map_err(|e| IndexError::io(&vpath, e))?;
-        let build = hnsw_build::BuildParams {
-            m: params.m,
-            ef_construction: params.ef_construction,
-            threads: params.threads,
-            seed: params.seed,
-        };
+        let mut build = params.build_params();
+        if build.threads == 0 {
+            build.threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1));
+        }
         let capacity = usize::try_from(capacity.max(self.ckpt.count)).unwrap_or(usize::MAX);
         self.background = Some(Background::start(
             file,
@@ -859,6 +869,14 @@ impl IndexBuilder {
     /// (`None` without one).
     pub fn staged_progress(&self) -> Option<StagedProgress> {
         self.background.as_ref().map(Background::progress)
+    }
+
+    /// Waits until the background graph holds at least `rows` rows (or its thread ended).
+    #[cfg(test)]
+    pub(crate) fn wait_for_staged(&self, rows: u64) {
+        if let Some(bg) = &self.background {
+            bg.wait_for(rows);
+        }
     }
 
     /// Like [`finish`](Self::finish), but the graph is `base` (the graph of the first
@@ -933,16 +951,7 @@ impl IndexBuilder {
                 });
             }
             let vector_crcs = block_crcs(payload, BLOCK_SHIFT);
-            let rows = match spec.precision {
-                Precision::F32 => StoredRows::F32(
-                    bytemuck::try_cast_slice(payload)
-                        .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?,
-                ),
-                Precision::F16 => StoredRows::F16(
-                    bytemuck::try_cast_slice(payload)
-                        .map_err(|e| IndexError::corrupt(&vpath, e.to_string()))?,
-                ),
-            };
+            let rows = StoredRows::from_payload(payload, spec.precision, &vpath)?;
             let (graph, info) = match source {
                 GraphSource::Hnsw(p) => (
                     build_graph(rows, dim, n, p, &mut progress)?,
@@ -1187,12 +1196,25 @@ impl Distance<f32> for UnitCosine {
 
 /// The memory-mapped `vectors` payload, in its stored precision.
 #[derive(Clone, Copy)]
-enum StoredRows<'a> {
+pub(crate) enum StoredRows<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
 }
 
 impl<'a> StoredRows<'a> {
+    /// The rows of a `vectors` payload (the bytes after the header) of the file at `path`.
+    pub(crate) fn from_payload(
+        payload: &'a [u8],
+        precision: Precision,
+        path: &Path,
+    ) -> Result<StoredRows<'a>> {
+        let bad = |e: bytemuck::PodCastError| IndexError::corrupt(path, e.to_string());
+        Ok(match precision {
+            Precision::F32 => StoredRows::F32(bytemuck::try_cast_slice(payload).map_err(bad)?),
+            Precision::F16 => StoredRows::F16(bytemuck::try_cast_slice(payload).map_err(bad)?),
+        })
+    }
+
     /// The first `n` rows of `dim` values (an error if there are fewer).
     fn first(self, n: usize, dim: usize) -> Result<StoredRows<'a>> {
         let short = |len: usize| {
@@ -1235,12 +1257,7 @@ fn build_graph(
     match p.builder {
         GraphBuilder::Native => {
             let total = n as u64;
-            let params = hnsw_build::BuildParams {
-                m: p.m,
-                ef_construction: p.ef_construction,
-                threads: p.threads,
-                seed: p.seed,
-            };
+            let params = p.build_params();
             let mut report = |done| {
                 progress(Progress {
                     stage: Stage::Graph,
@@ -1280,12 +1297,7 @@ fn grow_graph(
             "the base graph has {nb} nodes but the index only {n} rows"
         )));
     }
-    let params = hnsw_build::BuildParams {
-        m: p.m,
-        ef_construction: p.ef_construction,
-        threads: p.threads,
-        seed: p.seed,
-    };
+    let params = p.build_params();
     let total = (n - nb) as u64;
     let mut report = |done| {
         progress(Progress {

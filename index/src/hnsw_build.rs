@@ -52,6 +52,7 @@ use std::time::Duration;
 use crate::dot::{Avx2, Avx512};
 use half::slice::HalfFloatSliceExt;
 
+use crate::build::StoredRows;
 use crate::dot::{F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
 use crate::error::{IndexError, Result};
 use crate::graph::{encode_graph, Scored, Visited, NO_NEIGHBOUR, PREFETCH_AHEAD};
@@ -636,6 +637,12 @@ pub(crate) fn build_f16(
     build_on(F16Rows { data, dim }, p, progress)
 }
 
+/// `rows` cut to a whole number of rows of `dim` values, at most `cap` rows.
+fn capped<T>(rows: &[T], dim: usize, cap: usize) -> Result<&[T]> {
+    let whole = whole_rows(rows, dim)?;
+    Ok(&whole[..whole.len().min(cap * dim)])
+}
+
 /// `rows` cut to a whole number of rows of `dim` values.
 fn whole_rows<T>(rows: &[T], dim: usize) -> Result<&[T]> {
     if dim == 0 {
@@ -732,35 +739,26 @@ impl StagedGraph {
         self.inserted
     }
 
-    /// Inserts the `f32` rows after those already in the graph, up to the capacity, or
-    /// until `stop` is set (the rows inserted are then the first ones; see
-    /// [`inserted`](Self::inserted)).
-    pub(crate) fn extend(&mut self, rows: &[f32], dim: usize, stop: &AtomicBool) -> Result<()> {
-        let n = (whole_rows(rows, dim)?.len() / dim).min(self.capacity());
-        self.extend_on(
-            F32Rows {
-                data: &rows[..n * dim],
-                dim,
-            },
-            stop,
-        )
-    }
-
-    /// [`extend`](Self::extend) over `f16` rows, read in place.
-    pub(crate) fn extend_f16(
+    /// Inserts the rows after those already in the graph, up to the capacity, or until
+    /// `stop` is set (the rows inserted are then the first ones; see
+    /// [`inserted`](Self::inserted)). `f16` rows are read in place.
+    pub(crate) fn extend(
         &mut self,
-        rows: &[half::f16],
+        rows: StoredRows<'_>,
         dim: usize,
         stop: &AtomicBool,
     ) -> Result<()> {
-        let n = (whole_rows(rows, dim)?.len() / dim).min(self.capacity());
-        self.extend_on(
-            F16Rows {
-                data: &rows[..n * dim],
-                dim,
-            },
-            stop,
-        )
+        let cap = self.capacity();
+        match rows {
+            StoredRows::F32(r) => {
+                let data = capped(r, dim, cap)?;
+                self.extend_on(F32Rows { data, dim }, stop)
+            }
+            StoredRows::F16(r) => {
+                let data = capped(r, dim, cap)?;
+                self.extend_on(F16Rows { data, dim }, stop)
+            }
+        }
     }
 
     fn extend_on<R: BuildRows>(&mut self, rows: R, stop: &AtomicBool) -> Result<()> {
@@ -768,11 +766,11 @@ impl StagedGraph {
         if n <= self.inserted {
             return Ok(());
         }
-        // Row 0 is the entry point from the start; it is never inserted.
+        // Row 0 is the entry point from the start; it is never inserted, and counts as soon
+        // as a stage holds it (the insertion's end is at least its start, 1).
         let from = self.inserted.max(1);
-        let end = insert_rows_until(&self.graph, rows, from, &self.params, &mut |_| {}, stop)?;
-        // Row 0 counts as soon as a stage held it.
-        self.inserted = end.max(1);
+        self.inserted =
+            insert_rows_until(&self.graph, rows, from, &self.params, &mut |_| {}, stop)?;
         Ok(())
     }
 
@@ -1049,11 +1047,13 @@ mod tests {
         for threads in [1, 3] {
             let mut g = StagedGraph::new(n + 250, &params(threads));
             for &k in &stages {
-                g.extend(&rows[..k * dim], dim, &go).unwrap();
+                g.extend(StoredRows::F32(&rows[..k * dim]), dim, &go)
+                    .unwrap();
                 assert_eq!(g.inserted(), k);
             }
             // A stage given fewer rows than the graph holds changes nothing.
-            g.extend(&rows[..10 * dim], dim, &go).unwrap();
+            g.extend(StoredRows::F32(&rows[..10 * dim]), dim, &go)
+                .unwrap();
             assert_eq!(g.inserted(), n);
             let built = g.finish();
             check_structure(&built, n);
@@ -1065,7 +1065,7 @@ mod tests {
         let h: Vec<half::f16> = rows.iter().map(|&x| half::f16::from_f32(x)).collect();
         let mut g = StagedGraph::new(n, &params(1));
         for &k in &stages {
-            g.extend_f16(&h[..k * dim], dim, &go).unwrap();
+            g.extend(StoredRows::F16(&h[..k * dim]), dim, &go).unwrap();
         }
         assert_eq!(
             g.finish(),
@@ -1073,7 +1073,7 @@ mod tests {
         );
         // Past its capacity a staged graph stops; growing it by the rest gives the build.
         let mut g = StagedGraph::new(900, &params(1));
-        g.extend(&rows, dim, &go).unwrap();
+        g.extend(StoredRows::F32(&rows), dim, &go).unwrap();
         assert_eq!(g.inserted(), 900);
         let base = g.finish();
         let grown = grow(&rows, dim, &base, &params(1), &mut |_| {}).unwrap();
@@ -1082,8 +1082,9 @@ mod tests {
         let stop = AtomicBool::new(true);
         for threads in [1, 3] {
             let mut g = StagedGraph::new(n, &params(threads));
-            g.extend(&rows[..500 * dim], dim, &go).unwrap();
-            g.extend(&rows, dim, &stop).unwrap();
+            g.extend(StoredRows::F32(&rows[..500 * dim]), dim, &go)
+                .unwrap();
+            g.extend(StoredRows::F32(&rows), dim, &stop).unwrap();
             assert_eq!(g.inserted(), 500);
             let base = g.finish();
             if threads == 1 {

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::build::StoredRows;
 use crate::error::{IndexError, Result};
 use crate::format::HEADER_LEN;
 use crate::hnsw_build::{BuildParams, BuiltGraph, StagedGraph};
@@ -42,8 +43,6 @@ struct State {
     inserted: usize,
     /// Stages run.
     stages: usize,
-    /// Set by the finish (or a drop): no further stage.
-    closed: bool,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
@@ -64,7 +63,8 @@ pub struct StagedProgress {
 /// The graph thread of one build.
 pub(crate) struct Background {
     shared: Shared,
-    /// Set with `closed`: the stage in progress starts no more rows.
+    /// Set (under the state's lock) by the finish or a drop: no further stage, and the stage
+    /// in progress starts no more rows.
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<BuiltGraph>>>,
 }
@@ -144,9 +144,29 @@ impl Background {
     }
 
     fn close(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        state(&self.shared).closed = true;
+        {
+            // Under the lock, so the thread cannot miss it between its check and its wait.
+            let _s = state(&self.shared);
+            self.stop.store(true, Ordering::Relaxed);
+        }
         self.shared.1.notify_all();
+    }
+
+    /// Waits until the graph holds at least `rows` rows or the thread has ended.
+    #[cfg(test)]
+    pub(crate) fn wait_for(&self, rows: u64) {
+        let mut s = state(&self.shared);
+        while (s.inserted as u64) < rows && !self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            // Woken after each stage; the timeout only notices a thread that ended.
+            s = match self
+                .shared
+                .1
+                .wait_timeout(s, std::time::Duration::from_millis(20))
+            {
+                Ok((s, _)) => s,
+                Err(p) => p.into_inner().0,
+            };
+        }
     }
 }
 
@@ -176,10 +196,10 @@ fn run(
     loop {
         let rows = {
             let mut s = state(&shared);
-            while !s.closed && s.available.min(capacity) <= graph.inserted() {
+            while !stop.load(Ordering::Relaxed) && s.available.min(capacity) <= graph.inserted() {
                 s = shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
             }
-            if s.closed {
+            if stop.load(Ordering::Relaxed) {
                 break;
             }
             s.available.min(capacity)
@@ -191,19 +211,12 @@ fn run(
         // covers only those bytes.
         let map = unsafe { memmap2::MmapOptions::new().len(bytes).map(&vectors) }
             .map_err(|e| IndexError::io(&path, e))?;
-        let payload = &map[HEADER_LEN..];
-        let bad = |e: bytemuck::PodCastError| IndexError::corrupt(&path, e.to_string());
-        match precision {
-            Precision::F32 => {
-                graph.extend(bytemuck::try_cast_slice(payload).map_err(bad)?, dim, stop)?
-            }
-            Precision::F16 => {
-                graph.extend_f16(bytemuck::try_cast_slice(payload).map_err(bad)?, dim, stop)?
-            }
-        }
+        let rows = StoredRows::from_payload(&map[HEADER_LEN..], precision, &path)?;
+        graph.extend(rows, dim, stop)?;
         let mut s = state(&shared);
         s.inserted = graph.inserted();
         s.stages += 1;
+        shared.1.notify_all();
     }
     Ok(graph.finish())
 }
@@ -211,7 +224,6 @@ fn run(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::{Duration, Instant};
 
     use crate::synthetic::{low_rank, numbered_pairs as entries};
     use crate::{EncoderInfo, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry, Precision};
@@ -237,14 +249,8 @@ mod tests {
     /// Waits until the background graph holds `rows` rows (so the next chunk starts a new
     /// stage instead of joining the current one).
     fn wait_for(b: &IndexBuilder, rows: u64) {
-        let start = Instant::now();
-        while b.staged_progress().map(|p| p.inserted) != Some(rows) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "graph thread stuck"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        b.wait_for_staged(rows);
+        assert_eq!(b.staged_progress().map(|p| p.inserted), Some(rows));
     }
 
     fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {

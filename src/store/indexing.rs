@@ -166,17 +166,6 @@ impl GraphWhileEncoding {
     }
 }
 
-/// Graph workers while the encoder runs: every core but one, which the encoder's own
-/// thread (tokenising, feeding the GPU, appending) keeps.
-fn staged_threads(threads: usize) -> usize {
-    if threads != 0 {
-        return threads;
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1).max(1))
-        .unwrap_or(1)
-}
-
 /// What a build did.
 #[derive(Debug, Clone)]
 pub struct BuildReport {
@@ -231,12 +220,9 @@ pub fn build_index(
         .graph_while_encoding
         .enabled(encoder.encoder().device())
     {
-        let staged = HnswParams {
-            threads: staged_threads(opts.hnsw.threads),
-            ..opts.hnsw
-        };
+        // Its default threads are every core but one, which this thread keeps for the encoder.
         let capacity = builder.count() + (records.len() as u64).saturating_sub(resumed);
-        builder.graph_during_appends(staged, capacity)?;
+        builder.graph_during_appends(opts.hnsw, capacity)?;
     }
     let started = std::time::Instant::now();
     encode_into(
