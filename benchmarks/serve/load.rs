@@ -44,6 +44,19 @@ struct Args {
     /// A name for the run in the output.
     #[arg(long, default_value = "")]
     label: String,
+    /// `raw` writes each request's prepared bytes to the socket and reads the answer with
+    /// `httparse` (about a third of `hyper`'s CPU per request: the client shares the cores
+    /// with the server it measures); `hyper` is hyper's HTTP/1.1 client, what the runs before
+    /// 2026-12-02 used.
+    #[arg(long, value_enum, default_value_t = Client::Raw)]
+    client: Client,
+}
+
+/// Which HTTP client the load runs on.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    Raw,
+    Hyper,
 }
 
 fn rss_kb(pid: Option<u32>) -> Option<u64> {
@@ -106,6 +119,84 @@ async fn client(
     Ok(t)
 }
 
+/// One keep-alive connection sending prepared HTTP/1.1 requests (`requests`, whole: head and
+/// body) in turn until `until`, each answer read to its `Content-Length` end.
+async fn raw_client(
+    addr: String,
+    requests: Arc<Vec<Vec<u8>>>,
+    start: usize,
+    until: Instant,
+) -> Result<Tally> {
+    let stream = TcpStream::connect(&addr).await.context("connecting")?;
+    stream.set_nodelay(true)?;
+    let mut t = Tally::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut i = start;
+    while Instant::now() < until {
+        let req = &requests[i % requests.len()];
+        i += 1;
+        let began = Instant::now();
+        let mut off = 0;
+        while off < req.len() {
+            match stream.try_write(&req[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.writable().await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut have = 0;
+        let (status, end) = loop {
+            match stream.try_read(&mut buf[have..]) {
+                Ok(0) => anyhow::bail!("the server closed the connection"),
+                Ok(n) => have += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    stream.readable().await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = resp.parse(&buf[..have])? {
+                let length = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .context("an answer without Content-Length")?;
+                let end = head + length;
+                anyhow::ensure!(end <= buf.len(), "an answer of {end} bytes");
+                let status = resp.code.unwrap_or(0);
+                while have < end {
+                    match stream.try_read(&mut buf[have..end]) {
+                        Ok(0) => anyhow::bail!("the server closed the connection"),
+                        Ok(n) => have += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            stream.readable().await?
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                anyhow::ensure!(have == end, "bytes after the answer");
+                break (status, end);
+            }
+        };
+        t.latencies_us.push(began.elapsed().as_micros() as u64);
+        if !(200..300).contains(&status) {
+            t.errors += 1;
+        } else if buf[..end].windows(ENCODED.len()).any(|w| w == ENCODED) {
+            t.encoded += 1;
+        }
+    }
+    Ok(t)
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -134,6 +225,20 @@ async fn main() -> Result<()> {
         .map(|(x, y)| Bytes::from(serde_json::json!({"pair": [x, y], "k": a.k}).to_string()))
         .collect();
     anyhow::ensure!(!bodies.is_empty(), "no pairs in {}", a.pairs.display());
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        bodies
+            .iter()
+            .map(|b| {
+                let mut r = format!(
+                    "POST /v1/query HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    b.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(b);
+                r
+            })
+            .collect(),
+    );
     let bodies = Arc::new(bodies);
     for n in a.clients.split(',') {
         let n: usize = n.trim().parse().context("--clients")?;
@@ -144,12 +249,12 @@ async fn main() -> Result<()> {
         for c in 0..n {
             // Clients start at different places in the pair list.
             let start = c * bodies.len() / n.max(1);
-            handles.push(tokio::spawn(client(
-                a.addr.clone(),
-                bodies.clone(),
-                start,
-                until,
-            )));
+            handles.push(match a.client {
+                Client::Raw => {
+                    tokio::spawn(raw_client(a.addr.clone(), requests.clone(), start, until))
+                }
+                Client::Hyper => tokio::spawn(client(a.addr.clone(), bodies.clone(), start, until)),
+            });
         }
         let mut samples = Vec::new();
         let pid = a.pid;
@@ -181,7 +286,7 @@ async fn main() -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "label": a.label, "clients": n, "seconds": elapsed, "requests": done,
+                "label": a.label, "client": format!("{:?}", a.client).to_lowercase(), "clients": n, "seconds": elapsed, "requests": done,
                 "throughput_rps": done as f64 / elapsed,
                 "p1_ms": pct(&all.latencies_us, 0.01), "p10_ms": pct(&all.latencies_us, 0.1),
                 "p50_ms": pct(&all.latencies_us, 0.5), "p90_ms": pct(&all.latencies_us, 0.9),

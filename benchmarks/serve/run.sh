@@ -46,5 +46,7 @@ for kind in stored encoded; do
     start=$(date +%s.%N)
     RELBERT_LOG=warn "$bin" query --json --index "$work/idx" < "$work/cli-$kind.tsv" > "$work/cli-$kind.jsonl"
     end=$(date +%s.%N)
-    echo "{\"label\": \"cli-stdin-$kind\", \"queries\": $n, \"seconds\": $(echo "$end - $start" | bc), \"throughput_rps\": $(echo "$n / ($end - $start)" | bc -l)}"
+    # awk, not bc: bc prints 0.5 as .5, which is not JSON.
+    awk -v kind="$kind" -v n=$n -v s="$start" -v e="$end" \
+        'BEGIN { printf "{\"label\": \"cli-stdin-%s\", \"queries\": %d, \"seconds\": %.6f, \"throughput_rps\": %.3f}\n", kind, n, e - s, n / (e - s) }'
 done
