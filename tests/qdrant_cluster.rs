@@ -1,6 +1,7 @@
 //! relbert against a real 3-node Qdrant cluster (3 shards, replication 2): export, recall
 //! against exact local search, a node killed by PID during a query stream and during an
-//! export, and the node rejoining.
+//! export, and the node rejoining; a grown index and a second pair file added to the
+//! collection of the first (`--add`).
 //!
 //! Needs a running local cluster started by `start-local-cluster.sh 3 PORT DIR` (`.ci/run`
 //! starts one): `RELBERT_QDRANT_CLUSTER_DIR=DIR`, `RELBERT_QDRANT_CLUSTER_PORT=PORT`, and
@@ -464,7 +465,7 @@ fn build_into_a_collection_resumes_after_a_kill() {
         let c = conn.clone();
         conn.block_on(async move {
             if c.exists().await? {
-                c.progress().await
+                c.progress(relbert::store::qdrant::PROGRESS_KEY).await
             } else {
                 Ok(None)
             }
@@ -545,6 +546,128 @@ fn build_into_a_collection_resumes_after_a_kill() {
         let here = q(&["--index", local.to_str().unwrap()], pair);
         assert_eq!(through.1.len(), 10);
         assert_eq!(through, here, "{pair:?}");
+    }
+    common::drop_collection(&urls, &coll);
+}
+
+/// A collection made from an index takes the same index grown (`relbert index add` gives it a
+/// new id) and a pair file encoded straight into it only with `--add`, and then holds every
+/// source's pairs once, searched as the grown index is; another model is refused even so.
+#[test]
+fn sources_of_one_model_are_added_to_a_collection() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, range: std::ops::Range<usize>| {
+        let p = tmp.path().join(name);
+        let text: String = range.map(|i| format!("w{i}\ty{}\n", i % 37)).collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let first = write("first.tsv", 0..300);
+    let more = write("more.tsv", 250..500); // 50 pairs in both
+    let third = write("third.tsv", 480..560); // 20 in the grown index too
+    let idx = tmp.path().join("idx");
+    succeeded(
+        &tiny_build(&first, &["--out", idx.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let coll = unique("add");
+    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    assert_eq!(count_via(&urls[0], &coll), 300);
+
+    let grow = relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&more)
+        .output()
+        .unwrap();
+    succeeded(&grow);
+    // The grown index is another source: refused without --add, nothing written.
+    let out = export(&idx, &urls, &coll, &[]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--add"), "{err}");
+    assert_eq!(count_via(&urls[0], &coll), 300);
+
+    let out = export(&idx, &urls, &coll, &["--add"])
+        .env("RELBERT_LOG", "info")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("holds 500 from 2 sources"), "{log}");
+    assert_eq!(count_via(&urls[0], &coll), 500);
+    // Added once, the source is known: a plain rerun resumes it (every row confirmed).
+    let out = export(&idx, &urls, &coll, &[])
+        .env("RELBERT_LOG", "info")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("0 points written"), "{log}");
+    assert_eq!(count_via(&urls[0], &coll), 500);
+
+    // Pairs encoded straight into the collection, beside both.
+    let target = ["--collection", &coll, "--qdrant", &joined];
+    let out = tiny_build(&third, &target).output().unwrap();
+    assert!(!out.status.success(), "added without --add");
+    succeeded(
+        &tiny_build(&third, &[&target[..], &["--add"]].concat())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(count_via(&urls[0], &coll), 560);
+
+    // Another model is refused, --add or not.
+    let other = tmp.path().join("other");
+    let mut c = relbert();
+    c.args(["index", "build", "--model"])
+        .arg(common::fixture("tiny-roberta"))
+        .arg("--pairs")
+        .arg(&third)
+        .arg("--out")
+        .arg(&other);
+    succeeded(&c.output().unwrap());
+    let out = export(&other, &urls, &coll, &["--add"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another encoder"), "{err}");
+    assert_eq!(count_via(&urls[0], &coll), 560);
+
+    // The collection answers as exact search over the grown index does, for a pair of
+    // each source (a collection this small is searched exhaustively).
+    let q = |store: &[&str], pair: [&str; 2]| {
+        let v = query_json(&[store, &pair, &["--exact", "-k", "10"]].concat());
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["pair"].clone())
+            .collect::<Vec<_>>()
+    };
+    let grown = tmp.path().join("grown");
+    succeeded(
+        &tiny_build(
+            &write("all.tsv", 0..560),
+            &["--out", grown.to_str().unwrap()],
+        )
+        .output()
+        .unwrap(),
+    );
+    for pair in [["w5", "y5"], ["w400", "y30"], ["w530", "y12"]] {
+        let through = q(&target, pair);
+        assert_eq!(through.len(), 10);
+        assert_eq!(
+            through,
+            q(&["--index", grown.to_str().unwrap()], pair),
+            "{pair:?}"
+        );
     }
     common::drop_collection(&urls, &coll);
 }

@@ -70,6 +70,11 @@ pub struct CollectionArgs {
     /// Vector memory layout of a new collection.
     #[arg(long, value_enum, default_value_t = Quantization::Int8, requires = "collection", conflicts_with = "out")]
     pub quantization: Quantization,
+    /// Add these pairs to a collection made from another source (an index before it grew,
+    /// another slice of a corpus) with the same model: pairs both hold are written once,
+    /// nothing is deleted. Without it such a collection is refused.
+    #[arg(long, requires = "collection", conflicts_with = "out")]
+    pub add: bool,
 }
 
 impl CollectionArgs {
@@ -93,7 +98,7 @@ impl CollectionArgs {
 /// Logs what a load into a collection did.
 pub fn log_load(conn: &Connection, report: &ExportReport) {
     tracing::info!(
-        "{}: {} points {} in {:.1}s ({:.0} points/s){}; the collection holds {}",
+        "{}: {} points {} in {:.1}s ({:.0} points/s){}; the collection holds {}{}",
         conn.target(),
         report.sent,
         if report.created {
@@ -108,7 +113,12 @@ pub fn log_load(conn: &Connection, report: &ExportReport) {
         } else {
             String::new()
         },
-        report.count
+        report.count,
+        if report.sources > 1 {
+            format!(" from {} sources", report.sources)
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -132,6 +142,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         let opts = ExportOptions {
             batch: a.batch,
             parallel: a.parallel,
+            add: a.target.add,
             ..ExportOptions::default()
         };
         let pb = Progress::pairs(n, "exporting");

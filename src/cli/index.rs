@@ -406,7 +406,10 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
         records,
         &conn,
         &settings,
-        &relbert::store::qdrant::export::ExportOptions::default(),
+        &relbert::store::qdrant::export::ExportOptions {
+            add: a.target.add,
+            ..Default::default()
+        },
         &|total| {
             let _ = pb.set(Progress::pairs(total, "encoding"));
         },

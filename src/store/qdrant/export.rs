@@ -14,6 +14,16 @@
 //! re-sending (or re-encoding) everything. A rerun whose final count disagrees clears the
 //! checkpoint, so the next one sends everything again.
 //!
+//! **Several sources.** A collection is made from one source (a local index, or a pair file
+//! encoded straight into it) and refuses another by default. With `--add`
+//! ([`ExportOptions::add`]) a source of the same pair function is added beside it: a grown
+//! index (`relbert index add` gives it a new id), another slice of a corpus, another
+//! machine's encoder. Each added source is recorded under its own metadata key and keeps its
+//! own checkpoint, so loaders of different sources can run at once; pairs two sources share
+//! are one point (same id). Nothing is deleted: a pair that one source dropped stays. The
+//! final check of a shared collection counts this source's points by id, since the
+//! collection's total counts every source.
+//!
 //! **Bulk loading.** While it streams, a load turns the collection's vector indexing off
 //! (indexing threshold 0) and turns it back on at the end, as Qdrant advises for bulk
 //! uploads: otherwise each node rebuilds HNSW graphs of segments that are still growing, on
@@ -32,7 +42,10 @@ use qdrant_client::qdrant::{
 use qdrant_client::Payload;
 
 use super::settings::CollectionSettings;
-use super::{point_id, CollectionRecord, Connection, LoadProgress, LAYOUT_VERSION, PROGRESS_KEY};
+use super::{
+    added_source_key, point_id, progress_key, AddedSource, CollectionRecord, Connection,
+    LoadProgress, LAYOUT_VERSION,
+};
 use crate::error::Result;
 use crate::indexing::{encode_into, encoder_info, same_function};
 use crate::pairs::{records_identity, PairRecord};
@@ -52,6 +65,9 @@ pub struct ExportOptions {
     /// Turn the collection's vector indexing off while loading (see the module docs); off
     /// only to measure what that saves.
     pub defer_indexing: bool,
+    /// Add this source's points to a collection made from another source of the same pair
+    /// function (see the module docs); without it such a collection is refused.
+    pub add: bool,
 }
 
 impl Default for ExportOptions {
@@ -62,6 +78,7 @@ impl Default for ExportOptions {
             batch: 256,
             parallel: 4,
             defer_indexing: true,
+            add: false,
         }
     }
 }
@@ -78,6 +95,8 @@ pub struct ExportReport {
     pub count: u64,
     /// Whether the collection was created by this run.
     pub created: bool,
+    /// Sources whose points the collection holds: 1, or more after `--add`.
+    pub sources: usize,
     /// Seconds spent sending.
     pub secs: f64,
 }
@@ -107,14 +126,25 @@ pub fn to_point(p: PairPoint<'_>) -> PointStruct {
     PointStruct::new(point_id(p.head, p.tail), p.vector, payload)
 }
 
+/// What [`prepare`] found.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Whether this run created the collection.
+    pub created: bool,
+    /// The source the collection was made from (this one when it was just created).
+    pub first: String,
+}
+
 /// Makes `conn`'s collection ready for `record`'s vectors: created with `settings` when
 /// absent (with the keyword index on `words`), else checked to hold the same encoder's
-/// vectors of the same width from the same source. Returns whether it was created.
+/// vectors of the same width, from the same source or, with `add` (or an earlier `add` of
+/// this source), beside another source's.
 pub fn prepare(
     conn: &Connection,
     record: &CollectionRecord,
     settings: &CollectionSettings,
-) -> Result<bool> {
+    add: bool,
+) -> Result<Prepared> {
     settings.validate()?;
     let c = conn.clone();
     let record = record.clone();
@@ -161,12 +191,38 @@ pub fn prepare(
                 "the collection holds {}-d vectors, the source {}-d",
                 have.dim, record.dim
             ))),
-            Some(have) if have.source != record.source => Err(c.remote(format!(
-                "the collection holds the points of {}, not of {}; rerunning the same export \
-                 resumes it, another source needs another --collection",
-                have.source, record.source
-            ))),
-            Some(_) => Ok(created),
+            Some(have) if have.source != record.source => {
+                let key = added_source_key(&record.source);
+                let known = c.metadata_text(&key).await?.is_some();
+                if !known && !add {
+                    return Err(c.remote(format!(
+                        "the collection holds the points of {}, not of {}; rerunning the same \
+                         load resumes it, --add adds this source's points beside them (same \
+                         model; pairs both hold are written once), or choose another \
+                         --collection",
+                        have.source, record.source
+                    )));
+                }
+                if !known {
+                    let added = AddedSource {
+                        source: record.source.clone(),
+                    };
+                    c.set_metadata(&key, &added).await?;
+                    tracing::info!(
+                        "adding {} to the collection beside {}",
+                        record.source,
+                        have.source
+                    );
+                }
+                Ok(Prepared {
+                    created,
+                    first: have.source,
+                })
+            }
+            Some(have) => Ok(Prepared {
+                created,
+                first: have.source,
+            }),
         }
     })?
 }
@@ -249,6 +305,10 @@ pub struct Loader {
     sender: Sender,
     conn: Connection,
     source: String,
+    /// The metadata key of this source's checkpoint.
+    key: String,
+    /// Whether this source was added beside the collection's first.
+    added: bool,
     /// Rows confirmed by earlier runs (skipped by this one).
     base: u64,
     total: u64,
@@ -263,13 +323,16 @@ impl Loader {
     pub fn start(
         conn: &Connection,
         record: &CollectionRecord,
+        prepared: &Prepared,
         opts: &ExportOptions,
         total: u64,
     ) -> Result<Self> {
         let c = conn.clone();
         let defer = opts.defer_indexing;
+        let key = progress_key(&prepared.first, &record.source);
+        let k = key.clone();
         let progress = conn.block_on(async move {
-            let p = c.progress().await?;
+            let p = c.progress(&k).await?;
             if defer {
                 c.set_indexing(false).await?;
             }
@@ -288,6 +351,8 @@ impl Loader {
             sender: Sender::new(conn, opts),
             conn: conn.clone(),
             source: record.source.clone(),
+            key,
+            added: prepared.first != record.source,
             base,
             total,
             saved: base,
@@ -326,32 +391,63 @@ impl Loader {
             rows,
             total: self.total,
         };
+        let key = self.key.clone();
         self.conn
-            .block_on(async move { c.set_metadata(PROGRESS_KEY, &p).await })??;
+            .block_on(async move { c.set_metadata(&key, &p).await })??;
         self.saved = rows;
         self.saved_at = Instant::now();
         Ok(())
     }
 
     /// Waits for every batch, turns indexing back on and checks that the collection holds
-    /// `expected` points. Returns (points sent by this run, the collection's count).
-    pub fn finish(mut self, expected: u64) -> Result<(u64, u64)> {
+    /// the source's `expected` points: its exact count when the collection holds this
+    /// source alone, else the points of the ids `ids(start, end)` gives for the source's
+    /// distinct pairs `start..end`, counted by id.
+    pub fn finish(mut self, expected: u64, ids: &IdsOf<'_>) -> Result<LoadEnd> {
         let sent = self.sender.wait_all()?;
         let c = self.conn.clone();
-        let count = self.conn.block_on(async move {
+        let (count, others) = self.conn.block_on(async move {
             c.set_indexing(true).await?;
-            c.count().await
+            Ok::<_, crate::error::Error>((c.count().await?, c.added_sources().await?))
         })??;
-        if count != expected {
+        // Read after the load, so a source another loader added meanwhile counts too.
+        let shared = self.added || !others.is_empty();
+        let found = if shared {
+            let mut found = 0;
+            let mut start = 0;
+            while start < expected {
+                let end = (start + IDS_PER_CHECK).min(expected);
+                let chunk = ids(start, end)?;
+                let c = self.conn.clone();
+                found += self
+                    .conn
+                    .block_on(async move { c.count_ids(&chunk).await })??;
+                start = end;
+            }
+            found
+        } else {
+            count
+        };
+        if found != expected {
             // The next run sends everything again rather than trusting this checkpoint.
             self.checkpoint(0)?;
+            let what = if shared {
+                format!(
+                    "holds {found} of the source's {expected} points ({count} from every source)"
+                )
+            } else {
+                format!("holds {count} points, the source {expected}")
+            };
             return Err(self.conn.remote(format!(
-                "after the load the collection holds {count} points, the source {expected}; \
-                 a rerun sends every point again"
+                "after the load the collection {what}; a rerun sends every point again"
             )));
         }
         self.checkpoint(self.total)?;
-        Ok((sent, count))
+        Ok(LoadEnd {
+            sent,
+            count,
+            sources: 1 + others.len(),
+        })
     }
 
     /// After a failed load: turns indexing back on if the collection can be reached (the
@@ -372,14 +468,33 @@ impl Loader {
     }
 }
 
+/// The point ids of a source's distinct pairs `start..end`, in load order: what a shared
+/// collection's final check counts.
+pub type IdsOf<'a> = dyn Fn(u64, u64) -> Result<Vec<String>> + 'a;
+
+/// Ids asked of an [`IdsOf`] at once by the final check.
+const IDS_PER_CHECK: u64 = 65_536;
+
+/// How a load ended ([`Loader::finish`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadEnd {
+    /// Points sent by this run.
+    pub sent: u64,
+    /// Points in the collection (every source's).
+    pub count: u64,
+    /// Sources whose points the collection holds.
+    pub sources: usize,
+}
+
 /// Runs `load` with a [`Loader`], abandoning it (indexing back on) when `load` fails.
 fn with_loader(
     mut loader: Loader,
     expected: u64,
+    ids: &IdsOf<'_>,
     load: impl FnOnce(&mut Loader) -> Result<()>,
-) -> Result<(u64, u64)> {
+) -> Result<LoadEnd> {
     match load(&mut loader) {
-        Ok(()) => loader.finish(expected),
+        Ok(()) => loader.finish(expected, ids),
         Err(e) => {
             loader.abandon();
             Err(e)
@@ -402,12 +517,17 @@ pub fn export_index(
         dim: index.dim() as u32,
         source: format!("index {}", index.id()),
     };
-    let created = prepare(conn, &record, settings)?;
+    let prepared = prepare(conn, &record, settings, opts.add)?;
     let started = Instant::now();
     let n = index.count();
-    let loader = Loader::start(conn, &record, opts, n as u64)?;
+    let loader = Loader::start(conn, &record, &prepared, opts, n as u64)?;
     let resumed = loader.resumed();
-    let (sent, count) = with_loader(loader, n as u64, |loader| {
+    let ids = |start: u64, end: u64| -> Result<Vec<String>> {
+        (start as usize..end as usize)
+            .map(|r| Ok(index.pair(r).map(|p| point_id(p.head, p.tail))?))
+            .collect()
+    };
+    let end = with_loader(loader, n as u64, &ids, |loader| {
         let batch = loader.batch();
         let mut row = resumed as usize;
         on_points(loader.confirmed());
@@ -431,10 +551,11 @@ pub fn export_index(
     })?;
     on_points(n as u64);
     Ok(ExportReport {
-        sent,
+        sent: end.sent,
         resumed,
-        count,
-        created,
+        count: end.count,
+        created: prepared.created,
+        sources: end.sources,
         secs: started.elapsed().as_secs_f64(),
     })
 }
@@ -476,16 +597,22 @@ pub fn build_collection(
         // The input as given, repeats included: a rerun is recognised by its input.
         source: format!("pairs {}", records_identity(&records)),
     };
-    let created = prepare(conn, &record, settings)?;
+    let prepared = prepare(conn, &record, settings, opts.add)?;
     keep_distinct(&mut records);
     let distinct = records;
     let n = distinct.len() as u64;
     on_total(n);
     let started = Instant::now();
-    let loader = Loader::start(conn, &record, opts, n)?;
+    let loader = Loader::start(conn, &record, &prepared, opts, n)?;
     let resumed = loader.resumed();
     let dim = encoder.dim();
-    let (sent, count) = with_loader(loader, n, |loader| {
+    let ids = |start: u64, end: u64| -> Result<Vec<String>> {
+        Ok(distinct[start as usize..end as usize]
+            .iter()
+            .map(|r| point_id(&r.head, &r.tail))
+            .collect())
+    };
+    let end = with_loader(loader, n, &ids, |loader| {
         encode_into(
             encoder,
             &distinct,
@@ -514,10 +641,11 @@ pub fn build_collection(
         )
     })?;
     Ok(ExportReport {
-        sent,
+        sent: end.sent,
         resumed,
-        count,
-        created,
+        count: end.count,
+        created: prepared.created,
+        sources: end.sources,
         secs: started.elapsed().as_secs_f64(),
     })
 }

@@ -58,8 +58,50 @@ pub const URL_ENV: &str = "RELBERT_QDRANT_URL";
 /// The collection-metadata key of relbert's [`CollectionRecord`].
 pub const METADATA_KEY: &str = "relbert";
 
-/// The collection-metadata key of a load's checkpoint ([`LoadProgress`]).
+/// The collection-metadata key of a load's checkpoint ([`LoadProgress`]) for the source the
+/// collection was made from; a source added later keeps its own under
+/// [`progress_key`]`(source)`, so loaders of different sources running at once do not
+/// overwrite each other's.
 pub const PROGRESS_KEY: &str = "relbert_progress";
+
+/// Prefix of the collection-metadata keys that name the sources added to a collection after
+/// the one it was made from (`relbert index export --add`, `index build --add`): one key per
+/// source, so two loaders adding at once never race on a shared list.
+pub const ADDED_SOURCE_PREFIX: &str = "relbert_source:";
+
+/// A short stable tag of a source string, for metadata keys.
+fn source_tag(source: &str) -> String {
+    Sha256::digest(source.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The metadata key of an added source's record ([`AddedSource`]).
+pub fn added_source_key(source: &str) -> String {
+    format!("{ADDED_SOURCE_PREFIX}{}", source_tag(source))
+}
+
+/// The metadata key of `source`'s load checkpoint in a collection made from `first`.
+pub fn progress_key(first: &str, source: &str) -> String {
+    if first == source {
+        PROGRESS_KEY.to_string()
+    } else {
+        format!("{PROGRESS_KEY}:{}", source_tag(source))
+    }
+}
+
+/// A source added to a collection after the one it was made from (see
+/// [`ADDED_SOURCE_PREFIX`]): its points are in the collection beside the first source's,
+/// each pair once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddedSource {
+    /// The source, as [`CollectionRecord::source`] names one.
+    pub source: String,
+}
+
+/// Point ids per request when [`Connection::count_ids`] counts a source's points.
+const IDS_PER_COUNT: usize = 4096;
 
 /// Version of the collection layout described in this module.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -130,7 +172,9 @@ pub struct CollectionRecord {
     pub encoder: EncoderInfo,
     /// Vector width.
     pub dim: u32,
-    /// Where the points came from: `index <id>` for an exported local index.
+    /// Where the points came from: `index <id>` for an exported local index, `pairs
+    /// sha256:…` for pairs encoded straight into the collection. Sources added later
+    /// (`--add`) are recorded beside it ([`AddedSource`]).
     pub source: String,
 }
 
@@ -318,18 +362,23 @@ impl Connection {
         .await
     }
 
-    /// The JSON string kept under `key` in the collection's metadata, if there is one.
-    async fn metadata_text(&self, key: &str) -> Result<Option<String>> {
+    /// The collection's metadata, every key.
+    async fn all_metadata(&self) -> Result<HashMap<String, Value>> {
         let info = self
             .call("reading the collection info", |c, name| async move {
                 c.collection_info(name).await
             })
             .await?;
-        let meta = info
+        Ok(info
             .result
             .and_then(|r| r.config)
             .map(|c| c.metadata)
-            .unwrap_or_default();
+            .unwrap_or_default())
+    }
+
+    /// The JSON string kept under `key` in the collection's metadata, if there is one.
+    async fn metadata_text(&self, key: &str) -> Result<Option<String>> {
+        let meta = self.all_metadata().await?;
         let Some(v) = meta.get(key) else {
             return Ok(None);
         };
@@ -372,9 +421,52 @@ impl Connection {
         self.metadata(METADATA_KEY).await
     }
 
-    /// How far an interrupted export or build got ([`PROGRESS_KEY`]); `None` when none ran.
-    pub async fn progress(&self) -> Result<Option<LoadProgress>> {
-        self.metadata(PROGRESS_KEY).await
+    /// How far an interrupted export or build got (under `key`: [`progress_key`]); `None`
+    /// when none ran.
+    pub async fn progress(&self, key: &str) -> Result<Option<LoadProgress>> {
+        self.metadata(key).await
+    }
+
+    /// The sources added to the collection after the one it was made from, in no particular
+    /// order (see [`ADDED_SOURCE_PREFIX`]).
+    pub async fn added_sources(&self) -> Result<Vec<String>> {
+        let meta = self.all_metadata().await?;
+        let mut out = Vec::new();
+        for (key, value) in &meta {
+            if !key.starts_with(ADDED_SOURCE_PREFIX) {
+                continue;
+            }
+            let added: Option<AddedSource> =
+                string_of(value).and_then(|t| serde_json::from_str(t).ok());
+            match added {
+                Some(a) => out.push(a.source),
+                None => {
+                    return Err(self.remote(format!(
+                        "collection metadata {key:?} is not what relbert writes there"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many of the points `ids` the collection holds (exact; several requests for many
+    /// ids).
+    pub async fn count_ids(&self, ids: &[String]) -> Result<u64> {
+        let mut found = 0;
+        for chunk in ids.chunks(IDS_PER_COUNT) {
+            let filter = Filter::must([Condition::has_id(chunk.iter().map(|s| s.as_str()))]);
+            let r = self
+                .call("counting a source's points", |c, name| {
+                    let b = CountPointsBuilder::new(name)
+                        .filter(filter.clone())
+                        .exact(true);
+                    async move { c.count(b).await }
+                })
+                .await?;
+            found += r.result.map(|r| r.count).unwrap_or(0);
+        }
+        Ok(found)
     }
 
     /// Turns Qdrant's vector indexing of new segments off (during a bulk load) or back on at
