@@ -669,5 +669,15 @@ fn sources_of_one_model_are_added_to_a_collection() {
             "{pair:?}"
         );
     }
+    // The record names the first source; the two added ones are listed beside it.
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    assert!(store.record().source.starts_with("index "));
+    let added = store.added_sources();
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added.iter().any(|s| s.starts_with("index ")), "{added:?}");
+    assert!(
+        added.iter().any(|s| s.starts_with("pairs sha256:")),
+        "{added:?}"
+    );
     common::drop_collection(&urls, &coll);
 }

@@ -230,6 +230,9 @@ fn serving_a_collection_answers_as_serving_the_index() {
         for key in ["count", "dim", "metric", "encoder"] {
             assert_eq!(r[key], l[key], "{key}");
         }
+        // One source: the exported index, none added beside it.
+        assert!(r["source"].as_str().unwrap().starts_with("index "), "{r}");
+        assert_eq!(r["added_sources"], serde_json::json!([]));
     });
 
     binary_serves_the_collection(&urls, &collection, &index);

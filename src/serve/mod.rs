@@ -282,6 +282,7 @@ fn collection_info(
         "encoder": {"model": e.model, "weights_sha256": e.weights_sha256,
                     "template": e.template, "aggregation": e.aggregation},
         "source": r.source,
+        "added_sources": store.added_sources(),
         "layout": r.layout,
         "open_ms": open_ms,
     })

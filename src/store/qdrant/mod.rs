@@ -510,6 +510,7 @@ pub fn string_of(v: &Value) -> Option<&str> {
 pub struct QdrantStore {
     conn: Connection,
     record: CollectionRecord,
+    added: Vec<String>,
 }
 
 impl QdrantStore {
@@ -517,27 +518,40 @@ impl QdrantStore {
     pub fn open(urls: &[String], collection: &str) -> Result<Self> {
         let conn = Connection::new(urls, collection)?;
         let c = conn.clone();
-        let record = conn.block_on(async move {
+        let (record, added) = conn.block_on(async move {
             if !c.exists().await? {
                 return Err(c.remote(
                     "no such collection; export an index into it first \
                      (relbert index export --index DIR --qdrant URL --collection NAME)",
                 ));
             }
-            c.record().await?.ok_or_else(|| {
+            let record = c.record().await?.ok_or_else(|| {
                 c.remote(format!(
                     "the collection has no {METADATA_KEY:?} metadata, so the model its vectors \
                      came from is unknown: it was not written by relbert, or the server keeps no \
                      collection metadata (Qdrant 1.16 or later does)"
                 ))
-            })
+            })?;
+            let mut added = c.added_sources().await?;
+            added.sort();
+            Ok::<_, Error>((record, added))
         })??;
-        Ok(QdrantStore { conn, record })
+        Ok(QdrantStore {
+            conn,
+            record,
+            added,
+        })
     }
 
     /// What relbert recorded in the collection.
     pub fn record(&self) -> &CollectionRecord {
         &self.record
+    }
+
+    /// The sources added beside [`CollectionRecord::source`] (`--add`), sorted; read when
+    /// the store was opened.
+    pub fn added_sources(&self) -> &[String] {
+        &self.added
     }
 
     /// The connection.
