@@ -175,13 +175,28 @@ fn query_json(args: &[&str]) -> serde_json::Value {
 /// `relbert index build` of `pairs` with the tiny fixture model, into `target` (`--out DIR`
 /// or `--collection NAME --qdrant URLS …`).
 fn tiny_build(pairs: &Path, target: &[&str]) -> Command {
+    fixture_build("tiny-bert", pairs, target)
+}
+
+/// [`tiny_build`] with the fixture model `model`.
+fn fixture_build(model: &str, pairs: &Path, target: &[&str]) -> Command {
     let mut c = relbert();
     c.args(["index", "build", "--model"])
-        .arg(common::fixture("tiny-bert"))
+        .arg(common::fixture(model))
         .arg("--pairs")
         .arg(pairs)
         .args(target);
     c
+}
+
+/// The result pairs of a `query --json` answer, in order.
+fn result_pairs(answer: &serde_json::Value) -> Vec<serde_json::Value> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pair"].clone())
+        .collect()
 }
 
 fn count_via(url: &str, collection: &str) -> u64 {
@@ -267,15 +282,7 @@ fn cluster_export_query_and_node_failures() {
     assert!(recall >= 0.99, "recall@10 {recall}");
 
     // The CLI prints the same results through either store.
-    let q = |args: &[&str]| {
-        let v = query_json(&[args, &["w5", "y5", "--exact"]].concat());
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["pair"].clone())
-            .collect::<Vec<_>>()
-    };
+    let q = |args: &[&str]| result_pairs(&query_json(&[args, &["w5", "y5", "--exact"]].concat()));
     let joined = urls.join(",");
     assert_eq!(
         q(&["--collection", &coll, "--qdrant", &joined]),
@@ -626,14 +633,11 @@ fn sources_of_one_model_are_added_to_a_collection() {
 
     // Another model is refused, --add or not.
     let other = tmp.path().join("other");
-    let mut c = relbert();
-    c.args(["index", "build", "--model"])
-        .arg(common::fixture("tiny-roberta"))
-        .arg("--pairs")
-        .arg(&third)
-        .arg("--out")
-        .arg(&other);
-    succeeded(&c.output().unwrap());
+    succeeded(
+        &fixture_build("tiny-roberta", &third, &["--out", other.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
     let out = export(&other, &urls, &coll, &["--add"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -643,13 +647,9 @@ fn sources_of_one_model_are_added_to_a_collection() {
     // The collection answers as exact search over the grown index does, for a pair of
     // each source (a collection this small is searched exhaustively).
     let q = |store: &[&str], pair: [&str; 2]| {
-        let v = query_json(&[store, &pair, &["--exact", "-k", "10"]].concat());
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["pair"].clone())
-            .collect::<Vec<_>>()
+        result_pairs(&query_json(
+            &[store, &pair, &["--exact", "-k", "10"]].concat(),
+        ))
     };
     let grown = tmp.path().join("grown");
     succeeded(

@@ -80,6 +80,19 @@ struct Tally {
     encoded: u64,
 }
 
+impl Tally {
+    /// One answer: its latency since `began`, an error unless `ok`, else whether `body` says
+    /// its pair was encoded.
+    fn answer(&mut self, began: Instant, ok: bool, body: &[u8]) {
+        self.latencies_us.push(began.elapsed().as_micros() as u64);
+        if !ok {
+            self.errors += 1;
+        } else if body.windows(ENCODED.len()).any(|w| w == ENCODED) {
+            self.encoded += 1;
+        }
+    }
+}
+
 async fn client(
     addr: String,
     bodies: Arc<Vec<Bytes>>,
@@ -109,14 +122,22 @@ async fn client(
         };
         let ok = resp.status().is_success();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        t.latencies_us.push(began.elapsed().as_micros() as u64);
-        if !ok {
-            t.errors += 1;
-        } else if bytes.windows(ENCODED.len()).any(|w| w == ENCODED) {
-            t.encoded += 1;
-        }
+        t.answer(began, ok, &bytes);
     }
     Ok(t)
+}
+
+/// Reads what has arrived into `buf` (waiting for some); an error when the server closed
+/// the connection.
+async fn read_some(stream: &TcpStream, buf: &mut [u8]) -> Result<usize> {
+    loop {
+        match stream.try_read(buf) {
+            Ok(0) => anyhow::bail!("the server closed the connection"),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.readable().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// One keep-alive connection sending prepared HTTP/1.1 requests (`requests`, whole: head and
@@ -146,15 +167,7 @@ async fn raw_client(
         }
         let mut have = 0;
         let (status, end) = loop {
-            match stream.try_read(&mut buf[have..]) {
-                Ok(0) => anyhow::bail!("the server closed the connection"),
-                Ok(n) => have += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    stream.readable().await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
+            have += read_some(&stream, &mut buf[have..]).await?;
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
             if let httparse::Status::Complete(head) = resp.parse(&buf[..have])? {
@@ -174,25 +187,13 @@ async fn raw_client(
                 anyhow::ensure!(end <= buf.len(), "an answer of {end} bytes");
                 let status = resp.code.unwrap_or(0);
                 while have < end {
-                    match stream.try_read(&mut buf[have..end]) {
-                        Ok(0) => anyhow::bail!("the server closed the connection"),
-                        Ok(n) => have += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            stream.readable().await?
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                    have += read_some(&stream, &mut buf[have..end]).await?;
                 }
                 anyhow::ensure!(have == end, "bytes after the answer");
                 break (status, end);
             }
         };
-        t.latencies_us.push(began.elapsed().as_micros() as u64);
-        if !(200..300).contains(&status) {
-            t.errors += 1;
-        } else if buf[..end].windows(ENCODED.len()).any(|w| w == ENCODED) {
-            t.encoded += 1;
-        }
+        t.answer(began, (200..300).contains(&status), &buf[..end]);
     }
     Ok(t)
 }

@@ -44,7 +44,7 @@ use qdrant_client::Payload;
 use super::settings::CollectionSettings;
 use super::{
     added_source_key, point_id, progress_key, AddedSource, CollectionRecord, Connection,
-    LoadProgress, LAYOUT_VERSION,
+    LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::Result;
 use crate::indexing::{encode_into, encoder_info, same_function};
@@ -305,10 +305,9 @@ pub struct Loader {
     sender: Sender,
     conn: Connection,
     source: String,
-    /// The metadata key of this source's checkpoint.
+    /// The metadata key of this source's checkpoint ([`PROGRESS_KEY`] for the collection's
+    /// first source).
     key: String,
-    /// Whether this source was added beside the collection's first.
-    added: bool,
     /// Rows confirmed by earlier runs (skipped by this one).
     base: u64,
     total: u64,
@@ -352,7 +351,6 @@ impl Loader {
             conn: conn.clone(),
             source: record.source.clone(),
             key,
-            added: prepared.first != record.source,
             base,
             total,
             saved: base,
@@ -411,12 +409,12 @@ impl Loader {
             Ok::<_, crate::error::Error>((c.count().await?, c.added_sources().await?))
         })??;
         // Read after the load, so a source another loader added meanwhile counts too.
-        let shared = self.added || !others.is_empty();
+        let shared = self.key != PROGRESS_KEY || !others.is_empty();
         let found = if shared {
             let mut found = 0;
             let mut start = 0;
             while start < expected {
-                let end = (start + IDS_PER_CHECK).min(expected);
+                let end = (start + IDS_PER_COUNT as u64).min(expected);
                 let chunk = ids(start, end)?;
                 let c = self.conn.clone();
                 found += self
@@ -472,9 +470,6 @@ impl Loader {
 /// collection's final check counts.
 pub type IdsOf<'a> = dyn Fn(u64, u64) -> Result<Vec<String>> + 'a;
 
-/// Ids asked of an [`IdsOf`] at once by the final check.
-const IDS_PER_CHECK: u64 = 65_536;
-
 /// How a load ended ([`Loader::finish`]).
 #[derive(Debug, Clone, Copy)]
 pub struct LoadEnd {
@@ -484,6 +479,21 @@ pub struct LoadEnd {
     pub count: u64,
     /// Sources whose points the collection holds.
     pub sources: usize,
+}
+
+impl LoadEnd {
+    /// The report of a load that ended so, after skipping `resumed` rows, into a collection
+    /// `prepared` found, since `started`.
+    fn report(self, resumed: u64, prepared: &Prepared, started: Instant) -> ExportReport {
+        ExportReport {
+            sent: self.sent,
+            resumed,
+            count: self.count,
+            created: prepared.created,
+            sources: self.sources,
+            secs: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// Runs `load` with a [`Loader`], abandoning it (indexing back on) when `load` fails.
@@ -550,14 +560,7 @@ pub fn export_index(
         Ok(())
     })?;
     on_points(n as u64);
-    Ok(ExportReport {
-        sent: end.sent,
-        resumed,
-        count: end.count,
-        created: prepared.created,
-        sources: end.sources,
-        secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(end.report(resumed, &prepared, started))
 }
 
 /// Keeps each pair of `records` once (its first occurrence, with that one's label), as a
@@ -640,12 +643,5 @@ pub fn build_collection(
             },
         )
     })?;
-    Ok(ExportReport {
-        sent: end.sent,
-        resumed,
-        count: end.count,
-        created: prepared.created,
-        sources: end.sources,
-        secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(end.report(resumed, &prepared, started))
 }

@@ -101,7 +101,7 @@ pub struct AddedSource {
 }
 
 /// Point ids per request when [`Connection::count_ids`] counts a source's points.
-const IDS_PER_COUNT: usize = 4096;
+pub(crate) const IDS_PER_COUNT: usize = 4096;
 
 /// Version of the collection layout described in this module.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -408,7 +408,12 @@ impl Connection {
         let Some(text) = self.metadata_text(key).await? else {
             return Ok(None);
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
+        self.decode(key, &text).map(Some)
+    }
+
+    /// The JSON string `text` kept under `key`, as a `T`.
+    fn decode<T: serde::de::DeserializeOwned>(&self, key: &str, text: &str) -> Result<T> {
+        serde_json::from_str(text).map_err(|e| {
             self.remote(format!(
                 "collection metadata {key:?} is not what relbert writes there: {e}"
             ))
@@ -431,23 +436,13 @@ impl Connection {
     /// order (see [`ADDED_SOURCE_PREFIX`]).
     pub async fn added_sources(&self) -> Result<Vec<String>> {
         let meta = self.all_metadata().await?;
-        let mut out = Vec::new();
-        for (key, value) in &meta {
-            if !key.starts_with(ADDED_SOURCE_PREFIX) {
-                continue;
-            }
-            let added: Option<AddedSource> =
-                string_of(value).and_then(|t| serde_json::from_str(t).ok());
-            match added {
-                Some(a) => out.push(a.source),
-                None => {
-                    return Err(self.remote(format!(
-                        "collection metadata {key:?} is not what relbert writes there"
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        meta.iter()
+            .filter(|(key, _)| key.starts_with(ADDED_SOURCE_PREFIX))
+            .map(|(key, value)| {
+                let text = string_of(value).unwrap_or_default();
+                self.decode::<AddedSource>(key, text).map(|a| a.source)
+            })
+            .collect()
     }
 
     /// How many of the points `ids` the collection holds (exact; several requests for many
