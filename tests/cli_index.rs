@@ -225,14 +225,6 @@ fn rebuild_changes_precision_and_graph_without_encoding() {
     // Queries still encode with the model the vectors came from, and find the same pairs up to
     // f16 rounding: each of the rebuilt index's top 5 is among the source's top 8, with the
     // same score to 2e-3 (near-ties of the tiny model may swap places).
-    let scores = |v: serde_json::Value| -> Vec<(serde_json::Value, f64)> {
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["pair"].clone(), r["score"].as_f64().unwrap()))
-            .collect()
-    };
     let exact = |index: &Path, k: &str| {
         let a = relbert()
             .args(["query", "--json", "--exact", "-k", k, "--index"])
@@ -240,7 +232,7 @@ fn rebuild_changes_precision_and_graph_without_encoding() {
             .args(["lion", "cub"])
             .assert()
             .success();
-        scores(serde_json::from_slice(&a.get_output().stdout).unwrap())
+        common::scored_results(&serde_json::from_slice(&a.get_output().stdout).unwrap())
     };
     let (got, want) = (exact(&out, "5"), exact(&src, "8"));
     assert_eq!(got.len(), 5);

@@ -681,3 +681,79 @@ fn sources_of_one_model_are_added_to_a_collection() {
     );
     common::drop_collection(&urls, &coll);
 }
+
+/// A collection stores its originals in the source's precision (an `--f16` index or
+/// `index build --collection --f16` makes a float16 collection; `--f16`/`--f32` override an
+/// index's), and a float16 collection answers as the float16 index does.
+#[test]
+fn collections_keep_the_sources_precision() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = tmp.path().join("pairs.tsv");
+    let text: String = (0..400).map(|i| format!("w{i}\ty{}\n", i % 41)).collect();
+    std::fs::write(&pairs, text).unwrap();
+    let (f16, f32) = (tmp.path().join("f16"), tmp.path().join("f32"));
+    for (dir, extra) in [(&f16, &["--f16"][..]), (&f32, &[][..])] {
+        let out = [&["--out", dir.to_str().unwrap()][..], extra].concat();
+        succeeded(&tiny_build(&pairs, &out).output().unwrap());
+    }
+    let precision = |coll: &str| {
+        QdrantStore::open(&urls, coll)
+            .unwrap()
+            .precision()
+            .to_string()
+    };
+    let mut made = Vec::new();
+    for (index, extra, want) in [
+        (&f16, &[][..], "f16"),
+        (&f32, &[][..], "f32"),
+        (&f16, &["--f32"][..], "f32"),
+        (&f32, &["--f16"][..], "f16"),
+    ] {
+        let coll = unique("precision");
+        succeeded(&export(index, &urls, &coll, extra).output().unwrap());
+        assert_eq!(precision(&coll), want, "{index:?} {extra:?}");
+        made.push(coll);
+    }
+    let built = unique("precision_build");
+    let target = ["--collection", &built, "--qdrant", &joined, "--f16"];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    assert_eq!(precision(&built), "f16");
+    assert_eq!(count_via(&urls[0], &built), 400);
+    made.push(built);
+
+    // The float16 collection answers as exact search over the float16 index does, up to
+    // Qdrant's rounding: it rounds an encoded query vector to float16 too, so two results
+    // whose scores differ by less than that may swap. Each rank's score agrees, and each
+    // result is the index's, with its score.
+    let f16_index = f16.to_str().unwrap();
+    for pair in [["w5", "y5"], ["w321", "y34"], ["lion", "cub"]] {
+        let through = common::scored_results(&query_json(
+            &[
+                &["--collection", &made[0], "--qdrant", &joined][..],
+                &pair,
+                &["--exact", "-k", "10"],
+            ]
+            .concat(),
+        ));
+        let here = common::scored_results(&query_json(
+            &[&["--index", f16_index][..], &pair, &["--exact", "-k", "20"]].concat(),
+        ));
+        assert_eq!(through.len(), 10, "{pair:?}");
+        for (rank, (p, score)) in through.iter().enumerate() {
+            assert!((score - here[rank].1).abs() < 1e-3, "{pair:?} rank {rank}");
+            let local = here.iter().find(|(q, _)| q == p);
+            assert!(
+                local.is_some_and(|(_, s)| (s - score).abs() < 1e-3),
+                "{pair:?}: {p} {score} against {local:?}"
+            );
+        }
+    }
+    for coll in &made {
+        common::drop_collection(&urls, coll);
+    }
+}

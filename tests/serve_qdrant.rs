@@ -227,7 +227,7 @@ fn serving_a_collection_answers_as_serving_the_index() {
         assert_eq!(r["collection"], collection.as_str());
         assert_eq!(r["server"]["backend"], "qdrant");
         assert_eq!(l["server"]["backend"], "local");
-        for key in ["count", "dim", "metric", "encoder"] {
+        for key in ["count", "dim", "metric", "precision", "encoder"] {
             assert_eq!(r[key], l[key], "{key}");
         }
         // One source: the exported index, none added beside it.

@@ -2,8 +2,11 @@
 //! same vectors (`benchmarks/scale/README.md` has the figures and how they were taken).
 //!
 //! cargo run --release --example scale_export -- URLS COLLECTION N DIM SHARDS REPLICATION
-//!   [QUERIES] [BATCH] [PARALLEL] [QUANTIZATION int8|none] [EF] [M]
+//!   [QUERIES] [BATCH] [PARALLEL] [QUANTIZATION int8|none] [EF] [M] [ORIGINALS f32|f16]
 //! Prints one JSON object. The collection must not exist (it is created, measured, deleted).
+//! With `SCALE_STORAGE=DIR[,DIR…]` (the nodes' storage directories) it also reports the
+//! collection's disk use on them once it is green: `DIR/collections/COLLECTION`, allocated
+//! blocks and apparent bytes.
 
 #[path = "../../tests/common/synthetic.rs"]
 mod synthetic;
@@ -35,6 +38,29 @@ fn process_cpu_s() -> f64 {
     };
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// Allocated and apparent bytes of the files under `dir` (0 when it does not exist).
+fn disk_use(dir: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut allocated, mut apparent) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    for e in entries.flatten() {
+        let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if m.is_dir() {
+            let (a, b) = disk_use(&e.path());
+            allocated += a;
+            apparent += b;
+        } else {
+            allocated += m.blocks() * 512;
+            apparent += m.len();
+        }
+    }
+    (allocated, apparent)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             .map(|s| s.parse())
             .transpose()?
             .unwrap_or(CollectionSettings::default().m),
+        f16: a.get(12).map(String::as_str) == Some("f16"),
         ..CollectionSettings::default()
     };
     let cpu0 = process_cpu_s();
@@ -111,6 +138,14 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })??;
     let green_s = waited.elapsed().as_secs_f64();
+    let (mut disk_allocated, mut disk_apparent) = (0u64, 0u64);
+    if let Ok(dirs) = std::env::var("SCALE_STORAGE") {
+        for d in dirs.split(',') {
+            let (a, b) = disk_use(&std::path::Path::new(d).join("collections").join(collection));
+            disk_allocated += a;
+            disk_apparent += b;
+        }
+    }
     let (mut lq, mut ll) = (Vec::new(), Vec::new());
     let (mut hit_q, mut hit_l, mut total) = (0usize, 0usize, 0usize);
     let step = (n / queries.max(1)).max(1);
@@ -150,6 +185,8 @@ fn main() -> anyhow::Result<()> {
         "batch": opts.batch, "ef": ef, "m": settings.m, "quantization": format!("{quantization:?}"), "parallel": opts.parallel, "defer_indexing": opts.defer_indexing, "synthetic_build_s": build_s,
         "export_s": report.secs, "export_points_per_s": report.sent as f64 / report.secs,
         "green_after_export_s": green_s, "exporter_cpu_s": export_cpu_s,
+        "originals": if settings.f16 { "f16" } else { "f32" },
+        "disk_bytes": {"allocated": disk_allocated, "apparent": disk_apparent},
         "count": report.count, "queries": lq.len(),
         "qdrant_ms": {"p50": pct(&lq, 0.5), "p99": pct(&lq, 0.99)},
         "local_ms": {"p50": pct(&ll, 0.5), "p99": pct(&ll, 0.99)},

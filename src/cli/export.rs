@@ -9,7 +9,7 @@ use relbert::store::files::{export_file, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
-use relbert_index::Index;
+use relbert_index::{Index, Precision};
 
 use super::Progress;
 
@@ -30,6 +30,13 @@ pub struct ExportArgs {
     /// Upsert requests in flight at once.
     #[arg(long, default_value_t = ExportOptions::default().parallel)]
     parallel: usize,
+    /// Store a new collection's vectors as float16 (half the disk of every replica; default:
+    /// the index's own precision, so an --f16 index makes a float16 collection).
+    #[arg(long, requires = "collection", conflicts_with = "f32")]
+    f16: bool,
+    /// Store a new collection's vectors as float32 even from a float16 index.
+    #[arg(long, requires = "collection")]
+    f32: bool,
     /// File format (instead of a collection).
     #[arg(long, value_enum, requires = "out")]
     format: Option<FileFormat>,
@@ -138,7 +145,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
         let conn = a.target.connect(collection)?;
-        let settings = a.target.settings();
+        let settings = CollectionSettings {
+            f16: a.f16 || (!a.f32 && index.meta().precision == Precision::F16),
+            ..a.target.settings()
+        };
         let opts = ExportOptions {
             batch: a.batch,
             parallel: a.parallel,

@@ -112,7 +112,7 @@ pub struct BuildArgs {
     /// Encode straight into this Qdrant collection instead of a local index (created when
     /// absent; a rerun of the same input resumes after the last checkpoint). --m and
     /// --ef-construction set its HNSW graph.
-    #[arg(long, conflicts_with_all = ["out", "f16", "force"])]
+    #[arg(long, conflicts_with_all = ["out", "force"])]
     collection: Option<String>,
     #[command(flatten)]
     target: super::export::CollectionArgs,
@@ -122,7 +122,8 @@ pub struct BuildArgs {
     /// HNSW candidate-list size while building.
     #[arg(long, default_value_t = 200)]
     ef_construction: usize,
-    /// Store vectors as float16 (half the disk and memory).
+    /// Store vectors as float16 (half the disk and memory; with --collection, of every
+    /// replica).
     #[arg(long)]
     f16: bool,
     /// Leave out pairs whose prompt is too long to encode (reported with file and line)
@@ -390,6 +391,7 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     let settings = relbert::store::qdrant::settings::CollectionSettings {
         m: hnsw.m as u64,
         ef_construct: hnsw.ef_construction as u64,
+        f16: a.f16,
         ..a.target.settings()
     };
     settings.validate()?;

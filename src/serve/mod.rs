@@ -278,7 +278,7 @@ fn collection_info(
         "backend": "qdrant",
         "qdrant": urls,
         "collection": store.connection().collection(),
-        "count": count, "dim": r.dim, "metric": "cosine",
+        "count": count, "dim": r.dim, "metric": "cosine", "precision": store.precision(),
         "encoder": {"model": e.model, "weights_sha256": e.weights_sha256,
                     "template": e.template, "aggregation": e.aggregation},
         "source": r.source,

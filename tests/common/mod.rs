@@ -144,3 +144,13 @@ pub fn drop_collection(urls: &[String], collection: &str) {
         .await
     });
 }
+
+/// The `(pair, score)` of each result of a `query --json` answer, in order.
+pub fn scored_results(answer: &serde_json::Value) -> Vec<(serde_json::Value, f64)> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["pair"].clone(), r["score"].as_f64().unwrap()))
+        .collect()
+}

@@ -376,6 +376,33 @@ impl Connection {
             .unwrap_or_default())
     }
 
+    /// How the collection stores its original vectors: `f32` (Qdrant's default) or `f16`
+    /// ([`settings::CollectionSettings::f16`]), as `index info` names a local index's
+    /// precision; another type is named as Qdrant names it.
+    pub async fn precision(&self) -> Result<String> {
+        use qdrant_client::qdrant::{vectors_config::Config, Datatype};
+        let info = self
+            .call("reading the collection info", |c, name| async move {
+                c.collection_info(name).await
+            })
+            .await?;
+        let datatype = info
+            .result
+            .and_then(|r| r.config)
+            .and_then(|c| c.params)
+            .and_then(|p| p.vectors_config)
+            .and_then(|v| v.config)
+            .and_then(|c| match c {
+                Config::Params(p) => p.datatype,
+                Config::ParamsMap(_) => None,
+            });
+        Ok(match datatype.and_then(|d| Datatype::try_from(d).ok()) {
+            None | Some(Datatype::Default) | Some(Datatype::Float32) => "f32".into(),
+            Some(Datatype::Float16) => "f16".into(),
+            Some(other) => other.as_str_name().to_lowercase(),
+        })
+    }
+
     /// The JSON string kept under `key` in the collection's metadata, if there is one.
     async fn metadata_text(&self, key: &str) -> Result<Option<String>> {
         let meta = self.all_metadata().await?;
@@ -506,6 +533,7 @@ pub struct QdrantStore {
     conn: Connection,
     record: CollectionRecord,
     added: Vec<String>,
+    precision: String,
 }
 
 impl QdrantStore {
@@ -513,7 +541,7 @@ impl QdrantStore {
     pub fn open(urls: &[String], collection: &str) -> Result<Self> {
         let conn = Connection::new(urls, collection)?;
         let c = conn.clone();
-        let (record, added) = conn.block_on(async move {
+        let (record, added, precision) = conn.block_on(async move {
             if !c.exists().await? {
                 return Err(c.remote(
                     "no such collection; export an index into it first \
@@ -529,12 +557,14 @@ impl QdrantStore {
             })?;
             let mut added = c.added_sources().await?;
             added.sort();
-            Ok::<_, Error>((record, added))
+            let precision = c.precision().await?;
+            Ok::<_, Error>((record, added, precision))
         })??;
         Ok(QdrantStore {
             conn,
             record,
             added,
+            precision,
         })
     }
 
@@ -547,6 +577,12 @@ impl QdrantStore {
     /// the store was opened.
     pub fn added_sources(&self) -> &[String] {
         &self.added
+    }
+
+    /// How the collection stores its original vectors (`f32` or `f16`, as a local index's
+    /// precision is named); read when the store was opened.
+    pub fn precision(&self) -> &str {
+        &self.precision
     }
 
     /// The connection.

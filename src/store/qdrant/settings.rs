@@ -12,13 +12,19 @@
 //!   3-shard cluster (`benchmarks/scale/README.md`); raise `m` when one shard must reach 0.99.
 //! - **Scalar int8 quantisation, kept in RAM, originals on disk, rescored.** A 768-d f32
 //!   vector is 3 KiB; int8 is a quarter of it, so the in-memory part of a node holds 4x the
-//!   pairs, and the f32 originals are read from disk (memory-mapped) only to rescore the
+//!   pairs, and the originals are read from disk (memory-mapped) only to rescore the
 //!   `oversampling` x k best candidates. Relation vectors are dense and evenly spread over
 //!   their components, the case scalar quantisation handles well (quantile 0.99 clips the
 //!   rare outliers); measured here it cost no recall against f32 (`benchmarks/scale/`).
 //!   Binary (1 bit per component) and product quantisation compress further at a recall
 //!   cost that was not measured here; int8 is the conservative choice, and 4x is enough for
 //!   the plan in `benchmarks/scale/README.md`. `--quantization none` keeps f32 in RAM.
+//! - **Originals in the source's precision**: float16 when the exported index stores float16
+//!   (what the default index stores; `index build --collection --f16`), else float32. A
+//!   float16 index's vectors are exactly representable in float16, so storing them wider
+//!   only doubles the disk of every replica without changing a score; `--f16` narrows a
+//!   float32 source too (rounding each component to 11 significant bits, as the local
+//!   `--f16` index does). Measured in `benchmarks/scale/README.md`.
 //! - **Payload on disk**, with a keyword index on `words` only: the payload is read for the
 //!   k hits of a query, and `words` is the one field filtered on.
 //! - **Indexing threshold 20,000 KB** (Qdrant's default, written explicitly so relbert knows
@@ -33,7 +39,7 @@
 use std::collections::HashMap;
 
 use qdrant_client::qdrant::{
-    CreateCollection, CreateCollectionBuilder, Distance, HnswConfigDiffBuilder,
+    CreateCollection, CreateCollectionBuilder, Datatype, Distance, HnswConfigDiffBuilder,
     OptimizersConfigDiffBuilder, QuantizationSearchParamsBuilder, QuantizationType,
     ScalarQuantizationBuilder, SearchParams, SearchParamsBuilder, VectorParamsBuilder,
 };
@@ -44,9 +50,9 @@ use crate::error::{Error, Result};
 /// How vectors are held in a collection's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Quantization {
-    /// int8 copies in RAM, f32 originals on disk for rescoring (a quarter of the RAM).
+    /// int8 copies in RAM, originals on disk for rescoring (a quarter of the RAM of f32).
     Int8,
-    /// f32 vectors in RAM, no quantisation.
+    /// The originals in RAM, no quantisation.
     None,
 }
 
@@ -66,6 +72,9 @@ pub struct CollectionSettings {
     pub replication: u32,
     /// Memory layout of the vectors.
     pub quantization: Quantization,
+    /// Store the original vectors as float16 instead of float32 (half their disk, or their
+    /// RAM without quantisation).
+    pub f16: bool,
     /// HNSW neighbours per node.
     pub m: u64,
     /// HNSW candidate-list size while building.
@@ -79,6 +88,7 @@ impl Default for CollectionSettings {
             shards: 1,
             replication: 1,
             quantization: Quantization::Int8,
+            f16: false,
             m: h.m as u64,
             ef_construct: h.ef_construction as u64,
         }
@@ -113,9 +123,16 @@ impl CollectionSettings {
         let metadata: HashMap<String, serde_json::Value> =
             HashMap::from([(METADATA_KEY.to_string(), serde_json::Value::String(text))]);
         let quantized = self.quantization == Quantization::Int8;
+        let datatype = if self.f16 {
+            Datatype::Float16
+        } else {
+            Datatype::Float32
+        };
         let mut b = CreateCollectionBuilder::new(name)
             .vectors_config(
-                VectorParamsBuilder::new(record.dim as u64, Distance::Cosine).on_disk(quantized),
+                VectorParamsBuilder::new(record.dim as u64, Distance::Cosine)
+                    .on_disk(quantized)
+                    .datatype(datatype),
             )
             .shard_number(self.shards)
             .replication_factor(self.replication)
