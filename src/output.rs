@@ -38,10 +38,22 @@ impl AtomicFile {
         let tmp = temp_path(target);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
-        // The renamed output gets the permissions of any file the user creates.
+        // The renamed output gets the permissions of any file the user creates; and the
+        // temporary name is never followed through a symbolic link, which would truncate
+        // the file it points to.
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o644);
-        let f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o644).custom_flags(libc::O_NOFOLLOW);
+        }
+        let f = opts.open(&tmp).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Error::NotOurs {
+                path: tmp.clone(),
+                what: "a temporary file",
+                why: "it is a symbolic link".into(),
+            },
+            _ => Error::io(&tmp, e),
+        })?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             tmp,
@@ -385,6 +397,26 @@ pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_temporary_file_is_never_written_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.npy");
+        let precious = dir.path().join("precious.txt");
+        std::fs::write(&precious, "keep me").unwrap();
+        std::os::unix::fs::symlink(&precious, temp_path(&target)).unwrap();
+        let err = AtomicFile::create(&target, false).err().unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        // A temporary file a killed run left is reused.
+        std::fs::remove_file(temp_path(&target)).unwrap();
+        std::fs::write(temp_path(&target), "half an output").unwrap();
+        let mut f = AtomicFile::create(&target, false).unwrap();
+        f.writer().write_all(b"done").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "done");
+        assert!(!temp_path(&target).exists());
+    }
 
     #[test]
     fn npy_header_is_aligned_and_parsable() {

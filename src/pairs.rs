@@ -65,6 +65,12 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
             message: format!("cannot read line: {e}"),
         })?;
         let line = line.strip_suffix('\r').unwrap_or(&line);
+        // A byte-order mark (editors on Windows write one) is not part of the first word.
+        let line = if lineno == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
@@ -83,10 +89,17 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         if cols[0].trim().is_empty() || cols[1].trim().is_empty() {
             return Err(err(format!("empty word in {line:?}")));
         }
+        // Spaces around a word are not part of it (`paris \tfrance` is paris : france, as a
+        // query typed with spaces is): otherwise two copies of one pair are stored and a
+        // query finds neither. Spaces inside a multi-word term stay.
         out.push(PairRecord {
-            head: cols[0].to_string(),
-            tail: cols[1].to_string(),
-            label: cols.get(2).map(|s| s.to_string()),
+            head: cols[0].trim().to_string(),
+            tail: cols[1].trim().to_string(),
+            label: cols
+                .get(2)
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             line: lineno,
             file: file.clone(),
         });
@@ -116,6 +129,24 @@ mod tests {
         assert_eq!(p[0].line, 2);
         assert_eq!(p[1].head, "New York");
         assert_eq!(p[1].label.as_deref(), Some("capital"));
+    }
+
+    #[test]
+    fn a_bom_and_spaces_around_words_are_not_part_of_them() {
+        let text = "\u{feff}paris \tfrance\n new york\t usa \t capital \nrome\titaly\t\n";
+        let p = parse_pairs(text.as_bytes(), Path::new("x.tsv")).unwrap();
+        let got: Vec<_> = p
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str(), r.label.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("paris", "france", None),
+                ("new york", "usa", Some("capital")),
+                ("rome", "italy", None)
+            ]
+        );
     }
 
     #[test]

@@ -484,3 +484,117 @@ fn a_default_index_of_an_older_format_is_replaced_not_an_error() {
     assert!(err.contains("index format 1"), "{err}");
     assert!(dir.path().join("default.stale").join("meta").is_file());
 }
+
+/// An index that `$RELBERT_INDEX` names but that holds other pairs than the default
+/// vocabulary is the user's, not relbert's cache: a default model that differs from its own
+/// neither moves nor removes it (it was moved to `.stale` and removed at the next change),
+/// and a user's directory where relbert would set a stale cache aside is not replaced.
+#[test]
+fn an_index_named_by_relbert_index_is_never_set_aside_or_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab");
+    std::fs::create_dir(&vocab).unwrap();
+    pair_file(&vocab, "pairs.tsv");
+    let mine = dir.path().join("mine");
+    let own = dir.path().join("own.tsv");
+    std::fs::write(&own, "river\tsea\nseed\ttree\nlamb\tsheep\nbee\thive\n").unwrap();
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-roberta"))
+        .arg("--pairs")
+        .arg(&own)
+        .arg("--out")
+        .arg(&mine)
+        .assert()
+        .success();
+    let before = std::fs::read(mine.join("vectors")).unwrap();
+    let query = |index: &Path, model: &Path| {
+        relbert()
+            .env("RELBERT_VOCAB", &vocab)
+            .env("RELBERT_INDEX", index)
+            .env("RELBERT_MODEL", model)
+            .args(["query", "--json", "river", "sea"])
+            .assert()
+    };
+    // Two changes of the default model: the first used to move it aside, the second to
+    // remove it.
+    let bert = fixture("tiny-bert");
+    let offset = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.5));
+    for model in [&bert, &offset] {
+        let a = query(&mine, model).success();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("your index"), "{err}");
+        let out: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        assert_eq!(out["source"], "index", "answered from the user's index");
+        assert_eq!(std::fs::read(mine.join("vectors")).unwrap(), before);
+        assert!(!dir.path().join("mine.stale").exists());
+    }
+
+    // relbert's own cache, stale, with the user's index where it would be set aside.
+    let cache = dir.path().join("cache");
+    query(&cache, &bert).success();
+    std::fs::rename(&mine, dir.path().join("cache.stale")).unwrap();
+    query(&cache, &offset)
+        .failure()
+        .stderr(predicate::str::contains("not relbert's cache"));
+    assert_eq!(
+        std::fs::read(dir.path().join("cache.stale").join("vectors")).unwrap(),
+        before
+    );
+    assert!(cache.join("meta").is_file());
+}
+
+/// Found by an audit of the index commands: a byte-order mark and spaces around words in a
+/// pair file became part of the words (the pair was stored twice, and a query of it missed
+/// it), `index add` through a symbolic link was refused with a message about a flag it does
+/// not have, an empty query word was answered, and `export --out -` wrote a file named `-`.
+#[test]
+fn pair_files_words_links_and_dashes_as_a_user_means_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("bom.tsv");
+    let mut text = "\u{feff}paris \tfrance\n".to_string();
+    text.push_str(&pairs_text());
+    std::fs::write(&pairs, text).unwrap();
+    let index = dir.path().join("idx");
+    build(&pairs, &index, &[]).success();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&index, &link).unwrap();
+    let again = dir.path().join("again.tsv");
+    std::fs::write(&again, "paris\tfrance\n rome \titaly\n").unwrap();
+    let a = relbert()
+        .args(["index", "add", "--json", "--index"])
+        .arg(&link)
+        .arg("--pairs")
+        .arg(&again)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["already_in_index"], 1, "{doc}");
+    assert_eq!(doc["added"], 1, "{doc}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let query = |words: [&str; 2]| {
+        let mut c = relbert();
+        c.args(["query", "--json", "--index"])
+            .arg(&index)
+            .args(words);
+        c.assert()
+    };
+    for words in [["paris", "france"], [" rome", "italy "]] {
+        let a = query(words).success();
+        let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        assert_eq!(doc["source"], "index", "{words:?}: {doc}");
+    }
+    query(["", "france"])
+        .failure()
+        .stderr(predicate::str::contains("empty"));
+    relbert()
+        .args([
+            "index", "export", "--format", "npy", "--out", "-", "--index",
+        ])
+        .arg(&index)
+        .current_dir(dir.path())
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--out"));
+    assert!(!dir.path().join("-").exists());
+}

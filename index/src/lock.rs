@@ -14,7 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IndexError, Result};
@@ -45,14 +45,24 @@ impl OutputLock {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| IndexError::io(parent, e))?;
         }
+        let not_ours = |why: &str| IndexError::NotOurs {
+            path: path.clone(),
+            what: "a lock file",
+            why: why.into(),
+        };
         for _ in 0..16 {
+            // Never through a symbolic link: the lock file is emptied and removed.
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
-                .map_err(|e| IndexError::io(&path, e))?;
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ELOOP) => not_ours("it is a symbolic link"),
+                    _ => IndexError::io(&path, e),
+                })?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -79,6 +89,14 @@ impl OutputLock {
             if !same {
                 continue;
             }
+            // A file of that name that relbert did not write (its lock files hold a `pid`
+            // line, or nothing when a taker died before writing it) is left as it is.
+            let mut before = Vec::new();
+            file.read_to_end(&mut before)
+                .map_err(|e| IndexError::io(&path, e))?;
+            if !before.is_empty() && !before.starts_with(b"pid ") {
+                return Err(not_ours("it holds something else"));
+            }
             let args: Vec<String> = std::env::args().collect();
             let since = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -89,10 +107,15 @@ impl OutputLock {
                 std::process::id(),
                 args.join(" ")
             );
-            file.set_len(0)
+            let written = file
+                .set_len(0)
                 .and_then(|_| file.seek(SeekFrom::Start(0)))
-                .and_then(|_| file.write_all(note.as_bytes()))
-                .map_err(|e| IndexError::io(&path, e))?;
+                .and_then(|_| file.write_all(note.as_bytes()));
+            if let Err(e) = written {
+                // A full disk, say: no empty lock file left behind (the lock is ours).
+                let _ = std::fs::remove_file(&path);
+                return Err(IndexError::io(&path, e));
+            }
             return Ok(OutputLock { path, file });
         }
         Err(IndexError::Locked {
@@ -113,5 +136,40 @@ impl Drop for OutputLock {
         // sees it unlinked and retries with a fresh one.
         let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_its_own_lock_files_and_leaves_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("idx");
+        let lock = lock_path(&out).unwrap();
+        // A lock file a killed writer left (its note, or empty) is taken and removed after.
+        for left in ["pid 1: relbert index build (since unix time 0)\n", ""] {
+            std::fs::write(&lock, left).unwrap();
+            let held = OutputLock::acquire(&out).unwrap();
+            let note = std::fs::read_to_string(&lock).unwrap();
+            assert!(note.starts_with(&format!("pid {}", std::process::id())));
+            drop(held);
+            assert!(!lock.exists());
+        }
+        // A user's file of that name is neither emptied nor removed.
+        std::fs::write(&lock, "my notes\n").unwrap();
+        let err = OutputLock::acquire(&out).unwrap_err();
+        assert!(matches!(err, IndexError::NotOurs { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), "my notes\n");
+        std::fs::remove_file(&lock).unwrap();
+        // Nor is the file a symbolic link of that name points to.
+        let target = dir.path().join("target.txt");
+        std::fs::write(&target, "pid 7: kept\n").unwrap();
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let err = OutputLock::acquire(&out).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "pid 7: kept\n");
+        assert!(std::fs::symlink_metadata(&lock).unwrap().is_symlink());
     }
 }

@@ -173,6 +173,13 @@ pub fn run(a: ExportArgs) -> Result<()> {
             "say where to export: --qdrant URL --collection NAME, or --format F --out PATH"
         );
     };
+    // Where `--out -` means standard output elsewhere (embed, pairs), an export would make
+    // a file named `-`: it writes a file renamed into place (and a .npy its pair list beside).
+    anyhow::ensure!(
+        out.as_os_str() != "-",
+        "invalid value for --out: `-` (standard output) is not supported by index export; \
+         give a file path"
+    );
     // One writer per output; held until the file is renamed into place.
     let _lock = relbert_index::OutputLock::acquire(out)?;
     let kind = match format {

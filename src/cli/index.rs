@@ -491,7 +491,13 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
 
 /// `relbert index add`: the pairs the index lacks, encoded with its own pair function, grown
 /// into it with progress; a clear message and no change when there is nothing new.
-fn add(a: AddArgs) -> Result<()> {
+fn add(mut a: AddArgs) -> Result<()> {
+    // Through a symbolic link, the index it points to grows (it is replaced by a rename
+    // beside itself, which must happen where the directory is, not where the link is).
+    if std::fs::symlink_metadata(&a.index).is_ok_and(|m| m.file_type().is_symlink()) {
+        a.index = std::fs::canonicalize(&a.index)
+            .with_context(|| format!("following the link {}", a.index.display()))?;
+    }
     let (records, spool) = read_input(&a.pairs, &a.index)?;
     let total = records.len();
     let idx = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;

@@ -140,17 +140,75 @@ fn judge_default_index(dir: &Path) -> Result<Option<String>> {
     }
 }
 
+/// Whether the index at `dir` is relbert's cache of the default vocabulary, which relbert may
+/// set aside and replace when the default model changes.
+///
+/// `indexes/default` in the checkout is relbert's own. A directory named by `$RELBERT_INDEX`
+/// may be the user's own index (the flag's help offers the variable for any index), so it
+/// counts as the cache only when it holds the default vocabulary's pairs: every pair of it is
+/// one of the vocabulary's, and it holds at least 99% of them (the build leaves out the few
+/// whose prompt is too long for the model). An index of other pairs is never moved or removed.
+fn is_default_cache(dir: &Path) -> Result<bool> {
+    if std::env::var_os("RELBERT_INDEX").is_none() {
+        return Ok(true);
+    }
+    let files = relbert::defaults::default_vocab_files();
+    if files.is_empty() {
+        return Ok(false);
+    }
+    let vocab: std::collections::HashSet<(String, String)> = read_all(&files)?
+        .into_iter()
+        .map(|r| (r.head, r.tail))
+        .collect();
+    let opts = relbert_index::OpenOptions {
+        verify: relbert_index::Verify::Headers,
+    };
+    let index = relbert_index::Index::open_with(dir, opts)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let n = index.count();
+    if n * 100 < vocab.len() * 99 {
+        return Ok(false);
+    }
+    for row in 0..n {
+        let p = index.pair(row)?;
+        if !vocab.contains(&(p.head.to_string(), p.tail.to_string())) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Makes sure the default index exists and is the default model's.
 ///
 /// The default index is relbert's cache of the default model's vectors. When the default model
 /// changes, the index is moved to `<dir>.stale` (one such cache: an older one there is
 /// removed), and when the model changes back, the cached one is swapped in again instead of
-/// encoding everything anew. A missing index is built at `dtype`.
+/// encoding everything anew. A missing index is built at `dtype`. An index at `$RELBERT_INDEX`
+/// that is not the cache ([`is_default_cache`]) is used as it is, with its own model.
 fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<()> {
     let aside = dir.with_extension("stale");
     let usable = |d: &Path| d.join("meta").is_file() && matches!(judge_default_index(d), Ok(None));
     if dir.join("meta").is_file() {
-        let Some(why) = judge_default_index(dir).with_context(|| {
+        let judged = judge_default_index(dir);
+        if matches!(judged, Ok(None)) {
+            return Ok(());
+        }
+        // Only a stale or unreadable index is looked at further (this reads every pair). One
+        // whose pairs cannot be read (an older format, damage) is judged below: it may be
+        // moved aside, which keeps it, but an unreadable one is never removed from there.
+        if matches!(is_default_cache(dir), Ok(false)) {
+            if let Ok(Some(why)) = &judged {
+                eprintln!(
+                    "Note: {} ($RELBERT_INDEX) is not the default model's ({why}); it holds \
+                     other pairs than the default vocabulary, so it is your index, not relbert's \
+                     cache: it is used as it is, and pairs it lacks are encoded with the model \
+                     it was built with.",
+                    dir.display()
+                );
+            }
+            return Ok(());
+        }
+        let Some(why) = judged.with_context(|| {
             format!(
                 "the default index {} cannot be used; remove it (or rebuild it with relbert \
                  index build --force) and run the query again",
@@ -160,6 +218,15 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
         else {
             return Ok(());
         };
+        if std::fs::symlink_metadata(&aside).is_ok() && !is_default_cache(&aside).unwrap_or(false) {
+            anyhow::bail!(
+                "the default index {} is stale ({why}), and {} where relbert sets a stale one \
+                 aside is not relbert's cache of the default vocabulary; move it away (relbert \
+                 does not replace it) and run the query again",
+                dir.display(),
+                aside.display()
+            );
+        }
         if usable(&aside) {
             relbert_index::swap_dirs(dir, &aside)
                 .with_context(|| format!("swapping {} and {}", dir.display(), aside.display()))?;
@@ -262,6 +329,21 @@ fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
 pub fn run(a: QueryArgs) -> Result<()> {
     // Checked before any work, so a bad --device is reported as such, not after a build.
     let device = relbert::device::parse_device(&a.device)?;
+    // As a query line on standard input is read: spaces around a word are not part of it,
+    // and an empty word is no word.
+    let pair = match a.pair.as_slice() {
+        [x, y] => {
+            let (x, y) = (x.trim(), y.trim());
+            anyhow::ensure!(
+                !x.is_empty() && !y.is_empty(),
+                "invalid value for [A B]: a word of the query pair is empty ({:?} {:?})",
+                a.pair[0],
+                a.pair[1]
+            );
+            Some((x, y))
+        }
+        _ => None,
+    };
     let mut engine = match &a.collection {
         Some(collection) => {
             let urls = super::export::qdrant_urls(a.qdrant.as_deref())?;
@@ -299,7 +381,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
         ef: a.ef,
         keep_shared_words: a.keep_shared_words,
     };
-    if let [x, y] = a.pair.as_slice() {
+    if let Some((x, y)) = pair {
         let (hits, source) = engine.query(x, y, &opts)?;
         if a.json {
             let doc = serde_json::json!({"query": [x, y], "source": source, "results": hits});

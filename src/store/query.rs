@@ -180,8 +180,12 @@ pub fn index_encoder(
     store_encoder(&index.meta().encoder, index.dir(), model_dir, None, opts)
 }
 
+/// Lower-cases character by character, as [`shares_word`] compares: `str::to_lowercase`
+/// lowers a word-final capital sigma to `ς` where `char::to_lowercase` gives `σ`, so the two
+/// would disagree on upper-case Greek words.
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split_whitespace().map(|w| w.to_lowercase())
+    s.split_whitespace()
+        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
 }
 
 /// The lower-cased words of a pair (multi-word terms split on spaces): two pairs "share a
@@ -451,5 +455,9 @@ mod tests {
         assert!(!shares_word(&q, "pari", "yorkshire"));
         let q: Vec<String> = pair_words("École", "x").collect();
         assert!(shares_word(&q, "ÉCOLE", "y"));
+        // A word-final capital sigma lowers the same way on both sides.
+        let q: Vec<String> = pair_words("ΟΔΟΣ", "πόλη").collect();
+        assert!(shares_word(&q, "ΟΔΟΣ", "χώρα"));
+        assert!(shares_word(&q, "οδοσ", "χώρα"));
     }
 }
