@@ -115,6 +115,9 @@ pub enum OutputKind {
     MinedVocab,
     /// A word2vec file (binary or text): a first line of two counts, `N D`.
     Word2vec,
+    /// The `--json` report of `relbert bench`: a JSON object with `encoder`,
+    /// `distinct_pairs` and `results`.
+    BenchReport,
 }
 
 /// The first line of every pair list `relbert pairs mine` writes (a `#` line, which pair
@@ -146,17 +149,24 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             OutputKind::MineReport => "a mining report",
             OutputKind::MinedVocab => "a mined vocabulary",
             OutputKind::Word2vec => "a word2vec file",
+            OutputKind::BenchReport => "a relbert bench report",
         },
         why: why.to_string(),
     };
     if !md.is_file() {
         return Err(not("it is not a regular file"));
     }
-    let mut head = vec![0u8; 1 << 16];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    // A bench report is parsed whole (they are tens of KB); other kinds by their start.
+    let cap: u64 = if matches!(kind, OutputKind::BenchReport) {
+        4 << 20
+    } else {
+        1 << 16
+    };
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, cap), &mut head))
         .map_err(|e| Error::io(path, e))?;
-    let head = &head[..n];
+    let head = &head[..];
     match kind {
         OutputKind::Npy if !head.starts_with(b"\x93NUMPY") => {
             Err(not("it does not start with the NumPy magic"))
@@ -196,6 +206,17 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
                 _ => Err(not("its first line is not a mined pair's record")),
             }
         }
+        OutputKind::BenchReport => {
+            // Reports are small; one longer than the head read is not one.
+            let v = serde_json::from_slice::<serde_json::Value>(head).ok();
+            let keys = ["encoder", "distinct_pairs", "results"];
+            match v {
+                Some(v) if keys.iter().all(|k| v.get(k).is_some()) => Ok(()),
+                _ => Err(not(
+                    "it is not a JSON object with the encoder and results relbert bench writes",
+                )),
+            }
+        }
         OutputKind::Word2vec => {
             let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
             let counts = std::str::from_utf8(first).ok().map(|l| {
@@ -216,10 +237,47 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
     }
 }
 
+/// The files relbert writes in a model directory (trained, averaged, a checkpoint): the
+/// model, its tokenizer files copied from the base, and relbert's records of how it was made.
+const MODEL_DIR_FILES: [&str; 6] = [
+    "config.json",
+    "model.safetensors",
+    "training_config.json",
+    "metrics.json",
+    "epoch_metrics.json",
+    "averaged_from.json",
+];
+
+/// Whether `dir` is a directory holding nothing but files relbert writes in a model
+/// directory ([`MODEL_DIR_FILES`] and the tokenizer files); `Err(why)` otherwise.
+fn only_model_files(dir: &Path) -> std::result::Result<(), String> {
+    let md = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !md.is_dir() {
+        return Err("it is not a directory".into());
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for e in rd {
+        let e = e.map_err(|e| e.to_string())?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = MODEL_DIR_FILES
+            .iter()
+            .chain(crate::model::config::TOKENIZER_FILES.iter())
+            .any(|f| *f == name)
+            && e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if !ours {
+            return Err(format!(
+                "it holds {name:?}, which relbert does not write there"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that a model directory is one relbert wrote, so `--force` may replace it: a
 /// directory with `config.json`, `model.safetensors` and relbert's own record of how it was
 /// made (`training_config.json`, `averaged_from.json` or `epoch_metrics.json`), holding
-/// nothing but model files.
+/// nothing but the files relbert writes there (a user's notes beside the model keep it from
+/// being replaced).
 pub fn recognise_model_dir(dir: &Path) -> Result<()> {
     let not = |why: String| Error::NotOurs {
         path: dir.to_path_buf(),
@@ -242,19 +300,7 @@ pub fn recognise_model_dir(dir: &Path) -> Result<()> {
             "it lacks config.json, model.safetensors or relbert's training record".into(),
         ));
     }
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for e in rd {
-        let e = e.map_err(|e| Error::io(dir, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let model_file = [".json", ".safetensors", ".txt", ".model"]
-            .iter()
-            .any(|x| name.ends_with(x))
-            && e.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if !model_file {
-            return Err(not(format!("it holds {name:?}")));
-        }
-    }
-    Ok(())
+    only_model_files(dir).map_err(not)
 }
 
 /// Takes the writer lock of a model directory `out` and checks that it may be written: absent,
@@ -367,13 +413,19 @@ pub(crate) fn sibling_named(out: &Path, tag: &str) -> PathBuf {
 /// (else moved aside to `.<name>.old` first), and then removed.
 ///
 /// The names are fixed, not tagged with the pid: callers hold the output's writer lock, so a
-/// `.<name>.tmp` or `.<name>.old` found at the start is what a killed run left, and is
-/// removed; kills do not pile up directories.
+/// `.<name>.tmp` or `.<name>.old` found at the start that holds only model files is what a
+/// killed run left, and is removed (kills do not pile up directories); anything else of
+/// those names is not relbert's, and is refused instead.
 pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = sibling_named(out, "tmp");
     let old = sibling_named(out, "old");
     for leftover in [&tmp, &old] {
         if std::fs::symlink_metadata(leftover).is_ok() {
+            only_model_files(leftover).map_err(|why| Error::NotOurs {
+                path: leftover.to_path_buf(),
+                what: "a model directory a killed run left",
+                why,
+            })?;
             std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
         }
     }
@@ -397,6 +449,46 @@ pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_relbert_s_model_directories_are_replaced_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let write = |d: &Path| {
+            std::fs::create_dir_all(d).unwrap();
+            for f in ["config.json", "model.safetensors", "training_config.json"] {
+                std::fs::write(d.join(f), "{}").unwrap();
+            }
+        };
+        write(&out);
+        recognise_model_dir(&out).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = recognise_model_dir(&out).unwrap_err().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+
+        // A killed run's leftover is removed; a user's directory of that name is not.
+        let tmp = sibling_named(&out, "tmp");
+        write(&tmp);
+        let fill =
+            |d: &Path| std::fs::write(d.join("config.json"), "{}").map_err(|e| Error::io(d, e));
+        write_dir_atomically(&dir.path().join("other"), fill).unwrap();
+        let other_tmp = sibling_named(&dir.path().join("other"), "tmp");
+        std::fs::create_dir(&other_tmp).unwrap();
+        std::fs::write(other_tmp.join("config.json"), "{}").unwrap();
+        write_dir_atomically(&dir.path().join("other"), fill).unwrap();
+        assert!(!other_tmp.exists());
+        std::fs::write(tmp.join("thesis.tex"), "mine").unwrap();
+        let err = write_dir_atomically(&out, fill).unwrap_err().to_string();
+        assert!(err.contains("thesis.tex"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(tmp.join("thesis.tex")).unwrap(),
+            "mine"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+    }
 
     #[test]
     fn the_temporary_file_is_never_written_through_a_link() {

@@ -208,6 +208,33 @@ fn json_report_has_the_documented_schema() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+
+    // An existing report is replaced only with --force; a user's file of that name never
+    // (it was overwritten without a word), and both are refused before any work.
+    let json_arg = json.to_str().unwrap();
+    analogy(dir.path(), &["--dataset", "mini", "--json", json_arg])
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", json_arg, "--force"],
+    )
+    .success();
+    assert_eq!(read_json(&json)["results"]["mini/test"]["n"], 2);
+    std::fs::write(&json, "my results\n").unwrap();
+    analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", json_arg, "--force"],
+    )
+    .failure()
+    .stderr(predicates::str::contains("not a relbert bench report"));
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), "my results\n");
+    analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", "no/such/dir/report.json"],
+    )
+    .failure()
+    .stderr(predicates::str::contains("--json"));
 }
 
 #[test]

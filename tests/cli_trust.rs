@@ -23,9 +23,14 @@ const WORDS: [&str; 16] = [
 
 /// `relbert embed` with the tiny fixture model on `pairs`.
 fn embed(pairs: &Path) -> Command {
+    embed_with(&fixture("tiny-bert"), pairs)
+}
+
+/// `relbert embed` with `model` on `pairs`.
+fn embed_with(model: &Path, pairs: &Path) -> Command {
     let mut c = relbert();
     c.args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
+        .arg(model)
         .arg("--pairs")
         .arg(pairs);
     c
@@ -597,4 +602,45 @@ fn pair_files_words_links_and_dashes_as_a_user_means_them() {
         .failure()
         .stderr(predicate::str::contains("--out"));
     assert!(!dir.path().join("-").exists());
+}
+
+/// Found by an audit of the model loading: a config.json listing fewer layers than the
+/// weights hold ran a smaller model without a word, and dropout or epsilon values that are
+/// no probability or no positive number surfaced as a NaN loss blamed on --lr (or a string
+/// was taken as the default).
+#[test]
+fn a_config_that_does_not_describe_its_weights_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path(), "pairs.tsv");
+    let cases: [(&str, serde_json::Value, &str); 4] = [
+        ("num_hidden_layers", serde_json::json!(1), "holds layer 1"),
+        (
+            "hidden_dropout_prob",
+            serde_json::json!("0.3"),
+            "hidden_dropout_prob",
+        ),
+        (
+            "attention_probs_dropout_prob",
+            serde_json::json!(1.0),
+            "[0, 1)",
+        ),
+        ("layer_norm_eps", serde_json::json!(-1.0), "layer_norm_eps"),
+    ];
+    for (key, value, says) in cases {
+        let model = dir.path().join(key);
+        std::fs::create_dir_all(&model).unwrap();
+        for f in ["model.safetensors", "tokenizer.json"] {
+            std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+        }
+        let mut config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("tiny-bert").join("config.json")).unwrap(),
+        )
+        .unwrap();
+        config[key] = value;
+        std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+        embed_with(&model, &pairs)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("config.json").and(predicate::str::contains(says)));
+    }
 }

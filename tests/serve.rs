@@ -530,6 +530,62 @@ fn random_bodies_never_crash_an_endpoint() {
     });
 }
 
+/// Found by an audit of the server: unknown paths went uncounted, a 405 had an empty body,
+/// the metrics were OpenMetrics text labelled as the older format, a lower-case `bearer`
+/// scheme was refused, and an empty body was told it gave both fields.
+#[tokio::test]
+async fn answers_outside_the_routes_are_json_counted_and_labelled() {
+    let (app, _) = app_with(options(Some("s3cret")));
+    let token = Some("s3cret");
+    let (status, v) = call_auth(&app, "GET", "/v1/nope", None, token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(v["error"].is_string(), "{v}");
+    let (status, v) = call_auth(&app, "DELETE", "/v1/query", None, token).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(v["error"].as_str().unwrap().contains("DELETE"), "{v}");
+    let (status, v) = call_auth(&app, "POST", "/v1/query", Some("{}"), token).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["error"].as_str().unwrap().contains("neither"), "{v}");
+
+    let req = Request::builder()
+        .uri("/v1/metrics")
+        .header("authorization", "bearer  s3cret ")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    for series in [
+        "relbert_http_requests_total{endpoint=\"other\",status=\"404\"} 1",
+        "relbert_http_requests_total{endpoint=\"/v1/query\",status=\"405\"} 1",
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+}
+
+#[test]
+fn the_binary_checks_its_token_and_queue() {
+    // A blank token is no token: beyond loopback it is refused as a missing one.
+    relbert()
+        .args(["serve", "--addr", "0.0.0.0:0", "--token", "  ", "--index"])
+        .arg(index())
+        .env_remove("RELBERT_TOKEN")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--token"));
+    // A queue shorter than a batch request could never take one.
+    relbert()
+        .args(["serve", "--queue", "8", "--max-pairs", "64", "--index"])
+        .arg(index())
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--queue"));
+}
+
 #[test]
 fn the_binary_refuses_an_open_address_without_a_token() {
     relbert()

@@ -371,32 +371,43 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     let out = d.path().join("model-nce");
     let before = std::fs::read(out.join("model.safetensors")).unwrap();
-    relbert()
-        .args(["train", "--base"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(d.path())
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("--force"));
+    let train_into = |target: &Path, extra: &[&str]| {
+        relbert()
+            .args(["train", "--base"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(d.path())
+            .arg("--out")
+            .arg(target)
+            .args(extra)
+            .assert()
+            .failure()
+    };
+    train_into(&out, &[]).stderr(predicates::str::contains("--force"));
     assert_eq!(
         before,
         std::fs::read(out.join("model.safetensors")).unwrap()
     );
-    relbert()
-        .args(["train", "--base"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(d.path())
-        .arg("--out")
-        .arg(&out)
-        .args([
+    train_into(
+        &out,
+        &[
             "--epochs", "1", "--lr", "1e-3", "--force", "--loss", "bogus",
-        ])
-        .assert()
-        .failure();
+        ],
+    );
+    // Checkpoints in --out, or --out among the checkpoints, are refused before any work
+    // (the first locked itself out; the second let the model replace a checkpoint).
+    for ckpt in [&out, d.path()] {
+        let ckpt = ckpt.to_str().unwrap();
+        train_into(
+            &out,
+            &["--checkpoint-dir", ckpt, "--epochs", "1", "--force"],
+        )
+        .stderr(predicates::str::contains("--checkpoint-dir"));
+    }
+    assert_eq!(
+        before,
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    );
 }
 
 /// Every tensor of a safetensors file, as float32 values by name.

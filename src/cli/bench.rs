@@ -21,7 +21,7 @@ use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
     LabelledPair, Pair,
 };
-use relbert::output::AtomicFile;
+use relbert::output::{check_replaceable, AtomicFile, OutputKind};
 use relbert::relation::EncoderIdentity;
 use relbert::RelationEncoder;
 use serde::Serialize;
@@ -91,6 +91,9 @@ struct AnalogyArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing --json file (only a report `relbert bench` wrote).
+    #[arg(long, requires = "json")]
+    force: bool,
     /// Print accuracy per question prefix (source, section or relation file).
     #[arg(long)]
     breakdown: bool,
@@ -140,6 +143,9 @@ struct ClassifyArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing --json file (only a report `relbert bench` wrote).
+    #[arg(long, requires = "json")]
+    force: bool,
     /// Features are [v(a,b); v(b,a)] as in the reference's evaluation script, instead of v(a,b).
     #[arg(long)]
     concat_reverse: bool,
@@ -195,7 +201,25 @@ fn select(
         .collect())
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+/// Checks before any work that the report can be written to `--json PATH`: a new file in an
+/// existing directory, or (with `--force`) a report relbert bench wrote.
+fn check_report_path(path: Option<&Path>, force: bool) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    anyhow::ensure!(
+        parent.is_dir(),
+        "invalid value for --json: {} is not a directory",
+        parent.display()
+    );
+    check_replaceable(path, force, OutputKind::BenchReport).context("invalid value for --json")?;
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename (checked
+/// beforehand by [`check_report_path`]).
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let mut f = AtomicFile::create(path, true)?;
     serde_json::to_writer_pretty(f.writer(), value)
@@ -267,6 +291,7 @@ fn pair_vectors(
 }
 
 fn analogy(a: AnalogyArgs) -> Result<()> {
+    check_report_path(a.json.as_deref(), a.force)?;
     let sets = select(
         &a.dataset,
         &a.data,
@@ -388,6 +413,7 @@ struct ClassifyReport {
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
+    check_report_path(a.json.as_deref(), a.force)?;
     let sets = select(
         &a.dataset,
         &a.data,

@@ -88,6 +88,15 @@ pub fn run(a: ServeArgs) -> Result<()> {
             Backend::Index(index)
         }
     };
+    // Every pair of a request is queued at once, so a queue shorter than the largest batch
+    // request would answer such a request "busy" on an idle server.
+    anyhow::ensure!(
+        a.queue >= a.max_pairs.max(1),
+        "invalid value for --queue: {} is less than --max-pairs {} (a batch request's pairs \
+         are queued together, so one could never fit)",
+        a.queue,
+        a.max_pairs
+    );
     anyhow::ensure!(
         a.header_timeout_ms > 0,
         "invalid value for --header-timeout-ms: must be at least 1"
@@ -98,7 +107,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
         dtype: a.dtype,
         device: relbert::device::parse_device(&a.device)?,
         addr: a.addr,
-        token: a.token.filter(|t| !t.is_empty()),
+        // Spaces around a token (an environment file's, say) are not part of it: clients'
+        // are trimmed too, and a blank token is no token.
+        token: a
+            .token
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
         limits: Limits {
             max_body_bytes: a.max_body,
             max_k: a.max_k,

@@ -58,6 +58,11 @@ fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
             line: i + 1,
             message: format!("cannot read line: {e}"),
         })?;
+        // A byte-order mark (editors on Windows write one) is not part of the first record.
+        let line = match (i, line.strip_prefix('\u{feff}')) {
+            (0, Some(rest)) => rest.to_string(),
+            _ => line,
+        };
         if !line.trim().is_empty() {
             out.push((i + 1, line));
         }
@@ -165,6 +170,12 @@ pub fn load_relation_file(path: &Path) -> Result<Vec<RelationExamples>> {
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(err)
         };
+        if raw.positives.is_empty() {
+            return Err(err(format!(
+                "relation {:?} has no positives (training needs at least one)",
+                raw.relation_type
+            )));
+        }
         out.push(RelationExamples {
             relation_type: raw.relation_type,
             positives: conv(raw.positives, "positive")?,
@@ -201,6 +212,13 @@ pub fn load_lexical_file(path: &Path) -> Result<Vec<LabelledPair>> {
                 out.push(LabelledPair {
                     pair: (h.to_string(), t.to_string()),
                     label: l.to_string(),
+                })
+            }
+            [..] if fields.len() == 3 => {
+                return Err(Error::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    message: "expected head<TAB>tail<TAB>label, found an empty field".into(),
                 })
             }
             _ => {
@@ -282,6 +300,24 @@ mod tests {
         std::fs::write(&p, "dog\tanimal\thyper\ncat\tpet\n").unwrap();
         let e = load_lexical_file(&p).unwrap_err().to_string();
         assert!(e.contains("train.tsv:2:"), "{e}");
+        std::fs::write(&p, "\u{feff}dog\tanimal\thyper\ncat\t\tpet\n").unwrap();
+        let e = load_lexical_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("train.tsv:2: ") && e.contains("empty field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_relation_without_positives_is_named_by_file_and_line() {
+        let ok = r#"{"relation_type": "1a", "positives": [["a", "b"]], "negatives": []}"#;
+        let empty = r#"{"relation_type": "zz", "positives": [], "negatives": [["c", "d"]]}"#;
+        let (_d, p) = tmp(&format!("\u{feff}{ok}\n{empty}\n"));
+        let e = load_relation_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("q.jsonl:2:") && e.contains("\"zz\" has no positives"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -142,6 +142,30 @@ impl ModelConfig {
             relbert: field(&raw, path, "relbert_config", Some(RelbertConfig::default()))?,
             raw,
         };
+        // A negative or zero epsilon gives NaN in every LayerNorm; a dropout probability
+        // outside [0, 1) (training reads them; a string was taken as the default) is no
+        // probability. Each is reported here, naming the file, not as a loss gone NaN later.
+        if !(cfg.layer_norm_eps.is_finite() && cfg.layer_norm_eps > 0.0) {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "layer_norm_eps {} must be a positive number",
+                    cfg.layer_norm_eps
+                ),
+            });
+        }
+        for key in ["hidden_dropout_prob", "attention_probs_dropout_prob"] {
+            match cfg.raw.get(key) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) if v.as_f64().is_some_and(|p| (0.0..1.0).contains(&p)) => {}
+                Some(v) => {
+                    return Err(Error::Config {
+                        path: path.to_path_buf(),
+                        message: format!("{key} {v} must be a number in [0, 1)"),
+                    })
+                }
+            }
+        }
         if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
         {
             return Err(Error::Config {
@@ -230,7 +254,7 @@ impl ModelFiles {
 }
 
 /// The tokenizer files a Hugging Face model directory may hold.
-const TOKENIZER_FILES: [&str; 6] = [
+pub(crate) const TOKENIZER_FILES: [&str; 6] = [
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",

@@ -323,6 +323,31 @@ impl Encoder {
                 out_norm: src.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
             });
         }
+        // A config that lists fewer layers than the checkpoint holds would run a smaller
+        // model without a word: the layers left over are refused, as missing ones are.
+        let layer_prefix = format!("{prefix}encoder.layer.");
+        if let Some(extra) = src
+            .tensors
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix(&layer_prefix)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+        {
+            return Err(Error::Config {
+                path: path.with_file_name("config.json"),
+                message: format!(
+                    "num_hidden_layers is {}, but {} holds layer {extra} too: the config does \
+                     not describe these weights",
+                    config.num_hidden_layers,
+                    path.display()
+                ),
+            });
+        }
         let token_type_row = token_type_embeddings.get(0)?;
         let cpu = if !trainable && device.is_cpu() {
             let tensors: Vec<LayerTensors<'_>> = layers

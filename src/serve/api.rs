@@ -5,7 +5,7 @@
 //! limit, 500 for a damaged index).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -92,11 +92,52 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(
+/// Unknown paths: a JSON 404, counted and logged as the routes' answers are (`track` wraps
+/// the routes only, not the fallback).
+async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let response = ApiError::new(
         StatusCode::NOT_FOUND,
         "no such endpoint; see /v1/openapi.json",
     )
+    .into_response();
+    let path: String = req.uri().path().chars().take(200).collect();
+    record(
+        &state,
+        "other",
+        req.method(),
+        &path,
+        &response,
+        Duration::ZERO,
+    );
+    response
+}
+
+/// Counts an answer in the metrics and writes its access-log line.
+fn record(
+    state: &AppState,
+    endpoint: &str,
+    method: &axum::http::Method,
+    path: &str,
+    response: &Response,
+    took: Duration,
+) {
+    let status = response.status().as_u16();
+    state.metrics.request(endpoint, status, took);
+    tracing::info!(
+        target: "relbert::serve::access",
+        %method,
+        path,
+        status,
+        ms = took.as_secs_f64() * 1e3,
+        "request"
+    );
+}
+
+/// The token of an `Authorization` header: scheme `Bearer` in any case (RFC 7235), then the
+/// token with surrounding spaces left out.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Whether `given` equals `want`, in time that does not depend on where they differ.
@@ -125,8 +166,8 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
+            .and_then(bearer_token)
+            .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())),
         _ => true,
     };
     let response = if !authorised {
@@ -149,16 +190,28 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             .into_response(),
         }
     };
-    let took = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.request(&endpoint, status, took);
-    tracing::info!(
-        target: "relbert::serve::access",
-        %method,
-        path,
-        status,
-        ms = took.as_secs_f64() * 1e3,
-        "request"
+    // The router's own 405 has an empty body; errors are JSON (its Allow header is kept).
+    let response = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut r = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed here; see /v1/openapi.json"),
+        )
+        .into_response();
+        if let Some(allow) = allow {
+            r.headers_mut().insert(header::ALLOW, allow);
+        }
+        r
+    } else {
+        response
+    };
+    record(
+        &state,
+        &endpoint,
+        &method,
+        &path,
+        &response,
+        started.elapsed(),
     );
     response
 }
@@ -205,7 +258,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
 
 /// A pair as a client may send it: `["a", "b"]` or `"a:b"` (also `a<TAB>b`, `a b`).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a pair: [\"a\", \"b\"] or \"a:b\" (two words)")]
 enum PairInput {
     Two([String; 2]),
     Line(String),
@@ -333,7 +386,10 @@ async fn query(
             }
             Ok(Json(json!({ "results": out })))
         }
-        _ => Err(ApiError::bad(
+        (None, None) => Err(ApiError::bad(
+            "give \"pair\" (one query) or \"pairs\" (a batch); the body has neither",
+        )),
+        (Some(_), Some(_)) => Err(ApiError::bad(
             "give either \"pair\" (one query) or \"pairs\" (a batch), not both",
         )),
     }
@@ -409,7 +465,10 @@ async fn vectors_of(
                 for &i in &missing {
                     out[i] = Some(match loaded.batcher.embed(vec![pairs[i].clone()]).await {
                         Ok(mut v) => match v.pop() {
-                            Some(v) => Ok((v, Source::Encoded, None)),
+                            Some(v) => {
+                                state.metrics.query_source("encoded");
+                                Ok((v, Source::Encoded, None))
+                            }
                             None => Err((StatusCode::UNPROCESSABLE_ENTITY, msg.clone())),
                         },
                         Err(BatchError::Rejected(m)) => Err((StatusCode::UNPROCESSABLE_ENTITY, m)),
@@ -606,10 +665,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(l) = state.ready() {
         state.metrics.set_queue_depth(l.batcher.depth());
     }
+    // prometheus-client writes the OpenMetrics text format (`_total` counters, `# EOF`),
+    // which a parser of the older 0.0.4 text format misreads: say which it is.
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
     )

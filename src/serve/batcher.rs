@@ -269,12 +269,27 @@ fn encoder_loop(
                 for (job, _) in batch {
                     let r = enc
                         .embed(&[(job.a.as_str(), job.b.as_str())])
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| rejection(&e))
                         .and_then(|mut v| v.pop().ok_or_else(|| "no vector".to_string()));
                     let _ = job.reply.send(r);
                 }
             }
         }
         metrics.encoder_forward(started.elapsed());
+    }
+}
+
+/// Why the encoder refused a pair, as an API client reads it: the command line's message
+/// names the pair's place in a file and a flag (`--skip-long`), neither of which a request
+/// has (the API names the pair's place in the request itself).
+fn rejection(e: &Error) -> String {
+    match e {
+        Error::PromptTooLong {
+            head, tail, limit, ..
+        } => format!(
+            "the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so its \
+             mask token would be cut off; shorten the words"
+        ),
+        other => other.to_string(),
     }
 }

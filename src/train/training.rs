@@ -1015,6 +1015,23 @@ pub fn train(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<TrainReport> {
+    if let Some(dir) = &cfg.checkpoint_dir {
+        // One inside the other would lock itself out, or let the final model replace an
+        // epoch's checkpoint.
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let (o, c) = (abs(out), abs(dir));
+        if o.starts_with(&c) || c.starts_with(&o) {
+            return Err(Error::InvalidArgument {
+                flag: "--checkpoint-dir".into(),
+                message: format!(
+                    "{} and --out {} must be apart: neither the same directory nor one inside \
+                     the other",
+                    dir.display(),
+                    out.display()
+                ),
+            });
+        }
+    }
     // One writer per output: a second run to the same --out fails here, naming the first.
     let _lock = crate::output::claim_model_output(out, force)?;
     cfg.validate()?;
