@@ -308,6 +308,15 @@ fn spilling_and_threads_do_not_change_the_output() {
     // Compared without printing thousands of rows on failure.
     assert!(one.rows == spilled.rows, "rows differ");
     assert!(one.provenance == spilled.provenance, "provenance differs");
+    // Learned phrases too: their bigrams are counted exactly, not pruned when a table fills.
+    let phrases = |name: &str, mut flags: Vec<&'static str>| {
+        flags.extend(["--phrases", "--phrase-threshold", "1"]);
+        mine(dir.path(), name, &[&corpus], &flags)
+    };
+    let (p1, p2) = (phrases("p1", a.clone()), phrases("p2", b.clone()));
+    assert!(p1.report["phrases"].as_u64().unwrap() > 10, "{}", p1.report);
+    assert_eq!(p1.report["phrases"], p2.report["phrases"]);
+    assert!(p1.rows == p2.rows, "rows with phrases differ");
     // And nothing is left of the work directory.
     let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -537,37 +546,107 @@ fn mined_pairs_stream_into_an_index_build() {
 #[test]
 fn an_interrupted_run_leaves_nothing_behind() {
     use std::process::{Command as Std, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.tsv");
-    // Standard input held open: the miner waits in its first pass until interrupted.
-    let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
-        .args(["pairs", "mine", "--corpus", "-", "--out"])
-        .arg(&out)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let work_dirs = || -> Vec<PathBuf> {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".relbert-mine"))
-            .map(|e| e.path())
-            .collect()
-    };
-    // Interrupted once the first pass is copying standard input into the work directory.
-    while !work_dirs().iter().any(|d| d.join("stdin.txt").exists()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no work directory appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    // Ctrl-C, and the SIGTERM of `timeout`, `kill` and service managers (it left the work
+    // directory, with its copy of standard input, behind).
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.tsv");
+        // Standard input held open: the miner waits in its first pass until interrupted.
+        let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .args(["pairs", "mine", "--corpus", "-", "--out"])
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let work_dirs = || -> Vec<PathBuf> {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".relbert-mine"))
+                .map(|e| e.path())
+                .collect()
+        };
+        // Interrupted once the first pass is copying standard input into the work directory.
+        while !work_dirs().iter().any(|d| d.join("stdin.txt").exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no work directory appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SAFETY: kill(2) with the child's own pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "signal {signal}");
+        assert!(work_dirs().is_empty(), "left behind: {:?}", work_dirs());
+        assert!(!out.exists());
     }
-    // SAFETY: kill(2) with the child's own pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert!(work_dirs().is_empty(), "left behind: {:?}", work_dirs());
-    assert!(!out.exists());
+}
+
+/// Found by an audit of `pairs mine`: NPMI above 1, sentence-initial stop words kept as terms
+/// with `--keep-case`, a rerun into the corpus folder mining its last outputs, and one path
+/// given for two outputs blamed on "another process" (its own pid).
+#[test]
+fn scores_stop_words_and_outputs_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let low = ["--min-count", "1", "--min-pair-count", "1"];
+    let m = mine(
+        dir.path(),
+        "npmi",
+        &[&corpus],
+        &[&low[..], &["--score", "npmi"]].concat(),
+    );
+    assert!(m.provenance.len() > 20, "{}", m.provenance.len());
+    for p in &m.provenance {
+        let s = p["score"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&s), "npmi {s} of {p}");
+    }
+    let m = mine(dir.path(), "pmi", &[&corpus], &low);
+    for p in &m.provenance {
+        assert_eq!(p["score"], p["pmi"], "{p}");
+    }
+
+    let m = mine(
+        dir.path(),
+        "case",
+        &[&corpus],
+        &[&low[..], &["--keep-case"]].concat(),
+    );
+    let stop = ["The", "A", "In", "It"];
+    for (h, t, _) in &m.rows {
+        assert!(
+            !stop.contains(&h.as_str()) && !stop.contains(&t.as_str()),
+            "({h}, {t})"
+        );
+    }
+
+    // Mined into the corpus folder, twice: the second run reads the same text.
+    let folder = dir.path().join("docs");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&corpus, folder.join("capitals.txt")).unwrap();
+    let first = mine(&folder, "pairs", &[&folder], &low);
+    std::fs::copy(folder.join("pairs.tsv"), folder.join("old-pairs.tsv")).unwrap();
+    let again = mine(
+        &folder,
+        "pairs",
+        &[&folder],
+        &[&low[..], &["--force"]].concat(),
+    );
+    assert_eq!(first.rows, again.rows);
+
+    let same = dir.path().join("same.tsv");
+    relbert()
+        .args(["pairs", "mine", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&same)
+        .arg("--save-vocab")
+        .arg(&same)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--save-vocab"));
+    assert!(!same.exists());
 }

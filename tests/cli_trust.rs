@@ -644,3 +644,44 @@ fn a_config_that_does_not_describe_its_weights_is_refused() {
             .stderr(predicate::str::contains("config.json").and(predicate::str::contains(says)));
     }
 }
+
+/// Found by an audit of `embed`: a prompt past the 64-token limit was truncated with only a
+/// warning, cutting off the second word, so (long head, paris) and (long head, banana) got
+/// the same vector. Such a pair is now an error naming its line (or left out with
+/// `--skip-long`); a prompt truncated only in template text after both words is embedded as
+/// the reference truncates it.
+#[test]
+fn a_prompt_cut_into_its_words_is_refused_not_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let long: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let long = long.join(" ");
+    let pairs = dir.path().join("long.tsv");
+    std::fs::write(
+        &pairs,
+        format!("dog\tpuppy\n{long}\tparis\n{long}\tbanana\n"),
+    )
+    .unwrap();
+    embed(&pairs).assert().failure().stderr(
+        predicate::str::contains("long.tsv:2").and(predicate::str::contains("--skip-long")),
+    );
+    let a = embed(&pairs).arg("--skip-long").assert().success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("\"puppy\""), "{out}");
+
+    // Words first, then a long tail of template text: truncated, both words whole, embedded.
+    let filler = "and so on ".repeat(40);
+    let template = format!("<subj> is to <obj> as <mask> {filler}");
+    let short = dir.path().join("short.tsv");
+    std::fs::write(&short, "dog\tpuppy\ncat\tkitten\n").unwrap();
+    let a = embed(&short)
+        .args(["--template", &template])
+        .assert()
+        .success();
+    let vectors: Vec<serde_json::Value> = String::from_utf8_lossy(&a.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(vectors.len(), 2);
+    assert_ne!(vectors[0]["vector"], vectors[1]["vector"]);
+}

@@ -49,8 +49,11 @@ fn check_model(dir: &Path, golden: &str) {
             g["mask_token"].as_str().unwrap()
         );
 
-        // Token ids: exact.
-        let toks = enc.tokenize(&pairs).unwrap();
+        // Token ids: exact, truncation included (the tokenizer's own, below the refusal).
+        let toks = enc
+            .tokenizer()
+            .encode_pairs(enc.template(), &pairs)
+            .unwrap();
         for (i, t) in toks.iter().enumerate() {
             let want: Vec<u32> = g["input_ids"][i]
                 .as_array()
@@ -63,10 +66,24 @@ fn check_model(dir: &Path, golden: &str) {
             assert_eq!(agg.count(&t.ids, enc.tokenizer().mask_id()), n_pooled);
         }
 
-        // Vectors: raw sums against golden mean * n_pooled, unit vectors against unit goldens.
-        let raw = enc.embed_raw(&pairs).unwrap();
-        let unit_vecs = enc.embed(&pairs).unwrap();
-        for i in 0..pairs.len() {
+        // Prompts truncated into their words are refused (the reference embeds what is
+        // left, which can be another pair's prompt); they are among the golden pairs that
+        // were cut at the limit, and every other pair is embedded as the reference does.
+        let spoiled = enc.overlong(&pairs).unwrap();
+        assert!(!spoiled.is_empty(), "{golden}: no pair cut into its words");
+        for &i in &spoiled {
+            assert!(
+                toks[i].truncated,
+                "{golden} {agg} pair {i} refused but whole"
+            );
+        }
+        assert!(enc.tokenize(&pairs).is_err());
+        let kept: Vec<usize> = (0..pairs.len()).filter(|i| !spoiled.contains(i)).collect();
+        let kept_pairs: Vec<_> = kept.iter().map(|&i| pairs[i].clone()).collect();
+        let raw = enc.embed_raw(&kept_pairs).unwrap();
+        let unit_vecs = enc.embed(&kept_pairs).unwrap();
+        for (j, &i) in kept.iter().enumerate() {
+            let (raw_i, unit_i) = (&raw[j], &unit_vecs[j]);
             let mean: Vec<f32> = g[agg.name()][i]
                 .as_array()
                 .unwrap()
@@ -75,8 +92,8 @@ fn check_model(dir: &Path, golden: &str) {
                 .collect();
             let n = g["n_pooled"][agg.name()][i].as_f64().unwrap() as f32;
             let want_unit = unit(&mean);
-            let cos = cosine(&unit_vecs[i], &want_unit);
-            let maxdiff = unit_vecs[i]
+            let cos = cosine(unit_i, &want_unit);
+            let maxdiff = unit_i
                 .iter()
                 .zip(&want_unit)
                 .map(|(a, b)| (a - b).abs())
@@ -88,7 +105,7 @@ fn check_model(dir: &Path, golden: &str) {
             );
             // The raw sum: relative to the vector's scale (golden floats have 6 decimals).
             let scale = mean.iter().fold(0f32, |m, x| m.max(x.abs())) * n;
-            for (a, b) in raw[i].iter().zip(&mean) {
+            for (a, b) in raw_i.iter().zip(&mean) {
                 assert!(
                     (a - b * n).abs() <= 1e-4 * scale.max(1.0),
                     "{golden} {agg} pair {i}: raw {a} vs {}",

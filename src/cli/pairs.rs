@@ -168,14 +168,15 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
     }
     let lowercase = !a.keep_case;
+    // Lower-case whatever the case of the tokens: a stop word is one in any case.
     let stopwords = if a.no_stopwords {
         Default::default()
     } else if let Some(p) = &a.stopwords {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading the stop-word list {}", p.display()))?;
-        parse_word_list(&text, lowercase)
+        parse_word_list(&text, true)
     } else {
-        parse_word_list(DEFAULT_STOPWORDS, lowercase)
+        parse_word_list(DEFAULT_STOPWORDS, true)
     };
     let terms = match &a.terms {
         Some(p) => Terms::read(p, lowercase)?,
@@ -202,6 +203,27 @@ fn run_mine(a: MineArgs) -> Result<()> {
     }
     if let Some(p) = &a.report {
         outputs.push((p, OutputKind::MineReport));
+    }
+    // Two outputs at one path would take the same lock (and one overwrite the other).
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let flag = |kind: &OutputKind| match kind {
+        OutputKind::Provenance => "--provenance (or the one beside --out)",
+        OutputKind::MinedVocab => "--save-vocab",
+        OutputKind::MineReport => "--report",
+        _ => "--out",
+    };
+    for (i, (p, kind)) in outputs.iter().enumerate() {
+        if let Some((_, other)) = outputs[..i]
+            .iter()
+            .find(|(q, _)| abs(q) == abs(p) || relbert::output::same_file(q, p))
+        {
+            bail!(
+                "invalid value for {}: {} is also the path of {}; each output needs its own",
+                flag(kind),
+                p.display(),
+                flag(other)
+            );
+        }
     }
     for (p, kind) in &outputs {
         if a.corpus.iter().any(|c| relbert::output::same_file(c, p)) {
@@ -247,6 +269,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
 
     let opts = MineOptions {
         inputs: a.corpus.clone(),
+        exclude: outputs.iter().map(|(p, _)| p.to_path_buf()).collect(),
         format: a.format,
         paragraphs: a.paragraphs,
         text_field: a.text_field.clone(),

@@ -56,7 +56,8 @@ use vocab::{Terms, Vocab};
 pub enum Score {
     /// Pointwise mutual information, among pairs at or above the count floor.
     Pmi,
-    /// Normalised PMI, `pmi / −ln p(h,t)` in [−1, 1]: less drawn to rare pairs than PMI.
+    /// Normalised PMI, `pmi / −ln p(h,t)` in [−1, 1] over the co-occurrence distribution
+    /// (see [`rank`]): less drawn to rare pairs than PMI.
     Npmi,
     /// Plain co-occurrence count.
     Count,
@@ -67,6 +68,10 @@ pub enum Score {
 pub struct MineOptions {
     /// Corpus files, directories and `-`.
     pub inputs: Vec<PathBuf>,
+    /// This run's output files: a directory walk leaves them out (with relbert's other
+    /// mining outputs, [`source::expand`]), so a rerun into the corpus folder does not mine
+    /// the pairs it wrote last time.
+    pub exclude: Vec<PathBuf>,
     /// How inputs are parsed.
     pub format: source::InputFormat,
     /// What separates paragraphs in plain text.
@@ -75,7 +80,8 @@ pub struct MineOptions {
     pub text_field: String,
     /// Lower-case every token.
     pub lowercase: bool,
-    /// Stop words (never terms).
+    /// Stop words (never terms), lower-case: a word is one in any case (`The` at the start
+    /// of a sentence is `the`, also with case kept).
     pub stopwords: FxHashSet<Box<str>>,
     /// Multi-word terms to merge.
     pub terms: Terms,
@@ -116,6 +122,8 @@ pub struct MinedPair {
     pub count: u64,
     /// PMI (reported whatever the ranking).
     pub pmi: f64,
+    /// The ranking score (`--score`: PMI, NPMI in [−1, 1], or the count).
+    pub score: f64,
     /// The most frequent connecting phrases, `X … Y`, with their counts.
     pub patterns: Vec<(String, u64)>,
     /// The first places it was seen, `file:line`.
@@ -339,7 +347,7 @@ pub fn mine(
             message: "must be at least 1".into(),
         });
     }
-    let sources = source::expand(&opts.inputs, opts.format)?;
+    let sources = source::expand(&opts.inputs, opts.format, &opts.exclude)?;
     if sources.is_empty() {
         return Err(Error::InvalidArgument {
             flag: "--corpus".into(),
@@ -419,8 +427,14 @@ pub fn mine(
         return Err(Error::Empty {
             path: opts.inputs.first().cloned().unwrap_or_default(),
             what: format!(
-                "no word occurs {} times outside the stop words (lower --min-count?)",
-                opts.min_count
+                "no word occurs {} times outside the stop words (lower --min-count?); terms are \
+                 words of letters, two or more, and text written without spaces between words \
+                 (Chinese, Japanese) is not split into words{}",
+                opts.min_count,
+                match ctx.skipped.binary_files {
+                    0 => String::new(),
+                    n => format!("; {n} file(s) were skipped as binary"),
+                }
             ),
         });
     }
@@ -436,9 +450,10 @@ pub fn mine(
             (
                 PairCounter::new(per_worker, work_dir, w.to_string()),
                 vec![0u64; vocab_ref.len()],
+                vec![0u64; vocab_ref.len()],
             )
         },
-        |(counter, term_counts), block, s, scratch| {
+        |(counter, term_counts, in_pairs), block, s, scratch| {
             let mut ids: Vec<(u32, u32)> = Vec::new();
             let mut err = None;
             let n = sentences_of(block, &tok, terms, s, scratch, |s, _| {
@@ -455,6 +470,8 @@ pub fn mine(
                             break;
                         }
                         if ha != hb {
+                            in_pairs[ha as usize] += 1;
+                            in_pairs[hb as usize] += 1;
                             if let Err(e) = counter.add(key(ha, hb)) {
                                 err.get_or_insert(e);
                             }
@@ -469,9 +486,13 @@ pub fn mine(
         },
     )?;
     let mut term_counts = vec![0u64; vocab.len()];
+    let mut pair_margins = vec![0u64; vocab.len()];
     let mut parts = Vec::new();
-    for (counter, counts) in states {
+    for (counter, counts, in_pairs) in states {
         for (t, c) in term_counts.iter_mut().zip(counts) {
+            *t += c;
+        }
+        for (t, c) in pair_margins.iter_mut().zip(in_pairs) {
             *t += c;
         }
         let part = counter.finish()?;
@@ -479,7 +500,13 @@ pub fn mine(
         parts.push(part);
     }
     let (started, cpu_before) = (Instant::now(), process_cpu_seconds());
-    let selected = rank(&mut ctx.report, Merged::new(parts)?, &term_counts, opts)?;
+    let selected = rank(
+        &mut ctx.report,
+        Merged::new(parts)?,
+        &term_counts,
+        &pair_margins,
+        opts,
+    )?;
     // Merging the counts is part of counting (GloVe's `cooccur` merges too); ranking rides
     // along on the merged stream.
     ctx.report.passes.push(PassReport {
@@ -535,13 +562,21 @@ fn vocab_bytes(v: &Vocab) -> u64 {
 /// Ranks the merged counts: the `max_pairs` best at or above the floor, best first, as
 /// `(score, key, count, pmi)`. Ties go to the more frequent pair, then the smaller key, so
 /// the output does not depend on the number of threads.
+///
+/// NPMI is computed over the co-occurrence distribution itself: `p(h,t) = c / N` and each
+/// term's marginal `p(h) = m_h / N`, with `N` the co-occurrences counted and `m_h` those
+/// that include `h` (`pair_margins`). These are consistent (`c ≤ m_h, m_t ≤ N`), which is
+/// what keeps it in [−1, 1]; the unigram counts PMI uses are not (a pair within the window
+/// of several occurrences counts more than once), which put NPMI above 1.
 fn rank(
     report: &mut MineReport,
     mut merged: Merged,
     term_counts: &[u64],
+    pair_margins: &[u64],
     opts: &MineOptions,
 ) -> Result<Vec<(f64, u64, u64, f64)>> {
     let n: f64 = term_counts.iter().sum::<u64>() as f64;
+    let pairs_n = (pair_margins.iter().sum::<u64>() / 2) as f64;
     /// (score, count, reversed key, pmi), ordered by the first three.
     struct Ranked(f64, u64, Reverse<u64>, f64);
     impl Ord for Ranked {
@@ -578,7 +613,20 @@ fn rank(
         let pmi = (c as f64 * n / (ch * ct).max(1.0)).ln();
         let score = match opts.score {
             Score::Pmi => pmi,
-            Score::Npmi => pmi / -(c as f64 / n).ln().min(-1e-12),
+            Score::Npmi => {
+                let (mh, mt) = (
+                    pair_margins[h as usize] as f64,
+                    pair_margins[t as usize] as f64,
+                );
+                let joint = c as f64 / pairs_n.max(1.0);
+                let pmi = (c as f64 * pairs_n / (mh * mt).max(1.0)).ln();
+                // p(h,t) = 1 (one pair is all there is) leaves nothing to normalise by.
+                if joint >= 1.0 {
+                    1.0
+                } else {
+                    pmi / -joint.ln()
+                }
+            }
             Score::Count => c as f64,
         };
         let item = Ranked(score, c, Reverse(k), pmi);
@@ -611,13 +659,17 @@ fn learn_phrases(
         opts.min_count,
         usize::MAX,
     );
-    let budget = (opts.memory / opts.threads.max(1) as u64 / 24) as usize;
-    let (terms, words_ref) = (&opts.terms, &words);
+    // Counted exactly, with the pairs' spilling counter: word2phrase forgets the bigrams
+    // seen once when its table fills, which made the phrases depend on --threads and
+    // --memory (how the text fell to workers and when each table filled).
+    let per_worker = (opts.memory / opts.threads.max(1) as u64) as usize;
+    let (terms, words_ref, work_dir) = (&opts.terms, &words, &opts.work_dir);
     let states = ctx.pass(
         "learning phrases",
-        |_| FxHashMap::<u64, u64>::default(),
+        |w| PairCounter::new(per_worker, work_dir, format!("phrases-{w}")),
         |bigrams, block, s, scratch| {
-            Ok(sentences_of(block, tok, terms, s, scratch, |s, _| {
+            let mut err = None;
+            let n = sentences_of(block, tok, terms, s, scratch, |s, _| {
                 let mut prev: Option<u32> = None;
                 for i in 0..s.tokens.len() {
                     let id = if s.text(i).contains(' ') {
@@ -626,21 +678,30 @@ fn learn_phrases(
                         words_ref.id(s.text(i))
                     };
                     if let (Some(a), Some(b)) = (prev, id) {
-                        *bigrams.entry(key(a, b)).or_insert(0) += 1;
-                        // word2phrase's answer to a full table: forget the bigrams seen once.
-                        if bigrams.len() > budget.max(1 << 16) {
-                            bigrams.retain(|_, c| *c > 1);
+                        if let Err(e) = bigrams.add(key(a, b)) {
+                            err.get_or_insert(e);
                         }
                     }
                     prev = id;
                 }
-            }))
+            });
+            match err {
+                Some(e) => Err(e),
+                None => Ok(n),
+            }
         },
     )?;
-    let mut all: FxHashMap<u64, u64> = FxHashMap::default();
-    for b in states {
-        for (k, c) in b {
-            *all.entry(k).or_insert(0) += c;
+    let mut parts = Vec::new();
+    for counter in states {
+        let part = counter.finish()?;
+        ctx.report.spilled_bytes += spilled_of(&part.0);
+        parts.push(part);
+    }
+    let mut merged = Merged::new(parts)?;
+    let mut all: Vec<(u64, u64)> = Vec::new();
+    while let Some((k, c)) = merged.next_pair()? {
+        if c >= opts.min_count {
+            all.push((k, c));
         }
     }
     let n = ctx.report.tokens as f64;
@@ -779,7 +840,7 @@ fn describe(
     Ok(merged
         .into_iter()
         .zip(selected)
-        .map(|(info, &(_, k, count, pmi))| {
+        .map(|(info, &(score, k, count, pmi))| {
             let (h, t) = unkey(k);
             let mut patterns: Vec<(Box<str>, u64)> = info.patterns.into_iter().collect();
             patterns.sort_by(|a, b| {
@@ -793,6 +854,7 @@ fn describe(
                 tail: vocab.terms[t as usize].to_string(),
                 count,
                 pmi,
+                score,
                 patterns: patterns
                     .into_iter()
                     .map(|(p, c)| (p.into_string(), c))

@@ -51,9 +51,29 @@ pub enum Paragraphs {
     Line,
 }
 
+/// Whether a file found in a directory is relbert's own mining output: one of `exclude`
+/// (this run's outputs), or a pair list or vocabulary `relbert pairs mine` wrote (they start
+/// with its mark line). Mining them would count the pairs of the last run as text.
+fn own_output(path: &Path, exclude: &[PathBuf]) -> bool {
+    if exclude.iter().any(|e| crate::output::same_file(e, path)) {
+        return true;
+    }
+    let mut head = [0u8; 32];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    [
+        crate::output::MINED_PAIRS_MARK,
+        crate::output::MINED_VOCAB_MARK,
+    ]
+    .iter()
+    .any(|m| head[..n].starts_with(m.as_bytes()))
+}
+
 /// Expands the inputs: directories are walked recursively in name order (hidden files and
-/// directories skipped), `-` is standard input.
-pub fn expand(inputs: &[PathBuf], format: InputFormat) -> Result<Vec<Source>> {
+/// directories skipped, and relbert's own mining outputs, with a note: see [`own_output`]),
+/// `-` is standard input.
+pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     let mut seen_stdin = false;
     for input in inputs {
@@ -88,6 +108,13 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat) -> Result<Vec<Source>> {
                     Error::io(&path, e.into())
                 })?;
                 if entry.file_type().is_file() {
+                    if own_output(entry.path(), exclude) {
+                        tracing::warn!(
+                            "{}: left out of the corpus: an output of relbert pairs mine",
+                            entry.path().display()
+                        );
+                        continue;
+                    }
                     let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
                     out.push(file_source(entry.path(), bytes, format));
                 }
@@ -131,6 +158,10 @@ pub struct Block {
     /// Each paragraph: byte range in `text`, its first line (1-based), and whether lines
     /// inside it count (text) or the whole paragraph is one document line (JSON lines).
     pub paras: Vec<Para>,
+    /// Offsets of the line breaks in `text`, found on the first [`Block::line_of`]: each
+    /// place a pair is seen asks for its line, and counting the breaks before it every time
+    /// made a long paragraph (or one long line) quadratic.
+    newlines: std::sync::OnceLock<Vec<usize>>,
 }
 
 /// One paragraph of a [`Block`].
@@ -153,11 +184,15 @@ impl Block {
             return p.line;
         }
         let upto = (p.start + offset).min(p.end);
-        p.line
-            + self.text.as_bytes()[p.start..upto]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64
+        let breaks = self.newlines.get_or_init(|| {
+            self.text
+                .bytes()
+                .enumerate()
+                .filter_map(|(i, b)| (b == b'\n').then_some(i))
+                .collect()
+        });
+        let before = |at: usize| breaks.partition_point(|&i| i < at);
+        p.line + (before(upto) - before(p.start)) as u64
     }
 }
 
@@ -297,12 +332,20 @@ fn read_one(
             break;
         }
         lineno += 1;
-        let Ok(text) = std::str::from_utf8(&line) else {
+        // A byte-order mark (editors on Windows write one) is not text.
+        let bytes = match (lineno, line.strip_prefix("\u{feff}".as_bytes())) {
+            (1, Some(rest)) => rest,
+            _ => &line[..],
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
             skipped.invalid_utf8 += 1;
             skipped.note(format!(
                 "{}:{lineno}: skipped: not UTF-8",
                 src.name.display()
             ));
+            // The paragraph ends here: its lines are counted by the breaks in its text, so
+            // text after a skipped line would be placed a line too early.
+            close_para(&mut block, &mut para_start);
             continue;
         };
         if src.jsonl {
@@ -424,7 +467,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(if jsonl { "c.jsonl" } else { "c.txt" });
         std::fs::write(&path, bytes).unwrap();
-        let sources = expand(&[path], InputFormat::Auto).unwrap();
+        let sources = expand(&[path], InputFormat::Auto, &[]).unwrap();
         let mut skipped = Skipped::default();
         let mut paras = Vec::new();
         read_blocks(
@@ -452,7 +495,9 @@ mod tests {
             paras,
             vec![
                 ("one\ntwo\n".to_string(), 1),
-                ("three\nfour\n".to_string(), 5)
+                // The skipped line ends a paragraph, so "four" keeps its own line (7).
+                ("three\n".to_string(), 5),
+                ("four\n".to_string(), 7)
             ]
         );
         assert_eq!(skipped.invalid_utf8, 1);
@@ -478,6 +523,10 @@ mod tests {
             ]
         );
         assert_eq!(skipped.bad_json, 2);
+        // A byte-order mark before the first document is not part of it.
+        let (paras, skipped) = blocks_of(b"\xef\xbb\xbf{\"text\": \"A b.\"}\n", true);
+        assert_eq!(paras, vec![("A b.".to_string(), 1)]);
+        assert_eq!(skipped.bad_json, 0);
     }
 
     #[test]
@@ -495,16 +544,29 @@ mod tests {
     fn line_of_counts_breaks_inside_a_paragraph() {
         let b = Block {
             source: 0,
-            text: "ab\ncd\nef\n".into(),
-            paras: vec![Para {
-                start: 0,
-                end: 9,
-                line: 10,
-                multiline: true,
-            }],
+            text: "ab\ncd\nef\ngh\nij\n".into(),
+            paras: vec![
+                Para {
+                    start: 0,
+                    end: 9,
+                    line: 10,
+                    multiline: true,
+                },
+                Para {
+                    start: 9,
+                    end: 15,
+                    line: 20,
+                    multiline: true,
+                },
+            ],
+            ..Block::default()
         };
         assert_eq!(b.line_of(&b.paras[0], 0), 10);
         assert_eq!(b.line_of(&b.paras[0], 4), 11);
         assert_eq!(b.line_of(&b.paras[0], 7), 12);
+        // Counted from the paragraph's start, not the block's.
+        assert_eq!(b.line_of(&b.paras[1], 0), 20);
+        assert_eq!(b.line_of(&b.paras[1], 4), 21);
+        assert_eq!(b.line_of(&b.paras[1], 99), 22);
     }
 }

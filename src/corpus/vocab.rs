@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use unicode_categories::UnicodeCategories;
 
 use super::tokenize::{Kind, Sentence, Token};
 use crate::error::{Error, Result};
@@ -165,9 +166,14 @@ impl Vocab {
             .filter(|(w, c)| {
                 *c >= min_count
                     && !stopwords.contains(w)
-                    && w.chars()
-                        .all(|ch| ch.is_alphabetic() || matches!(ch, '-' | '\'' | '’' | ' '))
-                    && (w.contains(' ') || w.chars().nth(1).is_some())
+                    && !stopwords.contains(w.to_lowercase().as_str())
+                    // Combining marks belong to their letter: decomposed accents (NFD
+                    // `café`) and the vowel signs and viramas of Indic scripts.
+                    && w.chars().all(|ch| {
+                        ch.is_alphabetic() || ch.is_mark() || matches!(ch, '-' | '\'' | '’' | ' ')
+                    })
+                    && (w.contains(' ')
+                        || w.chars().filter(|c| !c.is_mark()).nth(1).is_some())
             })
             .collect();
         cands.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -202,6 +208,24 @@ impl Vocab {
 mod tests {
     use super::super::tokenize::Tokenizer;
     use super::*;
+
+    #[test]
+    fn terms_keep_their_combining_marks_and_stop_words_any_case() {
+        let words = [
+            "cafe\u{301}", // café with a combining acute (NFD)
+            "हिन्दी",       // Hindi: vowel signs and a virama are marks
+            "e\u{301}",    // one letter and its accent: too short
+            "The",
+            "mp3",
+        ];
+        let counts: FxHashMap<Box<str>, u64> =
+            words.iter().map(|w| (Box::<str>::from(*w), 9)).collect();
+        let stop = parse_word_list("the\n", true);
+        let v = Vocab::choose(counts, &stop, 1, 100);
+        let mut got: Vec<&str> = v.terms.iter().map(|t| &**t).collect();
+        got.sort();
+        assert_eq!(got, ["cafe\u{301}", "हिन्दी"]);
+    }
 
     #[test]
     fn longest_term_wins_and_merged_tokens_keep_their_offset() {

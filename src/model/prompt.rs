@@ -39,6 +39,21 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The template up to the end of the first place where each word has appeared: the part
+    /// of a prompt that must survive truncation for the prompt to hold both words whole.
+    /// What follows it (the rest of the template, later repeats of the words) the reference
+    /// truncates away without two pairs' prompts becoming the same.
+    pub fn through_both_words(&self) -> &str {
+        let end = ["<subj>", "<obj>"]
+            .iter()
+            .filter_map(|p| self.0.find(p).map(|i| i + p.len()))
+            .max()
+            .unwrap_or(self.0.len());
+        &self.0[..end]
+    }
+}
+
 impl Default for Template {
     fn default() -> Self {
         Template(DEFAULT_TEMPLATE.to_string())
@@ -48,6 +63,16 @@ impl Default for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_part_through_both_words() {
+        let t = Template::default();
+        assert!(t
+            .through_both_words()
+            .ends_with("<subj> is the <mask> of <obj>"));
+        let t = Template::new("<obj> then <subj>: <mask>, and <subj> again").unwrap();
+        assert_eq!(t.through_both_words(), "<obj> then <subj>");
+    }
 
     #[test]
     fn fills_in_reference_order() {

@@ -306,58 +306,82 @@ impl RelationEncoder {
         self.encoder.dtype()
     }
 
-    /// Tokenises pairs in parallel, warning once about truncated prompts and failing if
-    /// `mask` aggregation lost its mask token.
+    /// Whether truncating the prompt of (head, tail) cuts into the words themselves: the
+    /// template up to the first place of both words ([`Template::through_both_words`]) does
+    /// not fit the token limit.
+    fn cuts_words(&self, head: &str, tail: &str) -> Result<bool> {
+        let prefix = self.function.template.through_both_words();
+        let text = prefix
+            .replace("<subj>", head)
+            .replace("<obj>", tail)
+            .replace("<mask>", self.tokenizer.mask_token());
+        Ok(self.tokenizer.encode_text(&text)?.truncated)
+    }
+
+    /// Whether a tokenised prompt lost what its vector needs: part of a word, or with `mask`
+    /// aggregation the mask token (a truncated prompt that keeps both words and the mask
+    /// loses only template text, as the reference's truncation does).
+    fn lost(&self, t: &Tokenized, head: &str, tail: &str) -> Result<bool> {
+        if self.function.aggregation == Aggregation::Mask
+            && !t.ids.contains(&self.tokenizer.mask_id())
+        {
+            return Ok(true);
+        }
+        Ok(t.truncated && self.cuts_words(head, tail)?)
+    }
+
+    /// Tokenises pairs in parallel, failing on the first prompt that truncation would
+    /// spoil: with `mask` aggregation one that lost its mask token, otherwise one cut inside
+    /// its words, so that two pairs differing only in what was cut would get the same vector.
+    /// The reference truncates silently; a prompt cut only in template text is still
+    /// truncated as it does. Callers screen their input with [`Self::overlong`] first to
+    /// report such a pair with its line, or leave it out (`--skip-long`).
     pub fn tokenize<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Tokenized>> {
         let toks = self
             .tokenizer
             .encode_pairs(&self.function.template, pairs)?;
-        let truncated: Vec<usize> = (0..toks.len()).filter(|&i| toks[i].truncated).collect();
-        if let Some(&first) = truncated.first() {
-            tracing::warn!(
-                "{} prompt(s) longer than {} tokens were truncated, e.g. ({:?}, {:?})",
-                truncated.len(),
-                crate::batching::MAX_LENGTH,
-                pairs[first].0.as_ref(),
-                pairs[first].1.as_ref()
-            );
-        }
-        if self.function.aggregation == Aggregation::Mask {
-            let mask = self.tokenizer.mask_id();
-            if let Some(i) = (0..toks.len()).find(|&i| !toks[i].ids.contains(&mask)) {
-                return Err(Error::PromptTooLong {
-                    location: format!("pair {} of the batch", i + 1),
-                    head: pairs[i].0.as_ref().to_string(),
-                    tail: pairs[i].1.as_ref().to_string(),
-                    limit: crate::batching::MAX_LENGTH,
-                });
+        let mut spoiled = None;
+        for (i, t) in toks.iter().enumerate() {
+            if self.lost(t, pairs[i].0.as_ref(), pairs[i].1.as_ref())? {
+                spoiled = Some(i);
+                break;
             }
+        }
+        if let Some(i) = spoiled {
+            return Err(Error::PromptTooLong {
+                location: format!("pair {} of the batch", i + 1),
+                head: pairs[i].0.as_ref().to_string(),
+                tail: pairs[i].1.as_ref().to_string(),
+                limit: crate::batching::MAX_LENGTH,
+            });
         }
         Ok(toks)
     }
 
-    /// The positions of the pairs this encoder cannot encode: with `mask` aggregation, those
-    /// whose prompt is so long that truncation would cut off the mask token (other
-    /// aggregations truncate, as the reference does). Callers screen their input with it
-    /// before encoding, so a bad pair is reported with its line, before any work is spent.
+    /// The positions of the pairs this encoder cannot encode: those whose prompt truncation
+    /// would spoil (see [`Self::tokenize`]). Callers screen their input with it before
+    /// encoding, so a bad pair is reported with its line, before any work is spent.
     ///
     /// Cheap: a token covers at least one byte, so only pairs whose words are long enough in
-    /// bytes to reach the limit are tokenised.
+    /// bytes to reach the limit (in every place the template puts them) are tokenised.
     pub fn overlong<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<usize>> {
-        if self.function.aggregation != Aggregation::Mask {
-            return Ok(Vec::new());
-        }
         let fixed = self
             .tokenizer
             .encode_pairs(&self.function.template, &[("a", "b")])?
             .first()
             .map(|t| t.ids.len().saturating_sub(2))
             .unwrap_or(0);
+        let template = self.function.template.as_str();
+        let places = template
+            .matches("<subj>")
+            .count()
+            .max(template.matches("<obj>").count())
+            .max(1);
         let limit = crate::batching::MAX_LENGTH;
         let suspects: Vec<usize> = (0..pairs.len())
             .filter(|&i| {
                 let (h, t) = (pairs[i].0.as_ref(), pairs[i].1.as_ref());
-                fixed + h.len() + t.len() + 4 > limit
+                fixed + places * (h.len() + t.len()) + 4 > limit
             })
             .collect();
         if suspects.is_empty() {
@@ -368,13 +392,13 @@ impl RelationEncoder {
             .map(|&i| (pairs[i].0.as_ref(), pairs[i].1.as_ref()))
             .collect();
         let toks = self.tokenizer.encode_pairs(&self.function.template, &sub)?;
-        let mask = self.tokenizer.mask_id();
-        Ok(suspects
-            .into_iter()
-            .zip(toks)
-            .filter(|(_, t)| !t.ids.contains(&mask))
-            .map(|(i, _)| i)
-            .collect())
+        let mut out = Vec::new();
+        for ((i, t), (h, tail)) in suspects.into_iter().zip(toks).zip(sub) {
+            if self.lost(&t, h, tail)? {
+                out.push(i);
+            }
+        }
+        Ok(out)
     }
 
     /// Encodes token sequences (one batch, in the given order) and returns the pooled raw

@@ -287,8 +287,8 @@ fn rejection(e: &Error) -> String {
         Error::PromptTooLong {
             head, tail, limit, ..
         } => format!(
-            "the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so its \
-             mask token would be cut off; shorten the words"
+            "the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so truncation \
+             would cut into its words (or lose the mask token); shorten the words"
         ),
         other => other.to_string(),
     }
