@@ -10,6 +10,6 @@ mkdir -p "$out"
 for split in validation test; do
     for dtype in f32 bf16 f16; do
         "$bin" bench analogy --dataset sat,bats,google --split "$split" --dtype "$dtype" \
-            --json "$out/analogy_${dtype}_${split}.json" > "$out/analogy_${dtype}_${split}.txt"
+            --json "$out/analogy_${dtype}_${split}.json" --force > "$out/analogy_${dtype}_${split}.txt"
     done
 done

@@ -42,19 +42,19 @@ for model in "$@"; do
   } > "$out/run.txt"
 
   cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
-       --dataset "$SETS" --split test --breakdown --json "$out/analogy_relbert.json")
+       --dataset "$SETS" --split test --breakdown --json "$out/analogy_relbert.json" --force)
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
   /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_relbert.md"
 
   cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
-       --dataset "$SETS" --split test --breakdown --method offset --json "$out/analogy_offset.json")
+       --dataset "$SETS" --split test --breakdown --method offset --json "$out/analogy_offset.json" --force)
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
   /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_offset.md"
 
   # The prompt vectors alone: what the reference's Python package computes from this checkpoint.
   cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
        --dataset "$SETS" --split test --breakdown --method combined --offset-weight 0
-       --json "$out/analogy_prompt.json")
+       --json "$out/analogy_prompt.json" --force)
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
   /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_prompt.md"
 
@@ -62,14 +62,14 @@ for model in "$@"; do
   if [ -n "${OFFSET_WEIGHT:-}" ]; then
     cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
          --dataset "$SETS" --split test --breakdown --method combined
-         --offset-weight "$OFFSET_WEIGHT" --json "$out/analogy_combined.json")
+         --offset-weight "$OFFSET_WEIGHT" --json "$out/analogy_combined.json" --force)
     echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
     /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_combined.md"
   fi
 
   if [ "${SKIP_CLASSIFY:-0}" != 1 ]; then
     cmd=("$BIN" --threads "$THREADS" bench classify --model "$model"
-         --data "$DATA/lexical_relation_classification" --seed 0 --json "$out/classify.json")
+         --data "$DATA/lexical_relation_classification" --seed 0 --json "$out/classify.json" --force)
     echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
     /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/classify.md"
   else
