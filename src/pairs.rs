@@ -80,6 +80,13 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
             line: lineno,
             message,
         };
+        if line.contains('\r') {
+            return Err(err(
+                "a carriage return inside the line: the file has old Mac (CR-only) line ends; \
+                 convert them to \\n (or \\r\\n)"
+                    .into(),
+            ));
+        }
         if cols.len() < 2 || cols.len() > 3 {
             return Err(err(format!(
                 "expected head<TAB>tail[<TAB>label], found {} tab-separated field(s) in {line:?}",
@@ -146,6 +153,16 @@ mod tests {
                 ("new york", "usa", Some("capital")),
                 ("rome", "italy", None)
             ]
+        );
+    }
+
+    #[test]
+    fn cr_only_line_ends_are_named() {
+        let err = parse_pairs("a\tb\rc\td\r".as_bytes(), Path::new("mac.tsv")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("mac.tsv:1:") && msg.contains("CR-only"),
+            "{msg}"
         );
     }
 
