@@ -332,5 +332,35 @@ fn page_works_in_headless_chromium() {
         json!(true),
         "the page scrolls sideways on a narrow screen"
     );
+
+    // Found by an audit: `a:b` typed in A is the pair even when B holds the last search's
+    // word; a link keeps a word holding ':' (each word is encoded on its own); a long,
+    // hostile word is shown as text, wraps on the narrow screen, and runs nothing.
+    d.script("document.getElementById('a').value=''; document.getElementById('b').value='cold';");
+    d.type_into(&a, "dog:puppy\u{E007}");
+    d.wait_until("document.getElementById('status').textContent.startsWith('dog : puppy')");
+    d.call(
+        "POST",
+        "/url",
+        Some(json!({"url": format!("http://{addr}/#a%3Ab:france")})),
+    );
+    d.wait_until("document.getElementById('status').textContent.startsWith('a:b : france')");
+    let hostile = format!("<img src=x onerror=window.hit=1>{}", "w".repeat(60));
+    d.script("document.getElementById('a').value=''; document.getElementById('b').value='';");
+    d.type_into(&a, &format!("{hostile}:france\u{E007}"));
+    // Answered or refused as too long for the tiny model: either way the status shows it.
+    d.wait_until(
+        "!document.getElementById('status').textContent.startsWith('Searching') \
+         && document.getElementById('status').textContent.includes('wwww')",
+    );
+    assert_eq!(
+        d.script("return [window.hit === undefined, document.querySelectorAll('img').length];"),
+        json!([true, 0])
+    );
+    assert_eq!(
+        d.script("return document.documentElement.scrollWidth <= window.innerWidth;"),
+        json!(true),
+        "a long word makes the page scroll sideways on a narrow screen"
+    );
     d.call("DELETE", "", None);
 }

@@ -172,7 +172,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
     let stopwords = if a.no_stopwords {
         Default::default()
     } else if let Some(p) = &a.stopwords {
-        let text = std::fs::read_to_string(p)
+        let text = relbert::corpus::vocab::read_word_file(p)
             .with_context(|| format!("reading the stop-word list {}", p.display()))?;
         parse_word_list(&text, true)
     } else {

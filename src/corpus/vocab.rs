@@ -22,6 +22,21 @@ pub fn parse_word_list(text: &str, lowercase: bool) -> FxHashSet<Box<str>> {
         .collect()
 }
 
+/// Reads a word list (terms, stop words) as text; bytes that are not UTF-8 are an error
+/// naming the file and the line they are on.
+pub fn read_word_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: "not UTF-8 text".into(),
+        }
+    })
+}
+
 fn fold(w: &str, lowercase: bool) -> String {
     if lowercase {
         w.to_lowercase()
@@ -44,7 +59,7 @@ impl Terms {
     /// lemma spelling); single words and `#` lines are ignored. Terms are tokenised like the
     /// corpus, so `X-ray tube` matches the corpus' `x-ray tube`.
     pub fn read(path: &Path, lowercase: bool) -> Result<Terms> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = read_word_file(path)?;
         let tok = super::tokenize::Tokenizer { lowercase };
         let mut terms = Terms::default();
         let mut s = Sentence::default();
@@ -208,6 +223,15 @@ impl Vocab {
 mod tests {
     use super::super::tokenize::Tokenizer;
     use super::*;
+
+    #[test]
+    fn a_word_file_that_is_not_utf8_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("terms.txt");
+        std::fs::write(&p, b"new york\nsan \xff jose\n").unwrap();
+        let e = Terms::read(&p, true).unwrap_err().to_string();
+        assert!(e.contains("terms.txt:2:") && e.contains("UTF-8"), "{e}");
+    }
 
     #[test]
     fn terms_keep_their_combining_marks_and_stop_words_any_case() {

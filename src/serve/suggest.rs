@@ -77,43 +77,60 @@ impl Suggestions {
         }
         let c = conn.clone();
         let owned = conn.block_on(async move { list_pairs(&c, count).await })??;
+        Ok(Self::of_pairs(owned))
+    }
+
+    /// The suggestions of pairs held in memory (a collection's, listed).
+    fn of_pairs(owned: Vec<Suggested>) -> Self {
         let mut keys: Vec<(String, u32)> = owned
             .iter()
             .enumerate()
             .map(|(i, p)| (key_of(&p.head, &p.tail), i as u32))
             .collect();
         keys.sort_unstable();
-        Ok(Suggestions {
+        Suggestions {
             keys,
             owned,
             off: None,
-        })
+        }
     }
 
     /// Up to `limit` pairs whose `head:tail` starts with `prefix` (case-insensitive), in
-    /// alphabetical order. A prefix `a b` (space instead of colon) is read as `a:b`, the way
-    /// people type a pair. `index` is the local index the list was built from, if it was.
+    /// alphabetical order. A prefix `a b` (space instead of colon) is read both as written
+    /// (a multi-word head, `new y` → `new york:…`) and as `a:b`, the way people type a pair.
+    /// `index` is the local index the list was built from, if it was.
     pub fn prefix(
         &self,
         prefix: &str,
         limit: usize,
         index: Option<&Index>,
     ) -> Result<Vec<Suggested>> {
-        let mut p = prefix.trim_start().to_lowercase();
-        if !p.contains(':') {
-            if let Some((a, b)) = p.split_once(['\t', ' ']) {
-                if !b.trim().is_empty() {
-                    p = format!("{}:{}", a.trim(), b.trim_start());
-                }
-            }
-        }
+        let p = prefix.trim_start().to_lowercase();
         if p.is_empty() {
             return Ok(Vec::new());
         }
-        let start = self.keys.partition_point(|(k, _)| k.as_str() < p.as_str());
-        self.keys[start..]
-            .iter()
-            .take_while(|(k, _)| k.starts_with(&p))
+        let mut readings = vec![p.clone()];
+        if !p.contains(':') {
+            if let Some((a, b)) = p.split_once(['\t', ' ']) {
+                if !b.trim().is_empty() {
+                    readings.push(format!("{}:{}", a.trim(), b.trim_start()));
+                }
+            }
+        }
+        let mut found: Vec<&(String, u32)> = Vec::new();
+        for r in &readings {
+            let start = self.keys.partition_point(|(k, _)| k.as_str() < r.as_str());
+            found.extend(
+                self.keys[start..]
+                    .iter()
+                    .take_while(|(k, _)| k.starts_with(r.as_str()))
+                    .take(limit),
+            );
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+            .into_iter()
             .take(limit)
             .map(|&(_, row)| self.pair(row as usize, index))
             .collect()
@@ -187,5 +204,38 @@ async fn list_pairs(conn: &Connection, count: u64) -> Result<Vec<Suggested>> {
             }
             _ => return Ok(out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(pairs: &[(&str, &str)]) -> Suggestions {
+        Suggestions::of_pairs(
+            pairs
+                .iter()
+                .map(|(h, t)| Suggested {
+                    head: h.to_string(),
+                    tail: t.to_string(),
+                    label: None,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_space_reads_as_a_multi_word_head_and_as_a_colon() {
+        let s = of(&[("new york", "usa"), ("new", "old"), ("newt", "eft")]);
+        let heads = |q: &str| -> Vec<String> {
+            s.prefix(q, 10, None)
+                .unwrap()
+                .into_iter()
+                .map(|p| format!("{}:{}", p.head, p.tail))
+                .collect()
+        };
+        assert_eq!(heads("new y"), ["new york:usa"]);
+        assert_eq!(heads("new o"), ["new:old"]);
+        assert_eq!(heads("New"), ["new york:usa", "new:old", "newt:eft"]);
     }
 }
