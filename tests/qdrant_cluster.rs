@@ -757,3 +757,43 @@ fn collections_keep_the_sources_precision() {
         common::drop_collection(&urls, coll);
     }
 }
+
+/// Found by an audit: a REST port given as `--qdrant` killed the process by SIGPIPE without
+/// a word (exit 141); it is an error that names the likely mix-up. A collection name that
+/// broke the cluster (`.`) and a shard count that stalled it are refused before any request.
+#[test]
+fn a_rest_port_and_names_that_break_a_cluster_are_named() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = tmp.path().join("pairs.tsv");
+    std::fs::write(&pairs, "dog\tpuppy\ncat\tkitten\n").unwrap();
+    let idx = tmp.path().join("idx");
+    succeeded(
+        &tiny_build(&pairs, &["--out", idx.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let rest = format!("http://127.0.0.1:{}", cluster.port);
+    let out = export(&idx, &[rest], &unique("rest"), &[])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("gRPC port"), "{err}");
+    for (name, extra, says) in [
+        (".", &[][..], "--collection"),
+        ("ok", &["--shards", "100000"][..], "--shards"),
+    ] {
+        let out = relbert()
+            .args(["index", "export", "--index"])
+            .arg(&idx)
+            .args(["--qdrant", &cluster.urls().join(","), "--collection", name])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{name}: {err}");
+    }
+}

@@ -128,15 +128,90 @@ pub fn parse_urls(spec: &str) -> Result<Vec<String>> {
         });
     }
     for u in &urls {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(Error::InvalidArgument {
+        let bad = |why: String| {
+            Err(Error::InvalidArgument {
                 flag: "--qdrant".into(),
-                message: format!("{u:?} is not an http:// or https:// URL of a gRPC port"),
-            });
+                message: format!("{u:?} {why}"),
+            })
+        };
+        let Some(rest) = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"))
+        else {
+            return bad("is not an http:// or https:// URL of a gRPC port".into());
+        };
+        let authority = rest.split('/').next().unwrap_or("");
+        if authority.is_empty() {
+            return bad("names no host".into());
+        }
+        // host:port, or [v6]:port; an out-of-range port was taken as the default one.
+        let port = match authority.strip_prefix('[') {
+            Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+            None => authority.rsplit_once(':').map(|(_, p)| p),
+        };
+        if let Some(port) = port {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return bad(format!("has port {port:?}, not one from 1 to 65535"));
+            }
         }
     }
     Ok(urls)
 }
+
+/// Blocks SIGPIPE on the calling thread (the client runtime's threads). The binary restores
+/// SIGPIPE's default so that output piped into `head` ends quietly; but a gRPC write to a
+/// peer that closed the connection (a REST port given as `--qdrant`, a node going away) then
+/// killed the process without a word. Blocked on the threads that write to the network, the
+/// write fails with EPIPE instead, and the call reports it (and fails over).
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: the set is initialised by sigemptyset before use, and pthread_sigmask only
+    // changes the calling thread's mask.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
+}
+
+/// Refuses a collection name Qdrant would try to make a directory of and fail on: a node
+/// commits the creation through consensus before making the directory, so `.` (measured:
+/// every node's consensus stopped, and the nodes no longer started) or a name too long for a
+/// file name breaks the whole cluster. Qdrant itself only refuses `/`.
+pub fn check_collection_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument {
+            flag: "--collection".into(),
+            message: format!("{name:?}: {why}"),
+        })
+    };
+    if name.trim().is_empty() {
+        return bad("empty collection name");
+    }
+    if name == "." || name == ".." {
+        return bad("not a collection name (it names a directory)");
+    }
+    if name
+        .chars()
+        .any(|c| matches!(c, '/' | '\\') || c.is_control())
+    {
+        return bad("a collection name cannot hold '/', '\\' or control characters");
+    }
+    if name.len() > MAX_COLLECTION_NAME {
+        return bad(&format!(
+            "longer than {MAX_COLLECTION_NAME} bytes (each node keeps a collection in a \
+             directory of that name)"
+        ));
+    }
+    if name != name.trim() {
+        return bad("spaces at either end of a collection name are easy to lose; leave them out");
+    }
+    Ok(())
+}
+
+/// The longest collection name relbert sends (a file name is at most 255 bytes).
+const MAX_COLLECTION_NAME: usize = 200;
 
 /// The point id of (head, tail): the SHA-256 of the two terms (separated by a 0xFF byte,
 /// which UTF-8 never holds) cut to 128 bits and written as a UUID (version 8, "custom"), so
@@ -225,12 +300,7 @@ fn transient(e: &QdrantError) -> bool {
 impl Connection {
     /// Connects (lazily: the first call opens the channel) to `urls`, for `collection`.
     pub fn new(urls: &[String], collection: &str) -> Result<Self> {
-        if collection.is_empty() {
-            return Err(Error::InvalidArgument {
-                flag: "--collection".into(),
-                message: "empty collection name".into(),
-            });
-        }
+        check_collection_name(collection)?;
         let target = format!("{} collection {collection}", urls.join(","));
         let remote = |message: String| Error::Remote {
             target: target.clone(),
@@ -239,6 +309,7 @@ impl Connection {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("relbert-qdrant")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| remote(format!("starting the client runtime: {e}")))?;
@@ -342,11 +413,18 @@ impl Connection {
                     delay = (delay * 2).min(MAX_BACKOFF);
                 }
                 Err(e) => {
-                    let why = if transient(&e) {
+                    let mut why = if transient(&e) {
                         format!("failed {attempts} times (last: {e}); earlier: {last}")
                     } else {
                         e.to_string()
                     };
+                    // What a REST port answers a gRPC client.
+                    if why.contains("h2 protocol error") {
+                        why.push_str(
+                            " (is --qdrant the gRPC port, 6334 by default, and not the REST \
+                             port, 6333?)",
+                        );
+                    }
                     return Err(self.remote(format!("{what}: {why}")));
                 }
             }
@@ -646,6 +724,10 @@ impl RelationStore for QdrantStore {
     }
 
     fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+        // As the local index answers: no results asked, none given (Qdrant refuses limit 0).
+        if req.k == 0 {
+            return Ok(Vec::new());
+        }
         let mut must_not = Vec::new();
         if let Some((a, b)) = req.exclude_pair {
             must_not.push(Condition::has_id([point_id(a, b)]));
@@ -711,5 +793,44 @@ mod tests {
         );
         assert!(parse_urls(" , ").is_err());
         assert!(parse_urls("a:6334").is_err());
+        // Found by an audit: port 99999 was taken as port 80, and `http://` as a host.
+        for bad in [
+            "http://127.0.0.1:99999",
+            "http://h:0",
+            "http://",
+            "http://h:x",
+        ] {
+            let e = parse_urls(bad).unwrap_err().to_string();
+            assert!(e.contains("--qdrant"), "{bad}: {e}");
+        }
+        assert!(parse_urls("http://[::1]:6334,https://h,http://h:6334").is_ok());
+    }
+
+    #[test]
+    fn collection_names_that_break_a_cluster_are_refused() {
+        for bad in [
+            "",
+            " ",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\u{0}b",
+            "tab\tname",
+            " padded",
+        ] {
+            let e = check_collection_name(bad).unwrap_err().to_string();
+            assert!(e.contains("--collection"), "{bad:?}: {e}");
+        }
+        assert!(check_collection_name(&"x".repeat(201)).is_err());
+        for good in [
+            "relations",
+            "my relations",
+            "relações-2026",
+            "a.b",
+            "x".repeat(200).as_str(),
+        ] {
+            check_collection_name(good).unwrap();
+        }
     }
 }

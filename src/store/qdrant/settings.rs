@@ -60,6 +60,12 @@ pub enum Quantization {
 /// builds its graph); 0 while a load streams points.
 pub const INDEXING_THRESHOLD_KB: u64 = 20_000;
 
+/// The most shards relbert asks a new collection for.
+pub const MAX_SHARDS: u32 = 1024;
+
+/// The most copies of each shard relbert asks for.
+pub const MAX_REPLICATION: u32 = 16;
+
 /// Candidates fetched with quantised vectors per result, then rescored with the originals.
 pub const OVERSAMPLING: f64 = 4.0;
 
@@ -104,11 +110,17 @@ impl CollectionSettings {
                 message: message.into(),
             })
         };
-        if self.shards == 0 {
-            return bad("--shards", "must be at least 1");
+        // Each shard is a directory on every node holding it, made under the cluster's
+        // consensus: 100,000 shards stalled a 3-node cluster for minutes (measured), and
+        // killing relbert did not stop it. The 1B-pair plan needs 72.
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return bad("--shards", &format!("must be from 1 to {MAX_SHARDS}"));
         }
-        if self.replication == 0 {
-            return bad("--replication", "must be at least 1");
+        if self.replication == 0 || self.replication > MAX_REPLICATION {
+            return bad(
+                "--replication",
+                &format!("must be from 1 to {MAX_REPLICATION}"),
+            );
         }
         Ok(())
     }
@@ -173,4 +185,29 @@ pub fn search_params(exact: bool, ef: usize) -> SearchParams {
                 .oversampling(OVERSAMPLING),
         )
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_and_replica_counts_are_bounded() {
+        let with = |shards, replication| CollectionSettings {
+            shards,
+            replication,
+            ..CollectionSettings::default()
+        };
+        assert!(with(3, 2).validate().is_ok());
+        assert!(with(MAX_SHARDS, MAX_REPLICATION).validate().is_ok());
+        for (s, r, flag) in [
+            (0, 1, "--shards"),
+            (100_000, 1, "--shards"),
+            (1, 0, "--replication"),
+            (1, 99, "--replication"),
+        ] {
+            let e = with(s, r).validate().unwrap_err().to_string();
+            assert!(e.contains(flag), "{s} {r}: {e}");
+        }
+    }
 }
