@@ -32,10 +32,12 @@ impl Template {
     /// Fills the template the way the reference does: `<subj>`, then `<obj>`, then `<mask>`
     /// (sequential replacement, so the order is part of the contract).
     pub fn fill(&self, head: &str, tail: &str, mask_token: &str) -> String {
-        self.0
-            .replace("<subj>", head)
-            .replace("<obj>", tail)
-            .replace("<mask>", mask_token)
+        fill(&self.0, head, tail, mask_token)
+    }
+
+    /// [`Template::fill`] of the part through both words ([`Template::through_both_words`]).
+    pub fn fill_through_both_words(&self, head: &str, tail: &str, mask_token: &str) -> String {
+        fill(self.through_both_words(), head, tail, mask_token)
     }
 }
 
@@ -52,6 +54,13 @@ impl Template {
             .unwrap_or(self.0.len());
         &self.0[..end]
     }
+}
+
+/// The reference's sequential replacement, on any template text.
+fn fill(text: &str, head: &str, tail: &str, mask_token: &str) -> String {
+    text.replace("<subj>", head)
+        .replace("<obj>", tail)
+        .replace("<mask>", mask_token)
 }
 
 impl Default for Template {

@@ -310,11 +310,10 @@ impl RelationEncoder {
     /// template up to the first place of both words ([`Template::through_both_words`]) does
     /// not fit the token limit.
     fn cuts_words(&self, head: &str, tail: &str) -> Result<bool> {
-        let prefix = self.function.template.through_both_words();
-        let text = prefix
-            .replace("<subj>", head)
-            .replace("<obj>", tail)
-            .replace("<mask>", self.tokenizer.mask_token());
+        let text =
+            self.function
+                .template
+                .fill_through_both_words(head, tail, self.tokenizer.mask_token());
         Ok(self.tokenizer.encode_text(&text)?.truncated)
     }
 
