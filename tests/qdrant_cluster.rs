@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use relbert::store::backend::{LocalStore, RelationStore, SearchRequest};
-use relbert::store::qdrant::{Connection, QdrantStore};
+use relbert::store::qdrant::{Connection, Hedge, QdrantStore};
 
 struct Cluster {
     dir: PathBuf,
@@ -62,13 +62,18 @@ impl Cluster {
         (1..=3).map(|i| self.grpc(i)).collect()
     }
 
-    fn kill(&self, node: usize) {
+    /// Node `node`'s server process, from the pid file the start script writes.
+    fn pid(&self, node: usize) -> i32 {
         let pidfile = self.dir.join(format!("node{node}/qdrant.pid"));
-        let pid: i32 = std::fs::read_to_string(&pidfile)
+        std::fs::read_to_string(&pidfile)
             .expect("pid file")
             .trim()
             .parse()
-            .expect("pid");
+            .expect("pid")
+    }
+
+    fn kill(&self, node: usize) {
+        let pid = self.pid(node);
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
         // Reap nothing (not our child); wait until it is gone.
         let t = Instant::now();
@@ -80,6 +85,16 @@ impl Cluster {
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends `signal` to node `node`'s server process.
+    fn signal(&self, node: usize, signal: i32) {
+        let pid = self.pid(node);
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "signal {signal} to {pid}"
+        );
     }
 
     fn restart(&self) {
@@ -129,7 +144,7 @@ fn wait_all_active(url: &str, collection: &str, replicas: usize) -> usize {
         let c = conn.clone();
         let info = conn
             .block_on(async move {
-                c.call("cluster info", |q, name| async move {
+                c.call("cluster info", Hedge::Read, |q, name| async move {
                     q.collection_cluster_info(name).await
                 })
                 .await
@@ -178,6 +193,15 @@ fn tiny_build(pairs: &Path, target: &[&str]) -> Command {
     fixture_build("tiny-bert", pairs, target)
 }
 
+/// Builds a local index of `pairs` at `out` with the tiny fixture model.
+fn build_local(pairs: &Path, out: &Path) {
+    succeeded(
+        &tiny_build(pairs, &["--out", out.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+}
+
 /// [`tiny_build`] with the fixture model `model`.
 fn fixture_build(model: &str, pairs: &Path, target: &[&str]) -> Command {
     let mut c = relbert();
@@ -207,11 +231,16 @@ fn count_via(url: &str, collection: &str) -> u64 {
         .unwrap()
 }
 
+/// Held by the tests that kill or stop a node, so that one never signals a node the other
+/// has killed or is restarting.
+static DISRUPTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn cluster_export_query_and_node_failures() {
     let Some(cluster) = Cluster::from_env() else {
         return;
     };
+    let _only = DISRUPTING.lock().unwrap_or_else(|e| e.into_inner());
     let urls = cluster.urls();
     let tmp = tempfile::tempdir().unwrap();
     let n = 3000;
@@ -533,11 +562,7 @@ fn build_into_a_collection_resumes_after_a_kill() {
 
     // The same results as a local index of the same pairs, for a stored and an encoded pair.
     let local = tmp.path().join("idx");
-    succeeded(
-        &tiny_build(&pairs, &["--out", local.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    build_local(&pairs, &local);
     let q = |store: &[&str], pair: [&str; 2]| {
         let v = query_json(&[store, &pair, &["--exact", "-k", "10"]].concat());
         let pairs: Vec<_> = v["results"]
@@ -578,11 +603,7 @@ fn sources_of_one_model_are_added_to_a_collection() {
     let more = write("more.tsv", 250..500); // 50 pairs in both
     let third = write("third.tsv", 480..560); // 20 in the grown index too
     let idx = tmp.path().join("idx");
-    succeeded(
-        &tiny_build(&first, &["--out", idx.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    build_local(&first, &idx);
     let coll = unique("add");
     succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
     assert_eq!(count_via(&urls[0], &coll), 300);
@@ -770,11 +791,7 @@ fn a_rest_port_and_names_that_break_a_cluster_are_named() {
     let pairs = tmp.path().join("pairs.tsv");
     std::fs::write(&pairs, "dog\tpuppy\ncat\tkitten\n").unwrap();
     let idx = tmp.path().join("idx");
-    succeeded(
-        &tiny_build(&pairs, &["--out", idx.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    build_local(&pairs, &idx);
     let rest = format!("http://127.0.0.1:{}", cluster.port);
     let out = export(&idx, &[rest], &unique("rest"), &[])
         .output()
@@ -796,4 +813,140 @@ fn a_rest_port_and_names_that_break_a_cluster_are_named() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{name}: {err}");
     }
+}
+
+/// Continues a stopped node when dropped, so a failing test leaves the cluster running.
+struct Stopped<'a>(&'a Cluster, usize);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.signal(self.1, libc::SIGCONT);
+    }
+}
+
+/// A node that is up but answers nothing (stopped with SIGSTOP: its port still accepts
+/// connections) held every call for the client's 60 s timeout before the next node was
+/// tried, so each `relbert query` took a minute and `serve --collection` answered 504. Reads
+/// are now sent to another node too after a second ([`relbert::store::qdrant::READ_HEDGE`]),
+/// and the answers are the healthy cluster's.
+#[test]
+fn a_stopped_node_is_not_waited_for() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let _only = DISRUPTING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let idx = tmp.path().join("idx");
+    build_local(&pairs, &idx);
+    let collection = unique("stopped");
+    succeeded(
+        &export(&idx, &cluster.urls(), &collection, &[])
+            .output()
+            .unwrap(),
+    );
+    wait_all_active(&cluster.grpc(2), &collection, 6);
+    let urls = cluster.urls().join(",");
+    let model = common::fixture("tiny-bert");
+    let queries = "dog\tpuppy\nparis\tfrance\nsun\tmoon\n";
+    let ask = || {
+        let mut child = relbert()
+            .args(["query", "--json", "-k", "5", "--qdrant", &urls])
+            .args(["--collection", &collection, "--model"])
+            .arg(&model)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(queries.as_bytes())
+            .unwrap();
+        let t = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        (out, t.elapsed())
+    };
+    let (healthy, _) = ask();
+    succeeded(&healthy);
+    assert_eq!(
+        String::from_utf8_lossy(&healthy.stdout).lines().count(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&healthy.stdout)
+    );
+    // The first URL's node: every call starts there.
+    cluster.signal(1, libc::SIGSTOP);
+    let stopped = Stopped(&cluster, 1);
+    let (out, took) = ask();
+    drop(stopped);
+    succeeded(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&healthy.stdout),
+        "answers with the first node stopped differ from the healthy cluster's"
+    );
+    // Not a timing benchmark: before the fix this was the client's 60 s timeout per call.
+    assert!(
+        took < Duration::from_secs(30),
+        "a query waited {took:?} for the stopped node"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has not answered"), "{err}");
+    wait_all_active(&cluster.grpc(1), &collection, 6);
+
+    // The server over the collection: with the first node stopped it answers within its own
+    // request timeout (10 s) instead of 504, and it stops on SIGTERM without a panic (the
+    // client's runtime was dropped inside the server's and tokio panicked).
+    let (mut child, mut log, addr) = common::spawn_serve_with(
+        &[
+            "--qdrant".as_ref(),
+            urls.as_ref(),
+            "--collection".as_ref(),
+            collection.as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+        ],
+        "warn",
+    );
+    let mut ready = false;
+    for _ in 0..400 {
+        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready, "serve --collection never became ready");
+    let ask = |a: &str, b: &str| {
+        let body = serde_json::json!({"pair": [a, b], "k": 5}).to_string();
+        common::http_post(&addr, "/v1/query", &body).unwrap_or_default()
+    };
+    let before = ask("sun", "moon");
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    cluster.signal(1, libc::SIGSTOP);
+    let stopped = Stopped(&cluster, 1);
+    let during = [ask("sun", "moon"), ask("dog", "puppy")];
+    drop(stopped);
+    for answer in &during {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let body = |r: &str| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    assert_eq!(body(&during[0]), body(&before));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut log, &mut rest).unwrap();
+    assert!(
+        status.success() && !rest.contains("panicked"),
+        "{status}: {rest}"
+    );
+    wait_all_active(&cluster.grpc(1), &collection, 6);
+    common::drop_collection(&cluster.urls(), &collection);
 }

@@ -17,7 +17,7 @@ use relbert::query::QueryHit;
 use relbert::store::backend::{LocalStore, RelationStore, SearchRequest};
 use relbert::store::qdrant::export::{export_index, ExportOptions};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
-use relbert::store::qdrant::{parse_urls, Connection, QdrantStore};
+use relbert::store::qdrant::{parse_urls, Connection, Hedge, QdrantStore};
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -121,10 +121,9 @@ fn main() -> anyhow::Result<()> {
     conn.block_on(async move {
         for _ in 0..600 {
             let info = c
-                .call(
-                    "info",
-                    |q, name| async move { q.collection_info(name).await },
-                )
+                .call("info", Hedge::Read, |q, name| async move {
+                    q.collection_info(name).await
+                })
                 .await?;
             let green = info
                 .result
@@ -175,7 +174,7 @@ fn main() -> anyhow::Result<()> {
     ll.sort_by(f64::total_cmp);
     let c = conn.clone();
     conn.block_on(async move {
-        c.call("delete", |q, name| async move {
+        c.call("delete", Hedge::Never, |q, name| async move {
             q.delete_collection(name).await
         })
         .await

@@ -14,7 +14,7 @@ use qdrant_client::qdrant::{PayloadIncludeSelector, ScrollPointsBuilder};
 use relbert_index::Index;
 
 use crate::error::{Error, Result};
-use crate::store::qdrant::{string_of, Connection};
+use crate::store::qdrant::{string_of, Connection, Hedge};
 
 /// The most pairs of a Qdrant collection listed for suggestions.
 pub const MAX_LISTED: u64 = 2_000_000;
@@ -172,7 +172,7 @@ async fn list_pairs(conn: &Connection, count: u64) -> Result<Vec<Suggested>> {
     loop {
         let from = offset.clone();
         let page = conn
-            .call("listing pairs for suggestions", |q, name| {
+            .call("listing pairs for suggestions", Hedge::Read, |q, name| {
                 let mut b = ScrollPointsBuilder::new(name)
                     .limit(PAGE)
                     .with_vectors(false)

@@ -92,10 +92,22 @@ pub fn spawn_serve(
     std::io::BufReader<std::process::ChildStderr>,
     String,
 ) {
+    spawn_serve_with(&["--index".as_ref(), index.as_os_str()], log)
+}
+
+/// [`spawn_serve`] with `args` in place of `--index INDEX` (a Qdrant collection, a model).
+pub fn spawn_serve_with(
+    args: &[&std::ffi::OsStr],
+    log: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--index"])
-        .arg(index)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(args)
         .env("RELBERT_LOG", log)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -132,15 +144,34 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// A `POST path` of the JSON `body` on a fresh connection to `addr`: the whole raw
+/// response, or `None` if the server cannot be reached.
+pub fn http_post(addr: &str, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 /// Deletes a test's Qdrant collection (best effort: a test that failed midway may have made
 /// none).
 pub fn drop_collection(urls: &[String], collection: &str) {
     let conn = relbert::store::qdrant::Connection::new(urls, collection).unwrap();
     let c = conn.clone();
     let _ = conn.block_on(async move {
-        c.call("deleting the test collection", |q, name| async move {
-            q.delete_collection(name).await
-        })
+        c.call(
+            "deleting the test collection",
+            relbert::store::qdrant::Hedge::Never,
+            |q, name| async move { q.delete_collection(name).await },
+        )
         .await
     });
 }

@@ -43,7 +43,7 @@ use qdrant_client::Payload;
 
 use super::settings::CollectionSettings;
 use super::{
-    added_source_key, point_id, progress_key, AddedSource, CollectionRecord, Connection,
+    added_source_key, point_id, progress_key, AddedSource, CollectionRecord, Connection, Hedge,
     LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::Result;
@@ -153,7 +153,7 @@ pub fn prepare(
         let created = if c.exists().await? {
             false
         } else {
-            c.call("creating the collection", |q, _| {
+            c.call("creating the collection", Hedge::Never, |q, _| {
                 let r = request.clone();
                 async move { q.create_collection(r).await }
             })
@@ -161,13 +161,17 @@ pub fn prepare(
             true
         };
         // Idempotent: a run killed between creating and indexing finishes it here.
-        c.call("indexing the words field", |q, name| async move {
-            q.create_field_index(
-                CreateFieldIndexCollectionBuilder::new(name, "words", FieldType::Keyword)
-                    .wait(true),
-            )
-            .await
-        })
+        c.call(
+            "indexing the words field",
+            Hedge::Never,
+            |q, name| async move {
+                q.create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(name, "words", FieldType::Keyword)
+                        .wait(true),
+                )
+                .await
+            },
+        )
         .await?;
         match c.record().await? {
             None if created => Err(c.remote(
@@ -268,7 +272,7 @@ impl Sender {
         let n = points.len() as u64;
         let c = self.conn.clone();
         let handle = self.conn.spawn(async move {
-            c.call("upserting points", |q, name| {
+            c.call("upserting points", Hedge::Write, |q, name| {
                 // Waiting for the write to be applied costs nothing measurable here
                 // (benchmarks/scale/) and makes the final count exact.
                 let b = UpsertPointsBuilder::new(name, points.clone()).wait(true);

@@ -27,17 +27,19 @@
 //! a server-side transient status (unavailable, deadline, aborted, internal, resource
 //! exhausted) it is retried on the next URL with exponential backoff, a bounded number of
 //! times. Upserts are idempotent (stable ids), so retrying one that did reach the server is
-//! harmless.
+//! harmless. A node that is up but answers nothing is not waited for alone: reads and upserts
+//! are also sent to another node when the first has not answered in time ([`Hedge`]).
 
 pub mod export;
 pub mod settings;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, Filter, GetPointsBuilder, OptimizersConfigDiffBuilder,
@@ -269,13 +271,40 @@ pub struct LoadProgress {
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<ClientRuntime>,
+}
+
+/// The client's own tokio runtime. Dropped from inside another runtime (`relbert serve`
+/// shutting down with its store), a runtime may not wait for its threads, and tokio panics;
+/// there it is shut down in the background instead (its tasks are only calls in flight).
+struct ClientRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for ClientRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        // Some from construction until drop.
+        self.0
+            .as_ref()
+            .expect("the client runtime is present until dropped")
+    }
+}
+
+impl Drop for ClientRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
 }
 
 struct Inner {
     urls: Vec<String>,
     clients: Vec<Qdrant>,
     current: AtomicUsize,
+    /// Nodes a hedged call stopped waiting for, until they answer again (warned once).
+    slow: Vec<AtomicBool>,
     collection: String,
 }
 
@@ -297,6 +326,62 @@ fn transient(e: &QdrantError) -> bool {
     }
 }
 
+/// One call of `f` on node `i`, tagged with the node.
+async fn attempt<T, F, Fut>(
+    f: &F,
+    inner: &Inner,
+    i: usize,
+) -> (usize, std::result::Result<T, QdrantError>)
+where
+    F: Fn(Qdrant, String) -> Fut,
+    Fut: Future<Output = std::result::Result<T, QdrantError>>,
+{
+    (
+        i,
+        f(inner.clients[i].clone(), inner.collection.clone()).await,
+    )
+}
+
+/// Whether a call may also be sent to another node while the first has not answered: a
+/// node that is up but stuck (stopped, swapping, a full disk stalling its writes) keeps its
+/// connection open and answers nothing, so without this every call waits the client's whole
+/// timeout ([`CALL_TIMEOUT`]) before failing over, longer than `relbert serve` lets a request
+/// run. The first answer wins and the other call is dropped (cancelled); the node that
+/// answered is asked first from then on. Measured on the 3-node test cluster with the first
+/// node stopped (SIGSTOP): a query took 60.1 s before, about [`READ_HEDGE`] after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hedge {
+    /// A read: another node is asked after [`READ_HEDGE`].
+    Read,
+    /// A write that is harmless twice (an upsert of points with stable ids): another node is
+    /// asked after [`WRITE_HEDGE`], longer because a busy cluster applies a batch slowly.
+    Write,
+    /// A change made through the cluster's consensus (creating a collection, its metadata):
+    /// never asked twice at once, since a second copy could fail on what the first did.
+    Never,
+}
+
+impl Hedge {
+    fn after(self) -> Option<Duration> {
+        match self {
+            Hedge::Read => Some(READ_HEDGE),
+            Hedge::Write => Some(WRITE_HEDGE),
+            Hedge::Never => None,
+        }
+    }
+}
+
+/// How long a read waits for one node before another is asked too ([`Hedge::Read`]): far
+/// above a search's time on a healthy node (milliseconds), well below `relbert serve`'s
+/// request timeout (10 s).
+pub const READ_HEDGE: Duration = Duration::from_secs(1);
+
+/// How long an upsert waits for one node before another is asked too ([`Hedge::Write`]).
+pub const WRITE_HEDGE: Duration = Duration::from_secs(10);
+
+/// The client's limit on one call to one node.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Connection {
     /// Connects (lazily: the first call opens the channel) to `urls`, for `collection`.
     pub fn new(urls: &[String], collection: &str) -> Result<Self> {
@@ -317,7 +402,7 @@ impl Connection {
             .iter()
             .map(|u| {
                 Qdrant::from_url(u)
-                    .timeout(Duration::from_secs(60))
+                    .timeout(CALL_TIMEOUT)
                     .connect_timeout(Duration::from_secs(3))
                     // Checked per call instead: a node that is down at start must not stop
                     // a client that can use the others.
@@ -331,9 +416,10 @@ impl Connection {
                 urls: urls.to_vec(),
                 clients,
                 current: AtomicUsize::new(0),
+                slow: urls.iter().map(|_| AtomicBool::new(false)).collect(),
                 collection: collection.to_string(),
             }),
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(ClientRuntime(Some(runtime))),
         })
     }
 
@@ -385,67 +471,140 @@ impl Connection {
     }
 
     /// Calls `f` with a client, retrying transient failures on the next node with
-    /// exponential backoff. `what` names the request in the error.
-    pub async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    /// exponential backoff; with `hedge`, a node that has not answered in time is not waited
+    /// for alone (see [`Hedge`]). `what` names the request in the error.
+    pub async fn call<T, F, Fut>(&self, what: &str, hedge: Hedge, f: F) -> Result<T>
     where
         F: Fn(Qdrant, String) -> Fut,
         Fut: Future<Output = std::result::Result<T, QdrantError>>,
     {
-        let n = self.inner.clients.len();
+        let inner = &self.inner;
+        let n = inner.clients.len();
         let attempts = ATTEMPTS.max(2 * n);
+        let hedge_after = hedge.after().filter(|_| n > 1);
         let mut delay = FIRST_BACKOFF;
+        // The first and the latest transient failure, for the message when all fail.
+        let mut first = String::new();
         let mut last = String::new();
-        for attempt in 1..=attempts {
-            let i = self.inner.current.load(Ordering::Relaxed) % n;
-            match f(self.inner.clients[i].clone(), self.inner.collection.clone()).await {
-                Ok(v) => return Ok(v),
-                Err(e) if transient(&e) && attempt < attempts => {
-                    tracing::debug!("{what} via {}: {e}; retrying", self.inner.urls[i]);
-                    last = format!("{}: {e}", self.inner.urls[i]);
-                    // Another caller may have moved on already; only the first moves.
-                    let _ = self.inner.current.compare_exchange(
-                        i,
-                        (i + 1) % n,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_BACKOFF);
+        let mut started = 0;
+        let mut next = inner.current.load(Ordering::Relaxed) % n;
+        let mut running = FuturesUnordered::new();
+        let mut busy = vec![false; n];
+        loop {
+            if running.is_empty() {
+                if started == attempts {
+                    return Err(self.failed(
+                        what,
+                        format!("gave up after {attempts} attempts: first {first}; last {last}"),
+                    ));
                 }
-                Err(e) => {
-                    let mut why = if transient(&e) {
-                        format!("failed {attempts} times (last: {e}); earlier: {last}")
-                    } else {
-                        e.to_string()
-                    };
-                    // What a REST port answers a gRPC client.
-                    if why.contains("h2 protocol error") {
-                        why.push_str(
-                            " (is --qdrant the gRPC port, 6334 by default, and not the REST \
-                             port, 6333?)",
-                        );
+                busy[next] = true;
+                running.push(attempt(&f, inner, next));
+                started += 1;
+                next = (next + 1) % n;
+            }
+            // A hedge goes to a node that is not already asked, while attempts are left.
+            let spare = (0..n).map(|k| (next + k) % n).find(|&j| !busy[j]);
+            let hedge_to = hedge_after.zip(spare).filter(|_| started < attempts);
+            let timer = async {
+                match hedge_to {
+                    Some((after, _)) => tokio::time::sleep(after).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((i, answer)) = running.next() => {
+                    busy[i] = false;
+                    match answer {
+                        Ok(v) => {
+                            if inner.slow[i].swap(false, Ordering::Relaxed) {
+                                tracing::info!("{} answers again", inner.urls[i]);
+                            }
+                            inner.current.store(i, Ordering::Relaxed);
+                            return Ok(v);
+                        }
+                        Err(e) if transient(&e) => {
+                            tracing::debug!("{what} via {}: {e}; retrying", inner.urls[i]);
+                            last = format!("{}: {e}", inner.urls[i]);
+                            if first.is_empty() {
+                                first.clone_from(&last);
+                            }
+                            // Another caller may have moved on already; only the first moves.
+                            let _ = inner.current.compare_exchange(
+                                i,
+                                (i + 1) % n,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                            if running.is_empty() {
+                                if started == attempts {
+                                    return Err(self.failed(
+                                        what,
+                                        format!(
+                                            "failed {attempts} times (first: {first}; last: \
+                                             {last})"
+                                        ),
+                                    ));
+                                }
+                                tokio::time::sleep(delay).await;
+                                delay = (delay * 2).min(MAX_BACKOFF);
+                                next = inner.current.load(Ordering::Relaxed) % n;
+                            }
+                        }
+                        Err(e) => return Err(self.failed(what, e.to_string())),
                     }
-                    return Err(self.remote(format!("{what}: {why}")));
+                }
+                () = timer => {
+                    let Some((after, j)) = hedge_to else { continue };
+                    let waited: Vec<usize> = (0..n).filter(|&k| busy[k]).collect();
+                    for &k in &waited {
+                        if !inner.slow[k].swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "{} has not answered in {} ms; asking {} too",
+                                inner.urls[k],
+                                after.as_millis(),
+                                inner.urls[j]
+                            );
+                        }
+                    }
+                    busy[j] = true;
+                    running.push(attempt(&f, inner, j));
+                    started += 1;
+                    next = (j + 1) % n;
                 }
             }
         }
-        Err(self.remote(format!("{what}: gave up after {attempts} attempts: {last}")))
+    }
+
+    /// The error of a call that failed for good, with a hint for the usual mix-up.
+    fn failed(&self, what: &str, mut why: String) -> Error {
+        // What a REST port answers a gRPC client.
+        if why.contains("h2 protocol error") {
+            why.push_str(
+                " (is --qdrant the gRPC port, 6334 by default, and not the REST port, 6333?)",
+            );
+        }
+        self.remote(format!("{what}: {why}"))
     }
 
     /// Whether the collection exists.
     pub async fn exists(&self) -> Result<bool> {
-        self.call("checking the collection", |c, name| async move {
-            c.collection_exists(name).await
-        })
+        self.call(
+            "checking the collection",
+            Hedge::Read,
+            |c, name| async move { c.collection_exists(name).await },
+        )
         .await
     }
 
     /// The collection's metadata, every key.
     async fn all_metadata(&self) -> Result<HashMap<String, Value>> {
         let info = self
-            .call("reading the collection info", |c, name| async move {
-                c.collection_info(name).await
-            })
+            .call(
+                "reading the collection info",
+                Hedge::Read,
+                |c, name| async move { c.collection_info(name).await },
+            )
             .await?;
         Ok(info
             .result
@@ -460,9 +619,11 @@ impl Connection {
     pub async fn precision(&self) -> Result<String> {
         use qdrant_client::qdrant::{vectors_config::Config, Datatype};
         let info = self
-            .call("reading the collection info", |c, name| async move {
-                c.collection_info(name).await
-            })
+            .call(
+                "reading the collection info",
+                Hedge::Read,
+                |c, name| async move { c.collection_info(name).await },
+            )
             .await?;
         let datatype = info
             .result
@@ -500,10 +661,14 @@ impl Connection {
         let text = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
         let meta: HashMap<String, serde_json::Value> =
             HashMap::from([(key.to_string(), serde_json::Value::String(text))]);
-        self.call("updating the collection metadata", |c, name| {
-            let b = UpdateCollectionBuilder::new(name).metadata(meta.clone());
-            async move { c.update_collection(b).await }
-        })
+        self.call(
+            "updating the collection metadata",
+            Hedge::Never,
+            |c, name| {
+                let b = UpdateCollectionBuilder::new(name).metadata(meta.clone());
+                async move { c.update_collection(b).await }
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -557,7 +722,7 @@ impl Connection {
         for chunk in ids.chunks(IDS_PER_COUNT) {
             let filter = Filter::must([Condition::has_id(chunk.iter().map(|s| s.as_str()))]);
             let r = self
-                .call("counting a source's points", |c, name| {
+                .call("counting a source's points", Hedge::Read, |c, name| {
                     let b = CountPointsBuilder::new(name)
                         .filter(filter.clone())
                         .exact(true);
@@ -577,7 +742,7 @@ impl Connection {
         } else {
             0
         };
-        self.call("setting the indexing threshold", |c, name| {
+        self.call("setting the indexing threshold", Hedge::Never, |c, name| {
             let b = UpdateCollectionBuilder::new(name).optimizers_config(
                 OptimizersConfigDiffBuilder::default().indexing_threshold(threshold),
             );
@@ -590,7 +755,7 @@ impl Connection {
     /// The exact number of points in the collection.
     pub async fn count(&self) -> Result<u64> {
         let r = self
-            .call("counting points", |c, name| async move {
+            .call("counting points", Hedge::Read, |c, name| async move {
                 c.count(CountPointsBuilder::new(name).exact(true)).await
             })
             .await?;
@@ -693,7 +858,7 @@ impl RelationStore for QdrantStore {
         let (head, tail) = (head.to_string(), tail.to_string());
         self.conn.block_on(async move {
             let got = c
-                .call("looking up a pair", |q, name| {
+                .call("looking up a pair", Hedge::Read, |q, name| {
                     let id = id.clone();
                     async move {
                         q.get_points(
@@ -741,7 +906,7 @@ impl RelationStore for QdrantStore {
         let c = self.conn.clone();
         self.conn.block_on(async move {
             let r = c
-                .call("searching", |q, name| {
+                .call("searching", Hedge::Read, |q, name| {
                     let b = QueryPointsBuilder::new(name)
                         .query(vector.clone())
                         .limit(k)
