@@ -96,6 +96,15 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         if cols[0].trim().is_empty() || cols[1].trim().is_empty() {
             return Err(err(format!("empty word in {line:?}")));
         }
+        // Spaces before '#' hid it from the comment test above, but the pair lists relbert
+        // writes (beside .npy arrays, spools) would start the line with '#', and every
+        // reader, relbert's included, would skip it: the rows after it would shift by one.
+        if cols[0].trim_start().starts_with('#') {
+            return Err(err(format!(
+                "a head cannot start with '#' (a line starting with '#' is a comment, and the \
+                 pair lists relbert writes would read this pair as one): {line:?}"
+            )));
+        }
         // Spaces around a word are not part of it (`paris \tfrance` is paris : france, as a
         // query typed with spaces is): otherwise two copies of one pair are stored and a
         // query finds neither. Spaces inside a multi-word term stay.
@@ -164,6 +173,18 @@ mod tests {
             msg.starts_with("mac.tsv:1:") && msg.contains("CR-only"),
             "{msg}"
         );
+    }
+
+    /// Found by an audit: ` #tag<TAB>word` was stored with head `#tag`, and the pair list
+    /// written beside an .npy array then read it as a comment, shifting every later row.
+    #[test]
+    fn a_head_starting_with_a_hash_after_spaces_is_refused() {
+        let err = parse_pairs("a\tb\n #tag\tword\n".as_bytes(), Path::new("h.tsv")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("h.tsv:2:") && msg.contains("'#'"), "{msg}");
+        // A '#' inside a word, or starting the tail, is no comment anywhere.
+        let p = parse_pairs("c#\t#tag\n".as_bytes(), Path::new("h.tsv")).unwrap();
+        assert_eq!((p[0].head.as_str(), p[0].tail.as_str()), ("c#", "#tag"));
     }
 
     #[test]

@@ -557,3 +557,36 @@ fn adding_nothing_new_changes_nothing() {
     );
     assert!(!dir.path().join("idx.partial").exists());
 }
+
+/// A query stream noticed a new index by the inode of its `meta` file, but file systems
+/// hand a freed inode to the next new file: after two adds without a query between them the
+/// new `meta` could have the inode the stream last saw, and the stream answered from the old
+/// index for good. It now compares index ids. Here the files of another index are copied
+/// over the open one's in place, keeping every inode.
+#[test]
+fn a_query_engine_follows_a_new_index_that_kept_the_old_inodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(400);
+    let (a_lines, b_lines) = lines.split_at(200);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (lines, out) in [(a_lines, &a), (b_lines, &b)] {
+        let file = dir.path().join("pairs.tsv");
+        write_lines(&file, lines);
+        build_file(&file, out);
+    }
+    let b_id = Index::open(&b).unwrap().id();
+    let mut engine = relbert::store::query::QueryEngine::open(&a, None).unwrap();
+    assert!(!engine.refresh().unwrap(), "nothing changed yet");
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&a.join("meta"));
+    for name in ["vectors", "pairs", "graph", "meta"] {
+        // std::fs::copy truncates and writes the existing file: same inode.
+        std::fs::copy(b.join(name), a.join(name)).unwrap();
+    }
+    assert_eq!(inode(&a.join("meta")), before);
+    assert!(
+        engine.refresh().unwrap(),
+        "the engine did not see the new index"
+    );
+    assert_eq!(engine.local().unwrap().id(), b_id);
+}

@@ -685,3 +685,36 @@ fn a_prompt_cut_into_its_words_is_refused_not_embedded() {
     assert_eq!(vectors.len(), 2);
     assert_ne!(vectors[0]["vector"], vectors[1]["vector"]);
 }
+
+/// Found by an audit: outputs ending in `/` or `/.` did all the work, then failed at the
+/// final rename with a bare OS error, leaving a finished index in `DIR.partial`, temporary
+/// files, or an .npy pair list without its array. An index directory given so is the
+/// directory itself; an output file given so is refused before any work.
+#[test]
+fn outputs_given_with_a_trailing_slash_are_named_or_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path(), "p.tsv");
+    let idx = dir.path().join("idx");
+    build(&pairs, Path::new(&format!("{}/.", idx.display())), &[]).success();
+    assert!(idx.join("meta").is_file());
+    assert!(!dir.path().join("idx.partial").exists());
+    let npy = format!("{}/x.npy/", dir.path().display());
+    relbert()
+        .args(["index", "export", "--index"])
+        .arg(&idx)
+        .args(["--format", "npy", "--out", &npy])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("names a directory"));
+    embed(&pairs)
+        .args(["--format", "npy", "--out", &npy])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--out"));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "p.tsv" && n != "idx")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -30,19 +30,25 @@ fn index() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("idx");
-        relbert()
-            .args(["index", "build", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(pair_file(dir.path()))
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+        let out = build_index(dir.path());
         (dir, out)
     })
     .1
+}
+
+/// Builds `DIR/idx` of the common pair file with the tiny fixture model.
+fn build_index(dir: &Path) -> PathBuf {
+    let out = dir.join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
 }
 
 fn options(token: Option<&str>) -> ServeOptions {
@@ -299,7 +305,8 @@ async fn embed_gives_unit_vectors_of_the_index_function() {
         assert!((n - 1.0).abs() < 1e-4);
     }
     // The stored vector of (paris, france) is the same function's.
-    let engine = &state.ready().unwrap().engine;
+    let view = state.ready().unwrap().view();
+    let engine = &view.engine;
     let (stored, _) = engine.stored("paris", "france").unwrap().unwrap();
     assert!(common::cosine(&vs[0], &stored) > 0.999);
 }
@@ -821,4 +828,60 @@ fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
     }
     let (took, _) = time_to_close(&mut kept, Instant::now() - bound / 2);
     in_bound(took, "idle keep-alive connection");
+}
+
+/// The server did not follow its index directory: after `relbert index add` it answered
+/// from the old index for good, said a just-added pair was "not in the index", and
+/// `/v1/info` kept the old count. It now serves the new index (checked every few seconds;
+/// called directly here), and an index of another model put in its place is not served.
+#[tokio::test]
+async fn the_server_follows_its_index_through_an_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = build_index(dir.path());
+    let mut opts = options(None);
+    opts.backend = Backend::Index(idx.clone());
+    let (app, state) = app_with(opts);
+    let stored = json!({"pair": ["tokyo", "kyoto"], "stored_only": true});
+    let (status, _) = post(&app, "/v1/query", stored.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, info) = call(&app, "GET", "/v1/info", None).await;
+    let before = info["count"].as_u64().unwrap();
+    assert!(!state.follow_index().unwrap(), "nothing changed yet");
+
+    let new = dir.path().join("new.tsv");
+    std::fs::write(&new, "tokyo\tkyoto\tcity\n").unwrap();
+    relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&new)
+        .assert()
+        .success();
+    assert!(
+        state.follow_index().unwrap(),
+        "the server did not see the add"
+    );
+    let (status, answer) = post(&app, "/v1/query", stored.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["source"], "index");
+    let (_, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(info["count"].as_u64().unwrap(), before + 1);
+    let (_, health) = call(&app, "GET", "/v1/health", None).await;
+    assert_eq!(health["pairs"].as_u64().unwrap(), before + 1);
+
+    // Another model's index in its place: not served, the added index keeps answering.
+    relbert()
+        .args(["index", "build", "--force", "--model"])
+        .arg(fixture("tiny-roberta"))
+        .arg("--pairs")
+        .arg(&new)
+        .arg("--out")
+        .arg(&idx)
+        .assert()
+        .success();
+    assert!(!state.follow_index().unwrap());
+    let (status, answer) = post(&app, "/v1/query", stored).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(info["count"].as_u64().unwrap(), before + 1);
 }

@@ -1135,9 +1135,10 @@ pub fn swap_dirs(a: &Path, b: &Path) -> Result<()> {
     std::fs::rename(&tmp, a).map_err(|e| IndexError::io(&tmp, e))
 }
 
-/// Atomically exchanges two paths (Linux `renameat2` with `RENAME_EXCHANGE`).
+/// Atomically exchanges two paths (Linux `renameat2` with `RENAME_EXCHANGE`): how an index
+/// is published over another. Public for tests that race readers against publications.
 #[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let ca = CString::new(a.as_os_str().as_bytes())?;
@@ -1160,8 +1161,9 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Unsupported here: publication falls back to two renames.
 #[cfg(not(target_os = "linux"))]
-fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
+pub fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 

@@ -295,6 +295,16 @@ pub fn verify_payload(path: &Path, file: &File, header: &Header, table: &[u32]) 
 /// Returns the header and the payload.
 pub fn read_small_file(path: &Path, kind: FileKind, limit: u64) -> Result<(Header, Vec<u8>)> {
     let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
+    read_small(path, kind, limit, file)
+}
+
+/// [`read_small_file`] of a file already open (`path` names it in errors).
+pub fn read_small(
+    path: &Path,
+    kind: FileKind,
+    limit: u64,
+    file: File,
+) -> Result<(Header, Vec<u8>)> {
     let header = read_header(path, kind, &file)?;
     if header.payload_len > limit {
         return Err(IndexError::corrupt(
@@ -308,6 +318,37 @@ pub fn read_small_file(path: &Path, kind: FileKind, limit: u64) -> Result<(Heade
     file.read_exact_at(&mut buf, HEADER_LEN as u64)
         .map_err(|e| IndexError::io(path, e))?;
     Ok((header, buf))
+}
+
+/// Opens the file `kind` inside the directory open as `dir` (`openat`), so that every file of
+/// one index comes from the same directory even if its path is exchanged with another index
+/// meanwhile (a publication: see [`crate::grow`]). `path` names the file in errors.
+pub fn open_in(dir: &File, kind: FileKind, path: &Path) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let name = std::ffi::CString::new(kind.file_name())
+            .map_err(|_| IndexError::corrupt(path, "file name holds a NUL byte"))?;
+        // SAFETY: a valid directory descriptor and NUL-terminated name; the returned
+        // descriptor is owned by the File from here on.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(IndexError::io(path, std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd was just opened and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        File::open(path).map_err(|e| IndexError::io(path, e))
+    }
 }
 
 /// Writes `header + payload + block table` to `path` through a temporary file that is fsynced

@@ -12,7 +12,9 @@ use crate::dot::{normalize, F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
 #[cfg(target_arch = "x86_64")]
 use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
-use crate::format::{id_hex, read_small_file, FileKind, IndexId};
+use crate::format::{
+    id_hex, open_in, read_header, read_small, read_small_file, FileKind, Header, IndexId,
+};
 use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited, NO_NEIGHBOUR};
 use crate::hnsw_build::BuiltGraph;
 use crate::integrity::Protected;
@@ -142,6 +144,11 @@ impl<S: RowStore> RowStore for Guarded<'_, S> {
     }
 }
 
+/// How many times [`Index::open_with`] starts again when a publication replaced the index
+/// while it was being opened (each publication is a rename, so more than a few in a row
+/// means something else is wrong).
+const OPEN_RETRIES: usize = 8;
+
 impl Index {
     /// Opens the index in `dir` with the default checks ([`Verify::Small`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
@@ -154,16 +161,64 @@ impl Index {
     /// rest are verified when first used. The vectors and graph are memory-mapped, never read
     /// wholesale.
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.as_ref();
+        let mut retries = 0;
+        loop {
+            match Self::open_once(dir, opts) {
+                Ok(index) => return Ok(index),
+                // The directory opened was replaced by a publication and removed while its
+                // files were being opened: open the index that is there now.
+                Err((Some(id), _))
+                    if retries < OPEN_RETRIES && Self::read_id(dir).is_ok_and(|now| now != id) =>
+                {
+                    retries += 1;
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
+    }
+
+    /// The id of the index in `dir`, from its `meta` file alone (hex, as [`Self::id`]): a
+    /// cheap way to tell whether `dir` now holds another index than one opened before.
+    pub fn read_id(dir: impl AsRef<Path>) -> Result<String> {
+        let path = dir.as_ref().join(FileKind::Meta.file_name());
+        let file = std::fs::File::open(&path).map_err(|e| IndexError::io(&path, e))?;
+        Ok(id_hex(&read_header(&path, FileKind::Meta, &file)?.id))
+    }
+
+    /// One try of [`Self::open_with`]. Every file is opened inside the directory opened
+    /// first, so a publication exchanging another index into `dir` meanwhile cannot mix the
+    /// files of two indexes. On failure, the id `meta` held (once read) comes with the error.
+    fn open_once(
+        dir: &Path,
+        opts: OpenOptions,
+    ) -> std::result::Result<Index, (Option<String>, IndexError)> {
+        let handle = std::fs::File::open(dir).map_err(|e| (None, IndexError::io(dir, e)))?;
         let meta_path = dir.join(FileKind::Meta.file_name());
-        let (mh, buf) = read_small_file(&meta_path, FileKind::Meta, META_LIMIT)?;
-        let meta: Meta = meta::decode(&buf, &meta_path)?;
-        meta.validate(&meta_path)?;
+        let (mh, meta) = open_in(&handle, FileKind::Meta, &meta_path)
+            .and_then(|f| read_small(&meta_path, FileKind::Meta, META_LIMIT, f))
+            .and_then(|(mh, buf)| {
+                let meta: Meta = meta::decode(&buf, &meta_path)?;
+                meta.validate(&meta_path)?;
+                Ok((mh, meta))
+            })
+            .map_err(|e| (None, e))?;
+        Self::open_files(dir, &handle, mh, meta, opts).map_err(|e| (Some(id_hex(&mh.id)), e))
+    }
+
+    fn open_files(
+        dir: &Path,
+        handle: &std::fs::File,
+        mh: Header,
+        meta: Meta,
+        opts: OpenOptions,
+    ) -> Result<Index> {
+        let dir = dir.to_path_buf();
         let count = meta.count as usize;
         let dim = meta.dim as usize;
 
         let open = |kind: FileKind| -> Result<Protected> {
-            let f = Protected::open(&dir, kind, kind != FileKind::Pairs)?;
+            let f = Protected::open_in(handle, &dir, kind, kind != FileKind::Pairs)?;
             if f.header.id != mh.id {
                 return Err(IndexError::ForeignFile {
                     path: f.path.clone(),

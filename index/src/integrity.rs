@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::Mmap;
 
 use crate::error::{IndexError, Result};
-use crate::format::{read_block_table, read_header, verify_payload, FileKind, Header, HEADER_LEN};
+use crate::format::{
+    open_in, read_block_table, read_header, verify_payload, FileKind, Header, HEADER_LEN,
+};
 
 /// A mapped index file with lazily verified blocks.
 pub(crate) struct Protected {
@@ -38,11 +40,26 @@ pub(crate) struct Protected {
 }
 
 impl Protected {
-    /// Opens `dir/<kind>`, checks its header and reads its block table. With `random_access`
-    /// the kernel is told not to read ahead (searches touch scattered rows).
-    pub fn open(dir: &Path, kind: FileKind, random_access: bool) -> Result<Protected> {
+    /// Opens the file `kind` inside the directory open as `handle` ([`open_in`]), checks its
+    /// header and reads its block table; `dir` is the directory's path, for messages. With
+    /// `random_access` the kernel is told not to read ahead (searches touch scattered rows).
+    pub fn open_in(
+        handle: &File,
+        dir: &Path,
+        kind: FileKind,
+        random_access: bool,
+    ) -> Result<Protected> {
         let path = dir.join(kind.file_name());
-        let file = File::open(&path).map_err(|e| IndexError::io(&path, e))?;
+        let file = open_in(handle, kind, &path)?;
+        Self::from_file(path, kind, file, random_access)
+    }
+
+    fn from_file(
+        path: PathBuf,
+        kind: FileKind,
+        file: File,
+        random_access: bool,
+    ) -> Result<Protected> {
         let header = read_header(&path, kind, &file)?;
         let table = read_block_table(&path, &file, &header)?;
         // SAFETY: index files are immutable once published (writers build a new directory and

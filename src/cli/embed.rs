@@ -23,7 +23,7 @@ pub struct EmbedArgs {
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
     /// Output file (default for jsonl, and `-`: standard output).
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     out: Option<PathBuf>,
     /// Write the reference's raw sums instead of unit-length vectors (a model with an
     /// offset weight has no raw form: its unit pair vectors are written).

@@ -41,7 +41,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum, requires = "out")]
     format: Option<FileFormat>,
     /// Output file for --format.
-    #[arg(long, requires = "format")]
+    #[arg(long, requires = "format", value_parser = super::output_file)]
     out: Option<PathBuf>,
     /// Replace an existing output file (only one relbert writes in that format).
     #[arg(long)]

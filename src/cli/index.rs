@@ -39,7 +39,7 @@ pub enum IndexCommand {
 pub struct AddArgs {
     /// Index directory to grow (replaced in one atomic exchange by the grown index; grown in
     /// DIR.partial/).
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_dir)]
     index: PathBuf,
     /// Pair file(s), `-` for standard input: head<TAB>tail[<TAB>label] per line. Pairs the
     /// index holds, and repeats, are left out.
@@ -79,7 +79,7 @@ pub struct RebuildArgs {
     index: PathBuf,
     /// Output index directory (may be the source itself, with --force; built in DIR.partial/,
     /// renamed at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_dir)]
     out: PathBuf,
     /// HNSW neighbours per node (default: the source's).
     #[arg(long)]
@@ -107,7 +107,7 @@ pub struct BuildArgs {
     #[arg(long, required = true, num_args = 1..)]
     pairs: Vec<PathBuf>,
     /// Output index directory (built in DIR.partial/, renamed at the end).
-    #[arg(long, required_unless_present = "collection")]
+    #[arg(long, required_unless_present = "collection", value_parser = super::output_dir)]
     out: Option<PathBuf>,
     /// Encode straight into this Qdrant collection instead of a local index (created when
     /// absent; a rerun of the same input resumes after the last checkpoint). --m and

@@ -164,3 +164,56 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(a),
     }
 }
+
+/// A directory an output is written as (an index, a model): `DIR/` and `DIR/.` name `DIR`
+/// itself. Without this the lock, temporary and partial names (made from the last component)
+/// and the final rename (made from the path as given) disagreed, so a build finished all its
+/// work and then failed at the rename, leaving its output in `DIR.partial`. A path whose
+/// last part is `..` or a root has no name to build one beside it, and is refused.
+pub(crate) fn output_dir(s: &str) -> std::result::Result<PathBuf, String> {
+    let p: PathBuf = std::path::Path::new(s).components().collect();
+    match p.components().next_back() {
+        Some(std::path::Component::Normal(_)) => Ok(p),
+        _ => Err(format!(
+            "{s:?} names no directory of its own (use a path ending in the directory's name)"
+        )),
+    }
+}
+
+/// A file an output is written to: a path ending in `/`, `/.` or `/..` names a directory,
+/// and was only found out at the final rename, after all the work (leaving temporary files,
+/// and for `.npy` a pair list without its array). `-` (standard output, where a command
+/// takes it) passes.
+pub(crate) fn output_file(s: &str) -> std::result::Result<PathBuf, String> {
+    let p = std::path::Path::new(s);
+    let last = p.components().next_back();
+    let names_a_dir = s.ends_with('/')
+        || s.ends_with("/.")
+        || !matches!(last, Some(std::path::Component::Normal(_)));
+    if names_a_dir && s != "-" {
+        return Err(format!(
+            "{s:?} names a directory; give the output file's name"
+        ));
+    }
+    Ok(p.to_path_buf())
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_name_what_is_written() {
+        assert_eq!(output_dir("idx/").unwrap(), PathBuf::from("idx"));
+        assert_eq!(output_dir("a/idx/.").unwrap(), PathBuf::from("a/idx"));
+        assert_eq!(output_dir("./idx").unwrap(), PathBuf::from("./idx"));
+        for bad in ["..", "a/..", "/", ".", ""] {
+            assert!(output_dir(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(output_file("x.npy").unwrap(), PathBuf::from("x.npy"));
+        assert_eq!(output_file("-").unwrap(), PathBuf::from("-"));
+        for bad in ["x.npy/", "x.npy/.", "a/..", "/", "."] {
+            assert!(output_file(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -32,11 +32,11 @@ pub struct MineArgs {
     #[arg(long, required = true, num_args = 1..)]
     corpus: Vec<PathBuf>,
     /// Output pair list (head<TAB>tail<TAB>label), or `-` for standard output.
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     out: PathBuf,
     /// Provenance sidecar (JSON lines: counts, connecting phrases, places per pair).
     /// Default: beside --out as NAME.provenance.jsonl; none when --out is `-`.
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     provenance: Option<PathBuf>,
     /// How inputs are parsed (auto: JSON lines for *.jsonl / *.ndjson, text otherwise).
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
@@ -96,10 +96,10 @@ pub struct MineArgs {
     #[arg(long, default_value_t = 3)]
     examples: usize,
     /// Write the vocabulary (term<TAB>count, most frequent first) to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     save_vocab: Option<PathBuf>,
     /// Write what mining did (counts, passes, timings) as JSON to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     report: Option<PathBuf>,
     /// Replace existing outputs (only ones relbert wrote).
     #[arg(long)]

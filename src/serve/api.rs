@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::batcher::BatchError;
-use super::{pca, timeout_of, AppState, Loaded};
+use super::{pca, timeout_of, AppState, Loaded, View};
 use crate::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
 use crate::store::backend::WordTable;
 
@@ -216,18 +216,38 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     response
 }
 
+/// What one request answers from: the encoder's queue and the store as it was when the
+/// request began (see [`Loaded::view`]).
+struct Snapshot<'a> {
+    batcher: &'a super::Batcher,
+    view: Arc<View>,
+}
+
+impl std::ops::Deref for Snapshot<'_> {
+    type Target = View;
+    fn deref(&self) -> &View {
+        &self.view
+    }
+}
+
 /// The loaded index and model, or 503 while they load.
-fn loaded(state: &AppState) -> Result<&Loaded, ApiError> {
-    state.ready().ok_or_else(|| match state.failure() {
-        Some(why) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the index could not be loaded: {why}"),
-        ),
-        None => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the index is still loading; see /v1/health",
-        ),
-    })
+fn loaded(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
+    state
+        .ready()
+        .map(|l: &Loaded| Snapshot {
+            batcher: &l.batcher,
+            view: l.view(),
+        })
+        .ok_or_else(|| match state.failure() {
+            Some(why) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the index could not be loaded: {why}"),
+            ),
+            None => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the index is still loading; see /v1/health",
+            ),
+        })
 }
 
 /// A JSON body of type `T`, or a 4xx naming what is wrong: 413 past the size limit, 400
@@ -337,7 +357,7 @@ async fn query(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> ApiResult {
-    let loaded = loaded(&state)?;
+    let loaded = &loaded(&state)?;
     let k = req.k.unwrap_or(10);
     if k == 0 || k > state.limits.max_k {
         return Err(ApiError::bad(format!(
@@ -420,7 +440,7 @@ async fn on_store<T: Send + 'static>(
 /// the store lacks) gets its own status and message; a full queue fails the request.
 async fn vectors_of(
     state: &AppState,
-    loaded: &Loaded,
+    loaded: &Snapshot<'_>,
     pairs: &[(String, String)],
     stored_only: bool,
 ) -> Result<Vec<Result<Found, (StatusCode, String)>>, ApiError> {
@@ -488,7 +508,7 @@ async fn vectors_of(
 /// One query's answer, as `relbert query --json` prints it (plus `plot` if asked); see
 /// [`on_store`] for where it runs.
 async fn answer(
-    loaded: &Loaded,
+    loaded: &Snapshot<'_>,
     a: &str,
     b: &str,
     found: Found,
@@ -647,7 +667,7 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     match (state.ready(), state.failure()) {
-        (Some(l), _) => Json(json!({"status": "ready", "pairs": l.pairs})).into_response(),
+        (Some(l), _) => Json(json!({"status": "ready", "pairs": l.view().pairs})).into_response(),
         (None, Some(why)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "failed", "error": why})),

@@ -132,10 +132,35 @@ pub struct ServeOptions {
 
 /// The parts that exist once the store is open and the model loaded.
 pub struct Loaded {
-    /// The shared query layer.
-    pub engine: Arc<QueryEngine>,
     /// The encoder's queue.
     pub batcher: Batcher,
+    /// What requests read from; replaced whole when `index add`, a rebuild or a forced
+    /// build publishes a new index into the served directory ([`AppState::follow_index`]).
+    view: std::sync::RwLock<Arc<View>>,
+}
+
+impl Loaded {
+    /// The store as it is now: a request takes this once and answers from it throughout,
+    /// so a row found in one index is never read in another.
+    pub fn view(&self) -> Arc<View> {
+        self.view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn replace_view(&self, view: View) {
+        *self
+            .view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(view);
+    }
+}
+
+/// One opened store and what the server derives from it.
+pub struct View {
+    /// The shared query layer.
+    pub engine: Arc<QueryEngine>,
     /// Prefix search over the store's pairs.
     pub suggestions: Suggestions,
     /// `index info --json`'s object for a local index; the collection's description (its
@@ -148,10 +173,35 @@ pub struct Loaded {
     pub words: Option<Arc<WordTable>>,
 }
 
+impl View {
+    /// Opens the local index in `dir` and builds its suggestions and word table.
+    fn of_index(dir: &std::path::Path, model: Option<PathBuf>, started: Instant) -> Result<View> {
+        let engine = QueryEngine::open(dir, model)?;
+        let index = engine.local()?;
+        let open_ms = started.elapsed().as_secs_f64() * 1e3;
+        let info = crate::indexing::info_json(index, dir, open_ms, false);
+        let suggestions = Suggestions::build(index)?;
+        let pairs = index.count() as u64;
+        let words = Some(Arc::new(WordTable::build(index)?));
+        Ok(View {
+            engine: Arc::new(engine),
+            suggestions,
+            info,
+            pairs,
+            words,
+        })
+    }
+}
+
+/// How often the server looks whether its index directory holds a new index.
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+
 /// What every request handler sees.
 pub struct AppState {
     loaded: OnceLock<Loaded>,
     failed: OnceLock<String>,
+    /// The id of a new index [`AppState::follow_index`] will not serve (another model).
+    refused: std::sync::Mutex<Option<String>>,
     /// Request bounds.
     pub limits: Limits,
     /// Batching settings (reported by `/v1/info`).
@@ -173,6 +223,7 @@ impl AppState {
         Arc::new(AppState {
             loaded: OnceLock::new(),
             failed: OnceLock::new(),
+            refused: std::sync::Mutex::new(None),
             limits: opts.limits.clone(),
             batch: opts.batch.clone(),
             token: opts.token.clone(),
@@ -190,15 +241,13 @@ impl AppState {
         let started = Instant::now();
         let result = (|| -> Result<Loaded> {
             let open_ms = || started.elapsed().as_secs_f64() * 1e3;
-            let (engine, info, suggestions, pairs, words) = match &self.backend {
+            let (mut engine, suggestions, info, pairs, words) = match &self.backend {
                 Backend::Index(dir) => {
-                    let engine = QueryEngine::open(dir, self.model.clone())?;
-                    let index = engine.local()?;
-                    let info = crate::indexing::info_json(index, dir, open_ms(), false);
-                    let suggestions = Suggestions::build(index)?;
-                    let pairs = index.count() as u64;
-                    let words = Some(Arc::new(WordTable::build(index)?));
-                    (engine, info, suggestions, pairs, words)
+                    let view = View::of_index(dir, self.model.clone(), started)?;
+                    // Only this server holds the engine yet.
+                    let engine = Arc::try_unwrap(view.engine)
+                        .map_err(|_| Error::Internal("the engine is shared already".into()))?;
+                    (engine, view.suggestions, view.info, view.pairs, view.words)
                 }
                 Backend::Qdrant { urls, collection } => {
                     let store = QdrantStore::open(urls, collection)?;
@@ -206,11 +255,10 @@ impl AppState {
                     let info = collection_info(&store, urls, pairs, open_ms());
                     let suggestions = Suggestions::from_collection(store.connection(), pairs)?;
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
-                    (engine, info, suggestions, pairs, None)
+                    (engine, suggestions, info, pairs, None)
                 }
             };
             // One forward pass per batch the batcher forms (split across the cores by it).
-            let mut engine = engine;
             engine.set_device(self.device.clone());
             if let Some(d) = self.dtype {
                 engine.set_dtype(d);
@@ -218,23 +266,26 @@ impl AppState {
             let enc = engine.open_model(self.batch.max_batch)?;
             let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
             Ok(Loaded {
-                engine: Arc::new(engine),
                 batcher,
-                suggestions,
-                info,
-                pairs,
-                words,
+                view: std::sync::RwLock::new(Arc::new(View {
+                    engine: Arc::new(engine),
+                    suggestions,
+                    info,
+                    pairs,
+                    words,
+                })),
             })
         })();
         match result {
             Ok(loaded) => {
+                let view = loaded.view();
                 tracing::info!(
                     "{} ready: {} pairs, model loaded, in {:.2}s",
                     self.backend.describe(),
-                    loaded.pairs,
+                    view.pairs,
                     started.elapsed().as_secs_f64()
                 );
-                if let Some(why) = loaded.suggestions.off() {
+                if let Some(why) = view.suggestions.off() {
                     tracing::warn!("{why}");
                 }
                 // A second load is a no-op: the first one stays.
@@ -261,6 +312,52 @@ impl AppState {
     /// Why loading failed, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failed.get().map(|s| s.as_str())
+    }
+
+    /// Follows a local index's directory, as a `relbert query` stream does: when it holds
+    /// another index than the one served (published by `index add`, a rebuild in place or a
+    /// forced build), opens that one and serves it from now on; requests in flight finish on
+    /// the old one. An index of another pair function is not served (its vectors would not
+    /// be comparable with the encoder's): that is logged once, and the old index stays.
+    /// Returns whether it switched. Blocking; [`serve`] calls it every [`FOLLOW_EVERY`].
+    pub fn follow_index(&self) -> Result<bool> {
+        let (Backend::Index(dir), Some(loaded)) = (&self.backend, self.ready()) else {
+            return Ok(false);
+        };
+        let view = loaded.view();
+        let Some(open) = view.engine.index() else {
+            return Ok(false);
+        };
+        // Missing or being replaced: the open index keeps answering; look again later.
+        let Ok(id) = relbert_index::Index::read_id(dir) else {
+            return Ok(false);
+        };
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if id == open.id() || refused.as_deref() == Some(id.as_str()) {
+            return Ok(false);
+        }
+        let next = View::of_index(dir, self.model.clone(), Instant::now())?;
+        let index = next.engine.local()?;
+        if !crate::indexing::same_function(&open.meta().encoder, &index.meta().encoder) {
+            tracing::error!(
+                "{} now holds index {} of another model or template ({}); still serving index \
+                 {} (restart the server to serve the new one)",
+                dir.display(),
+                index.id(),
+                index.meta().encoder.model,
+                open.id()
+            );
+            *refused = Some(index.id());
+            return Ok(false);
+        }
+        tracing::info!(
+            "{} changed: now serving index {} ({} pairs)",
+            dir.display(),
+            index.id(),
+            next.pairs
+        );
+        loaded.replace_view(next);
+        Ok(true)
     }
 }
 
@@ -362,6 +459,22 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
             Err(_) => std::future::pending().await, // loaded fine: never resolves
         }
     };
+    let follower = state.clone();
+    tokio::spawn(async move {
+        // Said once per distinct failure, not every few seconds.
+        let mut last_error = String::new();
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            let s = follower.clone();
+            match tokio::task::spawn_blocking(move || s.follow_index()).await {
+                Ok(Err(e)) if e.to_string() != last_error => {
+                    last_error = e.to_string();
+                    tracing::warn!("the index directory changed but cannot be served: {e}");
+                }
+                _ => {}
+            }
+        }
+    });
     let header_timeout = Duration::from_millis(opts.limits.header_timeout_ms.max(1));
     let app = api::router(state);
     let server = serve_connections(listener, app, header_timeout, shutdown_signal());

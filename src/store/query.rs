@@ -104,17 +104,14 @@ pub struct QueryEngine {
     store: Box<dyn RelationStore>,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
-    /// Device and inode of a local index's `meta` file: a publication replaces the file.
-    stamp: (u64, u64),
+    /// The id of the local index open (from its `meta`): a publication brings another. Not
+    /// the file's inode: a filesystem hands a freed inode to the next new file, so after two
+    /// publications the new `meta` could have the inode the reader last saw.
+    stamp: Option<String>,
     /// The number format queries are encoded at; `None`: the store's own.
     dtype: Option<Dtype>,
     /// Where the encoder runs (the CPU unless [`Self::set_device`] says otherwise).
     device: candle_core::Device,
-}
-
-fn file_stamp(md: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (md.dev(), md.ino())
 }
 
 /// Loads the encoder that computes the pair function `built` records for the store at
@@ -234,12 +231,10 @@ impl QueryEngine {
     /// Opens the local index; `model_dir` overrides the model recorded in it (it must be the
     /// same encoding function: same weights, template and aggregation).
     pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
-        // Taken before the open: a publication in between makes the first refresh reopen.
-        let stamp = std::fs::metadata(index_dir.join("meta"))
-            .map(|m| file_stamp(&m))
-            .unwrap_or_default();
-        let mut engine = Self::with_store(Box::new(LocalStore::open(index_dir)?), model_dir);
-        engine.stamp = stamp;
+        let store = LocalStore::open(index_dir)?;
+        let stamp = store.index().id();
+        let mut engine = Self::with_store(Box::new(store), model_dir);
+        engine.stamp = Some(stamp);
         Ok(engine)
     }
 
@@ -249,7 +244,7 @@ impl QueryEngine {
             store,
             model_dir,
             encoder: None,
-            stamp: (0, 0),
+            stamp: None,
             dtype: None,
             device: candle_core::Device::Cpu,
         }
@@ -325,12 +320,10 @@ impl QueryEngine {
         let Some(index) = self.index() else {
             return Ok(false);
         };
-        let meta = index.dir().join("meta");
-        let Ok(md) = std::fs::metadata(&meta) else {
+        let Ok(stamp) = Index::read_id(index.dir()) else {
             return Ok(false);
         };
-        let stamp = file_stamp(&md);
-        if stamp == self.stamp {
+        if self.stamp.as_ref() == Some(&stamp) {
             return Ok(false);
         }
         let Ok(next) = Index::open(index.dir()) else {
@@ -338,7 +331,7 @@ impl QueryEngine {
         };
         let same_id = next.id() == index.id();
         let same_fn = same_function(&index.meta().encoder, &next.meta().encoder);
-        self.stamp = stamp;
+        self.stamp = Some(stamp);
         if same_id {
             return Ok(false);
         }
