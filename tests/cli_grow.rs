@@ -232,15 +232,30 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
     let dim = Index::open(&reference).unwrap().dim() as u64;
     let out = dir.path().join("idx");
     let spool = dir.path().join("idx.partial/input.spool");
-    for resend in [false, true] {
+    // With `--pairs - FILE` the copy holds both inputs' pairs, and resuming with the same
+    // arguments and nothing on standard input uses it (it used to be ignored, and the
+    // resume was refused as "a different input").
+    let (head, rest) = lines.split_at(4500);
+    let first = dir.path().join("first.tsv");
+    write_lines(&first, head);
+    let tail = dir.path().join("tail.tsv");
+    write_lines(&tail, rest);
+    for (resend, split) in [(false, false), (true, false), (false, true)] {
         let _ = std::fs::remove_dir_all(&out);
+        let (sent, also): (&Path, &[&Path]) = if split {
+            (&first, &[&tail])
+        } else {
+            (&file, &[])
+        };
         let mut child = StdCommand::new(bin())
             .env("RELBERT_LOG", "warn")
             .args(["index", "build", "--model"])
             .arg(model())
-            .args(["--pairs", "-", "--out"])
+            .args(["--pairs", "-"])
+            .args(also)
+            .arg("--out")
             .arg(&out)
-            .stdin(std::fs::File::open(&file).unwrap())
+            .stdin(std::fs::File::open(sent).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -261,7 +276,9 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
             .env("RELBERT_LOG", "info")
             .args(["index", "build", "--model"])
             .arg(model())
-            .args(["--pairs", "-", "--out"])
+            .args(["--pairs", "-"])
+            .args(also)
+            .arg("--out")
             .arg(&out)
             .write_stdin(input)
             .assert()
@@ -589,4 +606,41 @@ fn a_query_engine_follows_a_new_index_that_kept_the_old_inodes() {
         "the engine did not see the new index"
     );
     assert_eq!(engine.local().unwrap().id(), b_id);
+}
+
+/// A build or add from standard input removed its copy of the input before publishing the
+/// index, so a kill between the two left a finished index in `DIR.partial` that the next run
+/// discarded, with the pairs nowhere ("no interrupted run to resume"). The copy now goes
+/// with the published index and is removed after; here a kill between the two is simulated
+/// by putting the copy back into the published index.
+#[test]
+fn a_copy_of_standard_input_outlives_the_publication() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(300);
+    let (base, new) = lines.split_at(200);
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, base);
+    let idx = dir.path().join("idx");
+    build_file(&base_file, &idx);
+    let add_stdin = |input: String| {
+        relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", "add", "--index"])
+            .arg(&idx)
+            .args(["--pairs", "-"])
+            .write_stdin(input)
+            .assert()
+            .success()
+    };
+    add_stdin(new.join("\n") + "\n");
+    let spool = idx.join("input.spool");
+    assert!(!spool.exists(), "the copy stayed after a whole run");
+    let grown = rows(&idx);
+    assert_eq!(grown.len(), 300);
+    write_lines(&spool, new);
+    let a = add_stdin(String::new());
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(out.contains("nothing to add"), "{out}");
+    assert!(!spool.exists(), "the leftover copy was not removed");
+    assert_same_rows(&rows(&idx), &grown);
 }

@@ -234,7 +234,14 @@ pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
 /// Where a build of `out_dir` keeps the caller's copy of its input while it is partial
 /// (`<out_dir>.partial/input.spool`; see [`IndexBuilder::spool_path`]).
 pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
-    Ok(partial_dir(out_dir)?.join(SPOOL))
+    let partial = partial_dir(out_dir)?.join(SPOOL);
+    // Killed between publishing and removing it, the spool is in the published index.
+    let published = out_dir.join(SPOOL);
+    Ok(if !partial.exists() && published.is_file() {
+        published
+    } else {
+        partial
+    })
 }
 
 fn open_rw(path: &Path) -> Result<File> {
@@ -250,9 +257,12 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     meta::decode(&buf, path)
 }
 
-/// The names a finished index directory may hold (its files, and a file being replaced).
+/// The names a finished index directory may hold (its files, a file being replaced, and the
+/// input spool of a build or add killed right after publishing it).
 fn index_entry(name: &str) -> bool {
-    matches!(name, "vectors" | "pairs" | "graph" | "meta") || name.ends_with(".tmp")
+    matches!(name, "vectors" | "pairs" | "graph" | "meta")
+        || name.ends_with(".tmp")
+        || name == SPOOL
 }
 
 /// The names a partial build may hold.
@@ -1065,12 +1075,15 @@ impl IndexBuilder {
         let ckpt_path = self.partial.join(FileKind::Checkpoint.file_name());
         std::fs::remove_file(&ckpt_path).map_err(|e| IndexError::io(&ckpt_path, e))?;
         std::fs::remove_file(&bpath).map_err(|e| IndexError::io(&bpath, e))?;
-        let spool = self.spool_path();
+        sync_dir(&self.partial)?;
+        // The spool of standard input goes with the index and only then is removed: a kill
+        // before that leaves it in the published index (see [`input_spool`]), where a rerun
+        // finds it, since a partial without a checkpoint is discarded.
+        publish(&self.partial, &self.out_dir)?;
+        let spool = self.out_dir.join(SPOOL);
         if spool.exists() {
             std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
         }
-        sync_dir(&self.partial)?;
-        publish(&self.partial, &self.out_dir)?;
         drop(self.lock);
         Ok(self.out_dir.clone())
     }

@@ -96,7 +96,21 @@ impl IndexGrower {
         base: Index,
         input: &str,
         threads: usize,
+        progress: impl FnMut(Progress),
+    ) -> Result<IndexGrower> {
+        Self::create_or_resume_keeping(base, input, threads, progress, |_| Ok(()))
+    }
+
+    /// [`Self::create_or_resume`], calling `keep` with the spool path
+    /// ([`Self::spool_path`]) once the partial directory exists and before the base's rows are
+    /// copied into it (seconds for a large index): a caller whose input cannot be read twice
+    /// (standard input) saves it there first, so a kill during the copy loses nothing.
+    pub fn create_or_resume_keeping(
+        base: Index,
+        input: &str,
+        threads: usize,
         mut progress: impl FnMut(Progress),
+        keep: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> Result<IndexGrower> {
         let params = grow_params(&base, threads)?;
         let meta = base.meta();
@@ -121,6 +135,8 @@ impl IndexGrower {
                 now.id()
             )));
         }
+        let spool = builder.spool_path();
+        keep(&spool).map_err(|e| IndexError::io(&spool, e))?;
         let from = builder.rows_done() as usize;
         copy_rows(&base, &mut builder, from, &mut progress)?;
         Ok(IndexGrower {

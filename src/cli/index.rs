@@ -176,15 +176,20 @@ pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
 }
 
 /// The records of `--pairs`, and whether to spool them (standard input is among the inputs,
-/// and cannot be read again). `--pairs -` alone with nothing on standard input resumes the
-/// interrupted build or add of `out` from the copy it spooled, when there is one.
+/// and cannot be read again). With `-` among the inputs and nothing on standard input, the
+/// interrupted build or add of `out` resumes from the copy it spooled, when there is one (the
+/// copy holds every input's pairs, the files' too, as that run read them).
 pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, bool)> {
     let stdin = files.iter().any(|f| f.as_os_str() == "-");
-    if stdin && files.len() == 1 {
-        let records = read_pairs(Path::new("-"))?;
-        if !records.is_empty() {
-            return Ok((records, true));
-        }
+    if !stdin {
+        return Ok((read_all(files)?, false));
+    }
+    anyhow::ensure!(
+        files.iter().filter(|f| f.as_os_str() == "-").count() == 1,
+        "invalid value for --pairs: `-` (standard input) can be given once"
+    );
+    let from_stdin = read_pairs(Path::new("-"))?;
+    if from_stdin.is_empty() {
         if let Some(records) = spooled_records(out)? {
             tracing::info!(
                 "standard input is empty: resuming from the input the interrupted run spooled ({} pairs)",
@@ -192,12 +197,33 @@ pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, boo
             );
             return Ok((records, false));
         }
-        anyhow::bail!(
-            "no pairs on standard input (and no interrupted run of {} to resume)",
-            out.display()
-        );
+        if files.len() == 1 {
+            anyhow::bail!(
+                "no pairs on standard input (and no interrupted run of {} to resume)",
+                out.display()
+            );
+        }
     }
-    Ok((read_all(files)?, stdin))
+    // In the order given, standard input where `-` is.
+    let mut stdin_records = Some(from_stdin);
+    let mut records = Vec::new();
+    for f in files {
+        if f.as_os_str() == "-" {
+            records.extend(stdin_records.take().unwrap_or_default());
+        } else {
+            records.extend(read_pairs(f)?);
+        }
+    }
+    anyhow::ensure!(
+        !records.is_empty(),
+        "no pairs in {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok((records, true))
 }
 
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
@@ -510,6 +536,13 @@ fn add(mut a: AddArgs) -> Result<()> {
         })
     };
     if found.records.is_empty() {
+        // A copy of standard input that an add killed right after publishing left in the
+        // index (its pairs are all in now: that is why nothing is new).
+        let published_spool = a.index.join("input.spool");
+        if !spool && published_spool.is_file() {
+            std::fs::remove_file(&published_spool)
+                .with_context(|| format!("removing {}", published_spool.display()))?;
+        }
         if a.json {
             println!("{}", summary(0, idx.count() as u64));
         } else {

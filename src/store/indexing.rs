@@ -257,6 +257,10 @@ pub fn build_index(
 /// same command with an empty standard input resumes from the copy ([`spooled_records`]).
 /// Written to `path.tmp`, synced and renamed, so the copy is whole or absent.
 pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
+    write_spool(path, records).map_err(|e| Error::io(path, e))
+}
+
+fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
     use std::io::Write;
     if path.exists() {
         return Ok(());
@@ -264,23 +268,21 @@ pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        for r in records {
-            // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
-            match &r.label {
-                Some(l) => writeln!(w, "{}\t{}\t{l}", r.head, r.tail)?,
-                None => writeln!(w, "{}\t{}", r.head, r.tail)?,
-            }
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for r in records {
+        // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
+        match &r.label {
+            Some(l) => writeln!(w, "{}\t{}\t{l}", r.head, r.tail)?,
+            None => writeln!(w, "{}\t{}", r.head, r.tail)?,
         }
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| Error::io(path, e))
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The records an interrupted build or add of `out` spooled ([`spool_records`]), if its
-/// partial directory holds a whole copy.
+/// partial directory holds a whole copy, or the published index does (a kill came between
+/// publishing and removing the copy: [`relbert_index::input_spool`]).
 pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
     let path = relbert_index::input_spool(out)?;
     if !path.is_file() {
@@ -405,10 +407,13 @@ pub fn add_to_index(
     }
     let started = std::time::Instant::now();
     let input = crate::pairs::records_identity(records);
-    let mut grower = IndexGrower::create_or_resume(base, &input, threads, &mut *progress)?;
-    if spool {
-        spool_records(&grower.spool_path(), records)?;
-    }
+    let mut grower =
+        IndexGrower::create_or_resume_keeping(base, &input, threads, &mut *progress, |path| {
+            if spool {
+                write_spool(path, records)?;
+            }
+            Ok(())
+        })?;
     let (base_count, resumed) = (grower.base_count(), grower.added_rows_done());
     if resumed > 0 {
         tracing::info!("resuming: {resumed} new pairs already in the partial index");
