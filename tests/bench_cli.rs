@@ -391,3 +391,75 @@ fn word_vectors_are_unit_and_independent_of_batching() {
     }
     assert!(common::cosine(&one[0], &one[2]) < 0.99999);
 }
+
+#[test]
+fn all_skips_folders_that_are_not_analogy_sets() {
+    // A data directory holds the SemEval relations beside the analogy sets, with the same
+    // split names.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    write(
+        &dir.path().join("semeval/validation.jsonl"),
+        "{\"relation_type\": \"1a\", \"positives\": [[\"a\", \"b\"]], \"negatives\": []}\n",
+    );
+    let a = analogy(dir.path(), &["--split", "validation"]).success();
+    let out = stdout(&a);
+    assert!(out.contains("| sat | validation | 1 | 100.0 |"), "{out}");
+    assert!(!out.contains("semeval"), "{out}");
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("skipping semeval"), "{err}");
+    // Named explicitly, it is still an error naming file and line.
+    let a = analogy(
+        dir.path(),
+        &["--split", "validation", "--dataset", "semeval"],
+    )
+    .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("semeval/validation.jsonl:1:") && err.contains("not an analogy question"),
+        "{err}"
+    );
+}
+
+#[test]
+fn classify_warns_about_test_labels_never_seen_in_training() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "Set", true);
+    let test = std::fs::read_to_string(dir.path().join("Set/test.tsv")).unwrap();
+    write(
+        &dir.path().join("Set/test.tsv"),
+        &format!("{test}wheel\tcar\tmero\n"),
+    );
+    let a = relbert()
+        .args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("warning") && err.contains("Set") && err.contains("mero"),
+        "{err}"
+    );
+    // Scored as before: three classes, the unseen one among them.
+    assert!(
+        stdout(&a).contains("| Set | 40 | 10 | 13 | 3 |"),
+        "{}",
+        stdout(&a)
+    );
+    // No warning when every test label was trained on.
+    lexical(dir.path(), "Set", true);
+    let a = relbert()
+        .args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(!err.contains("warning"), "{err}");
+}

@@ -575,3 +575,442 @@ fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
     );
     assert!(!d.path().join("mixed").exists());
 }
+
+/// `relbert train` on the toy data into `out`, with `extra` flags.
+fn train_cmd(data: &Path, base: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = relbert();
+    c.args(["train", "--base"])
+        .arg(base)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(["--lr", "1e-3", "--batch-size", "4"])
+        .args(extra);
+    c
+}
+
+/// The `config.seed` a checkpoint's training_config.json records.
+fn recorded_seed(dir: &Path) -> u64 {
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("training_config.json")).unwrap())
+            .unwrap();
+    cfg["config"]["seed"].as_u64().unwrap()
+}
+
+#[test]
+fn force_removes_an_earlier_runs_later_checkpoints_and_never_a_users() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    let ck = d.path().join("ck");
+    let ck_arg = ck.to_str().unwrap();
+    let out = d.path().join("model");
+    train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &["--epochs", "3", "--checkpoint-dir", ck_arg],
+    )
+    .assert()
+    .success();
+    assert!(ck.join("epoch-03").is_dir());
+    let run1_epoch2 = d.path().join("run1-epoch-02");
+    std::fs::create_dir(&run1_epoch2).unwrap();
+    for e in std::fs::read_dir(ck.join("epoch-02")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), run1_epoch2.join(e.file_name())).unwrap();
+    }
+
+    // Without --force, a shorter run is refused over the earlier run's checkpoints.
+    train_cmd(
+        d.path(),
+        &base,
+        &d.path().join("model2"),
+        &["--epochs", "2", "--checkpoint-dir", ck_arg],
+    )
+    .assert()
+    .failure()
+    .stderr(predicates::str::contains("epoch-01").and(predicates::str::contains("--force")));
+
+    // A user's directory among the checkpoints stops a --force run before anything goes.
+    let foreign = ck.join("epoch-09");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &[
+            "--epochs",
+            "2",
+            "--seed",
+            "7",
+            "--force",
+            "--checkpoint-dir",
+            ck_arg,
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(
+        predicates::str::contains("epoch-09").and(predicates::str::contains(
+            "not a model directory written by relbert",
+        )),
+    );
+    for e in ["epoch-01", "epoch-02", "epoch-03"] {
+        assert!(
+            ck.join(e).join("model.safetensors").is_file(),
+            "{e} removed"
+        );
+    }
+    assert_eq!(recorded_seed(&ck.join("epoch-03")), 0);
+    std::fs::remove_dir_all(&foreign).unwrap();
+
+    // With --force, the second run's checkpoints are all the directory holds.
+    train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &[
+            "--epochs",
+            "2",
+            "--seed",
+            "7",
+            "--force",
+            "--checkpoint-dir",
+            ck_arg,
+        ],
+    )
+    .assert()
+    .success();
+    let mut names: Vec<String> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["epoch-01", "epoch-02"]);
+    assert_eq!(recorded_seed(&ck.join("epoch-01")), 7);
+    assert_eq!(recorded_seed(&ck.join("epoch-02")), 7);
+}
+
+#[test]
+fn average_warns_when_the_models_come_from_different_runs() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let run = |name: &str, extra: &[&str]| {
+        let ck = d.path().join(format!("ck-{name}"));
+        let mut args = vec!["--checkpoint-dir", ck.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        train_cmd(d.path(), &fixture("tiny-bert"), &d.path().join(name), &args)
+            .assert()
+            .success();
+        ck
+    };
+    let a = run("a", &["--epochs", "2"]);
+    let b = run("b", &["--epochs", "3", "--seed", "7"]);
+    let average = |x: &Path, y: &Path, out: &str| {
+        let done = relbert()
+            .arg("average")
+            .arg(x)
+            .arg(y)
+            .arg("--out")
+            .arg(d.path().join(out))
+            .assert()
+            .success();
+        String::from_utf8(done.get_output().stderr.clone()).unwrap()
+    };
+    // Two runs: averaged (a model soup is legitimate) but said, naming the keys.
+    let err = average(&a.join("epoch-02"), &b.join("epoch-02"), "soup");
+    assert!(
+        err.contains("warning") && err.contains("config.seed") && err.contains("config.epochs"),
+        "{err}"
+    );
+    let from: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join("soup/averaged_from.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        from["training_config_differences"],
+        serde_json::json!(["config.checkpoint_dir", "config.epochs", "config.seed"])
+    );
+    // Two epochs of one run: no warning.
+    let err = average(&a.join("epoch-01"), &a.join("epoch-02"), "same-run");
+    assert!(!err.contains("warning"), "{err}");
+    // A model without relbert's record of its training beside one with it.
+    let plain = d.path().join("plain");
+    copy_model(&a.join("epoch-01"), &plain);
+    std::fs::remove_file(plain.join("training_config.json")).unwrap();
+    let err = average(&plain, &a.join("epoch-02"), "plain-and-trained");
+    assert!(
+        err.contains("warning") && err.contains("training_config.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_refuses_to_overwrite_its_own_base() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let model = d.path().join("model");
+    let ck = d.path().join("ck");
+    train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &model,
+        &["--epochs", "1", "--checkpoint-dir", ck.to_str().unwrap()],
+    )
+    .assert()
+    .success();
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    let (model_before, epoch_before) = (weights(&model), weights(&ck.join("epoch-01")));
+
+    // --out is --base (also through another spelling of the path).
+    for out in [model.clone(), d.path().join(".").join("model")] {
+        train_cmd(d.path(), &model, &out, &["--epochs", "1", "--force"])
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains("--out").and(predicates::str::contains("base")));
+    }
+    // --base is one of the checkpoints the run would replace.
+    train_cmd(
+        d.path(),
+        &ck.join("epoch-01"),
+        &d.path().join("other"),
+        &[
+            "--epochs",
+            "1",
+            "--force",
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicates::str::contains("--checkpoint-dir").and(predicates::str::contains("base")));
+    assert_eq!(model_before, weights(&model));
+    assert_eq!(epoch_before, weights(&ck.join("epoch-01")));
+    assert!(!d.path().join("other").exists());
+
+    // --base inside --out.
+    let cfg = TrainConfig {
+        base: model.join("sub"),
+        ..config(d.path(), LossKind::Nce)
+    };
+    std::fs::create_dir(model.join("sub")).unwrap();
+    let err = relbert::training::check_output_paths(&cfg, &model)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--out"), "{err}");
+}
+
+#[test]
+fn bad_hyper_parameters_are_refused_naming_the_flag() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    // Every case is tried and the ones accepted listed together.
+    let mut accepted = Vec::new();
+    let mut refuse = |extra: &[&str], flag: &str| {
+        let a = train_cmd(d.path(), &fixture("tiny-bert"), &out, extra).assert();
+        let output = a.get_output();
+        let err = String::from_utf8(output.stderr.clone()).unwrap();
+        if output.status.success() || !err.contains(flag) || out.exists() {
+            accepted.push(format!("{extra:?}: {err}"));
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    };
+    refuse(&["--epochs", "0"], "--epochs");
+    refuse(&["--temperature", "inf"], "--temperature");
+    refuse(&["--temperature", "0"], "--temperature");
+    refuse(&["--loss", "triplet", "--margin", "nan"], "--margin");
+    refuse(&["--loss", "triplet", "--margin=-1"], "--margin");
+    refuse(&["--loss", "triplet", "--margin", "inf"], "--margin");
+    refuse(&["--lr", "inf"], "--lr");
+    refuse(&["--lr", "nan"], "--lr");
+    refuse(&["--dropout", "nan"], "--dropout");
+    assert!(accepted.is_empty(), "accepted:\n{}", accepted.join("\n"));
+    // A loss that overflows names the temperature as a suspect, not only the learning rate.
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &out,
+        &["--epochs", "1", "--temperature", "1e-9"],
+    )
+    .assert()
+    .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("--temperature") && err.contains("--lr"),
+        "{err}"
+    );
+}
+
+#[test]
+fn warmup_longer_than_the_run_is_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("model"),
+        &["--epochs", "1", "--warmup", "50"],
+    )
+    .assert()
+    .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    // One epoch of the toy data's four relations: 4 steps.
+    assert!(
+        err.contains("--warmup 50") && err.contains("4 steps"),
+        "{err}"
+    );
+}
+
+/// Starts a long `relbert train`, waits for the base model's validation (the signal handler
+/// is in place by then), sends `signal` and returns the exit code and standard error.
+#[cfg(unix)]
+fn interrupted_train(signal: libc::c_int) -> (Option<i32>, String, tempfile::TempDir) {
+    use std::io::{BufRead, BufReader, Read};
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .args(["train", "--base"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(d.path())
+        .arg("--out")
+        .arg(d.path().join("model"))
+        .args(["--epochs", "100000", "--lr", "1e-3", "--batch-size", "4"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("train ended before its baseline: {seen}");
+        }
+        seen.push_str(&line);
+        if line.starts_with("base model: validation score") {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), seen, d)
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_keeps_its_best_model_but_exits_non_zero() {
+    let (code, err, d) = interrupted_train(libc::SIGINT);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("SIGINT"), "{err}");
+    // Whatever epochs finished, nothing half-written is left beside the output.
+    let names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".model.tmp")),
+        "{names:?}"
+    );
+    let (code, err, _d) = interrupted_train(libc::SIGTERM);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(err.contains("SIGTERM"), "{err}");
+}
+
+/// A copy of model directory `from` at `to`.
+fn copy_model(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn average_refuses_models_with_another_tokenizer() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    copy_model(&fixture("tiny-bert"), &a);
+    copy_model(&fixture("tiny-bert"), &b);
+    let average = |out: &str| {
+        relbert::averaging::average_models(
+            &[a.clone(), b.clone()],
+            &d.path().join(out),
+            false,
+            false,
+        )
+    };
+    // Reformatted JSON is the same tokenizer.
+    let tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("tokenizer.json")).unwrap()).unwrap();
+    std::fs::write(b.join("tokenizer.json"), tok.to_string()).unwrap();
+    average("same").unwrap();
+
+    // Two vocabulary entries swapped: the words would trade embeddings.
+    let mut swapped = tok.clone();
+    let vocab = &mut swapped["model"]["vocab"];
+    let (x, y) = (vocab["the"].clone(), vocab["of"].clone());
+    assert!(x.is_number() && y.is_number() && x != y, "{x} {y}");
+    vocab["the"] = y;
+    vocab["of"] = x;
+    std::fs::write(b.join("tokenizer.json"), swapped.to_string()).unwrap();
+    let err = average("swapped").unwrap_err().to_string();
+    assert!(
+        err.contains("b/tokenizer.json") && err.contains("differs"),
+        "{err}"
+    );
+    assert!(!d.path().join("swapped").exists());
+    std::fs::write(b.join("tokenizer.json"), tok.to_string()).unwrap();
+
+    // tokenizer_config.json differing, or present in one model only.
+    let mut tc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    tc["model_max_length"] = 128.into();
+    std::fs::write(b.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    let err = average("config").unwrap_err().to_string();
+    assert!(err.contains("b/tokenizer_config.json"), "{err}");
+    std::fs::remove_file(b.join("tokenizer_config.json")).unwrap();
+    let err = average("config").unwrap_err().to_string();
+    assert!(err.contains("tokenizer_config.json"), "{err}");
+}
+
+#[test]
+fn average_names_the_tensors_one_model_lacks() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    copy_model(&fixture("tiny-bert"), &a);
+    copy_model(&fixture("tiny-bert"), &b);
+    let path = b.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let mut names: Vec<String> = tensors.keys().cloned().collect();
+    names.sort();
+    let extra = tensors[&names[0]].clone();
+    tensors.insert("extra.head.weight".into(), extra);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let err = relbert::averaging::average_models(
+        &[a.clone(), b.clone()],
+        &d.path().join("m"),
+        false,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("extra.head.weight"), "{err}");
+    tensors.remove("extra.head.weight");
+    tensors.remove(&names[1]);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let err = relbert::averaging::average_models(&[a, b], &d.path().join("m"), false, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&names[1]), "{err}");
+}

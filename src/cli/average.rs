@@ -33,6 +33,11 @@ pub fn run(a: AverageArgs) -> Result<()> {
             a.out.display()
         )
     })?;
+    // A warning, not a refusal: averaging different runs of one base (a "model soup") is
+    // a legitimate recipe, but mixing them by accident (a stale checkpoint) is not.
+    if let Some(warning) = report.mixed_runs_warning() {
+        eprintln!("warning: {warning}");
+    }
     eprintln!(
         "averaged {} models ({} tensors, {} parameters each) into {} ({})",
         report.sources.len(),

@@ -295,7 +295,19 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     let sets = select(
         &a.dataset,
         &a.data,
-        || analogy_datasets(&a.data, &a.split),
+        || {
+            // `all` means every analogy set: a folder whose split holds other records (the
+            // SemEval relations beside the analogy sets) is passed over with a note; named
+            // with --dataset, the same folder is an error naming its line.
+            let found = analogy_datasets(&a.data, &a.split)?;
+            for (name, path, why) in &found.skipped {
+                eprintln!(
+                    "note: skipping {name} ({}): not an analogy dataset ({why})",
+                    path.display()
+                );
+            }
+            Ok(found.sets)
+        },
         |n| a.data.join(n).join(format!("{}.jsonl", a.split)),
     )?;
     let mut loaded: Vec<(String, Vec<AnalogyQuestion>)> = Vec::new();
@@ -532,6 +544,27 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 )
             }
         };
+        // Labels the classifier never sees in training cannot be predicted, so their test
+        // rows are all misses. Scored as scikit-learn scores them, but said, since a typo in
+        // a label or a class missing from train.tsv otherwise only shows as a low F1.
+        let unseen: std::collections::BTreeSet<&str> = {
+            let seen: std::collections::HashSet<&str> =
+                train.iter().map(|lp| lp.label.as_str()).collect();
+            set.test
+                .iter()
+                .map(|lp| lp.label.as_str())
+                .filter(|l| !seen.contains(l))
+                .collect()
+        };
+        if !unseen.is_empty() {
+            let names: Vec<&str> = unseen.into_iter().collect();
+            eprintln!(
+                "warning: {}: test label(s) never seen in training: {}; the classifier cannot \
+                 predict them, so their test pairs count as errors",
+                set.name,
+                names.join(", ")
+            );
+        }
         let (mlp, report) = Mlp::train(
             &features(&train),
             &labels(&train),

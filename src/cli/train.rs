@@ -1,15 +1,14 @@
 //! `relbert train`: contrastive fine-tuning of a base model on the SemEval-2012 relations.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use relbert::losses::LossKind;
 use relbert::pooling::Aggregation;
-use relbert::training::{train, Event, LrSchedule, TrainConfig};
+use relbert::training::{check_output_paths, train, Event, LrSchedule, TrainConfig};
 
 /// Arguments of `relbert train` (defaults are the reference's).
 #[derive(Args, Debug)]
@@ -35,7 +34,7 @@ pub struct TrainArgs {
     /// Loss: nce, iloob or triplet.
     #[arg(long, default_value = "nce")]
     loss: LossKind,
-    /// Passes over the relations.
+    /// Passes over the relations (at least 1).
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     /// Peak learning rate (AdamW, weight decay 0).
@@ -56,10 +55,10 @@ pub struct TrainArgs {
     /// Sampled negatives per step (at most).
     #[arg(long, default_value_t = 400)]
     num_negative: usize,
-    /// Temperature of nce/iloob.
+    /// Temperature of nce/iloob (finite, above 0).
     #[arg(long, default_value_t = 0.05)]
     temperature: f64,
-    /// Margin of triplet.
+    /// Margin of triplet (finite, 0 or more).
     #[arg(long, default_value_t = 1.0)]
     margin: f64,
     /// Prompt template with <subj>, <obj> and <mask> (default: the reference's).
@@ -90,24 +89,78 @@ pub struct TrainArgs {
     /// Train through candle's autograd on the CPU too (slow, no dropout; for comparison).
     #[arg(long)]
     autograd: bool,
-    /// Also keep every epoch's model (float32) as DIR/epoch-NN, for `relbert average`.
+    /// Also keep every epoch's model (float32) as DIR/epoch-NN, for `relbert average`
+    /// (existing epoch-* entries are refused, or with --force all removed first).
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
-    /// Overwrite an existing output directory (and existing epoch checkpoints).
+    /// Overwrite an existing output directory, and replace every existing epoch-* checkpoint
+    /// in --checkpoint-dir (only model directories relbert wrote, never --base).
     #[arg(long)]
     force: bool,
 }
 
-/// Runs `relbert train`.
-pub fn run(a: TrainArgs) -> Result<()> {
-    if std::fs::symlink_metadata(&a.out).is_ok() {
-        anyhow::ensure!(
-            a.force,
-            "{} exists; pass --force to overwrite it",
-            a.out.display()
-        );
-        relbert::output::recognise_model_dir(&a.out)?;
+/// The signal that asked the run to stop (0: none yet). Set from the signal handler, so an
+/// atomic: the only kind of shared state a handler may touch.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Whether the run was asked to stop; [`train`] checks it between steps.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The handler of SIGINT, SIGTERM and SIGHUP: asks the run to stop after the step in flight
+/// and says so once. Only async-signal-safe calls (atomics, `write(2)`): the handler runs on
+/// whichever thread the signal lands, possibly inside the allocator.
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    if STOP_SIGNAL
+        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        let msg = b"\ninterrupt: stopping after this step; the best checkpoint so far stays\n";
+        // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+        }
     }
+    // A second signal while stopping changes nothing; the step in flight finishes first.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs [`on_stop_signal`] for SIGINT, SIGTERM and SIGHUP. A hand-written handler rather
+/// than the `ctrlc` crate's because the exit status must say which signal stopped the run
+/// (130 for SIGINT, 143 for SIGTERM, as a shell reports a process the signal killed).
+fn install_stop_handler() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only touches atomics and calls write(2), both async-signal-safe;
+        // glibc's and the BSDs' signal() keep the handler installed and restart system calls.
+        let previous = unsafe {
+            libc::signal(
+                signal,
+                on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+        if previous == libc::SIG_ERR {
+            tracing::warn!(
+                "cannot install the handler of signal {signal}: it stops the run without \
+                 saving the epoch in flight"
+            );
+        }
+    }
+}
+
+/// The name of a stopping signal, for messages.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+/// Runs `relbert train`.
+///
+/// A run stopped by SIGINT, SIGTERM or SIGHUP keeps what it saved (the best epoch so far)
+/// and exits with 128 plus the signal's number, as a shell reports a process the signal
+/// killed: `relbert train … && relbert bench …` must not go on with a partial model.
+pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig {
         base: a.base.clone(),
         data: a.data.clone(),
@@ -134,17 +187,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
         autograd: a.autograd,
         checkpoint_dir: a.checkpoint_dir.clone(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while stopping is ignored; the step in flight finishes first.
-        if let Err(e) = ctrlc::set_handler(move || {
-            eprintln!("\ninterrupt: stopping after this step; the best checkpoint so far stays");
-            stop.store(true, Ordering::SeqCst);
-        }) {
-            tracing::warn!("cannot install the Ctrl-C handler: {e}");
-        }
+    // Before looking at --out's contents: a base inside it is the more useful refusal.
+    check_output_paths(&cfg, &a.out)?;
+    if std::fs::symlink_metadata(&a.out).is_ok() {
+        anyhow::ensure!(
+            a.force,
+            "{} exists; pass --force to overwrite it",
+            a.out.display()
+        );
+        relbert::output::recognise_model_dir(&a.out)?;
     }
+    install_stop_handler();
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  loss {prefix}",
     )
@@ -201,7 +254,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     };
-    let report = train(&cfg, &a.out, a.force, &stop, &mut on_event)
+    let report = train(&cfg, &a.out, a.force, &STOP, &mut on_event)
         .with_context(|| format!("training {} into {}", a.base.display(), a.out.display()))?;
     match report.best_epoch {
         Some(e) => eprintln!(
@@ -215,6 +268,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
         ),
         None => eprintln!("stopped before the first epoch finished: nothing saved"),
+    }
+    let signal = STOP_SIGNAL.load(Ordering::SeqCst);
+    if signal != 0 {
+        let done = report.epochs.len();
+        let what = if report.interrupted {
+            format!("after {done} of {epochs} epochs")
+        } else {
+            // The signal came after the last step: the run is whole, but whoever sent it
+            // asked the pipeline to stop.
+            "after the last epoch had finished".into()
+        };
+        eprintln!(
+            "error: training was stopped by {} {what}; exiting with status {}",
+            signal_name(signal),
+            128 + signal
+        );
+        // What the run saves is in place and its locks are released (train has returned),
+        // so nothing is lost by exiting here rather than through main.
+        std::process::exit(128 + signal);
     }
     Ok(())
 }

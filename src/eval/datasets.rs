@@ -112,18 +112,72 @@ pub fn load_analogy_file(path: &Path) -> Result<Vec<AnalogyQuestion>> {
     Ok(out)
 }
 
-/// The datasets under `data` that have `<name>/<split>.jsonl`, sorted by name.
-pub fn analogy_datasets(data: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
+/// The folders [`analogy_datasets`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnalogyDatasets {
+    /// The analogy sets: (folder name, `<split>.jsonl`), sorted by name.
+    pub sets: Vec<(String, PathBuf)>,
+    /// Folders with a `<split>.jsonl` whose records are something else (the SemEval
+    /// relations, say): (folder name, file, why), sorted by name.
+    pub skipped: Vec<(String, PathBuf, String)>,
+}
+
+/// Why `path` (a JSONL file) is not an analogy set, judged by its first record: `Some` when
+/// that record is a JSON object without `stem` and `choice`. A file whose first line is not
+/// JSON at all, or is empty, counts as an analogy set, so that reading it reports the broken
+/// line instead of the folder quietly dropping out of a benchmark.
+fn not_analogy_reason(path: &Path) -> Result<Option<String>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: format!("cannot read line: {e}"),
+        })?;
+        let text = line.trim_start_matches('\u{feff}').trim();
+        if text.is_empty() {
+            continue;
+        }
+        let Ok(serde_json::Value::Object(record)) = serde_json::from_str(text) else {
+            return Ok(None);
+        };
+        if record.contains_key("stem") && record.contains_key("choice") {
+            return Ok(None);
+        }
+        let keys: Vec<&str> = record.keys().map(String::as_str).take(4).collect();
+        return Ok(Some(format!(
+            "its first record, line {}, has {} instead of stem and choice",
+            i + 1,
+            if keys.is_empty() {
+                "no fields".to_string()
+            } else {
+                format!("the fields {}", keys.join(", "))
+            }
+        )));
+    }
+    Ok(None)
+}
+
+/// The folders under `data` that have `<name>/<split>.jsonl`, sorted by name: those holding
+/// analogy questions in [`AnalogyDatasets::sets`], the others (a data directory also holds
+/// `semeval2012_relational_similarity/`, whose splits have the same file names) in
+/// [`AnalogyDatasets::skipped`].
+pub fn analogy_datasets(data: &Path, split: &str) -> Result<AnalogyDatasets> {
     let rd = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
-    let mut out = Vec::new();
+    let mut out = AnalogyDatasets::default();
     for entry in rd {
         let entry = entry.map_err(|e| Error::io(data, e))?;
         let file = entry.path().join(format!("{split}.jsonl"));
         if file.is_file() {
-            out.push((entry.file_name().to_string_lossy().into_owned(), file));
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match not_analogy_reason(&file)? {
+                None => out.sets.push((name, file)),
+                Some(why) => out.skipped.push((name, file, why)),
+            }
         }
     }
-    out.sort();
+    out.sets.sort();
+    out.skipped.sort();
     Ok(out)
 }
 
@@ -318,6 +372,30 @@ mod tests {
             e.contains("q.jsonl:2:") && e.contains("\"zz\" has no positives"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn analogy_datasets_set_aside_folders_of_other_records() {
+        let d = tempfile::tempdir().unwrap();
+        let put = |dir: &str, text: &str| {
+            std::fs::create_dir_all(d.path().join(dir)).unwrap();
+            std::fs::write(d.path().join(dir).join("validation.jsonl"), text).unwrap();
+        };
+        let q = r#"{"stem": ["a", "b"], "choice": [["c", "d"]], "answer": 0}"#;
+        put("sat", &format!("\n{q}\n"));
+        put(
+            "semeval",
+            "{\"relation_type\": \"1a\", \"positives\": [], \"negatives\": []}\n",
+        );
+        // Broken JSON stays a set, so that reading it names the line.
+        put("broken", "{not json\n");
+        let found = analogy_datasets(d.path(), "validation").unwrap();
+        let names: Vec<&str> = found.sets.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["broken", "sat"]);
+        assert_eq!(found.skipped.len(), 1);
+        let (name, _, why) = &found.skipped[0];
+        assert_eq!(name, "semeval");
+        assert!(why.contains("relation_type"), "{why}");
     }
 
     #[test]

@@ -7,13 +7,13 @@
 //! Written here rather than borrowed: the tools that merge Hugging Face checkpoints are Python,
 //! and the operation is a mean over safetensors maps, which candle already reads and writes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::config::{ModelConfig, ModelFiles};
+use crate::config::{ModelConfig, ModelFiles, TOKENIZER_FILES};
 use crate::encoder::{write_safetensors, Encoder};
 use crate::error::{Error, Result};
 use crate::output::{write_dir_atomically, write_json};
@@ -35,6 +35,193 @@ pub struct AverageReport {
     pub parameters: usize,
     /// `F16` or `F32`: the saved weights' type.
     pub dtype: String,
+    /// The `training_config.json` keys (dotted paths) in which the models differ from the
+    /// first, or `training_config.json` itself when only some models have one. Empty for
+    /// checkpoints of one run; otherwise the average blends different runs (a "model soup",
+    /// legitimate, but worth knowing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub training_config_differences: Vec<String>,
+}
+
+impl AverageReport {
+    /// A one-line warning when the models come from different training runs
+    /// ([`AverageReport::training_config_differences`]), else `None`.
+    pub fn mixed_runs_warning(&self) -> Option<String> {
+        let keys = &self.training_config_differences;
+        if keys.is_empty() {
+            return None;
+        }
+        if keys.iter().any(|k| k == TRAINING_CONFIG) {
+            return Some(format!(
+                "only some of the models have a {TRAINING_CONFIG}: they are not checkpoints \
+                 of one training run"
+            ));
+        }
+        const SHOWN: usize = 8;
+        let mut list = keys
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if keys.len() > SHOWN {
+            list.push_str(&format!(" and {} more", keys.len() - SHOWN));
+        }
+        Some(format!(
+            "the models' {TRAINING_CONFIG} differ in {list}: they are not checkpoints of one \
+             training run, so the average mixes runs"
+        ))
+    }
+}
+
+/// relbert's record of a training run in a model directory. The epoch is not in it (that is
+/// `epoch_metrics.json`), so every checkpoint of one run has the same one.
+const TRAINING_CONFIG: &str = "training_config.json";
+
+/// Tensors named when two models' tensor sets differ.
+const NAMES_SHOWN: usize = 5;
+
+/// Keys of the tokenizer files' JSON allowed to differ: where the file was saved from.
+const TOKENIZER_KEYS_IGNORED: [&str; 2] = ["name_or_path", "_name_or_path"];
+
+/// The leaves of a JSON value by dotted path (`config.seed`), into `out`.
+fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_json(&key, v, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix.to_string(), leaf.to_string());
+        }
+    }
+}
+
+/// A model directory's `training_config.json` flattened, or `None` without one.
+fn training_config(dir: &Path) -> Result<Option<BTreeMap<String, String>>> {
+    let path = dir.join(TRAINING_CONFIG);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let value = read_json(&path)?;
+    let mut flat = BTreeMap::new();
+    flatten_json("", &value, &mut flat);
+    Ok(Some(flat))
+}
+
+/// The keys in which the models' `training_config.json` differ from the first model's (see
+/// [`AverageReport::training_config_differences`]).
+fn training_config_differences(dirs: &[PathBuf]) -> Result<Vec<String>> {
+    let configs = dirs
+        .iter()
+        .map(|d| training_config(d))
+        .collect::<Result<Vec<_>>>()?;
+    let first = &configs[0];
+    let mut differ = BTreeSet::new();
+    for other in &configs[1..] {
+        match (first, other) {
+            (None, None) => {}
+            (Some(a), Some(b)) => {
+                for key in a.keys().chain(b.keys()) {
+                    if a.get(key) != b.get(key) {
+                        differ.insert(key.clone());
+                    }
+                }
+            }
+            _ => return Ok(vec![TRAINING_CONFIG.to_string()]),
+        }
+    }
+    Ok(differ.into_iter().collect())
+}
+
+/// Reads a JSON file.
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("not valid JSON: {e}"),
+    })
+}
+
+/// What a tokenizer file of model directory `dir` says, for comparing: its JSON without
+/// [`TOKENIZER_KEYS_IGNORED`] for a `.json` file, its bytes otherwise; `None` when absent.
+fn tokenizer_file(dir: &Path, name: &str) -> Result<Option<TokenizerFile>> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    if name.ends_with(".json") {
+        let mut value = read_json(&path)?;
+        if let Some(map) = value.as_object_mut() {
+            for key in TOKENIZER_KEYS_IGNORED {
+                map.remove(key);
+            }
+        }
+        Ok(Some(TokenizerFile::Json(value)))
+    } else {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Some(TokenizerFile::Bytes(bytes)))
+    }
+}
+
+/// A tokenizer file's comparable content.
+#[derive(PartialEq)]
+enum TokenizerFile {
+    Json(serde_json::Value),
+    Bytes(Vec<u8>),
+}
+
+/// Refuses models whose tokenizers differ from the first's: the average keeps the first's
+/// tokenizer files, and weights learnt for one vocabulary mean nothing under another (two
+/// swapped entries are enough to give words each other's embeddings).
+fn check_same_tokenizer(first: &Path, other: &Path) -> Result<()> {
+    for name in TOKENIZER_FILES {
+        let (a, b) = (tokenizer_file(first, name)?, tokenizer_file(other, name)?);
+        if a != b {
+            let how = match (&a, &b) {
+                (Some(_), None) => format!("missing, where {} has one", first.display()),
+                (None, Some(_)) => format!("not in {}", first.display()),
+                _ => format!("differs from {}", first.join(name).display()),
+            };
+            return Err(Error::Tokenizer {
+                path: other.join(name),
+                message: format!(
+                    "{how}; only models with one tokenizer can be averaged (the average keeps \
+                     the first model's)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Names in `a` that are not in `b`, sorted, the first [`NAMES_SHOWN`] of them and a count of
+/// the rest.
+fn missing_names<'a>(
+    a: impl Iterator<Item = &'a String>,
+    b: &HashMap<String, Tensor>,
+) -> Option<String> {
+    let mut missing: Vec<&String> = a.filter(|n| !b.contains_key(*n)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    missing.sort();
+    let mut text = missing
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if missing.len() > NAMES_SHOWN {
+        text.push_str(&format!(" and {} more", missing.len() - NAMES_SHOWN));
+    }
+    Some(text)
 }
 
 /// A model's `config.json` as JSON, without the keys allowed to differ.
@@ -64,8 +251,10 @@ fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
 /// Averages the weights of the model directories `dirs` (at least two, same architecture,
 /// same `config.json` up to bookkeeping keys, same tensor names and shapes) into a new model
 /// directory `out`, written to a temporary directory and renamed; an existing `out` is refused
-/// unless `force`. The config and tokenizer files are the first model's. Weights are saved
-/// float16 with `half`, else float32.
+/// unless `force`. The config and tokenizer files are the first model's, so the tokenizer
+/// files (JSON compared parsed, up to where they were saved from) must be the same in every
+/// model. Weights are saved float16 with `half`, else float32. Models whose
+/// `training_config.json` differ are averaged, and the keys recorded in the report.
 pub fn average_models(
     dirs: &[PathBuf],
     out: &Path,
@@ -99,7 +288,7 @@ pub fn average_models(
     let first_config = comparable_config(&first.config)?;
     let mut hashes = vec![Encoder::weights_sha256(&first.weights)?];
     let mut sum = load_f32(&first.weights)?;
-    for f in &files[1..] {
+    for (f, dir) in files[1..].iter().zip(&dirs[1..]) {
         if comparable_config(&f.config)? != first_config {
             return Err(Error::Config {
                 path: f.config.clone(),
@@ -110,15 +299,27 @@ pub fn average_models(
                 ),
             });
         }
+        // After the config: another architecture is the more telling refusal.
+        check_same_tokenizer(&dirs[0], dir)?;
         hashes.push(Encoder::weights_sha256(&f.weights)?);
         let tensors = load_f32(&f.weights)?;
-        if sum.len() != tensors.len() {
+        let extra = missing_names(tensors.keys(), &sum);
+        let lacking = missing_names(sum.keys(), &tensors);
+        if extra.is_some() || lacking.is_some() {
+            let mut parts = Vec::new();
+            if let Some(names) = extra {
+                parts.push(format!("has tensors the first model lacks ({names})"));
+            }
+            if let Some(names) = lacking {
+                parts.push(format!("lacks tensors of the first model ({names})"));
+            }
             return Err(Error::Config {
                 path: f.weights.clone(),
                 message: format!(
-                    "{} tensors where the first model has {}",
+                    "{} tensors where the first model has {}: {}",
                     tensors.len(),
-                    sum.len()
+                    sum.len(),
+                    parts.join("; ")
                 ),
             });
         }
@@ -141,6 +342,7 @@ pub fn average_models(
             *a = (&*a + &t)?;
         }
     }
+    let training_config_differences = training_config_differences(dirs)?;
     let scale = 1.0 / dirs.len() as f64;
     let dtype = if half { DType::F16 } else { DType::F32 };
     let mut parameters = 0;
@@ -155,6 +357,7 @@ pub fn average_models(
         tensors: mean.len(),
         parameters,
         dtype: format!("{dtype:?}").to_uppercase(),
+        training_config_differences,
     };
     write_dir_atomically(out, |tmp| {
         write_safetensors(&mean, &tmp.join("model.safetensors"))?;

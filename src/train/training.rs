@@ -164,11 +164,20 @@ impl TrainConfig {
         if self.num_negative == 0 {
             return bad("--num-negative", "must be at least 1");
         }
-        if self.temperature.is_nan() || self.temperature <= 0.0 {
-            return bad("--temperature", "must be positive");
+        if self.epochs == 0 {
+            // Zero epochs would load everything and save nothing.
+            return bad("--epochs", "must be at least 1");
         }
-        if self.lr.is_nan() || self.lr <= 0.0 {
-            return bad("--lr", "must be positive");
+        // Every float knob must be finite: an infinite temperature or a NaN margin gives a
+        // constant loss, so the run would "succeed" with the base model's weights unchanged.
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad("--temperature", "must be a finite number above 0");
+        }
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return bad("--margin", "must be a finite number, 0 or more");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr", "must be a finite number above 0");
         }
         if let Some(p) = self.dropout {
             if !(0.0..1.0).contains(&p) {
@@ -176,6 +185,18 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// The flags that shape the loss's scale, for the message when the loss overflows: the
+    /// temperature divides the similarities of nce and iloob, the margin shifts triplet's.
+    fn loss_flags(&self) -> (&'static str, String) {
+        match self.loss {
+            LossKind::Nce | LossKind::Iloob => (
+                "--temperature",
+                format!("--temperature {}", self.temperature),
+            ),
+            LossKind::Triplet => ("--margin", format!("--margin {:?}", self.margin)),
+        }
     }
 
     /// `semeval2012_relational_similarity/<split>.jsonl` under the data directory.
@@ -436,15 +457,21 @@ struct StepBatch {
     rows: Vec<u32>,
 }
 
-/// The loss's value, or an error naming the step when it is not finite.
-fn finite_loss(loss: &Tensor, step: usize) -> Result<f32> {
+/// The loss's value, or an error naming the step and the settings that can cause it when it
+/// is not finite: a high learning rate, but also (at step 1 especially) a tiny temperature
+/// or a huge margin, so the message names those flags too.
+fn finite_loss(loss: &Tensor, step: usize, cfg: &TrainConfig) -> Result<f32> {
     let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
     if !value.is_finite() {
+        let (flag, setting) = cfg.loss_flags();
         return Err(Error::InvalidArgument {
-            flag: "--lr".into(),
+            flag: format!("--lr or {flag}"),
             message: format!(
-                "the loss became {value} at step {}; try a lower learning rate",
-                step + 1
+                "the {} loss became {value} at step {} (--lr {:?}, {setting}); try a lower \
+                 --lr, or check {flag}",
+                cfg.loss.name(),
+                step + 1,
+                cfg.lr
             ),
         });
     }
@@ -823,7 +850,7 @@ impl Trainer {
             let h = self.enc.dim();
             let var = Var::from_vec(pooled, (batch.seqs.len(), h), &candle_core::Device::Cpu)?;
             let loss = self.batch_loss(&batch, var.as_tensor())?;
-            let value = finite_loss(&loss, step)?;
+            let value = finite_loss(&loss, step, &self.cfg)?;
             let grads = loss.backward()?;
             let d = match grads.get(var.as_tensor()) {
                 Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
@@ -839,7 +866,7 @@ impl Trainer {
         let seqs: Vec<&[u32]> = batch.seqs.iter().map(|s| s.as_slice()).collect();
         let emb = self.embed_train(&seqs)?;
         let loss = self.batch_loss(&batch, &emb)?;
-        let value = finite_loss(&loss, step)?;
+        let value = finite_loss(&loss, step, &self.cfg)?;
         let grads = loss.backward()?;
         self.opt.step(&grads, lr, &batch.rows)?;
         Ok(value)
@@ -1006,18 +1033,13 @@ pub struct TrainReport {
     pub interrupted: bool,
 }
 
-/// Trains per `cfg`, keeping the best checkpoint in `out` (refused if it exists, unless
-/// `force`). Checks `stop` between steps; on a stop the best checkpoint so far stays.
-pub fn train(
-    cfg: &TrainConfig,
-    out: &Path,
-    force: bool,
-    stop: &AtomicBool,
-    on_event: &mut dyn FnMut(Event),
-) -> Result<TrainReport> {
+/// Refuses, before any work, output paths that would destroy what the run reads or writes:
+/// `out` and the checkpoint directory one inside the other (the run would lock itself out,
+/// or the final model replace an epoch's checkpoint), and the base model inside `out` or
+/// inside the checkpoint directory (`--force` would replace the model being trained from).
+/// Paths are compared canonically, so `./m`, `m` and a symbolic link to it are one.
+pub fn check_output_paths(cfg: &TrainConfig, out: &Path) -> Result<()> {
     if let Some(dir) = &cfg.checkpoint_dir {
-        // One inside the other would lock itself out, or let the final model replace an
-        // epoch's checkpoint.
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let (o, c) = (abs(out), abs(dir));
         if o.starts_with(&c) || c.starts_with(&o) {
@@ -1032,25 +1054,112 @@ pub fn train(
             });
         }
     }
+    // A base that does not exist fails later, when it is loaded, with its own message.
+    let Ok(base) = cfg.base.canonicalize() else {
+        return Ok(());
+    };
+    // Only an existing directory can hold the base; a path not there yet cannot.
+    if let Ok(o) = out.canonicalize() {
+        if base.starts_with(&o) {
+            return Err(Error::InvalidArgument {
+                flag: "--out".into(),
+                message: format!(
+                    "{} is (or holds) the base model --base {}, which the run would replace; \
+                     choose another --out",
+                    out.display(),
+                    cfg.base.display()
+                ),
+            });
+        }
+    }
+    if let Some(dir) = &cfg.checkpoint_dir {
+        if let Ok(c) = dir.canonicalize() {
+            if base.starts_with(&c) {
+                return Err(Error::InvalidArgument {
+                    flag: "--checkpoint-dir".into(),
+                    message: format!(
+                        "{} holds the base model --base {}, and its epoch checkpoints are \
+                         replaced by the run; copy the base elsewhere or choose another \
+                         --checkpoint-dir",
+                        dir.display(),
+                        cfg.base.display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entries of the checkpoint directory `dir` named `epoch-*` (what [`epoch_dir_name`]
+/// names, or a user's look-alike), sorted; none when `dir` does not exist.
+fn existing_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with("epoch-") {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Trains per `cfg`, keeping the best checkpoint in `out` (refused if it exists, unless
+/// `force`). Checks `stop` between steps; on a stop the best checkpoint so far stays.
+///
+/// With a checkpoint directory, existing `epoch-*` entries there are refused unless `force`;
+/// with `force` they must all be model directories relbert wrote
+/// ([`crate::output::recognise_model_dir`]), and all of them (not only the epochs this run
+/// reaches) are removed before the first step, so the directory never mixes two runs'
+/// checkpoints.
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    force: bool,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<TrainReport> {
+    check_output_paths(cfg, out)?;
+    cfg.validate()?;
     // One writer per output: a second run to the same --out fails here, naming the first.
     let _lock = crate::output::claim_model_output(out, force)?;
-    cfg.validate()?;
-    let _checkpoint_lock = match &cfg.checkpoint_dir {
+    let (_checkpoint_lock, stale_checkpoints) = match &cfg.checkpoint_dir {
         Some(dir) => {
-            for path in (1..=cfg.epochs).map(|e| dir.join(epoch_dir_name(e))) {
-                if std::fs::symlink_metadata(&path).is_ok() {
-                    if !force {
-                        return Err(Error::Exists { path });
-                    }
-                    crate::output::recognise_model_dir(&path)?;
+            let lock = relbert_index::OutputLock::acquire(dir)?;
+            let existing = existing_checkpoints(dir)?;
+            if let Some(path) = existing.first() {
+                if !force {
+                    return Err(Error::Exists { path: path.clone() });
                 }
             }
-            Some(relbert_index::OutputLock::acquire(dir)?)
+            // Checked all before any is removed: one that is not relbert's stops the run
+            // with everything still in place.
+            for path in &existing {
+                crate::output::recognise_model_dir(path)?;
+            }
+            (Some(lock), existing)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let valid = ValidationData::load(cfg)?;
     let mut trainer = Trainer::new(cfg)?;
+    let total_steps = cfg.epochs * trainer.num_relations();
+    if cfg.warmup > total_steps {
+        tracing::warn!(
+            "--warmup {} is longer than the run's {total_steps} steps ({} epochs of {} \
+             relations): the learning rate never reaches --lr {}",
+            cfg.warmup,
+            cfg.epochs,
+            trainer.num_relations(),
+            cfg.lr
+        );
+    }
     let baseline = trainer.validate(&valid)?;
     on_event(Event::Baseline(&baseline));
     let mut report = TrainReport {
@@ -1071,6 +1180,13 @@ pub fn train(
         "dropout": {"hidden": trainer.dropout().hidden, "attention": trainer.dropout().attention},
         "backward": if cfg.autograd || !trainer.encoder().encoder().device().is_cpu() { "candle autograd" } else { "hand-written CPU backward (cpu_train)" },
     });
+    // Removed only now, once the data and the base have loaded: a run that fails to start
+    // leaves the earlier run's checkpoints alone. Re-checked, since they were looked at
+    // before the (possibly long) loading.
+    for path in &stale_checkpoints {
+        crate::output::recognise_model_dir(path)?;
+        std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+    }
     'epochs: for epoch in 1..=cfg.epochs {
         let order = trainer.epoch_order();
         on_event(Event::EpochStart {
