@@ -133,6 +133,9 @@ impl Sink {
     }
 }
 
+/// What [`screen_long_pairs`]' refusal adds: the commands reading pair files have the flag.
+const SKIP_LONG_HINT: &str = ", or pass --skip-long to leave such pairs out";
+
 /// Leaves out, or refuses, the records whose pairs `encoder` cannot encode
 /// ([`RelationEncoder::overlong`]): with `skip`, returns the others and the ones left out;
 /// without, the first bad record is an [`Error::PromptTooLong`] naming its file and line.
@@ -161,6 +164,7 @@ pub fn screen_long_pairs(
             head: r.head.clone(),
             tail: r.tail.clone(),
             limit: crate::batching::MAX_LENGTH,
+            hint: SKIP_LONG_HINT,
         });
     }
     let mut is_bad = vec![false; records.len()];

@@ -113,10 +113,12 @@ pub enum Error {
         why: String,
     },
     /// A pair's prompt is longer than the encoder takes and its mask token would be cut off.
-    #[error("{location}: the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so truncation would cut into its words (or lose the mask token); shorten or remove the pair, or pass --skip-long to leave such pairs out")]
+    #[error("{location}: the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so truncation would cut into its words (or lose the mask token); shorten or remove the pair{hint}")]
     PromptTooLong {
-        /// Where the pair comes from (`file:line`, or the pair's position).
+        /// Where the pair comes from (`file:line`, or what was being encoded).
         location: String,
+        /// What else the caller offers (`, or pass --skip-long …` where a command has it).
+        hint: &'static str,
         /// The first word.
         head: String,
         /// The second word.

@@ -358,6 +358,20 @@ fn an_over_long_pair_is_named_by_line_and_can_be_skipped() {
     assert!(err.contains("--skip-long"), "{err}");
     assert!(!err.contains("--aggregation mask"), "{err}");
     build(&pairs, &out, &["--aggregation", "mask", "--skip-long"]).success();
+    // A query has no file line and no --skip-long: the message offered both ("pair 1 of
+    // the batch", "pass --skip-long"), which `query` rejects as an unknown flag.
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&out)
+        .args([long.trim(), "word"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("64-token limit"), "{err}");
+    assert!(
+        !err.contains("--skip-long") && !err.contains("of the batch"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -89,7 +89,7 @@ struct AnalogyArgs {
     #[arg(long, default_value = "test")]
     split: String,
     /// Also write the results as JSON to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     json: Option<PathBuf>,
     /// Replace an existing --json file (only a report `relbert bench` wrote).
     #[arg(long, requires = "json")]
@@ -141,7 +141,7 @@ struct ClassifyArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Also write the results as JSON to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_file)]
     json: Option<PathBuf>,
     /// Replace an existing --json file (only a report `relbert bench` wrote).
     #[arg(long, requires = "json")]

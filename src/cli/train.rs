@@ -29,7 +29,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     extra_train: Vec<PathBuf>,
     /// Output model directory (refused if it exists, unless --force).
-    #[arg(long)]
+    #[arg(long, value_parser = super::output_dir)]
     out: PathBuf,
     /// Loss: nce, iloob or triplet.
     #[arg(long, default_value = "nce")]
@@ -91,7 +91,7 @@ pub struct TrainArgs {
     autograd: bool,
     /// Also keep every epoch's model (float32) as DIR/epoch-NN, for `relbert average`
     /// (existing epoch-* entries are refused, or with --force all removed first).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = super::output_dir)]
     checkpoint_dir: Option<PathBuf>,
     /// Overwrite an existing output directory, and replace every existing epoch-* checkpoint
     /// in --checkpoint-dir (only model directories relbert wrote, never --base).

@@ -348,7 +348,9 @@ impl RelationEncoder {
         }
         if let Some(i) = spoiled {
             return Err(Error::PromptTooLong {
-                location: format!("pair {} of the batch", i + 1),
+                // Its place in the caller's batch means nothing to the user; the pair is named.
+                location: "encoding".into(),
+                hint: "",
                 head: pairs[i].0.as_ref().to_string(),
                 tail: pairs[i].1.as_ref().to_string(),
                 limit: crate::batching::MAX_LENGTH,
