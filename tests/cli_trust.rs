@@ -548,6 +548,22 @@ fn an_index_named_by_relbert_index_is_never_set_aside_or_removed() {
         assert_eq!(std::fs::read(mine.join("vectors")).unwrap(), before);
         assert!(!dir.path().join("mine.stale").exists());
     }
+    // A copy whose pairs cannot be read: it cannot be told to be the cache, so it is left
+    // where it is (it used to be moved aside) and the query says why.
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    for name in ["meta", "vectors", "pairs", "graph"] {
+        std::fs::copy(mine.join(name), damaged.join(name)).unwrap();
+    }
+    let mut pairs = std::fs::read(damaged.join("pairs")).unwrap();
+    let at = 64 + 20;
+    pairs[at] ^= 0xFF;
+    std::fs::write(damaged.join("pairs"), &pairs).unwrap();
+    query(&damaged, &offset)
+        .failure()
+        .stderr(predicate::str::contains("leaves it as it is"));
+    assert!(damaged.join("meta").is_file());
+    assert!(!dir.path().join("damaged.stale").exists());
 
     // relbert's own cache, stale, with the user's index where it would be set aside.
     let cache = dir.path().join("cache");
