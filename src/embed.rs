@@ -20,6 +20,11 @@ pub const CHUNK: usize = 4096;
 /// relbert's pair reader, `numpy.loadtxt` and `pandas.read_csv(comment="#")` skip it) and lets
 /// relbert recognise the file as its own.
 pub const SIDECAR_MARK: &str =
+    "# relbert: row i of the .npy array beside this file is the pair on data line i";
+
+/// [`SIDECAR_MARK`] as earlier builds wrote it (naming `embed` also in the lists
+/// `index export` writes); still recognised as relbert's.
+pub const OLD_SIDECAR_MARK: &str =
     "# relbert embed: row i of the .npy array beside this file is the pair on data line i";
 
 /// Where vectors go.

@@ -178,7 +178,10 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
                 _ => Err(not("its first line is not a {\"pair\", \"vector\"} record")),
             }
         }
-        OutputKind::Sidecar if !head.starts_with(crate::embed::SIDECAR_MARK.as_bytes()) => {
+        OutputKind::Sidecar
+            if !head.starts_with(crate::embed::SIDECAR_MARK.as_bytes())
+                && !head.starts_with(crate::embed::OLD_SIDECAR_MARK.as_bytes()) =>
+        {
             Err(not("it does not start with the line relbert writes there"))
         }
         OutputKind::MinedPairs if !head.starts_with(MINED_PAIRS_MARK.as_bytes()) => {

@@ -548,23 +548,6 @@ fn an_index_named_by_relbert_index_is_never_set_aside_or_removed() {
         assert_eq!(std::fs::read(mine.join("vectors")).unwrap(), before);
         assert!(!dir.path().join("mine.stale").exists());
     }
-    // A copy whose pairs cannot be read: it cannot be told to be the cache, so it is left
-    // where it is (it used to be moved aside) and the query says why.
-    let damaged = dir.path().join("damaged");
-    std::fs::create_dir(&damaged).unwrap();
-    for name in ["meta", "vectors", "pairs", "graph"] {
-        std::fs::copy(mine.join(name), damaged.join(name)).unwrap();
-    }
-    let mut pairs = std::fs::read(damaged.join("pairs")).unwrap();
-    let at = 64 + 20;
-    pairs[at] ^= 0xFF;
-    std::fs::write(damaged.join("pairs"), &pairs).unwrap();
-    query(&damaged, &offset)
-        .failure()
-        .stderr(predicate::str::contains("leaves it as it is"));
-    assert!(damaged.join("meta").is_file());
-    assert!(!dir.path().join("damaged.stale").exists());
-
     // relbert's own cache, stale, with the user's index where it would be set aside.
     let cache = dir.path().join("cache");
     query(&cache, &bert).success();
@@ -747,4 +730,19 @@ fn outputs_given_with_a_trailing_slash_are_named_or_refused_up_front() {
         .filter(|n| n != "p.tsv" && n != "idx")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `index info` on a partial build said only "meta: No such file or directory".
+#[test]
+fn index_info_names_a_partial_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("idx.partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("checkpoint"), b"").unwrap();
+    relbert()
+        .args(["index", "info"])
+        .arg(&partial)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unfinished build"));
 }

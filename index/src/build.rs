@@ -551,11 +551,15 @@ impl IndexBuilder {
             return mismatch("encoder", e(&ckpt.spec.encoder), e(&spec.encoder));
         }
         if ckpt.spec.input != spec.input {
-            return mismatch(
-                "input (the pair files changed since the interrupted run)",
-                ckpt.spec.input.clone(),
-                spec.input.clone(),
-            );
+            // Say what changed in the words of the run that left the partial build.
+            let what = if ckpt.spec.input.starts_with("index:") {
+                "input (it is an interrupted rebuild, and the source index has changed since)"
+            } else if ckpt.spec.input.starts_with("rows of index ") {
+                "input (it is an interrupted add: the index or the pairs added have changed since)"
+            } else {
+                "input (the pair files changed since the interrupted run)"
+            };
+            return mismatch(what, ckpt.spec.input.clone(), spec.input.clone());
         }
         let row_bytes = spec.dim as u64 * spec.precision.bytes() as u64;
         if ckpt.vector_bytes != ckpt.count * row_bytes || ckpt.rows_done < ckpt.count {

@@ -353,8 +353,18 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         IndexCommand::Add(a) => add(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
-            let idx =
-                Index::open(&a.dir).with_context(|| format!("opening {}", a.dir.display()))?;
+            let idx = Index::open(&a.dir).with_context(|| {
+                // A partial build has no meta until it is finished: say what it is.
+                if a.dir.join("checkpoint").is_file() {
+                    format!(
+                        "opening {}: it is an unfinished build, add or rebuild (a checkpoint \
+                         and no index yet); run that command again to finish it",
+                        a.dir.display()
+                    )
+                } else {
+                    format!("opening {}", a.dir.display())
+                }
+            })?;
             let open_ms = started.elapsed().as_secs_f64() * 1e3;
             if a.verify {
                 idx.verify()

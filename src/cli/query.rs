@@ -194,15 +194,9 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
             return Ok(());
         }
         // Only a stale or unreadable index is looked at further (this reads every pair). One
-        // at $RELBERT_INDEX whose pairs cannot be read (an older format, damage) cannot be
-        // told to be relbert's cache, so it is left where it is.
-        let cache = is_default_cache(dir).with_context(|| {
-            format!(
-                "{} ($RELBERT_INDEX) is not the default model's index and its pairs cannot be                  read, so relbert cannot tell it is its own cache and leaves it as it is;                  rebuild or move it, or unset RELBERT_INDEX",
-                dir.display()
-            )
-        })?;
-        if !cache {
+        // whose pairs cannot be read (an older format, damage) is judged below: it may be
+        // moved aside, which keeps it, but an unreadable one is never removed from there.
+        if matches!(is_default_cache(dir), Ok(false)) {
             if let Ok(Some(why)) = &judged {
                 eprintln!(
                     "Note: {} ($RELBERT_INDEX) is not the default model's ({why}); it holds \
