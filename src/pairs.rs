@@ -93,8 +93,10 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
                 cols.len()
             )));
         }
-        if cols[0].trim().is_empty() || cols[1].trim().is_empty() {
-            return Err(err(format!("empty word in {line:?}")));
+        if blank_word(cols[0]) || blank_word(cols[1]) {
+            return Err(err(format!(
+                "empty word (nothing but spaces or invisible characters) in {line:?}"
+            )));
         }
         // Spaces before '#' hid it from the comment test above, but the pair lists relbert
         // writes (beside .npy arrays, spools) would start the line with '#', and every
@@ -121,6 +123,15 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         });
     }
     Ok(out)
+}
+
+/// Whether a word has nothing a model reads: only spaces, or characters a BERT tokeniser
+/// drops before it splits (controls, format characters such as the zero-width space, soft
+/// hyphen, byte-order mark and word joiner, private-use ones). Such a word vanished from the
+/// prompt, so every pair holding one got the same vector; it is refused as an empty word.
+pub fn blank_word(w: &str) -> bool {
+    use unicode_categories::UnicodeCategories;
+    w.chars().all(|c| c.is_whitespace() || c.is_other())
 }
 
 /// Reads a pair file, or standard input for `-`.
@@ -185,6 +196,18 @@ mod tests {
         // A '#' inside a word, or starting the tail, is no comment anywhere.
         let p = parse_pairs("c#\t#tag\n".as_bytes(), Path::new("h.tsv")).unwrap();
         assert_eq!((p[0].head.as_str(), p[0].tail.as_str()), ("c#", "#tag"));
+    }
+
+    /// Words of nothing but invisible characters (zero-width space, soft hyphen, byte-order
+    /// mark) vanished in the tokeniser, so every pair holding one got the same vector.
+    #[test]
+    fn invisible_words_are_empty_words() {
+        for w in ["\u{200b}", "\u{00ad}", " \u{feff} ", "\u{2060}\u{e000}"] {
+            let text = format!("dog\t{w}\n");
+            let err = parse_pairs(text.as_bytes(), Path::new("i.tsv")).unwrap_err();
+            assert!(err.to_string().contains("empty word"), "{w:?}: {err}");
+        }
+        assert!(!blank_word("caf\u{e9}") && !blank_word("\u{4e1c}") && !blank_word("a\u{200b}"));
     }
 
     #[test]

@@ -591,6 +591,15 @@ fn the_binary_checks_its_token_and_queue() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("--queue"));
+    // Limits of 0 made a server that refused every request.
+    for flag in ["--max-k", "--max-pairs", "--max-body", "--queue"] {
+        relbert()
+            .args(["serve", flag, "0", "--index"])
+            .arg(index())
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(flag));
+    }
 }
 
 #[test]
@@ -884,4 +893,125 @@ async fn the_server_follows_its_index_through_an_add() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (_, info) = call(&app, "GET", "/v1/info", None).await;
     assert_eq!(info["count"].as_u64().unwrap(), before + 1);
+}
+
+/// Found by an audit of the server: a body announced larger than the limit was waited for
+/// (and answered 504 after the request timeout), answers given without reading the body
+/// (401, 405, 404) closed the connection without saying so (the client's next request on it
+/// failed with a broken pipe), a server whose --max-k was under 10 refused every query
+/// without `k`, and words made only of invisible characters (zero-width space, soft hyphen,
+/// byte-order mark) were encoded as if empty words were words.
+#[tokio::test]
+async fn limits_and_unread_bodies_are_answered_at_once_and_plainly() {
+    let mut opts = options(Some("s3cret"));
+    opts.limits.max_k = 5;
+    let (app, _) = app_with(opts);
+    let send = |auth: bool, method: &str, uri: &str, length: &str, body: &str| {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-length", length);
+        if auth {
+            req = req.header("authorization", "Bearer s3cret");
+        }
+        let req = req.body(Body::from(body.to_string())).unwrap();
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    let close =
+        |r: &axum::response::Response| r.headers().get("connection").is_some_and(|v| v == "close");
+    let big = send(true, "POST", "/v1/query", "100000000", "{\"pair\":[").await;
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(close(&big));
+    let body = r#"{"pair":["paris","france"]}"#;
+    let len = body.len().to_string();
+    let refused = send(false, "POST", "/v1/query", &len, body).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(close(&refused));
+    let not_allowed = send(true, "POST", "/v1/health", &len, body).await;
+    assert_eq!(not_allowed.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(close(&not_allowed));
+    let ok = send(true, "POST", "/v1/query", &len, body).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(!close(&ok));
+    let answer: Value =
+        serde_json::from_slice(&ok.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(answer["results"].as_array().unwrap().len(), 5);
+    for word in ["\u{200b}", "\u{00ad}", "\u{feff}", "\u{2060}"] {
+        let body = json!({"pair": [word, "dog"]}).to_string();
+        let r = send(true, "POST", "/v1/query", &body.len().to_string(), &body).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{word:?}");
+    }
+}
+
+/// A client that sends requests and never reads the answers held its connection for as long
+/// as it lived, and SIGTERM then never finished. Writes now wait at most the request time
+/// limit, and the shutdown is bounded by it too.
+#[cfg(unix)]
+#[test]
+fn a_client_that_never_reads_does_not_hold_the_server() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--timeout-ms",
+            "1000",
+            "--index",
+        ])
+        .arg(index())
+        .env("RELBERT_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0);
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("relbert serve: listening on http://")
+        {
+            break a.to_string();
+        }
+    };
+    let conn = std::net::TcpStream::connect(&addr).unwrap();
+    // Requests for the largest answer, written from a thread (the server stops reading
+    // once its writes block); this side never reads.
+    let mut writer = conn.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..5000 {
+            if writer
+                .write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the server was still running 20 s after SIGTERM, held by a client that reads nothing"
+    );
 }

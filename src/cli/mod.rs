@@ -165,6 +165,15 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// A count that must be at least 1 (a server limit of 0 refused every request).
+pub(crate) fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A directory an output is written as (an index, a model): `DIR/` and `DIR/.` name `DIR`
 /// itself. Without this the lock, temporary and partial names (made from the last component)
 /// and the final rename (made from the path as given) disagreed, so a build finished all its

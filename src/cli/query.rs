@@ -335,8 +335,9 @@ pub fn run(a: QueryArgs) -> Result<()> {
         [x, y] => {
             let (x, y) = (x.trim(), y.trim());
             anyhow::ensure!(
-                !x.is_empty() && !y.is_empty(),
-                "invalid value for [A B]: a word of the query pair is empty ({:?} {:?})",
+                !relbert::pairs::blank_word(x) && !relbert::pairs::blank_word(y),
+                "invalid value for [A B]: a word of the query pair is empty, or only invisible \
+                 characters ({:?} {:?})",
                 a.pair[0],
                 a.pair[1]
             );

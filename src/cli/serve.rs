@@ -39,25 +39,25 @@ pub struct ServeArgs {
     #[arg(long, env = "RELBERT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Most pairs per encoder forward pass.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::positive)]
     max_batch: usize,
     /// Most padded tokens per encoder forward pass.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = super::positive)]
     max_batch_tokens: usize,
     /// Longest a pair waits for others to share its forward pass, in milliseconds.
     #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
     /// Most pairs waiting for the encoder before requests get 503.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = super::positive)]
     queue: usize,
     /// Largest request body in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024, value_parser = super::positive)]
     max_body: usize,
     /// Largest k a query may ask for.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::positive)]
     max_k: usize,
     /// Most pairs in one batch request.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::positive)]
     max_pairs: usize,
     /// Request time limit in milliseconds (504 past it).
     #[arg(long, default_value_t = 10_000)]
@@ -91,7 +91,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     // Every pair of a request is queued at once, so a queue shorter than the largest batch
     // request would answer such a request "busy" on an idle server.
     anyhow::ensure!(
-        a.queue >= a.max_pairs.max(1),
+        a.queue >= a.max_pairs,
         "invalid value for --queue: {} is less than --max-pairs {} (a batch request's pairs \
          are queued together, so one could never fit)",
         a.queue,

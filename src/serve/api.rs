@@ -68,6 +68,11 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        // Busy or still loading: a client may try again shortly.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         r
     }
 }
@@ -95,21 +100,40 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Unknown paths: a JSON 404, counted and logged as the routes' answers are (`track` wraps
 /// the routes only, not the fallback).
 async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let response = ApiError::new(
+    let started = Instant::now();
+    let mut response = ApiError::new(
         StatusCode::NOT_FOUND,
         "no such endpoint; see /v1/openapi.json",
     )
     .into_response();
     let path: String = req.uri().path().chars().take(200).collect();
+    if has_body(&req) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     record(
         &state,
         "other",
         req.method(),
         &path,
         &response,
-        Duration::ZERO,
+        started.elapsed(),
     );
     response
+}
+
+/// Whether `req` announces a body (a length above 0, or chunks). An answer given without
+/// reading it (401, 404, 405, 413) ends the connection and says so (`Connection: close`):
+/// hyper closed such connections without saying it, so a client's next request on the same
+/// connection failed with a broken pipe.
+fn has_body(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// Counts an answer in the metrics and writes its access-log line.
@@ -170,10 +194,29 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())),
         _ => true,
     };
+    // A body announced larger than the limit is refused before it is sent (the client may
+    // be waiting on `Expect: 100-continue`), not after it has been read or timed out.
+    let too_long = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > state.limits.max_body_bytes as u64);
+    let body_unread = !authorised || too_long.is_some();
+    let announced_body = has_body(&req);
     let response = if !authorised {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "this server needs a bearer token: Authorization: Bearer <token>",
+        )
+        .into_response()
+    } else if let Some(n) = too_long {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is {n} bytes; the limit is {} bytes",
+                state.limits.max_body_bytes
+            ),
         )
         .into_response()
     } else {
@@ -191,7 +234,8 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         }
     };
     // The router's own 405 has an empty body; errors are JSON (its Allow header is kept).
-    let response = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+    let not_allowed = response.status() == StatusCode::METHOD_NOT_ALLOWED;
+    let mut response = if not_allowed {
         let allow = response.headers().get(header::ALLOW).cloned();
         let mut r = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -205,6 +249,11 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     } else {
         response
     };
+    if announced_body && (body_unread || not_allowed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     record(
         &state,
         &endpoint,
@@ -297,8 +346,10 @@ impl PairInput {
             })?,
         };
         for w in [&a, &b] {
-            if w.is_empty() {
-                return Err(ApiError::bad(format!("{what}: a word is empty")));
+            if crate::pairs::blank_word(w) {
+                return Err(ApiError::bad(format!(
+                    "{what}: a word is empty (or only invisible characters)"
+                )));
             }
             if w.chars().count() > max_chars {
                 return Err(ApiError::bad(format!(
@@ -358,7 +409,8 @@ async fn query(
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> ApiResult {
     let loaded = &loaded(&state)?;
-    let k = req.k.unwrap_or(10);
+    // The default answers within the server's own limit.
+    let k = req.k.unwrap_or(10.min(state.limits.max_k));
     if k == 0 || k > state.limits.max_k {
         return Err(ApiError::bad(format!(
             "k must be between 1 and {}",

@@ -53,9 +53,10 @@ impl Metrics {
         let mut registry = Registry::with_prefix("relbert");
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<RequestLabels, Counter>::default();
-        // 100 µs to ~6.5 s.
+        // 100 µs to ~26 s: above the default 10 s request limit, so a timed-out request
+        // lands in a finite bucket, not only in +Inf.
         let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+            Histogram::new(exponential_buckets(0.0001, 2.0, 19))
         });
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 8));
         let forward = Histogram::new(exponential_buckets(0.001, 2.0, 14));
@@ -84,7 +85,7 @@ impl Metrics {
         );
         registry.register(
             "encoder_queue_depth",
-            "Pairs waiting for the encoder when a batch was formed",
+            "Pairs waiting for the encoder, as of the last scrape of /v1/metrics or the last batch formed",
             queue_depth.clone(),
         );
         registry.register(

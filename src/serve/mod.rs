@@ -477,7 +477,13 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
     });
     let header_timeout = Duration::from_millis(opts.limits.header_timeout_ms.max(1));
     let app = api::router(state);
-    let server = serve_connections(listener, app, header_timeout, shutdown_signal());
+    let server = serve_connections(
+        listener,
+        app,
+        header_timeout,
+        timeout_of(&opts.limits),
+        shutdown_signal(),
+    );
     // A model that cannot be loaded ends the server: it could never become ready.
     tokio::select! {
         () = server => Ok(()),
@@ -489,10 +495,16 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
 /// `shutdown` resolves; then stops accepting, asks every connection to finish the request
 /// it is on and close, and returns once all have. A connection that does not send a
 /// request's headers within `header_timeout` of the server waiting for them is closed.
+///
+/// `limit` (the request time limit) bounds two waits no header timeout covers: a write the
+/// client does not read (a client that sends requests and never reads the answers held its
+/// connection, and the shutdown, for as long as it lived), and the shutdown itself: past it,
+/// or at a second SIGTERM or Ctrl-C, connections still open are dropped.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     header_timeout: Duration,
+    limit: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     // Connections hold `open` receivers; `closed()` resolves once every one is dropped.
@@ -520,7 +532,7 @@ async fn serve_connections(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(WriteDeadline::new(stream, limit)), service);
             tokio::pin!(conn);
             let mut stopping = false;
             loop {
@@ -545,7 +557,125 @@ async fn serve_connections(
     drop(listener);
     let _ = stop_tx.send(true);
     drop(open_rx);
-    open_tx.closed().await;
+    // A connection still sending a request's headers is only closed at the header timeout
+    // (30 s by default); the shutdown waits for requests in flight, not for that.
+    let grace = limit + Duration::from_secs(1);
+    tokio::select! {
+        () = open_tx.closed() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(
+                "{} connection(s) still open {:.0} s after the shutdown began; closing them",
+                open_tx.receiver_count(),
+                grace.as_secs_f64()
+            );
+        }
+        () = shutdown_signal() => {
+            tracing::warn!("a second signal: closing {} open connection(s)", open_tx.receiver_count());
+        }
+    }
+}
+
+/// A connection's stream whose writes may wait at most `limit` for the client to read: past
+/// it the write fails and the connection is closed (hyper has a timer for reading headers,
+/// none for writing).
+struct WriteDeadline<T> {
+    io: T,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// A write's outcome: done (the deadline is cleared) or pending ([`Self::pending`]).
+    fn settle<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        if polled.is_pending() {
+            return self.pending(cx);
+        }
+        self.stalled = None;
+        polled
+    }
+
+    /// A write is pending: starts the deadline if it is not running, and fails once it
+    /// passed.
+    fn pending<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", limit.as_millis()),
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.settle(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.settle(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.settle(cx, polled)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// The request time limit as a `Duration`.

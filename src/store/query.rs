@@ -53,7 +53,8 @@ pub fn parse_query_line(line: &str) -> Option<(String, String)> {
     let line = line.trim_end_matches(['\r', '\n']);
     let two = |a: &str, b: &str| {
         let (a, b) = (a.trim(), b.trim());
-        (!a.is_empty() && !b.is_empty()).then(|| (a.to_string(), b.to_string()))
+        (!crate::pairs::blank_word(a) && !crate::pairs::blank_word(b))
+            .then(|| (a.to_string(), b.to_string()))
     };
     if let Some((a, b)) = line.split_once('\t') {
         return if b.contains('\t') { None } else { two(a, b) };
