@@ -285,18 +285,22 @@ fn stdin_queries_line_up_with_their_input() {
     input.extend_from_slice(b"bad \xff\xfe line\n");
     input.extend_from_slice(b"just-one\n");
     input.extend_from_slice(b"dog:puppy\n");
+    // A pair file's line: its label is not part of the query (it was refused).
+    input.extend_from_slice(b"cat\tkitten\tyoung\n");
     let a = relbert()
         .args(["query", "--json", "-k", "3", "--index"])
         .arg(&out)
         .write_stdin(input)
         .assert()
-        .success();
+        // Two lines could not be answered: the stream goes on, and the status says so.
+        .code(1)
+        .stderr(predicate::str::contains("2 of 5 query lines"));
     let text = String::from_utf8(a.get_output().stdout.clone()).unwrap();
     let docs: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(docs.len(), 6, "{text}");
+    assert_eq!(docs.len(), 7, "{text}");
     for (i, d) in docs.iter().enumerate() {
         assert_eq!(d["line"], i + 1, "{d}");
     }
@@ -310,6 +314,8 @@ fn stdin_queries_line_up_with_their_input() {
     assert!(docs[4]["error"].is_string());
     assert_eq!(docs[4]["query"], serde_json::Value::Null);
     assert_eq!(docs[5]["query"], serde_json::json!(["dog", "puppy"]));
+    assert_eq!(docs[6]["query"], serde_json::json!(["cat", "kitten"]));
+    assert_eq!(docs[6]["source"], "index");
 }
 
 #[test]
@@ -745,4 +751,38 @@ fn index_info_names_a_partial_build() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("unfinished build"));
+}
+
+/// The place a stale default index is set aside was made with `with_extension`: with
+/// `$RELBERT_INDEX` at `cache.stale` it was the index itself, and a model change removed the
+/// index and then failed; `cache.v1` and `cache.v2` shared `cache.stale`. It is now the whole
+/// name with `.stale` appended.
+#[test]
+fn a_stale_default_index_is_set_aside_beside_its_whole_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab");
+    std::fs::create_dir(&vocab).unwrap();
+    pair_file(&vocab, "pairs.tsv");
+    let bert = fixture("tiny-bert");
+    let offset = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.5));
+    for name in ["cache.stale", "cache.v1"] {
+        let index = dir.path().join(name);
+        for model in [&bert, &offset] {
+            relbert()
+                .env("RELBERT_VOCAB", &vocab)
+                .env("RELBERT_INDEX", &index)
+                .env("RELBERT_MODEL", model)
+                .args(["query", "--json", "paris", "france"])
+                .assert()
+                .success();
+        }
+        assert!(index.join("meta").is_file(), "{name}");
+        assert!(
+            dir.path()
+                .join(format!("{name}.stale"))
+                .join("meta")
+                .is_file(),
+            "{name}"
+        );
+    }
 }

@@ -186,7 +186,13 @@ fn is_default_cache(dir: &Path) -> Result<bool> {
 /// encoding everything anew. A missing index is built at `dtype`. An index at `$RELBERT_INDEX`
 /// that is not the cache ([`is_default_cache`]) is used as it is, with its own model.
 fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<()> {
-    let aside = dir.with_extension("stale");
+    // `.stale` appended to the whole name: with_extension replaced an extension, so
+    // `cache.v1` and `cache.v2` shared one place aside, and `cache.stale` was its own.
+    let aside = {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".stale");
+        PathBuf::from(name)
+    };
     let usable = |d: &Path| d.join("meta").is_file() && matches!(judge_default_index(d), Ok(None));
     if dir.join("meta").is_file() {
         let judged = judge_default_index(dir);
@@ -307,19 +313,20 @@ fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
         println!("  (no results)");
         return;
     }
-    let w = hits
+    // Padded by the columns a terminal gives each character (wide CJK and emoji take two,
+    // combining marks none), not by characters, so the scores line up.
+    use unicode_width::UnicodeWidthStr;
+    let pairs: Vec<String> = hits
         .iter()
-        .map(|h| h.pair[0].chars().count() + h.pair[1].chars().count() + 3)
-        .max()
-        .unwrap_or(4)
-        .max(4);
+        .map(|h| format!("{} : {}", h.pair[0], h.pair[1]))
+        .collect();
+    let w = pairs.iter().map(|p| p.width()).max().unwrap_or(4).max(4);
     println!("  {:>3}  {:<w$}  {:>6}  label", "#", "pair", "score");
-    for (i, h) in hits.iter().enumerate() {
-        let pair = format!("{} : {}", h.pair[0], h.pair[1]);
+    for (i, (h, pair)) in hits.iter().zip(&pairs).enumerate() {
+        let pad = " ".repeat(w - pair.width());
         println!(
-            "  {:>3}  {:<w$}  {:>6.3}  {}",
+            "  {:>3}  {pair}{pad}  {:>6.3}  {}",
             i + 1,
-            pair,
             h.score,
             h.label.as_deref().unwrap_or("")
         );
@@ -407,6 +414,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let mut input = stdin.lock();
     let mut buf = Vec::new();
     let mut lineno = 0usize;
+    // Lines asked and lines that could not be answered, for the exit status.
+    let (mut asked, mut failed) = (0usize, 0usize);
     loop {
         if interactive {
             eprint!("> ");
@@ -477,6 +486,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 }
             }
         };
+        asked += 1;
+        failed += usize::from(record.is_err());
         match record {
             Ok((x, y, (hits, source))) => {
                 if a.json {
@@ -497,5 +508,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
         }
         out.flush()?;
     }
+    // Every line got its answer or its error above; the status tells a script whether all
+    // were answered.
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {asked} query lines could not be answered (each is named above)"
+    );
     Ok(())
 }

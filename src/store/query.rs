@@ -56,8 +56,15 @@ pub fn parse_query_line(line: &str) -> Option<(String, String)> {
         (!crate::pairs::blank_word(a) && !crate::pairs::blank_word(b))
             .then(|| (a.to_string(), b.to_string()))
     };
-    if let Some((a, b)) = line.split_once('\t') {
-        return if b.contains('\t') { None } else { two(a, b) };
+    if let Some((a, rest)) = line.split_once('\t') {
+        // A pair file's line (head<TAB>tail<TAB>label) reads as its pair: the label is not
+        // part of the query.
+        let b = rest.split_once('\t').map_or(rest, |(b, _label)| b);
+        return if rest.matches('\t').count() > 1 {
+            None
+        } else {
+            two(a, b)
+        };
     }
     if let Some((a, b)) = line.split_once(':') {
         return if b.contains(':') { None } else { two(a, b) };
