@@ -235,13 +235,18 @@ pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
 /// (`<out_dir>.partial/input.spool`; see [`IndexBuilder::spool_path`]).
 pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
     let partial = partial_dir(out_dir)?.join(SPOOL);
-    // Killed between publishing and removing it, the spool is in the published index.
-    let published = out_dir.join(SPOOL);
+    let published = published_spool(out_dir);
     Ok(if !partial.exists() && published.is_file() {
         published
     } else {
         partial
     })
+}
+
+/// Where a build or add killed between publishing `out_dir` and removing its input spool
+/// left the spool: inside the published index.
+pub fn published_spool(out_dir: &Path) -> PathBuf {
+    out_dir.join(SPOOL)
 }
 
 fn open_rw(path: &Path) -> Result<File> {
@@ -1084,7 +1089,7 @@ impl IndexBuilder {
         // before that leaves it in the published index (see [`input_spool`]), where a rerun
         // finds it, since a partial without a checkpoint is discarded.
         publish(&self.partial, &self.out_dir)?;
-        let spool = self.out_dir.join(SPOOL);
+        let spool = published_spool(&self.out_dir);
         if spool.exists() {
             std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
         }

@@ -92,8 +92,8 @@ pub mod staged;
 pub mod synthetic;
 
 pub use build::{
-    discard_partial, input_spool, partial_dir, recognise_index, recognise_partial, swap_dirs,
-    ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
+    discard_partial, input_spool, partial_dir, published_spool, recognise_index, recognise_partial,
+    swap_dirs, ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
 };
 pub use error::{IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};

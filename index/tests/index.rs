@@ -988,8 +988,7 @@ fn opening_during_publications_sees_one_index_whole() {
         })
     };
     let (mut opened, mut failed) = (0, Vec::new());
-    let t = std::time::Instant::now();
-    while opened + failed.len() < 2000 && t.elapsed() < std::time::Duration::from_secs(5) {
+    while opened + failed.len() < 2000 {
         match Index::open(&a) {
             Ok(idx) => {
                 assert!(ids.contains(&idx.id()));

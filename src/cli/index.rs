@@ -155,13 +155,26 @@ pub struct InfoArgs {
 /// Reads several pair files into one list (each record keeps its own line number); `-` is
 /// standard input (`<stdin>` in messages), which can be read once.
 pub fn read_all(files: &[PathBuf]) -> Result<Vec<PairRecord>> {
+    read_all_with(files, None)
+}
+
+/// [`read_all`], with standard input's records already read (`stdin`) put where `-` is.
+fn read_all_with(files: &[PathBuf], mut stdin: Option<Vec<PairRecord>>) -> Result<Vec<PairRecord>> {
     anyhow::ensure!(
         files.iter().filter(|f| f.as_os_str() == "-").count() <= 1,
         "invalid value for --pairs: `-` (standard input) can be given once"
     );
     let mut out = Vec::new();
     for f in files {
-        out.extend(read_pairs(f)?);
+        let given = if f.as_os_str() == "-" {
+            stdin.take()
+        } else {
+            None
+        };
+        match given {
+            Some(records) => out.extend(records),
+            None => out.extend(read_pairs(f)?),
+        }
     }
     anyhow::ensure!(
         !out.is_empty(),
@@ -184,10 +197,6 @@ pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, boo
     if !stdin {
         return Ok((read_all(files)?, false));
     }
-    anyhow::ensure!(
-        files.iter().filter(|f| f.as_os_str() == "-").count() == 1,
-        "invalid value for --pairs: `-` (standard input) can be given once"
-    );
     let from_stdin = read_pairs(Path::new("-"))?;
     if from_stdin.is_empty() {
         if let Some(records) = spooled_records(out)? {
@@ -204,26 +213,7 @@ pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, boo
             );
         }
     }
-    // In the order given, standard input where `-` is.
-    let mut stdin_records = Some(from_stdin);
-    let mut records = Vec::new();
-    for f in files {
-        if f.as_os_str() == "-" {
-            records.extend(stdin_records.take().unwrap_or_default());
-        } else {
-            records.extend(read_pairs(f)?);
-        }
-    }
-    anyhow::ensure!(
-        !records.is_empty(),
-        "no pairs in {}",
-        files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok((records, true))
+    Ok((read_all_with(files, Some(from_stdin))?, true))
 }
 
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
@@ -548,7 +538,7 @@ fn add(mut a: AddArgs) -> Result<()> {
     if found.records.is_empty() {
         // A copy of standard input that an add killed right after publishing left in the
         // index (its pairs are all in now: that is why nothing is new).
-        let published_spool = a.index.join("input.spool");
+        let published_spool = relbert_index::published_spool(&a.index);
         if !spool && published_spool.is_file() {
             std::fs::remove_file(&published_spool)
                 .with_context(|| format!("removing {}", published_spool.display()))?;
