@@ -786,3 +786,91 @@ fn a_stale_default_index_is_set_aside_beside_its_whole_name() {
         );
     }
 }
+
+/// The tiny fixture model with an uncased, accent-stripping tokenizer (as the default
+/// model's): "Café" and "cafe" are one token sequence to it, so one vector.
+fn uncased_tiny(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny-uncased");
+    std::fs::create_dir_all(&model).unwrap();
+    for e in std::fs::read_dir(fixture("tiny-bert")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    let path = model.join("tokenizer.json");
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    t["normalizer"]["lowercase"] = serde_json::json!(true);
+    t["normalizer"]["strip_accents"] = serde_json::Value::Null;
+    std::fs::write(&path, t.to_string()).unwrap();
+    model
+}
+
+/// The results' pairs of one `relbert query --json` of `query` (extra flags in `extra`).
+fn result_pairs(index: &Path, query: [&str; 2], extra: &[&str]) -> Vec<[String; 2]> {
+    let out = relbert()
+        .args(["query", "--json", "--exact", "-k", "40", "--index"])
+        .arg(index)
+        .args(extra)
+        .arg(query[0])
+        .arg(query[1])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| serde_json::from_value(h["pair"].clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_query_pair_is_not_its_own_result_in_another_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = pairs_text();
+    // Stored spellings: lower case, precomposed accents (NFC).
+    text.push_str("café\tcrème\tfood\nécole\télève\tschool\n");
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(&pairs, &text).unwrap();
+    let has = |hits: &[[String; 2]], a: &str, b: &str| hits.iter().any(|h| h[0] == a && h[1] == b);
+
+    // A cased model: another case of the stored pair is the same pair, with or without the
+    // shared-word filter; NFD is the same spelling as NFC.
+    let cased = dir.path().join("cased");
+    build(&pairs, &cased, &[]).success();
+    let hits = result_pairs(&cased, ["Paris", "FRANCE"], &["--keep-shared-words"]);
+    assert!(!has(&hits, "paris", "france"), "{hits:?}");
+    assert!(has(&hits, "paris", "japan"), "the filter is off: {hits:?}");
+    let nfd = ["e\u{301}cole", "e\u{301}le\u{300}ve"];
+    let hits = result_pairs(&cased, nfd, &[]);
+    assert!(!has(&hits, "école", "élève"), "{hits:?}");
+    // ... and shares its words with it: "élève" typed decomposed is the stored "élève".
+    let hits = result_pairs(&cased, ["e\u{301}cole", "x"], &[]);
+    assert!(!has(&hits, "école", "élève"), "{hits:?}");
+
+    // An uncased, accent-stripping model: the unaccented spelling is the stored pair to the
+    // model (one vector), so it is not a result either (it came back first at 1.000).
+    let model = uncased_tiny(dir.path());
+    let uncased = dir.path().join("uncased");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&uncased)
+        .assert()
+        .success();
+    let hits = result_pairs(&uncased, ["cafe", "creme"], &[]);
+    assert!(!has(&hits, "café", "crème"), "{hits:?}");
+    assert_eq!(
+        hits.len(),
+        40.min(text.lines().count() - 1),
+        "refilled to k: {hits:?}"
+    );
+}

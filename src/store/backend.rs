@@ -12,7 +12,7 @@ use std::path::Path;
 use relbert_index::{EncoderInfo, Index};
 
 use crate::error::Result;
-use crate::query::{shares_word, QueryHit};
+use crate::query::{fold_word, shares_word, QueryHit};
 
 /// One nearest-neighbour search.
 #[derive(Debug, Clone)]
@@ -25,7 +25,8 @@ pub struct SearchRequest<'a> {
     pub ef: usize,
     /// A pair never returned (the query pair itself).
     pub exclude_pair: Option<(&'a str, &'a str)>,
-    /// Lower-cased words: pairs holding any of them are not returned (empty: keep all).
+    /// Folded words ([`crate::query::pair_words`]): pairs holding any of them are not
+    /// returned (empty: keep all).
     pub exclude_words: &'a [String],
 }
 
@@ -126,8 +127,8 @@ pub struct WordTable {
     starts: Vec<u32>,
 }
 
-/// The hash of a word given as its lower-cased characters: [`shares_word`] compares those
-/// sequences, so equal words always hash alike.
+/// The hash of a word given as its folded characters ([`fold_word`]): [`shares_word`]
+/// compares those sequences, so equal words always hash alike.
 fn word_hash(chars: impl Iterator<Item = char>) -> u64 {
     use std::hash::Hasher;
     let mut h = rustc_hash::FxHasher::default();
@@ -146,7 +147,7 @@ impl WordTable {
             starts.push(hashes.len() as u32);
             let p = index.pair(row)?;
             for w in p.head.split_whitespace().chain(p.tail.split_whitespace()) {
-                hashes.push(word_hash(w.chars().flat_map(char::to_lowercase)));
+                hashes.push(word_hash(fold_word(w)));
             }
         }
         starts.push(hashes.len() as u32);

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use relbert_index::Index;
 use serde::Serialize;
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
 use crate::indexing::{built_dtype, dtype_note, encoder_info, pair_function, same_function};
@@ -185,31 +187,117 @@ pub fn index_encoder(
     store_encoder(&index.meta().encoder, index.dir(), model_dir, None, opts)
 }
 
-/// Lower-cases character by character, as [`shares_word`] compares: `str::to_lowercase`
-/// lowers a word-final capital sigma to `ς` where `char::to_lowercase` gives `σ`, so the two
-/// would disagree on upper-case Greek words.
-fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split_whitespace()
-        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
+/// A word as queries compare words: lower-cased, in canonical decomposition (NFD). So
+/// "École" typed precomposed (NFC, as most keyboards and files give it) or decomposed (NFD,
+/// as macOS file names and some text tools give it) and "école" are one word, as they are
+/// one spelling to a reader. Lower-cases character by character: `str::to_lowercase` lowers
+/// a word-final capital sigma to `ς` where `char::to_lowercase` gives `σ`, so two spellings
+/// of one upper-case Greek word would otherwise disagree. Accents are kept: "resume" and
+/// "résumé" are two words (see [`SpellingKey`] for where they count as one).
+pub fn fold_word(w: &str) -> impl Iterator<Item = char> + '_ {
+    w.chars().nfd().flat_map(char::to_lowercase).nfd()
 }
 
-/// The lower-cased words of a pair (multi-word terms split on spaces): two pairs "share a
-/// word", and a query leaves a result out, when these overlap.
+fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split_whitespace().map(|w| fold_word(w).collect())
+}
+
+/// The words of a pair as [`fold_word`] gives them (multi-word terms split on spaces): two
+/// pairs "share a word", and a query leaves a result out, when these overlap.
 pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = String> + 'a {
     words_of(head).chain(words_of(tail))
 }
 
-/// Whether (head, tail) has a word of `query_words` (lower-cased, from [`pair_words`]).
-/// Compares lower-cased characters as they stream instead of allocating each word: the
-/// search calls it for every candidate it visits.
+/// `words` (from [`pair_words`]) plus each one's precomposed (NFC) form where it differs,
+/// without repeats: the `words` a Qdrant point carries and a query to Qdrant matches.
+/// Collections written before words were decomposed hold the lower-cased NFC form of most
+/// text; matching either form keeps their filter working.
+pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
+    let mut out = words.clone();
+    for w in words {
+        let c: String = w.nfc().collect();
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether (head, tail) has a word of `query_words` (from [`pair_words`]). Compares folded
+/// characters as they stream instead of allocating each word: the search calls it for every
+/// candidate it visits.
 pub fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
     head.split_whitespace()
         .chain(tail.split_whitespace())
-        .any(|w| {
-            query_words
-                .iter()
-                .any(|q| w.chars().flat_map(char::to_lowercase).eq(q.chars()))
-        })
+        .any(|w| query_words.iter().any(|q| fold_word(w).eq(q.chars())))
+}
+
+/// A score at or above which two spellings of a pair that differ only by accents count as
+/// one pair: the model gives them one vector (an uncased BERT strips accents before its
+/// vocabulary), up to rounding in the stored number format. Spellings whose vectors differ
+/// by more than rounding are two pairs to the model, and results like any other.
+const SAME_VECTOR: f32 = 0.999;
+
+/// A query pair's spellings, to leave the pair itself out of its own results in every form
+/// it may be stored in, not only the exact one (which the store leaves out by itself).
+///
+/// Two spellings are one pair when their words are equal after [`fold_word`] (case and
+/// Unicode normal form) and runs of spaces: "Paris : France" asked with
+/// `--keep-shared-words` of an index that stores "paris : france", or NFD against NFC.
+/// When the words differ only by accents ("cafe : creme" and "café : crème"), they are one
+/// pair only when the model gives them one vector (score ≥ 0.999): an uncased model strips
+/// accents, so the stored spelling came back as the query's first result at score 1.000;
+/// a cased or accent-aware model tells them apart, and then the other spelling is a result
+/// like any other ("ano" and "año" are two words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpellingKey {
+    folded: [String; 2],
+    bare: [String; 2],
+}
+
+impl SpellingKey {
+    /// The key of (head, tail).
+    pub fn new(head: &str, tail: &str) -> Self {
+        let folded = |t: &str| words_of(t).collect::<Vec<_>>().join(" ");
+        let bare = |f: &str| f.chars().filter(|c| !is_combining_mark(*c)).collect();
+        let folded = [folded(head), folded(tail)];
+        let bare = [bare(&folded[0]), bare(&folded[1])];
+        SpellingKey { folded, bare }
+    }
+
+    /// Whether `hit` is this pair in another spelling (see the type's docs).
+    pub fn is_same_pair(&self, hit: &QueryHit) -> bool {
+        let other = SpellingKey::new(&hit.pair[0], &hit.pair[1]);
+        other.folded == self.folded || (other.bare == self.bare && hit.score >= SAME_VECTOR)
+    }
+}
+
+/// The best `k` hits that are not the query pair in another spelling, from `search(n)`,
+/// which returns the store's best `n` hits. Asks for `k` first and for more only when some
+/// were left out (rare: the pair stored in several spellings), until `k` remain or the
+/// store has no more.
+fn without_other_spellings<H>(
+    k: usize,
+    key: &SpellingKey,
+    hit: impl Fn(&H) -> &QueryHit,
+    mut search: impl FnMut(usize) -> Result<Vec<H>>,
+) -> Result<Vec<H>> {
+    let mut want = k;
+    loop {
+        let hits = search(want)?;
+        let got = hits.len();
+        let mut kept: Vec<H> = hits
+            .into_iter()
+            .filter(|h| !key.is_same_pair(hit(h)))
+            .collect();
+        let left_out = got - kept.len();
+        // Fewer than asked: the store has no more.
+        if kept.len() >= k || got < want || k + left_out <= want {
+            kept.truncate(k);
+            return Ok(kept);
+        }
+        want = k + left_out;
+    }
 }
 
 /// The words results must not share with (a, b): none when `keep_shared_words`.
@@ -407,8 +495,17 @@ impl QueryEngine {
     ) -> Result<Vec<QueryHit>> {
         let query_words = excluded_words(a, b, opts);
         let exclude = (source == Source::Index).then_some((a, b));
-        let req = search_request(opts, exclude, &query_words);
-        self.store.search(v, &req)
+        let key = SpellingKey::new(a, b);
+        without_other_spellings(
+            opts.k,
+            &key,
+            |h| h,
+            |k| {
+                let req =
+                    search_request(&QueryOptions { k, ..opts.clone() }, exclude, &query_words);
+                self.store.search(v, &req)
+            },
+        )
     }
 
     /// The search half of [`Self::query`], for a vector already in hand: `v` is (a, b)'s
@@ -426,8 +523,17 @@ impl QueryEngine {
         words: Option<&WordTable>,
     ) -> Result<Vec<(usize, QueryHit)>> {
         let query_words = excluded_words(a, b, opts);
-        let req = search_request(opts, None, &query_words);
-        search_local(self.local()?, v, &req, self_row, words)
+        let index = self.local()?;
+        let key = SpellingKey::new(a, b);
+        without_other_spellings(
+            opts.k,
+            &key,
+            |(_, h)| h,
+            |k| {
+                let req = search_request(&QueryOptions { k, ..opts.clone() }, None, &query_words);
+                search_local(index, v, &req, self_row, words)
+            },
+        )
     }
 }
 
@@ -460,5 +566,58 @@ mod tests {
         let q: Vec<String> = pair_words("ΟΔΟΣ", "πόλη").collect();
         assert!(shares_word(&q, "ΟΔΟΣ", "χώρα"));
         assert!(shares_word(&q, "οδοσ", "χώρα"));
+    }
+
+    #[test]
+    fn spellings_of_one_pair() {
+        let hit = |a: &str, b: &str, score: f32| QueryHit {
+            pair: [a.into(), b.into()],
+            score,
+            label: None,
+        };
+        // NFD against NFC, and case: one word, one pair, at any score.
+        let q: Vec<String> = pair_words("e\u{301}cole", "x").collect();
+        assert!(shares_word(&q, "ÉCOLE", "y"));
+        let key = SpellingKey::new("E\u{301}cole", "New  York");
+        assert!(key.is_same_pair(&hit("école", "new york", 0.2)));
+        assert!(!key.is_same_pair(&hit("école", "york", 1.0)));
+        // Accents only: one pair when the model gives it the query's vector.
+        let key = SpellingKey::new("cafe", "creme");
+        assert!(key.is_same_pair(&hit("café", "crème", 0.9999)));
+        assert!(!key.is_same_pair(&hit("café", "crème", 0.95)));
+        // Qdrant points carry the NFC form too, as collections written before held.
+        assert_eq!(
+            with_nfc_forms(pair_words("É", "b").collect()),
+            vec!["e\u{301}".to_string(), "b".into(), "é".into()]
+        );
+    }
+
+    #[test]
+    fn other_spellings_are_replaced_by_the_next_hits() {
+        let all = [
+            ("paris", "france", 1.0),
+            ("Paris", "France", 0.99),
+            ("rome", "italy", 0.9),
+        ];
+        let hits = |n: usize| -> Result<Vec<QueryHit>> {
+            Ok(all
+                .iter()
+                .take(n)
+                .map(|(a, b, s)| QueryHit {
+                    pair: [a.to_string(), b.to_string()],
+                    score: *s,
+                    label: None,
+                })
+                .collect())
+        };
+        let key = SpellingKey::new("PARIS", "FRANCE");
+        let got = without_other_spellings(2, &key, |h| h, hits).unwrap();
+        assert_eq!(got.len(), 1, "the store has one other pair");
+        assert_eq!(got[0].pair[0], "rome");
+        let key = SpellingKey::new("oslo", "norway");
+        assert_eq!(
+            without_other_spellings(2, &key, |h| h, hits).unwrap().len(),
+            2
+        );
     }
 }

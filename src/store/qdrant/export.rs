@@ -49,7 +49,7 @@ use super::{
 use crate::error::Result;
 use crate::indexing::{encode_into, encoder_info, same_function};
 use crate::pairs::{records_identity, PairRecord};
-use crate::query::pair_words;
+use crate::query::{pair_words, with_nfc_forms};
 use crate::relation::RelationEncoder;
 
 /// How often a load records its checkpoint in the collection's metadata.
@@ -121,8 +121,10 @@ pub fn to_point(p: PairPoint<'_>) -> PointStruct {
     if let Some(l) = p.label {
         payload.insert("label", l);
     }
-    let words: Vec<String> = pair_words(p.head, p.tail).collect();
-    payload.insert("words", words);
+    payload.insert(
+        "words",
+        with_nfc_forms(pair_words(p.head, p.tail).collect()),
+    );
     PointStruct::new(point_id(p.head, p.tail), p.vector, payload)
 }
 

@@ -10,9 +10,10 @@
 //! **Layout.** One point per pair. Its id is a UUID made from the SHA-256 of the pair
 //! ([`point_id`]), so writing a pair twice overwrites the same point: a rerun or a resumed
 //! export neither duplicates nor loses pairs. Its payload holds `head`, `tail`, `label` (when
-//! there is one) and `words`, the lower-cased words of both terms with a keyword index, so
-//! "leave out pairs that share a word with the query" is a server-side filter and the results
-//! match a local index's.
+//! there is one) and `words`, the words of both terms as queries compare them (lower-cased,
+//! decomposed: [`crate::query::fold_word`], plus each one's precomposed form, which is what
+//! collections written before held) with a keyword index, so "leave out pairs that share a
+//! word with the query" is a server-side filter and the results match a local index's.
 //!
 //! **Encoder identity.** Qdrant 1.16 and later keep free-form metadata per collection; the
 //! encoder identity, the vector width and the source go there under the key `relbert` as one
@@ -51,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::query::QueryHit;
+use crate::query::{with_nfc_forms, QueryHit};
 use crate::store::backend::{RelationStore, SearchRequest};
 
 /// Environment variable with the Qdrant gRPC URL(s) when `--qdrant` is not given.
@@ -898,7 +899,10 @@ impl RelationStore for QdrantStore {
             must_not.push(Condition::has_id([point_id(a, b)]));
         }
         if !req.exclude_words.is_empty() {
-            must_not.push(Condition::matches("words", req.exclude_words.to_vec()));
+            must_not.push(Condition::matches(
+                "words",
+                with_nfc_forms(req.exclude_words.to_vec()),
+            ));
         }
         let filter = Filter::must_not(must_not);
         let params = settings::search_params(req.exact, req.ef.max(req.k));
