@@ -16,13 +16,48 @@ use crate::relation::RelationEncoder;
 /// Pairs encoded per chunk; bounds memory while leaving room for length-sorted batches.
 pub const CHUNK: usize = 4096;
 
-/// First line of the pair list beside an `.npy` output: says what the file is (a `#` line, so
-/// relbert's pair reader, `numpy.loadtxt` and `pandas.read_csv(comment="#")` skip it) and lets
-/// relbert recognise the file as its own.
-pub const SIDECAR_MARK: &str =
+/// How the first line of the pair list beside an `.npy` output starts ([`sidecar_mark`]).
+pub const SIDECAR_PREFIX: &str = "# relbert: row i of ";
+
+const SIDECAR_SUFFIX: &str = " is the pair on data line i";
+
+/// The first line of the pair list beside the array `array`: says what the file is (a `#`
+/// line, which relbert's pair reader skips, as `pandas.read_csv(skiprows=1)` does) and names
+/// the array, so relbert recognises the file as its own and as that array's. Two outputs
+/// can share one pair-list name (`v` and `v.npy`); the name tells whose it is.
+pub fn sidecar_mark(array: &Path) -> String {
+    let name = mark_name(array).unwrap_or_default();
+    format!("{SIDECAR_PREFIX}{name}{SIDECAR_SUFFIX}")
+}
+
+/// The array's file name as [`sidecar_mark`] writes it (control characters, which would
+/// break the line, as `?`).
+pub fn mark_name(array: &Path) -> Option<String> {
+    let name = array.file_name()?.to_string_lossy();
+    Some(
+        name.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
+}
+
+/// Whose a pair list is, from its first line: `None` if relbert did not write it,
+/// `Some(None)` if an earlier build did (its mark names no array), else the array's name.
+pub fn sidecar_owner(first_line: &str) -> Option<Option<String>> {
+    let line = first_line.trim_end_matches(['\r', '\n']);
+    if line == UNNAMED_SIDECAR_MARK || line == OLD_SIDECAR_MARK {
+        return Some(None);
+    }
+    line.strip_prefix(SIDECAR_PREFIX)?
+        .strip_suffix(SIDECAR_SUFFIX)
+        .map(|name| Some(name.to_string()))
+}
+
+/// The mark of pair lists written before marks named their array.
+pub const UNNAMED_SIDECAR_MARK: &str =
     "# relbert: row i of the .npy array beside this file is the pair on data line i";
 
-/// [`SIDECAR_MARK`] as earlier builds wrote it (naming `embed` also in the lists
+/// [`UNNAMED_SIDECAR_MARK`] as still earlier builds wrote it (naming `embed` also in the lists
 /// `index export` writes); still recognised as relbert's.
 pub const OLD_SIDECAR_MARK: &str =
     "# relbert embed: row i of the .npy array beside this file is the pair on data line i";
@@ -66,7 +101,8 @@ impl Sink {
                     .map_err(|e| Error::io(p, e))?;
                 let sidecar = pairs_sidecar(p);
                 let mut pairs = AtomicFile::create(&sidecar, true)?;
-                writeln!(pairs.writer(), "{SIDECAR_MARK}").map_err(|e| Error::io(&sidecar, e))?;
+                writeln!(pairs.writer(), "{}", sidecar_mark(p))
+                    .map_err(|e| Error::io(&sidecar, e))?;
                 Ok(Sink::Npy {
                     array,
                     pairs,
@@ -99,27 +135,42 @@ impl Sink {
             Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), head, tail, v),
             Sink::Npy { array, pairs, .. } => {
                 write_f32_row(array.writer(), v)?;
-                match label {
-                    Some(l) => writeln!(pairs.writer(), "{head}\t{tail}\t{l}"),
-                    None => writeln!(pairs.writer(), "{head}\t{tail}"),
-                }
+                // Always three columns (the label empty when there is none): readers that
+                // take the first line's width (pandas, numpy) refused a later longer line.
+                writeln!(pairs.writer(), "{head}\t{tail}\t{}", label.unwrap_or(""))
             }
         }
     }
 
-    /// Renames the finished files into place. An array and its pair list cannot be renamed
-    /// together, so the old array goes first, then the new pair list, then the new array: a
-    /// kill in between leaves no array (an incomplete output, redone by the next run), never
-    /// an array beside a pair list of other rows.
+    /// Renames the finished files into place. Both are written out and synced first, so a
+    /// full disk fails here with the old output untouched. An array and its pair list cannot
+    /// be renamed together, so the old array goes next, then the new pair list, then the new
+    /// array: a kill in between leaves no array (an incomplete output, redone by the next
+    /// run), never an array beside a pair list of other rows.
     pub fn commit(self) -> Result<()> {
         match self {
             Sink::Jsonl(None) => Ok(()),
             Sink::Jsonl(Some(f)) => f.commit(),
-            Sink::Npy { array, pairs, path } => {
-                if std::fs::symlink_metadata(&path).is_ok() {
-                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            Sink::Npy {
+                mut array,
+                mut pairs,
+                path,
+            } => {
+                let removed = array.sync().and_then(|()| pairs.sync()).and_then(|()| {
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(_) => std::fs::remove_file(&path).map_err(|e| Error::io(&path, e)),
+                        Err(_) => Ok(()),
+                    }
+                });
+                if let Err(e) = removed {
+                    array.discard();
+                    pairs.discard();
+                    return Err(e);
                 }
-                pairs.commit()?;
+                if let Err(e) = pairs.commit() {
+                    array.discard();
+                    return Err(e);
+                }
                 array.commit()
             }
         }

@@ -102,8 +102,17 @@ pub enum Error {
         /// The existing path.
         path: PathBuf,
     },
+    /// The pair list an `.npy` output would write beside it belongs to another array (two
+    /// outputs whose names differ only by `.npy`): replacing it would relabel that array's rows.
+    #[error("{path} is the pair list of {array}, another output beside it; choose another --out (an .npy output's pair list is <out without .npy>.pairs.tsv)")]
+    PairListOfAnother {
+        /// The pair list.
+        path: PathBuf,
+        /// The array it belongs to.
+        array: String,
+    },
     /// `--force` was given, but the existing output is not something relbert wrote.
-    #[error("{path} exists and is not {what} written by relbert ({why}); refusing to replace it even with --force: move it away or choose another output")]
+    #[error("{path} exists and does not look like {what} written by relbert ({why}); refusing to replace it even with --force: move it away or choose another output")]
     NotOurs {
         /// The existing path.
         path: PathBuf,

@@ -66,16 +66,33 @@ impl AtomicFile {
         &mut self.writer
     }
 
-    /// Flushes, fsyncs and renames the file into place.
-    pub fn commit(self) -> Result<()> {
-        let (target, tmp) = (self.target, self.tmp);
-        let f = self
-            .writer
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
+    /// Writes out what is buffered and fsyncs it, without renaming: a full disk shows here,
+    /// before anything of the old output is touched. Errors name the output, not the hidden
+    /// temporary file.
+    pub fn sync(&mut self) -> Result<()> {
+        self.writer
+            .flush()
+            .and_then(|()| self.writer.get_ref().sync_all())
+            .map_err(|e| Error::io(&self.target, e))
+    }
+
+    /// Flushes, fsyncs and renames the file into place; on failure the temporary file is
+    /// removed (it would hold the disk space a retry needs).
+    pub fn commit(mut self) -> Result<()> {
+        if let Err(e) = self.sync() {
+            self.discard();
+            return Err(e);
+        }
+        let AtomicFile {
+            target,
+            tmp,
+            writer,
+        } = self;
+        drop(writer);
+        std::fs::rename(&tmp, &target).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&target, e)
+        })
     }
 
     /// Removes the temporary file (a run that failed cleanly leaves nothing).
@@ -171,6 +188,18 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
         OutputKind::Npy if !head.starts_with(b"\x93NUMPY") => {
             Err(not("it does not start with the NumPy magic"))
         }
+        // Any program writes NumPy arrays; relbert's have its pair list beside them.
+        OutputKind::Npy => match sidecar_owner_of(&pairs_sidecar(path)) {
+            None => Err(not(&format!(
+                "no pair list of relbert's is beside it at {}",
+                pairs_sidecar(path).display()
+            ))),
+            Some(Some(_)) if !sidecar_is_own(path) => Err(not(&format!(
+                "the pair list beside it, {}, is another array's",
+                pairs_sidecar(path).display()
+            ))),
+            _ => Ok(()),
+        },
         OutputKind::EmbedJsonl if !head.is_empty() => {
             let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
             match serde_json::from_slice::<serde_json::Value>(first) {
@@ -179,8 +208,10 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             }
         }
         OutputKind::Sidecar
-            if !head.starts_with(crate::embed::SIDECAR_MARK.as_bytes())
-                && !head.starts_with(crate::embed::OLD_SIDECAR_MARK.as_bytes()) =>
+            if crate::embed::sidecar_owner(&String::from_utf8_lossy(
+                head.split(|&b| b == b'\n').next().unwrap_or(&[]),
+            ))
+            .is_none() =>
         {
             Err(not("it does not start with the line relbert writes there"))
         }
@@ -381,10 +412,56 @@ pub fn write_f32_row(w: &mut impl Write, v: &[f32]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `.pairs.tsv` path that goes beside an `.npy` output.
+/// The `.pairs.tsv` path that goes beside an `.npy` output: its name without `.npy`, or
+/// its whole name when it has another ending (`emb.train` -> `emb.train.pairs.tsv`; cutting
+/// any extension gave `emb.train` and `emb.test` one pair list). `v` and `v.npy` still share
+/// `v.pairs.tsv`; its first line names its array ([`crate::embed::sidecar_mark`]), and
+/// [`check_sidecar_owner`] refuses the second.
 pub fn pairs_sidecar(npy: &Path) -> PathBuf {
-    let stem = npy.with_extension("");
-    PathBuf::from(format!("{}.pairs.tsv", stem.display()))
+    let name = npy.as_os_str().to_string_lossy();
+    let stem = name.strip_suffix(".npy").unwrap_or(&name);
+    PathBuf::from(format!("{stem}.pairs.tsv"))
+}
+
+/// The first line of a file (up to 64 KiB), if it can be read.
+fn first_line(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
+        .ok()?;
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    Some(String::from_utf8_lossy(line).into_owned())
+}
+
+/// Whose pair list the file at `sidecar` is: `Some(Some(name))` names its array, `Some(None)`
+/// an earlier build's list (no name), `None` not relbert's or not there.
+pub fn sidecar_owner_of(sidecar: &Path) -> Option<Option<String>> {
+    crate::embed::sidecar_owner(&first_line(sidecar)?)
+}
+
+/// Refuses when the pair list that `array` would write ([`pairs_sidecar`]) exists and names
+/// another array: writing it would relabel that array's rows, with or without `--force`.
+pub fn check_sidecar_owner(array: &Path) -> Result<()> {
+    let sidecar = pairs_sidecar(array);
+    match sidecar_owner_of(&sidecar) {
+        Some(Some(name)) if Some(&name) != crate::embed::mark_name(array).as_ref() => {
+            Err(Error::PairListOfAnother {
+                path: sidecar,
+                array: name,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the pair list of `array` exists and names `array` (a list an interrupted run of
+/// this same output left without its array, which the next run may redo without `--force`).
+pub fn sidecar_is_own(array: &Path) -> bool {
+    match sidecar_owner_of(&pairs_sidecar(array)) {
+        Some(Some(name)) => Some(name) == crate::embed::mark_name(array),
+        _ => false,
+    }
 }
 
 /// Writes `value` as pretty JSON with a final newline (model-directory files such as

@@ -57,14 +57,36 @@ pub fn records_identity(records: &[PairRecord]) -> String {
 pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
     let file: Arc<Path> = Arc::from(path);
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let lineno = i + 1;
-        let line = line.map_err(|e| Error::Parse {
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
+    let mut lineno = 0;
+    // The count a `relbert pairs mine` list promises in its first line, and whether the last
+    // line read had its line end: a list relbert wrote always ends with one.
+    let mut promised: Option<usize> = None;
+    let mut cut = false;
+    loop {
+        buf.clear();
+        let read = reader.read_until(b'\n', &mut buf);
+        let cannot = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            line: lineno + 1,
+            message,
+        };
+        if read.map_err(|e| cannot(format!("cannot read line: {e}")))? == 0 {
+            break;
+        }
+        lineno += 1;
+        cut = buf.last() != Some(&b'\n');
+        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = std::str::from_utf8(bytes).map_err(|_| Error::Parse {
             path: path.to_path_buf(),
             line: lineno,
-            message: format!("cannot read line: {e}"),
+            message: "cannot read line: stream did not contain valid UTF-8".into(),
         })?;
-        let line = line.strip_suffix('\r').unwrap_or(&line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if lineno == 1 {
+            promised = mined_count(line.strip_prefix('\u{feff}').unwrap_or(line));
+        }
         // A byte-order mark (editors on Windows write one) is not part of the first word.
         let line = if lineno == 1 {
             line.strip_prefix('\u{feff}').unwrap_or(line)
@@ -122,7 +144,36 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
             file: file.clone(),
         });
     }
+    if let Some(n) = promised {
+        if cut {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                line: lineno,
+                message: format!(
+                    "the last line has no line end: this list from relbert pairs mine (of {n} \
+                     pairs, its first line says) was cut short; did the program writing it stop \
+                     early? Run it again"
+                ),
+            });
+        }
+        if n != out.len() {
+            // Filtered (`grep -v`) or edited lists are fine; say it in case it was not meant.
+            tracing::warn!(
+                "{}: its first line says relbert pairs mine wrote {n} pairs; {} read",
+                path.display(),
+                out.len()
+            );
+        }
+    }
     Ok(out)
+}
+
+/// The pair count in the first line of a `relbert pairs mine` list
+/// (`# relbert pairs mine: N pairs from ...`), if `line` is one.
+fn mined_count(line: &str) -> Option<usize> {
+    let rest = line.strip_prefix(crate::output::MINED_PAIRS_MARK)?;
+    let n = rest.strip_prefix(": ")?.split_once(" pairs")?.0;
+    n.parse().ok()
 }
 
 /// Whether a word has nothing a model reads: only spaces, or characters a BERT tokeniser
@@ -208,6 +259,43 @@ mod tests {
             assert!(err.to_string().contains("empty word"), "{w:?}: {err}");
         }
         assert!(!blank_word("caf\u{e9}") && !blank_word("\u{4e1c}") && !blank_word("a\u{200b}"));
+    }
+
+    /// Found by an audit: `relbert pairs mine --out - | relbert index build --pairs -` with
+    /// the miner stopped mid-line built a short index whose last pair was cut in two words.
+    #[test]
+    fn a_mined_list_cut_short_is_refused() {
+        let head = format!(
+            "{}: 3 pairs from 1 files, window 5\n",
+            crate::output::MINED_PAIRS_MARK
+        );
+        let whole = format!("{head}a\tb\tX of Y\nc\td\t\ne\tfg\t\n");
+        assert_eq!(
+            parse_pairs(whole.as_bytes(), Path::new("-")).unwrap().len(),
+            3
+        );
+        let cut = &whole[..whole.len() - 3];
+        let err = parse_pairs(cut.as_bytes(), Path::new("<stdin>")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("<stdin>:4: the last line has no line end"),
+            "{err}"
+        );
+        // Filtered lists (fewer lines, each whole) are read; so are lists of other writers
+        // without a final line end.
+        let filtered = format!("{head}a\tb\n");
+        assert_eq!(
+            parse_pairs(filtered.as_bytes(), Path::new("-"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_pairs("a\tb".as_bytes(), Path::new("-"))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -96,8 +96,8 @@ fn raw_and_stdin_and_npy() {
     assert_eq!(
         side,
         format!(
-            "{}\nparis\tfrance\ntokyo\tjapan\tcapital\n",
-            relbert::embed::SIDECAR_MARK
+            "{}\nparis\tfrance\t\ntokyo\tjapan\tcapital\n",
+            relbert::embed::sidecar_mark(std::path::Path::new("v.npy"))
         )
     );
     // Outputs go through a temporary file but end up with ordinary permissions.

@@ -874,3 +874,50 @@ fn a_query_pair_is_not_its_own_result_in_another_spelling() {
         "refilled to k: {hits:?}"
     );
 }
+
+#[test]
+fn two_arrays_never_share_or_take_one_pair_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pairs = pair_file(d, "pairs.tsv");
+    let npy = |out: &str, extra: &[&str]| {
+        let mut c = embed(&pairs);
+        c.args(["--format", "npy", "--out"])
+            .arg(d.join(out))
+            .args(extra);
+        c.assert()
+    };
+    // Names that differ after the last dot: each its own pair list (both went to emb.pairs.tsv,
+    // the second run replacing the first's without --force).
+    npy("emb.train", &[]).success();
+    npy("emb.test", &[]).success();
+    assert!(d.join("emb.train.pairs.tsv").is_file());
+    assert!(d.join("emb.test.pairs.tsv").is_file());
+    assert!(!d.join("emb.pairs.tsv").exists());
+    // `v` and `v.npy` share v.pairs.tsv: the second is refused, even with --force, and the
+    // first's list is left as it was.
+    npy("v", &[]).success();
+    let before = std::fs::read(d.join("v.pairs.tsv")).unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        npy("v.npy", extra)
+            .failure()
+            .stderr(predicate::str::contains("is the pair list of v,"));
+    }
+    assert_eq!(std::fs::read(d.join("v.pairs.tsv")).unwrap(), before);
+    assert!(!d.join("v.npy").exists());
+    // Another program's array is not replaced, even with --force; relbert's own is.
+    let mut theirs = b"\x93NUMPY\x01\x00".to_vec();
+    theirs.extend_from_slice(&[b' '; 118]);
+    std::fs::write(d.join("mine.npy"), &theirs).unwrap();
+    npy("mine.npy", &["--force"])
+        .failure()
+        .stderr(predicate::str::contains("no pair list of relbert's"));
+    assert_eq!(std::fs::read(d.join("mine.npy")).unwrap(), theirs);
+    npy("emb.train", &["--force"]).success();
+    // The pair list has three columns on every line, the label empty where there is none.
+    let list = std::fs::read_to_string(d.join("emb.train.pairs.tsv")).unwrap();
+    assert!(
+        list.lines().skip(1).all(|l| l.split('\t').count() == 3),
+        "{list}"
+    );
+}

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
-use relbert::output::{check_replaceable, pairs_sidecar, same_file, Format, OutputKind};
+use relbert::output::{
+    check_replaceable, check_sidecar_owner, pairs_sidecar, same_file, sidecar_is_own, Format,
+    OutputKind,
+};
 use relbert::pairs::read_pairs;
 
 use super::index::screen;
@@ -70,12 +73,16 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         Some(o) => Some(relbert_index::OutputLock::acquire(o)?),
         None => None,
     };
+    if let (Some(o), relbert::output::Format::Npy) = (&out, a.format) {
+        check_sidecar_owner(o)?;
+    }
     for (o, kind) in &outputs {
-        // A pair list relbert wrote whose array is missing is what an interrupted run left
-        // (the array is removed first when an output is replaced): redone without --force.
+        // This output's pair list without its array is what an interrupted run left (the
+        // array is removed first when an output is replaced): redone without --force.
         let orphan = *kind == OutputKind::Sidecar
-            && out.as_ref().is_some_and(|a| !a.exists())
-            && check_replaceable(o, true, *kind).is_ok();
+            && out
+                .as_ref()
+                .is_some_and(|a| !a.exists() && sidecar_is_own(a));
         check_replaceable(o, a.force || orphan, *kind)?;
     }
     let records = read_pairs(&a.pairs)?;

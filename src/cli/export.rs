@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::output::{check_replaceable, pairs_sidecar, OutputKind};
+use relbert::output::{check_replaceable, check_sidecar_owner, pairs_sidecar, OutputKind};
 use relbert::store::files::{export_file, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
@@ -141,7 +141,7 @@ pub fn qdrant_urls(flag: Option<&str>) -> Result<Vec<String>> {
 }
 
 pub fn run(a: ExportArgs) -> Result<()> {
-    let index = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let index = Index::open(&a.index).with_context(|| super::index::opening(&a.index))?;
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
         let conn = a.target.connect(collection)?;
@@ -186,6 +186,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
         FileFormat::Npy => OutputKind::Npy,
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,
     };
+    if format == FileFormat::Npy {
+        check_sidecar_owner(out)?;
+    }
     check_replaceable(out, a.force, kind)?;
     if format == FileFormat::Npy {
         check_replaceable(&pairs_sidecar(out), a.force, OutputKind::Sidecar)?;
@@ -195,9 +198,29 @@ pub fn run(a: ExportArgs) -> Result<()> {
         .with_context(|| format!("exporting {} to {}", a.index.display(), out.display()))?;
     pb.finish();
     if report.duplicate_keys > 0 {
+        let named: Vec<String> = report
+            .dropped
+            .iter()
+            .map(|(pair, first, key)| {
+                format!(
+                    "({}, {}) as ({}, {}): {key}",
+                    pair[0], pair[1], first[0], first[1]
+                )
+            })
+            .collect();
+        let more = report.duplicate_keys as usize - named.len();
         tracing::warn!(
-            "{} pair(s) left out: their word2vec key (head__tail, spaces as _) is an earlier pair's",
-            report.duplicate_keys
+            "{} pair(s) left out of {}: a word2vec file holds each key once, and their key \
+             (head__tail, spaces as _) is an earlier pair's: {}{}; --format npy keeps every \
+             pair, with the exact words in its pair list",
+            report.duplicate_keys,
+            out.display(),
+            named.join("; "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         );
     }
     tracing::info!("{}: {} vectors written", out.display(), report.written);

@@ -343,18 +343,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         IndexCommand::Add(a) => add(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
-            let idx = Index::open(&a.dir).with_context(|| {
-                // A partial build has no meta until it is finished: say what it is.
-                if a.dir.join("checkpoint").is_file() {
-                    format!(
-                        "opening {}: it is an unfinished build, add or rebuild (a checkpoint \
-                         and no index yet); run that command again to finish it",
-                        a.dir.display()
-                    )
-                } else {
-                    format!("opening {}", a.dir.display())
-                }
-            })?;
+            let idx = Index::open(&a.dir).with_context(|| opening(&a.dir))?;
             let open_ms = started.elapsed().as_secs_f64() * 1e3;
             if a.verify {
                 idx.verify()
@@ -466,7 +455,7 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
 fn rebuild(a: RebuildArgs) -> Result<()> {
     check_index_out(&a.out, a.force)?;
-    let src = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let src = Index::open(&a.index).with_context(|| opening(&a.index))?;
     let hnsw = &src.meta().hnsw;
     // An index with a random graph (a test fixture) records ef_construction 0.
     let source_ef = match hnsw.ef_construction {
@@ -526,7 +515,7 @@ fn add(mut a: AddArgs) -> Result<()> {
     }
     let (records, spool) = read_input(&a.pairs, &a.index)?;
     let total = records.len();
-    let idx = Index::open(&a.index).with_context(|| format!("opening {}", a.index.display()))?;
+    let idx = Index::open(&a.index).with_context(|| opening(&a.index))?;
     let found = new_pairs(&idx, records)?;
     let summary = |added: u64, count: u64| {
         serde_json::json!({
@@ -617,4 +606,18 @@ fn add(mut a: AddArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The context of an index that failed to open: a partial build has no meta until it is
+/// finished, so its bare error ("meta: No such file") is said in words.
+pub(crate) fn opening(dir: &Path) -> String {
+    if dir.join("checkpoint").is_file() {
+        format!(
+            "opening {}: it is an unfinished build, add or rebuild (a checkpoint and no index \
+             yet); run that command again to finish it",
+            dir.display()
+        )
+    } else {
+        format!("opening {}", dir.display())
+    }
 }

@@ -182,11 +182,33 @@ pub(crate) fn positive(s: &str) -> std::result::Result<usize, String> {
 pub(crate) fn output_dir(s: &str) -> std::result::Result<PathBuf, String> {
     let p: PathBuf = std::path::Path::new(s).components().collect();
     match p.components().next_back() {
-        Some(std::path::Component::Normal(_)) => Ok(p),
+        Some(std::path::Component::Normal(_)) => {
+            parent_is_a_directory(&p)?;
+            Ok(p)
+        }
         _ => Err(format!(
             "{s:?} names no directory of its own (use a path ending in the directory's name)"
         )),
     }
+}
+
+/// Refuses a path under something that exists and is not a directory (`notes.txt/x.npy`),
+/// which failed only when the output was created, as a bare "File exists" or "Not a
+/// directory" naming the file but not the flag.
+fn parent_is_a_directory(p: &std::path::Path) -> std::result::Result<(), String> {
+    for above in p.ancestors().skip(1) {
+        if above.as_os_str().is_empty() {
+            break;
+        }
+        if let Ok(md) = std::fs::metadata(above) {
+            return if md.is_dir() {
+                Ok(())
+            } else {
+                Err(format!("{} is not a directory", above.display()))
+            };
+        }
+    }
+    Ok(())
 }
 
 /// A file an output is written to: a path ending in `/`, `/.` or `/..` names a directory,
@@ -203,6 +225,12 @@ pub(crate) fn output_file(s: &str) -> std::result::Result<PathBuf, String> {
         return Err(format!(
             "{s:?} names a directory; give the output file's name"
         ));
+    }
+    if s != "-" {
+        if std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
+            return Err(format!("{s:?} is a directory; give the output file's name"));
+        }
+        parent_is_a_directory(p)?;
     }
     Ok(p.to_path_buf())
 }
@@ -224,5 +252,15 @@ mod path_tests {
         for bad in ["x.npy/", "x.npy/.", "a/..", "/", "."] {
             assert!(output_file(bad).is_err(), "{bad:?}");
         }
+        // Under a file, or a directory itself: named up front.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "mine").unwrap();
+        let under = file.join("x.npy");
+        let err = output_file(under.to_str().unwrap()).unwrap_err();
+        assert!(err.ends_with("notes.txt is not a directory"), "{err}");
+        assert!(output_dir(under.to_str().unwrap()).is_err());
+        let err = output_file(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(err.contains("is a directory"), "{err}");
     }
 }

@@ -11,7 +11,8 @@
 //! The word2vec writers are hand-written: the formats are a header line and one record per
 //! key, and no maintained Rust crate writes them.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -39,7 +40,12 @@ pub struct FileReport {
     pub written: u64,
     /// Pairs left out because an earlier pair has the same word2vec key.
     pub duplicate_keys: u64,
+    /// The first few of those: (the pair left out, the earlier pair holding its key, the key).
+    pub dropped: Vec<([String; 2], [String; 2], String)>,
 }
+
+/// How many left-out pairs a [`FileReport`] names.
+const NAMED_DROPS: usize = 5;
 
 /// The word2vec key of a pair: `head__tail`, multi-word terms joined by `_`.
 pub fn pair_key(head: &str, tail: &str) -> String {
@@ -76,16 +82,29 @@ pub fn export_file(
         on_rows(n as u64);
         return Ok(FileReport {
             written: n as u64,
-            duplicate_keys: 0,
+            ..FileReport::default()
         });
     }
     // The header needs the count of distinct keys, so keys are settled first.
-    let mut seen = HashSet::with_capacity(n);
+    let mut seen = HashMap::with_capacity(n);
     let mut keep = Vec::with_capacity(n);
+    let mut dropped = Vec::new();
     for row in 0..n {
         let p = index.pair(row)?;
-        if seen.insert(pair_key(p.head, p.tail)) {
-            keep.push(row);
+        match seen.entry(pair_key(p.head, p.tail)) {
+            Entry::Vacant(e) => {
+                e.insert(row);
+                keep.push(row);
+            }
+            Entry::Occupied(e) if dropped.len() < NAMED_DROPS => {
+                let first = index.pair(*e.get())?;
+                dropped.push((
+                    [p.head.to_string(), p.tail.to_string()],
+                    [first.head.to_string(), first.tail.to_string()],
+                    e.key().clone(),
+                ));
+            }
+            Entry::Occupied(_) => {}
         }
     }
     drop(seen);
@@ -126,10 +145,12 @@ pub fn export_file(
         return Err(e);
     }
     file.commit()?;
-    on_rows(keep.len() as u64);
+    // Every row was handled (written or named as left out).
+    on_rows(n as u64);
     Ok(FileReport {
         written: keep.len() as u64,
         duplicate_keys: (n - keep.len()) as u64,
+        dropped,
     })
 }
 
