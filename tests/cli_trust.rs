@@ -921,3 +921,32 @@ fn two_arrays_never_share_or_take_one_pair_list() {
         "{list}"
     );
 }
+
+#[test]
+fn a_stream_line_read_two_ways_is_the_pair_the_index_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(&pairs, pairs_text() + "re:invent\tconference\tevent\n").unwrap();
+    let out = dir.path().join("idx");
+    build(&pairs, &out, &[]).success();
+    let a = relbert()
+        .args(["query", "--json", "-k", "2", "--index"])
+        .arg(&out)
+        // Stored as re:invent : conference (it was read as re : invent conference); a line
+        // whose colon reading is stored, or that has one reading, reads as before.
+        .write_stdin("re:invent conference\ndog: puppy\nparis:france\n")
+        .assert()
+        .success();
+    let docs: Vec<serde_json::Value> = String::from_utf8(a.get_output().stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        docs[0]["query"],
+        serde_json::json!(["re:invent", "conference"])
+    );
+    assert_eq!(docs[0]["source"], "index");
+    assert_eq!(docs[1]["query"], serde_json::json!(["dog", "puppy"]));
+    assert_eq!(docs[2]["query"], serde_json::json!(["paris", "france"]));
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use relbert::indexing::{encoder_info, same_function, BuildOptions, GraphWhileEncoding};
-use relbert::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
+use relbert::query::{QueryEngine, QueryHit, QueryOptions, Source};
 use relbert_index::HnswParams;
 
 use super::index::{build_with_progress, read_all, screen};
@@ -473,12 +473,13 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     }
                     continue;
                 }
-                match parse_query_line(line) {
-                    Some((x, y)) => match engine.query(&x, &y, &opts) {
+                match engine.read_query_line(line) {
+                    Err(e) => Err((None, line.to_string(), format!("{e:#}"))),
+                    Ok(Some((x, y))) => match engine.query(&x, &y, &opts) {
                         Ok(r) => Ok((x, y, r)),
                         Err(e) => Err((Some([x, y]), line.to_string(), format!("{e:#}"))),
                     },
-                    None => Err((
+                    Ok(None) => Err((
                         None,
                         line.to_string(),
                         "expected two words: a<TAB>b, a:b or a b".to_string(),

@@ -78,6 +78,26 @@ pub fn parse_query_line(line: &str) -> Option<(String, String)> {
     }
 }
 
+/// Every reading of a query line, the one [`parse_query_line`] gives first: a line such as
+/// `re:invent conference` is `re` : `invent conference` by the colon and `re:invent` :
+/// `conference` by its two words. [`QueryEngine::read_query_line`] takes the one the store
+/// holds.
+pub fn query_line_readings(line: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = parse_query_line(line).into_iter().collect();
+    let line = line.trim_end_matches(['\r', '\n']);
+    if !line.contains('\t') && line.contains(':') {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [a, b] = words.as_slice() {
+            let two = (a.to_string(), b.to_string());
+            let blank = crate::pairs::blank_word(a) || crate::pairs::blank_word(b);
+            if !blank && !out.contains(&two) {
+                out.push(two);
+            }
+        }
+    }
+    out
+}
+
 /// The model directory an index names, found from any working directory: the recorded path
 /// if it holds a model (absolute since relbert records canonical paths; older indexes
 /// recorded it relative to where they were built), else the default model if its weights are
@@ -459,6 +479,21 @@ impl QueryEngine {
         Ok(self.store.lookup(a, b)?.map(|v| (v, None)))
     }
 
+    /// A query line read as the pair the store holds when the line can be read two ways
+    /// ([`query_line_readings`]); otherwise as [`parse_query_line`] reads it. `None`: not
+    /// a pair.
+    pub fn read_query_line(&self, line: &str) -> Result<Option<(String, String)>> {
+        let readings = query_line_readings(line);
+        if readings.len() > 1 {
+            for (a, b) in &readings {
+                if self.stored(a, b)?.is_some() {
+                    return Ok(Some((a.clone(), b.clone())));
+                }
+            }
+        }
+        Ok(readings.into_iter().next())
+    }
+
     /// The relation vector of (a, b): from the store if stored, else encoded. The third
     /// value is the pair's row for a local index (`None` for other stores and encoded pairs).
     pub fn vector(&mut self, a: &str, b: &str) -> Result<(Vec<f32>, Source, Option<usize>)> {
@@ -551,6 +586,19 @@ mod tests {
         assert_eq!(parse_query_line("just-one"), None);
         assert_eq!(parse_query_line("a b c"), None);
         assert_eq!(parse_query_line("a:b:c"), None);
+        // A colon inside one of two words: both readings, the colon's first.
+        assert_eq!(
+            query_line_readings("re:invent conference"),
+            vec![
+                ("re".to_string(), "invent conference".to_string()),
+                ("re:invent".to_string(), "conference".to_string())
+            ]
+        );
+        assert_eq!(query_line_readings("paris:france").len(), 1);
+        assert_eq!(
+            query_line_readings("a:b:c d"),
+            vec![("a:b:c".into(), "d".into())]
+        );
     }
 
     #[test]
