@@ -949,4 +949,18 @@ fn a_stream_line_read_two_ways_is_the_pair_the_index_holds() {
     assert_eq!(docs[0]["source"], "index");
     assert_eq!(docs[1]["query"], serde_json::json!(["dog", "puppy"]));
     assert_eq!(docs[2]["query"], serde_json::json!(["paris", "france"]));
+    // One argument A:B is the pair, as a line is (clap wanted two values); one word is not.
+    let one = |arg: &str| {
+        relbert()
+            .args(["query", "--json", "-k", "2", "--index"])
+            .arg(&out)
+            .arg(arg)
+            .assert()
+    };
+    let got = one("paris:france").success();
+    let doc: serde_json::Value = serde_json::from_slice(&got.get_output().stdout).unwrap();
+    assert_eq!(doc["query"], serde_json::json!(["paris", "france"]));
+    one("paris")
+        .failure()
+        .stderr(predicate::str::contains("give the pair as two arguments"));
 }

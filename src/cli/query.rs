@@ -30,9 +30,9 @@ pub struct QueryArgs {
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The query pair A B; without it, queries are read from standard input, one per line
-    /// (`a<TAB>b`, `a:b` or `a b`).
-    #[arg(num_args = 2, value_names = ["A", "B"])]
+    /// The query pair A B (or one argument A:B); without it, queries are read from standard
+    /// input, one per line (`a<TAB>b`, `a:b` or `a b`).
+    #[arg(num_args = 1..=2, value_names = ["A", "B"])]
     pair: Vec<String>,
     /// Results per query.
     #[arg(short, default_value_t = 10)]
@@ -338,7 +338,17 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let device = relbert::device::parse_device(&a.device)?;
     // As a query line on standard input is read: spaces around a word are not part of it,
     // and an empty word is no word.
+    let one: Option<(String, String)> = match a.pair.as_slice() {
+        [line] => Some(relbert::query::parse_query_line(line).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid value for [A B]: {line:?} is one word; give the pair as two \
+                 arguments, A B, or as one, A:B"
+            )
+        })?),
+        _ => None,
+    };
     let pair = match a.pair.as_slice() {
+        [_] => one.as_ref().map(|(x, y)| (x.as_str(), y.as_str())),
         [x, y] => {
             let (x, y) = (x.trim(), y.trim());
             anyhow::ensure!(
