@@ -265,11 +265,20 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
         return Ok(());
     }
     let files = relbert::defaults::default_vocab_files();
-    anyhow::ensure!(
-        !files.is_empty(),
-        "no index at {} and no bundled vocabulary (index/vocab/*.tsv) to build it from",
-        dir.display()
-    );
+    if files.is_empty() {
+        match std::env::var_os("RELBERT_VOCAB") {
+            Some(v) => anyhow::bail!(
+                "no index at {} to query, and no *.tsv pair file in $RELBERT_VOCAB={} to build \
+                 it from (unset it to use the bundled vocabulary, or pass --index DIR)",
+                dir.display(),
+                std::path::Path::new(&v).display()
+            ),
+            None => anyhow::bail!(
+                "no index at {} and no bundled vocabulary (index/vocab/*.tsv) to build it from",
+                dir.display()
+            ),
+        }
+    }
     eprintln!(
         "Building the default index at {} from {} vocabulary file(s) with the default model at \
          {} (once per default model; an interrupted build resumes).",
