@@ -51,19 +51,33 @@ fn read_mined(out: &Path) -> Mined {
     let text = std::fs::read_to_string(out).unwrap();
     let mut lines = text.lines();
     assert!(lines.next().unwrap().starts_with("# relbert pairs mine"));
+    // A pair without a connecting phrase has no label column; read as an empty label.
     let rows = lines
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 3, "{l:?}");
-            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+            assert!(f.len() == 3 || f.len() == 2, "{l:?}");
+            let label = f.get(2).copied().unwrap_or_default();
+            assert!(
+                f.len() == 2 || !label.is_empty(),
+                "an empty label column in {l:?}"
+            );
+            (f[0].to_string(), f[1].to_string(), label.to_string())
         })
         .collect();
     let prov = out.with_extension("provenance.jsonl");
-    let provenance = std::fs::read_to_string(prov)
+    let mut provenance: Vec<serde_json::Value> = std::fs::read_to_string(prov)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // The first record names the pair list it belongs to (and only the first): taken out,
+    // so that runs into different files compare equal.
+    if let Some(first) = provenance.first_mut() {
+        let name = out.file_name().unwrap().to_str().unwrap();
+        assert_eq!(first["pair_list"], name, "{first}");
+        first.as_object_mut().unwrap().remove("pair_list");
+    }
+    assert!(provenance.iter().all(|p| p.get("pair_list").is_none()));
     let report = out.with_extension("report.json");
     let report = std::fs::read_to_string(report)
         .map(|t| serde_json::from_str(&t).unwrap())
@@ -505,10 +519,11 @@ fn mined_pairs_build_an_index_that_answers_queries() {
     let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
-    // Labels are the mined connecting phrases.
+    // Labels are the mined connecting phrases (a pair without one has none).
     assert!(results
         .iter()
-        .all(|r| r["label"].as_str().unwrap().contains('X')));
+        .all(|r| r["label"].as_str().is_none_or(|l| l.contains('X'))));
+    assert!(results.iter().any(|r| r["label"].is_string()));
 }
 
 #[test]
@@ -649,4 +664,486 @@ fn scores_stop_words_and_outputs_as_documented() {
         .failure()
         .stderr(predicates::str::contains("--save-vocab"));
     assert!(!same.exists());
+}
+
+// Found by a second audit of `pairs mine`; each test failed on the code before its fix.
+
+/// `relbert pairs mine` of `corpus` with `args` to standard output: (stdout, stderr).
+fn mine_out(corpus: &[&Path], args: &[&str]) -> (String, String) {
+    let a = relbert()
+        .args(["pairs", "mine", "--out", "-", "--corpus"])
+        .args(corpus)
+        .args(args)
+        .assert()
+        .success();
+    let o = a.get_output();
+    (
+        String::from_utf8(o.stdout.clone()).unwrap(),
+        String::from_utf8(o.stderr.clone()).unwrap(),
+    )
+}
+
+#[test]
+fn a_file_reached_twice_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    let a = c.join("a.txt");
+    std::fs::write(&a, "Paris is the capital of France.\n\n".repeat(3)).unwrap();
+    let once = mine(dir.path(), "once", &[&a], EVERYTHING);
+    assert_eq!(once.record("paris", "france")["count"], 3);
+    // A symbolic link beside its target, the file named twice, a folder and a file in it.
+    std::os::unix::fs::symlink("a.txt", c.join("b.txt")).unwrap();
+    for (name, corpus) in [
+        ("link", vec![c.as_path()]),
+        ("twice", vec![a.as_path(), a.as_path()]),
+        ("both", vec![c.as_path(), a.as_path()]),
+    ] {
+        let m = mine(dir.path(), name, &corpus, EVERYTHING);
+        assert_eq!(m.counts(), once.counts(), "{name}");
+        assert_eq!(m.report["files"], 1, "{name}");
+    }
+    let (_, err) = mine_out(&[&c], EVERYTHING);
+    assert!(
+        err.contains("1 duplicate input file(s) skipped") && err.contains("b.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_pair_lists_never_share_a_provenance_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let run = |out: &str, extra: &[&str]| {
+        let mut c = relbert();
+        c.args(["pairs", "mine", "--min-count", "1", "--min-pair-count", "1"])
+            .arg("--corpus")
+            .arg(&corpus)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra);
+        c.assert()
+    };
+    run("run.v1", &[]).success();
+    run("run.v2", &["--force"]).success();
+    run("pairs.tsv", &[]).success();
+    for p in [
+        "run.v1.provenance.jsonl",
+        "run.v2.provenance.jsonl",
+        // As documented: a .tsv extension is replaced.
+        "pairs.provenance.jsonl",
+    ] {
+        assert!(dir.path().join(p).exists(), "{p}");
+    }
+    let first_line = |p: &str| {
+        let text = std::fs::read_to_string(dir.path().join(p)).unwrap();
+        serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
+    };
+    assert_eq!(first_line("run.v1.provenance.jsonl")["pair_list"], "run.v1");
+    // Another run's provenance is not replaced, even with --force.
+    let before = std::fs::read(dir.path().join("run.v1.provenance.jsonl")).unwrap();
+    let v1 = dir.path().join("run.v1.provenance.jsonl");
+    run("run.v2", &["--force", "--provenance", v1.to_str().unwrap()])
+        .failure()
+        .stderr(predicates::str::contains("run.v1.provenance.jsonl"))
+        .stderr(predicates::str::contains("records the pairs of run.v1"));
+    assert_eq!(std::fs::read(&v1).unwrap(), before);
+    // Its own run's is.
+    run("run.v1", &["--force"]).success();
+}
+
+#[test]
+fn reports_and_provenance_in_the_corpus_folder_are_not_mined() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(
+        d.join("a.txt"),
+        "Paris is the capital of France.\n\n".repeat(40),
+    )
+    .unwrap();
+    let run = |out: &str, report: Option<&str>| {
+        let mut c = relbert();
+        c.args(["pairs", "mine", "--corpus"])
+            .arg(&d)
+            .arg("--out")
+            .arg(d.join(out));
+        if let Some(r) = report {
+            c.arg("--report").arg(d.join(r));
+        }
+        c.assert().success();
+        read_mined(&d.join(out))
+    };
+    let first = run("p1.tsv", Some("r1.json"));
+    let second = run("p2.tsv", Some("r2.json"));
+    let third = run("p3.tsv", None);
+    let words = ["paris", "capital", "france"];
+    for m in [&first, &second, &third] {
+        assert_eq!(m.rows, first.rows);
+        for (h, t, _) in &m.rows {
+            assert!(words.contains(&h.as_str()) && words.contains(&t.as_str()));
+        }
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r2.json")).unwrap()).unwrap();
+    assert_eq!(report["files"], 1);
+}
+
+#[test]
+fn pairs_without_a_connecting_phrase_have_no_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    // alpha and beta are always six words apart: no phrase of at most five connects them.
+    std::fs::write(
+        &corpus,
+        "Alpha one two three four five six beta.\n".repeat(5),
+    )
+    .unwrap();
+    let m = mine(dir.path(), "far", &[&corpus], EVERYTHING);
+    assert_eq!(m.record("alpha", "beta")["patterns"], serde_json::json!([]));
+    let text = std::fs::read_to_string(dir.path().join("far.tsv")).unwrap();
+    assert!(text.contains("\nalpha\tbeta\n"), "{text}");
+    // Adjacent words are labelled X Y: that is what it means.
+    assert!(text.contains("\nfive\tsix\tX Y\n"), "{text}");
+}
+
+#[test]
+fn unicode_spellings_are_one_term_and_contractions_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    let text = "The caf\u{e9} serves \u{fb01}nance people. The cafe\u{301} serves finance \
+                people. We\u{2019}re bundling tools. We're bundling tools. Don\u{2019}t panic. \
+                \u{ff30}\u{ff41}\u{ff52}\u{ff49}\u{ff53} visits the caf\u{e9}.\n\n";
+    std::fs::write(&corpus, text.repeat(6)).unwrap();
+    let vocab = dir.path().join("vocab.tsv");
+    relbert()
+        .args(["pairs", "mine", "--min-count", "1", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(dir.path().join("u.tsv"))
+        .arg("--save-vocab")
+        .arg(&vocab)
+        .assert()
+        .success();
+    let terms: Vec<String> = std::fs::read_to_string(&vocab)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    let mut sorted = terms.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["bundling", "café", "finance", "panic", "paris", "people", "serves", "tools", "visits"],
+        "{terms:?}"
+    );
+    assert_eq!(terms[0], "café");
+}
+
+#[test]
+fn an_interrupt_leaves_all_outputs_or_none() {
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    synthetic_corpus(&corpus, 20000);
+    let names = ["p.tsv", "p.provenance.jsonl", "v.tsv", "r.json"];
+    // Interrupted as the outputs are being written: at once, and a little later.
+    for delay_ms in [0u64, 5, 20, 60, 150] {
+        let out = tempfile::tempdir_in(dir.path()).unwrap();
+        let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .args(["pairs", "mine", "--min-count", "1", "--min-pair-count", "1"])
+            .args(["--examples", "20", "--corpus"])
+            .arg(&corpus)
+            .arg("--out")
+            .arg(out.path().join("p.tsv"))
+            .arg("--save-vocab")
+            .arg(out.path().join("v.tsv"))
+            .arg("--report")
+            .arg(out.path().join("r.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let tmp = out.path().join(".p.tsv.tmp");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut done = false;
+        while !tmp.exists() {
+            if child.try_wait().unwrap().is_some() {
+                done = true;
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no output started");
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        assert!(!done, "finished before its outputs were seen being written");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SAFETY: kill(2) with the child's own pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let left: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let written = names.iter().filter(|n| out.path().join(n).exists()).count();
+        match o.status.code() {
+            Some(130) => {
+                assert_eq!(
+                    written, 0,
+                    "{delay_ms} ms: interrupted, yet {left:?}; {err}"
+                );
+                assert!(err.contains("nothing was written"), "{err}");
+            }
+            Some(0) => assert_eq!(written, names.len(), "{delay_ms} ms: {left:?}; {err}"),
+            other => panic!("{delay_ms} ms: exit {other:?}: {err}"),
+        }
+        // No temporary file is left either way.
+        assert!(
+            left.iter().all(|n| !n.ends_with(".tmp")),
+            "{delay_ms} ms: {left:?}; {err}"
+        );
+    }
+}
+
+#[test]
+fn the_no_terms_message_says_what_was_skipped_and_names_every_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n").unwrap();
+    let latin1 = dir.path().join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 na\xefve r\xe9sum\xe9\n".repeat(20)).unwrap();
+    let fail = |corpus: &[&Path], extra: &[&str]| {
+        let a = relbert()
+            .args(["pairs", "mine", "--out", "-", "--corpus"])
+            .args(corpus)
+            .args(extra)
+            .assert()
+            .failure();
+        String::from_utf8(a.get_output().stderr.clone()).unwrap()
+    };
+    let err = fail(&[&empty, &latin1], &[]);
+    assert!(err.contains("empty.txt, "), "{err}");
+    assert!(err.contains("latin1.txt"), "{err}");
+    assert!(
+        err.contains("20 line(s) were skipped as not UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("iconv -f latin1 -t utf-8"), "{err}");
+    let body = dir.path().join("b.jsonl");
+    std::fs::write(
+        &body,
+        "{\"body\": \"Paris is the capital of France.\"}\n".repeat(20),
+    )
+    .unwrap();
+    let err = fail(&[&body], &[]);
+    assert!(
+        err.contains("20 JSON line(s)") && err.contains("\"text\""),
+        "{err}"
+    );
+    // UTF-16 (what Windows' Notepad and PowerShell write) is named as such, not "binary".
+    let utf16 = dir.path().join("u16.txt");
+    let mut bytes = vec![0xff, 0xfe];
+    for u in "Paris is the capital of France.\n"
+        .repeat(20)
+        .encode_utf16()
+    {
+        bytes.extend(u.to_le_bytes());
+    }
+    std::fs::write(&utf16, bytes).unwrap();
+    let err = fail(&[&utf16], &[]);
+    assert!(
+        err.contains("UTF-16") && err.contains("iconv -f utf-16 -t utf-8"),
+        "{err}"
+    );
+    assert!(!err.contains("binary"), "{err}");
+}
+
+#[test]
+fn json_lines_on_standard_input_are_recognised() {
+    let docs = "{\"text\": \"Paris is the capital of France.\"}\n".repeat(6);
+    let a = relbert()
+        .args([
+            "pairs",
+            "mine",
+            "--out",
+            "-",
+            "--min-count",
+            "1",
+            "--corpus",
+            "-",
+        ])
+        .write_stdin(docs.clone())
+        .assert()
+        .success();
+    let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    assert!(
+        out.contains("paris\tfrance\tX is the capital of Y"),
+        "{out}"
+    );
+    assert!(!out.contains("text"), "{out}");
+    // Plain text on standard input stays text.
+    let a = relbert()
+        .args([
+            "pairs",
+            "mine",
+            "--out",
+            "-",
+            "--min-count",
+            "1",
+            "--corpus",
+            "-",
+        ])
+        .write_stdin("Paris is the capital of France. {\"text\" is a word here}\n".repeat(6))
+        .assert()
+        .success();
+    let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    assert!(out.contains("\ttext\t") || out.contains("text\t"), "{out}");
+}
+
+#[test]
+fn an_output_that_is_a_directory_is_named_as_one() {
+    use predicates::prelude::PredicateBooleanExt;
+    let dir = tempfile::tempdir().unwrap();
+    // `--out DIR` is refused as it is parsed; the provenance file beside --out is derived,
+    // and a directory there was "exists; pass --force", then "not a regular file".
+    std::fs::create_dir(dir.path().join("p.provenance.jsonl")).unwrap();
+    for force in [false, true] {
+        let mut c = relbert();
+        c.args(["pairs", "mine", "--corpus"])
+            .arg(fixture("corpus/capitals.txt"))
+            .arg("--out")
+            .arg(dir.path().join("p.tsv"));
+        if force {
+            c.arg("--force");
+        }
+        c.assert()
+            .failure()
+            .stderr(predicates::str::contains("is a directory"))
+            .stderr(predicates::str::contains("--provenance"))
+            .stderr(predicates::str::contains("pass --force").not());
+    }
+}
+
+#[test]
+fn the_saved_vocabulary_is_most_frequent_first_with_phrases() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    synthetic_corpus(&corpus, 6000);
+    let vocab = dir.path().join("v.tsv");
+    relbert()
+        .args([
+            "pairs",
+            "mine",
+            "--min-count",
+            "3",
+            "--phrases",
+            "--phrase-threshold",
+            "1",
+        ])
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--out")
+        .arg(dir.path().join("p.tsv"))
+        .arg("--save-vocab")
+        .arg(&vocab)
+        .assert()
+        .success();
+    let counts: Vec<u64> = std::fs::read_to_string(&vocab)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(counts.len() > 100);
+    assert!(
+        counts.windows(2).all(|w| w[0] >= w[1]),
+        "not most frequent first"
+    );
+}
+
+#[test]
+fn a_killed_runs_work_directory_is_removed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = [0u8; 256];
+    // SAFETY: gethostname writes at most the buffer's length.
+    assert_eq!(
+        unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) },
+        0
+    );
+    let end = host.iter().position(|&b| b == 0).unwrap();
+    let host = String::from_utf8_lossy(&host[..end]).into_owned();
+    // A process that has exited: its pid is free.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = dir.path().join(".relbert-mine-stale");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("owner"), format!("{dead} {host}\n")).unwrap();
+    std::fs::write(stale.join("stdin.txt"), "a big copy").unwrap();
+    // One of a live process (this test) stays.
+    let live = dir.path().join(".relbert-mine-live");
+    std::fs::create_dir(&live).unwrap();
+    std::fs::write(
+        live.join("owner"),
+        format!("{} {host}\n", std::process::id()),
+    )
+    .unwrap();
+    relbert()
+        .args(["pairs", "mine", "--min-count", "1", "--corpus"])
+        .arg(fixture("corpus/capitals.txt"))
+        .arg("--out")
+        .arg(dir.path().join("p.tsv"))
+        .assert()
+        .success();
+    assert!(!stale.exists());
+    assert!(live.exists());
+}
+
+#[test]
+fn more_spilled_runs_than_open_files_allowed_are_merged() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    synthetic_corpus(&corpus, 20000);
+    let run = |name: &str, low_limit: bool| {
+        let out = dir.path().join(name);
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"));
+        c.args([
+            "pairs",
+            "mine",
+            "--memory",
+            "64K",
+            "--threads",
+            "2",
+            "--corpus",
+        ])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(&out)
+        .env("RELBERT_LOG", "warn");
+        if low_limit {
+            // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: 40,
+                        rlim_max: 40,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out).unwrap()
+    };
+    // Dozens of runs, 40 files open at most: the same pairs as with the usual limit.
+    assert_eq!(
+        run("low.tsv", true),
+        run("usual.tsv", false).replace("usual", "low")
+    );
 }

@@ -35,7 +35,8 @@ pub struct MineArgs {
     #[arg(long, value_parser = super::output_file)]
     out: PathBuf,
     /// Provenance sidecar (JSON lines: counts, connecting phrases, places per pair).
-    /// Default: beside --out as NAME.provenance.jsonl; none when --out is `-`.
+    /// Default: beside --out, `pairs.tsv` (or `.txt`) → `pairs.provenance.jsonl`, any other
+    /// NAME → NAME.provenance.jsonl; none when --out is `-`.
     #[arg(long, value_parser = super::output_file)]
     provenance: Option<PathBuf>,
     /// How inputs are parsed (auto: JSON lines for *.jsonl / *.ndjson, text otherwise).
@@ -127,8 +128,80 @@ pub fn parse_size(s: &str) -> Option<u64> {
     (v.is_finite() && v > 0.0).then_some((v * mult as f64) as u64)
 }
 
+/// The provenance file beside a pair list: `pairs.tsv` → `pairs.provenance.jsonl` (a `.tsv`
+/// or `.txt` extension is replaced), any other name keeps its whole name (`run.v1` →
+/// `run.v1.provenance.jsonl`), so two pair lists never share one.
 fn provenance_path(out: &Path) -> PathBuf {
-    out.with_extension("provenance.jsonl")
+    let replaced = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv") || e.eq_ignore_ascii_case("txt"));
+    if replaced {
+        out.with_extension("provenance.jsonl")
+    } else {
+        let mut name = out.as_os_str().to_os_string();
+        name.push(".provenance.jsonl");
+        PathBuf::from(name)
+    }
+}
+
+/// The name a provenance file records of its pair list: the file name (the provenance
+/// usually sits beside it; a folder moved with both keeps them matched). `None` for
+/// standard output.
+fn pair_list_name(out: &Path) -> Option<String> {
+    (out.as_os_str() != "-").then(|| {
+        out.file_name()
+            .unwrap_or(out.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// Key of the first provenance record that names the pair list it belongs to.
+const PAIR_LIST_KEY: &str = "pair_list";
+
+/// Refuses (even with `--force`) to replace a provenance file that records another pair
+/// list than `out`'s: it is another run's, and replacing it would lose that run's record.
+/// Files that record none (older ones, empty ones) are left to `--force`.
+fn check_provenance_owner(path: &Path, out: &Path) -> Result<()> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut first = Vec::new();
+    std::io::BufRead::read_until(
+        &mut std::io::BufReader::new(std::io::Read::take(f, 1 << 20)),
+        b'\n',
+        &mut first,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let recorded = serde_json::from_slice::<serde_json::Value>(&first)
+        .ok()
+        .and_then(|v| v.get(PAIR_LIST_KEY)?.as_str().map(str::to_string));
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    let ours = pair_list_name(out);
+    if ours.as_deref() == Some(recorded.as_str()) {
+        return Ok(());
+    }
+    Err(relbert::Error::NotOurs {
+        path: path.to_path_buf(),
+        what: "the provenance of this run's pair list",
+        why: format!(
+            "it records the pairs of {recorded}, not of {}",
+            ours.unwrap_or_else(|| "standard output".into())
+        ),
+    }
+    .into())
+}
+
+/// The first provenance record: the pair's, and the name of the pair list it belongs to.
+#[derive(serde::Serialize)]
+struct FirstRecord<'a> {
+    #[serde(flatten)]
+    pair: &'a MinedPair,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pair_list: Option<&'a str>,
 }
 
 /// Shows each pass as a byte progress display.
@@ -226,6 +299,22 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
     }
     for (p, kind) in &outputs {
+        // Said up front: "exists; pass --force" and then "not a regular file" sent people
+        // round in a circle.
+        if p.is_dir() {
+            bail!(
+                "invalid value for {}: {} is a directory; give the output file's name (such as {})",
+                flag(kind),
+                p.display(),
+                p.join(match kind {
+                    OutputKind::Provenance => "pairs.provenance.jsonl",
+                    OutputKind::MinedVocab => "vocab.tsv",
+                    OutputKind::MineReport => "report.json",
+                    _ => "pairs.tsv",
+                })
+                .display()
+            );
+        }
         if a.corpus.iter().any(|c| relbert::output::same_file(c, p)) {
             bail!(
                 "{} is also a corpus input; choose another output",
@@ -234,6 +323,9 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
         locks.push(relbert_index::OutputLock::acquire(p)?);
         check_replaceable(p, a.force, *kind)?;
+        if *kind == OutputKind::Provenance {
+            check_provenance_owner(p, &a.out)?;
+        }
     }
 
     let tmp_parent = match &a.tmp_dir {
@@ -246,26 +338,42 @@ fn run_mine(a: MineArgs) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from(".")),
         None => std::env::temp_dir(),
     };
+    clean_stale_work_dirs(&tmp_parent);
     // Ctrl-C would skip the work directory's cleanup (spilled runs and the copy of standard
-    // input can be large); the outputs are only ever written at the end, under temporary
-    // names, so nothing else is left half-done. The handler is in place before the
-    // directory exists, so no interrupt falls between the two.
-    let to_remove: std::sync::Arc<Mutex<Option<PathBuf>>> = Default::default();
+    // input can be large). The outputs are written under temporary names, and an interrupt
+    // is heeded only before the first of them is renamed into place: from then on all are
+    // committed, so a run leaves either all its outputs or none. The handler is in place
+    // before the work directory exists, so no interrupt falls between the two.
+    let state: std::sync::Arc<Mutex<Interrupt>> = Default::default();
     {
-        let to_remove = to_remove.clone();
+        let state = state.clone();
         let _ = ctrlc::set_handler(move || {
-            if let Some(dir) = to_remove.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.committing {
+                eprintln!("interrupted while the outputs are being renamed into place: finishing that first");
+                return;
+            }
+            for tmp in &st.temps {
+                let _ = std::fs::remove_file(tmp);
+            }
+            if let Some(dir) = st.work_dir.take() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
-            eprintln!("interrupted: nothing was written");
+            if st.stdout_started {
+                eprintln!("interrupted: no output file was written; the pair list on standard output is incomplete");
+            } else {
+                eprintln!("interrupted: nothing was written");
+            }
             std::process::exit(130);
         });
     }
     let work = tempfile::Builder::new()
-        .prefix(".relbert-mine-")
+        .prefix(WORK_PREFIX)
         .tempdir_in(&tmp_parent)
         .with_context(|| format!("making a work directory in {}", tmp_parent.display()))?;
-    *to_remove.lock().unwrap_or_else(|p| p.into_inner()) = Some(work.path().to_path_buf());
+    state.lock().unwrap_or_else(|p| p.into_inner()).work_dir = Some(work.path().to_path_buf());
+    // Who owns it: a later run removes it if this one is killed (kill -9 runs no handler).
+    let _ = std::fs::write(work.path().join(OWNER_FILE), owner_record());
 
     let opts = MineOptions {
         inputs: a.corpus.clone(),
@@ -290,7 +398,12 @@ fn run_mine(a: MineArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
     };
     let started = std::time::Instant::now();
-    let (pairs, report) = mine(&opts, &PassProgress(Mutex::new(None)))?;
+    let (pairs, mut report) = mine(&opts, &PassProgress(Mutex::new(None)))?;
+    // Most frequent first, as documented: with learned phrases the counts of words that
+    // went into a phrase fall after the vocabulary was chosen by the counts before.
+    report
+        .vocabulary
+        .sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
     let header = format!(
         "{MINED_PAIRS_MARK}: {} pairs from {} files, window {}, score {:?}, min-count {}, min-pair-count {}",
         pairs.len(),
@@ -300,60 +413,216 @@ fn run_mine(a: MineArgs) -> Result<()> {
         a.min_count,
         a.min_pair_count
     );
-    if to_stdout {
-        let stdout = std::io::stdout();
-        let mut w = std::io::BufWriter::new(stdout.lock());
-        write_pairs(&mut w, &header, &pairs).context("writing pairs to standard output")?;
-    } else {
-        let mut f = AtomicFile::create(&a.out, a.force)?;
-        match write_pairs(f.writer(), &header, &pairs) {
-            Ok(()) => f.commit()?,
-            Err(e) => {
-                f.discard();
-                return Err(e).with_context(|| format!("writing {}", a.out.display()));
-            }
+
+    // Every file output is written under its temporary name first (the handler removes
+    // those on an interrupt), and renamed only once all are complete.
+    let mut files: Vec<AtomicFile> = Vec::new();
+    let write_all = |files: &mut Vec<AtomicFile>| -> Result<()> {
+        let start = |files: &'_ mut Vec<AtomicFile>, path: &Path| -> Result<()> {
+            // Registered and created under the handler's lock: an interrupt sees either
+            // neither or both, so it never misses a temporary file.
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            st.temps.push(relbert::output::temp_path(path));
+            files.push(AtomicFile::create(path, a.force)?);
+            drop(st);
+            Ok(())
+        };
+        // The file just started (`start` pushed it).
+        let last = |files: &mut Vec<AtomicFile>| files.len() - 1;
+        if !to_stdout {
+            start(files, &a.out)?;
+            let i = last(files);
+            let f = &mut files[i];
+            write_pairs(f.writer(), &header, &pairs)
+                .with_context(|| format!("writing {}", a.out.display()))?;
         }
-    }
-    if let Some(p) = &provenance {
-        let mut f = AtomicFile::create(p, a.force)?;
-        let res = pairs.iter().try_for_each(|m| {
-            serde_json::to_writer(&mut *f.writer(), m)?;
-            f.writer().write_all(b"\n")?;
-            Ok::<_, anyhow::Error>(())
-        });
-        match res {
-            Ok(()) => f.commit()?,
-            Err(e) => {
-                f.discard();
-                return Err(e).with_context(|| format!("writing {}", p.display()));
-            }
+        if let Some(p) = &provenance {
+            start(files, p)?;
+            let i = last(files);
+            let f = &mut files[i];
+            write_provenance(f.writer(), &pairs, pair_list_name(&a.out).as_deref())
+                .with_context(|| format!("writing {}", p.display()))?;
         }
-    }
-    if let Some(v) = &a.save_vocab {
-        let mut f = AtomicFile::create(v, a.force)?;
-        writeln!(
-            f.writer(),
-            "{MINED_VOCAB_MARK}: term<TAB>count, most frequent first"
-        )?;
-        for (t, c) in &report.vocabulary {
-            writeln!(f.writer(), "{t}\t{c}")?;
+        if let Some(v) = &a.save_vocab {
+            start(files, v)?;
+            let i = last(files);
+            let f = &mut files[i];
+            write_vocab(f.writer(), &report.vocabulary)
+                .with_context(|| format!("writing {}", v.display()))?;
         }
-        f.commit()?;
+        if let Some(r) = &a.report {
+            start(files, r)?;
+            let i = last(files);
+            let f = &mut files[i];
+            serde_json::to_writer_pretty(&mut *f.writer(), &report)
+                .with_context(|| format!("writing {}", r.display()))?;
+        }
+        if to_stdout {
+            state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stdout_started = true;
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            write_pairs(&mut w, &header, &pairs).context("writing pairs to standard output")?;
+        }
+        Ok(())
+    };
+    if let Err(e) = write_all(&mut files) {
+        files.into_iter().for_each(AtomicFile::discard);
+        return Err(e);
     }
-    if let Some(r) = &a.report {
-        let mut f = AtomicFile::create(r, a.force)?;
-        serde_json::to_writer_pretty(&mut *f.writer(), &report)?;
-        f.commit()?;
+    // From here on an interrupt waits: the outputs are committed together.
+    state.lock().unwrap_or_else(|p| p.into_inner()).committing = true;
+    let mut files = files.into_iter();
+    while let Some(f) = files.next() {
+        if let Err(e) = f.commit() {
+            files.for_each(AtomicFile::discard);
+            return Err(e.into());
+        }
     }
     summary(&report, started.elapsed().as_secs_f64());
     drop(locks);
     Ok(())
 }
 
+/// What the interrupt handler must know: what to remove, and whether it may still stop.
+#[derive(Default)]
+struct Interrupt {
+    /// The work directory (spilled runs, the copy of standard input).
+    work_dir: Option<PathBuf>,
+    /// Outputs' temporary files written so far.
+    temps: Vec<PathBuf>,
+    /// The pair list has started going to standard output.
+    stdout_started: bool,
+    /// Outputs are being renamed into place: an interrupt no longer stops the run.
+    committing: bool,
+}
+
+/// The work directories' name prefix (hidden: a directory walk of the corpus skips them).
+const WORK_PREFIX: &str = ".relbert-mine-";
+
+/// The file in a work directory naming the run that owns it: `pid host`.
+const OWNER_FILE: &str = "owner";
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer it is given.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    if !ok {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn owner_record() -> String {
+    format!("{} {}\n", std::process::id(), host_name())
+}
+
+/// Removes work directories of runs that were killed without cleaning up (`kill -9`, a
+/// crash): those whose owner record names a process of this host that no longer exists.
+/// Ones without a record (older relbert) or of another host (a shared disk) may be another
+/// run's: those untouched for a day are named in one note, not removed.
+fn clean_stale_work_dirs(parent: &Path) {
+    const UNOWNED_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let host = host_name();
+    let mut unowned: Vec<PathBuf> = Vec::new();
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(WORK_PREFIX)
+            || !e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let dir = e.path();
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE)).ok();
+        let parsed = owner.as_deref().and_then(|o| {
+            let mut f = o.split_whitespace();
+            let pid: i32 = f.next()?.parse().ok()?;
+            Some((pid, f.next().unwrap_or("").to_string()))
+        });
+        match parsed {
+            Some((pid, h)) if h == host && pid > 0 && !process_exists(pid) => {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => tracing::info!(
+                        "removed {}: the work directory of an earlier run (pid {pid}) that was killed",
+                        dir.display()
+                    ),
+                    Err(e) => tracing::warn!(
+                        "{}: the work directory of an earlier run (pid {pid}) that was killed could not be removed: {e}",
+                        dir.display()
+                    ),
+                }
+            }
+            Some(_) => {}
+            None => {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > UNOWNED_AGE);
+                if old {
+                    unowned.push(dir);
+                }
+            }
+        }
+    }
+    if let Some(first) = unowned.first() {
+        tracing::warn!(
+            "{} work director{} of relbert pairs mine untouched for a day and without an owner \
+             record (left by a run that was killed?), e.g. {}: remove them if no run uses them",
+            unowned.len(),
+            if unowned.len() == 1 { "y" } else { "ies" },
+            first.display()
+        );
+    }
+}
+
+/// Whether a process with this pid exists (one of another user's counts).
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+fn write_provenance(
+    w: &mut impl Write,
+    pairs: &[MinedPair],
+    pair_list: Option<&str>,
+) -> Result<()> {
+    for (i, m) in pairs.iter().enumerate() {
+        if i == 0 {
+            let first = FirstRecord { pair: m, pair_list };
+            serde_json::to_writer(&mut *w, &first)?;
+        } else {
+            serde_json::to_writer(&mut *w, m)?;
+        }
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn write_vocab(w: &mut impl Write, vocabulary: &[(String, u64)]) -> Result<()> {
+    writeln!(w, "{MINED_VOCAB_MARK}: term<TAB>count, most frequent first")?;
+    for (t, c) in vocabulary {
+        writeln!(w, "{t}\t{c}")?;
+    }
+    Ok(())
+}
+
 fn write_pairs(w: &mut impl Write, header: &str, pairs: &[MinedPair]) -> Result<()> {
     writeln!(w, "{header}")?;
     for m in pairs {
-        writeln!(w, "{}\t{}\t{}", m.head, m.tail, m.label())?;
+        // A pair without a connecting phrase has no label column (`index build` reads two
+        // columns as a pair without a label).
+        match m.label() {
+            Some(l) => writeln!(w, "{}\t{}\t{l}", m.head, m.tail)?,
+            None => writeln!(w, "{}\t{}", m.head, m.tail)?,
+        }
     }
     w.flush()?;
     Ok(())
@@ -401,13 +670,14 @@ fn summary(r: &MineReport, secs: f64) {
             r.spilled_bytes as f64 / 1e6
         );
     }
-    let skipped = r.invalid_utf8_lines + r.bad_json_lines + r.binary_files;
+    let skipped = r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files;
     if skipped > 0 {
         eprintln!(
-            "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files; first: {}",
+            "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files; first: {}",
             r.invalid_utf8_lines,
             r.bad_json_lines,
             r.binary_files,
+            r.utf16_files,
             r.skipped_examples.join("; ")
         );
     }
@@ -424,5 +694,15 @@ mod tests {
         assert_eq!(parse_size("4"), None);
         assert_eq!(parse_size("-1G"), None);
         assert_eq!(parse_size("G"), None);
+    }
+
+    #[test]
+    fn different_pair_lists_get_different_provenance_files() {
+        let p = |o: &str| provenance_path(Path::new(o));
+        assert_eq!(p("pairs.tsv"), PathBuf::from("pairs.provenance.jsonl"));
+        assert_eq!(p("d/pairs.TXT"), PathBuf::from("d/pairs.provenance.jsonl"));
+        assert_eq!(p("run.v1"), PathBuf::from("run.v1.provenance.jsonl"));
+        assert_ne!(p("run.v1"), p("run.v2"));
+        assert_eq!(p("pairs"), PathBuf::from("pairs.provenance.jsonl"));
     }
 }

@@ -210,16 +210,33 @@ pub struct Merged {
 }
 
 impl Merged {
-    /// Merges the outputs of [`PairCounter::finish`].
+    /// Merges the outputs of [`PairCounter::finish`]. More runs on disk than the process
+    /// may hold open at once (a big corpus under a small `--memory`) are first merged in
+    /// rounds, a group at a time, into fewer runs: opening them all failed late with "Too
+    /// many open files".
     pub fn new(parts: Vec<Counted>) -> Result<Merged> {
-        let mut runs = Vec::new();
-        for (files, mem) in parts {
-            for p in files {
-                let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
-                runs.push(Run::File(BufReader::with_capacity(1 << 16, f), p));
-            }
-            runs.push(Run::Mem(mem.into_iter()));
+        Merged::with_open_limit(parts, open_runs_limit())
+    }
+
+    fn with_open_limit(parts: Vec<Counted>, limit: usize) -> Result<Merged> {
+        let limit = limit.max(2);
+        let mut files = Vec::new();
+        let mut mems = Vec::new();
+        for (f, mem) in parts {
+            files.extend(f);
+            mems.push(mem);
         }
+        let files = merge_in_rounds(files, limit)?;
+        Merged::open(files, mems)
+    }
+
+    fn open(files: Vec<PathBuf>, mems: Vec<Vec<(u64, u64)>>) -> Result<Merged> {
+        let mut runs = Vec::new();
+        for p in files {
+            let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
+            runs.push(Run::File(BufReader::with_capacity(1 << 16, f), p));
+        }
+        runs.extend(mems.into_iter().map(|m| Run::Mem(m.into_iter())));
         let mut heap = BinaryHeap::with_capacity(runs.len());
         for (i, r) in runs.iter_mut().enumerate() {
             if let Some((k, c)) = r.next()? {
@@ -252,6 +269,57 @@ impl Merged {
         }
         Ok(())
     }
+}
+
+/// How many runs a merge opens at once: half the process's file limit (the rest is for
+/// everything else it has open), at most 512.
+fn open_runs_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given; RLIMIT_NOFILE is always valid.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    (soft.min(1 << 20) as usize / 2).clamp(8, 512)
+}
+
+/// Merges runs on disk, `limit` at a time, until at most `limit` are left; the merged ones
+/// are removed as they are replaced (their disk space is needed again).
+fn merge_in_rounds(mut files: Vec<PathBuf>, limit: usize) -> Result<Vec<PathBuf>> {
+    // Names unique in the work directory across merges of one process.
+    static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    while files.len() > limit {
+        let mut next = Vec::with_capacity(files.len() / limit + 1);
+        for group in files.chunks(limit) {
+            if let [one] = group {
+                next.push(one.clone());
+                continue;
+            }
+            let n = MERGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = group[0].parent().unwrap_or(Path::new("."));
+            let path = dir.join(format!("merged-{n}.bin"));
+            let mut m = Merged::open(group.to_vec(), Vec::new())?;
+            let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            while let Some((k, c)) = m.next_pair()? {
+                w.write_all(&k.to_le_bytes())
+                    .and_then(|_| w.write_all(&c.to_le_bytes()))
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+            w.flush().map_err(|e| Error::io(&path, e))?;
+            drop(m);
+            for p in group {
+                let _ = std::fs::remove_file(p);
+            }
+            next.push(path);
+        }
+        files = next;
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -291,6 +359,31 @@ mod tests {
         let total: u64 = in_memory.iter().map(|e| e.1).sum();
         assert_eq!(total, 200_000);
         assert!(in_memory.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn more_runs_than_may_be_open_are_merged_in_rounds() {
+        let keys: Vec<u64> = (0..200_000u64)
+            .map(|i| key((i * i % 97) as u32, ((i * 31) % 20_000 / 97) as u32))
+            .collect();
+        let (want, _) = count_all(&keys, 1 << 30, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let mut counter = PairCounter::new(1 << 16, dir.path(), "t".into());
+        for k in &keys {
+            counter.add(*k).unwrap();
+        }
+        let part = counter.finish().unwrap();
+        let runs = part.0.len();
+        assert!(runs > 9, "{runs}");
+        let mut m = Merged::with_open_limit(vec![part], 3).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = m.next_pair().unwrap() {
+            got.push(e);
+        }
+        assert_eq!(got, want);
+        // At most 3 open at the end, and the merged runs were removed.
+        assert!(m.runs.len() <= 4, "{}", m.runs.len());
+        assert!(dir.path().read_dir().unwrap().count() <= 3);
     }
 
     #[test]

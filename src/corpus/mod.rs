@@ -131,12 +131,11 @@ pub struct MinedPair {
 }
 
 impl MinedPair {
-    /// The pair's label: its most frequent connecting phrase.
-    pub fn label(&self) -> String {
-        self.patterns
-            .first()
-            .map(|p| p.0.clone())
-            .unwrap_or_else(|| "X Y".to_string())
+    /// The pair's label: its most frequent connecting phrase; none when no phrase was
+    /// counted (the two were always more than five words apart, or another
+    /// occurrence of one stood between them): a made-up `X Y` would read as "adjacent".
+    pub fn label(&self) -> Option<&str> {
+        self.patterns.first().map(|p| p.0.as_str())
     }
 }
 
@@ -185,6 +184,11 @@ pub struct MineReport {
     pub bad_json_lines: u64,
     /// Files skipped as binary.
     pub binary_files: u64,
+    /// Files skipped as UTF-16 text (not supported: convert it to UTF-8).
+    pub utf16_files: u64,
+    /// Files reached more than once (named twice, through a link, in a named folder) and
+    /// read once.
+    pub duplicate_files: u64,
     /// The first few skipped places.
     pub skipped_examples: Vec<String>,
     /// Each pass.
@@ -347,7 +351,8 @@ pub fn mine(
             message: "must be at least 1".into(),
         });
     }
-    let sources = source::expand(&opts.inputs, opts.format, &opts.exclude)?;
+    let expanded = source::expand(&opts.inputs, opts.format, &opts.exclude)?;
+    let sources = expanded.sources;
     if sources.is_empty() {
         return Err(Error::InvalidArgument {
             flag: "--corpus".into(),
@@ -359,6 +364,7 @@ pub fn mine(
         opts,
         report: MineReport {
             files: sources.len(),
+            duplicate_files: expanded.duplicates,
             ..MineReport::default()
         },
         sources,
@@ -425,16 +431,13 @@ pub fn mine(
     ctx.report.vocab = vocab.len();
     if vocab.is_empty() {
         return Err(Error::Empty {
-            path: opts.inputs.first().cloned().unwrap_or_default(),
+            path: inputs_named(&opts.inputs),
             what: format!(
-                "no word occurs {} times outside the stop words (lower --min-count?); terms are \
-                 words of letters, two or more, and text written without spaces between words \
-                 (Chinese, Japanese) is not split into words{}",
+                "{}no word occurs {} times outside the stop words (lower --min-count?); terms \
+                 are words of letters, two or more, and text written without spaces between \
+                 words (Chinese, Japanese) is not split into words",
+                skipped_why(&ctx.skipped, &opts.text_field),
                 opts.min_count,
-                match ctx.skipped.binary_files {
-                    0 => String::new(),
-                    n => format!("; {n} file(s) were skipped as binary"),
-                }
             ),
         });
     }
@@ -529,8 +532,66 @@ pub fn mine(
     ctx.report.invalid_utf8_lines = ctx.skipped.invalid_utf8;
     ctx.report.bad_json_lines = ctx.skipped.bad_json;
     ctx.report.binary_files = ctx.skipped.binary_files;
+    ctx.report.utf16_files = ctx.skipped.utf16_files;
     ctx.report.skipped_examples = ctx.skipped.examples.clone();
     Ok((mined, ctx.report))
+}
+
+/// All corpus inputs for a message about all of them (the first few, and how many more).
+fn inputs_named(inputs: &[PathBuf]) -> PathBuf {
+    const SHOWN: usize = 3;
+    let mut names: Vec<String> = inputs
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if inputs.len() > SHOWN {
+        names.push(format!("{} more", inputs.len() - SHOWN));
+    }
+    PathBuf::from(names.join(", "))
+}
+
+/// What was skipped while reading, and why, to lead the message that found no terms (empty
+/// when nothing was): when every line was skipped, "lower --min-count" alone points the
+/// wrong way.
+fn skipped_why(s: &Skipped, text_field: &str) -> String {
+    let mut why = Vec::new();
+    if s.invalid_utf8 > 0 {
+        why.push(format!(
+            "{} line(s) were skipped as not UTF-8 (Latin-1 or another legacy encoding? \
+             convert with iconv -f latin1 -t utf-8)",
+            s.invalid_utf8
+        ));
+    }
+    if s.bad_json > 0 {
+        why.push(format!(
+            "{} JSON line(s) were skipped as not a JSON object with a string field {text_field:?} \
+             (is the text in another field? --text-field)",
+            s.bad_json
+        ));
+    }
+    if s.utf16_files > 0 {
+        why.push(format!(
+            "{} file(s) were skipped as UTF-16 text, which is not supported (convert with \
+             iconv -f utf-16 -t utf-8)",
+            s.utf16_files
+        ));
+    }
+    if s.binary_files > 0 {
+        why.push(format!("{} file(s) were skipped as binary", s.binary_files));
+    }
+    if why.is_empty() {
+        return String::new();
+    }
+    let first = match s.examples.first() {
+        Some(e) => format!(
+            " (first: {})",
+            e.split_once(": skipped")
+                .map_or(e.as_str(), |(place, _)| place)
+        ),
+        None => String::new(),
+    };
+    format!("{}{first}; in what was read, ", why.join(", "))
 }
 
 /// User and system CPU seconds of this process so far.
@@ -867,4 +928,56 @@ fn describe(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_without_a_connecting_phrase_has_no_label() {
+        let mut p = MinedPair {
+            head: "alpha".into(),
+            tail: "beta".into(),
+            count: 5,
+            pmi: 1.0,
+            score: 1.0,
+            patterns: Vec::new(),
+            examples: Vec::new(),
+        };
+        assert_eq!(p.label(), None);
+        p.patterns.push(("X is a Y".into(), 5));
+        assert_eq!(p.label(), Some("X is a Y"));
+    }
+
+    #[test]
+    fn the_no_terms_message_says_what_was_skipped_and_names_every_input() {
+        let skipped = Skipped {
+            invalid_utf8: 20,
+            bad_json: 3,
+            utf16_files: 1,
+            examples: vec!["b.txt:1: skipped: not UTF-8".into()],
+            ..Skipped::default()
+        };
+        let why = skipped_why(&skipped, "body");
+        for part in [
+            "20 line(s) were skipped as not UTF-8",
+            "iconv -f latin1 -t utf-8",
+            "3 JSON line(s)",
+            "\"body\"",
+            "UTF-16",
+            "iconv -f utf-16 -t utf-8",
+            "first: b.txt:1)",
+        ] {
+            assert!(why.contains(part), "{part:?} in {why}");
+        }
+        assert_eq!(skipped_why(&Skipped::default(), "text"), "");
+        let named = inputs_named(&["a.txt".into(), "b.txt".into()]);
+        assert_eq!(named, PathBuf::from("a.txt, b.txt"));
+        let many: Vec<PathBuf> = (0..5).map(|i| format!("{i}.txt").into()).collect();
+        assert_eq!(
+            inputs_named(&many),
+            PathBuf::from("0.txt, 1.txt, 2.txt, 2 more")
+        );
+    }
 }

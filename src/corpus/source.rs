@@ -40,6 +40,9 @@ pub struct Source {
     pub bytes: u64,
     /// Read as JSON lines.
     pub jsonl: bool,
+    /// Judged by content (standard input in `auto`, which has no name to go by): JSON lines
+    /// when its first non-blank line is a JSON object with the text field as a string.
+    pub sniff: bool,
 }
 
 /// What separates paragraphs in plain text (sentences never cross a paragraph).
@@ -52,30 +55,98 @@ pub enum Paragraphs {
 }
 
 /// Whether a file found in a directory is relbert's own mining output: one of `exclude`
-/// (this run's outputs), or a pair list or vocabulary `relbert pairs mine` wrote (they start
-/// with its mark line). Mining them would count the pairs of the last run as text.
+/// (this run's outputs), a pair list or vocabulary `relbert pairs mine` wrote (they start
+/// with its mark line), or its `--report` or provenance file (recognised by their keys).
+/// Mining them would count the pairs of the last run as text.
 fn own_output(path: &Path, exclude: &[PathBuf]) -> bool {
     if exclude.iter().any(|e| crate::output::same_file(e, path)) {
         return true;
     }
-    let mut head = [0u8; 32];
+    // The first line of a provenance file (one pair's record) fits easily; a report's keys
+    // before `passes` too.
+    let mut head = Vec::new();
     let n = File::open(path)
-        .and_then(|mut f| f.read(&mut head))
+        .and_then(|f| f.take(OWN_HEAD_BYTES).read_to_end(&mut head))
         .unwrap_or(0);
-    [
+    let head = &head[..n];
+    let marked = [
         crate::output::MINED_PAIRS_MARK,
         crate::output::MINED_VOCAB_MARK,
     ]
     .iter()
-    .any(|m| head[..n].starts_with(m.as_bytes()))
+    .any(|m| head.starts_with(m.as_bytes()));
+    marked || is_mine_report(head) || is_provenance(head)
+}
+
+/// Bytes of a file read to recognise relbert's own outputs in it.
+const OWN_HEAD_BYTES: u64 = 16 << 10;
+
+/// Whether `head` starts a `--report` of `relbert pairs mine`: a JSON object whose first
+/// keys are the report's (they come before its passes, which may lie beyond `head`).
+fn is_mine_report(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+    text.trim_start().starts_with('{')
+        && [
+            "\"distinct_words\":",
+            "\"pairs_above_floor\":",
+            "\"pairs_out\":",
+        ]
+        .iter()
+        .all(|k| text.contains(k))
+}
+
+/// Whether `head` starts a provenance file of `relbert pairs mine`: its first line is a
+/// mined pair's record (head, tail, PMI, connecting phrases and places).
+fn is_provenance(head: &[u8]) -> bool {
+    let Some(first) = head.split(|&b| b == b'\n').next() else {
+        return false;
+    };
+    match serde_json::from_slice::<serde_json::Value>(first) {
+        Ok(v) => ["head", "tail", "pmi", "patterns", "examples"]
+            .iter()
+            .all(|k| v.get(k).is_some()),
+        Err(_) => false,
+    }
+}
+
+/// The corpus inputs, expanded: see [`expand`].
+#[derive(Debug, Clone, Default)]
+pub struct Expanded {
+    /// Each file to read, once, in order.
+    pub sources: Vec<Source>,
+    /// Files reached more than once (a file named twice, a folder and a file in it, a
+    /// symbolic link to a file also read) and read only the first time.
+    pub duplicates: u64,
+    /// The first duplicate: the path it was reached by again, and the path it is read as.
+    pub duplicate_example: Option<(PathBuf, PathBuf)>,
 }
 
 /// Expands the inputs: directories are walked recursively in name order (hidden files and
 /// directories skipped, and relbert's own mining outputs, with a note: see [`own_output`]),
-/// `-` is standard input.
-pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> Result<Vec<Source>> {
-    let mut out = Vec::new();
+/// `-` is standard input. Each file is read once however often it is reached (named twice,
+/// inside a named folder, through a symbolic link): files are told apart by device and
+/// inode, so a link is the file it points to, and the duplicates are noted once on standard
+/// error.
+pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> Result<Expanded> {
+    let mut out = Expanded::default();
+    let mut seen: rustc_hash::FxHashMap<(u64, u64), usize> = Default::default();
     let mut seen_stdin = false;
+    let mut add = |out: &mut Expanded, path: &Path, md: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        match seen.entry((md.dev(), md.ino())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                out.duplicates += 1;
+                if out.duplicate_example.is_none() {
+                    let first = out.sources[*first.get()].name.clone();
+                    out.duplicate_example = Some((path.to_path_buf(), first));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(out.sources.len());
+                out.sources.push(file_source(path, md.len(), format));
+            }
+        }
+    };
     for input in inputs {
         if input.as_os_str() == "-" {
             if seen_stdin {
@@ -85,11 +156,12 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
                 });
             }
             seen_stdin = true;
-            out.push(Source {
+            out.sources.push(Source {
                 name: PathBuf::from("<stdin>"),
                 stdin: true,
                 bytes: 0,
                 jsonl: format == InputFormat::Jsonl,
+                sniff: format == InputFormat::Auto,
             });
             continue;
         }
@@ -115,13 +187,28 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
                         );
                         continue;
                     }
-                    let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    out.push(file_source(entry.path(), bytes, format));
+                    // Followed links: the metadata is the target's, so a link and its
+                    // target are one file.
+                    let md = entry.metadata().map_err(|e| {
+                        let path = e.path().unwrap_or(entry.path()).to_path_buf();
+                        Error::io(&path, e.into())
+                    })?;
+                    add(&mut out, entry.path(), &md);
                 }
             }
         } else {
-            out.push(file_source(input, md.len(), format));
+            add(&mut out, input, &md);
         }
+    }
+    if let Some((again, first)) = &out.duplicate_example {
+        tracing::warn!(
+            "{} duplicate input file(s) skipped: a file reached more than once (named twice, \
+             inside a named folder, through a symbolic link) is read once; e.g. {}, reached \
+             again as {}",
+            out.duplicates,
+            first.display(),
+            again.display()
+        );
     }
     Ok(out)
 }
@@ -145,6 +232,7 @@ fn file_source(path: &Path, bytes: u64, format: InputFormat) -> Source {
         stdin: false,
         bytes,
         jsonl,
+        sniff: false,
     }
 }
 
@@ -205,6 +293,8 @@ pub struct Skipped {
     pub bad_json: u64,
     /// Files skipped as binary.
     pub binary_files: u64,
+    /// Files skipped as UTF-16 text.
+    pub utf16_files: u64,
     /// `file:line: why` for the first few.
     pub examples: Vec<String>,
 }
@@ -258,6 +348,18 @@ pub fn read_blocks(
             n: counter.clone(),
         };
         let mut reader = decompress(BufReader::with_capacity(1 << 20, counted), &src.name)?;
+        // Checked before the NUL bytes of a binary file: UTF-16 text has them too, and
+        // "binary" would not say what to do about it.
+        if is_utf16(&mut reader, &src.name)? {
+            skipped.utf16_files += 1;
+            skipped.note(format!(
+                "{}: skipped: UTF-16 text is not supported; convert with iconv -f utf-16 -t utf-8",
+                src.name.display()
+            ));
+            done += src.bytes;
+            progress(done);
+            continue;
+        }
         if !src.stdin && is_binary(&mut reader, &src.name)? {
             skipped.binary_files += 1;
             skipped.note(format!("{}: skipped: binary file", src.name.display()));
@@ -265,6 +367,18 @@ pub fn read_blocks(
             progress(done);
             continue;
         }
+        let sniffed;
+        let src = if src.sniff {
+            let (jsonl, r) = sniff_json_lines(reader, &src.name, text_field)?;
+            reader = r;
+            sniffed = Source {
+                jsonl,
+                ..src.clone()
+            };
+            &sniffed
+        } else {
+            src
+        };
         let base = done;
         let mut on_bytes =
             |_: ()| progress(base + counter.load(std::sync::atomic::Ordering::Relaxed));
@@ -283,6 +397,52 @@ pub fn read_blocks(
         }
     }
     Ok(())
+}
+
+/// Whether the input starts with a UTF-16 byte-order mark (`FF FE` or `FE FF`).
+fn is_utf16(reader: &mut Box<dyn BufRead>, name: &Path) -> Result<bool> {
+    let head = reader.fill_buf().map_err(|e| Error::io(name, e))?;
+    Ok(head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]))
+}
+
+/// Longest first line read to judge standard input by its content.
+const SNIFF_BYTES: u64 = 1 << 20;
+
+/// Judges an input without a name to go by (standard input in `auto`): JSON lines when its
+/// first non-blank line is a JSON object with `text_field` as a string. The lines read to
+/// judge it are put back in front of the rest, so nothing is lost.
+fn sniff_json_lines(
+    mut reader: Box<dyn BufRead>,
+    name: &Path,
+    text_field: &str,
+) -> Result<(bool, Box<dyn BufRead>)> {
+    let mut prefix = Vec::new();
+    let jsonl = loop {
+        let start = prefix.len();
+        // Bounded: one enormous line is text, not something to hold whole in memory.
+        let n = (&mut reader)
+            .take(SNIFF_BYTES)
+            .read_until(b'\n', &mut prefix)
+            .map_err(|e| Error::io(name, e))?;
+        if n == 0 {
+            break false;
+        }
+        let line = &prefix[start..];
+        let line = if start == 0 {
+            line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line)
+        } else {
+            line
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        break serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get(text_field).map(serde_json::Value::is_string))
+            .unwrap_or(false);
+    };
+    let rest = std::io::Cursor::new(prefix).chain(reader);
+    Ok((jsonl, Box::new(BufReader::with_capacity(1 << 20, rest))))
 }
 
 fn is_binary(reader: &mut Box<dyn BufRead>, name: &Path) -> Result<bool> {
@@ -467,7 +627,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(if jsonl { "c.jsonl" } else { "c.txt" });
         std::fs::write(&path, bytes).unwrap();
-        let sources = expand(&[path], InputFormat::Auto, &[]).unwrap();
+        let sources = expand(&[path], InputFormat::Auto, &[]).unwrap().sources;
         let mut skipped = Skipped::default();
         let mut paras = Vec::new();
         read_blocks(
@@ -538,6 +698,97 @@ mod tests {
         let z = zstd::encode_all(&b"zstd text\n"[..], 1).unwrap();
         let (paras, _) = blocks_of(&z, false);
         assert_eq!(paras, vec![("zstd text\n".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_file_reached_twice_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c");
+        std::fs::create_dir(&c).unwrap();
+        let a = c.join("a.txt");
+        std::fs::write(&a, "Paris is the capital of France.\n").unwrap();
+        std::os::unix::fs::symlink("a.txt", c.join("b.txt")).unwrap();
+        std::fs::write(c.join("z.txt"), "other\n").unwrap();
+        let names =
+            |e: &Expanded| -> Vec<PathBuf> { e.sources.iter().map(|s| s.name.clone()).collect() };
+        // A link beside its target.
+        let e = expand(std::slice::from_ref(&c), InputFormat::Auto, &[]).unwrap();
+        assert_eq!(names(&e), [a.clone(), c.join("z.txt")]);
+        assert_eq!(e.duplicates, 1);
+        assert_eq!(e.duplicate_example, Some((c.join("b.txt"), a.clone())));
+        // A file named twice, and a folder with a file in it named too.
+        let e = expand(&[a.clone(), a.clone(), c.clone()], InputFormat::Auto, &[]).unwrap();
+        assert_eq!(names(&e), [a.clone(), c.join("z.txt")]);
+        assert_eq!(e.duplicates, 3);
+    }
+
+    #[test]
+    fn relbert_reports_and_provenance_files_are_not_corpus_text() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "Paris is in France.\n").unwrap();
+        let report = crate::corpus::MineReport::default();
+        std::fs::write(
+            dir.path().join("r.json"),
+            serde_json::to_string_pretty(&report).unwrap(),
+        )
+        .unwrap();
+        let pair = crate::corpus::MinedPair {
+            head: "paris".into(),
+            tail: "france".into(),
+            count: 3,
+            pmi: 1.0,
+            score: 1.0,
+            patterns: vec![("X is in Y".into(), 3)],
+            examples: vec!["a.txt:1".into()],
+        };
+        let mut prov = serde_json::to_string(&pair).unwrap();
+        prov.push('\n');
+        std::fs::write(dir.path().join("p.provenance.jsonl"), &prov).unwrap();
+        // A user's JSON is still text.
+        std::fs::write(dir.path().join("notes.json"), "{\"passes\": 3}\n").unwrap();
+        let e = expand(&[dir.path().to_path_buf()], InputFormat::Auto, &[]).unwrap();
+        let names: Vec<String> = e
+            .sources
+            .iter()
+            .map(|s| s.name.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.txt", "notes.json"]);
+    }
+
+    #[test]
+    fn utf16_text_is_skipped_and_named_as_such() {
+        let mut bytes = vec![0xff, 0xfe];
+        for u in "Paris is the capital of France.\n".encode_utf16() {
+            bytes.extend(u.to_le_bytes());
+        }
+        let (paras, skipped) = blocks_of(&bytes, false);
+        assert!(paras.is_empty());
+        assert_eq!((skipped.utf16_files, skipped.binary_files), (1, 0));
+        assert!(
+            skipped.examples[0].contains("UTF-16") && skipped.examples[0].contains("iconv"),
+            "{:?}",
+            skipped.examples
+        );
+    }
+
+    #[test]
+    fn unnamed_input_is_judged_json_lines_by_its_first_line() {
+        let judge = |text: &'static str| {
+            let r: Box<dyn BufRead> = Box::new(std::io::Cursor::new(text.as_bytes()));
+            let (jsonl, mut rest) = sniff_json_lines(r, Path::new("<stdin>"), "text").unwrap();
+            let mut all = String::new();
+            rest.read_to_string(&mut all).unwrap();
+            // Nothing read to judge it is lost.
+            assert_eq!(all, text);
+            jsonl
+        };
+        assert!(judge(
+            "\n  \n{\"text\": \"Paris is in France.\"}\n{\"text\": \"b\"}\n"
+        ));
+        assert!(judge("\u{feff}{\"text\": \"a\"}"));
+        assert!(!judge("{\"body\": \"a\"}\n"));
+        assert!(!judge("Paris is in France.\n{\"text\": \"b\"}\n"));
+        assert!(!judge(""));
     }
 
     #[test]

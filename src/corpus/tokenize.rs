@@ -63,18 +63,19 @@ impl Sentence {
     fn push(&mut self, word: &str, offset: usize, lowercase: bool) {
         let start = self.buf.len();
         let ascii = word.is_ascii();
-        if lowercase && !ascii {
-            self.buf.extend(word.chars().flat_map(char::to_lowercase));
-        } else {
+        if ascii {
+            // ASCII is its own NFKC form: the fast path needs no normalising.
             self.buf.push_str(word);
             if lowercase {
                 self.buf[start..].make_ascii_lowercase();
             }
+        } else {
+            normalize_word(word, lowercase, &mut self.buf);
         }
         let alphabetic = if ascii {
             word.bytes().any(|b| b.is_ascii_alphabetic())
         } else {
-            word.chars().any(char::is_alphabetic)
+            self.buf[start..].chars().any(char::is_alphabetic)
         };
         let kind = if alphabetic { Kind::Word } else { Kind::Number };
         self.tokens.push(Token {
@@ -100,6 +101,33 @@ impl Sentence {
     }
 }
 
+/// Appends a word in the one spelling terms are counted under: Unicode NFKC (composed
+/// accents, so NFC and NFD `café` are one term; ligatures such as `ﬁ` and fullwidth letters
+/// become their plain letters), the typographic apostrophes U+2019 and U+02BC as the ASCII
+/// `'` (`don’t` is `don't`), and lower-cased when asked. ASCII words are already in this
+/// form; the tokenizer passes them by.
+pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
+    use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
+    let apostrophe = |c: char| match c {
+        '\u{2019}' | '\u{02bc}' => '\'',
+        c => c,
+    };
+    let mut put = |c: char| {
+        let c = apostrophe(c);
+        if lowercase {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    };
+    // Most words of most scripts are already NFKC: the quick check spares the allocation.
+    if is_nfkc_quick(word.chars()) == IsNormalized::Yes {
+        word.chars().for_each(&mut put);
+    } else {
+        word.nfkc().for_each(&mut put);
+    }
+}
+
 /// How text is split into tokens.
 #[derive(Debug, Clone, Copy)]
 pub struct Tokenizer {
@@ -117,7 +145,7 @@ fn ends_sentence(s: &str) -> bool {
 
 /// Strips a possessive `'s` / `’s` (not from `'s` alone).
 fn strip_possessive(w: &str) -> &str {
-    for suffix in ["'s", "’s", "'S", "’S"] {
+    for suffix in ["'s", "’s", "ʼs", "'S", "’S", "ʼS"] {
         if let Some(base) = w.strip_suffix(suffix) {
             if !base.is_empty() {
                 return base;
@@ -318,7 +346,54 @@ mod tests {
         assert_eq!(split("don't", true), vec![vec!["don't"]]);
     }
 
+    #[test]
+    fn one_word_in_every_unicode_spelling_is_one_token() {
+        // NFC and NFD café, a ligature, fullwidth letters, and the typographic apostrophes.
+        assert_eq!(
+            split(
+                "Caf\u{e9} cafe\u{301} \u{fb01}nance \u{ff30}\u{ff41}\u{ff52}\u{ff49}\u{ff53}",
+                true
+            ),
+            vec![vec!["café", "café", "finance", "paris"]]
+        );
+        assert_eq!(
+            split("don\u{2019}t don\u{2bc}t don't Don\u{2019}t", true),
+            vec![vec!["don't"; 4]]
+        );
+        // Case is kept when asked, the form is still one.
+        assert_eq!(
+            split("Cafe\u{301} We\u{2019}re", false),
+            vec![vec!["Café", "We're"]]
+        );
+        // A possessive in the modifier-letter apostrophe is dropped like the others.
+        assert_eq!(split("France\u{2bc}s", true), vec![vec!["france"]]);
+    }
+
     proptest::proptest! {
+        /// The ASCII fast path (no normalising, its own segmenter) gives the tokens the
+        /// Unicode path gives the same words: a non-ASCII word after them sends the paragraph
+        /// down the Unicode path.
+        #[test]
+        fn ascii_and_unicode_paths_give_the_same_tokens(
+            text in "[a-cA-C0-9_ .,;:'!?\t\r\n()-]{0,40}"
+        ) {
+            let t = Tokenizer { lowercase: true };
+            let mut s = Sentence::default();
+            let tokens = |para: &str, s: &mut Sentence| {
+                let mut out: Vec<(String, u32, Kind)> = Vec::new();
+                t.sentences(para, s, |s| {
+                    out.extend(s.tokens.iter().enumerate().map(|(i, k)| {
+                        (s.text(i).to_string(), k.offset, k.kind)
+                    }));
+                });
+                out
+            };
+            let fast = tokens(&text, &mut s);
+            let mut slow = tokens(&format!("{text} \u{e9}t\u{e9}"), &mut s);
+            proptest::prop_assert_eq!(slow.pop().map(|t| t.0), Some("été".to_string()));
+            proptest::prop_assert_eq!(fast, slow);
+        }
+
         #[test]
         fn ascii_fast_path_matches_unicode_segmentation(
             text in "[a-cA-C0-9_ .,;:'!?\t\r\n()-]{0,40}"

@@ -10,8 +10,19 @@ use unicode_categories::UnicodeCategories;
 use super::tokenize::{Kind, Sentence, Token};
 use crate::error::{Error, Result};
 
-/// The bundled English stop-word list (`src/corpus/stopwords_en.txt`).
-pub const DEFAULT_STOPWORDS: &str = include_str!("stopwords_en.txt");
+/// The bundled English stop-word list: `src/corpus/stopwords_en.txt` and the common
+/// contractions (`don't`, `we're`: function words too, which otherwise became terms such as
+/// `we're bundling`; the typographic `don’t` is the same word once tokenised). Forms in `'s`
+/// are not listed: the tokenizer drops a possessive `'s`, leaving `it`, `that`, `he`.
+pub const DEFAULT_STOPWORDS: &str = concat!(
+    include_str!("stopwords_en.txt"),
+    "\n# contractions\n",
+    "ain't aren't can't couldn't daren't didn't doesn't don't hadn't hasn't haven't he'd \
+     he'll i'd i'll i'm i've isn't it'd it'll let's mayn't mightn't mustn't needn't oughtn't \
+     shan't she'd she'll shouldn't that'd that'll there'd there'll there're they'd they'll \
+     they're they've wasn't we'd we'll we're we've weren't what'd what'll what're what've \
+     where'd who'd who'll who're who've won't wouldn't y'all you'd you'll you're you've\n"
+);
 
 /// Reads a word list: words separated by white space, `#` starts a comment line.
 pub fn parse_word_list(text: &str, lowercase: bool) -> FxHashSet<Box<str>> {
@@ -37,11 +48,19 @@ pub fn read_word_file(path: &Path) -> Result<String> {
     })
 }
 
+/// A listed word in the spelling the tokenizer gives the corpus' words (NFKC, the ASCII
+/// apostrophe, lower-cased when asked), so `don’t` in a list matches `don't` in the text.
 fn fold(w: &str, lowercase: bool) -> String {
-    if lowercase {
-        w.to_lowercase()
+    if w.is_ascii() {
+        if lowercase {
+            w.to_ascii_lowercase()
+        } else {
+            w.to_string()
+        }
     } else {
-        w.to_string()
+        let mut out = String::with_capacity(w.len());
+        super::tokenize::normalize_word(w, lowercase, &mut out);
+        out
     }
 }
 
@@ -277,6 +296,27 @@ mod tests {
                 ("new york".to_string(), 25)
             ]
         );
+    }
+
+    #[test]
+    fn contractions_are_stop_words_in_either_apostrophe() {
+        let stop = parse_word_list(DEFAULT_STOPWORDS, true);
+        let t = Tokenizer { lowercase: true };
+        let mut s = Sentence::default();
+        let mut counts: FxHashMap<Box<str>, u64> = FxHashMap::default();
+        let text = "We\u{2019}re bundling, we're shipping; don't, Don\u{2019}t, can't, isn't, \
+                    won't, you'll, I'm, they've, it's, that's";
+        t.sentences(text, &mut s, |s| {
+            for i in 0..s.tokens.len() {
+                *counts.entry(s.text(i).into()).or_insert(0) += 1;
+            }
+        });
+        let v = Vocab::choose(counts, &stop, 1, 100);
+        let mut got: Vec<&str> = v.terms.iter().map(|t| &**t).collect();
+        got.sort();
+        assert_eq!(got, ["bundling", "shipping"]);
+        // A user's list in the typographic apostrophe matches the text's ASCII one.
+        assert!(parse_word_list("shan\u{2019}t", true).contains("shan't"));
     }
 
     #[test]
