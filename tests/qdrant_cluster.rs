@@ -950,3 +950,274 @@ fn a_stopped_node_is_not_waited_for() {
     wait_all_active(&cluster.grpc(1), &collection, 6);
     common::drop_collection(&cluster.urls(), &collection);
 }
+
+/// The payload of the point of (head, tail) in `collection`, read through `url`.
+fn payload_of(url: &str, collection: &str, head: &str, tail: &str) -> Option<serde_json::Value> {
+    let conn = Connection::new(&[url.to_string()], collection).unwrap();
+    let id = relbert::store::qdrant::point_id(head, tail);
+    let c = conn.clone();
+    let got = conn
+        .block_on(async move {
+            c.call("reading a point", Hedge::Read, |q, name| {
+                let id = id.clone();
+                async move {
+                    q.get_points(
+                        qdrant_client::qdrant::GetPointsBuilder::new(name, vec![id.into()])
+                            .with_payload(true),
+                    )
+                    .await
+                }
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap();
+    let p = got.result.into_iter().next()?;
+    let field = |k: &str| {
+        p.payload
+            .get(k)
+            .and_then(relbert::store::qdrant::string_of)
+            .map(str::to_string)
+    };
+    Some(serde_json::json!({"head": field("head"), "tail": field("tail"), "label": field("label")}))
+}
+
+/// Found by an audit: `--add` upserted every point of the added source, so a pair both
+/// sources hold lost the first source's label (last writer won); the help says pairs both
+/// hold are written once, and a local `index add` keeps the first pair's label.
+#[test]
+fn added_sources_keep_the_points_held_already() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let labelled = tmp.path().join("lab.tsv");
+    std::fs::write(
+        &labelled,
+        "Paris\tFrance\tcapital\nBerlin\tGermany\tcapital\n",
+    )
+    .unwrap();
+    let unlabelled = tmp.path().join("unlab.tsv");
+    std::fs::write(&unlabelled, "Paris\tFrance\nRome\tItaly\n").unwrap();
+    let coll = unique("addlabel");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&labelled, &target).output().unwrap());
+    let out = tiny_build(&unlabelled, &[&target[..], &["--add"]].concat())
+        .env("RELBERT_LOG", "info")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let paris = payload_of(&urls[0], &coll, "Paris", "France").unwrap();
+    assert_eq!(paris["label"], "capital", "{paris}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("1 pair(s) the collection held already"),
+        "{log}"
+    );
+    assert_eq!(count_via(&urls[0], &coll), 3);
+    let rome = payload_of(&urls[0], &coll, "Rome", "Italy").unwrap();
+    assert_eq!(rome["label"], serde_json::Value::Null, "{rome}");
+    // A rerun of the added source is resumed and still writes nothing over the first's.
+    succeeded(
+        &tiny_build(&unlabelled, &[&target[..], &["--add"]].concat())
+            .output()
+            .unwrap(),
+    );
+    let paris = payload_of(&urls[0], &coll, "Paris", "France").unwrap();
+    assert_eq!(paris["label"], "capital", "{paris}");
+    common::drop_collection(&urls, &coll);
+}
+
+/// Waits until `relbert serve` at `addr` says it is ready.
+fn wait_ready(addr: &str) {
+    for _ in 0..400 {
+        if common::http_get(addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("serve --collection never became ready");
+}
+
+/// The JSON body of a raw HTTP answer.
+fn body_json(answer: &str) -> serde_json::Value {
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+/// Stops a spawned server and returns the rest of its log.
+fn stop_serve(
+    mut child: std::process::Child,
+    mut log: std::io::BufReader<std::process::ChildStderr>,
+) -> String {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut log, &mut rest);
+    rest
+}
+
+/// Found by an audit: a server over a collection kept the encoder it started with when the
+/// collection was deleted and re-created with another model of the same width, and answered
+/// 200 with meaningless hits; `/v1/info` still named the old model.
+#[test]
+fn serve_follows_a_collection_recreated_with_another_model() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let coll = unique("recreated");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let model = common::fixture("tiny-bert");
+    let (child, log, addr) = common::spawn_serve_with(
+        &[
+            "--qdrant".as_ref(),
+            joined.as_ref(),
+            "--collection".as_ref(),
+            coll.as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+        ],
+        "info",
+    );
+    wait_ready(&addr);
+    let ask = || {
+        let body = serde_json::json!({"pair": ["sun", "moon"], "k": 3}).to_string();
+        common::http_post(&addr, "/v1/query", &body).unwrap_or_default()
+    };
+    assert!(ask().starts_with("HTTP/1.1 200"));
+    let info = body_json(&common::http_get(&addr, "/v1/info").unwrap());
+    let first_sha = info["encoder"]["weights_sha256"].clone();
+    assert_eq!(info["complete"], true, "{info}");
+
+    common::drop_collection(&urls, &coll);
+    succeeded(
+        &fixture_build("tiny-roberta", &pairs, &target)
+            .output()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    let answer = loop {
+        let a = ask();
+        if !a.starts_with("HTTP/1.1 200") || t.elapsed() > Duration::from_secs(20) {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let why = body_json(&answer)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("another encoder") && why.contains("restart"),
+        "{why}"
+    );
+    let info = body_json(&common::http_get(&addr, "/v1/info").unwrap());
+    assert_ne!(info["encoder"]["weights_sha256"], first_sha, "{info}");
+    assert_eq!(
+        info["served_encoder"]["weights_sha256"], first_sha,
+        "{info}"
+    );
+    assert!(info["stale"].is_string(), "{info}");
+    std::thread::sleep(Duration::from_secs(3));
+    let rest = stop_serve(child, log);
+    assert_eq!(
+        rest.matches("now holds another encoder").count(),
+        1,
+        "logged once: {rest}"
+    );
+    common::drop_collection(&urls, &coll);
+}
+
+/// Found by an audit: a collection whose load was killed midway (its checkpoint below the
+/// source's total) answered `query` and `serve` as if complete, without a word.
+#[test]
+fn an_unfinished_load_is_named_by_query_and_serve() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let coll = unique("unfinished");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    assert!(store.unfinished().is_empty(), "{:?}", store.unfinished());
+    let source = store.record().source.clone();
+    let total = count_via(&urls[0], &coll);
+    // What `kill -9` of the load midway leaves: a checkpoint below the total.
+    let set_progress = |rows: u64| {
+        let conn = Connection::new(&urls, &coll).unwrap();
+        let c = conn.clone();
+        let p = relbert::store::qdrant::LoadProgress {
+            source: source.clone(),
+            rows,
+            total,
+        };
+        conn.block_on(async move {
+            c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
+                .await
+        })
+        .unwrap()
+        .unwrap();
+    };
+    set_progress(7);
+    let out = relbert()
+        .args(["query", "--json", "-k", "3"])
+        .args(target)
+        .args(["paris", "france"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&coll) && err.contains(&format!("7 of its {total} rows")),
+        "{err}"
+    );
+    assert!(err.contains("rerunning the same export or build"), "{err}");
+    assert_eq!(
+        err.matches("did not finish").count(),
+        1,
+        "warned once: {err}"
+    );
+
+    let (child, log, addr) = common::spawn_serve_with(
+        &[
+            "--qdrant".as_ref(),
+            joined.as_ref(),
+            "--collection".as_ref(),
+            coll.as_ref(),
+        ],
+        "info",
+    );
+    wait_ready(&addr);
+    let info = body_json(&common::http_get(&addr, "/v1/info").unwrap());
+    assert_eq!(info["complete"], false, "{info}");
+    assert_eq!(info["unfinished"][0]["rows"], 7, "{info}");
+    // The load finishing is seen without a restart.
+    set_progress(total);
+    let t = Instant::now();
+    loop {
+        let info = body_json(&common::http_get(&addr, "/v1/info").unwrap());
+        if info["complete"] == true {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{info}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rest = stop_serve(child, log);
+    assert!(rest.contains("every load has finished"), "{rest}");
+    common::drop_collection(&urls, &coll);
+}

@@ -105,7 +105,7 @@ impl CollectionArgs {
 /// Logs what a load into a collection did.
 pub fn log_load(conn: &Connection, report: &ExportReport) {
     tracing::info!(
-        "{}: {} points {} in {:.1}s ({:.0} points/s){}; the collection holds {}{}",
+        "{}: {} points {} in {:.1}s ({:.0} points/s){}{}; the collection holds {}{}",
         conn.target(),
         report.sent,
         if report.created {
@@ -117,6 +117,15 @@ pub fn log_load(conn: &Connection, report: &ExportReport) {
         report.sent as f64 / report.secs.max(1e-9),
         if report.resumed > 0 {
             format!(", after {} written by an interrupted run", report.resumed)
+        } else {
+            String::new()
+        },
+        if report.held > 0 {
+            format!(
+                ", {} not written: the collection held them already (kept as they were, \
+                 labels included)",
+                report.held
+            )
         } else {
             String::new()
         },
@@ -157,12 +166,17 @@ pub fn run(a: ExportArgs) -> Result<()> {
         };
         let pb = Progress::pairs(n, "exporting");
         let report = export_index(&index, &conn, &settings, &opts, &|d| pb.set_position(d))
-            .with_context(|| {
-                format!(
-                    "exporting {} into {} (a rerun resumes: points are overwritten, never doubled)",
+            .map_err(|e| {
+                let hint = rerun_hint(
+                    &e,
+                    " (a rerun resumes: points are overwritten, never doubled)",
+                );
+                let at = format!(
+                    "exporting {} into {}{hint}",
                     a.index.display(),
                     conn.target()
-                )
+                );
+                anyhow::Error::new(e).context(at)
             })?;
         pb.finish();
         log_load(&conn, &report);
@@ -225,4 +239,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     tracing::info!("{}: {} vectors written", out.display(), report.written);
     Ok(())
+}
+
+/// `hint` (that a rerun resumes) for an error a rerun can get past: the server or the disk
+/// failing on the way. A refusal (another model's collection, a name, a flag) stays one
+/// however often it is run, so it gets none.
+pub(crate) fn rerun_hint(e: &relbert::Error, hint: &'static str) -> &'static str {
+    match e {
+        relbert::Error::Remote { .. } | relbert::Error::Io { .. } => hint,
+        _ => "",
+    }
 }

@@ -439,11 +439,12 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
             }
         },
     )
-    .with_context(|| {
-        format!(
-            "building into {} (a rerun of the same command resumes after the last checkpoint)",
-            conn.target()
-        )
+    .map_err(|e| {
+        let hint = super::export::rerun_hint(
+            &e,
+            " (a rerun of the same command resumes after the last checkpoint)",
+        );
+        anyhow::Error::new(e).context(format!("building into {}{hint}", conn.target()))
     })?;
     if let Some(pb) = pb.get() {
         pb.finish();

@@ -299,6 +299,17 @@ fn loaded(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
         })
 }
 
+/// [`loaded`], for requests answered with the encoder or the store's vectors: 503 when the
+/// served collection now holds another encoder's vectors ([`AppState::stale`]), whose
+/// answers would be meaningless.
+fn answering(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
+    let snapshot = loaded(state)?;
+    if let Some(why) = state.stale() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why));
+    }
+    Ok(snapshot)
+}
+
 /// A JSON body of type `T`, or a 4xx naming what is wrong: 413 past the size limit, 400
 /// for bytes that are not JSON, 422 for JSON of the wrong shape.
 fn parse_body<T: serde::de::DeserializeOwned>(
@@ -408,7 +419,7 @@ async fn query(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> ApiResult {
-    let loaded = &loaded(&state)?;
+    let loaded = &answering(&state)?;
     // The default answers within the server's own limit.
     let k = req.k.unwrap_or(10.min(state.limits.max_k));
     if k == 0 || k > state.limits.max_k {
@@ -656,7 +667,7 @@ async fn embed(
     State(state): State<Arc<AppState>>,
     JsonBody(req): JsonBody<EmbedRequest>,
 ) -> ApiResult {
-    let loaded = loaded(&state)?;
+    let loaded = answering(&state)?;
     let pairs = check_pairs(req.pairs, &state)?;
     let vectors = loaded.batcher.embed(pairs.clone()).await?;
     Ok(Json(json!({
@@ -678,7 +689,7 @@ async fn suggest(
     params: Result<Query<SuggestParams>, QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
-    let loaded = loaded(&state)?;
+    let loaded = answering(&state)?;
     if p.q.chars().count() > 2 * state.limits.max_word_chars + 1 {
         return Err(ApiError::bad("q is longer than a pair may be"));
     }
@@ -701,6 +712,12 @@ async fn suggest(
 async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
     let loaded = loaded(&state)?;
     let mut doc = loaded.info.clone();
+    // A served collection as it is now (re-read every few seconds), not as it was opened.
+    if let Some(Value::Object(now)) = state.collection_now() {
+        for (k, v) in now {
+            doc[k.as_str()] = v;
+        }
+    }
     doc["server"] = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "limits": state.limits,

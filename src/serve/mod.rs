@@ -43,7 +43,7 @@ use hyper_util::service::TowerToHyperService;
 use crate::error::{Error, Result};
 use crate::query::QueryEngine;
 use crate::store::backend::WordTable;
-use crate::store::qdrant::QdrantStore;
+use crate::store::qdrant::{CollectionRecord, CollectionState, Connection, QdrantStore};
 pub use batcher::{BatchConfig, Batcher};
 pub use metrics::Metrics;
 use suggest::Suggestions;
@@ -137,6 +137,60 @@ pub struct Loaded {
     /// What requests read from; replaced whole when `index add`, a rebuild or a forced
     /// build publishes a new index into the served directory ([`AppState::follow_index`]).
     view: std::sync::RwLock<Arc<View>>,
+    /// A collection's record as [`AppState::follow_collection`] last read it (`None` for a
+    /// local index).
+    collection: Option<Followed>,
+}
+
+/// A served collection, followed: its record is re-read every [`FOLLOW_EVERY`], because
+/// the collection can be deleted and re-created (or finish loading) under the server.
+struct Followed {
+    conn: Connection,
+    /// The record the server opened the collection with: its model encodes the queries.
+    served: CollectionRecord,
+    /// What the latest read found.
+    now: std::sync::RwLock<CollectionState>,
+}
+
+impl Followed {
+    fn now(&self) -> CollectionState {
+        self.now
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Why the collection cannot be answered from with the served encoder any more, if
+    /// it cannot: it lost relbert's record, or holds another pair function's vectors.
+    fn stale(&self, now: &CollectionState) -> Option<String> {
+        let served = &self.served.encoder;
+        match &now.record {
+            None => Some(format!(
+                "the collection {} no longer carries relbert's record (it was deleted and \
+                 re-created by something else); restart the server once it holds relbert's \
+                 vectors",
+                self.conn.collection()
+            )),
+            Some(r)
+                if !crate::indexing::same_function(&r.encoder, served)
+                    || r.dim != self.served.dim =>
+            {
+                Some(format!(
+                    "the collection {} now holds another encoder's vectors ({} sha256 {}, \
+                     {}-d), not those of the model this server encodes with ({} sha256 {}, \
+                     {}-d); restart the server to serve it",
+                    self.conn.collection(),
+                    r.encoder.model,
+                    r.encoder.weights_sha256,
+                    r.dim,
+                    served.model,
+                    served.weights_sha256,
+                    self.served.dim
+                ))
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 impl Loaded {
@@ -193,7 +247,8 @@ impl View {
     }
 }
 
-/// How often the server looks whether its index directory holds a new index.
+/// How often the server looks whether its index directory holds a new index, or its
+/// collection a new record.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
 /// What every request handler sees.
@@ -241,6 +296,7 @@ impl AppState {
         let started = Instant::now();
         let result = (|| -> Result<Loaded> {
             let open_ms = || started.elapsed().as_secs_f64() * 1e3;
+            let mut followed = None;
             let (mut engine, suggestions, info, pairs, words) = match &self.backend {
                 Backend::Index(dir) => {
                     let view = View::of_index(dir, self.model.clone(), started)?;
@@ -254,6 +310,15 @@ impl AppState {
                     let pairs = crate::store::backend::RelationStore::count(&store)?;
                     let info = collection_info(&store, urls, pairs, open_ms());
                     let suggestions = Suggestions::from_collection(store.connection(), pairs)?;
+                    followed = Some(Followed {
+                        conn: store.connection().clone(),
+                        served: store.record().clone(),
+                        now: std::sync::RwLock::new(CollectionState {
+                            record: Some(store.record().clone()),
+                            added: store.added_sources().to_vec(),
+                            unfinished: store.unfinished().to_vec(),
+                        }),
+                    });
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
                     (engine, suggestions, info, pairs, None)
                 }
@@ -274,6 +339,7 @@ impl AppState {
                     pairs,
                     words,
                 })),
+                collection: followed,
             })
         })();
         match result {
@@ -361,6 +427,91 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Follows a served collection's record, as [`AppState::follow_index`] follows a
+    /// directory: re-reads it and keeps what it found for `/v1/info`. When the collection
+    /// now holds another pair function's vectors (deleted and re-created with another model
+    /// of the same width), the server's encoder no longer matches them and its answers would
+    /// be meaningless: queries and embeddings are refused ([`AppState::stale`]) until the
+    /// collection holds the served encoder's vectors again or the server is restarted.
+    /// Changes are logged once. Returns whether anything changed. Blocking; [`serve`] calls
+    /// it every [`FOLLOW_EVERY`].
+    pub fn follow_collection(&self) -> Result<bool> {
+        let Some(followed) = self.ready().and_then(|l| l.collection.as_ref()) else {
+            return Ok(false);
+        };
+        let c = followed.conn.clone();
+        let now = followed.conn.block_on(async move { c.state().await })??;
+        let before = followed.now();
+        if now == before {
+            return Ok(false);
+        }
+        match (followed.stale(&before), followed.stale(&now)) {
+            (None, Some(why)) => tracing::error!("{why}; answering 503 to queries meanwhile"),
+            (Some(_), None) => tracing::info!(
+                "{} holds the served encoder's vectors again; answering queries",
+                followed.conn.target()
+            ),
+            _ => {}
+        }
+        if now.unfinished != before.unfinished {
+            if now.unfinished.is_empty() {
+                tracing::info!("{}: every load has finished", followed.conn.target());
+            }
+            for u in now
+                .unfinished
+                .iter()
+                .filter(|u| !before.unfinished.contains(u))
+            {
+                tracing::warn!("{}: {}", followed.conn.target(), u.describe());
+            }
+        }
+        *followed
+            .now
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+        Ok(true)
+    }
+
+    /// Why queries cannot be answered from the served collection any more (see
+    /// [`AppState::follow_collection`]); `None` for a local index or a collection that still
+    /// holds the served encoder's vectors.
+    pub fn stale(&self) -> Option<String> {
+        let followed = self.ready()?.collection.as_ref()?;
+        followed.stale(&followed.now())
+    }
+
+    /// What `/v1/info` shows of a served collection's current record, over what it showed
+    /// when the server opened it: encoder, width, sources and whether every load finished;
+    /// with `stale` (and the encoder served) when the collection now holds another
+    /// encoder's vectors. `None` for a local index.
+    pub fn collection_now(&self) -> Option<serde_json::Value> {
+        let followed = self.ready()?.collection.as_ref()?;
+        let now = followed.now();
+        let mut doc = serde_json::json!({
+            "added_sources": now.added,
+            "complete": now.unfinished.is_empty(),
+            "unfinished": now.unfinished,
+        });
+        if let Some(r) = &now.record {
+            doc["encoder"] = encoder_json(&r.encoder);
+            doc["dim"] = serde_json::json!(r.dim);
+            doc["source"] = serde_json::json!(r.source);
+            doc["layout"] = serde_json::json!(r.layout);
+        }
+        if let Some(why) = followed.stale(&now) {
+            doc["stale"] = serde_json::json!(why);
+            doc["served_encoder"] = encoder_json(&followed.served.encoder);
+        }
+        Some(doc)
+    }
+}
+
+fn encoder_json(e: &relbert_index::EncoderInfo) -> serde_json::Value {
+    serde_json::json!({"model": e.model, "weights_sha256": e.weights_sha256,
+                       "template": e.template, "aggregation": e.aggregation})
+}
+
 /// What `/v1/info` says about a Qdrant collection: the fields of `index info --json` that
 /// a collection has (count, width, metric, encoder), where it is, and where it came from.
 fn collection_info(
@@ -380,6 +531,8 @@ fn collection_info(
                     "template": e.template, "aggregation": e.aggregation},
         "source": r.source,
         "added_sources": store.added_sources(),
+        "complete": store.unfinished().is_empty(),
+        "unfinished": store.unfinished(),
         "layout": r.layout,
         "open_ms": open_ms,
     })
@@ -466,11 +619,20 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
         loop {
             tokio::time::sleep(FOLLOW_EVERY).await;
             let s = follower.clone();
-            match tokio::task::spawn_blocking(move || s.follow_index()).await {
-                Ok(Err(e)) if e.to_string() != last_error => {
-                    last_error = e.to_string();
-                    tracing::warn!("the index directory changed but cannot be served: {e}");
+            let followed = tokio::task::spawn_blocking(move || {
+                s.follow_index().map_err(|e| {
+                    format!("the index directory changed but cannot be served: {e}")
+                })?;
+                s.follow_collection()
+                    .map_err(|e| format!("the collection's record cannot be read: {e}"))
+            })
+            .await;
+            match followed {
+                Ok(Err(e)) if e != last_error => {
+                    tracing::warn!("{e}");
+                    last_error = e;
                 }
+                Ok(Ok(_)) => last_error.clear(),
                 _ => {}
             }
         }

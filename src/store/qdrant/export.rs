@@ -20,7 +20,10 @@
 //! index (`relbert index add` gives it a new id), another slice of a corpus, another
 //! machine's encoder. Each added source is recorded under its own metadata key and keeps its
 //! own checkpoint, so loaders of different sources can run at once; pairs two sources share
-//! are one point (same id). Nothing is deleted: a pair that one source dropped stays. The
+//! are one point (same id), and it stays the point first written: a load into a collection
+//! that holds another source's points asks which of each batch's ids are there already and
+//! writes only the others (an upsert replaces a whole point, label included, so writing them
+//! would let the last writer win). Nothing is deleted: a pair that one source dropped stays. The
 //! final check of a shared collection counts this source's points by id, since the
 //! collection's total counts every source.
 //!
@@ -37,7 +40,8 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::{
-    CreateFieldIndexCollectionBuilder, FieldType, PointStruct, UpsertPointsBuilder,
+    point_id::PointIdOptions, CreateFieldIndexCollectionBuilder, FieldType, GetPointsBuilder,
+    PointId, PointStruct, UpsertPointsBuilder,
 };
 use qdrant_client::Payload;
 
@@ -88,6 +92,9 @@ impl Default for ExportOptions {
 pub struct ExportReport {
     /// Points sent by this run.
     pub sent: u64,
+    /// Pairs of this source not written because the collection held them already (from
+    /// another source: a shared collection keeps each pair's first point, label included).
+    pub held: u64,
     /// Rows of the source skipped because an earlier, interrupted run's checkpoint says they
     /// are written.
     pub resumed: u64,
@@ -151,6 +158,7 @@ pub fn prepare(
     let c = conn.clone();
     let record = record.clone();
     let request = settings.create_request(conn.collection(), &record)?;
+    let wanted = settings.clone();
     conn.block_on(async move {
         let created = if c.exists().await? {
             false
@@ -162,6 +170,12 @@ pub fn prepare(
             .await?;
             true
         };
+        // The record is checked before anything is changed: a refused command must leave
+        // someone else's collection as it was (the words index used to be made first).
+        let prepared = check_record(&c, &record, created, add).await?;
+        if !created {
+            warn_kept_layout(&c, &wanted).await?;
+        }
         // Idempotent: a run killed between creating and indexing finishes it here.
         c.call(
             "indexing the words field",
@@ -175,6 +189,92 @@ pub fn prepare(
             },
         )
         .await?;
+        Ok(prepared)
+    })?
+}
+
+/// What differs between the encoders `have` (the collection's) and `want` (the source's),
+/// for a refusal: the fields that tell the two pair functions apart, named.
+fn encoder_difference(
+    have: &relbert_index::EncoderInfo,
+    want: &relbert_index::EncoderInfo,
+) -> String {
+    let mut parts = Vec::new();
+    if have.weights_sha256 != want.weights_sha256 {
+        parts.push(format!(
+            "model {} (weights sha256 {}), not {} (sha256 {})",
+            have.model, have.weights_sha256, want.model, want.weights_sha256
+        ));
+    }
+    if have.template != want.template {
+        parts.push(format!(
+            "template {:?}, not {:?}",
+            have.template, want.template
+        ));
+    }
+    if have.aggregation != want.aggregation {
+        parts.push(format!(
+            "aggregation {}, not {}",
+            have.aggregation, want.aggregation
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Warns when `wanted`'s layout (`--shards`, `--replication`, `--quantization`, `--f16`)
+/// differs from the existing collection's: those only shape a new collection, and were
+/// ignored without a word.
+async fn warn_kept_layout(c: &Connection, wanted: &CollectionSettings) -> Result<()> {
+    use qdrant_client::qdrant::{vectors_config::Config, Datatype};
+    let info = c
+        .call(
+            "reading the collection info",
+            Hedge::Read,
+            |q, name| async move { q.collection_info(name).await },
+        )
+        .await?;
+    let Some(config) = info.result.and_then(|r| r.config) else {
+        return Ok(());
+    };
+    // relbert sets quantisation for the whole collection (settings::create_request).
+    let quantized = config.quantization_config.is_some();
+    let Some(params) = config.params else {
+        return Ok(());
+    };
+    let shards = params.shard_number;
+    let replication = params.replication_factor.unwrap_or(1);
+    let f16 = match params.vectors_config.and_then(|v| v.config) {
+        Some(Config::Params(p)) => p.datatype == Some(Datatype::Float16 as i32),
+        _ => false,
+    };
+    let want_quantized = wanted.quantization == super::settings::Quantization::Int8;
+    if shards != wanted.shards
+        || replication != wanted.replication
+        || quantized != want_quantized
+        || f16 != wanted.f16
+    {
+        tracing::warn!(
+            "--shards, --replication, --quantization and --f16 shape a new collection only; {} \
+             exists and keeps its layout: {shards} shard(s), replication {replication}, \
+             quantization {}, {} originals",
+            c.collection(),
+            if quantized { "int8" } else { "none" },
+            if f16 { "f16" } else { "f32" }
+        );
+    }
+    Ok(())
+}
+
+/// Checks that an existing collection holds `record`'s encoder and width, from the same
+/// source or (with `add`, or an earlier `add` of this source) beside another; records an
+/// added source.
+async fn check_record(
+    c: &Connection,
+    record: &CollectionRecord,
+    created: bool,
+    add: bool,
+) -> Result<Prepared> {
+    {
         match c.record().await? {
             None if created => Err(c.remote(
                 "the server dropped the collection metadata relbert records its model in \
@@ -185,13 +285,9 @@ pub fn prepare(
                  choose another --collection",
             )),
             Some(have) if !same_function(&have.encoder, &record.encoder) => Err(c.remote(format!(
-                "the collection holds vectors of another encoder ({} sha256 {}, {}), not {} \
-                 sha256 {}; choose another --collection",
-                have.encoder.model,
-                have.encoder.weights_sha256,
-                have.encoder.aggregation,
-                record.encoder.model,
-                record.encoder.weights_sha256
+                "the collection holds vectors of another encoder: {}; choose another \
+                 --collection",
+                encoder_difference(&have.encoder, &record.encoder)
             ))),
             Some(have) if have.dim != record.dim => Err(c.remote(format!(
                 "the collection holds {}-d vectors, the source {}-d",
@@ -230,15 +326,60 @@ pub fn prepare(
                 first: have.source,
             }),
         }
-    })?
+    }
 }
 
 /// Sends batches of points with up to `opts.parallel` requests in flight.
 pub struct Sender {
     conn: Connection,
     opts: ExportOptions,
-    in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<()>>)>,
+    /// Each batch's rows, and its task, which answers how many of them were held already.
+    in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<u64>>)>,
     done: u64,
+    /// Write only points whose id the collection does not hold yet ([`Sender::keep_held`]).
+    keep_held: bool,
+    held: u64,
+}
+
+/// A point id as text, to compare the ids sent with those a retrieve answers.
+fn id_text(id: &PointId) -> Option<String> {
+    match id.point_id_options.as_ref()? {
+        PointIdOptions::Uuid(u) => Some(u.clone()),
+        PointIdOptions::Num(n) => Some(n.to_string()),
+    }
+}
+
+/// The points of `points` whose ids `conn`'s collection does not hold yet, and how many it
+/// held: one retrieve of the batch's ids, without payloads or vectors.
+async fn not_held(conn: &Connection, points: Vec<PointStruct>) -> Result<(Vec<PointStruct>, u64)> {
+    let ids: Vec<PointId> = points.iter().filter_map(|p| p.id.clone()).collect();
+    let got = conn
+        .call("checking which points are held", Hedge::Read, |q, name| {
+            let b = GetPointsBuilder::new(name, ids.clone())
+                .with_payload(false)
+                .with_vectors(false);
+            async move { q.get_points(b).await }
+        })
+        .await?;
+    let held: HashSet<String> = got
+        .result
+        .iter()
+        .filter_map(|p| p.id.as_ref().and_then(id_text))
+        .collect();
+    if held.is_empty() {
+        return Ok((points, 0));
+    }
+    let before = points.len();
+    let fresh: Vec<PointStruct> = points
+        .into_iter()
+        .filter(|p| {
+            p.id.as_ref()
+                .and_then(id_text)
+                .is_none_or(|id| !held.contains(&id))
+        })
+        .collect();
+    let n = (before - fresh.len()) as u64;
+    Ok((fresh, n))
 }
 
 impl Sender {
@@ -253,7 +394,22 @@ impl Sender {
             },
             in_flight: VecDeque::new(),
             done: 0,
+            keep_held: false,
+            held: 0,
         }
+    }
+
+    /// From now on, sends only points whose ids the collection does not hold yet: a source
+    /// added to a collection another source wrote keeps that source's points (and labels)
+    /// for pairs both hold, as a local `index add` keeps the first pair. An upsert replaces a
+    /// whole point, so writing them would make the last writer win.
+    pub fn keep_held(&mut self) {
+        self.keep_held = true;
+    }
+
+    /// Points not written because the collection held them already ([`Self::keep_held`]).
+    pub fn held(&self) -> u64 {
+        self.held
     }
 
     /// Points per batch.
@@ -273,7 +429,16 @@ impl Sender {
         }
         let n = points.len() as u64;
         let c = self.conn.clone();
+        let keep_held = self.keep_held;
         let handle = self.conn.spawn(async move {
+            let (points, held) = if keep_held {
+                not_held(&c, points).await?
+            } else {
+                (points, 0)
+            };
+            if points.is_empty() {
+                return Ok(held);
+            }
             c.call("upserting points", Hedge::Write, |q, name| {
                 // Waiting for the write to be applied costs nothing measurable here
                 // (benchmarks/scale/) and makes the final count exact.
@@ -281,7 +446,7 @@ impl Sender {
                 async move { q.upsert_points(b).await }
             })
             .await
-            .map(|_| ())
+            .map(|_| held)
         });
         self.in_flight.push_back((n, handle));
         Ok(())
@@ -290,8 +455,10 @@ impl Sender {
     fn wait_oldest(&mut self) -> Result<()> {
         if let Some((n, h)) = self.in_flight.pop_front() {
             let joined = self.conn.block_on(h)?;
-            joined.map_err(|e| self.conn.remote(format!("an upsert task failed: {e}")))??;
+            let held =
+                joined.map_err(|e| self.conn.remote(format!("an upsert task failed: {e}")))??;
             self.done += n;
+            self.held += held;
         }
         Ok(())
     }
@@ -336,24 +503,43 @@ impl Loader {
         let defer = opts.defer_indexing;
         let key = progress_key(&prepared.first, &record.source);
         let k = key.clone();
-        let progress = conn.block_on(async move {
+        let (progress, others) = conn.block_on(async move {
             let p = c.progress(&k).await?;
+            let others = c.added_sources().await?;
             if defer {
                 c.set_indexing(false).await?;
             }
-            Ok::<_, crate::error::Error>(p)
+            Ok::<_, crate::error::Error>((p, others))
         })??;
-        let base = match progress {
+        let base = match &progress {
             Some(p) if p.source == record.source && p.total == total => p.rows.min(total),
             _ => 0,
         };
+        let mark = LoadProgress {
+            source: record.source.clone(),
+            rows: base,
+            total,
+        };
+        // Recorded before the first point is sent, so that a load killed before its first
+        // checkpoint still leaves the collection marked unfinished (opening it warns).
+        if progress.as_ref() != Some(&mark) {
+            let (c, k) = (conn.clone(), key.clone());
+            conn.block_on(async move { c.set_metadata(&k, &mark).await })??;
+        }
         if base > 0 {
             tracing::info!(
                 "resuming: the first {base} of {total} rows are in the collection already"
             );
         }
+        let mut sender = Sender::new(conn, opts);
+        // Another source's points are in the collection (this one was added beside the first,
+        // or others were added beside this one): write only the pairs it does not hold yet.
+        // A collection of this source alone is overwritten as before (a rerun resumes it).
+        if key != PROGRESS_KEY || others.iter().any(|s| *s != record.source) {
+            sender.keep_held();
+        }
         Ok(Loader {
-            sender: Sender::new(conn, opts),
+            sender,
             conn: conn.clone(),
             source: record.source.clone(),
             key,
@@ -408,7 +594,15 @@ impl Loader {
     /// source alone, else the points of the ids `ids(start, end)` gives for the source's
     /// distinct pairs `start..end`, counted by id.
     pub fn finish(mut self, expected: u64, ids: &IdsOf<'_>) -> Result<LoadEnd> {
-        let sent = self.sender.wait_all()?;
+        let confirmed = self.sender.wait_all()?;
+        let held = self.sender.held();
+        let sent = confirmed - held;
+        if held > 0 {
+            tracing::info!(
+                "{held} pair(s) the collection held already (from another source) were not \
+                 written again: a shared collection keeps each pair's first point and label"
+            );
+        }
         let c = self.conn.clone();
         let (count, others) = self.conn.block_on(async move {
             c.set_indexing(true).await?;
@@ -449,6 +643,7 @@ impl Loader {
         self.checkpoint(self.total)?;
         Ok(LoadEnd {
             sent,
+            held,
             count,
             sources: 1 + others.len(),
         })
@@ -481,6 +676,8 @@ pub type IdsOf<'a> = dyn Fn(u64, u64) -> Result<Vec<String>> + 'a;
 pub struct LoadEnd {
     /// Points sent by this run.
     pub sent: u64,
+    /// Points not sent because the collection held them already.
+    pub held: u64,
     /// Points in the collection (every source's).
     pub count: u64,
     /// Sources whose points the collection holds.
@@ -493,6 +690,7 @@ impl LoadEnd {
     fn report(self, resumed: u64, prepared: &Prepared, started: Instant) -> ExportReport {
         ExportReport {
             sent: self.sent,
+            held: self.held,
             resumed,
             count: self.count,
             created: prepared.created,

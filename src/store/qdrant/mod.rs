@@ -201,6 +201,12 @@ pub fn check_collection_name(name: &str) -> Result<()> {
     {
         return bad("a collection name cannot hold '/', '\\' or control characters");
     }
+    // Qdrant refuses these itself, but only after a round trip and in its own words.
+    if let Some(c) = name.chars().find(|c| FORBIDDEN_IN_NAMES.contains(*c)) {
+        return bad(&format!(
+            "a collection name cannot hold {c:?} (Qdrant refuses any of {FORBIDDEN_IN_NAMES})"
+        ));
+    }
     if name.len() > MAX_COLLECTION_NAME {
         return bad(&format!(
             "longer than {MAX_COLLECTION_NAME} bytes (each node keeps a collection in a \
@@ -212,6 +218,9 @@ pub fn check_collection_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Characters Qdrant refuses in a collection name (besides `/`).
+const FORBIDDEN_IN_NAMES: &str = "<>:\"\\|?*";
 
 /// The longest collection name relbert sends (a file name is at most 255 bytes).
 const MAX_COLLECTION_NAME: usize = 200;
@@ -268,6 +277,46 @@ pub struct LoadProgress {
     pub total: u64,
 }
 
+/// A source whose load into a collection has not finished (see [`CollectionState`]): an
+/// export or build that was killed or failed midway, or one still running.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unfinished {
+    /// The source, as [`CollectionRecord::source`] names one.
+    pub source: String,
+    /// Rows its checkpoint confirms written; `None` when it recorded none (stopped in its
+    /// first seconds, or written by a relbert that kept no checkpoint).
+    pub rows: Option<u64>,
+    /// Rows the source holds, when a checkpoint says.
+    pub total: Option<u64>,
+}
+
+impl Unfinished {
+    /// A sentence for people: how far the load got and how to finish it.
+    pub fn describe(&self) -> String {
+        let got = match (self.rows, self.total) {
+            (Some(r), Some(t)) => format!("{r} of its {t} rows are written"),
+            _ => "it recorded no progress".to_string(),
+        };
+        format!(
+            "the load of {} into the collection did not finish ({got}); answers miss the \
+             rest of its pairs until it does: rerunning the same export or build finishes it",
+            self.source
+        )
+    }
+}
+
+/// What a collection's metadata says about it, read in one call ([`Connection::state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionState {
+    /// relbert's record; `None` when the collection has none.
+    pub record: Option<CollectionRecord>,
+    /// The sources added beside the first ([`AddedSource`]), sorted.
+    pub added: Vec<String>,
+    /// The sources (the first and the added ones) whose load has not finished: a
+    /// checkpoint below its total, or none at all (a load that finished records its total).
+    pub unfinished: Vec<Unfinished>,
+}
+
 /// A connection to one or more nodes of a Qdrant deployment, for one collection.
 #[derive(Clone)]
 pub struct Connection {
@@ -306,7 +355,55 @@ struct Inner {
     current: AtomicUsize,
     /// Nodes a hedged call stopped waiting for, until they answer again (warned once).
     slow: Vec<AtomicBool>,
+    /// Whether a read has said it is still waiting (said once per connection).
+    waited: AtomicBool,
     collection: String,
+}
+
+/// Why `e` means the node at that URL cannot be talked to at all (nothing listens there, the
+/// host does not resolve, the port speaks HTTP/1 or plain text to TLS): retrying it changes
+/// nothing, so it is not retried, and the message says what to check. `None` for other errors.
+fn unreachable(e: &QdrantError) -> Option<&'static str> {
+    let text = match e {
+        QdrantError::ResponseError { status } => {
+            use tonic::Code;
+            // The client reports a failed connection as Internal "Failed to connect to URL:
+            // tonic::transport::Error(…)"; a server's own Internal errors are not this.
+            let client_side = status.message().starts_with("Failed to connect")
+                || status.message().contains("transport error");
+            if !matches!(
+                status.code(),
+                Code::Unavailable | Code::Unknown | Code::Internal
+            ) || (status.code() == Code::Internal && !client_side)
+            {
+                return None;
+            }
+            format!("{} {:?}", status.message(), status).to_lowercase()
+        }
+        other => format!("{other} {other:?}").to_lowercase(),
+    };
+    if text.contains("connection refused") {
+        Some("connection refused: nothing listens there")
+    } else if text.contains("dns error")
+        || text.contains("failed to lookup address")
+        || text.contains("name or service not known")
+        || text.contains("no address associated")
+    {
+        Some("the host name does not resolve")
+    } else if text.contains("h2 protocol error")
+        || text.contains("invalid http version")
+        || text.contains("frame with invalid size")
+    {
+        Some("the port does not speak gRPC (is it the REST port?)")
+    } else if text.contains("corrupt message")
+        || text.contains("invalidcontenttype")
+        || text.contains("tls handshake")
+        || text.contains("wrong version number")
+    {
+        Some("the TLS handshake failed (https:// to a port without TLS?)")
+    } else {
+        None
+    }
 }
 
 fn transient(e: &QdrantError) -> bool {
@@ -380,6 +477,12 @@ pub const READ_HEDGE: Duration = Duration::from_secs(1);
 /// How long an upsert waits for one node before another is asked too ([`Hedge::Write`]).
 pub const WRITE_HEDGE: Duration = Duration::from_secs(10);
 
+/// How long a read runs before it says on stderr that it is still waiting ([`Connection::call`]).
+pub const READ_NOTICE: Duration = Duration::from_secs(3);
+
+/// The longest a read may take, every retry and node included ([`Connection::call`]).
+pub const READ_DEADLINE: Duration = Duration::from_secs(15);
+
 /// The client's limit on one call to one node.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -418,6 +521,7 @@ impl Connection {
                 clients,
                 current: AtomicUsize::new(0),
                 slow: urls.iter().map(|_| AtomicBool::new(false)).collect(),
+                waited: AtomicBool::new(false),
                 collection: collection.to_string(),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
@@ -473,8 +577,45 @@ impl Connection {
 
     /// Calls `f` with a client, retrying transient failures on the next node with
     /// exponential backoff; with `hedge`, a node that has not answered in time is not waited
-    /// for alone (see [`Hedge`]). `what` names the request in the error.
+    /// for alone (see [`Hedge`]). `what` names the request in the error. A read gives up
+    /// after [`READ_DEADLINE`] in all, saying on stderr after [`READ_NOTICE`] that it waits:
+    /// a stopped node keeps its connection open and answers nothing, and a single `--qdrant`
+    /// URL has no other node to ask, so a query waited 10 x 60 s without a word.
     pub async fn call<T, F, Fut>(&self, what: &str, hedge: Hedge, f: F) -> Result<T>
+    where
+        F: Fn(Qdrant, String) -> Fut,
+        Fut: Future<Output = std::result::Result<T, QdrantError>>,
+    {
+        if hedge != Hedge::Read {
+            return self.call_retrying(what, hedge, f).await;
+        }
+        let work = self.call_retrying(what, hedge, f);
+        tokio::pin!(work);
+        tokio::select! {
+            r = &mut work => return r,
+            () = tokio::time::sleep(READ_NOTICE) => {}
+        }
+        if !self.inner.waited.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{}: no answer yet ({what}) after {} s; giving up at {} s",
+                self.inner.urls.join(","),
+                READ_NOTICE.as_secs(),
+                READ_DEADLINE.as_secs()
+            );
+        }
+        match tokio::time::timeout(READ_DEADLINE - READ_NOTICE, work).await {
+            Ok(r) => r,
+            Err(_) => Err(self.remote(format!(
+                "{what}: no answer from --qdrant {} within {} s (is the node stopped, \
+                 overloaded or cut off?)",
+                self.inner.urls.join(","),
+                READ_DEADLINE.as_secs()
+            ))),
+        }
+    }
+
+    /// [`Self::call`] without the read deadline.
+    async fn call_retrying<T, F, Fut>(&self, what: &str, hedge: Hedge, f: F) -> Result<T>
     where
         F: Fn(Qdrant, String) -> Fut,
         Fut: Future<Output = std::result::Result<T, QdrantError>>,
@@ -491,6 +632,11 @@ impl Connection {
         let mut next = inner.current.load(Ordering::Relaxed) % n;
         let mut running = FuturesUnordered::new();
         let mut busy = vec![false; n];
+        // Nodes that cannot be talked to at all ([`unreachable`]): not asked again.
+        let mut dead: Vec<Option<&'static str>> = vec![None; n];
+        let alive = |from: usize, dead: &[Option<&'static str>]| {
+            (0..n).map(|k| (from + k) % n).find(|&j| dead[j].is_none())
+        };
         loop {
             if running.is_empty() {
                 if started == attempts {
@@ -505,7 +651,9 @@ impl Connection {
                 next = (next + 1) % n;
             }
             // A hedge goes to a node that is not already asked, while attempts are left.
-            let spare = (0..n).map(|k| (next + k) % n).find(|&j| !busy[j]);
+            let spare = (0..n)
+                .map(|k| (next + k) % n)
+                .find(|&j| !busy[j] && dead[j].is_none());
             let hedge_to = hedge_after.zip(spare).filter(|_| started < attempts);
             let timer = async {
                 match hedge_to {
@@ -523,6 +671,29 @@ impl Connection {
                             }
                             inner.current.store(i, Ordering::Relaxed);
                             return Ok(v);
+                        }
+                        Err(e) if unreachable(&e).is_some() => {
+                            let why = unreachable(&e).unwrap_or_default();
+                            tracing::debug!("{what} via {}: {e}", inner.urls[i]);
+                            dead[i] = Some(why);
+                            let Some(j) = alive(i, &dead) else {
+                                if running.is_empty() {
+                                    return Err(self.unreachable_error(what, &dead));
+                                }
+                                continue;
+                            };
+                            let _ = inner.current.compare_exchange(
+                                i,
+                                j,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                            if running.is_empty() {
+                                if started >= attempts {
+                                    return Err(self.unreachable_error(what, &dead));
+                                }
+                                next = j;
+                            }
                         }
                         Err(e) if transient(&e) => {
                             tracing::debug!("{what} via {}: {e}; retrying", inner.urls[i]);
@@ -549,7 +720,11 @@ impl Connection {
                                 }
                                 tokio::time::sleep(delay).await;
                                 delay = (delay * 2).min(MAX_BACKOFF);
-                                next = inner.current.load(Ordering::Relaxed) % n;
+                                let current = inner.current.load(Ordering::Relaxed) % n;
+                                match alive(current, &dead) {
+                                    Some(j) => next = j,
+                                    None => return Err(self.unreachable_error(what, &dead)),
+                                }
                             }
                         }
                         Err(e) => return Err(self.failed(what, e.to_string())),
@@ -574,6 +749,26 @@ impl Connection {
                     next = (j + 1) % n;
                 }
             }
+        }
+    }
+
+    /// The error of a call no node could be talked to for: each URL with why, and what
+    /// `--qdrant` takes.
+    fn unreachable_error(&self, what: &str, dead: &[Option<&'static str>]) -> Error {
+        let each: Vec<String> = self
+            .inner
+            .urls
+            .iter()
+            .zip(dead)
+            .map(|(u, why)| format!("{u}: {}", why.unwrap_or("no answer")))
+            .collect();
+        Error::InvalidArgument {
+            flag: "--qdrant".into(),
+            message: format!(
+                "cannot reach Qdrant ({what}): {}; --qdrant takes a node's gRPC port (the REST \
+                 port + 1, 6334 by default), over http:// unless the server has TLS",
+                each.join("; ")
+            ),
         }
     }
 
@@ -716,6 +911,58 @@ impl Connection {
             .collect()
     }
 
+    /// The record, the added sources and which loads are unfinished, from one read of the
+    /// collection's metadata.
+    pub async fn state(&self) -> Result<CollectionState> {
+        let meta = self.all_metadata().await?;
+        let text = |key: &str| -> Result<Option<&str>> {
+            match meta.get(key) {
+                None => Ok(None),
+                Some(v) => string_of(v).map(Some).ok_or_else(|| {
+                    self.remote(format!(
+                        "collection metadata {key:?} is not the JSON string relbert writes"
+                    ))
+                }),
+            }
+        };
+        let record: Option<CollectionRecord> = match text(METADATA_KEY)? {
+            Some(t) => Some(self.decode(METADATA_KEY, t)?),
+            None => None,
+        };
+        let mut added = meta
+            .iter()
+            .filter(|(key, _)| key.starts_with(ADDED_SOURCE_PREFIX))
+            .map(|(key, value)| {
+                let text = string_of(value).unwrap_or_default();
+                self.decode::<AddedSource>(key, text).map(|a| a.source)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        added.sort();
+        let mut unfinished = Vec::new();
+        if let Some(r) = &record {
+            for source in std::iter::once(&r.source).chain(&added) {
+                let key = progress_key(&r.source, source);
+                let progress: Option<LoadProgress> = match text(&key)? {
+                    Some(t) => Some(self.decode(&key, t)?),
+                    None => None,
+                };
+                match progress {
+                    Some(p) if p.rows >= p.total => {}
+                    p => unfinished.push(Unfinished {
+                        source: source.clone(),
+                        rows: p.as_ref().map(|p| p.rows),
+                        total: p.as_ref().map(|p| p.total),
+                    }),
+                }
+            }
+        }
+        Ok(CollectionState {
+            record,
+            added,
+            unfinished,
+        })
+    }
+
     /// How many of the points `ids` the collection holds (exact; several requests for many
     /// ids).
     pub async fn count_ids(&self, ids: &[String]) -> Result<u64> {
@@ -772,11 +1019,15 @@ pub fn string_of(v: &Value) -> Option<&str> {
     }
 }
 
+/// How long [`QdrantStore::open`] waits before reading an unfinished load's checkpoint again.
+const RECHECK_UNFINISHED: Duration = Duration::from_millis(500);
+
 /// A Qdrant collection written by relbert, as a [`RelationStore`].
 pub struct QdrantStore {
     conn: Connection,
     record: CollectionRecord,
     added: Vec<String>,
+    unfinished: Vec<Unfinished>,
     precision: String,
 }
 
@@ -785,31 +1036,49 @@ impl QdrantStore {
     pub fn open(urls: &[String], collection: &str) -> Result<Self> {
         let conn = Connection::new(urls, collection)?;
         let c = conn.clone();
-        let (record, added, precision) = conn.block_on(async move {
+        let (record, state, precision) = conn.block_on(async move {
             if !c.exists().await? {
                 return Err(c.remote(
                     "no such collection; export an index into it first \
                      (relbert index export --index DIR --qdrant URL --collection NAME)",
                 ));
             }
-            let record = c.record().await?.ok_or_else(|| {
+            let mut state = c.state().await?;
+            if !state.unfinished.is_empty() {
+                // A node applies metadata changes through the cluster's consensus, so one
+                // asked right after a load may not have applied its last checkpoint yet
+                // (seen on the 3-node test cluster): look once more before warning.
+                tokio::time::sleep(RECHECK_UNFINISHED).await;
+                state = c.state().await?;
+            }
+            let record = state.record.clone().ok_or_else(|| {
                 c.remote(format!(
                     "the collection has no {METADATA_KEY:?} metadata, so the model its vectors \
                      came from is unknown: it was not written by relbert, or the server keeps no \
                      collection metadata (Qdrant 1.16 or later does)"
                 ))
             })?;
-            let mut added = c.added_sources().await?;
-            added.sort();
             let precision = c.precision().await?;
-            Ok::<_, Error>((record, added, precision))
+            Ok::<_, Error>((record, state, precision))
         })??;
+        // Said once, when the store is opened: a query over a partial collection answers
+        // from the pairs it holds, which is not what the source would answer.
+        for u in &state.unfinished {
+            tracing::warn!("{}: {}", conn.target(), u.describe());
+        }
         Ok(QdrantStore {
             conn,
             record,
-            added,
+            added: state.added,
+            unfinished: state.unfinished,
             precision,
         })
+    }
+
+    /// The sources whose load into the collection had not finished when the store was
+    /// opened (empty for a complete collection).
+    pub fn unfinished(&self) -> &[Unfinished] {
+        &self.unfinished
     }
 
     /// What relbert recorded in the collection.
@@ -987,6 +1256,13 @@ mod tests {
             "a\u{0}b",
             "tab\tname",
             " padded",
+            "a:b",
+            "a?b",
+            "a*b",
+            "a|b",
+            "a\"b",
+            "a<b",
+            "a>b",
         ] {
             let e = check_collection_name(bad).unwrap_err().to_string();
             assert!(e.contains("--collection"), "{bad:?}: {e}");
