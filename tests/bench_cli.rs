@@ -227,7 +227,9 @@ fn json_report_has_the_documented_schema() {
         &["--dataset", "mini", "--json", json_arg, "--force"],
     )
     .failure()
-    .stderr(predicates::str::contains("not a relbert bench report"));
+    .stderr(predicates::str::contains(
+        "does not look like a relbert bench report",
+    ));
     assert_eq!(std::fs::read_to_string(&json).unwrap(), "my results\n");
     analogy(
         dir.path(),

@@ -865,7 +865,7 @@ fn killed_writers_leave_the_old_output_or_the_complete_new_one() {
         ])
     };
     let t_embed = h.timed(&embed("pairs.tsv", "../ref/emb.npy"));
-    h.timed(&embed("old_pairs.tsv", "../ref/old_emb.npy"));
+    h.timed(&embed("old_pairs.tsv", "../ref/old/emb.npy"));
     let npy = std::fs::read(refs.join("emb.npy")).unwrap();
     let header_len = 10 + u16::from_le_bytes([npy[8], npy[9]]) as usize;
     let header = String::from_utf8_lossy(&npy[..header_len]).into_owned();
@@ -957,7 +957,8 @@ fn killed_writers_leave_the_old_output_or_the_complete_new_one() {
     );
 
     // embed: odd rounds over an earlier output (--force), even rounds fresh.
-    let (old_npy, old_tsv) = (refs.join("old_emb.npy"), refs.join("old_emb.pairs.tsv"));
+    // Made under the name it is copied to: a pair list names its array.
+    let (old_npy, old_tsv) = (refs.join("old/emb.npy"), refs.join("old/emb.pairs.tsv"));
     let (new_npy, new_tsv) = (refs.join("emb.npy"), refs.join("emb.pairs.tsv"));
     kill_rounds(
         &mut h,

@@ -655,7 +655,7 @@ fn force_removes_an_earlier_runs_later_checkpoints_and_never_a_users() {
     .failure()
     .stderr(
         predicates::str::contains("epoch-09").and(predicates::str::contains(
-            "not a model directory written by relbert",
+            "does not look like a model directory written by relbert",
         )),
     );
     for e in ["epoch-01", "epoch-02", "epoch-03"] {
