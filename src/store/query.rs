@@ -219,7 +219,14 @@ pub fn fold_word(w: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split_whitespace().map(|w| fold_word(w).collect())
+    // ASCII words (most) skip the decomposition, which leaves them as they are.
+    s.split_whitespace().map(|w| {
+        if w.is_ascii() {
+            w.to_ascii_lowercase()
+        } else {
+            fold_word(w).collect()
+        }
+    })
 }
 
 /// The words of a pair as [`fold_word`] gives them (multi-word terms split on spaces): two
@@ -249,7 +256,15 @@ pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
 pub fn shares_word(query_words: &[String], head: &str, tail: &str) -> bool {
     head.split_whitespace()
         .chain(tail.split_whitespace())
-        .any(|w| query_words.iter().any(|q| fold_word(w).eq(q.chars())))
+        .any(|w| {
+            query_words.iter().any(|q| {
+                if w.is_ascii() && q.is_ascii() {
+                    w.eq_ignore_ascii_case(q)
+                } else {
+                    fold_word(w).eq(q.chars())
+                }
+            })
+        })
 }
 
 /// A score at or above which two spellings of a pair that differ only by accents count as
