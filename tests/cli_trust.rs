@@ -957,9 +957,14 @@ fn a_stream_line_read_two_ways_is_the_pair_the_index_holds() {
             .arg(arg)
             .assert()
     };
-    let got = one("paris:france").success();
-    let doc: serde_json::Value = serde_json::from_slice(&got.get_output().stdout).unwrap();
-    assert_eq!(doc["query"], serde_json::json!(["paris", "france"]));
+    for (arg, want) in [
+        ("paris:france", ["paris", "france"]),
+        ("re:invent conference", ["re:invent", "conference"]),
+    ] {
+        let got = one(arg).success();
+        let doc: serde_json::Value = serde_json::from_slice(&got.get_output().stdout).unwrap();
+        assert_eq!(doc["query"], serde_json::json!(want));
+    }
     one("paris")
         .failure()
         .stderr(predicate::str::contains("give the pair as two arguments"));

@@ -354,6 +354,13 @@ async fn bad_requests_get_json_errors() {
         ),
         ("POST", "/v1/query", big, StatusCode::PAYLOAD_TOO_LARGE),
         ("POST", "/v1/query", unseen.into(), StatusCode::NOT_FOUND),
+        // An array was read by field position: this was {"pairs": [["a","b"]]}.
+        (
+            "POST",
+            "/v1/embed",
+            r#" [[["a","b"]]]"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (
             "POST",
             "/v1/embed",

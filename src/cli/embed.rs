@@ -70,7 +70,17 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     }
     // One writer per output; held until the files are renamed into place.
     let _lock = match &out {
-        Some(o) => Some(relbert_index::OutputLock::acquire(o)?),
+        // The pair list's too: `v` and `v.npy` share `v.pairs.tsv`, and two runs checking
+        // it before either wrote it would both write it.
+        Some(o) => Some((
+            relbert_index::OutputLock::acquire(o)?,
+            match a.format {
+                relbert::output::Format::Npy => {
+                    Some(relbert_index::OutputLock::acquire(&pairs_sidecar(o))?)
+                }
+                relbert::output::Format::Jsonl => None,
+            },
+        )),
         None => None,
     };
     if let (Some(o), relbert::output::Format::Npy) = (&out, a.format) {

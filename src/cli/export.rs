@@ -196,6 +196,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
     );
     // One writer per output; held until the file is renamed into place.
     let _lock = relbert_index::OutputLock::acquire(out)?;
+    // The pair list's too (`v` and `v.npy` share `v.pairs.tsv`).
+    let _pairs_lock = match format {
+        FileFormat::Npy => Some(relbert_index::OutputLock::acquire(&pairs_sidecar(out))?),
+        _ => None,
+    };
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,

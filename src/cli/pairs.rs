@@ -130,7 +130,8 @@ pub fn parse_size(s: &str) -> Option<u64> {
 
 /// The provenance file beside a pair list: `pairs.tsv` → `pairs.provenance.jsonl` (a `.tsv`
 /// or `.txt` extension is replaced), any other name keeps its whole name (`run.v1` →
-/// `run.v1.provenance.jsonl`), so two pair lists never share one.
+/// `run.v1.provenance.jsonl`). Only `pairs`, `pairs.tsv` and `pairs.txt` still share one;
+/// its first record names its pair list, and another list's is never replaced.
 fn provenance_path(out: &Path) -> PathBuf {
     let replaced = out
         .extension()

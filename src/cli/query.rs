@@ -408,6 +408,15 @@ pub fn run(a: QueryArgs) -> Result<()> {
         ef: a.ef,
         keep_shared_words: a.keep_shared_words,
     };
+    // One argument that reads two ways is the pair the store holds, as a stream line is.
+    let reread = match a.pair.as_slice() {
+        [line] => engine.read_query_line(line)?,
+        _ => None,
+    };
+    let pair = match &reread {
+        Some((x, y)) => Some((x.as_str(), y.as_str())),
+        None => pair,
+    };
     if let Some((x, y)) = pair {
         let (hits, source) = engine.query(x, y, &opts)?;
         if a.json {

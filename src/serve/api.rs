@@ -316,6 +316,14 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    // Every body is a JSON object: serde would also read a struct from an array by field
+    // position, so `[["a","b"], 3]` was a query for k = 3 by accident of field order.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request body: expected a JSON object ({\"pair\": ...}), found an array",
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         let status = match e.classify() {
             serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,

@@ -172,7 +172,7 @@ async fn list_pairs(conn: &Connection, count: u64) -> Result<Vec<Suggested>> {
     loop {
         let from = offset.clone();
         let page = conn
-            .call("listing pairs for suggestions", Hedge::Read, |q, name| {
+            .call("listing pairs for suggestions", Hedge::Scan, |q, name| {
                 let mut b = ScrollPointsBuilder::new(name)
                     .limit(PAGE)
                     .with_vectors(false)

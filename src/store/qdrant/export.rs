@@ -354,7 +354,7 @@ fn id_text(id: &PointId) -> Option<String> {
 async fn not_held(conn: &Connection, points: Vec<PointStruct>) -> Result<(Vec<PointStruct>, u64)> {
     let ids: Vec<PointId> = points.iter().filter_map(|p| p.id.clone()).collect();
     let got = conn
-        .call("checking which points are held", Hedge::Read, |q, name| {
+        .call("checking which points are held", Hedge::Scan, |q, name| {
             let b = GetPointsBuilder::new(name, ids.clone())
                 .with_payload(false)
                 .with_vectors(false);

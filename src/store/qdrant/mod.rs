@@ -357,6 +357,9 @@ struct Inner {
     slow: Vec<AtomicBool>,
     /// Whether a read has said it is still waiting (said once per connection).
     waited: AtomicBool,
+    /// Nodes that have answered a call: one that refuses connections afterwards is
+    /// restarting (retried as any transient failure), not a wrong URL.
+    answered: Vec<AtomicBool>,
     collection: String,
 }
 
@@ -449,8 +452,13 @@ where
 /// node stopped (SIGSTOP): a query took 60.1 s before, about [`READ_HEDGE`] after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hedge {
-    /// A read: another node is asked after [`READ_HEDGE`].
+    /// A read: another node is asked after [`READ_HEDGE`]; given up after
+    /// [`READ_DEADLINE`] in all.
     Read,
+    /// A read whose time grows with the collection (an exact count, which points of a batch
+    /// are held, an exact search, listing pairs): hedged as [`Hedge::Read`], but with no
+    /// overall deadline, which would fail a load at its final count after hours of work.
+    Scan,
     /// A write that is harmless twice (an upsert of points with stable ids): another node is
     /// asked after [`WRITE_HEDGE`], longer because a busy cluster applies a batch slowly.
     Write,
@@ -462,7 +470,7 @@ pub enum Hedge {
 impl Hedge {
     fn after(self) -> Option<Duration> {
         match self {
-            Hedge::Read => Some(READ_HEDGE),
+            Hedge::Read | Hedge::Scan => Some(READ_HEDGE),
             Hedge::Write => Some(WRITE_HEDGE),
             Hedge::Never => None,
         }
@@ -522,6 +530,7 @@ impl Connection {
                 current: AtomicUsize::new(0),
                 slow: urls.iter().map(|_| AtomicBool::new(false)).collect(),
                 waited: AtomicBool::new(false),
+                answered: urls.iter().map(|_| AtomicBool::new(false)).collect(),
                 collection: collection.to_string(),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
@@ -670,9 +679,13 @@ impl Connection {
                                 tracing::info!("{} answers again", inner.urls[i]);
                             }
                             inner.current.store(i, Ordering::Relaxed);
+                            inner.answered[i].store(true, Ordering::Relaxed);
                             return Ok(v);
                         }
-                        Err(e) if unreachable(&e).is_some() => {
+                        Err(e)
+                            if unreachable(&e).is_some()
+                                && !inner.answered[i].load(Ordering::Relaxed) =>
+                        {
                             let why = unreachable(&e).unwrap_or_default();
                             tracing::debug!("{what} via {}: {e}", inner.urls[i]);
                             dead[i] = Some(why);
@@ -970,7 +983,7 @@ impl Connection {
         for chunk in ids.chunks(IDS_PER_COUNT) {
             let filter = Filter::must([Condition::has_id(chunk.iter().map(|s| s.as_str()))]);
             let r = self
-                .call("counting a source's points", Hedge::Read, |c, name| {
+                .call("counting a source's points", Hedge::Scan, |c, name| {
                     let b = CountPointsBuilder::new(name)
                         .filter(filter.clone())
                         .exact(true);
@@ -1003,7 +1016,7 @@ impl Connection {
     /// The exact number of points in the collection.
     pub async fn count(&self) -> Result<u64> {
         let r = self
-            .call("counting points", Hedge::Read, |c, name| async move {
+            .call("counting points", Hedge::Scan, |c, name| async move {
                 c.count(CountPointsBuilder::new(name).exact(true)).await
             })
             .await?;
@@ -1176,10 +1189,11 @@ impl RelationStore for QdrantStore {
         let filter = Filter::must_not(must_not);
         let params = settings::search_params(req.exact, req.ef.max(req.k));
         let (vector, k) = (vector.to_vec(), req.k as u64);
+        let hedge = if req.exact { Hedge::Scan } else { Hedge::Read };
         let c = self.conn.clone();
         self.conn.block_on(async move {
             let r = c
-                .call("searching", Hedge::Read, |q, name| {
+                .call("searching", hedge, |q, name| {
                     let b = QueryPointsBuilder::new(name)
                         .query(vector.clone())
                         .limit(k)
