@@ -293,10 +293,11 @@ fn only_model_files(dir: &Path) -> std::result::Result<(), String> {
     for e in rd {
         let e = e.map_err(|e| e.to_string())?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = MODEL_DIR_FILES
+        let ours = (MODEL_DIR_FILES
             .iter()
             .chain(crate::model::config::TOKENIZER_FILES.iter())
             .any(|f| *f == name)
+            || is_weights_temp(&name))
             && e.file_type().map(|t| t.is_file()).unwrap_or(false);
         if !ours {
             return Err(format!(
@@ -305,6 +306,16 @@ fn only_model_files(dir: &Path) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` is the temporary file the `safetensors` crate writes the weights to before
+/// renaming them to `model.safetensors` (`tempfile`'s `.tmp` and six random characters): a
+/// run killed while saving leaves one in its directory, which the next run must be able to
+/// clear (it refused the leftover as not relbert's).
+fn is_weights_temp(name: &str) -> bool {
+    name.len() == 10
+        && name.starts_with(".tmp")
+        && name[4..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Checks that a model directory is one relbert wrote, so `--force` may replace it: a
@@ -555,8 +566,15 @@ mod tests {
         let other_tmp = sibling_named(&dir.path().join("other"), "tmp");
         std::fs::create_dir(&other_tmp).unwrap();
         std::fs::write(other_tmp.join("config.json"), "{}").unwrap();
+        // The weights' temporary file of a run killed while saving (crash_consistency hit it).
+        std::fs::write(other_tmp.join(".tmpDhJ3oo"), "partial").unwrap();
         write_dir_atomically(&dir.path().join("other"), fill).unwrap();
         assert!(!other_tmp.exists());
+        assert!(
+            !is_weights_temp(".tmp")
+                && !is_weights_temp(".tmpDhJ3o/")
+                && !is_weights_temp("tmpDhJ3oo0")
+        );
         std::fs::write(tmp.join("thesis.tex"), "mine").unwrap();
         let err = write_dir_atomically(&out, fill).unwrap_err().to_string();
         assert!(err.contains("thesis.tex"), "{err}");
