@@ -451,6 +451,21 @@ pub fn sidecar_owner_of(sidecar: &Path) -> Option<Option<String>> {
     crate::embed::sidecar_owner(&first_line(sidecar)?)
 }
 
+/// The writer locks of an `.npy` output `array` and of its pair list, held until both are
+/// renamed into place, after which its pair list is checked to be this array's (or absent):
+/// `v` and `v.npy` share `v.pairs.tsv`, and two runs checking it before either wrote it
+/// would both write it.
+pub fn lock_npy_output(
+    array: &Path,
+) -> Result<(relbert_index::OutputLock, relbert_index::OutputLock)> {
+    let locks = (
+        relbert_index::OutputLock::acquire(array)?,
+        relbert_index::OutputLock::acquire(&pairs_sidecar(array))?,
+    );
+    check_sidecar_owner(array)?;
+    Ok(locks)
+}
+
 /// Refuses when the pair list that `array` would write ([`pairs_sidecar`]) exists and names
 /// another array: writing it would relabel that array's rows, with or without `--force`.
 pub fn check_sidecar_owner(array: &Path) -> Result<()> {

@@ -1032,13 +1032,24 @@ fn added_sources_keep_the_points_held_already() {
 
 /// Waits until `relbert serve` at `addr` says it is ready.
 fn wait_ready(addr: &str) {
-    for _ in 0..400 {
-        if common::http_get(addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            return;
+    let ready = || {
+        common::http_get(addr, "/v1/health")
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            .then_some(())
+    };
+    poll(400, Duration::from_millis(50), ready).expect("serve --collection never became ready");
+}
+
+/// `f` until it gives a value, at most `tries` times `every` apart: bounded by a count, not
+/// the clock, so a slow machine only makes it slower.
+fn poll<T>(tries: usize, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..tries {
+        if let Some(v) = f() {
+            return Some(v);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
-    panic!("serve --collection never became ready");
+    None
 }
 
 /// The JSON body of a raw HTTP answer.
@@ -1105,14 +1116,8 @@ fn serve_follows_a_collection_recreated_with_another_model() {
             .output()
             .unwrap(),
     );
-    let t = Instant::now();
-    let answer = loop {
-        let a = ask();
-        if !a.starts_with("HTTP/1.1 200") || t.elapsed() > Duration::from_secs(20) {
-            break a;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let not_ok = || Some(ask()).filter(|a| !a.starts_with("HTTP/1.1 200"));
+    let answer = poll(100, Duration::from_millis(200), not_ok).unwrap_or_else(ask);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     let why = body_json(&answer)["error"]
         .as_str()
@@ -1172,6 +1177,26 @@ fn an_unfinished_load_is_named_by_query_and_serve() {
         })
         .unwrap()
         .unwrap();
+        // Metadata reaches the other peers through consensus: wait until every node says
+        // so, or a reader asking another node first sees the old checkpoint (a loaded
+        // machine showed it).
+        let on_every_node = || {
+            urls.iter()
+                .all(|u| {
+                    let conn = Connection::new(std::slice::from_ref(u), &coll).unwrap();
+                    let c = conn.clone();
+                    let state = conn.block_on(async move { c.state().await });
+                    let unfinished = match state {
+                        Ok(Ok(s)) => s.unfinished,
+                        _ => return false,
+                    };
+                    let rows_now = unfinished.first().and_then(|u| u.rows);
+                    rows_now == Some(rows) || (rows == total && unfinished.is_empty())
+                })
+                .then_some(())
+        };
+        poll(100, Duration::from_millis(100), on_every_node)
+            .expect("every node sees the checkpoint");
     };
     set_progress(7);
     let out = relbert()
@@ -1208,15 +1233,12 @@ fn an_unfinished_load_is_named_by_query_and_serve() {
     assert_eq!(info["unfinished"][0]["rows"], 7, "{info}");
     // The load finishing is seen without a restart.
     set_progress(total);
-    let t = Instant::now();
-    loop {
-        let info = body_json(&common::http_get(&addr, "/v1/info").unwrap());
-        if info["complete"] == true {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "{info}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut info = serde_json::Value::Null;
+    let complete = poll(100, Duration::from_millis(200), || {
+        info = body_json(&common::http_get(&addr, "/v1/info").unwrap());
+        (info["complete"] == true).then_some(())
+    });
+    assert!(complete.is_some(), "{info}");
     let rest = stop_serve(child, log);
     assert!(rest.contains("every load has finished"), "{rest}");
     common::drop_collection(&urls, &coll);

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
 use relbert::output::{
-    check_replaceable, check_sidecar_owner, pairs_sidecar, same_file, sidecar_is_own, Format,
+    check_replaceable, lock_npy_output, pairs_sidecar, same_file, sidecar_is_own, Format,
     OutputKind,
 };
 use relbert::pairs::read_pairs;
@@ -70,22 +70,15 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     }
     // One writer per output; held until the files are renamed into place.
     let _lock = match &out {
-        // The pair list's too: `v` and `v.npy` share `v.pairs.tsv`, and two runs checking
-        // it before either wrote it would both write it.
-        Some(o) => Some((
-            relbert_index::OutputLock::acquire(o)?,
-            match a.format {
-                relbert::output::Format::Npy => {
-                    Some(relbert_index::OutputLock::acquire(&pairs_sidecar(o))?)
-                }
-                relbert::output::Format::Jsonl => None,
-            },
-        )),
+        Some(o) => Some(match a.format {
+            relbert::output::Format::Npy => {
+                let (array, pairs) = lock_npy_output(o)?;
+                (array, Some(pairs))
+            }
+            relbert::output::Format::Jsonl => (relbert_index::OutputLock::acquire(o)?, None),
+        }),
         None => None,
     };
-    if let (Some(o), relbert::output::Format::Npy) = (&out, a.format) {
-        check_sidecar_owner(o)?;
-    }
     for (o, kind) in &outputs {
         // This output's pair list without its array is what an interrupted run left (the
         // array is removed first when an output is replaced): redone without --force.

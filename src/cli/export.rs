@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::output::{check_replaceable, check_sidecar_owner, pairs_sidecar, OutputKind};
+use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, OutputKind};
 use relbert::store::files::{export_file, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
@@ -195,19 +195,17 @@ pub fn run(a: ExportArgs) -> Result<()> {
          give a file path"
     );
     // One writer per output; held until the file is renamed into place.
-    let _lock = relbert_index::OutputLock::acquire(out)?;
-    // The pair list's too (`v` and `v.npy` share `v.pairs.tsv`).
-    let _pairs_lock = match format {
-        FileFormat::Npy => Some(relbert_index::OutputLock::acquire(&pairs_sidecar(out))?),
-        _ => None,
+    let _locks = match format {
+        FileFormat::Npy => {
+            let (array, pairs) = lock_npy_output(out)?;
+            (array, Some(pairs))
+        }
+        _ => (relbert_index::OutputLock::acquire(out)?, None),
     };
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,
     };
-    if format == FileFormat::Npy {
-        check_sidecar_owner(out)?;
-    }
     check_replaceable(out, a.force, kind)?;
     if format == FileFormat::Npy {
         check_replaceable(&pairs_sidecar(out), a.force, OutputKind::Sidecar)?;

@@ -80,23 +80,10 @@ fn default_index_staleness(dir: &Path) -> Result<Option<String>> {
         .with_context(|| format!("reading the default model {}", model.display()))?;
     let now = encoder_info(&function.identity(built.model.clone(), built.weights_sha256.clone()));
     if !same_function(&built, &now) {
-        let mut changed = Vec::new();
-        if built.aggregation != now.aggregation {
-            changed.push(format!(
-                "aggregation {:?} → {:?}",
-                built.aggregation, now.aggregation
-            ));
-        }
-        if built.template != now.template {
-            changed.push(format!(
-                "template {:?} → {:?}",
-                built.template, now.template
-            ));
-        }
         return Ok(Some(format!(
             "the default model {} now gives another pair function: {}",
             model.display(),
-            changed.join(", ")
+            relbert::indexing::function_difference(&now, &built).join(", ")
         )));
     }
     let weights = model.join("model.safetensors");

@@ -520,19 +520,16 @@ fn collection_info(
     count: u64,
     open_ms: f64,
 ) -> serde_json::Value {
+    // The sources and whether their loads finished come from the followed record
+    // ([`AppState::collection_now`]), which `/v1/info` lays over this.
     let r = store.record();
-    let e = &r.encoder;
     serde_json::json!({
         "backend": "qdrant",
         "qdrant": urls,
         "collection": store.connection().collection(),
         "count": count, "dim": r.dim, "metric": "cosine", "precision": store.precision(),
-        "encoder": {"model": e.model, "weights_sha256": e.weights_sha256,
-                    "template": e.template, "aggregation": e.aggregation},
+        "encoder": encoder_json(&r.encoder),
         "source": r.source,
-        "added_sources": store.added_sources(),
-        "complete": store.unfinished().is_empty(),
-        "unfinished": store.unfinished(),
         "layout": r.layout,
         "open_ms": open_ms,
     })

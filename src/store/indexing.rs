@@ -107,6 +107,33 @@ pub fn same_function(built: &EncoderInfo, offered: &EncoderInfo) -> bool {
         && split_dtype(&built.aggregation).0 == split_dtype(&offered.aggregation).0
 }
 
+/// What tells the pair functions of `have` and `want` apart, as [`same_function`] compares
+/// them, each field named (`model … not …`, `template … not …`, `aggregation … not …`);
+/// empty when they are the same function. For refusals and staleness notes.
+pub fn function_difference(have: &EncoderInfo, want: &EncoderInfo) -> Vec<String> {
+    let mut parts = Vec::new();
+    if have.weights_sha256 != want.weights_sha256 {
+        parts.push(format!(
+            "model {} (weights sha256 {}), not {} (sha256 {})",
+            have.model, have.weights_sha256, want.model, want.weights_sha256
+        ));
+    }
+    if have.template != want.template {
+        parts.push(format!(
+            "template {:?}, not {:?}",
+            have.template, want.template
+        ));
+    }
+    let (a, b) = (
+        split_dtype(&have.aggregation).0,
+        split_dtype(&want.aggregation).0,
+    );
+    if a != b {
+        parts.push(format!("aggregation {a}, not {b}"));
+    }
+    parts
+}
+
 /// A note for the user when `offered` computes at another number format than the index
 /// `built` (see [`same_function`]); `None` when they agree.
 pub fn dtype_note(built: &EncoderInfo, offered: &EncoderInfo) -> Option<String> {

@@ -51,7 +51,7 @@ use super::{
     LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::Result;
-use crate::indexing::{encode_into, encoder_info, same_function};
+use crate::indexing::{encode_into, encoder_info, function_difference, same_function};
 use crate::pairs::{records_identity, PairRecord};
 use crate::query::{pair_words, with_nfc_forms};
 use crate::relation::RelationEncoder;
@@ -193,34 +193,6 @@ pub fn prepare(
     })?
 }
 
-/// What differs between the encoders `have` (the collection's) and `want` (the source's),
-/// for a refusal: the fields that tell the two pair functions apart, named.
-fn encoder_difference(
-    have: &relbert_index::EncoderInfo,
-    want: &relbert_index::EncoderInfo,
-) -> String {
-    let mut parts = Vec::new();
-    if have.weights_sha256 != want.weights_sha256 {
-        parts.push(format!(
-            "model {} (weights sha256 {}), not {} (sha256 {})",
-            have.model, have.weights_sha256, want.model, want.weights_sha256
-        ));
-    }
-    if have.template != want.template {
-        parts.push(format!(
-            "template {:?}, not {:?}",
-            have.template, want.template
-        ));
-    }
-    if have.aggregation != want.aggregation {
-        parts.push(format!(
-            "aggregation {}, not {}",
-            have.aggregation, want.aggregation
-        ));
-    }
-    parts.join("; ")
-}
-
 /// Warns when `wanted`'s layout (`--shards`, `--replication`, `--quantization`, `--f16`)
 /// differs from the existing collection's: those only shape a new collection, and were
 /// ignored without a word.
@@ -287,7 +259,7 @@ async fn check_record(
             Some(have) if !same_function(&have.encoder, &record.encoder) => Err(c.remote(format!(
                 "the collection holds vectors of another encoder: {}; choose another \
                  --collection",
-                encoder_difference(&have.encoder, &record.encoder)
+                function_difference(&have.encoder, &record.encoder).join("; ")
             ))),
             Some(have) if have.dim != record.dim => Err(c.remote(format!(
                 "the collection holds {}-d vectors, the source {}-d",
