@@ -1022,3 +1022,48 @@ fn a_client_that_never_reads_does_not_hold_the_server() {
         "the server was still running 20 s after SIGTERM, held by a client that reads nothing"
     );
 }
+
+/// Left from an earlier session: a pair sent as the string `"re:invent conference"` was read
+/// only as (`re`, `invent conference`), so a stored (`re:invent`, `conference`) was encoded
+/// as another pair here while `relbert query` answered it from the index.
+#[tokio::test]
+async fn a_line_that_reads_two_ways_takes_the_stored_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path());
+    let mut text = std::fs::read_to_string(&pairs).unwrap();
+    text.push_str("re:invent\tconference\tevent\n");
+    std::fs::write(&pairs, text).unwrap();
+    let idx = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&idx)
+        .assert()
+        .success();
+    let mut opts = options(None);
+    opts.backend = Backend::Index(idx);
+    let (app, _) = app_with(opts);
+    let line = "re:invent conference";
+    let (status, one) = post(&app, "/v1/query", json!({ "pair": line })).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["query"], json!(["re:invent", "conference"]));
+    assert_eq!(one["source"], "index");
+    // In a batch beside plain pairs, and through embed: the same reading.
+    let batch = json!({"pairs": [line, "dog:puppy", ["paris", "france"]], "stored_only": true});
+    let (status, many) = post(&app, "/v1/query", batch).await;
+    assert_eq!(status, StatusCode::OK, "{many}");
+    let results = many["results"].as_array().unwrap();
+    assert_eq!(results[0]["query"], json!(["re:invent", "conference"]));
+    assert_eq!(results[1]["query"], json!(["dog", "puppy"]));
+    assert!(results.iter().all(|r| r["source"] == "index"), "{many}");
+    let (status, emb) = post(&app, "/v1/embed", json!({ "pairs": [line] })).await;
+    assert_eq!(status, StatusCode::OK, "{emb}");
+    assert_eq!(emb["pairs"], json!([["re:invent", "conference"]]));
+    // A line read one way only keeps its reading, stored or not.
+    let (_, other) = post(&app, "/v1/query", json!({"pair": "re:play"})).await;
+    assert_eq!(other["query"], json!(["re", "play"]));
+    assert_eq!(other["source"], "encoded");
+}

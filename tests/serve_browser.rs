@@ -339,11 +339,29 @@ fn page_works_in_headless_chromium() {
     d.script("document.getElementById('a').value=''; document.getElementById('b').value='cold';");
     d.type_into(&a, "dog:puppy\u{E007}");
     d.wait_until("document.getElementById('status').textContent.startsWith('dog : puppy')");
+    // A line with a third word is refused by the server (the page once cut it to two words),
+    // and a line is read by the server: the boxes show the pair it read.
+    d.script("document.getElementById('a').value='';");
+    d.type_into(&a, "dog:puppy:cold\u{E007}");
+    d.wait_until("document.getElementById('status').textContent.includes('expected two words')");
+    d.script("document.getElementById('a').value=''; document.getElementById('b').value='';");
+    d.type_into(&a, " cat : kitten \u{E007}");
+    d.wait_until("document.getElementById('status').textContent.startsWith('cat : kitten')");
+    assert_eq!(
+        d.script(
+            "return [document.getElementById('a').value, document.getElementById('b').value];"
+        ),
+        json!(["cat", "kitten"])
+    );
     d.call(
         "POST",
         "/url",
         Some(json!({"url": format!("http://{addr}/#a%3Ab:france")})),
     );
+    d.wait_until("document.getElementById('status').textContent.startsWith('a:b : france')");
+    // Asked again as shown (the audit found the word read as `a` : `b` on the second ask).
+    d.script("document.getElementById('status').textContent='';");
+    d.type_into(&a, "\u{E007}");
     d.wait_until("document.getElementById('status').textContent.startsWith('a:b : france')");
     let hostile = format!("<img src=x onerror=window.hit=1>{}", "w".repeat(60));
     d.script("document.getElementById('a').value=''; document.getElementById('b').value='';");

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::batcher::BatchError;
 use super::{pca, timeout_of, AppState, Loaded, View};
-use crate::query::{parse_query_line, QueryEngine, QueryHit, QueryOptions, Source};
+use crate::query::{query_line_readings, QueryEngine, QueryHit, QueryOptions, Source};
 use crate::store::backend::WordTable;
 
 const PAGE: &str = include_str!("page.html");
@@ -353,36 +353,103 @@ enum PairInput {
 }
 
 impl PairInput {
-    /// The checked pair, or a 422 naming `what` (e.g. `pairs[3]`).
-    fn check(self, what: &str, max_chars: usize) -> Result<(String, String), ApiError> {
-        let (a, b) = match self {
-            PairInput::Two([a, b]) => (a.trim().to_string(), b.trim().to_string()),
-            PairInput::Line(line) => parse_query_line(&line).ok_or_else(|| {
-                ApiError::bad(format!(
-                    "{what}: expected two words as \"a:b\" or [\"a\", \"b\"], got {:?}",
-                    line.chars().take(60).collect::<String>()
-                ))
-            })?,
-        };
-        for w in [&a, &b] {
-            if crate::pairs::blank_word(w) {
-                return Err(ApiError::bad(format!(
-                    "{what}: a word is empty (or only invisible characters)"
-                )));
-            }
-            if w.chars().count() > max_chars {
-                return Err(ApiError::bad(format!(
-                    "{what}: a word is longer than {max_chars} characters"
-                )));
-            }
-            if w.chars().any(char::is_control) {
-                return Err(ApiError::bad(format!(
-                    "{what}: words may not contain control characters (tabs, newlines)"
-                )));
+    /// How the pair reads, the default reading first: `["a", "b"]` one way; a line such as
+    /// `re:invent conference` two ways ([`query_line_readings`]); a line that is not a pair
+    /// none, reported as a 422 naming `what` (e.g. `pairs[3]`).
+    fn readings(self, what: &str) -> Result<Vec<(String, String)>, ApiError> {
+        match self {
+            PairInput::Two([a, b]) => Ok(vec![(a.trim().to_string(), b.trim().to_string())]),
+            PairInput::Line(line) => {
+                let readings = query_line_readings(&line);
+                if readings.is_empty() {
+                    return Err(ApiError::bad(format!(
+                        "{what}: expected two words as \"a:b\" or [\"a\", \"b\"], got {:?}",
+                        line.chars().take(60).collect::<String>()
+                    )));
+                }
+                Ok(readings)
             }
         }
-        Ok((a, b))
     }
+}
+
+/// `pair`'s words checked against the word limits, or a 422 naming `what`.
+fn check_words(
+    pair: (String, String),
+    what: &str,
+    max_chars: usize,
+) -> Result<(String, String), ApiError> {
+    for w in [&pair.0, &pair.1] {
+        if crate::pairs::blank_word(w) {
+            return Err(ApiError::bad(format!(
+                "{what}: a word is empty (or only invisible characters)"
+            )));
+        }
+        if w.chars().count() > max_chars {
+            return Err(ApiError::bad(format!(
+                "{what}: a word is longer than {max_chars} characters"
+            )));
+        }
+        if w.chars().any(char::is_control) {
+            return Err(ApiError::bad(format!(
+                "{what}: words may not contain control characters (tabs, newlines)"
+            )));
+        }
+    }
+    Ok(pair)
+}
+
+/// The pairs of a request, each read as `relbert query` reads a line: a line that reads two
+/// ways is the reading the store holds (else its default reading), so `"re:invent
+/// conference"` finds a stored (`re:invent`, `conference`) here as on the command line.
+/// `what` names one pair (`pair`) or, with `[i]` appended, each of a batch (`pairs`).
+async fn read_pairs(
+    inputs: Vec<PairInput>,
+    what: &str,
+    batch: bool,
+    max_chars: usize,
+    loaded: &Snapshot<'_>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let name = |i: usize| {
+        if batch {
+            format!("{what}[{i}]")
+        } else {
+            what.to_string()
+        }
+    };
+    let mut readings = Vec::with_capacity(inputs.len());
+    for (i, p) in inputs.into_iter().enumerate() {
+        readings.push(p.readings(&name(i))?);
+    }
+    let picked: Vec<usize> = if readings.iter().any(|r| r.len() > 1) {
+        let local = loaded.engine.index().is_some();
+        let asked = readings.clone();
+        on_store(&loaded.engine, local, move |e| {
+            let mut picked = Vec::with_capacity(asked.len());
+            for r in &asked {
+                let mut pick = 0;
+                if r.len() > 1 {
+                    for (j, (a, b)) in r.iter().enumerate() {
+                        if e.stored(a, b).map_err(ApiError::internal)?.is_some() {
+                            pick = j;
+                            break;
+                        }
+                    }
+                }
+                picked.push(pick);
+            }
+            Ok(picked)
+        })
+        .await?
+    } else {
+        vec![0; readings.len()]
+    };
+    readings
+        .into_iter()
+        .zip(picked)
+        .enumerate()
+        .map(|(i, (mut r, j))| check_words(r.swap_remove(j), &name(i), max_chars))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,8 +471,12 @@ struct QueryRequest {
     stored_only: bool,
 }
 
-/// Checks a list of pairs against the batch limit and each pair against the word limits.
-fn check_pairs(pairs: Vec<PairInput>, state: &AppState) -> Result<Vec<(String, String)>, ApiError> {
+/// The pairs of a batch, read and checked ([`read_pairs`]) after the batch limit.
+async fn check_pairs(
+    pairs: Vec<PairInput>,
+    state: &AppState,
+    loaded: &Snapshot<'_>,
+) -> Result<Vec<(String, String)>, ApiError> {
     let max = state.limits.max_batch_pairs;
     if pairs.is_empty() {
         return Err(ApiError::bad("pairs: the list is empty"));
@@ -416,11 +487,7 @@ fn check_pairs(pairs: Vec<PairInput>, state: &AppState) -> Result<Vec<(String, S
             format!("pairs: {} pairs, more than the limit of {max}", pairs.len()),
         ));
     }
-    pairs
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| p.check(&format!("pairs[{i}]"), state.limits.max_word_chars))
-        .collect()
+    read_pairs(pairs, "pairs", true, state.limits.max_word_chars, loaded).await
 }
 
 async fn query(
@@ -451,7 +518,10 @@ async fn query(
     };
     match (req.pair, req.pairs) {
         (Some(p), None) => {
-            let (a, b) = p.check("pair", state.limits.max_word_chars)?;
+            let read = read_pairs(vec![p], "pair", false, state.limits.max_word_chars, loaded);
+            let Some((a, b)) = read.await?.pop() else {
+                return Err(ApiError::bad("pair: no pair"));
+            };
             let vectors =
                 vectors_of(&state, loaded, &[(a.clone(), b.clone())], req.stored_only).await?;
             let Some(found) = vectors.into_iter().next() else {
@@ -464,7 +534,7 @@ async fn query(
             Ok(Json(answer(loaded, &a, &b, found, &opts, req.plot).await?))
         }
         (None, Some(ps)) => {
-            let pairs = check_pairs(ps, &state)?;
+            let pairs = check_pairs(ps, &state, loaded).await?;
             let vectors = vectors_of(&state, loaded, &pairs, req.stored_only).await?;
             let mut out = Vec::with_capacity(pairs.len());
             for ((a, b), found) in pairs.iter().zip(vectors) {
@@ -676,7 +746,7 @@ async fn embed(
     JsonBody(req): JsonBody<EmbedRequest>,
 ) -> ApiResult {
     let loaded = answering(&state)?;
-    let pairs = check_pairs(req.pairs, &state)?;
+    let pairs = check_pairs(req.pairs, &state, &loaded).await?;
     let vectors = loaded.batcher.embed(pairs.clone()).await?;
     Ok(Json(json!({
         "dim": loaded.batcher.dim(),
