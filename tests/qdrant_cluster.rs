@@ -1030,6 +1030,78 @@ fn added_sources_keep_the_points_held_already() {
     common::drop_collection(&urls, &coll);
 }
 
+/// Left from an earlier session: a collection whose vectors are compared by another distance
+/// (made by hand, its relbert record copied from a relbert collection) was queried as if its
+/// scores were cosines, and loaded into by `--add`.
+#[test]
+fn a_collection_of_another_distance_is_refused() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let good = unique("cosine");
+    let target = ["--collection", good.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let record = QdrantStore::open(&urls, &good).unwrap().record().clone();
+    let bad = unique("dotcopy");
+    let conn = Connection::new(&urls, &bad).unwrap();
+    let c = conn.clone();
+    let dim = record.dim as u64;
+    conn.block_on(async move {
+        use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
+        c.call("creating", Hedge::Never, |q, name| async move {
+            q.create_collection(
+                CreateCollectionBuilder::new(name)
+                    .vectors_config(VectorParamsBuilder::new(dim, Distance::Dot)),
+            )
+            .await
+        })
+        .await?;
+        c.set_metadata(relbert::store::qdrant::METADATA_KEY, &record)
+            .await
+    })
+    .unwrap()
+    .unwrap();
+    let refused = QdrantStore::open(&urls, &bad)
+        .err()
+        .expect("opened a Dot collection");
+    assert!(refused.to_string().contains("Dot distance"), "{refused}");
+    let out = relbert()
+        .args([
+            "query",
+            "--qdrant",
+            joined.as_str(),
+            "--collection",
+            bad.as_str(),
+            "paris",
+            "france",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Dot distance"));
+    let bad_target = [
+        "--collection",
+        bad.as_str(),
+        "--qdrant",
+        joined.as_str(),
+        "--add",
+    ];
+    let out = tiny_build(&pairs, &bad_target).output().unwrap();
+    assert!(!out.status.success(), "loaded into a Dot collection");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Dot distance"));
+    assert_eq!(
+        count_via(&urls[0], &bad),
+        0,
+        "points were written before the refusal"
+    );
+    common::drop_collection(&urls, &good);
+    common::drop_collection(&urls, &bad);
+}
+
 /// Waits until `relbert serve` at `addr` says it is ready.
 fn wait_ready(addr: &str) {
     let ready = || {

@@ -174,6 +174,7 @@ pub fn prepare(
         // someone else's collection as it was (the words index used to be made first).
         let prepared = check_record(&c, &record, created, add).await?;
         if !created {
+            c.precision(record.dim).await?;
             warn_kept_layout(&c, &wanted).await?;
         }
         // Idempotent: a run killed between creating and indexing finishes it here.

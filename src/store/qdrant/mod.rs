@@ -824,8 +824,10 @@ impl Connection {
 
     /// How the collection stores its original vectors: `f32` (Qdrant's default) or `f16`
     /// ([`settings::CollectionSettings::f16`]), as `index info` names a local index's
-    /// precision; another type is named as Qdrant names it.
-    pub async fn precision(&self) -> Result<String> {
+    /// precision; another type is named as Qdrant names it. Checked first to be one unnamed
+    /// vector of `dim` components compared by cosine, as relbert creates them
+    /// ([`check_vector_params`]).
+    pub async fn precision(&self, dim: u32) -> Result<String> {
         use qdrant_client::qdrant::{vectors_config::Config, Datatype};
         let info = self
             .call(
@@ -834,21 +836,32 @@ impl Connection {
                 |c, name| async move { c.collection_info(name).await },
             )
             .await?;
-        let datatype = info
+        let params = info
             .result
             .and_then(|r| r.config)
             .and_then(|c| c.params)
             .and_then(|p| p.vectors_config)
-            .and_then(|v| v.config)
-            .and_then(|c| match c {
-                Config::Params(p) => p.datatype,
-                Config::ParamsMap(_) => None,
-            });
-        Ok(match datatype.and_then(|d| Datatype::try_from(d).ok()) {
-            None | Some(Datatype::Default) | Some(Datatype::Float32) => "f32".into(),
-            Some(Datatype::Float16) => "f16".into(),
-            Some(other) => other.as_str_name().to_lowercase(),
-        })
+            .and_then(|v| v.config);
+        let params = match params {
+            Some(Config::Params(p)) => p,
+            Some(Config::ParamsMap(_)) => {
+                return Err(self.remote(
+                    "the collection holds named vectors; relbert writes one unnamed vector \
+                     per point, so its record was not written with these vectors",
+                ))
+            }
+            None => {
+                return Err(self.remote("the server did not say how the collection stores vectors"))
+            }
+        };
+        check_vector_params(params.distance, params.size, dim).map_err(|m| self.remote(m))?;
+        Ok(
+            match params.datatype.and_then(|d| Datatype::try_from(d).ok()) {
+                None | Some(Datatype::Default) | Some(Datatype::Float32) => "f32".into(),
+                Some(Datatype::Float16) => "f16".into(),
+                Some(other) => other.as_str_name().to_lowercase(),
+            },
+        )
     }
 
     /// The JSON string kept under `key` in the collection's metadata, if there is one.
@@ -1024,6 +1037,30 @@ impl Connection {
     }
 }
 
+/// Why a collection's vectors (Qdrant's `distance` code and `size`) cannot hold relbert's
+/// vectors of `dim` components, if they cannot. relbert's scores are cosines and its
+/// queries name no vector, so a collection with another distance (its record copied from a
+/// relbert collection, or made by hand) would answer with other scores in another order.
+pub fn check_vector_params(distance: i32, size: u64, dim: u32) -> std::result::Result<(), String> {
+    use qdrant_client::qdrant::Distance;
+    if distance != Distance::Cosine as i32 {
+        let name = Distance::try_from(distance)
+            .map_or_else(|_| distance.to_string(), |d| d.as_str_name().to_string());
+        return Err(format!(
+            "the collection compares vectors by {name} distance, and relbert's scores are \
+             cosines (it creates collections with Cosine); its relbert record does not \
+             describe these vectors: choose another --collection"
+        ));
+    }
+    if size != u64::from(dim) {
+        return Err(format!(
+            "the collection's vectors have {size} components, and its relbert record says \
+             {dim}: choose another --collection"
+        ));
+    }
+    Ok(())
+}
+
 /// The string inside a payload or metadata value, if it holds one.
 pub fn string_of(v: &Value) -> Option<&str> {
     match &v.kind {
@@ -1071,7 +1108,7 @@ impl QdrantStore {
                      collection metadata (Qdrant 1.16 or later does)"
                 ))
             })?;
-            let precision = c.precision().await?;
+            let precision = c.precision(record.dim).await?;
             Ok::<_, Error>((record, state, precision))
         })??;
         // Said once, when the store is opened: a query over a partial collection answers
@@ -1224,6 +1261,18 @@ impl RelationStore for QdrantStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_cosine_vectors_of_the_recorded_width_are_relbert_s() {
+        use qdrant_client::qdrant::Distance;
+        assert!(check_vector_params(Distance::Cosine as i32, 384, 384).is_ok());
+        let dot = check_vector_params(Distance::Dot as i32, 384, 384).unwrap_err();
+        assert!(dot.contains("Dot distance"), "{dot}");
+        let euclid = check_vector_params(Distance::Euclid as i32, 384, 384).unwrap_err();
+        assert!(euclid.contains("Euclid distance"), "{euclid}");
+        let width = check_vector_params(Distance::Cosine as i32, 768, 384).unwrap_err();
+        assert!(width.contains("768 components"), "{width}");
+    }
 
     #[test]
     fn point_ids_are_stable_uuids_that_tell_pairs_apart() {
