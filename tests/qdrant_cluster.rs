@@ -1102,6 +1102,74 @@ fn a_collection_of_another_distance_is_refused() {
     common::drop_collection(&urls, &bad);
 }
 
+/// A load beside another source's points writes insert-only (`export.rs`, `upsert_request`)
+/// so that a pair another loader wrote between the load's check and its write keeps its first
+/// point: this checks that the cluster honours it (an older server ignores the mode and
+/// would let the last writer win).
+#[test]
+fn the_cluster_keeps_a_point_written_insert_only() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let coll = unique("insertonly");
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let c = conn.clone();
+    let label = conn
+        .block_on(async move {
+            use qdrant_client::qdrant::{
+                CreateCollectionBuilder, Distance, GetPointsBuilder, PointStruct, UpdateMode,
+                UpsertPointsBuilder, VectorParamsBuilder,
+            };
+            use qdrant_client::Payload;
+            c.call("creating", Hedge::Never, |q, name| async move {
+                q.create_collection(
+                    CreateCollectionBuilder::new(name)
+                        .vectors_config(VectorParamsBuilder::new(2, Distance::Cosine))
+                        .shard_number(3)
+                        .replication_factor(2),
+                )
+                .await
+            })
+            .await?;
+            for (label, mode) in [
+                ("first", UpdateMode::Upsert),
+                ("second", UpdateMode::InsertOnly),
+            ] {
+                let mut payload = Payload::new();
+                payload.insert("label", label);
+                let point = PointStruct::new(7, vec![1.0_f32, 0.0], payload);
+                c.call("writing", Hedge::Never, |q, name| {
+                    let b = UpsertPointsBuilder::new(name, vec![point.clone()])
+                        .wait(true)
+                        .update_mode(mode);
+                    async move { q.upsert_points(b).await }
+                })
+                .await?;
+            }
+            let got = c
+                .call("reading", Hedge::Never, |q, name| async move {
+                    q.get_points(GetPointsBuilder::new(name, vec![7.into()]).with_payload(true))
+                        .await
+                })
+                .await?;
+            Ok::<_, relbert::Error>(
+                got.result
+                    .first()
+                    .and_then(|p| p.payload.get("label").cloned()),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    common::drop_collection(&urls, &coll);
+    let label = label.expect("the point is there");
+    assert_eq!(
+        label.as_str().map(String::as_str),
+        Some("first"),
+        "{label:?}"
+    );
+}
+
 /// Waits until `relbert serve` at `addr` says it is ready.
 fn wait_ready(addr: &str) {
     let ready = || {

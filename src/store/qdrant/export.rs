@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::{
     point_id::PointIdOptions, CreateFieldIndexCollectionBuilder, FieldType, GetPointsBuilder,
-    PointId, PointStruct, UpsertPointsBuilder,
+    PointId, PointStruct, UpdateMode, UpsertPointsBuilder,
 };
 use qdrant_client::Payload;
 
@@ -355,6 +355,26 @@ async fn not_held(conn: &Connection, points: Vec<PointStruct>) -> Result<(Vec<Po
     Ok((fresh, n))
 }
 
+/// The write of `points` into `collection`. With `keep_held`, insert-only (Qdrant 1.17 and
+/// later): the retrieve before it ([`not_held`]) leaves out the points held already, but
+/// another loader of another source may write one of them between that retrieve and this
+/// write, and a plain upsert would then replace its point (label included); the server
+/// checks an insert-only write when it applies it, so the first point stays.
+fn upsert_request(
+    collection: String,
+    points: Vec<PointStruct>,
+    keep_held: bool,
+) -> UpsertPointsBuilder {
+    // Waiting for the write to be applied costs nothing measurable here (benchmarks/scale/)
+    // and makes the final count exact.
+    let b = UpsertPointsBuilder::new(collection, points).wait(true);
+    if keep_held {
+        b.update_mode(UpdateMode::InsertOnly)
+    } else {
+        b
+    }
+}
+
 impl Sender {
     /// A sender into `conn`'s collection.
     pub fn new(conn: &Connection, opts: &ExportOptions) -> Self {
@@ -413,9 +433,7 @@ impl Sender {
                 return Ok(held);
             }
             c.call("upserting points", Hedge::Write, |q, name| {
-                // Waiting for the write to be applied costs nothing measurable here
-                // (benchmarks/scale/) and makes the final count exact.
-                let b = UpsertPointsBuilder::new(name, points.clone()).wait(true);
+                let b = upsert_request(name, points.clone(), keep_held);
                 async move { q.upsert_points(b).await }
             })
             .await
@@ -571,9 +589,16 @@ impl Loader {
         let held = self.sender.held();
         let sent = confirmed - held;
         if held > 0 {
+            // A resumed load finds the points its interrupted run sent after its last
+            // checkpoint, as well as other sources' points: the two look alike by id.
+            let whose = if self.base > 0 {
+                "from another source, or sent by the interrupted run after its last checkpoint"
+            } else {
+                "from another source"
+            };
             tracing::info!(
-                "{held} pair(s) the collection held already (from another source) were not \
-                 written again: a shared collection keeps each pair's first point and label"
+                "{held} pair(s) the collection held already ({whose}) were not written again: \
+                 a shared collection keeps each pair's first point and label"
             );
         }
         let c = self.conn.clone();
@@ -821,4 +846,20 @@ pub fn build_collection(
         )
     })?;
     Ok(end.report(resumed, &prepared, started))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qdrant_client::qdrant::UpsertPoints;
+
+    #[test]
+    fn a_shared_collection_is_written_insert_only() {
+        let points = vec![PointStruct::new(1, vec![1.0_f32, 0.0], Payload::new())];
+        let shared: UpsertPoints = upsert_request("c".into(), points.clone(), true).into();
+        assert_eq!(shared.update_mode, Some(UpdateMode::InsertOnly as i32));
+        assert_eq!(shared.wait, Some(true));
+        let alone: UpsertPoints = upsert_request("c".into(), points, false).into();
+        assert_ne!(alone.update_mode, Some(UpdateMode::InsertOnly as i32));
+    }
 }
