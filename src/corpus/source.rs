@@ -410,7 +410,8 @@ const SNIFF_BYTES: u64 = 1 << 20;
 
 /// Judges an input without a name to go by (standard input in `auto`): JSON lines when its
 /// first non-blank line is a JSON object with `text_field` as a string. The lines read to
-/// judge it are put back in front of the rest, so nothing is lost.
+/// judge it are put back in front of the rest, so nothing is lost; at most about
+/// [`SNIFF_BYTES`] of blank lines are held for it (an input that starts with more is text).
 fn sniff_json_lines(
     mut reader: Box<dyn BufRead>,
     name: &Path,
@@ -434,6 +435,11 @@ fn sniff_json_lines(
             line
         };
         if line.iter().all(u8::is_ascii_whitespace) {
+            // Blank lines are held to be put back: a stream of them must not fill memory
+            // (`yes ''` piped in would, before a first line that never comes).
+            if prefix.len() as u64 >= SNIFF_BYTES {
+                break false;
+            }
             continue;
         }
         break serde_json::from_slice::<serde_json::Value>(line)
@@ -789,6 +795,19 @@ mod tests {
         assert!(!judge("{\"body\": \"a\"}\n"));
         assert!(!judge("Paris is in France.\n{\"text\": \"b\"}\n"));
         assert!(!judge(""));
+    }
+
+    /// Left from an earlier session: blank lines were held without bound while looking for
+    /// the first line (an endless stream of them never returned).
+    #[test]
+    fn a_stream_of_blank_lines_is_judged_without_holding_it() {
+        let r: Box<dyn BufRead> = Box::new(BufReader::new(std::io::repeat(b'\n')));
+        let (jsonl, mut rest) = sniff_json_lines(r, Path::new("<stdin>"), "text").unwrap();
+        assert!(!jsonl);
+        // What was read to judge it comes first, then the rest of the stream.
+        let mut head = vec![0u8; 3 * SNIFF_BYTES as usize];
+        rest.read_exact(&mut head).unwrap();
+        assert!(head.iter().all(|&b| b == b'\n'));
     }
 
     #[test]

@@ -143,6 +143,25 @@ fn ends_sentence(s: &str) -> bool {
     matches!(s, "." | "!" | "?" | "…" | ";" | "。" | "！" | "？")
 }
 
+/// Whether a full stop right after `word` marks an abbreviation rather than a sentence's end:
+/// a title or place prefix that comes before a name (`Dr. Watson`, `St. Louis`, `Mt. Fuji`)
+/// or a single capital letter, an initial (`John F. Kennedy`). Without this, a name such as
+/// `St. Louis` was cut into two sentences, so a listed term `St. Louis` never matched and
+/// the window between its words was lost. Kept short on purpose: words that also end
+/// sentences (`Jr.`, `etc.`, `No.`) are left out, since joining two sentences costs more than
+/// splitting a name.
+fn abbreviation(word: &str) -> bool {
+    const BEFORE_NAMES: &[&str] = &[
+        "mr", "mrs", "ms", "dr", "prof", "st", "ste", "mt", "ft", "gen", "col", "capt", "lt",
+        "sgt", "rev", "gov", "sen", "rep", "hon", "messrs", "vs", "cf", "fig", "figs", "vol", "eq",
+    ];
+    let mut chars = word.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return c.is_uppercase();
+    }
+    word.len() <= 6 && BEFORE_NAMES.iter().any(|a| a.eq_ignore_ascii_case(word))
+}
+
 /// Strips a possessive `'s` / `’s` (not from `'s` alone).
 fn strip_possessive(w: &str) -> &str {
     for suffix in ["'s", "’s", "ʼs", "'S", "’S", "ʼS"] {
@@ -229,6 +248,8 @@ impl Tokenizer {
         let mut last_end = usize::MAX;
         let mut hyphen_end = usize::MAX;
         let mut pending_end = false;
+        // The last word as written, to tell `Dr.` (an abbreviation) from a sentence's end.
+        let mut last_word = "";
         for (offset, seg) in segments {
             let first = seg.chars().next().unwrap_or(' ');
             if first.is_alphanumeric() || seg.chars().any(char::is_alphanumeric) {
@@ -244,12 +265,15 @@ impl Tokenizer {
                 }
                 pending_end = false;
                 last_end = offset + seg.len();
+                last_word = seg;
                 hyphen_end = usize::MAX;
             } else if is_hyphen(seg) && last_end == offset {
                 hyphen_end = offset + seg.len();
             } else {
                 hyphen_end = usize::MAX;
-                if ends_sentence(seg) {
+                if ends_sentence(seg)
+                    && !(seg == "." && last_end == offset && abbreviation(last_word))
+                {
                     pending_end = true;
                 }
             }
@@ -290,6 +314,30 @@ mod tests {
         assert_eq!(
             split("Fruit, e.g. apples and pears.", false),
             vec![vec!["Fruit", "e.g", "apples", "and", "pears"]]
+        );
+    }
+
+    #[test]
+    fn a_full_stop_after_a_title_or_an_initial_does_not_end_the_sentence() {
+        assert_eq!(
+            split(
+                "Dr. Watson met John F. Kennedy in St. Louis. Then he left.",
+                true
+            ),
+            vec![
+                vec!["dr", "watson", "met", "john", "f", "kennedy", "in", "st", "louis"],
+                vec!["then", "he", "left"]
+            ]
+        );
+        // Other words before a full stop still end their sentence, and so does a title
+        // that ends one (`etc.`, `Jr.` are not in the list).
+        assert_eq!(
+            split(
+                "They met Dr. Watson. Watson left etc. Then Jr. Smith came.",
+                false
+            )
+            .len(),
+            4
         );
     }
 
