@@ -96,7 +96,10 @@ pub struct MineArgs {
     /// Places kept per pair in the provenance file.
     #[arg(long, default_value_t = 3)]
     examples: usize,
-    /// Write the vocabulary (term<TAB>count, most frequent first) to this file.
+    /// Write the vocabulary (term<TAB>count, most frequent first) to this file. Counts are
+    /// occurrences as a term once multi-word terms are merged: a word chosen on its count
+    /// before merging but seen mostly inside a merged term (`york` in `new york`) may count
+    /// fewer than --min-count here.
     #[arg(long, value_parser = super::output_file)]
     save_vocab: Option<PathBuf>,
     /// Write what mining did (counts, passes, timings) as JSON to this file.
