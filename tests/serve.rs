@@ -673,7 +673,7 @@ fn the_binary_serves_and_stops_on_sigterm() {
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         conn,
-        "POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "POST /v1/query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
         body.len()
     )
@@ -813,7 +813,7 @@ fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
     let began = Instant::now();
     let mut writer = slow.try_clone().unwrap();
     let drip = std::thread::spawn(move || {
-        let _ = writer.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n");
+        let _ = writer.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n");
         for i in 0..40 {
             std::thread::sleep(Duration::from_millis(100));
             if writer
@@ -836,7 +836,7 @@ fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
     // (longer in total than the bound), then the idle connection is closed.
     let mut kept = std::net::TcpStream::connect(&addr).unwrap();
     for _ in 0..4 {
-        kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
         let r = read_response(&mut kept);
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
@@ -990,7 +990,7 @@ fn a_client_that_never_reads_does_not_hold_the_server() {
     std::thread::spawn(move || {
         for _ in 0..5000 {
             if writer
-                .write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+                .write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 .is_err()
             {
                 break;
@@ -1066,4 +1066,704 @@ async fn a_line_that_reads_two_ways_takes_the_stored_reading() {
     let (_, other) = post(&app, "/v1/query", json!({"pair": "re:play"})).await;
     assert_eq!(other["query"], json!(["re", "play"]));
     assert_eq!(other["source"], "encoded");
+}
+
+/// Sends one request with `headers`; the status, the answer's headers and its body as JSON
+/// (or as a JSON string when it is not JSON).
+async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let (status, head) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, head, v)
+}
+
+/// Found by an audit: a token with characters past ASCII was taken at start-up but could
+/// never match (every request got 401), and `--timeout-ms 0` was taken as 1 ms while
+/// `/v1/info` said 0.
+#[test]
+fn the_binary_refuses_a_token_it_could_never_match_and_a_zero_timeout() {
+    let refused = |args: &[&str], env: Option<&str>| -> String {
+        let mut c = relbert();
+        c.args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .arg("--index")
+            .arg(index())
+            .env_remove("RELBERT_TOKEN");
+        if let Some(t) = env {
+            c.env("RELBERT_TOKEN", t);
+        }
+        let out = c.timeout(Duration::from_secs(60)).assert().failure();
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    };
+    for (args, env) in [
+        (&["--token", "pässwört"][..], None),
+        (&[][..], Some("pässwört")),
+        (&["--token", "two words"][..], None),
+    ] {
+        let err = refused(args, env);
+        assert!(
+            err.contains("--token") && err.contains("RELBERT_TOKEN") && err.contains("ASCII"),
+            "{args:?} {env:?}: {err}"
+        );
+    }
+    assert!(refused(&["--token", "pässwört"], None).contains("U+00E4"));
+    let err = refused(&["--timeout-ms", "0"], None);
+    assert!(err.contains("--timeout-ms"), "{err}");
+}
+
+/// Found by an audit: another site's page could post to a server on this machine (a body
+/// sent as text/plain or a form needs no permission from the server), and read its answers
+/// through DNS rebinding (a name of the site's own pointed at 127.0.0.1).
+#[tokio::test]
+async fn cross_site_requests_and_other_hosts_are_refused() {
+    let app = app();
+    let body = r#"{"pair":["paris","france"]}"#;
+    for kind in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin1",
+        "",
+    ] {
+        let (status, head, v) = send(
+            &app,
+            "POST",
+            "/v1/query",
+            &[("content-type", kind), ("content-length", "27")],
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{kind}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(&format!("{kind:?}")), "{msg}");
+        assert!(msg.contains("application/json"), "{msg}");
+        assert_eq!(v["status"], 415);
+        // The body was not read: the connection is closed, and says so.
+        assert_eq!(head["connection"], "close");
+    }
+    let (status, _, v) = send(
+        &app,
+        "POST",
+        "/v1/embed",
+        &[("content-type", "text/plain")],
+        r#"{"pairs":["a:b"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    for kind in [
+        None,
+        Some("application/json"),
+        Some("Application/JSON; charset=utf-8"),
+        Some("application/vnd.api+json"),
+        Some("application/json;charset=\"UTF-8\""),
+    ] {
+        let headers: Vec<(&str, &str)> = kind.map(|k| ("content-type", k)).into_iter().collect();
+        let (status, _, v) = send(&app, "POST", "/v1/query", &headers, body).await;
+        assert_eq!(status, StatusCode::OK, "{kind:?}: {v}");
+    }
+
+    // A loopback server answers only requests for this machine.
+    for host in [
+        "localhost",
+        "LOCALHOST:8080",
+        "localhost.",
+        "app.localhost:1",
+        "127.0.0.1",
+        "127.0.0.1:65535",
+        "127.9.9.9",
+        "[::1]",
+        "[::1]:8080",
+    ] {
+        let (status, _, v) = send(&app, "GET", "/v1/info", &[("host", host)], "").await;
+        assert_eq!(status, StatusCode::OK, "{host}: {v}");
+    }
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "192.168.1.10",
+        "[::2]",
+        "[::1]x",
+        "localhost:http",
+    ] {
+        for (method, uri) in [
+            ("GET", "/v1/info"),
+            ("GET", "/v1/health"),
+            ("GET", "/"),
+            ("POST", "/v1/query"),
+            ("GET", "/v1/nothing"),
+        ] {
+            let (status, _, v) = send(&app, method, uri, &[("host", host)], body).await;
+            assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host} {uri}: {v}");
+            let msg = v["error"].as_str().unwrap();
+            assert!(
+                msg.contains(&format!("{host:?}")) && msg.contains("DNS rebinding"),
+                "{msg}"
+            );
+        }
+    }
+    // An absolute request target names the host instead of Host.
+    let (status, _, _) = send(&app, "GET", "http://evil.example/v1/info", &[], "").await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+
+    // Beyond loopback the token guards the server, and any name may reach it.
+    let mut open = options(Some("s3cret"));
+    open.addr = "0.0.0.0:0".parse().unwrap();
+    let (open, _) = app_with(open);
+    let (status, _, v) = send(
+        &open,
+        "GET",
+        "/v1/info",
+        &[
+            ("host", "relbert.example.org"),
+            ("authorization", "Bearer s3cret"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+/// The whole server: a request without `Host` (HTTP/1.0) is served on loopback, one naming
+/// another host is not.
+#[test]
+fn the_host_check_over_a_real_connection() {
+    use std::io::{Read, Write};
+    let (_rt, addr) = start_server(options(None));
+    let raw = |request: &str| -> String {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    let old = raw("GET /v1/health HTTP/1.0\r\n\r\n");
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+    let port = addr.rsplit(':').next().unwrap();
+    let named = raw(&format!(
+        "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(named.starts_with("HTTP/1.1 200"), "{named}");
+    let rebound =
+        raw("GET /v1/health HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(rebound.contains("attacker.example"), "{rebound}");
+}
+
+/// Found by an audit: a gzip body got "expected value at line 1 column 1", a byte-order
+/// mark before the JSON was refused, a chunked body over the limit was told so without the
+/// limit, and a lone surrogate escape was called an unexpected end of a hex escape.
+#[tokio::test]
+async fn bodies_are_refused_plainly() {
+    let app = app();
+    let (status, _, v) = send(
+        &app,
+        "POST",
+        "/v1/query",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        vec![0x1fu8, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("gzip") && msg.contains("compressed"), "{msg}");
+    let (status, _, v) = send(
+        &app,
+        "POST",
+        "/v1/query",
+        &[("content-encoding", "identity")],
+        r#"{"pair":["paris","france"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let bom = "\u{feff}{\"pair\":[\"paris\",\"france\"]}";
+    let (status, v) = call(&app, "POST", "/v1/query", Some(bom)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["query"], json!(["paris", "france"]));
+    // No Content-Length (as a chunked body comes): cut while read, and told the limit.
+    let big = format!(r#"{{"pair":["a","{}"]}}"#, "y".repeat(5000));
+    let (status, v) = call(&app, "POST", "/v1/query", Some(&big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(v["error"].as_str().unwrap().contains("4096 bytes"), "{v}");
+    for (body, unit) in [
+        (r#"{"pair":["\ud800","x"]}"#, r"\ud800"),
+        (r#"{"pair":["a\udc00b","x"]}"#, r"\udc00"),
+        (r#"{"pair":["\\ud800 \ud83d","x"]}"#, r"\ud83d"),
+    ] {
+        let (status, v) = call(&app, "POST", "/v1/query", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("lone UTF-16 surrogate {unit}")),
+            "{body}: {msg}"
+        );
+    }
+    // A syntax error before a lone surrogate is that error.
+    let (status, v) = call(&app, "POST", "/v1/query", Some(r#"{"pair": x ["\ud800"]}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(!v["error"].as_str().unwrap().contains("surrogate"), "{v}");
+    // A pair of surrogates is one character, read as such.
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/v1/query",
+        Some(r#"{"pair":["\ud83d\ude00","x"]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["query"][0], "\u{1f600}");
+}
+
+/// Found by an audit: `?_=123` (cache busting) on a suggestion was refused as an unknown
+/// field, and `POST /v1/query?k=1` ignored `k` without a word.
+#[tokio::test]
+async fn parameters_in_the_url() {
+    let app = app();
+    let (status, v) = call(&app, "GET", "/v1/suggest?q=pa&_=123", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(!v["suggestions"].as_array().unwrap().is_empty());
+    for uri in ["/v1/query?k=1", "/v1/embed?x"] {
+        let body = r#"{"pair":["paris","france"]}"#;
+        let (status, v) = call(&app, "POST", uri, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("JSON body"), "{v}");
+    }
+}
+
+/// Two words of single letters: under the word limit, over the tiny model's token limit.
+fn long_prompt_word() -> String {
+    "x ".repeat(45).trim_end().to_string()
+}
+
+/// Found by an audit: a malformed item of a batch was named only by serde's line and
+/// column, an embed's pair refused by the encoder was not named, and in a batch query a
+/// word over the length limit failed the whole batch while a prompt over the token limit
+/// failed only its own pair. Now every problem of one pair is answered in its place (422 or
+/// 404, named `pairs[i]`) and the others are answered; embed fails whole, naming the pair.
+#[tokio::test]
+async fn batch_errors_name_their_pair() {
+    let app = app();
+    let long = long_prompt_word();
+    for uri in ["/v1/query", "/v1/embed"] {
+        let (status, v) = call(
+            &app,
+            "POST",
+            uri,
+            Some(r#"{"pairs":[["paris","france"],["a"]]}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.starts_with("pairs[1]: "), "{msg}");
+        assert!(!msg.contains("column"), "{msg}");
+    }
+    let (status, v) = post(
+        &app,
+        "/v1/embed",
+        json!({"pairs": [["paris", "france"], [long, long]]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("pairs[1]: ") && msg.contains("token"),
+        "{msg}"
+    );
+
+    let too_long = "w".repeat(101);
+    let (status, v) = post(
+        &app,
+        "/v1/query",
+        json!({"pairs": [
+            ["paris", "france"],
+            [too_long, "b"],
+            [long, long],
+            "one",
+            ["a", " "],
+            ["unseen", "words"],
+            "dog:puppy",
+        ], "stored_only": false, "k": 3}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r.len(), 7);
+    assert_eq!(r[0]["query"], json!(["paris", "france"]));
+    assert_eq!(r[0]["results"].as_array().unwrap().len(), 3);
+    for (i, needle) in [
+        (1, "longer than 100 characters"),
+        (2, "token"),
+        (3, "expected two words"),
+        (4, "empty"),
+    ] {
+        assert_eq!(r[i]["status"], 422, "{i}: {}", r[i]);
+        let msg = r[i]["error"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!("pairs[{i}]: ")) && msg.contains(needle),
+            "{i}: {msg}"
+        );
+    }
+    assert_eq!(r[1]["query"], json!([too_long, "b"]));
+    assert_eq!(r[3]["query"], "one");
+    assert_eq!(r[5]["source"], "encoded");
+    assert_eq!(r[6]["query"], json!(["dog", "puppy"]));
+    // stored_only's 404s, as before, in their places and named.
+    let (status, v) = post(
+        &app,
+        "/v1/query",
+        json!({"pairs": [["unseen", "words"], ["paris", "france"]], "stored_only": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["status"], 404);
+    assert!(v["results"][0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("pairs[0]: "));
+    assert_eq!(v["results"][1]["source"], "index");
+    // One pair: its problem is the request's.
+    let (status, v) = post(&app, "/v1/query", json!({"pair": [long, long]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
+/// `schema` with its `$ref` (to `#/...` in `spec`) followed.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => resolve(spec, spec.pointer(r.trim_start_matches('#')).unwrap()),
+        None => schema,
+    }
+}
+
+/// The component `name` of `kind` (`schemas`, `responses`) of `spec`.
+fn component<'a>(spec: &'a Value, kind: &str, name: &str) -> &'a Value {
+    spec.pointer(&format!("/components/{kind}/{name}"))
+        .unwrap_or_else(|| panic!("no components.{kind}.{name}"))
+}
+
+/// Whether `v` fits `schema`, for the JSON Schema words the description uses; `Err` says
+/// where it does not.
+fn fits(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(spec, schema);
+    let fail = |why: String| Err(format!("{at}: {why} ({v:.120})"));
+    if let Some(options) = schema["oneOf"].as_array() {
+        let n = options
+            .iter()
+            .filter(|o| fits(spec, o, v, at).is_ok())
+            .count();
+        if n != 1 {
+            return fail(format!("fits {n} of oneOf's {} schemas", options.len()));
+        }
+    }
+    let type_of = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let t = type_of(v);
+    if !types.is_empty()
+        && !types
+            .iter()
+            .any(|&w| w == t || (w == "number" && t == "integer"))
+    {
+        return fail(format!("is {t}, not {types:?}"));
+    }
+    if let Some(c) = schema.get("const") {
+        if c != v {
+            return fail(format!("is not {c}"));
+        }
+    }
+    if let Some(e) = schema["enum"].as_array() {
+        if !e.contains(v) {
+            return fail(format!("is not one of {e:?}"));
+        }
+    }
+    if let Some(s) = v.as_str() {
+        let n = s.chars().count() as u64;
+        if schema["maxLength"].as_u64().is_some_and(|m| n > m) {
+            return fail("too long".into());
+        }
+    }
+    if let Some(items) = v.as_array() {
+        let n = items.len() as u64;
+        if schema["minItems"].as_u64().is_some_and(|m| n < m)
+            || schema["maxItems"].as_u64().is_some_and(|m| n > m)
+        {
+            return fail(format!("has {n} items"));
+        }
+        if schema.get("items").is_some() {
+            for (i, item) in items.iter().enumerate() {
+                fits(spec, &schema["items"], item, &format!("{at}[{i}]"))?;
+            }
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            if !obj.contains_key(r.as_str().unwrap()) {
+                return fail(format!("lacks {r}"));
+            }
+        }
+        let props = schema["properties"].as_object();
+        for (k, x) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => fits(spec, s, x, &format!("{at}.{k}"))?,
+                None if schema["additionalProperties"] == json!(false) => {
+                    return fail(format!("has {k}, which is not declared"))
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A request to one of the test's servers (method, URI, headers, body) and the status it
+/// must get.
+type Case<'a> = (
+    &'a Router,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    String,
+    u16,
+);
+
+/// Found by an audit: the description said `/v1/metrics` was text/plain, described a batch
+/// query's reply as one answer, left out 405, 404 for unknown paths and the limits, and the
+/// suggestions' `note`. Every answer here, of every status each endpoint gives, must be
+/// declared for its path and method (or, for 405 and unknown paths, in the components), with
+/// its media type, and fit the declared schema; the limits are the server's flag defaults.
+#[tokio::test]
+async fn the_openapi_description_matches_what_the_server_does() {
+    let (open, _) = app_with(options(None));
+    let (guarded, _) = app_with(options(Some("s3cret")));
+    let starting = router(AppState::new(&options(None)));
+    let (_, spec) = call(&open, "GET", "/v1/openapi.json", None).await;
+
+    // The routes the router serves are the paths described.
+    let routes = [
+        "/",
+        "/v1/query",
+        "/v1/embed",
+        "/v1/suggest",
+        "/v1/info",
+        "/v1/health",
+        "/v1/metrics",
+        "/v1/openapi.json",
+    ];
+    let mut described: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    described.sort_unstable();
+    let mut served = routes.to_vec();
+    served.sort_unstable();
+    assert_eq!(described, served);
+
+    let long = long_prompt_word();
+    let batch = json!({"pairs": [["paris", "france"], ["unseen", "words"], [long, long], "one"],
+                       "stored_only": true, "plot": true, "k": 3})
+    .to_string();
+    let json_kind = ("content-type", "application/json");
+    let evil = ("host", "evil.example");
+    let long_q = format!("/v1/suggest?q={}", "a".repeat(202));
+    let huge = ("content-length", "100000000");
+    let q = r#"{"pair":["paris","france"],"plot":true}"#.to_string();
+    let e = r#"{"pairs":["paris:france",["lion","cub"]]}"#.to_string();
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        (&open, "POST", "/v1/query", vec![json_kind], q.clone(), 200),
+        (&open, "POST", "/v1/query", vec![json_kind], batch, 200),
+        (&open, "POST", "/v1/query", vec![json_kind], "{x".into(), 400),
+        (&open, "POST", "/v1/query?k=1", vec![json_kind], q.clone(), 400),
+        (&guarded, "POST", "/v1/query", vec![json_kind], q.clone(), 401),
+        (&open, "POST", "/v1/query", vec![json_kind], r#"{"pair":"un:seen","stored_only":true}"#.into(), 404),
+        (&open, "POST", "/v1/query", vec![json_kind, huge], q.clone(), 413),
+        (&open, "POST", "/v1/query", vec![("content-type", "text/plain")], q.clone(), 415),
+        (&open, "POST", "/v1/query", vec![json_kind, evil], q.clone(), 421),
+        (&open, "POST", "/v1/query", vec![json_kind], r#"{"pair":["a","b"],"k":0}"#.into(), 422),
+        (&starting, "POST", "/v1/query", vec![json_kind], q.clone(), 503),
+        (&open, "POST", "/v1/embed", vec![json_kind], e.clone(), 200),
+        (&open, "POST", "/v1/embed", vec![json_kind], "{x".into(), 400),
+        (&guarded, "POST", "/v1/embed", vec![json_kind], e.clone(), 401),
+        (&open, "POST", "/v1/embed", vec![json_kind], json!({"pairs": vec!["a:b"; 9]}).to_string(), 413),
+        (&open, "POST", "/v1/embed", vec![("content-encoding", "gzip")], e.clone(), 415),
+        (&open, "POST", "/v1/embed", vec![evil], e.clone(), 421),
+        (&open, "POST", "/v1/embed", vec![], r#"{"pairs":[["a"]]}"#.into(), 422),
+        (&starting, "POST", "/v1/embed", vec![], e.clone(), 503),
+        (&open, "GET", "/v1/suggest?q=pa", vec![], String::new(), 200),
+        (&open, "GET", "/v1/suggest?limit=x", vec![], String::new(), 400),
+        (&guarded, "GET", "/v1/suggest?q=pa", vec![], String::new(), 401),
+        (&open, "GET", "/v1/suggest?q=pa", vec![huge], String::new(), 413),
+        (&open, "GET", "/v1/suggest?q=pa", vec![evil], String::new(), 421),
+        (&open, "GET", &long_q, vec![], String::new(), 422),
+        (&starting, "GET", "/v1/suggest?q=pa", vec![], String::new(), 503),
+        (&open, "GET", "/v1/info", vec![], String::new(), 200),
+        (&guarded, "GET", "/v1/info", vec![], String::new(), 401),
+        (&open, "GET", "/v1/info", vec![huge], String::new(), 413),
+        (&open, "GET", "/v1/info", vec![evil], String::new(), 421),
+        (&starting, "GET", "/v1/info", vec![], String::new(), 503),
+        (&open, "GET", "/v1/health", vec![], String::new(), 200),
+        (&open, "GET", "/v1/health", vec![evil], String::new(), 421),
+        (&starting, "GET", "/v1/health", vec![], String::new(), 503),
+        (&open, "GET", "/v1/metrics", vec![], String::new(), 200),
+        (&open, "GET", "/v1/metrics", vec![("accept", "text/plain")], String::new(), 200),
+        (&guarded, "GET", "/v1/metrics", vec![], String::new(), 401),
+        (&open, "GET", "/v1/metrics", vec![evil], String::new(), 421),
+        (&open, "GET", "/v1/openapi.json", vec![], String::new(), 200),
+        (&open, "GET", "/v1/openapi.json", vec![huge], String::new(), 413),
+        (&open, "GET", "/v1/openapi.json", vec![evil], String::new(), 421),
+        (&open, "GET", "/", vec![], String::new(), 200),
+        (&open, "GET", "/", vec![evil], String::new(), 421),
+        (&open, "DELETE", "/v1/query", vec![], String::new(), 405),
+        (&open, "POST", "/v1/health", vec![], String::new(), 405),
+        (&open, "GET", "/v1/nothing", vec![], String::new(), 404),
+    ];
+    for (app, method, uri, headers, body, want) in cases {
+        let (status, head, v) = send(app, method, uri, &headers, body).await;
+        let at = format!("{method} {uri} {headers:?}");
+        assert_eq!(status.as_u16(), want, "{at}: {v}");
+        let path = uri.split('?').next().unwrap();
+        let declared = match want {
+            405 => component(&spec, "responses", "MethodNotAllowed"),
+            404 if path == "/v1/nothing" => component(&spec, "responses", "UnknownPath"),
+            _ => {
+                let op = &spec["paths"][path][method.to_lowercase()];
+                assert!(op.is_object(), "{at}: not described");
+                let r = &op["responses"][want.to_string()];
+                assert!(r.is_object(), "{at}: {want} not declared");
+                resolve(&spec, r)
+            }
+        };
+        for h in declared["headers"]
+            .as_object()
+            .into_iter()
+            .flat_map(|h| h.keys())
+        {
+            let required = declared["headers"][h]["required"] == json!(true);
+            assert!(!required || head.contains_key(h.as_str()), "{at}: no {h}");
+        }
+        // Declared as served, or as its type without parameters (text/html for
+        // text/html; charset=utf-8).
+        let kind = head["content-type"].to_str().unwrap();
+        let essence = kind.split(';').next().unwrap();
+        let media = match &declared["content"][kind] {
+            Value::Null => &declared["content"][essence],
+            m => m,
+        };
+        assert!(
+            media.is_object(),
+            "{at}: served as {kind}, declared as {:?}",
+            declared["content"]
+                .as_object()
+                .map(|c| c.keys().collect::<Vec<_>>())
+        );
+        if kind == "application/json" {
+            if let Err(why) = fits(&spec, &media["schema"], &v, "body") {
+                panic!("{at}: the answer does not fit its schema: {why}");
+            }
+        }
+    }
+    assert!(component(&spec, "responses", "MethodNotAllowed")["headers"]["Allow"].is_object());
+
+    // The limits are the server's defaults, as its flags give them.
+    let help = relbert().args(["serve", "--help"]).assert().success();
+    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    let flag_default = |flag: &str| -> u64 {
+        let at = help.find(&format!("{flag} <")).expect(flag);
+        let rest = &help[at..];
+        let d = &rest[rest.find("[default: ").unwrap() + 10..];
+        d[..d.find(']').unwrap()].parse().unwrap()
+    };
+    let limits = Limits::default();
+    let request = |path: &str| {
+        spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["properties"]
+            .clone()
+    };
+    let query = request("/v1/query");
+    assert_eq!(query["k"]["maximum"], limits.max_k);
+    assert_eq!(query["k"]["maximum"], flag_default("--max-k"));
+    assert_eq!(query["ef"]["maximum"], limits.max_ef);
+    for pairs in [&query["pairs"], &request("/v1/embed")["pairs"]] {
+        assert_eq!(pairs["minItems"], 1);
+        assert_eq!(pairs["maxItems"], limits.max_batch_pairs);
+        assert_eq!(pairs["maxItems"], flag_default("--max-pairs"));
+    }
+    let word = component(&spec, "schemas", "Word");
+    assert_eq!(word["maxLength"], limits.max_word_chars);
+    let params = spec["paths"]["/v1/suggest"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+    assert_eq!(param("limit")["maximum"], limits.max_k);
+    assert_eq!(param("limit")["minimum"], 0);
+    assert_eq!(param("q")["maxLength"], 2 * limits.max_word_chars + 1);
+    let suggest_reply =
+        &spec["paths"]["/v1/suggest"]["get"]["responses"]["200"]["content"]["application/json"];
+    assert!(suggest_reply["schema"]["properties"]["note"].is_object());
+    for (schema, fields) in [
+        ("Hit", &["pair", "score", "label"][..]),
+        ("Answer", &["query", "source", "results"][..]),
+    ] {
+        let s = component(&spec, "schemas", schema);
+        assert_eq!(s["required"], json!(fields), "{schema}");
+    }
+}
+
+/// Found by an audit: `paris : fr` (spaces around the colon) and `paris ` (a trailing
+/// space) suggested nothing (the folding of Greek and multi-word heads are checked in
+/// suggest.rs's unit tests).
+#[tokio::test]
+async fn suggestions_read_a_pair_as_typed() {
+    let app = app();
+    for q in [
+        "paris%20%3A%20fr",
+        "Paris%20",
+        "paris%20%20fr",
+        "paris%3A%20f",
+    ] {
+        let (status, s) = call(&app, "GET", &format!("/v1/suggest?q={q}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {s}");
+        let got = s["suggestions"].as_array().unwrap();
+        assert!(
+            got.iter().any(|p| p["pair"] == json!(["paris", "france"])),
+            "{q}: {s}"
+        );
+        assert!(got.iter().all(|p| p["pair"][0] == "paris"), "{q}: {s}");
+    }
 }

@@ -132,6 +132,19 @@ impl Driver {
         )
     }
 
+    /// Presses `key` (a WebDriver key code) where the focus is.
+    fn press(&self, key: &str) {
+        self.call(
+            "POST",
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+                ]}]}),
+            ),
+        );
+    }
+
     /// Waits up to 20 s for `js` (an expression) to be true.
     fn wait_until(&self, js: &str) {
         let until = Instant::now() + Duration::from_secs(20);
@@ -172,9 +185,19 @@ fn build_fixture_index(dir: &Path) -> PathBuf {
     out
 }
 
+/// The `--max-k` the test's server runs with: not the default, so the page must learn it.
+const MAX_K: usize = 150;
+
 /// Starts `relbert serve` on a free port and waits for it to be ready.
 fn start_server(index: &Path) -> (Reaped, String) {
-    let (child, mut err, addr) = common::spawn_serve(index, "warn");
+    let max_k = MAX_K.to_string();
+    let args = [
+        "--index".as_ref(),
+        index.as_os_str(),
+        "--max-k".as_ref(),
+        max_k.as_ref(),
+    ];
+    let (child, mut err, addr) = common::spawn_serve_with(&args, "warn");
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     let until = Instant::now() + Duration::from_secs(120);
@@ -275,6 +298,20 @@ fn page_works_in_headless_chromium() {
     d.type_into(&a, "\u{E015}\u{E007}");
     d.wait_for("#results tbody tr");
     d.wait_until("document.getElementById('status').textContent.startsWith('par')");
+    // Found by an audit: after a search (or Escape) A still named a removed option as its
+    // active descendant.
+    let no_descendant = "!document.getElementById('a').hasAttribute('aria-activedescendant')";
+    assert_eq!(d.script(&format!("return {no_descendant};")), json!(true));
+    d.script("document.getElementById('a').value='';");
+    d.type_into(&a, "pa");
+    d.wait_for("#suggest li");
+    d.type_into(&a, "\u{E015}");
+    d.wait_until("document.getElementById('a').getAttribute('aria-activedescendant') === 'sugg-0'");
+    d.type_into(&a, "\u{E00C}");
+    d.wait_until("document.getElementById('suggest').children.length === 0");
+    assert_eq!(d.script(&format!("return {no_descendant};")), json!(true));
+    // The k box takes the server's --max-k (it said max=100 whatever the server allowed).
+    d.wait_until(&format!("document.getElementById('k').max === '{MAX_K}'"));
 
     // A typed pair in the a:b form.
     d.script("document.getElementById('a').value=''; document.getElementById('b').value='';");
@@ -301,6 +338,53 @@ fn page_works_in_headless_chromium() {
     assert_eq!(
         d.script("return document.getElementById('a').value;"),
         json!(pair.split(" : ").next().unwrap())
+    );
+
+    // Found by an audit: Enter on a result or a map point rebuilt the table and the map and
+    // the focus fell to the page; it now goes to the new first result.
+    let on_a_result = "document.activeElement.matches('#results tbody button.pair')";
+    let first = d.wait_for("#results tbody tr button.pair")[0].clone();
+    let pair = d.text(&first);
+    d.script("document.querySelector('#results tbody button.pair').focus();");
+    d.press("\u{E007}");
+    d.wait_until(&format!(
+        "document.getElementById('status').textContent.startsWith({})",
+        json!(pair)
+    ));
+    d.wait_until(on_a_result);
+    let point = d.script(
+        "const g = document.querySelector('#plot svg g[tabindex]'); g.focus(); \
+         return g.getAttribute('aria-label').replace('query with ', '');",
+    );
+    assert_eq!(
+        d.script("return document.activeElement.getAttribute('role');"),
+        json!("button")
+    );
+    d.press("\u{E007}");
+    d.wait_until(&format!(
+        "document.getElementById('status').textContent.startsWith({point})"
+    ));
+    d.wait_until(on_a_result);
+
+    // Found by an audit: a token the browser cannot put in a header made fetch throw, which
+    // the page reported as an unreachable server.
+    for token in ["密码", "pässwört"] {
+        d.script(&format!(
+            "document.getElementById('token').value = {}; \
+             document.getElementById('a').value = ''; document.getElementById('b').value = '';",
+            json!(token)
+        ));
+        d.type_into(&a, "paris:france\u{E007}");
+        d.wait_until("document.getElementById('status').textContent.includes('cannot send')");
+        assert_eq!(
+            d.script("return document.getElementById('token-label').hidden;"),
+            json!(false)
+        );
+    }
+    d.script(
+        "document.getElementById('token').value = ''; \
+         sessionStorage.removeItem('relbert-token'); \
+         document.getElementById('token-label').hidden = true;",
     );
 
     // The screenshot at the normal width (before the narrow check).

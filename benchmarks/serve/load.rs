@@ -109,7 +109,7 @@ async fn client(
         let body = bodies[i % bodies.len()].clone();
         i += 1;
         let req = Request::post("/v1/query")
-            .header("host", "bench")
+            .header("host", "localhost")
             .header("content-type", "application/json")
             .body(Full::new(body))?;
         let began = Instant::now();
@@ -231,7 +231,7 @@ async fn main() -> Result<()> {
             .iter()
             .map(|b| {
                 let mut r = format!(
-                    "POST /v1/query HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    "POST /v1/query HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                     b.len()
                 )
                 .into_bytes();

@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// Address to listen on; anything but loopback needs a token.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Bearer token every API request must carry (also $RELBERT_TOKEN).
+    /// Bearer token every API request must carry (also $RELBERT_TOKEN): visible ASCII,
+    /// no spaces.
     #[arg(long, env = "RELBERT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Most pairs per encoder forward pass.
@@ -100,6 +101,11 @@ pub fn run(a: ServeArgs) -> Result<()> {
     anyhow::ensure!(
         a.header_timeout_ms > 0,
         "invalid value for --header-timeout-ms: must be at least 1"
+    );
+    // 0 was taken as 1 ms (and so also bounded every write by 1 ms) while /v1/info said 0.
+    anyhow::ensure!(
+        a.timeout_ms > 0,
+        "invalid value for --timeout-ms: must be at least 1"
     );
     let opts = ServeOptions {
         backend,

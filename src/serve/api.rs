@@ -1,5 +1,6 @@
 //! The HTTP routes: JSON endpoints under `/v1/`, the page at `/`, and the middleware that
-//! checks the bearer token, bounds each request's time, counts it and logs it. Every error
+//! checks the `Host` of a loopback server's requests, the bearer token and the type of a
+//! body, bounds each request's time, counts it and logs it. Every error
 //! is a JSON object `{"error": message, "status": code}`; the only 5xx answers are the
 //! declared ones (503 while loading or when the encoder queue is full, 504 past the time
 //! limit, 500 for a damaged index).
@@ -101,11 +102,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// the routes only, not the fallback).
 async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
-    let mut response = ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/openapi.json",
-    )
-    .into_response();
+    let mut response = foreign_host(&state, &req)
+        .unwrap_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /v1/openapi.json",
+            )
+        })
+        .into_response();
     let path: String = req.uri().path().chars().take(200).collect();
     if has_body(&req) {
         response
@@ -175,7 +179,194 @@ fn public(endpoint: &str) -> bool {
     matches!(endpoint, "/" | "/v1/health" | "/v1/openapi.json")
 }
 
-/// Authorisation, the time limit, metrics and the access log, around every route.
+/// The endpoints that read a JSON body.
+fn takes_body(endpoint: &str) -> bool {
+    matches!(endpoint, "/v1/query" | "/v1/embed")
+}
+
+/// Whether a `Host` (or a request target's authority) names this machine: `localhost`, a
+/// `*.localhost` name or a loopback address (`127.0.0.0/8`, `[::1]`; the address a loopback
+/// server is bound to is one), with or without a port.
+fn local_host(host: &str) -> bool {
+    let port_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_fits = after.is_empty() || after.strip_prefix(':').is_some_and(port_ok);
+        return port_fits
+            && ip.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            });
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if port_ok(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A 421 for a request to a loopback server that names another host. A page on any site can
+/// make a browser send requests to a name its owner points at 127.0.0.1 (DNS rebinding), as
+/// that site's own, reading the answers; such requests carry the site's name in `Host`. A
+/// request without `Host` (HTTP/1.0) or naming this machine passes; beyond loopback a token
+/// is required instead, and `Host` is not checked.
+fn foreign_host(state: &AppState, req: &Request) -> Option<ApiError> {
+    if !state.loopback {
+        return None;
+    }
+    // An absolute request target's authority takes the place of `Host` (RFC 9112 3.2.2).
+    let host = match req.uri().authority() {
+        Some(a) => a.as_str().rsplit('@').next().unwrap_or("").to_string(),
+        None => {
+            let v = req.headers().get(header::HOST)?;
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
+    };
+    if local_host(host.trim()) {
+        return None;
+    }
+    Some(ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        format!(
+            "the request is for host {:?}, but this server listens on a loopback address and \
+             answers only requests for localhost, *.localhost, 127.0.0.1 or [::1] (another \
+             name pointed at this machine is how a web page could reach it through DNS \
+             rebinding); to serve other names, listen on another --addr with a --token",
+            host.chars().take(100).collect::<String>()
+        ),
+    ))
+}
+
+/// A 415 for a body type other than JSON. Refusing the three types a browser sends across
+/// sites without asking the server first (`text/plain`, `application/x-www-form-urlencoded`,
+/// `multipart/form-data`) is the point: another site's page cannot post here. A body with
+/// no `Content-Type` at all is read as JSON (no browser sends one without it, and scripts
+/// often leave it out).
+fn unsupported_body(req: &Request) -> Option<ApiError> {
+    let headers = req.headers();
+    let shown = |v: &HeaderValue| {
+        String::from_utf8_lossy(v.as_bytes())
+            .chars()
+            .take(100)
+            .collect::<String>()
+    };
+    for coding in headers.get_all(header::CONTENT_ENCODING) {
+        let identity = coding.to_str().is_ok_and(|c| {
+            c.split(',')
+                .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+        });
+        if !identity {
+            return Some(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "the body is sent with Content-Encoding {:?}; compressed bodies are not \
+                     accepted: send the JSON as it is",
+                    shown(coding)
+                ),
+            ));
+        }
+    }
+    let kind = headers.get(header::CONTENT_TYPE)?;
+    let json = kind.to_str().is_ok_and(|text| {
+        let mut parts = text.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let json_type = essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"));
+        let utf8 = parts.all(|p| match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                matches!(
+                    v.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                    "utf-8" | "utf8"
+                )
+            }
+            _ => true,
+        });
+        json_type && utf8
+    });
+    (!json).then(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "the body is sent as Content-Type {:?}; this endpoint accepts application/json \
+                 (or an application/*+json type, charset utf-8 if one is named), or no \
+                 Content-Type at all",
+                shown(kind)
+            ),
+        )
+    })
+}
+
+/// Why `req` is answered without running its handler (and without reading its body), if it
+/// is: another host (421), no or a wrong token (401), a body announced over the limit
+/// (413), or, for an endpoint that reads a JSON body, parameters in the URL (400) or a body
+/// that is not plain JSON (415).
+fn refusal(state: &AppState, req: &Request, endpoint: &str) -> Option<ApiError> {
+    if let Some(e) = foreign_host(state, req) {
+        return Some(e);
+    }
+    let authorised = match &state.token {
+        Some(token) if !public(endpoint) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())),
+        _ => true,
+    };
+    if !authorised {
+        return Some(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this server needs a bearer token: Authorization: Bearer <token>",
+        ));
+    }
+    // A body announced larger than the limit is refused before it is sent (the client may
+    // be waiting on `Expect: 100-continue`), not after it has been read or timed out.
+    let too_long = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > state.limits.max_body_bytes as u64);
+    if let Some(n) = too_long {
+        return Some(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is {n} bytes; the limit is {} bytes",
+                state.limits.max_body_bytes
+            ),
+        ));
+    }
+    if takes_body(endpoint) && req.method() == axum::http::Method::POST {
+        // `?k=1` was ignored without a word while the body's k (or the default) was used.
+        if req.uri().query().is_some_and(|q| !q.is_empty()) {
+            return Some(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{endpoint} takes its parameters in the JSON body, not in the URL (got \
+                     ?{}); see /v1/openapi.json",
+                    req.uri()
+                        .query()
+                        .unwrap_or("")
+                        .chars()
+                        .take(100)
+                        .collect::<String>()
+                ),
+            ));
+        }
+        return unsupported_body(req);
+    }
+    None
+}
+
+/// The host check, authorisation, the time limit, metrics and the access log, around every
+/// route.
 async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let endpoint = req
@@ -185,40 +376,11 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         .unwrap_or_else(|| "other".into());
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
-    let authorised = match &state.token {
-        Some(token) if !public(&endpoint) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())),
-        _ => true,
-    };
-    // A body announced larger than the limit is refused before it is sent (the client may
-    // be waiting on `Expect: 100-continue`), not after it has been read or timed out.
-    let too_long = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&n| n > state.limits.max_body_bytes as u64);
-    let body_unread = !authorised || too_long.is_some();
+    let refused = refusal(&state, &req, &endpoint);
+    let body_unread = refused.is_some();
     let announced_body = has_body(&req);
-    let response = if !authorised {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this server needs a bearer token: Authorization: Bearer <token>",
-        )
-        .into_response()
-    } else if let Some(n) = too_long {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is {n} bytes; the limit is {} bytes",
-                state.limits.max_body_bytes
-            ),
-        )
-        .into_response()
+    let response = if let Some(e) = refused {
+        e.into_response()
     } else {
         let limit = timeout_of(&state.limits);
         match tokio::time::timeout(limit, next.run(req)).await {
@@ -310,12 +472,27 @@ fn answering(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
     Ok(snapshot)
 }
 
-/// A JSON body of type `T`, or a 4xx naming what is wrong: 413 past the size limit, 400
-/// for bytes that are not JSON, 422 for JSON of the wrong shape.
+/// A JSON body of type `T`, or a 4xx naming what is wrong: 413 past the size limit of
+/// `limit` bytes, 400 for bytes that are not JSON, 422 for JSON of the wrong shape. A UTF-8
+/// byte-order mark before the JSON is skipped (RFC 8259 lets a parser ignore it; some
+/// editors and Windows tools write one).
 fn parse_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
+    limit: usize,
 ) -> Result<T, ApiError> {
-    let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let bytes = body.map_err(|r| {
+        // A chunked body is cut at the limit while it is read, with axum's message naming
+        // no number; a `Content-Length` past it is refused before (see `refusal`).
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                r.status(),
+                format!("the body is longer than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::new(r.status(), r.body_text())
+        }
+    })?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     // Every body is a JSON object: serde would also read a struct from an array by field
     // position, so `[["a","b"], 3]` was a query for k = 3 by accident of field order.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -324,48 +501,123 @@ fn parse_body<T: serde::de::DeserializeOwned>(
             "request body: expected a JSON object ({\"pair\": ...}), found an array",
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         let status = match e.classify() {
             serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, format!("request body: {e}"))
+        // Only a surrogate at or before where serde stopped is what it stopped at.
+        let line_start: usize = bytes
+            .split(|&b| b == b'\n')
+            .take(e.line().saturating_sub(1))
+            .map(|l| l.len() + 1)
+            .sum();
+        let stopped = line_start + e.column();
+        let surrogate = (status == StatusCode::BAD_REQUEST)
+            .then(|| lone_surrogate(bytes))
+            .flatten()
+            .filter(|&(at, _)| at <= stopped);
+        match surrogate {
+            Some((_, u)) => ApiError::new(
+                status,
+                format!(
+                    "request body: lone UTF-16 surrogate \\u{u:04x} (not a Unicode character) \
+                     near line {} column {}",
+                    e.line(),
+                    e.column()
+                ),
+            ),
+            None => ApiError::new(status, format!("request body: {e}")),
+        }
     })
+}
+
+/// The first `\uXXXX` escape of `json` that is half of a UTF-16 surrogate pair without its
+/// other half (serde_json calls it an unexpected end of a hex escape, or the like): where
+/// it is, and its code unit.
+fn lone_surrogate(json: &[u8]) -> Option<(usize, u16)> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = json.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // `\\` is one escape: the next backslash starts no escape of its own.
+        if json.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let Some(u) = hex(i + 2) else {
+            i += 2;
+            continue;
+        };
+        match u {
+            0xD800..=0xDBFF => {
+                let low = (json.get(i + 6..i + 8) == Some(b"\\u"))
+                    .then(|| hex(i + 8))
+                    .flatten();
+                match low {
+                    Some(0xDC00..=0xDFFF) => i += 12,
+                    _ => return Some((i, u)),
+                }
+            }
+            0xDC00..=0xDFFF => return Some((i, u)),
+            _ => i += 6,
+        }
+    }
+    None
 }
 
 /// A JSON request body, rejected with [`parse_body`]'s JSON errors instead of axum's text.
 pub struct JsonBody<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        parse_body(Bytes::from_request(req, state).await).map(JsonBody)
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let limit = state.limits.max_body_bytes;
+        parse_body(Bytes::from_request(req, state).await, limit).map(JsonBody)
     }
 }
 
 /// A pair as a client may send it: `["a", "b"]` or `"a:b"` (also `a<TAB>b`, `a b`).
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "a pair: [\"a\", \"b\"] or \"a:b\" (two words)")]
+#[serde(untagged)]
 enum PairInput {
     Two([String; 2]),
     Line(String),
 }
 
 impl PairInput {
+    /// `value` as a pair, or a 422 naming `what` (e.g. `pairs[3]`): JSON of another shape
+    /// is a malformed request, refused whole (a batch's items were reported by serde with
+    /// only a line and column).
+    fn of(value: &Value, what: &str) -> Result<PairInput, ApiError> {
+        PairInput::deserialize(value).map_err(|_| {
+            ApiError::bad(format!(
+                "{what}: expected a pair: [\"a\", \"b\"] or \"a:b\" (two words), got {}",
+                value.to_string().chars().take(60).collect::<String>()
+            ))
+        })
+    }
+
     /// How the pair reads, the default reading first: `["a", "b"]` one way; a line such as
     /// `re:invent conference` two ways ([`query_line_readings`]); a line that is not a pair
-    /// none, reported as a 422 naming `what` (e.g. `pairs[3]`).
-    fn readings(self, what: &str) -> Result<Vec<(String, String)>, ApiError> {
+    /// none, which is refused with a message naming `what`.
+    fn readings(self, what: &str) -> Result<Vec<(String, String)>, String> {
         match self {
             PairInput::Two([a, b]) => Ok(vec![(a.trim().to_string(), b.trim().to_string())]),
             PairInput::Line(line) => {
                 let readings = query_line_readings(&line);
                 if readings.is_empty() {
-                    return Err(ApiError::bad(format!(
+                    return Err(format!(
                         "{what}: expected two words as \"a:b\" or [\"a\", \"b\"], got {:?}",
                         line.chars().take(60).collect::<String>()
-                    )));
+                    ));
                 }
                 Ok(readings)
             }
@@ -373,43 +625,59 @@ impl PairInput {
     }
 }
 
-/// `pair`'s words checked against the word limits, or a 422 naming `what`.
+/// `pair`'s words checked against the word limits, or a message naming `what`.
 fn check_words(
     pair: (String, String),
     what: &str,
     max_chars: usize,
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String), String> {
     for w in [&pair.0, &pair.1] {
         if crate::pairs::blank_word(w) {
-            return Err(ApiError::bad(format!(
+            return Err(format!(
                 "{what}: a word is empty (or only invisible characters)"
-            )));
+            ));
         }
         if w.chars().count() > max_chars {
-            return Err(ApiError::bad(format!(
+            return Err(format!(
                 "{what}: a word is longer than {max_chars} characters"
-            )));
+            ));
         }
         if w.chars().any(char::is_control) {
-            return Err(ApiError::bad(format!(
+            return Err(format!(
                 "{what}: words may not contain control characters (tabs, newlines)"
-            )));
+            ));
         }
     }
     Ok(pair)
 }
 
+/// A pair of a request that cannot be asked: what was sent (the pair as read, or the line
+/// that could not be read) and why. One query answers 422 with the message; a batch query
+/// answers it in the pair's place of its results; an embed request answers 422.
+struct Refused {
+    query: Value,
+    message: String,
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        ApiError::bad(r.message)
+    }
+}
+
 /// The pairs of a request, each read as `relbert query` reads a line: a line that reads two
 /// ways is the reading the store holds (else its default reading), so `"re:invent
 /// conference"` finds a stored (`re:invent`, `conference`) here as on the command line.
-/// `what` names one pair (`pair`) or, with `[i]` appended, each of a batch (`pairs`).
+/// `what` names one pair (`pair`) or, with `[i]` appended, each of a batch (`pairs`). JSON
+/// that is not a pair fails the request; a pair whose words cannot be asked (not two words,
+/// an empty or too long word, control characters) is [`Refused`] in its place.
 async fn read_pairs(
-    inputs: Vec<PairInput>,
+    inputs: Vec<Value>,
     what: &str,
     batch: bool,
     max_chars: usize,
     loaded: &Snapshot<'_>,
-) -> Result<Vec<(String, String)>, ApiError> {
+) -> Result<Vec<Result<(String, String), Refused>>, ApiError> {
     let name = |i: usize| {
         if batch {
             format!("{what}[{i}]")
@@ -418,12 +686,19 @@ async fn read_pairs(
         }
     };
     let mut readings = Vec::with_capacity(inputs.len());
-    for (i, p) in inputs.into_iter().enumerate() {
-        readings.push(p.readings(&name(i))?);
+    for (i, v) in inputs.into_iter().enumerate() {
+        readings.push(
+            PairInput::of(&v, &name(i))?
+                .readings(&name(i))
+                .map_err(|message| Refused { query: v, message }),
+        );
     }
-    let picked: Vec<usize> = if readings.iter().any(|r| r.len() > 1) {
+    let picked: Vec<usize> = if readings.iter().flatten().any(|r| r.len() > 1) {
         let local = loaded.engine.index().is_some();
-        let asked = readings.clone();
+        let asked: Vec<Vec<(String, String)>> = readings
+            .iter()
+            .map(|r| r.as_ref().ok().cloned().unwrap_or_default())
+            .collect();
         on_store(&loaded.engine, local, move |e| {
             let mut picked = Vec::with_capacity(asked.len());
             for r in &asked {
@@ -444,19 +719,24 @@ async fn read_pairs(
     } else {
         vec![0; readings.len()]
     };
-    readings
+    Ok(readings
         .into_iter()
         .zip(picked)
         .enumerate()
-        .map(|(i, (mut r, j))| check_words(r.swap_remove(j), &name(i), max_chars))
-        .collect()
+        .map(|(i, (r, j))| {
+            let (a, b) = r?.swap_remove(j);
+            let query = json!([a, b]);
+            check_words((a, b), &name(i), max_chars).map_err(|message| Refused { query, message })
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueryRequest {
-    pair: Option<PairInput>,
-    pairs: Option<Vec<PairInput>>,
+    /// One pair, read by [`PairInput::of`] (so that a batch's items are named by place).
+    pair: Option<Value>,
+    pairs: Option<Vec<Value>>,
     k: Option<usize>,
     #[serde(default)]
     exact: bool,
@@ -473,10 +753,10 @@ struct QueryRequest {
 
 /// The pairs of a batch, read and checked ([`read_pairs`]) after the batch limit.
 async fn check_pairs(
-    pairs: Vec<PairInput>,
+    pairs: Vec<Value>,
     state: &AppState,
     loaded: &Snapshot<'_>,
-) -> Result<Vec<(String, String)>, ApiError> {
+) -> Result<Vec<Result<(String, String), Refused>>, ApiError> {
     let max = state.limits.max_batch_pairs;
     if pairs.is_empty() {
         return Err(ApiError::bad("pairs: the list is empty"));
@@ -519,7 +799,7 @@ async fn query(
     match (req.pair, req.pairs) {
         (Some(p), None) => {
             let read = read_pairs(vec![p], "pair", false, state.limits.max_word_chars, loaded);
-            let Some((a, b)) = read.await?.pop() else {
+            let Some((a, b)) = read.await?.pop().transpose()? else {
                 return Err(ApiError::bad("pair: no pair"));
             };
             let vectors =
@@ -534,15 +814,41 @@ async fn query(
             Ok(Json(answer(loaded, &a, &b, found, &opts, req.plot).await?))
         }
         (None, Some(ps)) => {
-            let pairs = check_pairs(ps, &state, loaded).await?;
-            let vectors = vectors_of(&state, loaded, &pairs, req.stored_only).await?;
-            let mut out = Vec::with_capacity(pairs.len());
-            for ((a, b), found) in pairs.iter().zip(vectors) {
-                out.push(match found {
-                    Ok(found) => answer(loaded, a, b, found, &opts, req.plot).await?,
-                    Err((status, msg)) => {
-                        json!({"query": [a, b], "error": msg, "status": status.as_u16()})
-                    }
+            // Every problem of one pair (its words, the encoder's refusal, `stored_only`) is
+            // answered in its place, beside the others' answers.
+            let read = check_pairs(ps, &state, loaded).await?;
+            let asked: Vec<(String, String)> = read
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect();
+            let mut vectors = vectors_of(&state, loaded, &asked, req.stored_only)
+                .await?
+                .into_iter();
+            let mut out = Vec::with_capacity(read.len());
+            for (i, r) in read.into_iter().enumerate() {
+                let failed = |query: Value, status: StatusCode, msg: String| {
+                    let msg = if msg.starts_with("pairs[") {
+                        msg
+                    } else {
+                        format!("pairs[{i}]: {msg}")
+                    };
+                    json!({"query": query, "error": msg, "status": status.as_u16()})
+                };
+                out.push(match r {
+                    Err(refused) => failed(
+                        refused.query,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        refused.message,
+                    ),
+                    Ok((a, b)) => match vectors.next() {
+                        Some(Ok(found)) => answer(loaded, &a, &b, found, &opts, req.plot).await?,
+                        Some(Err((status, msg))) => failed(json!([a, b]), status, msg),
+                        None => failed(
+                            json!([a, b]),
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "no vector".into(),
+                        ),
+                    },
                 });
             }
             Ok(Json(json!({ "results": out })))
@@ -614,36 +920,52 @@ async fn vectors_of(
     }
     if !missing.is_empty() {
         let wanted: Vec<(String, String)> = missing.iter().map(|&i| pairs[i].clone()).collect();
-        match loaded.batcher.embed(wanted).await {
-            Ok(vs) => {
-                for (&i, v) in missing.iter().zip(vs) {
+        for (&i, v) in missing
+            .iter()
+            .zip(encode_each(loaded.batcher, wanted).await?)
+        {
+            out[i] = Some(match v {
+                Ok(v) => {
                     state.metrics.query_source("encoded");
-                    out[i] = Some(Ok((v, Source::Encoded, None)));
+                    Ok((v, Source::Encoded, None))
                 }
-            }
-            // One refused pair among several: find which, one at a time.
-            Err(BatchError::Rejected(msg)) => {
-                for &i in &missing {
-                    out[i] = Some(match loaded.batcher.embed(vec![pairs[i].clone()]).await {
-                        Ok(mut v) => match v.pop() {
-                            Some(v) => {
-                                state.metrics.query_source("encoded");
-                                Ok((v, Source::Encoded, None))
-                            }
-                            None => Err((StatusCode::UNPROCESSABLE_ENTITY, msg.clone())),
-                        },
-                        Err(BatchError::Rejected(m)) => Err((StatusCode::UNPROCESSABLE_ENTITY, m)),
-                        Err(e) => return Err(e.into()),
-                    });
-                }
-            }
-            Err(e) => return Err(e.into()),
+                Err(msg) => Err((StatusCode::UNPROCESSABLE_ENTITY, msg)),
+            });
         }
     }
     Ok(out
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err((StatusCode::INTERNAL_SERVER_ERROR, "no vector".into()))))
         .collect())
+}
+
+/// The vectors of `pairs`, encoded together, each or the encoder's reason for refusing it: a
+/// refused pair among several is found by asking again one at a time. A full queue or a
+/// stopped encoder fails the whole request.
+async fn encode_each(
+    batcher: &super::Batcher,
+    pairs: Vec<(String, String)>,
+) -> Result<Vec<Result<Vec<f32>, String>>, ApiError> {
+    let n = pairs.len();
+    match batcher.embed(pairs.clone()).await {
+        Ok(vs) if vs.len() == n => Ok(vs.into_iter().map(Ok).collect()),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the encoder returned another number of vectors than pairs",
+        )),
+        Err(BatchError::Rejected(msg)) => {
+            let mut out = Vec::with_capacity(n);
+            for p in pairs {
+                out.push(match batcher.embed(vec![p]).await {
+                    Ok(mut v) => v.pop().ok_or_else(|| msg.clone()),
+                    Err(BatchError::Rejected(m)) => Err(m),
+                    Err(e) => return Err(e.into()),
+                });
+            }
+            Ok(out)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One query's answer, as `relbert query --json` prints it (plus `plot` if asked); see
@@ -736,7 +1058,8 @@ fn hit_vector(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmbedRequest {
-    pairs: Vec<PairInput>,
+    /// Read by [`PairInput::of`], so that a malformed item is named by its place.
+    pairs: Vec<Value>,
 }
 
 /// Unit relation vectors of the pairs, always from the encoder (the index's pair function;
@@ -746,8 +1069,19 @@ async fn embed(
     JsonBody(req): JsonBody<EmbedRequest>,
 ) -> ApiResult {
     let loaded = answering(&state)?;
-    let pairs = check_pairs(req.pairs, &state, &loaded).await?;
-    let vectors = loaded.batcher.embed(pairs.clone()).await?;
+    let pairs = check_pairs(req.pairs, &state, &loaded)
+        .await?
+        .into_iter()
+        .collect::<Result<Vec<_>, Refused>>()?;
+    // The reply has no place for one pair's error: a refused pair fails the request, named.
+    let mut vectors = Vec::with_capacity(pairs.len());
+    for (i, v) in encode_each(loaded.batcher, pairs.clone())
+        .await?
+        .into_iter()
+        .enumerate()
+    {
+        vectors.push(v.map_err(|msg| ApiError::bad(format!("pairs[{i}]: {msg}")))?);
+    }
     Ok(Json(json!({
         "dim": loaded.batcher.dim(),
         "pairs": pairs.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
@@ -755,8 +1089,8 @@ async fn embed(
     })))
 }
 
+/// Other parameters are ignored, as everywhere in a URL (a cache-busting `_=123`, say).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SuggestParams {
     q: String,
     limit: Option<usize>,

@@ -17,7 +17,9 @@
 //! that leaves out pairs sharing a word with the query cheap on every search.
 //!
 //! Operations: it binds to 127.0.0.1 unless told otherwise and refuses a non-loopback
-//! address without a bearer token; bodies, words, `k`, `ef` and batches are bounded and
+//! address without a bearer token; on loopback it answers only requests that name this
+//! machine in `Host` (DNS rebinding) and reads only JSON bodies (another site's form or
+//! `text/plain` post is refused); bodies, words, `k`, `ef` and batches are bounded and
 //! refused with JSON 4xx errors; every request has a time limit, and every connection a
 //! time limit for sending a request's headers, idle keep-alive connections included (hyper's
 //! `header_read_timeout`: connections are served by hyper directly, because `axum::serve`
@@ -263,6 +265,9 @@ pub struct AppState {
     pub batch: BatchConfig,
     /// The bearer token, if one is required.
     pub token: Option<String>,
+    /// Whether the server listens on a loopback address: requests must then name this
+    /// machine in their `Host` header (see [`api`]'s DNS-rebinding check).
+    loopback: bool,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
     /// The model directory override, if any.
@@ -282,6 +287,7 @@ impl AppState {
             limits: opts.limits.clone(),
             batch: opts.batch.clone(),
             token: opts.token.clone(),
+            loopback: is_loopback(&opts.addr),
             metrics: Arc::new(Metrics::new()),
             model: opts.model.clone(),
             dtype: opts.dtype,
@@ -508,8 +514,7 @@ impl AppState {
 }
 
 fn encoder_json(e: &relbert_index::EncoderInfo) -> serde_json::Value {
-    serde_json::json!({"model": e.model, "weights_sha256": e.weights_sha256,
-                       "template": e.template, "aggregation": e.aggregation})
+    crate::indexing::encoder_json(e)
 }
 
 /// What `/v1/info` says about a Qdrant collection: the fields of `index info --json` that
@@ -542,6 +547,35 @@ pub fn device_name(device: &candle_core::Device) -> String {
         candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
         candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
+}
+
+/// Why `token` cannot be a bearer token, if it cannot: a client sends it in an HTTP header,
+/// where only visible ASCII arrives as written (a browser cannot send other characters at
+/// all, and bytes past ASCII are not read as text here), so a token with anything else
+/// could never match and every request would be refused.
+pub fn token_problem(token: &str) -> Option<String> {
+    let bad: Vec<char> = token
+        .chars()
+        .filter(|c| !c.is_ascii_graphic())
+        .take(3)
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the token holds {} ({}), which an HTTP header cannot carry as written; use only \
+         visible ASCII (letters, digits and punctuation, no spaces), e.g. the output of \
+         `openssl rand -hex 32`",
+        if bad.len() == 1 {
+            "a character"
+        } else {
+            "characters"
+        },
+        bad.iter()
+            .map(|c| format!("{c:?} U+{:04X}", *c as u32))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// Whether `addr` is reachable only from this machine.
@@ -578,6 +612,12 @@ async fn shutdown_signal() {
 /// `/v1/health` answers while loading), then opens the index in the background.
 /// `on_listening` is called with the bound address (port 0 picks a free one).
 pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    if let Some(why) = opts.token.as_deref().and_then(token_problem) {
+        return Err(Error::InvalidArgument {
+            flag: "--token (or RELBERT_TOKEN)".into(),
+            message: why,
+        });
+    }
     if !is_loopback(&opts.addr) && opts.token.as_deref().is_none_or(str::is_empty) {
         return Err(Error::InvalidArgument {
             flag: "--addr".into(),

@@ -43,7 +43,52 @@ pub struct Suggestions {
 }
 
 fn key_of(head: &str, tail: &str) -> String {
-    format!("{head}:{tail}").to_lowercase()
+    fold(&format!("{head}:{tail}"))
+}
+
+/// Text as keys and prefixes compare it: folded as queries fold words
+/// ([`crate::query::fold_word`]: lower-cased character by character, so a capital sigma is
+/// `σ` wherever it stands, and decomposed), with a final `ς` read as `σ`, so that `ΟΔΟΣ`,
+/// `οδος` and `οδοσ` are one prefix. ASCII text, most of it, is only lower-cased.
+fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
+    crate::query::fold_word(text)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .collect()
+}
+
+/// The keys a typed prefix may be the start of. People type a pair many ways: `paris:fr`,
+/// `Paris : fr`, `paris fr`, `new york u` (a head of two words, then the tail's start) or
+/// `paris ` (the head, then a space). So besides the text as typed (runs of spaces made one,
+/// which also covers a multi-word head being typed), each space may be the colon (`new:york
+/// u`, `new york:u`), and spaces around a colon are left out.
+fn readings(prefix: &str) -> Vec<String> {
+    let folded = fold(prefix.trim_start());
+    let ends_spaced = folded.ends_with(char::is_whitespace);
+    let mut text = folded.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return Vec::new();
+    }
+    if ends_spaced {
+        text.push(' ');
+    }
+    let mut out = vec![text.clone()];
+    let tight = |t: &str| t.replace(" :", ":").replace(": ", ":");
+    let unspaced = tight(&text);
+    if unspaced != text {
+        out.push(unspaced.clone());
+    }
+    for (i, _) in unspaced.match_indices(' ') {
+        let (head, tail) = (&unspaced[..i], &unspaced[i + 1..]);
+        if !head.is_empty() && !head.ends_with(':') && !tail.starts_with(':') {
+            out.push(format!("{head}:{tail}"));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 impl Suggestions {
@@ -96,27 +141,17 @@ impl Suggestions {
     }
 
     /// Up to `limit` pairs whose `head:tail` starts with `prefix` (case-insensitive), in
-    /// alphabetical order. A prefix `a b` (space instead of colon) is read both as written
-    /// (a multi-word head, `new y` → `new york:…`) and as `a:b`, the way people type a pair.
-    /// `index` is the local index the list was built from, if it was.
+    /// alphabetical order. A space may stand for the colon (`new york u` finds `new
+    /// york:usa`, `paris ` finds `paris:france`), and spaces around a colon do not count
+    /// (`paris : fr`); see [`readings`]. `index` is the local index the list was built from,
+    /// if it was.
     pub fn prefix(
         &self,
         prefix: &str,
         limit: usize,
         index: Option<&Index>,
     ) -> Result<Vec<Suggested>> {
-        let p = prefix.trim_start().to_lowercase();
-        if p.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut readings = vec![p.clone()];
-        if !p.contains(':') {
-            if let Some((a, b)) = p.split_once(['\t', ' ']) {
-                if !b.trim().is_empty() {
-                    readings.push(format!("{}:{}", a.trim(), b.trim_start()));
-                }
-            }
-        }
+        let readings = readings(prefix);
         let mut found: Vec<&(String, u32)> = Vec::new();
         for r in &readings {
             let start = self.keys.partition_point(|(k, _)| k.as_str() < r.as_str());
@@ -222,6 +257,49 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    fn suggested(s: &Suggestions, q: &str) -> Vec<String> {
+        s.prefix(q, 10, None)
+            .unwrap()
+            .into_iter()
+            .map(|p| format!("{}:{}", p.head, p.tail))
+            .collect()
+    }
+
+    /// Found by an audit: `q=ΟΔΟΣ` matched nothing (the whole string was lower-cased, its
+    /// last Σ to a final ς, while keys had σ), and `paris : fr`, `new york u` and `paris `
+    /// matched nothing though a person typing a pair types them.
+    #[test]
+    fn prefixes_match_as_a_person_types_a_pair() {
+        let s = of(&[
+            ("ΟΔΟΣΑ", "δρόμος"),
+            ("οδος", "street"),
+            ("paris", "france"),
+            ("new york", "usa"),
+            ("new", "york"),
+            ("re:invent", "conference"),
+        ]);
+        assert_eq!(suggested(&s, "ΟΔΟ"), ["οδος:street", "ΟΔΟΣΑ:δρόμος"]);
+        assert_eq!(suggested(&s, "ΟΔΟΣ"), ["οδος:street", "ΟΔΟΣΑ:δρόμος"]);
+        assert_eq!(suggested(&s, "οδοσ:"), ["οδος:street"]);
+        assert_eq!(suggested(&s, "ΟΔΟΣΑ"), ["ΟΔΟΣΑ:δρόμος"]);
+        for q in [
+            "paris : fr",
+            "paris :fr",
+            "Paris: f",
+            "paris ",
+            "paris",
+            "  paris  fr",
+        ] {
+            assert_eq!(suggested(&s, q), ["paris:france"], "{q:?}");
+        }
+        assert_eq!(suggested(&s, "new york u"), ["new york:usa"]);
+        assert_eq!(suggested(&s, "new york"), ["new york:usa", "new:york"]);
+        assert_eq!(suggested(&s, "new y"), ["new york:usa", "new:york"]);
+        assert_eq!(suggested(&s, "re:invent con"), ["re:invent:conference"]);
+        assert!(suggested(&s, " ").is_empty());
+        assert!(suggested(&s, "paris : x").is_empty());
     }
 
     #[test]
