@@ -465,3 +465,221 @@ fn classify_warns_about_test_labels_never_seen_in_training() {
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
     assert!(!err.contains("warning"), "{err}");
 }
+
+#[test]
+fn a_model_giving_nan_vectors_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::nan_model(dir.path());
+    write(
+        &dir.path().join("data/mini/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    let refused = |a: assert_cmd::assert::Assert| {
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains("nan-model") && err.contains("non-finite"),
+            "{err}"
+        );
+    };
+    for method in ["relbert", "offset", "combined"] {
+        refused(
+            relbert()
+                .args(["bench", "analogy", "--model"])
+                .arg(&model)
+                .arg("--data")
+                .arg(dir.path().join("data"))
+                .args(["--method", method])
+                .assert()
+                .failure(),
+        );
+    }
+    lexical(&dir.path().join("lex"), "Set", true);
+    refused(
+        relbert()
+            .args(["bench", "classify", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(dir.path().join("lex"))
+            .assert()
+            .failure(),
+    );
+    // embed: neither `null` in JSON lines nor NaN in an array.
+    let pairs = write(&dir.path().join("p.tsv"), "paris\tfrance\ncat\tdog\n");
+    for format in ["jsonl", "npy"] {
+        let out = dir.path().join(format!("v.{format}"));
+        refused(
+            relbert()
+                .args(["embed", "--model"])
+                .arg(&model)
+                .arg("--pairs")
+                .arg(&pairs)
+                .args(["--format", format])
+                .arg("--out")
+                .arg(&out)
+                .assert()
+                .failure(),
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn an_empty_word_in_a_question_is_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for stem in [r#"["", "france"]"#, r#"[" ", "france"]"#] {
+        write(
+            &dir.path().join("sat/test.jsonl"),
+            &format!(
+                "{OTHER}\n{}\n",
+                IDENTICAL.replacen(r#"["paris", "france"]"#, stem, 1)
+            ),
+        );
+        let a = analogy(dir.path(), &["--dataset", "sat"]).failure();
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains("sat/test.jsonl:2:") && err.contains("empty word"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_too_long_pair_is_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = vec!["word"; 80].join(" ");
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!(
+            "{IDENTICAL}\n{}\n",
+            OTHER.replace(r#"["rome", "italy"]"#, &format!(r#"["{long}", "italy"]"#))
+        ),
+    );
+    let a = analogy(dir.path(), &["--dataset", "sat"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("sat/test.jsonl:2:") && err.contains("longer than"),
+        "{err}"
+    );
+    // Reversed pairs are located too.
+    let a = analogy(dir.path(), &["--dataset", "sat", "--reverse-pair"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("sat/test.jsonl:2:"), "{err}");
+
+    lexical(dir.path(), "Set", true);
+    let test = std::fs::read_to_string(dir.path().join("Set/test.tsv")).unwrap();
+    write(
+        &dir.path().join("Set/test.tsv"),
+        &format!("{test}{long}\tcar\thyper\n"),
+    );
+    let lines = test.lines().count();
+    let a = relbert()
+        .args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--dataset", "Set"])
+        .assert()
+        .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains(&format!("Set/test.tsv:{}:", lines + 1)) && err.contains("longer than"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dataset_of_no_known_format_is_an_error_not_a_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    for (name, typo) in [
+        ("plural", IDENTICAL.replace("\"choice\"", "\"choices\"")),
+        ("capital", IDENTICAL.replace("\"stem\"", "\"Stem\"")),
+    ] {
+        write(&dir.path().join(format!("{name}/test.jsonl")), &typo);
+        let a = analogy(dir.path(), &["--dataset", "all"]).failure();
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains(&format!("{name}/test.jsonl:1:")),
+            "{name}: {err}"
+        );
+        std::fs::remove_dir_all(dir.path().join(name)).unwrap();
+    }
+    analogy(dir.path(), &["--dataset", "all"]).success();
+}
+
+#[test]
+fn json_dash_is_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let a = relbert()
+        .current_dir(dir.path())
+        .args(["bench", "analogy", "--model"])
+        .arg(fixture("tiny-bert"))
+        .args(["--data", ".", "--dataset", "sat", "--json", "-"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(report["results"]["sat/test"]["n"], 1);
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("| sat | test | 1 | 100.0 |"), "{err}");
+    assert!(!dir.path().join("-").exists());
+}
+
+#[test]
+fn an_unwritable_json_directory_is_refused_before_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    // A model that cannot load: reaching it would mean the check came after the work.
+    let a = relbert()
+        .args(["bench", "analogy", "--model"])
+        .arg(dir.path().join("no-model"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--json", "/proc/relbert-report.json"])
+        .assert()
+        .failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("--json") && err.contains("cannot write a file in /proc"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_split_is_named_with_the_splits_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    write(
+        &dir.path().join("bats/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let a = analogy(dir.path(), &["--split", "bogus"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("\"bogus\"") && err.contains("test, validation"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dataset_named_twice_is_scored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let out = stdout(&analogy(dir.path(), &["--dataset", "sat,sat"]).success());
+    assert_eq!(out.matches("| sat |").count(), 1, "{out}");
+}

@@ -257,3 +257,61 @@ fn bad_flags_are_named() {
         .failure()
         .stderr(predicates::str::contains("<subj>"));
 }
+
+#[test]
+fn an_interrupted_run_removes_its_temporary_and_lock_files() {
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    // Enough pairs that the tiny model is still encoding when the signal comes (the temporary
+    // file appears after the handler is in place, so the signal always finds it).
+    let text: String = (0..200_000)
+        .map(|i| format!("w{}\tw{}\n", i % 997, i % 1009))
+        .collect();
+    let pairs = write(dir.path(), "big.tsv", &text);
+    // Temporary and lock files: `.<name>.tmp`, `.<name>.lock`.
+    let hidden = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    };
+    let wait_for = |path: &Path, child: &mut std::process::Child| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !path.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "exited before {} appeared",
+                path.display()
+            );
+            assert!(std::time::Instant::now() < deadline, "{}", path.display());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    for (signal, format, out, tmp) in [
+        (libc::SIGINT, "jsonl", "e.jsonl", ".e.jsonl.tmp"),
+        // The array's temporary file is made first, then its pair list's.
+        (libc::SIGTERM, "npy", "v.npy", ".v.pairs.tsv.tmp"),
+    ] {
+        let out = dir.path().join(out);
+        let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .args(["--format", format, "--out"])
+            .arg(&out)
+            .env("RELBERT_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(&dir.path().join(tmp), &mut child);
+        // SAFETY: kill(2) with the child's own pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{format}");
+        assert!(hidden().is_empty(), "left behind: {:?}", hidden());
+        assert!(!out.exists());
+    }
+}

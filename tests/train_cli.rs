@@ -114,7 +114,10 @@ fn extra_training_relations_are_appended_and_duplicate_ids_refused() {
         .err()
         .expect("duplicate relation ids must be refused");
     let msg = err.to_string();
-    assert!(msg.contains("extra.jsonl") && msg.contains("3a"), "{msg}");
+    assert!(
+        msg.contains("extra.jsonl") && msg.contains("3a") && msg.contains("earlier training file"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -1013,4 +1016,358 @@ fn average_names_the_tensors_one_model_lacks() {
         .unwrap_err()
         .to_string();
     assert!(err.contains(&names[1]), "{err}");
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stderr.clone()).unwrap()
+}
+
+#[test]
+fn a_force_run_refused_for_its_data_keeps_the_earlier_checkpoints() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    let (out, ck) = (d.path().join("model"), d.path().join("ck"));
+    let ck_arg = ck.to_str().unwrap();
+    train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &["--epochs", "1", "--checkpoint-dir", ck_arg],
+    )
+    .assert()
+    .success();
+    let kept = std::fs::read(ck.join("epoch-01/model.safetensors")).unwrap();
+    let model = std::fs::read(out.join("model.safetensors")).unwrap();
+
+    // One relation without negatives: augmentation has no other relation to draw from.
+    let noneg = d.path().join("noneg.jsonl");
+    std::fs::write(
+        &noneg,
+        format!(
+            "{{\"relation_type\": \"1a\", \"positives\": [{}, {}], \"negatives\": []}}\n",
+            pair(0, 1),
+            pair(2, 3)
+        ),
+    )
+    .unwrap();
+    let a = train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &[
+            "--epochs",
+            "1",
+            "--force",
+            "--checkpoint-dir",
+            ck_arg,
+            "--train-file",
+            noneg.to_str().unwrap(),
+        ],
+    )
+    .assert()
+    .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("noneg.jsonl:1:")
+            && err.contains("relation 1a has no negatives")
+            && err.contains("only training relation")
+            && !err.contains("augmentation is off"),
+        "{err}"
+    );
+    // Refused before the model was loaded and validated.
+    assert!(!err.contains("base model:"), "{err}");
+    assert_eq!(
+        kept,
+        std::fs::read(ck.join("epoch-01/model.safetensors")).unwrap()
+    );
+    assert_eq!(model, std::fs::read(out.join("model.safetensors")).unwrap());
+
+    // Several relations, augmentation off: the flag is named.
+    let two = d.path().join("two.jsonl");
+    std::fs::write(
+        &two,
+        format!(
+            "{{\"relation_type\": \"1a\", \"positives\": [{}], \"negatives\": [{}]}}\n\
+             {{\"relation_type\": \"1b\", \"positives\": [{}], \"negatives\": []}}\n",
+            pair(0, 1),
+            pair(1, 0),
+            pair(2, 3)
+        ),
+    )
+    .unwrap();
+    let a = train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &[
+            "--force",
+            "--checkpoint-dir",
+            ck_arg,
+            "--no-augment-negative-by-positive",
+            "--train-file",
+            two.to_str().unwrap(),
+        ],
+    )
+    .assert()
+    .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("two.jsonl:2:")
+            && err.contains("relation 1b")
+            && err.contains("--no-augment-negative-by-positive"),
+        "{err}"
+    );
+    assert!(ck.join("epoch-01/model.safetensors").is_file());
+}
+
+#[test]
+fn a_force_run_stopped_before_its_first_epoch_leaves_the_earlier_run_whole() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let (out, ck) = (d.path().join("model"), d.path().join("ck"));
+    train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &out,
+        &["--epochs", "1", "--checkpoint-dir", ck.to_str().unwrap()],
+    )
+    .assert()
+    .success();
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    let metrics = read(&out.join("metrics.json"));
+    let model = read(&out.join("model.safetensors"));
+    let epoch = read(&ck.join("epoch-01/model.safetensors"));
+    // Stopped before its first step, as Ctrl-C during the first epoch stops it.
+    let cfg = TrainConfig {
+        checkpoint_dir: Some(ck.clone()),
+        ..config(d.path(), LossKind::Nce)
+    };
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let report = relbert::training::train(&cfg, &out, true, &stop, &mut |_| {}).unwrap();
+    assert!(report.interrupted && report.epochs.is_empty());
+    assert_eq!(metrics, read(&out.join("metrics.json")));
+    assert_eq!(model, read(&out.join("model.safetensors")));
+    assert_eq!(epoch, read(&ck.join("epoch-01/model.safetensors")));
+}
+
+#[test]
+fn a_base_giving_nan_vectors_is_named_not_the_learning_rate() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = common::nan_model(d.path());
+    let out = d.path().join("model");
+    let a = train_cmd(d.path(), &base, &out, &["--epochs", "1", "--warmup", "0"])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("nan-model: ") && err.contains("non-finite") && !err.contains("--lr"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn the_thread_count_does_not_change_the_trained_weights() {
+    // Each step embeds 14 prompts in chunks of 4: with two or three threads the chunks'
+    // gradients were summed in other groupings than with one.
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let mut models = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let out = d.path().join(format!("model-{threads}"));
+        train_cmd(
+            d.path(),
+            &fixture("tiny-bert"),
+            &out,
+            &["--epochs", "1", "--threads", threads],
+        )
+        .assert()
+        .success();
+        models.push(std::fs::read(out.join("model.safetensors")).unwrap());
+    }
+    assert!(models[0] == models[1], "1 and 2 threads differ");
+    assert!(models[0] == models[2], "1 and 3 threads differ");
+}
+
+#[test]
+fn progress_lines_without_a_terminal_give_the_runs_eta() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    // Ten relations: a progress line every tenth step.
+    let file = d.path().join("ten.jsonl");
+    let lines: String = (0..10)
+        .map(|r| {
+            format!(
+                "{{\"relation_type\": \"{}a\", \"positives\": [{}, {}], \"negatives\": [{}]}}\n",
+                r + 1,
+                pair(r, r + 12),
+                pair(r + 1, r + 13),
+                pair(r + 12, r)
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("model"),
+        &["--epochs", "2", "--train-file", file.to_str().unwrap()],
+    )
+    .assert()
+    .success();
+    let err = stderr_of(&a);
+    let first = err
+        .lines()
+        .find(|l| l.contains("epoch 1/2, step 10/10"))
+        .unwrap_or_else(|| panic!("{err}"));
+    // The first validation is not timed yet, and said.
+    assert!(
+        first.contains("s/step, ETA ") && first.contains("+ validations for the run"),
+        "{first}"
+    );
+    let second = err
+        .lines()
+        .find(|l| l.contains("epoch 2/2, step 10/10"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        second.contains("ETA ") && second.ends_with("for the run"),
+        "{second}"
+    );
+    assert!(!second.contains("validations"), "{second}");
+}
+
+#[test]
+fn training_data_problems_are_named_by_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let file = d.path().join("bad.jsonl");
+    let ok = |id: &str| {
+        format!(
+            "{{\"relation_type\": \"{id}\", \"positives\": [{}, {}], \"negatives\": [{}]}}",
+            pair(0, 12),
+            pair(1, 13),
+            pair(12, 0)
+        )
+    };
+    let cases = [
+        // An empty word (or one of spaces only).
+        (
+            format!(
+                "{}\n{}\n",
+                ok("1a"),
+                ok("1b").replacen("[\"cat\"", "[\" \"", 1)
+            ),
+            "bad.jsonl:2:",
+            "empty word",
+        ),
+        // An id twice in one file: both lines named.
+        (
+            format!("{}\n{}\n{}\n", ok("1a"), ok("1b"), ok("1a")),
+            "bad.jsonl:3:",
+            "already defined on line 1",
+        ),
+        // No id.
+        (
+            format!("{}\n{}\n", ok("1a"), ok(" ")),
+            "bad.jsonl:2:",
+            "relation_type is empty",
+        ),
+    ];
+    let mut cfg = config(d.path(), LossKind::Nce);
+    cfg.train_file = Some(file.clone());
+    for (text, at, what) in cases {
+        std::fs::write(&file, &text).unwrap();
+        let msg = Trainer::new(&cfg)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {text}"))
+            .to_string();
+        assert!(msg.contains(at) && msg.contains(what), "{msg}");
+    }
+
+    // Warned about, and trained: a pair both positive and negative (the shipped
+    // extra_relations files hold one), one positive under the triplet loss.
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{{\"relation_type\": \"2a\", \"positives\": [{}], \"negatives\": [{}, {}]}}\n",
+            ok("1a"),
+            pair(5, 6),
+            pair(5, 6),
+            pair(6, 5)
+        ),
+    )
+    .unwrap();
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("model"),
+        &[
+            "--epochs",
+            "1",
+            "--loss",
+            "triplet",
+            "--train-file",
+            file.to_str().unwrap(),
+        ],
+    )
+    .assert()
+    .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(
+            "bad.jsonl:2: relation 2a: the pair (\"leaf\", \"car\") is both a positive \
+                      and a negative"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.jsonl:2: relation 2a has one positive"),
+        "{err}"
+    );
+    assert!(!err.contains("relation 1a"), "{err}");
+}
+
+#[test]
+fn average_warns_about_a_checkpoint_given_twice() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let ck = d.path().join("ck");
+    train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("model"),
+        &["--epochs", "2", "--checkpoint-dir", ck.to_str().unwrap()],
+    )
+    .assert()
+    .success();
+    let e1 = ck.join("epoch-01");
+    let again = ck.join("..").join("ck").join("epoch-01");
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&e1, &link).unwrap();
+    let average = |models: &[&Path], out: &str| {
+        let mut c = relbert();
+        c.arg("average");
+        for m in models {
+            c.arg(m);
+        }
+        let a = c.arg("--out").arg(d.path().join(out)).assert().success();
+        stderr_of(&a)
+    };
+    let err = average(&[&e1, &ck.join("epoch-02"), &again, &link], "soup");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("same checkpoint"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        warning.starts_with("warning: ")
+            && warning.contains(&e1.display().to_string())
+            && warning.contains(&again.display().to_string())
+            && warning.contains(&link.display().to_string())
+            && warning.contains("3 times"),
+        "{warning}"
+    );
+    let err = average(&[&e1, &ck.join("epoch-02")], "plain");
+    assert!(!err.contains("same checkpoint"), "{err}");
 }

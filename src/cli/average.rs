@@ -24,8 +24,43 @@ pub struct AverageArgs {
     force: bool,
 }
 
+/// Warnings for checkpoints given more than once (the same path, or one reached through a
+/// symbolic link or `..`): each occurrence is averaged in, so it weighs double. Not refused,
+/// since weighting a checkpoint so may be intended; said, since a repeated argument is more
+/// often a slip of the shell.
+fn repeated_models(models: &[PathBuf]) -> Vec<String> {
+    let real: Vec<Option<PathBuf>> = models.iter().map(|m| m.canonicalize().ok()).collect();
+    let mut out = Vec::new();
+    for (i, a) in real.iter().enumerate() {
+        let Some(a) = a else { continue };
+        // Named once, at its first occurrence, with every later one.
+        if real[..i].iter().any(|b| b.as_ref() == Some(a)) {
+            continue;
+        }
+        let again: Vec<String> = (i + 1..models.len())
+            .filter(|&j| real[j].as_ref() == Some(a))
+            .map(|j| models[j].display().to_string())
+            .collect();
+        if !again.is_empty() {
+            out.push(format!(
+                "{} and {} are the same checkpoint ({}): it is averaged in {} times, so it \
+                 weighs {} times as much as each other model",
+                models[i].display(),
+                again.join(" and "),
+                a.display(),
+                again.len() + 1,
+                again.len() + 1
+            ));
+        }
+    }
+    out
+}
+
 /// Runs `relbert average`.
 pub fn run(a: AverageArgs) -> Result<()> {
+    for warning in repeated_models(&a.models) {
+        eprintln!("warning: {warning}");
+    }
     let report = average_models(&a.models, &a.out, a.half, a.force).with_context(|| {
         format!(
             "averaging {} models into {}",

@@ -88,7 +88,8 @@ struct AnalogyArgs {
     /// Which split to score (test or validation).
     #[arg(long, default_value = "test")]
     split: String,
-    /// Also write the results as JSON to this file.
+    /// Also write the results as JSON to this file (`-`: standard output, the table then
+    /// going to standard error).
     #[arg(long, value_parser = super::output_file)]
     json: Option<PathBuf>,
     /// Replace an existing --json file (only a report `relbert bench` wrote).
@@ -140,7 +141,8 @@ struct ClassifyArgs {
     /// Seed for the MLP's initialisation, shuffling and (without val.tsv) the held-out split.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Also write the results as JSON to this file.
+    /// Also write the results as JSON to this file (`-`: standard output, the table then
+    /// going to standard error).
     #[arg(long, value_parser = super::output_file)]
     json: Option<PathBuf>,
     /// Replace an existing --json file (only a report `relbert bench` wrote).
@@ -172,26 +174,29 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 }
 
-/// The datasets to use: `all` → `discover()`, else each comma-separated name under `data`.
+/// The datasets to use: `all` → `discover()` (none found is an error saying `nothing()`),
+/// else each comma-separated name under `data`, each once (`sat,sat` is one row, not two).
 fn select(
     spec: &str,
     data: &Path,
     discover: impl Fn() -> relbert::Result<Vec<(String, PathBuf)>>,
     path_of: impl Fn(&str) -> PathBuf,
+    nothing: impl Fn() -> String,
 ) -> Result<Vec<(String, PathBuf)>> {
     if spec.trim() == "all" {
         let found =
             discover().with_context(|| format!("listing datasets in {}", data.display()))?;
         if found.is_empty() {
-            bail!("no dataset found under {}", data.display());
+            bail!("{}", nothing());
         }
         return Ok(found);
     }
-    let names: Vec<&str> = spec
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut names: Vec<&str> = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     if names.is_empty() {
         bail!("invalid value for --dataset: no dataset named");
     }
@@ -201,10 +206,43 @@ fn select(
         .collect())
 }
 
+/// The split names (`<split>.jsonl` file stems) found in the folders under `data`, sorted,
+/// for the message when the asked split is in none of them.
+fn splits_under(data: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(data)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_dir(e.path()).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|f| {
+            let p = f.path();
+            (p.extension()? == "jsonl" && p.is_file())
+                .then(|| p.file_stem()?.to_str().map(str::to_string))
+                .flatten()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether `--json PATH` means standard output (`-`, as `embed --out -`).
+fn is_stdout(path: Option<&Path>) -> bool {
+    path.is_some_and(|p| p.as_os_str() == "-")
+}
+
 /// Checks before any work that the report can be written to `--json PATH`: a new file in an
-/// existing directory, or (with `--force`) a report relbert bench wrote.
+/// existing directory that this process can create files in (a temporary file is made there
+/// and removed: a read-only directory, or one such as `/proc`, otherwise failed only after
+/// all the embedding), or (with `--force`) a report relbert bench wrote. `-` is standard
+/// output and needs no check.
 fn check_report_path(path: Option<&Path>, force: bool) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
+    if is_stdout(Some(path)) {
+        return Ok(());
+    }
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -215,12 +253,69 @@ fn check_report_path(path: Option<&Path>, force: bool) -> Result<()> {
         parent.display()
     );
     check_replaceable(path, force, OutputKind::BenchReport).context("invalid value for --json")?;
+    tempfile::Builder::new()
+        .prefix(".relbert-bench-check")
+        .tempfile_in(parent)
+        .with_context(|| {
+            format!(
+                "invalid value for --json: cannot write a file in {}",
+                parent.display()
+            )
+        })?;
     Ok(())
 }
 
+/// Where the table goes: standard output, unless the JSON report does (`--json -`), which
+/// then has standard output to itself so that it can be parsed.
+fn table_writer(json: Option<&Path>) -> Box<dyn Write> {
+    if is_stdout(json) {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    }
+}
+
+/// Refuses, before any encoding, a dataset pair whose prompt `enc` cannot encode
+/// ([`RelationEncoder::overlong`]), naming the file and line of the first record that holds
+/// it (`locate`), as `relbert embed` names its input's line.
+fn refuse_overlong(
+    enc: &RelationEncoder,
+    pairs: &[Pair],
+    locate: impl Fn(&Pair) -> Option<(PathBuf, usize)>,
+) -> Result<()> {
+    let bad = enc.overlong(pairs)?;
+    let Some(&first) = bad.first() else {
+        return Ok(());
+    };
+    let (head, tail) = pairs[first].clone();
+    let mut location = match locate(&pairs[first]) {
+        Some((path, line)) => format!("{}:{line}", path.display()),
+        None => "a dataset".to_string(),
+    };
+    if bad.len() > 1 {
+        location.push_str(&format!(" (and {} more pairs)", bad.len() - 1));
+    }
+    Err(relbert::Error::PromptTooLong {
+        location,
+        head,
+        tail,
+        limit: relbert::batching::MAX_LENGTH,
+        hint: "",
+    }
+    .into())
+}
+
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename (checked
-/// beforehand by [`check_report_path`]).
+/// beforehand by [`check_report_path`]), or to standard output for `-`.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    if is_stdout(Some(path)) {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, value).context("writing the report")?;
+        out.write_all(b"\n")
+            .and_then(|()| out.flush())
+            .context("writing the report")?;
+        return Ok(());
+    }
     let mut f = AtomicFile::create(path, true)?;
     serde_json::to_writer_pretty(f.writer(), value)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -309,6 +404,20 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             Ok(found.sets)
         },
         |n| a.data.join(n).join(format!("{}.jsonl", a.split)),
+        || {
+            let found = splits_under(&a.data);
+            format!(
+                "no analogy dataset with the split {:?} (<name>/{}.jsonl) under {}; {}",
+                a.split,
+                a.split,
+                a.data.display(),
+                if found.is_empty() {
+                    "no split files (<name>/<split>.jsonl) are there at all".to_string()
+                } else {
+                    format!("the splits found there: {}", found.join(", "))
+                }
+            )
+        },
     )?;
     let mut loaded: Vec<(String, Vec<AnalogyQuestion>)> = Vec::new();
     for (name, path) in &sets {
@@ -316,6 +425,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             .with_context(|| format!("reading dataset {name} ({})", path.display()))?;
         loaded.push((name.clone(), qs));
     }
+    let mut table = table_writer(a.json.as_deref());
     let opts = ScoreOptions {
         similarity: match a.distance {
             Distance::Cosine => Similarity::Cosine,
@@ -333,6 +443,24 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     let offset_weight = a.offset_weight.unwrap_or(0.5);
     let pairs = opts.pairs_needed(loaded.iter().flat_map(|(_, q)| q));
     let enc = a.model.load(false)?;
+    // The offset baseline encodes bare words, never a prompt: no prompt is too long for it.
+    if a.method != Method::Offset {
+        let files: HashMap<&str, &Path> = sets
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_path()))
+            .collect();
+        refuse_overlong(&enc, &pairs, |p| {
+            let r = relbert::analogy::reversed(p);
+            loaded.iter().find_map(|(name, qs)| {
+                let q = qs.iter().find(|q| {
+                    std::iter::once(&q.stem)
+                        .chain(&q.choice)
+                        .any(|c| *c == *p || *c == r)
+                })?;
+                Some((files.get(name.as_str())?.to_path_buf(), q.line))
+            })
+        })?;
+    }
     let started = Instant::now();
     let vectors = pair_vectors(&enc, &pairs, a.method, offset_weight)
         .context("embedding the questions' pairs")?;
@@ -344,22 +472,23 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         embed_seconds
     );
     let mut results = BTreeMap::new();
-    println!("| dataset | split | questions | accuracy |");
-    println!("|---|---|---:|---:|");
+    writeln!(table, "| dataset | split | questions | accuracy |")?;
+    writeln!(table, "|---|---|---:|---:|")?;
     for (name, qs) in &loaded {
         let acc = accuracy_with_options(qs, &vectors, opts);
-        println!(
+        writeln!(
+            table,
             "| {name} | {} | {} | {:.1} |",
             a.split,
             acc.n,
             100.0 * acc.accuracy
-        );
+        )?;
         results.insert(format!("{name}/{}", a.split), acc);
     }
     if a.breakdown {
-        println!();
-        println!("| dataset | prefix | questions | accuracy |");
-        println!("|---|---|---:|---:|");
+        writeln!(table)?;
+        writeln!(table, "| dataset | prefix | questions | accuracy |")?;
+        writeln!(table, "|---|---|---:|---:|")?;
         for (name, qs) in &loaded {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             qs.iter()
@@ -367,10 +496,11 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             let acc = &results[&format!("{name}/{}", a.split)];
             for (prefix, v) in &acc.by_prefix {
                 let n = counts.get(prefix.as_str()).copied().unwrap_or(0);
-                println!("| {name} | {prefix} | {n} | {:.1} |", 100.0 * v);
+                writeln!(table, "| {name} | {prefix} | {n} | {:.1} |", 100.0 * v)?;
             }
         }
     }
+    table.flush()?;
     if let Some(path) = &a.json {
         let report = AnalogyReport {
             model: enc.dir().display().to_string(),
@@ -431,7 +561,14 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         &a.data,
         || lexical_datasets(&a.data),
         |n| a.data.join(n),
+        || {
+            format!(
+                "no classification dataset (a folder holding train.tsv and test.tsv) under {}",
+                a.data.display()
+            )
+        },
     )?;
+    let mut table = table_writer(a.json.as_deref());
     let mut data = Vec::new();
     for (name, dir) in &sets {
         let read = |split: &str| {
@@ -473,6 +610,20 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         }
     }
     let enc = a.model.load(false)?;
+    refuse_overlong(&enc, &pairs, |p| {
+        let r = relbert::analogy::reversed(p);
+        sets.iter().zip(&data).find_map(|((_, dir), set)| {
+            let splits = [
+                ("train", Some(&set.train)),
+                ("val", set.val.as_ref()),
+                ("test", Some(&set.test)),
+            ];
+            splits.into_iter().find_map(|(split, rows)| {
+                let lp = rows?.iter().find(|lp| lp.pair == *p || lp.pair == r)?;
+                Some((dir.join(format!("{split}.tsv")), lp.line))
+            })
+        })
+    })?;
     let started = Instant::now();
     let pb = Progress::pairs(pairs.len() as u64, "embedding");
     let vecs = enc
@@ -516,8 +667,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         ..Default::default()
     };
     let mut results = BTreeMap::new();
-    println!("| dataset | train | val | test | classes | epochs | micro-F1 | macro-F1 |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    writeln!(
+        table,
+        "| dataset | train | val | test | classes | epochs | micro-F1 | macro-F1 |"
+    )?;
+    writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for set in &data {
         let classes: Vec<String> = {
             let mut c: Vec<String> = set
@@ -576,7 +730,8 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         .with_context(|| format!("training the classifier for {}", set.name))?;
         let pred = mlp.predict(&features(&set.test))?;
         let f1 = f1_scores(&labels(&set.test), &pred);
-        println!(
+        writeln!(
+            table,
             "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} |",
             set.name,
             train.len(),
@@ -586,7 +741,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             report.epochs,
             f1.micro,
             f1.macro_
-        );
+        )?;
         results.insert(
             set.name.clone(),
             ClassifyResult {
@@ -602,6 +757,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             },
         );
     }
+    table.flush()?;
     if let Some(path) = &a.json {
         let report = ClassifyReport {
             model: enc.dir().display().to_string(),

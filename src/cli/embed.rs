@@ -1,13 +1,14 @@
 //! `relbert embed`: pairs from a TSV file (or stdin) to relation vectors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
 use relbert::output::{
-    check_replaceable, lock_npy_output, pairs_sidecar, same_file, sidecar_is_own, Format,
-    OutputKind,
+    check_replaceable, lock_npy_output, pairs_sidecar, same_file, sidecar_is_own, temp_path,
+    Format, OutputKind,
 };
 use relbert::pairs::read_pairs;
 
@@ -41,6 +42,59 @@ pub struct EmbedArgs {
     force: bool,
 }
 
+/// What an interrupt removes: the temporary files the outputs are written to and the
+/// outputs' lock files, until the outputs start being renamed into place.
+#[derive(Default)]
+struct Interrupt {
+    files: Vec<PathBuf>,
+    committing: bool,
+}
+
+/// The temporary and lock files of output `out` in `format` (an array's pair list too).
+fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
+    let mut targets = vec![out.to_path_buf()];
+    if format == Format::Npy {
+        targets.push(pairs_sidecar(out));
+    }
+    let mut files = Vec::new();
+    for t in targets {
+        files.push(temp_path(&t));
+        if let Ok(lock) = relbert_index::lock::lock_path(&t) {
+            files.push(lock);
+        }
+    }
+    files
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP remove `files` and exit with status 130, as `pairs
+/// mine` does: without it a stopped run left its partial `.<out>.tmp` (and lock file) until
+/// the next run to the same output cleared them. The caller holds the outputs' locks, so the
+/// files are its own; once it sets `committing`, a signal lets the renames finish.
+fn on_interrupt_remove(files: Vec<PathBuf>) -> Arc<Mutex<Interrupt>> {
+    let state = Arc::new(Mutex::new(Interrupt {
+        files,
+        committing: false,
+    }));
+    let shared = state.clone();
+    let installed = ctrlc::set_handler(move || {
+        let st = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if st.committing {
+            eprintln!("interrupted while the output is renamed into place: finishing that first");
+            return;
+        }
+        for f in &st.files {
+            let _ = std::fs::remove_file(f);
+        }
+        eprintln!("interrupted: nothing was written");
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        tracing::warn!("cannot handle interrupts ({e}): a stopped run leaves its temporary file");
+    }
+    state
+}
+
+/// Runs `relbert embed`.
 pub fn run(a: EmbedArgs) -> Result<()> {
     // `--out -` is standard output, as for --pairs.
     let out = a.out.clone().filter(|p| p.as_os_str() != "-");
@@ -79,6 +133,11 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         }),
         None => None,
     };
+    // From here the outputs' temporary and lock files are this run's: an interrupt removes
+    // them (before, they could be another run's).
+    let interrupt = out
+        .as_ref()
+        .map(|o| on_interrupt_remove(own_files(o, a.format)));
     for (o, kind) in &outputs {
         // This output's pair list without its array is what an interrupted run left (the
         // array is removed first when an output is replaced): redone without --force.
@@ -110,6 +169,11 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         return Err(anyhow::Error::new(e).context(format!("embedding {}", a.pairs.display())));
     }
     pb.finish();
+    if let Some(state) = &interrupt {
+        // Renaming into place is not interrupted half-way (an .npy output's old array goes
+        // first): a signal from here on waits for it.
+        state.lock().unwrap_or_else(|p| p.into_inner()).committing = true;
+    }
     sink.commit()?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -155,6 +155,24 @@ fn signal_name(signal: i32) -> String {
     }
 }
 
+/// The time left of a run, for the progress lines: `steps` more steps at `per_step` seconds
+/// each, and `validations` more validations at `validation` seconds each (0 before the first
+/// has been timed, and then said).
+fn run_eta(steps: usize, per_step: f64, validations: usize, validation: f64) -> String {
+    let secs = steps as f64 * per_step + validations as f64 * validation;
+    let shown =
+        super::progress::duration(std::time::Duration::from_secs_f64(if secs.is_finite() {
+            secs.max(0.0)
+        } else {
+            0.0
+        }));
+    if validation > 0.0 {
+        shown
+    } else {
+        format!("{shown} + validations")
+    }
+}
+
 /// Runs `relbert train`.
 ///
 /// A run stopped by SIGINT, SIGTERM or SIGHUP keeps what it saved (the best epoch so far)
@@ -205,9 +223,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
     .progress_chars("=> ");
     let mut pb: Option<ProgressBar> = None;
     let epochs = cfg.epochs;
-    // Without a terminal the bar is hidden: log every 10th step instead (for nohup runs).
+    // Without a terminal the bar is hidden: log every 10th step instead (for nohup runs),
+    // with an ETA for the whole run: the steps left at the run's mean seconds per step, plus
+    // the validations left at the last one's duration (unknown before the first epoch ends).
     let mut step_in_epoch = 0usize;
-    let mut epoch_started = std::time::Instant::now();
+    let mut epoch_now = 0usize;
+    let mut steps_per_epoch = 0usize;
+    let mut steps_done = 0usize;
+    let mut step_seconds = 0.0f64;
+    let mut last_step = std::time::Instant::now();
+    let mut validation_seconds = 0.0f64;
     let mut on_event = |ev: Event| match ev {
         Event::Baseline(v) => {
             eprintln!(
@@ -221,24 +246,37 @@ pub fn run(a: TrainArgs) -> Result<()> {
             bar.set_message(format!("epoch {epoch}/{epochs}"));
             pb = Some(bar);
             step_in_epoch = 0;
-            epoch_started = std::time::Instant::now();
+            epoch_now = epoch;
+            steps_per_epoch = steps;
+            last_step = std::time::Instant::now();
         }
         Event::Step { loss } => {
+            step_seconds += last_step.elapsed().as_secs_f64();
+            last_step = std::time::Instant::now();
+            steps_done += 1;
             if let Some(bar) = &pb {
                 bar.set_prefix(format!("{loss:.3}"));
                 bar.inc(1);
                 step_in_epoch += 1;
                 if bar.is_hidden() && step_in_epoch.is_multiple_of(10) {
-                    let secs = epoch_started.elapsed().as_secs_f64();
+                    let per_step = step_seconds / steps_done as f64;
+                    let eta = run_eta(
+                        (epochs * steps_per_epoch).saturating_sub(steps_done),
+                        per_step,
+                        epochs + 1 - epoch_now,
+                        validation_seconds,
+                    );
                     eprintln!(
-                        "  step {step_in_epoch}/{}: loss {loss:.4}, {:.2}s/step",
+                        "  epoch {epoch_now}/{epochs}, step {step_in_epoch}/{}: loss {loss:.4}, \
+                         {per_step:.2}s/step, ETA {eta} for the run",
                         bar.length().unwrap_or(0),
-                        secs / step_in_epoch as f64
                     );
                 }
             }
         }
         Event::Epoch(m) => {
+            // What followed the epoch's last step, before this event: its validation.
+            validation_seconds = last_step.elapsed().as_secs_f64();
             if let Some(bar) = pb.take() {
                 bar.finish_and_clear();
             }

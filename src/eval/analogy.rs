@@ -241,6 +241,7 @@ mod tests {
             choice,
             answer,
             prefix: "t".into(),
+            line: 0,
         }
     }
 
@@ -329,6 +330,7 @@ mod tests {
             choice: vec![p("c", "d"), p("a", "b")],
             answer: 1,
             prefix: "t".into(),
+            line: 0,
         };
         let mut v = HashMap::new();
         v.insert(p("a", "b"), vec![1.0, 0.0]);

@@ -22,6 +22,8 @@ pub struct AnalogyQuestion {
     pub answer: usize,
     /// Source or category (Google section, BATS relation file, SAT source).
     pub prefix: String,
+    /// The 1-based line of the file it was read from (0 when built in code), for messages.
+    pub line: usize,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +37,11 @@ struct RawQuestion {
 
 fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
     match <[String; 2]>::try_from(v) {
+        // An empty word gives a prompt with nothing in its place: the pair would be scored
+        // (or trained on) as if it were a real one. Refused as `relbert embed` refuses it.
+        Ok([a, b]) if a.trim().is_empty() || b.trim().is_empty() => Err(format!(
+            "{what} [{a:?}, {b:?}] has an empty word (or one of spaces only)"
+        )),
         Ok([a, b]) => Ok((a, b)),
         Err(v) => Err(format!("{what} has {} words, expected 2", v.len())),
     }
@@ -101,6 +108,7 @@ pub fn load_analogy_file(path: &Path) -> Result<Vec<AnalogyQuestion>> {
             choice,
             answer: raw.answer as usize,
             prefix: raw.prefix.unwrap_or_default(),
+            line,
         });
     }
     if out.is_empty() {
@@ -117,15 +125,16 @@ pub fn load_analogy_file(path: &Path) -> Result<Vec<AnalogyQuestion>> {
 pub struct AnalogyDatasets {
     /// The analogy sets: (folder name, `<split>.jsonl`), sorted by name.
     pub sets: Vec<(String, PathBuf)>,
-    /// Folders with a `<split>.jsonl` whose records are something else (the SemEval
-    /// relations, say): (folder name, file, why), sorted by name.
+    /// Folders with a `<split>.jsonl` of SemEval relation records (the training data beside
+    /// the analogy sets has the same split names): (folder name, file, why), sorted by name.
     pub skipped: Vec<(String, PathBuf, String)>,
 }
 
-/// Why `path` (a JSONL file) is not an analogy set, judged by its first record: `Some` when
-/// that record is a JSON object without `stem` and `choice`. A file whose first line is not
-/// JSON at all, or is empty, counts as an analogy set, so that reading it reports the broken
-/// line instead of the folder quietly dropping out of a benchmark.
+/// Why `path` (a JSONL file) is not an analogy set, judged by its first record: `Some` only
+/// when that record is one of the SemEval relations (it has `relation_type`), the other
+/// format a data directory holds. Anything else counts as an analogy set, so that reading it
+/// reports the broken line (a record with a misspelt key such as `choices`, a line that is
+/// not JSON) instead of the folder quietly dropping out of a benchmark.
 fn not_analogy_reason(path: &Path) -> Result<Option<String>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     for (i, line) in BufReader::new(f).lines().enumerate() {
@@ -141,27 +150,23 @@ fn not_analogy_reason(path: &Path) -> Result<Option<String>> {
         let Ok(serde_json::Value::Object(record)) = serde_json::from_str(text) else {
             return Ok(None);
         };
-        if record.contains_key("stem") && record.contains_key("choice") {
+        if record.contains_key("stem") || !record.contains_key("relation_type") {
             return Ok(None);
         }
-        let keys: Vec<&str> = record.keys().map(String::as_str).take(4).collect();
         return Ok(Some(format!(
-            "its first record, line {}, has {} instead of stem and choice",
+            "its first record, line {}, is a SemEval relation (relation_type {}), not an \
+             analogy question",
             i + 1,
-            if keys.is_empty() {
-                "no fields".to_string()
-            } else {
-                format!("the fields {}", keys.join(", "))
-            }
+            record["relation_type"]
         )));
     }
     Ok(None)
 }
 
 /// The folders under `data` that have `<name>/<split>.jsonl`, sorted by name: those holding
-/// analogy questions in [`AnalogyDatasets::sets`], the others (a data directory also holds
-/// `semeval2012_relational_similarity/`, whose splits have the same file names) in
-/// [`AnalogyDatasets::skipped`].
+/// SemEval relations (a data directory also holds `semeval2012_relational_similarity/`, whose
+/// splits have the same file names) in [`AnalogyDatasets::skipped`], every other one in
+/// [`AnalogyDatasets::sets`].
 pub fn analogy_datasets(data: &Path, split: &str) -> Result<AnalogyDatasets> {
     let rd = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
     let mut out = AnalogyDatasets::default();
@@ -190,6 +195,10 @@ pub struct RelationExamples {
     pub positives: Vec<Pair>,
     /// Pairs that do not.
     pub negatives: Vec<Pair>,
+    /// The file the relation was read from (empty when built in code).
+    pub path: PathBuf,
+    /// Its 1-based line in [`RelationExamples::path`] (0 when built in code).
+    pub line: usize,
 }
 
 impl RelationExamples {
@@ -234,6 +243,8 @@ pub fn load_relation_file(path: &Path) -> Result<Vec<RelationExamples>> {
             relation_type: raw.relation_type,
             positives: conv(raw.positives, "positive")?,
             negatives: conv(raw.negatives, "negative")?,
+            path: path.to_path_buf(),
+            line,
         });
     }
     if out.is_empty() {
@@ -252,20 +263,43 @@ pub struct LabelledPair {
     pub pair: Pair,
     /// The relation label (e.g. `hyper`).
     pub label: String,
+    /// The 1-based line of the file it was read from, for messages.
+    pub line: usize,
 }
 
-/// Reads a lexical relation classification TSV (`head<TAB>tail<TAB>label`, no header). Each
-/// line is its own example, so a pair listed with two labels gives two examples, as in the
-/// reference. A line without exactly three non-empty fields is an error naming file and line.
+/// Whether `fields` (trimmed) are a column header rather than a labelled pair: `head`, `tail`
+/// and `relation` (or `label`), in any letter case. Such a first line is skipped, not read as
+/// a pair of a class called `relation`.
+fn is_lexical_header(fields: &[&str]) -> bool {
+    match fields {
+        [h, t, l] => {
+            h.eq_ignore_ascii_case("head")
+                && t.eq_ignore_ascii_case("tail")
+                && (l.eq_ignore_ascii_case("relation") || l.eq_ignore_ascii_case("label"))
+        }
+        _ => false,
+    }
+}
+
+/// Reads a lexical relation classification TSV (`head<TAB>tail<TAB>label`). Each line is its
+/// own example, so a pair listed with two labels gives two examples, as in the reference.
+/// Fields are trimmed of surrounding whitespace (a trailing space or a Windows line end would
+/// otherwise make `RANDOM ` a class of its own beside `RANDOM`), as `relbert embed` reads pair
+/// files. A first line `head<TAB>tail<TAB>relation` (or `label`) is a header and skipped. A
+/// line without exactly three non-empty fields is an error naming file and line.
 pub fn load_lexical_file(path: &Path) -> Result<Vec<LabelledPair>> {
     let mut out = Vec::new();
-    for (line, text) in read_lines(path)? {
-        let fields: Vec<&str> = text.trim_end_matches('\r').split('\t').collect();
+    for (k, (line, text)) in read_lines(path)?.into_iter().enumerate() {
+        let fields: Vec<&str> = text.split('\t').map(str::trim).collect();
+        if k == 0 && is_lexical_header(&fields) {
+            continue;
+        }
         match fields.as_slice() {
             [h, t, l] if !h.is_empty() && !t.is_empty() && !l.is_empty() => {
                 out.push(LabelledPair {
                     pair: (h.to_string(), t.to_string()),
                     label: l.to_string(),
+                    line,
                 })
             }
             [..] if fields.len() == 3 => {
@@ -344,6 +378,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_word_in_a_question_is_named_by_file_and_line() {
+        let ok = r#"{"stem": ["a", "b"], "choice": [["c", "d"], ["e", "f"]], "answer": 1}"#;
+        for bad in [r#"["", "b"]"#, r#"[" ", "b"]"#] {
+            let (_d, p) = tmp(&format!("{ok}\n{}\n", ok.replace(r#"["a", "b"]"#, bad)));
+            let e = load_analogy_file(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("q.jsonl:2:") && e.contains("stem") && e.contains("empty word"),
+                "{e}"
+            );
+        }
+        let (_d, p) = tmp(&format!(
+            "{}\n",
+            ok.replace(r#"["e", "f"]"#, r#"["e", "\t"]"#)
+        ));
+        let e = load_analogy_file(&p).unwrap_err().to_string();
+        assert!(e.contains("q.jsonl:1:") && e.contains("choice 1"), "{e}");
+    }
+
+    #[test]
     fn reads_lexical_tsv_and_names_bad_lines() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("train.tsv");
@@ -358,6 +411,32 @@ mod tests {
         let e = load_lexical_file(&p).unwrap_err().to_string();
         assert!(
             e.contains("train.tsv:2: ") && e.contains("empty field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lexical_fields_are_trimmed_and_a_header_is_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train.tsv");
+        std::fs::write(
+            &p,
+            "head\ttail\trelation\r\ndog\tanimal\tRANDOM \r\n cat \tpet\tRANDOM\n",
+        )
+        .unwrap();
+        let rows = load_lexical_file(&p).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|r| r.label == "RANDOM"), "{rows:?}");
+        assert_eq!(rows[1].pair, ("cat".to_string(), "pet".to_string()));
+        // Only the first line can be a header: later, it is a labelled pair like any other.
+        std::fs::write(&p, "dog\tanimal\thyper\nhead\ttail\trelation\n").unwrap();
+        let rows = load_lexical_file(&p).unwrap();
+        assert_eq!(rows[1].label, "relation");
+        // A field of spaces only is empty.
+        std::fs::write(&p, "dog\t \thyper\n").unwrap();
+        let e = load_lexical_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("train.tsv:1: ") && e.contains("empty field"),
             "{e}"
         );
     }
@@ -387,11 +466,21 @@ mod tests {
             "semeval",
             "{\"relation_type\": \"1a\", \"positives\": [], \"negatives\": []}\n",
         );
-        // Broken JSON stays a set, so that reading it names the line.
+        // Broken JSON stays a set, so that reading it names the line; so does a record with
+        // a misspelt key, which is no other known format.
         put("broken", "{not json\n");
+        put("typo", &q.replace("choice", "choices"));
+        put("upper", &q.replace("stem", "Stem"));
         let found = analogy_datasets(d.path(), "validation").unwrap();
         let names: Vec<&str> = found.sets.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["broken", "sat"]);
+        assert_eq!(names, ["broken", "sat", "typo", "upper"]);
+        let e = load_analogy_file(&d.path().join("typo").join("validation.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("validation.jsonl:1:") && e.contains("choice"),
+            "{e}"
+        );
         assert_eq!(found.skipped.len(), 1);
         let (name, _, why) = &found.skipped[0];
         assert_eq!(name, "semeval");
@@ -404,6 +493,8 @@ mod tests {
             relation_type: "10f".into(),
             positives: vec![],
             negatives: vec![],
+            path: PathBuf::new(),
+            line: 0,
         };
         assert_eq!(r.parent(), "10");
     }

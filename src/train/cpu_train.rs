@@ -121,6 +121,10 @@ pub struct ForwardState {
 /// Gradient buffers shaped like the parameters.
 struct Grads(Vec<Vec<f32>>);
 
+/// One parameter's index, its buffer in the gradient sum, and its buffers in the parts being
+/// added in ([`CpuTrainModel::add_in_order`]).
+type Column<'a> = (usize, &'a mut [f32], Vec<&'a mut [f32]>);
+
 /// Trainable encoder parameters on the CPU, with their AdamW state.
 pub struct CpuTrainModel {
     names: Vec<String>,
@@ -519,37 +523,91 @@ impl CpuTrainModel {
                 ),
             });
         }
-        let threads = rayon::current_num_threads().clamp(1, state.chunks.len().max(1));
-        while self.grads.len() < threads {
+        // Each chunk's gradient goes to a zeroed buffer of its own, and the buffers are added
+        // into the sum (buffer 0) in chunk order: every element is ((c0 + c1) + c2) + …
+        // whatever the number of threads, so a seed gives the same weights on any machine.
+        // (Summing a run of chunks per thread, as before, grouped the additions by thread
+        // count.) The chunks run in waves of one per thread; memory is one buffer per thread
+        // plus the sum.
+        let workers = rayon::current_num_threads().clamp(1, state.chunks.len().max(1));
+        while self.grads.len() < workers + 1 {
             self.grads.push(Grads(
                 self.params.iter().map(|p| vec![0f32; p.len()]).collect(),
             ));
         }
-        let per = state.chunks.len().div_ceil(threads);
         let mut grads = std::mem::take(&mut self.grads);
+        let (sum, work) = grads.split_at_mut(1);
+        let work = &mut work[..workers];
         let this = &*self;
-        grads
-            .par_iter_mut()
-            .take(threads)
-            .enumerate()
-            .for_each(|(t, g)| {
-                let end = ((t + 1) * per).min(state.chunks.len());
-                for c in &state.chunks[(t * per).min(end)..end] {
-                    this.backward_chunk(c, state, d_pooled, g);
-                }
-            });
-        // Fixed reduction order: thread 0's buffers collect the others'.
-        let (first, rest) = grads.split_at_mut(1);
-        for g in rest.iter_mut().take(threads - 1) {
-            for (dst, src) in first[0].0.iter_mut().zip(g.0.iter_mut()) {
-                dst.iter_mut().zip(src.iter_mut()).for_each(|(d, s)| {
-                    *d += *s;
-                    *s = 0.0;
-                });
-            }
+        for wave in state.chunks.chunks(workers) {
+            work.par_iter_mut()
+                .zip(wave.par_iter())
+                .for_each(|(g, c)| this.backward_chunk(c, state, d_pooled, g));
+            // The word-embedding rows a chunk did not use hold zeros: only its own are added.
+            let rows: Vec<Vec<usize>> = wave
+                .iter()
+                .map(|c| this.chunk_word_rows(c, state))
+                .collect();
+            this.add_in_order(&mut sum[0], &mut work[..wave.len()], &rows);
         }
         self.grads = grads;
         Ok(())
+    }
+
+    /// The sorted distinct word-embedding rows of chunk `c`'s prompts.
+    fn chunk_word_rows(&self, c: &ChunkCache, state: &ForwardState) -> Vec<usize> {
+        let mut rows: Vec<usize> = c
+            .members
+            .iter()
+            // Clamped as backward_chunk clamps an id past the table.
+            .flat_map(|&i| {
+                state.ids[i]
+                    .iter()
+                    .map(|&t| (t as usize).min(self.dims.vocab - 1))
+            })
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+
+    /// Adds the chunk gradients `parts` into `sum` in their order, element by element, and
+    /// zeroes them for the next wave; parameters are spread over the threads, which leaves
+    /// each element's order of additions alone. `rows[k]` are the word-embedding rows
+    /// `parts[k]` can hold (the others are zero).
+    fn add_in_order(&self, sum: &mut Grads, parts: &mut [Grads], rows: &[Vec<usize>]) {
+        let h = self.dims.h;
+        // Per parameter: the sum's buffer and each part's.
+        let mut columns: Vec<Column<'_>> = sum
+            .0
+            .iter_mut()
+            .enumerate()
+            .map(|(i, d)| (i, d.as_mut_slice(), Vec::with_capacity(parts.len())))
+            .collect();
+        for part in parts.iter_mut() {
+            for (column, src) in columns.iter_mut().zip(part.0.iter_mut()) {
+                column.2.push(src.as_mut_slice());
+            }
+        }
+        columns.into_par_iter().for_each(|(i, dst, mut srcs)| {
+            if i == self.word {
+                for (src, rows) in srcs.iter_mut().zip(rows) {
+                    for &r in rows {
+                        let span = r * h..(r + 1) * h;
+                        add_and_clear(&mut dst[span.clone()], &mut src[span]);
+                    }
+                }
+                return;
+            }
+            // In blocks, so that a block of the sum stays in cache across the parts.
+            const BLOCK: usize = 1 << 14;
+            for start in (0..dst.len()).step_by(BLOCK) {
+                let end = (start + BLOCK).min(dst.len());
+                for src in srcs.iter_mut() {
+                    add_and_clear(&mut dst[start..end], &mut src[start..end]);
+                }
+            }
+        });
     }
 
     fn backward_chunk(
@@ -801,6 +859,14 @@ impl CpuTrainModel {
             }
         }
     }
+}
+
+/// Adds `src` into `dst` element-wise and zeroes `src`.
+fn add_and_clear(dst: &mut [f32], src: &mut [f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| {
+        *d += *s;
+        *s = 0.0;
+    });
 }
 
 /// Adds `src` into `dst` element-wise.

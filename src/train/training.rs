@@ -9,8 +9,9 @@
 //!
 //! On the CPU the step runs through [`crate::cpu_train`]: a hand-written forward and backward
 //! pass with Hugging Face-style dropout (hidden states and attention probabilities, rates from
-//! the base model's config.json unless `dropout` says otherwise) and per-thread gradient
-//! buffers summed in a fixed order, so a seed gives the same run whatever the thread count.
+//! the base model's config.json unless `dropout` says otherwise) and a gradient buffer per
+//! chunk of prompts, added into the sum in chunk order, so a seed gives the same run whatever
+//! the thread count.
 //! Why by hand: candle's op-by-op autograd spent most of a step outside the matrix products
 //! (about 3.4× slower here), and it has no dropout. On CUDA, or with `autograd`, the step goes
 //! through [`RelationEncoder::forward_pooled`] in [`Mode::Train`] and candle's autograd
@@ -209,30 +210,107 @@ impl TrainConfig {
 
 /// The training relations: SemEval's `train.jsonl` (or `train_file`), then each
 /// `extra_train` file in order. A relation id that occurs twice is an error naming the file
-/// that repeats it, since the trainer treats every other relation's positives as negatives.
+/// (and, within one file, both lines) that repeats it, since the trainer treats every other
+/// relation's positives as negatives. The relations are not checked for training here; see
+/// [`check_training_relations`].
 pub fn load_training_relations(cfg: &TrainConfig) -> Result<Vec<RelationExamples>> {
     let main = match &cfg.train_file {
         Some(path) => path.clone(),
         None => cfg.relation_file("train"),
     };
-    let mut relations = load_relation_file(&main)?;
-    let mut seen: BTreeSet<String> = relations.iter().map(|r| r.relation_type.clone()).collect();
-    for path in &cfg.extra_train {
+    let mut relations: Vec<RelationExamples> = Vec::new();
+    // Relation id → (which file of the list, index in `relations`): a file given twice is
+    // two files here, and its repeats are named as an earlier file's.
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+    for (file, path) in std::iter::once(&main).chain(&cfg.extra_train).enumerate() {
         for r in load_relation_file(path)? {
-            if !seen.insert(r.relation_type.clone()) {
+            if let Some(&(in_file, k)) = seen.get(&r.relation_type) {
+                let first = &relations[k];
+                if in_file == file {
+                    return Err(Error::Parse {
+                        path: r.path.clone(),
+                        line: r.line,
+                        message: format!(
+                            "relation id {:?} is already defined on line {} of this file",
+                            r.relation_type, first.line
+                        ),
+                    });
+                }
                 return Err(Error::InvalidArgument {
                     flag: "--extra-train".into(),
                     message: format!(
-                        "{}: relation id {} is already defined by an earlier training file",
-                        path.display(),
-                        r.relation_type
+                        "{}:{}: relation id {} is already defined by an earlier training file \
+                         ({}:{})",
+                        r.path.display(),
+                        r.line,
+                        r.relation_type,
+                        first.path.display(),
+                        first.line
                     ),
                 });
             }
+            seen.insert(r.relation_type.clone(), (file, relations.len()));
             relations.push(r);
         }
     }
     Ok(relations)
+}
+
+/// Checks, before any model is loaded or anything of an earlier run removed, what would
+/// otherwise stop (or silently spoil) a run at its first step on a relation: an empty
+/// relation id, and a relation with nothing to sample as negatives (no negatives of its own,
+/// and none added by augmentation: it is off, or there is no other relation). Each refusal
+/// names the relation's file and line. Warned about, not refused: a pair that is both a
+/// positive and a negative of one relation (the shipped `data/extra_relations*.jsonl` hold
+/// one, and the default model's recipe trains on it), and, with the triplet loss, a relation
+/// with a single positive (its relation-level loss compares pairs of positives, so it is 0).
+pub fn check_training_relations(cfg: &TrainConfig, relations: &[RelationExamples]) -> Result<()> {
+    let at = |r: &RelationExamples, message: String| Error::Parse {
+        path: r.path.clone(),
+        line: r.line,
+        message,
+    };
+    for r in relations {
+        if r.relation_type.trim().is_empty() {
+            return Err(at(r, "the relation_type is empty".into()));
+        }
+        if r.negatives.is_empty() && !(cfg.augment_negative_by_positive && relations.len() > 1) {
+            let why = if cfg.augment_negative_by_positive {
+                "and it is the only training relation, so augmentation (other relations' \
+                 positives as negatives) adds none"
+            } else {
+                "and --no-augment-negative-by-positive adds none from other relations"
+            };
+            return Err(at(
+                r,
+                format!(
+                    "relation {} has no negatives, {why}: a training step needs at least one \
+                     negative; give it some",
+                    r.relation_type
+                ),
+            ));
+        }
+        let positives: BTreeSet<&(String, String)> = r.positives.iter().collect();
+        if let Some((h, t)) = r.negatives.iter().find(|p| positives.contains(p)) {
+            tracing::warn!(
+                "{}:{}: relation {}: the pair ({h:?}, {t:?}) is both a positive and a negative; \
+                 the loss pulls it both ways",
+                r.path.display(),
+                r.line,
+                r.relation_type
+            );
+        }
+        if cfg.loss == LossKind::Triplet && r.positives.len() < 2 {
+            tracing::warn!(
+                "{}:{}: relation {} has one positive: the triplet loss compares pairs of a \
+                 relation's positives, so its steps train on nothing but the parent-level term",
+                r.path.display(),
+                r.line,
+                r.relation_type
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A small seeded PRNG (SplitMix64): the same seed gives the same run on every platform.
@@ -570,9 +648,12 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Loads the base model (trainable) and the training relations.
+    /// Loads the training relations (checked by [`check_training_relations`] first, so that
+    /// bad data is reported before the model is read) and the base model, trainable.
     pub fn new(cfg: &TrainConfig) -> Result<Self> {
         cfg.validate()?;
+        let relations = load_training_relations(cfg)?;
+        check_training_relations(cfg, &relations)?;
         let device = crate::device::parse_device(&cfg.device)?;
         let enc = RelationEncoder::load(
             &cfg.base,
@@ -589,7 +670,6 @@ impl Trainer {
                 dtype: crate::precision::Dtype::F32,
             },
         )?;
-        let relations = load_training_relations(cfg)?;
         Self::with_encoder(enc, relations, cfg)
     }
 
@@ -731,12 +811,13 @@ impl Trainer {
             }
         }
         if pool.is_empty() {
-            return Err(Error::InvalidArgument {
-                flag: "--data".into(),
-                message: format!(
-                    "relation {} has no negatives (and augmentation is off)",
-                    self.relations[r].relation_type
-                ),
+            // check_training_relations refuses this before training; a caller of
+            // with_encoder that skipped it still gets the relation's file and line.
+            let rel = &self.relations[r];
+            return Err(Error::Parse {
+                path: rel.path.clone(),
+                line: rel.line,
+                message: format!("relation {} has no negatives to sample", rel.relation_type),
             });
         }
         let neg: Vec<(usize, bool, usize)> = self
@@ -1116,8 +1197,9 @@ fn existing_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
 /// With a checkpoint directory, existing `epoch-*` entries there are refused unless `force`;
 /// with `force` they must all be model directories relbert wrote
 /// ([`crate::output::recognise_model_dir`]), and all of them (not only the epochs this run
-/// reaches) are removed before the first step, so the directory never mixes two runs'
-/// checkpoints.
+/// reaches) are removed just before this run writes its first checkpoint, so the directory
+/// never mixes two runs' checkpoints, and a run that fails or is stopped during its first
+/// epoch leaves them.
 pub fn train(
     cfg: &TrainConfig,
     out: &Path,
@@ -1180,13 +1262,14 @@ pub fn train(
         "dropout": {"hidden": trainer.dropout().hidden, "attention": trainer.dropout().attention},
         "backward": if cfg.autograd || !trainer.encoder().encoder().device().is_cpu() { "candle autograd" } else { "hand-written CPU backward (cpu_train)" },
     });
-    // Removed only now, once the data and the base have loaded: a run that fails to start
-    // leaves the earlier run's checkpoints alone. Re-checked, since they were looked at
-    // before the (possibly long) loading.
-    for path in &stale_checkpoints {
-        crate::output::recognise_model_dir(path)?;
-        std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
-    }
+    // The earlier run's checkpoints are removed only when this run has its first one to
+    // write: a run that fails (bad data, a loss that overflows at step 1) or is stopped
+    // before then leaves them alone, as it leaves an earlier model in `out`.
+    let mut stale_checkpoints = Some(stale_checkpoints);
+    // Whether this run has written the model in `out`: until it has, `out` (kept with
+    // --force until then) is the earlier run's, and its metrics.json is not this run's to
+    // write.
+    let mut wrote_out = false;
     'epochs: for epoch in 1..=cfg.epochs {
         let order = trainer.epoch_order();
         on_event(Event::EpochStart {
@@ -1216,6 +1299,11 @@ pub fn train(
         on_event(Event::Epoch(&metrics));
         let score = metrics.validation.score;
         if let Some(dir) = &cfg.checkpoint_dir {
+            // Re-checked, since they were looked at before the (possibly long) first epoch.
+            for path in stale_checkpoints.take().into_iter().flatten() {
+                crate::output::recognise_model_dir(&path)?;
+                std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            }
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             write_dir_atomically(&dir.join(epoch_dir_name(epoch)), |d| {
                 trainer.save_model_as(d, false)?;
@@ -1232,11 +1320,14 @@ pub fn train(
                 write_json(&dir.join("training_config.json"), &train_config)?;
                 write_json(&dir.join("metrics.json"), &report)
             })?;
-        } else {
+            wrote_out = true;
+        } else if wrote_out {
             write_json_atomically(&out.join("metrics.json"), &report)?;
         }
     }
-    if out.is_dir() {
+    // The stop (or the end) recorded beside this run's model; an `out` this run never wrote
+    // keeps the earlier run's metrics.json with its weights.
+    if wrote_out {
         write_json_atomically(&out.join("metrics.json"), &report)?;
     }
     Ok(report)

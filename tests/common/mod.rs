@@ -136,7 +136,7 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut out = String::new();
@@ -151,7 +151,7 @@ pub fn http_post(addr: &str, path: &str, body: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -184,4 +184,28 @@ pub fn scored_results(answer: &serde_json::Value) -> Vec<(serde_json::Value, f64
         .iter()
         .map(|r| (r["pair"].clone(), r["score"].as_f64().unwrap()))
         .collect()
+}
+
+/// A copy of the tiny-bert fixture in `dir` with one weight of a LayerNorm set to NaN, so
+/// that every vector the model gives is NaN.
+pub fn nan_model(dir: &Path) -> PathBuf {
+    let out = dir.join("nan-model");
+    std::fs::create_dir_all(&out).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-bert").join(f), out.join(f)).unwrap();
+    }
+    let mut bytes = std::fs::read(fixture("tiny-bert").join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (_, info) = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.contains("output.LayerNorm.weight"))
+        .unwrap();
+    assert_eq!(info["dtype"], "F32");
+    let at = 8 + n + info["data_offsets"][0].as_u64().unwrap() as usize + 12;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(out.join("model.safetensors"), bytes).unwrap();
+    out
 }
