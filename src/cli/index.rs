@@ -375,7 +375,16 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                     ("model", m.encoder.model.clone()),
                     ("weights sha256", m.encoder.weights_sha256.clone()),
                     ("template", m.encoder.template.clone()),
-                    ("aggregation", m.encoder.aggregation.clone()),
+                    (
+                        "aggregation",
+                        relbert::indexing::shown_aggregation(&m.encoder),
+                    ),
+                    (
+                        "tokenizer/config",
+                        relbert::indexing::files_digest(&m.encoder)
+                            .unwrap_or("(not recorded: built by an older relbert)")
+                            .to_string(),
+                    ),
                     ("vectors", mib(sizes.vectors)),
                     ("pairs file", mib(sizes.pairs)),
                     ("graph", mib(sizes.graph)),
@@ -544,6 +553,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         }
         return Ok(());
     }
+    check_add_target(&a.index)?;
     let opts = relbert::EncoderOptions {
         template: a.template.clone(),
         aggregation: a.aggregation,
@@ -552,6 +562,14 @@ fn add(mut a: AddArgs) -> Result<()> {
         ..Default::default()
     };
     let encoder = index_encoder(&idx, a.model.as_deref(), opts)
+        .map_err(|e| {
+            super::query::explain_model_error(
+                e,
+                &a.index.display().to_string(),
+                &idx.meta().encoder,
+                a.model.is_some(),
+            )
+        })
         .with_context(|| format!("loading the model for {}", a.index.display()))?;
     let new = screen(&encoder, found.records.clone(), a.skip_long)?;
     let pb = Progress::pairs(new.len() as u64, "encoding");
@@ -610,15 +628,50 @@ fn add(mut a: AddArgs) -> Result<()> {
 }
 
 /// The context of an index that failed to open: a partial build has no meta until it is
-/// finished, so its bare error ("meta: No such file") is said in words.
+/// finished, an index being built is only `DIR.partial` until then, and a directory without
+/// a meta is no index, so each is said in words instead of the bare "meta: No such file".
 pub(crate) fn opening(dir: &Path) -> String {
-    if dir.join("checkpoint").is_file() {
+    const UNFINISHED: &str = "an unfinished build, add or rebuild (a checkpoint and no index \
+                              yet); run that command again to finish it";
+    let partial = {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".partial");
+        PathBuf::from(name)
+    };
+    if dir.join("meta").is_file() {
+        format!("opening {}", dir.display())
+    } else if dir.join("checkpoint").is_file() {
+        format!("opening {}: it is {UNFINISHED}", dir.display())
+    } else if std::fs::symlink_metadata(dir).is_err() && partial.join("checkpoint").is_file() {
         format!(
-            "opening {}: it is an unfinished build, add or rebuild (a checkpoint and no index \
-             yet); run that command again to finish it",
+            "opening {}: there is no index there yet: {} is {UNFINISHED} (if it is still \
+             running, wait for it to end)",
+            dir.display(),
+            partial.display()
+        )
+    } else if dir.is_dir() {
+        format!(
+            "opening {}: it is not a relbert index (it has no meta file); give the directory \
+             an `index build` wrote",
             dir.display()
         )
     } else {
         format!("opening {}", dir.display())
+    }
+}
+
+/// Refuses, before any work, an `index add` of an index directory that holds other files
+/// than the index's: the grown index replaces the whole directory, so relbert leaves it as
+/// it is (the index crate's refusal speaks of `--force`, which `index add` does not have).
+fn check_add_target(dir: &Path) -> Result<()> {
+    match relbert_index::recognise_index(dir) {
+        Err(relbert_index::IndexError::NotOurs { why, .. }) => anyhow::bail!(
+            "{} is not only an index: {why}, which is not an index file; `index add` replaces \
+             the whole directory with the grown index, so it leaves it as it is: move that out \
+             of {} and run the add again",
+            dir.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
     }
 }

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use relbert::defaults::{DefaultIndexRecord, VocabularySource};
 use relbert::indexing::{encoder_info, same_function, BuildOptions, GraphWhileEncoding};
 use relbert::query::{QueryEngine, QueryHit, QueryOptions, Source};
+use relbert::relation::EncoderIdentity;
 use relbert_index::HnswParams;
 
 use super::index::{build_with_progress, read_all, screen};
@@ -60,25 +62,102 @@ pub struct QueryArgs {
     device: String,
 }
 
-/// Why an existing default index no longer matches the default model, if it does not.
-///
-/// The default index is a cache of the default model's vectors, so a new default model (the
-/// trained one arriving, new weights, or a config that changes the pair function: template,
-/// aggregation, offset weight) makes it stale. The config is compared first; then the weights'
-/// hash, which is skipped (to keep start-up fast) when the index names the same model
-/// directory and the weights file is older than the index.
-fn default_index_staleness(dir: &Path) -> Result<Option<String>> {
-    // Only the meta is needed here; the full open (with the pairs checksum) follows anyway.
+/// What the checks of the default index share: relbert's record of it
+/// ([`DefaultIndexRecord`]: the vocabulary each index there was built from, and the weights'
+/// hashes), the vocabulary in use now, and whether the place is relbert's own.
+struct DefaultCheck {
+    record: DefaultIndexRecord,
+    /// The record's vocabularies changed (one adopted or recorded); its file stamps say
+    /// themselves whether they did ([`DefaultIndexRecord::stamped`]).
+    dirty: bool,
+    /// The default vocabulary's files and source now; `None` when there is none (or it
+    /// cannot be read: then nothing is rebuilt from it, and an index there is used as it is).
+    vocab: Option<(Vec<PathBuf>, VocabularySource)>,
+    /// `$RELBERT_INDEX` is unset: the place is `indexes/default`, relbert's own, so any index
+    /// there (or set aside from there) is its cache.
+    own_place: bool,
+}
+
+impl DefaultCheck {
+    fn new(dir: &Path) -> Self {
+        let mut record = DefaultIndexRecord::load(dir);
+        let vocab = relbert::defaults::default_vocab().and_then(|(folder, files)| {
+            match VocabularySource::of_files(&folder, &files, &mut record) {
+                Ok(source) => Some((files, source)),
+                Err(e) => {
+                    tracing::warn!("reading the default vocabulary: {e}");
+                    None
+                }
+            }
+        });
+        DefaultCheck {
+            record,
+            dirty: false,
+            vocab,
+            own_place: std::env::var_os("RELBERT_INDEX").is_none(),
+        }
+    }
+
+    /// Saves the record if it changed, keeping the entries of the indexes now at `dir` and
+    /// `aside`. One that cannot be written (a read-only place) is only logged: what it would
+    /// tell is found out again next time, the slow way.
+    fn save(&mut self, dir: &Path, aside: &Path) {
+        if !self.dirty && !self.record.stamped() {
+            return;
+        }
+        let ids: Vec<String> = [dir, aside]
+            .iter()
+            .filter(|d| d.join("meta").is_file())
+            .filter_map(|d| open_headers(d).ok())
+            .map(|i| i.id())
+            .collect();
+        if let Err(e) = self.record.save(dir, &ids) {
+            tracing::warn!("recording what the default index was built from: {e}");
+        }
+        self.dirty = false;
+    }
+}
+
+/// Opens the index at `dir` for its meta and pairs (the full open, with the pairs checksum,
+/// follows when it is queried).
+fn open_headers(dir: &Path) -> relbert_index::Result<relbert_index::Index> {
     let opts = relbert_index::OpenOptions {
         verify: relbert_index::Verify::Headers,
     };
-    let index = relbert_index::Index::open_with(dir, opts)
+    relbert_index::Index::open_with(dir, opts)
+}
+
+/// Why an existing default index no longer matches the default model or vocabulary, if it
+/// does not.
+///
+/// The default index is a cache of the default model's vectors of the default vocabulary, so
+/// a new default model (the trained one arriving, new weights, a `config.json` or
+/// `tokenizer.json` that changes the pair function) or another vocabulary makes it stale.
+///
+/// The weights' SHA-256 is taken from the record when the weights file is the one hashed last
+/// time by its inode, size, modification and change times
+/// ([`relbert::defaults::FileStamp`]); a file date alone was trusted before, and new
+/// weights copied in with an old date were never noticed.
+///
+/// The vocabulary is compared with the one the record says the index was built from. An
+/// index relbert has no record of was built before records were kept (or grown since by
+/// `index add`, which gives it a new id): at `indexes/default`, relbert's own place, it is
+/// kept (and recorded) when it holds the default vocabulary's pairs, and stale otherwise; at
+/// `$RELBERT_INDEX` it may be the user's own index, so its vocabulary is unknown and it is
+/// judged by its model alone, as before (reading the whole vocabulary at every query's start
+/// to find out would slow every query of a user's index).
+fn default_index_staleness(dir: &Path, check: &mut DefaultCheck) -> Result<Option<String>> {
+    let index = open_headers(dir)
         .with_context(|| format!("opening the default index {}", dir.display()))?;
     let built = index.meta().encoder.clone();
     let model = relbert::defaults::default_model_dir();
-    let function = relbert::relation::PairFunction::of_model(&model)
-        .with_context(|| format!("reading the default model {}", model.display()))?;
-    let now = encoder_info(&function.identity(built.model.clone(), built.weights_sha256.clone()));
+    let reading = || format!("reading the default model {}", model.display());
+    let function = relbert::relation::PairFunction::of_model(&model).with_context(reading)?;
+    let files = relbert::config::function_files_digest_of(&model).with_context(reading)?;
+    let now = encoder_info(&EncoderIdentity {
+        files_digest: Some(files),
+        ..function.identity(built.model.clone(), built.weights_sha256.clone())
+    });
     if !same_function(&built, &now) {
         return Ok(Some(format!(
             "the default model {} now gives another pair function: {}",
@@ -87,36 +166,51 @@ fn default_index_staleness(dir: &Path) -> Result<Option<String>> {
         )));
     }
     let weights = model.join("model.safetensors");
-    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let same_dir = canon(std::path::Path::new(&built.model)).is_some()
-        && canon(std::path::Path::new(&built.model)) == canon(&model);
-    let older = matches!(
-        (modified(&weights), modified(&dir.join("meta"))),
-        (Some(w), Some(m)) if w <= m
-    );
-    if same_dir && older {
-        return Ok(None);
+    let sha = check.record.file_sha256(&weights)?;
+    if sha != built.weights_sha256 {
+        let short = |s: &str| s.chars().take(12).collect::<String>();
+        return Ok(Some(format!(
+            "built with {} (weights {}), while the default model is {} (weights {})",
+            built.model,
+            short(&built.weights_sha256),
+            model.display(),
+            short(&sha)
+        )));
     }
-    let sha = relbert::encoder::Encoder::weights_sha256(&weights)?;
-    if sha == built.weights_sha256 {
+    let Some((files, current)) = &check.vocab else {
         return Ok(None);
+    };
+    match check.record.vocabularies.get(&index.id()) {
+        Some(v) if v.sha256 != current.sha256 => Ok(Some(format!(
+            "it was built from the vocabulary in {}, and the default vocabulary ({}) now holds \
+             other pairs",
+            v.dir, current.dir
+        ))),
+        Some(_) => Ok(None),
+        None if check.own_place => {
+            if holds_vocabulary(&index, files, true)? {
+                check
+                    .record
+                    .vocabularies
+                    .insert(index.id(), current.clone());
+                check.dirty = true;
+                Ok(None)
+            } else {
+                Ok(Some(format!(
+                    "it holds other pairs than the default vocabulary in {}",
+                    current.dir
+                )))
+            }
+        }
+        None => Ok(None),
     }
-    let short = |s: &str| s.chars().take(12).collect::<String>();
-    Ok(Some(format!(
-        "built with {} (weights {}), while the default model is {} (weights {})",
-        built.model,
-        short(&built.weights_sha256),
-        model.display(),
-        short(&sha)
-    )))
 }
 
-/// Whether the index at `dir` is the default model's: `Ok(None)` if so, `Ok(Some(why))` if it
-/// is stale (another model, or an index format this build does not read), an error if it
-/// cannot be judged (a damaged index).
-fn judge_default_index(dir: &Path) -> Result<Option<String>> {
-    match default_index_staleness(dir) {
+/// Whether the index at `dir` is the default model's and vocabulary's: `Ok(None)` if so,
+/// `Ok(Some(why))` if it is stale (another model or vocabulary, or an index format this build
+/// does not read), an error if it cannot be judged (a damaged index, an unreadable model).
+fn judge_default_index(dir: &Path, check: &mut DefaultCheck) -> Result<Option<String>> {
+    match default_index_staleness(dir, check) {
         Ok(v) => Ok(v),
         Err(e) => match e.downcast_ref::<relbert_index::IndexError>() {
             Some(relbert_index::IndexError::UnsupportedVersion { found, .. }) => Ok(Some(format!(
@@ -127,34 +221,24 @@ fn judge_default_index(dir: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Whether the index at `dir` is relbert's cache of the default vocabulary, which relbert may
-/// set aside and replace when the default model changes.
-///
-/// `indexes/default` in the checkout is relbert's own. A directory named by `$RELBERT_INDEX`
-/// may be the user's own index (the flag's help offers the variable for any index), so it
-/// counts as the cache only when it holds the default vocabulary's pairs: every pair of it is
-/// one of the vocabulary's, and it holds at least 99% of them (the build leaves out the few
-/// whose prompt is too long for the model). An index of other pairs is never moved or removed.
-fn is_default_cache(dir: &Path) -> Result<bool> {
-    if std::env::var_os("RELBERT_INDEX").is_none() {
-        return Ok(true);
-    }
-    let files = relbert::defaults::default_vocab_files();
-    if files.is_empty() {
-        return Ok(false);
-    }
-    let vocab: std::collections::HashSet<(String, String)> = read_all(&files)?
+/// Whether `index` holds the vocabulary of `files`: at least 99% of its pairs (the build
+/// leaves out the few whose prompt is too long for the model) and, unless `extra` allows
+/// pairs of its own (a cache grown by `index add`), no other pair.
+fn holds_vocabulary(index: &relbert_index::Index, files: &[PathBuf], extra: bool) -> Result<bool> {
+    let vocab: std::collections::HashSet<(String, String)> = read_all(files)?
         .into_iter()
         .map(|r| (r.head, r.tail))
         .collect();
-    let opts = relbert_index::OpenOptions {
-        verify: relbert_index::Verify::Headers,
-    };
-    let index = relbert_index::Index::open_with(dir, opts)
-        .with_context(|| format!("opening {}", dir.display()))?;
     let n = index.count();
     if n * 100 < vocab.len() * 99 {
         return Ok(false);
+    }
+    if extra {
+        let mut held = 0usize;
+        for (head, tail) in &vocab {
+            held += usize::from(index.lookup(head, tail)?.is_some());
+        }
+        return Ok(held * 100 >= vocab.len() * 99);
     }
     for row in 0..n {
         let p = index.pair(row)?;
@@ -165,13 +249,47 @@ fn is_default_cache(dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Makes sure the default index exists and is the default model's.
+/// Whether the index at `dir` is relbert's cache of the default vocabulary, which relbert may
+/// set aside and replace when the default model or vocabulary changes.
 ///
-/// The default index is relbert's cache of the default model's vectors. When the default model
-/// changes, the index is moved to `<dir>.stale` (one such cache: an older one there is
-/// removed), and when the model changes back, the cached one is swapped in again instead of
-/// encoding everything anew. A missing index is built at `dtype`. An index at `$RELBERT_INDEX`
-/// that is not the cache ([`is_default_cache`]) is used as it is, with its own model.
+/// `indexes/default` in the checkout is relbert's own, and so is an index relbert recorded
+/// building ([`DefaultIndexRecord`]). Another directory named by `$RELBERT_INDEX` may be the
+/// user's own index (the flag's help offers the variable for any index), so it counts as the
+/// cache only when it holds the default vocabulary's pairs and no other
+/// ([`holds_vocabulary`]). An index of other pairs is never moved or removed.
+fn is_default_cache(dir: &Path, check: &DefaultCheck) -> Result<bool> {
+    if check.own_place {
+        return Ok(true);
+    }
+    let index = open_headers(dir).with_context(|| format!("opening {}", dir.display()))?;
+    if check.record.vocabularies.contains_key(&index.id()) {
+        return Ok(true);
+    }
+    match &check.vocab {
+        Some((files, _)) => holds_vocabulary(&index, files, false),
+        None => Ok(false),
+    }
+}
+
+/// Whether `e` is about the index itself (damaged, unreadable), not about the model.
+fn is_index_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<relbert_index::IndexError>().is_some()
+            || matches!(
+                c.downcast_ref::<relbert::Error>(),
+                Some(relbert::Error::Index(_))
+            )
+    })
+}
+
+/// Makes sure the default index exists and is the default model's and vocabulary's.
+///
+/// The default index is relbert's cache of the default model's vectors of the default
+/// vocabulary. When either changes, the index is moved to `<dir>.stale` (one such cache: an
+/// older one there is removed), and when they change back, the cached one is swapped in again
+/// instead of encoding everything anew. A missing index is built at `dtype`. An index at
+/// `$RELBERT_INDEX` that is not the cache ([`is_default_cache`]) is used as it is, with its
+/// own model. What the checks learn is kept in [`DefaultIndexRecord`] beside the index.
 fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<()> {
     // `.stale` appended to the whole name: with_extension replaced an extension, so
     // `cache.v1` and `cache.v2` shared one place aside, and `cache.stale` was its own.
@@ -180,16 +298,32 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
         name.push(".stale");
         PathBuf::from(name)
     };
-    let usable = |d: &Path| d.join("meta").is_file() && matches!(judge_default_index(d), Ok(None));
+    let mut check = DefaultCheck::new(dir);
+    let done = ensure_with(dir, &aside, &mut check, dtype, device);
+    check.save(dir, &aside);
+    done
+}
+
+/// [`ensure_default_index`] with its checks' state.
+fn ensure_with(
+    dir: &Path,
+    aside: &Path,
+    check: &mut DefaultCheck,
+    dtype: relbert::Dtype,
+    device: &str,
+) -> Result<()> {
+    let usable = |d: &Path, check: &mut DefaultCheck| {
+        d.join("meta").is_file() && matches!(judge_default_index(d, check), Ok(None))
+    };
     if dir.join("meta").is_file() {
-        let judged = judge_default_index(dir);
+        let judged = judge_default_index(dir, check);
         if matches!(judged, Ok(None)) {
             return Ok(());
         }
-        // Only a stale or unreadable index is looked at further (this reads every pair). One
-        // whose pairs cannot be read (an older format, damage) is judged below: it may be
+        // Only a stale or unreadable index is looked at further (this may read every pair).
+        // One whose pairs cannot be read (an older format, damage) is judged below: it may be
         // moved aside, which keeps it, but an unreadable one is never removed from there.
-        if matches!(is_default_cache(dir), Ok(false)) {
+        if matches!(is_default_cache(dir, check), Ok(false)) {
             if let Ok(Some(why)) = &judged {
                 eprintln!(
                     "Note: {} ($RELBERT_INDEX) is not the default model's ({why}); it holds \
@@ -201,17 +335,21 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
             }
             return Ok(());
         }
-        let Some(why) = judged.with_context(|| {
-            format!(
-                "the default index {} cannot be used; remove it (or rebuild it with relbert \
-                 index build --force) and run the query again",
-                dir.display()
-            )
-        })?
-        else {
-            return Ok(());
+        let why = match judged {
+            Ok(Some(why)) => why,
+            Ok(None) => return Ok(()),
+            Err(e) if is_index_error(&e) => {
+                return Err(e.context(format!(
+                    "the default index {} cannot be used; remove it (or rebuild it with relbert \
+                     index build --force) and run the query again",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(e),
         };
-        if std::fs::symlink_metadata(&aside).is_ok() && !is_default_cache(&aside).unwrap_or(false) {
+        if std::fs::symlink_metadata(aside).is_ok()
+            && !is_default_cache(aside, check).unwrap_or(false)
+        {
             anyhow::bail!(
                 "the default index {} is stale ({why}), and {} where relbert sets a stale one \
                  aside is not relbert's cache of the default vocabulary; move it away (relbert \
@@ -220,39 +358,39 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
                 aside.display()
             );
         }
-        if usable(&aside) {
-            relbert_index::swap_dirs(dir, &aside)
+        if usable(aside, check) {
+            relbert_index::swap_dirs(dir, aside)
                 .with_context(|| format!("swapping {} and {}", dir.display(), aside.display()))?;
             eprintln!(
-                "The default index was for another model ({why}); the one kept in {} is the \
-                 default model's and is back in use (the other is kept there now).",
+                "The default index was stale ({why}); the one kept in {} is the default model's \
+                 and vocabulary's and is back in use (the other is kept there now).",
                 aside.display()
             );
             return Ok(());
         }
-        if std::fs::symlink_metadata(&aside).is_ok() {
-            relbert_index::recognise_index(&aside)?;
-            std::fs::remove_dir_all(&aside)
+        if std::fs::symlink_metadata(aside).is_ok() {
+            relbert_index::recognise_index(aside)?;
+            std::fs::remove_dir_all(aside)
                 .with_context(|| format!("removing the older cache {}", aside.display()))?;
         }
-        std::fs::rename(dir, &aside)
+        std::fs::rename(dir, aside)
             .with_context(|| format!("moving {} to {}", dir.display(), aside.display()))?;
         eprintln!(
-            "The default index is stale ({why}); it was moved to {} (kept in case the model \
-             changes back) and a new one is built now.",
+            "The default index is stale ({why}); it was moved to {} (kept in case the model or \
+             vocabulary changes back) and a new one is built now.",
             aside.display()
         );
-    } else if usable(&aside) {
-        std::fs::rename(&aside, dir)
+    } else if usable(aside, check) {
+        std::fs::rename(aside, dir)
             .with_context(|| format!("moving {} to {}", aside.display(), dir.display()))?;
         eprintln!(
-            "Using the default index kept in {} (built with the default model).",
+            "Using the default index kept in {} (built with the default model from the default \
+             vocabulary).",
             aside.display()
         );
         return Ok(());
     }
-    let files = relbert::defaults::default_vocab_files();
-    if files.is_empty() {
+    let Some((files, source)) = check.vocab.clone() else {
         match std::env::var_os("RELBERT_VOCAB") {
             Some(v) => anyhow::bail!(
                 "no index at {} to query, and no *.tsv pair file in $RELBERT_VOCAB={} to build \
@@ -265,12 +403,13 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
                 dir.display()
             ),
         }
-    }
+    };
     eprintln!(
-        "Building the default index at {} from {} vocabulary file(s) with the default model at \
-         {} (once per default model; an interrupted build resumes).",
+        "Building the default index at {} from {} vocabulary file(s) in {} with the default \
+         model at {} (once per default model and vocabulary; an interrupted build resumes).",
         dir.display(),
         files.len(),
+        source.dir,
         dtype.name()
     );
     let records = read_all(&files)?;
@@ -296,7 +435,54 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
         graph_while_encoding: GraphWhileEncoding::Auto,
     };
     build_with_progress(&encoder, &records, dir, &opts)?;
+    // The source was taken before the files were read: were they changed since, the next
+    // query finds the index stale and builds it again, instead of trusting it.
+    let built = open_headers(dir).with_context(|| format!("opening {}", dir.display()))?;
+    check.record.vocabularies.insert(built.id(), source);
+    check.dirty = true;
     Ok(())
+}
+
+/// `e`, from encoding a pair for the store `engine` queries, with what to do about it
+/// ([`explain_model_error`]).
+fn explained(e: relbert::Error, engine: &QueryEngine, model_given: bool) -> anyhow::Error {
+    explain_model_error(
+        e,
+        &engine.store().describe(),
+        engine.store().encoder(),
+        model_given,
+    )
+}
+
+/// `e`, from loading the model that encodes pairs for the store at `place` (built with
+/// `built`), with what to do about it where the library's message does not say: the model
+/// the store records is gone (which the library words as a bad `--model` even when none was
+/// given), or the model offered computes another pair function than the store's.
+pub(super) fn explain_model_error(
+    e: relbert::Error,
+    place: &str,
+    built: &relbert_index::EncoderInfo,
+    model_given: bool,
+) -> anyhow::Error {
+    let short = |s: &str| s.chars().take(12).collect::<String>();
+    match &e {
+        relbert::Error::InvalidArgument { flag, .. } if flag == "--model" && !model_given => {
+            anyhow::anyhow!(
+                "{place} records its model at {}, which is not there (moved or removed); to \
+                 encode pairs it does not hold, point at a model with the weights it was built \
+                 with (sha256 {}): pass --model DIR, or set RELBERT_MODEL=DIR",
+                built.model,
+                short(&built.weights_sha256)
+            )
+        }
+        relbert::Error::EncoderMismatch { .. } => anyhow::anyhow!(
+            "{e}; to encode pairs for it, pass --model DIR with the model it was built with \
+             (weights sha256 {}, the same tokenizer and config), or build the index again with \
+             this model (relbert index build --model … --force)",
+            short(&built.weights_sha256)
+        ),
+        _ => e.into(),
+    }
 }
 
 fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
@@ -381,8 +567,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     d
                 }
             };
-            QueryEngine::open(&dir, a.model.clone())
-                .with_context(|| format!("opening index {}", dir.display()))?
+            QueryEngine::open(&dir, a.model.clone()).with_context(|| super::index::opening(&dir))?
         }
     };
     if let Some(d) = a.dtype {
@@ -404,8 +589,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
         Some((x, y)) => Some((x.as_str(), y.as_str())),
         None => pair,
     };
+    let model_given = a.model.is_some();
     if let Some((x, y)) = pair {
-        let (hits, source) = engine.query(x, y, &opts)?;
+        let (hits, source) = engine
+            .query(x, y, &opts)
+            .map_err(|e| explained(e, &engine, model_given))?;
         if a.json {
             let doc = serde_json::json!({"query": [x, y], "source": source, "results": hits});
             println!("{doc}");
@@ -492,7 +680,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     Err(e) => Err((None, line.to_string(), format!("{e:#}"))),
                     Ok(Some((x, y))) => match engine.query(&x, &y, &opts) {
                         Ok(r) => Ok((x, y, r)),
-                        Err(e) => Err((Some([x, y]), line.to_string(), format!("{e:#}"))),
+                        Err(e) => {
+                            let e = explained(e, &engine, model_given);
+                            Err((Some([x, y]), line.to_string(), format!("{e:#}")))
+                        }
                     },
                     Ok(None) => Err((
                         None,

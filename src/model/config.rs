@@ -207,6 +207,104 @@ impl ModelConfig {
     }
 }
 
+/// Hex digits of [`function_files_digest`] kept: 64 bits tell accidentally different files
+/// apart, and keep the part an index folds into its recorded aggregation short.
+const FILES_DIGEST_HEX: usize = 16;
+
+/// What, besides the weights, decides the vectors a model directory computes, as a short hex
+/// digest (the first 16 hex digits of a SHA-256): recorded with an index, so a model of the
+/// same weights but another tokenizer or config (`layer_norm_eps`, the padding id, a
+/// lower-casing normalizer…) is refused for it instead of silently giving other vectors.
+///
+/// - From `config.json`: the values [`ModelConfig`] reads and the encoder computes with, after
+///   their defaults are applied, so a field left out and the same field at its default agree,
+///   and keys relbert does not read (`architectures`, `transformers_version`, dropout, which
+///   only training uses) change nothing. `relbert_config` is left out: the template,
+///   aggregation and offset weight are recorded on their own, and may be overridden.
+/// - `tokenizer.json` as canonical JSON (object keys sorted, no whitespace), so re-saving it
+///   with another tool's formatting changes nothing, without its `padding` and `truncation`
+///   blocks, which [`crate::batching::PromptTokenizer`] replaces with its own.
+pub fn function_files_digest(config: &ModelConfig, tokenizer: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let text = std::fs::read(tokenizer).map_err(|e| Error::io(tokenizer, e))?;
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| Error::Tokenizer {
+            path: tokenizer.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+    if let Some(obj) = doc.as_object_mut() {
+        obj.remove("padding");
+        obj.remove("truncation");
+    }
+    let mut h = Sha256::new();
+    h.update(b"relbert pair-function files v1\0");
+    h.update(
+        format!(
+            "{:?} vocab_size={} hidden_size={} num_hidden_layers={} num_attention_heads={} \
+             intermediate_size={} max_position_embeddings={} type_vocab_size={} \
+             layer_norm_eps={:?} pad_token_id={}\0",
+            config.architecture,
+            config.vocab_size,
+            config.hidden_size,
+            config.num_hidden_layers,
+            config.num_attention_heads,
+            config.intermediate_size,
+            config.max_position_embeddings,
+            config.type_vocab_size,
+            config.layer_norm_eps,
+            config.pad_token_id
+        )
+        .as_bytes(),
+    );
+    let mut canonical = String::with_capacity(text.len());
+    write_canonical(&doc, &mut canonical);
+    h.update(canonical.as_bytes());
+    let hex = format!("{:x}", h.finalize());
+    Ok(hex[..FILES_DIGEST_HEX].to_string())
+}
+
+/// [`function_files_digest`] of the model directory `dir` (its `config.json` and
+/// `tokenizer.json`).
+pub fn function_files_digest_of(dir: &Path) -> Result<String> {
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    function_files_digest(&config, &dir.join("tokenizer.json"))
+}
+
+/// `value` as JSON with object keys sorted and no whitespace: the same document gives the
+/// same text whatever key order or formatting its file had (serde_json keeps a file's key
+/// order when a dependency turns on its `preserve_order` feature, so its own output is not
+/// relied on for the order).
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// The three files of a Hugging Face model directory.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
@@ -262,3 +360,102 @@ pub(crate) const TOKENIZER_FILES: [&str; 6] = [
     "vocab.json",
     "merges.txt",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of the tiny fixture model in `dir`, with `edit` applied to its config and
+    /// tokenizer documents, written indented when `indent`.
+    fn copy_with(
+        dir: &Path,
+        name: &str,
+        edit: impl Fn(&mut serde_json::Value, &mut serde_json::Value),
+        indent: bool,
+    ) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let dst = dir.join(name);
+        std::fs::create_dir_all(&dst).unwrap();
+        let read = |f: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(src.join(f)).unwrap()).unwrap()
+        };
+        let (mut config, mut tokenizer) = (read("config.json"), read("tokenizer.json"));
+        edit(&mut config, &mut tokenizer);
+        for (f, v) in [("config.json", config), ("tokenizer.json", tokenizer)] {
+            let text = if indent {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                v.to_string()
+            };
+            std::fs::write(dst.join(f), text).unwrap();
+        }
+        dst
+    }
+
+    /// Found by an audit: a model of the same weights but another tokenizer or config was
+    /// taken for the one an index was built with. What changes the vectors changes the
+    /// digest; formatting, key order, keys relbert does not read, the relbert_config block
+    /// (recorded on its own) and a field left at its default do not.
+    #[test]
+    fn the_files_digest_follows_what_changes_the_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = |name: &str, edit: &dyn Fn(&mut serde_json::Value, &mut serde_json::Value)| {
+            function_files_digest_of(&copy_with(dir.path(), name, edit, false)).unwrap()
+        };
+        let base = digest("base", &|_, _| {});
+        assert_eq!(base.len(), FILES_DIGEST_HEX);
+        let pretty = copy_with(dir.path(), "pretty", |_, _| {}, true);
+        assert_eq!(function_files_digest_of(&pretty).unwrap(), base);
+        // The fixture's own files, in their own key order and layout.
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        assert_eq!(function_files_digest_of(&fixture).unwrap(), base);
+        for (name, edit) in [
+            (
+                "defaults",
+                &(|c: &mut serde_json::Value, _: &mut serde_json::Value| {
+                    let o = c.as_object_mut().unwrap();
+                    o.remove("type_vocab_size");
+                    o.remove("hidden_act");
+                    o.insert("transformers_version".into(), "9.9".into());
+                    o.insert("hidden_dropout_prob".into(), 0.3.into());
+                }) as &dyn Fn(&mut serde_json::Value, &mut serde_json::Value),
+            ),
+            ("relbert", &|c, _| {
+                c["relbert_config"]["aggregation_mode"] = "mask".into()
+            }),
+            ("padding", &|_, t| {
+                t["padding"] = serde_json::json!({"strategy": "BatchLongest"});
+                t["truncation"] = serde_json::json!({"max_length": 7});
+            }),
+        ] {
+            assert_eq!(digest(name, edit), base, "{name}");
+        }
+        for (name, edit) in [
+            (
+                "lowercase",
+                &(|_: &mut serde_json::Value, t: &mut serde_json::Value| {
+                    t["normalizer"]["lowercase"] = true.into()
+                }) as &dyn Fn(&mut serde_json::Value, &mut serde_json::Value),
+            ),
+            ("eps", &|c, _| c["layer_norm_eps"] = 0.5.into()),
+            ("pad", &|c, _| c["pad_token_id"] = 3.into()),
+            ("positions", &|c, _| {
+                c["max_position_embeddings"] = 40.into()
+            }),
+        ] {
+            assert_ne!(digest(name, edit), base, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_tokenizer_that_is_not_json_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = copy_with(dir.path(), "m", |_, _| {}, false);
+        std::fs::write(model.join("tokenizer.json"), "{not json").unwrap();
+        let err = function_files_digest_of(&model).unwrap_err().to_string();
+        assert!(
+            err.contains("tokenizer.json") && err.contains("JSON"),
+            "{err}"
+        );
+    }
+}

@@ -75,6 +75,11 @@ pub struct EncoderIdentity {
     /// The number format the vectors were computed at; absent for float32.
     #[serde(default, skip_serializing_if = "Dtype::is_f32")]
     pub dtype: Dtype,
+    /// The digest of the tokenizer and config values that decide the vectors besides the
+    /// weights ([`crate::config::function_files_digest`]); absent where it was not computed
+    /// (identities recorded before it existed compare without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_digest: Option<String>,
 }
 
 /// The settings that turn encoder states into a pair's vector: prompt template, aggregation
@@ -155,6 +160,7 @@ impl PairFunction {
             aggregation: self.aggregation.name().to_string(),
             offset_weight: self.offset_weight,
             dtype: Dtype::F32,
+            files_digest: None,
         }
     }
 }
@@ -288,12 +294,17 @@ impl RelationEncoder {
         }
     }
 
-    /// The identity of this encoding function (hashes the weights file). The model is named
+    /// The identity of this encoding function (hashes the weights file, and digests the
+    /// tokenizer and config: [`crate::config::function_files_digest`]). The model is named
     /// by its absolute path, so an index built from it finds it from any working directory.
     pub fn identity(&self) -> Result<EncoderIdentity> {
         let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
         Ok(EncoderIdentity {
             dtype: self.encoder.dtype(),
+            files_digest: Some(crate::config::function_files_digest(
+                self.encoder.config(),
+                &self.files.tokenizer,
+            )?),
             ..self.function.identity(
                 dir.display().to_string(),
                 Encoder::weights_sha256(&self.files.weights)?,
@@ -598,6 +609,7 @@ impl RelationEncoder {
                     })
                     .collect();
                 for (batch, vs) in wave.iter().zip(pooled) {
+                    self.check_finite(&vs)?;
                     for (&i, v) in batch.iter().zip(vs) {
                         vectors[i] = v;
                     }
@@ -612,6 +624,7 @@ impl RelationEncoder {
                     .forward_pooled_with(&seqs, aggregation, Mode::Inference)?
                     .to_device(&Device::Cpu)?
                     .to_vec2::<f32>()?;
+                self.check_finite(&pooled)?;
                 for (&i, v) in batch.iter().zip(pooled) {
                     vectors[i] = v;
                 }
@@ -620,6 +633,33 @@ impl RelationEncoder {
             }
         }
         Ok(vectors)
+    }
+
+    /// Refuses vectors holding NaN or infinity: a model with one broken weight (or a config
+    /// value such as a zero `layer_norm_eps` on a constant row) turns every vector it touches
+    /// into NaN, which cosine and argmax then score as if it were a vector (an analogy
+    /// benchmark picks choice 0 every time, `embed` writes `null`). A pass over the output,
+    /// small beside the encoder's work.
+    fn check_finite(&self, vectors: &[Vec<f32>]) -> Result<()> {
+        if vectors.iter().flatten().all(|x| x.is_finite()) {
+            return Ok(());
+        }
+        Err(Error::Config {
+            path: self.dir().to_path_buf(),
+            message: format!(
+                "the model gives non-finite values (NaN or infinity) in its vectors: its \
+                 weights (model.safetensors) or its config.json hold a non-finite or \
+                 out-of-range value{}; check the model, or fetch it again",
+                if self.dtype() == Dtype::F32 {
+                    String::new()
+                } else {
+                    format!(
+                        ", or its activations overflow --dtype {} (try --dtype f32)",
+                        self.dtype()
+                    )
+                }
+            ),
+        })
     }
 
     /// Plain word vectors for the word-vector offset baseline: each bare word is tokenised

@@ -30,15 +30,25 @@ const OFFSET_SUFFIX: &str = "+offset:";
 /// Separates the number format from the rest of [`EncoderInfo::aggregation`].
 const DTYPE_SUFFIX: &str = "+dtype:";
 
-/// The encoder identity as the index crate stores it. The offset weight and a reduced number
-/// format travel in the `aggregation` string (`mask+offset:0.7+dtype:bf16`) rather than in
-/// fields of their own, so the index's `meta` format, and every index built before pair
-/// vectors could be combined or computed at reduced precision, stay as they are.
+/// Separates the tokenizer/config digest ([`EncoderIdentity::files_digest`]) from the pair
+/// function in [`EncoderInfo::aggregation`].
+const FILES_SUFFIX: &str = "+files:";
+
+/// The encoder identity as the index crate stores it. The offset weight, the tokenizer/config
+/// digest and a reduced number format travel in the `aggregation` string
+/// (`mask+offset:0.7+files:0123456789abcdef+dtype:bf16`, in that order) rather than in fields
+/// of their own: `meta` is a bincode record, in which a new field would make every existing
+/// index (and every Qdrant collection's record, which holds the same [`EncoderInfo`])
+/// unreadable, so the index's format, and every index built before pair vectors could be
+/// combined, computed at reduced precision or tied to their tokenizer, stay as they are.
 pub fn encoder_info(id: &EncoderIdentity) -> EncoderInfo {
     let mut aggregation = match id.offset_weight {
         Some(w) => format!("{}{OFFSET_SUFFIX}{w}", id.aggregation),
         None => id.aggregation.clone(),
     };
+    if let Some(files) = &id.files_digest {
+        aggregation = format!("{aggregation}{FILES_SUFFIX}{files}");
+    }
     if id.dtype != Dtype::F32 {
         aggregation = format!("{aggregation}{DTYPE_SUFFIX}{}", id.dtype);
     }
@@ -55,6 +65,32 @@ fn split_dtype(aggregation: &str) -> (&str, Option<&str>) {
     match aggregation.rsplit_once(DTYPE_SUFFIX) {
         Some((rest, dtype)) => (rest, Some(dtype)),
         None => (aggregation, None),
+    }
+}
+
+/// The parts of [`EncoderInfo::aggregation`]: the pair function (aggregation and offset
+/// weight: `mask+offset:0.7`), the tokenizer/config digest when recorded, the number format
+/// when recorded.
+fn split_parts(aggregation: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, dtype) = split_dtype(aggregation);
+    match rest.rsplit_once(FILES_SUFFIX) {
+        Some((function, files)) => (function, Some(files), dtype),
+        None => (rest, None, dtype),
+    }
+}
+
+/// The tokenizer/config digest an encoder identity records
+/// ([`crate::config::function_files_digest`]), `None` for one recorded before digests were.
+pub fn files_digest(info: &EncoderInfo) -> Option<&str> {
+    split_parts(&info.aggregation).1
+}
+
+/// [`EncoderInfo::aggregation`] as people read it: the pair function and number format,
+/// without the tokenizer/config digest ([`files_digest`] gives that).
+pub fn shown_aggregation(info: &EncoderInfo) -> String {
+    match split_parts(&info.aggregation) {
+        (function, _, Some(dtype)) => format!("{function}{DTYPE_SUFFIX}{dtype}"),
+        (function, _, None) => function.to_string(),
     }
 }
 
@@ -81,7 +117,7 @@ pub fn pair_function(info: &EncoderInfo, index: &Path) -> Result<(Aggregation, O
         path: index.join("meta"),
         message: format!("encoder aggregation {:?}: {why}", info.aggregation),
     };
-    let (function, _) = split_dtype(&info.aggregation);
+    let (function, _, _) = split_parts(&info.aggregation);
     let (name, weight) = match function.split_once(OFFSET_SUFFIX) {
         Some((name, w)) => {
             let w: f32 = w.parse().map_err(|e| bad(format!("offset weight: {e}")))?;
@@ -96,20 +132,31 @@ pub fn pair_function(info: &EncoderInfo, index: &Path) -> Result<(Aggregation, O
 }
 
 /// Whether vectors from `offered` are comparable with an index built by `built` (same
-/// weights, template, aggregation and offset weight; the model's path may differ).
+/// weights, template, aggregation, offset weight and tokenizer/config digest; the model's path
+/// may differ).
 ///
 /// The number format is not compared: the reduced formats are held to cosine ≥ 0.999 per
 /// pair against float32 (tests/precision.rs), so a query encoded at another format than the
 /// index's finds the same neighbours up to near-ties. Callers say so with [`dtype_note`].
+///
+/// The tokenizer/config digest is compared only when both record one: an index (or a Qdrant
+/// collection) written before it was recorded is judged on what it has, as it always was,
+/// instead of being refused for every model.
 pub fn same_function(built: &EncoderInfo, offered: &EncoderInfo) -> bool {
+    let (a, b) = (
+        split_parts(&built.aggregation),
+        split_parts(&offered.aggregation),
+    );
     built.weights_sha256 == offered.weights_sha256
         && built.template == offered.template
-        && split_dtype(&built.aggregation).0 == split_dtype(&offered.aggregation).0
+        && a.0 == b.0
+        && !matches!((a.1, b.1), (Some(x), Some(y)) if x != y)
 }
 
 /// What tells the pair functions of `have` and `want` apart, as [`same_function`] compares
-/// them, each field named (`model … not …`, `template … not …`, `aggregation … not …`);
-/// empty when they are the same function. For refusals and staleness notes.
+/// them, each field named (`model … not …`, `template … not …`, `aggregation … not …`,
+/// `tokenizer/config … not …`); empty when they are the same function. For refusals and
+/// staleness notes.
 pub fn function_difference(have: &EncoderInfo, want: &EncoderInfo) -> Vec<String> {
     let mut parts = Vec::new();
     if have.weights_sha256 != want.weights_sha256 {
@@ -125,11 +172,20 @@ pub fn function_difference(have: &EncoderInfo, want: &EncoderInfo) -> Vec<String
         ));
     }
     let (a, b) = (
-        split_dtype(&have.aggregation).0,
-        split_dtype(&want.aggregation).0,
+        split_parts(&have.aggregation),
+        split_parts(&want.aggregation),
     );
-    if a != b {
-        parts.push(format!("aggregation {a}, not {b}"));
+    if a.0 != b.0 {
+        parts.push(format!("aggregation {}, not {}", a.0, b.0));
+    }
+    if let (Some(x), Some(y)) = (a.1, b.1) {
+        if x != y {
+            parts.push(format!(
+                "tokenizer/config {x} of {}, not {y} of {} (same weights, but another \
+                 tokenizer.json or config.json values, which give other vectors)",
+                have.model, want.model
+            ));
+        }
     }
     parts
 }
@@ -236,6 +292,8 @@ pub fn build_index(
         input: crate::pairs::records_identity(records),
     };
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
+    // A repeated pair keeps its first label: a different one is named, not lost unseen.
+    crate::pairs::warn_label_conflicts(&crate::pairs::label_conflicts(records));
     if opts.spool {
         spool_records(&builder.spool_path(), records)?;
     }
@@ -365,12 +423,17 @@ pub(crate) fn encode_into(
 /// with its label), in input order; and how many records were already in the index and how
 /// many repeated an earlier record.
 pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
+    use relbert_index::pairs::canonical;
+    crate::pairs::warn_label_conflicts(&crate::pairs::add_label_conflicts(index, &records)?);
     let mut seen = std::collections::HashSet::new();
     let mut out = NewPairs::default();
     for r in records {
         if index.lookup(&r.head, &r.tail)?.is_some() {
             out.in_index += 1;
-        } else if !seen.insert((r.head.clone(), r.tail.clone())) {
+        } else if !seen.insert((
+            canonical(&r.head).into_owned(),
+            canonical(&r.tail).into_owned(),
+        )) {
             out.repeated += 1;
         } else {
             out.records.push(r);
@@ -429,7 +492,11 @@ pub fn add_to_index(
         return Err(Error::EncoderMismatch {
             index: base.dir().to_path_buf(),
             built: base.meta().encoder.model.clone(),
-            offered: offered.model,
+            offered: format!(
+                "{}: {}",
+                offered.model,
+                function_difference(&base.meta().encoder, &offered).join("; ")
+            ),
         });
     }
     let started = std::time::Instant::now();
@@ -471,7 +538,9 @@ pub fn add_to_index(
 
 /// What `relbert index info --json` prints about an open index (the server's `/v1/info`
 /// gives the same object): identity, counts, storage, HNSW parameters, the encoder it was
-/// built with and sizes on disk. `open_ms` and `verified` describe how it was opened.
+/// built with and sizes on disk. `open_ms` and `verified` describe how it was opened. The
+/// encoder's `aggregation` is shown without the tokenizer/config digest, which is
+/// `tokenizer_config` (null for an index built before it was recorded).
 pub fn info_json(index: &Index, dir: &Path, open_ms: f64, verified: bool) -> serde_json::Value {
     let m = index.meta();
     let sizes = index.disk_sizes();
@@ -482,12 +551,20 @@ pub fn info_json(index: &Index, dir: &Path, open_ms: f64, verified: bool) -> ser
         "precision": m.precision.name(),
         "format_version": m.format_version,
         "hnsw": {"m": m.hnsw.m, "ef_construction": m.hnsw.ef_construction, "builder": m.hnsw.builder},
-        "encoder": {"model": m.encoder.model, "weights_sha256": m.encoder.weights_sha256,
-                    "template": m.encoder.template, "aggregation": m.encoder.aggregation},
+        "encoder": encoder_json(&m.encoder),
         "bytes": {"vectors": sizes.vectors, "pairs": sizes.pairs, "graph": sizes.graph,
                   "meta": sizes.meta, "total": sizes.total()},
         "open_ms": open_ms, "verified": verified,
     })
+}
+
+/// A recorded encoder as `index info --json` shows it (an index's or a Qdrant collection's):
+/// `aggregation` without the tokenizer/config digest, which is `tokenizer_config` (null when
+/// not recorded).
+pub fn encoder_json(e: &EncoderInfo) -> serde_json::Value {
+    serde_json::json!({"model": e.model, "weights_sha256": e.weights_sha256,
+                       "template": e.template, "aggregation": shown_aggregation(e),
+                       "tokenizer_config": files_digest(e)})
 }
 
 #[cfg(test)]
@@ -502,6 +579,7 @@ mod tests {
             aggregation: "mask".into(),
             offset_weight,
             dtype: Dtype::F32,
+            files_digest: None,
         }
     }
 
@@ -552,6 +630,53 @@ mod tests {
             &encoder_info(&identity(None)),
             &encoder_info(&identity(Some(0.7)))
         ));
+    }
+
+    /// Found by an audit: a model of the same weights but another tokenizer or config was
+    /// accepted for an index. The digest of those files is folded into the aggregation, read
+    /// back, compared when both sides record one and named in the difference; an identity
+    /// recorded before it (an older index or Qdrant collection) is still the same function.
+    #[test]
+    fn the_tokenizer_and_config_digest_is_part_of_the_function() {
+        let dir = Path::new("idx");
+        let with = |files: Option<&str>, w: Option<f32>, dtype: Dtype| {
+            encoder_info(&EncoderIdentity {
+                files_digest: files.map(str::to_string),
+                dtype,
+                ..identity(w)
+            })
+        };
+        for w in [None, Some(0.7f32)] {
+            for dtype in [Dtype::F32, Dtype::Bf16] {
+                let a = with(Some("00112233aabbccdd"), w, dtype);
+                let b = with(Some("ffeeddcc00000000"), w, dtype);
+                let old = with(None, w, Dtype::F32);
+                assert_eq!(files_digest(&a), Some("00112233aabbccdd"), "{a:?}");
+                assert_eq!(files_digest(&old), None);
+                assert_eq!(pair_function(&a, dir).unwrap(), (Aggregation::Mask, w));
+                assert_eq!(built_dtype(&a, dir).unwrap(), dtype);
+                assert_eq!(
+                    shown_aggregation(&a),
+                    shown_aggregation(&with(None, w, dtype))
+                );
+                assert!(same_function(&a, &a.clone()));
+                assert!(!same_function(&a, &b) && !same_function(&b, &a));
+                let diff = function_difference(&a, &b).join(", ");
+                assert!(
+                    diff.contains("tokenizer/config 00112233aabbccdd")
+                        && diff.contains("not ffeeddcc00000000"),
+                    "{diff}"
+                );
+                assert!(!diff.contains("aggregation"), "{diff}");
+                // Recorded before the digest: judged on what it has, both ways.
+                assert!(same_function(&old, &a) && same_function(&a, &old));
+                assert!(function_difference(&old, &a).is_empty());
+            }
+        }
+        assert_eq!(
+            with(Some("0123"), Some(0.5), Dtype::Bf16).aggregation,
+            "mask+offset:0.5+files:0123+dtype:bf16"
+        );
     }
 
     #[test]
