@@ -53,6 +53,132 @@ pub fn records_identity(records: &[PairRecord]) -> String {
     format!("sha256:{hex}")
 }
 
+/// A pair repeated with another label than the one kept: an index stores a pair once, with
+/// the label of its first occurrence (in its Unicode normal form: see
+/// [`relbert_index::pairs::same_spelling`]), so the repeat's label is lost. Said in a warning
+/// ([`warn_label_conflicts`]) rather than silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelConflict {
+    /// The repeated pair, as the dropped record spells it.
+    pub pair: [String; 2],
+    /// Where the kept pair is: `file:line`, or the index directory and row.
+    pub kept_at: String,
+    /// The kept pair's label.
+    pub kept_label: Option<String>,
+    /// `file:line` of the dropped record.
+    pub dropped_at: String,
+    /// The dropped record's label.
+    pub dropped_label: String,
+}
+
+impl std::fmt::Display for LabelConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = match &self.kept_label {
+            Some(l) => format!("label {l:?}"),
+            None => "no label".into(),
+        };
+        write!(
+            f,
+            "{}: {} : {} is already at {} (kept, with {kept}); its label {:?} is dropped",
+            self.dropped_at, self.pair[0], self.pair[1], self.kept_at, self.dropped_label
+        )
+    }
+}
+
+/// The records of `records` that repeat an earlier one's pair (the same after
+/// [`relbert_index::pairs::canonical`], as an index build compares them) with a label that is
+/// not the first's: a build keeps the first record and its label, so each of these loses
+/// its label. A repeat without a label, or with the first's, loses nothing.
+pub fn label_conflicts(records: &[PairRecord]) -> Vec<LabelConflict> {
+    use relbert_index::pairs::canonical;
+    use std::collections::hash_map::{Entry, HashMap};
+    let mut first: HashMap<(String, String), usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let key = (
+            canonical(&r.head).into_owned(),
+            canonical(&r.tail).into_owned(),
+        );
+        match first.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(o) => {
+                let kept = &records[*o.get()];
+                out.extend(conflict(r, kept.location(), kept.label.as_deref()));
+            }
+        }
+    }
+    out
+}
+
+/// The conflicts of adding `records` to `index` ([`label_conflicts`], plus each record whose
+/// pair the index holds, in any Unicode normal form, under another label: `index add` keeps
+/// the stored one).
+pub fn add_label_conflicts(
+    index: &relbert_index::Index,
+    records: &[PairRecord],
+) -> Result<Vec<LabelConflict>> {
+    let mut out = Vec::new();
+    let mut new = Vec::new();
+    for r in records {
+        match index.lookup(&r.head, &r.tail)? {
+            Some(row) => {
+                let kept = index.pair(row)?;
+                let at = format!("{} (row {row})", index.dir().display());
+                out.extend(conflict(r, at, kept.label));
+            }
+            None => new.push(r.clone()),
+        }
+    }
+    out.extend(label_conflicts(&new));
+    Ok(out)
+}
+
+/// The conflict of dropping `r` for a kept pair at `kept_at` labelled `kept`, if `r` loses
+/// a label by it.
+fn conflict(r: &PairRecord, kept_at: String, kept: Option<&str>) -> Option<LabelConflict> {
+    let dropped = r.label.as_deref().filter(|l| Some(*l) != kept)?;
+    Some(LabelConflict {
+        pair: [r.head.clone(), r.tail.clone()],
+        kept_at,
+        kept_label: kept.map(str::to_string),
+        dropped_at: r.location(),
+        dropped_label: dropped.to_string(),
+    })
+}
+
+/// How many label conflicts [`warn_label_conflicts`] names one by one: the shared lexical
+/// data repeats about 9,900 pairs under another label (mostly `COORD` and `coord`), which
+/// would bury every other message.
+pub const LABEL_CONFLICTS_SHOWN: usize = 5;
+
+/// The warning lines for `conflicts`: the first [`LABEL_CONFLICTS_SHOWN`] each on a line,
+/// then one line counting the rest.
+pub fn label_conflict_lines(conflicts: &[LabelConflict]) -> Vec<String> {
+    let mut lines: Vec<String> = conflicts
+        .iter()
+        .take(LABEL_CONFLICTS_SHOWN)
+        .map(|c| c.to_string())
+        .collect();
+    let rest = conflicts.len().saturating_sub(LABEL_CONFLICTS_SHOWN);
+    if rest > 0 {
+        lines.push(format!(
+            "... and {rest} more repeated pairs whose label is dropped ({} in all; the first \
+             label of each pair is kept)",
+            conflicts.len()
+        ));
+    }
+    lines
+}
+
+/// Logs [`label_conflict_lines`] as warnings.
+pub fn warn_label_conflicts(conflicts: &[LabelConflict]) {
+    for line in label_conflict_lines(conflicts) {
+        tracing::warn!("{line}");
+    }
+}
+
 /// Parses pair lines from a reader; `path` names the source in errors.
 pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
     let file: Arc<Path> = Arc::from(path);
@@ -295,6 +421,104 @@ mod tests {
                 .unwrap()
                 .len(),
             1
+        );
+    }
+
+    /// Found by an audit: a pair repeated with another label kept the first label silently
+    /// ("1 duplicates skipped"), and `index add` dropped a new label as "already there".
+    #[test]
+    fn a_repeat_with_another_label_is_a_conflict() {
+        let text = "dog\tanimal\thyper\ndog\tanimal\tmero\ndog\tanimal\thyper\n\
+                    dog\tanimal\ncat\tpet\ncat\tpet\tcompanion\n\
+                    caf\u{e9}\tcr\u{e8}me\tfood\ncafe\u{301}\tcre\u{300}me\tdrink\n\
+                    Dog\tAnimal\tother\n";
+        let records = parse_pairs(text.as_bytes(), Path::new("lab.tsv")).unwrap();
+        let got = label_conflicts(&records);
+        let seen: Vec<(&str, &str, Option<&str>, &str)> = got
+            .iter()
+            .map(|c| {
+                (
+                    c.dropped_at.as_str(),
+                    c.kept_at.as_str(),
+                    c.kept_label.as_deref(),
+                    c.dropped_label.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("lab.tsv:2", "lab.tsv:1", Some("hyper"), "mero"),
+                ("lab.tsv:6", "lab.tsv:5", None, "companion"),
+                ("lab.tsv:8", "lab.tsv:7", Some("food"), "drink"),
+            ]
+        );
+        let line = got[0].to_string();
+        for part in [
+            "lab.tsv:2",
+            "lab.tsv:1",
+            "\"hyper\"",
+            "\"mero\"",
+            "dog : animal",
+        ] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+        // Many: five named, the rest counted.
+        let many: Vec<LabelConflict> = std::iter::repeat_n(got[0].clone(), 12).collect();
+        let lines = label_conflict_lines(&many);
+        assert_eq!(lines.len(), LABEL_CONFLICTS_SHOWN + 1);
+        assert!(
+            lines[5].contains("7 more") && lines[5].contains("12 in all"),
+            "{lines:?}"
+        );
+        assert!(label_conflict_lines(&got).len() == 3);
+    }
+
+    /// `index add` of a pair the index holds under another label (in any Unicode normal
+    /// form) names the index row kept and the label dropped.
+    #[test]
+    fn adding_a_stored_pair_with_another_label_is_a_conflict() {
+        use relbert_index::{EncoderInfo, HnswParams, IndexBuilder, IndexSpec, PairEntry};
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let spec = IndexSpec {
+            dim: 2,
+            precision: relbert_index::Precision::F32,
+            encoder: EncoderInfo::default(),
+            input: "test".into(),
+        };
+        let mut b = IndexBuilder::create_or_resume(&out, spec, false).unwrap();
+        let stored = [
+            PairEntry::new("cat", "pet"),
+            PairEntry::labelled("caf\u{e9}", "cr\u{e8}me", "food"),
+        ];
+        b.append_chunk(&stored, &[1.0, 0.0, 0.0, 1.0]).unwrap();
+        let params = HnswParams {
+            m: 2,
+            ef_construction: 2,
+            threads: 1,
+            ..HnswParams::default()
+        };
+        b.finish(params, |_| {}).unwrap();
+        let index = relbert_index::Index::open(&out).unwrap();
+        let text = "cat\tpet\tcompanion\ncafe\u{301}\tcre\u{300}me\tfood\n\
+                    cafe\u{301}\tcre\u{300}me\tdrink\nnew\tpair\ta\nnew\tpair\tb\n";
+        let records = parse_pairs(text.as_bytes(), Path::new("add.tsv")).unwrap();
+        let got = add_label_conflicts(&index, &records).unwrap();
+        let seen: Vec<(&str, String, &str)> = got
+            .iter()
+            .map(|c| {
+                let kept = c.kept_at.replace(&out.display().to_string(), "IDX");
+                (c.dropped_at.as_str(), kept, c.dropped_label.as_str())
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("add.tsv:1", "IDX (row 0)".to_string(), "companion"),
+                ("add.tsv:3", "IDX (row 1)".to_string(), "drink"),
+                ("add.tsv:5", "add.tsv:4".to_string(), "b"),
+            ]
         );
     }
 

@@ -969,3 +969,184 @@ fn a_stream_line_read_two_ways_is_the_pair_the_index_holds() {
         .failure()
         .stderr(predicate::str::contains("give the pair as two arguments"));
 }
+
+/// The results of one `relbert query --json --exact -k 10` as (pair, score) and the query's
+/// source.
+fn scored_results(index: &Path, query: [&str; 2]) -> (Vec<([String; 2], f64)>, String) {
+    let out = relbert()
+        .args(["query", "--json", "--exact", "-k", "10", "--index"])
+        .arg(index)
+        .args(query)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hits = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let pair: [String; 2] = serde_json::from_value(h["pair"].clone()).unwrap();
+            (pair, h["score"].as_f64().unwrap())
+        })
+        .collect();
+    (hits, doc["source"].as_str().unwrap_or_default().to_string())
+}
+
+fn index_count(index: &Path) -> u64 {
+    let a = relbert()
+        .args(["index", "info", "--json"])
+        .arg(index)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    doc["count"].as_u64().unwrap()
+}
+
+/// Found by an audit: a pair file holding `paris france` in three cases and `café crème`
+/// precomposed (NFC) and decomposed (NFD) built 7 rows "(0 duplicates skipped)", and
+/// `query berlin germany` returned `paris : france` three times (ranks 2–4, one vector to an
+/// uncased model) and `café : crème` twice, looking the same. The NFD line is a duplicate
+/// now; cases stay in the index (a cased model tells them apart) and come back once per
+/// query, in the best-scored spelling, with either model; the NFD spelling of the stored
+/// pair is answered from the index and `index add` finds it there.
+#[test]
+fn a_pair_comes_back_once_whatever_its_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("small.tsv");
+    std::fs::write(
+        &pairs,
+        "paris\tfrance\nParis\tFrance\nPARIS\tFRANCE\ncaf\u{e9}\tcr\u{e8}me\n\
+         cafe\u{301}\tcre\u{300}me\nrome\titaly\ndog\tanimal\n",
+    )
+    .unwrap();
+    let fold = |p: &[String; 2]| {
+        use unicode_normalization::UnicodeNormalization;
+        let f = |w: &str| w.nfc().collect::<String>().to_lowercase();
+        (f(&p[0]), f(&p[1]))
+    };
+    let uncased_model = uncased_tiny(dir.path());
+    for (name, model) in [("cased", fixture("tiny-bert")), ("uncased", uncased_model)] {
+        let index = dir.path().join(name);
+        relbert()
+            .args(["index", "build", "--model"])
+            .arg(&model)
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(&index)
+            .assert()
+            .success();
+        assert_eq!(
+            index_count(&index),
+            6,
+            "{name}: the NFD line is a duplicate"
+        );
+        let (hits, _) = scored_results(&index, ["berlin", "germany"]);
+        let mut seen = std::collections::HashSet::new();
+        for (p, _) in &hits {
+            assert!(seen.insert(fold(p)), "{name}: {p:?} twice in {hits:?}");
+        }
+        assert_eq!(hits.len(), 4, "{name}: {hits:?}");
+        // Best first, and the one kept is the best of its spellings.
+        assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "{hits:?}");
+        let (hits, source) = scored_results(&index, ["cafe\u{301}", "cre\u{300}me"]);
+        assert_eq!(source, "index", "{name}: the NFD spelling of a stored pair");
+        assert!(
+            !hits
+                .iter()
+                .any(|(p, _)| fold(p) == ("café".into(), "crème".into())),
+            "{hits:?}"
+        );
+        let add = dir.path().join(format!("{name}-add.tsv"));
+        std::fs::write(&add, "cafe\u{301}\tcre\u{300}me\n").unwrap();
+        let a = relbert()
+            .args(["index", "add", "--json", "--index"])
+            .arg(&index)
+            .arg("--pairs")
+            .arg(&add)
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        assert_eq!(doc["already_in_index"], 1, "{name}: {doc}");
+        assert_eq!(index_count(&index), 6);
+    }
+}
+
+/// Found by an audit: `--ef-construction 1` with `--m 3` built a graph with recall@10 14/50
+/// (an insertion picks up to m neighbours from ef_construction candidates). Refused, naming
+/// both flags, before any encoding, by build and rebuild.
+#[test]
+fn ef_construction_below_m_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path(), "pairs.tsv");
+    let out = dir.path().join("idx");
+    let a = build(&pairs, &out, &["--m", "3", "--ef-construction", "1"]).failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("--m") && err.contains("--ef-construction") && err.contains("below m"),
+        "{err}"
+    );
+    assert!(!out.exists() && !dir.path().join("idx.partial").exists());
+    build(&pairs, &out, &["--m", "3", "--ef-construction", "3"]).success();
+    let again = dir.path().join("again");
+    let a = relbert()
+        .args(["index", "rebuild", "--index"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&again)
+        .args(["--m", "8", "--ef-construction", "4"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("--m") && err.contains("--ef-construction") && err.contains("below m"),
+        "{err}"
+    );
+    assert!(!again.exists());
+}
+
+/// Found by an audit: a pair repeated with another label kept the first label silently
+/// (only "1 duplicates skipped"), and `index add` of a stored pair with a new label said
+/// "already there" and dropped it. Each dropped label is named with its file and line and
+/// the label kept; past five, the rest are counted.
+#[test]
+fn a_label_dropped_with_a_duplicate_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("lab.tsv");
+    let mut text = "dog\tanimal\thyper\ndog\tanimal\tmero\ncat\tpet\n".to_string();
+    for i in 0..8 {
+        text.push_str(&format!("w{i}\tx\tCOORD\nw{i}\tx\tcoord\n"));
+    }
+    std::fs::write(&pairs, &text).unwrap();
+    let out = dir.path().join("idx");
+    let a = build(&pairs, &out, &[]).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("lab.tsv:2")
+            && err.contains("lab.tsv:1")
+            && err.contains("\"mero\"")
+            && err.contains("\"hyper\""),
+        "{err}"
+    );
+    assert!(err.contains("4 more") && err.contains("9 in all"), "{err}");
+    assert!(!err.contains("lab.tsv:19"), "only five named: {err}");
+    let add = dir.path().join("add.tsv");
+    std::fs::write(&add, "cat\tpet\tcompanion\n").unwrap();
+    let a = relbert()
+        .args(["index", "add", "--index"])
+        .arg(&out)
+        .arg("--pairs")
+        .arg(&add)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("add.tsv:1") && err.contains("\"companion\"") && err.contains("no label"),
+        "{err}"
+    );
+}

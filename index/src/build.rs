@@ -40,7 +40,9 @@ use crate::graph::{encode_graph, NO_NEIGHBOUR};
 use crate::hnsw_build;
 use crate::lock::OutputLock;
 use crate::meta::{self, HnswInfo, IndexSpec, Meta, Precision, META_MAGIC};
-use crate::pairs::{decode_record, encode_pairs, encode_record, pair_hash, PairEntry};
+use crate::pairs::{
+    decode_record, encode_pairs, encode_record, same_spelling, spelling_hash, PairEntry,
+};
 use crate::staged::{Background, StagedProgress};
 
 const BLOB: &str = "pairs.blob";
@@ -84,7 +86,8 @@ impl GraphBuilder {
 pub struct HnswParams {
     /// Neighbours per node on the upper layers; layer 0 keeps `2 * m`. 2..=255.
     pub m: usize,
-    /// Candidate-list size while inserting (≥ 1; larger builds a better graph, slower).
+    /// Candidate-list size while inserting (at least `m`; larger builds a better graph,
+    /// slower).
     pub ef_construction: usize,
     /// Threads for the insertion: 0 uses rayon's default pool, 1 inserts serially in row
     /// order, which makes the graph (and so every search result) reproducible.
@@ -108,6 +111,17 @@ impl HnswParams {
             return Err(IndexError::InvalidParameter(format!(
                 "ef_construction = {} (must be 1..=1000000)",
                 self.ef_construction
+            )));
+        }
+        // An insertion keeps up to m neighbours of the ef_construction candidates it found:
+        // fewer candidates than m leave lists short and the graph poorly connected (recall@10
+        // 14/50 at m = 3, ef_construction = 1). hnswlib raises it to m silently; a build
+        // refuses, so the graph recorded is the one asked for.
+        if self.ef_construction < self.m {
+            return Err(IndexError::InvalidParameter(format!(
+                "ef_construction = {} is below m = {}: it must be at least m (each insertion \
+                 picks up to m neighbours from ef_construction candidates)",
+                self.ef_construction, self.m
             )));
         }
         if self.threads > 4096 {
@@ -209,10 +223,14 @@ pub struct IndexBuilder {
     ckpt: Checkpoint,
     vectors: File,
     blob: File,
-    /// hash → first row with that hash
+    /// [`spelling_hash`] → first row with that hash
     seen: HashMap<u64, u32>,
-    /// hash → further rows with that hash (64-bit collisions; practically always empty)
+    /// hash → further rows with that hash (other spellings copied from an index built before
+    /// spellings were merged, or 64-bit collisions; practically always empty)
     seen_more: HashMap<u64, Vec<u32>>,
+    /// Whether a duplicate must be the same bytes ([`Self::set_exact_duplicates`]) rather
+    /// than the same pair in any Unicode normal form.
+    exact_duplicates: bool,
     /// blob offset of each stored row's record
     record_at: Vec<u64>,
     poisoned: bool,
@@ -507,6 +525,7 @@ impl IndexBuilder {
             blob,
             seen: HashMap::new(),
             seen_more: HashMap::new(),
+            exact_duplicates: false,
             record_at: Vec::new(),
             poisoned: false,
             background: None,
@@ -602,6 +621,7 @@ impl IndexBuilder {
             blob,
             seen: HashMap::new(),
             seen_more: HashMap::new(),
+            exact_duplicates: false,
             record_at: Vec::new(),
             poisoned: false,
             background: None,
@@ -613,7 +633,7 @@ impl IndexBuilder {
                 IndexError::corrupt(&bpath, format!("damaged record at byte {at}"))
             })?;
             let row = b.record_at.len() as u32;
-            b.remember(pair_hash(p.head, p.tail), row);
+            b.remember(spelling_hash(p.head, p.tail), row);
             b.record_at.push(at as u64);
             at += used;
         }
@@ -683,8 +703,18 @@ impl IndexBuilder {
         self.partial.join(SPOOL)
     }
 
-    /// Is (head, tail) already stored? Looks in the committed records and in `pending`, the
-    /// record bytes of the chunk being assembled (starting at blob offset `pending_base`).
+    /// Skips as duplicates only rows of the same bytes as a stored one (`exact`), or, as by
+    /// default, rows that are a stored pair in any Unicode normal form
+    /// ([`crate::pairs::same_spelling`]). A grow copies its base's rows exactly: an index
+    /// built before spellings were merged may hold a pair in both forms, and dropping one
+    /// would shift every later row against the base's graph.
+    pub(crate) fn set_exact_duplicates(&mut self, exact: bool) {
+        self.exact_duplicates = exact;
+    }
+
+    /// Is (head, tail) already stored (see [`Self::set_exact_duplicates`])? Looks in the
+    /// committed records and in `pending`, the record bytes of the chunk being assembled
+    /// (starting at blob offset `pending_base`).
     fn is_duplicate(
         &self,
         head: &str,
@@ -718,7 +748,12 @@ impl IndexBuilder {
                 &bytes
             };
             if let Some((p, _)) = decode_record(rec) {
-                if p.head == head && p.tail == tail {
+                let same = if self.exact_duplicates {
+                    p.head == head && p.tail == tail
+                } else {
+                    same_spelling((p.head, p.tail), (head, tail))
+                };
+                if same {
                     return Ok(true);
                 }
             }
@@ -729,7 +764,9 @@ impl IndexBuilder {
     /// Appends a chunk: `pairs[i]` goes with row `i` of `vectors` (`pairs.len() × dim` values,
     /// row-major). Rows are L2-normalised before storing; a non-finite or zero row is an
     /// [`IndexError::InvalidVector`] (nothing of the chunk is stored then). A (head, tail)
-    /// already present (earlier or within the chunk) is skipped. When this returns `Ok`, the
+    /// already present (earlier or within the chunk), in these bytes or in another Unicode
+    /// normal form ([`crate::pairs::same_spelling`]), is skipped: the first spelling and its
+    /// label are kept. When this returns `Ok`, the
     /// chunk is durable: vectors and records are fsynced, then the checkpoint is replaced.
     pub fn append_chunk(&mut self, pairs: &[PairEntry], vectors: &[f32]) -> Result<ChunkStats> {
         if self.poisoned {
@@ -758,7 +795,7 @@ impl IndexBuilder {
         let mut new_keys: Vec<(u64, u32)> = Vec::new();
         let result = (|| -> Result<()> {
             for (p, r) in pairs.iter().zip(rows.chunks_exact(dim)) {
-                let h = pair_hash(&p.head, &p.tail);
+                let h = spelling_hash(&p.head, &p.tail);
                 if self.is_duplicate(&p.head, &p.tail, h, &rec, pending_base)? {
                     stats.skipped += 1;
                     continue;
@@ -1262,17 +1299,7 @@ fn build_graph(
     p: HnswParams,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Vec<u8>> {
-    if !(2..=255).contains(&p.m) {
-        return Err(IndexError::InvalidParameter(format!(
-            "m = {} (must be 2..=255)",
-            p.m
-        )));
-    }
-    if p.ef_construction == 0 {
-        return Err(IndexError::InvalidParameter(
-            "ef_construction must be at least 1".into(),
-        ));
-    }
+    p.validate()?;
     let (m0, m) = (2 * p.m, p.m);
     if n == 0 {
         return Ok(encode_graph(&[], NO_NEIGHBOUR, m0, m, &[], &[]));
@@ -1500,4 +1527,131 @@ fn random_graph(n: usize, degree: usize, seed: u64) -> Vec<u8> {
     }
     let entry = if n > 0 { 0 } else { NO_NEIGHBOUR };
     encode_graph(&vec![0u8; n], entry, degree, degree, &layer0, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::synthetic::low_rank;
+    use crate::EncoderInfo;
+
+    fn spec(dim: u32) -> IndexSpec {
+        IndexSpec {
+            dim,
+            precision: Precision::F32,
+            encoder: EncoderInfo::default(),
+            input: "test".into(),
+        }
+    }
+
+    fn params() -> HnswParams {
+        HnswParams {
+            m: 4,
+            ef_construction: 16,
+            threads: 1,
+            ..HnswParams::default()
+        }
+    }
+
+    /// Found by an audit: "café : crème" precomposed (NFC) and decomposed (NFD) were stored
+    /// as two pairs, and both came back as results, looking the same. One is stored now (the
+    /// first, with its label), the other counted as a duplicate, in one chunk and across
+    /// chunks and a resume; either spelling finds it. Case is another pair to the index.
+    #[test]
+    fn a_pair_in_another_unicode_form_is_a_duplicate() {
+        let (nfc, nfd) = (("caf\u{e9}", "cr\u{e8}me"), ("cafe\u{301}", "cre\u{300}me"));
+        let dim = 8;
+        let rows = low_rank(6, dim, 4, 0.1, 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
+        let first = [
+            PairEntry::labelled(nfc.0, nfc.1, "food"),
+            PairEntry::labelled(nfd.0, nfd.1, "drink"),
+            PairEntry::new("CAF\u{c9}", "CR\u{c8}ME"),
+        ];
+        let st = b.append_chunk(&first, &rows[..3 * dim]).unwrap();
+        assert_eq!((st.appended, st.skipped), (2, 1));
+        drop(b); // killed: the duplicate filter is rebuilt from the records on resume
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
+        let second = [
+            PairEntry::new(nfd.0, nfd.1),
+            PairEntry::new("cafe\u{301}", "cr\u{e8}me"),
+            PairEntry::new("rome", "italy"),
+        ];
+        let st = b.append_chunk(&second, &rows[3 * dim..]).unwrap();
+        assert_eq!((st.appended, st.skipped), (1, 2));
+        assert_eq!((b.count(), b.skipped()), (3, 3));
+        b.finish(params(), |_| {}).unwrap();
+        let idx = Index::open(&out).unwrap();
+        let p = idx.pair(0).unwrap();
+        assert_eq!((p.head, p.tail, p.label), (nfc.0, nfc.1, Some("food")));
+        for (h, t) in [nfc, nfd, ("cafe\u{301}", "cr\u{e8}me")] {
+            assert_eq!(idx.lookup(h, t).unwrap(), Some(0), "{h:?} {t:?}");
+        }
+        assert_eq!(idx.lookup("CAF\u{c9}", "CR\u{c8}ME").unwrap(), Some(1));
+        assert_eq!(idx.lookup("CAFE\u{301}", "CRE\u{300}ME").unwrap(), Some(1));
+        assert_eq!(idx.lookup("cafe", "creme").unwrap(), None);
+        assert_eq!(idx.lookup("rome", "italy").unwrap(), Some(2));
+    }
+
+    /// An index stored decomposed (built by another tool's output, or before spellings were
+    /// merged, in NFD) is found by the precomposed spelling too.
+    #[test]
+    fn a_decomposed_pair_is_found_precomposed() {
+        let dim = 8;
+        let rows = low_rank(2, dim, 4, 0.1, 2);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
+        let pairs = [
+            PairEntry::new("E\u{301}cole", "e\u{301}le\u{300}ve"),
+            PairEntry::new("dog", "animal"),
+        ];
+        b.append_chunk(&pairs, &rows).unwrap();
+        b.finish(params(), |_| {}).unwrap();
+        let idx = Index::open(&out).unwrap();
+        assert_eq!(
+            idx.lookup("\u{c9}cole", "\u{e9}l\u{e8}ve").unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            idx.lookup("E\u{301}cole", "e\u{301}le\u{300}ve").unwrap(),
+            Some(0)
+        );
+        assert_eq!(idx.lookup("\u{e9}cole", "\u{e9}l\u{e8}ve").unwrap(), None);
+    }
+
+    /// Found by an audit: `--ef-construction 1 --m 3` built a graph with recall@10 14/50.
+    /// A candidate list shorter than `m` is refused, by `validate` and by the build itself.
+    #[test]
+    fn ef_construction_below_m_is_refused() {
+        let p = |m, ef_construction| HnswParams {
+            m,
+            ef_construction,
+            ..HnswParams::default()
+        };
+        for (m, ef) in [(3, 1), (16, 15), (255, 200)] {
+            let err = p(m, ef).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("ef_construction") && err.contains(&format!("m = {m}")),
+                "{err}"
+            );
+        }
+        p(3, 3).validate().unwrap();
+        p(16, 200).validate().unwrap();
+        let dim = 8;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..20)
+            .map(|i| PairEntry::new(format!("h{i}"), "t"))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(20, dim, 4, 0.1, 3))
+            .unwrap();
+        let err = b.finish(p(3, 1), |_| {}).unwrap_err();
+        assert!(matches!(err, IndexError::InvalidParameter(_)), "{err}");
+        assert!(!out.exists());
+    }
 }

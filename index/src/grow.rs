@@ -62,7 +62,8 @@ pub struct IndexGrower {
 }
 
 /// The HNSW parameters a grown index keeps: the base's `m` and `ef_construction`, the native
-/// builder, `threads` as given.
+/// builder, `threads` as given. An index built before `ef_construction` below `m` was refused
+/// grows with `ef_construction` raised to `m` (what hnswlib does), rather than not at all.
 fn grow_params(base: &Index, threads: usize) -> Result<HnswParams> {
     let h = &base.meta().hnsw;
     if h.builder == "random" {
@@ -73,7 +74,7 @@ fn grow_params(base: &Index, threads: usize) -> Result<HnswParams> {
     }
     let params = HnswParams {
         m: h.m as usize,
-        ef_construction: h.ef_construction as usize,
+        ef_construction: (h.ef_construction as usize).max(h.m as usize),
         threads,
         ..HnswParams::default()
     };
@@ -138,7 +139,12 @@ impl IndexGrower {
         let spool = builder.spool_path();
         keep(&spool).map_err(|e| IndexError::io(&spool, e))?;
         let from = builder.rows_done() as usize;
+        // The base's rows are copied as they are, each a row of its graph, even two spellings
+        // of one pair that an index built before spellings were merged may hold; the new rows
+        // are then compared with them in any Unicode normal form.
+        builder.set_exact_duplicates(true);
         copy_rows(&base, &mut builder, from, &mut progress)?;
+        builder.set_exact_duplicates(false);
         Ok(IndexGrower {
             base,
             builder,
@@ -179,7 +185,8 @@ impl IndexGrower {
     }
 
     /// Appends a chunk of new rows, as [`IndexBuilder::append_chunk`] (a pair the index
-    /// already holds is skipped; the chunk is durable when this returns).
+    /// already holds, in any Unicode normal form, is skipped; the chunk is durable when this
+    /// returns).
     pub fn append_chunk(&mut self, pairs: &[PairEntry], vectors: &[f32]) -> Result<ChunkStats> {
         self.builder.append_chunk(pairs, vectors)
     }
@@ -319,6 +326,79 @@ mod tests {
             assert_eq!(reader.id(), old_id);
             assert!(reader.search(&rows[..dim], 5, 32).unwrap()[0].row == 0);
         }
+    }
+
+    /// An index built before spellings were merged may hold one pair precomposed (NFC) and
+    /// decomposed (NFD): a grow copies both, each the row of its graph node, and skips a new
+    /// row that is either in a third spelling.
+    #[test]
+    fn grow_keeps_the_base_rows_and_skips_other_spellings() {
+        let (nb, dim) = (300, 16);
+        let rows = low_rank(nb + 2, dim, 6, 0.1, 9);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let spec = IndexSpec {
+            dim: dim as u32,
+            precision: Precision::F32,
+            encoder: EncoderInfo::default(),
+            input: "test".into(),
+        };
+        let mut b = IndexBuilder::create_or_resume(&dir, spec, true).unwrap();
+        b.set_exact_duplicates(true); // as builds did before
+        let mut base = entries(0..nb);
+        base[10] = PairEntry::new("caf\u{e9}", "cr\u{e8}me");
+        base[20] = PairEntry::new("cafe\u{301}", "cre\u{300}me");
+        b.append_chunk(&base, &rows[..nb * dim]).unwrap();
+        let legacy = HnswParams {
+            m: 8,
+            ef_construction: 64,
+            threads: 1,
+            ..HnswParams::default()
+        };
+        b.finish(legacy, |_| {}).unwrap();
+        let idx = Index::open(&dir).unwrap();
+        assert_eq!(idx.count(), nb);
+        // A rebuild keeps every row too (it changes the graph or precision, not the pairs).
+        let opts = crate::rebuild::RebuildOptions {
+            precision: None,
+            hnsw: legacy,
+            force: false,
+        };
+        let again = crate::rebuild::rebuild(idx, &tmp.path().join("again"), &opts, |_| {}).unwrap();
+        let again = Index::open(&again).unwrap();
+        assert_eq!(again.count(), nb);
+        assert_eq!(again.pair(20).unwrap().head, "cafe\u{301}");
+        let idx = Index::open(&dir).unwrap();
+
+        let mut g = IndexGrower::create_or_resume(idx, "new", 1, |_| {}).unwrap();
+        assert_eq!(g.count(), nb as u64, "every base row copied");
+        let new = [
+            PairEntry::new("cafe\u{301}", "cr\u{e8}me"),
+            PairEntry::new("new", "pair"),
+        ];
+        let st = g.append_chunk(&new, &rows[nb * dim..]).unwrap();
+        assert_eq!((st.appended, st.skipped), (1, 1));
+        g.finish(|_| {}).unwrap();
+        let grown = Index::open_with(
+            &dir,
+            OpenOptions {
+                verify: Verify::Full,
+            },
+        )
+        .unwrap();
+        assert_eq!(grown.count(), nb + 1);
+        assert_eq!(grown.pair(20).unwrap().head, "cafe\u{301}");
+        assert_eq!(grown.lookup("new", "pair").unwrap(), Some(nb));
+        for r in [0, 20, nb - 1, nb] {
+            let v = grown.vector(r).unwrap();
+            let want = if r == nb { nb + 1 } else { r };
+            assert!(
+                dot(&v, &rows[want * dim..(want + 1) * dim]) > 0.999,
+                "row {r}"
+            );
+        }
+        let hit = grown.search(&rows[250 * dim..251 * dim], 1, 32).unwrap();
+        assert_eq!(hit[0].row, 250);
     }
 
     /// A grow interrupted after some chunks resumes from its checkpoint; a resume with other

@@ -84,7 +84,8 @@ impl BuildRows for F16Rows<'_> {
     }
 }
 
-/// Parameters of [`build`] (validated by the caller: `m` in 2..=255, `ef_construction ≥ 1`).
+/// Parameters of [`build`] (validated by the caller, [`crate::HnswParams::validate`]: `m` in
+/// 2..=255, `ef_construction ≥ m`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BuildParams {
     /// Upper-layer list width; layer 0 keeps `2 · m`.

@@ -442,7 +442,8 @@ impl Index {
             })
     }
 
-    /// The row holding (head, tail), if any (exact string match).
+    /// The row holding (head, tail), if any: these exact strings, else the same words in
+    /// another Unicode normal form (NFC or NFD; see [`crate::pairs`]). Case counts.
     pub fn lookup(&self, head: &str, tail: &str) -> Result<Option<usize>> {
         self.pairs_layout.lookup(
             self.pairs.payload(),

@@ -13,8 +13,22 @@
 //! A record is `head_len: u32, tail_len: u32, label_len: u32 (u32::MAX = no label)` followed by
 //! the UTF-8 bytes of head, tail and label. Pair *i* is read from its offset alone; a lookup
 //! binary-searches the hash table in the map and compares the strings of each hash hit.
+//!
+//! # Spellings
+//!
+//! A pair typed in another Unicode normal form ("café" precomposed, NFC, as most keyboards and
+//! files give it, or decomposed, NFD, as macOS file names and some tools do) is one pair to a
+//! reader, though its bytes differ. A build stores it once ([`same_spelling`]: canonically
+//! equivalent strings, compared in NFC), and a lookup finds it by either form. The lookup table
+//! keeps hashing the stored bytes ([`pair_hash`]), so indexes of every format version answer
+//! as before; the other form is a second probe. Case is kept: a cased model tells
+//! `Paris : France` from `paris : france`, and the index does not know the model, so a
+//! query folds case where the results are read (relbert's `store::query`).
 
+use std::borrow::Cow;
 use std::path::Path;
+
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{IndexError, Result};
 use crate::format::get_u64;
@@ -85,6 +99,29 @@ pub fn pair_hash(head: &str, tail: &str) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// `s` in canonical composition (NFC): the form two spellings of one word are compared in
+/// ([`same_spelling`]). Borrows `s` when it is in NFC already (ASCII always is).
+pub fn canonical(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() || unicode_normalization::is_nfc(s) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.nfc().collect())
+    }
+}
+
+/// Whether (head `a.0`, tail `a.1`) and `b` are one pair spelled in other Unicode normal
+/// forms (or byte for byte the same): equal after [`canonical`]. Case counts.
+pub fn same_spelling(a: (&str, &str), b: (&str, &str)) -> bool {
+    a == b || (canonical(a.0) == canonical(b.0) && canonical(a.1) == canonical(b.1))
+}
+
+/// The hash of (head, tail) in canonical form: equal for the spellings [`same_spelling`]
+/// calls one pair. Held in memory by a build to find duplicates, never written to a file
+/// (the lookup table keeps [`pair_hash`] of the stored bytes).
+pub fn spelling_hash(head: &str, tail: &str) -> u64 {
+    pair_hash(&canonical(head), &canonical(tail))
 }
 
 /// Appends the record for `p` to `out`.
@@ -209,8 +246,40 @@ impl PairsLayout {
         }
     }
 
-    /// Finds the row holding (head, tail) (`check` as for [`pair`](Self::pair)).
+    /// Finds the row holding (head, tail) (`check` as for [`pair`](Self::pair)): the row of
+    /// these exact bytes, else of the same words in NFC, else in NFD (see the
+    /// [module docs](self)), so a pair stored precomposed is found when asked decomposed and
+    /// the other way round. (A stored spelling in neither form, mixing both, is found only
+    /// as it is.)
     pub(crate) fn lookup(
+        &self,
+        payload: &[u8],
+        head: &str,
+        tail: &str,
+        path: &Path,
+        check: &dyn Fn(usize, usize) -> Result<()>,
+    ) -> Result<Option<usize>> {
+        if let Some(row) = self.lookup_exact(payload, head, tail, path, check)? {
+            return Ok(Some(row));
+        }
+        if head.is_ascii() && tail.is_ascii() {
+            return Ok(None);
+        }
+        let nfc = (canonical(head), canonical(tail));
+        if (&*nfc.0, &*nfc.1) != (head, tail) {
+            if let Some(row) = self.lookup_exact(payload, &nfc.0, &nfc.1, path, check)? {
+                return Ok(Some(row));
+            }
+        }
+        let nfd: (String, String) = (head.nfd().collect(), tail.nfd().collect());
+        if (&*nfd.0, &*nfd.1) != (head, tail) && (&*nfd.0, &*nfd.1) != (&*nfc.0, &*nfc.1) {
+            return self.lookup_exact(payload, &nfd.0, &nfd.1, path, check);
+        }
+        Ok(None)
+    }
+
+    /// Finds the row holding exactly these bytes of (head, tail).
+    fn lookup_exact(
         &self,
         payload: &[u8],
         head: &str,

@@ -53,6 +53,10 @@ pub fn rebuild(
     opts.hnsw.validate()?;
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
     let from = builder.rows_done() as usize;
+    // Every row is kept as it is: a rebuild changes the precision or the graph, not the
+    // pairs, so an index built before spellings were merged keeps both spellings it holds
+    // (and the rebuilt index counts the rows the source does).
+    builder.set_exact_duplicates(true);
     copy_rows(&idx, &mut builder, from, &mut progress)?;
     // The graph is built from the new `vectors` file; the source is not read again, so it can
     // be the directory being replaced.

@@ -186,10 +186,13 @@ pub fn store_encoder(
                 i.model, i.weights_sha256, i.aggregation, i.template
             )
         };
+        // Named field by field too: a tokenizer or config edit shows above only as another
+        // `+files:` digest inside the aggregation.
+        let differs = crate::indexing::function_difference(built, &offered).join("; ");
         return Err(Error::EncoderMismatch {
             index: place.to_path_buf(),
             built: show(built),
-            offered: show(&offered),
+            offered: format!("{} (it differs in: {differs})", show(&offered)),
         });
     }
     if let Some(note) = dtype_note(built, &offered) {
@@ -325,24 +328,83 @@ fn folds_to(term: &str, folded: &str) -> bool {
     words_equal && (want.next().is_none() || folded.is_empty())
 }
 
-/// The best `k` hits that are not the query pair in another spelling, from `search(n)`,
-/// which returns the store's best `n` hits. Asks for `k` first and for more only when some
-/// were left out (rare: the pair stored in several spellings), until `k` remain or the
-/// store has no more.
+/// Whether two stored vectors are one vector to the model, as [`SAME_VECTOR`] counts it
+/// (cosine; `None`, a vector that could not be read, is not).
+fn same_vector(u: Option<&[f32]>, w: Option<&[f32]>) -> bool {
+    let (Some(u), Some(w)) = (u, w) else {
+        return false;
+    };
+    let norms = (relbert_index::dot::dot(u, u) * relbert_index::dot::dot(w, w)).sqrt();
+    norms > 0.0 && relbert_index::dot::dot(u, w) >= SAME_VECTOR * norms
+}
+
+/// Whether two hits' scores (cosines to one query vector) allow their vectors to be one
+/// vector ([`same_vector`]): unit vectors at cosine `c` or more differ by at most
+/// `√(2 − 2c)` in length, and so in their cosines to any unit query. Spares the vector
+/// reads for accent twins that score apart.
+fn scores_allow_one_vector(a: f32, b: f32) -> bool {
+    (a - b).abs() <= (2.0 - 2.0 * SAME_VECTOR).sqrt() + 1e-4
+}
+
+/// `hits` (best first) less the query pair in another spelling ([`SpellingKey::is_same_pair`])
+/// and less every hit that is an earlier hit in another spelling: the same words after
+/// [`fold_word`] (case, Unicode normal form, runs of spaces), or the same words but for
+/// accents when `one_vector` says the model gave both one vector (an uncased model stores
+/// "café : crème" and "cafe : creme" as one). The first, best-scored spelling stays.
+fn distinct_hits<H>(
+    hits: Vec<H>,
+    key: &SpellingKey,
+    hit: &impl Fn(&H) -> &QueryHit,
+    one_vector: &impl Fn(&H, &H) -> Result<bool>,
+) -> Result<Vec<H>> {
+    use std::collections::{HashMap, HashSet};
+    let mut kept: Vec<H> = Vec::with_capacity(hits.len());
+    let mut folded: HashSet<[String; 2]> = HashSet::new();
+    // Accent-stripped words → the kept hits that have them.
+    let mut bare: HashMap<[String; 2], Vec<usize>> = HashMap::new();
+    for h in hits {
+        let q = hit(&h);
+        if key.is_same_pair(q) {
+            continue;
+        }
+        let k = SpellingKey::new(&q.pair[0], &q.pair[1]);
+        if folded.contains(&k.folded) {
+            continue;
+        }
+        let mut twin = false;
+        for &i in bare.get(&k.bare).map(Vec::as_slice).unwrap_or(&[]) {
+            if scores_allow_one_vector(hit(&kept[i]).score, q.score) && one_vector(&kept[i], &h)? {
+                twin = true;
+                break;
+            }
+        }
+        if twin {
+            continue;
+        }
+        folded.insert(k.folded);
+        bare.entry(k.bare).or_default().push(kept.len());
+        kept.push(h);
+    }
+    Ok(kept)
+}
+
+/// The best `k` hits that are neither the query pair in another spelling nor another
+/// spelling of a better hit ([`distinct_hits`]; `one_vector` tells whether two hits have one
+/// vector), from `search(n)`, which returns the store's best `n` hits. Asks for `k` first and
+/// for more only when some were left out (rare: a pair stored in several spellings), until
+/// `k` remain or the store has no more.
 fn without_other_spellings<H>(
     k: usize,
     key: &SpellingKey,
     hit: impl Fn(&H) -> &QueryHit,
+    one_vector: impl Fn(&H, &H) -> Result<bool>,
     mut search: impl FnMut(usize) -> Result<Vec<H>>,
 ) -> Result<Vec<H>> {
     let mut want = k;
     loop {
         let hits = search(want)?;
         let got = hits.len();
-        let mut kept: Vec<H> = hits
-            .into_iter()
-            .filter(|h| !key.is_same_pair(hit(h)))
-            .collect();
+        let mut kept = distinct_hits(hits, key, &hit, &one_vector)?;
         let left_out = got - kept.len();
         // Fewer than asked: the store has no more.
         if kept.len() >= k || got < want || k + left_out <= want {
@@ -501,7 +563,9 @@ impl QueryEngine {
     }
 
     /// The stored relation vector of (a, b), if the store holds the pair, with its row for a
-    /// local index.
+    /// local index. The pair is found in another Unicode normal form too ("café" typed
+    /// decomposed finds the stored precomposed "café"): a local index looks there itself
+    /// ([`Index::lookup`]), another store is asked for the NFC and NFD spellings in turn.
     pub fn stored(&self, a: &str, b: &str) -> Result<Option<(Vec<f32>, Option<usize>)>> {
         if let Some(index) = self.index() {
             return match index.lookup(a, b)? {
@@ -509,7 +573,25 @@ impl QueryEngine {
                 None => Ok(None),
             };
         }
-        Ok(self.store.lookup(a, b)?.map(|v| (v, None)))
+        if let Some(v) = self.store.lookup(a, b)? {
+            return Ok(Some((v, None)));
+        }
+        if a.is_ascii() && b.is_ascii() {
+            return Ok(None);
+        }
+        let nfc: (String, String) = (a.nfc().collect(), b.nfc().collect());
+        let nfd: (String, String) = (a.nfd().collect(), b.nfd().collect());
+        let mut tried = vec![(a.to_string(), b.to_string())];
+        for form in [nfc, nfd] {
+            if tried.contains(&form) {
+                continue;
+            }
+            if let Some(v) = self.store.lookup(&form.0, &form.1)? {
+                return Ok(Some((v, None)));
+            }
+            tried.push(form);
+        }
+        Ok(None)
     }
 
     /// A query line read as the pair the store holds when the line can be read two ways
@@ -564,10 +646,17 @@ impl QueryEngine {
         let query_words = excluded_words(a, b, opts);
         let exclude = (source == Source::Index).then_some((a, b));
         let key = SpellingKey::new(a, b);
+        let vector_of = |h: &QueryHit| self.store.lookup(&h.pair[0], &h.pair[1]);
         without_other_spellings(
             opts.k,
             &key,
             |h| h,
+            |x, y| {
+                Ok(same_vector(
+                    vector_of(x)?.as_deref(),
+                    vector_of(y)?.as_deref(),
+                ))
+            },
             |k| {
                 let req =
                     search_request(&QueryOptions { k, ..opts.clone() }, exclude, &query_words);
@@ -597,6 +686,12 @@ impl QueryEngine {
             opts.k,
             &key,
             |(_, h)| h,
+            |(x, _), (y, _)| {
+                Ok(same_vector(
+                    Some(&index.vector(*x)?),
+                    Some(&index.vector(*y)?),
+                ))
+            },
             |k| {
                 let req = search_request(&QueryOptions { k, ..opts.clone() }, None, &query_words);
                 search_local(index, v, &req, self_row, words)
@@ -713,14 +808,97 @@ mod tests {
                 })
                 .collect())
         };
+        let never = |_: &QueryHit, _: &QueryHit| Ok(false);
         let key = SpellingKey::new("PARIS", "FRANCE");
-        let got = without_other_spellings(2, &key, |h| h, hits).unwrap();
+        let got = without_other_spellings(2, &key, |h| h, never, hits).unwrap();
         assert_eq!(got.len(), 1, "the store has one other pair");
         assert_eq!(got[0].pair[0], "rome");
+        // Another query: "Paris : France" is "paris : france" again, and rome comes up.
         let key = SpellingKey::new("oslo", "norway");
+        let got = without_other_spellings(2, &key, |h| h, never, hits).unwrap();
+        let pairs: Vec<&str> = got.iter().map(|h| h.pair[0].as_str()).collect();
+        assert_eq!(pairs, ["paris", "rome"]);
+    }
+
+    /// Found by an audit: `paris : france`, `Paris : France` and `PARIS : FRANCE` came back
+    /// at ranks 2–4 of one query (an uncased model gives them one vector), and "café : crème"
+    /// twice (NFC and NFD). Each pair comes back once, in its best-scored spelling; accent
+    /// twins only when their vectors are one vector.
+    #[test]
+    fn a_result_in_another_spelling_of_a_better_one_is_left_out() {
+        let hit = |a: &str, b: &str, score: f32| QueryHit {
+            pair: [a.into(), b.into()],
+            score,
+            label: None,
+        };
+        let hits = vec![
+            hit("london", "england", 0.9),
+            hit("paris", "france", 0.717),
+            hit("Paris", "France", 0.717),
+            hit("PARIS", "FRANCE", 0.717),
+            hit("caf\u{e9}", "cr\u{e8}me", 0.7),
+            hit("cafe\u{301}", "cre\u{300}me", 0.7),
+            hit("cafe", "creme", 0.7),
+            hit("ano", "x", 0.6),
+            hit("a\u{f1}o", "x", 0.6),
+            hit("resume", "cv", 0.5),
+            hit("r\u{e9}sum\u{e9}", "cv", 0.2),
+        ];
+        let key = SpellingKey::new("berlin", "germany");
+        // The model's vectors: "cafe" and "café" one vector (uncased), "ano" and "año" two.
+        let one = |x: &QueryHit, y: &QueryHit| {
+            let bare = |h: &QueryHit| SpellingKey::new(&h.pair[0], &h.pair[1]).bare;
+            Ok(bare(x) == bare(y) && x.pair[0] != "ano" && y.pair[0] != "ano")
+        };
+        let got = without_other_spellings(
+            10,
+            &key,
+            |h| h,
+            one,
+            |n| Ok(hits.iter().take(n).cloned().collect()),
+        )
+        .unwrap();
+        let pairs: Vec<&str> = got.iter().map(|h| h.pair[0].as_str()).collect();
         assert_eq!(
-            without_other_spellings(2, &key, |h| h, hits).unwrap().len(),
-            2
+            pairs,
+            [
+                "london",
+                "paris",
+                "caf\u{e9}",
+                "ano",
+                "a\u{f1}o",
+                "resume",
+                "r\u{e9}sum\u{e9}"
+            ]
         );
+        // Asked for 3: the left-out spellings are replaced by the next hits.
+        let got = without_other_spellings(
+            3,
+            &key,
+            |h| h,
+            one,
+            |n| Ok(hits.iter().take(n).cloned().collect()),
+        )
+        .unwrap();
+        let pairs: Vec<&str> = got.iter().map(|h| h.pair[0].as_str()).collect();
+        assert_eq!(pairs, ["london", "paris", "caf\u{e9}"]);
+        // Scores too far apart for one vector: the vectors are not read.
+        let far = without_other_spellings(
+            10,
+            &key,
+            |h| h,
+            |_, _| panic!("read the vectors of hits that score apart"),
+            |_| {
+                Ok(vec![
+                    hit("resume", "cv", 0.5),
+                    hit("r\u{e9}sum\u{e9}", "cv", 0.2),
+                ])
+            },
+        )
+        .unwrap();
+        assert_eq!(far.len(), 2);
+        assert!(same_vector(Some(&[0.6, 0.8]), Some(&[3.0, 4.0])));
+        assert!(!same_vector(Some(&[1.0, 0.0]), Some(&[0.99, 0.14])));
+        assert!(!same_vector(None, Some(&[1.0, 0.0])));
     }
 }
