@@ -1108,6 +1108,24 @@ fn ef_construction_below_m_is_refused() {
         "{err}"
     );
     assert!(!again.exists());
+    // --m alone above the source's ef_construction (3): the source's is raised to M, as an
+    // index built before this check (ef_construction below M) is rebuilt without flags.
+    relbert()
+        .args(["index", "rebuild", "--index"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&again)
+        .args(["--m", "8"])
+        .assert()
+        .success();
+    let info = relbert()
+        .args(["index", "info", "--json"])
+        .arg(&again)
+        .assert()
+        .success();
+    let info: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(info["hnsw"]["m"], 8);
+    assert_eq!(info["hnsw"]["ef_construction"], 8);
 }
 
 /// Found by an audit: a pair repeated with another label kept the first label silently

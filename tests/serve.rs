@@ -1179,6 +1179,29 @@ async fn cross_site_requests_and_other_hosts_are_refused() {
         assert_eq!(status, StatusCode::OK, "{kind:?}: {v}");
     }
 
+    // Found by a review: a page of another site can post a body with no Content-Type
+    // (`no-cors` Blob, sendBeacon) without a preflight; its Origin (or Sec-Fetch-Site) gives
+    // it away. This machine's own pages and tools that send no Origin still pass.
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("origin", "http://localhost.evil.example:8080"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let (status, _, v) = send(&app, "POST", "/v1/query", &[(name, value)], body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {value}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("another site"), "{v}");
+    }
+    for origin in [
+        "http://127.0.0.1:8080",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+    ] {
+        let headers = [("origin", origin), ("sec-fetch-site", "same-origin")];
+        let (status, _, v) = send(&app, "POST", "/v1/query", &headers, body).await;
+        assert_eq!(status, StatusCode::OK, "{origin}: {v}");
+    }
+
     // A loopback server answers only requests for this machine.
     for host in [
         "localhost",

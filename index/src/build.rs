@@ -1607,7 +1607,8 @@ mod tests {
         let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
         let pairs = [
             PairEntry::new("E\u{301}cole", "e\u{301}le\u{300}ve"),
-            PairEntry::new("dog", "animal"),
+            // Found by a review: a first spelling with its words in two forms.
+            PairEntry::new("cafe\u{301}", "cr\u{e8}me"),
         ];
         b.append_chunk(&pairs, &rows).unwrap();
         b.finish(params(), |_| {}).unwrap();
@@ -1621,6 +1622,17 @@ mod tests {
             Some(0)
         );
         assert_eq!(idx.lookup("\u{e9}cole", "\u{e9}l\u{e8}ve").unwrap(), None);
+        for (head, tail) in [
+            ("caf\u{e9}", "cr\u{e8}me"),
+            ("cafe\u{301}", "cre\u{300}me"),
+            ("caf\u{e9}", "cre\u{300}me"),
+        ] {
+            assert_eq!(
+                idx.lookup(head, tail).unwrap(),
+                Some(1),
+                "{head:?} {tail:?}"
+            );
+        }
     }
 
     /// Found by an audit: `--ef-construction 1 --m 3` built a graph with recall@10 14/50.

@@ -265,15 +265,19 @@ impl PairsLayout {
         if head.is_ascii() && tail.is_ascii() {
             return Ok(None);
         }
-        let nfc = (canonical(head), canonical(tail));
-        if (&*nfc.0, &*nfc.1) != (head, tail) {
-            if let Some(row) = self.lookup_exact(payload, &nfc.0, &nfc.1, path, check)? {
+        // Each word in either form: a build keeps the first spelling, whose two words may be
+        // in different forms (a decomposed head beside a precomposed tail).
+        let (hc, tc) = (canonical(head), canonical(tail));
+        let (hd, td): (String, String) = (head.nfd().collect(), tail.nfd().collect());
+        let mut tried: Vec<(&str, &str)> = vec![(head, tail)];
+        for form in [(&*hc, &*tc), (&*hd, &*td), (&*hc, &*td), (&*hd, &*tc)] {
+            if tried.contains(&form) {
+                continue;
+            }
+            if let Some(row) = self.lookup_exact(payload, form.0, form.1, path, check)? {
                 return Ok(Some(row));
             }
-        }
-        let nfd: (String, String) = (head.nfd().collect(), tail.nfd().collect());
-        if (&*nfd.0, &*nfd.1) != (head, tail) && (&*nfd.0, &*nfd.1) != (&*nfc.0, &*nfc.1) {
-            return self.lookup_exact(payload, &nfd.0, &nfd.1, path, check);
+            tried.push(form);
         }
         Ok(None)
     }

@@ -480,7 +480,11 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
         },
         hnsw: HnswParams {
             m: a.m.unwrap_or(hnsw.m as usize),
-            ef_construction: a.ef_construction.unwrap_or(source_ef),
+            // Not given: the source's, raised to M (an index built before ef_construction
+            // below M was refused, or a larger --m alone, would be refused otherwise).
+            ef_construction: a
+                .ef_construction
+                .unwrap_or(source_ef.max(a.m.unwrap_or(hnsw.m as usize))),
             threads: 0,
             ..HnswParams::default()
         },

@@ -147,7 +147,9 @@ fn ends_sentence(s: &str) -> bool {
 /// a title or place prefix that comes before a name (`Dr. Watson`, `St. Louis`, `Mt. Fuji`)
 /// or a single capital letter, an initial (`John F. Kennedy`). Without this, a name such as
 /// `St. Louis` was cut into two sentences, so a listed term `St. Louis` never matched and
-/// the window between its words was lost. Kept short on purpose: words that also end
+/// the window between its words was lost. A capital letter alone is taken for an initial
+/// wherever it stands (`written by J. K. Rowling`), so `plan B. Then` stays one sentence: a
+/// rule on the word before (`plan`, lower case) would split `by J.` as well. Kept short on purpose: words that also end
 /// sentences (`Jr.`, `etc.`, `No.`) are left out, since joining two sentences costs more than
 /// splitting a name.
 fn abbreviation(word: &str) -> bool {

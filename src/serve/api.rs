@@ -244,11 +244,52 @@ fn foreign_host(state: &AppState, req: &Request) -> Option<ApiError> {
     ))
 }
 
+/// A 403 for a POST that a page of another site made a browser send to a loopback server
+/// (which may have no token): its `Origin` names a host other than this machine (`null`, a
+/// sandboxed or `file:` page, included), or the browser says `Sec-Fetch-Site: cross-site`.
+/// The content-type check below does not cover it alone: a page can post a body with no
+/// `Content-Type` at all (a `Blob` or `ArrayBuffer` in `no-cors` mode, `sendBeacon`), and
+/// that needs no preflight. Scripts and tools send neither header, so they pass.
+fn foreign_origin(state: &AppState, req: &Request) -> Option<ApiError> {
+    if !state.loopback {
+        return None;
+    }
+    let headers = req.headers();
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let foreign = origin.as_deref().is_some_and(|o| {
+        let host = o
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+            .unwrap_or("");
+        !local_host(host)
+    });
+    (cross_site || foreign).then(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a page of another site ({}) may not post to this server: it listens on \
+                 loopback, for this machine's own pages and tools",
+                origin
+                    .as_deref()
+                    .unwrap_or("cross-site")
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+            ),
+        )
+    })
+}
+
 /// A 415 for a body type other than JSON. Refusing the three types a browser sends across
 /// sites without asking the server first (`text/plain`, `application/x-www-form-urlencoded`,
 /// `multipart/form-data`) is the point: another site's page cannot post here. A body with
-/// no `Content-Type` at all is read as JSON (no browser sends one without it, and scripts
-/// often leave it out).
+/// no `Content-Type` at all is read as JSON (scripts often leave it out; a page of another
+/// site that posts one is stopped by [`foreign_origin`]).
 fn unsupported_body(req: &Request) -> Option<ApiError> {
     let headers = req.headers();
     let shown = |v: &HeaderValue| {
@@ -360,7 +401,7 @@ fn refusal(state: &AppState, req: &Request, endpoint: &str) -> Option<ApiError> 
                 ),
             ));
         }
-        return unsupported_body(req);
+        return foreign_origin(state, req).or_else(|| unsupported_body(req));
     }
     None
 }

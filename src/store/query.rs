@@ -328,6 +328,18 @@ fn folds_to(term: &str, folded: &str) -> bool {
     words_equal && (want.next().is_none() || folded.is_empty())
 }
 
+/// Whether two ASCII terms have the same words ignoring case, as [`words_of`] folds them.
+fn ascii_words_equal(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.split_whitespace(), b.split_whitespace());
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(p), Some(q)) if p.eq_ignore_ascii_case(q) => {}
+            _ => return false,
+        }
+    }
+}
+
 /// Whether two stored vectors are one vector to the model, as [`SAME_VECTOR`] counts it
 /// (cosine; `None`, a vector that could not be read, is not).
 fn same_vector(u: Option<&[f32]>, w: Option<&[f32]>) -> bool {
@@ -358,6 +370,27 @@ fn distinct_hits<H>(
     one_vector: &impl Fn(&H, &H) -> Result<bool>,
 ) -> Result<Vec<H>> {
     use std::collections::{HashMap, HashSet};
+    if hits
+        .iter()
+        .all(|h| hit(h).pair[0].is_ascii() && hit(h).pair[1].is_ascii())
+    {
+        // The common case, on the server's hot path: ASCII words fold by case alone and have
+        // no accents, so an earlier hit in another spelling is one whose words match it
+        // ignoring case, compared in place (no keys built, nothing allocated per hit).
+        let mut kept: Vec<H> = Vec::with_capacity(hits.len());
+        for h in hits {
+            let q = hit(&h);
+            let twin = |k: &H| {
+                let p = hit(k);
+                ascii_words_equal(&p.pair[0], &q.pair[0])
+                    && ascii_words_equal(&p.pair[1], &q.pair[1])
+            };
+            if !key.is_same_pair(q) && !kept.iter().any(twin) {
+                kept.push(h);
+            }
+        }
+        return Ok(kept);
+    }
     let mut kept: Vec<H> = Vec::with_capacity(hits.len());
     let mut folded: HashSet<[String; 2]> = HashSet::new();
     // Accent-stripped words → the kept hits that have them.

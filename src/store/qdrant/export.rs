@@ -355,11 +355,12 @@ async fn not_held(conn: &Connection, points: Vec<PointStruct>) -> Result<(Vec<Po
     Ok((fresh, n))
 }
 
-/// The write of `points` into `collection`. With `keep_held`, insert-only (Qdrant 1.17 and
-/// later): the retrieve before it ([`not_held`]) leaves out the points held already, but
-/// another loader of another source may write one of them between that retrieve and this
-/// write, and a plain upsert would then replace its point (label included); the server
-/// checks an insert-only write when it applies it, so the first point stays.
+/// The write of `points` into `collection`. With `keep_held`, insert-only (Qdrant 1.18
+/// honours it: `qdrant_cluster::the_cluster_keeps_a_point_written_insert_only`): the
+/// retrieve before it ([`not_held`]) leaves out the points held already, but another loader
+/// of another source may write one of them between that retrieve and this write, and a plain
+/// upsert would then replace its point (label included); the server checks an insert-only
+/// write when it applies it, so the first point stays.
 fn upsert_request(
     collection: String,
     points: Vec<PointStruct>,
