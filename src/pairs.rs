@@ -114,15 +114,17 @@ pub fn label_conflicts(records: &[PairRecord]) -> Vec<LabelConflict> {
 
 /// The conflicts of adding `records` to `index` ([`label_conflicts`], plus each record whose
 /// pair the index holds, in any Unicode normal form, under another label: `index add` keeps
-/// the stored one).
+/// the stored one). `rows` is each record's row in `index` ([`relbert_index::Index::lookup`],
+/// which the caller has already asked).
 pub fn add_label_conflicts(
     index: &relbert_index::Index,
     records: &[PairRecord],
+    rows: &[Option<usize>],
 ) -> Result<Vec<LabelConflict>> {
     let mut out = Vec::new();
     let mut new = Vec::new();
-    for r in records {
-        match index.lookup(&r.head, &r.tail)? {
+    for (r, row) in records.iter().zip(rows) {
+        match *row {
             Some(row) => {
                 let kept = index.pair(row)?;
                 let at = format!("{} (row {row})", index.dir().display());
@@ -504,7 +506,11 @@ mod tests {
         let text = "cat\tpet\tcompanion\ncafe\u{301}\tcre\u{300}me\tfood\n\
                     cafe\u{301}\tcre\u{300}me\tdrink\nnew\tpair\ta\nnew\tpair\tb\n";
         let records = parse_pairs(text.as_bytes(), Path::new("add.tsv")).unwrap();
-        let got = add_label_conflicts(&index, &records).unwrap();
+        let rows: Vec<Option<usize>> = records
+            .iter()
+            .map(|r| index.lookup(&r.head, &r.tail).unwrap())
+            .collect();
+        let got = add_label_conflicts(&index, &records, &rows).unwrap();
         let seen: Vec<(&str, String, &str)> = got
             .iter()
             .map(|c| {

@@ -500,21 +500,17 @@ impl AppState {
             "unfinished": now.unfinished,
         });
         if let Some(r) = &now.record {
-            doc["encoder"] = encoder_json(&r.encoder);
+            doc["encoder"] = crate::indexing::encoder_json(&r.encoder);
             doc["dim"] = serde_json::json!(r.dim);
             doc["source"] = serde_json::json!(r.source);
             doc["layout"] = serde_json::json!(r.layout);
         }
         if let Some(why) = followed.stale(&now) {
             doc["stale"] = serde_json::json!(why);
-            doc["served_encoder"] = encoder_json(&followed.served.encoder);
+            doc["served_encoder"] = crate::indexing::encoder_json(&followed.served.encoder);
         }
         Some(doc)
     }
-}
-
-fn encoder_json(e: &relbert_index::EncoderInfo) -> serde_json::Value {
-    crate::indexing::encoder_json(e)
 }
 
 /// What `/v1/info` says about a Qdrant collection: the fields of `index info --json` that
@@ -533,7 +529,7 @@ fn collection_info(
         "qdrant": urls,
         "collection": store.connection().collection(),
         "count": count, "dim": r.dim, "metric": "cosine", "precision": store.precision(),
-        "encoder": encoder_json(&r.encoder),
+        "encoder": crate::indexing::encoder_json(&r.encoder),
         "source": r.source,
         "layout": r.layout,
         "open_ms": open_ms,

@@ -424,11 +424,16 @@ pub(crate) fn encode_into(
 /// many repeated an earlier record.
 pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
     use relbert_index::pairs::canonical;
-    crate::pairs::warn_label_conflicts(&crate::pairs::add_label_conflicts(index, &records)?);
+    // Each record is looked up once, for the label conflicts and the split below.
+    let rows = records
+        .iter()
+        .map(|r| index.lookup(&r.head, &r.tail))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    crate::pairs::warn_label_conflicts(&crate::pairs::add_label_conflicts(index, &records, &rows)?);
     let mut seen = std::collections::HashSet::new();
     let mut out = NewPairs::default();
-    for r in records {
-        if index.lookup(&r.head, &r.tail)?.is_some() {
+    for (r, row) in records.into_iter().zip(rows) {
+        if row.is_some() {
             out.in_index += 1;
         } else if !seen.insert((
             canonical(&r.head).into_owned(),
