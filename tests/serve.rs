@@ -951,6 +951,44 @@ async fn limits_and_unread_bodies_are_answered_at_once_and_plainly() {
     }
 }
 
+/// Left from an earlier session: a client that sent its headers and then trickled (or
+/// stopped sending) its body was answered 504 Gateway Timeout at the time limit, as if the
+/// server had been slow; it is the client's delay, 408 Request Timeout, and the connection is
+/// closed since the rest of the body was never read.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    use futures_util::StreamExt as _;
+    let mut opts = options(None);
+    opts.limits.request_timeout_ms = 300;
+    let (app, _) = app_with(opts);
+    let first = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"pair\": [\"paris\""))
+    });
+    let stalled = first.chain(futures_util::stream::pending());
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/query")
+        .header("content-type", "application/json")
+        .header("content-length", "40")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let answer = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(answer
+        .headers()
+        .get("connection")
+        .is_some_and(|v| v == "close"));
+    let body: Value =
+        serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("did not arrive"),
+        "{body}"
+    );
+    // A whole body is still answered as before.
+    let (status, _) = post(&app, "/v1/query", json!({"pair": ["paris", "france"]})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// A client that sends requests and never reads the answers held its connection for as long
 /// as it lived, and SIGTERM then never finished. Writes now wait at most the request time
 /// limit, and the shutdown is bounded by it too.

@@ -5,6 +5,7 @@
 //! declared ones (503 while loading or when the encoder queue is full, 504 past the time
 //! limit, 500 for a damaged index).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,49 @@ fn has_body(req: &Request) -> bool {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|n| n > 0)
+}
+
+/// A request body that notes when it has been read to its end, so that a request timing out
+/// can be told apart: still waiting for the client's body (408) or for the server (504).
+struct BodyEnd {
+    inner: axum::body::Body,
+    ended: Arc<AtomicBool>,
+}
+
+impl BodyEnd {
+    fn new(inner: axum::body::Body, ended: Arc<AtomicBool>) -> Self {
+        BodyEnd { inner, ended }
+    }
+}
+
+impl http_body::Body for BodyEnd {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        // An error also ends the wait for the client: it is answered from the error.
+        let done = match &polled {
+            std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            std::task::Poll::Pending => false,
+        };
+        if done {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Counts an answer in the metrics and writes its access-log line.
@@ -420,12 +464,27 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let refused = refusal(&state, &req, &endpoint);
     let body_unread = refused.is_some();
     let announced_body = has_body(&req);
+    let mut body_late = false;
     let response = if let Some(e) = refused {
         e.into_response()
     } else {
         let limit = timeout_of(&state.limits);
+        let ended = Arc::new(AtomicBool::new(!announced_body));
+        let req = req.map(|b| axum::body::Body::new(BodyEnd::new(b, ended.clone())));
         match tokio::time::timeout(limit, next.run(req)).await {
             Ok(r) => r,
+            // The client had not sent its whole body: its fault, not the server's (408).
+            Err(_) if !ended.load(Ordering::Relaxed) => {
+                body_late = true;
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        state.limits.request_timeout_ms
+                    ),
+                )
+                .into_response()
+            }
             Err(_) => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
@@ -452,7 +511,7 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     } else {
         response
     };
-    if announced_body && (body_unread || not_allowed) {
+    if announced_body && (body_unread || not_allowed || body_late) {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -529,6 +529,18 @@ impl Loader {
         // A collection of this source alone is overwritten as before (a rerun resumes it).
         if key != PROGRESS_KEY || others.iter().any(|s| *s != record.source) {
             sender.keep_held();
+            let c = conn.clone();
+            let version = conn.block_on(async move { c.server_version().await })??;
+            if super::honours_insert_only(&version) != Some(true) {
+                tracing::warn!(
+                    "{}: the Qdrant server reports version {version:?}; before 1.18 it does not \
+                     keep a point written insert-only, so while another relbert loads another \
+                     source into the collection at the same time, a pair both hold may end \
+                     with that source's label (pairs held before this load started are left \
+                     out and kept)",
+                    conn.target()
+                );
+            }
         }
         Ok(Loader {
             sender,

@@ -106,6 +106,22 @@ pub struct AddedSource {
 /// Point ids per request when [`Connection::count_ids`] counts a source's points.
 pub(crate) const IDS_PER_COUNT: usize = 4096;
 
+/// Whether a server reporting `version` applies an insert-only write as one
+/// (`UpdateMode`, added in Qdrant 1.18): an older server takes the field for an upsert and
+/// replaces a point another loader wrote. `None` when the version cannot be read.
+pub fn honours_insert_only(version: &str) -> Option<bool> {
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some((major, minor) >= (1, 18))
+}
+
 /// Version of the collection layout described in this module.
 pub const LAYOUT_VERSION: u32 = 1;
 
@@ -924,6 +940,18 @@ impl Connection {
         self.metadata(key).await
     }
 
+    /// The server's version as it reports it (`health_check`), e.g. `1.18.3`.
+    pub async fn server_version(&self) -> Result<String> {
+        let reply = self
+            .call(
+                "asking the server's version",
+                Hedge::Read,
+                |q, _| async move { q.health_check().await },
+            )
+            .await?;
+        Ok(reply.version)
+    }
+
     /// The sources added to the collection after the one it was made from, in no particular
     /// order (see [`ADDED_SOURCE_PREFIX`]).
     pub async fn added_sources(&self) -> Result<Vec<String>> {
@@ -1261,6 +1289,19 @@ impl RelationStore for QdrantStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_only_is_honoured_from_qdrant_1_18() {
+        assert_eq!(honours_insert_only("1.18.3"), Some(true));
+        assert_eq!(honours_insert_only("v1.18.0"), Some(true));
+        assert_eq!(honours_insert_only("2.0.0"), Some(true));
+        assert_eq!(honours_insert_only("1.19.0-rc1"), Some(true));
+        assert_eq!(honours_insert_only("1.17.1"), Some(false));
+        assert_eq!(honours_insert_only("1.9.0"), Some(false));
+        assert_eq!(honours_insert_only("0.11.7"), Some(false));
+        assert_eq!(honours_insert_only(""), None);
+        assert_eq!(honours_insert_only("dev"), None);
+    }
 
     #[test]
     fn only_cosine_vectors_of_the_recorded_width_are_relbert_s() {
