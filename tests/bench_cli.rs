@@ -262,9 +262,22 @@ fn bad_files_name_file_and_line() {
         "{err}"
     );
 
+    // A dataset or split that is not there names the flag and lists what is (it said only
+    // "No such file or directory" for the split file).
     let a = analogy(dir.path(), &["--dataset", "missing"]).failure();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
-    assert!(err.contains("missing/test.jsonl"), "{err}");
+    assert!(
+        err.contains("--dataset \"missing\"") && err.contains("the datasets there: broken, range"),
+        "{err}"
+    );
+    let a = analogy(dir.path(), &["--dataset", "broken", "--split", "bogus"]).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("--split \"bogus\"")
+            && err.contains("broken/bogus.jsonl")
+            && err.contains("its splits: test"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -938,6 +938,59 @@ fn copy_model(from: &Path, to: &Path) {
     }
 }
 
+/// Left from an earlier session: `train` without `--aggregation` trained a base that records
+/// its pooling (a RelBERT checkpoint's relbert_config) with the reference's instead, and said
+/// nothing; the template was already the base's. Now the base's is kept, and a flag that
+/// differs from it is taken with a warning.
+#[test]
+fn train_keeps_the_base_models_aggregation_unless_told() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = d.path().join("base");
+    copy_model(&fixture("tiny-bert"), &base);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.join("config.json")).unwrap()).unwrap();
+    cfg["relbert_config"] = serde_json::json!({"aggregation_mode": "mask"});
+    std::fs::write(base.join("config.json"), cfg.to_string()).unwrap();
+    let recorded = |dir: &Path| {
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        c["relbert_config"]["aggregation_mode"].clone()
+    };
+    let kept = d.path().join("kept");
+    let out = train_cmd(d.path(), &base, &kept, &["--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(recorded(&kept), "mask");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("replaces the base"));
+    let told = d.path().join("told");
+    let out = train_cmd(
+        d.path(),
+        &base,
+        &told,
+        &["--epochs", "1", "--aggregation", "average"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(recorded(&told), "average");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--aggregation average replaces the base model's mask"),
+        "{err}"
+    );
+}
+
 #[test]
 fn average_refuses_models_with_another_tokenizer() {
     let d = tempfile::tempdir().unwrap();

@@ -200,6 +200,27 @@ fn select(
     if names.is_empty() {
         bail!("invalid value for --dataset: no dataset named");
     }
+    for name in &names {
+        if !data.join(name).is_dir() {
+            let mut there: Vec<String> = std::fs::read_dir(data)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect();
+            there.sort();
+            bail!(
+                "--dataset {name:?}: no folder {} ({})",
+                data.join(name).display(),
+                if there.is_empty() {
+                    format!("{} holds no dataset folders", data.display())
+                } else {
+                    format!("the datasets there: {}", there.join(", "))
+                }
+            );
+        }
+    }
     Ok(names
         .into_iter()
         .map(|n| (n.to_string(), path_of(n)))
@@ -213,7 +234,17 @@ fn splits_under(data: &Path) -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| std::fs::read_dir(e.path()).ok())
+        .flat_map(|e| splits_under_one(&e.path()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The split names (`<split>.jsonl` file stems) in one dataset folder, sorted.
+fn splits_under_one(dataset: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dataset)
+        .into_iter()
         .flatten()
         .flatten()
         .filter_map(|f| {
@@ -421,6 +452,19 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     )?;
     let mut loaded: Vec<(String, Vec<AnalogyQuestion>)> = Vec::new();
     for (name, path) in &sets {
+        if !path.exists() {
+            let splits = splits_under_one(&a.data.join(name));
+            bail!(
+                "--split {:?}: dataset {name} has no {} ({})",
+                a.split,
+                path.display(),
+                if splits.is_empty() {
+                    "it holds no <split>.jsonl files".to_string()
+                } else {
+                    format!("its splits: {}", splits.join(", "))
+                }
+            );
+        }
         let qs = load_analogy_file(path)
             .with_context(|| format!("reading dataset {name} ({})", path.display()))?;
         loaded.push((name.clone(), qs));

@@ -64,9 +64,10 @@ pub struct TrainArgs {
     /// Prompt template with <subj>, <obj> and <mask> (default: the reference's).
     #[arg(long)]
     template: Option<String>,
-    /// Aggregation: average_no_mask, mask or average.
-    #[arg(long, default_value = "average_no_mask")]
-    aggregation: Aggregation,
+    /// Aggregation: average_no_mask, mask or average (default: the base model's, from its
+    /// relbert_config, else average_no_mask).
+    #[arg(long)]
+    aggregation: Option<Aggregation>,
     /// RNG seed (relation order, negative sampling).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -97,6 +98,33 @@ pub struct TrainArgs {
     /// in --checkpoint-dir (only model directories relbert wrote, never --base).
     #[arg(long)]
     force: bool,
+}
+
+/// The pooling to train with: `--aggregation`, else the base model's (a RelBERT checkpoint
+/// records one, and fine-tuning it further keeps it, as it keeps its template), else the
+/// reference's. A flag that differs from the base's is taken, with a warning: the base was
+/// trained for its own pooling. A base whose config cannot be read is reported by the
+/// trainer, which reads it next.
+fn resolve_aggregation(flag: Option<Aggregation>, base: &std::path::Path) -> Aggregation {
+    let recorded = relbert::config::ModelConfig::from_file(&base.join("config.json"))
+        .ok()
+        .and_then(|c| c.relbert.aggregation_mode)
+        .and_then(|name| name.parse::<Aggregation>().ok());
+    match (flag, recorded) {
+        (Some(f), Some(r)) if f != r => {
+            tracing::warn!(
+                "--aggregation {} replaces the base model's {} (its config.json \
+                 relbert_config); the trained model records {}",
+                f.name(),
+                r.name(),
+                f.name()
+            );
+            f
+        }
+        (Some(f), _) => f,
+        (None, Some(r)) => r,
+        (None, None) => Aggregation::default(),
+    }
 }
 
 /// The signal that asked the run to stop (0: none yet). Set from the signal handler, so an
@@ -195,7 +223,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         temperature: a.temperature,
         margin: a.margin,
         template: a.template.clone(),
-        aggregation: a.aggregation,
+        aggregation: resolve_aggregation(a.aggregation, &a.base),
         seed: a.seed,
         augment_negative_by_positive: !a.no_augment_negative_by_positive,
         freeze_embeddings: a.freeze_embeddings,
