@@ -9,22 +9,32 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// A file being written under a temporary name beside it, `.<name>.tmp`;
-/// [`AtomicFile::commit`] fsyncs it and renames it into place.
+/// A file being written under a temporary name beside it, `.<name>.relbert.tmp`;
+/// [`AtomicFile::commit`] fsyncs it and renames it into place, and one dropped without a
+/// commit (an error, [`AtomicFile::discard`]) is removed.
 ///
-/// The temporary name is fixed, not random: a run killed before its rename leaves
-/// `.<name>.tmp`, and the next run to the same output (callers hold the output's writer lock,
-/// [`relbert_index::OutputLock`]) truncates and reuses it, so kills do not pile up files.
+/// The temporary name says whose it is: `.<name>.tmp`, which it was before, is a name other
+/// programs and people use too, and a user's draft there was overwritten and then removed.
+/// The temporary file is always created new, never written over. The name is fixed, not
+/// random: a run killed before its rename (SIGKILL runs no cleanup) leaves
+/// `.<name>.relbert.tmp`, and the next run to the same output removes it first (callers hold
+/// the output's writer lock, [`relbert_index::OutputLock`], so no live run is writing it),
+/// so kills do not pile up files.
 pub struct AtomicFile {
     target: PathBuf,
     tmp: PathBuf,
     writer: BufWriter<std::fs::File>,
+    /// Renamed into place: nothing to remove on drop.
+    committed: bool,
 }
 
-/// The temporary path of `target`: `.<name>.tmp` beside it.
+/// The temporary path of `target`: `.<name>.relbert.tmp` beside it.
 pub fn temp_path(target: &Path) -> PathBuf {
-    sibling_named(target, "tmp")
+    sibling_named(target, TEMP_TAG)
 }
+
+/// The ending of [`temp_path`]'s names (after `.<name>.`).
+const TEMP_TAG: &str = "relbert.tmp";
 
 impl AtomicFile {
     /// Starts writing `target` (refused if it exists and `force` is off; callers check with
@@ -36,28 +46,40 @@ impl AtomicFile {
             });
         }
         let tmp = temp_path(target);
+        let not_ours = |why: &str| Error::NotOurs {
+            path: tmp.clone(),
+            what: "a temporary file",
+            why: why.into(),
+        };
+        // A regular file of this name is what a killed run left (the caller holds the lock);
+        // a link or a directory is not relbert's, and stays as it is.
+        match std::fs::symlink_metadata(&tmp) {
+            Ok(md) if md.is_file() => {
+                std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            }
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(not_ours("it is a symbolic link"));
+            }
+            Ok(_) => return Err(not_ours("it is not a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&tmp, e)),
+        }
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        // The renamed output gets the permissions of any file the user creates; and the
-        // temporary name is never followed through a symbolic link, which would truncate
-        // the file it points to.
+        // Created new (O_EXCL, which also never follows a symbolic link): nothing that is
+        // there is written over, even one that appeared since the check above.
+        opts.write(true).create_new(true);
+        // The renamed output gets the permissions of any file the user creates.
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o644).custom_flags(libc::O_NOFOLLOW);
+            opts.mode(0o644);
         }
-        let f = opts.open(&tmp).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => Error::NotOurs {
-                path: tmp.clone(),
-                what: "a temporary file",
-                why: "it is a symbolic link".into(),
-            },
-            _ => Error::io(&tmp, e),
-        })?;
+        let f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             tmp,
             writer: BufWriter::with_capacity(1 << 20, f),
+            committed: false,
         })
     }
 
@@ -79,25 +101,22 @@ impl AtomicFile {
     /// Flushes, fsyncs and renames the file into place; on failure the temporary file is
     /// removed (it would hold the disk space a retry needs).
     pub fn commit(mut self) -> Result<()> {
-        if let Err(e) = self.sync() {
-            self.discard();
-            return Err(e);
-        }
-        let AtomicFile {
-            target,
-            tmp,
-            writer,
-        } = self;
-        drop(writer);
-        std::fs::rename(&tmp, &target).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(&target, e)
-        })
+        self.sync()?;
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        self.committed = true;
+        Ok(())
     }
 
-    /// Removes the temporary file (a run that failed cleanly leaves nothing).
-    pub fn discard(self) {
-        let _ = std::fs::remove_file(&self.tmp);
+    /// Removes the temporary file (a run that failed cleanly leaves nothing); dropping the
+    /// file does the same.
+    pub fn discard(self) {}
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -613,7 +632,7 @@ mod tests {
         let err = AtomicFile::create(&target, false).err().unwrap();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
-        // A temporary file a killed run left is reused.
+        // A temporary file a killed run left is replaced.
         std::fs::remove_file(temp_path(&target)).unwrap();
         std::fs::write(temp_path(&target), "half an output").unwrap();
         let mut f = AtomicFile::create(&target, false).unwrap();
@@ -621,6 +640,37 @@ mod tests {
         f.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "done");
         assert!(!temp_path(&target).exists());
+        // A directory of that name is not relbert's.
+        std::fs::create_dir(temp_path(&target)).unwrap();
+        let err = AtomicFile::create(&target, true).err().unwrap();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(temp_path(&target).is_dir());
+    }
+
+    #[test]
+    fn a_user_s_file_under_the_old_temporary_name_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("vectors.npy");
+        // `.<name>.tmp` was the temporary name, truncated, written and removed by a run.
+        let draft = dir.path().join(".vectors.npy.tmp");
+        std::fs::write(&draft, "draft\n").unwrap();
+        assert_ne!(temp_path(&target), draft);
+        let mut f = AtomicFile::create(&target, false).unwrap();
+        f.writer().write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&draft).unwrap(), "draft\n");
+        // A file that fails (dropped or discarded) leaves no temporary file either.
+        let f = AtomicFile::create(&target, true).unwrap();
+        assert!(temp_path(&target).is_file());
+        drop(f);
+        assert!(!temp_path(&target).exists());
+        assert_eq!(std::fs::read_to_string(&draft).unwrap(), "draft\n");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

@@ -222,10 +222,14 @@ fn snapshot(base: &Path, p: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
 
 /// What a killed writer of `out` may leave beside it for the next run to take over or clean
 /// up: the partial build directory and a writer lock file.
-fn debris(out: &str) -> [String; 3] {
+fn debris(out: &str) -> [String; 4] {
     [
         format!("{out}.partial"),
         format!(".{out}.lock"),
+        // A file output's temporary file.
+        format!(".{out}.relbert.tmp"),
+        // A model directory's (`write_dir_atomically`: cleared by the next run only if it
+        // holds nothing but model files).
         format!(".{out}.tmp"),
     ]
 }

@@ -6,6 +6,8 @@
 //! venv and sets it), else `python3` if it imports gensim; skipped with a message otherwise.
 
 mod common;
+#[path = "common/synthetic.rs"]
+mod synthetic;
 
 use std::path::{Path, PathBuf};
 
@@ -224,4 +226,164 @@ print(json.dumps(out))
             }
         }
     }
+}
+
+/// Hidden names in `dir` (temporary and lock files start with a dot).
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_export_removes_its_temporary_and_lock_files() {
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    // Big enough that writing it takes a while after its temporary file appears (which is
+    // after the interrupt handler is in place, so the signal always finds the handler).
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 20_000, 768, 5);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // (signal, format, output, the temporary file made last before the rows are written)
+    let cases = [
+        (libc::SIGINT, "word2vec-text", "s.txt", ".s.txt.relbert.tmp"),
+        (libc::SIGTERM, "word2vec", "s.bin", ".s.bin.relbert.tmp"),
+        (libc::SIGINT, "npy", "s.npy", ".s.pairs.tsv.relbert.tmp"),
+    ];
+    for (signal, format, out, tmp) in cases {
+        let out = out_dir.join(out);
+        // A signal that comes only once the files are being renamed lets the run finish:
+        // then it is tried again (the rows take far longer to write than that last step).
+        let mut interrupted = false;
+        for _ in 0..5 {
+            let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+                .args(["index", "export", "--index"])
+                .arg(&index)
+                .args(["--format", format, "--out"])
+                .arg(&out)
+                .env("RELBERT_LOG", "warn")
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let tmp = out_dir.join(tmp);
+            while !tmp.exists() {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            // SAFETY: kill(2) with the child's own pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let o = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                hidden(&out_dir).is_empty(),
+                "{format}: left behind: {:?}; {err}",
+                hidden(&out_dir)
+            );
+            match o.status.code() {
+                Some(130) => {
+                    assert!(
+                        err.contains("interrupted: nothing was written"),
+                        "{format}: {err}"
+                    );
+                    assert!(!out.exists(), "{format}");
+                    interrupted = true;
+                    break;
+                }
+                Some(0) => {
+                    assert!(out.exists(), "{format}: {err}");
+                    std::fs::remove_file(&out).unwrap();
+                    let _ = std::fs::remove_file(out_dir.join("s.pairs.tsv"));
+                }
+                other => panic!("{format}: exit {other:?}: {err}"),
+            }
+        }
+        assert!(interrupted, "{format}: never interrupted while writing");
+    }
+}
+
+#[test]
+fn a_user_s_file_under_a_temporary_name_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 50, 16, 3);
+    // `.<out>.tmp` was the temporary name: written over, then removed.
+    let names = [".v.npy.tmp", ".v.pairs.tsv.tmp", ".w.txt.tmp"];
+    for n in names {
+        std::fs::write(dir.path().join(n), "draft\n").unwrap();
+    }
+    export(&index, "npy", &dir.path().join("v.npy"), &[]).success();
+    export(&index, "word2vec-text", &dir.path().join("w.txt"), &[]).success();
+    for n in names {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(n)).unwrap(),
+            "draft\n",
+            "{n}"
+        );
+    }
+    let mut left = hidden(dir.path());
+    left.sort();
+    assert_eq!(left, [".v.npy.tmp", ".v.pairs.tsv.tmp", ".w.txt.tmp"]);
+    // What a killed run leaves under relbert's own temporary name is replaced.
+    std::fs::write(dir.path().join(".x.txt.relbert.tmp"), "half an output").unwrap();
+    export(&index, "word2vec-text", &dir.path().join("x.txt"), &[]).success();
+    assert!(!dir.path().join(".x.txt.relbert.tmp").exists());
+    assert!(std::fs::read_to_string(dir.path().join("x.txt"))
+        .unwrap()
+        .starts_with("50 16\n"));
+}
+
+#[test]
+fn collection_flags_are_refused_beside_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 20, 16, 3);
+    let out = dir.path().join("v.npy");
+    for (flag, value) in [
+        ("--f16", None),
+        ("--f32", None),
+        ("--batch", Some("8")),
+        ("--parallel", Some("2")),
+    ] {
+        let mut extra = vec![flag];
+        extra.extend(value);
+        for format in ["npy", "word2vec"] {
+            export(&index, format, &out, &extra)
+                .failure()
+                .stderr(predicates::str::contains(format!("'{flag}")));
+            assert!(!out.exists(), "{flag} {format}");
+        }
+    }
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+}
+
+#[test]
+fn the_duplicate_key_warning_shows_how_the_words_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    // A non-breaking space joins words as a space does: both pairs get one key.
+    std::fs::write(
+        &pairs,
+        "ice cream\tsweet\nice\u{a0}cream\tsweet\ndog\tpuppy\n",
+    )
+    .unwrap();
+    let index = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    let out = dir.path().join("v.txt");
+    let o = export(&index, "word2vec-text", &out, &[]).success();
+    let err = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        err.contains(r#"("ice\u{a0}cream", "sweet") as ("ice cream", "sweet"): ice_cream__sweet"#),
+        "{err}"
+    );
 }

@@ -45,13 +45,14 @@ pub struct EmbedArgs {
 /// What an interrupt removes: the temporary files the outputs are written to and the
 /// outputs' lock files, until the outputs start being renamed into place.
 #[derive(Default)]
-struct Interrupt {
+pub(super) struct Interrupt {
     files: Vec<PathBuf>,
-    committing: bool,
+    /// The outputs are being renamed into place: a signal lets that finish.
+    pub(super) committing: bool,
 }
 
 /// The temporary and lock files of output `out` in `format` (an array's pair list too).
-fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
+pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
     let mut targets = vec![out.to_path_buf()];
     if format == Format::Npy {
         targets.push(pairs_sidecar(out));
@@ -67,10 +68,10 @@ fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
 }
 
 /// Makes SIGINT, SIGTERM and SIGHUP remove `files` and exit with status 130, as `pairs
-/// mine` does: without it a stopped run left its partial `.<out>.tmp` (and lock file) until
+/// mine` does: without it a stopped run left its partial temporary file (and lock file) until
 /// the next run to the same output cleared them. The caller holds the outputs' locks, so the
 /// files are its own; once it sets `committing`, a signal lets the renames finish.
-fn on_interrupt_remove(files: Vec<PathBuf>) -> Arc<Mutex<Interrupt>> {
+pub(super) fn on_interrupt_remove(files: Vec<PathBuf>) -> Arc<Mutex<Interrupt>> {
     let state = Arc::new(Mutex::new(Interrupt {
         files,
         committing: false,

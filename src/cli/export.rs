@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, OutputKind};
+use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, Format, OutputKind};
 use relbert::store::files::{export_file, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
@@ -24,18 +24,20 @@ pub struct ExportArgs {
     collection: Option<String>,
     #[command(flatten)]
     target: CollectionArgs,
+    // The collection's flags below are refused beside --out, where they would be ignored
+    // (see [`CollectionArgs`]: `requires` alone is waived next to --format).
     /// Points per upsert request.
-    #[arg(long, default_value_t = ExportOptions::default().batch)]
+    #[arg(long, default_value_t = ExportOptions::default().batch, requires = "collection", conflicts_with = "out")]
     batch: usize,
     /// Upsert requests in flight at once.
-    #[arg(long, default_value_t = ExportOptions::default().parallel)]
+    #[arg(long, default_value_t = ExportOptions::default().parallel, requires = "collection", conflicts_with = "out")]
     parallel: usize,
     /// Store a new collection's vectors as float16 (half the disk of every replica; default:
     /// the index's own precision, so an --f16 index makes a float16 collection).
-    #[arg(long, requires = "collection", conflicts_with = "f32")]
+    #[arg(long, requires = "collection", conflicts_with_all = ["f32", "out"])]
     f16: bool,
     /// Store a new collection's vectors as float32 even from a float16 index.
-    #[arg(long, requires = "collection")]
+    #[arg(long, requires = "collection", conflicts_with = "out")]
     f32: bool,
     /// File format (instead of a collection).
     #[arg(long, value_enum, requires = "out")]
@@ -202,6 +204,23 @@ pub fn run(a: ExportArgs) -> Result<()> {
         }
         _ => (relbert_index::OutputLock::acquire(out)?, None),
     };
+    // From here the output's temporary and lock files are this run's (before, they could be
+    // another run's): an interrupt removes them, until they are being renamed into place.
+    // An .npy output has a pair list beside it, as `embed --format npy` writes; the word2vec
+    // formats are one file, as JSON lines are.
+    let interrupt = super::embed::on_interrupt_remove(super::embed::own_files(
+        out,
+        match format {
+            FileFormat::Npy => Format::Npy,
+            FileFormat::Word2vec | FileFormat::Word2vecText => Format::Jsonl,
+        },
+    ));
+    let committing = || {
+        interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .committing = true
+    };
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,
@@ -211,16 +230,25 @@ pub fn run(a: ExportArgs) -> Result<()> {
         check_replaceable(&pairs_sidecar(out), a.force, OutputKind::Sidecar)?;
     }
     let pb = Progress::pairs(n, "writing");
-    let report = export_file(&index, format, out, a.force, &|d| pb.set_position(d))
-        .with_context(|| format!("exporting {} to {}", a.index.display(), out.display()))?;
+    let report = export_file(
+        &index,
+        format,
+        out,
+        a.force,
+        &|d| pb.set_position(d),
+        &committing,
+    )
+    .with_context(|| format!("exporting {} to {}", a.index.display(), out.display()))?;
     pb.finish();
     if report.duplicate_keys > 0 {
         let named: Vec<String> = report
             .dropped
             .iter()
             .map(|(pair, first, key)| {
+                // Quoted and escaped: the words differ, often by a character that does not
+                // show (a non-breaking space, a tab).
                 format!(
-                    "({}, {}) as ({}, {}): {key}",
+                    "({:?}, {:?}) as ({:?}, {:?}): {key}",
                     pair[0], pair[1], first[0], first[1]
                 )
             })

@@ -54,13 +54,17 @@ pub fn pair_key(head: &str, tail: &str) -> String {
 }
 
 /// Writes `index` to `out` in `format` (atomically; callers hold the output's lock and have
-/// checked that `out` may be replaced). `on_rows` is told how many rows are done.
+/// checked that `out` may be replaced). `on_rows` is told how many rows are done, and
+/// `committing` is called once every row is written, just before the files are synced and
+/// renamed into place (an interrupt handler must then let the run finish: an `.npy` array and
+/// its pair list are renamed one after the other).
 pub fn export_file(
     index: &Index,
     format: FileFormat,
     out: &Path,
     force: bool,
     on_rows: &dyn Fn(u64),
+    committing: &dyn Fn(),
 ) -> Result<FileReport> {
     let n = index.count();
     let dim = index.dim();
@@ -78,6 +82,7 @@ pub fn export_file(
                 on_rows(row as u64);
             }
         }
+        committing();
         sink.commit()?;
         on_rows(n as u64);
         return Ok(FileReport {
@@ -144,6 +149,7 @@ pub fn export_file(
         file.discard();
         return Err(e);
     }
+    committing();
     file.commit()?;
     // Every row was handled (written or named as left out).
     on_rows(n as u64);
