@@ -144,6 +144,26 @@ pub enum Error {
         /// What went wrong, with the server's own message.
         message: String,
     },
+    /// A vector database (Qdrant) collection relbert will not use as asked: it holds another
+    /// model's vectors, another source's points (without `--add`), vectors of another
+    /// distance or width, or was not written by relbert. Unlike [`Error::Remote`], running
+    /// the same command again gives the same answer, so no retry or rerun is suggested.
+    #[error("qdrant {target}: {message}")]
+    Refused {
+        /// The server URL(s) and collection.
+        target: String,
+        /// Why, and what to change.
+        message: String,
+    },
+    /// The vector database (Qdrant) has no such collection: never made, or deleted (under a
+    /// running `relbert serve`, which answers 503 until it is back).
+    #[error("qdrant {target}: {message}")]
+    NoCollection {
+        /// The server URL(s) and collection.
+        target: String,
+        /// What was being done, and what to do.
+        message: String,
+    },
     /// A broken invariant of this crate (a bug), reported instead of a panic.
     #[error("internal error (please report it): {0}")]
     Internal(String),

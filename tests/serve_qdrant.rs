@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,25 +122,36 @@ fn assert_close(q: &Value, l: &Value, at: &str) {
     }
 }
 
+/// An index of the test pairs built with the tiny fixture model in `dir`.
+fn tiny_index(dir: &Path) -> PathBuf {
+    let index = dir.join("idx");
+    run(relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir))
+        .arg("--out")
+        .arg(&index));
+    index
+}
+
+/// A collection name no other test run uses.
+fn unique_collection(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("relbert_test_{what}_{}_{nanos}", std::process::id())
+}
+
 #[test]
 fn serving_a_collection_answers_as_serving_the_index() {
     let Some(urls) = cluster_urls() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let index = tmp.path().join("idx");
-    run(relbert()
-        .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(pair_file(tmp.path()))
-        .arg("--out")
-        .arg(&index));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let collection = format!("relbert_test_serve_{}_{nanos}", std::process::id());
+    let index = tiny_index(tmp.path());
+    let collection = unique_collection("serve");
     run(relbert()
         .args(["index", "export", "--index"])
         .arg(&index)
@@ -288,4 +299,94 @@ fn binary_serves_the_collection(urls: &[String], collection: &str, index: &Path)
     let _ = child.wait();
     assert!(ready, "never became ready");
     assert!(info.contains("\"backend\":\"qdrant\""), "{info}");
+}
+
+/// Found by an audit: with its collection deleted in Qdrant, `serve --collection` answered
+/// queries 500 with the client's raw gRPC text (`Not found: Collection … doesn't exist!
+/// MetadataMap { headers: … }`) while `/v1/health` said ready and `/v1/info` showed the old
+/// count. Queries are now 503 saying the collection is gone, health is not ready while it
+/// is, and both come back when the collection is exported again.
+#[test]
+fn a_deleted_collection_is_answered_503_until_it_is_back() {
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let collection = unique_collection("deleted");
+    let export = || {
+        run(relbert()
+            .args(["index", "export", "--index"])
+            .arg(&index)
+            .args(["--qdrant", &urls.join(","), "--collection", &collection]))
+    };
+    export();
+    let state: Arc<AppState> = AppState::new(&options(Backend::Qdrant {
+        urls: urls.clone(),
+        collection: collection.clone(),
+    }));
+    state.load().unwrap();
+    let app = router(state.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A stored pair (looked up in the collection) and an encoded one (searched).
+    let queries = [
+        json!({"pair": ["paris", "france"]}),
+        json!({"pair": ["lion", "cub"]}),
+    ];
+    let ask_all = |app: &Router| {
+        rt.block_on(async {
+            let mut answers = Vec::new();
+            for q in &queries {
+                answers.push(call(app, "POST", "/v1/query", Some(q.clone())).await);
+            }
+            answers.push(call(app, "GET", "/v1/health", None).await);
+            answers.push(call(app, "GET", "/v1/info", None).await);
+            answers
+        })
+    };
+    let answers = ask_all(&app);
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(answers[3].1["exists"], true, "{}", answers[3].1);
+
+    common::drop_collection(&urls, &collection);
+    // Before the server has looked again: the query itself finds the collection gone.
+    for (status, body) in &ask_all(&app)[..2] {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let why = body["error"].as_str().unwrap_or_default();
+        assert!(why.contains("does not exist"), "{why}");
+        assert!(!why.contains("MetadataMap"), "{why}");
+    }
+    // Once it has: health and info say so too.
+    assert!(state.follow_collection().unwrap());
+    let answers = ask_all(&app);
+    for (status, body) in &answers[..3] {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let why = body["error"].as_str().unwrap_or_default();
+        assert!(why.contains("no longer exists"), "{why}");
+        assert!(!why.contains("MetadataMap"), "{why}");
+    }
+    assert_eq!(answers[2].1["status"], "unavailable");
+    let info = &answers[3].1;
+    assert_eq!(answers[3].0, StatusCode::OK, "{info}");
+    assert_eq!(info["exists"], false, "{info}");
+    assert_eq!(info["count"], 0, "{info}");
+    assert!(info["stale"].is_string(), "{info}");
+
+    // Exported again (the same record): answered again without a restart.
+    export();
+    assert!(state.follow_collection().unwrap());
+    let answers = ask_all(&app);
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(answers[2].1["status"], "ready");
+    assert_eq!(answers[3].1["exists"], true);
+    assert!(answers[3].1.get("stale").is_none(), "{}", answers[3].1);
+    common::drop_collection(&urls, &collection);
 }

@@ -2,8 +2,9 @@
 //! checks the `Host` of a loopback server's requests, the bearer token and the type of a
 //! body, bounds each request's time, counts it and logs it. Every error
 //! is a JSON object `{"error": message, "status": code}`; the only 5xx answers are the
-//! declared ones (503 while loading or when the encoder queue is full, 504 past the time
-//! limit, 500 for a damaged index).
+//! declared ones (503 while loading, when the encoder queue is full, or while a served
+//! collection is deleted or holds another model's vectors; 504 past the time limit, 500 for
+//! a damaged index).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,8 +48,43 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
+    /// A store's error: 500 (a damaged index), except where the store is a Qdrant collection
+    /// that cannot be used now: deleted under the server (503 until it is back, as
+    /// `/v1/health` says once the server has looked), refused (it now holds something else),
+    /// or its nodes not answering after the retries: a client may try again later.
     fn internal(e: crate::Error) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        Self::new(store_status(&e), e.to_string())
+    }
+}
+
+/// The status of a store's error (see [`ApiError::internal`]).
+fn store_status(e: &crate::Error) -> StatusCode {
+    match e {
+        crate::Error::NoCollection { .. }
+        | crate::Error::Remote { .. }
+        | crate::Error::Refused { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn a_qdrant_store_that_cannot_answer_now_is_503_and_a_damaged_index_500() {
+        let remote = crate::Error::Remote {
+            target: "http://127.0.0.1:1 collection c".into(),
+            message: "gave up after 10 attempts".into(),
+        };
+        assert_eq!(store_status(&remote), StatusCode::SERVICE_UNAVAILABLE);
+        let refused = crate::Error::Refused {
+            target: "t".into(),
+            message: "another model".into(),
+        };
+        assert_eq!(store_status(&refused), StatusCode::SERVICE_UNAVAILABLE);
+        let damaged = crate::Error::Internal("a truncated vectors file".into());
+        assert_eq!(store_status(&damaged), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
 
@@ -1248,6 +1284,12 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     match (state.ready(), state.failure()) {
+        // A served collection deleted, or now of another model: queries are refused.
+        (Some(_), _) if state.stale().is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": state.stale()})),
+        )
+            .into_response(),
         (Some(l), _) => Json(json!({"status": "ready", "pairs": l.view().pairs})).into_response(),
         (None, Some(why)) => (
             StatusCode::SERVICE_UNAVAILABLE,

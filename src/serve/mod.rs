@@ -150,12 +150,12 @@ struct Followed {
     conn: Connection,
     /// The record the server opened the collection with: its model encodes the queries.
     served: CollectionRecord,
-    /// What the latest read found.
-    now: std::sync::RwLock<CollectionState>,
+    /// What the latest read found; `None` when the collection does not exist (deleted).
+    now: std::sync::RwLock<Option<CollectionState>>,
 }
 
 impl Followed {
-    fn now(&self) -> CollectionState {
+    fn now(&self) -> Option<CollectionState> {
         self.now
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -163,9 +163,18 @@ impl Followed {
     }
 
     /// Why the collection cannot be answered from with the served encoder any more, if
-    /// it cannot: it lost relbert's record, or holds another pair function's vectors.
-    fn stale(&self, now: &CollectionState) -> Option<String> {
+    /// it cannot: it was deleted, lost relbert's record, or holds another pair function's
+    /// vectors.
+    fn stale(&self, now: &Option<CollectionState>) -> Option<String> {
         let served = &self.served.encoder;
+        let Some(now) = now else {
+            return Some(format!(
+                "the collection {} no longer exists in Qdrant (it was deleted); queries are \
+                 answered again once it holds the vectors of the model this server encodes \
+                 with (export or build into it again)",
+                self.conn.collection()
+            ));
+        };
         match &now.record {
             None => Some(format!(
                 "the collection {} no longer carries relbert's record (it was deleted and \
@@ -319,11 +328,11 @@ impl AppState {
                     followed = Some(Followed {
                         conn: store.connection().clone(),
                         served: store.record().clone(),
-                        now: std::sync::RwLock::new(CollectionState {
+                        now: std::sync::RwLock::new(Some(CollectionState {
                             record: Some(store.record().clone()),
                             added: store.added_sources().to_vec(),
                             unfinished: store.unfinished().to_vec(),
-                        }),
+                        })),
                     });
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
                     (engine, suggestions, info, pairs, None)
@@ -436,39 +445,47 @@ impl AppState {
 impl AppState {
     /// Follows a served collection's record, as [`AppState::follow_index`] follows a
     /// directory: re-reads it and keeps what it found for `/v1/info`. When the collection
-    /// now holds another pair function's vectors (deleted and re-created with another model
-    /// of the same width), the server's encoder no longer matches them and its answers would
-    /// be meaningless: queries and embeddings are refused ([`AppState::stale`]) until the
-    /// collection holds the served encoder's vectors again or the server is restarted.
-    /// Changes are logged once. Returns whether anything changed. Blocking; [`serve`] calls
-    /// it every [`FOLLOW_EVERY`].
+    /// was deleted, or now holds another pair function's vectors (deleted and re-created
+    /// with another model of the same width), the server has nothing to answer from, or its
+    /// encoder no longer matches the vectors and its answers would be meaningless: queries
+    /// and embeddings are refused with 503 and `/v1/health` says so ([`AppState::stale`])
+    /// until the collection holds the served encoder's vectors again or the server is
+    /// restarted. Changes are logged once. Returns whether anything changed. Blocking;
+    /// [`serve`] calls it every [`FOLLOW_EVERY`].
     pub fn follow_collection(&self) -> Result<bool> {
         let Some(followed) = self.ready().and_then(|l| l.collection.as_ref()) else {
             return Ok(false);
         };
         let c = followed.conn.clone();
-        let now = followed.conn.block_on(async move { c.state().await })??;
+        let now = match followed.conn.block_on(async move { c.state().await })? {
+            Ok(state) => Some(state),
+            Err(Error::NoCollection { .. }) => None,
+            Err(e) => return Err(e),
+        };
         let before = followed.now();
         if now == before {
             return Ok(false);
         }
         match (followed.stale(&before), followed.stale(&now)) {
-            (None, Some(why)) => tracing::error!("{why}; answering 503 to queries meanwhile"),
+            (was, Some(why)) if was.as_ref() != Some(&why) => {
+                tracing::error!("{why}; answering 503 to queries meanwhile")
+            }
             (Some(_), None) => tracing::info!(
                 "{} holds the served encoder's vectors again; answering queries",
                 followed.conn.target()
             ),
             _ => {}
         }
-        if now.unfinished != before.unfinished {
-            if now.unfinished.is_empty() {
+        let unfinished = |s: &Option<CollectionState>| {
+            s.as_ref().map(|s| s.unfinished.clone()).unwrap_or_default()
+        };
+        let (was, is) = (unfinished(&before), unfinished(&now));
+        // A deleted collection has no loads to speak of; its return is said above.
+        if now.is_some() && is != was {
+            if is.is_empty() {
                 tracing::info!("{}: every load has finished", followed.conn.target());
             }
-            for u in now
-                .unfinished
-                .iter()
-                .filter(|u| !before.unfinished.contains(u))
-            {
+            for u in is.iter().filter(|u| !was.contains(u)) {
                 tracing::warn!("{}: {}", followed.conn.target(), u.describe());
             }
         }
@@ -490,16 +507,21 @@ impl AppState {
     /// What `/v1/info` shows of a served collection's current record, over what it showed
     /// when the server opened it: encoder, width, sources and whether every load finished;
     /// with `stale` (and the encoder served) when the collection now holds another
-    /// encoder's vectors. `None` for a local index.
+    /// encoder's vectors, and `exists: false` with a count of 0 when it was deleted. `None`
+    /// for a local index.
     pub fn collection_now(&self) -> Option<serde_json::Value> {
         let followed = self.ready()?.collection.as_ref()?;
         let now = followed.now();
-        let mut doc = serde_json::json!({
-            "added_sources": now.added,
-            "complete": now.unfinished.is_empty(),
-            "unfinished": now.unfinished,
-        });
-        if let Some(r) = &now.record {
+        let mut doc = match &now {
+            Some(now) => serde_json::json!({
+                "exists": true,
+                "added_sources": now.added,
+                "complete": now.unfinished.is_empty(),
+                "unfinished": now.unfinished,
+            }),
+            None => serde_json::json!({"exists": false, "count": 0}),
+        };
+        if let Some(r) = now.as_ref().and_then(|n| n.record.as_ref()) {
             doc["encoder"] = crate::indexing::encoder_json(&r.encoder);
             doc["dim"] = serde_json::json!(r.dim);
             doc["source"] = serde_json::json!(r.source);

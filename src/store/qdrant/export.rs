@@ -43,14 +43,14 @@ use qdrant_client::qdrant::{
     point_id::PointIdOptions, CreateFieldIndexCollectionBuilder, FieldType, GetPointsBuilder,
     PointId, PointStruct, UpdateMode, UpsertPointsBuilder,
 };
-use qdrant_client::Payload;
+use qdrant_client::{Payload, QdrantError};
 
 use super::settings::CollectionSettings;
 use super::{
     added_source_key, point_id, progress_key, AddedSource, CollectionRecord, Connection, Hedge,
     LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::indexing::{encode_into, encoder_info, function_difference, same_function};
 use crate::pairs::{records_identity, PairRecord};
 use crate::query::{pair_words, with_nfc_forms};
@@ -92,11 +92,12 @@ impl Default for ExportOptions {
 pub struct ExportReport {
     /// Points sent by this run.
     pub sent: u64,
-    /// Pairs of this source not written because the collection held them already (from
-    /// another source: a shared collection keeps each pair's first point, label included).
+    /// Pairs of this source not written because the collection held them already: from
+    /// another source (a shared collection keeps each pair's first point, label included),
+    /// or every pair, when an earlier run of the same load had finished it.
     pub held: u64,
     /// Rows of the source skipped because an earlier, interrupted run's checkpoint says they
-    /// are written.
+    /// are written (0 when that run had finished: see [`Self::held`]).
     pub resumed: u64,
     /// Points in the collection at the end (exact count).
     pub count: u64,
@@ -160,19 +161,25 @@ pub fn prepare(
     let request = settings.create_request(conn.collection(), &record)?;
     let wanted = settings.clone();
     conn.block_on(async move {
-        let created = if c.exists().await? {
-            false
-        } else {
-            c.call("creating the collection", Hedge::Never, |q, _| {
+        let existed = c.exists().await?;
+        let created = !existed
+            && c.call("creating the collection", Hedge::Never, |q, _| {
                 let r = request.clone();
-                async move { q.create_collection(r).await }
+                async move {
+                    match q.create_collection(r).await {
+                        Ok(_) => Ok(true),
+                        // Another loader created it since the check (loaders of different
+                        // sources may start at once): it is then loaded into as an existing
+                        // collection, its record checked as for any other.
+                        Err(e) if already_exists(&e) => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
             })
             .await?;
-            true
-        };
         // The record is checked before anything is changed: a refused command must leave
         // someone else's collection as it was (the words index used to be made first).
-        let prepared = check_record(&c, &record, created, add).await?;
+        let prepared = check_record(&c, &record, created, !existed, add).await?;
         if !created {
             c.precision(record.dim).await?;
             warn_kept_layout(&c, &wanted).await?;
@@ -192,6 +199,44 @@ pub fn prepare(
         .await?;
         Ok(prepared)
     })?
+}
+
+/// Whether `e` refuses to create a collection because one of that name exists.
+fn already_exists(e: &QdrantError) -> bool {
+    match e {
+        QdrantError::ResponseError { status } => {
+            status.code() == tonic::Code::AlreadyExists
+                || (status.code() == tonic::Code::InvalidArgument
+                    && status.message().contains("already exists"))
+        }
+        _ => false,
+    }
+}
+
+/// How often, and how far apart, a collection just created (by this run or a loader that
+/// raced it) is read again while a node does not show it or its record yet: the creation
+/// reaches each node through the cluster's consensus, and a read may go to one that has not
+/// applied it.
+const SETTLE_TRIES: usize = 40;
+const SETTLE_EVERY: Duration = Duration::from_millis(250);
+
+/// relbert's record in the collection; with `fresh` (the collection was created a moment
+/// ago, here or by another loader), read again for a while when a node does not show the
+/// collection or its record yet.
+async fn read_record(c: &Connection, fresh: bool) -> Result<Option<CollectionRecord>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let last = !fresh || tries >= SETTLE_TRIES;
+        match c.record().await {
+            Ok(Some(r)) => return Ok(Some(r)),
+            Ok(None) if last => return Ok(None),
+            Err(Error::NoCollection { .. }) if !last => {}
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(SETTLE_EVERY).await;
+    }
 }
 
 /// Warns when `wanted`'s layout (`--shards`, `--replication`, `--quantization`, `--f16`)
@@ -240,37 +285,43 @@ async fn warn_kept_layout(c: &Connection, wanted: &CollectionSettings) -> Result
 
 /// Checks that an existing collection holds `record`'s encoder and width, from the same
 /// source or (with `add`, or an earlier `add` of this source) beside another; records an
-/// added source.
+/// added source. `fresh`: the collection did not exist when this run looked (created by it,
+/// or by a loader that raced it), so its record may take a moment to show on every node.
+/// Refusals are [`Error::Refused`]: rerunning the same command cannot get past them.
 async fn check_record(
     c: &Connection,
     record: &CollectionRecord,
     created: bool,
+    fresh: bool,
     add: bool,
 ) -> Result<Prepared> {
     {
-        match c.record().await? {
-            None if created => Err(c.remote(
+        match read_record(c, fresh).await? {
+            None if created => Err(c.refused(
                 "the server dropped the collection metadata relbert records its model in \
                  (Qdrant 1.16 or later keeps it); use a newer server",
             )),
-            None => Err(c.remote(
+            None => Err(c.refused(
                 "the collection exists and was not written by relbert (no relbert metadata); \
                  choose another --collection",
             )),
-            Some(have) if !same_function(&have.encoder, &record.encoder) => Err(c.remote(format!(
-                "the collection holds vectors of another encoder: {}; choose another \
+            Some(have) if !same_function(&have.encoder, &record.encoder) => {
+                Err(c.refused(format!(
+                    "the collection holds vectors of another encoder: {}; choose another \
+                     --collection",
+                    function_difference(&have.encoder, &record.encoder).join("; ")
+                )))
+            }
+            Some(have) if have.dim != record.dim => Err(c.refused(format!(
+                "the collection holds {}-d vectors, the source {}-d; choose another \
                  --collection",
-                function_difference(&have.encoder, &record.encoder).join("; ")
-            ))),
-            Some(have) if have.dim != record.dim => Err(c.remote(format!(
-                "the collection holds {}-d vectors, the source {}-d",
                 have.dim, record.dim
             ))),
             Some(have) if have.source != record.source => {
                 let key = added_source_key(&record.source);
                 let known = c.metadata_text(&key).await?.is_some();
                 if !known && !add {
-                    return Err(c.remote(format!(
+                    return Err(c.refused(format!(
                         "the collection holds the points of {}, not of {}; rerunning the same \
                          load resumes it, --add adds this source's points beside them (same \
                          model; pairs both hold are written once), or choose another \
@@ -475,6 +526,8 @@ pub struct Loader {
     key: String,
     /// Rows confirmed by earlier runs (skipped by this one).
     base: u64,
+    /// Whether an earlier run finished the load (its checkpoint is at the total).
+    complete: bool,
     total: u64,
     saved: u64,
     saved_at: Instant,
@@ -518,7 +571,16 @@ impl Loader {
             let (c, k) = (conn.clone(), key.clone());
             conn.block_on(async move { c.set_metadata(&k, &mark).await })??;
         }
-        if base > 0 {
+        // A checkpoint at the total is only written once a load's final count agreed
+        // (`finish`): the load finished, nothing was interrupted.
+        let complete = total > 0 && base == total;
+        if complete {
+            tracing::info!(
+                "the collection holds all {total} rows of {} already (its load finished); \
+                 nothing to send, checking the count",
+                record.source
+            );
+        } else if base > 0 {
             tracing::info!(
                 "resuming: the first {base} of {total} rows are in the collection already"
             );
@@ -548,6 +610,7 @@ impl Loader {
             source: record.source.clone(),
             key,
             base,
+            complete,
             total,
             saved: base,
             saved_at: Instant::now(),
@@ -657,6 +720,7 @@ impl Loader {
             held,
             count,
             sources: 1 + others.len(),
+            complete: self.complete,
         })
     }
 
@@ -693,15 +757,23 @@ pub struct LoadEnd {
     pub count: u64,
     /// Sources whose points the collection holds.
     pub sources: usize,
+    /// Whether an earlier run had finished this load, so this one had nothing to send.
+    pub complete: bool,
 }
 
 impl LoadEnd {
     /// The report of a load that ended so, after skipping `resumed` rows, into a collection
-    /// `prepared` found, since `started`.
+    /// `prepared` found, since `started`. The rows of a load an earlier run finished are
+    /// reported as held by the collection, not as resumed: nothing was interrupted.
     fn report(self, resumed: u64, prepared: &Prepared, started: Instant) -> ExportReport {
+        let (held, resumed) = if self.complete {
+            (self.held + resumed, 0)
+        } else {
+            (self.held, resumed)
+        };
         ExportReport {
             sent: self.sent,
-            held: self.held,
+            held,
             resumed,
             count: self.count,
             created: prepared.created,

@@ -380,12 +380,23 @@ struct Inner {
 }
 
 /// Why `e` means the node at that URL cannot be talked to at all (nothing listens there, the
-/// host does not resolve, the port speaks HTTP/1 or plain text to TLS): retrying it changes
-/// nothing, so it is not retried, and the message says what to check. `None` for other errors.
+/// host does not resolve, the port speaks HTTP/1 or plain text to TLS, or gRPC without
+/// Qdrant's API): retrying it changes nothing, so it is not retried, and the message says
+/// what to check. `None` for other errors.
 fn unreachable(e: &QdrantError) -> Option<&'static str> {
     let text = match e {
         QdrantError::ResponseError { status } => {
             use tonic::Code;
+            // A gRPC server without Qdrant's services (Qdrant's own P2P port, REST + 2),
+            // or an HTTP/2 server answering 404 without a gRPC status, which the client
+            // reports the same way. Only asked of a node that has not answered before
+            // (see `Connection::call_retrying`), so a real node's refusal is not taken for it.
+            if status.code() == Code::Unimplemented {
+                return Some(
+                    "the port speaks gRPC but not Qdrant's API (is it the P2P port, the REST \
+                     port + 2?)",
+                );
+            }
             // The client reports a failed connection as Internal "Failed to connect to URL:
             // tonic::transport::Error(…)"; a server's own Internal errors are not this.
             let client_side = status.message().starts_with("Failed to connect")
@@ -422,6 +433,74 @@ fn unreachable(e: &QdrantError) -> Option<&'static str> {
         Some("the TLS handshake failed (https:// to a port without TLS?)")
     } else {
         None
+    }
+}
+
+/// `e` as a sentence for people: the server's message (or, when it sent none, what its
+/// status code means) and the code's name, without the gRPC metadata (`MetadataMap {
+/// headers: … }`) the client's own text of an error carries.
+pub(crate) fn describe(e: &QdrantError) -> String {
+    match e {
+        QdrantError::ResponseError { status } => {
+            let message = strip_metadata(status.message());
+            let message = message.trim();
+            if message.is_empty() {
+                format!("{} (gRPC {:?})", status.code().description(), status.code())
+            } else {
+                format!("{message} (gRPC {:?})", status.code())
+            }
+        }
+        other => strip_metadata(&other.to_string()),
+    }
+}
+
+/// `text` without the `MetadataMap { … }` debug dumps of gRPC headers that the client's
+/// errors carry (a date, content types: nothing a user can act on, and long).
+pub(crate) fn strip_metadata(text: &str) -> String {
+    const MARK: &str = "MetadataMap {";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(rest[..at].trim_end());
+        // Skip to the brace that closes the dump, minding quoted header values.
+        let body = &rest[at + MARK.len()..];
+        let (mut depth, mut quoted, mut escaped) = (1usize, false, false);
+        let mut end = body.len();
+        for (i, ch) in body.char_indices() {
+            match ch {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '{' if !quoted => depth += 1,
+                '}' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &body[end..];
+    }
+    out.push_str(rest);
+    out.trim_end().to_string()
+}
+
+/// Whether `e` says the collection does not exist (Qdrant: `Not found: Collection `x`
+/// doesn't exist!`): deleted, or never made.
+fn collection_missing(e: &QdrantError) -> bool {
+    match e {
+        QdrantError::ResponseError { status } => {
+            let m = status.message().to_lowercase();
+            status.code() == tonic::Code::NotFound
+                && m.contains("collection")
+                && (m.contains("doesn't exist")
+                    || m.contains("not found")
+                    || m.contains("does not exist"))
+        }
+        _ => false,
     }
 }
 
@@ -567,8 +646,27 @@ impl Connection {
         )
     }
 
+    /// An error of the server or the connection, which a retry or a rerun may get past. Any
+    /// gRPC metadata dump in `message` is left out ([`strip_metadata`]).
     pub(crate) fn remote(&self, message: impl Into<String>) -> Error {
         Error::Remote {
+            target: self.target(),
+            message: strip_metadata(&message.into()),
+        }
+    }
+
+    /// A refusal of the collection as it is (another model, source, distance or tool): the
+    /// same command gets the same answer however often it is run ([`Error::Refused`]).
+    pub(crate) fn refused(&self, message: impl Into<String>) -> Error {
+        Error::Refused {
+            target: self.target(),
+            message: message.into(),
+        }
+    }
+
+    /// The collection does not exist ([`Error::NoCollection`]).
+    pub(crate) fn no_collection(&self, message: impl Into<String>) -> Error {
+        Error::NoCollection {
             target: self.target(),
             message: message.into(),
         }
@@ -726,7 +824,7 @@ impl Connection {
                         }
                         Err(e) if transient(&e) => {
                             tracing::debug!("{what} via {}: {e}; retrying", inner.urls[i]);
-                            last = format!("{}: {e}", inner.urls[i]);
+                            last = format!("{}: {}", inner.urls[i], describe(&e));
                             if first.is_empty() {
                                 first.clone_from(&last);
                             }
@@ -756,7 +854,13 @@ impl Connection {
                                 }
                             }
                         }
-                        Err(e) => return Err(self.failed(what, e.to_string())),
+                        Err(e) if collection_missing(&e) => {
+                            return Err(self.no_collection(format!(
+                                "{what}: the collection does not exist (it was deleted, or \
+                                 never made); export or build into it first"
+                            )))
+                        }
+                        Err(e) => return Err(self.failed(what, describe(&e))),
                     }
                 }
                 () = timer => {
@@ -861,7 +965,7 @@ impl Connection {
         let params = match params {
             Some(Config::Params(p)) => p,
             Some(Config::ParamsMap(_)) => {
-                return Err(self.remote(
+                return Err(self.refused(
                     "the collection holds named vectors; relbert writes one unnamed vector \
                      per point, so its record was not written with these vectors",
                 ))
@@ -870,7 +974,7 @@ impl Connection {
                 return Err(self.remote("the server did not say how the collection stores vectors"))
             }
         };
-        check_vector_params(params.distance, params.size, dim).map_err(|m| self.remote(m))?;
+        check_vector_params(params.distance, params.size, dim).map_err(|m| self.refused(m))?;
         Ok(
             match params.datatype.and_then(|d| Datatype::try_from(d).ok()) {
                 None | Some(Datatype::Default) | Some(Datatype::Float32) => "f32".into(),
@@ -1116,7 +1220,7 @@ impl QdrantStore {
         let c = conn.clone();
         let (record, state, precision) = conn.block_on(async move {
             if !c.exists().await? {
-                return Err(c.remote(
+                return Err(c.no_collection(
                     "no such collection; export an index into it first \
                      (relbert index export --index DIR --qdrant URL --collection NAME)",
                 ));
@@ -1130,7 +1234,7 @@ impl QdrantStore {
                 state = c.state().await?;
             }
             let record = state.record.clone().ok_or_else(|| {
-                c.remote(format!(
+                c.refused(format!(
                     "the collection has no {METADATA_KEY:?} metadata, so the model its vectors \
                      came from is unknown: it was not written by relbert, or the server keeps no \
                      collection metadata (Qdrant 1.16 or later does)"
@@ -1313,6 +1417,85 @@ mod tests {
         assert!(euclid.contains("Euclid distance"), "{euclid}");
         let width = check_vector_params(Distance::Cosine as i32, 768, 384).unwrap_err();
         assert!(width.contains("768 components"), "{width}");
+    }
+
+    /// Found by an audit: errors shown to users carried the client's dump of the gRPC
+    /// headers (`MetadataMap { headers: {…} }`).
+    #[test]
+    fn grpc_metadata_is_left_out_of_messages() {
+        use tonic::{Code, Status};
+        let with_headers = |code, message: &str| {
+            let mut status = Status::new(code, message);
+            status.metadata_mut().insert(
+                "content-type",
+                tonic::metadata::MetadataValue::from_static("application/grpc"),
+            );
+            QdrantError::ResponseError { status }
+        };
+        let e = with_headers(
+            Code::AlreadyExists,
+            "Wrong input: Collection `race1` already exists!",
+        );
+        assert!(e.to_string().contains("MetadataMap"), "{e}");
+        let said = describe(&e);
+        assert_eq!(
+            said,
+            "Wrong input: Collection `race1` already exists! (gRPC AlreadyExists)"
+        );
+        // No message: what the code means.
+        let said = describe(&with_headers(Code::Unimplemented, ""));
+        assert!(said.starts_with("Operation is not implemented"), "{said}");
+        assert!(!said.contains("MetadataMap"), "{said}");
+        // In any text, quoted braces included, and more than once.
+        assert_eq!(
+            strip_metadata(
+                "a: x MetadataMap { headers: {\"k\": \"v}\\\"{\"} } then MetadataMap { headers: {} } end"
+            ),
+            "a: x then end"
+        );
+        assert_eq!(strip_metadata("plain"), "plain");
+        assert_eq!(strip_metadata("cut MetadataMap { headers: {"), "cut");
+        let conn = Connection::new(&["http://127.0.0.1:1".to_string()], "c").unwrap();
+        let remote = conn
+            .remote("failed: x MetadataMap { headers: {} }")
+            .to_string();
+        assert!(!remote.contains("MetadataMap"), "{remote}");
+    }
+
+    /// Found by an audit: a URL speaking gRPC without Qdrant's API (Qdrant's P2P port)
+    /// failed the whole command with the client's raw text, even beside a good URL.
+    #[test]
+    fn a_grpc_port_without_qdrant_s_api_is_not_a_node() {
+        use tonic::{Code, Status};
+        let e = QdrantError::ResponseError {
+            status: Status::new(Code::Unimplemented, ""),
+        };
+        let why = unreachable(&e).unwrap_or_default();
+        assert!(
+            why.contains("not Qdrant's API") && why.contains("P2P"),
+            "{why}"
+        );
+        // A server's own refusal is not a wrong URL.
+        let e = QdrantError::ResponseError {
+            status: Status::new(Code::InvalidArgument, "Wrong input"),
+        };
+        assert_eq!(unreachable(&e), None);
+    }
+
+    #[test]
+    fn a_missing_collection_is_told_apart() {
+        use tonic::{Code, Status};
+        let missing = QdrantError::ResponseError {
+            status: Status::new(
+                Code::NotFound,
+                "Not found: Collection `del2` doesn't exist!",
+            ),
+        };
+        assert!(collection_missing(&missing));
+        let other = QdrantError::ResponseError {
+            status: Status::new(Code::NotFound, "No point with id 7 found"),
+        };
+        assert!(!collection_missing(&other));
     }
 
     #[test]
