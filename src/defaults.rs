@@ -41,11 +41,19 @@ pub fn default_model_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(BASE_MODEL).to_path_buf())
 }
 
-/// The default index directory: `$RELBERT_INDEX`, else `indexes/default` under the source
-/// checkout (or the working directory when the checkout is gone).
+/// `$RELBERT_INDEX` when it is set. An empty value is returned as the empty path, which
+/// names no directory ([`named_dir`]): `relbert query` refuses it, naming the variable (read
+/// as a path, it was the working directory, and the record was written into it).
+pub fn index_env() -> Option<PathBuf> {
+    std::env::var_os("RELBERT_INDEX").map(PathBuf::from)
+}
+
+/// The default index directory: `$RELBERT_INDEX` ([`index_env`], as [`named_dir`] names
+/// it), else `indexes/default` under the source checkout (or the working directory when the
+/// checkout is gone).
 pub fn default_index_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("RELBERT_INDEX") {
-        return PathBuf::from(p);
+    if let Some(p) = index_env() {
+        return named_dir(&p).unwrap_or(p);
     }
     roots()
         .pop()
@@ -83,6 +91,33 @@ pub fn default_vocab() -> Option<(PathBuf, Vec<PathBuf>)> {
         }
     }
     None
+}
+
+/// `dir` as a path whose last component is the directory's own name, so that a name made by
+/// appending to it (`<dir>.relbert.json`, `<dir>.stale`) lies beside the directory, not
+/// inside it: trailing separators and `.` components are dropped (`idx/` and `idx/.` are
+/// `idx`, as shell completion writes them), and a path ending in `.` or `..` (`.`, `a/..`) is
+/// resolved to the directory's real path. `None` when there is no such name: the root, an
+/// empty path, or a `..` that cannot be resolved.
+pub fn named_dir(dir: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let lexical: PathBuf = dir.components().collect();
+    if matches!(lexical.components().next_back(), Some(Component::Normal(_))) {
+        return Some(lexical);
+    }
+    // Only `.` and `..` need the file system: `a/..` is not `.` when `a` is a link.
+    let real = std::fs::canonicalize(&lexical).ok()?;
+    real.file_name().is_some().then_some(real)
+}
+
+/// The path beside `dir` named `<dir's name><suffix>` ([`named_dir`]; a `dir` without a name
+/// gets `suffix` appended as it is).
+pub fn beside(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = named_dir(dir)
+        .unwrap_or_else(|| dir.to_path_buf())
+        .into_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Which vocabulary a default index was built from: the folder (for messages) and a SHA-256
@@ -217,11 +252,10 @@ pub struct DefaultIndexRecord {
 }
 
 impl DefaultIndexRecord {
-    /// Where the record of the default index at `dir` is kept: `<dir>.relbert.json`.
+    /// Where the record of the default index at `dir` is kept: `<dir>.relbert.json`, beside
+    /// it ([`beside`]: `idx/` and `idx` have one record, outside the index).
     pub fn path(dir: &Path) -> PathBuf {
-        let mut name = dir.as_os_str().to_owned();
-        name.push(".relbert.json");
-        PathBuf::from(name)
+        beside(dir, ".relbert.json")
     }
 
     /// The record of the default index at `dir`; an empty one when there is none or it cannot
@@ -431,6 +465,44 @@ mod tests {
             std::fs::read(DefaultIndexRecord::path(&index)).unwrap(),
             b"{\"mine\": 1}"
         );
+    }
+
+    /// Found by an audit: `RELBERT_INDEX=idx/` (as shell completion writes it) put the
+    /// record at `idx/.relbert.json`, inside the index, after which the index tools refused
+    /// the index; `.` wrote `./..relbert.json`. The record lies beside the directory,
+    /// whatever the spelling.
+    #[test]
+    fn the_record_lies_beside_the_index_however_it_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("idx");
+        std::fs::create_dir(&index).unwrap();
+        let want = dir.path().join("idx.relbert.json");
+        let mut slash = index.clone().into_os_string();
+        slash.push("/");
+        let mut slashes = index.clone().into_os_string();
+        slashes.push("//.//");
+        for spelled in [
+            index.clone(),
+            PathBuf::from(slash),
+            PathBuf::from(slashes),
+            index.join("."),
+            index.join("sub").join(".."),
+        ] {
+            if spelled.ends_with("..") {
+                std::fs::create_dir_all(index.join("sub")).unwrap();
+            }
+            let got = DefaultIndexRecord::path(&spelled);
+            assert_eq!(
+                std::fs::canonicalize(got.parent().unwrap()).unwrap(),
+                std::fs::canonicalize(dir.path()).unwrap(),
+                "{spelled:?} -> {got:?}"
+            );
+            assert_eq!(got.file_name(), want.file_name(), "{spelled:?}");
+            assert_eq!(beside(&spelled, ".stale").file_name().unwrap(), "idx.stale");
+        }
+        assert_eq!(named_dir(Path::new("/")), None);
+        assert_eq!(named_dir(Path::new("")), None);
+        assert_eq!(named_dir(Path::new("a/b/")), Some(PathBuf::from("a/b")));
     }
 
     #[test]

@@ -506,3 +506,54 @@ fn an_index_that_cannot_be_used_says_why_and_what_to_do() {
         "{err}"
     );
 }
+
+/// Found by an audit: the note of a default index made stale by another default model named
+/// the index's model on both sides (`tokenizer/config X of OLD, not Y of OLD`), since the
+/// model found now was described with the index's model path and weights. Each side names
+/// its own model now, and "same weights" is said only when they are.
+#[test]
+fn a_stale_default_index_names_the_model_now_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = model_copy(dir.path(), "old", None);
+    let v = vocab(dir.path(), "vocab", &["paris", "dog", "cat"]);
+    let index = dir.path().join("default");
+    default_query(&index, &old, &v, ["paris", "france"])
+        .assert()
+        .success();
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    // Same weights, another tokenizer.
+    let same = model_copy(dir.path(), "same", Some(&lowercase));
+    let a = default_query(&index, &same, &v, ["paris", "france"])
+        .assert()
+        .success();
+    let err = stderr(&a);
+    let expected = format!("of {}, not", real(&same));
+    assert!(
+        err.contains("tokenizer/config") && err.contains(&expected),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("of {} (same weights", real(&old))),
+        "{err}"
+    );
+    // Other weights and another config than the index's (now `same`'s): both models named,
+    // and no "same weights".
+    let other = model_copy(dir.path(), "other", Some(&layer_norm_eps));
+    let w = other.join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let n = bytes.len();
+    for i in (n - 40_000..n - 4).step_by(64) {
+        bytes[i] ^= 1;
+    }
+    std::fs::write(&w, &bytes).unwrap();
+    let a = default_query(&index, &other, &v, ["paris", "france"])
+        .assert()
+        .success();
+    let err = stderr(&a);
+    assert!(
+        err.contains(&format!("model {} (weights sha256", real(&other)))
+            && err.contains(&format!("of {}, not", real(&other))),
+        "{err}"
+    );
+    assert!(!err.contains("same weights"), "{err}");
+}

@@ -1168,3 +1168,200 @@ fn a_label_dropped_with_a_duplicate_is_named() {
         "{err}"
     );
 }
+
+/// `relbert query paris france` on the default index at `index` (the value of
+/// `$RELBERT_INDEX`, spelled as given), with the tiny model (or `model`) and the vocabulary
+/// of [`pair_file`] in `dir/vocab`, run in `cwd`.
+fn default_query_at(
+    dir: &Path,
+    index: &std::ffi::OsStr,
+    model: &Path,
+    cwd: &Path,
+) -> assert_cmd::assert::Assert {
+    let vocab = dir.join("vocab");
+    if !vocab.exists() {
+        std::fs::create_dir(&vocab).unwrap();
+        pair_file(&vocab, "pairs.tsv");
+    }
+    relbert()
+        .current_dir(cwd)
+        .env("RELBERT_VOCAB", &vocab)
+        .env("RELBERT_INDEX", index)
+        .env("RELBERT_MODEL", model)
+        .args(["query", "--json", "-k", "2", "paris", "france"])
+        .assert()
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// Found by an audit: `RELBERT_INDEX=idx/` (shell completion adds the slash) put the record
+/// `.relbert.json` inside the index, after which `index add` refused the index ("holds
+/// .relbert.json"), and a stale one failed to be set aside (`moving idx/ to idx/.stale:
+/// Invalid argument`); `RELBERT_INDEX=.` wrote `..relbert.json` inside it. The record and
+/// the stale index lie beside the directory however it is spelled.
+#[test]
+fn relbert_index_with_a_trailing_slash_or_a_dot_keeps_the_index_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    let mut slash = idx.clone().into_os_string();
+    slash.push("/");
+    let bert = fixture("tiny-bert");
+    default_query_at(dir.path(), &slash, &bert, dir.path()).success();
+    assert!(dir.path().join("idx.relbert.json").is_file());
+    relbert_index::recognise_index(&idx).unwrap();
+    // From inside it, as `.`.
+    default_query_at(dir.path(), ".".as_ref(), &bert, &idx).success();
+    relbert_index::recognise_index(&idx).unwrap();
+    // Another default model: the stale index is set aside beside it, not into itself.
+    let offset = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.5));
+    let a = default_query_at(dir.path(), &slash, &offset, dir.path()).success();
+    assert!(stderr_of(&a).contains("stale"), "{}", stderr_of(&a));
+    assert!(dir.path().join("idx.stale").join("meta").is_file());
+    relbert_index::recognise_index(&idx).unwrap();
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "lion\tcub\n").unwrap();
+    relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&more)
+        .assert()
+        .success();
+}
+
+/// Found by an audit: an empty `RELBERT_INDEX` was read as the working directory, and the
+/// record written into it (`./.relbert.json`). It is refused, naming the variable, and
+/// nothing is written.
+#[test]
+fn an_empty_relbert_index_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let a = default_query_at(dir.path(), "".as_ref(), &fixture("tiny-bert"), &cwd).failure();
+    assert!(stderr_of(&a).contains("RELBERT_INDEX"), "{}", stderr_of(&a));
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
+}
+
+/// Found by an audit: `RELBERT_INDEX` naming a directory that is no index loaded the model,
+/// read the vocabulary, then failed "already exists (pass force to replace it)" (query has
+/// no --force) and wrote `<dir>.relbert.json` beside the user's directory. A directory
+/// holding other files is refused first (the model named here does not exist, and is never
+/// reached), naming the variable, with nothing written; an empty directory is built into.
+#[test]
+fn relbert_index_naming_a_directory_that_is_no_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine\n").unwrap();
+    let gone = dir.path().join("no-model");
+    let a = default_query_at(dir.path(), mine.as_os_str(), &gone, dir.path()).failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("$RELBERT_INDEX") && err.contains("not an index") && err.contains("mine"),
+        "{err}"
+    );
+    assert!(!err.contains("no-model"), "checked before the model: {err}");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+    assert!(!dir.path().join("mine.relbert.json").exists());
+    // An empty directory is where the user wants the index.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let a = default_query_at(
+        dir.path(),
+        empty.as_os_str(),
+        &fixture("tiny-bert"),
+        dir.path(),
+    )
+    .success();
+    let out: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(out["source"], "index", "{out}");
+    relbert_index::recognise_index(&empty).unwrap();
+    assert!(dir.path().join("empty.relbert.json").is_file());
+}
+
+/// Found by an audit: `-k 0` answered "(no results)" with status 0 and `--ef 0` was
+/// accepted, while `relbert serve` refuses both ("k must be between 1 and 100"). The command
+/// line refuses them, naming the flag.
+#[test]
+fn query_refuses_k_and_ef_of_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(&pair_file(dir.path(), "p.tsv"), &idx, &[]).success();
+    for (flag, shown) in [("-k", "-k"), ("--ef", "--ef")] {
+        relbert()
+            .args(["query", "--index"])
+            .arg(&idx)
+            .args([flag, "0", "paris", "france"])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(shown).and(predicate::str::contains("at least 1")));
+    }
+    relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .args(["-k", "1", "--ef", "1", "paris", "france"])
+        .assert()
+        .success();
+}
+
+/// Found by an audit, in the query stream: with `--json` the closing error said the bad
+/// lines were "named above", where standard error named none; an indented `#` line was an
+/// error, not the comment the README's "a `#` line" is; and `paris:france:x` was called
+/// "one word".
+#[test]
+fn the_query_stream_names_its_errors_and_skips_indented_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(&pair_file(dir.path(), "p.tsv"), &idx, &[]).success();
+    let a = relbert()
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .write_stdin("paris\n  # a comment\n\t#another\ndog cat\nparis:france:x\n")
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("2 of 3") && err.contains("in its JSON line") && !err.contains("above"),
+        "{err}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&a.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[1]["skipped"], "comment", "{}", lines[1]);
+    assert_eq!(lines[2]["skipped"], "comment", "{}", lines[2]);
+    assert!(lines[3]["results"].is_array(), "{}", lines[3]);
+    let why = lines[4]["error"].as_str().unwrap();
+    assert!(
+        why.contains("too many parts") && !why.contains("one word"),
+        "{why}"
+    );
+    assert!(lines[0]["error"].as_str().unwrap().contains("one word"));
+    // Without --json each error is on standard error, and the summary says so.
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .write_stdin("paris:france:x\n")
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("line 1: ") && err.contains("too many parts") && err.contains("above"),
+        "{err}"
+    );
+    // As one argument too.
+    relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .arg("paris:france:x")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("too many parts"));
+}

@@ -9,7 +9,7 @@ use relbert::defaults::{DefaultIndexRecord, VocabularySource};
 use relbert::indexing::{encoder_info, same_function, BuildOptions, GraphWhileEncoding};
 use relbert::query::{QueryEngine, QueryHit, QueryOptions, Source};
 use relbert::relation::EncoderIdentity;
-use relbert_index::HnswParams;
+use relbert_index::{EncoderInfo, HnswParams};
 
 use super::index::{build_with_progress, read_all, screen};
 use super::ModelArgs;
@@ -36,14 +36,14 @@ pub struct QueryArgs {
     /// input, one per line (`a<TAB>b`, `a:b` or `a b`).
     #[arg(num_args = 1..=2, value_names = ["A", "B"])]
     pair: Vec<String>,
-    /// Results per query.
-    #[arg(short, default_value_t = 10)]
+    /// Results per query (at least 1).
+    #[arg(short, default_value_t = 10, value_parser = at_least_one)]
     k: usize,
     /// Exact brute-force search instead of HNSW.
     #[arg(long)]
     exact: bool,
-    /// HNSW candidate-list size (larger: slower, more accurate).
-    #[arg(long, default_value_t = 64)]
+    /// HNSW candidate-list size (larger: slower, more accurate; at least 1).
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     ef: usize,
     /// One JSON object per query on standard output.
     #[arg(long)]
@@ -60,6 +60,16 @@ pub struct QueryArgs {
     /// missing): cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+/// A count of at least 1, as `relbert serve` requires of `k` and `ef` too: 0 asks for no
+/// results (`-k`) or no search (`--ef`), which was answered with none, or ignored.
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// What the checks of the default index share: relbert's record of it
@@ -94,13 +104,14 @@ impl DefaultCheck {
             record,
             dirty: false,
             vocab,
-            own_place: std::env::var_os("RELBERT_INDEX").is_none(),
+            own_place: relbert::defaults::index_env().is_none(),
         }
     }
 
     /// Saves the record if it changed, keeping the entries of the indexes now at `dir` and
-    /// `aside`. One that cannot be written (a read-only place) is only logged: what it would
-    /// tell is found out again next time, the slow way.
+    /// `aside`; with neither there (nothing was built) there is nothing to record, and no
+    /// file is written. One that cannot be written (a read-only place) is only logged: what
+    /// it would tell is found out again next time, the slow way.
     fn save(&mut self, dir: &Path, aside: &Path) {
         if !self.dirty && !self.record.stamped() {
             return;
@@ -111,6 +122,9 @@ impl DefaultCheck {
             .filter_map(|d| open_headers(d).ok())
             .map(|i| i.id())
             .collect();
+        if ids.is_empty() {
+            return;
+        }
         if let Err(e) = self.record.save(dir, &ids) {
             tracing::warn!("recording what the default index was built from: {e}");
         }
@@ -154,19 +168,29 @@ fn default_index_staleness(dir: &Path, check: &mut DefaultCheck) -> Result<Optio
     let reading = || format!("reading the default model {}", model.display());
     let function = relbert::relation::PairFunction::of_model(&model).with_context(reading)?;
     let files = relbert::config::function_files_digest_of(&model).with_context(reading)?;
+    let weights = model.join("model.safetensors");
+    let sha = check.record.file_sha256(&weights)?;
+    // The model as an index records it (its real path), so that each side of a difference
+    // names its own model: the index's was named on both before.
+    let name = std::fs::canonicalize(&model)
+        .unwrap_or_else(|_| model.clone())
+        .display()
+        .to_string();
     let now = encoder_info(&EncoderIdentity {
         files_digest: Some(files),
-        ..function.identity(built.model.clone(), built.weights_sha256.clone())
+        ..function.identity(name, sha.clone())
     });
-    if !same_function(&built, &now) {
+    let same_but_weights = EncoderInfo {
+        weights_sha256: built.weights_sha256.clone(),
+        ..now.clone()
+    };
+    if !same_function(&built, &same_but_weights) {
         return Ok(Some(format!(
             "the default model {} now gives another pair function: {}",
             model.display(),
             relbert::indexing::function_difference(&now, &built).join(", ")
         )));
     }
-    let weights = model.join("model.safetensors");
-    let sha = check.record.file_sha256(&weights)?;
     if sha != built.weights_sha256 {
         let short = |s: &str| s.chars().take(12).collect::<String>();
         return Ok(Some(format!(
@@ -290,18 +314,93 @@ fn is_index_error(e: &anyhow::Error) -> bool {
 /// instead of encoding everything anew. A missing index is built at `dtype`. An index at
 /// `$RELBERT_INDEX` that is not the cache ([`is_default_cache`]) is used as it is, with its
 /// own model. What the checks learn is kept in [`DefaultIndexRecord`] beside the index.
-fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<()> {
+///
+/// Returns the index's directory as named for the record and the place aside
+/// ([`relbert::defaults::named_dir`]: `idx/` is `idx`). What is at the place is checked
+/// first ([`default_place`]), before anything is read or loaded.
+fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<PathBuf> {
+    anyhow::ensure!(
+        !dir.as_os_str().is_empty(),
+        "RELBERT_INDEX is set but empty, which names no directory; unset it for the default \
+         index in indexes/default, or set it to the index's directory"
+    );
+    let Some(dir) = relbert::defaults::named_dir(dir) else {
+        anyhow::bail!(
+            "{} names no directory the default index can be kept in (relbert keeps its record \
+             and a stale index beside it); point RELBERT_INDEX at an index, or at a new \
+             directory to build the default index in",
+            place(dir)
+        );
+    };
+    let empty = match default_place(&dir)? {
+        Place::Empty => true,
+        Place::Index | Place::Missing => false,
+    };
     // `.stale` appended to the whole name: with_extension replaced an extension, so
     // `cache.v1` and `cache.v2` shared one place aside, and `cache.stale` was its own.
-    let aside = {
-        let mut name = dir.as_os_str().to_owned();
-        name.push(".stale");
-        PathBuf::from(name)
+    let aside = relbert::defaults::beside(&dir, ".stale");
+    let mut check = DefaultCheck::new(&dir);
+    let done = ensure_with(&dir, &aside, &mut check, dtype, device, empty);
+    check.save(&dir, &aside);
+    done.map(|()| dir)
+}
+
+/// `dir`, the default index's place, named for a message: with `($RELBERT_INDEX)` when the
+/// variable chose it.
+fn place(dir: &Path) -> String {
+    match relbert::defaults::index_env() {
+        Some(_) => format!("{} ($RELBERT_INDEX)", dir.display()),
+        None => dir.display().to_string(),
+    }
+}
+
+/// What is at the default index's place, as far as building there goes.
+enum Place {
+    /// An index (judged then by [`ensure_with`]).
+    Index,
+    /// Nothing: the index is built there.
+    Missing,
+    /// An empty directory: the user's evident wish is the index there, and the build
+    /// replaces the directory (which holds nothing to lose).
+    Empty,
+}
+
+/// What is at `dir`; an error, before any model is loaded or vocabulary read, when it is
+/// something relbert may neither query nor build in: a directory holding other files (a
+/// user's own folder), a file, a link to something other than an index.
+fn default_place(dir: &Path) -> Result<Place> {
+    let md = match std::fs::symlink_metadata(dir) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Place::Missing),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", place(dir))),
     };
-    let mut check = DefaultCheck::new(dir);
-    let done = ensure_with(dir, &aside, &mut check, dtype, device);
-    check.save(dir, &aside);
-    done
+    if dir.join("meta").is_file() {
+        return Ok(Place::Index);
+    }
+    let advice = "point RELBERT_INDEX at an index, or at a directory that does not exist yet \
+                  (or is empty) to build the default index in; or pass --index DIR";
+    if !md.is_dir() {
+        let what = if md.file_type().is_symlink() {
+            "a symbolic link to no index"
+        } else {
+            "a file"
+        };
+        anyhow::bail!("{} is not an index: it is {what}; {advice}", place(dir));
+    }
+    let mut entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", place(dir)))?;
+    match entries.next() {
+        None => Ok(Place::Empty),
+        Some(e) => {
+            let held = e
+                .map(|e| format!(" ({:?}, …)", e.file_name()))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{} is not an index: it is a directory holding other files{held}, which relbert \
+                 neither reads as an index nor replaces; {advice}",
+                place(dir)
+            )
+        }
+    }
 }
 
 /// [`ensure_default_index`] with its checks' state.
@@ -311,6 +410,7 @@ fn ensure_with(
     check: &mut DefaultCheck,
     dtype: relbert::Dtype,
     device: &str,
+    empty: bool,
 ) -> Result<()> {
     let usable = |d: &Path, check: &mut DefaultCheck| {
         d.join("meta").is_file() && matches!(judge_default_index(d, check), Ok(None))
@@ -425,6 +525,22 @@ fn ensure_with(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
+    // The build publishes a new directory and replaces nothing, so an empty one is removed
+    // first (remove_dir refuses one that is no longer empty, which is then reported).
+    if empty {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "building the default index in the empty directory {}: removing it \
+                         first",
+                        place(dir)
+                    )
+                })
+            }
+            _ => {}
+        }
+    }
     // Half precision: half the disk and page cache, and faster search (it waits on memory),
     // at the same recall (benchmarks/index/README.md, benchmarks/results/query.md).
     let opts = BuildOptions {
@@ -485,6 +601,36 @@ pub(super) fn explain_model_error(
     }
 }
 
+/// Why `line` reads as no pair ([`relbert::query::query_line_readings`] found none), for
+/// its error.
+fn why_not_a_pair(line: &str) -> String {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let blank = format!("a word of {line:?} is empty, or only invisible characters");
+    if line.contains('\t') {
+        let fields = line.split('\t').count();
+        return if fields > 3 {
+            format!("{line:?} has {fields} tab-separated fields, more than a<TAB>b<TAB>label")
+        } else {
+            blank
+        };
+    }
+    let colons = line.matches(':').count();
+    if colons > 1 {
+        return format!(
+            "{line:?} has too many parts: {} separated by ':' (a word holding ':' goes in \
+             a<TAB>b)",
+            colons + 1
+        );
+    }
+    match line.split_whitespace().count() {
+        _ if colons == 1 => blank,
+        0 => "the pair is empty".to_string(),
+        1 => format!("{line:?} is one word"),
+        2 => blank,
+        n => format!("{line:?} has {n} words; give a pair of multi-word terms as a:b or a<TAB>b"),
+    }
+}
+
 fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
     let from = match source {
         Source::Index => "in the index",
@@ -521,12 +667,18 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // As a query line on standard input is read: spaces around a word are not part of it,
     // and an empty word is no word.
     let one: Option<(String, String)> = match a.pair.as_slice() {
-        [line] => Some(relbert::query::parse_query_line(line).ok_or_else(|| {
-            anyhow::anyhow!(
-                "invalid value for [A B]: {line:?} is one word; give the pair as two \
-                 arguments, A B, or as one, A:B"
-            )
-        })?),
+        [line] => Some(
+            relbert::query::query_line_readings(line)
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid value for [A B]: {}; give the pair as two arguments, A B, or \
+                         as one, A:B",
+                        why_not_a_pair(line)
+                    )
+                })?,
+        ),
         _ => None,
     };
     let pair = match a.pair.as_slice() {
@@ -563,8 +715,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     } else {
                         relbert::Dtype::fast_cpu_default()
                     });
-                    ensure_default_index(&d, dtype, &a.device)?;
-                    d
+                    ensure_default_index(&d, dtype, &a.device)?
                 }
             };
             QueryEngine::open(&dir, a.model.clone()).with_context(|| super::index::opening(&dir))?
@@ -660,7 +811,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
             )),
             Ok(text) => {
                 let line = text.trim_end_matches(['\r', '\n']);
-                if line.trim().is_empty() || line.starts_with('#') {
+                // A comment may be indented, as a `#` typed after a space at the prompt is.
+                if line.trim().is_empty() || line.trim_start().starts_with('#') {
                     if a.json {
                         let what = if line.trim().is_empty() {
                             "blank line"
@@ -688,7 +840,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     Ok(None) => Err((
                         None,
                         line.to_string(),
-                        "expected two words: a<TAB>b, a:b or a b".to_string(),
+                        format!(
+                            "expected two words (a<TAB>b, a:b or a b): {}",
+                            why_not_a_pair(line)
+                        ),
                     )),
                 }
             }
@@ -719,7 +874,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // were answered.
     anyhow::ensure!(
         failed == 0,
-        "{failed} of {asked} query lines could not be answered (each is named above)"
+        "{failed} of {asked} query lines could not be answered (each is named {})",
+        if a.json { "in its JSON line" } else { "above" }
     );
     Ok(())
 }
