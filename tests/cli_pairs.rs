@@ -562,8 +562,9 @@ fn mined_pairs_stream_into_an_index_build() {
 fn an_interrupted_run_leaves_nothing_behind() {
     use std::process::{Command as Std, Stdio};
     // Ctrl-C, and the SIGTERM of `timeout`, `kill` and service managers (it left the work
-    // directory, with its copy of standard input, behind).
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    // directory, with its copy of standard input, behind), and the SIGHUP of a closed
+    // terminal.
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.tsv");
         // Standard input held open: the miner waits in its first pass until interrupted.
@@ -597,6 +598,13 @@ fn an_interrupted_run_leaves_nothing_behind() {
         assert_eq!(status.code(), Some(130), "signal {signal}");
         assert!(work_dirs().is_empty(), "left behind: {:?}", work_dirs());
         assert!(!out.exists());
+        // Nor the outputs' lock files (the handler's exit ran no destructors, and
+        // `.out.tsv.lock` and `.out.provenance.jsonl.lock` stayed).
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.is_empty(), "signal {signal}: left behind: {left:?}");
     }
 }
 
@@ -865,7 +873,7 @@ fn an_interrupt_leaves_all_outputs_or_none() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let tmp = out.path().join(".p.tsv.tmp");
+        let tmp = out.path().join(".p.tsv.relbert.tmp");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut done = false;
         while !tmp.exists() {
@@ -898,9 +906,10 @@ fn an_interrupt_leaves_all_outputs_or_none() {
             Some(0) => assert_eq!(written, names.len(), "{delay_ms} ms: {left:?}; {err}"),
             other => panic!("{delay_ms} ms: exit {other:?}: {err}"),
         }
-        // No temporary file is left either way.
+        // No temporary or lock file is left either way.
         assert!(
-            left.iter().all(|n| !n.ends_with(".tmp")),
+            left.iter()
+                .all(|n| !n.ends_with(".tmp") && !n.ends_with(".lock")),
             "{delay_ms} ms: {left:?}; {err}"
         );
     }
@@ -1146,4 +1155,209 @@ fn more_spilled_runs_than_open_files_allowed_are_merged() {
         run("low.tsv", true),
         run("usual.tsv", false).replace("usual", "low")
     );
+}
+
+// Found by a third audit of `pairs mine`; each test failed on the code before its fix.
+
+/// Runs `cmd` to completion, failing (not hanging) if it takes longer than a minute: a
+/// second open of a pipe waited forever for a writer.
+fn finish(cmd: &mut Command) -> std::process::Output {
+    cmd.timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap()
+}
+
+/// Inputs that are not regular files were reread by their path each pass: a named pipe
+/// hung at its second open, `<(…)` and `/dev/stdin` gave nothing the second time (rc 0, the
+/// input's pairs silently missing).
+#[test]
+fn pipes_and_dev_stdin_are_read_once_and_mined_like_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let text = std::fs::read(&corpus).unwrap();
+    let args = ["--min-count", "1", "--min-pair-count", "1"];
+    let file = mine(dir.path(), "file", &[&corpus], &args);
+    assert!(!file.rows.is_empty());
+
+    // A named pipe, written by another thread (as `mkfifo f; cat a.txt > f &` does).
+    let fifo = dir.path().join("capitals-fifo.txt");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let (fifo, text) = (fifo.clone(), text.clone());
+        std::thread::spawn(move || std::fs::write(fifo, text))
+    };
+    let out = dir.path().join("fifo.tsv");
+    let o = finish(
+        relbert()
+            .args(["pairs", "mine", "--corpus"])
+            .arg(&fifo)
+            .arg("--out")
+            .arg(&out)
+            .args(args),
+    );
+    assert!(o.status.success(), "{o:?}");
+    writer.join().unwrap().unwrap();
+    let piped = read_mined(&out);
+    assert_eq!(piped.rows, file.rows);
+    assert_eq!(piped.counts(), file.counts());
+    let place = piped.provenance[0]["examples"][0].as_str().unwrap();
+    assert!(
+        place.starts_with(&format!("{}:", fifo.display())),
+        "the pipe is named by its path: {place}"
+    );
+
+    // `/dev/stdin` on a pipe, alone and beside `-` (one input, read once).
+    for (name, corpus) in [
+        ("devstdin", vec!["/dev/stdin"]),
+        ("both", vec!["-", "/dev/stdin"]),
+    ] {
+        let out = dir.path().join(format!("{name}.tsv"));
+        let o = finish(
+            relbert()
+                .args(["pairs", "mine", "--corpus"])
+                .args(&corpus)
+                .arg("--out")
+                .arg(&out)
+                .args(args)
+                .write_stdin(text.clone()),
+        );
+        assert!(o.status.success(), "{name}: {o:?}");
+        let m = read_mined(&out);
+        assert_eq!(m.rows, file.rows, "{name}");
+        assert_eq!(m.counts(), file.counts(), "{name}");
+    }
+}
+
+/// Only `--out` takes `-` for standard output: `--report -`, `--save-vocab -` and
+/// `--provenance -` wrote a file named `-`.
+#[test]
+fn only_out_takes_a_dash_for_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    for flag in ["--report", "--save-vocab", "--provenance"] {
+        let o = finish(
+            relbert()
+                .current_dir(dir.path())
+                .args(["pairs", "mine", "--min-count", "1", "--corpus"])
+                .arg(&corpus)
+                .args(["--out", "p.tsv", flag, "-"]),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("only for --out"),
+            "{flag}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{flag}: {left:?}");
+    }
+}
+
+/// Files skipped whole (binary, UTF-16) were counted as files read, and a folder of hidden
+/// files was "no input files found" without a word about them.
+#[test]
+fn skipped_files_are_not_files_read_and_hidden_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    std::fs::copy(fixture("corpus/capitals.txt"), c.join("a.txt")).unwrap();
+    std::fs::write(c.join("b.bin"), b"\x00\x01 binary \x00").unwrap();
+    let mut u16 = vec![0xff, 0xfe];
+    for u in "Paris is the capital of France.\n".encode_utf16() {
+        u16.extend(u.to_le_bytes());
+    }
+    std::fs::write(c.join("u.txt"), u16).unwrap();
+    let m = mine(dir.path(), "p", &[&c], &["--min-count", "1"]);
+    assert_eq!(m.report["files"], 1, "{}", m.report);
+    assert_eq!(m.report["binary_files"], 1);
+    assert_eq!(m.report["utf16_files"], 1);
+    let head = std::fs::read_to_string(dir.path().join("p.tsv")).unwrap();
+    assert!(
+        head.lines()
+            .next()
+            .unwrap()
+            .contains(" pairs from 1 files,"),
+        "{head}"
+    );
+    let (_, err) = mine_out(&[&c], &["--min-count", "1"]);
+    assert!(err.contains(" pairs from 1 files:"), "{err}");
+
+    let hidden = dir.path().join("h");
+    std::fs::create_dir(&hidden).unwrap();
+    std::fs::copy(fixture("corpus/capitals.txt"), hidden.join(".a.txt")).unwrap();
+    let o = finish(
+        relbert()
+            .args(["pairs", "mine", "--out", "-", "--corpus"])
+            .arg(&hidden),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no input files found")
+            && err.contains("1 hidden file(s)")
+            && err.contains(".a.txt"),
+        "{err}"
+    );
+}
+
+/// A word of any length became a term: a 3,000-letter one went whole into the pair list
+/// and its provenance.
+#[test]
+fn words_too_long_to_be_words_are_not_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(3000);
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(
+        &corpus,
+        format!("Paris is near {long} in France.\n\n").repeat(5),
+    )
+    .unwrap();
+    let m = mine(dir.path(), "p", &[&corpus], EVERYTHING);
+    assert!(
+        m.rows
+            .iter()
+            .all(|(h, t, _)| h.len() <= 64 && t.len() <= 64),
+        "{:?}",
+        m.rows
+    );
+    m.record("paris", "france");
+    assert_eq!(m.report["long_words"], 1, "{}", m.report);
+}
+
+/// `--phrase-threshold NaN` was taken, and acted as infinity (no phrase ever passed).
+#[test]
+fn a_threshold_that_is_not_a_number_is_refused() {
+    let corpus = fixture("corpus/capitals.txt");
+    for v in ["NaN", "inf", "-inf"] {
+        let o = finish(
+            relbert()
+                .args(["pairs", "mine", "--out", "-", "--phrases", "--corpus"])
+                .arg(&corpus)
+                .arg(format!("--phrase-threshold={v}")),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{v}: {err}");
+        assert!(
+            err.contains("--phrase-threshold") && err.contains("finite"),
+            "{v}: {err}"
+        );
+    }
+}
+
+/// The pair list's first line spelled the score as Rust does (`score Pmi`), and `--help`
+/// showed a rustdoc link (`[`rank`]`).
+#[test]
+fn the_header_and_help_speak_the_flags_language() {
+    let corpus = fixture("corpus/capitals.txt");
+    for score in ["pmi", "npmi", "count"] {
+        let (out, _) = mine_out(&[&corpus], &["--min-count", "1", "--score", score]);
+        let first = out.lines().next().unwrap();
+        assert!(first.contains(&format!(", score {score},")), "{first}");
+    }
+    let o = finish(relbert().args(["pairs", "mine", "--help"]));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("npmi"), "{help}");
+    assert!(!help.contains("[`"), "{help}");
 }

@@ -37,7 +37,7 @@ pub struct MineArgs {
     /// Provenance sidecar (JSON lines: counts, connecting phrases, places per pair).
     /// Default: beside --out, `pairs.tsv` (or `.txt`) → `pairs.provenance.jsonl`, any other
     /// NAME → NAME.provenance.jsonl; none when --out is `-`.
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = file_output)]
     provenance: Option<PathBuf>,
     /// How inputs are parsed (auto: JSON lines for *.jsonl / *.ndjson, text otherwise).
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
@@ -67,7 +67,7 @@ pub struct MineArgs {
     #[arg(long)]
     phrases: bool,
     /// Score a bigram must exceed to become a phrase.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = finite_number)]
     phrase_threshold: f64,
     /// Co-occurrence window in tokens.
     #[arg(long, default_value_t = 10)]
@@ -100,14 +100,36 @@ pub struct MineArgs {
     /// occurrences as a term once multi-word terms are merged: a word chosen on its count
     /// before merging but seen mostly inside a merged term (`york` in `new york`) may count
     /// fewer than --min-count here.
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = file_output)]
     save_vocab: Option<PathBuf>,
     /// Write what mining did (counts, passes, timings) as JSON to this file.
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = file_output)]
     report: Option<PathBuf>,
     /// Replace existing outputs (only ones relbert wrote).
     #[arg(long)]
     force: bool,
+}
+
+/// An output that must be a file: `-` is standard output only for `--out` (it was taken as
+/// a file named `-`).
+fn file_output(s: &str) -> std::result::Result<PathBuf, String> {
+    if s == "-" {
+        return Err(
+            "standard output (-) is only for --out; give a file name (such as ./-, for a file \
+             named -)"
+                .into(),
+        );
+    }
+    super::output_file(s)
+}
+
+/// A finite number (`NaN` passed every comparison as if it were infinite).
+fn finite_number(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("must be a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Runs `relbert pairs …`.
@@ -267,7 +289,40 @@ fn run_mine(a: MineArgs) -> Result<()> {
         (None, false) => Some(provenance_path(&a.out)),
         (None, true) => None,
     };
-    let mut locks = Vec::new();
+    // Ctrl-C would skip the work directory's cleanup (spilled runs and the copy of standard
+    // input can be large) and leave the outputs' lock files (`std::process::exit` runs no
+    // destructors). The outputs are written under temporary names, and an interrupt is
+    // heeded only before the first of them is renamed into place: from then on all are
+    // committed, so a run leaves either all its outputs or none. The handler is in place
+    // before the first lock is taken and the work directory exists, so no interrupt falls
+    // between either and its cleanup.
+    let state: std::sync::Arc<Mutex<Interrupt>> = Default::default();
+    {
+        let state = state.clone();
+        let _ = ctrlc::set_handler(move || {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.committing {
+                eprintln!("interrupted while the outputs are being renamed into place: finishing that first");
+                return;
+            }
+            for tmp in &st.temps {
+                let _ = std::fs::remove_file(tmp);
+            }
+            if let Some(dir) = st.work_dir.take() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            // Dropping a lock removes its file (this process holds it, so it is relbert's).
+            st.locks.clear();
+            if st.stdout_started {
+                eprintln!("interrupted: no output file was written; the pair list on standard output is incomplete");
+            } else {
+                eprintln!("interrupted: nothing was written");
+            }
+            std::process::exit(130);
+        });
+    }
+    // Releases the locks however this function returns.
+    let _held = HeldLocks(state.clone());
     let mut outputs: Vec<(&Path, OutputKind)> = Vec::new();
     if !to_stdout {
         outputs.push((&a.out, OutputKind::MinedPairs));
@@ -325,7 +380,11 @@ fn run_mine(a: MineArgs) -> Result<()> {
                 p.display()
             );
         }
-        locks.push(relbert_index::OutputLock::acquire(p)?);
+        // Taken and registered under the handler's lock: an interrupt sees each lock it
+        // must release.
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.locks.push(relbert_index::OutputLock::acquire(p)?);
+        drop(st);
         check_replaceable(p, a.force, *kind)?;
         if *kind == OutputKind::Provenance {
             check_provenance_owner(p, &a.out)?;
@@ -343,34 +402,6 @@ fn run_mine(a: MineArgs) -> Result<()> {
         None => std::env::temp_dir(),
     };
     clean_stale_work_dirs(&tmp_parent);
-    // Ctrl-C would skip the work directory's cleanup (spilled runs and the copy of standard
-    // input can be large). The outputs are written under temporary names, and an interrupt
-    // is heeded only before the first of them is renamed into place: from then on all are
-    // committed, so a run leaves either all its outputs or none. The handler is in place
-    // before the work directory exists, so no interrupt falls between the two.
-    let state: std::sync::Arc<Mutex<Interrupt>> = Default::default();
-    {
-        let state = state.clone();
-        let _ = ctrlc::set_handler(move || {
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.committing {
-                eprintln!("interrupted while the outputs are being renamed into place: finishing that first");
-                return;
-            }
-            for tmp in &st.temps {
-                let _ = std::fs::remove_file(tmp);
-            }
-            if let Some(dir) = st.work_dir.take() {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            if st.stdout_started {
-                eprintln!("interrupted: no output file was written; the pair list on standard output is incomplete");
-            } else {
-                eprintln!("interrupted: nothing was written");
-            }
-            std::process::exit(130);
-        });
-    }
     let work = tempfile::Builder::new()
         .prefix(WORK_PREFIX)
         .tempdir_in(&tmp_parent)
@@ -409,11 +440,13 @@ fn run_mine(a: MineArgs) -> Result<()> {
         .vocabulary
         .sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
     let header = format!(
-        "{MINED_PAIRS_MARK}: {} pairs from {} files, window {}, score {:?}, min-count {}, min-pair-count {}",
+        "{MINED_PAIRS_MARK}: {} pairs from {} files, window {}, score {}, min-count {}, min-pair-count {}",
         pairs.len(),
         report.files,
         a.window,
-        a.score,
+        // The flag's own spelling (`pmi`), not the Rust name.
+        clap::ValueEnum::to_possible_value(&a.score)
+            .map_or_else(|| format!("{:?}", a.score), |v| v.get_name().to_string()),
         a.min_count,
         a.min_pair_count
     );
@@ -486,8 +519,19 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
     }
     summary(&report, started.elapsed().as_secs_f64());
-    drop(locks);
     Ok(())
+}
+
+/// Releases the outputs' locks (removing their files) when `run_mine` returns, taken out of
+/// the interrupt state under its lock: an interrupt after that finds none to remove (they
+/// may be another run's by then), and one before removes them itself.
+struct HeldLocks(std::sync::Arc<Mutex<Interrupt>>);
+
+impl Drop for HeldLocks {
+    fn drop(&mut self) {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.locks.clear();
+    }
 }
 
 /// What the interrupt handler must know: what to remove, and whether it may still stop.
@@ -501,6 +545,8 @@ struct Interrupt {
     stdout_started: bool,
     /// Outputs are being renamed into place: an interrupt no longer stops the run.
     committing: bool,
+    /// The outputs' writer locks.
+    locks: Vec<relbert_index::OutputLock>,
 }
 
 /// The work directories' name prefix (hidden: a directory walk of the corpus skips them).
@@ -672,6 +718,13 @@ fn summary(r: &MineReport, secs: f64) {
         eprintln!(
             "  counts over the memory budget: {:.1} MB spilled to disk and merged",
             r.spilled_bytes as f64 / 1e6
+        );
+    }
+    if r.long_words > 0 {
+        eprintln!(
+            "  {} word(s) longer than {} characters left out of the terms",
+            group(r.long_words as u64),
+            relbert::corpus::vocab::MAX_TERM_CHARS
         );
     }
     let skipped = r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files;

@@ -56,8 +56,8 @@ use vocab::{Terms, Vocab};
 pub enum Score {
     /// Pointwise mutual information, among pairs at or above the count floor.
     Pmi,
-    /// Normalised PMI, `pmi / −ln p(h,t)` in [−1, 1] over the co-occurrence distribution
-    /// (see [`rank`]): less drawn to rare pairs than PMI.
+    /// Normalised PMI, `pmi / −ln p(h,t)` in [−1, 1], with the probabilities taken over
+    /// the co-occurring pairs counted: less drawn to rare pairs than PMI.
     Npmi,
     /// Plain co-occurrence count.
     Count,
@@ -158,7 +158,8 @@ pub struct PassReport {
 /// What mining did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MineReport {
-    /// Input files read (after expanding directories).
+    /// Input files read (after expanding directories); files skipped whole are not counted
+    /// (see `binary_files` and `utf16_files`).
     pub files: usize,
     /// Sentences seen.
     pub sentences: u64,
@@ -168,6 +169,10 @@ pub struct MineReport {
     pub distinct_words: usize,
     /// Terms in the vocabulary.
     pub vocab: usize,
+    /// Distinct words left out of the vocabulary as longer than
+    /// [`vocab::MAX_TERM_CHARS`] characters (a run of letters without spaces: a URL's
+    /// remains, a line of a table).
+    pub long_words: usize,
     /// Phrases learned.
     pub phrases: usize,
     /// Distinct co-occurring pairs counted.
@@ -222,7 +227,6 @@ impl MineProgress for Quiet {
 struct Ctx<'a> {
     opts: &'a MineOptions,
     sources: Vec<Source>,
-    stdin_copy: PathBuf,
     skipped: Skipped,
     progress: &'a dyn MineProgress,
     report: MineReport,
@@ -276,7 +280,7 @@ impl Ctx<'_> {
                 &self.sources,
                 self.opts.paragraphs,
                 &self.opts.text_field,
-                &self.stdin_copy,
+                &self.opts.work_dir,
                 &mut skipped,
                 |b| {
                     bytes = b;
@@ -301,11 +305,11 @@ impl Ctx<'_> {
         if self.report.passes.is_empty() {
             self.skipped = skipped;
         }
-        // Standard input's size is known once it has been copied.
-        for s in self.sources.iter_mut().filter(|s| s.stdin) {
-            s.bytes = std::fs::metadata(&self.stdin_copy)
-                .map(|m| m.len())
-                .unwrap_or(0);
+        // A stream's size (standard input, a pipe) is known once it has been copied.
+        for (i, s) in self.sources.iter_mut().enumerate() {
+            if let Some(copy) = source::copy_path(&self.opts.work_dir, i, s) {
+                s.bytes = std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0);
+            }
         }
         self.report.passes.push(PassReport {
             name: name.to_string(),
@@ -351,24 +355,35 @@ pub fn mine(
             message: "must be at least 1".into(),
         });
     }
-    let expanded = source::expand(&opts.inputs, opts.format, &opts.exclude)?;
-    let sources = expanded.sources;
-    if sources.is_empty() {
+    if !opts.phrase_threshold.is_finite() {
         return Err(Error::InvalidArgument {
-            flag: "--corpus".into(),
-            message: "no input files found".into(),
+            flag: "--phrase-threshold".into(),
+            message: format!("must be a finite number, not {}", opts.phrase_threshold),
         });
     }
-    let stdin_copy = opts.work_dir.join("stdin.txt");
+    // relbert's own hidden files beside the outputs (their lock files, the work directory)
+    // are neither read nor counted as the user's hidden files.
+    let mut exclude = opts.exclude.clone();
+    exclude.extend(
+        opts.exclude
+            .iter()
+            .filter_map(|p| relbert_index::lock::lock_path(p).ok()),
+    );
+    exclude.push(opts.work_dir.clone());
+    let expanded = source::expand(&opts.inputs, opts.format, &exclude)?;
+    if expanded.sources.is_empty() {
+        return Err(Error::InvalidArgument {
+            flag: "--corpus".into(),
+            message: format!("no input files found{}", left_out_why(&expanded)),
+        });
+    }
     let mut ctx = Ctx {
         opts,
         report: MineReport {
-            files: sources.len(),
             duplicate_files: expanded.duplicates,
             ..MineReport::default()
         },
-        sources,
-        stdin_copy,
+        sources: expanded.sources,
         skipped: Skipped::default(),
         progress,
     };
@@ -429,6 +444,7 @@ pub fn mine(
         opts.vocab_size,
     );
     ctx.report.vocab = vocab.len();
+    ctx.report.long_words = vocab.too_long;
     if vocab.is_empty() {
         return Err(Error::Empty {
             path: inputs_named(&opts.inputs),
@@ -533,8 +549,43 @@ pub fn mine(
     ctx.report.bad_json_lines = ctx.skipped.bad_json;
     ctx.report.binary_files = ctx.skipped.binary_files;
     ctx.report.utf16_files = ctx.skipped.utf16_files;
+    // Files skipped whole were not read.
+    ctx.report.files = ctx
+        .sources
+        .len()
+        .saturating_sub((ctx.skipped.binary_files + ctx.skipped.utf16_files) as usize);
     ctx.report.skipped_examples = ctx.skipped.examples.clone();
     Ok((mined, ctx.report))
+}
+
+/// What folder walks left out, to follow "no input files found" (empty when nothing was):
+/// a folder of hidden files otherwise looked empty.
+fn left_out_why(e: &source::Expanded) -> String {
+    let mut why = Vec::new();
+    if e.hidden > 0 {
+        let example = e
+            .hidden_example
+            .as_ref()
+            .map(|p| format!(", such as {}", p.display()))
+            .unwrap_or_default();
+        why.push(format!(
+            "{} hidden file(s) or folder(s) were skipped in the folders given (names starting \
+             with `.`{example}); name a hidden file itself to read it",
+            e.hidden
+        ));
+    }
+    if e.not_files > 0 {
+        why.push(format!(
+            "{} entries that are neither files nor folders (pipes, sockets, devices) were \
+             skipped in the folders given",
+            e.not_files
+        ));
+    }
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", why.join("; "))
+    }
 }
 
 /// All corpus inputs for a message about all of them (the first few, and how many more).

@@ -10,7 +10,12 @@
 //! skipped as binary.
 //!
 //! Standard input can be read only once, but mining reads its input several times, so the
-//! first pass copies it into the work directory and later passes read the copy.
+//! first pass copies it into the work directory and later passes read the copy. So it goes
+//! for every input that is not a regular file (a named pipe, `<(…)`, `/dev/stdin`, a
+//! character device): it is read once by its path and copied, and named by that path in
+//! messages and provenance. Such an input without an extension to go by (`/dev/stdin`,
+//! `/dev/fd/63`) is judged JSON lines or text by its content in `auto`, as `-` is. Pipes,
+//! sockets and devices inside a folder are left out.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,7 +41,12 @@ pub struct Source {
     pub name: PathBuf,
     /// Whether this is standard input.
     pub stdin: bool,
-    /// Size on disk (compressed size), 0 for standard input.
+    /// Read once and copied into the work directory, later passes reading the copy:
+    /// standard input, and any input that is not a regular file (a named pipe, `<(…)`,
+    /// `/dev/stdin`, a character device), whose path gives its bytes once (a second open
+    /// finds nothing, or waits forever for a writer).
+    pub stream: bool,
+    /// Size on disk (compressed size); 0 for a stream until its copy is made.
     pub bytes: u64,
     /// Read as JSON lines.
     pub jsonl: bool,
@@ -119,21 +129,37 @@ pub struct Expanded {
     pub duplicates: u64,
     /// The first duplicate: the path it was reached by again, and the path it is read as.
     pub duplicate_example: Option<(PathBuf, PathBuf)>,
+    /// Hidden files and folders (names starting with `.`) left out of folder walks, not
+    /// counting relbert's own (those in `exclude`): named when nothing else is found.
+    pub hidden: u64,
+    /// The first hidden file or folder left out.
+    pub hidden_example: Option<PathBuf>,
+    /// Entries in folders that are neither files nor folders (pipes, sockets, devices): left
+    /// out, as reading one may wait forever.
+    pub not_files: u64,
 }
 
 /// Expands the inputs: directories are walked recursively in name order (hidden files and
-/// directories skipped, and relbert's own mining outputs, with a note: see [`own_output`]),
-/// `-` is standard input. Each file is read once however often it is reached (named twice,
-/// inside a named folder, through a symbolic link): files are told apart by device and
-/// inode, so a link is the file it points to, and the duplicates are noted once on standard
-/// error.
+/// directories skipped, and relbert's own mining outputs, with a note: see [`own_output`];
+/// pipes, sockets and devices found in them too), `-` is standard input. A named input that
+/// is not a regular file (a named pipe, `<(…)`, `/dev/stdin`, a character device) is read
+/// once and copied, like standard input ([`Source::stream`]). Each file is read once however
+/// often it is reached (named twice, inside a named folder, through a symbolic link, `-` and
+/// `/dev/stdin`): files are told apart by device and inode, so a link is the file it points
+/// to, and the duplicates are noted once on standard error. `exclude` lists this run's
+/// outputs and relbert's own hidden files beside them (lock files, the work directory):
+/// never read, and not counted as hidden.
 pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> Result<Expanded> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = Expanded::default();
     let mut seen: rustc_hash::FxHashMap<(u64, u64), usize> = Default::default();
     let mut seen_stdin = false;
-    let mut add = |out: &mut Expanded, path: &Path, md: &std::fs::Metadata| {
-        use std::os::unix::fs::MetadataExt;
-        match seen.entry((md.dev(), md.ino())) {
+    let mut add = |out: &mut Expanded, path: &Path, id: Option<(u64, u64)>, source: Source| {
+        let Some(id) = id else {
+            out.sources.push(source);
+            return;
+        };
+        match seen.entry(id) {
             std::collections::hash_map::Entry::Occupied(first) => {
                 out.duplicates += 1;
                 if out.duplicate_example.is_none() {
@@ -143,7 +169,7 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(out.sources.len());
-                out.sources.push(file_source(path, md.len(), format));
+                out.sources.push(source);
             }
         }
     };
@@ -156,23 +182,38 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
                 });
             }
             seen_stdin = true;
-            out.sources.push(Source {
+            // Told apart like a file: `-` and `/dev/stdin` are one input, and the second
+            // open of a pipe would wait for a writer that never comes.
+            let id = stdin_metadata().map(|md| (md.dev(), md.ino()));
+            let source = Source {
                 name: PathBuf::from("<stdin>"),
                 stdin: true,
+                stream: true,
                 bytes: 0,
                 jsonl: format == InputFormat::Jsonl,
                 sniff: format == InputFormat::Auto,
-            });
+            };
+            add(&mut out, Path::new("-"), id, source);
             continue;
         }
         let md = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
         if md.is_dir() {
+            let (mut hidden, mut hidden_example, mut not_files) = (0u64, None, 0u64);
             let walker = walkdir::WalkDir::new(input)
                 .follow_links(true)
                 .sort_by_file_name()
                 .into_iter()
                 .filter_entry(|e| {
-                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                    let keep = e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.');
+                    if !keep
+                        && !exclude
+                            .iter()
+                            .any(|x| crate::output::same_file(x, e.path()))
+                    {
+                        hidden += 1;
+                        hidden_example.get_or_insert_with(|| e.path().to_path_buf());
+                    }
+                    keep
                 });
             for entry in walker {
                 let entry = entry.map_err(|e| {
@@ -193,11 +234,20 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
                         let path = e.path().unwrap_or(entry.path()).to_path_buf();
                         Error::io(&path, e.into())
                     })?;
-                    add(&mut out, entry.path(), &md);
+                    let source = file_source(entry.path(), &md, format);
+                    add(&mut out, entry.path(), Some((md.dev(), md.ino())), source);
+                } else if !entry.file_type().is_dir() {
+                    not_files += 1;
                 }
             }
+            out.hidden += hidden;
+            if out.hidden_example.is_none() {
+                out.hidden_example = hidden_example;
+            }
+            out.not_files += not_files;
         } else {
-            add(&mut out, input, &md);
+            let source = file_source(input, &md, format);
+            add(&mut out, input, Some((md.dev(), md.ino())), source);
         }
     }
     if let Some((again, first)) = &out.duplicate_example {
@@ -213,7 +263,16 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
     Ok(out)
 }
 
-fn file_source(path: &Path, bytes: u64, format: InputFormat) -> Source {
+/// Standard input's metadata (`None` when it is closed).
+fn stdin_metadata() -> Option<std::fs::Metadata> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    File::from(fd).metadata().ok()
+}
+
+fn file_source(path: &Path, md: &std::fs::Metadata, format: InputFormat) -> Source {
+    // Not a regular file: a pipe or a device, which gives its bytes once.
+    let stream = !md.is_file();
     let jsonl = match format {
         InputFormat::Jsonl => true,
         InputFormat::Text => false,
@@ -230,9 +289,11 @@ fn file_source(path: &Path, bytes: u64, format: InputFormat) -> Source {
     Source {
         name: path.to_path_buf(),
         stdin: false,
-        bytes,
+        stream,
+        bytes: if stream { 0 } else { md.len() },
         jsonl,
-        sniff: false,
+        // `/dev/stdin`, `/dev/fd/63` of `<(…)`: no name to go by, as for `-`.
+        sniff: stream && format == InputFormat::Auto && path.extension().is_none(),
     }
 }
 
@@ -313,15 +374,28 @@ const MAX_PARA: usize = 64 << 10;
 /// Target size of a block handed to a worker.
 const BLOCK_BYTES: usize = 256 << 10;
 
+/// Where the copy of a [`Source::stream`] goes in the work directory: `stdin.txt` for
+/// standard input, `input-N` for the `N`th source otherwise; `None` for a regular file,
+/// which each pass reads by its path.
+pub fn copy_path(work_dir: &Path, index: usize, src: &Source) -> Option<PathBuf> {
+    if src.stdin {
+        Some(work_dir.join("stdin.txt"))
+    } else if src.stream {
+        Some(work_dir.join(format!("input-{index}")))
+    } else {
+        None
+    }
+}
+
 /// Reads the sources in order and calls `send` with blocks of paragraphs. `progress` gets
-/// the number of input bytes read so far (compressed bytes for compressed files). Standard
-/// input is copied to `stdin_copy` when reading it the first time, and read from there
-/// later (when the copy exists).
+/// the number of input bytes read so far (compressed bytes for compressed files). A stream
+/// ([`Source::stream`]: standard input, a pipe) is copied into `work_dir` when reading it the
+/// first time ([`copy_path`]), and read from there later (when the copy exists).
 pub fn read_blocks(
     sources: &[Source],
     paragraphs: Paragraphs,
     text_field: &str,
-    stdin_copy: &Path,
+    work_dir: &Path,
     skipped: &mut Skipped,
     mut progress: impl FnMut(u64),
     mut send: impl FnMut(Block) -> bool,
@@ -329,19 +403,26 @@ pub fn read_blocks(
     let mut done = 0u64;
     for (i, src) in sources.iter().enumerate() {
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let raw: Box<dyn Read> = if src.stdin {
-            if stdin_copy.exists() {
-                Box::new(File::open(stdin_copy).map_err(|e| Error::io(stdin_copy, e))?)
-            } else {
-                let copy = File::create(stdin_copy).map_err(|e| Error::io(stdin_copy, e))?;
+        let raw: Box<dyn Read> = match copy_path(work_dir, i, src) {
+            Some(copy) if copy.exists() => {
+                Box::new(File::open(&copy).map_err(|e| Error::io(&copy, e))?)
+            }
+            Some(copy) => {
+                // Opened before the copy is made: an input that cannot be opened leaves no
+                // empty copy to be taken for it.
+                let inner: Box<dyn Read> = if src.stdin {
+                    Box::new(std::io::stdin().lock())
+                } else {
+                    Box::new(File::open(&src.name).map_err(|e| Error::io(&src.name, e))?)
+                };
+                let file = File::create(&copy).map_err(|e| Error::io(&copy, e))?;
                 Box::new(Tee {
-                    inner: std::io::stdin().lock(),
-                    copy,
-                    path: stdin_copy.to_path_buf(),
+                    inner,
+                    copy: file,
+                    path: copy,
                 })
             }
-        } else {
-            Box::new(File::open(&src.name).map_err(|e| Error::io(&src.name, e))?)
+            None => Box::new(File::open(&src.name).map_err(|e| Error::io(&src.name, e))?),
         };
         let counted = Counted {
             inner: raw,
@@ -605,7 +686,7 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// Copies standard input to a file as it is read.
+/// Copies a stream (standard input, a pipe) to a file as it is read.
 struct Tee<R> {
     inner: R,
     copy: File,
@@ -618,7 +699,7 @@ impl<R: Read> Read for Tee<R> {
         self.copy.write_all(&buf[..k]).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!("copying standard input to {}: {e}", self.path.display()),
+                format!("copying it to {}: {e}", self.path.display()),
             )
         })?;
         Ok(k)
@@ -640,7 +721,7 @@ mod tests {
             &sources,
             Paragraphs::Blank,
             "text",
-            &dir.path().join("stdin"),
+            dir.path(),
             &mut skipped,
             |_| {},
             |b| {
@@ -726,6 +807,79 @@ mod tests {
         let e = expand(&[a.clone(), a.clone(), c.clone()], InputFormat::Auto, &[]).unwrap();
         assert_eq!(names(&e), [a.clone(), c.join("z.txt")]);
         assert_eq!(e.duplicates, 3);
+    }
+
+    /// A named pipe gives its bytes once: every pass after the first read nothing (or its
+    /// second open waited forever for a writer), so its pairs went missing.
+    #[test]
+    fn a_pipe_is_copied_on_the_first_pass_and_read_from_the_copy_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.txt");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, "one two\n\nthree\n"))
+        };
+        let e = expand(std::slice::from_ref(&fifo), InputFormat::Auto, &[]).unwrap();
+        assert!(e.sources[0].stream && !e.sources[0].stdin && !e.sources[0].sniff);
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        // Each pass on a thread of its own, waited for a minute at most: a second open of
+        // the pipe waits forever for a writer.
+        let read = || {
+            let (sources, work) = (e.sources.clone(), work.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut paras = Vec::new();
+                let r = read_blocks(
+                    &sources,
+                    Paragraphs::Blank,
+                    "text",
+                    &work,
+                    &mut Skipped::default(),
+                    |_| {},
+                    |b| {
+                        for p in &b.paras {
+                            paras.push((b.text[p.start..p.end].to_string(), p.line));
+                        }
+                        true
+                    },
+                );
+                let _ = tx.send(r.map(|()| paras));
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the pass did not finish")
+                .unwrap()
+        };
+        let first = read();
+        writer.join().unwrap().unwrap();
+        assert_eq!(
+            first,
+            [("one two\n".to_string(), 1), ("three\n".to_string(), 3)]
+        );
+        // Later passes read the copy.
+        assert_eq!(read(), first);
+        assert_eq!(
+            copy_path(&work, 0, &e.sources[0]),
+            Some(work.join("input-0"))
+        );
+    }
+
+    #[test]
+    fn hidden_entries_are_counted_unless_relberts_own() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".notes.txt"), "a b\n").unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git").join("x.txt"), "a b\n").unwrap();
+        let own = dir.path().join(".p.tsv.lock");
+        std::fs::write(&own, "pid 1\n").unwrap();
+        let e = expand(&[dir.path().to_path_buf()], InputFormat::Auto, &[own]).unwrap();
+        assert!(e.sources.is_empty());
+        // `.git` and `.notes.txt`, not what is inside `.git`, nor the lock file.
+        assert_eq!(e.hidden, 2);
+        assert_eq!(e.hidden_example, Some(dir.path().join(".git")));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The vocabulary of terms: stop words, multi-word terms (a given list and learned
 //! phrases) merged into single tokens, and the frequency cut that picks the terms pairs are
 //! counted between.
+//!
+//! A term's words are at most [`MAX_TERM_CHARS`] characters each: a longer run of letters
+//! is not a word (a URL's or a table's remains, text without spaces), and one of millions
+//! of characters went whole into the pair list, its provenance and the model's prompt.
 
 use std::path::Path;
 
@@ -173,6 +177,12 @@ impl Terms {
     }
 }
 
+/// Longest word of a term, in characters (combining marks not counted, as they belong to
+/// their letter). Long enough for long words of any language (`Rindfleischetikettierungs…`
+/// compounds reach 63, English's longest dictionary word has 45), short enough that runs of
+/// letters that are not words stay out; a BERT tokenizer gives up on a word after 100.
+pub const MAX_TERM_CHARS: usize = 64;
+
 /// The terms pairs are counted between, most frequent first; a term's id is its rank.
 #[derive(Debug, Default, Clone)]
 pub struct Vocab {
@@ -180,6 +190,9 @@ pub struct Vocab {
     pub terms: Vec<Box<str>>,
     /// Corpus counts by id (from the pass that chose them).
     pub counts: Vec<u64>,
+    /// Distinct words that would have been candidates (frequent enough, not stop words,
+    /// letters only) but for a word longer than [`MAX_TERM_CHARS`].
+    pub too_long: usize,
     ids: FxHashMap<Box<str>, u32>,
 }
 
@@ -187,18 +200,20 @@ impl Vocab {
     /// Chooses the terms: every word seen at least `min_count` times that is not a stop word,
     /// is made of letters with at most inner hyphens and apostrophes (so not `mp3`, `0d`,
     /// `u_expr` or `perm.r`: codes and identifiers, not words) and has at least two
-    /// characters (multi-word terms always qualify on count alone), most
-    /// frequent first (ties by text), at most `max_size`.
+    /// characters (multi-word terms always qualify on count alone) and none of whose words
+    /// has more than [`MAX_TERM_CHARS`], most frequent first (ties by text), at most
+    /// `max_size`.
     pub fn choose(
         counts: FxHashMap<Box<str>, u64>,
         stopwords: &FxHashSet<Box<str>>,
         min_count: u64,
         max_size: usize,
     ) -> Vocab {
+        let mut too_long = 0;
         let mut cands: Vec<(Box<str>, u64)> = counts
             .into_iter()
             .filter(|(w, c)| {
-                *c >= min_count
+                let candidate = *c >= min_count
                     && !stopwords.contains(w)
                     && !stopwords.contains(w.to_lowercase().as_str())
                     // Combining marks belong to their letter: decomposed accents (NFD
@@ -207,12 +222,20 @@ impl Vocab {
                         ch.is_alphabetic() || ch.is_mark() || matches!(ch, '-' | '\'' | '’' | ' ')
                     })
                     && (w.contains(' ')
-                        || w.chars().filter(|c| !c.is_mark()).nth(1).is_some())
+                        || w.chars().filter(|c| !c.is_mark()).nth(1).is_some());
+                if candidate && w.split(' ').any(too_long_word) {
+                    too_long += 1;
+                    return false;
+                }
+                candidate
             })
             .collect();
         cands.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         cands.truncate(max_size);
-        let mut v = Vocab::default();
+        let mut v = Vocab {
+            too_long,
+            ..Vocab::default()
+        };
         for (i, (w, c)) in cands.into_iter().enumerate() {
             v.ids.insert(w.clone(), i as u32);
             v.terms.push(w);
@@ -236,6 +259,16 @@ impl Vocab {
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
     }
+}
+
+/// Whether a word has more than [`MAX_TERM_CHARS`] characters besides combining marks.
+fn too_long_word(w: &str) -> bool {
+    // Bytes bound characters: most words are decided without counting.
+    w.len() > MAX_TERM_CHARS
+        && w.chars()
+            .filter(|c| !c.is_mark())
+            .nth(MAX_TERM_CHARS)
+            .is_some()
 }
 
 #[cfg(test)]
@@ -317,6 +350,28 @@ mod tests {
         assert_eq!(got, ["bundling", "shipping"]);
         // A user's list in the typographic apostrophe matches the text's ASCII one.
         assert!(parse_word_list("shan\u{2019}t", true).contains("shan't"));
+    }
+
+    /// Found by an audit: a word of 3,000,000 letters became a term, written whole into the
+    /// pair list and its provenance.
+    #[test]
+    fn words_longer_than_the_cap_are_not_terms() {
+        let at_cap = "a".repeat(MAX_TERM_CHARS);
+        let over = "b".repeat(MAX_TERM_CHARS + 1);
+        // Combining marks do not count: 64 letters each with an accent still qualify.
+        let marked = "e\u{301}".repeat(MAX_TERM_CHARS);
+        let huge = "c".repeat(3_000_000);
+        let phrase = format!("new {over}");
+        let counts: FxHashMap<Box<str>, u64> =
+            [at_cap.as_str(), &over, &marked, &huge, &phrase, "new york"]
+                .iter()
+                .map(|w| (Box::<str>::from(*w), 9))
+                .collect();
+        let v = Vocab::choose(counts, &FxHashSet::default(), 1, 100);
+        let mut got: Vec<&str> = v.terms.iter().map(|t| &**t).collect();
+        got.sort();
+        assert_eq!(got, [at_cap.as_str(), &marked, "new york"]);
+        assert_eq!(v.too_long, 3);
     }
 
     #[test]
