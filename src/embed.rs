@@ -238,7 +238,8 @@ pub fn screen_long_pairs(
 
 /// Embeds `records` in input order into `sink`; unit vectors unless `raw`. Each distinct pair
 /// is encoded once: a pair seen again later is served from a cache that holds only pairs with
-/// occurrences still to come. `progress` receives the number of records written.
+/// occurrences still to come. `progress` receives the number of records done: within a chunk
+/// after each encoder batch (the chunk's pairs encoded so far), and after each chunk written.
 pub fn embed_into(
     encoder: &RelationEncoder,
     records: &[PairRecord],
@@ -260,7 +261,10 @@ pub fn embed_into(
             .map(|r| (r.head.as_str(), r.tail.as_str()))
             .filter(|k| !cache.contains_key(k))
             .collect();
-        let fresh = encoder.embed_raw(&todo)?;
+        // Reported within the chunk too: a chunk takes minutes on a slow CPU, and a log with
+        // no line until it ends looked stuck.
+        let fresh =
+            encoder.embed_raw_with_progress(&todo, &|n| progress(written + n.min(chunk.len())))?;
         let mut fresh: HashMap<(&str, &str), Vec<f32>> = todo.into_iter().zip(fresh).collect();
         for rec in chunk {
             let key = (rec.head.as_str(), rec.tail.as_str());

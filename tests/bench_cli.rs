@@ -696,3 +696,39 @@ fn a_dataset_named_twice_is_scored_once() {
     let out = stdout(&analogy(dir.path(), &["--dataset", "sat,sat"]).success());
     assert_eq!(out.matches("| sat |").count(), 1, "{out}");
 }
+
+/// Run outside the checkout, the default `--data` (relative to the current directory) was
+/// "listing datasets in ../shared/data: No such file or directory", naming no flag.
+#[test]
+fn a_missing_default_data_folder_names_the_flag_and_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["analogy", "classify"] {
+        let a = relbert()
+            .current_dir(dir.path())
+            .args(["bench", command, "--model"])
+            .arg(fixture("tiny-bert"))
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains("--data ../shared/data")
+                && err.contains("relative to the current directory")
+                && err.contains("pass --data DIR"),
+            "{command}: {err}"
+        );
+        // Given, it is named too, without the note on the default.
+        let a = relbert()
+            .args(["bench", command, "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(dir.path().join("absent"))
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains("--data") && err.contains("no such directory"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("the default"), "{command}: {err}");
+    }
+}

@@ -268,7 +268,7 @@ fn an_interrupted_run_removes_its_temporary_and_lock_files() {
         .map(|i| format!("w{}\tw{}\n", i % 997, i % 1009))
         .collect();
     let pairs = write(dir.path(), "big.tsv", &text);
-    // Temporary and lock files: `.<name>.tmp`, `.<name>.lock`.
+    // Temporary and lock files: `.<name>.relbert.tmp`, `.<name>.lock`.
     let hidden = || -> Vec<String> {
         std::fs::read_dir(dir.path())
             .unwrap()
@@ -290,9 +290,9 @@ fn an_interrupted_run_removes_its_temporary_and_lock_files() {
         }
     };
     for (signal, format, out, tmp) in [
-        (libc::SIGINT, "jsonl", "e.jsonl", ".e.jsonl.tmp"),
+        (libc::SIGINT, "jsonl", "e.jsonl", ".e.jsonl.relbert.tmp"),
         // The array's temporary file is made first, then its pair list's.
-        (libc::SIGTERM, "npy", "v.npy", ".v.pairs.tsv.tmp"),
+        (libc::SIGTERM, "npy", "v.npy", ".v.pairs.tsv.relbert.tmp"),
     ] {
         let out = dir.path().join(out);
         let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
@@ -314,4 +314,87 @@ fn an_interrupted_run_removes_its_temporary_and_lock_files() {
         assert!(hidden().is_empty(), "left behind: {:?}", hidden());
         assert!(!out.exists());
     }
+}
+
+/// `n` distinct pairs, one a line.
+fn many_pairs(dir: &Path, n: usize) -> std::path::PathBuf {
+    let text: String = (0..n).map(|i| format!("w{i}\tv{i}\n")).collect();
+    write(dir, "many.tsv", &text)
+}
+
+/// The counts of the plain progress lines starting with `what: ` in `stderr`.
+fn progress_counts(stderr: &str, what: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(what)?.strip_prefix(": "))
+        .map(|rest| {
+            let done = rest.split('/').next().unwrap().replace(',', "");
+            done.parse().unwrap_or_else(|_| panic!("{rest}"))
+        })
+        .collect()
+}
+
+/// Without a terminal, progress came only at the end of each chunk of 4,096 pairs, so a log
+/// showed nothing for minutes, and the last line came twice (once when the count reached the
+/// end, again when the display finished). With `RELBERT_PROGRESS_SECS=0` each report is a
+/// line: one thread and batches of 8 give a report every 16 pairs, well inside one chunk.
+#[test]
+fn plain_progress_comes_within_a_chunk_and_ends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 300);
+    let a = relbert()
+        .env("RELBERT_PROGRESS_SECS", "0")
+        .args(["--threads", "1", "embed", "--batch-size", "8", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .args(["--format", "npy", "--out"])
+        .arg(dir.path().join("v.npy"))
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let counts = progress_counts(&err, "embedding");
+    assert_eq!(
+        counts.iter().filter(|&&n| n == 300).count(),
+        1,
+        "the final line is not there once: {err}"
+    );
+    assert_eq!(counts.last(), Some(&300), "{err}");
+    assert!(
+        counts.iter().any(|&n| n > 0 && n < 300),
+        "no line before the end: {err}"
+    );
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "counts not rising: {counts:?}"
+    );
+}
+
+/// A `RELBERT_PROGRESS_SECS` that is no number of seconds was ignored without a word.
+#[test]
+fn a_bad_progress_interval_is_warned_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 3);
+    let stderr_with = |secs: &str| {
+        let a = relbert()
+            .env("RELBERT_PROGRESS_SECS", secs)
+            .args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .assert()
+            .success();
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    for bad in ["abc", "-1"] {
+        let err = stderr_with(bad);
+        assert_eq!(
+            err.matches(&format!("RELBERT_PROGRESS_SECS=\"{bad}\" is not a number"))
+                .count(),
+            1,
+            "{err}"
+        );
+    }
+    let err = stderr_with("0.5");
+    assert!(!err.contains("RELBERT_PROGRESS_SECS"), "{err}");
 }

@@ -467,3 +467,161 @@ fn graph_while_encoding_builds_the_same_index() {
     let err = String::from_utf8_lossy(&bad.failure().get_output().stderr).into_owned();
     assert!(err.contains("--graph-while-encoding"), "{err}");
 }
+
+/// Without a terminal, a build's encoding progress came only at the end of each chunk of
+/// 2,048 pairs, and its last line twice. With `RELBERT_PROGRESS_SECS=0` each report is a
+/// line; one thread and batches of 8 report every 16 pairs. The model combines its vectors
+/// with the word offsets, whose encoding reports from a pool thread.
+#[test]
+fn build_progress_comes_within_a_chunk_and_ends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..300).map(|i| format!("w{i}\tv{i}\n")).collect();
+    let pairs = dir.path().join("many.tsv");
+    std::fs::write(&pairs, text).unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.5));
+    let a = relbert()
+        .env("RELBERT_PROGRESS_SECS", "0")
+        .args([
+            "--threads",
+            "1",
+            "index",
+            "build",
+            "--batch-size",
+            "8",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(dir.path().join("idx"))
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let counts: Vec<u64> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("encoding: "))
+        .map(|rest| {
+            rest.split('/')
+                .next()
+                .unwrap()
+                .replace(',', "")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        counts.iter().filter(|&&n| n == 300).count(),
+        1,
+        "the final line is not there once: {err}"
+    );
+    assert!(
+        counts.iter().any(|&n| n > 0 && n < 300),
+        "no line before the end: {err}"
+    );
+}
+
+/// `--out -` made a directory called `-`: an index is a directory, never standard output.
+#[test]
+fn an_index_is_never_written_to_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(dir.path(), &idx, &[]).success();
+    let runs: [&[&str]; 2] = [
+        &["index", "build", "--pairs", "-", "--out", "-"],
+        &["index", "rebuild", "--index", "idx", "--out", "-"],
+    ];
+    for args in runs {
+        let a = relbert()
+            .current_dir(dir.path())
+            .args(args)
+            .write_stdin("a\tb\n")
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("--out") && err.contains("directory"), "{err}");
+        assert!(
+            !dir.path().join("-").exists(),
+            "{args:?} made a directory `-`"
+        );
+    }
+    let a = relbert()
+        .current_dir(dir.path())
+        .args(["index", "add", "--index", "-", "--pairs", "-"])
+        .write_stdin("a\tb\n")
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("--index"), "{err}");
+}
+
+/// An add with no new pair accepted a wrong --model, a --template or --batch-size 0 and
+/// said "nothing to add"; the same flags with a new pair were refused.
+#[test]
+fn an_add_of_nothing_new_still_checks_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(dir.path(), &idx, &[]).success();
+    let add = |extra: &[&str]| {
+        relbert()
+            .args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(pair_file(dir.path()))
+            .args(extra)
+            .assert()
+    };
+    let roberta = fixture("tiny-roberta");
+    let bad: [(&[&str], &str); 4] = [
+        (&["--model", roberta.to_str().unwrap()], "another encoder"),
+        (&["--template", "<subj> and <obj> <mask>"], "template"),
+        (&["--aggregation", "mask"], "aggregation"),
+        (&["--batch-size", "0"], "--batch-size"),
+    ];
+    for (extra, says) in bad {
+        let a = add(extra).failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&a.get_output().stdout).contains("nothing to add"),
+            "{extra:?}"
+        );
+    }
+    // The index's own model, given, and no flag at all: nothing to add.
+    for extra in [
+        &["--model", fixture("tiny-bert").to_str().unwrap()][..],
+        &[],
+    ] {
+        let a = add(extra).success();
+        let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+        assert!(out.contains("nothing to add"), "{extra:?}: {out}");
+    }
+}
+
+/// `--threads 100000` spent minutes and gigabytes starting threads; the count is bounded by
+/// 4 per core (at least 16), and the refusal names the flag.
+#[test]
+fn thread_counts_beyond_the_bound_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(dir.path(), &idx, &[]).success();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = (4 * cores).max(16);
+    for n in [max + 1, 100_000] {
+        let a = relbert()
+            .args(["--threads", &n.to_string(), "index", "info"])
+            .arg(&idx)
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains("--threads") && err.contains(&format!("at most {max}")),
+            "{err}"
+        );
+    }
+    relbert()
+        .args(["--threads", &max.to_string(), "index", "info"])
+        .arg(&idx)
+        .assert()
+        .success();
+}

@@ -79,8 +79,9 @@ impl Method {
 struct AnalogyArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Folder with one sub-folder per dataset holding <split>.jsonl.
-    #[arg(long, default_value = "../shared/data")]
+    /// Folder with one sub-folder per dataset holding <split>.jsonl (the default is relative
+    /// to the current directory: run from the checkout, or pass --data).
+    #[arg(long, default_value = ANALOGY_DATA)]
     data: PathBuf,
     /// Comma-separated dataset names, or `all` for every folder that has the split.
     #[arg(long, default_value = "all")]
@@ -118,6 +119,37 @@ struct AnalogyArgs {
     offset_weight: Option<f32>,
 }
 
+/// `bench analogy`'s default `--data`, relative to the current directory (the checkout's
+/// place beside `shared/`).
+const ANALOGY_DATA: &str = "../shared/data";
+
+/// `bench classify`'s default `--data`, relative to the current directory.
+const CLASSIFY_DATA: &str = "../shared/data/lexical_relation_classification";
+
+/// Refuses a `--data` that is no directory, before any dataset is looked for: run outside the
+/// checkout, the relative default said only "listing datasets in ../shared/data: No such file
+/// or directory", naming neither the flag nor why the path was looked for there.
+fn check_data_dir(data: &Path, default: &str) -> Result<()> {
+    let why = match std::fs::metadata(data) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => "is not a directory".to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such directory".to_string(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    let hint = if data == Path::new(default) {
+        let cwd = std::env::current_dir()
+            .map(|d| format!(" ({})", d.display()))
+            .unwrap_or_default();
+        format!(
+            "; that is the default, which is relative to the current directory{cwd}: run from \
+             the relbert checkout, or pass --data DIR with the datasets' folder"
+        )
+    } else {
+        "; pass --data DIR with the datasets' folder".to_string()
+    };
+    bail!("--data {}: {why}{hint}", data.display())
+}
+
 /// Parses a number in [0, 1].
 fn unit_interval(s: &str) -> std::result::Result<f32, String> {
     let v: f32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
@@ -132,8 +164,10 @@ fn unit_interval(s: &str) -> std::result::Result<f32, String> {
 struct ClassifyArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Folder with one sub-folder per dataset holding train.tsv, test.tsv and maybe val.tsv.
-    #[arg(long, default_value = "../shared/data/lexical_relation_classification")]
+    /// Folder with one sub-folder per dataset holding train.tsv, test.tsv and maybe val.tsv
+    /// (the default is relative to the current directory: run from the checkout, or pass
+    /// --data).
+    #[arg(long, default_value = CLASSIFY_DATA)]
     data: PathBuf,
     /// Comma-separated dataset names, or `all` for every folder with train.tsv and test.tsv.
     #[arg(long, default_value = "all")]
@@ -418,6 +452,7 @@ fn pair_vectors(
 
 fn analogy(a: AnalogyArgs) -> Result<()> {
     check_report_path(a.json.as_deref(), a.force)?;
+    check_data_dir(&a.data, ANALOGY_DATA)?;
     let sets = select(
         &a.dataset,
         &a.data,
@@ -600,6 +635,7 @@ struct ClassifyReport {
 
 fn classify(a: ClassifyArgs) -> Result<()> {
     check_report_path(a.json.as_deref(), a.force)?;
+    check_data_dir(&a.data, CLASSIFY_DATA)?;
     let sets = select(
         &a.dataset,
         &a.data,

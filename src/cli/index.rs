@@ -1,6 +1,7 @@
 //! `relbert index build`, `relbert index rebuild` and `relbert index info`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -57,7 +58,7 @@ pub struct AddArgs {
     #[arg(long)]
     aggregation: Option<relbert::pooling::Aggregation>,
     /// Prompts per forward pass.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::positive)]
     batch_size: usize,
     /// cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
@@ -254,6 +255,16 @@ pub fn check_index_out(out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Shows `n` rows encoded on `pb`; the first report (`started` not yet set) is where a
+/// resumed run starts, which does not count in the rate.
+fn rows_done(pb: &Progress, started: &AtomicBool, n: u64) {
+    if !started.swap(true, Ordering::Relaxed) && n > 0 {
+        pb.resume_from(n);
+    } else {
+        pb.set_position(n)
+    }
+}
+
 /// Builds an index with progress for encoding and graph construction.
 pub fn build_with_progress(
     encoder: &RelationEncoder,
@@ -262,20 +273,14 @@ pub fn build_with_progress(
     opts: &BuildOptions,
 ) -> Result<BuildReport> {
     let pb = Progress::pairs(records.len() as u64, "encoding");
-    let started = std::cell::Cell::new(false);
+    let started = AtomicBool::new(false);
     let graph_pb = std::cell::RefCell::new(None::<Progress>);
     let report = build_index(
         encoder,
         records,
         out,
         opts,
-        &|n| {
-            if !started.replace(true) && n > 0 {
-                pb.resume_from(n);
-            } else {
-                pb.set_position(n)
-            }
-        },
+        &|n| rows_done(&pb, &started, n),
         &mut |p| {
             if p.stage == Stage::Graph {
                 let mut g = graph_pb.borrow_mut();
@@ -530,6 +535,31 @@ fn add(mut a: AddArgs) -> Result<()> {
     let (records, spool) = read_input(&a.pairs, &a.index)?;
     let total = records.len();
     let idx = Index::open(&a.index).with_context(|| opening(&a.index))?;
+    let device = relbert::device::parse_device(&a.device)?;
+    let load = || {
+        let opts = relbert::EncoderOptions {
+            template: a.template.clone(),
+            aggregation: a.aggregation,
+            batch_size: a.batch_size,
+            device: device.clone(),
+            ..Default::default()
+        };
+        index_encoder(&idx, a.model.as_deref(), opts)
+            .map_err(|e| {
+                super::query::explain_model_error(
+                    e,
+                    &a.index.display().to_string(),
+                    &idx.meta().encoder,
+                    a.model.is_some(),
+                )
+            })
+            .with_context(|| format!("loading the model for {}", a.index.display()))
+    };
+    // A model, template or aggregation given is checked against the index's pair function
+    // even when nothing is new: a wrong one was accepted then, and refused only by the next
+    // add that had a pair to encode. Without them nothing is loaded for an add of nothing.
+    let given = a.model.is_some() || a.template.is_some() || a.aggregation.is_some();
+    let early = if given { Some(load()?) } else { None };
     let found = new_pairs(&idx, records)?;
     let summary = |added: u64, count: u64| {
         serde_json::json!({
@@ -558,26 +588,13 @@ fn add(mut a: AddArgs) -> Result<()> {
         return Ok(());
     }
     check_add_target(&a.index)?;
-    let opts = relbert::EncoderOptions {
-        template: a.template.clone(),
-        aggregation: a.aggregation,
-        batch_size: a.batch_size,
-        device: relbert::device::parse_device(&a.device)?,
-        ..Default::default()
+    let encoder = match early {
+        Some(encoder) => encoder,
+        None => load()?,
     };
-    let encoder = index_encoder(&idx, a.model.as_deref(), opts)
-        .map_err(|e| {
-            super::query::explain_model_error(
-                e,
-                &a.index.display().to_string(),
-                &idx.meta().encoder,
-                a.model.is_some(),
-            )
-        })
-        .with_context(|| format!("loading the model for {}", a.index.display()))?;
     let new = screen(&encoder, found.records.clone(), a.skip_long)?;
     let pb = Progress::pairs(new.len() as u64, "encoding");
-    let started = std::cell::Cell::new(false);
+    let started = AtomicBool::new(false);
     let mut graph_pb = None::<Progress>;
     let report = add_to_index(
         &encoder,
@@ -585,13 +602,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         &new,
         0,
         spool,
-        &|n| {
-            if !started.replace(true) && n > 0 {
-                pb.resume_from(n);
-            } else {
-                pb.set_position(n)
-            }
-        },
+        &|n| rows_done(&pb, &started, n),
         &mut |p| {
             if p.stage == Stage::Graph {
                 graph_pb

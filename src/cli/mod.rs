@@ -24,8 +24,9 @@ use relbert::{EncoderOptions, RelationEncoder};
 #[derive(Parser, Debug)]
 #[command(name = "relbert", version, about)]
 pub struct Cli {
-    /// Worker threads for tokenisation and matrix work (default: all cores).
-    #[arg(long, global = true)]
+    /// Worker threads for tokenisation and matrix work (default: all cores; at most 4 × the
+    /// cores, or 16 when that is more).
+    #[arg(long, global = true, value_parser = thread_count)]
     threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
@@ -145,7 +146,6 @@ impl ModelArgs {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     if let Some(n) = cli.threads {
-        anyhow::ensure!(n > 0, "invalid value for --threads: must be at least 1");
         // candle's CPU kernels size their parallelism from this variable.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         rayon::ThreadPoolBuilder::new()
@@ -165,6 +165,31 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The most `--threads` [`thread_count`] takes: 4 × the cores this process may use, or 16
+/// when that is more (a small machine may still run a test's thread count).
+pub(crate) fn max_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_mul(4)
+        .max(16)
+}
+
+/// A `--threads` value: at least 1, at most [`max_threads`]. The work is CPU-bound, so
+/// threads beyond the cores only add switching; and each pool (rayon's, candle's kernels')
+/// starts every one of them: `--threads 100000` spent minutes and gigabytes starting threads.
+fn thread_count(s: &str) -> std::result::Result<usize, String> {
+    let n = positive(s)?;
+    let max = max_threads();
+    if n > max {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Err(format!(
+            "at most {max} (4 per core, {cores} cores here, and never fewer than 16): more \
+             threads than cores only slow the work down"
+        ));
+    }
+    Ok(n)
+}
+
 /// A count that must be at least 1 (a server limit of 0 refused every request).
 pub(crate) fn positive(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
@@ -180,6 +205,12 @@ pub(crate) fn positive(s: &str) -> std::result::Result<usize, String> {
 /// work and then failed at the rename, leaving its output in `DIR.partial`. A path whose
 /// last part is `..` or a root has no name to build one beside it, and is refused.
 pub(crate) fn output_dir(s: &str) -> std::result::Result<PathBuf, String> {
+    // Taken as a name, it made a directory called `-` where a user meant standard output.
+    if s == "-" {
+        return Err(
+            "`-` (standard output) cannot take a directory; give the directory's name".into(),
+        );
+    }
     let p: PathBuf = std::path::Path::new(s).components().collect();
     match p.components().next_back() {
         Some(std::path::Component::Normal(_)) => {
@@ -244,9 +275,10 @@ mod path_tests {
         assert_eq!(output_dir("idx/").unwrap(), PathBuf::from("idx"));
         assert_eq!(output_dir("a/idx/.").unwrap(), PathBuf::from("a/idx"));
         assert_eq!(output_dir("./idx").unwrap(), PathBuf::from("./idx"));
-        for bad in ["..", "a/..", "/", ".", ""] {
+        for bad in ["..", "a/..", "/", ".", "", "-"] {
             assert!(output_dir(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(output_dir("./-").unwrap(), PathBuf::from("./-"));
         assert_eq!(output_file("x.npy").unwrap(), PathBuf::from("x.npy"));
         assert_eq!(output_file("-").unwrap(), PathBuf::from("-"));
         for bad in ["x.npy/", "x.npy/.", "a/..", "/", "."] {

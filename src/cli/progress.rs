@@ -10,14 +10,36 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
-/// Seconds between plain progress lines: `$RELBERT_PROGRESS_SECS`, else 10.
+/// Seconds between plain progress lines: `$RELBERT_PROGRESS_SECS` (0: a line at every
+/// update), else 10. Read once per process, so a bad value is warned about once, not by each
+/// display.
 fn interval() -> Duration {
-    let secs = std::env::var("RELBERT_PROGRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(10.0);
-    Duration::from_secs_f64(secs)
+    static EVERY: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        let default = Duration::from_secs(DEFAULT_SECS);
+        let Some(value) = std::env::var_os("RELBERT_PROGRESS_SECS") else {
+            return default;
+        };
+        let value = value.to_string_lossy();
+        parse_interval(&value).unwrap_or_else(|| {
+            // A typo was ignored without a word, leaving the user waiting for lines at an
+            // interval they never got.
+            tracing::warn!(
+                "RELBERT_PROGRESS_SECS={value:?} is not a number of seconds (0 or more); \
+                 progress lines come every {DEFAULT_SECS} s"
+            );
+            default
+        })
+    })
+}
+
+/// Seconds between plain progress lines when `RELBERT_PROGRESS_SECS` is unset or invalid.
+const DEFAULT_SECS: u64 = 10;
+
+/// A `RELBERT_PROGRESS_SECS` value: seconds, 0 or more, finite (and small enough for a
+/// [`Duration`]); `None` for anything else.
+fn parse_interval(s: &str) -> Option<Duration> {
+    Duration::try_from_secs_f64(s.trim().parse().ok()?).ok()
 }
 
 /// A count with thousands separators: `148,198`.
@@ -74,6 +96,8 @@ struct State {
     started: Instant,
     base: u64,
     last_line: Instant,
+    /// The count the last plain line showed: [`Progress::finish`] does not repeat it.
+    shown: Option<u64>,
     finished: bool,
 }
 
@@ -123,6 +147,7 @@ impl Progress {
                 started: now,
                 base: 0,
                 last_line: now,
+                shown: None,
                 finished: false,
             }),
         }
@@ -157,7 +182,8 @@ impl Progress {
             None => {
                 let mut st = self.state();
                 st.pos = pos;
-                if st.last_line.elapsed() >= self.every {
+                // A line repeating the last one's count says nothing new.
+                if st.shown != Some(pos) && st.last_line.elapsed() >= self.every {
                     self.line(&mut st);
                 }
             }
@@ -166,6 +192,7 @@ impl Progress {
 
     fn line(&self, st: &mut State) {
         st.last_line = Instant::now();
+        st.shown = Some(st.pos);
         let secs = st.started.elapsed().as_secs_f64();
         let per_sec = st.pos.saturating_sub(st.base) as f64 / secs.max(1e-9);
         let pct = (st.pos.min(self.total) * 100)
@@ -207,7 +234,8 @@ impl Progress {
         );
     }
 
-    /// Ends the display: the bar disappears; in plain mode a last line is printed.
+    /// Ends the display: the bar disappears; in plain mode a last line is printed, unless
+    /// the last line printed already showed the final count.
     pub fn finish(&self) {
         let mut st = self.state();
         if st.finished {
@@ -216,6 +244,7 @@ impl Progress {
         st.finished = true;
         match &self.bar {
             Some(b) => b.finish_and_clear(),
+            None if st.shown == Some(st.pos) => {}
             None => self.line(&mut st),
         }
     }
@@ -244,5 +273,15 @@ mod tests {
         assert_eq!(group(999), "999");
         assert_eq!(duration(Duration::from_secs(1400)), "23m 20s");
         assert_eq!(duration(Duration::from_secs(3720)), "1h 02m");
+    }
+
+    #[test]
+    fn progress_intervals_are_seconds_zero_or_more() {
+        assert_eq!(parse_interval("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_interval(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_interval("0"), Some(Duration::ZERO));
+        for bad in ["abc", "-1", "", "inf", "NaN", "1e300", "10s"] {
+            assert_eq!(parse_interval(bad), None, "{bad:?}");
+        }
     }
 }

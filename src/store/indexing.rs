@@ -180,9 +180,15 @@ pub fn function_difference(have: &EncoderInfo, want: &EncoderInfo) -> Vec<String
     }
     if let (Some(x), Some(y)) = (a.1, b.1) {
         if x != y {
+            // The weights say it already when they differ too.
+            let why = if have.weights_sha256 == want.weights_sha256 {
+                " (same weights, but another tokenizer.json or config.json values, which give \
+                 other vectors)"
+            } else {
+                ""
+            };
             parts.push(format!(
-                "tokenizer/config {x} of {}, not {y} of {} (same weights, but another \
-                 tokenizer.json or config.json values, which give other vectors)",
+                "tokenizer/config {x} of {}, not {y} of {}{why}",
                 have.model, want.model
             ));
         }
@@ -270,13 +276,14 @@ pub struct BuildReport {
 }
 
 /// Builds (or resumes building) an index of `records` at `out`. `on_rows` is told how many
-/// input rows are done, `on_graph` reports graph progress.
+/// input rows are done (within a chunk too, after each encoder batch, possibly from another
+/// thread), `on_graph` reports graph progress.
 pub fn build_index(
     encoder: &RelationEncoder,
     records: &[PairRecord],
     out: &Path,
     opts: &BuildOptions,
-    on_rows: &dyn Fn(u64),
+    on_rows: &(dyn Fn(u64) + Sync),
     on_graph: &mut dyn FnMut(Progress),
 ) -> Result<BuildReport> {
     // Refused now, not after minutes of encoding.
@@ -310,10 +317,11 @@ pub fn build_index(
         builder.graph_during_appends(opts.hnsw, capacity)?;
     }
     let started = std::time::Instant::now();
-    encode_into(
+    encode_chunks(
         encoder,
         records,
         resumed,
+        on_rows,
         on_rows,
         &mut |entries, vectors| {
             builder.append_chunk(entries, vectors)?;
@@ -389,6 +397,20 @@ pub(crate) fn encode_into(
     on_rows: &dyn Fn(u64),
     sink: &mut ChunkSink<'_>,
 ) -> Result<()> {
+    encode_chunks(encoder, records, skip, on_rows, &|_| {}, sink)
+}
+
+/// [`encode_into`], also telling `within` the rows done inside a chunk, after each encoder
+/// batch: a chunk takes minutes on a slow CPU, and a log without a line until it ended
+/// looked stuck. The encoder may call `within` from its worker threads, hence `Sync`.
+fn encode_chunks(
+    encoder: &RelationEncoder,
+    records: &[PairRecord],
+    skip: u64,
+    on_rows: &dyn Fn(u64),
+    within: &(dyn Fn(u64) + Sync),
+    sink: &mut ChunkSink<'_>,
+) -> Result<()> {
     // Pair vocabularies reuse their words: 148,198 pairs of the bundled one hold 67,364.
     let mut words = WordVectors::new();
     let mut done = skip;
@@ -401,7 +423,9 @@ pub(crate) fn encode_into(
         if words.len() > WORD_CACHE_MAX {
             words.clear();
         }
-        let mut vectors = encoder.embed_with_words(&pairs, &|_| {}, &mut words)?;
+        // Distinct pairs encoded, at most the chunk's rows.
+        let in_chunk = |n: usize| within(done + n.min(chunk.len()) as u64);
+        let mut vectors = encoder.embed_with_words(&pairs, &in_chunk, &mut words)?;
         vectors.iter_mut().for_each(|v| normalize_in_place(v));
         let vectors: Vec<f32> = vectors.into_iter().flatten().collect();
         let entries: Vec<PairEntry> = chunk
@@ -481,7 +505,8 @@ pub struct AddReport {
 /// grown index in place of the old one ([`relbert_index::IndexGrower`]). An interrupted add
 /// resumes when run again with the same base and records. `threads` is the graph insertion's
 /// thread count (0: all); `spool` keeps a copy of the records in the partial directory
-/// ([`spool_records`]); `on_rows` is told new rows done, `progress` reports copying and graph
+/// ([`spool_records`]); `on_rows` is told new rows done (within a chunk too, after each
+/// encoder batch, possibly from another thread), `progress` reports copying and graph
 /// progress.
 pub fn add_to_index(
     encoder: &RelationEncoder,
@@ -489,7 +514,7 @@ pub fn add_to_index(
     records: &[PairRecord],
     threads: usize,
     spool: bool,
-    on_rows: &dyn Fn(u64),
+    on_rows: &(dyn Fn(u64) + Sync),
     progress: &mut dyn FnMut(Progress),
 ) -> Result<AddReport> {
     let offered = encoder_info(&encoder.identity()?);
@@ -517,10 +542,11 @@ pub fn add_to_index(
     if resumed > 0 {
         tracing::info!("resuming: {resumed} new pairs already in the partial index");
     }
-    encode_into(
+    encode_chunks(
         encoder,
         records,
         resumed,
+        on_rows,
         on_rows,
         &mut |entries, vectors| {
             grower.append_chunk(entries, vectors)?;
