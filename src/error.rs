@@ -144,6 +144,17 @@ pub enum Error {
         /// What went wrong, with the server's own message.
         message: String,
     },
+    /// A vector database (Qdrant) answered a request with an error that asking again does
+    /// not change (permission denied, an invalid argument, a failed precondition): unlike
+    /// [`Error::Remote`] (not reached, or failing after the retries), neither a retry nor a
+    /// rerun is suggested, and `relbert serve` answers it 500, not 503.
+    #[error("qdrant {target}: {message}")]
+    Rejected {
+        /// The server URL(s) and collection.
+        target: String,
+        /// What was asked, and the server's answer.
+        message: String,
+    },
     /// A vector database (Qdrant) collection relbert will not use as asked: it holds another
     /// model's vectors, another source's points (without `--add`), vectors of another
     /// distance or width, or was not written by relbert. Unlike [`Error::Remote`], running

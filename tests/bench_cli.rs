@@ -732,3 +732,33 @@ fn a_missing_default_data_folder_names_the_flag_and_the_directory() {
         assert!(!err.contains("the default"), "{command}: {err}");
     }
 }
+
+/// Found by a review: `bench --json` wrote its report without the writer lock every other
+/// output takes, while the report's temporary file is replaced on the assumption that no
+/// live run owns it; two benches writing one report could rename the other's half-written
+/// file into place. The second is now refused at its start, naming the flag.
+#[test]
+fn a_report_another_run_is_writing_is_refused_at_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("mini/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    let json = dir.path().join("report.json");
+    let held = relbert_index::OutputLock::acquire(&json).unwrap();
+    let a = analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", json.to_str().unwrap()],
+    )
+    .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("--json"), "{err}");
+    assert!(!json.exists());
+    drop(held);
+    analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", json.to_str().unwrap()],
+    )
+    .success();
+    assert!(json.exists());
+}

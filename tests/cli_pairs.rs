@@ -1302,6 +1302,33 @@ fn skipped_files_are_not_files_read_and_hidden_ones_are_named() {
     );
 }
 
+/// Found by a review: `/dev/stdin` (read as a stream) was checked for binary bytes and `-`
+/// was not, so which of the two was named first decided whether binary input on standard
+/// input was mined as text. Both are skipped as binary now.
+#[test]
+fn binary_standard_input_is_skipped_as_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("a.txt");
+    std::fs::copy(fixture("corpus/capitals.txt"), &text).unwrap();
+    let report = dir.path().join("r.json");
+    relbert()
+        .args(["pairs", "mine", "--min-count", "1", "--out"])
+        .arg(dir.path().join("p.tsv"))
+        .arg("--report")
+        .arg(&report)
+        .arg("--corpus")
+        .arg(&text)
+        .arg("-")
+        .write_stdin(&b"\x00\x01 Paris is the capital of France \x00"[..])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("<stdin>: skipped: binary file"));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["binary_files"], 1, "{r}");
+    assert_eq!(r["files"], 1, "{r}");
+}
+
 /// A word of any length became a term: a 3,000-letter one went whole into the pair list
 /// and its provenance.
 #[test]

@@ -1242,6 +1242,31 @@ fn an_empty_relbert_index_is_refused_naming_it() {
     let a = default_query_at(dir.path(), "".as_ref(), &fixture("tiny-bert"), &cwd).failure();
     assert!(stderr_of(&a).contains("RELBERT_INDEX"), "{}", stderr_of(&a));
     assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
+    // serve too (it tried to open the empty path, naming nothing).
+    let a = relbert()
+        .current_dir(&cwd)
+        .env("RELBERT_INDEX", "")
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .assert()
+        .failure();
+    assert!(stderr_of(&a).contains("RELBERT_INDEX"), "{}", stderr_of(&a));
+}
+
+/// Found by a review: `RELBERT_INDEX=.` in an empty working directory removed that
+/// directory to build the index in its place, leaving the shell in a deleted directory. It
+/// is refused, before the model is loaded, and the directory stays.
+#[test]
+fn the_working_directory_is_never_replaced_by_the_default_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let gone = dir.path().join("no-model");
+    let a = default_query_at(dir.path(), ".".as_ref(), &gone, &cwd).failure();
+    let err = stderr_of(&a);
+    assert!(err.contains("current directory"), "{err}");
+    assert!(!err.contains("no-model"), "checked before the model: {err}");
+    assert!(cwd.is_dir());
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
 }
 
 /// Found by an audit: `RELBERT_INDEX` naming a directory that is no index loaded the model,

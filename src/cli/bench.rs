@@ -302,11 +302,15 @@ fn is_stdout(path: Option<&Path>) -> bool {
 /// existing directory that this process can create files in (a temporary file is made there
 /// and removed: a read-only directory, or one such as `/proc`, otherwise failed only after
 /// all the embedding), or (with `--force`) a report relbert bench wrote. `-` is standard
-/// output and needs no check.
-fn check_report_path(path: Option<&Path>, force: bool) -> Result<()> {
-    let Some(path) = path else { return Ok(()) };
+/// output and needs no check. Returns the report's writer lock, to be held until it is
+/// written: a second bench writing the same report is refused at its start.
+fn check_report_path(
+    path: Option<&Path>,
+    force: bool,
+) -> Result<Option<relbert_index::OutputLock>> {
+    let Some(path) = path else { return Ok(None) };
     if is_stdout(Some(path)) {
-        return Ok(());
+        return Ok(None);
     }
     let parent = path
         .parent()
@@ -327,7 +331,10 @@ fn check_report_path(path: Option<&Path>, force: bool) -> Result<()> {
                 parent.display()
             )
         })?;
-    Ok(())
+    // One writer per report for the whole run: the report's temporary file is replaced on
+    // the assumption that no live run owns it.
+    let lock = relbert_index::OutputLock::acquire(path).context("invalid value for --json")?;
+    Ok(Some(lock))
 }
 
 /// Where the table goes: standard output, unless the JSON report does (`--json -`), which
@@ -451,7 +458,7 @@ fn pair_vectors(
 }
 
 fn analogy(a: AnalogyArgs) -> Result<()> {
-    check_report_path(a.json.as_deref(), a.force)?;
+    let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
     check_data_dir(&a.data, ANALOGY_DATA)?;
     let sets = select(
         &a.dataset,
@@ -634,7 +641,7 @@ struct ClassifyReport {
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
-    check_report_path(a.json.as_deref(), a.force)?;
+    let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
     check_data_dir(&a.data, CLASSIFY_DATA)?;
     let sets = select(
         &a.dataset,

@@ -67,11 +67,35 @@ pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
     files
 }
 
+/// The interrupt handling of one run ([`on_interrupt_remove`]). Dropped (the run returning,
+/// declared after the output locks so that it goes first), it disarms the handler: once the
+/// locks are released, the same names may be another run's files.
+pub(super) struct InterruptGuard(Arc<Mutex<Interrupt>>);
+
+impl InterruptGuard {
+    /// The outputs are being renamed into place: a signal from now on lets that finish.
+    pub(super) fn committing(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).committing = true;
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .files
+            .clear();
+    }
+}
+
 /// Makes SIGINT, SIGTERM and SIGHUP remove `files` and exit with status 130, as `pairs
 /// mine` does: without it a stopped run left its partial temporary file (and lock file) until
 /// the next run to the same output cleared them. The caller holds the outputs' locks, so the
-/// files are its own; once it sets `committing`, a signal lets the renames finish.
-pub(super) fn on_interrupt_remove(files: Vec<PathBuf>) -> Arc<Mutex<Interrupt>> {
+/// files are its own; only regular files are removed (a link or directory at a temporary
+/// name is not relbert's, and [`relbert::output::AtomicFile`] refuses to touch it too). Once
+/// the caller says it is committing, a signal lets the renames finish.
+pub(super) fn on_interrupt_remove(files: Vec<PathBuf>) -> InterruptGuard {
     let state = Arc::new(Mutex::new(Interrupt {
         files,
         committing: false,
@@ -84,7 +108,9 @@ pub(super) fn on_interrupt_remove(files: Vec<PathBuf>) -> Arc<Mutex<Interrupt>> 
             return;
         }
         for f in &st.files {
-            let _ = std::fs::remove_file(f);
+            if std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file()) {
+                let _ = std::fs::remove_file(f);
+            }
         }
         eprintln!("interrupted: nothing was written");
         std::process::exit(130);
@@ -92,7 +118,7 @@ pub(super) fn on_interrupt_remove(files: Vec<PathBuf>) -> Arc<Mutex<Interrupt>> 
     if let Err(e) = installed {
         tracing::warn!("cannot handle interrupts ({e}): a stopped run leaves its temporary file");
     }
-    state
+    InterruptGuard(state)
 }
 
 /// Runs `relbert embed`.
@@ -170,10 +196,10 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         return Err(anyhow::Error::new(e).context(format!("embedding {}", a.pairs.display())));
     }
     pb.finish();
-    if let Some(state) = &interrupt {
+    if let Some(guard) = &interrupt {
         // Renaming into place is not interrupted half-way (an .npy output's old array goes
         // first): a signal from here on waits for it.
-        state.lock().unwrap_or_else(|p| p.into_inner()).committing = true;
+        guard.committing();
     }
     sink.commit()?;
     let secs = started.elapsed().as_secs_f64();

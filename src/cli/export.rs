@@ -215,12 +215,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
             FileFormat::Word2vec | FileFormat::Word2vecText => Format::Jsonl,
         },
     ));
-    let committing = || {
-        interrupt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .committing = true
-    };
+    let committing = || interrupt.committing();
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,

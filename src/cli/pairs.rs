@@ -306,7 +306,9 @@ fn run_mine(a: MineArgs) -> Result<()> {
                 return;
             }
             for tmp in &st.temps {
-                let _ = std::fs::remove_file(tmp);
+                if std::fs::symlink_metadata(tmp).is_ok_and(|m| m.is_file()) {
+                    let _ = std::fs::remove_file(tmp);
+                }
             }
             if let Some(dir) = st.work_dir.take() {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -458,9 +460,11 @@ fn run_mine(a: MineArgs) -> Result<()> {
         let start = |files: &'_ mut Vec<AtomicFile>, path: &Path| -> Result<()> {
             // Registered and created under the handler's lock: an interrupt sees either
             // neither or both, so it never misses a temporary file.
+            // Only once created: a refused one (a link or folder at the temporary name) is
+            // not relbert's to remove.
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            st.temps.push(relbert::output::temp_path(path));
             files.push(AtomicFile::create(path, a.force)?);
+            st.temps.push(relbert::output::temp_path(path));
             drop(st);
             Ok(())
         };
@@ -523,13 +527,15 @@ fn run_mine(a: MineArgs) -> Result<()> {
 }
 
 /// Releases the outputs' locks (removing their files) when `run_mine` returns, taken out of
-/// the interrupt state under its lock: an interrupt after that finds none to remove (they
-/// may be another run's by then), and one before removes them itself.
+/// the interrupt state under its lock with the temporary files' names and the work
+/// directory: an interrupt after that finds nothing to remove (the names may be another
+/// run's by then), and one before removes them itself.
 struct HeldLocks(std::sync::Arc<Mutex<Interrupt>>);
 
 impl Drop for HeldLocks {
     fn drop(&mut self) {
         let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.temps.clear();
         st.locks.clear();
     }
 }
@@ -722,7 +728,7 @@ fn summary(r: &MineReport, secs: f64) {
     }
     if r.long_words > 0 {
         eprintln!(
-            "  {} word(s) longer than {} characters left out of the terms",
+            "  {} candidate term(s) left out for a word longer than {} characters",
             group(r.long_words as u64),
             relbert::corpus::vocab::MAX_TERM_CHARS
         );

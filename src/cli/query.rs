@@ -389,6 +389,15 @@ fn default_place(dir: &Path) -> Result<Place> {
     }
     let mut entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", place(dir)))?;
     match entries.next() {
+        // Built into by removing it first, which the working directory must not be (the
+        // shell would be left in a deleted directory, and the index invisible from it).
+        None if std::env::current_dir().is_ok_and(|cwd| relbert::output::same_file(&cwd, dir)) => {
+            anyhow::bail!(
+                "{} is the current directory, which relbert does not build the default index \
+                 in; point RELBERT_INDEX at a directory below it, e.g. RELBERT_INDEX=index",
+                place(dir)
+            )
+        }
         None => Ok(Place::Empty),
         Some(e) => {
             let held = e

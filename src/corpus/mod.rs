@@ -169,9 +169,9 @@ pub struct MineReport {
     pub distinct_words: usize,
     /// Terms in the vocabulary.
     pub vocab: usize,
-    /// Distinct words left out of the vocabulary as longer than
+    /// Candidate terms left out of the vocabulary for holding a word longer than
     /// [`vocab::MAX_TERM_CHARS`] characters (a run of letters without spaces: a URL's
-    /// remains, a line of a table).
+    /// remains, a line of a table); see [`vocab::Vocab::too_long`].
     pub long_words: usize,
     /// Phrases learned.
     pub phrases: usize,

@@ -441,7 +441,7 @@ pub fn read_blocks(
             progress(done);
             continue;
         }
-        if !src.stdin && is_binary(&mut reader, &src.name)? {
+        if is_binary(&mut reader, &src.name)? {
             skipped.binary_files += 1;
             skipped.note(format!("{}: skipped: binary file", src.name.display()));
             done += src.bytes;

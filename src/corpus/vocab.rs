@@ -190,8 +190,9 @@ pub struct Vocab {
     pub terms: Vec<Box<str>>,
     /// Corpus counts by id (from the pass that chose them).
     pub counts: Vec<u64>,
-    /// Distinct words that would have been candidates (frequent enough, not stop words,
-    /// letters only) but for a word longer than [`MAX_TERM_CHARS`].
+    /// Candidate terms (words and phrases: frequent enough, not stop words, letters only)
+    /// left out for holding a word longer than [`MAX_TERM_CHARS`]; a long word in two
+    /// phrases counts twice.
     pub too_long: usize,
     ids: FxHashMap<Box<str>, u32>,
 }

@@ -48,10 +48,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
-    /// A store's error: 500 (a damaged index), except where the store is a Qdrant collection
-    /// that cannot be used now: deleted under the server (503 until it is back, as
-    /// `/v1/health` says once the server has looked), refused (it now holds something else),
-    /// or its nodes not answering after the retries: a client may try again later.
+    /// A store's error: 500 (a damaged index; a Qdrant answer that asking again does not
+    /// change, [`crate::Error::Rejected`]), except where the store is a Qdrant collection that
+    /// cannot be used now: deleted under the server (503 until it is back, as `/v1/health`
+    /// says once the server has looked), refused (it now holds something else), or its nodes
+    /// not reached or failing after the retries: a client may try again later.
     fn internal(e: crate::Error) -> Self {
         Self::new(store_status(&e), e.to_string())
     }
@@ -85,6 +86,11 @@ mod status_tests {
         assert_eq!(store_status(&refused), StatusCode::SERVICE_UNAVAILABLE);
         let damaged = crate::Error::Internal("a truncated vectors file".into());
         assert_eq!(store_status(&damaged), StatusCode::INTERNAL_SERVER_ERROR);
+        let rejected = crate::Error::Rejected {
+            target: "t".into(),
+            message: "permission denied".into(),
+        };
+        assert_eq!(store_status(&rejected), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
 
@@ -505,7 +511,11 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         e.into_response()
     } else {
         let limit = timeout_of(&state.limits);
-        let ended = Arc::new(AtomicBool::new(!announced_body));
+        // Only POST routes read a body: a GET that announces one and is slow is the
+        // server's delay (504), not a body the client owes.
+        let ended = Arc::new(AtomicBool::new(
+            !announced_body || method != axum::http::Method::POST,
+        ));
         let req = req.map(|b| axum::body::Body::new(BodyEnd::new(b, ended.clone())));
         match tokio::time::timeout(limit, next.run(req)).await {
             Ok(r) => r,
@@ -1283,11 +1293,13 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
+    // Read once: the follower may change it between two reads.
+    let stale = state.stale();
     match (state.ready(), state.failure()) {
         // A served collection deleted, or now of another model: queries are refused.
-        (Some(_), _) if state.stale().is_some() => (
+        (Some(_), _) if stale.is_some() => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": state.stale()})),
+            Json(json!({"status": "unavailable", "error": stale})),
         )
             .into_response(),
         (Some(l), _) => Json(json!({"status": "ready", "pairs": l.view().pairs})).into_response(),

@@ -860,7 +860,12 @@ impl Connection {
                                  never made); export or build into it first"
                             )))
                         }
-                        Err(e) => return Err(self.failed(what, describe(&e))),
+                        Err(e) => {
+                            return Err(Error::Rejected {
+                                target: self.target(),
+                                message: strip_metadata(&format!("{what}: {}", describe(&e))),
+                            })
+                        }
                     }
                 }
                 () = timer => {
