@@ -37,13 +37,13 @@ pub struct QueryArgs {
     #[arg(num_args = 1..=2, value_names = ["A", "B"])]
     pair: Vec<String>,
     /// Results per query (at least 1).
-    #[arg(short, default_value_t = 10, value_parser = at_least_one)]
+    #[arg(short, default_value_t = 10, value_parser = super::positive)]
     k: usize,
     /// Exact brute-force search instead of HNSW.
     #[arg(long)]
     exact: bool,
     /// HNSW candidate-list size (larger: slower, more accurate; at least 1).
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 64, value_parser = super::positive)]
     ef: usize,
     /// One JSON object per query on standard output.
     #[arg(long)]
@@ -60,16 +60,6 @@ pub struct QueryArgs {
     /// missing): cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
-}
-
-/// A count of at least 1, as `relbert serve` requires of `k` and `ef` too: 0 asks for no
-/// results (`-k`) or no search (`--ef`), which was answered with none, or ignored.
-fn at_least_one(s: &str) -> std::result::Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// What the checks of the default index share: relbert's record of it
@@ -319,11 +309,7 @@ fn is_index_error(e: &anyhow::Error) -> bool {
 /// ([`relbert::defaults::named_dir`]: `idx/` is `idx`). What is at the place is checked
 /// first ([`default_place`]), before anything is read or loaded.
 fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<PathBuf> {
-    anyhow::ensure!(
-        !dir.as_os_str().is_empty(),
-        "RELBERT_INDEX is set but empty, which names no directory; unset it for the default \
-         index in indexes/default, or set it to the index's directory"
-    );
+    refuse_empty_index_env(dir)?;
     let Some(dir) = relbert::defaults::named_dir(dir) else {
         anyhow::bail!(
             "{} names no directory the default index can be kept in (relbert keeps its record \
@@ -343,6 +329,18 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
     let done = ensure_with(&dir, &aside, &mut check, dtype, device, empty);
     check.save(&dir, &aside);
     done.map(|()| dir)
+}
+
+/// Refuses the default index's place when `$RELBERT_INDEX` is set but empty
+/// ([`relbert::defaults::default_index_dir`] gives it as it is): read as a path it is the
+/// working directory, and the record was written into it. `query` and `serve` alike.
+pub(super) fn refuse_empty_index_env(dir: &Path) -> Result<()> {
+    anyhow::ensure!(
+        !dir.as_os_str().is_empty(),
+        "RELBERT_INDEX is set but empty, which names no directory; unset it for the default \
+         index in indexes/default, or set it to the index's directory (or pass --index DIR)"
+    );
+    Ok(())
 }
 
 /// `dir`, the default index's place, named for a message: with `($RELBERT_INDEX)` when the

@@ -76,18 +76,14 @@ pub fn run(a: ServeArgs) -> Result<()> {
             collection: collection.clone(),
         },
         None => {
-            // As `relbert query` does: an empty variable names no directory.
-            anyhow::ensure!(
-                a.index.is_some()
-                    || relbert::defaults::index_env().is_none_or(|p| !p.as_os_str().is_empty()),
-                "RELBERT_INDEX is set but empty, which names no directory; unset it for the \
-                 default index in indexes/default, or set it to the index's directory (or \
-                 pass --index DIR)"
-            );
-            let index = a
-                .index
-                .clone()
-                .unwrap_or_else(relbert::defaults::default_index_dir);
+            let index = match &a.index {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = relbert::defaults::default_index_dir();
+                    super::query::refuse_empty_index_env(&dir)?;
+                    dir
+                }
+            };
             anyhow::ensure!(
                 index.join("meta").is_file(),
                 "no index at {} (build one with relbert index build, or run relbert query \

@@ -664,6 +664,14 @@ impl Connection {
         }
     }
 
+    /// An answer that asking again does not change ([`Error::Rejected`]).
+    pub(crate) fn rejected(&self, message: impl Into<String>) -> Error {
+        Error::Rejected {
+            target: self.target(),
+            message: strip_metadata(&message.into()),
+        }
+    }
+
     /// The collection does not exist ([`Error::NoCollection`]).
     pub(crate) fn no_collection(&self, message: impl Into<String>) -> Error {
         Error::NoCollection {
@@ -860,12 +868,7 @@ impl Connection {
                                  never made); export or build into it first"
                             )))
                         }
-                        Err(e) => {
-                            return Err(Error::Rejected {
-                                target: self.target(),
-                                message: strip_metadata(&format!("{what}: {}", describe(&e))),
-                            })
-                        }
+                        Err(e) => return Err(self.rejected(format!("{what}: {}", describe(&e)))),
                     }
                 }
                 () = timer => {
