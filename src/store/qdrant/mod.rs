@@ -1212,6 +1212,11 @@ pub fn string_of(v: &Value) -> Option<&str> {
 /// How long [`QdrantStore::open`] waits before reading an unfinished load's checkpoint again.
 const RECHECK_UNFINISHED: Duration = Duration::from_millis(500);
 
+/// How many times [`QdrantStore::open`] reads a collection without relbert's record again,
+/// [`RECHECK_UNFINISHED`] apart, before refusing it: a collection made a moment ago through
+/// another node may not show its record on this one yet.
+const RECHECK_RECORD: usize = 6;
+
 /// A Qdrant collection written by relbert, as a [`RelationStore`].
 pub struct QdrantStore {
     conn: Connection,
@@ -1234,10 +1239,15 @@ impl QdrantStore {
                 ));
             }
             let mut state = c.state().await?;
-            if !state.unfinished.is_empty() {
-                // A node applies metadata changes through the cluster's consensus, so one
-                // asked right after a load may not have applied its last checkpoint yet
-                // (seen on the 3-node test cluster): look once more before warning.
+            // A node applies metadata changes through the cluster's consensus, so one asked
+            // right after a load may not have applied its last checkpoint, or even the
+            // record itself, yet (both seen on the 3-node test cluster): look once more
+            // before warning, and for a while before calling the collection foreign.
+            let mut rechecks = 0;
+            while (state.record.is_none() && rechecks < RECHECK_RECORD)
+                || (!state.unfinished.is_empty() && rechecks < 1)
+            {
+                rechecks += 1;
                 tokio::time::sleep(RECHECK_UNFINISHED).await;
                 state = c.state().await?;
             }
