@@ -135,6 +135,23 @@ fn tiny_index(dir: &Path) -> PathBuf {
     index
 }
 
+/// A server over `collection`, loaded and followed by hand (`follow_collection`), with a
+/// runtime to call it on.
+fn serving(urls: &[String], collection: &str) -> (Arc<AppState>, Router, tokio::runtime::Runtime) {
+    let state: Arc<AppState> = AppState::new(&options(Backend::Qdrant {
+        urls: urls.to_vec(),
+        collection: collection.to_string(),
+    }));
+    state.load().unwrap();
+    let app = router(state.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (state, app, rt)
+}
+
 /// A collection name no other test run uses.
 fn unique_collection(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -321,17 +338,7 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
             .args(["--qdrant", &urls.join(","), "--collection", &collection]))
     };
     export();
-    let state: Arc<AppState> = AppState::new(&options(Backend::Qdrant {
-        urls: urls.clone(),
-        collection: collection.clone(),
-    }));
-    state.load().unwrap();
-    let app = router(state.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (state, app, rt) = serving(&urls, &collection);
     // A stored pair (looked up in the collection) and an encoded one (searched).
     let queries = [
         json!({"pair": ["paris", "france"]}),
@@ -388,5 +395,58 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
     assert_eq!(answers[2].1["status"], "ready");
     assert_eq!(answers[3].1["exists"], true);
     assert!(answers[3].1.get("stale").is_none(), "{}", answers[3].1);
+    common::drop_collection(&urls, &collection);
+}
+
+#[test]
+fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let more_dir = tmp.path().join("more");
+    std::fs::create_dir(&more_dir).unwrap();
+    let more_pairs = more_dir.join("pairs.tsv");
+    std::fs::write(&more_pairs, "oslo\tnorway\nrome\titaly\nkitten\tcat\n").unwrap();
+    let more = more_dir.join("idx");
+    run(relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&more_pairs)
+        .arg("--out")
+        .arg(&more));
+    let collection = unique_collection("grows");
+    let export = |from: &Path, extra: &[&str]| {
+        run(relbert()
+            .args(["index", "export", "--index"])
+            .arg(from)
+            .args(["--qdrant", &urls.join(","), "--collection", &collection])
+            .args(extra))
+    };
+    export(&index, &[]);
+    let (state, app, rt) = serving(&urls, &collection);
+    let counts = |app: &Router| {
+        rt.block_on(async {
+            let (_, info) = call(app, "GET", "/v1/info", None).await;
+            let (_, health) = call(app, "GET", "/v1/health", None).await;
+            (info["count"].as_u64(), health["pairs"].as_u64())
+        })
+    };
+    let (before, _) = counts(&app);
+    let before = before.expect("/v1/info has a count");
+    assert_eq!(counts(&app), (Some(before), Some(before)));
+
+    export(&more, &["--add"]);
+    // Read again every few seconds by the server; here, at once.
+    assert!(state.follow_collection().unwrap());
+    assert_eq!(
+        counts(&app),
+        (Some(before + 3), Some(before + 3)),
+        "the served collection's count did not follow the added pairs"
+    );
+    // Nothing changed since: nothing to report.
+    assert!(!state.follow_collection().unwrap());
     common::drop_collection(&urls, &collection);
 }

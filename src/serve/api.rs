@@ -1302,7 +1302,9 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             Json(json!({"status": "unavailable", "error": stale})),
         )
             .into_response(),
-        (Some(l), _) => Json(json!({"status": "ready", "pairs": l.view().pairs})).into_response(),
+        (Some(_), _) => {
+            Json(json!({"status": "ready", "pairs": state.pairs_now()})).into_response()
+        }
         (None, Some(why)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "failed", "error": why})),

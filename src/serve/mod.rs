@@ -152,6 +152,9 @@ struct Followed {
     served: CollectionRecord,
     /// What the latest read found; `None` when the collection does not exist (deleted).
     now: std::sync::RwLock<Option<CollectionState>>,
+    /// How many points the collection held at the latest read: another loader may be
+    /// adding to it while it is served (0 once deleted).
+    count: std::sync::atomic::AtomicU64,
 }
 
 impl Followed {
@@ -333,6 +336,7 @@ impl AppState {
                             added: store.added_sources().to_vec(),
                             unfinished: store.unfinished().to_vec(),
                         })),
+                        count: std::sync::atomic::AtomicU64::new(pairs),
                     });
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
                     (engine, suggestions, info, pairs, None)
@@ -444,7 +448,8 @@ impl AppState {
 
 impl AppState {
     /// Follows a served collection's record, as [`AppState::follow_index`] follows a
-    /// directory: re-reads it and keeps what it found for `/v1/info`. When the collection
+    /// directory: re-reads it and the collection's point count, and keeps what it found for
+    /// `/v1/info` and `/v1/health`. When the collection
     /// was deleted, or now holds another pair function's vectors (deleted and re-created
     /// with another model of the same width), the server has nothing to answer from, or its
     /// encoder no longer matches the vectors and its answers would be meaningless: queries
@@ -462,9 +467,26 @@ impl AppState {
             Err(Error::NoCollection { .. }) => None,
             Err(e) => return Err(e),
         };
+        // Counted on every look, as a loader may be adding to the collection; a count that
+        // cannot be read keeps the last one (the record, read above, says the rest).
+        let count = match &now {
+            None => Some(0),
+            Some(_) => {
+                let c = followed.conn.clone();
+                match followed.conn.block_on(async move { c.count().await })? {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::debug!("counting the served collection's points: {e}");
+                        None
+                    }
+                }
+            }
+        };
+        let counted = count
+            .is_some_and(|n| followed.count.swap(n, std::sync::atomic::Ordering::Relaxed) != n);
         let before = followed.now();
         if now == before {
-            return Ok(false);
+            return Ok(counted);
         }
         match (followed.stale(&before), followed.stale(&now)) {
             (was, Some(why)) if was.as_ref() != Some(&why) => {
@@ -496,6 +518,16 @@ impl AppState {
         Ok(true)
     }
 
+    /// How many pairs the server answers from: a local index's count, or a served
+    /// collection's latest count ([`AppState::follow_collection`]). `None` until ready.
+    pub fn pairs_now(&self) -> Option<u64> {
+        let loaded = self.ready()?;
+        Some(match &loaded.collection {
+            Some(followed) => followed.count.load(std::sync::atomic::Ordering::Relaxed),
+            None => loaded.view().pairs,
+        })
+    }
+
     /// Why queries cannot be answered from the served collection any more (see
     /// [`AppState::follow_collection`]); `None` for a local index or a collection that still
     /// holds the served encoder's vectors.
@@ -507,8 +539,9 @@ impl AppState {
     /// What `/v1/info` shows of a served collection's current record, over what it showed
     /// when the server opened it: encoder, width, sources and whether every load finished;
     /// with `stale` (and the encoder served) when the collection now holds another
-    /// encoder's vectors, and `exists: false` with a count of 0 when it was deleted. `None`
-    /// for a local index.
+    /// encoder's vectors, and `exists: false` with a count of 0 when it was deleted; the
+    /// count is the latest one read, which grows while a loader adds to the collection.
+    /// `None` for a local index.
     pub fn collection_now(&self) -> Option<serde_json::Value> {
         let followed = self.ready()?.collection.as_ref()?;
         let now = followed.now();
@@ -519,8 +552,9 @@ impl AppState {
                 "complete": now.unfinished.is_empty(),
                 "unfinished": now.unfinished,
             }),
-            None => serde_json::json!({"exists": false, "count": 0}),
+            None => serde_json::json!({"exists": false}),
         };
+        doc["count"] = serde_json::json!(followed.count.load(std::sync::atomic::Ordering::Relaxed));
         if let Some(r) = now.as_ref().and_then(|n| n.record.as_ref()) {
             doc["encoder"] = crate::indexing::encoder_json(&r.encoder);
             doc["dim"] = serde_json::json!(r.dim);
