@@ -1353,6 +1353,25 @@ fn words_too_long_to_be_words_are_not_terms() {
     assert_eq!(m.report["long_words"], 1, "{}", m.report);
 }
 
+/// A listed term with a word too long to be a term vanished into the report's `long_words`
+/// count, without a word about which line of `--terms` it came from.
+#[test]
+fn a_listed_term_with_a_word_too_long_is_named_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let terms = dir.path().join("terms.txt");
+    let long = "y".repeat(65);
+    std::fs::write(&terms, format!("ice cream\nnew {long}\nnew {long}s\n")).unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let (_, err) = mine_out(
+        &[&corpus],
+        &["--min-count", "1", "--terms", terms.to_str().unwrap()],
+    );
+    let at = format!("{}:2:", terms.display());
+    assert!(err.contains(&at), "{err}");
+    assert!(err.contains("more than 64 characters"), "{err}");
+    assert!(err.contains("with 1 more such line"), "{err}");
+}
+
 /// `--phrase-threshold NaN` was taken, and acted as infinity (no phrase ever passed).
 #[test]
 fn a_threshold_that_is_not_a_number_is_refused() {

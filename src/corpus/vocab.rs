@@ -80,13 +80,16 @@ pub struct Terms {
 impl Terms {
     /// Reads a term list: one term per line, words separated by spaces or `_` (WordNet's
     /// lemma spelling); single words and `#` lines are ignored. Terms are tokenised like the
-    /// corpus, so `X-ray tube` matches the corpus' `x-ray tube`.
+    /// corpus, so `X-ray tube` matches the corpus' `x-ray tube`. A term with a word longer
+    /// than [`MAX_TERM_CHARS`] could never be chosen: it is left out with a warning naming
+    /// the file and line, where it would otherwise vanish into the report's `long_words`.
     pub fn read(path: &Path, lowercase: bool) -> Result<Terms> {
         let text = read_word_file(path)?;
         let tok = super::tokenize::Tokenizer { lowercase };
         let mut terms = Terms::default();
         let mut s = Sentence::default();
-        for line in text.lines() {
+        let mut long = Vec::new();
+        for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -96,7 +99,21 @@ impl Terms {
             tok.sentences(&spaced, &mut s, |s| {
                 words.extend((0..s.tokens.len()).map(|i| Box::from(s.text(i))));
             });
+            if words.len() > 1 && words.iter().any(|w| too_long_word(w)) {
+                long.push(n + 1);
+                continue;
+            }
             terms.insert(words);
+        }
+        if let Some(first) = long.first() {
+            tracing::warn!(
+                "{}:{first}: a term with a word of more than {MAX_TERM_CHARS} characters is                  never a term; left out{}",
+                path.display(),
+                match long.len() {
+                    1 => String::new(),
+                    n => format!(" (with {} more such lines)", n - 1),
+                }
+            );
         }
         Ok(terms)
     }
