@@ -1,7 +1,6 @@
 //! `relbert embed`: pairs from a TSV file (or stdin) to relation vectors.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use clap::Args;
@@ -13,6 +12,7 @@ use relbert::output::{
 use relbert::pairs::read_pairs;
 
 use super::index::screen;
+use super::interrupt::Interrupts;
 use super::{ModelArgs, Progress};
 
 /// Arguments of `relbert embed`.
@@ -42,15 +42,6 @@ pub struct EmbedArgs {
     force: bool,
 }
 
-/// What an interrupt removes: the temporary files the outputs are written to and the
-/// outputs' lock files, until the outputs start being renamed into place.
-#[derive(Default)]
-pub(super) struct Interrupt {
-    files: Vec<PathBuf>,
-    /// The outputs are being renamed into place: a signal lets that finish.
-    pub(super) committing: bool,
-}
-
 /// The temporary and lock files of output `out` in `format` (an array's pair list too).
 pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
     let mut targets = vec![out.to_path_buf()];
@@ -65,60 +56,6 @@ pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-/// The interrupt handling of one run ([`on_interrupt_remove`]). Dropped (the run returning,
-/// declared after the output locks so that it goes first), it disarms the handler: once the
-/// locks are released, the same names may be another run's files.
-pub(super) struct InterruptGuard(Arc<Mutex<Interrupt>>);
-
-impl InterruptGuard {
-    /// The outputs are being renamed into place: a signal from now on lets that finish.
-    pub(super) fn committing(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).committing = true;
-    }
-}
-
-impl Drop for InterruptGuard {
-    fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .files
-            .clear();
-    }
-}
-
-/// Makes SIGINT, SIGTERM and SIGHUP remove `files` and exit with status 130, as `pairs
-/// mine` does: without it a stopped run left its partial temporary file (and lock file) until
-/// the next run to the same output cleared them. The caller holds the outputs' locks, so the
-/// files are its own; only regular files are removed (a link or directory at a temporary
-/// name is not relbert's, and [`relbert::output::AtomicFile`] refuses to touch it too). Once
-/// the caller says it is committing, a signal lets the renames finish.
-pub(super) fn on_interrupt_remove(files: Vec<PathBuf>) -> InterruptGuard {
-    let state = Arc::new(Mutex::new(Interrupt {
-        files,
-        committing: false,
-    }));
-    let shared = state.clone();
-    let installed = ctrlc::set_handler(move || {
-        let st = shared.lock().unwrap_or_else(|p| p.into_inner());
-        if st.committing {
-            eprintln!("interrupted while the output is renamed into place: finishing that first");
-            return;
-        }
-        for f in &st.files {
-            if std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file()) {
-                let _ = std::fs::remove_file(f);
-            }
-        }
-        eprintln!("interrupted: nothing was written");
-        std::process::exit(130);
-    });
-    if let Err(e) = installed {
-        tracing::warn!("cannot handle interrupts ({e}): a stopped run leaves its temporary file");
-    }
-    InterruptGuard(state)
 }
 
 /// Runs `relbert embed`.
@@ -164,7 +101,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     // them (before, they could be another run's).
     let interrupt = out
         .as_ref()
-        .map(|o| on_interrupt_remove(own_files(o, a.format)));
+        .map(|o| Interrupts::install(own_files(o, a.format)));
     for (o, kind) in &outputs {
         // This output's pair list without its array is what an interrupted run left (the
         // array is removed first when an output is replaced): redone without --force.

@@ -208,7 +208,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     // another run's): an interrupt removes them, until they are being renamed into place.
     // An .npy output has a pair list beside it, as `embed --format npy` writes; the word2vec
     // formats are one file, as JSON lines are.
-    let interrupt = super::embed::on_interrupt_remove(super::embed::own_files(
+    let interrupt = super::interrupt::Interrupts::install(super::embed::own_files(
         out,
         match format {
             FileFormat::Npy => Format::Npy,

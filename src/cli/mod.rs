@@ -5,6 +5,7 @@ mod bench;
 mod embed;
 mod export;
 mod index;
+mod interrupt;
 mod pairs;
 mod progress;
 mod query;

@@ -14,6 +14,7 @@ use relbert::output::{
     check_replaceable, AtomicFile, OutputKind, MINED_PAIRS_MARK, MINED_VOCAB_MARK,
 };
 
+use super::interrupt::Interrupts;
 use super::Progress;
 
 /// `relbert pairs …`
@@ -295,36 +296,9 @@ fn run_mine(a: MineArgs) -> Result<()> {
     // heeded only before the first of them is renamed into place: from then on all are
     // committed, so a run leaves either all its outputs or none. The handler is in place
     // before the first lock is taken and the work directory exists, so no interrupt falls
-    // between either and its cleanup.
-    let state: std::sync::Arc<Mutex<Interrupt>> = Default::default();
-    {
-        let state = state.clone();
-        let _ = ctrlc::set_handler(move || {
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.committing {
-                eprintln!("interrupted while the outputs are being renamed into place: finishing that first");
-                return;
-            }
-            for tmp in &st.temps {
-                if std::fs::symlink_metadata(tmp).is_ok_and(|m| m.is_file()) {
-                    let _ = std::fs::remove_file(tmp);
-                }
-            }
-            if let Some(dir) = st.work_dir.take() {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            // Dropping a lock removes its file (this process holds it, so it is relbert's).
-            st.locks.clear();
-            if st.stdout_started {
-                eprintln!("interrupted: no output file was written; the pair list on standard output is incomplete");
-            } else {
-                eprintln!("interrupted: nothing was written");
-            }
-            std::process::exit(130);
-        });
-    }
-    // Releases the locks however this function returns.
-    let _held = HeldLocks(state.clone());
+    // between either and its cleanup. Dropped, it releases the locks and disarms the
+    // handler, however this function returns.
+    let interrupts = Interrupts::install(Vec::new());
     let mut outputs: Vec<(&Path, OutputKind)> = Vec::new();
     if !to_stdout {
         outputs.push((&a.out, OutputKind::MinedPairs));
@@ -384,7 +358,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
         // Taken and registered under the handler's lock: an interrupt sees each lock it
         // must release.
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = interrupts.with();
         st.locks.push(relbert_index::OutputLock::acquire(p)?);
         drop(st);
         check_replaceable(p, a.force, *kind)?;
@@ -408,7 +382,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         .prefix(WORK_PREFIX)
         .tempdir_in(&tmp_parent)
         .with_context(|| format!("making a work directory in {}", tmp_parent.display()))?;
-    state.lock().unwrap_or_else(|p| p.into_inner()).work_dir = Some(work.path().to_path_buf());
+    interrupts.with().work_dir = Some(work.path().to_path_buf());
     // Who owns it: a later run removes it if this one is killed (kill -9 runs no handler).
     let _ = std::fs::write(work.path().join(OWNER_FILE), owner_record());
 
@@ -462,9 +436,9 @@ fn run_mine(a: MineArgs) -> Result<()> {
             // neither or both, so it never misses a temporary file.
             // Only once created: a refused one (a link or folder at the temporary name) is
             // not relbert's to remove.
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = interrupts.with();
             files.push(AtomicFile::create(path, a.force)?);
-            st.temps.push(relbert::output::temp_path(path));
+            st.files.push(relbert::output::temp_path(path));
             drop(st);
             Ok(())
         };
@@ -499,10 +473,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
                 .with_context(|| format!("writing {}", r.display()))?;
         }
         if to_stdout {
-            state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .stdout_started = true;
+            interrupts.with().stdout_started = true;
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
             write_pairs(&mut w, &header, &pairs).context("writing pairs to standard output")?;
@@ -514,7 +485,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         return Err(e);
     }
     // From here on an interrupt waits: the outputs are committed together.
-    state.lock().unwrap_or_else(|p| p.into_inner()).committing = true;
+    interrupts.committing();
     let mut files = files.into_iter();
     while let Some(f) = files.next() {
         if let Err(e) = f.commit() {
@@ -524,35 +495,6 @@ fn run_mine(a: MineArgs) -> Result<()> {
     }
     summary(&report, started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Releases the outputs' locks (removing their files) when `run_mine` returns, taken out of
-/// the interrupt state under its lock with the temporary files' names and the work
-/// directory: an interrupt after that finds nothing to remove (the names may be another
-/// run's by then), and one before removes them itself.
-struct HeldLocks(std::sync::Arc<Mutex<Interrupt>>);
-
-impl Drop for HeldLocks {
-    fn drop(&mut self) {
-        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        st.temps.clear();
-        st.locks.clear();
-    }
-}
-
-/// What the interrupt handler must know: what to remove, and whether it may still stop.
-#[derive(Default)]
-struct Interrupt {
-    /// The work directory (spilled runs, the copy of standard input).
-    work_dir: Option<PathBuf>,
-    /// Outputs' temporary files written so far.
-    temps: Vec<PathBuf>,
-    /// The pair list has started going to standard output.
-    stdout_started: bool,
-    /// Outputs are being renamed into place: an interrupt no longer stops the run.
-    committing: bool,
-    /// The outputs' writer locks.
-    locks: Vec<relbert_index::OutputLock>,
 }
 
 /// The work directories' name prefix (hidden: a directory walk of the corpus skips them).
