@@ -902,6 +902,111 @@ async fn the_server_follows_its_index_through_an_add() {
     assert_eq!(info["count"].as_u64().unwrap(), before + 1);
 }
 
+/// What `f` logs at info and above, as text.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// Found by an audit: after `rm -rf` of the served index directory the server answered
+/// from the index it had open, `/v1/info` and the log said nothing, and nobody knew. It
+/// still answers (requests in flight, and a rebuild in place has no index for a moment),
+/// but once the directory has held no index on two looks in a row it warns once, `/v1/info`
+/// says `"removed": true` and `/v1/health` stays 200; when an index is back it says so once
+/// and the flag is gone.
+#[tokio::test]
+async fn a_removed_index_is_reported_and_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = build_index(dir.path());
+    let kept = dir.path().join("kept");
+    copy_dir(&idx, &kept);
+    let mut opts = options(None);
+    opts.backend = Backend::Index(idx.clone());
+    let (app, state) = app_with(opts);
+    let (_, info) = call(&app, "GET", "/v1/info", None).await;
+    assert!(info.get("removed").is_none(), "{info}");
+    let count = info["count"].clone();
+
+    std::fs::remove_dir_all(&idx).unwrap();
+    // One look may fall between a rebuild's renames: nothing said yet.
+    let (switched, log) = logged(|| state.follow_index().unwrap());
+    assert!(!switched);
+    assert!(!log.contains("removed"), "{log}");
+    let (_, info) = call(&app, "GET", "/v1/info", None).await;
+    assert!(info.get("removed").is_none(), "{info}");
+    let (switched, log) = logged(|| state.follow_index().unwrap());
+    assert!(!switched);
+    assert!(
+        log.contains("WARN") && log.contains("was removed") && log.contains("restarted"),
+        "{log}"
+    );
+    assert!(state.index_removed());
+    // Said once, not on every look.
+    let (_, log) = logged(|| state.follow_index().unwrap());
+    assert!(log.is_empty(), "{log}");
+    let (status, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["removed"], json!(true), "{info}");
+    assert_eq!(info["count"], count);
+    let (status, health) = call(&app, "GET", "/v1/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "ready");
+    // Queries still answer, stored and encoded.
+    let (status, answer) = post(&app, "/v1/query", json!({"pair": ["paris", "france"]})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["source"], "index");
+    assert!(!answer["results"].as_array().unwrap().is_empty());
+    let (status, answer) = post(&app, "/v1/query", json!({"pair": ["tokyo", "kyoto"]})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["source"], "encoded");
+
+    // Back (the same index): said once, and no longer flagged.
+    copy_dir(&kept, &idx);
+    let (switched, log) = logged(|| state.follow_index().unwrap());
+    assert!(!switched, "the same index is back: nothing to switch to");
+    assert!(
+        log.contains("INFO") && log.contains("holds an index again"),
+        "{log}"
+    );
+    assert!(!state.index_removed());
+    let (_, info) = call(&app, "GET", "/v1/info", None).await;
+    assert!(info.get("removed").is_none(), "{info}");
+    let (_, log) = logged(|| state.follow_index().unwrap());
+    assert!(log.is_empty(), "{log}");
+}
+
 /// Found by an audit of the server: a body announced larger than the limit was waited for
 /// (and answered 504 after the request timeout), answers given without reading the body
 /// (401, 405, 404) closed the connection without saying so (the client's next request on it
@@ -1163,6 +1268,43 @@ fn the_binary_refuses_a_token_it_could_never_match_and_a_zero_timeout() {
     assert!(refused(&["--token", "pässwört"], None).contains("U+00E4"));
     let err = refused(&["--timeout-ms", "0"], None);
     assert!(err.contains("--timeout-ms"), "{err}");
+}
+
+/// Found by an audit: `--max-wait-ms` at or past `--timeout-ms` was taken, and after any
+/// batch of several pairs the encoder waited that long for company before serving a lone
+/// pair, so a single encoded query got 504 on an idle server. It is refused at start-up
+/// now, naming both flags; a wait of half the limit is still taken.
+#[test]
+fn the_binary_refuses_a_batching_wait_as_long_as_the_time_limit() {
+    for (wait, limit) in [("3000", "2000"), ("2000", "2000"), ("1001", "2000")] {
+        let out = relbert()
+            .args(["serve", "--addr", "127.0.0.1:0", "--max-wait-ms", wait])
+            .args(["--timeout-ms", limit, "--index"])
+            .arg(index())
+            .env_remove("RELBERT_TOKEN")
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            err.contains("--max-wait-ms") && err.contains("--timeout-ms"),
+            "{wait} {limit}: {err}"
+        );
+        assert!(err.contains(&format!("{wait} is more than half")), "{err}");
+        assert!(!err.contains("listening"), "{err}");
+    }
+    // At half the limit the server starts (and is stopped once it listens).
+    let args = [
+        "--index".as_ref(),
+        index().as_os_str(),
+        "--max-wait-ms".as_ref(),
+        "1000".as_ref(),
+        "--timeout-ms".as_ref(),
+        "2000".as_ref(),
+    ];
+    let (mut child, _err, _addr) = common::spawn_serve_with(&args, "warn");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// Found by an audit: another site's page could post to a server on this machine (a body

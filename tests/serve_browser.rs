@@ -310,6 +310,42 @@ fn page_works_in_headless_chromium() {
     d.type_into(&a, "\u{E00C}");
     d.wait_until("document.getElementById('suggest').children.length === 0");
     assert_eq!(d.script(&format!("return {no_descendant};")), json!(true));
+    // Found by an audit: the first ArrowUp in the list highlighted the second-to-last
+    // suggestion (it stepped back from "none" as if from the last); it now highlights the
+    // last, and a second one the one above it.
+    d.script("document.getElementById('a').value='';");
+    d.type_into(&a, "par");
+    d.wait_until("document.getElementById('suggest').children.length >= 3");
+    let n = d
+        .script("return document.getElementById('suggest').children.length;")
+        .as_u64()
+        .unwrap();
+    d.type_into(&a, "\u{E013}");
+    let selected = "Array.from(document.querySelectorAll('#suggest li')).map((li, i) => \
+                    li.getAttribute('aria-selected') === 'true' ? i : -1).filter((i) => i >= 0)";
+    d.wait_until("document.getElementById('a').hasAttribute('aria-activedescendant')");
+    assert_eq!(
+        d.script(&format!(
+            "return [document.getElementById('a').getAttribute('aria-activedescendant'), \
+             document.getElementById('suggest').lastElementChild.id, {selected}];"
+        )),
+        json!([
+            format!("sugg-{}", n - 1),
+            format!("sugg-{}", n - 1),
+            [n - 1]
+        ]),
+        "the first ArrowUp must highlight the last of {n} suggestions"
+    );
+    d.type_into(&a, "\u{E013}");
+    assert_eq!(
+        d.script(&format!(
+            "return [document.getElementById('a').getAttribute('aria-activedescendant'), \
+             {selected}];"
+        )),
+        json!([format!("sugg-{}", n - 2), [n - 2]])
+    );
+    d.type_into(&a, "\u{E00C}");
+    d.wait_until("document.getElementById('suggest').children.length === 0");
     // The k box takes the server's --max-k (it said max=100 whatever the server allowed).
     d.wait_until(&format!("document.getElementById('k').max === '{MAX_K}'"));
 

@@ -45,7 +45,8 @@ pub struct ServeArgs {
     /// Most padded tokens per encoder forward pass.
     #[arg(long, default_value_t = 4096, value_parser = super::positive)]
     max_batch_tokens: usize,
-    /// Longest a pair waits for others to share its forward pass, in milliseconds.
+    /// Longest a pair waits for others to share its forward pass, in milliseconds (at most
+    /// half of --timeout-ms).
     #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
     /// Most pairs waiting for the encoder before requests get 503.
@@ -110,6 +111,19 @@ pub fn run(a: ServeArgs) -> Result<()> {
     anyhow::ensure!(
         a.timeout_ms > 0,
         "invalid value for --timeout-ms: must be at least 1"
+    );
+    // After a forward pass of several pairs the encoder waits up to --max-wait-ms for company
+    // before it even starts on the next pair, which then still needs its own forward pass:
+    // with a wait near or past the time limit a lone encoded query got 504 on an idle
+    // server. At most half the limit leaves the other half for the queue and the pass.
+    anyhow::ensure!(
+        a.max_wait_ms.saturating_mul(2) <= a.timeout_ms,
+        "invalid value for --max-wait-ms: {} is more than half of --timeout-ms {} (a pair may \
+         wait --max-wait-ms for others to share its forward pass before the pass starts, so \
+         a lone encoded query would run out of time); use at most {} or raise --timeout-ms",
+        a.max_wait_ms,
+        a.timeout_ms,
+        a.timeout_ms / 2
     );
     let opts = ServeOptions {
         backend,

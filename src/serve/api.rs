@@ -1276,6 +1276,10 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
             doc[k.as_str()] = v;
         }
     }
+    // The served directory lost its index: answers still come from the open one.
+    if state.index_removed() {
+        doc["removed"] = json!(true);
+    }
     doc["server"] = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "limits": state.limits,

@@ -265,12 +265,20 @@ impl View {
 /// collection a new record.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
+/// Looks of [`AppState::follow_index`] in a row that must find no index before the served
+/// directory is taken as removed: one look can fall in a rebuild's rename window, two
+/// ([`FOLLOW_EVERY`] apart) cannot.
+pub const MISSING_LOOKS: u32 = 2;
+
 /// What every request handler sees.
 pub struct AppState {
     loaded: OnceLock<Loaded>,
     failed: OnceLock<String>,
     /// The id of a new index [`AppState::follow_index`] will not serve (another model).
     refused: std::sync::Mutex<Option<String>>,
+    /// How many looks in a row [`AppState::follow_index`] found no index id in the served
+    /// directory ([`AppState::index_removed`]).
+    missing_looks: std::sync::atomic::AtomicU32,
     /// Request bounds.
     pub limits: Limits,
     /// Batching settings (reported by `/v1/info`).
@@ -296,6 +304,7 @@ impl AppState {
             loaded: OnceLock::new(),
             failed: OnceLock::new(),
             refused: std::sync::Mutex::new(None),
+            missing_looks: std::sync::atomic::AtomicU32::new(0),
             limits: opts.limits.clone(),
             batch: opts.batch.clone(),
             token: opts.token.clone(),
@@ -404,8 +413,15 @@ impl AppState {
     /// forced build), opens that one and serves it from now on; requests in flight finish on
     /// the old one. An index of another pair function is not served (its vectors would not
     /// be comparable with the encoder's): that is logged once, and the old index stays.
+    ///
+    /// A directory that holds no index (removed, or its `meta` unreadable) is not a reason
+    /// to stop: the open index keeps answering, as requests in flight need, and a rebuild in
+    /// place has no id for a moment. Missing on [`MISSING_LOOKS`] looks in a row, it is
+    /// taken as removed: said once as a warning and in `/v1/info`
+    /// ([`AppState::index_removed`]), and once more when an index is back.
     /// Returns whether it switched. Blocking; [`serve`] calls it every [`FOLLOW_EVERY`].
     pub fn follow_index(&self) -> Result<bool> {
+        use std::sync::atomic::Ordering;
         let (Backend::Index(dir), Some(loaded)) = (&self.backend, self.ready()) else {
             return Ok(false);
         };
@@ -413,10 +429,31 @@ impl AppState {
         let Some(open) = view.engine.index() else {
             return Ok(false);
         };
-        // Missing or being replaced: the open index keeps answering; look again later.
-        let Ok(id) = relbert_index::Index::read_id(dir) else {
-            return Ok(false);
+        let id = match relbert_index::Index::read_id(dir) {
+            Ok(id) => id,
+            Err(e) => {
+                let before = self
+                    .missing_looks
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_add(1))
+                    })
+                    .unwrap_or(u32::MAX);
+                if before.saturating_add(1) == MISSING_LOOKS {
+                    tracing::warn!(
+                        "the index at {} was removed ({e}); answering from index {} as this \
+                         server has it open, until the server is restarted or an index is \
+                         back in {}",
+                        dir.display(),
+                        open.id(),
+                        dir.display()
+                    );
+                }
+                return Ok(false);
+            }
         };
+        if self.missing_looks.swap(0, Ordering::Relaxed) >= MISSING_LOOKS {
+            tracing::info!("{} holds an index again (index {id})", dir.display());
+        }
         let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         if id == open.id() || refused.as_deref() == Some(id.as_str()) {
             return Ok(false);
@@ -443,6 +480,15 @@ impl AppState {
         );
         loaded.replace_view(next);
         Ok(true)
+    }
+
+    /// Whether the served index directory has held no index for [`MISSING_LOOKS`] looks of
+    /// [`AppState::follow_index`] in a row (removed): the server still answers from the
+    /// index it has open. Always `false` for a collection.
+    pub fn index_removed(&self) -> bool {
+        self.missing_looks
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= MISSING_LOOKS
     }
 }
 
