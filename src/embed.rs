@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::output::{
@@ -12,6 +12,9 @@ use crate::output::{
 use crate::pairs::PairRecord;
 use crate::pooling::normalize_in_place;
 use crate::relation::RelationEncoder;
+
+/// How an error writing to standard output (`--out -`, or no `--out`) names it.
+pub const STANDARD_OUTPUT: &str = "standard output";
 
 /// Pairs encoded per chunk; bounds memory while leaving room for length-sorted batches.
 pub const CHUNK: usize = 4096;
@@ -112,16 +115,14 @@ impl Sink {
         }
     }
 
-    fn write(
-        &mut self,
-        rec: &PairRecord,
-        v: &[f32],
-        stdout: &mut impl Write,
-    ) -> std::io::Result<()> {
+    /// Writes one record's vector; an error names the file that failed.
+    fn write(&mut self, rec: &PairRecord, v: &[f32], stdout: &mut impl Write) -> Result<()> {
         self.write_pair(&rec.head, &rec.tail, rec.label.as_deref(), v, stdout)
     }
 
-    /// Writes one pair's vector (JSON lines without a file go to `stdout`).
+    /// Writes one pair's vector (JSON lines without a file go to `stdout`); an error names
+    /// the file that failed: the array or its pair list, the JSON lines file, or
+    /// [`STANDARD_OUTPUT`].
     pub fn write_pair(
         &mut self,
         head: &str,
@@ -129,15 +130,32 @@ impl Sink {
         label: Option<&str>,
         v: &[f32],
         stdout: &mut impl Write,
-    ) -> std::io::Result<()> {
+    ) -> Result<()> {
+        self.put(head, tail, label, v, stdout)
+            .map_err(|(path, e)| Error::io(path, e))
+    }
+
+    /// [`write_pair`](Self::write_pair), with the path of the output that failed beside the
+    /// error.
+    fn put(
+        &mut self,
+        head: &str,
+        tail: &str,
+        label: Option<&str>,
+        v: &[f32],
+        stdout: &mut impl Write,
+    ) -> std::result::Result<(), (PathBuf, std::io::Error)> {
         match self {
-            Sink::Jsonl(None) => write_jsonl_row(stdout, head, tail, v),
-            Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), head, tail, v),
+            Sink::Jsonl(None) => write_jsonl_row(stdout, head, tail, v)
+                .map_err(|e| (PathBuf::from(STANDARD_OUTPUT), e)),
+            Sink::Jsonl(Some(f)) => write_jsonl_row(f.writer(), head, tail, v)
+                .map_err(|e| (f.target().to_path_buf(), e)),
             Sink::Npy { array, pairs, .. } => {
-                write_f32_row(array.writer(), v)?;
+                write_f32_row(array.writer(), v).map_err(|e| (array.target().to_path_buf(), e))?;
                 // Always three columns (the label empty when there is none): readers that
                 // take the first line's width (pandas, numpy) refused a later longer line.
                 writeln!(pairs.writer(), "{head}\t{tail}\t{}", label.unwrap_or(""))
+                    .map_err(|e| (pairs.target().to_path_buf(), e))
             }
         }
     }
@@ -286,12 +304,11 @@ pub fn embed_into(
             if !raw {
                 normalize_in_place(&mut v);
             }
-            sink.write(rec, &v, &mut out)
-                .map_err(|e| Error::io("<output>", e))?;
+            sink.write(rec, &v, &mut out)?;
         }
         written += chunk.len();
         progress(written);
     }
-    out.flush().map_err(|e| Error::io("<stdout>", e))?;
+    out.flush().map_err(|e| Error::io(STANDARD_OUTPUT, e))?;
     Ok(())
 }

@@ -83,6 +83,11 @@ impl AtomicFile {
         })
     }
 
+    /// The output's final path: what a write error names (the temporary file is hidden).
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// The buffered writer.
     pub fn writer(&mut self) -> &mut BufWriter<std::fs::File> {
         &mut self.writer

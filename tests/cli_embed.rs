@@ -316,6 +316,66 @@ fn an_interrupted_run_removes_its_temporary_and_lock_files() {
     }
 }
 
+/// Found by an audit: a JSON lines output that failed to be written was named `<output>`
+/// (`embedding p.tsv: <output>: No space left on device`), where an `.npy` output was named.
+/// The error names the file, or standard output. The file's write is made to fail with a
+/// file size limit (its buffer of 1 MiB goes out while rows are written, 3,000 rows being
+/// about 1.2 MB); standard output is `/dev/full`.
+#[test]
+fn a_failed_write_names_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 3000);
+    let out = dir.path().join("v.jsonl");
+    // SIGXFSZ ignored, so a write past the limit fails with EFBIG instead of killing.
+    let a = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 128; exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{}: File too large", out.display())),
+        "{err}"
+    );
+    assert!(!err.contains("<output>"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the input is left"
+    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for extra in [&[][..], &["--out", "-"]] {
+        let o = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .args(extra)
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            err.contains("standard output: No space left on device"),
+            "{err}"
+        );
+        assert!(!err.contains("<output>"), "{err}");
+    }
+}
+
 /// `n` distinct pairs, one a line.
 fn many_pairs(dir: &Path, n: usize) -> std::path::PathBuf {
     let text: String = (0..n).map(|i| format!("w{i}\tv{i}\n")).collect();

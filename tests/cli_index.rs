@@ -202,6 +202,60 @@ fn existing_index_needs_force() {
     assert_eq!(doc["precision"], "f16");
 }
 
+/// Found by an audit: a `*.tmp` file of the user's in an index directory (`notes.tmp`) passed
+/// as relbert's own temporary file, so `index build --force`, `index rebuild --force` and
+/// `index add` replaced the directory and deleted it. Each is refused now, naming the file,
+/// which stays as it was, and so does the index.
+#[test]
+fn a_users_tmp_file_in_an_index_is_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    let notes = out.join("notes.tmp");
+    std::fs::write(&notes, "two weeks of notes\n").unwrap();
+    let meta = std::fs::read(out.join("meta")).unwrap();
+    let kept = |a: assert_cmd::assert::Assert| {
+        let err = String::from_utf8_lossy(&a.failure().get_output().stderr).into_owned();
+        assert!(err.contains("notes.tmp"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&notes).unwrap(),
+            "two weeks of notes\n"
+        );
+        assert_eq!(std::fs::read(out.join("meta")).unwrap(), meta);
+        assert!(!dir.path().join("idx.partial").exists());
+    };
+    kept(build(dir.path(), &out, &["--force"]));
+    kept(
+        relbert()
+            .args(["index", "rebuild", "--index"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&out)
+            .args(["--force", "--f16"])
+            .assert(),
+    );
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "ocean\tsea\nlion\tcub\n").unwrap();
+    kept(
+        relbert()
+            .args(["index", "add", "--index"])
+            .arg(&out)
+            .arg("--pairs")
+            .arg(&more)
+            .assert(),
+    );
+    // Moved out, the same commands go through.
+    std::fs::remove_file(&notes).unwrap();
+    relbert()
+        .args(["index", "add", "--index"])
+        .arg(&out)
+        .arg("--pairs")
+        .arg(&more)
+        .assert()
+        .success();
+    build(dir.path(), &out, &["--force"]).success();
+}
+
 #[test]
 fn rebuild_changes_precision_and_graph_without_encoding() {
     let dir = tempfile::tempdir().unwrap();

@@ -280,12 +280,32 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     meta::decode(&buf, path)
 }
 
-/// The names a finished index directory may hold (its files, a file being replaced, and the
-/// input spool of a build or add killed right after publishing it).
+/// The names a finished index directory may hold: its files, the temporary names relbert
+/// writes them under ([`own_temp`]), and the input spool of a build or add killed between
+/// publishing the index and removing the spool ([`input_spool`] finds it there, so a rerun
+/// resumes from it; a finished index can hold one legitimately).
 fn index_entry(name: &str) -> bool {
-    matches!(name, "vectors" | "pairs" | "graph" | "meta")
-        || name.ends_with(".tmp")
-        || name == SPOOL
+    matches!(name, "vectors" | "pairs" | "graph" | "meta") || name == SPOOL || own_temp(name)
+}
+
+/// Whether `name` is a temporary name relbert itself writes inside an index or partial
+/// build: [`crate::format::write_file`]'s `<file>.tmp` for each of the index's and the
+/// partial build's files, and the input spool's `input.spool.tmp`
+/// ([`IndexBuilder::spool_path`]). Any other `*.tmp` is the user's: accepting every `.tmp`
+/// let `--force` and `index add` delete a user's `notes.tmp` with the directory.
+fn own_temp(name: &str) -> bool {
+    name.strip_suffix(".tmp").is_some_and(|stem| {
+        stem == SPOOL
+            || [
+                FileKind::Vectors,
+                FileKind::Pairs,
+                FileKind::Graph,
+                FileKind::Meta,
+                FileKind::Checkpoint,
+            ]
+            .iter()
+            .any(|k| k.file_name() == stem)
+    })
 }
 
 /// The names a partial build may hold.
@@ -1665,5 +1685,62 @@ mod tests {
         let err = b.finish(p(3, 1), |_| {}).unwrap_err();
         assert!(matches!(err, IndexError::InvalidParameter(_)), "{err}");
         assert!(!out.exists());
+    }
+
+    /// Found by an audit: an index directory holding the user's `notes.tmp` (or any `*.tmp`)
+    /// was recognised as relbert's, so `build --force`, `rebuild --force` and `index add`
+    /// deleted it with the old index. Only relbert's own temporary names pass, in an index
+    /// and in a partial build; the user's are refused by name.
+    #[test]
+    fn only_relberts_own_temporary_names_are_recognised() {
+        let dim = 8;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..4)
+            .map(|i| PairEntry::new(format!("h{i}"), "t"))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(4, dim, 4, 0.1, 4))
+            .unwrap();
+        b.finish(params(), |_| {}).unwrap();
+        let partial = partial_dir(&out).unwrap();
+        std::fs::create_dir(&partial).unwrap();
+        let own = [
+            "vectors.tmp",
+            "pairs.tmp",
+            "graph.tmp",
+            "meta.tmp",
+            "checkpoint.tmp",
+            "input.spool.tmp",
+            SPOOL,
+        ];
+        for name in own {
+            for dir in [&out, &partial] {
+                std::fs::write(dir.join(name), "x").unwrap();
+            }
+            recognise_index(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
+            recognise_partial(&partial).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for name in [
+            "notes.tmp",
+            ".tmp",
+            "input.tmp",
+            "pairs.blob.tmp",
+            "meta.tmp.tmp",
+        ] {
+            for (dir, check) in [
+                (&out, recognise_index as fn(&Path) -> Result<()>),
+                (&partial, recognise_partial),
+            ] {
+                let user = dir.join(name);
+                std::fs::write(&user, "two weeks of notes").unwrap();
+                let err = check(dir).unwrap_err();
+                assert!(
+                    matches!(err, IndexError::NotOurs { .. }) && err.to_string().contains(name),
+                    "{name}: {err}"
+                );
+                std::fs::remove_file(&user).unwrap();
+            }
+        }
     }
 }

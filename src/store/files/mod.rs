@@ -74,9 +74,10 @@ pub fn export_file(
         for row in 0..n {
             let p = index.pair(row)?;
             let v = index.vector(row)?;
+            // The error names the array or its pair list, whichever failed.
             if let Err(e) = sink.write_pair(p.head, p.tail, p.label, &v, &mut none) {
                 sink.discard();
-                return Err(Error::io(out, e));
+                return Err(e);
             }
             if row % 4096 == 0 {
                 on_rows(row as u64);
