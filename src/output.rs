@@ -306,8 +306,27 @@ const MODEL_DIR_FILES: [&str; 6] = [
     "averaged_from.json",
 ];
 
+/// The temporary files relbert itself writes inside a model directory and renames into
+/// place (`relbert train` rewrites `metrics.json` after every epoch through
+/// `.metrics.json.tmp`): a run killed before the rename leaves one, which must not make the
+/// directory look like someone else's. Exact names, not any `*.tmp`: a user's `notes.tmp`
+/// is still theirs.
+pub(crate) const MODEL_DIR_TEMPS: [&str; 1] = [".metrics.json.tmp"];
+
+/// Checks that `dir` (a leftover of a killed run: a half-written or half-removed model
+/// directory) holds nothing but files relbert writes in a model directory, any of them or
+/// none, so that it may be removed; `what` says what it was taken for.
+pub fn recognise_model_leftover(dir: &Path, what: &'static str) -> Result<()> {
+    only_model_files(dir).map_err(|why| Error::NotOurs {
+        path: dir.to_path_buf(),
+        what,
+        why,
+    })
+}
+
 /// Whether `dir` is a directory holding nothing but files relbert writes in a model
-/// directory ([`MODEL_DIR_FILES`] and the tokenizer files); `Err(why)` otherwise.
+/// directory ([`MODEL_DIR_FILES`], the tokenizer files and the temporary files of
+/// [`MODEL_DIR_TEMPS`] and [`is_weights_temp`]); `Err(why)` otherwise.
 fn only_model_files(dir: &Path) -> std::result::Result<(), String> {
     let md = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !md.is_dir() {
@@ -320,6 +339,7 @@ fn only_model_files(dir: &Path) -> std::result::Result<(), String> {
         let ours = (MODEL_DIR_FILES
             .iter()
             .chain(crate::model::config::TOKENIZER_FILES.iter())
+            .chain(MODEL_DIR_TEMPS.iter())
             .any(|f| *f == name)
             || is_weights_temp(&name))
             && e.file_type().map(|t| t.is_file()).unwrap_or(false);

@@ -762,3 +762,54 @@ fn a_report_another_run_is_writing_is_refused_at_the_start() {
     .success();
     assert!(json.exists());
 }
+
+/// Audit (s13): `--split ../sat/validation` and `--dataset ../data/sat` were taken as paths,
+/// so one dataset's file was scored and reported under another's name.
+#[test]
+fn split_and_dataset_names_that_are_paths_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write(&data.join("sat/test.jsonl"), &format!("{IDENTICAL}\n"));
+    write(
+        &data.join("sat/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    write(&data.join("bats/test.jsonl"), &format!("{OTHER}\n"));
+    let refused = |extra: &[&str], flag: &str| {
+        let a = analogy(&data, extra).failure();
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains(flag) && err.contains("not a path") && !err.contains("| bats |"),
+            "{extra:?}: {err}"
+        );
+        assert!(stdout(&a).is_empty(), "{extra:?}: {}", stdout(&a));
+    };
+    refused(
+        &["--dataset", "bats", "--split", "../sat/validation"],
+        "--split",
+    );
+    refused(&["--split", ".."], "--split");
+    refused(&["--dataset", "bats/../sat"], "--dataset");
+    refused(&["--dataset", "../data/sat"], "--dataset");
+    refused(&["--dataset", "sat,.."], "--dataset");
+    // Names are still names.
+    let out = stdout(&analogy(&data, &["--dataset", "sat", "--split", "validation"]).success());
+    assert!(out.contains("| sat | validation | 1 | 100.0 |"), "{out}");
+}
+
+/// Audit (s13): a question prefix holding `|` or a line break split the `--breakdown`
+/// Markdown table's rows.
+#[test]
+fn breakdown_cells_cannot_break_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = IDENTICAL.replace("\"capitals\"", "\"a|b\\nc\"");
+    write(&dir.path().join("mini/test.jsonl"), &format!("{odd}\n"));
+    let out = stdout(&analogy(dir.path(), &["--dataset", "mini", "--breakdown"]).success());
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('|')).collect();
+    assert!(rows.contains(&"| mini | a\\|b c | 1 | 100.0 |"), "{out}");
+    // Every row of both tables has its four cells.
+    for row in &rows {
+        let cells = row.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 5, "{row}\n{out}");
+    }
+}

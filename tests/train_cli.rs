@@ -471,7 +471,7 @@ fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     let best = metrics["best_epoch"].as_u64().unwrap() as usize;
-    let best_dir = ck.join(relbert::training::epoch_dir_name(best));
+    let best_dir = ck.join(relbert::training::epoch_dir_name(best, 2));
     assert_eq!(
         weights(&out.join("model.safetensors")),
         weights(&best_dir.join("model.safetensors"))
@@ -1423,4 +1423,319 @@ fn average_warns_about_a_checkpoint_given_twice() {
     );
     let err = average(&[&e1, &ck.join("epoch-02")], "plain");
     assert!(!err.contains("same checkpoint"), "{err}");
+}
+
+/// The names in a directory, hidden ones included, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Audit (s13): a run killed while rewriting `metrics.json` left `OUT/.metrics.json.tmp`,
+/// and every later `--force` run refused OUT as "not relbert's (it holds
+/// .metrics.json.tmp)". The exact name is relbert's and cleared; a user's `notes.tmp` is not.
+#[test]
+fn force_replaces_a_model_dir_holding_a_killed_runs_metrics_temp() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    let out = d.path().join("model");
+    train_cmd(d.path(), &base, &out, &["--epochs", "1"])
+        .assert()
+        .success();
+    // What a kill between write_json(tmp) and the rename leaves.
+    std::fs::copy(out.join("metrics.json"), out.join(".metrics.json.tmp")).unwrap();
+    train_cmd(d.path(), &base, &out, &["--epochs", "1", "--force"])
+        .assert()
+        .success();
+    assert!(!out.join(".metrics.json.tmp").exists());
+    assert!(out.join("model.safetensors").is_file());
+
+    // A run that stops before it writes `out` still clears the leftover it recognised.
+    std::fs::write(out.join(".metrics.json.tmp"), "{\"epochs\": [").unwrap();
+    std::fs::write(d.path().join("bad.jsonl"), "not json\n").unwrap();
+    let bad = d.path().join("bad.jsonl");
+    train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &["--force", "--train-file", bad.to_str().unwrap()],
+    )
+    .assert()
+    .failure();
+    assert!(out.join("model.safetensors").is_file());
+    assert!(!out.join(".metrics.json.tmp").exists());
+
+    // Any other *.tmp is a user's: refused, and kept.
+    std::fs::write(out.join("notes.tmp"), "mine").unwrap();
+    let a = train_cmd(d.path(), &base, &out, &["--epochs", "1", "--force"])
+        .assert()
+        .failure();
+    assert!(stderr_of(&a).contains("notes.tmp"), "{}", stderr_of(&a));
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.tmp")).unwrap(),
+        "mine"
+    );
+}
+
+/// Audit (s13): a kill while `train --force` removed the earlier run's checkpoints left a
+/// half-deleted `epoch-NN` (config.json and training_config.json, no weights) that blocked
+/// every later --force run, among the new run's checkpoints. Now each goes aside as
+/// `.epoch-NN.removing` before it is deleted, and the next run clears such leftovers and the
+/// `.epoch-NN.tmp` of a checkpoint being written; what an older build left half-deleted is
+/// recognised by its training record.
+#[test]
+fn force_clears_what_killed_runs_left_among_the_checkpoints() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    let ck = d.path().join("ck");
+    let ck_arg = ck.to_str().unwrap();
+    let out = d.path().join("model");
+    train_cmd(
+        d.path(),
+        &base,
+        &out,
+        &["--epochs", "3", "--checkpoint-dir", ck_arg],
+    )
+    .assert()
+    .success();
+    // Killed by this build between the rename aside and the removal.
+    std::fs::rename(ck.join("epoch-01"), ck.join(".epoch-01.removing")).unwrap();
+    std::fs::remove_file(ck.join(".epoch-01.removing/model.safetensors")).unwrap();
+    // Half-deleted in place by an older build: only config.json and its training record.
+    let half = ck.join("epoch-02");
+    for f in names_in(&half) {
+        if f != "config.json" && f != "training_config.json" {
+            std::fs::remove_file(half.join(f)).unwrap();
+        }
+    }
+    // A checkpoint being written when a run was killed (a later epoch than this run reaches).
+    let tmp = ck.join(".epoch-05.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::copy(ck.join("epoch-03/config.json"), tmp.join("config.json")).unwrap();
+    std::fs::write(tmp.join(".tmpAb12Cd"), "partial weights").unwrap();
+
+    // A half-deleted directory without relbert's record of a run is anyone's: refused.
+    let bare = ck.join("epoch-04");
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::copy(ck.join("epoch-03/config.json"), bare.join("config.json")).unwrap();
+    let force_run = || {
+        train_cmd(
+            d.path(),
+            &base,
+            &out,
+            &[
+                "--epochs",
+                "1",
+                "--seed",
+                "7",
+                "--force",
+                "--checkpoint-dir",
+                ck_arg,
+            ],
+        )
+        .assert()
+    };
+    let a = force_run().failure();
+    assert!(stderr_of(&a).contains("epoch-04"), "{}", stderr_of(&a));
+    std::fs::remove_dir_all(&bare).unwrap();
+    // A user's file in a leftover's name is not removed either.
+    std::fs::write(tmp.join("thesis.tex"), "mine").unwrap();
+    let a = force_run().failure();
+    assert!(stderr_of(&a).contains("thesis.tex"), "{}", stderr_of(&a));
+    assert!(half.join("training_config.json").is_file());
+    std::fs::remove_file(tmp.join("thesis.tex")).unwrap();
+
+    force_run().success();
+    assert_eq!(names_in(&ck), ["epoch-01"]);
+    assert_eq!(recorded_seed(&ck.join("epoch-01")), 7);
+
+    // Without --force, hidden leftovers alone do not stop a run, and go.
+    let ck2 = d.path().join("ck2");
+    std::fs::create_dir_all(ck2.join(".epoch-03.removing")).unwrap();
+    std::fs::write(ck2.join(".epoch-03.removing/config.json"), "{}").unwrap();
+    train_cmd(
+        d.path(),
+        &base,
+        &d.path().join("model2"),
+        &["--epochs", "1", "--checkpoint-dir", ck2.to_str().unwrap()],
+    )
+    .assert()
+    .success();
+    assert_eq!(names_in(&ck2), ["epoch-01"]);
+}
+
+/// Audit (s13): a pair whose prompt is over the token limit in a training file or in the
+/// validation data was refused naming only the pair ("encoding: the prompt of …"), where
+/// bench names the file and line.
+#[test]
+fn a_too_long_training_or_validation_pair_is_named_by_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    let long = "a ".repeat(200);
+    let extra = d.path().join("longextra.jsonl");
+    std::fs::write(
+        &extra,
+        format!(
+            "{{\"relation_type\": \"zy\", \"positives\": [[\"a\", \"c\"]], \"negatives\": [[\"a\", \"b\"]]}}\n\
+             {{\"relation_type\": \"zz\", \"positives\": [[\"{long}\", \"c\"]], \"negatives\": [[\"a\", \"b\"]]}}\n"
+        ),
+    )
+    .unwrap();
+    let a = train_cmd(
+        d.path(),
+        &base,
+        &d.path().join("m1"),
+        &["--epochs", "1", "--extra-train", extra.to_str().unwrap()],
+    )
+    .assert()
+    .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("longextra.jsonl:2: the prompt of") && err.contains("64-token limit"),
+        "{err}"
+    );
+    assert!(!d.path().join("m1").exists());
+
+    // In the analogy validation split: its file and the question's line.
+    let sat = d.path().join("sat/validation.jsonl");
+    let mut text = std::fs::read_to_string(&sat).unwrap();
+    text.push_str(&format!(
+        "{{\"stem\": [\"cat\", \"dog\"], \"choice\": [[\"sun\", \"moon\"], [\"{long}\", \"blue\"]], \"answer\": 0, \"prefix\": \"t\"}}\n"
+    ));
+    std::fs::write(&sat, text).unwrap();
+    let a = train_cmd(d.path(), &base, &d.path().join("m2"), &["--epochs", "1"])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&format!("{}:3: the prompt of", sat.display())),
+        "{err}"
+    );
+    assert!(!d.path().join("m2").exists());
+}
+
+/// Audit (s13): `train --half` with weights beyond float16's range saved infinite weights
+/// and reported success. Now refused before `--out` is written, naming the tensor.
+#[test]
+fn train_half_refuses_weights_float16_cannot_hold() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let ck = d.path().join("ck");
+    let a = relbert()
+        .args(["train", "--base"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(d.path())
+        .arg("--out")
+        .arg(&out)
+        .arg("--checkpoint-dir")
+        .arg(&ck)
+        .args([
+            "--epochs",
+            "1",
+            "--lr",
+            "1e5",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "4",
+            "--half",
+        ])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("--half")
+            && err.contains("tensor ")
+            && err.contains("float16 range")
+            && err.contains("without --half")
+            && err.contains("epoch-01"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // The float32 checkpoint is whole, and finite.
+    assert!(weights(&ck.join("epoch-01/model.safetensors"))
+        .values()
+        .all(|v| v.iter().all(|x| x.is_finite())));
+}
+
+/// Sets element 0 of tensor `name` in the weights of `model` to `value`.
+fn poke(model: &Path, name: &str, value: f32) {
+    let path = model.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let t = &tensors[name];
+    let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v[0] = value;
+    let shape = t.shape().clone();
+    tensors.insert(
+        name.to_string(),
+        candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+}
+
+/// Audit (s13): `average --half` wrote infinite weights for a mean beyond float16's range,
+/// `average` took a NaN weight of an input into a NaN model with status 0, and the float32
+/// sum of two weights near float32's largest value overflowed to infinity.
+#[test]
+fn average_refuses_non_finite_inputs_and_weights_float16_cannot_hold() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    copy_model(&fixture("tiny-bert"), &a);
+    copy_model(&fixture("tiny-bert"), &b);
+    let name = "encoder.layer.0.attention.self.query.weight";
+    let average = |extra: &[&str], out: &str| {
+        relbert()
+            .arg("average")
+            .arg(&a)
+            .arg(&b)
+            .arg("--out")
+            .arg(d.path().join(out))
+            .args(extra)
+            .assert()
+    };
+    poke(&a, name, 70000.0);
+    poke(&b, name, 70000.0);
+    let done = average(&["--half"], "h").failure();
+    let err = stderr_of(&done);
+    assert!(
+        err.contains("--half") && err.contains(name) && err.contains("70000"),
+        "{err}"
+    );
+    assert_eq!(names_in(d.path()), ["a", "b"]);
+    // Float32 holds it.
+    average(&[], "f").success();
+    assert_eq!(
+        weights(&d.path().join("f/model.safetensors"))[name][0],
+        70000.0
+    );
+
+    // Near float32's largest value: the mean is finite though the float32 sum is not.
+    poke(&a, name, 3e38);
+    poke(&b, name, 3e38);
+    average(&[], "big").success();
+    assert_eq!(
+        weights(&d.path().join("big/model.safetensors"))[name][0],
+        3e38
+    );
+
+    // A NaN in an input is refused, naming the model's file and the tensor.
+    poke(&b, name, f32::NAN);
+    let done = average(&[], "nan").failure();
+    let err = stderr_of(&done);
+    assert!(
+        err.contains(&b.join("model.safetensors").display().to_string())
+            && err.contains(name)
+            && err.contains("NaN"),
+        "{err}"
+    );
+    assert!(!d.path().join("nan").exists());
 }

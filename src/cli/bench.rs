@@ -150,6 +150,32 @@ fn check_data_dir(data: &Path, default: &str) -> Result<()> {
     bail!("--data {}: {why}{hint}", data.display())
 }
 
+/// Refuses a `--dataset` or `--split` name (`flag`) that is a path rather than a name: one
+/// with a path separator, `.` or `..` (`--split ../sat/validation` read another dataset's
+/// file and reported its score under the dataset named), or an empty one. A name that
+/// merely contains two dots (`v..2`) names a file in the folder, and is taken.
+fn check_name(flag: &str, name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.contains('/') || name.contains(std::path::MAIN_SEPARATOR) {
+        "it holds a path separator"
+    } else if name == "." || name == ".." {
+        "it names a directory, not a dataset"
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "invalid value {name:?} for {flag}: {why}; give a name (a folder or file under --data), \
+         not a path"
+    )
+}
+
+/// A Markdown table cell's text: `|` escaped and line breaks made spaces, so that a name or
+/// prefix from a dataset file cannot split a row or end the table.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
 /// Parses a number in [0, 1].
 fn unit_interval(s: &str) -> std::result::Result<f32, String> {
     let v: f32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
@@ -235,6 +261,7 @@ fn select(
         bail!("invalid value for --dataset: no dataset named");
     }
     for name in &names {
+        check_name("--dataset", name)?;
         if !data.join(name).is_dir() {
             let mut there: Vec<String> = std::fs::read_dir(data)
                 .into_iter()
@@ -458,6 +485,7 @@ fn pair_vectors(
 }
 
 fn analogy(a: AnalogyArgs) -> Result<()> {
+    check_name("--split", &a.split)?;
     let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
     check_data_dir(&a.data, ANALOGY_DATA)?;
     let sets = select(
@@ -564,8 +592,9 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         let acc = accuracy_with_options(qs, &vectors, opts);
         writeln!(
             table,
-            "| {name} | {} | {} | {:.1} |",
-            a.split,
+            "| {} | {} | {} | {:.1} |",
+            cell(name),
+            cell(&a.split),
             acc.n,
             100.0 * acc.accuracy
         )?;
@@ -582,7 +611,13 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             let acc = &results[&format!("{name}/{}", a.split)];
             for (prefix, v) in &acc.by_prefix {
                 let n = counts.get(prefix.as_str()).copied().unwrap_or(0);
-                writeln!(table, "| {name} | {prefix} | {n} | {:.1} |", 100.0 * v)?;
+                writeln!(
+                    table,
+                    "| {} | {} | {n} | {:.1} |",
+                    cell(name),
+                    cell(prefix),
+                    100.0 * v
+                )?;
             }
         }
     }
@@ -820,7 +855,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         writeln!(
             table,
             "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} |",
-            set.name,
+            cell(&set.name),
             train.len(),
             val.len(),
             set.test.len(),

@@ -235,17 +235,58 @@ fn comparable_config(path: &Path) -> Result<serde_json::Value> {
     Ok(value)
 }
 
-/// Reads a checkpoint's weights as float32 tensors on the CPU.
+/// The first element of `t` (its flat index and value) that is not a finite number, if any.
+fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f32)>> {
+    let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i])))
+}
+
+/// The first element of `t` (its flat index and value) that float16 cannot hold: one that is
+/// not finite, or whose magnitude rounds beyond float16's largest value (65504) to infinity.
+pub(crate) fn first_beyond_f16(t: &Tensor) -> Result<Option<(usize, f32)>> {
+    let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(v.iter()
+        .position(|x| !half::f16::from_f32(*x).is_finite())
+        .map(|i| (i, v[i])))
+}
+
+/// Why tensor values cannot be saved as float16, for the messages of `--half`.
+pub(crate) fn beyond_f16_message(tensor: &str, index: usize, value: f32) -> String {
+    format!(
+        "tensor {tensor} holds {value} (element {index}), beyond the float16 range (±{}): \
+         saved as float16 it would be infinite and the model unusable",
+        half::f16::MAX
+    )
+}
+
+/// Reads a checkpoint's weights as float32 tensors on the CPU, refusing a tensor with a
+/// value that is not finite (NaN or infinite): averaged in, it would spoil that weight of
+/// the average, and every vector the model gives.
 fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
     let tensors =
         candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("cannot read safetensors: {e}"),
         })?;
-    tensors
-        .into_iter()
-        .map(|(name, t)| Ok((name, t.to_dtype(DType::F32)?)))
-        .collect()
+    let mut out = HashMap::with_capacity(tensors.len());
+    // In name order, so that the tensor a refusal names does not depend on hashing.
+    let mut tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in tensors {
+        let t = t.to_dtype(DType::F32)?;
+        if let Some((index, value)) = first_non_finite(&t)? {
+            return Err(Error::Tensor {
+                path: path.to_path_buf(),
+                tensor: name,
+                message: format!(
+                    "holds {value} (element {index}), not a finite number: the model cannot \
+                     be averaged (its vectors would not be numbers either)"
+                ),
+            });
+        }
+        out.insert(name, t);
+    }
+    Ok(out)
 }
 
 /// Averages the weights of the model directories `dirs` (at least two, same architecture,
@@ -287,7 +328,12 @@ pub fn average_models(
     let first = &files[0];
     let first_config = comparable_config(&first.config)?;
     let mut hashes = vec![Encoder::weights_sha256(&first.weights)?];
-    let mut sum = load_f32(&first.weights)?;
+    // Summed in float64: float32 sums of weights near its largest value (3.4e38) overflow to
+    // infinity where their mean does not.
+    let mut sum = load_f32(&first.weights)?
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_dtype(DType::F64)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
     for (f, dir) in files[1..].iter().zip(&dirs[1..]) {
         if comparable_config(&f.config)? != first_config {
             return Err(Error::Config {
@@ -339,7 +385,7 @@ pub fn average_models(
                     a.dims()
                 )));
             }
-            *a = (&*a + &t)?;
+            *a = (&*a + t.to_dtype(DType::F64)?)?;
         }
     }
     let training_config_differences = training_config_differences(dirs)?;
@@ -347,9 +393,28 @@ pub fn average_models(
     let dtype = if half { DType::F16 } else { DType::F32 };
     let mut parameters = 0;
     let mut mean = HashMap::with_capacity(sum.len());
-    for (name, t) in sum {
+    // In name order, so that the tensor a refusal names does not depend on hashing.
+    let mut names: Vec<String> = sum.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let Some(t) = sum.remove(&name) else { continue };
         parameters += t.elem_count();
-        mean.insert(name, t.affine(scale, 0.0)?.to_dtype(dtype)?);
+        // The mean of finite float32 values is a finite float32 value; float16 may not hold
+        // it, and the refusal comes before anything is written.
+        let t = t.affine(scale, 0.0)?.to_dtype(DType::F32)?;
+        if half {
+            if let Some((index, value)) = first_beyond_f16(&t)? {
+                return Err(Error::InvalidArgument {
+                    flag: "--half".into(),
+                    message: format!(
+                        "{} of the average; nothing was written: average without --half to \
+                         save float32 weights",
+                        beyond_f16_message(&name, index, value)
+                    ),
+                });
+            }
+        }
+        mean.insert(name, t.to_dtype(dtype)?);
     }
     let report = AverageReport {
         sources: dirs.to_vec(),

@@ -577,7 +577,8 @@ pub struct Validation {
 
 /// Held-out material scored after every epoch.
 pub struct ValidationData {
-    analogy: Vec<(String, Vec<AnalogyQuestion>)>,
+    /// Dataset name, its validation file, its questions.
+    analogy: Vec<(String, PathBuf, Vec<AnalogyQuestion>)>,
     semeval: Vec<RelationExamples>,
 }
 
@@ -590,10 +591,48 @@ impl ValidationData {
         for name in SELECTION_DATASETS {
             let f = cfg.data.join(name).join("validation.jsonl");
             if f.is_file() {
-                analogy.push((name.to_string(), load_analogy_file(&f)?));
+                let questions = load_analogy_file(&f)?;
+                analogy.push((name.to_string(), f, questions));
             }
         }
         Ok(ValidationData { analogy, semeval })
+    }
+
+    /// Refuses, before the first validation, a pair whose prompt `enc` cannot encode
+    /// ([`RelationEncoder::overlong`]), naming the file and line that holds it: the encoder's
+    /// own refusal knows only the pair.
+    pub fn check_prompts(&self, enc: &RelationEncoder) -> Result<()> {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        let mut places: Vec<(&Path, usize)> = Vec::new();
+        for r in &self.semeval {
+            for (h, t) in r.positives.iter().chain(&r.negatives) {
+                pairs.push((h, t));
+                places.push((&r.path, r.line));
+            }
+        }
+        for (_, path, questions) in &self.analogy {
+            for q in questions {
+                for (h, t) in std::iter::once(&q.stem).chain(&q.choice) {
+                    pairs.push((h, t));
+                    places.push((path, q.line));
+                }
+            }
+        }
+        match enc.overlong(&pairs)?.first() {
+            Some(&i) => Err(prompt_too_long(places[i].0, places[i].1, pairs[i])),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The refusal of a pair whose prompt is too long, at line `line` of `path`.
+fn prompt_too_long(path: &Path, line: usize, (head, tail): (&str, &str)) -> Error {
+    Error::PromptTooLong {
+        location: format!("{}:{line}", path.display()),
+        hint: "",
+        head: head.to_string(),
+        tail: tail.to_string(),
+        limit: crate::batching::MAX_LENGTH,
     }
 }
 
@@ -697,8 +736,15 @@ impl Trainer {
                     message: format!("relation {} has no positives", r.relation_type),
                 });
             }
-            pos_toks.push(tok(&r.positives)?);
-            neg_toks.push(tok(&r.negatives)?);
+            // The encoder names only the pair; the relation's file and line say where it is.
+            let at = |e: Error| match e {
+                Error::PromptTooLong { head, tail, .. } if !r.path.as_os_str().is_empty() => {
+                    prompt_too_long(&r.path, r.line, (&head, &tail))
+                }
+                e => e,
+            };
+            pos_toks.push(tok(&r.positives).map_err(at)?);
+            neg_toks.push(tok(&r.negatives).map_err(at)?);
         }
         let model_cfg = enc.encoder().config();
         let from_config = |key: &str| {
@@ -985,6 +1031,20 @@ impl Trainer {
         self.save_model_as(dir, self.cfg.half)
     }
 
+    /// The first weight (tensor name, flat index, value) that float16 cannot hold, if any:
+    /// what `--half` would save as infinity.
+    pub fn first_weight_beyond_f16(&self) -> Result<Option<(String, usize, f32)>> {
+        self.sync()?;
+        let mut tensors = self.enc.encoder().named_tensors();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in tensors {
+            if let Some((index, value)) = crate::averaging::first_beyond_f16(&t)? {
+                return Ok(Some((name, index, value)));
+            }
+        }
+        Ok(None)
+    }
+
     /// [`Trainer::save_model`] with the weights' precision given.
     pub fn save_model_as(&self, dir: &Path, half: bool) -> Result<()> {
         self.sync()?;
@@ -1003,7 +1063,7 @@ impl Trainer {
 pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> Result<Validation> {
     let mut analogy = BTreeMap::new();
     let mut counts = Vec::new();
-    for (name, qs) in &data.analogy {
+    for (name, _, qs) in &data.analogy {
         let pairs = distinct_pairs(qs);
         let vecs = enc.embed_raw(&pairs)?;
         let map: HashMap<_, _> = pairs.into_iter().zip(vecs).collect();
@@ -1084,17 +1144,136 @@ pub fn semeval_score(
 }
 
 /// Writes a file atomically (temporary file in the same directory, then rename; the caller
-/// holds the output's writer lock, so the fixed temporary name is its own).
+/// holds the output's writer lock, so the fixed temporary name is its own). The temporary
+/// name (`.metrics.json.tmp` for `metrics.json`) is one of
+/// [`crate::output::MODEL_DIR_TEMPS`], so a run killed before the rename leaves a model
+/// directory that `--force` still recognises as relbert's.
 fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = sibling_named(path, "tmp");
     write_json(&tmp, value)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// The directory name of epoch `epoch`'s checkpoint under [`TrainConfig::checkpoint_dir`]
-/// (zero-padded, so that a shell glob lists them in order).
-pub fn epoch_dir_name(epoch: usize) -> String {
-    format!("epoch-{epoch:02}")
+/// Removes the temporary files of [`write_json_atomically`] that a killed run left in the
+/// model directory `dir` (the caller holds its writer lock). Only regular files of exactly
+/// those names go.
+fn clear_model_dir_temps(dir: &Path) -> Result<()> {
+    for name in crate::output::MODEL_DIR_TEMPS {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The directory name of epoch `epoch`'s checkpoint under [`TrainConfig::checkpoint_dir`] in
+/// a run of `epochs` epochs: zero-padded to the width of `epochs` (at least two digits), so
+/// that a shell glob lists a run's checkpoints in order (`epoch-099` before `epoch-100`).
+pub fn epoch_dir_name(epoch: usize, epochs: usize) -> String {
+    let width = epochs.max(epoch).to_string().len().max(2);
+    format!("epoch-{epoch:0width$}")
+}
+
+/// The suffixes of the hidden directories a killed run leaves beside its checkpoints:
+/// `.epoch-NN.tmp` and `.epoch-NN.old` of [`write_dir_atomically`], and `.epoch-NN.removing`,
+/// an earlier run's checkpoint being removed.
+const CHECKPOINT_LEFTOVER_TAGS: [&str; 3] = ["tmp", "old", "removing"];
+
+/// The tag of the removal name, `.epoch-NN.removing`.
+const REMOVING: &str = "removing";
+
+/// Whether `name` is one of the hidden names of [`CHECKPOINT_LEFTOVER_TAGS`]: exactly
+/// `.epoch-<digits>.<tag>`.
+fn is_checkpoint_leftover(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(".epoch-") else {
+        return false;
+    };
+    let Some((digits, tag)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    // `.epoch-NN.removing` may come from any `epoch-*` checkpoint (a look-alike name that
+    // held a relbert model); the write temporaries only from this run's `epoch-NN`.
+    let epoch_like = if tag == REMOVING {
+        !digits.is_empty()
+    } else {
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    epoch_like && CHECKPOINT_LEFTOVER_TAGS.contains(&tag)
+}
+
+/// Checks that an `epoch-*` entry of the checkpoint directory is relbert's to remove: a
+/// model directory relbert wrote ([`crate::output::recognise_model_dir`]), or what is left
+/// of one that a killed run was removing file by file (an earlier build removed each
+/// checkpoint in place): nothing but files relbert writes in a model directory, among them
+/// its training record, or nothing at all. A directory with relbert's file names but no
+/// record of a training run could be anyone's copy of a model, so it stays refused.
+fn recognise_checkpoint(path: &Path) -> Result<()> {
+    let whole = crate::output::recognise_model_dir(path);
+    if whole.is_ok() {
+        return whole;
+    }
+    let record = ["training_config.json", "epoch_metrics.json"]
+        .iter()
+        .any(|f| path.join(f).is_file());
+    let empty = std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none());
+    if (record || empty)
+        && crate::output::recognise_model_leftover(path, "a checkpoint directory").is_ok()
+    {
+        return Ok(());
+    }
+    whole
+}
+
+/// The hidden leftovers of killed runs in the checkpoint directory `dir`
+/// ([`is_checkpoint_leftover`]), sorted, each checked to hold nothing but model files
+/// (refused otherwise, before any is removed); none when `dir` does not exist.
+fn checkpoint_leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if is_checkpoint_leftover(&entry.file_name().to_string_lossy()) {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    for path in &found {
+        crate::output::recognise_model_leftover(path, "a checkpoint a killed run left")?;
+    }
+    Ok(found)
+}
+
+/// Removes the checkpoint directories `stale` (each checked by [`recognise_checkpoint`])
+/// and the hidden leftovers of killed runs in `dir`, in a way a kill cannot spoil: every
+/// stale `epoch-NN` is first renamed to `.epoch-NN.removing` (one atomic rename each), and
+/// only then deleted, so a run killed part way leaves whole checkpoints or hidden names the
+/// next run clears, never a half-deleted `epoch-NN` among the new run's checkpoints.
+fn remove_checkpoints(dir: &Path, stale: &[PathBuf]) -> Result<()> {
+    for path in stale {
+        recognise_checkpoint(path)?;
+    }
+    // Checked before anything moves: a leftover holding a user's file stops the run here.
+    let mut doomed = checkpoint_leftovers(dir)?;
+    for path in stale {
+        let aside = sibling_named(path, REMOVING);
+        // A leftover of this name was in `doomed` and checked; it is removed first so the
+        // rename below has its name.
+        if std::fs::symlink_metadata(&aside).is_ok() {
+            std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+            doomed.retain(|d| *d != aside);
+        }
+        std::fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
+        doomed.push(aside);
+    }
+    for path in &doomed {
+        std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// What a finished (or interrupted) run reached.
@@ -1196,10 +1375,12 @@ fn existing_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
 ///
 /// With a checkpoint directory, existing `epoch-*` entries there are refused unless `force`;
 /// with `force` they must all be model directories relbert wrote
-/// ([`crate::output::recognise_model_dir`]), and all of them (not only the epochs this run
-/// reaches) are removed just before this run writes its first checkpoint, so the directory
-/// never mixes two runs' checkpoints, and a run that fails or is stopped during its first
-/// epoch leaves them.
+/// ([`crate::output::recognise_model_dir`], or what a killed run left of one it was removing,
+/// see [`recognise_checkpoint`]), and all of them (not only the epochs this run reaches) are
+/// removed just before this run writes its first checkpoint ([`remove_checkpoints`]: renamed
+/// aside first, so a kill cannot leave a half-deleted one), so the directory never mixes two
+/// runs' checkpoints, and a run that fails or is stopped during its first epoch leaves them.
+/// The hidden leftovers of killed runs there go at the same time.
 pub fn train(
     cfg: &TrainConfig,
     out: &Path,
@@ -1211,6 +1392,11 @@ pub fn train(
     cfg.validate()?;
     // One writer per output: a second run to the same --out fails here, naming the first.
     let _lock = crate::output::claim_model_output(out, force)?;
+    // An earlier run killed while rewriting metrics.json left its temporary file in `out`
+    // (recognised by claim_model_output; gone for good once this run writes `out`).
+    if force && out.is_dir() {
+        clear_model_dir_temps(out)?;
+    }
     let (_checkpoint_lock, stale_checkpoints) = match &cfg.checkpoint_dir {
         Some(dir) => {
             let lock = relbert_index::OutputLock::acquire(dir)?;
@@ -1223,14 +1409,16 @@ pub fn train(
             // Checked all before any is removed: one that is not relbert's stops the run
             // with everything still in place.
             for path in &existing {
-                crate::output::recognise_model_dir(path)?;
+                recognise_checkpoint(path)?;
             }
+            checkpoint_leftovers(dir)?;
             (Some(lock), existing)
         }
         None => (None, Vec::new()),
     };
     let valid = ValidationData::load(cfg)?;
     let mut trainer = Trainer::new(cfg)?;
+    valid.check_prompts(trainer.encoder())?;
     let total_steps = cfg.epochs * trainer.num_relations();
     if cfg.warmup > total_steps {
         tracing::warn!(
@@ -1300,12 +1488,11 @@ pub fn train(
         let score = metrics.validation.score;
         if let Some(dir) = &cfg.checkpoint_dir {
             // Re-checked, since they were looked at before the (possibly long) first epoch.
-            for path in stale_checkpoints.take().into_iter().flatten() {
-                crate::output::recognise_model_dir(&path)?;
-                std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            if let Some(stale) = stale_checkpoints.take() {
+                remove_checkpoints(dir, &stale)?;
             }
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            write_dir_atomically(&dir.join(epoch_dir_name(epoch)), |d| {
+            write_dir_atomically(&dir.join(epoch_dir_name(epoch, cfg.epochs)), |d| {
                 trainer.save_model_as(d, false)?;
                 write_json(&d.join("training_config.json"), &train_config)?;
                 write_json(&d.join("epoch_metrics.json"), &metrics)
@@ -1313,6 +1500,35 @@ pub fn train(
         }
         report.epochs.push(metrics);
         if report.best_score.is_none_or(|b| score > b) {
+            // Checked before `out` is touched: a float16 model with infinite weights saves
+            // "successfully" and gives no usable vector.
+            if cfg.half {
+                if let Some((tensor, index, value)) = trainer.first_weight_beyond_f16()? {
+                    let kept = match &cfg.checkpoint_dir {
+                        Some(dir) => format!(
+                            " (this epoch's float32 weights are in {})",
+                            dir.join(epoch_dir_name(epoch, cfg.epochs)).display()
+                        ),
+                        None => String::new(),
+                    };
+                    let left = match report.best_epoch {
+                        Some(best) if wrote_out => {
+                            format!("{} keeps epoch {best}'s model", out.display())
+                        }
+                        _ => format!("nothing was saved in {}", out.display()),
+                    };
+                    return Err(Error::InvalidArgument {
+                        flag: "--half".into(),
+                        message: format!(
+                            "after epoch {epoch}, {}; {left}: the float32 model can be saved, \
+                             train without --half{kept}; weights this large also suggest too \
+                             high a --lr (--lr {:?})",
+                            crate::averaging::beyond_f16_message(&tensor, index, value),
+                            cfg.lr
+                        ),
+                    });
+                }
+            }
             report.best_score = Some(score);
             report.best_epoch = Some(epoch);
             write_dir_atomically(out, |dir| {
@@ -1351,6 +1567,67 @@ mod tests {
         a.shuffle(&mut v);
         v.sort();
         assert_eq!(v, (0..20).collect::<Vec<_>>());
+    }
+
+    /// Audit (s13): past 99 epochs the names stopped sorting (`epoch-100` before
+    /// `epoch-11`); they are padded to the width of the run's epoch count.
+    #[test]
+    fn checkpoint_names_sort_in_epoch_order_past_99_epochs() {
+        assert_eq!(epoch_dir_name(1, 3), "epoch-01");
+        assert_eq!(epoch_dir_name(10, 99), "epoch-10");
+        assert_eq!(epoch_dir_name(9, 101), "epoch-009");
+        assert_eq!(epoch_dir_name(101, 101), "epoch-101");
+        assert_eq!(epoch_dir_name(1, 1000), "epoch-0001");
+        let names: Vec<String> = (1..=101).map(|e| epoch_dir_name(e, 101)).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        // What finds them again takes any width, and their write temporaries are known.
+        let dir = tempfile::tempdir().unwrap();
+        for e in [9, 10, 100, 101] {
+            std::fs::create_dir(dir.path().join(epoch_dir_name(e, 101))).unwrap();
+        }
+        let found: Vec<PathBuf> = existing_checkpoints(dir.path()).unwrap();
+        let found: Vec<String> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(found, ["epoch-009", "epoch-010", "epoch-100", "epoch-101"]);
+        let tmp = sibling_named(&dir.path().join(epoch_dir_name(100, 101)), "tmp");
+        assert!(is_checkpoint_leftover(
+            &tmp.file_name().unwrap().to_string_lossy()
+        ));
+    }
+
+    #[test]
+    fn only_relbert_s_own_leftover_names_are_taken_for_leftovers() {
+        for ours in [
+            ".epoch-01.tmp",
+            ".epoch-101.old",
+            ".epoch-07.removing",
+            ".epoch-best.removing",
+        ] {
+            assert!(is_checkpoint_leftover(ours), "{ours}");
+        }
+        for theirs in [
+            "epoch-01.tmp",
+            ".epoch-.tmp",
+            ".epoch-01.bak",
+            ".epoch-x1.tmp",
+            ".epoch-01",
+            ".epoch-.removing",
+            ".model.tmp",
+        ] {
+            assert!(!is_checkpoint_leftover(theirs), "{theirs}");
+        }
+        // The temporary name of metrics.json is one relbert recognises in a model directory.
+        let tmp = sibling_named(&Path::new("m").join("metrics.json"), "tmp");
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            crate::output::MODEL_DIR_TEMPS.contains(&name.as_str()),
+            "{name}"
+        );
+        assert_eq!(tmp.parent(), Some(Path::new("m")));
     }
 
     #[test]
