@@ -571,11 +571,7 @@ pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) 
     let old = sibling_named(out, "old");
     for leftover in [&tmp, &old] {
         if std::fs::symlink_metadata(leftover).is_ok() {
-            only_model_files(leftover).map_err(|why| Error::NotOurs {
-                path: leftover.to_path_buf(),
-                what: "a model directory a killed run left",
-                why,
-            })?;
+            recognise_model_leftover(leftover, "a model directory a killed run left")?;
             std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
         }
     }

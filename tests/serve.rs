@@ -969,7 +969,9 @@ async fn a_removed_index_is_reported_and_still_answers() {
     let (switched, log) = logged(|| state.follow_index().unwrap());
     assert!(!switched);
     assert!(
-        log.contains("WARN") && log.contains("was removed") && log.contains("restarted"),
+        log.contains("WARN")
+            && log.contains("holds no readable index")
+            && log.contains("restarted"),
         "{log}"
     );
     assert!(state.index_removed());

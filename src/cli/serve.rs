@@ -119,8 +119,9 @@ pub fn run(a: ServeArgs) -> Result<()> {
     anyhow::ensure!(
         a.max_wait_ms.saturating_mul(2) <= a.timeout_ms,
         "invalid value for --max-wait-ms: {} is more than half of --timeout-ms {} (a pair may \
-         wait --max-wait-ms for others to share its forward pass before the pass starts, so \
-         a lone encoded query would run out of time); use at most {} or raise --timeout-ms",
+         wait --max-wait-ms, 2 unless given, for others to share its forward pass before the \
+         pass starts, so a lone encoded query would run out of time); use at most {} or raise \
+         --timeout-ms",
         a.max_wait_ms,
         a.timeout_ms,
         a.timeout_ms / 2

@@ -107,10 +107,12 @@ impl Terms {
         }
         if let Some(first) = long.first() {
             tracing::warn!(
-                "{}:{first}: a term with a word of more than {MAX_TERM_CHARS} characters is                  never a term; left out{}",
+                "{}:{first}: a term with a word of more than {MAX_TERM_CHARS} characters is never a \
+                 term; left out{}",
                 path.display(),
                 match long.len() {
                     1 => String::new(),
+                    2 => " (with 1 more such line)".to_string(),
                     n => format!(" (with {} more such lines)", n - 1),
                 }
             );

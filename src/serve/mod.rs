@@ -440,9 +440,9 @@ impl AppState {
                     .unwrap_or(u32::MAX);
                 if before.saturating_add(1) == MISSING_LOOKS {
                     tracing::warn!(
-                        "the index at {} was removed ({e}); answering from index {} as this \
-                         server has it open, until the server is restarted or an index is \
-                         back in {}",
+                        "{} holds no readable index any more, removed or damaged ({e}); \
+                         answering from index {} as this server has it open, until the server \
+                         is restarted or an index is back in {}",
                         dir.display(),
                         open.id(),
                         dir.display()

@@ -1195,7 +1195,8 @@ fn is_checkpoint_leftover(name: &str) -> bool {
     // `.epoch-NN.removing` may come from any `epoch-*` checkpoint (a look-alike name that
     // held a relbert model); the write temporaries only from this run's `epoch-NN`.
     let epoch_like = if tag == REMOVING {
-        !digits.is_empty()
+        // Any `epoch-*` name, a bare `epoch-` too (`.epoch-.removing`).
+        true
     } else {
         !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
     };
@@ -1261,9 +1262,13 @@ fn remove_checkpoints(dir: &Path, stale: &[PathBuf]) -> Result<()> {
     let mut doomed = checkpoint_leftovers(dir)?;
     for path in stale {
         let aside = sibling_named(path, REMOVING);
-        // A leftover of this name was in `doomed` and checked; it is removed first so the
-        // rename below has its name.
+        // A leftover of this name is removed first so the rename below has its name; it was
+        // checked with the others in `doomed`, or is checked here (a stale entry whose name
+        // `is_checkpoint_leftover` does not take, such as a bare `epoch-`).
         if std::fs::symlink_metadata(&aside).is_ok() {
+            if !doomed.contains(&aside) {
+                crate::output::recognise_model_leftover(&aside, "a checkpoint a killed run left")?;
+            }
             std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
             doomed.retain(|d| *d != aside);
         }
@@ -1393,7 +1398,8 @@ pub fn train(
     // One writer per output: a second run to the same --out fails here, naming the first.
     let _lock = crate::output::claim_model_output(out, force)?;
     // An earlier run killed while rewriting metrics.json left its temporary file in `out`
-    // (recognised by claim_model_output; gone for good once this run writes `out`).
+    // (recognised by claim_model_output). Replacing `out` would remove it too, but this run
+    // may fail before it writes `out`: cleared now, the leftover does not outlive it.
     if force && out.is_dir() {
         clear_model_dir_temps(out)?;
     }
@@ -1606,6 +1612,8 @@ mod tests {
             ".epoch-101.old",
             ".epoch-07.removing",
             ".epoch-best.removing",
+            // What renaming a stale `epoch-` aside leaves.
+            ".epoch-.removing",
         ] {
             assert!(is_checkpoint_leftover(ours), "{ours}");
         }
@@ -1615,7 +1623,6 @@ mod tests {
             ".epoch-01.bak",
             ".epoch-x1.tmp",
             ".epoch-01",
-            ".epoch-.removing",
             ".model.tmp",
         ] {
             assert!(!is_checkpoint_leftover(theirs), "{theirs}");

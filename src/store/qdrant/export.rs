@@ -220,22 +220,32 @@ fn already_exists(e: &QdrantError) -> bool {
 const SETTLE_TRIES: usize = 40;
 const SETTLE_EVERY: Duration = Duration::from_millis(250);
 
-/// relbert's record in the collection; with `fresh` (the collection was created a moment
-/// ago, here or by another loader), read again for a while when a node does not show the
-/// collection or its record yet.
+/// relbert's record in the collection, read again for a while when a node does not show it
+/// yet: a node applies metadata through the cluster's consensus, so one asked right after
+/// the record was written through another node may not have it. With `fresh` (the
+/// collection was created a moment ago, here or by another loader) for longer, and also
+/// while the node does not show the collection itself; otherwise as [`QdrantStore::open`]
+/// waits ([`super::RECHECK_RECORD`] more looks).
+///
+/// [`QdrantStore::open`]: super::QdrantStore::open
 async fn read_record(c: &Connection, fresh: bool) -> Result<Option<CollectionRecord>> {
+    let (looks, every) = if fresh {
+        (SETTLE_TRIES, SETTLE_EVERY)
+    } else {
+        (super::RECHECK_RECORD + 1, super::RECHECK_UNFINISHED)
+    };
     let mut tries = 0;
     loop {
         tries += 1;
-        let last = !fresh || tries >= SETTLE_TRIES;
+        let last = tries >= looks;
         match c.record().await {
             Ok(Some(r)) => return Ok(Some(r)),
             Ok(None) if last => return Ok(None),
-            Err(Error::NoCollection { .. }) if !last => {}
+            Err(Error::NoCollection { .. }) if fresh && !last => {}
             Ok(None) => {}
             Err(e) => return Err(e),
         }
-        tokio::time::sleep(SETTLE_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -1210,12 +1210,12 @@ pub fn string_of(v: &Value) -> Option<&str> {
 }
 
 /// How long [`QdrantStore::open`] waits before reading an unfinished load's checkpoint again.
-const RECHECK_UNFINISHED: Duration = Duration::from_millis(500);
+pub(crate) const RECHECK_UNFINISHED: Duration = Duration::from_millis(500);
 
 /// How many times [`QdrantStore::open`] reads a collection without relbert's record again,
 /// [`RECHECK_UNFINISHED`] apart, before refusing it: a collection made a moment ago through
 /// another node may not show its record on this one yet.
-const RECHECK_RECORD: usize = 6;
+pub(crate) const RECHECK_RECORD: usize = 6;
 
 /// A Qdrant collection written by relbert, as a [`RelationStore`].
 pub struct QdrantStore {
@@ -1243,11 +1243,15 @@ impl QdrantStore {
             // right after a load may not have applied its last checkpoint, or even the
             // record itself, yet (both seen on the 3-node test cluster): look once more
             // before warning, and for a while before calling the collection foreign.
-            let mut rechecks = 0;
-            while (state.record.is_none() && rechecks < RECHECK_RECORD)
-                || (!state.unfinished.is_empty() && rechecks < 1)
-            {
-                rechecks += 1;
+            let mut record_looks = 0;
+            while state.record.is_none() && record_looks < RECHECK_RECORD {
+                record_looks += 1;
+                tokio::time::sleep(RECHECK_UNFINISHED).await;
+                state = c.state().await?;
+            }
+            // Counted apart: a record that has only just shown up is the likeliest to come
+            // without its last checkpoint.
+            if !state.unfinished.is_empty() {
                 tokio::time::sleep(RECHECK_UNFINISHED).await;
                 state = c.state().await?;
             }
