@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use common::fixture;
@@ -601,22 +601,29 @@ fn recorded_seed(dir: &Path) -> u64 {
     cfg["config"]["seed"].as_u64().unwrap()
 }
 
-#[test]
-fn force_removes_an_earlier_runs_later_checkpoints_and_never_a_users() {
+/// A 3-epoch run on the toy data with a checkpoint directory: the temporary directory,
+/// the base model, the checkpoint directory and the output.
+fn trained_with_checkpoints() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());
     let base = fixture("tiny-bert");
     let ck = d.path().join("ck");
-    let ck_arg = ck.to_str().unwrap();
     let out = d.path().join("model");
     train_cmd(
         d.path(),
         &base,
         &out,
-        &["--epochs", "3", "--checkpoint-dir", ck_arg],
+        &["--epochs", "3", "--checkpoint-dir", ck.to_str().unwrap()],
     )
     .assert()
     .success();
+    (d, base, ck, out)
+}
+
+#[test]
+fn force_removes_an_earlier_runs_later_checkpoints_and_never_a_users() {
+    let (d, base, ck, out) = trained_with_checkpoints();
+    let ck_arg = ck.to_str().unwrap();
     assert!(ck.join("epoch-03").is_dir());
     let run1_epoch2 = d.path().join("run1-epoch-02");
     std::fs::create_dir(&run1_epoch2).unwrap();
@@ -1490,20 +1497,8 @@ fn force_replaces_a_model_dir_holding_a_killed_runs_metrics_temp() {
 /// recognised by its training record.
 #[test]
 fn force_clears_what_killed_runs_left_among_the_checkpoints() {
-    let d = tempfile::tempdir().unwrap();
-    toy_data(d.path());
-    let base = fixture("tiny-bert");
-    let ck = d.path().join("ck");
+    let (d, base, ck, out) = trained_with_checkpoints();
     let ck_arg = ck.to_str().unwrap();
-    let out = d.path().join("model");
-    train_cmd(
-        d.path(),
-        &base,
-        &out,
-        &["--epochs", "3", "--checkpoint-dir", ck_arg],
-    )
-    .assert()
-    .success();
     // Killed by this build between the rename aside and the removal.
     std::fs::rename(ck.join("epoch-01"), ck.join(".epoch-01.removing")).unwrap();
     std::fs::remove_file(ck.join(".epoch-01.removing/model.safetensors")).unwrap();

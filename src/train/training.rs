@@ -1230,19 +1230,7 @@ fn recognise_checkpoint(path: &Path) -> Result<()> {
 /// ([`is_checkpoint_leftover`]), sorted, each checked to hold nothing but model files
 /// (refused otherwise, before any is removed); none when `dir` does not exist.
 fn checkpoint_leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut found = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if is_checkpoint_leftover(&entry.file_name().to_string_lossy()) {
-            found.push(entry.path());
-        }
-    }
-    found.sort();
+    let found = entries_named(dir, is_checkpoint_leftover)?;
     for path in &found {
         crate::output::recognise_model_leftover(path, "a checkpoint a killed run left")?;
     }
@@ -1359,6 +1347,11 @@ pub fn check_output_paths(cfg: &TrainConfig, out: &Path) -> Result<()> {
 /// The entries of the checkpoint directory `dir` named `epoch-*` (what [`epoch_dir_name`]
 /// names, or a user's look-alike), sorted; none when `dir` does not exist.
 fn existing_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+    entries_named(dir, |name| name.starts_with("epoch-"))
+}
+
+/// The entries of `dir` whose names `keep` takes, sorted; none when `dir` does not exist.
+fn entries_named(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -1367,7 +1360,7 @@ fn existing_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with("epoch-") {
+        if keep(&entry.file_name().to_string_lossy()) {
             found.push(entry.path());
         }
     }
