@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     let records = read_pairs(&PathBuf::from(&args[1]))?;
     let pairs: Vec<(String, String)> = records.into_iter().map(|r| (r.head, r.tail)).collect();
     let rounds: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    anyhow::ensure!(rounds >= 1, "ROUNDS must be at least 1");
     let bs: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(32);
     let device_name = std::env::var("RELBERT_DEVICE").unwrap_or_else(|_| "cpu".into());
     let enc = RelationEncoder::load(
@@ -112,7 +113,13 @@ fn main() -> anyhow::Result<()> {
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
+        // A true median: the mean of the two middle values of an even count.
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
     };
     println!(
         "{}",

@@ -49,7 +49,10 @@ for w, acc, mean, right, n in rows:
     b = "**" if w == best[0] else ""
     print(f"| {b}{w:g}{b} | {100*acc['sat']['accuracy']:.1f} | {100*acc['bats']['accuracy']:.1f} | "
           f"{100*acc['google']['accuracy']:.1f} | {b}{mean:.4f}{b} | {right} / {n} |")
-print(f"\nChosen: w = {best[0]:g} (`OFFSET_WEIGHT` of `benchmarks/run_harness.sh`).")
+print(f"\nChosen: w = {best[0]:g}. The test splits are scored at it once, for reporting, by "
+      f"`OFFSET_WEIGHT={best[0]:g} benchmarks/run_harness.sh {model}` (run_harness.sh has no "
+      "default weight: without OFFSET_WEIGHT it runs no combined step and keeps an existing "
+      "`analogy_combined.json`).")
 PY
 mv "$OUT/combined_validation.md.tmp" "$OUT/combined_validation.md"
 cat "$OUT/combined_validation.md"

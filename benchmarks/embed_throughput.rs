@@ -23,6 +23,7 @@ fn main() -> anyhow::Result<()> {
     let records = read_pairs(&PathBuf::from(&args[1]))?;
     let pairs: Vec<(String, String)> = records.into_iter().map(|r| (r.head, r.tail)).collect();
     let runs: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    anyhow::ensure!(runs >= 1, "RUNS must be at least 1");
     let batches: Vec<usize> = if args.len() > 3 {
         args[3..]
             .iter()
@@ -60,7 +61,13 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(v.len() == pairs.len());
         }
         secs.sort_by(f64::total_cmp);
-        let median = secs[secs.len() / 2];
+        // A true median: the mean of the two middle runs of an even count.
+        let n = secs.len();
+        let median = if n % 2 == 1 {
+            secs[n / 2]
+        } else {
+            (secs[n / 2 - 1] + secs[n / 2]) / 2.0
+        };
         let cfg = enc.encoder().config();
         let (h, i, l) = (
             cfg.hidden_size as f64,

@@ -10,8 +10,10 @@
 # Environment: DATA (default ../shared/data), THREADS (default 2), PYTHON (a python with numpy,
 # default /work/peer-venv/bin/python, else python3), SKIP_CLASSIFY=1 to keep an existing
 # classify.json (classification embeds ~99k pairs: ~10+ minutes on 2 cores), SKIP_CHECK=1 to
-# skip the independent check, OFFSET_WEIGHT (unset: no such step) for an extra
-# `--method combined` step. The model's own pair vectors already carry its
+# skip the independent check, OFFSET_WEIGHT (unset: no such step, and an existing
+# analogy_combined.json is kept) for an extra `--method combined` step at that weight (the
+# default model's, chosen on validation: OFFSET_WEIGHT=0.8 benchmarks/run_harness.sh
+# models/relbert-minilm models/all-MiniLM-L6-v2). The model's own pair vectors already carry its
 # relbert_config.offset_weight if it has one. Per model the outputs go to
 # benchmarks/results/<model name>/.
 set -euo pipefail
@@ -58,13 +60,18 @@ for model in "$@"; do
   echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
   /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_prompt.md"
 
-  rm -f "$out/analogy_combined.json" "$out/analogy_combined.md"
+  # The combined step runs only with OFFSET_WEIGHT; without it an existing
+  # analogy_combined.json (a committed result, e.g. relbert-minilm's at w = 0.8) is kept, not
+  # deleted, and run.txt says it comes from an earlier run (its weight is in the JSON).
   if [ -n "${OFFSET_WEIGHT:-}" ]; then
     cmd=("$BIN" --threads "$THREADS" bench analogy --model "$model" --data "$DATA"
          --dataset "$SETS" --split test --breakdown --method combined
          --offset-weight "$OFFSET_WEIGHT" --json "$out/analogy_combined.json" --force)
     echo "+ ${cmd[*]}" | tee -a "$out/run.txt"
-    /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_combined.md"
+    /usr/bin/time -f "wall_s: %e" -a -o "$out/run.txt" "${cmd[@]}" > "$out/analogy_combined.md.tmp"
+    mv "$out/analogy_combined.md.tmp" "$out/analogy_combined.md"
+  elif [ -f "$out/analogy_combined.json" ]; then
+    echo "analogy_combined.json: kept from an earlier run (OFFSET_WEIGHT unset)" >> "$out/run.txt"
   fi
 
   if [ "${SKIP_CLASSIFY:-0}" != 1 ]; then

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import time
 
 TEMPLATE = ("I wasn\u2019t aware of this relationship, but I just read in the encyclopedia "
@@ -96,7 +97,7 @@ def main():
         "steps": args.steps,
         "seconds_per_step": seconds,
         "tokens_per_step": tokens,
-        "median_seconds_per_step": s[len(s) // 2],
+        "median_seconds_per_step": statistics.median(s),
         "tokens_per_second": sum(tokens) / sum(seconds),
     }, indent=2))
 

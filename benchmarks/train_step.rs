@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut trainer = Trainer::new(&cfg)?;
     let order = trainer.epoch_order();
+    anyhow::ensure!(steps >= 1, "STEPS must be at least 1");
     anyhow::ensure!(order.len() > steps, "only {} relations", order.len());
     // One untimed step: first-touch page faults and allocator warm-up.
     trainer.train_step(order[0])?;
@@ -40,7 +41,13 @@ fn main() -> anyhow::Result<()> {
     }
     let mut sorted = seconds.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
-    let median = sorted[sorted.len() / 2];
+    // A true median: the mean of the two middle steps of an even count.
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
     let total_tokens: u64 = tokens.iter().sum();
     let total_seconds: f64 = seconds.iter().sum();
     let out = serde_json::json!({

@@ -45,9 +45,11 @@ struct Args {
     #[arg(long, default_value = "")]
     label: String,
     /// `raw` writes each request's prepared bytes to the socket and reads the answer with
-    /// `httparse` (about a third of `hyper`'s CPU per request: the client shares the cores
-    /// with the server it measures); `hyper` is hyper's HTTP/1.1 client, what the runs before
-    /// 2026-12-02 used.
+    /// `httparse`: 0.81–0.87× `hyper`'s CPU per request (22–24 against 25–29 µs, user and
+    /// system together, in `results-ab-client-2026-12-01.txt`; its user time about halves,
+    /// the kernel's loopback TCP work stays), which matters because the client shares the
+    /// cores with the server it measures. `hyper` is hyper's HTTP/1.1 client, what the runs
+    /// before 2026-12-01 13:28 UTC used (`raw` is the default since).
     #[arg(long, value_enum, default_value_t = Client::Raw)]
     client: Client,
 }

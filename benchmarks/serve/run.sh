@@ -27,11 +27,16 @@ RELBERT_LOG=warn "$bin" serve --index "$work/idx" --addr 127.0.0.1:$port 2> "$wo
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 300); do curl -sf http://127.0.0.1:$port/v1/health >/dev/null && break; sleep 0.2; done
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# date: $(date -u +%FT%TZ)"
+# Every line of standard output is a JSON object (JSON Lines): the machine first, then one
+# line per run.
+printf '{"label": "machine", "cores": %d, "cpu": "%s", "loadavg": "%s", "date": "%s"}\n' \
+    "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//; s/["\\]//g')" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(date -u +%FT%TZ)"
 "$load" --addr 127.0.0.1:$port --pairs "$work/stored.tsv" --clients 1,8,64,256 --seconds "$secs" --pid $pid --label stored
 "$load" --addr 127.0.0.1:$port --pairs "$work/encoded.tsv" --clients 1,8,64,256 --seconds "$secs" --pid $pid --label encoded
-curl -s http://127.0.0.1:$port/v1/metrics | grep -E '^relbert_encoder_batch_size_(sum|count)' | sed 's/^/# /'
+curl -s http://127.0.0.1:$port/v1/metrics | awk '
+    /^relbert_encoder_batch_size_sum / { s = $2 } /^relbert_encoder_batch_size_count / { c = $2 }
+    END { printf "{\"label\": \"encoder_batches\", \"pairs\": %d, \"forward_passes\": %d}\n", s, c }'
 if [ "$soak" -gt 0 ]; then
     # Soak: stored and encoded pairs mixed at 64 clients.
     cat "$work/stored.tsv" "$work/encoded.tsv" | shuf --random-source=<(yes) > "$work/mixed.tsv"

@@ -36,6 +36,10 @@
 //!     --n 1000000 --dim 384 --work DIR [--runs 9] --out-json F --out-md F
 //! ```
 //!
+//! Every option takes a value (`--recall 1`, `--start-at-self 1`); an option the mode does not
+//! take, one given twice, or a value that does not parse is refused with an error naming it.
+//! Medians are true medians (the mean of the two middle values of an even count).
+//!
 //! The ANN protocol matches `ann_peer.py --vectors`: rows are L2-normalised, the last
 //! `--queries` rows are the queries and are not indexed, the ground truth is the exact top-k by
 //! inner product, and queries are issued one at a time on one thread. Each `--builders` entry
@@ -54,17 +58,13 @@ use relbert_index::*;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+const USAGE: &str =
+    "usage: bench_index ann|search|to-f16|rebuild|self-recall|open [--option value ...] (see the source header)";
+
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().cloned().unwrap_or_default();
-    let mut opts: HashMap<String, String> = HashMap::new();
-    let mut i = 1;
-    while i < args.len() {
-        let k = args[i].trim_start_matches("--").to_string();
-        let v = args.get(i + 1).cloned().unwrap_or_default();
-        opts.insert(k, v);
-        i += 2;
-    }
+    let opts = parse_opts(&mode, args.get(1..).unwrap_or_default())?;
     match mode.as_str() {
         "ann" => ann(&opts),
         "open" => open_bench(&opts),
@@ -73,12 +73,126 @@ fn main() -> Res<()> {
         "to-f16" => to_f16(&opts),
         "rebuild" => rebuild(&opts),
         "self-recall" => self_recall(&opts),
-        _ => Err("usage: bench_index ann|open|search [options] (see the source header)".into()),
+        _ => Err(USAGE.into()),
     }
 }
 
-fn get<T: std::str::FromStr>(o: &HashMap<String, String>, k: &str, d: T) -> T {
-    o.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
+/// The options each mode takes, every one with a value.
+fn mode_options(mode: &str) -> Option<&'static [&'static str]> {
+    Some(match mode {
+        "ann" => &[
+            "vectors",
+            "synthetic",
+            "dim",
+            "latent",
+            "noise",
+            "write-npy",
+            "queries",
+            "m",
+            "ef-construction",
+            "ef",
+            "threads",
+            "builders",
+            "seed",
+            "date",
+            "peer-python",
+            "peer-script",
+            "work",
+            "out-json",
+            "out-md",
+        ],
+        "open" => &["n", "dim", "work", "runs", "out-json", "out-md"],
+        "probe" => &["dir"],
+        "search" => &["index", "vectors", "queries", "ef", "repeat", "recall"],
+        "to-f16" => &["index", "out"],
+        "rebuild" => &["index", "out", "threads", "m", "ef-construction"],
+        "self-recall" => &["index", "queries", "ef", "from", "start-at-self", "repeat"],
+        _ => return None,
+    })
+}
+
+/// Reads `--name value` pairs. An option the mode does not take, one given twice or one
+/// without a value is refused: a misspelt option would otherwise leave its default in place
+/// and the run would measure something other than what its command line says.
+fn parse_opts(mode: &str, args: &[String]) -> Res<HashMap<String, String>> {
+    let known = mode_options(mode).ok_or(USAGE)?;
+    let mut opts = HashMap::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(k) = a.strip_prefix("--") else {
+            return Err(
+                format!("{mode}: unexpected argument {a:?} (options are --name value)").into(),
+            );
+        };
+        if !known.contains(&k) {
+            return Err(format!(
+                "{mode}: unknown option --{k} (it takes --{})",
+                known.join(", --")
+            )
+            .into());
+        }
+        let v = match it.next() {
+            Some(v) if !v.starts_with("--") => v,
+            _ => return Err(format!("{mode}: --{k} needs a value").into()),
+        };
+        if opts.insert(k.to_string(), v.clone()).is_some() {
+            return Err(format!("{mode}: --{k} given twice").into());
+        }
+    }
+    Ok(opts)
+}
+
+/// `--k`'s value, or `d` when it is not given; a value that does not parse is an error naming
+/// the option (never the default in its place).
+fn get<T: std::str::FromStr>(o: &HashMap<String, String>, k: &str, d: T) -> Res<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match o.get(k) {
+        None => Ok(d),
+        Some(v) => v.parse().map_err(|e| format!("--{k} {v:?}: {e}").into()),
+    }
+}
+
+/// A comma-separated list of numbers (`--ef 32,128`), or `d` when the option is not given;
+/// an empty list or an item that is not a number is an error naming the option.
+fn get_list(o: &HashMap<String, String>, k: &str, d: &[usize]) -> Res<Vec<usize>> {
+    let Some(v) = o.get(k) else {
+        return Ok(d.to_vec());
+    };
+    let list = v
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("--{k} {v:?}: {x:?}: {e}"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if list.is_empty() {
+        return Err(format!("--{k} needs at least one value").into());
+    }
+    Ok(list)
+}
+
+/// A 0/1 switch (`--recall 1`); absent is off, anything but 0 or 1 is an error.
+fn get_switch(o: &HashMap<String, String>, k: &str) -> Res<bool> {
+    match o.get(k).map(String::as_str) {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(v) => Err(format!("--{k} {v:?}: expected 0 or 1").into()),
+    }
+}
+
+/// The median: the middle value of an odd count, the mean of the two middle values of an even
+/// one; `None` for no values.
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 // ---------------------------------------------------------------- search only
@@ -86,12 +200,9 @@ fn get<T: std::str::FromStr>(o: &HashMap<String, String>, k: &str, d: T) -> T {
 fn search_bench(o: &HashMap<String, String>) -> Res<()> {
     let dir = o.get("index").ok_or("--index")?;
     let (data, rows, dim) = read_npy(Path::new(o.get("vectors").ok_or("--vectors")?))?;
-    let nq: usize = get(o, "queries", 1000).min(rows);
-    let repeat: usize = get(o, "repeat", 7).max(1);
-    let efs: Vec<usize> = o
-        .get("ef")
-        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![32, 128]);
+    let nq: usize = get(o, "queries", 1000)?.min(rows);
+    let repeat: usize = get(o, "repeat", 7)?.max(1);
+    let efs = get_list(o, "ef", &[32, 128])?;
     let queries = &data[(rows - nq) * dim..];
     let idx = Index::open(dir)?;
     for q in queries.chunks(dim).take(50) {
@@ -99,7 +210,7 @@ fn search_bench(o: &HashMap<String, String>) -> Res<()> {
     }
     // Ground truth from the .npy rows themselves (f32, exact), so an f16 index is scored
     // against the vectors it was made from, not against its own rounded copy.
-    let truth: Option<Vec<Vec<Hit>>> = o.contains_key("recall").then(|| {
+    let truth: Option<Vec<Vec<Hit>>> = get_switch(o, "recall")?.then(|| {
         let base = &data[..(rows - nq) * dim];
         queries
             .chunks(dim)
@@ -128,8 +239,8 @@ fn search_bench(o: &HashMap<String, String>) -> Res<()> {
             }
             qps.push(nq as f64 / t.elapsed().as_secs_f64());
         }
-        qps.sort_by(|a, b| a.total_cmp(b));
-        let mut row = serde_json::json!({"ef": ef, "median_qps": round(qps[qps.len() / 2], 1),
+        let med = median(&mut qps).ok_or("no timed pass")?;
+        let mut row = serde_json::json!({"ef": ef, "median_qps": round(med, 1),
                                     "min_qps": round(qps[0], 1), "max_qps": round(qps[qps.len() - 1], 1)});
         if let Some(truth) = &truth {
             let mut r = 0.0;
@@ -153,12 +264,15 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
     let dir = o.get("index").ok_or("--index")?;
     let idx = Index::open(dir)?;
     let n = idx.count();
-    let nq: usize = get(o, "queries", 2000).clamp(1, n.max(1));
-    let ef: usize = get(o, "ef", 64);
-    let from: usize = get(o, "from", n);
+    let nq: usize = get(o, "queries", 2000)?.clamp(1, n.max(1));
+    let ef: usize = get(o, "ef", 64)?;
+    let from: usize = get(o, "from", n)?;
     // --start-at-self 1: each search starts at the query's own row (what a query for a stored
     // pair does, `Index::search_filtered_from`).
-    let at_self = get::<usize>(o, "start-at-self", 0) == 1;
+    let at_self = get_switch(o, "start-at-self")?;
+    // --repeat R: R alternating passes of the HNSW searches alone, from the entry point and
+    // from the query's own row; median µs per query of each.
+    let repeat: usize = get(o, "repeat", 0)?;
     // Evenly spaced rows, so old and new rows are queried in proportion to their number.
     let queries: Vec<(usize, Vec<f32>)> = (0..nq)
         .map(|i| {
@@ -179,9 +293,6 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
             new_n += 1;
         }
     }
-    // --repeat R: R alternating passes of the HNSW searches alone, from the entry point and
-    // from the query's own row; median µs per query of each.
-    let repeat: usize = get(o, "repeat", 0);
     let (mut from_entry, mut from_self) = (Vec::new(), Vec::new());
     for _ in 0..repeat {
         for (times, at) in [(&mut from_entry, false), (&mut from_self, true)] {
@@ -193,17 +304,14 @@ fn self_recall(o: &HashMap<String, String>) -> Res<()> {
             times.push(t.elapsed().as_secs_f64() * 1e6 / nq as f64);
         }
     }
-    let median = |v: &mut Vec<f64>| -> Option<f64> {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).map(|m| round(*m, 2))
-    };
+    let us = |v: &mut Vec<f64>| median(v).map(|m| round(m, 2));
     println!(
         "{}",
         serde_json::json!({"index": dir, "count": n, "queries": all_n, "ef": ef,
             "start_at_self": at_self,
             "repeat": repeat,
-            "us_per_query_from_entry": median(&mut from_entry),
-            "us_per_query_from_self": median(&mut from_self),
+            "us_per_query_from_entry": us(&mut from_entry),
+            "us_per_query_from_self": us(&mut from_self),
             "recall_at_10": round(all / all_n.max(1) as f64, 4),
             "from": from, "queries_from": new_n,
             "recall_at_10_from": (new_n > 0).then(|| round(new / new_n as f64, 4))})
@@ -250,9 +358,9 @@ fn rebuild(o: &HashMap<String, String>) -> Res<()> {
     let opts = RebuildOptions {
         precision: None,
         hnsw: HnswParams {
-            m: get(o, "m", 16),
-            ef_construction: get(o, "ef-construction", 200),
-            threads: get(o, "threads", 0),
+            m: get(o, "m", 16)?,
+            ef_construction: get(o, "ef-construction", 200)?,
+            threads: get(o, "threads", 0)?,
             ..HnswParams::default()
         },
         force: false,
@@ -465,12 +573,12 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
             .unwrap_or("/tmp/relbert-bench".into()),
     );
     fs::create_dir_all(&work)?;
-    let nq: usize = get(o, "queries", 1000);
+    let nq: usize = get(o, "queries", 1000)?;
     let k = 10usize;
-    let m: usize = get(o, "m", 16);
-    let efc: usize = get(o, "ef-construction", 200);
-    let threads: usize = get(o, "threads", 1);
-    let seed: u64 = get(o, "seed", HnswParams::default().seed);
+    let m: usize = get(o, "m", 16)?;
+    let efc: usize = get(o, "ef-construction", 200)?;
+    let threads: usize = get(o, "threads", 1)?;
+    let seed: u64 = get(o, "seed", HnswParams::default().seed)?;
     let builds = parse_builders(
         o.get("builders")
             .map(String::as_str)
@@ -480,20 +588,14 @@ fn ann(o: &HashMap<String, String>) -> Res<()> {
     if builds.is_empty() {
         return Err("no builder".into());
     }
-    let efs: Vec<usize> = o
-        .get("ef")
-        .cloned()
-        .unwrap_or("16,32,64,128,256".into())
-        .split(',')
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let efs = get_list(o, "ef", &[16, 32, 64, 128, 256])?;
     let (npy, data_desc) = match o.get("vectors") {
         Some(p) => (PathBuf::from(p), format!("vectors from {p}")),
         None => {
-            let n: usize = get(o, "synthetic", 101_000);
-            let dim: usize = get(o, "dim", 384);
-            let latent: usize = get(o, "latent", 32);
-            let noise: f64 = get(o, "noise", 0.1);
+            let n: usize = get(o, "synthetic", 101_000)?;
+            let dim: usize = get(o, "dim", 384)?;
+            let latent: usize = get(o, "latent", 32)?;
+            let noise: f64 = get(o, "noise", 0.1)?;
             let out = PathBuf::from(
                 o.get("write-npy")
                     .cloned()
@@ -851,15 +953,13 @@ fn probe(o: &HashMap<String, String>) -> Res<()> {
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn open_bench(o: &HashMap<String, String>) -> Res<()> {
-    let n: usize = get(o, "n", 1_000_000);
-    let dim: usize = get(o, "dim", 384);
-    let runs: usize = get(o, "runs", 9);
+    let n: usize = get(o, "n", 1_000_000)?;
+    let dim: usize = get(o, "dim", 384)?;
+    let runs: usize = get(o, "runs", 9)?;
+    if runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
     let work = PathBuf::from(
         o.get("work")
             .cloned()
@@ -915,7 +1015,7 @@ fn open_bench(o: &HashMap<String, String>) -> Res<()> {
     };
     let idx = Index::open(&out)?;
     let sizes = idx.disk_sizes();
-    let med_open = median(&mut col("open_ms"));
+    let med_open = median(&mut col("open_ms")).ok_or("no runs")?;
     let med_rss_delta = median(
         &mut samples
             .iter()
@@ -924,8 +1024,9 @@ fn open_bench(o: &HashMap<String, String>) -> Res<()> {
                     - s["rss_before_kb"].as_f64().unwrap_or(0.0)
             })
             .collect::<Vec<_>>(),
-    );
-    let med_rss = median(&mut col("rss_after_open_kb"));
+    )
+    .ok_or("no runs")?;
+    let med_rss = median(&mut col("rss_after_open_kb")).ok_or("no runs")?;
     let vec_kb = sizes.vectors as f64 / 1024.0;
     let result = serde_json::json!({
         "command": command_line(),
@@ -994,4 +1095,55 @@ fn open_bench(o: &HashMap<String, String>) -> Res<()> {
     }
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_two_middle_values() {
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [7.0]), Some(7.0));
+        assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn an_unknown_option_or_a_bad_value_is_refused_naming_it() {
+        let e = parse_opts("search", &args(&["--index", "d", "--repeats", "9"])).unwrap_err();
+        assert!(e.to_string().contains("unknown option --repeats"), "{e}");
+        let e = parse_opts("search", &args(&["--index"])).unwrap_err();
+        assert!(e.to_string().contains("--index needs a value"), "{e}");
+        let e = parse_opts("search", &args(&["--ef", "--repeat", "3"])).unwrap_err();
+        assert!(e.to_string().contains("--ef needs a value"), "{e}");
+        let e = parse_opts("search", &args(&["--ef", "1", "--ef", "2"])).unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
+        assert!(parse_opts("searh", &[]).is_err());
+
+        let o = parse_opts(
+            "search",
+            &args(&["--repeat", "x", "--ef", "32,1o", "--recall", "yes"]),
+        )
+        .unwrap();
+        let e = get::<usize>(&o, "repeat", 7).unwrap_err();
+        assert!(e.to_string().contains("--repeat \"x\""), "{e}");
+        let e = get_list(&o, "ef", &[32]).unwrap_err();
+        assert!(e.to_string().contains("--ef"), "{e}");
+        assert!(get_switch(&o, "recall").is_err());
+
+        let o = parse_opts(
+            "search",
+            &args(&["--repeat", "9", "--ef", "32,128", "--recall", "1"]),
+        )
+        .unwrap();
+        assert_eq!(get::<usize>(&o, "repeat", 7).unwrap(), 9);
+        assert_eq!(get::<usize>(&o, "queries", 1000).unwrap(), 1000);
+        assert_eq!(get_list(&o, "ef", &[1]).unwrap(), vec![32, 128]);
+        assert!(get_switch(&o, "recall").unwrap());
+    }
 }
