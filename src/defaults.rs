@@ -363,6 +363,172 @@ impl DefaultIndexRecord {
     }
 }
 
+/// The names an older relbert gave the record inside the index itself, before
+/// [`DefaultIndexRecord::path`] put it beside the directory however it is spelled:
+/// `$RELBERT_INDEX=idx/` wrote `idx/.relbert.json`, `$RELBERT_INDEX=.` (in the index)
+/// `./..relbert.json`.
+const MISPLACED_RECORD_NAMES: [&str; 2] = [".relbert.json", "..relbert.json"];
+
+/// What [`heal_misplaced_record`] did with a record an older relbert left inside the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Healed {
+    /// Moved from `from`, inside the index, to `to`, beside it (nothing was there).
+    Moved {
+        /// Where it was.
+        from: PathBuf,
+        /// Where it is now ([`DefaultIndexRecord::path`]).
+        to: PathBuf,
+    },
+    /// Removed from `from`: the same record is at `kept`, beside the index.
+    Removed {
+        /// Where it was.
+        from: PathBuf,
+        /// The equal record kept.
+        kept: PathBuf,
+    },
+}
+
+impl std::fmt::Display for Healed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Healed::Moved { from, to } => write!(
+                f,
+                "moved relbert's record of the default index from {} (inside the index, where \
+                 an older relbert put it) to {}",
+                from.display(),
+                to.display()
+            ),
+            Healed::Removed { from, kept } => write!(
+                f,
+                "removed {} (relbert's record of the default index, put inside the index by an \
+                 older relbert); the same record is at {}",
+                from.display(),
+                kept.display()
+            ),
+        }
+    }
+}
+
+/// `bytes` as relbert's record ([`DefaultIndexRecord`]) when they are one: a JSON object
+/// whose `kind` is [`RECORD_KIND`] and which holds no other key than a record's.
+fn own_record(bytes: &[u8]) -> Option<DefaultIndexRecord> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let object = value.as_object()?;
+    let known = ["kind", "vocabularies", "files"];
+    if object.get("kind")?.as_str()? != RECORD_KIND
+        || !object.keys().all(|k| known.contains(&k.as_str()))
+    {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// Puts right what an older relbert did with `$RELBERT_INDEX=idx/` (or `.`): it wrote the
+/// default index's record inside the index (`idx/.relbert.json`), after which the index tools
+/// refused the directory as holding a file that is not the index's.
+///
+/// A file there is healed only when it is provably relbert's record of this index: it parses
+/// as a [`DefaultIndexRecord`] ([`RECORD_KIND`], no other keys), and every index it records a
+/// vocabulary for is the one at `dir` (by id). It is then moved beside the directory
+/// ([`DefaultIndexRecord::path`], one atomic rename) when nothing is there, or removed when
+/// an equal record is there; each is logged on one line. A record of another index, or one
+/// that differs from the record beside the index, is an error naming the file and what to do.
+/// Anything else of those names (a user's file, a link) is left as it is, for the index
+/// tools' refusal to name. Returns what was done.
+pub fn heal_misplaced_record(dir: &Path) -> Result<Vec<Healed>> {
+    let mut done = Vec::new();
+    for name in MISPLACED_RECORD_NAMES {
+        let stray = dir.join(name);
+        if !std::fs::symlink_metadata(&stray).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let bytes = std::fs::read(&stray).map_err(|e| Error::io(&stray, e))?;
+        let Some(record) = own_record(&bytes) else {
+            continue;
+        };
+        let opts = relbert_index::OpenOptions {
+            verify: relbert_index::Verify::Headers,
+        };
+        let Ok(index) = relbert_index::Index::open_with(dir, opts) else {
+            continue;
+        };
+        let id = index.id();
+        drop(index);
+        let refuse = |message: String| Error::Config {
+            path: stray.clone(),
+            message,
+        };
+        if let Some(other) = record.vocabularies.keys().find(|k| **k != id) {
+            return Err(refuse(format!(
+                "this is relbert's record of another default index (index {other}; the index \
+                 in {} is {id}), put inside the index by an older relbert; it tells nothing of \
+                 this index: remove it (rm {}) and run again",
+                dir.display(),
+                stray.display()
+            )));
+        }
+        let target = DefaultIndexRecord::path(dir);
+        match std::fs::symlink_metadata(&target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::rename(&stray, &target).map_err(|e| Error::io(&stray, e))?;
+                if let Some(parent) = target.parent() {
+                    // Best effort: the record is a cache, found again if a crash loses it.
+                    let parent = if parent.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        parent
+                    };
+                    let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+                }
+                done.push(Healed::Moved {
+                    from: stray,
+                    to: target,
+                });
+            }
+            Err(e) => return Err(Error::io(&target, e)),
+            Ok(_) => {
+                let beside = std::fs::read(&target).map_err(|e| Error::io(&target, e))?;
+                match own_record(&beside) {
+                    Some(kept) if kept == record => {
+                        std::fs::remove_file(&stray).map_err(|e| Error::io(&stray, e))?;
+                        done.push(Healed::Removed {
+                            from: stray,
+                            kept: target,
+                        });
+                    }
+                    Some(_) => {
+                        return Err(refuse(format!(
+                            "this is relbert's record of this default index, put inside the \
+                             index by an older relbert, and {} beside it (where relbert keeps \
+                             the record now) holds another; the one beside it is the one in \
+                             use, and what this one held relbert finds again when it needs it: \
+                             remove it (rm {}) and run again",
+                            target.display(),
+                            stray.display()
+                        )))
+                    }
+                    None => {
+                        return Err(refuse(format!(
+                            "this is relbert's record of this default index, put inside the \
+                             index by an older relbert, and {} beside it, where relbert keeps \
+                             the record now, is not relbert's, so relbert moves nothing there: \
+                             remove this one (rm {}; relbert finds again what it held), or move \
+                             {} away, and run again",
+                            target.display(),
+                            stray.display(),
+                            target.display()
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    for h in &done {
+        tracing::info!("{h}");
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,5 +693,101 @@ mod tests {
         // Same length, other pairs: another.
         std::fs::write(b.join("y.tsv"), "lille\tfrance\n").unwrap();
         assert_ne!(of(&a), of(&b));
+    }
+
+    /// A two-row index at `dir`; its id.
+    fn tiny_index(dir: &Path) -> String {
+        use relbert_index::{EncoderInfo, HnswParams, IndexBuilder, IndexSpec, PairEntry};
+        let spec = IndexSpec {
+            dim: 2,
+            precision: relbert_index::Precision::F32,
+            encoder: EncoderInfo::default(),
+            input: "test".into(),
+        };
+        let mut b = IndexBuilder::create_or_resume(dir, spec, false).unwrap();
+        let pairs = [PairEntry::new("cat", "pet"), PairEntry::new("dog", "pet")];
+        b.append_chunk(&pairs, &[1.0, 0.0, 0.0, 1.0]).unwrap();
+        let params = HnswParams {
+            m: 2,
+            ef_construction: 2,
+            threads: 1,
+            ..HnswParams::default()
+        };
+        b.finish(params, |_| {}).unwrap();
+        relbert_index::Index::open(dir).unwrap().id()
+    }
+
+    /// Found by an audit: an index whose record an older relbert put inside it
+    /// (`RELBERT_INDEX=idx/` wrote `idx/.relbert.json`) stayed refused by `index add`,
+    /// `build --force` and `rebuild --force` until the file was removed by hand. relbert's own
+    /// record of this index is moved beside it, or removed when the same record is there;
+    /// another index's record, a different record beside it, and a user's file are left, the
+    /// first two with an error naming the file.
+    #[test]
+    fn a_record_left_inside_the_index_is_put_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("idx");
+        let id = tiny_index(&index);
+        let beside = dir.path().join("idx.relbert.json");
+        let stray = index.join(".relbert.json");
+        let mut record = DefaultIndexRecord::load(&index);
+        record.vocabularies.insert(
+            id.clone(),
+            VocabularySource {
+                dir: "v".into(),
+                sha256: "00".into(),
+            },
+        );
+        let text = serde_json::to_vec_pretty(&record).unwrap();
+        // Moved beside it (spelled with the slash that misplaced it).
+        std::fs::write(&stray, &text).unwrap();
+        assert!(relbert_index::recognise_index(&index).is_err());
+        let healed = heal_misplaced_record(&index.join("")).unwrap();
+        assert_eq!(healed.len(), 1, "{healed:?}");
+        assert!(healed[0].to_string().contains(".relbert.json"));
+        assert!(!stray.exists());
+        assert_eq!(std::fs::read(&beside).unwrap(), text);
+        relbert_index::recognise_index(&index).unwrap();
+        assert!(heal_misplaced_record(&index).unwrap().is_empty());
+        // Removed when the same record is beside it (from `RELBERT_INDEX=.` here).
+        let dot = index.join("..relbert.json");
+        std::fs::write(&dot, &text).unwrap();
+        let healed = heal_misplaced_record(&index).unwrap();
+        assert!(
+            matches!(&healed[..], [Healed::Removed { .. }]),
+            "{healed:?}"
+        );
+        assert!(!dot.exists());
+        assert_eq!(std::fs::read(&beside).unwrap(), text);
+        // A different record beside it: refused, naming the file and what to do.
+        let mut other = record.clone();
+        other.vocabularies.clear();
+        std::fs::write(&stray, serde_json::to_vec(&other).unwrap()).unwrap();
+        let err = heal_misplaced_record(&index).unwrap_err().to_string();
+        assert!(
+            err.contains(&stray.display().to_string()) && err.contains("rm "),
+            "{err}"
+        );
+        assert!(stray.exists());
+        // Another index's record: refused.
+        std::fs::remove_file(&beside).unwrap();
+        let mut foreign = record.clone();
+        foreign.vocabularies = [("ffff".to_string(), record.vocabularies[&id].clone())].into();
+        std::fs::write(&stray, serde_json::to_vec(&foreign).unwrap()).unwrap();
+        let err = heal_misplaced_record(&index).unwrap_err().to_string();
+        assert!(
+            err.contains("another default index") && err.contains("rm "),
+            "{err}"
+        );
+        assert!(stray.exists() && !beside.exists());
+        // A user's file of that name is left for the index tools to refuse.
+        for mine in [
+            &b"{\"kind\": \"relbert default index record\", \"mine\": 1}"[..],
+            b"notes",
+        ] {
+            std::fs::write(&stray, mine).unwrap();
+            assert!(heal_misplaced_record(&index).unwrap().is_empty());
+            assert_eq!(std::fs::read(&stray).unwrap(), mine);
+        }
     }
 }

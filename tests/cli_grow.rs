@@ -246,7 +246,14 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
     write_lines(&first, head);
     let tail = dir.path().join("tail.tsv");
     write_lines(&tail, rest);
-    for (resend, split) in [(false, false), (true, false), (false, true)] {
+    // `legacy`: the copy without relbert's mark, as an older relbert spooled it; a partial
+    // build of relbert's own still resumes from it.
+    for (resend, split, legacy) in [
+        (false, false, false),
+        (true, false, false),
+        (false, true, false),
+        (false, false, true),
+    ] {
         let _ = std::fs::remove_dir_all(&out);
         let (sent, also): (&Path, &[&Path]) = if split {
             (&first, &[&tail])
@@ -272,6 +279,14 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
             64 + 2048 * dim * 4
         ));
         assert!(spool.is_file());
+        // relbert's mark first, so that a copy left in a published index is told from a
+        // user's file of its name.
+        let copy = std::fs::read_to_string(&spool).unwrap();
+        assert!(copy.starts_with("# relbert input spool 1\n"), "{copy:.80}");
+        if legacy {
+            let unmarked = copy.strip_prefix("# relbert input spool 1\n").unwrap();
+            std::fs::write(&spool, unmarked).unwrap();
+        }
         assert!(!out.exists());
         let input = if resend {
             std::fs::read(&file).unwrap()
@@ -618,7 +633,10 @@ fn a_query_engine_follows_a_new_index_that_kept_the_old_inodes() {
 /// index, so a kill between the two left a finished index in `DIR.partial` that the next run
 /// discarded, with the pairs nowhere ("no interrupted run to resume"). The copy now goes
 /// with the published index and is removed after; here a kill between the two is simulated
-/// by putting the copy back into the published index.
+/// by putting the copy, with relbert's mark, back into the published index. A copy without
+/// the mark (an older relbert's, or a user's file of that name) is not taken for relbert's
+/// there: not read as the input, not removed, and the next add that would replace the
+/// directory is refused, naming it.
 #[test]
 fn a_copy_of_standard_input_outlives_the_publication() {
     let dir = tempfile::tempdir().unwrap();
@@ -643,10 +661,37 @@ fn a_copy_of_standard_input_outlives_the_publication() {
     assert!(!spool.exists(), "the copy stayed after a whole run");
     let grown = rows(&idx);
     assert_eq!(grown.len(), 300);
-    write_lines(&spool, new);
+    let marked: Vec<String> = std::iter::once("# relbert input spool 1".to_string())
+        .chain(new.iter().cloned())
+        .collect();
+    write_lines(&spool, &marked);
     let a = add_stdin(String::new());
     let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
     assert!(out.contains("nothing to add"), "{out}");
     assert!(!spool.exists(), "the leftover copy was not removed");
+    assert_same_rows(&rows(&idx), &grown);
+    // Unmarked.
+    write_lines(&spool, new);
+    let a = relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .args(["--pairs", "-"])
+        .write_stdin("")
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("no pairs on standard input"), "{err}");
+    let more = dir.path().join("more.tsv");
+    write_lines(&more, &["lion\tcub".to_string()]);
+    let a = add(&idx, &more).failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("input.spool") && err.contains("can be removed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&spool).unwrap(),
+        new.join("\n") + "\n"
+    );
     assert_same_rows(&rows(&idx), &grown);
 }

@@ -679,3 +679,143 @@ fn thread_counts_beyond_the_bound_are_refused() {
         .assert()
         .success();
 }
+
+/// Found by an audit: a user's own file named `input.spool` in an index directory passed as
+/// the copy of standard input relbert leaves there when killed just after publishing, by its
+/// name alone, so `index build --force`, `index rebuild --force` and `index add` deleted it
+/// with the index (an add with nothing new deleted it too), and `index add --pairs -` with
+/// nothing on standard input read it as the pairs to add. Only a copy that begins with
+/// relbert's mark is relbert's: the user's is refused by name and stays as it was.
+#[test]
+fn a_users_input_spool_in_an_index_is_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    build(dir.path(), &out, &[]).success();
+    let mine = out.join("input.spool");
+    // Pairs, so that it would be read as a copy of standard input if it were taken for one.
+    std::fs::write(&mine, "ocean\tsea\n").unwrap();
+    let meta = std::fs::read(out.join("meta")).unwrap();
+    let unchanged = || {
+        assert_eq!(std::fs::read_to_string(&mine).unwrap(), "ocean\tsea\n");
+        assert_eq!(std::fs::read(out.join("meta")).unwrap(), meta);
+        assert!(!dir.path().join("idx.partial").exists());
+    };
+    let refused = |a: assert_cmd::assert::Assert| {
+        let err = String::from_utf8_lossy(&a.failure().get_output().stderr).into_owned();
+        assert!(
+            err.contains("input.spool") && err.contains("# relbert input spool 1"),
+            "{err}"
+        );
+        unchanged();
+    };
+    refused(build(dir.path(), &out, &["--force"]));
+    refused(
+        relbert()
+            .args(["index", "rebuild", "--index"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&out)
+            .args(["--force", "--f16"])
+            .assert(),
+    );
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "lion\tcub\n").unwrap();
+    let add = |pairs: &Path| {
+        relbert()
+            .args(["index", "add", "--index"])
+            .arg(&out)
+            .arg("--pairs")
+            .arg(pairs)
+            .assert()
+    };
+    refused(add(&more));
+    // Nothing new: the index is unchanged, and so is the file.
+    add(&pair_file(dir.path())).success();
+    unchanged();
+    // Not read as the input of an interrupted add.
+    let a = relbert()
+        .args(["index", "add", "--index"])
+        .arg(&out)
+        .args(["--pairs", "-"])
+        .write_stdin("")
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("no pairs on standard input"), "{err}");
+    unchanged();
+    // relbert's own copy (marked) still goes with the index.
+    std::fs::write(&mine, "# relbert input spool 1\nocean\tsea\n").unwrap();
+    add(&more).success();
+    assert!(!mine.exists());
+}
+
+/// Found by an audit: with the model an index records moved away, `index add` of pairs the
+/// index already held said "nothing to add" without a word, while the same add with one new
+/// pair failed naming the moved model, so the first notice came at the next add with
+/// something to encode. Nothing is loaded when nothing is new, but the recorded model is
+/// checked (present, same weights, by their hash): a warning names its path and the flag.
+#[test]
+fn an_add_of_nothing_new_names_a_moved_or_changed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+    }
+    let idx = dir.path().join("idx");
+    build_with(&model, dir.path(), &idx, &[]).success();
+    let recorded = std::fs::canonicalize(&model).unwrap();
+    let add = |pairs: &Path, env: Option<&Path>| {
+        let mut c = relbert();
+        c.args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(pairs);
+        match env {
+            Some(m) => c.env("RELBERT_MODEL", m),
+            None => c.env_remove("RELBERT_MODEL"),
+        };
+        c.assert()
+    };
+    let stderr = |a: &assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    let old = pair_file(dir.path());
+    // (The pair file's repeated pair with another label is warned of; the model is not.)
+    let quiet = |a: &assert_cmd::assert::Assert| !stderr(a).contains("records its model");
+    let a = add(&old, None).success();
+    assert!(quiet(&a), "the model is there: {}", stderr(&a));
+    let moved = dir.path().join("moved");
+    std::fs::rename(&model, &moved).unwrap();
+    let a = add(&old, None).success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(out.contains("nothing to add"), "{out}");
+    let err = stderr(&a);
+    assert!(
+        err.contains(&recorded.display().to_string())
+            && err.contains("not there")
+            && err.contains("--model"),
+        "{err}"
+    );
+    // The same as an add with a new pair says, as an error.
+    let new = dir.path().join("new.tsv");
+    std::fs::write(&new, "lion\tcub\n").unwrap();
+    let err = stderr(&add(&new, None).failure());
+    assert!(
+        err.contains(&recorded.display().to_string()) && err.contains("--model"),
+        "{err}"
+    );
+    // RELBERT_MODEL naming a model of those weights is found, as the add with pairs finds it.
+    let a = add(&old, Some(&moved)).success();
+    assert!(quiet(&a), "{}", stderr(&a));
+    // Other weights where the recorded model was.
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-roberta").join(f), model.join(f)).unwrap();
+    }
+    let err = stderr(&add(&old, None).success());
+    assert!(
+        err.contains(&recorded.display().to_string()) && err.contains("other weights"),
+        "{err}"
+    );
+}

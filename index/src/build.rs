@@ -6,13 +6,21 @@
 //! - `vectors`: a placeholder header followed by the rows appended so far;
 //! - `pairs.blob`: the pair records appended so far (see [`crate::pairs`]);
 //! - `checkpoint`: a checksummed record of the [`IndexSpec`], the number of input rows consumed,
-//!   the number of rows stored, the committed byte lengths of both files and the running CRC of
-//!   the vector bytes. It is replaced atomically (write, fsync, rename, fsync the directory)
-//!   after the data of each chunk has been fsynced.
+//!   the number of rows stored, the committed byte lengths of both files and the running CRCs
+//!   of their committed bytes. It is replaced atomically (write, fsync, rename, fsync the
+//!   directory) after the data of each chunk has been fsynced.
 //!
 //! On resume both data files are truncated back to the checkpoint's lengths, so whatever a kill
 //! left half-written after the last checkpoint is discarded and the caller re-sends the rows
-//! from [`IndexBuilder::rows_done`] on. The checkpoint also records the [`IndexSpec`]'s
+//! from [`IndexBuilder::rows_done`] on. The committed bytes must still match the checkpoint's
+//! CRCs: the pair records at resume (they are read whole then) and again at publication, the
+//! vectors at publication (read whole then for the graph). A partial build damaged in between
+//! (a changed byte in a pair string still decodes) is refused with
+//! [`IndexError::PartialDamaged`], never published under fresh checksums. A checkpoint of an
+//! older relbert, which kept no CRC of the pair records, cannot vouch for them and is refused
+//! the same way (the user removes the partial build and the pairs are encoded again; it is
+//! not discarded here, since it may hold the only copy of a standard input, `input.spool`).
+//! The checkpoint also records the [`IndexSpec`]'s
 //! `input` (the identity of what the rows come from): a resume with another input is refused.
 //!
 //! A builder holds the output's writer lock ([`crate::lock`]) from creation to publication,
@@ -33,8 +41,8 @@ use serde::{Deserialize, Serialize};
 use crate::dot::{dot, normalize};
 use crate::error::{IndexError, Result};
 use crate::format::{
-    block_crcs, encode_header, read_small_file, sync_dir, table_bytes, write_file,
-    write_file_with_table, FileKind, IndexId, BLOCK_SHIFT, FORMAT_VERSION, HEADER_LEN, NO_ID,
+    block_crcs, encode_header, index_id, read_small_file, sync_dir, table_bytes, write_file,
+    write_file_with_table, FileKind, BLOCK_SHIFT, FORMAT_VERSION, HEADER_LEN, NO_ID,
 };
 use crate::graph::{encode_graph, NO_NEIGHBOUR};
 use crate::hnsw_build;
@@ -49,6 +57,69 @@ const BLOB: &str = "pairs.blob";
 
 /// The caller's copy of its input inside a partial build ([`IndexBuilder::spool_path`]).
 const SPOOL: &str = "input.spool";
+
+/// How the first line of a copy of standard input that relbert spools
+/// ([`IndexBuilder::spool_path`]) begins; the format version and a line end follow
+/// ([`spool_header`]). It is what tells relbert's copy from a user's file of the same name in
+/// an index directory, which `--force` and `index add` would otherwise delete with the index.
+/// A comment line to the pair-list reader, so the copy stays a plain pair list.
+pub const SPOOL_MAGIC: &str = "# relbert input spool ";
+
+/// The spool format this build writes ([`spool_header`]).
+pub const SPOOL_VERSION: u32 = 1;
+
+/// The whole first line relbert writes at the start of a spool: [`SPOOL_MAGIC`],
+/// [`SPOOL_VERSION`], a line end.
+pub fn spool_header() -> String {
+    format!("{SPOOL_MAGIC}{SPOOL_VERSION}\n")
+}
+
+/// What the first line of a file named like a spool says ([`spool_mark`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolMark {
+    /// relbert's mark, with the spool format version it gives.
+    Marked(u32),
+    /// The beginning of relbert's mark and nothing after it: a copy cut off while it was
+    /// being written (only its temporary name, `input.spool.tmp`, can be; an empty file too).
+    Cut,
+    /// No mark: a user's file, or a copy an older relbert spooled before copies were marked.
+    Unmarked,
+}
+
+/// Reads the first line of `path` for relbert's spool mark ([`SPOOL_MAGIC`]).
+pub fn spool_mark(path: &Path) -> std::io::Result<SpoolMark> {
+    let mut head = [0u8; 64];
+    let f = File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64)? {
+            0 => break,
+            got => n += got,
+        }
+    }
+    Ok(mark_of(&head[..n]))
+}
+
+fn mark_of(head: &[u8]) -> SpoolMark {
+    let magic = SPOOL_MAGIC.as_bytes();
+    let Some(rest) = head.strip_prefix(magic) else {
+        return if magic.starts_with(head) {
+            SpoolMark::Cut
+        } else {
+            SpoolMark::Unmarked
+        };
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    match rest.get(digits) {
+        Some(b'\n') if digits > 0 => std::str::from_utf8(&rest[..digits])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .map_or(SpoolMark::Unmarked, SpoolMark::Marked),
+        // The file ended within the version: cut while being written.
+        None if digits < 16 => SpoolMark::Cut,
+        _ => SpoolMark::Unmarked,
+    }
+}
 
 /// Which implementation builds the HNSW graph. Both write the same `graph` file layout; the
 /// choice is recorded in [`HnswInfo::builder`] (as [`GraphBuilder::name`]).
@@ -196,6 +267,23 @@ struct Checkpoint {
     vector_bytes: u64,
     blob_bytes: u64,
     vectors_crc: u32,
+    /// CRC32 of the `blob_bytes` committed bytes of `pairs.blob`. Last, so a checkpoint
+    /// written before it ([`OldCheckpoint`]) is told apart: it decodes one field short.
+    blob_crc: u32,
+}
+
+/// The checkpoint of a relbert from before [`Checkpoint::blob_crc`]: recognised only to
+/// refuse it by name, since nothing vouches for its pair records.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct OldCheckpoint {
+    spec: IndexSpec,
+    rows_done: u64,
+    count: u64,
+    skipped: u64,
+    vector_bytes: u64,
+    blob_bytes: u64,
+    vectors_crc: u32,
 }
 
 /// Streams rows into a partial index and publishes the finished index.
@@ -250,11 +338,15 @@ pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
 }
 
 /// Where a build of `out_dir` keeps the caller's copy of its input while it is partial
-/// (`<out_dir>.partial/input.spool`; see [`IndexBuilder::spool_path`]).
+/// (`<out_dir>.partial/input.spool`; see [`IndexBuilder::spool_path`]), or, when there is
+/// none there, the copy a build or add killed just after publishing left in the published
+/// index ([`published_spool`]), if it bears relbert's mark ([`spool_mark`]): a file of that
+/// name without it is not relbert's, and is never read as the input.
 pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
     let partial = partial_dir(out_dir)?.join(SPOOL);
     let published = published_spool(out_dir);
-    Ok(if !partial.exists() && published.is_file() {
+    let marked = || matches!(spool_mark(&published), Ok(SpoolMark::Marked(_)));
+    Ok(if !partial.exists() && published.is_file() && marked() {
         published
     } else {
         partial
@@ -275,15 +367,43 @@ fn open_rw(path: &Path) -> Result<File> {
         .map_err(|e| IndexError::io(path, e))
 }
 
-fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+fn read_checkpoint(path: &Path, partial: &Path) -> Result<Checkpoint> {
     let (_, buf) = read_small_file(path, FileKind::Checkpoint, 1 << 20)?;
-    meta::decode(&buf, path)
+    meta::decode(&buf, path).map_err(|e| {
+        if meta::decode::<OldCheckpoint>(&buf, path).is_ok() {
+            IndexError::PartialDamaged {
+                path: path.to_path_buf(),
+                partial: partial.to_path_buf(),
+                reason: "it was written by an older relbert, which kept no checksum of the \
+                         pair records (pairs.blob), so they cannot be checked before they are \
+                         published"
+                    .into(),
+            }
+        } else {
+            e
+        }
+    })
+}
+
+/// The error for committed bytes of a partial build's file at `path` that no longer match
+/// the CRC its checkpoint recorded for them.
+fn damaged(path: &Path, partial: &Path, what: &str, recorded: u32, actual: u32) -> IndexError {
+    IndexError::PartialDamaged {
+        path: path.to_path_buf(),
+        partial: partial.to_path_buf(),
+        reason: format!(
+            "the {what} appended so far do not match the checkpoint's checksum (recorded \
+             {recorded:#010x}, computed {actual:#010x}): the file was changed after they were \
+             written"
+        ),
+    }
 }
 
 /// The names a finished index directory may hold: its files, the temporary names relbert
 /// writes them under ([`own_temp`]), and the input spool of a build or add killed between
 /// publishing the index and removing the spool ([`input_spool`] finds it there, so a rerun
-/// resumes from it; a finished index can hold one legitimately).
+/// resumes from it; a finished index can hold one legitimately). The spool's name is not
+/// enough: its contents must bear relbert's mark too ([`check_spools`]).
 fn index_entry(name: &str) -> bool {
     matches!(name, "vectors" | "pairs" | "graph" | "meta") || name == SPOOL || own_temp(name)
 }
@@ -326,7 +446,11 @@ fn starts_with_magic(path: &Path, magic: &[u8; 8]) -> std::result::Result<(), St
     Ok(())
 }
 
-fn entries_all(dir: &Path, allowed: fn(&str) -> bool) -> std::result::Result<(), String> {
+fn entries_all(
+    dir: &Path,
+    allowed: fn(&str) -> bool,
+    file: &str,
+) -> std::result::Result<(), String> {
     let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list it: {e}"))?;
     for e in rd {
         let e = e.map_err(|e| format!("cannot list it: {e}"))?;
@@ -334,22 +458,71 @@ fn entries_all(dir: &Path, allowed: fn(&str) -> bool) -> std::result::Result<(),
         let ok = name.to_str().is_some_and(allowed)
             && e.file_type().map(|t| t.is_file()).unwrap_or(false);
         if !ok {
-            return Err(format!("it holds {:?}", name));
+            return Err(format!("it holds {:?}, which is not {file}", name));
         }
     }
     Ok(())
 }
 
-/// Checks that `dir` is a directory relbert wrote as `what`: it holds only names `allowed`
-/// admits, `required` (if any) is there, and every one of `kinds` that is there starts with its
-/// magic bytes.
-fn recognise_dir(
-    dir: &Path,
+/// Checks that the spool in `dir` and its temporary name, where there, are relbert's: they
+/// begin with its mark ([`spool_mark`]; the temporary one may be cut off within it). With
+/// `legacy`, an unmarked spool passes too: a partial build that holds relbert's own files
+/// (their magic bytes are checked) is relbert's, and an older relbert spooled without a mark,
+/// so its interrupted build or add can still be resumed.
+fn check_spools(dir: &Path, legacy: bool) -> std::result::Result<(), String> {
+    let tmp = format!("{SPOOL}.tmp");
+    for (name, cut_ok) in [(SPOOL, false), (tmp.as_str(), true)] {
+        let path = dir.join(name);
+        if !path.is_file() || legacy {
+            continue;
+        }
+        let mark = spool_mark(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        match mark {
+            SpoolMark::Marked(_) => {}
+            SpoolMark::Cut if cut_ok => {}
+            SpoolMark::Cut | SpoolMark::Unmarked => {
+                return Err(format!(
+                    "it holds {name:?}, which does not begin with relbert's mark \
+                     ({:?}), so it is not relbert's copy of standard input (an older relbert \
+                     wrote its copies without the mark: if one left this file, killed just \
+                     after finishing a build or add that read standard input, the pairs in it \
+                     are in the index and the file can be removed)",
+                    spool_header().trim_end()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`recognise_dir`] recognises.
+struct DirKind {
+    /// As the refusal names it (`an index`).
     what: &'static str,
+    /// As the refusal names one of its files (`an index file`).
+    file: &'static str,
+    /// The names it may hold.
     allowed: fn(&str) -> bool,
+    /// The file it must hold, if any.
     required: Option<FileKind>,
-    kinds: &[FileKind],
-) -> Result<()> {
+    /// The files whose magic bytes are checked where they are there.
+    kinds: &'static [FileKind],
+    /// Whether an unmarked spool passes beside relbert's own files ([`check_spools`]).
+    legacy_spool: bool,
+}
+
+/// Checks that `dir` is a directory relbert wrote as `kind.what`: it holds only names
+/// `kind.allowed` admits, `kind.required` (if any) is there, every one of `kind.kinds` that is
+/// there starts with its magic bytes, and a spool there is relbert's ([`check_spools`]).
+fn recognise_dir(dir: &Path, kind: &DirKind) -> Result<()> {
+    let DirKind {
+        what,
+        file,
+        allowed,
+        required,
+        kinds,
+        legacy_spool,
+    } = *kind;
     let not = |why: String| IndexError::NotOurs {
         path: dir.to_path_buf(),
         what,
@@ -364,14 +537,18 @@ fn recognise_dir(
             return Err(not(format!("it has no {} file", kind.file_name())));
         }
     }
-    entries_all(dir, allowed).map_err(not)?;
+    entries_all(dir, allowed, file).map_err(not)?;
+    let mut own_files = false;
     for kind in kinds {
         let p = dir.join(kind.file_name());
         if p.exists() {
             starts_with_magic(&p, kind.magic()).map_err(not)?;
+            own_files = true;
         }
     }
-    Ok(())
+    // Only a partial build takes an unmarked spool, and only beside relbert's own files: in a
+    // published index a user's `input.spool` would go with the index.
+    check_spools(dir, legacy_spool && own_files).map_err(not)
 }
 
 /// Checks that `dir` is an index directory relbert wrote (a directory holding only index
@@ -379,10 +556,14 @@ fn recognise_dir(
 pub fn recognise_index(dir: &Path) -> Result<()> {
     recognise_dir(
         dir,
-        "an index",
-        index_entry,
-        Some(FileKind::Meta),
-        &[FileKind::Meta],
+        &DirKind {
+            what: "an index",
+            file: "an index file",
+            allowed: index_entry,
+            required: Some(FileKind::Meta),
+            kinds: &[FileKind::Meta],
+            legacy_spool: false,
+        },
     )
 }
 
@@ -391,10 +572,14 @@ pub fn recognise_index(dir: &Path) -> Result<()> {
 pub fn recognise_partial(dir: &Path) -> Result<()> {
     recognise_dir(
         dir,
-        "a partial build",
-        partial_entry,
-        None,
-        &[FileKind::Checkpoint, FileKind::Vectors, FileKind::Meta],
+        &DirKind {
+            what: "a partial build",
+            file: "a partial build's file",
+            allowed: partial_entry,
+            required: None,
+            kinds: &[FileKind::Checkpoint, FileKind::Vectors, FileKind::Meta],
+            legacy_spool: true,
+        },
     )
 }
 
@@ -420,25 +605,6 @@ fn remove_old_siblings(out: &Path) {
             let _ = std::fs::remove_dir_all(&p);
         }
     }
-}
-
-/// The id of a finished index: the first 16 bytes of a SHA-256 over the `meta` record and
-/// the block tables of the data files, so files of different content get different ids and
-/// the same build gives the same id.
-fn index_id(meta_bytes: &[u8], tables: &[&[u32]]) -> IndexId {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"relbert-index id v2\0");
-    h.update((meta_bytes.len() as u64).to_le_bytes());
-    h.update(meta_bytes);
-    for t in tables {
-        h.update((t.len() as u64).to_le_bytes());
-        h.update(table_bytes(t));
-    }
-    let d = h.finalize();
-    let mut id = NO_ID;
-    id.copy_from_slice(&d[..16]);
-    id
 }
 
 fn validate_spec(spec: &IndexSpec) -> Result<()> {
@@ -540,6 +706,7 @@ impl IndexBuilder {
                 vector_bytes: 0,
                 blob_bytes: 0,
                 vectors_crc: 0,
+                blob_crc: 0,
             },
             vectors,
             blob,
@@ -563,7 +730,7 @@ impl IndexBuilder {
         lock: OutputLock,
     ) -> Result<Self> {
         let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
-        let ckpt = read_checkpoint(&ckpt_path)?;
+        let ckpt = read_checkpoint(&ckpt_path, &partial)?;
         let mismatch = |what: &'static str, found: String, requested: String| {
             Err(IndexError::PartialMismatch {
                 path: partial.clone(),
@@ -628,10 +795,21 @@ impl IndexBuilder {
         };
         need(&vectors, &vpath, HEADER_LEN as u64 + ckpt.vector_bytes)?;
         need(&blob, &bpath, ckpt.blob_bytes)?;
-        // Rebuild the duplicate filter from the committed records.
+        // Rebuild the duplicate filter from the committed records, which must be those the
+        // checkpoints vouched for: a changed byte in a pair string still decodes.
         let mut buf = vec![0u8; ckpt.blob_bytes as usize];
         blob.read_exact_at(&mut buf, 0)
             .map_err(|e| IndexError::io(&bpath, e))?;
+        let actual = crc32fast::hash(&buf);
+        if actual != ckpt.blob_crc {
+            return Err(damaged(
+                &bpath,
+                &partial,
+                "pair records",
+                ckpt.blob_crc,
+                actual,
+            ));
+        }
         let mut b = IndexBuilder {
             out_dir: out_dir.to_path_buf(),
             partial,
@@ -717,8 +895,10 @@ impl IndexBuilder {
     /// Where the caller may keep a copy of its input for the life of the partial build
     /// (`<out>.partial/input.spool`, or that name with `.tmp` appended while it is written):
     /// an input that cannot be read twice, such as standard input, so that an interrupted
-    /// build can resume from it. Recognised as part of the partial build, removed by
-    /// [`finish`](Self::finish) before publication; the builder never reads it.
+    /// build can resume from it. The caller begins it with [`spool_header`]: only a copy with
+    /// that mark is recognised as relbert's in a published index ([`recognise_index`]), where
+    /// a kill right after publication leaves it. Recognised as part of the partial build,
+    /// removed by [`finish`](Self::finish) after publication; the builder never reads it.
     pub fn spool_path(&self) -> PathBuf {
         self.partial.join(SPOOL)
     }
@@ -849,6 +1029,10 @@ impl IndexBuilder {
             );
             hasher.update(&vbytes);
             self.ckpt.vectors_crc = hasher.finalize();
+            let mut hasher =
+                crc32fast::Hasher::new_with_initial_len(self.ckpt.blob_crc, self.ckpt.blob_bytes);
+            hasher.update(&rec);
+            self.ckpt.blob_crc = hasher.finalize();
             self.ckpt.vector_bytes += vbytes.len() as u64;
             self.ckpt.blob_bytes += rec.len() as u64;
             self.ckpt.count += stats.appended as u64;
@@ -1019,12 +1203,8 @@ impl IndexBuilder {
             // The rows must be those the checkpoints vouched for, chunk after chunk.
             let actual = crc32fast::hash(payload);
             if actual != self.ckpt.vectors_crc {
-                return Err(IndexError::ChecksumMismatch {
-                    path: vpath.clone(),
-                    what: "rows appended so far (the partial build was damaged)".into(),
-                    expected: self.ckpt.vectors_crc,
-                    actual,
-                });
+                let recorded = self.ckpt.vectors_crc;
+                return Err(damaged(&vpath, &self.partial, "rows", recorded, actual));
             }
             let vector_crcs = block_crcs(payload, BLOCK_SHIFT);
             let rows = StoredRows::from_payload(payload, spec.precision, &vpath)?;
@@ -1066,6 +1246,18 @@ impl IndexBuilder {
         self.blob
             .read_exact_at(&mut blob, 0)
             .map_err(|e| IndexError::io(&bpath, e))?;
+        // Checked again: the pairs are published from these bytes.
+        let actual = crc32fast::hash(&blob);
+        if actual != self.ckpt.blob_crc {
+            let recorded = self.ckpt.blob_crc;
+            return Err(damaged(
+                &bpath,
+                &self.partial,
+                "pair records",
+                recorded,
+                actual,
+            ));
+        }
         let pairs_path = self.partial.join(FileKind::Pairs.file_name());
         let pairs_payload = encode_pairs(&blob, n, &pairs_path)?;
         drop(blob);
@@ -1574,6 +1766,49 @@ mod tests {
         }
     }
 
+    /// A checkpoint of a relbert from before the pair records' CRC cannot vouch for them: the
+    /// resume is refused, naming the checkpoint and the partial build to remove, and the
+    /// partial build (perhaps the only copy of a standard input) is left as it was.
+    #[test]
+    fn a_checkpoint_without_the_pair_records_crc_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(8), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..5)
+            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(5, 8, 4, 0.1, 2)).unwrap();
+        drop(b);
+        let partial = partial_dir(&out).unwrap();
+        let path = partial.join("checkpoint");
+        let c = read_checkpoint(&path, &partial).unwrap();
+        assert_ne!(c.blob_crc, 0);
+        // The older layout: the same fields without the last (bincode writes a struct as the
+        // tuple of its fields).
+        let old = (
+            &c.spec,
+            c.rows_done,
+            c.count,
+            c.skipped,
+            c.vector_bytes,
+            c.blob_bytes,
+            c.vectors_crc,
+        );
+        let payload = meta::encode(&old, &path).unwrap();
+        write_file(&path, FileKind::Checkpoint, &payload, &NO_ID).unwrap();
+        let Err(e) = IndexBuilder::create_or_resume(&out, spec(8), false) else {
+            panic!("an old checkpoint was resumed");
+        };
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, IndexError::PartialDamaged { path: p, .. } if *p == path)
+                && msg.contains("older relbert")
+                && msg.contains(&format!("remove {}", partial.display())),
+            "{msg}"
+        );
+        assert!(partial.join("pairs.blob").is_file());
+    }
+
     /// Found by an audit: "café : crème" precomposed (NFC) and decomposed (NFD) were stored
     /// as two pairs, and both came back as results, looking the same. One is stored now (the
     /// first, with its label), the other counted as a duplicate, in one chunk and across
@@ -1715,8 +1950,15 @@ mod tests {
             SPOOL,
         ];
         for name in own {
+            // The spool's names must bear relbert's mark as well (see
+            // `a_spool_without_relberts_mark_is_not_relberts`).
+            let text = if name.starts_with(SPOOL) {
+                spool_header()
+            } else {
+                "x".into()
+            };
             for dir in [&out, &partial] {
-                std::fs::write(dir.join(name), "x").unwrap();
+                std::fs::write(dir.join(name), &text).unwrap();
             }
             recognise_index(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
             recognise_partial(&partial).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1742,5 +1984,77 @@ mod tests {
                 std::fs::remove_file(&user).unwrap();
             }
         }
+    }
+
+    /// Found by an audit: an index directory holding a user's own `input.spool` was
+    /// recognised as relbert's by the name alone (relbert leaves its copy of standard input
+    /// there when killed just after publishing), so `build --force` and `index add` deleted the
+    /// file with the index. Only a spool that begins with relbert's mark is relbert's in a
+    /// published index; in a partial build beside relbert's own files an unmarked one (an older
+    /// relbert's) still resumes.
+    #[test]
+    fn a_spool_without_relberts_mark_is_not_relberts() {
+        let dim = 8;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..4)
+            .map(|i| PairEntry::new(format!("h{i}"), "t"))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(4, dim, 4, 0.1, 5))
+            .unwrap();
+        b.finish(params(), |_| {}).unwrap();
+        let spool = published_spool(&out);
+        let header = spool_header();
+        let cut = &header[..header.len() - 2];
+        for (text, ok) in [
+            ("my notes\n", false),
+            ("", false),
+            ("paris\tfrance\n", false),
+            ("# relbert input spool\n", false),
+            ("# relbert input spool x\n", false),
+            (cut, false),
+            (&format!("{header}paris\tfrance\n"), true),
+            ("# relbert input spool 2\nparis\tfrance\n", true),
+        ] {
+            std::fs::write(&spool, text).unwrap();
+            let got = recognise_index(&out);
+            assert_eq!(got.is_ok(), ok, "{text:?}: {got:?}");
+            // Read as the input to resume from only when it is relbert's.
+            assert_eq!(input_spool(&out).unwrap() == spool, ok, "{text:?}");
+            if let Err(e) = got {
+                let e = e.to_string();
+                assert!(
+                    e.contains("input.spool") && e.contains(header.trim_end()),
+                    "{e}"
+                );
+            }
+        }
+        std::fs::remove_file(&spool).unwrap();
+        // The temporary name may be cut off within the mark (killed while writing it).
+        let spool_tmp = out.join("input.spool.tmp");
+        for (text, ok) in [(cut, true), ("", true), ("mine\n", false)] {
+            std::fs::write(&spool_tmp, text).unwrap();
+            assert_eq!(recognise_index(&out).is_ok(), ok, "{text:?}");
+        }
+        std::fs::remove_file(&spool_tmp).unwrap();
+        // A partial build: an unmarked spool beside its checkpoint is an older relbert's and
+        // resumes; alone in a directory of that name it is not relbert's.
+        let mut b = IndexBuilder::create_or_resume(&out, spec(dim as u32), true).unwrap();
+        std::fs::write(b.spool_path(), "paris\tfrance\n").unwrap();
+        b.append_chunk(&pairs[..2], &low_rank(2, dim, 4, 0.1, 6))
+            .unwrap();
+        drop(b);
+        let partial = partial_dir(&out).unwrap();
+        recognise_partial(&partial).unwrap();
+        let b = IndexBuilder::create_or_resume(&out, spec(dim as u32), true).unwrap();
+        assert_eq!(b.rows_done(), 2);
+        drop(b);
+        for f in ["checkpoint", "vectors", "pairs.blob"] {
+            std::fs::remove_file(partial.join(f)).unwrap();
+        }
+        let err = recognise_partial(&partial).unwrap_err();
+        assert!(matches!(err, IndexError::NotOurs { .. }), "{err}");
+        assert!(partial.join(SPOOL).is_file());
     }
 }

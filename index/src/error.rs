@@ -66,7 +66,9 @@ pub enum IndexError {
     },
     /// A block of a file does not match its checksum: the file was damaged after it was
     /// written. Found when a query first touches the block, or by a full verification.
-    #[error("{path}: block {block} (bytes {start}..{end} of the payload) does not match its checksum: the file is damaged; rebuild the index or restore it from a copy")]
+    // Not "rebuild the index": `index rebuild` and `index export` read the same damaged block
+    // and fail on it too; only the pair list the index was built from can make it again.
+    #[error("{path}: block {block} (bytes {start}..{end} of the payload) does not match its checksum: the file is damaged; build the index again from the pair list it was built from (`relbert index build --pairs FILE --out DIR --force`) or restore it from a copy")]
     BlockChecksum {
         /// The file concerned.
         path: PathBuf,
@@ -89,6 +91,29 @@ pub enum IndexError {
         expected: String,
         /// The id in the file.
         found: String,
+    },
+    /// The index's id is not the one its files' content derives ([`crate::format::index_id`]):
+    /// a file was edited or replaced by another index's with its header id rewritten, which
+    /// the per-file checks (header CRC, block CRCs, id equal to `meta`'s) cannot see.
+    #[error("{dir}: the index id {recorded} does not match its files' content (which gives {computed}): its meta, vectors, pairs or graph file was edited or replaced (one from another index, with its header rewritten?); build the index again or restore it from a copy")]
+    IdMismatch {
+        /// The index directory.
+        dir: PathBuf,
+        /// The id every header carries.
+        recorded: String,
+        /// The id derived from `meta` and the block tables.
+        computed: String,
+    },
+    /// A path that should be a regular file (or a directory) is something else: a named
+    /// pipe, a socket, a device. Refused before reading, since a read from a pipe blocks.
+    #[error("{path}: is not {expected} ({found})")]
+    NotRegular {
+        /// The path concerned.
+        path: PathBuf,
+        /// What it should be (`a regular file`, `a directory`).
+        expected: &'static str,
+        /// What it is (`a named pipe`, `a socket`, …).
+        found: &'static str,
     },
     /// Another process is writing the same output.
     #[error(
@@ -116,6 +141,18 @@ pub enum IndexError {
     Corrupt {
         /// The file concerned.
         path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A partial build's file no longer holds what its checkpoint vouched for (changed after
+    /// it was written), or its checkpoint cannot vouch for it (an older relbert's): resuming
+    /// would publish the damage under fresh checksums.
+    #[error("{path}: {reason}; the interrupted build cannot be resumed: remove {partial} to start over (its pairs are encoded again)")]
+    PartialDamaged {
+        /// The file concerned.
+        path: PathBuf,
+        /// The partial build directory.
+        partial: PathBuf,
         /// What is wrong.
         reason: String,
     },
@@ -148,7 +185,7 @@ pub enum IndexError {
     /// A vector contains NaN/infinite values or has zero length, so it cannot be normalised.
     #[error("invalid vector at row {row}: {reason}")]
     InvalidVector {
-        /// Row (within the chunk or query) of the offending vector.
+        /// Row (within the chunk appended) of the offending vector.
         row: usize,
         /// What is wrong with it.
         reason: &'static str,

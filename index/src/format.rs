@@ -33,8 +33,13 @@
 //! file of a segment: every header carries the id of its index, and [`crate::Index::open`]
 //! refuses a file whose id differs from `meta`'s, so a `vectors` or `graph` file copied from
 //! another index of the same shape is an error, not a wrong answer. The id is derived from the
-//! content (a SHA-256 over the spec and the block tables of the three data files), so the same
-//! build run twice gives byte-identical files.
+//! content ([`index_id`]: a SHA-256 over the `meta` record and the block tables of the three
+//! data files), so [`crate::Index::verify`] recomputes it and refuses an index whose files
+//! are not the ones its id was made from (a file of another index whose header id was
+//! rewritten passes every per-file check). The same rows built twice with the serial graph
+//! builder (`HnswParams::threads == 1`) give byte-identical files; the default parallel
+//! builder inserts rows in an order that depends on thread timing, so two such builds may
+//! differ in their graph, and so in their id.
 
 use std::fs::File;
 use std::io::Write;
@@ -267,25 +272,44 @@ pub fn read_block_table(path: &Path, file: &File, header: &Header) -> Result<Vec
     Ok(buf.chunks_exact(4).map(|c| u32_at(c, 0)).collect())
 }
 
+/// Most bytes [`verify_payload`] reads at a time.
+const VERIFY_READ: u64 = 4 << 20;
+
+/// The size of [`verify_payload`]'s read buffer for `header`: at most [`VERIFY_READ`], and
+/// no more than the payload. Not the block size: a legal block is up to 1 GiB (2^30), and a
+/// buffer of a block made every read of a small file with such a header allocate 1 GiB.
+pub(crate) fn verify_buffer_len(header: &Header) -> usize {
+    header.payload_len.min(VERIFY_READ) as usize
+}
+
 /// Reads the whole payload of `file` in chunks (not through a memory map, so verifying does
-/// not grow the process's resident memory) and checks every block against `table`.
+/// not grow the process's resident memory) and checks every block against `table`. A block
+/// larger than the read buffer is checksummed across several reads.
 pub fn verify_payload(path: &Path, file: &File, header: &Header, table: &[u32]) -> Result<()> {
-    let block = header.block_len() as usize;
-    let per_read = (4 << 20) / block.min(4 << 20);
-    let mut buf = vec![0u8; block * per_read.max(1)];
-    let mut b = 0u64;
-    while b < header.blocks() {
-        let off = b * block as u64;
-        let n = ((header.payload_len - off) as usize).min(buf.len());
+    let block = header.block_len();
+    let mut buf = vec![0u8; verify_buffer_len(header)];
+    let mut hasher = crc32fast::Hasher::new();
+    // Payload bytes read so far, and of them those in the current block.
+    let (mut off, mut in_block, mut b) = (0u64, 0u64, 0u64);
+    while off < header.payload_len {
+        let n = (header.payload_len - off).min(buf.len() as u64) as usize;
         file.read_exact_at(&mut buf[..n], HEADER_LEN as u64 + off)
             .map_err(|e| IndexError::io(path, e))?;
-        for chunk in buf[..n].chunks(block) {
-            let actual = crc32fast::hash(chunk);
-            let expected = table.get(b as usize).copied().unwrap_or(!actual);
-            if actual != expected {
-                return Err(IndexError::block_mismatch(path, b, header.block_len()));
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let take = (block - in_block).min(rest.len() as u64) as usize;
+            hasher.update(&rest[..take]);
+            rest = &rest[take..];
+            in_block += take as u64;
+            off += take as u64;
+            if in_block == block || off == header.payload_len {
+                let actual = std::mem::take(&mut hasher).finalize();
+                if table.get(b as usize) != Some(&actual) {
+                    return Err(IndexError::block_mismatch(path, b, block));
+                }
+                b += 1;
+                in_block = 0;
             }
-            b += 1;
         }
     }
     Ok(())
@@ -294,8 +318,7 @@ pub fn verify_payload(path: &Path, file: &File, header: &Header, table: &[u32]) 
 /// Reads and checks a small file whole (`meta`, `checkpoint`): header, table, every block.
 /// Returns the header and the payload.
 pub fn read_small_file(path: &Path, kind: FileKind, limit: u64) -> Result<(Header, Vec<u8>)> {
-    let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
-    read_small(path, kind, limit, file)
+    read_small(path, kind, limit, open_file(path)?)
 }
 
 /// [`read_small_file`] of a file already open (`path` names it in errors).
@@ -322,7 +345,8 @@ pub fn read_small(
 
 /// Opens the file `kind` inside the directory open as `dir` (`openat`), so that every file of
 /// one index comes from the same directory even if its path is exchanged with another index
-/// meanwhile (a publication: see [`crate::grow`]). `path` names the file in errors.
+/// meanwhile (a publication: see [`crate::grow`]). `path` names the file in errors. Anything
+/// but a regular file (or a link to one) is refused, as in [`open_file`].
 pub fn open_in(dir: &File, kind: FileKind, path: &Path) -> Result<File> {
     #[cfg(unix)]
     {
@@ -330,25 +354,169 @@ pub fn open_in(dir: &File, kind: FileKind, path: &Path) -> Result<File> {
         let name = std::ffi::CString::new(kind.file_name())
             .map_err(|_| IndexError::corrupt(path, "file name holds a NUL byte"))?;
         // SAFETY: a valid directory descriptor and NUL-terminated name; the returned
-        // descriptor is owned by the File from here on.
+        // descriptor is owned by the File from here on. O_NONBLOCK: see `open_file`.
         let fd = unsafe {
             libc::openat(
                 dir.as_raw_fd(),
                 name.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK,
             )
         };
         if fd < 0 {
-            return Err(IndexError::io(path, std::io::Error::last_os_error()));
+            let err = std::io::Error::last_os_error();
+            return Err(describe_open_error(path, err, false));
         }
         // SAFETY: fd was just opened and is owned by nobody else.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        let file = unsafe { File::from_raw_fd(fd) };
+        regular_and_blocking(path, file)
     }
     #[cfg(not(unix))]
     {
-        let _ = dir;
+        let _ = (dir, kind);
+        open_file(path)
+    }
+}
+
+/// Opens `path` (following links) for reading, refusing anything but a regular file with
+/// [`IndexError::NotRegular`]. A plain `open` of a named pipe blocks until a writer comes,
+/// so a FIFO put in place of an index file hung every reader (and a `serve` that no longer
+/// answered SIGTERM); the file is therefore opened with `O_NONBLOCK`, which returns at once
+/// for a pipe, and its type checked on the open descriptor (no check-then-open race).
+pub fn open_file(path: &Path) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| describe_open_error(path, e, false))?;
+        regular_and_blocking(path, file)
+    }
+    #[cfg(not(unix))]
+    {
+        let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
+        let meta = file.metadata().map_err(|e| IndexError::io(path, e))?;
+        if !meta.is_file() {
+            return Err(IndexError::NotRegular {
+                path: path.to_path_buf(),
+                expected: "a regular file",
+                found: "something else",
+            });
+        }
+        Ok(file)
+    }
+}
+
+/// Opens the directory `path` (following links) for reading its entries with `openat`
+/// ([`open_in`]); anything else (a named pipe, a regular file) is refused with
+/// [`IndexError::NotRegular`], without blocking.
+pub fn open_dir(path: &Path) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_DIRECTORY fails on a non-directory before opening it, so a FIFO does not block.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| describe_open_error(path, e, true))
+    }
+    #[cfg(not(unix))]
+    {
         File::open(path).map_err(|e| IndexError::io(path, e))
     }
+}
+
+/// What a file of type `t` is, in words.
+#[cfg(unix)]
+fn file_type_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "an unknown kind of file"
+    }
+}
+
+/// The error for a failed open of `path`: [`IndexError::NotRegular`] when the path is there
+/// but of the wrong type (opening a socket fails with `ENXIO`, a non-directory with
+/// `O_DIRECTORY` with `ENOTDIR`, and their own messages do not say what the path is), else
+/// the I/O error.
+#[cfg(unix)]
+fn describe_open_error(path: &Path, err: std::io::Error, want_dir: bool) -> IndexError {
+    if matches!(err.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENOTDIR)) {
+        if let Ok(m) = std::fs::metadata(path) {
+            if (want_dir && !m.is_dir()) || (!want_dir && !m.is_file()) {
+                return IndexError::NotRegular {
+                    path: path.to_path_buf(),
+                    expected: if want_dir {
+                        "a directory"
+                    } else {
+                        "a regular file"
+                    },
+                    found: file_type_name(m.file_type()),
+                };
+            }
+        }
+    }
+    IndexError::io(path, err)
+}
+
+/// `file` if it is a regular file, with `O_NONBLOCK` (set only to open it) cleared again.
+#[cfg(unix)]
+fn regular_and_blocking(path: &Path, file: File) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let meta = file.metadata().map_err(|e| IndexError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(IndexError::NotRegular {
+            path: path.to_path_buf(),
+            expected: "a regular file",
+            found: file_type_name(meta.file_type()),
+        });
+    }
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor the File owns; no memory is passed.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !ok {
+        return Err(IndexError::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(file)
+}
+
+/// The id of a finished index: the first 16 bytes of a SHA-256 over the `meta` record and
+/// the block tables of the data files (`vectors`, `pairs`, `graph`, in that order), so files
+/// of different content get different ids, and [`crate::Index::verify`] can tell files that
+/// were not made together even when their header ids were rewritten to match.
+pub fn index_id(meta_bytes: &[u8], tables: &[&[u32]]) -> IndexId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"relbert-index id v2\0");
+    h.update((meta_bytes.len() as u64).to_le_bytes());
+    h.update(meta_bytes);
+    for t in tables {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(table_bytes(t));
+    }
+    let d = h.finalize();
+    let mut id = NO_ID;
+    id.copy_from_slice(&d[..16]);
+    id
 }
 
 /// Writes `header + payload + block table` to `path` through a temporary file that is fsynced
@@ -452,4 +620,65 @@ pub(crate) fn get_u64(b: &[u8], at: usize) -> Option<u64> {
     let mut a = [0u8; 8];
     a.copy_from_slice(s);
     Some(u64::from_le_bytes(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `payload` sealed with `shift`-sized blocks and returns the checked header and
+    /// table, as a reader gets them.
+    fn sealed(path: &Path, payload: &[u8], shift: u32) -> (File, Header, Vec<u32>) {
+        let table = table_bytes(&block_crcs(payload, shift));
+        let header = encode_header(
+            FileKind::Vectors,
+            payload.len() as u64,
+            shift,
+            &NO_ID,
+            crc32fast::hash(&table),
+        );
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(&table);
+        std::fs::write(path, bytes).unwrap();
+        let file = open_file(path).unwrap();
+        let h = read_header(path, FileKind::Vectors, &file).unwrap();
+        let t = read_block_table(path, &file, &h).unwrap();
+        (file, h, t)
+    }
+
+    #[test]
+    fn verify_payload_reads_in_bounded_chunks_whatever_the_block_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        // Over one read: blocks smaller than a read, one spanning two reads, and one block
+        // larger than the whole payload.
+        let payload: Vec<u8> = (0..(VERIFY_READ as usize + 5000))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        for shift in [12, 23, 30] {
+            let (file, h, t) = sealed(&path, &payload, shift);
+            assert!(verify_buffer_len(&h) <= VERIFY_READ as usize);
+            verify_payload(&path, &file, &h, &t).unwrap();
+            // A byte changed in the second read is found, in its own block.
+            let at = VERIFY_READ + 100;
+            let mut damaged = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            use std::io::{Seek, SeekFrom};
+            damaged
+                .seek(SeekFrom::Start(HEADER_LEN as u64 + at))
+                .unwrap();
+            damaged.write_all(&[payload[at as usize] ^ 1]).unwrap();
+            match verify_payload(&path, &file, &h, &t) {
+                Err(IndexError::BlockChecksum { block, .. }) => assert_eq!(block, at >> shift),
+                other => panic!("shift {shift}: expected BlockChecksum, got {other:?}"),
+            }
+        }
+        // A small payload gets a buffer of its own size, not of its (1 GiB) block.
+        let (file, h, t) = sealed(&path, &payload[..100], 30);
+        assert_eq!(verify_buffer_len(&h), 100);
+        verify_payload(&path, &file, &h, &t).unwrap();
+        // An empty payload has no block to check.
+        let (file, h, t) = sealed(&path, &[], 30);
+        verify_payload(&path, &file, &h, &t).unwrap();
+    }
 }

@@ -518,10 +518,20 @@ impl Graph {
             if lists.len() != level {
                 return Err(bad(format!("node {row} has {} upper lists", lists.len())));
             }
-            let first = g.upper_first[*row as usize];
+            // `lists.len() == level` above bounds every slot below by the row's own range of
+            // `upper`, but only for a row of the base: a damaged table's row must not index.
+            let first = *g
+                .upper_first
+                .get(*row as usize)
+                .filter(|_| (*row as usize) < nb)
+                .ok_or_else(|| bad(format!("upper-layer node {row} out of range ({nb} nodes)")))?;
             for (l, list) in lists.iter().enumerate() {
                 let at = (first + l) * g.m;
-                for (slot, &v) in g.upper[at..at + g.m].iter_mut().zip(list) {
+                let slots = g
+                    .upper
+                    .get_mut(at..at + g.m)
+                    .ok_or_else(|| bad(format!("node {row}'s upper lists out of range")))?;
+                for (slot, &v) in slots.iter_mut().zip(list) {
                     *slot.get_mut() = v;
                 }
             }

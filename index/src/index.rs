@@ -13,7 +13,8 @@ use crate::dot::{normalize, F16Rows, F32Rows, Isa, Kernel, Plain, RowStore};
 use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
 use crate::format::{
-    id_hex, open_in, read_header, read_small, read_small_file, FileKind, Header, IndexId,
+    id_hex, index_id, open_dir, open_file, open_in, read_header, read_small, FileKind, Header,
+    IndexId,
 };
 use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited, NO_NEIGHBOUR};
 use crate::hnsw_build::BuiltGraph;
@@ -40,8 +41,8 @@ pub enum Verify {
     /// indexes are fully verified at open. The default.
     #[default]
     Small,
-    /// Every block of every file (reads everything once; the same as `open` +
-    /// [`Index::verify`]).
+    /// Every block of every file (reads everything once), the graph's structure, and the
+    /// index id recomputed from the content (the same as `open` + [`Index::verify`]).
     Full,
 }
 
@@ -79,6 +80,8 @@ pub struct Index {
     id: IndexId,
     meta: Meta,
     meta_len: u64,
+    /// The `meta` file opened with the others (re-read by [`Index::verify`]).
+    meta_file: std::fs::File,
     vectors: Protected,
     pairs: Protected,
     pairs_layout: PairsLayout,
@@ -107,7 +110,10 @@ fn prepare_query(q: &[f32], dim: usize) -> Result<Vec<f32>> {
         });
     }
     let mut v = q.to_vec();
-    normalize(&mut v).map_err(|reason| IndexError::InvalidVector { row: 0, reason })?;
+    // Not `InvalidVector`, whose row is a row of the caller's chunk: a query has none, and
+    // "row 0" read as the index's first row.
+    normalize(&mut v)
+        .map_err(|reason| IndexError::InvalidParameter(format!("the query vector: {reason}")))?;
     Ok(v)
 }
 
@@ -182,7 +188,7 @@ impl Index {
     /// cheap way to tell whether `dir` now holds another index than one opened before.
     pub fn read_id(dir: impl AsRef<Path>) -> Result<String> {
         let path = dir.as_ref().join(FileKind::Meta.file_name());
-        let file = std::fs::File::open(&path).map_err(|e| IndexError::io(&path, e))?;
+        let file = open_file(&path)?;
         Ok(id_hex(&read_header(&path, FileKind::Meta, &file)?.id))
     }
 
@@ -193,17 +199,28 @@ impl Index {
         dir: &Path,
         opts: OpenOptions,
     ) -> std::result::Result<Index, (Option<String>, IndexError)> {
-        let handle = std::fs::File::open(dir).map_err(|e| (None, IndexError::io(dir, e)))?;
+        let handle = open_dir(dir).map_err(|e| (None, e))?;
         let meta_path = dir.join(FileKind::Meta.file_name());
-        let (mh, meta) = open_in(&handle, FileKind::Meta, &meta_path)
-            .and_then(|f| read_small(&meta_path, FileKind::Meta, META_LIMIT, f))
-            .and_then(|(mh, buf)| {
+        let (mh, meta, meta_file) = open_in(&handle, FileKind::Meta, &meta_path)
+            .and_then(|f| {
+                let copy = f.try_clone().map_err(|e| IndexError::io(&meta_path, e))?;
+                let (mh, buf) = read_small(&meta_path, FileKind::Meta, META_LIMIT, copy)?;
                 let meta: Meta = meta::decode(&buf, &meta_path)?;
                 meta.validate(&meta_path)?;
-                Ok((mh, meta))
+                Ok((mh, meta, f))
             })
             .map_err(|e| (None, e))?;
-        Self::open_files(dir, &handle, mh, meta, opts).map_err(|e| (Some(id_hex(&mh.id)), e))
+        let index = Self::open_files(dir, &handle, mh, meta, meta_file, opts)
+            .map_err(|e| (Some(id_hex(&mh.id)), e))?;
+        if opts.verify == Verify::Full {
+            // Every block was verified by `open_files`; what `verify` checks beyond them.
+            index
+                .graph_view()
+                .and_then(|g| index.check_graph(&g))
+                .and_then(|()| index.check_id())
+                .map_err(|e| (Some(id_hex(&mh.id)), e))?;
+        }
+        Ok(index)
     }
 
     fn open_files(
@@ -211,6 +228,7 @@ impl Index {
         handle: &std::fs::File,
         mh: Header,
         meta: Meta,
+        meta_file: std::fs::File,
         opts: OpenOptions,
     ) -> Result<Index> {
         let dir = dir.to_path_buf();
@@ -265,6 +283,7 @@ impl Index {
             id: mh.id,
             meta,
             meta_len: mh.file_len(),
+            meta_file,
             vectors,
             pairs,
             pairs_layout,
@@ -286,12 +305,40 @@ impl Index {
         Ok(idx)
     }
 
-    /// Verifies every block of every file now (reads everything once).
+    /// Verifies every block of every file now (reads everything once), checks the graph's
+    /// structure (as `index add` needs it), then recomputes the index id from the content
+    /// ([`index_id`]) and refuses one that is not the id every header carries
+    /// ([`IndexError::IdMismatch`]): a file of another index whose header id was rewritten
+    /// (with its header checksum) passes every check of the file itself.
     pub fn verify(&self) -> Result<()> {
-        let meta_path = self.dir.join(FileKind::Meta.file_name());
-        read_small_file(&meta_path, FileKind::Meta, META_LIMIT)?;
         for f in [&self.vectors, &self.pairs, &self.graph] {
             f.verify_all()?;
+        }
+        self.check_graph(&self.graph_view()?)?;
+        self.check_id()
+    }
+
+    /// Re-reads `meta` (every block) from the file opened with the others, and compares the
+    /// id derived from it and the data files' block tables with the recorded one. The tables
+    /// were read at open and are what the blocks are checked against, so a match ties every
+    /// verified block to the id.
+    fn check_id(&self) -> Result<()> {
+        let meta_path = self.dir.join(FileKind::Meta.file_name());
+        let file = self
+            .meta_file
+            .try_clone()
+            .map_err(|e| IndexError::io(&meta_path, e))?;
+        let (_, meta_bytes) = read_small(&meta_path, FileKind::Meta, META_LIMIT, file)?;
+        let computed = index_id(
+            &meta_bytes,
+            &[self.vectors.table(), self.pairs.table(), self.graph.table()],
+        );
+        if computed != self.id {
+            return Err(IndexError::IdMismatch {
+                dir: self.dir.clone(),
+                recorded: id_hex(&self.id),
+                computed: id_hex(&computed),
+            });
         }
         Ok(())
     }
@@ -359,23 +406,66 @@ impl Index {
         GraphView::guarded(&self.graph, self.graph_layout)
     }
 
+    /// Checks the graph's structure beyond what its checksums and layout vouch for (a file
+    /// edited and re-sealed passes those): the entry point is on the top layer, every
+    /// neighbour id is a row, and the upper-node table lists exactly the nodes of level ≥ 1,
+    /// in ascending order, each with its lists inside the upper-layer section. The search
+    /// skips what is out of range, but the builder of `index add` indexes its own tables by
+    /// these rows (such a table made it panic). Reads every list: for [`Self::verify`] and
+    /// [`Self::graph_parts`], not for every open.
+    fn check_graph(&self, g: &GraphView<'_>) -> Result<()> {
+        let l = g.layout;
+        let n = l.n;
+        let bad = |why: String| IndexError::corrupt(&self.graph.path, why);
+        let max_level = g.levels.iter().copied().max().unwrap_or(0) as usize;
+        let entry_level = g.levels.get(l.entry as usize).copied().unwrap_or(0) as usize;
+        if n > 0 && (l.max_level != max_level || entry_level != max_level) {
+            return Err(bad("the entry point is not on the top layer".into()));
+        }
+        let valid = |v: u32| v == NO_NEIGHBOUR || (v as usize) < n;
+        if !g.layer0.iter().all(|&v| valid(v)) || !g.upper_adj.iter().all(|&v| valid(v)) {
+            return Err(bad("neighbour id out of range".into()));
+        }
+        let lists = g.upper_adj.len() / l.m.max(1);
+        let mut expected = (0..n).filter(|&i| g.levels[i] > 0);
+        for (j, &row) in g.upper_rows.iter().enumerate() {
+            if row as usize >= n {
+                return Err(bad(format!(
+                    "upper-layer node {row} out of range ({n} nodes)"
+                )));
+            }
+            if expected.next() != Some(row as usize) {
+                return Err(bad(format!(
+                    "the upper-layer node table does not list the nodes of level 1 or more \
+                     in ascending order (at node {row})"
+                )));
+            }
+            let level = g.levels[row as usize] as usize;
+            let base = g.upper_base.get(j).copied().unwrap_or(u32::MAX) as usize;
+            if base.saturating_add(level) > lists {
+                return Err(bad(format!(
+                    "node {row}'s upper-layer lists out of range ({lists} lists)"
+                )));
+            }
+        }
+        if let Some(missing) = expected.next() {
+            return Err(bad(format!(
+                "node {missing} has level {} but is missing from the upper-layer node table",
+                g.levels[missing]
+            )));
+        }
+        Ok(())
+    }
+
     /// The whole graph, checked block by block, in the shape the builder takes (for
     /// [`crate::grow`], which inserts new rows into it).
     pub(crate) fn graph_parts(&self) -> Result<BuiltGraph> {
         self.graph.verify_all()?;
         let g = self.graph_view()?;
+        self.check_graph(&g)?;
         let l = g.layout;
-        let n = l.n;
         let bad = |why: &str| IndexError::corrupt(&self.graph.path, why.to_string());
         let levels = g.levels.to_vec();
-        let max_level = levels.iter().copied().max().unwrap_or(0) as usize;
-        if n > 0 && (l.max_level != max_level || levels[l.entry as usize] as usize != max_level) {
-            return Err(bad("the entry point is not on the top layer"));
-        }
-        let valid = |v: u32| v == NO_NEIGHBOUR || (v as usize) < n;
-        if !g.layer0.iter().all(|&v| valid(v)) || !g.upper_adj.iter().all(|&v| valid(v)) {
-            return Err(bad("neighbour id out of range"));
-        }
         let mut upper = Vec::with_capacity(g.upper_rows.len());
         for (j, &row) in g.upper_rows.iter().enumerate() {
             let level = levels.get(row as usize).copied().unwrap_or(0) as usize;
@@ -416,21 +506,38 @@ impl Index {
     }
 
     /// The stored (unit-length) vector of `row`; borrowed from the map for `f32` storage,
-    /// widened into a new buffer for `f16`.
+    /// widened into a new buffer for `f16`. A stored vector that is not finite or is zero
+    /// (the builder never writes one: its checksums were recomputed after an edit) is an
+    /// [`IndexError::Corrupt`] naming the `vectors` file and the row, not a query that fails
+    /// later as "invalid vector at row 0".
     pub fn vector(&self, row: usize) -> Result<Cow<'_, [f32]>> {
         self.check_row(row)?;
         let dim = self.dim();
         self.vectors
             .check(row * self.row_bytes(), (row + 1) * self.row_bytes())?;
         let range = row * dim..(row + 1) * dim;
-        Ok(match self.meta.precision {
+        let v = match self.meta.precision {
             Precision::F32 => Cow::Borrowed(&self.rows_f32()?[range]),
             Precision::F16 => {
                 let mut out = vec![0f32; dim];
                 self.rows_f16()?[range].convert_to_f32_slice(&mut out);
                 Cow::Owned(out)
             }
-        })
+        };
+        let reason = if v.iter().any(|x| !x.is_finite()) {
+            Some("a non-finite component")
+        } else if v.iter().all(|&x| x == 0.0) {
+            Some("a zero vector")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(IndexError::corrupt(
+                &self.vectors.path,
+                format!("the stored vector of row {row} is invalid ({reason})"),
+            ));
+        }
+        Ok(v)
     }
 
     /// The pair stored at `row`.

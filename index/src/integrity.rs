@@ -94,6 +94,12 @@ impl Protected {
         &self.map[HEADER_LEN..HEADER_LEN + self.header.payload_len as usize]
     }
 
+    /// The block table read at open (one CRC32 per block), which every block is checked
+    /// against; part of what the index id is derived from ([`crate::format::index_id`]).
+    pub fn table(&self) -> &[u32] {
+        &self.table
+    }
+
     /// Length of the whole file.
     pub fn file_len(&self) -> u64 {
         self.map.len() as u64

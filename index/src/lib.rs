@@ -41,8 +41,12 @@
 //!   id of its index, a SHA-256 of the `meta` record and the block tables of the data files;
 //!   [`Index::open`] refuses a file whose id is not `meta`'s ([`IndexError::ForeignFile`]), so
 //!   a `vectors`, `pairs` or `graph` file from another index of the same shape is an error.
-//!   The id is derived from content, not drawn at random, so the same build twice gives
-//!   byte-identical files (what the crash-consistency test compares).
+//!   The id is derived from content, not drawn at random, so [`Index::verify`] (`index info
+//!   --verify`) recomputes it and refuses files that were not made together even when their
+//!   header ids were rewritten to match ([`IndexError::IdMismatch`]). The same rows built
+//!   twice with the serial graph builder ([`HnswParams::threads`] = 1) give byte-identical
+//!   files; the default parallel builder's graph, and so the id, may differ between two
+//!   builds.
 //! - **One writer per output** ([`lock`]: `flock` on `.<name>.lock` beside the output, as
 //!   git's `index.lock` and SQLite's locks protect their files; released by the kernel when a
 //!   writer dies, so a killed build never blocks the next). A second writer gets
@@ -93,7 +97,8 @@ pub mod synthetic;
 
 pub use build::{
     discard_partial, input_spool, partial_dir, published_spool, recognise_index, recognise_partial,
-    swap_dirs, ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, Stage,
+    spool_header, spool_mark, swap_dirs, ChunkStats, GraphBuilder, HnswParams, IndexBuilder,
+    Progress, SpoolMark, Stage, SPOOL_MAGIC, SPOOL_VERSION,
 };
 pub use error::{IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};

@@ -348,7 +348,10 @@ pub fn build_index(
 /// [`IndexBuilder::spool_path`]), unless a copy is there already: standard input cannot be
 /// read twice, so a build or add from it spools what it read, and when it is interrupted, the
 /// same command with an empty standard input resumes from the copy ([`spooled_records`]).
-/// Written to `path.tmp`, synced and renamed, so the copy is whole or absent.
+/// Written to `path.tmp`, synced and renamed, so the copy is whole or absent. Its first line
+/// is relbert's mark ([`relbert_index::spool_header`], a comment to the pair reader): a kill
+/// right after publication leaves the copy in the published index, and only a marked one is
+/// taken there for relbert's (a user's `input.spool` went with the index before).
 pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
     write_spool(path, records).map_err(|e| Error::io(path, e))
 }
@@ -362,6 +365,7 @@ fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    w.write_all(relbert_index::spool_header().as_bytes())?;
     for r in records {
         // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
         match &r.label {
@@ -374,12 +378,30 @@ fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
 }
 
 /// The records an interrupted build or add of `out` spooled ([`spool_records`]), if its
-/// partial directory holds a whole copy, or the published index does (a kill came between
-/// publishing and removing the copy: [`relbert_index::input_spool`]).
+/// partial directory holds a whole copy, or the published index holds one with relbert's
+/// mark (a kill came between publishing and removing the copy:
+/// [`relbert_index::input_spool`]). A copy in the partial directory without the mark is an
+/// older relbert's, which wrote none, and is read as it is; a copy of a later spool format
+/// than this relbert's is refused, naming it.
 pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
+    use relbert_index::{SpoolMark, SPOOL_VERSION};
     let path = relbert_index::input_spool(out)?;
     if !path.is_file() {
         return Ok(None);
+    }
+    match relbert_index::spool_mark(&path).map_err(|e| Error::io(&path, e))? {
+        SpoolMark::Marked(v) if v > SPOOL_VERSION => {
+            return Err(Error::Config {
+                path,
+                message: format!(
+                    "a copy of standard input in spool format {v}, written by a newer relbert \
+                     (this one reads format {SPOOL_VERSION}); finish the interrupted run with \
+                     that relbert"
+                ),
+            })
+        }
+        // The mark is a comment line to the pair reader, which skips it.
+        SpoolMark::Marked(_) | SpoolMark::Unmarked | SpoolMark::Cut => {}
     }
     let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
     Ok(Some(crate::pairs::parse_pairs(f, &path)?))
