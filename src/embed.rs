@@ -218,6 +218,7 @@ pub fn screen_long_pairs(
     records: Vec<PairRecord>,
     skip: bool,
 ) -> Result<(Vec<PairRecord>, Vec<PairRecord>)> {
+    warn_unaskable_words(&records);
     let pairs: Vec<(&str, &str)> = records
         .iter()
         .map(|r| (r.head.as_str(), r.tail.as_str()))
@@ -252,6 +253,35 @@ pub fn screen_long_pairs(
         }
     }
     Ok((keep, left))
+}
+
+/// Warns, naming file and line, of records with a word no query can ask
+/// ([`crate::prompt::check_words`]: `relbert query` and `relbert serve` refuse it): over
+/// [`crate::prompt::MAX_WORD_CHARS`] characters, which a BERT tokenizer reads as `[UNK]`, or
+/// holding a control character, which it drops. Such a pair is still encoded as it is, as
+/// `pairs mine` keeps a `--terms` line it warns of; the warning says why its vector is
+/// another word's, and why a query for it is refused.
+pub fn warn_unaskable_words(records: &[PairRecord]) {
+    let max = crate::prompt::MAX_WORD_CHARS;
+    let mut found = records.iter().filter_map(|r| {
+        crate::prompt::check_words(&r.head, &r.tail, max)
+            .err()
+            .map(|e| (r, e))
+    });
+    let Some((first, why)) = found.next() else {
+        return;
+    };
+    let more = found.count();
+    tracing::warn!(
+        "{}: {why}, which relbert query and relbert serve refuse to ask (a BERT tokenizer reads \
+         one word of more than {max} characters as [UNK], and drops control characters); the \
+         pair is encoded as it is{}",
+        first.location(),
+        match more {
+            0 => String::new(),
+            n => format!(" (and {n} more such pair(s))"),
+        }
+    );
 }
 
 /// Embeds `records` in input order into `sink`; unit vectors unless `raw`. Each distinct pair
@@ -309,6 +339,6 @@ pub fn embed_into(
         written += chunk.len();
         progress(written);
     }
-    out.flush().map_err(|e| Error::io(STANDARD_OUTPUT, e))?;
+    out.flush().map_err(crate::output::stdout_error)?;
     Ok(())
 }

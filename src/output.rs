@@ -534,6 +534,25 @@ pub fn sidecar_is_own(array: &Path) -> bool {
     }
 }
 
+/// A failed write to standard output, as an error naming it ([`crate::embed::STANDARD_OUTPUT`]):
+/// a full disk or a closed descriptor under `> file` is reported like a file's failure.
+/// (A reader that went away, `| head`, ends the process quietly by SIGPIPE before any write
+/// returns, as in the Unix tools: the binary restores SIGPIPE's default action.)
+pub fn stdout_error(err: std::io::Error) -> Error {
+    Error::io(crate::embed::STANDARD_OUTPUT, err)
+}
+
+/// Writes `text` and a newline to standard output and flushes it; a failure is
+/// [`stdout_error`]. `println!` panicked on one instead ("failed printing to stdout", exit
+/// status 101) when standard output was a full disk.
+pub fn print_line(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
 /// Writes `value` as pretty JSON with a final newline (model-directory files such as
 /// `training_config.json`, `metrics.json`, `averaged_from.json`).
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

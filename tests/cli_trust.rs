@@ -352,7 +352,7 @@ fn bad_graph_parameters_are_refused_before_encoding() {
 fn an_over_long_pair_is_named_by_line_and_can_be_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let mut text = pairs_text();
-    let long = "supercalifragilistic ".repeat(12);
+    let long = "supercalifragilistic ".repeat(4);
     text.push_str(&format!("{long}\tword\n"));
     let pairs = dir.path().join("pairs.tsv");
     std::fs::write(&pairs, &text).unwrap();
@@ -1229,6 +1229,108 @@ fn relbert_index_with_a_trailing_slash_or_a_dot_keeps_the_index_clean() {
         .arg(&more)
         .assert()
         .success();
+}
+
+/// Found by an audit: an index whose record an older relbert had put inside it
+/// (`RELBERT_INDEX=idx/` wrote `idx/.relbert.json`) stayed refused by `index add`, `index
+/// build --force` and `index rebuild --force` ("holds .relbert.json") until the user removed
+/// the file by hand. relbert's own record of that index is put back beside it (moved, or
+/// removed when the same record is there), with a line on stderr; the tools then go on. A
+/// user's file of that name is still refused and kept, and so is another index's record,
+/// with a message naming the file and what to do.
+#[test]
+fn a_record_an_older_relbert_put_inside_the_index_is_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    let bert = fixture("tiny-bert");
+    default_query_at(dir.path(), idx.as_os_str(), &bert, dir.path()).success();
+    let beside = dir.path().join("idx.relbert.json");
+    let record = std::fs::read(&beside).unwrap();
+    let inside = idx.join(".relbert.json");
+    // The record as relbert would have written it of the index at `idx` now (each run below
+    // publishes an index of another id).
+    let record_now = || {
+        let mut r: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        let source = r["vocabularies"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        let id = relbert_index::Index::open(&idx).unwrap().id();
+        r["vocabularies"] = serde_json::json!({ id: source });
+        serde_json::to_vec_pretty(&r).unwrap()
+    };
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "lion\tcub\n").unwrap();
+    let add = || {
+        relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&more)
+            .assert()
+    };
+    // As the older relbert left it: inside, and nothing beside.
+    std::fs::rename(&beside, &inside).unwrap();
+    let a = add().success();
+    assert!(stderr_of(&a).contains("moved"), "{}", stderr_of(&a));
+    assert!(!inside.exists());
+    assert_eq!(std::fs::read(&beside).unwrap(), record);
+    relbert_index::recognise_index(&idx).unwrap();
+    // The same record inside and beside: the one inside goes (build and rebuild --force).
+    let rebuild = || {
+        relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", "rebuild", "--index"])
+            .arg(&idx)
+            .arg("--out")
+            .arg(&idx)
+            .args(["--force", "--f16"])
+            .assert()
+    };
+    for run in [&rebuild as &dyn Fn() -> assert_cmd::assert::Assert, &|| {
+        relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", "build", "--model"])
+            .arg(&bert)
+            .arg("--pairs")
+            .arg(&more)
+            .arg("--out")
+            .arg(&idx)
+            .arg("--force")
+            .assert()
+    }] {
+        let now = record_now();
+        std::fs::write(&inside, &now).unwrap();
+        std::fs::write(&beside, &now).unwrap();
+        let a = run().success();
+        assert!(stderr_of(&a).contains("removed"), "{}", stderr_of(&a));
+        assert!(!inside.exists());
+        assert_eq!(std::fs::read(&beside).unwrap(), now);
+    }
+    let record = record_now();
+    std::fs::write(&beside, &record).unwrap();
+    // Another index's record inside: refused, naming the file and what to do; nothing moves.
+    std::fs::write(&more, "ocean\tsea\n").unwrap();
+    let mut other: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    other["vocabularies"] = serde_json::json!({"0123": {"dir": "v", "sha256": "00"}});
+    let other = serde_json::to_vec(&other).unwrap();
+    std::fs::write(&inside, &other).unwrap();
+    let err = stderr_of(&add().failure());
+    assert!(
+        err.contains(&inside.display().to_string()) && err.contains("rm "),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&inside).unwrap(), other);
+    assert_eq!(std::fs::read(&beside).unwrap(), record);
+    // A user's file of that name: refused as before, and kept.
+    std::fs::write(&inside, "my notes\n").unwrap();
+    let err = stderr_of(&rebuild().failure());
+    assert!(err.contains(".relbert.json"), "{err}");
+    assert_eq!(std::fs::read(&inside).unwrap(), b"my notes\n");
 }
 
 /// Found by an audit: an empty `RELBERT_INDEX` was read as the working directory, and the

@@ -40,7 +40,7 @@ pub enum IndexCommand {
 pub struct AddArgs {
     /// Index directory to grow (replaced in one atomic exchange by the grown index; grown in
     /// DIR.partial/).
-    #[arg(long, value_parser = super::output_dir)]
+    #[arg(long, value_parser = super::grown_index_dir)]
     index: PathBuf,
     /// Pair file(s), `-` for standard input: head<TAB>tail[<TAB>label] per line. Pairs the
     /// index holds, and repeats, are left out.
@@ -76,7 +76,7 @@ pub struct AddArgs {
 #[derive(Args, Debug)]
 pub struct RebuildArgs {
     /// Source index directory.
-    #[arg(long)]
+    #[arg(long, value_parser = super::index_dir)]
     index: PathBuf,
     /// Output index directory (may be the source itself, with --force; built in DIR.partial/,
     /// renamed at the end).
@@ -144,6 +144,7 @@ pub struct BuildArgs {
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Index directory.
+    #[arg(value_parser = super::index_dir)]
     dir: PathBuf,
     /// Also verify every checksum (reads every file once).
     #[arg(long)]
@@ -242,7 +243,8 @@ pub fn screen(
 }
 
 /// Refuses an existing `out` before any work: without `force` always, with `force` unless it
-/// is an index relbert wrote.
+/// is an index relbert wrote (once a default index's record an older relbert put inside it is
+/// back beside it: [`heal_record`]).
 pub fn check_index_out(out: &Path, force: bool) -> Result<()> {
     if std::fs::symlink_metadata(out).is_ok() {
         anyhow::ensure!(
@@ -250,9 +252,69 @@ pub fn check_index_out(out: &Path, force: bool) -> Result<()> {
             "{} exists; pass --force to replace it",
             out.display()
         );
+        heal_record(out)?;
         relbert_index::recognise_index(out)?;
     }
     Ok(())
+}
+
+/// Puts beside the index at `dir` the default index's record that an older relbert wrote
+/// inside it ([`relbert::defaults::heal_misplaced_record`], which logs what it did), so the
+/// index is recognised as relbert's again; an error naming the file and what to do when it
+/// cannot prove the file its own record of this index.
+fn heal_record(dir: &Path) -> Result<()> {
+    relbert::defaults::heal_misplaced_record(dir)
+        .map(drop)
+        .with_context(|| format!("{} holds a record relbert cannot put right", dir.display()))
+}
+
+/// Why pairs new to the index at `idx` could not be encoded with the model it records, when
+/// they could not: the model is gone (moved or removed), or the directory holds other weights,
+/// tokenizer or config now. Checked without loading the model (its identity from the files,
+/// as [`relbert::RelationEncoder::identity`] computes it), for an add that had nothing to
+/// encode: it succeeded without the model, as a query of a stored pair does, while an add of
+/// new pairs fails on the same index; this says so before that add.
+fn recorded_model_problem(idx: &Index, place: &Path) -> Option<String> {
+    let built = &idx.meta().encoder;
+    let short = |s: &str| s.chars().take(12).collect::<String>();
+    let advice = format!(
+        "nothing needed encoding this time, but adding pairs it does not hold will need the \
+         model it was built with (weights sha256 {}): pass --model DIR, or set \
+         RELBERT_MODEL=DIR",
+        short(&built.weights_sha256)
+    );
+    let dir = match relbert::query::recorded_model(built, place) {
+        Ok(dir) => dir,
+        Err(_) => {
+            return Some(format!(
+                "{} records its model at {}, which is not there (moved or removed); {advice}",
+                place.display(),
+                built.model
+            ))
+        }
+    };
+    let sha = relbert::encoder::Encoder::weights_sha256(&dir.join("model.safetensors"));
+    let files = relbert::config::function_files_digest_of(&dir);
+    let why = match (sha, files) {
+        (Err(e), _) | (_, Err(e)) => format!("it cannot be read ({e})"),
+        (Ok(sha), _) if sha != built.weights_sha256 => format!(
+            "it holds other weights now (sha256 {}, not {})",
+            short(&sha),
+            short(&built.weights_sha256)
+        ),
+        (_, Ok(files)) => match relbert::indexing::files_digest(built) {
+            Some(recorded) if recorded != files => format!(
+                "its tokenizer.json or config.json changed (tokenizer/config {files}, not \
+                 {recorded})"
+            ),
+            _ => return None,
+        },
+    };
+    Some(format!(
+        "{} records its model at {}, and {why}; {advice}",
+        place.display(),
+        dir.display()
+    ))
 }
 
 /// Shows `n` rows encoded on `pb`; the first report (`started` not yet set) is where a
@@ -358,7 +420,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             let sizes = idx.disk_sizes();
             if a.json {
                 let doc = relbert::indexing::info_json(&idx, &a.dir, open_ms, a.verify);
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                relbert::output::print_line(&serde_json::to_string_pretty(&doc)?)?;
             } else {
                 let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
                 let rows = [
@@ -405,9 +467,8 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                         },
                     ),
                 ];
-                for (k, v) in rows {
-                    println!("{k:<18} {v}");
-                }
+                let table: Vec<String> = rows.iter().map(|(k, v)| format!("{k:<18} {v}")).collect();
+                relbert::output::print_line(&table.join("\n"))?;
             }
             Ok(())
         }
@@ -570,20 +631,32 @@ fn add(mut a: AddArgs) -> Result<()> {
     };
     if found.records.is_empty() {
         // A copy of standard input that an add killed right after publishing left in the
-        // index (its pairs are all in now: that is why nothing is new).
+        // index (its pairs are all in now: that is why nothing is new). Only relbert's own,
+        // marked copy: a user's file of that name stays.
         let published_spool = relbert_index::published_spool(&a.index);
-        if !spool && published_spool.is_file() {
+        let own = matches!(
+            relbert_index::spool_mark(&published_spool),
+            Ok(relbert_index::SpoolMark::Marked(_))
+        );
+        if !spool && own {
             std::fs::remove_file(&published_spool)
                 .with_context(|| format!("removing {}", published_spool.display()))?;
         }
+        // The model given was checked above; the one recorded is checked here, so a moved
+        // model is said now rather than by the next add that has pairs to encode.
+        if !given {
+            if let Some(problem) = recorded_model_problem(&idx, &a.index) {
+                tracing::warn!("{problem}");
+            }
+        }
         if a.json {
-            println!("{}", summary(0, idx.count() as u64));
+            relbert::output::print_line(&summary(0, idx.count() as u64).to_string())?;
         } else {
-            println!(
+            relbert::output::print_line(&format!(
                 "nothing to add: all {total} pairs read are already in {} ({} pairs); the index is unchanged",
                 a.index.display(),
                 idx.count()
-            );
+            ))?;
         }
         return Ok(());
     }
@@ -625,9 +698,9 @@ fn add(mut a: AddArgs) -> Result<()> {
         doc["encode_secs"] = serde_json::json!(report.encode_secs);
         doc["graph_secs"] = serde_json::json!(report.graph_secs);
         doc["resumed_rows"] = serde_json::json!(report.resumed_rows);
-        println!("{doc}");
+        relbert::output::print_line(&doc.to_string())?;
     } else {
-        println!(
+        relbert::output::print_line(&format!(
             "added {added} pairs to {} ({} → {} pairs; {} already there, {} repeated); \
              encoding {:.1}s, graph {:.1}s",
             a.index.display(),
@@ -637,7 +710,7 @@ fn add(mut a: AddArgs) -> Result<()> {
             found.repeated,
             report.encode_secs,
             report.graph_secs
-        );
+        ))?;
     }
     Ok(())
 }
@@ -664,7 +737,12 @@ pub(crate) fn opening(dir: &Path) -> String {
             dir.display(),
             partial.display()
         )
-    } else if dir.is_dir() {
+    } else if dir.is_dir()
+        && matches!(
+            std::fs::symlink_metadata(dir.join("meta")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        )
+    {
         format!(
             "opening {}: it is not a relbert index (it has no meta file); give the directory \
              an `index build` wrote",
@@ -679,11 +757,11 @@ pub(crate) fn opening(dir: &Path) -> String {
 /// than the index's: the grown index replaces the whole directory, so relbert leaves it as
 /// it is (the index crate's refusal speaks of `--force`, which `index add` does not have).
 fn check_add_target(dir: &Path) -> Result<()> {
+    heal_record(dir)?;
     match relbert_index::recognise_index(dir) {
         Err(relbert_index::IndexError::NotOurs { why, .. }) => anyhow::bail!(
-            "{} is not only an index: {why}, which is not an index file; `index add` replaces \
-             the whole directory with the grown index, so it leaves it as it is: move that out \
-             of {} and run the add again",
+            "{} is not only an index: {why}; `index add` replaces the whole directory with the \
+             grown index, so it leaves it as it is: move that out of {} and run the add again",
             dir.display(),
             dir.display()
         ),

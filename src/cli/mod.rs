@@ -224,6 +224,31 @@ pub(crate) fn output_dir(s: &str) -> std::result::Result<PathBuf, String> {
     }
 }
 
+/// Why `-` is no index directory: it read as a directory called `-` (an index never comes
+/// from standard input nor goes to standard output).
+const DASH_INDEX: &str = "`-` names no index: an index is a directory, never standard input or \
+                          output; give the directory's name (./- for one called -)";
+
+/// An index directory a command reads (`query --index`, `index info DIR`, `index rebuild
+/// --index`, `index export --index`, `serve --index`): `-` and an empty path are refused
+/// ([`DASH_INDEX`]); only `index add` and `index build --out` refused them before, and the
+/// others looked for a directory called `-`.
+pub(crate) fn index_dir(s: &str) -> std::result::Result<PathBuf, String> {
+    match s {
+        "-" => Err(DASH_INDEX.into()),
+        "" => Err("an empty path names no index directory".into()),
+        _ => Ok(PathBuf::from(s)),
+    }
+}
+
+/// An index directory a command grows in place (`index add --index`): [`index_dir`]'s
+/// refusals, in its words (not [`output_dir`]'s, which speak of standard output), then
+/// [`output_dir`]'s, as the grown index replaces the directory by a rename beside it.
+pub(crate) fn grown_index_dir(s: &str) -> std::result::Result<PathBuf, String> {
+    index_dir(s)?;
+    output_dir(s)
+}
+
 /// Refuses a path under something that exists and is not a directory (`notes.txt/x.npy`),
 /// which failed only when the output was created, as a bare "File exists" or "Not a
 /// directory" naming the file but not the flag.
@@ -285,6 +310,15 @@ mod path_tests {
         for bad in ["x.npy/", "x.npy/.", "a/..", "/", "."] {
             assert!(output_file(bad).is_err(), "{bad:?}");
         }
+        // An index read or grown: `-` in words about an index, not standard output.
+        for parse in [index_dir, grown_index_dir] {
+            let err = parse("-").unwrap_err();
+            assert!(err.contains("names no index") && !err.contains("(standard output)"));
+            assert!(parse("").is_err());
+            assert_eq!(parse("./-").unwrap(), PathBuf::from("./-"));
+        }
+        assert_eq!(grown_index_dir("idx/").unwrap(), PathBuf::from("idx"));
+        assert!(grown_index_dir("..").is_err());
         // Under a file, or a directory itself: named up front.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("notes.txt");

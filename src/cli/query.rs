@@ -11,7 +11,7 @@ use relbert::query::{QueryEngine, QueryHit, QueryOptions, Source};
 use relbert::relation::EncoderIdentity;
 use relbert_index::{EncoderInfo, HnswParams};
 
-use super::index::{build_with_progress, read_all, screen};
+use super::index::{build_with_progress, read_all};
 use super::ModelArgs;
 
 /// Arguments of `relbert query`.
@@ -19,7 +19,7 @@ use super::ModelArgs;
 pub struct QueryArgs {
     /// Index directory (default: $RELBERT_INDEX or indexes/default, built from the bundled
     /// vocabulary on first use).
-    #[arg(long)]
+    #[arg(long, value_parser = super::index_dir)]
     index: Option<PathBuf>,
     /// Query this Qdrant collection instead of a local index (written by `relbert index
     /// export --qdrant`).
@@ -320,7 +320,16 @@ fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Resu
     };
     let empty = match default_place(&dir)? {
         Place::Empty => true,
-        Place::Index | Place::Missing => false,
+        Place::Index => {
+            // An older relbert put the record inside the index (`RELBERT_INDEX=idx/`); put
+            // back beside it, the index tools take the index again, and what it recorded is
+            // used. One that cannot be put right only stays where it is.
+            if let Err(e) = relbert::defaults::heal_misplaced_record(&dir) {
+                tracing::warn!("{e}");
+            }
+            false
+        }
+        Place::Missing => false,
     };
     // `.stale` appended to the whole name: with_extension replaced an extension, so
     // `cache.v1` and `cache.v2` shared one place aside, and `cache.stale` was its own.
@@ -511,6 +520,9 @@ fn ensure_with(
             ),
         }
     };
+    // Before anything is read or loaded: a second query started while the first builds
+    // said it was building too, loaded the model, and only then met the build's lock.
+    refuse_while_building(dir)?;
     eprintln!(
         "Building the default index at {} from {} vocabulary file(s) in {} with the default \
          model at {} (once per default model and vocabulary; an interrupted build resumes).",
@@ -526,8 +538,28 @@ fn ensure_with(
         ..ModelArgs::defaults()
     }
     .load(false)?;
-    // The bundled vocabulary fits the prompt limit; a user's $RELBERT_VOCAB may not.
-    let records = screen(&encoder, records, true)?;
+    // The bundled vocabulary fits the prompt limit; a user's $RELBERT_VOCAB may not. Said in
+    // the words of a query, which has no --skip-long (the flag `screen` names).
+    let (records, left) = relbert::embed::screen_long_pairs(&encoder, records, true)?;
+    if !left.is_empty() {
+        let shown: Vec<String> = left.iter().take(5).map(|r| r.location()).collect();
+        tracing::warn!(
+            "the default index leaves out {} vocabulary pair(s) whose prompt is too long for \
+             the default model: {}{}",
+            left.len(),
+            shown.join(", "),
+            if left.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    anyhow::ensure!(
+        !records.is_empty(),
+        "no pair of the default vocabulary in {} fits the default model's prompt limit",
+        source.dir
+    );
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -557,13 +589,91 @@ fn ensure_with(
         spool: false,
         graph_while_encoding: GraphWhileEncoding::Auto,
     };
-    build_with_progress(&encoder, &records, dir, &opts)?;
+    let note = super::interrupt::InterruptNote::install();
+    if let Err(e) = build_with_progress(&encoder, &records, dir, &opts) {
+        // The default index is relbert's own, and so is its partial build: one started for
+        // another default model, vocabulary or number format is discarded, not kept for a
+        // rerun "with the original input", which blocked every query once the model, the
+        // vocabulary or --dtype had changed.
+        let Some(what) = partial_mismatch(&e) else {
+            return Err(e);
+        };
+        // Only in relbert's own place (`indexes/default`): at `$RELBERT_INDEX` the partial
+        // build may be the user's own interrupted `index build --out` (for `--pairs -`, its
+        // spool is the only copy of what it read), which is not relbert's to throw away.
+        if !check.own_place {
+            return Err(e.context(format!(
+                "{} holds an interrupted build of another {what}: if it is an interrupted \
+                 default-index build, remove it and query again; if it is your own `relbert \
+                 index build`, finish that first",
+                relbert_index::partial_dir(dir)?.display()
+            )));
+        }
+        eprintln!(
+            "The interrupted build of the default index in {} was started with a \
+                 different {what}; it is discarded and the build starts over.",
+            relbert_index::partial_dir(dir)?.display()
+        );
+        relbert_index::discard_partial(dir)
+            .with_context(|| format!("discarding the interrupted build of {}", dir.display()))?;
+        build_with_progress(&encoder, &records, dir, &opts)?;
+    }
+    drop(note);
     // The source was taken before the files were read: were they changed since, the next
     // query finds the index stale and builds it again, instead of trusting it.
     let built = open_headers(dir).with_context(|| format!("opening {}", dir.display()))?;
     check.record.vocabularies.insert(built.id(), source);
     check.dirty = true;
     Ok(())
+}
+
+/// What differs, when `e` is the refusal to resume a partial build started for other input
+/// ([`relbert_index::IndexError::PartialMismatch`]).
+fn partial_mismatch(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| {
+        // The library's error holds the index's transparently: not a link of the chain.
+        let index = match c.downcast_ref::<relbert::Error>() {
+            Some(relbert::Error::Index(i)) => Some(i),
+            _ => c.downcast_ref::<relbert_index::IndexError>(),
+        };
+        match index {
+            Some(relbert_index::IndexError::PartialMismatch { what, .. }) => Some(what.to_string()),
+            // A checkpoint an older relbert wrote, or damaged files: not resumable either.
+            Some(relbert_index::IndexError::PartialDamaged { .. }) => {
+                Some("checkpoint (older or damaged)".to_string())
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Refuses, naming it, while another process builds the default index at `dir` (holds its
+/// writer lock, [`relbert_index::OutputLock`]). The lock is taken and let go at once: the
+/// build takes it again, and a process that starts in between is refused there.
+fn refuse_while_building(dir: &Path) -> Result<()> {
+    match relbert_index::OutputLock::acquire(dir) {
+        Ok(lock) => {
+            drop(lock);
+            Ok(())
+        }
+        Err(relbert_index::IndexError::Locked { holder, .. }) => {
+            // The holder's note reads `pid N: command (since …)`.
+            let who = match holder
+                .strip_prefix("pid ")
+                .and_then(|rest| rest.split(':').next())
+            {
+                Some(pid) => format!("another relbert (pid {pid})"),
+                None => format!("another relbert ({holder})"),
+            };
+            anyhow::bail!(
+                "{who} is building the default index at {}; wait for it to finish and run the \
+                 query again",
+                dir.display()
+            )
+        }
+        // Anything else (a place that cannot be written) is the build's to report.
+        Err(_) => Ok(()),
+    }
 }
 
 /// `e`, from encoding a pair for the store `engine` queries, with what to do about it
@@ -612,11 +722,12 @@ pub(super) fn explain_model_error(
 /// its error.
 fn why_not_a_pair(line: &str) -> String {
     let line = line.trim_end_matches(['\r', '\n']);
-    let blank = format!("a word of {line:?} is empty, or only invisible characters");
+    let shown = quoted(line);
+    let blank = format!("a word of {shown} is empty, or only invisible characters");
     if line.contains('\t') {
         let fields = line.split('\t').count();
         return if fields > 3 {
-            format!("{line:?} has {fields} tab-separated fields, more than a<TAB>b<TAB>label")
+            format!("{shown} has {fields} tab-separated fields, more than a<TAB>b<TAB>label")
         } else {
             blank
         };
@@ -624,7 +735,7 @@ fn why_not_a_pair(line: &str) -> String {
     let colons = line.matches(':').count();
     if colons > 1 {
         return format!(
-            "{line:?} has too many parts: {} separated by ':' (a word holding ':' goes in \
+            "{shown} has too many parts: {} separated by ':' (a word holding ':' goes in \
              a<TAB>b)",
             colons + 1
         );
@@ -632,21 +743,96 @@ fn why_not_a_pair(line: &str) -> String {
     match line.split_whitespace().count() {
         _ if colons == 1 => blank,
         0 => "the pair is empty".to_string(),
-        1 => format!("{line:?} is one word"),
+        1 => format!("{shown} is one word"),
         2 => blank,
-        n => format!("{line:?} has {n} words; give a pair of multi-word terms as a:b or a<TAB>b"),
+        n => format!("{shown} has {n} words; give a pair of multi-word terms as a:b or a<TAB>b"),
     }
 }
 
-fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
+/// The most characters of the input an error message quotes ([`quoted`]).
+const QUOTED_CHARS: usize = 80;
+
+/// `text` quoted for a message, cut after [`QUOTED_CHARS`] characters (marked `…`): an error
+/// quoted a whole line, up to three times, so a 1 MB line made a 3 MB message.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => format!("{:?}…", &text[..at]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// `text` cut after [`QUOTED_CHARS`] characters (marked `…`), unquoted.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The longest query line read, in bytes: far above any pair a query may ask (two words of
+/// at most [`relbert::prompt::MAX_WORD_CHARS`] characters, a label), far below what
+/// made a query stream slow and large: a 10 MB line was read whole, then split and quoted,
+/// for 53 s and 2.3 GB before its refusal. The rest of a longer line is skipped unread.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Reads one line of `input` into `buf` (cleared first), through its `\n`, keeping at most
+/// `cap` bytes of it: the rest is consumed without being kept. Returns the line's whole
+/// length in bytes, 0 at the end of the input; a length above `buf.len()` is a line cut at
+/// the cap.
+fn read_capped_line(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<usize> {
+    buf.clear();
+    let mut total = 0;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (used, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let room = cap.saturating_sub(buf.len()).min(used);
+        buf.extend_from_slice(&available[..room]);
+        input.consume(used);
+        total += used;
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+/// Refuses a query pair whose words no query answers ([`relbert::prompt::check_words`], the
+/// check `relbert serve` makes): over [`relbert::prompt::MAX_WORD_CHARS`] characters, which
+/// a BERT tokenizer reads as `[UNK]` (a 150-letter word was answered as `[UNK]` is), or
+/// holding a control character, which it drops (`dog\x01` was answered as `dog`).
+fn check_query_words(x: &str, y: &str) -> Result<()> {
+    relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", quoted(e.word())))
+}
+
+/// Writes one answer as a table to `out` (standard output, whose failure the caller names).
+fn print_table(
+    out: &mut impl Write,
+    a: &str,
+    b: &str,
+    hits: &[QueryHit],
+    source: Source,
+) -> std::io::Result<()> {
     let from = match source {
         Source::Index => "in the index",
         Source::Encoded => "encoded",
     };
-    println!("{a} : {b}  ({from})");
+    writeln!(out, "{a} : {b}  ({from})")?;
     if hits.is_empty() {
-        println!("  (no results)");
-        return;
+        return writeln!(out, "  (no results)");
     }
     // Padded by the columns a terminal gives each character (wide CJK and emoji take two,
     // combining marks none), not by characters, so the scores line up.
@@ -656,21 +842,30 @@ fn print_table(a: &str, b: &str, hits: &[QueryHit], source: Source) {
         .map(|h| format!("{} : {}", h.pair[0], h.pair[1]))
         .collect();
     let w = pairs.iter().map(|p| p.width()).max().unwrap_or(4).max(4);
-    println!("  {:>3}  {:<w$}  {:>6}  label", "#", "pair", "score");
+    writeln!(out, "  {:>3}  {:<w$}  {:>6}  label", "#", "pair", "score")?;
     for (i, (h, pair)) in hits.iter().zip(&pairs).enumerate() {
         let pad = " ".repeat(w - pair.width());
-        println!(
+        writeln!(
+            out,
             "  {:>3}  {pair}{pad}  {:>6.3}  {}",
             i + 1,
             h.score,
             h.label.as_deref().unwrap_or("")
-        );
+        )?;
     }
+    Ok(())
 }
 
 pub fn run(a: QueryArgs) -> Result<()> {
     // Checked before any work, so a bad --device is reported as such, not after a build.
     let device = relbert::device::parse_device(&a.device)?;
+    // A --model given is checked now, naming the flag: it was loaded only for a pair the
+    // index lacks, so a wrong one answered stored pairs (exit 0) and failed each other line
+    // of a stream with its own missing file. A model the index records is still looked for
+    // only when a pair needs it.
+    if let Some(m) = &a.model {
+        relbert::config::ModelFiles::in_dir(m).context("invalid value for --model")?;
+    }
     // As a query line on standard input is read: spaces around a word are not part of it,
     // and an empty word is no word.
     let one: Option<(String, String)> = match a.pair.as_slice() {
@@ -703,6 +898,20 @@ pub fn run(a: QueryArgs) -> Result<()> {
         }
         _ => None,
     };
+    // Checked before the index is opened (or the default one built); a line that reads two
+    // ways is refused only when neither reading can be asked (the store's is checked below).
+    if let Some((x, y)) = pair {
+        let readings = match a.pair.as_slice() {
+            [line] => relbert::query::query_line_readings(line),
+            _ => Vec::new(),
+        };
+        if readings
+            .iter()
+            .all(|(x, y)| check_query_words(x, y).is_err())
+        {
+            check_query_words(x, y).context("invalid value for [A B]")?;
+        }
+    }
     let mut engine = match &a.collection {
         Some(collection) => {
             let urls = super::export::qdrant_urls(a.qdrant.as_deref())?;
@@ -749,15 +958,20 @@ pub fn run(a: QueryArgs) -> Result<()> {
     };
     let model_given = a.model.is_some();
     if let Some((x, y)) = pair {
+        // The reading the store holds may have other words than the first (checked above).
+        check_query_words(x, y).context("invalid value for [A B]")?;
         let (hits, source) = engine
             .query(x, y, &opts)
             .map_err(|e| explained(e, &engine, model_given))?;
+        let mut out = std::io::stdout().lock();
         if a.json {
             let doc = serde_json::json!({"query": [x, y], "source": source, "results": hits});
-            println!("{doc}");
+            writeln!(out, "{doc}")
         } else {
-            print_table(x, y, &hits, source);
+            print_table(&mut out, x, y, &hits, source)
         }
+        .and_then(|()| out.flush())
+        .map_err(relbert::output::stdout_error)?;
         return Ok(());
     }
 
@@ -770,27 +984,33 @@ pub fn run(a: QueryArgs) -> Result<()> {
     if interactive {
         eprintln!("A is to B as ? is to ?  Type a pair (a b, a:b or a<TAB>b); Ctrl-D to quit.");
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::stdout().lock();
     let mut input = stdin.lock();
     let mut buf = Vec::new();
     let mut lineno = 0usize;
     // Lines asked and lines that could not be answered, for the exit status.
     let (mut asked, mut failed) = (0usize, 0usize);
+    // A failed write is an error naming standard output (a full disk under `> file`), not a
+    // panic; a reader gone (`| head`) ends the process by SIGPIPE, quietly.
+    let put = relbert::output::stdout_error;
     loop {
         if interactive {
             eprint!("> ");
             std::io::stderr().flush().ok();
         }
-        buf.clear();
-        if input
-            .read_until(b'\n', &mut buf)
-            .context("reading standard input")?
-            == 0
-        {
+        let read = read_capped_line(&mut input, &mut buf, MAX_LINE_BYTES)
+            .context("reading standard input")?;
+        if read == 0 {
             break;
         }
+        let cut = read > buf.len();
         lineno += 1;
+        // A byte-order mark (editors on Windows write one) is not part of the first word,
+        // as in the pair files `index build` and `embed` read: the first pair was encoded
+        // with it instead of found, and kept as a result of itself.
+        if lineno == 1 && buf.starts_with(b"\xef\xbb\xbf") {
+            buf.drain(..3);
+        }
         // A long-running stream follows the index: after an `index add` (or a rebuild)
         // publishes, the next line is answered from the new index.
         match engine.refresh() {
@@ -811,6 +1031,14 @@ pub fn run(a: QueryArgs) -> Result<()> {
             ),
         }
         let record = match std::str::from_utf8(&buf) {
+            _ if cut => Err((
+                None,
+                shortened(&String::from_utf8_lossy(&buf)),
+                format!(
+                    "longer than {MAX_LINE_BYTES} bytes ({read} bytes), far more than a pair \
+                     of words; the rest of the line was skipped"
+                ),
+            )),
             Err(_) => Err((
                 None,
                 String::from_utf8_lossy(&buf).trim_end().to_string(),
@@ -830,19 +1058,24 @@ pub fn run(a: QueryArgs) -> Result<()> {
                             out,
                             "{}",
                             serde_json::json!({"line": lineno, "skipped": what})
-                        )?;
-                        out.flush()?;
+                        )
+                        .and_then(|()| out.flush())
+                        .map_err(put)?;
                     }
                     continue;
                 }
                 match engine.read_query_line(line) {
                     Err(e) => Err((None, line.to_string(), format!("{e:#}"))),
-                    Ok(Some((x, y))) => match engine.query(&x, &y, &opts) {
-                        Ok(r) => Ok((x, y, r)),
-                        Err(e) => {
-                            let e = explained(e, &engine, model_given);
-                            Err((Some([x, y]), line.to_string(), format!("{e:#}")))
-                        }
+                    Ok(Some((x, y))) => match check_query_words(&x, &y) {
+                        // Not asked: `query` stays null, as for a line that is no pair.
+                        Err(e) => Err((None, line.to_string(), format!("{e:#}"))),
+                        Ok(()) => match engine.query(&x, &y, &opts) {
+                            Ok(r) => Ok((x, y, r)),
+                            Err(e) => {
+                                let e = explained(e, &engine, model_given);
+                                Err((Some([x, y]), line.to_string(), format!("{e:#}")))
+                            }
+                        },
                     },
                     Ok(None) => Err((
                         None,
@@ -861,21 +1094,21 @@ pub fn run(a: QueryArgs) -> Result<()> {
             Ok((x, y, (hits, source))) => {
                 if a.json {
                     let doc = serde_json::json!({"line": lineno, "query": [x, y], "source": source, "results": hits});
-                    writeln!(out, "{doc}")?;
+                    writeln!(out, "{doc}").map_err(put)?;
                 } else {
-                    print_table(&x, &y, &hits, source);
+                    print_table(&mut out, &x, &y, &hits, source).map_err(put)?;
                 }
             }
             Err((pair, raw, msg)) => {
                 if a.json {
                     let doc = serde_json::json!({"line": lineno, "query": pair, "input": raw, "error": msg});
-                    writeln!(out, "{doc}")?;
+                    writeln!(out, "{doc}").map_err(put)?;
                 } else {
                     eprintln!("error: line {lineno}: {msg}");
                 }
             }
         }
-        out.flush()?;
+        out.flush().map_err(put)?;
     }
     // Every line got its answer or its error above; the status tells a script whether all
     // were answered.

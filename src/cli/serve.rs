@@ -12,7 +12,7 @@ use relbert::serve::{Backend, BatchConfig, Limits, ServeOptions};
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Index directory (default: $RELBERT_INDEX or indexes/default).
-    #[arg(long)]
+    #[arg(long, value_parser = super::index_dir)]
     index: Option<PathBuf>,
     /// Serve this Qdrant collection instead of a local index (written by `relbert index
     /// export --qdrant`); the same endpoints and answers.
@@ -85,8 +85,14 @@ pub fn run(a: ServeArgs) -> Result<()> {
                     dir
                 }
             };
+            // Only a missing meta is "no index"; a meta that is something else (a directory,
+            // a pipe, a loop) is named by the open's own error.
+            let missing = matches!(
+                std::fs::symlink_metadata(index.join("meta")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            );
             anyhow::ensure!(
-                index.join("meta").is_file(),
+                !missing,
                 "no index at {} (build one with relbert index build, or run relbert query \
                  once to build the default index)",
                 index.display()

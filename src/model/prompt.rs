@@ -63,6 +63,79 @@ fn fill(text: &str, head: &str, tail: &str, mask_token: &str) -> String {
         .replace("<mask>", mask_token)
 }
 
+/// The most characters a query's word may have between spaces: a BERT WordPiece tokenizer
+/// reads a single word of more than 100 characters as `[UNK]`, so a longer one is refused
+/// rather than answered as the unknown token. A term of several words (`new york`) is checked
+/// word by word, as the tokenizer reads it: `pairs mine --terms` keeps terms of several
+/// words each up to 64 characters, which a limit on the whole term would make unaskable. `relbert query` checks it, and so
+/// does `relbert serve` by default (its `max_word_chars`).
+pub const MAX_WORD_CHARS: usize = 100;
+
+/// Why a word of a query pair cannot be asked ([`check_words`]). The messages are the ones
+/// `relbert serve` answers with; `word` is the word concerned, for a caller that names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WordProblem {
+    /// Empty, or only characters a tokenizer drops ([`crate::pairs::blank_word`]).
+    #[error("a word is empty (or only invisible characters)")]
+    Blank {
+        /// The word.
+        word: String,
+    },
+    /// More characters than the limit.
+    #[error("a word is longer than {max} characters")]
+    TooLong {
+        /// The word.
+        word: String,
+        /// The limit it is over.
+        max: usize,
+    },
+    /// A control character (a tab, a newline, `\x01`): a tokenizer drops it, and the word
+    /// would be asked as another one.
+    #[error("words may not contain control characters (tabs, newlines)")]
+    Control {
+        /// The word.
+        word: String,
+    },
+}
+
+impl WordProblem {
+    /// The word concerned.
+    pub fn word(&self) -> &str {
+        match self {
+            WordProblem::Blank { word }
+            | WordProblem::TooLong { word, .. }
+            | WordProblem::Control { word } => word,
+        }
+    }
+}
+
+/// Checks the two words of a query pair: neither blank, longer than `max_chars` characters
+/// ([`MAX_WORD_CHARS`] unless a server is configured otherwise) or holding a control
+/// character. The one check `relbert query` and `relbert serve` share, so that a word one
+/// refuses the other does not answer as something else.
+pub fn check_words(
+    head: &str,
+    tail: &str,
+    max_chars: usize,
+) -> std::result::Result<(), WordProblem> {
+    for w in [head, tail] {
+        let word = || w.to_string();
+        if crate::pairs::blank_word(w) {
+            return Err(WordProblem::Blank { word: word() });
+        }
+        if w.split_whitespace().any(|p| p.chars().count() > max_chars) {
+            return Err(WordProblem::TooLong {
+                word: word(),
+                max: max_chars,
+            });
+        }
+        if w.chars().any(char::is_control) {
+            return Err(WordProblem::Control { word: word() });
+        }
+    }
+    Ok(())
+}
+
 impl Default for Template {
     fn default() -> Self {
         Template(DEFAULT_TEMPLATE.to_string())
@@ -90,6 +163,37 @@ mod tests {
             t.fill("paris", "france", "[MASK]"),
             "I wasn\u{2019}t aware of this relationship, but I just read in the encyclopedia that paris is the [MASK] of france"
         );
+    }
+
+    #[test]
+    fn query_words_are_checked_as_serve_checks_them() {
+        let long = "a".repeat(MAX_WORD_CHARS + 1);
+        assert_eq!(check_words("paris", "france", MAX_WORD_CHARS), Ok(()));
+        assert_eq!(
+            check_words(&"a".repeat(MAX_WORD_CHARS), "b", MAX_WORD_CHARS),
+            Ok(())
+        );
+        let e = check_words("cat", &long, MAX_WORD_CHARS).unwrap_err();
+        assert_eq!(e.to_string(), "a word is longer than 100 characters");
+        assert_eq!(e.word(), long);
+        let e = check_words("dog\u{1}", "cat", MAX_WORD_CHARS).unwrap_err();
+        assert!(matches!(e, WordProblem::Control { .. }), "{e:?}");
+        let e = check_words("dog", "\u{200b}", MAX_WORD_CHARS).unwrap_err();
+        assert!(matches!(e, WordProblem::Blank { .. }), "{e:?}");
+    }
+
+    /// The limit is per word between spaces, as the tokenizer reads it: a long term of short
+    /// words can be asked (a review found the whole term was measured).
+    #[test]
+    fn the_word_limit_is_per_word_of_a_term() {
+        let term = ["alpha"; 30].join(" ");
+        assert!(term.chars().count() > MAX_WORD_CHARS);
+        assert_eq!(check_words(&term, "x", MAX_WORD_CHARS), Ok(()));
+        let long = "a".repeat(MAX_WORD_CHARS + 1);
+        assert!(matches!(
+            check_words(&format!("new {long}"), "x", MAX_WORD_CHARS),
+            Err(WordProblem::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,509 @@
+//! `relbert query` and the commands around it, end to end on the tiny fixture model: what
+//! they do with a standard output that cannot be written, with odd query input (a byte-order
+//! mark, words no query can ask, very long lines), with `-` for an index and a wrong
+//! `--model`, and how the default index's build meets an interrupt, another process building
+//! it and a partial build of other input. One test per defect an audit found.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use common::{fixture, pair_file};
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c.env_remove("RELBERT_MODEL");
+    c.env_remove("RELBERT_INDEX");
+    c.env_remove("RELBERT_VOCAB");
+    c
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+/// The JSON lines of a `--json` stream's output.
+fn json_lines(a: &assert_cmd::assert::Assert) -> Vec<serde_json::Value> {
+    stdout(a)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An index of the test pairs at `dir/idx`, built with the tiny model.
+fn index(dir: &Path) -> PathBuf {
+    let out = dir.join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+/// A full disk as standard output.
+fn full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+/// Found by an audit: `query` (an answer, as a table or JSON, and a stream's tables),
+/// `index info` and `index add` printed with `println!`, which panics when standard output
+/// cannot be written (`> /dev/full`): "failed printing to stdout", exit status 101. Each is
+/// now an error naming standard output, exit status 1, as `embed` and the JSON stream were.
+#[test]
+fn a_standard_output_that_cannot_be_written_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let idx_arg = idx.to_str().unwrap();
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "tokyo\tkitten\n").unwrap();
+    let more_arg = more.to_str().unwrap();
+    let runs: [(&[&str], &str); 9] = [
+        (&["query", "--index", idx_arg, "paris", "france"], ""),
+        (
+            &["query", "--json", "--index", idx_arg, "paris", "france"],
+            "",
+        ),
+        (&["query", "--index", idx_arg], "paris france\n"),
+        (&["query", "--json", "--index", idx_arg], "paris france\n"),
+        (&["index", "info", idx_arg], ""),
+        (&["index", "info", "--json", idx_arg], ""),
+        // The second add of the same pairs has nothing to add, and says so.
+        (
+            &["index", "add", "--index", idx_arg, "--pairs", more_arg],
+            "",
+        ),
+        (
+            &["index", "add", "--index", idx_arg, "--pairs", more_arg],
+            "",
+        ),
+        (
+            &[
+                "index", "add", "--json", "--index", idx_arg, "--pairs", more_arg,
+            ],
+            "",
+        ),
+    ];
+    for (args, input) in runs {
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(full())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("standard output: No space left on device") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// A reader that goes away (`relbert query … | head -1`) still ends the process quietly, by
+/// SIGPIPE, as the Unix tools end (and as the stream did before): no error and no panic.
+#[test]
+fn a_reader_that_goes_away_ends_the_stream_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    for json in [false, true] {
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .args(["query", "--index"])
+            .arg(&idx)
+            .args(if json { &["--json"][..] } else { &[][..] })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reading end is closed before anything is written: the first answer's write
+        // meets a pipe without a reader.
+        drop(child.stdout.take());
+        let mut input = child.stdin.take().unwrap();
+        let _ = input.write_all(b"paris france\n");
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+    }
+}
+
+/// Found by an audit: a byte-order mark at the start of a query stream (a file saved by a
+/// Windows editor) stayed in the first word, so the first pair was encoded instead of found
+/// and came back as a result of itself. Pair files (`index build`, `embed`) drop it already.
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_query_stream_is_not_part_of_the_first_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let a = relbert()
+        .args(["query", "--json", "-k", "3", "--index"])
+        .arg(&idx)
+        .write_stdin("\u{feff}paris\tfrance\nparis\tfrance\n")
+        .assert()
+        .success();
+    let lines = json_lines(&a);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["query"], serde_json::json!(["paris", "france"]), "{l}");
+        assert_eq!(l["source"], "index", "{l}");
+    }
+    assert_eq!(lines[0]["results"], lines[1]["results"]);
+}
+
+/// Found by an audit: a word of more than 100 characters was asked as `[UNK]` (a BERT
+/// tokenizer's reading of such a word: the answers were `[UNK] cat`'s), and a control
+/// character was dropped (`dog\x01` asked as `dog`), where `relbert serve` refuses both. The
+/// query refuses them now with serve's check, as an argument and as a stream line; `embed`
+/// and `index build` encode such a pair as it is, with a warning naming file and line.
+#[test]
+fn words_no_query_can_ask_are_refused_and_pair_files_holding_them_are_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let long = "a".repeat(150);
+    for (word, why) in [
+        (long.as_str(), "a word is longer than 100 characters"),
+        ("dog\u{1}", "words may not contain control characters"),
+    ] {
+        let a = relbert()
+            .args(["query", "--index"])
+            .arg(&idx)
+            .args([word, "cat"])
+            .assert()
+            .code(1);
+        let err = stderr(&a);
+        assert!(
+            err.contains("invalid value for [A B]") && err.contains(why),
+            "{err}"
+        );
+        // Quoted, and cut: not the whole word.
+        assert!(!err.contains(&long), "{err}");
+        let a = relbert()
+            .args(["query", "--json", "--index"])
+            .arg(&idx)
+            .write_stdin(format!("{word}\tcat\nparis\tfrance\n"))
+            .assert()
+            .code(1);
+        let lines = json_lines(&a);
+        assert!(
+            lines[0]["error"].as_str().unwrap().contains(why),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(lines[0]["query"], serde_json::Value::Null);
+        assert_eq!(lines[1]["source"], "index");
+    }
+    // At the limit, a word is asked (the tiny model's prompt limit may refuse it then).
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .args([&"a".repeat(100), "cat"])
+        .assert();
+    assert!(!stderr(&a).contains("characters"), "{}", stderr(&a));
+    let pairs = dir.path().join("odd.tsv");
+    std::fs::write(
+        &pairs,
+        format!("paris\tfrance\n{long}\tcat\ndog\u{1}\tcat\n"),
+    )
+    .unwrap();
+    let a = relbert()
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .success();
+    assert_eq!(stdout(&a).lines().count(), 3);
+    let err = stderr(&a);
+    assert!(
+        err.contains("odd.tsv:2: a word is longer than 100 characters")
+            && err.contains("(and 1 more such pair(s))"),
+        "{err}"
+    );
+    let a = relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(dir.path().join("odd"))
+        .assert()
+        .success();
+    assert!(
+        stderr(&a).contains("odd.tsv:2: a word is longer"),
+        "{}",
+        stderr(&a)
+    );
+}
+
+/// Found by an audit: a query line had no length limit: one 10 MB line was read whole
+/// (53 s, 2.3 GB) before its refusal, which quoted it three times. A line past 64 KiB is
+/// refused after its first 64 KiB (the rest is skipped unread), and messages quote at most
+/// 80 characters of a line.
+#[test]
+fn a_very_long_query_line_is_refused_without_being_read_whole_or_quoted_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let huge = "a".repeat(1 << 20);
+    let many = "b ".repeat(3000);
+    let a = relbert()
+        .args(["query", "--json", "-k", "1", "--index"])
+        .arg(&idx)
+        .write_stdin(format!("{huge}\nparis france\n{many}\n"))
+        .assert()
+        .code(1);
+    let out = stdout(&a);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:.300}");
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    let error = first["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("longer than 65536 bytes (1048577 bytes)"),
+        "{error}"
+    );
+    assert!(lines[0].len() < 500, "{:.300}", lines[0]);
+    let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(second["source"], "index");
+    // Under the limit the line is its `input` as read, and quoted once, cut, in the error.
+    let third: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    let error = third["error"].as_str().unwrap();
+    assert!(
+        error.contains("has 3000 words") && error.len() < 300,
+        "{error}"
+    );
+    assert!(
+        third["input"] == many.as_str(),
+        "the input is not the line as read"
+    );
+    // Without --json, the line's error on standard error.
+    let a = relbert()
+        .args(["query", "-k", "1", "--index"])
+        .arg(&idx)
+        .write_stdin(format!("{huge}\n"))
+        .assert()
+        .code(1);
+    let err = stderr(&a);
+    assert!(
+        err.contains("error: line 1: longer than 65536 bytes"),
+        "{err:.300}"
+    );
+    assert!(err.len() < 500, "{err:.300}");
+}
+
+/// Found by an audit: only `index add` and `index build --out` refused `-` as an index;
+/// `query --index -`, `index info -` and `index rebuild --index -` looked for a directory
+/// called `-`. And `index add`'s refusal spoke of standard output, which `--index` is not.
+#[test]
+fn a_dash_is_refused_as_an_index_by_every_command_in_words_about_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path());
+    let pairs = pairs.to_str().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let runs: [&[&str]; 4] = [
+        &["query", "--index", "-", "paris", "france"],
+        &["index", "info", "-"],
+        &["index", "rebuild", "--index", "-", "--out", out],
+        &["index", "add", "--index", "-", "--pairs", pairs],
+    ];
+    for args in runs {
+        let a = relbert()
+            .current_dir(dir.path())
+            .args(args)
+            .assert()
+            .code(2);
+        let err = stderr(&a);
+        assert!(
+            err.contains("`-` names no index") && !err.contains("(standard output)"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dir.path().join("-").exists());
+}
+
+/// Found by an audit: a `--model` that does not exist was used only for a pair the index
+/// lacks, so a stored pair was answered (exit 0) and each other line of a stream failed with
+/// its own error about a missing file, none naming the flag. It is refused at the start.
+#[test]
+fn a_model_given_that_is_not_there_is_refused_at_the_start_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let missing = dir.path().join("no-such-model");
+    for input in [None, Some("paris\tfrance\nfoo\tbar\n")] {
+        let mut c = relbert();
+        c.args(["query", "--json", "--index"])
+            .arg(&idx)
+            .arg("--model")
+            .arg(&missing);
+        match input {
+            Some(text) => c.write_stdin(text),
+            None => c.args(["paris", "france"]),
+        };
+        let a = c.assert().code(1);
+        assert_eq!(stdout(&a), "");
+        let err = stderr(&a);
+        assert!(
+            err.contains("invalid value for --model") && err.contains("no-such-model"),
+            "{err}"
+        );
+    }
+}
+
+/// `relbert query --json A B` on the default index at `index`, with the tiny model as the
+/// default model and `vocab` as the default vocabulary.
+fn default_query(index: &Path, vocab: &Path) -> Command {
+    let mut c = relbert();
+    c.env("RELBERT_INDEX", index)
+        .env("RELBERT_MODEL", fixture("tiny-bert"))
+        .env("RELBERT_VOCAB", vocab)
+        .args(["query", "--json", "-k", "2", "dog", "cat"]);
+    c
+}
+
+/// A vocabulary folder `dir/name` holding `text` as its one pair file.
+fn vocab(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let v = dir.join(name);
+    std::fs::create_dir_all(&v).unwrap();
+    std::fs::write(v.join("pairs.tsv"), text).unwrap();
+    v
+}
+
+/// Found by an audit: Ctrl-C (or SIGTERM) while the first query built the default index
+/// ended it without a word, and the next query with another default vocabulary, model or
+/// `--dtype` was refused for good: "the partial build was started with a different input;
+/// rerun with the original input, or remove ….partial". The interrupt now says the next
+/// query resumes; in relbert's own place a partial build of other input is discarded and the
+/// index built anew, and at `$RELBERT_INDEX` (tested here) it is kept and named with what to
+/// do, since it may be the user's own interrupted build.
+#[test]
+fn an_interrupted_default_build_says_so_and_a_partial_build_of_other_input_is_kept_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("def");
+    let partial = dir.path().join("def.partial");
+    // The bundled vocabulary: far more pairs than are encoded before the interrupt.
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("index/vocab");
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .env("RELBERT_INDEX", &def)
+        .env("RELBERT_MODEL", fixture("tiny-bert"))
+        .env("RELBERT_VOCAB", &bundled)
+        .args(["query", "dog", "cat"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once its partial build has a checkpoint (written as the build starts).
+    while !partial.join("checkpoint").is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "the build ended first");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) with the child's own pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{err}");
+    assert!(
+        err.contains("interrupted; the next query resumes the build"),
+        "{err}"
+    );
+    assert!(partial.join("checkpoint").is_file() && !def.exists());
+    // Another default vocabulary now. At `$RELBERT_INDEX` the partial build may be the user's
+    // own (a review found the first version of this fix deleted it): it is kept and named,
+    // and nothing is built. (In relbert's own place, `indexes/default` under the checkout,
+    // it is discarded and the build starts over; a test cannot use that place.)
+    let small = vocab(dir.path(), "small", "dog\tcat\nhot\tcold\nbig\tsmall\n");
+    let a = default_query(&def, &small).assert().code(1);
+    let err = stderr(&a);
+    assert!(
+        err.contains("holds an interrupted build of another input")
+            && err.contains("remove it and query again"),
+        "{err}"
+    );
+    assert!(partial.join("checkpoint").is_file() && !def.exists());
+}
+
+/// Found by an audit: a second query started while the first built the default index said
+/// it was building it too, loaded the model, and only then failed on the build's lock
+/// ("being written by another process"). It is refused first now, naming the process, with
+/// nothing read or loaded (here the default model is not even there).
+#[test]
+fn a_query_while_another_builds_the_default_index_says_so_before_loading_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("def");
+    let small = vocab(dir.path(), "small", "dog\tcat\nhot\tcold\n");
+    // This test process holds the build's writer lock, as a building query does.
+    let lock = relbert_index::OutputLock::acquire(&def).unwrap();
+    let a = relbert()
+        .env("RELBERT_INDEX", &def)
+        .env("RELBERT_MODEL", dir.path().join("no-model-yet"))
+        .env("RELBERT_VOCAB", &small)
+        .args(["query", "dog", "cat"])
+        .assert()
+        .code(1);
+    let err = stderr(&a);
+    assert!(
+        err.contains(&format!(
+            "another relbert (pid {}) is building the default index",
+            std::process::id()
+        )) && err.contains("wait for it"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Building the default index") && !err.contains("loading model"),
+        "{err}"
+    );
+    drop(lock);
+    // Once it is let go, the query builds the index.
+    default_query(&def, &small).assert().success();
+}
+
+/// Found by an audit: a default vocabulary pair too long for the default model's prompt was
+/// reported as "`--skip-long`: left out …", a flag `query` does not have.
+#[test]
+fn pairs_the_default_index_leaves_out_are_reported_in_a_querys_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("def");
+    // 45 words of one token each, under 100 characters: too long for the 64-token prompt.
+    let long_term = vec!["x"; 45].join(" ");
+    let v = vocab(
+        dir.path(),
+        "v",
+        &format!("dog\tcat\nhot\tcold\n{long_term}\tcat\n"),
+    );
+    let a = default_query(&def, &v).assert().success();
+    let err = stderr(&a);
+    assert!(
+        err.contains("the default index leaves out 1 vocabulary pair(s) whose prompt is too long")
+            && err.contains("pairs.tsv:3")
+            && !err.contains("--skip-long"),
+        "{err}"
+    );
+}
