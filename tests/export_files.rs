@@ -387,3 +387,45 @@ fn the_duplicate_key_warning_shows_how_the_words_differ() {
         "{err}"
     );
 }
+
+/// Audit (s14): an array an older relbert wrote (before 2026-12-01 `emb.train`'s pair list was
+/// `emb.pairs.tsv`, its mark naming no array) was refused even with `--force`: relbert looked
+/// for its pair list only where it puts it now. Recognised by that list, it is replaced; an
+/// array that list does not fit, or that shares it with another, is still refused.
+#[test]
+fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let array = dir.path().join("emb.train");
+    let older = dir.path().join("emb.pairs.tsv");
+    // What an older build left: the array, and its pair list under that build's name and mark.
+    export(&index, "npy", &array, &[]).success();
+    let current = dir.path().join("emb.train.pairs.tsv");
+    let text = std::fs::read_to_string(&current).unwrap();
+    let (_, rows) = text.split_once('\n').unwrap();
+    let older_text = format!(
+        "# relbert: row i of the .npy array beside this file is the pair on data line i\n{rows}"
+    );
+    std::fs::write(&older, &older_text).unwrap();
+    std::fs::remove_file(&current).unwrap();
+
+    // Not without --force (the unit tests of `older_pair_list` refuse arrays the list does
+    // not fit).
+    export(&index, "npy", &array, &[]).failure();
+    // Nor while another array beside it could own that list (the older rule shared it).
+    let twin = dir.path().join("emb.npy");
+    std::fs::copy(&array, &twin).unwrap();
+    export(&index, "npy", &array, &["--force"]).failure();
+    std::fs::remove_file(&twin).unwrap();
+
+    let before = std::fs::read(&array).unwrap();
+    let a = export(&index, "npy", &array, &["--force"]).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("emb.pairs.tsv, is left as it was"), "{err}");
+    assert_eq!(std::fs::read(&array).unwrap(), before);
+    assert!(std::fs::read_to_string(&current)
+        .unwrap()
+        .starts_with("# relbert: row i of emb.train is"));
+    // The older list is left: under the older rule other arrays may have used it.
+    assert_eq!(std::fs::read_to_string(&older).unwrap(), older_text);
+}

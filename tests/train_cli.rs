@@ -936,6 +936,20 @@ fn an_interrupted_run_keeps_its_best_model_but_exits_non_zero() {
     assert!(err.contains("SIGTERM"), "{err}");
 }
 
+/// SIGHUP (a closed terminal) stops a run as SIGINT and SIGTERM do, with its own status.
+#[cfg(unix)]
+#[test]
+fn a_hangup_stops_the_run_with_status_129() {
+    let (code, err, _d) = interrupted_train(libc::SIGHUP);
+    assert_eq!(code, Some(129), "{err}");
+    assert!(err.contains("stopped by SIGHUP"), "{err}");
+    assert_eq!(
+        err.matches("interrupt: stopping after this step").count(),
+        1,
+        "{err}"
+    );
+}
+
 /// A copy of model directory `from` at `to`.
 fn copy_model(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -1346,16 +1360,24 @@ fn training_data_problems_are_named_by_file_and_line() {
         assert!(msg.contains(at) && msg.contains(what), "{msg}");
     }
 
-    // Warned about, and trained: a pair both positive and negative (the shipped
-    // extra_relations files hold one), one positive under the triplet loss.
+    // Warned about, and trained: pairs both positive and negative (the shipped
+    // extra_relations files hold one), each named with its places in both lists, counted per
+    // relation and in all (audit s14: only a relation's first was named, with neither), and
+    // one positive under the triplet loss.
     std::fs::write(
         &file,
         format!(
-            "{}\n{{\"relation_type\": \"2a\", \"positives\": [{}], \"negatives\": [{}, {}]}}\n",
+            "{}\n{{\"relation_type\": \"2a\", \"positives\": [{}], \"negatives\": [{}, {}]}}\n\
+             {{\"relation_type\": \"2b\", \"positives\": [{}, {}], \"negatives\": [{}, {}, {}]}}\n",
             ok("1a"),
             pair(5, 6),
             pair(5, 6),
-            pair(6, 5)
+            pair(6, 5),
+            pair(7, 8),
+            pair(9, 10),
+            pair(9, 10),
+            pair(8, 7),
+            pair(7, 8)
         ),
     )
     .unwrap();
@@ -1377,9 +1399,21 @@ fn training_data_problems_are_named_by_file_and_line() {
     let err = stderr_of(&a);
     assert!(
         err.contains(
-            "bad.jsonl:2: relation 2a: the pair (\"leaf\", \"car\") is both a positive \
-                      and a negative"
+            "bad.jsonl:2: relation 2a: 1 pair is both a positive and a negative, and the loss \
+             pulls it both ways: (\"leaf\", \"car\") (positive 1, negative 1)"
         ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "bad.jsonl:3: relation 2b: 2 pairs are both a positive and a negative, and the loss \
+             pulls each both ways: (\"moon\", \"red\") (positive 2, negative 1), \
+             (\"road\", \"sun\") (positive 1, negative 3)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("3 pairs in 2 relations are both a positive and a negative"),
         "{err}"
     );
     assert!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, Format, OutputKind};
-use relbert::store::files::{export_file, FileFormat};
+use relbert::store::files::{export_file, older_pair_list, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
@@ -17,7 +17,7 @@ use super::Progress;
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Source index directory.
-    #[arg(long)]
+    #[arg(long, value_parser = super::index_dir)]
     index: PathBuf,
     /// Qdrant collection to export into (created when absent; a rerun resumes).
     #[arg(long, conflicts_with_all = ["format", "out"])]
@@ -220,7 +220,15 @@ pub fn run(a: ExportArgs) -> Result<()> {
         FileFormat::Npy => OutputKind::Npy,
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,
     };
-    check_replaceable(out, a.force, kind)?;
+    // An array an older relbert wrote has its pair list where that build named it
+    // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, it is relbert's to replace.
+    let older_list = match format {
+        FileFormat::Npy if a.force => older_pair_list(out),
+        _ => None,
+    };
+    if older_list.is_none() {
+        check_replaceable(out, a.force, kind)?;
+    }
     if format == FileFormat::Npy {
         check_replaceable(&pairs_sidecar(out), a.force, OutputKind::Sidecar)?;
     }
@@ -264,6 +272,16 @@ pub fn run(a: ExportArgs) -> Result<()> {
         );
     }
     tracing::info!("{}: {} vectors written", out.display(), report.written);
+    if let Some(list) = older_list {
+        // Not removed: under the older rule other arrays (`emb`, `emb.npy`) shared it.
+        tracing::warn!(
+            "{} replaced an array an older relbert wrote; its pair list is now {}, and the one \
+             that build wrote, {}, is left as it was: remove it unless another array uses it",
+            out.display(),
+            pairs_sidecar(out).display(),
+            list.display()
+        );
+    }
     Ok(())
 }
 

@@ -1,16 +1,169 @@
-//! Interrupts (SIGINT, SIGTERM, SIGHUP) for the commands that write outputs under temporary
-//! names and rename them into place: `embed`, `index export --format` and `pairs mine`.
+//! The signals that stop a run (SIGINT, SIGTERM, SIGHUP), for the commands that must do more
+//! on one than die: two mechanisms, three uses.
 //!
-//! `std::process::exit` runs no destructors, and a stopped run would otherwise leave its
-//! partial temporary files, its outputs' lock files and (`pairs mine`) a work directory of
-//! spilled runs until a later run to the same outputs cleared them. One [`Interrupts`] per run
-//! says what to remove; the handler removes it and exits with status 130, except once the
-//! run is renaming its outputs into place, which a signal lets finish (a run leaves all its
-//! outputs or none). The `ctrlc` crate installs the handler (its `termination` feature covers
-//! SIGTERM and SIGHUP); what is removed, and when that is safe, is the commands' own rule.
+//! * [`Interrupts`], for the commands that write outputs under temporary names and rename them
+//!   into place (`embed`, `index export --format` and `pairs mine`). `std::process::exit`
+//!   runs no destructors, and a stopped run would otherwise leave its partial temporary
+//!   files, its outputs' lock files and (`pairs mine`) a work directory of spilled runs until
+//!   a later run to the same outputs cleared them. One [`Interrupts`] per run says what to
+//!   remove; on a signal it is removed and the run exits with status 130, except once the run
+//!   is renaming its outputs into place, which a signal lets finish (a run leaves all its
+//!   outputs or none).
+//! * [`StopRequest`], for `relbert train`, which stops gracefully instead: the step in flight
+//!   finishes, the best epoch so far stays saved, and the command then exits with 128 plus
+//!   the number of the signal that came first (130 for SIGINT, 143 for SIGTERM, 129 for
+//!   SIGHUP), as a shell reports a process the signal killed.
+//! * [`InterruptNote`], for the first `relbert query` while it builds the default index: it
+//!   only says that the next query resumes the build and then dies by the signal as before.
+//!   It is a plain `signal(2)` handler, not [`watch`], because it must be taken back once the
+//!   build is done (a query stream after it keeps the signals' default action), and tokio's
+//!   handlers stay for the life of the process.
+//!
+//! The signals are received through tokio's Unix signal streams (tokio is a dependency
+//! already, with its `signal` feature, for `relbert serve`), on a thread of their own that
+//! runs the reaction. They tell the signals apart, which the `ctrlc` crate these commands
+//! used before cannot (so `train` had a hand-written `signal(2)` handler beside it); and the
+//! reaction runs on an ordinary thread, not in a signal handler, so it may take locks,
+//! allocate and remove files.
 
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// A signal that asks a run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StopSignal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (`kill`, `timeout`, service managers).
+    Terminate,
+    /// SIGHUP (the terminal closed).
+    Hangup,
+}
+
+impl StopSignal {
+    /// The signal's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+            StopSignal::Hangup => "SIGHUP",
+        }
+    }
+
+    /// The status a shell reports for a process this signal killed: 128 plus its number.
+    pub fn exit_status(self) -> i32 {
+        128 + match self {
+            StopSignal::Interrupt => libc::SIGINT,
+            StopSignal::Terminate => libc::SIGTERM,
+            StopSignal::Hangup => libc::SIGHUP,
+        }
+    }
+}
+
+/// Whether `which` is ignored (its disposition is `SIG_IGN`), as `nohup` leaves SIGHUP and
+/// a shell leaves SIGINT for a background job.
+fn ignored(which: StopSignal) -> bool {
+    let sig = which.exit_status() - 128;
+    // SAFETY: sigaction(2) with a null new action only reads the current disposition into
+    // a zeroed struct this function owns.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Calls `on_signal` for each SIGINT, SIGTERM and SIGHUP that arrives from now on, in turn,
+/// on a thread of its own, for the rest of the process (as any handler of these signals: the
+/// default action, ending the process, does not come back).
+///
+/// Returns once the signals are registered, so that a signal sent after it returns is seen.
+/// An error says what could not be set up; the signals it names end the process as before
+/// (a signal that was registered is still watched).
+fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> Result<(), String> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let (ready, registered) = std::sync::mpsc::channel::<Result<(), String>>();
+    let spawned = std::thread::Builder::new()
+        .name("relbert-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot start the signal watcher: {e}")));
+                    return;
+                }
+            };
+            let mut failed = Vec::new();
+            let mut streams: Vec<(Signal, StopSignal)> = Vec::new();
+            {
+                // Signal streams are created inside a runtime with its I/O driver.
+                let _in_runtime = runtime.enter();
+                for (kind, which) in [
+                    (SignalKind::interrupt(), StopSignal::Interrupt),
+                    (SignalKind::terminate(), StopSignal::Terminate),
+                    (SignalKind::hangup(), StopSignal::Hangup),
+                ] {
+                    // A signal the process was started ignoring (`nohup`, a background job
+                    // of a script) stays ignored: tokio's handler would replace that.
+                    if ignored(which) {
+                        continue;
+                    }
+                    match signal(kind) {
+                        Ok(s) => streams.push((s, which)),
+                        Err(e) => failed.push(format!("{}: {e}", which.name())),
+                    }
+                }
+            }
+            let _ = ready.send(if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("cannot handle {}", failed.join(", ")))
+            });
+            if streams.is_empty() {
+                return;
+            }
+            runtime.block_on(async move {
+                loop {
+                    // The first stream with a signal pending; a stream ends only with the
+                    // runtime, which outlives this loop.
+                    let next = std::future::poll_fn(|cx| {
+                        for (stream, which) in streams.iter_mut() {
+                            match stream.poll_recv(cx) {
+                                std::task::Poll::Ready(Some(())) => {
+                                    return std::task::Poll::Ready(Some(*which))
+                                }
+                                std::task::Poll::Ready(None) => {
+                                    return std::task::Poll::Ready(None)
+                                }
+                                std::task::Poll::Pending => {}
+                            }
+                        }
+                        std::task::Poll::Pending
+                    });
+                    match next.await {
+                        Some(which) => on_signal(which),
+                        None => return,
+                    }
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        return Err(format!("cannot start the signal watcher: {e}"));
+    }
+    registered
+        .recv()
+        .unwrap_or_else(|_| Err("the signal watcher stopped while starting".into()))
+}
+
+/// Writes `message` to standard error, ignoring a failure: the reaction to a signal goes on
+/// (and exits as it should) when standard error is gone.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
 
 /// What an interrupt removes. Filled by the run as it claims things: before, the same
 /// names could be another run's.
@@ -29,6 +182,9 @@ pub(super) struct Cleanup {
     pub stdout_started: bool,
     /// The outputs are being renamed into place: a signal lets that finish.
     committing: bool,
+    /// The run has returned ([`Interrupts`] dropped): a signal now has nothing to remove or
+    /// to report, and ends the process as it would have without a handler.
+    disarmed: bool,
 }
 
 /// The interrupt handling of one run. Dropped (the run returning; declared after any locks
@@ -38,19 +194,21 @@ pub(super) struct Interrupts(Arc<Mutex<Cleanup>>);
 
 impl Interrupts {
     /// Installs the handler, removing `files` on an interrupt (more can be added with
-    /// [`Interrupts::with`]).
+    /// [`Interrupts::with`]). Every signal exits with status 130, the status these commands
+    /// have always had on a stop; the run is not whole whichever signal stopped it.
     pub fn install(files: Vec<PathBuf>) -> Interrupts {
         let state = Arc::new(Mutex::new(Cleanup {
             files,
             ..Cleanup::default()
         }));
         let shared = state.clone();
-        let installed = ctrlc::set_handler(move || {
+        let installed = watch(move |_| {
             let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if st.disarmed {
+                std::process::exit(130);
+            }
             if st.committing {
-                eprintln!(
-                    "interrupted while the output is renamed into place: finishing that first"
-                );
+                say("interrupted while the output is renamed into place: finishing that first");
                 return;
             }
             for f in &st.files {
@@ -64,12 +222,12 @@ impl Interrupts {
             // Dropping a lock removes its file (this process holds it, so it is relbert's).
             st.locks.clear();
             if st.stdout_started {
-                eprintln!(
+                say(
                     "interrupted: no output file was written; what went to standard output \
-                     is incomplete"
+                     is incomplete",
                 );
             } else {
-                eprintln!("interrupted: nothing was written");
+                say("interrupted: nothing was written");
             }
             std::process::exit(130);
         });
@@ -99,5 +257,111 @@ impl Drop for Interrupts {
         st.files.clear();
         st.work_dir = None;
         st.locks.clear();
+        st.disarmed = true;
+    }
+}
+
+/// A graceful stop on a signal (`relbert train`): the run polls [`StopRequest::flag`]
+/// between steps, and once it has returned, [`StopRequest::signal`] says which signal came
+/// first, for the exit status. Later signals change nothing: the step in flight finishes.
+pub(super) struct StopRequest {
+    /// Set on the first signal.
+    requested: Arc<AtomicBool>,
+    /// The first signal.
+    first: Arc<OnceLock<StopSignal>>,
+}
+
+impl StopRequest {
+    /// Starts watching, saying `message` on standard error at the first signal.
+    pub fn install(message: &'static str) -> StopRequest {
+        let requested = Arc::new(AtomicBool::new(false));
+        let first = Arc::new(OnceLock::new());
+        let (flag, which) = (requested.clone(), first.clone());
+        let installed = watch(move |signal| {
+            if which.set(signal).is_ok() {
+                // On a line of its own: a progress bar may be drawn on the current one.
+                say(&format!("\n{message}"));
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+        if let Err(e) = installed {
+            tracing::warn!("{e}: such a signal stops the run without saving the epoch in flight");
+        }
+        StopRequest { requested, first }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn flag(&self) -> &AtomicBool {
+        &self.requested
+    }
+
+    /// The first signal that asked for a stop, if any has.
+    pub fn signal(&self) -> Option<StopSignal> {
+        self.first.get().copied()
+    }
+}
+
+/// While the default index is built, a stop signal (SIGINT, SIGTERM, SIGHUP) says on standard
+/// error that the next query resumes the build, then ends the process as the signal would
+/// have (a query was stopped without a word, status 130 or 143). The build keeps a checkpoint
+/// on disk, so there is nothing to clean up. The handlers are put back when it is dropped; a
+/// signal the process was started ignoring (`nohup`, a background job) stays ignored.
+pub(super) struct InterruptNote {
+    previous: Vec<(libc::c_int, libc::sighandler_t)>,
+}
+
+impl InterruptNote {
+    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+    /// Installs the handlers until the returned value is dropped.
+    pub fn install() -> InterruptNote {
+        let mut previous = Vec::new();
+        for sig in Self::SIGNALS {
+            let handler = note_and_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            // SAFETY: signal(2) with a handler that makes only async-signal-safe calls.
+            let old = unsafe { libc::signal(sig, handler) };
+            if old == libc::SIG_IGN {
+                // SAFETY: as above, restoring the disposition the process started with.
+                unsafe { libc::signal(sig, libc::SIG_IGN) };
+            } else if old != libc::SIG_ERR {
+                previous.push((sig, old));
+            }
+        }
+        InterruptNote { previous }
+    }
+}
+
+impl Drop for InterruptNote {
+    fn drop(&mut self) {
+        for &(sig, old) in &self.previous {
+            // SAFETY: restores the disposition signal(2) returned for this signal.
+            unsafe { libc::signal(sig, old) };
+        }
+    }
+}
+
+/// [`InterruptNote`]'s handler: write(2) the note, then the signal again with its default
+/// action, which ends the process with the signal's status (all async-signal-safe calls).
+extern "C" fn note_and_stop(sig: libc::c_int) {
+    // On a line of its own: the progress bar is drawn on the current one.
+    const NOTE: &[u8] = b"\ninterrupted; the next query resumes the build\n";
+    // SAFETY: write(2), signal(2) and raise(3) are async-signal-safe; NOTE is a static buffer.
+    unsafe {
+        libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_are_a_shells_for_the_signal() {
+        assert_eq!(StopSignal::Interrupt.exit_status(), 130);
+        assert_eq!(StopSignal::Terminate.exit_status(), 143);
+        assert_eq!(StopSignal::Hangup.exit_status(), 129);
+        assert_eq!(StopSignal::Terminate.name(), "SIGTERM");
     }
 }

@@ -1,7 +1,6 @@
 //! `relbert train`: contrastive fine-tuning of a base model on the SemEval-2012 relations.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -127,62 +126,6 @@ fn resolve_aggregation(flag: Option<Aggregation>, base: &std::path::Path) -> Agg
     }
 }
 
-/// The signal that asked the run to stop (0: none yet). Set from the signal handler, so an
-/// atomic: the only kind of shared state a handler may touch.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// Whether the run was asked to stop; [`train`] checks it between steps.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// The handler of SIGINT, SIGTERM and SIGHUP: asks the run to stop after the step in flight
-/// and says so once. Only async-signal-safe calls (atomics, `write(2)`): the handler runs on
-/// whichever thread the signal lands, possibly inside the allocator.
-extern "C" fn on_stop_signal(signal: libc::c_int) {
-    if STOP_SIGNAL
-        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok()
-    {
-        let msg = b"\ninterrupt: stopping after this step; the best checkpoint so far stays\n";
-        // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
-        unsafe {
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-        }
-    }
-    // A second signal while stopping changes nothing; the step in flight finishes first.
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Installs [`on_stop_signal`] for SIGINT, SIGTERM and SIGHUP. A hand-written handler rather
-/// than the `ctrlc` crate's because the exit status must say which signal stopped the run
-/// (130 for SIGINT, 143 for SIGTERM, as a shell reports a process the signal killed).
-fn install_stop_handler() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only touches atomics and calls write(2), both async-signal-safe;
-        // glibc's and the BSDs' signal() keep the handler installed and restart system calls.
-        let previous = unsafe {
-            libc::signal(
-                signal,
-                on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-        if previous == libc::SIG_ERR {
-            tracing::warn!(
-                "cannot install the handler of signal {signal}: it stops the run without \
-                 saving the epoch in flight"
-            );
-        }
-    }
-}
-
-/// The name of a stopping signal, for messages.
-fn signal_name(signal: i32) -> String {
-    match signal {
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        other => format!("signal {other}"),
-    }
-}
-
 /// The time left of a run, for the progress lines: `steps` more steps at `per_step` seconds
 /// each, and `validations` more validations at `validation` seconds each (0 before the first
 /// has been timed, and then said).
@@ -243,7 +186,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
         relbert::output::recognise_model_dir(&a.out)?;
     }
-    install_stop_handler();
+    let stop = super::interrupt::StopRequest::install(
+        "interrupt: stopping after this step; the best checkpoint so far stays",
+    );
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  loss {prefix}",
     )
@@ -320,7 +265,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     };
-    let report = train(&cfg, &a.out, a.force, &STOP, &mut on_event)
+    let report = train(&cfg, &a.out, a.force, stop.flag(), &mut on_event)
         .with_context(|| format!("training {} into {}", a.base.display(), a.out.display()))?;
     match report.best_epoch {
         Some(e) => eprintln!(
@@ -335,8 +280,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ),
         None => eprintln!("stopped before the first epoch finished: nothing saved"),
     }
-    let signal = STOP_SIGNAL.load(Ordering::SeqCst);
-    if signal != 0 {
+    if let Some(signal) = stop.signal() {
         let done = report.epochs.len();
         let what = if report.interrupted {
             format!("after {done} of {epochs} epochs")
@@ -347,12 +291,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         };
         eprintln!(
             "error: training was stopped by {} {what}; exiting with status {}",
-            signal_name(signal),
-            128 + signal
+            signal.name(),
+            signal.exit_status()
         );
         // What the run saves is in place and its locks are released (train has returned),
         // so nothing is lost by exiting here rather than through main.
-        std::process::exit(128 + signal);
+        std::process::exit(signal.exit_status());
     }
     Ok(())
 }

@@ -260,16 +260,20 @@ pub fn load_training_relations(cfg: &TrainConfig) -> Result<Vec<RelationExamples
 /// otherwise stop (or silently spoil) a run at its first step on a relation: an empty
 /// relation id, and a relation with nothing to sample as negatives (no negatives of its own,
 /// and none added by augmentation: it is off, or there is no other relation). Each refusal
-/// names the relation's file and line. Warned about, not refused: a pair that is both a
-/// positive and a negative of one relation (the shipped `data/extra_relations*.jsonl` hold
-/// one, and the default model's recipe trains on it), and, with the triplet loss, a relation
-/// with a single positive (its relation-level loss compares pairs of positives, so it is 0).
+/// names the relation's file and line. Warned about, not refused: pairs that are both a
+/// positive and a negative of one relation, each named with its place in both lists and
+/// counted (the shipped `data/extra_relations*.jsonl` hold one, ("disjoint", "disjoin") of
+/// 17b, and the default model's recipe trains on it; SemEval's train.jsonl holds none), and,
+/// with the triplet loss, a relation with a single positive (its relation-level loss compares
+/// pairs of positives, so it is 0).
 pub fn check_training_relations(cfg: &TrainConfig, relations: &[RelationExamples]) -> Result<()> {
     let at = |r: &RelationExamples, message: String| Error::Parse {
         path: r.path.clone(),
         line: r.line,
         message,
     };
+    // Pairs that are both a positive and a negative of their relation, in how many relations.
+    let (mut contradictions, mut relations_with) = (0usize, 0usize);
     for r in relations {
         if r.relation_type.trim().is_empty() {
             return Err(at(r, "the relation_type is empty".into()));
@@ -290,15 +294,11 @@ pub fn check_training_relations(cfg: &TrainConfig, relations: &[RelationExamples
                 ),
             ));
         }
-        let positives: BTreeSet<&(String, String)> = r.positives.iter().collect();
-        if let Some((h, t)) = r.negatives.iter().find(|p| positives.contains(p)) {
-            tracing::warn!(
-                "{}:{}: relation {}: the pair ({h:?}, {t:?}) is both a positive and a negative; \
-                 the loss pulls it both ways",
-                r.path.display(),
-                r.line,
-                r.relation_type
-            );
+        let both = pairs_both_positive_and_negative(r);
+        if !both.is_empty() {
+            contradictions += both.len();
+            relations_with += 1;
+            tracing::warn!("{}", both_ways_warning(r, &both));
         }
         if cfg.loss == LossKind::Triplet && r.positives.len() < 2 {
             tracing::warn!(
@@ -310,7 +310,67 @@ pub fn check_training_relations(cfg: &TrainConfig, relations: &[RelationExamples
             );
         }
     }
+    if relations_with > 1 {
+        tracing::warn!(
+            "{contradictions} pairs in {relations_with} relations are both a positive and a \
+             negative of their relation (named above)"
+        );
+    }
     Ok(())
+}
+
+/// How many pairs that are both a positive and a negative a warning names (the rest are
+/// counted).
+const NAMED_CONTRADICTIONS: usize = 5;
+
+/// The pairs of `r` that are both a positive and a negative, in the order of its negatives:
+/// (the pair, its index among the positives, its index among the negatives), the first
+/// occurrence of each in either list.
+fn pairs_both_positive_and_negative(
+    r: &RelationExamples,
+) -> Vec<(&(String, String), usize, usize)> {
+    let mut positives: HashMap<&(String, String), usize> = HashMap::new();
+    for (i, p) in r.positives.iter().enumerate() {
+        positives.entry(p).or_insert(i);
+    }
+    let mut seen = BTreeSet::new();
+    r.negatives
+        .iter()
+        .enumerate()
+        .filter_map(|(j, p)| Some((p, *positives.get(p)?, j)))
+        .filter(|(p, _, _)| seen.insert(*p))
+        .collect()
+}
+
+/// The warning about `both` ([`pairs_both_positive_and_negative`] of `r`): the relation's
+/// file and line (a relation is one line, its positives and negatives are lists on it), how
+/// many such pairs it has, and where each of the first few is in each list (counted from 1).
+fn both_ways_warning(r: &RelationExamples, both: &[(&(String, String), usize, usize)]) -> String {
+    let named: Vec<String> = both
+        .iter()
+        .take(NAMED_CONTRADICTIONS)
+        .map(|((h, t), i, j)| format!("({h:?}, {t:?}) (positive {}, negative {})", i + 1, j + 1))
+        .collect();
+    let more = both.len() - named.len();
+    format!(
+        "{}:{}: relation {}: {} both a positive and a negative, and the loss pulls {} both \
+         ways: {}{}",
+        r.path.display(),
+        r.line,
+        r.relation_type,
+        if both.len() == 1 {
+            "1 pair is".to_string()
+        } else {
+            format!("{} pairs are", both.len())
+        },
+        if both.len() == 1 { "it" } else { "each" },
+        named.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// A small seeded PRNG (SplitMix64): the same seed gives the same run on every platform.
@@ -1566,6 +1626,51 @@ mod tests {
         a.shuffle(&mut v);
         v.sort();
         assert_eq!(v, (0..20).collect::<Vec<_>>());
+    }
+
+    /// Audit (s14): only the first pair that was both a positive and a negative was named,
+    /// with neither its place in the lists nor how many such pairs the relation had.
+    #[test]
+    fn every_pair_both_positive_and_negative_is_named_with_its_places_and_counted() {
+        let p = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let mut r = RelationExamples {
+            relation_type: "2a".into(),
+            positives: vec![p("red", "blue"), p("hot", "cold"), p("up", "down")],
+            negatives: vec![
+                p("hot", "cold"),
+                p("blue", "red"),
+                p("up", "down"),
+                p("hot", "cold"),
+            ],
+            path: PathBuf::from("t.jsonl"),
+            line: 2,
+        };
+        let both = pairs_both_positive_and_negative(&r);
+        assert_eq!(
+            both,
+            vec![(&p("hot", "cold"), 1, 0), (&p("up", "down"), 2, 2)]
+        );
+        assert_eq!(
+            both_ways_warning(&r, &both),
+            "t.jsonl:2: relation 2a: 2 pairs are both a positive and a negative, and the loss \
+             pulls each both ways: (\"hot\", \"cold\") (positive 2, negative 1), (\"up\", \"down\") \
+             (positive 3, negative 3)"
+        );
+        // Past the first few, the rest are counted.
+        r.positives = (0..8).map(|i| p("a", &i.to_string())).collect();
+        r.negatives = r.positives.iter().rev().cloned().collect();
+        let both = pairs_both_positive_and_negative(&r);
+        let msg = both_ways_warning(&r, &both);
+        assert!(
+            msg.contains("8 pairs are both") && msg.ends_with(" and 3 more"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("(\"a\", \"7\") (positive 8, negative 1)"),
+            "{msg}"
+        );
+        r.negatives = vec![p("b", "a")];
+        assert!(pairs_both_positive_and_negative(&r).is_empty());
     }
 
     /// Audit (s13): past 99 epochs the names stopped sorting (`epoch-100` before

@@ -13,14 +13,14 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use relbert_index::Index;
 
 use crate::embed::Sink;
 use crate::error::{Error, Result};
-use crate::output::{AtomicFile, Format};
+use crate::output::{pairs_sidecar, sidecar_owner_of, AtomicFile, Format};
 
 /// File formats of `relbert index export --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -161,6 +161,122 @@ pub fn export_file(
     })
 }
 
+/// Where builds before 2026-12-01 put the pair list of the `.npy` output `array`: its name
+/// with its last extension, whatever it was, cut (`emb.train` -> `emb.pairs.tsv`). Only names
+/// with an extension other than `.npy` differ from [`pairs_sidecar`]'s.
+fn older_pairs_sidecar(array: &Path) -> PathBuf {
+    let mut name = array.with_extension("").into_os_string();
+    name.push(".pairs.tsv");
+    PathBuf::from(name)
+}
+
+/// The pair list an older relbert wrote for `array`, when `array` is recognisably that build's
+/// `.npy` output; then `--force` may replace `array`, which [`crate::output::check_replaceable`]
+/// refuses: it looks for the pair list where relbert puts it now.
+///
+/// Until 2026-12-01 an array's pair list was named by cutting its last extension, so
+/// `emb.train` got `emb.pairs.tsv` (now `emb.train.pairs.tsv`), and that build's lists name no
+/// array. Several arrays (`emb`, `emb.npy`, `emb.train`, `emb.test`) shared that list then, so
+/// it is taken as `array`'s only when nothing else can own it and it fits `array` exactly:
+/// * `array` has no pair list under the current rule, and its older one is a regular file
+///   whose first line is the unnamed mark of those builds;
+/// * no other NumPy array beside it shares that list (one the older rule gave it to);
+/// * `array` is a float32 C-order NumPy array with as many rows as the list has pairs, and
+///   nothing after them.
+///
+/// Anything else is `None`: the array stays refused, as a user's file must be.
+pub fn older_pair_list(array: &Path) -> Option<PathBuf> {
+    let older = older_pairs_sidecar(array);
+    if older == pairs_sidecar(array) || std::fs::symlink_metadata(pairs_sidecar(array)).is_ok() {
+        return None;
+    }
+    let is_file = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    if !is_file(array) || !is_file(&older) {
+        return None;
+    }
+    // A named mark is a newer build's list, for an array the current rule gives it to.
+    if sidecar_owner_of(&older)?.is_some() {
+        return None;
+    }
+    if another_array_shares(array, &older)? {
+        return None;
+    }
+    let rows = pair_lines(&older)?;
+    let (shape, data_start) = npy_f32_shape(array)?;
+    let len = std::fs::symlink_metadata(array).ok()?.len();
+    let expected = (shape.0 as u64)
+        .checked_mul(shape.1 as u64)?
+        .checked_mul(4)?
+        .checked_add(data_start)?;
+    (shape.0 == rows && len == expected).then_some(older)
+}
+
+/// Whether a regular file beside `array` other than it starts as a NumPy array and has
+/// `older` as its pair list under the older rule; `None` if the folder cannot be read.
+fn another_array_shares(array: &Path, older: &Path) -> Option<bool> {
+    let dir = match array.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let own = array.file_name()?;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name();
+        if name == own || older_pairs_sidecar(&dir.join(&name)).file_name() != older.file_name() {
+            continue;
+        }
+        let path = entry.path();
+        if !std::fs::symlink_metadata(&path).ok()?.is_file() {
+            continue;
+        }
+        let mut magic = [0u8; 6];
+        let read = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut magic));
+        if read.is_ok() && &magic == b"\x93NUMPY" {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// The pairs in a pair list: its lines after the mark (relbert ends every line with `\n`).
+fn pair_lines(list: &Path) -> Option<usize> {
+    let mut f = std::fs::File::open(list).ok()?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0usize;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+    lines.checked_sub(1)
+}
+
+/// The shape of a little-endian float32 C-order NumPy array in format version 1 (what relbert
+/// writes), and where its data starts; `None` for anything else.
+fn npy_f32_shape(array: &Path) -> Option<((usize, usize), u64)> {
+    let mut f = std::fs::File::open(array).ok()?;
+    let mut pre = [0u8; 10];
+    f.read_exact(&mut pre).ok()?;
+    if &pre[..8] != b"\x93NUMPY\x01\x00" {
+        return None;
+    }
+    let hlen = u16::from_le_bytes([pre[8], pre[9]]) as usize;
+    let mut dict = vec![0u8; hlen];
+    f.read_exact(&mut dict).ok()?;
+    let dict = std::str::from_utf8(&dict).ok()?;
+    if !dict.contains("'descr': '<f4'") || !dict.contains("'fortran_order': False") {
+        return None;
+    }
+    let shape = dict.split_once("'shape': (")?.1.split_once(')')?.0;
+    let (rows, cols) = shape.split_once(',')?;
+    let shape = (rows.trim().parse().ok()?, cols.trim().parse().ok()?);
+    Some((shape, 10 + hlen as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +286,67 @@ mod tests {
         assert_eq!(pair_key("paris", "france"), "paris__france");
         assert_eq!(pair_key("New  York", "city"), "New_York__city");
         assert_eq!(pair_key(" ice cream ", "sweet"), "ice_cream__sweet");
+    }
+
+    /// Audit (s14): `index export --format npy --force` refused an array an older relbert
+    /// had written (`emb.train`, with its pair list at `emb.pairs.tsv`, as that build named
+    /// it), because it looked for the list only where relbert puts it now.
+    #[test]
+    fn an_older_builds_array_is_recognised_by_its_pair_list_and_nothing_else_is() {
+        let d = tempfile::tempdir().unwrap();
+        let array = d.path().join("emb.train");
+        let list = d.path().join("emb.pairs.tsv");
+        let write_array = |path: &Path, rows: usize| {
+            let mut bytes = crate::output::npy_header(rows, 3);
+            bytes.extend(std::iter::repeat_n(0u8, rows * 3 * 4));
+            std::fs::write(path, bytes).unwrap();
+        };
+        let write_list = |mark: &str, rows: usize| {
+            let mut text = format!("{mark}\n");
+            for i in 0..rows {
+                text.push_str(&format!("a{i}\tb{i}\t\n"));
+            }
+            std::fs::write(&list, text).unwrap();
+        };
+        write_array(&array, 2);
+        write_list(crate::embed::UNNAMED_SIDECAR_MARK, 2);
+        assert_eq!(older_pair_list(&array), Some(list.clone()));
+        write_list(crate::embed::OLD_SIDECAR_MARK, 2);
+        assert_eq!(older_pair_list(&array), Some(list.clone()));
+
+        // Another row count, a named (newer) mark, or a user's list: not this array's.
+        write_list(crate::embed::UNNAMED_SIDECAR_MARK, 3);
+        assert_eq!(older_pair_list(&array), None);
+        write_list(&crate::embed::sidecar_mark(&d.path().join("emb.npy")), 2);
+        assert_eq!(older_pair_list(&array), None);
+        write_list("head\ttail", 2);
+        assert_eq!(older_pair_list(&array), None);
+
+        // Another array that list went with under the older rule: whose it is is unknown.
+        write_list(crate::embed::UNNAMED_SIDECAR_MARK, 2);
+        write_array(&d.path().join("emb.test"), 2);
+        assert_eq!(older_pair_list(&array), None);
+        std::fs::remove_file(d.path().join("emb.test")).unwrap();
+        write_array(&d.path().join("emb.npy"), 2);
+        assert_eq!(older_pair_list(&array), None);
+        std::fs::remove_file(d.path().join("emb.npy")).unwrap();
+        // A file of another kind under such a name is not an array.
+        std::fs::write(d.path().join("emb.txt"), "notes").unwrap();
+        assert_eq!(older_pair_list(&array), Some(list.clone()));
+
+        // A pair list under the current rule decides, as does the array's own content.
+        std::fs::write(d.path().join("emb.train.pairs.tsv"), "x\n").unwrap();
+        assert_eq!(older_pair_list(&array), None);
+        std::fs::remove_file(d.path().join("emb.train.pairs.tsv")).unwrap();
+        let mut bytes = std::fs::read(&array).unwrap();
+        bytes.push(0);
+        std::fs::write(&array, &bytes).unwrap();
+        assert_eq!(older_pair_list(&array), None);
+        std::fs::write(&array, b"not an array").unwrap();
+        assert_eq!(older_pair_list(&array), None);
+
+        // Where both rules agree (`.npy`, no extension), there is nothing older to find.
+        write_array(&d.path().join("emb.npy"), 2);
+        assert_eq!(older_pair_list(&d.path().join("emb.npy")), None);
     }
 }
