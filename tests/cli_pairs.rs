@@ -70,14 +70,18 @@ fn read_mined(out: &Path) -> Mined {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // The first record names the pair list it belongs to (and only the first): taken out,
-    // so that runs into different files compare equal.
+    // The first record names the pair list it belongs to and its SHA-256 (and only the
+    // first): taken out, so that runs into different files compare equal.
     if let Some(first) = provenance.first_mut() {
         let name = out.file_name().unwrap().to_str().unwrap();
         assert_eq!(first["pair_list"], name, "{first}");
+        assert_eq!(first["pair_list_sha256"], sha256_of(out), "{first}");
         first.as_object_mut().unwrap().remove("pair_list");
+        first.as_object_mut().unwrap().remove("pair_list_sha256");
     }
-    assert!(provenance.iter().all(|p| p.get("pair_list").is_none()));
+    assert!(provenance
+        .iter()
+        .all(|p| p.get("pair_list").is_none() && p.get("pair_list_sha256").is_none()));
     let report = out.with_extension("report.json");
     let report = std::fs::read_to_string(report)
         .map(|t| serde_json::from_str(&t).unwrap())
@@ -87,6 +91,12 @@ fn read_mined(out: &Path) -> Mined {
         provenance,
         report,
     }
+}
+
+/// SHA-256 of a file, in hex.
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 /// Mines `corpus` into `dir/name.tsv` with `extra` flags; returns what was written.
@@ -1408,4 +1418,344 @@ fn the_header_and_help_speak_the_flags_language() {
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(help.contains("npmi"), "{help}");
     assert!(!help.contains("[`"), "{help}");
+}
+
+// Found by a fourth audit of `pairs mine`; each test failed on the code before its fix.
+
+/// A soft hyphen (`ele\u{AD}phant`, common in text from HTML and PDF) or a ZWNJ (Persian
+/// `کتاب‌ها`) inside a word kept it from ever being a term, and no count said so; words
+/// left out for their characters are now counted in the report.
+#[test]
+fn invisible_characters_in_words_are_settled_and_words_left_out_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(
+        &corpus,
+        "The ele\u{ad}phant meets the zebra.\n\nکتاب\u{200c}ها meets zebra mp3.\n\n".repeat(5),
+    )
+    .unwrap();
+    let vocab = dir.path().join("v.tsv");
+    let m = mine(
+        dir.path(),
+        "p",
+        &[&corpus],
+        &[
+            "--min-count",
+            "2",
+            "--min-pair-count",
+            "2",
+            "--save-vocab",
+            vocab.to_str().unwrap(),
+        ],
+    );
+    let terms: Vec<String> = std::fs::read_to_string(&vocab)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    for t in ["elephant", "کتاب\u{200c}ها", "meets", "zebra"] {
+        assert!(terms.iter().any(|x| x == t), "{t:?} in {terms:?}");
+    }
+    assert!(m
+        .counts()
+        .contains_key(&("elephant".into(), "meets".into())));
+    assert_eq!(m.report["rejected_words"], 1, "{}", m.report);
+    assert_eq!(m.report["rejected_examples"][0], "mp3 (5)", "{}", m.report);
+}
+
+/// `--examples 1000000` sorted a pair's places at every place it was seen (quadratic), and
+/// the merge after the last pass was in no pass's time. The places kept are the same (the
+/// smallest, in order), and the passes' times add up to the report's total.
+#[test]
+fn many_examples_are_kept_in_order_and_pass_times_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("b.txt");
+    std::fs::write(&corpus, "alpha beta\n\n".repeat(3000)).unwrap();
+    let m = mine(
+        dir.path(),
+        "p",
+        &[&corpus],
+        &[
+            "--examples",
+            "1000000",
+            "--min-count",
+            "1",
+            "--min-pair-count",
+            "1",
+            "--no-stopwords",
+        ],
+    );
+    let examples: Vec<String> = m.record("alpha", "beta")["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..3000)
+        .map(|i| format!("{}:{}", corpus.display(), 2 * i + 1))
+        .collect();
+    assert_eq!(examples, expected);
+    let passes = m.report["passes"].as_array().unwrap();
+    let names: Vec<&str> = passes.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "finding files",
+            "counting words",
+            "choosing terms",
+            "counting pairs",
+            "merging and ranking",
+            "describing pairs",
+            "other"
+        ]
+    );
+    let sum: f64 = passes.iter().map(|p| p["seconds"].as_f64().unwrap()).sum();
+    let total = m.report["seconds"].as_f64().unwrap();
+    assert!(
+        (sum - total).abs() <= 1e-9 * total.max(1.0),
+        "{sum} vs {total}"
+    );
+}
+
+/// A `kill -9` between the outputs' renames left the new pair list with the old provenance,
+/// which recorded only the list's name. The sidecars now record the list's SHA-256, and the
+/// next run says when the provenance it replaces did not belong to the list beside it.
+#[test]
+fn sidecars_record_their_pair_lists_hash_and_a_torn_pair_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.txt");
+    let b = dir.path().join("b.txt");
+    std::fs::write(&a, "Paris is the capital of France.\n\n".repeat(6)).unwrap();
+    std::fs::write(&b, "Rome is the capital of Italy.\n\n".repeat(6)).unwrap();
+    let out = dir.path().join("p.tsv");
+    let prov = dir.path().join("p.provenance.jsonl");
+    let vocab = dir.path().join("v.tsv");
+    let run = |corpus: &Path| {
+        finish(
+            relbert()
+                .args(["pairs", "mine", "--min-count", "2", "--min-pair-count", "2"])
+                .args(["--force", "--corpus"])
+                .arg(corpus)
+                .arg("--out")
+                .arg(&out)
+                .arg("--save-vocab")
+                .arg(&vocab)
+                .arg("--report")
+                .arg(dir.path().join("p.report.json")),
+        )
+    };
+    assert!(run(&a).status.success());
+    let sha = sha256_of(&out);
+    // `read_mined` checks the provenance's hash; the other sidecars hold the same.
+    read_mined(&out);
+    let first_vocab_line = std::fs::read_to_string(&vocab).unwrap();
+    assert!(
+        first_vocab_line.lines().next().unwrap().ends_with(&sha),
+        "{first_vocab_line}"
+    );
+    assert_eq!(read_mined(&out).report["pair_list_sha256"], sha);
+    // What a kill between the renames left: one run's list, another's provenance.
+    let paris_provenance = std::fs::read(&prov).unwrap();
+    assert!(run(&b).status.success());
+    std::fs::write(&prov, &paris_provenance).unwrap();
+    let o = run(&b);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("p.provenance.jsonl did not belong to") && err.contains("killed"),
+        "{err}"
+    );
+    read_mined(&out);
+    // Not said when they match.
+    let o = run(&b);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("did not belong"));
+}
+
+/// The pair list is renamed last: a run killed at its second rename (by `strace`'s fault
+/// injection, where strace is installed) leaves the old list, whose hash the new provenance
+/// does not hold.
+#[test]
+fn a_run_killed_between_renames_leaves_the_old_list_and_hashes_tell() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: strace is not installed: the kill between renames is not injected");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.txt");
+    let b = dir.path().join("b.txt");
+    std::fs::write(&a, "Paris is the capital of France.\n\n".repeat(6)).unwrap();
+    std::fs::write(&b, "Rome is the capital of Italy.\n\n".repeat(6)).unwrap();
+    let out = dir.path().join("p.tsv");
+    let prov = dir.path().join("p.provenance.jsonl");
+    let args = |corpus: &Path| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = ["pairs", "mine", "--min-count", "2"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        v.extend(["--min-pair-count", "2", "--force", "--corpus"].map(Into::into));
+        v.push(corpus.into());
+        v.push("--out".into());
+        v.push(out.clone().into());
+        v
+    };
+    relbert().args(args(&a)).assert().success();
+    let old = std::fs::read_to_string(&out).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("relbert");
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg("inject=rename,renameat,renameat2:signal=SIGKILL:when=2")
+        .arg(&bin)
+        .args(args(&b))
+        .env("RELBERT_LOG", "warn")
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&o.stderr).contains("ptrace") {
+        eprintln!("SKIPPED: strace cannot trace here: the kill between renames is not injected");
+        return;
+    }
+    assert!(!o.status.success(), "the run was not killed");
+    // The old list stands; the provenance is the new run's, and says so by its hash.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), old);
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&prov)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(first["head"] == "rome" || first["tail"] == "italy" || first["head"] == "capital");
+    assert_ne!(first["pair_list_sha256"], sha256_of(&out));
+    let o = finish(relbert().args(args(&b)));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("did not belong"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prov)
+            .unwrap()
+            .lines()
+            .next()
+            .map(
+                |l| serde_json::from_str::<serde_json::Value>(l).unwrap()["pair_list_sha256"]
+                    .clone()
+            ),
+        Some(serde_json::Value::from(sha256_of(&out)))
+    );
+}
+
+/// One link looping back up (`ln -s .. sub/up`) or leading nowhere anywhere in a corpus
+/// folder stopped the whole run; they are skipped as `find` skips them, named and counted.
+#[test]
+fn links_that_loop_or_lead_nowhere_are_skipped_named_and_counted() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(
+        d.join("sub/f.txt"),
+        "Paris is the capital of France.\n\n".repeat(6),
+    )
+    .unwrap();
+    symlink("..", d.join("sub/up")).unwrap();
+    symlink("nowhere", d.join("dangling")).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("p.tsv");
+    let o = finish(
+        relbert()
+            .args(["pairs", "mine", "--min-count", "2", "--min-pair-count", "2"])
+            .arg("--corpus")
+            .arg(&d)
+            .arg("--out")
+            .arg(&out)
+            .arg("--report")
+            .arg(out.with_extension("report.json")),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("2 symbolic link(s)") && err.contains("dangling") && err.contains("up"),
+        "{err}"
+    );
+    let m = read_mined(&out);
+    assert!(m.counts().contains_key(&("paris".into(), "capital".into())));
+    assert_eq!(m.report["broken_links"], 2);
+    let examples = m.report["skipped_examples"].to_string();
+    assert!(
+        examples.contains("a symbolic link to nothing") && examples.contains("loops back"),
+        "{examples}"
+    );
+}
+
+/// Negative numbers were taken for unknown flags (`unexpected argument '-1'`), a negative
+/// `--phrase-threshold=` was taken, and `--memory 0.0000001K` (0 bytes) was accepted where
+/// `--memory 0` was not.
+#[test]
+fn negative_numbers_and_sizes_under_a_byte_are_refused_naming_the_flag() {
+    let corpus = fixture("corpus/capitals.txt");
+    for (args, flag, rule) in [
+        (vec!["--min-count", "-1"], "--min-count", "0 or more"),
+        (
+            vec!["--min-pair-count", "-5"],
+            "--min-pair-count",
+            "0 or more",
+        ),
+        (vec!["--window", "-3"], "--window", "at least 1"),
+        (vec!["--window", "0"], "--window", "at least 1"),
+        (vec!["--max-pairs", "1.5"], "--max-pairs", "whole number"),
+        (vec!["--examples", "-2"], "--examples", "0 or more"),
+        (
+            vec!["--phrase-threshold", "-1"],
+            "--phrase-threshold",
+            "0 or more",
+        ),
+        (
+            vec!["--phrase-threshold=-1"],
+            "--phrase-threshold",
+            "0 or more",
+        ),
+        (
+            vec!["--memory", "0.0000001K"],
+            "--memory",
+            "at least one byte",
+        ),
+    ] {
+        let o = finish(
+            relbert()
+                .args(["pairs", "mine", "--out", "-", "--corpus"])
+                .arg(&corpus)
+                .args(&args),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(rule) && !err.contains("unexpected argument"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// A run that mined no pair said only "mined 0 pairs"; it now names the threshold that left
+/// none, and the most frequent pair's count.
+#[test]
+fn no_pairs_names_the_threshold_that_left_none() {
+    let corpus = fixture("corpus/capitals.txt");
+    let (out, err) = mine_out(
+        &[&corpus],
+        &["--min-count", "1", "--min-pair-count", "999999"],
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        err.contains("no pair reached --min-pair-count 999999")
+            && err.contains("the most frequent pair occurred"),
+        "{err}"
+    );
+    let (_, err) = mine_out(&[&corpus], &["--min-count", "1", "--min-pair-count", "1"]);
+    assert!(!err.contains("no pair"), "{err}");
 }

@@ -1,5 +1,14 @@
 //! `relbert pairs mine`: a corpus in, a ranked pair list (the pair TSV `index build` reads)
 //! and its provenance out.
+//!
+//! The outputs are written under temporary names and renamed into place one by one, which
+//! a `kill -9` can cut short. So that a cut never passes one run's provenance off as
+//! another's, the sidecars (provenance, `--save-vocab`, `--report`) record the SHA-256 of
+//! the pair list they were written with (`pair_list_sha256` in the provenance's first record
+//! and the report, the vocabulary's first line), and the pair list, the file people use, is
+//! renamed last. A run killed between renames leaves the old list with new sidecars, and
+//! their hash says so (`sha256sum pairs.tsv`); the next run into the same `--out` checks
+//! the provenance it is to replace and says when it did not belong to the list beside it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +22,7 @@ use relbert::corpus::{mine, MineOptions, MineProgress, MineReport, MinedPair, Sc
 use relbert::output::{
     check_replaceable, AtomicFile, OutputKind, MINED_PAIRS_MARK, MINED_VOCAB_MARK,
 };
+use sha2::{Digest, Sha256};
 
 use super::interrupt::Interrupts;
 use super::Progress;
@@ -67,23 +77,24 @@ pub struct MineArgs {
     /// Learn two-word phrases from the corpus (word2phrase's bigram score).
     #[arg(long)]
     phrases: bool,
-    /// Score a bigram must exceed to become a phrase.
-    #[arg(long, default_value_t = 100.0, value_parser = finite_number)]
+    /// Score a bigram must exceed to become a phrase (0 or more: the score is never
+    /// negative).
+    #[arg(long, default_value_t = 100.0, value_parser = threshold, allow_negative_numbers = true)]
     phrase_threshold: f64,
     /// Co-occurrence window in tokens.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = whole::<1>, allow_negative_numbers = true)]
     window: usize,
     /// A word must occur this often to be a term.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = whole_u64::<0>, allow_negative_numbers = true)]
     min_count: u64,
     /// At most this many terms, most frequent first.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = whole::<1>, allow_negative_numbers = true)]
     vocab_size: usize,
     /// A pair must co-occur this often to be ranked.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = whole_u64::<0>, allow_negative_numbers = true)]
     min_pair_count: u64,
     /// At most this many pairs are written.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = whole::<1>, allow_negative_numbers = true)]
     max_pairs: usize,
     /// Ranking: pmi (relations over mere frequency), npmi (normalised PMI) or count.
     #[arg(long, value_enum, default_value_t = Score::Pmi)]
@@ -95,7 +106,7 @@ pub struct MineArgs {
     #[arg(long)]
     tmp_dir: Option<PathBuf>,
     /// Places kept per pair in the provenance file.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = whole::<0>, allow_negative_numbers = true)]
     examples: usize,
     /// Write the vocabulary (term<TAB>count, most frequent first) to this file. Counts are
     /// occurrences as a term once multi-word terms are merged: a word chosen on its count
@@ -124,13 +135,32 @@ fn file_output(s: &str) -> std::result::Result<PathBuf, String> {
     super::output_file(s)
 }
 
-/// A finite number (`NaN` passed every comparison as if it were infinite).
-fn finite_number(s: &str) -> std::result::Result<f64, String> {
+/// A phrase threshold: a finite number (`NaN` passed every comparison as if it were
+/// infinite), 0 or more. A bigram's score, `(n(ab) − min-count)·N / (n(a)·n(b))` over
+/// bigrams seen at least --min-count times, is never negative, so every negative threshold
+/// meant the same (every such bigram a phrase) and read as a typo.
+fn threshold(s: &str) -> std::result::Result<f64, String> {
+    const RULE: &str = "must be a finite number, 0 or more (a bigram's score is never negative)";
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err("must be a finite number".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(RULE.into()),
     }
+}
+
+/// A whole number, at least `MIN`: the rule is said whatever was given (`-1` was taken for
+/// an unknown flag, `1.5` got "invalid digit").
+fn whole_u64<const MIN: u64>(s: &str) -> std::result::Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(v) if v >= MIN => Ok(v),
+        _ if MIN == 0 => Err("must be a whole number, 0 or more".into()),
+        _ => Err(format!("must be a whole number, at least {MIN}")),
+    }
+}
+
+/// [`whole_u64`] for a count of things in memory.
+fn whole<const MIN: u64>(s: &str) -> std::result::Result<usize, String> {
+    let v = whole_u64::<MIN>(s)?;
+    usize::try_from(v).map_err(|_| format!("must be at most {}", usize::MAX))
 }
 
 /// Runs `relbert pairs …`.
@@ -140,7 +170,9 @@ pub fn run(cmd: PairsCommand) -> Result<()> {
     }
 }
 
-/// Parses `512M`, `4G`, `1.5G`, `100K` (binary units) into bytes.
+/// Parses `512M`, `4G`, `1.5G`, `100K` (binary units) into bytes; `None` for anything
+/// else, and for a size under one byte (`0.0000001K` was taken as a budget of 0 bytes where
+/// `0` was refused).
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last()? {
@@ -151,7 +183,8 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0).then_some((v * mult as f64) as u64)
+    let bytes = v * mult as f64;
+    (v.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 /// The provenance file beside a pair list: `pairs.tsv` → `pairs.provenance.jsonl` (a `.tsv`
@@ -187,9 +220,53 @@ fn pair_list_name(out: &Path) -> Option<String> {
 /// Key of the first provenance record that names the pair list it belongs to.
 const PAIR_LIST_KEY: &str = "pair_list";
 
+/// Key of the first provenance record holding the SHA-256 of its pair list.
+const PAIR_LIST_SHA256_KEY: &str = "pair_list_sha256";
+
+/// Passes what is written through to `inner` and hashes it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.hash.update(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// SHA-256 (hex) of a pair list as [`write_pairs`] writes it.
+fn pairs_sha256(header: &str, pairs: &[MinedPair]) -> Result<String> {
+    let mut h = Hashing {
+        inner: std::io::sink(),
+        hash: Sha256::new(),
+    };
+    write_pairs(&mut h, header, pairs)?;
+    Ok(format!("{:x}", h.hash.finalize()))
+}
+
+/// SHA-256 (hex) of a file.
+fn file_sha256(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = Hashing {
+        inner: std::io::sink(),
+        hash: Sha256::new(),
+    };
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{:x}", h.hash.finalize()))
+}
+
 /// Refuses (even with `--force`) to replace a provenance file that records another pair
 /// list than `out`'s: it is another run's, and replacing it would lose that run's record.
-/// Files that record none (older ones, empty ones) are left to `--force`.
+/// Files that record none (older ones, empty ones) are left to `--force`. One that names
+/// `out` but records another list's SHA-256 than `out` has is the torn pair a run killed
+/// while renaming its outputs leaves (see the module's doc): it is replaced with the list,
+/// and a warning says so.
 fn check_provenance_owner(path: &Path, out: &Path) -> Result<()> {
     let Ok(f) = std::fs::File::open(path) else {
         return Ok(());
@@ -201,14 +278,28 @@ fn check_provenance_owner(path: &Path, out: &Path) -> Result<()> {
         &mut first,
     )
     .with_context(|| format!("reading {}", path.display()))?;
-    let recorded = serde_json::from_slice::<serde_json::Value>(&first)
-        .ok()
-        .and_then(|v| v.get(PAIR_LIST_KEY)?.as_str().map(str::to_string));
-    let Some(recorded) = recorded else {
+    let first = serde_json::from_slice::<serde_json::Value>(&first).ok();
+    let field = |k: &str| {
+        first
+            .as_ref()
+            .and_then(|v| v.get(k)?.as_str().map(str::to_string))
+    };
+    let Some(recorded) = field(PAIR_LIST_KEY) else {
         return Ok(());
     };
     let ours = pair_list_name(out);
     if ours.as_deref() == Some(recorded.as_str()) {
+        if let Some(sha) = field(PAIR_LIST_SHA256_KEY) {
+            if out.is_file() && file_sha256(out)? != sha {
+                tracing::warn!(
+                    "{} did not belong to {}: it records a pair list with SHA-256 {}, not this \
+                     one (a run was killed while renaming its outputs?); both are replaced",
+                    path.display(),
+                    out.display(),
+                    sha.chars().take(12).collect::<String>()
+                );
+            }
+        }
         return Ok(());
     }
     Err(relbert::Error::NotOurs {
@@ -222,13 +313,15 @@ fn check_provenance_owner(path: &Path, out: &Path) -> Result<()> {
     .into())
 }
 
-/// The first provenance record: the pair's, and the name of the pair list it belongs to.
+/// The first provenance record: the pair's, and the name and SHA-256 of the pair list it
+/// belongs to.
 #[derive(serde::Serialize)]
 struct FirstRecord<'a> {
     #[serde(flatten)]
     pair: &'a MinedPair,
     #[serde(skip_serializing_if = "Option::is_none")]
     pair_list: Option<&'a str>,
+    pair_list_sha256: &'a str,
 }
 
 /// Shows each pass as a byte progress display.
@@ -238,6 +331,10 @@ impl MineProgress for PassProgress {
     fn start(&self, pass: &str, total: u64) {
         let mut p = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *p = Some(Progress::bytes(total, pass));
+    }
+    fn start_items(&self, step: &str, total: u64, unit: &'static str) {
+        let mut p = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *p = Some(Progress::new(total, step, unit));
     }
     fn bytes(&self, done: u64) {
         if let Some(p) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -254,19 +351,11 @@ impl MineProgress for PassProgress {
 fn run_mine(a: MineArgs) -> Result<()> {
     let memory = parse_size(&a.memory).with_context(|| {
         format!(
-            "invalid value for --memory: {:?} (give a size such as 512M or 4G)",
+            "invalid value for --memory: {:?} (give a size of at least one byte, such as 512M \
+             or 4G)",
             a.memory
         )
     })?;
-    for (flag, v) in [
-        ("--window", a.window),
-        ("--vocab-size", a.vocab_size),
-        ("--max-pairs", a.max_pairs),
-    ] {
-        if v == 0 {
-            bail!("invalid value for {flag}: must be at least 1");
-        }
-    }
     let lowercase = !a.keep_case;
     // Lower-case whatever the case of the tokens: a stop word is one in any case.
     let stopwords = if a.no_stopwords {
@@ -426,6 +515,8 @@ fn run_mine(a: MineArgs) -> Result<()> {
         a.min_count,
         a.min_pair_count
     );
+    let sha = pairs_sha256(&header, &pairs)?;
+    report.pair_list_sha256 = Some(sha.clone());
 
     // Every file output is written under its temporary name first (the handler removes
     // those on an interrupt), and renamed only once all are complete.
@@ -455,14 +546,14 @@ fn run_mine(a: MineArgs) -> Result<()> {
             start(files, p)?;
             let i = last(files);
             let f = &mut files[i];
-            write_provenance(f.writer(), &pairs, pair_list_name(&a.out).as_deref())
+            write_provenance(f.writer(), &pairs, pair_list_name(&a.out).as_deref(), &sha)
                 .with_context(|| format!("writing {}", p.display()))?;
         }
         if let Some(v) = &a.save_vocab {
             start(files, v)?;
             let i = last(files);
             let f = &mut files[i];
-            write_vocab(f.writer(), &report.vocabulary)
+            write_vocab(f.writer(), &report.vocabulary, &sha)
                 .with_context(|| format!("writing {}", v.display()))?;
         }
         if let Some(r) = &a.report {
@@ -484,16 +575,17 @@ fn run_mine(a: MineArgs) -> Result<()> {
         files.into_iter().for_each(AtomicFile::discard);
         return Err(e);
     }
-    // From here on an interrupt waits: the outputs are committed together.
+    // From here on an interrupt waits: the outputs are committed together. The pair list,
+    // started first, is renamed last (see the module's doc).
     interrupts.committing();
-    let mut files = files.into_iter();
+    let mut files = files.into_iter().rev();
     while let Some(f) = files.next() {
         if let Err(e) = f.commit() {
             files.for_each(AtomicFile::discard);
             return Err(e.into());
         }
     }
-    summary(&report, started.elapsed().as_secs_f64());
+    summary(&report, &a, started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -591,10 +683,15 @@ fn write_provenance(
     w: &mut impl Write,
     pairs: &[MinedPair],
     pair_list: Option<&str>,
+    pair_list_sha256: &str,
 ) -> Result<()> {
     for (i, m) in pairs.iter().enumerate() {
         if i == 0 {
-            let first = FirstRecord { pair: m, pair_list };
+            let first = FirstRecord {
+                pair: m,
+                pair_list,
+                pair_list_sha256,
+            };
             serde_json::to_writer(&mut *w, &first)?;
         } else {
             serde_json::to_writer(&mut *w, m)?;
@@ -604,8 +701,11 @@ fn write_provenance(
     Ok(())
 }
 
-fn write_vocab(w: &mut impl Write, vocabulary: &[(String, u64)]) -> Result<()> {
-    writeln!(w, "{MINED_VOCAB_MARK}: term<TAB>count, most frequent first")?;
+fn write_vocab(w: &mut impl Write, vocabulary: &[(String, u64)], sha: &str) -> Result<()> {
+    writeln!(
+        w,
+        "{MINED_VOCAB_MARK}: term<TAB>count, most frequent first; pair list sha256 {sha}"
+    )?;
     for (t, c) in vocabulary {
         writeln!(w, "{t}\t{c}")?;
     }
@@ -626,8 +726,9 @@ fn write_pairs(w: &mut impl Write, header: &str, pairs: &[MinedPair]) -> Result<
     Ok(())
 }
 
-/// The people's summary on standard error.
-fn summary(r: &MineReport, secs: f64) {
+/// The people's summary on standard error. `secs` is the whole run's time: what mining
+/// ([`MineReport::seconds`]) leaves of it went into writing the outputs.
+fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
     use super::progress::{group, rate};
     eprintln!(
         "mined {} pairs from {} files: {} tokens in {} sentences, {} terms{}, {} distinct pairs ({} at or above the floor), {:.1}s",
@@ -645,7 +746,12 @@ fn summary(r: &MineReport, secs: f64) {
         group(r.pairs_above_floor),
         secs
     );
+    let writing = (secs - r.seconds).max(0.0);
     for p in &r.passes {
+        // The rest, named so the lines add up to the whole, when there is enough to show.
+        if p.name == "other" && p.seconds < 0.05 {
+            continue;
+        }
         if p.bytes == 0 {
             eprintln!(
                 "  {:<18} {:>7.1}s ({:.1}s CPU)",
@@ -662,6 +768,9 @@ fn summary(r: &MineReport, secs: f64) {
             rate(p.tokens as f64 / p.seconds.max(1e-9), "tokens")
         );
     }
+    if writing >= 0.05 {
+        eprintln!("  {:<18} {:>7.1}s", "writing outputs", writing);
+    }
     if r.spilled_bytes > 0 {
         eprintln!(
             "  counts over the memory budget: {:.1} MB spilled to disk and merged",
@@ -675,17 +784,52 @@ fn summary(r: &MineReport, secs: f64) {
             relbert::corpus::vocab::MAX_TERM_CHARS
         );
     }
-    let skipped = r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files;
+    if r.rejected_words > 0 {
+        eprintln!(
+            "  {} word(s) seen --min-count times left out for characters other than letters \
+             (digits, `_`, `.`), such as {}",
+            group(r.rejected_words as u64),
+            r.rejected_examples.join(", ")
+        );
+    }
+    let skipped =
+        r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files + r.broken_links;
     if skipped > 0 {
         eprintln!(
-            "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files; first: {}",
+            "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links; first: {}",
             r.invalid_utf8_lines,
             r.bad_json_lines,
             r.binary_files,
             r.utf16_files,
+            r.broken_links,
             r.skipped_examples.join("; ")
         );
     }
+    if let Some(why) = no_pairs_why(r, a) {
+        tracing::warn!("{why}");
+    }
+}
+
+/// Why no pair was written, naming the flag that left none (`None` when some were): a run
+/// that found nothing said only "mined 0 pairs".
+fn no_pairs_why(r: &MineReport, a: &MineArgs) -> Option<String> {
+    if r.pairs_out > 0 {
+        return None;
+    }
+    Some(if r.distinct_pairs == 0 {
+        format!(
+            "no pairs: no two of the {} terms were seen in one sentence within --window {} \
+             tokens of each other (more text, a lower --min-count for more terms, or a wider \
+             --window?)",
+            r.vocab, a.window
+        )
+    } else {
+        format!(
+            "no pairs: no pair reached --min-pair-count {}; the most frequent pair occurred {} \
+             time(s) ({} distinct pairs were counted)",
+            a.min_pair_count, r.max_pair_count, r.distinct_pairs
+        )
+    })
 }
 
 #[cfg(test)]
@@ -699,6 +843,10 @@ mod tests {
         assert_eq!(parse_size("4"), None);
         assert_eq!(parse_size("-1G"), None);
         assert_eq!(parse_size("G"), None);
+        // Under one byte is no budget, as 0 is not.
+        assert_eq!(parse_size("0.0000001K"), None);
+        assert_eq!(parse_size("0K"), None);
+        assert_eq!(parse_size("0.5K"), Some(512));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! name ends in `.jsonl` or `.ndjson` (before any `.gz`/`.zst`). A line that is not valid
 //! UTF-8, or a JSON line that does not parse or lacks the text field, is skipped and
 //! counted (the first few are reported with file and line), never fatal; a file that
-//! cannot be read at all is an error naming it. Files whose first 8 KiB hold a NUL byte are
+//! cannot be read at all is an error naming it. A symbolic link in a folder that leads
+//! nowhere or loops is skipped with a warning naming it and counted, as `find` skips it. Files whose first 8 KiB hold a NUL byte are
 //! skipped as binary.
 //!
 //! Standard input can be read only once, but mining reads its input several times, so the
@@ -137,6 +138,44 @@ pub struct Expanded {
     /// Entries in folders that are neither files nor folders (pipes, sockets, devices): left
     /// out, as reading one may wait forever.
     pub not_files: u64,
+    /// Symbolic links in folders that lead nowhere (their target is missing) or loop (back
+    /// to a folder above them, or through other links to themselves): left out, as `find`
+    /// leaves them, with a warning naming them.
+    pub broken_links: u64,
+    /// The first few of them, `path: skipped: why`.
+    pub broken_link_examples: Vec<String>,
+}
+
+/// Broken links named in [`Expanded::broken_link_examples`] and the warning.
+const LINK_EXAMPLES: usize = 5;
+
+/// Why a folder walk's error is a link to skip (it leads nowhere or loops), or `None` for
+/// an error that stops the run: a folder or file that exists but cannot be read.
+fn broken_link(e: &walkdir::Error) -> Option<String> {
+    if let Some(ancestor) = e.loop_ancestor() {
+        return Some(format!(
+            "a symbolic link that loops back to {}",
+            ancestor.display()
+        ));
+    }
+    let path = e.path()?;
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return None;
+    }
+    let io = e.io_error()?;
+    if io.kind() == std::io::ErrorKind::NotFound {
+        let target = std::fs::read_link(path)
+            .map(|t| format!(" ({})", t.display()))
+            .unwrap_or_default();
+        return Some(format!("a symbolic link to nothing{target}"));
+    }
+    // ELOOP: links that lead to each other; ENOTDIR: a target under a file, `f.txt/x`.
+    match io.raw_os_error() {
+        Some(libc::ELOOP) => Some("a symbolic link in a loop of links".into()),
+        Some(libc::ENOTDIR) => Some("a symbolic link to nothing (a path under a file)".into()),
+        _ => None,
+    }
 }
 
 /// Expands the inputs: directories are walked recursively in name order (hidden files and
@@ -148,7 +187,10 @@ pub struct Expanded {
 /// `/dev/stdin`): files are told apart by device and inode, so a link is the file it points
 /// to, and the duplicates are noted once on standard error. `exclude` lists this run's
 /// outputs and relbert's own hidden files beside them (lock files, the work directory):
-/// never read, and not counted as hidden.
+/// never read, and not counted as hidden. A link inside a folder that leads nowhere or
+/// loops is skipped and counted ([`Expanded::broken_links`]), where it stopped the whole
+/// run; an input named itself, and a file or folder that exists but cannot be read, are
+/// still errors naming them.
 pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> Result<Expanded> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Expanded::default();
@@ -216,10 +258,24 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
                     keep
                 });
             for entry in walker {
-                let entry = entry.map_err(|e| {
-                    let path = e.path().unwrap_or(input).to_path_buf();
-                    Error::io(&path, e.into())
-                })?;
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => match broken_link(&e) {
+                        Some(why) => {
+                            out.broken_links += 1;
+                            if out.broken_link_examples.len() < LINK_EXAMPLES {
+                                let path = e.path().unwrap_or(input);
+                                out.broken_link_examples
+                                    .push(format!("{}: skipped: {why}", path.display()));
+                            }
+                            continue;
+                        }
+                        None => {
+                            let path = e.path().unwrap_or(input).to_path_buf();
+                            return Err(Error::io(&path, e.into()));
+                        }
+                    },
+                };
                 if entry.file_type().is_file() {
                     if own_output(entry.path(), exclude) {
                         tracing::warn!(
@@ -249,6 +305,20 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
             let source = file_source(input, &md, format);
             add(&mut out, input, Some((md.dev(), md.ino())), source);
         }
+    }
+    if out.broken_links > 0 {
+        let shown = out.broken_link_examples.len() as u64;
+        tracing::warn!(
+            "{} symbolic link(s) in the corpus folders skipped, as leading nowhere or looping: \
+             {}{}",
+            out.broken_links,
+            out.broken_link_examples.join("; "),
+            if out.broken_links > shown {
+                format!("; and {} more", out.broken_links - shown)
+            } else {
+                String::new()
+            }
+        );
     }
     if let Some((again, first)) = &out.duplicate_example {
         tracing::warn!(
@@ -865,6 +935,57 @@ mod tests {
             copy_path(&work, 0, &e.sources[0]),
             Some(work.join("input-0"))
         );
+    }
+
+    /// Found by an audit: one link looping back up (`ln -s .. sub/up`) or leading nowhere
+    /// stopped the whole run ("File system loop found", an IO error).
+    #[test]
+    fn links_that_loop_or_lead_nowhere_are_skipped_and_named() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/f.txt"), "alpha beta\n").unwrap();
+        symlink("..", d.join("sub/up")).unwrap();
+        symlink("nowhere", d.join("dangling")).unwrap();
+        symlink("chain-b", d.join("chain-a")).unwrap();
+        symlink("chain-a", d.join("chain-b")).unwrap();
+        symlink("sub/f.txt", d.join("good")).unwrap();
+        let e = expand(std::slice::from_ref(&d), InputFormat::Auto, &[]).unwrap();
+        let names: Vec<_> = e.sources.iter().map(|s| s.name.clone()).collect();
+        // The good link is the file it points to, read once.
+        assert_eq!(names, [d.join("good")]);
+        assert_eq!(e.broken_links, 4, "{:?}", e.broken_link_examples);
+        let all = e.broken_link_examples.join("\n");
+        for part in [
+            "sub/up: skipped: a symbolic link that loops back to",
+            "dangling: skipped: a symbolic link to nothing (nowhere)",
+            "chain-a: skipped: a symbolic link in a loop of links",
+        ] {
+            assert!(all.contains(part), "{part:?} in {all}");
+        }
+        // Named itself, a link to nothing is still an error.
+        let err = expand(&[d.join("dangling")], InputFormat::Auto, &[]).unwrap_err();
+        assert!(err.to_string().contains("dangling"), "{err}");
+    }
+
+    /// A folder that exists but cannot be read is still an error (not a link to skip).
+    #[test]
+    fn an_unreadable_folder_is_still_an_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        std::fs::create_dir_all(d.join("locked")).unwrap();
+        std::fs::write(d.join("a.txt"), "alpha\n").unwrap();
+        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        // Root reads anything: nothing to test there.
+        let readable = std::fs::read_dir(d.join("locked")).is_ok();
+        let result = expand(std::slice::from_ref(&d), InputFormat::Auto, &[]);
+        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if !readable {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("locked"), "{err}");
+        }
     }
 
     #[test]

@@ -106,14 +106,43 @@ impl Sentence {
 /// become their plain letters), the typographic apostrophes U+2019 and U+02BC as the ASCII
 /// `'` (`don’t` is `don't`), and lower-cased when asked. ASCII words are already in this
 /// form; the tokenizer passes them by.
+///
+/// Invisible format characters are settled too, since NFKC keeps them and a word holding
+/// one was never a term (text from HTML and PDF carries soft hyphens, `ele\u{AD}phant`):
+/// those that mean nothing inside a word are removed ([`invisible`]: the soft hyphen, zero
+/// width space, word joiner, byte order mark, direction marks); the joiners ZWNJ and ZWJ
+/// (U+200C, U+200D, and the Mongolian vowel separator U+180E) are kept between two letters or
+/// marks, where they are spelling (Persian `کتاب‌ها`, the half forms of Indic scripts after a
+/// virama), and removed elsewhere (at either end of the word, next to punctuation).
 pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
+    use unicode_categories::UnicodeCategories;
     use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
     let apostrophe = |c: char| match c {
         '\u{2019}' | '\u{02bc}' => '\'',
         c => c,
     };
+    // Whether the last character written is a letter or a mark, and the joiner that waits
+    // for the next one to be one too.
+    let mut after_letter = false;
+    let mut joiner: Option<char> = None;
     let mut put = |c: char| {
+        if invisible(c) {
+            return;
+        }
+        if joiner_char(c) {
+            if after_letter && joiner.is_none() {
+                joiner = Some(c);
+            }
+            return;
+        }
         let c = apostrophe(c);
+        let letter = c.is_alphabetic() || c.is_mark();
+        if let Some(j) = joiner.take() {
+            if letter {
+                out.push(j);
+            }
+        }
+        after_letter = letter;
         if lowercase {
             out.extend(c.to_lowercase());
         } else {
@@ -126,6 +155,33 @@ pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
     } else {
         word.nfkc().for_each(&mut put);
     }
+}
+
+/// Whether `c` is a joiner that is spelling between two letters: ZWNJ, ZWJ, and the
+/// Mongolian vowel separator (it selects the form of the vowel after it).
+pub fn joiner_char(c: char) -> bool {
+    matches!(c, '\u{200c}' | '\u{200d}' | '\u{180e}')
+}
+
+/// Whether `c` is an invisible format character that carries no meaning inside a word (of
+/// Unicode's default-ignorable format characters, all but the joiners of [`joiner_char`]):
+/// the soft hyphen, the Arabic letter mark, the zero width space, the direction marks,
+/// embeddings and isolates, the word joiner and invisible operators, the byte order mark
+/// (zero width no-break space), shorthand format controls, musical beam controls and tags.
+/// Variation selectors and the combining grapheme joiner are marks and stay.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}'
+        | '\u{061c}'
+        | '\u{200b}'
+        | '\u{200e}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0001}'
+        | '\u{e0020}'..='\u{e007f}')
 }
 
 /// How text is split into tokens.
@@ -417,6 +473,50 @@ mod tests {
         );
         // A possessive in the modifier-letter apostrophe is dropped like the others.
         assert_eq!(split("France\u{2bc}s", true), vec![vec!["france"]]);
+    }
+
+    /// Found by an audit: a word holding a soft hyphen (`ele\u{AD}phant`, from HTML or PDF)
+    /// or a ZWNJ (Persian `کتاب‌ها`) was tokenised but never became a term.
+    #[test]
+    fn invisible_format_characters_go_and_joiners_stay_between_letters() {
+        assert_eq!(
+            split(
+                "The ele\u{ad}phant, \u{feff}zebra\u{200b} and word\u{2060}joiner \u{200e}left",
+                true
+            ),
+            vec![vec![
+                "the",
+                "elephant",
+                "zebra",
+                "and",
+                "wordjoiner",
+                "left"
+            ]]
+        );
+        // ZWNJ between letters is Persian spelling; ZWJ after a virama makes a half form.
+        assert_eq!(
+            split(
+                "\u{06a9}\u{062a}\u{0627}\u{0628}\u{200c}\u{0647}\u{0627}",
+                true
+            ),
+            vec![vec![
+                "\u{06a9}\u{062a}\u{0627}\u{0628}\u{200c}\u{0647}\u{0627}"
+            ]]
+        );
+        assert_eq!(
+            split("\u{0915}\u{094d}\u{200d}\u{0937}", true),
+            vec![vec!["\u{0915}\u{094d}\u{200d}\u{0937}"]]
+        );
+        // At the end of a word, or doubled, a joiner joins nothing.
+        let mut out = String::new();
+        normalize_word("ab\u{200c}", true, &mut out);
+        assert_eq!(out, "ab");
+        out.clear();
+        normalize_word("a\u{200c}\u{200c}b\u{ad}C", true, &mut out);
+        assert_eq!(out, "a\u{200c}bc");
+        out.clear();
+        normalize_word("\u{200d}ab", false, &mut out);
+        assert_eq!(out, "ab");
     }
 
     proptest::proptest! {

@@ -11,7 +11,7 @@ use std::path::Path;
 use rustc_hash::{FxHashMap, FxHashSet};
 use unicode_categories::UnicodeCategories;
 
-use super::tokenize::{Kind, Sentence, Token};
+use super::tokenize::{joiner_char, Kind, Sentence, Token};
 use crate::error::{Error, Result};
 
 /// The bundled English stop-word list: `src/corpus/stopwords_en.txt` and the common
@@ -213,16 +213,25 @@ pub struct Vocab {
     /// left out for holding a word longer than [`MAX_TERM_CHARS`]; a long word in two
     /// phrases counts twice.
     pub too_long: usize,
+    /// Words (and listed terms) seen `min_count` times, not stop words, left out for their
+    /// characters: digits, `_`, `.` and other symbols (`mp3`, `e.g`, `u_expr`), so that a
+    /// word left out is never left out unsaid.
+    pub rejected: usize,
+    /// The most frequent of those (at most [`REJECTED_EXAMPLES`]), with their counts, most
+    /// frequent first.
+    pub rejected_examples: Vec<(Box<str>, u64)>,
     ids: FxHashMap<Box<str>, u32>,
 }
 
 impl Vocab {
     /// Chooses the terms: every word seen at least `min_count` times that is not a stop word,
     /// is made of letters with at most inner hyphens and apostrophes (so not `mp3`, `0d`,
-    /// `u_expr` or `perm.r`: codes and identifiers, not words) and has at least two
-    /// characters (multi-word terms always qualify on count alone) and none of whose words
-    /// has more than [`MAX_TERM_CHARS`], most frequent first (ties by text), at most
-    /// `max_size`.
+    /// `u_expr` or `perm.r`: codes and identifiers, not words; counted in
+    /// [`Vocab::rejected`]) and has at least two characters (multi-word terms always qualify
+    /// on count alone) and none of whose words has more than [`MAX_TERM_CHARS`], most
+    /// frequent first (ties by text), at most `max_size`. Combining marks belong to their
+    /// letter, and the joiners ZWNJ and ZWJ are spelling between letters (the tokenizer
+    /// keeps them only there: [`super::tokenize::normalize_word`]).
     pub fn choose(
         counts: FxHashMap<Box<str>, u64>,
         stopwords: &FxHashSet<Box<str>>,
@@ -230,19 +239,32 @@ impl Vocab {
         max_size: usize,
     ) -> Vocab {
         let mut too_long = 0;
+        let mut rejected = 0;
+        let mut rejected_examples: Vec<(Box<str>, u64)> = Vec::new();
         let mut cands: Vec<(Box<str>, u64)> = counts
             .into_iter()
             .filter(|(w, c)| {
-                let candidate = *c >= min_count
+                let frequent = *c >= min_count
                     && !stopwords.contains(w)
-                    && !stopwords.contains(w.to_lowercase().as_str())
-                    // Combining marks belong to their letter: decomposed accents (NFD
-                    // `café`) and the vowel signs and viramas of Indic scripts.
-                    && w.chars().all(|ch| {
-                        ch.is_alphabetic() || ch.is_mark() || matches!(ch, '-' | '\'' | '’' | ' ')
-                    })
-                    && (w.contains(' ')
-                        || w.chars().filter(|c| !c.is_mark()).nth(1).is_some());
+                    && !stopwords.contains(w.to_lowercase().as_str());
+                if !frequent {
+                    return false;
+                }
+                // Combining marks belong to their letter: decomposed accents (NFD `café`)
+                // and the vowel signs and viramas of Indic scripts.
+                let letters = w.chars().all(|ch| {
+                    ch.is_alphabetic()
+                        || ch.is_mark()
+                        || joiner_char(ch)
+                        || matches!(ch, '-' | '\'' | '’' | ' ')
+                });
+                if !letters {
+                    rejected += 1;
+                    note_rejected(&mut rejected_examples, w, *c);
+                    return false;
+                }
+                let candidate =
+                    w.contains(' ') || w.chars().filter(|c| !c.is_mark()).nth(1).is_some();
                 if candidate && w.split(' ').any(too_long_word) {
                     too_long += 1;
                     return false;
@@ -254,6 +276,8 @@ impl Vocab {
         cands.truncate(max_size);
         let mut v = Vocab {
             too_long,
+            rejected,
+            rejected_examples,
             ..Vocab::default()
         };
         for (i, (w, c)) in cands.into_iter().enumerate() {
@@ -278,6 +302,20 @@ impl Vocab {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
+    }
+}
+
+/// Examples of words left out for their characters kept for the report.
+pub const REJECTED_EXAMPLES: usize = 5;
+
+/// Keeps the [`REJECTED_EXAMPLES`] most frequent words left out for their characters (ties
+/// by text, so the examples do not depend on the order of a hash map).
+fn note_rejected(examples: &mut Vec<(Box<str>, u64)>, w: &str, c: u64) {
+    let before = |a: &(Box<str>, u64)| a.1 > c || (a.1 == c && &*a.0 < w);
+    let at = examples.partition_point(before);
+    if at < REJECTED_EXAMPLES {
+        examples.insert(at, (w.into(), c));
+        examples.truncate(REJECTED_EXAMPLES);
     }
 }
 
@@ -392,6 +430,46 @@ mod tests {
         got.sort();
         assert_eq!(got, [at_cap.as_str(), &marked, "new york"]);
         assert_eq!(v.too_long, 3);
+    }
+
+    /// Found by an audit: words left out for their characters went unsaid, so a word
+    /// spoiled by an invisible character (before the tokenizer removed them) vanished.
+    #[test]
+    fn words_left_out_for_their_characters_are_counted_and_joiners_are_letters() {
+        let mut counts = FxHashMap::default();
+        for (w, c) in [
+            ("mp3", 9),
+            ("e.g", 7),
+            ("u_expr", 7),
+            ("b12", 1),
+            ("the", 50),
+            ("zebra", 9),
+            (
+                "\u{06a9}\u{062a}\u{0627}\u{0628}\u{200c}\u{0647}\u{0627}",
+                9,
+            ),
+        ] {
+            counts.insert(Box::<str>::from(w), c);
+        }
+        let stop = parse_word_list("the", true);
+        let v = Vocab::choose(counts, &stop, 2, 10);
+        let mut got: Vec<&str> = v.terms.iter().map(|t| &**t).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "zebra",
+                "\u{06a9}\u{062a}\u{0627}\u{0628}\u{200c}\u{0647}\u{0627}"
+            ]
+        );
+        // `b12` is too rare to be a term whatever its characters.
+        assert_eq!(v.rejected, 3);
+        let examples: Vec<(&str, u64)> = v
+            .rejected_examples
+            .iter()
+            .map(|(w, c)| (&**w, *c))
+            .collect();
+        assert_eq!(examples, [("mp3", 9), ("e.g", 7), ("u_expr", 7)]);
     }
 
     #[test]
