@@ -863,6 +863,8 @@ async fn the_server_follows_its_index_through_an_add() {
     let (_, info) = call(&app, "GET", "/v1/info", None).await;
     let before = info["count"].as_u64().unwrap();
     assert!(!state.follow_index().unwrap(), "nothing changed yet");
+    let (_, s) = call(&app, "GET", "/v1/suggest?q=tokyo:k", None).await;
+    assert_eq!(s["suggestions"], json!([]));
 
     let new = dir.path().join("new.tsv");
     std::fs::write(&new, "tokyo\tkyoto\tcity\n").unwrap();
@@ -884,6 +886,13 @@ async fn the_server_follows_its_index_through_an_add() {
     assert_eq!(info["count"].as_u64().unwrap(), before + 1);
     let (_, health) = call(&app, "GET", "/v1/health", None).await;
     assert_eq!(health["pairs"].as_u64().unwrap(), before + 1);
+    // Suggestions are made with the index they belong to, so the added pair is suggested.
+    let (_, s) = call(&app, "GET", "/v1/suggest?q=tokyo:k", None).await;
+    assert_eq!(
+        s["suggestions"][0]["pair"],
+        json!(["tokyo", "kyoto"]),
+        "{s}"
+    );
 
     // Another model's index in its place: not served, the added index keeps answering.
     relbert()

@@ -398,14 +398,10 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
     common::drop_collection(&urls, &collection);
 }
 
-#[test]
-fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
-    let Some(urls) = cluster_urls() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let index = tiny_index(tmp.path());
-    let more_dir = tmp.path().join("more");
+/// An index of three pairs the test pairs lack (`oslo:norway` among them), built with the
+/// tiny fixture model in `dir/more`, to add to a served collection.
+fn more_index(dir: &Path) -> PathBuf {
+    let more_dir = dir.join("more");
     std::fs::create_dir(&more_dir).unwrap();
     let more_pairs = more_dir.join("pairs.tsv");
     std::fs::write(&more_pairs, "oslo\tnorway\nrome\titaly\nkitten\tcat\n").unwrap();
@@ -417,6 +413,29 @@ fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
         .arg(&more_pairs)
         .arg("--out")
         .arg(&more));
+    more
+}
+
+/// The pairs `/v1/suggest?q=oslo` suggests, as `head:tail`.
+async fn oslo_suggested(app: &Router) -> Vec<String> {
+    let (status, s) = call(app, "GET", "/v1/suggest?q=oslo", None).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    s["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}:{}", p["pair"][0], p["pair"][1]).replace('"', ""))
+        .collect()
+}
+
+#[test]
+fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let more = more_index(tmp.path());
     let collection = unique_collection("grows");
     let export = |from: &Path, extra: &[&str]| {
         run(relbert()
@@ -437,6 +456,9 @@ fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
     let (before, _) = counts(&app);
     let before = before.expect("/v1/info has a count");
     assert_eq!(counts(&app), (Some(before), Some(before)));
+    // The collection is as it was listed at start-up: nothing to list again.
+    assert!(!state.follow_collection().unwrap());
+    assert_eq!(state.refresh_suggestions().unwrap(), None);
 
     export(&more, &["--add"]);
     // Read again every few seconds by the server; here, at once.
@@ -446,7 +468,150 @@ fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
         (Some(before + 3), Some(before + 3)),
         "the served collection's count did not follow the added pairs"
     );
-    // Nothing changed since: nothing to report.
+    // One look found it changed: a load may still be going on, so it is not listed yet.
+    assert_eq!(state.refresh_suggestions().unwrap(), None);
+    assert_eq!(rt.block_on(oslo_suggested(&app)), Vec::<String>::new());
+    // Nothing changed since: nothing to report, and the settled collection is listed again.
     assert!(!state.follow_collection().unwrap());
+    assert_eq!(
+        state.refresh_suggestions().unwrap(),
+        Some(before as usize + 3),
+        "the added pairs were not listed for suggestions"
+    );
+    assert_eq!(rt.block_on(oslo_suggested(&app)), ["oslo:norway"]);
+    assert_eq!(counts(&app), (Some(before + 3), Some(before + 3)));
+    // Listed once: the next looks find nothing new to list.
+    assert!(!state.follow_collection().unwrap());
+    assert_eq!(state.refresh_suggestions().unwrap(), None);
     common::drop_collection(&urls, &collection);
+}
+
+/// The server listed a collection's pairs for suggestions once, at start-up: pairs another
+/// loader added while it served were found by queries and counted in `/v1/info`, but never
+/// suggested until a restart. `relbert serve` now lists them again once the collection has
+/// settled (two looks of its follower, 2 s apart, finding it the same), logs it, and
+/// suggests the new pairs; polled here with a bound, as the follower runs on its own.
+#[test]
+fn a_served_collection_suggests_pairs_added_to_it() {
+    use std::io::BufRead;
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let more = more_index(tmp.path());
+    let collection = unique_collection("suggests");
+    let export = |from: &Path, extra: &[&str]| {
+        run(relbert()
+            .args(["index", "export", "--index"])
+            .arg(from)
+            .args(["--qdrant", &urls.join(","), "--collection", &collection])
+            .args(extra))
+    };
+    export(&index, &[]);
+
+    let mut child = relbert()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--collection",
+            &collection,
+        ])
+        .env("RELBERT_QDRANT_URL", urls.join(","))
+        .env("RELBERT_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread to the end, so the server never blocks on a full pipe.
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let logged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let log = logged.clone();
+    let reader = std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            if let Some(a) = line
+                .trim()
+                .strip_prefix("relbert serve: listening on http://")
+            {
+                let _ = addr_tx.send(a.to_string());
+            }
+            log.lock().unwrap().push(line);
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("relbert serve printed no address");
+    let get_json = |path: &str| -> Option<Value> {
+        let r = common::http_get(&addr, path)?;
+        let (head, body) = r.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200")
+            .then(|| serde_json::from_str(body).ok())
+            .flatten()
+    };
+    let suggested = |q: &str| -> Option<Vec<String>> {
+        let s = get_json(&format!("/v1/suggest?q={q}"))?;
+        Some(
+            s["suggestions"]
+                .as_array()?
+                .iter()
+                .map(|p| format!("{}:{}", p["pair"][0], p["pair"][1]).replace('"', ""))
+                .collect(),
+        )
+    };
+    // Bounded polls: up to `limit`, every 50 ms.
+    let poll = |limit: Duration, done: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done()
+    };
+    let ready = poll(Duration::from_secs(60), &|| {
+        get_json("/v1/health").is_some()
+    });
+    let before = suggested("oslo");
+    let paris = suggested("paris%20fr");
+
+    let mut found = false;
+    let mut after_add = None;
+    if ready {
+        export(&more, &["--add"]);
+        // The follower looks every 2 s and lists on the second look that finds the
+        // collection unchanged: a few seconds; the bound is far above that.
+        found = poll(Duration::from_secs(60), &|| {
+            suggested("oslo").is_some_and(|s| s == ["oslo:norway"])
+        });
+        after_add = suggested("paris%20fr");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    common::drop_collection(&urls, &collection);
+    let logged = logged.lock().unwrap().join("\n");
+    assert!(ready, "never became ready: {logged}");
+    assert_eq!(before, Some(vec![]), "{logged}");
+    assert_eq!(paris, Some(vec!["paris:france".to_string()]), "{logged}");
+    assert!(
+        found,
+        "oslo:norway, added to the served collection, was never suggested: {logged}"
+    );
+    // The pairs listed before are still suggested from the new list.
+    assert_eq!(after_add, paris, "{logged}");
+    let refreshed: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("suggestions refreshed"))
+        .collect();
+    assert!(
+        !refreshed.is_empty(),
+        "no line said the list was made again: {logged}"
+    );
+    assert!(
+        refreshed[0].contains(&format!("collection {collection}"))
+            && refreshed[0].contains("pairs listed in"),
+        "{logged}"
+    );
 }

@@ -777,23 +777,7 @@ fn check_words(
     what: &str,
     max_chars: usize,
 ) -> Result<(String, String), String> {
-    for w in [&pair.0, &pair.1] {
-        if crate::pairs::blank_word(w) {
-            return Err(format!(
-                "{what}: a word is empty (or only invisible characters)"
-            ));
-        }
-        if w.chars().count() > max_chars {
-            return Err(format!(
-                "{what}: a word is longer than {max_chars} characters"
-            ));
-        }
-        if w.chars().any(char::is_control) {
-            return Err(format!(
-                "{what}: words may not contain control characters (tabs, newlines)"
-            ));
-        }
-    }
+    crate::prompt::check_words(&pair.0, &pair.1, max_chars).map_err(|e| format!("{what}: {e}"))?;
     Ok(pair)
 }
 

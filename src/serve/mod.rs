@@ -75,7 +75,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 64 * 1024,
-            max_word_chars: 100,
+            max_word_chars: crate::prompt::MAX_WORD_CHARS,
             max_k: 100,
             max_ef: 4096,
             max_batch_pairs: 64,
@@ -155,9 +155,82 @@ struct Followed {
     /// How many points the collection held at the latest read: another loader may be
     /// adding to it while it is served (0 once deleted).
     count: std::sync::atomic::AtomicU64,
+    /// What the suggestion list was made from, and whether it is to be made again
+    /// ([`AppState::refresh_suggestions`]).
+    listing: std::sync::Mutex<Listings>,
+    /// Held while the collection is listed again: one listing at a time.
+    refreshing: std::sync::Mutex<()>,
+}
+
+/// What a collection looked like to the follower: its point count and record.
+#[derive(Debug, Clone, PartialEq)]
+struct Listing {
+    count: u64,
+    state: Option<CollectionState>,
+}
+
+/// The suggestion list of a served collection against the collection as it is now.
+struct Listings {
+    /// What the served list was made from.
+    listed: Listing,
+    /// What it is to be made from next: the collection differs from `listed` and was found
+    /// the same on two looks in a row ([`Followed::note_look`]).
+    due: Option<Listing>,
+    /// No listing starts before this ([`REFRESH_SPACING`], [`REFRESH_RETRY`]).
+    not_before: Instant,
+}
+
+/// After a listing of a collection's pairs that took `d`, the next waits `REFRESH_SPACING * d`:
+/// listing takes at most a tenth of the server's time, even while a loader pauses between
+/// its batches longer than [`FOLLOW_EVERY`] (an `index build --qdrant` encoding as it goes)
+/// so that the collection looks settled between them.
+///
+/// Cost of one listing (a paged scroll of the `head`/`tail`/`label` payloads, 2,000 points a
+/// page, plus sorting the keys), measured on a local 3-node cluster (Qdrant 1.18.3, 2-core
+/// Xeon VM shared with other work, from the log line below): 100,003 and
+/// 100,004 pairs in 1.44 s and 1.18 s; that is 12-14 µs a pair, so about half a minute for
+/// the [`suggest::MAX_LISTED`] pairs that are listed at most (then the next listing waits
+/// about 4 minutes). The old and the new list are both in memory until the swap.
+pub const REFRESH_SPACING: u32 = 9;
+
+/// After a listing that failed (a node down, say), the next waits at least this long.
+pub const REFRESH_RETRY: Duration = Duration::from_secs(30);
+
+impl Listings {
+    fn new(listed: Listing) -> Self {
+        Listings {
+            listed,
+            due: None,
+            not_before: Instant::now(),
+        }
+    }
 }
 
 impl Followed {
+    fn listing(&self) -> std::sync::MutexGuard<'_, Listings> {
+        self.listing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes a look of [`AppState::follow_collection`]: `settled` is what it found when that
+    /// is what the look before found too (`None` when anything changed or the count could not
+    /// be read). A list is due when the settled collection is not the one listed, exists and
+    /// holds the served encoder's vectors (a stale one is not answered from at all). While a
+    /// loader adds to the collection every look differs, so nothing is listed until it
+    /// stops (or pauses for two looks: see [`REFRESH_SPACING`]).
+    fn note_look(&self, settled: Option<Listing>) {
+        let due = settled.filter(|s| s.state.is_some() && self.stale(&s.state).is_none());
+        let mut l = self.listing();
+        l.due = due.filter(|s| *s != l.listed);
+    }
+
+    /// Whether a listing is due and may start now.
+    fn listing_due(&self) -> bool {
+        let l = self.listing();
+        l.due.is_some() && Instant::now() >= l.not_before
+    }
+
     fn now(&self) -> Option<CollectionState> {
         self.now
             .read()
@@ -223,6 +296,24 @@ impl Loaded {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(view);
     }
+
+    /// Serves `suggestions`, made from `pairs` pairs, in place of the list there was: the
+    /// view is replaced whole under the write lock (held only for the swap, the list is built
+    /// before), so a request sees the old list or the new one, never a part of either.
+    fn replace_suggestions(&self, suggestions: Suggestions, pairs: u64) {
+        let mut view = self
+            .view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let old = &**view;
+        *view = Arc::new(View {
+            engine: old.engine.clone(),
+            suggestions,
+            info: old.info.clone(),
+            pairs,
+            words: old.words.clone(),
+        });
+    }
 }
 
 /// One opened store and what the server derives from it.
@@ -234,10 +325,11 @@ pub struct View {
     /// `index info --json`'s object for a local index; the collection's description (its
     /// nodes, name, count, width and encoder) for Qdrant.
     pub info: serde_json::Value,
-    /// Pairs the store held when it was opened.
+    /// Pairs the store held when it was opened (a collection: when its pairs were last
+    /// listed for suggestions).
     pub pairs: u64,
     /// A local index's words, hashed for the shared-word filter (`None` for Qdrant, which
-    /// filters on its side).
+    /// filters on its side, so nothing else is made from a collection's whole pair list).
     pub words: Option<Arc<WordTable>>,
 }
 
@@ -346,6 +438,15 @@ impl AppState {
                             unfinished: store.unfinished().to_vec(),
                         })),
                         count: std::sync::atomic::AtomicU64::new(pairs),
+                        listing: std::sync::Mutex::new(Listings::new(Listing {
+                            count: pairs,
+                            state: Some(CollectionState {
+                                record: Some(store.record().clone()),
+                                added: store.added_sources().to_vec(),
+                                unfinished: store.unfinished().to_vec(),
+                            }),
+                        })),
+                        refreshing: std::sync::Mutex::new(()),
                     });
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
                     (engine, suggestions, info, pairs, None)
@@ -531,6 +632,13 @@ impl AppState {
         let counted = count
             .is_some_and(|n| followed.count.swap(n, std::sync::atomic::Ordering::Relaxed) != n);
         let before = followed.now();
+        followed.note_look(match count {
+            Some(count) if !counted && now == before => Some(Listing {
+                count,
+                state: now.clone(),
+            }),
+            _ => None,
+        });
         if now == before {
             return Ok(counted);
         }
@@ -562,6 +670,74 @@ impl AppState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
         Ok(true)
+    }
+
+    /// Lists a served collection's pairs again for suggestions, when they are due: the
+    /// collection differs from the one listed (pairs added by another loader, a source
+    /// added, the collection re-created) and [`AppState::follow_collection`] found it the
+    /// same on its last two looks, so a load in progress is not listed over and over; and
+    /// [`REFRESH_SPACING`] (or [`REFRESH_RETRY`] after a failure) has passed since the last
+    /// listing. The new list is built first and then swapped in whole
+    /// ([`Loaded::replace_suggestions`]); a listing that fails keeps the list there was.
+    /// Logs one line when done. Returns the number of pairs listed, or `None` when nothing
+    /// was due (or another listing is running, or the store is a local index, whose list is
+    /// remade with the index it belongs to by [`AppState::follow_index`]). Blocking; [`serve`]
+    /// runs it on the blocking pool after a look finds it due.
+    pub fn refresh_suggestions(&self) -> Result<Option<usize>> {
+        let Some(loaded) = self.ready() else {
+            return Ok(None);
+        };
+        let Some(followed) = loaded.collection.as_ref() else {
+            return Ok(None);
+        };
+        let _one = match followed.refreshing.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        let target = {
+            let l = followed.listing();
+            match &l.due {
+                Some(t) if Instant::now() >= l.not_before => t.clone(),
+                _ => return Ok(None),
+            }
+        };
+        let started = Instant::now();
+        let listed = Suggestions::from_collection(&followed.conn, target.count);
+        let took = started.elapsed();
+        let mut l = followed.listing();
+        let suggestions = match listed {
+            Ok(s) => s,
+            Err(e) => {
+                l.not_before = Instant::now() + (took * REFRESH_SPACING).max(REFRESH_RETRY);
+                return Err(e);
+            }
+        };
+        l.not_before = Instant::now() + took * REFRESH_SPACING;
+        let n = suggestions.len();
+        let off = suggestions.off().map(str::to_string);
+        loaded.replace_suggestions(suggestions, target.count);
+        if l.due.as_ref() == Some(&target) {
+            l.due = None;
+        }
+        l.listed = target;
+        drop(l);
+        match off {
+            Some(why) => tracing::warn!("{}: {why}", followed.conn.target()),
+            None => tracing::info!(
+                "{}: suggestions refreshed: {n} pairs listed in {:.2}s",
+                followed.conn.target(),
+                took.as_secs_f64()
+            ),
+        }
+        Ok(Some(n))
+    }
+
+    /// Whether [`AppState::refresh_suggestions`] has a listing to do now.
+    fn suggestions_due(&self) -> bool {
+        self.ready()
+            .and_then(|l| l.collection.as_ref())
+            .is_some_and(Followed::listing_due)
     }
 
     /// How many pairs the server answers from: a local index's count, or a served
@@ -769,6 +945,19 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
                 }
                 Ok(Ok(_)) => last_error.clear(),
                 _ => {}
+            }
+            // Not awaited: the follower keeps looking (and `/v1/info`'s count following)
+            // while a large collection is listed; one listing runs at a time.
+            if follower.suggestions_due() {
+                let s = follower.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = s.refresh_suggestions() {
+                        tracing::warn!(
+                            "listing the collection's pairs again for suggestions: {e}; \
+                             keeping the list there was"
+                        );
+                    }
+                });
             }
         }
     });

@@ -1,11 +1,13 @@
 //! Pair suggestions as the user types: a prefix search over the store's pairs. Neither store
 //! is keyed by prefix (a local index by exact pair, a Qdrant collection by point id), so the
-//! server builds, once at start-up, a sorted list of the pairs as lower-cased `head:tail`
+//! server builds, at start-up, a sorted list of the pairs as lower-cased `head:tail`
 //! strings and answers a prefix with a binary search. For a million pairs this is a few tens
-//! of MB and about a second to build from a local index.
+//! of MB and about a second to build from a local index. The list is made again with the
+//! store: a local index's with each new index the server follows into its directory, a
+//! collection's once pairs added to it have settled (`AppState::refresh_suggestions`).
 //!
 //! A local index keeps the pairs themselves (the list holds row numbers); a Qdrant collection
-//! is listed once with a paged scroll of the `head`, `tail` and `label` payload, and those
+//! is listed with a paged scroll of the `head`, `tail` and `label` payload, and those
 //! strings are kept here. A collection larger than [`MAX_LISTED`] pairs is not listed (it
 //! would take minutes and gigabytes): suggestions are then off, and `/v1/suggest` answers an
 //! empty list with a note saying why, while queries work as usual.
@@ -116,7 +118,7 @@ impl Suggestions {
                 owned: Vec::new(),
                 off: Some(format!(
                     "suggestions are off: the collection holds {count} pairs, more than the \
-                     {MAX_LISTED} listed at start-up"
+                     {MAX_LISTED} that are listed"
                 )),
             });
         }
