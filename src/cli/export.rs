@@ -27,10 +27,10 @@ pub struct ExportArgs {
     // The collection's flags below are refused beside --out, where they would be ignored
     // (see [`CollectionArgs`]: `requires` alone is waived next to --format).
     /// Points per upsert request.
-    #[arg(long, default_value_t = ExportOptions::default().batch, requires = "collection", conflicts_with = "out")]
+    #[arg(long, default_value_t = ExportOptions::default().batch, requires = "collection", conflicts_with = "out", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch: usize,
     /// Upsert requests in flight at once.
-    #[arg(long, default_value_t = ExportOptions::default().parallel, requires = "collection", conflicts_with = "out")]
+    #[arg(long, default_value_t = ExportOptions::default().parallel, requires = "collection", conflicts_with = "out", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     parallel: usize,
     /// Store a new collection's vectors as float16 (half the disk of every replica; default:
     /// the index's own precision, so an --f16 index makes a float16 collection).
@@ -45,8 +45,9 @@ pub struct ExportArgs {
     /// Output file for --format.
     #[arg(long, requires = "format", value_parser = super::output_file)]
     out: Option<PathBuf>,
-    /// Replace an existing output file (only one relbert writes in that format).
-    #[arg(long)]
+    /// Replace an existing output file (only one relbert writes in that format). Not for
+    /// --collection: an export never drops a collection (a rerun resumes it).
+    #[arg(long, requires = "format")]
     force: bool,
 }
 

@@ -710,8 +710,9 @@ pub(super) fn explain_model_error(
         }
         relbert::Error::EncoderMismatch { .. } => anyhow::anyhow!(
             "{e}; to encode pairs for it, pass --model DIR with the model it was built with \
-             (weights sha256 {}, the same tokenizer and config), or build the index again with \
-             this model (relbert index build --model … --force)",
+             (weights sha256 {}, the same tokenizer and config), or build it again with this \
+             model (an index: relbert index build --model … --force; a Qdrant collection: \
+             another --collection name, or delete the collection with Qdrant's API first)",
             short(&built.weights_sha256)
         ),
         _ => e.into(),

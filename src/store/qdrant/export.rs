@@ -11,8 +11,10 @@
 //! every [`CHECKPOINT_EVERY`] it records in the collection's metadata how many rows of the
 //! source are confirmed written ([`super::LoadProgress`]; batches are confirmed in order, so
 //! that is a prefix), and a rerun of the same export or build starts after them instead of
-//! re-sending (or re-encoding) everything. A rerun whose final count disagrees clears the
-//! checkpoint, so the next one sends everything again.
+//! re-sending (or re-encoding) everything. A rerun that finds points of the source missing
+//! at the end clears the checkpoint, so the next one sends everything again; points that are
+//! not the source's (another tool's, or written by hand) are counted apart, by id, and only
+//! warned of: a rerun could not remove them.
 //!
 //! **Several sources.** A collection is made from one source (a local index, or a pair file
 //! encoded straight into it) and refuses another by default. With `--add`
@@ -176,11 +178,14 @@ pub fn prepare(
                     }
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| creation_failed(e, &wanted))?;
         // The record is checked before anything is changed: a refused command must leave
         // someone else's collection as it was (the words index used to be made first).
         let prepared = check_record(&c, &record, created, !existed, add).await?;
-        if !created {
+        if created {
+            warn_missing_replicas(&c, wanted.replication).await;
+        } else {
             c.precision(record.dim).await?;
             warn_kept_layout(&c, &wanted).await?;
         }
@@ -199,6 +204,75 @@ pub fn prepare(
         .await?;
         Ok(prepared)
     })?
+}
+
+/// The error of a creation that failed after its retries, saying what may have happened: a
+/// cluster that did not confirm a new collection in time (its consensus is slow with many
+/// shards) may still make it in the background, and a rerun then loads into it.
+fn creation_failed(e: Error, wanted: &CollectionSettings) -> Error {
+    match e {
+        Error::Remote { target, message } => Error::Remote {
+            target,
+            message: format!(
+                "{message}; the cluster may still be creating the collection ({} shard(s) x \
+                 {} cop(y/ies)) in the background: once it lists the collection, a rerun \
+                 loads into it",
+                wanted.shards, wanted.replication
+            ),
+        },
+        e => e,
+    }
+}
+
+/// Warns when a collection just created holds fewer copies of a shard than `--replication`
+/// asked for: a node holds at most one copy of a shard, so a cluster of fewer nodes records
+/// the factor and keeps fewer copies (found by an audit: `--replication 4` on 3 nodes was
+/// accepted without a word). Advisory: a node that cannot say yet is not asked again.
+async fn warn_missing_replicas(c: &Connection, replication: u32) {
+    if replication <= 1 {
+        return;
+    }
+    let info = c
+        .call(
+            "reading the collection's shard placement",
+            Hedge::Read,
+            |q, name| async move { q.collection_cluster_info(name).await },
+        )
+        .await;
+    let info = match info {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!("shard placement not read: {e}");
+            return;
+        }
+    };
+    let Some(fewest) = fewest_copies(&info) else {
+        return;
+    };
+    if fewest < replication as usize {
+        tracing::warn!(
+            "{}: --replication {replication} asked for {replication} copies of each shard, \
+             and the cluster placed {fewest} (a node holds at most one copy of a shard: the \
+             cluster has fewer nodes than copies asked for); Qdrant records the factor, and \
+             the collection has {fewest} cop(y/ies) until nodes join and it makes the others",
+            c.target()
+        );
+    }
+}
+
+/// The fewest copies any shard of a collection has, from a node's view of its placement;
+/// `None` when the view shows no shard (a node that has not applied the creation yet).
+fn fewest_copies(info: &qdrant_client::qdrant::CollectionClusterInfoResponse) -> Option<usize> {
+    let mut copies = std::collections::HashMap::<u32, usize>::new();
+    let ids = info
+        .local_shards
+        .iter()
+        .map(|s| s.shard_id)
+        .chain(info.remote_shards.iter().map(|s| s.shard_id));
+    for id in ids {
+        *copies.entry(id).or_default() += 1;
+    }
+    copies.values().min().copied()
 }
 
 /// Whether `e` refuses to create a collection because one of that name exists.
@@ -367,16 +441,20 @@ async fn check_record(
 pub struct Sender {
     conn: Connection,
     opts: ExportOptions,
-    /// Each batch's rows, and its task, which answers how many of them were held already.
-    in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<u64>>)>,
+    /// Each batch's source rows and points, and its task, which answers how many of the
+    /// points were held already.
+    in_flight: VecDeque<(u64, u64, tokio::task::JoinHandle<Result<u64>>)>,
+    /// Source rows confirmed: their points written, or none needed ([`Sender::send_rows`]).
     done: u64,
+    /// Points confirmed written (or held already).
+    points: u64,
     /// Write only points whose id the collection does not hold yet ([`Sender::keep_held`]).
     keep_held: bool,
     held: u64,
 }
 
 /// A point id as text, to compare the ids sent with those a retrieve answers.
-fn id_text(id: &PointId) -> Option<String> {
+pub(crate) fn id_text(id: &PointId) -> Option<String> {
     match id.point_id_options.as_ref()? {
         PointIdOptions::Uuid(u) => Some(u.clone()),
         PointIdOptions::Num(n) => Some(n.to_string()),
@@ -449,6 +527,7 @@ impl Sender {
             },
             in_flight: VecDeque::new(),
             done: 0,
+            points: 0,
             keep_held: false,
             held: 0,
         }
@@ -472,13 +551,28 @@ impl Sender {
         self.opts.batch
     }
 
-    /// Points confirmed written so far.
+    /// Source rows confirmed so far (see [`Self::send_rows`]).
     pub fn done(&self) -> u64 {
         self.done
     }
 
-    /// Queues one batch, first waiting for the oldest when `parallel` are in flight.
+    /// Points confirmed written so far, those the collection held already included.
+    pub fn points(&self) -> u64 {
+        self.points
+    }
+
+    /// Queues one batch of one point per source row, first waiting for the oldest when
+    /// `parallel` are in flight.
     pub fn send(&mut self, points: Vec<PointStruct>) -> Result<()> {
+        let rows = points.len() as u64;
+        self.send_rows(points, rows)
+    }
+
+    /// Queues the points of the next `rows` source rows (fewer points than rows when some
+    /// rows need none: another spelling of an earlier row's pair), first waiting for the
+    /// oldest batch when `parallel` are in flight. The rows count as confirmed when the
+    /// batch is, so a checkpoint stays a prefix of the source.
+    pub fn send_rows(&mut self, points: Vec<PointStruct>, rows: u64) -> Result<()> {
         while self.in_flight.len() >= self.opts.parallel {
             self.wait_oldest()?;
         }
@@ -501,27 +595,28 @@ impl Sender {
             .await
             .map(|_| held)
         });
-        self.in_flight.push_back((n, handle));
+        self.in_flight.push_back((rows, n, handle));
         Ok(())
     }
 
     fn wait_oldest(&mut self) -> Result<()> {
-        if let Some((n, h)) = self.in_flight.pop_front() {
+        if let Some((rows, n, h)) = self.in_flight.pop_front() {
             let joined = self.conn.block_on(h)?;
             let held =
                 joined.map_err(|e| self.conn.remote(format!("an upsert task failed: {e}")))??;
-            self.done += n;
+            self.done += rows;
+            self.points += n;
             self.held += held;
         }
         Ok(())
     }
 
-    /// Waits for every batch in flight; returns the points confirmed written.
+    /// Waits for every batch in flight; returns the points confirmed written (or held).
     pub fn wait_all(&mut self) -> Result<u64> {
         while !self.in_flight.is_empty() {
             self.wait_oldest()?;
         }
-        Ok(self.done)
+        Ok(self.points)
     }
 }
 
@@ -642,9 +737,17 @@ impl Loader {
         self.base + self.sender.done()
     }
 
-    /// Sends the next rows' points (in source order), checkpointing when it is time.
+    /// Sends the next rows' points (in source order, one per row), checkpointing when it is
+    /// time.
     pub fn send(&mut self, points: Vec<PointStruct>) -> Result<()> {
-        self.sender.send(points)?;
+        let rows = points.len() as u64;
+        self.send_rows(points, rows)
+    }
+
+    /// Sends the points of the next `rows` rows of the source ([`Sender::send_rows`]),
+    /// checkpointing when it is time.
+    pub fn send_rows(&mut self, points: Vec<PointStruct>, rows: u64) -> Result<()> {
+        self.sender.send_rows(points, rows)?;
         if self.saved_at.elapsed() >= CHECKPOINT_EVERY && self.confirmed() > self.saved {
             self.checkpoint(self.confirmed())?;
         }
@@ -667,13 +770,18 @@ impl Loader {
     }
 
     /// Waits for every batch, turns indexing back on and checks that the collection holds
-    /// the source's `expected` points: its exact count when the collection holds this
-    /// source alone, else the points of the ids `ids(start, end)` gives for the source's
-    /// distinct pairs `start..end`, counted by id.
+    /// the source's points: the `expected` rows' exact count when the collection holds this
+    /// source alone and that many points, else the points of the ids `ids(start, end)` gives
+    /// for the pairs of rows `start..end` (each pair once), counted by id. Points that are
+    /// not the source's (written by another tool, or by hand) are left as they are, with a
+    /// warning: they cannot be told from a missing pair by the collection's count alone, and
+    /// rerunning the load would not remove them (found by an audit: one stray point made
+    /// every rerun fail and reset the checkpoint, so every query warned of a load that had
+    /// finished).
     pub fn finish(mut self, expected: u64, ids: &IdsOf<'_>) -> Result<LoadEnd> {
-        let confirmed = self.sender.wait_all()?;
+        let points = self.sender.wait_all()?;
         let held = self.sender.held();
-        let sent = confirmed - held;
+        let sent = points - held;
         if held > 0 {
             // A resumed load finds the points its interrupted run sent after its last
             // checkpoint, as well as other sources' points: the two look alike by id.
@@ -694,35 +802,56 @@ impl Loader {
         })??;
         // Read after the load, so a source another loader added meanwhile counts too.
         let shared = self.key != PROGRESS_KEY || !others.is_empty();
-        let found = if shared {
-            let mut found = 0;
+        // The exact count settles it in one call when it is the source's (as it did before
+        // stray points were told apart: a stray point and a missing one at once pass it);
+        // otherwise each of the source's pairs is looked for by id, which takes a request
+        // per IDS_PER_COUNT pairs.
+        let (found, distinct) = if shared || count != expected {
+            let (mut found, mut distinct) = (0, 0);
             let mut start = 0;
             while start < expected {
                 let end = (start + IDS_PER_COUNT as u64).min(expected);
                 let chunk = ids(start, end)?;
+                distinct += chunk.len() as u64;
                 let c = self.conn.clone();
                 found += self
                     .conn
                     .block_on(async move { c.count_ids(&chunk).await })??;
                 start = end;
             }
-            found
+            (found, distinct)
         } else {
-            count
+            (count, expected)
         };
-        if found != expected {
-            // The next run sends everything again rather than trusting this checkpoint.
+        if found != distinct {
+            // Points of the source are missing: the next run sends everything again rather
+            // than trust this checkpoint.
             self.checkpoint(0)?;
             let what = if shared {
                 format!(
-                    "holds {found} of the source's {expected} points ({count} from every source)"
+                    "holds {found} of the source's {distinct} points ({count} from every source)"
                 )
             } else {
-                format!("holds {count} points, the source {expected}")
+                format!("holds {found} of the source's {distinct} points ({count} in all)")
             };
             return Err(self.conn.remote(format!(
                 "after the load the collection {what}; a rerun sends every point again"
             )));
+        }
+        let extra = if shared {
+            0
+        } else {
+            count.saturating_sub(distinct)
+        };
+        if extra > 0 {
+            tracing::warn!(
+                "{}: the collection holds {extra} point(s) besides the {distinct} pairs of {} \
+                 (not written by this load: another tool, or by hand); they are left as they \
+                 are, and a query that finds one fails, since it names no pair: delete them \
+                 with Qdrant's API",
+                self.conn.target(),
+                self.source
+            );
         }
         self.checkpoint(self.total)?;
         Ok(LoadEnd {
@@ -752,8 +881,9 @@ impl Loader {
     }
 }
 
-/// The point ids of a source's distinct pairs `start..end`, in load order: what a shared
-/// collection's final check counts.
+/// The point ids of the pairs of a source's rows `start..end`, each pair once (a row that
+/// repeats an earlier row's pair in another spelling gives none), in load order: what a
+/// load's final check counts when the collection's count alone cannot settle it.
 pub type IdsOf<'a> = dyn Fn(u64, u64) -> Result<Vec<String>> + 'a;
 
 /// How a load ended ([`Loader::finish`]).
@@ -830,10 +960,16 @@ pub fn export_index(
     let loader = Loader::start(conn, &record, &prepared, opts, n as u64)?;
     let resumed = loader.resumed();
     let ids = |start: u64, end: u64| -> Result<Vec<String>> {
-        (start as usize..end as usize)
-            .map(|r| Ok(index.pair(r).map(|p| point_id(p.head, p.tail))?))
-            .collect()
+        let mut out = Vec::with_capacity((end - start) as usize);
+        for r in start as usize..end as usize {
+            let p = index.pair(r)?;
+            if !repeats_an_earlier_spelling(index, r, p.head, p.tail)? {
+                out.push(point_id(p.head, p.tail));
+            }
+        }
+        Ok(out)
     };
+    let mut respelled = 0u64;
     let end = with_loader(loader, n as u64, &ids, |loader| {
         let batch = loader.batch();
         let mut row = resumed as usize;
@@ -843,6 +979,11 @@ pub fn export_index(
             let mut points = Vec::with_capacity(end - row);
             for r in row..end {
                 let p = index.pair(r)?;
+                // One point per pair: the first spelling's, as a build keeps it.
+                if repeats_an_earlier_spelling(index, r, p.head, p.tail)? {
+                    respelled += 1;
+                    continue;
+                }
                 points.push(to_point(PairPoint {
                     head: p.head,
                     tail: p.tail,
@@ -850,25 +991,69 @@ pub fn export_index(
                     vector: index.vector(r)?.into_owned(),
                 }));
             }
-            loader.send(points)?;
+            loader.send_rows(points, (end - row) as u64)?;
             on_points(loader.confirmed());
             row = end;
         }
         Ok(())
     })?;
+    if respelled > 0 {
+        tracing::info!(
+            "{respelled} row(s) of the index are another Unicode spelling of an earlier row's \
+             pair (an index built before relbert kept one spelling): the collection keeps the \
+             first spelling's point, as a build does"
+        );
+    }
     on_points(n as u64);
     Ok(end.report(resumed, &prepared, started))
 }
 
+/// Whether row `row` of `index`, (head, tail), is another Unicode spelling of the pair of
+/// an earlier row. An index built since relbert keeps one spelling holds none; an older one
+/// may hold `café` and `cafe\u{301}` as two rows, which are one point ([`point_id`]). Only a
+/// pair that is not ASCII can be one: its spellings (NFC, NFD, each word in either form) are
+/// looked up, a lookup finding exact bytes first.
+fn repeats_an_earlier_spelling(
+    index: &relbert_index::Index,
+    row: usize,
+    head: &str,
+    tail: &str,
+) -> Result<bool> {
+    use relbert_index::pairs::{canonical, same_spelling};
+    use unicode_normalization::UnicodeNormalization;
+    if head.is_ascii() && tail.is_ascii() {
+        return Ok(false);
+    }
+    let (hc, tc) = (canonical(head), canonical(tail));
+    let (hd, td): (String, String) = (head.nfd().collect(), tail.nfd().collect());
+    for (h, t) in [(&*hc, &*tc), (&*hd, &*td), (&*hc, &*td), (&*hd, &*tc)] {
+        if (h, t) == (head, tail) {
+            continue;
+        }
+        if let Some(other) = index.lookup(h, t)? {
+            if other < row {
+                let p = index.pair(other)?;
+                if same_spelling((p.head, p.tail), (head, tail)) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Keeps each pair of `records` once (its first occurrence, with that one's label), as a
-/// local index keeps them: a collection holds one point per pair. In place, without copying
-/// the records.
+/// local index keeps them: a collection holds one point per pair, and two spellings of one
+/// pair in other Unicode normal forms are one pair ([`relbert_index::pairs::same_spelling`],
+/// the local index's duplicate rule; found by an audit: `café` and `cafe\u{301}` were two
+/// points where the index keeps one). In place, without copying the records.
 fn keep_distinct(records: &mut Vec<PairRecord>) {
+    use relbert_index::pairs::canonical;
     let keep: Vec<bool> = {
         let mut seen = HashSet::with_capacity(records.len());
         records
             .iter()
-            .map(|r| seen.insert((r.head.as_str(), r.tail.as_str())))
+            .map(|r| seen.insert((canonical(&r.head), canonical(&r.tail))))
             .collect()
     };
     let mut flags = keep.into_iter();
@@ -947,6 +1132,68 @@ pub fn build_collection(
 mod tests {
     use super::*;
     use qdrant_client::qdrant::UpsertPoints;
+
+    /// Found by an audit: `index build --collection` kept `café` (NFC) and `cafe\u{301}`
+    /// (NFD) as two points where the local index keeps the first ("1 duplicates skipped").
+    #[test]
+    fn spellings_of_one_pair_are_kept_once_as_a_build_keeps_them() {
+        let file: std::sync::Arc<std::path::Path> = std::path::Path::new("p.tsv").into();
+        let rec = |head: &str, tail: &str, label: &str, line| PairRecord {
+            head: head.into(),
+            tail: tail.into(),
+            label: Some(label.into()),
+            line,
+            file: file.clone(),
+        };
+        let mut records = vec![
+            rec("cafe\u{301}", "paris", "first", 1),
+            rec("caf\u{e9}", "paris", "second", 2),
+            rec("Caf\u{e9}", "paris", "cased", 3),
+            rec("dog", "puppy", "x", 4),
+            rec("dog", "puppy", "y", 5),
+        ];
+        keep_distinct(&mut records);
+        let kept: Vec<(&str, &str)> = records
+            .iter()
+            .map(|r| (r.head.as_str(), r.label.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("cafe\u{301}", "first"),
+                ("Caf\u{e9}", "cased"),
+                ("dog", "x")
+            ]
+        );
+    }
+
+    /// Found by an audit: `--replication 4` on 3 nodes was accepted without a word.
+    #[test]
+    fn the_fewest_copies_of_a_shard_are_counted() {
+        use qdrant_client::qdrant::{
+            CollectionClusterInfoResponse, LocalShardInfo, RemoteShardInfo,
+        };
+        let local = |shard_id| LocalShardInfo {
+            shard_id,
+            ..Default::default()
+        };
+        let remote = |shard_id, peer_id| RemoteShardInfo {
+            shard_id,
+            peer_id,
+            ..Default::default()
+        };
+        let info = CollectionClusterInfoResponse {
+            shard_count: 2,
+            local_shards: vec![local(0), local(1)],
+            remote_shards: vec![remote(0, 2), remote(0, 3), remote(1, 2)],
+            ..Default::default()
+        };
+        assert_eq!(fewest_copies(&info), Some(2));
+        assert_eq!(
+            fewest_copies(&CollectionClusterInfoResponse::default()),
+            None
+        );
+    }
 
     #[test]
     fn a_shared_collection_is_written_insert_only() {

@@ -7,13 +7,14 @@
 //! through the official `qdrant-client` crate (gRPC), driven from a small tokio runtime of its
 //! own so the rest of relbert stays synchronous.
 //!
-//! **Layout.** One point per pair. Its id is a UUID made from the SHA-256 of the pair
-//! ([`point_id`]), so writing a pair twice overwrites the same point: a rerun or a resumed
-//! export neither duplicates nor loses pairs. Its payload holds `head`, `tail`, `label` (when
-//! there is one) and `words`, the words of both terms as queries compare them (lower-cased,
-//! decomposed: [`crate::query::fold_word`], plus each one's precomposed form, which is what
-//! collections written before held) with a keyword index, so "leave out pairs that share a
-//! word with the query" is a server-side filter and the results match a local index's.
+//! **Layout.** One point per pair. Its id is a UUID made from the SHA-256 of the pair in
+//! canonical composition ([`point_id`]), so writing a pair twice, in either Unicode spelling,
+//! overwrites the same point: a rerun or a resumed export neither duplicates nor loses pairs.
+//! Its payload holds `head`, `tail`, `label` (when there is one) and `words`, the words of
+//! both terms as queries compare them (lower-cased, decomposed: [`crate::query::fold_word`],
+//! plus each one's precomposed form, which is what collections written before held) with a
+//! keyword index, so "leave out pairs that share a word with the query" is a server-side
+//! filter and the results match a local index's.
 //!
 //! **Encoder identity.** Qdrant 1.16 and later keep free-form metadata per collection; the
 //! encoder identity, the vector width and the source go there under the key `relbert` as one
@@ -29,14 +30,17 @@
 //! exhausted) it is retried on the next URL with exponential backoff, a bounded number of
 //! times. Upserts are idempotent (stable ids), so retrying one that did reach the server is
 //! harmless. A node that is up but answers nothing is not waited for alone: reads and upserts
-//! are also sent to another node when the first has not answered in time ([`Hedge`]).
+//! are also sent to another node when the first has not answered in time ([`Hedge`]). A node
+//! a call gave up on is not retried by the calls after it until it answers again: one that
+//! refused connections is asked once, and a read whose nodes all answered nothing waits
+//! [`STALLED_DEADLINE`] ([`Connection::call`]).
 
 pub mod export;
 pub mod settings;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,11 +245,25 @@ const FORBIDDEN_IN_NAMES: &str = "<>:\"\\|?*";
 /// The longest collection name relbert sends (a file name is at most 255 bytes).
 const MAX_COLLECTION_NAME: usize = 200;
 
-/// The point id of (head, tail): the SHA-256 of the two terms (separated by a 0xFF byte,
-/// which UTF-8 never holds) cut to 128 bits and written as a UUID (version 8, "custom"), so
-/// ids are stable across runs and machines, and collisions are out of reach at any corpus
-/// size (a 64-bit id would collide with odds of a few percent at a billion pairs).
+/// The point id of (head, tail): the SHA-256 of the two terms in canonical composition
+/// ([`relbert_index::pairs::canonical`], NFC; case kept), separated by a 0xFF byte, which
+/// UTF-8 never holds, cut to 128 bits and written as a UUID (version 8, "custom"), so ids are
+/// stable across runs and machines, and collisions are out of reach at any corpus size (a
+/// 64-bit id would collide with odds of a few percent at a billion pairs).
+///
+/// Two spellings of one pair in other Unicode normal forms (`café` precomposed, `cafe\u{301}`
+/// decomposed) are one pair to a local index ([`relbert_index::pairs::same_spelling`]), so
+/// they are one point here. A pair already in NFC (ASCII always is) keeps the id relbert
+/// gave it before ids were canonical; only the other spellings' ids changed
+/// ([`spelling_ids`] finds points written under those).
 pub fn point_id(head: &str, tail: &str) -> String {
+    use relbert_index::pairs::canonical;
+    bytes_point_id(&canonical(head), &canonical(tail))
+}
+
+/// The id made from these exact bytes: [`point_id`] of a pair in NFC, and what relbert gave a
+/// pair in another normal form before ids were canonical.
+fn bytes_point_id(head: &str, tail: &str) -> String {
     let mut h = Sha256::new();
     h.update(head.as_bytes());
     h.update([0xFF]);
@@ -264,6 +282,30 @@ pub fn point_id(head: &str, tail: &str) -> String {
         &hex[16..20],
         &hex[20..]
     )
+}
+
+/// The ids a point of (head, tail) may have, [`point_id`] first: also, for a pair not in
+/// NFC, the ids relbert gave its spellings (as given, NFD, and each word in either form)
+/// before ids were canonical, so a collection written then still finds and excludes the pair
+/// however it is typed, as a local index's lookup does. One id for ASCII.
+pub fn spelling_ids(head: &str, tail: &str) -> Vec<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let mut ids = vec![point_id(head, tail)];
+    if head.is_ascii() && tail.is_ascii() {
+        return ids;
+    }
+    let (hc, tc) = (
+        relbert_index::pairs::canonical(head),
+        relbert_index::pairs::canonical(tail),
+    );
+    let (hd, td): (String, String) = (head.nfd().collect(), tail.nfd().collect());
+    for (h, t) in [(head, tail), (&*hd, &*td), (&*hc, &*td), (&*hd, &*tc)] {
+        let id = bytes_point_id(h, t);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// What relbert records in a collection's metadata: how its vectors were made.
@@ -299,8 +341,9 @@ pub struct LoadProgress {
 pub struct Unfinished {
     /// The source, as [`CollectionRecord::source`] names one.
     pub source: String,
-    /// Rows its checkpoint confirms written; `None` when it recorded none (stopped in its
-    /// first seconds, or written by a relbert that kept no checkpoint).
+    /// Rows its checkpoint confirms written (more may be: a load checkpoints every few
+    /// seconds); `None` when it recorded none (written by a relbert that kept no
+    /// checkpoint).
     pub rows: Option<u64>,
     /// Rows the source holds, when a checkpoint says.
     pub total: Option<u64>,
@@ -310,7 +353,11 @@ impl Unfinished {
     /// A sentence for people: how far the load got and how to finish it.
     pub fn describe(&self) -> String {
         let got = match (self.rows, self.total) {
-            (Some(r), Some(t)) => format!("{r} of its {t} rows are written"),
+            // A checkpoint is written every few seconds, so rows sent after the last one
+            // are in the collection uncounted: "at least".
+            (Some(r), Some(t)) => {
+                format!("its last checkpoint confirms at least {r} of its {t} rows written")
+            }
             _ => "it recorded no progress".to_string(),
         };
         format!(
@@ -376,7 +423,61 @@ struct Inner {
     /// Nodes that have answered a call: one that refuses connections afterwards is
     /// restarting (retried as any transient failure), not a wrong URL.
     answered: Vec<AtomicBool>,
+    /// When a call gave up on each node while it refused connections ([`Inner::stamp`]; 0:
+    /// never, or it has answered since). A later call does not retry such a node: one
+    /// attempt (a refused connection fails at once) tells whether it is back. Without this,
+    /// each query on a single `--qdrant` URL whose node had died waited the whole read
+    /// deadline, retrying a port nothing listened on.
+    down: Vec<AtomicU64>,
+    /// When a read's deadline passed without each node's answer (0: never, or it has
+    /// answered since): a node that is up but answers nothing. A read whose every node is
+    /// down or stalled within [`STALL_WINDOW`] waits [`STALLED_DEADLINE`] only.
+    stalled: Vec<AtomicU64>,
+    /// The origin of [`Self::down`] and [`Self::stalled`].
+    epoch: std::time::Instant,
     collection: String,
+}
+
+impl Inner {
+    /// Now, as [`Self::down`] and [`Self::stalled`] keep it (never 0).
+    fn stamp(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// How long ago `marks[i]` was set, if it is.
+    fn since(&self, marks: &[AtomicU64], i: usize) -> Option<Duration> {
+        match marks[i].load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_millis(self.stamp().saturating_sub(t))),
+        }
+    }
+
+    /// Node `i` answered: it is neither down nor stalled.
+    fn answered_now(&self, i: usize) {
+        self.answered[i].store(true, Ordering::Relaxed);
+        self.down[i].store(0, Ordering::Relaxed);
+        self.stalled[i].store(0, Ordering::Relaxed);
+    }
+}
+
+/// What one [`Connection::call`] saw of each node, kept outside the call's future so that
+/// it is still there when a deadline drops that future.
+struct Trace {
+    /// Asked at least once.
+    asked: Vec<AtomicBool>,
+    /// Its latest attempt failed to connect at all ([`unreachable`]).
+    refused: Vec<AtomicBool>,
+}
+
+impl Trace {
+    fn new(n: usize) -> Self {
+        Trace {
+            asked: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            refused: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
 }
 
 /// Why `e` means the node at that URL cannot be talked to at all (nothing listens there, the
@@ -436,13 +537,51 @@ fn unreachable(e: &QdrantError) -> Option<&'static str> {
     }
 }
 
+/// [`unreachable`]'s reason for a node that answered before: it is not a wrong URL but a
+/// node that went away (or is restarting).
+fn down_reason(why: &'static str) -> &'static str {
+    if why.starts_with("connection refused") {
+        "connection refused: the node answered before, and is down or restarting"
+    } else {
+        why
+    }
+}
+
+/// A failed attempt in words: why the node cannot be talked to ([`unreachable`];
+/// `answered_before`: the node was up, so it is down rather than a wrong URL), else
+/// [`describe`].
+fn failure_text(e: &QdrantError, answered_before: bool) -> String {
+    match unreachable(e) {
+        Some(why) if answered_before => down_reason(why).to_string(),
+        Some(why) => why.to_string(),
+        None => describe(e),
+    }
+}
+
+/// `text` with the client's debug dump of a transport error (`URL: tonic::transport::Error(
+/// Transport, ConnectError(… message: "Connection refused" …))`) cut to its last quoted
+/// words (the innermost cause); other text as it is.
+fn without_transport_dump(text: &str) -> String {
+    const MARK: &str = "tonic::transport::Error(";
+    let Some(at) = text.find(MARK) else {
+        return text.to_string();
+    };
+    let head = text[..at].trim_end().trim_end_matches(':');
+    let dump = &text[at..];
+    let quoted: Vec<&str> = dump.split('"').skip(1).step_by(2).collect();
+    match quoted.last() {
+        Some(cause) if !cause.is_empty() => format!("{head}: {cause}"),
+        _ => format!("{head}: a transport error"),
+    }
+}
+
 /// `e` as a sentence for people: the server's message (or, when it sent none, what its
 /// status code means) and the code's name, without the gRPC metadata (`MetadataMap {
 /// headers: … }`) the client's own text of an error carries.
 pub(crate) fn describe(e: &QdrantError) -> String {
     match e {
         QdrantError::ResponseError { status } => {
-            let message = strip_metadata(status.message());
+            let message = without_transport_dump(&strip_metadata(status.message()));
             let message = message.trim();
             if message.is_empty() {
                 format!("{} (gRPC {:?})", status.code().description(), status.code())
@@ -450,7 +589,7 @@ pub(crate) fn describe(e: &QdrantError) -> String {
                 format!("{message} (gRPC {:?})", status.code())
             }
         }
-        other => strip_metadata(&other.to_string()),
+        other => without_transport_dump(&strip_metadata(&other.to_string())),
     }
 }
 
@@ -586,6 +725,16 @@ pub const READ_NOTICE: Duration = Duration::from_secs(3);
 /// The longest a read may take, every retry and node included ([`Connection::call`]).
 pub const READ_DEADLINE: Duration = Duration::from_secs(15);
 
+/// How long a node stays marked as not answering a read ([`Inner::stalled`]): after that a
+/// read gives it the whole [`READ_DEADLINE`] again, so a node that was only slow is not cut
+/// short for good.
+pub const STALL_WINDOW: Duration = Duration::from_secs(60);
+
+/// The deadline of a read whose every node is down or stalled ([`Inner::stalled`]): one
+/// that answers again does so well within it, and one that does not is not waited for the
+/// whole [`READ_DEADLINE`] by every query.
+pub const STALLED_DEADLINE: Duration = Duration::from_secs(3);
+
 /// The client's limit on one call to one node.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -626,6 +775,9 @@ impl Connection {
                 slow: urls.iter().map(|_| AtomicBool::new(false)).collect(),
                 waited: AtomicBool::new(false),
                 answered: urls.iter().map(|_| AtomicBool::new(false)).collect(),
+                down: urls.iter().map(|_| AtomicU64::new(0)).collect(),
+                stalled: urls.iter().map(|_| AtomicU64::new(0)).collect(),
+                epoch: std::time::Instant::now(),
                 collection: collection.to_string(),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
@@ -711,42 +863,129 @@ impl Connection {
     /// for alone (see [`Hedge`]). `what` names the request in the error. A read gives up
     /// after [`READ_DEADLINE`] in all, saying on stderr after [`READ_NOTICE`] that it waits:
     /// a stopped node keeps its connection open and answers nothing, and a single `--qdrant`
-    /// URL has no other node to ask, so a query waited 10 x 60 s without a word.
+    /// URL has no other node to ask, so a query waited 10 x 60 s without a word. A node a
+    /// call gave up on is not retried by later calls until it answers again
+    /// ([`Inner::down`], [`Inner::stalled`]).
     pub async fn call<T, F, Fut>(&self, what: &str, hedge: Hedge, f: F) -> Result<T>
     where
         F: Fn(Qdrant, String) -> Fut,
         Fut: Future<Output = std::result::Result<T, QdrantError>>,
     {
+        let inner = &self.inner;
+        let n = inner.clients.len();
+        let trace = Trace::new(n);
         if hedge != Hedge::Read {
-            return self.call_retrying(what, hedge, f).await;
+            let r = self.call_retrying(what, hedge, f, &trace).await;
+            self.note_gave_up(&trace, false);
+            return r;
         }
-        let work = self.call_retrying(what, hedge, f);
+        // Every node down or recently silent: it is asked once more, briefly.
+        let recent = |i: usize| inner.since(&inner.stalled, i);
+        let cut_short = (0..n).all(|i| {
+            inner.since(&inner.down, i).is_some() || recent(i).is_some_and(|t| t < STALL_WINDOW)
+        }) && (0..n).any(|i| recent(i).is_some());
+        let work = self.call_retrying(what, hedge, f, &trace);
         tokio::pin!(work);
-        tokio::select! {
-            r = &mut work => return r,
-            () = tokio::time::sleep(READ_NOTICE) => {}
-        }
-        if !self.inner.waited.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "{}: no answer yet ({what}) after {} s; giving up at {} s",
-                self.inner.urls.join(","),
-                READ_NOTICE.as_secs(),
-                READ_DEADLINE.as_secs()
-            );
-        }
-        match tokio::time::timeout(READ_DEADLINE - READ_NOTICE, work).await {
+        let deadline = if cut_short {
+            STALLED_DEADLINE
+        } else {
+            tokio::select! {
+                r = &mut work => {
+                    self.note_gave_up(&trace, false);
+                    return r;
+                }
+                () = tokio::time::sleep(READ_NOTICE) => {}
+            }
+            if !inner.waited.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{}: no answer yet ({what}) after {} s; giving up at {} s",
+                    inner.urls.join(","),
+                    READ_NOTICE.as_secs(),
+                    READ_DEADLINE.as_secs()
+                );
+            }
+            READ_DEADLINE - READ_NOTICE
+        };
+        let answer = tokio::time::timeout(deadline, work).await;
+        // Read before the marks below change it.
+        let silent_since = (0..n).filter_map(recent).max();
+        self.note_gave_up(&trace, answer.is_err() && !cut_short);
+        match answer {
             Ok(r) => r,
-            Err(_) => Err(self.remote(format!(
-                "{what}: no answer from --qdrant {} within {} s (is the node stopped, \
-                 overloaded or cut off?)",
-                self.inner.urls.join(","),
-                READ_DEADLINE.as_secs()
-            ))),
+            Err(_) => {
+                let refused: Vec<&str> = (0..n)
+                    .filter(|&i| trace.refused[i].load(Ordering::Relaxed))
+                    .map(|i| inner.urls[i].as_str())
+                    .collect();
+                let waited = if cut_short {
+                    STALLED_DEADLINE
+                } else {
+                    READ_DEADLINE
+                };
+                let why = if !refused.is_empty() {
+                    format!(
+                        "connection refused by {} (the node is down or restarting), and no \
+                         answer from --qdrant {} within {} s",
+                        refused.join(", "),
+                        inner.urls.join(","),
+                        waited.as_secs()
+                    )
+                } else {
+                    let before = match silent_since.filter(|_| cut_short) {
+                        Some(t) => format!(
+                            ", as none within {} s {} s ago",
+                            READ_DEADLINE.as_secs(),
+                            t.as_secs()
+                        ),
+                        None => String::new(),
+                    };
+                    format!(
+                        "no answer from --qdrant {} within {} s{before} (is the node stopped, \
+                         overloaded or cut off?)",
+                        inner.urls.join(","),
+                        waited.as_secs()
+                    )
+                };
+                Err(self.remote(format!("{what}: {why}")))
+            }
         }
     }
 
-    /// [`Self::call`] without the read deadline.
-    async fn call_retrying<T, F, Fut>(&self, what: &str, hedge: Hedge, f: F) -> Result<T>
+    /// Marks the nodes `trace` shows a call gave up on (it ended without their answer):
+    /// those that refused connections as down, and with `deadline` (a read's deadline passed)
+    /// those asked that answered nothing as stalled. A node stalled already keeps its first
+    /// mark, so that [`STALL_WINDOW`] counts from the read that waited for it in full.
+    fn note_gave_up(&self, trace: &Trace, deadline: bool) {
+        let inner = &self.inner;
+        for i in 0..inner.clients.len() {
+            if trace.refused[i].load(Ordering::Relaxed) {
+                // A node that answered since keeps no mark (its answer cleared it): only a
+                // node still refusing is marked, by the first call that finds it so.
+                let _ = inner.down[i].compare_exchange(
+                    0,
+                    inner.stamp(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            } else if deadline && trace.asked[i].load(Ordering::Relaxed) {
+                let _ = inner.stalled[i].compare_exchange(
+                    0,
+                    inner.stamp(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// [`Self::call`] without the read deadline; what it sees of each node goes to `trace`.
+    async fn call_retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        hedge: Hedge,
+        f: F,
+        trace: &Trace,
+    ) -> Result<T>
     where
         F: Fn(Qdrant, String) -> Fut,
         Fut: Future<Output = std::result::Result<T, QdrantError>>,
@@ -763,10 +1002,15 @@ impl Connection {
         let mut next = inner.current.load(Ordering::Relaxed) % n;
         let mut running = FuturesUnordered::new();
         let mut busy = vec![false; n];
-        // Nodes that cannot be talked to at all ([`unreachable`]): not asked again.
+        // Nodes that cannot be talked to at all ([`unreachable`]), or that refuse
+        // connections again after a call gave up on them ([`Inner::down`]): not asked again.
         let mut dead: Vec<Option<&'static str>> = vec![None; n];
         let alive = |from: usize, dead: &[Option<&'static str>]| {
             (0..n).map(|k| (from + k) % n).find(|&j| dead[j].is_none())
+        };
+        let ask = |i: usize| {
+            trace.asked[i].store(true, Ordering::Relaxed);
+            attempt(&f, inner, i)
         };
         loop {
             if running.is_empty() {
@@ -777,7 +1021,7 @@ impl Connection {
                     ));
                 }
                 busy[next] = true;
-                running.push(attempt(&f, inner, next));
+                running.push(ask(next));
                 started += 1;
                 next = (next + 1) % n;
             }
@@ -795,22 +1039,28 @@ impl Connection {
             tokio::select! {
                 Some((i, answer)) = running.next() => {
                     busy[i] = false;
+                    let cannot_connect = match &answer {
+                        Err(e) => unreachable(e),
+                        Ok(_) => None,
+                    };
+                    trace.refused[i].store(cannot_connect.is_some(), Ordering::Relaxed);
+                    let was_down = inner.since(&inner.down, i).is_some();
                     match answer {
                         Ok(v) => {
-                            if inner.slow[i].swap(false, Ordering::Relaxed) {
+                            if inner.slow[i].swap(false, Ordering::Relaxed) || was_down {
                                 tracing::info!("{} answers again", inner.urls[i]);
                             }
                             inner.current.store(i, Ordering::Relaxed);
-                            inner.answered[i].store(true, Ordering::Relaxed);
+                            inner.answered_now(i);
                             return Ok(v);
                         }
                         Err(e)
-                            if unreachable(&e).is_some()
-                                && !inner.answered[i].load(Ordering::Relaxed) =>
+                            if cannot_connect.is_some()
+                                && (!inner.answered[i].load(Ordering::Relaxed) || was_down) =>
                         {
-                            let why = unreachable(&e).unwrap_or_default();
-                            tracing::debug!("{what} via {}: {e}", inner.urls[i]);
-                            dead[i] = Some(why);
+                            let why = cannot_connect.unwrap_or_default();
+                            tracing::debug!("{what} via {}: {}", inner.urls[i], describe(&e));
+                            dead[i] = Some(if was_down { down_reason(why) } else { why });
                             let Some(j) = alive(i, &dead) else {
                                 if running.is_empty() {
                                     return Err(self.unreachable_error(what, &dead));
@@ -831,8 +1081,15 @@ impl Connection {
                             }
                         }
                         Err(e) if transient(&e) => {
-                            tracing::debug!("{what} via {}: {e}; retrying", inner.urls[i]);
-                            last = format!("{}: {}", inner.urls[i], describe(&e));
+                            tracing::debug!(
+                                "{what} via {}: {}; retrying",
+                                inner.urls[i],
+                                describe(&e)
+                            );
+                            // A failed connection in words, not the client's debug dump of
+                            // its transport error.
+                            let said = failure_text(&e, inner.answered[i].load(Ordering::Relaxed));
+                            last = format!("{}: {said}", inner.urls[i]);
                             if first.is_empty() {
                                 first.clone_from(&last);
                             }
@@ -885,7 +1142,7 @@ impl Connection {
                         }
                     }
                     busy[j] = true;
-                    running.push(attempt(&f, inner, j));
+                    running.push(ask(j));
                     started += 1;
                     next = (j + 1) % n;
                 }
@@ -894,7 +1151,8 @@ impl Connection {
     }
 
     /// The error of a call no node could be talked to for: each URL with why, and what
-    /// `--qdrant` takes.
+    /// `--qdrant` takes; or, when a node among them had answered before (it is down, not a
+    /// wrong URL), a failure of the server a later run may get past.
     fn unreachable_error(&self, what: &str, dead: &[Option<&'static str>]) -> Error {
         let each: Vec<String> = self
             .inner
@@ -903,6 +1161,11 @@ impl Connection {
             .zip(dead)
             .map(|(u, why)| format!("{u}: {}", why.unwrap_or("no answer")))
             .collect();
+        let was_up = (0..self.inner.clients.len())
+            .any(|i| dead[i].is_some() && self.inner.answered[i].load(Ordering::Relaxed));
+        if was_up {
+            return self.remote(format!("{what}: cannot reach Qdrant: {}", each.join("; ")));
+        }
         Error::InvalidArgument {
             flag: "--qdrant".into(),
             message: format!(
@@ -998,11 +1261,9 @@ impl Connection {
         let Some(v) = meta.get(key) else {
             return Ok(None);
         };
-        string_of(v).map(|s| Some(s.to_string())).ok_or_else(|| {
-            self.remote(format!(
-                "collection metadata {key:?} is not the JSON string relbert writes"
-            ))
-        })
+        string_of(v)
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| self.not_relbert_s(key, None))
     }
 
     /// Keeps `value` (as one JSON string) under `key` in the collection's metadata, beside
@@ -1033,11 +1294,22 @@ impl Connection {
 
     /// The JSON string `text` kept under `key`, as a `T`.
     fn decode<T: serde::de::DeserializeOwned>(&self, key: &str, text: &str) -> Result<T> {
-        serde_json::from_str(text).map_err(|e| {
-            self.remote(format!(
-                "collection metadata {key:?} is not what relbert writes there: {e}"
-            ))
-        })
+        serde_json::from_str(text).map_err(|e| self.not_relbert_s(key, Some(&e)))
+    }
+
+    /// The refusal of a collection whose metadata under relbert's `key` is not what relbert
+    /// writes there (not a JSON string, or not the record's JSON: `why`): another tool's
+    /// collection, or one edited by hand. Reading it again gives the same answer, so it is a
+    /// refusal ([`Error::Refused`]), not a failure a rerun could get past.
+    fn not_relbert_s(&self, key: &str, why: Option<&serde_json::Error>) -> Error {
+        let what = match why {
+            Some(e) => format!("is not what relbert writes there ({e})"),
+            None => "is not the JSON string relbert writes".to_string(),
+        };
+        self.refused(format!(
+            "collection metadata {key:?} {what}: the collection was not written by relbert, \
+             or its metadata was changed by hand; choose another --collection"
+        ))
     }
 
     /// relbert's record in the collection's metadata; `None` when the collection has none
@@ -1084,11 +1356,9 @@ impl Connection {
         let text = |key: &str| -> Result<Option<&str>> {
             match meta.get(key) {
                 None => Ok(None),
-                Some(v) => string_of(v).map(Some).ok_or_else(|| {
-                    self.remote(format!(
-                        "collection metadata {key:?} is not the JSON string relbert writes"
-                    ))
-                }),
+                Some(v) => string_of(v)
+                    .map(Some)
+                    .ok_or_else(|| self.not_relbert_s(key, None)),
             }
         };
         let record: Option<CollectionRecord> = match text(METADATA_KEY)? {
@@ -1328,15 +1598,18 @@ impl RelationStore for QdrantStore {
 
     fn lookup(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>> {
         let c = self.conn.clone();
-        let id = point_id(head, tail);
+        // Every id the pair may have (one for ASCII): a collection written before ids were
+        // canonical keeps a decomposed spelling under its own id.
+        let ids = spelling_ids(head, tail);
         let (head, tail) = (head.to_string(), tail.to_string());
         self.conn.block_on(async move {
             let got = c
                 .call("looking up a pair", Hedge::Read, |q, name| {
-                    let id = id.clone();
+                    let ids: Vec<qdrant_client::qdrant::PointId> =
+                        ids.iter().map(|id| id.clone().into()).collect();
                     async move {
                         q.get_points(
-                            GetPointsBuilder::new(name, vec![id.into()])
+                            GetPointsBuilder::new(name, ids)
                                 .with_vectors(true)
                                 .with_payload(true),
                         )
@@ -1344,14 +1617,32 @@ impl RelationStore for QdrantStore {
                     }
                 })
                 .await?;
-            let Some(p) = got.result.into_iter().next() else {
+            if got.result.is_empty() {
+                return Ok(None);
+            }
+            // The point of the canonical id first, as a local index finds the spelling it
+            // stored; each must be the pair, in one spelling or another.
+            let canonical = point_id(&head, &tail);
+            let mut points = got.result;
+            points.sort_by_key(|p| {
+                p.id.as_ref().and_then(export::id_text).as_deref() != Some(canonical.as_str())
+            });
+            let Some(p) = points.into_iter().next() else {
                 return Ok(None);
             };
             let field = |k: &str| p.payload.get(k).and_then(string_of);
-            if field("head") != Some(head.as_str()) || field("tail") != Some(tail.as_str()) {
+            let same = match (field("head"), field("tail")) {
+                (Some(h), Some(t)) => {
+                    relbert_index::pairs::same_spelling((h, t), (head.as_str(), tail.as_str()))
+                }
+                _ => false,
+            };
+            if !same {
                 return Err(c.remote(format!(
                     "point {} is not the pair ({head:?}, {tail:?}) its id is made from",
-                    point_id(&head, &tail)
+                    p.id.as_ref()
+                        .and_then(export::id_text)
+                        .unwrap_or_else(|| canonical.clone())
                 )));
             }
             use qdrant_client::qdrant::vector_output::Vector;
@@ -1369,7 +1660,8 @@ impl RelationStore for QdrantStore {
         }
         let mut must_not = Vec::new();
         if let Some((a, b)) = req.exclude_pair {
-            must_not.push(Condition::has_id([point_id(a, b)]));
+            // Whatever spelling the pair was stored in (see `lookup`).
+            must_not.push(Condition::has_id(spelling_ids(a, b)));
         }
         if !req.exclude_words.is_empty() {
             must_not.push(Condition::matches(
@@ -1530,6 +1822,165 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8", "version nibble");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "variant bits");
+    }
+
+    /// Found by an audit: `café` (NFC) and `cafe\u{301}` (NFD) were two points where a
+    /// local index keeps one pair. Ids are made from the canonical form; a pair already in it
+    /// keeps the id relbert gave it before (these literals are the ids it gave).
+    #[test]
+    fn point_ids_are_canonical_and_keep_the_ids_of_canonical_pairs() {
+        assert_eq!(
+            point_id("paris", "france"),
+            "5056089f-0b3b-85ff-8212-5df7e68329f3"
+        );
+        let nfc = "43aa22de-fac7-8e76-a417-d35151b2d1d2";
+        assert_eq!(point_id("caf\u{e9}", "paris"), nfc);
+        assert_eq!(point_id("cafe\u{301}", "paris"), nfc);
+        // Case counts, as in a local index.
+        assert_ne!(point_id("Caf\u{e9}", "paris"), nfc);
+        // A collection written before keeps the decomposed spelling under its bytes' id:
+        // a lookup or an exclusion asks for it too, whichever spelling is typed.
+        let before = "e1c5b3a5-d62e-8418-ae8c-9d58ed6b9108";
+        for typed in ["caf\u{e9}", "cafe\u{301}"] {
+            let ids = spelling_ids(typed, "paris");
+            assert_eq!(ids[0], nfc, "{typed:?}");
+            assert!(ids.contains(&before.to_string()), "{typed:?}: {ids:?}");
+        }
+        assert_eq!(spelling_ids("paris", "france").len(), 1);
+    }
+
+    /// Found by an audit: a collection whose relbert metadata was another tool's (not a
+    /// JSON string, or not relbert's JSON) was reported as a failure a rerun could get past.
+    #[test]
+    fn metadata_relbert_did_not_write_is_a_refusal() {
+        let conn = Connection::new(&["http://127.0.0.1:1".to_string()], "c").unwrap();
+        let e = conn
+            .decode::<CollectionRecord>(METADATA_KEY, "not json")
+            .unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        let e = conn
+            .decode::<CollectionRecord>(METADATA_KEY, r#"{"x":1}"#)
+            .unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        assert!(e.to_string().contains("--collection"), "{e}");
+        let e = conn.not_relbert_s(METADATA_KEY, None);
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+    }
+
+    /// Found by an audit: the warning said "0 of its 2000 rows are written" of a load
+    /// killed before its first checkpoint, with 288 points in the collection.
+    #[test]
+    fn an_unfinished_load_says_its_checkpoint_is_a_lower_bound() {
+        let u = Unfinished {
+            source: "index x".into(),
+            rows: Some(0),
+            total: Some(2000),
+        };
+        let said = u.describe();
+        assert!(said.contains("at least 0 of its 2000 rows"), "{said}");
+    }
+
+    /// A port nothing listens on, as a node that died leaves it.
+    fn closed_port() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Found by an audit: with one `--qdrant` URL whose node had died, every query retried
+    /// the refused port for the whole read deadline (15 s each) and said "no answer … (is
+    /// the node stopped…)". A call that gave up on a refusing node marks it down, and a later
+    /// call asks it once: refused again, it fails at once, saying so.
+    #[test]
+    fn a_node_a_call_gave_up_on_is_asked_once_by_the_next() {
+        let conn = Connection::new(&[closed_port()], "c").unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let call = |hedge: Hedge| {
+            let (c, asked) = (conn.clone(), asked.clone());
+            conn.block_on(async move {
+                let trace = Trace::new(1);
+                let r = c
+                    .call_retrying(
+                        "counting",
+                        hedge,
+                        |q, _| {
+                            asked.fetch_add(1, Ordering::Relaxed);
+                            async move { q.health_check().await }
+                        },
+                        &trace,
+                    )
+                    .await;
+                c.note_gave_up(&trace, false);
+                (r.map(|_| ()), trace.refused[0].load(Ordering::Relaxed))
+            })
+            .unwrap()
+        };
+        // Never answered: a wrong URL, named as such, and not retried.
+        let (r, refused) = call(Hedge::Scan);
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+        assert!(refused);
+        assert_eq!(asked.swap(0, Ordering::Relaxed), 1);
+        // It answered once (it was up), and a call has since given up on it.
+        conn.inner.answered[0].store(true, Ordering::Relaxed);
+        assert!(
+            conn.inner.since(&conn.inner.down, 0).is_some(),
+            "marked down"
+        );
+        let (r, _) = call(Hedge::Scan);
+        let e = r.unwrap_err();
+        assert_eq!(asked.swap(0, Ordering::Relaxed), 1, "asked once");
+        assert!(matches!(e, Error::Remote { .. }), "{e:?}");
+        let said = e.to_string();
+        assert!(
+            said.contains("connection refused") && said.contains("down or restarting"),
+            "{said}"
+        );
+        assert!(!said.contains("tonic"), "{said}");
+        // An answer clears the mark.
+        conn.inner.answered_now(0);
+        assert!(conn.inner.since(&conn.inner.down, 0).is_none());
+    }
+
+    /// Found by an audit: a query whose node had died failed with the client's debug dump
+    /// of its transport error (`tonic::transport::Error(Transport, ConnectError(…))`).
+    #[test]
+    fn transport_errors_are_said_in_words() {
+        use tonic::{Code, Status};
+        let refused = QdrantError::ResponseError {
+            status: Status::new(
+                Code::Internal,
+                "Failed to connect to http://127.0.0.1:19799/: tonic::transport::Error(\
+                 Transport, ConnectError(ConnectError(\"tcp connect error\", \
+                 127.0.0.1:19799, Os { code: 111, kind: ConnectionRefused, message: \
+                 \"Connection refused\" })))",
+            ),
+        };
+        assert_eq!(
+            failure_text(&refused, false),
+            "connection refused: nothing listens there"
+        );
+        assert_eq!(
+            failure_text(&refused, true),
+            "connection refused: the node answered before, and is down or restarting"
+        );
+        let said = describe(&refused);
+        assert_eq!(
+            said,
+            "Failed to connect to http://127.0.0.1:19799/: Connection refused (gRPC Internal)"
+        );
+        // Another transport failure: its innermost words, still no dump.
+        let reset = QdrantError::ResponseError {
+            status: Status::new(
+                Code::Unavailable,
+                "Failed to connect to http://h:1/: tonic::transport::Error(Transport, \
+                 hyper::Error(Io, Custom { kind: ConnectionReset, error: \"reset by peer\" }))",
+            ),
+        };
+        let said = failure_text(&reset, true);
+        assert!(!said.contains("tonic::transport"), "{said}");
+        assert!(said.contains("reset by peer"), "{said}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Why these:
 //! - **Cosine distance.** relbert's vectors are unit length (indexes store them normalised),
 //!   so cosine equals the dot product; asking for cosine makes Qdrant normalise encoded query
-//!   vectors too (they come straight from the encoder), so scores equal the local index's.
+//!   vectors too (they come straight from the encoder), so scores are the local index's up to
+//!   rounding (Qdrant sums in its own order: measured differences up to 1.3e-4 on a float16
+//!   collection, ranks unchanged).
 //! - **HNSW `m` 16, `ef_construct` 200**: the local index's defaults
 //!   (`relbert_index::HnswParams`), which reach recall@10 ≥ 0.99 on relation vectors at query
 //!   `ef` 64 (`benchmarks/index/`). Qdrant's own graph with these parameters measured lower on
@@ -60,11 +62,24 @@ pub enum Quantization {
 /// builds its graph); 0 while a load streams points.
 pub const INDEXING_THRESHOLD_KB: u64 = 20_000;
 
-/// The most shards relbert asks a new collection for.
-pub const MAX_SHARDS: u32 = 1024;
+/// The most shards relbert asks a new collection for (see [`MAX_SHARD_REPLICAS`]).
+pub const MAX_SHARDS: u32 = 256;
 
 /// The most copies of each shard relbert asks for.
 pub const MAX_REPLICATION: u32 = 16;
+
+/// The most shard replicas (`--shards` x `--replication`) relbert asks a new collection for.
+/// The cluster makes each one through its consensus, in a time that grows faster than their
+/// number: on the local 3-node test cluster (2 cores, 2026-12-02) 128 took 3.4 s, 256 took
+/// 13 s, 512 took 29-32 s (512 shards, or 256 with replication 2), and 1,024 did not finish
+/// within the minute a call may take, leaving a collection that a rerun had to pick up.
+/// 256 keeps well inside [`CREATE_TIMEOUT_SECS`] on a slower machine; the 1B-pair plan
+/// (`benchmarks/scale/README.md`) needs 72 x 2.
+pub const MAX_SHARD_REPLICAS: u32 = 256;
+
+/// How long the server may take to confirm a new collection through its consensus before it
+/// answers (below the client's limit on one call, 60 s, so its answer arrives).
+pub const CREATE_TIMEOUT_SECS: u64 = 50;
 
 /// Candidates fetched with quantised vectors per result, then rescored with the originals.
 pub const OVERSAMPLING: f64 = 4.0;
@@ -114,12 +129,31 @@ impl CollectionSettings {
         // consensus: 100,000 shards stalled a 3-node cluster for minutes (measured), and
         // killing relbert did not stop it. The 1B-pair plan needs 72.
         if self.shards == 0 || self.shards > MAX_SHARDS {
-            return bad("--shards", &format!("must be from 1 to {MAX_SHARDS}"));
+            return bad(
+                "--shards",
+                &format!(
+                    "must be from 1 to {MAX_SHARDS} (the cluster makes each shard through its \
+                     consensus: 1,024 did not finish within a minute on a 3-node test cluster)"
+                ),
+            );
         }
         if self.replication == 0 || self.replication > MAX_REPLICATION {
             return bad(
                 "--replication",
                 &format!("must be from 1 to {MAX_REPLICATION}"),
+            );
+        }
+        let replicas = self.shards * self.replication;
+        if replicas > MAX_SHARD_REPLICAS {
+            return bad(
+                "--shards",
+                &format!(
+                    "{} shards x --replication {} make {replicas} shard replicas; relbert \
+                     creates at most {MAX_SHARD_REPLICAS} (the cluster makes each through its \
+                     consensus, and 1,024 did not finish within a minute on a 3-node test \
+                     cluster): use fewer shards or copies",
+                    self.shards, self.replication
+                ),
             );
         }
         Ok(())
@@ -158,6 +192,7 @@ impl CollectionSettings {
                 OptimizersConfigDiffBuilder::default().indexing_threshold(INDEXING_THRESHOLD_KB),
             )
             .on_disk_payload(true)
+            .timeout(CREATE_TIMEOUT_SECS)
             .metadata(metadata);
         if quantized {
             b = b.quantization_config(
@@ -199,10 +234,17 @@ mod tests {
             ..CollectionSettings::default()
         };
         assert!(with(3, 2).validate().is_ok());
-        assert!(with(MAX_SHARDS, MAX_REPLICATION).validate().is_ok());
+        assert!(with(MAX_SHARDS, 1).validate().is_ok());
+        assert!(with(1, MAX_REPLICATION).validate().is_ok());
+        assert!(with(72, 2).validate().is_ok(), "the 1B-pair plan's layout");
+        // Found by an audit: --shards 1024, the documented maximum, failed on a 3-node
+        // cluster after two minutes and left a collection behind.
         for (s, r, flag) in [
             (0, 1, "--shards"),
             (100_000, 1, "--shards"),
+            (1024, 1, "--shards"),
+            (MAX_SHARDS + 1, 1, "--shards"),
+            (MAX_SHARDS, 2, "--shards"),
             (1, 0, "--replication"),
             (1, 99, "--replication"),
         ] {
