@@ -223,42 +223,11 @@ const PAIR_LIST_KEY: &str = "pair_list";
 /// Key of the first provenance record holding the SHA-256 of its pair list.
 const PAIR_LIST_SHA256_KEY: &str = "pair_list_sha256";
 
-/// Passes what is written through to `inner` and hashes it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(b)?;
-        self.hash.update(&b[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// SHA-256 (hex) of a pair list as [`write_pairs`] writes it.
+/// SHA-256 (hex) of a pair list as [`write_pairs`] writes it (`Sha256` is an `io::Write`).
 fn pairs_sha256(header: &str, pairs: &[MinedPair]) -> Result<String> {
-    let mut h = Hashing {
-        inner: std::io::sink(),
-        hash: Sha256::new(),
-    };
+    let mut h = Sha256::new();
     write_pairs(&mut h, header, pairs)?;
-    Ok(format!("{:x}", h.hash.finalize()))
-}
-
-/// SHA-256 (hex) of a file.
-fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut h = Hashing {
-        inner: std::io::sink(),
-        hash: Sha256::new(),
-    };
-    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
-    Ok(format!("{:x}", h.hash.finalize()))
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// Refuses (even with `--force`) to replace a provenance file that records another pair
@@ -290,7 +259,8 @@ fn check_provenance_owner(path: &Path, out: &Path) -> Result<()> {
     let ours = pair_list_name(out);
     if ours.as_deref() == Some(recorded.as_str()) {
         if let Some(sha) = field(PAIR_LIST_SHA256_KEY) {
-            if out.is_file() && file_sha256(out)? != sha {
+            // Any file's SHA-256, whatever the name says.
+            if out.is_file() && relbert::encoder::Encoder::weights_sha256(out)? != sha {
                 tracing::warn!(
                     "{} did not belong to {}: it records a pair list with SHA-256 {}, not this \
                      one (a run was killed while renaming its outputs?); both are replaced",
