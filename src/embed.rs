@@ -262,21 +262,37 @@ pub fn screen_long_pairs(
 /// `pairs mine` keeps a `--terms` line it warns of; the warning says why its vector is
 /// another word's, and why a query for it is refused.
 pub fn warn_unaskable_words(records: &[PairRecord]) {
+    warn_unaskable_pairs(
+        records
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str(), &*r.file, r.line)),
+        "the pair is encoded as it is",
+    );
+}
+
+/// [`warn_unaskable_words`] over `(head, tail, file, line)` items from any source (`relbert
+/// bench` reads dataset files, not pair records): one warning naming the first such pair's
+/// file and line and counting the others, ending with `outcome`, what the command does with
+/// such a pair. Nothing when every word can be asked.
+pub fn warn_unaskable_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str, &'a Path, usize)>,
+    outcome: &str,
+) {
     let max = crate::prompt::MAX_WORD_CHARS;
-    let mut found = records.iter().filter_map(|r| {
-        crate::prompt::check_words(&r.head, &r.tail, max)
+    let mut found = pairs.into_iter().filter_map(|(head, tail, file, line)| {
+        crate::prompt::check_words(head, tail, max)
             .err()
-            .map(|e| (r, e))
+            .map(|e| (file, line, e))
     });
-    let Some((first, why)) = found.next() else {
+    let Some((file, line, why)) = found.next() else {
         return;
     };
     let more = found.count();
     tracing::warn!(
-        "{}: {why}, which relbert query and relbert serve refuse to ask (a BERT tokenizer reads \
-         one word of more than {max} characters as [UNK], and drops control characters); the \
-         pair is encoded as it is{}",
-        first.location(),
+        "{}:{line}: {why}, which relbert query and relbert serve refuse to ask (a BERT tokenizer \
+         reads one word of more than {max} characters as [UNK], and drops control characters); \
+         {outcome}{}",
+        file.display(),
         match more {
             0 => String::new(),
             n => format!(" (and {n} more such pair(s))"),

@@ -553,6 +553,97 @@ pub fn print_line(text: &str) -> Result<()> {
         .map_err(stdout_error)
 }
 
+/// Writes a line to standard error as [`eprint_line`] does, formatted like `eprintln!`:
+/// `relbert::say!("{n} pairs")`. Use it, not `eprintln!`, for every message of the binary;
+/// [`eprint_line`] says why.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::eprint_line(&::std::format!($($arg)*))
+    };
+}
+
+/// Writes `line` and a newline to standard error, and goes on whatever happens to the write.
+///
+/// `eprintln!` panics when the write fails ("failed printing to stderr", exit status 101):
+/// with `2>/dev/full` a progress line or the final `error:` line killed a run whose work was
+/// fine, or turned an error's status 1 into 101. And the binary restores SIGPIPE's default
+/// action (for `| head` on standard output), so standard error on a pipe whose reader has
+/// gone (`2> >(head -1)`, a log collector that died) killed the run at its next message.
+/// Messages on standard error are for people; when none can be written they are lost, and
+/// the run's work and exit status are what they would have been. The line goes out in one
+/// write, so lines from different threads do not interleave.
+pub fn eprint_line(line: &str) {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = Stderr.write_all(text.as_bytes());
+}
+
+/// Standard error, whose writes never raise SIGPIPE: a reader that has gone shows as an
+/// error of kind [`std::io::ErrorKind::BrokenPipe`] instead of ending the process (the
+/// binary's SIGPIPE action is the default one, for standard output). The writer of the
+/// binary's log lines (`tracing`), and of [`eprint_line`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        without_sigpipe(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        without_sigpipe(|| std::io::stderr().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Runs `write` with SIGPIPE blocked in this thread. A write to a pipe without a reader
+/// raises SIGPIPE on the writing thread; blocked, it stays pending there, and it is taken
+/// off (`sigtimedwait`, not waiting) before the old mask comes back, so it never acts. One
+/// that was pending before is left as it was.
+#[cfg(unix)]
+fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    // SAFETY: the sigset_t values are initialised by sigemptyset before any other use, and
+    // the calls only change this thread's mask and take a signal pending on it.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut old);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old) != 0 {
+            return write();
+        }
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pending);
+        let was_pending =
+            libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let result = write();
+        if !was_pending && matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now) == -1
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+            }
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        result
+    }
+}
+
+/// Elsewhere there is no SIGPIPE to keep off.
+#[cfg(not(unix))]
+fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    write()
+}
+
 /// Writes `value` as pretty JSON with a final newline (model-directory files such as
 /// `training_config.json`, `metrics.json`, `averaged_from.json`).
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

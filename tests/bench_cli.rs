@@ -644,6 +644,77 @@ fn json_dash_is_standard_output() {
     assert!(!dir.path().join("-").exists());
 }
 
+/// Found by a review: with standard output a full disk, `--json -` failed with `writing the
+/// report: No space left on device` and the table with the bare OS message, naming no output.
+/// Both name standard output now, as `query` and `embed` do, and neither panics. A reader that
+/// has gone (`| head -c1`) ends the run by SIGPIPE, quietly, as in the Unix tools.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_write_to_standard_output_names_it() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let bench = |json: bool| {
+        let mut c = Std::new(assert_cmd::cargo::cargo_bin("relbert"));
+        c.current_dir(dir.path())
+            .env("RELBERT_LOG", "warn")
+            .args(["bench", "analogy", "--model"])
+            .arg(fixture("tiny-bert"))
+            .args(["--data", ".", "--dataset", "sat"]);
+        if json {
+            c.args(["--json", "-"]);
+        }
+        c
+    };
+    for json in [true, false] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = bench(json).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "--json - {json}: {err}");
+        assert!(
+            err.contains("standard output: No space left on device"),
+            "--json - {json}: {err}"
+        );
+        assert!(!err.contains("panicked"), "--json - {json}: {err}");
+    }
+    for json in [true, false] {
+        let mut child = bench(json)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes before anything is written: the first write finds no reader.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGPIPE),
+            "--json - {json}: {err}"
+        );
+        assert!(!err.contains("panicked"), "--json - {json}: {err}");
+    }
+    // Under `--json -` the table goes to standard error: a full standard error loses the
+    // table (found by a review: the run failed, "standard error: No space left"), never
+    // the JSON report.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = bench(true).stderr(full).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report.is_object(), "{report}");
+    assert!(!dir.path().join("-").exists());
+}
+
 #[test]
 fn an_unwritable_json_directory_is_refused_before_the_work() {
     let dir = tempfile::tempdir().unwrap();
@@ -812,4 +883,177 @@ fn breakdown_cells_cannot_break_the_table() {
         let cells = row.replace("\\|", "").matches('|').count();
         assert_eq!(cells, 5, "{row}\n{out}");
     }
+}
+
+/// The counts of the plain progress lines starting with `what: ` in `stderr`.
+fn progress_counts(stderr: &str, what: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(what)?.strip_prefix(": "))
+        .map(|rest| {
+            let done = rest.split('/').next().unwrap().replace(',', "");
+            done.parse().unwrap_or_else(|_| panic!("{rest}"))
+        })
+        .collect()
+}
+
+/// Audit (s15): a word of more than 100 characters (read as `[UNK]`) or one with a control
+/// character (dropped) was scored without a word, so two different long words had one vector
+/// and a question between them went to its first choice with no sign why. `embed` and
+/// `index build` warned of such pairs; bench now warns the same way, naming file and line.
+#[test]
+fn words_the_tokenizer_cannot_read_are_warned_of_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = ("a".repeat(120), "b".repeat(120));
+    write(
+        &dir.path().join("q/validation.jsonl"),
+        &format!(
+            "{}\n{}\n",
+            format_args!(
+                r#"{{"stem":["cat","kitten"],"choice":[["{a}","puppy"],["{b}","puppy"],["dog","car"]],"answer":1}}"#
+            ),
+            r#"{"stem":["ca\u0007t","kitten"],"choice":[["dog","puppy"],["hot","cold"]],"answer":0}"#
+        ),
+    );
+    for method in ["relbert", "offset"] {
+        let out = analogy(dir.path(), &["--split", "validation", "--method", method]).success();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert_eq!(err.matches("refuse to ask").count(), 1, "{method}: {err}");
+        assert!(
+            err.contains("q/validation.jsonl:1: ")
+                && err.contains("[UNK]")
+                && err.contains("decided by a tie")
+                && err.contains("(and 2 more such pair(s))"),
+            "{method}: {err}"
+        );
+    }
+    // Words that can be read: no warning.
+    write(
+        &dir.path().join("q/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let out = analogy(dir.path(), &["--split", "validation"]).success();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(!err.contains("refuse to ask"), "{err}");
+
+    // Classify: the first such pair in split order (train, val, test), the others counted.
+    lexical(dir.path(), "Set", true);
+    let append = |split: &str, line: &str| {
+        let path = dir.path().join("Set").join(split);
+        let text = std::fs::read_to_string(&path).unwrap();
+        write(&path, &format!("{text}{line}\n"));
+    };
+    append("val.tsv", "ca\u{7}t\tanimal\thyper");
+    append("test.tsv", &format!("{}\tanimal\thyper", "c".repeat(150)));
+    let classify = |dir: &Path| {
+        relbert()
+            .args(["bench", "classify", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(dir)
+            .assert()
+            .success()
+    };
+    let out = classify(dir.path());
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.matches("refuse to ask").count(), 1, "{err}");
+    assert!(
+        err.contains("Set/val.tsv:11: ")
+            && err.contains("control characters")
+            && err.contains("(and 1 more such pair(s))"),
+        "{err}"
+    );
+    lexical(dir.path(), "Set", true);
+    let out = classify(dir.path());
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(!err.contains("refuse to ask"), "{err}");
+}
+
+/// Audit (s15): `bench classify` showed nothing while the MLP trained (minutes on tens of
+/// thousands of rows). Each epoch is a plain progress line now when standard error is not a
+/// terminal (`RELBERT_PROGRESS_SECS=0`: a line at every update), counting up to the epochs
+/// the report says ran.
+#[test]
+fn classify_shows_progress_while_training() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "Set", true);
+    let json = dir.path().join("r.json");
+    let out = relbert()
+        .env("RELBERT_PROGRESS_SECS", "0")
+        .args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .success();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let epochs = read_json(&json)["results"]["Set"]["epochs"]
+        .as_u64()
+        .unwrap();
+    let counts = progress_counts(&err, "training Set");
+    assert!(epochs >= 2, "{epochs}");
+    assert_eq!(counts, (1..=epochs).collect::<Vec<_>>(), "{err}");
+    assert!(err.contains("/200 epochs"), "{err}");
+}
+
+/// Audit (s15): `bench analogy --method offset` ended its progress at `0/N pairs (0%)`: the
+/// offsets were computed without reporting. Every method's last line is every pair now.
+#[test]
+fn every_method_reports_embedding_progress_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("mini/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    for method in ["relbert", "offset", "combined"] {
+        let out = relbert()
+            .env("RELBERT_PROGRESS_SECS", "0")
+            .args(["bench", "analogy", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(dir.path())
+            .args(["--method", method])
+            .assert()
+            .success();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        let counts = progress_counts(&err, "embedding");
+        // Both questions' distinct pairs: 3 each.
+        assert_eq!(counts.last(), Some(&6), "{method}: {err}");
+        assert!(err.contains("6/6 pairs (100%)"), "{method}: {err}");
+        assert!(
+            counts.windows(2).all(|w| w[0] < w[1]),
+            "{method}: {counts:?}"
+        );
+    }
+}
+
+/// Audit (s15): the JSON report held only each prefix's accuracy, not the question counts
+/// the `--breakdown` table shows, nor how many were answered right.
+#[test]
+fn the_json_report_has_the_counts_behind_the_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("mini/test.jsonl"),
+        &format!("{IDENTICAL}\n{IDENTICAL}\n{OTHER}\n"),
+    );
+    let json = dir.path().join("r.json");
+    analogy(
+        dir.path(),
+        &["--dataset", "mini", "--json", json.to_str().unwrap()],
+    )
+    .success();
+    let r = &read_json(&json)["results"]["mini/test"];
+    assert_eq!(r["n"], 3);
+    let right = r["right"].as_u64().unwrap();
+    assert!((r["accuracy"].as_f64().unwrap() - right as f64 / 3.0).abs() < 1e-12);
+    assert_eq!(
+        r["by_prefix_counts"]["capitals"],
+        serde_json::json!({"right": 2, "n": 2})
+    );
+    assert_eq!(r["by_prefix_counts"]["other"]["n"], 1);
+    let other_right = r["by_prefix_counts"]["other"]["right"].as_u64().unwrap();
+    assert_eq!(right, 2 + other_right);
+    assert_eq!(r["by_prefix"]["capitals"], 1.0);
 }

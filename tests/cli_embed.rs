@@ -236,6 +236,82 @@ fn existing_output_needs_force() {
         .starts_with("{\"pair\""));
 }
 
+/// `embed --format npy --force` refused an array an older relbert wrote (before 2026-12-01
+/// `emb.train`'s pair list was `emb.pairs.tsv`, its mark naming no array), which `index export
+/// --force` replaces: it looked for the pair list only where relbert puts it now. Recognised by
+/// that list, it is replaced; an array the list does not fit, or that shares it with another,
+/// is still refused, and the older list is left as it was.
+#[test]
+fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "paris\tfrance\ndog\tpuppy\n");
+    let array = dir.path().join("emb.train");
+    let older = dir.path().join("emb.pairs.tsv");
+    let current = dir.path().join("emb.train.pairs.tsv");
+    let embed = |pairs: &Path, force: bool| {
+        let mut c = relbert();
+        c.args(["embed", "--format", "npy", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(pairs)
+            .arg("--out")
+            .arg(&array);
+        if force {
+            c.arg("--force");
+        }
+        c.assert()
+    };
+    // What an older build left: the array, and its pair list under that build's name and mark.
+    embed(&pairs, false).success();
+    let text = std::fs::read_to_string(&current).unwrap();
+    let (_, rows) = text.split_once('\n').unwrap();
+    let older_text = format!(
+        "# relbert: row i of the .npy array beside this file is the pair on data line i\n{rows}"
+    );
+    std::fs::write(&older, &older_text).unwrap();
+    std::fs::remove_file(&current).unwrap();
+    let before = std::fs::read(&array).unwrap();
+
+    // Not without --force.
+    embed(&pairs, false)
+        .failure()
+        .stderr(predicates::str::contains("--force"));
+    // Nor while another array beside it could own that list (the older rule shared it).
+    let twin = dir.path().join("emb.npy");
+    std::fs::copy(&array, &twin).unwrap();
+    embed(&pairs, true)
+        .failure()
+        .stderr(predicates::str::contains("refusing to replace"));
+    std::fs::remove_file(&twin).unwrap();
+    // Nor when the list does not fit the array (a row more): not provably relbert's.
+    std::fs::write(&older, format!("{older_text}cat\tkitten\n")).unwrap();
+    embed(&pairs, true)
+        .failure()
+        .stderr(predicates::str::contains("refusing to replace"));
+    assert_eq!(std::fs::read(&array).unwrap(), before);
+    assert!(!current.exists());
+    std::fs::write(&older, &older_text).unwrap();
+
+    // Recognised: replaced, with the new pair list where relbert puts it now.
+    let three = write(
+        dir.path(),
+        "q.tsv",
+        "paris\tfrance\ndog\tpuppy\ncat\tkitten\n",
+    );
+    let a = embed(&three, true).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("emb.pairs.tsv, is left as it was"), "{err}");
+    assert_ne!(std::fs::read(&array).unwrap(), before);
+    let list = std::fs::read_to_string(&current).unwrap();
+    assert!(
+        list.starts_with("# relbert: row i of emb.train is"),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 4, "{list}");
+    // The older list is left: under the older rule other arrays may have used it.
+    assert_eq!(std::fs::read_to_string(&older).unwrap(), older_text);
+}
+
 #[test]
 fn bad_flags_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,10 +365,32 @@ fn an_interrupted_run_removes_its_temporary_and_lock_files() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     };
-    for (signal, format, out, tmp) in [
-        (libc::SIGINT, "jsonl", "e.jsonl", ".e.jsonl.relbert.tmp"),
+    // The status is 128 plus the signal's number, as a shell reports a process the signal
+    // killed and as `train` exits: every signal exited 130 before, so a supervisor could not
+    // tell a `kill` (143) from a Ctrl-C.
+    for (signal, status, format, out, tmp) in [
+        (
+            libc::SIGINT,
+            130,
+            "jsonl",
+            "e.jsonl",
+            ".e.jsonl.relbert.tmp",
+        ),
         // The array's temporary file is made first, then its pair list's.
-        (libc::SIGTERM, "npy", "v.npy", ".v.pairs.tsv.relbert.tmp"),
+        (
+            libc::SIGTERM,
+            143,
+            "npy",
+            "v.npy",
+            ".v.pairs.tsv.relbert.tmp",
+        ),
+        (
+            libc::SIGHUP,
+            129,
+            "jsonl",
+            "h.jsonl",
+            ".h.jsonl.relbert.tmp",
+        ),
     ] {
         let out = dir.path().join(out);
         let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
@@ -309,8 +407,8 @@ fn an_interrupted_run_removes_its_temporary_and_lock_files() {
         wait_for(&dir.path().join(tmp), &mut child);
         // SAFETY: kill(2) with the child's own pid.
         unsafe { libc::kill(child.id() as i32, signal) };
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(130), "{format}");
+        let code = child.wait().unwrap().code();
+        assert_eq!(code, Some(status), "{format}: signal {signal}");
         assert!(hidden().is_empty(), "left behind: {:?}", hidden());
         assert!(!out.exists());
     }
@@ -457,4 +555,193 @@ fn a_bad_progress_interval_is_warned_about_once() {
     }
     let err = stderr_with("0.5");
     assert!(!err.contains("RELBERT_PROGRESS_SECS"), "{err}");
+}
+
+/// The binary, run as `std::process::Command` with its log at the default level (info), so
+/// that log lines are written too; `progress_secs` set makes the plain progress lines come
+/// at every update.
+fn run_logging(progress_secs: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"));
+    c.env_remove("RELBERT_LOG")
+        .env("RELBERT_PROGRESS_SECS", progress_secs);
+    c
+}
+
+/// `embed` of `pairs` into `out` (an array), one thread in batches of 8: many progress lines.
+fn embed_npy_args(c: &mut std::process::Command, pairs: &Path, out: &Path) {
+    c.args(["--threads", "1", "embed", "--batch-size", "8", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .args(["--format", "npy", "--out"])
+        .arg(out);
+}
+
+/// `/dev/full` opened for writing: every write fails with ENOSPC.
+fn dev_full_file() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+/// Found by an audit: with standard error on `/dev/full`, a progress line or a log warning
+/// panicked ("failed printing to stderr", status 101) and the output was never written;
+/// `eprintln!` panics when its write fails, and so did the log's writer, which reports its
+/// own failed writes with `eprintln!`. The lost messages are lost; the run is whole. With
+/// standard error closed (`2>&-`) too.
+#[test]
+fn a_full_or_closed_standard_error_does_not_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 300);
+    // "abc" adds a log warning (it is no number of seconds) to the final progress line.
+    for secs in ["0", "abc"] {
+        let out = dir.path().join(format!("full-{secs}.npy"));
+        let mut c = run_logging(secs);
+        embed_npy_args(&mut c, &pairs, &out);
+        let status = c.stderr(dev_full_file()).status().unwrap();
+        assert!(status.success(), "RELBERT_PROGRESS_SECS={secs}: {status}");
+        assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
+
+        let out = dir.path().join(format!("closed-{secs}.npy"));
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>&-")
+            .arg(assert_cmd::cargo::cargo_bin("relbert"))
+            .env_remove("RELBERT_LOG")
+            .env("RELBERT_PROGRESS_SECS", secs);
+        embed_npy_args(&mut c, &pairs, &out);
+        let status = c.status().unwrap();
+        assert!(
+            status.success(),
+            "2>&-, RELBERT_PROGRESS_SECS={secs}: {status}"
+        );
+        assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
+    }
+}
+
+/// Found by an audit: a refused flag value (`--template` without placeholders) exited with
+/// 101, a panic, instead of 1 when standard error was `/dev/full`: the `error:` line was
+/// written with `eprintln!`. The status is the one a user gets without the redirect, for
+/// errors of the run (1) and of the command line (2), and with standard error closed.
+#[test]
+fn an_error_on_a_full_or_closed_standard_error_keeps_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 3);
+    let cases: [(&[&str], i32); 2] = [
+        (&["--template", "no placeholders"], 1),
+        (&["--no-such-flag"], 2),
+    ];
+    for (flags, code) in cases {
+        let args = |c: &mut std::process::Command| {
+            c.args(["embed", "--model"])
+                .arg(fixture("tiny-bert"))
+                .arg("--pairs")
+                .arg(&pairs)
+                .args(flags)
+                .stdout(std::process::Stdio::null());
+        };
+        let mut c = run_logging("0");
+        args(&mut c);
+        let status = c.stderr(dev_full_file()).status().unwrap();
+        assert_eq!(status.code(), Some(code), "{flags:?} 2>/dev/full: {status}");
+
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>&-")
+            .arg(assert_cmd::cargo::cargo_bin("relbert"));
+        args(&mut c);
+        let status = c.status().unwrap();
+        assert_eq!(status.code(), Some(code), "{flags:?} 2>&-: {status}");
+    }
+}
+
+/// Found by an audit: standard error on a pipe whose reader had gone (`2> >(head -1)`, a log
+/// collector that died) killed the run by SIGPIPE at its next message, before its output was
+/// written, and turned an error's status 1 or 2 into a death by signal: the binary restores
+/// SIGPIPE's default action for standard output. Messages to standard error no longer raise
+/// it. The pipe's reading end is closed before the run starts, so every write meets it gone.
+#[test]
+fn a_standard_error_whose_reader_has_gone_does_not_end_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 300);
+    let gone = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    for secs in ["0", "abc"] {
+        let out = dir.path().join(format!("v-{secs}.npy"));
+        let mut c = run_logging(secs);
+        embed_npy_args(&mut c, &pairs, &out);
+        let status = c.stderr(gone()).status().unwrap();
+        assert!(status.success(), "RELBERT_PROGRESS_SECS={secs}: {status}");
+        assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
+    }
+    let cases: [(&[&str], i32); 2] = [
+        (&["--template", "no placeholders"], 1),
+        (&["--no-such-flag"], 2),
+    ];
+    for (flags, code) in cases {
+        let status = run_logging("0")
+            .args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .args(flags)
+            .stdout(std::process::Stdio::null())
+            .stderr(gone())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "{flags:?}: {status}");
+    }
+}
+
+/// On a terminal the progress is an `indicatif` bar, which ignores a failed draw; the log
+/// line at the end of the run (`embedded 3000 pairs in ...`) was written by a writer that
+/// reports its own failure with `eprintln!`, and panicked (status 101) when the terminal had
+/// gone (a closed ssh session: writes fail with EIO). The terminal is a pseudo-terminal whose
+/// other side is closed once the run has drawn on it.
+#[test]
+fn a_terminal_that_has_gone_does_not_stop_the_run() {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(dir.path(), 3000);
+    let out = dir.path().join("v.npy");
+    // SAFETY: posix_openpt returns a new descriptor, checked first and then owned by
+    // `master` alone; ptsname_r writes a NUL-terminated name into the buffer it is given.
+    let (mut master, terminal) = unsafe {
+        // Not inherited (O_CLOEXEC): a run holding this side open would keep its terminal.
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let master = std::fs::File::from_raw_fd(fd);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap();
+        (master, std::path::PathBuf::from(name))
+    };
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&terminal)
+        .unwrap();
+    let mut c = run_logging("0");
+    embed_npy_args(&mut c, &pairs, &out);
+    let mut child = c.stderr(slave).spawn().unwrap();
+    // Only the run holds the terminal now: should it end without writing, the read below
+    // ends too.
+    drop(c);
+    // The run has started drawing (the model's log line or the bar): then the terminal goes.
+    let mut first = [0u8; 64];
+    let n = master.read(&mut first).unwrap();
+    assert!(n > 0);
+    drop(master);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
 }

@@ -695,3 +695,451 @@ fn a_copy_of_standard_input_outlives_the_publication() {
     );
     assert_same_rows(&rows(&idx), &grown);
 }
+
+/// A copy of the index in `base` beside it, at `to`.
+fn copy_index(base: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["vectors", "pairs", "graph", "meta"] {
+        std::fs::copy(base.join(name), to.join(name)).unwrap();
+    }
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// An index under the tiny model's pair function (its encoder identity taken from `small`,
+/// built with that model) of synthetic rows, whose `vectors` and `graph` files are both over
+/// the size verified whole at open: their blocks are checked only when read, so damage in
+/// them passes `Index::open` and is met by whatever reads the rows or the graph.
+fn lazily_verified_index(small: &Path, out: &Path) -> usize {
+    use relbert_index::synthetic::{gaussian, numbered_pairs};
+    use relbert_index::{HnswParams, IndexBuilder, IndexSpec, Precision, SMALL_FILE_LIMIT};
+    let meta = Index::open(small).unwrap().meta().clone();
+    let (n, dim) = (66_000, meta.dim as usize); // 66,000 × 32 f32 = 8.4 MB > 8 MiB
+    let spec = IndexSpec {
+        dim: meta.dim,
+        precision: Precision::F32,
+        encoder: meta.encoder.clone(),
+        input: "synthetic".into(),
+    };
+    let rows = gaussian(n, dim, 5);
+    let mut b = IndexBuilder::create_or_resume(out, spec, false).unwrap();
+    for start in (0..n).step_by(16_384) {
+        let end = (start + 16_384).min(n);
+        b.append_chunk(&numbered_pairs(start..end), &rows[start * dim..end * dim])
+            .unwrap();
+    }
+    // m 32: 256 bytes of layer-0 lists per row, a graph file of 17 MB.
+    let params = HnswParams {
+        m: 32,
+        ef_construction: 32,
+        threads: 0,
+        ..HnswParams::default()
+    };
+    b.finish(params, |_| {}).unwrap();
+    for name in ["vectors", "graph"] {
+        let len = std::fs::metadata(out.join(name)).unwrap().len();
+        assert!(len > SMALL_FILE_LIMIT, "{name}: {len} bytes");
+    }
+    n
+}
+
+/// Flips the bits of one byte at `at` of `path`.
+fn flip(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
+}
+
+/// Found by an audit: `index add` (and `index rebuild`) of an index with a damaged block in a
+/// file too large to be verified whole at open failed when the copy into `DIR.partial/` (or,
+/// for the graph, the insertion after every new pair was encoded) met the block, and left
+/// the partial directory behind without a word; the next add resumed it and failed again.
+/// What a run reads of its source is now verified before anything is created, so a damaged
+/// source is refused with the directory as it was: no partial, no lock, no output. A
+/// damaged graph is not read by a rebuild, which makes a new one: that still succeeds.
+#[test]
+fn a_damaged_source_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(240);
+    let (small_lines, new_lines) = lines.split_at(200);
+    let small_file = dir.path().join("small.tsv");
+    write_lines(&small_file, small_lines);
+    let small = dir.path().join("small");
+    build_file(&small_file, &small);
+    let pristine = dir.path().join("pristine");
+    let n = lazily_verified_index(&small, &pristine);
+    let new = dir.path().join("new.tsv");
+    write_lines(&new, new_lines);
+
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let idx = work.join("idx");
+    let vectors_len = std::fs::metadata(pristine.join("vectors")).unwrap().len();
+    let graph_len = std::fs::metadata(pristine.join("graph")).unwrap().len();
+    // (what, damage, file named in the error, whether a rebuild can read the source)
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Damage, &str, bool)> = vec![
+        (
+            "a byte of a row changed",
+            Box::new(|d: &Path| flip(&d.join("vectors"), 64 + 40_000 * 128 + 7)),
+            "vectors",
+            false,
+        ),
+        (
+            "a byte of a neighbour list changed",
+            Box::new(move |d: &Path| flip(&d.join("graph"), graph_len / 2)),
+            "graph",
+            true,
+        ),
+        (
+            "vectors truncated",
+            Box::new(move |d: &Path| {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("vectors"))
+                    .unwrap();
+                f.set_len(vectors_len - 4096).unwrap();
+            }),
+            "vectors",
+            false,
+        ),
+        (
+            "graph missing",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("graph")).unwrap()),
+            "graph",
+            false,
+        ),
+    ];
+    for (what, damage, file, rebuildable) in &cases {
+        copy_index(&pristine, &idx);
+        damage(&idx);
+        let files = dir_files(&idx);
+        let before = names_in(&work);
+
+        // From a file and from standard input (whose copy would have been spooled into the
+        // partial directory).
+        for stdin in [false, true] {
+            let mut cmd = relbert();
+            cmd.args(["index", "add", "--index"]).arg(&idx);
+            if stdin {
+                cmd.args(["--pairs", "-"])
+                    .write_stdin(new_lines.join("\n") + "\n");
+            } else {
+                cmd.arg("--pairs").arg(&new);
+            }
+            let a = cmd.assert().failure();
+            let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+            assert!(
+                err.contains(&idx.join(file).display().to_string()),
+                "{what} (stdin {stdin}): {err}"
+            );
+            assert_eq!(names_in(&work), before, "{what} (stdin {stdin}): {err}");
+            assert!(dir_files(&idx) == files, "{what}: the index was changed");
+        }
+
+        let out = work.join("out");
+        let a = relbert()
+            .args(["index", "rebuild", "--m", "8", "--index"])
+            .arg(&idx)
+            .arg("--out")
+            .arg(&out)
+            .assert();
+        if *rebuildable {
+            a.success();
+            let rebuilt = Index::open_with(
+                &out,
+                relbert_index::OpenOptions {
+                    verify: relbert_index::Verify::Full,
+                },
+            )
+            .unwrap();
+            assert_eq!(rebuilt.count(), n, "{what}");
+            std::fs::remove_dir_all(&out).unwrap();
+        } else {
+            let a = a.failure();
+            let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+            assert!(
+                err.contains(&idx.join(file).display().to_string()),
+                "{what}: {err}"
+            );
+            assert_eq!(names_in(&work), before, "{what}: {err}");
+            // In place, with --force.
+            let a = relbert()
+                .args(["index", "rebuild", "--force", "--index"])
+                .arg(&idx)
+                .arg("--out")
+                .arg(&idx)
+                .assert()
+                .failure();
+            let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+            assert_eq!(names_in(&work), before, "{what} (in place): {err}");
+            assert!(dir_files(&idx) == files, "{what}: the index was changed");
+        }
+        std::fs::remove_dir_all(&idx).unwrap();
+    }
+}
+
+/// Every file of a directory with its contents.
+fn dir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    names_in(dir)
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// The mode bits of `path` (permissions only).
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `chown -R nobody:nogroup` of `path` (uid and gid 65534).
+fn chown_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_nobody(&e.unwrap().path());
+        }
+    }
+}
+
+/// relbert run as the unprivileged user `nobody` (uid 65534) through `setpriv`, for what
+/// only a user whom permissions bind can show (root may write anything); `None`, with the
+/// reason printed, when this test process cannot switch users (not root, or no setpriv).
+fn relbert_as_nobody(scratch: &Path) -> Option<StdCommand> {
+    use std::os::unix::fs::MetadataExt;
+    let probe = scratch.join(".uid-probe");
+    std::fs::write(&probe, b"").unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    std::fs::remove_file(&probe).unwrap();
+    let setpriv = StdCommand::new("setpriv").arg("--version").output();
+    if uid != 0 || !setpriv.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: running as another user needs root and setpriv (uid {uid})");
+        return None;
+    }
+    let mut c = StdCommand::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .env("RELBERT_LOG", "warn")
+        .stdin(Stdio::null());
+    Some(c)
+}
+
+/// Found by an audit: `index add` of an index the user had write-protected (`chmod a-w`)
+/// "succeeded": the exchange needs no write permission on the directory, so a writable
+/// index (mode 755, files 644) took its place, the old one was left whole in
+/// `DIR.partial/` (its removal failed unsaid), and the next writer failed with a bare
+/// "DIR.partial: Permission denied". A write-protected index is now left as it is, by an
+/// add, a `build --force` and a `rebuild --force` onto it, with an error naming it and
+/// saying why; checked on the mode bits (so as root too) and, where this test can, as a
+/// user whom the protection binds.
+#[test]
+fn a_write_protected_index_is_left_as_it_is() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let lines = vocab_lines(60);
+    let (base, new) = lines.split_at(40);
+    let base_file = dir.join("base.tsv");
+    write_lines(&base_file, base);
+    let new_file = dir.join("new.tsv");
+    write_lines(&new_file, new);
+    let idx = dir.join("idx");
+    build_file(&base_file, &idx);
+    chmod(&idx, 0o555);
+    let files = dir_files(&idx);
+    let before = names_in(dir);
+    let refused = |a: assert_cmd::assert::Assert, what: &str| {
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(
+            err.contains(&format!("{} is write-protected", idx.display()))
+                && err.contains("mode is 555")
+                && err.contains("leaves it as it is"),
+            "{what}: {err}"
+        );
+        assert_eq!(names_in(dir), before, "{what}: {err}");
+        assert!(dir_files(&idx) == files, "{what}: the index was changed");
+        assert_eq!(mode_of(&idx), 0o555, "{what}: the protection is gone");
+    };
+    refused(add(&idx, &new_file).failure(), "add");
+    refused(
+        relbert()
+            .args(["index", "build", "--force", "--model"])
+            .arg(model())
+            .arg("--pairs")
+            .arg(&base_file)
+            .arg("--out")
+            .arg(&idx)
+            .assert()
+            .failure(),
+        "build --force",
+    );
+    refused(
+        relbert()
+            .args(["index", "rebuild", "--force", "--f16", "--index"])
+            .arg(&idx)
+            .arg("--out")
+            .arg(&idx)
+            .assert()
+            .failure(),
+        "rebuild --force",
+    );
+    // A user whom the protection binds, as in the audit.
+    if let Some(mut nobody) = relbert_as_nobody(dir) {
+        chown_nobody(dir);
+        let o = nobody
+            .args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&new_file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains("is write-protected"), "{err}");
+        assert_eq!(names_in(dir), before, "{err}");
+        assert_eq!(mode_of(&idx), 0o555);
+    }
+    // Made writable again, it is added to.
+    chmod(&idx, 0o755);
+    add(&idx, &new_file).success();
+    assert_eq!(Index::open(&idx).unwrap().count(), 60);
+}
+
+/// A publication that cannot remove the index it replaced says so, naming where that index
+/// is (it used to be left in `DIR.partial/` without a word); and the next writer, which
+/// cannot remove it either, names it as a complete index to remove rather than failing with
+/// a bare "Permission denied". Had here by a user whom a sticky, world-writable index
+/// directory of root's lets exchange it but not remove root's files from it.
+#[test]
+fn an_old_index_that_cannot_be_removed_is_named_and_not_left_silently() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let Some(_) = relbert_as_nobody(dir) else {
+        return;
+    };
+    let lines = vocab_lines(70);
+    let base_file = dir.join("base.tsv");
+    write_lines(&base_file, &lines[..40]);
+    let new_file = dir.join("new.tsv");
+    write_lines(&new_file, &lines[40..60]);
+    let more_file = dir.join("more.tsv");
+    write_lines(&more_file, &lines[60..]);
+    let idx = dir.join("idx");
+    build_file(&base_file, &idx);
+    // The directory beside it is nobody's (the lock file, the partial build, the exchange);
+    // the index and its files stay root's, in a directory anyone may write to but in which
+    // only a file's owner may remove it.
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    chmod(&idx, 0o1777);
+    let partial = dir.join("idx.partial");
+    let run = |pairs: &Path| {
+        let o = relbert_as_nobody(dir)
+            .unwrap()
+            .args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(pairs)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let err = run(&new_file);
+    assert!(
+        err.contains(&format!(
+            "{} now holds the new index, but the index it replaced could not be removed from {}",
+            idx.display(),
+            partial.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(Index::open(&idx).unwrap().count(), 60, "{err}");
+    assert_eq!(Index::open(&partial).unwrap().count(), 40, "{err}");
+
+    let err = run(&more_file);
+    assert!(
+        err.contains(&format!("{} holds a complete index", partial.display()))
+            && err.contains(&format!("remove {} yourself", partial.display())),
+        "{err}"
+    );
+    assert_eq!(Index::open(&idx).unwrap().count(), 60, "{err}");
+    std::fs::remove_dir_all(&partial).unwrap();
+    add(&idx, &more_file).success();
+    assert_eq!(Index::open(&idx).unwrap().count(), 70);
+}
+
+/// Found by an audit: a full disk during an add left an index-sized `DIR.partial/` and an
+/// error naming only the file. The error names the partial directory, says the add resumes
+/// from it once there is room and that removing it frees the space; said by the index crate,
+/// so also by a resumed add (whose partial directory an earlier run made). The disk is
+/// filled by a file size limit: 1,000 rows of 32 f32 are 128,192 bytes of `vectors`, just
+/// under 128 KiB, so the copy of the index fits and the new rows do not.
+#[test]
+fn a_full_disk_during_an_add_names_the_partial_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let lines = vocab_lines(3000);
+    let base_file = dir.join("base.tsv");
+    write_lines(&base_file, &lines[..1000]);
+    let new_file = dir.join("new.tsv");
+    write_lines(&new_file, &lines[1000..]);
+    let idx = dir.join("idx");
+    build_file(&base_file, &idx);
+    let partial = dir.join("idx.partial");
+    let limited = || {
+        let o = StdCommand::new("sh")
+            .arg("-c")
+            // SIGXFSZ ignored, so a write past the limit fails with EFBIG instead of killing.
+            .arg("trap '' XFSZ; ulimit -f 256; exec \"$0\" \"$@\"")
+            .arg(bin())
+            .env("RELBERT_LOG", "warn")
+            .args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&new_file)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    for run in ["first", "resumed"] {
+        let err = limited();
+        for want in [
+            format!("{}: File too large", partial.join("vectors").display()),
+            format!("{} keeps the unfinished add", partial.display()),
+            "run the same add again to resume it".to_string(),
+            format!(
+                "remove {} to give it up and free its space",
+                partial.display()
+            ),
+        ] {
+            assert!(err.contains(&want), "{run}: {want:?} not in {err}");
+        }
+        assert!(partial.join("checkpoint").is_file(), "{run}: {err}");
+        assert_eq!(Index::open(&idx).unwrap().count(), 1000, "{run}: {err}");
+    }
+    // With room again, the same add resumes and finishes.
+    add(&idx, &new_file).success();
+    assert_eq!(Index::open(&idx).unwrap().count(), 3000);
+    assert!(!partial.exists());
+}

@@ -557,3 +557,98 @@ fn a_stale_default_index_names_the_model_now_in_use() {
     );
     assert!(!err.contains("same weights"), "{err}");
 }
+
+/// `relbert index build` of the fixture pairs with tiny-bert into `index`, replacing it, at
+/// `dtype`.
+fn build_at(pairs: &Path, index: &Path, dtype: &str) {
+    relbert()
+        .args(["index", "build", "--force", "--dtype", dtype, "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .arg("--out")
+        .arg(index)
+        .assert()
+        .success();
+}
+
+/// `relbert query --index INDEX --json --exact A B [EXTRA]`'s results and scores.
+fn scores(index: &Path, pair: [&str; 2], extra: &[&str]) -> Vec<(serde_json::Value, f64)> {
+    let a = relbert()
+        .args(["query", "--json", "--exact", "--index"])
+        .arg(index)
+        .args(pair)
+        .args(extra)
+        .assert()
+        .success();
+    common::scored_results(&json_out(&a))
+}
+
+/// Found by an audit: after `index build --force --dtype bf16` over a float32 index, a
+/// running `relbert query` stream answered from the new index but kept encoding pairs it
+/// does not hold at float32, with no note. Without `--dtype` it now encodes at the new
+/// index's format, saying so; with `--dtype` the format stays, with the start-up note.
+#[test]
+fn a_query_stream_follows_a_replaced_index_s_number_format() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path());
+    let index = dir.path().join("idx");
+    // Not in the index: encoded on every ask.
+    let pair = ["lion", "cub"];
+    let close = |a: &[(serde_json::Value, f64)], b: &[(serde_json::Value, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|((p, s), (q, t))| p == q && (s - t).abs() < 1e-6)
+    };
+    for (flag, logs) in [
+        (&[][..], "encoded at bf16 from now on"),
+        (
+            &["--dtype", "f32"][..],
+            "built at bf16 and queries are encoded at f32",
+        ),
+    ] {
+        build_at(&pairs, &index, "f32");
+        let log = dir.path().join("stream.log");
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "info")
+            .args(["query", "--json", "--exact", "--index"])
+            .arg(&index)
+            .args(flag)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ask = || {
+            writeln!(input, "{}\t{}", pair[0], pair[1]).unwrap();
+            input.flush().unwrap();
+            let mut line = String::new();
+            output.read_line(&mut line).unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(doc["source"], "encoded", "{doc}");
+            common::scored_results(&doc)
+        };
+        let before = ask();
+        assert!(close(&before, &scores(&index, pair, &[])));
+        build_at(&pairs, &index, "bf16");
+        let after = ask();
+        drop(input);
+        assert!(child.wait().unwrap().success());
+        let err = std::fs::read_to_string(&log).unwrap();
+        assert!(err.contains("changed: now answering"), "{err}");
+        // What a query started now answers: at the index's format without --dtype, at the
+        // flag's with it. The two differ, or the test could not tell them apart.
+        let (bf16, f32) = (
+            scores(&index, pair, &[]),
+            scores(&index, pair, &["--dtype", "f32"]),
+        );
+        assert!(!close(&bf16, &f32), "{bf16:?} {f32:?}");
+        let want = if flag.is_empty() { &bf16 } else { &f32 };
+        assert!(close(&after, want), "{flag:?}: {after:?} {want:?}\n{err}");
+        assert!(err.contains(logs), "{flag:?}: {err}");
+    }
+}

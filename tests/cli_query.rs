@@ -507,3 +507,47 @@ fn pairs_the_default_index_leaves_out_are_reported_in_a_querys_words() {
         "{err}"
     );
 }
+
+/// The messages a user sees for a blank word given as one of two arguments and for a long
+/// line quoted in an error, pinned while the code behind them was shared (each of the two
+/// cuts of a long text, and the blank-word check made once instead of twice).
+#[test]
+fn blank_words_and_long_lines_keep_their_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = dir.path().join("no-index");
+    for (x, y) in [("paris", "  "), ("\u{200b}", "france")] {
+        let a = relbert()
+            .args(["query", "--index"])
+            .arg(&nowhere)
+            .args([x, y])
+            .assert()
+            .code(1);
+        let err = stderr(&a);
+        let want = format!(
+            "error: invalid value for [A B]: a word of the query pair is empty, or only \
+             invisible characters ({x:?} {y:?})\n"
+        );
+        assert!(err.ends_with(&want), "{err}");
+        assert!(!err.contains("no-index"), "refused before the index: {err}");
+    }
+    // One argument, quoted and cut after 80 characters.
+    let long = "x".repeat(100);
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&nowhere)
+        .arg(format!("{long} y z"))
+        .assert()
+        .code(1);
+    let want = format!("{:?}… has 3 words", "x".repeat(80));
+    assert!(stderr(&a).contains(&want), "{}", stderr(&a));
+    // A stream line past the limit: its input cut after 80 characters, unquoted.
+    let idx = index(dir.path());
+    let a = relbert()
+        .args(["query", "--json", "-k", "1", "--index"])
+        .arg(&idx)
+        .write_stdin(format!("{}\n", "é".repeat(40_000)))
+        .assert()
+        .code(1);
+    let first = &json_lines(&a)[0];
+    assert_eq!(first["input"], format!("{}…", "é".repeat(80)), "{first}");
+}

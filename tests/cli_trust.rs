@@ -1492,3 +1492,118 @@ fn the_query_stream_names_its_errors_and_skips_indented_comments() {
         .failure()
         .stderr(predicate::str::contains("too many parts"));
 }
+
+/// Rewrites the `vectors` file of `index` with `edit` applied to its payload, under the same
+/// id with fresh block checksums: what a writer bug or a tool that rewrote the file leaves,
+/// which every checksum passes.
+fn reseal_vectors(index: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    use relbert_index::format::{seal, unseal, FileKind};
+    let path = index.join("vectors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (id, payload) = unseal(&bytes).unwrap();
+    let mut payload = payload.to_vec();
+    edit(&mut payload);
+    std::fs::write(&path, seal(FileKind::Vectors, &payload, &id)).unwrap();
+}
+
+/// Found by an audit: a `vectors` file holding a NaN row with checksums recomputed to match
+/// answered `query` with a NaN score (`null` in JSON) ranked first, since NaN sorts above
+/// every number, and a zero row with a score of 0. Such rows are left out of every search,
+/// exact or not, the user is told once which file and row is bad, and a query for the bad
+/// pair itself is refused naming them; `index info --verify` names the row.
+#[test]
+fn a_stored_nan_or_zero_row_never_comes_back_as_a_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(&pair_file(dir.path(), "p.tsv"), &idx, &[]).success();
+    let (before, _) = scored_results(&idx, ["paris", "france"]);
+    assert!(before.len() >= 4, "{before:?}");
+    let (nan_pair, zero_pair) = (before[0].0.clone(), before[1].0.clone());
+    let (nan_row, zero_row, row_bytes) = {
+        let index = relbert_index::Index::open(&idx).unwrap();
+        let row = |p: &[String; 2]| index.lookup(&p[0], &p[1]).unwrap().unwrap();
+        let bytes = index.dim() * index.meta().precision.bytes();
+        (row(&nan_pair), row(&zero_pair), bytes)
+    };
+    reseal_vectors(&idx, |p| {
+        // A NaN without its sign bit, which sorts above every number (`total_cmp`), in every
+        // value (`f32`) or every other one (`f16`).
+        for c in p[nan_row * row_bytes..(nan_row + 1) * row_bytes].chunks_mut(4) {
+            c.copy_from_slice(&[0, 0, 0xc0, 0x7f]);
+        }
+        p[zero_row * row_bytes..(zero_row + 1) * row_bytes].fill(0);
+    });
+    let vectors = idx.join("vectors").display().to_string();
+    for extra in [&["--exact"][..], &[][..]] {
+        let a = relbert()
+            .args(["query", "--json", "-k", "10", "--index"])
+            .arg(&idx)
+            .args(extra)
+            .args(["paris", "france"])
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        let hits = doc["results"].as_array().unwrap();
+        let scores: Vec<f64> = hits
+            .iter()
+            .map(|h| h["score"].as_f64().unwrap_or(f64::NAN))
+            .collect();
+        assert!(
+            scores.iter().all(|s| s.is_finite()) && scores.windows(2).all(|w| w[0] >= w[1]),
+            "{extra:?}: {doc}"
+        );
+        let pairs: Vec<[String; 2]> = hits
+            .iter()
+            .map(|h| serde_json::from_value(h["pair"].clone()).unwrap())
+            .collect();
+        assert!(
+            !pairs.contains(&nan_pair) && !pairs.contains(&zero_pair),
+            "{extra:?}: {doc}"
+        );
+        // The good pairs found before are still found, in their order.
+        let kept: Vec<&[String; 2]> = before[2..].iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            pairs.iter().take(kept.len()).collect::<Vec<_>>(),
+            kept.iter().take(pairs.len()).copied().collect::<Vec<_>>(),
+            "{extra:?}: {doc}"
+        );
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(&vectors)
+                && (err.contains(&format!("row {nan_row} "))
+                    || err.contains(&format!("row {zero_row} ")))
+                && err.contains("relbert index info --verify"),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(
+            err.matches("index info --verify").count(),
+            1,
+            "told once: {err}"
+        );
+    }
+    // The bad pair itself: refused, naming the file and row.
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .args([&nan_pair[0], &nan_pair[1]])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&vectors)
+            && err.contains(&format!("row {nan_row} "))
+            && err.contains("relbert index info --verify"),
+        "{err}"
+    );
+    // `index info --verify` names a bad row (before the id the rewrite changed).
+    let a = relbert()
+        .args(["index", "info", "--verify"])
+        .arg(&idx)
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&vectors) && err.contains(&format!("row {}", nan_row.min(zero_row))),
+        "{err}"
+    );
+}

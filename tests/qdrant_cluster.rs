@@ -250,6 +250,32 @@ fn count_via(url: &str, collection: &str) -> u64 {
         .unwrap()
 }
 
+/// Stops process `pid` (SIGSTOP) and waits until every thread of it has stopped (or it has
+/// ended), so that it does nothing more until SIGCONT or SIGKILL.
+fn hold(pid: i32) {
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "stop {pid}");
+    // The state follows the command name in parentheses: T (stopped), Z or X (ended).
+    let stopped = |stat: &str| {
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_none_or(|c| matches!(c, 'T' | 'Z' | 'X'))
+    };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        let all = tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).map_or(true, |s| stopped(&s))
+        });
+        if all {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("process {pid} did not stop");
+}
+
 /// Held by the tests that kill or stop a node, so that one never signals a node the other
 /// has killed or is restarting.
 static DISRUPTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -529,38 +555,52 @@ fn build_into_a_collection_resumes_after_a_kill() {
         .unwrap_or(None)
     };
 
-    let mut child = build()
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // The build is stopped (SIGSTOP) while its checkpoint is read, and run between reads
+    // in steps of 10 ms each followed by 90 ms stopped: it cannot go on to its final
+    // checkpoint while a read is slow, and the first checkpoint, taken after 2 s of wall
+    // clock, comes after about 0.2 s of its running (a few thousand of the 40,000 pairs).
+    // It was let run freely before, and on a loaded machine a whole 2 s build could end
+    // between two reads (the kill landed after "checkpoint at 40000 of 40000 rows").
+    let mut child = build().stderr(std::process::Stdio::null()).spawn().unwrap();
+    let pid = child.id() as i32;
     let t = Instant::now();
     let interrupted = loop {
         if child.try_wait().unwrap().is_some() {
-            break false;
+            break None;
         }
-        if progress().is_some_and(|p| p.rows > 0) {
+        let stopped = Instant::now();
+        hold(pid);
+        if let Some(p) = progress().filter(|p| p.rows > 0) {
             child.kill().unwrap();
             child.wait().unwrap();
-            break true;
+            break Some(p.rows);
         }
         assert!(t.elapsed() < Duration::from_secs(300), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(90).saturating_sub(stopped.elapsed()));
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        std::thread::sleep(Duration::from_millis(10));
     };
-    let at_kill = progress().map(|p| p.rows).unwrap_or(0);
-    eprintln!("build killed: {interrupted}, checkpoint at {at_kill} of {distinct} rows");
+    let at_kill = interrupted.expect("the build ended before its first checkpoint was read");
+    eprintln!("build killed at checkpoint {at_kill} of {distinct} rows");
+    assert!(at_kill < distinct as u64, "{at_kill}");
 
     let out = build().output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    if interrupted {
-        assert!(at_kill > 0 && at_kill < distinct as u64, "{at_kill}");
-        assert!(
-            err.contains(&format!("after {at_kill} written by an interrupted run")),
-            "the rerun did not resume from the checkpoint: {err}"
-        );
-    } else {
-        eprintln!("NOTE: the build finished before its first checkpoint; resume not exercised");
-    }
+    // A checkpoint the build had sent before it was stopped may show only after the read:
+    // the rerun resumes from it, or from the one read.
+    let resumed: u64 = err
+        .split(", after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the rerun did not resume from a checkpoint: {err}"));
+    assert!(
+        err.contains(&format!("after {resumed} written by an interrupted run"))
+            && resumed >= at_kill
+            && resumed < distinct as u64,
+        "resumed after {resumed} (checkpoint read: {at_kill}): {err}"
+    );
     assert_eq!(count_via(&cluster.grpc(3), &coll), distinct as u64);
     // Metadata goes through the cluster's consensus: a node may show it a moment late.
     let done = Some((distinct as u64, distinct as u64));
@@ -1940,4 +1980,193 @@ fn queries_on_a_dead_node_say_connection_refused() {
     let _ = child.wait();
     drop(node);
     common::drop_collection(&urls, &coll);
+}
+
+/// `index build --collection` without a terminal said nothing within a chunk of 2,048
+/// pairs (10-25 s on a slow CPU) where the local build reports after each encoder batch.
+/// With `RELBERT_PROGRESS_SECS=0` each report is a line; one thread and batches of 8 report
+/// every 16 pairs, as in `cli_index::build_progress_comes_within_a_chunk_and_ends_once`.
+#[test]
+fn collection_build_progress_comes_within_a_chunk_and_ends_once() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let text: String = (0..300).map(|i| format!("w{i}\tv{i}\n")).collect();
+    let pairs = tmp.path().join("many.tsv");
+    std::fs::write(&pairs, text).unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", tmp.path(), Some(0.5));
+    let urls = cluster.urls();
+    let coll = unique("progress");
+    let out = relbert()
+        .env("RELBERT_PROGRESS_SECS", "0")
+        .args(["--threads", "1", "index", "build", "--batch-size", "8"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .args(["--qdrant", &urls.join(","), "--collection", &coll])
+        .args(["--shards", "3", "--replication", "2"])
+        .output()
+        .unwrap();
+    common::drop_collection(&urls, &coll);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let counts: Vec<u64> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("encoding: "))
+        .map(|rest| {
+            rest.split('/')
+                .next()
+                .unwrap()
+                .replace(',', "")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        counts.iter().filter(|&&n| n == 300).count(),
+        1,
+        "the final line is not there once: {err}"
+    );
+    assert!(
+        counts.iter().any(|&n| n > 0 && n < 300),
+        "no line before the end: {err}"
+    );
+}
+
+/// The largest difference between two vectors' components.
+fn apart(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Found by an audit: `index build --collection C --add` (and a resumed build) without
+/// `--dtype` into a collection recorded at bf16 encoded at float32, the flag's default,
+/// neither refused nor noted, and `index export --add` of a float32 index mixed its vectors
+/// in too. A build now encodes at the collection's format; a `--dtype` or an index of
+/// another format is refused, naming both. And a load into a float16 collection warned of
+/// layout flags nobody gave: only flags given are named.
+#[test]
+fn a_collection_keeps_one_number_format_and_names_only_flags_given() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, from: usize, n: usize| {
+        let p = tmp.path().join(name);
+        let text: String = (from..from + n)
+            .map(|i| format!("w{i}\ty{}\n", i % 37))
+            .collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (first, more, other) = (
+        file("first.tsv", 0, 200),
+        file("more.tsv", 200, 60),
+        file("other.tsv", 300, 40),
+    );
+    let coll = unique("dtype");
+    let target = ["--collection", &coll, "--qdrant", &joined];
+    let with = |extra: &[&'static str]| [&target[..], extra].concat();
+    let err_of = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    succeeded(
+        &tiny_build(&first, &with(&["--dtype", "bf16"]))
+            .output()
+            .unwrap(),
+    );
+    let out = tiny_build(&more, &with(&["--add"])).output().unwrap();
+    succeeded(&out);
+    assert!(
+        err_of(&out).contains("encoding at bf16"),
+        "{}",
+        err_of(&out)
+    );
+    // The added points are bf16 vectors: those of a local bf16 index of the same pairs.
+    let local = |dtype: &str| {
+        let dir = tmp.path().join(format!("more-{dtype}"));
+        succeeded(
+            &tiny_build(&more, &["--out", dir.to_str().unwrap(), "--dtype", dtype])
+                .output()
+                .unwrap(),
+        );
+        LocalStore::open(&dir).unwrap()
+    };
+    let (bf16, f32) = (local("bf16"), local("f32"));
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    for i in [200, 229, 259] {
+        let (head, tail) = (format!("w{i}"), format!("y{}", i % 37));
+        let got = store.lookup(&head, &tail).unwrap().unwrap();
+        let at = |s: &LocalStore| s.lookup(&head, &tail).unwrap().unwrap();
+        // Else the test could not tell the formats apart.
+        assert!(apart(&at(&bf16), &at(&f32)) > 1e-5, "{head} {tail}");
+        assert!(apart(&got, &at(&bf16)) < 1e-6, "{head} {tail}");
+    }
+
+    // A --dtype given that is not the collection's is refused before any encoding.
+    let out = tiny_build(&other, &with(&["--add", "--dtype", "f32"]))
+        .output()
+        .unwrap();
+    refused_without_hint(&out, "--dtype f32");
+    assert!(
+        err_of(&out).contains("computed at bf16"),
+        "{}",
+        err_of(&out)
+    );
+    // An index of another format is refused too; one of the collection's format is added.
+    let index_at = |dtype: &str| {
+        let dir = tmp.path().join(format!("other-{dtype}"));
+        succeeded(
+            &tiny_build(&other, &["--out", dir.to_str().unwrap(), "--dtype", dtype])
+                .output()
+                .unwrap(),
+        );
+        dir
+    };
+    let out = relbert()
+        .args(["index", "export", "--index"])
+        .arg(index_at("f32"))
+        .args(with(&["--add"]))
+        .output()
+        .unwrap();
+    refused_without_hint(&out, "computed at bf16");
+    assert!(err_of(&out).contains("computed at f32"), "{}", err_of(&out));
+    let out = relbert()
+        .args(["index", "export", "--index"])
+        .arg(index_at("bf16"))
+        .args(with(&["--add"]))
+        .output()
+        .unwrap();
+    succeeded(&out);
+    assert_eq!(count_via(&urls[0], &coll), 300);
+    common::drop_collection(&urls, &coll);
+
+    // A float16 collection: an --add without layout flags draws no layout warning; one
+    // with --shards names --shards alone.
+    let halves = unique("dtype_f16");
+    let target = ["--collection", &halves, "--qdrant", &joined];
+    let with = |extra: &[&'static str]| [&target[..], extra].concat();
+    succeeded(&tiny_build(&first, &with(&["--f16"])).output().unwrap());
+    let out = tiny_build(&more, &with(&["--add"])).output().unwrap();
+    succeeded(&out);
+    assert!(
+        !err_of(&out).contains("a new collection only"),
+        "{}",
+        err_of(&out)
+    );
+    let out = tiny_build(&other, &with(&["--add", "--f16", "--shards", "2"]))
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let err = err_of(&out);
+    assert!(
+        err.contains("--shards shapes a new collection only") && err.contains("1 shard(s)"),
+        "{err}"
+    );
+    assert!(!err.contains("--f16 shape"), "{err}");
+    common::drop_collection(&urls, &halves);
 }

@@ -1981,3 +1981,42 @@ async fn suggestions_read_a_pair_as_typed() {
         assert!(got.iter().all(|p| p["pair"][0] == "paris"), "{q}: {s}");
     }
 }
+
+/// Found by an audit: `serve --index nb` on a build that was interrupted said "no index at nb
+/// (build one with relbert index build, …)" where `query` and `index info` say that
+/// `nb.partial` is an unfinished build to run again.
+#[test]
+fn an_interrupted_build_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // A build interrupted before its first publication: only `nb.partial/` with its checkpoint.
+    let partial = dir.path().join("nb.partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("checkpoint"), b"relbert checkpoint").unwrap();
+    // A build in place whose checkpoint sits in the directory itself.
+    let inside = dir.path().join("inside");
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::write(inside.join("checkpoint"), b"relbert checkpoint").unwrap();
+    for (served, named) in [("nb", "nb.partial"), ("inside", "inside")] {
+        let out = relbert()
+            .args(["serve", "--addr", "127.0.0.1:0", "--index"])
+            .arg(dir.path().join(served))
+            .env_remove("RELBERT_TOKEN")
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(err.contains("unfinished build"), "{served}: {err}");
+        assert!(err.contains(named), "{served}: {err}");
+        assert!(!err.contains("no index at"), "{served}: {err}");
+    }
+    // Nothing at all is still "no index", with the way to make one.
+    let out = relbert()
+        .args(["serve", "--addr", "127.0.0.1:0", "--index"])
+        .arg(dir.path().join("nothing"))
+        .env_remove("RELBERT_TOKEN")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("no index at"), "{err}");
+}

@@ -26,8 +26,9 @@
 //! A builder holds the output's writer lock ([`crate::lock`]) from creation to publication,
 //! so two builds of one output cannot interleave. It replaces only what it recognises as its
 //! own: an existing `out` only with `force` and only if it is an index directory
-//! ([`recognise_index`]), a leftover `<out>.partial` only if it holds nothing but a partial
-//! build's files ([`recognise_partial`]).
+//! ([`recognise_index`]) that is not write-protected ([`check_not_write_protected`]), a
+//! leftover `<out>.partial` only if it holds nothing but a partial build's files
+//! ([`recognise_partial`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -324,6 +325,9 @@ pub struct IndexBuilder {
     poisoned: bool,
     /// The graph being built while rows are appended, if asked for.
     background: Option<Background>,
+    /// Whether this builder made its partial directory, rather than resuming one an earlier
+    /// run left ([`Self::created`]).
+    created: bool,
     lock: OutputLock,
 }
 
@@ -345,12 +349,22 @@ pub fn partial_dir(out_dir: &Path) -> Result<PathBuf> {
 pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
     let partial = partial_dir(out_dir)?.join(SPOOL);
     let published = published_spool(out_dir);
-    let marked = || matches!(spool_mark(&published), Ok(SpoolMark::Marked(_)));
+    // A spool that cannot be read is not taken for relbert's: it is never read as the input.
+    let marked = || is_marked_spool(&published).unwrap_or(false);
     Ok(if !partial.exists() && published.is_file() && marked() {
         published
     } else {
         partial
     })
+}
+
+/// Whether the file at `path` is a whole copy of an input that relbert spooled: its first
+/// line bears relbert's mark ([`spool_mark`], [`SpoolMark::Marked`]). Only such a copy in a
+/// published index is relbert's to read as an input or to remove; a file of that name
+/// without the mark is a user's (or an older relbert's), and one cut within the mark was
+/// never finished.
+pub fn is_marked_spool(path: &Path) -> std::io::Result<bool> {
+    Ok(matches!(spool_mark(path)?, SpoolMark::Marked(_)))
 }
 
 /// Where a build or add killed between publishing `out_dir` and removing its input spool
@@ -583,6 +597,82 @@ pub fn recognise_partial(dir: &Path) -> Result<()> {
     )
 }
 
+/// Refuses to replace the index directory `dir` when it is write-protected: the directory or
+/// one of its files has its owner's write permission off (`chmod a-w`, `chmod -R u-w`), or
+/// this user may not write to it. A write-protected index is the user saying "do not change
+/// this"; an exchange needs no write permission on the directory itself, so without this a
+/// build, rebuild or add put a writable index in its place (the protection gone) and left the
+/// old one, which it could not remove, in `<dir>.partial`. The mode bits are read rather
+/// than only the access asked: root may write anything, and its protected index is as much
+/// the user's word.
+pub fn check_not_write_protected(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let protected = |why: String| IndexError::WriteProtected {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let md = std::fs::metadata(dir).map_err(|e| IndexError::io(dir, e))?;
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & 0o200 == 0 {
+        return Err(protected(format!(
+            "the directory's mode is {mode:o}: its owner may not write to it"
+        )));
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))?;
+    let mut names = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| IndexError::io(dir, e))?;
+        let Ok(md) = e.metadata() else { continue };
+        let mode = md.permissions().mode() & 0o7777;
+        if md.is_file() && mode & 0o200 == 0 {
+            names.push((e.file_name().to_string_lossy().into_owned(), mode));
+        }
+    }
+    names.sort();
+    if let Some((name, mode)) = names.first() {
+        let more = match names.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Err(protected(format!(
+            "its file {name} has mode {mode:o}{more}: its owner may not write to it"
+        )));
+    }
+    // Another user's index, or one on a read-only mount: nothing this user may change.
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| IndexError::io(dir, e.into()))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(protected(format!("this user may not write to it: {e}")));
+    }
+    Ok(())
+}
+
+/// Removes `partial`, a leftover partial directory with no checkpoint, or says what it holds
+/// and that it must be removed by hand when it cannot be (a write-protected index the last
+/// publication moved there, which it could not remove either, say).
+fn remove_leftover(partial: &Path, out: &Path) -> Result<()> {
+    std::fs::remove_dir_all(partial).map_err(|err| {
+        let what = if partial.join(FileKind::Meta.file_name()).is_file() {
+            format!(
+                "a complete index and no checkpoint: the index {} held before its last build, \
+                 rebuild or add (which could not remove it), or one finished and killed just \
+                 before it was put in place",
+                out.display()
+            )
+        } else {
+            "a partial build without a checkpoint (killed while it was being made)".to_string()
+        };
+        IndexError::LeftoverNotRemoved {
+            path: partial.to_path_buf(),
+            what,
+            err,
+        }
+    })
+}
+
 /// Removes what a publication killed half-way left beside `out` (`.<name>.old-<pid>`, the
 /// replaced index, when the kill came before its removal). Called with the output's lock
 /// held, so no other publication of `out` is under way; only recognised indexes go.
@@ -607,6 +697,252 @@ fn remove_old_siblings(out: &Path) {
     }
 }
 
+/// Which command a partial build is for, as the [`IndexSpec::input`] its caller gives says:
+/// a rebuild names its source (`index:<id>`), a grow its base and new rows (`rows of index
+/// <id> then …`, [`crate::grow`]); anything else is a build's identity of its pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunKind {
+    Build,
+    Rebuild,
+    Add,
+}
+
+impl RunKind {
+    fn of(input: &str) -> RunKind {
+        if input.starts_with("index:") {
+            RunKind::Rebuild
+        } else if input.starts_with("rows of index ") {
+            RunKind::Add
+        } else {
+            RunKind::Build
+        }
+    }
+
+    /// As the user types it after `relbert index`.
+    fn command(self) -> &'static str {
+        match self {
+            RunKind::Build => "build",
+            RunKind::Rebuild => "rebuild",
+            RunKind::Add => "add",
+        }
+    }
+}
+
+/// The index a rebuild reads or an add grows (its id), from the spec's input.
+fn source_id(input: &str) -> Option<&str> {
+    match RunKind::of(input) {
+        RunKind::Rebuild => input.strip_prefix("index:"),
+        RunKind::Add => input
+            .strip_prefix("rows of index ")
+            .and_then(|r| r.split_once(" then "))
+            .map(|(id, _)| id),
+        RunKind::Build => None,
+    }
+}
+
+/// How the vectors are stored, with the flag that asks for it (`--f16`): "precision" alone
+/// reads as the encoder's `--dtype`.
+fn storage(p: Precision) -> String {
+    match p {
+        Precision::F16 => "f16 vectors (--f16)".into(),
+        Precision::F32 => "f32 vectors".into(),
+    }
+}
+
+/// The run that left a partial build of `spec`, in words, with what its checkpoint records
+/// of its flags; `now` is the run asking, whose index is said to be "the one this … reads"
+/// when it is the same.
+fn left_by(spec: &IndexSpec, now: &IndexSpec) -> String {
+    let kind = RunKind::of(&spec.input);
+    let of = match source_id(&spec.input) {
+        Some(id) if source_id(&now.input) == Some(id) => format!(
+            " {} index {id} (the one this {})",
+            if kind == RunKind::Add { "to" } else { "of" },
+            match RunKind::of(&now.input) {
+                RunKind::Add => "add grows",
+                _ => "rebuild reads",
+            }
+        ),
+        Some(id) => format!(
+            " {} index {id}",
+            if kind == RunKind::Add { "to" } else { "of" }
+        ),
+        None => String::new(),
+    };
+    let flags = match kind {
+        // An add stores what its index does: no flag of its own.
+        RunKind::Add => String::new(),
+        _ => format!(", storing {}", storage(spec.precision)),
+    };
+    format!("an interrupted `index {}`{of}{flags}", kind.command())
+}
+
+/// Why a partial build of `left` (in `partial`, for the output `out`) cannot be resumed by a
+/// run of `now`, if it cannot: the error names the run that left it (an add, a rebuild or a
+/// build, with its flags as its checkpoint records them), what differs, and what to run to
+/// finish it or that it can be removed.
+fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Option<IndexError> {
+    let (lk, nk) = (RunKind::of(&left.input), RunKind::of(&now.input));
+    let p = partial.display();
+    let left_words = left_by(left, now);
+    let err = |what: &'static str, found: String, requested: String, detail: String| {
+        Some(IndexError::PartialMismatch {
+            path: partial.to_path_buf(),
+            what,
+            found: found.into(),
+            requested: requested.into(),
+            detail: detail.into(),
+        })
+    };
+    // What removing it gives up: a build or add that read standard input keeps its only
+    // copy there.
+    let spool = if partial.join(SPOOL).is_file() {
+        format!(" (with the copy of standard input it holds, {SPOOL})")
+    } else {
+        String::new()
+    };
+    let remove = format!("or remove {p} to give it up{spool}");
+    if lk != nk {
+        let how = match lk {
+            RunKind::Add => format!(
+                "`relbert index add --index {}` with the same pairs",
+                out.display()
+            ),
+            RunKind::Rebuild => format!(
+                "the same `relbert index rebuild … --out {}{}`{}",
+                out.display(),
+                // Only an output that is there needs it.
+                if out.exists() { " --force" } else { "" },
+                if left.precision == Precision::F16 {
+                    " with --f16"
+                } else {
+                    ""
+                }
+            ),
+            RunKind::Build => format!(
+                "the same `relbert index build … --out {}{}` with the same pairs{}",
+                out.display(),
+                if out.exists() { " --force" } else { "" },
+                if left.precision == Precision::F16 {
+                    " and --f16"
+                } else {
+                    ""
+                }
+            ),
+        };
+        return err(
+            "kind of run",
+            format!("index {}", lk.command()),
+            format!("index {}", nk.command()),
+            format!(
+                "it is {left_words}, which this {} can neither resume nor replace: run that {} \
+                 again to finish it ({how}), {remove}; then run this {} again",
+                nk.command(),
+                lk.command(),
+                nk.command()
+            ),
+        );
+    }
+    let run = lk.command();
+    let (old_src, new_src) = (source_id(&left.input), source_id(&now.input));
+    if old_src != new_src {
+        let old_id = old_src.unwrap_or("?");
+        let new_id = new_src.unwrap_or("?");
+        return match lk {
+            RunKind::Add => err(
+                "index",
+                old_id.into(),
+                new_id.into(),
+                format!(
+                    "it is {left_words}, but {} holds index {new_id} now (it was replaced \
+                     since), so the add cannot be resumed: remove {p}{spool} and run the add \
+                     again",
+                    out.display()
+                ),
+            ),
+            _ => err(
+                "source index",
+                old_id.into(),
+                new_id.into(),
+                format!(
+                    "it is {left_words}, and this rebuild reads index {new_id} (another \
+                     source, or the source changed since): run the rebuild of index {old_id} \
+                     again to finish it, {remove}"
+                ),
+            ),
+        };
+    }
+    if left.dim != now.dim {
+        return err(
+            "dimension",
+            left.dim.to_string(),
+            now.dim.to_string(),
+            format!(
+                "it is {left_words} of {}-dimensional vectors, and this {run} makes {} \
+                 dimensions (another model): run it again with the original model to finish \
+                 it, {remove}",
+                left.dim, now.dim
+            ),
+        );
+    }
+    if left.precision != now.precision {
+        let again = match left.precision {
+            Precision::F16 => "with --f16",
+            Precision::F32 => "without --f16",
+        };
+        return err(
+            "storage (--f16)",
+            left.precision.name().into(),
+            now.precision.name().into(),
+            format!(
+                "it is {left_words}, and this {run} stores {}: run it again {again} to finish \
+                 it, {remove}",
+                storage(now.precision)
+            ),
+        );
+    }
+    if left.encoder != now.encoder {
+        let e = |i: &crate::EncoderInfo| {
+            format!(
+                "model {} (weights {}), aggregation {}, template {:?}",
+                i.model,
+                i.weights_sha256.chars().take(12).collect::<String>(),
+                i.aggregation,
+                i.template
+            )
+        };
+        let (found, requested) = (e(&left.encoder), e(&now.encoder));
+        return err(
+            "encoder",
+            found.clone(),
+            requested.clone(),
+            format!(
+                "it is {left_words} with another encoder: {found} (now {requested}): run it \
+                 again with the original model, template and aggregation to finish it, \
+                 {remove}"
+            ),
+        );
+    }
+    if left.input != now.input {
+        let detail = match lk {
+            RunKind::Add => format!(
+                "it is {left_words} of other pairs than this add's (input {}, now {}): run that \
+                 add again with the same pairs to finish it, {remove}",
+                left.input, now.input
+            ),
+            // A rebuild's input is its source, compared above.
+            RunKind::Rebuild | RunKind::Build => format!(
+                "it is {left_words} of other pairs (input {}, now {}: the pair files changed \
+                 since, or others are given): run it again with the same pairs to finish it, \
+                 {remove}",
+                left.input, now.input
+            ),
+        };
+        return err("input", left.input.clone(), now.input.clone(), detail);
+    }
+    None
+}
+
 fn validate_spec(spec: &IndexSpec) -> Result<()> {
     if spec.dim == 0 || spec.dim > 65_536 {
         return Err(IndexError::InvalidParameter(format!(
@@ -623,12 +959,17 @@ impl IndexBuilder {
     /// Takes the output's writer lock first ([`IndexError::Locked`] if another process holds
     /// it). An existing `out_dir` is refused with [`IndexError::AlreadyExists`] unless `force`;
     /// with `force` it must be an index ([`recognise_index`], else [`IndexError::NotOurs`])
-    /// and is replaced only by the final rename in [`finish`](Self::finish). A leftover
-    /// partial directory must hold only a partial build's files ([`recognise_partial`]). A
-    /// partial build started with a different dimension, precision, [`crate::EncoderInfo`] or
-    /// input is refused with [`IndexError::PartialMismatch`] (remove it with
-    /// [`discard_partial`] to start over). A partial directory without a checkpoint (killed
-    /// while being created, or while being published) is discarded.
+    /// and is replaced only by the final rename in [`finish`](Self::finish); a write-protected
+    /// one is refused with [`IndexError::WriteProtected`] ([`check_not_write_protected`]). A
+    /// leftover partial directory must hold only a partial build's files
+    /// ([`recognise_partial`]). A partial build left by another kind of run (an add, a
+    /// rebuild, a build, as the spec's `input` tells them apart) or started with a different
+    /// dimension, precision, [`crate::EncoderInfo`] or input is refused with
+    /// [`IndexError::PartialMismatch`], naming the run that left it and what to do (remove it
+    /// with [`discard_partial`] to start over). A partial directory without a checkpoint
+    /// (killed while being created, or while being published, or the index the last
+    /// publication replaced) is discarded ([`IndexError::LeftoverNotRemoved`] if it cannot
+    /// be).
     pub fn create_or_resume(out_dir: &Path, spec: IndexSpec, force: bool) -> Result<Self> {
         validate_spec(&spec)?;
         let lock = OutputLock::acquire(out_dir)?;
@@ -639,6 +980,7 @@ impl IndexBuilder {
                 });
             }
             recognise_index(out_dir)?;
+            check_not_write_protected(out_dir)?;
         }
         remove_old_siblings(out_dir);
         let partial = partial_dir(out_dir)?;
@@ -646,7 +988,7 @@ impl IndexBuilder {
         if std::fs::symlink_metadata(&partial).is_ok() {
             recognise_partial(&partial)?;
             if !ckpt_path.exists() {
-                std::fs::remove_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+                remove_leftover(&partial, out_dir)?;
             }
         }
         if partial.exists() {
@@ -656,6 +998,10 @@ impl IndexBuilder {
         }
     }
 
+    /// Makes the partial directory (absent: the caller checked) and starts a build in it. A
+    /// failure (a full disk, say) removes the directory again, under the lock still held: it
+    /// holds no checkpoint, nothing to resume, and a run that could not make it should not
+    /// leave it for the next one to find.
     fn create(
         out_dir: &Path,
         partial: PathBuf,
@@ -663,7 +1009,44 @@ impl IndexBuilder {
         force: bool,
         lock: OutputLock,
     ) -> Result<Self> {
-        std::fs::create_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+        let (vectors, blob) = Self::create_files(&partial).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&partial);
+        })?;
+        let b = IndexBuilder {
+            out_dir: out_dir.to_path_buf(),
+            partial,
+            force,
+            ckpt: Checkpoint {
+                spec,
+                rows_done: 0,
+                count: 0,
+                skipped: 0,
+                vector_bytes: 0,
+                blob_bytes: 0,
+                vectors_crc: 0,
+                blob_crc: 0,
+            },
+            vectors,
+            blob,
+            seen: HashMap::new(),
+            seen_more: HashMap::new(),
+            exact_duplicates: false,
+            record_at: Vec::new(),
+            poisoned: false,
+            background: None,
+            created: true,
+            lock,
+        };
+        if let Err(e) = b.write_checkpoint() {
+            let _ = b.discard();
+            return Err(e);
+        }
+        Ok(b)
+    }
+
+    /// Makes `partial` with an empty `vectors` (its placeholder header) and `pairs.blob`.
+    fn create_files(partial: &Path) -> Result<(File, File)> {
+        std::fs::create_dir_all(partial).map_err(|e| IndexError::io(partial, e))?;
         let vpath = partial.join(FileKind::Vectors.file_name());
         let vectors = OpenOptions::new()
             .read(true)
@@ -694,32 +1077,7 @@ impl IndexBuilder {
             .open(&bpath)
             .map_err(|e| IndexError::io(&bpath, e))?;
         blob.sync_all().map_err(|e| IndexError::io(&bpath, e))?;
-        let b = IndexBuilder {
-            out_dir: out_dir.to_path_buf(),
-            partial,
-            force,
-            ckpt: Checkpoint {
-                spec,
-                rows_done: 0,
-                count: 0,
-                skipped: 0,
-                vector_bytes: 0,
-                blob_bytes: 0,
-                vectors_crc: 0,
-                blob_crc: 0,
-            },
-            vectors,
-            blob,
-            seen: HashMap::new(),
-            seen_more: HashMap::new(),
-            exact_duplicates: false,
-            record_at: Vec::new(),
-            poisoned: false,
-            background: None,
-            lock,
-        };
-        b.write_checkpoint()?;
-        Ok(b)
+        Ok((vectors, blob))
     }
 
     fn resume(
@@ -731,46 +1089,8 @@ impl IndexBuilder {
     ) -> Result<Self> {
         let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
         let ckpt = read_checkpoint(&ckpt_path, &partial)?;
-        let mismatch = |what: &'static str, found: String, requested: String| {
-            Err(IndexError::PartialMismatch {
-                path: partial.clone(),
-                what,
-                found,
-                requested,
-            })
-        };
-        if ckpt.spec.dim != spec.dim {
-            return mismatch("dimension", ckpt.spec.dim.to_string(), spec.dim.to_string());
-        }
-        if ckpt.spec.precision != spec.precision {
-            return mismatch(
-                "precision",
-                ckpt.spec.precision.name().into(),
-                spec.precision.name().into(),
-            );
-        }
-        if ckpt.spec.encoder != spec.encoder {
-            let e = |i: &crate::EncoderInfo| {
-                format!(
-                    "model {} (weights {}), aggregation {}, template {:?}",
-                    i.model,
-                    i.weights_sha256.chars().take(12).collect::<String>(),
-                    i.aggregation,
-                    i.template
-                )
-            };
-            return mismatch("encoder", e(&ckpt.spec.encoder), e(&spec.encoder));
-        }
-        if ckpt.spec.input != spec.input {
-            // Say what changed in the words of the run that left the partial build.
-            let what = if ckpt.spec.input.starts_with("index:") {
-                "input (it is an interrupted rebuild, and the source index has changed since)"
-            } else if ckpt.spec.input.starts_with("rows of index ") {
-                "input (it is an interrupted add: the index or the pairs added have changed since)"
-            } else {
-                "input (the pair files changed since the interrupted run)"
-            };
-            return mismatch(what, ckpt.spec.input.clone(), spec.input.clone());
+        if let Some(e) = mismatch(&partial, out_dir, &ckpt.spec, &spec) {
+            return Err(e);
         }
         let row_bytes = spec.dim as u64 * spec.precision.bytes() as u64;
         if ckpt.vector_bytes != ckpt.count * row_bytes || ckpt.rows_done < ckpt.count {
@@ -823,6 +1143,7 @@ impl IndexBuilder {
             record_at: Vec::new(),
             poisoned: false,
             background: None,
+            created: false,
             lock,
         };
         let mut at = 0usize;
@@ -903,6 +1224,26 @@ impl IndexBuilder {
         self.partial.join(SPOOL)
     }
 
+    /// Whether this builder made its partial directory, rather than resuming one that an
+    /// earlier run left (and may resume again): only such a directory is this run's to remove
+    /// when it fails ([`Self::discard`]).
+    pub(crate) fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Removes the partial directory, under the output's lock this builder holds (which
+    /// [`discard_partial`] would wait for), then releases the lock. For a run that fails
+    /// before its partial directory holds anything worth resuming: the caller checks that it
+    /// [`created`](Self::created) it.
+    pub(crate) fn discard(self) -> Result<()> {
+        let partial = self.partial.clone();
+        std::fs::remove_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
+        if let Some(parent) = partial.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
     /// Skips as duplicates only rows of the same bytes as a stored one (`exact`), or, as by
     /// default, rows that are a stored pair in any Unicode normal form
     /// ([`crate::pairs::same_spelling`]). A grow copies its base's rows exactly: an index
@@ -968,7 +1309,19 @@ impl IndexBuilder {
     /// normal form ([`crate::pairs::same_spelling`]), is skipped: the first spelling and its
     /// label are kept. When this returns `Ok`, the
     /// chunk is durable: vectors and records are fsynced, then the checkpoint is replaced.
+    /// A write that fails for want of space is [`IndexError::NoSpace`], naming the partial
+    /// directory.
     pub fn append_chunk(&mut self, pairs: &[PairEntry], vectors: &[f32]) -> Result<ChunkStats> {
+        self.append_chunk_inner(pairs, vectors)
+            .map_err(|e| e.no_space_in(&self.partial, self.run()))
+    }
+
+    /// What kind of run this partial build is for, as its errors name it.
+    fn run(&self) -> &'static str {
+        RunKind::of(&self.ckpt.spec.input).command()
+    }
+
+    fn append_chunk_inner(&mut self, pairs: &[PairEntry], vectors: &[f32]) -> Result<ChunkStats> {
         if self.poisoned {
             return Err(IndexError::InvalidParameter(
                 "an earlier append failed; reopen the builder to resume from the checkpoint".into(),
@@ -1164,7 +1517,15 @@ impl IndexBuilder {
         self.finish_inner(GraphSource::Random { degree, seed }, progress)
     }
 
-    fn finish_inner(
+    /// [`Self::finish_publishing`], with a write that fails for want of space said as
+    /// [`IndexError::NoSpace`], naming the partial directory.
+    fn finish_inner(self, source: GraphSource, progress: impl FnMut(Progress)) -> Result<PathBuf> {
+        let (partial, run) = (self.partial.clone(), self.run());
+        self.finish_publishing(source, progress)
+            .map_err(|e| e.no_space_in(&partial, run))
+    }
+
+    fn finish_publishing(
         self,
         source: GraphSource,
         mut progress: impl FnMut(Progress),
@@ -1184,6 +1545,9 @@ impl IndexBuilder {
                 });
             }
             recognise_index(&self.out_dir)?;
+            // Protected while the rows were encoded: refused while the checkpoint is there,
+            // so the same run, once allowed, resumes rather than starts over.
+            check_not_write_protected(&self.out_dir)?;
         }
         let spec = &self.ckpt.spec;
         let dim = spec.dim as usize;
@@ -1337,11 +1701,16 @@ impl IndexBuilder {
         // The spool of standard input goes with the index and only then is removed: a kill
         // before that leaves it in the published index (see [`input_spool`]), where a rerun
         // finds it, since a partial without a checkpoint is discarded.
-        publish(&self.partial, &self.out_dir)?;
-        let spool = published_spool(&self.out_dir);
-        if spool.exists() {
-            std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
+        let published = publish(&self.partial, &self.out_dir);
+        // The new index is in place even when the old one could not be removed: its spool
+        // goes all the same, and that failure is said after.
+        if matches!(published, Ok(()) | Err(IndexError::OldIndexLeft { .. })) {
+            let spool = published_spool(&self.out_dir);
+            if spool.exists() {
+                std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
+            }
         }
+        published?;
         drop(self.lock);
         Ok(self.out_dir.clone())
     }
@@ -1354,7 +1723,11 @@ pub fn discard_partial(out_dir: &Path) -> Result<()> {
     let p = partial_dir(out_dir)?;
     if std::fs::symlink_metadata(&p).is_ok() {
         recognise_partial(&p)?;
-        std::fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
+        if p.join(FileKind::Checkpoint.file_name()).exists() {
+            std::fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
+        } else {
+            remove_leftover(&p, out_dir)?;
+        }
     }
     Ok(())
 }
@@ -1365,6 +1738,10 @@ pub fn discard_partial(out_dir: &Path) -> Result<()> {
 /// removal leaves it there without a checkpoint, and the next build of `out` discards it.
 /// Where the file system cannot exchange, the old index is first renamed aside to
 /// `.<name>.old-<pid>` (removed by the next build of `out` if a kill leaves it).
+///
+/// Returns [`IndexError::OldIndexLeft`] when the old index could not be removed: the new one
+/// is in place then, and the old one, whole, must not be left without a word (it is as large
+/// as the index, and the next build of `out` could not remove it either).
 fn publish(partial: &Path, out: &Path) -> Result<()> {
     let parent = out
         .parent()
@@ -1374,21 +1751,28 @@ fn publish(partial: &Path, out: &Path) -> Result<()> {
         std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
         return sync_dir(parent);
     }
-    if exchange(partial, out).is_ok() {
-        sync_dir(parent)?;
-        // Best effort: the new index is in place; a leftover is removed by the next build.
-        let _ = std::fs::remove_dir_all(partial);
-        return Ok(());
-    }
-    let mut old_name = std::ffi::OsString::from(".");
-    old_name.push(out.file_name().unwrap_or_default());
-    old_name.push(format!(".old-{}", std::process::id()));
-    let old = out.with_file_name(old_name);
-    std::fs::rename(out, &old).map_err(|e| IndexError::io(out, e))?;
-    std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
+    let old = if exchange(partial, out).is_ok() {
+        partial.to_path_buf()
+    } else {
+        let mut old_name = std::ffi::OsString::from(".");
+        old_name.push(out.file_name().unwrap_or_default());
+        old_name.push(format!(".old-{}", std::process::id()));
+        let old = out.with_file_name(old_name);
+        std::fs::rename(out, &old).map_err(|e| IndexError::io(out, e))?;
+        std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
+        old
+    };
     sync_dir(parent)?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    remove_replaced(&old, out)
+}
+
+/// Removes `old`, the index `out` held before a publication.
+fn remove_replaced(old: &Path, out: &Path) -> Result<()> {
+    std::fs::remove_dir_all(old).map_err(|err| IndexError::OldIndexLeft {
+        path: out.to_path_buf(),
+        old: old.to_path_buf(),
+        err,
+    })
 }
 
 /// Exchanges two existing directories `a` and `b` (atomically where the file system can,
@@ -2056,5 +2440,266 @@ mod tests {
         let err = recognise_partial(&partial).unwrap_err();
         assert!(matches!(err, IndexError::NotOurs { .. }), "{err}");
         assert!(partial.join(SPOOL).is_file());
+    }
+
+    /// A small published index at `out`: `n` rows of `dim` values.
+    fn published(out: &Path, n: usize, dim: u32) -> Index {
+        let mut b = IndexBuilder::create_or_resume(out, spec(dim), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..n)
+            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(n, dim as usize, 4, 0.1, 3))
+            .unwrap();
+        b.finish(params(), |_| {}).unwrap();
+        Index::open(out).unwrap()
+    }
+
+    /// Leaves at `out` the partial build a run of `spec` killed after its first chunk leaves.
+    fn interrupted(out: &Path, spec: IndexSpec) {
+        let dim = spec.dim as usize;
+        let mut b = IndexBuilder::create_or_resume(out, spec, true).unwrap();
+        let pairs: Vec<PairEntry> = (0..3)
+            .map(|i| PairEntry::new(format!("x{i}"), format!("y{i}")))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(3, dim, 2, 0.1, 4))
+            .unwrap();
+    }
+
+    fn mismatch_of<T>(r: Result<T>) -> (&'static str, String) {
+        match r {
+            Err(e @ IndexError::PartialMismatch { what, .. }) => (what, e.to_string()),
+            Err(e) => panic!("expected PartialMismatch, got {e}"),
+            Ok(_) => panic!("expected PartialMismatch, got a resume"),
+        }
+    }
+
+    /// Found by an audit: an `index add` over a killed in-place `rebuild --m 8` was refused
+    /// as "an interrupted rebuild, and the source index has changed since" (it had not), and
+    /// over a killed `rebuild --f16` as "a different precision: f16 (now f32); rerun with the
+    /// original input", never saying a rebuild left it nor naming --f16. The refusal names
+    /// the run that left the partial build, with its flags, and what to run or remove.
+    #[test]
+    fn a_mismatch_names_the_run_that_left_the_partial_build() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let idx = published(&out, 40, 8);
+        let id = idx.id();
+        let partial = partial_dir(&out).unwrap();
+        let remove = format!("remove {}", partial.display());
+        let rebuild_spec = |precision| IndexSpec {
+            dim: 8,
+            precision,
+            encoder: idx.meta().encoder.clone(),
+            input: format!("index:{id}"),
+        };
+        let grow =
+            || crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "new", 1, |_| {});
+
+        // A killed in-place rebuild (its --m is not recorded: the graph is made at the end).
+        interrupted(&out, rebuild_spec(Precision::F32));
+        let (what, msg) = mismatch_of(grow());
+        assert_eq!(what, "kind of run");
+        for want in [
+            &format!("an interrupted `index rebuild` of index {id} (the one this add grows)"),
+            "storing f32 vectors",
+            "run that rebuild again",
+            &remove,
+        ] {
+            assert!(msg.contains(want), "{want:?} not in {msg}");
+        }
+        assert!(!msg.contains("changed since"), "{msg}");
+        std::fs::remove_dir_all(&partial).unwrap();
+
+        // A killed `rebuild --f16`: the rebuild and its flag are said, not "precision".
+        interrupted(&out, rebuild_spec(Precision::F16));
+        let (what, msg) = mismatch_of(grow());
+        assert_eq!(what, "kind of run");
+        for want in [
+            "`index rebuild`",
+            "f16 vectors (--f16)",
+            "with --f16",
+            &remove,
+        ] {
+            assert!(msg.contains(want), "{want:?} not in {msg}");
+        }
+        assert!(!msg.contains("precision"), "{msg}");
+        std::fs::remove_dir_all(&partial).unwrap();
+
+        // A killed add, met by a rebuild and by a build.
+        let add_spec = |new: &str| IndexSpec {
+            input: format!("rows of index {id} then {new}"),
+            ..rebuild_spec(Precision::F32)
+        };
+        interrupted(&out, add_spec("new"));
+        let opts = crate::rebuild::RebuildOptions {
+            precision: None,
+            hnsw: params(),
+            force: true,
+        };
+        let r = crate::rebuild::rebuild(Index::open(&out).unwrap(), &out, &opts, |_| {});
+        let (_, msg) = mismatch_of(r);
+        for want in [
+            &format!("an interrupted `index add` to index {id} (the one this rebuild reads)"),
+            "run that add again",
+            &format!(
+                "`relbert index add --index {}` with the same pairs",
+                out.display()
+            ),
+            "then run this rebuild again",
+        ] {
+            assert!(msg.contains(want), "{want:?} not in {msg}");
+        }
+        let (_, msg) = mismatch_of(IndexBuilder::create_or_resume(&out, spec(8), true));
+        assert!(
+            msg.contains("which this build can neither resume nor replace"),
+            "{msg}"
+        );
+        // The same add with other pairs.
+        let (what, msg) = mismatch_of(crate::IndexGrower::create_or_resume(
+            Index::open(&out).unwrap(),
+            "other",
+            1,
+            |_| {},
+        ));
+        assert_eq!(what, "input");
+        assert!(msg.contains("of other pairs than this add's"), "{msg}");
+        assert!(
+            msg.contains("run that add again with the same pairs"),
+            "{msg}"
+        );
+        // The partial build is the user's to resume: never removed by a refusal.
+        assert!(partial.join("checkpoint").is_file());
+
+        // A build started with --f16 and run again without it.
+        let out2 = tmp.path().join("idx2");
+        interrupted(
+            &out2,
+            IndexSpec {
+                precision: Precision::F16,
+                ..spec(8)
+            },
+        );
+        let (what, msg) = mismatch_of(IndexBuilder::create_or_resume(&out2, spec(8), false));
+        assert_eq!(what, "storage (--f16)");
+        for want in [
+            "an interrupted `index build`, storing f16 vectors (--f16)",
+            "this build stores f32 vectors",
+            "run it again with --f16",
+        ] {
+            assert!(msg.contains(want), "{want:?} not in {msg}");
+        }
+    }
+
+    /// Found by an audit: an `index add` of a write-protected index (`chmod a-w`) "succeeded":
+    /// the exchange needs no write permission on the directory, so a writable index took its
+    /// place, and the old one, which could not be removed, was left in `<index>.partial/`.
+    /// A write-protected index (the directory, or one of its files) is refused before
+    /// anything is made, by an add, a rebuild and a build onto it, and by a finish when it
+    /// was protected while the rows were encoded. The mode bits are read, so this holds for
+    /// root too (which may write anything).
+    #[test]
+    fn a_write_protected_index_is_refused_before_anything_is_made() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        published(&out, 30, 8);
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = names();
+        let protected = |r: Result<()>, want: &str| match r {
+            Err(e @ IndexError::WriteProtected { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&out.display().to_string()), "{msg}");
+                assert!(msg.contains(want), "{want:?} not in {msg}");
+                assert!(msg.contains("chmod -R u+w"), "{msg}");
+            }
+            Err(e) => panic!("expected WriteProtected, got {e}"),
+            Ok(()) => panic!("a write-protected index was taken"),
+        };
+        let grow = || {
+            crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "new", 1, |_| {})
+                .map(drop)
+        };
+        let rebuild = || {
+            let opts = crate::rebuild::RebuildOptions {
+                precision: None,
+                hnsw: params(),
+                force: true,
+            };
+            crate::rebuild::rebuild(Index::open(&out).unwrap(), &out, &opts, |_| {}).map(drop)
+        };
+        let build = || IndexBuilder::create_or_resume(&out, spec(8), true).map(drop);
+
+        chmod(&out, 0o555);
+        protected(grow(), "the directory's mode is 555");
+        protected(rebuild(), "the directory's mode is 555");
+        protected(build(), "the directory's mode is 555");
+        assert_eq!(names(), before, "something was made beside the index");
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o555
+        );
+
+        chmod(&out, 0o755);
+        chmod(&out.join("meta"), 0o444);
+        protected(grow(), "its file meta has mode 444");
+        assert_eq!(names(), before);
+        chmod(&out.join("meta"), 0o644);
+
+        // Protected while the rows were encoded: the finish refuses, keeping the checkpoint,
+        // and the same run resumes once the index is writable again.
+        let mut g =
+            crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "new", 1, |_| {})
+                .unwrap();
+        let pairs = [PairEntry::new("new", "pair")];
+        g.append_chunk(&pairs, &low_rank(1, 8, 1, 0.1, 9)).unwrap();
+        chmod(&out, 0o555);
+        protected(g.finish(|_| {}).map(drop), "the directory's mode is 555");
+        chmod(&out, 0o755);
+        let g = crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "new", 1, |_| {})
+            .unwrap();
+        assert_eq!(g.added_rows_done(), 1);
+        g.finish(|_| {}).unwrap();
+        assert_eq!(Index::open(&out).unwrap().count(), 31);
+        assert_eq!(names(), before);
+    }
+
+    /// What is said when a leftover cannot be removed: a partial directory with no checkpoint
+    /// (removed before a build starts again), or the index a publication replaced. The
+    /// directory and what to do are named, not a bare "Permission denied". A missing path
+    /// stands for one that cannot be removed (root removes anything else); the real case,
+    /// a write-protected old index, is `tests/cli_grow.rs`'s
+    /// `an_old_index_that_cannot_be_removed_is_named_and_not_left_silently`.
+    #[test]
+    fn a_leftover_that_cannot_be_removed_is_named_with_what_to_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let missing = tmp.path().join("missing.partial");
+        let e = remove_leftover(&missing, &out).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, IndexError::LeftoverNotRemoved { .. })
+                && msg.contains(&format!("remove {} yourself", missing.display()))
+                && msg.contains("run again"),
+            "{msg}"
+        );
+        let old = tmp.path().join("old");
+        let e = remove_replaced(&old, &out).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("{} now holds the new index", out.display()))
+                && msg.contains(&format!("could not be removed from {}", old.display()))
+                && msg.contains(&format!("remove {} yourself", old.display())),
+            "{msg}"
+        );
     }
 }

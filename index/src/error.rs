@@ -162,17 +162,83 @@ pub enum IndexError {
         /// The existing output directory.
         path: PathBuf,
     },
-    /// A partial build on disk was started with a different encoder, dimension or precision.
-    #[error("{path}: the partial build was started with a different {what}: {found} (now {requested}); rerun with the original input, or remove {path} to start over")]
+    /// A partial build on disk was left by another kind of run (an add, a rebuild, a build)
+    /// or started with a different encoder, dimension, storage or input.
+    #[error("{path}: {detail}")]
     PartialMismatch {
         /// The partial build directory.
         path: PathBuf,
-        /// Which property differs.
+        /// Which property differs (`run`, `dimension`, `storage (--f16)`, `encoder`,
+        /// `input …`).
         what: &'static str,
+        // Boxed strings: the error is returned by value everywhere, and these three made it
+        // the largest variant.
         /// The value recorded in the partial build.
-        found: String,
+        found: Box<str>,
         /// The value requested now.
-        requested: String,
+        requested: Box<str>,
+        /// The whole explanation: which run left the partial build (with its flags as its
+        /// checkpoint records them), how it differs from this one, and what to do.
+        detail: Box<str>,
+    },
+    /// Another writer published a new version of the index after a grow's caller opened it
+    /// and before the grow took the index's writer lock: nothing was wrong with the request,
+    /// and nothing was added; the same add, run again, opens the new index and adds to it.
+    #[error("{path} was changed by another writer while this add was starting (it was index {opened} when opened; index {now} has been published there since), so nothing was added: run the same add again to add to the new index")]
+    IndexChanged {
+        /// The index directory.
+        path: PathBuf,
+        /// The id of the index the caller opened.
+        opened: String,
+        /// The id of the index the directory holds now.
+        now: String,
+    },
+    /// An index directory that a build, rebuild or add would replace (or one of its files)
+    /// is write-protected: the user's way of saying it must not change, which relbert keeps
+    /// rather than publish a writable directory in its place.
+    #[error("{path} is write-protected ({why}): relbert takes that to mean the index must not be changed, and leaves it as it is; to add to it or replace it, make it writable first (`chmod -R u+w {path}`)")]
+    WriteProtected {
+        /// The index directory.
+        path: PathBuf,
+        /// What is protected (the directory's or a file's mode, or this user's access).
+        why: String,
+    },
+    /// A build, rebuild or add published the new index, but the index it replaced (moved to
+    /// `old` by the exchange) could not be removed.
+    #[error("{path} now holds the new index, but the index it replaced could not be removed from {old}: {err}; that copy is no longer used: remove {old} yourself (after `chmod -R u+w {old}` if it is write-protected)")]
+    OldIndexLeft {
+        /// The published index directory.
+        path: PathBuf,
+        /// Where the replaced index is.
+        old: PathBuf,
+        /// Why it could not be removed.
+        err: std::io::Error,
+    },
+    /// A leftover partial directory with no checkpoint (nothing there to resume), which a
+    /// build removes before it starts again, could not be removed.
+    #[error("{path} holds {what}, which is removed before the build, rebuild or add starts again, but it could not be removed: {err}; remove {path} yourself (after `chmod -R u+w {path}` if it is write-protected) and run again")]
+    LeftoverNotRemoved {
+        /// The leftover directory.
+        path: PathBuf,
+        /// What it holds, in words.
+        what: String,
+        /// Why it could not be removed.
+        err: std::io::Error,
+    },
+    /// A write into a partial build failed for want of space (a full disk, a quota, a file
+    /// size limit). What was done up to the last checkpoint is kept, and resumed once space
+    /// is freed; the partial directory, which grows to the size of the index, is named so
+    /// that it can be removed instead.
+    #[error("{path}: {err}; {partial} keeps the unfinished {run} (it grows as large as the index being made): make room (free space, or raise the quota or file size limit) and run the same {run} again to resume it, or remove {partial} to give it up and free its space")]
+    NoSpace {
+        /// The file whose write failed.
+        path: PathBuf,
+        /// The partial build directory.
+        partial: PathBuf,
+        /// What the partial build is (`build`, `rebuild`, `add`).
+        run: &'static str,
+        /// The underlying error.
+        err: std::io::Error,
     },
     /// A vector or vector buffer has the wrong length.
     #[error("dimension mismatch: expected {expected} values, got {actual}")]
@@ -227,6 +293,39 @@ impl IndexError {
             block,
             start: block * block_len,
             end: (block + 1) * block_len,
+        }
+    }
+
+    /// An I/O error on a file in `partial` that says the disk, a quota or the file size
+    /// limit is full, as [`IndexError::NoSpace`] naming `partial` (a partial build of a
+    /// `run`); any other error as it is.
+    pub(crate) fn no_space_in(self, partial: &std::path::Path, run: &'static str) -> Self {
+        match self {
+            IndexError::Io { path, err }
+                if path.starts_with(partial)
+                    && matches!(
+                        err.raw_os_error(),
+                        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
+                    ) =>
+            {
+                IndexError::NoSpace {
+                    path,
+                    partial: partial.to_path_buf(),
+                    run,
+                    err,
+                }
+            }
+            e => e,
+        }
+    }
+
+    /// [`IndexError::NoSpace`] as the plain I/O error it wraps, for when the partial build
+    /// it names has been removed since (a run that made it and failed before it held
+    /// anything worth resuming).
+    pub(crate) fn partial_removed(self) -> Self {
+        match self {
+            IndexError::NoSpace { path, err, .. } => IndexError::Io { path, err },
+            e => e,
         }
     }
 

@@ -24,10 +24,16 @@
 //!   chunk: a killed add leaves the index as it was plus a partial directory, and the same add
 //!   run again resumes from the last checkpoint. The checkpoint names the base index's id and
 //!   the caller's identity of the new rows, so a resume over a changed index or with other new
-//!   rows is refused ([`IndexError::PartialMismatch`]) instead of mixing them.
+//!   rows is refused ([`IndexError::PartialMismatch`]) instead of mixing them. A damaged base
+//!   is refused before the partial directory is made (it is verified whole first), and a
+//!   failure before the first new row removes the partial directory that run made, unless it
+//!   holds the caller's copy of standard input.
 //! - **One writer.** The builder holds the index's writer lock ([`crate::lock`]) from the start
 //!   to the publication, so two adds (or an add and a `build --force`) cannot interleave; and
-//!   the base is checked, under the lock, to still be the index in the directory.
+//!   the base is checked, under the lock, to still be the index in the directory (another
+//!   writer that published first is [`IndexError::IndexChanged`]: the same add run again
+//!   adds to the new index). A write-protected index is not grown
+//!   ([`IndexError::WriteProtected`]).
 //!
 //! Written here rather than taken from a crate because the graph, the file format and the
 //! publication protocol are this crate's own; the insertion itself is the builder's.
@@ -82,6 +88,22 @@ fn grow_params(base: &Index, threads: usize) -> Result<HnswParams> {
     Ok(params)
 }
 
+/// Ends a grow that failed with `err` before its first new row: the partial directory goes
+/// when this run made it and it holds no copy of the caller's input (nothing in it then that
+/// the base cannot give again); a directory an earlier run left, which the same add may
+/// still resume, and one holding a whole copy of standard input stay. Returns `err`.
+fn abandon(builder: IndexBuilder, err: IndexError) -> IndexError {
+    if builder.created() && !builder.spool_path().exists() {
+        // The failure is what the caller must see; should the removal fail too, what is left
+        // is a partial build's, which the next add of this index resumes or discards.
+        if builder.discard().is_ok() {
+            // A full disk's error no longer has a partial directory to name.
+            return err.partial_removed();
+        }
+    }
+    err
+}
+
 impl IndexGrower {
     /// Starts growing `base` (in `<base dir>.partial/`), or resumes the interrupted grow found
     /// there, and copies the base's rows that are not copied yet (`progress` gets
@@ -91,8 +113,10 @@ impl IndexGrower {
     /// them): a partial grow of another base index or with another `input` is refused with
     /// [`IndexError::PartialMismatch`]. Takes the index's writer lock
     /// ([`IndexError::Locked`] if another writer holds it), and refuses with
-    /// [`IndexError::InvalidParameter`] when the directory no longer holds `base` (another
-    /// writer published since it was opened) or when the base's graph cannot be grown.
+    /// [`IndexError::IndexChanged`] when the directory no longer holds `base` (another writer
+    /// published since it was opened: the same add run again adds to the new index), with
+    /// [`IndexError::WriteProtected`] when the index is write-protected, and with
+    /// [`IndexError::InvalidParameter`] when the base's graph cannot be grown.
     pub fn create_or_resume(
         base: Index,
         input: &str,
@@ -106,6 +130,13 @@ impl IndexGrower {
     /// ([`Self::spool_path`]) once the partial directory exists and before the base's rows are
     /// copied into it (seconds for a large index): a caller whose input cannot be read twice
     /// (standard input) saves it there first, so a kill during the copy loses nothing.
+    ///
+    /// Everything a grow reads of the base (every row, pair and neighbour list, and the id
+    /// they derive) is verified first ([`Index::verify`]), so a damaged base is refused before
+    /// the partial directory or the lock file exists. A partial directory this call made is
+    /// removed again when a later step fails, unless `keep` saved a copy there by then (the
+    /// only copy of standard input, which the same add run again resumes from); one an
+    /// earlier run left is never removed here.
     pub fn create_or_resume_keeping(
         base: Index,
         input: &str,
@@ -114,6 +145,10 @@ impl IndexGrower {
         keep: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> Result<IndexGrower> {
         let params = grow_params(&base, threads)?;
+        // A block of a file over the size verified at open is otherwise met only by the copy
+        // (after `keep`) or, for the graph, by `finish`, after every new row is encoded. The
+        // cost is the copy's own reads, done sooner: a verified block is not checked again.
+        base.verify()?;
         let meta = base.meta();
         let spec = IndexSpec {
             dim: meta.dim,
@@ -123,18 +158,37 @@ impl IndexGrower {
         };
         let dir = base.dir().to_path_buf();
         let mut builder = IndexBuilder::create_or_resume(&dir, spec, true)?;
+        match Self::fill(&base, &mut builder, keep, &mut progress) {
+            Ok(()) => Ok(IndexGrower {
+                base,
+                builder,
+                params,
+            }),
+            Err(e) => Err(abandon(builder, e)),
+        }
+    }
+
+    /// The steps of [`Self::create_or_resume_keeping`] after the partial directory exists:
+    /// the base checked to be the directory's index still, `keep`, the base's rows copied.
+    fn fill(
+        base: &Index,
+        builder: &mut IndexBuilder,
+        keep: impl FnOnce(&Path) -> std::io::Result<()>,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<()> {
+        let dir = base.dir();
         let now = Index::open_with(
-            &dir,
+            dir,
             OpenOptions {
                 verify: Verify::Headers,
             },
         )?;
         if now.id() != base.id() {
-            return Err(IndexError::InvalidParameter(format!(
-                "{} changed since it was opened (another writer published index {}); run again",
-                dir.display(),
-                now.id()
-            )));
+            return Err(IndexError::IndexChanged {
+                path: dir.to_path_buf(),
+                opened: base.id(),
+                now: now.id(),
+            });
         }
         let spool = builder.spool_path();
         keep(&spool).map_err(|e| IndexError::io(&spool, e))?;
@@ -143,13 +197,9 @@ impl IndexGrower {
         // of one pair that an index built before spellings were merged may hold; the new rows
         // are then compared with them in any Unicode normal form.
         builder.set_exact_duplicates(true);
-        copy_rows(&base, &mut builder, from, &mut progress)?;
+        copy_rows(base, builder, from, progress)?;
         builder.set_exact_duplicates(false);
-        Ok(IndexGrower {
-            base,
-            builder,
-            params,
-        })
+        Ok(())
     }
 
     /// The directory being grown.
@@ -430,5 +480,115 @@ mod tests {
         assert_eq!(grown.count(), n);
         assert_eq!(grown.lookup("h599", "t599").unwrap(), Some(599));
         assert!(!crate::partial_dir(&dir).unwrap().exists());
+    }
+
+    /// Found by an audit: a grow that failed after making `<index>.partial/` (the index
+    /// changed since it was opened, or the caller's copy of its input could not be saved)
+    /// left the directory, with a checkpoint, for the next add to find. The directory this
+    /// run made goes with the failure now; nothing else is created.
+    #[test]
+    fn a_grow_that_fails_before_its_first_row_leaves_no_partial_directory() {
+        let (nb, dim) = (300, 16);
+        let rows = low_rank(nb + 10, dim, 6, 0.1, 7);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let stale = build(&dir, &rows[..nb * dim], dim, Precision::F32);
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = names();
+
+        // Its copy of the input not saved (a full disk): half a copy is no copy.
+        let r = IndexGrower::create_or_resume_keeping(
+            Index::open(&dir).unwrap(),
+            "new",
+            1,
+            |_| {},
+            |spool| {
+                let mut tmp_name = spool.as_os_str().to_owned();
+                tmp_name.push(".tmp");
+                std::fs::write(tmp_name, "# relbert input spool 1\nhalf")?;
+                Err(std::io::Error::other("no space left on device"))
+            },
+        );
+        assert!(matches!(r, Err(IndexError::Io { .. })));
+        assert_eq!(names(), before);
+
+        // Another writer published since `stale` was opened.
+        let mut g =
+            IndexGrower::create_or_resume(Index::open(&dir).unwrap(), "a", 1, |_| {}).unwrap();
+        g.append_chunk(&entries(nb..nb + 5), &rows[nb * dim..(nb + 5) * dim])
+            .unwrap();
+        g.finish(|_| {}).unwrap();
+        let grown = Index::open(&dir).unwrap().id();
+        let r = IndexGrower::create_or_resume(stale, "b", 1, |_| {});
+        let err = r.err().unwrap();
+        assert!(
+            matches!(&err, IndexError::IndexChanged { now, .. } if *now == grown),
+            "{err:?}"
+        );
+        // Nothing was invalid: another writer came first, and running again is the way.
+        let msg = err.to_string();
+        assert!(!msg.contains("invalid parameter"), "{msg}");
+        assert!(msg.contains("another writer"), "{msg}");
+        assert!(msg.contains("run the same add again"), "{msg}");
+        assert_eq!(names(), before);
+        // As told: the same add, run again, opens the new index and adds to it.
+        let mut g =
+            IndexGrower::create_or_resume(Index::open(&dir).unwrap(), "b", 1, |_| {}).unwrap();
+        g.append_chunk(&entries(nb + 5..nb + 10), &rows[(nb + 5) * dim..])
+            .unwrap();
+        g.finish(|_| {}).unwrap();
+        assert_eq!(Index::open(&dir).unwrap().count(), nb + 10);
+        assert!(!crate::partial_dir(&dir).unwrap().exists());
+    }
+
+    /// What a failed grow keeps: a partial directory an earlier run left (the same add may
+    /// resume it) and one holding a whole copy of the caller's input (standard input, which
+    /// cannot be read again); only one this run made with nothing of the caller's goes.
+    #[test]
+    fn a_failed_grow_keeps_an_earlier_partial_and_a_copy_of_the_input() {
+        let (nb, dim) = (200, 16);
+        let rows = low_rank(nb, dim, 6, 0.1, 8);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let base = build(&dir, &rows, dim, Precision::F32);
+        let partial = crate::partial_dir(&dir).unwrap();
+        let spec = || IndexSpec {
+            dim: dim as u32,
+            precision: Precision::F32,
+            encoder: EncoderInfo::default(),
+            input: format!("rows of index {} then new", base.id()),
+        };
+        let failed = || IndexError::InvalidParameter("failed".into());
+
+        let b = IndexBuilder::create_or_resume(&dir, spec(), true).unwrap();
+        assert!(b.created());
+        std::fs::write(b.spool_path(), crate::spool_header()).unwrap();
+        abandon(b, failed());
+        assert!(
+            partial.join("input.spool").is_file(),
+            "the copy of the input went"
+        );
+
+        let b = IndexBuilder::create_or_resume(&dir, spec(), true).unwrap();
+        assert!(!b.created());
+        std::fs::remove_file(b.spool_path()).unwrap();
+        abandon(b, failed());
+        assert!(partial.is_dir(), "an earlier run's partial directory went");
+
+        std::fs::remove_dir_all(&partial).unwrap();
+        let b = IndexBuilder::create_or_resume(&dir, spec(), true).unwrap();
+        assert!(matches!(
+            abandon(b, failed()),
+            IndexError::InvalidParameter(_)
+        ));
+        assert!(!partial.exists());
+        assert!(!crate::lock::lock_path(&dir).unwrap().exists());
     }
 }

@@ -1,7 +1,9 @@
 //! Opening, verifying and querying a finished index.
 
 use std::borrow::Cow;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use half::f16;
@@ -14,7 +16,7 @@ use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
 use crate::format::{
     id_hex, index_id, open_dir, open_file, open_in, read_header, read_small, FileKind, Header,
-    IndexId,
+    IndexId, HEADER_LEN,
 };
 use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited, NO_NEIGHBOUR};
 use crate::hnsw_build::BuiltGraph;
@@ -41,8 +43,10 @@ pub enum Verify {
     /// indexes are fully verified at open. The default.
     #[default]
     Small,
-    /// Every block of every file (reads everything once), the graph's structure, and the
-    /// index id recomputed from the content (the same as `open` + [`Index::verify`]).
+    /// Every block of every file (reads everything once, and the vectors' values a second
+    /// time, from the page cache as a rule), the graph's structure, every
+    /// stored vector's values, and the index id recomputed from the content (the same as
+    /// `open` + [`Index::verify`]).
     Full,
 }
 
@@ -89,6 +93,11 @@ pub struct Index {
     graph_layout: GraphLayout,
     visited: Mutex<Vec<Visited>>,
     isa: Isa,
+    /// The lowest row a search met whose stored vector is not finite or is zero
+    /// (`usize::MAX`: none yet); see [`Index::invalid_row_notice`].
+    invalid_row: AtomicUsize,
+    /// Whether [`Index::invalid_row_notice`] has told of `invalid_row`.
+    invalid_told: AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -115,6 +124,66 @@ fn prepare_query(q: &[f32], dim: usize) -> Result<Vec<f32>> {
     normalize(&mut v)
         .map_err(|reason| IndexError::InvalidParameter(format!("the query vector: {reason}")))?;
     Ok(v)
+}
+
+/// A row store whose rows' scores are only ever numbers a ranking can use: a row whose
+/// stored vector is not finite or is zero (the builder never writes one; a file rewritten
+/// with fresh checksums can hold one) scores `-inf`, the worst, and the lowest such row is
+/// remembered in `invalid`. A NaN score would otherwise sort above every number in the
+/// search's total order (or below all, by its sign bit), and as the worst result kept it
+/// would be the bound every candidate is compared with, where `s > NaN` drops them all.
+struct Valid<S> {
+    inner: S,
+    invalid: Option<usize>,
+}
+
+impl<S> Valid<S> {
+    fn new(inner: S) -> Self {
+        Valid {
+            inner,
+            invalid: None,
+        }
+    }
+}
+
+impl<S: RowStore> Valid<S> {
+    /// The score of `row` when its dot product `s` is not finite or is exactly zero: a zero
+    /// product is an ordinary score unless the row itself is zero.
+    #[cold]
+    #[inline(never)]
+    fn odd_score(&mut self, row: usize, s: f32) -> f32 {
+        if s.is_finite() && !self.inner.is_zero(row) {
+            return s;
+        }
+        self.invalid = Some(self.invalid.map_or(row, |r| r.min(row)));
+        f32::NEG_INFINITY
+    }
+}
+
+impl<S: RowStore> RowStore for Valid<S> {
+    #[inline(always)]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    #[inline(always)]
+    fn dot<K: Kernel>(&mut self, q: &[f32], row: usize) -> f32 {
+        let s = self.inner.dot::<K>(q, row);
+        if s.is_finite() && s != 0.0 {
+            s
+        } else {
+            self.odd_score(row, s)
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: usize) {
+        self.inner.prefetch(row)
+    }
+
+    fn is_zero(&self, row: usize) -> bool {
+        self.inner.is_zero(row)
+    }
 }
 
 /// A row store whose rows are read only after their blocks verified; a row in a damaged
@@ -148,7 +217,26 @@ impl<S: RowStore> RowStore for Guarded<'_, S> {
     fn prefetch(&self, row: usize) {
         self.inner.prefetch(row)
     }
+
+    fn is_zero(&self, row: usize) -> bool {
+        self.inner.is_zero(row)
+    }
 }
+
+/// The reason a stored vector is unusable, if it is: what a search scores `-inf`
+/// ([`Valid`]) and [`Index::verify`] refuses.
+fn row_problem(v: &[f32]) -> Option<&'static str> {
+    if v.iter().any(|x| !x.is_finite()) {
+        Some("a non-finite component")
+    } else if v.iter().all(|&x| x == 0.0) {
+        Some("a zero vector")
+    } else {
+        None
+    }
+}
+
+/// How many bytes of rows [`Index::verify`] reads at a time to check their values.
+const ROW_CHECK_READ: usize = 4 << 20;
 
 /// How many times [`Index::open_with`] starts again when a publication replaced the index
 /// while it was being opened (each publication is a rename, so more than a few in a row
@@ -217,6 +305,7 @@ impl Index {
             index
                 .graph_view()
                 .and_then(|g| index.check_graph(&g))
+                .and_then(|()| index.check_rows())
                 .and_then(|()| index.check_id())
                 .map_err(|e| (Some(id_hex(&mh.id)), e))?;
         }
@@ -291,6 +380,8 @@ impl Index {
             graph_layout,
             visited: Mutex::new(Vec::new()),
             isa: Isa::detect(),
+            invalid_row: AtomicUsize::new(usize::MAX),
+            invalid_told: AtomicBool::new(false),
         };
         // Verifies the graph's small sections and the alignment of the zero-copy views once.
         idx.graph_view()?;
@@ -305,17 +396,78 @@ impl Index {
         Ok(idx)
     }
 
-    /// Verifies every block of every file now (reads everything once), checks the graph's
-    /// structure (as `index add` needs it), then recomputes the index id from the content
-    /// ([`index_id`]) and refuses one that is not the id every header carries
-    /// ([`IndexError::IdMismatch`]): a file of another index whose header id was rewritten
-    /// (with its header checksum) passes every check of the file itself.
+    /// Verifies every block of every file now (reads everything once, the vectors twice),
+    /// checks the graph's structure (as `index add` needs it) and every stored vector's
+    /// values (a NaN or zero row, named by [`IndexError::Corrupt`]), then recomputes the
+    /// index id from the content ([`index_id`]) and refuses one that is not the id every
+    /// header carries ([`IndexError::IdMismatch`]): a file of another index whose header id
+    /// was rewritten (with its header checksum) passes every check of the file itself.
     pub fn verify(&self) -> Result<()> {
         for f in [&self.vectors, &self.pairs, &self.graph] {
             f.verify_all()?;
         }
         self.check_graph(&self.graph_view()?)?;
+        // Before the id: a rewritten `vectors` file changes the id too, and the row says
+        // what is wrong with it.
+        self.check_rows()?;
         self.check_id()
+    }
+
+    /// Checks that every stored vector is finite and not zero, reading the `vectors` file
+    /// (not the map, so resident memory does not grow), and names the first bad row and how
+    /// many there are. Checksums cannot see such a row when the file was written with it.
+    fn check_rows(&self) -> Result<()> {
+        let (n, dim, row_bytes) = (self.count(), self.dim(), self.row_bytes());
+        if n == 0 || row_bytes == 0 {
+            return Ok(());
+        }
+        let path = &self.vectors.path;
+        let per_read = (ROW_CHECK_READ / row_bytes).clamp(1, n);
+        // `u32` words so the bytes are aligned for `f32` rows.
+        let mut buf = vec![0u32; (per_read * row_bytes).div_ceil(4)];
+        let mut wide = vec![0f32; dim];
+        let (mut first, mut bad) = (None, 0usize);
+        let mut row = 0;
+        while row < n {
+            let take = per_read.min(n - row);
+            let bytes = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..take * row_bytes];
+            self.vectors
+                .file
+                .read_exact_at(bytes, (HEADER_LEN + row * row_bytes) as u64)
+                .map_err(|e| IndexError::io(path, e))?;
+            for (r, raw) in bytes.chunks_exact(row_bytes).enumerate() {
+                let misaligned =
+                    |e| IndexError::corrupt(path, format!("misaligned row buffer: {e}"));
+                let v: &[f32] = match self.meta.precision {
+                    Precision::F32 => bytemuck::try_cast_slice(raw).map_err(misaligned)?,
+                    Precision::F16 => {
+                        let h: &[f16] = bytemuck::try_cast_slice(raw).map_err(misaligned)?;
+                        h.convert_to_f32_slice(&mut wide);
+                        &wide
+                    }
+                };
+                if let Some(reason) = row_problem(v) {
+                    first.get_or_insert((row + r, reason));
+                    bad += 1;
+                }
+            }
+            row += take;
+        }
+        match first {
+            None => Ok(()),
+            Some((row, reason)) => Err(IndexError::corrupt(
+                path,
+                format!(
+                    "the stored vector of row {row} is invalid ({reason}){}; the file was \
+                     written or rewritten wrongly: build the index again from its pair list \
+                     (`relbert index build --pairs FILE --out DIR --force`)",
+                    match bad {
+                        1 => String::new(),
+                        _ => format!(", one of {bad} such rows"),
+                    }
+                ),
+            )),
+        }
     }
 
     /// Re-reads `meta` (every block) from the file opened with the others, and compares the
@@ -508,8 +660,9 @@ impl Index {
     /// The stored (unit-length) vector of `row`; borrowed from the map for `f32` storage,
     /// widened into a new buffer for `f16`. A stored vector that is not finite or is zero
     /// (the builder never writes one: its checksums were recomputed after an edit) is an
-    /// [`IndexError::Corrupt`] naming the `vectors` file and the row, not a query that fails
-    /// later as "invalid vector at row 0".
+    /// [`IndexError::Corrupt`] naming the `vectors` file and the row, and `index info
+    /// --verify`, which finds every such row; not a query that fails later as "invalid
+    /// vector at row 0".
     pub fn vector(&self, row: usize) -> Result<Cow<'_, [f32]>> {
         self.check_row(row)?;
         let dim = self.dim();
@@ -524,20 +677,50 @@ impl Index {
                 Cow::Owned(out)
             }
         };
-        let reason = if v.iter().any(|x| !x.is_finite()) {
-            Some("a non-finite component")
-        } else if v.iter().all(|&x| x == 0.0) {
-            Some("a zero vector")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = row_problem(&v) {
             return Err(IndexError::corrupt(
                 &self.vectors.path,
-                format!("the stored vector of row {row} is invalid ({reason})"),
+                format!(
+                    "the stored vector of row {row} is invalid ({reason}); run \
+                     `relbert index info --verify {}` to check every row",
+                    self.dir.display()
+                ),
             ));
         }
         Ok(v)
+    }
+
+    /// The lowest row a search of this index has met (and left out of its results) whose
+    /// stored vector is not finite or is zero, if any.
+    pub fn invalid_row_seen(&self) -> Option<usize> {
+        match self.invalid_row.load(Ordering::Relaxed) {
+            usize::MAX => None,
+            row => Some(row),
+        }
+    }
+
+    /// The error [`Self::vector`] gives for [`Self::invalid_row_seen`]'s row (naming the
+    /// file and row, and `index info --verify`), the first time a search has met one, and
+    /// `None` ever after: for a caller that tells its user once per open index, whatever
+    /// the number of searches or threads.
+    pub fn invalid_row_notice(&self) -> Option<IndexError> {
+        let row = self.invalid_row_seen()?;
+        // A row whose values are fine but whose product with a query overflowed is left out
+        // too, and has no error to tell: the notice stays for a row that has one.
+        let err = self.vector(row).err()?;
+        if self.invalid_told.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(err)
+    }
+
+    /// Records the invalid row a search met, and drops the hits such rows gave (scored
+    /// `-inf` by [`Valid`]; a valid row never scores that).
+    fn drop_invalid(&self, invalid: Option<usize>, hits: &mut Vec<Hit>) {
+        if let Some(row) = invalid {
+            self.invalid_row.fetch_min(row, Ordering::Relaxed);
+            hits.retain(|h| h.score.is_finite());
+        }
     }
 
     /// The pair stored at `row`.
@@ -564,7 +747,9 @@ impl Index {
     /// Approximate top-`k` by cosine similarity through the HNSW graph; `ef` (raised to at
     /// least `k`) is the candidate-list size: larger is slower and more accurate. The query is
     /// normalised first. Results are sorted best first. `k` and `ef` above the number of rows
-    /// are treated as the number of rows.
+    /// are treated as the number of rows. A row whose stored vector is not finite or is zero
+    /// is never returned, by any search (it would score NaN or 0); the first one met is
+    /// kept for [`Self::invalid_row_notice`].
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         self.search_filtered(query, k, ef, |_| true)
     }
@@ -609,22 +794,22 @@ impl Index {
         .filter(|v| v.len() == n)
         .unwrap_or_else(|| Visited::new(n));
         let dim = self.dim();
-        let (hits, bad_row) = match self.meta.precision {
+        let (mut hits, bad_row, invalid) = match self.meta.precision {
             Precision::F32 => {
-                let mut s = self.guarded(F32Rows {
+                let mut s = self.guarded(Valid::new(F32Rows {
                     data: self.rows_f32()?,
                     dim,
-                });
+                }));
                 let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, start, &mut visited, keep);
-                (h, s.bad)
+                (h, s.bad, s.inner.invalid)
             }
             Precision::F16 => {
-                let mut s = self.guarded(F16Rows {
+                let mut s = self.guarded(Valid::new(F16Rows {
                     data: self.rows_f16()?,
                     dim,
-                });
+                }));
                 let h = dispatch_search(self.isa, &g, &mut s, &q, k, ef, start, &mut visited, keep);
-                (h, s.bad)
+                (h, s.bad, s.inner.invalid)
             }
         };
         self.visited
@@ -637,6 +822,7 @@ impl Index {
         if let Some(b) = g.bad_block() {
             return Err(self.graph.block_error(b));
         }
+        self.drop_invalid(invalid, &mut hits);
         Ok(hits)
     }
 
@@ -668,16 +854,19 @@ impl Index {
             let end = ((b + 1) * BLOCK).min(n);
             self.vectors.check(b * BLOCK * row_bytes, end * row_bytes)
         };
-        let parts: Vec<Vec<Scored>> = match self.meta.precision {
+        // Each part: a block's best rows and the lowest invalid row it met.
+        type Part = (Vec<Scored>, Option<usize>);
+        let parts: Vec<Part> = match self.meta.precision {
             Precision::F32 => {
                 let data = self.rows_f32()?;
                 blocks
                     .par_iter()
                     .map(|&b| {
                         verified(b)?;
-                        let mut s = F32Rows { data, dim };
+                        let mut s = Valid::new(F32Rows { data, dim });
                         let end = ((b + 1) * BLOCK).min(n);
-                        Ok(dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep))
+                        let best = dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep);
+                        Ok((best, s.invalid))
                     })
                     .collect::<Result<_>>()?
             }
@@ -687,17 +876,21 @@ impl Index {
                     .par_iter()
                     .map(|&b| {
                         verified(b)?;
-                        let mut s = F16Rows { data, dim };
+                        let mut s = Valid::new(F16Rows { data, dim });
                         let end = ((b + 1) * BLOCK).min(n);
-                        Ok(dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep))
+                        let best = dispatch_exact(isa, &mut s, &q, k, b * BLOCK, end, &keep);
+                        Ok((best, s.invalid))
                     })
                     .collect::<Result<_>>()?
             }
         };
-        let mut all: Vec<Scored> = parts.into_iter().flatten().collect();
+        let invalid = parts.iter().filter_map(|p| p.1).min();
+        let mut all: Vec<Scored> = parts.into_iter().flat_map(|p| p.0).collect();
         all.sort_unstable_by(|a, b| b.cmp(a));
         all.truncate(k);
-        Ok(all.into_iter().map(Hit::from).collect())
+        let mut hits = all.into_iter().map(Hit::from).collect();
+        self.drop_invalid(invalid, &mut hits);
+        Ok(hits)
     }
 }
 
@@ -787,4 +980,148 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Index>();
     let _ = <Plain as Kernel>::dot;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{HnswParams, IndexBuilder};
+    use crate::format::{seal, unseal};
+    use crate::meta::{EncoderInfo, IndexSpec};
+    use crate::pairs::PairEntry;
+    use crate::synthetic::gaussian;
+
+    const N: usize = 300;
+    const DIM: usize = 16;
+
+    /// An index of `N` Gaussian rows whose `vectors` file was rewritten, with fresh
+    /// checksums, to hold a NaN row that sorts above every number, one that sorts below
+    /// every number (sign bit set) and a zero row; returns it with the rows as built.
+    fn index_with_bad_rows(dir: &Path, precision: Precision, bad: [usize; 3]) -> Vec<f32> {
+        let spec = IndexSpec {
+            dim: DIM as u32,
+            precision,
+            encoder: EncoderInfo::default(),
+            input: "bad rows".into(),
+        };
+        let pairs: Vec<PairEntry> = (0..N)
+            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
+            .collect();
+        let rows = gaussian(N, DIM, 7);
+        let mut b = IndexBuilder::create_or_resume(dir, spec, false).unwrap();
+        b.append_chunk(&pairs, &rows).unwrap();
+        let params = HnswParams {
+            m: 8,
+            ef_construction: 64,
+            threads: 1,
+            ..HnswParams::default()
+        };
+        b.finish(params, |_| {}).unwrap();
+        let path = dir.join(FileKind::Vectors.file_name());
+        let bytes = std::fs::read(&path).unwrap();
+        let (id, payload) = unseal(&bytes).unwrap();
+        let mut payload = payload.to_vec();
+        let row_bytes = DIM * precision.bytes();
+        let row = |r: usize| r * row_bytes..(r + 1) * row_bytes;
+        let (plus, minus) = match precision {
+            Precision::F32 => (
+                f32::NAN.to_le_bytes().to_vec(),
+                (-f32::NAN).to_le_bytes().to_vec(),
+            ),
+            Precision::F16 => (
+                f16::NAN.to_le_bytes().to_vec(),
+                (-f16::NAN).to_le_bytes().to_vec(),
+            ),
+        };
+        for (r, value) in [(bad[0], &plus), (bad[1], &minus)] {
+            for c in payload[row(r)].chunks_mut(value.len()) {
+                c.copy_from_slice(value);
+            }
+        }
+        payload[row(bad[2])].fill(0);
+        std::fs::write(&path, seal(FileKind::Vectors, &payload, &id)).unwrap();
+        rows
+    }
+
+    /// Found by an audit: a `vectors` file holding a NaN row (with checksums recomputed)
+    /// answered with a NaN score ranked first, and a NaN that became the search's bound
+    /// (the worst result kept) made it drop every later candidate. Bad rows are left out,
+    /// every score is a number, and the graph search still finds the true neighbours.
+    #[test]
+    fn a_nan_or_zero_row_is_left_out_and_does_not_derail_the_search() {
+        for precision in [Precision::F32, Precision::F16] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("idx");
+            let bad = [11, 12, 13];
+            let rows = index_with_bad_rows(&dir, precision, bad);
+            let idx = Index::open(&dir).unwrap();
+            assert_eq!(idx.invalid_row_seen(), None);
+            for query_row in [10, 14, 150] {
+                let q = &rows[query_row * DIM..(query_row + 1) * DIM];
+                // The true neighbours among the good rows, by f64 cosine on the stored rows.
+                let mut want: Vec<(f64, usize)> = (0..N)
+                    .filter(|r| !bad.contains(r))
+                    .map(|r| {
+                        let v = idx.vector(r).unwrap();
+                        (q.iter().zip(v.iter()).map(|(a, b)| (a * b) as f64).sum(), r)
+                    })
+                    .collect();
+                want.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let want: Vec<usize> = want.iter().take(10).map(|w| w.1).collect();
+                let check = |what: &str, hits: Vec<Hit>| {
+                    assert!(
+                        hits.iter()
+                            .all(|h| h.score.is_finite() && !bad.contains(&h.row)),
+                        "{precision:?} {what} {query_row}: {hits:?}"
+                    );
+                    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+                    let got: Vec<usize> = hits.iter().map(|h| h.row).collect();
+                    assert_eq!(got, want, "{precision:?} {what} from row {query_row}");
+                };
+                check("exact", idx.search_exact(q, 10).unwrap());
+                check("graph", idx.search(q, 10, 40).unwrap());
+                // Started at each bad row: a NaN start once became the bound of the results
+                // and shut every candidate out.
+                for b in bad {
+                    let hits = idx.search_filtered_from(q, 10, 40, Some(b), |_| true);
+                    check("graph from a bad row", hits.unwrap());
+                }
+            }
+            // Every row asked for: only the good ones come back.
+            let q = &rows[..DIM];
+            for hits in [
+                idx.search_exact(q, N).unwrap(),
+                idx.search(q, N, N).unwrap(),
+            ] {
+                assert_eq!(hits.len(), N - bad.len(), "{precision:?}");
+                assert!(hits.iter().all(|h| h.score.is_finite()));
+            }
+            // Told once, naming the file, the lowest bad row met and `--verify`.
+            assert_eq!(idx.invalid_row_seen(), Some(11));
+            let told = idx.invalid_row_notice().unwrap().to_string();
+            assert!(
+                told.contains(&*dir.join("vectors").to_string_lossy())
+                    && told.contains("row 11 ")
+                    && told.contains("relbert index info --verify"),
+                "{told}"
+            );
+            assert!(idx.invalid_row_notice().is_none());
+            // `verify` names the first bad row and how many there are.
+            let e = idx.verify().unwrap_err();
+            assert!(
+                matches!(e, IndexError::Corrupt { .. })
+                    && e.to_string().contains("row 11 ")
+                    && e.to_string().contains("one of 3 such rows"),
+                "{e}"
+            );
+            let e = Index::open_with(
+                &dir,
+                OpenOptions {
+                    verify: Verify::Full,
+                },
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("row 11 "), "{e}");
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! graph takes about one), so changing `--f16` or `m` should not mean encoding every pair
 //! again. The copy goes through [`IndexBuilder`], so a rebuild has a normal build's guarantees:
 //! it is written to `<out>.partial/`, resumes after an interruption, and replaces an existing
-//! `out` (the source itself included) only by the final rename, and only when forced.
+//! `out` (the source itself included) only by the final rename, and only when forced. The
+//! source's rows are read once before anything is created, so a damaged source leaves no
+//! `<out>.partial/` behind.
 
 use std::path::{Path, PathBuf};
 
@@ -51,17 +53,41 @@ pub fn rebuild(
         input: format!("index:{}", idx.id()),
     };
     opts.hnsw.validate()?;
+    // What the copy reads of the source is read once before `<out>.partial/` is made, so a
+    // damaged row or pair (in a file too large to be verified whole at open) is refused with
+    // nothing created. The source's graph is not read: a rebuild makes a new one, and is the
+    // way out of a damaged graph.
+    check_rows(&idx)?;
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
     let from = builder.rows_done() as usize;
     // Every row is kept as it is: a rebuild changes the precision or the graph, not the
     // pairs, so an index built before spellings were merged keeps both spellings it holds
     // (and the rebuilt index counts the rows the source does).
     builder.set_exact_duplicates(true);
-    copy_rows(&idx, &mut builder, from, &mut progress)?;
+    if let Err(e) = copy_rows(&idx, &mut builder, from, &mut progress) {
+        // A partial directory this run made holds only rows of the source, which a rerun
+        // copies again; one an earlier run left may still be resumed, and stays.
+        if builder.created() && builder.discard().is_ok() {
+            // A full disk's error no longer has a partial directory to name.
+            return Err(e.partial_removed());
+        }
+        return Err(e);
+    }
     // The graph is built from the new `vectors` file; the source is not read again, so it can
     // be the directory being replaced.
     drop(idx);
     builder.finish(opts.hnsw, progress)
+}
+
+/// Reads every pair and vector of `idx`, as [`copy_rows`] will: each block they lie in is
+/// verified against its checksum (once: a verified block is not checked again by the copy),
+/// and each vector is checked to be finite and non-zero.
+fn check_rows(idx: &Index) -> Result<()> {
+    for r in 0..idx.count() {
+        idx.pair(r)?;
+        idx.vector(r)?;
+    }
+    Ok(())
 }
 
 /// Appends rows `from..` of `idx` (pairs, labels, vectors) to `builder` in checkpointed chunks,

@@ -871,7 +871,7 @@ fn a_resume_with_another_input_is_refused() {
     match IndexBuilder::create_or_resume(&out, other, false) {
         Err(IndexError::PartialMismatch { what, found, .. }) => {
             assert!(what.starts_with("input"), "{what}");
-            assert_eq!(found, "test-input");
+            assert_eq!(&*found, "test-input");
         }
         other => panic!("expected PartialMismatch, got {:?}", other.map(|_| ())),
     }

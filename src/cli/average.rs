@@ -59,7 +59,7 @@ fn repeated_models(models: &[PathBuf]) -> Vec<String> {
 /// Runs `relbert average`.
 pub fn run(a: AverageArgs) -> Result<()> {
     for warning in repeated_models(&a.models) {
-        eprintln!("warning: {warning}");
+        relbert::say!("warning: {warning}");
     }
     let report = average_models(&a.models, &a.out, a.half, a.force).with_context(|| {
         format!(
@@ -71,9 +71,9 @@ pub fn run(a: AverageArgs) -> Result<()> {
     // A warning, not a refusal: averaging different runs of one base (a "model soup") is
     // a legitimate recipe, but mixing them by accident (a stale checkpoint) is not.
     if let Some(warning) = report.mixed_runs_warning() {
-        eprintln!("warning: {warning}");
+        relbert::say!("warning: {warning}");
     }
-    eprintln!(
+    relbert::say!(
         "averaged {} models ({} tensors, {} parameters each) into {} ({})",
         report.sources.len(),
         report.tensors,

@@ -366,11 +366,57 @@ fn check_report_path(
 
 /// Where the table goes: standard output, unless the JSON report does (`--json -`), which
 /// then has standard output to itself so that it can be parsed.
-fn table_writer(json: Option<&Path>) -> Box<dyn Write> {
+fn table_writer(json: Option<&Path>) -> Table {
     if is_stdout(json) {
-        Box::new(std::io::stderr())
+        Table {
+            out: Box::new(Unfailing),
+            name: "standard error",
+        }
     } else {
-        Box::new(std::io::stdout())
+        Table {
+            out: Box::new(std::io::stdout()),
+            name: relbert::embed::STANDARD_OUTPUT,
+        }
+    }
+}
+
+/// Standard error for the table under `--json -`: there it is a message beside the result
+/// (the JSON on standard output), and a full or closed standard error loses the message,
+/// never the run, as every other message of the binary ([`relbert::output::Stderr`]).
+struct Unfailing;
+
+impl Write for Unfailing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = relbert::output::Stderr.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The table's stream, named in the error of a write to it that fails: a full disk under
+/// `> file` was reported as the bare OS message, naming no output.
+struct Table {
+    out: Box<dyn Write>,
+    name: &'static str,
+}
+
+impl Table {
+    /// `err` as a write to this stream's failure, named as a file's is.
+    fn named(&self, err: std::io::Error) -> std::io::Error {
+        std::io::Error::new(err.kind(), relbert::Error::io(self.name, err))
+    }
+}
+
+impl Write for Table {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().map_err(|e| self.named(e))
     }
 }
 
@@ -404,15 +450,31 @@ fn refuse_overlong(
     .into())
 }
 
+/// Warns, naming the dataset file and line of the first, of dataset pairs with a word the
+/// tokenizer cannot read as written (over 100 characters: `[UNK]`; a control character:
+/// dropped), as `embed` and `index build` warn of such pairs in theirs
+/// ([`relbert::embed::warn_unaskable_pairs`]): two such words get one vector, and a question
+/// between them was decided by a tie with no sign why. `pairs` are (pair, file, line) in file
+/// order; a pair is counted once however many records hold it. `outcome` says what bench
+/// does with such a pair.
+fn warn_unaskable<'a>(pairs: impl Iterator<Item = (&'a Pair, &'a Path, usize)>, outcome: &str) {
+    let mut seen = std::collections::HashSet::new();
+    relbert::embed::warn_unaskable_pairs(
+        pairs
+            .filter(|(p, ..)| seen.insert(*p))
+            .map(|((h, t), file, line)| (h.as_str(), t.as_str(), file, line)),
+        outcome,
+    );
+}
+
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename (checked
 /// beforehand by [`check_report_path`]), or to standard output for `-`.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     if is_stdout(Some(path)) {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, value).context("writing the report")?;
-        out.write_all(b"\n")
-            .and_then(|()| out.flush())
-            .context("writing the report")?;
+        // Whole first (reports are tens of KB), so that a failed write is standard output's
+        // and named so, as `query` and `embed` name it.
+        let text = serde_json::to_string_pretty(value).context("writing the report")?;
+        relbert::output::print_line(&text).context("writing the report")?;
         return Ok(());
     }
     let mut f = AtomicFile::create(path, true)?;
@@ -477,7 +539,7 @@ fn pair_vectors(
     let progress = |n: usize| pb.set_position(n as u64);
     let vectors = match method {
         Method::Relbert => enc.embed_raw_with_progress(pairs, &progress)?,
-        Method::Offset => enc.offsets(pairs)?,
+        Method::Offset => enc.offsets_with_progress(pairs, &progress)?,
         Method::Combined => enc.embed_combined_with_progress(pairs, offset_weight, &progress)?,
     };
     pb.finish();
@@ -497,7 +559,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             // with --dataset, the same folder is an error naming its line.
             let found = analogy_datasets(&a.data, &a.split)?;
             for (name, path, why) in &found.skipped {
-                eprintln!(
+                relbert::say!(
                     "note: skipping {name} ({}): not an analogy dataset ({why})",
                     path.display()
                 );
@@ -556,6 +618,17 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     }
     let offset_weight = a.offset_weight.unwrap_or(0.5);
     let pairs = opts.pairs_needed(loaded.iter().flat_map(|(_, q)| q));
+    warn_unaskable(
+        sets.iter().zip(&loaded).flat_map(|((_, path), (_, qs))| {
+            qs.iter().flat_map(move |q| {
+                std::iter::once(&q.stem)
+                    .chain(&q.choice)
+                    .map(move |p| (p, path.as_path(), q.line))
+            })
+        }),
+        "the pair is scored as it is: such words can share one vector, and a question \
+         between them is then decided by a tie, which the first choice wins",
+    );
     let enc = a.model.load(false)?;
     // The offset baseline encodes bare words, never a prompt: no prompt is too long for it.
     if a.method != Method::Offset {
@@ -604,13 +677,10 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         writeln!(table)?;
         writeln!(table, "| dataset | prefix | questions | accuracy |")?;
         writeln!(table, "|---|---|---:|---:|")?;
-        for (name, qs) in &loaded {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            qs.iter()
-                .for_each(|q| *counts.entry(q.prefix.as_str()).or_default() += 1);
+        for (name, _) in &loaded {
             let acc = &results[&format!("{name}/{}", a.split)];
             for (prefix, v) in &acc.by_prefix {
-                let n = counts.get(prefix.as_str()).copied().unwrap_or(0);
+                let n = acc.by_prefix_counts.get(prefix).map_or(0, |c| c.n);
                 writeln!(
                     table,
                     "| {} | {} | {n} | {:.1} |",
@@ -731,6 +801,30 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             }
         }
     }
+    // Every split file read, in the order train, val, test, with its rows.
+    let files: Vec<(PathBuf, &[LabelledPair])> = sets
+        .iter()
+        .zip(&data)
+        .flat_map(|((_, dir), set)| {
+            [
+                ("train", Some(&set.train)),
+                ("val", set.val.as_ref()),
+                ("test", Some(&set.test)),
+            ]
+            .into_iter()
+            .filter_map(move |(split, rows)| {
+                Some((dir.join(format!("{split}.tsv")), rows?.as_slice()))
+            })
+        })
+        .collect();
+    warn_unaskable(
+        files.iter().flat_map(|(path, rows)| {
+            rows.iter()
+                .map(move |lp| (&lp.pair, path.as_path(), lp.line))
+        }),
+        "the pair is classified as it is: such words can share one vector, which no \
+         classifier can tell apart",
+    );
     let enc = a.model.load(false)?;
     refuse_overlong(&enc, &pairs, |p| {
         let r = relbert::analogy::reversed(p);
@@ -834,22 +928,41 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         };
         if !unseen.is_empty() {
             let names: Vec<&str> = unseen.into_iter().collect();
-            eprintln!(
+            relbert::say!(
                 "warning: {}: test label(s) never seen in training: {}; the classifier cannot \
                  predict them, so their test pairs count as errors",
                 set.name,
                 names.join(", ")
             );
         }
-        let (mlp, report) = Mlp::train(
+        // Epochs up to the most there can be: training usually stops early, when the
+        // display's last line says how many ran.
+        let pb = Progress::new(
+            cfg.max_epochs as u64,
+            &format!("training {}", set.name),
+            "epochs",
+        );
+        let (mlp, report) = Mlp::train_with_progress(
             &features(&train),
             &labels(&train),
             &features(&val),
             &labels(&val),
             classes.len(),
             &cfg,
+            &mut |r| {
+                // The loss has no place on the shared display's line; asked for, it is logged.
+                tracing::debug!(
+                    "{}: epoch {}, loss {:.4}, best validation accuracy {:.4}",
+                    set.name,
+                    r.epochs,
+                    r.final_loss,
+                    r.best_validation_accuracy
+                );
+                pb.set_position(r.epochs as u64);
+            },
         )
         .with_context(|| format!("training the classifier for {}", set.name))?;
+        pb.finish();
         let pred = mlp.predict(&features(&set.test))?;
         let f1 = f1_scores(&labels(&set.test), &pred);
         writeln!(

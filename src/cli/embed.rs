@@ -10,6 +10,7 @@ use relbert::output::{
     Format, OutputKind,
 };
 use relbert::pairs::read_pairs;
+use relbert::store::files::older_pair_list;
 
 use super::index::screen;
 use super::interrupt::Interrupts;
@@ -37,7 +38,8 @@ pub struct EmbedArgs {
     /// instead of stopping at the first.
     #[arg(long)]
     skip_long: bool,
-    /// Overwrite an existing output file (only one relbert wrote: vectors, an array).
+    /// Overwrite an existing output file (only one relbert wrote: vectors, an array, also
+    /// an array an older relbert wrote with its pair list under that build's name).
     #[arg(long)]
     force: bool,
 }
@@ -102,7 +104,17 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let interrupt = out
         .as_ref()
         .map(|o| Interrupts::install(own_files(o, a.format)));
+    // An array an older relbert wrote has its pair list where that build named it
+    // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, as `index export --force`
+    // recognises it, it is relbert's to replace; anything not provably relbert's stays refused.
+    let older_list = match (&out, a.format) {
+        (Some(o), Format::Npy) if a.force => older_pair_list(o),
+        _ => None,
+    };
     for (o, kind) in &outputs {
+        if *kind == OutputKind::Npy && older_list.is_some() {
+            continue;
+        }
         // This output's pair list without its array is what an interrupted run left (the
         // array is removed first when an output is replaced): redone without --force.
         let orphan = *kind == OutputKind::Sidecar
@@ -146,5 +158,16 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         secs,
         super::progress::rate(records.len() as f64 / secs.max(1e-9), "pairs")
     );
+    if let (Some(o), Some(list)) = (&out, older_list) {
+        // Not removed: relbert removes only files this run wrote, and the old list is a
+        // file of the user's directory that this run did not.
+        tracing::warn!(
+            "{} replaced an array an older relbert wrote; its pair list is now {}, and the one \
+             that build wrote, {}, is left as it was: remove it unless another array uses it",
+            o.display(),
+            pairs_sidecar(o).display(),
+            list.display()
+        );
+    }
     Ok(())
 }

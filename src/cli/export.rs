@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, Format, OutputKind};
 use relbert::store::files::{export_file, older_pair_list, FileFormat};
-use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport};
+use relbert::store::qdrant::export::{
+    export_index_given, ExportOptions, ExportReport, LayoutFlags,
+};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
 use relbert_index::{Index, Precision};
@@ -61,25 +63,17 @@ pub struct CollectionArgs {
     /// $RELBERT_QDRANT_URL); used with --collection.
     #[arg(long, requires = "collection", conflicts_with = "out")]
     pub qdrant: Option<String>,
-    /// Shards of a new collection.
-    #[arg(
-        long,
-        default_value_t = 1,
-        requires = "collection",
-        conflicts_with = "out"
-    )]
-    pub shards: u32,
-    /// Copies of each shard of a new collection (on different nodes).
-    #[arg(
-        long,
-        default_value_t = 1,
-        requires = "collection",
-        conflicts_with = "out"
-    )]
-    pub replication: u32,
-    /// Vector memory layout of a new collection.
-    #[arg(long, value_enum, default_value_t = Quantization::Int8, requires = "collection", conflicts_with = "out")]
-    pub quantization: Quantization,
+    // Options, not defaults: an existing collection keeps its layout, and only a flag given
+    // draws the warning that says so (see [`CollectionArgs::given`]).
+    /// Shards of a new collection (default 1).
+    #[arg(long, requires = "collection", conflicts_with = "out")]
+    pub shards: Option<u32>,
+    /// Copies of each shard of a new collection, on different nodes (default 1).
+    #[arg(long, requires = "collection", conflicts_with = "out")]
+    pub replication: Option<u32>,
+    /// Vector memory layout of a new collection (default int8).
+    #[arg(long, value_enum, requires = "collection", conflicts_with = "out")]
+    pub quantization: Option<Quantization>,
     /// Add these pairs to a collection made from another source (an index before it grew,
     /// another slice of a corpus) with the same model: pairs both hold are written once,
     /// nothing is deleted. Without it such a collection is refused.
@@ -96,11 +90,24 @@ impl CollectionArgs {
 
     /// The settings of a new collection (HNSW parameters: relbert's defaults).
     pub fn settings(&self) -> CollectionSettings {
+        let d = CollectionSettings::default();
         CollectionSettings {
-            shards: self.shards,
-            replication: self.replication,
-            quantization: self.quantization,
-            ..CollectionSettings::default()
+            shards: self.shards.unwrap_or(d.shards),
+            replication: self.replication.unwrap_or(d.replication),
+            quantization: self.quantization.unwrap_or(d.quantization),
+            ..d
+        }
+    }
+
+    /// Which layout flags were given, `f16` saying whether `--f16` (or an export's `--f32`)
+    /// was: an existing collection keeps its layout, and a warning names the flags given
+    /// that it overrides, not the defaults of those that were not.
+    pub fn given(&self, f16: bool) -> LayoutFlags {
+        LayoutFlags {
+            shards: self.shards.is_some(),
+            replication: self.replication.is_some(),
+            quantization: self.quantization.is_some(),
+            f16,
         }
     }
 }
@@ -168,19 +175,22 @@ pub fn run(a: ExportArgs) -> Result<()> {
             ..ExportOptions::default()
         };
         let pb = Progress::pairs(n, "exporting");
-        let report = export_index(&index, &conn, &settings, &opts, &|d| pb.set_position(d))
-            .map_err(|e| {
-                let hint = rerun_hint(
-                    &e,
-                    " (a rerun resumes: points are overwritten, never doubled)",
-                );
-                let at = format!(
-                    "exporting {} into {}{hint}",
-                    a.index.display(),
-                    conn.target()
-                );
-                anyhow::Error::new(e).context(at)
-            })?;
+        let asked = a.target.given(a.f16 || a.f32);
+        let report = export_index_given(&index, &conn, &settings, asked, &opts, &|d| {
+            pb.set_position(d)
+        })
+        .map_err(|e| {
+            let hint = rerun_hint(
+                &e,
+                " (a rerun resumes: points are overwritten, never doubled)",
+            );
+            let at = format!(
+                "exporting {} into {}{hint}",
+                a.index.display(),
+                conn.target()
+            );
+            anyhow::Error::new(e).context(at)
+        })?;
         pb.finish();
         log_load(&conn, &report);
         return Ok(());

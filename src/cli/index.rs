@@ -1,7 +1,7 @@
 //! `relbert index build`, `relbert index rebuild` and `relbert index info`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -475,7 +475,8 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
     }
 }
 
-/// `relbert index build --collection`: encodes the pairs straight into a Qdrant collection.
+/// `relbert index build --collection`: encodes the pairs straight into a Qdrant collection,
+/// at the number format the collection records when it exists (see [`collection_dtype`]).
 fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Result<()> {
     let conn = a.target.connect(collection)?;
     let settings = relbert::store::qdrant::settings::CollectionSettings {
@@ -488,16 +489,33 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     // Standard input is read once; a resumed run is given the same input again (its
     // checkpoint is only used when the input is the same).
     let records = read_all(&a.pairs)?;
-    let encoder = a.model.load(false)?;
+    let recorded = relbert::store::qdrant::export::recorded(&conn)
+        .with_context(|| format!("reading the record of {}", conn.target()))?;
+    let dtype = collection_dtype(
+        a.model.dtype.unwrap_or(relbert::Dtype::F32),
+        a.model.dtype.is_some(),
+        recorded.as_ref().map(|r| &r.encoder),
+        &conn.target(),
+    )?;
+    let encoder = super::ModelArgs {
+        dtype: Some(dtype),
+        ..a.model.clone()
+    }
+    .load(false)?;
     let records = screen(&encoder, records, a.skip_long)?;
-    // Created once the library has counted the distinct pairs.
-    let pb = std::cell::OnceCell::new();
-    let started = std::cell::Cell::new(false);
+    // Created once the library has counted the distinct pairs. Told from the encoder's
+    // worker threads, hence a lock and atomics.
+    let pb = std::sync::OnceLock::new();
+    let started = AtomicBool::new(false);
+    // Counts from several threads may come out of order: one below the highest told is
+    // left out, so the count shown never goes back.
+    let highest = AtomicU64::new(0);
     let report = relbert::store::qdrant::export::build_collection(
         &encoder,
         records,
         &conn,
         &settings,
+        a.target.given(a.f16),
         &relbert::store::qdrant::export::ExportOptions {
             add: a.target.add,
             ..Default::default()
@@ -507,10 +525,8 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
         },
         &|n| {
             let Some(pb) = pb.get() else { return };
-            if !started.replace(true) && n > 0 {
-                pb.resume_from(n);
-            } else {
-                pb.set_position(n)
+            if highest.fetch_max(n, Ordering::Relaxed) <= n {
+                rows_done(pb, &started, n);
             }
         },
     )
@@ -526,6 +542,47 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     }
     super::export::log_load(&conn, &report);
     Ok(())
+}
+
+/// The number format a build into the collection `target` encodes at: the one its record
+/// (`recorded`, `None` for a new collection) names unless `--dtype` was `given`, and then
+/// `flag`, which must be the recorded one when there is a record. An existing collection's
+/// points are all of one format: an `--add` or a resumed build at the flag's default would
+/// mix float32 vectors into a bf16 collection under its bf16 record (found by an audit).
+fn collection_dtype(
+    flag: relbert::Dtype,
+    given: bool,
+    recorded: Option<&relbert_index::EncoderInfo>,
+    target: &str,
+) -> Result<relbert::Dtype> {
+    let Some(info) = recorded else {
+        return Ok(flag);
+    };
+    let name = relbert::indexing::dtype_name(info);
+    let kept: relbert::Dtype = name.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{target} records vectors computed at number format {name:?}, which this relbert \
+             does not know (a newer relbert's?); build into it with that relbert, or choose \
+             another --collection"
+        )
+    })?;
+    if !given {
+        if kept != flag {
+            tracing::info!(
+                "{target} holds vectors computed at {kept}: encoding at {kept} (its recorded \
+                 number format)"
+            );
+        }
+        return Ok(kept);
+    }
+    anyhow::ensure!(
+        kept == flag,
+        "invalid value for --dtype: {target} holds vectors computed at {kept}, and --dtype \
+         {flag} would add vectors computed at {flag} under its {kept} record; leave out \
+         --dtype (a build into an existing collection encodes at its format), or choose \
+         another --collection"
+    );
+    Ok(kept)
 }
 
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
@@ -634,10 +691,8 @@ fn add(mut a: AddArgs) -> Result<()> {
         // index (its pairs are all in now: that is why nothing is new). Only relbert's own,
         // marked copy: a user's file of that name stays.
         let published_spool = relbert_index::published_spool(&a.index);
-        let own = matches!(
-            relbert_index::spool_mark(&published_spool),
-            Ok(relbert_index::SpoolMark::Marked(_))
-        );
+        // One that cannot be read is left as it is.
+        let own = relbert_index::is_marked_spool(&published_spool).unwrap_or(false);
         if !spool && own {
             std::fs::remove_file(&published_spool)
                 .with_context(|| format!("removing {}", published_spool.display()))?;
@@ -669,6 +724,10 @@ fn add(mut a: AddArgs) -> Result<()> {
     let pb = Progress::pairs(new.len() as u64, "encoding");
     let started = AtomicBool::new(false);
     let mut graph_pb = None::<Progress>;
+    // Whether a partial directory was there before this run: one this run makes and a
+    // failure leaves is said in the error, not found later as a stray directory.
+    let partial = relbert_index::partial_dir(&a.index)?;
+    let had_partial = std::fs::symlink_metadata(&partial).is_ok();
     let report = add_to_index(
         &encoder,
         idx,
@@ -687,7 +746,14 @@ fn add(mut a: AddArgs) -> Result<()> {
             }
         },
     )
-    .with_context(|| format!("adding to index {}", a.index.display()))?;
+    .map_err(|e| {
+        let note = left_partial_note(&partial, had_partial, &e);
+        let err = anyhow::Error::new(e).context(format!("adding to index {}", a.index.display()));
+        match note {
+            Some(note) => anyhow::anyhow!("{err:#}; {note}"),
+            None => err,
+        }
+    })?;
     if let Some(b) = &graph_pb {
         b.finish();
     }
@@ -713,6 +779,47 @@ fn add(mut a: AddArgs) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// What an `index add` that failed with `err` says of the partial directory `partial` when
+/// this run made it (`existed`: one was there before) and left it: the grow keeps it after
+/// a failure once the index is copied into it or it holds the copy of standard input, and
+/// the same add run again resumes from it. Nothing for a directory an earlier run left (the failure's
+/// own message is about it, if anything), nor for a damaged one, whose error already says
+/// to remove it.
+fn left_partial_note(partial: &Path, existed: bool, err: &relbert::Error) -> Option<String> {
+    if existed || std::fs::symlink_metadata(partial).is_err() {
+        return None;
+    }
+    // These errors say themselves what the partial directory is and what to do with it
+    // (a full disk's holds the add to resume; an unremoved old copy is the old index).
+    if matches!(
+        err,
+        relbert::Error::Index(
+            relbert_index::IndexError::PartialDamaged { .. }
+                | relbert_index::IndexError::NoSpace { .. }
+                | relbert_index::IndexError::OldIndexLeft { .. }
+        )
+    ) {
+        return None;
+    }
+    let spool = partial.join("input.spool").is_file();
+    Some(format!(
+        "{} keeps what this add had done{}: the same add run again resumes from it{}; to give \
+         it up, remove {}",
+        partial.display(),
+        if spool {
+            ", with its copy of standard input"
+        } else {
+            ""
+        },
+        if spool {
+            " (with `--pairs -` and nothing on standard input, from that copy)"
+        } else {
+            ""
+        },
+        partial.display()
+    ))
 }
 
 /// The context of an index that failed to open: a partial build has no meta until it is
@@ -766,5 +873,105 @@ fn check_add_target(dir: &Path) -> Result<()> {
             dir.display()
         ),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed add left the partial directory it made without a word (found by an audit:
+    /// the user met a stray `DIR.partial`, which the next add resumed). The error now says
+    /// what it holds and what to do, only for a directory this run made.
+    #[test]
+    fn a_partial_directory_this_add_made_and_left_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let partial = tmp.path().join("idx.partial");
+        let err = || relbert::Error::Index(relbert_index::IndexError::InvalidParameter("x".into()));
+        assert_eq!(
+            left_partial_note(&partial, false, &err()),
+            None,
+            "none left"
+        );
+        std::fs::create_dir(&partial).unwrap();
+        let note = left_partial_note(&partial, false, &err()).unwrap();
+        let shown = partial.display().to_string();
+        assert!(note.starts_with(&shown) && note.ends_with(&format!("remove {shown}")));
+        assert!(
+            note.contains("resumes") && !note.contains("standard input"),
+            "{note}"
+        );
+        std::fs::write(partial.join("input.spool"), "# relbert input spool 1\n").unwrap();
+        let note = left_partial_note(&partial, false, &err()).unwrap();
+        assert!(note.contains("copy of standard input"), "{note}");
+        assert_eq!(
+            left_partial_note(&partial, true, &err()),
+            None,
+            "an earlier run's"
+        );
+        let damaged = relbert::Error::Index(relbert_index::IndexError::PartialDamaged {
+            path: partial.join("vectors"),
+            partial: partial.clone(),
+            reason: "x".into(),
+        });
+        assert_eq!(left_partial_note(&partial, false, &damaged), None);
+    }
+
+    /// Found by an audit: `index build --collection C --add` (or a resumed build) without
+    /// `--dtype` encoded at the flag's default, float32, into a bf16 collection under its
+    /// bf16 record. Without `--dtype` the collection's format is used; a `--dtype` given
+    /// that differs is refused, naming both; a new collection takes the flag.
+    #[test]
+    fn a_build_into_a_collection_encodes_at_its_recorded_format() {
+        use relbert::Dtype;
+        let at = |dtype| {
+            relbert::indexing::encoder_info(&relbert::relation::EncoderIdentity {
+                model: "m".into(),
+                weights_sha256: "00".into(),
+                template: "<subj> <mask> <obj>".into(),
+                aggregation: "mask".into(),
+                offset_weight: None,
+                dtype,
+                files_digest: None,
+            })
+        };
+        let bf16 = at(Dtype::Bf16);
+        let target = "http://q:6334 collection c";
+        assert_eq!(
+            collection_dtype(Dtype::F32, false, Some(&bf16), target).unwrap(),
+            Dtype::Bf16
+        );
+        assert_eq!(
+            collection_dtype(Dtype::Bf16, true, Some(&bf16), target).unwrap(),
+            Dtype::Bf16
+        );
+        let err = collection_dtype(Dtype::F32, true, Some(&bf16), target)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--dtype")
+                && err.contains("computed at bf16")
+                && err.contains("--dtype f32")
+                && err.contains(target),
+            "{err}"
+        );
+        assert_eq!(
+            collection_dtype(Dtype::F32, false, Some(&at(Dtype::F32)), target).unwrap(),
+            Dtype::F32
+        );
+        for given in [false, true] {
+            assert_eq!(
+                collection_dtype(Dtype::F16, given, None, target).unwrap(),
+                Dtype::F16
+            );
+        }
+        let odd = relbert_index::EncoderInfo {
+            aggregation: "mask+dtype:fp8".into(),
+            ..bf16
+        };
+        let err = collection_dtype(Dtype::F32, false, Some(&odd), target)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"fp8\"") && err.contains(target), "{err}");
     }
 }

@@ -6,7 +6,8 @@
 //!   runs no destructors, and a stopped run would otherwise leave its partial temporary
 //!   files, its outputs' lock files and (`pairs mine`) a work directory of spilled runs until
 //!   a later run to the same outputs cleared them. One [`Interrupts`] per run says what to
-//!   remove; on a signal it is removed and the run exits with status 130, except once the run
+//!   remove; on a signal it is removed and the run exits with 128 plus the signal's number
+//!   (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP), except once the run
 //!   is renaming its outputs into place, which a signal lets finish (a run leaves all its
 //!   outputs or none).
 //! * [`StopRequest`], for `relbert train`, which stops gracefully instead: the step in flight
@@ -26,7 +27,6 @@
 //! reaction runs on an ordinary thread, not in a signal handler, so it may take locks,
 //! allocate and remove files.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -160,9 +160,10 @@ fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> Result<(), String> 
 }
 
 /// Writes `message` to standard error, ignoring a failure: the reaction to a signal goes on
-/// (and exits as it should) when standard error is gone.
+/// (and exits as it should) when standard error is gone, or a pipe whose reader has gone
+/// (written through [`relbert::output::Stderr`], which never raises SIGPIPE).
 fn say(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
+    relbert::output::eprint_line(message);
 }
 
 /// What an interrupt removes. Filled by the run as it claims things: before, the same
@@ -183,7 +184,7 @@ pub(super) struct Cleanup {
     /// The outputs are being renamed into place: a signal lets that finish.
     committing: bool,
     /// The run has returned ([`Interrupts`] dropped): a signal now has nothing to remove or
-    /// to report, and ends the process as it would have without a handler.
+    /// to report, and ends the process with the same status as a signal during the run.
     disarmed: bool,
 }
 
@@ -194,18 +195,19 @@ pub(super) struct Interrupts(Arc<Mutex<Cleanup>>);
 
 impl Interrupts {
     /// Installs the handler, removing `files` on an interrupt (more can be added with
-    /// [`Interrupts::with`]). Every signal exits with status 130, the status these commands
-    /// have always had on a stop; the run is not whole whichever signal stopped it.
+    /// [`Interrupts::with`]). A signal exits with 128 plus its number (130 for SIGINT, 143
+    /// for SIGTERM, 129 for SIGHUP), as `train` does and as a shell reports a process the
+    /// signal killed, so that a supervisor reading the status can tell a `kill` from a Ctrl-C.
     pub fn install(files: Vec<PathBuf>) -> Interrupts {
         let state = Arc::new(Mutex::new(Cleanup {
             files,
             ..Cleanup::default()
         }));
         let shared = state.clone();
-        let installed = watch(move |_| {
+        let installed = watch(move |which| {
             let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
             if st.disarmed {
-                std::process::exit(130);
+                std::process::exit(which.exit_status());
             }
             if st.committing {
                 say("interrupted while the output is renamed into place: finishing that first");
@@ -229,7 +231,7 @@ impl Interrupts {
             } else {
                 say("interrupted: nothing was written");
             }
-            std::process::exit(130);
+            std::process::exit(which.exit_status());
         });
         if let Err(e) = installed {
             tracing::warn!(

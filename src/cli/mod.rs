@@ -76,9 +76,11 @@ pub struct ModelArgs {
     pub device: String,
     /// Number format of the encoder's matrix products: f32, bf16 (fast on CPUs with
     /// AVX512-BF16 and on GPUs) or f16 (GPU); accumulation, LayerNorm, softmax and pooling stay
-    /// f32. Recorded in an index's encoder identity.
-    #[arg(long, default_value = "f32")]
-    pub dtype: relbert::Dtype,
+    /// f32. Recorded in an index's encoder identity. Default: f32, or for a build into an
+    /// existing Qdrant collection the format it records.
+    // An `Option`, so that a value given is told from the default.
+    #[arg(long)]
+    pub dtype: Option<relbert::Dtype>,
 }
 
 impl ModelArgs {
@@ -90,7 +92,7 @@ impl ModelArgs {
             aggregation: None,
             batch_size: 64,
             device: "cpu".into(),
-            dtype: relbert::Dtype::F32,
+            dtype: None,
         }
     }
 
@@ -111,7 +113,7 @@ impl ModelArgs {
             device: parse_device(&self.device)?,
             trainable,
             offset_weight: None,
-            dtype: self.dtype,
+            dtype: self.dtype.unwrap_or(relbert::Dtype::F32),
         };
         let started = std::time::Instant::now();
         let enc = RelationEncoder::load(&dir, &opts).map_err(|e| {

@@ -700,7 +700,7 @@ fn write_pairs(w: &mut impl Write, header: &str, pairs: &[MinedPair]) -> Result<
 /// ([`MineReport::seconds`]) leaves of it went into writing the outputs.
 fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
     use super::progress::{group, rate};
-    eprintln!(
+    relbert::say!(
         "mined {} pairs from {} files: {} tokens in {} sentences, {} terms{}, {} distinct pairs ({} at or above the floor), {:.1}s",
         group(r.pairs_out as u64),
         group(r.files as u64),
@@ -723,13 +723,15 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
             continue;
         }
         if p.bytes == 0 {
-            eprintln!(
+            relbert::say!(
                 "  {:<18} {:>7.1}s ({:.1}s CPU)",
-                p.name, p.seconds, p.cpu_seconds
+                p.name,
+                p.seconds,
+                p.cpu_seconds
             );
             continue;
         }
-        eprintln!(
+        relbert::say!(
             "  {:<18} {:>7.1}s ({:.1}s CPU)  {:>14}  {:>18}",
             p.name,
             p.seconds,
@@ -739,23 +741,23 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
         );
     }
     if writing >= 0.05 {
-        eprintln!("  {:<18} {:>7.1}s", "writing outputs", writing);
+        relbert::say!("  {:<18} {:>7.1}s", "writing outputs", writing);
     }
     if r.spilled_bytes > 0 {
-        eprintln!(
+        relbert::say!(
             "  counts over the memory budget: {:.1} MB spilled to disk and merged",
             r.spilled_bytes as f64 / 1e6
         );
     }
     if r.long_words > 0 {
-        eprintln!(
+        relbert::say!(
             "  {} candidate term(s) left out for a word longer than {} characters",
             group(r.long_words as u64),
             relbert::corpus::vocab::MAX_TERM_CHARS
         );
     }
     if r.rejected_words > 0 {
-        eprintln!(
+        relbert::say!(
             "  {} word(s) seen --min-count times left out for characters other than letters \
              (digits, `_`, `.`), such as {}",
             group(r.rejected_words as u64),
@@ -765,7 +767,7 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
     let skipped =
         r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files + r.broken_links;
     if skipped > 0 {
-        eprintln!(
+        relbert::say!(
             "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links; first: {}",
             r.invalid_utf8_lines,
             r.bad_json_lines,

@@ -216,7 +216,7 @@ impl Progress {
             } else {
                 String::new()
             };
-            eprintln!(
+            relbert::say!(
                 "{}: {}{of} MB{pct}, {}{eta}",
                 self.what,
                 mb(st.pos),
@@ -224,7 +224,7 @@ impl Progress {
             );
             return;
         }
-        eprintln!(
+        relbert::say!(
             "{}: {}/{} {}{pct}, {}{eta}",
             self.what,
             group(st.pos),

@@ -441,7 +441,7 @@ fn ensure_with(
         // moved aside, which keeps it, but an unreadable one is never removed from there.
         if matches!(is_default_cache(dir, check), Ok(false)) {
             if let Ok(Some(why)) = &judged {
-                eprintln!(
+                relbert::say!(
                     "Note: {} ($RELBERT_INDEX) is not the default model's ({why}); it holds \
                      other pairs than the default vocabulary, so it is your index, not relbert's \
                      cache: it is used as it is, and pairs it lacks are encoded with the model \
@@ -477,7 +477,7 @@ fn ensure_with(
         if usable(aside, check) {
             relbert_index::swap_dirs(dir, aside)
                 .with_context(|| format!("swapping {} and {}", dir.display(), aside.display()))?;
-            eprintln!(
+            relbert::say!(
                 "The default index was stale ({why}); the one kept in {} is the default model's \
                  and vocabulary's and is back in use (the other is kept there now).",
                 aside.display()
@@ -491,7 +491,7 @@ fn ensure_with(
         }
         std::fs::rename(dir, aside)
             .with_context(|| format!("moving {} to {}", dir.display(), aside.display()))?;
-        eprintln!(
+        relbert::say!(
             "The default index is stale ({why}); it was moved to {} (kept in case the model or \
              vocabulary changes back) and a new one is built now.",
             aside.display()
@@ -499,7 +499,7 @@ fn ensure_with(
     } else if usable(aside, check) {
         std::fs::rename(aside, dir)
             .with_context(|| format!("moving {} to {}", aside.display(), dir.display()))?;
-        eprintln!(
+        relbert::say!(
             "Using the default index kept in {} (built with the default model from the default \
              vocabulary).",
             aside.display()
@@ -523,7 +523,7 @@ fn ensure_with(
     // Before anything is read or loaded: a second query started while the first builds
     // said it was building too, loaded the model, and only then met the build's lock.
     refuse_while_building(dir)?;
-    eprintln!(
+    relbert::say!(
         "Building the default index at {} from {} vocabulary file(s) in {} with the default \
          model at {} (once per default model and vocabulary; an interrupted build resumes).",
         dir.display(),
@@ -533,7 +533,7 @@ fn ensure_with(
     );
     let records = read_all(&files)?;
     let encoder = ModelArgs {
-        dtype,
+        dtype: Some(dtype),
         device: device.to_string(),
         ..ModelArgs::defaults()
     }
@@ -609,7 +609,7 @@ fn ensure_with(
                 relbert_index::partial_dir(dir)?.display()
             )));
         }
-        eprintln!(
+        relbert::say!(
             "The interrupted build of the default index in {} was started with a \
                  different {what}; it is discarded and the build starts over.",
             relbert_index::partial_dir(dir)?.display()
@@ -753,21 +753,26 @@ fn why_not_a_pair(line: &str) -> String {
 /// The most characters of the input an error message quotes ([`quoted`]).
 const QUOTED_CHARS: usize = 80;
 
+/// The first [`QUOTED_CHARS`] characters of `text`, and the mark (`…`) that says it was
+/// cut, or `""`.
+fn cut_for_message(text: &str) -> (&str, &'static str) {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => (&text[..at], "…"),
+        None => (text, ""),
+    }
+}
+
 /// `text` quoted for a message, cut after [`QUOTED_CHARS`] characters (marked `…`): an error
 /// quoted a whole line, up to three times, so a 1 MB line made a 3 MB message.
 fn quoted(text: &str) -> String {
-    match text.char_indices().nth(QUOTED_CHARS) {
-        Some((at, _)) => format!("{:?}…", &text[..at]),
-        None => format!("{text:?}"),
-    }
+    let (kept, mark) = cut_for_message(text);
+    format!("{kept:?}{mark}")
 }
 
 /// `text` cut after [`QUOTED_CHARS`] characters (marked `…`), unquoted.
 fn shortened(text: &str) -> String {
-    match text.char_indices().nth(QUOTED_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
+    let (kept, mark) = cut_for_message(text);
+    format!("{kept}{mark}")
 }
 
 /// The longest query line read, in bytes: far above any pair a query may ask (two words of
@@ -815,8 +820,12 @@ fn read_capped_line(
 /// a BERT tokenizer reads as `[UNK]` (a 150-letter word was answered as `[UNK]` is), or
 /// holding a control character, which it drops (`dog\x01` was answered as `dog`).
 fn check_query_words(x: &str, y: &str) -> Result<()> {
-    relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS)
-        .map_err(|e| anyhow::anyhow!("{e}: {}", quoted(e.word())))
+    relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS).map_err(word_error)
+}
+
+/// The error for a word [`relbert::prompt::check_words`] refused, quoting the word.
+fn word_error(e: relbert::prompt::WordProblem) -> anyhow::Error {
+    anyhow::anyhow!("{e}: {}", quoted(e.word()))
 }
 
 /// Writes one answer as a table to `out` (standard output, whose failure the caller names).
@@ -886,17 +895,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     };
     let pair = match a.pair.as_slice() {
         [_] => one.as_ref().map(|(x, y)| (x.as_str(), y.as_str())),
-        [x, y] => {
-            let (x, y) = (x.trim(), y.trim());
-            anyhow::ensure!(
-                !relbert::pairs::blank_word(x) && !relbert::pairs::blank_word(y),
-                "invalid value for [A B]: a word of the query pair is empty, or only invisible \
-                 characters ({:?} {:?})",
-                a.pair[0],
-                a.pair[1]
-            );
-            Some((x, y))
-        }
+        // A blank word is refused below, with the other words no query answers.
+        [x, y] => Some((x.trim(), y.trim())),
         _ => None,
     };
     // Checked before the index is opened (or the default one built); a line that reads two
@@ -910,7 +910,20 @@ pub fn run(a: QueryArgs) -> Result<()> {
             .iter()
             .all(|(x, y)| check_query_words(x, y).is_err())
         {
-            check_query_words(x, y).context("invalid value for [A B]")?;
+            match relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS) {
+                Ok(()) => {}
+                // Only two arguments can give a blank word (one reads as no pair above):
+                // named as the user typed them, spaces included.
+                Err(relbert::prompt::WordProblem::Blank { .. }) if readings.is_empty() => {
+                    anyhow::bail!(
+                        "invalid value for [A B]: a word of the query pair is empty, or only \
+                         invisible characters ({:?} {:?})",
+                        a.pair[0],
+                        a.pair[1]
+                    )
+                }
+                Err(e) => return Err(word_error(e)).context("invalid value for [A B]"),
+            }
         }
     }
     let mut engine = match &a.collection {
@@ -983,7 +996,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal() && !a.json;
     if interactive {
-        eprintln!("A is to B as ? is to ?  Type a pair (a b, a:b or a<TAB>b); Ctrl-D to quit.");
+        relbert::say!("A is to B as ? is to ?  Type a pair (a b, a:b or a<TAB>b); Ctrl-D to quit.");
     }
     let mut out = std::io::stdout().lock();
     let mut input = stdin.lock();
@@ -996,8 +1009,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let put = relbert::output::stdout_error;
     loop {
         if interactive {
-            eprint!("> ");
-            std::io::stderr().flush().ok();
+            // A prompt lost with its terminal loses nothing else (`eprint!` panics).
+            let _ = relbert::output::Stderr.write_all(b"> ");
         }
         let read = read_capped_line(&mut input, &mut buf, MAX_LINE_BYTES)
             .context("reading standard input")?;
@@ -1105,7 +1118,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     let doc = serde_json::json!({"line": lineno, "query": pair, "input": raw, "error": msg});
                     writeln!(out, "{doc}").map_err(put)?;
                 } else {
-                    eprintln!("error: line {lineno}: {msg}");
+                    relbert::say!("error: line {lineno}: {msg}");
                 }
             }
         }

@@ -91,12 +91,23 @@ pub fn run(a: ServeArgs) -> Result<()> {
                 std::fs::symlink_metadata(index.join("meta")),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound
             );
-            anyhow::ensure!(
-                !missing,
-                "no index at {} (build one with relbert index build, or run relbert query \
-                 once to build the default index)",
-                index.display()
-            );
+            if missing {
+                // An interrupted build is said as query and `index info` say it (found by an
+                // audit: serve called it "no index" and advised building one).
+                // The cases `opening` names as unfinished, and only those.
+                let unfinished = index.join("checkpoint").is_file()
+                    || (std::fs::symlink_metadata(&index).is_err()
+                        && relbert_index::partial_dir(&index)
+                            .is_ok_and(|p| p.join("checkpoint").is_file()));
+                if unfinished {
+                    anyhow::bail!("{}", super::index::opening(&index));
+                }
+                anyhow::bail!(
+                    "no index at {} (build one with relbert index build, or run relbert query \
+                     once to build the default index)",
+                    index.display()
+                );
+            }
             Backend::Index(index)
         }
     };
@@ -174,7 +185,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     runtime
         .block_on(relbert::serve::serve(opts, |addr| {
             // On stderr for people and for scripts that start it on port 0.
-            eprintln!("relbert serve: listening on http://{addr}");
+            relbert::say!("relbert serve: listening on http://{addr}");
         }))
         .context("relbert serve")?;
     Ok(())

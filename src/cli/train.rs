@@ -208,9 +208,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut validation_seconds = 0.0f64;
     let mut on_event = |ev: Event| match ev {
         Event::Baseline(v) => {
-            eprintln!(
+            relbert::say!(
                 "base model: validation score {:.4} (analogy {:?}, semeval {:.4})",
-                v.score, v.analogy, v.semeval
+                v.score,
+                v.analogy,
+                v.semeval
             );
         }
         Event::EpochStart { epoch, steps } => {
@@ -239,7 +241,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                         epochs + 1 - epoch_now,
                         validation_seconds,
                     );
-                    eprintln!(
+                    relbert::say!(
                         "  epoch {epoch_now}/{epochs}, step {step_in_epoch}/{}: loss {loss:.4}, \
                          {per_step:.2}s/step, ETA {eta} for the run",
                         bar.length().unwrap_or(0),
@@ -253,7 +255,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             if let Some(bar) = pb.take() {
                 bar.finish_and_clear();
             }
-            eprintln!(
+            relbert::say!(
                 "epoch {}: mean loss {:.4}, {:.1}s ({:.2}s/step); validation score {:.4} (analogy {:?}, semeval {:.4})",
                 m.epoch,
                 m.mean_loss,
@@ -268,7 +270,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let report = train(&cfg, &a.out, a.force, stop.flag(), &mut on_event)
         .with_context(|| format!("training {} into {}", a.base.display(), a.out.display()))?;
     match report.best_epoch {
-        Some(e) => eprintln!(
+        Some(e) => relbert::say!(
             "best epoch {e} (score {:.4}) saved in {}{}",
             report.best_score.unwrap_or(f64::NAN),
             a.out.display(),
@@ -278,7 +280,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 ""
             }
         ),
-        None => eprintln!("stopped before the first epoch finished: nothing saved"),
+        None => relbert::say!("stopped before the first epoch finished: nothing saved"),
     }
     if let Some(signal) = stop.signal() {
         let done = report.epochs.len();
@@ -289,7 +291,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             // asked the pipeline to stop.
             "after the last epoch had finished".into()
         };
-        eprintln!(
+        relbert::say!(
             "error: training was stopped by {} {what}; exiting with status {}",
             signal.name(),
             signal.exit_status()

@@ -27,12 +27,22 @@ pub struct Accuracy {
     pub accuracy: f64,
     /// Number of questions.
     pub n: usize,
-    /// Number answered right (`accuracy` × `n`), kept so that sets can be pooled exactly. Not
-    /// serialised: reports carry `accuracy` and `n` as before.
-    #[serde(skip)]
+    /// Number answered right (`accuracy` × `n`), kept so that sets can be pooled exactly.
     pub right: usize,
     /// Accuracy per question prefix.
     pub by_prefix: BTreeMap<String, f64>,
+    /// Questions and right answers per question prefix: the counts behind
+    /// [`Accuracy::by_prefix`], which a report of ratios alone could not give back.
+    pub by_prefix_counts: BTreeMap<String, PrefixCount>,
+}
+
+/// The questions of one prefix, and how many were answered right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PrefixCount {
+    /// Number answered right.
+    pub right: usize,
+    /// Number of questions.
+    pub n: usize,
 }
 
 /// Cosine similarity of two vectors.
@@ -106,8 +116,12 @@ pub fn accuracy(questions: &[AnalogyQuestion], score: impl Fn(&Pair, &Pair) -> f
         n: questions.len(),
         right,
         by_prefix: per
+            .iter()
+            .map(|(k, &(r, n))| (k.clone(), r as f64 / n as f64))
+            .collect(),
+        by_prefix_counts: per
             .into_iter()
-            .map(|(k, (r, n))| (k, r as f64 / n as f64))
+            .map(|(k, (right, n))| (k, PrefixCount { right, n }))
             .collect(),
     }
 }
@@ -338,5 +352,30 @@ mod tests {
         let acc = accuracy_with_vectors(&[q], &v, Similarity::Cosine);
         assert_eq!(acc.accuracy, 1.0);
         assert_eq!(acc.by_prefix["t"], 1.0);
+    }
+
+    /// An audit found the `--breakdown` table's per-prefix question counts missing from the
+    /// JSON report, which held only the ratios (and no count of right answers at all).
+    #[test]
+    fn counts_per_prefix_are_serialised_beside_the_ratios() {
+        let mut v = HashMap::new();
+        v.insert(p("a", "b"), vec![1.0, 0.0]);
+        v.insert(p("c", "d"), vec![0.0, 1.0]);
+        let mut qs = vec![
+            q(p("a", "b"), vec![p("c", "d"), p("a", "b")], 1),
+            q(p("a", "b"), vec![p("c", "d"), p("a", "b")], 0),
+            q(p("a", "b"), vec![p("c", "d"), p("a", "b")], 1),
+        ];
+        qs[2].prefix = "u".into();
+        let acc = accuracy_with_vectors(&qs, &v, Similarity::Cosine);
+        let json = serde_json::to_value(&acc).unwrap();
+        assert_eq!(json["n"], 3);
+        assert_eq!(json["right"], 2);
+        assert_eq!(json["by_prefix"]["t"], 0.5);
+        assert_eq!(json["by_prefix"]["u"], 1.0);
+        assert_eq!(
+            json["by_prefix_counts"],
+            serde_json::json!({"t": {"right": 1, "n": 2}, "u": {"right": 1, "n": 1}})
+        );
     }
 }

@@ -536,11 +536,26 @@ impl RelationEncoder {
     /// Unit word-vector offsets `e(tail) − e(head)` ([`crate::analogy::offset`] over
     /// [`Self::embed_words`]), in input order.
     pub fn offsets<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<Vec<f32>>> {
+        self.offsets_with_progress(pairs, &|_| {})
+    }
+
+    /// [`Self::offsets`], telling `progress` how many pairs are done, as the other pair
+    /// vectors' functions do (`bench analogy --method offset` showed 0 pairs done to the end).
+    /// The work is encoding distinct words, not pairs, so the count is the share of distinct
+    /// words encoded, in pairs; the last report is every pair.
+    pub fn offsets_with_progress<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<f32>>> {
         let words: Vec<&str> = pairs
             .iter()
             .flat_map(|(h, t)| [h.as_ref(), t.as_ref()])
             .collect();
-        let wv = self.embed_words(&words)?;
+        let wv = self.words_with_progress(&words, &|done, distinct| {
+            progress(done * pairs.len() / distinct.max(1))
+        })?;
+        progress(pairs.len());
         Ok(wv
             .chunks(2)
             .map(|ht| crate::analogy::offset(&ht[0], &ht[1]))
@@ -668,6 +683,15 @@ impl RelationEncoder {
     /// length. Each distinct word is encoded once, in length-sorted batches; the result is in
     /// input order.
     pub fn embed_words<S: AsRef<str> + Sync>(&self, words: &[S]) -> Result<Vec<Vec<f32>>> {
+        self.words_with_progress(words, &|_, _| {})
+    }
+
+    /// [`Self::embed_words`], telling `progress` (done, total) in distinct words.
+    fn words_with_progress<S: AsRef<str> + Sync>(
+        &self,
+        words: &[S],
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<Vec<f32>>> {
         let mut distinct: Vec<&str> = Vec::new();
         let mut slot: HashMap<&str, usize> = HashMap::new();
         let index: Vec<usize> = words
@@ -680,7 +704,8 @@ impl RelationEncoder {
             })
             .collect();
         let toks = self.tokenizer.encode_texts(&distinct)?;
-        let mut vectors = self.pool_all(&toks, Aggregation::Average, &|_| {})?;
+        let total = toks.len();
+        let mut vectors = self.pool_all(&toks, Aggregation::Average, &|n| progress(n, total))?;
         // Scaling the sum to unit length is the same as normalising the mean.
         vectors.iter_mut().for_each(|v| normalize_in_place(v));
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())

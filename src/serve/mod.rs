@@ -132,10 +132,84 @@ pub struct ServeOptions {
     pub batch: BatchConfig,
 }
 
+/// The encoder's queues ([`Batcher`]), one per number format the server has encoded at: the
+/// one it started with, and another once the served directory holds an index built at
+/// another format and no `--dtype` was given ([`AppState::follow_index`]: encoded pairs
+/// follow the index's format, as a `relbert query` stream's do). Requests take the current
+/// one through [`Deref`](std::ops::Deref), and hold it while they wait for it, so a queue
+/// once started stays, with its model, for the server's life: one per format, three at most.
+pub struct Batchers {
+    /// The format and queue the server started with.
+    first: (crate::Dtype, Batcher),
+    /// The queues started since, by [`format_slot`].
+    more: [OnceLock<Batcher>; 3],
+    /// The [`format_slot`] of the format pairs are encoded at now.
+    current: std::sync::atomic::AtomicUsize,
+}
+
+/// Where `dtype` is in [`crate::Dtype::ALL`].
+fn format_slot(dtype: crate::Dtype) -> usize {
+    crate::Dtype::ALL
+        .iter()
+        .position(|d| *d == dtype)
+        .unwrap_or_default()
+}
+
+impl Batchers {
+    fn new(dtype: crate::Dtype, batcher: Batcher) -> Self {
+        Batchers {
+            first: (dtype, batcher),
+            more: Default::default(),
+            current: std::sync::atomic::AtomicUsize::new(format_slot(dtype)),
+        }
+    }
+
+    /// The number format pairs are encoded at now.
+    pub fn dtype(&self) -> crate::Dtype {
+        let slot = self.current.load(std::sync::atomic::Ordering::Acquire);
+        crate::Dtype::ALL.get(slot).copied().unwrap_or(self.first.0)
+    }
+
+    /// The queue of `dtype`, if one was started.
+    fn of(&self, dtype: crate::Dtype) -> Option<&Batcher> {
+        if dtype == self.first.0 {
+            return Some(&self.first.1);
+        }
+        self.more.get(format_slot(dtype)).and_then(OnceLock::get)
+    }
+
+    /// Starts the queue of `dtype` with `start` unless there is one.
+    fn start(&self, dtype: crate::Dtype, start: impl FnOnce() -> Result<Batcher>) -> Result<()> {
+        if self.of(dtype).is_some() {
+            return Ok(());
+        }
+        if let Some(slot) = self.more.get(format_slot(dtype)) {
+            // A queue another caller set meanwhile is kept; this one stops with its handle.
+            let _ = slot.set(start()?);
+        }
+        Ok(())
+    }
+
+    /// Encodes at `dtype` from now on, once its queue is started ([`Self::start`]).
+    fn switch(&self, dtype: crate::Dtype) {
+        if self.of(dtype).is_some() {
+            self.current
+                .store(format_slot(dtype), std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+impl std::ops::Deref for Batchers {
+    type Target = Batcher;
+    fn deref(&self) -> &Batcher {
+        self.of(self.dtype()).unwrap_or(&self.first.1)
+    }
+}
+
 /// The parts that exist once the store is open and the model loaded.
 pub struct Loaded {
-    /// The encoder's queue.
-    pub batcher: Batcher,
+    /// The encoder's queues: the current one is what requests use.
+    pub batcher: Batchers,
     /// What requests read from; replaced whole when `index add`, a rebuild or a forced
     /// build publishes a new index into the served directory ([`AppState::follow_index`]).
     view: std::sync::RwLock<Arc<View>>,
@@ -458,9 +532,10 @@ impl AppState {
                 engine.set_dtype(d);
             }
             let enc = engine.open_model(self.batch.max_batch)?;
+            let dtype = enc.dtype();
             let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
             Ok(Loaded {
-                batcher,
+                batcher: Batchers::new(dtype, batcher),
                 view: std::sync::RwLock::new(Arc::new(View {
                     engine: Arc::new(engine),
                     suggestions,
@@ -514,6 +589,9 @@ impl AppState {
     /// forced build), opens that one and serves it from now on; requests in flight finish on
     /// the old one. An index of another pair function is not served (its vectors would not
     /// be comparable with the encoder's): that is logged once, and the old index stays.
+    /// Pairs it does not hold are encoded at its number format from then on (the model is
+    /// loaded at that format beside the one there was: [`Batchers`]), unless `--dtype`
+    /// chose one, which stays, with the note a start-up logs when the two differ.
     ///
     /// A directory that holds no index (removed, or its `meta` unreadable) is not a reason
     /// to stop: the open index keeps answering, as requests in flight need, and a rebuild in
@@ -573,6 +651,38 @@ impl AppState {
             *refused = Some(index.id());
             return Ok(false);
         }
+        // Pairs are encoded at the new index's number format unless `--dtype` chose one
+        // (found by an audit: the encoder kept the replaced index's format without a word).
+        let (was, now) = (&open.meta().encoder, &index.meta().encoder);
+        let follow = match self.dtype {
+            None => {
+                let dtype = match self.start_format(loaded, dir, now) {
+                    Ok(dtype) => dtype,
+                    Err(e) => {
+                        tracing::error!(
+                            "{} now holds index {}, built at {}, and its model cannot be \
+                             loaded at that format ({e}); still serving index {} (restart the \
+                             server to serve the new one)",
+                            dir.display(),
+                            index.id(),
+                            crate::indexing::dtype_name(now),
+                            open.id()
+                        );
+                        *refused = Some(index.id());
+                        return Ok(false);
+                    }
+                };
+                (dtype != loaded.batcher.dtype()).then_some(dtype)
+            }
+            Some(d) => {
+                if crate::indexing::dtype_name(was) != crate::indexing::dtype_name(now) {
+                    if let Some(note) = crate::indexing::dtype_note_at(now, d) {
+                        tracing::warn!("{note}");
+                    }
+                }
+                None
+            }
+        };
         tracing::info!(
             "{} changed: now serving index {} ({} pairs)",
             dir.display(),
@@ -580,7 +690,39 @@ impl AppState {
             next.pairs
         );
         loaded.replace_view(next);
+        if let Some(dtype) = follow {
+            tracing::info!(
+                "{}: pairs the index does not hold are encoded at {dtype} from now on, the \
+                 format it was built at (the index it replaced was built at {})",
+                dir.display(),
+                crate::indexing::dtype_name(was)
+            );
+            loaded.batcher.switch(dtype);
+        }
         Ok(true)
+    }
+
+    /// The number format the index whose encoder is `built` (in `dir`) was built at, with
+    /// an encoder queue of that format started when there is none yet: the model loaded as
+    /// at start-up, at that format.
+    fn start_format(
+        &self,
+        loaded: &Loaded,
+        dir: &std::path::Path,
+        built: &relbert_index::EncoderInfo,
+    ) -> Result<crate::Dtype> {
+        let dtype = crate::indexing::built_dtype(built, dir)?;
+        loaded.batcher.start(dtype, || {
+            let opts = crate::EncoderOptions {
+                batch_size: self.batch.max_batch.max(1),
+                device: self.device.clone(),
+                ..Default::default()
+            };
+            let enc =
+                crate::query::store_encoder(built, dir, self.model.as_deref(), Some(dtype), opts)?;
+            Batcher::start(enc, self.batch.clone(), self.metrics.clone())
+        })?;
+        Ok(dtype)
     }
 
     /// Whether the served index directory has held no index for [`MISSING_LOOKS`] looks of
@@ -1167,4 +1309,136 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T
 /// The request time limit as a `Duration`.
 pub(crate) fn timeout_of(limits: &Limits) -> Duration {
     Duration::from_millis(limits.request_timeout_ms.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indexing::{build_index, BuildOptions};
+    use crate::{Dtype, EncoderOptions, RelationEncoder};
+
+    fn tiny(dtype: Dtype) -> RelationEncoder {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        RelationEncoder::load(
+            &dir,
+            &EncoderOptions {
+                dtype,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// Builds (or replaces) the index at `dir` from a few pairs, encoded at `dtype`.
+    fn build(dir: &std::path::Path, dtype: Dtype) {
+        let text = "paris\tfrance\nrome\titaly\ndog\tpuppy\ncat\tkitten\ntokyo\tjapan\n";
+        let records =
+            crate::pairs::parse_pairs(text.as_bytes(), std::path::Path::new("p.tsv")).unwrap();
+        let opts = BuildOptions {
+            hnsw: relbert_index::HnswParams::default(),
+            half: false,
+            force: true,
+            spool: false,
+            graph_while_encoding: crate::indexing::GraphWhileEncoding::Off,
+        };
+        build_index(&tiny(dtype), &records, dir, &opts, &|_| {}, &mut |_| {}).unwrap();
+    }
+
+    /// What `f` logs at info and above, as text.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    /// The largest difference between two vectors' components.
+    fn apart(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Found by an audit: after `index build --force --dtype bf16` over the served float32
+    /// index, the server served the new index but its encoder kept encoding at float32, with
+    /// no note. Without `--dtype` it now encodes at the new index's format, saying so; with
+    /// `--dtype` the format stays, with the note a start-up logs.
+    #[test]
+    fn the_encoder_follows_a_replaced_index_s_number_format() {
+        let pair = ("lion", "cub");
+        let want = |dtype| tiny(dtype).embed(&[pair]).unwrap().remove(0);
+        let (f32_vec, bf16_vec) = (want(Dtype::F32), want(Dtype::Bf16));
+        // Else the test could not tell the formats apart.
+        assert!(apart(&f32_vec, &bf16_vec) > 1e-5);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (flag, after) in [(None, &bf16_vec), (Some(Dtype::F32), &f32_vec)] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("idx");
+            build(&dir, Dtype::F32);
+            let state = AppState::new(&ServeOptions {
+                backend: Backend::Index(dir.clone()),
+                model: None,
+                dtype: flag,
+                device: candle_core::Device::Cpu,
+                addr: "127.0.0.1:0".parse().unwrap(),
+                token: None,
+                limits: Limits::default(),
+                batch: BatchConfig::default(),
+            });
+            state.load().unwrap();
+            assert!(apart(&encoded(&rt, &state, pair), &f32_vec) < 1e-6);
+
+            build(&dir, Dtype::Bf16);
+            let (switched, log) = logged(|| state.follow_index().unwrap());
+            assert!(switched, "{log}");
+            let now = encoded(&rt, &state, pair);
+            assert!(apart(&now, after) < 1e-6, "{flag:?}: {log}");
+            let batchers = &state.ready().unwrap().batcher;
+            match flag {
+                None => {
+                    assert_eq!(batchers.dtype(), Dtype::Bf16);
+                    assert!(log.contains("encoded at bf16 from now on"), "{log}");
+                }
+                Some(d) => {
+                    assert_eq!(batchers.dtype(), d);
+                    assert!(
+                        log.contains("built at bf16 and queries are encoded at f32"),
+                        "{log}"
+                    );
+                }
+            }
+
+            // Back to float32: the queue started with is used again.
+            build(&dir, Dtype::F32);
+            assert!(state.follow_index().unwrap());
+            assert!(apart(&encoded(&rt, &state, pair), &f32_vec) < 1e-6);
+        }
+    }
+
+    /// `pair`'s vector from the server's encoder queue.
+    fn encoded(rt: &tokio::runtime::Runtime, state: &AppState, pair: (&str, &str)) -> Vec<f32> {
+        let batcher = &state.ready().unwrap().batcher;
+        let pairs = vec![(pair.0.to_string(), pair.1.to_string())];
+        rt.block_on(batcher.embed(pairs)).unwrap().remove(0)
+    }
 }

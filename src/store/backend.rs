@@ -169,7 +169,9 @@ impl WordTable {
 /// A search of a local index that also returns each hit's row: `self_row` (the query pair's
 /// row, if stored) and pairs holding one of `req.exclude_words` are left out. `words`, the
 /// index's [`WordTable`] if the caller keeps one, makes the shared-word test cheap. Shared
-/// by [`LocalStore`] and the server, which reads the hits' vectors by row.
+/// by [`LocalStore`] and the server, which reads the hits' vectors by row. A stored row
+/// that is NaN or zero is never a hit; the first one met is logged as a warning, once per
+/// open index ([`Index::invalid_row_notice`]).
 pub fn search_local(
     index: &Index,
     vector: &[f32],
@@ -203,6 +205,11 @@ pub fn search_local(
         // A stored pair's vector is its own row: the search starts there.
         index.search_filtered_from(vector, req.k, req.ef.max(req.k), self_row, keep)?
     };
+    // A stored vector that is NaN or zero (a file rewritten with fresh checksums) is left
+    // out of the hits by the index; the user hears of it once per open index, not per query.
+    if let Some(e) = index.invalid_row_notice() {
+        tracing::warn!("left out of the results: {e}");
+    }
     hits.into_iter()
         .map(|h| {
             let p = index.pair(h.row)?;

@@ -196,15 +196,47 @@ pub fn function_difference(have: &EncoderInfo, want: &EncoderInfo) -> Vec<String
     parts
 }
 
+/// The name of the number format `info` records (`f32` for one that records none, as
+/// float32 indexes and collections do), as `--dtype` spells it.
+pub fn dtype_name(info: &EncoderInfo) -> &str {
+    split_dtype(&info.aggregation).1.unwrap_or("f32")
+}
+
+/// Whether vectors from `offered` may be written beside those `built` wrote, in one index or
+/// collection: the same pair function ([`same_function`]) at the same number format.
+///
+/// Readers may encode at another format than a store's (a query's vector is compared, not
+/// stored), but a writer's vectors stay: a store of two formats would record one of them
+/// and hold the other unseen. [`format_difference`] names the formats of a refusal.
+pub fn same_vectors(built: &EncoderInfo, offered: &EncoderInfo) -> bool {
+    same_function(built, offered) && dtype_name(built) == dtype_name(offered)
+}
+
+/// `number format HAVE, not WANT` when `have` and `want` record other formats, for a
+/// writer's refusal ([`same_vectors`]); `None` when they agree.
+pub fn format_difference(have: &EncoderInfo, want: &EncoderInfo) -> Option<String> {
+    let (h, w) = (dtype_name(have), dtype_name(want));
+    (h != w).then(|| format!("number format {h}, not {w}"))
+}
+
 /// A note for the user when `offered` computes at another number format than the index
 /// `built` (see [`same_function`]); `None` when they agree.
 pub fn dtype_note(built: &EncoderInfo, offered: &EncoderInfo) -> Option<String> {
-    let name = |i: &EncoderInfo| split_dtype(&i.aggregation).1.unwrap_or("f32").to_string();
-    let (b, o) = (name(built), name(offered));
-    (b != o).then(|| {
+    format_note(dtype_name(built), dtype_name(offered))
+}
+
+/// [`dtype_note`] for queries encoded at `offered`: what a reader that keeps an explicit
+/// `--dtype` says when the index it follows is replaced by one built at another format.
+pub fn dtype_note_at(built: &EncoderInfo, offered: Dtype) -> Option<String> {
+    format_note(dtype_name(built), offered.name())
+}
+
+fn format_note(built: &str, offered: &str) -> Option<String> {
+    (built != offered).then(|| {
         format!(
-            "the index was built at {b} and queries are encoded at {o}; the two agree to cosine \
-             0.999 per pair, so only near-ties among neighbours can change order"
+            "the index was built at {built} and queries are encoded at {offered}; the two \
+             agree to cosine 0.999 per pair, so only near-ties among neighbours can change \
+             order"
         )
     })
 }
@@ -407,25 +439,15 @@ pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
     Ok(Some(crate::pairs::parse_pairs(f, &path)?))
 }
 
-/// Where [`encode_into`] hands each chunk: its entries and their unit vectors, row-major.
+/// Where [`encode_chunks`] hands each chunk: its entries and their unit vectors, row-major.
 pub(crate) type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 'a;
 
 /// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
-/// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from `skip`).
-pub(crate) fn encode_into(
-    encoder: &RelationEncoder,
-    records: &[PairRecord],
-    skip: u64,
-    on_rows: &dyn Fn(u64),
-    sink: &mut ChunkSink<'_>,
-) -> Result<()> {
-    encode_chunks(encoder, records, skip, on_rows, &|_| {}, sink)
-}
-
-/// [`encode_into`], also telling `within` the rows done inside a chunk, after each encoder
+/// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from
+/// `skip`) after each chunk, and `within` the rows done inside a chunk, after each encoder
 /// batch: a chunk takes minutes on a slow CPU, and a log without a line until it ended
 /// looked stuck. The encoder may call `within` from its worker threads, hence `Sync`.
-fn encode_chunks(
+pub(crate) fn encode_chunks(
     encoder: &RelationEncoder,
     records: &[PairRecord],
     skip: u64,
@@ -540,15 +562,14 @@ pub fn add_to_index(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<AddReport> {
     let offered = encoder_info(&encoder.identity()?);
-    if !same_function(&base.meta().encoder, &offered) {
+    // Its format too: the grown index records one format for all its rows.
+    if !same_vectors(&base.meta().encoder, &offered) {
+        let mut differs = function_difference(&base.meta().encoder, &offered);
+        differs.extend(format_difference(&base.meta().encoder, &offered));
         return Err(Error::EncoderMismatch {
             index: base.dir().to_path_buf(),
             built: base.meta().encoder.model.clone(),
-            offered: format!(
-                "{}: {}",
-                offered.model,
-                function_difference(&base.meta().encoder, &offered).join("; ")
-            ),
+            offered: format!("{}: {}", offered.model, differs.join("; ")),
         });
     }
     let started = std::time::Instant::now();
@@ -665,6 +686,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("some/idx") && err.contains("fp8"), "{err}");
+    }
+
+    /// Found by an audit: writers compared pair functions only, so a bf16 collection took
+    /// float32 vectors (an `--add`, a resumed build) under its bf16 record. Readers still
+    /// may encode at another format; writers may not, and the refusal names both.
+    #[test]
+    fn writers_keep_one_number_format() {
+        for w in [None, Some(0.7f32)] {
+            let at = |dtype| {
+                encoder_info(&EncoderIdentity {
+                    dtype,
+                    ..identity(w)
+                })
+            };
+            for (a, b) in [(Dtype::Bf16, Dtype::F32), (Dtype::F32, Dtype::F16)] {
+                let (have, want) = (at(a), at(b));
+                assert!(same_function(&have, &want));
+                assert!(!same_vectors(&have, &want) && !same_vectors(&want, &have));
+                assert_eq!(
+                    format_difference(&have, &want).as_deref(),
+                    Some(format!("number format {a}, not {b}").as_str())
+                );
+                assert!(same_vectors(&have, &have.clone()));
+                assert_eq!(format_difference(&have, &have), None);
+                assert_eq!(dtype_note_at(&have, b), dtype_note(&have, &want));
+                assert_eq!(dtype_note_at(&have, a), None);
+            }
+            assert_eq!(dtype_name(&at(Dtype::F32)), "f32");
+            assert_eq!(dtype_name(&at(Dtype::Bf16)), "bf16");
+        }
+        // Another function is still another function, whatever the format.
+        assert!(!same_vectors(
+            &encoder_info(&identity(None)),
+            &encoder_info(&identity(Some(0.7)))
+        ));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
-use crate::indexing::{built_dtype, dtype_note, encoder_info, pair_function, same_function};
+use crate::indexing::{
+    built_dtype, dtype_name, dtype_note, dtype_note_at, encoder_info, pair_function, same_function,
+};
 use crate::precision::Dtype;
 use crate::relation::{EncoderOptions, RelationEncoder};
 use crate::store::backend::{search_local, LocalStore, RelationStore, SearchRequest, WordTable};
@@ -556,7 +558,10 @@ impl QueryEngine {
 
     /// Follows a local index's directory: when it now holds another index than the one
     /// open (an `index add` or a `build --force` published a new one), opens that one and
-    /// answers from it from now on. Returns whether it switched. A new index that cannot be
+    /// answers from it from now on. Returns whether it switched. Pairs it does not hold are
+    /// encoded with its pair function at its number format (the model is loaded again when
+    /// either differs), unless [`Self::set_dtype`] chose the format: that stays, with the
+    /// note a start-up logs when it differs from the index's. A new index that cannot be
     /// opened yet (a publication racing the open shows as files of two ids) is retried on
     /// the next call; the open index keeps answering meanwhile, so a reader sees the old
     /// state or the new one, never a mixture. Other stores never switch.
@@ -574,13 +579,38 @@ impl QueryEngine {
             return Ok(false);
         };
         let same_id = next.id() == index.id();
-        let same_fn = same_function(&index.meta().encoder, &next.meta().encoder);
+        let (was, now) = (index.meta().encoder.clone(), next.meta().encoder.clone());
+        let dir = index.dir().to_path_buf();
+        let same_fn = same_function(&was, &now);
         self.stamp = Some(stamp);
         if same_id {
             return Ok(false);
         }
         if !same_fn {
             self.encoder = None;
+        } else if dtype_name(&was) != dtype_name(&now) {
+            // The format is followed as the model is, unless `--dtype` chose one (found by an
+            // audit: a stream kept encoding at the replaced index's format without a word).
+            match self.dtype {
+                None => {
+                    self.encoder = None;
+                    tracing::info!(
+                        "{} now holds an index built at {}: pairs it does not hold are encoded \
+                         at {} from now on (the index it replaced was built at {})",
+                        dir.display(),
+                        dtype_name(&now),
+                        dtype_name(&now),
+                        dtype_name(&was)
+                    );
+                }
+                // The note a model loaded at `d` logs; a model not loaded yet logs it then.
+                Some(d) if self.encoder.is_some() => {
+                    if let Some(note) = dtype_note_at(&now, d) {
+                        tracing::warn!("{note}");
+                    }
+                }
+                Some(_) => {}
+            }
         }
         self.store = Box::new(LocalStore::new(next));
         Ok(true)

@@ -407,7 +407,7 @@ pub fn average_models(
                 return Err(Error::InvalidArgument {
                     flag: "--half".into(),
                     message: format!(
-                        "{} of the average; nothing was written: average without --half to \
+                        "the average's {}; nothing was written: average without --half to \
                          save float32 weights",
                         beyond_f16_message(&name, index, value)
                     ),

@@ -29,7 +29,8 @@ pub enum FileFormat {
     Word2vec,
     /// word2vec text (`binary=False`): one `key v1 v2 …` line per pair.
     Word2vecText,
-    /// A float32 `[n, dim]` NumPy array plus `<out>.pairs.tsv`.
+    /// A float32 `[n, dim]` NumPy array plus its pair list beside it, `--out`'s `.npy`
+    /// extension replaced (`v.npy` -> `v.pairs.tsv`; other names kept whole).
     Npy,
 }
 

@@ -18,16 +18,16 @@
 //!
 //! **Several sources.** A collection is made from one source (a local index, or a pair file
 //! encoded straight into it) and refuses another by default. With `--add`
-//! ([`ExportOptions::add`]) a source of the same pair function is added beside it: a grown
-//! index (`relbert index add` gives it a new id), another slice of a corpus, another
-//! machine's encoder. Each added source is recorded under its own metadata key and keeps its
-//! own checkpoint, so loaders of different sources can run at once; pairs two sources share
-//! are one point (same id), and it stays the point first written: a load into a collection
-//! that holds another source's points asks which of each batch's ids are there already and
-//! writes only the others (an upsert replaces a whole point, label included, so writing them
-//! would let the last writer win). Nothing is deleted: a pair that one source dropped stays. The
-//! final check of a shared collection counts this source's points by id, since the
-//! collection's total counts every source.
+//! ([`ExportOptions::add`]) a source of the same pair function, at the same number format,
+//! is added beside it: a grown index (`relbert index add` gives it a new id), another slice
+//! of a corpus, another machine's encoder. Each added source is recorded under its own
+//! metadata key and keeps its own checkpoint, so loaders of different sources can run at
+//! once; pairs two sources share are one point (same id), and it stays the point first
+//! written: a load into a collection that holds another source's points asks which of each
+//! batch's ids are there already and writes only the others (an upsert replaces a whole
+//! point, label included, so writing them would let the last writer win). Nothing is
+//! deleted: a pair that one source dropped stays. The final check of a shared collection
+//! counts this source's points by id, since the collection's total counts every source.
 //!
 //! **Bulk loading.** While it streams, a load turns the collection's vector indexing off
 //! (indexing threshold 0) and turns it back on at the end, as Qdrant advises for bulk
@@ -53,7 +53,9 @@ use super::{
     LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::{Error, Result};
-use crate::indexing::{encode_into, encoder_info, function_difference, same_function};
+use crate::indexing::{
+    dtype_name, encode_chunks, encoder_info, function_difference, same_function,
+};
 use crate::pairs::{records_identity, PairRecord};
 use crate::query::{pair_words, with_nfc_forms};
 use crate::relation::RelationEncoder;
@@ -87,6 +89,33 @@ impl Default for ExportOptions {
             add: false,
         }
     }
+}
+
+/// Which of a new collection's layout settings ([`CollectionSettings`]: shards, replication,
+/// quantisation, float16 originals) were asked for: an existing collection keeps its own,
+/// and a load warns of each one asked for that differs. A setting left at its default was
+/// not asked for (an `--f16` collection drew the warning from every load that did not say
+/// `--f16`), so the command line says which flags it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayoutFlags {
+    /// `--shards`.
+    pub shards: bool,
+    /// `--replication`.
+    pub replication: bool,
+    /// `--quantization`.
+    pub quantization: bool,
+    /// `--f16` (or `--f32`, for an export).
+    pub f16: bool,
+}
+
+impl LayoutFlags {
+    /// Every setting asked for: what a library caller means by the settings it passes.
+    pub const ALL: LayoutFlags = LayoutFlags {
+        shards: true,
+        replication: true,
+        quantization: true,
+        f16: true,
+    };
 }
 
 /// What an export or a build into a collection did.
@@ -149,12 +178,14 @@ pub struct Prepared {
 
 /// Makes `conn`'s collection ready for `record`'s vectors: created with `settings` when
 /// absent (with the keyword index on `words`), else checked to hold the same encoder's
-/// vectors of the same width, from the same source or, with `add` (or an earlier `add` of
-/// this source), beside another source's.
+/// vectors, at the same number format and of the same width, from the same source or, with
+/// `add` (or an earlier `add` of this source), beside another source's. An existing
+/// collection keeps its layout: each setting of `asked` that differs from it is warned of.
 pub fn prepare(
     conn: &Connection,
     record: &CollectionRecord,
     settings: &CollectionSettings,
+    asked: LayoutFlags,
     add: bool,
 ) -> Result<Prepared> {
     settings.validate()?;
@@ -187,7 +218,7 @@ pub fn prepare(
             warn_missing_replicas(&c, wanted.replication).await;
         } else {
             c.precision(record.dim).await?;
-            warn_kept_layout(&c, &wanted).await?;
+            warn_kept_layout(&c, &wanted, asked).await?;
         }
         // Idempotent: a run killed between creating and indexing finishes it here.
         c.call(
@@ -323,10 +354,14 @@ async fn read_record(c: &Connection, fresh: bool) -> Result<Option<CollectionRec
     }
 }
 
-/// Warns when `wanted`'s layout (`--shards`, `--replication`, `--quantization`, `--f16`)
-/// differs from the existing collection's: those only shape a new collection, and were
-/// ignored without a word.
-async fn warn_kept_layout(c: &Connection, wanted: &CollectionSettings) -> Result<()> {
+/// Warns when a setting of `wanted`'s layout that was `asked` for (`--shards`,
+/// `--replication`, `--quantization`, `--f16`) differs from the existing collection's:
+/// those only shape a new collection, and were ignored without a word.
+async fn warn_kept_layout(
+    c: &Connection,
+    wanted: &CollectionSettings,
+    asked: LayoutFlags,
+) -> Result<()> {
     use qdrant_client::qdrant::{vectors_config::Config, Datatype};
     let info = c
         .call(
@@ -350,21 +385,47 @@ async fn warn_kept_layout(c: &Connection, wanted: &CollectionSettings) -> Result
         _ => false,
     };
     let want_quantized = wanted.quantization == super::settings::Quantization::Int8;
-    if shards != wanted.shards
-        || replication != wanted.replication
-        || quantized != want_quantized
-        || f16 != wanted.f16
-    {
+    let differ = kept_flags(
+        asked,
+        [
+            shards != wanted.shards,
+            replication != wanted.replication,
+            quantized != want_quantized,
+            f16 != wanted.f16,
+        ],
+        wanted.f16,
+    );
+    if !differ.is_empty() {
         tracing::warn!(
-            "--shards, --replication, --quantization and --f16 shape a new collection only; {} \
-             exists and keeps its layout: {shards} shard(s), replication {replication}, \
-             quantization {}, {} originals",
+            "{} {} a new collection only; {} exists and keeps its layout: {shards} \
+             shard(s), replication {replication}, quantization {}, {} originals",
+            differ.join(", "),
+            if differ.len() == 1 { "shapes" } else { "shape" },
             c.collection(),
             if quantized { "int8" } else { "none" },
             if f16 { "f16" } else { "f32" }
         );
     }
     Ok(())
+}
+
+/// The flags asked for whose setting differs from the existing collection's (`differs`:
+/// shards, replication, quantisation, float16 originals), by name; `f16`: the originals'
+/// format asked for (`--f16`, or an export's `--f32`).
+fn kept_flags(asked: LayoutFlags, differs: [bool; 4], f16: bool) -> Vec<&'static str> {
+    let asked = [
+        asked.shards,
+        asked.replication,
+        asked.quantization,
+        asked.f16,
+    ];
+    let originals = if f16 { "--f16" } else { "--f32" };
+    ["--shards", "--replication", "--quantization", originals]
+        .into_iter()
+        .zip(asked.into_iter().zip(differs))
+        .filter(|(_, (a, d))| *a && *d)
+        .map(|(flag, _)| flag)
+        .collect()
 }
 
 /// Checks that an existing collection holds `record`'s encoder and width, from the same
@@ -394,6 +455,19 @@ async fn check_record(
                     "the collection holds vectors of another encoder: {}; choose another \
                      --collection",
                     function_difference(&have.encoder, &record.encoder).join("; ")
+                )))
+            }
+            // Readers may encode at another format, writers may not: the record names one
+            // format for every point (found by an audit: an f32 build or export `--add`ed
+            // into a bf16 collection, or an interrupted bf16 build resumed at f32, mixed
+            // them under the bf16 record).
+            Some(have) if dtype_name(&have.encoder) != dtype_name(&record.encoder) => {
+                let (kept, offered) = (dtype_name(&have.encoder), dtype_name(&record.encoder));
+                Err(c.refused(format!(
+                    "the collection holds vectors computed at {kept} (--dtype {kept}), and \
+                     {} are computed at {offered}: one collection holds one number format; \
+                     load a source computed at {kept}, or choose another --collection",
+                    describe_source(&record.source)
                 )))
             }
             Some(have) if have.dim != record.dim => Err(c.refused(format!(
@@ -939,12 +1013,36 @@ fn with_loader(
     }
 }
 
+/// The source of a [`CollectionRecord`] in words, for messages: `index ID`'s vectors, or the
+/// pair file's.
+fn describe_source(source: &str) -> String {
+    if source.starts_with("index ") {
+        format!("the vectors of {source}")
+    } else {
+        "this build's".to_string()
+    }
+}
+
 /// Exports every pair of `index` into `conn`'s collection (created with `settings` if absent)
 /// and checks the final count. `on_points` is told how many points are confirmed written.
+/// Every setting counts as asked for ([`export_index_given`] says which were).
 pub fn export_index(
     index: &relbert_index::Index,
     conn: &Connection,
     settings: &CollectionSettings,
+    opts: &ExportOptions,
+    on_points: &dyn Fn(u64),
+) -> Result<ExportReport> {
+    export_index_given(index, conn, settings, LayoutFlags::ALL, opts, on_points)
+}
+
+/// [`export_index`], warning only of the layout settings `asked` for that an existing
+/// collection does not have ([`LayoutFlags`]).
+pub fn export_index_given(
+    index: &relbert_index::Index,
+    conn: &Connection,
+    settings: &CollectionSettings,
+    asked: LayoutFlags,
     opts: &ExportOptions,
     on_points: &dyn Fn(u64),
 ) -> Result<ExportReport> {
@@ -954,7 +1052,7 @@ pub fn export_index(
         dim: index.dim() as u32,
         source: format!("index {}", index.id()),
     };
-    let prepared = prepare(conn, &record, settings, opts.add)?;
+    let prepared = prepare(conn, &record, settings, asked, opts.add)?;
     let started = Instant::now();
     let n = index.count();
     let loader = Loader::start(conn, &record, &prepared, opts, n as u64)?;
@@ -1060,20 +1158,44 @@ fn keep_distinct(records: &mut Vec<PairRecord>) {
     records.retain(|_| flags.next().unwrap_or(false));
 }
 
+/// relbert's record in `conn`'s collection, `None` when there is no collection or no record
+/// shows (a collection not written by relbert, or one created a moment ago through another
+/// node: read once, as [`prepare`] reads it again with patience and refuses what it must).
+/// A build reads it before it loads its encoder, so that a build into an existing collection
+/// encodes at the number format recorded there.
+pub fn recorded(conn: &Connection) -> Result<Option<CollectionRecord>> {
+    let c = conn.clone();
+    conn.block_on(async move {
+        if !c.exists().await? {
+            return Ok(None);
+        }
+        match c.record().await {
+            // Deleted since it was seen.
+            Err(Error::NoCollection { .. }) => Ok(None),
+            r => r,
+        }
+    })?
+}
+
 /// Encodes `records` with `encoder` straight into `conn`'s collection (created with
 /// `settings` if absent), without a local index: `relbert index build --qdrant`. Repeated
 /// pairs are written once (the first). A rerun of the same input resumes after the rows the
-/// last checkpoint confirmed; its vectors must come from the same pair function (refused
-/// otherwise). `on_total` is told how many distinct pairs there are before any is encoded,
-/// `on_rows` how many are done.
+/// last checkpoint confirmed; its vectors must come from the same pair function at the same
+/// number format (refused otherwise), as must those of a source added beside another. An
+/// existing collection keeps its layout, each setting `asked` for that differs warned of.
+/// `on_total` is told how many distinct pairs there are before any is encoded, `on_rows`
+/// how many are done: within a chunk too, after each encoder batch, possibly from the
+/// encoder's worker threads.
+#[allow(clippy::too_many_arguments)]
 pub fn build_collection(
     encoder: &RelationEncoder,
     mut records: Vec<PairRecord>,
     conn: &Connection,
     settings: &CollectionSettings,
+    asked: LayoutFlags,
     opts: &ExportOptions,
     on_total: &dyn Fn(u64),
-    on_rows: &dyn Fn(u64),
+    on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<ExportReport> {
     let record = CollectionRecord {
         layout: LAYOUT_VERSION,
@@ -1082,7 +1204,7 @@ pub fn build_collection(
         // The input as given, repeats included: a rerun is recognised by its input.
         source: format!("pairs {}", records_identity(&records)),
     };
-    let prepared = prepare(conn, &record, settings, opts.add)?;
+    let prepared = prepare(conn, &record, settings, asked, opts.add)?;
     keep_distinct(&mut records);
     let distinct = records;
     let n = distinct.len() as u64;
@@ -1098,10 +1220,11 @@ pub fn build_collection(
             .collect())
     };
     let end = with_loader(loader, n, &ids, |loader| {
-        encode_into(
+        encode_chunks(
             encoder,
             &distinct,
             resumed,
+            on_rows,
             on_rows,
             &mut |entries, vectors| {
                 let batch = loader.batch();
@@ -1203,5 +1326,33 @@ mod tests {
         assert_eq!(shared.wait, Some(true));
         let alone: UpsertPoints = upsert_request("c".into(), points, false).into();
         assert_ne!(alone.update_mode, Some(UpdateMode::InsertOnly as i32));
+    }
+
+    /// Found by an audit: a load into an existing float16 collection warned that `--f16`
+    /// and the others shape a new collection only when none was given (the flag's default,
+    /// float32, differed from the collection's). Only flags given, and differing, are named.
+    #[test]
+    fn only_layout_flags_given_that_differ_are_named() {
+        let none = LayoutFlags {
+            shards: false,
+            replication: false,
+            quantization: false,
+            f16: false,
+        };
+        let all_differ = [true; 4];
+        assert!(kept_flags(none, all_differ, false).is_empty());
+        assert!(kept_flags(LayoutFlags::ALL, [false; 4], true).is_empty());
+        let shards = LayoutFlags {
+            shards: true,
+            ..none
+        };
+        assert_eq!(kept_flags(shards, all_differ, false), ["--shards"]);
+        let originals = LayoutFlags { f16: true, ..none };
+        assert_eq!(kept_flags(originals, all_differ, true), ["--f16"]);
+        assert_eq!(kept_flags(originals, all_differ, false), ["--f32"]);
+        assert_eq!(
+            kept_flags(LayoutFlags::ALL, [true, false, true, false], true),
+            ["--shards", "--quantization"]
+        );
     }
 }
