@@ -196,7 +196,7 @@ pub enum IndexError {
     /// An index directory that a build, rebuild or add would replace (or one of its files)
     /// is write-protected: the user's way of saying it must not change, which relbert keeps
     /// rather than publish a writable directory in its place.
-    #[error("{path} is write-protected ({why}): relbert takes that to mean the index must not be changed, and leaves it as it is; to add to it or replace it, make it writable first (`chmod -R u+w {path}`)")]
+    #[error("{path} is write-protected ({why}): relbert takes that to mean the index must not be changed, and leaves it as it is; to add to it or replace it, make it writable first (`chmod -R u+w {path}` when it is yours; otherwise ask its owner, or write a copy elsewhere with `--out`)")]
     WriteProtected {
         /// The index directory.
         path: PathBuf,

@@ -792,13 +792,21 @@ fn left_partial_note(partial: &Path, existed: bool, err: &relbert::Error) -> Opt
         return None;
     }
     // These errors say themselves what the partial directory is and what to do with it
-    // (a full disk's holds the add to resume; an unremoved old copy is the old index).
+    // (a full disk's holds the add to resume; an unremoved old copy is the old index). The
+    // others come before this run made a partial directory: one there now is another
+    // writer's (found by a review: the loser of two adds started together was told to
+    // remove the running winner's), or an earlier run's.
     if matches!(
         err,
         relbert::Error::Index(
             relbert_index::IndexError::PartialDamaged { .. }
                 | relbert_index::IndexError::NoSpace { .. }
                 | relbert_index::IndexError::OldIndexLeft { .. }
+                | relbert_index::IndexError::Locked { .. }
+                | relbert_index::IndexError::IndexChanged { .. }
+                | relbert_index::IndexError::WriteProtected { .. }
+                | relbert_index::IndexError::PartialMismatch { .. }
+                | relbert_index::IndexError::NotOurs { .. }
         )
     ) {
         return None;
@@ -915,6 +923,12 @@ mod tests {
             reason: "x".into(),
         });
         assert_eq!(left_partial_note(&partial, false, &damaged), None);
+        // Another writer holds the lock: the partial directory there is its own.
+        let locked = relbert::Error::Index(relbert_index::IndexError::Locked {
+            path: tmp.path().join("idx"),
+            holder: "pid 1".into(),
+        });
+        assert_eq!(left_partial_note(&partial, false, &locked), None);
     }
 
     /// Found by an audit: `index build --collection C --add` (or a resumed build) without

@@ -591,7 +591,9 @@ impl AppState {
     /// be comparable with the encoder's): that is logged once, and the old index stays.
     /// Pairs it does not hold are encoded at its number format from then on (the model is
     /// loaded at that format beside the one there was: [`Batchers`]), unless `--dtype`
-    /// chose one, which stays, with the note a start-up logs when the two differ.
+    /// chose one, which stays, with the note a start-up logs when the two differ; a model
+    /// that cannot be loaded at the new format a second time leaves the format in use, said
+    /// in a warning.
     ///
     /// A directory that holds no index (removed, or its `meta` unreadable) is not a reason
     /// to stop: the open index keeps answering, as requests in flight need, and a rebuild in
@@ -659,17 +661,20 @@ impl AppState {
                 let dtype = match self.start_format(loaded, dir, now) {
                     Ok(dtype) => dtype,
                     Err(e) => {
-                        tracing::error!(
+                        // The new index is served all the same, its pairs encoded at the
+                        // format in use: vectors of one model at two formats keep cosine
+                        // >= 0.999 (README), which beats answering from a replaced index.
+                        tracing::warn!(
                             "{} now holds index {}, built at {}, and its model cannot be \
-                             loaded at that format ({e}); still serving index {} (restart the \
-                             server to serve the new one)",
+                             loaded at that format ({e}); serving it with pairs encoded at {} \
+                             (restart the server to encode at {})",
                             dir.display(),
                             index.id(),
                             crate::indexing::dtype_name(now),
-                            open.id()
+                            loaded.batcher.dtype().name(),
+                            crate::indexing::dtype_name(now)
                         );
-                        *refused = Some(index.id());
-                        return Ok(false);
+                        loaded.batcher.dtype()
                     }
                 };
                 (dtype != loaded.batcher.dtype()).then_some(dtype)

@@ -539,7 +539,15 @@ pub fn exercise(dir: &Path, verify: Verify, r: &mut Reader) -> bool {
         match idx.search_exact(q, k) {
             Ok(h) => {
                 check_hits(&h, k, n, "search_exact");
-                assert_eq!(h.len(), k.min(n), "search_exact: wrong number of hits");
+                // A row whose stored vector is not finite or zero (a resealed file can hold
+                // one) is left out of every result, so fewer hits come back then.
+                if idx.invalid_row_seen().is_none() {
+                    assert_eq!(h.len(), k.min(n), "search_exact: wrong number of hits");
+                }
+                assert!(
+                    h.iter().all(|h| h.score.is_finite()),
+                    "search_exact: a score that is not a number"
+                );
             }
             Err(e) => refused(&e, *valid, "search_exact"),
         }

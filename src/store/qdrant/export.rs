@@ -464,9 +464,10 @@ async fn check_record(
             Some(have) if dtype_name(&have.encoder) != dtype_name(&record.encoder) => {
                 let (kept, offered) = (dtype_name(&have.encoder), dtype_name(&record.encoder));
                 Err(c.refused(format!(
-                    "the collection holds vectors computed at {kept} (--dtype {kept}), and \
-                     {} are computed at {offered}: one collection holds one number format; \
-                     load a source computed at {kept}, or choose another --collection",
+                    "the collection holds vectors computed at {kept}, and {} are computed \
+                     at {offered}: one collection holds one number format; load a source \
+                     computed at {kept} (`index build --dtype {kept}`, or an index built \
+                     so), or choose another --collection",
                     describe_source(&record.source)
                 )))
             }
