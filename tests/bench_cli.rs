@@ -671,10 +671,7 @@ fn a_failed_write_to_standard_output_names_it() {
         c
     };
     for json in [true, false] {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
+        let full = common::dev_full();
         let o = bench(json).stdout(full).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(1), "--json - {json}: {err}");
@@ -704,10 +701,7 @@ fn a_failed_write_to_standard_output_names_it() {
     // Under `--json -` the table goes to standard error: a full standard error loses the
     // table (found by a review: the run failed, "standard error: No space left"), never
     // the JSON report.
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
+    let full = common::dev_full();
     let o = bench(true).stderr(full).output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -885,18 +879,6 @@ fn breakdown_cells_cannot_break_the_table() {
     }
 }
 
-/// The counts of the plain progress lines starting with `what: ` in `stderr`.
-fn progress_counts(stderr: &str, what: &str) -> Vec<u64> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix(what)?.strip_prefix(": "))
-        .map(|rest| {
-            let done = rest.split('/').next().unwrap().replace(',', "");
-            done.parse().unwrap_or_else(|_| panic!("{rest}"))
-        })
-        .collect()
-}
-
 /// Audit (s15): a word of more than 100 characters (read as `[UNK]`) or one with a control
 /// character (dropped) was scored without a word, so two different long words had one vector
 /// and a question between them went to its first choice with no sign why. `embed` and
@@ -992,7 +974,7 @@ fn classify_shows_progress_while_training() {
     let epochs = read_json(&json)["results"]["Set"]["epochs"]
         .as_u64()
         .unwrap();
-    let counts = progress_counts(&err, "training Set");
+    let counts = common::progress_counts(&err, "training Set");
     assert!(epochs >= 2, "{epochs}");
     assert_eq!(counts, (1..=epochs).collect::<Vec<_>>(), "{err}");
     assert!(err.contains("/200 epochs"), "{err}");
@@ -1018,7 +1000,7 @@ fn every_method_reports_embedding_progress_to_the_end() {
             .assert()
             .success();
         let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-        let counts = progress_counts(&err, "embedding");
+        let counts = common::progress_counts(&err, "embedding");
         // Both questions' distinct pairs: 3 each.
         assert_eq!(counts.last(), Some(&6), "{method}: {err}");
         assert!(err.contains("6/6 pairs (100%)"), "{method}: {err}");

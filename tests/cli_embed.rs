@@ -449,10 +449,7 @@ fn a_failed_write_names_the_output() {
         1,
         "only the input is left"
     );
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
+    let full = common::dev_full();
     for extra in [&[][..], &["--out", "-"]] {
         let o = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
             .env("RELBERT_LOG", "warn")
@@ -480,18 +477,6 @@ fn many_pairs(dir: &Path, n: usize) -> std::path::PathBuf {
     write(dir, "many.tsv", &text)
 }
 
-/// The counts of the plain progress lines starting with `what: ` in `stderr`.
-fn progress_counts(stderr: &str, what: &str) -> Vec<u64> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix(what)?.strip_prefix(": "))
-        .map(|rest| {
-            let done = rest.split('/').next().unwrap().replace(',', "");
-            done.parse().unwrap_or_else(|_| panic!("{rest}"))
-        })
-        .collect()
-}
-
 /// Without a terminal, progress came only at the end of each chunk of 4,096 pairs, so a log
 /// showed nothing for minutes, and the last line came twice (once when the count reached the
 /// end, again when the display finished). With `RELBERT_PROGRESS_SECS=0` each report is a
@@ -511,7 +496,7 @@ fn plain_progress_comes_within_a_chunk_and_ends_once() {
         .assert()
         .success();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    let counts = progress_counts(&err, "embedding");
+    let counts = common::progress_counts(&err, "embedding");
     assert_eq!(
         counts.iter().filter(|&&n| n == 300).count(),
         1,
@@ -577,14 +562,6 @@ fn embed_npy_args(c: &mut std::process::Command, pairs: &Path, out: &Path) {
         .arg(out);
 }
 
-/// `/dev/full` opened for writing: every write fails with ENOSPC.
-fn dev_full_file() -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap()
-}
-
 /// Found by an audit: with standard error on `/dev/full`, a progress line or a log warning
 /// panicked ("failed printing to stderr", status 101) and the output was never written;
 /// `eprintln!` panics when its write fails, and so did the log's writer, which reports its
@@ -599,7 +576,7 @@ fn a_full_or_closed_standard_error_does_not_stop_the_run() {
         let out = dir.path().join(format!("full-{secs}.npy"));
         let mut c = run_logging(secs);
         embed_npy_args(&mut c, &pairs, &out);
-        let status = c.stderr(dev_full_file()).status().unwrap();
+        let status = c.stderr(common::dev_full()).status().unwrap();
         assert!(status.success(), "RELBERT_PROGRESS_SECS={secs}: {status}");
         assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
 
@@ -643,7 +620,7 @@ fn an_error_on_a_full_or_closed_standard_error_keeps_its_status() {
         };
         let mut c = run_logging("0");
         args(&mut c);
-        let status = c.stderr(dev_full_file()).status().unwrap();
+        let status = c.stderr(common::dev_full()).status().unwrap();
         assert_eq!(status.code(), Some(code), "{flags:?} 2>/dev/full: {status}");
 
         let mut c = std::process::Command::new("sh");

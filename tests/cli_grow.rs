@@ -825,7 +825,7 @@ fn a_damaged_source_is_refused_before_anything_is_created() {
     for (what, damage, file, rebuildable) in &cases {
         copy_index(&pristine, &idx);
         damage(&idx);
-        let files = dir_files(&idx);
+        let files = common::dir_files(&idx);
         let before = names_in(&work);
 
         // From a file and from standard input (whose copy would have been spooled into the
@@ -846,7 +846,10 @@ fn a_damaged_source_is_refused_before_anything_is_created() {
                 "{what} (stdin {stdin}): {err}"
             );
             assert_eq!(names_in(&work), before, "{what} (stdin {stdin}): {err}");
-            assert!(dir_files(&idx) == files, "{what}: the index was changed");
+            assert!(
+                common::dir_files(&idx) == files,
+                "{what}: the index was changed"
+            );
         }
 
         let out = work.join("out");
@@ -885,21 +888,13 @@ fn a_damaged_source_is_refused_before_anything_is_created() {
                 .failure();
             let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
             assert_eq!(names_in(&work), before, "{what} (in place): {err}");
-            assert!(dir_files(&idx) == files, "{what}: the index was changed");
+            assert!(
+                common::dir_files(&idx) == files,
+                "{what}: the index was changed"
+            );
         }
         std::fs::remove_dir_all(&idx).unwrap();
     }
-}
-
-/// Every file of a directory with its contents.
-fn dir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    names_in(dir)
-        .into_iter()
-        .map(|n| {
-            let bytes = std::fs::read(dir.join(&n)).unwrap();
-            (n, bytes)
-        })
-        .collect()
 }
 
 /// The mode bits of `path` (permissions only).
@@ -966,7 +961,7 @@ fn a_write_protected_index_is_left_as_it_is() {
     let idx = dir.join("idx");
     build_file(&base_file, &idx);
     chmod(&idx, 0o555);
-    let files = dir_files(&idx);
+    let files = common::dir_files(&idx);
     let before = names_in(dir);
     let refused = |a: assert_cmd::assert::Assert, what: &str| {
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
@@ -977,7 +972,10 @@ fn a_write_protected_index_is_left_as_it_is() {
             "{what}: {err}"
         );
         assert_eq!(names_in(dir), before, "{what}: {err}");
-        assert!(dir_files(&idx) == files, "{what}: the index was changed");
+        assert!(
+            common::dir_files(&idx) == files,
+            "{what}: the index was changed"
+        );
         assert_eq!(mode_of(&idx), 0o555, "{what}: the protection is gone");
     };
     refused(add(&idx, &new_file).failure(), "add");

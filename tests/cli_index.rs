@@ -552,18 +552,7 @@ fn build_progress_comes_within_a_chunk_and_ends_once() {
         .assert()
         .success();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    let counts: Vec<u64> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("encoding: "))
-        .map(|rest| {
-            rest.split('/')
-                .next()
-                .unwrap()
-                .replace(',', "")
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let counts = common::progress_counts(&err, "encoding");
     assert_eq!(
         counts.iter().filter(|&&n| n == 300).count(),
         1,

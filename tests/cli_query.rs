@@ -56,14 +56,6 @@ fn index(dir: &Path) -> PathBuf {
     out
 }
 
-/// A full disk as standard output.
-fn full() -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap()
-}
-
 /// Found by an audit: `query` (an answer, as a table or JSON, and a stream's tables),
 /// `index info` and `index add` printed with `println!`, which panics when standard output
 /// cannot be written (`> /dev/full`): "failed printing to stdout", exit status 101. Each is
@@ -107,7 +99,7 @@ fn a_standard_output_that_cannot_be_written_is_an_error_not_a_panic() {
             .env("RELBERT_LOG", "warn")
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(full())
+            .stdout(common::dev_full())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

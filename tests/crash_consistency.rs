@@ -43,6 +43,8 @@
 //! them instead, for measuring an older build through `RELBERT_CRASH_BIN`).
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::Write;
@@ -181,20 +183,6 @@ fn remove(p: &Path) {
     } else if p.exists() {
         std::fs::remove_file(p).unwrap();
     }
-}
-
-/// File names and bytes of a directory (one level).
-fn dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// Names in a directory (empty if it does not exist).
@@ -506,10 +494,10 @@ impl Harness {
         if !p.exists() {
             return State::Absent;
         }
-        let files = dir_files(&p);
-        if files == dir_files(new) {
+        let files = common::dir_files(&p);
+        if files == common::dir_files(new) {
             State::New
-        } else if files == dir_files(old) {
+        } else if files == common::dir_files(old) {
             State::Old
         } else {
             State::Other

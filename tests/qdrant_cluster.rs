@@ -260,8 +260,8 @@ fn hold(pid: i32) {
             .and_then(|(_, rest)| rest.chars().next())
             .is_none_or(|c| matches!(c, 'T' | 'Z' | 'X'))
     };
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
+    // Polled a bounded number of times (10,000 looks, 1 ms apart), not against a clock.
+    for _ in 0..10_000 {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return;
         };
@@ -2012,18 +2012,7 @@ fn collection_build_progress_comes_within_a_chunk_and_ends_once() {
     common::drop_collection(&urls, &coll);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    let counts: Vec<u64> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("encoding: "))
-        .map(|rest| {
-            rest.split('/')
-                .next()
-                .unwrap()
-                .replace(',', "")
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let counts = common::progress_counts(&err, "encoding");
     assert_eq!(
         counts.iter().filter(|&&n| n == 300).count(),
         1,
@@ -2033,14 +2022,6 @@ fn collection_build_progress_comes_within_a_chunk_and_ends_once() {
         counts.iter().any(|&n| n > 0 && n < 300),
         "no line before the end: {err}"
     );
-}
-
-/// The largest difference between two vectors' components.
-fn apart(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Found by an audit: `index build --collection C --add` (and a resumed build) without
@@ -2103,8 +2084,8 @@ fn a_collection_keeps_one_number_format_and_names_only_flags_given() {
         let got = store.lookup(&head, &tail).unwrap().unwrap();
         let at = |s: &LocalStore| s.lookup(&head, &tail).unwrap().unwrap();
         // Else the test could not tell the formats apart.
-        assert!(apart(&at(&bf16), &at(&f32)) > 1e-5, "{head} {tail}");
-        assert!(apart(&got, &at(&bf16)) < 1e-6, "{head} {tail}");
+        assert!(common::apart(&at(&bf16), &at(&f32)) > 1e-5, "{head} {tail}");
+        assert!(common::apart(&got, &at(&bf16)) < 1e-6, "{head} {tail}");
     }
 
     // A --dtype given that is not the collection's is refused before any encoding.

@@ -2020,3 +2020,96 @@ fn an_interrupted_build_is_named_as_one() {
     let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(err.contains("no index at"), "{err}");
 }
+
+/// The tiny fixture model, loaded at `dtype`.
+fn tiny(dtype: relbert::Dtype) -> relbert::RelationEncoder {
+    relbert::RelationEncoder::load(
+        &fixture("tiny-bert"),
+        &relbert::EncoderOptions {
+            dtype,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Builds (or replaces) the index at `dir` from a few pairs, encoded at `dtype`.
+fn build_at(dir: &Path, dtype: relbert::Dtype) {
+    use relbert::indexing::{build_index, BuildOptions, GraphWhileEncoding};
+    let text = "paris\tfrance\nrome\titaly\ndog\tpuppy\ncat\tkitten\ntokyo\tjapan\n";
+    let records = relbert::pairs::parse_pairs(text.as_bytes(), Path::new("p.tsv")).unwrap();
+    let opts = BuildOptions {
+        hnsw: relbert_index::HnswParams::default(),
+        half: false,
+        force: true,
+        spool: false,
+        graph_while_encoding: GraphWhileEncoding::Off,
+    };
+    build_index(&tiny(dtype), &records, dir, &opts, &|_| {}, &mut |_| {}).unwrap();
+}
+
+/// `pair`'s vector from the server's encoder queue.
+fn encoded(rt: &tokio::runtime::Runtime, state: &AppState, pair: (&str, &str)) -> Vec<f32> {
+    let batcher = &state.ready().unwrap().batcher;
+    let pairs = vec![(pair.0.to_string(), pair.1.to_string())];
+    rt.block_on(batcher.embed(pairs)).unwrap().remove(0)
+}
+
+/// Found by an audit: after `index build --force --dtype bf16` over the served float32
+/// index, the server served the new index but its encoder kept encoding at float32, with
+/// no note. Without `--dtype` it now encodes at the new index's format, saying so; with
+/// `--dtype` the format stays, with the note a start-up logs.
+#[test]
+fn the_encoder_follows_a_replaced_index_s_number_format() {
+    use relbert::Dtype;
+    let pair = ("lion", "cub");
+    let want = |dtype| tiny(dtype).embed(&[pair]).unwrap().remove(0);
+    let (f32_vec, bf16_vec) = (want(Dtype::F32), want(Dtype::Bf16));
+    // Else the test could not tell the formats apart.
+    assert!(common::apart(&f32_vec, &bf16_vec) > 1e-5);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (flag, after) in [(None, &bf16_vec), (Some(Dtype::F32), &f32_vec)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        build_at(&dir, Dtype::F32);
+        let state = AppState::new(&ServeOptions {
+            backend: Backend::Index(dir.clone()),
+            model: None,
+            dtype: flag,
+            device: candle_core::Device::Cpu,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            limits: Limits::default(),
+            batch: BatchConfig::default(),
+        });
+        state.load().unwrap();
+        assert!(common::apart(&encoded(&rt, &state, pair), &f32_vec) < 1e-6);
+
+        build_at(&dir, Dtype::Bf16);
+        let (switched, log) = logged(|| state.follow_index().unwrap());
+        assert!(switched, "{log}");
+        let now = encoded(&rt, &state, pair);
+        assert!(common::apart(&now, after) < 1e-6, "{flag:?}: {log}");
+        let batchers = &state.ready().unwrap().batcher;
+        match flag {
+            None => {
+                assert_eq!(batchers.dtype(), Dtype::Bf16);
+                assert!(log.contains("encoded at bf16 from now on"), "{log}");
+            }
+            Some(d) => {
+                assert_eq!(batchers.dtype(), d);
+                assert!(
+                    log.contains("built at bf16 and queries are encoded at f32"),
+                    "{log}"
+                );
+            }
+        }
+
+        // Back to float32: the queue started with is used again.
+        build_at(&dir, Dtype::F32);
+        assert!(state.follow_index().unwrap());
+        assert!(common::apart(&encoded(&rt, &state, pair), &f32_vec) < 1e-6);
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use relbert::query::QueryHit;
 use relbert::store::backend::{LocalStore, RelationStore, SearchRequest};
-use relbert::store::qdrant::export::{export_index, ExportOptions};
+use relbert::store::qdrant::export::{export_index, ExportOptions, LayoutFlags};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, Hedge, QdrantStore};
 
@@ -111,7 +111,14 @@ fn main() -> anyhow::Result<()> {
         ..CollectionSettings::default()
     };
     let cpu0 = process_cpu_s();
-    let report = export_index(local.index(), &conn, &settings, &opts, &|_| {})?;
+    let report = export_index(
+        local.index(),
+        &conn,
+        &settings,
+        LayoutFlags::ALL,
+        &opts,
+        &|_| {},
+    )?;
     let export_cpu_s = process_cpu_s() - cpu0;
     let store = QdrantStore::open(&urls, collection)?;
     // Let the server finish building its graph before timing queries (the export turned

@@ -1038,8 +1038,7 @@ impl IndexBuilder {
             lock,
         };
         if let Err(e) = b.write_checkpoint() {
-            let _ = b.discard();
-            return Err(e);
+            return Err(b.abandon(e));
         }
         Ok(b)
     }
@@ -1226,7 +1225,8 @@ impl IndexBuilder {
 
     /// Whether this builder made its partial directory, rather than resuming one that an
     /// earlier run left (and may resume again): only such a directory is this run's to remove
-    /// when it fails ([`Self::discard`]).
+    /// when it fails ([`Self::abandon`]). Asked by tests; [`Self::abandon`] reads the field.
+    #[cfg(test)]
     pub(crate) fn created(&self) -> bool {
         self.created
     }
@@ -1242,6 +1242,20 @@ impl IndexBuilder {
             sync_dir(parent)?;
         }
         Ok(())
+    }
+
+    /// Ends a run that failed with `err` before its partial directory holds anything worth
+    /// resuming: the directory goes when this run made it and it holds no copy of the
+    /// caller's input (nothing in it then that the source cannot give again); a directory an
+    /// earlier run left, which the same command may still resume, and one holding a whole
+    /// copy of standard input stay. Returns `err`; a full disk's without the directory it
+    /// named, once that is gone. Should the removal fail too, what is left is a partial
+    /// build's, which the next run resumes or discards.
+    pub(crate) fn abandon(self, err: IndexError) -> IndexError {
+        if self.created && !self.spool_path().exists() && self.discard().is_ok() {
+            return err.partial_removed();
+        }
+        err
     }
 
     /// Skips as duplicates only rows of the same bytes as a stored one (`exact`), or, as by

@@ -286,6 +286,18 @@ pub(crate) fn verify_buffer_len(header: &Header) -> usize {
 /// not grow the process's resident memory) and checks every block against `table`. A block
 /// larger than the read buffer is checksummed across several reads.
 pub fn verify_payload(path: &Path, file: &File, header: &Header, table: &[u32]) -> Result<()> {
+    verify_payload_with(path, file, header, table, &mut |_| {})
+}
+
+/// [`verify_payload`], handing `on_read` each piece of the payload as it is read, in order:
+/// a check of the values (the index's rows) rides on the same single read of the file.
+pub fn verify_payload_with(
+    path: &Path,
+    file: &File,
+    header: &Header,
+    table: &[u32],
+    on_read: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
     let block = header.block_len();
     let mut buf = vec![0u8; verify_buffer_len(header)];
     let mut hasher = crc32fast::Hasher::new();
@@ -295,6 +307,7 @@ pub fn verify_payload(path: &Path, file: &File, header: &Header, table: &[u32]) 
         let n = (header.payload_len - off).min(buf.len() as u64) as usize;
         file.read_exact_at(&mut buf[..n], HEADER_LEN as u64 + off)
             .map_err(|e| IndexError::io(path, e))?;
+        on_read(&buf[..n]);
         let mut rest = &buf[..n];
         while !rest.is_empty() {
             let take = (block - in_block).min(rest.len() as u64) as usize;

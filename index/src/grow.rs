@@ -88,22 +88,6 @@ fn grow_params(base: &Index, threads: usize) -> Result<HnswParams> {
     Ok(params)
 }
 
-/// Ends a grow that failed with `err` before its first new row: the partial directory goes
-/// when this run made it and it holds no copy of the caller's input (nothing in it then that
-/// the base cannot give again); a directory an earlier run left, which the same add may
-/// still resume, and one holding a whole copy of standard input stay. Returns `err`.
-fn abandon(builder: IndexBuilder, err: IndexError) -> IndexError {
-    if builder.created() && !builder.spool_path().exists() {
-        // The failure is what the caller must see; should the removal fail too, what is left
-        // is a partial build's, which the next add of this index resumes or discards.
-        if builder.discard().is_ok() {
-            // A full disk's error no longer has a partial directory to name.
-            return err.partial_removed();
-        }
-    }
-    err
-}
-
 impl IndexGrower {
     /// Starts growing `base` (in `<base dir>.partial/`), or resumes the interrupted grow found
     /// there, and copies the base's rows that are not copied yet (`progress` gets
@@ -164,7 +148,7 @@ impl IndexGrower {
                 builder,
                 params,
             }),
-            Err(e) => Err(abandon(builder, e)),
+            Err(e) => Err(builder.abandon(e)),
         }
     }
 
@@ -570,7 +554,7 @@ mod tests {
         let b = IndexBuilder::create_or_resume(&dir, spec(), true).unwrap();
         assert!(b.created());
         std::fs::write(b.spool_path(), crate::spool_header()).unwrap();
-        abandon(b, failed());
+        b.abandon(failed());
         assert!(
             partial.join("input.spool").is_file(),
             "the copy of the input went"
@@ -579,13 +563,13 @@ mod tests {
         let b = IndexBuilder::create_or_resume(&dir, spec(), true).unwrap();
         assert!(!b.created());
         std::fs::remove_file(b.spool_path()).unwrap();
-        abandon(b, failed());
+        b.abandon(failed());
         assert!(partial.is_dir(), "an earlier run's partial directory went");
 
         std::fs::remove_dir_all(&partial).unwrap();
         let b = IndexBuilder::create_or_resume(&dir, spec(), true).unwrap();
         assert!(matches!(
-            abandon(b, failed()),
+            b.abandon(failed()),
             IndexError::InvalidParameter(_)
         ));
         assert!(!partial.exists());

@@ -1,7 +1,6 @@
 //! Opening, verifying and querying a finished index.
 
 use std::borrow::Cow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -16,7 +15,7 @@ use crate::dot::{Avx2, Avx512};
 use crate::error::{IndexError, Result};
 use crate::format::{
     id_hex, index_id, open_dir, open_file, open_in, read_header, read_small, FileKind, Header,
-    IndexId, HEADER_LEN,
+    IndexId,
 };
 use crate::graph::{self, GraphLayout, GraphView, Hit, Scored, Visited, NO_NEIGHBOUR};
 use crate::hnsw_build::BuiltGraph;
@@ -235,8 +234,108 @@ fn row_problem(v: &[f32]) -> Option<&'static str> {
     }
 }
 
-/// How many bytes of rows [`Index::verify`] reads at a time to check their values.
-const ROW_CHECK_READ: usize = 4 << 20;
+/// The values check of [`Index::verify`] and [`Verify::Full`], fed the `vectors` payload as
+/// its blocks are verified, so that one read of the file serves both: the first row that is
+/// not finite or is zero, and how many there are. Checksums cannot see such a row when the
+/// file was written with it.
+struct RowCheck {
+    precision: Precision,
+    row_bytes: usize,
+    rows: usize,
+    /// The row the next complete row's bytes are.
+    row: usize,
+    /// The start of a row split between two reads.
+    carry: Vec<u8>,
+    /// One row's values, decoded.
+    wide: Vec<f32>,
+    first: Option<(usize, &'static str)>,
+    bad: usize,
+}
+
+impl RowCheck {
+    fn new(meta: &Meta) -> Self {
+        let rows = usize::try_from(meta.count).unwrap_or(usize::MAX);
+        Self::of(meta.precision, meta.dim as usize, rows)
+    }
+
+    fn of(precision: Precision, dim: usize, rows: usize) -> Self {
+        RowCheck {
+            precision,
+            row_bytes: dim.saturating_mul(precision.bytes()),
+            rows,
+            row: 0,
+            carry: Vec::new(),
+            wide: Vec::new(),
+            first: None,
+            bad: 0,
+        }
+    }
+
+    /// The next bytes of the payload, in order.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        if self.row_bytes == 0 {
+            return;
+        }
+        if !self.carry.is_empty() {
+            let take = (self.row_bytes - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.carry.len() < self.row_bytes {
+                return;
+            }
+            let row = std::mem::take(&mut self.carry);
+            self.check(&row);
+            self.carry = row;
+            self.carry.clear();
+        }
+        let whole = bytes.len() - bytes.len() % self.row_bytes;
+        for raw in bytes[..whole].chunks_exact(self.row_bytes) {
+            self.check(raw);
+        }
+        self.carry.extend_from_slice(&bytes[whole..]);
+    }
+
+    fn check(&mut self, raw: &[u8]) {
+        if self.row >= self.rows {
+            return;
+        }
+        self.wide.clear();
+        match self.precision {
+            Precision::F32 => self.wide.extend(
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            Precision::F16 => self.wide.extend(
+                raw.chunks_exact(2)
+                    .map(|b| f16::from_ne_bytes([b[0], b[1]]).to_f32()),
+            ),
+        }
+        if let Some(reason) = row_problem(&self.wide) {
+            self.first.get_or_insert((self.row, reason));
+            self.bad += 1;
+        }
+        self.row += 1;
+    }
+
+    /// The first bad row of the file at `path`, named, with how many there are.
+    fn finish(self, path: &Path) -> Result<()> {
+        match self.first {
+            None => Ok(()),
+            Some((row, reason)) => Err(IndexError::corrupt(
+                path,
+                format!(
+                    "the stored vector of row {row} is invalid ({reason}){}; the file was \
+                     written or rewritten wrongly: build the index again from its pair list \
+                     (`relbert index build --pairs FILE --out DIR --force`)",
+                    match self.bad {
+                        1 => String::new(),
+                        _ => format!(", one of {} such rows", self.bad),
+                    }
+                ),
+            )),
+        }
+    }
+}
 
 /// How many times [`Index::open_with`] starts again when a publication replaced the index
 /// while it was being opened (each publication is a rename, so more than a few in a row
@@ -298,14 +397,16 @@ impl Index {
                 Ok((mh, meta, f))
             })
             .map_err(|e| (None, e))?;
-        let index = Self::open_files(dir, &handle, mh, meta, meta_file, opts)
+        let mut rows = RowCheck::new(&meta);
+        let index = Self::open_files(dir, &handle, mh, meta, meta_file, opts, &mut rows)
             .map_err(|e| (Some(id_hex(&mh.id)), e))?;
         if opts.verify == Verify::Full {
-            // Every block was verified by `open_files`; what `verify` checks beyond them.
+            // Every block was verified by `open_files`, the rows' values with the vectors';
+            // what `verify` checks beyond them.
             index
                 .graph_view()
                 .and_then(|g| index.check_graph(&g))
-                .and_then(|()| index.check_rows())
+                .and_then(|()| rows.finish(&index.vectors.path))
                 .and_then(|()| index.check_id())
                 .map_err(|e| (Some(id_hex(&mh.id)), e))?;
         }
@@ -319,12 +420,13 @@ impl Index {
         meta: Meta,
         meta_file: std::fs::File,
         opts: OpenOptions,
+        rows: &mut RowCheck,
     ) -> Result<Index> {
         let dir = dir.to_path_buf();
         let count = meta.count as usize;
         let dim = meta.dim as usize;
 
-        let open = |kind: FileKind| -> Result<Protected> {
+        let mut open = |kind: FileKind| -> Result<Protected> {
             let f = Protected::open_in(handle, &dir, kind, kind != FileKind::Pairs)?;
             if f.header.id != mh.id {
                 return Err(IndexError::ForeignFile {
@@ -339,7 +441,9 @@ impl Index {
                 Verify::Small => f.file_len() <= SMALL_FILE_LIMIT,
                 Verify::Full => true,
             };
-            if eager {
+            if kind == FileKind::Vectors && opts.verify == Verify::Full {
+                f.verify_all_with(&mut |b| rows.feed(b))?;
+            } else if eager {
                 f.verify_all()?;
             }
             Ok(f)
@@ -396,78 +500,22 @@ impl Index {
         Ok(idx)
     }
 
-    /// Verifies every block of every file now (reads everything once, the vectors twice),
-    /// checks the graph's structure (as `index add` needs it) and every stored vector's
+    /// Verifies every block of every file now (reads everything once), checks the graph's structure (as `index add` needs it) and every stored vector's
     /// values (a NaN or zero row, named by [`IndexError::Corrupt`]), then recomputes the
     /// index id from the content ([`index_id`]) and refuses one that is not the id every
     /// header carries ([`IndexError::IdMismatch`]): a file of another index whose header id
     /// was rewritten (with its header checksum) passes every check of the file itself.
     pub fn verify(&self) -> Result<()> {
-        for f in [&self.vectors, &self.pairs, &self.graph] {
+        let mut rows = RowCheck::new(&self.meta);
+        self.vectors.verify_all_with(&mut |b| rows.feed(b))?;
+        for f in [&self.pairs, &self.graph] {
             f.verify_all()?;
         }
         self.check_graph(&self.graph_view()?)?;
         // Before the id: a rewritten `vectors` file changes the id too, and the row says
         // what is wrong with it.
-        self.check_rows()?;
+        rows.finish(&self.vectors.path)?;
         self.check_id()
-    }
-
-    /// Checks that every stored vector is finite and not zero, reading the `vectors` file
-    /// (not the map, so resident memory does not grow), and names the first bad row and how
-    /// many there are. Checksums cannot see such a row when the file was written with it.
-    fn check_rows(&self) -> Result<()> {
-        let (n, dim, row_bytes) = (self.count(), self.dim(), self.row_bytes());
-        if n == 0 || row_bytes == 0 {
-            return Ok(());
-        }
-        let path = &self.vectors.path;
-        let per_read = (ROW_CHECK_READ / row_bytes).clamp(1, n);
-        // `u32` words so the bytes are aligned for `f32` rows.
-        let mut buf = vec![0u32; (per_read * row_bytes).div_ceil(4)];
-        let mut wide = vec![0f32; dim];
-        let (mut first, mut bad) = (None, 0usize);
-        let mut row = 0;
-        while row < n {
-            let take = per_read.min(n - row);
-            let bytes = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut buf)[..take * row_bytes];
-            self.vectors
-                .file
-                .read_exact_at(bytes, (HEADER_LEN + row * row_bytes) as u64)
-                .map_err(|e| IndexError::io(path, e))?;
-            for (r, raw) in bytes.chunks_exact(row_bytes).enumerate() {
-                let misaligned =
-                    |e| IndexError::corrupt(path, format!("misaligned row buffer: {e}"));
-                let v: &[f32] = match self.meta.precision {
-                    Precision::F32 => bytemuck::try_cast_slice(raw).map_err(misaligned)?,
-                    Precision::F16 => {
-                        let h: &[f16] = bytemuck::try_cast_slice(raw).map_err(misaligned)?;
-                        h.convert_to_f32_slice(&mut wide);
-                        &wide
-                    }
-                };
-                if let Some(reason) = row_problem(v) {
-                    first.get_or_insert((row + r, reason));
-                    bad += 1;
-                }
-            }
-            row += take;
-        }
-        match first {
-            None => Ok(()),
-            Some((row, reason)) => Err(IndexError::corrupt(
-                path,
-                format!(
-                    "the stored vector of row {row} is invalid ({reason}){}; the file was \
-                     written or rewritten wrongly: build the index again from its pair list \
-                     (`relbert index build --pairs FILE --out DIR --force`)",
-                    match bad {
-                        1 => String::new(),
-                        _ => format!(", one of {bad} such rows"),
-                    }
-                ),
-            )),
-        }
     }
 
     /// Re-reads `meta` (every block) from the file opened with the others, and compares the
@@ -705,6 +753,10 @@ impl Index {
     /// the number of searches or threads.
     pub fn invalid_row_notice(&self) -> Option<IndexError> {
         let row = self.invalid_row_seen()?;
+        // Asked after every search: told once, the row is not read again.
+        if self.invalid_told.load(Ordering::Relaxed) {
+            return None;
+        }
         // A row whose values are fine but whose product with a query overflowed is left out
         // too, and has no error to tell: the notice stays for a row that has one.
         let err = self.vector(row).err()?;
@@ -985,6 +1037,39 @@ fn _assert_send_sync() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values check takes the payload in pieces of any size (a row split between two
+    /// reads is put together) and finds what it finds in the whole.
+    #[test]
+    fn the_row_check_reads_rows_split_between_reads() {
+        let dim = 3;
+        let mut values = vec![0.5f32; 7 * dim];
+        values[2 * dim + 1] = f32::NAN;
+        values[5 * dim..6 * dim].fill(0.0);
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        for piece in [1, 5, 12, 13, 100] {
+            let mut check = RowCheck::of(Precision::F32, dim, 7);
+            for part in bytes.chunks(piece) {
+                check.feed(part);
+            }
+            assert_eq!(
+                (check.first, check.bad),
+                (Some((2, "a non-finite component")), 2)
+            );
+        }
+        let halves: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_ne_bytes())
+            .collect();
+        let mut check = RowCheck::of(Precision::F16, dim, 7);
+        for part in halves.chunks(4) {
+            check.feed(part);
+        }
+        assert_eq!(
+            (check.first, check.bad),
+            (Some((2, "a non-finite component")), 2)
+        );
+    }
     use crate::build::{HnswParams, IndexBuilder};
     use crate::format::{seal, unseal};
     use crate::meta::{EncoderInfo, IndexSpec};

@@ -26,7 +26,7 @@ use memmap2::Mmap;
 
 use crate::error::{IndexError, Result};
 use crate::format::{
-    open_in, read_block_table, read_header, verify_payload, FileKind, Header, HEADER_LEN,
+    open_in, read_block_table, read_header, verify_payload_with, FileKind, Header, HEADER_LEN,
 };
 
 /// A mapped index file with lazily verified blocks.
@@ -160,7 +160,13 @@ impl Protected {
     /// Verifies every block now (reading the file, not the map, so resident memory does not
     /// grow) and marks them verified.
     pub fn verify_all(&self) -> Result<()> {
-        verify_payload(&self.path, &self.file, &self.header, &self.table)?;
+        self.verify_all_with(&mut |_| {})
+    }
+
+    /// [`Self::verify_all`], handing `on_read` the payload as it is read
+    /// ([`crate::format::verify_payload_with`]).
+    pub fn verify_all_with(&self, on_read: &mut dyn FnMut(&[u8])) -> Result<()> {
+        verify_payload_with(&self.path, &self.file, &self.header, &self.table, on_read)?;
         for a in self.verified.iter() {
             a.store(u64::MAX, Ordering::Relaxed);
         }

@@ -67,11 +67,7 @@ pub fn rebuild(
     if let Err(e) = copy_rows(&idx, &mut builder, from, &mut progress) {
         // A partial directory this run made holds only rows of the source, which a rerun
         // copies again; one an earlier run left may still be resumed, and stays.
-        if builder.created() && builder.discard().is_ok() {
-            // A full disk's error no longer has a partial directory to name.
-            return Err(e.partial_removed());
-        }
-        return Err(e);
+        return Err(builder.abandon(e));
     }
     // The graph is built from the new `vectors` file; the source is not read again, so it can
     // be the directory being replaced.

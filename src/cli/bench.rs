@@ -366,17 +366,11 @@ fn check_report_path(
 
 /// Where the table goes: standard output, unless the JSON report does (`--json -`), which
 /// then has standard output to itself so that it can be parsed.
-fn table_writer(json: Option<&Path>) -> Table {
+fn table_writer(json: Option<&Path>) -> Box<dyn Write> {
     if is_stdout(json) {
-        Table {
-            out: Box::new(Unfailing),
-            name: "standard error",
-        }
+        Box::new(Unfailing)
     } else {
-        Table {
-            out: Box::new(std::io::stdout()),
-            name: relbert::embed::STANDARD_OUTPUT,
-        }
+        Box::new(Stdout)
     }
 }
 
@@ -396,27 +390,24 @@ impl Write for Unfailing {
     }
 }
 
-/// The table's stream, named in the error of a write to it that fails: a full disk under
-/// `> file` was reported as the bare OS message, naming no output.
-struct Table {
-    out: Box<dyn Write>,
-    name: &'static str,
-}
+/// Standard output for the table, naming it in the error of a write that fails: a full
+/// disk under `> file` was reported as the bare OS message, naming no output.
+struct Stdout;
 
-impl Table {
-    /// `err` as a write to this stream's failure, named as a file's is.
-    fn named(&self, err: std::io::Error) -> std::io::Error {
-        std::io::Error::new(err.kind(), relbert::Error::io(self.name, err))
+impl Stdout {
+    /// `err` as a failed write to standard output, named as the binary names it.
+    fn named(err: std::io::Error) -> std::io::Error {
+        std::io::Error::new(err.kind(), relbert::output::stdout_error(err))
     }
 }
 
-impl Write for Table {
+impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write(buf).map_err(|e| self.named(e))
+        std::io::stdout().write(buf).map_err(Self::named)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush().map_err(|e| self.named(e))
+        std::io::stdout().flush().map_err(Self::named)
     }
 }
 
@@ -679,14 +670,14 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         writeln!(table, "|---|---|---:|---:|")?;
         for (name, _) in &loaded {
             let acc = &results[&format!("{name}/{}", a.split)];
-            for (prefix, v) in &acc.by_prefix {
-                let n = acc.by_prefix_counts.get(prefix).map_or(0, |c| c.n);
+            for (prefix, c) in &acc.by_prefix_counts {
                 writeln!(
                     table,
-                    "| {} | {} | {n} | {:.1} |",
+                    "| {} | {} | {} | {:.1} |",
                     cell(name),
                     cell(prefix),
-                    100.0 * v
+                    c.n,
+                    100.0 * (c.right as f64 / c.n as f64)
                 )?;
             }
         }
@@ -828,16 +819,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let enc = a.model.load(false)?;
     refuse_overlong(&enc, &pairs, |p| {
         let r = relbert::analogy::reversed(p);
-        sets.iter().zip(&data).find_map(|((_, dir), set)| {
-            let splits = [
-                ("train", Some(&set.train)),
-                ("val", set.val.as_ref()),
-                ("test", Some(&set.test)),
-            ];
-            splits.into_iter().find_map(|(split, rows)| {
-                let lp = rows?.iter().find(|lp| lp.pair == *p || lp.pair == r)?;
-                Some((dir.join(format!("{split}.tsv")), lp.line))
-            })
+        files.iter().find_map(|(path, rows)| {
+            let lp = rows.iter().find(|lp| lp.pair == *p || lp.pair == r)?;
+            Some((path.clone(), lp.line))
         })
     })?;
     let started = Instant::now();

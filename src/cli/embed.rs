@@ -159,15 +159,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         super::progress::rate(records.len() as f64 / secs.max(1e-9), "pairs")
     );
     if let (Some(o), Some(list)) = (&out, older_list) {
-        // Not removed: relbert removes only files this run wrote, and the old list is a
-        // file of the user's directory that this run did not.
-        tracing::warn!(
-            "{} replaced an array an older relbert wrote; its pair list is now {}, and the one \
-             that build wrote, {}, is left as it was: remove it unless another array uses it",
-            o.display(),
-            pairs_sidecar(o).display(),
-            list.display()
-        );
+        relbert::store::files::warn_older_list_left(o, &list);
     }
     Ok(())
 }

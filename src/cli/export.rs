@@ -6,9 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, Format, OutputKind};
 use relbert::store::files::{export_file, older_pair_list, FileFormat};
-use relbert::store::qdrant::export::{
-    export_index_given, ExportOptions, ExportReport, LayoutFlags,
-};
+use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
 use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
 use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
 use relbert_index::{Index, Precision};
@@ -176,7 +174,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         };
         let pb = Progress::pairs(n, "exporting");
         let asked = a.target.given(a.f16 || a.f32);
-        let report = export_index_given(&index, &conn, &settings, asked, &opts, &|d| {
+        let report = export_index(&index, &conn, &settings, asked, &opts, &|d| {
             pb.set_position(d)
         })
         .map_err(|e| {
@@ -284,14 +282,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     tracing::info!("{}: {} vectors written", out.display(), report.written);
     if let Some(list) = older_list {
-        // Not removed: under the older rule other arrays (`emb`, `emb.npy`) shared it.
-        tracing::warn!(
-            "{} replaced an array an older relbert wrote; its pair list is now {}, and the one \
-             that build wrote, {}, is left as it was: remove it unless another array uses it",
-            out.display(),
-            pairs_sidecar(out).display(),
-            list.display()
-        );
+        relbert::store::files::warn_older_list_left(out, &list);
     }
     Ok(())
 }

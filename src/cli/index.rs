@@ -830,10 +830,9 @@ fn left_partial_note(partial: &Path, existed: bool, err: &relbert::Error) -> Opt
     ))
 }
 
-/// The context of an index that failed to open: a partial build has no meta until it is
-/// finished, an index being built is only `DIR.partial` until then, and a directory without
-/// a meta is no index, so each is said in words instead of the bare "meta: No such file".
-pub(crate) fn opening(dir: &Path) -> String {
+/// What [`opening`] says of `dir` when it is an unfinished build, add or rebuild (a
+/// checkpoint in it, or none there and one in `DIR.partial`), for `serve`'s "no index" too.
+pub(crate) fn unfinished(dir: &Path) -> Option<String> {
     const UNFINISHED: &str = "an unfinished build, add or rebuild (a checkpoint and no index \
                               yet); run that command again to finish it";
     let partial = {
@@ -841,17 +840,28 @@ pub(crate) fn opening(dir: &Path) -> String {
         name.push(".partial");
         PathBuf::from(name)
     };
-    if dir.join("meta").is_file() {
-        format!("opening {}", dir.display())
-    } else if dir.join("checkpoint").is_file() {
-        format!("opening {}: it is {UNFINISHED}", dir.display())
+    if dir.join("checkpoint").is_file() {
+        Some(format!("opening {}: it is {UNFINISHED}", dir.display()))
     } else if std::fs::symlink_metadata(dir).is_err() && partial.join("checkpoint").is_file() {
-        format!(
+        Some(format!(
             "opening {}: there is no index there yet: {} is {UNFINISHED} (if it is still \
              running, wait for it to end)",
             dir.display(),
             partial.display()
-        )
+        ))
+    } else {
+        None
+    }
+}
+
+/// The context of an index that failed to open: a partial build has no meta until it is
+/// finished, an index being built is only `DIR.partial` until then, and a directory without
+/// a meta is no index, so each is said in words instead of the bare "meta: No such file".
+pub(crate) fn opening(dir: &Path) -> String {
+    if dir.join("meta").is_file() {
+        format!("opening {}", dir.display())
+    } else if let Some(unfinished) = unfinished(dir) {
+        unfinished
     } else if dir.is_dir()
         && matches!(
             std::fs::symlink_metadata(dir.join("meta")),

@@ -94,13 +94,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
             if missing {
                 // An interrupted build is said as query and `index info` say it (found by an
                 // audit: serve called it "no index" and advised building one).
-                // The cases `opening` names as unfinished, and only those.
-                let unfinished = index.join("checkpoint").is_file()
-                    || (std::fs::symlink_metadata(&index).is_err()
-                        && relbert_index::partial_dir(&index)
-                            .is_ok_and(|p| p.join("checkpoint").is_file()));
-                if unfinished {
-                    anyhow::bail!("{}", super::index::opening(&index));
+                if let Some(unfinished) = super::index::unfinished(&index) {
+                    anyhow::bail!("{unfinished}");
                 }
                 anyhow::bail!(
                     "no index at {} (build one with relbert index build, or run relbert query \

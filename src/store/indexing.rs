@@ -354,7 +354,6 @@ pub fn build_index(
         records,
         resumed,
         on_rows,
-        on_rows,
         &mut |entries, vectors| {
             builder.append_chunk(entries, vectors)?;
             Ok(())
@@ -444,15 +443,14 @@ pub(crate) type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 
 
 /// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
 /// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from
-/// `skip`) after each chunk, and `within` the rows done inside a chunk, after each encoder
-/// batch: a chunk takes minutes on a slow CPU, and a log without a line until it ended
-/// looked stuck. The encoder may call `within` from its worker threads, hence `Sync`.
+/// `skip`) after each chunk and inside a chunk, after each encoder batch: a chunk takes
+/// minutes on a slow CPU, and a log without a line until it ended looked stuck. The encoder
+/// reports from its worker threads, hence `Sync`.
 pub(crate) fn encode_chunks(
     encoder: &RelationEncoder,
     records: &[PairRecord],
     skip: u64,
-    on_rows: &dyn Fn(u64),
-    within: &(dyn Fn(u64) + Sync),
+    on_rows: &(dyn Fn(u64) + Sync),
     sink: &mut ChunkSink<'_>,
 ) -> Result<()> {
     // Pair vocabularies reuse their words: 148,198 pairs of the bundled one hold 67,364.
@@ -468,7 +466,7 @@ pub(crate) fn encode_chunks(
             words.clear();
         }
         // Distinct pairs encoded, at most the chunk's rows.
-        let in_chunk = |n: usize| within(done + n.min(chunk.len()) as u64);
+        let in_chunk = |n: usize| on_rows(done + n.min(chunk.len()) as u64);
         let mut vectors = encoder.embed_with_words(&pairs, &in_chunk, &mut words)?;
         vectors.iter_mut().for_each(|v| normalize_in_place(v));
         let vectors: Vec<f32> = vectors.into_iter().flatten().collect();
@@ -589,7 +587,6 @@ pub fn add_to_index(
         encoder,
         records,
         resumed,
-        on_rows,
         on_rows,
         &mut |entries, vectors| {
             grower.append_chunk(entries, vectors)?;

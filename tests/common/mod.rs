@@ -209,3 +209,45 @@ pub fn nan_model(dir: &Path) -> PathBuf {
     std::fs::write(out.join("model.safetensors"), bytes).unwrap();
     out
 }
+
+/// The counts of the plain progress lines starting with `what: ` in `stderr`.
+pub fn progress_counts(stderr: &str, what: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(what)?.strip_prefix(": "))
+        .map(|rest| {
+            let done = rest.split('/').next().unwrap().replace(',', "");
+            done.parse().unwrap_or_else(|_| panic!("{rest}"))
+        })
+        .collect()
+}
+
+/// `/dev/full` opened for writing: every write fails with ENOSPC (a full disk as an output).
+pub fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+/// Every file in `dir` by name, with its bytes: to compare a directory before and after.
+pub fn dir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The largest difference between two vectors' components.
+pub fn apart(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

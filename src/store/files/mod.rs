@@ -212,6 +212,19 @@ pub fn older_pair_list(array: &Path) -> Option<PathBuf> {
     (shape.0 == rows && len == expected).then_some(older)
 }
 
+/// Says that `array`, an array an older relbert wrote ([`older_pair_list`] gave `list`), was
+/// replaced and its old pair list left as it was: relbert removes only files the run wrote,
+/// and another array of that build may still use the list. For `embed` and `index export`.
+pub fn warn_older_list_left(array: &Path, list: &Path) {
+    tracing::warn!(
+        "{} replaced an array an older relbert wrote; its pair list is now {}, and the one \
+         that build wrote, {}, is left as it was: remove it unless another array uses it",
+        array.display(),
+        pairs_sidecar(array).display(),
+        list.display()
+    );
+}
+
 /// Whether a regular file beside `array` other than it starts as a NumPy array and has
 /// `older` as its pair list under the older rule; `None` if the folder cannot be read.
 fn another_array_shares(array: &Path, older: &Path) -> Option<bool> {

@@ -1026,20 +1026,9 @@ fn describe_source(source: &str) -> String {
 
 /// Exports every pair of `index` into `conn`'s collection (created with `settings` if absent)
 /// and checks the final count. `on_points` is told how many points are confirmed written.
-/// Every setting counts as asked for ([`export_index_given`] says which were).
+/// An existing collection without the layout settings `asked` for ([`LayoutFlags`]; every
+/// one with [`LayoutFlags::ALL`]) is warned of.
 pub fn export_index(
-    index: &relbert_index::Index,
-    conn: &Connection,
-    settings: &CollectionSettings,
-    opts: &ExportOptions,
-    on_points: &dyn Fn(u64),
-) -> Result<ExportReport> {
-    export_index_given(index, conn, settings, LayoutFlags::ALL, opts, on_points)
-}
-
-/// [`export_index`], warning only of the layout settings `asked` for that an existing
-/// collection does not have ([`LayoutFlags`]).
-pub fn export_index_given(
     index: &relbert_index::Index,
     conn: &Connection,
     settings: &CollectionSettings,
@@ -1225,7 +1214,6 @@ pub fn build_collection(
             encoder,
             &distinct,
             resumed,
-            on_rows,
             on_rows,
             &mut |entries, vectors| {
                 let batch = loader.batch();
