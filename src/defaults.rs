@@ -29,12 +29,19 @@ fn find(rel: &str) -> Option<PathBuf> {
         .find(|p| p.join("model.safetensors").is_file())
 }
 
-/// The model a command uses when `--model` is not given: `$RELBERT_MODEL`, else the trained
-/// default, else the base MiniLM. When none exists the returned path is the default model's,
-/// so the error that follows names what is missing.
+/// `$RELBERT_MODEL` when it is set. An empty value is returned as the empty path, which
+/// names no model: the commands refuse it, naming the variable, as they refuse an empty
+/// `$RELBERT_INDEX` ([`index_env`]).
+pub fn model_env() -> Option<PathBuf> {
+    std::env::var_os("RELBERT_MODEL").map(PathBuf::from)
+}
+
+/// The model a command uses when `--model` is not given: `$RELBERT_MODEL` ([`model_env`]),
+/// else the trained default, else the base MiniLM. When none exists the returned path is the
+/// default model's, so the error that follows names what is missing.
 pub fn default_model_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("RELBERT_MODEL") {
-        return PathBuf::from(p);
+    if let Some(p) = model_env() {
+        return p;
     }
     find(DEFAULT_MODEL)
         .or_else(|| find(BASE_MODEL))

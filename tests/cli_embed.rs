@@ -598,15 +598,19 @@ fn a_full_or_closed_standard_error_does_not_stop_the_run() {
 }
 
 /// Found by an audit: a refused flag value (`--template` without placeholders) exited with
-/// 101, a panic, instead of 1 when standard error was `/dev/full`: the `error:` line was
-/// written with `eprintln!`. The status is the one a user gets without the redirect, for
-/// errors of the run (1) and of the command line (2), and with standard error closed.
+/// 101, a panic, instead of its status when standard error was `/dev/full`: the `error:` line
+/// was written with `eprintln!`. The status is the one a user gets without the redirect, for
+/// errors of the run (1: an output that is not relbert's) and of the command line (2: a
+/// value clap or a check of relbert's refuses), and with standard error closed.
 #[test]
 fn an_error_on_a_full_or_closed_standard_error_keeps_its_status() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = many_pairs(dir.path(), 3);
-    let cases: [(&[&str], i32); 2] = [
-        (&["--template", "no placeholders"], 1),
+    let taken = write(dir.path(), "taken.jsonl", "mine\n");
+    let taken = taken.to_str().unwrap();
+    let cases: [(&[&str], i32); 3] = [
+        (&["--out", taken], 1),
+        (&["--template", "no placeholders"], 2),
         (&["--no-such-flag"], 2),
     ];
     for (flags, code) in cases {
@@ -655,8 +659,11 @@ fn a_standard_error_whose_reader_has_gone_does_not_end_the_run() {
         assert!(status.success(), "RELBERT_PROGRESS_SECS={secs}: {status}");
         assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
     }
-    let cases: [(&[&str], i32); 2] = [
-        (&["--template", "no placeholders"], 1),
+    let taken = write(dir.path(), "taken.jsonl", "mine\n");
+    let taken = taken.to_str().unwrap();
+    let cases: [(&[&str], i32); 3] = [
+        (&["--out", taken], 1),
+        (&["--template", "no placeholders"], 2),
         (&["--no-such-flag"], 2),
     ];
     for (flags, code) in cases {

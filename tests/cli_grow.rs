@@ -919,9 +919,31 @@ fn chown_nobody(path: &Path) {
 }
 
 /// relbert run as the unprivileged user `nobody` (uid 65534) through `setpriv`, for what
-/// only a user whom permissions bind can show (root may write anything); `None`, with the
-/// reason printed, when this test process cannot switch users (not root, or no setpriv).
-fn relbert_as_nobody(scratch: &Path) -> Option<StdCommand> {
+/// only a user whom permissions bind can show (root may write anything); `None`, with
+/// `SKIPPED` and the reason printed for `what` (the test or its part), when this test process
+/// cannot switch users (not root, or no setpriv).
+fn relbert_as_nobody(scratch: &Path, what: &str) -> Option<StdCommand> {
+    relbert_switched(
+        scratch,
+        what,
+        &["--reuid=65534", "--regid=65534", "--clear-groups"],
+    )
+}
+
+/// [`relbert_as_nobody`] with only the effective uid and gid `nobody`'s, the real ones
+/// staying root's: a process whose effective user is not its real one, as a setuid program's
+/// is.
+fn relbert_with_effective_nobody(scratch: &Path, what: &str) -> Option<StdCommand> {
+    relbert_switched(
+        scratch,
+        what,
+        &["--euid=65534", "--egid=65534", "--clear-groups"],
+    )
+}
+
+/// relbert run through `setpriv` with `ids` (its user and group options), or `None` with
+/// `SKIPPED` printed for `what` when this test process cannot switch users.
+fn relbert_switched(scratch: &Path, what: &str, ids: &[&str]) -> Option<StdCommand> {
     use std::os::unix::fs::MetadataExt;
     let probe = scratch.join(".uid-probe");
     std::fs::write(&probe, b"").unwrap();
@@ -929,11 +951,13 @@ fn relbert_as_nobody(scratch: &Path) -> Option<StdCommand> {
     std::fs::remove_file(&probe).unwrap();
     let setpriv = StdCommand::new("setpriv").arg("--version").output();
     if uid != 0 || !setpriv.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: running as another user needs root and setpriv (uid {uid})");
+        eprintln!(
+            "SKIPPED: {what}: running relbert as another user needs root and setpriv (uid {uid})"
+        );
         return None;
     }
     let mut c = StdCommand::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+    c.args(ids)
         .arg(bin())
         .env("RELBERT_LOG", "warn")
         .stdin(Stdio::null());
@@ -1002,7 +1026,10 @@ fn a_write_protected_index_is_left_as_it_is() {
         "rebuild --force",
     );
     // A user whom the protection binds, as in the audit.
-    if let Some(mut nobody) = relbert_as_nobody(dir) {
+    if let Some(mut nobody) = relbert_as_nobody(
+        dir,
+        "the add by a user whom the protection binds, in a_write_protected_index_is_left_as_it_is",
+    ) {
         chown_nobody(dir);
         let o = nobody
             .args(["index", "add", "--index"])
@@ -1023,6 +1050,49 @@ fn a_write_protected_index_is_left_as_it_is() {
     assert_eq!(Index::open(&idx).unwrap().count(), 60);
 }
 
+/// Found by a review: the write-protection check asked `access(2)`, which answers for the
+/// real uid, not for the effective one a process writes with: a relbert whose effective user
+/// is not its real one (a setuid program's) was let through to an index that user may not
+/// write, replaced it (the exchange needs only the parent directory) and then could not
+/// remove the old one. Run here with the real uid root's and the effective uid `nobody`'s,
+/// in a directory `nobody` may write to, on an index of root's (mode 755, files 644: no mode
+/// bit protects it): the rebuild is refused as write-protected for this user, and nothing
+/// changes.
+#[test]
+fn write_access_is_judged_for_the_effective_user() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let what = "write_access_is_judged_for_the_effective_user";
+    let Some(_) = relbert_with_effective_nobody(dir, what) else {
+        return;
+    };
+    let base_file = dir.join("base.tsv");
+    write_lines(&base_file, &vocab_lines(40));
+    let idx = dir.join("idx");
+    build_file(&base_file, &idx);
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    assert_eq!(mode_of(&idx), 0o755);
+    let files = common::dir_files(&idx);
+    let before = names_in(dir);
+    let o = relbert_with_effective_nobody(dir, what)
+        .unwrap()
+        .args(["index", "rebuild", "--force", "--index"])
+        .arg(&idx)
+        .arg("--out")
+        .arg(&idx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{} is write-protected", idx.display()))
+            && err.contains("this user may not write to it"),
+        "{err}"
+    );
+    assert_eq!(names_in(dir), before, "{err}");
+    assert!(common::dir_files(&idx) == files, "the index was changed");
+}
+
 /// A publication that cannot remove the index it replaced says so, naming where that index
 /// is (it used to be left in `DIR.partial/` without a word); and the next writer, which
 /// cannot remove it either, names it as a complete index to remove rather than failing with
@@ -1032,7 +1102,10 @@ fn a_write_protected_index_is_left_as_it_is() {
 fn an_old_index_that_cannot_be_removed_is_named_and_not_left_silently() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let Some(_) = relbert_as_nobody(dir) else {
+    let Some(_) = relbert_as_nobody(
+        dir,
+        "an_old_index_that_cannot_be_removed_is_named_and_not_left_silently",
+    ) else {
         return;
     };
     let lines = vocab_lines(70);
@@ -1051,7 +1124,7 @@ fn an_old_index_that_cannot_be_removed_is_named_and_not_left_silently() {
     chmod(&idx, 0o1777);
     let partial = dir.join("idx.partial");
     let run = |pairs: &Path| {
-        let o = relbert_as_nobody(dir)
+        let o = relbert_as_nobody(dir, "")
             .unwrap()
             .args(["index", "add", "--index"])
             .arg(&idx)
@@ -1140,4 +1213,49 @@ fn a_full_disk_during_an_add_names_the_partial_directory() {
     add(&idx, &new_file).success();
     assert_eq!(Index::open(&idx).unwrap().count(), 3000);
     assert!(!partial.exists());
+}
+
+/// Found by an audit: `index add` showed nothing while it verified and copied the index into
+/// its partial directory (minutes for a large one), only the encoding and graph stages. The
+/// copy now has its display too: without a terminal, with `RELBERT_PROGRESS_SECS=0`, a line
+/// for each checkpointed chunk of 8,192 rows, the last one once; and the encoding display
+/// begins after it.
+#[test]
+fn an_add_shows_the_copy_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: Vec<String> = (0..20_000)
+        .map(|i| format!("w{}\tw{}", i % 997, i % 1009))
+        .collect();
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &base);
+    let idx = dir.path().join("idx");
+    build_file(&base_file, &idx);
+    let new_file = dir.path().join("new.tsv");
+    write_lines(&new_file, &["dog\tcat".into(), "hot\tcold".into()]);
+    let a = relbert()
+        .env("RELBERT_PROGRESS_SECS", "0")
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&new_file)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let copied = common::progress_counts(&err, "copying");
+    assert_eq!(
+        copied.iter().filter(|&&n| n == 20_000).count(),
+        1,
+        "the final line is not there once: {err}"
+    );
+    assert!(
+        copied.iter().any(|&n| n > 0 && n < 20_000),
+        "no line before the end: {err}"
+    );
+    let last_copy = err.rfind("copying: ").unwrap();
+    assert!(
+        err.find("encoding: ").is_some_and(|at| at > last_copy),
+        "{err}"
+    );
+    assert!(err.contains("pairs/s"), "{err}");
+    assert_eq!(Index::open(&idx).unwrap().count(), 20_002);
 }

@@ -808,3 +808,141 @@ fn an_add_of_nothing_new_names_a_moved_or_changed_model() {
         "{err}"
     );
 }
+
+/// Found by an audit: flags out of range, or given where they do nothing, were failures
+/// of the run (status 1) or ignored: `--m` / `--ef-construction` outside what an index
+/// takes on `build` and `rebuild`, `--ef-construction` below `--m`, `--graph-while-encoding`
+/// with `--collection` (a Qdrant collection has no local graph: it was ignored), and
+/// `index add`'s `--batch-size`, `--device` and `--template`, which `build` checks when
+/// parsed. Each is now a bad command line, status 2, naming the flag(s), with nothing
+/// written.
+#[test]
+fn index_flags_at_their_edges_are_a_bad_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(dir.path(), &idx, &[]).success();
+    let new = dir.path().join("new.tsv");
+    std::fs::write(&new, "lion\tcub\n").unwrap();
+    let before = common::dir_files(&idx);
+    let model = fixture("tiny-bert");
+    let model = model.to_str().unwrap();
+    let pairs = pair_file(dir.path());
+    let pairs = pairs.to_str().unwrap();
+    let (idx_s, new_s) = (idx.to_str().unwrap(), new.to_str().unwrap());
+    let build_args = ["index", "build", "--model", model, "--pairs", pairs];
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            [&build_args[..], &["--out", "o", "--m", "300"]].concat(),
+            &["--m"],
+        ),
+        (
+            [&build_args[..], &["--out", "o", "--m", "1"]].concat(),
+            &["--m"],
+        ),
+        (
+            [&build_args[..], &["--out", "o", "--ef-construction", "0"]].concat(),
+            &["--ef-construction"],
+        ),
+        (
+            [
+                &build_args[..],
+                &["--out", "o", "--m", "32", "--ef-construction", "8"],
+            ]
+            .concat(),
+            &["--m", "--ef-construction"],
+        ),
+        (
+            [
+                &build_args[..],
+                &["--collection", "c", "--graph-while-encoding", "on"],
+            ]
+            .concat(),
+            &["--collection", "--graph-while-encoding"],
+        ),
+        (
+            [&build_args[..], &["--collection", "c", "--m", "256"]].concat(),
+            &["--m"],
+        ),
+        (
+            vec![
+                "index", "rebuild", "--index", idx_s, "--out", "o", "--m", "0",
+            ],
+            &["--m"],
+        ),
+        (
+            vec![
+                "index",
+                "rebuild",
+                "--index",
+                idx_s,
+                "--out",
+                "o",
+                "--ef-construction",
+                "1000001",
+            ],
+            &["--ef-construction"],
+        ),
+        // Below the source's M (16).
+        (
+            vec![
+                "index",
+                "rebuild",
+                "--index",
+                idx_s,
+                "--out",
+                "o",
+                "--ef-construction",
+                "8",
+            ],
+            &["--ef-construction"],
+        ),
+        (
+            vec![
+                "index",
+                "add",
+                "--index",
+                idx_s,
+                "--pairs",
+                new_s,
+                "--batch-size",
+                "5000",
+            ],
+            &["--batch-size"],
+        ),
+        (
+            vec![
+                "index", "add", "--index", idx_s, "--pairs", new_s, "--device", "gpu",
+            ],
+            &["--device"],
+        ),
+        (
+            vec![
+                "index",
+                "add",
+                "--index",
+                idx_s,
+                "--pairs",
+                new_s,
+                "--template",
+                "no slots",
+            ],
+            &["--template"],
+        ),
+    ];
+    for (args, flags) in cases {
+        let a = relbert()
+            .current_dir(dir.path())
+            .env_remove("RELBERT_QDRANT_URL")
+            .args(&args)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        for flag in flags {
+            assert!(err.contains(flag), "{args:?}: {flag} not named: {err}");
+        }
+        assert!(!dir.path().join("o").exists(), "{args:?}");
+        assert!(!dir.path().join("o.partial").exists(), "{args:?}");
+        assert!(!dir.path().join("idx.partial").exists(), "{args:?}");
+        assert_eq!(common::dir_files(&idx), before, "{args:?}");
+    }
+}

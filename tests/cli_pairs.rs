@@ -1760,3 +1760,62 @@ fn no_pairs_names_the_threshold_that_left_none() {
     let (_, err) = mine_out(&[&corpus], &["--min-count", "1", "--min-pair-count", "1"]);
     assert!(!err.contains("no pair"), "{err}");
 }
+
+/// Audit (s16): `--memory 1`, `1e9` and `2GB` were refused as "give a size of at least one
+/// byte" (status 1), where the unit was what was missing or not understood. Now the refusal
+/// says a unit is needed and which (status 2, a bad command line), and `2GB`, `2GiB` and
+/// `2g` are taken.
+#[test]
+fn memory_sizes_need_a_unit_and_take_the_usual_spellings() {
+    let corpus = fixture("corpus/capitals.txt");
+    for (value, says) in [
+        ("1", "needs a unit"),
+        ("1e9", "needs a unit"),
+        ("2X", "\"X\" is not a unit"),
+        ("0K", "at least one byte"),
+    ] {
+        let o = finish(
+            relbert()
+                .args(["pairs", "mine", "--out", "-", "--corpus"])
+                .arg(&corpus)
+                .arg(format!("--memory={value}")),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{value}: {err}");
+        assert!(
+            err.contains("--memory") && err.contains(says) && err.contains("2GB"),
+            "{value}: {err}"
+        );
+    }
+    for value in ["2GB", "2GiB", "2g", "1.5 G"] {
+        mine_out(&[&corpus], &["--memory", value]);
+    }
+}
+
+/// Audit (s16): `--phrase-threshold` without `--phrases` was taken and did nothing; the
+/// output paths two flags share, or a directory given for a file, were refused with status 1.
+/// All are bad command lines now: status 2, the flag named.
+#[test]
+fn flags_that_would_do_nothing_or_clash_are_refused_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let out = dir.path().join("p.tsv");
+    let out_s = out.to_str().unwrap();
+    let dir_s = dir.path().to_str().unwrap();
+    for (args, says) in [
+        (vec!["--out", "-", "--phrase-threshold", "5"], "--phrases"),
+        (vec!["--out", out_s, "--report", out_s], "--report"),
+        (vec!["--out", out_s, "--save-vocab", dir_s], "--save-vocab"),
+    ] {
+        let o = finish(
+            relbert()
+                .args(["pairs", "mine", "--corpus"])
+                .arg(&corpus)
+                .args(&args),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!out.exists());
+    }
+}

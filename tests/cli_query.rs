@@ -43,17 +43,7 @@ fn json_lines(a: &assert_cmd::assert::Assert) -> Vec<serde_json::Value> {
 
 /// An index of the test pairs at `dir/idx`, built with the tiny model.
 fn index(dir: &Path) -> PathBuf {
-    let out = dir.join("idx");
-    relbert()
-        .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(pair_file(dir))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    out
+    common::tiny_index(&pair_file(dir), &dir.join("idx"))
 }
 
 /// Found by an audit: `query` (an answer, as a table or JSON, and a stream's tables),
@@ -542,4 +532,100 @@ fn blank_words_and_long_lines_keep_their_messages() {
         .code(1);
     let first = &json_lines(&a)[0];
     assert_eq!(first["input"], format!("{}…", "é".repeat(80)), "{first}");
+}
+
+/// A new pseudo-terminal: its master, and its slave (a child's standard input), in canonical
+/// mode; and the character that ends its input (Ctrl-D).
+#[cfg(target_os = "linux")]
+fn pty() -> (std::fs::File, std::fs::File, u8) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |path: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .unwrap()
+    };
+    let master = open("/dev/ptmx");
+    let fd = master.as_raw_fd();
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `fd` is an open pseudo-terminal master, and `name` is writable for its length.
+    let slave_name = unsafe {
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        std::ffi::CStr::from_ptr(name.as_ptr())
+    };
+    let slave = open(slave_name.to_str().unwrap());
+    // SAFETY: a zeroed termios is a valid value for tcgetattr to fill; the slave is open.
+    let eof = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut t), 0);
+        assert!(
+            t.c_lflag & libc::ICANON != 0,
+            "a new terminal reads whole lines"
+        );
+        t.c_cc[libc::VEOF]
+    };
+    (master, slave, eof)
+}
+
+/// Found by an audit: at the interactive prompt (standard input a terminal) a typo, `html`,
+/// then Ctrl-D ended the session with `> error: 1 of 1 query lines could not be answered`,
+/// on the prompt's line, and exit status 1, though the line had been answered with its
+/// error. A person's session now ends with status 0 and the prompt's line ended; the
+/// status 1 stays for a script's stream (not a terminal).
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interactive_session_ends_with_ctrl_d_cleanly_after_a_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    // The line, then Ctrl-D at the prompt; and words typed without Enter, sent by Ctrl-D
+    // (the second ends that line, the third the session).
+    for (typed, reply) in [
+        (&b"html\n"[..], "> error: line 1"),
+        (b"html", "> \nerror: line 1"),
+    ] {
+        let (mut master, slave, eof) = pty();
+        let child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .args(["query", "--index"])
+            .arg(&idx)
+            .stdin(Stdio::from(slave))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ends = if typed.ends_with(b"\n") { 1 } else { 3 };
+        master.write_all(typed).unwrap();
+        master.write_all(&vec![eof; ends]).unwrap();
+        // A regression that read on after the end (a terminal's end of input is not
+        // permanent) would wait for ever on the open master.
+        let guard = common::watchdog(child.id(), 120);
+        let out = child.wait_with_output().unwrap();
+        drop(guard);
+        drop(master);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains(reply) && err.contains("\"html\" is one word"),
+            "{err}"
+        );
+        assert!(!err.contains("could not be answered"), "{err}");
+        assert!(err.ends_with("> \n"), "the prompt's line is ended: {err:?}");
+    }
+    // The same line from a pipe is a script's stream: status 1, with how many failed.
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .write_stdin("html\n")
+        .assert()
+        .code(1);
+    assert!(
+        stderr(&a).contains("1 of 1 query lines could not be answered"),
+        "{}",
+        stderr(&a)
+    );
 }

@@ -430,3 +430,63 @@ fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
     // The older list is left: under the older rule other arrays may have used it.
     assert_eq!(std::fs::read_to_string(&older).unwrap(), older_text);
 }
+
+/// Found by an audit: `--out idx/v.npy` wrote the array and its pair list into the index
+/// exported, without a word, and the next `index add` refused the index ("is not only an
+/// index") until they were moved out. An --out inside any index directory (or a partial
+/// build), reached however, is refused up front, naming --out, with nothing written.
+#[test]
+fn an_out_inside_an_index_directory_is_refused_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = build_index(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::copy(idx.join("meta"), other.join("meta")).unwrap();
+    let partial = dir.path().join("p.partial");
+    std::fs::create_dir(&partial).unwrap();
+    // A partial build's checkpoint is known by its magic bytes.
+    std::fs::write(partial.join("checkpoint"), b"RBIXCKPT and the rest").unwrap();
+    std::os::unix::fs::symlink(&idx, dir.path().join("link")).unwrap();
+    let before = |d: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let kept = before(&idx);
+    let cases = [
+        ("npy", idx.join("v.npy"), "the index directory"),
+        ("word2vec", idx.join("v.bin"), "the index directory"),
+        ("npy", dir.path().join("link/v.npy"), "the index directory"),
+        ("npy", other.join("v.npy"), "the index directory"),
+        ("npy", partial.join("v.npy"), "the partial index build"),
+    ];
+    for (format, out, what) in cases {
+        let a = export(&idx, format, &out, &[]).code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains("invalid value for --out")
+                && err.contains(&format!("{} is inside {what}", out.display())),
+            "{err}"
+        );
+        assert!(!out.exists(), "{}", out.display());
+    }
+    assert_eq!(before(&idx), kept, "nothing written into the index");
+    assert_eq!(before(&other), ["meta"]);
+    assert_eq!(before(&partial), ["checkpoint"]);
+    // Beside the index is fine, and the index still grows.
+    let beside = dir.path().join("v.npy");
+    export(&idx, "npy", &beside, &[]).success();
+    assert!(beside.exists());
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "red\tblue\n").unwrap();
+    relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&more)
+        .assert()
+        .success();
+}

@@ -273,3 +273,127 @@ fn an_index_records_its_dtype_and_queries_at_another_get_a_note() {
         "{stderr}"
     );
 }
+
+/// An interrupted `index build` of `pairs` into `out` encoded at `dtype`, as the CLI leaves it
+/// when killed after its first chunk: its encoder identity (number format included), its
+/// input's identity, the first pair stored.
+fn interrupted_build(pairs: &Path, out: &Path, dtype: Dtype) {
+    let enc = load(&fixture("tiny-bert"), Aggregation::AverageNoMask, dtype);
+    let records = relbert::pairs::read_pairs(pairs).unwrap();
+    let spec = relbert_index::IndexSpec {
+        dim: enc.dim() as u32,
+        precision: relbert_index::Precision::F32,
+        encoder: relbert::indexing::encoder_info(&enc.identity().unwrap()),
+        input: relbert::pairs::records_identity(&records),
+    };
+    let mut b = relbert_index::IndexBuilder::create_or_resume(out, spec, false).unwrap();
+    let first = [(records[0].head.as_str(), records[0].tail.as_str())];
+    b.append_chunk(
+        &[relbert_index::PairEntry::new(first[0].0, first[0].1)],
+        &enc.embed(&first).unwrap()[0],
+    )
+    .unwrap();
+}
+
+/// `relbert index build` of `pairs` into `out` on the tiny model, logging at info, with
+/// `extra` flags.
+fn build_index(pairs: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    relbert()
+        .env("RELBERT_LOG", "info")
+        .args([
+            "index",
+            "build",
+            "--aggregation",
+            "average_no_mask",
+            "--model",
+        ])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .assert()
+}
+
+/// Found by a review: `index build --dtype bf16`, interrupted and run again without
+/// `--dtype` (the flag forgotten), was refused as "another encoder" with advice to run it
+/// "with the original model, template and aggregation", none of which had changed. Without
+/// `--dtype` a resumed build encodes at the format it began with, as a build into a Qdrant
+/// collection does, and says so.
+#[test]
+fn a_resumed_build_without_dtype_keeps_the_format_it_began_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(dir.path());
+    let out = dir.path().join("idx");
+    interrupted_build(&pairs, &out, Dtype::Bf16);
+    let a = build_index(&pairs, &out, &[]).success();
+    let log = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        log.contains("interrupted run at bf16: encoding at bf16") && log.contains("resuming: 1"),
+        "{log}"
+    );
+    assert!(!dir.path().join("idx.partial").exists());
+    let info = relbert()
+        .args(["index", "info", "--json", "--verify"])
+        .arg(&out)
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask+dtype:bf16");
+
+    // A build without a partial one stays at float32, saying nothing of formats.
+    let fresh = dir.path().join("fresh");
+    let a = build_index(&pairs, &fresh, &[]).success();
+    let log = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(!log.contains("interrupted run"), "{log}");
+    let info = relbert()
+        .args(["index", "info", "--json"])
+        .arg(&fresh)
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask");
+    assert_eq!(doc["count"], info_count(&out));
+}
+
+/// `count` of `index info --json` of `index`.
+fn info_count(index: &Path) -> Value {
+    let info = relbert()
+        .args(["index", "info", "--json"])
+        .arg(index)
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    doc["count"].clone()
+}
+
+/// Found by a review: a resumed build given another `--dtype` than the one it began with was
+/// refused as "another encoder". The refusal names the number format and the flag to give,
+/// and the partial build stays to be resumed with it.
+#[test]
+fn a_resumed_build_at_another_dtype_is_told_the_flag_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(dir.path());
+    for (began, now) in [("bf16", "f32"), ("bf16", "f16"), ("f32", "bf16")] {
+        let out = dir.path().join(format!("idx-{began}-{now}"));
+        interrupted_build(&pairs, &out, began.parse().unwrap());
+        let a = build_index(&pairs, &out, &["--dtype", now]).failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        for want in [
+            format!("number format {began} (--dtype {began}), now {now}"),
+            format!("run it again with --dtype {began}"),
+        ] {
+            assert!(
+                err.contains(&want),
+                "{began} then {now}: {want:?} not in {err}"
+            );
+        }
+        assert!(!err.contains("another encoder"), "{err}");
+        let mut partial = out.clone().into_os_string();
+        partial.push(".partial");
+        assert!(Path::new(&partial).join("checkpoint").is_file(), "{err}");
+        // As told, it resumes.
+        build_index(&pairs, &out, &["--dtype", began]).success();
+    }
+}

@@ -72,8 +72,12 @@ impl Cluster {
             .expect("pid")
     }
 
-    fn kill(&self, node: usize) {
+    /// Kills node `node` (SIGKILL); the cluster is restarted when the guard is dropped,
+    /// unless [`Down::restart`] restarted it first.
+    fn kill(&self, node: usize) -> Down<'_> {
         let pid = self.pid(node);
+        // Made first: a failure from here on must not leave the node down.
+        let down = Down(Some(self));
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
         // Reap nothing (not our child); wait until it is gone.
         let t = Instant::now();
@@ -85,29 +89,99 @@ impl Cluster {
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+        down
     }
 
-    /// Sends `signal` to node `node`'s server process.
-    fn signal(&self, node: usize, signal: i32) {
+    /// Stops node `node` (SIGSTOP: it keeps its ports and answers nothing); it is continued
+    /// when the guard is dropped.
+    fn stop(&self, node: usize) -> Stopped {
         let pid = self.pid(node);
-        assert_eq!(
-            unsafe { libc::kill(pid, signal) },
-            0,
-            "signal {signal} to {pid}"
-        );
+        let stopped = Stopped(pid);
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "stop {pid}");
+        stopped
     }
 
-    fn restart(&self) {
+    /// Starts the nodes that are not running, and waits until every node is ready.
+    fn try_restart(&self) -> Result<(), String> {
         let out = Command::new(&self.start)
             .args(["3", &self.port.to_string()])
             .arg(&self.dir)
             .output()
-            .expect("start script");
-        assert!(
-            out.status.success(),
-            "restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .map_err(|e| format!("start script {}: {e}", self.start.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+/// A node a test killed ([`Cluster::kill`]): the cluster is restarted when this is dropped,
+/// also while a failed assertion unwinds, so that a test that fails with the node down does
+/// not leave a 2-node cluster to the tests after it.
+#[must_use = "dropped, it restarts the cluster at once"]
+struct Down<'a>(Option<&'a Cluster>);
+
+impl Down<'_> {
+    /// Restarts the cluster now, failing the test when it cannot.
+    fn restart(mut self) {
+        if let Some(cluster) = self.0.take() {
+            if let Err(e) = cluster.try_restart() {
+                panic!("restart failed: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        // Not a panic: this may run while a failed assertion unwinds.
+        if let Some(cluster) = self.0.take() {
+            if let Err(e) = cluster.try_restart() {
+                eprintln!("restarting the cluster after a failed test: {e}");
+            }
+        }
+    }
+}
+
+/// A node a test stopped ([`Cluster::stop`]), by pid: continued (SIGCONT) when this is
+/// dropped, also while a failed assertion unwinds, so that a failing test cannot leave the
+/// node stopped and the cluster hung for the tests after it.
+struct Stopped(i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid the test stopped; a pid that has ended meanwhile is
+        // an error to ignore, not a panic while unwinding.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// A child process that is killed (SIGKILL, which also ends a stopped process) and reaped
+/// when dropped: a test that fails while its child is stopped ([`hold`]) or still loading
+/// must not leave it behind, stopped or writing into the cluster the other tests use.
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // A child already reaped is not signalled again (std knows it has ended).
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -251,7 +325,8 @@ fn count_via(url: &str, collection: &str) -> u64 {
 }
 
 /// Stops process `pid` (SIGSTOP) and waits until every thread of it has stopped (or it has
-/// ended), so that it does nothing more until SIGCONT or SIGKILL.
+/// ended), so that it does nothing more until SIGCONT or SIGKILL. The caller holds the
+/// process in a [`Reaped`], so that a failure while it is stopped kills it.
 fn hold(pid: i32) {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "stop {pid}");
     // The state follows the command name in parentheses: T (stopped), Z or X (ended).
@@ -274,6 +349,90 @@ fn hold(pid: i32) {
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("process {pid} did not stop");
+}
+
+/// A test that failed between stopping a process (SIGSTOP) and continuing it left it
+/// stopped: the build child of `build_into_a_collection_resumes_after_a_kill` for good, or a
+/// node, and with it the cluster the tests after it use; one that failed between killing a
+/// node and restarting it left a 2-node cluster. The guards continue ([`Stopped`]), kill
+/// ([`Reaped`]) or restart ([`Down`]) while the failure unwinds. Needs no cluster: `sleep`
+/// processes stand for the node and the child, a script for the start script.
+#[test]
+fn a_failing_test_leaves_nothing_stopped_or_down() {
+    let state = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+    };
+    let sleeper = || {
+        // Its own output, so that one left stopped holds no pipe of the test harness.
+        Command::new("sleep")
+            .arg("600")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sleep(1) runs")
+    };
+    // The stand-in start script, written well before it runs: a process another test
+    // forks meanwhile may hold it open for a moment (ETXTBSY).
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("start.sh");
+    std::fs::write(&script, "#!/bin/sh\ntouch \"$3/restarted\"\n").unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let fails = |f: &dyn Fn()| {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        assert!(r.is_err(), "the stand-in test did not fail");
+    };
+
+    // A node stopped by a failing test is continued.
+    let node = Reaped(sleeper());
+    let pid = node.id() as i32;
+    fails(&|| {
+        let _stopped = Stopped(pid);
+        hold(pid);
+        panic!("a failed assertion while the node is stopped");
+    });
+    // SIGCONT wakes it before kill(2) returns; looked at a bounded number of times.
+    let running = (0..10_000).any(|_| {
+        let s = state(pid);
+        std::thread::sleep(Duration::from_millis(1));
+        s.is_some_and(|c| c != 'T')
+    });
+    let left = state(pid);
+    // Ended whatever the answer (it is still this test's child), so a failure here does not
+    // leave a stopped process either.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    drop(node);
+    assert!(running, "left stopped: {left:?}");
+
+    // A child stopped by a failing test is killed and reaped.
+    let child = std::sync::Mutex::new(Some(Reaped(sleeper())));
+    let pid = child.lock().unwrap().as_ref().map_or(0, |c| c.id() as i32);
+    fails(&|| {
+        let _child = child.lock().unwrap().take();
+        hold(pid);
+        panic!("a failed assertion while the child is stopped");
+    });
+    let left = state(pid);
+    if left.is_some() {
+        // Not reaped, so still this test's child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert_eq!(left, None, "left behind");
+
+    // A node killed by a failing test is started again.
+    let cluster = Cluster {
+        dir: tmp.path().to_path_buf(),
+        port: 1,
+        start: script,
+    };
+    fails(&|| {
+        let _down = Down(Some(&cluster));
+        panic!("a failed assertion while a node is down");
+    });
+    assert!(tmp.path().join("restarted").exists(), "not restarted");
 }
 
 /// Held by the tests that kill or stop a node, so that one never signals a node the other
@@ -421,7 +580,7 @@ fn cluster_export_query_and_node_failures() {
     while ok.load(Ordering::Relaxed) < 20 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    cluster.kill(1);
+    let down = cluster.kill(1);
     let before = ok.load(Ordering::Relaxed);
     let t = Instant::now();
     while ok.load(Ordering::Relaxed) < before + 100 && t.elapsed() < Duration::from_secs(60) {
@@ -439,17 +598,19 @@ fn cluster_export_query_and_node_failures() {
         ok.load(Ordering::Relaxed) >= before + 100,
         "queries stalled after the kill"
     );
-    cluster.restart();
+    down.restart();
     let local_shards = wait_all_active(&cluster.grpc(1), &coll, 6);
     assert!(local_shards > 0, "node 1 holds no shard after rejoining");
     assert_eq!(count_via(&cluster.grpc(1), &coll), n as u64);
 
     // Node 2 killed during an export (small batches, one at a time, so it runs long enough).
     let coll2 = unique("export");
-    let mut child = export(&dir, &urls, &coll2, &["--batch", "16", "--parallel", "1"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        export(&dir, &urls, &coll2, &["--batch", "16", "--parallel", "1"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let probe = Connection::new(&[cluster.grpc(3)], &coll2).unwrap();
     let t = Instant::now();
     loop {
@@ -480,7 +641,7 @@ fn cluster_export_query_and_node_failures() {
             .unwrap()
             .unwrap_or(0)
     });
-    cluster.kill(2);
+    let down = cluster.kill(2);
     let status = child.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -490,7 +651,7 @@ fn cluster_export_query_and_node_failures() {
         n as u64,
         "points lost or doubled"
     );
-    cluster.restart();
+    down.restart();
     wait_all_active(&cluster.grpc(2), &coll2, 6);
     for node in 1..=3 {
         assert_eq!(
@@ -561,7 +722,7 @@ fn build_into_a_collection_resumes_after_a_kill() {
     // clock, comes after about 0.2 s of its running (a few thousand of the 40,000 pairs).
     // It was let run freely before, and on a loaded machine a whole 2 s build could end
     // between two reads (the kill landed after "checkpoint at 40000 of 40000 rows").
-    let mut child = build().stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = Reaped(build().stderr(std::process::Stdio::null()).spawn().unwrap());
     let pid = child.id() as i32;
     let t = Instant::now();
     let interrupted = loop {
@@ -891,15 +1052,6 @@ fn a_rest_port_and_names_that_break_a_cluster_are_named() {
     }
 }
 
-/// Continues a stopped node when dropped, so a failing test leaves the cluster running.
-struct Stopped<'a>(&'a Cluster, usize);
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        self.0.signal(self.1, libc::SIGCONT);
-    }
-}
-
 /// A node that is up but answers nothing (stopped with SIGSTOP: its port still accepts
 /// connections) held every call for the client's 60 s timeout before the next node was
 /// tried, so each `relbert query` took a minute and `serve --collection` answered 504. Reads
@@ -955,8 +1107,7 @@ fn a_stopped_node_is_not_waited_for() {
         String::from_utf8_lossy(&healthy.stdout)
     );
     // The first URL's node: every call starts there.
-    cluster.signal(1, libc::SIGSTOP);
-    let stopped = Stopped(&cluster, 1);
+    let stopped = cluster.stop(1);
     let (out, took) = ask();
     drop(stopped);
     succeeded(&out);
@@ -977,7 +1128,7 @@ fn a_stopped_node_is_not_waited_for() {
     // The server over the collection: with the first node stopped it answers within its own
     // request timeout (10 s) instead of 504, and it stops on SIGTERM without a panic (the
     // client's runtime was dropped inside the server's and tokio panicked).
-    let (mut child, mut log, addr) = common::spawn_serve_with(
+    let (mut child, mut log, addr) = spawn_serve(
         &[
             "--qdrant".as_ref(),
             urls.as_ref(),
@@ -1003,8 +1154,7 @@ fn a_stopped_node_is_not_waited_for() {
     };
     let before = ask("sun", "moon");
     assert!(before.starts_with("HTTP/1.1 200"), "{before}");
-    cluster.signal(1, libc::SIGSTOP);
-    let stopped = Stopped(&cluster, 1);
+    let stopped = cluster.stop(1);
     let during = [ask("sun", "moon"), ask("dog", "puppy")];
     drop(stopped);
     for answer in &during {
@@ -1315,11 +1465,22 @@ fn body_json(answer: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
 }
 
+/// `relbert serve ARGS`, its log and its address ([`common::spawn_serve_with`]), killed
+/// when dropped, so that a test failing on its way does not leave the server running.
+fn spawn_serve(
+    args: &[&std::ffi::OsStr],
+    log: &str,
+) -> (
+    Reaped,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let (child, log, addr) = common::spawn_serve_with(args, log);
+    (Reaped(child), log, addr)
+}
+
 /// Stops a spawned server and returns the rest of its log.
-fn stop_serve(
-    mut child: std::process::Child,
-    mut log: std::io::BufReader<std::process::ChildStderr>,
-) -> String {
+fn stop_serve(mut child: Reaped, mut log: std::io::BufReader<std::process::ChildStderr>) -> String {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -1346,7 +1507,7 @@ fn serve_follows_a_collection_recreated_with_another_model() {
     let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
     succeeded(&tiny_build(&pairs, &target).output().unwrap());
     let model = common::fixture("tiny-bert");
-    let (child, log, addr) = common::spawn_serve_with(
+    let (child, log, addr) = spawn_serve(
         &[
             "--qdrant".as_ref(),
             joined.as_ref(),
@@ -1477,7 +1638,7 @@ fn an_unfinished_load_is_named_by_query_and_serve() {
         "warned once: {err}"
     );
 
-    let (child, log, addr) = common::spawn_serve_with(
+    let (child, log, addr) = spawn_serve(
         &[
             "--qdrant".as_ref(),
             joined.as_ref(),
@@ -1897,10 +2058,12 @@ impl Forwarder {
     /// Goes away as a killed node does.
     fn kill(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Not a panic: this also runs from `drop`, maybe while a failed assertion unwinds.
         if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+            let _ = t.join();
         }
-        for s in self.open.lock().unwrap().drain(..) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for s in open.drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }

@@ -1345,6 +1345,14 @@ async fn cross_site_requests_and_other_hosts_are_refused() {
         let msg = v["error"].as_str().unwrap();
         assert!(msg.contains(&format!("{kind:?}")), "{msg}");
         assert!(msg.contains("application/json"), "{msg}");
+        // Found by an audit: `curl -d` sends a form's type; the message ends with the fix.
+        assert!(
+            msg.ends_with(
+                "send the header Content-Type: application/json (curl: -H 'Content-Type: \
+                 application/json', or curl --json)"
+            ),
+            "{msg}"
+        );
         assert_eq!(v["status"], 415);
         // The body was not read: the connection is closed, and says so.
         assert_eq!(head["connection"], "close");
@@ -1566,6 +1574,74 @@ async fn parameters_in_the_url() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
         assert!(v["error"].as_str().unwrap().contains("JSON body"), "{v}");
     }
+}
+
+/// Found by an audit: a missing `q` and a `limit` of `-1` or `abc` were answered with
+/// axum's "Failed to deserialize query string: ..." instead of naming the parameter and
+/// what it takes; a `limit` past `--max-k` is answered as that many, as documented.
+#[tokio::test]
+async fn suggest_parameters_are_named_in_their_errors() {
+    let app = app();
+    for (uri, names) in [
+        ("/v1/suggest", &["parameter q is missing", "?q=par"][..]),
+        ("/v1/suggest?limit=5", &["parameter q is missing"]),
+        ("/v1/suggest?Q=pa", &["parameter q is missing"]),
+        (
+            "/v1/suggest?q=pa&limit=-1",
+            &["parameter limit is \"-1\"", "whole number", "--max-k, 20"],
+        ),
+        (
+            "/v1/suggest?q=pa&limit=abc",
+            &["parameter limit is \"abc\"", "whole number"],
+        ),
+        ("/v1/suggest?q=pa&limit=", &["parameter limit is \"\""]),
+        (
+            "/v1/suggest?q=pa&limit=2.5",
+            &["parameter limit is \"2.5\""],
+        ),
+        ("/v1/suggest?q=pa&q=to", &["parameter q is given twice"]),
+        (
+            "/v1/suggest?q=pa&limit=1&limit=2",
+            &["limit is given twice"],
+        ),
+    ] {
+        let (status, v) = call(&app, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(v["status"], 400, "{uri}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(!msg.contains("deserialize"), "{uri}: {msg}");
+        for name in names {
+            assert!(msg.contains(name), "{uri}: {msg} lacks {name}");
+        }
+    }
+    // The default, 10, of more pairs than that.
+    let count = |v: &Value| v["suggestions"].as_array().unwrap().len();
+    let (_, v) = call(&app, "GET", "/v1/suggest?q=p&limit=20", None).await;
+    assert!(count(&v) > 10, "{v}");
+    let (_, v) = call(&app, "GET", "/v1/suggest?q=p", None).await;
+    assert_eq!(count(&v), 10, "{v}");
+    // The cap: --max-k (3 here) for a larger limit, one past usize too; 0 is none.
+    let mut opts = options(None);
+    opts.limits.max_k = 3;
+    let (capped, _) = app_with(opts);
+    let (status, three) = call(&capped, "GET", "/v1/suggest?q=p&limit=3", None).await;
+    assert_eq!((status, count(&three)), (StatusCode::OK, 3), "{three}");
+    for uri in [
+        "/v1/suggest?q=p",
+        "/v1/suggest?q=p&limit=4",
+        "/v1/suggest?q=p&limit=1000",
+        "/v1/suggest?q=p&limit=99999999999999999999999999",
+    ] {
+        let (status, v) = call(&capped, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {v}");
+        assert_eq!(v, three, "{uri}");
+    }
+    let (_, v) = call(&capped, "GET", "/v1/suggest?q=p&limit=-1", None).await;
+    assert!(v["error"].as_str().unwrap().contains("--max-k, 3"), "{v}");
+    let (status, v) = call(&capped, "GET", "/v1/suggest?q=p&limit=0", None).await;
+    assert_eq!((status, count(&v)), (StatusCode::OK, 0), "{v}");
+    let (_, v) = call(&capped, "GET", "/v1/suggest?q=p&limit=%2B2", None).await;
+    assert_eq!(count(&v), 2, "{v}");
 }
 
 /// Two words of single letters: under the word limit, over the tiny model's token limit.
@@ -2050,7 +2126,7 @@ fn build_at(dir: &Path, dtype: relbert::Dtype) {
 
 /// `pair`'s vector from the server's encoder queue.
 fn encoded(rt: &tokio::runtime::Runtime, state: &AppState, pair: (&str, &str)) -> Vec<f32> {
-    let batcher = &state.ready().unwrap().batcher;
+    let batcher = state.ready().unwrap().batcher.current();
     let pairs = vec![(pair.0.to_string(), pair.1.to_string())];
     rt.block_on(batcher.embed(pairs)).unwrap().remove(0)
 }
@@ -2086,17 +2162,26 @@ fn the_encoder_follows_a_replaced_index_s_number_format() {
         });
         state.load().unwrap();
         assert!(common::apart(&encoded(&rt, &state, pair), &f32_vec) < 1e-6);
+        let batchers = &state.ready().unwrap().batcher;
+        assert_eq!(batchers.held(), 1);
+        // A request in flight across the replacement, holding the queue it began with.
+        let in_flight = batchers.current();
 
         build_at(&dir, Dtype::Bf16);
         let (switched, log) = logged(|| state.follow_index().unwrap());
         assert!(switched, "{log}");
         let now = encoded(&rt, &state, pair);
         assert!(common::apart(&now, after) < 1e-6, "{flag:?}: {log}");
-        let batchers = &state.ready().unwrap().batcher;
         match flag {
             None => {
                 assert_eq!(batchers.dtype(), Dtype::Bf16);
                 assert!(log.contains("encoded at bf16 from now on"), "{log}");
+                // The replaced queue finishes the request that took it, and its model is
+                // let go once that request is answered.
+                assert_eq!(batchers.held(), 2);
+                let pairs = vec![(pair.0.to_string(), pair.1.to_string())];
+                let v = rt.block_on(in_flight.embed(pairs)).unwrap().remove(0);
+                assert!(common::apart(&v, &f32_vec) < 1e-6);
             }
             Some(d) => {
                 assert_eq!(batchers.dtype(), d);
@@ -2106,10 +2191,16 @@ fn the_encoder_follows_a_replaced_index_s_number_format() {
                 );
             }
         }
+        drop(in_flight);
+        // Found by a review: every format's model stayed loaded once used (up to three
+        // copies of the weights); only the served index's format is held now.
+        assert_eq!(batchers.held(), 1, "{flag:?}");
 
-        // Back to float32: the queue started with is used again.
+        // Back to float32: the model is loaded at float32 again, the bf16 one let go.
         build_at(&dir, Dtype::F32);
         assert!(state.follow_index().unwrap());
         assert!(common::apart(&encoded(&rt, &state, pair), &f32_vec) < 1e-6);
+        assert_eq!(batchers.dtype(), Dtype::F32);
+        assert_eq!(batchers.held(), 1, "{flag:?}");
     }
 }

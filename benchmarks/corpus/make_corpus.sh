@@ -9,7 +9,8 @@ out=${1:?usage: make_corpus.sh OUT_DIR}
 need=()
 [ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
 [ -d /usr/share/doc/python3.11/html/_sources ] || need+=(python3.11-doc)
-[ -d /usr/share/perl/5.36/pod ] || need+=(perl-doc)
+# perl-modules alone leaves pod/ holding perldiag.pod: look for a file perl-doc installs
+[ -f /usr/share/perl/5.36/pod/perlfunc.pod ] || need+=(perl-doc)
 if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
 fi

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Corpus mining against GloVe's cooccur, in one run, on the same pre-tokenised text.
 # Usage: benchmarks/corpus/run.sh WORK_DIR [ROUNDS]   (needs a release build: cargo build --release)
+# RELBERT_BIN=PATH measures another relbert binary (e.g. an older commit's) in the same way.
 # Writes WORK_DIR/results.jsonl: one JSON object per measured command.
 set -euo pipefail
 work=${1:?usage: run.sh WORK_DIR [ROUNDS]}
 rounds=${2:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-relbert=$root/target/release/relbert
+relbert=${RELBERT_BIN:-$root/target/release/relbert}
 glove_src=$root/../shared/peers/glove
 mkdir -p "$work/glove"
 [ -d "$work/corpus" ] || "$here/make_corpus.sh" "$work/corpus"

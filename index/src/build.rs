@@ -358,6 +358,38 @@ pub fn input_spool(out_dir: &Path) -> Result<PathBuf> {
     })
 }
 
+/// The [`IndexSpec`] that the checkpoint of the partial build of `out_dir`
+/// (`<out_dir>.partial/`, [`partial_dir`]) records: what a run must match to resume it (its
+/// encoder identity, number format included, its storage and its input), readable before the
+/// caller loads an encoder. `None` when there is no partial directory, or one without a
+/// checkpoint (which a builder discards); an error when the directory is not a partial build
+/// ([`recognise_partial`]) or its checkpoint cannot be read, as a builder would refuse it.
+///
+/// Takes no lock and writes nothing. That is safe: a checkpoint is only ever replaced by an
+/// atomic rename, so it is read whole, old or new; the spec it records is the one the partial
+/// build began with and does not change while it lives; and the answer is advice only, for a
+/// writer that publishes or discards the partial build meanwhile can make it stale: the
+/// builder reads the checkpoint again under the output's lock and refuses a spec that does
+/// not match ([`IndexError::PartialMismatch`]).
+pub fn partial_spec(out_dir: &Path) -> Result<Option<IndexSpec>> {
+    let partial = partial_dir(out_dir)?;
+    let gone = |e: &IndexError| matches!(e, IndexError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound);
+    if std::fs::symlink_metadata(&partial).is_err() {
+        return Ok(None);
+    }
+    let ckpt = partial.join(FileKind::Checkpoint.file_name());
+    // Removed by another run between the steps: there is nothing to resume then.
+    match recognise_partial(&partial).and_then(|()| read_checkpoint(&ckpt, &partial)) {
+        Ok(c) => Ok(Some(c.spec)),
+        Err(e) if gone(&e) => Ok(None),
+        // `recognise_partial` names a directory it cannot list as not a partial build; one
+        // that is gone since (another writer published or discarded it) holds nothing to
+        // resume either (found by a review).
+        Err(_) if std::fs::symlink_metadata(&partial).is_err() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the file at `path` is a whole copy of an input that relbert spooled: its first
 /// line bears relbert's mark ([`spool_mark`], [`SpoolMark::Marked`]). Only such a copy in a
 /// published index is relbert's to read as an input or to remove; a file of that name
@@ -639,11 +671,14 @@ pub fn check_not_write_protected(dir: &Path) -> Result<()> {
         )));
     }
     // Another user's index, or one on a read-only mount: nothing this user may change.
+    // Asked for the effective uid and gid, which the process writes with: `access` answers
+    // for the real ones, which differ in a setuid or setgid program (or one that changed its
+    // effective uid), and would let it through to an index it then could not write.
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|e| IndexError::io(dir, e.into()))?;
     // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
         let e = std::io::Error::last_os_error();
         return Err(protected(format!("this user may not write to it: {e}")));
     }
@@ -777,6 +812,27 @@ fn left_by(spec: &IndexSpec, now: &IndexSpec) -> String {
     format!("an interrupted `index {}`{of}{flags}", kind.command())
 }
 
+/// What relbert appends to [`crate::EncoderInfo::aggregation`] before the number format its
+/// vectors were computed at (`mask+dtype:bf16`; float32 appends nothing). The aggregation is
+/// otherwise opaque to this crate: this is read only to word a refusal ([`mismatch`]).
+const DTYPE_SUFFIX: &str = "+dtype:";
+
+/// The number formats `left` and `now` record, when that is all that tells the two encoders
+/// apart: a build resumed with another `--dtype` (or without the one it began with), which
+/// is told what flag to give rather than that the encoder is another.
+fn only_number_format_differs<'a>(
+    left: &'a crate::EncoderInfo,
+    now: &'a crate::EncoderInfo,
+) -> Option<(&'a str, &'a str)> {
+    let split = |a: &'a str| a.rsplit_once(DTYPE_SUFFIX).unwrap_or((a, "f32"));
+    let ((a, was), (b, is)) = (split(&left.aggregation), split(&now.aggregation));
+    let rest = |i: &crate::EncoderInfo, aggregation: &str| crate::EncoderInfo {
+        aggregation: aggregation.to_string(),
+        ..i.clone()
+    };
+    (was != is && rest(left, a) == rest(now, b)).then_some((was, is))
+}
+
 /// Why a partial build of `left` (in `partial`, for the output `out`) cannot be resumed by a
 /// run of `now`, if it cannot: the error names the run that left it (an add, a rebuild or a
 /// build, with its flags as its checkpoint records them), what differs, and what to run to
@@ -901,6 +957,17 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
             ),
         );
     }
+    if let Some((was, is)) = only_number_format_differs(&left.encoder, &now.encoder) {
+        return err(
+            "number format (--dtype)",
+            was.into(),
+            is.into(),
+            format!(
+                "it is {left_words} with number format {was} (--dtype {was}), now {is}: run it \
+                 again with --dtype {was} to finish it, {remove}"
+            ),
+        );
+    }
     if left.encoder != now.encoder {
         let e = |i: &crate::EncoderInfo| {
             format!(
@@ -971,6 +1038,26 @@ impl IndexBuilder {
     /// publication replaced) is discarded ([`IndexError::LeftoverNotRemoved`] if it cannot
     /// be).
     pub fn create_or_resume(out_dir: &Path, spec: IndexSpec, force: bool) -> Result<Self> {
+        Self::create_or_resume_checking(out_dir, spec, force, || Ok(()))
+    }
+
+    /// [`Self::create_or_resume`], running `check` once every cheap refusal has passed (the
+    /// lock taken, the output recognised and not write-protected, a leftover partial
+    /// directory recognised and, when resumed, its checkpoint matching `spec`) and before the
+    /// partial directory is made or a resumed one is touched; an error of `check` is returned
+    /// with nothing created. What a killed run left beside the output and nobody resumes (the
+    /// old index a publication moved aside, a partial directory without a checkpoint) is
+    /// removed before `check`, as it would be before any build.
+    ///
+    /// For a rebuild or an add, whose `check` reads their whole source (minutes for a large
+    /// index): a second writer or a write-protected output is refused before that read, not
+    /// after it, and a damaged source still leaves no partial directory behind.
+    pub(crate) fn create_or_resume_checking(
+        out_dir: &Path,
+        spec: IndexSpec,
+        force: bool,
+        check: impl FnOnce() -> Result<()>,
+    ) -> Result<Self> {
         validate_spec(&spec)?;
         let lock = OutputLock::acquire(out_dir)?;
         if std::fs::symlink_metadata(out_dir).is_ok() {
@@ -992,8 +1079,9 @@ impl IndexBuilder {
             }
         }
         if partial.exists() {
-            Self::resume(out_dir, partial, spec, force, lock)
+            Self::resume(out_dir, partial, spec, force, lock, check)
         } else {
+            check()?;
             Self::create(out_dir, partial, spec, force, lock)
         }
     }
@@ -1085,6 +1173,7 @@ impl IndexBuilder {
         spec: IndexSpec,
         force: bool,
         lock: OutputLock,
+        check: impl FnOnce() -> Result<()>,
     ) -> Result<Self> {
         let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
         let ckpt = read_checkpoint(&ckpt_path, &partial)?;
@@ -1095,6 +1184,8 @@ impl IndexBuilder {
         if ckpt.vector_bytes != ckpt.count * row_bytes || ckpt.rows_done < ckpt.count {
             return Err(IndexError::corrupt(&ckpt_path, "inconsistent checkpoint"));
         }
+        // Before the files are truncated to the checkpoint: a refusal leaves them as they were.
+        check()?;
         let vpath = partial.join(FileKind::Vectors.file_name());
         let bpath = partial.join(BLOB);
         let vectors = open_rw(&vpath)?;

@@ -168,8 +168,8 @@ pub enum IndexError {
     PartialMismatch {
         /// The partial build directory.
         path: PathBuf,
-        /// Which property differs (`run`, `dimension`, `storage (--f16)`, `encoder`,
-        /// `input …`).
+        /// Which property differs (`run`, `dimension`, `storage (--f16)`, `number format
+        /// (--dtype)`, `encoder`, `input …`).
         what: &'static str,
         // Boxed strings: the error is returned by value everywhere, and these three made it
         // the largest variant.

@@ -25,7 +25,8 @@
 //!   run again resumes from the last checkpoint. The checkpoint names the base index's id and
 //!   the caller's identity of the new rows, so a resume over a changed index or with other new
 //!   rows is refused ([`IndexError::PartialMismatch`]) instead of mixing them. A damaged base
-//!   is refused before the partial directory is made (it is verified whole first), and a
+//!   is refused before the partial directory is made (it is verified whole first, after
+//!   the cheap refusals below, which so do not wait for that read), and a
 //!   failure before the first new row removes the partial directory that run made, unless it
 //!   holds the caller's copy of standard input.
 //! - **One writer.** The builder holds the index's writer lock ([`crate::lock`]) from the start
@@ -65,6 +66,27 @@ pub struct IndexGrower {
     base: Index,
     builder: IndexBuilder,
     params: HnswParams,
+}
+
+/// Refuses with [`IndexError::IndexChanged`] when `base`'s directory holds another index now
+/// (another writer published after `base` was opened). Asked under the writer lock, which
+/// keeps it true until this grow publishes.
+fn check_unchanged(base: &Index) -> Result<()> {
+    let dir = base.dir();
+    let now = Index::open_with(
+        dir,
+        OpenOptions {
+            verify: Verify::Headers,
+        },
+    )?;
+    if now.id() != base.id() {
+        return Err(IndexError::IndexChanged {
+            path: dir.to_path_buf(),
+            opened: base.id(),
+            now: now.id(),
+        });
+    }
+    Ok(())
 }
 
 /// The HNSW parameters a grown index keeps: the base's `m` and `ef_construction`, the native
@@ -116,11 +138,13 @@ impl IndexGrower {
     /// (standard input) saves it there first, so a kill during the copy loses nothing.
     ///
     /// Everything a grow reads of the base (every row, pair and neighbour list, and the id
-    /// they derive) is verified first ([`Index::verify`]), so a damaged base is refused before
-    /// the partial directory or the lock file exists. A partial directory this call made is
-    /// removed again when a later step fails, unless `keep` saved a copy there by then (the
-    /// only copy of standard input, which the same add run again resumes from); one an
-    /// earlier run left is never removed here.
+    /// they derive) is verified ([`Index::verify`]) before the partial directory is made, so
+    /// a damaged base is refused with nothing created; and after the cheap refusals (the
+    /// writer lock, a write-protected index, a leftover partial directory, the base no longer
+    /// being the directory's index), so those do not wait for a read of the whole index. A
+    /// partial directory this call made is removed again when a later step fails, unless
+    /// `keep` saved a copy there by then (the only copy of standard input, which the same add
+    /// run again resumes from); one an earlier run left is never removed here.
     pub fn create_or_resume_keeping(
         base: Index,
         input: &str,
@@ -129,10 +153,6 @@ impl IndexGrower {
         keep: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> Result<IndexGrower> {
         let params = grow_params(&base, threads)?;
-        // A block of a file over the size verified at open is otherwise met only by the copy
-        // (after `keep`) or, for the graph, by `finish`, after every new row is encoded. The
-        // cost is the copy's own reads, done sooner: a verified block is not checked again.
-        base.verify()?;
         let meta = base.meta();
         let spec = IndexSpec {
             dim: meta.dim,
@@ -141,7 +161,14 @@ impl IndexGrower {
             input: format!("rows of index {} then {input}", base.id()),
         };
         let dir = base.dir().to_path_buf();
-        let mut builder = IndexBuilder::create_or_resume(&dir, spec, true)?;
+        let mut builder = IndexBuilder::create_or_resume_checking(&dir, spec, true, || {
+            check_unchanged(&base)?;
+            // A block of a file over the size verified at open is otherwise met only by the
+            // copy (after `keep`) or, for the graph, by `finish`, after every new row is
+            // encoded. The cost is the copy's own reads, done sooner: a verified block is not
+            // checked again.
+            base.verify()
+        })?;
         match Self::fill(&base, &mut builder, keep, &mut progress) {
             Ok(()) => Ok(IndexGrower {
                 base,
@@ -153,27 +180,13 @@ impl IndexGrower {
     }
 
     /// The steps of [`Self::create_or_resume_keeping`] after the partial directory exists:
-    /// the base checked to be the directory's index still, `keep`, the base's rows copied.
+    /// `keep`, the base's rows copied.
     fn fill(
         base: &Index,
         builder: &mut IndexBuilder,
         keep: impl FnOnce(&Path) -> std::io::Result<()>,
         progress: &mut impl FnMut(Progress),
     ) -> Result<()> {
-        let dir = base.dir();
-        let now = Index::open_with(
-            dir,
-            OpenOptions {
-                verify: Verify::Headers,
-            },
-        )?;
-        if now.id() != base.id() {
-            return Err(IndexError::IndexChanged {
-                path: dir.to_path_buf(),
-                opened: base.id(),
-                now: now.id(),
-            });
-        }
         let spool = builder.spool_path();
         keep(&spool).map_err(|e| IndexError::io(&spool, e))?;
         let from = builder.rows_done() as usize;

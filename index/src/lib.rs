@@ -97,9 +97,9 @@ pub mod synthetic;
 
 pub use build::{
     check_not_write_protected, discard_partial, input_spool, is_marked_spool, partial_dir,
-    published_spool, recognise_index, recognise_partial, spool_header, spool_mark, swap_dirs,
-    ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, SpoolMark, Stage, SPOOL_MAGIC,
-    SPOOL_VERSION,
+    partial_spec, published_spool, recognise_index, recognise_partial, spool_header, spool_mark,
+    swap_dirs, ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, SpoolMark, Stage,
+    SPOOL_MAGIC, SPOOL_VERSION,
 };
 pub use error::{IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};

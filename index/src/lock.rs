@@ -97,7 +97,12 @@ impl OutputLock {
             if !before.is_empty() && !before.starts_with(b"pid ") {
                 return Err(not_ours("it holds something else"));
             }
-            let args: Vec<String> = std::env::args().collect();
+            // `args_os`: `args` panics on an argument that is not UTF-8 (a file name from
+            // another system), which left this lock file behind; the note is for people, so
+            // such bytes are shown as U+FFFD.
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             let since = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())

@@ -6,8 +6,8 @@
 //! again. The copy goes through [`IndexBuilder`], so a rebuild has a normal build's guarantees:
 //! it is written to `<out>.partial/`, resumes after an interruption, and replaces an existing
 //! `out` (the source itself included) only by the final rename, and only when forced. The
-//! source's rows are read once before anything is created, so a damaged source leaves no
-//! `<out>.partial/` behind.
+//! source's rows are read once before anything is created (after the output's writer lock is
+//! taken and the output checked), so a damaged source leaves no `<out>.partial/` behind.
 
 use std::path::{Path, PathBuf};
 
@@ -55,10 +55,12 @@ pub fn rebuild(
     opts.hnsw.validate()?;
     // What the copy reads of the source is read once before `<out>.partial/` is made, so a
     // damaged row or pair (in a file too large to be verified whole at open) is refused with
-    // nothing created. The source's graph is not read: a rebuild makes a new one, and is the
-    // way out of a damaged graph.
-    check_rows(&idx)?;
-    let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
+    // nothing created; and only after the output's cheap refusals (another writer, a
+    // write-protected output), which would otherwise wait for a read of the whole source.
+    // The source's graph is not read: a rebuild makes a new one, and is the way out of a
+    // damaged graph.
+    let mut builder =
+        IndexBuilder::create_or_resume_checking(out, spec, opts.force, || check_rows(&idx))?;
     let from = builder.rows_done() as usize;
     // Every row is kept as it is: a rebuild changes the precision or the graph, not the
     // pairs, so an index built before spellings were merged keeps both spellings it holds

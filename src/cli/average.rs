@@ -14,7 +14,7 @@ pub struct AverageArgs {
     #[arg(required = true, num_args = 2.., value_name = "MODELS")]
     models: Vec<PathBuf>,
     /// Output model directory (refused if it exists, unless --force).
-    #[arg(long, value_parser = super::output_dir)]
+    #[arg(long, value_parser = super::os(super::output_dir_at))]
     out: PathBuf,
     /// Save float16 weights (default: float32).
     #[arg(long)]

@@ -84,14 +84,14 @@ struct AnalogyArgs {
     #[arg(long, default_value = ANALOGY_DATA)]
     data: PathBuf,
     /// Comma-separated dataset names, or `all` for every folder that has the split.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", value_parser = super::os(super::text))]
     dataset: String,
     /// Which split to score (test or validation).
-    #[arg(long, default_value = "test")]
+    #[arg(long, default_value = "test", value_parser = super::os(super::text))]
     split: String,
     /// Also write the results as JSON to this file (`-`: standard output, the table then
     /// going to standard error).
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = super::os(super::output_file_at))]
     json: Option<PathBuf>,
     /// Replace an existing --json file (only a report `relbert bench` wrote).
     #[arg(long, requires = "json")]
@@ -164,10 +164,10 @@ fn check_name(flag: &str, name: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    bail!(
+    Err(super::usage(format!(
         "invalid value {name:?} for {flag}: {why}; give a name (a folder or file under --data), \
          not a path"
-    )
+    )))
 }
 
 /// A Markdown table cell's text: `|` escaped and line breaks made spaces, so that a name or
@@ -196,14 +196,14 @@ struct ClassifyArgs {
     #[arg(long, default_value = CLASSIFY_DATA)]
     data: PathBuf,
     /// Comma-separated dataset names, or `all` for every folder with train.tsv and test.tsv.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", value_parser = super::os(super::text))]
     dataset: String,
     /// Seed for the MLP's initialisation, shuffling and (without val.tsv) the held-out split.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Also write the results as JSON to this file (`-`: standard output, the table then
     /// going to standard error).
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = super::os(super::output_file_at))]
     json: Option<PathBuf>,
     /// Replace an existing --json file (only a report `relbert bench` wrote).
     #[arg(long, requires = "json")]
@@ -251,17 +251,8 @@ fn select(
         }
         return Ok(found);
     }
-    let mut names: Vec<&str> = Vec::new();
-    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    if names.is_empty() {
-        bail!("invalid value for --dataset: no dataset named");
-    }
+    let names = dataset_names(spec)?;
     for name in &names {
-        check_name("--dataset", name)?;
         if !data.join(name).is_dir() {
             let mut there: Vec<String> = std::fs::read_dir(data)
                 .into_iter()
@@ -286,6 +277,29 @@ fn select(
         .into_iter()
         .map(|n| (n.to_string(), path_of(n)))
         .collect())
+}
+
+/// The names of a `--dataset` list other than `all`, each once (`sat,sat` is one row, not
+/// two); a bad one is a bad command line (status 2), refused before anything is read.
+fn dataset_names(spec: &str) -> Result<Vec<&str>> {
+    let mut names: Vec<&str> = Vec::new();
+    if spec.trim() == "all" {
+        return Ok(names);
+    }
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return Err(super::usage(
+            "invalid value for --dataset: no dataset named",
+        ));
+    }
+    for name in &names {
+        check_name("--dataset", name)?;
+    }
+    Ok(names)
 }
 
 /// The split names (`<split>.jsonl` file stems) found in the folders under `data`, sorted,
@@ -538,7 +552,15 @@ fn pair_vectors(
 }
 
 fn analogy(a: AnalogyArgs) -> Result<()> {
+    // The command line first (status 2), before any file is read.
+    if a.offset_weight.is_some() && a.method != Method::Combined {
+        return Err(super::usage(format!(
+            "--offset-weight applies only to --method combined (not --method {})",
+            a.method.name()
+        )));
+    }
     check_name("--split", &a.split)?;
+    dataset_names(&a.dataset)?;
     let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
     check_data_dir(&a.data, ANALOGY_DATA)?;
     let sets = select(
@@ -601,12 +623,6 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         reverse_pair: a.reverse_pair,
         bi_direction: a.bi_direction,
     };
-    if a.offset_weight.is_some() && a.method != Method::Combined {
-        bail!(
-            "--offset-weight applies only to --method combined (not --method {})",
-            a.method.name()
-        );
-    }
     let offset_weight = a.offset_weight.unwrap_or(0.5);
     let pairs = opts.pairs_needed(loaded.iter().flat_map(|(_, q)| q));
     warn_unaskable(
@@ -737,6 +753,7 @@ struct ClassifyReport {
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
+    dataset_names(&a.dataset)?;
     let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
     check_data_dir(&a.data, CLASSIFY_DATA)?;
     let sets = select(

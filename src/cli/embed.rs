@@ -28,7 +28,7 @@ pub struct EmbedArgs {
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
     /// Output file (default for jsonl, and `-`: standard output).
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = super::os(super::output_file_at))]
     out: Option<PathBuf>,
     /// Write the reference's raw sums instead of unit-length vectors (a model with an
     /// offset weight has no raw form: its unit pair vectors are written).
@@ -64,6 +64,13 @@ pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
 pub fn run(a: EmbedArgs) -> Result<()> {
     // `--out -` is standard output, as for --pairs.
     let out = a.out.clone().filter(|p| p.as_os_str() != "-");
+    // Found only when the output was opened, after the pairs were read and the model loaded.
+    if a.format == Format::Npy && out.is_none() {
+        return Err(super::usage(
+            "--format npy needs --out FILE: an array and its pair list are two files, and \
+             cannot go to standard output (JSON lines can: --format jsonl)",
+        ));
+    }
     // Every output, and the input it must never overwrite, checked before any work.
     let mut outputs: Vec<(PathBuf, OutputKind)> = Vec::new();
     if let Some(o) = &out {

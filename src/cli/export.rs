@@ -1,14 +1,18 @@
 //! `relbert index export`: an index into a Qdrant collection, or into word2vec / `.npy` files.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, Format, OutputKind};
 use relbert::store::files::{export_file, older_pair_list, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
-use relbert::store::qdrant::settings::{CollectionSettings, Quantization};
-use relbert::store::qdrant::{parse_urls, Connection, URL_ENV};
+use relbert::store::qdrant::settings::{
+    CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
+};
+use relbert::store::qdrant::{check_collection_name, parse_urls, Connection, URL_ENV};
+use relbert_index::format::FileKind;
 use relbert_index::{Index, Precision};
 
 use super::Progress;
@@ -17,10 +21,10 @@ use super::Progress;
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Source index directory.
-    #[arg(long, value_parser = super::index_dir)]
+    #[arg(long, value_parser = super::os(super::index_dir_at))]
     index: PathBuf,
     /// Qdrant collection to export into (created when absent; a rerun resumes).
-    #[arg(long, conflicts_with_all = ["format", "out"])]
+    #[arg(long, conflicts_with_all = ["format", "out"], value_parser = super::os(collection_name))]
     collection: Option<String>,
     #[command(flatten)]
     target: CollectionArgs,
@@ -43,7 +47,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum, requires = "out")]
     format: Option<FileFormat>,
     /// Output file for --format.
-    #[arg(long, requires = "format", value_parser = super::output_file)]
+    #[arg(long, requires = "format", value_parser = super::os(super::output_file_at))]
     out: Option<PathBuf>,
     /// Replace an existing output file (only one relbert writes in that format). Not for
     /// --collection: an export never drops a collection (a rerun resumes it).
@@ -59,15 +63,15 @@ pub struct ExportArgs {
 pub struct CollectionArgs {
     /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
     /// $RELBERT_QDRANT_URL); used with --collection.
-    #[arg(long, requires = "collection", conflicts_with = "out")]
+    #[arg(long, requires = "collection", conflicts_with = "out", value_parser = super::os(qdrant_spec))]
     pub qdrant: Option<String>,
     // Options, not defaults: an existing collection keeps its layout, and only a flag given
     // draws the warning that says so (see [`CollectionArgs::given`]).
     /// Shards of a new collection (default 1).
-    #[arg(long, requires = "collection", conflicts_with = "out")]
+    #[arg(long, requires = "collection", conflicts_with = "out", value_parser = shards)]
     pub shards: Option<u32>,
     /// Copies of each shard of a new collection, on different nodes (default 1).
-    #[arg(long, requires = "collection", conflicts_with = "out")]
+    #[arg(long, requires = "collection", conflicts_with = "out", value_parser = replication)]
     pub replication: Option<u32>,
     /// Vector memory layout of a new collection (default int8).
     #[arg(long, value_enum, requires = "collection", conflicts_with = "out")]
@@ -79,9 +83,67 @@ pub struct CollectionArgs {
     pub add: bool,
 }
 
+/// The message of an [`relbert::Error::InvalidArgument`] without its "invalid value for
+/// --flag" (clap says that itself, with the value), or the error's text.
+fn message_of(e: relbert::Error) -> String {
+    match e {
+        relbert::Error::InvalidArgument { message, .. } => message,
+        e => e.to_string(),
+    }
+}
+
+/// A `--collection` name ([`check_collection_name`]), refused as a bad command line (status
+/// 2) before anything is read or sent.
+pub(crate) fn collection_name(s: &std::ffi::OsStr) -> std::result::Result<String, String> {
+    let name = super::text(s)?;
+    check_collection_name(&name).map_err(message_of)?;
+    Ok(name)
+}
+
+/// A `--qdrant` value ([`parse_urls`]), kept as given; refused as a bad command line (status
+/// 2) before anything is read or sent.
+pub(crate) fn qdrant_spec(s: &std::ffi::OsStr) -> std::result::Result<String, String> {
+    let spec = super::text(s)?;
+    parse_urls(&spec).map_err(message_of)?;
+    Ok(spec)
+}
+
+/// A count from 1 to `max`, for a flag whose fuller reason lies with `why`.
+fn count_to(s: &str, max: u32, why: &str) -> std::result::Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be from 1 to {max}{why}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A `--shards`: 1 to [`MAX_SHARDS`].
+fn shards(s: &str) -> std::result::Result<u32, String> {
+    count_to(
+        s,
+        MAX_SHARDS,
+        " (the cluster makes each shard through its consensus: 1,024 did not finish within a \
+         minute on a 3-node test cluster)",
+    )
+}
+
+/// A `--replication`: 1 to [`MAX_REPLICATION`].
+fn replication(s: &str) -> std::result::Result<u32, String> {
+    count_to(s, MAX_REPLICATION, "")
+}
+
 impl CollectionArgs {
-    /// A connection to `collection` at these URLs.
+    /// Refuses layout flags that do not work together (each is checked alone when parsed):
+    /// more shard replicas in all than relbert creates. A bad command line, status 2.
+    pub fn check_layout(&self) -> Result<()> {
+        self.settings()
+            .validate()
+            .map_err(|e| super::usage(e.to_string()))
+    }
+
+    /// A connection to `collection` at these URLs, after [`CollectionArgs::check_layout`].
     pub fn connect(&self, collection: &str) -> Result<Connection> {
+        self.check_layout()?;
         let urls = qdrant_urls(self.qdrant.as_deref())?;
         Ok(Connection::new(&urls, collection)?)
     }
@@ -146,18 +208,68 @@ pub fn log_load(conn: &Connection, report: &ExportReport) {
     );
 }
 
-/// The Qdrant URLs from `--qdrant`, else from `$RELBERT_QDRANT_URL`.
+/// The Qdrant URLs from `--qdrant`, else from `$RELBERT_QDRANT_URL`; a bad value of the
+/// variable is named as the variable's (it was reported as "invalid value for --qdrant" when
+/// no --qdrant was given).
 pub fn qdrant_urls(flag: Option<&str>) -> Result<Vec<String>> {
-    let spec = match flag {
-        Some(s) => s.to_string(),
-        None => std::env::var(URL_ENV).map_err(|_| {
-            anyhow::anyhow!("--collection needs --qdrant URL (or ${URL_ENV}): the Qdrant gRPC URL, e.g. http://127.0.0.1:6334")
-        })?,
+    if let Some(spec) = flag {
+        return Ok(parse_urls(spec)?);
+    }
+    let spec = match std::env::var(URL_ENV) {
+        Ok(spec) => spec,
+        Err(std::env::VarError::NotPresent) => {
+            return Err(super::usage(format!(
+                "--collection needs --qdrant URL (or ${URL_ENV}): the Qdrant gRPC URL, e.g. \
+                 http://127.0.0.1:6334"
+            )))
+        }
+        Err(std::env::VarError::NotUnicode(v)) => anyhow::bail!(
+            "invalid value {v:?} of ${URL_ENV} (used as --qdrant is not given): not UTF-8 text"
+        ),
     };
-    Ok(parse_urls(&spec)?)
+    parse_urls(&spec).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid value of ${URL_ENV} (used as --qdrant is not given): {}",
+            message_of(e)
+        )
+    })
 }
 
+/// What `index export` says when given neither a collection nor a file to export into.
+const WHERE_TO: &str =
+    "say where to export: --qdrant URL --collection NAME, or --format F --out PATH";
+
+/// Runs `relbert index export`.
 pub fn run(a: ExportArgs) -> Result<()> {
+    // The command line first (status 2), before the index is opened.
+    if a.collection.is_none() && (a.format.is_none() || a.out.is_none()) {
+        return Err(super::usage(WHERE_TO));
+    }
+    if a.collection.is_some() {
+        a.target.check_layout()?;
+    }
+    // Where `--out -` means standard output elsewhere (embed, pairs), an export would make
+    // a file named `-`: it writes a file renamed into place (and a .npy its pair list beside).
+    if a.out.as_ref().is_some_and(|o| o.as_os_str() == "-") {
+        return Err(super::usage(
+            "invalid value for --out: `-` (standard output) is not supported by index export; \
+             give a file path",
+        ));
+    }
+    // Before the index is opened and before the output's lock is taken beside --out: a file
+    // written in an index directory (a lock file included) makes it "not only an index",
+    // and the next `index add` refused it until the file was moved out.
+    if let Some(out) = &a.out {
+        if let Some((dir, what)) = index_around(out) {
+            return Err(super::usage(format!(
+                "invalid value for --out: {} is inside {what} {}, which must hold only the \
+                 index's own files (`index add` and `index build --force` refuse a directory \
+                 holding others); give a path outside it",
+                out.display(),
+                dir.display()
+            )));
+        }
+    }
     let index = Index::open(&a.index).with_context(|| super::index::opening(&a.index))?;
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
@@ -194,17 +306,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
         return Ok(());
     }
     let (Some(format), Some(out)) = (a.format, a.out.as_ref()) else {
-        anyhow::bail!(
-            "say where to export: --qdrant URL --collection NAME, or --format F --out PATH"
-        );
+        return Err(super::usage(WHERE_TO));
     };
-    // Where `--out -` means standard output elsewhere (embed, pairs), an export would make
-    // a file named `-`: it writes a file renamed into place (and a .npy its pair list beside).
-    anyhow::ensure!(
-        out.as_os_str() != "-",
-        "invalid value for --out: `-` (standard output) is not supported by index export; \
-         give a file path"
-    );
     // One writer per output; held until the file is renamed into place.
     let _locks = match format {
         FileFormat::Npy => {
@@ -285,6 +388,47 @@ pub fn run(a: ExportArgs) -> Result<()> {
         relbert::store::files::warn_older_list_left(out, &list);
     }
     Ok(())
+}
+
+/// The relbert index directory (or partial index build) a file at `out` would be written in,
+/// and what it is: the nearest existing directory above `out` (its real path, so that `.`,
+/// `..` and links are seen through) and each directory above that is looked at for an
+/// index's `meta` or a partial build's `checkpoint`, known by its magic bytes. Any index
+/// counts, not only the one exported: none may hold other files.
+fn index_around(out: &Path) -> Option<(PathBuf, &'static str)> {
+    let parent = out.parent().unwrap_or(Path::new(""));
+    let existing = parent
+        .ancestors()
+        .find(|p| p.as_os_str().is_empty() || p.exists())?;
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    let real = std::fs::canonicalize(existing).ok()?;
+    real.ancestors().find_map(|dir| {
+        if holds(dir, FileKind::Meta) {
+            Some((dir.to_path_buf(), "the index directory"))
+        } else if holds(dir, FileKind::Checkpoint) {
+            Some((dir.to_path_buf(), "the partial index build"))
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether `dir` holds a regular file of `kind` (by its name and magic bytes). Only a regular
+/// file is opened: opening a named pipe that happens to be called `meta` would wait for a
+/// writer.
+fn holds(dir: &Path, kind: FileKind) -> bool {
+    let path = dir.join(kind.file_name());
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut magic = [0u8; 8];
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == kind.magic())
 }
 
 /// `hint` (that a rerun resumes) for an error a rerun can get past: the server or the disk

@@ -15,7 +15,15 @@ use relbert::query::index_encoder;
 use relbert::RelationEncoder;
 use relbert_index::{HnswParams, Index, Precision, RebuildOptions, Stage};
 
+use super::interrupt::Resumable;
 use super::{ModelArgs, Progress};
+
+/// What the partial directory of an interrupted `index build` keeps while it encodes (said
+/// after "DIR.partial keeps"); the checkpoint follows each chunk of
+/// [`relbert::indexing::BUILD_CHUNK`] pairs.
+const BUILD_ENCODING: &str = "the pairs encoded up to its last checkpoint";
+/// What it keeps once every pair is encoded and the graph is being built.
+const BUILD_GRAPH: &str = "every pair, encoded (a rerun builds only the graph again)";
 
 /// `relbert index …`
 #[derive(Subcommand, Debug)]
@@ -40,7 +48,7 @@ pub enum IndexCommand {
 pub struct AddArgs {
     /// Index directory to grow (replaced in one atomic exchange by the grown index; grown in
     /// DIR.partial/).
-    #[arg(long, value_parser = super::grown_index_dir)]
+    #[arg(long, value_parser = super::os(super::grown_index_dir_at))]
     index: PathBuf,
     /// Pair file(s), `-` for standard input: head<TAB>tail[<TAB>label] per line. Pairs the
     /// index holds, and repeats, are left out.
@@ -52,16 +60,16 @@ pub struct AddArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Prompt template (default and only accepted value: the index's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::template))]
     template: Option<String>,
     /// Aggregation (default and only accepted value: the index's).
     #[arg(long)]
     aggregation: Option<relbert::pooling::Aggregation>,
-    /// Prompts per forward pass.
-    #[arg(long, default_value_t = 64, value_parser = super::positive)]
+    /// Prompts per forward pass (1 to 4096).
+    #[arg(long, default_value_t = 64, value_parser = super::batch_size)]
     batch_size: usize,
     /// cpu, or cuda:N with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = super::os(super::device))]
     device: String,
     /// Leave out pairs whose prompt is too long to encode (reported with file and line)
     /// instead of stopping at the first.
@@ -76,17 +84,18 @@ pub struct AddArgs {
 #[derive(Args, Debug)]
 pub struct RebuildArgs {
     /// Source index directory.
-    #[arg(long, value_parser = super::index_dir)]
+    #[arg(long, value_parser = super::os(super::index_dir_at))]
     index: PathBuf,
     /// Output index directory (may be the source itself, with --force; built in DIR.partial/,
     /// renamed at the end).
-    #[arg(long, value_parser = super::output_dir)]
+    #[arg(long, value_parser = super::os(super::output_dir_at))]
     out: PathBuf,
-    /// HNSW neighbours per node (default: the source's).
-    #[arg(long)]
+    /// HNSW neighbours per node, 2 to 255 (default: the source's).
+    #[arg(long, value_parser = hnsw_m())]
     m: Option<usize>,
-    /// HNSW candidate-list size while building (default: the source's).
-    #[arg(long)]
+    /// HNSW candidate-list size while building, --m to 1000000 (default: the source's,
+    /// raised to --m).
+    #[arg(long, value_parser = hnsw_ef())]
     ef_construction: Option<usize>,
     /// Store vectors as float16 (default: the source's precision).
     #[arg(long, conflicts_with = "f32")]
@@ -108,7 +117,7 @@ pub struct BuildArgs {
     #[arg(long, required = true, num_args = 1..)]
     pairs: Vec<PathBuf>,
     /// Output index directory (built in DIR.partial/, renamed at the end).
-    #[arg(long, required_unless_present = "collection", value_parser = super::output_dir)]
+    #[arg(long, required_unless_present = "collection", value_parser = super::os(super::output_dir_at))]
     out: Option<PathBuf>,
     /// Encode straight into this Qdrant collection instead of a local index (created when
     /// absent; a rerun of the same input resumes after the last checkpoint). --m and
@@ -117,11 +126,11 @@ pub struct BuildArgs {
     collection: Option<String>,
     #[command(flatten)]
     target: super::export::CollectionArgs,
-    /// HNSW neighbours per node.
-    #[arg(long, default_value_t = 16)]
+    /// HNSW neighbours per node, 2 to 255.
+    #[arg(long, default_value_t = 16, value_parser = hnsw_m())]
     m: usize,
-    /// HNSW candidate-list size while building.
-    #[arg(long, default_value_t = 200)]
+    /// HNSW candidate-list size while building, --m to 1000000.
+    #[arg(long, default_value_t = 200, value_parser = hnsw_ef())]
     ef_construction: usize,
     /// Store vectors as float16 (half the disk and memory; with --collection, of every
     /// replica).
@@ -135,16 +144,36 @@ pub struct BuildArgs {
     #[arg(long)]
     force: bool,
     /// Build the HNSW graph while pairs are still being encoded (auto: when --device is a
-    /// GPU, whose encoding leaves the CPU cores free for the graph).
-    #[arg(long, value_enum, default_value_t = GraphWhileEncoding::Auto)]
+    /// GPU, whose encoding leaves the CPU cores free for the graph). Not with --collection,
+    /// which has no local graph.
+    #[arg(long, value_enum, default_value_t = GraphWhileEncoding::Auto, conflicts_with = "collection")]
     graph_while_encoding: GraphWhileEncoding,
+}
+
+/// `--m`'s parser: the range [`HnswParams::validate`] accepts, so that a value out of it is a
+/// bad command line (status 2) named by clap, not a failure of the build (status 1).
+fn hnsw_m() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(2..=255)
+}
+
+/// `--ef-construction`'s parser: the range [`HnswParams::validate`] accepts, as [`hnsw_m`]
+/// (that it is at least `--m` is [`check_hnsw`]'s).
+fn hnsw_ef() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=1_000_000)
+}
+
+/// Refuses HNSW parameters that do not work together (each flag's range is checked when
+/// parsed): `--ef-construction` below `--m`. A bad command line, status 2.
+fn check_hnsw(hnsw: &HnswParams) -> Result<()> {
+    hnsw.validate()
+        .map_err(|e| super::usage(format!("invalid value for --m or --ef-construction: {e}")))
 }
 
 /// Arguments of `relbert index info`.
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Index directory.
-    #[arg(value_parser = super::index_dir)]
+    #[arg(value_parser = super::os(super::index_dir_at))]
     dir: PathBuf,
     /// Also verify every checksum (reads every file once).
     #[arg(long)]
@@ -334,6 +363,18 @@ pub fn build_with_progress(
     out: &Path,
     opts: &BuildOptions,
 ) -> Result<BuildReport> {
+    build_with_progress_at(encoder, records, out, opts, None)
+}
+
+/// [`build_with_progress`], telling `interrupt` (when there is one) the stages it reaches:
+/// what the partial directory keeps, and when the finished index is being written.
+fn build_with_progress_at(
+    encoder: &RelationEncoder,
+    records: &[PairRecord],
+    out: &Path,
+    opts: &BuildOptions,
+    interrupt: Option<&Resumable>,
+) -> Result<BuildReport> {
     let pb = Progress::pairs(records.len() as u64, "encoding");
     let started = AtomicBool::new(false);
     let graph_pb = std::cell::RefCell::new(None::<Progress>);
@@ -343,15 +384,24 @@ pub fn build_with_progress(
         out,
         opts,
         &|n| rows_done(&pb, &started, n),
-        &mut |p| {
-            if p.stage == Stage::Graph {
+        &mut |p| match p.stage {
+            Stage::Graph => {
                 let mut g = graph_pb.borrow_mut();
                 let bar = g.get_or_insert_with(|| {
                     pb.finish();
+                    if let Some(i) = interrupt {
+                        i.keeps(BUILD_GRAPH);
+                    }
                     Progress::new(p.total, "graph", "pairs")
                 });
                 bar.set_position(p.done);
             }
+            Stage::Writing => {
+                if let Some(i) = interrupt {
+                    i.committing();
+                }
+            }
+            Stage::Copying => {}
         },
     )
     .with_context(|| format!("building index {}", out.display()))?;
@@ -384,16 +434,20 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 threads: 0,
                 ..HnswParams::default()
             };
-            hnsw.validate()
-                .context("invalid value for --m or --ef-construction")?;
+            check_hnsw(&hnsw)?;
             let out = match (&a.out, &a.collection) {
                 (_, Some(collection)) => return build_collection(&a, collection, &hnsw),
                 (Some(out), None) => out,
                 (None, None) => anyhow::bail!("say where to build: --out DIR or --collection NAME"),
             };
             check_index_out(out, a.force)?;
+            let interrupt = Resumable::install(out, BUILD_ENCODING)?;
             let (records, spool) = read_input(&a.pairs, out)?;
-            let encoder = a.model.load(false)?;
+            let encoder = super::ModelArgs {
+                dtype: resume_dtype(out, a.model.dtype)?,
+                ..a.model.clone()
+            }
+            .load(false)?;
             let records = screen(&encoder, records, a.skip_long)?;
             let opts = BuildOptions {
                 hnsw,
@@ -402,7 +456,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 spool,
                 graph_while_encoding: a.graph_while_encoding,
             };
-            build_with_progress(&encoder, &records, out, &opts)?;
+            build_with_progress_at(&encoder, &records, out, &opts, Some(&interrupt))?;
             Ok(())
         }
         IndexCommand::Rebuild(a) => rebuild(a),
@@ -585,9 +639,46 @@ fn collection_dtype(
     Ok(kept)
 }
 
+/// The number format a local build of `out` encodes at: `given` (`--dtype`) when there is
+/// one, else the format the interrupted run in `out`'s partial directory began with, as its
+/// checkpoint records it, else the default. A rerun that forgot `--dtype bf16` was refused as
+/// "another encoder"; now it resumes, as a build into an existing Qdrant collection encodes
+/// at its format ([`collection_dtype`]). A `--dtype` given that differs is left to the
+/// builder, whose refusal names the format and the flag to give.
+fn resume_dtype(out: &Path, given: Option<relbert::Dtype>) -> Result<Option<relbert::Dtype>> {
+    if given.is_some() {
+        return Ok(given);
+    }
+    let partial = relbert_index::partial_dir(out)?;
+    let Some(spec) = relbert_index::partial_spec(out)
+        .with_context(|| format!("reading the interrupted run in {}", partial.display()))?
+    else {
+        return Ok(None);
+    };
+    let name = relbert::indexing::dtype_name(&spec.encoder);
+    let dtype: relbert::Dtype = name.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{} holds an interrupted run at number format {name:?}, which this relbert does \
+             not know (a newer relbert's?); finish it with that relbert, or remove {} to give \
+             it up",
+            partial.display(),
+            partial.display()
+        )
+    })?;
+    if dtype != relbert::Dtype::F32 {
+        tracing::info!(
+            "{} holds an interrupted run at {dtype}: encoding at {dtype}, the number format it \
+             began with",
+            partial.display()
+        );
+    }
+    Ok(Some(dtype))
+}
+
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
 fn rebuild(a: RebuildArgs) -> Result<()> {
     check_index_out(&a.out, a.force)?;
+    let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
     let src = Index::open(&a.index).with_context(|| opening(&a.index))?;
     let hnsw = &src.meta().hnsw;
     // An index with a random graph (a test fixture) records ef_construction 0.
@@ -613,19 +704,26 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
         },
         force: a.force,
     };
-    opts.hnsw
-        .validate()
-        .context("invalid value for --m or --ef-construction")?;
+    check_hnsw(&opts.hnsw)?;
     let count = src.count() as u64;
     let started = std::time::Instant::now();
     // One display per stage that counts pairs; the short file-writing stage shows none.
     let mut bar = (Progress::pairs(count, "copying"), Stage::Copying);
+    // A copy resumed after its last row reports none: its display goes without a line.
+    let mut copied = false;
     let out = relbert_index::rebuild(src, &a.out, &opts, |p| {
         if p.stage == Stage::Graph && bar.1 != Stage::Graph {
-            bar.0.finish();
+            if copied {
+                bar.0.finish();
+            }
+            interrupt.keeps("every row, copied (a rerun builds only the graph again)");
             bar = (Progress::pairs(p.total, "graph"), Stage::Graph);
         }
+        if p.stage == Stage::Writing {
+            interrupt.committing();
+        }
         if p.stage == bar.1 {
+            copied = true;
             bar.0.set_position(p.done);
         }
     })
@@ -650,6 +748,10 @@ fn add(mut a: AddArgs) -> Result<()> {
         a.index = std::fs::canonicalize(&a.index)
             .with_context(|| format!("following the link {}", a.index.display()))?;
     }
+    let interrupt = Resumable::install(
+        &a.index,
+        "the rows of the index copied up to its last checkpoint",
+    )?;
     let (records, spool) = read_input(&a.pairs, &a.index)?;
     let total = records.len();
     let idx = Index::open(&a.index).with_context(|| opening(&a.index))?;
@@ -721,7 +823,21 @@ fn add(mut a: AddArgs) -> Result<()> {
         None => load()?,
     };
     let new = screen(&encoder, found.records.clone(), a.skip_long)?;
-    let pb = Progress::pairs(new.len() as u64, "encoding");
+    // The index is verified and copied into the partial directory first (minutes for a large
+    // one, which showed no progress), then the new pairs are encoded, then inserted into the
+    // graph: one display per stage, each made when its stage begins, so that its rate is its
+    // own. A copy resumed after its last row reports nothing, and its display goes without a
+    // line.
+    let copying = std::sync::Mutex::new(Some(Progress::pairs(idx.count() as u64, "copying")));
+    let copied = AtomicBool::new(false);
+    let end_copying = || {
+        let bar = copying.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(bar) = bar.filter(|_| copied.load(Ordering::Relaxed)) {
+            bar.finish();
+        }
+    };
+    let encoding = std::sync::OnceLock::new();
+    let new_count = new.len() as u64;
     let started = AtomicBool::new(false);
     let mut graph_pb = None::<Progress>;
     // Whether a partial directory was there before this run: one this run makes and a
@@ -734,16 +850,37 @@ fn add(mut a: AddArgs) -> Result<()> {
         &new,
         0,
         spool,
-        &|n| rows_done(&pb, &started, n),
-        &mut |p| {
-            if p.stage == Stage::Graph {
-                graph_pb
-                    .get_or_insert_with(|| {
-                        pb.finish();
-                        Progress::new(p.total, "graph", "pairs")
-                    })
-                    .set_position(p.done);
+        &|n| {
+            let pb = encoding.get_or_init(|| {
+                end_copying();
+                interrupt.keeps(
+                    "a copy of the index and the new pairs encoded up to its last checkpoint",
+                );
+                Progress::pairs(new_count, "encoding")
+            });
+            rows_done(pb, &started, n)
+        },
+        &mut |p| match p.stage {
+            Stage::Copying => {
+                copied.store(true, Ordering::Relaxed);
+                let bar = copying.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(bar) = bar.as_ref() {
+                    bar.set_position(p.done);
+                }
             }
+            Stage::Graph => graph_pb
+                .get_or_insert_with(|| {
+                    if let Some(pb) = encoding.get() {
+                        pb.finish();
+                    }
+                    interrupt.keeps(
+                        "a copy of the index and every new pair, encoded (a rerun builds only \
+                         the graph again)",
+                    );
+                    Progress::new(p.total, "graph", "pairs")
+                })
+                .set_position(p.done),
+            Stage::Writing => interrupt.committing(),
         },
     )
     .map_err(|e| {
@@ -757,7 +894,9 @@ fn add(mut a: AddArgs) -> Result<()> {
     if let Some(b) = &graph_pb {
         b.finish();
     }
-    pb.finish();
+    if let Some(pb) = encoding.get() {
+        pb.finish();
+    }
     let added = report.count - report.base_count;
     if a.json {
         let mut doc = summary(added, report.count);

@@ -1,5 +1,5 @@
 //! The signals that stop a run (SIGINT, SIGTERM, SIGHUP), for the commands that must do more
-//! on one than die: two mechanisms, three uses.
+//! on one than die: two mechanisms, four uses.
 //!
 //! * [`Interrupts`], for the commands that write outputs under temporary names and rename them
 //!   into place (`embed`, `index export --format` and `pairs mine`). `std::process::exit`
@@ -14,6 +14,11 @@
 //!   finishes, the best epoch so far stays saved, and the command then exits with 128 plus
 //!   the number of the signal that came first (130 for SIGINT, 143 for SIGTERM, 129 for
 //!   SIGHUP), as a shell reports a process the signal killed.
+//! * [`Resumable`], for `index build`, `index rebuild` and `index add`, whose partial
+//!   directory is checkpointed and fit to resume at any moment: it says what that directory
+//!   keeps and that the same command resumes from it, removes the output's lock file and
+//!   exits with 128 plus the signal's number, except while the finished index is written
+//!   and put in place, which a signal lets finish.
 //! * [`InterruptNote`], for the first `relbert query` while it builds the default index: it
 //!   only says that the next query resumes the build and then dies by the signal as before.
 //!   It is a plain `signal(2)` handler, not [`watch`], because it must be taken back once the
@@ -213,16 +218,8 @@ impl Interrupts {
                 say("interrupted while the output is renamed into place: finishing that first");
                 return;
             }
-            for f in &st.files {
-                if std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file()) {
-                    let _ = std::fs::remove_file(f);
-                }
-            }
-            if let Some(dir) = st.work_dir.take() {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            // Dropping a lock removes its file (this process holds it, so it is relbert's).
-            st.locks.clear();
+            // Said first: a write to standard error can block (a full pipe), and while it
+            // does the lock must stay, since the run's other threads go on writing.
             if st.stdout_started {
                 say(
                     "interrupted: no output file was written; what went to standard output \
@@ -231,6 +228,19 @@ impl Interrupts {
             } else {
                 say("interrupted: nothing was written");
             }
+            for f in &st.files {
+                if std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file()) {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+            if let Some(dir) = st.work_dir.take() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            // Last, right before the exit: once its file is gone another writer can take the
+            // output (found by a review: removed first, a second build got in while this
+            // one, still writing, was blocked on standard error). Dropping a lock removes
+            // its file (this process holds it, so it is relbert's).
+            st.locks.clear();
             std::process::exit(which.exit_status());
         });
         if let Err(e) = installed {
@@ -303,6 +313,145 @@ impl StopRequest {
     }
 }
 
+/// The interrupt handling of `index build`, `index rebuild` and `index add`, which leave their
+/// work in the output's partial directory, checkpointed after each chunk: a kill at any moment
+/// leaves it fit to resume (what `tests/crash_consistency.rs` checks), so a stop signal ends
+/// the run at once rather than at the next chunk, which takes seconds to minutes. It says what
+/// the partial directory keeps and that the same command resumes from it, removes the
+/// output's writer lock file (last, right before the exit), and exits with 128 plus the
+/// signal's number, as the other commands do (these were killed by the signal without a
+/// word, the lock file left behind). Once the finished index is being written and put in
+/// place, a signal lets that finish, and the run ends as a finished one (status 0, the index
+/// in place): the checkpoint goes before the final rename, and a run stopped then would
+/// start over.
+pub(super) struct Resumable(Arc<Mutex<ResumeState>>);
+
+/// What a [`Resumable`] says and removes.
+struct ResumeState {
+    /// The output's partial directory (`DIR.partial`).
+    partial: PathBuf,
+    /// The output's writer lock file, removed only while it names this process as holder:
+    /// before the run takes the lock, a file there is another writer's.
+    lock: PathBuf,
+    /// What the partial directory keeps at the run's stage, for the message.
+    kept: String,
+    /// The finished index is being written and put in place.
+    committing: bool,
+    /// The run has returned: a signal ends the process with the same status, saying nothing.
+    disarmed: bool,
+}
+
+impl Resumable {
+    /// Installs the handler for a run writing the index `out`; `kept` says what its partial
+    /// directory keeps until [`Resumable::keeps`] says otherwise. An error only for an `out`
+    /// without a final component, which names no index.
+    pub fn install(
+        out: &std::path::Path,
+        kept: impl Into<String>,
+    ) -> relbert_index::Result<Resumable> {
+        let state = Arc::new(Mutex::new(ResumeState {
+            partial: relbert_index::partial_dir(out)?,
+            lock: relbert_index::lock::lock_path(out)?,
+            kept: kept.into(),
+            committing: false,
+            disarmed: false,
+        }));
+        let shared = state.clone();
+        let installed = watch(move |which| {
+            // Held until the process ends: the run's stage marks wait here, so the run
+            // does not reach the writing of the finished index (whose checkpoint goes before
+            // the final rename) once a signal has been taken. Rows and checkpoints go on
+            // being written meanwhile; a kill at any point of those is safe.
+            let st = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if st.disarmed {
+                std::process::exit(which.exit_status());
+            }
+            if st.committing {
+                say("\ninterrupted while the index is written and put in place: finishing that first");
+                return;
+            }
+            // Before the run holds the writer lock, a partial directory there is another
+            // writer's (or an earlier run's), and this run kept nothing in it.
+            let ours = names_this_process(&st.lock);
+            let message = if ours {
+                resume_message(&st.partial, &st.kept)
+            } else {
+                "interrupted: nothing was written".to_string()
+            };
+            // On a line of its own: a progress bar may be drawn on the current one. Said
+            // before the lock file goes: the write can block (a full pipe), and the run's
+            // other threads go on writing meanwhile, so the lock must stay till the exit
+            // (found by a review: removed first, a second build took the output).
+            say(&format!("\n{message}"));
+            if ours {
+                let _ = std::fs::remove_file(&st.lock);
+            }
+            std::process::exit(which.exit_status());
+        });
+        if let Err(e) = installed {
+            tracing::warn!("{e}: such a signal stops the run without a word");
+        }
+        Ok(Resumable(state))
+    }
+
+    fn state(&self) -> MutexGuard<'_, ResumeState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The run has reached a stage where the partial directory keeps `kept` (said after
+    /// "DIR.partial keeps").
+    pub fn keeps(&self, kept: impl Into<String>) {
+        self.state().kept = kept.into();
+    }
+
+    /// The finished index is being written and put in place: a signal from now on lets
+    /// that finish.
+    pub fn committing(&self) {
+        self.state().committing = true;
+    }
+}
+
+impl Drop for Resumable {
+    fn drop(&mut self) {
+        self.state().disarmed = true;
+    }
+}
+
+/// Whether the lock file `lock` is a regular file that names this process as its holder
+/// (`relbert_index::OutputLock` writes `pid N: …` into it).
+fn names_this_process(lock: &std::path::Path) -> bool {
+    if !std::fs::symlink_metadata(lock).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; 32];
+    let read = std::fs::File::open(lock).and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut head)
+    });
+    let ours = format!("pid {}:", std::process::id());
+    read.is_ok_and(|n| head[..n].starts_with(ours.as_bytes()))
+}
+
+/// What a [`Resumable`] says on a signal: what `partial` keeps (`kept`) when it holds a
+/// checkpoint, and how to resume; when it holds none, that nothing was kept.
+fn resume_message(partial: &std::path::Path, kept: &str) -> String {
+    if !partial.join("checkpoint").is_file() {
+        return "interrupted: nothing was written".into();
+    }
+    // Standard input cannot be read again: the copy of it in the partial directory is what
+    // a rerun with `--pairs -` and nothing on standard input resumes from.
+    let stdin = if partial.join("input.spool").is_file() {
+        " (with `--pairs -`, give it the same input again, or none: it resumes from the copy \
+         of standard input kept there)"
+    } else {
+        ""
+    };
+    format!(
+        "interrupted; {} keeps {kept}: run the same command to resume{stdin}",
+        partial.display()
+    )
+}
+
 /// While the default index is built, a stop signal (SIGINT, SIGTERM, SIGHUP) says on standard
 /// error that the next query resumes the build, then ends the process as the signal would
 /// have (a query was stopped without a word, status 130 or 143). The build keeps a checkpoint
@@ -358,6 +507,44 @@ extern "C" fn note_and_stop(sig: libc::c_int) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an interrupted index build says: what its partial directory keeps when it has a
+    /// checkpoint (with the way to resume from a copy of standard input when there is one),
+    /// else that nothing was written; the lock file is removed only when it is this
+    /// process's.
+    #[test]
+    fn an_interrupted_index_run_says_what_is_kept_and_removes_only_its_own_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let partial = tmp.path().join("idx.partial");
+        assert_eq!(
+            resume_message(&partial, "x"),
+            "interrupted: nothing was written"
+        );
+        std::fs::create_dir(&partial).unwrap();
+        std::fs::write(partial.join("checkpoint"), "c").unwrap();
+        let said = resume_message(&partial, "the pairs encoded so far");
+        assert_eq!(
+            said,
+            format!(
+                "interrupted; {} keeps the pairs encoded so far: run the same command to resume",
+                partial.display()
+            )
+        );
+        std::fs::write(partial.join("input.spool"), "s").unwrap();
+        let said = resume_message(&partial, "x");
+        assert!(said.contains("copy of standard input"), "{said}");
+        let lock = tmp.path().join(".idx.lock");
+        assert!(!names_this_process(&lock));
+        std::fs::write(&lock, "pid 1: relbert index build\n").unwrap();
+        assert!(!names_this_process(&lock));
+        std::fs::write(&lock, format!("pid {}: relbert\n", std::process::id())).unwrap();
+        assert!(names_this_process(&lock));
+        std::fs::write(&lock, format!("pid {}0: relbert\n", std::process::id())).unwrap();
+        assert!(
+            !names_this_process(&lock),
+            "another pid that begins with ours"
+        );
+    }
 
     #[test]
     fn exit_statuses_are_a_shells_for_the_signal() {

@@ -12,9 +12,12 @@ mod query;
 mod serve;
 mod train;
 
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 pub use progress::Progress;
 use relbert::device::parse_device;
@@ -63,21 +66,22 @@ pub struct ModelArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Prompt template with <subj>, <obj> and <mask> (default: the model's, else the reference's).
-    #[arg(long)]
+    #[arg(long, value_parser = os(template))]
     pub template: Option<String>,
     /// Aggregation: average_no_mask, mask or average (default: the model's, else average_no_mask).
     #[arg(long)]
     pub aggregation: Option<Aggregation>,
-    /// Prompts per forward pass.
-    #[arg(long, default_value_t = 64)]
+    /// Prompts per forward pass (1 to 4096).
+    #[arg(long, default_value_t = 64, value_parser = batch_size)]
     pub batch_size: usize,
     /// cpu, or cuda:N with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = os(device))]
     pub device: String,
     /// Number format of the encoder's matrix products: f32, bf16 (fast on CPUs with
     /// AVX512-BF16 and on GPUs) or f16 (GPU); accumulation, LayerNorm, softmax and pooling stay
-    /// f32. Recorded in an index's encoder identity. Default: f32, or for a build into an
-    /// existing Qdrant collection the format it records.
+    /// f32. Recorded in an index's encoder identity. Default: f32; for a build into an
+    /// existing Qdrant collection, the format it records; for a resumed local build, the
+    /// format it began with.
     // An `Option`, so that a value given is told from the default.
     #[arg(long)]
     pub dtype: Option<relbert::Dtype>,
@@ -105,6 +109,9 @@ impl ModelArgs {
 
     /// Loads the relation encoder these options describe.
     pub fn load(&self, trainable: bool) -> Result<RelationEncoder> {
+        if self.model.is_none() {
+            refuse_empty_model_env()?;
+        }
         let dir = self.model_dir();
         let opts = EncoderOptions {
             template: self.template.clone(),
@@ -117,9 +124,13 @@ impl ModelArgs {
         };
         let started = std::time::Instant::now();
         let enc = RelationEncoder::load(&dir, &opts).map_err(|e| {
-            // Only a model that is not there is helped by fetching the base model.
+            // Only a default model that is not there is helped by fetching the base model: a
+            // directory the user named (by --model or $RELBERT_MODEL) is theirs to fix.
             let missing = matches!(e, relbert::Error::MissingFile { .. }) || !dir.exists();
-            let hint = if missing && self.model.is_none() {
+            let from_env = self.model.is_none() && relbert::defaults::model_env().is_some();
+            let hint = if from_env {
+                " ($RELBERT_MODEL)"
+            } else if missing && self.model.is_none() {
                 " (run scripts/fetch-base-model.sh for the base MiniLM)"
             } else {
                 ""
@@ -193,6 +204,44 @@ fn thread_count(s: &str) -> std::result::Result<usize, String> {
     Ok(n)
 }
 
+/// Refuses `$RELBERT_MODEL` set but empty, as `$RELBERT_INDEX` is refused
+/// ([`query::refuse_empty_index_env`]): read as a path it named no model, and the error that
+/// followed said "loading model  (...)" without naming the variable.
+pub(crate) fn refuse_empty_model_env() -> Result<()> {
+    anyhow::ensure!(
+        relbert::defaults::model_env().is_none_or(|p| !p.as_os_str().is_empty()),
+        "RELBERT_MODEL is set but empty, which names no model directory; unset it for the \
+         default model ({}, else {}), or set it to a model directory (or pass --model DIR)",
+        relbert::defaults::DEFAULT_MODEL,
+        relbert::defaults::BASE_MODEL
+    );
+    Ok(())
+}
+
+/// A bad command line found after parsing: a value out of range given another flag, flags
+/// that conflict, a flag's value only a later check can refuse. `main` ends with status 2
+/// for it, as clap does for the errors it finds itself, so a script can tell "you called it
+/// wrongly" (2) from "it failed" (1) whichever check found the mistake. The message names the
+/// flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Usage(pub String);
+
+/// A [`Usage`] error: the command line is wrong, and `msg` says how (naming the flag).
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Usage(msg.into()).into()
+}
+
+/// The exit status for an error `run` returned: 2 for a bad command line ([`Usage`]
+/// anywhere in its chain, context added above it or not), else 1.
+pub(crate) fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.chain().any(|c| c.is::<Usage>()) {
+        2
+    } else {
+        1
+    }
+}
+
 /// A count that must be at least 1 (a server limit of 0 refused every request).
 pub(crate) fn positive(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
@@ -202,26 +251,88 @@ pub(crate) fn positive(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A flag's parser over its value as the operating system gave it: clap's own parsers over
+/// `&str` refuse a value that is not UTF-8 before any check of ours runs, saying only
+/// "invalid UTF-8 was detected in one or more arguments", without naming the flag; a path
+/// that is not UTF-8 (a file name from another system) could then never be given at all.
+/// Through this parser such a path is taken, and a value that must be text is refused by its
+/// check ([`text`]) with clap's "invalid value ... for '--flag'".
+pub(crate) fn os<T: Clone + Send + Sync + 'static>(
+    check: fn(&OsStr) -> std::result::Result<T, String>,
+) -> impl TypedValueParser<Value = T> {
+    OsStringValueParser::new().try_map(move |s: OsString| check(&s))
+}
+
+/// A value that must be text (a query word, a template, a name): one that is not UTF-8 is
+/// refused (through [`os`], naming the flag or argument).
+pub(crate) fn text(s: &OsStr) -> std::result::Result<String, String> {
+    s.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| "not UTF-8 text (every word and name is read as UTF-8)".to_string())
+}
+
+/// The most `--batch-size` takes: the number of pairs `embed` encodes at a time
+/// ([`relbert::embed::CHUNK`]; `index build` encodes half as many). A larger batch is never
+/// filled there, and where every pair goes in one call (`bench`) it only costs memory: an audit
+/// measured 2.5 times the memory for a batch of a million, and no gain in speed.
+pub(crate) const MAX_BATCH_SIZE: usize = relbert::embed::CHUNK;
+
+/// A `--batch-size`: 1 to [`MAX_BATCH_SIZE`]. Checked here, so that a bad one is a bad
+/// command line (status 2) named as such, not an error blamed on loading the model.
+pub(crate) fn batch_size(s: &str) -> std::result::Result<usize, String> {
+    let n = positive(s)?;
+    if n > MAX_BATCH_SIZE {
+        return Err(format!(
+            "at most {MAX_BATCH_SIZE}: embed encodes {MAX_BATCH_SIZE} pairs at a time, so a \
+             larger batch gains no speed and costs memory"
+        ));
+    }
+    Ok(n)
+}
+
+/// A `--device`: `cpu`, `cuda` or `cuda:N`, the last two only in a `cuda` build. Only the
+/// spelling is checked here (the device itself is opened when the model loads): a misspelled
+/// one is a bad command line, found before any input is read.
+pub(crate) fn device(s: &OsStr) -> std::result::Result<String, String> {
+    let spec = text(s)?;
+    match relbert::device::device_ordinal(&spec) {
+        Ok(_) => Ok(spec),
+        // The flag is named by clap; the library's message names it too.
+        Err(relbert::Error::InvalidArgument { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A `--template`: text holding `<subj>`, `<obj>` and `<mask>` ([`relbert::prompt::Template`]),
+/// checked before any input is read or model loaded.
+pub(crate) fn template(s: &OsStr) -> std::result::Result<String, String> {
+    let t = text(s)?;
+    relbert::prompt::Template::new(&t).map_err(|e| e.to_string())?;
+    Ok(t)
+}
+
 /// A directory an output is written as (an index, a model): `DIR/` and `DIR/.` name `DIR`
 /// itself. Without this the lock, temporary and partial names (made from the last component)
 /// and the final rename (made from the path as given) disagreed, so a build finished all its
 /// work and then failed at the rename, leaving its output in `DIR.partial`. A path whose
-/// last part is `..` or a root has no name to build one beside it, and is refused.
-pub(crate) fn output_dir(s: &str) -> std::result::Result<PathBuf, String> {
+/// last part is `..` or a root has no name to build one beside it, and is refused. Any
+/// path, not only UTF-8 ([`os`]).
+pub(crate) fn output_dir_at(s: &OsStr) -> std::result::Result<PathBuf, String> {
     // Taken as a name, it made a directory called `-` where a user meant standard output.
     if s == "-" {
         return Err(
             "`-` (standard output) cannot take a directory; give the directory's name".into(),
         );
     }
-    let p: PathBuf = std::path::Path::new(s).components().collect();
+    let p: PathBuf = Path::new(s).components().collect();
     match p.components().next_back() {
         Some(std::path::Component::Normal(_)) => {
             parent_is_a_directory(&p)?;
             Ok(p)
         }
         _ => Err(format!(
-            "{s:?} names no directory of its own (use a path ending in the directory's name)"
+            "{:?} names no directory of its own (use a path ending in the directory's name)",
+            Path::new(s)
         )),
     }
 }
@@ -234,27 +345,29 @@ const DASH_INDEX: &str = "`-` names no index: an index is a directory, never sta
 /// An index directory a command reads (`query --index`, `index info DIR`, `index rebuild
 /// --index`, `index export --index`, `serve --index`): `-` and an empty path are refused
 /// ([`DASH_INDEX`]); only `index add` and `index build --out` refused them before, and the
-/// others looked for a directory called `-`.
-pub(crate) fn index_dir(s: &str) -> std::result::Result<PathBuf, String> {
-    match s {
-        "-" => Err(DASH_INDEX.into()),
-        "" => Err("an empty path names no index directory".into()),
-        _ => Ok(PathBuf::from(s)),
+/// others looked for a directory called `-`. Any path, not only UTF-8 ([`os`]).
+pub(crate) fn index_dir_at(s: &OsStr) -> std::result::Result<PathBuf, String> {
+    if s == "-" {
+        Err(DASH_INDEX.into())
+    } else if s.is_empty() {
+        Err("an empty path names no index directory".into())
+    } else {
+        Ok(PathBuf::from(s))
     }
 }
 
-/// An index directory a command grows in place (`index add --index`): [`index_dir`]'s
-/// refusals, in its words (not [`output_dir`]'s, which speak of standard output), then
-/// [`output_dir`]'s, as the grown index replaces the directory by a rename beside it.
-pub(crate) fn grown_index_dir(s: &str) -> std::result::Result<PathBuf, String> {
-    index_dir(s)?;
-    output_dir(s)
+/// An index directory a command grows in place (`index add --index`): [`index_dir_at`]'s
+/// refusals, in its words (not [`output_dir_at`]'s, which speak of standard output), then
+/// [`output_dir_at`]'s, as the grown index replaces the directory by a rename beside it.
+pub(crate) fn grown_index_dir_at(s: &OsStr) -> std::result::Result<PathBuf, String> {
+    index_dir_at(s)?;
+    output_dir_at(s)
 }
 
 /// Refuses a path under something that exists and is not a directory (`notes.txt/x.npy`),
 /// which failed only when the output was created, as a bare "File exists" or "Not a
 /// directory" naming the file but not the flag.
-fn parent_is_a_directory(p: &std::path::Path) -> std::result::Result<(), String> {
+fn parent_is_a_directory(p: &Path) -> std::result::Result<(), String> {
     for above in p.ancestors().skip(1) {
         if above.as_os_str().is_empty() {
             break;
@@ -270,24 +383,55 @@ fn parent_is_a_directory(p: &std::path::Path) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// What a file that is neither a regular file nor a directory is, for a message; `None` for
+/// a regular file or a directory.
+fn special_file(md: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = md.file_type();
+    if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_fifo() {
+        Some("a named pipe")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
+}
+
 /// A file an output is written to: a path ending in `/`, `/.` or `/..` names a directory,
 /// and was only found out at the final rename, after all the work (leaving temporary files,
 /// and for `.npy` a pair list without its array). `-` (standard output, where a command
-/// takes it) passes.
-pub(crate) fn output_file(s: &str) -> std::result::Result<PathBuf, String> {
-    let p = std::path::Path::new(s);
+/// takes it) passes. Any path, not only UTF-8 ([`os`]).
+pub(crate) fn output_file_at(s: &OsStr) -> std::result::Result<PathBuf, String> {
+    let p = Path::new(s);
+    let bytes = s.as_bytes();
     let last = p.components().next_back();
-    let names_a_dir = s.ends_with('/')
-        || s.ends_with("/.")
+    let names_a_dir = bytes.ends_with(b"/")
+        || bytes.ends_with(b"/.")
         || !matches!(last, Some(std::path::Component::Normal(_)));
     if names_a_dir && s != "-" {
         return Err(format!(
-            "{s:?} names a directory; give the output file's name"
+            "{p:?} names a directory; give the output file's name"
         ));
     }
     if s != "-" {
-        if std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
-            return Err(format!("{s:?} is a directory; give the output file's name"));
+        if let Ok(md) = std::fs::metadata(p) {
+            if md.is_dir() {
+                return Err(format!("{p:?} is a directory; give the output file's name"));
+            }
+            // An output is written to a new file beside it and renamed into place, which a
+            // device or a pipe cannot be: `--out /dev/null` said "exists; pass --force", and
+            // with --force "not a regular file".
+            if let Some(what) = special_file(&md) {
+                return Err(format!(
+                    "{p:?} is {what}, not a regular file: relbert writes an output to a new \
+                     file and renames it into place; give the path of a file (to discard the \
+                     output, one in a temporary directory)"
+                ));
+            }
         }
         parent_is_a_directory(p)?;
     }
@@ -297,6 +441,20 @@ pub(crate) fn output_file(s: &str) -> std::result::Result<PathBuf, String> {
 #[cfg(test)]
 mod path_tests {
     use super::*;
+
+    // The checks over text, as the tests below spell their paths.
+    fn output_file(s: &str) -> std::result::Result<PathBuf, String> {
+        output_file_at(OsStr::new(s))
+    }
+    fn output_dir(s: &str) -> std::result::Result<PathBuf, String> {
+        output_dir_at(OsStr::new(s))
+    }
+    fn index_dir(s: &str) -> std::result::Result<PathBuf, String> {
+        index_dir_at(OsStr::new(s))
+    }
+    fn grown_index_dir(s: &str) -> std::result::Result<PathBuf, String> {
+        grown_index_dir_at(OsStr::new(s))
+    }
 
     #[test]
     fn output_paths_name_what_is_written() {
@@ -331,5 +489,80 @@ mod path_tests {
         assert!(output_dir(under.to_str().unwrap()).is_err());
         let err = output_file(dir.path().to_str().unwrap()).unwrap_err();
         assert!(err.contains("is a directory"), "{err}");
+    }
+
+    /// Audit (s16): a path that is not UTF-8 was refused by clap before any check ran, so
+    /// such a file could not be written, nor an index read, at all.
+    #[test]
+    fn paths_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let name = OsStr::from_bytes(b"v\xff.jsonl");
+        assert_eq!(output_file_at(name).unwrap(), PathBuf::from(name));
+        assert_eq!(output_dir_at(name).unwrap(), PathBuf::from(name));
+        assert_eq!(index_dir_at(name).unwrap(), PathBuf::from(name));
+        assert_eq!(grown_index_dir_at(name).unwrap(), PathBuf::from(name));
+        let err = output_file_at(OsStr::from_bytes(b"d\xff/")).unwrap_err();
+        assert!(err.contains("names a directory"), "{err}");
+        // Text is refused in words, not taken with the bytes replaced.
+        assert!(text(name).unwrap_err().contains("not UTF-8"));
+        assert_eq!(text(OsStr::new("café")).unwrap(), "café");
+    }
+
+    /// Audit (s16): `--out /dev/null` said "exists; pass --force", and with --force "not a
+    /// regular file".
+    #[test]
+    fn a_device_is_no_output_file() {
+        let err = output_file("/dev/null").unwrap_err();
+        assert!(
+            err.contains("a character device, not a regular file") && !err.contains("--force"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn batch_size_device_and_template_are_checked_when_parsed() {
+        assert_eq!(batch_size("1"), Ok(1));
+        assert_eq!(batch_size("4096"), Ok(MAX_BATCH_SIZE));
+        assert!(batch_size("0").unwrap_err().contains("at least 1"));
+        assert!(batch_size("4097").unwrap_err().contains("at most 4096"));
+        assert_eq!(device(OsStr::new("cpu")).unwrap(), "cpu");
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda0", "CPU", ""] {
+            let err = device(OsStr::new(bad)).unwrap_err();
+            assert!(
+                err.contains("expected cpu, cuda or cuda:N"),
+                "{bad:?}: {err}"
+            );
+        }
+        if !candle_core::utils::cuda_is_available() {
+            let err = device(OsStr::new("cuda:0")).unwrap_err();
+            assert!(err.contains("without the `cuda` feature"), "{err}");
+        }
+        let t = "<subj> is the <mask> of <obj>";
+        assert_eq!(template(OsStr::new(t)).unwrap(), t);
+        let err = template(OsStr::new("<subj> and <obj>")).unwrap_err();
+        assert!(err.contains("<mask>"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    /// A [`Usage`] error exits 2 with context above it or not; any other error exits 1.
+    #[test]
+    fn a_bad_command_line_exits_2_and_a_failure_1() {
+        assert_eq!(exit_status(&usage("invalid value for --x: no")), 2);
+        assert_eq!(
+            exit_status(&usage("invalid value for --x: no").context("while starting")),
+            2
+        );
+        assert_eq!(exit_status(&anyhow::anyhow!("disk full")), 1);
+        let io = std::io::Error::other("no");
+        assert_eq!(exit_status(&anyhow::Error::new(io).context("reading")), 1);
+        // The message is the one given, named flag and all.
+        assert_eq!(
+            usage("--format npy needs --out").to_string(),
+            "--format npy needs --out"
+        );
     }
 }

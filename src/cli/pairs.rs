@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use relbert::corpus::source::{InputFormat, Paragraphs};
 use relbert::corpus::vocab::{parse_word_list, Terms, DEFAULT_STOPWORDS};
@@ -43,12 +43,12 @@ pub struct MineArgs {
     #[arg(long, required = true, num_args = 1..)]
     corpus: Vec<PathBuf>,
     /// Output pair list (head<TAB>tail<TAB>label), or `-` for standard output.
-    #[arg(long, value_parser = super::output_file)]
+    #[arg(long, value_parser = super::os(super::output_file_at))]
     out: PathBuf,
     /// Provenance sidecar (JSON lines: counts, connecting phrases, places per pair).
     /// Default: beside --out, `pairs.tsv` (or `.txt`) → `pairs.provenance.jsonl`, any other
     /// NAME → NAME.provenance.jsonl; none when --out is `-`.
-    #[arg(long, value_parser = file_output)]
+    #[arg(long, value_parser = super::os(file_output))]
     provenance: Option<PathBuf>,
     /// How inputs are parsed (auto: JSON lines for *.jsonl / *.ndjson, text otherwise).
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
@@ -78,8 +78,9 @@ pub struct MineArgs {
     #[arg(long)]
     phrases: bool,
     /// Score a bigram must exceed to become a phrase (0 or more: the score is never
-    /// negative).
-    #[arg(long, default_value_t = 100.0, value_parser = threshold, allow_negative_numbers = true)]
+    /// negative); only with --phrases.
+    #[arg(long, default_value_t = 100.0, value_parser = threshold, allow_negative_numbers = true,
+          requires = "phrases")]
     phrase_threshold: f64,
     /// Co-occurrence window in tokens.
     #[arg(long, default_value_t = 10, value_parser = whole::<1>, allow_negative_numbers = true)]
@@ -99,9 +100,12 @@ pub struct MineArgs {
     /// Ranking: pmi (relations over mere frequency), npmi (normalised PMI) or count.
     #[arg(long, value_enum, default_value_t = Score::Pmi)]
     score: Score,
-    /// Memory budget for the counts (e.g. 512M, 4G); beyond it sorted runs spill to disk.
-    #[arg(long, default_value = "2G")]
-    memory: String,
+    /// Memory budget for the counts; beyond it sorted runs spill to disk. A number and a
+    /// unit: K, M, G, T (or KiB … TiB) are binary (4G = 4 × 2^30 bytes), KB, MB, GB, TB
+    /// decimal (2GB = 2 × 10^9 bytes); any case, a fraction allowed (1.5G); a bare number is
+    /// refused, not taken as bytes.
+    #[arg(long, default_value = "2G", value_parser = parse_size)]
+    memory: u64,
     /// Where spilled runs go (default: beside --out, or the system's temporary directory).
     #[arg(long)]
     tmp_dir: Option<PathBuf>,
@@ -112,10 +116,10 @@ pub struct MineArgs {
     /// occurrences as a term once multi-word terms are merged: a word chosen on its count
     /// before merging but seen mostly inside a merged term (`york` in `new york`) may count
     /// fewer than --min-count here.
-    #[arg(long, value_parser = file_output)]
+    #[arg(long, value_parser = super::os(file_output))]
     save_vocab: Option<PathBuf>,
     /// Write what mining did (counts, passes, timings) as JSON to this file.
-    #[arg(long, value_parser = file_output)]
+    #[arg(long, value_parser = super::os(file_output))]
     report: Option<PathBuf>,
     /// Replace existing outputs (only ones relbert wrote).
     #[arg(long)]
@@ -124,7 +128,7 @@ pub struct MineArgs {
 
 /// An output that must be a file: `-` is standard output only for `--out` (it was taken as
 /// a file named `-`).
-fn file_output(s: &str) -> std::result::Result<PathBuf, String> {
+fn file_output(s: &std::ffi::OsStr) -> std::result::Result<PathBuf, String> {
     if s == "-" {
         return Err(
             "standard output (-) is only for --out; give a file name (such as ./-, for a file \
@@ -132,7 +136,7 @@ fn file_output(s: &str) -> std::result::Result<PathBuf, String> {
                 .into(),
         );
     }
-    super::output_file(s)
+    super::output_file_at(s)
 }
 
 /// A phrase threshold: a finite number (`NaN` passed every comparison as if it were
@@ -170,21 +174,46 @@ pub fn run(cmd: PairsCommand) -> Result<()> {
     }
 }
 
-/// Parses `512M`, `4G`, `1.5G`, `100K` (binary units) into bytes; `None` for anything
-/// else, and for a size under one byte (`0.0000001K` was taken as a budget of 0 bytes where
-/// `0` was refused).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        (i, 'T' | 't') => (&s[..i], 1 << 40),
-        _ => return None,
+/// The forms `--memory` takes, said whenever a value is refused.
+const SIZE_FORMS: &str = "give a number and a unit: K, M, G or T (binary: 1K = 1024 bytes; \
+                          also KiB, MiB, GiB, TiB) or KB, MB, GB, TB (decimal: 1KB = 1000 \
+                          bytes), such as 512M, 4G, 1.5GiB or 2GB";
+
+/// `--memory`'s size in bytes: a number, then a unit ([`SIZE_FORMS`]), in any case. The unit
+/// is required: `--memory 1` or `1e9` was refused as "less than one byte", and a bare number
+/// taken as bytes would likely be a budget 10⁹ times smaller than meant. A size under one
+/// byte is refused (`0.0000001K` was taken as a budget of 0 bytes where `0` was not), as is
+/// one beyond 2⁶⁴ bytes.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| c.is_ascii_alphabetic() && !matches!(c, 'e' | 'E'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" => return Err(format!("a size needs a unit; {SIZE_FORMS}")),
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(format!("{unit:?} is not a unit of size; {SIZE_FORMS}")),
     };
-    let v: f64 = num.trim().parse().ok()?;
-    let bytes = v * mult as f64;
-    (v.is_finite() && bytes >= 1.0).then_some(bytes as u64)
+    let Ok(v) = num.trim().parse::<f64>() else {
+        return Err(format!("{:?} is not a number; {SIZE_FORMS}", num.trim()));
+    };
+    let bytes = v * mult;
+    if bytes.is_nan() || bytes < 1.0 {
+        return Err(format!("a size must be at least one byte; {SIZE_FORMS}"));
+    }
+    // 2^64 as f64; `as u64` would saturate to it without a word.
+    if bytes >= 18_446_744_073_709_551_616.0 {
+        return Err("give at most 16 EiB (no machine has more memory)".into());
+    }
+    Ok(bytes as u64)
 }
 
 /// The provenance file beside a pair list: `pairs.tsv` → `pairs.provenance.jsonl` (a `.tsv`
@@ -319,13 +348,7 @@ impl MineProgress for PassProgress {
 }
 
 fn run_mine(a: MineArgs) -> Result<()> {
-    let memory = parse_size(&a.memory).with_context(|| {
-        format!(
-            "invalid value for --memory: {:?} (give a size of at least one byte, such as 512M \
-             or 4G)",
-            a.memory
-        )
-    })?;
+    let memory = a.memory;
     let lowercase = !a.keep_case;
     // Lower-case whatever the case of the tokens: a stop word is one in any case.
     let stopwords = if a.no_stopwords {
@@ -384,19 +407,20 @@ fn run_mine(a: MineArgs) -> Result<()> {
             .iter()
             .find(|(q, _)| abs(q) == abs(p) || relbert::output::same_file(q, p))
         {
-            bail!(
+            // Bad command lines (status 2), as clap's own refusals are.
+            return Err(super::usage(format!(
                 "invalid value for {}: {} is also the path of {}; each output needs its own",
                 flag(kind),
                 p.display(),
                 flag(other)
-            );
+            )));
         }
     }
     for (p, kind) in &outputs {
         // Said up front: "exists; pass --force" and then "not a regular file" sent people
         // round in a circle.
         if p.is_dir() {
-            bail!(
+            return Err(super::usage(format!(
                 "invalid value for {}: {} is a directory; give the output file's name (such as {})",
                 flag(kind),
                 p.display(),
@@ -407,13 +431,14 @@ fn run_mine(a: MineArgs) -> Result<()> {
                     _ => "pairs.tsv",
                 })
                 .display()
-            );
+            )));
         }
         if a.corpus.iter().any(|c| relbert::output::same_file(c, p)) {
-            bail!(
-                "{} is also a corpus input; choose another output",
+            return Err(super::usage(format!(
+                "invalid value for {}: {} is also a corpus input; choose another output",
+                flag(kind),
                 p.display()
-            );
+            )));
         }
         // Taken and registered under the handler's lock: an interrupt sees each lock it
         // must release.
@@ -810,15 +835,38 @@ mod tests {
 
     #[test]
     fn sizes_take_binary_units() {
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("1.5g"), Some(3 << 29));
-        assert_eq!(parse_size("4"), None);
-        assert_eq!(parse_size("-1G"), None);
-        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("G").is_err());
         // Under one byte is no budget, as 0 is not.
-        assert_eq!(parse_size("0.0000001K"), None);
-        assert_eq!(parse_size("0K"), None);
-        assert_eq!(parse_size("0.5K"), Some(512));
+        assert!(parse_size("0.0000001K").is_err());
+        assert!(parse_size("0K").is_err());
+        assert_eq!(parse_size("0.5K"), Ok(512));
+    }
+
+    /// Audit (s16): `1`, `1e9` and `2GB` were refused as "give a size of at least one
+    /// byte", where the unit was what was missing (or not understood).
+    #[test]
+    fn sizes_say_a_unit_is_needed_and_take_the_usual_spellings() {
+        for bare in ["1", "1e9", "4", " 2 "] {
+            let e = parse_size(bare).unwrap_err();
+            assert!(
+                e.contains("needs a unit") && e.contains("512M"),
+                "{bare}: {e}"
+            );
+        }
+        let e = parse_size("2X").unwrap_err();
+        assert!(e.contains("\"X\" is not a unit"), "{e}");
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1e3K"), Ok(1000 << 10));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert!(parse_size("16777216T").unwrap_err().contains("16 EiB"));
+        assert!(parse_size("nanG").is_err());
+        assert!(parse_size("infG").is_err());
     }
 
     #[test]

@@ -19,22 +19,22 @@ use super::ModelArgs;
 pub struct QueryArgs {
     /// Index directory (default: $RELBERT_INDEX or indexes/default, built from the bundled
     /// vocabulary on first use).
-    #[arg(long, value_parser = super::index_dir)]
+    #[arg(long, value_parser = super::os(super::index_dir_at))]
     index: Option<PathBuf>,
     /// Query this Qdrant collection instead of a local index (written by `relbert index
     /// export --qdrant`).
-    #[arg(long, conflicts_with = "index")]
+    #[arg(long, conflicts_with = "index", value_parser = super::os(super::export::collection_name))]
     collection: Option<String>,
     /// Qdrant gRPC URL(s) for --collection, comma-separated for several nodes (default:
     /// $RELBERT_QDRANT_URL).
-    #[arg(long, requires = "collection", conflicts_with = "index")]
+    #[arg(long, requires = "collection", conflicts_with = "index", value_parser = super::os(super::export::qdrant_spec))]
     qdrant: Option<String>,
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
     model: Option<PathBuf>,
     /// The query pair A B (or one argument A:B); without it, queries are read from standard
     /// input, one per line (`a<TAB>b`, `a:b` or `a b`).
-    #[arg(num_args = 1..=2, value_names = ["A", "B"])]
+    #[arg(num_args = 1..=2, value_names = ["A", "B"], value_parser = super::os(super::text))]
     pair: Vec<String>,
     /// Results per query (at least 1).
     #[arg(short, default_value_t = 10, value_parser = super::positive)]
@@ -42,9 +42,12 @@ pub struct QueryArgs {
     /// Exact brute-force search instead of HNSW.
     #[arg(long)]
     exact: bool,
-    /// HNSW candidate-list size (larger: slower, more accurate; at least 1).
-    #[arg(long, default_value_t = 64, value_parser = super::positive)]
-    ef: usize,
+    /// HNSW candidate-list size (larger: slower, more accurate; at least 1; default 64). Not
+    /// with --exact, which compares every row.
+    // An `Option`, so that a value given beside --exact is told from the default and refused
+    // (it was ignored without a word).
+    #[arg(long, value_parser = super::positive)]
+    ef: Option<usize>,
     /// One JSON object per query on standard output.
     #[arg(long)]
     json: bool,
@@ -58,7 +61,7 @@ pub struct QueryArgs {
     dtype: Option<relbert::Dtype>,
     /// Where pairs not in the index are encoded (and the default index is built when
     /// missing): cpu, or cuda:N with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = super::os(super::device))]
     device: String,
 }
 
@@ -155,7 +158,12 @@ fn default_index_staleness(dir: &Path, check: &mut DefaultCheck) -> Result<Optio
         .with_context(|| format!("opening the default index {}", dir.display()))?;
     let built = index.meta().encoder.clone();
     let model = relbert::defaults::default_model_dir();
-    let reading = || format!("reading the default model {}", model.display());
+    let from_env = if relbert::defaults::model_env().is_some() {
+        " ($RELBERT_MODEL)"
+    } else {
+        ""
+    };
+    let reading = || format!("reading the default model {}{from_env}", model.display());
     let function = relbert::relation::PairFunction::of_model(&model).with_context(reading)?;
     let files = relbert::config::function_files_digest_of(&model).with_context(reading)?;
     let weights = model.join("model.safetensors");
@@ -310,6 +318,7 @@ fn is_index_error(e: &anyhow::Error) -> bool {
 /// first ([`default_place`]), before anything is read or loaded.
 fn ensure_default_index(dir: &Path, dtype: relbert::Dtype, device: &str) -> Result<PathBuf> {
     refuse_empty_index_env(dir)?;
+    super::refuse_empty_model_env()?;
     let Some(dir) = relbert::defaults::named_dir(dir) else {
         anyhow::bail!(
             "{} names no directory the default index can be kept in (relbert keeps its record \
@@ -866,7 +875,18 @@ fn print_table(
     Ok(())
 }
 
+/// `--ef` when it is not given.
+const DEFAULT_EF: usize = 64;
+
+/// Runs `relbert query`.
 pub fn run(a: QueryArgs) -> Result<()> {
+    if a.exact && a.ef.is_some() {
+        return Err(super::usage(
+            "--ef cannot be used with --exact: --ef sizes the HNSW graph search's candidate \
+             list, and --exact compares the query with every row instead of searching the \
+             graph; give one or the other",
+        ));
+    }
     // Checked before any work, so a bad --device is reported as such, not after a build.
     let device = relbert::device::parse_device(&a.device)?;
     // A --model given is checked now, naming the flag: it was loaded only for a pair the
@@ -958,7 +978,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let opts = QueryOptions {
         k: a.k,
         exact: a.exact,
-        ef: a.ef,
+        ef: a.ef.unwrap_or(DEFAULT_EF),
         keep_shared_words: a.keep_shared_words,
     };
     // One argument that reads two ways is the pair the store holds, as a stream line is.
@@ -1012,12 +1032,25 @@ pub fn run(a: QueryArgs) -> Result<()> {
             // A prompt lost with its terminal loses nothing else (`eprint!` panics).
             let _ = relbert::output::Stderr.write_all(b"> ");
         }
-        let read = read_capped_line(&mut input, &mut buf, MAX_LINE_BYTES)
-            .context("reading standard input")?;
+        let read = match read_capped_line(&mut input, &mut buf, MAX_LINE_BYTES) {
+            Ok(n) => n,
+            Err(e) => {
+                if interactive {
+                    end_prompt_line();
+                }
+                return Err(e).context("reading standard input");
+            }
+        };
+        let cut = read > buf.len();
+        // Ctrl-D at the prompt (the end) or after words typed without Enter echoes no line
+        // end: what follows, the error that ends the run included, would share the prompt's
+        // line. (A cut line ended in its `\n`, which was read but not kept.)
+        if interactive && !cut && !buf.ends_with(b"\n") {
+            end_prompt_line();
+        }
         if read == 0 {
             break;
         }
-        let cut = read > buf.len();
         lineno += 1;
         // A byte-order mark (editors on Windows write one) is not part of the first word,
         // as in the pair files `index build` and `embed` read: the first pair was encoded
@@ -1124,12 +1157,50 @@ pub fn run(a: QueryArgs) -> Result<()> {
         }
         out.flush().map_err(put)?;
     }
-    // Every line got its answer or its error above; the status tells a script whether all
-    // were answered.
+    stream_end(interactive, a.json, asked, failed)
+}
+
+/// Ends the line of the prompt `> ` on standard error, so that nothing after it is printed
+/// on the prompt's line. Lost with its terminal, it loses nothing else.
+fn end_prompt_line() {
+    let _ = relbert::output::Stderr.write_all(b"\n");
+}
+
+/// How a query stream ends once every line got its answer or its error. For a script
+/// feeding lines, the status says whether all were answered (1 if not, with how many). A
+/// person at the prompt saw each line's error as it came: a typo there was answered, and
+/// ending the session with Ctrl-D is no failure (it ended with a summary error and status 1).
+fn stream_end(interactive: bool, json: bool, asked: usize, failed: usize) -> Result<()> {
+    if interactive {
+        return Ok(());
+    }
     anyhow::ensure!(
         failed == 0,
         "{failed} of {asked} query lines could not be answered (each is named {})",
-        if a.json { "in its JSON line" } else { "above" }
+        if json { "in its JSON line" } else { "above" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an audit: a typo at the interactive prompt, then Ctrl-D, ended the session
+    /// with "1 of 1 query lines could not be answered" and status 1. Only a stream that is
+    /// not a person's session counts its failed lines in the status.
+    #[test]
+    fn only_a_stream_without_a_person_at_the_prompt_fails_for_its_failed_lines() {
+        assert!(stream_end(true, false, 1, 1).is_ok());
+        assert!(stream_end(true, false, 3, 0).is_ok());
+        let err = stream_end(false, false, 1, 1).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "1 of 1 query lines could not be answered (each is named above)"
+        );
+        let err = stream_end(false, true, 2, 1).unwrap_err().to_string();
+        assert!(err.contains("in its JSON line"), "{err}");
+        assert!(stream_end(false, false, 4, 0).is_ok());
+        assert!(stream_end(false, true, 4, 0).is_ok());
+    }
 }

@@ -12,32 +12,35 @@ use relbert::serve::{Backend, BatchConfig, Limits, ServeOptions};
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Index directory (default: $RELBERT_INDEX or indexes/default).
-    #[arg(long, value_parser = super::index_dir)]
+    #[arg(long, value_parser = super::os(super::index_dir_at))]
     index: Option<PathBuf>,
     /// Serve this Qdrant collection instead of a local index (written by `relbert index
     /// export --qdrant`); the same endpoints and answers.
-    #[arg(long, conflicts_with = "index")]
+    #[arg(long, conflicts_with = "index", value_parser = super::os(super::export::collection_name))]
     collection: Option<String>,
     /// Qdrant gRPC URL(s) for --collection, comma-separated for several nodes (default:
     /// $RELBERT_QDRANT_URL).
-    #[arg(long, requires = "collection")]
+    // `conflicts_with` as well: clap waives `requires` beside an argument that conflicts with
+    // the one required, so `--index DIR --qdrant URL` served DIR and ignored --qdrant.
+    #[arg(long, requires = "collection", conflicts_with = "index", value_parser = super::os(super::export::qdrant_spec))]
     qdrant: Option<String>,
     /// Model for pairs not in the index (default: the one the index was built with).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Where the encoder runs: cpu, or cuda:N with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = super::os(super::device))]
     device: String,
     /// Number format encoded queries are computed at: f32, bf16 or f16 (default: the one
     /// the index was built at; another is allowed, with a note in the log).
     #[arg(long)]
     dtype: Option<relbert::Dtype>,
-    /// Address to listen on; anything but loopback needs a token.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// Address to listen on: an IP address and port, or a host name and port
+    /// (`localhost:8080`); anything but loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = listen_addr)]
+    addr: ListenAddr,
     /// Bearer token every API request must carry (also $RELBERT_TOKEN): visible ASCII,
     /// no spaces.
-    #[arg(long, env = "RELBERT_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "RELBERT_TOKEN", hide_env_values = true, value_parser = super::os(super::text))]
     token: Option<String>,
     /// Most pairs per encoder forward pass.
     #[arg(long, default_value_t = 64, value_parser = super::positive)]
@@ -62,15 +65,130 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64, value_parser = super::positive)]
     max_pairs: usize,
     /// Request time limit in milliseconds (504 past it).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = positive_ms)]
     timeout_ms: u64,
     /// Longest a connection may take to send a request's headers, in milliseconds, idle
     /// keep-alive connections included; past it the connection is closed.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 30_000, value_parser = positive_ms)]
     header_timeout_ms: u64,
 }
 
+/// An `--addr` as it will be bound: the address, and what to log about how a host name
+/// was resolved to it.
+#[derive(Clone, Debug)]
+struct ListenAddr {
+    addr: SocketAddr,
+    /// Said once the log is set up (flags are parsed before it is): which of a host name's
+    /// several addresses is bound.
+    note: Option<String>,
+}
+
+/// What an `--addr` refusal advises.
+const ADDR_FORM: &str = "give an IP address and port, e.g. 127.0.0.1:8080, or a host name and \
+     port, e.g. localhost:8080";
+
+/// Parses an `--addr`: an IP address and port as written, else a host name and port,
+/// resolved now (`localhost:8080` was refused with only "invalid socket address syntax").
+/// A name may give several addresses (`localhost`: `::1` and `127.0.0.1`); one is bound
+/// ([`choose_addr`]). Refused, as a bad command line, with the form to give.
+fn listen_addr(s: &str) -> std::result::Result<ListenAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(ListenAddr { addr, note: None });
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("no port; {ADDR_FORM}"));
+    };
+    // An IPv6 address without its brackets (`::1:8080`) or a bracketed one without a port
+    // (`[::1]`) splits at one of its own colons.
+    if host.contains(':') || host.starts_with('[') || port.ends_with(']') {
+        return Err(format!(
+            "an IPv6 address is written in brackets before its port, e.g. [::1]:8080; \
+             {ADDR_FORM}"
+        ));
+    }
+    if host.is_empty() {
+        return Err(format!("no host before the port; {ADDR_FORM}"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number (0 to 65535); {ADDR_FORM}"))?;
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("the host name {host:?} could not be resolved ({e}); {ADDR_FORM}"))?
+        .collect();
+    let Some(addr) = choose_addr(&addrs) else {
+        return Err(format!(
+            "the host name {host:?} resolves to no address; {ADDR_FORM}"
+        ));
+    };
+    let note = (addrs.len() > 1).then(|| {
+        let all: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        format!(
+            "--addr {s}: {host} resolves to {}; listening on {addr} only",
+            all.join(", ")
+        )
+    });
+    Ok(ListenAddr { addr, note })
+}
+
+/// The address to bind of those a host name resolves to: when all are loopback (`localhost`)
+/// the first IPv4 one, as the default `127.0.0.1` is (IPv6 may be off where `::1` is still
+/// listed), else the first, as the resolver ordered them. The loopback rule and the token
+/// rule ([`relbert::serve::is_loopback`]) then apply to the address bound.
+fn choose_addr(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+    if addrs.iter().all(|a| a.ip().is_loopback()) {
+        if let Some(v4) = addrs.iter().find(|a| a.is_ipv4()) {
+            return Some(*v4);
+        }
+    }
+    addrs.first().copied()
+}
+
+/// A time limit in milliseconds, at least 1: 0 was taken as 1 ms (and so also bounded every
+/// write by 1 ms) while /v1/info said 0.
+fn positive_ms(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Refuses limits that cannot work together (a bad command line: status 2), before anything
+/// is opened or loaded.
+fn check_limits(a: &ServeArgs) -> Result<()> {
+    // Every pair of a request is queued at once, so a queue shorter than the largest batch
+    // request would answer such a request "busy" on an idle server.
+    if a.queue < a.max_pairs {
+        return Err(super::usage(format!(
+            "invalid value for --queue: {} is less than --max-pairs {} (a batch request's pairs \
+             are queued together, so one could never fit)",
+            a.queue, a.max_pairs
+        )));
+    }
+    // After a forward pass of several pairs the encoder waits up to --max-wait-ms for company
+    // before it even starts on the next pair, which then still needs its own forward pass:
+    // with a wait near or past the time limit a lone encoded query got 504 on an idle
+    // server. At most half the limit leaves the other half for the queue and the pass.
+    if a.max_wait_ms.saturating_mul(2) > a.timeout_ms {
+        return Err(super::usage(format!(
+            "invalid value for --max-wait-ms: {} is more than half of --timeout-ms {} (a pair \
+             may wait --max-wait-ms, 2 unless given, for others to share its forward pass \
+             before the pass starts, so a lone encoded query would run out of time); use at \
+             most {} or raise --timeout-ms",
+            a.max_wait_ms,
+            a.timeout_ms,
+            a.timeout_ms / 2
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `relbert serve`.
 pub fn run(a: ServeArgs) -> Result<()> {
+    check_limits(&a)?;
+    if let Some(note) = &a.addr.note {
+        tracing::info!("{note}");
+    }
     let backend = match &a.collection {
         Some(collection) => Backend::Qdrant {
             urls: super::export::qdrant_urls(a.qdrant.as_deref())?,
@@ -106,44 +224,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
             Backend::Index(index)
         }
     };
-    // Every pair of a request is queued at once, so a queue shorter than the largest batch
-    // request would answer such a request "busy" on an idle server.
-    anyhow::ensure!(
-        a.queue >= a.max_pairs,
-        "invalid value for --queue: {} is less than --max-pairs {} (a batch request's pairs \
-         are queued together, so one could never fit)",
-        a.queue,
-        a.max_pairs
-    );
-    anyhow::ensure!(
-        a.header_timeout_ms > 0,
-        "invalid value for --header-timeout-ms: must be at least 1"
-    );
-    // 0 was taken as 1 ms (and so also bounded every write by 1 ms) while /v1/info said 0.
-    anyhow::ensure!(
-        a.timeout_ms > 0,
-        "invalid value for --timeout-ms: must be at least 1"
-    );
-    // After a forward pass of several pairs the encoder waits up to --max-wait-ms for company
-    // before it even starts on the next pair, which then still needs its own forward pass:
-    // with a wait near or past the time limit a lone encoded query got 504 on an idle
-    // server. At most half the limit leaves the other half for the queue and the pass.
-    anyhow::ensure!(
-        a.max_wait_ms.saturating_mul(2) <= a.timeout_ms,
-        "invalid value for --max-wait-ms: {} is more than half of --timeout-ms {} (a pair may \
-         wait --max-wait-ms, 2 unless given, for others to share its forward pass before the \
-         pass starts, so a lone encoded query would run out of time); use at most {} or raise \
-         --timeout-ms",
-        a.max_wait_ms,
-        a.timeout_ms,
-        a.timeout_ms / 2
-    );
     let opts = ServeOptions {
         backend,
         model: a.model,
         dtype: a.dtype,
         device: relbert::device::parse_device(&a.device)?,
-        addr: a.addr,
+        addr: a.addr.addr,
         // Spaces around a token (an environment file's, say) are not part of it: clients'
         // are trimmed too, and a blank token is no token.
         token: a
@@ -184,4 +270,52 @@ pub fn run(a: ServeArgs) -> Result<()> {
         }))
         .context("relbert serve")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an audit: `--addr localhost:19483` was refused with "invalid socket address
+    /// syntax" and no advice. A host name is resolved; a bad value says what to give.
+    #[test]
+    fn an_addr_may_be_a_host_name_and_a_bad_one_says_what_to_give() {
+        let local = listen_addr("localhost:19483").unwrap();
+        assert!(local.addr.ip().is_loopback(), "{local:?}");
+        assert_eq!(local.addr.port(), 19483);
+        let ip = listen_addr("0.0.0.0:8080").unwrap();
+        assert_eq!(ip.addr, "0.0.0.0:8080".parse::<SocketAddr>().unwrap());
+        assert!(ip.note.is_none());
+        for bad in [
+            "localhost",
+            "127.0.0.1",
+            ":8080",
+            "localhost:http",
+            "localhost:70000",
+        ] {
+            let err = listen_addr(bad).unwrap_err();
+            assert!(err.contains("e.g. 127.0.0.1:8080"), "{bad}: {err}");
+        }
+        for bad in ["::1:8080", "[::1]"] {
+            let err = listen_addr(bad).unwrap_err();
+            assert!(err.contains("[::1]:8080"), "{bad}: {err}");
+        }
+    }
+
+    /// Of several addresses, loopback only: IPv4's; with any other, the resolver's first
+    /// (which the token rule then judges).
+    #[test]
+    fn of_a_names_addresses_the_ipv4_loopback_or_the_first_is_bound() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            choose_addr(&[a("[::1]:80"), a("127.0.0.1:80")]),
+            Some(a("127.0.0.1:80"))
+        );
+        assert_eq!(choose_addr(&[a("[::1]:80")]), Some(a("[::1]:80")));
+        assert_eq!(
+            choose_addr(&[a("192.0.2.1:80"), a("127.0.0.1:80")]),
+            Some(a("192.0.2.1:80"))
+        );
+        assert_eq!(choose_addr(&[]), None);
+    }
 }

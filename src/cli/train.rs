@@ -28,16 +28,17 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     extra_train: Vec<PathBuf>,
     /// Output model directory (refused if it exists, unless --force).
-    #[arg(long, value_parser = super::output_dir)]
+    #[arg(long, value_parser = super::os(super::output_dir_at))]
     out: PathBuf,
     /// Loss: nce, iloob or triplet.
     #[arg(long, default_value = "nce")]
     loss: LossKind,
-    /// Passes over the relations (at least 1).
-    #[arg(long, default_value_t = 10)]
+    /// Passes over the relations (at least 1; with the relations, at most as many steps as
+    /// the machine can count).
+    #[arg(long, default_value_t = 10, value_parser = at_least_one, allow_negative_numbers = true)]
     epochs: usize,
-    /// Peak learning rate (AdamW, weight decay 0).
-    #[arg(long, default_value_t = 5e-6)]
+    /// Peak learning rate (AdamW, weight decay 0; finite, above 0).
+    #[arg(long, default_value_t = 5e-6, value_parser = above_zero, allow_negative_numbers = true)]
     lr: f64,
     /// Linear warm-up steps.
     #[arg(long, default_value_t = 10)]
@@ -45,23 +46,25 @@ pub struct TrainArgs {
     /// After warm-up: constant (the reference's) or linear (decay to the run's last step).
     #[arg(long, default_value = "constant")]
     lr_schedule: LrSchedule,
-    /// Sequences per encoder forward pass (a step is one relation).
-    #[arg(long, default_value_t = 32)]
+    /// Sequences per encoder forward pass (a step is one relation; at least 1).
+    #[arg(long, default_value_t = 32, value_parser = at_least_one, allow_negative_numbers = true)]
     batch_size: usize,
-    /// Positives per step (at most).
-    #[arg(long, default_value_t = 10)]
+    /// Positives per step (at most; at least 1).
+    #[arg(long, default_value_t = 10, value_parser = at_least_one, allow_negative_numbers = true)]
     num_positive: usize,
-    /// Sampled negatives per step (at most).
-    #[arg(long, default_value_t = 400)]
+    /// Sampled negatives per step (at most; at least 1).
+    #[arg(long, default_value_t = 400, value_parser = at_least_one, allow_negative_numbers = true)]
     num_negative: usize,
-    /// Temperature of nce/iloob (finite, above 0).
-    #[arg(long, default_value_t = 0.05)]
-    temperature: f64,
-    /// Margin of triplet (finite, 0 or more).
-    #[arg(long, default_value_t = 1.0)]
-    margin: f64,
+    /// Temperature of nce and iloob (finite, above 0) [default: 0.05]; refused with
+    /// --loss triplet, which has none.
+    #[arg(long, value_parser = above_zero, allow_negative_numbers = true)]
+    temperature: Option<f64>,
+    /// Margin of triplet (finite, 0 or more) [default: 1.0]; refused with --loss nce or
+    /// iloob, which have none.
+    #[arg(long, value_parser = zero_or_more, allow_negative_numbers = true)]
+    margin: Option<f64>,
     /// Prompt template with <subj>, <obj> and <mask> (default: the reference's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::template))]
     template: Option<String>,
     /// Aggregation: average_no_mask, mask or average (default: the base model's, from its
     /// relbert_config, else average_no_mask).
@@ -80,23 +83,127 @@ pub struct TrainArgs {
     #[arg(long)]
     half: bool,
     /// cpu, or cuda:N with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = super::os(super::device))]
     device: String,
     /// Dropout on hidden states and attention probabilities (default: the base model's
     /// config.json values, as Hugging Face trains; 0 turns it off).
-    #[arg(long)]
+    #[arg(long, value_parser = probability, allow_negative_numbers = true)]
     dropout: Option<f64>,
     /// Train through candle's autograd on the CPU too (slow, no dropout; for comparison).
     #[arg(long)]
     autograd: bool,
     /// Also keep every epoch's model (float32) as DIR/epoch-NN, for `relbert average`
     /// (existing epoch-* entries are refused, or with --force all removed first).
-    #[arg(long, value_name = "DIR", value_parser = super::output_dir)]
+    #[arg(long, value_name = "DIR", value_parser = super::os(checkpoint_dir))]
     checkpoint_dir: Option<PathBuf>,
     /// Overwrite an existing output directory, and replace every existing epoch-* checkpoint
     /// in --checkpoint-dir (only model directories relbert wrote, never --base).
     #[arg(long)]
     force: bool,
+}
+
+/// A count that must be a whole number, at least 1 (`--epochs`, `--batch-size`, …): said
+/// whatever was given (`-1` or `1.5` got "invalid digit found in string").
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            Err(format!("must be at most {}", usize::MAX))
+        }
+        _ => Err("must be a whole number, at least 1".into()),
+    }
+}
+
+/// A float flag that must be finite and above 0 (`--lr`, `--temperature`): refused by the
+/// parser, so a bad value is a bad command line (status 2) and is named before anything loads.
+fn above_zero(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("must be a finite number above 0".into()),
+    }
+}
+
+/// A float flag that must be finite, 0 or more (`--margin`).
+fn zero_or_more(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("must be a finite number, 0 or more".into()),
+    }
+}
+
+/// A dropout probability: in [0, 1) (1 would drop everything).
+fn probability(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err("must be a number in [0, 1) (0 turns dropout off)".into()),
+    }
+}
+
+/// `--checkpoint-dir`: [`super::output_dir_at`]'s rules, and not an existing file (the lock
+/// taken in it failed with "Not a directory", naming the path but not the flag).
+fn checkpoint_dir(s: &std::ffi::OsStr) -> std::result::Result<PathBuf, String> {
+    let p = super::output_dir_at(s)?;
+    if std::fs::metadata(&p).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!(
+            "{} exists and is not a directory; give a directory for the epoch checkpoints",
+            p.display()
+        ));
+    }
+    Ok(p)
+}
+
+/// The temperature and margin to train with: each only with a loss that uses it (nce and
+/// iloob divide by a temperature, triplet adds a margin), since one given to the other loss
+/// was taken and silently had no effect. Clap cannot refuse a flag by another's value, so
+/// this is a [`super::usage`] error.
+fn loss_knobs(loss: LossKind, temperature: Option<f64>, margin: Option<f64>) -> Result<(f64, f64)> {
+    let defaults = relbert::training::TrainConfig::default();
+    match loss {
+        LossKind::Nce | LossKind::Iloob if margin.is_some() => Err(super::usage(format!(
+            "--margin is only for --loss triplet: the {} loss has no margin (its scale is \
+             --temperature)",
+            loss.name()
+        ))),
+        LossKind::Triplet if temperature.is_some() => Err(super::usage(
+            "--temperature is only for --loss nce or iloob: the triplet loss has no \
+             temperature (its scale is --margin)",
+        )),
+        _ => Ok((
+            temperature.unwrap_or(defaults.temperature),
+            margin.unwrap_or(defaults.margin),
+        )),
+    }
+}
+
+/// The flags whose values the library refuses before training starts ([`TrainConfig`]'s
+/// checks, the step count that overflows, [`check_output_paths`]' outputs that would
+/// destroy the base or each other): such a refusal is a bad command line (status 2),
+/// where a refusal that names a flag once training has run (a loss that overflows, a weight
+/// float16 cannot hold) or a data problem is a failure (status 1).
+const COMMAND_LINE_FLAGS: [&str; 10] = [
+    "--out",
+    "--epochs",
+    "--lr",
+    "--temperature",
+    "--margin",
+    "--dropout",
+    "--batch-size",
+    "--num-positive",
+    "--num-negative",
+    "--checkpoint-dir",
+];
+
+/// `e` as a [`super::usage`] error when it refuses one of [`COMMAND_LINE_FLAGS`]'s values,
+/// else unchanged.
+fn usage_if_command_line(e: relbert::Error) -> anyhow::Error {
+    match &e {
+        relbert::Error::InvalidArgument { flag, .. }
+            if COMMAND_LINE_FLAGS.contains(&flag.as_str()) =>
+        {
+            super::usage(e.to_string())
+        }
+        _ => e.into(),
+    }
 }
 
 /// The pooling to train with: `--aggregation`, else the base model's (a RelBERT checkpoint
@@ -150,6 +257,7 @@ fn run_eta(steps: usize, per_step: f64, validations: usize, validation: f64) -> 
 /// and exits with 128 plus the signal's number, as a shell reports a process the signal
 /// killed: `relbert train … && relbert bench …` must not go on with a partial model.
 pub fn run(a: TrainArgs) -> Result<()> {
+    let (temperature, margin) = loss_knobs(a.loss, a.temperature, a.margin)?;
     let cfg = TrainConfig {
         base: a.base.clone(),
         data: a.data.clone(),
@@ -163,8 +271,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         batch_size: a.batch_size,
         num_positive: a.num_positive,
         num_negative: a.num_negative,
-        temperature: a.temperature,
-        margin: a.margin,
+        temperature,
+        margin,
         template: a.template.clone(),
         aggregation: resolve_aggregation(a.aggregation, &a.base),
         seed: a.seed,
@@ -177,7 +285,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint_dir: a.checkpoint_dir.clone(),
     };
     // Before looking at --out's contents: a base inside it is the more useful refusal.
-    check_output_paths(&cfg, &a.out)?;
+    check_output_paths(&cfg, &a.out).map_err(usage_if_command_line)?;
     if std::fs::symlink_metadata(&a.out).is_ok() {
         anyhow::ensure!(
             a.force,
@@ -236,9 +344,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 if bar.is_hidden() && step_in_epoch.is_multiple_of(10) {
                     let per_step = step_seconds / steps_done as f64;
                     let eta = run_eta(
-                        (epochs * steps_per_epoch).saturating_sub(steps_done),
+                        epochs
+                            .saturating_mul(steps_per_epoch)
+                            .saturating_sub(steps_done),
                         per_step,
-                        epochs + 1 - epoch_now,
+                        epochs.saturating_sub(epoch_now).saturating_add(1),
                         validation_seconds,
                     );
                     relbert::say!(
@@ -268,6 +378,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     };
     let report = train(&cfg, &a.out, a.force, stop.flag(), &mut on_event)
+        .map_err(usage_if_command_line)
         .with_context(|| format!("training {} into {}", a.base.display(), a.out.display()))?;
     match report.best_epoch {
         Some(e) => relbert::say!(

@@ -40,11 +40,7 @@ impl PromptTokenizer {
     /// Loads `tokenizer.json`; `pad_id` comes from the model config. `max_len` caps the
     /// truncation length (the model's position table may be shorter than 64).
     pub fn from_file(path: &Path, pad_id: u32, max_len: usize) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::MissingFile {
-                path: path.to_path_buf(),
-            });
-        }
+        crate::config::model_file(path)?;
         let err = |message: String| Error::Tokenizer {
             path: path.to_path_buf(),
             message,

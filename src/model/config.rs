@@ -85,11 +85,7 @@ fn field<T: serde::de::DeserializeOwned>(
 impl ModelConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::MissingFile {
-                path: path.to_path_buf(),
-            });
-        }
+        model_file(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
@@ -305,6 +301,49 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
     }
 }
 
+/// Checks that `path`, a file a model directory holds, is there and is a regular file (or a
+/// link to one): [`Error::MissingFile`] when it is not there; otherwise an [`Error::Io`]
+/// saying what it is. A named pipe or a directory of that name was reported as a missing
+/// file, and a pipe as `config.json` was read from, waiting for ever.
+pub(crate) fn model_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let md = match std::fs::metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::MissingFile {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let t = md.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "something other than a file"
+    };
+    Err(Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "it is {what}, not a regular file; a model directory holds config.json, \
+                 model.safetensors and tokenizer.json as files"
+            ),
+        ),
+    ))
+}
+
 /// The three files of a Hugging Face model directory.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
@@ -317,7 +356,7 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// Locates the files in `dir`, failing with the first one missing.
+    /// Locates the files in `dir`, failing with the first one missing or not a regular file.
     pub fn in_dir(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::MissingFile {
@@ -330,9 +369,7 @@ impl ModelFiles {
             tokenizer: dir.join("tokenizer.json"),
         };
         for p in [&files.config, &files.weights, &files.tokenizer] {
-            if !p.is_file() {
-                return Err(Error::MissingFile { path: p.clone() });
-            }
+            model_file(p)?;
         }
         Ok(files)
     }

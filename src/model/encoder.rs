@@ -231,11 +231,7 @@ impl Encoder {
         trainable: bool,
         dtype: Dtype,
     ) -> Result<Self> {
-        if !weights.is_file() {
-            return Err(Error::MissingFile {
-                path: weights.to_path_buf(),
-            });
-        }
+        crate::config::model_file(weights)?;
         let tensors =
             candle_core::safetensors::load(weights, &Device::Cpu).map_err(|e| Error::Tensor {
                 path: weights.to_path_buf(),

@@ -423,7 +423,8 @@ fn unsupported_body(req: &Request) -> Option<ApiError> {
             format!(
                 "the body is sent as Content-Type {:?}; this endpoint accepts application/json \
                  (or an application/*+json type, charset utf-8 if one is named), or no \
-                 Content-Type at all",
+                 Content-Type at all: send the header Content-Type: application/json (curl: \
+                 -H 'Content-Type: application/json', or curl --json)",
                 shown(kind)
             ),
         )
@@ -573,14 +574,14 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     response
 }
 
-/// What one request answers from: the encoder's queue and the store as it was when the
-/// request began (see [`Loaded::view`]).
-struct Snapshot<'a> {
-    batcher: &'a super::Batcher,
+/// What one request answers from: the encoder's queue and the store as they were when the
+/// request began (see [`Loaded::view`] and [`super::Batchers::current`]).
+struct Snapshot {
+    batcher: Arc<super::Batcher>,
     view: Arc<View>,
 }
 
-impl std::ops::Deref for Snapshot<'_> {
+impl std::ops::Deref for Snapshot {
     type Target = View;
     fn deref(&self) -> &View {
         &self.view
@@ -588,11 +589,11 @@ impl std::ops::Deref for Snapshot<'_> {
 }
 
 /// The loaded index and model, or 503 while they load.
-fn loaded(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
+fn loaded(state: &AppState) -> Result<Snapshot, ApiError> {
     state
         .ready()
         .map(|l: &Loaded| Snapshot {
-            batcher: &l.batcher,
+            batcher: l.batcher.current(),
             view: l.view(),
         })
         .ok_or_else(|| match state.failure() {
@@ -610,7 +611,7 @@ fn loaded(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
 /// [`loaded`], for requests answered with the encoder or the store's vectors: 503 when the
 /// served collection now holds another encoder's vectors ([`AppState::stale`]), whose
 /// answers would be meaningless.
-fn answering(state: &AppState) -> Result<Snapshot<'_>, ApiError> {
+fn answering(state: &AppState) -> Result<Snapshot, ApiError> {
     let snapshot = loaded(state)?;
     if let Some(why) = state.stale() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why));
@@ -806,7 +807,7 @@ async fn read_pairs(
     what: &str,
     batch: bool,
     max_chars: usize,
-    loaded: &Snapshot<'_>,
+    loaded: &Snapshot,
 ) -> Result<Vec<Result<(String, String), Refused>>, ApiError> {
     let name = |i: usize| {
         if batch {
@@ -885,7 +886,7 @@ struct QueryRequest {
 async fn check_pairs(
     pairs: Vec<Value>,
     state: &AppState,
-    loaded: &Snapshot<'_>,
+    loaded: &Snapshot,
 ) -> Result<Vec<Result<(String, String), Refused>>, ApiError> {
     let max = state.limits.max_batch_pairs;
     if pairs.is_empty() {
@@ -1017,7 +1018,7 @@ async fn on_store<T: Send + 'static>(
 /// the store lacks) gets its own status and message; a full queue fails the request.
 async fn vectors_of(
     state: &AppState,
-    loaded: &Snapshot<'_>,
+    loaded: &Snapshot,
     pairs: &[(String, String)],
     stored_only: bool,
 ) -> Result<Vec<Result<Found, (StatusCode, String)>>, ApiError> {
@@ -1052,7 +1053,7 @@ async fn vectors_of(
         let wanted: Vec<(String, String)> = missing.iter().map(|&i| pairs[i].clone()).collect();
         for (&i, v) in missing
             .iter()
-            .zip(encode_each(loaded.batcher, wanted).await?)
+            .zip(encode_each(&loaded.batcher, wanted).await?)
         {
             out[i] = Some(match v {
                 Ok(v) => {
@@ -1101,7 +1102,7 @@ async fn encode_each(
 /// One query's answer, as `relbert query --json` prints it (plus `plot` if asked); see
 /// [`on_store`] for where it runs.
 async fn answer(
-    loaded: &Snapshot<'_>,
+    loaded: &Snapshot,
     a: &str,
     b: &str,
     found: Found,
@@ -1205,7 +1206,7 @@ async fn embed(
         .collect::<Result<Vec<_>, Refused>>()?;
     // The reply has no place for one pair's error: a refused pair fails the request, named.
     let mut vectors = Vec::with_capacity(pairs.len());
-    for (i, v) in encode_each(loaded.batcher, pairs.clone())
+    for (i, v) in encode_each(&loaded.batcher, pairs.clone())
         .await?
         .into_iter()
         .enumerate()
@@ -1219,18 +1220,66 @@ async fn embed(
     })))
 }
 
-/// Other parameters are ignored, as everywhere in a URL (a cache-busting `_=123`, say).
-#[derive(Debug, Deserialize)]
+/// The parameters of `/v1/suggest`: `q`, and `limit` (10 unless given).
+#[derive(Debug)]
 struct SuggestParams {
     q: String,
     limit: Option<usize>,
 }
 
+impl SuggestParams {
+    /// Reads the URL's parameters, each error a 400 naming the parameter and what it takes
+    /// (axum's own rejection says "Failed to deserialize query string"). Other parameters
+    /// are ignored, as everywhere in a URL (a cache-busting `_=123`, say).
+    fn read(params: Vec<(String, String)>, max_k: usize) -> Result<Self, ApiError> {
+        let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+        let shown = |v: &str| v.chars().take(40).collect::<String>();
+        let (mut q, mut limit) = (None, None);
+        for (name, value) in params {
+            let slot = match name.as_str() {
+                "q" => &mut q,
+                "limit" => &mut limit,
+                _ => continue,
+            };
+            // Which of two values was meant cannot be known: say so rather than pick one.
+            if slot.replace(value).is_some() {
+                return Err(bad(format!("the parameter {name} is given twice")));
+            }
+        }
+        let q = q.ok_or_else(|| {
+            bad(
+                "the parameter q is missing: /v1/suggest?q=par gives the pairs whose a:b \
+                 starts with par"
+                    .into(),
+            )
+        })?;
+        let limit = match limit {
+            None => None,
+            Some(text) => Some(match text.parse::<usize>() {
+                Ok(n) => n,
+                // A number past usize is a large limit all the same: answered as max_k.
+                Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => usize::MAX,
+                Err(_) => {
+                    return Err(bad(format!(
+                        "the parameter limit is {:?}; it takes a whole number, 0 or more \
+                         (10 if left out; more than --max-k, {max_k}, is answered as {max_k})",
+                        shown(&text)
+                    )))
+                }
+            }),
+        };
+        Ok(SuggestParams { q, limit })
+    }
+}
+
 async fn suggest(
     State(state): State<Arc<AppState>>,
-    params: Result<Query<SuggestParams>, QueryRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult {
-    let Query(p) = params.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
+    // A list of pairs takes any query string; a rejection is still answered as JSON.
+    let Query(params) =
+        params.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
+    let p = SuggestParams::read(params, state.limits.max_k)?;
     let loaded = answering(&state)?;
     if p.q.chars().count() > 2 * state.limits.max_word_chars + 1 {
         return Err(ApiError::bad("q is longer than a pair may be"));
@@ -1308,7 +1357,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(l) = state.ready() {
-        state.metrics.set_queue_depth(l.batcher.depth());
+        state.metrics.set_queue_depth(l.batcher.current().depth());
     }
     // prometheus-client writes the OpenMetrics text format (`_total` counters, `# EOF`),
     // which a parser of the older 0.0.4 text format misreads: say which it is.

@@ -132,83 +132,82 @@ pub struct ServeOptions {
     pub batch: BatchConfig,
 }
 
-/// The encoder's queues ([`Batcher`]), one per number format the server has encoded at: the
-/// one it started with, and another once the served directory holds an index built at
-/// another format and no `--dtype` was given ([`AppState::follow_index`]: encoded pairs
-/// follow the index's format, as a `relbert query` stream's do). Requests take the current
-/// one through [`Deref`](std::ops::Deref), and hold it while they wait for it, so a queue
-/// once started stays, with its model, for the server's life: one per format, three at most.
+/// The encoder's queue ([`Batcher`]) that pairs are encoded with now, and the number format
+/// its model was loaded at. When the served directory comes to hold an index built at
+/// another format and no `--dtype` was given, a queue of that format is started and takes
+/// this one's place ([`AppState::follow_index`]: encoded pairs follow the index's format, as
+/// a `relbert query` stream's do). A request takes the queue in place when it begins and
+/// holds it until answered ([`Batchers::current`]), so a replaced queue stops, and its
+/// model's weights are freed, once the last request that took it is done: the server keeps
+/// the model of the format its index was built at, not one per format it has served.
 pub struct Batchers {
-    /// The format and queue the server started with.
-    first: (crate::Dtype, Batcher),
-    /// The queues started since, by [`format_slot`].
-    more: [OnceLock<Batcher>; 3],
-    /// The [`format_slot`] of the format pairs are encoded at now.
-    current: std::sync::atomic::AtomicUsize,
-}
-
-/// Where `dtype` is in [`crate::Dtype::ALL`].
-fn format_slot(dtype: crate::Dtype) -> usize {
-    crate::Dtype::ALL
-        .iter()
-        .position(|d| *d == dtype)
-        .unwrap_or_default()
+    /// The format and queue in place.
+    current: std::sync::RwLock<(crate::Dtype, Arc<Batcher>)>,
+    /// Every queue started, held weakly: what [`Batchers::held`] counts.
+    started: std::sync::Mutex<Vec<std::sync::Weak<Batcher>>>,
 }
 
 impl Batchers {
     fn new(dtype: crate::Dtype, batcher: Batcher) -> Self {
+        let batcher = Arc::new(batcher);
         Batchers {
-            first: (dtype, batcher),
-            more: Default::default(),
-            current: std::sync::atomic::AtomicUsize::new(format_slot(dtype)),
+            started: std::sync::Mutex::new(vec![Arc::downgrade(&batcher)]),
+            current: std::sync::RwLock::new((dtype, batcher)),
         }
+    }
+
+    fn in_place(&self) -> std::sync::RwLockReadGuard<'_, (crate::Dtype, Arc<Batcher>)> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The number format pairs are encoded at now.
     pub fn dtype(&self) -> crate::Dtype {
-        let slot = self.current.load(std::sync::atomic::Ordering::Acquire);
-        crate::Dtype::ALL.get(slot).copied().unwrap_or(self.first.0)
+        self.in_place().0
     }
 
-    /// The queue of `dtype`, if one was started.
-    fn of(&self, dtype: crate::Dtype) -> Option<&Batcher> {
-        if dtype == self.first.0 {
-            return Some(&self.first.1);
-        }
-        self.more.get(format_slot(dtype)).and_then(OnceLock::get)
+    /// The queue pairs are encoded with now. Held by a request until it is answered: a queue
+    /// replaced meanwhile ([`AppState::follow_index`]) finishes that request's pairs.
+    pub fn current(&self) -> Arc<Batcher> {
+        self.in_place().1.clone()
     }
 
-    /// Starts the queue of `dtype` with `start` unless there is one.
-    fn start(&self, dtype: crate::Dtype, start: impl FnOnce() -> Result<Batcher>) -> Result<()> {
-        if self.of(dtype).is_some() {
-            return Ok(());
-        }
-        if let Some(slot) = self.more.get(format_slot(dtype)) {
-            // A queue another caller set meanwhile is kept; this one stops with its handle.
-            let _ = slot.set(start()?);
-        }
-        Ok(())
+    /// How many queues, each with its model, the server holds: the one in place, and any it
+    /// replaced that a request in flight still holds. A replaced queue's thread frees its
+    /// model as soon as it is no longer held.
+    pub fn held(&self) -> usize {
+        let mut started = self
+            .started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        started.retain(|w| w.strong_count() > 0);
+        started.len()
     }
 
-    /// Encodes at `dtype` from now on, once its queue is started ([`Self::start`]).
-    fn switch(&self, dtype: crate::Dtype) {
-        if self.of(dtype).is_some() {
-            self.current
-                .store(format_slot(dtype), std::sync::atomic::Ordering::Release);
-        }
-    }
-}
-
-impl std::ops::Deref for Batchers {
-    type Target = Batcher;
-    fn deref(&self) -> &Batcher {
-        self.of(self.dtype()).unwrap_or(&self.first.1)
+    /// Encodes at `dtype` with `batcher` from now on; the queue it replaces is dropped here
+    /// (its model freed once no request holds it).
+    fn replace(&self, dtype: crate::Dtype, batcher: Batcher) {
+        let batcher = Arc::new(batcher);
+        self.started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::downgrade(&batcher));
+        let old = std::mem::replace(
+            &mut *self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            (dtype, batcher),
+        );
+        // Dropped outside the lock: requests taking the queue are not held up by it.
+        drop(old);
     }
 }
 
 /// The parts that exist once the store is open and the model loaded.
 pub struct Loaded {
-    /// The encoder's queues: the current one is what requests use.
+    /// The encoder's queue requests use, at the served index's number format.
     pub batcher: Batchers,
     /// What requests read from; replaced whole when `index add`, a rebuild or a forced
     /// build publishes a new index into the served directory ([`AppState::follow_index`]).
@@ -590,7 +589,7 @@ impl AppState {
     /// the old one. An index of another pair function is not served (its vectors would not
     /// be comparable with the encoder's): that is logged once, and the old index stays.
     /// Pairs it does not hold are encoded at its number format from then on (the model is
-    /// loaded at that format beside the one there was: [`Batchers`]), unless `--dtype`
+    /// loaded at that format, and replaces the one there was: [`Batchers`]), unless `--dtype`
     /// chose one, which stays, with the note a start-up logs when the two differ; a model
     /// that cannot be loaded at the new format a second time leaves the format in use, said
     /// in a warning.
@@ -657,28 +656,25 @@ impl AppState {
         // (found by an audit: the encoder kept the replaced index's format without a word).
         let (was, now) = (&open.meta().encoder, &index.meta().encoder);
         let follow = match self.dtype {
-            None => {
-                let dtype = match self.start_format(loaded, dir, now) {
-                    Ok(dtype) => dtype,
-                    Err(e) => {
-                        // The new index is served all the same, its pairs encoded at the
-                        // format in use: vectors of one model at two formats keep cosine
-                        // >= 0.999 (README), which beats answering from a replaced index.
-                        tracing::warn!(
-                            "{} now holds index {}, built at {}, and its model cannot be \
-                             loaded at that format ({e}); serving it with pairs encoded at {} \
-                             (restart the server to encode at {})",
-                            dir.display(),
-                            index.id(),
-                            crate::indexing::dtype_name(now),
-                            loaded.batcher.dtype().name(),
-                            crate::indexing::dtype_name(now)
-                        );
-                        loaded.batcher.dtype()
-                    }
-                };
-                (dtype != loaded.batcher.dtype()).then_some(dtype)
-            }
+            None => match self.start_format(loaded, dir, now) {
+                Ok(started) => started,
+                Err(e) => {
+                    // The new index is served all the same, its pairs encoded at the format
+                    // in use: vectors of one model at two formats keep cosine >= 0.999
+                    // (README), which beats answering from a replaced index.
+                    tracing::warn!(
+                        "{} now holds index {}, built at {}, and its model cannot be loaded at \
+                         that format ({e}); serving it with pairs encoded at {} (restart the \
+                         server to encode at {})",
+                        dir.display(),
+                        index.id(),
+                        crate::indexing::dtype_name(now),
+                        loaded.batcher.dtype().name(),
+                        crate::indexing::dtype_name(now)
+                    );
+                    None
+                }
+            },
             Some(d) => {
                 if crate::indexing::dtype_name(was) != crate::indexing::dtype_name(now) {
                     if let Some(note) = crate::indexing::dtype_note_at(now, d) {
@@ -695,39 +691,41 @@ impl AppState {
             next.pairs
         );
         loaded.replace_view(next);
-        if let Some(dtype) = follow {
+        if let Some((dtype, batcher)) = follow {
             tracing::info!(
                 "{}: pairs the index does not hold are encoded at {dtype} from now on, the \
-                 format it was built at (the index it replaced was built at {})",
+                 format it was built at (the index it replaced was built at {}; its model is \
+                 freed once the requests using it are answered)",
                 dir.display(),
                 crate::indexing::dtype_name(was)
             );
-            loaded.batcher.switch(dtype);
+            loaded.batcher.replace(dtype, batcher);
         }
         Ok(true)
     }
 
     /// The number format the index whose encoder is `built` (in `dir`) was built at, with
-    /// an encoder queue of that format started when there is none yet: the model loaded as
-    /// at start-up, at that format.
+    /// an encoder queue of that format when it is not the one in place: the model loaded as
+    /// at start-up, at that format. `None` when the queue in place encodes at it already.
     fn start_format(
         &self,
         loaded: &Loaded,
         dir: &std::path::Path,
         built: &relbert_index::EncoderInfo,
-    ) -> Result<crate::Dtype> {
+    ) -> Result<Option<(crate::Dtype, Batcher)>> {
         let dtype = crate::indexing::built_dtype(built, dir)?;
-        loaded.batcher.start(dtype, || {
-            let opts = crate::EncoderOptions {
-                batch_size: self.batch.max_batch.max(1),
-                device: self.device.clone(),
-                ..Default::default()
-            };
-            let enc =
-                crate::query::store_encoder(built, dir, self.model.as_deref(), Some(dtype), opts)?;
-            Batcher::start(enc, self.batch.clone(), self.metrics.clone())
-        })?;
-        Ok(dtype)
+        if dtype == loaded.batcher.dtype() {
+            return Ok(None);
+        }
+        let opts = crate::EncoderOptions {
+            batch_size: self.batch.max_batch.max(1),
+            device: self.device.clone(),
+            ..Default::default()
+        };
+        let enc =
+            crate::query::store_encoder(built, dir, self.model.as_deref(), Some(dtype), opts)?;
+        let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
+        Ok(Some((dtype, batcher)))
     }
 
     /// Whether the served index directory has held no index for [`MISSING_LOOKS`] looks of

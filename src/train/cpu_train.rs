@@ -813,8 +813,8 @@ impl CpuTrainModel {
     fn adamw(&mut self, lr: f64, rows: &[u32]) {
         self.steps += 1;
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-        let bc1 = 1.0 - b1.powi(self.steps as i32);
-        let bc2 = 1.0 - b2.powi(self.steps as i32);
+        let bc1 = crate::training::bias_correction(b1, self.steps);
+        let bc2 = crate::training::bias_correction(b2, self.steps);
         let h = self.dims.h;
         let Some(grads) = self.grads.first_mut() else {
             return;

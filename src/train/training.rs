@@ -194,7 +194,7 @@ impl TrainConfig {
         match self.loss {
             LossKind::Nce | LossKind::Iloob => (
                 "--temperature",
-                format!("--temperature {}", self.temperature),
+                format!("--temperature {:?}", self.temperature),
             ),
             LossKind::Triplet => ("--margin", format!("--margin {:?}", self.margin)),
         }
@@ -206,6 +206,31 @@ impl TrainConfig {
             .join("semeval2012_relational_similarity")
             .join(format!("{split}.jsonl"))
     }
+
+    /// The optimisation steps of the whole run, `epochs` × `relations` (one step per
+    /// relation and epoch), refused naming `--epochs` when the product does not fit a
+    /// `usize`: wrapped, a huge `--epochs` made the step count 0 (or small), so the linear
+    /// schedule's rate was 0 from the first step and the run trained nothing, saying nothing.
+    pub fn total_steps(&self, relations: usize) -> Result<usize> {
+        self.epochs
+            .checked_mul(relations)
+            .ok_or_else(|| Error::InvalidArgument {
+                flag: "--epochs".into(),
+                message: format!(
+                    "{} epochs of {relations} training relations are more optimisation steps \
+                     than this machine can count (at most {}); give fewer epochs",
+                    self.epochs,
+                    usize::MAX
+                ),
+            })
+    }
+}
+
+/// Adam's bias correction `1 − beta^step`. The exponent is capped at `i32::MAX` rather than
+/// cast (`step as i32` wrapped negative past 2³¹ steps, and `beta` to a large negative power
+/// is infinite); any `beta` below 1 to that power is 0 anyway.
+pub(crate) fn bias_correction(beta: f64, step: usize) -> f64 {
+    1.0 - beta.powi(i32::try_from(step).unwrap_or(i32::MAX))
 }
 
 /// The training relations: SemEval's `train.jsonl` (or `train_file`), then each
@@ -483,8 +508,8 @@ impl AdamW {
     ) -> Result<()> {
         self.step += 1;
         let (b1, b2) = (self.beta1, self.beta2);
-        let bc1 = 1.0 - b1.powi(self.step as i32);
-        let bc2 = 1.0 - b2.powi(self.step as i32);
+        let bc1 = bias_correction(b1, self.step);
+        let bc2 = bias_correction(b2, self.step);
         for p in &mut self.params {
             if p.frozen {
                 continue;
@@ -744,6 +769,8 @@ pub struct Trainer {
     fast: Option<CpuTrainModel>,
     dropout: Dropout,
     tokens: u64,
+    /// Steps of the whole run ([`TrainConfig::total_steps`]), for the learning-rate schedule.
+    total_steps: usize,
 }
 
 impl Trainer {
@@ -753,6 +780,8 @@ impl Trainer {
         cfg.validate()?;
         let relations = load_training_relations(cfg)?;
         check_training_relations(cfg, &relations)?;
+        // Before the model is read: the refusal needs only the relation count.
+        cfg.total_steps(relations.len())?;
         let device = crate::device::parse_device(&cfg.device)?;
         let enc = RelationEncoder::load(
             &cfg.base,
@@ -779,6 +808,7 @@ impl Trainer {
         cfg: &TrainConfig,
     ) -> Result<Self> {
         cfg.validate()?;
+        let total_steps = cfg.total_steps(relations.len())?;
         let vars = enc.encoder().vars().ok_or_else(|| Error::InvalidArgument {
             flag: "model".into(),
             message: "the encoder was not loaded trainable".into(),
@@ -850,6 +880,7 @@ impl Trainer {
             fast,
             dropout,
             tokens: 0,
+            total_steps,
         })
     }
 
@@ -861,6 +892,11 @@ impl Trainer {
     /// Number of training relations (steps per epoch).
     pub fn num_relations(&self) -> usize {
         self.relations.len()
+    }
+
+    /// Optimisation steps of the whole run (epochs × relations).
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
     }
 
     /// Optimiser steps taken so far.
@@ -1020,7 +1056,7 @@ impl Trainer {
             self.cfg.warmup,
             step,
             self.cfg.lr_schedule,
-            self.cfg.epochs * self.relations.len(),
+            self.total_steps,
         );
         if self.fast.is_some() {
             let batch = self.sample_batch(r)?;
@@ -1458,6 +1494,17 @@ pub fn train(
     }
     let (_checkpoint_lock, stale_checkpoints) = match &cfg.checkpoint_dir {
         Some(dir) => {
+            // Else the lock's "Not a directory" named the path but not the flag.
+            if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+                return Err(Error::InvalidArgument {
+                    flag: "--checkpoint-dir".into(),
+                    message: format!(
+                        "{} exists and is not a directory; give a directory for the epoch \
+                         checkpoints",
+                        dir.display()
+                    ),
+                });
+            }
             let lock = relbert_index::OutputLock::acquire(dir)?;
             let existing = existing_checkpoints(dir)?;
             if let Some(path) = existing.first() {
@@ -1478,11 +1525,11 @@ pub fn train(
     let valid = ValidationData::load(cfg)?;
     let mut trainer = Trainer::new(cfg)?;
     valid.check_prompts(trainer.encoder())?;
-    let total_steps = cfg.epochs * trainer.num_relations();
+    let total_steps = trainer.total_steps();
     if cfg.warmup > total_steps {
         tracing::warn!(
             "--warmup {} is longer than the run's {total_steps} steps ({} epochs of {} \
-             relations): the learning rate never reaches --lr {}",
+             relations): the learning rate never reaches --lr {:?}",
             cfg.warmup,
             cfg.epochs,
             trainer.num_relations(),
@@ -1612,6 +1659,34 @@ pub fn train(
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Audit (s16): `--epochs 4611686018427387904` times 4 relations wrapped to 0 steps, so
+    /// the linear schedule's rate was 0 and the run trained nothing, saying nothing.
+    #[test]
+    fn a_step_count_that_overflows_is_refused_naming_epochs() {
+        let cfg = TrainConfig {
+            epochs: 1 << 62,
+            ..TrainConfig::default()
+        };
+        match cfg.total_steps(4) {
+            Err(Error::InvalidArgument { flag, message }) => {
+                assert_eq!(flag, "--epochs");
+                assert!(message.contains("4 training relations"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cfg.total_steps(3).ok(), Some(3 << 62));
+    }
+
+    /// `beta.powi(step as i32)` wrapped past 2³¹ steps: the correction became −∞.
+    #[test]
+    fn bias_correction_stays_in_range_past_i32_steps() {
+        for step in [1usize, 10, 1 << 31, usize::MAX] {
+            let c = bias_correction(0.999, step);
+            assert!(c > 0.0 && c <= 1.0, "{step}: {c}");
+        }
+        assert_eq!(bias_correction(0.9, 1 << 31), 1.0);
+    }
 
     #[test]
     fn rng_is_seeded_and_samples_distinct() {

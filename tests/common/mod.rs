@@ -251,3 +251,56 @@ pub fn apart(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Kills process `pid` (SIGKILL) unless dropped within `secs` seconds: a child a test waits
+/// for that never ends (a regression that hangs) fails the test, through the child's early
+/// end, instead of hanging the whole run. Drop it as soon as the child has been waited for:
+/// its pid may be another process's after that.
+pub struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+/// A [`Watchdog`] on `pid`.
+pub fn watchdog(pid: u32, secs: u64) -> Watchdog {
+    use std::sync::atomic::Ordering;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = done.clone();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < end {
+            if seen.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !seen.load(Ordering::SeqCst) {
+            // SAFETY: kill(2) with a pid and a signal number; the guard not dropped means the
+            // child has not been waited for, so the pid is still the child's.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    Watchdog(done)
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Builds the index `out` of `pairs` with the tiny BERT fixture (`relbert index build`,
+/// quiet, with the model and index variables cleared), asserting it succeeds; returns `out`.
+pub fn tiny_index(pairs: &Path, out: &Path) -> PathBuf {
+    assert_cmd::Command::cargo_bin("relbert")
+        .unwrap()
+        .env("RELBERT_LOG", "warn")
+        .env_remove("RELBERT_MODEL")
+        .env_remove("RELBERT_INDEX")
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+    out.to_path_buf()
+}

@@ -39,6 +39,7 @@
 //! completes.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::{
@@ -339,19 +340,22 @@ async fn read_record(c: &Connection, fresh: bool) -> Result<Option<CollectionRec
     } else {
         (super::RECHECK_RECORD + 1, super::RECHECK_UNFINISHED)
     };
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let last = tries >= looks;
-        match c.record().await {
-            Ok(Some(r)) => return Ok(Some(r)),
-            Ok(None) if last => return Ok(None),
-            Err(Error::NoCollection { .. }) if fresh && !last => {}
-            Ok(None) => {}
-            Err(e) => return Err(e),
-        }
-        tokio::time::sleep(every).await;
-    }
+    let shown = |r: &Result<Option<CollectionRecord>>| match r {
+        Ok(found) => found.is_some(),
+        Err(Error::NoCollection { .. }) => !fresh,
+        Err(_) => true,
+    };
+    let what = format!("{}: reading relbert's record", c.target());
+    super::patiently(&what, looks, every, shown, || c.record()).await
+}
+
+/// The refusal of an existing collection that shows no relbert record: another tool's (or
+/// one made on a server too old to keep collection metadata).
+fn foreign(c: &Connection) -> Error {
+    c.refused(
+        "the collection exists and was not written by relbert (no relbert metadata); \
+         choose another --collection",
+    )
 }
 
 /// Warns when a setting of `wanted`'s layout that was `asked` for (`--shards`,
@@ -446,10 +450,7 @@ async fn check_record(
                 "the server dropped the collection metadata relbert records its model in \
                  (Qdrant 1.16 or later keeps it); use a newer server",
             )),
-            None => Err(c.refused(
-                "the collection exists and was not written by relbert (no relbert metadata); \
-                 choose another --collection",
-            )),
+            None => Err(foreign(c)),
             Some(have) if !same_function(&have.encoder, &record.encoder) => {
                 Err(c.refused(format!(
                     "the collection holds vectors of another encoder: {}; choose another \
@@ -1148,23 +1149,49 @@ fn keep_distinct(records: &mut Vec<PairRecord>) {
     records.retain(|_| flags.next().unwrap_or(false));
 }
 
-/// relbert's record in `conn`'s collection, `None` when there is no collection or no record
-/// shows (a collection not written by relbert, or one created a moment ago through another
-/// node: read once, as [`prepare`] reads it again with patience and refuses what it must).
-/// A build reads it before it loads its encoder, so that a build into an existing collection
-/// encodes at the number format recorded there.
+/// relbert's record in `conn`'s collection, `None` when there is no collection. A build
+/// reads it before it loads its encoder, so that a build into an existing collection encodes
+/// at the number format recorded there. A collection that shows no record is read again for
+/// a few seconds, as [`super::QdrantStore::open`] reads it ([`super::RECHECK_RECORD`]): one
+/// created a moment ago through another node may not show its record on this one yet, and
+/// taken for a new collection the build would encode at the default format and be refused
+/// for it; one that never shows a record is refused as not relbert's, before the encoder is
+/// loaded.
 pub fn recorded(conn: &Connection) -> Result<Option<CollectionRecord>> {
     let c = conn.clone();
     conn.block_on(async move {
-        if !c.exists().await? {
-            return Ok(None);
-        }
-        match c.record().await {
-            // Deleted since it was seen.
-            Err(Error::NoCollection { .. }) => Ok(None),
-            r => r,
-        }
+        recorded_by(&c, super::RECHECK_UNFINISHED, c.exists(), || c.record()).await
     })?
+}
+
+/// [`recorded`], with the collection's existence and its record read by `exists` and
+/// `record` (a [`Connection`]'s, or a test's stubs), `every` apart while the record does
+/// not show.
+async fn recorded_by<R, RF>(
+    c: &Connection,
+    every: Duration,
+    exists: impl Future<Output = Result<bool>>,
+    record: R,
+) -> Result<Option<CollectionRecord>>
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = Result<Option<CollectionRecord>>>,
+{
+    // A new collection is not waited for: it is created with its record.
+    if !exists.await? {
+        return Ok(None);
+    }
+    let shown = |r: &Result<Option<CollectionRecord>>| {
+        !matches!(r, Ok(None) | Err(Error::NoCollection { .. }))
+    };
+    let what = format!("{}: reading relbert's record", c.target());
+    let looks = super::RECHECK_RECORD + 1;
+    match super::patiently(&what, looks, every, shown, record).await {
+        // Deleted since it was seen: the build creates it again.
+        Err(Error::NoCollection { .. }) => Ok(None),
+        Ok(None) => Err(foreign(c)),
+        r => r,
+    }
 }
 
 /// Encodes `records` with `encoder` straight into `conn`'s collection (created with
@@ -1343,5 +1370,60 @@ mod tests {
             kept_flags(LayoutFlags::ALL, [true, false, true, false], true),
             ["--shards", "--quantization"]
         );
+    }
+
+    /// A build into an existing collection read its record once, before loading the
+    /// encoder: on a node that did not show the record yet (the collection made a moment
+    /// ago through another node) it took the collection for a new one, encoded at the
+    /// default format, and was refused for it once the record showed. The record is now read
+    /// again while it does not show, a bounded number of times; a new collection is not
+    /// waited for, and one that never shows a record is refused before the encoder loads.
+    /// The reads are stubs, `every` zero: the test counts looks, not time.
+    #[test]
+    fn a_record_that_shows_late_is_read_before_a_build_loads_its_encoder() {
+        use super::super::tests::{sample_record, timer};
+        use std::cell::Cell;
+        let conn = Connection::new(&["http://127.0.0.1:1".to_string()], "c").unwrap();
+        let rt = timer();
+        let read = |exists: bool, shows_from: usize| {
+            let reads = Cell::new(0);
+            let r = rt.block_on(recorded_by(
+                &conn,
+                Duration::ZERO,
+                async move { Ok(exists) },
+                || {
+                    reads.set(reads.get() + 1);
+                    let n = reads.get();
+                    async move { Ok((n >= shows_from).then(sample_record)) }
+                },
+            ));
+            (r, reads.get())
+        };
+        let (r, reads) = read(true, 3);
+        assert_eq!(r.unwrap(), Some(sample_record()));
+        assert_eq!(reads, 3);
+        // A new collection: nothing to wait for.
+        let (r, reads) = read(false, 1);
+        assert_eq!(r.unwrap(), None);
+        assert_eq!(reads, 0);
+        // Never a record: refused, after a bounded number of looks.
+        let (r, reads) = read(true, usize::MAX);
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        assert!(e.to_string().contains("not written by relbert"), "{e}");
+        assert_eq!(reads, super::super::RECHECK_RECORD + 1);
+        // Deleted since it was seen: a new collection after all.
+        let reads = Cell::new(0);
+        let r = rt.block_on(recorded_by(
+            &conn,
+            Duration::ZERO,
+            async { Ok(true) },
+            || {
+                reads.set(reads.get() + 1);
+                async { Err(conn.no_collection("gone")) }
+            },
+        ));
+        assert_eq!(r.unwrap(), None);
+        assert_eq!(reads.get(), super::super::RECHECK_RECORD + 1);
     }
 }

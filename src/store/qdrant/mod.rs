@@ -1586,10 +1586,102 @@ pub fn string_of(v: &Value) -> Option<&str> {
 /// How long [`QdrantStore::open`] waits before reading an unfinished load's checkpoint again.
 pub(crate) const RECHECK_UNFINISHED: Duration = Duration::from_millis(500);
 
-/// How many times [`QdrantStore::open`] reads a collection without relbert's record again,
-/// [`RECHECK_UNFINISHED`] apart, before refusing it: a collection made a moment ago through
-/// another node may not show its record on this one yet.
+/// How many times [`QdrantStore::open`] reads a collection that does not show, or shows
+/// without relbert's record, again, [`RECHECK_UNFINISHED`] apart, before refusing it: a
+/// collection made a moment ago through another node may not show on this one yet, nor its
+/// record ([`patiently`]).
 pub(crate) const RECHECK_RECORD: usize = 6;
+
+/// Reads with `read` until `shown` takes its answer for the collection as it is, at most
+/// `looks` times, `every` apart, and gives the last answer. A node applies a collection's
+/// creation and its metadata through the cluster's consensus, so one asked right after
+/// another node took them (or one just restarted) may not show them yet where a read a
+/// moment later would: an answer that can be such a lag (a collection or a record that
+/// does not show) is not taken at once. [`Connection::call`] already retries transient
+/// failures; this waits out answers that are well-formed but early. Each early answer is
+/// logged (debug) with `what`, so the wait is seen with `RELBERT_LOG=debug`.
+pub(crate) async fn patiently<T, F, Fut>(
+    what: &str,
+    looks: usize,
+    every: Duration,
+    shown: impl Fn(&Result<T>) -> bool,
+    mut read: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut look = 1;
+    loop {
+        let answer = read().await;
+        if shown(&answer) || look >= looks {
+            if look > 1 {
+                tracing::debug!("{what}: answer after {look} look(s)");
+            }
+            return answer;
+        }
+        tracing::debug!(
+            "{what}: not shown yet (look {look} of {looks}), perhaps not applied on the node \
+             asked; reading again in {every:?}"
+        );
+        look += 1;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The collection's state as [`QdrantStore::open`] takes it: read with `exists` and `state`
+/// (a [`Connection`]'s, or a test's stubs) until the collection shows with relbert's
+/// record, at most [`RECHECK_RECORD`] more times `every` apart ([`patiently`]); then once
+/// more after `every` when a load shows unfinished (a node may not have applied its last
+/// checkpoint yet). A collection that never shows is [`Error::NoCollection`]; one that
+/// never shows a record, refused as not relbert's. Gives the record and the state it is in.
+async fn open_state<E, EF, S, SF>(
+    c: &Connection,
+    every: Duration,
+    exists: E,
+    state: S,
+) -> Result<(CollectionRecord, CollectionState)>
+where
+    E: Fn() -> EF,
+    EF: Future<Output = Result<bool>>,
+    S: Fn() -> SF,
+    SF: Future<Output = Result<CollectionState>>,
+{
+    let what = format!("{}: opening the collection", c.target());
+    let (exists, state) = (&exists, &state);
+    let mut read = move || async move {
+        if !exists().await? {
+            return Err(c.no_collection(
+                "no such collection; export an index into it first \
+                 (relbert index export --index DIR --qdrant URL --collection NAME)",
+            ));
+        }
+        state().await
+    };
+    let shown = |r: &Result<CollectionState>| match r {
+        Ok(s) => s.record.is_some(),
+        Err(e) => !matches!(e, Error::NoCollection { .. }),
+    };
+    let mut found = patiently(&what, RECHECK_RECORD + 1, every, shown, &mut read).await?;
+    let Some(record) = found.record.clone() else {
+        return Err(c.refused(format!(
+            "the collection has no {METADATA_KEY:?} metadata, so the model its vectors came \
+             from is unknown: it was not written by relbert, or the server keeps no \
+             collection metadata (Qdrant 1.16 or later does)"
+        )));
+    };
+    // Counted apart: a record that has only just shown up is the likeliest to come without
+    // its last checkpoint. A second read that lags more than the first is not taken.
+    if !found.unfinished.is_empty() {
+        tokio::time::sleep(every).await;
+        match read().await {
+            Ok(again) if again.record.as_ref() == Some(&record) => found = again,
+            Ok(_) | Err(Error::NoCollection { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((record, found))
+}
 
 /// A Qdrant collection written by relbert, as a [`RelationStore`].
 pub struct QdrantStore {
@@ -1601,41 +1693,14 @@ pub struct QdrantStore {
 }
 
 impl QdrantStore {
-    /// Opens `collection` on the nodes `urls`: it must exist and carry relbert's record.
+    /// Opens `collection` on the nodes `urls`: it must exist and carry relbert's record
+    /// (both read again for a few seconds while they do not show: [`RECHECK_RECORD`]).
     pub fn open(urls: &[String], collection: &str) -> Result<Self> {
         let conn = Connection::new(urls, collection)?;
         let c = conn.clone();
         let (record, state, precision) = conn.block_on(async move {
-            if !c.exists().await? {
-                return Err(c.no_collection(
-                    "no such collection; export an index into it first \
-                     (relbert index export --index DIR --qdrant URL --collection NAME)",
-                ));
-            }
-            let mut state = c.state().await?;
-            // A node applies metadata changes through the cluster's consensus, so one asked
-            // right after a load may not have applied its last checkpoint, or even the
-            // record itself, yet (both seen on the 3-node test cluster): look once more
-            // before warning, and for a while before calling the collection foreign.
-            let mut record_looks = 0;
-            while state.record.is_none() && record_looks < RECHECK_RECORD {
-                record_looks += 1;
-                tokio::time::sleep(RECHECK_UNFINISHED).await;
-                state = c.state().await?;
-            }
-            // Counted apart: a record that has only just shown up is the likeliest to come
-            // without its last checkpoint.
-            if !state.unfinished.is_empty() {
-                tokio::time::sleep(RECHECK_UNFINISHED).await;
-                state = c.state().await?;
-            }
-            let record = state.record.clone().ok_or_else(|| {
-                c.refused(format!(
-                    "the collection has no {METADATA_KEY:?} metadata, so the model its vectors \
-                     came from is unknown: it was not written by relbert, or the server keeps no \
-                     collection metadata (Qdrant 1.16 or later does)"
-                ))
-            })?;
+            let (record, state) =
+                open_state(&c, RECHECK_UNFINISHED, || c.exists(), || c.state()).await?;
             let precision = c.precision(record.dim).await?;
             Ok::<_, Error>((record, state, precision))
         })??;
@@ -2239,5 +2304,89 @@ mod tests {
         ] {
             check_collection_name(good).unwrap();
         }
+    }
+
+    /// A record as relbert writes one, for the stubbed reads below.
+    pub(crate) fn sample_record() -> CollectionRecord {
+        CollectionRecord {
+            layout: LAYOUT_VERSION,
+            encoder: EncoderInfo {
+                model: "tiny".into(),
+                ..Default::default()
+            },
+            dim: 8,
+            source: "index x".into(),
+        }
+    }
+
+    /// A runtime whose timer a zero wait goes through, for the stubbed reads below.
+    pub(crate) fn timer() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    /// A collection another process had just made (or whose node had just restarted) was
+    /// refused by `query` and `serve --collection` when the node asked did not show it yet,
+    /// where a read a moment later would have; now it is read again, a bounded number of
+    /// times, and opened once it shows with its record. The reads are stubs, `every` zero:
+    /// the test counts looks, not time.
+    #[test]
+    fn a_collection_that_shows_late_is_opened_and_one_that_never_shows_is_not() {
+        use std::cell::Cell;
+        let conn = Connection::new(&["http://127.0.0.1:1".to_string()], "c").unwrap();
+        let rt = timer();
+        let state = |record: Option<CollectionRecord>| CollectionState {
+            record,
+            added: Vec::new(),
+            unfinished: Vec::new(),
+        };
+        let open = |shows_from: usize, record_from: usize| {
+            let (exists, reads) = (Cell::new(0), Cell::new(0));
+            let r = rt.block_on(open_state(
+                &conn,
+                Duration::ZERO,
+                || {
+                    exists.set(exists.get() + 1);
+                    let n = exists.get();
+                    async move { Ok(n >= shows_from) }
+                },
+                || {
+                    reads.set(reads.get() + 1);
+                    let n = reads.get();
+                    async move { Ok(state((n >= record_from).then(sample_record))) }
+                },
+            ));
+            (r, exists.get(), reads.get())
+        };
+        // Not shown on the first two looks, then shown without its record once.
+        let (r, exists, reads) = open(3, 2);
+        let (record, _) = r.unwrap();
+        assert_eq!(record, sample_record());
+        assert_eq!((exists, reads), (4, 2));
+        // Never shown: said to be missing after a bounded number of looks.
+        let (r, exists, reads) = open(usize::MAX, 1);
+        assert!(matches!(r, Err(Error::NoCollection { .. })), "{r:?}");
+        assert_eq!((exists, reads), (RECHECK_RECORD + 1, 0));
+        // Shown, never with a record: refused as not relbert's, after as many looks.
+        let (r, _, reads) = open(1, usize::MAX);
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        assert!(e.to_string().contains("not written by relbert"), "{e}");
+        assert_eq!(reads, RECHECK_RECORD + 1);
+        // A failure that is not a lag (the calls retried it already) ends the wait at once.
+        let reads = Cell::new(0);
+        let r = rt.block_on(open_state(
+            &conn,
+            Duration::ZERO,
+            || async { Ok(true) },
+            || {
+                reads.set(reads.get() + 1);
+                async { Err(conn.remote("down")) }
+            },
+        ));
+        assert!(matches!(r, Err(Error::Remote { .. })), "{r:?}");
+        assert_eq!(reads.get(), 1);
     }
 }

@@ -1,0 +1,301 @@
+//! `relbert index build`, `index add` and `index rebuild` stopped by a signal (found by an
+//! audit: they were killed by it without a word, leaving their lock file, where `embed`,
+//! `index export` and `pairs mine` say "interrupted" and exit with 128 plus the signal's
+//! number). They now say what their partial directory keeps and that the same command
+//! resumes from it, remove their lock file and exit 130, 143 or 129; the rerun resumes, and
+//! its index is the one an uninterrupted run makes.
+//!
+//! Each run is stopped once its partial directory has checkpointed a chunk (the checkpoint's
+//! contents change with each), far from its end: 100,000 pairs are about fifty chunks.
+#![cfg(unix)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+
+/// Distinct pairs in the files these tests build from.
+const PAIRS: usize = 100_000;
+
+/// `PAIRS` distinct pairs whose words begin with `prefix`, as a pair file in `dir`.
+fn pair_file(dir: &Path, name: &str, prefix: &str) -> PathBuf {
+    // 997 and 1009 are prime: (i mod 997, i mod 1009) differ for every i below their product.
+    let text: String = (0..PAIRS)
+        .map(|i| format!("{prefix}{}\t{prefix}{}\n", i % 997, i % 1009))
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `relbert ARGS`, logging at `info` (the rerun's "resuming" line).
+fn relbert(args: &[&str]) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("relbert"));
+    c.args(args).env("RELBERT_LOG", "info");
+    c
+}
+
+/// `relbert index build --model tiny-bert --pairs PAIRS --out OUT`.
+fn build(pairs: &Path, out: &Path) -> Command {
+    let mut c = relbert(&["index", "build", "--model"]);
+    c.arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+/// Runs `c` to its end, returning its output (standard error as text too).
+fn run(mut c: Command) -> (Output, String) {
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
+
+/// Starts `c`, waits until `partial`'s checkpoint has held `versions` different contents
+/// (the first is written as the run starts, then one per chunk), sends `signal` and returns
+/// the run's exit code and standard error.
+fn interrupt(mut c: Command, partial: &Path, versions: usize, signal: i32) -> (i32, String) {
+    let mut child: Child = c
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen.len() < versions {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its partial directory had {versions} checkpoints"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint in {}",
+            partial.display()
+        );
+        // Replaced by a rename: each read sees one whole version.
+        if let Ok(bytes) = std::fs::read(partial.join("checkpoint")) {
+            seen.insert(bytes);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: kill(2) with the child's own pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code().unwrap_or_else(|| {
+        panic!(
+            "killed by the signal without a word ({:?}): {err}",
+            out.status
+        )
+    });
+    (code, err)
+}
+
+/// The hidden files beside the outputs: a lock file `.<name>.lock` left behind shows here.
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+/// `index info --verify` passes on `idx`, and its JSON.
+fn verified(idx: &Path) -> serde_json::Value {
+    let mut c = relbert(&["index", "info", "--verify", "--json"]);
+    c.arg(idx);
+    let (out, err) = run(c);
+    assert!(out.status.success(), "{}: {err}", idx.display());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A file of an index after its 64-byte header (which holds the index id, and so depends on
+/// the graph, which a parallel build does not make deterministically).
+fn body(idx: &Path, file: &str) -> Vec<u8> {
+    std::fs::read(idx.join(file)).unwrap()[64..].to_vec()
+}
+
+/// The message an interrupted run gives, naming its partial directory.
+fn said_resume(err: &str, partial: &Path) -> bool {
+    err.contains(&format!("interrupted; {} keeps", partial.display()))
+        && err.contains("run the same command to resume")
+}
+
+/// The number in the rerun's "resuming: N ..." line.
+fn resumed(err: &str) -> u64 {
+    let line = err
+        .lines()
+        .find_map(|l| l.split("resuming: ").nth(1))
+        .unwrap_or_else(|| panic!("no resuming line: {err}"));
+    line.split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_interrupted_build_says_what_it_keeps_and_the_same_command_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path(), "pairs.tsv", "w");
+    let out = dir.path().join("idx");
+    let partial = dir.path().join("idx.partial");
+    let (code, err) = interrupt(build(&pairs, &out), &partial, 2, libc::SIGINT);
+    assert_eq!(code, 130, "{err}");
+    assert!(said_resume(&err, &partial), "{err}");
+    assert!(
+        hidden(dir.path()).is_empty(),
+        "left: {:?}",
+        hidden(dir.path())
+    );
+    assert!(partial.join("checkpoint").is_file() && !out.exists());
+
+    let (rerun, err) = run(build(&pairs, &out));
+    assert!(rerun.status.success(), "{err}");
+    let n = resumed(&err);
+    assert!(n > 0 && n < PAIRS as u64, "{err}");
+    assert!(
+        err.contains("input rows already in the partial index"),
+        "{err}"
+    );
+    // The same index as an uninterrupted build.
+    let clean = dir.path().join("clean");
+    let (whole, err) = run(build(&pairs, &clean));
+    assert!(whole.status.success(), "{err}");
+    let (a, b) = (verified(&out), verified(&clean));
+    assert_eq!(a["count"], PAIRS as u64);
+    for key in ["count", "dim", "precision", "encoder", "hnsw"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    for file in ["vectors", "pairs"] {
+        assert!(body(&out, file) == body(&clean, file), "{file} differs");
+    }
+}
+
+#[test]
+fn an_interrupted_add_and_rebuild_exit_with_the_signals_status_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.tsv");
+    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
+    let idx = dir.path().join("idx");
+    let (built, err) = run(build(&small, &idx));
+    assert!(built.status.success(), "{err}");
+    let new = pair_file(dir.path(), "new.tsv", "x");
+    let partial = dir.path().join("idx.partial");
+    let add = || {
+        let mut c = relbert(&["index", "add", "--index"]);
+        c.arg(&idx).arg("--pairs").arg(&new);
+        c
+    };
+    // Four versions: made, the index's rows copied, then at least one chunk of new pairs.
+    let (code, err) = interrupt(add(), &partial, 4, libc::SIGTERM);
+    assert_eq!(code, 143, "{err}");
+    assert!(said_resume(&err, &partial), "{err}");
+    assert!(
+        hidden(dir.path()).is_empty(),
+        "left: {:?}",
+        hidden(dir.path())
+    );
+    assert_eq!(verified(&idx)["count"], 3, "the index is unchanged");
+    let (rerun, err) = run(add());
+    assert!(rerun.status.success(), "{err}");
+    assert!(resumed(&err) > 0, "{err}");
+    assert!(!partial.exists());
+    assert_eq!(verified(&idx)["count"], 3 + PAIRS as u64);
+
+    // A rebuild of the grown index, stopped while it copies or builds its graph.
+    let out = dir.path().join("half");
+    let partial = dir.path().join("half.partial");
+    let rebuild = || {
+        let mut c = relbert(&["index", "rebuild", "--f16", "--index"]);
+        c.arg(&idx).arg("--out").arg(&out);
+        c
+    };
+    let (code, err) = interrupt(rebuild(), &partial, 1, libc::SIGHUP);
+    assert_eq!(code, 129, "{err}");
+    assert!(said_resume(&err, &partial), "{err}");
+    assert!(
+        hidden(dir.path()).is_empty(),
+        "left: {:?}",
+        hidden(dir.path())
+    );
+    let (rerun, err) = run(rebuild());
+    assert!(rerun.status.success(), "{err}");
+    let info = verified(&out);
+    assert_eq!(info["count"], 3 + PAIRS as u64);
+    assert_eq!(info["precision"], "f16");
+}
+
+/// Found by a review: the handler removed the lock file before saying what was kept, and
+/// the run's threads went on writing while that message waited on a standard error nobody
+/// read; a second build of the same output took the lock then and published over the first.
+/// The lock file now stays until the message is out and the process ends: with standard
+/// error a full pipe, the interrupted run keeps its lock, and a second writer is refused.
+#[test]
+fn an_interrupted_build_keeps_its_lock_until_it_has_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path(), "p.tsv", "w");
+    let out = dir.path().join("idx");
+    let partial = dir.path().join("idx.partial");
+    let lock = dir.path().join(".idx.lock");
+    // A pipe filled to the brim: the run's first write to standard error blocks. The run is
+    // kept quiet (no log, no progress) until the signal, so that write is the handler's.
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2(2) into a two-element array.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+        0
+    );
+    let (read_end, write_end) = (fds[0], fds[1]);
+    let junk = [b'x'; 4096];
+    // SAFETY: writes from a live buffer to the pipe's write end, until it is full.
+    while unsafe { libc::write(write_end, junk.as_ptr().cast(), junk.len()) } > 0 {}
+    // SAFETY: fcntl(2) on our own descriptors: the child's writes must block, not fail,
+    // and the drain below must wait for them.
+    unsafe {
+        libc::fcntl(write_end, libc::F_SETFL, 0);
+        libc::fcntl(read_end, libc::F_SETFL, 0);
+    }
+    // SAFETY: the child owns this descriptor from here (Stdio closes it when dropped).
+    let stderr =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(write_end) };
+    let mut c = build(&pairs, &out);
+    c.env("RELBERT_LOG", "error")
+        .env("RELBERT_PROGRESS_SECS", "100000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !partial.join("checkpoint").is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) with the child's own pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // The old handler removed the lock file at once; give it ample time to.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(lock.is_file(), "the lock file went while the run was alive");
+    let (second, err) = run(build(&pairs, &out));
+    assert!(
+        !second.status.success() && err.contains("is being written by another process"),
+        "a second writer got in: {err}"
+    );
+    assert!(!out.exists(), "the second writer published");
+    // Read what is in the pipe: the handler's message gets out and the run ends.
+    let drain = std::thread::spawn(move || {
+        // SAFETY: the read end is ours alone; the File closes it.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(read_end) };
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut all).unwrap();
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let status = child.wait().unwrap();
+    let said = drain.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said_resume(&said, &partial), "{said}");
+    assert!(!lock.exists(), "the lock file stayed after the run");
+}
