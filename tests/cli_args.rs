@@ -558,3 +558,37 @@ fn serve_takes_a_host_name_for_addr_and_says_what_to_give() {
         );
     }
 }
+
+/// Found by an audit of `index export`, whose `--out` inside an index directory made the next
+/// `index add` refuse the index ("not only an index"): `embed` and `pairs mine` wrote there
+/// as readily. Each is refused up front (status 2, naming the flag), nothing written.
+#[test]
+fn outputs_inside_an_index_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "Paris is the capital of France.\n".repeat(10)).unwrap();
+    let before = std::fs::read_dir(&idx).unwrap().count();
+    let mut embed = relbert();
+    embed
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs(dir.path()))
+        .arg("--out")
+        .arg(idx.join("v.jsonl"));
+    let mut mine = relbert();
+    mine.args(["pairs", "mine", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(idx.join("p.tsv"));
+    for (what, mut c) in [("embed", embed), ("pairs mine", mine)] {
+        let a = c.assert().code(2);
+        let err = stderr(&a);
+        assert!(
+            err.contains("invalid value for --out") && err.contains("inside the index directory"),
+            "{what}: {err}"
+        );
+        assert_eq!(std::fs::read_dir(&idx).unwrap().count(), before, "{what}");
+    }
+}

@@ -946,3 +946,38 @@ fn index_flags_at_their_edges_are_a_bad_command_line() {
         assert_eq!(common::dir_files(&idx), before, "{args:?}");
     }
 }
+
+/// Found by an audit: an index directory that is not there was refused as "opening nope:
+/// nope: No such file or directory (os error 2)" by `index info`, `index add`, `index
+/// rebuild`, `index export` and `query --index`; each now says there is no index there, once,
+/// and how to make one, as `serve` did.
+#[test]
+fn a_missing_index_is_said_in_words_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(dir.path());
+    let p = pairs.to_str().unwrap();
+    for args in [
+        vec!["index", "info", "nope"],
+        vec!["index", "add", "--index", "nope", "--pairs", p],
+        vec!["index", "rebuild", "--index", "nope", "--out", "o"],
+        vec![
+            "index", "export", "--index", "nope", "--format", "npy", "--out", "v.npy",
+        ],
+        vec!["query", "--index", "nope", "paris", "france"],
+    ] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("RELBERT_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no index at nope (build one with relbert index build")
+                && !err.contains("No such file"),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.path().join("o").exists() && !dir.path().join("v.npy").exists());
+    }
+}

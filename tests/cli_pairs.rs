@@ -961,6 +961,11 @@ fn the_no_terms_message_says_what_was_skipped_and_names_every_input() {
         err.contains("20 JSON line(s)") && err.contains("\"text\""),
         "{err}"
     );
+    // Nothing was read: too few occurrences is not why (found by an audit).
+    assert!(
+        err.contains("no word was left to count") && !err.contains("--min-count"),
+        "{err}"
+    );
     // UTF-16 (what Windows' Notepad and PowerShell write) is named as such, not "binary".
     let utf16 = dir.path().join("u16.txt");
     let mut bytes = vec![0xff, 0xfe];

@@ -64,6 +64,9 @@ pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
 pub fn run(a: EmbedArgs) -> Result<()> {
     // `--out -` is standard output, as for --pairs.
     let out = a.out.clone().filter(|p| p.as_os_str() != "-");
+    if let Some(o) = &out {
+        super::not_in_an_index(o, "--out")?;
+    }
     // Found only when the output was opened, after the pairs were read and the model loaded.
     if a.format == Format::Npy && out.is_none() {
         return Err(super::usage(

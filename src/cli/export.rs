@@ -1,7 +1,6 @@
 //! `relbert index export`: an index into a Qdrant collection, or into word2vec / `.npy` files.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -12,7 +11,6 @@ use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
 };
 use relbert::store::qdrant::{check_collection_name, parse_urls, Connection, URL_ENV};
-use relbert_index::format::FileKind;
 use relbert_index::{Index, Precision};
 
 use super::Progress;
@@ -260,16 +258,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
     // written in an index directory (a lock file included) makes it "not only an index",
     // and the next `index add` refused it until the file was moved out.
     if let Some(out) = &a.out {
-        if let Some((dir, what)) = index_around(out) {
-            return Err(super::usage(format!(
-                "invalid value for --out: {} is inside {what} {}, which must hold only the \
-                 index's own files (`index add` and `index build --force` refuse a directory \
-                 holding others); give a path outside it",
-                out.display(),
-                dir.display()
-            )));
-        }
+        super::not_in_an_index(out, "--out")?;
     }
+    super::index::check_there(&a.index)?;
     let index = Index::open(&a.index).with_context(|| super::index::opening(&a.index))?;
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
@@ -388,47 +379,6 @@ pub fn run(a: ExportArgs) -> Result<()> {
         relbert::store::files::warn_older_list_left(out, &list);
     }
     Ok(())
-}
-
-/// The relbert index directory (or partial index build) a file at `out` would be written in,
-/// and what it is: the nearest existing directory above `out` (its real path, so that `.`,
-/// `..` and links are seen through) and each directory above that is looked at for an
-/// index's `meta` or a partial build's `checkpoint`, known by its magic bytes. Any index
-/// counts, not only the one exported: none may hold other files.
-fn index_around(out: &Path) -> Option<(PathBuf, &'static str)> {
-    let parent = out.parent().unwrap_or(Path::new(""));
-    let existing = parent
-        .ancestors()
-        .find(|p| p.as_os_str().is_empty() || p.exists())?;
-    let existing = if existing.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        existing
-    };
-    let real = std::fs::canonicalize(existing).ok()?;
-    real.ancestors().find_map(|dir| {
-        if holds(dir, FileKind::Meta) {
-            Some((dir.to_path_buf(), "the index directory"))
-        } else if holds(dir, FileKind::Checkpoint) {
-            Some((dir.to_path_buf(), "the partial index build"))
-        } else {
-            None
-        }
-    })
-}
-
-/// Whether `dir` holds a regular file of `kind` (by its name and magic bytes). Only a regular
-/// file is opened: opening a named pipe that happens to be called `meta` would wait for a
-/// writer.
-fn holds(dir: &Path, kind: FileKind) -> bool {
-    let path = dir.join(kind.file_name());
-    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-        return false;
-    }
-    let mut magic = [0u8; 8];
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| &magic == kind.magic())
 }
 
 /// `hint` (that a rerun resumes) for an error a rerun can get past: the server or the disk

@@ -464,6 +464,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         IndexCommand::Add(a) => add(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
+            check_there(&a.dir)?;
             let idx = Index::open(&a.dir).with_context(|| opening(&a.dir))?;
             let open_ms = started.elapsed().as_secs_f64() * 1e3;
             if a.verify {
@@ -679,6 +680,7 @@ fn resume_dtype(out: &Path, given: Option<relbert::Dtype>) -> Result<Option<relb
 fn rebuild(a: RebuildArgs) -> Result<()> {
     check_index_out(&a.out, a.force)?;
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
+    check_there(&a.index)?;
     let src = Index::open(&a.index).with_context(|| opening(&a.index))?;
     let hnsw = &src.meta().hnsw;
     // An index with a random graph (a test fixture) records ef_construction 0.
@@ -754,6 +756,7 @@ fn add(mut a: AddArgs) -> Result<()> {
     )?;
     let (records, spool) = read_input(&a.pairs, &a.index)?;
     let total = records.len();
+    check_there(&a.index)?;
     let idx = Index::open(&a.index).with_context(|| opening(&a.index))?;
     let device = relbert::device::parse_device(&a.device)?;
     let load = || {
@@ -967,6 +970,29 @@ fn left_partial_note(partial: &Path, existed: bool, err: &relbert::Error) -> Opt
         },
         partial.display()
     ))
+}
+
+/// The error for an index directory that is not there: an unfinished build of it said as
+/// [`opening`] says it, else that there is no index and how to make one.
+pub(crate) fn no_index(dir: &Path) -> anyhow::Error {
+    match unfinished(dir) {
+        Some(unfinished) => anyhow::anyhow!("{unfinished}"),
+        None => anyhow::anyhow!(
+            "no index at {} (build one with relbert index build, or run relbert query once to \
+             build the default index)",
+            dir.display()
+        ),
+    }
+}
+
+/// Refuses an index directory that does not exist with [`no_index`], before it is opened:
+/// the open's own error named the path twice ("opening nope: nope: No such file or
+/// directory", found by an audit).
+pub(crate) fn check_there(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_index(dir)),
+        _ => Ok(()),
+    }
 }
 
 /// What [`opening`] says of `dir` when it is an unfinished build, add or rebuild (a

@@ -227,6 +227,68 @@ pub(crate) fn refuse_empty_model_env() -> Result<()> {
 #[error("{0}")]
 pub(crate) struct Usage(pub String);
 
+/// Refuses an output file `out` (given by `flag`) that would be written inside a relbert
+/// index directory or partial build ([`index_around`]): such a directory must hold only the
+/// index's own files, and the next `index add` or `index build --force` refused it until the
+/// file was moved out (found by an audit of `index export`; `embed` and `pairs mine` wrote
+/// there as readily). A bad command line: status 2.
+pub(crate) fn not_in_an_index(out: &Path, flag: &str) -> Result<()> {
+    if out.as_os_str() == "-" {
+        return Ok(());
+    }
+    match index_around(out) {
+        Some((dir, what)) => Err(usage(format!(
+            "invalid value for {flag}: {} is inside {what} {}, which must hold only the \
+             index's own files (`index add` and `index build --force` refuse a directory \
+             holding others); give a path outside it",
+            out.display(),
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The relbert index directory (or partial index build) a file at `out` would be written in,
+/// and what it is: the nearest existing directory above `out` (its real path, so that `.`,
+/// `..` and links are seen through) and each directory above that is looked at for an
+/// index's `meta` or a partial build's `checkpoint`, known by its magic bytes. Any index
+/// counts, not only the one exported: none may hold other files.
+fn index_around(out: &Path) -> Option<(PathBuf, &'static str)> {
+    let parent = out.parent().unwrap_or(Path::new(""));
+    let existing = parent
+        .ancestors()
+        .find(|p| p.as_os_str().is_empty() || p.exists())?;
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    let real = std::fs::canonicalize(existing).ok()?;
+    real.ancestors().find_map(|dir| {
+        if holds(dir, relbert_index::format::FileKind::Meta) {
+            Some((dir.to_path_buf(), "the index directory"))
+        } else if holds(dir, relbert_index::format::FileKind::Checkpoint) {
+            Some((dir.to_path_buf(), "the partial index build"))
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether `dir` holds a regular file of `kind` (by its name and magic bytes). Only a regular
+/// file is opened: opening a named pipe that happens to be called `meta` would wait for a
+/// writer.
+fn holds(dir: &Path, kind: relbert_index::format::FileKind) -> bool {
+    let path = dir.join(kind.file_name());
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut magic = [0u8; 8];
+    std::fs::File::open(&path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| &magic == kind.magic())
+}
+
 /// A [`Usage`] error: the command line is wrong, and `msg` says how (naming the flag).
 pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     Usage(msg.into()).into()

@@ -417,6 +417,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         }
     }
     for (p, kind) in &outputs {
+        super::not_in_an_index(p, flag(kind))?;
         // Said up front: "exists; pass --force" and then "not a regular file" sent people
         // round in a circle.
         if p.is_dir() {

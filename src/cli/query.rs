@@ -968,6 +968,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     ensure_default_index(&d, dtype, &a.device)?
                 }
             };
+            super::index::check_there(&dir)?;
             QueryEngine::open(&dir, a.model.clone()).with_context(|| super::index::opening(&dir))?
         }
     };

@@ -212,14 +212,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             if missing {
                 // An interrupted build is said as query and `index info` say it (found by an
                 // audit: serve called it "no index" and advised building one).
-                if let Some(unfinished) = super::index::unfinished(&index) {
-                    anyhow::bail!("{unfinished}");
-                }
-                anyhow::bail!(
-                    "no index at {} (build one with relbert index build, or run relbert query \
-                     once to build the default index)",
-                    index.display()
-                );
+                return Err(super::index::no_index(&index));
             }
             Backend::Index(index)
         }

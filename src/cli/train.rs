@@ -143,13 +143,11 @@ fn probability(s: &str) -> std::result::Result<f64, String> {
 /// taken in it failed with "Not a directory", naming the path but not the flag).
 fn checkpoint_dir(s: &std::ffi::OsStr) -> std::result::Result<PathBuf, String> {
     let p = super::output_dir_at(s)?;
-    if std::fs::metadata(&p).is_ok_and(|m| !m.is_dir()) {
-        return Err(format!(
-            "{} exists and is not a directory; give a directory for the epoch checkpoints",
-            p.display()
-        ));
+    match relbert::training::check_checkpoint_dir(&p) {
+        Ok(()) => Ok(p),
+        Err(relbert::Error::InvalidArgument { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(p)
 }
 
 /// The temperature and margin to train with: each only with a loss that uses it (nce and

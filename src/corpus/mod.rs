@@ -532,15 +532,22 @@ pub fn mine(
         .map(|(w, c)| format!("{w} ({c})"))
         .collect();
     if vocab.is_empty() {
+        let skipped = skipped_why(&ctx.skipped, &opts.text_field);
+        // Every line skipped: "lower --min-count?" would point the wrong way (found by an
+        // audit, JSON lines with the text in another field).
+        let what = if ctx.report.tokens == 0 && !skipped.is_empty() {
+            format!("{skipped}; no word was left to count")
+        } else if skipped.is_empty() {
+            no_terms_why(opts.min_count)
+        } else {
+            format!(
+                "{skipped}; in what was read, {}",
+                no_terms_why(opts.min_count)
+            )
+        };
         return Err(Error::Empty {
             path: inputs_named(&opts.inputs),
-            what: format!(
-                "{}no word occurs {} times outside the stop words (lower --min-count?); terms \
-                 are words of letters, two or more, and text written without spaces between \
-                 words (Chinese, Japanese) is not split into words",
-                skipped_why(&ctx.skipped, &opts.text_field),
-                opts.min_count,
-            ),
+            what,
         });
     }
 
@@ -703,8 +710,8 @@ fn inputs_named(inputs: &[PathBuf]) -> PathBuf {
 }
 
 /// What was skipped while reading, and why, to lead the message that found no terms (empty
-/// when nothing was): when every line was skipped, "lower --min-count" alone points the
-/// wrong way.
+/// when nothing was): when lines were skipped, "lower --min-count" alone points the wrong
+/// way.
 fn skipped_why(s: &Skipped, text_field: &str) -> String {
     let mut why = Vec::new();
     if s.invalid_utf8 > 0 {
@@ -742,7 +749,16 @@ fn skipped_why(s: &Skipped, text_field: &str) -> String {
         ),
         None => String::new(),
     };
-    format!("{}{first}; in what was read, ", why.join(", "))
+    format!("{}{first}", why.join(", "))
+}
+
+/// Why no term was found in text that was read: too rare, stop words, or not words.
+fn no_terms_why(min_count: u64) -> String {
+    format!(
+        "no word occurs {min_count} times outside the stop words (lower --min-count?); terms \
+         are words of letters, two or more, and text written without spaces between words \
+         (Chinese, Japanese) is not split into words"
+    )
 }
 
 /// User and system CPU seconds of this process so far.

@@ -1494,17 +1494,7 @@ pub fn train(
     }
     let (_checkpoint_lock, stale_checkpoints) = match &cfg.checkpoint_dir {
         Some(dir) => {
-            // Else the lock's "Not a directory" named the path but not the flag.
-            if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
-                return Err(Error::InvalidArgument {
-                    flag: "--checkpoint-dir".into(),
-                    message: format!(
-                        "{} exists and is not a directory; give a directory for the epoch \
-                         checkpoints",
-                        dir.display()
-                    ),
-                });
-            }
+            check_checkpoint_dir(dir)?;
             let lock = relbert_index::OutputLock::acquire(dir)?;
             let existing = existing_checkpoints(dir)?;
             if let Some(path) = existing.first() {
@@ -1653,6 +1643,23 @@ pub fn train(
         write_json_atomically(&out.join("metrics.json"), &report)?;
     }
     Ok(report)
+}
+
+/// Refuses a `--checkpoint-dir` that exists and is not a directory, naming the flag (the
+/// lock taken in it failed with "Not a directory", naming the path but not the flag). The
+/// command line checks the flag with this as it is parsed; a library caller is checked when
+/// training starts.
+pub fn check_checkpoint_dir(dir: &Path) -> Result<()> {
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::InvalidArgument {
+            flag: "--checkpoint-dir".into(),
+            message: format!(
+                "{} exists and is not a directory; give a directory for the epoch checkpoints",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
