@@ -2711,14 +2711,7 @@ mod tests {
         let chmod = |p: &Path, mode: u32| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
         };
-        let names = || -> Vec<String> {
-            let mut v: Vec<String> = std::fs::read_dir(tmp.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
+        let names = || crate::test_util::sorted_names(tmp.path());
         let before = names();
         let protected = |r: Result<()>, want: &str| match r {
             Err(e @ IndexError::WriteProtected { .. }) => {

@@ -490,14 +490,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("idx");
         let stale = build(&dir, &rows[..nb * dim], dim, Precision::F32);
-        let names = || -> Vec<String> {
-            let mut v: Vec<String> = std::fs::read_dir(tmp.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
+        let names = || crate::test_util::sorted_names(tmp.path());
         let before = names();
 
         // Its copy of the input not saved (a full disk): half a copy is no copy.

@@ -111,3 +111,17 @@ pub use meta::{EncoderInfo, HnswInfo, IndexSpec, Meta, Precision};
 pub use pairs::{pair_hash, PairEntry, PairRef};
 pub use rebuild::{rebuild, RebuildOptions};
 pub use staged::StagedProgress;
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// The names in `dir`, sorted: what a run left beside an output shows as a difference.
+    pub fn sorted_names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
