@@ -238,7 +238,7 @@ pub fn screen_long_pairs(
             },
             head: r.head.clone(),
             tail: r.tail.clone(),
-            limit: crate::batching::MAX_LENGTH,
+            limit: encoder.max_tokens(),
             hint: SKIP_LONG_HINT,
         });
     }

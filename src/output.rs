@@ -392,22 +392,6 @@ pub fn recognise_model_dir(dir: &Path) -> Result<()> {
     only_model_files(dir).map_err(not)
 }
 
-/// Takes the writer lock of a model directory `out` and checks that it may be written: absent,
-/// or (with `force`) a model directory relbert wrote ([`recognise_model_dir`]). The lock is
-/// held until the returned guard is dropped (after the directory is in place).
-pub fn claim_model_output(out: &Path, force: bool) -> Result<relbert_index::OutputLock> {
-    let lock = relbert_index::OutputLock::acquire(out)?;
-    if std::fs::symlink_metadata(out).is_ok() {
-        if !force {
-            return Err(Error::Exists {
-                path: out.to_path_buf(),
-            });
-        }
-        recognise_model_dir(out)?;
-    }
-    Ok(lock)
-}
-
 /// Output formats of `relbert embed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

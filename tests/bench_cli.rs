@@ -727,7 +727,7 @@ fn an_unwritable_json_directory_is_refused_before_the_work() {
         .failure();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
     assert!(
-        err.contains("--json") && err.contains("cannot write a file in /proc"),
+        err.contains("--json") && err.contains("no file can be made in /proc"),
         "{err}"
     );
 }

@@ -290,6 +290,36 @@ fn a_device_as_an_output_is_refused_as_such() {
     }
 }
 
+/// `--out /dev/stdout` points to `-`, which is what it means, whatever standard output is:
+/// a pipe (it was only told to give the path of a file) or a file it was redirected to (it
+/// was told "exists; pass --force", and with --force the rename would replace the name).
+#[test]
+fn an_output_at_dev_stdout_is_pointed_to_the_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = pairs(dir.path());
+    let redirected = dir.path().join("redirected.txt");
+    for to_file in [false, true] {
+        for name in ["/dev/stdout", "/proc/self/fd/1"] {
+            let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"));
+            c.args(["embed", "--force", "--pairs"])
+                .arg(&input)
+                .args(["--out", name]);
+            if to_file {
+                c.stdout(std::fs::File::create(&redirected).unwrap());
+            }
+            let out = c.output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.code() == Some(2)
+                    && err.contains("names standard output")
+                    && err.contains("give `-`"),
+                "{name} {to_file}: {err}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read(&redirected).unwrap(), b"");
+}
+
 /// Audit (s16): a model whose tokenizer.json (or config.json) is a named pipe was reported
 /// as a missing file.
 #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use common::fixture;
+use common::{fixture, synthetic_corpus};
 
 fn relbert() -> Command {
     let mut c = Command::cargo_bin("relbert").unwrap();
@@ -272,38 +272,6 @@ fn multi_word_terms_and_learned_phrases_become_one_term() {
     );
     assert!(m.record("new york", "city").is_object());
     assert!(m.report["phrases"].as_u64().unwrap() >= 1);
-}
-
-/// A corpus of `n` sentences over a few hundred words, deterministic.
-fn synthetic_corpus(path: &Path, n: usize) {
-    let words: Vec<String> = (0..300).map(|i| format!("w{}x", to_letters(i))).collect();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x: u64 = 12345;
-    for _ in 0..n {
-        let len = 5 + (x % 12) as usize;
-        let s: Vec<&str> = (0..len)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                // Skewed: low ranks are far more frequent.
-                let r = ((x >> 33) % 300) * ((x >> 20) % 300) / 300;
-                words[r as usize].as_str()
-            })
-            .collect();
-        writeln!(f, "{}.", s.join(" ")).unwrap();
-    }
-}
-
-fn to_letters(mut i: usize) -> String {
-    let mut s = String::new();
-    loop {
-        s.push((b'a' + (i % 26) as u8) as char);
-        i /= 26;
-        if i == 0 {
-            return s;
-        }
-    }
 }
 
 #[test]

@@ -801,6 +801,77 @@ fn build_into_a_collection_resumes_after_a_kill() {
     common::drop_collection(&urls, &coll);
 }
 
+/// A build into a collection stopped by Ctrl-C says that the collection keeps what was
+/// written and that the same command resumes, and exits with 130; it ended without a word
+/// (the local build said so already).
+#[test]
+fn an_interrupted_build_into_a_collection_says_how_to_resume() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let text: String = (0..40_000)
+        .map(|i| format!("w{i}\ty{}\n", i % 977))
+        .collect();
+    let pairs = tmp.path().join("pairs.tsv");
+    std::fs::write(&pairs, text).unwrap();
+    let coll = unique("sigint");
+    let target = ["--collection", &coll, "--qdrant", &joined];
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let exists = || {
+        let c = conn.clone();
+        conn.block_on(async move { c.exists().await })
+            .unwrap()
+            .unwrap_or(false)
+    };
+    let mut child = Reaped(
+        tiny_build(&pairs, &target)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.id() as i32;
+    // Read aside: the progress lines must not fill the pipe while the test waits.
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    // Run in steps of 10 ms between 90 ms stopped, as in the kill test above, so that the
+    // signal lands during the load on a machine of any speed.
+    let t = Instant::now();
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before the collection was seen"
+        );
+        hold(pid);
+        if exists() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "no collection");
+        std::thread::sleep(Duration::from_millis(90));
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Pending while the process is stopped, taken when it continues.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!("interrupted; {}", conn.target()))
+            && err.contains("run the same command")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    common::drop_collection(&urls, &coll);
+}
+
 /// A collection made from an index takes the same index grown (`relbert index add` gives it a
 /// new id) and a pair file encoded straight into it only with `--add`, and then holds every
 /// source's pairs once, searched as the grown index is; another model is refused even so.

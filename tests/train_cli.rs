@@ -1768,3 +1768,412 @@ fn average_refuses_non_finite_inputs_and_weights_float16_cannot_hold() {
     );
     assert!(!d.path().join("nan").exists());
 }
+
+/// Writes a SemEval validation file of `lines` under `data` (replacing the toy data's) and,
+/// unless `sat`, removes the toy data's sat split.
+fn validation_file(data: &Path, lines: &[String], sat: bool) {
+    let sem = data.join("semeval2012_relational_similarity");
+    std::fs::write(sem.join("validation.jsonl"), lines.join("\n") + "\n").unwrap();
+    if !sat && data.join("sat").exists() {
+        std::fs::remove_dir_all(data.join("sat")).unwrap();
+    }
+}
+
+/// A relation line with the given positives and one negative.
+fn relation_line(id: &str, positives: &[(usize, usize)]) -> String {
+    let pos: Vec<String> = positives.iter().map(|&(i, j)| pair(i, j)).collect();
+    format!(
+        "{{\"relation_type\": \"{id}\", \"positives\": [{}], \"negatives\": [{}]}}",
+        pos.join(", "),
+        pair(7, 3)
+    )
+}
+
+/// Audit (s17, D1): validation relations with one positive each were silently not scored,
+/// and the empty count became a score of 0, so the checkpoint was chosen on a constant
+/// ("best epoch 1 (score 0.0000)"). Now such a run is refused before training, naming the
+/// validation file and why; with an analogy split the unscorable relations are named in a
+/// warning, and without one a note says which files were looked for.
+#[test]
+fn validation_that_cannot_be_scored_is_refused_and_partly_unscored_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    validation_file(
+        d.path(),
+        &[
+            relation_line("1a", &[(1, 13)]),
+            relation_line("2a", &[(2, 14)]),
+        ],
+        false,
+    );
+    let out = d.path().join("m");
+    let a = train_cmd(d.path(), &base, &out, &["--epochs", "2"])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("semeval2012_relational_similarity/validation.jsonl")
+            && err.contains("no validation score can be computed")
+            && err.contains("2 or more distinct positives")
+            && err.contains("sat/validation.jsonl"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // One relation scorable, one not: trained, with the other named by relation and line.
+    validation_file(
+        d.path(),
+        &[
+            relation_line("1a", &[(1, 13)]),
+            relation_line("2a", &[(2, 14), (3, 15)]),
+        ],
+        false,
+    );
+    let a = train_cmd(d.path(), &base, &out, &["--epochs", "1"])
+        .env("RELBERT_LOG", "info")
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("1 of 2 validation relations has fewer than 2 distinct positives")
+            && err.contains("1a (line 1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("looked for sat/validation.jsonl, bats/validation.jsonl")
+            && err.contains("SemEval validation score only"),
+        "{err}"
+    );
+}
+
+/// Audit (s17, D1): with an analogy split, a SemEval validation that cannot be scored is not
+/// refused (the analogy score selects) but said, and its score is recorded as absent, not 0.
+#[test]
+fn an_unscorable_semeval_validation_beside_an_analogy_split_is_recorded_as_absent() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    validation_file(d.path(), &[relation_line("1a", &[(1, 13)])], true);
+    let out = d.path().join("m");
+    let a = train_cmd(d.path(), &fixture("tiny-bert"), &out, &["--epochs", "1"])
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("no SemEval validation score can be computed") && err.contains("semeval none"),
+        "{err}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let text = metrics.to_string();
+    assert!(text.contains("\"semeval\":null"), "{text}");
+}
+
+/// Audit (s17, D2): a positive repeated in a validation relation was its own nearest "other
+/// positive" (cosine 1), so the relation scored perfectly whatever the model. Positives are
+/// now compared as pairs: a relation whose only "other positive" is a repeat has nothing to
+/// score.
+#[test]
+fn a_repeated_validation_positive_is_not_its_own_other_positive() {
+    use relbert::datasets::RelationExamples;
+    let enc = RelationEncoder::load(&fixture("tiny-bert"), &EncoderOptions::default()).unwrap();
+    let p = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let rel = |id: &str, positives: Vec<(String, String)>| RelationExamples {
+        relation_type: id.into(),
+        positives,
+        negatives: vec![p("sun", "moon")],
+        path: PathBuf::new(),
+        line: 0,
+    };
+    let repeated = [rel("1a", vec![p("cat", "dog"), p("cat", "dog")])];
+    let score = relbert::training::semeval_score(&enc, &repeated, true).unwrap();
+    assert_eq!(score, None);
+    // A third, distinct positive: the same score as without the repeat.
+    let with = [
+        rel(
+            "1a",
+            vec![p("cat", "dog"), p("cat", "dog"), p("king", "queen")],
+        ),
+        rel("2a", vec![p("hot", "cold"), p("big", "small")]),
+    ];
+    let without = [
+        rel("1a", vec![p("cat", "dog"), p("king", "queen")]),
+        rel("2a", vec![p("hot", "cold"), p("big", "small")]),
+    ];
+    assert_eq!(
+        relbert::training::semeval_score(&enc, &with, true).unwrap(),
+        relbert::training::semeval_score(&enc, &without, true).unwrap()
+    );
+}
+
+/// Audit (s17, D2): repeats are warned about: a validation positive with its file and line,
+/// the training files' repeats once, counted, with the first's place.
+#[test]
+fn repeated_pairs_are_warned_about_with_their_place() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    validation_file(
+        d.path(),
+        &[
+            relation_line("1a", &[(1, 13), (1, 13), (4, 16)]),
+            relation_line("2a", &[(2, 14), (3, 15)]),
+        ],
+        true,
+    );
+    let sem = d.path().join("semeval2012_relational_similarity");
+    let train = std::fs::read_to_string(sem.join("train.jsonl")).unwrap();
+    let mut lines: Vec<String> = train.lines().map(String::from).collect();
+    lines[1] = relation_line("1b", &[(5, 17), (5, 17), (6, 18), (6, 18)]);
+    std::fs::write(sem.join("train.jsonl"), lines.join("\n") + "\n").unwrap();
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("m"),
+        &["--epochs", "1"],
+    )
+    .assert()
+    .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("validation.jsonl:1: relation 1a: 1 pair is repeated")
+            && err.contains("positive 2 repeats positive 1"),
+        "{err}"
+    );
+    assert_eq!(err.matches("in the training files").count(), 1, "{err}");
+    // The training files' warning itself names the first repeat's place.
+    let training = err
+        .lines()
+        .find(|l| l.contains("in the training files"))
+        .unwrap_or_default();
+    assert!(
+        training.contains("2 pairs in the training files each repeat")
+            && training.contains("train.jsonl:2: relation 1b")
+            && training.contains("positive 2 repeats positive 1"),
+        "{err}"
+    );
+}
+
+/// The tensor names of a model directory's weights, sorted.
+fn tensor_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = weights(&dir.join("model.safetensors"))
+        .into_keys()
+        .collect();
+    names.sort();
+    names
+}
+
+/// Audit (s17, D3): a trained model lacked its base's pooler (`pooler.dense.*`), so Hugging
+/// Face initialised it at random and `relbert average BASE TRAINED` was refused (37 tensors
+/// against 39). The pooler is carried through unchanged.
+#[test]
+fn a_trained_model_keeps_every_tensor_of_its_base() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = fixture("tiny-bert");
+    let out = d.path().join("m");
+    train_cmd(d.path(), &base, &out, &["--epochs", "1"])
+        .assert()
+        .success();
+    assert!(tensor_names(&base).iter().any(|n| n.starts_with("pooler.")));
+    assert_eq!(tensor_names(&out), tensor_names(&base));
+    let (b, t) = (
+        weights(&base.join("model.safetensors")),
+        weights(&out.join("model.safetensors")),
+    );
+    assert_eq!(b["pooler.dense.weight"], t["pooler.dense.weight"]);
+    assert_eq!(b["pooler.dense.bias"], t["pooler.dense.bias"]);
+    relbert()
+        .arg("average")
+        .arg(&base)
+        .arg(&out)
+        .arg("--out")
+        .arg(d.path().join("avg"))
+        .assert()
+        .success();
+    assert_eq!(tensor_names(&d.path().join("avg")), tensor_names(&base));
+}
+
+/// Audit (s17, D4): "exists; pass --force to overwrite it" was said of directories that
+/// --force then refused as not relbert's (a user's directory, an empty one, `average --out`,
+/// a user's entry in --checkpoint-dir), and a link to a model directory was refused as "not
+/// a directory". Now --force is suggested only where it would work.
+#[test]
+fn force_is_suggested_only_for_relberts_own_outputs() {
+    let (d, base, ck, out) = trained_with_checkpoints();
+    let mine = d.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.tex"), "notes").unwrap();
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for target in [&mine, &empty] {
+        for force in [false, true] {
+            let extra: &[&str] = if force {
+                &["--epochs", "1", "--force"]
+            } else {
+                &["--epochs", "1"]
+            };
+            let a = train_cmd(d.path(), &base, target, extra).assert().failure();
+            let err = stderr_of(&a);
+            assert!(
+                err.contains("does not look like a model directory written by relbert")
+                    && !err.contains("pass --force"),
+                "{err}"
+            );
+        }
+        let a = relbert()
+            .arg("average")
+            .arg(ck.join("epoch-01"))
+            .arg(ck.join("epoch-02"))
+            .arg("--out")
+            .arg(target)
+            .assert()
+            .failure();
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("does not look like a model directory written by relbert")
+                && !err.contains("pass --force"),
+            "{err}"
+        );
+    }
+    assert!(mine.join("thesis.tex").is_file());
+
+    // relbert's own output: --force is suggested, and works.
+    let a = train_cmd(d.path(), &base, &out, &["--epochs", "1"])
+        .assert()
+        .failure();
+    assert!(stderr_of(&a).contains("pass --force"), "{}", stderr_of(&a));
+
+    // A user's entry among the checkpoints: not relbert's, so --force is not suggested.
+    let foreign = ck.join("epoch-09");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let a = train_cmd(
+        d.path(),
+        &base,
+        &d.path().join("model2"),
+        &["--epochs", "1", "--checkpoint-dir", ck.to_str().unwrap()],
+    )
+    .assert()
+    .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("epoch-09")
+            && err.contains("does not look like")
+            && !err.contains("pass --force"),
+        "{err}"
+    );
+
+    // A link to relbert's model directory: said to be a link, which is not followed.
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    let a = train_cmd(d.path(), &base, &link, &["--epochs", "1", "--force"])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("symbolic link") && err.contains("does not follow it"),
+        "{err}"
+    );
+    assert!(out.join("model.safetensors").is_file());
+}
+
+/// Audit (s17, D5): `average` refused models of two configs without saying what differed.
+/// Now the first differing keys are named with both values; dropout rates, which act only in
+/// training, are allowed with a note, and the first model's config is kept.
+#[test]
+fn average_names_the_config_keys_that_differ_and_allows_dropout() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    copy_model(&fixture("tiny-bert"), &a);
+    copy_model(&fixture("tiny-bert"), &b);
+    let set = |dir: &Path, key: &str, value: serde_json::Value| {
+        let path = dir.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg[key] = value;
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    };
+    set(&b, "hidden_dropout_prob", serde_json::json!(0.3));
+    let avg = d.path().join("avg");
+    let out = relbert()
+        .arg("average")
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(&avg)
+        .assert()
+        .success();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("note:") && err.contains("hidden_dropout_prob: 0.1 vs 0.3"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(avg.join("config.json")).unwrap(),
+        std::fs::read(a.join("config.json")).unwrap()
+    );
+
+    set(&b, "layer_norm_eps", serde_json::json!(1e-5));
+    let mut relbert_config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    relbert_config["relbert_config"]["aggregation_mode"] = serde_json::json!("mask");
+    set(
+        &b,
+        "relbert_config",
+        relbert_config["relbert_config"].clone(),
+    );
+    let out = relbert()
+        .arg("average")
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(d.path().join("avg2"))
+        .assert()
+        .failure();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("relbert_config.aggregation_mode: average_no_mask vs mask")
+            && err.contains("layer_norm_eps: 1e-12 vs 0.00001"),
+        "{err}"
+    );
+}
+
+/// Review (s17): `train --half` checked the trained weights against float16's range but not
+/// the pooler it also saves (kept from the base as loaded), so a pooler float16 cannot hold
+/// was saved as infinity. And `average a b --out a --force` suggested `--force` (refusing `a`
+/// as a user's directory) before saying that `a` is one of the inputs.
+#[test]
+fn half_checks_the_pooler_and_an_input_as_output_is_named_first() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = d.path().join("base");
+    copy_model(&fixture("tiny-bert"), &base);
+    poke(&base, "pooler.dense.weight", 70000.0);
+    let out = d.path().join("model");
+    let a = train_cmd(d.path(), &base, &out, &["--epochs", "1", "--half"])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("pooler.dense.weight") && err.contains("without --half"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    let b = d.path().join("b");
+    copy_model(&fixture("tiny-bert"), &b);
+    let a = relbert()
+        .arg("average")
+        .arg(&base)
+        .arg(&b)
+        .arg("--out")
+        .arg(&b)
+        .arg("--force")
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("is also one of the models averaged") && !err.contains("--force"),
+        "{err}"
+    );
+}

@@ -630,45 +630,89 @@ pub fn recognise_partial(dir: &Path) -> Result<()> {
 }
 
 /// Refuses to replace the index directory `dir` when it is write-protected: the directory or
-/// one of its files has its owner's write permission off (`chmod a-w`, `chmod -R u-w`), or
-/// this user may not write to it. A write-protected index is the user saying "do not change
-/// this"; an exchange needs no write permission on the directory itself, so without this a
-/// build, rebuild or add put a writable index in its place (the protection gone) and left the
-/// old one, which it could not remove, in `<dir>.partial`. The mode bits are read rather
-/// than only the access asked: root may write anything, and its protected index is as much
-/// the user's word.
+/// one of its files has its owner's write permission off (`chmod a-w`, `chmod -R u-w`) or is
+/// immutable or append-only (`chattr +i`, `chattr +a`), or this user may not write to it.
+/// A write-protected index is the user saying "do not change this"; an exchange needs no
+/// write permission on the directory itself, so without this a build, rebuild or add put a
+/// writable index in its place (the protection gone) and left the old one, which it could
+/// not remove, in `<dir>.partial`. The mode bits are read rather than only the access asked:
+/// root may write anything, and its protected index is as much the user's word. The error
+/// says how to undo what was found (`chmod`, or `chattr` as root), every kind at once.
 pub fn check_not_write_protected(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let protected = |why: String| IndexError::WriteProtected {
-        path: dir.to_path_buf(),
-        why,
-    };
     let md = std::fs::metadata(dir).map_err(|e| IndexError::io(dir, e))?;
+    let mut found = Protections::default();
     let mode = md.permissions().mode() & 0o7777;
-    if mode & 0o200 == 0 {
-        return Err(protected(format!(
+    let dir_why = if mode & 0o200 == 0 {
+        found.mode = true;
+        Some(format!(
             "the directory's mode is {mode:o}: its owner may not write to it"
-        )));
-    }
-    let rd = std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))?;
-    let mut names = Vec::new();
-    for e in rd {
-        let e = e.map_err(|e| IndexError::io(dir, e))?;
-        let Ok(md) = e.metadata() else { continue };
-        let mode = md.permissions().mode() & 0o7777;
-        if md.is_file() && mode & 0o200 == 0 {
-            names.push((e.file_name().to_string_lossy().into_owned(), mode));
+        ))
+    } else {
+        locked_flag(dir).map(|l| {
+            found.add(l);
+            format!("the directory is {}", l.what())
+        })
+    };
+    // A protected directory is refused whatever its files are; they are still read (where
+    // they can be) so that the advice undoes every protection at once.
+    let mut files = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(_) if dir_why.is_some() => break,
+                    Err(e) => return Err(IndexError::io(dir, e)),
+                };
+                let Ok(md) = e.metadata() else { continue };
+                if !md.is_file() {
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                let mode = md.permissions().mode() & 0o7777;
+                if mode & 0o200 == 0 {
+                    found.mode = true;
+                    files.push((
+                        name,
+                        format!("has mode {mode:o}: its owner may not write to it"),
+                    ));
+                } else if let Some(l) = locked_flag(&e.path()) {
+                    // Permission bits do not show it, and root is refused too: the exchange
+                    // would carry the file into `<dir>.partial`, which then could not be
+                    // removed.
+                    found.add(l);
+                    files.push((name, format!("is {}", l.what())));
+                }
+            }
         }
+        Err(_) if dir_why.is_some() => {}
+        Err(e) => return Err(IndexError::io(dir, e)),
     }
-    names.sort();
-    if let Some((name, mode)) = names.first() {
-        let more = match names.len() {
-            1 => String::new(),
-            n => format!(" (and {} more)", n - 1),
-        };
-        return Err(protected(format!(
-            "its file {name} has mode {mode:o}{more}: its owner may not write to it"
-        )));
+    files.sort();
+    let why = match (dir_why, files.first()) {
+        (Some(why), _) if files.is_empty() => Some(why),
+        (Some(why), _) => Some(format!(
+            "{why}; {} of its files {} write-protected too",
+            files.len(),
+            if files.len() == 1 { "is" } else { "are" }
+        )),
+        (None, Some((name, why))) => Some(match files.len() {
+            1 => format!("its file {name} {why}"),
+            2 => format!("its file {name} {why}; 1 more of its files is write-protected too"),
+            n => format!(
+                "its file {name} {why}; {} more of its files are write-protected too",
+                n - 1
+            ),
+        }),
+        (None, None) => None,
+    };
+    if let Some(why) = why {
+        return Err(IndexError::WriteProtected {
+            path: dir.to_path_buf(),
+            why,
+            fix: found.fix(dir),
+        });
     }
     // Another user's index, or one on a read-only mount: nothing this user may change.
     // Asked for the effective uid and gid, which the process writes with: `access` answers
@@ -680,9 +724,114 @@ pub fn check_not_write_protected(dir: &Path) -> Result<()> {
     // SAFETY: `c` is a valid NUL-terminated path.
     if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(protected(format!("this user may not write to it: {e}")));
+        let fix = if e.raw_os_error() == Some(libc::EROFS) {
+            "first mount its file system read-write"
+        } else {
+            "first have its owner make it writable for you"
+        };
+        return Err(IndexError::WriteProtected {
+            path: dir.to_path_buf(),
+            why: format!("this user may not write to it: {e}"),
+            fix: fix.to_string(),
+        });
     }
     Ok(())
+}
+
+/// The protections [`check_not_write_protected`] found, each needing its own command to undo.
+#[derive(Default)]
+struct Protections {
+    /// The owner's write permission is off somewhere.
+    mode: bool,
+    /// Something is immutable.
+    immutable: bool,
+    /// Something is append-only.
+    append_only: bool,
+}
+
+impl Protections {
+    fn add(&mut self, l: Locked) {
+        match l {
+            Locked::Immutable => self.immutable = true,
+            Locked::AppendOnly => self.append_only = true,
+        }
+    }
+
+    /// What to run to make `dir` writable again: `chattr` for the attributes (which only
+    /// root, or a holder of CAP_LINUX_IMMUTABLE, may take off) and `chmod` for the modes.
+    fn fix(&self, dir: &Path) -> String {
+        let flags: Vec<&str> = [(self.immutable, "-i"), (self.append_only, "-a")]
+            .into_iter()
+            .filter_map(|(on, f)| on.then_some(f))
+            .collect();
+        let d = dir.display();
+        let chattr = format!("`chattr -R {} {d}` (as root)", flags.join(" "));
+        let chmod = format!("`chmod -R u+w {d}` (by its owner)");
+        match (flags.is_empty(), self.mode) {
+            (true, _) => format!("first make it writable with {chmod}"),
+            (false, false) => format!("first take the attribute off with {chattr}"),
+            (false, true) => format!(
+                "first take the attribute off with {chattr} and make it writable with {chmod}"
+            ),
+        }
+    }
+}
+
+/// A file attribute that forbids changing, renaming or removing a file even to root,
+/// whatever its mode says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// `chattr +i`.
+    Immutable,
+    /// `chattr +a`.
+    AppendOnly,
+}
+
+impl Locked {
+    /// The attribute in words, with the command that sets it.
+    fn what(self) -> &'static str {
+        match self {
+            Locked::Immutable => "immutable (`chattr +i`)",
+            Locked::AppendOnly => "append-only (`chattr +a`)",
+        }
+    }
+}
+
+/// The immutable or append-only attribute of `path` (`chattr +i`, `chattr +a`), if it has
+/// one. `None` where the file system keeps no such attributes or the flags cannot be read
+/// (the other checks and the writes themselves still stand).
+#[cfg(target_os = "linux")]
+pub(crate) fn locked_flag(path: &Path) -> Option<Locked> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    // linux/fs.h; the `libc` crate names the ioctl but not the flags.
+    const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+    const FS_APPEND_FL: libc::c_int = 0x20;
+    // O_NONBLOCK: opening a FIFO planted in the directory must not wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: `f` is an open descriptor and `flags` an int, which FS_IOC_GETFLAGS fills
+    // (the kernel reads and writes an int whatever the macro's type says).
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        return None;
+    }
+    if flags & FS_IMMUTABLE_FL != 0 {
+        Some(Locked::Immutable)
+    } else if flags & FS_APPEND_FL != 0 {
+        Some(Locked::AppendOnly)
+    } else {
+        None
+    }
+}
+
+/// No file attributes to read outside Linux.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn locked_flag(_path: &Path) -> Option<Locked> {
+    None
 }
 
 /// Removes `partial`, a leftover partial directory with no checkpoint, or says what it holds
@@ -733,18 +882,26 @@ fn remove_old_siblings(out: &Path) {
 }
 
 /// Which command a partial build is for, as the [`IndexSpec::input`] its caller gives says:
-/// a rebuild names its source (`index:<id>`), a grow its base and new rows (`rows of index
-/// <id> then …`, [`crate::grow`]); anything else is a build's identity of its pairs.
+/// a rebuild names its source (`index:<id>`), a remove its source and the rows it leaves out
+/// (`index:<id> without …`, [`crate::rebuild::rebuild_without`]), a grow its base and new
+/// rows (`rows of index <id> then …`, [`crate::grow`]); anything else is a build's identity
+/// of its pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RunKind {
     Build,
     Rebuild,
     Add,
+    Remove,
 }
+
+/// What follows a remove's source id in its spec's input.
+pub(crate) const WITHOUT: &str = " without ";
 
 impl RunKind {
     fn of(input: &str) -> RunKind {
-        if input.starts_with("index:") {
+        if input.starts_with("index:") && input.contains(WITHOUT) {
+            RunKind::Remove
+        } else if input.starts_with("index:") {
             RunKind::Rebuild
         } else if input.starts_with("rows of index ") {
             RunKind::Add
@@ -759,14 +916,26 @@ impl RunKind {
             RunKind::Build => "build",
             RunKind::Rebuild => "rebuild",
             RunKind::Add => "add",
+            RunKind::Remove => "remove",
         }
+    }
+
+    /// Whether the run replaces the index it reads, storing what it stores (an add grows
+    /// it, a remove shrinks it): no output or storage flag of its own.
+    fn in_place(self) -> bool {
+        matches!(self, RunKind::Add | RunKind::Remove)
     }
 }
 
-/// The index a rebuild reads or an add grows (its id), from the spec's input.
+/// The index a rebuild reads, a remove shrinks or an add grows (its id), from the spec's
+/// input.
 fn source_id(input: &str) -> Option<&str> {
     match RunKind::of(input) {
         RunKind::Rebuild => input.strip_prefix("index:"),
+        RunKind::Remove => input
+            .strip_prefix("index:")
+            .and_then(|r| r.split_once(WITHOUT))
+            .map(|(id, _)| id),
         RunKind::Add => input
             .strip_prefix("rows of index ")
             .and_then(|r| r.split_once(" then "))
@@ -795,6 +964,7 @@ fn left_by(spec: &IndexSpec, now: &IndexSpec) -> String {
             if kind == RunKind::Add { "to" } else { "of" },
             match RunKind::of(&now.input) {
                 RunKind::Add => "add grows",
+                RunKind::Remove => "remove shrinks",
                 _ => "rebuild reads",
             }
         ),
@@ -804,10 +974,11 @@ fn left_by(spec: &IndexSpec, now: &IndexSpec) -> String {
         ),
         None => String::new(),
     };
-    let flags = match kind {
-        // An add stores what its index does: no flag of its own.
-        RunKind::Add => String::new(),
-        _ => format!(", storing {}", storage(spec.precision)),
+    // An add or a remove stores what its index does: no flag of its own.
+    let flags = if kind.in_place() {
+        String::new()
+    } else {
+        format!(", storing {}", storage(spec.precision))
     };
     format!("an interrupted `index {}`{of}{flags}", kind.command())
 }
@@ -860,8 +1031,9 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
     let remove = format!("or remove {p} to give it up{spool}");
     if lk != nk {
         let how = match lk {
-            RunKind::Add => format!(
-                "`relbert index add --index {}` with the same pairs",
+            RunKind::Add | RunKind::Remove => format!(
+                "`relbert index {} --index {}` with the same pairs",
+                lk.command(),
                 out.display()
             ),
             RunKind::Rebuild => format!(
@@ -905,14 +1077,14 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
         let old_id = old_src.unwrap_or("?");
         let new_id = new_src.unwrap_or("?");
         return match lk {
-            RunKind::Add => err(
+            RunKind::Add | RunKind::Remove => err(
                 "index",
                 old_id.into(),
                 new_id.into(),
                 format!(
                     "it is {left_words}, but {} holds index {new_id} now (it was replaced \
-                     since), so the add cannot be resumed: remove {p}{spool} and run the add \
-                     again",
+                     since), so the {run} cannot be resumed: remove {p}{spool} and run the \
+                     {run} again",
                     out.display()
                 ),
             ),
@@ -992,9 +1164,9 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
     }
     if left.input != now.input {
         let detail = match lk {
-            RunKind::Add => format!(
-                "it is {left_words} of other pairs than this add's (input {}, now {}): run that \
-                 add again with the same pairs to finish it, {remove}",
+            RunKind::Add | RunKind::Remove => format!(
+                "it is {left_words} of other pairs than this {run}'s (input {}, now {}): run \
+                 that {run} again with the same pairs to finish it, {remove}",
                 left.input, now.input
             ),
             // A rebuild's input is its source, compared above.
@@ -1347,6 +1519,20 @@ impl IndexBuilder {
             return err.partial_removed();
         }
         err
+    }
+
+    /// Ends a run whose copy of its input ([`Self::spool_path`]) could not be written: `err`
+    /// came from writing `path`. The unfinished copy (`.tmp`) goes, being of no use; then as
+    /// [`Self::abandon`]: a partial directory this run made holds nothing now, and goes too
+    /// (the error says that nothing was kept); one an earlier run left stays, for the same
+    /// command with the same input to resume. A full disk is [`IndexError::NoSpace`] or
+    /// [`IndexError::PartialRemoved`], with what to do, as for the rest of the build.
+    pub fn spool_failed(self, path: &Path, err: std::io::Error) -> IndexError {
+        let mut tmp = self.spool_path().into_os_string();
+        tmp.push(".tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let e = IndexError::io(path, err).no_space_in(&self.partial, self.run());
+        self.abandon(e)
     }
 
     /// Skips as duplicates only rows of the same bytes as a stored one (`exact`), or, as by
@@ -2235,24 +2421,10 @@ mod tests {
     use super::*;
     use crate::index::Index;
     use crate::synthetic::low_rank;
-    use crate::EncoderInfo;
+    use crate::test_util::params;
 
     fn spec(dim: u32) -> IndexSpec {
-        IndexSpec {
-            dim,
-            precision: Precision::F32,
-            encoder: EncoderInfo::default(),
-            input: "test".into(),
-        }
-    }
-
-    fn params() -> HnswParams {
-        HnswParams {
-            m: 4,
-            ef_construction: 16,
-            threads: 1,
-            ..HnswParams::default()
-        }
+        crate::test_util::spec(dim, "test")
     }
 
     /// A checkpoint of a relbert from before the pair records' CRC cannot vouch for them: the
@@ -2769,6 +2941,157 @@ mod tests {
         g.finish(|_| {}).unwrap();
         assert_eq!(Index::open(&out).unwrap().count(), 31);
         assert_eq!(names(), before);
+    }
+
+    /// Found by an audit: a full disk while standard input was copied into a new partial
+    /// build said a bare `input.spool: No space left on device`, and left the directory with
+    /// its cut copy. The unfinished copy goes; a directory this run made goes too and the
+    /// error says nothing was kept, with what to do; one an earlier run left stays, named
+    /// with the full-disk advice of the rest of the build.
+    #[test]
+    fn a_full_disk_while_copying_the_input_is_said_with_what_to_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let partial = partial_dir(&out).unwrap();
+        let full = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let b = IndexBuilder::create_or_resume(&out, spec(8), false).unwrap();
+        let path = b.spool_path();
+        std::fs::write(partial.join("input.spool.tmp"), "cut").unwrap();
+        let e = b.spool_failed(&path, full());
+        let msg = e.to_string();
+        assert!(matches!(e, IndexError::PartialRemoved { .. }), "{msg}");
+        assert!(
+            msg.contains("nothing was kept") && msg.contains("make room"),
+            "{msg}"
+        );
+        assert!(!partial.exists());
+
+        // An earlier run's partial directory stays, and is named.
+        drop(IndexBuilder::create_or_resume(&out, spec(8), false).unwrap());
+        let b = IndexBuilder::create_or_resume(&out, spec(8), false).unwrap();
+        std::fs::write(partial.join("input.spool.tmp"), "cut").unwrap();
+        let msg = b.spool_failed(&path, full()).to_string();
+        assert!(
+            msg.contains(&format!("remove {}", partial.display())) && msg.contains("make room"),
+            "{msg}"
+        );
+        assert!(partial.is_dir() && !partial.join("input.spool.tmp").exists());
+    }
+
+    /// Found by an audit: a file of an index made immutable (`chattr +i idx/vectors`) was
+    /// not seen by the mode-bit check, so an `index add` exchanged the directories and left
+    /// the old index, which could not be removed, in `idx.partial`. The attribute is read, so
+    /// root is refused too. Skipped where `chattr` is missing or not permitted (a container
+    /// without CAP_LINUX_IMMUTABLE, a file system without attributes).
+    #[test]
+    fn an_index_with_an_immutable_file_is_refused_before_anything_is_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        published(&out, 30, 8);
+        let vectors = out.join("vectors");
+        let chattr = |flag: &str, p: &Path| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(p)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        /// Takes the attributes off again, so that the temporary directory can be removed
+        /// whatever the test does.
+        struct Unlock(Vec<PathBuf>);
+        impl Drop for Unlock {
+            fn drop(&mut self) {
+                for p in &self.0 {
+                    let _ = std::process::Command::new("chattr")
+                        .args(["-i", "-a"])
+                        .arg(p)
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
+            }
+        }
+        let partial = partial_dir(&out).unwrap();
+        let _unlock = Unlock(vec![vectors.clone(), partial.join("vectors")]);
+        if !chattr("+i", &vectors) {
+            eprintln!("skipped: `chattr +i` is not available or not permitted here");
+            return;
+        }
+        let before = crate::test_util::sorted_names(tmp.path());
+        for (flag, want, undo) in [
+            ("+i", "its file vectors is immutable (`chattr +i`)", "-i"),
+            ("+a", "its file vectors is append-only (`chattr +a`)", "-a"),
+        ] {
+            if flag == "+a" && !(chattr("-i", &vectors) && chattr("+a", &vectors)) {
+                // Nothing is protected now: there is nothing left to check.
+                eprintln!("skipped the append-only half: `chattr +a` is not permitted here");
+                return;
+            }
+            assert!(check_not_write_protected(&out).is_err(), "{flag}");
+            let r =
+                crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "new", 1, |_| {})
+                    .map(drop);
+            match r {
+                Err(e @ IndexError::WriteProtected { .. }) => {
+                    let msg = e.to_string();
+                    // The fix is the attribute's, not a `chmod`, which would not help; the
+                    // cause is said flat, not in brackets within brackets.
+                    let fix = format!("`chattr -R {undo} {}` (as root)", out.display());
+                    assert!(msg.contains(want), "{want:?} not in {msg}");
+                    assert!(msg.contains(&fix), "{fix:?} not in {msg}");
+                    assert!(!msg.contains("chmod") && !msg.contains("undoes"), "{msg}");
+                    assert!(!msg.contains("write-protected ("), "{msg}");
+                }
+                Err(e) => panic!("expected WriteProtected, got {e}"),
+                Ok(()) => panic!("an index with an immutable file was taken"),
+            }
+            assert_eq!(crate::test_util::sorted_names(tmp.path()), before);
+        }
+    }
+
+    /// The advice undoes every protection found at once: a directory whose mode is off and
+    /// a file that is immutable need both `chattr` and `chmod`. Skipped where `chattr` is
+    /// missing or not permitted.
+    #[test]
+    fn a_mode_and_an_attribute_are_both_undone_by_the_advice() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        published(&out, 30, 8);
+        let vectors = out.join("vectors");
+        struct Unlock(PathBuf, PathBuf);
+        impl Drop for Unlock {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("chattr")
+                    .arg("-i")
+                    .arg(&self.1)
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+        let _unlock = Unlock(out.clone(), vectors.clone());
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&vectors)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: `chattr +i` is not available or not permitted here");
+            return;
+        }
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let msg = check_not_write_protected(&out).unwrap_err().to_string();
+        let d = out.display();
+        for want in [
+            "the directory's mode is 555: its owner may not write to it; 1 of its files is \
+             write-protected too",
+            &format!("`chattr -R -i {d}` (as root)"),
+            &format!("`chmod -R u+w {d}` (by its owner)"),
+        ] {
+            assert!(msg.contains(want), "{want:?} not in {msg}");
+        }
     }
 
     /// What is said when a leftover cannot be removed: a partial directory with no checkpoint

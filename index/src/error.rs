@@ -196,12 +196,16 @@ pub enum IndexError {
     /// An index directory that a build, rebuild or add would replace (or one of its files)
     /// is write-protected: the user's way of saying it must not change, which relbert keeps
     /// rather than publish a writable directory in its place.
-    #[error("{path} is write-protected ({why}): relbert takes that to mean the index must not be changed, and leaves it as it is; to add to it or replace it, make it writable first (`chmod -R u+w {path}` when it is yours; otherwise ask its owner, or write a copy elsewhere with `--out`)")]
+    #[error("{path} is write-protected: {why}. relbert takes that to mean the index must not be changed, and leaves it as it is; to add to it or replace it, {fix}, or write a copy elsewhere with `--out`")]
     WriteProtected {
         /// The index directory.
         path: PathBuf,
-        /// What is protected (the directory's or a file's mode, or this user's access).
+        /// What is protected (the directory's or a file's mode or attribute, or this user's
+        /// access).
         why: String,
+        /// What undoes it, chosen by the cause: `chmod` for a mode, `chattr` (as root) for
+        /// an immutable or append-only attribute, the owner for another user's index.
+        fix: String,
     },
     /// A build, rebuild or add published the new index, but the index it replaced (moved to
     /// `old` by the exchange) could not be removed.
@@ -236,6 +240,19 @@ pub enum IndexError {
         /// The partial build directory.
         partial: PathBuf,
         /// What the partial build is (`build`, `rebuild`, `add`).
+        run: &'static str,
+        /// The underlying error.
+        err: std::io::Error,
+    },
+    /// A write into a partial build failed for want of space (as [`IndexError::NoSpace`]),
+    /// and the partial directory, which this run made and which held nothing worth resuming,
+    /// was removed: nothing was kept, and the index (for an add or a rebuild, the source) is
+    /// as it was. Said so, lest the named file in `<out>.partial` be looked for.
+    #[error("{path}: {err} ({}): make room (free space, or raise the quota or file size limit) and run the same {run} again", removed_note(.run))]
+    PartialRemoved {
+        /// The file whose write failed.
+        path: PathBuf,
+        /// What the partial build was for (`build`, `rebuild`, `add`).
         run: &'static str,
         /// The underlying error.
         err: std::io::Error,
@@ -277,6 +294,17 @@ pub enum IndexError {
     },
 }
 
+/// Whether `err` says the file system, a quota or a file size limit has no room for what
+/// was written (`ENOSPC`, `EDQUOT`, `EFBIG`): the failures whose fix is room elsewhere or
+/// less to write, not a change to the input. The index's writers and relbert's spill files
+/// tell these from other I/O errors alike, so that both give the same advice.
+pub fn is_out_of_space(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
+    )
+}
+
 impl IndexError {
     /// Wraps an I/O error with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
@@ -301,13 +329,7 @@ impl IndexError {
     /// `run`); any other error as it is.
     pub(crate) fn no_space_in(self, partial: &std::path::Path, run: &'static str) -> Self {
         match self {
-            IndexError::Io { path, err }
-                if path.starts_with(partial)
-                    && matches!(
-                        err.raw_os_error(),
-                        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
-                    ) =>
-            {
+            IndexError::Io { path, err } if path.starts_with(partial) && is_out_of_space(&err) => {
                 IndexError::NoSpace {
                     path,
                     partial: partial.to_path_buf(),
@@ -319,12 +341,15 @@ impl IndexError {
         }
     }
 
-    /// [`IndexError::NoSpace`] as the plain I/O error it wraps, for when the partial build
-    /// it names has been removed since (a run that made it and failed before it held
-    /// anything worth resuming).
+    /// [`IndexError::NoSpace`], whose advice names the partial directory, as
+    /// [`IndexError::PartialRemoved`], for when the partial build has been removed since (a
+    /// run that made it and failed before it held anything worth resuming). Any other error
+    /// as it is.
     pub(crate) fn partial_removed(self) -> Self {
         match self {
-            IndexError::NoSpace { path, err, .. } => IndexError::Io { path, err },
+            IndexError::NoSpace { path, err, run, .. } => {
+                IndexError::PartialRemoved { path, run, err }
+            }
             e => e,
         }
     }
@@ -335,6 +360,15 @@ impl IndexError {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// What [`IndexError::PartialRemoved`] says was kept, by the kind of run.
+fn removed_note(run: &str) -> &'static str {
+    match run {
+        "add" => "the partial copy was removed; the index is unchanged",
+        "rebuild" => "the partial rebuild was removed; the source index is unchanged",
+        _ => "the partial build was removed; nothing was kept",
     }
 }
 

@@ -71,7 +71,7 @@ pub struct IndexGrower {
 /// Refuses with [`IndexError::IndexChanged`] when `base`'s directory holds another index now
 /// (another writer published after `base` was opened). Asked under the writer lock, which
 /// keeps it true until this grow publishes.
-fn check_unchanged(base: &Index) -> Result<()> {
+pub(crate) fn check_unchanged(base: &Index) -> Result<()> {
     let dir = base.dir();
     let now = Index::open_with(
         dir,

@@ -796,6 +796,19 @@ impl Index {
         )
     }
 
+    /// Every row holding (head, tail) in any Unicode normal form, ascending (see
+    /// [`lookup`](Self::lookup)): an index built before spellings were merged can hold one
+    /// pair in two spellings, and `relbert index remove` removes both.
+    pub fn lookup_all(&self, head: &str, tail: &str) -> Result<Vec<usize>> {
+        self.pairs_layout.lookup_all(
+            self.pairs.payload(),
+            head,
+            tail,
+            &self.pairs.path,
+            &|a, b| self.pairs.check(a, b),
+        )
+    }
+
     /// Approximate top-`k` by cosine similarity through the HNSW graph; `ef` (raised to at
     /// least `k`) is the candidate-list size: larger is slower and more accurate. The query is
     /// normalised first. Results are sorted best first. `k` and `ef` above the number of rows

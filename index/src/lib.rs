@@ -101,7 +101,7 @@ pub use build::{
     swap_dirs, ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Progress, SpoolMark, Stage,
     SPOOL_MAGIC, SPOOL_VERSION,
 };
-pub use error::{IndexError, Result};
+pub use error::{is_out_of_space, IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};
 pub use graph::Hit;
 pub use grow::IndexGrower;
@@ -109,7 +109,7 @@ pub use index::{DiskSizes, Index, OpenOptions, Verify, SMALL_FILE_LIMIT};
 pub use lock::OutputLock;
 pub use meta::{EncoderInfo, HnswInfo, IndexSpec, Meta, Precision};
 pub use pairs::{pair_hash, PairEntry, PairRef};
-pub use rebuild::{rebuild, RebuildOptions};
+pub use rebuild::{rebuild, rebuild_without, RebuildOptions};
 pub use staged::StagedProgress;
 
 /// Helpers shared by the crate's unit tests.
@@ -123,5 +123,26 @@ pub(crate) mod test_util {
             .collect();
         v.sort();
         v
+    }
+
+    /// A spec of `dim`-dimensional float32 vectors from a default encoder, whose `input`
+    /// tells one run's partial directory from another's.
+    pub fn spec(dim: u32, input: &str) -> crate::IndexSpec {
+        crate::IndexSpec {
+            dim,
+            precision: crate::Precision::F32,
+            encoder: crate::EncoderInfo::default(),
+            input: input.into(),
+        }
+    }
+
+    /// Small single-threaded graph parameters: fast, and the same graph every run.
+    pub fn params() -> crate::HnswParams {
+        crate::HnswParams {
+            m: 4,
+            ef_construction: 16,
+            threads: 1,
+            ..crate::HnswParams::default()
+        }
     }
 }

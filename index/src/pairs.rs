@@ -111,6 +111,26 @@ pub fn canonical(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// The spellings of (head, tail) a lookup tries, in order, each once: these exact bytes, then
+/// both words in NFC, both in NFD, and each in a different form (a build keeps the first
+/// spelling it met, whose two words may be in different forms: a decomposed head beside a
+/// precomposed tail). ASCII words have no other spelling.
+fn spellings(head: &str, tail: &str) -> Vec<(String, String)> {
+    let mut out = vec![(head.to_string(), tail.to_string())];
+    if head.is_ascii() && tail.is_ascii() {
+        return out;
+    }
+    let (hc, tc) = (canonical(head).into_owned(), canonical(tail).into_owned());
+    let (hd, td): (String, String) = (head.nfd().collect(), tail.nfd().collect());
+    for form in [(&hc, &tc), (&hd, &td), (&hc, &td), (&hd, &tc)] {
+        let form = (form.0.clone(), form.1.clone());
+        if !out.contains(&form) {
+            out.push(form);
+        }
+    }
+    out
+}
+
 /// Whether (head `a.0`, tail `a.1`) and `b` are one pair spelled in other Unicode normal
 /// forms (or byte for byte the same): equal after [`canonical`]. Case counts.
 pub fn same_spelling(a: (&str, &str), b: (&str, &str)) -> bool {
@@ -262,24 +282,38 @@ impl PairsLayout {
         if let Some(row) = self.lookup_exact(payload, head, tail, path, check)? {
             return Ok(Some(row));
         }
+        // Without allocating: a query of words not stored asks this once per query.
         if head.is_ascii() && tail.is_ascii() {
             return Ok(None);
         }
-        // Each word in either form: a build keeps the first spelling, whose two words may be
-        // in different forms (a decomposed head beside a precomposed tail).
-        let (hc, tc) = (canonical(head), canonical(tail));
-        let (hd, td): (String, String) = (head.nfd().collect(), tail.nfd().collect());
-        let mut tried: Vec<(&str, &str)> = vec![(head, tail)];
-        for form in [(&*hc, &*tc), (&*hd, &*td), (&*hc, &*td), (&*hd, &*tc)] {
-            if tried.contains(&form) {
-                continue;
-            }
-            if let Some(row) = self.lookup_exact(payload, form.0, form.1, path, check)? {
+        for (h, t) in spellings(head, tail).iter().skip(1) {
+            if let Some(row) = self.lookup_exact(payload, h, t, path, check)? {
                 return Ok(Some(row));
             }
-            tried.push(form);
         }
         Ok(None)
+    }
+
+    /// Every row holding (head, tail) in any of the spellings [`lookup`](Self::lookup)
+    /// tries, ascending: an index built before spellings were merged can hold one pair
+    /// twice, and what removes a pair must remove both.
+    pub(crate) fn lookup_all(
+        &self,
+        payload: &[u8],
+        head: &str,
+        tail: &str,
+        path: &Path,
+        check: &dyn Fn(usize, usize) -> Result<()>,
+    ) -> Result<Vec<usize>> {
+        let mut rows = Vec::new();
+        for (h, t) in spellings(head, tail) {
+            if let Some(row) = self.lookup_exact(payload, &h, &t, path, check)? {
+                rows.push(row);
+            }
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        Ok(rows)
     }
 
     /// Finds the row holding exactly these bytes of (head, tail).

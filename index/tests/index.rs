@@ -735,6 +735,94 @@ fn rebuild_changes_precision_and_graph_keeps_pairs() {
     assert_eq!(names, want);
 }
 
+/// `relbert index remove`'s rebuild: the rows left out are gone, the others keep their order,
+/// pairs and vectors; in place, an index another writer published after the source was
+/// opened is refused (it would have been replaced by the older rows without a word), and so
+/// are leaving out every row or a row past the index.
+#[test]
+fn rebuild_without_leaves_out_rows_and_refuses_a_changed_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (n, dim) = (300, 16);
+    let vecs = low_rank(n, dim, 4, 0.1, 5);
+    let pairs = pairs_for(n);
+    let dir = build(
+        &tmp.path().join("idx"),
+        &pairs,
+        &vecs,
+        spec(dim as u32, Precision::F32),
+        100,
+        serial(),
+    );
+    let keep = RebuildOptions {
+        precision: None,
+        hnsw: serial(),
+        force: true,
+    };
+    let before = Index::open(&dir).unwrap();
+    let rows: Vec<Vec<f32>> = (0..n).map(|i| before.vector(i).unwrap().to_vec()).collect();
+    drop(before);
+    rebuild_without(
+        Index::open(&dir).unwrap(),
+        &dir,
+        &keep,
+        &[299, 5, 0, 5],
+        |_| {},
+    )
+    .unwrap();
+    let after = Index::open(&dir).unwrap();
+    assert_eq!(after.count(), n - 3);
+    let kept: Vec<usize> = (0..n).filter(|r| ![0, 5, 299].contains(r)).collect();
+    for (i, &r) in kept.iter().enumerate() {
+        let p = after.pair(i).unwrap();
+        let want = &pairs[r];
+        assert_eq!(
+            (p.head, p.tail, p.label),
+            (
+                want.head.as_str(),
+                want.tail.as_str(),
+                want.label.as_deref()
+            ),
+            "row {i}"
+        );
+        assert_eq!(after.vector(i).unwrap(), rows[r], "row {i}");
+    }
+    for r in [0, 5, 299] {
+        assert_eq!(after.lookup(&pairs[r].head, &pairs[r].tail).unwrap(), None);
+    }
+    assert_eq!(after.search(&rows[17], 1, 32).unwrap()[0].row, 15);
+
+    // Opened, then replaced by another writer before the remove takes the lock.
+    // A plain in-place rebuild had the same hazard.
+    let stale = Index::open(&dir).unwrap();
+    let stale_too = Index::open(&dir).unwrap();
+    let other = RebuildOptions {
+        hnsw: HnswParams { m: 8, ..serial() },
+        ..keep
+    };
+    rebuild(Index::open(&dir).unwrap(), &dir, &other, |_| {}).unwrap();
+    let published = Index::open(&dir).unwrap().id();
+    assert!(matches!(
+        rebuild_without(stale, &dir, &keep, &[1], |_| {}),
+        Err(IndexError::IndexChanged { .. })
+    ));
+    assert!(matches!(
+        rebuild(stale_too, &dir, &keep, |_| {}),
+        Err(IndexError::IndexChanged { .. })
+    ));
+    let now = Index::open(&dir).unwrap();
+    assert_eq!((now.id(), now.count()), (published, n - 3));
+    drop(now);
+
+    let all: Vec<usize> = (0..n - 3).collect();
+    for drop_rows in [all, vec![n - 3]] {
+        assert!(matches!(
+            rebuild_without(Index::open(&dir).unwrap(), &dir, &keep, &drop_rows, |_| {}),
+            Err(IndexError::InvalidParameter(_))
+        ));
+    }
+    assert_eq!(Index::open(&dir).unwrap().count(), n - 3);
+}
+
 /// An index whose vectors file is larger than the open-time verification limit, so its blocks
 /// are verified only when a query first touches them (a random graph keeps the build fast).
 fn large_index(dir: &Path, name: &str, seed: u64) -> (PathBuf, Vec<f32>) {

@@ -73,6 +73,9 @@ pub fn run(a: AverageArgs) -> Result<()> {
     if let Some(warning) = report.mixed_runs_warning() {
         relbert::say!("warning: {warning}");
     }
+    if let Some(note) = report.config_note() {
+        relbert::say!("note: {note}");
+    }
     relbert::say!(
         "averaged {} models ({} tensors, {} parameters each) into {} ({})",
         report.sources.len(),

@@ -363,18 +363,24 @@ fn check_report_path(
         parent.display()
     );
     check_replaceable(path, force, OutputKind::BenchReport).context("invalid value for --json")?;
+    // The OS error alone: tempfile's own message repeats the failure and adds the random
+    // name of a file that was never made.
     tempfile::Builder::new()
         .prefix(".relbert-bench-check")
         .tempfile_in(parent)
-        .with_context(|| {
-            format!(
-                "invalid value for --json: cannot write a file in {}",
-                parent.display()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write --json {}: no file can be made in {}: {}",
+                path.display(),
+                parent.display(),
+                relbert::encoder::innermost_io(&e)
             )
         })?;
     // One writer per report for the whole run: the report's temporary file is replaced on
-    // the assumption that no live run owns it.
-    let lock = relbert_index::OutputLock::acquire(path).context("invalid value for --json")?;
+    // the assumption that no live run owns it. A failure here (a full or read-only place)
+    // is said as a failure to write, not as a bad value of the flag.
+    let lock = relbert_index::OutputLock::acquire(path)
+        .with_context(|| format!("cannot write --json {}", path.display()))?;
     Ok(Some(lock))
 }
 
@@ -449,7 +455,7 @@ fn refuse_overlong(
         location,
         head,
         tail,
-        limit: relbert::batching::MAX_LENGTH,
+        limit: enc.max_tokens(),
         hint: "",
     }
     .into())

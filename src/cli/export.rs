@@ -277,6 +277,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         };
         let pb = Progress::pairs(n, "exporting");
         let asked = a.target.given(a.f16 || a.f32);
+        let interrupt = super::interrupt::CollectionLoad::install(conn.target());
         let report = export_index(&index, &conn, &settings, asked, &opts, &|d| {
             pb.set_position(d)
         })
@@ -292,6 +293,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
             );
             anyhow::Error::new(e).context(at)
         })?;
+        // Loaded: a signal from now on must not say the load can be resumed.
+        drop(interrupt);
         pb.finish();
         log_load(&conn, &report);
         return Ok(());

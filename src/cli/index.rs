@@ -41,6 +41,26 @@ pub enum IndexCommand {
     /// Grow an index by the pairs it does not hold yet: encodes only those, inserts them into
     /// the graph and replaces the index atomically (resumes an interrupted add).
     Add(AddArgs),
+    /// Shrink an index by the pairs listed: copies the others (no encoding), builds their
+    /// graph and replaces the index atomically (resumes an interrupted remove).
+    Remove(RemoveArgs),
+}
+
+/// Arguments of `relbert index remove`.
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// Index directory to shrink (replaced in one atomic exchange by the index without the
+    /// pairs; built in DIR.partial/).
+    #[arg(long, value_parser = super::os(super::grown_index_dir_at))]
+    index: PathBuf,
+    /// Pair file(s) of the pairs to remove, `-` for standard input: head<TAB>tail per line (a
+    /// label, if any, is ignored). Pairs are found as `index add` finds them (any Unicode
+    /// normal form; case counts); pairs the index does not hold are counted and left.
+    #[arg(long, required = true, num_args = 1..)]
+    pairs: Vec<PathBuf>,
+    /// Print a JSON summary on standard output instead of a line for people.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `relbert index add`.
@@ -238,6 +258,19 @@ pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, boo
             return Ok((records, false));
         }
         if files.len() == 1 {
+            // A partial directory without a whole copy (its copy was cut short, by a full
+            // disk or a kill) can be resumed only from the same input given again.
+            let partial = relbert_index::partial_dir(out)?;
+            if std::fs::symlink_metadata(&partial).is_ok() {
+                anyhow::bail!(
+                    "no pairs on standard input: {} holds an interrupted run of {} but no \
+                     complete copy of its input, so give the same pairs on standard input \
+                     again to resume it (or remove {} to give it up)",
+                    partial.display(),
+                    out.display(),
+                    partial.display()
+                );
+            }
             anyhow::bail!(
                 "no pairs on standard input (and no interrupted run of {} to resume)",
                 out.display()
@@ -462,6 +495,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         IndexCommand::Rebuild(a) => rebuild(a),
         IndexCommand::Export(a) => super::export::run(a),
         IndexCommand::Add(a) => add(a),
+        IndexCommand::Remove(a) => remove(a),
         IndexCommand::Info(a) => {
             let started = std::time::Instant::now();
             check_there(&a.dir)?;
@@ -565,6 +599,7 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     // Counts from several threads may come out of order: one below the highest told is
     // left out, so the count shown never goes back.
     let highest = AtomicU64::new(0);
+    let interrupt = super::interrupt::CollectionLoad::install(conn.target());
     let report = relbert::store::qdrant::export::build_collection(
         &encoder,
         records,
@@ -592,6 +627,8 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
         );
         anyhow::Error::new(e).context(format!("building into {}{hint}", conn.target()))
     })?;
+    // Loaded: a signal from now on must not say the load can be resumed.
+    drop(interrupt);
     if let Some(pb) = pb.get() {
         pb.finish();
     }
@@ -682,38 +719,64 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
     check_there(&a.index)?;
     let src = Index::open(&a.index).with_context(|| opening(&a.index))?;
-    let hnsw = &src.meta().hnsw;
-    // An index with a random graph (a test fixture) records ef_construction 0.
-    let source_ef = match hnsw.ef_construction {
-        0 => HnswParams::default().ef_construction,
-        ef => ef as usize,
-    };
     let opts = RebuildOptions {
         precision: match (a.f16, a.f32) {
             (true, _) => Some(Precision::F16),
             (_, true) => Some(Precision::F32),
             _ => None,
         },
-        hnsw: HnswParams {
-            m: a.m.unwrap_or(hnsw.m as usize),
-            // Not given: the source's, raised to M (an index built before ef_construction
-            // below M was refused, or a larger --m alone, would be refused otherwise).
-            ef_construction: a
-                .ef_construction
-                .unwrap_or(source_ef.max(a.m.unwrap_or(hnsw.m as usize))),
-            threads: 0,
-            ..HnswParams::default()
-        },
+        hnsw: source_hnsw(&src, a.m, a.ef_construction),
         force: a.force,
     };
     check_hnsw(&opts.hnsw)?;
     let count = src.count() as u64;
     let started = std::time::Instant::now();
-    // One display per stage that counts pairs; the short file-writing stage shows none.
+    let out = with_copy_progress(&interrupt, count, |progress| {
+        relbert_index::rebuild(src, &a.out, &opts, progress)
+    })
+    .with_context(|| format!("rebuilding {} into {}", a.index.display(), a.out.display()))?;
+    tracing::info!(
+        "index {}: {} pairs rebuilt from {} in {:.1}s",
+        out.display(),
+        count,
+        a.index.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The HNSW parameters a rebuild of `src` uses: `m` and `ef_construction` as given, else the
+/// source's.
+fn source_hnsw(src: &Index, m: Option<usize>, ef_construction: Option<usize>) -> HnswParams {
+    let hnsw = &src.meta().hnsw;
+    // An index with a random graph (a test fixture) records ef_construction 0.
+    let source_ef = match hnsw.ef_construction {
+        0 => HnswParams::default().ef_construction,
+        ef => ef as usize,
+    };
+    let m = m.unwrap_or(hnsw.m as usize);
+    HnswParams {
+        m,
+        // Not given: the source's, raised to M (an index built before ef_construction below
+        // M was refused, or a larger --m alone, would be refused otherwise).
+        ef_construction: ef_construction.unwrap_or(source_ef.max(m)),
+        threads: 0,
+        ..HnswParams::default()
+    }
+}
+
+/// Runs `run` (a rebuild of an index of `count` rows) with one progress display per stage
+/// that counts pairs (copying, then graph; the short file-writing stage shows none), telling
+/// `interrupt` what the partial directory keeps at each stage.
+fn with_copy_progress<T>(
+    interrupt: &Resumable,
+    count: u64,
+    run: impl FnOnce(&mut dyn FnMut(relbert_index::Progress)) -> relbert_index::Result<T>,
+) -> relbert_index::Result<T> {
     let mut bar = (Progress::pairs(count, "copying"), Stage::Copying);
     // A copy resumed after its last row reports none: its display goes without a line.
     let mut copied = false;
-    let out = relbert_index::rebuild(src, &a.out, &opts, |p| {
+    let result = run(&mut |p| {
         if p.stage == Stage::Graph && bar.1 != Stage::Graph {
             if copied {
                 bar.0.finish();
@@ -728,16 +791,127 @@ fn rebuild(a: RebuildArgs) -> Result<()> {
             copied = true;
             bar.0.set_position(p.done);
         }
+    });
+    if result.is_ok() {
+        bar.0.finish();
+    }
+    result
+}
+
+/// `relbert index remove`: the index without the pairs listed, in its place (the others'
+/// rows copied as they are, their graph built anew); a clear message and no change when the
+/// index holds none of them.
+fn remove(mut a: RemoveArgs) -> Result<()> {
+    // Through a symbolic link, the index it points to shrinks (replaced by a rename beside
+    // itself, as an add does).
+    if std::fs::symlink_metadata(&a.index).is_ok_and(|m| m.file_type().is_symlink()) {
+        a.index = std::fs::canonicalize(&a.index)
+            .with_context(|| format!("following the link {}", a.index.display()))?;
+    }
+    let interrupt =
+        Resumable::install(&a.index, "the rows kept, copied up to its last checkpoint")?;
+    if a.pairs.iter().any(|p| p.as_os_str() == "-") {
+        interrupt.stdin_again();
+    }
+    let records = read_all(&a.pairs)?;
+    let total = records.len();
+    check_there(&a.index)?;
+    // Only the headers at open: the rows kept are verified before the copy, and those taken
+    // out are not read, so a damaged row can be removed (a full check at open, which small
+    // indexes get, refused it).
+    let idx = Index::open_with(
+        &a.index,
+        relbert_index::OpenOptions {
+            verify: relbert_index::Verify::Headers,
+        },
+    )
+    .with_context(|| opening(&a.index))?;
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let (mut missing, mut repeated) = (0u64, 0u64);
+    for r in &records {
+        // Every spelling the index holds of the pair: one built before spellings were
+        // merged can hold two.
+        let found = idx
+            .lookup_all(&r.head, &r.tail)
+            .with_context(|| format!("reading the pairs of {}", a.index.display()))?;
+        let before = rows.len();
+        rows.extend(found.iter().copied().filter(|&row| seen.insert(row)));
+        if found.is_empty() {
+            missing += 1;
+        } else if rows.len() == before {
+            repeated += 1;
+        }
+    }
+    let count = idx.count() as u64;
+    let summary = |removed: usize, left: u64| {
+        serde_json::json!({
+            "index": a.index.display().to_string(), "pairs_read": total, "removed": removed,
+            "not_in_index": missing, "repeated_in_input": repeated, "count": left,
+        })
+    };
+    if rows.is_empty() {
+        if a.json {
+            relbert::output::print_line(&summary(0, count).to_string())?;
+        } else {
+            relbert::output::print_line(&format!(
+                "nothing to remove: none of the {total} pairs read is in {} ({count} pairs); the \
+                 index is unchanged",
+                a.index.display()
+            ))?;
+        }
+        return Ok(());
+    }
+    if rows.len() as u64 == count {
+        anyhow::bail!(
+            "the pairs read are all {count} pairs of {}: removing them would leave an empty \
+             index, which relbert does not make (remove the directory instead)",
+            a.index.display()
+        );
+    }
+    check_replaced_whole(&a.index, "remove")?;
+    let opts = RebuildOptions {
+        precision: None,
+        hnsw: source_hnsw(&idx, None, None),
+        force: true,
+    };
+    let started = std::time::Instant::now();
+    let left = count - rows.len() as u64;
+    with_copy_progress(&interrupt, left, |progress| {
+        relbert_index::rebuild_without(idx, &a.index, &opts, &rows, progress)
     })
-    .with_context(|| format!("rebuilding {} into {}", a.index.display(), a.out.display()))?;
-    bar.0.finish();
+    .with_context(|| format!("removing {} pairs from {}", rows.len(), a.index.display()))?;
     tracing::info!(
-        "index {}: {} pairs rebuilt from {} in {:.1}s",
-        out.display(),
-        count,
+        "index {}: {} pairs removed in {:.1}s",
         a.index.display(),
+        rows.len(),
         started.elapsed().as_secs_f64()
     );
+    if a.json {
+        relbert::output::print_line(&summary(rows.len(), left).to_string())?;
+    } else {
+        // "1 pair", "2 pairs".
+        let pairs = |n: u64| format!("{n} pair{}", if n == 1 { "" } else { "s" });
+        let mut notes = Vec::new();
+        if missing > 0 {
+            let verb = if missing == 1 { "is" } else { "are" };
+            notes.push(format!("{} read {verb} not in it", pairs(missing)));
+        }
+        if repeated > 0 {
+            notes.push(format!("{} read repeated an earlier line", pairs(repeated)));
+        }
+        let also = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        };
+        relbert::output::print_line(&format!(
+            "removed {} from {}{also}; it holds {}",
+            pairs(rows.len() as u64),
+            a.index.display(),
+            pairs(left)
+        ))?;
+    }
     Ok(())
 }
 
@@ -820,7 +994,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         }
         return Ok(());
     }
-    check_add_target(&a.index)?;
+    check_replaced_whole(&a.index, "add")?;
     let encoder = match early {
         Some(encoder) => encoder,
         None => load()?,
@@ -1043,15 +1217,17 @@ pub(crate) fn opening(dir: &Path) -> String {
     }
 }
 
-/// Refuses, before any work, an `index add` of an index directory that holds other files
-/// than the index's: the grown index replaces the whole directory, so relbert leaves it as
-/// it is (the index crate's refusal speaks of `--force`, which `index add` does not have).
-fn check_add_target(dir: &Path) -> Result<()> {
+/// Refuses, before any work, an `index add` or `index remove` (`what`: "add" or "remove")
+/// of an index directory that holds other files than the index's: the new index replaces the
+/// whole directory, so relbert leaves it as it is (the index crate's refusal speaks of
+/// `--force`, which these commands do not have).
+fn check_replaced_whole(dir: &Path, what: &str) -> Result<()> {
     heal_record(dir)?;
     match relbert_index::recognise_index(dir) {
         Err(relbert_index::IndexError::NotOurs { why, .. }) => anyhow::bail!(
-            "{} is not only an index: {why}; `index add` replaces the whole directory with the \
-             grown index, so it leaves it as it is: move that out of {} and run the add again",
+            "{} is not only an index: {why}; `index {what}` replaces the whole directory with \
+             the new index, so it leaves it as it is: move that out of {} and run the {what} \
+             again",
             dir.display(),
             dir.display()
         ),

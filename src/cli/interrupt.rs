@@ -1,5 +1,5 @@
 //! The signals that stop a run (SIGINT, SIGTERM, SIGHUP), for the commands that must do more
-//! on one than die: two mechanisms, four uses.
+//! on one than die: two mechanisms, five uses.
 //!
 //! * [`Interrupts`], for the commands that write outputs under temporary names and rename them
 //!   into place (`embed`, `index export --format` and `pairs mine`). `std::process::exit`
@@ -19,6 +19,10 @@
 //!   keeps and that the same command resumes from it, removes the output's lock file and
 //!   exits with 128 plus the signal's number, except while the finished index is written
 //!   and put in place, which a signal lets finish.
+//! * [`CollectionLoad`], for loads into a Qdrant collection (`index export` and `index build`
+//!   with `--collection`): it says that the collection keeps the points written so far and
+//!   that the same command resumes after the collection's checkpoint, and exits with 128 plus
+//!   the signal's number.
 //! * [`InterruptNote`], for the first `relbert query` while it builds the default index: it
 //!   only says that the next query resumes the build and then dies by the signal as before.
 //!   It is a plain `signal(2)` handler, not [`watch`], because it must be taken back once the
@@ -337,6 +341,9 @@ struct ResumeState {
     kept: String,
     /// The finished index is being written and put in place.
     committing: bool,
+    /// The run read standard input and keeps no copy of it: a rerun must be given the same
+    /// input again ([`Resumable::stdin_again`]).
+    stdin_again: bool,
     /// The run has returned: a signal ends the process with the same status, saying nothing.
     disarmed: bool,
 }
@@ -354,6 +361,7 @@ impl Resumable {
             lock: relbert_index::lock::lock_path(out)?,
             kept: kept.into(),
             committing: false,
+            stdin_again: false,
             disarmed: false,
         }));
         let shared = state.clone();
@@ -374,7 +382,7 @@ impl Resumable {
             // writer's (or an earlier run's), and this run kept nothing in it.
             let ours = names_this_process(&st.lock);
             let message = if ours {
-                resume_message(&st.partial, &st.kept)
+                resume_message(&st.partial, &st.kept, st.stdin_again)
             } else {
                 "interrupted: nothing was written".to_string()
             };
@@ -409,6 +417,12 @@ impl Resumable {
     pub fn committing(&self) {
         self.state().committing = true;
     }
+
+    /// The run reads standard input and keeps no copy of it (`index remove --pairs -`): the
+    /// message on a signal says to give the same input again.
+    pub fn stdin_again(&self) {
+        self.state().stdin_again = true;
+    }
 }
 
 impl Drop for Resumable {
@@ -433,8 +447,9 @@ fn names_this_process(lock: &std::path::Path) -> bool {
 }
 
 /// What a [`Resumable`] says on a signal: what `partial` keeps (`kept`) when it holds a
-/// checkpoint, and how to resume; when it holds none, that nothing was kept.
-fn resume_message(partial: &std::path::Path, kept: &str) -> String {
+/// checkpoint, and how to resume (`stdin_again`: with the same standard input, of which no
+/// copy is kept); when it holds none, that nothing was kept.
+fn resume_message(partial: &std::path::Path, kept: &str, stdin_again: bool) -> String {
     if !partial.join("checkpoint").is_file() {
         return "interrupted: nothing was written".into();
     }
@@ -443,12 +458,57 @@ fn resume_message(partial: &std::path::Path, kept: &str) -> String {
     let stdin = if partial.join("input.spool").is_file() {
         " (with `--pairs -`, give it the same input again, or none: it resumes from the copy \
          of standard input kept there)"
+    } else if stdin_again {
+        " (with `--pairs -`, give it the same pairs again)"
     } else {
         ""
     };
     format!(
         "interrupted; {} keeps {kept}: run the same command to resume{stdin}",
         partial.display()
+    )
+}
+
+/// The interrupt handling of a load into a Qdrant collection (`index export --collection`,
+/// `index build --collection`). Such a load checkpoints the rows it has confirmed in the
+/// collection's metadata and writes every point under an id derived from its pair, so a stop
+/// at any moment loses nothing and a rerun neither doubles nor drops a point (what
+/// `tests/qdrant_cluster.rs` checks with a kill): a signal ends the run at once, saying that
+/// the collection keeps the points written so far and that the same command resumes, with
+/// 128 plus the signal's number (these loads were ended by the signal without a word, unlike
+/// the local `index build`'s [`Resumable`]). There is nothing of relbert's on disk to remove.
+pub(super) struct CollectionLoad(Arc<AtomicBool>);
+
+impl CollectionLoad {
+    /// Installs the handler for a load into `target` (the connection's description, as
+    /// messages name it); it is disarmed when the returned value is dropped.
+    pub fn install(target: String) -> CollectionLoad {
+        let disarmed = Arc::new(AtomicBool::new(false));
+        let returned = disarmed.clone();
+        let installed = watch(move |which| {
+            if !returned.load(Ordering::SeqCst) {
+                say(&format!("\n{}", load_message(&target)));
+            }
+            std::process::exit(which.exit_status());
+        });
+        if let Err(e) = installed {
+            tracing::warn!("{e}: such a signal stops the load without a word");
+        }
+        CollectionLoad(disarmed)
+    }
+}
+
+impl Drop for CollectionLoad {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What a [`CollectionLoad`] says on a signal.
+fn load_message(target: &str) -> String {
+    format!(
+        "interrupted; {target} keeps the points written so far: run the same command (with the \
+         same input) to resume after its last checkpoint (points are overwritten, never doubled)"
     )
 }
 
@@ -517,12 +577,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let partial = tmp.path().join("idx.partial");
         assert_eq!(
-            resume_message(&partial, "x"),
+            resume_message(&partial, "x", false),
             "interrupted: nothing was written"
         );
         std::fs::create_dir(&partial).unwrap();
         std::fs::write(partial.join("checkpoint"), "c").unwrap();
-        let said = resume_message(&partial, "the pairs encoded so far");
+        let said = resume_message(&partial, "the pairs encoded so far", false);
         assert_eq!(
             said,
             format!(
@@ -530,8 +590,13 @@ mod tests {
                 partial.display()
             )
         );
+        let said = resume_message(&partial, "x", true);
+        assert!(
+            said.ends_with("(with `--pairs -`, give it the same pairs again)"),
+            "{said}"
+        );
         std::fs::write(partial.join("input.spool"), "s").unwrap();
-        let said = resume_message(&partial, "x");
+        let said = resume_message(&partial, "x", false);
         assert!(said.contains("copy of standard input"), "{said}");
         let lock = tmp.path().join(".idx.lock");
         assert!(!names_this_process(&lock));
@@ -543,6 +608,19 @@ mod tests {
         assert!(
             !names_this_process(&lock),
             "another pid that begins with ours"
+        );
+    }
+
+    /// What an interrupted load into a collection says: the collection, that it keeps what
+    /// was written, and that the same command resumes.
+    #[test]
+    fn an_interrupted_load_names_its_collection_and_how_to_resume() {
+        let said = load_message("http://q:6334 collection c");
+        assert!(
+            said.starts_with("interrupted; http://q:6334 collection c keeps the points")
+                && said.contains("run the same command")
+                && said.contains("resume"),
+            "{said}"
         );
     }
 

@@ -445,6 +445,14 @@ fn parent_is_a_directory(p: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Whether `p` is one of the names of this process's standard output (`/dev/stdout`,
+/// `/dev/fd/1`, `/proc/self/fd/1`).
+fn names_standard_output(p: &Path) -> bool {
+    ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+        .iter()
+        .any(|name| p == Path::new(name))
+}
+
 /// What a file that is neither a regular file nor a directory is, for a message; `None` for
 /// a regular file or a directory.
 fn special_file(md: &std::fs::Metadata) -> Option<&'static str> {
@@ -477,6 +485,16 @@ pub(crate) fn output_file_at(s: &OsStr) -> std::result::Result<PathBuf, String> 
     if names_a_dir && s != "-" {
         return Err(format!(
             "{p:?} names a directory; give the output file's name"
+        ));
+    }
+    // Whatever standard output is (a terminal, a pipe, a file it was redirected to), these
+    // names are not a file relbert may write beside and rename over: with standard output
+    // redirected to a file, `--out /dev/stdout` was told "exists; pass --force", and with
+    // --force the rename would replace the name in /dev.
+    if names_standard_output(p) {
+        return Err(format!(
+            "{p:?} names standard output, which relbert does not write through a file name: \
+             give `-` where the flag takes it (see --help), or the path of a file"
         ));
     }
     if s != "-" {

@@ -186,8 +186,22 @@ const SIZE_FORMS: &str = "give a number and a unit: K, M, G or T (binary: 1K = 1
 /// one beyond 2⁶⁴ bytes.
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| c.is_ascii_alphabetic() && !matches!(c, 'e' | 'E'))
+    // The unit starts at the first letter that is not a number's exponent (`1e9K`): an `e`
+    // is one only when a digit follows it, signed or not. `2EB` was split as the number
+    // `2E` and the unit `B` ("B is not a unit"), where the unit given is `EB`.
+    let b = t.as_bytes();
+    let exponent = |i: usize| {
+        matches!(b[i], b'e' | b'E') && {
+            let after = b.get(i + 1..).unwrap_or(&[]);
+            let after = after
+                .strip_prefix(b"+")
+                .or(after.strip_prefix(b"-"))
+                .unwrap_or(after);
+            i > 0 && after.first().is_some_and(u8::is_ascii_digit)
+        }
+    };
+    let split = (0..b.len())
+        .find(|&i| b[i].is_ascii_alphabetic() && !exponent(i))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let mult: f64 = match unit.to_ascii_lowercase().as_str() {
@@ -494,7 +508,8 @@ fn run_mine(a: MineArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
     };
     let started = std::time::Instant::now();
-    let (pairs, mut report) = mine(&opts, &PassProgress(Mutex::new(None)))?;
+    let (pairs, mut report) = mine(&opts, &PassProgress(Mutex::new(None)))
+        .map_err(|e| work_dir_full(e, work.path(), &tmp_parent))?;
     // Most frequent first, as documented: with learned phrases the counts of words that
     // went into a phrase fall after the vocabulary was chosen by the counts before.
     report
@@ -604,6 +619,25 @@ fn host_name() -> String {
 
 fn owner_record() -> String {
     format!("{} {}\n", std::process::id(), host_name())
+}
+
+/// `e`, with what to do when it is the work directory (in `parent`) that filled up (a full
+/// disk, a quota, a file size limit): the counts spilled there are the user's to make room
+/// for, elsewhere (`--tmp-dir`) or fewer of them (`--memory`).
+fn work_dir_full(e: relbert::Error, work: &Path, parent: &Path) -> anyhow::Error {
+    let full = matches!(
+        &e,
+        relbert::Error::Io { path, err }
+            if path.starts_with(work) && relbert_index::is_out_of_space(err)
+    );
+    if !full {
+        return e.into();
+    }
+    anyhow::anyhow!(
+        "{e}: the counts spilled to disk fill the work directory's file system ({}); give \
+         another place with room with --tmp-dir, or more --memory, which spills less",
+        parent.display()
+    )
 }
 
 /// Removes work directories of runs that were killed without cleaning up (`kill -9`, a
@@ -834,9 +868,31 @@ fn no_pairs_why(r: &MineReport, a: &MineArgs) -> Option<String> {
 mod tests {
     use super::*;
 
+    // A full work directory said only `<work>/run-0-3.bin: No space left on device`, naming
+    // neither flag that helps; another file's error, or another error, is left as it is.
+    #[test]
+    fn a_full_work_directory_names_tmp_dir_and_memory() {
+        let (work, parent) = (Path::new("/t/.relbert-mine-x"), Path::new("/t"));
+        let full = |p: &str| relbert::Error::io(p, std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let msg = work_dir_full(full("/t/.relbert-mine-x/run-0-3.bin"), work, parent).to_string();
+        assert!(
+            msg.contains("--tmp-dir") && msg.contains("--memory") && msg.contains("run-0-3.bin"),
+            "{msg}"
+        );
+        let msg = work_dir_full(full("/out/pairs.tsv"), work, parent).to_string();
+        assert!(!msg.contains("--tmp-dir"), "{msg}");
+    }
+
     #[test]
     fn sizes_take_binary_units() {
         assert_eq!(parse_size("512M"), Ok(512 << 20));
+        // An exponent is read as one; a unit that starts with E is named whole.
+        assert_eq!(parse_size("1e3K"), Ok(1_024_000));
+        assert_eq!(parse_size("1E+1K"), Ok(10_240));
+        for unit in ["EB", "EiB", "E"] {
+            let e = parse_size(&format!("2{unit}")).unwrap_err();
+            assert!(e.starts_with(&format!("{unit:?} is not a unit")), "{e}");
+        }
         assert_eq!(parse_size("1.5g"), Ok(3 << 29));
         assert!(parse_size("-1G").is_err());
         assert!(parse_size("G").is_err());

@@ -249,6 +249,15 @@ fn run_eta(steps: usize, per_step: f64, validations: usize, validation: f64) -> 
     }
 }
 
+/// The SemEval validation score as the progress lines show it: `none` when no validation
+/// relation could be scored (warned about before training).
+fn semeval_shown(score: Option<f64>) -> String {
+    match score {
+        Some(s) => format!("{s:.4}"),
+        None => "none".into(),
+    }
+}
+
 /// Runs `relbert train`.
 ///
 /// A run stopped by SIGINT, SIGTERM or SIGHUP keeps what it saved (the best epoch so far)
@@ -284,14 +293,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     // Before looking at --out's contents: a base inside it is the more useful refusal.
     check_output_paths(&cfg, &a.out).map_err(usage_if_command_line)?;
-    if std::fs::symlink_metadata(&a.out).is_ok() {
-        anyhow::ensure!(
-            a.force,
-            "{} exists; pass --force to overwrite it",
-            a.out.display()
-        );
-        relbert::output::recognise_model_dir(&a.out)?;
-    }
+    // Whether --out is relbert's is said before --force is suggested (see
+    // check_model_output); the library checks it again under the output's lock.
+    relbert::training::check_model_output(&a.out, a.force)?;
     let stop = super::interrupt::StopRequest::install(
         "interrupt: stopping after this step; the best checkpoint so far stays",
     );
@@ -315,10 +319,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut on_event = |ev: Event| match ev {
         Event::Baseline(v) => {
             relbert::say!(
-                "base model: validation score {:.4} (analogy {:?}, semeval {:.4})",
+                "base model: validation score {:.4} (analogy {:?}, semeval {})",
                 v.score,
                 v.analogy,
-                v.semeval
+                semeval_shown(v.semeval)
             );
         }
         Event::EpochStart { epoch, steps } => {
@@ -364,14 +368,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 bar.finish_and_clear();
             }
             relbert::say!(
-                "epoch {}: mean loss {:.4}, {:.1}s ({:.2}s/step); validation score {:.4} (analogy {:?}, semeval {:.4})",
+                "epoch {}: mean loss {:.4}, {:.1}s ({:.2}s/step); validation score {:.4} (analogy {:?}, semeval {})",
                 m.epoch,
                 m.mean_loss,
                 m.train_seconds,
                 m.train_seconds / m.steps.max(1) as f64,
                 m.validation.score,
                 m.validation.analogy,
-                m.validation.semeval
+                semeval_shown(m.validation.semeval)
             );
         }
     };

@@ -98,7 +98,7 @@ impl PairCounter {
         let path = self
             .dir
             .join(format!("run-{}-{}.bin", self.tag, self.runs.len()));
-        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let f = File::create(&path).map_err(|e| run_file_error(&path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         for (k, c) in &entries {
             w.write_all(&k.to_le_bytes())
@@ -233,7 +233,7 @@ impl Merged {
     fn open(files: Vec<PathBuf>, mems: Vec<Vec<(u64, u64)>>) -> Result<Merged> {
         let mut runs = Vec::new();
         for p in files {
-            let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
+            let f = File::open(&p).map_err(|e| run_file_error(&p, e))?;
             runs.push(Run::File(BufReader::with_capacity(1 << 16, f), p));
         }
         runs.extend(mems.into_iter().map(|m| Run::Mem(m.into_iter())));
@@ -271,9 +271,22 @@ impl Merged {
     }
 }
 
-/// How many runs a merge opens at once: half the process's file limit (the rest is for
-/// everything else it has open), at most 512.
+/// Descriptors a merge keeps free beside its runs: the merged run it writes, and what the
+/// rest of the process (its output, a log) may open meanwhile.
+const SPARE_FILES: usize = 4;
+
+/// How many runs a merge opens at once: the process's file limit less the descriptors open
+/// already (counted in `/proc/self/fd`; where that cannot be read, half the limit is left
+/// for them) and [`SPARE_FILES`], at least 2 and at most 512. Half the limit, as before,
+/// took 10 of 20 while 12 were open (`ulimit -n 20`), and opening the runs failed.
 fn open_runs_limit() -> usize {
+    let soft = open_files_limit();
+    let in_use = open_descriptors().unwrap_or(soft / 2);
+    soft.saturating_sub(in_use + SPARE_FILES).clamp(2, 512)
+}
+
+/// The soft limit on open files (`ulimit -n`); 1024 when it cannot be read.
+fn open_files_limit() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -284,7 +297,29 @@ fn open_runs_limit() -> usize {
     } else {
         1024
     };
-    (soft.min(1 << 20) as usize / 2).clamp(8, 512)
+    soft.min(1 << 20) as usize
+}
+
+/// The descriptors this process has open, or `None` without `/proc`.
+fn open_descriptors() -> Option<usize> {
+    // The listing's own descriptor is among those it lists.
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(n.saturating_sub(1))
+}
+
+/// The error of opening or creating run `path`: out of descriptors (EMFILE, ENFILE) is said
+/// with what to do, since nothing in the input is wrong.
+fn run_file_error(path: &Path, e: std::io::Error) -> Error {
+    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        let advice = format!(
+            "{e}: the merge of the counts spilled to disk needs more open files than the \
+             limit allows (ulimit -n is {}): raise it (`ulimit -n 1024`), or give more \
+             --memory, which spills fewer runs",
+            open_files_limit()
+        );
+        return Error::io(path, std::io::Error::new(e.kind(), advice));
+    }
+    Error::io(path, e)
 }
 
 /// Merges runs on disk, `limit` at a time, until at most `limit` are left; the merged ones
@@ -303,7 +338,7 @@ fn merge_in_rounds(mut files: Vec<PathBuf>, limit: usize) -> Result<Vec<PathBuf>
             let dir = group[0].parent().unwrap_or(Path::new("."));
             let path = dir.join(format!("merged-{n}.bin"));
             let mut m = Merged::open(group.to_vec(), Vec::new())?;
-            let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let f = File::create(&path).map_err(|e| run_file_error(&path, e))?;
             let mut w = BufWriter::with_capacity(1 << 20, f);
             while let Some((k, c)) = m.next_pair()? {
                 w.write_all(&k.to_le_bytes())

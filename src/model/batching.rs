@@ -20,13 +20,14 @@ pub const MAX_LENGTH: usize = 64;
 /// One tokenised prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokenized {
-    /// Token ids with special tokens, at most [`MAX_LENGTH`] long.
+    /// Token ids with special tokens, at most [`PromptTokenizer::max_length`] long.
     pub ids: Vec<u32>,
     /// Whether truncation cut the prompt.
     pub truncated: bool,
 }
 
-/// The model's tokenizer set up for prompts: no padding, truncation at [`MAX_LENGTH`].
+/// The model's tokenizer set up for prompts: no padding, truncation at [`MAX_LENGTH`] (or the
+/// model's position table, where shorter).
 #[derive(Clone)]
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
@@ -34,11 +35,13 @@ pub struct PromptTokenizer {
     mask_token: String,
     mask_id: u32,
     pad_id: u32,
+    max_len: usize,
 }
 
 impl PromptTokenizer {
     /// Loads `tokenizer.json`; `pad_id` comes from the model config. `max_len` caps the
-    /// truncation length (the model's position table may be shorter than 64).
+    /// truncation length (the model's position table may be shorter than 64); the caller
+    /// refuses a limit too short for any prompt (see [`Self::special_tokens`]).
     pub fn from_file(path: &Path, pad_id: u32, max_len: usize) -> Result<Self> {
         crate::config::model_file(path)?;
         let err = |message: String| Error::Tokenizer {
@@ -47,9 +50,13 @@ impl PromptTokenizer {
         };
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         tokenizer.with_padding(None);
+        let max_len = MAX_LENGTH.min(max_len);
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: MAX_LENGTH.min(max_len),
+                // tokenizers refuses a limit of 0 (its stride must be smaller) with a message
+                // about strides; such a model is refused by its loader, which names the
+                // position table.
+                max_length: max_len.max(1),
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
                 direction: TruncationDirection::Right,
@@ -65,7 +72,34 @@ impl PromptTokenizer {
             mask_token,
             mask_id,
             pad_id,
+            max_len,
         })
+    }
+
+    /// The most tokens a prompt may have, special tokens included: [`MAX_LENGTH`], or the
+    /// model's position table where that is shorter. Every refusal of a long prompt states
+    /// this limit, and screening for such prompts uses it.
+    pub fn max_length(&self) -> usize {
+        self.max_len
+    }
+
+    /// How many special tokens (`[CLS]`, `[SEP]`, `<s>`, `</s>`) the tokenizer adds around
+    /// one text: a prompt needs room for these and at least one word token.
+    pub fn special_tokens(&self) -> usize {
+        use tokenizers::PostProcessor;
+        self.tokenizer
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false))
+    }
+
+    /// One more than the largest token id the tokenizer can give (added tokens included):
+    /// the rows the model's word-embedding table must have.
+    pub fn id_count(&self) -> usize {
+        self.tokenizer
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1)
     }
 
     /// The mask token's text (`<mask>` or `[MASK]`).

@@ -116,6 +116,44 @@ impl ModelConfig {
                 message: format!("unsupported hidden_act {hidden_act:?}; only exact \"gelu\""),
             });
         }
+        // Settings of the same model types that change the computation: the encoder here is
+        // bidirectional self-attention over absolute positions, and gave that model's vectors
+        // for a decoder's, or a relative-position model's, without a word.
+        let why_not = "relbert computes plain BERT/RoBERTa encoders (bidirectional \
+                       self-attention over absolute positions)";
+        if field(&raw, path, "is_decoder", Some(false))? {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "\"is_decoder\": true (a decoder, e.g. BertLMHeadModel or bert-generation: \
+                     causal attention) is not supported; {why_not}"
+                ),
+            });
+        }
+        if field(&raw, path, "add_cross_attention", Some(false))? {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "\"add_cross_attention\": true (an encoder-decoder's decoder) is not \
+                     supported; {why_not}"
+                ),
+            });
+        }
+        let positions: String = field(
+            &raw,
+            path,
+            "position_embedding_type",
+            Some("absolute".to_string()),
+        )?;
+        if positions != "absolute" {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "position_embedding_type {positions:?} is not supported, only \"absolute\"; \
+                     {why_not}"
+                ),
+            });
+        }
         let cfg = ModelConfig {
             architecture,
             vocab_size: field(&raw, path, "vocab_size", None)?,
@@ -344,6 +382,49 @@ pub(crate) fn model_file(path: &Path) -> Result<()> {
     ))
 }
 
+/// Weight files of formats relbert does not read, which a directory may hold instead of
+/// `model.safetensors`: sharded safetensors, PyTorch pickles (whole or sharded), TensorFlow
+/// and Flax.
+const OTHER_WEIGHTS: [&str; 5] = [
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "tf_model.h5",
+    "flax_model.msgpack",
+];
+
+/// [`model_file`] for the weights, `path` being `model.safetensors`: where it is missing but
+/// the directory holds the weights in another format, says so and how to convert them (a
+/// bare "missing file" sent users looking for a file they believed they had saved).
+pub(crate) fn weights_file(path: &Path) -> Result<()> {
+    let missing = model_file(path);
+    if !matches!(missing, Err(Error::MissingFile { .. })) {
+        return missing;
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let found: Vec<&str> = OTHER_WEIGHTS
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    if found.is_empty() {
+        return missing;
+    }
+    Err(Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "not there: the directory holds {} instead, which relbert does not read (it \
+                 reads the weights from one model.safetensors file). Convert them with \
+                 transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR, \
+                 safe_serialization=True, max_shard_size=\"100GB\") writes a single \
+                 model.safetensors",
+                found.join(" and ")
+            ),
+        ),
+    ))
+}
+
 /// The three files of a Hugging Face model directory.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
@@ -368,9 +449,9 @@ impl ModelFiles {
             weights: dir.join("model.safetensors"),
             tokenizer: dir.join("tokenizer.json"),
         };
-        for p in [&files.config, &files.weights, &files.tokenizer] {
-            model_file(p)?;
-        }
+        model_file(&files.config)?;
+        weights_file(&files.weights)?;
+        model_file(&files.tokenizer)?;
         Ok(files)
     }
 
@@ -381,11 +462,42 @@ impl ModelFiles {
         for name in TOKENIZER_FILES {
             let from = src.join(name);
             if from.is_file() {
-                std::fs::copy(&from, dst.join(name)).map_err(|e| Error::io(&from, e))?;
+                copy_file(&from, &dst.join(name))?;
             }
         }
         Ok(())
     }
+}
+
+/// Copies `from` to `to`, blaming the side that failed: a read error names the source, a
+/// write error (a full or read-only output disk) the destination. `std::fs::copy` gives one
+/// error for both, which named the input model when the output disk was full.
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    let mut src = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
+    let mut dst = std::fs::File::create(to).map_err(|e| Error::io(to, e))?;
+    copy_sides(&mut src, &mut dst, from, to)?;
+    dst.sync_all().map_err(|e| Error::io(to, e))
+}
+
+/// The loop of [`copy_file`] over any reader and writer, so that each side's failure can be
+/// tested (`/dev/full` as the writer).
+fn copy_sides(
+    src: &mut impl std::io::Read,
+    dst: &mut impl std::io::Write,
+    from: &Path,
+    to: &Path,
+) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(from, e)),
+        };
+        dst.write_all(&buf[..n]).map_err(|e| Error::io(to, e))?;
+    }
+    dst.flush().map_err(|e| Error::io(to, e))
 }
 
 /// The tokenizer files a Hugging Face model directory may hold.
@@ -401,6 +513,38 @@ pub(crate) const TOKENIZER_FILES: [&str; 6] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A full output disk (`/dev/full` behind the destination's name) is blamed on the
+    // destination, not on the input model's tokenizer (which `std::fs::copy` named).
+    #[test]
+    fn a_failed_tokenizer_copy_names_the_side_that_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let dst = dir.path().join("out");
+        std::fs::create_dir(&dst).unwrap();
+        std::os::unix::fs::symlink("/dev/full", dst.join("tokenizer.json")).unwrap();
+        let msg = ModelFiles::copy_tokenizer_files(&src, &dst)
+            .unwrap_err()
+            .to_string();
+        let os = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+        assert_eq!(
+            msg,
+            format!("{}: {os}", dst.join("tokenizer.json").display())
+        );
+
+        // A source that cannot be read is blamed on the source.
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(libc::EIO))
+            }
+        }
+        let (from, to) = (Path::new("in/vocab.txt"), Path::new("out/vocab.txt"));
+        let msg = copy_sides(&mut Broken, &mut Vec::new(), from, to)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("in/vocab.txt: "), "{msg}");
+    }
 
     /// A copy of the tiny fixture model in `dir`, with `edit` applied to its config and
     /// tokenizer documents, written indented when `indent`.

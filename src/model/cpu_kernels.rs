@@ -18,7 +18,7 @@
 use gemm::{gemm, Parallelism};
 use pulp::{Arch, Simd, WithSimd};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::precision::bf16_gemm::PackedBf16;
 use crate::precision::Dtype;
 
@@ -240,12 +240,16 @@ impl CpuModel {
     /// Encodes packed sequences (`seqs[i]` token ids, `positions[i]` their position ids) and
     /// returns, per sequence, the sum of the last hidden states where `pool[i][t]` is set.
     /// Single-threaded; callers parallelise across batches.
+    ///
+    /// A token id past the word-embedding table or a position past the position table is an
+    /// error: the loader refuses tokenizers and position tables that could give one, and
+    /// reading another row instead (as a clamp did) gives a wrong vector without a word.
     pub fn forward_pooled(
         &self,
         seqs: &[&[u32]],
         positions: &[Vec<u32>],
         pool: &[Vec<bool>],
-    ) -> Vec<Vec<f32>> {
+    ) -> Result<Vec<Vec<f32>>> {
         let h = self.hidden;
         let nh = self.heads;
         let dh = h / nh;
@@ -264,8 +268,27 @@ impl CpuModel {
         for (s, seq) in seqs.iter().enumerate() {
             for (t, &id) in seq.iter().enumerate() {
                 let row = &mut x[(offsets[s] + t) * h..(offsets[s] + t + 1) * h];
-                let id = (id as usize).min(self.vocab - 1);
-                let p = (positions[s][t] as usize).min(self.max_positions - 1);
+                let id = id as usize;
+                if id >= self.vocab {
+                    return Err(Error::Internal(format!(
+                        "token id {id} is past the word-embedding table's {} rows",
+                        self.vocab
+                    )));
+                }
+                let p = match positions.get(s).and_then(|p| p.get(t)) {
+                    Some(&p) if (p as usize) < self.max_positions => p as usize,
+                    Some(&p) => {
+                        return Err(Error::Internal(format!(
+                            "position {p} is past the position table's {} rows",
+                            self.max_positions
+                        )))
+                    }
+                    None => {
+                        return Err(Error::Internal(format!(
+                            "no position for token {t} of sequence {s}"
+                        )))
+                    }
+                };
                 let w = &self.word[id * h..(id + 1) * h];
                 let pe = &self.position[p * h..(p + 1) * h];
                 for i in 0..h {
@@ -363,7 +386,7 @@ impl CpuModel {
             let row = &last[r * h..(r + 1) * h];
             pooled[s].iter_mut().zip(row).for_each(|(a, b)| *a += b);
         }
-        pooled
+        Ok(pooled)
     }
 }
 
@@ -639,6 +662,51 @@ mod tests {
         }
         assert_eq!(exp_approx(0.0), 1.0);
         assert!(exp_approx(200.0).is_finite() && exp_approx(-200.0) >= 0.0);
+    }
+
+    /// Audit (s17, D2 and D5): a token id past the word-embedding table, or a position past
+    /// the position table, was clamped to the last row, so different words gave the same
+    /// vector without a word. Now each is an error, and the rows inside are still read.
+    #[test]
+    fn ids_and_positions_past_their_tables_are_errors() {
+        use candle_core::{Device, Tensor};
+        let dev = Device::Cpu;
+        let word = Tensor::arange(0f32, 12.0, &dev)
+            .unwrap()
+            .reshape((3, 4))
+            .unwrap();
+        let position = Tensor::zeros((2, 4), candle_core::DType::F32, &dev).unwrap();
+        let token_type = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
+        let (gamma, beta) = (
+            Tensor::ones(4, candle_core::DType::F32, &dev).unwrap(),
+            Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap(),
+        );
+        let model = CpuModel::new(
+            &word,
+            &position,
+            &token_type,
+            (&gamma, &beta),
+            &[],
+            1,
+            1e-12,
+            Dtype::F32,
+        )
+        .unwrap();
+        let run = |ids: &[u32], pos: &[u32]| {
+            model.forward_pooled(&[ids], &[pos.to_vec()], &[vec![true; ids.len()]])
+        };
+        assert_eq!(run(&[2, 0], &[0, 1]).unwrap().len(), 1);
+        let err = run(&[3], &[0]).unwrap_err().to_string();
+        assert!(
+            err.contains("token id 3") && err.contains("3 rows"),
+            "{err}"
+        );
+        let err = run(&[0, 1], &[0, 2]).unwrap_err().to_string();
+        assert!(
+            err.contains("position 2") && err.contains("2 rows"),
+            "{err}"
+        );
+        assert!(run(&[0, 1], &[0]).is_err());
     }
 
     /// erf by its Taylor series in f64 (exact enough for |x| ≤ 4), for the test only.

@@ -128,6 +128,12 @@ pub struct Encoder {
     cpu: Option<CpuModel>,
     /// The number format of the dense layers.
     dtype: Dtype,
+    /// The checkpoint's pooler (`pooler.dense.weight` and `.bias`, without the prefix), as
+    /// loaded: relbert's relation vectors pool the last hidden states and never use it, but
+    /// it is saved with the model so that a trained model has every tensor its base had
+    /// (Hugging Face otherwise initialises a missing pooler at random, and `relbert average`
+    /// of a base and a model trained from it found their tensor sets different).
+    pooler: Vec<(String, Tensor)>,
 }
 
 /// The prefixes under which checkpoints store the encoder's tensors.
@@ -231,7 +237,7 @@ impl Encoder {
         trainable: bool,
         dtype: Dtype,
     ) -> Result<Self> {
-        crate::config::model_file(weights)?;
+        crate::config::weights_file(weights)?;
         let tensors =
             candle_core::safetensors::load(weights, &Device::Cpu).map_err(|e| Error::Tensor {
                 path: weights.to_path_buf(),
@@ -319,21 +325,35 @@ impl Encoder {
                 out_norm: src.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
             });
         }
-        // A config that lists fewer layers than the checkpoint holds would run a smaller
-        // model without a word: the layers left over are refused, as missing ones are.
+        // The layers' tensors left over. Past num_hidden_layers: a config that lists fewer
+        // layers than the checkpoint holds would run a smaller model without a word, so they
+        // are refused, as missing ones are. Inside the layers: parameters a plain BERT/RoBERTa
+        // layer has not (a relative-position model's distance embeddings), which the
+        // computation here would leave out.
         let layer_prefix = format!("{prefix}encoder.layer.");
-        if let Some(extra) = src
-            .tensors
-            .keys()
-            .filter_map(|k| {
-                k.strip_prefix(&layer_prefix)?
-                    .split('.')
-                    .next()?
-                    .parse::<usize>()
-                    .ok()
-            })
-            .max()
-        {
+        let (mut extra_layer, mut unknown) = (None, Vec::new());
+        for k in src.tensors.keys() {
+            let Some(rest) = k.strip_prefix(&layer_prefix) else {
+                continue;
+            };
+            match rest.split('.').next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(i) if i >= config.num_hidden_layers => extra_layer = extra_layer.max(Some(i)),
+                _ => unknown.push(k.as_str()),
+            }
+        }
+        if extra_layer.is_none() && !unknown.is_empty() {
+            let (first, others) = unknown_in_layers(unknown, &layer_prefix);
+            return Err(Error::Tensor {
+                path: path.to_path_buf(),
+                tensor: first.to_string(),
+                message: format!(
+                    "not a parameter of a plain BERT/RoBERTa layer{others}: the checkpoint's \
+                     architecture is not plain BERT or RoBERTa (relative position embeddings, \
+                     for one), and relbert computes only those"
+                ),
+            });
+        }
+        if let Some(extra) = extra_layer {
             return Err(Error::Config {
                 path: path.with_file_name("config.json"),
                 message: format!(
@@ -343,6 +363,17 @@ impl Encoder {
                     path.display()
                 ),
             });
+        }
+        let pooler_prefix = format!("{prefix}pooler.");
+        let mut pooler: Vec<(String, Tensor)> = Vec::new();
+        for (k, t) in &src.tensors {
+            if let Some(rest) = k.strip_prefix(&pooler_prefix) {
+                let t = match t.dtype() {
+                    DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
+                    _ => t.clone(),
+                };
+                pooler.push((format!("pooler.{rest}"), t));
+            }
         }
         let token_type_row = token_type_embeddings.get(0)?;
         let cpu = if !trainable && device.is_cpu() {
@@ -403,6 +434,7 @@ impl Encoder {
             vars: trainable.then_some(src.vars),
             cpu,
             dtype,
+            pooler,
         })
     }
 
@@ -618,15 +650,99 @@ impl Encoder {
         Ok(format!("{:x}", hasher.finalize()))
     }
 
-    /// Saves every parameter as float32 (or float16 with `half`) safetensors under HF names.
+    /// Every tensor [`Encoder::save_safetensors`] writes, under HF names: the parameters
+    /// ([`Encoder::named_tensors`]) and the checkpoint's pooler as it was loaded (not among
+    /// the parameters, since nothing here computes with it). Checks of what will be saved
+    /// (float16 range) read this list, so they cover exactly what lands in the file.
+    pub fn saved_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut all = self.named_tensors();
+        all.extend(self.pooler.iter().cloned());
+        all
+    }
+
+    /// Saves every tensor of [`Encoder::saved_tensors`] as float32 (or float16 with `half`)
+    /// safetensors under HF names.
     pub fn save_safetensors(&self, path: &Path, half: bool) -> Result<()> {
         let mut map = HashMap::new();
-        for (name, t) in self.named_tensors() {
+        for (name, t) in self.saved_tensors() {
             let t = if half { t.to_dtype(DType::F16)? } else { t };
             map.insert(name, t.to_device(&Device::Cpu)?);
         }
         write_safetensors(&map, path)
     }
+}
+
+/// The error of writing `path`: an I/O failure (a full disk, a read-only place) as the
+/// [`Error::Io`] naming the file, with the OS message once. candle and safetensors each wrap
+/// it in a layer that prints it again (and `tempfile` adds its random name), so the innermost
+/// I/O error is dug out rather than the whole chain displayed. The failing file may be
+/// safetensors' temporary one beside `path`; `path` is what the user can find.
+fn save_error(path: &Path, e: candle_core::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Error::io(path, innermost_io(io));
+        }
+        cause = c.source();
+    }
+    Error::Candle(e)
+}
+
+/// A copy of `e` without the wrappers around the OS error (its kind and OS message), for
+/// messages that name the file themselves and should say the cause once. Wrappers that keep
+/// the OS error as a `source` are unwrapped; `tempfile`'s, whose `source` skips it, is read
+/// from its text's `(os error N)`, the wording of the standard library's `io::Error` as
+/// wrapped by tempfile 3.27 and candle-core 0.11.1 (what this was checked against). Where
+/// no code can be found, the full text is kept, so nothing is lost if the wording changes.
+pub fn innermost_io(e: &std::io::Error) -> std::io::Error {
+    if let Some(code) = e.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    let mut cause = e.get_ref().and_then(|inner| inner.source());
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return innermost_io(io);
+        }
+        cause = c.source();
+    }
+    // `tempfile` wraps the OS error in a private type whose `source` skips it, and appends
+    // its random name; the OS error's own text still says `(os error N)`.
+    let text = e.to_string();
+    let code = text
+        .split_once("(os error ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), text),
+    }
+}
+
+/// The first of the `unknown` tensors inside the layers (names starting `layer_prefix`) and
+/// the others in words (` (nor is A)`, ` (nor are A and B)`, ` (nor are A, B and 3 more)`),
+/// in layer order: by layer number, then name, so that layer 10 comes after layer 2; names
+/// without a number come last.
+fn unknown_in_layers<'a>(mut unknown: Vec<&'a str>, layer_prefix: &str) -> (&'a str, String) {
+    unknown.sort_unstable_by_key(|k| {
+        let layer = k
+            .strip_prefix(layer_prefix)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        (layer, *k)
+    });
+    const NAMED: usize = 3;
+    let others = match &unknown[..] {
+        [] | [_] => String::new(),
+        [_, a] => format!(" (nor is {a})"),
+        [_, a, b] => format!(" (nor are {a} and {b})"),
+        [_, rest @ ..] => format!(
+            " (nor are {} and {} more)",
+            rest[..NAMED - 1].join(", "),
+            rest.len() - (NAMED - 1)
+        ),
+    };
+    (unknown.first().copied().unwrap_or_default(), others)
 }
 
 /// Row `rows[i]` of sequence `i` from `x` (`[batch · seq_len, hidden]`): `[batch, hidden]`.
@@ -641,11 +757,82 @@ fn gather_rows(x: &Tensor, rows: &[usize], seq_len: usize, dev: &Device) -> Resu
 
 /// Writes named tensors as a safetensors file readable by other tools (mode 0644).
 pub fn write_safetensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    candle_core::safetensors::save(map, path)?;
+    candle_core::safetensors::save(map, path).map_err(|e| save_error(path, e))?;
     // safetensors writes through a private (0600) temporary file; a saved model is meant
     // to be shared and loaded by other tools, so it gets the usual 0644.
     #[cfg(unix)]
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .map_err(|e| Error::io(path, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A failure to write a model names the file being written, with the OS message once
+    // (it was `tensor computation failed: I/O error: …: I/O error: …`, naming no file).
+    #[test]
+    fn a_failed_save_names_the_file_and_says_the_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone/model.safetensors");
+        let mut map = HashMap::new();
+        map.insert(
+            "w".to_string(),
+            Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let err = write_safetensors(&map, &path).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        let msg = err.to_string();
+        let os = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        assert_eq!(msg, format!("{}: {os}", path.display()));
+    }
+
+    // The unknown tensors were listed "(nor are A, B)" and in string order, layer 10 before
+    // layer 2.
+    #[test]
+    fn unknown_layer_tensors_are_listed_in_layer_order_in_words() {
+        let p = "encoder.layer.";
+        let names = |v: &[&str]| v.iter().map(|n| format!("{p}{n}")).collect::<Vec<_>>();
+        let list = |v: &[String]| {
+            let (first, others) = unknown_in_layers(v.iter().map(|s| s.as_str()).collect(), p);
+            (first.to_string(), others)
+        };
+        let v = names(&["10.w", "2.w", "x.w", "2.b"]);
+        assert_eq!(
+            list(&v),
+            (
+                "encoder.layer.2.b".to_string(),
+                " (nor are encoder.layer.2.w, encoder.layer.10.w and 1 more)".to_string()
+            )
+        );
+        let v = names(&["10.w", "2.w", "2.b"]);
+        assert_eq!(
+            list(&v).1,
+            " (nor are encoder.layer.2.w and encoder.layer.10.w)"
+        );
+        assert_eq!(
+            list(&names(&["1.a", "0.a"])).1,
+            " (nor is encoder.layer.1.a)"
+        );
+        assert_eq!(
+            list(&names(&["1.a"])),
+            ("encoder.layer.1.a".to_string(), String::new())
+        );
+    }
+
+    // `tempfile` hides the OS error from `source` and adds its random name; the code is read
+    // from the text, and a text without one is kept whole.
+    #[test]
+    fn the_innermost_io_error_is_dug_out_of_tempfiles_wrapper() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = tempfile::Builder::new()
+            .tempfile_in(dir.path().join("gone"))
+            .unwrap_err();
+        assert!(e.raw_os_error().is_none(), "{e}");
+        let inner = innermost_io(&e);
+        assert_eq!(inner.raw_os_error(), Some(libc::ENOENT), "{inner}");
+        let plain = std::io::Error::other("no code here");
+        assert_eq!(innermost_io(&plain).to_string(), "no code here");
+    }
 }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::batching::{length_sorted_batches, make_batch, PromptTokenizer, Tokenized};
-use crate::config::{ModelConfig, ModelFiles, RelbertConfig};
+use crate::config::{Architecture, ModelConfig, ModelFiles, RelbertConfig};
 use crate::encoder::{Encoder, Mode};
 use crate::error::{Error, Result};
 use crate::pooling::{normalize_in_place, pool_sum, Aggregation};
@@ -169,6 +169,58 @@ impl PairFunction {
 /// [`RelationEncoder::embed_with_words`].
 pub type WordVectors = HashMap<String, Vec<f32>>;
 
+/// Refuses a tokenizer the model cannot take every output of: one whose ids (added tokens
+/// included) reach past the word-embedding table, whose missing rows were otherwise read as
+/// the last one (different words, the same vector), or a position table too short for the
+/// tokenizer's special tokens and one word (tokenizers then leaves the ids uncut, past the
+/// table). Checked against the config, before the weights are read: the encoder refuses
+/// tables whose sizes differ from the config's.
+fn check_tokenizer_fits(
+    config: &ModelConfig,
+    files: &ModelFiles,
+    tokenizer: &PromptTokenizer,
+) -> Result<()> {
+    let ids = tokenizer.id_count();
+    if ids > config.vocab_size {
+        return Err(Error::Tokenizer {
+            path: files.tokenizer.clone(),
+            message: format!(
+                "it gives token ids up to {} ({ids} ids, added tokens included), but {} has \
+                 vocab_size {}, the rows of the word-embedding table: ids from {} on have no \
+                 embedding. Tokens were added to the tokenizer without resizing the model's \
+                 embeddings; in transformers, call model.resize_token_embeddings(len(tokenizer)) \
+                 and save the model again, or use the tokenizer the model was saved with",
+                ids - 1,
+                files.config.display(),
+                config.vocab_size,
+                config.vocab_size,
+            ),
+        });
+    }
+    let (limit, special) = (tokenizer.max_length(), tokenizer.special_tokens());
+    if limit <= special {
+        let numbering = match config.architecture {
+            Architecture::Bert => String::new(),
+            Architecture::Roberta => format!(
+                " (RoBERTa numbers positions from pad_token_id + 1 = {})",
+                config.pad_token_id as u64 + 1
+            ),
+        };
+        return Err(Error::Config {
+            path: files.config.clone(),
+            message: format!(
+                "max_position_embeddings {} leaves room for {limit} token{}{numbering}, too \
+                 few for any prompt: the tokenizer adds {special} special tokens, and a prompt \
+                 needs at least one more; relbert's prompts take up to {} tokens",
+                config.max_position_embeddings,
+                if limit == 1 { "" } else { "s" },
+                crate::batching::MAX_LENGTH,
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A loaded model ready to turn word pairs into relation vectors.
 pub struct RelationEncoder {
     encoder: Encoder,
@@ -196,6 +248,9 @@ impl RelationEncoder {
             config.pad_token_id,
             config.max_sequence_len(),
         )?;
+        // Before the weights, which may be gigabytes: the check needs only the config and
+        // the tokenizer, and the loader refuses tables whose sizes differ from the config's.
+        check_tokenizer_fits(&config, &files, &tokenizer)?;
         let encoder = Encoder::load_at(
             &config,
             &files.weights,
@@ -248,6 +303,12 @@ impl RelationEncoder {
     /// The prompt tokenizer.
     pub fn tokenizer(&self) -> &PromptTokenizer {
         &self.tokenizer
+    }
+
+    /// The most tokens a prompt may have ([`PromptTokenizer::max_length`]): 64, or fewer
+    /// where the model's position table is shorter. Refusals of long prompts state it.
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_length()
     }
 
     /// The prompt template in use.
@@ -364,7 +425,7 @@ impl RelationEncoder {
                 hint: "",
                 head: pairs[i].0.as_ref().to_string(),
                 tail: pairs[i].1.as_ref().to_string(),
-                limit: crate::batching::MAX_LENGTH,
+                limit: self.max_tokens(),
             });
         }
         Ok(toks)
@@ -389,7 +450,9 @@ impl RelationEncoder {
             .count()
             .max(template.matches("<obj>").count())
             .max(1);
-        let limit = crate::batching::MAX_LENGTH;
+        // The model's own limit: screening at 64 for a model whose position table is shorter
+        // let its long pairs through to the encoding, unlocated and past --skip-long.
+        let limit = self.max_tokens();
         let suspects: Vec<usize> = (0..pairs.len())
             .filter(|&i| {
                 let (h, t) = (pairs[i].0.as_ref(), pairs[i].1.as_ref());
@@ -622,7 +685,7 @@ impl RelationEncoder {
                             .collect();
                         cpu.forward_pooled(&seqs, &positions, &pool)
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 for (batch, vs) in wave.iter().zip(pooled) {
                     self.check_finite(&vs)?;
                     for (&i, v) in batch.iter().zip(vs) {

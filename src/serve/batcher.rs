@@ -187,7 +187,7 @@ fn prompt_tokens(enc: &RelationEncoder, job: &Job) -> usize {
     enc.tokenize(&[(job.a.as_str(), job.b.as_str())])
         .ok()
         .and_then(|t| t.first().map(|t| t.ids.len()))
-        .unwrap_or(crate::batching::MAX_LENGTH)
+        .unwrap_or(enc.max_tokens())
 }
 
 fn encoder_loop(

@@ -334,7 +334,12 @@ pub fn build_index(
     // A repeated pair keeps its first label: a different one is named, not lost unseen.
     crate::pairs::warn_label_conflicts(&crate::pairs::label_conflicts(records));
     if opts.spool {
-        spool_records(&builder.spool_path(), records)?;
+        // A failure (a full disk) is said as the rest of the build's are, with what to do;
+        // a partial directory this run made holds nothing without the copy, and goes.
+        let path = builder.spool_path();
+        if let Err(e) = write_spool(&path, records) {
+            return Err(builder.spool_failed(&path, e).into());
+        }
     }
     let resumed = builder.rows_done();
     if resumed > 0 {

@@ -19,8 +19,27 @@ use crate::error::{Error, Result};
 use crate::output::{write_dir_atomically, write_json};
 
 /// Keys of `config.json` allowed to differ between the averaged checkpoints: bookkeeping that
-/// says nothing about the architecture or the pair function.
-const CONFIG_KEYS_IGNORED: [&str; 3] = ["_name_or_path", "torch_dtype", "transformers_version"];
+/// says nothing about the architecture or the pair function (`dtype` is transformers 5's name
+/// for `torch_dtype`).
+const CONFIG_KEYS_IGNORED: [&str; 4] = [
+    "_name_or_path",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+];
+
+/// Keys of `config.json` allowed to differ with a note: dropout rates act only while a
+/// model trains, so models that differ in them compute the same function at inference and
+/// their average is well defined; the average keeps the first model's values (which a later
+/// `relbert train` from it would use).
+const CONFIG_KEYS_NOTED: [&str; 3] = [
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+];
+
+/// Differing `config.json` keys named in a refusal or a note (the rest are counted).
+const CONFIG_KEYS_SHOWN: usize = 3;
 
 /// What [`average_models`] wrote, saved as `averaged_from.json` in the new model directory.
 #[derive(Debug, Clone, Serialize)]
@@ -41,9 +60,27 @@ pub struct AverageReport {
     /// legitimate, but worth knowing).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub training_config_differences: Vec<String>,
+    /// The `config.json` differences that were allowed (dropout rates, which do not change
+    /// what the models compute; see [`CONFIG_KEYS_NOTED`]), each as `key: first vs other
+    /// (model)`; the average's config.json keeps the first model's values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_differences_allowed: Vec<String>,
 }
 
 impl AverageReport {
+    /// A one-line note when the models' `config.json` differ in keys that do not change what
+    /// they compute ([`AverageReport::config_differences_allowed`]), else `None`.
+    pub fn config_note(&self) -> Option<String> {
+        if self.config_differences_allowed.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "the models' config.json differ in {}, which acts only in training: averaged \
+             anyway, and the average keeps the first model's values",
+            shown_list(&self.config_differences_allowed)
+        ))
+    }
+
     /// A one-line warning when the models come from different training runs
     /// ([`AverageReport::training_config_differences`]), else `None`.
     pub fn mixed_runs_warning(&self) -> Option<String> {
@@ -224,15 +261,116 @@ fn missing_names<'a>(
     Some(text)
 }
 
-/// A model's `config.json` as JSON, without the keys allowed to differ.
-fn comparable_config(path: &Path) -> Result<serde_json::Value> {
+/// A model's `config.json` flattened by dotted key ([`flatten_json`]), without the keys
+/// allowed to differ unremarked ([`CONFIG_KEYS_IGNORED`]).
+fn comparable_config(path: &Path) -> Result<BTreeMap<String, String>> {
     let mut value = ModelConfig::from_file(path)?.raw;
     if let Some(map) = value.as_object_mut() {
         for key in CONFIG_KEYS_IGNORED {
             map.remove(key);
         }
     }
-    Ok(value)
+    let mut flat = BTreeMap::new();
+    flatten_json("", &value, &mut flat);
+    Ok(flat)
+}
+
+/// A flattened JSON value as a message shows it: a string without its quotes, cut short
+/// when long (templates are sentences); `absent` for a key the config lacks.
+fn shown_value(v: Option<&String>) -> String {
+    const LONGEST: usize = 60;
+    let Some(v) = v else {
+        return "absent".into();
+    };
+    let text = match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => v.clone(),
+    };
+    if text.chars().count() > LONGEST {
+        let cut: String = text.chars().take(LONGEST).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// Two differing values as a message shows them: [`shown_value`] of each, except that long
+/// values that agree at the start are both shown from a little before their first
+/// difference (two templates cut at the same place would otherwise look identical).
+fn shown_pair(a: Option<&String>, b: Option<&String>) -> (String, String) {
+    const LONGEST: usize = 60;
+    const BEFORE: usize = 20;
+    let text = |v: &String| match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => v.clone(),
+    };
+    let (Some(x), Some(y)) = (a, b) else {
+        return (shown_value(a), shown_value(b));
+    };
+    let (x, y): (Vec<char>, Vec<char>) = (text(x).chars().collect(), text(y).chars().collect());
+    let first_difference = x.iter().zip(&y).take_while(|(p, q)| p == q).count();
+    if first_difference < LONGEST {
+        return (shown_value(a), shown_value(b));
+    }
+    let start = first_difference - BEFORE;
+    let window = |v: &[char]| {
+        let end = (start + LONGEST).min(v.len());
+        let more = if end < v.len() { "…" } else { "" };
+        format!("…{}{more}", v[start..end].iter().collect::<String>())
+    };
+    (window(&x), window(&y))
+}
+
+/// The first [`CONFIG_KEYS_SHOWN`] of `items`, comma-separated, and a count of the rest.
+fn shown_list(items: &[String]) -> String {
+    let mut text = items
+        .iter()
+        .take(CONFIG_KEYS_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > CONFIG_KEYS_SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - CONFIG_KEYS_SHOWN));
+    }
+    text
+}
+
+/// The keys in which `other` (a flattened config) differs from `first`, each as `key: first's
+/// value vs other's`, split into those that change what the model computes and those of
+/// [`CONFIG_KEYS_NOTED`], which do not.
+fn config_differences(
+    first: &BTreeMap<String, String>,
+    other: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut keys: Vec<&String> = first
+        .keys()
+        .chain(other.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // The most telling first: another model type, then another pooling or template, then
+    // the architecture's numbers (which a model type change also brings) by name.
+    keys.sort_by_key(|k| {
+        (
+            k.as_str() != "model_type",
+            !k.starts_with("relbert_config."),
+        )
+    });
+    let (mut refused, mut noted) = (Vec::new(), Vec::new());
+    for key in keys {
+        let (a, b) = (first.get(key), other.get(key));
+        if a == b {
+            continue;
+        }
+        let (a, b) = shown_pair(a, b);
+        let text = format!("{key}: {a} vs {b}");
+        if CONFIG_KEYS_NOTED.contains(&key.as_str()) {
+            noted.push(text);
+        } else {
+            refused.push(text);
+        }
+    }
+    (refused, noted)
 }
 
 /// The first element of `t` (its flat index and value) that is not a finite number, if any.
@@ -308,9 +446,10 @@ pub fn average_models(
             message: format!("averaging needs at least two models, got {}", dirs.len()),
         });
     }
-    let _lock = crate::output::claim_model_output(out, force)?;
+    let _lock = relbert_index::OutputLock::acquire(out)?;
     // Only an existing `out` can be one of the (existing) inputs; compare real paths so that
-    // `./m` and `m` are seen as one.
+    // `./m` and `m` are seen as one. Checked before the output checks, whose advice
+    // (`--force`) would not help here.
     let same = |d: &PathBuf| match (d.canonicalize(), out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -321,6 +460,7 @@ pub fn average_models(
             message: format!("{} is also one of the models averaged", d.display()),
         });
     }
+    crate::training::check_model_output(out, force)?;
     let files = dirs
         .iter()
         .map(|d| ModelFiles::in_dir(d))
@@ -334,17 +474,25 @@ pub fn average_models(
         .into_iter()
         .map(|(name, t)| Ok((name, t.to_dtype(DType::F64)?)))
         .collect::<Result<HashMap<_, _>>>()?;
+    let mut config_differences_allowed = Vec::new();
     for (f, dir) in files[1..].iter().zip(&dirs[1..]) {
-        if comparable_config(&f.config)? != first_config {
+        let (refused, noted) = config_differences(&first_config, &comparable_config(&f.config)?);
+        if !refused.is_empty() {
             return Err(Error::Config {
                 path: f.config.clone(),
                 message: format!(
-                    "differs from {} (architecture or relbert_config); only checkpoints of one \
-                     model can be averaged",
-                    first.config.display()
+                    "differs from {} in {}; only checkpoints of one model (one architecture \
+                     and relbert_config) can be averaged",
+                    first.config.display(),
+                    shown_list(&refused)
                 ),
             });
         }
+        config_differences_allowed.extend(
+            noted
+                .into_iter()
+                .map(|d| format!("{d} ({})", dir.display())),
+        );
         // After the config: another architecture is the more telling refusal.
         check_same_tokenizer(&dirs[0], dir)?;
         hashes.push(Encoder::weights_sha256(&f.weights)?);
@@ -359,10 +507,24 @@ pub fn average_models(
             if let Some(names) = lacking {
                 parts.push(format!("lacks tensors of the first model ({names})"));
             }
+            // relbert saved its models without the checkpoint's pooler until the pooler was
+            // kept (it computes nothing with it); such a model and a newer one differ only so.
+            let only_pooler = tensors
+                .keys()
+                .filter(|n| !sum.contains_key(*n))
+                .chain(sum.keys().filter(|n| !tensors.contains_key(*n)))
+                .all(|n| n.contains("pooler."));
+            let hint = if only_pooler {
+                ": only the pooler differs, which older relbert versions did not save; \
+                 average models saved by one version (retrain, or copy the pooler tensors \
+                 into the older model.safetensors)"
+            } else {
+                ""
+            };
             return Err(Error::Config {
                 path: f.weights.clone(),
                 message: format!(
-                    "{} tensors where the first model has {}: {}",
+                    "{} tensors where the first model has {}: {}{hint}",
                     tensors.len(),
                     sum.len(),
                     parts.join("; ")
@@ -423,6 +585,7 @@ pub fn average_models(
         parameters,
         dtype: format!("{dtype:?}").to_uppercase(),
         training_config_differences,
+        config_differences_allowed,
     };
     write_dir_atomically(out, |tmp| {
         write_safetensors(&mean, &tmp.join("model.safetensors"))?;
@@ -432,4 +595,23 @@ pub fn average_models(
         write_json(&tmp.join("averaged_from.json"), &report)
     })?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_shown_where_they_first_differ() {
+        let head = "x".repeat(80);
+        let a = serde_json::Value::String(format!("{head} of <subj> and <obj>")).to_string();
+        let b = serde_json::Value::String(format!("{head} of <obj> and <subj>")).to_string();
+        let (x, y) = shown_pair(Some(&a), Some(&b));
+        assert_ne!(x, y, "the shown parts must differ: {x} / {y}");
+        assert!(x.contains("<subj> and"), "{x}");
+        assert!(y.contains("<obj> and"), "{y}");
+        // Short values, or ones that differ early, are shown as before.
+        let (s, t) = shown_pair(Some(&"\"ab\"".to_string()), None);
+        assert_eq!((s.as_str(), t.as_str()), ("ab", "absent"));
+    }
 }

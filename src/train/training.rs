@@ -299,7 +299,25 @@ pub fn check_training_relations(cfg: &TrainConfig, relations: &[RelationExamples
     };
     // Pairs that are both a positive and a negative of their relation, in how many relations.
     let (mut contradictions, mut relations_with) = (0usize, 0usize);
+    // Pairs repeated within a relation's positives or negatives, and the first such.
+    let mut repeats = 0usize;
+    let mut first_repeat: Option<String> = None;
     for r in relations {
+        for (list, pairs) in [("positive", &r.positives), ("negative", &r.negatives)] {
+            let found = repeated_pairs(pairs);
+            if let (None, Some(&(first, again))) = (&first_repeat, found.first()) {
+                let (h, t) = &pairs[again];
+                first_repeat = Some(format!(
+                    "{}:{}: relation {}, ({h:?}, {t:?}), {list} {} repeats {list} {}",
+                    r.path.display(),
+                    r.line,
+                    r.relation_type,
+                    again + 1,
+                    first + 1
+                ));
+            }
+            repeats += found.len();
+        }
         if r.relation_type.trim().is_empty() {
             return Err(at(r, "the relation_type is empty".into()));
         }
@@ -341,7 +359,27 @@ pub fn check_training_relations(cfg: &TrainConfig, relations: &[RelationExamples
              negative of their relation (named above)"
         );
     }
+    if let Some(first) = first_repeat {
+        tracing::warn!("{}", repeats_warning(repeats, &first));
+    }
     Ok(())
+}
+
+/// The one warning about `count` pairs of the training files that repeat an earlier pair of
+/// the same list (a relation's positives or its negatives), `first` saying where the first
+/// is. Not refused: a repeat is sampled more often, so it weighs more, which may be meant.
+fn repeats_warning(count: usize, first: &str) -> String {
+    format!(
+        "{} in the training files {} an earlier pair of the same relation's positives or \
+         negatives (the first: {first}): a repeated pair is sampled more often, so it weighs \
+         more; remove the repeats unless that is meant",
+        if count == 1 {
+            "1 pair".to_string()
+        } else {
+            format!("{count} pairs")
+        },
+        if count == 1 { "repeats" } else { "each repeat" }
+    )
 }
 
 /// How many pairs that are both a positive and a negative a warning names (the rest are
@@ -654,8 +692,10 @@ pub struct Validation {
     /// alike, so comparing the two shows how much a choice rests on a few SAT questions.
     pub analogy_pooled: Option<f64>,
     /// Share of SemEval validation positives whose nearest same-relation positive is closer
-    /// than every negative of the relation (augmented negatives included).
-    pub semeval: f64,
+    /// than every negative of the relation (augmented negatives included); `None` when no
+    /// validation relation has two distinct positives (then there is nothing to score, and
+    /// an analogy set selects the checkpoint: see [`ValidationData::load`]).
+    pub semeval: Option<f64>,
     /// The selection score: `analogy_mean`, else `semeval`.
     pub score: f64,
 }
@@ -670,15 +710,72 @@ pub struct ValidationData {
 impl ValidationData {
     /// Loads the SemEval validation relations and the sat/bats/google validation splits
     /// present under `data`.
+    ///
+    /// A positive repeated within its relation is kept once, with a warning naming the
+    /// file and line (scored twice, it was its own nearest "other positive", at cosine 1).
+    /// The SemEval score compares each positive with its relation's other positives, so a
+    /// relation with fewer than two distinct positives cannot be scored: such relations are
+    /// warned about by name, and when none can be scored and no analogy split is present
+    /// either, the run is refused before training, naming the validation file (checkpoint
+    /// selection would otherwise run on a constant 0 and keep epoch 1). Without analogy
+    /// splits, a note says which files were looked for and that the SemEval score selects.
     pub fn load(cfg: &TrainConfig) -> Result<Self> {
-        let semeval = load_relation_file(&cfg.relation_file("validation"))?;
+        let path = cfg.relation_file("validation");
+        let mut semeval = load_relation_file(&path)?;
+        for r in &mut semeval {
+            if let Some(warning) = dedupe_positives(r) {
+                tracing::warn!("{warning}");
+            }
+        }
         let mut analogy = Vec::new();
+        let mut looked_for = Vec::new();
         for name in SELECTION_DATASETS {
             let f = cfg.data.join(name).join("validation.jsonl");
             if f.is_file() {
                 let questions = load_analogy_file(&f)?;
                 analogy.push((name.to_string(), f, questions));
+            } else {
+                looked_for.push(format!("{name}/validation.jsonl"));
             }
+        }
+        let unscored: Vec<&RelationExamples> =
+            semeval.iter().filter(|r| r.positives.len() < 2).collect();
+        if unscored.len() == semeval.len() && analogy.is_empty() {
+            return Err(Error::InvalidArgument {
+                flag: "--data".into(),
+                message: format!(
+                    "{}: no validation score can be computed: {}, and {} holds no analogy \
+                     validation split (looked for {}); the epoch to keep is chosen by a \
+                     validation score, so give some relation 2 or more distinct positives (or \
+                     add an analogy validation split)",
+                    path.display(),
+                    if semeval.len() == 1 {
+                        "its relation has fewer than 2 distinct positives (the SemEval score \
+                         compares each positive with another positive of its relation)"
+                            .to_string()
+                    } else {
+                        format!(
+                            "none of its {} relations has 2 or more distinct positives (the \
+                             SemEval score compares each positive with another positive of \
+                             its relation)",
+                            semeval.len()
+                        )
+                    },
+                    cfg.data.display(),
+                    looked_for.join(", ")
+                ),
+            });
+        }
+        if analogy.is_empty() {
+            tracing::info!(
+                "note: {} holds no analogy validation split (looked for {}): the kept epoch \
+                 is chosen by the SemEval validation score only",
+                cfg.data.display(),
+                looked_for.join(", ")
+            );
+        }
+        if !unscored.is_empty() {
+            tracing::warn!("{}", unscored_warning(&path, &unscored, semeval.len()));
         }
         Ok(ValidationData { analogy, semeval })
     }
@@ -704,21 +801,121 @@ impl ValidationData {
             }
         }
         match enc.overlong(&pairs)?.first() {
-            Some(&i) => Err(prompt_too_long(places[i].0, places[i].1, pairs[i])),
+            Some(&i) => Err(prompt_too_long(
+                places[i].0,
+                places[i].1,
+                pairs[i],
+                enc.max_tokens(),
+            )),
             None => Ok(()),
         }
     }
 }
 
-/// The refusal of a pair whose prompt is too long, at line `line` of `path`.
-fn prompt_too_long(path: &Path, line: usize, (head, tail): (&str, &str)) -> Error {
+/// The refusal of a pair whose prompt is longer than `limit` tokens (the encoder's
+/// [`RelationEncoder::max_tokens`]), at line `line` of `path`.
+fn prompt_too_long(path: &Path, line: usize, (head, tail): (&str, &str), limit: usize) -> Error {
     Error::PromptTooLong {
         location: format!("{}:{line}", path.display()),
         hint: "",
         head: head.to_string(),
         tail: tail.to_string(),
-        limit: crate::batching::MAX_LENGTH,
+        limit,
     }
+}
+
+/// Keeps the first occurrence of each of `r`'s positives; the warning naming the repeats
+/// (file and line of the relation, positions counted from 1), or `None` when there are none.
+fn dedupe_positives(r: &mut RelationExamples) -> Option<String> {
+    let repeats = repeated_pairs(&r.positives);
+    if repeats.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = repeats
+        .iter()
+        .take(NAMED_CONTRADICTIONS)
+        .map(|&(first, again)| {
+            let (h, t) = &r.positives[again];
+            format!(
+                "({h:?}, {t:?}) (positive {} repeats positive {})",
+                again + 1,
+                first + 1
+            )
+        })
+        .collect();
+    let more = repeats.len() - named.len();
+    let warning = format!(
+        "{}:{}: relation {}: {} repeated among its validation positives, scored once: {}{}",
+        r.path.display(),
+        r.line,
+        r.relation_type,
+        if repeats.len() == 1 {
+            "1 pair is".to_string()
+        } else {
+            format!("{} pairs are", repeats.len())
+        },
+        named.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    let mut seen = std::collections::HashSet::new();
+    r.positives.retain(|p| seen.insert(p.clone()));
+    Some(warning)
+}
+
+/// The repeats in `pairs`: (index of the first occurrence, index of the repeat), in order.
+fn repeated_pairs(pairs: &[(String, String)]) -> Vec<(usize, usize)> {
+    let mut first: HashMap<&(String, String), usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    for (i, p) in pairs.iter().enumerate() {
+        match first.get(p) {
+            Some(&f) => repeats.push((f, i)),
+            None => {
+                first.insert(p, i);
+            }
+        }
+    }
+    repeats
+}
+
+/// The warning about the validation relations of `path` that the SemEval score leaves out
+/// (fewer than two distinct positives), `total` relations in all: the first few by name and
+/// line, and what that leaves.
+fn unscored_warning(path: &Path, unscored: &[&RelationExamples], total: usize) -> String {
+    let named: Vec<String> = unscored
+        .iter()
+        .take(NAMED_CONTRADICTIONS)
+        .map(|r| format!("{} (line {})", r.relation_type, r.line))
+        .collect();
+    let more = unscored.len() - named.len();
+    let what = if unscored.len() == total {
+        "no SemEval validation score can be computed, and the analogy validation score alone \
+         selects the checkpoint"
+            .to_string()
+    } else {
+        format!(
+            "the SemEval validation score covers the other {}",
+            total - unscored.len()
+        )
+    };
+    format!(
+        "{}: {} of {total} validation relations {} fewer than 2 distinct positives and {} left \
+         out of the SemEval score (it compares each positive with another positive of its \
+         relation): {}{}; {what}",
+        path.display(),
+        unscored.len(),
+        if unscored.len() == 1 { "has" } else { "have" },
+        if unscored.len() == 1 { "is" } else { "are" },
+        named.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Metrics of one epoch.
@@ -828,8 +1025,10 @@ impl Trainer {
             }
             // The encoder names only the pair; the relation's file and line say where it is.
             let at = |e: Error| match e {
-                Error::PromptTooLong { head, tail, .. } if !r.path.as_os_str().is_empty() => {
-                    prompt_too_long(&r.path, r.line, (&head, &tail))
+                Error::PromptTooLong {
+                    head, tail, limit, ..
+                } if !r.path.as_os_str().is_empty() => {
+                    prompt_too_long(&r.path, r.line, (&head, &tail), limit)
                 }
                 e => e,
             };
@@ -1131,7 +1330,7 @@ impl Trainer {
     /// what `--half` would save as infinity.
     pub fn first_weight_beyond_f16(&self) -> Result<Option<(String, usize, f32)>> {
         self.sync()?;
-        let mut tensors = self.enc.encoder().named_tensors();
+        let mut tensors = self.enc.encoder().saved_tensors();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, t) in tensors {
             if let Some((index, value)) = crate::averaging::first_beyond_f16(&t)? {
@@ -1171,8 +1370,12 @@ pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> 
         (!analogy.is_empty()).then(|| analogy.values().sum::<f64>() / analogy.len() as f64);
     let analogy_pooled = pooled_accuracy(&counts);
     let semeval = semeval_score(enc, &data.semeval, augment)?;
+    // ValidationData::load refuses material with neither score.
+    let score = analogy_mean.or(semeval).ok_or_else(|| {
+        Error::Internal("validation material with neither an analogy nor a SemEval score".into())
+    })?;
     Ok(Validation {
-        score: analogy_mean.unwrap_or(semeval),
+        score,
         analogy,
         analogy_mean,
         analogy_pooled,
@@ -1191,12 +1394,14 @@ pub fn pooled_accuracy(sets: &[(usize, usize)]) -> Option<f64> {
 
 /// For each validation positive: is another positive of its relation closer (cosine) than
 /// every negative of the relation (plus, with `augment`, every other relation's positives)?
-/// Returns the share of yes.
+/// Returns the share of yes, or `None` when no relation has two distinct positives. A
+/// repeated positive counts once: "another positive" is another pair, not another place in
+/// the list (a repeat was its own nearest positive, at cosine 1).
 pub fn semeval_score(
     enc: &RelationEncoder,
     relations: &[RelationExamples],
     augment: bool,
-) -> Result<f64> {
+) -> Result<Option<f64>> {
     let mut pairs = Vec::new();
     for r in relations {
         pairs.extend(r.positives.iter().cloned());
@@ -1207,7 +1412,10 @@ pub fn semeval_score(
     let v = |p: &(String, String)| map.get(p).map(|x| x.as_slice()).unwrap_or(&[]);
     let (mut yes, mut total) = (0usize, 0usize);
     for (ri, r) in relations.iter().enumerate() {
-        if r.positives.len() < 2 {
+        let mut seen = std::collections::HashSet::new();
+        let positives: Vec<&(String, String)> =
+            r.positives.iter().filter(|p| seen.insert(*p)).collect();
+        if positives.len() < 2 {
             continue;
         }
         let mut negs: Vec<&[f32]> = r.negatives.iter().map(v).collect();
@@ -1218,9 +1426,8 @@ pub fn semeval_score(
                 }
             }
         }
-        for (i, p) in r.positives.iter().enumerate() {
-            let best_pos = r
-                .positives
+        for (i, p) in positives.iter().enumerate() {
+            let best_pos = positives
                 .iter()
                 .enumerate()
                 .filter(|&(j, _)| j != i)
@@ -1236,7 +1443,7 @@ pub fn semeval_score(
             }
         }
     }
-    Ok(yes as f64 / total.max(1) as f64)
+    Ok((total > 0).then(|| yes as f64 / total as f64))
 }
 
 /// Writes a file atomically (temporary file in the same directory, then rename; the caller
@@ -1440,6 +1647,50 @@ pub fn check_output_paths(cfg: &TrainConfig, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the model directory `out` may be written: absent, or a model directory
+/// relbert wrote ([`crate::output::recognise_model_dir`]) that `force` allows replacing.
+/// Whether it is relbert's is checked first, so that `--force` is suggested only where it
+/// would work: a user's directory (or an empty one) is refused as not relbert's whatever the
+/// flags. A symbolic link is refused as a link, saying where it points: the output is
+/// renamed into place, which would replace the link, not follow it to the directory.
+pub fn check_model_output(out: &Path, force: bool) -> Result<()> {
+    let Ok(md) = std::fs::symlink_metadata(out) else {
+        return Ok(());
+    };
+    if md.file_type().is_symlink() {
+        let target = std::fs::read_link(out).map_err(|e| Error::io(out, e))?;
+        let (leads_to, advice) = if out.is_dir() {
+            (
+                "a directory",
+                "to replace the model it points to, give that directory's own path",
+            )
+        } else if out.exists() {
+            ("something that is not a directory", "give another --out")
+        } else {
+            (
+                "nothing (a dangling link)",
+                "remove the link or give another --out",
+            )
+        };
+        return Err(Error::NotOurs {
+            path: out.to_path_buf(),
+            what: "a model directory",
+            why: format!(
+                "it is a symbolic link to {} ({leads_to}); relbert does not follow it: the new \
+                 model is renamed into place, which would replace the link itself; {advice}",
+                target.display()
+            ),
+        });
+    }
+    crate::output::recognise_model_dir(out)?;
+    if !force {
+        return Err(Error::Exists {
+            path: out.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// The entries of the checkpoint directory `dir` named `epoch-*` (what [`epoch_dir_name`]
 /// names, or a user's look-alike), sorted; none when `dir` does not exist.
 fn existing_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -1485,9 +1736,10 @@ pub fn train(
     check_output_paths(cfg, out)?;
     cfg.validate()?;
     // One writer per output: a second run to the same --out fails here, naming the first.
-    let _lock = crate::output::claim_model_output(out, force)?;
+    let _lock = relbert_index::OutputLock::acquire(out)?;
+    check_model_output(out, force)?;
     // An earlier run killed while rewriting metrics.json left its temporary file in `out`
-    // (recognised by claim_model_output). Replacing `out` would remove it too, but this run
+    // (recognised by check_model_output). Replacing `out` would remove it too, but this run
     // may fail before it writes `out`: cleared now, the leftover does not outlive it.
     if force && out.is_dir() {
         clear_model_dir_temps(out)?;
@@ -1497,15 +1749,16 @@ pub fn train(
             check_checkpoint_dir(dir)?;
             let lock = relbert_index::OutputLock::acquire(dir)?;
             let existing = existing_checkpoints(dir)?;
+            // Checked all before any is removed: one that is not relbert's stops the run
+            // with everything still in place. Checked before --force is suggested, too: it
+            // was suggested for a user's file that --force then refused.
+            for path in &existing {
+                recognise_checkpoint(path)?;
+            }
             if let Some(path) = existing.first() {
                 if !force {
                     return Err(Error::Exists { path: path.clone() });
                 }
-            }
-            // Checked all before any is removed: one that is not relbert's stops the run
-            // with everything still in place.
-            for path in &existing {
-                recognise_checkpoint(path)?;
             }
             checkpoint_leftovers(dir)?;
             (Some(lock), existing)

@@ -304,3 +304,37 @@ pub fn tiny_index(pairs: &Path, out: &Path) -> PathBuf {
         .success();
     out.to_path_buf()
 }
+
+/// A corpus of `n` sentences over a few hundred words, deterministic.
+pub fn synthetic_corpus(path: &Path, n: usize) {
+    use std::io::Write as _;
+    let words: Vec<String> = (0..300).map(|i| format!("w{}x", to_letters(i))).collect();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 12345;
+    for _ in 0..n {
+        let len = 5 + (x % 12) as usize;
+        let s: Vec<&str> = (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Skewed: low ranks are far more frequent.
+                let r = ((x >> 33) % 300) * ((x >> 20) % 300) / 300;
+                words[r as usize].as_str()
+            })
+            .collect();
+        writeln!(f, "{}.", s.join(" ")).unwrap();
+    }
+}
+
+/// `i` in letters, least significant first (`a` is 0).
+pub fn to_letters(mut i: usize) -> String {
+    let mut s = String::new();
+    loop {
+        s.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return s;
+        }
+    }
+}

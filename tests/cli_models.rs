@@ -1,0 +1,494 @@
+//! Model directories a user may bring that relbert cannot compute as their authors meant:
+//! each is refused at load naming the file and the field or tensor, never encoded into wrong
+//! vectors without a word (audit s17, "bring your own model"). The models are the tiny
+//! fixtures with their config.json and model.safetensors edited here.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use common::fixture;
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::{json, Value};
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+/// How to edit a fixture model's files.
+#[derive(Default)]
+struct Edit<'a> {
+    /// config.json keys to set.
+    config: &'a [(&'a str, Value)],
+    /// Tensors to give this many rows: the first rows kept (`rows` in the audit's st.py),
+    /// or rows of zeros added after the last.
+    rows: &'a [(&'a str, usize)],
+    /// Float32 tensors of three zeros to add.
+    add: &'a [&'a str],
+}
+
+/// A copy of fixture `name` at `out` with `edit` applied.
+fn edited(name: &str, out: &Path, edit: Edit<'_>) -> PathBuf {
+    let src = fixture(name);
+    std::fs::create_dir_all(out).unwrap();
+    std::fs::copy(src.join("tokenizer.json"), out.join("tokenizer.json")).unwrap();
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    for (k, v) in edit.config {
+        config[*k] = v.clone();
+    }
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .collect();
+    for &(name, rows) in edit.rows {
+        let (_, shape, data) = tensors.get_mut(name).unwrap();
+        let row_bytes = data.len() / shape[0];
+        shape[0] = rows;
+        data.resize(rows * row_bytes, 0);
+    }
+    for &name in edit.add {
+        tensors.insert(name.to_string(), (Dtype::F32, vec![3], vec![0; 12]));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, (dt, shape, data))| {
+            (
+                n.clone(),
+                TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        out.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    out.to_path_buf()
+}
+
+/// A model whose position table has `n` rows.
+fn positions(name: &str, out: &Path, n: usize) -> PathBuf {
+    edited(
+        name,
+        out,
+        Edit {
+            config: &[("max_position_embeddings", json!(n))],
+            rows: &[("embeddings.position_embeddings.weight", n)],
+            ..Edit::default()
+        },
+    )
+}
+
+/// Two pairs, the second one's prompt over 32 tokens with the fixtures' template and
+/// tokenizer, the first one's under.
+fn two_pairs(dir: &Path) -> PathBuf {
+    let p = dir.join("two.tsv");
+    std::fs::write(&p, "paris\tfrance\nnew york\tunited states\n").unwrap();
+    p
+}
+
+/// `relbert embed` of `pairs` with `model`, and `extra` flags: (success, stdout, stderr).
+fn embed(model: &Path, pairs: &Path, extra: &[&str]) -> (bool, String, String) {
+    let out = relbert()
+        .args(["embed", "--model"])
+        .arg(model)
+        .arg("--pairs")
+        .arg(pairs)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The error `relbert embed` stops with on `model`.
+fn refusal(model: &Path, pairs: &Path) -> String {
+    let (ok, _, err) = embed(model, pairs, &[]);
+    assert!(!ok, "{} was not refused", model.display());
+    err
+}
+
+/// D2: a tokenizer with ids past the word-embedding table (tokens added, embeddings not
+/// resized) had those ids read as the table's last row, so different words gave one vector.
+#[test]
+fn tokenizer_ids_past_the_word_embedding_table_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("v900"),
+        Edit {
+            config: &[("vocab_size", json!(900))],
+            rows: &[("embeddings.word_embeddings.weight", 900)],
+            ..Edit::default()
+        },
+    );
+    let err = refusal(&model, &pairs);
+    for want in [
+        "v900/tokenizer.json",
+        "v900/config.json",
+        "1000 ids",
+        "vocab_size 900",
+        "resize_token_embeddings",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    // A table larger than the tokenizer needs (transformers pads vocab_size to a multiple
+    // of 8 or 64) is fine: its extra rows are never read, and the vectors are the same.
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("v1100"),
+        Edit {
+            config: &[("vocab_size", json!(1100))],
+            rows: &[("embeddings.word_embeddings.weight", 1100)],
+            ..Edit::default()
+        },
+    );
+    let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = embed(&model, &pairs, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, plain);
+}
+
+/// The tokenizer's ids are checked against the config before the weights are read (for a
+/// large model, gigabytes read before a refusal that needs none of them): with weights that
+/// cannot be read at all, the tokenizer is still what is refused.
+#[test]
+fn a_tokenizer_past_the_table_is_refused_before_the_weights_are_read() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("v900"),
+        Edit {
+            config: &[("vocab_size", json!(900))],
+            ..Edit::default()
+        },
+    );
+    std::fs::write(model.join("model.safetensors"), "not read").unwrap();
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains("v900/tokenizer.json") && err.contains("vocab_size 900"),
+        "{err}"
+    );
+    assert!(!err.contains("model.safetensors"), "{err}");
+}
+
+/// D3: config.json settings of the same model types that change the computation were
+/// ignored, the vectors a bidirectional absolute-position encoder's.
+#[test]
+fn decoders_cross_attention_and_relative_positions_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    for (i, (key, value)) in [
+        ("is_decoder", json!(true)),
+        ("add_cross_attention", json!(true)),
+        ("position_embedding_type", json!("relative_key")),
+        ("position_embedding_type", json!("relative_key_query")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = edited(
+            "tiny-bert",
+            &d.path().join(format!("m{i}")),
+            Edit {
+                config: &[(key, value.clone())],
+                ..Edit::default()
+            },
+        );
+        let err = refusal(&model, &pairs);
+        assert!(
+            err.contains(&format!("m{i}/config.json"))
+                && err.contains(key)
+                && err.contains("not supported"),
+            "{err}"
+        );
+    }
+    // Their defaults, written out or left null, change nothing.
+    let model = edited(
+        "tiny-roberta",
+        &d.path().join("defaults"),
+        Edit {
+            config: &[
+                ("is_decoder", json!(false)),
+                ("add_cross_attention", Value::Null),
+                ("position_embedding_type", json!("absolute")),
+            ],
+            ..Edit::default()
+        },
+    );
+    let (ok, plain, _) = embed(&fixture("tiny-roberta"), &pairs, &[]);
+    assert!(ok);
+    let (ok, out, err) = embed(&model, &pairs, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, plain);
+}
+
+/// D1: with a position table under 64 tokens, long pairs were screened at 64: the refusal
+/// named no line and said 64, --skip-long left nothing out, and `index build` stopped in
+/// the middle, leaving a partial index.
+#[test]
+fn a_short_position_table_is_the_token_limit_everywhere() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let model = positions("tiny-bert", &d.path().join("pos32"), 32);
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains("two.tsv:2: the prompt of (\"new york\", \"united states\")")
+            && err.contains("32-token limit")
+            && err.contains("--skip-long"),
+        "{err}"
+    );
+    let (ok, out, err) = embed(&model, &pairs, &["--skip-long"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("\"paris\",\"france\""), "{out}");
+    assert!(err.contains("two.tsv:2"), "{err}");
+
+    let idx = d.path().join("idx");
+    let build = |extra: &[&str]| {
+        relbert()
+            .args(["index", "build", "--model"])
+            .arg(&model)
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(&idx)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = build(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("two.tsv:2") && err.contains("32-token limit"),
+        "{err}"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("idx"))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "{left:?}");
+    let out = build(&["--skip-long"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(idx.is_dir());
+}
+
+/// Four relations (semeval-style) and a two-question analogy validation split, as
+/// tests/train_cli.rs trains on.
+fn toy_data(dir: &Path) {
+    const WORDS: [&str; 12] = [
+        "cat", "dog", "fish", "bird", "tree", "leaf", "car", "road", "sun", "moon", "red", "blue",
+    ];
+    let pair = |i: usize, j: usize| format!("[\"{}\", \"{}\"]", WORDS[i % 12], WORDS[j % 12]);
+    let sem = dir.join("semeval2012_relational_similarity");
+    std::fs::create_dir_all(&sem).unwrap();
+    let mut text = String::new();
+    for (r, id) in ["1a", "1b", "2a", "2b"].iter().enumerate() {
+        text.push_str(&format!(
+            "{{\"relation_type\": \"{id}\", \"positives\": [{}, {}], \"negatives\": [{}]}}\n",
+            pair(r, r + 6),
+            pair(r + 1, r + 7),
+            pair(r + 6, r + 2)
+        ));
+    }
+    std::fs::write(sem.join("train.jsonl"), &text).unwrap();
+    std::fs::write(sem.join("validation.jsonl"), &text).unwrap();
+    let sat = dir.join("sat");
+    std::fs::create_dir_all(&sat).unwrap();
+    std::fs::write(
+        sat.join("validation.jsonl"),
+        "{\"stem\": [\"cat\", \"dog\"], \"choice\": [[\"sun\", \"moon\"], [\"red\", \"blue\"]], \"answer\": 0, \"prefix\": \"t\"}\n\
+         {\"stem\": [\"new york\", \"united states\"], \"choice\": [[\"car\", \"road\"], [\"tree\", \"leaf\"]], \"answer\": 0, \"prefix\": \"t\"}\n",
+    )
+    .unwrap();
+}
+
+/// D1 in training: the validation pairs were screened at 64 tokens, and the refusal of a
+/// training pair said 64, with a model whose limit is 32.
+#[test]
+fn training_pairs_are_screened_at_the_models_limit() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let model = positions("tiny-bert", &d.path().join("pos32"), 32);
+    let train = |out: &str, extra: &[&str]| {
+        let out = relbert()
+            .args(["train", "--base"])
+            .arg(&model)
+            .arg("--data")
+            .arg(d.path())
+            .arg("--out")
+            .arg(d.path().join(out))
+            .args(["--epochs", "1", "--batch-size", "4"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = train("m1", &[]);
+    assert!(
+        err.contains("sat/validation.jsonl:2: the prompt of (\"new york\", \"united states\")")
+            && err.contains("32-token limit"),
+        "{err}"
+    );
+    let extra = d.path().join("extra.jsonl");
+    std::fs::write(
+        &extra,
+        "{\"relation_type\": \"zz\", \"positives\": [[\"new york\", \"united states\"]], \"negatives\": [[\"cat\", \"dog\"]]}\n",
+    )
+    .unwrap();
+    // The analogy split no longer in the way: the training file's pair is refused.
+    std::fs::remove_dir_all(d.path().join("sat")).unwrap();
+    let err = train("m2", &["--extra-train", extra.to_str().unwrap()]);
+    assert!(
+        err.contains("extra.jsonl:1: the prompt of") && err.contains("32-token limit"),
+        "{err}"
+    );
+}
+
+/// D5: a position table too short for the special tokens and one word (BERT's of 1 or 2
+/// rows, RoBERTa's of up to 4, which start after the padding index) was encoded: tokenizers
+/// leaves the ids uncut, and the positions past the table were read as its last row.
+#[test]
+fn a_position_table_too_short_for_any_prompt_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    for (name, n) in [
+        ("tiny-bert", 1),
+        ("tiny-bert", 2),
+        ("tiny-roberta", 2),
+        ("tiny-roberta", 3),
+        ("tiny-roberta", 4),
+    ] {
+        let model = positions(name, &d.path().join(format!("{name}-{n}")), n);
+        let err = refusal(&model, &pairs);
+        assert!(
+            err.contains(&format!(
+                "{name}-{n}/config.json: max_position_embeddings {n} leaves room for"
+            )) && err.contains("too few for any prompt"),
+            "{err}"
+        );
+    }
+    // Room for one word: loaded, and a pair it cannot hold is refused by its line.
+    let model = positions("tiny-bert", &d.path().join("p3"), 3);
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains("two.tsv:1 (and 1 more pairs): the prompt of"),
+        "{err}"
+    );
+    assert!(err.contains("3-token limit"), "{err}");
+}
+
+/// D4: a tensor inside an existing layer that a plain BERT layer has not (a relative-position
+/// model's distance embedding) was reported as a layer too many ("holds layer 0 too").
+#[test]
+fn unknown_tensors_inside_a_layer_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let one = "encoder.layer.0.attention.self.distance_embedding.weight";
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("one"),
+        Edit {
+            add: &[one],
+            ..Edit::default()
+        },
+    );
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains(&format!(
+            "one/model.safetensors: tensor {one}: not a parameter"
+        )) && err.contains("not plain BERT or RoBERTa")
+            && !err.contains("layer 0 too"),
+        "{err}"
+    );
+    let many = [
+        "encoder.layer.1.attention.self.distance_embedding.weight",
+        "encoder.layer.0.attention.self.distance_embedding.weight",
+        "encoder.layer.0.attention.self.rel_bias",
+        "encoder.layer.1.attention.self.rel_bias",
+        "encoder.layer.x.w",
+    ];
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("many"),
+        Edit {
+            add: &many,
+            ..Edit::default()
+        },
+    );
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains(&format!("tensor {}: not a parameter", many[1]))
+            && err.contains(&format!("nor are {}, {} and 2 more", many[2], many[0])),
+        "{err}"
+    );
+    // A layer past num_hidden_layers is still the config's miscount.
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("layers"),
+        Edit {
+            config: &[("num_hidden_layers", json!(1))],
+            ..Edit::default()
+        },
+    );
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains("num_hidden_layers is 1") && err.contains("holds layer 1 too"),
+        "{err}"
+    );
+}
+
+/// Minor: weights saved as PyTorch pickles or as sharded safetensors were reported as a
+/// missing model.safetensors, with nothing on what to do.
+#[test]
+fn weights_in_formats_relbert_does_not_read_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    for other in ["pytorch_model.bin", "model.safetensors.index.json"] {
+        let model = d.path().join(other.replace('.', "_"));
+        std::fs::create_dir_all(&model).unwrap();
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+        }
+        std::fs::write(model.join(other), "{}").unwrap();
+        let err = refusal(&model, &pairs);
+        assert!(
+            err.contains("model.safetensors: not there")
+                && err.contains(&format!("holds {other} instead"))
+                && err.contains("save_pretrained"),
+            "{err}"
+        );
+    }
+    // Nothing in their place: the plain missing-file message.
+    let model = d.path().join("none");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+    }
+    let err = refusal(&model, &pairs);
+    assert!(err.contains("missing file"), "{err}");
+}
