@@ -219,6 +219,13 @@ pub fn screen_long_pairs(
     skip: bool,
 ) -> Result<(Vec<PairRecord>, Vec<PairRecord>)> {
     warn_unaskable_words(&records);
+    warn_unknown_words(
+        encoder,
+        records
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str(), &*r.file, r.line)),
+        "the pair is encoded as it is",
+    );
     let pairs: Vec<(&str, &str)> = records
         .iter()
         .map(|r| (r.head.as_str(), r.tail.as_str()))
@@ -300,6 +307,120 @@ pub fn warn_unaskable_pairs<'a>(
     );
 }
 
+/// `encoder`'s tokenizer set up to read single words (no special tokens, padding or
+/// truncation), with its unknown token's text and id; `None` for a tokenizer that has none
+/// (RoBERTa's byte-level BPE reads every character), or one that cannot be read again (the
+/// encoder read it; the check this serves is a warning, not worth failing a run for).
+fn word_tokenizer(encoder: &RelationEncoder) -> Option<(tokenizers::Tokenizer, String, u32)> {
+    use tokenizers::models::ModelWrapper;
+    let mut tok = tokenizers::Tokenizer::from_file(&encoder.files().tokenizer).ok()?;
+    let unk = match tok.get_model() {
+        ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+        ModelWrapper::BPE(m) => m.get_unk_token().clone(),
+        _ => None,
+    }?;
+    let id = tok.token_to_id(&unk)?;
+    tok.with_padding(None);
+    tok.with_truncation(None).ok()?;
+    Some((tok, unk, id))
+}
+
+/// Warns, naming file and line of the first, of words that `encoder`'s tokenizer reads as its
+/// unknown token alone (`[UNK]`: an emoji, a script missing from a small vocabulary): every
+/// such word gets one vector, so two pairs that differ only in such words are one pair to the
+/// model. `pairs` are `(head, tail, file,
+/// line)` items in input order; the warning names up to five of the distinct words, counts
+/// them, and ends with `outcome`, what the command does with such a pair. Nothing when every
+/// word has a known token.
+pub fn warn_unknown_words<'a>(
+    encoder: &RelationEncoder,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str, &'a Path, usize)>,
+    outcome: &str,
+) {
+    use rayon::prelude::*;
+    let Some((tok, unk, unk_id)) = word_tokenizer(encoder) else {
+        return;
+    };
+    let pairs: Vec<_> = pairs.into_iter().collect();
+    // Words [`warn_unaskable_pairs`] warns of (a long word is `[UNK]` too) are left to it.
+    let max = crate::prompt::MAX_WORD_CHARS;
+    let distinct: std::collections::HashSet<&str> = pairs
+        .iter()
+        .flat_map(|(h, t, ..)| [*h, *t])
+        .filter(|w| crate::prompt::check_words(w, w, max).is_ok())
+        .collect();
+    let unknown: std::collections::HashSet<&str> = distinct
+        .into_par_iter()
+        .filter(|w| {
+            tok.encode(*w, false).is_ok_and(|e| {
+                let ids = e.get_ids();
+                !ids.is_empty() && ids.iter().all(|&id| id == unk_id)
+            })
+        })
+        .collect();
+    if unknown.is_empty() {
+        return;
+    }
+    // In input order, each word once, the first with its place.
+    let mut named: Vec<&str> = Vec::new();
+    let mut first: Option<(&Path, usize)> = None;
+    for (h, t, file, line) in &pairs {
+        for w in [*h, *t] {
+            if unknown.contains(w) && !named.contains(&w) {
+                first.get_or_insert((file, *line));
+                named.push(w);
+            }
+        }
+    }
+    let Some((file, line)) = first else { return };
+    const SHOWN: usize = 5;
+    let shown: Vec<String> = named.iter().take(SHOWN).map(|w| format!("{w:?}")).collect();
+    tracing::warn!(
+        "{}:{line}: {} distinct word(s) are read by this model's tokenizer as its unknown \
+         token {unk} alone ({}{}): all such words get one vector, so pairs that differ only in \
+         them are one pair to the model; {outcome}",
+        file.display(),
+        named.len(),
+        shown.join(", "),
+        if named.len() > SHOWN { ", …" } else { "" },
+    );
+}
+
+/// What a pair whose two words share one word vector gets from a model of offset weight `w`
+/// ([`crate::analogy::combine`]), for [`warn_shared_word_vector`].
+pub fn no_offset_consequence(w: f32) -> String {
+    format!(
+        "the pair has no offset: its vector is its relation part alone, and its cosine with \
+         another pair is √(1−w)·cos(r, r′) = {:.3}·cos(r, r′) (offset weight w = {w}), not \
+         the w-weighted mean of the two cosines",
+        (1.0 - w.clamp(0.0, 1.0)).sqrt()
+    )
+}
+
+/// Warns once of pairs whose two words have one word vector (the same word, or words the
+/// tokenizer reads alike: another letter case or accent on an uncased model, unknown tokens
+/// only), whose offset is zero: `location` and `head:tail` name the first, `more` counts the
+/// others, `consequence` says what such a pair's vector is ([`no_offset_consequence`]).
+/// Such a pair is usually a mistake or a distractor, and says so.
+pub fn warn_shared_word_vector(
+    location: &str,
+    head: &str,
+    tail: &str,
+    more: usize,
+    consequence: &str,
+) {
+    tracing::warn!(
+        "{location}: the two words of {head:?}:{tail:?} have one word vector (the same word, or \
+         words this model's tokenizer reads alike: another letter case or accent on an uncased \
+         model, unknown tokens only); {consequence}; such a pair is usually a mistake or a \
+         distractor{}",
+        match more {
+            0 => String::new(),
+            n => format!(" (and {n} more such pair(s))"),
+        }
+    );
+}
+
 /// Embeds `records` in input order into `sink`; unit vectors unless `raw`. Each distinct pair
 /// is encoded once: a pair seen again later is served from a cache that holds only pairs with
 /// occurrences still to come. `progress` receives the number of records done: within a chunk
@@ -316,6 +437,10 @@ pub fn embed_into(
         *remaining.entry((&r.head, &r.tail)).or_default() += 1;
     }
     let mut cache: HashMap<(&str, &str), Vec<f32>> = HashMap::new();
+    // Pairs without an offset (an offset model only), each once, the first with its record.
+    let mut no_offset: Vec<&PairRecord> = Vec::new();
+    let mut no_offset_seen: std::collections::HashSet<(&str, &str)> = Default::default();
+    let offset_weight = encoder.offset_weight();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut written = 0;
@@ -347,6 +472,12 @@ pub fn embed_into(
             } else {
                 cache.remove(&key);
             }
+            if offset_weight.is_some()
+                && crate::analogy::lacks_offset(&v)
+                && no_offset_seen.insert(key)
+            {
+                no_offset.push(rec);
+            }
             if !raw {
                 normalize_in_place(&mut v);
             }
@@ -356,5 +487,14 @@ pub fn embed_into(
         progress(written);
     }
     out.flush().map_err(crate::output::stdout_error)?;
+    if let (Some(w), Some(first)) = (offset_weight, no_offset.first()) {
+        warn_shared_word_vector(
+            &first.location(),
+            &first.head,
+            &first.tail,
+            no_offset.len() - 1,
+            &no_offset_consequence(w),
+        );
+    }
     Ok(())
 }

@@ -729,3 +729,155 @@ fn a_terminal_that_has_gone_does_not_stop_the_run() {
     assert!(status.success(), "{status}");
     assert!(out.is_file() && relbert::output::pairs_sidecar(&out).is_file());
 }
+
+/// Audit (s18): `--out x.npy` without `--format` wrote JSON lines into x.npy, and `--format
+/// npy --out y.jsonl` a binary array into y.jsonl. The format follows the extension now, and
+/// an explicit one the extension contradicts is a bad command line (status 2) naming both
+/// flags, refused before anything is written.
+#[test]
+fn the_format_follows_the_output_extension_and_a_contradiction_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "paris\tfrance\ndog\tpuppy\n");
+    let embed = |extra: &[&str], out: &Path| {
+        let mut c = relbert();
+        c.args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(out)
+            .args(extra);
+        c.assert()
+    };
+    let npy = dir.path().join("x.npy");
+    embed(&[], &npy).success();
+    let bytes = std::fs::read(&npy).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"), "{:?}", &bytes[..8]);
+    assert!(dir.path().join("x.pairs.tsv").is_file());
+    // Any letter case; another extension, or none, stays JSON lines unless told otherwise.
+    let upper = dir.path().join("X.NPY");
+    embed(&[], &upper).success();
+    assert!(std::fs::read(&upper).unwrap().starts_with(b"\x93NUMPY"));
+    let txt = dir.path().join("v.txt");
+    embed(&[], &txt).success();
+    assert!(std::fs::read_to_string(&txt)
+        .unwrap()
+        .starts_with("{\"pair\""));
+    let train = dir.path().join("emb.train");
+    embed(&["--format", "npy"], &train).success();
+    assert!(std::fs::read(&train).unwrap().starts_with(b"\x93NUMPY"));
+    for (format, name) in [("npy", "y.jsonl"), ("npy", "y.json"), ("jsonl", "z.npy")] {
+        let out = dir.path().join(name);
+        let a = embed(&["--format", format], &out).code(2);
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains(&format!("--format {format}"))
+                && err.contains(&format!("--out {}", out.display())),
+            "{format} {name}: {err}"
+        );
+        assert!(!out.exists(), "{name} was written");
+    }
+    // Agreeing, it is taken.
+    let agreed = dir.path().join("w.jsonl");
+    embed(&["--format", "jsonl"], &agreed).success();
+    assert!(std::fs::read_to_string(&agreed)
+        .unwrap()
+        .starts_with("{\"pair\""));
+}
+
+/// Audit (s18): with an offset model, a pair whose two words share one word vector
+/// (`nephew:nephew`) has no offset; its vector came out of the model at norm √(1 − w) (`--raw`
+/// wrote it so) while README promised the weighted mean of two cosines, with nothing said. Its
+/// vector is now its relation part at unit length, as documented, and a warning names the
+/// first such pair's file and line and counts the others.
+#[test]
+fn a_pair_whose_words_share_one_vector_is_warned_of_and_unit_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.8));
+    let pairs = write(
+        dir.path(),
+        "p.tsv",
+        "dog\tcat\nnephew\tnephew\nsun\tsun\nnephew\tnephew\n",
+    );
+    let out = dir.path().join("v.jsonl");
+    let a = relbert()
+        .args(["embed", "--raw", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert_eq!(err.matches("have one word vector").count(), 1, "{err}");
+    assert!(
+        err.contains("p.tsv:2: ")
+            && err.contains("\"nephew\":\"nephew\"")
+            && err.contains("0.447·cos(r, r′)")
+            && err.contains("(and 1 more such pair(s))"),
+        "{err}"
+    );
+    let rows: Vec<Vec<f32>> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::from_value(v["vector"].clone()).unwrap()
+        })
+        .collect();
+    for (i, v) in rows.iter().enumerate() {
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "row {i}: norm {norm}");
+    }
+    assert!(rows[1][32..].iter().all(|x| *x == 0.0));
+    // Cosine with another pair: √(1 − w) times the relation parts' cosine.
+    let (r1, r2) = (&rows[1][..32], &rows[0][..32]);
+    let want = 0.2f64.sqrt() * cosine(r1, r2);
+    assert!((cosine(&rows[1], &rows[0]) - want).abs() < 1e-5);
+    // Words with their own vectors: no warning.
+    std::fs::write(&pairs, "dog\tcat\n").unwrap();
+    let a = relbert()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(!err.contains("one word vector"), "{err}");
+}
+
+/// Audit (s18): different words the tokenizer has no token for (emoji on a WordPiece
+/// vocabulary: `[UNK]` alone) silently got one vector. Warned of now, naming the first's file
+/// and line and the words; a byte-level BPE tokenizer (RoBERTa), which reads every character,
+/// has no such words.
+#[test]
+fn words_of_unknown_tokens_only_are_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(
+        dir.path(),
+        "p.tsv",
+        "dog\tcat\n\u{1f600}\tdog\n\u{1f389}\tdog\nnew \u{1f600}\tdog\n\u{1f600}\tcat\n",
+    );
+    let run = |model: &str| {
+        let a = relbert()
+            .args(["embed", "--model"])
+            .arg(fixture(model))
+            .arg("--pairs")
+            .arg(&pairs)
+            .assert()
+            .success();
+        String::from_utf8(a.get_output().stderr.clone()).unwrap()
+    };
+    let err = run("tiny-bert");
+    assert_eq!(err.matches("unknown token").count(), 1, "{err}");
+    assert!(
+        err.contains("p.tsv:2: 2 distinct word(s)")
+            && err.contains("[UNK]")
+            && err.contains("(\"\u{1f600}\", \"\u{1f389}\")"),
+        "{err}"
+    );
+    let err = run("tiny-roberta");
+    assert!(!err.contains("unknown token"), "{err}");
+}

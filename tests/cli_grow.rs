@@ -750,6 +750,22 @@ fn a_copy_of_standard_input_outlives_the_publication() {
     assert!(out.contains("nothing to add"), "{out}");
     assert!(!spool.exists(), "the leftover copy was not removed");
     assert_same_rows(&rows(&idx), &grown);
+    // The same pairs given again on standard input: nothing to add, and the leftover copy
+    // goes too (found by an audit: it stayed, being removed only when nothing was given).
+    write_lines(&spool, &marked);
+    let a = add_stdin(new.join("\n") + "\n");
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(out.contains("nothing to add"), "{out}");
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        !spool.exists(),
+        "the leftover copy stayed with the input given again: {err}"
+    );
+    assert!(
+        err.contains(&format!("removed {}", spool.display())),
+        "{err}"
+    );
+    assert_same_rows(&rows(&idx), &grown);
     // Unmarked.
     write_lines(&spool, new);
     let a = relbert()
@@ -1113,17 +1129,35 @@ fn a_write_protected_index_is_left_as_it_is() {
     write_lines(&base_file, base);
     let new_file = dir.join("new.tsv");
     write_lines(&new_file, new);
+    let some = dir.join("some.tsv");
+    write_lines(&some, &base[..5]);
     let idx = dir.join("idx");
     build_file(&base_file, &idx);
     chmod(&idx, 0o555);
     let files = common::dir_files(&idx);
     let before = names_in(dir);
+    // Each command is told its own way around the protection (found by an audit: an add and
+    // a remove were told to "write a copy elsewhere with `--out`", which they do not have).
+    let copy = format!(
+        "make a writable copy with `relbert index rebuild --index {} --out COPY`",
+        idx.display()
+    );
+    let advice = |what: &str| {
+        match what {
+        "add" => format!("to add to it, first make it writable with `chmod -R u+w {}` (by its owner), or {copy} and add to the copy", idx.display()),
+        "remove" => format!("to remove pairs from it, first make it writable with `chmod -R u+w {}` (by its owner), or {copy} and remove them from the copy", idx.display()),
+        "build --force" => "or build into another directory (another `--out`)".to_string(),
+        _ => "or rebuild into another directory (another `--out`)".to_string(),
+    }
+    };
     let refused = |a: assert_cmd::assert::Assert, what: &str| {
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
         assert!(
             err.contains(&format!("{} is write-protected", idx.display()))
                 && err.contains("mode is 555")
-                && err.contains("leaves it as it is"),
+                && err.contains("leaves it as it is")
+                && err.contains(&advice(what))
+                && !err.contains("write a copy elsewhere"),
             "{what}: {err}"
         );
         assert_eq!(names_in(dir), before, "{what}: {err}");
@@ -1134,6 +1168,16 @@ fn a_write_protected_index_is_left_as_it_is() {
         assert_eq!(mode_of(&idx), 0o555, "{what}: the protection is gone");
     };
     refused(add(&idx, &new_file).failure(), "add");
+    refused(
+        relbert()
+            .args(["index", "remove", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&some)
+            .assert()
+            .failure(),
+        "remove",
+    );
     refused(
         relbert()
             .args(["index", "build", "--force", "--model"])
@@ -1389,4 +1433,244 @@ fn an_add_shows_the_copy_of_the_index() {
     );
     assert!(err.contains("pairs/s"), "{err}");
     assert_eq!(Index::open(&idx).unwrap().count(), 20_002);
+}
+
+/// Found by an audit: a remove (or an add) killed after the exchange and before the old index
+/// was removed left that index in `DIR.partial` (for a remove, still holding the removed
+/// pairs); the same command run again had nothing to do and took its "unchanged" path, which
+/// left `DIR.partial` without a word. A run with nothing to do now removes what such a kill
+/// left (the old index in `DIR.partial` or beside the index as `.DIR.old-PID`), saying so,
+/// as the next run that changes the index would; an interrupted run, which has a checkpoint,
+/// is left and named.
+#[test]
+fn a_run_with_nothing_to_do_removes_the_old_index_a_kill_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(50);
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &lines[..40]);
+    let gone_file = dir.path().join("gone.tsv");
+    write_lines(&gone_file, &lines[40..]);
+    let some_file = dir.path().join("some.tsv");
+    write_lines(&some_file, &lines[..5]);
+    let idx = dir.path().join("idx");
+    build_file(&base_file, &idx);
+    let partial = dir.path().join("idx.partial");
+    let old = dir.path().join(".idx.old-12345");
+    let run = |what: &str, pairs: &Path| {
+        let a = relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", what, "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(pairs)
+            .assert()
+            .success();
+        let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        (out, err)
+    };
+    for (what, pairs, said) in [
+        ("remove", &gone_file, "nothing to remove"),
+        ("add", &some_file, "nothing to add"),
+    ] {
+        copy_index(&idx, &partial);
+        copy_index(&idx, &old);
+        let (out, err) = run(what, pairs);
+        assert!(
+            out.contains(said) && out.contains("unchanged"),
+            "{what}: {out}"
+        );
+        assert!(!partial.exists(), "{what}: the old index stayed: {err}");
+        assert!(!old.exists(), "{what}: the old index stayed beside: {err}");
+        for left in [&partial, &old] {
+            assert!(
+                err.contains(&format!("removed {}", left.display())),
+                "{what}: {err}"
+            );
+        }
+        assert_eq!(Index::open(&idx).unwrap().count(), 40);
+    }
+    // An interrupted add (a checkpoint in `DIR.partial`) is the same add's to resume: left,
+    // and named.
+    let mut g = relbert_index::IndexGrower::create_or_resume(
+        Index::open(&idx).unwrap(),
+        "other pairs",
+        1,
+        |_| {},
+    )
+    .unwrap();
+    g.append_chunk(&[], &[]).unwrap();
+    drop(g);
+    assert!(partial.join("checkpoint").is_file());
+    let (out, err) = run("remove", &gone_file);
+    assert!(out.contains("nothing to remove"), "{out}");
+    assert!(partial.join("checkpoint").is_file(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} holds an interrupted `index add` of {}",
+            partial.display(),
+            idx.display()
+        )) && err.contains("run that add again to finish it"),
+        "{err}"
+    );
+}
+
+/// A pair that is too long to encode. 80 words: the tiny model takes 64 tokens.
+fn too_long(tail: &str) -> String {
+    let head: Vec<String> = (0..80).map(|i| format!("w{i}")).collect();
+    format!("{}\t{tail}", head.join(" "))
+}
+
+/// Found by an audit: `index add --skip-long` did not count the pairs it left out as too long
+/// (in `--json` or the line for people), and an add whose new pairs were all too long failed
+/// with "no pairs left to encode", neither naming the index nor saying it was unchanged. They
+/// are counted (`skipped_long`), and with none left it is an add of nothing: status 0, the
+/// index unchanged and said so.
+#[test]
+fn pairs_left_out_as_too_long_are_counted_and_all_of_them_add_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(43);
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &lines[..40]);
+    let idx = dir.path().join("idx");
+    build_file(&base_file, &idx);
+    let meta = std::fs::metadata(idx.join("meta")).unwrap();
+    let long_file = dir.path().join("long.tsv");
+    let mut long = vec![too_long("cat"), too_long("dog")];
+    long.extend(lines[..3].iter().cloned());
+    write_lines(&long_file, &long);
+    let add_long = |json: bool| {
+        let mut c = relbert();
+        c.args(["index", "add", "--skip-long", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&long_file);
+        if json {
+            c.arg("--json");
+        }
+        let a = c.assert().success();
+        String::from_utf8_lossy(&a.get_output().stdout).to_string()
+    };
+    let doc: serde_json::Value = serde_json::from_str(&add_long(true)).unwrap();
+    assert_eq!(doc["added"], 0, "{doc}");
+    assert_eq!(doc["skipped_long"], 2, "{doc}");
+    assert_eq!(doc["already_in_index"], 3, "{doc}");
+    assert_eq!(doc["count"], 40, "{doc}");
+    let out = add_long(false);
+    assert!(
+        out.starts_with(&format!("nothing to add to {} (40 pairs)", idx.display()))
+            && out.contains("2 new to it are too long to encode (left out by --skip-long)")
+            && out.contains("the index is unchanged"),
+        "{out}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(idx.join("meta")).unwrap().ino(),
+        meta.ino()
+    );
+    assert!(!dir.path().join("idx.partial").exists());
+    // With one pair that can be encoded: it is added, and the others counted.
+    long.push(lines[40].clone());
+    write_lines(&long_file, &long);
+    let doc: serde_json::Value = serde_json::from_str(&add_long(true)).unwrap();
+    assert_eq!(
+        (&doc["added"], &doc["skipped_long"], &doc["count"]),
+        (&1.into(), &2.into(), &41.into()),
+        "{doc}"
+    );
+    long.push(lines[41].clone());
+    write_lines(&long_file, &long);
+    let out = add_long(false);
+    assert!(
+        out.starts_with(&format!("added 1 pair to {} (41 → 42 pairs", idx.display()))
+            && out.contains("2 too long to encode, left out"),
+        "{out}"
+    );
+}
+
+/// Found by an audit: an input on standard input with no pairs was named `-` ("no pairs in
+/// -"), where every other message names it `<stdin>`; and one pair was "1 pairs".
+#[test]
+fn standard_input_is_named_and_one_pair_is_one_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(41);
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &lines[..40]);
+    let idx = dir.path().join("idx");
+    build_file(&base_file, &idx);
+    let a = relbert()
+        .args(["index", "remove", "--index"])
+        .arg(&idx)
+        .args(["--pairs", "-"])
+        .write_stdin("# only a comment\n")
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("no pairs in <stdin>"), "{err}");
+    let one = dir.path().join("one.tsv");
+    write_lines(&one, &lines[40..]);
+    let a = add(&idx, &one).success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(out.starts_with("added 1 pair to "), "{out}");
+    let a = add(&idx, &one).success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(
+        out.starts_with("nothing to add: the 1 pair read is already in"),
+        "{out}"
+    );
+    let a = relbert()
+        .env("RELBERT_LOG", "info")
+        .args(["index", "remove", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&one)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains(": 1 pair removed in "), "{err}");
+    let a = relbert()
+        .args(["index", "remove", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&one)
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(
+        out.starts_with("nothing to remove: the 1 pair read is not in"),
+        "{out}"
+    );
+}
+
+/// Found by an audit: `index rebuild --index L --out L --force`, `L` a symbolic link to an
+/// index, was refused ("not a directory") where `index add` and `index remove` of `L` change
+/// the index it points to. The rebuild now follows the link too: the index is rebuilt in
+/// place and the link still points to it.
+#[test]
+fn a_rebuild_in_place_follows_a_symbolic_link_as_an_add_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &vocab_lines(40));
+    let idx = dir.path().join("idx");
+    build_file(&base_file, &idx);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("idx", &link).unwrap();
+    relbert()
+        .args(["index", "rebuild", "--force", "--f16", "--index"])
+        .arg(&link)
+        .arg("--out")
+        .arg(&link)
+        .assert()
+        .success();
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let rebuilt = Index::open(&idx).unwrap();
+    assert_eq!(rebuilt.count(), 40);
+    assert_eq!(rebuilt.meta().precision, relbert_index::Precision::F16);
+    assert_eq!(
+        names_in(dir.path()),
+        ["base.tsv", "idx", "link"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
 }

@@ -242,25 +242,7 @@ fn an_interrupted_build_keeps_its_lock_until_it_has_ended() {
     let lock = dir.path().join(".idx.lock");
     // A pipe filled to the brim: the run's first write to standard error blocks. The run is
     // kept quiet (no log, no progress) until the signal, so that write is the handler's.
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2(2) into a two-element array.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
-        0
-    );
-    let (read_end, write_end) = (fds[0], fds[1]);
-    let junk = [b'x'; 4096];
-    // SAFETY: writes from a live buffer to the pipe's write end, until it is full.
-    while unsafe { libc::write(write_end, junk.as_ptr().cast(), junk.len()) } > 0 {}
-    // SAFETY: fcntl(2) on our own descriptors: the child's writes must block, not fail,
-    // and the drain below must wait for them.
-    unsafe {
-        libc::fcntl(write_end, libc::F_SETFL, 0);
-        libc::fcntl(read_end, libc::F_SETFL, 0);
-    }
-    // SAFETY: the child owns this descriptor from here (Stdio closes it when dropped).
-    let stderr =
-        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(write_end) };
+    let (read_end, stderr) = full_pipe();
     let mut c = build(&pairs, &out);
     c.env("RELBERT_LOG", "error")
         .env("RELBERT_PROGRESS_SECS", "100000")
@@ -286,16 +268,161 @@ fn an_interrupted_build_keeps_its_lock_until_it_has_ended() {
     );
     assert!(!out.exists(), "the second writer published");
     // Read what is in the pipe: the handler's message gets out and the run ends.
-    let drain = std::thread::spawn(move || {
-        // SAFETY: the read end is ours alone; the File closes it.
-        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(read_end) };
-        let mut all = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut all).unwrap();
-        String::from_utf8_lossy(&all).into_owned()
-    });
+    let drain = drain(read_end);
     let status = child.wait().unwrap();
     let said = drain.join().unwrap();
     assert_eq!(status.code(), Some(130), "{said}");
     assert!(said_resume(&said, &partial), "{said}");
     assert!(!lock.exists(), "the lock file stayed after the run");
+}
+
+/// A pipe filled to the brim, blocking: its read end, and its write end for a child's
+/// standard error, whose first write then blocks until the read end is drained.
+fn full_pipe() -> (i32, std::os::fd::OwnedFd) {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2(2) into a two-element array.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+        0
+    );
+    let (read_end, write_end) = (fds[0], fds[1]);
+    let junk = [b'x'; 4096];
+    // SAFETY: writes from a live buffer to the pipe's write end, until it is full.
+    while unsafe { libc::write(write_end, junk.as_ptr().cast(), junk.len()) } > 0 {}
+    // SAFETY: fcntl(2) on our own descriptors: the child's writes must block, not fail,
+    // and the drain must wait for them.
+    unsafe {
+        libc::fcntl(write_end, libc::F_SETFL, 0);
+        libc::fcntl(read_end, libc::F_SETFL, 0);
+    }
+    // SAFETY: the child owns this descriptor from here (Stdio closes it when dropped).
+    let write_end =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(write_end) };
+    (read_end, write_end)
+}
+
+/// Reads the pipe whose read end is `read_end` to its end on a thread of its own: what the
+/// child wrote to it, without the junk [`full_pipe`] filled it with.
+fn drain(read_end: i32) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        // SAFETY: the read end is ours alone; the File closes it.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(read_end) };
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut all).unwrap();
+        let said = all.iter().position(|&b| b != b'x').unwrap_or(all.len());
+        String::from_utf8_lossy(&all[said..]).into_owned()
+    })
+}
+
+/// Whether process `pid` catches SIGINT, SIGTERM and SIGHUP (its `SigCgt` in /proc): the
+/// run's handler is installed, and a signal sent now is its to take.
+#[cfg(target_os = "linux")]
+fn catches_stop_signals(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    let want = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+        .iter()
+        .fold(0u64, |m, &s| m | 1 << (s - 1));
+    caught & want == want
+}
+
+/// The system call the thread of `pid` named `name` is blocked in (its number, from
+/// /proc/PID/task/TID/syscall), `None` while it runs or when that cannot be read.
+#[cfg(target_os = "linux")]
+fn blocked_in(pid: u32, name: &str) -> Option<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let call = std::fs::read_to_string(task.path().join("syscall")).ok()?;
+            return call.split(' ').next()?.trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// Found by an audit: an `index add` stopped early said "interrupted: nothing was written",
+/// decided when the signal came, while its other threads went on to take the lock and make
+/// `DIR.partial` (even a checkpoint) before the process ended; an `index remove` was then
+/// refused as "an interrupted `index add` … run that add again". What the handler says is now
+/// what the process leaves: once it has a signal, no thread takes the lock or makes the
+/// partial directory. Here the signal comes while the add waits for standard input; the
+/// handler's message is held back by a full standard error while the input is given, so the
+/// old code went on to make `DIR.partial` meanwhile.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interrupt_that_says_nothing_was_written_leaves_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.tsv");
+    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
+    let idx = dir.path().join("idx");
+    let (built, err) = run(build(&small, &idx));
+    assert!(built.status.success(), "{err}");
+    let partial = dir.path().join("idx.partial");
+    let (read_end, stderr) = full_pipe();
+    let mut c = relbert(&["index", "add", "--pairs", "-", "--index"]);
+    c.arg(&idx)
+        .env("RELBERT_LOG", "error")
+        .env("RELBERT_PROGRESS_SECS", "100000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !catches_stop_signals(pid) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(Instant::now() < deadline, "no signal handler");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: kill(2) with the child's own pid.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // The handler has chosen its message once it is blocked writing it.
+    while blocked_in(pid, "relbert-signals") != Some(libc::SYS_write) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        if Instant::now() > deadline {
+            eprintln!(
+                "skipped: cannot see the signal thread blocked in write(2) in /proc/{pid}/task"
+            );
+            let _ = child.kill();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let input: String = (0..2000).map(|i| format!("x{i}\ty{i}\n")).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    // The old code made the partial directory within milliseconds of the input; the fixed
+    // one never does. The wait only gives the old code its chance.
+    let until = Instant::now() + Duration::from_secs(3);
+    while !partial.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let drain = drain(read_end);
+    let status = child.wait().unwrap();
+    let said = drain.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains("interrupted: nothing was written"), "{said}");
+    assert!(!partial.exists(), "{said}");
+    assert!(
+        hidden(dir.path()).is_empty(),
+        "left: {:?}",
+        hidden(dir.path())
+    );
+    assert_eq!(verified(&idx)["count"], 3);
+    // Nothing in the way of another command.
+    let one = dir.path().join("one.tsv");
+    std::fs::write(&one, "dog\tcat\n").unwrap();
+    let mut c = relbert(&["index", "remove", "--index"]);
+    c.arg(&idx).arg("--pairs").arg(&one);
+    let (removed, err) = run(c);
+    assert!(removed.status.success(), "{err}");
+    assert_eq!(verified(&idx)["count"], 2);
 }

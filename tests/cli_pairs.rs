@@ -1792,3 +1792,59 @@ fn flags_that_would_do_nothing_or_clash_are_refused_with_status_2() {
         assert!(!out.exists());
     }
 }
+
+/// A licence copied into many files added its pairs once per copy, so the top pairs of a
+/// corpus of package documentation were the licence's. A long paragraph whose words were
+/// read before (re-wrapped or re-indented) is counted once, and said so; short ones that
+/// recur (a sentence) are all counted; `--keep-repeated-paragraphs` counts every copy.
+#[test]
+fn a_paragraph_copied_into_many_files_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let licence = "Permission is hereby granted, free of charge, to any person obtaining a \
+                   copy of this software and associated documentation files, to deal in the \
+                   Software without restriction, including without limitation the rights to \
+                   use, copy, modify and merge.";
+    let files: Vec<PathBuf> = (0..10)
+        .map(|i| {
+            let f = dir.path().join(format!("f{i}.txt"));
+            // Every other copy re-wrapped and indented, as copies in real files are.
+            let copy = if i % 2 == 1 {
+                licence.replace(", ", ",\n    ")
+            } else {
+                licence.to_string()
+            };
+            std::fs::write(&f, format!("{copy}\n\nParis is the capital of France.\n")).unwrap();
+            f
+        })
+        .collect();
+    let corpus: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let m = mine(dir.path(), "once", &corpus, EVERYTHING);
+    assert_eq!(m.record("permission", "hereby")["count"], 1);
+    assert_eq!(m.record("paris", "france")["count"], 10);
+    assert_eq!(m.report["repeated_paragraphs"], 9, "{}", m.report);
+    let mut keep = EVERYTHING.to_vec();
+    keep.push("--keep-repeated-paragraphs");
+    let all = mine(dir.path(), "all", &corpus, &keep);
+    assert_eq!(all.record("permission", "hereby")["count"], 10);
+    assert_eq!(all.report["repeated_paragraphs"], 0, "{}", all.report);
+
+    let a = relbert()
+        .args(["pairs", "mine", "--corpus"])
+        .args(&corpus)
+        .arg("--out")
+        .arg(dir.path().join("said.tsv"))
+        .args(EVERYTHING)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("9 repeated paragraph(s)")
+            && err.contains(&format!(
+                "{}:1 repeats {}:1",
+                files[1].display(),
+                files[0].display()
+            ))
+            && err.contains("--keep-repeated-paragraphs"),
+        "{err}"
+    );
+}

@@ -638,7 +638,11 @@ pub fn recognise_partial(dir: &Path) -> Result<()> {
 /// not remove, in `<dir>.partial`. The mode bits are read rather than only the access asked:
 /// root may write anything, and its protected index is as much the user's word. The error
 /// says how to undo what was found (`chmod`, or `chattr` as root), every kind at once.
-pub fn check_not_write_protected(dir: &Path) -> Result<()> {
+///
+/// `run` is the command that would replace it (`build`, `rebuild`, `add`, `remove`): the
+/// error's advice is that command's way around the protection (found by an audit: an add or
+/// a remove was told to write a copy with `--out`, which they do not have).
+pub fn check_not_write_protected(dir: &Path, run: &'static str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let md = std::fs::metadata(dir).map_err(|e| IndexError::io(dir, e))?;
     let mut found = Protections::default();
@@ -712,6 +716,7 @@ pub fn check_not_write_protected(dir: &Path) -> Result<()> {
             path: dir.to_path_buf(),
             why,
             fix: found.fix(dir),
+            run,
         });
     }
     // Another user's index, or one on a read-only mount: nothing this user may change.
@@ -733,6 +738,7 @@ pub fn check_not_write_protected(dir: &Path) -> Result<()> {
             path: dir.to_path_buf(),
             why: format!("this user may not write to it: {e}"),
             fix: fix.to_string(),
+            run,
         });
     }
     Ok(())
@@ -842,7 +848,7 @@ fn remove_leftover(partial: &Path, out: &Path) -> Result<()> {
         let what = if partial.join(FileKind::Meta.file_name()).is_file() {
             format!(
                 "a complete index and no checkpoint: the index {} held before its last build, \
-                 rebuild or add (which could not remove it), or one finished and killed just \
+                 rebuild, add or remove (which could not remove it), or one finished and killed just \
                  before it was put in place",
                 out.display()
             )
@@ -861,8 +867,16 @@ fn remove_leftover(partial: &Path, out: &Path) -> Result<()> {
 /// replaced index, when the kill came before its removal). Called with the output's lock
 /// held, so no other publication of `out` is under way; only recognised indexes go.
 fn remove_old_siblings(out: &Path) {
+    for p in old_siblings(out) {
+        let _ = std::fs::remove_dir_all(&p);
+    }
+}
+
+/// The replaced indexes a publication killed half-way left beside `out`
+/// (`.<name>.old-<pid>`, recognised as indexes).
+fn old_siblings(out: &Path) -> Vec<PathBuf> {
     let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
-        return;
+        return Vec::new();
     };
     let parent = if parent.as_os_str().is_empty() {
         Path::new(".")
@@ -871,14 +885,13 @@ fn remove_old_siblings(out: &Path) {
     };
     let prefix = format!(".{}.old-", name.to_string_lossy());
     let Ok(rd) = std::fs::read_dir(parent) else {
-        return;
+        return Vec::new();
     };
-    for e in rd.flatten() {
-        let p = e.path();
-        if e.file_name().to_string_lossy().starts_with(&prefix) && recognise_index(&p).is_ok() {
-            let _ = std::fs::remove_dir_all(&p);
-        }
-    }
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .filter(|p| recognise_index(p).is_ok())
+        .collect()
 }
 
 /// Which command a partial build is for, as the [`IndexSpec::input`] its caller gives says:
@@ -1231,6 +1244,7 @@ impl IndexBuilder {
         check: impl FnOnce() -> Result<()>,
     ) -> Result<Self> {
         validate_spec(&spec)?;
+        let run = RunKind::of(&spec.input).command();
         let lock = OutputLock::acquire(out_dir)?;
         if std::fs::symlink_metadata(out_dir).is_ok() {
             if !force {
@@ -1239,21 +1253,30 @@ impl IndexBuilder {
                 });
             }
             recognise_index(out_dir)?;
-            check_not_write_protected(out_dir)?;
+            check_not_write_protected(out_dir, run)?;
         }
-        remove_old_siblings(out_dir);
         let partial = partial_dir(out_dir)?;
         let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
-        if std::fs::symlink_metadata(&partial).is_ok() {
-            recognise_partial(&partial)?;
-            if !ckpt_path.exists() {
-                remove_leftover(&partial, out_dir)?;
+        {
+            // Under the gate a signal handler closes (`lock::stop_writers`): a leftover is
+            // removed whole, or not at all, before the process ends on a signal.
+            let _gate = crate::lock::writing();
+            remove_old_siblings(out_dir);
+            if std::fs::symlink_metadata(&partial).is_ok() {
+                recognise_partial(&partial)?;
+                if !ckpt_path.exists() {
+                    remove_leftover(&partial, out_dir)?;
+                }
             }
         }
         if partial.exists() {
             Self::resume(out_dir, partial, spec, force, lock, check)
         } else {
             check()?;
+            // The directory and its first checkpoint are made under the gate: a signal
+            // handler that has closed it sees either no partial directory, which this run
+            // then never makes, or one with its checkpoint.
+            let _gate = crate::lock::writing();
             Self::create(out_dir, partial, spec, force, lock)
         }
     }
@@ -1499,6 +1522,8 @@ impl IndexBuilder {
     /// before its partial directory holds anything worth resuming: the caller checks that it
     /// [`created`](Self::created) it.
     pub(crate) fn discard(self) -> Result<()> {
+        // Under the gate a signal handler closes: removed whole before the process ends.
+        let _gate = crate::lock::writing();
         let partial = self.partial.clone();
         std::fs::remove_dir_all(&partial).map_err(|e| IndexError::io(&partial, e))?;
         if let Some(parent) = partial.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -1838,7 +1863,7 @@ impl IndexBuilder {
             recognise_index(&self.out_dir)?;
             // Protected while the rows were encoded: refused while the checkpoint is there,
             // so the same run, once allowed, resumes rather than starts over.
-            check_not_write_protected(&self.out_dir)?;
+            check_not_write_protected(&self.out_dir, RunKind::of(&self.ckpt.spec.input).command())?;
         }
         let spec = &self.ckpt.spec;
         let dim = spec.dim as usize;
@@ -2012,6 +2037,7 @@ impl IndexBuilder {
 pub fn discard_partial(out_dir: &Path) -> Result<()> {
     let _lock = OutputLock::acquire(out_dir)?;
     let p = partial_dir(out_dir)?;
+    let _gate = crate::lock::writing();
     if std::fs::symlink_metadata(&p).is_ok() {
         recognise_partial(&p)?;
         if p.join(FileKind::Checkpoint.file_name()).exists() {
@@ -2021,6 +2047,87 @@ pub fn discard_partial(out_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What [`clear_leftovers`] found beside an index and removed, or left.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Removed: what killed runs left that nobody resumes (the index a publication replaced,
+    /// in `<out>.partial` without a checkpoint or beside it as `.<name>.old-<pid>`; a partial
+    /// directory without a checkpoint; the copy of standard input a publication left in the
+    /// index, [`published_spool`]), each with what it was, in words.
+    pub removed: Vec<(PathBuf, &'static str)>,
+    /// Left: `<out>.partial` holds an interrupted run, with its checkpoint, that the same
+    /// command resumes; with that command as typed after `relbert index` (`add`, …).
+    pub unfinished: Option<(PathBuf, &'static str)>,
+}
+
+/// For a run on the index `out_dir` that found nothing to do (an add with nothing new, a
+/// remove of pairs it does not hold), and so makes no partial directory: removes what a run
+/// killed after publishing left beside the index or in it, as the next build, add or remove
+/// would before it starts (found by an audit: the index a remove replaced stayed in
+/// `<out>.partial`, with the removed pairs, and the same remove run again took its "nothing
+/// to remove" path and left it without a word). Under the output's lock; when another writer
+/// holds it, nothing is touched (those things may be its own) and nothing is reported. A
+/// partial directory with a checkpoint is an interrupted run the same command resumes: left,
+/// and reported. Errors: a partial directory relbert did not leave ([`recognise_partial`]),
+/// or one that cannot be removed ([`IndexError::LeftoverNotRemoved`]).
+pub fn clear_leftovers(out_dir: &Path) -> Result<Leftovers> {
+    let partial = partial_dir(out_dir)?;
+    let spool = published_spool(out_dir);
+    // Nothing there (the usual case): no lock taken, so an index in a directory this user
+    // may not write to is not met with an error for an add of nothing.
+    if std::fs::symlink_metadata(&partial).is_err()
+        && std::fs::symlink_metadata(&spool).is_err()
+        && old_siblings(out_dir).is_empty()
+    {
+        return Ok(Leftovers::default());
+    }
+    let _lock = match OutputLock::acquire(out_dir) {
+        Ok(lock) => lock,
+        Err(IndexError::Locked { .. }) => return Ok(Leftovers::default()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Leftovers::default();
+    let _gate = crate::lock::writing();
+    let old = old_siblings(out_dir);
+    remove_old_siblings(out_dir);
+    for p in old {
+        if std::fs::symlink_metadata(&p).is_err() {
+            found.removed.push((
+                p,
+                "the index it held before its last build, rebuild, add or remove",
+            ));
+        }
+    }
+    if std::fs::symlink_metadata(&partial).is_ok() {
+        recognise_partial(&partial)?;
+        let ckpt = partial.join(FileKind::Checkpoint.file_name());
+        if ckpt.exists() {
+            let run = read_checkpoint(&ckpt, &partial)
+                .map(|c| RunKind::of(&c.spec.input).command())
+                .unwrap_or("build, rebuild, add or remove");
+            found.unfinished = Some((partial, run));
+        } else {
+            let what = if partial.join(FileKind::Meta.file_name()).is_file() {
+                "the index it held before its last build, rebuild, add or remove"
+            } else {
+                "a partial build without a checkpoint"
+            };
+            remove_leftover(&partial, out_dir)?;
+            found.removed.push((partial, what));
+        }
+    }
+    // Only relbert's own, marked copy (a regular file): a user's file of that name stays.
+    if std::fs::symlink_metadata(&spool).is_ok_and(|m| m.is_file())
+        && is_marked_spool(&spool).unwrap_or(false)
+    {
+        std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
+        found
+            .removed
+            .push((spool, "the copy of standard input of its last add or build"));
+    }
+    Ok(found)
 }
 
 /// Puts `partial` in place of `out`. An existing `out` (a recognised index) is swapped with
@@ -3027,7 +3134,7 @@ mod tests {
                 eprintln!("skipped the append-only half: `chattr +a` is not permitted here");
                 return;
             }
-            assert!(check_not_write_protected(&out).is_err(), "{flag}");
+            assert!(check_not_write_protected(&out, "add").is_err(), "{flag}");
             let r =
                 crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "new", 1, |_| {})
                     .map(drop);
@@ -3082,7 +3189,9 @@ mod tests {
             return;
         }
         std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o555)).unwrap();
-        let msg = check_not_write_protected(&out).unwrap_err().to_string();
+        let msg = check_not_write_protected(&out, "build")
+            .unwrap_err()
+            .to_string();
         let d = out.display();
         for want in [
             "the directory's mode is 555: its owner may not write to it; 1 of its files is \

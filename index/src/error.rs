@@ -181,10 +181,11 @@ pub enum IndexError {
         /// checkpoint records them), how it differs from this one, and what to do.
         detail: Box<str>,
     },
-    /// Another writer published a new version of the index after a grow's caller opened it
-    /// and before the grow took the index's writer lock: nothing was wrong with the request,
-    /// and nothing was added; the same add, run again, opens the new index and adds to it.
-    #[error("{path} was changed by another writer while this add was starting (it was index {opened} when opened; index {now} has been published there since), so nothing was added: run the same add again to add to the new index")]
+    /// Another writer published a new version of the index after the caller of an add, a
+    /// remove or an in-place rebuild opened it and before that run took the index's writer
+    /// lock: nothing was wrong with the request, and nothing was changed; the same command,
+    /// run again, opens the new index and works on it.
+    #[error("{path} was changed by another writer while this {run} was starting (it was index {opened} when opened; index {now} has been published there since), so {}", changed_advice(.run))]
     IndexChanged {
         /// The index directory.
         path: PathBuf,
@@ -192,11 +193,14 @@ pub enum IndexError {
         opened: String,
         /// The id of the index the directory holds now.
         now: String,
+        /// The command refused (`add`, `remove`, `rebuild`), as the user typed it after
+        /// `relbert index`.
+        run: &'static str,
     },
-    /// An index directory that a build, rebuild or add would replace (or one of its files)
-    /// is write-protected: the user's way of saying it must not change, which relbert keeps
-    /// rather than publish a writable directory in its place.
-    #[error("{path} is write-protected: {why}. relbert takes that to mean the index must not be changed, and leaves it as it is; to add to it or replace it, {fix}, or write a copy elsewhere with `--out`")]
+    /// An index directory that a build, rebuild, add or remove would replace (or one of its
+    /// files) is write-protected: the user's way of saying it must not change, which relbert
+    /// keeps rather than publish a writable directory in its place.
+    #[error("{path} is write-protected: {why}. relbert takes that to mean the index must not be changed, and leaves it as it is; {}", protected_advice(.run, .path, .fix))]
     WriteProtected {
         /// The index directory.
         path: PathBuf,
@@ -206,6 +210,9 @@ pub enum IndexError {
         /// What undoes it, chosen by the cause: `chmod` for a mode, `chattr` (as root) for
         /// an immutable or append-only attribute, the owner for another user's index.
         fix: String,
+        /// The command refused (`build`, `rebuild`, `add`, `remove`): the way around the
+        /// protection is its own (only `build` and `rebuild` have `--out`).
+        run: &'static str,
     },
     /// A build, rebuild or add published the new index, but the index it replaced (moved to
     /// `old` by the exchange) could not be removed.
@@ -360,6 +367,39 @@ impl IndexError {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// What [`IndexError::IndexChanged`] says after "so": that nothing was done and that the
+/// same command, run again, works on the new index, in the words of the `run` refused.
+fn changed_advice(run: &str) -> String {
+    let (done, again) = match run {
+        "add" => ("nothing was added", "add to the new index"),
+        "remove" => ("nothing was removed", "remove the pairs from the new index"),
+        "rebuild" => ("nothing was rebuilt", "rebuild the new index"),
+        _ => ("nothing was changed", "work on the new index"),
+    };
+    format!("{done}: run the same {run} again to {again}")
+}
+
+/// What [`IndexError::WriteProtected`] advises for the `run` refused on `path`: undo the
+/// protection (`fix`), or the command's own way around it. An add or a remove changes the
+/// index in place and has no `--out`: a writable copy is made with `index rebuild --out`,
+/// which only reads the protected index (a `cp -r` would carry the read-only modes along).
+fn protected_advice(run: &str, path: &std::path::Path, fix: &str) -> String {
+    let copy = format!(
+        "make a writable copy with `relbert index rebuild --index {} --out COPY`",
+        path.display()
+    );
+    match run {
+        "add" => format!("to add to it, {fix}, or {copy} and add to the copy"),
+        "remove" => {
+            format!("to remove pairs from it, {fix}, or {copy} and remove them from the copy")
+        }
+        "rebuild" => {
+            format!("to replace it, {fix}, or rebuild into another directory (another `--out`)")
+        }
+        _ => format!("to replace it, {fix}, or build into another directory (another `--out`)"),
     }
 }
 

@@ -69,9 +69,10 @@ pub struct IndexGrower {
 }
 
 /// Refuses with [`IndexError::IndexChanged`] when `base`'s directory holds another index now
-/// (another writer published after `base` was opened). Asked under the writer lock, which
-/// keeps it true until this grow publishes.
-pub(crate) fn check_unchanged(base: &Index) -> Result<()> {
+/// (another writer published after `base` was opened), naming the command refused (`run`:
+/// `add`, `remove`, `rebuild`). Asked under the writer lock, which keeps it true until this
+/// run publishes.
+pub(crate) fn check_unchanged(base: &Index, run: &'static str) -> Result<()> {
     let dir = base.dir();
     let now = Index::open_with(
         dir,
@@ -84,6 +85,7 @@ pub(crate) fn check_unchanged(base: &Index) -> Result<()> {
             path: dir.to_path_buf(),
             opened: base.id(),
             now: now.id(),
+            run,
         });
     }
     Ok(())
@@ -162,7 +164,7 @@ impl IndexGrower {
         };
         let dir = base.dir().to_path_buf();
         let mut builder = IndexBuilder::create_or_resume_checking(&dir, spec, true, || {
-            check_unchanged(&base)?;
+            check_unchanged(&base, "add")?;
             // A block of a file over the size verified at open is otherwise met only by the
             // copy (after `keep`) or, for the graph, by `finish`, after every new row is
             // encoded. The cost is the copy's own reads, done sooner: a verified block is not

@@ -152,7 +152,8 @@ fn rebuild_rows(
     // replaced by the older index's, without a word. Asked under the writer lock.
     let mut builder = IndexBuilder::create_or_resume_checking(out, spec, opts.force, || {
         if in_place {
-            crate::grow::check_unchanged(&idx)?;
+            let run = if kept.is_some() { "remove" } else { "rebuild" };
+            crate::grow::check_unchanged(&idx, run)?;
         }
         check_rows(&idx, kept.as_deref())
     })?;

@@ -801,14 +801,31 @@ fn rebuild_without_leaves_out_rows_and_refuses_a_changed_index() {
     };
     rebuild(Index::open(&dir).unwrap(), &dir, &other, |_| {}).unwrap();
     let published = Index::open(&dir).unwrap().id();
-    assert!(matches!(
-        rebuild_without(stale, &dir, &keep, &[1], |_| {}),
-        Err(IndexError::IndexChanged { .. })
-    ));
-    assert!(matches!(
-        rebuild(stale_too, &dir, &keep, |_| {}),
-        Err(IndexError::IndexChanged { .. })
-    ));
+    // Each refusal names its own command (found by an audit: both said "while this add was
+    // starting … nothing was added: run the same add again").
+    for (err, run, done) in [
+        (
+            rebuild_without(stale, &dir, &keep, &[1], |_| {}).unwrap_err(),
+            "remove",
+            "nothing was removed",
+        ),
+        (
+            rebuild(stale_too, &dir, &keep, |_| {}).unwrap_err(),
+            "rebuild",
+            "nothing was rebuilt",
+        ),
+    ] {
+        assert!(matches!(err, IndexError::IndexChanged { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("while this {run} was starting"))
+                && msg.contains(done)
+                && msg.contains(&format!("run the same {run} again"))
+                && !msg.contains("this add")
+                && !msg.contains("nothing was added"),
+            "{msg}"
+        );
+    }
     let now = Index::open(&dir).unwrap();
     assert_eq!((now.id(), now.count()), (published, n - 3));
     drop(now);

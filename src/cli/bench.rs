@@ -302,8 +302,10 @@ fn dataset_names(spec: &str) -> Result<Vec<&str>> {
     Ok(names)
 }
 
-/// The split names (`<split>.jsonl` file stems) found in the folders under `data`, sorted,
-/// for the message when the asked split is in none of them.
+/// The split names (`<split>.jsonl` file stems) found in the folders under `data` that bench
+/// can score, sorted, for the message when the asked split is in none of them: a split that
+/// only a folder of SemEval relations has (`train`, beside the analogy sets) would be skipped
+/// if asked for, so it is not offered.
 fn splits_under(data: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(data)
         .into_iter()
@@ -313,6 +315,7 @@ fn splits_under(data: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out.dedup();
+    out.retain(|split| analogy_datasets(data, split).is_ok_and(|found| !found.sets.is_empty()));
     out
 }
 
@@ -476,6 +479,68 @@ fn warn_unaskable<'a>(pairs: impl Iterator<Item = (&'a Pair, &'a Path, usize)>, 
             .map(|((h, t), file, line)| (h.as_str(), t.as_str(), file, line)),
         outcome,
     );
+}
+
+/// Warns that `--distance euclidean` ranks as cosine when every vector is unit length (an
+/// offset model's pair vectors, `--method combined`'s and `--method offset`'s): README and
+/// the report's `"distance": "euclidean"` speak of raw vectors, and a reader would take the
+/// two columns for two measurements. The distance of unit vectors is `√(2 − 2·cos)`, so the
+/// nearest choice is the most similar one; only `--bi-direction`'s product of distances,
+/// which this is not called for, differs from the product of cosines.
+fn warn_euclidean_is_cosine(vectors: &HashMap<Pair, Vec<f32>>, method: Method) {
+    let unit = |v: &Vec<f32>| {
+        let n: f64 = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        (n - 1.0).abs() < 1e-3
+    };
+    if vectors.is_empty() || !vectors.values().all(unit) {
+        return;
+    }
+    let why = match method {
+        Method::Relbert => "the model's offset weight makes its pair vectors unit length",
+        Method::Offset => "--method offset's vectors are unit offsets",
+        Method::Combined => "--method combined's vectors are unit length",
+    };
+    tracing::warn!(
+        "--distance euclidean: {why}, and the euclidean distance of unit vectors is \
+         √(2 − 2·cos), so it ranks the choices exactly as --distance cosine does"
+    );
+}
+
+/// Warns once, naming the first's dataset file and line (`locate`) and counting the others, of
+/// the pairs whose two words share one word vector, so that their offset is zero
+/// ([`relbert::analogy::offset`]): under an offset weight their vector is the relation part
+/// alone ([`relbert::analogy::combine`]), and under `--method offset` it is zero, cosine 0
+/// with every pair. A pair and its reverse are one. `weight` is the offset weight of the
+/// vectors (`None`: offsets alone, `--method offset`); at weight 0 there is no offset part to
+/// lack.
+fn warn_no_offset(
+    pairs: &[Pair],
+    vectors: &HashMap<Pair, Vec<f32>>,
+    weight: Option<f32>,
+    locate: impl Fn(&Pair) -> Option<(PathBuf, usize)>,
+) {
+    let lacks = |v: &Vec<f32>| match weight {
+        Some(w) => w > 0.0 && relbert::analogy::lacks_offset(v),
+        None => v.iter().all(|x| *x == 0.0),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut found = pairs.iter().filter(|p| {
+        vectors.get(*p).is_some_and(lacks) && {
+            let (h, t) = p;
+            seen.insert(if h <= t { (h, t) } else { (t, h) })
+        }
+    });
+    let Some(first) = found.next() else { return };
+    let more = found.count();
+    let location = match locate(first) {
+        Some((path, line)) => format!("{}:{line}", path.display()),
+        None => "a dataset".to_string(),
+    };
+    let consequence = match weight {
+        Some(w) => relbert::embed::no_offset_consequence(w),
+        None => "its offset vector is zero, so its cosine with every pair is 0".to_string(),
+    };
+    relbert::embed::warn_shared_word_vector(&location, &first.0, &first.1, more, &consequence);
 }
 
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename (checked
@@ -643,23 +708,37 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
          between them is then decided by a tie, which the first choice wins",
     );
     let enc = a.model.load(false)?;
+    relbert::embed::warn_unknown_words(
+        &enc,
+        sets.iter().zip(&loaded).flat_map(|((_, path), (_, qs))| {
+            qs.iter().flat_map(move |q| {
+                std::iter::once(&q.stem)
+                    .chain(&q.choice)
+                    .map(move |(h, t)| (h.as_str(), t.as_str(), path.as_path(), q.line))
+            })
+        }),
+        "the pair is scored as it is, and a question between such pairs is decided by a tie, \
+         which the first choice wins",
+    );
+    let files: HashMap<&str, &Path> = sets
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_path()))
+        .collect();
+    // The file and line of the first question holding a pair (or its reverse).
+    let locate = |p: &Pair| {
+        let r = relbert::analogy::reversed(p);
+        loaded.iter().find_map(|(name, qs)| {
+            let q = qs.iter().find(|q| {
+                std::iter::once(&q.stem)
+                    .chain(&q.choice)
+                    .any(|c| *c == *p || *c == r)
+            })?;
+            Some((files.get(name.as_str())?.to_path_buf(), q.line))
+        })
+    };
     // The offset baseline encodes bare words, never a prompt: no prompt is too long for it.
     if a.method != Method::Offset {
-        let files: HashMap<&str, &Path> = sets
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_path()))
-            .collect();
-        refuse_overlong(&enc, &pairs, |p| {
-            let r = relbert::analogy::reversed(p);
-            loaded.iter().find_map(|(name, qs)| {
-                let q = qs.iter().find(|q| {
-                    std::iter::once(&q.stem)
-                        .chain(&q.choice)
-                        .any(|c| *c == *p || *c == r)
-                })?;
-                Some((files.get(name.as_str())?.to_path_buf(), q.line))
-            })
-        })?;
+        refuse_overlong(&enc, &pairs, locate)?;
     }
     let started = Instant::now();
     let vectors = pair_vectors(&enc, &pairs, a.method, offset_weight)
@@ -671,6 +750,17 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         a.method.name(),
         embed_seconds
     );
+    let weight = match a.method {
+        Method::Relbert => enc.offset_weight(),
+        Method::Offset => None,
+        Method::Combined => Some(offset_weight),
+    };
+    if a.method != Method::Relbert || weight.is_some() {
+        warn_no_offset(&pairs, &vectors, weight, locate);
+    }
+    if a.distance == Distance::Euclidean && !a.bi_direction {
+        warn_euclidean_is_cosine(&vectors, a.method);
+    }
     let mut results = BTreeMap::new();
     writeln!(table, "| dataset | split | questions | accuracy |")?;
     writeln!(table, "|---|---|---:|---:|")?;
@@ -736,6 +826,8 @@ struct LexicalSet {
 
 #[derive(Serialize)]
 struct ClassifyResult {
+    /// The split the F1 scores are on (`test`): the report names it, as analogy's keys do.
+    split: &'static str,
     f1_micro: f64,
     f1_macro: f64,
     n_train: usize,
@@ -840,13 +932,29 @@ fn classify(a: ClassifyArgs) -> Result<()> {
          classifier can tell apart",
     );
     let enc = a.model.load(false)?;
-    refuse_overlong(&enc, &pairs, |p| {
+    relbert::embed::warn_unknown_words(
+        &enc,
+        files.iter().flat_map(|(path, rows)| {
+            rows.iter().map(move |lp| {
+                (
+                    lp.pair.0.as_str(),
+                    lp.pair.1.as_str(),
+                    path.as_path(),
+                    lp.line,
+                )
+            })
+        }),
+        "the pair is classified as it is, though no classifier can tell such pairs apart",
+    );
+    // The file and line of the first row holding a pair (or its reverse).
+    let locate = |p: &Pair| {
         let r = relbert::analogy::reversed(p);
         files.iter().find_map(|(path, rows)| {
             let lp = rows.iter().find(|lp| lp.pair == *p || lp.pair == r)?;
             Some((path.clone(), lp.line))
         })
-    })?;
+    };
+    refuse_overlong(&enc, &pairs, locate)?;
     let started = Instant::now();
     let pb = Progress::pairs(pairs.len() as u64, "embedding");
     let vecs = enc
@@ -867,6 +975,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             v
         }))
         .collect();
+    if let Some(w) = enc.offset_weight() {
+        warn_no_offset(&pairs, &vectors, Some(w), locate);
+    }
     let features = |rows: &[LabelledPair]| -> Vec<Vec<f32>> {
         rows.iter()
             .map(|lp| {
@@ -987,6 +1098,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         results.insert(
             set.name.clone(),
             ClassifyResult {
+                split: "test",
                 f1_micro: f1.micro,
                 f1_macro: f1.macro_,
                 n_train: train.len(),

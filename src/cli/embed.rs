@@ -24,9 +24,11 @@ pub struct EmbedArgs {
     /// Pair file: head<TAB>tail[<TAB>label] per line, or - for standard input.
     #[arg(long)]
     pairs: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    format: Format,
+    /// Output format; by default from --out's extension: `.npy` is npy, anything else (and
+    /// standard output) jsonl. A format the extension contradicts (`--format npy --out
+    /// v.jsonl`) is refused.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Output file (default for jsonl, and `-`: standard output).
     #[arg(long, value_parser = super::os(super::output_file_at))]
     out: Option<PathBuf>,
@@ -60,15 +62,60 @@ pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
     files
 }
 
+/// The format an output file's extension names (`.npy`; `.jsonl` or `.json`), any letter
+/// case; `None` for another extension or none.
+fn format_of_extension(out: &Path) -> Option<Format> {
+    let ext = out.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => Some(Format::Npy),
+        "jsonl" | "json" => Some(Format::Jsonl),
+        _ => None,
+    }
+}
+
+/// The output format: `--format`, else `--out`'s extension (`.npy`: npy), else jsonl. An
+/// explicit format that `--out`'s extension contradicts is a bad command line: `--out x.npy`
+/// alone wrote JSON lines into x.npy, and `--format npy --out y.jsonl` a binary array into
+/// y.jsonl, files every reader of that extension then fails on.
+fn output_format(format: Option<Format>, out: Option<&Path>) -> Result<Format> {
+    let named = out.and_then(format_of_extension);
+    match (format, named) {
+        (Some(f), Some(n)) if f != n => Err(super::usage(format!(
+            "--format {} contradicts --out {}, whose extension says {}; give --out a name \
+             ending in {}, or leave --format out to write {}",
+            format_name(f),
+            out.map(|o| o.display().to_string()).unwrap_or_default(),
+            format_name(n),
+            match f {
+                Format::Npy => ".npy",
+                Format::Jsonl => ".jsonl",
+            },
+            format_name(n),
+        ))),
+        (Some(f), _) => Ok(f),
+        (None, Some(n)) => Ok(n),
+        (None, None) => Ok(Format::Jsonl),
+    }
+}
+
+/// A format's name on the command line.
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Jsonl => "jsonl",
+        Format::Npy => "npy",
+    }
+}
+
 /// Runs `relbert embed`.
 pub fn run(a: EmbedArgs) -> Result<()> {
     // `--out -` is standard output, as for --pairs.
     let out = a.out.clone().filter(|p| p.as_os_str() != "-");
+    let format = output_format(a.format, out.as_deref())?;
     if let Some(o) = &out {
         super::not_in_an_index(o, "--out")?;
     }
     // Found only when the output was opened, after the pairs were read and the model loaded.
-    if a.format == Format::Npy && out.is_none() {
+    if format == Format::Npy && out.is_none() {
         return Err(super::usage(
             "--format npy needs --out FILE: an array and its pair list are two files, and \
              cannot go to standard output (JSON lines can: --format jsonl)",
@@ -77,7 +124,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     // Every output, and the input it must never overwrite, checked before any work.
     let mut outputs: Vec<(PathBuf, OutputKind)> = Vec::new();
     if let Some(o) = &out {
-        match a.format {
+        match format {
             relbert::output::Format::Jsonl => outputs.push((o.clone(), OutputKind::EmbedJsonl)),
             relbert::output::Format::Npy => {
                 outputs.push((o.clone(), OutputKind::Npy));
@@ -100,7 +147,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     }
     // One writer per output; held until the files are renamed into place.
     let _lock = match &out {
-        Some(o) => Some(match a.format {
+        Some(o) => Some(match format {
             relbert::output::Format::Npy => {
                 let (array, pairs) = lock_npy_output(o)?;
                 (array, Some(pairs))
@@ -113,11 +160,11 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     // them (before, they could be another run's).
     let interrupt = out
         .as_ref()
-        .map(|o| Interrupts::install(own_files(o, a.format)));
+        .map(|o| Interrupts::install(own_files(o, format)));
     // An array an older relbert wrote has its pair list where that build named it
     // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, as `index export --force`
     // recognises it, it is relbert's to replace; anything not provably relbert's stays refused.
-    let older_list = match (&out, a.format) {
+    let older_list = match (&out, format) {
         (Some(o), Format::Npy) if a.force => older_pair_list(o),
         _ => None,
     };
@@ -140,7 +187,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let encoder = a.model.load(false)?;
     let records = screen(&encoder, records, a.skip_long)?;
     let mut sink = Sink::open(
-        a.format,
+        format,
         out.as_deref(),
         records.len(),
         encoder.dim(),

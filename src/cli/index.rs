@@ -232,11 +232,21 @@ fn read_all_with(files: &[PathBuf], mut stdin: Option<Vec<PairRecord>>) -> Resul
         "no pairs in {}",
         files
             .iter()
-            .map(|f| f.display().to_string())
+            // Standard input as the readers' errors name it (found by an audit: "no pairs
+            // in -").
+            .map(|f| match f.as_os_str() == "-" {
+                true => "<stdin>".to_string(),
+                false => f.display().to_string(),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     );
     Ok(out)
+}
+
+/// "1 pair", "2 pairs".
+fn pairs(n: u64) -> String {
+    format!("{n} pair{}", if n == 1 { "" } else { "s" })
 }
 
 /// The records of `--pairs`, and whether to spool them (standard input is among the inputs,
@@ -286,6 +296,19 @@ pub fn screen(
     records: Vec<PairRecord>,
     skip: bool,
 ) -> Result<Vec<PairRecord>> {
+    let (keep, _) = screen_counted(encoder, records, skip)?;
+    anyhow::ensure!(!keep.is_empty(), "no pairs left to encode");
+    Ok(keep)
+}
+
+/// [`screen`], returning with the pairs kept how many were left out (with `skip`), and
+/// accepting that none is kept: for `index add`, for which every new pair left out is
+/// nothing to add, said as such.
+fn screen_counted(
+    encoder: &RelationEncoder,
+    records: Vec<PairRecord>,
+    skip: bool,
+) -> Result<(Vec<PairRecord>, u64)> {
     let (keep, left) = screen_long_pairs(encoder, records, skip)?;
     if !left.is_empty() {
         let shown: Vec<String> = left.iter().take(5).map(|r| r.location()).collect();
@@ -300,8 +323,7 @@ pub fn screen(
             }
         );
     }
-    anyhow::ensure!(!keep.is_empty(), "no pairs left to encode");
-    Ok(keep)
+    Ok((keep, left.len() as u64))
 }
 
 /// Refuses an existing `out` before any work: without `force` always, with `force` unless it
@@ -476,6 +498,9 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             check_index_out(out, a.force)?;
             let interrupt = Resumable::install(out, BUILD_ENCODING)?;
             let (records, spool) = read_input(&a.pairs, out)?;
+            if spool {
+                interrupt.stdin_again();
+            }
             let encoder = super::ModelArgs {
                 dtype: resume_dtype(out, a.model.dtype)?,
                 ..a.model.clone()
@@ -714,7 +739,16 @@ fn resume_dtype(out: &Path, given: Option<relbert::Dtype>) -> Result<Option<relb
 }
 
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
-fn rebuild(a: RebuildArgs) -> Result<()> {
+fn rebuild(mut a: RebuildArgs) -> Result<()> {
+    // Through a symbolic link, the index it points to is replaced (by a rename beside
+    // itself), as `index add` and `index remove` follow theirs (found by an audit: `rebuild
+    // --index L --out L --force` was refused, "L is not a directory", where an add or a
+    // remove of L changed the index). What the link names is checked as any output: an
+    // index relbert wrote, replaced only with --force.
+    if std::fs::symlink_metadata(&a.out).is_ok_and(|m| m.file_type().is_symlink()) {
+        a.out = std::fs::canonicalize(&a.out)
+            .with_context(|| format!("following the link {}", a.out.display()))?;
+    }
     check_index_out(&a.out, a.force)?;
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
     check_there(&a.index)?;
@@ -851,13 +885,18 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
         })
     };
     if rows.is_empty() {
+        clear_leftovers(&a.index);
         if a.json {
             relbert::output::print_line(&summary(0, count).to_string())?;
         } else {
+            let none = match total {
+                1 => "the 1 pair read is not".to_string(),
+                n => format!("none of the {n} pairs read is"),
+            };
             relbert::output::print_line(&format!(
-                "nothing to remove: none of the {total} pairs read is in {} ({count} pairs); the \
-                 index is unchanged",
-                a.index.display()
+                "nothing to remove: {none} in {} ({}); the index is unchanged",
+                a.index.display(),
+                pairs(count)
             ))?;
         }
         return Ok(());
@@ -882,16 +921,14 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
     })
     .with_context(|| format!("removing {} pairs from {}", rows.len(), a.index.display()))?;
     tracing::info!(
-        "index {}: {} pairs removed in {:.1}s",
+        "index {}: {} removed in {:.1}s",
         a.index.display(),
-        rows.len(),
+        pairs(rows.len() as u64),
         started.elapsed().as_secs_f64()
     );
     if a.json {
         relbert::output::print_line(&summary(rows.len(), left).to_string())?;
     } else {
-        // "1 pair", "2 pairs".
-        let pairs = |n: u64| format!("{n} pair{}", if n == 1 { "" } else { "s" });
         let mut notes = Vec::new();
         if missing > 0 {
             let verb = if missing == 1 { "is" } else { "are" };
@@ -929,6 +966,9 @@ fn add(mut a: AddArgs) -> Result<()> {
         "the rows of the index copied up to its last checkpoint",
     )?;
     let (records, spool) = read_input(&a.pairs, &a.index)?;
+    if spool {
+        interrupt.stdin_again();
+    }
     let total = records.len();
     check_there(&a.index)?;
     let idx = Index::open(&a.index).with_context(|| opening(&a.index))?;
@@ -958,48 +998,70 @@ fn add(mut a: AddArgs) -> Result<()> {
     let given = a.model.is_some() || a.template.is_some() || a.aggregation.is_some();
     let early = if given { Some(load()?) } else { None };
     let found = new_pairs(&idx, records)?;
-    let summary = |added: u64, count: u64| {
+    let summary = |added: u64, count: u64, too_long: u64| {
         serde_json::json!({
             "index": a.index.display().to_string(), "pairs_read": total, "added": added,
             "already_in_index": found.in_index, "repeated_in_input": found.repeated,
-            "count": count,
+            "skipped_long": too_long, "count": count,
         })
     };
-    if found.records.is_empty() {
-        // A copy of standard input that an add killed right after publishing left in the
-        // index (its pairs are all in now: that is why nothing is new). Only relbert's own,
-        // marked copy: a user's file of that name stays.
-        let published_spool = relbert_index::published_spool(&a.index);
-        // One that cannot be read is left as it is.
-        let own = relbert_index::is_marked_spool(&published_spool).unwrap_or(false);
-        if !spool && own {
-            std::fs::remove_file(&published_spool)
-                .with_context(|| format!("removing {}", published_spool.display()))?;
-        }
-        // The model given was checked above; the one recorded is checked here, so a moved
-        // model is said now rather than by the next add that has pairs to encode.
-        if !given {
+    // Nothing new, or (`--skip-long`) every new pair too long to encode: the index is left
+    // as it is, said so (found by an audit: an add of only pairs too long failed with "no
+    // pairs left to encode", not naming the index nor saying it was unchanged).
+    let nothing = |too_long: u64| -> Result<()> {
+        clear_leftovers(&a.index);
+        // The model given was checked above, and one loaded to screen the pairs is the
+        // index's; the one recorded is checked here otherwise, so a moved model is said now
+        // rather than by the next add that has pairs to encode.
+        if !given && too_long == 0 {
             if let Some(problem) = recorded_model_problem(&idx, &a.index) {
                 tracing::warn!("{problem}");
             }
         }
         if a.json {
-            relbert::output::print_line(&summary(0, idx.count() as u64).to_string())?;
-        } else {
-            relbert::output::print_line(&format!(
-                "nothing to add: all {total} pairs read are already in {} ({} pairs); the index is unchanged",
-                a.index.display(),
-                idx.count()
-            ))?;
+            relbert::output::print_line(&summary(0, idx.count() as u64, too_long).to_string())?;
+            return Ok(());
         }
-        return Ok(());
+        let place = format!("{} ({})", a.index.display(), pairs(idx.count() as u64));
+        let said = if too_long == 0 {
+            let all = match total {
+                1 => "the 1 pair read is".to_string(),
+                n => format!("all {n} pairs read are"),
+            };
+            format!("nothing to add: {all} already in {place}; the index is unchanged")
+        } else {
+            let mut why = vec![format!(
+                "{} new to it {} too long to encode (left out by --skip-long)",
+                too_long,
+                if too_long == 1 { "is" } else { "are" }
+            )];
+            if found.in_index > 0 {
+                why.push(format!("{} already in it", found.in_index));
+            }
+            if found.repeated > 0 {
+                why.push(format!("{} repeated", found.repeated));
+            }
+            format!(
+                "nothing to add to {place}: of the {} read, {}; the index is unchanged",
+                pairs(total as u64),
+                why.join(", ")
+            )
+        };
+        relbert::output::print_line(&said)?;
+        Ok(())
+    };
+    if found.records.is_empty() {
+        return nothing(0);
     }
     check_replaced_whole(&a.index, "add")?;
     let encoder = match early {
         Some(encoder) => encoder,
         None => load()?,
     };
-    let new = screen(&encoder, found.records.clone(), a.skip_long)?;
+    let (new, too_long) = screen_counted(&encoder, found.records.clone(), a.skip_long)?;
+    if new.is_empty() {
+        return nothing(too_long);
+    }
     // The index is verified and copied into the partial directory first (minutes for a large
     // one, which showed no progress), then the new pairs are encoded, then inserted into the
     // graph: one display per stage, each made when its stage begins, so that its rate is its
@@ -1076,15 +1138,20 @@ fn add(mut a: AddArgs) -> Result<()> {
     }
     let added = report.count - report.base_count;
     if a.json {
-        let mut doc = summary(added, report.count);
+        let mut doc = summary(added, report.count, too_long);
         doc["encode_secs"] = serde_json::json!(report.encode_secs);
         doc["graph_secs"] = serde_json::json!(report.graph_secs);
         doc["resumed_rows"] = serde_json::json!(report.resumed_rows);
         relbert::output::print_line(&doc.to_string())?;
     } else {
+        let skipped = match too_long {
+            0 => String::new(),
+            n => format!(", {n} too long to encode, left out"),
+        };
         relbert::output::print_line(&format!(
-            "added {added} pairs to {} ({} → {} pairs; {} already there, {} repeated); \
+            "added {} to {} ({} → {} pairs; {} already there, {} repeated{skipped}); \
              encoding {:.1}s, graph {:.1}s",
+            pairs(added),
             a.index.display(),
             report.base_count,
             report.count,
@@ -1214,6 +1281,35 @@ pub(crate) fn opening(dir: &Path) -> String {
         )
     } else {
         format!("opening {}", dir.display())
+    }
+}
+
+/// For an `index add` or `index remove` of `dir` that found nothing to do: removes what a
+/// killed run left beside the index or in it, as the next run that changes it would
+/// ([`relbert_index::clear_leftovers`]), saying what went; and warns of an interrupted run
+/// its partial directory holds. The command having done what was asked, a failure here is a
+/// warning, naming what is left and why.
+fn clear_leftovers(dir: &Path) {
+    match relbert_index::clear_leftovers(dir) {
+        Ok(found) => {
+            for (path, what) in &found.removed {
+                tracing::info!(
+                    "removed {}, which a killed run of {} left: {what}",
+                    path.display(),
+                    dir.display()
+                );
+            }
+            if let Some((partial, run)) = &found.unfinished {
+                tracing::warn!(
+                    "{} holds an interrupted `index {run}` of {}: run that {run} again to \
+                     finish it, or remove {} to give it up",
+                    partial.display(),
+                    dir.display(),
+                    partial.display()
+                );
+            }
+        }
+        Err(e) => tracing::warn!("{e:#}"),
     }
 }
 

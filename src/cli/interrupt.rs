@@ -378,6 +378,14 @@ impl Resumable {
                 say("\ninterrupted while the index is written and put in place: finishing that first");
                 return;
             }
+            // From here on no thread of this process takes the writer lock or makes (or
+            // discards) the partial directory: what is on disk now is what the exit leaves,
+            // so the message, chosen from it, stays true while the run's other threads go on
+            // (found by an audit: chosen while they went on, "nothing was written" was
+            // followed by a partial directory, even a checkpoint, made before the exit).
+            // Checkpoints of a partial directory that has one go on, which the message's
+            // "up to its last checkpoint" allows.
+            relbert_index::lock::stop_writers();
             // Before the run holds the writer lock, a partial directory there is another
             // writer's (or an earlier run's), and this run kept nothing in it.
             let ours = names_this_process(&st.lock);
@@ -418,8 +426,10 @@ impl Resumable {
         self.state().committing = true;
     }
 
-    /// The run reads standard input and keeps no copy of it (`index remove --pairs -`): the
-    /// message on a signal says to give the same input again.
+    /// The run reads standard input (`--pairs -`) and keeps no copy of it (`index remove`),
+    /// or none yet (a build or add, whose copy is written once its partial directory is
+    /// made): the message on a signal says to give the same input again, unless a whole copy
+    /// is in the partial directory by then.
     pub fn stdin_again(&self) {
         self.state().stdin_again = true;
     }

@@ -82,6 +82,11 @@ pub struct MineArgs {
     #[arg(long, default_value_t = 100.0, value_parser = threshold, allow_negative_numbers = true,
           requires = "phrases")]
     phrase_threshold: f64,
+    /// Count every copy of a long paragraph (200 bytes or more) read more than once; by
+    /// default a paragraph whose words were read before (a licence or header copied into
+    /// many files) is counted once.
+    #[arg(long)]
+    keep_repeated_paragraphs: bool,
     /// Co-occurrence window in tokens.
     #[arg(long, default_value_t = 10, value_parser = whole::<1>, allow_negative_numbers = true)]
     window: usize,
@@ -506,6 +511,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         work_dir: work.path().to_path_buf(),
         examples: a.examples,
         threads: rayon::current_num_threads(),
+        keep_repeats: a.keep_repeated_paragraphs,
     };
     let started = std::time::Instant::now();
     let (pairs, mut report) = mine(&opts, &PassProgress(Mutex::new(None)))

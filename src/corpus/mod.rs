@@ -9,6 +9,8 @@
 //!   as word2phrase does) and the frequency cut that picks the terms;
 //! - [`count`]: co-occurrence counting under a memory budget, spilling sorted runs to disk
 //!   and merging them as GloVe's `cooccur` does;
+//! - [`repeats`]: long paragraphs read before (a licence copied into many files) counted
+//!   once;
 //! - this file: the passes that tie them together, ranking, labels and provenance.
 //!
 //! The corpus is read in up to four streaming passes, each parallel over the worker threads
@@ -31,6 +33,7 @@
 //! RELATIVE's pair vocabulary did), or by plain count.
 
 pub mod count;
+pub mod repeats;
 pub mod source;
 pub mod tokenize;
 pub mod vocab;
@@ -46,6 +49,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use count::{key, unkey, Merged, PairCounter};
+use repeats::Repeats;
 use source::{Block, Skipped, Source};
 use tokenize::{Kind, Sentence, Tokenizer};
 use vocab::{Terms, Vocab};
@@ -109,6 +113,9 @@ pub struct MineOptions {
     pub examples: usize,
     /// Worker threads.
     pub threads: usize,
+    /// Count every copy of a long paragraph read more than once (`--keep-repeated-paragraphs`),
+    /// instead of the first only ([`repeats`]).
+    pub keep_repeats: bool,
 }
 
 /// One mined pair, with what was learned about it.
@@ -205,6 +212,14 @@ pub struct MineReport {
     /// Files reached more than once (named twice, through a link, in a named folder) and
     /// read once.
     pub duplicate_files: u64,
+    /// Long paragraphs left out as repeats of one read before ([`repeats`]; 0 with
+    /// `--keep-repeated-paragraphs`).
+    pub repeated_paragraphs: u64,
+    /// Their bytes.
+    pub repeated_paragraph_bytes: u64,
+    /// Long paragraphs not compared with the others: read after the digests had filled
+    /// their share of `--memory` (they are counted, repeats or not).
+    pub paragraphs_not_compared: u64,
     /// Symbolic links in the folders given that lead nowhere or loop back to a folder above
     /// them: skipped (with a warning naming them; the first few are in
     /// `skipped_examples`), as `find` does.
@@ -261,6 +276,8 @@ struct Ctx<'a> {
     /// Whether a pass has read the input (every pass reads the same, and its skips are
     /// reported once).
     read: bool,
+    /// Drops repeated long paragraphs, the same ones in every pass.
+    repeats: Repeats,
 }
 
 impl Ctx<'_> {
@@ -308,6 +325,7 @@ impl Ctx<'_> {
         let tokens = AtomicU64::new(0);
         let mut bytes = 0u64;
         let mut skipped = Skipped::default();
+        let mut repeats = std::mem::take(&mut self.repeats);
         let (read, states) = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|w| {
@@ -343,7 +361,10 @@ impl Ctx<'_> {
                     bytes = b;
                     self.progress.bytes(b);
                 },
-                |block| !failed.load(Ordering::Relaxed) && tx.send(block).is_ok(),
+                |mut block| {
+                    repeats.filter(&mut block);
+                    !failed.load(Ordering::Relaxed) && tx.send(block).is_ok()
+                },
             );
             drop(tx);
             let states: Vec<Result<S>> = handles
@@ -358,11 +379,14 @@ impl Ctx<'_> {
         self.progress.finish();
         read?;
         let states = states.into_iter().collect::<Result<Vec<S>>>()?;
-        // Every pass reads the same input; its skips are reported once.
+        // Every pass reads the same input; its skips (and repeats) are reported once.
         if !self.read {
             self.read = true;
             self.skipped = skipped;
+            self.report_repeats(&repeats);
         }
+        repeats.end_pass();
+        self.repeats = repeats;
         // A stream's size (standard input, a pipe) is known once it has been copied.
         for (i, s) in self.sources.iter_mut().enumerate() {
             if let Some(copy) = source::copy_path(&self.opts.work_dir, i, s) {
@@ -377,6 +401,42 @@ impl Ctx<'_> {
             tokens: tokens.load(Ordering::Relaxed),
         });
         Ok(states)
+    }
+}
+
+impl Ctx<'_> {
+    /// Records the first pass's repeats in the report, with one note on standard error.
+    fn report_repeats(&mut self, r: &Repeats) {
+        self.report.repeated_paragraphs = r.repeated;
+        self.report.repeated_paragraph_bytes = r.repeated_bytes;
+        self.report.paragraphs_not_compared = r.not_remembered;
+        let name = |p: &repeats::Place| {
+            self.sources
+                .get(p.source as usize)
+                .map_or_else(|| "?".into(), |s| s.name.display().to_string())
+        };
+        if let Some((again, first)) = &r.example {
+            tracing::warn!(
+                "{} repeated paragraph(s) ({} bytes) counted once: a long paragraph whose words \
+                 were read before (a licence or header copied into many files) would add its \
+                 pairs once per copy; e.g. {}:{} repeats {}:{}; --keep-repeated-paragraphs \
+                 counts every copy",
+                r.repeated,
+                r.repeated_bytes,
+                name(again),
+                again.line,
+                name(first),
+                first.line
+            );
+        }
+        if r.not_remembered > 0 {
+            tracing::warn!(
+                "{} long paragraph(s) were not compared for repeats: the digests of those \
+                 before them filled their share of --memory (an eighth); a larger --memory \
+                 compares more",
+                r.not_remembered
+            );
+        }
     }
 }
 
@@ -461,6 +521,7 @@ pub fn mine(
         skipped: Skipped::default(),
         progress,
         read: false,
+        repeats: Repeats::new(!opts.keep_repeats, opts.memory),
     };
     let tok = Tokenizer {
         lowercase: opts.lowercase,

@@ -397,6 +397,17 @@ pub struct Para {
 }
 
 impl Block {
+    /// A block of `paras` in `text` read from source `source` (tests build their own).
+    #[cfg(test)]
+    pub(crate) fn new(source: u32, text: String, paras: Vec<Para>) -> Block {
+        Block {
+            source,
+            text,
+            paras,
+            newlines: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The line of byte `offset` inside paragraph `p`.
     pub fn line_of(&self, p: &Para, offset: usize) -> u64 {
         if !p.multiline {

@@ -179,12 +179,32 @@ pub fn reversed(p: &Pair) -> Pair {
     (p.1.clone(), p.0.clone())
 }
 
+/// How far apart (Euclidean) two unit word vectors may be and still count as one: the vector
+/// of one token sequence computed twice (`dog` and `Dog` on an uncased model, or two words of
+/// unknown tokens only) differs at most by rounding when the two were encoded in batches of
+/// other lengths, while the vectors of two different words are orders of magnitude further
+/// apart.
+pub const SAME_WORD_VECTOR: f32 = 1e-3;
+
 /// The offset baseline's pair vector: `tail − head`, scaled to unit length (both word vectors
-/// are expected to be unit length already).
+/// are expected to be unit length already). Zero when the two word vectors are one
+/// ([`SAME_WORD_VECTOR`]): the rounding noise between two computations of one vector, scaled
+/// to unit length, would be an offset in a direction that means nothing.
 pub fn offset(head: &[f32], tail: &[f32]) -> Vec<f32> {
     let mut v: Vec<f32> = tail.iter().zip(head).map(|(t, h)| t - h).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm <= SAME_WORD_VECTOR {
+        v.iter_mut().for_each(|x| *x = 0.0);
+    }
     crate::pooling::normalize_in_place(&mut v);
     v
+}
+
+/// Whether a pair vector built by [`combine`] at a weight above 0 has no offset part (its
+/// second half all zeros): the pair's two words share one word vector ([`offset`] is zero).
+/// At weight 0 every combined vector's offset part is zero, so callers ask only above it.
+pub fn lacks_offset(v: &[f32]) -> bool {
+    !v.is_empty() && v.len().is_multiple_of(2) && v[v.len() / 2..].iter().all(|x| *x == 0.0)
 }
 
 /// One vector whose cosine with another built the same way is the weighted mean
@@ -192,6 +212,12 @@ pub fn offset(head: &[f32], tail: &[f32]) -> Vec<f32> {
 /// cosines: `[√(1 − w)·r/‖r‖ ; √w·o/‖o‖]`, unit length. A concatenation rather than a score
 /// rule, so the same combination can be scored, classified and indexed like any pair vector.
 /// `offset_weight` is clamped to [0, 1].
+///
+/// A zero offset (the pair's two words share one word vector: [`offset`]) has no cosine, so
+/// the mean is undefined there. Such a pair's vector is its relation part alone, `[r/‖r‖ ;
+/// 0]` (all zeros at w = 1), still unit length as every consumer expects (`embed` promises
+/// unit vectors, the index normalises, bench's euclidean distance assumes one length): its
+/// cosine with another pair is `√(1 − w)·cos(r, r′)`, and [`lacks_offset`] tells it.
 pub fn combine(relation: &[f32], offset: &[f32], offset_weight: f32) -> Vec<f32> {
     let w = offset_weight.clamp(0.0, 1.0);
     let mut r = relation.to_vec();
@@ -199,10 +225,16 @@ pub fn combine(relation: &[f32], offset: &[f32], offset_weight: f32) -> Vec<f32>
     let mut o = offset.to_vec();
     crate::pooling::normalize_in_place(&mut o);
     let (a, b) = ((1.0 - w).sqrt(), w.sqrt());
-    r.iter()
+    let mut v: Vec<f32> = r
+        .iter()
         .map(|x| x * a)
         .chain(o.iter().map(|x| x * b))
-        .collect()
+        .collect();
+    // Only then: rescaling an already unit vector would move every other pair's bits.
+    if o.iter().all(|x| *x == 0.0) {
+        crate::pooling::normalize_in_place(&mut v);
+    }
+    v
 }
 
 /// Accuracy under `opts` with vectors looked up by pair. A pair without a vector scores as
@@ -335,6 +367,35 @@ mod tests {
             assert!((dot - want).abs() < 1e-6, "w {w}: {dot} vs {want}");
             assert!((cosine(&a, &b) - want).abs() < 1e-6);
         }
+    }
+
+    /// Audit (s18): a pair whose two words share one word vector (`nephew:nephew`, `dog:Dog`
+    /// on an uncased model) has no offset; its combined vector kept the norm √(1 − w), which
+    /// `embed` then rescaled and bench's cosine divided out, while the raw vector (`--raw`,
+    /// euclidean distances) was shorter than every other. It is unit length now, its offset
+    /// part zero, and its cosine with another pair √(1 − w)·cos(r, r′) as documented.
+    #[test]
+    fn a_pair_without_offset_is_its_relation_part_at_unit_length() {
+        let (r1, r2) = ([3.0f32, 4.0, 0.0], [0.0f32, 1.0, 1.0]);
+        let word = [0.6f32, 0.8, 0.0];
+        // The same word computed twice, a rounding apart: no offset either.
+        let again = [0.6f32 + 1e-6, 0.8 - 1e-6, 1e-6];
+        assert!(offset(&word, &again).iter().all(|x| *x == 0.0));
+        assert!(offset(&word, &[0.0, 0.6, 0.8]).iter().any(|x| *x != 0.0));
+        let other = combine(&r2, &[1.0, 0.0, 0.0], 0.8);
+        assert!(!lacks_offset(&other));
+        for w in [0.3f32, 0.8] {
+            let none = combine(&r1, &offset(&word, &word), w);
+            let norm: f64 = none.iter().map(|x| (x * x) as f64).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-6, "w {w}: norm {norm}");
+            assert!(lacks_offset(&none));
+            let other = combine(&r2, &[1.0, 0.0, 0.0], w);
+            let dot: f64 = none.iter().zip(&other).map(|(x, y)| (x * y) as f64).sum();
+            let want = (1.0 - w as f64).sqrt() * cosine(&r1, &r2);
+            assert!((dot - want).abs() < 1e-6, "w {w}: {dot} vs {want}");
+        }
+        // At w = 1 the relation part has no weight: nothing is left.
+        assert!(combine(&r1, &[0.0; 3], 1.0).iter().all(|x| *x == 0.0));
     }
 
     #[test]
