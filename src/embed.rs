@@ -307,38 +307,100 @@ pub fn warn_unaskable_pairs<'a>(
     );
 }
 
-/// `encoder`'s tokenizer set up to read single words (no special tokens, padding or
-/// truncation), with its unknown token's text and id; `None` for a tokenizer that has none
-/// (RoBERTa's byte-level BPE reads every character), or one that cannot be read again (the
-/// encoder read it; the check this serves is a warning, not worth failing a run for).
-fn word_tokenizer(encoder: &RelationEncoder) -> Option<(tokenizers::Tokenizer, String, u32)> {
+/// A tokenizer set up to read single words (no special tokens, padding or truncation), with
+/// its unknown token's text and id.
+struct WordTokenizer {
+    tok: tokenizers::Tokenizer,
+    unk: String,
+    unk_id: u32,
+}
+
+/// `encoder`'s tokenizer as a [`WordTokenizer`]; `None` for a tokenizer that has no unknown
+/// token (RoBERTa's byte-level BPE reads every character), or one that cannot be read again
+/// (the encoder read it; the check this serves is a warning, not worth failing a run for).
+///
+/// Parsed once per tokenizer file and process: a `tokenizer.json` is megabytes of JSON, which
+/// the encoder has already parsed, and a caller that screens several pair lists (a library
+/// user, the tests) would parse it again on each. The encoder's own copy is set up for
+/// prompts and not reachable from here. Keyed by the file's path, length and modification
+/// time, so a model directory replaced between two loads is read again.
+fn word_tokenizer(encoder: &RelationEncoder) -> Option<std::sync::Arc<WordTokenizer>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    type Cache = Mutex<HashMap<Key, Option<Arc<WordTokenizer>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let path = &encoder.files().tokenizer;
+    let md = std::fs::metadata(path).ok()?;
+    let key = (path.clone(), md.len(), md.modified().ok());
+    // A panic elsewhere while the lock was held leaves a map that is still whole.
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(key)
+        .or_insert_with(|| load_word_tokenizer(path).map(Arc::new))
+        .clone()
+}
+
+/// Reads `path` as a [`WordTokenizer`] ([`word_tokenizer`]).
+fn load_word_tokenizer(path: &Path) -> Option<WordTokenizer> {
     use tokenizers::models::ModelWrapper;
-    let mut tok = tokenizers::Tokenizer::from_file(&encoder.files().tokenizer).ok()?;
+    let mut tok = tokenizers::Tokenizer::from_file(path).ok()?;
     let unk = match tok.get_model() {
         ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
         ModelWrapper::BPE(m) => m.get_unk_token().clone(),
         _ => None,
     }?;
-    let id = tok.token_to_id(&unk)?;
+    let unk_id = tok.token_to_id(&unk)?;
     tok.with_padding(None);
     tok.with_truncation(None).ok()?;
-    Some((tok, unk, id))
+    Some(WordTokenizer { tok, unk, unk_id })
+}
+
+/// Words [`warn_unknown_words`] names at most.
+const UNKNOWN_SHOWN: usize = 5;
+
+/// What [`warn_unknown_words`] says of the words in `pairs` for which `unknown` holds: the
+/// place of the first pair holding one, how many distinct such words there are, and the first
+/// [`UNKNOWN_SHOWN`] of them in input order; `None` when there is none. One pass with a set
+/// of the words seen: a file of many unknown words (an emoji list) is linear, where checking
+/// each occurrence against the words named so far was quadratic (100,000 words: 10 s before
+/// any encoding).
+fn unknown_word_summary<'a>(
+    pairs: &[(&'a str, &'a str, &'a Path, usize)],
+    unknown: impl Fn(&str) -> bool,
+) -> Option<((&'a Path, usize), usize, Vec<&'a str>)> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut first = None;
+    let mut shown = Vec::new();
+    for (h, t, file, line) in pairs {
+        for w in [*h, *t] {
+            if !seen.contains(w) && unknown(w) {
+                seen.insert(w);
+                first.get_or_insert((*file, *line));
+                if shown.len() < UNKNOWN_SHOWN {
+                    shown.push(w);
+                }
+            }
+        }
+    }
+    first.map(|f| (f, seen.len(), shown))
 }
 
 /// Warns, naming file and line of the first, of words that `encoder`'s tokenizer reads as its
 /// unknown token alone (`[UNK]`: an emoji, a script missing from a small vocabulary): every
 /// such word gets one vector, so two pairs that differ only in such words are one pair to the
-/// model. `pairs` are `(head, tail, file,
-/// line)` items in input order; the warning names up to five of the distinct words, counts
-/// them, and ends with `outcome`, what the command does with such a pair. Nothing when every
-/// word has a known token.
+/// model. `pairs` are `(head, tail, file, line)` items in input order; the warning names up
+/// to five of the distinct words, counts them, and ends with `outcome`, what the command does
+/// with such a pair. Nothing when every word has a known token.
 pub fn warn_unknown_words<'a>(
     encoder: &RelationEncoder,
     pairs: impl IntoIterator<Item = (&'a str, &'a str, &'a Path, usize)>,
     outcome: &str,
 ) {
     use rayon::prelude::*;
-    let Some((tok, unk, unk_id)) = word_tokenizer(encoder) else {
+    let Some(wt) = word_tokenizer(encoder) else {
         return;
     };
     let pairs: Vec<_> = pairs.into_iter().collect();
@@ -352,37 +414,28 @@ pub fn warn_unknown_words<'a>(
     let unknown: std::collections::HashSet<&str> = distinct
         .into_par_iter()
         .filter(|w| {
-            tok.encode(*w, false).is_ok_and(|e| {
+            wt.tok.encode(*w, false).is_ok_and(|e| {
                 let ids = e.get_ids();
-                !ids.is_empty() && ids.iter().all(|&id| id == unk_id)
+                !ids.is_empty() && ids.iter().all(|&id| id == wt.unk_id)
             })
         })
         .collect();
     if unknown.is_empty() {
         return;
     }
-    // In input order, each word once, the first with its place.
-    let mut named: Vec<&str> = Vec::new();
-    let mut first: Option<(&Path, usize)> = None;
-    for (h, t, file, line) in &pairs {
-        for w in [*h, *t] {
-            if unknown.contains(w) && !named.contains(&w) {
-                first.get_or_insert((file, *line));
-                named.push(w);
-            }
-        }
-    }
-    let Some((file, line)) = first else { return };
-    const SHOWN: usize = 5;
-    let shown: Vec<String> = named.iter().take(SHOWN).map(|w| format!("{w:?}")).collect();
+    let Some(((file, line), count, shown)) = unknown_word_summary(&pairs, |w| unknown.contains(w))
+    else {
+        return;
+    };
+    let shown: Vec<String> = shown.iter().map(|w| format!("{w:?}")).collect();
     tracing::warn!(
-        "{}:{line}: {} distinct word(s) are read by this model's tokenizer as its unknown \
-         token {unk} alone ({}{}): all such words get one vector, so pairs that differ only in \
+        "{}:{line}: {count} distinct word(s) are read by this model's tokenizer as its unknown \
+         token {} alone ({}{}): all such words get one vector, so pairs that differ only in \
          them are one pair to the model; {outcome}",
         file.display(),
-        named.len(),
+        wt.unk,
         shown.join(", "),
-        if named.len() > SHOWN { ", …" } else { "" },
+        if count > shown.len() { ", …" } else { "" },
     );
 }
 
@@ -497,4 +550,45 @@ pub fn embed_into(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of 2199c21: the `[UNK]` warning checked each occurrence against the words named
+    /// so far (quadratic). Its one-pass replacement must still count each distinct word once,
+    /// name the first five in input order and place the first, however often they repeat.
+    #[test]
+    fn unknown_words_are_counted_once_and_the_first_five_named_in_order() {
+        let file = Path::new("p.tsv");
+        let words: Vec<String> = (0..50).map(|i| format!("u{i}")).collect();
+        let mut pairs = vec![("dog", "cat", file, 1)];
+        // 50 distinct unknown words, each in 400 pairs, mixed with known ones.
+        for round in 0..400 {
+            for (i, w) in words.iter().enumerate() {
+                let line = 2 + round * words.len() + i;
+                pairs.push((
+                    w.as_str(),
+                    if i % 2 == 0 { "cat" } else { w.as_str() },
+                    file,
+                    line,
+                ));
+            }
+        }
+        let unknown = |w: &str| w.starts_with('u');
+        let ((f, line), count, shown) = unknown_word_summary(&pairs, unknown).unwrap();
+        assert_eq!((f, line), (file, 2));
+        assert_eq!(count, 50);
+        assert_eq!(shown, ["u0", "u1", "u2", "u3", "u4"]);
+        // A tail seen first counts as first; fewer than five are all named.
+        let few = [
+            ("dog", "u9", file, 7),
+            ("u9", "u1", file, 8),
+            ("cat", "dog", file, 9),
+        ];
+        let ((_, line), count, shown) = unknown_word_summary(&few, unknown).unwrap();
+        assert_eq!((line, count, shown), (7, 2, vec!["u9", "u1"]));
+        assert!(unknown_word_summary(&[("dog", "cat", file, 1)], unknown).is_none());
+    }
 }

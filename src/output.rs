@@ -451,14 +451,20 @@ pub fn write_f32_row(w: &mut impl Write, v: &[f32]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `.pairs.tsv` path that goes beside an `.npy` output: its name without `.npy`, or
-/// its whole name when it has another ending (`emb.train` -> `emb.train.pairs.tsv`; cutting
-/// any extension gave `emb.train` and `emb.test` one pair list). `v` and `v.npy` still share
+/// The `.pairs.tsv` path that goes beside an `.npy` output: its name without `.npy` (in any
+/// letter case, as `embed` reads the extension: `X.NPY` -> `X.pairs.tsv`), or its whole name
+/// when it has another ending (`emb.train` -> `emb.train.pairs.tsv`; cutting any extension
+/// gave `emb.train` and `emb.test` one pair list). `v` and `v.npy` still share
 /// `v.pairs.tsv`; its first line names its array ([`crate::embed::sidecar_mark`]), and
 /// [`check_sidecar_owner`] refuses the second.
 pub fn pairs_sidecar(npy: &Path) -> PathBuf {
     let name = npy.as_os_str().to_string_lossy();
-    let stem = name.strip_suffix(".npy").unwrap_or(&name);
+    let stem = match name.len().checked_sub(".npy".len()) {
+        Some(cut) if name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".npy") => {
+            &name[..cut]
+        }
+        _ => &name,
+    };
     PathBuf::from(format!("{stem}.pairs.tsv"))
 }
 

@@ -881,3 +881,72 @@ fn words_of_unknown_tokens_only_are_warned_of() {
     let err = run("tiny-roberta");
     assert!(!err.contains("unknown token"), "{err}");
 }
+
+/// Review of 2199c21: an old script's `embed --out vecs.npy --force`, which wrote JSON lines
+/// there, met a refusal speaking only of NumPy arrays; it now says the format follows the
+/// extension and how to keep JSON lines. And `X.NPY` was written as npy (the extension read in
+/// any case) while its pair list kept the `.NPY` (`X.NPY.pairs.tsv`): both agree now.
+#[test]
+fn json_lines_at_an_npy_path_are_refused_with_the_reason_and_any_case_npy_loses_its_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "paris\tfrance\ndog\tpuppy\n");
+    let embed = |extra: &[&str], out: &Path| {
+        let mut c = relbert();
+        c.args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(out)
+            .args(extra);
+        c.assert()
+    };
+    // JSON lines an older relbert wrote to vecs.npy (as `--format jsonl` writes them now).
+    let jsonl = dir.path().join("made.jsonl");
+    embed(&[], &jsonl).success();
+    let vecs = dir.path().join("vecs.npy");
+    std::fs::copy(&jsonl, &vecs).unwrap();
+    let before = std::fs::read(&vecs).unwrap();
+    let a = embed(&["--force"], &vecs).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("format follows --out's extension")
+            && err.contains(&dir.path().join("vecs.jsonl").display().to_string()),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&vecs).unwrap(), before);
+    // An explicit --format npy asked for an array: the plain refusal, as for another file.
+    let a = embed(&["--force", "--format", "npy"], &vecs).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("does not look like a NumPy array"), "{err}");
+    assert!(!err.contains("format follows"), "{err}");
+    std::fs::write(&vecs, "not vectors\n").unwrap();
+    let a = embed(&["--force"], &vecs).failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("does not look like a NumPy array"), "{err}");
+    assert!(!err.contains("format follows"), "{err}");
+
+    assert_eq!(
+        relbert::output::pairs_sidecar(Path::new("d/X.NPY")),
+        Path::new("d/X.pairs.tsv")
+    );
+    assert_eq!(
+        relbert::output::pairs_sidecar(Path::new("d/x.Npy")),
+        Path::new("d/x.pairs.tsv")
+    );
+    assert_eq!(
+        relbert::output::pairs_sidecar(Path::new("d/é.npy")),
+        Path::new("d/é.pairs.tsv")
+    );
+    assert_eq!(
+        relbert::output::pairs_sidecar(Path::new("d/emb.train")),
+        Path::new("d/emb.train.pairs.tsv")
+    );
+    let upper = dir.path().join("X.NPY");
+    embed(&[], &upper).success();
+    assert!(std::fs::read(&upper).unwrap().starts_with(b"\x93NUMPY"));
+    assert!(dir.path().join("X.pairs.tsv").is_file());
+    assert!(!dir.path().join("X.NPY.pairs.tsv").exists());
+    // Replaced as relbert's own with --force: its pair list is found where it was written.
+    embed(&["--force"], &upper).success();
+}

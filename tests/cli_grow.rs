@@ -1455,7 +1455,15 @@ fn a_run_with_nothing_to_do_removes_the_old_index_a_kill_left() {
     let idx = dir.path().join("idx");
     build_file(&base_file, &idx);
     let partial = dir.path().join("idx.partial");
-    let old = dir.path().join(".idx.old-12345");
+    // A publication's name, with the pid of a process that has ended (a live one's may be
+    // its own, under way).
+    let mut ended = StdCommand::new("true").spawn().unwrap();
+    let old = dir.path().join(format!(".idx.old-{}", ended.id()));
+    ended.wait().unwrap();
+    // A user's copy under a name like it is not relbert's to remove (found by a review: any
+    // `.idx.old-*` holding an index went).
+    let backup = dir.path().join(".idx.old-mybackup");
+    copy_index(&idx, &backup);
     let run = |what: &str, pairs: &Path| {
         let a = relbert()
             .env("RELBERT_LOG", "info")
@@ -1489,6 +1497,7 @@ fn a_run_with_nothing_to_do_removes_the_old_index_a_kill_left() {
             );
         }
         assert_eq!(Index::open(&idx).unwrap().count(), 40);
+        assert_eq!(Index::open(&backup).unwrap().count(), 40, "{what}: {err}");
     }
     // An interrupted add (a checkpoint in `DIR.partial`) is the same add's to resume: left,
     // and named.
@@ -1669,6 +1678,46 @@ fn a_rebuild_in_place_follows_a_symbolic_link_as_an_add_does() {
     assert_eq!(
         names_in(dir.path()),
         ["base.tsv", "idx", "link"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+}
+
+/// Found by a review: `index rebuild --index A --out L --force`, `L` a symbolic link to
+/// another index `B`, followed the link and replaced `B`, which the command does not name.
+/// A link is followed only to rebuild the source in place; otherwise it is refused, as
+/// `index build --out L --force` refuses one, and nothing is changed.
+#[test]
+fn a_rebuild_onto_a_link_to_another_index_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &vocab_lines(40));
+    let a = dir.path().join("a");
+    build_file(&base_file, &a);
+    let b = dir.path().join("b");
+    build_file(&base_file, &b);
+    let b_id = Index::open(&b).unwrap().id();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("b", &link).unwrap();
+    let out = relbert()
+        .args(["index", "rebuild", "--force", "--f16", "--index"])
+        .arg(&a)
+        .arg("--out")
+        .arg(&link)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("symbolic link"), "{err}");
+    let kept = Index::open(&b).unwrap();
+    assert_eq!(kept.id(), b_id);
+    assert_eq!(kept.meta().precision, relbert_index::Precision::F32);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(
+        names_in(dir.path()),
+        ["a", "b", "base.tsv", "link"]
             .into_iter()
             .map(String::from)
             .collect()

@@ -8,9 +8,9 @@
 #
 # Env: RELBERT (binary, default target/release/relbert), REPEAT (default 3).
 set -euo pipefail
+CORPUS=$(realpath "$1")
+WORK=$(realpath -m "${2:-$(mktemp -d /tmp/relbert-repeats.XXXXXX)}")
 cd "$(dirname "$0")/../.."
-CORPUS=$1
-WORK=${2:-$(mktemp -d /tmp/relbert-repeats.XXXXXX)}
 RELBERT=${RELBERT:-${CARGO_TARGET_DIR:-target}/release/relbert}
 REPEAT=${REPEAT:-3}
 export RELBERT_LOG=error RELBERT_PROGRESS_SECS=3600
@@ -21,7 +21,8 @@ for round in $(seq "$REPEAT"); do
         extra=()
         [ "$mode" = keep ] && extra=(--keep-repeated-paragraphs)
         /usr/bin/time -f '%e %U %S' -o "$WORK/time" "$RELBERT" pairs mine --corpus "$CORPUS" \
-            --out "$WORK/$mode.tsv" --report "$WORK/$mode.json" --force "${extra[@]}" 2>/dev/null
+            --out "$WORK/$mode.tsv" --report "$WORK/$mode.json" --force "${extra[@]}" \
+            2>"$WORK/$mode.stderr" || { cat "$WORK/$mode.stderr" >&2; exit 1; }
         read -r wall user sys <"$WORK/time"
         python3 - "$WORK/$mode.json" "$mode" "$round" "$wall" "$user" "$sys" <<'PY'
 import json, sys

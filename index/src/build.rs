@@ -840,40 +840,83 @@ pub(crate) fn locked_flag(_path: &Path) -> Option<Locked> {
     None
 }
 
-/// Removes `partial`, a leftover partial directory with no checkpoint, or says what it holds
-/// and that it must be removed by hand when it cannot be (a write-protected index the last
-/// publication moved there, which it could not remove either, say).
-fn remove_leftover(partial: &Path, out: &Path) -> Result<()> {
-    std::fs::remove_dir_all(partial).map_err(|err| {
-        let what = if partial.join(FileKind::Meta.file_name()).is_file() {
-            format!(
-                "a complete index and no checkpoint: the index {} held before its last build, \
-                 rebuild, add or remove (which could not remove it), or one finished and killed just \
-                 before it was put in place",
-                out.display()
-            )
-        } else {
-            "a partial build without a checkpoint (killed while it was being made)".to_string()
-        };
-        IndexError::LeftoverNotRemoved {
-            path: partial.to_path_buf(),
-            what,
-            err,
-        }
-    })
-}
-
-/// Removes what a publication killed half-way left beside `out` (`.<name>.old-<pid>`, the
-/// replaced index, when the kill came before its removal). Called with the output's lock
-/// held, so no other publication of `out` is under way; only recognised indexes go.
-fn remove_old_siblings(out: &Path) {
-    for p in old_siblings(out) {
-        let _ = std::fs::remove_dir_all(&p);
+/// What `partial`, a leftover partial directory with no checkpoint, holds, in words: said
+/// when it is removed, and when it cannot be.
+fn leftover_what(partial: &Path) -> &'static str {
+    if partial.join(FileKind::Meta.file_name()).is_file() {
+        "a complete index and no checkpoint: either the one the output held before its last \
+         build, rebuild, add or remove (which was killed, or could not remove it), or a new one \
+         finished and killed just before it was put in place"
+    } else {
+        "a partial build without a checkpoint (killed while it was being made)"
     }
 }
 
-/// The replaced indexes a publication killed half-way left beside `out`
-/// (`.<name>.old-<pid>`, recognised as indexes).
+/// Removes `partial`, a leftover partial directory with no checkpoint, or says what it holds
+/// and that it must be removed by hand when it cannot be (a write-protected index the last
+/// publication moved there, which it could not remove either, say).
+fn remove_leftover(partial: &Path) -> Result<()> {
+    std::fs::remove_dir_all(partial).map_err(|err| IndexError::LeftoverNotRemoved {
+        path: partial.to_path_buf(),
+        what: leftover_what(partial).to_string(),
+        err,
+    })
+}
+
+/// What a publication killed half-way left beside an index as `.<name>.old-<pid>`: said
+/// when it is removed, and when it cannot be.
+const OLD_SIBLING_WHAT: &str = "a replaced index: the one the output held before its last \
+     build, rebuild, add or remove, which was killed before it removed it";
+
+/// What [`clear_killed_publication`] removed, and what it could not.
+#[derive(Debug, Default)]
+struct Cleared {
+    /// Removed, each with what it was, in words.
+    removed: Vec<(PathBuf, &'static str)>,
+    /// What could not be removed, or was not relbert's to remove, as errors naming it.
+    left: Vec<IndexError>,
+}
+
+/// Removes what a killed publication of `out` left: the replaced indexes beside it
+/// (`.<name>.old-<pid>`) and `partial` when it holds no checkpoint (the old index an
+/// exchange put there, a new one not yet in place, or a partial build killed while being
+/// made). Called under the output's lock and the gate, by the next run that changes `out`
+/// and by one that has nothing to do ([`clear_leftovers`]). In [`Cleared::left`]: a partial
+/// directory relbert did not leave ([`recognise_partial`]), and what cannot be removed
+/// ([`IndexError::LeftoverNotRemoved`]); each is gone through, whatever another gave.
+fn clear_killed_publication(out: &Path, partial: &Path) -> Cleared {
+    let mut cleared = Cleared::default();
+    for p in old_siblings(out) {
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => cleared.removed.push((p, OLD_SIBLING_WHAT)),
+            Err(err) => cleared.left.push(IndexError::LeftoverNotRemoved {
+                path: p,
+                what: OLD_SIBLING_WHAT.to_string(),
+                err,
+            }),
+        }
+    }
+    if std::fs::symlink_metadata(partial).is_ok() {
+        let what = leftover_what(partial);
+        let removed = recognise_partial(partial).and_then(|()| {
+            match partial.join(FileKind::Checkpoint.file_name()).exists() {
+                true => Ok(false),
+                false => remove_leftover(partial).map(|()| true),
+            }
+        });
+        match removed {
+            Ok(true) => cleared.removed.push((partial.to_path_buf(), what)),
+            Ok(false) => {}
+            Err(e) => cleared.left.push(e),
+        }
+    }
+    cleared
+}
+
+/// The replaced indexes a publication killed half-way left beside `out`: recognised indexes
+/// named `.<name>.old-<pid>`, the name [`publish`] gives them, whose pid is no live process
+/// but this one (found by a review: any `.<name>.old-*` went, a user's `.A.old-mybackup`
+/// copy too).
 fn old_siblings(out: &Path) -> Vec<PathBuf> {
     let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
         return Vec::new();
@@ -888,10 +931,42 @@ fn old_siblings(out: &Path) -> Vec<PathBuf> {
         return Vec::new();
     };
     rd.flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| {
+            let file_name = e.file_name();
+            let file_name = file_name.to_string_lossy();
+            file_name
+                .strip_prefix(&prefix)
+                .and_then(publisher_pid)
+                .is_some_and(|pid| pid == std::process::id() || !process_alive(pid))
+        })
         .map(|e| e.path())
         .filter(|p| recognise_index(p).is_ok())
         .collect()
+}
+
+/// The pid in the suffix [`publish`] writes: digits only, as `std::process::id` prints
+/// them (no sign, no leading zero), and a pid the system can have.
+fn publisher_pid(suffix: &str) -> Option<u32> {
+    if suffix.is_empty() || suffix.starts_with('0') || !suffix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    suffix
+        .parse::<u32>()
+        .ok()
+        .filter(|&pid| libc::pid_t::try_from(pid).is_ok())
+}
+
+/// Whether a process `pid` exists (one of another user's too: `kill` then fails with
+/// `EPERM`). A pid that cannot be checked counts as alive: what it left stays.
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Which command a partial build is for, as the [`IndexSpec::input`] its caller gives says:
@@ -1256,17 +1331,18 @@ impl IndexBuilder {
             check_not_write_protected(out_dir, run)?;
         }
         let partial = partial_dir(out_dir)?;
-        let ckpt_path = partial.join(FileKind::Checkpoint.file_name());
         {
             // Under the gate a signal handler closes (`lock::stop_writers`): a leftover is
             // removed whole, or not at all, before the process ends on a signal.
             let _gate = crate::lock::writing();
-            remove_old_siblings(out_dir);
-            if std::fs::symlink_metadata(&partial).is_ok() {
-                recognise_partial(&partial)?;
-                if !ckpt_path.exists() {
-                    remove_leftover(&partial, out_dir)?;
-                }
+            // A replaced index beside the output that cannot be removed is said now, as
+            // such a partial directory is: left without a word, it would stay for good.
+            if let Some(e) = clear_killed_publication(out_dir, &partial)
+                .left
+                .into_iter()
+                .next()
+            {
+                return Err(e);
             }
         }
         if partial.exists() {
@@ -2043,14 +2119,14 @@ pub fn discard_partial(out_dir: &Path) -> Result<()> {
         if p.join(FileKind::Checkpoint.file_name()).exists() {
             std::fs::remove_dir_all(&p).map_err(|e| IndexError::io(&p, e))?;
         } else {
-            remove_leftover(&p, out_dir)?;
+            remove_leftover(&p)?;
         }
     }
     Ok(())
 }
 
 /// What [`clear_leftovers`] found beside an index and removed, or left.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Leftovers {
     /// Removed: what killed runs left that nobody resumes (the index a publication replaced,
     /// in `<out>.partial` without a checkpoint or beside it as `.<name>.old-<pid>`; a partial
@@ -2060,6 +2136,9 @@ pub struct Leftovers {
     /// Left: `<out>.partial` holds an interrupted run, with its checkpoint, that the same
     /// command resumes; with that command as typed after `relbert index` (`add`, …).
     pub unfinished: Option<(PathBuf, &'static str)>,
+    /// Left: what could not be removed, or is not relbert's to remove (a `<out>.partial`
+    /// it did not leave), as errors naming it and what to do.
+    pub left: Vec<IndexError>,
 }
 
 /// For a run on the index `out_dir` that found nothing to do (an add with nothing new, a
@@ -2070,8 +2149,9 @@ pub struct Leftovers {
 /// to remove" path and left it without a word). Under the output's lock; when another writer
 /// holds it, nothing is touched (those things may be its own) and nothing is reported. A
 /// partial directory with a checkpoint is an interrupted run the same command resumes: left,
-/// and reported. Errors: a partial directory relbert did not leave ([`recognise_partial`]),
-/// or one that cannot be removed ([`IndexError::LeftoverNotRemoved`]).
+/// and reported. A partial directory relbert did not leave ([`recognise_partial`]), and what
+/// cannot be removed ([`IndexError::LeftoverNotRemoved`]), are in [`Leftovers::left`], the
+/// rest being cleared all the same; an error only when the lock cannot be taken.
 pub fn clear_leftovers(out_dir: &Path) -> Result<Leftovers> {
     let partial = partial_dir(out_dir)?;
     let spool = published_spool(out_dir);
@@ -2088,44 +2168,30 @@ pub fn clear_leftovers(out_dir: &Path) -> Result<Leftovers> {
         Err(IndexError::Locked { .. }) => return Ok(Leftovers::default()),
         Err(e) => return Err(e),
     };
-    let mut found = Leftovers::default();
     let _gate = crate::lock::writing();
-    let old = old_siblings(out_dir);
-    remove_old_siblings(out_dir);
-    for p in old {
-        if std::fs::symlink_metadata(&p).is_err() {
-            found.removed.push((
-                p,
-                "the index it held before its last build, rebuild, add or remove",
-            ));
-        }
-    }
-    if std::fs::symlink_metadata(&partial).is_ok() {
-        recognise_partial(&partial)?;
-        let ckpt = partial.join(FileKind::Checkpoint.file_name());
-        if ckpt.exists() {
-            let run = read_checkpoint(&ckpt, &partial)
-                .map(|c| RunKind::of(&c.spec.input).command())
-                .unwrap_or("build, rebuild, add or remove");
-            found.unfinished = Some((partial, run));
-        } else {
-            let what = if partial.join(FileKind::Meta.file_name()).is_file() {
-                "the index it held before its last build, rebuild, add or remove"
-            } else {
-                "a partial build without a checkpoint"
-            };
-            remove_leftover(&partial, out_dir)?;
-            found.removed.push((partial, what));
-        }
+    let Cleared { removed, left } = clear_killed_publication(out_dir, &partial);
+    let mut found = Leftovers {
+        removed,
+        left,
+        ..Leftovers::default()
+    };
+    let ckpt = partial.join(FileKind::Checkpoint.file_name());
+    if ckpt.exists() && recognise_partial(&partial).is_ok() {
+        let run = read_checkpoint(&ckpt, &partial)
+            .map(|c| RunKind::of(&c.spec.input).command())
+            .unwrap_or("build, rebuild, add or remove");
+        found.unfinished = Some((partial, run));
     }
     // Only relbert's own, marked copy (a regular file): a user's file of that name stays.
     if std::fs::symlink_metadata(&spool).is_ok_and(|m| m.is_file())
         && is_marked_spool(&spool).unwrap_or(false)
     {
-        std::fs::remove_file(&spool).map_err(|e| IndexError::io(&spool, e))?;
-        found
-            .removed
-            .push((spool, "the copy of standard input of its last add or build"));
+        match std::fs::remove_file(&spool) {
+            Ok(()) => found
+                .removed
+                .push((spool, "the copy of standard input of its last add or build")),
+            Err(e) => found.left.push(IndexError::io(&spool, e)),
+        }
     }
     Ok(found)
 }
@@ -3203,6 +3269,56 @@ mod tests {
         }
     }
 
+    /// Found by a review: a run with nothing to do removed any `.<name>.old-*` directory
+    /// holding an index, a user's copy `.idx.old-mybackup` too. Only the name a publication
+    /// gives (`.<name>.old-<pid>`, the pid as printed) goes, and only when that pid is no
+    /// live process but this one.
+    #[test]
+    fn only_a_dead_publications_old_index_is_taken_for_a_leftover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut b = IndexBuilder::create_or_resume(&out, spec(8), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..5)
+            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(5, 8, 4, 0.1, 2)).unwrap();
+        b.finish(params(), |_| {}).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let alive = std::os::unix::process::parent_id();
+        let copy = |suffix: String| {
+            let to = tmp.path().join(format!(".idx.old-{suffix}"));
+            std::fs::create_dir(&to).unwrap();
+            for e in std::fs::read_dir(&out).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+            to
+        };
+        let kept = [
+            copy("mybackup".into()),
+            copy(format!("0{dead}")),
+            copy(format!("{dead}x")),
+            copy(format!("+{dead}")),
+            copy(alive.to_string()),
+        ];
+        let gone = [copy(dead.to_string()), copy(std::process::id().to_string())];
+        let found = clear_leftovers(&out).unwrap();
+        let mut removed: Vec<_> = found.removed.into_iter().map(|(p, _)| p).collect();
+        removed.sort();
+        let mut want = gone.to_vec();
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(found.left.is_empty(), "{:?}", found.left);
+        for p in &kept {
+            assert!(p.join("meta").is_file(), "{} went", p.display());
+        }
+        for p in &gone {
+            assert!(!p.exists(), "{} stayed", p.display());
+        }
+    }
+
     /// What is said when a leftover cannot be removed: a partial directory with no checkpoint
     /// (removed before a build starts again), or the index a publication replaced. The
     /// directory and what to do are named, not a bare "Permission denied". A missing path
@@ -3214,7 +3330,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("idx");
         let missing = tmp.path().join("missing.partial");
-        let e = remove_leftover(&missing, &out).unwrap_err();
+        let e = remove_leftover(&missing).unwrap_err();
         let msg = e.to_string();
         assert!(
             matches!(&e, IndexError::LeftoverNotRemoved { .. })

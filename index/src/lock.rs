@@ -41,11 +41,60 @@ pub fn lock_path(target: &Path) -> Result<PathBuf> {
 /// a partial directory (shared), and that [`stop_writers`] closes for good (exclusive).
 static WRITERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Held while this process takes a writer lock, or makes or discards a partial directory:
-/// the steps that change what an interrupted run has left on disk. Never taken twice by one
-/// thread (a waiting [`stop_writers`] would deadlock it).
-pub(crate) fn writing() -> std::sync::RwLockReadGuard<'static, ()> {
-    WRITERS.read().unwrap_or_else(|p| p.into_inner())
+/// How many [`Writing`] guards this thread holds, and the gate's read guard while it holds any.
+struct Held {
+    depth: usize,
+    guard: Option<std::sync::RwLockReadGuard<'static, ()>>,
+}
+
+thread_local! {
+    static HELD: std::cell::RefCell<Held> = const {
+        std::cell::RefCell::new(Held { depth: 0, guard: None })
+    };
+}
+
+/// This thread's pass through the gate of [`writing`]; the gate is left when the last pass
+/// this thread holds is dropped, in whatever order they are.
+#[must_use = "the gate is left when this is dropped"]
+pub(crate) struct Writing {
+    /// Not `Send`: the pass is counted in the thread that took it.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        // `try_with`: during the thread's teardown the thread-local, and the read guard
+        // with it, is already gone.
+        let _ = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            h.depth = h.depth.saturating_sub(1);
+            if h.depth == 0 {
+                h.guard = None;
+            }
+        });
+    }
+}
+
+/// Held while this process takes a writer lock, releases one, or makes or discards a partial
+/// directory: the steps that change what an interrupted run has left on disk. Re-entrant: a
+/// thread that holds it already passes again without locking (found by a review: a build
+/// whose first checkpoint failed discarded its partial directory under the gate it held, and
+/// std's `RwLock`, which queues a second read behind a waiting writer, hung the process
+/// when a signal handler was waiting in [`stop_writers`]).
+pub(crate) fn writing() -> Writing {
+    HELD.with(|h| {
+        let outer = h.borrow().depth == 0;
+        // Taken outside the borrow: this may wait (for good, once `stop_writers` is called).
+        let guard = outer.then(|| WRITERS.read().unwrap_or_else(|p| p.into_inner()));
+        let mut h = h.borrow_mut();
+        if let Some(g) = guard {
+            h.guard = Some(g);
+        }
+        h.depth += 1;
+    });
+    Writing {
+        _thread: std::marker::PhantomData,
+    }
 }
 
 /// Stops every writer of this process, for the rest of its life, from taking a writer lock and
@@ -162,6 +211,11 @@ impl OutputLock {
 
 impl Drop for OutputLock {
     fn drop(&mut self) {
+        // Under the gate: a signal handler that has closed it ([`stop_writers`]) decided the
+        // lock file is this process's, and removes it; were it removed and released here
+        // meanwhile, another process could take the output and lose its lock file to that
+        // handler (found by a review). Waits, for good, once the gate is closed.
+        let _gate = writing();
         // Remove first, then unlock (closing the file): a waiter that opened the old file
         // sees it unlinked and retries with a fresh one.
         let _ = std::fs::remove_file(&self.path);
@@ -172,6 +226,101 @@ impl Drop for OutputLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lock is not released while the gate is closed: a signal handler that closed it has
+    /// judged the lock file this process's and removes it, so a release meanwhile would let
+    /// another process take the output and lose its lock file (the old drop removed the file
+    /// at once). Linux only: the sign that the drop waits is its thread asleep in `futex`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lock_is_not_released_while_the_gate_is_closed() {
+        if std::fs::read_to_string("/proc/thread-self/syscall").is_err() {
+            eprintln!("skipped: /proc/thread-self/syscall cannot be read here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("idx");
+        let held = OutputLock::acquire(&out).unwrap();
+        let file = lock_path(&out).unwrap();
+        let closed = WRITERS.write().unwrap_or_else(|p| p.into_inner());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let dropper = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            drop(held);
+        });
+        let tid = tid_rx.recv().unwrap();
+        let syscall = format!("/proc/self/task/{tid}/syscall");
+        loop {
+            assert!(
+                file.exists(),
+                "the lock was released while the gate was closed"
+            );
+            let now = std::fs::read_to_string(&syscall).unwrap_or_default();
+            let number = now.split_whitespace().next().and_then(|n| n.parse().ok());
+            if number == Some(libc::SYS_futex) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert!(
+            file.exists(),
+            "the lock was released while the gate was closed"
+        );
+        drop(closed);
+        dropper.join().unwrap();
+        assert!(!file.exists());
+    }
+
+    /// A thread that holds the gate passes it again while another thread waits to close it
+    /// (as a signal handler in `stop_writers` does); on the old, plain read lock the nested
+    /// pass queued behind the waiting writer and neither ever went on.
+    #[test]
+    fn the_gate_is_reentrant_while_a_writer_waits() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        // A failure detector only: the fixed code finishes at once, the old one never.
+        const HUNG: Duration = Duration::from_secs(30);
+        let (held_tx, held_rx) = channel();
+        let (go_tx, go_rx) = channel::<()>();
+        let (done_tx, done_rx) = channel();
+        let nesting = std::thread::spawn(move || {
+            let outer = writing();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            let inner = writing();
+            // Dropped out of order: the gate is left with the last pass, not the first.
+            drop(outer);
+            let again = writing();
+            drop(inner);
+            drop(again);
+            done_tx.send(()).unwrap();
+        });
+        held_rx.recv_timeout(HUNG).unwrap();
+        let (closed_tx, closed_rx) = channel();
+        let closer = std::thread::spawn(move || {
+            // What `stop_writers` does, but released: other tests of this process pass the
+            // gate too.
+            drop(WRITERS.write().unwrap_or_else(|p| p.into_inner()));
+            closed_tx.send(()).unwrap();
+        });
+        // Wait for the sign that the closer is queued: std's futex `RwLock` refuses a new
+        // read while a writer waits. Bounded, in case a platform's lock never says so (the
+        // test then checks less, and still passes only on a re-entrant gate).
+        let start = std::time::Instant::now();
+        while WRITERS.try_read().is_ok() && start.elapsed() < HUNG {
+            std::thread::yield_now();
+        }
+        go_tx.send(()).unwrap();
+        done_rx
+            .recv_timeout(HUNG)
+            .expect("a nested pass of the gate hung behind a waiting writer");
+        closed_rx
+            .recv_timeout(HUNG)
+            .expect("the gate was not left when the last pass was dropped");
+        nesting.join().unwrap();
+        closer.join().unwrap();
+    }
 
     #[test]
     fn takes_its_own_lock_files_and_leaves_anything_else() {

@@ -486,7 +486,10 @@ fn warn_unaskable<'a>(pairs: impl Iterator<Item = (&'a Pair, &'a Path, usize)>, 
 /// the report's `"distance": "euclidean"` speak of raw vectors, and a reader would take the
 /// two columns for two measurements. The distance of unit vectors is `√(2 − 2·cos)`, so the
 /// nearest choice is the most similar one; only `--bi-direction`'s product of distances,
-/// which this is not called for, differs from the product of cosines.
+/// which this is not called for, differs from the product of cosines. A zero vector
+/// (`--method offset`'s `nephew:nephew`, a pair without offset at weight 1) keeps it silent:
+/// its distance to every unit vector is 1, that of a unit vector at cosine 0.5, while its
+/// cosine is 0, so the two rankings differ where it is a choice.
 fn warn_euclidean_is_cosine(vectors: &HashMap<Pair, Vec<f32>>, method: Method) {
     let unit = |v: &Vec<f32>| {
         let n: f64 = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();

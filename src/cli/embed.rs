@@ -81,8 +81,9 @@ fn output_format(format: Option<Format>, out: Option<&Path>) -> Result<Format> {
     let named = out.and_then(format_of_extension);
     match (format, named) {
         (Some(f), Some(n)) if f != n => Err(super::usage(format!(
-            "--format {} contradicts --out {}, whose extension says {}; give --out a name \
-             ending in {}, or leave --format out to write {}",
+            "--format {} contradicts --out {}, whose extension says {} (the format follows \
+             --out's extension); give --out a name ending in {}, or leave --format out to \
+             write {}",
             format_name(f),
             out.map(|o| o.display().to_string()).unwrap_or_default(),
             format_name(n),
@@ -178,7 +179,25 @@ pub fn run(a: EmbedArgs) -> Result<()> {
             && out
                 .as_ref()
                 .is_some_and(|a| !a.exists() && sidecar_is_own(a));
-        check_replaceable(o, a.force || orphan, *kind)?;
+        check_replaceable(o, a.force || orphan, *kind).map_err(|e| {
+            match (&e, a.format) {
+                // A script that wrote JSON lines to `v.npy` before the format followed the
+                // extension now meets a refusal that speaks only of NumPy arrays.
+                (relbert::Error::NotOurs { .. }, None)
+                    if *kind == OutputKind::Npy
+                        && check_replaceable(o, true, OutputKind::EmbedJsonl).is_ok() =>
+                {
+                    anyhow::anyhow!(
+                        "{e}; an --out ending in .npy is now written as a NumPy array (the \
+                         format follows --out's extension; an older relbert wrote JSON lines \
+                         there unless --format npy): to keep writing JSON lines, \
+                         give --out another name, such as {}",
+                        o.with_extension("jsonl").display()
+                    )
+                }
+                _ => anyhow::Error::new(e),
+            }
+        })?;
     }
     let records = read_pairs(&a.pairs)?;
     if records.is_empty() {

@@ -740,14 +740,24 @@ fn resume_dtype(out: &Path, given: Option<relbert::Dtype>) -> Result<Option<relb
 
 /// `relbert index rebuild`: resolves the defaults from the source's metadata and shows progress.
 fn rebuild(mut a: RebuildArgs) -> Result<()> {
-    // Through a symbolic link, the index it points to is replaced (by a rename beside
-    // itself), as `index add` and `index remove` follow theirs (found by an audit: `rebuild
-    // --index L --out L --force` was refused, "L is not a directory", where an add or a
-    // remove of L changed the index). What the link names is checked as any output: an
-    // index relbert wrote, replaced only with --force.
+    // Rebuilt in place through a symbolic link (`--out` the source itself), the index it
+    // points to is replaced (by a rename beside itself), as `index add` and `index remove`
+    // follow theirs (found by an audit: `rebuild --index L --out L --force` was refused, "L
+    // is not a directory"). A link to another index is refused, as `build --out L` refuses
+    // one: followed, `rebuild --index A --out L --force` replaced the index L led to, which
+    // the command does not name (found by a review).
     if std::fs::symlink_metadata(&a.out).is_ok_and(|m| m.file_type().is_symlink()) {
-        a.out = std::fs::canonicalize(&a.out)
+        let target = std::fs::canonicalize(&a.out)
             .with_context(|| format!("following the link {}", a.out.display()))?;
+        let source = std::fs::canonicalize(&a.index).ok();
+        anyhow::ensure!(
+            source.as_deref() == Some(target.as_path()),
+            "{} is a symbolic link (to {}): a rebuild follows one only to rebuild its source in \
+             place (`--index` the same index); give `--out` the directory itself",
+            a.out.display(),
+            target.display()
+        );
+        a.out = target;
     }
     check_index_out(&a.out, a.force)?;
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
@@ -885,6 +895,7 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
         })
     };
     if rows.is_empty() {
+        interrupt.unchanged();
         clear_leftovers(&a.index);
         if a.json {
             relbert::output::print_line(&summary(0, count).to_string())?;
@@ -1009,6 +1020,7 @@ fn add(mut a: AddArgs) -> Result<()> {
     // as it is, said so (found by an audit: an add of only pairs too long failed with "no
     // pairs left to encode", not naming the index nor saying it was unchanged).
     let nothing = |too_long: u64| -> Result<()> {
+        interrupt.unchanged();
         clear_leftovers(&a.index);
         // The model given was checked above, and one loaded to screen the pairs is the
         // index's; the one recorded is checked here otherwise, so a moved model is said now
@@ -1307,6 +1319,9 @@ fn clear_leftovers(dir: &Path) {
                     dir.display(),
                     partial.display()
                 );
+            }
+            for e in &found.left {
+                tracing::warn!("{e}");
             }
         }
         Err(e) => tracing::warn!("{e:#}"),

@@ -346,6 +346,9 @@ struct ResumeState {
     stdin_again: bool,
     /// The run has returned: a signal ends the process with the same status, saying nothing.
     disarmed: bool,
+    /// The run found nothing to do and only clears what killed runs left
+    /// ([`Resumable::unchanged`]): a partial directory there is not its own.
+    unchanged: bool,
 }
 
 impl Resumable {
@@ -363,6 +366,7 @@ impl Resumable {
             committing: false,
             stdin_again: false,
             disarmed: false,
+            unchanged: false,
         }));
         let shared = state.clone();
         let installed = watch(move |which| {
@@ -389,7 +393,9 @@ impl Resumable {
             // Before the run holds the writer lock, a partial directory there is another
             // writer's (or an earlier run's), and this run kept nothing in it.
             let ours = names_this_process(&st.lock);
-            let message = if ours {
+            let message = if st.unchanged {
+                "interrupted: the index is unchanged".to_string()
+            } else if ours {
                 resume_message(&st.partial, &st.kept, st.stdin_again)
             } else {
                 "interrupted: nothing was written".to_string()
@@ -399,7 +405,11 @@ impl Resumable {
             // other threads go on writing meanwhile, so the lock must stay till the exit
             // (found by a review: removed first, a second build took the output).
             say(&format!("\n{message}"));
-            if ours {
+            // Checked again: the gate now holds the run's lock from being released (its
+            // drop passes the gate), but a lock file that is not this process's any more,
+            // whatever the way, is another writer's and stays (found by a review: released
+            // between the check above and this removal, another relbert's lock went).
+            if ours && names_this_process(&st.lock) {
                 let _ = std::fs::remove_file(&st.lock);
             }
             std::process::exit(which.exit_status());
@@ -424,6 +434,15 @@ impl Resumable {
     /// that finish.
     pub fn committing(&self) {
         self.state().committing = true;
+    }
+
+    /// The run found nothing to do: the index stays as it is, and what it goes on to clear
+    /// (what killed runs left, under the writer lock and the gate) is not a run to resume. A
+    /// signal from now on waits for a removal under way to end and says the index is
+    /// unchanged (found by a review: it could name another run's partial directory as this
+    /// one's, to resume).
+    pub fn unchanged(&self) {
+        self.state().unchanged = true;
     }
 
     /// The run reads standard input (`--pairs -`) and keeps no copy of it (`index remove`),

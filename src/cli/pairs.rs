@@ -105,7 +105,8 @@ pub struct MineArgs {
     /// Ranking: pmi (relations over mere frequency), npmi (normalised PMI) or count.
     #[arg(long, value_enum, default_value_t = Score::Pmi)]
     score: Score,
-    /// Memory budget for the counts; beyond it sorted runs spill to disk. A number and a
+    /// Memory budget for the counts (an eighth of it, during the first pass, for finding
+    /// repeated paragraphs); beyond it sorted runs spill to disk. A number and a
     /// unit: K, M, G, T (or KiB … TiB) are binary (4G = 4 × 2^30 bytes), KB, MB, GB, TB
     /// decimal (2GB = 2 × 10^9 bytes); any case, a fraction allowed (1.5G); a bare number is
     /// refused, not taken as bytes.
@@ -854,7 +855,7 @@ fn no_pairs_why(r: &MineReport, a: &MineArgs) -> Option<String> {
     if r.pairs_out > 0 {
         return None;
     }
-    Some(if r.distinct_pairs == 0 {
+    let why = if r.distinct_pairs == 0 {
         format!(
             "no pairs: no two of the {} terms were seen in one sentence within --window {} \
              tokens of each other (more text, a lower --min-count for more terms, or a wider \
@@ -867,7 +868,11 @@ fn no_pairs_why(r: &MineReport, a: &MineArgs) -> Option<String> {
              time(s) ({} distinct pairs were counted)",
             a.min_pair_count, r.max_pair_count, r.distinct_pairs
         )
-    })
+    };
+    Some(format!(
+        "{why}{}",
+        relbert::corpus::repeats_counted_once(r.repeated_paragraphs)
+    ))
 }
 
 #[cfg(test)]

@@ -608,7 +608,10 @@ pub fn mine(
         };
         return Err(Error::Empty {
             path: inputs_named(&opts.inputs),
-            what,
+            what: format!(
+                "{what}{}",
+                repeats_counted_once(ctx.report.repeated_paragraphs)
+            ),
         });
     }
 
@@ -814,6 +817,19 @@ fn skipped_why(s: &Skipped, text_field: &str) -> String {
 }
 
 /// Why no term was found in text that was read: too rare, stop words, or not words.
+/// What a message that nothing (or too little) was found adds when repeated paragraphs
+/// were counted once: a corpus of one text copied many times has little left, and the flag
+/// that counts every copy is the way out, not a lower threshold. Empty when none were.
+pub fn repeats_counted_once(repeated: u64) -> String {
+    if repeated == 0 {
+        return String::new();
+    }
+    format!(
+        "; {repeated} repeated paragraph(s) were counted once (--keep-repeated-paragraphs \
+         counts every copy)"
+    )
+}
+
 fn no_terms_why(min_count: u64) -> String {
     format!(
         "no word occurs {min_count} times outside the stop words (lower --min-count?); terms \

@@ -509,10 +509,13 @@ pub fn read_blocks(
             inner: raw,
             n: counter.clone(),
         };
-        let mut reader = decompress(BufReader::with_capacity(1 << 20, counted), &src.name)?;
+        let (_, counted) = peek(counted, HEAD_BYTES, &src.name)?;
+        let reader = decompress(BufReader::with_capacity(1 << 20, counted), &src.name)?;
+        let (head, reader) = peek(reader, HEAD_BYTES, &src.name)?;
+        let mut reader: Box<dyn BufRead> = Box::new(reader);
         // Checked before the NUL bytes of a binary file: UTF-16 text has them too, and
         // "binary" would not say what to do about it.
-        if is_utf16(&mut reader, &src.name)? {
+        if is_utf16(&head) {
             skipped.utf16_files += 1;
             skipped.note(format!(
                 "{}: skipped: UTF-16 text is not supported; convert with iconv -f utf-16 -t utf-8",
@@ -522,7 +525,7 @@ pub fn read_blocks(
             progress(done);
             continue;
         }
-        if is_binary(&mut reader, &src.name)? {
+        if is_binary(&head) {
             skipped.binary_files += 1;
             skipped.note(format!("{}: skipped: binary file", src.name.display()));
             done += src.bytes;
@@ -562,9 +565,29 @@ pub fn read_blocks(
 }
 
 /// Whether the input starts with a UTF-16 byte-order mark (`FF FE` or `FE FF`).
-fn is_utf16(reader: &mut Box<dyn BufRead>, name: &Path) -> Result<bool> {
-    let head = reader.fill_buf().map_err(|e| Error::io(name, e))?;
-    Ok(head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]))
+fn is_utf16(head: &[u8]) -> bool {
+    head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff])
+}
+
+/// A reader with its first bytes, read ahead by [`peek`], put back in front.
+type Peeked<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+/// How much of an input's start its kind is judged by (compressed, UTF-16, binary).
+const HEAD_BYTES: usize = 8192;
+
+/// Reads the first `n` bytes of `reader` (fewer only where the input ends first) and returns
+/// them with a reader that yields them again, then the rest. An input is judged by this
+/// head, never by what one read returned: a pipe's first read returns what was written so
+/// far, the copy of it read back in a later pass returns more, and every pass must judge the
+/// input alike (the passes' counts must agree, and [`super::repeats`] marks paragraphs by
+/// their position among all the inputs' paragraphs).
+fn peek<R: Read>(mut reader: R, n: usize, name: &Path) -> Result<(Vec<u8>, Peeked<R>)> {
+    let mut head = Vec::with_capacity(n);
+    (&mut reader)
+        .take(n as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(name, e))?;
+    Ok((head.clone(), std::io::Cursor::new(head).chain(reader)))
 }
 
 /// Longest first line read to judge standard input by its content.
@@ -613,9 +636,8 @@ fn sniff_json_lines(
     Ok((jsonl, Box::new(BufReader::with_capacity(1 << 20, rest))))
 }
 
-fn is_binary(reader: &mut Box<dyn BufRead>, name: &Path) -> Result<bool> {
-    let head = reader.fill_buf().map_err(|e| Error::io(name, e))?;
-    Ok(head[..head.len().min(8192)].contains(&0))
+fn is_binary(head: &[u8]) -> bool {
+    head.contains(&0)
 }
 
 fn decompress<R: Read + 'static>(mut r: BufReader<R>, name: &Path) -> Result<Box<dyn BufRead>> {

@@ -215,9 +215,11 @@ pub fn lacks_offset(v: &[f32]) -> bool {
 ///
 /// A zero offset (the pair's two words share one word vector: [`offset`]) has no cosine, so
 /// the mean is undefined there. Such a pair's vector is its relation part alone, `[r/‖r‖ ;
-/// 0]` (all zeros at w = 1), still unit length as every consumer expects (`embed` promises
-/// unit vectors, the index normalises, bench's euclidean distance assumes one length): its
-/// cosine with another pair is `√(1 − w)·cos(r, r′)`, and [`lacks_offset`] tells it.
+/// 0]`, still unit length as every consumer expects (`embed` promises unit vectors, the index
+/// normalises, bench's euclidean distance assumes one length): its cosine with another pair
+/// is `√(1 − w)·cos(r, r′)`, and [`lacks_offset`] tells it. The one exception is w = 1, which
+/// gives the relation part no weight: nothing is left, and the vector is all zeros (cosine 0
+/// with every pair, as `√(1 − w)·cos` says), not unit length.
 pub fn combine(relation: &[f32], offset: &[f32], offset_weight: f32) -> Vec<f32> {
     let w = offset_weight.clamp(0.0, 1.0);
     let mut r = relation.to_vec();
@@ -396,6 +398,30 @@ mod tests {
         }
         // At w = 1 the relation part has no weight: nothing is left.
         assert!(combine(&r1, &[0.0; 3], 1.0).iter().all(|x| *x == 0.0));
+    }
+
+    /// Review of 2199c21: bench's warning that euclidean distance ranks as cosine stays
+    /// silent when a vector is zero (`--method offset` with `nephew:nephew`, a no-offset pair
+    /// at w = 1). Rightly: a zero vector is at distance 1 from every unit vector, where a unit
+    /// vector would be at cosine 0.5, not its cosine 0, so the two rankings differ.
+    #[test]
+    fn a_zero_choice_ranks_differently_under_euclidean_and_cosine() {
+        let unit_at = |c: f32| vec![c, (1.0 - c * c).sqrt()];
+        let mut v = HashMap::new();
+        v.insert(p("a", "b"), vec![1.0, 0.0]);
+        v.insert(p("c", "d"), unit_at(0.3));
+        v.insert(p("e", "e"), vec![0.0, 0.0]);
+        let qs = [q(p("a", "b"), vec![p("c", "d"), p("e", "e")], 0)];
+        let run = |similarity| {
+            let o = ScoreOptions {
+                similarity,
+                ..Default::default()
+            };
+            accuracy_with_options(&qs, &v, o).right
+        };
+        // Cosine 0.3 beats 0; distance √1.4 loses to 1.
+        assert_eq!(run(Similarity::Cosine), 1);
+        assert_eq!(run(Similarity::Euclidean), 0);
     }
 
     #[test]
