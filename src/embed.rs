@@ -316,37 +316,12 @@ struct WordTokenizer {
 }
 
 /// `encoder`'s tokenizer as a [`WordTokenizer`]; `None` for a tokenizer that has no unknown
-/// token (RoBERTa's byte-level BPE reads every character), or one that cannot be read again
-/// (the encoder read it; the check this serves is a warning, not worth failing a run for).
-///
-/// Parsed once per tokenizer file and process: a `tokenizer.json` is megabytes of JSON, which
-/// the encoder has already parsed, and a caller that screens several pair lists (a library
-/// user, the tests) would parse it again on each. The encoder's own copy is set up for
-/// prompts and not reachable from here. Keyed by the file's path, length and modification
-/// time, so a model directory replaced between two loads is read again.
-fn word_tokenizer(encoder: &RelationEncoder) -> Option<std::sync::Arc<WordTokenizer>> {
-    use std::sync::{Arc, Mutex, OnceLock};
-    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
-    type Cache = Mutex<HashMap<Key, Option<Arc<WordTokenizer>>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let path = &encoder.files().tokenizer;
-    let md = std::fs::metadata(path).ok()?;
-    let key = (path.clone(), md.len(), md.modified().ok());
-    // A panic elsewhere while the lock was held leaves a map that is still whole.
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    cache
-        .entry(key)
-        .or_insert_with(|| load_word_tokenizer(path).map(Arc::new))
-        .clone()
-}
-
-/// Reads `path` as a [`WordTokenizer`] ([`word_tokenizer`]).
-fn load_word_tokenizer(path: &Path) -> Option<WordTokenizer> {
+/// token (RoBERTa's byte-level BPE reads every character). A copy of the one the encoder
+/// loaded, without its truncation, rather than `tokenizer.json` parsed again (megabytes of
+/// JSON).
+fn word_tokenizer(encoder: &RelationEncoder) -> Option<WordTokenizer> {
     use tokenizers::models::ModelWrapper;
-    let mut tok = tokenizers::Tokenizer::from_file(path).ok()?;
+    let mut tok = encoder.tokenizer().inner().clone();
     let unk = match tok.get_model() {
         ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
         ModelWrapper::BPE(m) => m.get_unk_token().clone(),

@@ -2600,6 +2600,16 @@ mod tests {
         crate::test_util::spec(dim, "test")
     }
 
+    /// A builder at `out` holding five pairs `h{i}`:`t{i}` of 8-d vectors, not yet finished.
+    fn five_pairs_into(out: &Path) -> IndexBuilder {
+        let mut b = IndexBuilder::create_or_resume(out, spec(8), false).unwrap();
+        let pairs: Vec<PairEntry> = (0..5)
+            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
+            .collect();
+        b.append_chunk(&pairs, &low_rank(5, 8, 4, 0.1, 2)).unwrap();
+        b
+    }
+
     /// A checkpoint of a relbert from before the pair records' CRC cannot vouch for them: the
     /// resume is refused, naming the checkpoint and the partial build to remove, and the
     /// partial build (perhaps the only copy of a standard input) is left as it was.
@@ -2607,11 +2617,7 @@ mod tests {
     fn a_checkpoint_without_the_pair_records_crc_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("idx");
-        let mut b = IndexBuilder::create_or_resume(&out, spec(8), false).unwrap();
-        let pairs: Vec<PairEntry> = (0..5)
-            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
-            .collect();
-        b.append_chunk(&pairs, &low_rank(5, 8, 4, 0.1, 2)).unwrap();
+        let b = five_pairs_into(&out);
         drop(b);
         let partial = partial_dir(&out).unwrap();
         let path = partial.join("checkpoint");
@@ -3277,11 +3283,7 @@ mod tests {
     fn only_a_dead_publications_old_index_is_taken_for_a_leftover() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("idx");
-        let mut b = IndexBuilder::create_or_resume(&out, spec(8), false).unwrap();
-        let pairs: Vec<PairEntry> = (0..5)
-            .map(|i| PairEntry::new(format!("h{i}"), format!("t{i}")))
-            .collect();
-        b.append_chunk(&pairs, &low_rank(5, 8, 4, 0.1, 2)).unwrap();
+        let b = five_pairs_into(&out);
         b.finish(params(), |_| {}).unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();

@@ -56,7 +56,8 @@ pub struct Place {
 pub struct Repeats {
     /// Off with `--keep-repeated-paragraphs`: every block passes as it is.
     enabled: bool,
-    /// First pass: each remembered paragraph's digest and first place. `None` afterwards.
+    /// First pass: each remembered paragraph's digest and first place. `None` afterwards,
+    /// when the marks are complete and later passes consult them.
     seen: Option<FxHashMap<u128, Place>>,
     /// How many paragraphs `seen` may hold.
     cap: usize,
@@ -64,8 +65,6 @@ pub struct Repeats {
     repeat_bits: Vec<u64>,
     /// Long paragraphs met so far in this pass.
     ordinal: u64,
-    /// Whether the first pass is over (the marks are complete).
-    known: bool,
     /// Repeats dropped (first pass).
     pub repeated: u64,
     /// Their bytes (first pass).
@@ -108,9 +107,9 @@ impl Repeats {
             let ordinal = self.ordinal;
             self.ordinal += 1;
             let (word, bit) = ((ordinal / 64) as usize, 1u64 << (ordinal % 64));
-            if self.known {
+            let Some(seen) = self.seen.as_mut() else {
                 return self.repeat_bits.get(word).is_none_or(|w| w & bit == 0);
-            }
+            };
             if self.repeat_bits.len() <= word {
                 self.repeat_bits.push(0);
             }
@@ -118,9 +117,6 @@ impl Repeats {
             let place = Place {
                 source: *source,
                 line: p.line,
-            };
-            let Some(seen) = self.seen.as_mut() else {
-                return true;
             };
             if let Some(first) = seen.get(&digest) {
                 self.repeat_bits[word] |= bit;
@@ -145,7 +141,6 @@ impl Repeats {
     pub fn end_pass(&mut self) {
         if self.enabled {
             self.seen = None;
-            self.known = true;
             self.ordinal = 0;
         }
     }

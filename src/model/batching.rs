@@ -83,6 +83,13 @@ impl PromptTokenizer {
         self.max_len
     }
 
+    /// The tokenizer as loaded from `tokenizer.json`, set up for prompts (no padding,
+    /// truncation at the model's limit): for a caller that reads words with it and must not
+    /// parse the file again.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     /// How many special tokens (`[CLS]`, `[SEP]`, `<s>`, `</s>`) the tokenizer adds around
     /// one text: a prompt needs room for these and at least one word token.
     pub fn special_tokens(&self) -> usize {

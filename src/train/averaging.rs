@@ -282,15 +282,20 @@ fn shown_value(v: Option<&String>) -> String {
     let Some(v) = v else {
         return "absent".into();
     };
-    let text = match serde_json::from_str::<serde_json::Value>(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => v.clone(),
-    };
+    let text = unquoted(v);
     if text.chars().count() > LONGEST {
         let cut: String = text.chars().take(LONGEST).collect();
         format!("{cut}…")
     } else {
         text
+    }
+}
+
+/// A flattened JSON value as text: a string without its quotes, anything else as written.
+fn unquoted(v: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => v.to_string(),
     }
 }
 
@@ -300,14 +305,11 @@ fn shown_value(v: Option<&String>) -> String {
 fn shown_pair(a: Option<&String>, b: Option<&String>) -> (String, String) {
     const LONGEST: usize = 60;
     const BEFORE: usize = 20;
-    let text = |v: &String| match serde_json::from_str::<serde_json::Value>(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => v.clone(),
-    };
     let (Some(x), Some(y)) = (a, b) else {
         return (shown_value(a), shown_value(b));
     };
-    let (x, y): (Vec<char>, Vec<char>) = (text(x).chars().collect(), text(y).chars().collect());
+    let (x, y): (Vec<char>, Vec<char>) =
+        (unquoted(x).chars().collect(), unquoted(y).chars().collect());
     let first_difference = x.iter().zip(&y).take_while(|(p, q)| p == q).count();
     if first_difference < LONGEST {
         return (shown_value(a), shown_value(b));
