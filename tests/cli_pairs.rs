@@ -274,6 +274,58 @@ fn multi_word_terms_and_learned_phrases_become_one_term() {
     assert!(m.report["phrases"].as_u64().unwrap() >= 1);
 }
 
+/// URLs, e-mail addresses and file paths are not prose: their parts (`jroe`, `example.org`,
+/// `usr`, `share`) never become terms, so they pair neither with each other nor with the
+/// words around them, and `--phrases` learns no phrase from them; each still takes a place
+/// in the window, so the words on either side stay as far apart as they were.
+#[test]
+fn urls_addresses_and_paths_give_no_terms_and_no_phrases() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("copyright");
+    let mut text = String::new();
+    for _ in 0..6 {
+        text.push_str(
+            "Copyright 2010 Jane Roe <jroe@example.org>, see /usr/share/common-licenses/GPL-2 \
+             and https://www.gnu.org/licenses/ for src/lazr/restfulclient/errors.py.\n\n",
+        );
+    }
+    std::fs::write(&corpus, text).unwrap();
+    let mut args = EVERYTHING.to_vec();
+    args.extend(["--phrases", "--phrase-threshold", "0"]);
+    let m = mine(dir.path(), "links", &[&corpus], &args);
+    let junk = [
+        "jroe",
+        "example.org",
+        "usr",
+        "share",
+        "common-licenses",
+        "gpl-2",
+        "https",
+        "www.gnu.org",
+        "licenses",
+        "src",
+        "lazr",
+        "restfulclient",
+        "errors.py",
+    ];
+    for (head, tail, _) in &m.rows {
+        for word in head.split(' ').chain(tail.split(' ')) {
+            assert!(
+                !junk.contains(&word),
+                "({head}, {tail}) holds a part of a link"
+            );
+        }
+    }
+    // Phrases are still learned from the words around links (`jane roe`), and the address
+    // between `jane roe` and `see` is one place: the label shows it whole.
+    let roe_see = m.record("jane roe", "see");
+    assert_eq!(roe_see["count"], 6, "{roe_see}");
+    assert_eq!(
+        roe_see["patterns"][0][0], "X jroe@example.org Y",
+        "{roe_see}"
+    );
+}
+
 #[test]
 fn spilling_and_threads_do_not_change_the_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,16 @@
 //! - a possessive `'s` / `’s` is dropped (`France's` → `France`), so the term is counted as
 //!   itself;
 //! - words without a letter (`1990`, `3.14`) are kept as [`Kind::Number`]: they take a place
-//!   in the window but never become terms.
+//!   in the window but never become terms;
+//! - a URL, e-mail address or file path (`https://gnu.org/licenses/`, `<jane@example.org>`,
+//!   `/usr/share/doc/`, `src/lib/util.py`) is one [`Kind::Link`] token: it takes a place but
+//!   is never a term, and its parts never become words. Without this, UAX #29 cut it into
+//!   words (`usr`, `share`, `doc`; `jane`, `example.org`) that paired with each other and
+//!   with the names around them: in a corpus of Debian copyright files, e-mail user names
+//!   and source paths filled the top of the mined pairs, and `--phrases` learned phrases
+//!   such as `usr share`. Links are found by a few rules on whitespace-separated chunks
+//!   ([`link_spans`]), not by a URL parser: a corpus holds links written every which way,
+//!   and what matters is only that their parts are not read as prose.
 //!
 //! Sentences are found from the same word-boundary stream rather than with UAX #29's
 //! sentence rules, because those treat every line break as a paragraph separator and so
@@ -26,6 +35,8 @@ pub enum Kind {
     Word,
     /// Digits and number punctuation only: holds a place, never a term.
     Number,
+    /// A URL, e-mail address or file path, whole: holds a place, never a term.
+    Link,
 }
 
 /// One token of a sentence: its (possibly lower-cased) text lives in the sentence's buffer.
@@ -61,6 +72,11 @@ impl Sentence {
     }
 
     fn push(&mut self, word: &str, offset: usize, lowercase: bool) {
+        self.push_as(word, offset, lowercase, None);
+    }
+
+    /// Appends a token; its kind is `kind`, or found from its letters when `None`.
+    fn push_as(&mut self, word: &str, offset: usize, lowercase: bool, kind: Option<Kind>) {
         let start = self.buf.len();
         let ascii = word.is_ascii();
         if ascii {
@@ -72,12 +88,18 @@ impl Sentence {
         } else {
             normalize_word(word, lowercase, &mut self.buf);
         }
-        let alphabetic = if ascii {
-            word.bytes().any(|b| b.is_ascii_alphabetic())
-        } else {
-            self.buf[start..].chars().any(char::is_alphabetic)
-        };
-        let kind = if alphabetic { Kind::Word } else { Kind::Number };
+        let kind = kind.unwrap_or_else(|| {
+            let alphabetic = if ascii {
+                word.bytes().any(|b| b.is_ascii_alphabetic())
+            } else {
+                self.buf[start..].chars().any(char::is_alphabetic)
+            };
+            if alphabetic {
+                Kind::Word
+            } else {
+                Kind::Number
+            }
+        });
         self.tokens.push(Token {
             text: (start as u32, self.buf.len() as u32),
             offset: offset as u32,
@@ -281,26 +303,140 @@ fn ascii_word_bounds(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
+/// Characters that open or close a link in running text without being part of it (`(see
+/// https://x.org/)`, `<jane@example.org>`, a full stop after a path).
+fn link_opener(c: char) -> bool {
+    matches!(c, '(' | '<' | '[' | '{' | '"' | '\'' | '‘' | '“' | '«')
+}
+
+fn link_closer(c: char) -> bool {
+    matches!(
+        c,
+        '.' | ',' | ';' | ':' | '!' | '?' | ')' | '>' | ']' | '}' | '"' | '\'' | '’' | '”' | '»'
+    )
+}
+
+/// Whether a chunk of text without spaces (its opening and closing punctuation removed) is a
+/// URL, an e-mail address or a file path. The rules are kept narrow, so that prose written
+/// with slashes (`and/or`, `he/she/they`, `TCP/IP`) stays words:
+///
+/// - a URL: `scheme://…` (a scheme of letters, digits, `+`, `-`, `.`), `www.…`, `mailto:…`;
+/// - an e-mail address: `local@domain.tld`, the domain holding a `.` between other characters;
+/// - a path: absolute (`/usr/share`, `~/x`, `./x`, `../x`, `C:\x`), or relative with three
+///   slashes or more, or two with a file extension, `_` or a digit in it (`src/lib/util.py`,
+///   `third_party/xla/xla`), or two backslashes or more.
+pub fn is_link(s: &str) -> bool {
+    let has_word_char = |t: &str| t.chars().any(char::is_alphanumeric);
+    if let Some(at) = s.find("://") {
+        let scheme = &s[..at];
+        return !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            && has_word_char(&s[at + 3..]);
+    }
+    for prefix in ["www.", "mailto:"] {
+        if let Some(rest) = s
+            .get(..prefix.len())
+            .filter(|h| h.eq_ignore_ascii_case(prefix))
+            .and_then(|_| s.get(prefix.len()..))
+        {
+            if has_word_char(rest) {
+                return true;
+            }
+        }
+    }
+    if let Some((local, domain)) = s.split_once('@') {
+        let local_ok = !local.is_empty()
+            && local
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-'));
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-'));
+        return local_ok && domain_ok;
+    }
+    let b = s.as_bytes();
+    let absolute = s.starts_with('/')
+        || s.starts_with("~/")
+        || s.starts_with("./")
+        || s.starts_with("../")
+        || (b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\');
+    if absolute {
+        return has_word_char(s);
+    }
+    let slashes = s.bytes().filter(|&c| c == b'/').count();
+    let marked = s.rsplit('/').next().is_some_and(|last| last.contains('.'))
+        || s.bytes().any(|c| c == b'_' || c.is_ascii_digit());
+    let backslashes = s.bytes().filter(|&c| c == b'\\').count();
+    (slashes >= 3 || (slashes == 2 && marked) || backslashes >= 2) && has_word_char(s)
+}
+
+/// The byte ranges of `para`'s links ([`is_link`]), in order. Text holding none of `/`,
+/// `@`, `\` and `www.` (most of it) is passed over in one scan.
+pub fn link_spans(para: &str) -> Vec<(usize, usize)> {
+    let maybe = |t: &str| {
+        t.bytes().any(|c| matches!(c, b'/' | b'@' | b'\\'))
+            || t.as_bytes()
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"www."))
+    };
+    let mut spans = Vec::new();
+    if !maybe(para) {
+        return spans;
+    }
+    for chunk in para.split(char::is_whitespace) {
+        if chunk.is_empty() || !maybe(chunk) {
+            continue;
+        }
+        let start = chunk.as_ptr() as usize - para.as_ptr() as usize;
+        let trimmed = chunk
+            .trim_start_matches(link_opener)
+            .trim_end_matches(link_closer);
+        if trimmed.is_empty() || !is_link(trimmed) {
+            continue;
+        }
+        let from = start + (chunk.len() - chunk.trim_start_matches(link_opener).len());
+        spans.push((from, from + trimmed.len()));
+    }
+    spans
+}
+
 impl Tokenizer {
     /// Calls `each` with every sentence of `para` that holds at least one token (it may
     /// rewrite the sentence, as term merging does). `sentence` is scratch space reused
     /// between calls.
     pub fn sentences(&self, para: &str, sentence: &mut Sentence, each: impl FnMut(&mut Sentence)) {
+        let links = link_spans(para);
         // Most text is ASCII, where a table-free scanner gives the same segments faster.
         if para.is_ascii() {
-            self.sentences_from(ascii_word_bounds(para), sentence, each)
+            self.sentences_from(ascii_word_bounds(para), para, &links, sentence, each)
         } else {
-            self.sentences_from(para.split_word_bound_indices(), sentence, each)
+            self.sentences_from(
+                para.split_word_bound_indices(),
+                para,
+                &links,
+                sentence,
+                each,
+            )
         }
     }
 
     fn sentences_from<'t>(
         &self,
         segments: impl Iterator<Item = (usize, &'t str)>,
+        para: &str,
+        links: &[(usize, usize)],
         sentence: &mut Sentence,
         mut each: impl FnMut(&mut Sentence),
     ) {
         sentence.clear();
+        // The next link not yet passed, and whether its token was pushed.
+        let mut link = 0;
+        let mut link_pushed = false;
         // Byte offset where the last token (or hyphen after it) ended, to join `a-b` only
         // when nothing separates the three segments.
         let mut last_end = usize::MAX;
@@ -309,6 +445,28 @@ impl Tokenizer {
         // The last word as written, to tell `Dr.` (an abbreviation) from a sentence's end.
         let mut last_word = "";
         for (offset, seg) in segments {
+            while links.get(link).is_some_and(|&(_, end)| end <= offset) {
+                link += 1;
+                link_pushed = false;
+            }
+            if let Some(&(start, end)) = links.get(link).filter(|&&(start, _)| start <= offset) {
+                // The first segment of a link stands for all of it; the others are passed.
+                if !link_pushed {
+                    let text = &para[start..end];
+                    let first = text.chars().next().unwrap_or(' ');
+                    if pending_end && !first.is_lowercase() && !sentence.tokens.is_empty() {
+                        each(sentence);
+                        sentence.clear();
+                    }
+                    sentence.push_as(text, start, self.lowercase, Some(Kind::Link));
+                    link_pushed = true;
+                    pending_end = false;
+                    last_end = end;
+                    last_word = "";
+                    hyphen_end = usize::MAX;
+                }
+                continue;
+            }
             let first = seg.chars().next().unwrap_or(' ');
             if first.is_alphanumeric() || seg.chars().any(char::is_alphanumeric) {
                 let word = strip_possessive(seg);
@@ -354,6 +512,113 @@ mod tests {
             out.push((0..s.tokens.len()).map(|i| s.text(i).to_string()).collect());
         });
         out
+    }
+
+    fn kinds(text: &str) -> Vec<Vec<(String, Kind)>> {
+        let t = Tokenizer { lowercase: true };
+        let mut s = Sentence::default();
+        let mut out = Vec::new();
+        t.sentences(text, &mut s, |s| {
+            out.push(
+                (0..s.tokens.len())
+                    .map(|i| (s.text(i).to_string(), s.tokens[i].kind))
+                    .collect(),
+            );
+        });
+        out
+    }
+
+    #[test]
+    fn urls_addresses_and_paths_are_one_token_that_is_never_a_word() {
+        use Kind::{Link, Number, Word};
+        let w = |t: &str, k| (t.to_string(), k);
+        assert_eq!(
+            kinds(
+                "Copyright 2009 Lefteris <edimitro@tee.gr>, see /usr/share/common-licenses/GPL-2 \
+                 and (https://www.gnu.org/licenses/). Then src/lazr/restfulclient/errors.py."
+            ),
+            vec![
+                vec![
+                    w("copyright", Word),
+                    w("2009", Number),
+                    w("lefteris", Word),
+                    w("edimitro@tee.gr", Link),
+                    w("see", Word),
+                    w("/usr/share/common-licenses/gpl-2", Link),
+                    w("and", Word),
+                    w("https://www.gnu.org/licenses/", Link),
+                ],
+                vec![w("then", Word), w("src/lazr/restfulclient/errors.py", Link)],
+            ]
+        );
+        // The Unicode segmenter's path (text that is not ASCII) finds them the same way.
+        assert_eq!(
+            kinds("Café, voir www.exemple.fr/été ou ~/Documents/thé puis fin"),
+            vec![vec![
+                w("café", Word),
+                w("voir", Word),
+                w("www.exemple.fr/été", Link),
+                w("ou", Word),
+                w("~/documents/thé", Link),
+                w("puis", Word),
+                w("fin", Word),
+            ]]
+        );
+    }
+
+    #[test]
+    fn prose_written_with_slashes_or_at_signs_stays_words() {
+        assert_eq!(
+            split("and/or he/she/they use TCP/IP at @home or 1/2 a / b", true),
+            vec![vec![
+                "and", "or", "he", "she", "they", "use", "tcp", "ip", "at", "home", "or", "1", "2",
+                "a", "b"
+            ]]
+        );
+    }
+
+    #[test]
+    fn what_is_a_link() {
+        for link in [
+            "https://gnu.org",
+            "git+ssh://host/repo",
+            "WWW.example.com",
+            "mailto:jane",
+            "jane.doe+x@mail.example.org",
+            "/etc",
+            "~/x",
+            "./configure",
+            "../lib",
+            r"C:\Windows",
+            r"a\b\c",
+            "a/b/c/d",
+            "src/lib/util.py",
+            "third_party/xla/xla",
+        ] {
+            assert!(is_link(link), "{link}");
+        }
+        for prose in [
+            "and/or",
+            "he/she/they",
+            "@home",
+            "jane@localhost",
+            "a@.b",
+            "x@y.",
+            "://",
+            "/",
+            "/-/",
+            "www.",
+            "a/b",
+            r"a\b",
+            "mailto:",
+        ] {
+            assert!(!is_link(prose), "{prose}");
+        }
+        assert!(link_spans("no links here, 3/4 of it").is_empty());
+        let para = "see <https://x.org/a>, then";
+        let spans = link_spans(para);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(&para[spans[0].0..spans[0].1], "https://x.org/a");
     }
 
     #[test]
