@@ -629,3 +629,69 @@ fn an_interactive_session_ends_with_ctrl_d_cleanly_after_a_typo() {
         stderr(&a)
     );
 }
+
+/// Left from the s18 audit: `embed` and `bench` warn of a pair whose two words share one word
+/// vector (no offset, so an offset model's vector is its relation part alone), but `index
+/// build`, `index add` and an encoded query stored or answered such a pair without a word.
+/// Each now says it once, with the first pair's file and line (or "the query") and a count.
+#[test]
+fn pairs_without_an_offset_are_warned_of_by_index_build_add_and_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.8));
+    let pairs = dir.path().join("p.tsv");
+    std::fs::write(&pairs, "dog\tcat\nnephew\tnephew\nsun\tsun\nfish\tbird\n").unwrap();
+    let idx = dir.path().join("idx");
+    let a = relbert()
+        .args(["index", "build", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&idx)
+        .assert()
+        .success();
+    let err = stderr(&a);
+    assert_eq!(err.matches("have one word vector").count(), 1, "{err}");
+    assert!(
+        err.contains("p.tsv:2: ")
+            && err.contains("\"nephew\":\"nephew\"")
+            && err.contains("0.447·cos(r, r′)")
+            && err.contains("(and 1 more such pair(s))"),
+        "{err}"
+    );
+    let more = dir.path().join("more.tsv");
+    std::fs::write(&more, "moon\tstar\nrock\trock\n").unwrap();
+    let a = relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&more)
+        .assert()
+        .success();
+    let err = stderr(&a);
+    assert_eq!(err.matches("have one word vector").count(), 1, "{err}");
+    assert!(
+        err.contains("more.tsv:2: ") && err.contains("\"rock\":\"rock\""),
+        "{err}"
+    );
+    let query = |a: &str, b: &str| {
+        stderr(
+            &relbert()
+                .args(["query", "--index"])
+                .arg(&idx)
+                .args([a, b])
+                .assert()
+                .success(),
+        )
+    };
+    // Encoded: warned; stored (warned of when it was stored) or with an offset: not.
+    let err = query("tree", "tree");
+    assert!(
+        err.contains("the query: the two words of \"tree\":\"tree\" have one word vector"),
+        "{err}"
+    );
+    for (a, b) in [("sun", "sun"), ("tree", "leaf")] {
+        let err = query(a, b);
+        assert!(!err.contains("one word vector"), "{a}:{b}: {err}");
+    }
+}

@@ -679,8 +679,19 @@ impl QueryEngine {
             return Ok((v, Source::Index, row));
         }
         let enc = self.load_model()?;
-        let mut v = enc.embed(&[(a, b)])?;
-        Ok((v.pop().unwrap_or_default(), Source::Encoded, None))
+        let v = enc.embed(&[(a, b)])?.pop().unwrap_or_default();
+        if let Some(w) = enc.offset_weight() {
+            if crate::analogy::lacks_offset(&v) {
+                crate::embed::warn_shared_word_vector(
+                    "the query",
+                    a,
+                    b,
+                    0,
+                    &crate::embed::no_offset_consequence(w),
+                );
+            }
+        }
+        Ok((v, Source::Encoded, None))
     }
 
     /// The `k` pairs whose relation is most similar to (a, b)'s, excluding the query pair
