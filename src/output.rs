@@ -330,7 +330,7 @@ pub fn recognise_model_leftover(dir: &Path, what: &'static str) -> Result<()> {
 fn only_model_files(dir: &Path) -> std::result::Result<(), String> {
     let md = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !md.is_dir() {
-        return Err("it is not a directory".into());
+        return Err(relbert_index::build::not_a_directory(dir, &md));
     }
     let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
     for e in rd {
@@ -375,7 +375,7 @@ pub fn recognise_model_dir(dir: &Path) -> Result<()> {
     };
     let md = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
     if !md.is_dir() {
-        return Err(not("it is not a directory".into()));
+        return Err(not(relbert_index::build::not_a_directory(dir, &md)));
     }
     let marker = [
         "training_config.json",

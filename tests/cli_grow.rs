@@ -1684,6 +1684,49 @@ fn a_rebuild_in_place_follows_a_symbolic_link_as_an_add_does() {
     );
 }
 
+/// Left from the s18 audit: `index build --out L --force`, `L` a symbolic link to an index,
+/// was refused as "not a directory", which it is, through the link. It is still refused (a
+/// link is never replaced), now saying it is a link, where it leads and what to give
+/// instead; nothing is changed.
+#[test]
+fn a_build_onto_a_link_says_it_is_a_link_and_where_it_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_file = dir.path().join("base.tsv");
+    write_lines(&base_file, &vocab_lines(20));
+    let b = dir.path().join("b");
+    build_file(&base_file, &b);
+    let b_id = Index::open(&b).unwrap().id();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("b", &link).unwrap();
+    let out = relbert()
+        .args(["index", "build", "--force", "--model"])
+        .arg(model())
+        .arg("--pairs")
+        .arg(&base_file)
+        .arg("--out")
+        .arg(&link)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("it is a symbolic link to b, and relbert does not replace a link")
+            && err.contains("name the directory it leads to"),
+        "{err}"
+    );
+    assert!(!err.contains("not a directory"), "{err}");
+    assert_eq!(Index::open(&b).unwrap().id(), b_id);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(
+        names_in(dir.path()),
+        ["b", "base.tsv", "link"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+}
+
 /// Found by a review: `index rebuild --index A --out L --force`, `L` a symbolic link to
 /// another index `B`, followed the link and replaced `B`, which the command does not name.
 /// A link is followed only to rebuild the source in place; otherwise it is refused, as

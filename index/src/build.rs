@@ -557,6 +557,26 @@ struct DirKind {
     legacy_spool: bool,
 }
 
+/// Why `path`, whose own metadata is `md`, is not a directory relbert may replace: "it is not
+/// a directory", or for a symbolic link, where it leads and what to give instead. A link to
+/// relbert's own output was refused as "not a directory", which a user who keeps a link to
+/// the current index (`current -> index-v3`) could not make sense of. A link is never
+/// replaced: the output is renamed into place, which would put a directory where the link
+/// was, and the directory the link leads to may be another name's too.
+pub fn not_a_directory(path: &Path, md: &std::fs::Metadata) -> String {
+    if !md.file_type().is_symlink() {
+        return "it is not a directory".into();
+    }
+    match std::fs::read_link(path) {
+        Ok(to) => format!(
+            "it is a symbolic link to {}, and relbert does not replace a link: name the \
+             directory it leads to, to replace that",
+            to.display()
+        ),
+        Err(_) => "it is a symbolic link, and relbert does not replace a link".into(),
+    }
+}
+
 /// Checks that `dir` is a directory relbert wrote as `kind.what`: it holds only names
 /// `kind.allowed` admits, `kind.required` (if any) is there, every one of `kind.kinds` that is
 /// there starts with its magic bytes, and a spool there is relbert's ([`check_spools`]).
@@ -576,7 +596,7 @@ fn recognise_dir(dir: &Path, kind: &DirKind) -> Result<()> {
     };
     let md = std::fs::symlink_metadata(dir).map_err(|e| IndexError::io(dir, e))?;
     if !md.is_dir() {
-        return Err(not("it is not a directory".into()));
+        return Err(not(not_a_directory(dir, &md)));
     }
     if let Some(kind) = required {
         if !dir.join(kind.file_name()).is_file() {
