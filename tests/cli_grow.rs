@@ -1766,3 +1766,47 @@ fn a_rebuild_onto_a_link_to_another_index_is_refused() {
             .collect()
     );
 }
+
+/// `index remove` takes exactly one of `--index` and `--collection`, `--qdrant` only with
+/// `--collection`, and a collection needs a URL: each refused as a bad command line (status
+/// 2) naming the flags, before anything is read or sent.
+#[test]
+fn remove_names_one_place_to_remove_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("gone.tsv");
+    std::fs::write(&pairs, "dog\tpuppy\n").unwrap();
+    let idx = dir.path().join("idx");
+    let run = |args: &[&str]| {
+        let out = relbert()
+            .env_remove("RELBERT_QDRANT_URL")
+            .args(["index", "remove", "--pairs"])
+            .arg(&pairs)
+            .args(args)
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let idx_arg = idx.to_str().unwrap();
+    let neither = run(&[]);
+    assert!(
+        neither.contains("--index") && neither.contains("--collection"),
+        "{neither}"
+    );
+    let both = run(&["--index", idx_arg, "--collection", "c"]);
+    assert!(both.contains("cannot be used with"), "{both}");
+    let url_beside_index = run(&["--index", idx_arg, "--qdrant", "http://127.0.0.1:1"]);
+    assert!(
+        url_beside_index.contains("--qdrant") && url_beside_index.contains("cannot be used"),
+        "{url_beside_index}"
+    );
+    let no_url = run(&["--collection", "c"]);
+    assert!(
+        no_url.contains("--qdrant") && no_url.contains("RELBERT_QDRANT_URL"),
+        "{no_url}"
+    );
+    let bad_name = run(&["--collection", "a/b", "--qdrant", "http://127.0.0.1:1"]);
+    assert!(bad_name.contains("--collection"), "{bad_name}");
+    assert!(!idx.exists());
+}

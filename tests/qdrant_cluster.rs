@@ -2385,3 +2385,342 @@ fn a_collection_keeps_one_number_format_and_names_only_flags_given() {
     assert!(!err.contains("--f16 shape"), "{err}");
     common::drop_collection(&urls, &halves);
 }
+
+/// `relbert index remove --collection C --qdrant URLS --pairs FILE [--json]`.
+fn remove_from(urls: &[String], collection: &str, pairs: &Path, json: bool) -> Command {
+    let mut c = relbert();
+    c.args(["index", "remove", "--collection", collection])
+        .args(["--qdrant", &urls.join(",")])
+        .arg("--pairs")
+        .arg(pairs);
+    if json {
+        c.arg("--json");
+    }
+    c
+}
+
+/// The JSON summary a run printed on standard output, failing the test on a failed run.
+fn summary_of(out: &std::process::Output) -> serde_json::Value {
+    succeeded(out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until every node of `urls` reads `points` removed points in `collection`'s
+/// metadata: it reaches the other peers through consensus, and a load's final check may
+/// ask any node.
+fn wait_removed_on_every_node(urls: &[String], collection: &str, points: u64) {
+    let on_every_node = || {
+        urls.iter()
+            .all(|u| {
+                let conn = Connection::new(std::slice::from_ref(u), collection).unwrap();
+                let c = conn.clone();
+                matches!(conn.block_on(async move { c.removed().await }), Ok(Ok(n)) if n >= points)
+            })
+            .then_some(())
+    };
+    poll(100, Duration::from_millis(100), on_every_node)
+        .expect("every node sees the removed points");
+}
+
+/// `index remove --collection`: a pair given in its other Unicode spelling is found, a pair
+/// not held and a repeat are counted and left; `query` and `serve` no longer answer with the
+/// pairs removed (looked up, they are encoded); a rerun removes nothing; a rerun of the
+/// export that made the collection sends nothing and does not bring them back; taking out
+/// every point, and a collection that does not exist, are refused.
+#[test]
+fn pairs_are_removed_from_a_collection() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let mut text = std::fs::read_to_string(&pairs).unwrap();
+    text.push_str("caf\u{e9}\tparis\tcafe\n");
+    std::fs::write(&pairs, text).unwrap();
+    let idx = tmp.path().join("idx");
+    build_local(&pairs, &idx);
+    let coll = unique("remove");
+    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    let before = count_via(&urls[0], &coll);
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    let ask =
+        |pair: [&str; 2]| query_json(&[&target[..], &pair, &["--exact", "-k", "100"]].concat());
+    assert_eq!(ask(["dog", "puppy"])["source"], "index");
+    let hits_before = result_pairs(&ask(["cat", "kitten"]));
+    let (child, log, addr) = spawn_serve(
+        &[
+            "--qdrant".as_ref(),
+            joined.as_ref(),
+            "--collection".as_ref(),
+            coll.as_ref(),
+        ],
+        "info",
+    );
+    wait_ready(&addr);
+    let suggested = |q: &str| {
+        let answer = common::http_get(&addr, &format!("/v1/suggest?q={q}&limit=50")).unwrap();
+        body_json(&answer)["suggestions"]
+            .as_array()
+            .map(|s| s.iter().map(|s| s["pair"].clone()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let dog_puppy = serde_json::json!(["dog", "puppy"]);
+    assert!(suggested("dog").contains(&dog_puppy));
+
+    let gone = tmp.path().join("gone.tsv");
+    std::fs::write(
+        &gone,
+        "dog\tpuppy\ncafe\u{301}\tparis\tlabels are ignored\nnot\there\ndog\tpuppy\n",
+    )
+    .unwrap();
+    let doc = summary_of(&remove_from(&urls, &coll, &gone, true).output().unwrap());
+    assert_eq!(
+        doc,
+        serde_json::json!({"collection": coll, "pairs_read": 4, "removed": 2,
+            "not_in_index": 1, "repeated_in_input": 1, "count": before - 2}),
+    );
+    assert_eq!(count_via(&urls[0], &coll), before - 2);
+    // Looked up, a removed pair is encoded; no answer holds one.
+    for pair in [
+        ["dog", "puppy"],
+        ["caf\u{e9}", "paris"],
+        ["cafe\u{301}", "paris"],
+    ] {
+        assert_eq!(ask(pair)["source"], "encoded", "{pair:?}");
+    }
+    let removed = [dog_puppy.clone(), serde_json::json!(["caf\u{e9}", "paris"])];
+    for pair in &removed {
+        assert!(hits_before.contains(pair), "{pair} {hits_before:?}");
+    }
+    // Exact, with k above the count: every pair the query answered with before, in the same
+    // order, but those removed.
+    let kept: Vec<_> = hits_before
+        .iter()
+        .filter(|h| !removed.contains(h))
+        .cloned()
+        .collect();
+    assert_eq!(result_pairs(&ask(["cat", "kitten"])), kept);
+    // The server lists the collection again once it has settled: the suggestion goes.
+    let went = poll(150, Duration::from_millis(200), || {
+        (!suggested("dog").contains(&dog_puppy)).then_some(())
+    });
+    assert!(went.is_some(), "{:?}", suggested("dog"));
+    assert_eq!(suggested("caf").len(), 0, "{:?}", suggested("caf"));
+    let body = serde_json::json!({"pair": ["dog", "puppy"], "k": 50}).to_string();
+    let answer = body_json(&common::http_post(&addr, "/v1/query", &body).unwrap());
+    assert_eq!(answer["source"], "encoded", "{answer}");
+    let served: Vec<_> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pair"].clone())
+        .collect();
+    assert!(!served.iter().any(|h| removed.contains(h)), "{served:?}");
+    stop_serve(child, log);
+
+    // Run again: nothing left to remove, in words and in JSON.
+    let out = remove_from(&urls, &coll, &gone, false).output().unwrap();
+    succeeded(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("nothing to remove") && said.contains("the collection is unchanged"),
+        "{said}"
+    );
+    let doc = summary_of(&remove_from(&urls, &coll, &gone, true).output().unwrap());
+    assert_eq!(doc["removed"], 0, "{doc}");
+    assert_eq!(doc["count"], before - 2, "{doc}");
+
+    // The export that made the collection, run again: its load had finished, so it sends
+    // nothing, and its final check takes the missing pairs for the removed ones.
+    wait_removed_on_every_node(&urls, &coll, 2);
+    let out = export(&idx, &urls, &coll, &[])
+        .env("RELBERT_LOG", "info")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("0 points written"), "{log}");
+    assert!(log.contains("`index remove` took them out"), "{log}");
+    assert_eq!(count_via(&urls[0], &coll), before - 2);
+    assert_eq!(ask(["dog", "puppy"])["source"], "encoded");
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    assert!(store.unfinished().is_empty(), "{:?}", store.unfinished());
+    // Put back as another source.
+    let back = tmp.path().join("back.tsv");
+    std::fs::write(&back, "dog\tpuppy\n").unwrap();
+    succeeded(
+        &tiny_build(&back, &[&target[..], &["--add"]].concat())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(count_via(&urls[0], &coll), before - 1);
+    assert_eq!(ask(["dog", "puppy"])["source"], "index");
+
+    // Every point at once: refused, nothing removed.
+    let out = remove_from(&urls, &coll, &pairs, false).output().unwrap();
+    refused_without_hint(&out, "leave it empty");
+    assert_eq!(count_via(&urls[0], &coll), before - 1);
+
+    // A collection that does not exist is named, with where it was looked for.
+    let missing = unique("no_such");
+    let out = remove_from(&urls, &missing, &gone, false).output().unwrap();
+    refused_without_hint(&out, "no such collection");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&missing) && err.contains(&urls[0]), "{err}");
+    common::drop_collection(&urls, &coll);
+}
+
+/// A removal stopped between two batches leaves a collection that the same removal, run
+/// again, finishes: it finds only the points still there.
+#[test]
+fn a_removal_stopped_midway_is_finished_by_a_rerun() {
+    use relbert::store::qdrant::remove::{delete, plan, Deleted, DELETE_BATCH};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 2 * DELETE_BATCH + 300;
+    let idx = synthetic::synthetic_index(&tmp.path().join("idx"), n, 8, 7);
+    let coll = unique("remove_stopped");
+    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    // All but the first 100 pairs (`w{i} x`:`y{i % 97}`, row 0 `new york`).
+    let gone = tmp.path().join("gone.tsv");
+    let text: String = (100..n).map(|i| format!("w{i}\ty{}\n", i % 97)).collect();
+    std::fs::write(&gone, text).unwrap();
+    let records = relbert::pairs::read_pairs(&gone).unwrap();
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let stop = AtomicBool::new(false);
+    let first = plan(&conn, &records, &stop, &|_| {})
+        .unwrap()
+        .expect("not stopped");
+    assert_eq!(first.ids.len(), n - 100);
+    assert_eq!(first.count, n as u64);
+    // Asked to stop once the first batch is confirmed.
+    let ended = delete(&conn, &first, &stop, &|_| {
+        stop.store(true, Ordering::SeqCst)
+    })
+    .unwrap();
+    assert_eq!(
+        ended,
+        Deleted::Stopped {
+            removed: DELETE_BATCH as u64
+        }
+    );
+    assert_eq!(count_via(&urls[0], &coll), (n - DELETE_BATCH) as u64);
+    let stop = AtomicBool::new(false);
+    let again = plan(&conn, &records, &stop, &|_| {})
+        .unwrap()
+        .expect("not stopped");
+    assert_eq!(again.ids.len(), n - 100 - DELETE_BATCH);
+    assert_eq!(again.not_held, DELETE_BATCH as u64);
+    let ended = delete(&conn, &again, &stop, &|_| {}).unwrap();
+    assert_eq!(ended, Deleted::Done { count: 100 });
+    assert_eq!(count_via(&urls[0], &coll), 100);
+    common::drop_collection(&urls, &coll);
+}
+
+/// `index remove --collection` stopped by SIGINT says that the same command removes the rest
+/// and exits with 130; a collection whose load has not finished is refused, saying how to
+/// finish it first.
+#[test]
+fn an_interrupted_or_refused_removal_says_what_to_do() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let coll = unique("remove_signal");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let total = count_via(&urls[0], &coll);
+    let mut child = Reaped(
+        relbert()
+            .args(["index", "remove"])
+            .args(target)
+            .args(["--pairs", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.id();
+    // Signalled once its handler is installed (SIGINT, bit 1 of the caught mask), while it
+    // waits for its standard input.
+    let caught = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+        let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+        (mask & 0x2 != 0).then_some(())
+    };
+    poll(400, Duration::from_millis(25), caught).expect("SIGINT handler installed");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"dog\tpuppy\n").unwrap();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains(&coll) && err.contains("removes the rest"),
+        "{err}"
+    );
+    assert_eq!(count_via(&urls[0], &coll), total);
+
+    // A load whose checkpoint is below its total (killed midway, or running): refused.
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    let source = store.record().source.clone();
+    let set_progress = |rows: u64| {
+        let conn = Connection::new(&urls, &coll).unwrap();
+        let c = conn.clone();
+        let p = relbert::store::qdrant::LoadProgress {
+            source: source.clone(),
+            rows,
+            total,
+        };
+        conn.block_on(async move {
+            c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
+                .await
+        })
+        .unwrap()
+        .unwrap();
+        // Metadata reaches the other peers through consensus: wait until every node says
+        // so, or the removal, asking another node, sees the checkpoint before.
+        let on_every_node = || {
+            urls.iter()
+                .all(|u| {
+                    let conn = Connection::new(std::slice::from_ref(u), &coll).unwrap();
+                    let c = conn.clone();
+                    match conn.block_on(async move { c.state().await }) {
+                        Ok(Ok(s)) => s.unfinished.is_empty() == (rows == total),
+                        _ => false,
+                    }
+                })
+                .then_some(())
+        };
+        poll(100, Duration::from_millis(100), on_every_node)
+            .expect("every node sees the checkpoint");
+    };
+    set_progress(3);
+    let gone = tmp.path().join("gone.tsv");
+    std::fs::write(&gone, "dog\tpuppy\n").unwrap();
+    let out = remove_from(&urls, &coll, &gone, false).output().unwrap();
+    refused_without_hint(&out, "has not finished");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("finish it first"), "{err}");
+    assert_eq!(count_via(&urls[0], &coll), total);
+    set_progress(total);
+    let removed = summary_of(&remove_from(&urls, &coll, &gone, true).output().unwrap());
+    assert_eq!(removed["removed"], 1, "{removed}");
+    assert_eq!(count_via(&urls[0], &coll), total - 1);
+    common::drop_collection(&urls, &coll);
+}

@@ -48,11 +48,22 @@ pub enum IndexCommand {
 
 /// Arguments of `relbert index remove`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("shrunk").required(true).args(["index", "collection"])))]
 pub struct RemoveArgs {
     /// Index directory to shrink (replaced in one atomic exchange by the index without the
     /// pairs; built in DIR.partial/).
-    #[arg(long, value_parser = super::os(super::grown_index_dir_at))]
-    index: PathBuf,
+    #[arg(long, conflicts_with = "collection", value_parser = super::os(super::grown_index_dir_at))]
+    index: Option<PathBuf>,
+    /// Qdrant collection to take the pairs out of instead (their points deleted by id; a
+    /// rerun after an interruption removes the rest).
+    #[arg(long, value_name = "NAME", value_parser = super::os(super::export::collection_name))]
+    collection: Option<String>,
+    /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
+    /// $RELBERT_QDRANT_URL); used with --collection.
+    // Refused beside --index as well as without --collection: clap waives `requires` when
+    // an argument that conflicts with the one required (--index) is given.
+    #[arg(long, value_name = "URL", requires = "collection", conflicts_with = "index", value_parser = super::os(super::export::qdrant_spec))]
+    qdrant: Option<String>,
     /// Pair file(s) of the pairs to remove, `-` for standard input: head<TAB>tail per line (a
     /// label, if any, is ignored). Pairs are found as `index add` finds them (any Unicode
     /// normal form; case counts); pairs the index does not hold are counted and left.
@@ -842,34 +853,83 @@ fn with_copy_progress<T>(
     result
 }
 
-/// `relbert index remove`: the index without the pairs listed, in its place (the others'
-/// rows copied as they are, their graph built anew); a clear message and no change when the
-/// index holds none of them.
-fn remove(mut a: RemoveArgs) -> Result<()> {
+/// `relbert index remove`: from a local index ([`remove_local`]) or a Qdrant collection
+/// ([`remove_from_collection`]).
+fn remove(a: RemoveArgs) -> Result<()> {
+    match (&a.index, &a.collection) {
+        (_, Some(collection)) => remove_from_collection(&a, collection),
+        (Some(index), None) => remove_local(index.clone(), &a),
+        // clap requires one of them (the `shrunk` group).
+        (None, None) => Err(super::usage(
+            "say what to remove the pairs from: --index DIR or --collection NAME",
+        )),
+    }
+}
+
+/// The summary line of a removal for people: `removed N pairs from WHERE (notes); it
+/// holds M pairs`, the notes naming the pairs read that `place` does not hold (`missing`)
+/// and those that repeat an earlier line (`repeated`).
+fn removed_line(removed: u64, place: &str, missing: u64, repeated: u64, left: u64) -> String {
+    let mut notes = Vec::new();
+    if missing > 0 {
+        let verb = if missing == 1 { "is" } else { "are" };
+        notes.push(format!("{} read {verb} not in it", pairs(missing)));
+    }
+    if repeated > 0 {
+        notes.push(format!("{} read repeated an earlier line", pairs(repeated)));
+    }
+    let also = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    };
+    format!(
+        "removed {} from {place}{also}; it holds {}",
+        pairs(removed),
+        pairs(left)
+    )
+}
+
+/// The line for people of a removal that found none of the `total` pairs read in `place`
+/// (`what` it is: "index", "collection"), which holds `count` pairs.
+fn nothing_removed_line(total: usize, place: &str, count: u64, what: &str) -> String {
+    let none = match total {
+        1 => "the 1 pair read is not".to_string(),
+        n => format!("none of the {n} pairs read is"),
+    };
+    format!(
+        "nothing to remove: {none} in {place} ({}); the {what} is unchanged",
+        pairs(count)
+    )
+}
+
+/// `relbert index remove --index`: the index without the pairs listed, in its place (the
+/// others' rows copied as they are, their graph built anew); a clear message and no change
+/// when the index holds none of them.
+fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     // Through a symbolic link, the index it points to shrinks (replaced by a rename beside
     // itself, as an add does).
-    if std::fs::symlink_metadata(&a.index).is_ok_and(|m| m.file_type().is_symlink()) {
-        a.index = std::fs::canonicalize(&a.index)
-            .with_context(|| format!("following the link {}", a.index.display()))?;
+    if std::fs::symlink_metadata(&index).is_ok_and(|m| m.file_type().is_symlink()) {
+        index = std::fs::canonicalize(&index)
+            .with_context(|| format!("following the link {}", index.display()))?;
     }
-    let interrupt =
-        Resumable::install(&a.index, "the rows kept, copied up to its last checkpoint")?;
+    let interrupt = Resumable::install(&index, "the rows kept, copied up to its last checkpoint")?;
     if a.pairs.iter().any(|p| p.as_os_str() == "-") {
         interrupt.stdin_again();
     }
     let records = read_all(&a.pairs)?;
     let total = records.len();
-    check_there(&a.index)?;
+    check_there(&index)?;
     // Only the headers at open: the rows kept are verified before the copy, and those taken
     // out are not read, so a damaged row can be removed (a full check at open, which small
     // indexes get, refused it).
     let idx = Index::open_with(
-        &a.index,
+        &index,
         relbert_index::OpenOptions {
             verify: relbert_index::Verify::Headers,
         },
     )
-    .with_context(|| opening(&a.index))?;
+    .with_context(|| opening(&index))?;
     let mut rows = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let (mut missing, mut repeated) = (0u64, 0u64);
@@ -878,7 +938,7 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
         // merged can hold two.
         let found = idx
             .lookup_all(&r.head, &r.tail)
-            .with_context(|| format!("reading the pairs of {}", a.index.display()))?;
+            .with_context(|| format!("reading the pairs of {}", index.display()))?;
         let before = rows.len();
         rows.extend(found.iter().copied().filter(|&row| seen.insert(row)));
         if found.is_empty() {
@@ -890,24 +950,21 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
     let count = idx.count() as u64;
     let summary = |removed: usize, left: u64| {
         serde_json::json!({
-            "index": a.index.display().to_string(), "pairs_read": total, "removed": removed,
+            "index": index.display().to_string(), "pairs_read": total, "removed": removed,
             "not_in_index": missing, "repeated_in_input": repeated, "count": left,
         })
     };
     if rows.is_empty() {
         interrupt.unchanged();
-        clear_leftovers(&a.index);
+        clear_leftovers(&index);
         if a.json {
             relbert::output::print_line(&summary(0, count).to_string())?;
         } else {
-            let none = match total {
-                1 => "the 1 pair read is not".to_string(),
-                n => format!("none of the {n} pairs read is"),
-            };
-            relbert::output::print_line(&format!(
-                "nothing to remove: {none} in {} ({}); the index is unchanged",
-                a.index.display(),
-                pairs(count)
+            relbert::output::print_line(&nothing_removed_line(
+                total,
+                &index.display().to_string(),
+                count,
+                "index",
             ))?;
         }
         return Ok(());
@@ -916,10 +973,10 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
         anyhow::bail!(
             "the pairs read are all {count} pairs of {}: removing them would leave an empty \
              index, which relbert does not make (remove the directory instead)",
-            a.index.display()
+            index.display()
         );
     }
-    check_replaced_whole(&a.index, "remove")?;
+    check_replaced_whole(&index, "remove")?;
     let opts = RebuildOptions {
         precision: None,
         hnsw: source_hnsw(&idx, None, None),
@@ -928,39 +985,129 @@ fn remove(mut a: RemoveArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let left = count - rows.len() as u64;
     with_copy_progress(&interrupt, left, |progress| {
-        relbert_index::rebuild_without(idx, &a.index, &opts, &rows, progress)
+        relbert_index::rebuild_without(idx, &index, &opts, &rows, progress)
     })
-    .with_context(|| format!("removing {} pairs from {}", rows.len(), a.index.display()))?;
+    .with_context(|| format!("removing {} pairs from {}", rows.len(), index.display()))?;
     tracing::info!(
         "index {}: {} removed in {:.1}s",
-        a.index.display(),
+        index.display(),
         pairs(rows.len() as u64),
         started.elapsed().as_secs_f64()
     );
     if a.json {
         relbert::output::print_line(&summary(rows.len(), left).to_string())?;
     } else {
-        let mut notes = Vec::new();
-        if missing > 0 {
-            let verb = if missing == 1 { "is" } else { "are" };
-            notes.push(format!("{} read {verb} not in it", pairs(missing)));
-        }
-        if repeated > 0 {
-            notes.push(format!("{} read repeated an earlier line", pairs(repeated)));
-        }
-        let also = if notes.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", notes.join("; "))
-        };
-        relbert::output::print_line(&format!(
-            "removed {} from {}{also}; it holds {}",
-            pairs(rows.len() as u64),
-            a.index.display(),
-            pairs(left)
+        relbert::output::print_line(&removed_line(
+            rows.len() as u64,
+            &index.display().to_string(),
+            missing,
+            repeated,
+            left,
         ))?;
     }
     Ok(())
+}
+
+/// `relbert index remove --collection`: the pairs listed taken out of a Qdrant collection
+/// (their points deleted by id, in batches), with progress on standard error, a check of the
+/// count at the end, and the same summary as a local removal's, `collection` in place of
+/// `index`; a clear message and no change when the collection holds none of them.
+fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
+    use relbert::store::qdrant::remove::{delete, plan, Deleted};
+    // The connection `index build --collection` makes (--qdrant, else $RELBERT_QDRANT_URL);
+    // its layout flags shape a new collection only, and a removal makes none.
+    let conn = super::export::CollectionArgs {
+        qdrant: a.qdrant.clone(),
+        shards: None,
+        replication: None,
+        quantization: None,
+        add: false,
+    }
+    .connect(collection)?;
+    let target = conn.target();
+    // A stop signal ends the run at the next batch, or while one waits: a delete applied or
+    // not is the same to a rerun, which finds only the points still there. Made once per
+    // process, so the message may live as long as its handler.
+    let message: &'static str = Box::leak(
+        format!(
+            "interrupted; {target} keeps every point not removed yet: the same command, with \
+             the same pairs, removes the rest (a point is removed by its id, so removing it \
+             twice is harmless)"
+        )
+        .into_boxed_str(),
+    );
+    let stop = super::interrupt::StopRequest::install(message);
+    let records = read_all(&a.pairs)?;
+    let total = records.len();
+    let looking = Progress::pairs(total as u64, "finding");
+    let found = plan(&conn, &records, stop.flag(), &|n| looking.set_position(n))
+        .context("finding the pairs to remove (nothing was removed)")?;
+    let Some(found) = found else {
+        return stopped(&stop);
+    };
+    looking.finish();
+    let summary = |removed: u64, left: u64| {
+        serde_json::json!({
+            "collection": collection, "pairs_read": total, "removed": removed,
+            "not_in_index": found.not_held, "repeated_in_input": found.repeated, "count": left,
+        })
+    };
+    if found.ids.is_empty() {
+        if a.json {
+            relbert::output::print_line(&summary(0, found.count).to_string())?;
+        } else {
+            relbert::output::print_line(&nothing_removed_line(
+                total,
+                &target,
+                found.count,
+                "collection",
+            ))?;
+        }
+        return Ok(());
+    }
+    let n = found.ids.len() as u64;
+    let started = std::time::Instant::now();
+    let removing = Progress::new(n, "removing", "points");
+    let ended = delete(&conn, &found, stop.flag(), &|done| {
+        removing.set_position(done)
+    })
+    .map_err(|e| {
+        let hint = super::export::rerun_hint(
+            &e,
+            " (a rerun of the same command removes the points still there)",
+        );
+        anyhow::Error::new(e).context(format!("removing {n} points{hint}"))
+    })?;
+    let left = match ended {
+        Deleted::Done { count } => count,
+        Deleted::Stopped { .. } => return stopped(&stop),
+    };
+    removing.finish();
+    tracing::info!(
+        "{target}: {n} point(s) removed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    if a.json {
+        relbert::output::print_line(&summary(n, left).to_string())?;
+    } else {
+        relbert::output::print_line(&removed_line(
+            n,
+            &target,
+            found.not_held,
+            found.repeated,
+            left,
+        ))?;
+    }
+    Ok(())
+}
+
+/// Ends a removal from a collection that a signal stopped (its message said what the
+/// collection keeps and how to finish), with 128 plus the signal's number, as the other
+/// commands a signal stops do.
+fn stopped(stop: &super::interrupt::StopRequest) -> Result<()> {
+    // The flag is set only by a signal, which is recorded first.
+    let status = stop.signal().map_or(130, |s| s.exit_status());
+    std::process::exit(status);
 }
 
 /// `relbert index add`: the pairs the index lacks, encoded with its own pair function, grown

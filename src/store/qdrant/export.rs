@@ -899,7 +899,24 @@ impl Loader {
         } else {
             (count, expected)
         };
-        if found != distinct {
+        // A load an earlier run had finished sent nothing: pairs `index remove` took out
+        // since are missing, and stay removed (see `super::remove`). Up to as many missing
+        // points as were removed are taken for those; more means points were lost.
+        let mut removed = 0;
+        if self.complete && found < distinct {
+            let c = self.conn.clone();
+            let taken = self.conn.block_on(async move { c.removed().await })??;
+            if distinct - found <= taken {
+                removed = distinct - found;
+                tracing::info!(
+                    "{removed} of the {distinct} pairs of {} are not in the collection: \
+                     `index remove` took them out ({taken} point(s) removed in all), and a \
+                     rerun of a finished load does not write them again",
+                    self.source
+                );
+            }
+        }
+        if found + removed != distinct {
             // Points of the source are missing: the next run sends everything again rather
             // than trust this checkpoint.
             self.checkpoint(0)?;
@@ -917,7 +934,7 @@ impl Loader {
         let extra = if shared {
             0
         } else {
-            count.saturating_sub(distinct)
+            count.saturating_sub(distinct - removed)
         };
         if extra > 0 {
             tracing::warn!(
@@ -936,6 +953,7 @@ impl Loader {
             count,
             sources: 1 + others.len(),
             complete: self.complete,
+            removed,
         })
     }
 
@@ -975,6 +993,9 @@ pub struct LoadEnd {
     pub sources: usize,
     /// Whether an earlier run had finished this load, so this one had nothing to send.
     pub complete: bool,
+    /// Pairs of the source the collection lacks because `index remove` took them out after
+    /// the load had finished (only for such a load: see [`super::remove`]).
+    pub removed: u64,
 }
 
 impl LoadEnd {
@@ -983,7 +1004,8 @@ impl LoadEnd {
     /// reported as held by the collection, not as resumed: nothing was interrupted.
     fn report(self, resumed: u64, prepared: &Prepared, started: Instant) -> ExportReport {
         let (held, resumed) = if self.complete {
-            (self.held + resumed, 0)
+            // The pairs removed since are not held.
+            ((self.held + resumed).saturating_sub(self.removed), 0)
         } else {
             (self.held, resumed)
         };

@@ -3,9 +3,10 @@
 //! This module owns everything relbert says to Qdrant: the connection (several node URLs,
 //! failing over between them), the collection's layout and settings ([`settings`]), the
 //! record of which encoder made the vectors, streaming an index into a collection
-//! ([`export`]), and [`QdrantStore`], the [`RelationStore`] the query layer searches. It talks
-//! through the official `qdrant-client` crate (gRPC), driven from a small tokio runtime of its
-//! own so the rest of relbert stays synchronous.
+//! ([`export`]), taking pairs out of one ([`remove`]), and [`QdrantStore`], the
+//! [`RelationStore`] the query layer searches. It talks through the official `qdrant-client`
+//! crate (gRPC), driven from a small tokio runtime of its own so the rest of relbert stays
+//! synchronous.
 //!
 //! **Layout.** One point per pair. Its id is a UUID made from the SHA-256 of the pair in
 //! canonical composition ([`point_id`]), so writing a pair twice, in either Unicode spelling,
@@ -38,6 +39,7 @@
 //! [`STALLED_DEADLINE`] ([`Connection::call`]).
 
 pub mod export;
+pub mod remove;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -77,6 +79,23 @@ pub const PROGRESS_KEY: &str = "relbert_progress";
 /// the one it was made from (`relbert index export --add`, `index build --add`): one key per
 /// source, so two loaders adding at once never race on a shared list.
 pub const ADDED_SOURCE_PREFIX: &str = "relbert_source:";
+
+/// The collection-metadata key of [`Removed`]: how many points `relbert index remove` has
+/// taken out of the collection.
+pub const REMOVED_KEY: &str = "relbert_removed";
+
+/// How many points `relbert index remove` has taken out of a collection, in all (see
+/// [`remove`]). A rerun of a load that had finished sends nothing, so the pairs removed
+/// since stay removed; its final check finds them missing, and takes up to this many
+/// missing points for removed ones rather than for lost ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Removed {
+    /// Points removed, counted before they are deleted: a removal stopped midway and run
+    /// again counts the points it had not deleted yet twice, which only widens what a later
+    /// load's check lets pass, where counting after the deletes could leave it too narrow
+    /// and fail a load that lost nothing.
+    pub points: u64,
+}
 
 /// A short stable tag of a source string, for metadata keys.
 fn source_tag(source: &str) -> String {
@@ -1428,6 +1447,15 @@ impl Connection {
         self.metadata(key).await
     }
 
+    /// How many points `relbert index remove` has taken out of the collection ([`Removed`]);
+    /// 0 when it never has.
+    pub async fn removed(&self) -> Result<u64> {
+        Ok(self
+            .metadata::<Removed>(REMOVED_KEY)
+            .await?
+            .map_or(0, |r| r.points))
+    }
+
     /// The server's version as it reports it (`health_check`), e.g. `1.18.3`.
     pub async fn server_version(&self) -> Result<String> {
         let reply = self
@@ -1635,7 +1663,7 @@ where
 /// more after `every` when a load shows unfinished (a node may not have applied its last
 /// checkpoint yet). A collection that never shows is [`Error::NoCollection`]; one that
 /// never shows a record, refused as not relbert's. Gives the record and the state it is in.
-async fn open_state<E, EF, S, SF>(
+pub(crate) async fn open_state<E, EF, S, SF>(
     c: &Connection,
     every: Duration,
     exists: E,
