@@ -404,10 +404,13 @@ pub fn warn_unknown_words<'a>(
     };
     let shown: Vec<String> = shown.iter().map(|w| format!("{w:?}")).collect();
     tracing::warn!(
-        "{}:{line}: {count} distinct word(s) are read by this model's tokenizer as its unknown \
+        "{}:{line}{}: {count} distinct word(s) are read by this model's tokenizer as its unknown \
          token {} alone ({}{}): all such words get one vector, so pairs that differ only in \
          them are one pair to the model; {outcome}",
         file.display(),
+        // The place is the first word's: with more, "p.tsv:5: 2 distinct word(s)" read as
+        // if both were on line 5.
+        if count > 1 { " (the first)" } else { "" },
         wt.unk,
         shown.join(", "),
         if count > shown.len() { ", …" } else { "" },

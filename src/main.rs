@@ -33,7 +33,10 @@ fn main() {
         .with_writer(|| relbert::output::Stderr)
         .log_internal_errors(false)
         // Colour codes only for a terminal: logs piped to a file or a CI log stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && !no_color(std::env::var_os("NO_COLOR")),
+        )
         .with_target(false)
         .without_time()
         .init();
@@ -41,9 +44,55 @@ fn main() {
         tracing::warn!("{why}");
     }
     if let Err(e) = cli::run(args) {
+        if stdout_reader_gone(&e) {
+            // A run holding work files ignores SIGPIPE so that its clean-up runs (see
+            // `cli::interrupt::Interrupts`); it then ends as SIGPIPE would have ended it:
+            // quietly, with the status a shell gives a process SIGPIPE killed.
+            std::process::exit(128 + libc::SIGPIPE);
+        }
         relbert::say!("error: {e:#}");
         std::process::exit(cli::exit_status(&e));
     }
+}
+
+/// Whether `e` is a write to standard output that failed because its reader has gone (`|
+/// head`): an error of kind [`std::io::ErrorKind::BrokenPipe`] in the chain (bare, or in a
+/// [`relbert::Error::Io`], which keeps it out of the chain), while standard output is a pipe
+/// without a reader. A broken pipe elsewhere (a connection to a server) is an error to report.
+fn stdout_reader_gone(e: &anyhow::Error) -> bool {
+    let broken_pipe = e.chain().any(|c| {
+        let io = match c.downcast_ref::<relbert::Error>() {
+            Some(relbert::Error::Io { err, .. }) => Some(err),
+            _ => c.downcast_ref::<std::io::Error>(),
+        };
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    broken_pipe && stdout_widowed()
+}
+
+/// Whether standard output is a pipe whose reader has gone: poll(2) reports POLLERR for the
+/// write end of such a pipe (and never for a file or a terminal).
+#[cfg(unix)]
+fn stdout_widowed() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one pollfd this function owns, without waiting.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0 && fd.revents & libc::POLLERR != 0
+}
+
+#[cfg(not(unix))]
+fn stdout_widowed() -> bool {
+    false
+}
+
+/// Whether `NO_COLOR` (its value `value`) asks for output without colour codes: set and not
+/// empty, whatever its value (<https://no-color.org>).
+fn no_color(value: Option<std::ffi::OsString>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
 }
 
 /// The log filter when `RELBERT_LOG` is unset or unusable.

@@ -527,7 +527,9 @@ pub fn sidecar_is_own(array: &Path) -> bool {
 /// A failed write to standard output, as an error naming it ([`crate::embed::STANDARD_OUTPUT`]):
 /// a full disk or a closed descriptor under `> file` is reported like a file's failure.
 /// (A reader that went away, `| head`, ends the process quietly by SIGPIPE before any write
-/// returns, as in the Unix tools: the binary restores SIGPIPE's default action.)
+/// returns, as in the Unix tools: the binary restores SIGPIPE's default action; a run that
+/// holds work files ignores SIGPIPE meanwhile, so that such a write returns this error, the
+/// run cleans up, and the binary then ends it with SIGPIPE's status.)
 pub fn stdout_error(err: std::io::Error) -> Error {
     Error::io(crate::embed::STANDARD_OUTPUT, err)
 }

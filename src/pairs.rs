@@ -313,12 +313,24 @@ pub fn blank_word(w: &str) -> bool {
     w.chars().all(|c| c.is_whitespace() || c.is_other())
 }
 
-/// Reads a pair file, or standard input for `-`.
+/// Reads a pair file, or standard input for `-`. A directory is refused as a value of
+/// `--pairs` (every command reading pair files takes them by that flag).
 pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
     if path == Path::new("-") {
         parse_pairs(std::io::stdin().lock(), &PathBuf::from("<stdin>"))
     } else {
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // A directory opens, and its first read fails: that was reported as the first line's
+        // ("somedir:1: cannot read line: Is a directory"), as if the file had a bad line.
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::InvalidArgument {
+                flag: "--pairs".into(),
+                message: format!(
+                    "{} is a directory; give a pair file (head<TAB>tail[<TAB>label] lines)",
+                    path.display()
+                ),
+            });
+        }
         parse_pairs(f, path)
     }
 }

@@ -458,10 +458,22 @@ fn classify_warns_about_test_labels_never_seen_in_training() {
         .assert()
         .success();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    // A log warning, as every other command's (s19 audit: `warning: …` on standard error,
+    // which `RELBERT_LOG=error` did not silence).
     assert!(
-        err.contains("warning") && err.contains("Set") && err.contains("mero"),
+        err.contains(" WARN Set: test label(s) never seen in training: mero;"),
         "{err}"
     );
+    let quiet = relbert()
+        .env("RELBERT_LOG", "error")
+        .args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let err = String::from_utf8(quiet.get_output().stderr.clone()).unwrap();
+    assert!(!err.contains("never seen in training"), "{err}");
     // Scored as before: three classes, the unseen one among them.
     assert!(
         stdout(&a).contains("| Set | 40 | 10 | 13 | 3 |"),
@@ -478,7 +490,7 @@ fn classify_warns_about_test_labels_never_seen_in_training() {
         .assert()
         .success();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
-    assert!(!err.contains("warning"), "{err}");
+    assert!(!err.contains("never seen in training"), "{err}");
 }
 
 #[test]
@@ -978,10 +990,27 @@ fn classify_shows_progress_while_training() {
     let epochs = read_json(&json)["results"]["Set"]["epochs"]
         .as_u64()
         .unwrap();
-    let counts = common::progress_counts(&err, "training Set");
+    // The last line of a run that stopped early gives the epochs run and why, without the
+    // most there could be or an ETA (s19 audit: `12/200 epochs (6%), 19 epochs/s, ETA 10s`
+    // for a finished run).
+    let (last, lines): (Vec<&str>, Vec<&str>) =
+        err.lines().partition(|l| l.contains("(stopped early"));
+    let counts = common::progress_counts(&lines.join("\n"), "training Set");
     assert!(epochs >= 2, "{epochs}");
     assert_eq!(counts, (1..=epochs).collect::<Vec<_>>(), "{err}");
     assert!(err.contains("/200 epochs"), "{err}");
+    assert!(epochs < 200, "the toy set stops early: {epochs}");
+    let [last] = last[..] else {
+        panic!("one line says training stopped early: {err}")
+    };
+    assert!(
+        last.starts_with(&format!(
+            "training Set: {epochs} epochs (stopped early: no gain in validation accuracy for \
+             11 epochs), "
+        )) && last.ends_with(" epochs/s")
+            && !last.contains("ETA"),
+        "{last}"
+    );
 }
 
 /// Audit (s15): `bench analogy --method offset` ended its progress at `0/N pairs (0%)`: the
@@ -1122,7 +1151,8 @@ fn pairs_without_an_offset_and_unknown_words_are_warned_of() {
     );
     assert_eq!(err.matches("unknown token [UNK]").count(), 1, "{err}");
     assert!(
-        err.contains("q/test.jsonl:3: 2 distinct word(s)") && err.contains("decided by a tie"),
+        err.contains("q/test.jsonl:3 (the first): 2 distinct word(s)")
+            && err.contains("decided by a tie"),
         "{err}"
     );
     // The offset baseline: such a pair's offset is zero.

@@ -564,12 +564,13 @@ fn serve_takes_a_host_name_for_addr_and_says_what_to_give() {
     drop(guard);
     let bound = bound.unwrap_or_else(|| panic!("no address: {said}"));
     assert!(bound.ip().is_loopback() && bound.port() != 0, "{bound}");
-    // `0` resolves to 0.0.0.0, every address: a token is required there as for 0.0.0.0.
+    // `0` resolves to 0.0.0.0, every address: a token is required there as for 0.0.0.0
+    // (a bad command line, status 2).
     let a = relbert()
         .args(["serve", "--addr", "0:0", "--index"])
         .arg(&idx)
         .assert()
-        .code(1);
+        .code(2);
     assert!(
         stderr(&a).contains("0.0.0.0:0 is reachable beyond this machine"),
         "{}",
@@ -621,4 +622,78 @@ fn outputs_inside_an_index_are_refused() {
         );
         assert_eq!(std::fs::read_dir(&idx).unwrap().count(), before, "{what}");
     }
+}
+
+/// Standard error of `relbert` run with `RELBERT_LOG=wran` (a warning at the start) and
+/// `NO_COLOR` as `no_color` says, with standard error a new pseudo-terminal.
+#[cfg(target_os = "linux")]
+fn stderr_on_a_terminal(no_color: Option<&str>) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |path: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .unwrap()
+    };
+    let mut master = open("/dev/ptmx");
+    let fd = master.as_raw_fd();
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `fd` is an open pseudo-terminal master, and `name` is writable for its length.
+    let slave_name = unsafe {
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        std::ffi::CStr::from_ptr(name.as_ptr())
+    };
+    let slave = open(slave_name.to_str().unwrap());
+    let mut child = {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"));
+        c.env("RELBERT_LOG", "wran")
+            .env_remove("NO_COLOR")
+            .args(["index", "info", "no-such-index"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(slave);
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        // The parent's copy of the terminal goes with `c`: the master then reads to the end
+        // once the child has exited.
+        c.spawn().unwrap()
+    };
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Linux ends a master's reads with EIO once no slave is open.
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        said.extend_from_slice(&buf[..n]);
+    }
+    child.wait().unwrap();
+    said
+}
+
+/// Audit (s19): `NO_COLOR` was ignored on a terminal: the log's levels were coloured whatever
+/// it said. Set and not empty, it turns colour off (<https://no-color.org>); empty, it is
+/// unset.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_color_turns_the_logs_colour_off_on_a_terminal() {
+    let plain = |said: &[u8]| {
+        let text = String::from_utf8_lossy(said).into_owned();
+        assert!(text.contains("misspelt level"), "{text}");
+        !said.contains(&0x1b)
+    };
+    assert!(
+        !plain(&stderr_on_a_terminal(None)),
+        "coloured on a terminal"
+    );
+    assert!(!plain(&stderr_on_a_terminal(Some(""))), "an empty NO_COLOR");
+    assert!(plain(&stderr_on_a_terminal(Some("1"))));
+    assert!(plain(&stderr_on_a_terminal(Some("false"))), "any value");
 }

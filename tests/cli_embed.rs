@@ -873,7 +873,9 @@ fn words_of_unknown_tokens_only_are_warned_of() {
     let err = run("tiny-bert");
     assert_eq!(err.matches("unknown token").count(), 1, "{err}");
     assert!(
-        err.contains("p.tsv:2: 2 distinct word(s)")
+        // The place is the first word's (s19 audit: "p.tsv:2: 2 distinct word(s)" read as if
+        // both were on line 2).
+        err.contains("p.tsv:2 (the first): 2 distinct word(s)")
             && err.contains("[UNK]")
             && err.contains("(\"\u{1f600}\", \"\u{1f389}\")"),
         "{err}"
@@ -949,4 +951,49 @@ fn json_lines_at_an_npy_path_are_refused_with_the_reason_and_any_case_npy_loses_
     assert!(!dir.path().join("X.NPY.pairs.tsv").exists());
     // Replaced as relbert's own with --force: its pair list is found where it was written.
     embed(&["--force"], &upper).success();
+}
+
+/// Audit (s19): `embed --pairs somedir` said `somedir:1: cannot read line: Is a directory (os
+/// error 21)`, as if the file had a bad first line. A directory is refused as the value of
+/// `--pairs`, without a line.
+#[test]
+fn a_directory_given_as_pairs_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = relbert()
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(dir.path())
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "invalid value for --pairs: {} is a directory",
+            dir.path().display()
+        )) && !err.contains(":1:")
+            && !err.contains("os error"),
+        "{err}"
+    );
+}
+
+/// Audit (s19): the closing log line printed its count ungrouped beside a grouped rate:
+/// `embedded 60000 pairs in 2.00s (30,031 pairs/s)`.
+#[test]
+fn the_closing_line_groups_thousands() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..1200).map(|i| format!("w{i}\tv{i}\n")).collect();
+    let pairs = write(dir.path(), "p.tsv", &text);
+    let a = relbert()
+        .env("RELBERT_LOG", "info")
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(dir.path().join("v.jsonl"))
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("embedded 1,200 pairs in "), "{err}");
 }

@@ -1711,11 +1711,38 @@ fn a_build_onto_a_link_says_it_is_a_link_and_where_it_leads() {
         .clone();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("it is a symbolic link to b, and relbert does not replace a link")
-            && err.contains("name the directory it leads to"),
+        err.contains(&format!(
+            "it is a symbolic link to the directory {}, and relbert does not replace a link: \
+             give --out {} to replace that directory",
+            b.display(),
+            b.display()
+        )),
         "{err}"
     );
     assert!(!err.contains("not a directory"), "{err}");
+    // A link that leads nowhere is said to, with no advice to name where it leads.
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
+    let out = relbert()
+        .args(["index", "build", "--force", "--model"])
+        .arg(model())
+        .arg("--pairs")
+        .arg(&base_file)
+        .arg("--out")
+        .arg(&dangling)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "it is a symbolic link to {}, which does not exist",
+            dir.path().join("nowhere").display()
+        )),
+        "{err}"
+    );
+    std::fs::remove_file(&dangling).unwrap();
     assert_eq!(Index::open(&b).unwrap().id(), b_id);
     assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
     assert_eq!(

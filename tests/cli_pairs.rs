@@ -1979,3 +1979,69 @@ fn a_stream_is_judged_alike_in_every_pass() {
     );
     assert_eq!(m.record("paris", "france")["count"], 6);
 }
+
+/// Audit (s19): `pairs mine --corpus - --out - | head -1` left its work directory, with a
+/// whole copy of standard input, in `$TMPDIR`: a reader of standard output that went away
+/// killed the run by SIGPIPE before its clean-up. It now cleans up as an interrupt does and
+/// ends quietly with status 141, as SIGPIPE would have.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_goes_away_leaves_no_work_directory() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .env("TMPDIR", &tmp)
+        .args(["pairs", "mine", "--corpus", "-", "--out", "-"])
+        .args(EVERYTHING)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end is closed before the corpus is sent: nothing can be written before
+    // standard input ends, so the first write meets a pipe without a reader.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all("Paris is the capital of France.\n\n".repeat(50).as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{:?}: {err}", out.status);
+    assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
+/// Audit (s19): the summary's pass names were padded to 18 columns, so `merging and ranking`
+/// (19) pushed its seconds one column out. They line up under the longest name now.
+#[test]
+fn the_summarys_seconds_line_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "Paris is the capital of France.\n\n".repeat(50)).unwrap();
+    let a = relbert()
+        .args(["pairs", "mine", "--corpus"])
+        .arg(&corpus)
+        .arg("--out")
+        .arg(dir.path().join("p.tsv"))
+        .args(EVERYTHING)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let names = ["finding files", "counting words", "merging and ranking"];
+    let columns: Vec<usize> = err
+        .lines()
+        .filter(|l| names.iter().any(|n| l.starts_with(&format!("  {n} "))))
+        .map(|l| l.find("s (").unwrap_or_else(|| panic!("{l}")))
+        .collect();
+    assert_eq!(columns.len(), names.len(), "{err}");
+    assert!(columns.iter().all(|&c| c == columns[0]), "{err}");
+}

@@ -180,7 +180,8 @@ fn words_no_query_can_ask_are_refused_and_pair_files_holding_them_are_warned_of(
             .arg(&idx)
             .args([word, "cat"])
             .assert()
-            .code(1);
+            // A bad command line (s19 audit: it was 1).
+            .code(2);
         let err = stderr(&a);
         assert!(
             err.contains("invalid value for [A B]") && err.contains(why),
@@ -503,7 +504,7 @@ fn blank_words_and_long_lines_keep_their_messages() {
             .arg(&nowhere)
             .args([x, y])
             .assert()
-            .code(1);
+            .code(2);
         let err = stderr(&a);
         let want = format!(
             "error: invalid value for [A B]: a word of the query pair is empty, or only \
@@ -519,7 +520,7 @@ fn blank_words_and_long_lines_keep_their_messages() {
         .arg(&nowhere)
         .arg(format!("{long} y z"))
         .assert()
-        .code(1);
+        .code(2);
     let want = format!("{:?}… has 3 words", "x".repeat(80));
     assert!(stderr(&a).contains(&want), "{}", stderr(&a));
     // A stream line past the limit: its input cut after 80 characters, unquoted.
@@ -639,7 +640,12 @@ fn pairs_without_an_offset_are_warned_of_by_index_build_add_and_query() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.8));
     let pairs = dir.path().join("p.tsv");
-    std::fs::write(&pairs, "dog\tcat\nnephew\tnephew\nsun\tsun\nfish\tbird\n").unwrap();
+    // `sun:sun` twice: counted once, as `embed` counts it.
+    std::fs::write(
+        &pairs,
+        "dog\tcat\nnephew\tnephew\nsun\tsun\nfish\tbird\nsun\tsun\n",
+    )
+    .unwrap();
     let idx = dir.path().join("idx");
     let a = relbert()
         .args(["index", "build", "--model"])
@@ -694,4 +700,80 @@ fn pairs_without_an_offset_are_warned_of_by_index_build_add_and_query() {
         let err = query(a, b);
         assert!(!err.contains("one word vector"), "{a}:{b}: {err}");
     }
+}
+
+/// Audit (s19): the table printed the control characters of labels and words as they are: an
+/// ESC sequence in a pair file's label (`\x1b[2J`) cleared the terminal of whoever read the
+/// answer. The table shows them escaped (`\u{1b}`), the columns still lined up; `--json`
+/// escapes them in its strings, as before.
+#[test]
+fn control_characters_in_labels_are_shown_escaped_in_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("ctl.tsv");
+    std::fs::write(
+        &pairs,
+        "paris\tfrance\tcapital\ntokyo\tjapan\tcap\x1b[2J\ndog\tpuppy\tyoung\u{202e}x\n",
+    )
+    .unwrap();
+    let idx = common::tiny_index(&pairs, &dir.path().join("idx"));
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .args(["paris", "france"])
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        !out.contains('\x1b') && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("cap\\u{1b}[2J\n") && out.contains("young\\u{202e}x\n"),
+        "{out}"
+    );
+    // The scores still line up.
+    let rows: Vec<&str> = out.lines().skip(2).collect();
+    let at: Vec<usize> = rows.iter().map(|r| r.find("0.").unwrap()).collect();
+    assert!(at.iter().all(|&c| c == at[0]), "{out}");
+    let a = relbert()
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .args(["paris", "france"])
+        .assert()
+        .success();
+    assert!(stdout(&a).contains("cap\\u001b[2J"), "{}", stdout(&a));
+}
+
+/// Audit (s19): a query pair on the command line that no query can ask (one word, an empty
+/// word, a word over 100 characters or holding a control character) exited 1, where three
+/// words or `-k 0` exit 2, as the README says a bad command line does. All exit 2; the same
+/// line in a stream is that line's error (status 1 for the stream), as before.
+#[test]
+fn a_bad_query_pair_on_the_command_line_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let long = "a".repeat(120);
+    for (pair, said) in [
+        (&["paris"][..], "\"paris\" is one word"),
+        (&["", "france"], "a word of the query pair is empty"),
+        (&[long.as_str(), "france"], "longer than 100 characters"),
+        (&["par\x01is", "france"], "control characters"),
+        (&["paris", "france", "x"], "unexpected value 'x'"),
+    ] {
+        let a = relbert()
+            .args(["query", "--index"])
+            .arg(&idx)
+            .args(pair)
+            .assert()
+            .code(2);
+        let err = stderr(&a);
+        assert!(err.contains(said), "{pair:?}: {err}");
+    }
+    let a = relbert()
+        .args(["query", "--index"])
+        .arg(&idx)
+        .write_stdin("paris\n")
+        .assert()
+        .code(1);
+    assert!(stderr(&a).contains("error: line 1:"), "{}", stderr(&a));
 }

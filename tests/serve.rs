@@ -1890,6 +1890,7 @@ async fn the_openapi_description_matches_what_the_server_does() {
     .to_string();
     let json_kind = ("content-type", "application/json");
     let evil = ("host", "evil.example");
+    let local = ("host", "localhost");
     let long_q = format!("/v1/suggest?q={}", "a".repeat(202));
     let huge = ("content-length", "100000000");
     let q = r#"{"pair":["paris","france"],"plot":true}"#.to_string();
@@ -1942,6 +1943,15 @@ async fn the_openapi_description_matches_what_the_server_does() {
         (&open, "DELETE", "/v1/query", vec![], String::new(), 405),
         (&open, "POST", "/v1/health", vec![], String::new(), 405),
         (&open, "GET", "/v1/nothing", vec![], String::new(), 404),
+        (&open, "POST", "/v1/query", vec![json_kind], r#"{"pair":["a","b"],"exact":true,"ef":5}"#.into(), 422),
+        (&open, "POST", "/v1/query", vec![json_kind, local, local], q.clone(), 400),
+        (&open, "POST", "/v1/embed", vec![json_kind, local, evil], e.clone(), 400),
+        (&open, "GET", "/v1/suggest?q=pa", vec![local, evil], String::new(), 400),
+        (&open, "GET", "/v1/info", vec![local, evil], String::new(), 400),
+        (&open, "GET", "/v1/health", vec![evil, local], String::new(), 400),
+        (&open, "GET", "/v1/metrics", vec![local, evil], String::new(), 400),
+        (&open, "GET", "/v1/openapi.json", vec![local, evil], String::new(), 400),
+        (&open, "GET", "/", vec![local, evil], String::new(), 400),
     ];
     for (app, method, uri, headers, body, want) in cases {
         let (status, head, v) = send(app, method, uri, &headers, body).await;
@@ -2203,4 +2213,260 @@ fn the_encoder_follows_a_replaced_index_s_number_format() {
         assert_eq!(batchers.dtype(), Dtype::F32);
         assert_eq!(batchers.held(), 1, "{flag:?}");
     }
+}
+
+/// A port where something accepts connections and never answers: a store that does not
+/// answer (a Qdrant node hung, or a firewall dropping its packets).
+fn silent_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.extend(conn.ok());
+        }
+    });
+    port
+}
+
+/// Waits up to `limit` for `child` to exit: its status, or `None` (it is then killed).
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Found by an audit: with the store not answering, SIGTERM took the Qdrant client's
+/// retries (15 s) to end the server, and further signals went unheeded meanwhile, because
+/// the runtime waited for its blocking pool (here the load at start-up; the follower's looks
+/// at the collection likewise, see tests/serve_qdrant.rs). The load only reads: the server
+/// now exits at once and names what it did not wait for. The bound, 10 s, is far above
+/// what an exit takes and below the 15 s the old server waited.
+#[cfg(unix)]
+#[test]
+fn a_sigterm_while_the_store_does_not_answer_ends_the_server_at_once() {
+    use std::io::Read;
+    let qdrant = format!("http://127.0.0.1:{}", silent_port());
+    let args = [
+        "--collection".as_ref(),
+        "relbert_never_answered".as_ref(),
+        "--qdrant".as_ref(),
+        std::ffi::OsStr::new(&qdrant),
+    ];
+    let (mut child, mut err, addr) = common::spawn_serve_with(&args, "info");
+    let health = common::http_get(&addr, "/v1/health").unwrap_or_default();
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains("starting"), "{health}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = exit_within(&mut child, Duration::from_secs(10));
+    let mut log = String::new();
+    err.read_to_string(&mut log).unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM: {log}"));
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("not waiting for opening the collection and loading the model"),
+        "{log}"
+    );
+    assert!(!log.contains("ready"), "{log}");
+}
+
+/// Found by an audit: a SIGTERM during the load at start-up was followed by "ready" in the
+/// log once the load ended. A load that ends after the shutdown began does not say ready.
+#[test]
+fn a_load_that_ends_after_the_shutdown_began_does_not_say_ready() {
+    let state = AppState::new(&options(None));
+    let ((), log) = logged(|| {
+        state.begin_shutdown();
+        state.load().unwrap();
+    });
+    assert!(state.shutting_down());
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains("ready"), "{log}");
+    assert!(state.ready().is_none());
+    // A server that is not shutting down says it, as before.
+    let state = AppState::new(&options(None));
+    let (loaded, log) = logged(|| state.load());
+    loaded.unwrap();
+    assert!(log.contains("ready: "), "{log}");
+}
+
+/// Found by an audit: `"exact": true` with an `"ef"` was taken (and ef ignored) where
+/// `relbert query --exact --ef 5` is refused. Refused with 422 naming both, one query or a
+/// batch; each alone is still answered.
+#[tokio::test]
+async fn exact_with_ef_is_refused_as_the_cli_refuses_it() {
+    let app = app();
+    for body in [
+        json!({"pair": ["paris", "france"], "exact": true, "ef": 5}),
+        json!({"pairs": [["paris", "france"], ["lion", "cub"]], "exact": true, "ef": 64}),
+    ] {
+        let (status, v) = post(&app, "/v1/query", body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        let why = v["error"].as_str().unwrap_or_default();
+        assert!(why.contains("\"ef\"") && why.contains("\"exact\""), "{why}");
+    }
+    for body in [
+        json!({"pair": ["paris", "france"], "exact": true}),
+        json!({"pair": ["paris", "france"], "exact": false, "ef": 5}),
+        json!({"pairs": [["paris", "france"]], "ef": 5}),
+    ] {
+        let (status, v) = post(&app, "/v1/query", body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {v}");
+    }
+    let cli = relbert()
+        .args(["query", "--exact", "--ef", "5", "--index"])
+        .arg(index())
+        .args(["paris", "france"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&cli.get_output().stderr).into_owned();
+    assert!(err.contains("--ef") && err.contains("--exact"), "{err}");
+}
+
+/// Found by an audit: an address beyond loopback without a token, and a token a header
+/// could not carry, ended with status 1, where the README's "Exit status" promises 2 for a
+/// bad command line. Refused with 2 now, naming the flag, before anything is loaded (an
+/// index that is not there is not reached).
+#[test]
+fn a_bad_address_or_token_is_a_bad_command_line() {
+    let missing = tempfile::tempdir().unwrap();
+    for (args, env, flag) in [
+        (&["--addr", "0.0.0.0:0"][..], None, "--addr"),
+        (
+            &["--addr", "0.0.0.0:0", "--token", "  "][..],
+            None,
+            "--addr",
+        ),
+        (&["--token", "pässwört"][..], None, "--token"),
+        (&["--token", "two words"][..], None, "--token"),
+        (&[][..], Some("pässwört"), "--token"),
+    ] {
+        let mut c = relbert();
+        c.arg("serve")
+            .args(args)
+            .arg("--index")
+            .arg(missing.path().join("none"))
+            .env_remove("RELBERT_TOKEN");
+        if let Some(t) = env {
+            c.env("RELBERT_TOKEN", t);
+        }
+        let out = c.timeout(Duration::from_secs(60)).assert().code(2);
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            err.contains(&format!("invalid value for {flag}")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("no index"), "{args:?}: {err}");
+    }
+}
+
+/// Found by an audit: of two `Host` headers the first was read, so a request naming
+/// another host second passed the DNS-rebinding check. More than one is refused with a
+/// JSON 400 (RFC 9112 3.2), in either order, on any path and address.
+#[tokio::test]
+async fn several_host_headers_are_refused() {
+    let (guarded, _) = app_with(options(Some("s3cret")));
+    for app in [&app(), &guarded] {
+        for hosts in [
+            ["localhost", "evil.example"],
+            ["evil.example", "localhost"],
+            ["localhost", "localhost"],
+        ] {
+            for (method, uri) in [
+                ("GET", "/v1/health"),
+                ("POST", "/v1/query"),
+                ("GET", "/v1/nothing"),
+            ] {
+                let req = Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("host", hosts[0])
+                    .header("host", hosts[1])
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"pair":["paris","france"]}"#))
+                    .unwrap();
+                let resp = app.clone().oneshot(req).await.unwrap();
+                let status = resp.status();
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{hosts:?} {uri}: {v}");
+                assert_eq!(v["status"], 400, "{v}");
+                assert!(
+                    v["error"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("2 Host headers"),
+                    "{v}"
+                );
+            }
+        }
+    }
+}
+
+/// [`several_host_headers_are_refused`] through hyper, as a client sends them.
+#[test]
+fn several_host_headers_are_refused_over_a_real_connection() {
+    use std::io::{Read, Write};
+    let (_rt, addr) = start_server(options(None));
+    for hosts in [
+        "localhost\r\nHost: evil.example",
+        "evil.example\r\nHost: localhost",
+    ] {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "GET /v1/health HTTP/1.1\r\nHost: {hosts}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(out.contains("Host headers"), "{out}");
+    }
+}
+
+/// Found by an audit: the README and the OpenAPI description said a request with both
+/// `Content-Length` and `Transfer-Encoding` is refused with 400; hyper reads it as chunked
+/// (RFC 9112 6.3) and closes the connection after the answer. The description says so now,
+/// and this checks that it is what happens.
+#[test]
+fn a_length_beside_chunks_is_read_as_chunked_as_described() {
+    use std::io::{Read, Write};
+    let (_rt, addr) = start_server(options(None));
+    let body = r#"{"pair":["paris","france"],"k":1}"#;
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        c,
+        "POST /v1/query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n\
+         GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"results\""), "{out}");
+    // Closed after that answer: the request sent after it is not read.
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
+    let spec = common::http_get(&addr, "/v1/openapi.json").unwrap();
+    let (_, spec) = spec.split_once("\r\n\r\n").unwrap();
+    let spec: Value = serde_json::from_str(spec).unwrap();
+    let text = spec["info"]["description"].as_str().unwrap();
+    assert!(text.contains("is read as chunked"), "{text}");
+    assert!(!text.contains("conflicting Content-Length"), "{text}");
 }

@@ -625,3 +625,222 @@ fn a_served_collection_suggests_pairs_added_to_it() {
         "{logged}"
     );
 }
+
+/// A TCP relay to a Qdrant node that a test can silence: while silent it closes the
+/// connections it relayed and holds new ones without a word, as a hung node (or a firewall
+/// dropping its packets) would; resumed, it closes those it held and relays again.
+struct Relay {
+    url: String,
+    /// Whether it is silent, and the connections it has open (relayed or held): one lock,
+    /// so that no connection is relayed past a silence.
+    state: Arc<std::sync::Mutex<(bool, Vec<std::net::TcpStream>)>>,
+}
+
+impl Relay {
+    /// A relay to the node at `url` (`http://HOST:PORT`).
+    fn to(url: &str) -> Relay {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let target = url.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(std::sync::Mutex::new((false, Vec::new())));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let mut s = shared.lock().unwrap();
+                let (silent, open) = &mut *s;
+                if *silent {
+                    open.push(client);
+                    continue;
+                }
+                let Ok(node) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (Ok(c), Ok(n)) = (client.try_clone(), node.try_clone()) else {
+                    continue;
+                };
+                open.push(c);
+                open.push(n);
+                let (Ok(c), Ok(n)) = (client.try_clone(), node.try_clone()) else {
+                    continue;
+                };
+                for (mut from, mut to) in [(client, node), (n, c)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay {
+            url: format!("http://127.0.0.1:{port}"),
+            state,
+        }
+    }
+
+    /// Silent (`true`) or relaying (`false`) from now on; the connections open are closed.
+    fn set_silent(&self, silent: bool) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = silent;
+        for c in s.1.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Found by an audit: with the served collection's node not answering, `/v1/health` said
+/// 200 ready while every query waited for the client's retries and got 503 or 504, so a
+/// load balancer kept sending them. Health says 503 with the reason once the server's look
+/// at the collection fails, and 200 again once a look succeeds.
+#[test]
+fn health_is_503_while_the_collection_does_not_answer() {
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let collection = unique_collection("silent");
+    run(relbert()
+        .args(["index", "export", "--index"])
+        .arg(&index)
+        .args(["--qdrant", &urls.join(","), "--collection", &collection]));
+    let relay = Relay::to(&urls[0]);
+    let (state, app, rt) = serving(std::slice::from_ref(&relay.url), &collection);
+    let health = || rt.block_on(call(&app, "GET", "/v1/health", None));
+    state.follow_collection().unwrap();
+    let (status, h) = health();
+    assert_eq!(status, StatusCode::OK, "{h}");
+    assert_eq!(h["status"], "ready", "{h}");
+
+    relay.set_silent(true);
+    // Returns once the client gives up on its retries.
+    let looked = state.follow_collection();
+    let (status, h) = health();
+    relay.set_silent(false);
+    assert!(looked.is_err(), "{looked:?}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{h}");
+    assert_eq!(h["status"], "unavailable", "{h}");
+    let why = h["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("did not answer the server's last look"),
+        "{why}"
+    );
+    assert!(state.unreachable().is_some());
+
+    // Answering again: ready again at the next look.
+    state.follow_collection().unwrap();
+    let (status, h) = health();
+    assert_eq!(status, StatusCode::OK, "{h}");
+    assert_eq!(h["status"], "ready", "{h}");
+    assert_eq!(state.unreachable(), None);
+    common::drop_collection(&urls, &collection);
+}
+
+/// Found by an audit: with the served collection's node not answering, SIGTERM took up to
+/// the client's retries (15 s from the look's start) to end the server, and further signals
+/// went unheeded meanwhile, because the runtime waited for the follower's look on its
+/// blocking pool. The look only reads: the server exits at once and names it. The signal is
+/// sent once the look is seen stuck (its "no answer yet" warning after 3 s), so the old
+/// server still had 12 s to wait; the bound, 8 s, is far above what an exit takes.
+#[cfg(unix)]
+#[test]
+fn a_signal_while_a_look_at_the_collection_hangs_ends_the_server_at_once() {
+    use std::io::BufRead;
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let collection = unique_collection("hung");
+    run(relbert()
+        .args(["index", "export", "--index"])
+        .arg(&index)
+        .args(["--qdrant", &urls.join(","), "--collection", &collection]));
+    let relay = Relay::to(&urls[0]);
+    let mut child = relbert()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--collection",
+            &collection,
+        ])
+        .args(["--qdrant", &relay.url])
+        .env("RELBERT_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread to the end, so the server never blocks on a full pipe.
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let logged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    let log = logged.clone();
+    let reader = std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = line_tx.send(line.clone());
+            log.lock().unwrap().push(line);
+        }
+    });
+    // Lines until one holds `text` (60 s at most): what follows it, if it came.
+    let wait_for = |text: &str| -> Option<String> {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match line_rx.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let listening = wait_for("listening on http://");
+    let addr = listening
+        .as_deref()
+        .and_then(|l| l.trim().strip_prefix("relbert serve: listening on http://"))
+        .unwrap_or_default()
+        .to_string();
+    let ready = wait_for("ready: ").is_some()
+        && (0..600).any(|_| {
+            let up = common::http_get(&addr, "/v1/health")
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"));
+            if !up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            up
+        });
+    relay.set_silent(true);
+    let stuck = ready && wait_for("no answer yet").is_some();
+    let started = std::time::Instant::now();
+    if stuck {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+    }
+    let mut exited = None;
+    while stuck && started.elapsed() < Duration::from_secs(8) {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    relay.set_silent(false);
+    common::drop_collection(&urls, &collection);
+    let logged = logged.lock().unwrap().join("\n");
+    assert!(ready, "never became ready: {logged}");
+    assert!(
+        stuck,
+        "the server's look never waited on the silent node: {logged}"
+    );
+    let status = exited.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM: {logged}"));
+    assert!(status.success(), "{status}: {logged}");
+    assert!(
+        logged.contains("not waiting for a look at the served collection in Qdrant"),
+        "{logged}"
+    );
+}

@@ -733,7 +733,7 @@ fn average_warns_when_the_models_come_from_different_runs() {
     // Two runs: averaged (a model soup is legitimate) but said, naming the keys.
     let err = average(&a.join("epoch-02"), &b.join("epoch-02"), "soup");
     assert!(
-        err.contains("warning") && err.contains("config.seed") && err.contains("config.epochs"),
+        err.contains(" WARN ") && err.contains("config.seed") && err.contains("config.epochs"),
         "{err}"
     );
     let from: serde_json::Value = serde_json::from_str(
@@ -746,14 +746,14 @@ fn average_warns_when_the_models_come_from_different_runs() {
     );
     // Two epochs of one run: no warning.
     let err = average(&a.join("epoch-01"), &a.join("epoch-02"), "same-run");
-    assert!(!err.contains("warning"), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
     // A model without relbert's record of its training beside one with it.
     let plain = d.path().join("plain");
     copy_model(&a.join("epoch-01"), &plain);
     std::fs::remove_file(plain.join("training_config.json")).unwrap();
     let err = average(&plain, &a.join("epoch-02"), "plain-and-trained");
     assert!(
-        err.contains("warning") && err.contains("training_config.json"),
+        err.contains(" WARN ") && err.contains("training_config.json"),
         "{err}"
     );
 }
@@ -1455,7 +1455,8 @@ fn average_warns_about_a_checkpoint_given_twice() {
         .find(|l| l.contains("same checkpoint"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(
-        warning.starts_with("warning: ")
+        // A log warning, as every other command's (s19 audit: `warning: …` by `eprintln`).
+        warning.trim_start().starts_with("WARN ")
             && warning.contains(&e1.display().to_string())
             && warning.contains(&again.display().to_string())
             && warning.contains(&link.display().to_string())
@@ -1464,6 +1465,63 @@ fn average_warns_about_a_checkpoint_given_twice() {
     );
     let err = average(&[&e1, &ck.join("epoch-02")], "plain");
     assert!(!err.contains("same checkpoint"), "{err}");
+    // The summary names the number format as `--half` users know it, not the record's `F32`
+    // (s19 audit).
+    // Counts grouped as in the other summaries: `52,832 parameters`.
+    assert!(
+        err.contains(&format!("into {} (f32)", d.path().join("plain").display()))
+            && err.contains(",832 parameters each"),
+        "{err}"
+    );
+    // A warning is silenced as every other command's is (s19 audit: `RELBERT_LOG=error` did
+    // not silence `average`'s `warning: …`).
+    let a = relbert()
+        .env("RELBERT_LOG", "error")
+        .arg("average")
+        .arg(&e1)
+        .arg(&again)
+        .arg("--out")
+        .arg(d.path().join("quiet"))
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    assert!(!err.contains("same checkpoint"), "{err}");
+}
+
+/// Audit (s19): the validation line printed the analogy accuracies as a Rust debug map with
+/// 17-digit floats (`analogy {"sat": 0.13513513513513514}`); they are shown as the line's
+/// other scores are, `analogy sat 0.1351`.
+#[test]
+fn validation_scores_are_shown_for_people() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("model"),
+        &["--epochs", "1"],
+    )
+    .assert()
+    .success();
+    let err = stderr_of(&a);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("base model: validation score") || l.starts_with("epoch 1:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    for line in lines {
+        let shown = line
+            .split_once("(analogy sat ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .1;
+        let (score, rest) = shown.split_once(',').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            score.len() == 6 && score.parse::<f64>().is_ok(),
+            "four decimals: {line}"
+        );
+        assert!(rest.starts_with(" semeval "), "{line}");
+        assert!(!line.contains('{') && !line.contains('"'), "{line}");
+    }
 }
 
 /// The names in a directory, hidden ones included, sorted.

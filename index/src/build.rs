@@ -558,22 +558,38 @@ struct DirKind {
 }
 
 /// Why `path`, whose own metadata is `md`, is not a directory relbert may replace: "it is not
-/// a directory", or for a symbolic link, where it leads and what to give instead. A link to
-/// relbert's own output was refused as "not a directory", which a user who keeps a link to
-/// the current index (`current -> index-v3`) could not make sense of. A link is never
-/// replaced: the output is renamed into place, which would put a directory where the link
-/// was, and the directory the link leads to may be another name's too.
+/// a directory", or for a symbolic link, where it leads (from the working directory, as the
+/// user names paths) and, when that is a directory, to name it instead. A link to relbert's
+/// own output was refused as "not a directory", which a user who keeps a link to the current
+/// index (`current -> index-v3`) could not make sense of. A link is never replaced: the
+/// output is renamed into place, which would put a directory where the link was, and the
+/// directory the link leads to may be another name's too.
 pub fn not_a_directory(path: &Path, md: &std::fs::Metadata) -> String {
     if !md.file_type().is_symlink() {
         return "it is not a directory".into();
     }
-    match std::fs::read_link(path) {
-        Ok(to) => format!(
-            "it is a symbolic link to {}, and relbert does not replace a link: name the \
-             directory it leads to, to replace that",
-            to.display()
+    let Ok(to) = std::fs::read_link(path) else {
+        return "it is a symbolic link, which relbert does not replace".into();
+    };
+    let shown = match path.parent() {
+        Some(parent) if to.is_relative() && !parent.as_os_str().is_empty() => parent.join(&to),
+        _ => to,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => format!(
+            "it is a symbolic link to the directory {}, and relbert does not replace a link: \
+             give --out {} to replace that directory",
+            shown.display(),
+            shown.display()
         ),
-        Err(_) => "it is a symbolic link, and relbert does not replace a link".into(),
+        Ok(_) => format!(
+            "it is a symbolic link to {}, which is not a directory",
+            shown.display()
+        ),
+        Err(_) => format!(
+            "it is a symbolic link to {}, which does not exist",
+            shown.display()
+        ),
     }
 }
 

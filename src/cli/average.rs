@@ -58,8 +58,10 @@ fn repeated_models(models: &[PathBuf]) -> Vec<String> {
 
 /// Runs `relbert average`.
 pub fn run(a: AverageArgs) -> Result<()> {
+    // Warnings go through the log, as every other command's: `RELBERT_LOG=error` silences
+    // them, and they read `WARN …` as the others do.
     for warning in repeated_models(&a.models) {
-        relbert::say!("warning: {warning}");
+        tracing::warn!("{warning}");
     }
     let report = average_models(&a.models, &a.out, a.half, a.force).with_context(|| {
         format!(
@@ -71,7 +73,7 @@ pub fn run(a: AverageArgs) -> Result<()> {
     // A warning, not a refusal: averaging different runs of one base (a "model soup") is
     // a legitimate recipe, but mixing them by accident (a stale checkpoint) is not.
     if let Some(warning) = report.mixed_runs_warning() {
-        relbert::say!("warning: {warning}");
+        tracing::warn!("{warning}");
     }
     if let Some(note) = report.config_note() {
         relbert::say!("note: {note}");
@@ -80,9 +82,10 @@ pub fn run(a: AverageArgs) -> Result<()> {
         "averaged {} models ({} tensors, {} parameters each) into {} ({})",
         report.sources.len(),
         report.tensors,
-        report.parameters,
+        super::progress::group(report.parameters as u64),
         a.out.display(),
-        report.dtype
+        // The name `--half` and `--dtype` users know (`f32`), not the record's `F32`.
+        report.dtype.to_lowercase()
     );
     Ok(())
 }

@@ -397,6 +397,20 @@ fn table_writer(json: Option<&Path>) -> Box<dyn Write> {
     }
 }
 
+/// Why a classifier's training under `cfg` stopped before its most epochs, for the last
+/// progress line: its stopping rule, and the epochs without a gain that end it.
+fn stopped_early(cfg: &MlpConfig) -> String {
+    let what = match cfg.stopping {
+        Stopping::ValidationAccuracy => "validation accuracy",
+        Stopping::TrainingLoss => "training loss",
+    };
+    // Training ends once more than `n_iter_no_change` epochs in a row gained nothing.
+    format!(
+        "stopped early: no gain in {what} for {} epochs",
+        cfg.n_iter_no_change + 1
+    )
+}
+
 /// Standard error for the table under `--json -`: there it is a message beside the result
 /// (the JSON on standard output), and a full or closed standard error loses the message,
 /// never the run, as every other message of the binary ([`relbert::output::Stderr`]).
@@ -749,7 +763,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     let embed_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         "embedded {} distinct pairs ({}) in {:.1}s",
-        pairs.len(),
+        super::progress::group(pairs.len() as u64),
         a.method.name(),
         embed_seconds
     );
@@ -967,7 +981,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let embed_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         "embedded {} distinct pairs in {:.1}s",
-        pairs.len(),
+        super::progress::group(pairs.len() as u64),
         embed_seconds
     );
     let vectors: HashMap<Pair, Vec<f32>> = pairs
@@ -1049,9 +1063,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         };
         if !unseen.is_empty() {
             let names: Vec<&str> = unseen.into_iter().collect();
-            relbert::say!(
-                "warning: {}: test label(s) never seen in training: {}; the classifier cannot \
-                 predict them, so their test pairs count as errors",
+            tracing::warn!(
+                "{}: test label(s) never seen in training: {}; the classifier cannot predict \
+                 them, so their test pairs count as errors",
                 set.name,
                 names.join(", ")
             );
@@ -1083,7 +1097,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             },
         )
         .with_context(|| format!("training the classifier for {}", set.name))?;
-        pb.finish();
+        if report.epochs < cfg.max_epochs {
+            pb.finish_early(&stopped_early(&cfg));
+        } else {
+            pb.finish();
+        }
         let pred = mlp.predict(&features(&set.test))?;
         let f1 = f1_scores(&labels(&set.test), &pred);
         writeln!(

@@ -230,7 +230,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "embedded {} pairs in {:.2}s ({})",
-        records.len(),
+        super::progress::group(records.len() as u64),
         secs,
         super::progress::rate(records.len() as f64 / secs.max(1e-9), "pairs")
     );

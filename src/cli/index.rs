@@ -41,8 +41,9 @@ pub enum IndexCommand {
     /// Grow an index by the pairs it does not hold yet: encodes only those, inserts them into
     /// the graph and replaces the index atomically (resumes an interrupted add).
     Add(AddArgs),
-    /// Shrink an index by the pairs listed: copies the others (no encoding), builds their
-    /// graph and replaces the index atomically (resumes an interrupted remove).
+    /// Shrink an index or a Qdrant collection by the pairs listed: an index is rebuilt from
+    /// the others (no encoding) and replaced atomically, a collection's points are deleted by
+    /// id (either resumes an interrupted remove).
     Remove(RemoveArgs),
 }
 
@@ -54,8 +55,10 @@ pub struct RemoveArgs {
     /// pairs; built in DIR.partial/).
     #[arg(long, conflicts_with = "collection", value_parser = super::os(super::grown_index_dir_at))]
     index: Option<PathBuf>,
-    /// Qdrant collection to take the pairs out of instead (their points deleted by id; a
-    /// rerun after an interruption removes the rest).
+    /// Qdrant collection to take the pairs out of instead (their points deleted by id, and
+    /// recorded so that reruns of its loads do not write them back; a rerun after an
+    /// interruption removes the rest). --threads has no effect here: the work is the
+    /// server's.
     #[arg(long, value_name = "NAME", value_parser = super::os(super::export::collection_name))]
     collection: Option<String>,
     /// Qdrant gRPC URL(s), comma-separated for several nodes of a cluster (default:
@@ -257,7 +260,11 @@ fn read_all_with(files: &[PathBuf], mut stdin: Option<Vec<PairRecord>>) -> Resul
 
 /// "1 pair", "2 pairs".
 fn pairs(n: u64) -> String {
-    format!("{n} pair{}", if n == 1 { "" } else { "s" })
+    format!(
+        "{} pair{}",
+        super::progress::group(n),
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// The records of `--pairs`, and whether to spool them (standard input is among the inputs,
@@ -480,12 +487,15 @@ fn build_with_progress_at(
         n => format!(" after {n} rows inserted while encoding"),
     };
     tracing::info!(
-        "index {}: {} pairs ({} duplicates skipped); encoding {:.1}s ({:.0} pairs/s), graph {:.1}s{during}",
+        "index {}: {} pairs ({} duplicates skipped); encoding {:.1}s ({}), graph {:.1}s{during}",
         report.dir.display(),
-        report.count,
-        report.skipped,
+        super::progress::group(report.count),
+        super::progress::group(report.skipped),
         report.encode_secs,
-        (records.len() as u64 - report.resumed_rows) as f64 / report.encode_secs.max(1e-9),
+        super::progress::rate(
+            (records.len() as u64 - report.resumed_rows) as f64 / report.encode_secs.max(1e-9),
+            "pairs"
+        ),
         report.graph_secs
     );
     Ok(report)
@@ -551,7 +561,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 let rows = [
                     ("index", a.dir.display().to_string()),
                     ("id", idx.id()),
-                    ("pairs", m.count.to_string()),
+                    ("pairs", super::progress::group(m.count)),
                     ("dimension", m.dim.to_string()),
                     (
                         "metric / storage",
@@ -1013,7 +1023,7 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
 /// count at the end, and the same summary as a local removal's, `collection` in place of
 /// `index`; a clear message and no change when the collection holds none of them.
 fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
-    use relbert::store::qdrant::remove::{delete, plan, Deleted};
+    use relbert::store::qdrant::remove::{delete, plan};
     // The connection `index build --collection` makes (--qdrant, else $RELBERT_QDRANT_URL);
     // its layout flags shape a new collection only, and a removal makes none.
     let conn = super::export::CollectionArgs {
@@ -1025,26 +1035,21 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
     }
     .connect(collection)?;
     let target = conn.target();
-    // A stop signal ends the run at the next batch, or while one waits: a delete applied or
-    // not is the same to a rerun, which finds only the points still there. Made once per
-    // process, so the message may live as long as its handler.
-    let message: &'static str = Box::leak(
-        format!(
-            "interrupted; {target} keeps every point not removed yet: the same command, with \
-             the same pairs, removes the rest (a point is removed by its id, so removing it \
-             twice is harmless)"
-        )
-        .into_boxed_str(),
-    );
-    let stop = super::interrupt::StopRequest::install(message);
+    // A stop signal ends the run at once, whatever it is doing (reading standard input, a
+    // request in flight): a delete is applied whole or not at all, is harmless twice, and
+    // the ids are recorded before the first, so a rerun finds only the points still there.
+    // The message is true at every stage, the deletes done included (the rest is then
+    // nothing); the handler is disarmed (no message) once the run returns.
+    let _interrupt = super::interrupt::CollectionLoad::install_saying(format!(
+        "interrupted; {target} keeps every point not removed yet: the same command, with the \
+         same pairs, removes the rest (a point is removed by its id, so removing it twice is \
+         harmless)"
+    ));
     let records = read_all(&a.pairs)?;
     let total = records.len();
     let looking = Progress::pairs(total as u64, "finding");
-    let found = plan(&conn, &records, stop.flag(), &|n| looking.set_position(n))
+    let found = plan(&conn, &records, &|n| looking.set_position(n))
         .context("finding the pairs to remove (nothing was removed)")?;
-    let Some(found) = found else {
-        return stopped(&stop);
-    };
     looking.finish();
     let summary = |removed: u64, left: u64| {
         serde_json::json!({
@@ -1068,20 +1073,13 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
     let n = found.ids.len() as u64;
     let started = std::time::Instant::now();
     let removing = Progress::new(n, "removing", "points");
-    let ended = delete(&conn, &found, stop.flag(), &|done| {
-        removing.set_position(done)
-    })
-    .map_err(|e| {
+    let left = delete(&conn, &found, &|done| removing.set_position(done)).map_err(|e| {
         let hint = super::export::rerun_hint(
             &e,
             " (a rerun of the same command removes the points still there)",
         );
         anyhow::Error::new(e).context(format!("removing {n} points{hint}"))
     })?;
-    let left = match ended {
-        Deleted::Done { count } => count,
-        Deleted::Stopped { .. } => return stopped(&stop),
-    };
     removing.finish();
     tracing::info!(
         "{target}: {n} point(s) removed in {:.1}s",
@@ -1099,15 +1097,6 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
         ))?;
     }
     Ok(())
-}
-
-/// Ends a removal from a collection that a signal stopped (its message said what the
-/// collection keeps and how to finish), with 128 plus the signal's number, as the other
-/// commands a signal stops do.
-fn stopped(stop: &super::interrupt::StopRequest) -> Result<()> {
-    // The flag is set only by a signal, which is recorded first.
-    let status = stop.signal().map_or(130, |s| s.exit_status());
-    std::process::exit(status);
 }
 
 /// `relbert index add`: the pairs the index lacks, encoded with its own pair function, grown
@@ -1312,10 +1301,10 @@ fn add(mut a: AddArgs) -> Result<()> {
              encoding {:.1}s, graph {:.1}s",
             pairs(added),
             a.index.display(),
-            report.base_count,
-            report.count,
-            found.in_index,
-            found.repeated,
+            super::progress::group(report.base_count),
+            super::progress::group(report.count),
+            super::progress::group(found.in_index),
+            super::progress::group(found.repeated),
             report.encode_secs,
             report.graph_secs
         ))?;

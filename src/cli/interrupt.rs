@@ -1,5 +1,5 @@
 //! The signals that stop a run (SIGINT, SIGTERM, SIGHUP), for the commands that must do more
-//! on one than die: two mechanisms, five uses.
+//! on one than die.
 //!
 //! * [`Interrupts`], for the commands that write outputs under temporary names and rename them
 //!   into place (`embed`, `index export --format` and `pairs mine`). `std::process::exit`
@@ -22,7 +22,8 @@
 //! * [`CollectionLoad`], for loads into a Qdrant collection (`index export` and `index build`
 //!   with `--collection`): it says that the collection keeps the points written so far and
 //!   that the same command resumes after the collection's checkpoint, and exits with 128 plus
-//!   the signal's number.
+//!   the signal's number; and, with a message of its own, for `index remove --collection`,
+//!   whose deletes by id a rerun finishes.
 //! * [`InterruptNote`], for the first `relbert query` while it builds the default index: it
 //!   only says that the next query resumes the build and then dies by the signal as before.
 //!   It is a plain `signal(2)` handler, not [`watch`], because it must be taken back once the
@@ -200,7 +201,18 @@ pub(super) struct Cleanup {
 /// The interrupt handling of one run. Dropped (the run returning; declared after any locks
 /// the run holds itself, so that it goes first), it disarms the handler and releases the
 /// locks it holds: from then on the same names may be another run's files.
-pub(super) struct Interrupts(Arc<Mutex<Cleanup>>);
+///
+/// While it lives, SIGPIPE is ignored: a reader of standard output that has gone (`| head`)
+/// turns the next write into an error of kind [`std::io::ErrorKind::BrokenPipe`], which
+/// returns through the run's clean-up (its temporary files, work directory and locks), and
+/// `main` ends such a run quietly with status 141, as SIGPIPE would have. Killed by SIGPIPE
+/// (its default action, which `main` sets), `pairs mine --corpus - --out - | head` left its
+/// work directory, a whole copy of standard input, behind (found by an audit).
+pub(super) struct Interrupts {
+    state: Arc<Mutex<Cleanup>>,
+    /// SIGPIPE's disposition before [`Interrupts::install`], put back when dropped.
+    sigpipe: Option<libc::sighandler_t>,
+}
 
 impl Interrupts {
     /// Installs the handler, removing `files` on an interrupt (more can be added with
@@ -252,13 +264,18 @@ impl Interrupts {
                 "cannot handle interrupts ({e}): a stopped run leaves its temporary files"
             );
         }
-        Interrupts(state)
+        // SAFETY: signal(2) with SIG_IGN, a valid disposition; it returns the previous one.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        Interrupts {
+            state,
+            sigpipe: (previous != libc::SIG_ERR).then_some(previous),
+        }
     }
 
     /// The state, under the lock the handler takes: what is claimed and registered while it
     /// is held is seen by an interrupt either entirely or not at all.
     pub fn with(&self) -> MutexGuard<'_, Cleanup> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The outputs are being renamed into place: a signal from now on lets that finish.
@@ -274,6 +291,11 @@ impl Drop for Interrupts {
         st.work_dir = None;
         st.locks.clear();
         st.disarmed = true;
+        drop(st);
+        if let Some(previous) = self.sigpipe {
+            // SAFETY: restores the disposition signal(2) returned in `install`.
+            unsafe { libc::signal(libc::SIGPIPE, previous) };
+        }
     }
 }
 
@@ -512,11 +534,18 @@ impl CollectionLoad {
     /// Installs the handler for a load into `target` (the connection's description, as
     /// messages name it); it is disarmed when the returned value is dropped.
     pub fn install(target: String) -> CollectionLoad {
+        Self::install_saying(load_message(&target))
+    }
+
+    /// Installs the handler for other work on a collection that a stop at any moment leaves
+    /// fit to finish by running the same command (`index remove --collection`: a delete by
+    /// id is whole and harmless twice), saying `message` on a signal.
+    pub fn install_saying(message: String) -> CollectionLoad {
         let disarmed = Arc::new(AtomicBool::new(false));
         let returned = disarmed.clone();
         let installed = watch(move |which| {
             if !returned.load(Ordering::SeqCst) {
-                say(&format!("\n{}", load_message(&target)));
+                say(&format!("\n{message}"));
             }
             std::process::exit(which.exit_status());
         });

@@ -69,7 +69,7 @@ pub struct ModelArgs {
     #[arg(long, value_parser = os(template))]
     pub template: Option<String>,
     /// Aggregation: average_no_mask, mask or average (default: the model's, else average_no_mask).
-    #[arg(long)]
+    #[arg(long, value_parser = os(aggregation))]
     pub aggregation: Option<Aggregation>,
     /// Prompts per forward pass (1 to 4096).
     #[arg(long, default_value_t = 64, value_parser = batch_size)]
@@ -79,11 +79,10 @@ pub struct ModelArgs {
     pub device: String,
     /// Number format of the encoder's matrix products: f32, bf16 (fast on CPUs with
     /// AVX512-BF16 and on GPUs) or f16 (GPU); accumulation, LayerNorm, softmax and pooling stay
-    /// f32. Recorded in an index's encoder identity. Default: f32; for a build into an
-    /// existing Qdrant collection, the format it records; for a resumed local build, the
-    /// format it began with.
+    /// f32. Default: f32 (`index build`: the format an existing Qdrant collection or a resumed
+    /// build records; an index records its format in its encoder identity).
     // An `Option`, so that a value given is told from the default.
-    #[arg(long)]
+    #[arg(long, value_parser = os(dtype))]
     pub dtype: Option<relbert::Dtype>,
 }
 
@@ -363,6 +362,21 @@ pub(crate) fn device(s: &OsStr) -> std::result::Result<String, String> {
         Err(relbert::Error::InvalidArgument { message, .. }) => Err(message),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A `--dtype`: f32, f16 or bf16. clap names the flag and the value given, so the message is
+/// only what was expected (the library's own names both, which clap then said twice).
+pub(crate) fn dtype(s: &OsStr) -> std::result::Result<relbert::Dtype, String> {
+    text(s)?
+        .parse()
+        .map_err(|_| "expected f32, f16 or bf16".to_string())
+}
+
+/// An `--aggregation`: average_no_mask, mask or average (the message as [`dtype`]'s).
+pub(crate) fn aggregation(s: &OsStr) -> std::result::Result<Aggregation, String> {
+    text(s)?
+        .parse()
+        .map_err(|_| "expected one of average_no_mask, mask, average".to_string())
 }
 
 /// A `--template`: text holding `<subj>`, `<obj>` and `<mask>` ([`relbert::prompt::Template`]),

@@ -784,14 +784,25 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
         secs
     );
     let writing = (secs - r.seconds).max(0.0);
-    for p in &r.passes {
-        // The rest, named so the lines add up to the whole, when there is enough to show.
-        if p.name == "other" && p.seconds < 0.05 {
-            continue;
-        }
+    // The rest, named so the lines add up to the whole, when there is enough to show.
+    let passes: Vec<_> = r
+        .passes
+        .iter()
+        .filter(|p| !(p.name == "other" && p.seconds < 0.05))
+        .collect();
+    const WRITING: &str = "writing outputs";
+    // As wide as the longest name shown, so the seconds line up: a fixed 18 columns pushed
+    // `merging and ranking` (19) one column out.
+    let w = passes
+        .iter()
+        .map(|p| p.name.chars().count())
+        .chain((writing >= 0.05).then_some(WRITING.len()))
+        .max()
+        .unwrap_or(0);
+    for p in passes {
         if p.bytes == 0 {
             relbert::say!(
-                "  {:<18} {:>7.1}s ({:.1}s CPU)",
+                "  {:<w$} {:>7.1}s ({:.1}s CPU)",
                 p.name,
                 p.seconds,
                 p.cpu_seconds
@@ -799,7 +810,7 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
             continue;
         }
         relbert::say!(
-            "  {:<18} {:>7.1}s ({:.1}s CPU)  {:>14}  {:>18}",
+            "  {:<w$} {:>7.1}s ({:.1}s CPU)  {:>14}  {:>18}",
             p.name,
             p.seconds,
             p.cpu_seconds,
@@ -808,7 +819,7 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
         );
     }
     if writing >= 0.05 {
-        relbert::say!("  {:<18} {:>7.1}s", "writing outputs", writing);
+        relbert::say!("  {WRITING:<w$} {writing:>7.1}s");
     }
     if r.spilled_bytes > 0 {
         relbert::say!(
@@ -836,11 +847,11 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
     if skipped > 0 {
         relbert::say!(
             "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links; first: {}",
-            r.invalid_utf8_lines,
-            r.bad_json_lines,
-            r.binary_files,
-            r.utf16_files,
-            r.broken_links,
+            group(r.invalid_utf8_lines),
+            group(r.bad_json_lines),
+            group(r.binary_files),
+            group(r.utf16_files),
+            group(r.broken_links),
             r.skipped_examples.join("; ")
         );
     }

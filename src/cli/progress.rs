@@ -184,17 +184,29 @@ impl Progress {
                 st.pos = pos;
                 // A line repeating the last one's count says nothing new.
                 if st.shown != Some(pos) && st.last_line.elapsed() >= self.every {
-                    self.line(&mut st);
+                    self.line(&mut st, None);
                 }
             }
         }
     }
 
-    fn line(&self, st: &mut State) {
+    /// Prints a plain line of the count so far; `early` (why the work stopped before its
+    /// total) makes it a last line without the total, the share or an ETA.
+    fn line(&self, st: &mut State, early: Option<&str>) {
         st.last_line = Instant::now();
         st.shown = Some(st.pos);
         let secs = st.started.elapsed().as_secs_f64();
         let per_sec = st.pos.saturating_sub(st.base) as f64 / secs.max(1e-9);
+        if let Some(why) = early {
+            relbert::say!(
+                "{}: {} {} ({why}), {}",
+                self.what,
+                group(st.pos),
+                self.unit,
+                rate(per_sec, self.unit)
+            );
+            return;
+        }
         let pct = (st.pos.min(self.total) * 100)
             .checked_div(self.total)
             .map(|p| format!(" ({p}%)"))
@@ -245,7 +257,24 @@ impl Progress {
         match &self.bar {
             Some(b) => b.finish_and_clear(),
             None if st.shown == Some(st.pos) => {}
-            None => self.line(&mut st),
+            None => self.line(&mut st, None),
+        }
+    }
+
+    /// Ends the display of work that stopped before its total, `why` saying what stopped it
+    /// (training that stopped early): the bar disappears; in plain mode a last line gives the
+    /// count done and why, without the total, a share or an ETA, always (a line with the
+    /// same count showed an ETA). It showed `12/200 epochs (6%), 19 epochs/s, ETA 10s` for a
+    /// finished run.
+    pub fn finish_early(&self, why: &str) {
+        let mut st = self.state();
+        if st.finished {
+            return;
+        }
+        st.finished = true;
+        match &self.bar {
+            Some(b) => b.finish_and_clear(),
+            None => self.line(&mut st, Some(why)),
         }
     }
 }

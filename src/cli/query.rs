@@ -57,7 +57,7 @@ pub struct QueryArgs {
     /// Number format for encoding pairs not in the index (default: the index's own; another
     /// is allowed, with a note) and for building the default index when it is missing
     /// (default there: bf16 on CPUs with AVX512-BF16, else f32).
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::dtype))]
     dtype: Option<relbert::Dtype>,
     /// Where pairs not in the index are encoded (and the default index is built when
     /// missing): cpu, or cuda:N with the `cuda` feature.
@@ -837,6 +837,16 @@ fn word_error(e: relbert::prompt::WordProblem) -> anyhow::Error {
     anyhow::anyhow!("{e}: {}", quoted(e.word()))
 }
 
+/// The error for a word of the command line's query pair that
+/// [`relbert::prompt::check_words`] refused: a bad command line (status 2, as for three
+/// words or `-k 0`), where a stream's line is only that line's error.
+fn arg_word_error(e: relbert::prompt::WordProblem) -> anyhow::Error {
+    super::usage(format!(
+        "invalid value for [A B]: {e}: {}",
+        quoted(e.word())
+    ))
+}
+
 /// Writes one answer as a table to `out` (standard output, whose failure the caller names).
 fn print_table(
     out: &mut impl Write,
@@ -849,30 +859,52 @@ fn print_table(
         Source::Index => "in the index",
         Source::Encoded => "encoded",
     };
-    writeln!(out, "{a} : {b}  ({from})")?;
+    writeln!(out, "{} : {}  ({from})", for_people(a), for_people(b))?;
     if hits.is_empty() {
         return writeln!(out, "  (no results)");
     }
     // Padded by the columns a terminal gives each character (wide CJK and emoji take two,
-    // combining marks none), not by characters, so the scores line up.
+    // combining marks none), not by characters, so the scores line up; measured after
+    // escaping, as printed.
     use unicode_width::UnicodeWidthStr;
     let pairs: Vec<String> = hits
         .iter()
-        .map(|h| format!("{} : {}", h.pair[0], h.pair[1]))
+        .map(|h| format!("{} : {}", for_people(&h.pair[0]), for_people(&h.pair[1])))
         .collect();
     let w = pairs.iter().map(|p| p.width()).max().unwrap_or(4).max(4);
     writeln!(out, "  {:>3}  {:<w$}  {:>6}  label", "#", "pair", "score")?;
     for (i, (h, pair)) in hits.iter().zip(&pairs).enumerate() {
-        let pad = " ".repeat(w - pair.width());
+        let pad = " ".repeat(w.saturating_sub(pair.width()));
         writeln!(
             out,
             "  {:>3}  {pair}{pad}  {:>6.3}  {}",
             i + 1,
             h.score,
-            h.label.as_deref().unwrap_or("")
+            for_people(h.label.as_deref().unwrap_or(""))
         )?;
     }
     Ok(())
+}
+
+/// `text` as the table shows it to people: control characters (an ESC sequence in a pair
+/// file's label cleared the terminal; a tab or line end broke the columns) and the
+/// bidirectional overrides and isolates (which reorder what follows on the line) written as
+/// Rust escapes, `\u{1b}`; everything else as it is. `--json` escapes them in its strings.
+fn for_people(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.contains(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            shown.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            shown.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 /// `--ef` when it is not given.
@@ -904,11 +936,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 .into_iter()
                 .next()
                 .ok_or_else(|| {
-                    anyhow::anyhow!(
+                    super::usage(format!(
                         "invalid value for [A B]: {}; give the pair as two arguments, A B, or \
                          as one, A:B",
                         why_not_a_pair(line)
-                    )
+                    ))
                 })?,
         ),
         _ => None,
@@ -935,14 +967,13 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 // Only two arguments can give a blank word (one reads as no pair above):
                 // named as the user typed them, spaces included.
                 Err(relbert::prompt::WordProblem::Blank { .. }) if readings.is_empty() => {
-                    anyhow::bail!(
+                    return Err(super::usage(format!(
                         "invalid value for [A B]: a word of the query pair is empty, or only \
                          invisible characters ({:?} {:?})",
-                        a.pair[0],
-                        a.pair[1]
-                    )
+                        a.pair[0], a.pair[1]
+                    )))
                 }
-                Err(e) => return Err(word_error(e)).context("invalid value for [A B]"),
+                Err(e) => return Err(arg_word_error(e)),
             }
         }
     }
@@ -994,7 +1025,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let model_given = a.model.is_some();
     if let Some((x, y)) = pair {
         // The reading the store holds may have other words than the first (checked above).
-        check_query_words(x, y).context("invalid value for [A B]")?;
+        relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS)
+            .map_err(arg_word_error)?;
         let (hits, source) = engine
             .query(x, y, &opts)
             .map_err(|e| explained(e, &engine, model_given))?;
@@ -1068,7 +1100,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                         "{} changed: now answering from index {} ({} pairs)",
                         index.dir().display(),
                         index.id(),
-                        index.count()
+                        super::progress::group(index.count() as u64)
                     )
                 }
             }

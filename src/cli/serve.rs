@@ -32,7 +32,7 @@ pub struct ServeArgs {
     device: String,
     /// Number format encoded queries are computed at: f32, bf16 or f16 (default: the one
     /// the index was built at; another is allowed, with a note in the log).
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::dtype))]
     dtype: Option<relbert::Dtype>,
     /// Address to listen on: an IP address and port, or a host name and port
     /// (`localhost:8080`); anything but loopback needs a token.
@@ -183,9 +183,40 @@ fn check_limits(a: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The token to require: spaces around one (an environment file's, say) are not part of
+/// it, as clients' are trimmed too, and a blank token is no token.
+fn token_of(a: &ServeArgs) -> Option<String> {
+    a.token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
+/// Refuses a token an HTTP header could not carry, and an address beyond loopback without a
+/// token: a bad command line (status 2, as the README's "Exit status" says; found by an
+/// audit, they ended with 1), before anything is opened or loaded. The server checks both
+/// again ([`relbert::serve::serve`]) for callers of the library.
+fn check_access(addr: &SocketAddr, token: Option<&str>) -> Result<()> {
+    if let Some(why) = token.and_then(relbert::serve::token_problem) {
+        return Err(super::usage(format!(
+            "invalid value for --token (or RELBERT_TOKEN): {why}"
+        )));
+    }
+    if !relbert::serve::is_loopback(addr) && token.is_none() {
+        return Err(super::usage(format!(
+            "invalid value for --addr: {addr} is reachable beyond this machine; set a bearer \
+             token with --token or RELBERT_TOKEN to listen there"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `relbert serve`.
 pub fn run(a: ServeArgs) -> Result<()> {
     check_limits(&a)?;
+    let token = token_of(&a);
+    check_access(&a.addr.addr, token.as_deref())?;
     if let Some(note) = &a.addr.note {
         tracing::info!("{note}");
     }
@@ -223,12 +254,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         dtype: a.dtype,
         device: relbert::device::parse_device(&a.device)?,
         addr: a.addr.addr,
-        // Spaces around a token (an environment file's, say) are not part of it: clients'
-        // are trimmed too, and a blank token is no token.
-        token: a
-            .token
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty()),
+        token,
         limits: Limits {
             max_body_bytes: a.max_body,
             max_k: a.max_k,
@@ -256,12 +282,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
         .thread_name("relbert-serve")
         .build()
         .context("starting the async runtime")?;
-    runtime
-        .block_on(relbert::serve::serve(opts, |addr| {
-            // On stderr for people and for scripts that start it on port 0.
-            relbert::say!("relbert serve: listening on http://{addr}");
-        }))
-        .context("relbert serve")?;
+    let served = runtime.block_on(relbert::serve::serve(opts, |addr| {
+        // On stderr for people and for scripts that start it on port 0.
+        relbert::say!("relbert serve: listening on http://{addr}");
+    }));
+    // Dropping the runtime would wait for its blocking pool: a load, a look at the store or
+    // a listing still running, which only read. Found by an audit: with Qdrant not
+    // answering, the exit waited for the client's retries (15 s) and every further signal
+    // went unheeded meanwhile. The log said what is left (`AppState::begin_shutdown`).
+    runtime.shutdown_background();
+    served.context("relbert serve")?;
     Ok(())
 }
 

@@ -68,7 +68,7 @@ pub struct TrainArgs {
     template: Option<String>,
     /// Aggregation: average_no_mask, mask or average (default: the base model's, from its
     /// relbert_config, else average_no_mask).
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::aggregation))]
     aggregation: Option<Aggregation>,
     /// RNG seed (relation order, negative sampling).
     #[arg(long, default_value_t = 0)]
@@ -258,6 +258,20 @@ fn semeval_shown(score: Option<f64>) -> String {
     }
 }
 
+/// The analogy accuracies of a validation for people, as the line's other scores are shown:
+/// `bats 0.1910, google 0.3600, sat 0.1351` (by name); `none` without an analogy
+/// split. (A Rust debug map was printed, with 17-digit floats.)
+fn analogy_shown(scores: &std::collections::BTreeMap<String, f64>) -> String {
+    if scores.is_empty() {
+        return "none".into();
+    }
+    scores
+        .iter()
+        .map(|(set, score)| format!("{set} {score:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs `relbert train`.
 ///
 /// A run stopped by SIGINT, SIGTERM or SIGHUP keeps what it saved (the best epoch so far)
@@ -319,9 +333,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut on_event = |ev: Event| match ev {
         Event::Baseline(v) => {
             relbert::say!(
-                "base model: validation score {:.4} (analogy {:?}, semeval {})",
+                "base model: validation score {:.4} (analogy {}, semeval {})",
                 v.score,
-                v.analogy,
+                analogy_shown(&v.analogy),
                 semeval_shown(v.semeval)
             );
         }
@@ -368,13 +382,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 bar.finish_and_clear();
             }
             relbert::say!(
-                "epoch {}: mean loss {:.4}, {:.1}s ({:.2}s/step); validation score {:.4} (analogy {:?}, semeval {})",
+                "epoch {}: mean loss {:.4}, {:.1}s ({:.2}s/step); validation score {:.4} (analogy {}, semeval {})",
                 m.epoch,
                 m.mean_loss,
                 m.train_seconds,
                 m.train_seconds / m.steps.max(1) as f64,
                 m.validation.score,
-                m.validation.analogy,
+                analogy_shown(&m.validation.analogy),
                 semeval_shown(m.validation.semeval)
             );
         }

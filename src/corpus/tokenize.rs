@@ -303,28 +303,55 @@ fn ascii_word_bounds(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// Characters that open or close a link in running text without being part of it (`(see
-/// https://x.org/)`, `<jane@example.org>`, a full stop after a path).
+/// Characters that open a link in running text without being part of it (`(see
+/// https://x.org/)`, `*https://x.org*`).
 fn link_opener(c: char) -> bool {
-    matches!(c, '(' | '<' | '[' | '{' | '"' | '\'' | '‘' | '“' | '«')
+    matches!(c, '(' | '[' | '{' | '\'' | '‘' | '“' | '«' | '*')
 }
 
+/// Characters that close a link in running text without being part of it: a full stop or
+/// comma after a path, a closing bracket or quote (a `)` or `]` that closes one opened inside
+/// the link stays: `…/wiki/Paris_(city)`).
 fn link_closer(c: char) -> bool {
     matches!(
         c,
-        '.' | ',' | ';' | ':' | '!' | '?' | ')' | '>' | ']' | '}' | '"' | '\'' | '’' | '”' | '»'
+        '.' | ',' | ';' | ':' | '!' | '?' | ')' | ']' | '}' | '\'' | '’' | '”' | '»' | '*'
     )
+}
+
+/// Characters that end a chunk where a link may be, besides white space: angle brackets and
+/// double quotes, which a link never holds raw (`Jane<jane@example.org>`,
+/// `href="https://x.org"`), and the letters and punctuation of scripts written without spaces
+/// (Han, kana, Hangul; CJK and full-width punctuation). In Chinese or Japanese a chunk between
+/// spaces can be a whole paragraph, and one date `2020/01/02` in it made all of it one link.
+fn link_break(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c, '<' | '>' | '"'
+            | '\u{1100}'..='\u{11ff}'
+            | '\u{2e80}'..='\u{2fdf}'
+            | '\u{3000}'..='\u{303f}'
+            | '\u{3040}'..='\u{30ff}'
+            | '\u{3100}'..='\u{31ff}'
+            | '\u{3400}'..='\u{4dbf}'
+            | '\u{4e00}'..='\u{9fff}'
+            | '\u{a960}'..='\u{a97f}'
+            | '\u{ac00}'..='\u{d7ff}'
+            | '\u{f900}'..='\u{faff}'
+            | '\u{fe30}'..='\u{fe4f}'
+            | '\u{ff00}'..='\u{ffef}'
+            | '\u{20000}'..='\u{3134f}')
 }
 
 /// Whether a chunk of text without spaces (its opening and closing punctuation removed) is a
 /// URL, an e-mail address or a file path. The rules are kept narrow, so that prose written
-/// with slashes (`and/or`, `he/she/they`, `TCP/IP`) stays words:
+/// with slashes (`and/or`, `he/she/they/them`, `TCP/IP`, `Mon/Wed/Fri`) stays words:
 ///
 /// - a URL: `scheme://…` (a scheme of letters, digits, `+`, `-`, `.`), `www.…`, `mailto:…`;
 /// - an e-mail address: `local@domain.tld`, the domain holding a `.` between other characters;
-/// - a path: absolute (`/usr/share`, `~/x`, `./x`, `../x`, `C:\x`), or relative with three
-///   slashes or more, or two with a file extension, `_` or a digit in it (`src/lib/util.py`,
-///   `third_party/xla/xla`), or two backslashes or more.
+/// - a path: absolute (`/usr/share`, `~/x`, `./x`, `../x`, `C:\x`), or relative with two
+///   slashes or more and a mark of a path: a file extension, `_`, a digit, a trailing `/` or
+///   `*` (`src/lib/util.py`, `third_party/xla/xla`, `libs/regex/*`), or two backslashes or
+///   more.
 pub fn is_link(s: &str) -> bool {
     let has_word_char = |t: &str| t.chars().any(char::is_alphanumeric);
     if let Some(at) = s.find("://") {
@@ -351,13 +378,18 @@ pub fn is_link(s: &str) -> bool {
             && local
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-'));
+        // `git@github.com:owner/repo.git` names a host and a path after it.
+        let domain = domain.split_once(':').map_or(domain, |(host, _)| host);
         let domain_ok = domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && domain
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-'));
-        return local_ok && domain_ok;
+        // Not an address, it may still be a path (`node_modules/@babel/core`).
+        if local_ok && domain_ok {
+            return true;
+        }
     }
     let b = s.as_bytes();
     let absolute = s.starts_with('/')
@@ -370,13 +402,61 @@ pub fn is_link(s: &str) -> bool {
     }
     let slashes = s.bytes().filter(|&c| c == b'/').count();
     let marked = s.rsplit('/').next().is_some_and(|last| last.contains('.'))
+        || s.ends_with('/')
+        || s.ends_with('*')
         || s.bytes().any(|c| c == b'_' || c.is_ascii_digit());
     let backslashes = s.bytes().filter(|&c| c == b'\\').count();
-    (slashes >= 3 || (slashes == 2 && marked) || backslashes >= 2) && has_word_char(s)
+    ((slashes >= 2 && marked) || backslashes >= 2) && has_word_char(s)
 }
 
-/// The byte ranges of `para`'s links ([`is_link`]), in order. Text holding none of `/`,
-/// `@`, `\` and `www.` (most of it) is passed over in one scan.
+/// `chunk` without the closing punctuation at its end ([`link_closer`]), but keeping a `)`
+/// or `]` that closes a bracket opened inside it.
+fn trim_link_end(chunk: &str) -> &str {
+    let mut t = chunk;
+    while let Some(c) = t.chars().next_back() {
+        let opened = |open: char, close: char| {
+            t.chars().filter(|&x| x == open).count() >= t.chars().filter(|&x| x == close).count()
+        };
+        let keep = match c {
+            ')' => opened('(', ')'),
+            ']' => opened('[', ']'),
+            c => !link_closer(c),
+        };
+        if keep {
+            break;
+        }
+        t = &t[..t.len() - c.len_utf8()];
+    }
+    t
+}
+
+/// The link in `chunk` (a piece of text between [`link_break`]s), as a byte range of it: the
+/// chunk without its opening and closing punctuation when that is a link ([`is_link`]), or
+/// else a URL that starts inside it, at the scheme before its `://` (`[GNU](https://gnu.org)`,
+/// `**https://x.org**`).
+fn link_in(chunk: &str) -> Option<(usize, usize)> {
+    let from = chunk.len() - chunk.trim_start_matches(link_opener).len();
+    let t = trim_link_end(&chunk[from..]);
+    if !t.is_empty() && is_link(t) {
+        return Some((from, from + t.len()));
+    }
+    let at = chunk.find("://")?;
+    let scheme_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+    let start = chunk[..at]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| scheme_chars(c))
+        .last()
+        .map(|(i, _)| i)?;
+    // A scheme starts with a letter (RFC 3986).
+    let start = start + chunk[start..at].find(|c: char| c.is_ascii_alphabetic())?;
+    let t = trim_link_end(&chunk[start..]);
+    is_link(t).then_some((start, start + t.len()))
+}
+
+/// The byte ranges of `para`'s links ([`link_in`] of each piece between [`link_break`]s), in
+/// order. Text holding none of `/`, `@`, `\` and `www.` (most of it) is passed over in one
+/// scan.
 pub fn link_spans(para: &str) -> Vec<(usize, usize)> {
     let maybe = |t: &str| {
         t.bytes().any(|c| matches!(c, b'/' | b'@' | b'\\'))
@@ -388,19 +468,14 @@ pub fn link_spans(para: &str) -> Vec<(usize, usize)> {
     if !maybe(para) {
         return spans;
     }
-    for chunk in para.split(char::is_whitespace) {
+    for chunk in para.split(link_break) {
         if chunk.is_empty() || !maybe(chunk) {
             continue;
         }
-        let start = chunk.as_ptr() as usize - para.as_ptr() as usize;
-        let trimmed = chunk
-            .trim_start_matches(link_opener)
-            .trim_end_matches(link_closer);
-        if trimmed.is_empty() || !is_link(trimmed) {
-            continue;
+        let at = chunk.as_ptr() as usize - para.as_ptr() as usize;
+        if let Some((a, b)) = link_in(chunk) {
+            spans.push((at + a, at + b));
         }
-        let from = start + (chunk.len() - chunk.trim_start_matches(link_opener).len());
-        spans.push((from, from + trimmed.len()));
     }
     spans
 }
@@ -591,8 +666,14 @@ mod tests {
             "../lib",
             r"C:\Windows",
             r"a\b\c",
-            "a/b/c/d",
+            "a/b/c/d.txt",
             "src/lib/util.py",
+            "libs/regex/*",
+            "docs/api/",
+            "node_modules/@babel/core_js",
+            "/usr/lib/node_modules/@babel/core",
+            "git@github.com:owner/repository.git",
+            "https://en.wikipedia.org/wiki/Paris_(city)",
             "third_party/xla/xla",
         ] {
             assert!(is_link(link), "{link}");
@@ -600,6 +681,9 @@ mod tests {
         for prose in [
             "and/or",
             "he/she/they",
+            "he/she/they/them",
+            "Mon/Wed/Fri/Sat",
+            "a/b/c/d",
             "@home",
             "jane@localhost",
             "a@.b",
@@ -615,10 +699,51 @@ mod tests {
             assert!(!is_link(prose), "{prose}");
         }
         assert!(link_spans("no links here, 3/4 of it").is_empty());
-        let para = "see <https://x.org/a>, then";
-        let spans = link_spans(para);
-        assert_eq!(spans.len(), 1);
-        assert_eq!(&para[spans[0].0..spans[0].1], "https://x.org/a");
+        let found = |para: &str| -> Vec<String> {
+            link_spans(para)
+                .into_iter()
+                .map(|(a, b)| para[a..b].to_string())
+                .collect()
+        };
+        assert_eq!(found("see <https://x.org/a>, then"), ["https://x.org/a"]);
+        // Found inside a chunk: Markdown, emphasis, HTML, a name written against its address,
+        // a bracket that belongs to the URL.
+        assert_eq!(
+            found(
+                "[GNU](https://www.gnu.org/licenses/gpl.html) **https://x.org/page** \
+                 <a href=\"https://y.org/\"> Jane<jane@example.org> \
+                 (https://en.wikipedia.org/wiki/Paris_(city))."
+            ),
+            [
+                "https://www.gnu.org/licenses/gpl.html",
+                "https://x.org/page",
+                "https://y.org/",
+                "jane@example.org",
+                "https://en.wikipedia.org/wiki/Paris_(city)"
+            ]
+        );
+        // Text written without spaces: a date or a URL in it is cut out, not the paragraph.
+        assert_eq!(
+            found("コンピュータは2020/01/02にプログラムを実行した。詳細はhttps://example.jp/docsにあります。"),
+            ["2020/01/02", "https://example.jp/docs"]
+        );
+    }
+
+    #[test]
+    fn words_around_a_link_in_text_without_spaces_stay_words() {
+        let sentences = split(
+            "コンピュータは2020/01/02にプログラムを実行した。データベースも確認した。",
+            true,
+        );
+        assert_eq!(sentences.len(), 2, "{sentences:?}");
+        let words: Vec<&String> = sentences.iter().flatten().collect();
+        for w in ["コンピュータ", "プログラム", "データベース"] {
+            assert!(words.iter().any(|x| x.as_str() == w), "{w}: {words:?}");
+        }
+        assert!(
+            words.iter().any(|x| x.as_str() == "2020/01/02"),
+            "{words:?}"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! body, bounds each request's time, counts it and logs it. Every error
 //! is a JSON object `{"error": message, "status": code}`; the only 5xx answers are the
 //! declared ones (503 while loading, when the encoder queue is full, or while a served
-//! collection is deleted or holds another model's vectors; 504 past the time limit, 500 for
-//! a damaged index).
+//! collection is deleted or holds another model's vectors, and from `/v1/health` while the
+//! server's last look at it failed; 504 past the time limit, 500 for a damaged index).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -145,7 +145,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// the routes only, not the fallback).
 async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
-    let mut response = foreign_host(&state, &req)
+    let mut response = several_hosts(&req)
+        .or_else(|| foreign_host(&state, &req))
         .unwrap_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -298,6 +299,22 @@ fn local_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A 400 for a request with more than one `Host` header, on any address (RFC 9112 3.2: a
+/// server must refuse it). Found by an audit: the first one was read, so whether the
+/// DNS-rebinding check below saw the other host depended on the order of the two.
+fn several_hosts(req: &Request) -> Option<ApiError> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    (hosts > 1).then(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request has {hosts} Host headers; a request names its host once (RFC \
+                 9112, section 3.2)"
+            ),
+        )
+    })
+}
+
 /// A 421 for a request to a loopback server that names another host. A page on any site can
 /// make a browser send requests to a name its owner points at 127.0.0.1 (DNS rebinding), as
 /// that site's own, reading the answers; such requests carry the site's name in `Host`. A
@@ -432,11 +449,11 @@ fn unsupported_body(req: &Request) -> Option<ApiError> {
 }
 
 /// Why `req` is answered without running its handler (and without reading its body), if it
-/// is: another host (421), no or a wrong token (401), a body announced over the limit
-/// (413), or, for an endpoint that reads a JSON body, parameters in the URL (400) or a body
-/// that is not plain JSON (415).
+/// is: several `Host` headers (400), another host (421), no or a wrong token (401), a body
+/// announced over the limit (413), or, for an endpoint that reads a JSON body, parameters in
+/// the URL (400) or a body that is not plain JSON (415).
 fn refusal(state: &AppState, req: &Request, endpoint: &str) -> Option<ApiError> {
-    if let Some(e) = foreign_host(state, req) {
+    if let Some(e) = several_hosts(req).or_else(|| foreign_host(state, req)) {
         return Some(e);
     }
     let authorised = match &state.token {
@@ -914,6 +931,15 @@ async fn query(
             state.limits.max_k
         )));
     }
+    // As `relbert query --exact --ef N` is refused (found by an audit: the server took it
+    // and ignored ef).
+    if req.exact && req.ef.is_some() {
+        return Err(ApiError::bad(
+            "\"ef\" cannot be used with \"exact\": true: ef sizes the HNSW graph search's \
+             candidate list, and exact compares the query with every row instead of searching \
+             the graph; give one or the other",
+        ));
+    }
     let ef = req.ef.unwrap_or(64);
     if ef == 0 || ef > state.limits.max_ef {
         return Err(ApiError::bad(format!(
@@ -1330,13 +1356,23 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    // Read once: the follower may change it between two reads.
-    let stale = state.stale();
+    // Read once: the follower may change it between two reads. A collection deleted or now of
+    // another model comes first: queries are refused outright then.
+    let unavailable = state.stale().or_else(|| {
+        // Found by an audit: health said ready while every query waited for the store's
+        // retries and got 503 or 504. A load balancer should send queries elsewhere.
+        state.unreachable().map(|why| {
+            format!(
+                "the served collection did not answer the server's last look at it (it looks \
+                 every {} s): {why}; queries are likely to fail until it answers",
+                super::FOLLOW_EVERY.as_secs()
+            )
+        })
+    });
     match (state.ready(), state.failure()) {
-        // A served collection deleted, or now of another model: queries are refused.
-        (Some(_), _) if stale.is_some() => (
+        (Some(_), _) if unavailable.is_some() => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": stale})),
+            Json(json!({"status": "unavailable", "error": unavailable})),
         )
             .into_response(),
         (Some(_), _) => {

@@ -24,7 +24,8 @@
 //! time limit for sending a request's headers, idle keep-alive connections included (hyper's
 //! `header_read_timeout`: connections are served by hyper directly, because `axum::serve`
 //! gives hyper no timer and so no such limit); SIGTERM or Ctrl-C stops accepting connections
-//! and lets requests in flight finish; each request is logged through `tracing` (target
+//! and lets requests in flight finish, without waiting for background work that only reads
+//! ([`AppState::begin_shutdown`]); each request is logged through `tracing` (target
 //! `relbert::serve::access`).
 
 pub mod api;
@@ -233,6 +234,9 @@ struct Followed {
     listing: std::sync::Mutex<Listings>,
     /// Held while the collection is listed again: one listing at a time.
     refreshing: std::sync::Mutex<()>,
+    /// Why the latest look at the collection failed (its nodes not reached, say); `None`
+    /// once a look succeeds. `/v1/health` says 503 meanwhile ([`AppState::unreachable`]).
+    unreachable: std::sync::RwLock<Option<String>>,
 }
 
 /// What a collection looked like to the follower: its point count and record.
@@ -426,6 +430,25 @@ impl View {
     }
 }
 
+/// Blocking work noted by [`AppState::doing`] while it runs.
+struct Doing<'a> {
+    state: &'a AppState,
+    what: &'static str,
+}
+
+impl Drop for Doing<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .state
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = running.iter().position(|w| *w == self.what) {
+            running.swap_remove(at);
+        }
+    }
+}
+
 /// How often the server looks whether its index directory holds a new index, or its
 /// collection a new record.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(2);
@@ -439,11 +462,20 @@ pub const MISSING_LOOKS: u32 = 2;
 pub struct AppState {
     loaded: OnceLock<Loaded>,
     failed: OnceLock<String>,
+    /// Whether the shutdown has begun ([`AppState::begin_shutdown`]): a load that ends
+    /// after it does not say ready. A mutex, not a flag, so that "shutting down" and
+    /// "ready" are logged in the order they happened.
+    stopping: std::sync::Mutex<bool>,
+    /// The blocking work running in the background now, for the shutdown's log line.
+    background: std::sync::Mutex<Vec<&'static str>>,
     /// The id of a new index [`AppState::follow_index`] will not serve (another model).
     refused: std::sync::Mutex<Option<String>>,
     /// How many looks in a row [`AppState::follow_index`] found no index id in the served
     /// directory ([`AppState::index_removed`]).
     missing_looks: std::sync::atomic::AtomicU32,
+    /// Whether the last look at the index failed for want of file descriptors (said once, not
+    /// taken for a removed index).
+    starved: std::sync::atomic::AtomicBool,
     /// Request bounds.
     pub limits: Limits,
     /// Batching settings (reported by `/v1/info`).
@@ -468,8 +500,11 @@ impl AppState {
         Arc::new(AppState {
             loaded: OnceLock::new(),
             failed: OnceLock::new(),
+            stopping: std::sync::Mutex::new(false),
+            background: std::sync::Mutex::new(Vec::new()),
             refused: std::sync::Mutex::new(None),
             missing_looks: std::sync::atomic::AtomicU32::new(0),
+            starved: std::sync::atomic::AtomicBool::new(false),
             limits: opts.limits.clone(),
             batch: opts.batch.clone(),
             token: opts.token.clone(),
@@ -520,6 +555,7 @@ impl AppState {
                             }),
                         })),
                         refreshing: std::sync::Mutex::new(()),
+                        unreachable: std::sync::RwLock::new(None),
                     });
                     let engine = QueryEngine::with_store(Box::new(store), self.model.clone());
                     (engine, suggestions, info, pairs, None)
@@ -548,6 +584,20 @@ impl AppState {
         match result {
             Ok(loaded) => {
                 let view = loaded.view();
+                // Held while "ready" is said: a shutdown that began first has said so, and
+                // a server shutting down is not ready (found by an audit: "ready" was
+                // logged after "shutting down").
+                let stopping = self.stopping_now();
+                if *stopping {
+                    tracing::debug!(
+                        "{} loaded after the shutdown began; not serving it",
+                        self.backend.describe()
+                    );
+                    return Ok(());
+                }
+                // Set before "ready" is said, so that `/v1/health` says it too by then. A
+                // second load is a no-op: the first one stays.
+                let _ = self.loaded.set(loaded);
                 tracing::info!(
                     "{} ready: {} pairs, model loaded, in {:.2}s",
                     self.backend.describe(),
@@ -557,8 +607,6 @@ impl AppState {
                 if let Some(why) = view.suggestions.off() {
                     tracing::warn!("{why}");
                 }
-                // A second load is a no-op: the first one stays.
-                let _ = self.loaded.set(loaded);
                 Ok(())
             }
             Err(e) => {
@@ -581,6 +629,53 @@ impl AppState {
     /// Why loading failed, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failed.get().map(|s| s.as_str())
+    }
+
+    fn stopping_now(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.stopping
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes that the server is shutting down, and logs it with the background work left
+    /// running: a load, a look at the store, a listing. That work only reads, so it is not
+    /// waited for (a Qdrant store that does not answer held the exit for its retries, 15 s,
+    /// and swallowed further signals meanwhile); it ends with the process. A load that ends
+    /// after this does not say ready.
+    pub fn begin_shutdown(&self) {
+        let mut stopping = self.stopping_now();
+        if *stopping {
+            return;
+        }
+        *stopping = true;
+        let running = self
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if running.is_empty() {
+            tracing::info!("shutting down: finishing requests in flight");
+        } else {
+            tracing::info!(
+                "shutting down: finishing requests in flight; not waiting for {} (it only \
+                 reads, and ends with the server)",
+                running.join(", ")
+            );
+        }
+    }
+
+    /// Whether the shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.stopping_now()
+    }
+
+    /// Notes `what` as running in the background until the guard returned is dropped.
+    fn doing(&self, what: &'static str) -> Doing<'_> {
+        self.background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(what);
+        Doing { state: self, what }
     }
 
     /// Follows a local index's directory, as a `relbert query` stream does: when it holds
@@ -610,7 +705,26 @@ impl AppState {
             return Ok(false);
         };
         let id = match relbert_index::Index::read_id(dir) {
-            Ok(id) => id,
+            Ok(id) => {
+                if self.starved.swap(false, Ordering::Relaxed) {
+                    tracing::info!("{} can be looked at again", dir.display());
+                }
+                id
+            }
+            // Out of file descriptors (many connections under a low `ulimit -n`): the index
+            // is not gone, and saying it was (found by an audit) sent an operator the wrong way.
+            Err(e) if out_of_descriptors(&e) => {
+                if !self.starved.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot look at {} for changes ({e}): the process has too many files \
+                         open; answering from index {} meanwhile (raise `ulimit -n` or serve \
+                         fewer connections)",
+                        dir.display(),
+                        open.id()
+                    );
+                }
+                return Ok(false);
+            }
             Err(e) => {
                 let before = self
                     .missing_looks
@@ -747,12 +861,45 @@ impl AppState {
     /// encoder no longer matches the vectors and its answers would be meaningless: queries
     /// and embeddings are refused with 503 and `/v1/health` says so ([`AppState::stale`])
     /// until the collection holds the served encoder's vectors again or the server is
-    /// restarted. Changes are logged once. Returns whether anything changed. Blocking;
-    /// [`serve`] calls it every [`FOLLOW_EVERY`].
+    /// restarted. Changes are logged once. A look that fails (the nodes not reached) is
+    /// kept until one succeeds: `/v1/health` says 503 meanwhile ([`AppState::unreachable`]).
+    /// Returns whether anything changed. Blocking; [`serve`] calls it every [`FOLLOW_EVERY`].
     pub fn follow_collection(&self) -> Result<bool> {
         let Some(followed) = self.ready().and_then(|l| l.collection.as_ref()) else {
             return Ok(false);
         };
+        let looked = Self::look_at_collection(followed);
+        let failed = looked.as_ref().err().map(ToString::to_string);
+        let was = std::mem::replace(
+            &mut *followed
+                .unreachable
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            failed.clone(),
+        );
+        // The failure itself is logged by the caller ([`serve`]'s follower, once per kind).
+        if was.is_some() && failed.is_none() {
+            tracing::info!("{} answers again", followed.conn.target());
+        }
+        looked
+    }
+
+    /// Why the latest look at the served collection failed, if it did: its nodes did not
+    /// answer (or answered with an error) when [`AppState::follow_collection`] last read the
+    /// collection's record. `None` for a local index, before the first look, and once a look
+    /// succeeds. `/v1/health` says 503 meanwhile: queries would wait for the store's retries
+    /// and then fail.
+    pub fn unreachable(&self) -> Option<String> {
+        let followed = self.ready()?.collection.as_ref()?;
+        followed
+            .unreachable
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// [`AppState::follow_collection`]'s look: reads the record and count, and notes them.
+    fn look_at_collection(followed: &Followed) -> Result<bool> {
         let c = followed.conn.clone();
         let now = match followed.conn.block_on(async move { c.state().await })? {
             Ok(state) => Some(state),
@@ -1024,7 +1171,6 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 /// Runs the server until SIGTERM or Ctrl-C: binds first (so the address is known and
@@ -1058,6 +1204,10 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
     let loader = state.clone();
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<Error>();
     tokio::task::spawn_blocking(move || {
+        let _doing = loader.doing(match loader.backend {
+            Backend::Index(_) => "loading the index and model",
+            Backend::Qdrant { .. } => "opening the collection and loading the model",
+        });
         if let Err(e) = loader.load() {
             let _ = failed_tx.send(e);
         }
@@ -1069,13 +1219,17 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
         }
     };
     let follower = state.clone();
-    tokio::spawn(async move {
+    let following = tokio::spawn(async move {
         // Said once per distinct failure, not every few seconds.
         let mut last_error = String::new();
         loop {
             tokio::time::sleep(FOLLOW_EVERY).await;
             let s = follower.clone();
             let followed = tokio::task::spawn_blocking(move || {
+                let _doing = s.doing(match s.backend {
+                    Backend::Index(_) => "a look at the served index directory",
+                    Backend::Qdrant { .. } => "a look at the served collection in Qdrant",
+                });
                 s.follow_index().map_err(|e| {
                     format!("the index directory changed but cannot be served: {e}")
                 })?;
@@ -1096,6 +1250,7 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
             if follower.suggestions_due() {
                 let s = follower.clone();
                 tokio::task::spawn_blocking(move || {
+                    let _doing = s.doing("listing the collection's pairs for suggestions");
                     if let Err(e) = s.refresh_suggestions() {
                         tracing::warn!(
                             "listing the collection's pairs again for suggestions: {e}; \
@@ -1107,19 +1262,107 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
         }
     });
     let header_timeout = Duration::from_millis(opts.limits.header_timeout_ms.max(1));
+    let stopping = state.clone();
     let app = api::router(state);
     let server = serve_connections(
         listener,
         app,
         header_timeout,
         timeout_of(&opts.limits),
-        shutdown_signal(),
+        async move {
+            shutdown_signal().await;
+            stopping.begin_shutdown();
+        },
     );
     // A model that cannot be loaded ends the server: it could never become ready.
-    tokio::select! {
+    let ended = tokio::select! {
         () = server => Ok(()),
         e = load_failed => Err(e),
+    };
+    // No look starts after the server has stopped (its runtime may outlive it); one in
+    // progress on the blocking pool is not waited for (see [`AppState::begin_shutdown`]).
+    following.abort();
+    ended
+}
+
+/// How often at most a failure to accept a connection is logged while failures go on.
+pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The log of failures to accept a connection. Out of file descriptors (EMFILE) every
+/// accept fails at once and the server retries every 50 ms: a warning each time was 20
+/// lines a second (found by an audit). A warning is said at most once per
+/// [`ACCEPT_WARN_EVERY`], with the count of failures not said since the last; a server at
+/// its limit, accepting one connection and failing the next, says no more. Accepts that
+/// succeed once the interval has passed say how many failures went unsaid, if any.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// When the last warning was said; `None` when none is recent.
+    said: Option<Instant>,
+    /// Failures since the last warning that were not said.
+    unsaid: u64,
+}
+
+impl AcceptFailures {
+    /// Whether the last warning is less than [`ACCEPT_WARN_EVERY`] before `now`.
+    fn recent(&self, now: Instant) -> bool {
+        self.said
+            .is_some_and(|at| now.saturating_duration_since(at) < ACCEPT_WARN_EVERY)
     }
+
+    /// A failure at `now`: the warning to log, if one is due.
+    fn failed(&mut self, now: Instant, e: &std::io::Error) -> Option<String> {
+        if self.recent(now) {
+            self.unsaid += 1;
+            return None;
+        }
+        let line = match (self.said, self.unsaid) {
+            (Some(at), n) if n > 0 => format!(
+                "accepting a connection: {e} (and {n} more {} in the {:.0} s since the last \
+                 warning); retrying every 50 ms",
+                failures(n),
+                now.saturating_duration_since(at).as_secs_f64()
+            ),
+            _ => format!(
+                "accepting a connection: {e}; retrying every 50 ms (said at most every {} s \
+                 while failures go on)",
+                ACCEPT_WARN_EVERY.as_secs()
+            ),
+        };
+        self.said = Some(now);
+        self.unsaid = 0;
+        Some(line)
+    }
+
+    /// A connection accepted at `now`: the line to log when failures went unsaid since a
+    /// warning that is no longer recent.
+    fn accepted(&mut self, now: Instant) -> Option<String> {
+        if self.said.is_none() || self.recent(now) {
+            return None;
+        }
+        let unsaid = std::mem::take(self).unsaid;
+        (unsaid > 0).then(|| {
+            format!(
+                "accepting connections again ({unsaid} more {} after the last warning)",
+                failures(unsaid)
+            )
+        })
+    }
+}
+
+/// "failure" or "failures", for `n` of them.
+fn failures(n: u64) -> &'static str {
+    if n == 1 {
+        "failure"
+    } else {
+        "failures"
+    }
+}
+
+/// Whether `e` is the process (or the system) running out of file descriptors, not a
+/// property of the file it names.
+fn out_of_descriptors(e: &relbert_index::IndexError) -> bool {
+    matches!(e, relbert_index::IndexError::Io { err, .. }
+        if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
 }
 
 /// Accepts connections and serves `app` on each with hyper's HTTP/1.1 (keep-alive), until
@@ -1142,13 +1385,21 @@ async fn serve_connections(
     let (open_tx, open_rx) = tokio::sync::watch::channel(());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
+    let mut failures = AcceptFailures::default();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    if let Some(line) = failures.accepted(Instant::now()) {
+                        tracing::info!("{line}");
+                    }
+                    stream
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: wait for some to be freed.
-                    tracing::warn!("accepting a connection: {e}");
+                    if let Some(line) = failures.failed(Instant::now(), &e) {
+                        tracing::warn!("{line}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -1312,4 +1563,74 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T
 /// The request time limit as a `Duration`.
 pub(crate) fn timeout_of(limits: &Limits) -> Duration {
     Duration::from_millis(limits.request_timeout_ms.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an audit: with its file descriptors used up by connections, the server
+    /// warned that the index was "removed or damaged". Running out of descriptors is told
+    /// apart from a missing or unreadable index.
+    #[test]
+    fn running_out_of_file_descriptors_is_not_a_missing_index() {
+        let io = |code| relbert_index::IndexError::Io {
+            path: "idx/meta".into(),
+            err: std::io::Error::from_raw_os_error(code),
+        };
+        assert!(out_of_descriptors(&io(libc::EMFILE)));
+        assert!(out_of_descriptors(&io(libc::ENFILE)));
+        assert!(!out_of_descriptors(&io(libc::ENOENT)));
+        assert!(!out_of_descriptors(&io(libc::EACCES)));
+    }
+
+    /// Found by an audit: out of file descriptors, every accept failed at once and each
+    /// failure was a warning, 20 lines a second for as long as it lasted. Now one line per
+    /// [`ACCEPT_WARN_EVERY`] with a count of the rest, however failures and accepts
+    /// alternate. Driven with made-up instants: no clock is waited on.
+    #[test]
+    fn accept_failures_are_said_once_per_interval_with_a_count() {
+        let emfile = std::io::Error::other("Too many open files (os error 24)");
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut f = AcceptFailures::default();
+        let mut said = Vec::new();
+        // 25 s of failures 50 ms apart, as the accept loop retries.
+        for i in 0..500 {
+            said.extend(f.failed(at(50 * i), &emfile));
+        }
+        assert_eq!(said.len(), 3, "{said:#?}");
+        assert!(said[0].contains("Too many open files"), "{}", said[0]);
+        assert!(said[0].contains("at most every 10 s"), "{}", said[0]);
+        assert!(
+            said[1].contains("and 199 more failures in the 10 s"),
+            "{}",
+            said[1]
+        );
+        assert!(said[2].contains("and 199 more failures"), "{}", said[2]);
+        // 99 failures after the last warning (at 20 s), then accepts: said once the
+        // interval is over, once.
+        assert_eq!(f.accepted(at(25_000)), None);
+        let back = f.accepted(at(30_000)).unwrap_or_default();
+        assert!(
+            back.contains("99 more failures after the last warning"),
+            "{back}"
+        );
+        assert_eq!(f.accepted(at(40_000)), None);
+        // At the limit, a failure and an accept in turn: one warning per interval.
+        let mut said = Vec::new();
+        for i in 0..400 {
+            let now = at(50_000 + 50 * i);
+            said.extend(if i % 2 == 0 {
+                f.failed(now, &emfile)
+            } else {
+                f.accepted(now)
+            });
+        }
+        assert_eq!(said.len(), 2, "{said:#?}");
+        assert!(said[1].contains("and 99 more failures"), "{}", said[1]);
+        // Accepts with no failure before say nothing.
+        assert_eq!(AcceptFailures::default().accepted(at(0)), None);
+        assert_eq!(failures(1), "failure");
+    }
 }

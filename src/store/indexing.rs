@@ -460,9 +460,11 @@ pub(crate) fn encode_chunks(
 ) -> Result<()> {
     // Pair vocabularies reuse their words: 148,198 pairs of the bundled one hold 67,364.
     let mut words = WordVectors::new();
-    // Pairs without an offset (an offset model only): the first record and how many.
+    // Pairs without an offset (an offset model only): the first record and the distinct
+    // pairs (a build's input may repeat one).
     let offset_weight = encoder.offset_weight();
-    let mut no_offset: Option<(&PairRecord, usize)> = None;
+    let mut no_offset: Option<&PairRecord> = None;
+    let mut no_offset_seen: std::collections::HashSet<(&str, &str)> = Default::default();
     let mut done = skip;
     on_rows(done);
     for chunk in records[(skip as usize).min(records.len())..].chunks(BUILD_CHUNK) {
@@ -479,8 +481,10 @@ pub(crate) fn encode_chunks(
         vectors.iter_mut().for_each(|v| normalize_in_place(v));
         if offset_weight.is_some() {
             for (r, v) in chunk.iter().zip(&vectors) {
-                if crate::analogy::lacks_offset(v) {
-                    no_offset.get_or_insert((r, 0)).1 += 1;
+                if crate::analogy::lacks_offset(v)
+                    && no_offset_seen.insert((r.head.as_str(), r.tail.as_str()))
+                {
+                    no_offset.get_or_insert(r);
                 }
             }
         }
@@ -499,12 +503,12 @@ pub(crate) fn encode_chunks(
     }
     // Said once the rows are in, as `embed` says it: stored, such a pair ranks by its relation
     // part alone, which nothing else would tell.
-    if let (Some(w), Some((first, n))) = (offset_weight, no_offset) {
+    if let (Some(w), Some(first)) = (offset_weight, no_offset) {
         crate::embed::warn_shared_word_vector(
             &first.location(),
             &first.head,
             &first.tail,
-            n - 1,
+            no_offset_seen.len() - 1,
             &crate::embed::no_offset_consequence(w),
         );
     }

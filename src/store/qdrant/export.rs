@@ -12,9 +12,13 @@
 //! source are confirmed written ([`super::LoadProgress`]; batches are confirmed in order, so
 //! that is a prefix), and a rerun of the same export or build starts after them instead of
 //! re-sending (or re-encoding) everything. A rerun that finds points of the source missing
-//! at the end clears the checkpoint, so the next one sends everything again; points that are
-//! not the source's (another tool's, or written by hand) are counted apart, by id, and only
-//! warned of: a rerun could not remove them.
+//! at the end clears the checkpoint, so the next one sends everything again; a rerun of a
+//! load that had finished looks its points up first and sends the missing ones alone. Points
+//! `relbert index remove` took out after the source was loaded are neither (see
+//! [`super::remove`]): recorded by the removal, they are never sent again by this source and
+//! count as removed, not missing. Points that are not the source's (another tool's, or
+//! written by hand) are counted apart, by id, and only warned of: a rerun could not remove
+//! them.
 //!
 //! **Several sources.** A collection is made from one source (a local index, or a pair file
 //! encoded straight into it) and refuses another by default. With `--add`
@@ -712,18 +716,92 @@ pub struct Loader {
     total: u64,
     saved: u64,
     saved_at: Instant,
+    /// Ids `index remove` took out of the collection after this source was loaded
+    /// ([`super::RemovalRecord::removed_from`]): not sent again.
+    skip: HashSet<String>,
+    /// Points left out of the batches sent because their ids are in [`Self::skip`].
+    skipped: u64,
+    /// A load an earlier run had finished whose collection lacks points of it that no
+    /// removal took out: those ids, the only ones this run sends ([`Self::lost`]).
+    lost: Option<HashSet<String>>,
+    /// A load an earlier run had finished, checked at the start with nothing lost: the
+    /// source's distinct pairs and the ids missing (all removed), which the final check
+    /// takes rather than look every id up again.
+    checked: Option<(u64, Vec<String>)>,
+}
+
+/// The source's distinct pairs among rows `0..expected` (ids by `ids`) and the ids of those
+/// the collection lacks: looked up [`IDS_PER_COUNT`] a request, every replica asked
+/// ([`Connection::held_ids`]), so a point one replica lacks is missing.
+fn missing_of(conn: &Connection, expected: u64, ids: &IdsOf<'_>) -> Result<(u64, Vec<String>)> {
+    let (mut distinct, mut missing) = (0, Vec::new());
+    let mut start = 0;
+    while start < expected {
+        let end = (start + IDS_PER_COUNT as u64).min(expected);
+        let chunk = ids(start, end)?;
+        distinct += chunk.len() as u64;
+        let (c, wanted) = (conn.clone(), chunk.clone());
+        let held = conn.block_on(async move { c.held_ids(&wanted).await })??;
+        missing.extend(chunk.into_iter().filter(|id| !held.contains(id)));
+        start = end;
+    }
+    Ok((distinct, missing))
+}
+
+/// The ids of `missing` that no removal after `source` was loaded explains (`skip`: its
+/// removed ids, updated). While some are not explained, the removal record is read again
+/// for a few seconds ([`super::patiently`]): a removal records its ids before it deletes
+/// them, but the record reaches a node through the cluster's consensus, and the deletes
+/// may show on it first.
+fn unexplained(
+    conn: &Connection,
+    source: &str,
+    missing: &[String],
+    skip: &mut HashSet<String>,
+) -> Result<Vec<String>> {
+    let left = |skip: &HashSet<String>| -> Vec<String> {
+        missing
+            .iter()
+            .filter(|id| !skip.contains(*id))
+            .cloned()
+            .collect()
+    };
+    if left(skip).is_empty() {
+        return Ok(Vec::new());
+    }
+    let (c, source, wanted) = (conn.clone(), source.to_string(), left(skip));
+    let what = format!("{}: reading the removal record", conn.target());
+    *skip = conn.block_on(async move {
+        let shown = |r: &Result<HashSet<String>>| match r {
+            Ok(s) => wanted.iter().all(|id| s.contains(id)),
+            Err(_) => true,
+        };
+        super::patiently(
+            &what,
+            super::RECHECK_RECORD + 1,
+            super::RECHECK_UNFINISHED,
+            shown,
+            || async { Ok(c.removal_record().await?.removed_from(&source)) },
+        )
+        .await
+    })??;
+    Ok(left(skip))
 }
 
 impl Loader {
     /// Starts loading `total` rows of `record.source` into `conn`'s collection (prepared
-    /// already): reads the checkpoint of an interrupted run of the same source and turns
-    /// indexing off. The caller skips the first [`Self::resumed`] rows.
+    /// already): reads the checkpoint of an interrupted run of the same source and the ids
+    /// removed since the source was loaded (never sent again), and turns indexing off. The
+    /// caller skips the first [`Self::resumed`] rows. For a load an earlier run finished,
+    /// looks up the source's points (ids by `ids`, as [`Self::finish`] takes them): those
+    /// missing that no removal took out are [`Self::lost`], the only ones to send.
     pub fn start(
         conn: &Connection,
         record: &CollectionRecord,
         prepared: &Prepared,
         opts: &ExportOptions,
         total: u64,
+        ids: &IdsOf<'_>,
     ) -> Result<Self> {
         let c = conn.clone();
         let defer = opts.defer_indexing;
@@ -755,7 +833,35 @@ impl Loader {
         // A checkpoint at the total is only written once a load's final count agreed
         // (`finish`): the load finished, nothing was interrupted.
         let complete = total > 0 && base == total;
+        let c = conn.clone();
+        let removals = conn.block_on(async move { c.removal_record().await })??;
+        let mut skip = removals.removed_from(&record.source);
+        let (mut lost, mut checked) = (None, None);
         if complete {
+            let c = conn.clone();
+            let count = conn.block_on(async move { c.count().await })??;
+            // The count settles it when the collection holds this source alone and that
+            // many points, as in `finish`; otherwise each id is looked up.
+            let shared = key != PROGRESS_KEY || !others.is_empty();
+            if shared || count != total {
+                let (distinct, missing) = missing_of(conn, total, ids)?;
+                let gone = unexplained(conn, &record.source, &missing, &mut skip)?;
+                if gone.is_empty() {
+                    checked = Some((distinct, missing));
+                } else {
+                    lost = Some(gone.into_iter().collect::<HashSet<_>>());
+                }
+            }
+        }
+        if let Some(lost) = &lost {
+            tracing::info!(
+                "the load of {} had finished, but {} of its pairs are missing from the \
+                 collection and no `index remove` took them out (lost by the server, or \
+                 deleted by another client): sending them again",
+                record.source,
+                lost.len()
+            );
+        } else if complete {
             tracing::info!(
                 "the collection holds all {total} rows of {} already (its load finished); \
                  nothing to send, checking the count",
@@ -795,7 +901,24 @@ impl Loader {
             total,
             saved: base,
             saved_at: Instant::now(),
+            skip,
+            skipped: 0,
+            lost,
+            checked,
         })
+    }
+
+    /// For a load an earlier run finished: the ids of its points the collection lacks though
+    /// no removal took them out. The caller sends those rows' points, and only those, with
+    /// [`Self::send_lost`].
+    pub fn lost(&self) -> Option<&HashSet<String>> {
+        self.lost.as_ref()
+    }
+
+    /// Sends points of [`Self::lost`] rows (no checkpoint: the load's stays at its total, so
+    /// a run stopped now leaves a finished load, whose rerun looks for what is missing again).
+    pub fn send_lost(&mut self, points: Vec<PointStruct>) -> Result<()> {
+        self.sender.send_rows(points, 0)
     }
 
     /// Rows to skip: confirmed written by an earlier run.
@@ -822,7 +945,18 @@ impl Loader {
 
     /// Sends the points of the next `rows` rows of the source ([`Sender::send_rows`]),
     /// checkpointing when it is time.
-    pub fn send_rows(&mut self, points: Vec<PointStruct>, rows: u64) -> Result<()> {
+    pub fn send_rows(&mut self, mut points: Vec<PointStruct>, rows: u64) -> Result<()> {
+        if !self.skip.is_empty() {
+            // Removed after this source was loaded: a resend (after a failed final check
+            // reset the checkpoint) leaves them out, so they stay removed.
+            let before = points.len();
+            points.retain(|p| {
+                p.id.as_ref()
+                    .and_then(id_text)
+                    .is_none_or(|id| !self.skip.contains(&id))
+            });
+            self.skipped += (before - points.len()) as u64;
+        }
         self.sender.send_rows(points, rows)?;
         if self.saved_at.elapsed() >= CHECKPOINT_EVERY && self.confirmed() > self.saved {
             self.checkpoint(self.confirmed())?;
@@ -848,7 +982,9 @@ impl Loader {
     /// Waits for every batch, turns indexing back on and checks that the collection holds
     /// the source's points: the `expected` rows' exact count when the collection holds this
     /// source alone and that many points, else the points of the ids `ids(start, end)` gives
-    /// for the pairs of rows `start..end` (each pair once), counted by id. Points that are
+    /// for the pairs of rows `start..end` (each pair once), looked up by id. A missing point
+    /// whose id a removal recorded after this source was loaded is removed, not lost (found
+    /// by a review: a count of removed points let a loss pass as a removal). Points that are
     /// not the source's (written by another tool, or by hand) are left as they are, with a
     /// warning: they cannot be told from a missing pair by the collection's count alone, and
     /// rerunning the load would not remove them (found by an audit: one stray point made
@@ -871,6 +1007,13 @@ impl Loader {
                  a shared collection keeps each pair's first point and label"
             );
         }
+        if self.skipped > 0 {
+            tracing::info!(
+                "{} pair(s) `index remove` took out of the collection after this source was \
+                 loaded were not sent again",
+                self.skipped
+            );
+        }
         let c = self.conn.clone();
         let (count, others) = self.conn.block_on(async move {
             c.set_indexing(true).await?;
@@ -881,44 +1024,28 @@ impl Loader {
         // The exact count settles it in one call when it is the source's (as it did before
         // stray points were told apart: a stray point and a missing one at once pass it);
         // otherwise each of the source's pairs is looked for by id, which takes a request
-        // per IDS_PER_COUNT pairs.
-        let (found, distinct) = if shared || count != expected {
-            let (mut found, mut distinct) = (0, 0);
-            let mut start = 0;
-            while start < expected {
-                let end = (start + IDS_PER_COUNT as u64).min(expected);
-                let chunk = ids(start, end)?;
-                distinct += chunk.len() as u64;
-                let c = self.conn.clone();
-                found += self
-                    .conn
-                    .block_on(async move { c.count_ids(&chunk).await })??;
-                start = end;
-            }
-            (found, distinct)
-        } else {
-            (count, expected)
+        // per IDS_PER_COUNT pairs (done at the start already for a finished load that
+        // lost nothing).
+        let (distinct, missing) = match self.checked.take() {
+            Some(checked) => checked,
+            None if shared || count != expected => missing_of(&self.conn, expected, ids)?,
+            None => (expected, Vec::new()),
         };
-        // A load an earlier run had finished sent nothing: pairs `index remove` took out
-        // since are missing, and stay removed (see `super::remove`). Up to as many missing
-        // points as were removed are taken for those; more means points were lost.
-        let mut removed = 0;
-        if self.complete && found < distinct {
-            let c = self.conn.clone();
-            let taken = self.conn.block_on(async move { c.removed().await })??;
-            if distinct - found <= taken {
-                removed = distinct - found;
-                tracing::info!(
-                    "{removed} of the {distinct} pairs of {} are not in the collection: \
-                     `index remove` took them out ({taken} point(s) removed in all), and a \
-                     rerun of a finished load does not write them again",
-                    self.source
-                );
-            }
+        let found = distinct - missing.len() as u64;
+        // Missing points that a removal recorded (before deleting them) are removed, exactly
+        // those: any other is lost.
+        let lost = unexplained(&self.conn, &self.source, &missing, &mut self.skip)?;
+        let removed = (missing.len() - lost.len()) as u64;
+        if removed > 0 {
+            tracing::info!(
+                "{removed} of the {distinct} pairs of {} are not in the collection: `index \
+                 remove` took them out, and a load of this source does not write them again",
+                self.source
+            );
         }
-        if found + removed != distinct {
-            // Points of the source are missing: the next run sends everything again rather
-            // than trust this checkpoint.
+        if !lost.is_empty() {
+            // Points of the source are missing: the next run sends everything again (but the
+            // removed ones) rather than trust this checkpoint.
             self.checkpoint(0)?;
             let what = if shared {
                 format!(
@@ -927,8 +1054,13 @@ impl Loader {
             } else {
                 format!("holds {found} of the source's {distinct} points ({count} in all)")
             };
+            let taken = if removed > 0 {
+                format!(", {removed} of those missing taken out by `index remove`")
+            } else {
+                String::new()
+            };
             return Err(self.conn.remote(format!(
-                "after the load the collection {what}; a rerun sends every point again"
+                "after the load the collection {what}{taken}; a rerun sends every point again"
             )));
         }
         let extra = if shared {
@@ -994,7 +1126,7 @@ pub struct LoadEnd {
     /// Whether an earlier run had finished this load, so this one had nothing to send.
     pub complete: bool,
     /// Pairs of the source the collection lacks because `index remove` took them out after
-    /// the load had finished (only for such a load: see [`super::remove`]).
+    /// the source was loaded (see [`super::remove`]).
     pub removed: u64,
 }
 
@@ -1004,8 +1136,9 @@ impl LoadEnd {
     /// reported as held by the collection, not as resumed: nothing was interrupted.
     fn report(self, resumed: u64, prepared: &Prepared, started: Instant) -> ExportReport {
         let (held, resumed) = if self.complete {
-            // The pairs removed since are not held.
-            ((self.held + resumed).saturating_sub(self.removed), 0)
+            // Every row was held but the pairs removed since and those sent again (held
+            // again by the time they were sent: counted in `self.held` and not in `sent`).
+            (resumed.saturating_sub(self.removed + self.sent), 0)
         } else {
             (self.held, resumed)
         };
@@ -1068,8 +1201,6 @@ pub fn export_index(
     let prepared = prepare(conn, &record, settings, asked, opts.add)?;
     let started = Instant::now();
     let n = index.count();
-    let loader = Loader::start(conn, &record, &prepared, opts, n as u64)?;
-    let resumed = loader.resumed();
     let ids = |start: u64, end: u64| -> Result<Vec<String>> {
         let mut out = Vec::with_capacity((end - start) as usize);
         for r in start as usize..end as usize {
@@ -1080,9 +1211,36 @@ pub fn export_index(
         }
         Ok(out)
     };
+    let loader = Loader::start(conn, &record, &prepared, opts, n as u64, &ids)?;
+    let resumed = loader.resumed();
     let mut respelled = 0u64;
     let end = with_loader(loader, n as u64, &ids, |loader| {
         let batch = loader.batch();
+        if let Some(lost) = loader.lost() {
+            // Only the rows whose points went missing; the first row of an id is the
+            // spelling the load sent.
+            let mut wanted = lost.clone();
+            let mut points = Vec::new();
+            for r in 0..n {
+                if wanted.is_empty() {
+                    break;
+                }
+                let p = index.pair(r)?;
+                if !wanted.remove(&point_id(p.head, p.tail)) {
+                    continue;
+                }
+                points.push(to_point(PairPoint {
+                    head: p.head,
+                    tail: p.tail,
+                    label: p.label,
+                    vector: index.vector(r)?.into_owned(),
+                }));
+                if points.len() == batch {
+                    loader.send_lost(std::mem::take(&mut points))?;
+                }
+            }
+            return loader.send_lost(points);
+        }
         let mut row = resumed as usize;
         on_points(loader.confirmed());
         while row < n {
@@ -1249,8 +1407,6 @@ pub fn build_collection(
     let n = distinct.len() as u64;
     on_total(n);
     let started = Instant::now();
-    let loader = Loader::start(conn, &record, &prepared, opts, n)?;
-    let resumed = loader.resumed();
     let dim = encoder.dim();
     let ids = |start: u64, end: u64| -> Result<Vec<String>> {
         Ok(distinct[start as usize..end as usize]
@@ -1258,12 +1414,27 @@ pub fn build_collection(
             .map(|r| point_id(&r.head, &r.tail))
             .collect())
     };
+    let loader = Loader::start(conn, &record, &prepared, opts, n, &ids)?;
+    let resumed = loader.resumed();
     let end = with_loader(loader, n, &ids, |loader| {
+        // Only the pairs whose points went missing, when the load had finished; their
+        // progress is the last of the source's.
+        let again: Option<Vec<PairRecord>> = loader.lost().map(|lost| {
+            distinct
+                .iter()
+                .filter(|r| lost.contains(&point_id(&r.head, &r.tail)))
+                .cloned()
+                .collect()
+        });
+        let (records, skip, base) = match &again {
+            Some(again) => (again.as_slice(), 0, n - again.len() as u64),
+            None => (distinct.as_slice(), resumed, 0),
+        };
         encode_chunks(
             encoder,
-            &distinct,
-            resumed,
-            on_rows,
+            records,
+            skip,
+            &|done| on_rows(base + done),
             &mut |entries, vectors| {
                 let batch = loader.batch();
                 for (i, group) in entries.chunks(batch).enumerate() {
@@ -1280,7 +1451,11 @@ pub fn build_collection(
                             })
                         })
                         .collect();
-                    loader.send(points)?;
+                    if again.is_some() {
+                        loader.send_lost(points)?;
+                    } else {
+                        loader.send(points)?;
+                    }
                 }
                 Ok(())
             },

@@ -51,8 +51,9 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, Filter, GetPointsBuilder, OptimizersConfigDiffBuilder,
-    QueryPointsBuilder, UpdateCollectionBuilder, Value,
+    read_consistency, Condition, CountPointsBuilder, Filter, GetPointsBuilder,
+    OptimizersConfigDiffBuilder, QueryPointsBuilder, ReadConsistencyType, UpdateCollectionBuilder,
+    Value,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use relbert_index::EncoderInfo;
@@ -80,25 +81,142 @@ pub const PROGRESS_KEY: &str = "relbert_progress";
 /// source, so two loaders adding at once never race on a shared list.
 pub const ADDED_SOURCE_PREFIX: &str = "relbert_source:";
 
-/// The collection-metadata key of [`Removed`]: how many points `relbert index remove` has
-/// taken out of the collection.
-pub const REMOVED_KEY: &str = "relbert_removed";
+/// Prefix of the collection-metadata keys of the record `relbert index remove` keeps of the
+/// points it deletes ([`RemovedPart`]): `relbert_removed:<run>:<part>`, one key per part of
+/// one removal, written before its deletes (so the record holds at least every point
+/// deleted) and never read back and rewritten, so two removals at once lose nothing of each
+/// other's, as the [`ADDED_SOURCE_PREFIX`] keys do for loaders.
+pub const REMOVED_PREFIX: &str = "relbert_removed:";
 
-/// How many points `relbert index remove` has taken out of a collection, in all (see
-/// [`remove`]). A rerun of a load that had finished sends nothing, so the pairs removed
-/// since stay removed; its final check finds them missing, and takes up to this many
-/// missing points for removed ones rather than for lost ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Removed {
-    /// Points removed, counted before they are deleted: a removal stopped midway and run
-    /// again counts the points it had not deleted yet twice, which only widens what a later
-    /// load's check lets pass, where counting after the deletes could leave it too narrow
-    /// and fail a load that lost nothing.
-    pub points: u64,
+/// Point ids per key of the removal record ([`RemovedPart`]): 4,096 ids are 128 KiB of
+/// text, one small change through the cluster's consensus.
+pub const REMOVED_IDS_PER_PART: usize = 4096;
+
+/// The most point ids a collection's removal record holds, every removal together: 32,768
+/// ids are 1 MiB of collection metadata ([`REMOVED_ID_BYTES`] each), which every read of the
+/// collection's info carries (each `query --collection` opens the collection so), and gRPC
+/// answers are limited to 4 MiB. A removal that would take the record past it is refused
+/// before anything is deleted.
+pub const REMOVED_IDS_MAX: usize = 32_768;
+
+/// Bytes of collection metadata per point id in the removal record: the UUID's 32 hex
+/// digits (parts add a few dozen bytes each).
+pub const REMOVED_ID_BYTES: usize = 32;
+
+/// One part of the record of one removal (`relbert index remove --collection`), under
+/// [`removed_key`]: point ids it deletes, and the sources loaded into the collection when it
+/// ran. A load of one of those sources skips these ids ([`export::Loader`]): a rerun of a
+/// load that had finished does not write the removed pairs back, and its final check takes
+/// them for removed, not lost. A source added later is not among them, so a pair it holds is
+/// written (`--add` puts a removed pair back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemovedPart {
+    /// Tags of the sources the collection held (`source_tag` of each
+    /// [`CollectionRecord::source`] and [`AddedSource::source`]).
+    pub sources: Vec<String>,
+    /// The point ids, each as the 32 hex digits of its UUID, one after another.
+    pub ids: String,
 }
 
-/// A short stable tag of a source string, for metadata keys.
-fn source_tag(source: &str) -> String {
+/// The metadata key of part `part` of removal `run` ([`RemovedPart`]).
+pub fn removed_key(run: &str, part: usize) -> String {
+    format!("{REMOVED_PREFIX}{run}:{part}")
+}
+
+/// The ids of `ids` (UUIDs, as relbert makes them: [`point_id`]) as [`RemovedPart::ids`]
+/// holds them; `None` when one is not such a UUID.
+pub fn pack_ids(ids: &[String]) -> Option<String> {
+    let mut out = String::with_capacity(ids.len() * REMOVED_ID_BYTES);
+    for id in ids {
+        let hex: String = id.chars().filter(|&c| c != '-').collect();
+        if id.len() != 36 || hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        out.push_str(&hex.to_ascii_lowercase());
+    }
+    Some(out)
+}
+
+/// The ids [`pack_ids`] packed, as [`point_id`] writes them; `None` for text it does not
+/// make.
+pub fn unpack_ids(packed: &str) -> Option<Vec<String>> {
+    if !packed.len().is_multiple_of(REMOVED_ID_BYTES)
+        || !packed.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    Some(
+        packed
+            .as_bytes()
+            .chunks(REMOVED_ID_BYTES)
+            .map(|h| {
+                // ASCII hex digits, so every cut is at a character boundary.
+                let h = std::str::from_utf8(h)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Every removal's record in a collection ([`RemovedPart`]s), as read back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RemovalRecord {
+    /// Each part: the tags of the sources it was recorded for, and its ids.
+    parts: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl RemovalRecord {
+    /// The ids removed after `source` was loaded ([`CollectionRecord::source`] or an added
+    /// source): a load of it does not write them again.
+    pub fn removed_from(&self, source: &str) -> std::collections::HashSet<String> {
+        let tag = source_tag(source);
+        self.parts
+            .iter()
+            .filter(|(sources, _)| sources.contains(&tag))
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    }
+
+    /// The ids recorded for every one of `sources` (a removal need not record them again).
+    pub fn recorded_for_all(&self, sources: &[String]) -> std::collections::HashSet<String> {
+        let tags: Vec<String> = sources.iter().map(|s| source_tag(s)).collect();
+        let mut seen: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+        for (part_tags, ids) in &self.parts {
+            for id in ids {
+                seen.entry(id)
+                    .or_default()
+                    .extend(part_tags.iter().map(String::as_str));
+            }
+        }
+        seen.into_iter()
+            .filter(|(_, have)| tags.iter().all(|t| have.contains(t.as_str())))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    /// Ids the record holds, a repeat in another part counted again (what its size grows
+    /// with).
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|(_, ids)| ids.len()).sum()
+    }
+
+    /// Whether no removal is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A short stable tag of a source string, for metadata keys and the removal record.
+pub(crate) fn source_tag(source: &str) -> String {
     Sha256::digest(source.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -1447,13 +1565,53 @@ impl Connection {
         self.metadata(key).await
     }
 
-    /// How many points `relbert index remove` has taken out of the collection ([`Removed`]);
-    /// 0 when it never has.
-    pub async fn removed(&self) -> Result<u64> {
-        Ok(self
-            .metadata::<Removed>(REMOVED_KEY)
-            .await?
-            .map_or(0, |r| r.points))
+    /// The record of the points `relbert index remove` has deleted ([`RemovalRecord`]);
+    /// empty when it never has. A part that is not what relbert writes is refused, as any of
+    /// relbert's keys.
+    pub async fn removal_record(&self) -> Result<RemovalRecord> {
+        let meta = self.all_metadata().await?;
+        let mut keys: Vec<&String> = meta
+            .keys()
+            .filter(|k| k.starts_with(REMOVED_PREFIX))
+            .collect();
+        keys.sort();
+        let mut record = RemovalRecord::default();
+        for key in keys {
+            let text = meta.get(key).and_then(string_of);
+            let text = text.ok_or_else(|| self.not_relbert_s(key, None))?;
+            let part: RemovedPart = self.decode(key, text)?;
+            let ids = unpack_ids(&part.ids).ok_or_else(|| {
+                self.refused(format!(
+                    "collection metadata {key:?} does not hold point ids as relbert writes \
+                     them: its metadata was changed by hand; choose another --collection"
+                ))
+            })?;
+            record.parts.push((part.sources, ids));
+        }
+        Ok(record)
+    }
+
+    /// Records that `ids` are removed after `sources` were loaded, under run `run`
+    /// ([`RemovedPart`], [`REMOVED_IDS_PER_PART`] ids a key). Each key is written once, so
+    /// nothing another removal wrote is read and rewritten.
+    pub async fn record_removal(
+        &self,
+        run: &str,
+        sources: &[String],
+        ids: &[String],
+    ) -> Result<()> {
+        let tags: Vec<String> = sources.iter().map(|s| source_tag(s)).collect();
+        for (n, chunk) in ids.chunks(REMOVED_IDS_PER_PART).enumerate() {
+            let packed = pack_ids(chunk).ok_or_else(|| {
+                Error::Internal(format!("a point id to remove is not a UUID: {chunk:?}"))
+            })?;
+            let part = RemovedPart {
+                sources: tags.clone(),
+                ids: packed,
+            };
+            self.set_metadata(&removed_key(run, n), &part).await?;
+        }
+        Ok(())
     }
 
     /// The server's version as it reports it (`health_check`), e.g. `1.18.3`.
@@ -1534,20 +1692,62 @@ impl Connection {
     /// How many of the points `ids` the collection holds (exact; several requests for many
     /// ids).
     pub async fn count_ids(&self, ids: &[String]) -> Result<u64> {
+        self.count_ids_read(ids, None).await
+    }
+
+    /// [`Self::count_ids`], every active replica of each shard asked ([`every_replica`]).
+    pub async fn count_ids_on_every_replica(&self, ids: &[String]) -> Result<u64> {
+        self.count_ids_read(ids, Some(every_replica())).await
+    }
+
+    async fn count_ids_read(
+        &self,
+        ids: &[String],
+        read: Option<read_consistency::Value>,
+    ) -> Result<u64> {
         let mut found = 0;
         for chunk in ids.chunks(IDS_PER_COUNT) {
             let filter = Filter::must([Condition::has_id(chunk.iter().map(|s| s.as_str()))]);
             let r = self
                 .call("counting a source's points", Hedge::Scan, |c, name| {
-                    let b = CountPointsBuilder::new(name)
+                    let mut b = CountPointsBuilder::new(name)
                         .filter(filter.clone())
                         .exact(true);
+                    if let Some(read) = &read {
+                        b = b.read_consistency(*read);
+                    }
                     async move { c.count(b).await }
                 })
                 .await?;
             found += r.result.map(|r| r.count).unwrap_or(0);
         }
         Ok(found)
+    }
+
+    /// Which of the points `ids` the collection holds, every active replica of each shard
+    /// asked ([`every_replica`]): [`IDS_PER_COUNT`] ids a request, without payloads or
+    /// vectors.
+    pub async fn held_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        let mut held = std::collections::HashSet::new();
+        for chunk in ids.chunks(IDS_PER_COUNT) {
+            let wanted: Vec<qdrant_client::qdrant::PointId> =
+                chunk.iter().map(|id| id.clone().into()).collect();
+            let got = self
+                .call("looking up points", Hedge::Scan, |q, name| {
+                    let b = GetPointsBuilder::new(name, wanted.clone())
+                        .with_payload(false)
+                        .with_vectors(false)
+                        .read_consistency(every_replica());
+                    async move { q.get_points(b).await }
+                })
+                .await?;
+            held.extend(
+                got.result
+                    .iter()
+                    .filter_map(|p| p.id.as_ref().and_then(export::id_text)),
+            );
+        }
+        Ok(held)
     }
 
     /// Turns Qdrant's vector indexing of new segments off (during a bulk load) or back on at
@@ -1570,13 +1770,36 @@ impl Connection {
 
     /// The exact number of points in the collection.
     pub async fn count(&self) -> Result<u64> {
+        self.count_read(None).await
+    }
+
+    /// [`Self::count`], every active replica of each shard asked ([`every_replica`]).
+    pub async fn count_on_every_replica(&self) -> Result<u64> {
+        self.count_read(Some(every_replica())).await
+    }
+
+    async fn count_read(&self, read: Option<read_consistency::Value>) -> Result<u64> {
         let r = self
-            .call("counting points", Hedge::Scan, |c, name| async move {
-                c.count(CountPointsBuilder::new(name).exact(true)).await
+            .call("counting points", Hedge::Scan, |c, name| {
+                let mut b = CountPointsBuilder::new(name).exact(true);
+                if let Some(read) = &read {
+                    b = b.read_consistency(*read);
+                }
+                async move { c.count(b).await }
             })
             .await?;
         Ok(r.result.map(|r| r.count).unwrap_or(0))
     }
+}
+
+/// The read consistency that asks every active replica of a shard ([`ReadConsistencyType`]
+/// `All`) rather than one: Qdrant then answers a count with the smallest replica's and a
+/// lookup with the points every replica holds, and fails when a replica does not answer
+/// (retried as any failure). A removal reads so: one replica asked alone answers from
+/// where it is, and one behind the others (catching up after a restart) made a removal
+/// that had done its work report another writer's.
+fn every_replica() -> read_consistency::Value {
+    read_consistency::Value::Type(ReadConsistencyType::All as i32)
 }
 
 /// Why a collection's vectors (Qdrant's `distance` code and `size`) cannot hold relbert's
@@ -2416,5 +2639,45 @@ mod tests {
         ));
         assert!(matches!(r, Err(Error::Remote { .. })), "{r:?}");
         assert_eq!(reads.get(), 1);
+    }
+
+    /// The removal record keeps point ids at 32 bytes each and gives them back as
+    /// [`point_id`] writes them; text it does not make is not taken for ids.
+    #[test]
+    fn removed_ids_are_packed_and_read_back() {
+        let ids = vec![point_id("dog", "puppy"), point_id("caf\u{e9}", "paris")];
+        let packed = pack_ids(&ids).unwrap();
+        assert_eq!(packed.len(), ids.len() * REMOVED_ID_BYTES);
+        assert_eq!(unpack_ids(&packed).unwrap(), ids);
+        assert_eq!(pack_ids(&["7".to_string()]), None);
+        assert_eq!(unpack_ids("abc"), None);
+        assert_eq!(unpack_ids(&"z".repeat(32)), None);
+        assert_eq!(unpack_ids("").unwrap(), Vec::<String>::new());
+    }
+
+    /// A source skips the ids removed after it was loaded, not those removed before it was
+    /// added (which it puts back); an id is recorded again only for a source it was not
+    /// recorded for.
+    #[test]
+    fn removed_ids_count_for_the_sources_loaded_then() {
+        let (a, b) = ("index 1".to_string(), "pairs sha256:2".to_string());
+        let (x, y) = (point_id("x", "1"), point_id("y", "2"));
+        let record = RemovalRecord {
+            parts: vec![
+                (vec![source_tag(&a)], vec![x.clone()]),
+                (vec![source_tag(&a), source_tag(&b)], vec![y.clone()]),
+            ],
+        };
+        assert_eq!(
+            record.removed_from(&a),
+            [x.clone(), y.clone()].into_iter().collect()
+        );
+        assert_eq!(record.removed_from(&b), [y.clone()].into_iter().collect());
+        assert_eq!(
+            record.recorded_for_all(std::slice::from_ref(&a)),
+            [x.clone(), y.clone()].into_iter().collect()
+        );
+        assert_eq!(record.recorded_for_all(&[a, b]), [y].into_iter().collect());
+        assert_eq!(record.len(), 2);
     }
 }

@@ -7,48 +7,49 @@
 //! [`Connection::call`]; a delete by id is harmless twice, so a removal stopped at any
 //! moment (a kill, a failed batch, Ctrl-C) leaves a collection that the same command, run
 //! again, finishes: it finds only the points still there. A removal ends with an exact
-//! check: none of the ids removed is left, and the collection holds the count it held before
-//! less the points removed.
+//! check: none of the ids removed is left, the collection holds the count it held before
+//! less the points removed, and no load into it has started meanwhile. Its reads ask every
+//! active replica of a shard (`ReadConsistency` `All`), so a replica behind the others is
+//! not taken for another writer.
 //!
 //! **Loads.** A collection whose load has not finished (a checkpoint below its source's
-//! total, or a load running now) is refused: the load, resumed, sends the rows after its
-//! checkpoint again, the removed pairs among them, and its final check, counting the
-//! source's pairs by id, finds the removed ones missing, resets its checkpoint and sends
-//! everything again. Refused, the user finishes the load first and then removes, and the
-//! removed pairs stay removed: a rerun of a load that had finished sends nothing.
+//! total, or a load running now) is refused: the load, resumed, would send the rows after
+//! its checkpoint again, and a pair removed before it wrote that pair's row would come
+//! back. The state is read again at the final check, and a load that has left its mark
+//! meanwhile (a new or resumed one records its checkpoint before it sends anything) fails
+//! the removal, saying to run it again once the load has finished. A rerun of a load that
+//! had finished leaves no mark, and needs none: it skips the removed ids (below).
 //!
-//! **Growth.** The number of points removed is kept in the collection's metadata
-//! ([`super::Removed`]), written before the deletes. A rerun of a finished load (the same
-//! export or build) sends nothing and checks that the collection still holds its source's
-//! pairs: the pairs removed since are missing, and that check takes up to that many missing
-//! points for removed ones ([`super::export::Loader::finish`]). So removed pairs are not
-//! brought back by a rerun of the load that wrote them; a source added later (`--add`)
-//! that holds one writes it again, as it writes any pair the collection lacks.
+//! **The record.** Before the first delete, the ids about to be deleted are recorded in the
+//! collection's metadata with the sources loaded into it ([`super::RemovedPart`], keys of
+//! their own per run, so the record holds at least every id deleted and two removals at
+//! once lose nothing of each other's). A load of one of those sources does not send them
+//! again, and its final check takes them for removed, where other missing points are lost
+//! ones, sent again ([`super::export::Loader`]): a rerun of the load that wrote a removed
+//! pair does not bring it back, and a loss is never hidden by a removal. A source added
+//! later (`--add`) is not among those sources, so a removed pair it holds is written again,
+//! as it writes any pair the collection lacks. Ids recorded already for every source are
+//! not recorded twice (a rerun of a stopped removal adds nothing, once the record has
+//! reached the node it reads from); the record is capped at [`super::REMOVED_IDS_MAX`] ids,
+//! a removal past it refused before anything is deleted.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use qdrant_client::qdrant::{DeletePointsBuilder, GetPointsBuilder, PointId, PointsIdsList};
+use qdrant_client::qdrant::{DeletePointsBuilder, PointId, PointsIdsList};
 
-use super::export::id_text;
 use super::{
-    open_state, patiently, spelling_ids, Connection, Hedge, Removed, RECHECK_RECORD,
-    RECHECK_UNFINISHED, REMOVED_KEY,
+    open_state, patiently, spelling_ids, Connection, Hedge, RECHECK_RECORD, RECHECK_UNFINISHED,
+    REMOVED_IDS_MAX, REMOVED_ID_BYTES,
 };
 use crate::error::{Error, Result};
 use crate::pairs::PairRecord;
 
-/// Point ids per delete request. A batch is also the most a stop waits for; 512 ids is
-/// one small request, applied in milliseconds on a healthy cluster.
+/// Point ids per delete request: one small request, applied in milliseconds on a healthy
+/// cluster.
 pub const DELETE_BATCH: usize = 512;
 
 /// Point ids per request while finding which pairs the collection holds ([`plan`]).
 const LOOKUP_BATCH: usize = super::IDS_PER_COUNT;
-
-/// How often a run waiting for a request looks whether it was asked to stop.
-const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// What a removal found ([`plan`]): the points to delete and what the input held.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,49 +64,9 @@ pub struct Plan {
     pub ids: Vec<String>,
     /// Points the collection held when it was counted, before anything was deleted.
     pub count: u64,
-}
-
-/// How a removal's deletes ended ([`delete`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deleted {
-    /// Every point is deleted, and the collection holds `count` points: what it held less
-    /// those deleted, as the final check found.
-    Done {
-        /// Points in the collection after the removal.
-        count: u64,
-    },
-    /// Stopped (the stop flag was set) after `removed` points were confirmed deleted; the
-    /// batch in flight may or may not have been applied.
-    Stopped {
-        /// Points confirmed deleted.
-        removed: u64,
-    },
-}
-
-/// Runs `fut` on `conn`'s runtime until it ends, or until `stop` is set (then it is dropped
-/// and `None` is given): a stop asked for while a request waits on a slow node must not wait
-/// for the request's retries. Dropping a delete in flight is safe: the server applies it
-/// whole or not at all, and a rerun deletes whatever it did not.
-fn unless_stopped<T: Send + 'static>(
-    conn: &Connection,
-    stop: &AtomicBool,
-    fut: impl Future<Output = Result<T>> + Send + 'static,
-) -> Result<Option<T>> {
-    if stop.load(Ordering::SeqCst) {
-        return Ok(None);
-    }
-    let handle = conn.spawn(fut);
-    while !handle.is_finished() {
-        if stop.load(Ordering::SeqCst) {
-            handle.abort();
-            return Ok(None);
-        }
-        std::thread::sleep(STOP_POLL);
-    }
-    match conn.block_on(handle)? {
-        Ok(r) => r.map(Some),
-        Err(e) => Err(conn.remote(format!("the client's task ended without an answer: {e}"))),
-    }
+    /// The sources loaded into the collection (the first, then those added), for the
+    /// removal's record.
+    pub sources: Vec<String>,
 }
 
 /// The refusal of a collection with an unfinished load (see the module docs for why).
@@ -125,19 +86,14 @@ fn unfinished(conn: &Connection, u: &super::Unfinished) -> Error {
 
 /// Finds the points of `records` in `conn`'s collection: opened as `query` opens it (it
 /// must exist and carry relbert's record; refused when a load into it has not finished),
-/// counted, and each pair's ids ([`spelling_ids`]) looked up, 4,096 ids a request.
-/// `on_looked` is told how many records are looked up. Refuses to take out every point
-/// (relbert does not make an empty collection, as it makes no empty index). `None` when
-/// `stop` was set on the way (nothing is changed before [`delete`]).
-pub fn plan(
-    conn: &Connection,
-    records: &[PairRecord],
-    stop: &AtomicBool,
-    on_looked: &dyn Fn(u64),
-) -> Result<Option<Plan>> {
+/// counted, and each pair's ids ([`spelling_ids`]) looked up, 4,096 ids a request, every
+/// replica asked (see the module docs). `on_looked` is told how many records are looked up.
+/// Refuses to take out every point (relbert does not make an empty collection, as it makes
+/// no empty index). Changes nothing.
+pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) -> Result<Plan> {
     let c = conn.clone();
-    let opened = unless_stopped(conn, stop, async move {
-        let (_, state) = open_state(&c, RECHECK_UNFINISHED, || c.exists(), || c.state())
+    let (count, sources) = conn.block_on(async move {
+        let (record, state) = open_state(&c, RECHECK_UNFINISHED, || c.exists(), || c.state())
             .await
             .map_err(|e| match e {
                 Error::NoCollection { .. } => c.no_collection(
@@ -149,11 +105,9 @@ pub fn plan(
         if let Some(u) = state.unfinished.first() {
             return Err(unfinished(&c, u));
         }
-        c.count().await
-    })?;
-    let Some(count) = opened else {
-        return Ok(None);
-    };
+        let sources: Vec<String> = std::iter::once(record.source).chain(state.added).collect();
+        Ok((c.count_on_every_replica().await?, sources))
+    })??;
     let wanted: Vec<Vec<String>> = records
         .iter()
         .map(|r| spelling_ids(&r.head, &r.tail))
@@ -168,29 +122,9 @@ pub fn plan(
             n += wanted[end].len();
             end += 1;
         }
-        let ids: Vec<PointId> = wanted[start..end]
-            .iter()
-            .flatten()
-            .map(|id| id.clone().into())
-            .collect();
+        let ids: Vec<String> = wanted[start..end].iter().flatten().cloned().collect();
         let c = conn.clone();
-        let got = unless_stopped(conn, stop, async move {
-            c.call("finding the pairs' points", Hedge::Scan, |q, name| {
-                let b = GetPointsBuilder::new(name, ids.clone())
-                    .with_payload(false)
-                    .with_vectors(false);
-                async move { q.get_points(b).await }
-            })
-            .await
-        })?;
-        let Some(got) = got else {
-            return Ok(None);
-        };
-        held.extend(
-            got.result
-                .iter()
-                .filter_map(|p| p.id.as_ref().and_then(id_text)),
-        );
+        held.extend(conn.block_on(async move { c.held_ids(&ids).await })??);
         on_looked(end as u64);
         start = end;
     }
@@ -200,6 +134,7 @@ pub fn plan(
         repeated: 0,
         ids: Vec::new(),
         count,
+        sources,
     };
     let mut taken = HashSet::new();
     for ids in &wanted {
@@ -225,38 +160,55 @@ pub fn plan(
              leave it empty, which relbert does not make (delete the collection instead)"
         )));
     }
-    Ok(Some(plan))
+    Ok(plan)
+}
+
+/// A run id for the removal record's keys: random, so two removals at once write keys of
+/// their own.
+fn run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// Deletes the points `plan` found, [`DELETE_BATCH`] ids a request (`wait=true`, retried on
 /// another node), telling `on_removed` how many are confirmed deleted after each batch, and
-/// checks the collection after the last: none of the ids left, and `plan.count` less the
-/// points deleted in it. Before the first delete, the points are added to the collection's
-/// count of removed points ([`Removed`]; see the module docs). Stops between batches, or
-/// while one waits, once `stop` is set ([`Deleted::Stopped`]).
-pub fn delete(
-    conn: &Connection,
-    plan: &Plan,
-    stop: &AtomicBool,
-    on_removed: &dyn Fn(u64),
-) -> Result<Deleted> {
+/// checks the collection after the last (every replica asked): no load into it has started
+/// meanwhile, none of the ids is left, and it holds `plan.count` less the points deleted.
+/// Before the first delete, the ids are recorded in the collection's metadata (see the
+/// module docs; refused, with nothing changed, when the record would pass
+/// [`REMOVED_IDS_MAX`] ids). Gives the collection's count after the removal.
+pub fn delete(conn: &Connection, plan: &Plan, on_removed: &dyn Fn(u64)) -> Result<u64> {
     let n = plan.ids.len() as u64;
-    let c = conn.clone();
-    let recorded = unless_stopped(conn, stop, async move {
-        let before = c.removed().await?;
-        let removed = Removed {
-            points: before.saturating_add(n),
-        };
-        c.set_metadata(REMOVED_KEY, &removed).await
-    })?;
-    if recorded.is_none() {
-        return Ok(Deleted::Stopped { removed: 0 });
-    }
+    let (c, ids, sources) = (conn.clone(), plan.ids.clone(), plan.sources.clone());
+    conn.block_on(async move {
+        let record = c.removal_record().await?;
+        let recorded = record.recorded_for_all(&sources);
+        let new: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !recorded.contains(id))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let after = record.len() + new.len();
+        if after > REMOVED_IDS_MAX {
+            return Err(c.refused(format!(
+                "removing these {} points would take the collection's record of removed \
+                 points (kept so that reruns of its loads do not bring them back) to {after} \
+                 ids, past the {REMOVED_IDS_MAX} relbert keeps ({REMOVED_ID_BYTES} bytes of \
+                 collection metadata each, read with every open of the collection); it holds \
+                 {} already: remove fewer pairs, or export or build the collection anew, \
+                 without them (a new collection's record is empty)",
+                new.len(),
+                record.len()
+            )));
+        }
+        c.record_removal(&run_id(), &sources, &new).await
+    })??;
     let mut removed = 0u64;
     for chunk in plan.ids.chunks(DELETE_BATCH) {
         let ids: Vec<PointId> = chunk.iter().map(|id| id.clone().into()).collect();
         let c = conn.clone();
-        let done = unless_stopped(conn, stop, async move {
+        conn.block_on(async move {
             // Harmless twice (a delete of an id not held does nothing), so a slow node is
             // not waited for alone.
             c.call("removing points", Hedge::Write, |q, name| {
@@ -266,22 +218,20 @@ pub fn delete(
                 async move { q.delete_points(b).await }
             })
             .await
-        })?;
-        if done.is_none() {
-            return Ok(Deleted::Stopped { removed });
-        }
+        })??;
         removed += chunk.len() as u64;
         on_removed(removed);
     }
     let expected = plan.count.saturating_sub(n);
     let ids = plan.ids.clone();
     let c = conn.clone();
-    let checked = unless_stopped(conn, stop, async move {
-        // Read again for a moment while it does not add up: a replica the count is read
-        // from may apply the last deletes a little after the node that confirmed them.
+    let (unfinished_now, left, now) = conn.block_on(async move {
+        // Read again for a moment while it does not add up: metadata reaches this node
+        // through the cluster's consensus (a node behind may still show a load's earlier
+        // checkpoint), and a replica just restarted may be catching up.
         let what = format!("{}: checking the removal", c.target());
-        let shown = |r: &Result<(u64, u64)>| match r {
-            Ok((left, now)) => *left == 0 && *now == expected,
+        let shown = |r: &Result<(Option<super::Unfinished>, u64, u64)>| match r {
+            Ok((u, left, now)) => u.is_none() && *left == 0 && *now == expected,
             Err(_) => true,
         };
         patiently(
@@ -289,13 +239,28 @@ pub fn delete(
             RECHECK_RECORD + 1,
             RECHECK_UNFINISHED,
             shown,
-            || async { Ok((c.count_ids(&ids).await?, c.count().await?)) },
+            || async {
+                let state = c.state().await?;
+                Ok((
+                    state.unfinished.into_iter().next(),
+                    c.count_ids_on_every_replica(&ids).await?,
+                    c.count_on_every_replica().await?,
+                ))
+            },
         )
         .await
-    })?;
-    let Some((left, now)) = checked else {
-        return Ok(Deleted::Stopped { removed });
-    };
+    })??;
+    if let Some(u) = unfinished_now {
+        let got = match (u.rows, u.total) {
+            (Some(r), Some(t)) => format!(" (its last checkpoint confirms {r} of its {t} rows)"),
+            _ => String::new(),
+        };
+        return Err(conn.refused(format!(
+            "a load of {} into the collection started while the {n} points were removed{got}: \
+             it may write some of them again; once it has finished, run this removal again",
+            u.source
+        )));
+    }
     if left > 0 {
         return Err(conn.remote(format!(
             "after the deletes, {left} of the {n} points removed are still in the collection \
@@ -305,10 +270,10 @@ pub fn delete(
     if now != expected {
         return Err(conn.rejected(format!(
             "the {n} points are removed (none is left), but the collection holds {now} \
-             points, not the {} less {n} = {expected} expected: another writer added or \
-             removed points meanwhile",
+             points, not the {} less {n} = {expected} expected, every replica asked: another \
+             client wrote or deleted points meanwhile",
             plan.count
         )));
     }
-    Ok(Deleted::Done { count: now })
+    Ok(now)
 }
