@@ -47,7 +47,12 @@ fn main() {
         if stdout_reader_gone(&e) {
             // A run holding work files ignores SIGPIPE so that its clean-up runs (see
             // `cli::interrupt::Interrupts`); it then ends as SIGPIPE would have ended it:
-            // quietly, with the status a shell gives a process SIGPIPE killed.
+            // quietly, with the status a shell gives a process SIGPIPE killed. SIGPIPE is
+            // ignored again first: `exit` flushes standard output's buffer, and a partial line
+            // left there met the restored default action and killed the process by the signal
+            // (found by a review).
+            // SAFETY: signal(2) with SIG_IGN, a valid disposition.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
             std::process::exit(128 + libc::SIGPIPE);
         }
         relbert::say!("error: {e:#}");

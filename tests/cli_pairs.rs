@@ -2018,6 +2018,57 @@ fn a_reader_that_goes_away_leaves_no_work_directory() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+
+    // Review (s19): a reader that takes part of a long output and goes (`| head -c 100`)
+    // left a partial line in standard output's buffer, whose flush at exit met SIGPIPE's
+    // default action again: killed by the signal, not ended with status 141.
+    let corpus = dir.path().join("many.txt");
+    // Words of letters only (digits make no term): `ab`, `ac`, … in base 26.
+    let word = |mut i: usize| {
+        let mut w = String::from("w");
+        for _ in 0..3 {
+            w.push((b'a' + (i % 26) as u8) as char);
+            i /= 26;
+        }
+        w
+    };
+    // Sentences of twelve words drawn from 17,576 (a fixed sequence): many pairs, output
+    // far longer than a pipe's buffer, in lines of many lengths.
+    let mut next = 12345usize;
+    let text: String = (0..4000)
+        .map(|_| {
+            let words: Vec<String> = (0..12)
+                .map(|_| {
+                    next = (next * 1_103_515_245 + 12_345) % 2_147_483_648;
+                    word(next % 17_576)
+                })
+                .collect();
+            format!("{}.\n\n", words.join(" "))
+        })
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .env("TMPDIR", &tmp)
+        .args(["pairs", "mine", "--out", "-", "--corpus"])
+        .arg(&corpus)
+        .args(EVERYTHING)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{:?}: {err}", out.status);
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
 }
 
 /// Audit (s19): the summary's pass names were padded to 18 columns, so `merging and ranking`

@@ -712,7 +712,8 @@ fn control_characters_in_labels_are_shown_escaped_in_the_table() {
     let pairs = dir.path().join("ctl.tsv");
     std::fs::write(
         &pairs,
-        "paris\tfrance\tcapital\ntokyo\tjapan\tcap\x1b[2J\ndog\tpuppy\tyoung\u{202e}x\n",
+        "paris\tfrance\tcapital\ntokyo\tjapan\tcap\x1b[2J\ndog\tpuppy\tyoung\u{202e}x\n\
+         cat\tkitten\tyoung\u{200f}y\u{2028}z\n",
     )
     .unwrap();
     let idx = common::tiny_index(&pairs, &dir.path().join("idx"));
@@ -724,11 +725,13 @@ fn control_characters_in_labels_are_shown_escaped_in_the_table() {
         .success();
     let out = stdout(&a);
     assert!(
-        !out.contains('\x1b') && !out.contains('\u{202e}'),
+        !out.contains(['\x1b', '\u{202e}', '\u{200f}', '\u{2028}']),
         "{out:?}"
     );
     assert!(
-        out.contains("cap\\u{1b}[2J\n") && out.contains("young\\u{202e}x\n"),
+        out.contains("cap\\u{1b}[2J\n")
+            && out.contains("young\\u{202e}x\n")
+            && out.contains("young\\u{200f}y\\u{2028}z\n"),
         "{out}"
     );
     // The scores still line up.

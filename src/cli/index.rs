@@ -1043,7 +1043,8 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
     let _interrupt = super::interrupt::CollectionLoad::install_saying(format!(
         "interrupted; {target} keeps every point not removed yet: the same command, with the \
          same pairs, removes the rest (a point is removed by its id, so removing it twice is \
-         harmless)"
+         harmless; until it has, the pairs recorded for this removal are left out of reruns \
+         of the collection's loads all the same)"
     ));
     let records = read_all(&a.pairs)?;
     let total = records.len();

@@ -528,6 +528,8 @@ fn resume_message(partial: &std::path::Path, kept: &str, stdin_again: bool) -> S
 /// the collection keeps the points written so far and that the same command resumes, with
 /// 128 plus the signal's number (these loads were ended by the signal without a word, unlike
 /// the local `index build`'s [`Resumable`]). There is nothing of relbert's on disk to remove.
+/// `index remove --collection` takes it too, with its own message
+/// ([`CollectionLoad::install_saying`]).
 pub(super) struct CollectionLoad(Arc<AtomicBool>);
 
 impl CollectionLoad {

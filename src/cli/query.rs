@@ -887,12 +887,18 @@ fn print_table(
 }
 
 /// `text` as the table shows it to people: control characters (an ESC sequence in a pair
-/// file's label cleared the terminal; a tab or line end broke the columns) and the
-/// bidirectional overrides and isolates (which reorder what follows on the line) written as
+/// file's label cleared the terminal; a tab or line end broke the columns), the
+/// bidirectional overrides, isolates and marks (which reorder what follows on the line) and
+/// the Unicode line and paragraph separators written as
 /// Rust escapes, `\u{1b}`; everything else as it is. `--json` escapes them in its strings.
 fn for_people(text: &str) -> std::borrow::Cow<'_, str> {
-    let hidden =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    // Also the direction marks (LRM, RLM, ALM) and the line and paragraph separators, which
+    // still reordered or broke the line (found by a review).
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}')
+    };
     if !text.contains(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -431,12 +431,12 @@ impl View {
 }
 
 /// Blocking work noted by [`AppState::doing`] while it runs.
-struct Doing<'a> {
-    state: &'a AppState,
+struct Doing {
+    state: Arc<AppState>,
     what: &'static str,
 }
 
-impl Drop for Doing<'_> {
+impl Drop for Doing {
     fn drop(&mut self) {
         let mut running = self
             .state
@@ -670,12 +670,15 @@ impl AppState {
     }
 
     /// Notes `what` as running in the background until the guard returned is dropped.
-    fn doing(&self, what: &'static str) -> Doing<'_> {
+    fn doing(self: &Arc<Self>, what: &'static str) -> Doing {
         self.background
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(what);
-        Doing { state: self, what }
+        Doing {
+            state: self.clone(),
+            what,
+        }
     }
 
     /// Follows a local index's directory, as a `relbert query` stream does: when it holds
@@ -869,7 +872,15 @@ impl AppState {
             return Ok(false);
         };
         let looked = Self::look_at_collection(followed);
-        let failed = looked.as_ref().err().map(ToString::to_string);
+        // Only the nodes not reached (after the client's retries) make the server unready: a
+        // look refused for what the collection holds (its record edited by hand) leaves the
+        // queries working, and a load balancer must not drop a server that answers (found by
+        // a review).
+        let failed = looked
+            .as_ref()
+            .err()
+            .filter(|e| matches!(e, crate::Error::Remote { .. }))
+            .map(ToString::to_string);
         let was = std::mem::replace(
             &mut *followed
                 .unreachable
@@ -1203,11 +1214,14 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
     let state = AppState::new(&opts);
     let loader = state.clone();
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<Error>();
+    // Noted before the thread is started: a signal before it ran said nothing of the load
+    // (found by a review: a test asserting the note could fail on a loaded machine).
+    let loading = loader.doing(match loader.backend {
+        Backend::Index(_) => "loading the index and model",
+        Backend::Qdrant { .. } => "opening the collection and loading the model",
+    });
     tokio::task::spawn_blocking(move || {
-        let _doing = loader.doing(match loader.backend {
-            Backend::Index(_) => "loading the index and model",
-            Backend::Qdrant { .. } => "opening the collection and loading the model",
-        });
+        let _doing = loading;
         if let Err(e) = loader.load() {
             let _ = failed_tx.send(e);
         }

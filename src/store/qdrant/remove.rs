@@ -62,6 +62,11 @@ pub struct Plan {
     pub repeated: u64,
     /// The ids of the points to delete, each once, in input order.
     pub ids: Vec<String>,
+    /// The ids of the pairs read that every replica does not hold, deleted too (not counted,
+    /// not recorded): a point one replica holds and a lagging one does not yet is not found
+    /// by a lookup that asks every replica, and it survived a removal that said it was done
+    /// (found by a review). Deleting an id not held does nothing.
+    pub unseen: Vec<String>,
     /// Points the collection held when it was counted, before anything was deleted.
     pub count: u64,
     /// The sources loaded into the collection (the first, then those added), for the
@@ -133,6 +138,7 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
         not_held: 0,
         repeated: 0,
         ids: Vec::new(),
+        unseen: Vec::new(),
         count,
         sources,
     };
@@ -148,6 +154,11 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
                 plan.ids.push(id.clone());
             }
         }
+        plan.unseen.extend(
+            ids.iter()
+                .filter(|id| !held.contains(*id) && taken.insert((*id).clone()))
+                .cloned(),
+        );
         if found.is_empty() {
             plan.not_held += 1;
         } else if plan.ids.len() == before {
@@ -161,6 +172,23 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
         )));
     }
     Ok(plan)
+}
+
+/// Deletes the points of `ids` (`wait=true`). Harmless twice (a delete of an id not held
+/// does nothing), so a slow node is not waited for alone: retried on another.
+fn delete_batch(conn: &Connection, ids: &[String]) -> Result<()> {
+    let ids: Vec<PointId> = ids.iter().map(|id| id.clone().into()).collect();
+    let c = conn.clone();
+    conn.block_on(async move {
+        c.call("removing points", Hedge::Write, |q, name| {
+            let b = DeletePointsBuilder::new(name)
+                .points(PointsIdsList { ids: ids.clone() })
+                .wait(true);
+            async move { q.delete_points(b).await }
+        })
+        .await
+    })??;
+    Ok(())
 }
 
 /// A run id for the removal record's keys: random, so two removals at once write keys of
@@ -192,12 +220,12 @@ pub fn delete(conn: &Connection, plan: &Plan, on_removed: &dyn Fn(u64)) -> Resul
         let after = record.len() + new.len();
         if after > REMOVED_IDS_MAX {
             return Err(c.refused(format!(
-                "removing these {} points would take the collection's record of removed \
-                 points (kept so that reruns of its loads do not bring them back) to {after} \
-                 ids, past the {REMOVED_IDS_MAX} relbert keeps ({REMOVED_ID_BYTES} bytes of \
-                 collection metadata each, read with every open of the collection); it holds \
-                 {} already: remove fewer pairs, or export or build the collection anew, \
-                 without them (a new collection's record is empty)",
+                "removing these {n} points ({} of them not recorded yet) would take the \
+                 collection's record of removed points (kept so that reruns of its loads do \
+                 not bring them back) to {after} ids, past the {REMOVED_IDS_MAX} relbert keeps \
+                 ({REMOVED_ID_BYTES} bytes of collection metadata each, read with every open \
+                 of the collection); it holds {} already: remove fewer pairs, or export or \
+                 build the collection anew, without them (a new collection's record is empty)",
                 new.len(),
                 record.len()
             )));
@@ -206,21 +234,12 @@ pub fn delete(conn: &Connection, plan: &Plan, on_removed: &dyn Fn(u64)) -> Resul
     })??;
     let mut removed = 0u64;
     for chunk in plan.ids.chunks(DELETE_BATCH) {
-        let ids: Vec<PointId> = chunk.iter().map(|id| id.clone().into()).collect();
-        let c = conn.clone();
-        conn.block_on(async move {
-            // Harmless twice (a delete of an id not held does nothing), so a slow node is
-            // not waited for alone.
-            c.call("removing points", Hedge::Write, |q, name| {
-                let b = DeletePointsBuilder::new(name)
-                    .points(PointsIdsList { ids: ids.clone() })
-                    .wait(true);
-                async move { q.delete_points(b).await }
-            })
-            .await
-        })??;
+        delete_batch(conn, chunk)?;
         removed += chunk.len() as u64;
         on_removed(removed);
+    }
+    for chunk in plan.unseen.chunks(DELETE_BATCH) {
+        delete_batch(conn, chunk)?;
     }
     let expected = plan.count.saturating_sub(n);
     let ids = plan.ids.clone();
