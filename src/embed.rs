@@ -452,6 +452,50 @@ pub fn warn_shared_word_vector(
     );
 }
 
+/// The pairs without an offset met while embedding with a model of offset weight `w` (none
+/// is looked for without one): the first, for its place, and the distinct ones, for the
+/// count; said once at the end ([`NoOffsetPairs::warn`]). `embed`, `index build` and `index
+/// add` keep one.
+pub struct NoOffsetPairs<'a> {
+    offset_weight: Option<f32>,
+    first: Option<&'a PairRecord>,
+    seen: std::collections::HashSet<(&'a str, &'a str)>,
+}
+
+impl<'a> NoOffsetPairs<'a> {
+    /// None met yet, for a model of offset weight `offset_weight`.
+    pub fn new(offset_weight: Option<f32>) -> Self {
+        NoOffsetPairs {
+            offset_weight,
+            first: None,
+            seen: Default::default(),
+        }
+    }
+
+    /// Notes `rec`, whose vector is `v`, if it has no offset.
+    pub fn note(&mut self, rec: &'a PairRecord, v: &[f32]) {
+        if self.offset_weight.is_some()
+            && crate::analogy::lacks_offset(v)
+            && self.seen.insert((rec.head.as_str(), rec.tail.as_str()))
+        {
+            self.first.get_or_insert(rec);
+        }
+    }
+
+    /// Warns once of the pairs noted ([`warn_shared_word_vector`]), if any.
+    pub fn warn(&self) {
+        if let (Some(w), Some(first)) = (self.offset_weight, self.first) {
+            warn_shared_word_vector(
+                &first.location(),
+                &first.head,
+                &first.tail,
+                self.seen.len() - 1,
+                &no_offset_consequence(w),
+            );
+        }
+    }
+}
+
 /// Embeds `records` in input order into `sink`; unit vectors unless `raw`. Each distinct pair
 /// is encoded once: a pair seen again later is served from a cache that holds only pairs with
 /// occurrences still to come. `progress` receives the number of records done: within a chunk
@@ -468,10 +512,8 @@ pub fn embed_into(
         *remaining.entry((&r.head, &r.tail)).or_default() += 1;
     }
     let mut cache: HashMap<(&str, &str), Vec<f32>> = HashMap::new();
-    // Pairs without an offset (an offset model only), each once, the first with its record.
-    let mut no_offset: Vec<&PairRecord> = Vec::new();
-    let mut no_offset_seen: std::collections::HashSet<(&str, &str)> = Default::default();
     let offset_weight = encoder.offset_weight();
+    let mut no_offset = NoOffsetPairs::new(offset_weight);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut written = 0;
@@ -503,12 +545,7 @@ pub fn embed_into(
             } else {
                 cache.remove(&key);
             }
-            if offset_weight.is_some()
-                && crate::analogy::lacks_offset(&v)
-                && no_offset_seen.insert(key)
-            {
-                no_offset.push(rec);
-            }
+            no_offset.note(rec, &v);
             if !raw {
                 normalize_in_place(&mut v);
             }
@@ -518,15 +555,7 @@ pub fn embed_into(
         progress(written);
     }
     out.flush().map_err(crate::output::stdout_error)?;
-    if let (Some(w), Some(first)) = (offset_weight, no_offset.first()) {
-        warn_shared_word_vector(
-            &first.location(),
-            &first.head,
-            &first.tail,
-            no_offset.len() - 1,
-            &no_offset_consequence(w),
-        );
-    }
+    no_offset.warn();
     Ok(())
 }
 

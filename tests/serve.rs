@@ -2229,23 +2229,6 @@ fn silent_port() -> u16 {
     port
 }
 
-/// Waits up to `limit` for `child` to exit: its status, or `None` (it is then killed).
-fn exit_within(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let until = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < until {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
 /// Found by an audit: with the store not answering, SIGTERM took the Qdrant client's
 /// retries (15 s) to end the server, and further signals went unheeded meanwhile, because
 /// the runtime waited for its blocking pool (here the load at start-up; the follower's looks
@@ -2271,7 +2254,7 @@ fn a_sigterm_while_the_store_does_not_answer_ends_the_server_at_once() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let status = exit_within(&mut child, Duration::from_secs(10));
+    let status = common::exit_within(&mut child, Duration::from_secs(10));
     let mut log = String::new();
     err.read_to_string(&mut log).unwrap();
     let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM: {log}"));

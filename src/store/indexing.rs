@@ -460,11 +460,7 @@ pub(crate) fn encode_chunks(
 ) -> Result<()> {
     // Pair vocabularies reuse their words: 148,198 pairs of the bundled one hold 67,364.
     let mut words = WordVectors::new();
-    // Pairs without an offset (an offset model only): the first record and the distinct
-    // pairs (a build's input may repeat one).
-    let offset_weight = encoder.offset_weight();
-    let mut no_offset: Option<&PairRecord> = None;
-    let mut no_offset_seen: std::collections::HashSet<(&str, &str)> = Default::default();
+    let mut no_offset = crate::embed::NoOffsetPairs::new(encoder.offset_weight());
     let mut done = skip;
     on_rows(done);
     for chunk in records[(skip as usize).min(records.len())..].chunks(BUILD_CHUNK) {
@@ -479,14 +475,8 @@ pub(crate) fn encode_chunks(
         let in_chunk = |n: usize| on_rows(done + n.min(chunk.len()) as u64);
         let mut vectors = encoder.embed_with_words(&pairs, &in_chunk, &mut words)?;
         vectors.iter_mut().for_each(|v| normalize_in_place(v));
-        if offset_weight.is_some() {
-            for (r, v) in chunk.iter().zip(&vectors) {
-                if crate::analogy::lacks_offset(v)
-                    && no_offset_seen.insert((r.head.as_str(), r.tail.as_str()))
-                {
-                    no_offset.get_or_insert(r);
-                }
-            }
+        for (r, v) in chunk.iter().zip(&vectors) {
+            no_offset.note(r, v);
         }
         let vectors: Vec<f32> = vectors.into_iter().flatten().collect();
         let entries: Vec<PairEntry> = chunk
@@ -503,15 +493,7 @@ pub(crate) fn encode_chunks(
     }
     // Said once the rows are in, as `embed` says it: stored, such a pair ranks by its relation
     // part alone, which nothing else would tell.
-    if let (Some(w), Some(first)) = (offset_weight, no_offset) {
-        crate::embed::warn_shared_word_vector(
-            &first.location(),
-            &first.head,
-            &first.tail,
-            no_offset_seen.len() - 1,
-            &crate::embed::no_offset_consequence(w),
-        );
-    }
+    no_offset.warn();
     Ok(())
 }
 
