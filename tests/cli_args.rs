@@ -204,7 +204,7 @@ fn relbert_model_is_named_and_an_empty_one_refused() {
 }
 
 /// Audit (s16): a bad `$RELBERT_QDRANT_URL` was reported as "invalid value for --qdrant" when
-/// no --qdrant was given.
+/// no --qdrant was given; and (s19) it exited with status 1 where a bad `--qdrant` gives 2.
 #[test]
 fn a_bad_qdrant_url_variable_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,12 +221,16 @@ fn a_bad_qdrant_url_variable_is_named() {
         ["serve", "--collection", "c"].map(OsStr::new).into(),
     ];
     for args in cmds {
-        for url in ["ftp://x", ""] {
+        for url in [
+            OsStr::new("ftp://x"),
+            OsStr::new(""),
+            OsStr::from_bytes(b"http://\xff:6334"),
+        ] {
             let a = relbert()
                 .env("RELBERT_QDRANT_URL", url)
                 .args(&args)
                 .assert()
-                .code(1);
+                .code(2);
             let err = stderr(&a);
             assert!(
                 err.contains("$RELBERT_QDRANT_URL (used as --qdrant is not given)")

@@ -208,7 +208,7 @@ pub fn log_load(conn: &Connection, report: &ExportReport) {
 
 /// The Qdrant URLs from `--qdrant`, else from `$RELBERT_QDRANT_URL`; a bad value of the
 /// variable is named as the variable's (it was reported as "invalid value for --qdrant" when
-/// no --qdrant was given).
+/// no --qdrant was given) and exits with status 2, as a bad `--qdrant` does.
 pub fn qdrant_urls(flag: Option<&str>) -> Result<Vec<String>> {
     if let Some(spec) = flag {
         return Ok(parse_urls(spec)?);
@@ -221,15 +221,20 @@ pub fn qdrant_urls(flag: Option<&str>) -> Result<Vec<String>> {
                  http://127.0.0.1:6334"
             )))
         }
-        Err(std::env::VarError::NotUnicode(v)) => anyhow::bail!(
-            "invalid value {v:?} of ${URL_ENV} (used as --qdrant is not given): not UTF-8 text"
-        ),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            return Err(super::usage(format!(
+                "invalid value {v:?} of ${URL_ENV} (used as --qdrant is not given): not UTF-8 \
+                 text"
+            )))
+        }
     };
+    // Status 2, as clap gives a bad value of a flag or of a variable it reads itself: the
+    // variable stands in for the flag.
     parse_urls(&spec).map_err(|e| {
-        anyhow::anyhow!(
+        super::usage(format!(
             "invalid value of ${URL_ENV} (used as --qdrant is not given): {}",
             message_of(e)
-        )
+        ))
     })
 }
 

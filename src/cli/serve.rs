@@ -198,18 +198,10 @@ fn token_of(a: &ServeArgs) -> Option<String> {
 /// audit, they ended with 1), before anything is opened or loaded. The server checks both
 /// again ([`relbert::serve::serve`]) for callers of the library.
 fn check_access(addr: &SocketAddr, token: Option<&str>) -> Result<()> {
-    if let Some(why) = token.and_then(relbert::serve::token_problem) {
-        return Err(super::usage(format!(
-            "invalid value for --token (or RELBERT_TOKEN): {why}"
-        )));
+    match relbert::serve::access_problem(addr, token) {
+        Some((flag, why)) => Err(super::usage(format!("invalid value for {flag}: {why}"))),
+        None => Ok(()),
     }
-    if !relbert::serve::is_loopback(addr) && token.is_none() {
-        return Err(super::usage(format!(
-            "invalid value for --addr: {addr} is reachable beyond this machine; set a bearer \
-             token with --token or RELBERT_TOKEN to listen there"
-        )));
-    }
-    Ok(())
 }
 
 /// Runs `relbert serve`.

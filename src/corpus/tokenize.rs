@@ -432,14 +432,27 @@ fn trim_link_end(chunk: &str) -> &str {
 
 /// The link in `chunk` (a piece of text between [`link_break`]s), as a byte range of it: the
 /// chunk without its opening and closing punctuation when that is a link ([`is_link`]), or
-/// else a URL that starts inside it, at the scheme before its `://` (`[GNU](https://gnu.org)`,
-/// `**https://x.org**`).
+/// else a URL that starts inside it: at the scheme before its `://` (`[GNU](https://gnu.org)`,
+/// `**https://x.org**`), or at a `www.` or `mailto:` that no letter or digit comes right
+/// before (`[site](www.x.org)`, `(mailto:jane@x.org)`; not `awww.`), whichever comes first.
 fn link_in(chunk: &str) -> Option<(usize, usize)> {
     let from = chunk.len() - chunk.trim_start_matches(link_opener).len();
     let t = trim_link_end(&chunk[from..]);
     if !t.is_empty() && is_link(t) {
         return Some((from, from + t.len()));
     }
+    let scheme = scheme_start(chunk);
+    let prefixed = prefix_start(chunk);
+    let start = match (scheme, prefixed) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    let t = trim_link_end(&chunk[start..]);
+    is_link(t).then_some((start, start + t.len()))
+}
+
+/// Where the scheme of the first `scheme://` in `chunk` starts, if it has one.
+fn scheme_start(chunk: &str) -> Option<usize> {
     let at = chunk.find("://")?;
     let scheme_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
     let start = chunk[..at]
@@ -449,9 +462,26 @@ fn link_in(chunk: &str) -> Option<(usize, usize)> {
         .last()
         .map(|(i, _)| i)?;
     // A scheme starts with a letter (RFC 3986).
-    let start = start + chunk[start..at].find(|c: char| c.is_ascii_alphabetic())?;
-    let t = trim_link_end(&chunk[start..]);
-    is_link(t).then_some((start, start + t.len()))
+    Some(start + chunk[start..at].find(|c: char| c.is_ascii_alphabetic())?)
+}
+
+/// Where the first `www.` or `mailto:` (any letter case) in `chunk` starts that is not the
+/// end of a longer word or name (`awww.`, `x.www.`, `my-www.`).
+fn prefix_start(chunk: &str) -> Option<usize> {
+    let b = chunk.as_bytes();
+    (0..b.len())
+        .filter(|&i| {
+            ["www.", "mailto:"].iter().any(|p| {
+                b.get(i..i + p.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+            })
+        })
+        .find(|&i| {
+            chunk[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        })
 }
 
 /// The byte ranges of `para`'s links ([`link_in`] of each piece between [`link_break`]s), in
@@ -721,6 +751,15 @@ mod tests {
                 "jane@example.org",
                 "https://en.wikipedia.org/wiki/Paris_(city)"
             ]
+        );
+        // A `www.` or `mailto:` link inside a chunk, as a `scheme://` one (s19's leftover);
+        // not the end of a longer word.
+        assert_eq!(
+            found(
+                "[site](www.example.org/a) (mailto:jane@x.org). *WWW.x.org/b* \
+                 awww.nope.org/c x.www.nope.org/d"
+            ),
+            ["www.example.org/a", "mailto:jane@x.org", "WWW.x.org/b"]
         );
         // Text written without spaces: a date or a URL in it is cut out, not the paragraph.
         assert_eq!(

@@ -145,8 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// the routes only, not the fallback).
 async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
-    let mut response = several_hosts(&req)
-        .or_else(|| foreign_host(&state, &req))
+    let mut response = host_problem(&state, &req)
         .unwrap_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -297,6 +296,12 @@ fn local_host(host: &str) -> bool {
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What every request, to an endpoint or not, is first refused for, if anything: several
+/// `Host` headers ([`several_hosts`]), then another host ([`foreign_host`]).
+fn host_problem(state: &AppState, req: &Request) -> Option<ApiError> {
+    several_hosts(req).or_else(|| foreign_host(state, req))
 }
 
 /// A 400 for a request with more than one `Host` header, on any address (RFC 9112 3.2: a
@@ -453,7 +458,7 @@ fn unsupported_body(req: &Request) -> Option<ApiError> {
 /// announced over the limit (413), or, for an endpoint that reads a JSON body, parameters in
 /// the URL (400) or a body that is not plain JSON (415).
 fn refusal(state: &AppState, req: &Request, endpoint: &str) -> Option<ApiError> {
-    if let Some(e) = several_hosts(req).or_else(|| foreign_host(state, req)) {
+    if let Some(e) = host_problem(state, req) {
         return Some(e);
     }
     let authorised = match &state.token {

@@ -1155,6 +1155,26 @@ pub fn token_problem(token: &str) -> Option<String> {
     ))
 }
 
+/// What is wrong with serving at `addr` with `token`, if anything, as the flag to name and
+/// why: a token an HTTP header could not carry ([`token_problem`]), or an address beyond
+/// loopback without a token (an empty one is none). The binary checks it before loading
+/// anything (a bad command line) and [`serve`] again for callers of the library.
+pub fn access_problem(addr: &SocketAddr, token: Option<&str>) -> Option<(&'static str, String)> {
+    if let Some(why) = token.and_then(token_problem) {
+        return Some(("--token (or RELBERT_TOKEN)", why));
+    }
+    if !is_loopback(addr) && token.is_none_or(str::is_empty) {
+        return Some((
+            "--addr",
+            format!(
+                "{addr} is reachable beyond this machine; set a bearer token with --token or \
+                 RELBERT_TOKEN to listen there"
+            ),
+        ));
+    }
+    None
+}
+
 /// Whether `addr` is reachable only from this machine.
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
@@ -1188,20 +1208,10 @@ async fn shutdown_signal() {
 /// `/v1/health` answers while loading), then opens the index in the background.
 /// `on_listening` is called with the bound address (port 0 picks a free one).
 pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
-    if let Some(why) = opts.token.as_deref().and_then(token_problem) {
+    if let Some((flag, message)) = access_problem(&opts.addr, opts.token.as_deref()) {
         return Err(Error::InvalidArgument {
-            flag: "--token (or RELBERT_TOKEN)".into(),
-            message: why,
-        });
-    }
-    if !is_loopback(&opts.addr) && opts.token.as_deref().is_none_or(str::is_empty) {
-        return Err(Error::InvalidArgument {
-            flag: "--addr".into(),
-            message: format!(
-                "{} is reachable beyond this machine; set a bearer token with --token or \
-                 RELBERT_TOKEN to listen there",
-                opts.addr
-            ),
+            flag: flag.into(),
+            message,
         });
     }
     let listener = tokio::net::TcpListener::bind(opts.addr)
