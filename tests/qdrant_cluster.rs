@@ -2850,3 +2850,73 @@ fn an_interrupted_or_refused_removal_says_what_to_do() {
     assert_eq!(settled_count(&urls[0], &coll, total - 1), total - 1);
     common::drop_collection(&urls, &coll);
 }
+
+/// The removal record's cap ([`REMOVED_IDS_MAX`] ids, every removal together; a leftover of
+/// s19, which had no test of it): with the record one id short of the cap (earlier
+/// removals' ids, written as a removal writes them), removing two pairs is refused before
+/// anything is deleted, naming the cap and what to do, and removing one, which fills the
+/// record exactly, is done.
+#[test]
+fn the_removal_record_s_cap_refuses_a_removal_that_would_pass_it() {
+    use relbert::store::qdrant::REMOVED_IDS_MAX;
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let coll = unique("remove_cap");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let total = count_via(&urls[0], &coll);
+    // Ids of points gone long ago, recorded for this collection's source.
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let source = QdrantStore::open(&urls, &coll)
+        .unwrap()
+        .record()
+        .source
+        .clone();
+    let earlier: Vec<String> = (0..REMOVED_IDS_MAX as u128 - 1)
+        .map(|i| {
+            let h = format!("{:032x}", i + (1 << 120));
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )
+        })
+        .collect();
+    let c = conn.clone();
+    conn.block_on(async move { c.record_removal("earlier", &[source], &earlier).await })
+        .unwrap()
+        .unwrap();
+    wait_removal_recorded(&urls, &coll, REMOVED_IDS_MAX - 1);
+    let two = tmp.path().join("two.tsv");
+    std::fs::write(&two, "dog\tpuppy\ncat\tkitten\n").unwrap();
+    let out = remove_from(&urls, &coll, &two, false).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("to {} ids", REMOVED_IDS_MAX + 1))
+            && err.contains(&format!("past the {REMOVED_IDS_MAX}"))
+            && err.contains("remove fewer pairs"),
+        "{err}"
+    );
+    assert_eq!(count_via(&urls[0], &coll), total, "refused, yet deleted");
+    let one = tmp.path().join("one.tsv");
+    std::fs::write(&one, "dog\tpuppy\n").unwrap();
+    let doc = summary_of(&remove_from(&urls, &coll, &one, true).output().unwrap());
+    assert_eq!(doc["removed"], 1, "{doc}");
+    assert_eq!(settled_count(&urls[0], &coll, total - 1), total - 1);
+    let c = conn.clone();
+    let record = conn
+        .block_on(async move { c.removal_record().await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.len(), REMOVED_IDS_MAX);
+    common::drop_collection(&urls, &coll);
+}
