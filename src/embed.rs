@@ -33,15 +33,35 @@ pub fn sidecar_mark(array: &Path) -> String {
     format!("{SIDECAR_PREFIX}{name}{SIDECAR_SUFFIX}")
 }
 
-/// The array's file name as [`sidecar_mark`] writes it (control characters, which would
-/// break the line, as `?`).
+/// The array's file name as [`sidecar_mark`] writes it: as it is when it is UTF-8 text
+/// without control characters or backslashes; otherwise a byte that is not UTF-8 is `\xNN`, a
+/// control character `\xNN` or `\u{NNNN}` (one would break the line), and a backslash `\\`.
+///
+/// Two names never get one mark. They did: bytes that are not UTF-8 all read as U+FFFD and
+/// control characters as `?`, so the lists of `a\xff.npy` and `a\xfe.npy` named one array,
+/// and `--force` gave one array the other's pair list.
 pub fn mark_name(array: &Path) -> Option<String> {
-    let name = array.file_name()?.to_string_lossy();
-    Some(
-        name.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
-    )
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in array.file_name()?.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    Some(out)
 }
 
 /// Whose a pair list is, from its first line: `None` if relbert did not write it,
@@ -562,6 +582,41 @@ pub fn embed_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Audit (s20): marks were lossy (bytes that are not UTF-8 as U+FFFD, control characters
+    /// as `?`), so two arrays' lists could name one array. Different names get different
+    /// marks; a plain name's mark is the name, as before.
+    #[test]
+    fn marks_of_different_names_differ() {
+        use std::os::unix::ffi::OsStrExt;
+        let names: [&[u8]; 9] = [
+            b"a\xff.npy",
+            b"a\xfe.npy",
+            b"a\xef\xbf\xbd.npy",
+            br"a\xff.npy",
+            b"a\x01.npy",
+            b"a\x02.npy",
+            b"a?.npy",
+            b"a\xc2\x85.npy",
+            br"a\u{0085}.npy",
+        ];
+        let marks: Vec<String> = names
+            .iter()
+            .map(|n| mark_name(Path::new(std::ffi::OsStr::from_bytes(n))).unwrap())
+            .collect();
+        for (i, a) in marks.iter().enumerate() {
+            assert!(!a.contains(['\n', '\r']), "{a:?}");
+            for b in &marks[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(marks[0], r"a\xff.npy");
+        assert_eq!(marks[3], r"a\\xff.npy");
+        assert_eq!(
+            mark_name(Path::new("dir/caf\u{e9} v.npy")).unwrap(),
+            "caf\u{e9} v.npy"
+        );
+    }
 
     /// Review of 2199c21: the `[UNK]` warning checked each occurrence against the words named
     /// so far (quadratic). Its one-pass replacement must still count each distinct word once,

@@ -122,7 +122,9 @@ pub enum Error {
         why: String,
     },
     /// A pair's prompt is longer than the encoder takes and its mask token would be cut off.
-    #[error("{location}: the prompt of ({head:?}, {tail:?}) is longer than the {limit}-token limit, so truncation would cut into its words (or lose the mask token); shorten or remove the pair{hint}")]
+    // The words quoted cut ([`quoted`]): a query line of 60 KB (20,000 short words) was
+    // quoted whole, a 60 KB message.
+    #[error("{location}: the prompt of ({}, {}) is longer than the {limit}-token limit, so truncation would cut into its words (or lose the mask token); shorten or remove the pair{hint}", quoted(.head), quoted(.tail))]
     PromptTooLong {
         /// Where the pair comes from (`file:line`, or what was being encoded).
         location: String,
@@ -180,6 +182,27 @@ pub enum Error {
     Internal(String),
 }
 
+/// The most characters of a user's text (an input line, a word) a message quotes
+/// ([`quoted`]).
+pub const QUOTED_CHARS: usize = 80;
+
+/// The first [`QUOTED_CHARS`] characters of `text`, and the mark (`…`) that says it was
+/// cut, or `""`.
+pub fn cut_for_message(text: &str) -> (&str, &'static str) {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => (&text[..at], "…"),
+        None => (text, ""),
+    }
+}
+
+/// `text` quoted for a message (as `{:?}` quotes it), cut after [`QUOTED_CHARS`]
+/// characters (marked `…`): a message that quoted a whole line of input grew with it, and a
+/// 1 MB line made a 1 MB message.
+pub fn quoted(text: &str) -> String {
+    let (kept, mark) = cut_for_message(text);
+    format!("{kept:?}{mark}")
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -190,5 +213,29 @@ impl Error {
             path: path.into(),
             err,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audit (s20): the error quoted the pair's words whole: a query line of 60 KB made a
+    /// 60 KB message. The words are quoted cut after [`QUOTED_CHARS`] characters.
+    #[test]
+    fn a_prompt_too_long_quotes_its_words_cut() {
+        let head = "ab ".repeat(20_000);
+        let e = Error::PromptTooLong {
+            location: "encoding".into(),
+            hint: "",
+            head: head.clone(),
+            tail: "thing".into(),
+            limit: 64,
+        };
+        let msg = e.to_string();
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+        let want = format!("the prompt of ({:?}…, \"thing\") is longer", &head[..80]);
+        assert!(msg.contains(&want), "{msg}");
+        assert_eq!(quoted("caf\u{e9}"), "\"caf\u{e9}\"");
     }
 }

@@ -154,7 +154,8 @@ pub enum OutputKind {
     MineReport,
     /// The `--save-vocab` list of `relbert pairs mine`: it starts with [`MINED_VOCAB_MARK`].
     MinedVocab,
-    /// A word2vec file (binary or text): a first line of two counts, `N D`.
+    /// A word2vec file (binary or text): a first line of two counts, `N D`, and a first
+    /// record that fits them.
     Word2vec,
     /// The `--json` report of `relbert bench`: a JSON object with `encoder`,
     /// `distinct_pairs` and `results`.
@@ -197,8 +198,10 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
     if !md.is_file() {
         return Err(not("it is not a regular file"));
     }
-    // A bench report is parsed whole (they are tens of KB); other kinds by their start.
-    let cap: u64 = if matches!(kind, OutputKind::BenchReport) {
+    // A bench report is parsed whole (they are tens of KB), and a word2vec file's first
+    // record is checked (a text record of 4,096 numbers is about 60 KB); other kinds by
+    // their start.
+    let cap: u64 = if matches!(kind, OutputKind::BenchReport | OutputKind::Word2vec) {
         4 << 20
     } else {
         1 << 16
@@ -232,10 +235,10 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             }
         }
         OutputKind::Sidecar
-            if crate::embed::sidecar_owner(&String::from_utf8_lossy(
-                head.split(|&b| b == b'\n').next().unwrap_or(&[]),
-            ))
-            .is_none() =>
+            if std::str::from_utf8(head.split(|&b| b == b'\n').next().unwrap_or(&[]))
+                .ok()
+                .and_then(crate::embed::sidecar_owner)
+                .is_none() =>
         {
             Err(not("it does not start with the line relbert writes there"))
         }
@@ -276,23 +279,84 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             }
         }
         OutputKind::Word2vec => {
-            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-            let counts = std::str::from_utf8(first).ok().map(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                f.len() == 2
-                    && f.iter()
-                        .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
-            });
-            if counts == Some(true) && head.len() > first.len() {
+            if looks_like_word2vec(head, md.len()) {
                 Ok(())
             } else {
                 Err(not(
-                    "its first line is not the two counts word2vec files start with",
+                    "it does not start as word2vec files do: a line of two counts N D, then \
+                     a key and D numbers (text) or a key, a space and D float32s (binary)",
                 ))
             }
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `head`, the start of a file of `len` bytes, is a word2vec file as relbert writes
+/// one (binary or text). Two counts on the first line are not enough: an edge list (`1 2`,
+/// `2 3`, …) starts so, and `--force` replaced one. What follows must fit them: the first
+/// record is a key and then D numbers on one line (text), or a key, a space, D × 4 bytes and
+/// a newline (binary), as relbert and word2vec's C tool end a record; one record, or none,
+/// must end the file. (gensim's binary files end records with no newline: they are refused,
+/// not replaced, since without the newline an edge list such as `3 2`, `1 2`, … fits too.)
+fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
+    let Some(end) = head.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let counts = |s: &[u8]| -> Option<u64> {
+        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(s).ok()?.parse().ok()
+    };
+    let mut fields = head[..end].split(|&b| b == b' ');
+    let (Some(n), Some(d), None) = (
+        fields.next().and_then(counts),
+        fields.next().and_then(counts),
+        fields.next(),
+    ) else {
+        return false;
+    };
+    let header = end as u64 + 1;
+    let rest = &head[end + 1..];
+    if n == 0 {
+        return len == header;
+    }
+    let Ok(d) = usize::try_from(d) else {
+        return false;
+    };
+    if d == 0 {
+        return false;
+    }
+    // The length of the first record (newline included) if it fits `d`.
+    let text = || -> Option<usize> {
+        let line_end = rest.iter().position(|&b| b == b'\n')?;
+        let line = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let mut f = line.split(' ');
+        let key = f.next()?;
+        let mut numbers = 0usize;
+        for x in f {
+            x.parse::<f32>().ok()?;
+            numbers += 1;
+        }
+        (!key.is_empty() && numbers == d).then_some(line_end + 1)
+    };
+    let binary = || -> Option<usize> {
+        let space = rest.iter().position(|&b| b == b' ')?;
+        let key = &rest[..space];
+        let end = d.checked_mul(4)?.checked_add(space + 1)?;
+        let ok = !key.is_empty() && !key.contains(&b'\n') && rest.get(end) == Some(&b'\n');
+        ok.then_some(end + 1)
+    };
+    [text(), binary()].into_iter().flatten().any(|record| {
+        // A file of one record ends with it; a longer one has more after it.
+        let after = header + record as u64;
+        if n == 1 {
+            len == after
+        } else {
+            len > after
+        }
+    })
 }
 
 /// The files relbert writes in a model directory (trained, averaged, a checkpoint): the
@@ -457,18 +521,26 @@ pub fn write_f32_row(w: &mut impl Write, v: &[f32]) -> std::io::Result<()> {
 /// gave `emb.train` and `emb.test` one pair list). `v` and `v.npy` still share
 /// `v.pairs.tsv`; its first line names its array ([`crate::embed::sidecar_mark`]), and
 /// [`check_sidecar_owner`] refuses the second.
+///
+/// Derived byte for byte: a name that is not UTF-8 keeps its bytes (it was converted lossily,
+/// so `a\xff.npy` and `a\xfe.npy` shared `a\u{FFFD}.pairs.tsv`, and `d\xff/v.npy` wrote its
+/// list into a new directory `d\u{FFFD}`).
 pub fn pairs_sidecar(npy: &Path) -> PathBuf {
-    let name = npy.as_os_str().to_string_lossy();
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name = npy.as_os_str().as_bytes();
+    // `.npy` is ASCII, which is never part of a longer UTF-8 sequence: cutting it off leaves
+    // whatever bytes come before it whole.
     let stem = match name.len().checked_sub(".npy".len()) {
-        Some(cut) if name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".npy") => {
-            &name[..cut]
-        }
-        _ => &name,
+        Some(cut) if name[cut..].eq_ignore_ascii_case(b".npy") => &name[..cut],
+        _ => name,
     };
-    PathBuf::from(format!("{stem}.pairs.tsv"))
+    let mut list = stem.to_vec();
+    list.extend_from_slice(b".pairs.tsv");
+    PathBuf::from(std::ffi::OsString::from_vec(list))
 }
 
-/// The first line of a file (up to 64 KiB), if it can be read.
+/// The first line of a file (up to 64 KiB), if it can be read and is UTF-8 (every mark
+/// relbert writes is: a lossy reading could make another program's bytes look like a name).
 fn first_line(path: &Path) -> Option<String> {
     use std::io::Read;
     let mut head = Vec::new();
@@ -476,7 +548,7 @@ fn first_line(path: &Path) -> Option<String> {
         .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
         .ok()?;
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    Some(String::from_utf8_lossy(line).into_owned())
+    String::from_utf8(line.to_vec()).ok()
 }
 
 /// Whose pair list the file at `sidecar` is: `Some(Some(name))` names its array, `Some(None)`
@@ -524,8 +596,22 @@ pub fn sidecar_is_own(array: &Path) -> bool {
     }
 }
 
+/// Refuses to replace the pair list of the `.npy` output `array` unless `force` and it is
+/// relbert's ([`check_replaceable`]); without `force`, a list that names `array` while no
+/// `array` is there is what a run killed between the two renames left (the list goes into
+/// place first, [`crate::embed::Sink::commit`]), and is redone as the run's own. `embed` and
+/// `index export` both check through this: export refused such a list ("exists; pass
+/// --force") where embed redid it.
+pub fn check_sidecar_replaceable(array: &Path, force: bool) -> Result<()> {
+    // `symlink_metadata`: a link at `array`, even a dangling one, is something there.
+    let orphan = std::fs::symlink_metadata(array).is_err() && sidecar_is_own(array);
+    check_replaceable(&pairs_sidecar(array), force || orphan, OutputKind::Sidecar)
+}
+
 /// A failed write to standard output, as an error naming it ([`crate::embed::STANDARD_OUTPUT`]):
-/// a full disk or a closed descriptor under `> file` is reported like a file's failure.
+/// a full disk under `> file` is reported like a file's failure. (A standard output closed
+/// at the start, `>&-`, is not seen: Rust's runtime opens `/dev/null` on a closed descriptor
+/// 0, 1 or 2 before `main`, so the writes succeed and go nowhere, as under `> /dev/null`.)
 /// (A reader that went away, `| head`, ends the process quietly by SIGPIPE before any write
 /// returns, as in the Unix tools: the binary restores SIGPIPE's default action; a run that
 /// holds work files ignores SIGPIPE meanwhile, so that such a write returns this error, the
@@ -646,13 +732,14 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }
 
-/// A sibling path of `out` named `.<name>.<tag>`.
+/// A sibling path of `out` named `.<name>.<tag>`, the name's bytes as they are (a lossy name
+/// gave `a\xff.npy` and `a\xfe.npy` one temporary file, which their two locks, on the exact
+/// names, did not guard).
 pub(crate) fn sibling_named(out: &Path, tag: &str) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let file = format!(".{name}.{tag}");
+    let mut file = std::ffi::OsString::from(".");
+    file.push(out.file_name().unwrap_or(std::ffi::OsStr::new("out")));
+    file.push(".");
+    file.push(tag);
     match out.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(p) => p.join(file),
         None => PathBuf::from(file),
@@ -794,6 +881,24 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// Audit (s20): the pair list's and the temporary file's names were made lossily, so
+    /// `a\xff.npy` and `a\xfe.npy` shared both. They keep the output's bytes.
+    #[test]
+    fn names_beside_an_output_keep_its_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+        assert_eq!(
+            pairs_sidecar(&p(b"d\xff/a\xff.NPY")),
+            p(b"d\xff/a\xff.pairs.tsv")
+        );
+        assert_eq!(pairs_sidecar(&p(b"a\xfe")), p(b"a\xfe.pairs.tsv"));
+        assert_eq!(
+            temp_path(&p(b"d/a\xff.npy")),
+            p(b"d/.a\xff.npy.relbert.tmp")
+        );
+        assert_ne!(temp_path(&p(b"a\xff.npy")), temp_path(&p(b"a\xfe.npy")));
     }
 
     #[test]

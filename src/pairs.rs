@@ -243,26 +243,27 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
                 cols.len()
             )));
         }
-        if blank_word(cols[0]) || blank_word(cols[1]) {
+        // Read as a query reads its words ([`read_word`]): otherwise two copies of one pair
+        // are stored, or a query finds neither.
+        let (head, tail) = (read_word(cols[0]), read_word(cols[1]));
+        if blank_word(&head) || blank_word(&tail) {
             return Err(err(format!(
                 "empty word (nothing but spaces or invisible characters) in {line:?}"
             )));
         }
-        // Spaces before '#' hid it from the comment test above, but the pair lists relbert
-        // writes (beside .npy arrays, spools) would start the line with '#', and every
-        // reader, relbert's included, would skip it: the rows after it would shift by one.
-        if cols[0].trim_start().starts_with('#') {
+        // Spaces (or invisible characters) before '#' hid it from the comment test above,
+        // but the pair lists relbert writes (beside .npy arrays, spools) would start the line
+        // with '#', and every reader, relbert's included, would skip it: the rows after it
+        // would shift by one.
+        if head.starts_with('#') {
             return Err(err(format!(
                 "a head cannot start with '#' (a line starting with '#' is a comment, and the \
                  pair lists relbert writes would read this pair as one): {line:?}"
             )));
         }
-        // Spaces around a word are not part of it (`paris \tfrance` is paris : france, as a
-        // query typed with spaces is): otherwise two copies of one pair are stored and a
-        // query finds neither. Spaces inside a multi-word term stay.
         out.push(PairRecord {
-            head: cols[0].trim().to_string(),
-            tail: cols[1].trim().to_string(),
+            head,
+            tail,
             label: cols
                 .get(2)
                 .map(|s| s.trim())
@@ -302,6 +303,28 @@ fn mined_count(line: &str) -> Option<usize> {
     let rest = line.strip_prefix(crate::output::MINED_PAIRS_MARK)?;
     let n = rest.strip_prefix(": ")?.split_once(" pairs")?.0;
     n.parse().ok()
+}
+
+/// A word as every command reads it (a pair file's head and tail, a query's words on the
+/// command line, on standard input and in `relbert serve`'s requests): without the spaces
+/// around it, and without the invisible format characters a BERT tokenizer drops
+/// ([`crate::corpus::tokenize::invisible`]: the soft hyphen, zero width space, byte order
+/// mark, direction marks, word joiner). Kept in a word, they gave it the vector of the word
+/// without them while its lookups and comparisons still saw them: a stored pair typed with
+/// a soft hyphen was encoded instead of found, and came back as its own result. The joiners
+/// ZWNJ and ZWJ stay: they are spelling in Persian, Indic scripts and emoji. Spaces inside a
+/// multi-word term stay (`paris \tfrance` is paris : france, `new york` keeps its space).
+pub fn read_word(w: &str) -> String {
+    let w = w.trim();
+    if !w.contains(crate::corpus::tokenize::invisible) {
+        return w.to_string();
+    }
+    let kept: String = w
+        .chars()
+        .filter(|&c| !crate::corpus::tokenize::invisible(c))
+        .collect();
+    // `\u{200b} dog` leaves a space in front once the invisible character is gone.
+    kept.trim().to_string()
 }
 
 /// Whether a word has nothing a model reads: only spaces, or characters a BERT tokeniser
@@ -399,6 +422,35 @@ mod tests {
             assert!(err.to_string().contains("empty word"), "{w:?}: {err}");
         }
         assert!(!blank_word("caf\u{e9}") && !blank_word("\u{4e1c}") && !blank_word("a\u{200b}"));
+    }
+
+    /// Audit (s20): a word holding an invisible format character (a soft hyphen, a zero
+    /// width space, a byte-order mark after the first line) was stored with it, while the
+    /// tokenizer drops it: a query of the same word without it (or with it: queries drop
+    /// it now) did not find the pair. Words are read without them, as queries read them; the
+    /// joiners ZWJ and ZWNJ stay, and a label is kept as it is.
+    #[test]
+    fn invisible_characters_are_no_part_of_a_word() {
+        let text = "dog\tpup\u{ad}py\tl\u{200b}\n\u{feff}cat \u{2060}\tkit\u{feff}ten\n\
+                    \u{645}\u{200c}\u{646}\ta\u{200d}b\n";
+        let p = parse_pairs(text.as_bytes(), Path::new("i.tsv")).unwrap();
+        let got: Vec<_> = p
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str(), r.label.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("dog", "puppy", Some("l\u{200b}")),
+                ("cat", "kitten", None),
+                ("\u{645}\u{200c}\u{646}", "a\u{200d}b", None)
+            ]
+        );
+        // A head that starts with '#' once they are gone is refused as one that does.
+        let err = parse_pairs("\u{200b}#tag\tword\n".as_bytes(), Path::new("h.tsv")).unwrap_err();
+        assert!(err.to_string().contains("'#'"), "{err}");
+        assert_eq!(read_word(" \u{200b} new\u{ad} york \u{feff}"), "new york");
+        assert_eq!(read_word("\u{200b}"), "");
     }
 
     /// Found by an audit: `relbert pairs mine --out - | relbert index build --pairs -` with

@@ -997,3 +997,82 @@ fn the_closing_line_groups_thousands() {
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     assert!(err.contains("embedded 1,200 pairs in "), "{err}");
 }
+
+/// Audit (s20): `embed --out e\xff.npy` and `--out e\xfe.npy --force` wrote one pair list,
+/// `e\u{FFFD}.pairs.tsv` (the name converted lossily, the mark too), so the first array lost
+/// its list to the second. Each list is named by its array's bytes and names it without
+/// loss.
+#[test]
+fn a_non_utf8_out_keeps_its_own_pair_list() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = |name: &[u8]| dir.path().join(std::ffi::OsStr::from_bytes(name));
+    let three = write(dir.path(), "three.tsv", "dog\tcat\nfoo\tbar\ncow\tcalf\n");
+    let one = write(dir.path(), "one.tsv", "x\ty\n");
+    for (pairs, out) in [(&three, &b"e\xff.npy"[..]), (&one, &b"e\xfe.npy"[..])] {
+        relbert()
+            .args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(pairs)
+            .arg("--out")
+            .arg(raw(out))
+            .arg("--force")
+            .assert()
+            .success();
+    }
+    for (list, mark, rows) in [
+        (&b"e\xff.pairs.tsv"[..], r"e\xff.npy", 3),
+        (&b"e\xfe.pairs.tsv"[..], r"e\xfe.npy", 1),
+    ] {
+        let text = String::from_utf8(std::fs::read(raw(list)).unwrap()).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        assert_eq!(
+            first,
+            format!("# relbert: row i of {mark} is the pair on data line i")
+        );
+        assert_eq!(rest.lines().count(), rows, "{text}");
+    }
+    assert!(!dir.path().join("e\u{FFFD}.pairs.tsv").exists());
+}
+
+/// Audit (s20): errors on the files relbert writes beside --out named only the hidden file
+/// (`/proc/.e.npy.lock: No such file or directory`), and a valid name too long for them
+/// failed with `File name too long` on one of them. They name --out and what the file is; a
+/// name that leaves no room is a bad command line (status 2) stating the limit.
+#[test]
+fn errors_on_side_files_name_the_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "dog\tcat\n");
+    let embed = |out: &Path| {
+        let mut c = relbert();
+        c.args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(out);
+        c.assert()
+    };
+    let stderr = |a: assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    if Path::new("/proc/self").is_dir() {
+        let err = stderr(embed(Path::new("/proc/e.npy")).code(1));
+        assert!(
+            err.contains("--out /proc/e.npy: the lock file beside it"),
+            "{err}"
+        );
+    }
+    for (len, room, ext) in [(250, 242, ".jsonl"), (240, 236, ".npy")] {
+        let out = dir
+            .path()
+            .join(format!("{}{ext}", "w".repeat(len - ext.len())));
+        let err = stderr(embed(&out).code(2));
+        assert!(
+            err.contains(&format!("the --out name can be at most {room} bytes")),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+}

@@ -981,3 +981,138 @@ fn a_missing_index_is_said_in_words_once() {
         assert!(!dir.path().join("o").exists() && !dir.path().join("v.npy").exists());
     }
 }
+
+/// `ếy` as Vietnamese keyboards type it: `ê` precomposed, then a combining acute (U+0301), a
+/// spelling in neither NFC nor NFD.
+const MIXED: &str = "\u{ea}\u{301}y";
+/// The same word in NFC and in NFD.
+const NFC: &str = "\u{1ebf}y";
+const NFD: &str = "e\u{302}\u{301}y";
+/// `phở` in NFC.
+const PHO: &str = "ph\u{1edf}";
+
+/// `relbert query --json -k 1` of (head, tail) on `index`.
+fn query_json(index: &Path, head: &str, tail: &str) -> serde_json::Value {
+    let a = relbert()
+        .args(["query", "--json", "-k", "1", "--index"])
+        .arg(index)
+        .args([head, tail])
+        .assert()
+        .success();
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
+}
+
+/// Found by an audit: a pair stored with a word in a mixed form (neither NFC nor NFD) was
+/// found by no other spelling: `query` encoded it afresh and `index remove` said it was not
+/// in the index. A build stores such a word in NFC, which both forms find.
+#[test]
+fn a_word_in_a_mixed_unicode_form_is_stored_in_nfc_and_found_by_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("v.tsv");
+    std::fs::write(
+        &pairs,
+        format!("paris\tfrance\nrome\titaly\n{MIXED}\t{PHO}\n"),
+    )
+    .unwrap();
+    let idx = dir.path().join("v");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-roberta"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&idx)
+        .assert()
+        .success();
+    let index = relbert_index::Index::open(&idx).unwrap();
+    let stored: Vec<String> = (0..index.count())
+        .map(|r| index.pair(r).unwrap().head.to_string())
+        .collect();
+    assert!(stored.iter().any(|h| h == NFC), "{stored:?}");
+    drop(index);
+    for head in [NFC, NFD, MIXED] {
+        let q = query_json(&idx, head, PHO);
+        assert_eq!(q["source"], "index", "{head:?}: {q}");
+    }
+    let nfc = dir.path().join("nfc.tsv");
+    std::fs::write(&nfc, format!("{NFC}\t{PHO}\n")).unwrap();
+    let a = relbert()
+        .args(["index", "remove", "--json", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&nfc)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["removed"], 1, "{doc}");
+    assert_eq!(doc["count"], 2, "{doc}");
+}
+
+/// Found by an audit: an index made by an older relbert, which kept a word in a mixed form,
+/// took an add of its NFC spelling as new, encoded it, and the grow left it out as a
+/// spelling of the pair held: "added 0 pairs … 0 already there, 0 repeated", counted
+/// nowhere. It is already there, and the counts add up to the pairs read.
+#[test]
+fn an_add_of_a_pair_held_in_a_mixed_form_counts_it_as_already_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("old");
+    // The old index, as relbert wrote it before words in a mixed form were stored in NFC.
+    let enc =
+        relbert::RelationEncoder::load(&fixture("tiny-roberta"), &Default::default()).unwrap();
+    let held = [("paris", "france"), ("rome", "italy"), (MIXED, PHO)];
+    let spec = relbert_index::IndexSpec {
+        dim: enc.dim() as u32,
+        precision: relbert_index::Precision::F32,
+        encoder: relbert::indexing::encoder_info(&enc.identity().unwrap()),
+        input: "an older relbert's build".into(),
+    };
+    let mut b = relbert_index::IndexBuilder::create_or_resume(&idx, spec, false).unwrap();
+    let entries: Vec<relbert_index::PairEntry> = held
+        .iter()
+        .map(|(h, t)| relbert_index::PairEntry::new(*h, *t))
+        .collect();
+    let vectors: Vec<f32> = enc.embed(&held).unwrap().into_iter().flatten().collect();
+    b.append_chunk(&entries, &vectors).unwrap();
+    b.finish(relbert_index::HnswParams::default(), |_| {})
+        .unwrap();
+    let index = relbert_index::Index::open(&idx).unwrap();
+    assert_eq!(index.count(), 3);
+    assert_eq!(
+        index.lookup(NFC, PHO).unwrap(),
+        None,
+        "a lookup finds it now"
+    );
+    drop(index);
+
+    let nfc = dir.path().join("nfc.tsv");
+    std::fs::write(&nfc, format!("{NFC}\t{PHO}\n")).unwrap();
+    let add = |json: bool| {
+        let mut c = relbert();
+        c.args(["index", "add", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&nfc);
+        if json {
+            c.arg("--json");
+        }
+        String::from_utf8(c.assert().success().get_output().stdout.clone()).unwrap()
+    };
+    let said = add(false);
+    assert!(
+        said.contains("(3 → 3 pairs; 1 already there, 0 repeated)"),
+        "{said}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&add(true)).unwrap();
+    assert_eq!(doc["added"], 0, "{doc}");
+    assert_eq!(doc["already_in_index"], 1, "{doc}");
+    let counted: u64 = [
+        "added",
+        "already_in_index",
+        "repeated_in_input",
+        "skipped_long",
+    ]
+    .iter()
+    .map(|k| doc[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(doc["pairs_read"].as_u64(), Some(counted), "{doc}");
+}

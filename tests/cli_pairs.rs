@@ -880,6 +880,58 @@ fn unicode_spellings_are_one_term_and_contractions_none() {
     assert_eq!(terms[0], "café");
 }
 
+/// Found by an audit: lower-cased one character at a time, `ΛΌΓΟΣ` became `λόγοσ` (a medial
+/// sigma at a word's end), a term of its own that was paired with `λόγος`, itself.
+#[test]
+fn a_greek_word_in_capitals_is_the_same_term_in_lower_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("el.txt");
+    std::fs::write(&corpus, "Ο ΛΌΓΟΣ και ο λόγος του κόσμου.\n\n".repeat(6)).unwrap();
+    let args = [
+        "--min-count",
+        "2",
+        "--min-pair-count",
+        "2",
+        "--keep-repeated-paragraphs",
+        "--no-stopwords",
+    ];
+    let m = mine(dir.path(), "el", &[&corpus], &args);
+    let terms: Vec<&str> = m
+        .rows
+        .iter()
+        .flat_map(|(h, t, _)| [h.as_str(), t.as_str()])
+        .collect();
+    assert!(terms.contains(&"λόγος"), "{:?}", m.rows);
+    assert!(!terms.contains(&"λόγοσ"), "{:?}", m.rows);
+    assert!(m.rows.iter().all(|(h, t, _)| h != t), "{:?}", m.rows);
+}
+
+/// Found by an audit: the Devanagari danda did not end a sentence, so Hindi text was one
+/// sentence to the end of its paragraph and words of two sentences were paired (15 pairs
+/// where a full stop gives 6).
+#[test]
+fn a_danda_ends_a_sentence_as_a_full_stop_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--min-count",
+        "2",
+        "--min-pair-count",
+        "2",
+        "--keep-repeated-paragraphs",
+        "--no-stopwords",
+    ];
+    let mut got = Vec::new();
+    for (name, stop) in [("danda", "।"), ("dot", ".")] {
+        let corpus = dir.path().join(format!("{name}.txt"));
+        let text = format!("राम घर गया{stop} सीता वन गई{stop}\n\n");
+        std::fs::write(&corpus, text.repeat(6)).unwrap();
+        got.push(mine(dir.path(), name, &[&corpus], &args).counts());
+    }
+    assert_eq!(got[0].len(), 6, "{:?}", got[0]);
+    assert_eq!(got[0], got[1]);
+    assert!(!got[0].contains_key(&("राम".to_string(), "वन".to_string())));
+}
+
 #[test]
 fn an_interrupt_leaves_all_outputs_or_none() {
     use std::process::{Command as Std, Stdio};

@@ -34,7 +34,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use relbert::config::ModelConfig;
 use relbert::encoder::Encoder;
-use relbert::pairs::{blank_word, parse_pairs};
+use relbert::pairs::{blank_word, parse_pairs, read_word};
 use relbert::query::parse_query_line;
 use relbert::{EncoderOptions, RelationEncoder};
 use serde_json::{json, Value};
@@ -156,7 +156,11 @@ fn check_pairs(bytes: &[u8]) {
                     .flatten()
                 {
                     assert!(!field.contains(['\t', '\n']), "separator in {field:?}");
-                    assert!(line.contains(field.as_str()), "{field:?} not on {line:?}");
+                    // A word is read without its invisible characters ([`read_word`]).
+                    assert!(
+                        line.contains(field.as_str()) || visible(line).contains(field.as_str()),
+                        "{field:?} not on {line:?}"
+                    );
                 }
                 assert!(!r.head.trim().is_empty() && !r.tail.trim().is_empty());
             }
@@ -193,7 +197,7 @@ fn pairs_round_trip() {
     // Words with something visible (not only spaces or invisible characters, which are empty
     // words), not starting with '#' after spaces (a head that would read as a comment).
     let word = "[^\t\n\r#][^\t\n\r]{0,10}".prop_filter("blank or #", |w| {
-        !blank_word(w) && !w.trim_start().starts_with('#')
+        !blank_word(w) && !read_word(w).starts_with('#')
     });
     let label = prop::option::of("[^\t\n\r]{0,8}");
     let rec = (word.clone(), word, label);
@@ -214,11 +218,12 @@ fn pairs_round_trip() {
         let got = parse_pairs(text.as_bytes(), Path::new("p.tsv")).unwrap();
         assert_eq!(got.len(), recs.len());
         for (i, (g, (h, t, l))) in got.iter().zip(&recs).enumerate() {
-            // Spaces around a field are not part of it, and an empty label is none.
+            // Spaces around a field are not part of it (nor, in a word, invisible
+            // characters), and an empty label is none.
             let l = l.as_deref().map(str::trim).filter(|l| !l.is_empty());
             assert_eq!(
                 (g.head.as_str(), g.tail.as_str(), g.label.as_deref()),
-                (h.trim(), t.trim(), l)
+                (read_word(h).as_str(), read_word(t).as_str(), l)
             );
             assert_eq!(g.line, i + 3);
         }
@@ -235,13 +240,23 @@ fn pairs_seeds() {
 // ---------------------------------------------------------------------------------------------
 // Query lines
 
+/// `line` without the invisible characters a word is read without ([`read_word`]).
+fn visible(line: &str) -> String {
+    line.chars()
+        .filter(|&c| !relbert::corpus::tokenize::invisible(c))
+        .collect()
+}
+
 fn check_query(line: &str) {
     if let Some((a, b)) = parse_query_line(line) {
         for w in [&a, &b] {
             assert!(!w.is_empty(), "empty word from {line:?}");
             assert_eq!(w.as_str(), w.trim(), "untrimmed word from {line:?}");
             assert!(!w.contains('\t'), "tab in a word from {line:?}");
-            assert!(line.contains(w.as_str()), "{w:?} is not in {line:?}");
+            assert!(
+                visible(line).contains(w.as_str()),
+                "{w:?} is not in {line:?}"
+            );
         }
     }
 }
@@ -270,7 +285,12 @@ fn query_round_trip() {
         |(a, b, form, pad, end)| {
             let sep = ["\t", ":", " "][form];
             let line = format!("{pad}{a}{pad}{sep}{pad}{b}{pad}{end}");
-            assert_eq!(parse_query_line(&line), Some((a, b)), "{line:?}");
+            // Words are read without their invisible characters ([`read_word`]).
+            assert_eq!(
+                parse_query_line(&line),
+                Some((read_word(&a), read_word(&b))),
+                "{line:?}"
+            );
         },
     );
 }

@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
 use relbert::output::{
-    check_replaceable, lock_npy_output, pairs_sidecar, same_file, sidecar_is_own, temp_path,
-    Format, OutputKind,
+    check_replaceable, check_sidecar_replaceable, lock_npy_output, pairs_sidecar, same_file,
+    temp_path, Format, OutputKind,
 };
 use relbert::pairs::read_pairs;
 use relbert::store::files::older_pair_list;
@@ -48,18 +48,144 @@ pub struct EmbedArgs {
 
 /// The temporary and lock files of output `out` in `format` (an array's pair list too).
 pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
-    let mut targets = vec![out.to_path_buf()];
+    let list = pairs_sidecar(out);
+    side_files(out, format)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|p| format != Format::Npy || *p != list)
+        .collect()
+}
+
+/// The files relbert writes beside output `out` in `format`, each with what it is: the
+/// output's temporary file and lock, and for an array its pair list with the list's own.
+fn side_files(out: &Path, format: Format) -> Vec<(PathBuf, &'static str)> {
+    let lock = |p: &Path| relbert_index::lock::lock_path(p).ok();
+    let mut files = vec![(
+        temp_path(out),
+        "the temporary file beside it that the output is written to (renamed into place when \
+         complete)",
+    )];
+    files.extend(lock(out).map(|l| {
+        (
+            l,
+            "the lock file beside it (held so that no second run writes the same output)",
+        )
+    }));
     if format == Format::Npy {
-        targets.push(pairs_sidecar(out));
-    }
-    let mut files = Vec::new();
-    for t in targets {
-        files.push(temp_path(&t));
-        if let Ok(lock) = relbert_index::lock::lock_path(&t) {
-            files.push(lock);
-        }
+        let list = pairs_sidecar(out);
+        files.push((
+            temp_path(&list),
+            "the temporary file beside it that the array's pair list is written to (renamed \
+             into place when complete)",
+        ));
+        files.extend(lock(&list).map(|l| {
+            (
+                l,
+                "the lock file of the array's pair list beside it (held so that no second run \
+                 writes the same list)",
+            )
+        }));
+        files.push((list, "the array's pair list beside it"));
     }
     files
+}
+
+/// What `e` is about when the path it names is one of the files relbert writes beside
+/// `--out` ([`side_files`]): `--out PATH` and what that file is. Such an error named only the
+/// hidden file (`tm/.new.npy.lock: Read-only file system`), which the user never gave.
+pub(super) fn side_file_note(e: &anyhow::Error, out: &Path, format: Format) -> Option<String> {
+    use relbert_index::IndexError;
+    let path = match (
+        e.downcast_ref::<relbert::Error>(),
+        e.downcast_ref::<IndexError>(),
+    ) {
+        (Some(relbert::Error::Io { path, .. } | relbert::Error::NotOurs { path, .. }), _)
+        | (
+            Some(relbert::Error::Index(
+                IndexError::Io { path, .. } | IndexError::NotOurs { path, .. },
+            )),
+            _,
+        )
+        | (_, Some(IndexError::Io { path, .. } | IndexError::NotOurs { path, .. })) => path,
+        _ => return None,
+    };
+    let (_, what) = side_files(out, format)
+        .into_iter()
+        .find(|(p, _)| p == path)?;
+    Some(format!("--out {}: {what}", out.display()))
+}
+
+/// `e` with [`side_file_note`]'s context when it has one.
+pub(super) fn about_side_file(
+    e: impl Into<anyhow::Error>,
+    out: &Path,
+    format: Format,
+) -> anyhow::Error {
+    let e = e.into();
+    match side_file_note(&e, out, format) {
+        Some(note) => e.context(note),
+        None => e,
+    }
+}
+
+/// Refuses (status 2) an `--out` whose name leaves no room for the hidden files relbert
+/// writes beside it ([`side_files`]) within the file system's limit on a name: a valid
+/// 250-byte name failed only once the work had begun, with `.wwww….lock: File name too
+/// long`, a name the user never gave.
+pub(super) fn check_room_beside(out: &Path, format: Format) -> Result<()> {
+    let Some(name) = out.file_name() else {
+        return Ok(());
+    };
+    let longest = side_files(out, format)
+        .iter()
+        .filter_map(|(p, _)| p.file_name().map(|n| n.len()))
+        .max()
+        .unwrap_or(0)
+        .max(name.len());
+    let max = name_max(out);
+    if longest <= max {
+        return Ok(());
+    }
+    let room = max.saturating_sub(longest - name.len());
+    Err(super::usage(format!(
+        "invalid value for --out {}: its name is {} bytes, and relbert writes hidden files \
+         beside it named `.` + its name + `.relbert.tmp`{}; this file system allows {max} \
+         bytes a name, so the --out name can be at most {room} bytes",
+        out.display(),
+        super::progress::group(name.len() as u64),
+        if format == Format::Npy {
+            " and `.` + its pair list's name (its name without .npy, then .pairs.tsv) + \
+             `.relbert.tmp`"
+        } else {
+            ""
+        },
+    )))
+}
+
+/// The longest file name the file system of `out`'s directory (or of its nearest existing
+/// ancestor: the directory may be made by the run) takes; 255, Linux's `NAME_MAX`, when it
+/// does not say.
+fn name_max(out: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let mut dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    while std::fs::symlink_metadata(dir).is_err() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 255;
+    };
+    // SAFETY: pathconf(3) reads the NUL-terminated path `c` and changes nothing.
+    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(255)
 }
 
 /// The format an output file's extension names (`.npy`; `.jsonl` or `.json`), any letter
@@ -79,23 +205,45 @@ fn format_of_extension(out: &Path) -> Option<Format> {
 /// y.jsonl, files every reader of that extension then fails on.
 fn output_format(format: Option<Format>, out: Option<&Path>) -> Result<Format> {
     let named = out.and_then(format_of_extension);
-    match (format, named) {
-        (Some(f), Some(n)) if f != n => Err(super::usage(format!(
-            "--format {} contradicts --out {}, whose extension says {} (the format follows \
-             --out's extension); give --out a name ending in {}, or leave --format out to \
-             write {}",
-            format_name(f),
-            out.map(|o| o.display().to_string()).unwrap_or_default(),
-            format_name(n),
-            match f {
-                Format::Npy => ".npy",
-                Format::Jsonl => ".jsonl",
-            },
-            format_name(n),
+    match (format, named, out) {
+        (Some(f), _, Some(out)) => {
+            check_extension(format_name(f), Some(f), out, |n| {
+                format!(
+                    " (the format follows --out's extension); give --out a name ending in {}, \
+                     or leave --format out to write {}",
+                    match f {
+                        Format::Npy => ".npy",
+                        Format::Jsonl => ".jsonl",
+                    },
+                    format_name(n),
+                )
+            })?;
+            Ok(f)
+        }
+        (Some(f), _, None) => Ok(f),
+        (None, Some(n), _) => Ok(n),
+        (None, None, _) => Ok(Format::Jsonl),
+    }
+}
+
+/// Refuses (status 2) `--format given`, which writes `writes` (`None`: neither, as word2vec),
+/// when `--out`'s extension names another format ([`format_of_extension`]): every reader of
+/// that extension then fails on the file. `remedy` says, after the refusal, what to do
+/// instead, given the format the extension names. `embed` and `index export` both check so.
+pub(super) fn check_extension(
+    given: &str,
+    writes: Option<Format>,
+    out: &Path,
+    remedy: impl FnOnce(Format) -> String,
+) -> Result<()> {
+    match format_of_extension(out) {
+        Some(named) if Some(named) != writes => Err(super::usage(format!(
+            "--format {given} contradicts --out {}, whose extension says {}{}",
+            out.display(),
+            format_name(named),
+            remedy(named),
         ))),
-        (Some(f), _) => Ok(f),
-        (None, Some(n)) => Ok(n),
-        (None, None) => Ok(Format::Jsonl),
+        _ => Ok(()),
     }
 }
 
@@ -114,6 +262,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let format = output_format(a.format, out.as_deref())?;
     if let Some(o) = &out {
         super::not_in_an_index(o, "--out")?;
+        check_room_beside(o, format)?;
     }
     // Found only when the output was opened, after the pairs were read and the model loaded.
     if format == Format::Npy && out.is_none() {
@@ -150,10 +299,14 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let _lock = match &out {
         Some(o) => Some(match format {
             relbert::output::Format::Npy => {
-                let (array, pairs) = lock_npy_output(o)?;
+                let (array, pairs) =
+                    lock_npy_output(o).map_err(|e| about_side_file(e, o, format))?;
                 (array, Some(pairs))
             }
-            relbert::output::Format::Jsonl => (relbert_index::OutputLock::acquire(o)?, None),
+            relbert::output::Format::Jsonl => (
+                relbert_index::OutputLock::acquire(o).map_err(|e| about_side_file(e, o, format))?,
+                None,
+            ),
         }),
         None => None,
     };
@@ -175,11 +328,11 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         }
         // This output's pair list without its array is what an interrupted run left (the
         // array is removed first when an output is replaced): redone without --force.
-        let orphan = *kind == OutputKind::Sidecar
-            && out
-                .as_ref()
-                .is_some_and(|a| !a.exists() && sidecar_is_own(a));
-        check_replaceable(o, a.force || orphan, *kind).map_err(|e| {
+        let checked = match (&out, *kind) {
+            (Some(array), OutputKind::Sidecar) => check_sidecar_replaceable(array, a.force),
+            _ => check_replaceable(o, a.force, *kind),
+        };
+        checked.map_err(|e| {
             match (&e, a.format) {
                 // A script that wrote JSON lines to `v.npy` before the format followed the
                 // extension now meets a refusal that speaks only of NumPy arrays.
@@ -205,13 +358,18 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     }
     let encoder = a.model.load(false)?;
     let records = screen(&encoder, records, a.skip_long)?;
+    let side = |e: relbert::Error| match &out {
+        Some(o) => about_side_file(e, o, format),
+        None => anyhow::Error::new(e),
+    };
     let mut sink = Sink::open(
         format,
         out.as_deref(),
         records.len(),
         encoder.dim(),
         true, // checked above, under the lock
-    )?;
+    )
+    .map_err(side)?;
     let pb = Progress::pairs(records.len() as u64, "embedding");
     let started = std::time::Instant::now();
     if let Err(e) = embed_into(&encoder, &records, &mut sink, a.raw, &|n| {
@@ -226,7 +384,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         // first): a signal from here on waits for it.
         guard.committing();
     }
-    sink.commit()?;
+    sink.commit().map_err(side)?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "embedded {} pairs in {:.2}s ({})",

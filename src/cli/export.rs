@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::output::{check_replaceable, lock_npy_output, pairs_sidecar, Format, OutputKind};
+use relbert::output::{
+    check_replaceable, check_sidecar_replaceable, lock_npy_output, Format, OutputKind,
+};
 use relbert::store::files::{export_file, older_pair_list, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
 use relbert::store::qdrant::settings::{
@@ -262,8 +264,29 @@ pub fn run(a: ExportArgs) -> Result<()> {
     // Before the index is opened and before the output's lock is taken beside --out: a file
     // written in an index directory (a lock file included) makes it "not only an index",
     // and the next `index add` refused it until the file was moved out.
-    if let Some(out) = &a.out {
+    if let (Some(out), Some(format)) = (&a.out, a.format) {
         super::not_in_an_index(out, "--out")?;
+        // `--format word2vec --out y.npy` wrote word2vec under `.npy`, which NumPy then
+        // failed on: refused as embed refuses a --format its extension contradicts.
+        let name = match format {
+            FileFormat::Npy => "npy",
+            FileFormat::Word2vec => "word2vec",
+            FileFormat::Word2vecText => "word2vec-text",
+        };
+        super::embed::check_extension(name, file_format(format).0, out, |named| {
+            match named {
+                Format::Npy => {
+                    "; give --out another name (a word2vec file has no fixed \
+                     extension: .bin, .txt), or use --format npy"
+                }
+                Format::Jsonl => {
+                    "; give --out another name (JSON lines are what relbert \
+                     embed writes)"
+                }
+            }
+            .to_string()
+        })?;
+        super::embed::check_room_beside(out, file_format(format).1)?;
     }
     super::index::check_there(&a.index)?;
     let index = Index::open(&a.index).with_context(|| super::index::opening(&a.index))?;
@@ -307,25 +330,23 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let (Some(format), Some(out)) = (a.format, a.out.as_ref()) else {
         return Err(super::usage(WHERE_TO));
     };
+    let side_format = file_format(format).1;
+    let side = |e| super::embed::about_side_file(e, out, side_format);
     // One writer per output; held until the file is renamed into place.
     let _locks = match format {
         FileFormat::Npy => {
-            let (array, pairs) = lock_npy_output(out)?;
+            let (array, pairs) = lock_npy_output(out).map_err(side)?;
             (array, Some(pairs))
         }
-        _ => (relbert_index::OutputLock::acquire(out)?, None),
+        _ => (
+            relbert_index::OutputLock::acquire(out).map_err(|e| side(e.into()))?,
+            None,
+        ),
     };
     // From here the output's temporary and lock files are this run's (before, they could be
     // another run's): an interrupt removes them, until they are being renamed into place.
-    // An .npy output has a pair list beside it, as `embed --format npy` writes; the word2vec
-    // formats are one file, as JSON lines are.
-    let interrupt = super::interrupt::Interrupts::install(super::embed::own_files(
-        out,
-        match format {
-            FileFormat::Npy => Format::Npy,
-            FileFormat::Word2vec | FileFormat::Word2vecText => Format::Jsonl,
-        },
-    ));
+    let interrupt =
+        super::interrupt::Interrupts::install(super::embed::own_files(out, side_format));
     let committing = || interrupt.committing();
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
@@ -341,7 +362,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
         check_replaceable(out, a.force, kind)?;
     }
     if format == FileFormat::Npy {
-        check_replaceable(&pairs_sidecar(out), a.force, OutputKind::Sidecar)?;
+        // A pair list naming this array, with no array there, is what a run killed between
+        // the two renames left: redone without --force, as embed redoes it.
+        check_sidecar_replaceable(out, a.force)?;
     }
     let pb = Progress::pairs(n, "writing");
     let report = export_file(
@@ -352,7 +375,12 @@ pub fn run(a: ExportArgs) -> Result<()> {
         &|d| pb.set_position(d),
         &committing,
     )
-    .with_context(|| format!("exporting {} to {}", a.index.display(), out.display()))?;
+    .map_err(|e| {
+        let e = anyhow::Error::new(e);
+        let note = super::embed::side_file_note(&e, out, side_format)
+            .unwrap_or_else(|| format!("exporting {} to {}", a.index.display(), out.display()));
+        e.context(note)
+    })?;
     pb.finish();
     if report.duplicate_keys > 0 {
         let named: Vec<String> = report
@@ -372,21 +400,36 @@ pub fn run(a: ExportArgs) -> Result<()> {
             "{} pair(s) left out of {}: a word2vec file holds each key once, and their key \
              (head__tail, spaces as _) is an earlier pair's: {}{}; --format npy keeps every \
              pair, with the exact words in its pair list",
-            report.duplicate_keys,
+            super::progress::group(report.duplicate_keys),
             out.display(),
             named.join("; "),
             if more > 0 {
-                format!(" and {more} more")
+                format!(" and {} more", super::progress::group(more as u64))
             } else {
                 String::new()
             }
         );
     }
-    tracing::info!("{}: {} vectors written", out.display(), report.written);
+    tracing::info!(
+        "{}: {} vectors written",
+        out.display(),
+        super::progress::group(report.written)
+    );
     if let Some(list) = older_list {
         relbert::store::files::warn_older_list_left(out, &list);
     }
     Ok(())
+}
+
+/// What an export in `format` writes, as embed's formats: the format whose extension it
+/// agrees with (`None`: word2vec has none of them), and the one whose files it writes beside
+/// `--out` (an array with its pair list, as `embed --format npy`; the word2vec formats one
+/// file, as JSON lines).
+fn file_format(format: FileFormat) -> (Option<Format>, Format) {
+    match format {
+        FileFormat::Npy => (Some(Format::Npy), Format::Npy),
+        FileFormat::Word2vec | FileFormat::Word2vecText => (None, Format::Jsonl),
+    }
 }
 
 /// `hint` (that a rerun resumes) for an error a rerun can get past: the server or the disk

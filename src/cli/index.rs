@@ -1146,10 +1146,13 @@ fn add(mut a: AddArgs) -> Result<()> {
     let given = a.model.is_some() || a.template.is_some() || a.aggregation.is_some();
     let early = if given { Some(load()?) } else { None };
     let found = new_pairs(&idx, records)?;
-    let summary = |added: u64, count: u64, too_long: u64| {
+    // `in_index`: what the lookup found, and after a grow also the pairs it left out as held
+    // in a spelling no lookup finds ([`relbert::store::indexing::AddReport::already_held`]),
+    // so the counts add up to the pairs read.
+    let summary = |added: u64, count: u64, too_long: u64, in_index: u64| {
         serde_json::json!({
             "index": a.index.display().to_string(), "pairs_read": total, "added": added,
-            "already_in_index": found.in_index, "repeated_in_input": found.repeated,
+            "already_in_index": in_index, "repeated_in_input": found.repeated,
             "skipped_long": too_long, "count": count,
         })
     };
@@ -1168,7 +1171,8 @@ fn add(mut a: AddArgs) -> Result<()> {
             }
         }
         if a.json {
-            relbert::output::print_line(&summary(0, idx.count() as u64, too_long).to_string())?;
+            let doc = summary(0, idx.count() as u64, too_long, found.in_index);
+            relbert::output::print_line(&doc.to_string())?;
             return Ok(());
         }
         let place = format!("{} ({})", a.index.display(), pairs(idx.count() as u64));
@@ -1286,8 +1290,9 @@ fn add(mut a: AddArgs) -> Result<()> {
         pb.finish();
     }
     let added = report.count - report.base_count;
+    let in_index = found.in_index + report.already_held;
     if a.json {
-        let mut doc = summary(added, report.count, too_long);
+        let mut doc = summary(added, report.count, too_long, in_index);
         doc["encode_secs"] = serde_json::json!(report.encode_secs);
         doc["graph_secs"] = serde_json::json!(report.graph_secs);
         doc["resumed_rows"] = serde_json::json!(report.resumed_rows);
@@ -1304,7 +1309,7 @@ fn add(mut a: AddArgs) -> Result<()> {
             a.index.display(),
             super::progress::group(report.base_count),
             super::progress::group(report.count),
-            super::progress::group(found.in_index),
+            super::progress::group(in_index),
             super::progress::group(found.repeated),
             report.encode_secs,
             report.graph_secs

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use relbert::defaults::{DefaultIndexRecord, VocabularySource};
+use relbert::error::quoted;
 use relbert::indexing::{encoder_info, same_function, BuildOptions, GraphWhileEncoding};
 use relbert::query::{QueryEngine, QueryHit, QueryOptions, Source};
 use relbert::relation::EncoderIdentity;
@@ -753,34 +754,20 @@ fn why_not_a_pair(line: &str) -> String {
     match line.split_whitespace().count() {
         _ if colons == 1 => blank,
         0 => "the pair is empty".to_string(),
+        // A line of a zero width space is no word ([`relbert::pairs::read_word`]), not one.
+        _ if relbert::pairs::blank_word(line) => {
+            format!("{shown} is empty, or only invisible characters")
+        }
         1 => format!("{shown} is one word"),
         2 => blank,
         n => format!("{shown} has {n} words; give a pair of multi-word terms as a:b or a<TAB>b"),
     }
 }
 
-/// The most characters of the input an error message quotes ([`quoted`]).
-const QUOTED_CHARS: usize = 80;
-
-/// The first [`QUOTED_CHARS`] characters of `text`, and the mark (`…`) that says it was
-/// cut, or `""`.
-fn cut_for_message(text: &str) -> (&str, &'static str) {
-    match text.char_indices().nth(QUOTED_CHARS) {
-        Some((at, _)) => (&text[..at], "…"),
-        None => (text, ""),
-    }
-}
-
-/// `text` quoted for a message, cut after [`QUOTED_CHARS`] characters (marked `…`): an error
-/// quoted a whole line, up to three times, so a 1 MB line made a 3 MB message.
-fn quoted(text: &str) -> String {
-    let (kept, mark) = cut_for_message(text);
-    format!("{kept:?}{mark}")
-}
-
-/// `text` cut after [`QUOTED_CHARS`] characters (marked `…`), unquoted.
+/// `text` cut after [`relbert::error::QUOTED_CHARS`] characters (marked `…`), unquoted: an
+/// error quoted a whole line, up to three times, so a 1 MB line made a 3 MB message.
 fn shortened(text: &str) -> String {
-    let (kept, mark) = cut_for_message(text);
+    let (kept, mark) = relbert::error::cut_for_message(text);
     format!("{kept}{mark}")
 }
 
@@ -790,37 +777,82 @@ fn shortened(text: &str) -> String {
 /// for 53 s and 2.3 GB before its refusal. The rest of a longer line is skipped unread.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// Reads one line of `input` into `buf` (cleared first), through its `\n`, keeping at most
-/// `cap` bytes of it: the rest is consumed without being kept. Returns the line's whole
-/// length in bytes, 0 at the end of the input; a length above `buf.len()` is a line cut at
-/// the cap.
-fn read_capped_line(
-    input: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    cap: usize,
-) -> std::io::Result<usize> {
-    buf.clear();
-    let mut total = 0;
-    loop {
-        let available = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok(total);
+/// The query lines of a stream (standard input), read one at a time by
+/// [`QueryLines::next_line`], which remembers where the input ended.
+struct QueryLines<R> {
+    input: R,
+    /// A read returned nothing: the input ended. At a terminal that end is not for good (the
+    /// next read waits for more typing), so nothing is read after it: words typed without
+    /// Enter, then Ctrl-D twice, were answered and the session went on, waiting for a third
+    /// Ctrl-D (`cat` ends after the second).
+    ended: bool,
+}
+
+/// The length of a line [`QueryLines::next_line`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LineLength {
+    /// Bytes read, its line end included; 0 at the end of the input.
+    read: usize,
+    /// Bytes of the line without its end (`\n` or `\r\n`): what the limit counts, so that a
+    /// line is as long followed by a line end as it is as the last line without one.
+    text: usize,
+}
+
+impl<R: BufRead> QueryLines<R> {
+    fn new(input: R) -> Self {
+        QueryLines {
+            input,
+            ended: false,
         }
-        let (used, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        let room = cap.saturating_sub(buf.len()).min(used);
-        buf.extend_from_slice(&available[..room]);
-        input.consume(used);
-        total += used;
-        if done {
-            return Ok(total);
+    }
+
+    /// Whether the input has ended: the next line read is none.
+    fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Reads one line into `buf` (cleared first), through its `\n`, keeping its first `cap`
+    /// bytes and its line end: the rest is consumed without being kept. A `text` length above
+    /// `cap` is a line cut at the cap. After the input has ended nothing more is read.
+    fn next_line(&mut self, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<LineLength> {
+        buf.clear();
+        let mut read = 0;
+        // The last byte of the chunk before: the `\r` of a `\r\n` split between two reads.
+        let mut last = None;
+        while !self.ended {
+            let available = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                self.ended = true;
+                break;
+            }
+            let (used, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            // Room for a `\r\n` after `cap` bytes, so that a line of `cap` bytes is kept whole.
+            let room = (cap + 2).saturating_sub(buf.len()).min(used);
+            buf.extend_from_slice(&available[..room]);
+            let before = if used >= 2 {
+                Some(available[used - 2])
+            } else {
+                last
+            };
+            last = available.get(used - 1).copied();
+            self.input.consume(used);
+            read += used;
+            if done {
+                let end = if before == Some(b'\r') { 2 } else { 1 };
+                return Ok(LineLength {
+                    read,
+                    text: read - end,
+                });
+            }
         }
+        Ok(LineLength { read, text: read })
     }
 }
 
@@ -887,17 +919,20 @@ fn print_table(
 }
 
 /// `text` as the table shows it to people: control characters (an ESC sequence in a pair
-/// file's label cleared the terminal; a tab or line end broke the columns), the
-/// bidirectional overrides, isolates and marks (which reorder what follows on the line) and
-/// the Unicode line and paragraph separators written as
-/// Rust escapes, `\u{1b}`; everything else as it is. `--json` escapes them in its strings.
+/// file's label cleared the terminal; a tab or line end broke the columns), the invisible
+/// format characters ([`relbert::corpus::tokenize::invisible`]: the bidirectional
+/// overrides, isolates and marks, which reorder what follows on the line, the zero width
+/// space, soft hyphen and byte order mark, which hide in a word) and the Unicode line and
+/// paragraph separators written as Rust escapes, `\u{1b}`; everything else as it is (the
+/// joiners ZWJ and ZWNJ too, which are spelling). `--json` escapes the controls in its
+/// strings.
 fn for_people(text: &str) -> std::borrow::Cow<'_, str> {
-    // Also the direction marks (LRM, RLM, ALM) and the line and paragraph separators, which
-    // still reordered or broke the line (found by a review).
+    // Words are read without the invisible characters ([`relbert::pairs::read_word`]), but a
+    // label, or a pair of an index an older relbert built, may still hold them.
     let hidden = |c: char| {
         c.is_control()
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-                | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}')
+            || relbert::corpus::tokenize::invisible(c)
+            || matches!(c, '\u{2028}' | '\u{2029}')
     };
     if !text.contains(hidden) {
         return std::borrow::Cow::Borrowed(text);
@@ -934,9 +969,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
     if let Some(m) = &a.model {
         relbert::config::ModelFiles::in_dir(m).context("invalid value for --model")?;
     }
-    // As a query line on standard input is read: spaces around a word are not part of it,
-    // and an empty word is no word.
-    let one: Option<(String, String)> = match a.pair.as_slice() {
+    // As a query line on standard input is read: spaces and invisible characters around or
+    // in a word are not part of it ([`relbert::pairs::read_word`]), and an empty word is no
+    // word.
+    let given: Option<(String, String)> = match a.pair.as_slice() {
         [line] => Some(
             relbert::query::query_line_readings(line)
                 .into_iter()
@@ -949,14 +985,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     ))
                 })?,
         ),
-        _ => None,
-    };
-    let pair = match a.pair.as_slice() {
-        [_] => one.as_ref().map(|(x, y)| (x.as_str(), y.as_str())),
         // A blank word is refused below, with the other words no query answers.
-        [x, y] => Some((x.trim(), y.trim())),
+        [x, y] => Some((relbert::pairs::read_word(x), relbert::pairs::read_word(y))),
         _ => None,
     };
+    let pair = given.as_ref().map(|(x, y)| (x.as_str(), y.as_str()));
     // Checked before the index is opened (or the default one built); a line that reads two
     // ways is refused only when neither reading can be asked (the store's is checked below).
     if let Some((x, y)) = pair {
@@ -1058,7 +1091,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
         relbert::say!("A is to B as ? is to ?  Type a pair (a b, a:b or a<TAB>b); Ctrl-D to quit.");
     }
     let mut out = std::io::stdout().lock();
-    let mut input = stdin.lock();
+    let mut lines = QueryLines::new(stdin.lock());
     let mut buf = Vec::new();
     let mut lineno = 0usize;
     // Lines asked and lines that could not be answered, for the exit status.
@@ -1067,11 +1100,16 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // panic; a reader gone (`| head`) ends the process by SIGPIPE, quietly.
     let put = relbert::output::stdout_error;
     loop {
+        // The input ended after a line without its line end (answered): at a terminal, words
+        // typed without Enter, then Ctrl-D twice. No prompt follows, and nothing is read.
+        if lines.ended() {
+            break;
+        }
         if interactive {
             // A prompt lost with its terminal loses nothing else (`eprint!` panics).
             let _ = relbert::output::Stderr.write_all(b"> ");
         }
-        let read = match read_capped_line(&mut input, &mut buf, MAX_LINE_BYTES) {
+        let LineLength { read, text } = match lines.next_line(&mut buf, MAX_LINE_BYTES) {
             Ok(n) => n,
             Err(e) => {
                 if interactive {
@@ -1080,7 +1118,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 return Err(e).context("reading standard input");
             }
         };
-        let cut = read > buf.len();
+        let cut = text > MAX_LINE_BYTES;
         // Ctrl-D at the prompt (the end) or after words typed without Enter echoes no line
         // end: what follows, the error that ends the run included, would share the prompt's
         // line. (A cut line ended in its `\n`, which was read but not kept.)
@@ -1093,8 +1131,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
         lineno += 1;
         // A byte-order mark (editors on Windows write one) is not part of the first word,
         // as in the pair files `index build` and `embed` read: the first pair was encoded
-        // with it instead of found, and kept as a result of itself.
-        if lineno == 1 && buf.starts_with(b"\xef\xbb\xbf") {
+        // with it instead of found, and kept as a result of itself. Files put together
+        // (`cat a.txt b.txt`) have one at the start of a later line too, where it would hide
+        // a comment's `#` (in a word, [`relbert::pairs::read_word`] drops it).
+        if buf.starts_with(b"\xef\xbb\xbf") {
             buf.drain(..3);
         }
         // A long-running stream follows the index: after an `index add` (or a rebuild)
@@ -1121,7 +1161,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 None,
                 shortened(&String::from_utf8_lossy(&buf)),
                 format!(
-                    "longer than {MAX_LINE_BYTES} bytes ({read} bytes), far more than a pair \
+                    "longer than {MAX_LINE_BYTES} bytes ({text} bytes), far more than a pair \
                      of words; the rest of the line was skipped"
                 ),
             )),
@@ -1187,6 +1227,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
             }
             Err((pair, raw, msg)) => {
                 if a.json {
+                    // Cut as the message quotes them: a 60 KB line was its `input`, and its
+                    // 60 KB pair its `query`, beside the message (the line's number says
+                    // which it was).
+                    let pair = pair.map(|p| p.map(|w| shortened(&w)));
+                    let raw = shortened(&raw);
                     let doc = serde_json::json!({"line": lineno, "query": pair, "input": raw, "error": msg});
                     writeln!(out, "{doc}").map_err(put)?;
                 } else {
@@ -1224,6 +1269,61 @@ fn stream_end(interactive: bool, json: bool, asked: usize, failed: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that hands out its chunks one per read, counting the reads: a terminal's
+    /// input, where a read returns 0 at a Ctrl-D and the next one waits for more typing.
+    struct Chunks {
+        chunks: Vec<&'static [u8]>,
+        reads: usize,
+    }
+
+    impl std::io::Read for Chunks {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let chunk = self.chunks.get(self.reads).copied().unwrap_or(b"");
+            self.reads += 1;
+            out[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    fn lines_of(chunks: Vec<&'static [u8]>) -> QueryLines<std::io::BufReader<Chunks>> {
+        QueryLines::new(std::io::BufReader::new(Chunks { chunks, reads: 0 }))
+    }
+
+    /// Audit (s20): words typed without Enter, then Ctrl-D twice, were answered, and the
+    /// session read on (a third Ctrl-D ended it). After a read of nothing, nothing is read.
+    #[test]
+    fn nothing_is_read_after_the_end_of_input() {
+        let mut lines = lines_of(vec![b"dog puppy", b"", b"cat kitten\n"]);
+        let mut buf = Vec::new();
+        let first = lines.next_line(&mut buf, 100).unwrap();
+        assert_eq!(
+            (first.read, first.text, &buf[..]),
+            (9, 9, &b"dog puppy"[..])
+        );
+        assert!(lines.ended());
+        let next = lines.next_line(&mut buf, 100).unwrap();
+        assert_eq!((next.read, next.text, buf.len()), (0, 0, 0));
+        assert_eq!(lines.input.get_ref().reads, 2, "read again after the end");
+    }
+
+    /// Audit (s20): the line limit counted the line end, so a line of the limit's length
+    /// was refused when a `\n` or `\r\n` followed it (a `\r\n` may come in two reads).
+    #[test]
+    fn a_line_is_measured_without_its_end() {
+        let mut lines = lines_of(vec![b"abcd\r", b"\nabcd\n", b"abcde\r\nabcd"]);
+        let mut buf = Vec::new();
+        let mut read = |lines: &mut QueryLines<_>| {
+            let n = lines.next_line(&mut buf, 4).unwrap();
+            (n.read, n.text, String::from_utf8_lossy(&buf).into_owned())
+        };
+        assert_eq!(read(&mut lines), (6, 4, "abcd\r\n".into()));
+        assert_eq!(read(&mut lines), (5, 4, "abcd\n".into()));
+        // Over the limit: cut (the line end is kept only when room is left for it).
+        assert_eq!(read(&mut lines), (7, 5, "abcde\r".into()));
+        assert_eq!(read(&mut lines), (4, 4, "abcd".into()));
+        assert_eq!(read(&mut lines), (0, 0, String::new()));
+    }
 
     /// Found by an audit: a typo at the interactive prompt, then Ctrl-D, ended the session
     /// with "1 of 1 query lines could not be answered" and status 1. Only a stream that is

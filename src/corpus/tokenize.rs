@@ -22,9 +22,10 @@
 //! Sentences are found from the same word-boundary stream rather than with UAX #29's
 //! sentence rules, because those treat every line break as a paragraph separator and so
 //! break every sentence of hard-wrapped text (manuals, e-mails, plain-text books) at each
-//! line. A sentence ends at `.`, `!`, `?`, `…` or `;` followed by anything but a word that
-//! starts in lower case (UAX #29's rule SB8, so `e.g. this` stays one sentence), and at the
-//! end of the paragraph.
+//! line. A sentence ends at `.`, `!`, `?`, `…` or `;` (or the full stop, question or
+//! exclamation mark of another script: `।`, `؟`, `۔`, `።`, … listed at `ends_sentence`)
+//! followed by anything but a word that starts in lower case (UAX #29's rule SB8, so
+//! `e.g. this` stays one sentence), and at the end of the paragraph.
 
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -136,6 +137,11 @@ impl Sentence {
 /// (U+200C, U+200D, and the Mongolian vowel separator U+180E) are kept between two letters or
 /// marks, where they are spelling (Persian `کتاب‌ها`, the half forms of Indic scripts after a
 /// virama), and removed elsewhere (at either end of the word, next to punctuation).
+///
+/// Lower-casing follows Unicode's default rules, those of [`str::to_lowercase`], not a
+/// language's (Turkish `İ` is `i̇`): character by character, but for the Greek capital sigma,
+/// which is `ς` at the end of a word and `σ` elsewhere. Lower-cased one character at a time,
+/// `ΛΌΓΟΣ` was `λόγοσ`, no Greek spelling, and a term of its own beside `λόγος`.
 pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
     use unicode_categories::UnicodeCategories;
     use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
@@ -147,6 +153,9 @@ pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
     // for the next one to be one too.
     let mut after_letter = false;
     let mut joiner: Option<char> = None;
+    let start = out.len();
+    // Whether a capital sigma was written as it is, for the whole word to place it.
+    let mut sigma = false;
     let mut put = |c: char| {
         if invisible(c) {
             return;
@@ -165,9 +174,10 @@ pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
             }
         }
         after_letter = letter;
-        if lowercase {
+        if lowercase && c != 'Σ' {
             out.extend(c.to_lowercase());
         } else {
+            sigma |= c == 'Σ';
             out.push(c);
         }
     };
@@ -176,6 +186,13 @@ pub fn normalize_word(word: &str, lowercase: bool, out: &mut String) {
         word.chars().for_each(&mut put);
     } else {
         word.nfkc().for_each(&mut put);
+    }
+    // The sigma's form depends on the letters around it (Unicode's Final_Sigma condition),
+    // which `str::to_lowercase` reads; the rest is lower case already, and stays as it is.
+    if lowercase && sigma {
+        let lower = out[start..].to_lowercase();
+        out.truncate(start);
+        out.push_str(&lower);
     }
 }
 
@@ -217,8 +234,53 @@ fn is_hyphen(s: &str) -> bool {
     matches!(s, "-" | "\u{2010}" | "\u{2011}")
 }
 
+/// Whether the punctuation segment `s` ends a sentence: `.`, `!`, `?`, `…`, `;` and the Greek
+/// question mark `;` (U+037E, which NFC makes `;`), and the full stops, question and
+/// exclamation marks of other scripts, each of Unicode's Sentence_Terminal property:
+///
+/// - Chinese and Japanese `。` `｡` `！` `？`;
+/// - Devanagari (Hindi, Marathi, Nepali, Sanskrit; Bengali writes it too) danda `।` and
+///   double danda `॥`;
+/// - Arabic script: the question mark `؟` (Arabic, Persian, Urdu) and the Urdu full stop `۔`;
+/// - Armenian full stop `։`;
+/// - Ethiopic full stop `።` and question mark `፧` (Amharic, Tigrinya);
+/// - Myanmar section `။` (the full stop of Burmese);
+/// - Khmer khan `។` and bariyoosan `៕`;
+/// - Mongolian full stop `᠃` and Manchu full stop `᠉`;
+/// - the doubled marks `‼` `⁇` `⁈` `⁉` and the interrobang `‽`.
+///
+/// Without them, text in these scripts was one sentence to the end of its paragraph, and words
+/// of two sentences paired across their boundary.
 fn ends_sentence(s: &str) -> bool {
-    matches!(s, "." | "!" | "?" | "…" | ";" | "。" | "！" | "？")
+    matches!(
+        s,
+        "." | "!"
+            | "?"
+            | "…"
+            | ";"
+            | "\u{37e}"
+            | "。"
+            | "｡"
+            | "！"
+            | "？"
+            | "।"
+            | "॥"
+            | "؟"
+            | "۔"
+            | "։"
+            | "።"
+            | "፧"
+            | "။"
+            | "។"
+            | "៕"
+            | "᠃"
+            | "᠉"
+            | "‼"
+            | "⁇"
+            | "⁈"
+            | "⁉"
+            | "‽"
+    )
 }
 
 /// Whether a full stop right after `word` marks an abbreviation rather than a sentence's end:
@@ -980,6 +1042,57 @@ mod tests {
             let fast: Vec<(usize, &str)> = ascii_word_bounds(&text).collect();
             let slow: Vec<(usize, &str)> = text.split_word_bound_indices().collect();
             proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    /// Found by an audit: lower-cased one character at a time, a capital sigma at the end of
+    /// a word became `σ`, so `ΛΌΓΟΣ` was `λόγοσ`, a term of its own beside `λόγος`.
+    #[test]
+    fn a_capital_sigma_at_the_end_of_a_word_is_a_final_sigma() {
+        assert_eq!(
+            split("Ο ΛΌΓΟΣ και ο λόγος. ΣΟΦΊΑ ΟΔΥΣΣΕΎΣ-ΣΟΦΌΣ", true),
+            vec![
+                vec!["ο", "λόγος", "και", "ο", "λόγος"],
+                vec!["σοφία", "οδυσσεύς-σοφός"]
+            ]
+        );
+        // Case kept when asked; through NFKC (the lunate sigma symbol is a capital sigma).
+        assert_eq!(split("ΛΌΓΟΣ", false), vec![vec!["ΛΌΓΟΣ"]]);
+        let mut out = String::from("before ");
+        normalize_word("ΛΟΓΟ\u{3f9}", true, &mut out);
+        assert_eq!(out, "before λογος");
+        // Other letters as before, `str::to_lowercase`'s default rules.
+        for word in ["İSTANBUL", "ΣΑΣ", "Σ", "ΌΣΟΙ", "ÉCOLE", "ΆΝΘΡΩΠΟΣ."] {
+            let mut out = String::new();
+            normalize_word(word, true, &mut out);
+            assert_eq!(out, word.to_lowercase(), "{word}");
+        }
+    }
+
+    /// Found by an audit: the danda and the Arabic question mark did not end a sentence, so
+    /// the words of two Hindi sentences were paired with each other.
+    #[test]
+    fn other_scripts_full_stops_and_question_marks_end_sentences() {
+        assert_eq!(
+            split("राम घर गया। सीता वन गई॥ अब", true),
+            vec![
+                vec!["राम", "घर", "गया"],
+                vec!["सीता", "वन", "गई"],
+                vec!["अब"]
+            ]
+        );
+        for (text, parts) in [
+            ("کجا رفتی؟ خانه رفتم", 2),
+            ("وہ گھر گیا۔ میں رکا", 2),
+            ("Նա եկավ։ Ես գնացի", 2),
+            ("ሰላም ነው። እንዴት ነህ፧ ደህና", 3),
+            ("သူ သွား တယ်။ ငါ နေ တယ်", 2),
+            ("គាត់ ទៅ ផ្ទះ។ ខ្ញុំ នៅ", 2),
+            ("Τι είναι\u{37e} Ένα σπίτι", 2),
+            ("What‼ Why⁇ How‽ Now", 4),
+            ("東京に行った｡大阪に行く", 2),
+        ] {
+            assert_eq!(split(text, true).len(), parts, "{text}");
         }
     }
 

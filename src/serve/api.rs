@@ -779,7 +779,7 @@ impl PairInput {
     /// none, which is refused with a message naming `what`.
     fn readings(self, what: &str) -> Result<Vec<(String, String)>, String> {
         match self {
-            PairInput::Two([a, b]) => Ok(vec![(a.trim().to_string(), b.trim().to_string())]),
+            PairInput::Two(two) => Ok(vec![two.map(|w| crate::pairs::read_word(&w)).into()]),
             PairInput::Line(line) => {
                 let readings = query_line_readings(&line);
                 if readings.is_empty() {

@@ -49,16 +49,13 @@ fn key_of(head: &str, tail: &str) -> String {
 }
 
 /// Text as keys and prefixes compare it: folded as queries fold words
-/// ([`crate::query::fold_word`]: lower-cased character by character, so a capital sigma is
-/// `σ` wherever it stands, and decomposed), with a final `ς` read as `σ`, so that `ΟΔΟΣ`,
-/// `οδος` and `οδοσ` are one prefix. ASCII text, most of it, is only lower-cased.
+/// ([`crate::query::fold_word`]: lower-cased, decomposed, a final `ς` read as `σ`, so that
+/// `ΟΔΟΣ`, `οδος` and `οδοσ` are one prefix). ASCII text, most of it, is only lower-cased.
 fn fold(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
-    crate::query::fold_word(text)
-        .map(|c| if c == 'ς' { 'σ' } else { c })
-        .collect()
+    crate::query::fold_word(text).collect()
 }
 
 /// The keys a typed prefix may be the start of. People type a pair many ways: `paris:fr`,

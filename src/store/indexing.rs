@@ -4,6 +4,7 @@
 //! directory is published atomically. [`add_to_index`] grows a published index by the pairs
 //! it does not hold yet, through [`relbert_index::IndexGrower`].
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use relbert_index::{
@@ -443,11 +444,29 @@ pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
     Ok(Some(crate::pairs::parse_pairs(f, &path)?))
 }
 
+/// `word` as an index stores it and the encoder reads it: as written when it is in NFC or in
+/// NFD, in NFC when it is in neither (a precomposed letter with a combining accent after it,
+/// `ê` + U+0301, as Vietnamese keyboards type `ế`).
+///
+/// A lookup tries a pair's bytes as given, in NFC and in NFD
+/// ([`relbert_index::Index::lookup`]), not every mixture of the two: a word stored in a mixed
+/// form was found by no other spelling (`query` encoded it afresh, `index remove` said it was
+/// not in the index), while the build took the NFC or NFD spelling for the same pair.
+pub fn stored_word(word: &str) -> Cow<'_, str> {
+    use unicode_normalization::{is_nfc, is_nfd};
+    if word.is_ascii() || is_nfc(word) || is_nfd(word) {
+        Cow::Borrowed(word)
+    } else {
+        relbert_index::pairs::canonical(word)
+    }
+}
+
 /// Where [`encode_chunks`] hands each chunk: its entries and their unit vectors, row-major.
 pub(crate) type ChunkSink<'a> = dyn FnMut(&[PairEntry], &[f32]) -> Result<()> + 'a;
 
 /// Encodes `records[skip..]` in chunks of [`BUILD_CHUNK`] and hands each chunk's entries
-/// and unit vectors (row-major) to `sink`; `on_rows` is told the input rows done (from
+/// and unit vectors (row-major) to `sink`, each word as [`stored_word`] gives it (for a
+/// local index and a Qdrant collection alike); `on_rows` is told the input rows done (from
 /// `skip`) after each chunk and inside a chunk, after each encoder batch: a chunk takes
 /// minutes on a slow CPU, and a log without a line until it ended looked stuck. The encoder
 /// reports from its worker threads, hence `Sync`.
@@ -464,10 +483,11 @@ pub(crate) fn encode_chunks(
     let mut done = skip;
     on_rows(done);
     for chunk in records[(skip as usize).min(records.len())..].chunks(BUILD_CHUNK) {
-        let pairs: Vec<(&str, &str)> = chunk
+        let stored: Vec<(Cow<'_, str>, Cow<'_, str>)> = chunk
             .iter()
-            .map(|r| (r.head.as_str(), r.tail.as_str()))
+            .map(|r| (stored_word(&r.head), stored_word(&r.tail)))
             .collect();
+        let pairs: Vec<(&str, &str)> = stored.iter().map(|(h, t)| (&**h, &**t)).collect();
         if words.len() > WORD_CACHE_MAX {
             words.clear();
         }
@@ -481,9 +501,10 @@ pub(crate) fn encode_chunks(
         let vectors: Vec<f32> = vectors.into_iter().flatten().collect();
         let entries: Vec<PairEntry> = chunk
             .iter()
-            .map(|r| PairEntry {
-                head: r.head.clone(),
-                tail: r.tail.clone(),
+            .zip(stored)
+            .map(|(r, (head, tail))| PairEntry {
+                head: head.into_owned(),
+                tail: tail.into_owned(),
                 label: r.label.clone(),
             })
             .collect();
@@ -547,6 +568,11 @@ pub struct AddReport {
     pub count: u64,
     /// New rows taken from an earlier interrupted run.
     pub resumed_rows: u64,
+    /// Records the grow left out as a spelling of a pair the index held, which
+    /// [`new_pairs`] did not find: one stored in a form mixing NFC and NFD (by a relbert
+    /// before [`stored_word`]), which no lookup finds. Already in the index, as
+    /// [`NewPairs::in_index`] counts.
+    pub already_held: u64,
     /// Seconds spent copying the old rows, encoding and appending the new ones.
     pub encode_secs: f64,
     /// Seconds spent inserting the new rows into the graph and writing the files.
@@ -606,7 +632,7 @@ pub fn add_to_index(
         },
     )?;
     let encode_secs = started.elapsed().as_secs_f64();
-    let count = grower.count();
+    let (count, already_held) = (grower.count(), grower.skipped());
     let started = std::time::Instant::now();
     let dir = grower.finish(progress)?;
     Ok(AddReport {
@@ -614,6 +640,7 @@ pub fn add_to_index(
         base_count,
         count,
         resumed_rows: resumed,
+        already_held,
         encode_secs,
         graph_secs: started.elapsed().as_secs_f64(),
     })

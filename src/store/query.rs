@@ -55,10 +55,10 @@ pub enum Source {
 /// Parses a query line: `a<TAB>b`, `a:b` or `a b` (whitespace-separated, exactly two words).
 pub fn parse_query_line(line: &str) -> Option<(String, String)> {
     let line = line.trim_end_matches(['\r', '\n']);
+    // Each word as a pair file's is read ([`crate::pairs::read_word`]).
     let two = |a: &str, b: &str| {
-        let (a, b) = (a.trim(), b.trim());
-        (!crate::pairs::blank_word(a) && !crate::pairs::blank_word(b))
-            .then(|| (a.to_string(), b.to_string()))
+        let (a, b) = (crate::pairs::read_word(a), crate::pairs::read_word(b));
+        (!crate::pairs::blank_word(&a) && !crate::pairs::blank_word(&b)).then_some((a, b))
     };
     if let Some((a, rest)) = line.split_once('\t') {
         // A pair file's line (head<TAB>tail<TAB>label) reads as its pair: the label is not
@@ -90,8 +90,8 @@ pub fn query_line_readings(line: &str) -> Vec<(String, String)> {
     if !line.contains('\t') && line.contains(':') {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [a, b] = words.as_slice() {
-            let two = (a.to_string(), b.to_string());
-            let blank = crate::pairs::blank_word(a) || crate::pairs::blank_word(b);
+            let two = (crate::pairs::read_word(a), crate::pairs::read_word(b));
+            let blank = crate::pairs::blank_word(&two.0) || crate::pairs::blank_word(&two.1);
             if !blank && !out.contains(&two) {
                 out.push(two);
             }
@@ -215,23 +215,35 @@ pub fn index_encoder(
 /// A word as queries compare words: lower-cased, in canonical decomposition (NFD). So
 /// "École" typed precomposed (NFC, as most keyboards and files give it) or decomposed (NFD,
 /// as macOS file names and some text tools give it) and "école" are one word, as they are
-/// one spelling to a reader. Lower-cases character by character: `str::to_lowercase` lowers
-/// a word-final capital sigma to `ς` where `char::to_lowercase` gives `σ`, so two spellings
-/// of one upper-case Greek word would otherwise disagree. Accents are kept: "resume" and
-/// "résumé" are two words (see [`SpellingKey`] for where they count as one).
+/// one spelling to a reader. A Greek sigma is `σ` wherever it stands: the final form `ς` is
+/// one letter with it, and lower-casing gives either depending on how it is done
+/// (`str::to_lowercase` lowers a word-final capital to `ς`, `char::to_lowercase` to `σ`), so
+/// `ΛΌΓΟΣ` and `λόγος` are one word (an audit found them two). Accents are kept: "resume" and
+/// "résumé" are two words (see [`SpellingKey`] for where they count as one). The invisible
+/// format characters a tokenizer drops ([`crate::corpus::tokenize::invisible`]) are no part
+/// of a word here either: `pup\u{ad}py` is `puppy` (queries drop them as they read a word,
+/// [`crate::pairs::read_word`], but an index built by an older relbert may hold them).
 pub fn fold_word(w: &str) -> impl Iterator<Item = char> + '_ {
-    w.chars().nfd().flat_map(char::to_lowercase).nfd()
+    w.chars()
+        .filter(|&c| !crate::corpus::tokenize::invisible(c))
+        .nfd()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .nfd()
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
     // ASCII words (most) skip the decomposition, which leaves them as they are.
-    s.split_whitespace().map(|w| {
-        if w.is_ascii() {
-            w.to_ascii_lowercase()
-        } else {
-            fold_word(w).collect()
-        }
-    })
+    s.split_whitespace()
+        .map(|w| {
+            if w.is_ascii() {
+                w.to_ascii_lowercase()
+            } else {
+                fold_word(w).collect()
+            }
+        })
+        // A word of invisible characters only is no word.
+        .filter(|w| !w.is_empty())
 }
 
 /// The words of a pair as [`fold_word`] gives them (multi-word terms split on spaces): two
@@ -240,16 +252,24 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
     words_of(head).chain(words_of(tail))
 }
 
-/// `words` (from [`pair_words`]) plus each one's precomposed (NFC) form where it differs,
-/// without repeats: the `words` a Qdrant point carries and a query to Qdrant matches.
-/// Collections written before words were decomposed hold the lower-cased NFC form of most
-/// text; matching either form keeps their filter working.
+/// `words` (from [`pair_words`]) plus the forms older relbert wrote of them, without
+/// repeats: the `words` a Qdrant point carries and a query to Qdrant matches. Collections
+/// written before words were decomposed hold the lower-cased NFC form of most text, and
+/// before `ς` was folded to `σ` ([`fold_word`]) a word typed with its final `ς` kept it;
+/// matching every such form keeps their filter working.
 pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
     let mut out = words.clone();
     for w in words {
         let c: String = w.nfc().collect();
-        if !out.contains(&c) {
-            out.push(c);
+        let finals = [&w, &c].map(|x| {
+            x.strip_suffix('σ')
+                .map(|stem| format!("{stem}ς"))
+                .unwrap_or_default()
+        });
+        for form in std::iter::once(c).chain(finals) {
+            if !form.is_empty() && !out.contains(&form) {
+                out.push(form);
+            }
         }
     }
     out
@@ -299,7 +319,13 @@ impl SpellingKey {
     /// The key of (head, tail).
     pub fn new(head: &str, tail: &str) -> Self {
         let folded = |t: &str| words_of(t).collect::<Vec<_>>().join(" ");
-        let bare = |f: &str| f.chars().filter(|c| !is_combining_mark(*c)).collect();
+        // Joiners too: a tokenizer that drops format characters (an uncased BERT) gives
+        // `کتاب‌ها` with its ZWNJ and `کتابها` one vector (an audit found both returned).
+        let bare = |f: &str| {
+            f.chars()
+                .filter(|&c| !is_combining_mark(c) && !crate::corpus::tokenize::joiner_char(c))
+                .collect()
+        };
         let folded = [folded(head), folded(tail)];
         let bare = [bare(&folded[0]), bare(&folded[1])];
         SpellingKey { folded, bare }
@@ -321,7 +347,11 @@ impl SpellingKey {
 /// Whether `term`'s words, folded ([`fold_word`]) and joined by single spaces, are `folded`.
 fn folds_to(term: &str, folded: &str) -> bool {
     let mut want = folded.split(' ');
-    let words_equal = term.split_whitespace().all(|w| match want.next() {
+    // As [`words_of`] leaves out a word of invisible characters only.
+    let mut words = term
+        .split_whitespace()
+        .filter(|w| !w.chars().all(crate::corpus::tokenize::invisible));
+    let words_equal = words.all(|w| match want.next() {
         Some(f) if w.is_ascii() && f.is_ascii() => w.eq_ignore_ascii_case(f),
         Some(f) => fold_word(w).eq(f.chars()),
         None => false,
@@ -803,6 +833,50 @@ mod tests {
         );
     }
 
+    /// Audit (s20): invisible format characters (a soft hyphen, a zero width space, a
+    /// byte-order mark, a word joiner), which the tokenizer drops, stayed in a query's words:
+    /// the stored pair was encoded and came back as its own result, and a result sharing a
+    /// word with the query was kept. A line's words are read without them, and the
+    /// comparisons of words leave them out (a pair stored by an older relbert may hold them).
+    #[test]
+    fn invisible_characters_are_no_part_of_a_query_word() {
+        let p = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(parse_query_line("dog\tpup\u{ad}py\n"), p("dog", "puppy"));
+        assert_eq!(parse_query_line("\u{200b}dog cat"), p("dog", "cat"));
+        assert_eq!(
+            parse_query_line("\u{feff}sun:moon\u{2060}"),
+            p("sun", "moon")
+        );
+        assert_eq!(parse_query_line("\u{200b} dog\tcat"), p("dog", "cat"));
+        assert_eq!(parse_query_line("dog \u{200b}"), None);
+        // The joiners are spelling, and stay.
+        assert_eq!(
+            parse_query_line("a\u{200d}b c\u{200c}d"),
+            p("a\u{200d}b", "c\u{200c}d")
+        );
+        assert_eq!(
+            query_line_readings("\u{200b}re:invent con\u{ad}ference"),
+            vec![
+                ("re".to_string(), "invent conference".to_string()),
+                ("re:invent".to_string(), "conference".to_string())
+            ]
+        );
+        let q: Vec<String> = pair_words("dog", "cat").collect();
+        assert!(shares_word(&q, "\u{200b}dog", "x"));
+        assert!(shares_word(&q, "x", "c\u{ad}at"));
+        let q: Vec<String> = pair_words("dog", "\u{200b} puppy").collect();
+        assert_eq!(q, ["dog", "puppy"]);
+        let key = SpellingKey::new("dog", "puppy");
+        let hit = |a: &str, b: &str| QueryHit {
+            pair: [a.to_string(), b.to_string()],
+            score: 0.5,
+            label: None,
+        };
+        assert!(key.is_same_pair(&hit("dog", "pup\u{ad}py")));
+        assert!(key.is_same_pair(&hit("dog\u{2060}", "\u{200b} puppy")));
+        assert!(!key.is_same_pair(&hit("dog", "pup")));
+    }
+
     #[test]
     fn shared_words_ignore_case() {
         let q: Vec<String> = pair_words("Paris", "New York").collect();
@@ -862,6 +936,34 @@ mod tests {
             with_nfc_forms(pair_words("É", "b").collect()),
             vec!["e\u{301}".to_string(), "b".into(), "é".into()]
         );
+        // And the final sigma older relbert kept (audit U of s20).
+        assert_eq!(
+            with_nfc_forms(pair_words("ΟΔΟΣ", "b").collect()),
+            vec!["οδοσ".to_string(), "b".into(), "οδος".into()]
+        );
+    }
+
+    /// Audit U (s20): `ΛΌΓΟΣ` and `λόγος` were two words (`char::to_lowercase` gives `σ`
+    /// at a word's end, the typed word has `ς`), so the query pair came back in its other
+    /// case and a result came back twice; spellings an uncased BERT gives one vector that
+    /// differ by a joiner (Persian `کتاب‌ها` with its ZWNJ, `کتابها`) were two pairs.
+    #[test]
+    fn final_sigma_and_joiners() {
+        let q: Vec<String> = pair_words("λόγος", "κόσμος").collect();
+        assert!(shares_word(&q, "ΛΌΓΟΣ", "x"));
+        assert!(shares_word(&q, "x", "κόσμοσ"));
+        let key = SpellingKey::new("λόγος", "κόσμος");
+        let hit = |a: &str, b: &str, score: f32| QueryHit {
+            pair: [a.into(), b.into()],
+            score,
+            label: None,
+        };
+        assert!(key.is_same_pair(&hit("ΛΌΓΟΣ", "ΚΌΣΜΟΣ", 0.2)));
+        assert!(folds_to("ΛΌΓΟΣ", &key.folded[0]));
+        let key = SpellingKey::new("کتابها", "فارسی");
+        assert!(key.is_same_pair(&hit("کتاب\u{200c}ها", "فارسی", 1.0)));
+        // A joiner is spelling to a model that keeps it: another vector, another pair.
+        assert!(!key.is_same_pair(&hit("کتاب\u{200c}ها", "فارسی", 0.95)));
     }
 
     #[test]
