@@ -64,6 +64,28 @@ pub fn mark_name(array: &Path) -> Option<String> {
     Some(out)
 }
 
+/// The array's file name as builds before [`mark_name`] escaped names wrote it (control
+/// characters as `?`, a backslash as it is), for a name that is UTF-8; `None` otherwise.
+///
+/// Those builds' lists are still the arrays' own: `a\b.npy`'s list says `a\b.npy` where
+/// [`mark_name`] now says `a\\b.npy`, and `--force` refused it as another array's. Only UTF-8
+/// names: those builds read a name lossily, so only a UTF-8 name's list was where relbert puts
+/// it now (`a\xff.npy`'s was `a\u{FFFD}.pairs.tsv`, shared with `a\xfe.npy`).
+pub fn old_mark_name(array: &Path) -> Option<String> {
+    let name = array.file_name()?.to_str()?;
+    Some(
+        name.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
+}
+
+/// Whether `name`, the array a pair list's mark names, is `array`: as [`mark_name`] writes
+/// it, or as [`old_mark_name`] did.
+pub fn mark_names(name: &str, array: &Path) -> bool {
+    mark_name(array).as_deref() == Some(name) || old_mark_name(array).as_deref() == Some(name)
+}
+
 /// Whose a pair list is, from its first line: `None` if relbert did not write it,
 /// `Some(None)` if an earlier build did (its mark names no array), else the array's name.
 pub fn sidecar_owner(first_line: &str) -> Option<Option<String>> {

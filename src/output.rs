@@ -125,6 +125,31 @@ impl Drop for AtomicFile {
     }
 }
 
+/// The longest file name the file system of `out`'s directory (or of its nearest existing
+/// ancestor: the directory may be made by the run) takes, as it reports it
+/// (`pathconf(_PC_NAME_MAX)`); `None` when it does not say. Most count bytes; some count
+/// other units (ntfs3: UTF-16 units), so the figure is a byte limit only for ASCII names.
+pub fn name_max(out: &Path) -> Option<usize> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    while std::fs::symlink_metadata(dir).is_err() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: pathconf(3) reads the NUL-terminated path `c` and changes nothing.
+    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
 /// Whether `a` and `b` name the same existing file (same device and inode: links and
 /// different spellings of one path included).
 pub fn same_file(a: &Path, b: &Path) -> bool {
@@ -154,8 +179,8 @@ pub enum OutputKind {
     MineReport,
     /// The `--save-vocab` list of `relbert pairs mine`: it starts with [`MINED_VOCAB_MARK`].
     MinedVocab,
-    /// A word2vec file (binary or text): a first line of two counts, `N D`, and a first
-    /// record that fits them.
+    /// A word2vec file (binary or text): a first line of two counts, `N D`, and records that
+    /// fit them.
     Word2vec,
     /// The `--json` report of `relbert bench`: a JSON object with `encoder`,
     /// `distinct_pairs` and `results`.
@@ -198,9 +223,9 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
     if !md.is_file() {
         return Err(not("it is not a regular file"));
     }
-    // A bench report is parsed whole (they are tens of KB), and a word2vec file's first
-    // record is checked (a text record of 4,096 numbers is about 60 KB); other kinds by
-    // their start.
+    // A bench report is parsed whole (they are tens of KB), and a word2vec file's records
+    // are checked as far as 4 MiB goes (a text record of 4,096 numbers is about 60 KB);
+    // other kinds by their start.
     let cap: u64 = if matches!(kind, OutputKind::BenchReport | OutputKind::Word2vec) {
         4 << 20
     } else {
@@ -283,8 +308,9 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
                 Ok(())
             } else {
                 Err(not(
-                    "it does not start as word2vec files do: a line of two counts N D, then \
-                     a key and D numbers (text) or a key, a space and D float32s (binary)",
+                    "it is not laid out as word2vec files are: a line of two counts N D, \
+                     then N records, each a key and D numbers on a line (text) or a key, a \
+                     space, D float32s and a newline (binary)",
                 ))
             }
         }
@@ -294,11 +320,15 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
 
 /// Whether `head`, the start of a file of `len` bytes, is a word2vec file as relbert writes
 /// one (binary or text). Two counts on the first line are not enough: an edge list (`1 2`,
-/// `2 3`, …) starts so, and `--force` replaced one. What follows must fit them: the first
-/// record is a key and then D numbers on one line (text), or a key, a space, D × 4 bytes and
-/// a newline (binary), as relbert and word2vec's C tool end a record; one record, or none,
-/// must end the file. (gensim's binary files end records with no newline: they are refused,
-/// not replaced, since without the newline an edge list such as `3 2`, `1 2`, … fits too.)
+/// `2 3`, …) starts so, and `--force` replaced one. What follows must fit them, every record
+/// in one mode: a key and then D numbers on one line (text), or a key, a space, D × 4 bytes
+/// and a newline (binary), as relbert and word2vec's C tool end a record. When the whole file
+/// was read, it holds exactly N such records and nothing after them; else every complete
+/// record read fits, there is one at least, and fewer than N (the file goes on). Checking the
+/// first record alone was not enough when D is 1 or 2: one line of an edge list (`1 2`,
+/// `0 1 0.5`) is a text record, and `5 1`, `1 2`, `2 3` was replaced. (gensim's binary files
+/// end records with no newline: they are refused, not replaced, since without the newline an
+/// edge list such as `3 2`, `1 2`, … fits too.)
 fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
     let Some(end) = head.iter().position(|&b| b == b'\n') else {
         return false;
@@ -317,10 +347,11 @@ fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
     ) else {
         return false;
     };
-    let header = end as u64 + 1;
     let rest = &head[end + 1..];
+    // `head` is the file's start: all of it when it is as long as the file.
+    let whole = len <= head.len() as u64;
     if n == 0 {
-        return len == header;
+        return whole && rest.is_empty();
     }
     let Ok(d) = usize::try_from(d) else {
         return false;
@@ -328,35 +359,79 @@ fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
     if d == 0 {
         return false;
     }
-    // The length of the first record (newline included) if it fits `d`.
-    let text = || -> Option<usize> {
-        let line_end = rest.iter().position(|&b| b == b'\n')?;
-        let line = std::str::from_utf8(&rest[..line_end]).ok()?;
+    let text = |r: &[u8]| -> Record {
+        let Some(line_end) = r.iter().position(|&b| b == b'\n') else {
+            return Record::Cut;
+        };
+        let Ok(line) = std::str::from_utf8(&r[..line_end]) else {
+            return Record::Misfit;
+        };
         let mut f = line.split(' ');
-        let key = f.next()?;
+        let key = f.next().unwrap_or("");
         let mut numbers = 0usize;
         for x in f {
-            x.parse::<f32>().ok()?;
+            if x.parse::<f32>().is_err() {
+                return Record::Misfit;
+            }
             numbers += 1;
         }
-        (!key.is_empty() && numbers == d).then_some(line_end + 1)
-    };
-    let binary = || -> Option<usize> {
-        let space = rest.iter().position(|&b| b == b' ')?;
-        let key = &rest[..space];
-        let end = d.checked_mul(4)?.checked_add(space + 1)?;
-        let ok = !key.is_empty() && !key.contains(&b'\n') && rest.get(end) == Some(&b'\n');
-        ok.then_some(end + 1)
-    };
-    [text(), binary()].into_iter().flatten().any(|record| {
-        // A file of one record ends with it; a longer one has more after it.
-        let after = header + record as u64;
-        if n == 1 {
-            len == after
-        } else {
-            len > after
+        if key.is_empty() || numbers != d {
+            return Record::Misfit;
         }
-    })
+        Record::Fits(line_end + 1)
+    };
+    let binary = |r: &[u8]| -> Record {
+        let Some(space) = r.iter().position(|&b| b == b' ') else {
+            return Record::Cut;
+        };
+        let key = &r[..space];
+        if key.is_empty() || key.contains(&b'\n') {
+            return Record::Misfit;
+        }
+        let Some(end) = d.checked_mul(4).and_then(|b| b.checked_add(space + 1)) else {
+            return Record::Misfit;
+        };
+        match r.get(end) {
+            Some(b'\n') => Record::Fits(end + 1),
+            Some(_) => Record::Misfit,
+            None => Record::Cut,
+        }
+    };
+    let fits = |record: &dyn Fn(&[u8]) -> Record| -> bool {
+        let mut r = rest;
+        let mut found = 0u64;
+        while !r.is_empty() {
+            match record(r) {
+                Record::Fits(size) => {
+                    found += 1;
+                    if found > n {
+                        return false;
+                    }
+                    r = &r[size..];
+                }
+                // A record cut by the end of what was read; the end of the file cuts none.
+                Record::Cut if !whole => break,
+                Record::Cut | Record::Misfit => return false,
+            }
+        }
+        if whole {
+            found == n
+        } else {
+            // The file goes on after what was read: something follows N records.
+            found >= 1 && found < n
+        }
+    };
+    fits(&text) || fits(&binary)
+}
+
+/// One word2vec record at the start of some bytes, for [`looks_like_word2vec`].
+enum Record {
+    /// A record that fits the counts, of this many bytes (its newline included).
+    Fits(usize),
+    /// The bytes end before the record does.
+    Cut,
+    /// Not a record that fits the counts.
+    Misfit,
 }
 
 /// The files relbert writes in a model directory (trained, averaged, a checkpoint): the
@@ -577,7 +652,7 @@ pub fn lock_npy_output(
 pub fn check_sidecar_owner(array: &Path) -> Result<()> {
     let sidecar = pairs_sidecar(array);
     match sidecar_owner_of(&sidecar) {
-        Some(Some(name)) if Some(&name) != crate::embed::mark_name(array).as_ref() => {
+        Some(Some(name)) if !crate::embed::mark_names(&name, array) => {
             Err(Error::PairListOfAnother {
                 path: sidecar,
                 array: name,
@@ -587,24 +662,27 @@ pub fn check_sidecar_owner(array: &Path) -> Result<()> {
     }
 }
 
-/// Whether the pair list of `array` exists and names `array` (a list an interrupted run of
-/// this same output left without its array, which the next run may redo without `--force`).
+/// Whether the pair list of `array` exists and names `array` (in the mark's current form or
+/// in the one before it, [`crate::embed::mark_names`]).
 pub fn sidecar_is_own(array: &Path) -> bool {
     match sidecar_owner_of(&pairs_sidecar(array)) {
-        Some(Some(name)) => Some(name) == crate::embed::mark_name(array),
+        Some(Some(name)) => crate::embed::mark_names(&name, array),
         _ => false,
     }
 }
 
 /// Refuses to replace the pair list of the `.npy` output `array` unless `force` and it is
-/// relbert's ([`check_replaceable`]); without `force`, a list that names `array` while no
-/// `array` is there is what a run killed between the two renames left (the list goes into
-/// place first, [`crate::embed::Sink::commit`]), and is redone as the run's own. `embed` and
-/// `index export` both check through this: export refused such a list ("exists; pass
-/// --force") where embed redid it.
+/// relbert's ([`check_replaceable`]); without `force`, what a run killed between the two
+/// renames left is redone as the run's own: the list naming `array`, no `array`, and the
+/// array's temporary file ([`temp_path`]), synced but not yet renamed (the list goes into
+/// place first, [`crate::embed::Sink::commit`]). Without that temporary file the list is not
+/// a killed run's: its array was moved away or removed, and the user may still want the list
+/// ("exists; pass --force"). `embed` and `index export` both check through this.
 pub fn check_sidecar_replaceable(array: &Path, force: bool) -> Result<()> {
     // `symlink_metadata`: a link at `array`, even a dangling one, is something there.
-    let orphan = std::fs::symlink_metadata(array).is_err() && sidecar_is_own(array);
+    let orphan = std::fs::symlink_metadata(array).is_err()
+        && std::fs::symlink_metadata(temp_path(array)).is_ok_and(|m| m.is_file())
+        && sidecar_is_own(array);
     check_replaceable(&pairs_sidecar(array), force || orphan, OutputKind::Sidecar)
 }
 
@@ -899,6 +977,94 @@ mod tests {
             p(b"d/.a\xff.npy.relbert.tmp")
         );
         assert_ne!(temp_path(&p(b"a\xff.npy")), temp_path(&p(b"a\xfe.npy")));
+    }
+
+    /// A word2vec file as relbert writes one: `n` records of `d` numbers, text or binary,
+    /// keys with odd characters among them.
+    fn word2vec(n: usize, d: usize, binary: bool) -> Vec<u8> {
+        let keys = [
+            "ice\u{a0}cream__sweet",
+            "a___b",
+            "\u{1}x__\u{e9}t\u{e9}",
+            "new_york__usa",
+        ];
+        let mut f = format!("{n} {d}\n").into_bytes();
+        for i in 0..n {
+            f.extend_from_slice(keys[i % keys.len()].as_bytes());
+            for j in 0..d {
+                // Values whose bytes hold spaces and newlines (0x20, 0x0a) in binary.
+                let x = f32::from_bits(0x0a20_0a20 + (i * d + j) as u32);
+                if binary {
+                    if j == 0 {
+                        f.push(b' ');
+                    }
+                    f.extend_from_slice(&x.to_le_bytes());
+                } else {
+                    f.extend_from_slice(format!(" {x}").as_bytes());
+                }
+            }
+            f.push(b'\n');
+        }
+        f
+    }
+
+    /// Review R11 of 745206c: with D 1 or 2 one line of an edge list is a text record, and
+    /// only the first record was checked, so `--force` replaced `5 1`, `1 2`, `2 3`. A file
+    /// read whole must hold exactly N records that fit, in one mode, and nothing after them;
+    /// one read in part (longer than what is read) every complete record read. Files as
+    /// relbert writes them pass, read whole or cut anywhere after their first record.
+    #[test]
+    fn word2vec_files_are_recognised_by_all_their_records() {
+        let whole = |f: &[u8]| looks_like_word2vec(f, f.len() as u64);
+        let refused: [&[u8]; 9] = [
+            b"5 1\n1 2\n2 3\n",
+            b"4 2\n0 1 0.5\n1 2 0.3\n",
+            b"3 1\n1 2\n2 3\n3 1\n4 1\n",
+            b"1 1\na 0.5\nmore",
+            b"2 1\na 0.5\nb 0.5",
+            b"2 1\na 0.5\n\n",
+            b"0 2\n\n",
+            b"1 2\na 1\n",
+            b"2 3\n",
+        ];
+        for f in refused {
+            assert!(!whole(f), "{:?}", String::from_utf8_lossy(f));
+        }
+        // One record text and the next binary is neither.
+        let mut mixed = b"2 1\na 0.5\n".to_vec();
+        mixed.extend_from_slice(b"b \0\0\0\x3f\n");
+        assert!(!whole(&mixed));
+        assert!(whole(b"0 8\n"));
+        // Read in part, a record that does not fit is refused, and so are N complete
+        // records (the file goes on after them).
+        let edges = b"9 1\n1 2\n2 3 4\n3";
+        assert!(!looks_like_word2vec(edges, 1 << 30));
+        let two = b"2 1\na 1\nb 2\n";
+        assert!(whole(two) && !looks_like_word2vec(two, 1 << 30));
+        for binary in [false, true] {
+            for d in [1, 2, 8] {
+                for n in [1, 2, 50] {
+                    let f = word2vec(n, d, binary);
+                    assert!(whole(&f), "n {n} d {d} binary {binary}");
+                    // Cut anywhere after the first record, as a longer file's 4 MiB are.
+                    let header = format!("{n} {d}\n").len();
+                    let one = word2vec(1, d, binary);
+                    let record = &one[format!("1 {d}\n").len()..];
+                    for cut in header + record.len()..f.len() {
+                        assert_eq!(
+                            looks_like_word2vec(&f[..cut], f.len() as u64),
+                            n > 1,
+                            "n {n} d {d} binary {binary} cut {cut}"
+                        );
+                    }
+                    // A record more, or less, than the counts say is not relbert's.
+                    assert!(!whole(&f[..f.len() - 1]));
+                    let mut more = f.clone();
+                    more.extend_from_slice(record);
+                    assert!(!whole(&more), "n {n} d {d} binary {binary}");
+                }
+            }
+        }
     }
 
     #[test]

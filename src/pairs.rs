@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 
 /// One pair read from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,13 @@ pub struct PairRecord {
     pub line: usize,
     /// The source file (`<stdin>` for standard input), shared by its records.
     pub file: Arc<Path>,
+    /// The head and tail as the file spells them, when [`read_word`] changed them beyond
+    /// the spaces around them (it dropped an invisible character); `None` otherwise. A relbert
+    /// before words were read without those characters stored them, hashed them into a
+    /// build's identity ([`records_identity`]) and made Qdrant point ids of them: the same
+    /// file must still find, remove and resume what it made. Boxed: almost every record
+    /// has none.
+    pub typed: Option<Box<(String, String)>>,
 }
 
 impl PairRecord {
@@ -26,20 +33,29 @@ impl PairRecord {
     pub fn location(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
     }
+
+    /// The head and tail as the file spells them ([`Self::typed`]), or as read when that is
+    /// the same.
+    pub fn as_written(&self) -> (&str, &str) {
+        match &self.typed {
+            Some(t) => (t.0.as_str(), t.1.as_str()),
+            None => (self.head.as_str(), self.tail.as_str()),
+        }
+    }
 }
 
-/// The identity of a list of records: `sha256:<hex>` over every head, tail and label in order.
-/// An interrupted index build records it and refuses to resume on other input.
+/// The identity of a list of records: `sha256:<hex>` over every head, tail and label in order,
+/// the head and tail as the file spells them ([`PairRecord::as_written`]). An interrupted
+/// index build records it and refuses to resume on other input. As written, not as read:
+/// a build an older relbert (which kept invisible characters in words) left half done
+/// recorded that hash, and the same file resumes it.
 pub fn records_identity(records: &[PairRecord]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for r in records {
+        let (head, tail) = r.as_written();
         // Lengths first, so no two different lists hash the same bytes.
-        for part in [
-            Some(r.head.as_str()),
-            Some(r.tail.as_str()),
-            r.label.as_deref(),
-        ] {
+        for part in [Some(head), Some(tail), r.label.as_deref()] {
             match part {
                 Some(p) => {
                     h.update((p.len() as u64).to_le_bytes());
@@ -239,8 +255,9 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         }
         if cols.len() < 2 || cols.len() > 3 {
             return Err(err(format!(
-                "expected head<TAB>tail[<TAB>label], found {} tab-separated field(s) in {line:?}",
-                cols.len()
+                "expected head<TAB>tail[<TAB>label], found {} tab-separated field(s) in {}",
+                cols.len(),
+                quoted(line)
             )));
         }
         // Read as a query reads its words ([`read_word`]): otherwise two copies of one pair
@@ -248,7 +265,8 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         let (head, tail) = (read_word(cols[0]), read_word(cols[1]));
         if blank_word(&head) || blank_word(&tail) {
             return Err(err(format!(
-                "empty word (nothing but spaces or invisible characters) in {line:?}"
+                "empty word (nothing but spaces or invisible characters) in {}",
+                quoted(line)
             )));
         }
         // Spaces (or invisible characters) before '#' hid it from the comment test above,
@@ -258,12 +276,17 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         if head.starts_with('#') {
             return Err(err(format!(
                 "a head cannot start with '#' (a line starting with '#' is a comment, and the \
-                 pair lists relbert writes would read this pair as one): {line:?}"
+                 pair lists relbert writes would read this pair as one): {}",
+                quoted(line)
             )));
         }
+        // Kept only when reading changed more than the spaces around the words.
+        let typed = (head != cols[0].trim() || tail != cols[1].trim())
+            .then(|| Box::new((cols[0].trim().to_string(), cols[1].trim().to_string())));
         out.push(PairRecord {
             head,
             tail,
+            typed,
             label: cols
                 .get(2)
                 .map(|s| s.trim())
@@ -309,9 +332,12 @@ fn mined_count(line: &str) -> Option<usize> {
 /// command line, on standard input and in `relbert serve`'s requests): without the spaces
 /// around it, and without the invisible format characters a BERT tokenizer drops
 /// ([`crate::corpus::tokenize::invisible`]: the soft hyphen, zero width space, byte order
-/// mark, direction marks, word joiner). Kept in a word, they gave it the vector of the word
-/// without them while its lookups and comparisons still saw them: a stored pair typed with
-/// a soft hyphen was encoded instead of found, and came back as its own result. The joiners
+/// mark, direction marks, word joiner). Kept in a word, they were invisible in every message
+/// and listing while its lookups and comparisons still saw them: a stored pair typed with a
+/// soft hyphen was encoded instead of found, and came back as its own result. To a BERT
+/// tokenizer the word was the word without them (one vector for both spellings); RoBERTa's
+/// byte-level BPE keeps them, so there it was another vector for what reads as one word
+/// (the file's spelling is kept on [`PairRecord::typed`] for what an older relbert stored). The joiners
 /// ZWNJ and ZWJ stay: they are spelling in Persian, Indic scripts and emoji. Spaces inside a
 /// multi-word term stay (`paris \tfrance` is paris : france, `new york` keeps its space).
 pub fn read_word(w: &str) -> String {
@@ -590,6 +616,47 @@ mod tests {
                 ("add.tsv:5", "add.tsv:4".to_string(), "b"),
             ]
         );
+    }
+
+    /// Review R10 (s20): a pair an older relbert stored with an invisible character is
+    /// found by the words as the file spells them, and a build it left half done is resumed:
+    /// the identity is over those words, as it was then.
+    #[test]
+    fn the_words_as_written_are_kept_and_make_the_identity() {
+        let text = "dog\tpup\u{ad}py\tl\n cat \tkitten\n";
+        let p = parse_pairs(text.as_bytes(), Path::new("i.tsv")).unwrap();
+        assert_eq!(p[0].tail, "puppy");
+        assert_eq!(p[0].as_written(), ("dog", "pup\u{ad}py"));
+        // Spaces around a word are no change worth keeping.
+        assert_eq!(p[1].typed, None);
+        assert_eq!(p[1].as_written(), ("cat", "kitten"));
+        // The hash an older relbert recorded: over the words as written.
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in ["dog", "pup\u{ad}py", "l", "cat", "kitten"] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+            if part == "kitten" {
+                h.update(u64::MAX.to_le_bytes());
+            }
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(records_identity(&p), format!("sha256:{hex}"));
+    }
+
+    /// Review R10 (s20): a bad line was quoted whole in the error (a 1 MB line, a 1 MB
+    /// message); it is cut at 80 characters and marked.
+    #[test]
+    fn a_bad_line_is_quoted_cut() {
+        let long = format!("{}\n", "y".repeat(10_000));
+        let err = parse_pairs(long.as_bytes(), Path::new("l.tsv")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.len() < 300 && msg.ends_with('…'), "{msg}");
+        let blank = format!("\u{200b}\t{}\n", "z".repeat(10_000));
+        let msg = parse_pairs(blank.as_bytes(), Path::new("l.tsv"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 300 && msg.contains("empty word"), "{msg}");
     }
 
     #[test]

@@ -1038,8 +1038,8 @@ fn a_non_utf8_out_keeps_its_own_pair_list() {
 
 /// Audit (s20): errors on the files relbert writes beside --out named only the hidden file
 /// (`/proc/.e.npy.lock: No such file or directory`), and a valid name too long for them
-/// failed with `File name too long` on one of them. They name --out and what the file is; a
-/// name that leaves no room is a bad command line (status 2) stating the limit.
+/// failed with `File name too long` on one of them. They name --out and what the file is; an
+/// ASCII name that leaves no room is a bad command line (status 2) stating the limit.
 #[test]
 fn errors_on_side_files_name_the_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -1064,10 +1064,15 @@ fn errors_on_side_files_name_the_out() {
             "{err}"
         );
     }
-    for (len, room, ext) in [(250, 242, ".jsonl"), (240, 236, ".npy")] {
-        let out = dir
-            .path()
-            .join(format!("{}{ext}", "w".repeat(len - ext.len())));
+    // The file system's limit on a name (255 bytes on Linux's usual ones): `.NAME.relbert.tmp`
+    // is 13 bytes more than NAME, an array's `.STEM.pairs.tsv.relbert.tmp` 19 more.
+    let max = relbert::output::name_max(&dir.path().join("out")).unwrap_or(255);
+    for (extra, ext) in [(13, ".jsonl"), (19, ".npy")] {
+        let room = max - extra;
+        let out = dir.path().join(format!(
+            "{}{ext}",
+            "w".repeat((room + 4).min(max) - ext.len())
+        ));
         let err = stderr(embed(&out).code(2));
         assert!(
             err.contains(&format!("the --out name can be at most {room} bytes")),
@@ -1075,4 +1080,137 @@ fn errors_on_side_files_name_the_out() {
         );
         assert!(!out.exists());
     }
+    // Review R11: a name that is not ASCII is not refused up front (ntfs3 counts a name in
+    // UTF-16 units, and takes one of more bytes than its limit); the side file whose name is
+    // too long fails when it is made, naming --out, the file and the limit, and nothing is
+    // left. Here the locks fit and a temporary file does not.
+    for (ext, fixed, what) in [
+        (
+            ".jsonl",
+            19,
+            "the temporary file beside it that the output is written to",
+        ),
+        (
+            ".npy",
+            23,
+            "the temporary file beside it that the array's pair list is written to",
+        ),
+    ] {
+        // `fixed`: the bytes the longest temporary name adds to the `é`s (2 bytes each).
+        let out = dir
+            .path()
+            .join(format!("{}{ext}", "\u{e9}".repeat((max + 6 - fixed) / 2)));
+        let err = stderr(embed(&out).code(1));
+        assert!(
+            err.contains(&format!("--out {}: {what}", out.display()))
+                && err.contains("is too long for this file system"),
+            "{err}"
+        );
+        if let Some(max) = relbert::output::name_max(&dir.path().join("out")) {
+            assert!(
+                err.contains(&format!("whose limit on a name is {max} (")),
+                "{err}"
+            );
+        }
+        assert!(!out.exists());
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains('\u{e9}'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+/// `relbert embed --format npy` of `pairs` to `out`, with `--force` if `force`.
+fn embed_npy(pairs: &Path, out: &Path, force: bool) -> assert_cmd::assert::Assert {
+    let mut c = relbert();
+    c.args(["embed", "--format", "npy", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs)
+        .arg("--out")
+        .arg(out);
+    if force {
+        c.arg("--force");
+    }
+    c.assert()
+}
+
+/// Review R11 of 745206c: marks now escape `\` and control characters (`a\\b.npy`,
+/// `a\x09b.npy`), and the pair lists the build before wrote (`a\b.npy`, control characters as
+/// `?`: `a?b.npy`) were taken for another array's: `embed --out 'a\b.npy' --force` was refused
+/// with "a\b.pairs.tsv is the pair list of a\b.npy, another output beside it". A UTF-8
+/// name's list in the old form is its array's. The old marks are written by hand.
+#[test]
+fn a_pair_list_an_older_relbert_marked_without_escapes_is_its_array_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "dog\tcat\nfoo\tbar\n");
+    let three = write(dir.path(), "q.tsv", "dog\tcat\nfoo\tbar\ncow\tcalf\n");
+    for (stem, old) in [
+        ("a\\b", "a\\b.npy"),
+        ("a\tb", "a?b.npy"),
+        ("c\u{85}d", "c?d.npy"),
+    ] {
+        let array = dir.path().join(format!("{stem}.npy"));
+        let list = dir.path().join(format!("{stem}.pairs.tsv"));
+        embed_npy(&pairs, &array, false).success();
+        let text = std::fs::read_to_string(&list).unwrap();
+        let (_, rows) = text.split_once('\n').unwrap();
+        std::fs::write(
+            &list,
+            format!("# relbert: row i of {old} is the pair on data line i\n{rows}"),
+        )
+        .unwrap();
+        embed_npy(&three, &array, true).success();
+        let text = std::fs::read_to_string(&list).unwrap();
+        let mark = relbert::embed::sidecar_mark(&array);
+        assert!(text.starts_with(&format!("{mark}\n")), "{text}");
+        assert_eq!(text.lines().count(), 4, "{text}");
+    }
+    // Another array's old mark is still another's: `a\b` shares `a\b.pairs.tsv`.
+    let list = dir.path().join("a\\b.pairs.tsv");
+    std::fs::write(
+        &list,
+        "# relbert: row i of a\\b.npy is the pair on data line i\nx\ty\t\n",
+    )
+    .unwrap();
+    let a = embed_npy(&pairs, &dir.path().join("a\\b"), true).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("another output beside it"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&list).unwrap(),
+        "# relbert: row i of a\\b.npy is the pair on data line i\nx\ty\t\n"
+    );
+}
+
+/// Review R11 of 745206c: a pair list naming its array with no array there was redone without
+/// --force as what a killed run left, also when the user had moved the array away and kept
+/// the list. Only with the array's temporary file beside it, which a kill between the two
+/// renames leaves (`.w.npy.relbert.tmp`), is it a killed run's; else "exists; pass --force",
+/// the list untouched. The state is made by hand.
+#[test]
+fn a_pair_list_without_its_array_is_redone_only_beside_a_killed_run_s_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "dog\tcat\nfoo\tbar\n");
+    let three = write(dir.path(), "q.tsv", "dog\tcat\nfoo\tbar\ncow\tcalf\n");
+    let array = dir.path().join("w.npy");
+    let list = dir.path().join("w.pairs.tsv");
+    let temp = dir.path().join(".w.npy.relbert.tmp");
+    embed_npy(&pairs, &array, false).success();
+    let kept = std::fs::read(&list).unwrap();
+    std::fs::rename(&array, dir.path().join("moved.npy")).unwrap();
+    let a = embed_npy(&three, &array, false).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{} exists; pass --force", list.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&list).unwrap(), kept);
+    assert!(!array.exists());
+    // A killed run's state: redone without --force, the temporary file replaced.
+    std::fs::write(&temp, "half").unwrap();
+    embed_npy(&three, &array, false).success();
+    assert_eq!(std::fs::read_to_string(&list).unwrap().lines().count(), 4);
+    assert!(array.is_file() && !temp.exists());
 }

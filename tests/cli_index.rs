@@ -1057,24 +1057,8 @@ fn an_add_of_a_pair_held_in_a_mixed_form_counts_it_as_already_there() {
     let dir = tempfile::tempdir().unwrap();
     let idx = dir.path().join("old");
     // The old index, as relbert wrote it before words in a mixed form were stored in NFC.
-    let enc =
-        relbert::RelationEncoder::load(&fixture("tiny-roberta"), &Default::default()).unwrap();
     let held = [("paris", "france"), ("rome", "italy"), (MIXED, PHO)];
-    let spec = relbert_index::IndexSpec {
-        dim: enc.dim() as u32,
-        precision: relbert_index::Precision::F32,
-        encoder: relbert::indexing::encoder_info(&enc.identity().unwrap()),
-        input: "an older relbert's build".into(),
-    };
-    let mut b = relbert_index::IndexBuilder::create_or_resume(&idx, spec, false).unwrap();
-    let entries: Vec<relbert_index::PairEntry> = held
-        .iter()
-        .map(|(h, t)| relbert_index::PairEntry::new(*h, *t))
-        .collect();
-    let vectors: Vec<f32> = enc.embed(&held).unwrap().into_iter().flatten().collect();
-    b.append_chunk(&entries, &vectors).unwrap();
-    b.finish(relbert_index::HnswParams::default(), |_| {})
-        .unwrap();
+    common::index_as_an_older_relbert_wrote(&idx, "tiny-roberta", &held);
     let index = relbert_index::Index::open(&idx).unwrap();
     assert_eq!(index.count(), 3);
     assert_eq!(
@@ -1115,4 +1099,43 @@ fn an_add_of_a_pair_held_in_a_mixed_form_counts_it_as_already_there() {
     .map(|k| doc[k].as_u64().unwrap())
     .sum();
     assert_eq!(doc["pairs_read"].as_u64(), Some(counted), "{doc}");
+}
+
+/// Review R10 (s20): an older relbert stored a pair with the invisible character its file
+/// spelled (`dog<TAB>pup\u{ad}py`, kept as `pup\u{ad}py`). Once words were read without such
+/// characters, that file no longer found the pair: `index remove --pairs` said it was not in
+/// the index, and `index add` stored a second copy. The words as the file spells them are
+/// tried too.
+#[test]
+fn a_pair_an_older_relbert_stored_with_an_invisible_character_is_found_by_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("old");
+    let held = [
+        ("paris", "france"),
+        ("rome", "italy"),
+        ("dog", "pup\u{ad}py"),
+        ("sun", "moon"),
+    ];
+    common::index_as_an_older_relbert_wrote(&idx, "tiny-roberta", &held);
+
+    let file = dir.path().join("typed.tsv");
+    std::fs::write(&file, "dog\tpup\u{ad}py\n").unwrap();
+    let run = |what: &str| -> serde_json::Value {
+        let a = relbert()
+            .args(["index", what, "--json", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&file)
+            .assert()
+            .success();
+        serde_json::from_slice(&a.get_output().stdout).unwrap()
+    };
+    let doc = run("add");
+    assert_eq!(doc["added"], 0, "{doc}");
+    assert_eq!(doc["already_in_index"], 1, "{doc}");
+    assert_eq!(info(&idx)["count"], 4);
+    let doc = run("remove");
+    assert_eq!(doc["removed"], 1, "{doc}");
+    assert_eq!(doc["not_in_index"], 0, "{doc}");
+    assert_eq!(doc["count"], 3, "{doc}");
 }

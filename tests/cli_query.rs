@@ -982,7 +982,10 @@ fn the_line_limit_counts_the_line_without_its_end() {
 }
 
 /// A stream whose last line has no line end has that line answered, and ends there (s20:
-/// the reader now stops at the end of input instead of reading again).
+/// the reader now stops at the end of input instead of reading again). A guard, not a
+/// regression test: it passes on the reader before that change too (piped input ends once);
+/// the pty test (`an_interactive_session_ends_with_ctrl_d_cleanly_after_a_typo`) covers the
+/// change.
 #[test]
 fn a_last_line_without_its_end_is_answered() {
     let dir = tempfile::tempdir().unwrap();
@@ -997,4 +1000,43 @@ fn a_last_line_without_its_end_is_answered() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["query"], serde_json::json!(["dog", "puppy"]));
     assert_eq!(lines[1]["source"], "index");
+}
+
+/// Review R10 (s20): a lone invisible piece between spaces (`dog \u{200b} puppy`) made the
+/// line three words and was refused, though every word is read without such characters; and
+/// a comment after one (`\u{200b}# comment`, a zero width space pasted in front) was asked
+/// as the pair `#` : `comment`, where a byte-order mark there is skipped.
+#[test]
+fn invisible_pieces_are_no_words_and_hide_no_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = plain_index(dir.path());
+    let a = relbert()
+        .args(["query", "--json", "-k", "1", "--index"])
+        .arg(&idx)
+        .write_stdin("dog \u{200b} puppy\n\u{200b}# comment\n \u{2060}\u{ad} #another\n")
+        .assert()
+        .success();
+    let lines = json_lines(&a);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[0]["query"],
+        serde_json::json!(["dog", "puppy"]),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[0]["source"], "index", "{}", lines[0]);
+    for l in &lines[1..] {
+        assert_eq!(l["skipped"], "comment", "{l}");
+    }
+    // On the command line, as one argument.
+    let a = relbert()
+        .args(["query", "--json", "-k", "1", "--index"])
+        .arg(&idx)
+        .arg("dog \u{200b} puppy")
+        .assert()
+        .success();
+    assert_eq!(
+        json_lines(&a)[0]["query"],
+        serde_json::json!(["dog", "puppy"])
+    );
 }

@@ -539,10 +539,20 @@ fn a_non_utf8_out_keeps_its_own_pair_list_byte_for_byte() {
     )
     .unwrap();
     std::fs::write(raw(&out, b"c\xff.npy"), b"\x93NUMPY").unwrap();
-    export(&big, "npy", &raw(&out, b"c\xff.npy"), &["--force"]).failure();
+    let list_before = std::fs::read(raw(&out, b"c\xff.pairs.tsv")).unwrap();
+    let a = export(&big, "npy", &raw(&out, b"c\xff.npy"), &["--force"]).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("is the pair list of c\u{FFFD}.npy, another output beside it"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(raw(&out, b"c\xff.npy")).unwrap(),
         b"\x93NUMPY"
+    );
+    assert_eq!(
+        std::fs::read(raw(&out, b"c\xff.pairs.tsv")).unwrap(),
+        list_before
     );
     // In a directory whose name is not UTF-8, the list goes beside the array.
     let d = raw(dir.path(), b"d\xff");
@@ -557,9 +567,10 @@ fn a_non_utf8_out_keeps_its_own_pair_list_byte_for_byte() {
 }
 
 /// Audit (s20): `--force` replaced a user's file whose first line is two integers (an edge
-/// list), taking it for word2vec. What follows the counts must fit them now; every file
-/// relbert writes (binary or text, f32 or f16 index, one row, keys with odd characters) is
-/// still replaced, in either format.
+/// list), taking it for word2vec. What follows the counts must fit them now (review R11: all
+/// of it, N records and nothing after them; with D 1 or 2 an edge list's first line is a
+/// record); every file relbert writes (binary or text, f32 or f16 index, one row, keys with
+/// odd characters) is still replaced, in either format.
 #[test]
 fn force_replaces_a_word2vec_file_only_when_its_records_fit_its_counts() {
     let dir = tempfile::tempdir().unwrap();
@@ -589,6 +600,9 @@ fn force_replaces_a_word2vec_file_only_when_its_records_fit_its_counts() {
         "2 2\nkey 0.5 0.25\n",
         "2 2\nkey 0.5\nkey 0.5\n",
         "3 1\n",
+        // Review R11: with D 1 or 2 an edge list's lines are text records; fewer than N.
+        "5 1\n1 2\n2 3\n",
+        "4 2\n0 1 0.5\n1 2 0.3\n",
     ];
     let out = dir.path().join("user.txt");
     for text in users {
@@ -621,21 +635,33 @@ fn force_replaces_a_word2vec_file_only_when_its_records_fit_its_counts() {
 /// Audit (s20): after a kill between the two renames of an npy export (the pair list in
 /// place, the array not yet), a rerun of the same export was refused ("w.pairs.tsv exists;
 /// pass --force"), where `embed` redoes such a list as its own. Both check through one
-/// function now. The state is made by hand: the list naming w.npy, with no w.npy.
+/// function now. The state is made by hand: the list naming w.npy, no w.npy, and the
+/// array's temporary file a kill leaves (review R11: without it the list is not a killed
+/// run's, as after the user moved w.npy away, and is kept without --force).
 #[test]
 fn a_pair_list_a_killed_export_left_without_its_array_is_redone() {
     let dir = tempfile::tempdir().unwrap();
     let index = synthetic::synthetic_index(&dir.path().join("idx"), 30, 8, 5);
     let array = dir.path().join("w.npy");
     let list = dir.path().join("w.pairs.tsv");
+    // What a killed run also leaves: its temporary array, `.w.npy.relbert.tmp`.
+    let temp = dir.path().join(".w.npy.relbert.tmp");
     export(&index, "npy", &array, &[]).success();
     let expected = (
         std::fs::read(&array).unwrap(),
         std::fs::read(&list).unwrap(),
     );
     std::fs::remove_file(&array).unwrap();
-    // What a killed run also leaves: its temporary array.
-    std::fs::write(dir.path().join(".w.npy.relbert.tmp"), "half").unwrap();
+    // The array moved away, the list kept: not a killed run's, so not redone without --force.
+    let a = export(&index, "npy", &array, &[]).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{} exists; pass --force", list.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&list).unwrap(), expected.1);
+    assert!(!array.exists());
+    std::fs::write(&temp, "half").unwrap();
     export(&index, "npy", &array, &[]).success();
     assert_eq!(
         (
@@ -646,6 +672,7 @@ fn a_pair_list_a_killed_export_left_without_its_array_is_redone() {
     );
     assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
     // With its array there, it is an output like any other: --force.
+    std::fs::write(&temp, "half").unwrap();
     export(&index, "npy", &array, &[]).failure();
     // A list naming another array (`w` shares w.pairs.tsv with w.npy) is not redone...
     std::fs::remove_file(&array).unwrap();
@@ -725,9 +752,13 @@ fn errors_on_side_files_name_the_out_and_what_the_file_is() {
         )),
         "{err}"
     );
-    // 255 bytes a name (Linux's NAME_MAX, what the test's directory has): room for
-    // `.NAME.relbert.tmp`, and for an array its pair list's `.STEM.pairs.tsv.relbert.tmp`.
-    for (format, len, room, ext) in [("word2vec", 250, 242, ""), ("npy", 233, 236, ".npy")] {
+    // The file system's limit on a name (255 bytes on Linux's usual ones): room for
+    // `.NAME.relbert.tmp` (13 bytes more), and for an array its pair list's
+    // `.STEM.pairs.tsv.relbert.tmp` (19 more than NAME).
+    let max = relbert::output::name_max(&dir.path().join("out")).unwrap_or(255);
+    for (format, extra, ext) in [("word2vec", 13, ""), ("npy", 19, ".npy")] {
+        let room = max - extra;
+        let len = (room + 5).min(max) - ext.len();
         let out = dir.path().join(format!("{}{ext}", "w".repeat(len)));
         let err = stderr(export(&index, format, &out, &[]).code(2));
         assert!(
@@ -741,6 +772,31 @@ fn errors_on_side_files_name_the_out_and_what_the_file_is() {
             .join(format!("{}{ext}", "w".repeat(room - ext.len())));
         export(&index, format, &fits, &[]).success();
     }
+    // Review R11: a name that is not ASCII is not refused up front (ntfs3 counts UTF-16
+    // units, and takes more bytes than its limit); a side file's name too long for the file
+    // system fails when it is made, naming --out, the file and the limit. Here the lock
+    // (`.NAME.lock`) is the first too long.
+    let out = dir
+        .path()
+        .join(format!("{}.bin", "\u{e9}".repeat((max - 8) / 2)));
+    let err = stderr(export(&index, "word2vec", &out, &[]).code(1));
+    assert!(
+        err.contains(&format!(
+            "--out {}: the lock file beside it (held so that no second run writes the same \
+             output): its name (",
+            out.display()
+        )) && err.contains("is too long for this file system"),
+        "{err}"
+    );
+    if let Some(max) = relbert::output::name_max(&dir.path().join("out")) {
+        assert!(
+            err.contains(&format!("whose limit on a name is {max} (")),
+            "{err}"
+        );
+    }
+    assert!(!out.exists());
+    let left = hidden(dir.path());
+    assert!(left.iter().all(|n| !n.contains('\u{e9}')), "{left:?}");
 }
 
 /// Audit (s20): the closing line `148195 vectors written` lacked the thousands separator

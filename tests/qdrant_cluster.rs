@@ -2920,3 +2920,105 @@ fn the_removal_record_s_cap_refuses_a_removal_that_would_pass_it() {
     assert_eq!(record.len(), REMOVED_IDS_MAX);
     common::drop_collection(&urls, &coll);
 }
+
+/// Sets the `words` of the point of (head, tail) to `words`, as an older relbert wrote
+/// them, and waits until every node reads them (a hang detector, not a timing assertion).
+fn set_words(urls: &[String], collection: &str, head: &str, tail: &str, words: &[&str]) {
+    let conn = Connection::new(urls, collection).unwrap();
+    let id: qdrant_client::qdrant::PointId = relbert::store::qdrant::point_id(head, tail).into();
+    let payload = qdrant_client::Payload::try_from(serde_json::json!({ "words": words })).unwrap();
+    let c = conn.clone();
+    let ids = vec![id.clone()];
+    conn.block_on(async move {
+        use qdrant_client::qdrant::{PointsIdsList, SetPayloadPointsBuilder};
+        c.call("setting a point's words", Hedge::Never, |q, name| {
+            let b = SetPayloadPointsBuilder::new(name, payload.clone())
+                .points_selector(PointsIdsList { ids: ids.clone() })
+                .wait(true);
+            async move { q.set_payload(b).await }
+        })
+        .await
+    })
+    .unwrap()
+    .unwrap();
+    let want: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    on_every_node(urls, collection, "the words set", |conn| {
+        let c = conn.clone();
+        let id = id.clone();
+        let got = conn.block_on(async move {
+            c.call("reading a point", Hedge::Never, |q, name| {
+                let id = id.clone();
+                async move {
+                    q.get_points(
+                        qdrant_client::qdrant::GetPointsBuilder::new(name, vec![id])
+                            .with_payload(true),
+                    )
+                    .await
+                }
+            })
+            .await
+        });
+        let Ok(Ok(got)) = got else { return false };
+        got.result.first().is_some_and(|p| {
+            let v: serde_json::Value = qdrant_client::Payload::from(p.payload.clone()).into();
+            v["words"] == serde_json::json!(want)
+        })
+    });
+}
+
+/// Review R10 (s20): points an older relbert wrote. A pair stored with the invisible
+/// character its file spelled (`pup\u{ad}py`) has the id of those bytes: `index remove
+/// --pairs` of that file said it was not there. A word whose final sigma stood before a
+/// hyphen (`λόγος-κόσμος`) is held in that form, which the query's filter did not match, so
+/// a result sharing the query's word came back; and a point whose words match no form at
+/// all is still left out (the search drops what shares a word, whatever the filter did).
+#[test]
+fn points_an_older_relbert_wrote_are_found_and_left_out() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("old");
+    let held = [
+        ("dog", "pup\u{ad}py"),
+        ("λόγος-κόσμος", "φως"),
+        ("λόγος-κόσμος", "σκότος"),
+        ("paris", "france"),
+        ("rome", "italy"),
+        ("sun", "moon"),
+    ];
+    common::index_as_an_older_relbert_wrote(&idx, "tiny-roberta", &held);
+    let coll = unique("older");
+    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    set_words(
+        &urls,
+        &coll,
+        "λόγος-κόσμος",
+        "φως",
+        &["λόγος-κόσμος", "φως"],
+    );
+    set_words(&urls, &coll, "λόγος-κόσμος", "σκότος", &["unmatched"]);
+    let v = query_json(&[
+        "--collection",
+        &coll,
+        "--qdrant",
+        &joined,
+        "--exact",
+        "-k",
+        "10",
+        "ΛΌΓΟΣ-ΚΌΣΜΟΣ",
+        "ήλιος",
+    ]);
+    let got = result_pairs(&v);
+    assert!(got.iter().all(|p| p[0] != "λόγος-κόσμος"), "{v}");
+    assert_eq!(got.len(), 4, "{v}");
+
+    let file = tmp.path().join("typed.tsv");
+    std::fs::write(&file, "dog\tpup\u{ad}py\n").unwrap();
+    let doc = summary_of(&remove_from(&urls, &coll, &file, true).output().unwrap());
+    assert_eq!(doc["removed"], 1, "{doc}");
+    assert_eq!(doc["not_in_index"], 0, "{doc}");
+    common::drop_collection(&urls, &coll);
+}

@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
 use relbert::output::{
-    check_replaceable, check_sidecar_replaceable, lock_npy_output, pairs_sidecar, same_file,
-    temp_path, Format, OutputKind,
+    check_replaceable, check_sidecar_replaceable, lock_npy_output, name_max, pairs_sidecar,
+    same_file, temp_path, Format, OutputKind,
 };
 use relbert::pairs::read_pairs;
 use relbert::store::files::older_pair_list;
@@ -92,27 +92,44 @@ fn side_files(out: &Path, format: Format) -> Vec<(PathBuf, &'static str)> {
 
 /// What `e` is about when the path it names is one of the files relbert writes beside
 /// `--out` ([`side_files`]): `--out PATH` and what that file is. Such an error named only the
-/// hidden file (`tm/.new.npy.lock: Read-only file system`), which the user never gave.
+/// hidden file (`tm/.new.npy.lock: Read-only file system`), which the user never gave. A name
+/// too long for the file system (a non-ASCII `--out`, which [`check_room_beside`] leaves to
+/// be tried) says so, with the file system's limit when it reports one.
 pub(super) fn side_file_note(e: &anyhow::Error, out: &Path, format: Format) -> Option<String> {
     use relbert_index::IndexError;
-    let path = match (
+    let (path, err) = match (
         e.downcast_ref::<relbert::Error>(),
         e.downcast_ref::<IndexError>(),
     ) {
-        (Some(relbert::Error::Io { path, .. } | relbert::Error::NotOurs { path, .. }), _)
-        | (
-            Some(relbert::Error::Index(
-                IndexError::Io { path, .. } | IndexError::NotOurs { path, .. },
-            )),
-            _,
-        )
-        | (_, Some(IndexError::Io { path, .. } | IndexError::NotOurs { path, .. })) => path,
+        (Some(relbert::Error::Io { path, err }), _)
+        | (Some(relbert::Error::Index(IndexError::Io { path, err })), _)
+        | (_, Some(IndexError::Io { path, err })) => (path, Some(err)),
+        (Some(relbert::Error::NotOurs { path, .. }), _)
+        | (Some(relbert::Error::Index(IndexError::NotOurs { path, .. })), _)
+        | (_, Some(IndexError::NotOurs { path, .. })) => (path, None),
         _ => return None,
     };
-    let (_, what) = side_files(out, format)
+    let (file, what) = side_files(out, format)
         .into_iter()
         .find(|(p, _)| p == path)?;
-    Some(format!("--out {}: {what}", out.display()))
+    let too_long = err.is_some_and(|e| e.raw_os_error() == Some(libc::ENAMETOOLONG));
+    if !too_long {
+        return Some(format!("--out {}: {what}", out.display()));
+    }
+    let bytes = file.file_name().map_or(0, |n| n.len());
+    Some(format!(
+        "--out {}: {what}: its name ({} bytes) is too long for this file system{}; give \
+         --out a shorter name",
+        out.display(),
+        super::progress::group(bytes as u64),
+        match name_max(out) {
+            Some(max) => format!(
+                ", whose limit on a name is {max} (bytes on most file systems, UTF-16 units \
+                 on some, such as NTFS)"
+            ),
+            None => String::new(),
+        },
+    ))
 }
 
 /// `e` with [`side_file_note`]'s context when it has one.
@@ -132,17 +149,27 @@ pub(super) fn about_side_file(
 /// writes beside it ([`side_files`]) within the file system's limit on a name: a valid
 /// 250-byte name failed only once the work had begun, with `.wwww….lock: File name too
 /// long`, a name the user never gave.
+///
+/// Only an ASCII name is refused here: its bytes, characters and UTF-16 units are one count,
+/// so every file system agrees on its length. Others count a name in other units (ntfs3 in
+/// UTF-16 units, where a non-ASCII name of more bytes than the limit fits), so a longer
+/// non-ASCII name is tried, and a side file's name that is too long fails when it is made
+/// ([`side_file_note`] names --out, the file and the limit).
 pub(super) fn check_room_beside(out: &Path, format: Format) -> Result<()> {
     let Some(name) = out.file_name() else {
         return Ok(());
     };
+    if !name.is_ascii() {
+        return Ok(());
+    }
     let longest = side_files(out, format)
         .iter()
         .filter_map(|(p, _)| p.file_name().map(|n| n.len()))
         .max()
         .unwrap_or(0)
         .max(name.len());
-    let max = name_max(out);
+    // 255 (Linux's `NAME_MAX`) when the file system does not say.
+    let max = name_max(out).unwrap_or(255);
     if longest <= max {
         return Ok(());
     }
@@ -160,32 +187,6 @@ pub(super) fn check_room_beside(out: &Path, format: Format) -> Result<()> {
             ""
         },
     )))
-}
-
-/// The longest file name the file system of `out`'s directory (or of its nearest existing
-/// ancestor: the directory may be made by the run) takes; 255, Linux's `NAME_MAX`, when it
-/// does not say.
-fn name_max(out: &Path) -> usize {
-    use std::os::unix::ffi::OsStrExt;
-    let mut dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    while std::fs::symlink_metadata(dir).is_err() {
-        match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => dir = p,
-            _ => {
-                dir = Path::new(".");
-                break;
-            }
-        }
-    }
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return 255;
-    };
-    // SAFETY: pathconf(3) reads the NUL-terminated path `c` and changes nothing.
-    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(255)
 }
 
 /// The format an output file's extension names (`.npy`; `.jsonl` or `.json`), any letter

@@ -268,12 +268,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
         super::not_in_an_index(out, "--out")?;
         // `--format word2vec --out y.npy` wrote word2vec under `.npy`, which NumPy then
         // failed on: refused as embed refuses a --format its extension contradicts.
-        let name = match format {
-            FileFormat::Npy => "npy",
-            FileFormat::Word2vec => "word2vec",
-            FileFormat::Word2vecText => "word2vec-text",
-        };
-        super::embed::check_extension(name, file_format(format).0, out, |named| {
+        // The name clap takes on the command line, so the two cannot drift apart.
+        let name = clap::ValueEnum::to_possible_value(&format)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        super::embed::check_extension(&name, file_format(format).0, out, |named| {
             match named {
                 Format::Npy => {
                     "; give --out another name (a word2vec file has no fixed \

@@ -946,9 +946,21 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     for r in &records {
         // Every spelling the index holds of the pair: one built before spellings were
         // merged can hold two.
-        let found = idx
+        let mut found = idx
             .lookup_all(&r.head, &r.tail)
             .with_context(|| format!("reading the pairs of {}", index.display()))?;
+        // And as the file spells them: an older relbert stored the invisible characters
+        // reading drops now ([`PairRecord::typed`]).
+        if let Some(t) = &r.typed {
+            for row in idx
+                .lookup_all(&t.0, &t.1)
+                .with_context(|| format!("reading the pairs of {}", index.display()))?
+            {
+                if !found.contains(&row) {
+                    found.push(row);
+                }
+            }
+        }
         let before = rows.len();
         rows.extend(found.iter().copied().filter(|&row| seen.insert(row)));
         if found.is_empty() {

@@ -1172,8 +1172,14 @@ pub fn run(a: QueryArgs) -> Result<()> {
             )),
             Ok(text) => {
                 let line = text.trim_end_matches(['\r', '\n']);
-                // A comment may be indented, as a `#` typed after a space at the prompt is.
-                if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                // A comment may be indented, as a `#` typed after a space at the prompt is,
+                // or follow invisible characters (a zero width space pasted in front): as
+                // a word is read without them ([`relbert::pairs::read_word`]), and a BOM is
+                // taken off above, they hid the `#` and the comment was asked as a pair.
+                let bare = line.trim_start_matches(|c: char| {
+                    c.is_whitespace() || relbert::corpus::tokenize::invisible(c)
+                });
+                if line.trim().is_empty() || bare.starts_with('#') {
                     if a.json {
                         let what = if line.trim().is_empty() {
                             "blank line"

@@ -503,14 +503,14 @@ fn link_in(chunk: &str) -> Option<(usize, usize)> {
     if !t.is_empty() && is_link(t) {
         return Some((from, from + t.len()));
     }
-    let scheme = scheme_start(chunk);
-    let prefixed = prefix_start(chunk);
-    let start = match (scheme, prefixed) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
-    let t = trim_link_end(&chunk[start..]);
-    is_link(t).then_some((start, start + t.len()))
+    // The earlier candidate first, then the other: a `www.` that is no link (`www.` alone
+    // before `https://x.org`) must not hide a link after it.
+    let mut starts = [scheme_start(chunk), prefix_start(chunk)];
+    starts.sort_by_key(|s| s.unwrap_or(usize::MAX));
+    starts.into_iter().flatten().find_map(|start| {
+        let t = trim_link_end(&chunk[start..]);
+        is_link(t).then_some((start, start + t.len()))
+    })
 }
 
 /// Where the scheme of the first `scheme://` in `chunk` starts, if it has one.
@@ -528,7 +528,9 @@ fn scheme_start(chunk: &str) -> Option<usize> {
 }
 
 /// Where the first `www.` or `mailto:` (any letter case) in `chunk` starts that is not the
-/// end of a longer word or name (`awww.`, `x.www.`, `my-www.`).
+/// end of a longer ASCII word or name (`awww.`, `x.www.`, `my-www.`). After a letter of
+/// another script it starts a link (`詳細はwww.example.jp`: Japanese writes no space before
+/// it), as `詳細はhttps://…` does.
 fn prefix_start(chunk: &str) -> Option<usize> {
     let b = chunk.as_bytes();
     (0..b.len())
@@ -542,7 +544,7 @@ fn prefix_start(chunk: &str) -> Option<usize> {
             chunk[..i]
                 .chars()
                 .next_back()
-                .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '-' | '_')))
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
         })
 }
 
@@ -823,6 +825,16 @@ mod tests {
             ),
             ["www.example.org/a", "mailto:jane@x.org", "WWW.x.org/b"]
         );
+        // Review R10 (s20): a `www.` right after a letter of a script written without
+        // spaces starts a link, as `https://` does there; an ASCII letter before it still
+        // makes it the end of a longer word.
+        assert_eq!(
+            found("ดูที่www.example.th/a и сайтwww.example.ru/b 詳細はwww.example.jp/c"),
+            ["www.example.th/a", "www.example.ru/b", "www.example.jp/c"]
+        );
+        assert!(found("awww.nope.org/c").is_empty());
+        // The earlier candidate no link: the later one is tried.
+        assert_eq!(found("(www.)https://x.org/a"), ["https://x.org/a"]);
         // Text written without spaces: a date or a URL in it is cut out, not the paragraph.
         assert_eq!(
             found("コンピュータは2020/01/02にプログラムを実行した。詳細はhttps://example.jp/docsにあります。"),

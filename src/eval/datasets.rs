@@ -45,7 +45,9 @@ fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
             "{what} [{a:?}, {b:?}] has an empty word (nothing but spaces or invisible \
                  characters)"
         )),
-        Ok([a, b]) => Ok((a, b)),
+        // Read as every command reads a word ([`crate::pairs::read_word`]): without the
+        // spaces around it and the invisible characters the tokenizer may or may not drop.
+        Ok([a, b]) => Ok((crate::pairs::read_word(&a), crate::pairs::read_word(&b))),
         Err(v) => Err(format!("{what} has {} words, expected 2", v.len())),
     }
 }
@@ -302,7 +304,7 @@ pub fn load_lexical_file(path: &Path) -> Result<Vec<LabelledPair>> {
             // for the label too: an invisible label would be a class no one can tell.
             [h, t, l] if ![h, t, l].iter().any(|f| crate::pairs::blank_word(f)) => {
                 out.push(LabelledPair {
-                    pair: (h.to_string(), t.to_string()),
+                    pair: (crate::pairs::read_word(h), crate::pairs::read_word(t)),
                     label: l.to_string(),
                     line,
                 })
@@ -535,6 +537,19 @@ mod tests {
         let (name, _, why) = &found.skipped[0];
         assert_eq!(name, "semeval");
         assert!(why.contains("relation_type"), "{why}");
+    }
+
+    /// Review R10 (s20): dataset words were read with `trim()` alone, keeping the
+    /// invisible characters every other reader of words drops ([`crate::pairs::read_word`]).
+    #[test]
+    fn dataset_words_are_read_as_pair_files_read_them() {
+        let (_d, p) = tmp("dog\tpup\u{ad}py\thyper\n");
+        let got = load_lexical_file(&p).unwrap();
+        assert_eq!(got[0].pair, ("dog".to_string(), "puppy".to_string()));
+        assert_eq!(
+            two(vec![" a\u{200b}b ".into(), "c".into()], "q"),
+            Ok(("ab".to_string(), "c".to_string()))
+        );
     }
 
     #[test]

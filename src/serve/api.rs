@@ -767,9 +767,12 @@ impl PairInput {
     /// only a line and column).
     fn of(value: &Value, what: &str) -> Result<PairInput, ApiError> {
         PairInput::deserialize(value).map_err(|_| {
+            // JSON as sent, cut as [`crate::error::quoted`] cuts (80 characters, marked `…`),
+            // not quoted again: it is no string.
+            let json = value.to_string();
+            let (kept, mark) = crate::error::cut_for_message(&json);
             ApiError::bad(format!(
-                "{what}: expected a pair: [\"a\", \"b\"] or \"a:b\" (two words), got {}",
-                value.to_string().chars().take(60).collect::<String>()
+                "{what}: expected a pair: [\"a\", \"b\"] or \"a:b\" (two words), got {kept}{mark}"
             ))
         })
     }
@@ -784,8 +787,8 @@ impl PairInput {
                 let readings = query_line_readings(&line);
                 if readings.is_empty() {
                     return Err(format!(
-                        "{what}: expected two words as \"a:b\" or [\"a\", \"b\"], got {:?}",
-                        line.chars().take(60).collect::<String>()
+                        "{what}: expected two words as \"a:b\" or [\"a\", \"b\"], got {}",
+                        crate::error::quoted(&line)
                     ));
                 }
                 Ok(readings)
@@ -1418,4 +1421,29 @@ async fn openapi() -> Response {
 
 async fn page() -> Html<&'static str> {
     Html(PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review R10 (s20): a refused pair quoted its first 60 characters with no mark that
+    /// it was cut; it quotes 80 and says so with `…`, as every other message does.
+    #[test]
+    fn a_refused_pair_is_quoted_cut_and_marked() {
+        let long = "x".repeat(500);
+        let e = PairInput::of(&serde_json::json!([long, "b", "c"]), "pairs[0]")
+            .err()
+            .unwrap();
+        assert!(e.message.ends_with('…'), "{}", e.message);
+        assert!(e.message.len() < 200, "{}", e.message);
+        let e = PairInput::Line(format!("{long} a b"))
+            .readings("pair")
+            .unwrap_err();
+        assert!(e.ends_with("\"…"), "{e}");
+        assert!(
+            e.contains(&"x".repeat(80)) && !e.contains(&"x".repeat(81)),
+            "{e}"
+        );
+    }
 }

@@ -405,9 +405,12 @@ fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
     w.write_all(relbert_index::spool_header().as_bytes())?;
     for r in records {
         // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
+        // As the file spells them, so the copy read back has the identity of the input
+        // ([`crate::pairs::records_identity`]) and resumes its build.
+        let (head, tail) = r.as_written();
         match &r.label {
-            Some(l) => writeln!(w, "{}\t{}\t{l}", r.head, r.tail)?,
-            None => writeln!(w, "{}\t{}", r.head, r.tail)?,
+            Some(l) => writeln!(w, "{head}\t{tail}\t{l}")?,
+            None => writeln!(w, "{head}\t{tail}")?,
         }
     }
     w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -526,7 +529,14 @@ pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
     // Each record is looked up once, for the label conflicts and the split below.
     let rows = records
         .iter()
-        .map(|r| index.lookup(&r.head, &r.tail))
+        .map(|r| {
+            // The words as the file spells them too: an older relbert stored a pair with
+            // the invisible characters reading drops now ([`PairRecord::typed`]).
+            match (index.lookup(&r.head, &r.tail)?, &r.typed) {
+                (None, Some(t)) => index.lookup(&t.0, &t.1),
+                (row, _) => Ok(row),
+            }
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     crate::pairs::warn_label_conflicts(&crate::pairs::add_label_conflicts(index, &records, &rows)?);
     let mut seen = std::collections::HashSet::new();

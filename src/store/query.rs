@@ -73,11 +73,19 @@ pub fn parse_query_line(line: &str) -> Option<(String, String)> {
     if let Some((a, b)) = line.split_once(':') {
         return if b.contains(':') { None } else { two(a, b) };
     }
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = words_of_line(line);
     match words.as_slice() {
         [a, b] => two(a, b),
         _ => None,
     }
+}
+
+/// The space-separated pieces of a query line, less those [`crate::pairs::read_word`] leaves
+/// empty: `dog \u{200b} puppy` is two words, not three (a zero width space alone is no word).
+fn words_of_line(line: &str) -> Vec<&str> {
+    line.split_whitespace()
+        .filter(|w| !w.chars().all(crate::corpus::tokenize::invisible))
+        .collect()
 }
 
 /// Every reading of a query line, the one [`parse_query_line`] gives first: a line such as
@@ -88,7 +96,7 @@ pub fn query_line_readings(line: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = parse_query_line(line).into_iter().collect();
     let line = line.trim_end_matches(['\r', '\n']);
     if !line.contains('\t') && line.contains(':') {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let words = words_of_line(line);
         if let [a, b] = words.as_slice() {
             let two = (crate::pairs::read_word(a), crate::pairs::read_word(b));
             let blank = crate::pairs::blank_word(&two.0) || crate::pairs::blank_word(&two.1);
@@ -255,24 +263,58 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
 /// `words` (from [`pair_words`]) plus the forms older relbert wrote of them, without
 /// repeats: the `words` a Qdrant point carries and a query to Qdrant matches. Collections
 /// written before words were decomposed hold the lower-cased NFC form of most text, and
-/// before `ς` was folded to `σ` ([`fold_word`]) a word typed with its final `ς` kept it;
-/// matching every such form keeps their filter working.
+/// before `ς` was folded to `σ` ([`fold_word`]) a word typed with its final sigmas kept
+/// them, at the end of the word or of any run of letters in it (`λόγος-κόσμος`); matching
+/// every such form keeps their filter working. What a form misses still does not come
+/// back: [`QueryEngine::search_store`] drops any hit [`shares_word`] says shares a word.
 pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
     let mut out = words.clone();
     for w in words {
         let c: String = w.nfc().collect();
-        let finals = [&w, &c].map(|x| {
-            x.strip_suffix('σ')
-                .map(|stem| format!("{stem}ς"))
-                .unwrap_or_default()
-        });
-        for form in std::iter::once(c).chain(finals) {
+        let finals = [final_sigmas(&w), final_sigmas(&c)];
+        for form in std::iter::once(c).chain(finals.into_iter().flatten()) {
             if !form.is_empty() && !out.contains(&form) {
                 out.push(form);
             }
         }
     }
     out
+}
+
+/// `w` with `ς` for every `σ` that ends a run of letters (Unicode's Final_Sigma, as
+/// lower-casing a capital gives it: a letter before, none after, combining marks skipped
+/// both ways), or `None` when there is no such `σ`.
+fn final_sigmas(w: &str) -> Option<String> {
+    let chars: Vec<char> = w.chars().collect();
+    let letter_at = |mut i: usize, step: isize| -> bool {
+        // From `i`, moving by `step`, past combining marks: is the next other char a letter?
+        loop {
+            match chars.get(i) {
+                Some(&c) if is_combining_mark(c) => {}
+                Some(&c) => return c.is_alphabetic(),
+                None => return false,
+            }
+            match i.checked_add_signed(step) {
+                Some(n) => i = n,
+                None => return false,
+            }
+        }
+    };
+    let mut changed = false;
+    let out: String = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let ends_run = c == 'σ' && i > 0 && letter_at(i - 1, -1) && !letter_at(i + 1, 1);
+            if ends_run {
+                changed = true;
+                'ς'
+            } else {
+                c
+            }
+        })
+        .collect();
+    changed.then_some(out)
 }
 
 /// Whether (head, tail) has a word of `query_words` (from [`pair_words`]). Compares folded
@@ -455,20 +497,28 @@ fn distinct_hits<H>(
 
 /// The best `k` hits that are neither the query pair in another spelling nor another
 /// spelling of a better hit ([`distinct_hits`]; `one_vector` tells whether two hits have one
-/// vector), from `search(n)`, which returns the store's best `n` hits. Asks for `k` first and
-/// for more only when some were left out (rare: a pair stored in several spellings), until
-/// `k` remain or the store has no more.
+/// vector), nor share a word of `shared` ([`shares_word`]; empty: none is checked here), from
+/// `search(n)`, which returns the store's best `n` hits. Asks for `k` first and for more only
+/// when some were left out (rare: a pair stored in several spellings), until `k` remain or
+/// the store has no more.
 fn without_other_spellings<H>(
     k: usize,
     key: &SpellingKey,
+    shared: &[String],
     hit: impl Fn(&H) -> &QueryHit,
     one_vector: impl Fn(&H, &H) -> Result<bool>,
     mut search: impl FnMut(usize) -> Result<Vec<H>>,
 ) -> Result<Vec<H>> {
     let mut want = k;
     loop {
-        let hits = search(want)?;
+        let mut hits = search(want)?;
         let got = hits.len();
+        if !shared.is_empty() {
+            hits.retain(|h| {
+                let [head, tail] = &hit(h).pair;
+                !shares_word(shared, head, tail)
+            });
+        }
         let mut kept = distinct_hits(hits, key, &hit, &one_vector)?;
         let left_out = got - kept.len();
         // Fewer than asked: the store has no more.
@@ -751,9 +801,13 @@ impl QueryEngine {
         let exclude = (source == Source::Index).then_some((a, b));
         let key = SpellingKey::new(a, b);
         let vector_of = |h: &QueryHit| self.store.lookup(&h.pair[0], &h.pair[1]);
+        // Checked here too, whatever the store's own filter did: a Qdrant collection an older
+        // relbert wrote may hold a word in a form its filter does not match
+        // ([`with_nfc_forms`]), and such a hit must not come back.
         without_other_spellings(
             opts.k,
             &key,
+            &query_words,
             |h| h,
             |x, y| {
                 Ok(same_vector(
@@ -786,9 +840,11 @@ impl QueryEngine {
         let query_words = excluded_words(a, b, opts);
         let index = self.local()?;
         let key = SpellingKey::new(a, b);
+        // The local search leaves out pairs sharing a word itself ([`search_local`]).
         without_other_spellings(
             opts.k,
             &key,
+            &[],
             |(_, h)| h,
             |(x, _), (y, _)| {
                 Ok(same_vector(
@@ -966,6 +1022,19 @@ mod tests {
         assert!(!key.is_same_pair(&hit("کتاب\u{200c}ها", "فارسی", 0.95)));
     }
 
+    /// The best `n` of `all` (in score order) as a store's search gives them.
+    fn best_of(all: &[(&str, &str, f32)], n: usize) -> Result<Vec<QueryHit>> {
+        Ok(all
+            .iter()
+            .take(n)
+            .map(|(a, b, s)| QueryHit {
+                pair: [a.to_string(), b.to_string()],
+                score: *s,
+                label: None,
+            })
+            .collect())
+    }
+
     #[test]
     fn other_spellings_are_replaced_by_the_next_hits() {
         let all = [
@@ -973,25 +1042,15 @@ mod tests {
             ("Paris", "France", 0.99),
             ("rome", "italy", 0.9),
         ];
-        let hits = |n: usize| -> Result<Vec<QueryHit>> {
-            Ok(all
-                .iter()
-                .take(n)
-                .map(|(a, b, s)| QueryHit {
-                    pair: [a.to_string(), b.to_string()],
-                    score: *s,
-                    label: None,
-                })
-                .collect())
-        };
+        let hits = |n: usize| best_of(&all, n);
         let never = |_: &QueryHit, _: &QueryHit| Ok(false);
         let key = SpellingKey::new("PARIS", "FRANCE");
-        let got = without_other_spellings(2, &key, |h| h, never, hits).unwrap();
+        let got = without_other_spellings(2, &key, &[], |h| h, never, hits).unwrap();
         assert_eq!(got.len(), 1, "the store has one other pair");
         assert_eq!(got[0].pair[0], "rome");
         // Another query: "Paris : France" is "paris : france" again, and rome comes up.
         let key = SpellingKey::new("oslo", "norway");
-        let got = without_other_spellings(2, &key, |h| h, never, hits).unwrap();
+        let got = without_other_spellings(2, &key, &[], |h| h, never, hits).unwrap();
         let pairs: Vec<&str> = got.iter().map(|h| h.pair[0].as_str()).collect();
         assert_eq!(pairs, ["paris", "rome"]);
     }
@@ -1029,6 +1088,7 @@ mod tests {
         let got = without_other_spellings(
             10,
             &key,
+            &[],
             |h| h,
             one,
             |n| Ok(hits.iter().take(n).cloned().collect()),
@@ -1051,6 +1111,7 @@ mod tests {
         let got = without_other_spellings(
             3,
             &key,
+            &[],
             |h| h,
             one,
             |n| Ok(hits.iter().take(n).cloned().collect()),
@@ -1062,6 +1123,7 @@ mod tests {
         let far = without_other_spellings(
             10,
             &key,
+            &[],
             |h| h,
             |_, _| panic!("read the vectors of hits that score apart"),
             |_| {
@@ -1076,5 +1138,62 @@ mod tests {
         assert!(same_vector(Some(&[0.6, 0.8]), Some(&[3.0, 4.0])));
         assert!(!same_vector(Some(&[1.0, 0.0]), Some(&[0.99, 0.14])));
         assert!(!same_vector(None, Some(&[1.0, 0.0])));
+    }
+
+    /// Review R10 (s20): an older Qdrant collection holds `λόγος-κόσμος` as one word, its
+    /// `ς` before the hyphen; the filter added the `ς` form only at the very end of a word,
+    /// so that pair was not left out of a query of λόγος-κόσμος. Every σ that ends a run of
+    /// letters gets its final form, in the decomposed and the NFC word.
+    #[test]
+    fn final_sigma_forms_at_the_end_of_every_letter_run() {
+        let forms = with_nfc_forms(pair_words("ΛΌΓΟΣ-ΚΌΣΜΟΣ", "x").collect());
+        assert!(forms.contains(&"λόγος-κόσμος".to_string()), "{forms:?}");
+        assert!(
+            forms.contains(&"λο\u{301}γος-κο\u{301}σμος".to_string()),
+            "{forms:?}"
+        );
+        assert_eq!(final_sigmas("σοφός"), None);
+        assert_eq!(final_sigmas("σοφόσ").as_deref(), Some("σοφός"));
+        // A σ starting a word, alone, or inside one is not final.
+        assert_eq!(final_sigmas("σ"), None);
+        assert_eq!(final_sigmas("κοσμ"), None);
+        assert_eq!(final_sigmas("σ-σ"), None);
+        // Combining marks are skipped both ways: `σ\u{301}` after a letter ends the run.
+        assert_eq!(final_sigmas("ασ\u{301}.").as_deref(), Some("ας\u{301}."));
+        assert_eq!(final_sigmas("ασ\u{301}β"), None);
+    }
+
+    /// Review R10 (s20): what a Qdrant filter misses (a form [`with_nfc_forms`] does not
+    /// give) still does not come back: the shared loop drops a hit sharing a word, and asks
+    /// for more to keep `k`.
+    #[test]
+    fn hits_sharing_a_word_are_dropped_and_replaced() {
+        let all = [
+            ("λόγος-κόσμος", "y", 0.9),
+            ("rome", "italy", 0.8),
+            ("oslo", "norway", 0.7),
+        ];
+        let hits = |n: usize| best_of(&all, n);
+        let never = |_: &QueryHit, _: &QueryHit| Ok(false);
+        let key = SpellingKey::new("ΛΌΓΟΣ-ΚΌΣΜΟΣ", "z");
+        let words: Vec<String> = pair_words("ΛΌΓΟΣ-ΚΌΣΜΟΣ", "z").collect();
+        let got = without_other_spellings(2, &key, &words, |h| h, never, hits).unwrap();
+        let pairs: Vec<&str> = got.iter().map(|h| h.pair[0].as_str()).collect();
+        assert_eq!(pairs, ["rome", "oslo"]);
+    }
+
+    /// Review R10 (s20): `dog \u{200b} puppy` (a lone invisible piece between spaces) was
+    /// refused as three words; the piece is no word.
+    #[test]
+    fn a_lone_invisible_piece_is_no_word() {
+        let p = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(parse_query_line("dog \u{200b} puppy"), p("dog", "puppy"));
+        assert_eq!(
+            parse_query_line("\u{feff} dog puppy \u{ad}"),
+            p("dog", "puppy")
+        );
+        assert_eq!(parse_query_line("dog \u{200b}"), None);
+        assert!(query_line_readings("re:invent \u{200b} conference")
+            .contains(&("re:invent".to_string(), "conference".to_string())));
     }
 }

@@ -21,6 +21,29 @@ pub fn minilm_dir() -> PathBuf {
     p
 }
 
+/// Builds at `idx`, with the library and the tiny fixture model `model`, an index of `held`
+/// stored exactly as spelled: what an older relbert wrote before words were read without
+/// invisible characters and a mixed Unicode form was stored in NFC, which the command line
+/// no longer makes.
+pub fn index_as_an_older_relbert_wrote(idx: &Path, model: &str, held: &[(&str, &str)]) {
+    let enc = relbert::RelationEncoder::load(&fixture(model), &Default::default()).unwrap();
+    let spec = relbert_index::IndexSpec {
+        dim: enc.dim() as u32,
+        precision: relbert_index::Precision::F32,
+        encoder: relbert::indexing::encoder_info(&enc.identity().unwrap()),
+        input: "an older relbert's build".into(),
+    };
+    let mut b = relbert_index::IndexBuilder::create_or_resume(idx, spec, false).unwrap();
+    let entries: Vec<relbert_index::PairEntry> = held
+        .iter()
+        .map(|(h, t)| relbert_index::PairEntry::new(*h, *t))
+        .collect();
+    let vectors: Vec<f32> = enc.embed(held).unwrap().into_iter().flatten().collect();
+    b.append_chunk(&entries, &vectors).unwrap();
+    b.finish(relbert_index::HnswParams::default(), |_| {})
+        .unwrap();
+}
+
 /// Cosine similarity of two vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();

@@ -1480,6 +1480,7 @@ mod tests {
             label: Some(label.into()),
             line,
             file: file.clone(),
+            typed: None,
         };
         let mut records = vec![
             rec("cafe\u{301}", "paris", "first", 1),

@@ -115,7 +115,19 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
     })??;
     let wanted: Vec<Vec<String>> = records
         .iter()
-        .map(|r| spelling_ids(&r.head, &r.tail))
+        .map(|r| {
+            let mut ids = spelling_ids(&r.head, &r.tail);
+            // An older relbert made the ids of the words as the file spells them, invisible
+            // characters and all ([`PairRecord::typed`]).
+            if let Some(t) = &r.typed {
+                for id in spelling_ids(&t.0, &t.1) {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+            ids
+        })
         .collect();
     let mut held = HashSet::new();
     let mut start = 0;
