@@ -900,20 +900,31 @@ fn invisible_characters_in_query_words_are_not_part_of_them() {
         "{}",
         stdout(&a)
     );
-    // A line of invisible characters only is no word, not one.
+    // A line of invisible characters only is no word, not one: a blank line (review R12;
+    // it was an error), as a line of spaces is.
     let a = relbert()
         .args(["query", "--json", "--index"])
         .arg(&idx)
-        .write_stdin("\u{200b}\n\u{feff}\u{2060}\n")
+        .write_stdin("\u{200b}\n\u{feff}\u{2060}\n\u{200b} \u{ad}\n")
+        .assert()
+        .success();
+    let lines = json_lines(&a);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in lines {
+        assert_eq!(l["skipped"], "blank line", "{l}");
+    }
+    // A word of them beside a colon is still an empty word, named so.
+    let a = relbert()
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .write_stdin("\u{200b}:dog\n")
         .assert()
         .code(1);
-    for l in json_lines(&a) {
-        let error = l["error"].as_str().unwrap();
-        assert!(
-            error.contains("is empty, or only invisible characters") && !error.contains("one word"),
-            "{l}"
-        );
-    }
+    let error = json_lines(&a)[0]["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("is empty, or only invisible characters"),
+        "{error}"
+    );
 }
 
 /// Audit (s20): the prompt-too-long error quoted the pair's words whole, and the stream's

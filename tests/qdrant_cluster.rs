@@ -2972,6 +2972,8 @@ fn set_words(urls: &[String], collection: &str, head: &str, tail: &str, words: &
 /// hyphen (`λόγος-κόσμος`) is held in that form, which the query's filter did not match, so
 /// a result sharing the query's word came back; and a point whose words match no form at
 /// all is still left out (the search drops what shares a word, whatever the filter did).
+/// That drop also hides whether the filter matched the older form, so this test does not
+/// isolate the filter: `final_sigma_forms_at_the_end_of_every_letter_run` does.
 #[test]
 fn points_an_older_relbert_wrote_are_found_and_left_out() {
     let Some(cluster) = Cluster::from_env() else {

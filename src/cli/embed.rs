@@ -117,12 +117,27 @@ pub(super) fn side_file_note(e: &anyhow::Error, out: &Path, format: Format) -> O
         return Some(format!("--out {}: {what}", out.display()));
     }
     let bytes = file.file_name().map_or(0, |n| n.len());
+    let max = name_max(out);
+    // The name fits the limit (in bytes, and it is ASCII, so in any unit): the path as a
+    // whole is what is too long (Linux says ENAMETOOLONG past PATH_MAX too).
+    let name_fits = file
+        .file_name()
+        .is_some_and(|n| n.to_str().is_some_and(str::is_ascii))
+        && max.is_some_and(|m| bytes <= m);
+    if name_fits {
+        return Some(format!(
+            "--out {}: {what}: its path ({} bytes) is too long for this system; give --out a \
+             path in a shallower directory",
+            out.display(),
+            super::progress::group(file.as_os_str().len() as u64),
+        ));
+    }
     Some(format!(
         "--out {}: {what}: its name ({} bytes) is too long for this file system{}; give \
          --out a shorter name",
         out.display(),
         super::progress::group(bytes as u64),
-        match name_max(out) {
+        match max {
             Some(max) => format!(
                 ", whose limit on a name is {max} (bytes on most file systems, UTF-16 units \
                  on some, such as NTFS)"
@@ -397,4 +412,39 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         relbert::store::files::warn_older_list_left(o, &list);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review R12 (s20): Linux says ENAMETOOLONG for a path past PATH_MAX too, and the note
+    /// said a 112-byte name was too long for a file system whose limit is 255. A name within
+    /// the limit is a path too long.
+    #[test]
+    fn a_path_too_long_is_not_called_a_name_too_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("v.jsonl");
+        let Some(max) = name_max(&out) else {
+            eprintln!("the file system reports no name limit: nothing to compare");
+            return;
+        };
+        let too_long = || std::io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        let (side, _) = side_files(&out, Format::Jsonl).remove(0);
+        let e = anyhow::Error::from(relbert::Error::io(&side, too_long()));
+        let note = side_file_note(&e, &out, Format::Jsonl).unwrap();
+        assert!(
+            note.contains("its path") && !note.contains("its name"),
+            "{note}"
+        );
+        // A name past the limit is still called one.
+        let long = dir.path().join(format!("{}.jsonl", "n".repeat(max)));
+        let (side, _) = side_files(&long, Format::Jsonl).remove(0);
+        let e = anyhow::Error::from(relbert::Error::io(&side, too_long()));
+        let note = side_file_note(&e, &long, Format::Jsonl).unwrap();
+        assert!(
+            note.contains("its name") && note.contains(&max.to_string()),
+            "{note}"
+        );
+    }
 }

@@ -1179,9 +1179,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 let bare = line.trim_start_matches(|c: char| {
                     c.is_whitespace() || relbert::corpus::tokenize::invisible(c)
                 });
-                if line.trim().is_empty() || bare.starts_with('#') {
+                // A line of invisible characters only is blank too, as a piece of them alone
+                // is no word (review R12: it was an error).
+                if bare.is_empty() || bare.starts_with('#') {
                     if a.json {
-                        let what = if line.trim().is_empty() {
+                        let what = if bare.is_empty() {
                             "blank line"
                         } else {
                             "comment"

@@ -495,8 +495,9 @@ fn trim_link_end(chunk: &str) -> &str {
 /// The link in `chunk` (a piece of text between [`link_break`]s), as a byte range of it: the
 /// chunk without its opening and closing punctuation when that is a link ([`is_link`]), or
 /// else a URL that starts inside it: at the scheme before its `://` (`[GNU](https://gnu.org)`,
-/// `**https://x.org**`), or at a `www.` or `mailto:` that no letter or digit comes right
-/// before (`[site](www.x.org)`, `(mailto:jane@x.org)`; not `awww.`), whichever comes first.
+/// `**https://x.org**`), or at a `www.` or `mailto:` that no ASCII letter or digit comes
+/// right before (`[site](www.x.org)`, `(mailto:jane@x.org)`, `сайтwww.x.org`; not
+/// `awww.`): the earlier of the two first, then the other when the earlier is no link.
 fn link_in(chunk: &str) -> Option<(usize, usize)> {
     let from = chunk.len() - chunk.trim_start_matches(link_opener).len();
     let t = trim_link_end(&chunk[from..]);

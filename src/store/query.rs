@@ -281,9 +281,11 @@ pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
     out
 }
 
-/// `w` with `ς` for every `σ` that ends a run of letters (Unicode's Final_Sigma, as
-/// lower-casing a capital gives it: a letter before, none after, combining marks skipped
-/// both ways), or `None` when there is no such `σ`.
+/// `w` with `ς` for every `σ` that ends a run of letters, or `None` when there is no such
+/// `σ`: an approximation of Unicode's Final_Sigma (a letter before, none after, combining
+/// marks skipped both ways; Unicode skips every case-ignorable character, such as `'`, and
+/// asks for a cased letter). A form it misses (`α'ς`) only misses the Qdrant filter: the
+/// search loop drops a hit sharing a word by [`shares_word`] all the same, and asks for more.
 fn final_sigmas(w: &str) -> Option<String> {
     let chars: Vec<char> = w.chars().collect();
     let letter_at = |mut i: usize, step: isize| -> bool {

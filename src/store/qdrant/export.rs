@@ -61,7 +61,7 @@ use crate::error::{Error, Result};
 use crate::indexing::{
     dtype_name, encode_chunks, encoder_info, function_difference, same_function,
 };
-use crate::pairs::{records_identity, PairRecord};
+use crate::pairs::{records_identity_as_read, PairRecord};
 use crate::query::{pair_words, with_nfc_forms};
 use crate::relation::RelationEncoder;
 
@@ -1398,8 +1398,9 @@ pub fn build_collection(
         layout: LAYOUT_VERSION,
         encoder: encoder_info(&encoder.identity()?),
         dim: encoder.dim() as u32,
-        // The input as given, repeats included: a rerun is recognised by its input.
-        source: format!("pairs {}", records_identity(&records)),
+        // The input as given, repeats included: a rerun is recognised by its input. Its
+        // words as read, which the point ids are made of (see the function's docs).
+        source: format!("pairs {}", records_identity_as_read(&records)),
     };
     let prepared = prepare(conn, &record, settings, asked, opts.add)?;
     keep_distinct(&mut records);
