@@ -475,13 +475,16 @@ fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
     // The nodes apply a metadata change (the load's records) one after another, and a look
     // may be answered by one that has not yet: looked at again, as the server does every
     // 2 s, until a look finds nothing new (seen failing 1 run in 3 with a single look).
-    let settled = (0..40).any(|_| {
-        let changed = state.follow_collection().unwrap();
-        if changed {
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        !changed
-    });
+    let settle = || {
+        (0..40).any(|_| {
+            let changed = state.follow_collection().unwrap();
+            if changed {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            !changed
+        })
+    };
+    let settled = settle();
     assert!(settled, "the collection never settled after the add");
     assert_eq!(
         state.refresh_suggestions().unwrap(),
@@ -490,9 +493,20 @@ fn the_count_of_a_served_collection_follows_pairs_added_to_it() {
     );
     assert_eq!(rt.block_on(oslo_suggested(&app)), ["oslo:norway"]);
     assert_eq!(counts(&app), (Some(before + 3), Some(before + 3)));
-    // Listed once: the next looks find nothing new to list.
-    assert!(!state.follow_collection().unwrap());
-    assert_eq!(state.refresh_suggestions().unwrap(), None);
+    // Listed once: the next looks find nothing new to list. A look answered by a node that
+    // has not yet applied the load's last metadata change still reads as a change (seen once
+    // in a clean-clone CI run on 2 loaded cores), so the looks go on until one finds nothing
+    // new; a listing then is of the same pairs, never of another count.
+    let settled = settle();
+    assert!(settled, "the collection never settled after the listing");
+    assert!(
+        state
+            .refresh_suggestions()
+            .unwrap()
+            .is_none_or(|n| n == before as usize + 3),
+        "listed again with another count"
+    );
+    assert_eq!(rt.block_on(oslo_suggested(&app)), ["oslo:norway"]);
     common::drop_collection(&urls, &collection);
 }
 
