@@ -34,6 +34,14 @@ impl PairRecord {
         format!("{}:{}", self.file.display(), self.line)
     }
 
+    /// The spellings a lookup of this pair tries: as read, then as the file spells them
+    /// when that differs ([`Self::typed`]: an older relbert stored, and made Qdrant ids of,
+    /// the words with the invisible characters reading drops now).
+    pub fn spellings(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once((self.head.as_str(), self.tail.as_str()))
+            .chain(self.typed.as_deref().map(|(h, t)| (h.as_str(), t.as_str())))
+    }
+
     /// The head and tail as the file spells them ([`Self::typed`]), or as read when that is
     /// the same.
     pub fn as_written(&self) -> (&str, &str) {

@@ -2877,19 +2877,10 @@ fn the_removal_record_s_cap_refuses_a_removal_that_would_pass_it() {
         .record()
         .source
         .clone();
-    let earlier: Vec<String> = (0..REMOVED_IDS_MAX as u128 - 1)
-        .map(|i| {
-            let h = format!("{:032x}", i + (1 << 120));
-            format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..]
-            )
-        })
+    let packed: String = (0..REMOVED_IDS_MAX as u128 - 1)
+        .map(|i| format!("{:032x}", i + (1 << 120)))
         .collect();
+    let earlier = relbert::store::qdrant::unpack_ids(&packed).unwrap();
     let c = conn.clone();
     conn.block_on(async move { c.record_removal("earlier", &[source], &earlier).await })
         .unwrap()

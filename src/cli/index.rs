@@ -945,15 +945,12 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     let (mut missing, mut repeated) = (0u64, 0u64);
     for r in &records {
         // Every spelling the index holds of the pair: one built before spellings were
-        // merged can hold two.
-        let mut found = idx
-            .lookup_all(&r.head, &r.tail)
-            .with_context(|| format!("reading the pairs of {}", index.display()))?;
-        // And as the file spells them: an older relbert stored the invisible characters
-        // reading drops now ([`PairRecord::typed`]).
-        if let Some(t) = &r.typed {
+        // merged can hold two, and an older relbert stored the words as the file spells them
+        // ([`relbert::pairs::PairRecord::spellings`]).
+        let mut found = Vec::new();
+        for (head, tail) in r.spellings() {
             for row in idx
-                .lookup_all(&t.0, &t.1)
+                .lookup_all(head, tail)
                 .with_context(|| format!("reading the pairs of {}", index.display()))?
             {
                 if !found.contains(&row) {

@@ -529,13 +529,15 @@ pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
     // Each record is looked up once, for the label conflicts and the split below.
     let rows = records
         .iter()
-        .map(|r| {
-            // The words as the file spells them too: an older relbert stored a pair with
-            // the invisible characters reading drops now ([`PairRecord::typed`]).
-            match (index.lookup(&r.head, &r.tail)?, &r.typed) {
-                (None, Some(t)) => index.lookup(&t.0, &t.1),
-                (row, _) => Ok(row),
+        .map(|r| -> relbert_index::Result<Option<usize>> {
+            // The words as the file spells them too ([`PairRecord::spellings`]): an older
+            // relbert stored a pair with the invisible characters reading drops now.
+            for (head, tail) in r.spellings() {
+                if let Some(row) = index.lookup(head, tail)? {
+                    return Ok(Some(row));
+                }
             }
+            Ok(None)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     crate::pairs::warn_label_conflicts(&crate::pairs::add_label_conflicts(index, &records, &rows)?);

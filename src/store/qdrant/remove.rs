@@ -116,14 +116,10 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
     let wanted: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
-            let mut ids = spelling_ids(&r.head, &r.tail);
-            // An older relbert made the ids of the words as the file spells them, invisible
-            // characters and all ([`PairRecord::typed`]).
-            if let Some(t) = &r.typed {
-                for id in spelling_ids(&t.0, &t.1) {
-                    if !ids.contains(&id) {
-                        ids.push(id);
-                    }
+            let mut ids = Vec::new();
+            for id in r.spellings().flat_map(|(h, t)| spelling_ids(h, t)) {
+                if !ids.contains(&id) {
+                    ids.push(id);
                 }
             }
             ids
