@@ -2903,6 +2903,9 @@ fn the_removal_record_s_cap_refuses_a_removal_that_would_pass_it() {
     let doc = summary_of(&remove_from(&urls, &coll, &one, true).output().unwrap());
     assert_eq!(doc["removed"], 1, "{doc}");
     assert_eq!(settled_count(&urls[0], &coll, total - 1), total - 1);
+    // The record reaches each node through consensus: a read through one behind still
+    // showed 32,767 (a local run of d23f7e1), so every node is waited for first.
+    wait_removal_recorded(&urls, &coll, REMOVED_IDS_MAX);
     let c = conn.clone();
     let record = conn
         .block_on(async move { c.removal_record().await })
