@@ -2,7 +2,7 @@
 //! Every file is written to a temporary path in the target directory and renamed into place,
 //! so a failed run never leaves a half-written output.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -617,7 +617,6 @@ pub fn pairs_sidecar(npy: &Path) -> PathBuf {
 /// The first line of a file (up to 64 KiB), if it can be read and is UTF-8 (every mark
 /// relbert writes is: a lossy reading could make another program's bytes look like a name).
 fn first_line(path: &Path) -> Option<String> {
-    use std::io::Read;
     let mut head = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
@@ -671,18 +670,77 @@ pub fn sidecar_is_own(array: &Path) -> bool {
     }
 }
 
+/// Whether `array` is a whole float32 NumPy array as relbert writes it (its length what its
+/// header's shape says) with as many rows as `list` has pairs: an array and the pair list
+/// written with it, complete.
+pub fn npy_rows_match_list(array: &Path, list: &Path) -> bool {
+    let whole = || {
+        let rows = pair_lines(list)?;
+        let (shape, data_start) = npy_f32_shape(array)?;
+        let len = std::fs::symlink_metadata(array).ok()?.len();
+        let expected = (shape.0 as u64)
+            .checked_mul(shape.1 as u64)?
+            .checked_mul(4)?
+            .checked_add(data_start)?;
+        Some(shape.0 == rows && len == expected)
+    };
+    whole().unwrap_or(false)
+}
+
+/// The pairs in a pair list: its lines after the mark (relbert ends every line with `\n`).
+fn pair_lines(list: &Path) -> Option<usize> {
+    let mut f = std::fs::File::open(list).ok()?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0usize;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+    lines.checked_sub(1)
+}
+
+/// The shape of a little-endian float32 C-order NumPy array in format version 1 (what relbert
+/// writes), and where its data starts; `None` for anything else.
+fn npy_f32_shape(array: &Path) -> Option<((usize, usize), u64)> {
+    let mut f = std::fs::File::open(array).ok()?;
+    let mut pre = [0u8; 10];
+    f.read_exact(&mut pre).ok()?;
+    if &pre[..8] != b"\x93NUMPY\x01\x00" {
+        return None;
+    }
+    let hlen = u16::from_le_bytes([pre[8], pre[9]]) as usize;
+    let mut dict = vec![0u8; hlen];
+    f.read_exact(&mut dict).ok()?;
+    let dict = std::str::from_utf8(&dict).ok()?;
+    if !dict.contains("'descr': '<f4'") || !dict.contains("'fortran_order': False") {
+        return None;
+    }
+    let shape = dict.split_once("'shape': (")?.1.split_once(')')?.0;
+    let (rows, cols) = shape.split_once(',')?;
+    let shape = (rows.trim().parse().ok()?, cols.trim().parse().ok()?);
+    Some((shape, 10 + hlen as u64))
+}
+
 /// Refuses to replace the pair list of the `.npy` output `array` unless `force` and it is
 /// relbert's ([`check_replaceable`]); without `force`, what a run killed between the two
 /// renames left is redone as the run's own: the list naming `array`, no `array`, and the
 /// array's temporary file ([`temp_path`]), synced but not yet renamed (the list goes into
-/// place first, [`crate::embed::Sink::commit`]). Without that temporary file the list is not
-/// a killed run's: its array was moved away or removed, and the user may still want the list
-/// ("exists; pass --force"). `embed` and `index export` both check through this.
+/// place first, [`crate::embed::Sink::commit`]), whole and of the list's rows
+/// ([`npy_rows_match_list`]). Without that temporary file the list is not a killed run's: its
+/// array was moved away or removed, and the user may still want the list ("exists; pass
+/// --force"); nor with a temporary array not whole, which a run killed while writing left. `embed` and `index export` both check through this.
 pub fn check_sidecar_replaceable(array: &Path, force: bool) -> Result<()> {
     // `symlink_metadata`: a link at `array`, even a dangling one, is something there.
+    let temp = temp_path(array);
     let orphan = std::fs::symlink_metadata(array).is_err()
-        && std::fs::symlink_metadata(temp_path(array)).is_ok_and(|m| m.is_file())
-        && sidecar_is_own(array);
+        && std::fs::symlink_metadata(&temp).is_ok_and(|m| m.is_file())
+        && sidecar_is_own(array)
+        && npy_rows_match_list(&temp, &pairs_sidecar(array));
     check_replaceable(&pairs_sidecar(array), force || orphan, OutputKind::Sidecar)
 }
 

@@ -1187,8 +1187,8 @@ fn a_pair_list_an_older_relbert_marked_without_escapes_is_its_array_s() {
 /// Review R11 of 745206c: a pair list naming its array with no array there was redone without
 /// --force as what a killed run left, also when the user had moved the array away and kept
 /// the list. Only with the array's temporary file beside it, which a kill between the two
-/// renames leaves (`.w.npy.relbert.tmp`), is it a killed run's; else "exists; pass --force",
-/// the list untouched. The state is made by hand.
+/// renames leaves (`.w.npy.relbert.tmp`, whole and of the list's rows), is it a killed run's;
+/// else "exists; pass --force", the list untouched. The state is made by hand.
 #[test]
 fn a_pair_list_without_its_array_is_redone_only_beside_a_killed_run_s_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -1208,8 +1208,22 @@ fn a_pair_list_without_its_array_is_redone_only_beside_a_killed_run_s_temporary_
     );
     assert_eq!(std::fs::read(&list).unwrap(), kept);
     assert!(!array.exists());
-    // A killed run's state: redone without --force, the temporary file replaced.
-    std::fs::write(&temp, "half").unwrap();
+    // A temporary array left by a run killed while writing (not whole, or not the list's
+    // rows) does not make the kept list a killed run's either (review R12 of 7ab9ad7).
+    for stale in [b"half".to_vec(), {
+        let mut two = std::fs::read(dir.path().join("moved.npy")).unwrap();
+        two.pop();
+        two
+    }] {
+        std::fs::write(&temp, stale).unwrap();
+        let a = embed_npy(&three, &array, false).code(1);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("exists; pass --force"), "{err}");
+        assert_eq!(std::fs::read(&list).unwrap(), kept);
+    }
+    // A killed run's state, the whole array of the list's rows synced under its temporary
+    // name: redone without --force, the temporary file replaced.
+    std::fs::copy(dir.path().join("moved.npy"), &temp).unwrap();
     embed_npy(&three, &array, false).success();
     assert_eq!(std::fs::read_to_string(&list).unwrap().lines().count(), 4);
     assert!(array.is_file() && !temp.exists());

@@ -636,8 +636,9 @@ fn force_replaces_a_word2vec_file_only_when_its_records_fit_its_counts() {
 /// place, the array not yet), a rerun of the same export was refused ("w.pairs.tsv exists;
 /// pass --force"), where `embed` redoes such a list as its own. Both check through one
 /// function now. The state is made by hand: the list naming w.npy, no w.npy, and the
-/// array's temporary file a kill leaves (review R11: without it the list is not a killed
-/// run's, as after the user moved w.npy away, and is kept without --force).
+/// array's temporary file a kill leaves, whole and of the list's rows (review R11: without it
+/// the list is not a killed run's, as after the user moved w.npy away, and is kept without
+/// --force).
 #[test]
 fn a_pair_list_a_killed_export_left_without_its_array_is_redone() {
     let dir = tempfile::tempdir().unwrap();
@@ -661,7 +662,17 @@ fn a_pair_list_a_killed_export_left_without_its_array_is_redone() {
     );
     assert_eq!(std::fs::read(&list).unwrap(), expected.1);
     assert!(!array.exists());
-    std::fs::write(&temp, "half").unwrap();
+    // A temporary array a run killed while writing left (not whole) does not make the kept
+    // list a killed run's either (review R12 of 7ab9ad7).
+    let mut part = expected.0.clone();
+    part.truncate(part.len() - 4);
+    for stale in [b"half".to_vec(), part] {
+        std::fs::write(&temp, stale).unwrap();
+        export(&index, "npy", &array, &[]).code(1);
+        assert_eq!(std::fs::read(&list).unwrap(), expected.1);
+    }
+    // A kill between the renames leaves the whole array, synced, under its temporary name.
+    std::fs::write(&temp, &expected.0).unwrap();
     export(&index, "npy", &array, &[]).success();
     assert_eq!(
         (

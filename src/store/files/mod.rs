@@ -20,7 +20,7 @@ use relbert_index::Index;
 
 use crate::embed::Sink;
 use crate::error::{Error, Result};
-use crate::output::{pairs_sidecar, sidecar_owner_of, AtomicFile, Format};
+use crate::output::{npy_rows_match_list, pairs_sidecar, sidecar_owner_of, AtomicFile, Format};
 
 /// File formats of `relbert index export --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -202,14 +202,7 @@ pub fn older_pair_list(array: &Path) -> Option<PathBuf> {
     if another_array_shares(array, &older)? {
         return None;
     }
-    let rows = pair_lines(&older)?;
-    let (shape, data_start) = npy_f32_shape(array)?;
-    let len = std::fs::symlink_metadata(array).ok()?.len();
-    let expected = (shape.0 as u64)
-        .checked_mul(shape.1 as u64)?
-        .checked_mul(4)?
-        .checked_add(data_start)?;
-    (shape.0 == rows && len == expected).then_some(older)
+    npy_rows_match_list(array, &older).then_some(older)
 }
 
 /// Says that `array`, an array an older relbert wrote ([`older_pair_list`] gave `list`), was
@@ -250,45 +243,6 @@ fn another_array_shares(array: &Path, older: &Path) -> Option<bool> {
         }
     }
     Some(false)
-}
-
-/// The pairs in a pair list: its lines after the mark (relbert ends every line with `\n`).
-fn pair_lines(list: &Path) -> Option<usize> {
-    let mut f = std::fs::File::open(list).ok()?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut lines = 0usize;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        };
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
-    }
-    lines.checked_sub(1)
-}
-
-/// The shape of a little-endian float32 C-order NumPy array in format version 1 (what relbert
-/// writes), and where its data starts; `None` for anything else.
-fn npy_f32_shape(array: &Path) -> Option<((usize, usize), u64)> {
-    let mut f = std::fs::File::open(array).ok()?;
-    let mut pre = [0u8; 10];
-    f.read_exact(&mut pre).ok()?;
-    if &pre[..8] != b"\x93NUMPY\x01\x00" {
-        return None;
-    }
-    let hlen = u16::from_le_bytes([pre[8], pre[9]]) as usize;
-    let mut dict = vec![0u8; hlen];
-    f.read_exact(&mut dict).ok()?;
-    let dict = std::str::from_utf8(&dict).ok()?;
-    if !dict.contains("'descr': '<f4'") || !dict.contains("'fortran_order': False") {
-        return None;
-    }
-    let shape = dict.split_once("'shape': (")?.1.split_once(')')?.0;
-    let (rows, cols) = shape.split_once(',')?;
-    let shape = (rows.trim().parse().ok()?, cols.trim().parse().ok()?);
-    Some((shape, 10 + hlen as u64))
 }
 
 #[cfg(test)]
