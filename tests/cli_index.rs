@@ -271,7 +271,26 @@ fn rebuild_changes_precision_and_graph_without_encoding() {
             .args(extra)
             .assert()
     };
-    rebuild(&["--f16", "--m", "8"]).success();
+    // An --m above the source's ef_construction raises it, saying so (audit s21: silent,
+    // where `build` refuses the same values); --ef-construction chooses it.
+    for (extra, ef) in [
+        (&["--m", "255"][..], 255),
+        (&["--m", "255", "--ef-construction", "300"], 300),
+    ] {
+        let a = relbert()
+            .env("RELBERT_LOG", "info")
+            .args(["index", "rebuild", "--force", "--index"])
+            .arg(&src)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert_eq!(err.contains("raised to --m 255"), ef == 255, "{err}");
+        assert_eq!(info(&out)["hnsw"]["ef_construction"], ef);
+    }
+    rebuild(&["--f16", "--m", "8", "--force"]).success();
     let (a, b) = (info(&src), info(&out));
     assert_eq!(b["precision"], "f16");
     assert_eq!(b["hnsw"]["m"], 8);

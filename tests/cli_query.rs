@@ -384,7 +384,8 @@ fn vocab(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// rerun with the original input, or remove ….partial". The interrupt now says the next
 /// query resumes; in relbert's own place a partial build of other input is discarded and the
 /// index built anew, and at `$RELBERT_INDEX` (tested here) it is kept and named with what to
-/// do, since it may be the user's own interrupted build.
+/// do, since it may be the user's own interrupted build. The interrupt also removes the
+/// build's lock file (audit s21).
 #[test]
 fn an_interrupted_default_build_says_so_and_a_partial_build_of_other_input_is_kept_and_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -417,6 +418,14 @@ fn an_interrupted_default_build_says_so_and_a_partial_build_of_other_input_is_ke
         "{err}"
     );
     assert!(partial.join("checkpoint").is_file() && !def.exists());
+    // Its lock file is removed, as `index build` removes its own on a signal (audit s21:
+    // `.def.lock` was left, naming the dead process).
+    let lock = dir.path().join(".def.lock");
+    assert!(
+        !lock.exists(),
+        "{}",
+        std::fs::read_to_string(&lock).unwrap_or_default()
+    );
     // Another default vocabulary now. At `$RELBERT_INDEX` the partial build may be the user's
     // own (a review found the first version of this fix deleted it): it is kept and named,
     // and nothing is built. (In relbert's own place, `indexes/default` under the checkout,

@@ -820,11 +820,21 @@ fn source_hnsw(src: &Index, m: Option<usize>, ef_construction: Option<usize>) ->
         ef => ef as usize,
     };
     let m = m.unwrap_or(hnsw.m as usize);
+    // Not given: the source's, raised to M (an index built before ef_construction below M was
+    // refused, or a larger --m alone, would be refused otherwise), saying so: `build` refuses
+    // the same values, and an audit found the raise silent.
+    let ef_construction = ef_construction.unwrap_or_else(|| {
+        if source_ef < m {
+            tracing::info!(
+                "ef_construction {m}: the source's {source_ef} raised to --m {m}, the least a \
+                 graph of M {m} takes (pass --ef-construction to choose it)"
+            );
+        }
+        source_ef.max(m)
+    });
     HnswParams {
         m,
-        // Not given: the source's, raised to M (an index built before ef_construction below
-        // M was refused, or a larger --m alone, would be refused otherwise).
-        ef_construction: ef_construction.unwrap_or(source_ef.max(m)),
+        ef_construction,
         threads: 0,
         ..HnswParams::default()
     }

@@ -573,9 +573,11 @@ fn load_message(target: &str) -> String {
 }
 
 /// While the default index is built, a stop signal (SIGINT, SIGTERM, SIGHUP) says on standard
-/// error that the next query resumes the build, then ends the process as the signal would
-/// have (a query was stopped without a word, status 130 or 143). The build keeps a checkpoint
-/// on disk, so there is nothing to clean up. The handlers are put back when it is dropped; a
+/// error that the next query resumes the build, removes the build's lock file when it names
+/// this process (as [`Resumable`] does for `index build`; an audit found `.default.lock`
+/// left naming a dead process), then ends the process as the signal would have (a query was
+/// stopped without a word, status 130 or 143). The build keeps a checkpoint on disk, so
+/// there is nothing else to clean up. The handlers are put back when it is dropped; a
 /// signal the process was started ignoring (`nohup`, a background job) stays ignored.
 pub(super) struct InterruptNote {
     previous: Vec<(libc::c_int, libc::sighandler_t)>,
@@ -584,8 +586,19 @@ pub(super) struct InterruptNote {
 impl InterruptNote {
     const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-    /// Installs the handlers until the returned value is dropped.
-    pub fn install() -> InterruptNote {
+    /// Installs the handlers until the returned value is dropped; `index` is the directory
+    /// the build writes, whose lock file a signal removes.
+    pub fn install(index: &std::path::Path) -> InterruptNote {
+        // Made here, not in the handler, which may not allocate: the lock's path and the
+        // first bytes `relbert_index::OutputLock` writes into it for this process.
+        if let Some(path) = relbert_index::lock::lock_path(index)
+            .ok()
+            .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
+        {
+            let ours = format!("pid {}:", std::process::id()).into_bytes();
+            // A second build in one process (there is none) would keep the first's path.
+            let _ = NOTE_LOCK.set((path, ours));
+        }
         let mut previous = Vec::new();
         for sig in Self::SIGNALS {
             let handler = note_and_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -611,14 +624,44 @@ impl Drop for InterruptNote {
     }
 }
 
-/// [`InterruptNote`]'s handler: write(2) the note, then the signal again with its default
-/// action, which ends the process with the signal's status (all async-signal-safe calls).
+/// The default index build's lock file and what it starts with while this process holds
+/// it, for [`note_and_stop`] ([`InterruptNote::install`] sets it).
+static NOTE_LOCK: OnceLock<(std::ffi::CString, Vec<u8>)> = OnceLock::new();
+
+/// [`InterruptNote`]'s handler: write(2) the note, remove the build's lock file if it is a
+/// regular file naming this process (what [`names_this_process`] checks, here in
+/// async-signal-safe calls: open, fstat, read, close, unlink), then the signal again with its
+/// default action, which ends the process with the signal's status.
 extern "C" fn note_and_stop(sig: libc::c_int) {
     // On a line of its own: the progress bar is drawn on the current one.
     const NOTE: &[u8] = b"\ninterrupted; the next query resumes the build\n";
-    // SAFETY: write(2), signal(2) and raise(3) are async-signal-safe; NOTE is a static buffer.
+    // SAFETY: write(2), open(2), fstat(2), read(2), close(2), unlink(2), signal(2) and
+    // raise(3) are async-signal-safe; NOTE is a static buffer, `head` and `st` are this
+    // frame's, and NOTE_LOCK is only read (set before the handler was installed).
     unsafe {
         libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
+        if let Some((path, ours)) = NOTE_LOCK.get() {
+            // O_NONBLOCK: a named pipe of that name would otherwise wait for a writer.
+            let fd = libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                let mut st: libc::stat = std::mem::zeroed();
+                let mut head = [0u8; 32];
+                let regular =
+                    libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG;
+                let n = if regular {
+                    libc::read(fd, head.as_mut_ptr().cast(), head.len())
+                } else {
+                    -1
+                };
+                libc::close(fd);
+                if n >= 0 && head[..n as usize].starts_with(ours) {
+                    libc::unlink(path.as_ptr());
+                }
+            }
+        }
         libc::signal(sig, libc::SIG_DFL);
         libc::raise(sig);
     }

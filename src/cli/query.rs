@@ -599,7 +599,7 @@ fn ensure_with(
         spool: false,
         graph_while_encoding: GraphWhileEncoding::Auto,
     };
-    let note = super::interrupt::InterruptNote::install();
+    let note = super::interrupt::InterruptNote::install(dir);
     if let Err(e) = build_with_progress(&encoder, &records, dir, &opts) {
         // The default index is relbert's own, and so is its partial build: one started for
         // another default model, vocabulary or number format is discarded, not kept for a
