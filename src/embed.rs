@@ -145,7 +145,10 @@ impl Sink {
                     .write_all(&npy_header(n, dim))
                     .map_err(|e| Error::io(p, e))?;
                 let sidecar = pairs_sidecar(p);
-                let mut pairs = AtomicFile::create(&sidecar, true)?;
+                // The caller's check_sidecar_replaceable refused a list there that may not be
+                // replaced: one there now may be; one that appears later may not.
+                let replace_list = std::fs::symlink_metadata(&sidecar).is_ok();
+                let mut pairs = AtomicFile::create(&sidecar, replace_list)?;
                 writeln!(pairs.writer(), "{}", sidecar_mark(p))
                     .map_err(|e| Error::io(&sidecar, e))?;
                 Ok(Sink::Npy {
@@ -216,12 +219,27 @@ impl Sink {
                 mut pairs,
                 path,
             } => {
-                let removed = array.sync().and_then(|()| pairs.sync()).and_then(|()| {
-                    match std::fs::symlink_metadata(&path) {
-                        Ok(_) => std::fs::remove_file(&path).map_err(|e| Error::io(&path, e)),
-                        Err(_) => Ok(()),
+                array.sync().and_then(|()| pairs.sync())?;
+                // Checked before the old array goes: a file that appeared at either name
+                // during the run stays, and so do both new files, under their temporary names.
+                let blocked = [&array, &pairs]
+                    .into_iter()
+                    .find(|f| f.check_place().is_err())
+                    .map(|f| f.target().to_path_buf());
+                if let Some(target) = blocked {
+                    let (a, p) = (array.keep(), pairs.keep());
+                    return Err(crate::output::appeared(
+                        &target,
+                        "array and its pair list",
+                        &[&a, &p],
+                    ));
+                }
+                let removed = match std::fs::symlink_metadata(&path) {
+                    Ok(_) if array.replaces() => {
+                        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))
                     }
-                });
+                    _ => Ok(()),
+                };
                 if let Err(e) = removed {
                     array.discard();
                     pairs.discard();

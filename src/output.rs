@@ -24,8 +24,12 @@ pub struct AtomicFile {
     target: PathBuf,
     tmp: PathBuf,
     writer: BufWriter<std::fs::File>,
-    /// Renamed into place: nothing to remove on drop.
+    /// Renamed into place, or kept under its temporary name: nothing to remove on drop.
     committed: bool,
+    /// `target` existed when the file was created and the caller allowed replacing it: the
+    /// commit renames over it. Otherwise it renames only where nothing is (something that
+    /// appeared at `target` during the run is not the caller's to replace).
+    replace: bool,
 }
 
 /// The temporary path of `target`: `.<name>.relbert.tmp` beside it.
@@ -39,8 +43,13 @@ const TEMP_TAG: &str = "relbert.tmp";
 impl AtomicFile {
     /// Starts writing `target` (refused if it exists and `force` is off; callers check with
     /// [`check_replaceable`] that a forced target is theirs to replace).
+    ///
+    /// Only what is at `target` now may be replaced: one absent now that appears before the
+    /// commit is left alone, and the commit fails keeping the new output under its temporary
+    /// name ([`AtomicFile::commit`]).
     pub fn create(target: &Path, force: bool) -> Result<Self> {
-        if std::fs::symlink_metadata(target).is_ok() && !force {
+        let existed = std::fs::symlink_metadata(target).is_ok();
+        if existed && !force {
             return Err(Error::Exists {
                 path: target.to_path_buf(),
             });
@@ -80,6 +89,7 @@ impl AtomicFile {
             tmp,
             writer: BufWriter::with_capacity(1 << 20, f),
             committed: false,
+            replace: existed,
         })
     }
 
@@ -103,13 +113,51 @@ impl AtomicFile {
             .map_err(|e| Error::io(&self.target, e))
     }
 
-    /// Flushes, fsyncs and renames the file into place; on failure the temporary file is
-    /// removed (it would hold the disk space a retry needs).
+    /// Whether the commit replaces what was at the target when the file was created.
+    pub fn replaces(&self) -> bool {
+        self.replace
+    }
+
+    /// Checks that the commit may put the file in place: the target is absent, or was there
+    /// at the start and replacing it was allowed. Callers that remove the old output before
+    /// the rename ([`crate::embed::Sink::commit`]) check first, so that nothing goes when the
+    /// commit is refused.
+    pub fn check_place(&self) -> Result<()> {
+        if !self.replace && std::fs::symlink_metadata(&self.target).is_ok() {
+            return Err(appeared(&self.target, "output", &[&self.tmp]));
+        }
+        Ok(())
+    }
+
+    /// Keeps the file under its temporary name (not removed on drop) and returns that name:
+    /// the output of a run whose commit was refused, which must not be lost.
+    pub fn keep(mut self) -> PathBuf {
+        self.committed = true;
+        self.tmp.clone()
+    }
+
+    /// Flushes, fsyncs and renames the file into place, then fsyncs its directory so the
+    /// rename survives a power loss; on failure the temporary file is removed (it would hold
+    /// the disk space a retry needs). Something that appeared at the target during the run
+    /// (absent at [`AtomicFile::create`], or present without `force`) is not replaced: the
+    /// commit fails naming it, and the new output is kept under its temporary name.
     pub fn commit(mut self) -> Result<()> {
         self.sync()?;
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        let renamed = if self.replace {
+            std::fs::rename(&self.tmp, &self.target)
+        } else {
+            rename_noreplace(&self.tmp, &self.target)
+        };
+        match renamed {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.committed = true;
+                return Err(appeared(&self.target, "output", &[&self.tmp]));
+            }
+            Err(e) => return Err(Error::io(&self.target, e)),
+        }
         self.committed = true;
-        Ok(())
+        sync_parent(&self.target)
     }
 
     /// Removes the temporary file (a run that failed cleanly leaves nothing); dropping the
@@ -882,39 +930,216 @@ pub(crate) fn sibling_named(out: &Path, tag: &str) -> PathBuf {
     }
 }
 
-/// Fills a temporary directory beside `out` (`.<name>.tmp`) with `fill`, then puts it in
-/// place of `out`, so `out` is never half-written: an existing `out` (callers check `--force`
-/// and that it is theirs) is exchanged with it in one atomic rename where the file system can
-/// (else moved aside to `.<name>.old` first), and then removed.
+/// What [`write_dir_atomically`] takes its leftovers `.<name>.tmp` and `.<name>.old` for (as
+/// [`Error::NotOurs`] words it: "does not look like … written by relbert").
+const MODEL_LEFTOVER: &str = "a temporary model directory";
+
+/// Checks the leftovers of killed runs beside the model directory `out` (`.<name>.tmp` and
+/// `.<name>.old`, which [`write_dir_atomically`] removes when they hold only model files):
+/// anything else under those names is not relbert's, and the run that would meet it only
+/// when it writes `out` (after a whole epoch of training, or all the averaging) is refused
+/// before the work instead.
+pub fn check_model_leftovers(out: &Path) -> Result<()> {
+    for leftover in [sibling_named(out, "tmp"), sibling_named(out, "old")] {
+        if std::fs::symlink_metadata(&leftover).is_ok() {
+            recognise_model_leftover(&leftover, MODEL_LEFTOVER)?;
+        }
+    }
+    Ok(())
+}
+
+/// How `write_dir_atomically` treats a directory at `out` when it puts the new one in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Nothing may be replaced (no `--force`): an `out` that appeared during the run stays,
+    /// and the new model is left in its temporary directory.
+    Never,
+    /// A model directory relbert wrote (`--force`, or this run's own earlier model) may be
+    /// replaced, if it still is one when the new one is put in place.
+    OwnModel,
+}
+
+impl Replace {
+    /// [`Replace::OwnModel`] when `allowed`, else [`Replace::Never`].
+    pub fn when(allowed: bool) -> Self {
+        if allowed {
+            Replace::OwnModel
+        } else {
+            Replace::Never
+        }
+    }
+}
+
+/// Fills a temporary directory beside `out` (`.<name>.tmp`) with `fill`, fsyncs it and its
+/// files, then puts it in place of `out`, so `out` is never half-written, not even after a
+/// power loss: an `out` that `replace` allows replacing and that is (still) a model directory
+/// relbert wrote ([`recognise_model_dir`], checked again just before: the run may have taken
+/// hours, and the user may have put notes there) is exchanged with it in one atomic rename
+/// where the file system can (else moved aside to `.<name>.old` first), and then removed.
+/// Anything else at `out` then, even a directory that appeared during the run (an empty one
+/// too, which a plain rename would replace silently), is left as it is, and the error says
+/// that the new model is in `.<name>.tmp`.
 ///
 /// The names are fixed, not tagged with the pid: callers hold the output's writer lock, so a
 /// `.<name>.tmp` or `.<name>.old` found at the start that holds only model files is what a
 /// killed run left, and is removed (kills do not pile up directories); anything else of
-/// those names is not relbert's, and is refused instead.
-pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+/// those names is not relbert's, and is refused instead ([`check_model_leftovers`]).
+pub fn write_dir_atomically(
+    out: &Path,
+    replace: Replace,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let tmp = sibling_named(out, "tmp");
     let old = sibling_named(out, "old");
+    check_model_leftovers(out)?;
     for leftover in [&tmp, &old] {
         if std::fs::symlink_metadata(leftover).is_ok() {
-            recognise_model_leftover(leftover, "a model directory a killed run left")?;
             std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
         }
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     fill(&tmp)?;
-    if std::fs::symlink_metadata(out).is_ok() {
-        if relbert_index::swap_dirs(&tmp, out).is_ok() {
-            // `tmp` now holds the old output.
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        } else {
-            std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
-            std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    sync_model_dir(&tmp)?;
+    let kept = |why: String| Error::NotOurs {
+        path: out.to_path_buf(),
+        what: "a model directory",
+        why: format!(
+            "{why}; it was checked again when this run's model was ready, and is left as it \
+             is: the new model is in {}",
+            tmp.display()
+        ),
+    };
+    if std::fs::symlink_metadata(out).is_err() {
+        match rename_noreplace(&tmp, out) {
+            Ok(()) => return sync_parent(out),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(appeared(out, "model", &[&tmp]));
+            }
+            Err(e) => return Err(Error::io(out, e)),
         }
-    } else {
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     }
-    Ok(())
+    if replace == Replace::Never {
+        return Err(appeared(out, "model", &[&tmp]));
+    }
+    match recognise_model_dir(out) {
+        Ok(()) => {}
+        Err(Error::NotOurs { why, .. }) => return Err(kept(why)),
+        Err(e) => return Err(kept(e.to_string())),
+    }
+    // Where `out` ends up after the exchange (or the move aside) before it is removed.
+    let replaced = if relbert_index::swap_dirs(&tmp, out).is_ok() {
+        &tmp
+    } else {
+        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        &old
+    };
+    sync_parent(out)?;
+    // Checked once more as it is removed: a file put into the old model in the moment
+    // between the check above and the exchange stays, with the model beside it.
+    if let Err(why) = only_model_files(replaced) {
+        return Err(Error::NotOurs {
+            path: replaced.to_path_buf(),
+            what: "a model directory",
+            why: format!(
+                "{why}; it is the model {} held, replaced by the new model just as that was \
+                 added, and is left as it is",
+                out.display()
+            ),
+        });
+    }
+    std::fs::remove_dir_all(replaced).map_err(|e| Error::io(replaced, e))
+}
+
+/// The error of a commit that found something at `target` it may not replace (it appeared
+/// during the run, or was there without `--force`): names `target`, which is left as it is,
+/// and where the new `what` (output, model) was kept, which must not be lost.
+pub(crate) fn appeared(target: &Path, what: &str, kept: &[&Path]) -> Error {
+    let kept = kept
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Error::io(
+        target,
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "it was created while this run was writing the {what} there (it was not there \
+                 when the run started, or --force was not given), so it is left as it is and \
+                 nothing was put in its place; what this run wrote is in {kept} (move it away \
+                 before another run to this output, which removes it)"
+            ),
+        ),
+    )
+}
+
+/// Renames `from` to `to` only if nothing is at `to`, not even an empty directory or a
+/// dangling link (`rename` would replace those silently), failing with
+/// [`std::io::ErrorKind::AlreadyExists`] then: one `renameat2(RENAME_NOREPLACE)` on Linux, as
+/// [`relbert_index::build::exchange`] exchanges. Where the file system or the kernel does not
+/// offer it (`EINVAL`, `ENOSYS`), the target is looked at before a plain rename.
+pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let cf = CString::new(from.as_os_str().as_bytes())?;
+        let ct = CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them relative to the
+        // working directory, as std's rename does.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cf.as_ptr(),
+                libc::AT_FDCWD,
+                ct.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+            return Err(err);
+        }
+    }
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+    }
+    std::fs::rename(from, to)
+}
+
+/// Fsyncs the directory `path` is in, so a rename or creation of `path` survives a power loss.
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync_path(parent)
+}
+
+/// Fsyncs a file or a directory (opened for reading: a directory cannot be opened to write).
+fn sync_path(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Fsyncs every regular file in the model directory `dir` and then `dir` itself, before it
+/// is renamed into place: the weights, configs and records were written without (the
+/// weights by the `safetensors` crate, the JSON by [`write_json`], copies by `fs::copy`), and
+/// a power loss after the rename could leave a complete-looking model with empty files where
+/// the old model was already removed.
+fn sync_model_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            sync_path(&entry.path())?;
+        }
+    }
+    sync_path(dir)
 }
 
 #[cfg(test)]
@@ -940,15 +1165,18 @@ mod tests {
         // A killed run's leftover is removed; a user's directory of that name is not.
         let tmp = sibling_named(&out, "tmp");
         write(&tmp);
-        let fill =
-            |d: &Path| std::fs::write(d.join("config.json"), "{}").map_err(|e| Error::io(d, e));
-        write_dir_atomically(&dir.path().join("other"), fill).unwrap();
+        // A whole model: the second write below replaces the first's, which must be relbert's.
+        let fill = |d: &Path| {
+            write(d);
+            Ok(())
+        };
+        write_dir_atomically(&dir.path().join("other"), Replace::OwnModel, fill).unwrap();
         let other_tmp = sibling_named(&dir.path().join("other"), "tmp");
         std::fs::create_dir(&other_tmp).unwrap();
         std::fs::write(other_tmp.join("config.json"), "{}").unwrap();
         // The weights' temporary file of a run killed while saving (crash_consistency hit it).
         std::fs::write(other_tmp.join(".tmpDhJ3oo"), "partial").unwrap();
-        write_dir_atomically(&dir.path().join("other"), fill).unwrap();
+        write_dir_atomically(&dir.path().join("other"), Replace::OwnModel, fill).unwrap();
         assert!(!other_tmp.exists());
         assert!(
             !is_weights_temp(".tmp")
@@ -956,7 +1184,9 @@ mod tests {
                 && !is_weights_temp("tmpDhJ3oo0")
         );
         std::fs::write(tmp.join("thesis.tex"), "mine").unwrap();
-        let err = write_dir_atomically(&out, fill).unwrap_err().to_string();
+        let err = write_dir_atomically(&out, Replace::OwnModel, fill)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("thesis.tex"), "{err}");
         assert_eq!(
             std::fs::read_to_string(tmp.join("thesis.tex")).unwrap(),
@@ -1148,5 +1378,178 @@ mod tests {
         f.writer().write_all(b"new").unwrap();
         f.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+    }
+
+    /// A model directory relbert could write, with `extra` files beside the model.
+    fn model_dir(d: &Path, extra: &[&str]) {
+        std::fs::create_dir_all(d).unwrap();
+        for f in ["config.json", "model.safetensors", "training_config.json"]
+            .iter()
+            .chain(extra)
+        {
+            std::fs::write(d.join(f), "{}").unwrap();
+        }
+    }
+
+    /// Audit A1 (89816bc): a directory the user made at `--out` while `average` ran (no
+    /// --force) was exchanged with the new model and removed, notes and all. Whatever appears
+    /// at `out` during the run stays, an empty directory too (a plain rename would replace
+    /// it), and the new model is kept in `.<name>.tmp`.
+    #[test]
+    fn a_directory_that_appears_at_the_output_during_the_run_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("soup");
+        let tmp = sibling_named(&out, "tmp");
+        for notes in [true, false] {
+            let err = write_dir_atomically(&out, Replace::Never, |d| {
+                model_dir(d, &[]);
+                std::fs::create_dir(&out).unwrap();
+                if notes {
+                    std::fs::write(out.join("notes.txt"), "my notes").unwrap();
+                }
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(&tmp.display().to_string()), "{err}");
+            if notes {
+                assert_eq!(
+                    std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+                    "my notes"
+                );
+            } else {
+                assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{err}");
+            }
+            assert!(tmp.join("model.safetensors").is_file(), "{err}");
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        // A relbert model that appears is not replaced without --force either.
+        let err = write_dir_atomically(&out, Replace::Never, |d| {
+            model_dir(d, &["metrics.json"]);
+            model_dir(&out, &[]);
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(!out.join("metrics.json").exists(), "{err}");
+        assert!(tmp.join("metrics.json").is_file(), "{err}");
+        // The next run clears the kept model (it said so) and writes its own.
+        std::fs::remove_dir_all(&out).unwrap();
+        write_dir_atomically(&out, Replace::Never, |d| {
+            model_dir(d, &[]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(out.join("model.safetensors").is_file() && !tmp.exists());
+    }
+
+    /// Audit A1: with --force, `out` was checked to be relbert's only at the start; notes the
+    /// user put into it during the run went with it. It is checked again before the exchange.
+    #[test]
+    fn a_forced_output_changed_during_the_run_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let tmp = sibling_named(&out, "tmp");
+        model_dir(&out, &[]);
+        let err = write_dir_atomically(&out, Replace::OwnModel, |d| {
+            model_dir(d, &["averaged_from.json"]);
+            std::fs::write(out.join("notes.md"), "mine").unwrap();
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notes.md"), "{err}");
+        assert!(err.contains(&tmp.display().to_string()), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.md")).unwrap(),
+            "mine"
+        );
+        assert!(tmp.join("averaged_from.json").is_file());
+        // Still relbert's at the end: replaced, and nothing is left beside it.
+        std::fs::remove_file(out.join("notes.md")).unwrap();
+        write_dir_atomically(&out, Replace::OwnModel, |d| {
+            model_dir(d, &["averaged_from.json"]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(out.join("averaged_from.json").is_file());
+        assert!(!tmp.exists() && !sibling_named(&out, "old").exists());
+    }
+
+    /// Audit B3: a user's `.<name>.tmp` beside `--out` was refused only when the model was
+    /// written, after a whole epoch of training or all the averaging; `check_model_output`,
+    /// which both run first, refuses it now, in words that read (they said "a model directory
+    /// a killed run left written by relbert").
+    #[test]
+    fn a_foreign_leftover_beside_the_output_is_refused_before_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("zg");
+        for tag in ["tmp", "old"] {
+            let leftover = sibling_named(&out, tag);
+            std::fs::create_dir(&leftover).unwrap();
+            std::fs::write(leftover.join("notes.txt"), "mine").unwrap();
+            for force in [false, true] {
+                let err = crate::training::check_model_output(&out, force)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("notes.txt"), "{err}");
+                assert!(
+                    err.contains(
+                        "does not look like a temporary model directory written by relbert"
+                    ),
+                    "{err}"
+                );
+            }
+            assert_eq!(
+                std::fs::read_to_string(leftover.join("notes.txt")).unwrap(),
+                "mine"
+            );
+            std::fs::remove_dir_all(&leftover).unwrap();
+        }
+        // A killed run's leftover is not refused (write_dir_atomically clears it).
+        model_dir(&sibling_named(&out, "tmp"), &[]);
+        crate::training::check_model_output(&out, false).unwrap();
+    }
+
+    /// Audit A2: a file created without --force was renamed over whatever appeared at its
+    /// path during the run. It is kept, and so is the new output, under its temporary name.
+    #[test]
+    fn a_file_that_appears_at_the_output_during_the_run_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        for force in [false, true] {
+            let p = dir.path().join("out.jsonl");
+            let mut f = AtomicFile::create(&p, force).unwrap();
+            f.writer().write_all(b"new").unwrap();
+            std::fs::write(&p, "theirs").unwrap();
+            let err = f.commit().unwrap_err().to_string();
+            assert!(err.contains(&temp_path(&p).display().to_string()), "{err}");
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), "theirs");
+            assert_eq!(std::fs::read_to_string(temp_path(&p)).unwrap(), "new");
+            std::fs::remove_file(&p).unwrap();
+            // An empty directory that appears is not replaced either.
+            let mut f = AtomicFile::create(&p, force).unwrap();
+            std::fs::create_dir(&p).unwrap();
+            f.writer().write_all(b"new").unwrap();
+            assert!(f.commit().is_err());
+            assert!(p.is_dir());
+            std::fs::remove_dir(&p).unwrap();
+        }
+    }
+
+    /// Audit A2, for an `.npy` array: its commit removed whatever was at the array's path
+    /// before renaming, so a file that appeared there during the run was lost.
+    #[test]
+    fn an_array_that_appears_during_the_run_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.npy");
+        let mut sink = crate::embed::Sink::open(Format::Npy, Some(&p), 1, 2, false).unwrap();
+        sink.write_pair("a", "b", None, &[1.0, 2.0], &mut std::io::sink())
+            .unwrap();
+        std::fs::write(&p, "theirs").unwrap();
+        let err = sink.commit().unwrap_err().to_string();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "theirs", "{err}");
+        assert!(temp_path(&p).is_file(), "{err}");
+        assert!(temp_path(&pairs_sidecar(&p)).is_file(), "{err}");
+        assert!(!pairs_sidecar(&p).exists(), "{err}");
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{catches_stop_signals, fixture};
 
 /// Distinct pairs in the files these tests build from.
 const PAIRS: usize = 100_000;
@@ -312,22 +312,6 @@ fn drain(read_end: i32) -> std::thread::JoinHandle<String> {
         let said = all.iter().position(|&b| b != b'x').unwrap_or(all.len());
         String::from_utf8_lossy(&all[said..]).into_owned()
     })
-}
-
-/// Whether process `pid` catches SIGINT, SIGTERM and SIGHUP (its `SigCgt` in /proc): the
-/// run's handler is installed, and a signal sent now is its to take.
-#[cfg(target_os = "linux")]
-fn catches_stop_signals(pid: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let caught = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .unwrap_or(0);
-    let want = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
-        .iter()
-        .fold(0u64, |m, &s| m | 1 << (s - 1));
-    caught & want == want
 }
 
 /// The system call the thread of `pid` named `name` is blocked in (its number, from

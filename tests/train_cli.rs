@@ -1269,7 +1269,7 @@ fn the_thread_count_does_not_change_the_trained_weights() {
 fn progress_lines_without_a_terminal_give_the_runs_eta() {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());
-    // Ten relations: a progress line every tenth step.
+    // Ten relations, and a progress line at every step (RELBERT_PROGRESS_SECS=0).
     let file = d.path().join("ten.jsonl");
     let lines: String = (0..10)
         .map(|r| {
@@ -1289,6 +1289,7 @@ fn progress_lines_without_a_terminal_give_the_runs_eta() {
         &d.path().join("model"),
         &["--epochs", "2", "--train-file", file.to_str().unwrap()],
     )
+    .env("RELBERT_PROGRESS_SECS", "0")
     .assert()
     .success();
     let err = stderr_of(&a);
@@ -2234,4 +2235,223 @@ fn half_checks_the_pooler_and_an_input_as_output_is_named_first() {
         err.contains("is also one of the models averaged") && !err.contains("--force"),
         "{err}"
     );
+}
+
+/// Audit (s21): `--out` and `--checkpoint-dir` were compared as absolute paths, which keep
+/// `..` and do not follow links, so two names of one place were taken for apart: with
+/// `rl` a link to `runs`, `--out runs/m --checkpoint-dir rl/m/ck` ran, and replacing `--out`
+/// deleted the checkpoints; `--checkpoint-dir ../HERE/ck3 --out ck3/epoch-02` saved the
+/// best epoch where epoch 2's checkpoint then replaced it. Each is refused (status 2).
+#[test]
+fn out_and_checkpoint_dir_one_place_by_a_link_or_dotdot_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    std::fs::create_dir(d.path().join("runs")).unwrap();
+    std::os::unix::fs::symlink("runs", d.path().join("rl")).unwrap();
+    let here = format!("../{}", d.path().file_name().unwrap().to_str().unwrap());
+    let cases = [
+        ("runs/m".to_string(), "rl/m/ck".to_string()),
+        (format!("{here}/mo"), "mo/ck".to_string()),
+        ("ck3/epoch-02".to_string(), format!("{here}/ck3")),
+    ];
+    for (out, ck) in cases {
+        let a = train_cmd(
+            Path::new("."),
+            &fixture("tiny-bert"),
+            Path::new(&out),
+            &["--epochs", "2", "--checkpoint-dir", &ck],
+        )
+        .current_dir(d.path())
+        .assert()
+        .code(2);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("--checkpoint-dir") && err.contains("must be apart"),
+            "--out {out} --checkpoint-dir {ck}: {err}"
+        );
+    }
+    // Nothing was written.
+    assert_eq!(names_in(&d.path().join("runs")), Vec::<String>::new());
+    for gone in ["mo", "ck3"] {
+        assert!(!d.path().join(gone).exists(), "{gone}");
+    }
+    // Apart through the link is still fine (refused only by what follows: no such base).
+    let a = train_cmd(
+        Path::new("."),
+        Path::new("no-base"),
+        Path::new("runs/m"),
+        &["--checkpoint-dir", "rl/ck"],
+    )
+    .current_dir(d.path())
+    .assert()
+    .failure();
+    assert!(
+        !stderr_of(&a).contains("must be apart"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+/// Audit (s21): without `DATA/bats`, the kept epoch was chosen on sat and google only while
+/// metrics.json said "mean of … on sat, bats and google". Each missing split is warned
+/// about, and the splits used are recorded.
+#[test]
+fn a_missing_analogy_split_is_warned_about_and_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let a = train_cmd(d.path(), &fixture("tiny-bert"), &out, &["--epochs", "1"])
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    for missing in ["bats/validation.jsonl", "google/validation.jsonl"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("holds no {missing}")) && l.contains("on sat only")),
+            "{missing}: {err}"
+        );
+    }
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let metrics = read("metrics.json");
+    assert_eq!(metrics["selection_datasets"], serde_json::json!(["sat"]));
+    let metric = metrics["selection_metric"].as_str().unwrap();
+    assert!(
+        metric.contains("on sat (") && metric.contains("bats and google missing"),
+        "{metric}"
+    );
+    assert_eq!(read("training_config.json")["selection_metric"], metric);
+}
+
+/// Audit (s21): a run that failed after saving (a full disk at epoch 3, a loss that
+/// overflowed) left `--out` with a metrics.json saying nothing of it. The failure is
+/// recorded beside the model it leaves. Here epoch 2's checkpoint cannot be written: its
+/// directory was replaced by a file while epoch 2 was validated.
+#[test]
+fn a_run_failing_after_it_saved_records_the_failure_beside_the_model() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let ck = d.path().join("ck");
+    let mut cfg = config(d.path(), LossKind::Nce);
+    cfg.epochs = 3;
+    cfg.checkpoint_dir = Some(ck.clone());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut on_event = |ev: relbert::training::Event| {
+        if let relbert::training::Event::Validating { epoch: 2 } = ev {
+            std::fs::rename(&ck, d.path().join("ck.moved")).unwrap();
+            std::fs::write(&ck, "not a directory").unwrap();
+        }
+    };
+    let err = relbert::training::train(&cfg, &out, false, &stop, &mut on_event)
+        .expect_err("epoch 2's checkpoint cannot be written");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["failed"], err.to_string(), "{metrics}");
+    assert_eq!(metrics["best_epoch"], 1, "{metrics}");
+    assert_eq!(metrics["epochs"].as_array().unwrap().len(), 1, "{metrics}");
+    assert_eq!(metrics["interrupted"], false, "{metrics}");
+}
+
+/// Audit (s21): a finished run records no failure.
+#[test]
+fn a_finished_run_records_no_failure() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    train_cmd(d.path(), &fixture("tiny-bert"), &out, &["--epochs", "1"])
+        .assert()
+        .success();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert!(metrics["failed"].is_null(), "{metrics}");
+}
+
+/// Audit (s21): `--template`'s help said "default: the reference's", but a base model's
+/// relbert_config template is used when it has one.
+#[test]
+fn template_help_names_the_base_models_template_first() {
+    let a = relbert().args(["train", "--help"]).assert().success();
+    let help = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("(default: the base model's, from its relbert_config, else the reference's)"),
+        "{help}"
+    );
+}
+
+/// Audit (s21): without a terminal, loading and each validation said nothing (minutes with
+/// a large base), and a progress line came every 10 steps, so a run of fewer than 10
+/// relations never printed one. Lines now come by time (`RELBERT_PROGRESS_SECS`, 0: every
+/// step), and each validation is said as it starts.
+#[test]
+fn progress_lines_come_by_time_and_each_validation_is_said() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("model"),
+        &["--epochs", "2"],
+    )
+    .env("RELBERT_PROGRESS_SECS", "0")
+    .assert()
+    .success();
+    let err = stderr_of(&a);
+    let at = |what: &str| {
+        err.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in {err}"))
+    };
+    // In order: loading, the base model's validation, epoch 1's steps (4 relations), its
+    // validation, epoch 2.
+    let order = [
+        at("loading the base model"),
+        at("base model: validating"),
+        at("base model: validation score"),
+        at("epoch 1/2, step 1/4"),
+        at("epoch 1/2, step 4/4"),
+        at("epoch 1/2: validating"),
+        at("epoch 2/2, step 1/4"),
+        at("epoch 2/2: validating"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{err}");
+}
+
+/// Audit (s21): `train --out IDX/sub` inside a relbert index was accepted, and `index add`
+/// and `index build --force` then refused the index ("not only an index"). Refused (status
+/// 2) as `embed`, `pairs mine` and `index export` are, for `--checkpoint-dir` too.
+#[test]
+fn train_outputs_inside_an_index_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let p = d.path().join("p.tsv");
+    std::fs::write(&p, "paris\tfrance\ndog\tpuppy\n").unwrap();
+    let idx = common::tiny_index(&p, &d.path().join("idx"));
+    let before = names_in(&idx);
+    let elsewhere = d.path().join("model");
+    let elsewhere_ck = d.path().join("ck");
+    for (out, ck, flag) in [
+        (idx.join("sub"), elsewhere_ck.clone(), "--out"),
+        (elsewhere.clone(), idx.join("ck"), "--checkpoint-dir"),
+        (elsewhere.clone(), idx.clone(), "--checkpoint-dir"),
+    ] {
+        let a = train_cmd(
+            d.path(),
+            &fixture("tiny-bert"),
+            &out,
+            &["--epochs", "1", "--checkpoint-dir", ck.to_str().unwrap()],
+        )
+        .assert()
+        .code(2);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(&format!("invalid value for {flag}"))
+                && err.contains("inside the index directory"),
+            "{}: {err}",
+            out.display()
+        );
+        assert_eq!(names_in(&idx), before);
+        assert!(!elsewhere.exists() && !elsewhere_ck.exists());
+    }
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::averaging::average_models;
+use relbert::averaging::{average_models_observed, AverageStep};
+
+use super::interrupt::Interrupts;
+use super::Progress;
 
 /// Arguments of `relbert average`.
 #[derive(Args, Debug)]
@@ -42,14 +45,20 @@ fn repeated_models(models: &[PathBuf]) -> Vec<String> {
             .map(|j| models[j].display().to_string())
             .collect();
         if !again.is_empty() {
+            let times = again.len() + 1;
+            // With no other checkpoint there is nothing for it to outweigh: the average is
+            // that checkpoint again.
+            let effect = if real.iter().all(|b| b.as_ref() == Some(a)) {
+                "so the average is that checkpoint's own weights (the same model, written again)"
+                    .to_string()
+            } else {
+                format!("so it weighs {times} times as much as a checkpoint given once")
+            };
             out.push(format!(
-                "{} and {} are the same checkpoint ({}): it is averaged in {} times, so it \
-                 weighs {} times as much as each other model",
+                "{} and {} are the same checkpoint ({}): it is averaged in {times} times, {effect}",
                 models[i].display(),
                 again.join(" and "),
                 a.display(),
-                again.len() + 1,
-                again.len() + 1
             ));
         }
     }
@@ -58,18 +67,54 @@ fn repeated_models(models: &[PathBuf]) -> Vec<String> {
 
 /// Runs `relbert average`.
 pub fn run(a: AverageArgs) -> Result<()> {
+    // A model directory inside an index would make `index add` and `index build --force`
+    // refuse that index ("not only an index"); a bad command line, as for the other outputs.
+    super::not_in_an_index(&a.out, "--out")?;
     // Warnings go through the log, as every other command's: `RELBERT_LOG=error` silences
     // them, and they read `WARN …` as the others do.
     for warning in repeated_models(&a.models) {
         tracing::warn!("{warning}");
     }
-    let report = average_models(&a.models, &a.out, a.half, a.force).with_context(|| {
-        format!(
-            "averaging {} models into {}",
-            a.models.len(),
-            a.out.display()
-        )
-    })?;
+    // Nothing is this run's to remove until the library says it holds the lock: before, the
+    // lock file and the temporary directory could be another run's.
+    let interrupt = Interrupts::install(Vec::new());
+    let pb = Progress::new(a.models.len() as u64, "averaging", "models");
+    let mut observe = |step: AverageStep| match step {
+        AverageStep::Locked(lock) => interrupt.with().files.push(lock),
+        AverageStep::Read { done, .. } => pb.set_position(done as u64),
+        AverageStep::Writing(tmp) => {
+            pb.finish();
+            // A directory already there is removed by the write only if it is a killed run's
+            // (model files only), and refused otherwise: only then is it this run's.
+            let ours = std::fs::symlink_metadata(&tmp).is_err()
+                || relbert::output::recognise_model_leftover(&tmp, "a model directory").is_ok();
+            if ours {
+                interrupt.with().work_dir = Some(tmp);
+            }
+        }
+        // In place: nothing is left to remove, and a signal now waits for the run's end.
+        AverageStep::Written => {
+            let mut st = interrupt.with();
+            st.work_dir = None;
+            drop(st);
+            interrupt.committing();
+        }
+    };
+    let report = average_models_observed(&a.models, &a.out, a.half, a.force, &mut observe)
+        .map_err(|e| match e {
+            // A flag whose value cannot be honoured (`--half` for weights float16 cannot
+            // hold, `--out` naming one of the models) is a bad command line, status 2.
+            relbert::Error::InvalidArgument { .. } => super::usage(e.to_string()),
+            e => anyhow::Error::new(e),
+        })
+        .with_context(|| {
+            format!(
+                "averaging {} models into {}",
+                a.models.len(),
+                a.out.display()
+            )
+        })?;
+    drop(pb);
     // A warning, not a refusal: averaging different runs of one base (a "model soup") is
     // a legitimate recipe, but mixing them by accident (a stale checkpoint) is not.
     if let Some(warning) = report.mixed_runs_warning() {

@@ -26,7 +26,19 @@ use relbert::relation::EncoderIdentity;
 use relbert::RelationEncoder;
 use serde::Serialize;
 
+use super::interrupt::Interrupts;
 use super::{ModelArgs, Progress};
+
+/// Where a model comes from without `--model`, for the help of both benchmarks: the shared
+/// `--model` help names the places but not that each is looked for in the checkout the binary
+/// was built from too (`relbert::defaults`), so a bench run elsewhere scored that model.
+const MODEL_DEFAULT_HELP: &str = concat!(
+    "Without --model, the model is $RELBERT_MODEL, else models/relbert-minilm, else \
+     models/all-MiniLM-L6-v2, each looked for first under the current directory and then \
+     under the checkout relbert was built from (",
+    env!("CARGO_MANIFEST_DIR"),
+    "); the report's \"model\" field names the one used."
+);
 
 /// Arguments of `relbert bench`.
 #[derive(Args, Debug)]
@@ -76,6 +88,7 @@ impl Method {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = MODEL_DEFAULT_HELP)]
 struct AnalogyArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -187,6 +200,7 @@ fn unit_interval(s: &str) -> std::result::Result<f32, String> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = MODEL_DEFAULT_HELP)]
 struct ClassifyArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -211,8 +225,9 @@ struct ClassifyArgs {
     /// Features are [v(a,b); v(b,a)] as in the reference's evaluation script, instead of v(a,b).
     #[arg(long)]
     concat_reverse: bool,
-    /// Stopping rule: validation accuracy (early stopping, best epoch kept) or training loss
-    /// (scikit-learn's default, last epoch kept).
+    /// Stopping rule: validation accuracy (early stopping on val.tsv, else on 10% of
+    /// train.tsv held out by label; best epoch kept) or training loss (scikit-learn's
+    /// default: all of train.tsv trained on, last epoch kept).
     #[arg(long, value_enum, default_value_t = StopOn::ValAccuracy)]
     stop_on: StopOn,
 }
@@ -315,7 +330,16 @@ fn splits_under(data: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out.dedup();
-    out.retain(|split| analogy_datasets(data, split).is_ok_and(|found| !found.sets.is_empty()));
+    // Read, not only found: a folder of other records without `relation_type` (the SemEval
+    // ratings) counts as an analogy set until its first line fails to parse.
+    out.retain(|split| {
+        analogy_datasets(data, split).is_ok_and(|found| {
+            found
+                .sets
+                .iter()
+                .any(|(_, file)| load_analogy_file(file).is_ok())
+        })
+    });
     out
 }
 
@@ -356,16 +380,21 @@ fn check_report_path(
     if is_stdout(Some(path)) {
         return Ok(None);
     }
+    // A report inside an index would make `index add` and `index build --force` refuse it.
+    super::not_in_an_index(path, "--json")?;
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    anyhow::ensure!(
-        parent.is_dir(),
-        "invalid value for --json: {} is not a directory",
-        parent.display()
-    );
-    check_replaceable(path, force, OutputKind::BenchReport).context("invalid value for --json")?;
+    if !parent.is_dir() {
+        return Err(super::usage(format!(
+            "invalid value for --json: {} is not a directory",
+            parent.display()
+        )));
+    }
+    // A bad command line (status 2), as every other flag's bad value.
+    check_replaceable(path, force, OutputKind::BenchReport)
+        .map_err(|e| super::usage(format!("invalid value for --json: {e}")))?;
     // The OS error alone: tempfile's own message repeats the failure and adds the random
     // name of a file that was never made.
     tempfile::Builder::new()
@@ -561,8 +590,15 @@ fn warn_no_offset(
 }
 
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename (checked
-/// beforehand by [`check_report_path`]), or to standard output for `-`.
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+/// beforehand by [`check_report_path`]), or to standard output for `-`. Only what `force`
+/// allowed at the start is replaced: a file that appeared at `path` during the run is left
+/// alone without `force`, and with it replaced only if it too is a bench report.
+fn write_json(
+    path: &Path,
+    value: &impl Serialize,
+    force: bool,
+    interrupt: Option<&Interrupts>,
+) -> Result<()> {
     if is_stdout(Some(path)) {
         // Whole first (reports are tens of KB), so that a failed write is standard output's
         // and named so, as `query` and `embed` name it.
@@ -570,14 +606,36 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
         relbert::output::print_line(&text).context("writing the report")?;
         return Ok(());
     }
-    let mut f = AtomicFile::create(path, true)?;
+    let mut f = AtomicFile::create(path, force)?;
     serde_json::to_writer_pretty(f.writer(), value)
         .with_context(|| format!("writing {}", path.display()))?;
     f.writer()
         .write_all(b"\n")
         .with_context(|| format!("writing {}", path.display()))?;
+    f.sync()?;
+    // The run took minutes: what is at the path now may not be what was checked at its
+    // start. Checked again right before the rename.
+    check_replaceable(path, force, OutputKind::BenchReport)
+        .with_context(|| format!("not writing --json {}", path.display()))?;
+    if let Some(guard) = interrupt {
+        guard.committing();
+    }
     f.commit()?;
     Ok(())
+}
+
+/// The interrupt handling of a run writing its report to a file, once [`check_report_path`]
+/// holds its lock (`lock`; before, the names could be another run's): the report's temporary
+/// file and lock file are removed on a signal, which then says that nothing was written.
+/// Named at install, so that no signal finds the handler without them.
+fn report_interrupts(
+    path: Option<&Path>,
+    lock: Option<&relbert_index::OutputLock>,
+) -> Option<Interrupts> {
+    let (path, _) = (path?, lock?);
+    let mut files = vec![relbert::output::temp_path(path)];
+    files.extend(relbert_index::lock::lock_path(path).ok());
+    Some(Interrupts::install(files))
 }
 
 #[derive(Serialize)]
@@ -649,7 +707,9 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     }
     check_name("--split", &a.split)?;
     dataset_names(&a.dataset)?;
-    let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
+    let report_lock = check_report_path(a.json.as_deref(), a.force)?;
+    // After the lock, so that it is dropped (disarmed) before the lock is released.
+    let interrupt = report_interrupts(a.json.as_deref(), report_lock.as_ref());
     check_data_dir(&a.data, ANALOGY_DATA)?;
     let sets = select(
         &a.dataset,
@@ -828,7 +888,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             embed_seconds,
             results,
         };
-        write_json(path, &report)?;
+        write_json(path, &report, a.force, interrupt.as_ref())?;
     }
     Ok(())
 }
@@ -853,7 +913,8 @@ struct ClassifyResult {
     classes: Vec<String>,
     validation: &'static str,
     epochs: usize,
-    best_validation_accuracy: f64,
+    /// `null` where there was no validation set (`--stop-on train-loss` without val.tsv).
+    best_validation_accuracy: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -869,7 +930,9 @@ struct ClassifyReport {
 
 fn classify(a: ClassifyArgs) -> Result<()> {
     dataset_names(&a.dataset)?;
-    let _report_lock = check_report_path(a.json.as_deref(), a.force)?;
+    let report_lock = check_report_path(a.json.as_deref(), a.force)?;
+    // After the lock, so that it is dropped (disarmed) before the lock is released.
+    let interrupt = report_interrupts(a.json.as_deref(), report_lock.as_ref());
     check_data_dir(&a.data, CLASSIFY_DATA)?;
     let sets = select(
         &a.dataset,
@@ -1040,8 +1103,15 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         let labels = |rows: &[LabelledPair]| rows.iter().map(label).collect::<Vec<_>>();
         let (train, val, validation): (Vec<LabelledPair>, Vec<LabelledPair>, _) = match &set.val {
             Some(v) => (set.train.clone(), v.clone(), "val.tsv"),
+            // scikit-learn's default rule reads no validation set: every row trains.
+            None if cfg.stopping == Stopping::TrainingLoss => (
+                set.train.clone(),
+                Vec::new(),
+                "none (--stop-on train-loss trains on all of train.tsv)",
+            ),
             None => {
-                let (keep, held) = holdout_split(set.train.len(), 0.1, a.seed);
+                // By label, so that a small class keeps rows in training.
+                let (keep, held) = holdout_split(&labels(&set.train), 0.1, a.seed);
                 (
                     keep.iter().map(|&i| set.train[i].clone()).collect(),
                     held.iter().map(|&i| set.train[i].clone()).collect(),
@@ -1128,7 +1198,8 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 classes,
                 validation,
                 epochs: report.epochs,
-                best_validation_accuracy: report.best_validation_accuracy,
+                best_validation_accuracy: Some(report.best_validation_accuracy)
+                    .filter(|v| v.is_finite()),
             },
         );
     }
@@ -1147,7 +1218,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             embed_seconds,
             results,
         };
-        write_json(path, &report)?;
+        write_json(path, &report, a.force, interrupt.as_ref())?;
     }
     Ok(())
 }

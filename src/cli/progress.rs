@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// Seconds between plain progress lines: `$RELBERT_PROGRESS_SECS` (0: a line at every
 /// update), else 10. Read once per process, so a bad value is warned about once, not by each
-/// display.
-fn interval() -> Duration {
+/// display. `relbert train` times its plain step lines by it too.
+pub(crate) fn interval() -> Duration {
     static EVERY: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *EVERY.get_or_init(|| {
         let default = Duration::from_secs(DEFAULT_SECS);
@@ -214,9 +214,12 @@ impl Progress {
         let eta = if per_sec > 0.0 && st.pos < self.total {
             format!(
                 ", ETA {}",
-                duration(Duration::from_secs_f64(
-                    (self.total - st.pos) as f64 / per_sec
-                ))
+                // A tiny rate over a huge total passes what a Duration holds, which
+                // `from_secs_f64` panics on (`relbert train`'s ETA did, audit s21).
+                duration(
+                    Duration::try_from_secs_f64((self.total - st.pos) as f64 / per_sec)
+                        .unwrap_or(Duration::MAX)
+                )
             )
         } else {
             String::new()

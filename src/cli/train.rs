@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use relbert::losses::LossKind;
@@ -63,7 +63,8 @@ pub struct TrainArgs {
     /// iloob, which have none.
     #[arg(long, value_parser = zero_or_more, allow_negative_numbers = true)]
     margin: Option<f64>,
-    /// Prompt template with <subj>, <obj> and <mask> (default: the reference's).
+    /// Prompt template with <subj>, <obj> and <mask> (default: the base model's, from its
+    /// relbert_config, else the reference's).
     #[arg(long, value_parser = super::os(super::template))]
     template: Option<String>,
     /// Aggregation: average_no_mask, mask or average (default: the base model's, from its
@@ -233,20 +234,53 @@ fn resolve_aggregation(flag: Option<Aggregation>, base: &std::path::Path) -> Agg
 
 /// The time left of a run, for the progress lines: `steps` more steps at `per_step` seconds
 /// each, and `validations` more validations at `validation` seconds each (0 before the first
-/// has been timed, and then said).
+/// has been timed, and then said). A time past what a [`Duration`] holds (a huge `--epochs`)
+/// is shown as the longest one: `Duration::from_secs_f64` panicked on it.
+///
+/// [`Duration`]: std::time::Duration
 fn run_eta(steps: usize, per_step: f64, validations: usize, validation: f64) -> String {
     let secs = steps as f64 * per_step + validations as f64 * validation;
-    let shown =
-        super::progress::duration(std::time::Duration::from_secs_f64(if secs.is_finite() {
-            secs.max(0.0)
-        } else {
-            0.0
-        }));
+    let left = if secs.is_nan() || secs <= 0.0 {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
+    };
+    let shown = super::progress::duration(left);
     if validation > 0.0 {
         shown
     } else {
         format!("{shown} + validations")
     }
+}
+
+/// Seconds between the plain progress lines of a run whose standard error is no terminal:
+/// `$RELBERT_PROGRESS_SECS` as the other commands read it ([`super::progress`]), else 10.
+/// (A line every 10 steps never came for a file of fewer than 10 relations, and came
+/// minutes apart with a large base.)
+fn log_every() -> std::time::Duration {
+    super::progress::interval()
+}
+
+/// What `out` keeps after a run failed with `error` once it had saved a model: read back
+/// from the record the run left beside that model (its `failed` entry, which
+/// [`train`] writes), or `None` when `out` holds no such record (nothing was saved, or the
+/// record could not be written) or the error already says it.
+fn kept_after_failure(out: &std::path::Path, error: &str) -> Option<String> {
+    if error.contains(" keeps epoch ") {
+        return None;
+    }
+    let text = std::fs::read_to_string(out.join("metrics.json")).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    if record.get("failed")?.as_str()? != error {
+        return None;
+    }
+    let best = record.get("best_epoch")?.as_u64()?;
+    let done = record.get("epochs")?.as_array()?.len();
+    Some(format!(
+        "{} keeps epoch {best}'s model, of {done} epochs run; its metrics.json records the \
+         failure",
+        out.display()
+    ))
 }
 
 /// The SemEval validation score as the progress lines show it: `none` when no validation
@@ -307,6 +341,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     // Before looking at --out's contents: a base inside it is the more useful refusal.
     check_output_paths(&cfg, &a.out).map_err(usage_if_command_line)?;
+    // An index directory must hold only its own files: `index add` and `index build
+    // --force` refused one holding a trained model or checkpoints.
+    super::not_in_an_index(&a.out, "--out")?;
+    if let Some(dir) = &a.checkpoint_dir {
+        let first = dir.join(relbert::training::epoch_dir_name(1, a.epochs));
+        super::not_in_an_index(&first, "--checkpoint-dir")?;
+    }
     // Whether --out is relbert's is said before --force is suggested (see
     // check_model_output); the library checks it again under the output's lock.
     relbert::training::check_model_output(&a.out, a.force)?;
@@ -320,9 +361,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     .progress_chars("=> ");
     let mut pb: Option<ProgressBar> = None;
     let epochs = cfg.epochs;
-    // Without a terminal the bar is hidden: log every 10th step instead (for nohup runs),
-    // with an ETA for the whole run: the steps left at the run's mean seconds per step, plus
-    // the validations left at the last one's duration (unknown before the first epoch ends).
+    // Without a terminal the bar is hidden: log a step every `log_every` seconds instead
+    // (for nohup runs), with an ETA for the whole run: the steps left at the run's mean
+    // seconds per step, plus the validations left at the last one's duration (unknown
+    // before the first epoch ends).
+    let every = log_every();
+    let mut last_line = std::time::Instant::now();
     let mut step_in_epoch = 0usize;
     let mut epoch_now = 0usize;
     let mut steps_per_epoch = 0usize;
@@ -331,6 +375,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut last_step = std::time::Instant::now();
     let mut validation_seconds = 0.0f64;
     let mut on_event = |ev: Event| match ev {
+        Event::Validating { epoch } => {
+            // The bar's epoch is over; its validation can take minutes with a large base.
+            if let Some(bar) = &pb {
+                bar.finish_and_clear();
+            }
+            if epoch == 0 {
+                relbert::say!("base model: validating …");
+            } else {
+                relbert::say!("epoch {epoch}/{epochs}: validating …");
+            }
+            last_line = std::time::Instant::now();
+        }
         Event::Baseline(v) => {
             relbert::say!(
                 "base model: validation score {:.4} (analogy {}, semeval {})",
@@ -357,7 +413,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 bar.set_prefix(format!("{loss:.3}"));
                 bar.inc(1);
                 step_in_epoch += 1;
-                if bar.is_hidden() && step_in_epoch.is_multiple_of(10) {
+                if bar.is_hidden() && last_line.elapsed() >= every {
+                    last_line = std::time::Instant::now();
                     let per_step = step_seconds / steps_done as f64;
                     let eta = run_eta(
                         epochs
@@ -378,6 +435,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Event::Epoch(m) => {
             // What followed the epoch's last step, before this event: its validation.
             validation_seconds = last_step.elapsed().as_secs_f64();
+            last_line = std::time::Instant::now();
             if let Some(bar) = pb.take() {
                 bar.finish_and_clear();
             }
@@ -393,9 +451,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     };
-    let report = train(&cfg, &a.out, a.force, stop.flag(), &mut on_event)
-        .map_err(usage_if_command_line)
-        .with_context(|| format!("training {} into {}", a.base.display(), a.out.display()))?;
+    // Loading the base and the data, and the baseline validation, said nothing for
+    // seconds (minutes with a large base).
+    relbert::say!(
+        "loading the base model {} and the data in {} …",
+        a.base.display(),
+        a.data.display()
+    );
+    let report = match train(&cfg, &a.out, a.force, stop.flag(), &mut on_event) {
+        Ok(report) => report,
+        Err(e) => {
+            let kept = kept_after_failure(&a.out, &e.to_string());
+            let what = format!("training {} into {}", a.base.display(), a.out.display());
+            return Err(usage_if_command_line(e).context(match kept {
+                Some(kept) => format!("{what} ({kept})"),
+                None => what,
+            }));
+        }
+    };
     match report.best_epoch {
         Some(e) => relbert::say!(
             "best epoch {e} (score {:.4}) saved in {}{}",
@@ -428,4 +501,55 @@ pub fn run(a: TrainArgs) -> Result<()> {
         std::process::exit(signal.exit_status());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audit (s21): a huge `--epochs` made the ETA pass what a `Duration` holds, and
+    /// `Duration::from_secs_f64` panicked (status 101) at the first progress line.
+    #[test]
+    fn an_eta_past_what_a_duration_holds_is_shown_not_a_panic() {
+        let longest = super::super::progress::duration(std::time::Duration::MAX);
+        assert_eq!(run_eta(usize::MAX, 10.0, usize::MAX, 5.0), longest);
+        assert_eq!(
+            run_eta(usize::MAX, f64::MAX, 1, 0.0),
+            format!("{longest} + validations")
+        );
+        assert_eq!(run_eta(3, f64::NAN, 1, 1.0), "0s");
+        assert_eq!(run_eta(3, -1.0, 0, 1.0), "0s");
+        assert_eq!(run_eta(30, 2.0, 1, 60.0), "2m 00s");
+    }
+
+    /// Audit (s21): a run that failed after saving did not say what `--out` keeps; the record
+    /// it left beside the model says, and only a record of this failure is taken.
+    #[test]
+    fn what_out_keeps_after_a_failure_is_read_from_its_record() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path();
+        let failure = "invalid value for --lr or --temperature: the nce loss became NaN";
+        assert_eq!(kept_after_failure(out, failure), None);
+        let record = |failed: Option<&str>| {
+            let json = serde_json::json!({
+                "best_epoch": 2,
+                "epochs": [{}, {}, {}],
+                "interrupted": false,
+                "failed": failed,
+            });
+            std::fs::write(out.join("metrics.json"), json.to_string()).unwrap();
+        };
+        record(Some(failure));
+        let kept = kept_after_failure(out, failure).unwrap();
+        assert!(
+            kept.contains("keeps epoch 2's model, of 3 epochs run")
+                && kept.contains("metrics.json records the failure"),
+            "{kept}"
+        );
+        // An earlier run's record, or one of another failure, says nothing of this one.
+        record(None);
+        assert_eq!(kept_after_failure(out, failure), None);
+        record(Some("another failure"));
+        assert_eq!(kept_after_failure(out, failure), None);
+    }
 }

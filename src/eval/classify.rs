@@ -77,7 +77,8 @@ impl Default for MlpConfig {
 pub struct TrainReport {
     /// Epochs run.
     pub epochs: usize,
-    /// Best validation accuracy seen (its weights are the ones kept).
+    /// Best validation accuracy seen (its weights are the ones kept); NaN when trained
+    /// without a validation set ([`Stopping::TrainingLoss`] needs none).
     pub best_validation_accuracy: f64,
     /// Mean training loss of the last epoch.
     pub final_loss: f64,
@@ -165,7 +166,10 @@ impl Mlp {
         cfg: &MlpConfig,
         progress: &mut dyn FnMut(&TrainReport),
     ) -> Result<(Mlp, TrainReport)> {
-        if x.is_empty() || val_x.is_empty() {
+        // Stopping on the training loss reads no validation set: scikit-learn's default
+        // trains on every row, and a caller may pass none.
+        let validate = !val_x.is_empty();
+        if x.is_empty() || (!validate && cfg.stopping == Stopping::ValidationAccuracy) {
             return Err(Error::InvalidArgument {
                 flag: "training data".into(),
                 message: "training and validation sets must not be empty".into(),
@@ -175,9 +179,13 @@ impl Mlp {
         check_labels(val_y, val_x.len(), n_classes, "validation labels")?;
         let dev = Device::Cpu;
         let xt = matrix(x, &dev)?;
-        let vx = matrix(val_x, &dev)?;
         let dim = xt.dim(1)?;
-        if vx.dim(1)? != dim {
+        let vx = if validate {
+            matrix(val_x, &dev)?
+        } else {
+            Tensor::zeros((0, dim), DType::F32, &dev)?
+        };
+        if validate && vx.dim(1)? != dim {
             return Err(Error::InvalidArgument {
                 flag: "validation features".into(),
                 message: format!("width {} differs from the training width {dim}", vx.dim(1)?),
@@ -239,9 +247,12 @@ impl Mlp {
             }
             report.epochs = epoch;
             report.final_loss = loss_sum / n as f64;
-            let pred = Self::argmax(&forward(&vx, &w1, &b1, &w2, &b2)?)?;
-            let acc =
-                pred.iter().zip(val_y).filter(|(p, t)| p == t).count() as f64 / val_y.len() as f64;
+            let acc = if validate {
+                let pred = Self::argmax(&forward(&vx, &w1, &b1, &w2, &b2)?)?;
+                pred.iter().zip(val_y).filter(|(p, t)| p == t).count() as f64 / val_y.len() as f64
+            } else {
+                f64::NAN
+            };
             match cfg.stopping {
                 Stopping::ValidationAccuracy => {
                     if acc < best + cfg.tol {
@@ -261,7 +272,7 @@ impl Mlp {
                         stale = 0;
                     }
                     best_loss = best_loss.min(report.final_loss);
-                    best = best.max(acc);
+                    best = if validate { best.max(acc) } else { f64::NAN };
                 }
             }
             report.best_validation_accuracy = best;
@@ -350,14 +361,71 @@ pub fn f1_scores(truth: &[usize], pred: &[usize]) -> F1 {
     F1 { micro, macro_ }
 }
 
-/// Splits `0..n` into (train, held-out) with `fraction` of the rows (rounded up, at least one
-/// when `n > 1`) held out at random under `seed`; both lists come back sorted.
-pub fn holdout_split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(&mut StdRng::seed_from_u64(seed));
+/// Splits the rows `0..labels.len()` into (train, held-out) with `fraction` of them (rounded
+/// up, at least one when there are two or more) held out at random under `seed`, stratified
+/// by label as scikit-learn's early stopping splits: each label gives its share of the
+/// held-out rows (the largest remainders rounding up), and keeps at least one row in
+/// training whenever any other label can give the row instead. A plain random split took
+/// every row of a small class out of training, so that its test rows could not be
+/// predicted. Both lists come back sorted.
+pub fn holdout_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let n = labels.len();
+    let mut rng = StdRng::seed_from_u64(seed);
     let k = ((n as f64 * fraction).ceil() as usize).clamp(usize::from(n > 1), n.saturating_sub(1));
-    let mut held = idx[..k].to_vec();
-    let mut rest = idx[k..].to_vec();
+    // Each label's rows, shuffled, labels in order of first appearance.
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, &l) in labels.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| *g == l) {
+            Some((_, rows)) => rows.push(i),
+            None => groups.push((l, vec![i])),
+        }
+    }
+    for (_, rows) in &mut groups {
+        rows.shuffle(&mut rng);
+    }
+    // Proportional shares, capped so that each label keeps a row in training.
+    let cap = |rows: &Vec<usize>| rows.len().saturating_sub(1);
+    let exact: Vec<f64> = groups
+        .iter()
+        .map(|(_, rows)| rows.len() as f64 * k as f64 / n.max(1) as f64)
+        .collect();
+    let mut take: Vec<usize> = groups
+        .iter()
+        .zip(&exact)
+        .map(|((_, rows), e)| (e.floor() as usize).min(cap(rows)))
+        .collect();
+    // The rest by largest remainder, then (only if every label is down to one row) from
+    // the largest labels even though it empties them.
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+        rb.total_cmp(&ra).then(a.cmp(&b))
+    });
+    let held_count = |take: &[usize]| take.iter().sum::<usize>();
+    for allow_empty in [false, true] {
+        loop {
+            let before = held_count(&take);
+            for &g in &order {
+                let room = if allow_empty {
+                    groups[g].1.len()
+                } else {
+                    cap(&groups[g].1)
+                };
+                if held_count(&take) < k && take[g] < room {
+                    take[g] += 1;
+                }
+            }
+            let after = held_count(&take);
+            if after >= k || after == before {
+                break;
+            }
+        }
+    }
+    let (mut rest, mut held) = (Vec::with_capacity(n - k), Vec::with_capacity(k));
+    for ((_, rows), t) in groups.iter().zip(&take) {
+        held.extend_from_slice(&rows[..*t]);
+        rest.extend_from_slice(&rows[*t..]);
+    }
     held.sort_unstable();
     rest.sort_unstable();
     (rest, held)
@@ -481,11 +549,55 @@ mod tests {
 
     #[test]
     fn holdout_is_seeded_and_disjoint() {
-        let (a, b) = holdout_split(101, 0.1, 3);
+        let labels = vec![0; 101];
+        let (a, b) = holdout_split(&labels, 0.1, 3);
         assert_eq!(b.len(), 11);
         assert_eq!(a.len() + b.len(), 101);
         assert!(b.iter().all(|i| !a.contains(i)));
-        assert_eq!(holdout_split(101, 0.1, 3), (a, b.clone()));
-        assert_ne!(holdout_split(101, 0.1, 4).1, b);
+        assert_eq!(holdout_split(&labels, 0.1, 3), (a, b.clone()));
+        assert_ne!(holdout_split(&labels, 0.1, 4).1, b);
+    }
+
+    #[test]
+    fn holdout_is_stratified_and_keeps_every_label_in_training() {
+        // 90 rows of label 0, 9 of label 1, one of label 2: 10 held out.
+        let mut labels = vec![0; 90];
+        labels.extend([1; 9]);
+        labels.push(2);
+        for seed in 0..20 {
+            let (rest, held) = holdout_split(&labels, 0.1, seed);
+            assert_eq!(held.len(), 10);
+            assert_eq!(rest.len() + held.len(), labels.len());
+            let count = |rows: &[usize], l: usize| rows.iter().filter(|&&i| labels[i] == l).count();
+            assert_eq!(count(&held, 0), 9, "seed {seed}");
+            assert_eq!(count(&held, 1), 1, "seed {seed}");
+            for l in 0..3 {
+                assert!(
+                    count(&rest, l) >= 1,
+                    "label {l} left training (seed {seed})"
+                );
+            }
+        }
+        // Every label a single row: held out anyway, as one row must be.
+        let (rest, held) = holdout_split(&[0, 1, 2], 0.1, 0);
+        assert_eq!((rest.len(), held.len()), (2, 1));
+    }
+
+    #[test]
+    fn training_loss_stopping_needs_no_validation_set() {
+        let (x, y) = toy(60, 1);
+        let cfg = MlpConfig {
+            stopping: Stopping::TrainingLoss,
+            max_epochs: 5,
+            ..Default::default()
+        };
+        let (_, report) = Mlp::train(&x, &y, &[], &[], 3, &cfg).unwrap();
+        assert!(report.best_validation_accuracy.is_nan());
+        // Early stopping on validation accuracy still needs one.
+        let cfg = MlpConfig {
+            max_epochs: 5,
+            ..Default::default()
+        };
+        assert!(Mlp::train(&x, &y, &[], &[], 3, &cfg).is_err());
     }
 }

@@ -26,7 +26,11 @@ pub struct AnalogyQuestion {
     pub line: usize,
 }
 
+/// One line of an analogy file. Unknown keys are refused: a misspelt optional key
+/// (`"prefx"`) was read as an absent one, and `--breakdown` counted its question under an
+/// empty prefix with no word of why.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawQuestion {
     stem: Vec<String>,
     choice: Vec<Vec<String>>,

@@ -44,14 +44,21 @@ const CONFIG_KEYS_SHOWN: usize = 3;
 /// What [`average_models`] wrote, saved as `averaged_from.json` in the new model directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct AverageReport {
-    /// The averaged model directories, in the order given.
+    /// The averaged model directories, in the order given (as given on the command line).
     pub sources: Vec<PathBuf>,
+    /// The same directories' real paths (links, `.` and `..` resolved), so that the record
+    /// still says which models these were when read from another directory.
+    pub sources_canonical: Vec<PathBuf>,
     /// SHA-256 of each source's `model.safetensors`.
     pub sources_weights_sha256: Vec<String>,
     /// Tensors averaged.
     pub tensors: usize,
-    /// Parameters (elements) per model.
+    /// Parameters (elements of the floating-point tensors) per model.
     pub parameters: usize,
+    /// Integer tensors (such as BERT's `embeddings.position_ids`): indices, not weights, so
+    /// copied unchanged (they must be equal in every model) and not counted as parameters.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub integer_tensors: Vec<String>,
     /// `F16` or `F32`: the saved weights' type.
     pub dtype: String,
     /// The `training_config.json` keys (dotted paths) in which the models differ from the
@@ -399,7 +406,8 @@ pub(crate) fn beyond_f16_message(tensor: &str, index: usize, value: f32) -> Stri
     )
 }
 
-/// Reads a checkpoint's weights as float32 tensors on the CPU, refusing a tensor with a
+/// Reads a checkpoint's weights on the CPU, floating-point tensors as float32 and integer
+/// ones (indices such as `embeddings.position_ids`) as they are, refusing a tensor with a
 /// value that is not finite (NaN or infinite): averaged in, it would spoil that weight of
 /// the average, and every vector the model gives.
 fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
@@ -413,6 +421,10 @@ fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
     let mut tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, t) in tensors {
+        if t.dtype().is_int() {
+            out.insert(name, t);
+            continue;
+        }
         let t = t.to_dtype(DType::F32)?;
         if let Some((index, value)) = first_non_finite(&t)? {
             return Err(Error::Tensor {
@@ -442,6 +454,40 @@ pub fn average_models(
     half: bool,
     force: bool,
 ) -> Result<AverageReport> {
+    average_models_observed(dirs, out, half, force, &mut |_| {})
+}
+
+/// How far [`average_models_observed`] has got, for a caller that shows progress or must
+/// know what to remove when the run is stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AverageStep {
+    /// The output's writer lock is held: its file (this path) is this run's until the run
+    /// returns.
+    Locked(PathBuf),
+    /// `done` of the `total` models are read and summed.
+    Read {
+        /// Models read so far.
+        done: usize,
+        /// Models in all.
+        total: usize,
+    },
+    /// The average is about to be written into this temporary directory beside the output
+    /// (renamed into place when complete). It is this run's to remove once the write has
+    /// started: a directory of that name found first is removed by the write only when it
+    /// holds nothing but model files (what a killed run left), and refused otherwise.
+    Writing(PathBuf),
+    /// The output is in place; the lock is still held.
+    Written,
+}
+
+/// [`average_models`], telling `observe` each [`AverageStep`] as it is reached.
+pub fn average_models_observed(
+    dirs: &[PathBuf],
+    out: &Path,
+    half: bool,
+    force: bool,
+    observe: &mut dyn FnMut(AverageStep),
+) -> Result<AverageReport> {
     if dirs.len() < 2 {
         return Err(Error::InvalidArgument {
             flag: "MODELS".into(),
@@ -449,6 +495,9 @@ pub fn average_models(
         });
     }
     let _lock = relbert_index::OutputLock::acquire(out)?;
+    if let Ok(path) = relbert_index::lock::lock_path(out) {
+        observe(AverageStep::Locked(path));
+    }
     // Only an existing `out` can be one of the (existing) inputs; compare real paths so that
     // `./m` and `m` are seen as one. Checked before the output checks, whose advice
     // (`--force`) would not help here.
@@ -474,10 +523,19 @@ pub fn average_models(
     // infinity where their mean does not.
     let mut sum = load_f32(&first.weights)?
         .into_iter()
-        .map(|(name, t)| Ok((name, t.to_dtype(DType::F64)?)))
+        .map(|(name, t)| {
+            let t = if t.dtype().is_int() {
+                t
+            } else {
+                t.to_dtype(DType::F64)?
+            };
+            Ok((name, t))
+        })
         .collect::<Result<HashMap<_, _>>>()?;
+    let total = dirs.len();
+    observe(AverageStep::Read { done: 1, total });
     let mut config_differences_allowed = Vec::new();
-    for (f, dir) in files[1..].iter().zip(&dirs[1..]) {
+    for (done, (f, dir)) in files[1..].iter().zip(&dirs[1..]).enumerate() {
         let (refused, noted) = config_differences(&first_config, &comparable_config(&f.config)?);
         if !refused.is_empty() {
             return Err(Error::Config {
@@ -549,19 +607,47 @@ pub fn average_models(
                     a.dims()
                 )));
             }
+            if a.dtype().is_int() || t.dtype().is_int() {
+                // Indices (position ids), not weights: a mean of them is no index, so the
+                // first model's are kept, and must be every model's.
+                if a.dtype() != t.dtype() {
+                    return Err(tensor_error(format!(
+                        "holds {:?} values where the first model's holds {:?}",
+                        t.dtype(),
+                        a.dtype()
+                    )));
+                }
+                if let Some(index) = first_difference(a, &t)? {
+                    return Err(tensor_error(format!(
+                        "holds integers (indices, not weights, which are not averaged but \
+                         copied) that differ from the first model's at element {index}"
+                    )));
+                }
+                continue;
+            }
             *a = (&*a + t.to_dtype(DType::F64)?)?;
         }
+        observe(AverageStep::Read {
+            done: done + 2,
+            total,
+        });
     }
     let training_config_differences = training_config_differences(dirs)?;
     let scale = 1.0 / dirs.len() as f64;
     let dtype = if half { DType::F16 } else { DType::F32 };
     let mut parameters = 0;
+    let mut integer_tensors = Vec::new();
     let mut mean = HashMap::with_capacity(sum.len());
     // In name order, so that the tensor a refusal names does not depend on hashing.
     let mut names: Vec<String> = sum.keys().cloned().collect();
     names.sort();
     for name in names {
         let Some(t) = sum.remove(&name) else { continue };
+        if t.dtype().is_int() {
+            mean.insert(name.clone(), t);
+            integer_tensors.push(name);
+            continue;
+        }
         parameters += t.elem_count();
         // The mean of finite float32 values is a finite float32 value; float16 may not hold
         // it, and the refusal comes before anything is written.
@@ -582,21 +668,68 @@ pub fn average_models(
     }
     let report = AverageReport {
         sources: dirs.to_vec(),
+        sources_canonical: dirs
+            .iter()
+            .map(|d| d.canonicalize().map_err(|e| Error::io(d, e)))
+            .collect::<Result<_>>()?,
         sources_weights_sha256: hashes,
         tensors: mean.len(),
         parameters,
+        integer_tensors,
         dtype: format!("{dtype:?}").to_uppercase(),
         training_config_differences,
         config_differences_allowed,
     };
-    write_dir_atomically(out, |tmp| {
+    let config = config_with_dtype(&first.config, half)?;
+    observe(AverageStep::Writing(crate::output::sibling_named(
+        out, "tmp",
+    )));
+    write_dir_atomically(out, crate::output::Replace::when(force), |tmp| {
         write_safetensors(&mean, &tmp.join("model.safetensors"))?;
-        std::fs::copy(&first.config, tmp.join("config.json"))
-            .map_err(|e| Error::io(&first.config, e))?;
+        std::fs::write(tmp.join("config.json"), config)
+            .map_err(|e| Error::io(tmp.join("config.json"), e))?;
         ModelFiles::copy_tokenizer_files(&dirs[0], tmp)?;
         write_json(&tmp.join("averaged_from.json"), &report)
     })?;
+    observe(AverageStep::Written);
     Ok(report)
+}
+
+/// The first flat index at which two integer tensors of one shape differ, if any.
+fn first_difference(a: &Tensor, b: &Tensor) -> Result<Option<usize>> {
+    let a = a.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
+    let b = b.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
+    Ok(a.iter().zip(&b).position(|(x, y)| x != y))
+}
+
+/// The first model's `config.json` for the average, its bytes unchanged unless a
+/// `torch_dtype` or `dtype` key (transformers' record of the weights' type) names another
+/// type than the one saved (`float16` with `half`, else `float32`): loaders that honour the
+/// key would otherwise load float16 weights as float32, or the reverse.
+fn config_with_dtype(path: &Path, half: bool) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let saved = if half { "float16" } else { "float32" };
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&bytes) else {
+        return Ok(bytes);
+    };
+    let mut changed = false;
+    for key in ["torch_dtype", "dtype"] {
+        if let Some(v) = map.get_mut(key) {
+            if v.is_string() && v.as_str() != Some(saved) {
+                *v = serde_json::Value::String(saved.into());
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(bytes);
+    }
+    let mut text = serde_json::to_vec_pretty(&map).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("cannot write it back: {e}"),
+    })?;
+    text.push(b'\n');
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -773,11 +773,55 @@ impl ValidationData {
                 cfg.data.display(),
                 looked_for.join(", ")
             );
+        } else {
+            // A split left out changes what "best" means; said, and recorded as the
+            // selection metric ([`ValidationData::selection_metric`]).
+            for missing in &looked_for {
+                tracing::warn!(
+                    "{} holds no {missing}: the kept epoch is chosen by the mean accuracy on \
+                     {} only",
+                    cfg.data.display(),
+                    and_list(analogy.iter().map(|(name, _, _)| name.as_str()))
+                );
+            }
         }
         if !unscored.is_empty() {
             tracing::warn!("{}", unscored_warning(&path, &unscored, semeval.len()));
         }
         Ok(ValidationData { analogy, semeval })
+    }
+
+    /// The analogy datasets whose validation splits select the checkpoint: those of
+    /// [`SELECTION_DATASETS`] present under the data directory, in that order.
+    pub fn selection_datasets(&self) -> Vec<String> {
+        self.analogy
+            .iter()
+            .map(|(name, _, _)| name.clone())
+            .collect()
+    }
+
+    /// How the kept checkpoint is chosen with the splits present: [`SELECTION_METRIC`] when
+    /// all of [`SELECTION_DATASETS`] are, else naming the ones used and the ones missing
+    /// (a run without bats was recorded as selected on "sat, bats and google").
+    pub fn selection_metric(&self) -> String {
+        let used = self.selection_datasets();
+        if used.len() == SELECTION_DATASETS.len() {
+            return SELECTION_METRIC.into();
+        }
+        let missing = SELECTION_DATASETS
+            .iter()
+            .filter(|name| !used.iter().any(|u| u == *name));
+        if used.is_empty() {
+            return format!(
+                "the SemEval validation score (no analogy validation split: {} missing)",
+                and_list(missing.copied())
+            );
+        }
+        format!(
+            "mean of the analogy validation accuracies on {} (validation.jsonl); {} missing",
+            and_list(used.iter().map(String::as_str)),
+            and_list(missing.copied())
+        )
     }
 
     /// Refuses, before the first validation, a pair whose prompt `enc` cannot encode
@@ -809,6 +853,16 @@ impl ValidationData {
             )),
             None => Ok(()),
         }
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`: names for a sentence.
+fn and_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_string(),
+        None => String::new(),
     }
 }
 
@@ -946,6 +1000,12 @@ pub enum Event<'a> {
     Step {
         /// The step's loss.
         loss: f32,
+    },
+    /// A validation begins: of the base model (`epoch` 0), or after epoch `epoch`. It can
+    /// take long (minutes with a large base), so a display says so.
+    Validating {
+        /// 0 for the base model, else the 1-based epoch just trained.
+        epoch: usize,
     },
     /// The base model's validation, before training.
     Baseline(&'a Validation),
@@ -1454,6 +1514,12 @@ pub fn semeval_score(
 fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = sibling_named(path, "tmp");
     write_json(&tmp, value)?;
+    // Synced before the rename: after a crash the record is the old one or the new one,
+    // never an empty file under its name (model directories are synced the same way,
+    // `write_dir_atomically`).
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
@@ -1535,7 +1601,7 @@ fn recognise_checkpoint(path: &Path) -> Result<()> {
 fn checkpoint_leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
     let found = entries_named(dir, is_checkpoint_leftover)?;
     for path in &found {
-        crate::output::recognise_model_leftover(path, "a checkpoint a killed run left")?;
+        crate::output::recognise_model_leftover(path, "a temporary checkpoint")?;
     }
     Ok(found)
 }
@@ -1558,7 +1624,7 @@ fn remove_checkpoints(dir: &Path, stale: &[PathBuf]) -> Result<()> {
         // `is_checkpoint_leftover` does not take, such as a bare `epoch-`).
         if std::fs::symlink_metadata(&aside).is_ok() {
             if !doomed.contains(&aside) {
-                crate::output::recognise_model_leftover(&aside, "a checkpoint a killed run left")?;
+                crate::output::recognise_model_leftover(&aside, "a temporary checkpoint")?;
             }
             std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
             doomed.retain(|d| *d != aside);
@@ -1575,8 +1641,11 @@ fn remove_checkpoints(dir: &Path, stale: &[PathBuf]) -> Result<()> {
 /// What a finished (or interrupted) run reached.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
-    /// How the checkpoint was selected.
+    /// How the checkpoint was selected ([`ValidationData::selection_metric`]).
     pub selection_metric: String,
+    /// The analogy datasets whose validation accuracies were averaged to select it
+    /// ([`ValidationData::selection_datasets`]; none: the SemEval score selected).
+    pub selection_datasets: Vec<String>,
     /// The base model's validation before training.
     pub baseline: Validation,
     /// Per-epoch metrics.
@@ -1587,17 +1656,22 @@ pub struct TrainReport {
     pub best_score: Option<f64>,
     /// The run stopped early on request (Ctrl-C).
     pub interrupted: bool,
+    /// Why the run failed after it had saved a model (a full disk, a loss that overflowed):
+    /// the model beside this record is then epoch `best_epoch`'s of the epochs listed, not
+    /// a finished run's. `None` for a run that finished or was stopped.
+    pub failed: Option<String>,
 }
 
 /// Refuses, before any work, output paths that would destroy what the run reads or writes:
 /// `out` and the checkpoint directory one inside the other (the run would lock itself out,
 /// or the final model replace an epoch's checkpoint), and the base model inside `out` or
 /// inside the checkpoint directory (`--force` would replace the model being trained from).
-/// Paths are compared canonically, so `./m`, `m` and a symbolic link to it are one.
+/// Paths are compared as [`real_path`] resolves them, so `./m`, `m`, `../here/m` and a
+/// symbolic link to it (or to a directory above it) are one, whether they exist yet or not.
 pub fn check_output_paths(cfg: &TrainConfig, out: &Path) -> Result<()> {
+    let o = real_path(out);
     if let Some(dir) = &cfg.checkpoint_dir {
-        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let (o, c) = (abs(out), abs(dir));
+        let c = real_path(dir);
         if o.starts_with(&c) || c.starts_with(&o) {
             return Err(Error::InvalidArgument {
                 flag: "--checkpoint-dir".into(),
@@ -1614,37 +1688,59 @@ pub fn check_output_paths(cfg: &TrainConfig, out: &Path) -> Result<()> {
     let Ok(base) = cfg.base.canonicalize() else {
         return Ok(());
     };
-    // Only an existing directory can hold the base; a path not there yet cannot.
-    if let Ok(o) = out.canonicalize() {
-        if base.starts_with(&o) {
+    // `base` exists, so it can only be inside an `out` that exists too.
+    if base.starts_with(&o) {
+        return Err(Error::InvalidArgument {
+            flag: "--out".into(),
+            message: format!(
+                "{} is (or holds) the base model --base {}, which the run would replace; \
+                 choose another --out",
+                out.display(),
+                cfg.base.display()
+            ),
+        });
+    }
+    if let Some(dir) = &cfg.checkpoint_dir {
+        if base.starts_with(real_path(dir)) {
             return Err(Error::InvalidArgument {
-                flag: "--out".into(),
+                flag: "--checkpoint-dir".into(),
                 message: format!(
-                    "{} is (or holds) the base model --base {}, which the run would replace; \
-                     choose another --out",
-                    out.display(),
+                    "{} holds the base model --base {}, and its epoch checkpoints are \
+                     replaced by the run; copy the base elsewhere or choose another \
+                     --checkpoint-dir",
+                    dir.display(),
                     cfg.base.display()
                 ),
             });
         }
     }
-    if let Some(dir) = &cfg.checkpoint_dir {
-        if let Ok(c) = dir.canonicalize() {
-            if base.starts_with(&c) {
-                return Err(Error::InvalidArgument {
-                    flag: "--checkpoint-dir".into(),
-                    message: format!(
-                        "{} holds the base model --base {}, and its epoch checkpoints are \
-                         replaced by the run; copy the base elsewhere or choose another \
-                         --checkpoint-dir",
-                        dir.display(),
-                        cfg.base.display()
-                    ),
-                });
+    Ok(())
+}
+
+/// `p` as the file system will resolve it, whether it exists yet or not: the real path
+/// ([`Path::canonicalize`]) of its deepest existing ancestor, then the rest of `p`, which
+/// does not exist and so holds no link, with its `.` and `..` taken by name.
+/// (`std::path::absolute` keeps `..` and links: `--out runs/m --checkpoint-dir rl/m/ck`, `rl`
+/// a link to `runs`, were taken for apart, and replacing `--out` deleted the checkpoints.)
+pub fn real_path(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let parts: Vec<std::path::Component> = abs.components().collect();
+    for known in (1..=parts.len()).rev() {
+        let Ok(mut real) = parts[..known].iter().collect::<PathBuf>().canonicalize() else {
+            continue;
+        };
+        for part in &parts[known..] {
+            match part {
+                std::path::Component::ParentDir => {
+                    real.pop();
+                }
+                std::path::Component::Normal(name) => real.push(name),
+                _ => {}
             }
         }
+        return real;
     }
-    Ok(())
+    abs
 }
 
 /// Checks that the model directory `out` may be written: absent, or a model directory
@@ -1654,6 +1750,8 @@ pub fn check_output_paths(cfg: &TrainConfig, out: &Path) -> Result<()> {
 /// flags. A symbolic link is refused as a link, saying where it points: the output is
 /// renamed into place, which would replace the link, not follow it to the directory.
 pub fn check_model_output(out: &Path, force: bool) -> Result<()> {
+    // Refused now, not when the model is written after all the work.
+    crate::output::check_model_leftovers(out)?;
     let Ok(md) = std::fs::symlink_metadata(out) else {
         return Ok(());
     };
@@ -1779,19 +1877,22 @@ pub fn train(
             cfg.lr
         );
     }
+    on_event(Event::Validating { epoch: 0 });
     let baseline = trainer.validate(&valid)?;
     on_event(Event::Baseline(&baseline));
     let mut report = TrainReport {
-        selection_metric: SELECTION_METRIC.into(),
+        selection_metric: valid.selection_metric(),
+        selection_datasets: valid.selection_datasets(),
         baseline,
         epochs: Vec::new(),
         best_epoch: None,
         best_score: None,
         interrupted: false,
+        failed: None,
     };
     let train_config = serde_json::json!({
         "config": cfg,
-        "selection_metric": SELECTION_METRIC,
+        "selection_metric": report.selection_metric,
         "template": trainer.encoder().template().as_str(),
         "base_weights_sha256": crate::encoder::Encoder::weights_sha256(&trainer.encoder().files().weights)?,
         "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8, weight decay 0); lazy row-sparse update of the word embeddings",
@@ -1799,14 +1900,83 @@ pub fn train(
         "dropout": {"hidden": trainer.dropout().hidden, "attention": trainer.dropout().attention},
         "backward": if cfg.autograd || !trainer.encoder().encoder().device().is_cpu() { "candle autograd" } else { "hand-written CPU backward (cpu_train)" },
     });
-    // The earlier run's checkpoints are removed only when this run has its first one to
-    // write: a run that fails (bad data, a loss that overflows at step 1) or is stopped
-    // before then leaves them alone, as it leaves an earlier model in `out`.
-    let mut stale_checkpoints = Some(stale_checkpoints);
     // Whether this run has written the model in `out`: until it has, `out` (kept with
     // --force until then) is the earlier run's, and its metrics.json is not this run's to
     // write.
     let mut wrote_out = false;
+    let run = EpochLoop {
+        cfg,
+        out,
+        stop,
+        trainer: &mut trainer,
+        valid: &valid,
+        train_config: &train_config,
+        report: &mut report,
+        wrote_out: &mut wrote_out,
+        force,
+    };
+    if let Err(e) = run_epochs(run, stale_checkpoints, on_event) {
+        // A run that fails after saving (a full disk at epoch 3, a loss that overflows)
+        // leaves a model in `out` whose record said it had finished: the failure is
+        // recorded beside it, as a stop is.
+        if wrote_out {
+            report.failed = Some(e.to_string());
+            if let Err(also) = write_json_atomically(&out.join("metrics.json"), &report) {
+                tracing::warn!(
+                    "the failure could not be recorded in {}: {also}",
+                    out.join("metrics.json").display()
+                );
+            }
+        }
+        return Err(e);
+    }
+    // The stop (or the end) recorded beside this run's model; an `out` this run never wrote
+    // keeps the earlier run's metrics.json with its weights.
+    if wrote_out {
+        write_json_atomically(&out.join("metrics.json"), &report)?;
+    }
+    Ok(report)
+}
+
+/// What the epochs of [`train`] work on, lent by it so that it can record a failure after
+/// them.
+struct EpochLoop<'a> {
+    cfg: &'a TrainConfig,
+    out: &'a Path,
+    stop: &'a AtomicBool,
+    trainer: &'a mut Trainer,
+    valid: &'a ValidationData,
+    train_config: &'a serde_json::Value,
+    report: &'a mut TrainReport,
+    /// Whether the run has written the model in `out` (see [`train`]).
+    wrote_out: &'a mut bool,
+    /// `--force`: an earlier run's model in `out` may be replaced.
+    force: bool,
+}
+
+/// The epochs of [`train`]: trains, validates, keeps every epoch's checkpoint and the best
+/// model, recording each in `run.report`; the earlier run's `stale_checkpoints` go when the
+/// first checkpoint is written.
+fn run_epochs(
+    run: EpochLoop<'_>,
+    stale_checkpoints: Vec<PathBuf>,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let EpochLoop {
+        cfg,
+        out,
+        stop,
+        trainer,
+        valid,
+        train_config,
+        report,
+        wrote_out,
+        force,
+    } = run;
+    // The earlier run's checkpoints are removed only when this run has its first one to
+    // write: a run that fails (bad data, a loss that overflows at step 1) or is stopped
+    // before then leaves them alone, as it leaves an earlier model in `out`.
+    let mut stale_checkpoints = Some(stale_checkpoints);
     'epochs: for epoch in 1..=cfg.epochs {
         let order = trainer.epoch_order();
         on_event(Event::EpochStart {
@@ -1825,7 +1995,8 @@ pub fn train(
             on_event(Event::Step { loss });
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let validation = trainer.validate(&valid)?;
+        on_event(Event::Validating { epoch });
+        let validation = trainer.validate(valid)?;
         let metrics = EpochMetrics {
             epoch,
             mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
@@ -1841,7 +2012,8 @@ pub fn train(
                 remove_checkpoints(dir, &stale)?;
             }
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            write_dir_atomically(&dir.join(epoch_dir_name(epoch, cfg.epochs)), |d| {
+            let replace = crate::output::Replace::when(force);
+            write_dir_atomically(&dir.join(epoch_dir_name(epoch, cfg.epochs)), replace, |d| {
                 trainer.save_model_as(d, false)?;
                 write_json(&d.join("training_config.json"), &train_config)?;
                 write_json(&d.join("epoch_metrics.json"), &metrics)
@@ -1861,7 +2033,7 @@ pub fn train(
                         None => String::new(),
                     };
                     let left = match report.best_epoch {
-                        Some(best) if wrote_out => {
+                        Some(best) if *wrote_out => {
                             format!("{} keeps epoch {best}'s model", out.display())
                         }
                         _ => format!("nothing was saved in {}", out.display()),
@@ -1880,22 +2052,19 @@ pub fn train(
             }
             report.best_score = Some(score);
             report.best_epoch = Some(epoch);
-            write_dir_atomically(out, |dir| {
+            // This run's own model of an earlier epoch may be replaced even without --force.
+            let replace = crate::output::Replace::when(force || *wrote_out);
+            write_dir_atomically(out, replace, |dir| {
                 trainer.save_model(dir)?;
                 write_json(&dir.join("training_config.json"), &train_config)?;
                 write_json(&dir.join("metrics.json"), &report)
             })?;
-            wrote_out = true;
-        } else if wrote_out {
+            *wrote_out = true;
+        } else if *wrote_out {
             write_json_atomically(&out.join("metrics.json"), &report)?;
         }
     }
-    // The stop (or the end) recorded beside this run's model; an `out` this run never wrote
-    // keeps the earlier run's metrics.json with its weights.
-    if wrote_out {
-        write_json_atomically(&out.join("metrics.json"), &report)?;
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Refuses a `--checkpoint-dir` that exists and is not a directory, naming the flag (the

@@ -378,3 +378,19 @@ pub fn exit_within(
     let _ = child.wait();
     None
 }
+
+/// Whether process `pid` catches SIGINT, SIGTERM and SIGHUP (its `SigCgt` in /proc): the
+/// run's handler is installed, and a signal sent now is its to take.
+#[cfg(target_os = "linux")]
+pub fn catches_stop_signals(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    let want = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+        .iter()
+        .fold(0u64, |m, &s| m | 1 << (s - 1));
+    caught & want == want
+}

@@ -1,0 +1,297 @@
+//! `relbert average` on copies of the tiny fixture model: where its output may go, what it
+//! does with integer tensors and `--half`, what it records, and how it stops on a signal.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Std, Stdio};
+
+use assert_cmd::Command;
+use candle_core::{DType, Device, Tensor};
+use common::{catches_stop_signals, fixture};
+
+fn relbert() -> Command {
+    let mut c = Command::cargo_bin("relbert").unwrap();
+    c.env("RELBERT_LOG", "warn");
+    c
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// A copy of the tiny fixture model at `dir`, its weights changed by `edit`.
+fn model(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let from = fixture("tiny-bert");
+    for f in std::fs::read_dir(&from).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    let weights = dir.join("model.safetensors");
+    let mut map = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    edit(&mut map);
+    candle_core::safetensors::save(&map, &weights).unwrap();
+    dir.to_path_buf()
+}
+
+/// Position ids as transformers saves them for BERT: `[[0, 1, …, n-1]]`, int64.
+fn position_ids(n: i64, last: i64) -> Tensor {
+    let mut v: Vec<i64> = (0..n).collect();
+    v[n as usize - 1] = last;
+    Tensor::from_vec(v, (1, n as usize), &Device::Cpu).unwrap()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+/// Audit (s21, A3): `average --out` inside an index directory, or a partial build, was
+/// written there, and the index then refused `index add` and `index build --force` ("not
+/// only an index"). A bad command line (status 2), as for `embed --out`.
+#[test]
+fn an_output_inside_an_index_is_a_bad_command_line() {
+    let d = tempfile::tempdir().unwrap();
+    let m1 = model(&d.path().join("m1"), |_| {});
+    let m2 = model(&d.path().join("m2"), |_| {});
+    let idx = d.path().join("idx");
+    std::fs::create_dir(&idx).unwrap();
+    std::fs::write(idx.join("meta"), b"RBIXMETA and the rest").unwrap();
+    let partial = d.path().join("idx.partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("checkpoint"), b"RBIXCKPT and the rest").unwrap();
+    for (out, what) in [
+        (idx.join("m"), "the index directory"),
+        (partial.join("m"), "the partial index build"),
+    ] {
+        let a = relbert()
+            .arg("average")
+            .arg(&m1)
+            .arg(&m2)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(2);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("invalid value for --out")
+                && err.contains(&format!("{} is inside {what}", out.display())),
+            "{err}"
+        );
+    }
+    assert_eq!(names(&idx), ["meta"]);
+    assert_eq!(names(&partial), ["checkpoint"]);
+}
+
+/// Audit (s21, A8): integer tensors (`embeddings.position_ids`) were averaged into float32
+/// and counted as parameters; `--half` left config.json saying `"dtype": "float32"`; and
+/// averaged_from.json kept the paths only as typed. Integer tensors are now copied (equal in
+/// every model, else refused), the config names the saved type, and the real paths are kept.
+#[test]
+fn integer_tensors_are_copied_and_the_config_names_the_saved_type() {
+    let d = tempfile::tempdir().unwrap();
+    let with_ids = |last: i64| {
+        move |m: &mut HashMap<String, Tensor>| {
+            m.insert("embeddings.position_ids".into(), position_ids(64, last));
+        }
+    };
+    let m1 = model(&d.path().join("m1"), with_ids(63));
+    let m2 = model(&d.path().join("m2"), with_ids(63));
+    let plain = model(&d.path().join("plain"), |_| {});
+    let status = |out: &str| {
+        let a = relbert()
+            .current_dir(d.path())
+            .args(["average", "plain", "plain/../m1", "--out", out])
+            .assert();
+        a.get_output().status.code()
+    };
+    // The first model lacks the tensor: refused as any tensor difference is.
+    assert_eq!(status("mixed"), Some(1));
+    let a = relbert()
+        .current_dir(d.path())
+        .args(["average", "m1", "./m2", "--out", "soup", "--half"])
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    let soup = d.path().join("soup");
+    let w = candle_core::safetensors::load(soup.join("model.safetensors"), &Device::Cpu).unwrap();
+    let ids = &w["embeddings.position_ids"];
+    assert_eq!(ids.dtype(), DType::I64, "position ids kept as integers");
+    assert_eq!(
+        ids.flatten_all().unwrap().to_vec1::<i64>().unwrap(),
+        (0..64).collect::<Vec<i64>>()
+    );
+    assert_eq!(w["embeddings.word_embeddings.weight"].dtype(), DType::F16);
+    // Parameters are the float tensors' elements only.
+    let plain_w =
+        candle_core::safetensors::load(plain.join("model.safetensors"), &Device::Cpu).unwrap();
+    let params: usize = plain_w.values().map(|t| t.elem_count()).sum();
+    let grouped = {
+        let s = params.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    assert!(err.contains(&format!("{grouped} parameters each")), "{err}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(soup.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["dtype"], "float16", "{config}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(soup.join("averaged_from.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["sources"], serde_json::json!(["m1", "./m2"]));
+    assert_eq!(
+        record["sources_canonical"],
+        serde_json::json!([
+            m1.canonicalize().unwrap().display().to_string(),
+            m2.canonicalize().unwrap().display().to_string()
+        ])
+    );
+    assert_eq!(
+        record["integer_tensors"],
+        serde_json::json!(["embeddings.position_ids"])
+    );
+    // Without --half the config says float32 again, whatever the first model's said.
+    let a = relbert()
+        .current_dir(d.path())
+        .args(["average", "soup", "m1", "--out", "back"])
+        .assert();
+    // soup's weights are float16 and m1's float32: both read, averaged as float32.
+    a.success();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("back/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["dtype"], "float32", "{config}");
+    // Position ids that differ are no checkpoints of one model: refused, naming the tensor.
+    model(&d.path().join("m3"), with_ids(0));
+    let a = relbert()
+        .current_dir(d.path())
+        .args(["average", "m1", "m3", "--out", "odd"])
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("embeddings.position_ids") && err.contains("differ"),
+        "{err}"
+    );
+    assert!(!d.path().join("odd").exists());
+}
+
+/// Audit (s21, A8): `average m m` warned that the repeated model "weighs 2 times as much as
+/// each other model" when there was no other model; and `--half` refused for weights float16
+/// cannot hold exited 1 where every other bad flag value exits 2.
+#[test]
+fn repeat_warning_and_half_refusal_say_what_is_so() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model(&d.path().join("m"), |_| {});
+    let a = relbert()
+        .arg("average")
+        .arg(&m)
+        .arg(&m)
+        .arg("--out")
+        .arg(d.path().join("same"))
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("same checkpoint") && !err.contains("each other model"),
+        "{err}"
+    );
+    let big = model(&d.path().join("big"), |w| {
+        let name = "embeddings.word_embeddings.weight".to_string();
+        let t = (&w[&name] + 1.0e6).unwrap();
+        w.insert(name, t);
+    });
+    let a = relbert()
+        .arg("average")
+        .arg(&big)
+        .arg(&big)
+        .arg("--half")
+        .arg("--out")
+        .arg(d.path().join("half"))
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(err.contains("invalid value for --half"), "{err}");
+    assert!(!d.path().join("half").exists());
+}
+
+/// Audit (s21, A5): a signal during `average` killed it silently, leaving the output's lock
+/// file and, while it saved, its temporary directory with a partial weights file of the
+/// model's size. Now it says that nothing was written, removes both, and exits with 128 plus
+/// the signal's number. The run is stopped (SIGSTOP) the moment the lock, or the temporary
+/// directory, appears, so that the signal always comes while it works; a large extra tensor
+/// makes that moment last.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_during_average_removes_its_files_and_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let big = |w: &mut HashMap<String, Tensor>| {
+        w.insert(
+            "extra.weight".into(),
+            Tensor::ones(8_000_000, DType::F32, &Device::Cpu).unwrap(),
+        );
+    };
+    let m1 = model(&d.path().join("m1"), big);
+    let m2 = model(&d.path().join("m2"), big);
+    let out = d.path().join("s");
+    // The lock is taken a moment before the run says so (it is another run's until this one
+    // holds it), and the models take far longer than that to read: the stop waits a little.
+    for (signal, status, when, settle) in [
+        (libc::SIGINT, 130, d.path().join(".s.lock"), 5),
+        (libc::SIGTERM, 143, d.path().join(".s.tmp"), 0),
+    ] {
+        let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .arg("average")
+            .arg(&m1)
+            .arg(&m2)
+            .arg("--out")
+            .arg(&out)
+            .env("RELBERT_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !when.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "exited before {} appeared",
+                when.display()
+            );
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(settle));
+        // SAFETY: kill(2) with the child's own pid.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let handled = catches_stop_signals(child.id());
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, signal);
+            libc::kill(pid, libc::SIGCONT);
+        }
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(handled, "no handler for the stop signals");
+        assert_eq!(output.status.code(), Some(status), "{err}");
+        assert!(err.contains("interrupted: nothing was written"), "{err}");
+        let hidden: Vec<String> = names(d.path())
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "left behind: {hidden:?}");
+        assert!(!out.exists());
+    }
+}
