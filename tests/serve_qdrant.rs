@@ -362,11 +362,15 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
     assert_eq!(answers[3].1["exists"], true, "{}", answers[3].1);
 
     common::drop_collection(&urls, &collection);
-    // Before the server has looked again: the query itself finds the collection gone.
+    // Before the server has looked again: the query itself finds the collection gone (and
+    // marks the server stale, so the next is refused before asking the store).
     for (status, body) in &ask_all(&app)[..2] {
         assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         let why = body["error"].as_str().unwrap_or_default();
-        assert!(why.contains("does not exist"), "{why}");
+        assert!(
+            why.contains("does not exist") || why.contains("no longer exists"),
+            "{why}"
+        );
         assert!(!why.contains("MetadataMap"), "{why}");
     }
     // Once it has: health and info say so too.
@@ -395,6 +399,67 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
     assert_eq!(answers[2].1["status"], "ready");
     assert_eq!(answers[3].1["exists"], true);
     assert!(answers[3].1.get("stale").is_none(), "{}", answers[3].1);
+    common::drop_collection(&urls, &collection);
+}
+
+/// Found by an audit: for up to a look's interval (2 s) after the served collection was
+/// deleted and re-created with another model's vectors, queries were answered 200 from it
+/// (the served model's query vectors ranked against the other model's), because only the
+/// follow loop's look noticed the encoder. Now the first request that finds the collection
+/// gone marks the server stale at once: queries and `/v1/health` are 503 from then on, and
+/// stay so after the look, which finds another encoder's vectors.
+#[test]
+fn a_collection_re_created_with_another_model_is_not_answered_before_a_look() {
+    let Some(urls) = cluster_urls() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tiny_index(tmp.path());
+    let roberta = tmp.path().join("roberta");
+    run(relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-roberta"))
+        .arg("--pairs")
+        .arg(pair_file(tmp.path()))
+        .arg("--out")
+        .arg(&roberta));
+    let collection = unique_collection("recreated");
+    let export = |from: &Path| {
+        run(relbert()
+            .args(["index", "export", "--index"])
+            .arg(from)
+            .args(["--qdrant", &urls.join(","), "--collection", &collection]))
+    };
+    export(&index);
+    let (state, app, rt) = serving(&urls, &collection);
+    let ask = |q: &Value| rt.block_on(call(&app, "POST", "/v1/query", Some(q.clone())));
+    let health = || rt.block_on(call(&app, "GET", "/v1/health", None));
+    let stored = json!({"pair": ["paris", "france"], "k": 3});
+    let encoded = json!({"pair": ["lion", "cub"], "k": 3});
+    assert_eq!(ask(&stored).0, StatusCode::OK);
+    assert_eq!(ask(&encoded).0, StatusCode::OK);
+
+    common::drop_collection(&urls, &collection);
+    let (status, body) = ask(&stored);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // No look yet: the request's finding is enough.
+    let (status, body) = health();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    export(&roberta);
+    // Re-created with the other model's vectors, still before any look: not answered.
+    for q in [&stored, &encoded] {
+        let (status, body) = ask(q);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+    // The look finds the other encoder: still 503, and /v1/info says why.
+    assert!(state.follow_collection().unwrap());
+    let (status, body) = ask(&encoded);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let why = body["error"].as_str().unwrap_or_default();
+    assert!(why.contains("another encoder"), "{why}");
+    let (_, info) = rt.block_on(call(&app, "GET", "/v1/info", None));
+    assert!(info["stale"].is_string(), "{info}");
+    assert!(info["served_encoder"].is_object(), "{info}");
     common::drop_collection(&urls, &collection);
 }
 

@@ -543,6 +543,22 @@ impl Index {
         Ok(())
     }
 
+    /// The first of the index's memory-mapped files (vectors, pairs, graph) that was written
+    /// since the index was opened: overwritten in place (`cp` over the files) rather than
+    /// published by a rename, which gives the path a new file and leaves the mapped one as it
+    /// was. Reading such a file's map can fault the process (SIGBUS past its new end) or give
+    /// bytes that were never verified, so a long-lived reader asks before each use and stops
+    /// reading this index when it returns a path. A few `fstat` calls (microseconds).
+    ///
+    /// The check and a later read race: a file overwritten between them is read all the
+    /// same. It narrows the danger to writes during a request; it cannot remove it.
+    pub fn changed_in_place(&self) -> Option<&Path> {
+        [&self.vectors, &self.pairs, &self.graph]
+            .into_iter()
+            .find(|f| f.changed_in_place())
+            .map(|f| f.path.as_path())
+    }
+
     /// The index directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -1221,5 +1237,36 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains("row 11 "), "{e}");
         }
+    }
+
+    /// Found by an audit (`relbert serve` died of SIGBUS when the served index's files were
+    /// copied over in place): a file overwritten in place is named by `changed_in_place`,
+    /// while a file published by a rename (a new inode at the path) leaves the open index
+    /// as it was.
+    #[test]
+    fn a_file_overwritten_in_place_is_seen_and_a_renamed_one_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        index_with_bad_rows(&dir, Precision::F32, [1, 2, 3]);
+        let index = Index::open(&dir).unwrap();
+        assert_eq!(index.changed_in_place(), None);
+        let graph = dir.join(FileKind::Graph.file_name());
+        let bytes = std::fs::read(&graph).unwrap();
+        // A rename over the path: the open file is untouched.
+        let fresh = dir.join("graph.new");
+        std::fs::write(&fresh, &bytes[..bytes.len() / 2]).unwrap();
+        std::fs::rename(&fresh, &graph).unwrap();
+        assert_eq!(index.changed_in_place(), None);
+        drop(index);
+        std::fs::write(&graph, &bytes).unwrap();
+        let index = Index::open(&dir).unwrap();
+        // Written in place (truncated, as `cp` does, then rewritten shorter).
+        let pairs = dir.join(FileKind::Pairs.file_name());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&pairs)
+            .unwrap();
+        assert_eq!(index.changed_in_place(), Some(pairs.as_path()));
     }
 }

@@ -17,6 +17,15 @@
 //! only the blocks they need. Bits are never cleared: the files are immutable once published
 //! (writers create new files and rename them into place), so a block that verified once stays
 //! valid for the life of the map.
+//!
+//! That holds only for files published that way. A file overwritten in place (`cp` over an
+//! index's files: the same inode, truncated and rewritten) changes under the map: a read
+//! past its new end faults the process with SIGBUS, and blocks verified before are not
+//! checked again. Each `Protected` therefore records its file's length and modification time
+//! at open ([`Stamp`]); [`Protected::changed_in_place`] compares them with an `fstat` of the
+//! open file (about a microsecond), so a reader that asks before reading (`relbert serve`
+//! does on every request) stops using a mapping known to be overwritten. A rename publishes
+//! a new inode and leaves the mapped one as it was: not a change in place.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,6 +46,26 @@ pub(crate) struct Protected {
     map: Mmap,
     table: Vec<u32>,
     verified: Box<[AtomicU64]>,
+    /// The file as it was when mapped.
+    stamp: Stamp,
+}
+
+/// What [`Protected::changed_in_place`] compares: a file's length and modification time,
+/// read from the open file (so they are the mapped inode's, whatever the path holds now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(file: &File) -> std::io::Result<Stamp> {
+        let m = file.metadata()?;
+        Ok(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
+    }
 }
 
 impl Protected {
@@ -60,10 +89,13 @@ impl Protected {
         file: File,
         random_access: bool,
     ) -> Result<Protected> {
+        // Taken before anything is read: a write after it shows as a change.
+        let stamp = Stamp::of(&file).map_err(|e| IndexError::io(&path, e))?;
         let header = read_header(&path, kind, &file)?;
         let table = read_block_table(&path, &file, &header)?;
         // SAFETY: index files are immutable once published (writers build a new directory and
-        // rename it into place); the map is only read.
+        // rename it into place); the map is only read. A file overwritten in place by something
+        // else breaks that; readers learn of it from `changed_in_place` (see the module doc).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(&path, e))?;
         if random_access {
             // Without this the kernel's read-ahead maps ~64 KiB around every touched row,
@@ -85,7 +117,16 @@ impl Protected {
             map,
             table,
             verified: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            stamp,
         })
+    }
+
+    /// Whether the mapped file was written since it was opened (its length or modification
+    /// time differ from those recorded at open): it was overwritten in place, and reading the
+    /// map may fault or return bytes that were never verified. A file that cannot be
+    /// `fstat`ed is taken as changed. One `fstat`; never reads the map.
+    pub fn changed_in_place(&self) -> bool {
+        Stamp::of(&self.file).map_or(true, |now| now != self.stamp)
     }
 
     /// The payload (after the header, before the block table).

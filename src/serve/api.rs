@@ -34,13 +34,22 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Whether the store said the served collection does not exist: [`track`] then marks
+    /// the server stale at once ([`AppState::collection_gone`]).
+    gone: bool,
 }
+
+/// The mark [`ApiError::into_response`] leaves on an answer whose store said the served
+/// collection does not exist, for [`track`].
+#[derive(Debug, Clone, Copy)]
+struct CollectionGone;
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
+            gone: false,
         }
     }
 
@@ -54,7 +63,9 @@ impl ApiError {
     /// says once the server has looked), refused (it now holds something else), or its nodes
     /// not reached or failing after the retries: a client may try again later.
     fn internal(e: crate::Error) -> Self {
-        Self::new(store_status(&e), e.to_string())
+        let mut err = Self::new(store_status(&e), e.to_string());
+        err.gone = matches!(e, crate::Error::NoCollection { .. });
+        err
     }
 }
 
@@ -116,6 +127,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.gone {
+            r.extensions_mut().insert(CollectionGone);
         }
         r
     }
@@ -585,6 +599,9 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if response.extensions().get::<CollectionGone>().is_some() {
+        state.collection_gone();
+    }
     record(
         &state,
         &endpoint,
@@ -632,10 +649,11 @@ fn loaded(state: &AppState) -> Result<Snapshot, ApiError> {
 
 /// [`loaded`], for requests answered with the encoder or the store's vectors: 503 when the
 /// served collection now holds another encoder's vectors ([`AppState::stale`]), whose
-/// answers would be meaningless.
+/// answers would be meaningless, or when the served index's files were changed in place
+/// ([`super::overwritten`]), whose map may fault the process or give damaged bytes.
 fn answering(state: &AppState) -> Result<Snapshot, ApiError> {
     let snapshot = loaded(state)?;
-    if let Some(why) = state.stale() {
+    if let Some(why) = state.stale().or_else(|| super::overwritten(&snapshot.view)) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why));
     }
     Ok(snapshot)
@@ -1347,6 +1365,14 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
     if state.index_removed() {
         doc["removed"] = json!(true);
     }
+    // The directory holds an index that is not served (another model, or not openable),
+    // or the served one's files were overwritten: said here, not only in the log.
+    if let Some(n) = state.not_served() {
+        doc["not_served"] = json!(n);
+    }
+    if let Some(why) = super::overwritten(&loaded.view) {
+        doc["changed_in_place"] = json!(why);
+    }
     doc["server"] = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "limits": state.limits,
@@ -1366,7 +1392,7 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     // Read once: the follower may change it between two reads. A collection deleted or now of
     // another model comes first: queries are refused outright then.
-    let unavailable = state.stale().or_else(|| {
+    let unavailable = state.stale().or_else(|| state.overwritten()).or_else(|| {
         // Found by an audit: health said ready while every query waited for the store's
         // retries and got 503 or 504. A load balancer should send queries elsewhere.
         state.unreachable().map(|why| {
@@ -1384,7 +1410,13 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
         (Some(_), _) => {
-            Json(json!({"status": "ready", "pairs": state.pairs_now()})).into_response()
+            let mut doc = json!({"status": "ready", "pairs": state.pairs_now()});
+            // Answers still come from the index the server has open; a balancer may keep
+            // sending queries, an operator should know (as `/v1/info` says).
+            if let Some(n) = state.not_served() {
+                doc["not_served"] = json!(n);
+            }
+            Json(doc).into_response()
         }
         (None, Some(why)) => (
             StatusCode::SERVICE_UNAVAILABLE,

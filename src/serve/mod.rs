@@ -458,6 +458,36 @@ pub const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 /// ([`FOLLOW_EVERY`] apart) cannot.
 pub const MISSING_LOOKS: u32 = 2;
 
+/// An index found in the served directory and not served: its id and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotServed {
+    /// The index id (`index info`'s `id`).
+    pub id: String,
+    /// Why it is not served.
+    pub why: String,
+    /// Whether it is refused for good (another model or template): not opened again on
+    /// every look, as one that failed to open is.
+    #[serde(skip)]
+    refused: bool,
+}
+
+/// Why `view`'s index must not be read any more, if it must not: one of its memory-mapped
+/// files was changed in place ([`relbert_index::Index::changed_in_place`]). Checked by every
+/// request before it reads the index (a few `fstat` calls, about a microsecond each); a file
+/// overwritten after the check, while the request reads, is read all the same (the check
+/// narrows that race to the request's own span; only publishing by rename removes it).
+pub fn overwritten(view: &View) -> Option<String> {
+    let path = view.engine.index()?.changed_in_place()?;
+    Some(format!(
+        "index files were changed in place ({} was written while this server had it open); \
+         publish an index by renaming (relbert does), not by copying over its files. \
+         Queries are answered 503 until the directory holds a whole index of the served \
+         model again (the server looks every {} s)",
+        path.display(),
+        FOLLOW_EVERY.as_secs()
+    ))
+}
+
 /// What every request handler sees.
 pub struct AppState {
     loaded: OnceLock<Loaded>,
@@ -468,8 +498,12 @@ pub struct AppState {
     stopping: std::sync::Mutex<bool>,
     /// The blocking work running in the background now, for the shutdown's log line.
     background: std::sync::Mutex<Vec<&'static str>>,
-    /// The id of a new index [`AppState::follow_index`] will not serve (another model).
-    refused: std::sync::Mutex<Option<String>>,
+    /// The index the served directory holds that [`AppState::follow_index`] does not serve
+    /// (another model, or one that cannot be opened), shown by `/v1/info` and `/v1/health`
+    /// ([`AppState::not_served`]); `None` once the directory holds the served index again.
+    not_served: std::sync::Mutex<Option<NotServed>>,
+    /// Whether the served index's files being changed in place was logged (once).
+    overwritten_told: std::sync::atomic::AtomicBool,
     /// How many looks in a row [`AppState::follow_index`] found no index id in the served
     /// directory ([`AppState::index_removed`]).
     missing_looks: std::sync::atomic::AtomicU32,
@@ -502,7 +536,8 @@ impl AppState {
             failed: OnceLock::new(),
             stopping: std::sync::Mutex::new(false),
             background: std::sync::Mutex::new(Vec::new()),
-            refused: std::sync::Mutex::new(None),
+            not_served: std::sync::Mutex::new(None),
+            overwritten_told: std::sync::atomic::AtomicBool::new(false),
             missing_looks: std::sync::atomic::AtomicU32::new(0),
             starved: std::sync::atomic::AtomicBool::new(false),
             limits: opts.limits.clone(),
@@ -685,7 +720,12 @@ impl AppState {
     /// another index than the one served (published by `index add`, a rebuild in place or a
     /// forced build), opens that one and serves it from now on; requests in flight finish on
     /// the old one. An index of another pair function is not served (its vectors would not
-    /// be comparable with the encoder's): that is logged once, and the old index stays.
+    /// be comparable with the encoder's): that is logged once, and the old index stays; it
+    /// and an index that cannot be opened are shown by `/v1/info` and `/v1/health` as
+    /// `not_served` ([`AppState::not_served`]) until the directory holds the served index or
+    /// one that is served. The open index's files changed in place ([`overwritten`]: copied
+    /// over, not published by a rename) are said once, and the directory is opened again
+    /// even when its id is the served one; requests are answered 503 meanwhile.
     /// Pairs it does not hold are encoded at its number format from then on (the model is
     /// loaded at that format, and replaces the one there was: [`Batchers`]), unless `--dtype`
     /// chose one, which stays, with the note a start-up logs when the two differ; a model
@@ -751,24 +791,69 @@ impl AppState {
         if self.missing_looks.swap(0, Ordering::Relaxed) >= MISSING_LOOKS {
             tracing::info!("{} holds an index again (index {id})", dir.display());
         }
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        if id == open.id() || refused.as_deref() == Some(id.as_str()) {
+        // Found by an audit: files copied over the served ones in place crashed the server
+        // (SIGBUS) or made it answer from damaged bytes. Requests stop reading the index as
+        // soon as they see it ([`overwritten`]); here it is said once, and the directory is
+        // opened again even when it holds the same id.
+        let changed = overwritten(&view);
+        if let Some(why) = &changed {
+            if !self.overwritten_told.swap(true, Ordering::Relaxed) {
+                tracing::error!("{}: {why}", dir.display());
+            }
+        }
+        // Not held while the directory is opened: `/v1/health` reads it meanwhile (only this
+        // look writes it, one look at a time).
+        let set_not_served = |n: Option<NotServed>| {
+            *self.not_served.lock().unwrap_or_else(|p| p.into_inner()) = n;
+        };
+        if id == open.id() && changed.is_none() {
+            set_not_served(None);
             return Ok(false);
         }
-        let next = View::of_index(dir, self.model.clone(), Instant::now())?;
+        if self.not_served().is_some_and(|n| n.refused && n.id == id) {
+            return Ok(false);
+        }
+        let next = match View::of_index(dir, self.model.clone(), Instant::now())
+            .and_then(|next| next.engine.local().map(|i| i.id()).map(|now| (next, now)))
+        {
+            Ok(next) => next,
+            Err(e) => {
+                set_not_served(Some(NotServed {
+                    id,
+                    why: format!("it cannot be opened: {e}"),
+                    refused: false,
+                }));
+                return Err(e);
+            }
+        };
+        let (next, next_id) = next;
         let index = next.engine.local()?;
         if !crate::indexing::same_function(&open.meta().encoder, &index.meta().encoder) {
-            tracing::error!(
-                "{} now holds index {} of another model or template ({}); still serving index \
-                 {} (restart the server to serve the new one)",
-                dir.display(),
-                index.id(),
+            let why = format!(
+                "it is of another model or template ({}) than the one this server encodes \
+                 with ({}); restart the server to serve it",
                 index.meta().encoder.model,
-                open.id()
+                open.meta().encoder.model
             );
-            *refused = Some(index.id());
+            tracing::error!(
+                "{} now holds index {next_id}, not served: {why}; {}",
+                dir.display(),
+                match &changed {
+                    Some(_) => "answering 503 meanwhile (the served index's files were \
+                                changed in place)"
+                        .to_string(),
+                    None => format!("still serving index {}", open.id()),
+                }
+            );
+            set_not_served(Some(NotServed {
+                id: next_id,
+                why,
+                refused: true,
+            }));
             return Ok(false);
         }
+        set_not_served(None);
+        self.overwritten_told.store(false, Ordering::Relaxed);
         // Pairs are encoded at the new index's number format unless `--dtype` chose one
         // (found by an audit: the encoder kept the replaced index's format without a word).
         let (was, now) = (&open.meta().encoder, &index.meta().encoder);
@@ -843,6 +928,44 @@ impl AppState {
             crate::query::store_encoder(built, dir, self.model.as_deref(), Some(dtype), opts)?;
         let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
         Ok(Some((dtype, batcher)))
+    }
+
+    /// The index the served directory holds and the server does not serve (another model or
+    /// template, or one that cannot be opened), with why: the server answers from the index
+    /// it has open meanwhile. `None` for a collection and while the served index is there.
+    pub fn not_served(&self) -> Option<NotServed> {
+        self.not_served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Why the served local index must not be read any more ([`overwritten`]), if so.
+    pub fn overwritten(&self) -> Option<String> {
+        overwritten(&self.ready()?.view())
+    }
+
+    /// Notes that a request found the served collection gone (deleted under the server):
+    /// from now on queries are answered 503 ([`AppState::stale`]) until a look of
+    /// [`AppState::follow_collection`] finds it holding the served encoder's vectors again.
+    /// Found by an audit: between the deletion and the next look (up to [`FOLLOW_EVERY`]),
+    /// a collection re-created with another model's vectors was answered from with 200.
+    pub fn collection_gone(&self) {
+        let Some(followed) = self.ready().and_then(|l| l.collection.as_ref()) else {
+            return;
+        };
+        let mut now = followed
+            .now
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if now.is_none() {
+            return;
+        }
+        // The count is left to the look, which notes the change (and resets the listing).
+        *now = None;
+        if let Some(why) = followed.stale(&None) {
+            tracing::error!("{why}; answering 503 to queries meanwhile");
+        }
     }
 
     /// Whether the served index directory has held no index for [`MISSING_LOOKS`] looks of
