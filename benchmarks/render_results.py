@@ -112,7 +112,7 @@ def main():
                        + " | ".join(f"{x:.3f}" for x in figs) + " |")
     out += ["", "MLP: one hidden layer of 100 ReLU units, Adam lr 1e-3, batch min(200, n), ≤200 epochs, "
             "L2 1e-4, early stopping on val.tsv accuracy (tol 1e-4, 10 epochs; CogALexV: 10% of train "
-            "held out). The reference instead concatenates [v(a,b); v(b,a)] (`--concat-reverse`) and "
+            "held out, stratified by label). The reference instead concatenates [v(a,b); v(b,a)] (`--concat-reverse`) and "
             "grid-searches lr and width on val.", ""]
 
     for m in models:
