@@ -1210,11 +1210,18 @@ fn a_pair_list_without_its_array_is_redone_only_beside_a_killed_run_s_temporary_
     assert!(!array.exists());
     // A temporary array left by a run killed while writing (not whole, or not the list's
     // rows) does not make the kept list a killed run's either (review R12 of 7ab9ad7).
-    for stale in [b"half".to_vec(), {
-        let mut two = std::fs::read(dir.path().join("moved.npy")).unwrap();
-        two.pop();
-        two
-    }] {
+    // Whole, but of three rows beside a list of two (review R4 of 5c26d9e: untested).
+    let other = dir.path().join("other.npy");
+    embed_npy(&three, &other, false).success();
+    for stale in [
+        b"half".to_vec(),
+        {
+            let mut two = std::fs::read(dir.path().join("moved.npy")).unwrap();
+            two.pop();
+            two
+        },
+        std::fs::read(&other).unwrap(),
+    ] {
         std::fs::write(&temp, stale).unwrap();
         let a = embed_npy(&three, &array, false).code(1);
         let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();

@@ -110,6 +110,21 @@ pub fn stop_writers() {
     std::mem::forget(closed);
 }
 
+/// [`stop_writers`] for a signal handler, which may not wait: closes the gate and returns
+/// true when no writer of this process is passing it, else leaves it open and returns false
+/// (the caller then leaves the lock file as it is). One compare-and-swap on the lock's state,
+/// no allocation and no system call.
+pub fn try_stop_writers() -> bool {
+    match WRITERS.try_write() {
+        Ok(closed) => {
+            // Never reopened: the process ends with the gate closed.
+            std::mem::forget(closed);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 impl OutputLock {
     /// Takes the writer lock of `target`, or fails at once with [`IndexError::Locked`] naming
     /// the process that holds it. Waits, for good, once [`stop_writers`] has been called.

@@ -819,15 +819,18 @@ fn source_hnsw(src: &Index, m: Option<usize>, ef_construction: Option<usize>) ->
         0 => HnswParams::default().ef_construction,
         ef => ef as usize,
     };
+    let given = m.is_some();
     let m = m.unwrap_or(hnsw.m as usize);
     // Not given: the source's, raised to M (an index built before ef_construction below M was
     // refused, or a larger --m alone, would be refused otherwise), saying so: `build` refuses
     // the same values, and an audit found the raise silent.
     let ef_construction = ef_construction.unwrap_or_else(|| {
         if source_ef < m {
+            // An older build allowed an index's own ef_construction below its M.
+            let whose = if given { "--m" } else { "its M" };
             tracing::info!(
-                "ef_construction {m}: the source's {source_ef} raised to --m {m}, the least a \
-                 graph of M {m} takes (pass --ef-construction to choose it)"
+                "ef_construction {m}: the source's {source_ef} raised to {whose} {m}, the least \
+                 a graph of M {m} takes (pass --ef-construction to choose it)"
             );
         }
         source_ef.max(m)

@@ -25,7 +25,8 @@
 //!   the signal's number; and, with a message of its own, for `index remove --collection`,
 //!   whose deletes by id a rerun finishes.
 //! * [`InterruptNote`], for the first `relbert query` while it builds the default index: it
-//!   only says that the next query resumes the build and then dies by the signal as before.
+//!   says that the next query resumes the build, removes the build's lock file when it names
+//!   this process, and then dies by the signal as before.
 //!   It is a plain `signal(2)` handler, not [`watch`], because it must be taken back once the
 //!   build is done (a query stream after it keeps the signals' default action), and tokio's
 //!   handlers stay for the life of the process.
@@ -628,48 +629,110 @@ impl Drop for InterruptNote {
 /// it, for [`note_and_stop`] ([`InterruptNote::install`] sets it).
 static NOTE_LOCK: OnceLock<(std::ffi::CString, Vec<u8>)> = OnceLock::new();
 
-/// [`InterruptNote`]'s handler: write(2) the note, remove the build's lock file if it is a
-/// regular file naming this process (what [`names_this_process`] checks, here in
-/// async-signal-safe calls: open, fstat, read, close, unlink), then the signal again with its
-/// default action, which ends the process with the signal's status.
+/// [`InterruptNote`]'s handler: write(2) the note, remove the build's lock file if it names
+/// this process ([`remove_if_ours`]) and no writer of this process is taking or releasing a
+/// lock at that moment ([`relbert_index::lock::try_stop_writers`]: were it releasing it,
+/// another process could take the output and lose its new lock file to the removal; then the
+/// file is left, which is harmless, its next taker overwrites it), then end the process with
+/// the signal's default action. A process the signal does not end that way (the first
+/// process of a PID namespace, `docker run` without `--init`, ignores a default-action signal
+/// it sends itself) exits with 128 plus the signal's number instead: it must not go on
+/// building without its lock file (found by a review).
 extern "C" fn note_and_stop(sig: libc::c_int) {
     // On a line of its own: the progress bar is drawn on the current one.
     const NOTE: &[u8] = b"\ninterrupted; the next query resumes the build\n";
-    // SAFETY: write(2), open(2), fstat(2), read(2), close(2), unlink(2), signal(2) and
-    // raise(3) are async-signal-safe; NOTE is a static buffer, `head` and `st` are this
-    // frame's, and NOTE_LOCK is only read (set before the handler was installed).
+    // SAFETY: write(2), signal(2), sigemptyset(3), sigaddset(3), pthread_sigmask(3), raise(3)
+    // and _exit(2) are async-signal-safe; NOTE is a static buffer and `set` this frame's;
+    // NOTE_LOCK is only read (set before the handler was installed).
     unsafe {
         libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
         if let Some((path, ours)) = NOTE_LOCK.get() {
-            // O_NONBLOCK: a named pipe of that name would otherwise wait for a writer.
-            let fd = libc::open(
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            );
-            if fd >= 0 {
-                let mut st: libc::stat = std::mem::zeroed();
-                let mut head = [0u8; 32];
-                let regular =
-                    libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG;
-                let n = if regular {
-                    libc::read(fd, head.as_mut_ptr().cast(), head.len())
-                } else {
-                    -1
-                };
-                libc::close(fd);
-                if n >= 0 && head[..n as usize].starts_with(ours) {
-                    libc::unlink(path.as_ptr());
-                }
+            if relbert_index::lock::try_stop_writers() {
+                remove_if_ours(path, ours);
             }
         }
         libc::signal(sig, libc::SIG_DFL);
+        // Delivered at once when unblocked (it is blocked while its handler runs).
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
         libc::raise(sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::_exit(128 + sig);
+    }
+}
+
+/// Removes the file at `path` if it is a regular file that starts with `ours` (what
+/// `relbert_index::OutputLock` writes for this process: `pid N:`); says whether it did. The
+/// check of [`names_this_process`], in async-signal-safe calls only (open, fstat, read,
+/// close, unlink; the comparison is a memcmp), for [`note_and_stop`].
+fn remove_if_ours(path: &std::ffi::CStr, ours: &[u8]) -> bool {
+    // SAFETY: open(2), fstat(2), read(2), close(2) and unlink(2) on a NUL-terminated path and
+    // buffers of this frame; the descriptor is closed before returning.
+    unsafe {
+        // O_NONBLOCK: a named pipe of that name would otherwise wait for a writer.
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return false;
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        let mut head = [0u8; 32];
+        let regular = libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG;
+        let n = if regular {
+            libc::read(fd, head.as_mut_ptr().cast(), head.len())
+        } else {
+            -1
+        };
+        libc::close(fd);
+        let named = n > 0 && head[..n as usize].starts_with(ours);
+        named && libc::unlink(path.as_ptr()) == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review R4 of 7fc6f00: only a regular file naming this process is removed by the
+    /// default build's signal handler (a handler that always removed it passed every test).
+    #[test]
+    fn the_signal_handler_removes_only_a_lock_file_naming_this_process() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".def.lock");
+        let c = std::ffi::CString::new(lock.as_os_str().as_bytes()).unwrap();
+        let ours = format!("pid {}:", std::process::id());
+        let me = std::process::id();
+        for (text, removed) in [
+            (
+                format!("pid {me}: relbert query (since unix time 1)\n"),
+                true,
+            ),
+            ("pid 1: relbert query\n".to_string(), false),
+            (format!("pid {me}0: relbert query\n"), false),
+            (String::new(), false),
+            (format!("xpid {me}: relbert query\n"), false),
+        ] {
+            std::fs::write(&lock, &text).unwrap();
+            assert_eq!(remove_if_ours(&c, ours.as_bytes()), removed, "{text:?}");
+            assert_eq!(lock.exists(), !removed, "{text:?}");
+            let _ = std::fs::remove_file(&lock);
+        }
+        // A link to a file naming this process, and a named pipe: left, and no wait.
+        let target = dir.path().join("target");
+        std::fs::write(&target, format!("pid {me}: x\n")).unwrap();
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        assert!(!remove_if_ours(&c, ours.as_bytes()));
+        assert!(std::fs::symlink_metadata(&lock).is_ok() && target.exists());
+        std::fs::remove_file(&lock).unwrap();
+        // SAFETY: mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(!remove_if_ours(&c, ours.as_bytes()));
+        assert!(std::fs::symlink_metadata(&lock).is_ok());
+    }
 
     /// What an interrupted index build says: what its partial directory keeps when it has a
     /// checkpoint (with the way to resume from a copy of standard input when there is one),
