@@ -537,7 +537,7 @@ pub fn heal_misplaced_record(dir: &Path) -> Result<Vec<Healed>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A present far enough after any file's change time that no stamp is too recent.
@@ -702,8 +702,8 @@ mod tests {
         assert_ne!(of(&a), of(&b));
     }
 
-    /// A two-row index at `dir`; its id.
-    fn tiny_index(dir: &Path) -> String {
+    /// A two-row index at `dir`; its id. (The server's tests build theirs with it too.)
+    pub(crate) fn tiny_index(dir: &Path) -> String {
         use relbert_index::{EncoderInfo, HnswParams, IndexBuilder, IndexSpec, PairEntry};
         let spec = IndexSpec {
             dim: 2,

@@ -245,7 +245,20 @@ impl Sink {
                     pairs.discard();
                     return Err(e);
                 }
+                let pairs_target = pairs.target().to_path_buf();
+                let pairs_tmp = crate::output::temp_path(&pairs_target);
                 if let Err(e) = pairs.commit() {
+                    // A pair list that appeared in the moment since the check above is kept,
+                    // and so is the new list under its temporary name: the new array is
+                    // kept with it (the old one may be gone already), not thrown away.
+                    if std::fs::symlink_metadata(&pairs_tmp).is_ok_and(|m| m.is_file()) {
+                        let a = array.keep();
+                        return Err(crate::output::appeared(
+                            &pairs_target,
+                            "array and its pair list",
+                            &[&a, &pairs_tmp],
+                        ));
+                    }
                     array.discard();
                     return Err(e);
                 }

@@ -140,7 +140,9 @@ impl AtomicFile {
     /// rename survives a power loss; on failure the temporary file is removed (it would hold
     /// the disk space a retry needs). Something that appeared at the target during the run
     /// (absent at [`AtomicFile::create`], or present without `force`) is not replaced: the
-    /// commit fails naming it, and the new output is kept under its temporary name.
+    /// commit fails naming it, and the new output is kept under its temporary name. An error
+    /// always means the file was not put in place: a directory sync that fails after the
+    /// rename is warned about instead.
     pub fn commit(mut self) -> Result<()> {
         self.sync()?;
         let renamed = if self.replace {
@@ -157,7 +159,8 @@ impl AtomicFile {
             Err(e) => return Err(Error::io(&self.target, e)),
         }
         self.committed = true;
-        sync_parent(&self.target)
+        warn_after_placing(&self.target, sync_parent(&self.target));
+        Ok(())
     }
 
     /// Removes the temporary file (a run that failed cleanly leaves nothing); dropping the
@@ -954,9 +957,39 @@ pub enum Replace {
     /// Nothing may be replaced (no `--force`): an `out` that appeared during the run stays,
     /// and the new model is left in its temporary directory.
     Never,
-    /// A model directory relbert wrote (`--force`, or this run's own earlier model) may be
-    /// replaced, if it still is one when the new one is put in place.
+    /// A model directory relbert wrote (`--force`) may be replaced, if it still is one when
+    /// the new one is put in place.
     OwnModel,
+    /// This run's own earlier model, which [`write_dir_atomically`] returned the identity of,
+    /// may be replaced, if `out` is still that directory (another relbert model moved there
+    /// during the run is someone's, and stays) and still holds only model files.
+    Same(DirId),
+}
+
+/// Which directory a path named when it was looked at (its device and inode): a model
+/// directory [`write_dir_atomically`] placed, told apart from one put at the same path later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirId {
+    dev: u64,
+    ino: u64,
+}
+
+impl DirId {
+    /// The identity of what `path` names now (not following a link at `path`), or `None`
+    /// when nothing is there.
+    pub fn of(path: &Path) -> Option<DirId> {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::symlink_metadata(path).ok()?;
+        Some(DirId {
+            dev: md.dev(),
+            ino: md.ino(),
+        })
+    }
+
+    /// Whether `path` still names this directory.
+    pub fn is_at(self, path: &Path) -> bool {
+        DirId::of(path) == Some(self)
+    }
 }
 
 impl Replace {
@@ -980,6 +1013,12 @@ impl Replace {
 /// too, which a plain rename would replace silently), is left as it is, and the error says
 /// that the new model is in `.<name>.tmp`.
 ///
+/// An error means `out` is as it was (the one exception, a move aside whose second rename
+/// failed, says where both models are). Once the new model is in place the call succeeds:
+/// what can still go wrong after (syncing the parent directory, an old model that a file
+/// was put into just then and so is left aside, its removal) is warned about. It returns
+/// the identity of the placed directory, for [`Replace::Same`].
+///
 /// The names are fixed, not tagged with the pid: callers hold the output's writer lock, so a
 /// `.<name>.tmp` or `.<name>.old` found at the start that holds only model files is what a
 /// killed run left, and is removed (kills do not pile up directories); anything else of
@@ -988,7 +1027,7 @@ pub fn write_dir_atomically(
     out: &Path,
     replace: Replace,
     fill: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+) -> Result<DirId> {
     let tmp = sibling_named(out, "tmp");
     let old = sibling_named(out, "old");
     check_model_leftovers(out)?;
@@ -1000,26 +1039,41 @@ pub fn write_dir_atomically(
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     fill(&tmp)?;
     sync_model_dir(&tmp)?;
+    // Renames keep the inode: this is `out`'s identity once the model is in place.
+    let placed = DirId::of(&tmp)
+        .ok_or_else(|| Error::io(&tmp, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let kept = |why: String| Error::NotOurs {
         path: out.to_path_buf(),
         what: "a model directory",
         why: format!(
             "{why}; it was checked again when this run's model was ready, and is left as it \
-             is: the new model is in {}",
+             is: the new model is in {} (move it away before another run to this output, \
+             which removes it)",
             tmp.display()
         ),
     };
     if std::fs::symlink_metadata(out).is_err() {
         match rename_noreplace(&tmp, out) {
-            Ok(()) => return sync_parent(out),
+            Ok(()) => {
+                warn_after_placing(out, sync_parent(out));
+                return Ok(placed);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(appeared(out, "model", &[&tmp]));
             }
             Err(e) => return Err(Error::io(out, e)),
         }
     }
-    if replace == Replace::Never {
-        return Err(appeared(out, "model", &[&tmp]));
+    match replace {
+        Replace::Never => return Err(appeared(out, "model", &[&tmp])),
+        Replace::Same(id) if !id.is_at(out) => {
+            return Err(kept(
+                "it is not the model this run saved there: something else was put in its \
+                 place during the run"
+                    .into(),
+            ))
+        }
+        Replace::Same(_) | Replace::OwnModel => {}
     }
     match recognise_model_dir(out) {
         Ok(()) => {}
@@ -1031,24 +1085,57 @@ pub fn write_dir_atomically(
         &tmp
     } else {
         std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        if let Err(e) = rename_noreplace(&tmp, out) {
+            return Err(Error::io(
+                out,
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}: the model that was here was moved aside to {} and the new \
+                         model is in {}; move back the one you want (the next run to this \
+                         output removes both)",
+                        old.display(),
+                        tmp.display()
+                    ),
+                ),
+            ));
+        }
         &old
     };
-    sync_parent(out)?;
+    warn_after_placing(out, sync_parent(out));
     // Checked once more as it is removed: a file put into the old model in the moment
     // between the check above and the exchange stays, with the model beside it.
     if let Err(why) = only_model_files(replaced) {
-        return Err(Error::NotOurs {
-            path: replaced.to_path_buf(),
-            what: "a model directory",
-            why: format!(
-                "{why}; it is the model {} held, replaced by the new model just as that was \
-                 added, and is left as it is",
-                out.display()
-            ),
-        });
+        tracing::warn!(
+            "the new model is in {}, but the model it replaced, now in {}, is left there: \
+             {why}, put into it just as it was replaced (move it away before another run to \
+             this output)",
+            out.display(),
+            replaced.display()
+        );
+        return Ok(placed);
     }
-    std::fs::remove_dir_all(replaced).map_err(|e| Error::io(replaced, e))
+    if let Err(e) = std::fs::remove_dir_all(replaced) {
+        tracing::warn!(
+            "the new model is in {}, but the model it replaced could not be removed from {}: \
+             {e}",
+            out.display(),
+            replaced.display()
+        );
+    }
+    Ok(placed)
+}
+
+/// Warns about a failure after an output was put in place (syncing its directory): the
+/// output is there and whole, so the run goes on, but a power loss could undo the rename.
+fn warn_after_placing(out: &Path, synced: Result<()>) {
+    if let Err(e) = synced {
+        tracing::warn!(
+            "{} is in place, but its directory could not be synced ({e}): a power loss now \
+             could undo the rename",
+            out.display()
+        );
+    }
 }
 
 /// The error of a commit that found something at `target` it may not replace (it appeared
@@ -1078,7 +1165,8 @@ pub(crate) fn appeared(target: &Path, what: &str, kept: &[&Path]) -> Error {
 /// dangling link (`rename` would replace those silently), failing with
 /// [`std::io::ErrorKind::AlreadyExists`] then: one `renameat2(RENAME_NOREPLACE)` on Linux, as
 /// [`relbert_index::build::exchange`] exchanges. Where the file system or the kernel does not
-/// offer it (`EINVAL`, `ENOSYS`), the target is looked at before a plain rename.
+/// offer it (`EINVAL`, `ENOSYS`), [`rename_noreplace_fallback`] gets the same result
+/// another way.
 pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
@@ -1105,10 +1193,54 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
             return Err(err);
         }
     }
-    if std::fs::symlink_metadata(to).is_ok() {
-        return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+    rename_noreplace_fallback(from, to)
+}
+
+/// [`rename_noreplace`] where `renameat2` is not offered, still without replacing anything
+/// that appears at `to` meanwhile: a directory is renamed over an empty placeholder made at
+/// `to` first (`mkdir` fails on anything there; `rename` fails with `ENOTEMPTY` on a
+/// placeholder filled meanwhile), a file is linked to `to` (`link` fails on anything there)
+/// and then unlinked from `from`. Only a file system without hard links falls back to
+/// looking at `to` before a plain rename.
+fn rename_noreplace_fallback(from: &Path, to: &Path) -> std::io::Result<()> {
+    let exists = || std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+    let md = std::fs::symlink_metadata(from)?;
+    if md.is_dir() {
+        match std::fs::create_dir(to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+            Err(e) => return Err(e),
+        }
+        return match std::fs::rename(from, to) {
+            Ok(()) => Ok(()),
+            // Filled meanwhile: someone's now, left as it is.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+                Err(exists())
+            }
+            Err(e) => {
+                // The placeholder is this call's own, empty one (`remove_dir` removes only
+                // an empty directory).
+                let _ = std::fs::remove_dir(to);
+                Err(e)
+            }
+        };
     }
-    std::fs::rename(from, to)
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EXDEV)
+            ) =>
+        {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(exists());
+            }
+            std::fs::rename(from, to)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Fsyncs the directory `path` is in, so a rename or creation of `path` survives a power loss.
@@ -1551,5 +1683,94 @@ mod tests {
         assert!(temp_path(&p).is_file(), "{err}");
         assert!(temp_path(&pairs_sidecar(&p)).is_file(), "{err}");
         assert!(!pairs_sidecar(&p).exists(), "{err}");
+    }
+
+    /// Review R1 of d2d47d4: a model directory changed during the run is kept, and the new
+    /// model with it in `.<name>.tmp`; the message did not say that the next run to the same
+    /// output removes that, as the message of one that appeared does.
+    #[test]
+    fn a_kept_output_s_message_says_the_next_run_removes_the_new_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        model_dir(&out, &[]);
+        let err = write_dir_atomically(&out, Replace::OwnModel, |d| {
+            model_dir(d, &[]);
+            std::fs::write(out.join("notes.md"), "mine").unwrap();
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&sibling_named(&out, "tmp").display().to_string())
+                && err.contains("before another run to this output, which removes it"),
+            "{err}"
+        );
+    }
+
+    /// Review R1 of d2d47d4: `Replace::Same` replaces only the directory whose identity the
+    /// earlier write returned; another relbert model put at `out` stays, and so does the new
+    /// model, in `.<name>.tmp`.
+    #[test]
+    fn only_the_directory_placed_earlier_is_replaced_as_the_run_s_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let first = write_dir_atomically(&out, Replace::Never, |d| {
+            model_dir(d, &[]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(first.is_at(&out));
+        let second = write_dir_atomically(&out, Replace::Same(first), |d| {
+            model_dir(d, &["metrics.json"]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(second.is_at(&out) && second != first);
+        assert!(out.join("metrics.json").is_file());
+        // Another relbert model moved to `out`.
+        std::fs::rename(&out, dir.path().join("ours")).unwrap();
+        model_dir(&out, &["averaged_from.json"]);
+        let err = write_dir_atomically(&out, Replace::Same(second), |d| {
+            model_dir(d, &["epoch_metrics.json"]);
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not the model this run saved there"), "{err}");
+        assert!(
+            out.join("averaged_from.json").is_file() && !out.join("epoch_metrics.json").exists()
+        );
+        assert!(sibling_named(&out, "tmp")
+            .join("epoch_metrics.json")
+            .is_file());
+    }
+
+    /// Review R1 of d2d47d4: where `renameat2` is not offered, the target was looked at and
+    /// then renamed over, so what appeared in between was replaced. The fallback now fails on
+    /// anything at the target (an empty directory, a file) by the call that places it.
+    #[test]
+    fn the_rename_fallback_replaces_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |n: &str| dir.path().join(n);
+        std::fs::create_dir(d("from")).unwrap();
+        std::fs::write(d("from/f"), "new").unwrap();
+        std::fs::create_dir(d("to")).unwrap();
+        let e = rename_noreplace_fallback(&d("from"), &d("to")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(d("from/f").is_file() && std::fs::read_dir(d("to")).unwrap().count() == 0);
+        rename_noreplace_fallback(&d("from"), &d("moved")).unwrap();
+        assert_eq!(std::fs::read_to_string(d("moved/f")).unwrap(), "new");
+        assert!(!d("from").exists());
+        std::fs::write(d("a"), "new").unwrap();
+        std::fs::write(d("b"), "theirs").unwrap();
+        let e = rename_noreplace_fallback(&d("a"), &d("b")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(d("b")).unwrap(), "theirs");
+        std::os::unix::fs::symlink("nowhere", d("dangling")).unwrap();
+        let e = rename_noreplace_fallback(&d("a"), &d("dangling")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        rename_noreplace_fallback(&d("a"), &d("c")).unwrap();
+        assert_eq!(std::fs::read_to_string(d("c")).unwrap(), "new");
+        assert!(!d("a").exists());
     }
 }

@@ -230,12 +230,14 @@ fn repeat_warning_and_half_refusal_say_what_is_so() {
 /// Audit (s21, A5): a signal during `average` killed it silently, leaving the output's lock
 /// file and, while it saved, its temporary directory with a partial weights file of the
 /// model's size. Now it says that nothing was written, removes both, and exits with 128 plus
-/// the signal's number. The run is stopped (SIGSTOP) the moment the lock, or the temporary
-/// directory, appears, so that the signal always comes while it works; a large extra tensor
-/// makes that moment last.
+/// the signal's number. The run is stopped (SIGSTOP) once it has said that it read the first
+/// model (so after it registered its lock file: review R2 (4) of d2d47d4 found a fixed 5 ms
+/// after the lock file appeared could come before that on a busy machine), or once its
+/// temporary directory appears; large extra tensors make the work after that moment last.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_signal_during_average_removes_its_files_and_says_so() {
+    use std::io::BufRead;
     let d = tempfile::tempdir().unwrap();
     let big = |w: &mut HashMap<String, Tensor>| {
         w.insert(
@@ -245,35 +247,61 @@ fn a_signal_during_average_removes_its_files_and_says_so() {
     };
     let m1 = model(&d.path().join("m1"), big);
     let m2 = model(&d.path().join("m2"), big);
+    let m3 = model(&d.path().join("m3"), big);
     let out = d.path().join("s");
-    // The lock is taken a moment before the run says so (it is another run's until this one
-    // holds it), and the models take far longer than that to read: the stop waits a little.
-    for (signal, status, when, settle) in [
-        (libc::SIGINT, 130, d.path().join(".s.lock"), 5),
-        (libc::SIGTERM, 143, d.path().join(".s.tmp"), 0),
+    for (signal, status, when) in [
+        (libc::SIGINT, 130, None),
+        (libc::SIGTERM, 143, Some(d.path().join(".s.tmp"))),
     ] {
         let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
             .arg("average")
-            .arg(&m1)
-            .arg(&m2)
+            .args([&m1, &m2, &m3])
             .arg("--out")
             .arg(&out)
             .env("RELBERT_LOG", "warn")
+            // A progress line for every model read.
+            .env("RELBERT_PROGRESS_SECS", "0")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // Standard error read as it comes, each line passed on.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut said = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !when.exists() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "exited before {} appeared",
-                when.display()
-            );
-            assert!(std::time::Instant::now() < deadline);
-            std::thread::sleep(std::time::Duration::from_micros(200));
+        match &when {
+            // The first model read: the lock is the run's by then.
+            None => loop {
+                let line = rx
+                    .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                    .unwrap_or_else(|_| panic!("no progress line: {said:?}"));
+                let first = line.starts_with("averaging: 1/");
+                said.push(line);
+                if first {
+                    break;
+                }
+            },
+            Some(path) => {
+                while !path.exists() {
+                    assert!(
+                        child.try_wait().unwrap().is_none(),
+                        "exited before {} appeared",
+                        path.display()
+                    );
+                    assert!(std::time::Instant::now() < deadline);
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(settle));
         // SAFETY: kill(2) with the child's own pid.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
         let handled = catches_stop_signals(child.id());
@@ -282,10 +310,12 @@ fn a_signal_during_average_removes_its_files_and_says_so() {
             libc::kill(pid, signal);
             libc::kill(pid, libc::SIGCONT);
         }
-        let output = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        let code = child.wait().unwrap().code();
+        reader.join().unwrap();
+        said.extend(rx.try_iter());
+        let err = said.join("\n");
         assert!(handled, "no handler for the stop signals");
-        assert_eq!(output.status.code(), Some(status), "{err}");
+        assert_eq!(code, Some(status), "{err}");
         assert!(err.contains("interrupted: nothing was written"), "{err}");
         let hidden: Vec<String> = names(d.path())
             .into_iter()
@@ -293,5 +323,50 @@ fn a_signal_during_average_removes_its_files_and_says_so() {
             .collect();
         assert!(hidden.is_empty(), "left behind: {hidden:?}");
         assert!(!out.exists());
+    }
+}
+
+/// Review R2 (3) of d2d47d4: the CLI learnt that the model was being put in place only once
+/// it was (`Written`), so a signal while the new directory was renamed over --out, or the old
+/// one removed, deleted `.s.tmp` (after a swap, the old model) and said "nothing was written"
+/// while --out held the new model. `Committing` is said now as the last thing before that,
+/// with the temporary directory complete and --out not yet touched.
+#[test]
+fn committing_is_said_before_the_model_is_put_in_place() {
+    use relbert::averaging::{average_models_observed, AverageStep};
+    let d = tempfile::tempdir().unwrap();
+    let m1 = model(&d.path().join("m1"), |_| {});
+    let m2 = model(&d.path().join("m2"), |_| {});
+    let out = d.path().join("avg");
+    let tmp = d.path().join(".avg.tmp");
+    for force in [false, true] {
+        let mut steps = Vec::new();
+        let mut at_committing = None;
+        average_models_observed(&[m1.clone(), m2.clone()], &out, false, force, &mut |s| {
+            if s == AverageStep::Committing {
+                let first = std::fs::read_dir(&out)
+                    .map(|r| r.count())
+                    .map_err(|e| e.kind());
+                at_committing = Some((names(&tmp), first));
+            }
+            steps.push(s);
+        })
+        .unwrap();
+        let written = steps.iter().position(|s| *s == AverageStep::Written);
+        let committing = steps.iter().position(|s| *s == AverageStep::Committing);
+        assert!(
+            committing.is_some() && committing < written,
+            "{force}: {steps:?}"
+        );
+        let (in_tmp, at_out) = at_committing.unwrap();
+        for f in ["averaged_from.json", "config.json", "model.safetensors"] {
+            assert!(in_tmp.iter().any(|n| n == f), "{force}: {in_tmp:?}");
+        }
+        if force {
+            // The first run's model, untouched till then.
+            assert!(matches!(at_out, Ok(n) if n > 0), "{at_out:?}");
+        } else {
+            assert_eq!(at_out, Err(std::io::ErrorKind::NotFound));
+        }
     }
 }

@@ -296,3 +296,62 @@ fn a_file_that_appears_at_the_report_path_is_not_replaced() {
         );
     }
 }
+
+/// Review R2 (2) of d2d47d4: a file that appeared at `--json` during the run was met by
+/// "r.json exists; pass --force to overwrite it" (wrong: it was not there at the start, and
+/// `--force` would not replace a file that is no report either), and the finished report was
+/// deleted without a word. The report's temporary file is made at the start now, so what
+/// appeared is told apart: the error says so and names where the finished report is kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_report_refused_at_the_end_is_kept_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    many_questions(&data);
+    for extra in [&[][..], &["--force"][..]] {
+        let out = dir.path().join("r.json");
+        let tmp = dir.path().join(".r.json.relbert.tmp");
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&tmp);
+        let child = stopped_bench(&data, &out, extra);
+        std::fs::write(&out, "the user's notes").unwrap();
+        let (code, err) = resume(child, None);
+        assert_eq!(code, Some(1), "{extra:?}: {err}");
+        assert!(!err.contains("pass --force"), "{extra:?}: {err}");
+        assert!(
+            err.contains("it was created while this run was writing")
+                && err.contains(&tmp.display().to_string()),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "the user's notes");
+        let kept: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&tmp).expect("the report is kept"))
+                .unwrap();
+        assert!(kept["results"].is_object(), "{kept}");
+    }
+}
+
+/// Review R2 (6) of d2d47d4: a `--json` file that cannot be read to check it (an I/O error,
+/// such as permission denied) was called a bad value of the flag (status 2); it is a failure
+/// to write (1). `/proc/self/mem` is a regular file whose first bytes fail to read (EIO) even
+/// for root, whom permissions do not stop.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unreadable_report_is_a_failure_not_a_bad_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("data/sat/test.jsonl"),
+        &format!("{QUESTION}\n"),
+    );
+    let a = analogy(
+        &dir.path().join("data"),
+        &["--json", "/proc/self/mem", "--force"],
+    );
+    let code = a.get_output().status.code();
+    let err = stderr_of(&a);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("cannot write --json") && !err.contains("invalid value"),
+        "{err}"
+    );
+}

@@ -363,7 +363,10 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
 
     common::drop_collection(&urls, &collection);
     // Before the server has looked again: the query itself finds the collection gone (and
-    // marks the server stale, so the next is refused before asking the store).
+    // marks the server stale, so the next is refused before asking the store). Either
+    // message is accepted for both (the first is the store's, the next the mark's); the
+    // mark itself, 503 before any look, is tested by
+    // `a_collection_re_created_with_another_model_is_not_answered_before_a_look`.
     for (status, body) in &ask_all(&app)[..2] {
         assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         let why = body["error"].as_str().unwrap_or_default();

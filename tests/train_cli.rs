@@ -2455,3 +2455,135 @@ fn train_outputs_inside_an_index_are_refused() {
         assert!(!elsewhere.exists() && !elsewhere_ck.exists());
     }
 }
+
+/// A 3-epoch run on the toy data whose epoch 2 scores above epoch 1 (0.5, then 1.0), with a
+/// checkpoint directory, so a test can fail epoch 2's save of `--out`.
+fn improving_config(data: &Path) -> TrainConfig {
+    TrainConfig {
+        base: fixture("tiny-bert"),
+        data: data.to_path_buf(),
+        epochs: 3,
+        lr: 3e-2,
+        batch_size: 4,
+        seed: 1,
+        checkpoint_dir: Some(data.join("ck")),
+        ..TrainConfig::default()
+    }
+}
+
+/// Review R1 of d2d47d4: the run named the epoch it was saving as the best before the save,
+/// so when epoch 2 improved and its save failed, the failure record in `--out` (and the
+/// message built from it) said `--out` kept epoch 2's model, where it kept epoch 1's. Here
+/// the save is refused: a note was put into `--out` while epoch 2 was validated.
+#[test]
+fn a_failed_save_of_a_better_epoch_records_the_epoch_out_keeps() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let cfg = improving_config(d.path());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut on_event = |ev: relbert::training::Event| {
+        if let relbert::training::Event::Validating { epoch: 2 } = ev {
+            std::fs::write(out.join("notes.md"), "mine").unwrap();
+        }
+    };
+    let failure = relbert::training::train_keeping(&cfg, &out, false, &stop, &mut on_event)
+        .expect_err("epoch 2's model cannot replace a model holding a note");
+    let err = failure.error.to_string();
+    assert!(err.contains("notes.md"), "{err}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let scores: Vec<f64> = metrics["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["validation"]["score"].as_f64().unwrap())
+        .collect();
+    // The premise: epoch 2 was better, so its model was being saved.
+    assert!(scores.len() == 2 && scores[1] > scores[0], "{metrics}");
+    assert_eq!(metrics["best_epoch"], 1, "{metrics}");
+    assert_eq!(metrics["best_score"].as_f64(), Some(scores[0]), "{metrics}");
+    assert_eq!(metrics["failed"], err, "{metrics}");
+    assert_eq!(
+        failure.kept,
+        Some(relbert::training::KeptModel {
+            epoch: 1,
+            epochs_run: 2,
+            recorded: true
+        })
+    );
+    // And `--out` does hold epoch 1's model, with the note.
+    let ck = cfg.checkpoint_dir.unwrap();
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(ck.join("epoch-01/model.safetensors")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.md")).unwrap(),
+        "mine"
+    );
+}
+
+/// Review R1 of d2d47d4: once the run had saved a model, any relbert model at `--out` was
+/// taken for its own: another model the user moved there during the run (no --force) was
+/// replaced by the next better epoch and deleted, and metrics.json was rewritten in it.
+/// `--out` must still be the directory the run placed.
+#[test]
+fn another_model_moved_to_out_during_the_run_is_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let moved = d.path().join("this-runs-epoch-1");
+    let cfg = improving_config(d.path());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut theirs = None;
+    let mut on_event = |ev: relbert::training::Event| {
+        if let relbert::training::Event::Validating { epoch: 2 } = ev {
+            // The user's other model: a relbert model directory, not this run's.
+            std::fs::rename(&out, &moved).unwrap();
+            copy_model(&moved, &out);
+            std::fs::write(out.join("metrics.json"), "{\"theirs\": true}\n").unwrap();
+            theirs = Some(names_in(&out));
+        }
+    };
+    let failure = relbert::training::train_keeping(&cfg, &out, false, &stop, &mut on_event)
+        .expect_err("the model at --out is not this run's");
+    let err = failure.error.to_string();
+    assert!(err.contains("this run saved there"), "{err}");
+    assert_eq!(failure.kept, None);
+    assert_eq!(Some(names_in(&out)), theirs, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.json")).unwrap(),
+        "{\"theirs\": true}\n"
+    );
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(moved.join("model.safetensors")).unwrap()
+    );
+}
+
+/// Review R1 of d2d47d4: `..` after a link is resolved where the link leads: with `L` a
+/// link to `A/B`, `L/../ck` is `A/ck`, so `--out A/ck/m` is inside the checkpoint
+/// directory, and refused (status 2) before anything is written.
+#[test]
+fn dotdot_after_a_link_is_taken_where_the_link_leads() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    std::fs::create_dir_all(d.path().join("A/B")).unwrap();
+    std::os::unix::fs::symlink("A/B", d.path().join("L")).unwrap();
+    let a = train_cmd(
+        Path::new("."),
+        &fixture("tiny-bert"),
+        Path::new("A/ck/m"),
+        &["--epochs", "1", "--checkpoint-dir", "L/../ck"],
+    )
+    .current_dir(d.path())
+    .assert()
+    .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("--checkpoint-dir") && err.contains("must be apart"),
+        "{err}"
+    );
+    assert_eq!(names_in(&d.path().join("A")), vec!["B".to_string()]);
+}

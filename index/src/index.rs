@@ -1259,7 +1259,28 @@ mod tests {
         assert_eq!(index.changed_in_place(), None);
         drop(index);
         std::fs::write(&graph, &bytes).unwrap();
+        // The same bytes written over a file in place (a `cp` of an identical file): the
+        // length is the same, the modification time is not (review R3: that part of the
+        // stamp was never tested). Set a second ahead, so a coarse clock cannot hide it.
         let index = Index::open(&dir).unwrap();
+        let vectors = dir.join(FileKind::Vectors.file_name());
+        let same = std::fs::read(&vectors).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&vectors)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &same).unwrap();
+        file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(1))
+            .unwrap();
+        drop(file);
+        assert_eq!(
+            std::fs::metadata(&vectors).unwrap().len(),
+            same.len() as u64
+        );
+        assert_eq!(index.changed_in_place(), Some(vectors.as_path()));
+        drop(index);
+        let index = Index::open(&dir).unwrap();
+        assert_eq!(index.changed_in_place(), None);
         // Written in place (truncated, as `cp` does, then rewritten shorter).
         let pairs = dir.join(FileKind::Pairs.file_name());
         std::fs::OpenOptions::new()

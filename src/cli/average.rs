@@ -92,15 +92,24 @@ pub fn run(a: AverageArgs) -> Result<()> {
                 interrupt.with().work_dir = Some(tmp);
             }
         }
-        // In place: nothing is left to remove, and a signal now waits for the run's end.
-        AverageStep::Written => {
+        // Being put in place (the rename, or with --force the swap and the old model's
+        // removal): what is at --out or in the temporary directory may be the new model or
+        // the old one from now on, so nothing is removed and a signal lets the run finish.
+        AverageStep::Committing => {
             let mut st = interrupt.with();
             st.work_dir = None;
             drop(st);
             interrupt.committing();
         }
+        AverageStep::Written => {}
     };
-    let report = average_models_observed(&a.models, &a.out, a.half, a.force, &mut observe)
+    let averaged = average_models_observed(&a.models, &a.out, a.half, a.force, &mut observe);
+    if averaged.is_err() {
+        // The temporary directory may hold the finished model the error names as kept
+        // (something appeared at --out): no longer the run's to remove on a signal.
+        interrupt.with().work_dir = None;
+    }
+    let report = averaged
         .map_err(|e| match e {
             // A flag whose value cannot be honoured (`--half` for weights float16 cannot
             // hold, `--out` naming one of the models) is a bad command line, status 2.

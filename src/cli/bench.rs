@@ -392,9 +392,14 @@ fn check_report_path(
             parent.display()
         )));
     }
-    // A bad command line (status 2), as every other flag's bad value.
-    check_replaceable(path, force, OutputKind::BenchReport)
-        .map_err(|e| super::usage(format!("invalid value for --json: {e}")))?;
+    // A bad command line (status 2), as every other flag's bad value; a file that cannot
+    // be read to tell (permission denied) is a failure to write, not a bad value.
+    check_replaceable(path, force, OutputKind::BenchReport).map_err(|e| match e {
+        relbert::Error::Io { .. } => {
+            anyhow::Error::new(e).context(format!("cannot write --json {}", path.display()))
+        }
+        e => super::usage(format!("invalid value for --json: {e}")),
+    })?;
     // The OS error alone: tempfile's own message repeats the failure and adds the random
     // name of a file that was never made.
     tempfile::Builder::new()
@@ -589,24 +594,42 @@ fn warn_no_offset(
     relbert::embed::warn_shared_word_vector(&location, &first.0, &first.1, more, &consequence);
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename (checked
-/// beforehand by [`check_report_path`]), or to standard output for `-`. Only what `force`
-/// allowed at the start is replaced: a file that appeared at `path` during the run is left
-/// alone without `force`, and with it replaced only if it too is a bench report.
+/// Starts the report's temporary file at the start of the run, once [`check_report_path`]
+/// holds its lock (`lock`): the file at `path` then (absent, or with `force` a report) is what
+/// the commit may replace, so a file that appears during the run is told apart from it.
+/// `None` for standard output or no `--json`.
+fn start_report(
+    path: Option<&Path>,
+    force: bool,
+    lock: Option<&relbert_index::OutputLock>,
+) -> Result<Option<AtomicFile>> {
+    let (Some(path), Some(_)) = (path, lock) else {
+        return Ok(None);
+    };
+    let f = AtomicFile::create(path, force)
+        .with_context(|| format!("cannot write --json {}", path.display()))?;
+    Ok(Some(f))
+}
+
+/// Writes `value` as pretty JSON into `file` (started by [`start_report`]) and renames it to
+/// `path`, or to standard output for `-` (no `file`). Only what was at `path` at the start is
+/// replaced, and with `force` only while it is still a bench report: otherwise the error
+/// names what is there and where the finished report is kept (its temporary file), rather
+/// than dropping it.
 fn write_json(
     path: &Path,
     value: &impl Serialize,
+    file: Option<AtomicFile>,
     force: bool,
     interrupt: Option<&Interrupts>,
 ) -> Result<()> {
-    if is_stdout(Some(path)) {
+    let Some(mut f) = file else {
         // Whole first (reports are tens of KB), so that a failed write is standard output's
         // and named so, as `query` and `embed` name it.
         let text = serde_json::to_string_pretty(value).context("writing the report")?;
         relbert::output::print_line(&text).context("writing the report")?;
         return Ok(());
-    }
-    let mut f = AtomicFile::create(path, force)?;
+    };
     serde_json::to_writer_pretty(f.writer(), value)
         .with_context(|| format!("writing {}", path.display()))?;
     f.writer()
@@ -614,9 +637,34 @@ fn write_json(
         .with_context(|| format!("writing {}", path.display()))?;
     f.sync()?;
     // The run took minutes: what is at the path now may not be what was checked at its
-    // start. Checked again right before the rename.
-    check_replaceable(path, force, OutputKind::BenchReport)
-        .with_context(|| format!("not writing --json {}", path.display()))?;
+    // start. Checked again right before the rename; the finished report is kept either way.
+    let refused = if f.replaces() {
+        check_replaceable(path, force, OutputKind::BenchReport)
+            .err()
+            .map(|e| (e, true))
+    } else {
+        f.check_place().err().map(|e| (e, false))
+    };
+    if let Some((e, say_kept)) = refused {
+        let tmp = relbert::output::temp_path(path);
+        // Kept, so no longer the run's to remove on a signal.
+        if let Some(guard) = interrupt {
+            guard.with().files.retain(|p| p != &tmp);
+        }
+        let kept = f.keep();
+        let err = anyhow::Error::new(e);
+        // `check_place`'s error names the kept file already.
+        return Err(if say_kept {
+            err.context(format!(
+                "not writing --json {}: the report this run wrote is in {} (move it away \
+                 before another run to this output, which removes it)",
+                path.display(),
+                kept.display()
+            ))
+        } else {
+            err.context(format!("not writing --json {}", path.display()))
+        });
+    }
     if let Some(guard) = interrupt {
         guard.committing();
     }
@@ -708,6 +756,9 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     check_name("--split", &a.split)?;
     dataset_names(&a.dataset)?;
     let report_lock = check_report_path(a.json.as_deref(), a.force)?;
+    // Made before the handler (which removes it on a signal), so that a handler that sees
+    // a signal never races its creation; dropped (removed) before the lock is released.
+    let report_file = start_report(a.json.as_deref(), a.force, report_lock.as_ref())?;
     // After the lock, so that it is dropped (disarmed) before the lock is released.
     let interrupt = report_interrupts(a.json.as_deref(), report_lock.as_ref());
     check_data_dir(&a.data, ANALOGY_DATA)?;
@@ -888,7 +939,7 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             embed_seconds,
             results,
         };
-        write_json(path, &report, a.force, interrupt.as_ref())?;
+        write_json(path, &report, report_file, a.force, interrupt.as_ref())?;
     }
     Ok(())
 }
@@ -931,6 +982,9 @@ struct ClassifyReport {
 fn classify(a: ClassifyArgs) -> Result<()> {
     dataset_names(&a.dataset)?;
     let report_lock = check_report_path(a.json.as_deref(), a.force)?;
+    // Made before the handler (which removes it on a signal), so that a handler that sees
+    // a signal never races its creation; dropped (removed) before the lock is released.
+    let report_file = start_report(a.json.as_deref(), a.force, report_lock.as_ref())?;
     // After the lock, so that it is dropped (disarmed) before the lock is released.
     let interrupt = report_interrupts(a.json.as_deref(), report_lock.as_ref());
     check_data_dir(&a.data, CLASSIFY_DATA)?;
@@ -1218,7 +1272,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             embed_seconds,
             results,
         };
-        write_json(path, &report, a.force, interrupt.as_ref())?;
+        write_json(path, &report, report_file, a.force, interrupt.as_ref())?;
     }
     Ok(())
 }

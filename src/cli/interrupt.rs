@@ -251,7 +251,14 @@ impl Interrupts {
                 }
             }
             if let Some(dir) = st.work_dir.take() {
-                let _ = std::fs::remove_dir_all(&dir);
+                // The run's other threads may still be making files in it, and a file made
+                // after the listing fails the last rmdir (ENOTEMPTY; a review found the
+                // directory left): a few more passes catch up with them.
+                for _ in 0..8 {
+                    if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                        break;
+                    }
+                }
             }
             // Last, right before the exit: once its file is gone another writer can take the
             // output (found by a review: removed first, a second build got in while this

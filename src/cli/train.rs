@@ -7,7 +7,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use relbert::losses::LossKind;
 use relbert::pooling::Aggregation;
-use relbert::training::{check_output_paths, train, Event, LrSchedule, TrainConfig};
+use relbert::training::{
+    check_output_paths, train_keeping, Event, LrSchedule, TrainConfig, TrainFailure,
+};
 
 /// Arguments of `relbert train` (defaults are the reference's).
 #[derive(Args, Debug)]
@@ -261,25 +263,29 @@ fn log_every() -> std::time::Duration {
     super::progress::interval()
 }
 
-/// What `out` keeps after a run failed with `error` once it had saved a model: read back
-/// from the record the run left beside that model (its `failed` entry, which
-/// [`train`] writes), or `None` when `out` holds no such record (nothing was saved, or the
-/// record could not be written) or the error already says it.
-fn kept_after_failure(out: &std::path::Path, error: &str) -> Option<String> {
+/// What `out` keeps after a run failed with `error` once it had saved a model, as the run
+/// returned it (`kept`); `None` when it saved nothing there or the error already says it.
+/// (It was read back from `out`'s metrics.json, and a record an earlier run left there with
+/// the same error was taken for this run's.)
+fn kept_after_failure(
+    out: &std::path::Path,
+    error: &str,
+    kept: Option<relbert::training::KeptModel>,
+) -> Option<String> {
+    let kept = kept?;
     if error.contains(" keeps epoch ") {
         return None;
     }
-    let text = std::fs::read_to_string(out.join("metrics.json")).ok()?;
-    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
-    if record.get("failed")?.as_str()? != error {
-        return None;
-    }
-    let best = record.get("best_epoch")?.as_u64()?;
-    let done = record.get("epochs")?.as_array()?.len();
     Some(format!(
-        "{} keeps epoch {best}'s model, of {done} epochs run; its metrics.json records the \
-         failure",
-        out.display()
+        "{} keeps epoch {}'s model, of {} epochs run; {}",
+        out.display(),
+        kept.epoch,
+        kept.epochs_run,
+        if kept.recorded {
+            "its metrics.json records the failure"
+        } else {
+            "the failure could not be recorded in its metrics.json"
+        }
     ))
 }
 
@@ -458,10 +464,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.base.display(),
         a.data.display()
     );
-    let report = match train(&cfg, &a.out, a.force, stop.flag(), &mut on_event) {
+    let report = match train_keeping(&cfg, &a.out, a.force, stop.flag(), &mut on_event) {
         Ok(report) => report,
-        Err(e) => {
-            let kept = kept_after_failure(&a.out, &e.to_string());
+        Err(failure) => {
+            let TrainFailure { error: e, kept } = *failure;
+            let kept = kept_after_failure(&a.out, &e.to_string(), kept);
             let what = format!("training {} into {}", a.base.display(), a.out.display());
             return Err(usage_if_command_line(e).context(match kept {
                 Some(kept) => format!("{what} ({kept})"),
@@ -522,34 +529,35 @@ mod tests {
         assert_eq!(run_eta(30, 2.0, 1, 60.0), "2m 00s");
     }
 
-    /// Audit (s21): a run that failed after saving did not say what `--out` keeps; the record
-    /// it left beside the model says, and only a record of this failure is taken.
+    /// Review R1 of d2d47d4: what `--out` keeps was read back from its metrics.json, and a
+    /// record an earlier run left there with the same error was taken for this run's. It is
+    /// what the run returns now, and nothing is said of a run that saved nothing.
     #[test]
-    fn what_out_keeps_after_a_failure_is_read_from_its_record() {
+    fn what_out_keeps_after_a_failure_is_what_the_run_returned() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path();
         let failure = "invalid value for --lr or --temperature: the nce loss became NaN";
-        assert_eq!(kept_after_failure(out, failure), None);
-        let record = |failed: Option<&str>| {
-            let json = serde_json::json!({
-                "best_epoch": 2,
-                "epochs": [{}, {}, {}],
-                "interrupted": false,
-                "failed": failed,
-            });
-            std::fs::write(out.join("metrics.json"), json.to_string()).unwrap();
+        // An earlier run's record of the same failure is not this run's.
+        let json = serde_json::json!({"best_epoch": 2, "epochs": [{}, {}, {}], "failed": failure});
+        std::fs::write(out.join("metrics.json"), json.to_string()).unwrap();
+        assert_eq!(kept_after_failure(out, failure, None), None);
+        let kept = |recorded| relbert::training::KeptModel {
+            epoch: 1,
+            epochs_run: 2,
+            recorded,
         };
-        record(Some(failure));
-        let kept = kept_after_failure(out, failure).unwrap();
+        let said = kept_after_failure(out, failure, Some(kept(true))).unwrap();
         assert!(
-            kept.contains("keeps epoch 2's model, of 3 epochs run")
-                && kept.contains("metrics.json records the failure"),
-            "{kept}"
+            said.contains("keeps epoch 1's model, of 2 epochs run")
+                && said.contains("metrics.json records the failure"),
+            "{said}"
         );
-        // An earlier run's record, or one of another failure, says nothing of this one.
-        record(None);
-        assert_eq!(kept_after_failure(out, failure), None);
-        record(Some("another failure"));
-        assert_eq!(kept_after_failure(out, failure), None);
+        let said = kept_after_failure(out, failure, Some(kept(false))).unwrap();
+        assert!(said.contains("could not be recorded"), "{said}");
+        // An error that already says it is not repeated.
+        assert_eq!(
+            kept_after_failure(out, "x; m keeps epoch 1's model", Some(kept(true))),
+            None
+        );
     }
 }

@@ -653,7 +653,10 @@ fn loaded(state: &AppState) -> Result<Snapshot, ApiError> {
 /// ([`super::overwritten`]), whose map may fault the process or give damaged bytes.
 fn answering(state: &AppState) -> Result<Snapshot, ApiError> {
     let snapshot = loaded(state)?;
-    if let Some(why) = state.stale().or_else(|| super::overwritten(&snapshot.view)) {
+    if let Some(why) = state
+        .stale()
+        .or_else(|| super::overwritten(&snapshot.view.engine))
+    {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why));
     }
     Ok(snapshot)
@@ -1050,17 +1053,26 @@ type Found = (Vec<f32>, Source, Option<usize>);
 
 /// Runs `f` on the engine: inline when `inline` (a memory-mapped index answers in
 /// microseconds), else on the blocking pool (a Qdrant client blocks its thread on the
-/// network; an exact search scans every row), so async workers are never held up.
+/// network; an exact search scans every row), so async workers are never held up. Every read
+/// of the index goes through here, and a 503 answers it instead when the index's files were
+/// changed in place ([`super::overwritten`]), checked right before `f` runs: the check
+/// [`answering`] made when the request started may be long past (found by review R3: a
+/// request queued for the encoder read files copied over meanwhile, and the server died of
+/// SIGBUS).
 async fn on_store<T: Send + 'static>(
     engine: &Arc<QueryEngine>,
     inline: bool,
     f: impl FnOnce(&QueryEngine) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let checked = move |engine: &QueryEngine| match super::overwritten(engine) {
+        Some(why) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why)),
+        None => f(engine),
+    };
     if inline {
-        return f(engine);
+        return checked(engine);
     }
     let engine = engine.clone();
-    tokio::task::spawn_blocking(move || f(&engine))
+    tokio::task::spawn_blocking(move || checked(&engine))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
@@ -1370,7 +1382,7 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
     if let Some(n) = state.not_served() {
         doc["not_served"] = json!(n);
     }
-    if let Some(why) = super::overwritten(&loaded.view) {
+    if let Some(why) = super::overwritten(&loaded.view.engine) {
         doc["changed_in_place"] = json!(why);
     }
     doc["server"] = json!({
@@ -1477,5 +1489,53 @@ mod tests {
             e.contains(&"x".repeat(80)) && !e.contains(&"x".repeat(81)),
             "{e}"
         );
+    }
+
+    /// Review R3 of 7b2872c: a request checked the index's files once, when it started, and
+    /// then waited in the encoder's queue; files copied over meanwhile were read all the
+    /// same, and the server died of SIGBUS. Every read of the index ([`on_store`], inline or
+    /// on the blocking pool) now checks right before it runs: files changed in place since
+    /// the request's own check answer 503 naming the file, and nothing reads the map.
+    #[test]
+    fn a_read_of_the_index_after_its_files_changed_in_place_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        crate::defaults::tests::tiny_index(&dir);
+        let engine = Arc::new(QueryEngine::open(&dir, None).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let read = |inline: bool| {
+            rt.block_on(on_store(&engine, inline, |e| {
+                e.stored("cat", "pet")
+                    .map(|found| found.is_some())
+                    .map_err(ApiError::internal)
+            }))
+        };
+        // As the request's start found it: read.
+        for inline in [true, false] {
+            assert!(read(inline).unwrap(), "inline: {inline}");
+        }
+        // Then the same bytes written over a file in place (a `cp` of an identical file).
+        let vectors = dir.join("vectors");
+        let bytes = std::fs::read(&vectors).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&vectors)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        file.set_modified(std::time::SystemTime::now() + Duration::from_secs(1))
+            .unwrap();
+        drop(file);
+        for inline in [true, false] {
+            let e = read(inline).unwrap_err();
+            assert_eq!(
+                e.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "inline: {inline}"
+            );
+            assert!(e.message.contains("changed in place"), "{}", e.message);
+            assert!(e.message.contains("vectors"), "{}", e.message);
+        }
     }
 }

@@ -471,13 +471,15 @@ pub struct NotServed {
     refused: bool,
 }
 
-/// Why `view`'s index must not be read any more, if it must not: one of its memory-mapped
-/// files was changed in place ([`relbert_index::Index::changed_in_place`]). Checked by every
-/// request before it reads the index (a few `fstat` calls, about a microsecond each); a file
-/// overwritten after the check, while the request reads, is read all the same (the check
-/// narrows that race to the request's own span; only publishing by rename removes it).
-pub fn overwritten(view: &View) -> Option<String> {
-    let path = view.engine.index()?.changed_in_place()?;
+/// Why `engine`'s index must not be read any more, if it must not: one of its memory-mapped
+/// files was changed in place ([`relbert_index::Index::changed_in_place`]). Checked when a
+/// request starts and again right before each read of the index (a few `fstat` calls, about
+/// a microsecond each): a request can wait in the encoder's queue for a long time between
+/// the two (found by review R3: a copy that landed meanwhile crashed the server). A file
+/// overwritten after the last check, while a read is under way, is read all the same (the
+/// check narrows that race to the read's own span; only publishing by rename removes it).
+pub fn overwritten(engine: &QueryEngine) -> Option<String> {
+    let path = engine.index()?.changed_in_place()?;
     Some(format!(
         "index files were changed in place ({} was written while this server had it open); \
          publish an index by renaming (relbert does), not by copying over its files. \
@@ -747,6 +749,29 @@ impl AppState {
         let Some(open) = view.engine.index() else {
             return Ok(false);
         };
+        // Found by an audit: files copied over the served ones in place crashed the server
+        // (SIGBUS) or made it answer from damaged bytes. Requests stop reading the index as
+        // soon as they see it ([`overwritten`]); here it is said once, and the directory is
+        // opened again even when it holds the same id. Said before the directory is read:
+        // a copy can leave it with no readable `meta` (found by review R3: then it was never
+        // said, and the warning below claimed the server still answered).
+        let changed = overwritten(&view.engine);
+        if let Some(why) = &changed {
+            if !self.overwritten_told.swap(true, Ordering::Relaxed) {
+                tracing::error!("{}: {why}", dir.display());
+            }
+        }
+        // What queries get meanwhile, for the warnings below.
+        let meanwhile = match &changed {
+            Some(_) => "answering 503 meanwhile (the served index's files were changed in place)"
+                .to_string(),
+            None => format!("answering from index {} meanwhile", open.id()),
+        };
+        // Not held while the directory is opened: `/v1/health` reads it meanwhile (only this
+        // look writes it, one look at a time).
+        let set_not_served = |n: Option<NotServed>| {
+            *self.not_served.lock().unwrap_or_else(|p| p.into_inner()) = n;
+        };
         let id = match relbert_index::Index::read_id(dir) {
             Ok(id) => {
                 if self.starved.swap(false, Ordering::Relaxed) {
@@ -760,28 +785,34 @@ impl AppState {
                 if !self.starved.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         "cannot look at {} for changes ({e}): the process has too many files \
-                         open; answering from index {} meanwhile (raise `ulimit -n` or serve \
-                         fewer connections)",
-                        dir.display(),
-                        open.id()
+                         open; {meanwhile} (raise `ulimit -n` or serve fewer connections)",
+                        dir.display()
                     );
                 }
                 return Ok(false);
             }
             Err(e) => {
-                let before = self
-                    .missing_looks
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        Some(n.saturating_add(1))
-                    })
-                    .unwrap_or(u32::MAX);
-                if before.saturating_add(1) == MISSING_LOOKS {
+                // Only this look writes the count (one look at a time).
+                let looks = self.missing_looks.load(Ordering::Relaxed).saturating_add(1);
+                if looks >= MISSING_LOOKS {
+                    // An index refused before is gone with the directory's index (found by
+                    // review R3: `/v1/info` named it after an `rm -rf`). Cleared before the
+                    // count says removed, so that no reader sees both.
+                    set_not_served(None);
+                }
+                self.missing_looks.store(looks, Ordering::Relaxed);
+                if looks == MISSING_LOOKS {
+                    let meanwhile = match changed {
+                        Some(_) => meanwhile,
+                        None => format!(
+                            "answering from index {} as this server has it open",
+                            open.id()
+                        ),
+                    };
                     tracing::warn!(
                         "{} holds no readable index any more, removed or damaged ({e}); \
-                         answering from index {} as this server has it open, until the server \
-                         is restarted or an index is back in {}",
+                         {meanwhile}, until the server is restarted or an index is back in {}",
                         dir.display(),
-                        open.id(),
                         dir.display()
                     );
                 }
@@ -791,21 +822,6 @@ impl AppState {
         if self.missing_looks.swap(0, Ordering::Relaxed) >= MISSING_LOOKS {
             tracing::info!("{} holds an index again (index {id})", dir.display());
         }
-        // Found by an audit: files copied over the served ones in place crashed the server
-        // (SIGBUS) or made it answer from damaged bytes. Requests stop reading the index as
-        // soon as they see it ([`overwritten`]); here it is said once, and the directory is
-        // opened again even when it holds the same id.
-        let changed = overwritten(&view);
-        if let Some(why) = &changed {
-            if !self.overwritten_told.swap(true, Ordering::Relaxed) {
-                tracing::error!("{}: {why}", dir.display());
-            }
-        }
-        // Not held while the directory is opened: `/v1/health` reads it meanwhile (only this
-        // look writes it, one look at a time).
-        let set_not_served = |n: Option<NotServed>| {
-            *self.not_served.lock().unwrap_or_else(|p| p.into_inner()) = n;
-        };
         if id == open.id() && changed.is_none() {
             set_not_served(None);
             return Ok(false);
@@ -839,9 +855,7 @@ impl AppState {
                 "{} now holds index {next_id}, not served: {why}; {}",
                 dir.display(),
                 match &changed {
-                    Some(_) => "answering 503 meanwhile (the served index's files were \
-                                changed in place)"
-                        .to_string(),
+                    Some(_) => meanwhile,
                     None => format!("still serving index {}", open.id()),
                 }
             );
@@ -942,7 +956,7 @@ impl AppState {
 
     /// Why the served local index must not be read any more ([`overwritten`]), if so.
     pub fn overwritten(&self) -> Option<String> {
-        overwritten(&self.ready()?.view())
+        overwritten(&self.ready()?.view().engine)
     }
 
     /// Notes that a request found the served collection gone (deleted under the server):

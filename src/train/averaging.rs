@@ -476,6 +476,10 @@ pub enum AverageStep {
     /// started: a directory of that name found first is removed by the write only when it
     /// holds nothing but model files (what a killed run left), and refused otherwise.
     Writing(PathBuf),
+    /// The temporary directory is complete and is about to be put in place of the output
+    /// (synced, renamed, and with `force` an old model removed): from here on a stop must let
+    /// that finish, since what is at the output may already be the new model.
+    Committing,
     /// The output is in place; the lock is still held.
     Written,
 }
@@ -689,7 +693,10 @@ pub fn average_models_observed(
         std::fs::write(tmp.join("config.json"), config)
             .map_err(|e| Error::io(tmp.join("config.json"), e))?;
         ModelFiles::copy_tokenizer_files(&dirs[0], tmp)?;
-        write_json(&tmp.join("averaged_from.json"), &report)
+        write_json(&tmp.join("averaged_from.json"), &report)?;
+        // Last: write_dir_atomically syncs and renames right after this returns.
+        observe(AverageStep::Committing);
+        Ok(())
     })?;
     observe(AverageStep::Written);
     Ok(report)
@@ -702,39 +709,127 @@ fn first_difference(a: &Tensor, b: &Tensor) -> Result<Option<usize>> {
     Ok(a.iter().zip(&b).position(|(x, y)| x != y))
 }
 
-/// The first model's `config.json` for the average, its bytes unchanged unless a
-/// `torch_dtype` or `dtype` key (transformers' record of the weights' type) names another
+/// The first model's `config.json` for the average, its bytes unchanged unless a top-level
+/// `torch_dtype` or `dtype` string (transformers' record of the weights' type) names another
 /// type than the one saved (`float16` with `half`, else `float32`): loaders that honour the
-/// key would otherwise load float16 weights as float32, or the reverse.
+/// key would otherwise load float16 weights as float32, or the reverse. Only those strings
+/// are replaced, in the text: a rewrite through serde_json sorted every key and could change
+/// how numbers are written.
 fn config_with_dtype(path: &Path, half: bool) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let saved = if half { "float16" } else { "float32" };
-    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&bytes) else {
+    let Ok(text) = std::str::from_utf8(&bytes) else {
         return Ok(bytes);
     };
-    let mut changed = false;
-    for key in ["torch_dtype", "dtype"] {
-        if let Some(v) = map.get_mut(key) {
-            if v.is_string() && v.as_str() != Some(saved) {
-                *v = serde_json::Value::String(saved.into());
-                changed = true;
-            }
-        }
-    }
-    if !changed {
+    let spans = top_level_dtype_spans(text);
+    if spans.is_empty() {
         return Ok(bytes);
     }
-    let mut text = serde_json::to_vec_pretty(&map).map_err(|e| Error::Config {
-        path: path.to_path_buf(),
-        message: format!("cannot write it back: {e}"),
-    })?;
-    text.push(b'\n');
-    Ok(text)
+    let quoted = serde_json::Value::String(saved.into()).to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        out.push_str(&text[at..start]);
+        out.push_str(&quoted);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Ok(out.into_bytes())
+}
+
+/// The byte ranges (quotes included) of the string values of the top-level `torch_dtype` and
+/// `dtype` keys of the JSON object `text`, which the caller writes the saved type over.
+/// Empty when `text` is not a JSON object, or
+/// has no such string value (a nested `dtype`, in a sub-config, is not the weights' record).
+fn top_level_dtype_spans(text: &str) -> Vec<(usize, usize)> {
+    if !matches!(
+        serde_json::from_str::<serde_json::Value>(text),
+        Ok(serde_json::Value::Object(_))
+    ) {
+        return Vec::new();
+    }
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    // A scan of valid JSON (checked above): depth counts the open objects and arrays, and a
+    // string at depth 1 followed by `:` is a top-level key.
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut key: Option<String> = None;
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                key = None;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                let end = i.min(b.len());
+                let literal = &text[start..end];
+                if depth != 1 {
+                    continue;
+                }
+                let mut k = end;
+                while k < b.len() && b[k].is_ascii_whitespace() {
+                    k += 1;
+                }
+                if b.get(k) == Some(&b':') {
+                    key = serde_json::from_str::<String>(literal).ok();
+                } else if matches!(key.as_deref(), Some("torch_dtype" | "dtype")) {
+                    spans.push((start, end));
+                    key = None;
+                } else {
+                    key = None;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    spans
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review R2 (5) of d2d47d4: the dtype fix rewrote config.json through serde_json, which
+    /// sorted every key and could change how numbers were written. Only the top-level
+    /// `torch_dtype`/`dtype` strings change now; every other byte stays.
+    #[test]
+    fn the_config_keeps_every_byte_but_the_dtype_strings() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.json");
+        let original = "{\n  \"vocab_size\": 30522,\n  \"torch_dtype\": \"float32\",\n                          \"layer_norm_eps\": 1e-12,\n  \"architectures\": [\"BertModel\"],\n                          \"text_config\": {\"dtype\": \"bfloat16\"},\n                          \"note\": \"dtype\",\n  \"dtype\":\"float32\"\n}\n";
+        std::fs::write(&path, original).unwrap();
+        let half = String::from_utf8(config_with_dtype(&path, true).unwrap()).unwrap();
+        assert_eq!(
+            half,
+            original
+                .replace(
+                    "\"torch_dtype\": \"float32\"",
+                    "\"torch_dtype\": \"float16\""
+                )
+                .replace("\"dtype\":\"float32\"", "\"dtype\":\"float16\"")
+        );
+        // Already the saved type: the bytes as they were.
+        let same = config_with_dtype(&path, false).unwrap();
+        assert_eq!(same, original.as_bytes());
+        // Not an object, or not JSON: left alone.
+        std::fs::write(&path, "[\"dtype\", \"float32\"]").unwrap();
+        assert_eq!(
+            config_with_dtype(&path, true).unwrap(),
+            b"[\"dtype\", \"float32\"]"
+        );
+    }
 
     #[test]
     fn long_values_are_shown_where_they_first_differ() {

@@ -39,7 +39,7 @@ use crate::datasets::{load_analogy_file, load_relation_file, AnalogyQuestion, Re
 use crate::encoder::Mode;
 use crate::error::{Error, Result};
 use crate::losses::{info_loob, info_nce, parent_triplet, triplet, LossKind};
-use crate::output::{sibling_named, write_dir_atomically, write_json};
+use crate::output::{sibling_named, write_dir_atomically, write_json, DirId};
 use crate::pooling::Aggregation;
 use crate::relation::{EncoderOptions, RelationEncoder};
 
@@ -1831,6 +1831,54 @@ pub fn train(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<TrainReport> {
+    train_keeping(cfg, out, force, stop, on_event).map_err(|f| f.error)
+}
+
+/// The model a run that failed after saving leaves in `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptModel {
+    /// The epoch whose model `out` holds (the best one saved before the failure).
+    pub epoch: usize,
+    /// The epochs that had run, validated, when the run failed.
+    pub epochs_run: usize,
+    /// Whether the failure was recorded in `out`'s metrics.json (else it was warned about).
+    pub recorded: bool,
+}
+
+/// A failed [`train_keeping`]: the error, and what `out` keeps of the run (`None` when the
+/// run saved nothing there, or `out` is no longer the directory it saved).
+#[derive(Debug)]
+pub struct TrainFailure {
+    /// Why the run failed.
+    pub error: Error,
+    /// This run's model left in `out`, when there is one.
+    pub kept: Option<KeptModel>,
+}
+
+/// [`train`], saying with a failure which epoch's model `out` keeps: taken from the run
+/// itself, not read back from `out` (a record there may be an earlier run's). The failure is
+/// boxed: [`Error`] is large, and this is the rare path.
+pub fn train_keeping(
+    cfg: &TrainConfig,
+    out: &Path,
+    force: bool,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(Event),
+) -> std::result::Result<TrainReport, Box<TrainFailure>> {
+    let mut kept = None;
+    train_run(cfg, out, force, stop, on_event, &mut kept)
+        .map_err(|error| Box::new(TrainFailure { error, kept }))
+}
+
+/// The body of [`train_keeping`]; a failure after saving sets `kept`.
+fn train_run(
+    cfg: &TrainConfig,
+    out: &Path,
+    force: bool,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(Event),
+    kept: &mut Option<KeptModel>,
+) -> Result<TrainReport> {
     check_output_paths(cfg, out)?;
     cfg.validate()?;
     // One writer per output: a second run to the same --out fails here, naming the first.
@@ -1900,10 +1948,10 @@ pub fn train(
         "dropout": {"hidden": trainer.dropout().hidden, "attention": trainer.dropout().attention},
         "backward": if cfg.autograd || !trainer.encoder().encoder().device().is_cpu() { "candle autograd" } else { "hand-written CPU backward (cpu_train)" },
     });
-    // Whether this run has written the model in `out`: until it has, `out` (kept with
+    // The directory this run placed at `out`, once it has: until then `out` (kept with
     // --force until then) is the earlier run's, and its metrics.json is not this run's to
-    // write.
-    let mut wrote_out = false;
+    // write; after, only that directory is (another put at `out` during the run is not).
+    let mut wrote_out: Option<DirId> = None;
     let run = EpochLoop {
         cfg,
         out,
@@ -1919,23 +1967,52 @@ pub fn train(
         // A run that fails after saving (a full disk at epoch 3, a loss that overflows)
         // leaves a model in `out` whose record said it had finished: the failure is
         // recorded beside it, as a stop is.
-        if wrote_out {
+        if let (Some(id), Some(epoch)) = (wrote_out, report.best_epoch) {
             report.failed = Some(e.to_string());
-            if let Err(also) = write_json_atomically(&out.join("metrics.json"), &report) {
-                tracing::warn!(
-                    "the failure could not be recorded in {}: {also}",
-                    out.join("metrics.json").display()
-                );
+            let recorded = match write_record(out, id, &report) {
+                Ok(()) => true,
+                Err(also) => {
+                    tracing::warn!(
+                        "the failure could not be recorded in {}: {also}",
+                        out.join("metrics.json").display()
+                    );
+                    false
+                }
+            };
+            // An `out` put in place of this run's model keeps nothing of the run.
+            if id.is_at(out) {
+                *kept = Some(KeptModel {
+                    epoch,
+                    epochs_run: report.epochs.len(),
+                    recorded,
+                });
             }
         }
         return Err(e);
     }
     // The stop (or the end) recorded beside this run's model; an `out` this run never wrote
     // keeps the earlier run's metrics.json with its weights.
-    if wrote_out {
-        write_json_atomically(&out.join("metrics.json"), &report)?;
+    if let Some(id) = wrote_out {
+        write_record(out, id, &report)?;
     }
     Ok(report)
+}
+
+/// Rewrites `out/metrics.json` with `report`, if `out` is still the model directory this run
+/// placed there (`id`): a directory put at `out` during the run is someone else's, and its
+/// metrics.json (or the lack of one) stays.
+fn write_record(out: &Path, id: DirId, report: &TrainReport) -> Result<()> {
+    if !id.is_at(out) {
+        return Err(Error::io(
+            out,
+            std::io::Error::other(
+                "it is no longer the model directory this run saved there (something else \
+                 was put in its place during the run), so its metrics.json is left as it is; \
+                 this run's record is not written",
+            ),
+        ));
+    }
+    write_json_atomically(&out.join("metrics.json"), report)
 }
 
 /// What the epochs of [`train`] work on, lent by it so that it can record a failure after
@@ -1948,8 +2025,8 @@ struct EpochLoop<'a> {
     valid: &'a ValidationData,
     train_config: &'a serde_json::Value,
     report: &'a mut TrainReport,
-    /// Whether the run has written the model in `out` (see [`train`]).
-    wrote_out: &'a mut bool,
+    /// The model directory the run has placed at `out`, once it has (see [`train`]).
+    wrote_out: &'a mut Option<DirId>,
     /// `--force`: an earlier run's model in `out` may be replaced.
     force: bool,
 }
@@ -2033,7 +2110,7 @@ fn run_epochs(
                         None => String::new(),
                     };
                     let left = match report.best_epoch {
-                        Some(best) if *wrote_out => {
+                        Some(best) if wrote_out.is_some() => {
                             format!("{} keeps epoch {best}'s model", out.display())
                         }
                         _ => format!("nothing was saved in {}", out.display()),
@@ -2050,18 +2127,32 @@ fn run_epochs(
                     });
                 }
             }
+            // The record saved with the model names this epoch; the report names it only
+            // once the model is in place (an error leaves `out` as it was, and the failure
+            // record must name the epoch `out` still holds).
+            let before = (report.best_score, report.best_epoch);
             report.best_score = Some(score);
             report.best_epoch = Some(epoch);
-            // This run's own model of an earlier epoch may be replaced even without --force.
-            let replace = crate::output::Replace::when(force || *wrote_out);
-            write_dir_atomically(out, replace, |dir| {
+            // This run's own model of an earlier epoch may be replaced even without --force,
+            // if `out` is still that directory.
+            let replace = match *wrote_out {
+                Some(id) => crate::output::Replace::Same(id),
+                None => crate::output::Replace::when(force),
+            };
+            let saved = write_dir_atomically(out, replace, |dir| {
                 trainer.save_model(dir)?;
                 write_json(&dir.join("training_config.json"), &train_config)?;
                 write_json(&dir.join("metrics.json"), &report)
-            })?;
-            *wrote_out = true;
-        } else if *wrote_out {
-            write_json_atomically(&out.join("metrics.json"), &report)?;
+            });
+            match saved {
+                Ok(id) => *wrote_out = Some(id),
+                Err(e) => {
+                    (report.best_score, report.best_epoch) = before;
+                    return Err(e);
+                }
+            }
+        } else if let Some(id) = *wrote_out {
+            write_record(out, id, report)?;
         }
     }
     Ok(())
