@@ -1170,25 +1170,9 @@ pub(crate) fn appeared(target: &Path, what: &str, kept: &[&Path]) -> Error {
 pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let cf = CString::new(from.as_os_str().as_bytes())?;
-        let ct = CString::new(to.as_os_str().as_bytes())?;
-        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them relative to the
-        // working directory, as std's rename does.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                cf.as_ptr(),
-                libc::AT_FDCWD,
-                ct.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
+        let Err(err) = relbert_index::build::renameat2(from, to, libc::RENAME_NOREPLACE) else {
             return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
+        };
         if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
             return Err(err);
         }
@@ -1253,7 +1237,7 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
 }
 
 /// Fsyncs a file or a directory (opened for reading: a directory cannot be opened to write).
-fn sync_path(path: &Path) -> Result<()> {
+pub(crate) fn sync_path(path: &Path) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(path, e))

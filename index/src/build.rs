@@ -2294,19 +2294,27 @@ pub fn swap_dirs(a: &Path, b: &Path) -> Result<()> {
 /// is published over another. Public for tests that race readers against publications.
 #[cfg(target_os = "linux")]
 pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    renameat2(a, b, libc::RENAME_EXCHANGE)
+}
+
+/// Linux's `renameat2(2)` of `from` to `to` with `flags` (`RENAME_EXCHANGE`,
+/// `RENAME_NOREPLACE`), both paths relative to the working directory as std's rename takes
+/// them; the OS error as it is on failure (callers tell `EINVAL`/`ENOSYS` apart).
+#[cfg(target_os = "linux")]
+pub fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes())?;
-    let cb = CString::new(b.as_os_str().as_bytes())?;
+    let cf = CString::new(from.as_os_str().as_bytes())?;
+    let ct = CString::new(to.as_os_str().as_bytes())?;
     // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them relative to the
     // working directory, as std's rename does.
     let r = unsafe {
         libc::renameat2(
             libc::AT_FDCWD,
-            ca.as_ptr(),
+            cf.as_ptr(),
             libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
+            ct.as_ptr(),
+            flags,
         )
     };
     if r == 0 {

@@ -255,14 +255,6 @@ fn run_eta(steps: usize, per_step: f64, validations: usize, validation: f64) -> 
     }
 }
 
-/// Seconds between the plain progress lines of a run whose standard error is no terminal:
-/// `$RELBERT_PROGRESS_SECS` as the other commands read it ([`super::progress`]), else 10.
-/// (A line every 10 steps never came for a file of fewer than 10 relations, and came
-/// minutes apart with a large base.)
-fn log_every() -> std::time::Duration {
-    super::progress::interval()
-}
-
 /// What `out` keeps after a run failed with `error` once it had saved a model, as the run
 /// returned it (`kept`); `None` when it saved nothing there or the error already says it.
 /// (It was read back from `out`'s metrics.json, and a record an earlier run left there with
@@ -367,11 +359,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     .progress_chars("=> ");
     let mut pb: Option<ProgressBar> = None;
     let epochs = cfg.epochs;
-    // Without a terminal the bar is hidden: log a step every `log_every` seconds instead
-    // (for nohup runs), with an ETA for the whole run: the steps left at the run's mean
+    // Without a terminal the bar is hidden: log a step every `RELBERT_PROGRESS_SECS` seconds
+    // (10 unless set; a line every 10 steps never came for a file of fewer than 10
+    // relations) instead (for nohup runs), with an ETA for the whole run: the steps left at the run's mean
     // seconds per step, plus the validations left at the last one's duration (unknown
     // before the first epoch ends).
-    let every = log_every();
+    let every = super::progress::interval();
     let mut last_line = std::time::Instant::now();
     let mut step_in_epoch = 0usize;
     let mut epoch_now = 0usize;

@@ -1517,9 +1517,7 @@ fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
     // Synced before the rename: after a crash the record is the old one or the new one,
     // never an empty file under its name (model directories are synced the same way,
     // `write_dir_atomically`).
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
+    crate::output::sync_path(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
