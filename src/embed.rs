@@ -209,7 +209,8 @@ impl Sink {
     /// full disk fails here with the old output untouched. An array and its pair list cannot
     /// be renamed together, so the old array goes next, then the new pair list, then the new
     /// array: a kill in between leaves no array (an incomplete output, redone by the next
-    /// run), never an array beside a pair list of other rows.
+    /// run), never an array beside a pair list of other rows. Once the old array is removed,
+    /// a failure keeps the new files under their temporary names, and the error names them.
     pub fn commit(self) -> Result<()> {
         match self {
             Sink::Jsonl(None) => Ok(()),
@@ -234,23 +235,31 @@ impl Sink {
                         &[&a, &p],
                     ));
                 }
-                let removed = match std::fs::symlink_metadata(&path) {
-                    Ok(_) if array.replaces() => {
-                        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))
+                let removes_old = array.replaces() && std::fs::symlink_metadata(&path).is_ok();
+                if removes_old {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        array.discard();
+                        pairs.discard();
+                        return Err(Error::io(&path, e));
                     }
-                    _ => Ok(()),
-                };
-                if let Err(e) = removed {
-                    array.discard();
-                    pairs.discard();
-                    return Err(e);
+                    // The old array is gone: the new files are all that is left of either,
+                    // and are kept, and named, whatever fails from here.
+                    if let Err(kept) = pairs.commit_or_keep() {
+                        let (e, p) = *kept;
+                        let a = array.keep();
+                        return Err(kept_after_removal(e, &path, &[&a, &p]));
+                    }
+                    return array.commit_or_keep().map_err(|kept| {
+                        let (e, a) = *kept;
+                        kept_after_removal(e, &path, &[&a])
+                    });
                 }
                 let pairs_target = pairs.target().to_path_buf();
                 let pairs_tmp = crate::output::temp_path(&pairs_target);
                 if let Err(e) = pairs.commit() {
                     // A pair list that appeared in the moment since the check above is kept,
                     // and so is the new list under its temporary name: the new array is
-                    // kept with it (the old one may be gone already), not thrown away.
+                    // kept with it, not thrown away.
                     if std::fs::symlink_metadata(&pairs_tmp).is_ok_and(|m| m.is_file()) {
                         let a = array.keep();
                         return Err(crate::output::appeared(
@@ -277,6 +286,30 @@ impl Sink {
                 pairs.discard();
             }
         }
+    }
+}
+
+/// `e`, the error of a commit that failed after the old array `old` was removed, with where
+/// this run's new files were kept (`kept`), since they are all that is left of the output.
+fn kept_after_removal(e: Error, old: &Path, kept: &[&Path]) -> Error {
+    let kept = kept
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let note = format!(
+        "the old array {} was already removed, so what this run wrote is kept in {kept}: \
+         move it into place by hand, or run again",
+        old.display()
+    );
+    match e {
+        // The error a commit gives (its own message names where the list is kept when
+        // one appeared at its name).
+        Error::Io { path, err } => Error::io(
+            path,
+            std::io::Error::new(err.kind(), format!("{err}; {note}")),
+        ),
+        other => Error::io(old, std::io::Error::other(format!("{other}; {note}"))),
     }
 }
 
@@ -705,5 +738,34 @@ mod tests {
         let ((_, line), count, shown) = unknown_word_summary(&few, unknown).unwrap();
         assert_eq!((line, count, shown), (7, 2, vec!["u9", "u1"]));
         assert!(unknown_word_summary(&[("dog", "cat", file, 1)], unknown).is_none());
+    }
+
+    /// Review R5 of 32d4121: with --force the old array is removed before the new pair list
+    /// is renamed; a rename that then failed threw the new array away too (its temporary
+    /// file removed), and neither was left. Both new files are kept now, and named.
+    #[test]
+    fn a_commit_that_fails_after_removing_the_old_array_keeps_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let array = dir.path().join("a.npy");
+        let list = pairs_sidecar(&array);
+        std::fs::write(&array, "old array").unwrap();
+        std::fs::write(&list, "old list\n").unwrap();
+        let mut sink = Sink::open(crate::output::Format::Npy, Some(&array), 1, 2, true).unwrap();
+        sink.write_pair("dog", "cat", None, &[1.0, 0.0], &mut Vec::new())
+            .unwrap();
+        // The pair list's name is a directory by the time of the rename, which fails
+        // (a file cannot be renamed over a directory).
+        std::fs::remove_file(&list).unwrap();
+        std::fs::create_dir(&list).unwrap();
+        std::fs::write(list.join("x"), "").unwrap();
+        let err = sink.commit().unwrap_err().to_string();
+        let kept = crate::output::temp_path(&array);
+        assert!(!array.exists(), "the old array is gone, as before");
+        assert!(
+            std::fs::read(&kept).unwrap().starts_with(b"\x93NUMPY"),
+            "{err}"
+        );
+        assert!(err.contains(&kept.display().to_string()), "{err}");
+        assert!(crate::output::temp_path(&list).is_file(), "{err}");
     }
 }

@@ -121,6 +121,16 @@ pub enum Error {
         /// Why it is not recognised.
         why: String,
     },
+    /// The model directory a run saved at its output earlier in the run (a better epoch
+    /// replaces it) is no longer what the output names: another directory was put there, or
+    /// it was moved away and something else put in its place. That is someone's, and stays.
+    #[error("{path} is no longer the model this run saved there (replaced or moved during the run); left as it is; the new model is in {kept} (move it away before another run to this output, which removes it)")]
+    NoLongerOurs {
+        /// The output directory.
+        path: PathBuf,
+        /// Where the new model is kept.
+        kept: PathBuf,
+    },
     /// A pair's prompt is longer than the encoder takes and its mask token would be cut off.
     // The words quoted cut ([`quoted`]): a query line of 60 KB (20,000 short words) was
     // quoted whole, a 60 KB message.

@@ -144,6 +144,22 @@ impl AtomicFile {
     /// always means the file was not put in place: a directory sync that fails after the
     /// rename is warned about instead.
     pub fn commit(mut self) -> Result<()> {
+        self.place()
+    }
+
+    /// [`AtomicFile::commit`], but a failure keeps the file under its temporary name (not
+    /// removed on drop) and returns that name with the error: for a caller that removed the
+    /// old output first, where the new one is all that is left.
+    pub fn commit_or_keep(mut self) -> std::result::Result<(), Box<(Error, PathBuf)>> {
+        match self.place() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Box::new((e, self.keep()))),
+        }
+    }
+
+    /// The commit: on failure the temporary file is left to the caller (kept only where
+    /// something appeared at the target).
+    fn place(&mut self) -> Result<()> {
         self.sync()?;
         let renamed = if self.replace {
             std::fs::rename(&self.tmp, &self.target)
@@ -952,7 +968,7 @@ pub fn check_model_leftovers(out: &Path) -> Result<()> {
 }
 
 /// How `write_dir_atomically` treats a directory at `out` when it puts the new one in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replace {
     /// Nothing may be replaced (no `--force`): an `out` that appeared during the run stays,
     /// and the new model is left in its temporary directory.
@@ -962,17 +978,36 @@ pub enum Replace {
     OwnModel,
     /// This run's own earlier model, which [`write_dir_atomically`] returned the identity of,
     /// may be replaced, if `out` is still that directory (another relbert model moved there
-    /// during the run is someone's, and stays) and still holds only model files.
+    /// during the run is someone's, and stays: [`Error::NoLongerOurs`]) and still holds only
+    /// model files.
     Same(DirId),
 }
 
 /// Which directory a path named when it was looked at (its device and inode): a model
 /// directory [`write_dir_atomically`] placed, told apart from one put at the same path later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The identity [`write_dir_atomically`] returns also holds the directory open: an inode
+/// number is only an identity while the inode lives, and ext4 often gives a directory made
+/// at `out` just after the user removed the run's own the freed number again, so a run
+/// that held only the number took the user's directory for its own (and replaced it, or
+/// wrote its metrics.json). An open directory is not freed, so its number is not reused
+/// while the run holds it. Identities compare by device and inode only.
+#[derive(Debug, Clone)]
 pub struct DirId {
     dev: u64,
     ino: u64,
+    /// The directory, held open (shared by clones) so that its inode is not freed and its
+    /// number given to another; `None` for an identity only looked at ([`DirId::of`]).
+    _held: Option<std::sync::Arc<std::fs::File>>,
 }
+
+impl PartialEq for DirId {
+    fn eq(&self, other: &Self) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+impl Eq for DirId {}
 
 impl DirId {
     /// The identity of what `path` names now (not following a link at `path`), or `None`
@@ -983,12 +1018,31 @@ impl DirId {
         Some(DirId {
             dev: md.dev(),
             ino: md.ino(),
+            _held: None,
+        })
+    }
+
+    /// The identity of the directory `path` names, held open as long as the identity (or
+    /// a clone of it) lives, so that no directory made later can have it. A link at `path`
+    /// is not followed.
+    pub fn held(path: &Path) -> std::io::Result<DirId> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)?;
+        // The identity of what was opened, not of what the path names a moment later.
+        let md = dir.metadata()?;
+        Ok(DirId {
+            dev: md.dev(),
+            ino: md.ino(),
+            _held: Some(std::sync::Arc::new(dir)),
         })
     }
 
     /// Whether `path` still names this directory.
-    pub fn is_at(self, path: &Path) -> bool {
-        DirId::of(path) == Some(self)
+    pub fn is_at(&self, path: &Path) -> bool {
+        DirId::of(path).is_some_and(|id| id == *self)
     }
 }
 
@@ -1014,7 +1068,8 @@ impl Replace {
 /// that the new model is in `.<name>.tmp`.
 ///
 /// An error means `out` is as it was (the one exception, a move aside whose second rename
-/// failed, says where both models are). Once the new model is in place the call succeeds:
+/// failed, says where both models are). A `fill` or sync that fails removes `.<name>.tmp`
+/// (a partial model); only the errors that name it as where the finished model is keep it. Once the new model is in place the call succeeds:
 /// what can still go wrong after (syncing the parent directory, an old model that a file
 /// was put into just then and so is left aside, its removal) is warned about. It returns
 /// the identity of the placed directory, for [`Replace::Same`].
@@ -1037,11 +1092,20 @@ pub fn write_dir_atomically(
         }
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    fill(&tmp)?;
-    sync_model_dir(&tmp)?;
     // Renames keep the inode: this is `out`'s identity once the model is in place.
-    let placed = DirId::of(&tmp)
-        .ok_or_else(|| Error::io(&tmp, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+    let filled = fill(&tmp)
+        .and_then(|()| sync_model_dir(&tmp))
+        .and_then(|()| DirId::held(&tmp).map_err(|e| Error::io(&tmp, e)));
+    let placed = match filled {
+        Ok(placed) => placed,
+        Err(e) => {
+            // A partial model (a full disk: as large as the model) is no use to anyone, and
+            // would hold the space a retry needs. Only the errors below, which keep a
+            // finished model in `.<name>.tmp`, leave it.
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
     let kept = |why: String| Error::NotOurs {
         path: out.to_path_buf(),
         what: "a model directory",
@@ -1064,17 +1128,17 @@ pub fn write_dir_atomically(
             Err(e) => return Err(Error::io(out, e)),
         }
     }
-    match replace {
+    let own = match replace {
         Replace::Never => return Err(appeared(out, "model", &[&tmp])),
         Replace::Same(id) if !id.is_at(out) => {
-            return Err(kept(
-                "it is not the model this run saved there: something else was put in its \
-                 place during the run"
-                    .into(),
-            ))
+            return Err(Error::NoLongerOurs {
+                path: out.to_path_buf(),
+                kept: tmp,
+            })
         }
-        Replace::Same(_) | Replace::OwnModel => {}
-    }
+        Replace::Same(id) => Some(id),
+        Replace::OwnModel => None,
+    };
     match recognise_model_dir(out) {
         Ok(()) => {}
         Err(Error::NotOurs { why, .. }) => return Err(kept(why)),
@@ -1103,6 +1167,19 @@ pub fn write_dir_atomically(
         &old
     };
     warn_after_placing(out, sync_parent(out));
+    // What was moved aside is this run's own earlier model only if `out` did not change in
+    // the moment since it was checked: anything else stays where it now is.
+    if own.is_some_and(|id| !id.is_at(replaced)) {
+        tracing::warn!(
+            "the new model is in {}, but what it replaced, now in {}, is not the model this \
+             run saved there (it was put in its place just as the new model was), so it is \
+             left there (move it away before another run to this output, which removes a \
+             model directory left there)",
+            out.display(),
+            replaced.display()
+        );
+        return Ok(placed);
+    }
     // Checked once more as it is removed: a file put into the old model in the moment
     // between the check above and the exchange stays, with the model beside it.
     if let Err(why) = only_model_files(replaced) {
@@ -1186,6 +1263,12 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 /// placeholder filled meanwhile), a file is linked to `to` (`link` fails on anything there)
 /// and then unlinked from `from`. Only a file system without hard links falls back to
 /// looking at `to` before a plain rename.
+///
+/// A kill between the placeholder's `mkdir` and the rename leaves that empty directory at
+/// `to` (only here: `renameat2` has no such moment); the next run finds an empty directory
+/// where its output goes, which is not relbert's to remove. Once a file is linked at `to`
+/// it is in place: an unlink of `from` that fails then is warned about (both names are the
+/// one file), not reported as a failure to place it.
 fn rename_noreplace_fallback(from: &Path, to: &Path) -> std::io::Result<()> {
     let exists = || std::io::Error::from(std::io::ErrorKind::AlreadyExists);
     let md = std::fs::symlink_metadata(from)?;
@@ -1195,6 +1278,7 @@ fn rename_noreplace_fallback(from: &Path, to: &Path) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
             Err(e) => return Err(e),
         }
+        in_fallback_window(FallbackStep::Placing, to);
         return match std::fs::rename(from, to) {
             Ok(()) => Ok(()),
             // Filled meanwhile: someone's now, left as it is.
@@ -1209,8 +1293,20 @@ fn rename_noreplace_fallback(from: &Path, to: &Path) -> std::io::Result<()> {
             }
         };
     }
+    in_fallback_window(FallbackStep::Placing, to);
     match std::fs::hard_link(from, to) {
-        Ok(()) => std::fs::remove_file(from),
+        Ok(()) => {
+            in_fallback_window(FallbackStep::Unlinking, from);
+            if let Err(e) = std::fs::remove_file(from) {
+                tracing::warn!(
+                    "{} is in place, but its temporary name {} (the same file) could not be \
+                     removed: {e}",
+                    to.display(),
+                    from.display()
+                );
+            }
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
         Err(e)
             if matches!(
@@ -1226,6 +1322,43 @@ fn rename_noreplace_fallback(from: &Path, to: &Path) -> std::io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// The moments of [`rename_noreplace_fallback`] in which someone else may act, for the tests
+/// to act in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FallbackStep {
+    /// Nothing was at `to` (or the placeholder was just made there), and the file or the
+    /// directory is about to be put there.
+    Placing,
+    /// The file is linked at `to`, and its name `from` is about to be removed.
+    Unlinking,
+}
+
+/// A test's action at a step of the rename fallback.
+#[cfg(test)]
+type WindowAct = Box<dyn FnMut(FallbackStep, &Path)>;
+
+#[cfg(test)]
+thread_local! {
+    /// What a test does at a [`FallbackStep`] of this thread's fallback, with the path the
+    /// step is about.
+    static FALLBACK_WINDOW: std::cell::RefCell<Option<WindowAct>> =
+        std::cell::RefCell::new(None);
+}
+
+/// Runs the test's action for `step`, if it set one.
+#[cfg(test)]
+fn in_fallback_window(step: FallbackStep, path: &Path) {
+    FALLBACK_WINDOW.with(|hook| {
+        if let Some(act) = hook.borrow_mut().as_mut() {
+            act(step, path);
+        }
+    });
+}
+
+/// Outside the tests, nobody acts in between.
+#[cfg(not(test))]
+fn in_fallback_window(_step: FallbackStep, _path: &Path) {}
 
 /// Fsyncs the directory `path` is in, so a rename or creation of `path` survives a power loss.
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
@@ -1704,7 +1837,7 @@ mod tests {
         })
         .unwrap();
         assert!(first.is_at(&out));
-        let second = write_dir_atomically(&out, Replace::Same(first), |d| {
+        let second = write_dir_atomically(&out, Replace::Same(first.clone()), |d| {
             model_dir(d, &["metrics.json"]);
             Ok(())
         })
@@ -1720,13 +1853,133 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("not the model this run saved there"), "{err}");
+        assert!(
+            err.contains("is no longer the model this run saved there (replaced or moved")
+                && !err.contains("--force"),
+            "{err}"
+        );
         assert!(
             out.join("averaged_from.json").is_file() && !out.join("epoch_metrics.json").exists()
         );
         assert!(sibling_named(&out, "tmp")
             .join("epoch_metrics.json")
             .is_file());
+    }
+
+    /// Review R5 of 32d4121: the identity was only (device, inode), and ext4 gives a directory
+    /// made where one was just removed its inode number again, so a directory the user made
+    /// at `out` after removing the run's model was taken for the run's own (and replaced by
+    /// the next better epoch). The identity holds the directory open: the number is not freed.
+    #[test]
+    fn a_directory_made_where_the_run_s_model_was_removed_is_not_the_run_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let mut id = write_dir_atomically(&out, Replace::Never, |d| {
+            model_dir(d, &[]);
+            Ok(())
+        })
+        .unwrap();
+        // ext4 reuses the number at once, most times (tmpfs never does); a few tries.
+        for _ in 0..8 {
+            std::fs::remove_dir_all(&out).unwrap();
+            model_dir(&out, &["notes.txt"]);
+            assert!(!id.is_at(&out));
+            let err = write_dir_atomically(&out, Replace::Same(id.clone()), |d| {
+                model_dir(d, &["metrics.json"]);
+                Ok(())
+            })
+            .unwrap_err();
+            assert!(matches!(err, Error::NoLongerOurs { .. }), "{err}");
+            assert!(out.join("notes.txt").is_file() && !out.join("metrics.json").exists());
+            // The run goes on with a model it places at `out` once that is free again.
+            std::fs::remove_dir_all(&out).unwrap();
+            id = write_dir_atomically(&out, Replace::Same(id), |d| {
+                model_dir(d, &["metrics.json"]);
+                Ok(())
+            })
+            .unwrap();
+            assert!(id.is_at(&out) && out.join("metrics.json").is_file());
+        }
+    }
+
+    /// Review R5 of 32d4121: a `fill` that failed (a full disk) left its partial model in
+    /// `.<name>.tmp`, as large as the model.
+    #[test]
+    fn a_failed_fill_leaves_no_temporary_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let err = write_dir_atomically(&out, Replace::Never, |d| {
+            model_dir(d, &[]);
+            Err(Error::io(
+                d.join("model.safetensors"),
+                std::io::Error::other("No space left on device"),
+            ))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert!(!sibling_named(&out, "tmp").exists() && !out.exists());
+    }
+
+    /// Review R5 of 32d4121: the fallback's own test put every obstacle at the target before
+    /// the call, which a look-then-rename passes too. Here something appears at the target
+    /// in the fallback's window (after the placeholder is made, before the file is linked),
+    /// and stays.
+    #[test]
+    fn what_appears_in_the_rename_fallback_s_window_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |n: &str| dir.path().join(n);
+        let set = |act: Option<WindowAct>| {
+            FALLBACK_WINDOW.with(|h| *h.borrow_mut() = act);
+        };
+        std::fs::create_dir(d("from")).unwrap();
+        std::fs::write(d("from/f"), "new").unwrap();
+        set(Some(Box::new(|step, path: &Path| {
+            if step == FallbackStep::Placing {
+                // Into the placeholder, or where it would be.
+                std::fs::create_dir_all(path).unwrap();
+                std::fs::write(path.join("theirs"), "theirs").unwrap();
+            }
+        })));
+        let e = rename_noreplace_fallback(&d("from"), &d("to"));
+        set(None);
+        assert_eq!(e.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(d("to/theirs")).unwrap(), "theirs");
+        assert!(d("from/f").is_file() && !d("to/f").exists());
+
+        std::fs::write(d("a"), "new").unwrap();
+        set(Some(Box::new(|step, path: &Path| {
+            if step == FallbackStep::Placing {
+                std::fs::write(path, "theirs").unwrap();
+            }
+        })));
+        let e = rename_noreplace_fallback(&d("a"), &d("b"));
+        set(None);
+        assert_eq!(e.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(d("b")).unwrap(), "theirs");
+        assert_eq!(std::fs::read_to_string(d("a")).unwrap(), "new");
+    }
+
+    /// Review R5 of 32d4121: once the file was linked at the target, a failed unlink of its
+    /// temporary name was reported as a failure to place it (the caller then said the output
+    /// was not written, though it was).
+    #[test]
+    fn a_file_linked_in_place_is_placed_even_if_its_old_name_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "new").unwrap();
+        FALLBACK_WINDOW.with(|h| {
+            *h.borrow_mut() = Some(Box::new(|step, from: &Path| {
+                if step == FallbackStep::Unlinking {
+                    // The unlink that follows fails (as it would in a directory that does
+                    // not let this user remove names).
+                    std::fs::remove_file(from).unwrap();
+                }
+            }))
+        });
+        let placed = rename_noreplace_fallback(&a, &b);
+        FALLBACK_WINDOW.with(|h| *h.borrow_mut() = None);
+        placed.unwrap();
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "new");
     }
 
     /// Review R1 of d2d47d4: where `renameat2` is not offered, the target was looked at and

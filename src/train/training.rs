@@ -1967,7 +1967,7 @@ fn train_run(
         // recorded beside it, as a stop is.
         if let (Some(id), Some(epoch)) = (wrote_out, report.best_epoch) {
             report.failed = Some(e.to_string());
-            let recorded = match write_record(out, id, &report) {
+            let recorded = match write_record(out, &id, &report) {
                 Ok(()) => true,
                 Err(also) => {
                     tracing::warn!(
@@ -1990,7 +1990,7 @@ fn train_run(
     }
     // The stop (or the end) recorded beside this run's model; an `out` this run never wrote
     // keeps the earlier run's metrics.json with its weights.
-    if let Some(id) = wrote_out {
+    if let Some(id) = &wrote_out {
         write_record(out, id, &report)?;
     }
     Ok(report)
@@ -1999,7 +1999,17 @@ fn train_run(
 /// Rewrites `out/metrics.json` with `report`, if `out` is still the model directory this run
 /// placed there (`id`): a directory put at `out` during the run is someone else's, and its
 /// metrics.json (or the lack of one) stays.
-fn write_record(out: &Path, id: DirId, report: &TrainReport) -> Result<()> {
+fn write_record(out: &Path, id: &DirId, report: &TrainReport) -> Result<()> {
+    if DirId::of(out).is_none() {
+        return Err(Error::io(
+            out,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the model directory this run saved there is no longer there (removed or \
+                 moved during the run), so this run's record is not written",
+            ),
+        ));
+    }
     if !id.is_at(out) {
         return Err(Error::io(
             out,
@@ -2133,8 +2143,8 @@ fn run_epochs(
             report.best_epoch = Some(epoch);
             // This run's own model of an earlier epoch may be replaced even without --force,
             // if `out` is still that directory.
-            let replace = match *wrote_out {
-                Some(id) => crate::output::Replace::Same(id),
+            let replace = match wrote_out {
+                Some(id) => crate::output::Replace::Same(id.clone()),
                 None => crate::output::Replace::when(force),
             };
             let saved = write_dir_atomically(out, replace, |dir| {
@@ -2149,7 +2159,7 @@ fn run_epochs(
                     return Err(e);
                 }
             }
-        } else if let Some(id) = *wrote_out {
+        } else if let Some(id) = wrote_out {
             write_record(out, id, report)?;
         }
     }
