@@ -24,6 +24,8 @@ use crate::error::{IndexError, Result};
 pub struct OutputLock {
     path: PathBuf,
     file: File,
+    /// This lock's slot in the record of held lock files ([`held_by_this_process`]).
+    slot: Option<usize>,
 }
 
 /// The lock file of `target`: `.<name>.lock` in the same directory.
@@ -41,22 +43,64 @@ pub fn lock_path(target: &Path) -> Result<PathBuf> {
 /// a partial directory (shared), and that [`stop_writers`] closes for good (exclusive).
 static WRITERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// How many [`Writing`] guards this thread holds, and the gate's read guard while it holds any.
+/// The signals that stop a run; blocked on a thread while it holds the gate ([`writing`]).
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// How many [`Writing`] guards this thread holds, the gate's read guard while it holds any,
+/// and the stop signals the outer pass blocked (those this thread did not block already).
 struct Held {
     depth: usize,
     guard: Option<std::sync::RwLockReadGuard<'static, ()>>,
+    blocked: Option<libc::sigset_t>,
 }
 
 thread_local! {
     static HELD: std::cell::RefCell<Held> = const {
-        std::cell::RefCell::new(Held { depth: 0, guard: None })
+        std::cell::RefCell::new(Held { depth: 0, guard: None, blocked: None })
     };
+    /// Whether this thread holds the gate, for [`try_stop_writers`], which a signal handler
+    /// calls: a `const` cell of a type without drop glue, read without registering anything
+    /// (unlike [`HELD`], whose guard has a destructor).
+    static HOLDS_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Blocks the stop signals on this thread; returns those of them it did block (not blocked
+/// before), for [`unblock`].
+fn block_stop_signals() -> Option<libc::sigset_t> {
+    // SAFETY: sigemptyset(3), sigaddset(3), sigismember(3) and pthread_sigmask(3) on sets
+    // this frame owns.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut before) != 0 {
+            return None;
+        }
+        let mut added: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut added);
+        for sig in STOP_SIGNALS {
+            if libc::sigismember(&before, sig) == 0 {
+                libc::sigaddset(&mut added, sig);
+            }
+        }
+        Some(added)
+    }
+}
+
+/// Unblocks `added` ([`block_stop_signals`]) on this thread: a signal that came meanwhile is
+/// delivered now, once the gate is open to a handler.
+fn unblock(added: &libc::sigset_t) {
+    // SAFETY: pthread_sigmask(3) with a set made by `block_stop_signals`.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, added, std::ptr::null_mut()) };
 }
 
 /// This thread's pass through the gate of [`writing`]; the gate is left when the last pass
 /// this thread holds is dropped, in whatever order they are.
 #[must_use = "the gate is left when this is dropped"]
-pub(crate) struct Writing {
+pub struct Writing {
     /// Not `Send`: the pass is counted in the thread that took it.
     _thread: std::marker::PhantomData<*const ()>,
 }
@@ -70,6 +114,11 @@ impl Drop for Writing {
             h.depth = h.depth.saturating_sub(1);
             if h.depth == 0 {
                 h.guard = None;
+                let _ = HOLDS_GATE.try_with(|g| g.set(false));
+                // After the gate is left: a signal held back meanwhile finds it open.
+                if let Some(added) = h.blocked.take() {
+                    unblock(&added);
+                }
             }
         });
     }
@@ -81,20 +130,38 @@ impl Drop for Writing {
 /// whose first checkpoint failed discarded its partial directory under the gate it held, and
 /// std's `RwLock`, which queues a second read behind a waiting writer, hung the process
 /// when a signal handler was waiting in [`stop_writers`]).
+///
+/// SIGINT, SIGTERM and SIGHUP are blocked on the thread while it holds the gate, so that a
+/// signal sent to the process is handled by another thread, whose handler can close the gate
+/// once this thread leaves it (found by a review: a Ctrl-C handled on the thread writing the
+/// first checkpoint under the gate could never close it and left the lock file). Blocked
+/// before the gate is taken and unblocked after it is left, so a handler never runs on a
+/// thread that holds it. A thread started meanwhile inherits the block; another thread takes
+/// the signal.
 pub(crate) fn writing() -> Writing {
     HELD.with(|h| {
         let outer = h.borrow().depth == 0;
+        let blocked = if outer { block_stop_signals() } else { None };
         // Taken outside the borrow: this may wait (for good, once `stop_writers` is called).
         let guard = outer.then(|| WRITERS.read().unwrap_or_else(|p| p.into_inner()));
         let mut h = h.borrow_mut();
         if let Some(g) = guard {
             h.guard = Some(g);
+            h.blocked = blocked;
+            HOLDS_GATE.with(|g| g.set(true));
         }
         h.depth += 1;
     });
     Writing {
         _thread: std::marker::PhantomData,
     }
+}
+
+/// [`writing`], for the tests of the gate in `tests/` (the gate closes for good, so they run
+/// in a process of their own); nothing else passes it from outside this crate.
+#[doc(hidden)]
+pub fn writing_for_tests() -> Writing {
+    writing()
 }
 
 /// Stops every writer of this process, for the rest of its life, from taking a writer lock and
@@ -112,9 +179,13 @@ pub fn stop_writers() {
 
 /// [`stop_writers`] for a signal handler, which may not wait: closes the gate and returns
 /// true when no writer of this process is passing it, else leaves it open and returns false
-/// (the caller then leaves the lock file as it is). One compare-and-swap on the lock's state,
-/// no allocation and no system call.
+/// (the caller then leaves the lock file as it is). It never waits and does not allocate
+/// (`RwLock::try_write`, and a read of a thread-local flag); false at once on a thread that
+/// holds the gate itself.
 pub fn try_stop_writers() -> bool {
+    if HOLDS_GATE.try_with(|g| g.get()).unwrap_or(true) {
+        return false;
+    }
     match WRITERS.try_write() {
         Ok(closed) => {
             // Never reopened: the process ends with the gate closed.
@@ -123,6 +194,114 @@ pub fn try_stop_writers() -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// [`try_stop_writers`] up to `attempts` times, sleeping `pause` (nanosleep(2), which a
+/// signal handler may call) between tries: a writer passing the gate (writing a checkpoint,
+/// taking or releasing a lock) is usually out of it within milliseconds. False at once on a
+/// thread that holds the gate, which would wait for itself; false when the gate stays held.
+pub fn try_stop_writers_for(attempts: u32, pause: std::time::Duration) -> bool {
+    if HOLDS_GATE.try_with(|g| g.get()).unwrap_or(true) {
+        return false;
+    }
+    let pause = libc::timespec {
+        tv_sec: pause.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: pause.subsec_nanos().into(),
+    };
+    for attempt in 0..attempts {
+        if try_stop_writers() {
+            return true;
+        }
+        if attempt + 1 < attempts {
+            // SAFETY: nanosleep(2) with a valid interval; woken early by a signal, it just
+            // tries again sooner.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+        }
+    }
+    false
+}
+
+/// The writer locks this process holds: the device and inode of each lock file, so that
+/// "is this lock file ours" is asked of the file itself, not of the pid written in it (pids
+/// repeat across PID namespaces, where every container's relbert is pid 1, and after
+/// reuse). Fixed slots of atomics, so that a signal handler can read them; a lock taken
+/// while all are in use is not recorded, and its file is then never judged ours (left on a
+/// signal, which is harmless: its next taker overwrites it).
+static HELD_FILES: [HeldFile; 16] = [const { HeldFile::free() }; 16];
+
+/// One slot of [`HELD_FILES`].
+struct HeldFile {
+    /// Free (0), [`HeldFile::FILLING`] or [`HeldFile::LIVE`].
+    state: std::sync::atomic::AtomicU8,
+    dev: std::sync::atomic::AtomicU64,
+    ino: std::sync::atomic::AtomicU64,
+}
+
+impl HeldFile {
+    /// A free slot.
+    const fn free() -> HeldFile {
+        HeldFile {
+            state: std::sync::atomic::AtomicU8::new(0),
+            dev: std::sync::atomic::AtomicU64::new(0),
+            ino: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+    const FILLING: u8 = 1;
+    const LIVE: u8 = 2;
+}
+
+/// Records the lock file `(dev, ino)` as held by this process; the slot, for [`forget`].
+fn record(dev: u64, ino: u64) -> Option<usize> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let slot = HELD_FILES.iter().position(|s| {
+        s.state
+            .compare_exchange(0, HeldFile::FILLING, SeqCst, SeqCst)
+            .is_ok()
+    })?;
+    let s = &HELD_FILES[slot];
+    s.dev.store(dev, SeqCst);
+    s.ino.store(ino, SeqCst);
+    s.state.store(HeldFile::LIVE, SeqCst);
+    Some(slot)
+}
+
+/// Frees the slot [`record`] returned.
+fn forget(slot: usize) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if let Some(s) = HELD_FILES.get(slot) {
+        s.state.store(HeldFile::FILLING, SeqCst);
+        s.dev.store(0, SeqCst);
+        s.ino.store(0, SeqCst);
+        s.state.store(0, SeqCst);
+    }
+}
+
+/// Whether the file with device `dev` and inode `ino` is a lock file this process holds (an
+/// [`OutputLock`] not yet released). Atomic loads only: a signal handler may call it, on what
+/// fstat(2) says of the file. The inode cannot name another file meanwhile: the lock holds it
+/// open. Exact once the gate is closed ([`stop_writers`]); before, a lock taken or released
+/// at that moment may be seen either way.
+pub fn held_by_this_process(dev: u64, ino: u64) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    HELD_FILES.iter().any(|s| {
+        s.state.load(SeqCst) == HeldFile::LIVE
+            && s.dev.load(SeqCst) == dev
+            && s.ino.load(SeqCst) == ino
+    })
+}
+
+/// Whether `path` is (not through a link) a lock file this process holds
+/// ([`held_by_this_process`]).
+pub fn path_held_by_this_process(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && held_by_this_process(m.dev(), m.ino()))
+}
+
+/// What a lock file this process writes starts with, `pid N:` (its pid), for people and for
+/// a refused writer's message; whether a lock file is this process's is asked of the file
+/// ([`path_held_by_this_process`]), not of this text.
+pub fn holder_prefix() -> String {
+    format!("pid {}:", std::process::id())
 }
 
 impl OutputLock {
@@ -171,13 +350,10 @@ impl OutputLock {
             }
             // The previous holder may have removed the file between our open and our lock:
             // then we hold a lock on an unlinked inode, and must take the new file instead.
-            let same = match (file.metadata(), std::fs::metadata(&path)) {
-                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-                _ => false,
+            let locked = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(a), Ok(b)) if a.dev() == b.dev() && a.ino() == b.ino() => (a.dev(), a.ino()),
+                _ => continue,
             };
-            if !same {
-                continue;
-            }
             // A file of that name that relbert did not write (its lock files hold a `pid`
             // line, or nothing when a taker died before writing it) is left as it is.
             let mut before = Vec::new();
@@ -197,8 +373,8 @@ impl OutputLock {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let note = format!(
-                "pid {}: {} (since unix time {since})\n",
-                std::process::id(),
+                "{} {} (since unix time {since})\n",
+                holder_prefix(),
                 args.join(" ")
             );
             let written = file
@@ -210,7 +386,10 @@ impl OutputLock {
                 let _ = std::fs::remove_file(&path);
                 return Err(IndexError::io(&path, e));
             }
-            return Ok(OutputLock { path, file });
+            // Under the gate: a signal handler that has closed it sees the lock recorded, or
+            // not taken.
+            let slot = record(locked.0, locked.1);
+            return Ok(OutputLock { path, file, slot });
         }
         Err(IndexError::Locked {
             path: target.to_path_buf(),
@@ -231,9 +410,20 @@ impl Drop for OutputLock {
         // meanwhile, another process could take the output and lose its lock file to that
         // handler (found by a review). Waits, for good, once the gate is closed.
         let _gate = writing();
+        // No longer ours from here: the inode may be reused once the file is closed.
+        if let Some(slot) = self.slot.take() {
+            forget(slot);
+        }
         // Remove first, then unlock (closing the file): a waiter that opened the old file
-        // sees it unlinked and retries with a fresh one.
-        let _ = std::fs::remove_file(&self.path);
+        // sees it unlinked and retries with a fresh one. Only while the path still names the
+        // file locked here: one put there since (by hand) is not ours to remove.
+        let same = match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if same {
+            let _ = std::fs::remove_file(&self.path);
+        }
         let _ = self.file.unlock();
     }
 }

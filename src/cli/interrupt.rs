@@ -41,6 +41,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 /// A signal that asks a run to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,19 +491,11 @@ impl Drop for Resumable {
     }
 }
 
-/// Whether the lock file `lock` is a regular file that names this process as its holder
-/// (`relbert_index::OutputLock` writes `pid N: …` into it).
+/// Whether the lock file `lock` is one this process holds: the file itself, by device and
+/// inode ([`relbert_index::lock::path_held_by_this_process`]), not the `pid N:` written in it,
+/// since pids repeat across PID namespaces and after reuse (found by a review).
 fn names_this_process(lock: &std::path::Path) -> bool {
-    if !std::fs::symlink_metadata(lock).is_ok_and(|m| m.is_file()) {
-        return false;
-    }
-    let mut head = [0u8; 32];
-    let read = std::fs::File::open(lock).and_then(|mut f| {
-        use std::io::Read;
-        f.read(&mut head)
-    });
-    let ours = format!("pid {}:", std::process::id());
-    read.is_ok_and(|n| head[..n].starts_with(ours.as_bytes()))
+    relbert_index::lock::path_held_by_this_process(lock)
 }
 
 /// What a [`Resumable`] says on a signal: what `partial` keeps (`kept`) when it holds a
@@ -541,21 +534,40 @@ fn resume_message(partial: &std::path::Path, kept: &str, stdin_again: bool) -> S
 pub(super) struct CollectionLoad(Arc<AtomicBool>);
 
 impl CollectionLoad {
-    /// Installs the handler for a load into `target` (the connection's description, as
-    /// messages name it); it is disarmed when the returned value is dropped.
-    pub fn install(target: String) -> CollectionLoad {
-        Self::install_saying(load_message(&target))
+    /// Installs the handler for a load through `conn` (named in messages by its target); it
+    /// is disarmed when the returned value is dropped. A load turns the collection's indexing
+    /// off while it streams: on a signal the handler spends at most a second turning it back
+    /// on, so a collection kept half-loaded is not left to full scans (when that second is
+    /// not enough, it says so; the next load to finish, or `index remove --abandoned-load`,
+    /// turns it on).
+    pub fn install(conn: &relbert::store::qdrant::Connection) -> CollectionLoad {
+        Self::install_with(load_message(&conn.target()), Some(conn.clone()))
     }
 
     /// Installs the handler for other work on a collection that a stop at any moment leaves
     /// fit to finish by running the same command (`index remove --collection`: a delete by
     /// id is whole and harmless twice), saying `message` on a signal.
     pub fn install_saying(message: String) -> CollectionLoad {
+        Self::install_with(message, None)
+    }
+
+    fn install_with(
+        message: String,
+        restore: Option<relbert::store::qdrant::Connection>,
+    ) -> CollectionLoad {
         let disarmed = Arc::new(AtomicBool::new(false));
         let returned = disarmed.clone();
         let installed = watch(move |which| {
             if !returned.load(Ordering::SeqCst) {
                 say(&format!("\n{message}"));
+                if let Some(conn) = &restore {
+                    if !conn.restore_indexing_within(Duration::from_secs(1)) {
+                        say(
+                            "the collection's indexing could not be turned back on within a \
+                             second: searches scan every point until a load into it finishes",
+                        );
+                    }
+                }
             }
             std::process::exit(which.exit_status());
         });
@@ -581,8 +593,8 @@ fn load_message(target: &str) -> String {
 }
 
 /// While the default index is built, a stop signal (SIGINT, SIGTERM, SIGHUP) says on standard
-/// error that the next query resumes the build, removes the build's lock file when it names
-/// this process (as [`Resumable`] does for `index build`; an audit found `.default.lock`
+/// error that the next query resumes the build, removes the build's lock file when this
+/// process holds it (as [`Resumable`] does for `index build`; an audit found `.default.lock`
 /// left naming a dead process), then ends the process as the signal would have (a query was
 /// stopped without a word, status 130 or 143). The build keeps a checkpoint on disk, so
 /// there is nothing else to clean up. The handlers are put back when it is dropped; a
@@ -597,15 +609,13 @@ impl InterruptNote {
     /// Installs the handlers until the returned value is dropped; `index` is the directory
     /// the build writes, whose lock file a signal removes.
     pub fn install(index: &std::path::Path) -> InterruptNote {
-        // Made here, not in the handler, which may not allocate: the lock's path and the
-        // first bytes `relbert_index::OutputLock` writes into it for this process.
+        // Made here, not in the handler, which may not allocate: the lock's path.
         if let Some(path) = relbert_index::lock::lock_path(index)
             .ok()
             .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
         {
-            let ours = format!("pid {}:", std::process::id()).into_bytes();
             // A second build in one process (there is none) would keep the first's path.
-            let _ = NOTE_LOCK.set((path, ours));
+            let _ = NOTE_LOCK.set(path);
         }
         let mut previous = Vec::new();
         for sig in Self::SIGNALS {
@@ -632,30 +642,40 @@ impl Drop for InterruptNote {
     }
 }
 
-/// The default index build's lock file and what it starts with while this process holds
-/// it, for [`note_and_stop`] ([`InterruptNote::install`] sets it).
-static NOTE_LOCK: OnceLock<(std::ffi::CString, Vec<u8>)> = OnceLock::new();
+/// The default index build's lock file, for [`note_and_stop`] ([`InterruptNote::install`]
+/// sets it).
+static NOTE_LOCK: OnceLock<std::ffi::CString> = OnceLock::new();
 
-/// [`InterruptNote`]'s handler: write(2) the note, remove the build's lock file if it names
-/// this process ([`remove_if_ours`]) and no writer of this process is taking or releasing a
-/// lock at that moment ([`relbert_index::lock::try_stop_writers`]: were it releasing it,
-/// another process could take the output and lose its new lock file to the removal; then the
-/// file is left, which is harmless, its next taker overwrites it), then end the process with
-/// the signal's default action. A process the signal does not end that way (the first
-/// process of a PID namespace, `docker run` without `--init`, ignores a default-action signal
-/// it sends itself) exits with 128 plus the signal's number instead: it must not go on
-/// building without its lock file (found by a review).
+/// How many times, and how far apart, [`note_and_stop`] tries to close the writers' gate
+/// while a writer passes it (the build writing its first checkpoint, a few milliseconds; a
+/// review found a Ctrl-C then left the lock file in 7 of 10 runs): up to about a second,
+/// for a checkpoint's fsync on a busy disk, after which the file is left.
+const GATE_TRIES: u32 = 500;
+const GATE_PAUSE: Duration = Duration::from_millis(2);
+
+/// [`InterruptNote`]'s handler: write(2) the note, remove the build's lock file if this
+/// process holds it ([`remove_if_ours`]) and no writer of this process is taking or
+/// releasing a lock at that moment ([`relbert_index::lock::try_stop_writers_for`], which
+/// waits a little for one that is: were it releasing it, another process could take the
+/// output and lose its new lock file to the removal; the thread passing the gate has these
+/// signals blocked, so this handler runs on another; if the gate stays held the file is left,
+/// which is harmless, its next taker overwrites it), then end the process with the signal's
+/// default action. A process the signal does not end that way (the first process of a PID
+/// namespace, `docker run` without `--init`, ignores a default-action signal it sends
+/// itself) exits with 128 plus the signal's number instead: it must not go on building
+/// without its lock file (found by a review).
 extern "C" fn note_and_stop(sig: libc::c_int) {
     // On a line of its own: the progress bar is drawn on the current one.
     const NOTE: &[u8] = b"\ninterrupted; the next query resumes the build\n";
-    // SAFETY: write(2), signal(2), sigemptyset(3), sigaddset(3), pthread_sigmask(3), raise(3)
-    // and _exit(2) are async-signal-safe; NOTE is a static buffer and `set` this frame's;
-    // NOTE_LOCK is only read (set before the handler was installed).
+    // SAFETY: write(2), nanosleep(2) (in `try_stop_writers_for`), signal(2), sigemptyset(3),
+    // sigaddset(3), pthread_sigmask(3), raise(3) and _exit(2) are async-signal-safe; NOTE is
+    // a static buffer and `set` this frame's; NOTE_LOCK is only read (set before the handler
+    // was installed).
     unsafe {
         libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
-        if let Some((path, ours)) = NOTE_LOCK.get() {
-            if relbert_index::lock::try_stop_writers() {
-                remove_if_ours(path, ours);
+        if let Some(path) = NOTE_LOCK.get() {
+            if relbert_index::lock::try_stop_writers_for(GATE_TRIES, GATE_PAUSE) {
+                remove_if_ours(path);
             }
         }
         libc::signal(sig, libc::SIG_DFL);
@@ -669,13 +689,13 @@ extern "C" fn note_and_stop(sig: libc::c_int) {
     }
 }
 
-/// Removes the file at `path` if it is a regular file that starts with `ours` (what
-/// `relbert_index::OutputLock` writes for this process: `pid N:`); says whether it did. The
-/// check of [`names_this_process`], in async-signal-safe calls only (open, fstat, read,
-/// close, unlink; the comparison is a memcmp), for [`note_and_stop`].
-fn remove_if_ours(path: &std::ffi::CStr, ours: &[u8]) -> bool {
-    // SAFETY: open(2), fstat(2), read(2), close(2) and unlink(2) on a NUL-terminated path and
-    // buffers of this frame; the descriptor is closed before returning.
+/// Removes the file at `path` if it is a regular file that is a lock file this process
+/// holds, by device and inode ([`relbert_index::lock::held_by_this_process`], the check of
+/// [`names_this_process`]); says whether it did. In async-signal-safe calls only (open,
+/// fstat, close, unlink; the comparison reads atomics), for [`note_and_stop`].
+fn remove_if_ours(path: &std::ffi::CStr) -> bool {
+    // SAFETY: open(2), fstat(2), close(2) and unlink(2) on a NUL-terminated path and a
+    // buffer of this frame; the descriptor is closed before returning.
     unsafe {
         // O_NONBLOCK: a named pipe of that name would otherwise wait for a writer.
         let fd = libc::open(
@@ -686,16 +706,12 @@ fn remove_if_ours(path: &std::ffi::CStr, ours: &[u8]) -> bool {
             return false;
         }
         let mut st: libc::stat = std::mem::zeroed();
-        let mut head = [0u8; 32];
         let regular = libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG;
-        let n = if regular {
-            libc::read(fd, head.as_mut_ptr().cast(), head.len())
-        } else {
-            -1
-        };
         libc::close(fd);
-        let named = n > 0 && head[..n as usize].starts_with(ours);
-        named && libc::unlink(path.as_ptr()) == 0
+        #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are u64 on some targets only
+        let ours = regular
+            && relbert_index::lock::held_by_this_process(st.st_dev as u64, st.st_ino as u64);
+        ours && libc::unlink(path.as_ptr()) == 0
     }
 }
 
@@ -703,41 +719,57 @@ fn remove_if_ours(path: &std::ffi::CStr, ours: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Review R4 of 7fc6f00: only a regular file naming this process is removed by the
-    /// default build's signal handler (a handler that always removed it passed every test).
+    /// Review R4 of 7fc6f00, and review R6: only a lock file this process holds is removed
+    /// by the default build's signal handler (a handler that always removed it passed every
+    /// test), judged by the file itself: a file at that path with this process's pid in it
+    /// is not this process's (pids repeat across PID namespaces, and after reuse; the check
+    /// of the `pid N:` text removed it).
     #[test]
-    fn the_signal_handler_removes_only_a_lock_file_naming_this_process() {
+    fn the_signal_handler_removes_only_a_lock_file_this_process_holds() {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join(".def.lock");
+        let out = dir.path().join("def");
+        let lock = relbert_index::lock::lock_path(&out).unwrap();
         let c = std::ffi::CString::new(lock.as_os_str().as_bytes()).unwrap();
-        let ours = format!("pid {}:", std::process::id());
         let me = std::process::id();
-        for (text, removed) in [
-            (
-                format!("pid {me}: relbert query (since unix time 1)\n"),
-                true,
-            ),
-            ("pid 1: relbert query\n".to_string(), false),
-            (format!("pid {me}0: relbert query\n"), false),
-            (String::new(), false),
-            (format!("xpid {me}: relbert query\n"), false),
+        // Another pid than ours, whatever ours is (pid 1 in a container).
+        let other = me.wrapping_add(1);
+        let ours = relbert_index::lock::holder_prefix();
+        // Files this process does not hold, naming it or not: left.
+        for text in [
+            format!("{ours} relbert query (since unix time 1)\n"),
+            format!("pid {other}: relbert query\n"),
+            format!("pid {me}0: relbert query\n"),
+            String::new(),
+            format!("x{ours} relbert query\n"),
         ] {
             std::fs::write(&lock, &text).unwrap();
-            assert_eq!(remove_if_ours(&c, ours.as_bytes()), removed, "{text:?}");
-            assert_eq!(lock.exists(), !removed, "{text:?}");
-            let _ = std::fs::remove_file(&lock);
+            assert!(!remove_if_ours(&c), "{text:?}");
+            assert!(lock.exists(), "{text:?}");
+            std::fs::remove_file(&lock).unwrap();
         }
-        // A link to a file naming this process, and a named pipe: left, and no wait.
-        let target = dir.path().join("target");
-        std::fs::write(&target, format!("pid {me}: x\n")).unwrap();
-        std::os::unix::fs::symlink(&target, &lock).unwrap();
-        assert!(!remove_if_ours(&c, ours.as_bytes()));
-        assert!(std::fs::symlink_metadata(&lock).is_ok() && target.exists());
+        // The lock this process holds: removed.
+        let held = relbert_index::OutputLock::acquire(&out).unwrap();
+        assert!(remove_if_ours(&c));
+        assert!(!lock.exists());
+        // Another file put at its path since, with this process's pid in it: left, by the
+        // handler and by the lock's release.
+        std::fs::write(&lock, format!("{ours} relbert query\n")).unwrap();
+        assert!(!remove_if_ours(&c));
+        drop(held);
+        assert!(lock.exists());
         std::fs::remove_file(&lock).unwrap();
+        // A link to a lock file this process holds, and a named pipe: left, and no wait.
+        let other_out = dir.path().join("other");
+        let other_held = relbert_index::OutputLock::acquire(&other_out).unwrap();
+        std::os::unix::fs::symlink(other_held.path(), &lock).unwrap();
+        assert!(!remove_if_ours(&c));
+        assert!(std::fs::symlink_metadata(&lock).is_ok() && other_held.path().exists());
+        std::fs::remove_file(&lock).unwrap();
+        drop(other_held);
         // SAFETY: mkfifo(3) on a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        assert!(!remove_if_ours(&c, ours.as_bytes()));
+        assert!(!remove_if_ours(&c));
         assert!(std::fs::symlink_metadata(&lock).is_ok());
     }
 
@@ -771,17 +803,21 @@ mod tests {
         std::fs::write(partial.join("input.spool"), "s").unwrap();
         let said = resume_message(&partial, "x", false);
         assert!(said.contains("copy of standard input"), "{said}");
-        let lock = tmp.path().join(".idx.lock");
+        let out = tmp.path().join("idx");
+        let lock = relbert_index::lock::lock_path(&out).unwrap();
         assert!(!names_this_process(&lock));
-        std::fs::write(&lock, "pid 1: relbert index build\n").unwrap();
+        let other = std::process::id().wrapping_add(1);
+        std::fs::write(&lock, format!("pid {other}: relbert index build\n")).unwrap();
         assert!(!names_this_process(&lock));
-        std::fs::write(&lock, format!("pid {}: relbert\n", std::process::id())).unwrap();
+        // This process's pid in a file it does not hold (another PID namespace's relbert).
+        let ours = relbert_index::lock::holder_prefix();
+        std::fs::write(&lock, format!("{ours} relbert\n")).unwrap();
+        assert!(!names_this_process(&lock));
+        std::fs::remove_file(&lock).unwrap();
+        let held = relbert_index::OutputLock::acquire(&out).unwrap();
         assert!(names_this_process(&lock));
-        std::fs::write(&lock, format!("pid {}0: relbert\n", std::process::id())).unwrap();
-        assert!(
-            !names_this_process(&lock),
-            "another pid that begins with ours"
-        );
+        drop(held);
+        assert!(!names_this_process(&lock));
     }
 
     /// What an interrupted load into a collection says: the collection, that it keeps what
