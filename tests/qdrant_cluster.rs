@@ -1659,6 +1659,7 @@ fn an_unfinished_load_is_named_by_query_and_serve() {
             source: source.clone(),
             rows,
             total,
+            abandoned: false,
         };
         conn.block_on(async move {
             c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
@@ -2433,6 +2434,7 @@ fn set_progress(urls: &[String], collection: &str, rows: u64, total: u64) {
         source,
         rows,
         total,
+        abandoned: false,
     };
     conn.block_on(async move {
         c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
@@ -3017,4 +3019,279 @@ fn points_an_older_relbert_wrote_are_found_and_left_out() {
     assert_eq!(doc["removed"], 1, "{doc}");
     assert_eq!(doc["not_in_index"], 0, "{doc}");
     common::drop_collection(&urls, &coll);
+}
+
+/// The collection's indexing threshold as the server reports it (0: indexing off, as a
+/// load leaves it while it runs).
+fn indexing_threshold(urls: &[String], collection: &str) -> Option<u64> {
+    let conn = Connection::new(urls, collection).unwrap();
+    let c = conn.clone();
+    let info = conn
+        .block_on(async move {
+            c.call("collection info", Hedge::Read, |q, name| async move {
+                q.collection_info(name).await
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap();
+    info.result
+        .and_then(|r| r.config)
+        .and_then(|c| c.optimizer_config)
+        .and_then(|o| o.indexing_threshold)
+}
+
+/// Sets the collection's indexing threshold to 0, as a load killed midway leaves it.
+fn indexing_off(urls: &[String], collection: &str) {
+    let conn = Connection::new(urls, collection).unwrap();
+    let c = conn.clone();
+    conn.block_on(async move { c.set_indexing(false).await })
+        .unwrap()
+        .unwrap();
+    on_every_node(urls, collection, "indexing off", |conn| {
+        indexing_threshold(&[conn_url(conn)], collection) == Some(0)
+    });
+}
+
+/// The URL of a one-node [`Connection`] (as [`on_every_node`] makes them).
+fn conn_url(conn: &Connection) -> String {
+    conn.target()
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Found by an audit: `query --collection` reading lines kept answering after the
+/// collection was deleted and re-made with another model: queries encoded with the first
+/// model were searched among the second's vectors (score 0.061, exit 0, not a word), where
+/// `serve` answers 503 and a local index's stream follows the index. A line is now refused
+/// (naming it) once the collection holds another pair function's vectors; a collection
+/// re-made with the same model is followed, said once.
+#[test]
+fn a_query_stream_follows_a_collection_re_made_and_refuses_another_model_s() {
+    use std::io::{BufRead, Write};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let more = tmp.path().join("more.tsv");
+    let mut text = std::fs::read_to_string(&pairs).unwrap();
+    text.push_str("sun\tmoon\n");
+    std::fs::write(&more, text).unwrap();
+    let coll = unique("stream_remade");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let child = relbert()
+        .args(["query", "--json", "-k", "3"])
+        .args(target)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let mut stdin = child.0.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut ask = |line: &str| -> serde_json::Value {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+    };
+    let first = ask("paris france");
+    assert!(first["results"].is_array(), "{first}");
+
+    // Re-made from another source, with the same model: followed.
+    common::drop_collection(&urls, &coll);
+    succeeded(&tiny_build(&more, &target).output().unwrap());
+    // Past the store's look-again interval, so the next line reads the record.
+    std::thread::sleep(relbert::store::qdrant::RECHECK_EVERY + Duration::from_millis(200));
+    let second = ask("paris france");
+    assert!(second["results"].is_array(), "{second}");
+
+    // Re-made with another model: refused, naming the line.
+    common::drop_collection(&urls, &coll);
+    succeeded(
+        &fixture_build("tiny-roberta", &pairs, &target)
+            .output()
+            .unwrap(),
+    );
+    std::thread::sleep(relbert::store::qdrant::RECHECK_EVERY + Duration::from_millis(200));
+    let third = ask("paris france");
+    assert_eq!(third["line"], 3, "{third}");
+    let why = third["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("another encoder") && why.contains("not answered"),
+        "{third}"
+    );
+    assert!(third.get("results").is_none(), "{third}");
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(!status.success(), "a refused line fails the stream: {err}");
+    assert_eq!(err.matches("was re-made").count(), 1, "said once: {err}");
+    common::drop_collection(&urls, &coll);
+}
+
+/// Found by an audit: a load killed midway whose source then changed (an index `index
+/// add` replaced; a pair file edited) left the collection "unfinished" for good: every
+/// `query` warned that rows were missing (though an `--add` of the new source had written
+/// them all), `index remove --collection` was refused for good, and the refusal of the
+/// re-export offered a rerun of a load that no longer could be. `index remove --collection
+/// --abandoned-load SOURCE` now gives such a load up (its points stay), and the messages
+/// name it. Also: a killed load leaves indexing off, which the warning now says, and giving
+/// the load up turns it back on; a rerun of a finished load turns it on too.
+#[test]
+fn a_load_whose_source_is_gone_can_be_given_up() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let more = tmp.path().join("more.tsv");
+    let mut text = std::fs::read_to_string(&pairs).unwrap();
+    text.push_str("sun\tmoon\n");
+    std::fs::write(&more, text).unwrap();
+    let coll = unique("given_up");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+
+    // A rerun of a finished load turns indexing back on.
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    indexing_off(&urls, &coll);
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    assert_ne!(indexing_threshold(&urls, &coll), Some(0));
+
+    // What a kill midway leaves: a checkpoint below the total and indexing off.
+    let total = count_via(&urls[0], &coll);
+    set_progress(&urls, &coll, 3, total);
+    indexing_off(&urls, &coll);
+    let source = QdrantStore::open(&urls, &coll)
+        .unwrap()
+        .record()
+        .source
+        .clone();
+    let out = relbert()
+        .args(["query", "--json", "-k", "3"])
+        .args(target)
+        .args(["paris", "france"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not finish"), "{err}");
+    assert!(err.contains("indexing is off"), "{err}");
+    assert!(err.contains("--abandoned-load"), "{err}");
+
+    // The source changed: a load of the new one is refused, naming the way out.
+    let out = tiny_build(&more, &target).output().unwrap();
+    refused_without_hint(&out, "--abandoned-load");
+    let mut add = target.to_vec();
+    add.push("--add");
+    succeeded(&tiny_build(&more, &add).output().unwrap());
+    let gone = tmp.path().join("gone.tsv");
+    std::fs::write(&gone, "sun\tmoon\n").unwrap();
+    let remove = |extra: &[&str]| {
+        relbert()
+            .args(["index", "remove"])
+            .args(target)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = remove(&["--pairs", gone.to_str().unwrap()]);
+    refused_without_hint(&out, "--abandoned-load");
+
+    // A source that has no unfinished load is refused, naming the one there is.
+    let out = remove(&["--abandoned-load", "index nothing"]);
+    refused_without_hint(&out, &source);
+    let out = remove(&["--abandoned-load", &source]);
+    succeeded(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("gave up the load"), "{said}");
+    on_every_node(&urls, &coll, "the load given up", |conn| {
+        let c = conn.clone();
+        match conn.block_on(async move { c.state().await }) {
+            Ok(Ok(s)) => s.unfinished.is_empty(),
+            _ => false,
+        }
+    });
+    assert_ne!(indexing_threshold(&urls, &coll), Some(0));
+    let out = relbert()
+        .args(["query", "--json", "-k", "3"])
+        .args(target)
+        .args(["paris", "france"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("did not finish"), "{err}");
+    // Nothing was lost: every pair of both sources is held.
+    let before = count_via(&urls[0], &coll);
+    assert_eq!(before, total + 1);
+    let out = remove(&["--pairs", gone.to_str().unwrap()]);
+    succeeded(&out);
+    assert_eq!(settled_count(&urls[0], &coll, total), total);
+    common::drop_collection(&urls, &coll);
+}
+
+/// Found by an audit: a rerun after a kill before the first checkpoint said only "N points
+/// written (existing collection)", a rerun of a finished build showed "encoding: N/N pairs
+/// (100%), 0 pairs/s" though nothing was encoded, and a collection deleted during a load was
+/// said to be one never made ("export or build into it first").
+#[test]
+fn reruns_and_a_deleted_collection_say_what_happened() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let coll = unique("reruns_said");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let total = count_via(&urls[0], &coll);
+    set_progress(&urls, &coll, 0, total);
+    let out = tiny_build(&pairs, &target).output().unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("resuming an interrupted load") && err.contains("from the first"),
+        "{err}"
+    );
+    let out = tiny_build(&pairs, &target)
+        .env("RELBERT_PROGRESS_SECS", "0")
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to send"), "{err}");
+    assert!(
+        common::progress_counts(&err, "encoding").is_empty(),
+        "an encoding bar, with nothing encoded: {err}"
+    );
+    common::drop_collection(&urls, &coll);
+
+    // A load's connection names a collection gone as deleted during the load.
+    let conn = Connection::new(&urls, &coll).unwrap();
+    conn.loading(true);
+    let c = conn.clone();
+    let e = conn
+        .block_on(async move { c.count().await })
+        .unwrap()
+        .unwrap_err();
+    let said = e.to_string();
+    assert!(said.contains("deleted during the load"), "{said}");
+    assert!(
+        said.contains("rerunning the same command makes it anew"),
+        "{said}"
+    );
 }

@@ -304,7 +304,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         };
         let pb = Progress::pairs(n, "exporting");
         let asked = a.target.given(a.f16 || a.f32);
-        let interrupt = super::interrupt::CollectionLoad::install(conn.target());
+        let interrupt = super::interrupt::CollectionLoad::install(&conn);
         let report = export_index(&index, &conn, &settings, asked, &opts, &|d| {
             pb.set_position(d)
         })

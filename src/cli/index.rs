@@ -70,8 +70,16 @@ pub struct RemoveArgs {
     /// Pair file(s) of the pairs to remove, `-` for standard input: head<TAB>tail per line (a
     /// label, if any, is ignored). Pairs are found as `index add` finds them (any Unicode
     /// normal form; case counts); pairs the index does not hold are counted and left.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "abandoned_load", num_args = 1..)]
     pairs: Vec<PathBuf>,
+    /// Instead of removing pairs: give up the unfinished load of SOURCE into --collection
+    /// (SOURCE as the warning of `query` or `index info` names it: `index ID` or `pairs
+    /// sha256:…`), whose source is gone (an index `index add` replaced, a pair file since
+    /// changed), so no rerun can finish it. The points it wrote stay; the collection is no
+    /// longer called unfinished for it, its indexing is turned back on, and pairs can be
+    /// removed from it again. Rerunning that load later, its source found again, resumes it.
+    #[arg(long, value_name = "SOURCE", requires = "collection", conflicts_with_all = ["pairs", "index"])]
+    abandoned_load: Option<String>,
     /// Print a JSON summary on standard output instead of a line for people.
     #[arg(long)]
     json: bool,
@@ -645,7 +653,7 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     // Counts from several threads may come out of order: one below the highest told is
     // left out, so the count shown never goes back.
     let highest = AtomicU64::new(0);
-    let interrupt = super::interrupt::CollectionLoad::install(conn.target());
+    let interrupt = super::interrupt::CollectionLoad::install(&conn);
     let report = relbert::store::qdrant::export::build_collection(
         &encoder,
         records,
@@ -880,6 +888,11 @@ fn with_copy_progress<T>(
 /// ([`remove_from_collection`]).
 fn remove(a: RemoveArgs) -> Result<()> {
     match (&a.index, &a.collection) {
+        (_, Some(collection)) if a.abandoned_load.is_some() => abandon_load(
+            &a,
+            collection,
+            a.abandoned_load.as_deref().unwrap_or_default(),
+        ),
         (_, Some(collection)) => remove_from_collection(&a, collection),
         (Some(index), None) => remove_local(index.clone(), &a),
         // clap requires one of them (the `shrunk` group).
@@ -887,6 +900,50 @@ fn remove(a: RemoveArgs) -> Result<()> {
             "say what to remove the pairs from: --index DIR or --collection NAME",
         )),
     }
+}
+
+/// The connection a removal from `collection` uses: the one `index build --collection`
+/// makes (--qdrant, else $RELBERT_QDRANT_URL); its layout flags shape a new collection
+/// only, and a removal makes none.
+fn removal_connection(
+    a: &RemoveArgs,
+    collection: &str,
+) -> Result<relbert::store::qdrant::Connection> {
+    super::export::CollectionArgs {
+        qdrant: a.qdrant.clone(),
+        shards: None,
+        replication: None,
+        quantization: None,
+        add: false,
+    }
+    .connect(collection)
+}
+
+/// `relbert index remove --collection NAME --abandoned-load SOURCE`: gives up the
+/// unfinished load of `source` ([`relbert::store::qdrant::Connection::abandon_load`]).
+fn abandon_load(a: &RemoveArgs, collection: &str, source: &str) -> Result<()> {
+    let conn = removal_connection(a, collection)?;
+    let target = conn.target();
+    let (c, s) = (conn.clone(), source.to_string());
+    let was = conn
+        .block_on(async move { c.abandon_load(&s).await })?
+        .with_context(|| format!("giving up the load of {source} into {target}"))?;
+    let line = if a.json {
+        serde_json::json!({
+            "collection": collection, "abandoned_load": source,
+            "rows_checkpointed": was.rows, "rows": was.total,
+        })
+        .to_string()
+    } else {
+        format!(
+            "gave up the load of {source} into {target} (its last checkpoint confirmed at \
+             least {} of its {} rows written; those points stay): the collection is no longer \
+             called unfinished for it",
+            was.rows, was.total
+        )
+    };
+    relbert::output::print_line(&line)?;
+    Ok(())
 }
 
 /// The summary line of a removal for people: `removed N pairs from WHERE (notes); it
@@ -1046,16 +1103,7 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
 /// `index`; a clear message and no change when the collection holds none of them.
 fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
     use relbert::store::qdrant::remove::{delete, plan};
-    // The connection `index build --collection` makes (--qdrant, else $RELBERT_QDRANT_URL);
-    // its layout flags shape a new collection only, and a removal makes none.
-    let conn = super::export::CollectionArgs {
-        qdrant: a.qdrant.clone(),
-        shards: None,
-        replication: None,
-        quantization: None,
-        add: false,
-    }
-    .connect(collection)?;
+    let conn = removal_connection(a, collection)?;
     let target = conn.target();
     // A stop signal ends the run at once, whatever it is doing (reading standard input, a
     // request in flight): a delete is applied whole or not at all, is harmless twice, and

@@ -1019,7 +1019,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let mut engine = match &a.collection {
         Some(collection) => {
             let urls = super::export::qdrant_urls(a.qdrant.as_deref())?;
-            let store = relbert::store::qdrant::QdrantStore::open(&urls, collection)?;
+            // Lines are answered from the collection as it is when each is read (as from a
+            // local index, which the stream follows): one deleted and re-made with another
+            // model is refused, not searched with this one's queries.
+            let store = relbert::store::qdrant::QdrantStore::open(&urls, collection)?.following();
             QueryEngine::with_store(Box::new(store), a.model.clone())
         }
         None => {

@@ -485,11 +485,29 @@ async fn check_record(
                 let key = added_source_key(&record.source);
                 let known = c.metadata_text(&key).await?.is_some();
                 if !known && !add {
+                    // Found by an audit: "rerunning the same load resumes it" was offered
+                    // for a source that was gone (an index `index add` had replaced), so no
+                    // rerun could finish its load, which then marked the collection
+                    // unfinished for good.
+                    let state = c.state().await?;
+                    let first = state.unfinished.iter().any(|u| u.source == have.source);
+                    let unfinished = if first {
+                        format!(
+                            "; the load of {} did not finish: rerunning it from that source \
+                             finishes it, and when that source is gone (its index replaced, \
+                             its pair file changed) `relbert index remove --collection {} \
+                             --abandoned-load '{}'` gives it up (the points it wrote stay)",
+                            have.source,
+                            c.collection(),
+                            have.source
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(c.refused(format!(
-                        "the collection holds the points of {}, not of {}; rerunning the same \
-                         load resumes it, --add adds this source's points beside them (same \
-                         model; pairs both hold are written once), or choose another \
-                         --collection",
+                        "the collection holds the points of {}, not of {}: --add adds this \
+                         source's points beside them (same model; pairs both hold are \
+                         written once), or choose another --collection{unfinished}",
                         have.source, record.source
                     )));
                 }
@@ -803,6 +821,7 @@ impl Loader {
         total: u64,
         ids: &IdsOf<'_>,
     ) -> Result<Self> {
+        conn.loading(true);
         let c = conn.clone();
         let defer = opts.defer_indexing;
         let key = progress_key(&prepared.first, &record.source);
@@ -823,6 +842,7 @@ impl Loader {
             source: record.source.clone(),
             rows: base,
             total,
+            abandoned: false,
         };
         // Recorded before the first point is sent, so that a load killed before its first
         // checkpoint still leaves the collection marked unfinished (opening it warns).
@@ -867,10 +887,38 @@ impl Loader {
                  nothing to send, checking the count",
                 record.source
             );
-        } else if base > 0 {
-            tracing::info!(
-                "resuming: the first {base} of {total} rows are in the collection already"
-            );
+        } else if let Some(p) = progress.as_ref().filter(|p| p.source == record.source) {
+            // Found by an audit: a rerun after a kill before the first checkpoint said only
+            // "N points written (existing collection)", as if nothing had been interrupted.
+            let given_up = if p.abandoned {
+                " (given up with --abandoned-load; its source is back, so the load goes on)"
+            } else {
+                ""
+            };
+            if p.total != total {
+                tracing::info!(
+                    "an interrupted load of {} into the collection checkpointed {} of {} \
+                     rows{given_up}; the source now holds {total} rows, so every row is sent \
+                     (points already written are overwritten, never doubled)",
+                    record.source,
+                    p.rows,
+                    p.total
+                );
+            } else if base > 0 {
+                tracing::info!(
+                    "resuming an interrupted load of {}{given_up}: the first {base} of {total} \
+                     rows are in the collection already; sending from row {}",
+                    record.source,
+                    base + 1
+                );
+            } else {
+                tracing::info!(
+                    "resuming an interrupted load of {}{given_up}: it checkpointed no rows, \
+                     so every row is sent again from the first (points already written are \
+                     overwritten, never doubled)",
+                    record.source
+                );
+            }
         }
         let mut sender = Sender::new(conn, opts);
         // Another source's points are in the collection (this one was added beside the first,
@@ -919,6 +967,12 @@ impl Loader {
     /// a run stopped now leaves a finished load, whose rerun looks for what is missing again).
     pub fn send_lost(&mut self, points: Vec<PointStruct>) -> Result<()> {
         self.sender.send_rows(points, 0)
+    }
+
+    /// Whether an earlier run finished the load and the collection holds every point of it
+    /// (but those `index remove` took out): this run sends nothing, and only checks.
+    pub fn nothing_to_send(&self) -> bool {
+        self.complete && self.lost.is_none()
     }
 
     /// Rows to skip: confirmed written by an earlier run.
@@ -970,6 +1024,7 @@ impl Loader {
             source: self.source.clone(),
             rows,
             total: self.total,
+            abandoned: false,
         };
         let key = self.key.clone();
         self.conn
@@ -1380,7 +1435,8 @@ where
 /// last checkpoint confirmed; its vectors must come from the same pair function at the same
 /// number format (refused otherwise), as must those of a source added beside another. An
 /// existing collection keeps its layout, each setting `asked` for that differs warned of.
-/// `on_total` is told how many distinct pairs there are before any is encoded, `on_rows`
+/// `on_total` is told how many distinct pairs there are before any is encoded (not at all
+/// when there are none to encode: an earlier run finished the load), `on_rows`
 /// how many are done: within a chunk too, after each encoder batch, possibly from the
 /// encoder's worker threads.
 #[allow(clippy::too_many_arguments)]
@@ -1406,7 +1462,6 @@ pub fn build_collection(
     keep_distinct(&mut records);
     let distinct = records;
     let n = distinct.len() as u64;
-    on_total(n);
     let started = Instant::now();
     let dim = encoder.dim();
     let ids = |start: u64, end: u64| -> Result<Vec<String>> {
@@ -1416,6 +1471,11 @@ pub fn build_collection(
             .collect())
     };
     let loader = Loader::start(conn, &record, &prepared, opts, n, &ids)?;
+    // Found by an audit: a rerun of a finished build showed "encoding: N/N pairs (100%),
+    // 0 pairs/s" though it encoded nothing (the loader says there is nothing to send).
+    if !loader.nothing_to_send() {
+        on_total(n);
+    }
     let resumed = loader.resumed();
     let end = with_loader(loader, n, &ids, |loader| {
         // Only the pairs whose points went missing, when the load had finished; their

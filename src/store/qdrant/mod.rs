@@ -472,6 +472,13 @@ pub struct LoadProgress {
     pub rows: u64,
     /// Rows the source holds.
     pub total: u64,
+    /// The load was given up (`relbert index remove --collection NAME --abandoned-load
+    /// SOURCE`): its source is gone (an index `index add` replaced, a pair file since
+    /// changed), so no rerun can finish it. The points it wrote stay; the collection is no
+    /// longer called unfinished for it. A rerun of the same load (its source found again)
+    /// writes its checkpoint anew, without the mark, and resumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
 }
 
 /// A source whose load into a collection has not finished (see [`CollectionState`]): an
@@ -486,6 +493,14 @@ pub struct Unfinished {
     pub rows: Option<u64>,
     /// Rows the source holds, when a checkpoint says.
     pub total: Option<u64>,
+    /// The collection's name, for the command [`Self::describe`] offers.
+    #[serde(skip)]
+    pub collection: String,
+    /// Whether the collection's vector indexing was off when it was read (a load turns it
+    /// off while it runs; one killed leaves it off): its vectors are not indexed, so every
+    /// search scans every point until a load finishes and turns it back on.
+    #[serde(skip)]
+    pub indexing_off: bool,
 }
 
 impl Unfinished {
@@ -499,10 +514,19 @@ impl Unfinished {
             }
             _ => "it recorded no progress".to_string(),
         };
+        let indexing = if self.indexing_off {
+            "; the collection's indexing is off meanwhile (a load turns it off while it runs), \
+             so its vectors are not indexed and every search scans every point"
+        } else {
+            ""
+        };
         format!(
-            "the load of {} into the collection did not finish ({got}); answers miss the \
-             rest of its pairs until it does: rerunning the same export or build finishes it",
-            self.source
+            "the load of {} into the collection did not finish ({got}){indexing}; answers miss \
+             the rest of its pairs until it does: rerunning the same export or build finishes \
+             it, or, when its source is gone (an index `index add` replaced, a pair file since \
+             changed), `relbert index remove --collection {} --abandoned-load '{}'` gives it up \
+             (the points it wrote stay)",
+            self.source, self.collection, self.source
         )
     }
 }
@@ -575,6 +599,9 @@ struct Inner {
     /// The origin of [`Self::down`] and [`Self::stalled`].
     epoch: std::time::Instant,
     collection: String,
+    /// Whether a load into the collection runs on this connection ([`Connection::loading`]):
+    /// a collection found missing was then deleted under it, which a rerun makes anew.
+    loading: AtomicBool,
 }
 
 impl Inner {
@@ -1020,9 +1047,16 @@ impl Connection {
                 stalled: urls.iter().map(|_| AtomicU64::new(0)).collect(),
                 epoch: std::time::Instant::now(),
                 collection: collection.to_string(),
+                loading: AtomicBool::new(false),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
         })
+    }
+
+    /// Notes that a load into the collection runs on this connection (or has ended), so a
+    /// collection found missing is said to have been deleted during it.
+    pub fn loading(&self, on: bool) {
+        self.inner.loading.store(on, Ordering::Relaxed);
     }
 
     /// The collection name.
@@ -1361,10 +1395,16 @@ impl Connection {
                             }
                         }
                         Err(e) if collection_missing(&e) => {
-                            return Err(self.no_collection(format!(
-                                "{what}: the collection does not exist (it was deleted, or \
-                                 never made); export or build into it first"
-                            )))
+                            // Found by an audit: a load whose collection was deleted under
+                            // it was told to export or build into it first.
+                            let why = if inner.loading.load(Ordering::Relaxed) {
+                                "the collection was deleted during the load; rerunning the \
+                                 same command makes it anew and loads every row"
+                            } else {
+                                "the collection does not exist (it was deleted, or never \
+                                 made); export or build into it first"
+                            };
+                            return Err(self.no_collection(format!("{what}: {why}")));
                         }
                         Err(e) => return Err(self.rejected(format!("{what}: {}", describe(&e)))),
                     }
@@ -1440,6 +1480,12 @@ impl Connection {
 
     /// The collection's metadata, every key.
     async fn all_metadata(&self) -> Result<HashMap<String, Value>> {
+        Ok(self.metadata_and_indexing().await?.0)
+    }
+
+    /// The collection's metadata, every key, and whether its vector indexing is off (an
+    /// indexing threshold of 0, as a load sets it: [`Self::set_indexing`]), from one read.
+    async fn metadata_and_indexing(&self) -> Result<(HashMap<String, Value>, bool)> {
         let info = self
             .call(
                 "reading the collection info",
@@ -1447,11 +1493,12 @@ impl Connection {
                 |c, name| async move { c.collection_info(name).await },
             )
             .await?;
-        Ok(info
-            .result
-            .and_then(|r| r.config)
-            .map(|c| c.metadata)
-            .unwrap_or_default())
+        let config = info.result.and_then(|r| r.config).unwrap_or_default();
+        let off = config
+            .optimizer_config
+            .and_then(|o| o.indexing_threshold)
+            .is_some_and(|t| t == 0);
+        Ok((config.metadata, off))
     }
 
     /// How the collection stores its original vectors: `f32` (Qdrant's default) or `f16`
@@ -1642,7 +1689,7 @@ impl Connection {
     /// The record, the added sources and which loads are unfinished, from one read of the
     /// collection's metadata.
     pub async fn state(&self) -> Result<CollectionState> {
-        let meta = self.all_metadata().await?;
+        let (meta, indexing_off) = self.metadata_and_indexing().await?;
         let text = |key: &str| -> Result<Option<&str>> {
             match meta.get(key) {
                 None => Ok(None),
@@ -1673,11 +1720,13 @@ impl Connection {
                     None => None,
                 };
                 match progress {
-                    Some(p) if p.rows >= p.total => {}
+                    Some(p) if p.rows >= p.total || p.abandoned => {}
                     p => unfinished.push(Unfinished {
                         source: source.clone(),
                         rows: p.as_ref().map(|p| p.rows),
                         total: p.as_ref().map(|p| p.total),
+                        collection: self.collection().to_string(),
+                        indexing_off,
                     }),
                 }
             }
@@ -1766,6 +1815,69 @@ impl Connection {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Turns indexing back on ([`Self::set_indexing`]), giving up after `within`: for a
+    /// load stopped by a signal, which must end promptly ([`Loader::abandon`] does this for
+    /// a load that failed). Blocking; callable from any thread but the connection's own
+    /// runtime's (a signal watcher's, say) while another thread waits on a call. Returns
+    /// whether it was done; when not, the next load that finishes, or `relbert index remove
+    /// --collection NAME --abandoned-load SOURCE`, turns it on.
+    ///
+    /// [`Loader::abandon`]: export::Loader::abandon
+    pub fn restore_indexing_within(&self, within: Duration) -> bool {
+        let c = self.clone();
+        matches!(
+            self.block_on(async move { tokio::time::timeout(within, c.set_indexing(true)).await }),
+            Ok(Ok(Ok(())))
+        )
+    }
+
+    /// Gives up the unfinished load of `source` into the collection (its source is gone:
+    /// no rerun can finish it): marks its checkpoint [`LoadProgress::abandoned`], so the
+    /// collection is no longer called unfinished for it and `index remove` takes pairs out
+    /// of it again; the points it wrote stay. Turns the collection's indexing back on when
+    /// no other load is unfinished (a killed load leaves it off). Refused when `source` has
+    /// no unfinished load (the ones there are named). Gives the checkpoint as it was.
+    pub async fn abandon_load(&self, source: &str) -> Result<LoadProgress> {
+        let state = self.state().await?;
+        let Some(record) = &state.record else {
+            return Err(self.refused(format!(
+                "the collection has no {METADATA_KEY:?} metadata: it was not written by relbert"
+            )));
+        };
+        let Some(u) = state.unfinished.iter().find(|u| u.source == source) else {
+            let loads: Vec<String> = state
+                .unfinished
+                .iter()
+                .map(|u| format!("'{}'", u.source))
+                .collect();
+            let there = if loads.is_empty() {
+                "no load into it is unfinished".to_string()
+            } else {
+                format!("the unfinished ones are {}", loads.join(", "))
+            };
+            return Err(self.refused(format!(
+                "no load of {source:?} into the collection is unfinished ({there}); nothing \
+                 was changed"
+            )));
+        };
+        let was = LoadProgress {
+            source: source.to_string(),
+            rows: u.rows.unwrap_or(0),
+            total: u.total.unwrap_or(0),
+            abandoned: false,
+        };
+        let given_up = LoadProgress {
+            abandoned: true,
+            ..was.clone()
+        };
+        self.set_metadata(&progress_key(&record.source, source), &given_up)
+            .await?;
+        if state.unfinished.len() == 1 && u.indexing_off {
+            self.set_indexing(true).await?;
+        }
+        Ok(was)
     }
 
     /// The exact number of points in the collection.
@@ -1934,6 +2046,19 @@ where
     Ok((record, found))
 }
 
+/// How often a [`QdrantStore`] reads the collection's record again while it answers
+/// (`query --collection` reading lines): as often as `serve --collection` follows one.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// What a [`QdrantStore`] last found of the collection it answers from ([`QdrantStore::follow`]).
+struct Look {
+    /// When it was read; `None`: read it before the next answer.
+    at: Option<std::time::Instant>,
+    /// The record read then, which may be a collection re-made since the store was opened
+    /// (with the same pair function).
+    record: CollectionRecord,
+}
+
 /// A Qdrant collection written by relbert, as a [`RelationStore`].
 pub struct QdrantStore {
     conn: Connection,
@@ -1941,6 +2066,10 @@ pub struct QdrantStore {
     added: Vec<String>,
     unfinished: Vec<Unfinished>,
     precision: String,
+    /// The record as last read ([`Self::follow`]).
+    look: std::sync::Mutex<Look>,
+    /// Whether lookups and searches [`Self::follow`] the record ([`Self::following`]).
+    follows: bool,
 }
 
 impl QdrantStore {
@@ -1962,11 +2091,117 @@ impl QdrantStore {
         }
         Ok(QdrantStore {
             conn,
+            look: std::sync::Mutex::new(Look {
+                at: Some(std::time::Instant::now()),
+                record: record.clone(),
+            }),
             record,
             added: state.added,
             unfinished: state.unfinished,
             precision,
+            follows: false,
         })
+    }
+
+    /// This store, reading the collection's record again before its lookups and searches
+    /// ([`Self::follow`]): for `query --collection` reading lines, which answers for as long
+    /// as its input lasts. `serve --collection` follows the record itself, on a timer.
+    pub fn following(self) -> Self {
+        QdrantStore {
+            follows: true,
+            ..self
+        }
+    }
+
+    /// Reads the collection's record again, at most every [`RECHECK_EVERY`] while it holds
+    /// the vectors the store was opened with, and on every call after it did not: a store
+    /// that answers for long (`query --collection` reading lines) answers from the
+    /// collection as it is now. Found by an audit: a stream kept answering after the
+    /// collection was deleted and re-made with another model, its queries encoded with the
+    /// first model searched among the second's vectors (exit 0, not a word). Refused
+    /// ([`Error::Refused`]) when the collection now holds another pair function's or width's
+    /// vectors, or lost relbert's record; [`Error::NoCollection`] when it is gone. A
+    /// collection re-made with the same pair function (another source) is followed, said
+    /// once on stderr, as `serve --collection` follows it.
+    pub fn follow(&self) -> Result<()> {
+        if !self.follows {
+            return Ok(());
+        }
+        let mut look = self.look.lock().unwrap_or_else(|p| p.into_inner());
+        if look.at.is_some_and(|at| at.elapsed() < RECHECK_EVERY) {
+            return Ok(());
+        }
+        // Read again on the next call until a read finds the collection fit.
+        look.at = None;
+        let c = self.conn.clone();
+        let what = format!("{}: reading the collection's record again", c.target());
+        // Read as `open` reads it: a collection re-made a moment ago through another node
+        // may not show on the one asked yet, nor its record.
+        let state = self.conn.block_on(async move {
+            let shown = |r: &Result<CollectionState>| match r {
+                Ok(s) => s.record.is_some(),
+                Err(e) => !matches!(e, Error::NoCollection { .. }),
+            };
+            patiently(
+                &what,
+                RECHECK_RECORD + 1,
+                RECHECK_UNFINISHED,
+                shown,
+                || async {
+                    if !c.exists().await? {
+                        return Err(c.no_collection(
+                            "the collection no longer exists (it was deleted); this query was \
+                             not answered",
+                        ));
+                    }
+                    c.state().await
+                },
+            )
+            .await
+        })??;
+        let opened = &self.record;
+        let Some(now) = state.record else {
+            return Err(self.conn.refused(
+                "the collection no longer carries relbert's record (it was deleted and \
+                 re-created by something else); this query was not answered",
+            ));
+        };
+        if !crate::indexing::same_function(&now.encoder, &opened.encoder) || now.dim != opened.dim {
+            return Err(self.conn.refused(format!(
+                "the collection now holds another encoder's vectors ({} sha256 {}, {}-d), not \
+                 those of the model this query encodes with ({} sha256 {}, {}-d): it was \
+                 deleted and re-made since the queries began; this query was not answered \
+                 (start the query again to ask the collection as it is now)",
+                now.encoder.model,
+                now.encoder.weights_sha256,
+                now.dim,
+                opened.encoder.model,
+                opened.encoder.weights_sha256,
+                opened.dim
+            )));
+        }
+        if now != look.record {
+            tracing::info!(
+                "{}: the collection was re-made (now from {}, the same model's vectors); \
+                 answering from it",
+                self.conn.target(),
+                now.source
+            );
+            for u in &state.unfinished {
+                tracing::warn!("{}: {}", self.conn.target(), u.describe());
+            }
+            look.record = now;
+        }
+        look.at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// [`Self::follow`]'s next call reads the record again (a request found the collection
+    /// gone: it may be re-made before the throttle would look).
+    fn look_again(&self, e: &Error) {
+        if matches!(e, Error::NoCollection { .. }) {
+            self.look.lock().unwrap_or_else(|p| p.into_inner()).at = None;
+        }
     }
 
     /// The sources whose load into the collection had not finished when the store was
@@ -2017,6 +2252,21 @@ impl RelationStore for QdrantStore {
     }
 
     fn lookup(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>> {
+        self.follow()?;
+        self.lookup_now(head, tail)
+            .inspect_err(|e| self.look_again(e))
+    }
+
+    fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+        self.follow()?;
+        self.search_now(vector, req)
+            .inspect_err(|e| self.look_again(e))
+    }
+}
+
+impl QdrantStore {
+    /// [`RelationStore::lookup`], without [`Self::follow`].
+    fn lookup_now(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>> {
         let c = self.conn.clone();
         // Every id the pair may have (one for ASCII): a collection written before ids were
         // canonical keeps a decomposed spelling under its own id.
@@ -2073,7 +2323,8 @@ impl RelationStore for QdrantStore {
         })?
     }
 
-    fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+    /// [`RelationStore::search`], without [`Self::follow`].
+    fn search_now(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
         // As the local index answers: no results asked, none given (Qdrant refuses limit 0).
         if req.k == 0 {
             return Ok(Vec::new());
@@ -2295,9 +2546,45 @@ mod tests {
             source: "index x".into(),
             rows: Some(0),
             total: Some(2000),
+            collection: "c".into(),
+            indexing_off: true,
         };
         let said = u.describe();
         assert!(said.contains("at least 0 of its 2000 rows"), "{said}");
+        // Found by an audit: a killed load leaves indexing off, and only a finished load
+        // turns it on; the source of an unfinished load may be gone for good.
+        assert!(said.contains("indexing is off"), "{said}");
+        assert!(
+            said.contains("index remove --collection c --abandoned-load 'index x'"),
+            "{said}"
+        );
+        let on = Unfinished {
+            indexing_off: false,
+            ..u
+        };
+        assert!(!on.describe().contains("indexing is off"));
+    }
+
+    /// A checkpoint written before loads could be given up reads as not given up, and one
+    /// not given up is written as before (an older relbert reads it).
+    #[test]
+    fn a_checkpoint_says_it_was_given_up_only_when_it_was() {
+        let old: LoadProgress =
+            serde_json::from_str(r#"{"source":"index x","rows":1,"total":2}"#).unwrap();
+        assert!(!old.abandoned);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"source":"index x","rows":1,"total":2}"#
+        );
+        let given_up = LoadProgress {
+            abandoned: true,
+            ..old
+        };
+        let text = serde_json::to_string(&given_up).unwrap();
+        assert_eq!(
+            serde_json::from_str::<LoadProgress>(&text).unwrap(),
+            given_up
+        );
     }
 
     /// A port nothing listens on, as a node that died leaves it.

@@ -80,11 +80,17 @@ fn unfinished(conn: &Connection, u: &super::Unfinished) -> Error {
         (Some(r), Some(t)) => format!("its last checkpoint confirms {r} of its {t} rows"),
         _ => "it recorded no progress".to_string(),
     };
+    // Found by an audit: a load whose source is gone (an index `index add` replaced) can
+    // be neither rerun nor waited for; the refusal said to, and lasted for good.
     conn.refused(format!(
         "the load of {} into the collection has not finished ({got}), or is running now: \
          finish it first (rerun the same export or build, or wait for the one running), then \
          remove the pairs; removed before, the pairs the load sends again when it resumes \
-         would come back",
+         would come back. When its source is gone (its index replaced, its pair file \
+         changed), `relbert index remove --collection {} --abandoned-load '{}'` gives the \
+         load up (the points it wrote stay), and pairs can be removed",
+        u.source,
+        conn.collection(),
         u.source
     ))
 }
