@@ -252,7 +252,21 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         })?;
         let line = line.strip_suffix('\r').unwrap_or(line);
         if lineno == 1 {
-            promised = mined_count(line.strip_prefix('\u{feff}').unwrap_or(line));
+            let first = line.strip_prefix('\u{feff}').unwrap_or(line);
+            // Its `term<TAB>count` lines read as pairs, and the header as a comment: an
+            // index was given the vocabulary's words paired with their counts.
+            if first.starts_with(crate::output::MINED_VOCAB_MARK) {
+                return Err(Error::Parse {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    message: format!(
+                        "this is {}, not a pair list; give the pair list (the --out of relbert \
+                         pairs mine)",
+                        MINED_VOCAB_WHAT
+                    ),
+                });
+            }
+            promised = mined_count(first);
         }
         // A byte-order mark (editors on Windows write one) is not part of the first word.
         let line = if lineno == 1 {
@@ -341,6 +355,29 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         }
     }
     Ok(out)
+}
+
+/// What a file starting with [`crate::output::MINED_VOCAB_MARK`] is, for messages.
+const MINED_VOCAB_WHAT: &str = "the vocabulary relbert pairs mine --save-vocab writes \
+                                (term<TAB>count lines)";
+
+/// What a list relbert wrote is, by its first line ([`crate::output::MINED_PAIRS_MARK`],
+/// [`crate::output::MINED_VOCAB_MARK`], the mark of the pair list beside an `.npy` array,
+/// an index's input spool); `None` for any other line. A word list (`--terms`,
+/// `--stopwords`) that starts so is one of relbert's outputs given by mistake.
+pub fn relbert_list_kind(first_line: &str) -> Option<&'static str> {
+    let line = first_line.strip_prefix('\u{feff}').unwrap_or(first_line);
+    if line.starts_with(crate::output::MINED_PAIRS_MARK) {
+        Some("a pair list relbert pairs mine wrote")
+    } else if line.starts_with(crate::output::MINED_VOCAB_MARK) {
+        Some(MINED_VOCAB_WHAT)
+    } else if crate::embed::sidecar_owner(line).is_some() {
+        Some("the pair list relbert writes beside an .npy array")
+    } else if line.starts_with(relbert_index::SPOOL_MAGIC) {
+        Some("an index's input spool (a pair list relbert keeps)")
+    } else {
+        None
+    }
 }
 
 /// The pair count in the first line of a `relbert pairs mine` list

@@ -512,7 +512,8 @@ fn bad_input_is_named_and_outputs_are_never_clobbered() {
     // relbert's own output is replaced with --force.
     let own = dir.path().join("bad.tsv");
     relbert()
-        .args(["pairs", "mine", "--min-count", "1", "--force", "--corpus"])
+        .args(["pairs", "mine", "--min-count", "1", "--min-pair-count", "1"])
+        .args(["--force", "--corpus"])
         .arg(fixture("corpus/capitals.txt"))
         .arg("--out")
         .arg(&own)
@@ -1187,7 +1188,8 @@ fn a_killed_runs_work_directory_is_removed_by_the_next() {
     )
     .unwrap();
     relbert()
-        .args(["pairs", "mine", "--min-count", "1", "--corpus"])
+        .args(["pairs", "mine", "--min-count", "1", "--min-pair-count", "1"])
+        .arg("--corpus")
         .arg(fixture("corpus/capitals.txt"))
         .arg("--out")
         .arg(dir.path().join("p.tsv"))
@@ -1357,7 +1359,8 @@ fn skipped_files_are_not_files_read_and_hidden_ones_are_named() {
         u16.extend(u.to_le_bytes());
     }
     std::fs::write(c.join("u.txt"), u16).unwrap();
-    let m = mine(dir.path(), "p", &[&c], &["--min-count", "1"]);
+    let low = ["--min-count", "1", "--min-pair-count", "1"];
+    let m = mine(dir.path(), "p", &[&c], &low);
     assert_eq!(m.report["files"], 1, "{}", m.report);
     assert_eq!(m.report["binary_files"], 1);
     assert_eq!(m.report["utf16_files"], 1);
@@ -1369,7 +1372,7 @@ fn skipped_files_are_not_files_read_and_hidden_ones_are_named() {
             .contains(" pairs from 1 files,"),
         "{head}"
     );
-    let (_, err) = mine_out(&[&c], &["--min-count", "1"]);
+    let (_, err) = mine_out(&[&c], &low);
     assert!(err.contains(" pairs from 1 files:"), "{err}");
 
     let hidden = dir.path().join("h");
@@ -1400,7 +1403,8 @@ fn binary_standard_input_is_skipped_as_binary() {
     std::fs::copy(fixture("corpus/capitals.txt"), &text).unwrap();
     let report = dir.path().join("r.json");
     relbert()
-        .args(["pairs", "mine", "--min-count", "1", "--out"])
+        .args(["pairs", "mine", "--min-count", "1", "--min-pair-count", "1"])
+        .arg("--out")
         .arg(dir.path().join("p.tsv"))
         .arg("--report")
         .arg(&report)
@@ -1452,7 +1456,14 @@ fn a_listed_term_with_a_word_too_long_is_named_by_file_and_line() {
     let corpus = fixture("corpus/capitals.txt");
     let (_, err) = mine_out(
         &[&corpus],
-        &["--min-count", "1", "--terms", terms.to_str().unwrap()],
+        &[
+            "--min-count",
+            "1",
+            "--min-pair-count",
+            "1",
+            "--terms",
+            terms.to_str().unwrap(),
+        ],
     );
     let at = format!("{}:2:", terms.display());
     assert!(err.contains(&at), "{err}");
@@ -1488,7 +1499,17 @@ fn a_threshold_that_is_not_a_number_is_refused() {
 fn the_header_and_help_speak_the_flags_language() {
     let corpus = fixture("corpus/capitals.txt");
     for score in ["pmi", "npmi", "count"] {
-        let (out, _) = mine_out(&[&corpus], &["--min-count", "1", "--score", score]);
+        let (out, _) = mine_out(
+            &[&corpus],
+            &[
+                "--min-count",
+                "1",
+                "--min-pair-count",
+                "1",
+                "--score",
+                score,
+            ],
+        );
         let first = out.lines().next().unwrap();
         assert!(first.contains(&format!(", score {score},")), "{first}");
     }
@@ -1778,7 +1799,7 @@ fn links_that_loop_or_lead_nowhere_are_skipped_named_and_counted() {
 fn negative_numbers_and_sizes_under_a_byte_are_refused_naming_the_flag() {
     let corpus = fixture("corpus/capitals.txt");
     for (args, flag, rule) in [
-        (vec!["--min-count", "-1"], "--min-count", "0 or more"),
+        (vec!["--min-count", "-1"], "--min-count", "at least 1"),
         (
             vec!["--min-pair-count", "-5"],
             "--min-pair-count",
@@ -1824,11 +1845,19 @@ fn negative_numbers_and_sizes_under_a_byte_are_refused_naming_the_flag() {
 #[test]
 fn no_pairs_names_the_threshold_that_left_none() {
     let corpus = fixture("corpus/capitals.txt");
-    let (out, err) = mine_out(
-        &[&corpus],
-        &["--min-count", "1", "--min-pair-count", "999999"],
+    let o = finish(
+        relbert()
+            .args(["pairs", "mine", "--out", "-", "--corpus"])
+            .arg(&corpus)
+            .args(["--min-count", "1", "--min-pair-count", "999999"]),
     );
-    assert_eq!(out.lines().count(), 1, "{out}");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    // No pair is an error (audit E, s22), and not even the header is written.
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(out, "", "{out}");
     assert!(
         err.contains("no pair reached --min-pair-count 999999")
             && err.contains("the most frequent pair occurred"),
@@ -1865,7 +1894,17 @@ fn memory_sizes_need_a_unit_and_take_the_usual_spellings() {
         );
     }
     for value in ["2GB", "2GiB", "2g", "1.5 G"] {
-        mine_out(&[&corpus], &["--memory", value]);
+        mine_out(
+            &[&corpus],
+            &[
+                "--memory",
+                value,
+                "--min-count",
+                "1",
+                "--min-pair-count",
+                "1",
+            ],
+        );
     }
 }
 
@@ -2147,4 +2186,258 @@ fn the_summarys_seconds_line_up() {
         .collect();
     assert_eq!(columns.len(), names.len(), "{err}");
     assert!(columns.iter().all(|&c| c == columns[0]), "{err}");
+}
+
+// Found by audit E (s22): a user's corpus through `pairs mine` and into an index. Each test
+// failed on the binary before its fix (5291518).
+
+/// `--save-vocab`'s file given as `--pairs` was read as a pair list (its header skipped as a
+/// comment, every `term<TAB>count` a pair), and `index add` put those pairs into a good
+/// index. Refused now, naming the file's first line and what it is.
+#[test]
+fn a_saved_vocabulary_is_refused_as_a_pair_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab.tsv");
+    mine(
+        dir.path(),
+        "cap",
+        &[&fixture("corpus/capitals.txt")],
+        &[
+            "--min-count",
+            "1",
+            "--min-pair-count",
+            "1",
+            "--save-vocab",
+            vocab.to_str().unwrap(),
+        ],
+    );
+    let index = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(dir.path().join("cap.tsv"))
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    let count = || {
+        let a = relbert()
+            .args(["index", "info", "--json"])
+            .arg(&index)
+            .assert()
+            .success();
+        let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        v["count"].as_u64().unwrap()
+    };
+    let before = count();
+    let said = |o: std::process::Output| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{}:1", vocab.display())) && err.contains("vocabulary"),
+            "{err}"
+        );
+    };
+    said(finish(
+        relbert()
+            .args(["index", "add", "--index"])
+            .arg(&index)
+            .arg("--pairs")
+            .arg(&vocab),
+    ));
+    assert_eq!(count(), before, "the index was changed");
+    said(finish(
+        relbert()
+            .args(["index", "build", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&vocab)
+            .arg("--out")
+            .arg(dir.path().join("idx2")),
+    ));
+    assert!(!dir.path().join("idx2").exists());
+}
+
+/// `--stopwords` and `--terms` were not checked against the outputs (`--stopwords r.json
+/// --report r.json --force` read the old report as stop words and replaced it), and one of
+/// relbert's own lists (a mined pair list, a vocabulary) was taken as a word list.
+#[test]
+fn word_lists_are_not_outputs_nor_relberts_own_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let low = ["--min-count", "1", "--min-pair-count", "1"];
+    let report = dir.path().join("r.json");
+    mine(
+        dir.path(),
+        "p",
+        &[&corpus],
+        &["--min-count", "1", "--min-pair-count", "1"],
+    );
+    let pairs = dir.path().join("p.tsv");
+    let run = |args: &[&std::ffi::OsStr]| {
+        finish(
+            relbert()
+                .args(["pairs", "mine", "--corpus"])
+                .arg(&corpus)
+                .args(low)
+                .args(args),
+        )
+    };
+    // A report of an earlier run, named as the stop words and as this run's report.
+    let o = run(&[
+        "--out".as_ref(),
+        dir.path().join("q.tsv").as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let was = std::fs::read(&report).unwrap();
+    for flag in ["--stopwords", "--terms"] {
+        let o = run(&[
+            flag.as_ref(),
+            report.as_os_str(),
+            "--out".as_ref(),
+            dir.path().join("q.tsv").as_os_str(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--force".as_ref(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains("--report") && err.contains(&format!("the {flag} list")),
+            "{flag}: {err}"
+        );
+        assert_eq!(std::fs::read(&report).unwrap(), was, "{flag}: replaced");
+    }
+    // The pair list as stop words (and as terms): named by its first line, left as it was.
+    let was = std::fs::read(&pairs).unwrap();
+    for flag in ["--stopwords", "--terms"] {
+        let o = run(&[
+            flag.as_ref(),
+            pairs.as_os_str(),
+            "--out".as_ref(),
+            pairs.as_os_str(),
+            "--force".as_ref(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("{}:1", pairs.display())) && err.contains("pair list"),
+            "{flag}: {err}"
+        );
+        assert_eq!(std::fs::read(&pairs).unwrap(), was, "{flag}: replaced");
+    }
+}
+
+/// A run that mined no pair exited 0, and with `--force` replaced a good pair list with an
+/// empty one (and its provenance with an empty file).
+#[test]
+fn no_pairs_is_an_error_that_replaces_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    mine(
+        dir.path(),
+        "p",
+        &[&corpus],
+        &["--min-count", "1", "--min-pair-count", "1"],
+    );
+    let (pairs, prov) = (
+        dir.path().join("p.tsv"),
+        dir.path().join("p.provenance.jsonl"),
+    );
+    let was = (
+        std::fs::read(&pairs).unwrap(),
+        std::fs::read(&prov).unwrap(),
+    );
+    let o = finish(
+        relbert()
+            .args(["pairs", "mine", "--force", "--corpus"])
+            .arg(&corpus)
+            .args(["--min-count", "1", "--min-pair-count", "999999", "--out"])
+            .arg(&pairs),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no pair reached --min-pair-count 999999")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    let now = (
+        std::fs::read(&pairs).unwrap(),
+        std::fs::read(&prov).unwrap(),
+    );
+    assert!(now == was, "an output was replaced");
+}
+
+/// Messages that pointed the wrong way or named nothing: `--min-count 0` was taken; an
+/// empty file suggested a lower --min-count; an empty folder was "no input files found"
+/// without its name; xz and bzip2 files were "binary".
+#[test]
+fn messages_say_what_is_wrong_with_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus/capitals.txt");
+    let fail = |corpus: &Path, extra: &[&str]| {
+        let o = finish(
+            relbert()
+                .args(["pairs", "mine", "--out", "-", "--corpus"])
+                .arg(corpus)
+                .args(extra),
+        );
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = fail(&corpus, &["--min-count", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--min-count") && err.contains("at least 1"),
+        "{err}"
+    );
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let (code, err) = fail(&empty, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no words") && !err.contains("--min-count"),
+        "{err}"
+    );
+    let folder = dir.path().join("nothing-here");
+    std::fs::create_dir(&folder).unwrap();
+    let (_, err) = fail(&folder, &[]);
+    assert!(
+        err.contains("no input files found") && err.contains("nothing-here"),
+        "{err}"
+    );
+    for (name, bytes, format) in [
+        (
+            "x.txt.xz",
+            &b"\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4\x46\x02\x00!\x01"[..],
+            "xz",
+        ),
+        ("x.txt.bz2", &b"BZh91AY&SY\xa4\x95s:\x00\x00"[..], "bzip2"),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        let (_, err) = fail(&f, &[]);
+        assert!(
+            err.contains("xz or bzip2 compressed") && err.contains("decompress"),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("binary"), "{name}: {err}");
+        // The file mined with others: its place and format are named in the summary.
+        let (_, err) = mine_out(
+            &[&corpus, &f],
+            &["--min-count", "1", "--min-pair-count", "1"],
+        );
+        assert!(
+            err.contains(&format!(
+                "{name}: skipped: {format} compressed: not supported, decompress it first"
+            )),
+            "{name}: {err}"
+        );
+    }
 }

@@ -90,8 +90,8 @@ pub struct MineArgs {
     /// Co-occurrence window in tokens.
     #[arg(long, default_value_t = 10, value_parser = whole::<1>, allow_negative_numbers = true)]
     window: usize,
-    /// A word must occur this often to be a term.
-    #[arg(long, default_value_t = 5, value_parser = whole_u64::<0>, allow_negative_numbers = true)]
+    /// A word must occur this often to be a term (at least 1).
+    #[arg(long, default_value_t = 5, value_parser = whole_u64::<1>, allow_negative_numbers = true)]
     min_count: u64,
     /// At most this many terms, most frequent first.
     #[arg(long, default_value_t = 100_000, value_parser = whole::<1>, allow_negative_numbers = true)]
@@ -454,12 +454,22 @@ fn run_mine(a: MineArgs) -> Result<()> {
                 .display()
             )));
         }
-        if a.corpus.iter().any(|c| relbert::output::same_file(c, p)) {
-            return Err(super::usage(format!(
-                "invalid value for {}: {} is also a corpus input; choose another output",
-                flag(kind),
-                p.display()
-            )));
+        // Read before anything is written, and then replaced: `--stopwords sw.tsv --out
+        // sw.tsv --force` read the old pair list as stop words.
+        let inputs = a
+            .corpus
+            .iter()
+            .map(|c| (c, "a corpus input"))
+            .chain(a.stopwords.iter().map(|c| (c, "the --stopwords list")))
+            .chain(a.terms.iter().map(|c| (c, "the --terms list")));
+        for (input, what) in inputs {
+            if relbert::output::same_file(input, p) {
+                return Err(super::usage(format!(
+                    "invalid value for {}: {} is also {what}; choose another output",
+                    flag(kind),
+                    p.display()
+                )));
+            }
         }
         // Taken and registered under the handler's lock: an interrupt sees each lock it
         // must release.
@@ -517,6 +527,11 @@ fn run_mine(a: MineArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (pairs, mut report) = mine(&opts, &PassProgress(Mutex::new(None)))
         .map_err(|e| work_dir_full(e, work.path(), &tmp_parent))?;
+    // An empty list would replace a good one (with --force) and an index built from it
+    // holds nothing: a run that found no pair fails, and leaves every output as it was.
+    if let Some(why) = no_pairs_why(&report, &a) {
+        anyhow::bail!("{why}; nothing was written");
+    }
     // Most frequent first, as documented: with learned phrases the counts of words that
     // went into a phrase fall after the vocabulary was chosen by the counts before.
     report
@@ -603,7 +618,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
             return Err(e.into());
         }
     }
-    summary(&report, &a, started.elapsed().as_secs_f64());
+    summary(&report, started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -765,7 +780,7 @@ fn write_pairs(w: &mut impl Write, header: &str, pairs: &[MinedPair]) -> Result<
 
 /// The people's summary on standard error. `secs` is the whole run's time: what mining
 /// ([`MineReport::seconds`]) leaves of it went into writing the outputs.
-fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
+fn summary(r: &MineReport, secs: f64) {
     use super::progress::{group, rate};
     relbert::say!(
         "mined {} pairs from {} files: {} tokens in {} sentences, {} terms{}, {} distinct pairs ({} at or above the floor), {:.1}s",
@@ -854,9 +869,6 @@ fn summary(r: &MineReport, a: &MineArgs, secs: f64) {
             group(r.broken_links),
             r.skipped_examples.join("; ")
         );
-    }
-    if let Some(why) = no_pairs_why(r, a) {
-        tracing::warn!("{why}");
     }
 }
 

@@ -205,7 +205,7 @@ pub struct MineReport {
     pub invalid_utf8_lines: u64,
     /// JSON lines skipped.
     pub bad_json_lines: u64,
-    /// Files skipped as binary.
+    /// Files skipped as binary, xz and bzip2 compressed ones (not supported) included.
     pub binary_files: u64,
     /// Files skipped as UTF-16 text (not supported: convert it to UTF-8).
     pub utf16_files: u64,
@@ -278,6 +278,22 @@ struct Ctx<'a> {
     read: bool,
     /// Drops repeated long paragraphs, the same ones in every pass.
     repeats: Repeats,
+    /// The bytes the first pass read from each source ([`source::read_blocks`]): every later
+    /// pass must read as many.
+    first_read: Option<Vec<Option<u64>>>,
+    /// Each regular file's size and modification time before the first pass (`None` for a
+    /// stream, read from its copy, or a file that could not be looked at): compared after
+    /// every pass, so a file rewritten in place to the same size is caught too.
+    stamps: Vec<Option<Stamp>>,
+}
+
+/// A file's size and modification time.
+type Stamp = (u64, std::time::SystemTime);
+
+/// `path`'s [`Stamp`], if it has one.
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let md = std::fs::metadata(path).ok()?;
+    Some((md.len(), md.modified().ok()?))
 }
 
 impl Ctx<'_> {
@@ -377,8 +393,9 @@ impl Ctx<'_> {
             (read, states)
         });
         self.progress.finish();
-        read?;
+        let read = read?;
         let states = states.into_iter().collect::<Result<Vec<S>>>()?;
+        self.check_unchanged(name, read)?;
         // Every pass reads the same input; its skips (and repeats) are reported once.
         if !self.read {
             self.read = true;
@@ -405,6 +422,69 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// Fails when a source changed while the passes read it: the passes' counts would not
+    /// agree (a pair counted in one pass and missing in the next, labels from other text),
+    /// and nothing said so. `read` is what pass `name` read from each source; the first
+    /// pass's is kept to compare the later ones with.
+    fn check_unchanged(&mut self, name: &str, read: Vec<Option<u64>>) -> Result<()> {
+        let changed = |src: &Source, message: String| Error::Config {
+            path: src.name.clone(),
+            message: format!(
+                "changed while it was read: {message}; the passes of mining must all read the \
+                 same text (copy a file that is still being written and mine the copy); \
+                 nothing was written"
+            ),
+        };
+        let bytes =
+            |n: Option<u64>| n.map_or_else(|| "nothing (skipped)".into(), |n| format!("{n} bytes"));
+        match &self.first_read {
+            None => self.first_read = Some(read),
+            Some(first) => {
+                for ((src, was), now) in self.sources.iter().zip(first).zip(&read) {
+                    if was != now {
+                        return Err(changed(
+                            src,
+                            format!(
+                                "the first pass read {}, the {name:?} pass {}",
+                                bytes(*was),
+                                bytes(*now)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (src, was) in self.sources.iter().zip(&self.stamps) {
+            let Some((len, modified)) = *was else {
+                continue;
+            };
+            match stamp(&src.name) {
+                Some((l, m)) if (l, m) == (len, modified) => {}
+                Some((l, _)) if l != len => {
+                    return Err(changed(
+                        src,
+                        format!(
+                            "it was {len} bytes when mining started, {l} after the {name:?} pass"
+                        ),
+                    ))
+                }
+                Some(_) => {
+                    return Err(changed(
+                        src,
+                        format!("its modification time changed by the end of the {name:?} pass"),
+                    ))
+                }
+                None => {
+                    return Err(changed(
+                        src,
+                        format!("it could not be looked at after the {name:?} pass"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records the first pass's repeats in the report, with one note on standard error.
     fn report_repeats(&mut self, r: &Repeats) {
         self.report.repeated_paragraphs = r.repeated;
@@ -498,7 +578,11 @@ pub fn mine(
     if expanded.sources.is_empty() {
         return Err(Error::InvalidArgument {
             flag: "--corpus".into(),
-            message: format!("no input files found{}", left_out_why(&expanded)),
+            message: format!(
+                "no input files found in {}{}",
+                inputs_named(&opts.inputs).display(),
+                left_out_why(&expanded)
+            ),
         });
     }
     let mut ctx = Ctx {
@@ -517,11 +601,23 @@ pub fn mine(
             }],
             ..MineReport::default()
         },
+        stamps: expanded
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                source::copy_path(&opts.work_dir, i, s)
+                    .is_none()
+                    .then(|| stamp(&s.name))
+                    .flatten()
+            })
+            .collect(),
         sources: expanded.sources,
         skipped: Skipped::default(),
         progress,
         read: false,
         repeats: Repeats::new(!opts.keep_repeats, opts.memory),
+        first_read: None,
     };
     let tok = Tokenizer {
         lowercase: opts.lowercase,
@@ -598,6 +694,9 @@ pub fn mine(
         // audit, JSON lines with the text in another field).
         let what = if ctx.report.tokens == 0 && !skipped.is_empty() {
             format!("{skipped}; no word was left to count")
+        } else if ctx.report.tokens == 0 {
+            // Nothing to count: a lower --min-count would find nothing either.
+            "no words: the input is empty, or holds nothing but spaces and punctuation".to_string()
         } else if skipped.is_empty() {
             no_terms_why(opts.min_count)
         } else {
@@ -702,13 +801,13 @@ pub fn mine(
         .collect();
     ctx.report.invalid_utf8_lines = ctx.skipped.invalid_utf8;
     ctx.report.bad_json_lines = ctx.skipped.bad_json;
-    ctx.report.binary_files = ctx.skipped.binary_files;
+    ctx.report.binary_files = ctx.skipped.binary_files + ctx.skipped.compressed_files;
     ctx.report.utf16_files = ctx.skipped.utf16_files;
     // Files skipped whole were not read.
-    ctx.report.files = ctx
-        .sources
-        .len()
-        .saturating_sub((ctx.skipped.binary_files + ctx.skipped.utf16_files) as usize);
+    ctx.report.files = ctx.sources.len().saturating_sub(
+        (ctx.skipped.binary_files + ctx.skipped.compressed_files + ctx.skipped.utf16_files)
+            as usize,
+    );
     ctx.report
         .skipped_examples
         .extend(ctx.skipped.examples.iter().cloned());
@@ -797,6 +896,13 @@ fn skipped_why(s: &Skipped, text_field: &str) -> String {
             "{} file(s) were skipped as UTF-16 text, which is not supported (convert with \
              iconv -f utf-16 -t utf-8)",
             s.utf16_files
+        ));
+    }
+    if s.compressed_files > 0 {
+        why.push(format!(
+            "{} file(s) were skipped as xz or bzip2 compressed, which is not supported \
+             (decompress them first)",
+            s.compressed_files
         ));
     }
     if s.binary_files > 0 {
@@ -1371,5 +1477,90 @@ mod tests {
             inputs_named(&many),
             PathBuf::from("0.txt, 1.txt, 2.txt, 2 more")
         );
+    }
+
+    /// Changes the corpus file as the pair-counting pass starts.
+    struct ChangeAtPass2(std::path::PathBuf, fn(&std::path::Path));
+
+    impl MineProgress for ChangeAtPass2 {
+        fn start(&self, pass: &str, _: u64) {
+            if pass == "counting pairs" {
+                (self.1)(&self.0);
+            }
+        }
+        fn bytes(&self, _: u64) {}
+        fn finish(&self) {}
+    }
+
+    /// Audit E (s22): a file that grew or was cut between the passes gave counts of one
+    /// text and labels of another, with no word said. It is an error naming the file now.
+    #[test]
+    fn a_file_changed_between_passes_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c.txt");
+        let text = "Paris is the capital of France. Rome is the capital of Italy.\n\n".repeat(20);
+        let opts = MineOptions {
+            inputs: vec![corpus.clone()],
+            exclude: Vec::new(),
+            format: source::InputFormat::Auto,
+            paragraphs: source::Paragraphs::Blank,
+            text_field: "text".into(),
+            lowercase: true,
+            stopwords: Default::default(),
+            terms: Terms::default(),
+            phrases: false,
+            phrase_threshold: 100.0,
+            window: 10,
+            min_count: 1,
+            vocab_size: 1000,
+            min_pair_count: 1,
+            max_pairs: 1000,
+            score: Score::Pmi,
+            memory: 64 << 20,
+            work_dir: dir.path().join("work"),
+            examples: 3,
+            threads: 1,
+            keep_repeats: true,
+        };
+        std::fs::create_dir(&opts.work_dir).unwrap();
+        std::fs::write(&corpus, &text).unwrap();
+        assert!(!mine(&opts, &Quiet).unwrap().0.is_empty());
+        let grow: fn(&std::path::Path) = |p| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            std::io::Write::write_all(&mut f, b"Oslo is the capital of Norway.\n").unwrap();
+        };
+        let cut: fn(&std::path::Path) = |p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(100)
+                .unwrap();
+        };
+        // Rewritten in place to the same size: only its modification time tells.
+        let rewrite: fn(&std::path::Path) = |p| {
+            let text = std::fs::read_to_string(p)
+                .unwrap()
+                .replace("Paris", "Lyons");
+            std::fs::write(p, text).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
+                .unwrap();
+        };
+        for (how, says) in [
+            (grow, "the \"counting pairs\" pass"),
+            (cut, "the \"counting pairs\" pass"),
+            (rewrite, "modification time"),
+        ] {
+            std::fs::write(&corpus, &text).unwrap();
+            let e = mine(&opts, &ChangeAtPass2(corpus.clone(), how))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("{}: changed while it was read", corpus.display()))
+                    && e.contains(says),
+                "{e}"
+            );
+        }
     }
 }

@@ -8,7 +8,15 @@
 //! counted (the first few are reported with file and line), never fatal; a file that
 //! cannot be read at all is an error naming it. A symbolic link in a folder that leads
 //! nowhere or loops is skipped with a warning naming it and counted, as `find` skips it. Files whose first 8 KiB hold a NUL byte are
-//! skipped as binary.
+//! skipped as binary; xz and bzip2 files (not read) are skipped, named by their magic bytes.
+//!
+//! A paragraph longer than 64 KiB is cut after the line that passes it, and a line longer
+//! than that (text8, a whole book on one line) is cut too, at its last space (or other ASCII
+//! white space) before 64 KiB, so it is never held whole: each piece is a paragraph of its
+//! own, on the line's number, and as at any paragraph cut, sentences (and so pairs) do not
+//! span the cut. A line without white space for 64 KiB is cut at 64 KiB (at a character
+//! boundary): no word is that long, and the piece is read like any other. JSON lines are
+//! read whole (a document is parsed whole).
 //!
 //! Standard input can be read only once, but mining reads its input several times, so the
 //! first pass copies it into the work directory and later passes read the copy. So it goes
@@ -437,6 +445,8 @@ pub struct Skipped {
     pub binary_files: u64,
     /// Files skipped as UTF-16 text.
     pub utf16_files: u64,
+    /// Files skipped as compressed in a format not read (xz, bzip2).
+    pub compressed_files: u64,
     /// `file:line: why` for the first few.
     pub examples: Vec<String>,
 }
@@ -450,7 +460,7 @@ impl Skipped {
 }
 
 /// Largest paragraph before it is cut: long unbroken text (a file without blank lines)
-/// must not grow a block without bound.
+/// must not grow a block without bound. A line longer than this is cut too ([`next_line`]).
 const MAX_PARA: usize = 64 << 10;
 /// Target size of a block handed to a worker.
 const BLOCK_BYTES: usize = 256 << 10;
@@ -472,6 +482,10 @@ pub fn copy_path(work_dir: &Path, index: usize, src: &Source) -> Option<PathBuf>
 /// the number of input bytes read so far (compressed bytes for compressed files). A stream
 /// ([`Source::stream`]: standard input, a pipe) is copied into `work_dir` when reading it the
 /// first time ([`copy_path`]), and read from there later (when the copy exists).
+///
+/// Returns the bytes read from each source (compressed bytes for compressed files), `None`
+/// for one skipped whole (binary, UTF-16, compressed in a format not read) or not reached:
+/// every pass must read the same, and the caller compares them.
 pub fn read_blocks(
     sources: &[Source],
     paragraphs: Paragraphs,
@@ -480,8 +494,9 @@ pub fn read_blocks(
     skipped: &mut Skipped,
     mut progress: impl FnMut(u64),
     mut send: impl FnMut(Block) -> bool,
-) -> Result<()> {
+) -> Result<Vec<Option<u64>>> {
     let mut done = 0u64;
+    let mut read = vec![None; sources.len()];
     for (i, src) in sources.iter().enumerate() {
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let raw: Box<dyn Read> = match copy_path(work_dir, i, src) {
@@ -525,6 +540,17 @@ pub fn read_blocks(
             progress(done);
             continue;
         }
+        // Checked before the NUL bytes too: "binary" would not say what to do about it.
+        if let Some(format) = unread_compression(&head) {
+            skipped.compressed_files += 1;
+            skipped.note(format!(
+                "{}: skipped: {format} compressed: not supported, decompress it first",
+                src.name.display()
+            ));
+            done += src.bytes;
+            progress(done);
+            continue;
+        }
         if is_binary(&head) {
             skipped.binary_files += 1;
             skipped.note(format!("{}: skipped: binary file", src.name.display()));
@@ -549,19 +575,21 @@ pub fn read_blocks(
             |_: ()| progress(base + counter.load(std::sync::atomic::Ordering::Relaxed));
         let keep_going = read_one(
             (i as u32, src),
-            (paragraphs, text_field),
+            (paragraphs, text_field, MAX_PARA),
             &mut reader,
             skipped,
             &mut on_bytes,
             &mut send,
         )?;
-        done = base + counter.load(std::sync::atomic::Ordering::Relaxed);
+        let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+        done = base + n;
         progress(done);
         if !keep_going {
             break;
         }
+        read[i] = Some(n);
     }
-    Ok(())
+    Ok(read)
 }
 
 /// Whether the input starts with a UTF-16 byte-order mark (`FF FE` or `FE FF`).
@@ -636,6 +664,21 @@ fn sniff_json_lines(
     Ok((jsonl, Box::new(BufReader::with_capacity(1 << 20, rest))))
 }
 
+/// The compression format of an input relbert does not decompress, by its magic bytes:
+/// xz (`FD 37 7A 58 5A 00`) or bzip2 (`BZh`, a block size digit, then the magic of a block
+/// or of the end of the stream).
+fn unread_compression(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return Some("xz");
+    }
+    let bzip2 = head.len() >= 10
+        && head.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && (head[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
+            || head[4..10] == [0x17, 0x72, 0x45, 0x38, 0x50, 0x90]);
+    bzip2.then_some("bzip2")
+}
+
 fn is_binary(head: &[u8]) -> bool {
     head.contains(&0)
 }
@@ -653,10 +696,64 @@ fn decompress<R: Read + 'static>(mut r: BufReader<R>, name: &Path) -> Result<Box
     }
 }
 
-/// Reads one source; returns false when `send` asked to stop.
+/// Reads the next line of `reader` into `line` (cleared first), as `read_until` does, but
+/// at most `max` bytes of it: a longer line is cut at its last ASCII white space within
+/// them, or where there is none at the last character boundary, and the rest of what was
+/// read is kept in `rest` for the next call, which continues the line. Returns the bytes
+/// in `line` (0 at the end of the input) and whether `line` starts a line (is not the
+/// continuation of one that was cut).
+fn next_line(
+    reader: &mut Box<dyn BufRead>,
+    line: &mut Vec<u8>,
+    rest: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<(usize, bool)> {
+    line.clear();
+    let starts = rest.is_empty();
+    line.append(rest);
+    if !line.ends_with(b"\n") {
+        let room = max.saturating_sub(line.len()) as u64;
+        reader.by_ref().take(room).read_until(b'\n', line)?;
+    }
+    // A line of exactly `max` bytes at the end of the input is whole.
+    if line.ends_with(b"\n") || line.len() < max || reader.fill_buf()?.is_empty() {
+        return Ok((line.len(), starts));
+    }
+    let cut = match line.iter().rposition(u8::is_ascii_whitespace) {
+        Some(k) => k + 1,
+        None => char_boundary(line),
+    };
+    rest.extend_from_slice(&line[cut..]);
+    line.truncate(cut);
+    Ok((line.len(), starts))
+}
+
+/// The last place in `bytes` where a character starts or `bytes` ends, leaving whole the
+/// last character when it is complete: where a line without white space is cut. `bytes.len()`
+/// when there is no such place (bytes that are not UTF-8, skipped as such anyway).
+fn char_boundary(bytes: &[u8]) -> usize {
+    let Some(lead) = bytes.iter().rposition(|b| b & 0xc0 != 0x80) else {
+        return bytes.len();
+    };
+    let width = match bytes[lead] {
+        b if b < 0x80 => 1,
+        b if b >> 5 == 0b110 => 2,
+        b if b >> 4 == 0b1110 => 3,
+        b if b >> 3 == 0b11110 => 4,
+        _ => return bytes.len(),
+    };
+    if lead + width <= bytes.len() || lead == 0 {
+        bytes.len()
+    } else {
+        lead
+    }
+}
+
+/// Reads one source; returns false when `send` asked to stop. Paragraphs (and lines, in
+/// text) longer than `max_para` bytes are cut (see the module's doc).
 fn read_one(
     (source, src): (u32, &Source),
-    (paragraphs, text_field): (Paragraphs, &str),
+    (paragraphs, text_field, max_para): (Paragraphs, &str, usize),
     reader: &mut Box<dyn BufRead>,
     skipped: &mut Skipped,
     on_bytes: &mut impl FnMut(()),
@@ -667,24 +764,33 @@ fn read_one(
         ..Block::default()
     };
     let mut line = Vec::new();
+    // The rest of a text line cut at `max_para` bytes, read but not yet handed on.
+    let mut rest = Vec::new();
     let mut lineno = 0u64;
     let mut para_start: Option<(usize, u64)> = None;
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::Parse {
-                path: src.name.clone(),
-                line: (lineno + 1) as usize,
-                message: format!("cannot be read: {e}"),
-            })?;
+        let read = if src.jsonl {
+            line.clear();
+            reader.read_until(b'\n', &mut line).map(|n| (n, true))
+        } else {
+            next_line(reader, &mut line, &mut rest, max_para)
+        };
+        let (n, starts) = read.map_err(|e| Error::Parse {
+            path: src.name.clone(),
+            line: (lineno + 1) as usize,
+            message: format!("cannot be read: {e}"),
+        })?;
         if n == 0 {
             break;
         }
-        lineno += 1;
+        if starts {
+            lineno += 1;
+        }
+        // The piece of a long line cut here ends a paragraph, as a long paragraph's line does.
+        let cut = !rest.is_empty();
         // A byte-order mark (editors on Windows write one) is not text.
-        let bytes = match (lineno, line.strip_prefix("\u{feff}".as_bytes())) {
-            (1, Some(rest)) => rest,
+        let bytes = match (lineno, starts, line.strip_prefix("\u{feff}".as_bytes())) {
+            (1, true, Some(rest)) => rest,
             _ => &line[..],
         };
         let Ok(text) = std::str::from_utf8(bytes) else {
@@ -736,7 +842,8 @@ fn read_one(
             block.text.push_str(text.trim_end_matches(['\n', '\r']));
             block.text.push('\n');
             if paragraphs == Paragraphs::Line
-                || para_start.is_some_and(|(s, _)| block.text.len() - s > MAX_PARA)
+                || cut
+                || para_start.is_some_and(|(s, _)| block.text.len() - s > max_para)
             {
                 close_para(&mut block, &mut para_start);
             }
@@ -836,6 +943,96 @@ mod tests {
         )
         .unwrap();
         (paras, skipped)
+    }
+
+    /// The paragraphs `read_one` makes of `bytes` (plain text) with paragraphs and lines cut
+    /// at `max` bytes: (text, first line).
+    fn cut_at(bytes: &[u8], max: usize, paragraphs: Paragraphs) -> Vec<(String, u64)> {
+        let src = Source {
+            name: "c.txt".into(),
+            stdin: false,
+            stream: false,
+            bytes: bytes.len() as u64,
+            jsonl: false,
+            sniff: false,
+        };
+        let mut reader: Box<dyn BufRead> = Box::new(std::io::Cursor::new(bytes.to_vec()));
+        let mut out = Vec::new();
+        read_one(
+            (0, &src),
+            (paragraphs, "text", max),
+            &mut reader,
+            &mut Skipped::default(),
+            &mut |_| {},
+            &mut |b: Block| {
+                for p in &b.paras {
+                    out.push((b.text[p.start..p.end].to_string(), p.line));
+                }
+                true
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    /// Audit E (s22): a corpus of one long line (text8) was held whole in memory, whatever
+    /// --memory said: the paragraph cut came only once the line had ended. A line is cut
+    /// at its last white space within the bound now (at a character boundary when it has
+    /// none), each piece a paragraph on the line's number; text of shorter lines is read
+    /// as before.
+    #[test]
+    fn a_long_line_is_cut_at_white_space_and_never_held_whole() {
+        let max = 40;
+        let words: Vec<String> = (0..100).map(|i| format!("word{i}")).collect();
+        let long = words.join(" ");
+        for paragraphs in [Paragraphs::Blank, Paragraphs::Line] {
+            let text = format!("first line\n{long}\nlast line\n");
+            let paras = cut_at(text.as_bytes(), max, paragraphs);
+            // Every word read once, in order, none split.
+            let read: Vec<&str> = paras
+                .iter()
+                .flat_map(|(t, _)| t.split_whitespace())
+                .collect();
+            let mut all = vec!["first", "line"];
+            all.extend(words.iter().map(String::as_str));
+            all.extend(["last", "line"]);
+            assert_eq!(read, all, "{paragraphs:?}");
+            // Pieces of the long line are paragraphs on its line, each within the bound
+            // (and its line end); with blank-line paragraphs, the lines around it join its
+            // first and last piece, as lines join a paragraph.
+            let pieces: Vec<_> = paras.iter().filter(|(_, l)| *l == 2).collect();
+            assert!(pieces.len() > 10, "{paras:?}");
+            let bound = match paragraphs {
+                Paragraphs::Line => max + 1,
+                Paragraphs::Blank => max + 1 + "last line\n".len(),
+            };
+            assert!(pieces.iter().all(|(t, _)| t.len() <= bound), "{paras:?}");
+            assert!(
+                paras.iter().all(|(t, _)| t.len() <= 2 * max + 2),
+                "{paras:?}"
+            );
+            assert!(
+                paras.last().unwrap().0.ends_with("last line\n"),
+                "{paras:?}"
+            );
+        }
+        // No white space at all: cut at a character boundary, nothing lost.
+        let unbroken = "é".repeat(100) + "x";
+        let paras = cut_at(unbroken.as_bytes(), 41, Paragraphs::Blank);
+        assert!(paras.len() > 4 && paras.iter().all(|(t, l)| t.len() <= 42 && *l == 1));
+        let joined: String = paras.iter().map(|(t, _)| t.trim_end()).collect();
+        assert_eq!(joined, unbroken);
+        // Lines under the bound: the paragraphs are those read without one.
+        let prose = "a b c\nd e f\n\ng h\n";
+        assert_eq!(
+            cut_at(prose.as_bytes(), 8, Paragraphs::Blank),
+            cut_at(prose.as_bytes(), MAX_PARA, Paragraphs::Blank)
+        );
+        // A last line of exactly the bound, without a line end, is whole.
+        assert_eq!(
+            cut_at(b"abcd efgh", 9, Paragraphs::Blank),
+            [("abcd efgh\n".to_string(), 1)]
+        );
     }
 
     #[test]
@@ -950,7 +1147,7 @@ mod tests {
                         true
                     },
                 );
-                let _ = tx.send(r.map(|()| paras));
+                let _ = tx.send(r.map(|_| paras));
             });
             rx.recv_timeout(std::time::Duration::from_secs(60))
                 .expect("the pass did not finish")

@@ -38,10 +38,11 @@ pub fn parse_word_list(text: &str, lowercase: bool) -> FxHashSet<Box<str>> {
 }
 
 /// Reads a word list (terms, stop words) as text; bytes that are not UTF-8 are an error
-/// naming the file and the line they are on.
+/// naming the file and the line they are on, and so is a first line that marks one of
+/// relbert's own lists ([`crate::pairs::relbert_list_kind`]).
 pub fn read_word_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
         Error::Parse {
@@ -49,7 +50,17 @@ pub fn read_word_file(path: &Path) -> Result<String> {
             line,
             message: "not UTF-8 text".into(),
         }
-    })
+    })?;
+    // One of relbert's own lists (a mined pair list, a vocabulary) given by mistake: its
+    // words would be read as stop words or terms, and its header skipped as a comment.
+    if let Some(kind) = crate::pairs::relbert_list_kind(text.lines().next().unwrap_or("")) {
+        return Err(Error::Parse {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("this is {kind}, not a word list"),
+        });
+    }
+    Ok(text)
 }
 
 /// A listed word in the spelling the tokenizer gives the corpus' words (NFKC, the ASCII
