@@ -2453,3 +2453,168 @@ fn a_length_beside_chunks_is_read_as_chunked_as_described() {
     assert!(text.contains("is read as chunked"), "{text}");
     assert!(!text.contains("conflicting Content-Length"), "{text}");
 }
+
+/// Found by audit F: a missing and a wrong token got the same 401 (a client with a typo in
+/// its token was told to send one), and of two `Authorization` headers the first was read.
+#[tokio::test]
+async fn a_token_refusal_says_why_and_two_authorizations_are_refused() {
+    let (app, _) = app_with(options(Some("s3cret")));
+    let (status, v) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("has none"), "{msg}");
+    let (status, v) = call_auth(&app, "GET", "/v1/info", None, Some("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("wrong") && !msg.contains("has none"), "{msg}");
+
+    for values in [
+        ["Bearer s3cret", "Bearer wrong"],
+        ["Bearer wrong", "Bearer s3cret"],
+    ] {
+        let req = Request::builder()
+            .uri("/v1/info")
+            .header("authorization", values[0])
+            .header("authorization", values[1])
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{values:?}");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("2 Authorization headers"), "{msg}");
+    }
+}
+
+/// Found by audit F: `q=%ff` (not UTF-8 once decoded) was read as U+FFFD and answered 200
+/// with no suggestions; it is a 400 naming `q`. Other parameters are still ignored.
+#[tokio::test]
+async fn a_suggestion_query_that_is_not_utf8_is_refused() {
+    let app = app();
+    for uri in [
+        "/v1/suggest?q=%ff",
+        "/v1/suggest?q=pa%C3",
+        "/v1/suggest?q=pa&limit=%fe",
+    ] {
+        let (status, v) = call(&app, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("UTF-8"), "{uri}: {msg}");
+        let name = if uri.contains("limit") {
+            "parameter limit"
+        } else {
+            "parameter q"
+        };
+        assert!(msg.contains(name), "{uri}: {msg}");
+    }
+    // Decoded as a form is: `+` a space, `%20` a space, a stray `%` itself.
+    for uri in [
+        "/v1/suggest?q=paris+fr",
+        "/v1/suggest?q=paris%20fr&_=%ff",
+        "/v1/suggest?q=%70aris",
+    ] {
+        let (status, v) = call(&app, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {v}");
+        assert_eq!(v["suggestions"][0]["pair"][0], "paris", "{uri}: {v}");
+    }
+    let (status, v) = call(&app, "GET", "/v1/suggest?q=%zz", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+/// Sends `head` (a request line and headers, without the blank line) on a fresh connection
+/// with `Connection: close`; returns everything the server answered before closing.
+fn raw_request(addr: &str, head: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may answer and close before the whole head is read: a failed write is fine.
+    let _ = s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The JSON body of a raw response (after its head).
+fn json_body(response: &str) -> Value {
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response:?}"))
+}
+
+/// Found by audit F: a long request target or many headers were refused by hyper itself
+/// with an empty answer (414, 431) that the metrics did not count, at lopsided limits (99
+/// small headers refused, one 100 KB header taken). They are JSON refusals naming the limit
+/// now; what still reaches hyper's own hard limits is counted under `unparsed`.
+#[test]
+fn an_oversized_request_head_gets_a_json_refusal() {
+    let (_rt, addr) = start_server(options(None));
+    let status = |r: &str| r.split(' ').nth(1).unwrap_or("").to_string();
+
+    let long = format!(
+        "GET /v1/suggest?q={} HTTP/1.1\r\nHost: localhost\r\n",
+        "a".repeat(20_000)
+    );
+    let r = raw_request(&addr, &long);
+    assert_eq!(status(&r), "414", "{r:.300}");
+    let v = json_body(&r);
+    assert_eq!(v["status"], 414);
+    assert!(v["error"].as_str().unwrap().contains("8192 bytes"), "{v}");
+
+    let many: String = (0..200).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let r = raw_request(
+        &addr,
+        &format!("GET /v1/health HTTP/1.1\r\nHost: localhost\r\n{many}"),
+    );
+    assert_eq!(status(&r), "431", "{r:.300}");
+    assert!(
+        json_body(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 100"),
+        "{r}"
+    );
+
+    let big = format!("X-Big: {}\r\n", "b".repeat(100_000));
+    let r = raw_request(
+        &addr,
+        &format!("GET /v1/health HTTP/1.1\r\nHost: localhost\r\n{big}"),
+    );
+    assert_eq!(status(&r), "431", "{r:.300}");
+    assert!(
+        json_body(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("65536 bytes"),
+        "{r}"
+    );
+
+    // Under the limits, including an unknown path's refusal: answered as usual.
+    let some: String = (0..97).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let r = raw_request(
+        &addr,
+        &format!("GET /v1/health HTTP/1.1\r\nHost: localhost\r\n{some}"),
+    );
+    assert_eq!(status(&r), "200", "{r:.300}");
+    let r = raw_request(
+        &addr,
+        &format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n", "n".repeat(9000)),
+    );
+    assert_eq!(status(&r), "414", "{r:.300}");
+
+    // Beyond hyper's own limit on a request target (64 KiB): its bare answer, counted.
+    let huge = format!(
+        "GET /v1/health?q={} HTTP/1.1\r\nHost: localhost\r\n",
+        "a".repeat(100_000)
+    );
+    let r = raw_request(&addr, &huge);
+    assert_eq!(status(&r), "414", "{r:.300}");
+    let m = common::http_get(&addr, "/v1/metrics").unwrap();
+    assert!(
+        m.contains("relbert_http_requests_total{endpoint=\"unparsed\",status=\"414\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("relbert_http_requests_total{endpoint=\"/v1/suggest\",status=\"414\"} 1"),
+        "{m}"
+    );
+}

@@ -213,12 +213,13 @@ const MAX_K: usize = 150;
 /// ready.
 fn start_server(index: &Path, extra: &[&str]) -> (Reaped, String) {
     let max_k = MAX_K.to_string();
-    let mut args = vec![
-        "--index".as_ref(),
-        index.as_os_str(),
-        "--max-k".as_ref(),
-        max_k.as_ref(),
-    ];
+    let mut args = vec![std::ffi::OsStr::new("--index"), index.as_os_str()];
+    if !extra.contains(&"--max-k") {
+        args.extend([
+            std::ffi::OsStr::new("--max-k"),
+            std::ffi::OsStr::new(&max_k),
+        ]);
+    }
     args.extend(extra.iter().map(std::ffi::OsStr::new));
     let (child, mut err, addr) = common::spawn_serve_with(&args, "warn");
     // Keep draining its log so it never blocks on a full pipe.
@@ -981,4 +982,59 @@ fn page_audit_findings_stay_fixed() {
     );
 
     assert!(failed.is_empty(), "failed: {failed:#?}");
+}
+
+/// Found by audit F: under `serve --max-k 5` the box kept its default 10, so the browser
+/// blocked Find ("Value must be less than or equal to 5") and every other search (a
+/// suggestion, a result, a link) was refused by the server; a link's `&k=0` searched with 10
+/// but left 0 in the box, blocking the next Find; and a failed search left the previous
+/// search's link in the address.
+#[test]
+fn page_keeps_k_within_a_small_max_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(browser) = open_browser(dir.path(), "page_keeps_k_within_a_small_max_k") else {
+        return;
+    };
+    let index = build_index(dir.path(), &common::pair_file(dir.path()), "idx");
+    let (_server, addr) = start_server(&index, &["--max-k", "5"]);
+    let d = &browser.d;
+    let page = format!("http://{addr}/");
+    let k_is = |v: &str| format!("document.getElementById('k').value === {}", json!(v));
+    let rows = "return document.querySelectorAll('#results tbody tr').length;";
+
+    d.open(&page);
+    d.wait_until(&k_is("5"));
+    let a = d.wait_for("#a")[0].clone();
+    let b = d.wait_for("#b")[0].clone();
+    d.type_into(&a, "paris");
+    d.type_into(&b, "france\u{E007}");
+    d.wait_until(&status_starts("paris : france"));
+    let shown = d.script(rows).as_u64().unwrap_or(0);
+    assert!((1..=5).contains(&shown), "{shown} result rows");
+    assert!(d.became_true("location.hash === '#paris:france&k=5'"));
+
+    // A link with k=0 searches with the default capped to 5, and the box says so.
+    d.open(&format!("{page}#tokyo:japan&k=0"));
+    d.wait_until(&status_starts("tokyo : japan"));
+    assert!(d.became_true(&k_is("5")));
+    assert_eq!(
+        d.script("return document.getElementById('form').checkValidity();"),
+        json!(true)
+    );
+    // A link's k over the server's is capped too.
+    d.open(&format!("{page}#paris:france&k=50"));
+    d.wait_until(&status_starts("paris : france"));
+    assert!(d.became_true(&k_is("5")));
+    assert!(d.became_true("location.hash === '#paris:france&k=5'"));
+
+    // A failed search does not leave the previous search's link in the address.
+    let a = d.wait_for("#a")[0].clone();
+    d.script("document.getElementById('a').value = ''; document.getElementById('b').value = '';");
+    d.type_into(&a, "a:b:c\u{E007}");
+    assert!(d.became_true("document.getElementById('status').className.includes('error')"));
+    assert!(
+        d.became_true("location.hash === ''"),
+        "{}",
+        d.script("return location.href;")
+    );
 }

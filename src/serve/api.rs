@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -108,7 +108,7 @@ mod status_tests {
 impl From<BatchError> for ApiError {
     fn from(e: BatchError) -> Self {
         let status = match e {
-            BatchError::Busy(_) | BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            BatchError::Busy { .. } | BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             BatchError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, e.to_string())
@@ -268,6 +268,43 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Why a request to an endpoint that needs the token `want` is refused, if it is: several
+/// `Authorization` headers (400: which one is meant cannot be known; the first one was
+/// read), none (401), one that is not a bearer token or holds another token (401, each
+/// said as such: a client with a wrong token needs to know it sent one).
+fn token_problem(req: &Request, want: &str) -> Option<ApiError> {
+    let mut given = req.headers().get_all(header::AUTHORIZATION).iter();
+    let first = given.next();
+    let more = given.count();
+    if more > 0 {
+        return Some(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request has {} Authorization headers; send the token once: \
+                 Authorization: Bearer <token>",
+                more + 1
+            ),
+        ));
+    }
+    let unauthorised = |message: &str| Some(ApiError::new(StatusCode::UNAUTHORIZED, message));
+    let Some(value) = first else {
+        return unauthorised(
+            "this server needs a bearer token and the request has none: send Authorization: \
+             Bearer <token>",
+        );
+    };
+    match value.to_str().ok().and_then(bearer_token) {
+        None => unauthorised(
+            "the Authorization header is not a bearer token; this server takes Authorization: \
+             Bearer <token>",
+        ),
+        Some(got) if !same_secret(got.as_bytes(), want.as_bytes()) => unauthorised(
+            "the bearer token is wrong: it is not the one this server was started with",
+        ),
+        Some(_) => None,
+    }
+}
+
 /// Whether `given` equals `want`, in time that does not depend on where they differ.
 fn same_secret(given: &[u8], want: &[u8]) -> bool {
     given.len() == want.len() && given.iter().zip(want).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
@@ -312,10 +349,59 @@ fn local_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// What every request, to an endpoint or not, is first refused for, if anything: several
-/// `Host` headers ([`several_hosts`]), then another host ([`foreign_host`]).
+/// What every request, to an endpoint or not, is first refused for, if anything: a request
+/// head over the limits ([`head_too_large`]), several `Host` headers ([`several_hosts`]),
+/// then another host ([`foreign_host`]).
 fn host_problem(state: &AppState, req: &Request) -> Option<ApiError> {
-    several_hosts(req).or_else(|| foreign_host(state, req))
+    head_too_large(req)
+        .or_else(|| several_hosts(req))
+        .or_else(|| foreign_host(state, req))
+}
+
+/// The longest request target (path and query) answered, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header lines a request may have.
+pub const MAX_HEADERS: usize = 100;
+/// The most bytes a request's header lines may hold together (each counted as
+/// `name: value` and its line end).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// A 414 or 431 naming the limit, for a request target or headers over the limits above.
+/// hyper refused such requests itself with an empty answer, uncounted, at limits of its own
+/// (under 100 headers, but a single 100 KB header passed); the connection is configured
+/// with room above these limits (see `serve_connections`) so the refusal is the API's.
+fn head_too_large(req: &Request) -> Option<ApiError> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Some(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request target (path and query) is {target} bytes; the limit is \
+                 {MAX_URI_BYTES} bytes"
+            ),
+        ));
+    }
+    let headers = req.headers();
+    let count = headers.len();
+    if count > MAX_HEADERS {
+        return Some(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request has {count} header lines; the limit is {MAX_HEADERS}"),
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (bytes > MAX_HEADER_BYTES).then(|| {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request's headers are {bytes} bytes; the limit is {MAX_HEADER_BYTES} \
+                 bytes"
+            ),
+        )
+    })
 }
 
 /// A 400 for a request with more than one `Host` header, on any address (RFC 9112 3.2: a
@@ -468,27 +554,18 @@ fn unsupported_body(req: &Request) -> Option<ApiError> {
 }
 
 /// Why `req` is answered without running its handler (and without reading its body), if it
-/// is: several `Host` headers (400), another host (421), no or a wrong token (401), a body
-/// announced over the limit (413), or, for an endpoint that reads a JSON body, parameters in
-/// the URL (400) or a body that is not plain JSON (415).
+/// is: several `Host` headers (400), another host (421), several `Authorization` headers
+/// (400), no or a wrong token (401), a body announced over the limit (413), or, for an
+/// endpoint that reads a JSON body, parameters in the URL (400) or a body that is not plain
+/// JSON (415).
 fn refusal(state: &AppState, req: &Request, endpoint: &str) -> Option<ApiError> {
     if let Some(e) = host_problem(state, req) {
         return Some(e);
     }
-    let authorised = match &state.token {
-        Some(token) if !public(endpoint) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())),
-        _ => true,
-    };
-    if !authorised {
-        return Some(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this server needs a bearer token: Authorization: Bearer <token>",
-        ));
+    if let Some(token) = state.token.as_deref().filter(|_| !public(endpoint)) {
+        if let Some(e) = token_problem(req, token) {
+            return Some(e);
+        }
     }
     // A body announced larger than the limit is refused before it is sent (the client may
     // be waiting on `Expect: 100-continue`), not after it has been read or timed out.
@@ -1284,6 +1361,64 @@ async fn embed(
     })))
 }
 
+/// The name-value pairs of a URL's query, decoded as a form is (`+` a space, `%XX` a byte),
+/// as axum's `Query` reads them, but a value of `q` or `limit` that is not UTF-8 once decoded
+/// is a 400 naming it: read lossily, `q=%ff` became U+FFFD and was answered as a search
+/// for that character (no suggestions) rather than as the mistake it is.
+fn suggest_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut params = Vec::new();
+    for piece in raw.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+        let name = String::from_utf8_lossy(&form_decode(name)).into_owned();
+        let value = match String::from_utf8(form_decode(value)) {
+            Ok(v) => v,
+            Err(_) if name == "q" || name == "limit" => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the parameter {name} is not UTF-8 text once its %-escapes are decoded \
+                     (got {:?}); encode the text as UTF-8, as encodeURIComponent does",
+                        value.chars().take(40).collect::<String>()
+                    ),
+                ))
+            }
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        params.push((name, value));
+    }
+    Ok(params)
+}
+
+/// The bytes of a form-encoded name or value: `+` is a space and `%XX` a byte; a `%` not
+/// followed by two hex digits is itself (as browsers and `form_urlencoded` read it).
+fn form_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = match bytes[i] {
+            b'+' => b' ',
+            b'%' => match bytes
+                .get(i + 1..i + 3)
+                // from_str_radix alone takes a sign: `%+f` would be 0x0f.
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => {
+                    i += 2;
+                    b
+                }
+                None => b'%',
+            },
+            b => b,
+        };
+        out.push(byte);
+        i += 1;
+    }
+    out
+}
+
 /// The parameters of `/v1/suggest`: `q`, and `limit` (10 unless given).
 #[derive(Debug)]
 struct SuggestParams {
@@ -1336,13 +1471,8 @@ impl SuggestParams {
     }
 }
 
-async fn suggest(
-    State(state): State<Arc<AppState>>,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ApiResult {
-    // A list of pairs takes any query string; a rejection is still answered as JSON.
-    let Query(params) =
-        params.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
+async fn suggest(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = suggest_query(raw.as_deref().unwrap_or(""))?;
     let p = SuggestParams::read(params, state.limits.max_k)?;
     let loaded = answering(&state)?;
     if p.q.chars().count() > 2 * state.limits.max_word_chars + 1 {

@@ -56,9 +56,20 @@ impl Default for BatchConfig {
 /// Why a pair could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// The queue is full: the server is overloaded (HTTP 503).
-    #[error("the encoder queue is full ({0} pairs waiting); retry later")]
-    Busy(usize),
+    /// The queue has no room for all of a request's pairs: the server is overloaded (HTTP
+    /// 503). None of them was queued.
+    #[error(
+        "the encoder queue has no room for this request's {asked} pair(s): {waiting} of its \
+         {capacity} places are taken; retry later"
+    )]
+    Busy {
+        /// Pairs waiting when the request was refused.
+        waiting: usize,
+        /// Pairs the request needed encoded.
+        asked: usize,
+        /// The most pairs that may wait (`--queue`).
+        capacity: usize,
+    },
     /// The encoder thread has stopped (HTTP 503).
     #[error("the encoder has stopped")]
     Stopped,
@@ -123,20 +134,15 @@ impl Batcher {
         pairs: Vec<(String, String)>,
     ) -> std::result::Result<Vec<Vec<f32>>, BatchError> {
         let mut waiting = Vec::with_capacity(pairs.len());
-        for (a, b) in pairs {
-            let (reply, rx) = oneshot::channel();
-            self.depth.fetch_add(1, Ordering::Relaxed);
-            match self.tx.try_send(Job { a, b, reply }) {
-                Ok(()) => waiting.push(rx),
-                Err(e) => {
-                    self.depth.fetch_sub(1, Ordering::Relaxed);
-                    return Err(match e {
-                        TrySendError::Full(_) => BatchError::Busy(self.capacity),
-                        TrySendError::Disconnected(_) => BatchError::Stopped,
-                    });
-                }
-            }
-        }
+        let jobs: Vec<Job> = pairs
+            .into_iter()
+            .map(|(a, b)| {
+                let (reply, rx) = oneshot::channel();
+                waiting.push(rx);
+                Job { a, b, reply }
+            })
+            .collect();
+        enqueue(&self.tx, &self.depth, self.capacity, jobs)?;
         let mut out = Vec::with_capacity(waiting.len());
         for rx in waiting {
             match rx.await {
@@ -147,6 +153,51 @@ impl Batcher {
         }
         Ok(out)
     }
+}
+
+/// Queues a request's `jobs` all or none: places for all of them are reserved in `depth`
+/// first, so a request refused for want of room leaves nothing behind (queued one by one,
+/// a refused request's first pairs held places, and were encoded, for nobody). `depth`
+/// counts pairs queued and not yet taken into a batch, so it is never below the channel's
+/// length and a reserved place is always free in the channel.
+fn enqueue(
+    tx: &SyncSender<Job>,
+    depth: &AtomicUsize,
+    capacity: usize,
+    jobs: Vec<Job>,
+) -> std::result::Result<(), BatchError> {
+    let asked = jobs.len();
+    depth
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+            waiting
+                .checked_add(asked)
+                .filter(|&total| total <= capacity)
+        })
+        .map_err(|waiting| BatchError::Busy {
+            waiting,
+            asked,
+            capacity,
+        })?;
+    let mut unsent = asked;
+    for job in jobs {
+        match tx.try_send(job) {
+            Ok(()) => unsent -= 1,
+            Err(e) => {
+                depth.fetch_sub(unsent, Ordering::AcqRel);
+                return Err(match e {
+                    // Cannot happen while `depth` bounds the channel's length; answered as
+                    // busy all the same rather than trusted.
+                    TrySendError::Full(_) => BatchError::Busy {
+                        waiting: depth.load(Ordering::Acquire),
+                        asked,
+                        capacity,
+                    },
+                    TrySendError::Disconnected(_) => BatchError::Stopped,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Unit vectors of `pairs` (whose prompts are `tokens` long), in order: on the CPU, cut
@@ -291,5 +342,91 @@ fn rejection(e: &Error) -> String {
              would cut into its words (or lose the mask token); shorten the words"
         ),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a test job's answer arrives.
+    type Answer = oneshot::Receiver<std::result::Result<Vec<f32>, String>>;
+
+    fn jobs(n: usize) -> (Vec<Job>, Vec<Answer>) {
+        (0..n)
+            .map(|i| {
+                let (reply, rx) = oneshot::channel();
+                let job = Job {
+                    a: format!("a{i}"),
+                    b: format!("b{i}"),
+                    reply,
+                };
+                (job, rx)
+            })
+            .unzip()
+    }
+
+    /// A request whose pairs do not all fit is refused whole: nothing of it is queued, the
+    /// depth is what it was, and the message says the real depth and the request's size.
+    #[test]
+    fn a_request_is_queued_all_or_nothing() {
+        let (tx, rx) = mpsc::sync_channel::<Job>(4);
+        let depth = AtomicUsize::new(0);
+        let (first, _keep_first) = jobs(2);
+        assert!(enqueue(&tx, &depth, 4, first).is_ok());
+        assert_eq!(depth.load(Ordering::Relaxed), 2);
+
+        let (second, _keep_second) = jobs(3);
+        let e = enqueue(&tx, &depth, 4, second).unwrap_err();
+        let message = e.to_string();
+        assert!(
+            matches!(
+                e,
+                BatchError::Busy {
+                    waiting: 2,
+                    asked: 3,
+                    capacity: 4
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            message.contains("3 pair(s)") && message.contains("2 of its 4"),
+            "{message}"
+        );
+        assert_eq!(
+            depth.load(Ordering::Relaxed),
+            2,
+            "the refused request holds no place"
+        );
+        assert_eq!(
+            rx.try_iter().count(),
+            2,
+            "none of the refused request's pairs was queued"
+        );
+
+        // The room it did not take is there for a request that fits.
+        depth.store(0, Ordering::Relaxed);
+        let (third, _keep_third) = jobs(4);
+        assert!(enqueue(&tx, &depth, 4, third).is_ok());
+        assert_eq!(depth.load(Ordering::Relaxed), 4);
+    }
+
+    /// A request larger than the whole queue is refused, not half queued.
+    #[test]
+    fn a_request_larger_than_the_queue_is_refused() {
+        let (tx, rx) = mpsc::sync_channel::<Job>(2);
+        let depth = AtomicUsize::new(0);
+        let (all, _keep) = jobs(3);
+        assert!(matches!(
+            enqueue(&tx, &depth, 2, all),
+            Err(BatchError::Busy {
+                waiting: 0,
+                asked: 3,
+                capacity: 2
+            })
+        ));
+        assert_eq!(depth.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.try_iter().count(), 0);
     }
 }

@@ -1424,10 +1424,12 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
     });
     let header_timeout = Duration::from_millis(opts.limits.header_timeout_ms.max(1));
     let stopping = state.clone();
+    let metrics = state.metrics.clone();
     let app = api::router(state);
     let server = serve_connections(
         listener,
         app,
+        metrics,
         header_timeout,
         timeout_of(&opts.limits),
         async move {
@@ -1526,6 +1528,34 @@ fn out_of_descriptors(e: &relbert_index::IndexError) -> bool {
         if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
 }
 
+/// The most header lines hyper parses: above [`api::MAX_HEADERS`], so that a request with
+/// too many is answered by the API (a JSON 431 naming the limit), not by hyper's empty one.
+/// Beyond it hyper still refuses on its own.
+const HYPER_MAX_HEADERS: usize = 1000;
+
+/// The most bytes hyper buffers for a request's head: room for a request target hyper takes
+/// (it refuses one over 64 KiB itself with an empty 414) and [`api::MAX_HEADER_BYTES`] of
+/// headers, so that those over the API's limits reach it. Beyond it hyper answers an empty
+/// 431.
+const HYPER_MAX_BUF: usize = 256 * 1024;
+
+/// The status of the empty answer hyper gave on its own for a request it could not parse
+/// (counted in the metrics under the endpoint `unparsed`), or `None` when it gave none.
+fn hyper_refusal(e: &hyper::Error) -> Option<u16> {
+    if e.is_parse_too_large() {
+        // hyper tells the two apart only in its message.
+        Some(if e.to_string().contains("URI") {
+            414
+        } else {
+            431
+        })
+    } else if e.is_parse() && !e.is_parse_version_h2() {
+        Some(400)
+    } else {
+        None
+    }
+}
+
 /// Accepts connections and serves `app` on each with hyper's HTTP/1.1 (keep-alive), until
 /// `shutdown` resolves; then stops accepting, asks every connection to finish the request
 /// it is on and close, and returns once all have. A connection that does not send a
@@ -1538,6 +1568,7 @@ fn out_of_descriptors(e: &relbert_index::IndexError) -> bool {
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    metrics: Arc<Metrics>,
     header_timeout: Duration,
     limit: Duration,
     shutdown: impl Future<Output = ()>,
@@ -1571,10 +1602,13 @@ async fn serve_connections(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let (open, mut stop) = (open_rx.clone(), stop_rx.clone());
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                .max_headers(HYPER_MAX_HEADERS)
+                .max_buf_size(HYPER_MAX_BUF)
                 .serve_connection(TokioIo::new(WriteDeadline::new(stream, limit)), service);
             tokio::pin!(conn);
             let mut stopping = false;
@@ -1582,6 +1616,9 @@ async fn serve_connections(
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
+                            if let Some(status) = hyper_refusal(&e) {
+                                metrics.request("unparsed", status, Duration::ZERO);
+                            }
                             tracing::debug!("connection ended: {e}");
                         }
                         break;
