@@ -19,6 +19,17 @@
 //! block table holds one little-endian CRC32 per `block size` bytes of payload (the last block
 //! may be shorter). A file must be exactly `64 + payload length + 4 × blocks` bytes long.
 //!
+//! # Versions
+//!
+//! Format 1 had a 32-byte header (magic, version, bytes 12..16 zero, payload length at 16, a
+//! CRC32 of the whole payload at 24, bytes 28..32 zero) and no checksum of the header itself.
+//! From format 2 on, every format keeps the magic at 0..8, the version at 8..12 and a CRC32
+//! of bytes 0..60 at 60..64, so that a reader can tell a file of another version (checksum
+//! good) from one whose version field was damaged (checksum bad): the first is refused as
+//! [`IndexError::UnsupportedVersion`] (rebuild with the matching relbert), the second as
+//! damage (restore or build again). A later format must keep those three fields where they
+//! are, or older builds will call its files damaged.
+//!
 //! # Why blocks, and why an identity (see also the crate docs)
 //!
 //! A whole-file CRC can only be checked by reading the whole file, which a 1.5 GB `vectors`
@@ -175,14 +186,18 @@ pub fn check_header(path: &Path, kind: FileKind, bytes: &[u8], file_len: u64) ->
     if bytes.len() >= 8 && &bytes[0..8] != kind.magic() {
         return Err(bad_magic());
     }
-    if bytes.len() >= 12 {
-        let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
-            return Err(IndexError::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found: version,
-                expected: FORMAT_VERSION,
-            });
+    let version = get_u32(bytes, 8);
+    let unsupported = |found| IndexError::UnsupportedVersion {
+        path: path.to_path_buf(),
+        found,
+        expected: FORMAT_VERSION,
+    };
+    if let Some(found) = version.filter(|&v| v != FORMAT_VERSION) {
+        // Before the length and checksum checks: a format 1 file may be shorter than this
+        // header and has no header checksum. Any other version is only believed with a good
+        // checksum; without one it is a damaged version field (see "Versions" above).
+        if written_by_format_1(found, bytes) || header_crc_ok(bytes) {
+            return Err(unsupported(found));
         }
     }
     if file_len < HEADER_LEN as u64 || bytes.len() < HEADER_LEN {
@@ -193,7 +208,7 @@ pub fn check_header(path: &Path, kind: FileKind, bytes: &[u8], file_len: u64) ->
             actual: file_len,
         });
     }
-    if crc32fast::hash(&bytes[0..60]) != u32_at(bytes, 60) {
+    if !header_crc_ok(bytes) {
         return Err(IndexError::corrupt(path, "damaged file header (checksum)"));
     }
     let block_shift = u32_at(bytes, 12);
@@ -231,6 +246,19 @@ pub fn check_header(path: &Path, kind: FileKind, bytes: &[u8], file_len: u64) ->
         ));
     }
     Ok(h)
+}
+
+/// Whether `bytes` holds a whole header whose checksum (bytes 60..64) matches bytes 0..60.
+fn header_crc_ok(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN && crc32fast::hash(&bytes[0..60]) == u32_at(bytes, 60)
+}
+
+/// Whether a header claiming version `found` is format 1's: that format had no header
+/// checksum to vouch for it, but it kept bytes 12..16 zero, where every later header keeps
+/// its block size (12..=30), so a format 2 header whose version field was damaged into 1
+/// is not taken for one.
+fn written_by_format_1(found: u32, bytes: &[u8]) -> bool {
+    found == 1 && get_u32(bytes, 12) == Some(0)
 }
 
 /// Reads the header of an open file and checks it (see [`check_header`]).
@@ -693,5 +721,79 @@ mod tests {
         // An empty payload has no block to check.
         let (file, h, t) = sealed(&path, &[], 30);
         verify_payload(&path, &file, &h, &t).unwrap();
+    }
+
+    /// A whole format 2 file (header, payload, table) as bytes, with its length.
+    fn file_bytes(kind: FileKind, payload: &[u8]) -> (Vec<u8>, u64) {
+        let table = table_bytes(&block_crcs(payload, BLOCK_SHIFT));
+        let header = encode_header(
+            kind,
+            payload.len() as u64,
+            BLOCK_SHIFT,
+            &[7; 16],
+            crc32fast::hash(&table),
+        );
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(&table);
+        let len = bytes.len() as u64;
+        (bytes, len)
+    }
+
+    fn is_damaged_header(r: &Result<Header>) -> bool {
+        matches!(r, Err(IndexError::Corrupt { reason, .. }) if reason.contains("checksum"))
+    }
+
+    #[test]
+    fn a_damaged_version_field_is_damage_not_another_version() {
+        let path = Path::new("idx/vectors");
+        for kind in [
+            FileKind::Vectors,
+            FileKind::Graph,
+            FileKind::Meta,
+            FileKind::Pairs,
+        ] {
+            let (good, len) = file_bytes(kind, b"some payload");
+            check_header(path, kind, &good, len).unwrap();
+            for bit in 8 * 8..12 * 8 {
+                let mut b = good.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                let r = check_header(path, kind, &b[..HEADER_LEN], len);
+                assert!(is_damaged_header(&r), "{kind:?} bit {bit}: {r:?}");
+            }
+            // Two bits make it claim format 1, but its block size is still there.
+            let mut b = good.clone();
+            b[8..12].copy_from_slice(&1u32.to_le_bytes());
+            let r = check_header(path, kind, &b[..HEADER_LEN], len);
+            assert!(is_damaged_header(&r), "{kind:?} as format 1: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_another_version_is_unsupported() {
+        let path = Path::new("idx/graph");
+        let unsupported = |r: &Result<Header>, v: u32| matches!(r, Err(IndexError::UnsupportedVersion { found, expected: FORMAT_VERSION, .. }) if *found == v);
+        // A later (or never written) format that keeps its header checksum at 60..64.
+        for v in [0, 3, 99, u32::MAX] {
+            let (mut b, len) = file_bytes(FileKind::Graph, b"payload");
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32fast::hash(&b[0..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            let r = check_header(path, FileKind::Graph, &b[..HEADER_LEN], len);
+            assert!(unsupported(&r, v), "version {v}: {r:?}");
+        }
+        // Format 1: a 32-byte header without a header checksum, whatever its length.
+        for payload_len in [0usize, 10, 1000] {
+            let mut b = vec![0u8; 32];
+            b[0..8].copy_from_slice(FileKind::Graph.magic());
+            b[8..12].copy_from_slice(&1u32.to_le_bytes());
+            b[16..24].copy_from_slice(&(payload_len as u64).to_le_bytes());
+            b[24..28].copy_from_slice(&crc32fast::hash(&vec![5u8; payload_len]).to_le_bytes());
+            b.extend(std::iter::repeat_n(5u8, payload_len));
+            let len = b.len() as u64;
+            let head = &b[..b.len().min(HEADER_LEN)];
+            let r = check_header(path, FileKind::Graph, head, len);
+            assert!(unsupported(&r, 1), "format 1, {payload_len} bytes: {r:?}");
+        }
     }
 }
