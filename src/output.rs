@@ -935,6 +935,20 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
 }
 
+/// A tag no earlier call of this process gave, for names that must not meet: the time in
+/// nanoseconds since the epoch, made larger than the last one given.
+fn unique_tag() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    LAST.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+        Some(now.max(last + 1))
+    })
+    .map_or(now, |last| now.max(last + 1))
+}
+
 /// A sibling path of `out` named `.<name>.<tag>`, the name's bytes as they are (a lossy name
 /// gave `a\xff.npy` and `a\xfe.npy` one temporary file, which their two locks, on the exact
 /// names, did not guard).
@@ -1092,10 +1106,11 @@ pub fn write_dir_atomically(
         }
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    // Renames keep the inode: this is `out`'s identity once the model is in place.
-    let filled = fill(&tmp)
-        .and_then(|()| sync_model_dir(&tmp))
-        .and_then(|()| DirId::held(&tmp).map_err(|e| Error::io(&tmp, e)));
+    // Renames keep the inode: this is `out`'s identity once the model is in place. Taken
+    // before the model is written, so a failure to take it removes nothing finished.
+    let filled = DirId::held(&tmp)
+        .map_err(|e| Error::io(&tmp, e))
+        .and_then(|id| fill(&tmp).and_then(|()| sync_model_dir(&tmp)).map(|()| id));
     let placed = match filled {
         Ok(placed) => placed,
         Err(e) => {
@@ -1170,13 +1185,23 @@ pub fn write_dir_atomically(
     // What was moved aside is this run's own earlier model only if `out` did not change in
     // the moment since it was checked: anything else stays where it now is.
     if own.is_some_and(|id| !id.is_at(replaced)) {
+        // Not under `.<name>.tmp` or `.<name>.old`: the next save of this very run removes
+        // a model directory left at those names.
+        let aside = sibling_named(
+            out,
+            &format!("kept-{}-{}", std::process::id(), unique_tag()),
+        );
+        let at = if rename_noreplace(replaced, &aside).is_ok() {
+            aside
+        } else {
+            replaced.to_path_buf()
+        };
         tracing::warn!(
             "the new model is in {}, but what it replaced, now in {}, is not the model this \
              run saved there (it was put in its place just as the new model was), so it is \
-             left there (move it away before another run to this output, which removes a \
-             model directory left there)",
+             kept there: move it back where you want it",
             out.display(),
-            replaced.display()
+            at.display()
         );
         return Ok(placed);
     }

@@ -2370,6 +2370,26 @@ fn no_pairs_is_an_error_that_replaces_nothing() {
         std::fs::read(&prov).unwrap(),
     );
     assert!(now == was, "an output was replaced");
+
+    // What reading skipped is in that error (review R9: only the summary said it, and a run
+    // with no pair has none): here a binary file beside the text.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::copy(&corpus, mixed.join("capitals.txt")).unwrap();
+    std::fs::write(mixed.join("blob.bin"), [0u8, 159, 146, 150, 0, 1, 2, 3]).unwrap();
+    let o = finish(
+        relbert()
+            .args(["pairs", "mine", "--corpus"])
+            .arg(&mixed)
+            .args(["--min-count", "1", "--min-pair-count", "999999", "--out"])
+            .arg(dir.path().join("q.tsv")),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 binary files") && err.contains("blob.bin"),
+        "{err}"
+    );
 }
 
 /// Messages that pointed the wrong way or named nothing: `--min-count 0` was taken; an

@@ -3212,6 +3212,9 @@ fn a_load_whose_source_is_gone_can_be_given_up() {
     // A source that has no unfinished load is refused, naming the one there is.
     let out = remove(&["--abandoned-load", "index nothing"]);
     refused_without_hint(&out, &source);
+    // The `--add` load above turned indexing on as it finished: off again, as a kill
+    // leaves it, so the give-up must turn it on (review R8: the check could not fail).
+    indexing_off(&urls, &coll);
     let out = remove(&["--abandoned-load", &source]);
     succeeded(&out);
     let said = String::from_utf8_lossy(&out.stdout);

@@ -253,6 +253,13 @@ async fn info_health_metrics_openapi_and_page() {
     ] {
         assert!(api["paths"][path].is_object(), "{path} not described");
     }
+    // The description says where hyper's own bare refusals are counted (a review found it
+    // still saying they were not counted, with the limits before the server's own).
+    let about = api["info"]["description"].as_str().unwrap_or_default();
+    assert!(
+        about.contains("unparsed") && !about.contains("not counted") && about.contains("8 KiB"),
+        "{about}"
+    );
 
     let (status, page) = call(&app, "GET", "/", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -530,7 +530,8 @@ fn run_mine(a: MineArgs) -> Result<()> {
     // An empty list would replace a good one (with --force) and an index built from it
     // holds nothing: a run that found no pair fails, and leaves every output as it was.
     if let Some(why) = no_pairs_why(&report, &a) {
-        anyhow::bail!("{why}; nothing was written");
+        let skipped = skipped_line(&report).map_or(String::new(), |s| format!(" ({s})"));
+        anyhow::bail!("{why}{skipped}; nothing was written");
     }
     // Most frequent first, as documented: with learned phrases the counts of words that
     // went into a phrase fall after the vocabulary was chosen by the counts before.
@@ -857,19 +858,29 @@ fn summary(r: &MineReport, secs: f64) {
             r.rejected_examples.join(", ")
         );
     }
+    if let Some(line) = skipped_line(r) {
+        relbert::say!("  {line}");
+    }
+}
+
+/// What reading skipped (lines, files, links), with the first examples; `None` when
+/// nothing was. Said in the summary, and in the error of a run that found no pair, where
+/// it may be the reason.
+fn skipped_line(r: &MineReport) -> Option<String> {
+    use super::progress::group;
     let skipped =
         r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files + r.broken_links;
-    if skipped > 0 {
-        relbert::say!(
-            "  skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links; first: {}",
+    (skipped > 0).then(|| {
+        format!(
+            "skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links; first: {}",
             group(r.invalid_utf8_lines),
             group(r.bad_json_lines),
             group(r.binary_files),
             group(r.utf16_files),
             group(r.broken_links),
             r.skipped_examples.join("; ")
-        );
-    }
+        )
+    })
 }
 
 /// Why no pair was written, naming the flag that left none (`None` when some were): a run

@@ -696,36 +696,65 @@ fn decompress<R: Read + 'static>(mut r: BufReader<R>, name: &Path) -> Result<Box
     }
 }
 
-/// Reads the next line of `reader` into `line` (cleared first), as `read_until` does, but
-/// at most `max` bytes of it: a longer line is cut at its last ASCII white space within
-/// them, or where there is none at the last character boundary, and the rest of what was
-/// read is kept in `rest` for the next call, which continues the line. Returns the bytes
-/// in `line` (0 at the end of the input) and whether `line` starts a line (is not the
-/// continuation of one that was cut).
+/// A text line being read in pieces by [`next_line`]: what was read past the last cut, and
+/// whether the next piece continues a line that was cut. Kept apart from `rest` being
+/// empty: a cut can fall at the very end of what was read, and the line still goes on.
+#[derive(Default)]
+struct LineState {
+    rest: Vec<u8>,
+    continues: bool,
+}
+
+/// A piece of text [`next_line`] read.
+struct Piece {
+    /// Bytes in the line buffer (0 at the end of the input).
+    len: usize,
+    /// Whether it starts a line (is not the continuation of one that was cut).
+    starts: bool,
+    /// Whether the line was cut after it (it goes on in the next piece).
+    cut: bool,
+}
+
+/// Reads the next line of `reader` into `line` (cleared first), as `read_until` does, but at
+/// most `max` bytes of its text (and its line end, `\n` or `\r\n`): a longer line is cut
+/// at its last ASCII white space within what was read, or where there is none at the last
+/// character boundary, and the rest of what was read is kept in `state` for the next call,
+/// which continues the line.
 fn next_line(
     reader: &mut Box<dyn BufRead>,
     line: &mut Vec<u8>,
-    rest: &mut Vec<u8>,
+    state: &mut LineState,
     max: usize,
-) -> std::io::Result<(usize, bool)> {
+) -> std::io::Result<Piece> {
     line.clear();
-    let starts = rest.is_empty();
-    line.append(rest);
+    let starts = !state.continues;
+    line.append(&mut state.rest);
+    // Room for a line end after `max` bytes of text: a line of exactly `max` is whole.
+    let limit = max + 2;
     if !line.ends_with(b"\n") {
-        let room = max.saturating_sub(line.len()) as u64;
+        let room = limit.saturating_sub(line.len()) as u64;
         reader.by_ref().take(room).read_until(b'\n', line)?;
     }
-    // A line of exactly `max` bytes at the end of the input is whole.
-    if line.ends_with(b"\n") || line.len() < max || reader.fill_buf()?.is_empty() {
-        return Ok((line.len(), starts));
+    if line.ends_with(b"\n") || line.len() < limit || reader.fill_buf()?.is_empty() {
+        state.continues = false;
+        return Ok(Piece {
+            len: line.len(),
+            starts,
+            cut: false,
+        });
     }
     let cut = match line.iter().rposition(u8::is_ascii_whitespace) {
         Some(k) => k + 1,
         None => char_boundary(line),
     };
-    rest.extend_from_slice(&line[cut..]);
+    state.rest.extend_from_slice(&line[cut..]);
     line.truncate(cut);
-    Ok((line.len(), starts))
+    state.continues = true;
+    Ok(Piece {
+        len: line.len(),
+        starts,
+        cut: true,
+    })
 }
 
 /// The last place in `bytes` where a character starts or `bytes` ends, leaving whole the
@@ -764,18 +793,26 @@ fn read_one(
         ..Block::default()
     };
     let mut line = Vec::new();
-    // The rest of a text line cut at `max_para` bytes, read but not yet handed on.
-    let mut rest = Vec::new();
+    // A text line cut at `max_para` bytes: the rest read but not yet handed on.
+    let mut state = LineState::default();
     let mut lineno = 0u64;
     let mut para_start: Option<(usize, u64)> = None;
     loop {
         let read = if src.jsonl {
             line.clear();
-            reader.read_until(b'\n', &mut line).map(|n| (n, true))
+            reader.read_until(b'\n', &mut line).map(|len| Piece {
+                len,
+                starts: true,
+                cut: false,
+            })
         } else {
-            next_line(reader, &mut line, &mut rest, max_para)
+            next_line(reader, &mut line, &mut state, max_para)
         };
-        let (n, starts) = read.map_err(|e| Error::Parse {
+        let Piece {
+            len: n,
+            starts,
+            cut,
+        } = read.map_err(|e| Error::Parse {
             path: src.name.clone(),
             line: (lineno + 1) as usize,
             message: format!("cannot be read: {e}"),
@@ -786,8 +823,7 @@ fn read_one(
         if starts {
             lineno += 1;
         }
-        // The piece of a long line cut here ends a paragraph, as a long paragraph's line does.
-        let cut = !rest.is_empty();
+        // (The piece of a long line cut here ends a paragraph, as a long paragraph's line does.)
         // A byte-order mark (editors on Windows write one) is not text.
         let bytes = match (lineno, starts, line.strip_prefix("\u{feff}".as_bytes())) {
             (1, true, Some(rest)) => rest,
@@ -1003,12 +1039,12 @@ mod tests {
             let pieces: Vec<_> = paras.iter().filter(|(_, l)| *l == 2).collect();
             assert!(pieces.len() > 10, "{paras:?}");
             let bound = match paragraphs {
-                Paragraphs::Line => max + 1,
-                Paragraphs::Blank => max + 1 + "last line\n".len(),
+                Paragraphs::Line => max + 3,
+                Paragraphs::Blank => max + 3 + "last line\n".len(),
             };
             assert!(pieces.iter().all(|(t, _)| t.len() <= bound), "{paras:?}");
             assert!(
-                paras.iter().all(|(t, _)| t.len() <= 2 * max + 2),
+                paras.iter().all(|(t, _)| t.len() <= 2 * max + 6),
                 "{paras:?}"
             );
             assert!(
@@ -1019,7 +1055,7 @@ mod tests {
         // No white space at all: cut at a character boundary, nothing lost.
         let unbroken = "é".repeat(100) + "x";
         let paras = cut_at(unbroken.as_bytes(), 41, Paragraphs::Blank);
-        assert!(paras.len() > 4 && paras.iter().all(|(t, l)| t.len() <= 42 && *l == 1));
+        assert!(paras.len() > 4 && paras.iter().all(|(t, l)| t.len() <= 43 && *l == 1));
         let joined: String = paras.iter().map(|(t, _)| t.trim_end()).collect();
         assert_eq!(joined, unbroken);
         // Lines under the bound: the paragraphs are those read without one.
@@ -1033,6 +1069,55 @@ mod tests {
             cut_at(b"abcd efgh", 9, Paragraphs::Blank),
             [("abcd efgh\n".to_string(), 1)]
         );
+    }
+
+    /// Review R9 (s22): a cut that fell at the very end of what was read (white space or a
+    /// `\r` as its last byte, or a line without white space cut at a whole character) left
+    /// nothing over, and the next piece was taken for a new line: every later line number
+    /// was one too high. And a line of exactly the bound followed by its line end was cut,
+    /// its last word made a paragraph of its own (its pairs lost).
+    #[test]
+    fn lines_after_a_cut_keep_their_numbers_and_a_line_of_the_bound_is_whole() {
+        let max = 16;
+        let line_of = |paras: &[(String, u64)], word: &str| {
+            paras
+                .iter()
+                .find(|(t, _)| t.contains(word))
+                .map(|(_, l)| *l)
+        };
+        let long_lines = [
+            // White space as the last byte read.
+            format!("{} {}", "a".repeat(max + 1), "b".repeat(30)),
+            // No white space: cut at whole ASCII characters (at the end of what was read).
+            "z".repeat(70),
+            // Two-byte characters and an even bound: the same.
+            "é".repeat(40),
+            // A `\r` as the last byte read, its `\n` in the next read.
+            format!("{}\r", "c".repeat(max + 1)),
+        ];
+        for long in long_lines {
+            for paragraphs in [Paragraphs::Blank, Paragraphs::Line] {
+                // Blank lines around, so each is a paragraph on its own line either way.
+                let text = format!("first\n{long}\n\nparis france\n\nafter\n");
+                let paras = cut_at(text.as_bytes(), max, paragraphs);
+                assert_eq!(line_of(&paras, "first"), Some(1), "{long:?} {paras:?}");
+                assert_eq!(line_of(&paras, "paris"), Some(4), "{long:?} {paras:?}");
+                assert_eq!(line_of(&paras, "after"), Some(6), "{long:?} {paras:?}");
+            }
+        }
+        // A line of exactly `max` bytes (and one with its `\r\n`) is read whole.
+        let exact = format!("{} paris", "x".repeat(max - 6));
+        assert_eq!(exact.len(), max);
+        for end in ["\n", "\r\n"] {
+            let text = format!("{exact}{end}next\n");
+            let paras = cut_at(text.as_bytes(), max, Paragraphs::Line);
+            assert_eq!(
+                (paras[0].0.trim_end(), paras[0].1),
+                (exact.as_str(), 1),
+                "{paras:?}"
+            );
+            assert_eq!(paras[1], ("next\n".to_string(), 2), "{paras:?}");
+        }
     }
 
     #[test]

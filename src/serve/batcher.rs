@@ -60,7 +60,8 @@ pub enum BatchError {
     /// 503). None of them was queued.
     #[error(
         "the encoder queue has no room for this request's {asked} pair(s): {waiting} of its \
-         {capacity} places are taken; retry later"
+         {capacity} places are taken; {}",
+        if .asked > .capacity { "the request needs more places than the queue has (--queue): send fewer pairs" } else { "retry later" }
     )]
     Busy {
         /// Pairs waiting when the request was refused.
@@ -418,14 +419,21 @@ mod tests {
         let (tx, rx) = mpsc::sync_channel::<Job>(2);
         let depth = AtomicUsize::new(0);
         let (all, _keep) = jobs(3);
+        let refused = enqueue(&tx, &depth, 2, all);
         assert!(matches!(
-            enqueue(&tx, &depth, 2, all),
+            refused,
             Err(BatchError::Busy {
                 waiting: 0,
                 asked: 3,
                 capacity: 2
             })
         ));
+        // A retry could never pass: the message does not say to retry.
+        let said = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            said.contains("send fewer pairs") && !said.contains("retry"),
+            "{said}"
+        );
         assert_eq!(depth.load(Ordering::Relaxed), 0);
         assert_eq!(rx.try_iter().count(), 0);
     }

@@ -1872,11 +1872,14 @@ impl Connection {
             abandoned: true,
             ..was.clone()
         };
-        self.set_metadata(&progress_key(&record.source, source), &given_up)
-            .await?;
+        // Indexing first: a failure (or a kill) between the two leaves the load unfinished,
+        // so a rerun of this command does both; the other way round, the mark would hide
+        // indexing left off, and a rerun would be refused.
         if state.unfinished.len() == 1 && u.indexing_off {
             self.set_indexing(true).await?;
         }
+        self.set_metadata(&progress_key(&record.source, source), &given_up)
+            .await?;
         Ok(was)
     }
 
@@ -2057,6 +2060,10 @@ struct Look {
     /// The record read then, which may be a collection re-made since the store was opened
     /// (with the same pair function).
     record: CollectionRecord,
+    /// The last read found the collection gone: the next reads are not patient (a read
+    /// waits for a collection re-made through another node to show; a stream of lines
+    /// after a deletion waited ~3 s on each).
+    gone: bool,
 }
 
 /// A Qdrant collection written by relbert, as a [`RelationStore`].
@@ -2094,6 +2101,7 @@ impl QdrantStore {
             look: std::sync::Mutex::new(Look {
                 at: Some(std::time::Instant::now()),
                 record: record.clone(),
+                gone: false,
             }),
             record,
             added: state.added,
@@ -2134,6 +2142,7 @@ impl QdrantStore {
         // Read again on the next call until a read finds the collection fit.
         look.at = None;
         let c = self.conn.clone();
+        let looks = if look.gone { 1 } else { RECHECK_RECORD + 1 };
         let what = format!("{}: reading the collection's record again", c.target());
         // Read as `open` reads it: a collection re-made a moment ago through another node
         // may not show on the one asked yet, nor its record.
@@ -2142,23 +2151,19 @@ impl QdrantStore {
                 Ok(s) => s.record.is_some(),
                 Err(e) => !matches!(e, Error::NoCollection { .. }),
             };
-            patiently(
-                &what,
-                RECHECK_RECORD + 1,
-                RECHECK_UNFINISHED,
-                shown,
-                || async {
-                    if !c.exists().await? {
-                        return Err(c.no_collection(
-                            "the collection no longer exists (it was deleted); this query was \
-                             not answered",
-                        ));
-                    }
-                    c.state().await
-                },
-            )
+            patiently(&what, looks, RECHECK_UNFINISHED, shown, || async {
+                if !c.exists().await? {
+                    return Err(c.no_collection(
+                        "the collection no longer exists (it was deleted); this query was not \
+                         answered",
+                    ));
+                }
+                c.state().await
+            })
             .await
-        })??;
+        })?;
+        look.gone = matches!(state, Err(Error::NoCollection { .. }));
+        let state = state?;
         let opened = &self.record;
         let Some(now) = state.record else {
             return Err(self.conn.refused(
@@ -2167,17 +2172,16 @@ impl QdrantStore {
             ));
         };
         if !crate::indexing::same_function(&now.encoder, &opened.encoder) || now.dim != opened.dim {
+            let mut differs = crate::indexing::function_difference(&now.encoder, &opened.encoder);
+            if now.dim != opened.dim {
+                differs.push(format!("{}-d vectors, not {}-d", now.dim, opened.dim));
+            }
             return Err(self.conn.refused(format!(
-                "the collection now holds another encoder's vectors ({} sha256 {}, {}-d), not \
-                 those of the model this query encodes with ({} sha256 {}, {}-d): it was \
-                 deleted and re-made since the queries began; this query was not answered \
-                 (start the query again to ask the collection as it is now)",
-                now.encoder.model,
-                now.encoder.weights_sha256,
-                now.dim,
-                opened.encoder.model,
-                opened.encoder.weights_sha256,
-                opened.dim
+                "the collection now holds another encoder's vectors ({}) than the model this \
+                 query encodes with: it was deleted and re-made since the queries began; this \
+                 query was not answered (start the query again to ask the collection as it is \
+                 now)",
+                differs.join("; ")
             )));
         }
         if now != look.record {
