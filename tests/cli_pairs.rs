@@ -115,6 +115,14 @@ fn mine(dir: &Path, name: &str, corpus: &[&Path], extra: &[&str]) -> Mined {
     read_mined(&out)
 }
 
+/// Writes `text` to `dir/name.txt` and mines it into `dir/name.tsv` with `extra` flags
+/// ([`mine`]).
+fn mine_text(dir: &Path, name: &str, text: &str, extra: &[&str]) -> Mined {
+    let corpus = dir.join(format!("{name}.txt"));
+    std::fs::write(&corpus, text).unwrap();
+    mine(dir, name, &[&corpus], extra)
+}
+
 const EVERYTHING: &[&str] = &[
     "--no-stopwords",
     "--min-count",
@@ -832,14 +840,9 @@ fn reports_and_provenance_in_the_corpus_folder_are_not_mined() {
 #[test]
 fn pairs_without_a_connecting_phrase_have_no_label() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("c.txt");
     // alpha and beta are always six words apart: no phrase of at most five connects them.
-    std::fs::write(
-        &corpus,
-        "Alpha one two three four five six beta.\n".repeat(5),
-    )
-    .unwrap();
-    let m = mine(dir.path(), "far", &[&corpus], EVERYTHING);
+    let text = "Alpha one two three four five six beta.\n".repeat(5);
+    let m = mine_text(dir.path(), "far", &text, EVERYTHING);
     assert_eq!(m.record("alpha", "beta")["patterns"], serde_json::json!([]));
     let text = std::fs::read_to_string(dir.path().join("far.tsv")).unwrap();
     assert!(text.contains("\nalpha\tbeta\n"), "{text}");
@@ -886,8 +889,7 @@ fn unicode_spellings_are_one_term_and_contractions_none() {
 #[test]
 fn a_greek_word_in_capitals_is_the_same_term_in_lower_case() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("el.txt");
-    std::fs::write(&corpus, "Ο ΛΌΓΟΣ και ο λόγος του κόσμου.\n\n".repeat(6)).unwrap();
+    let text = "Ο ΛΌΓΟΣ και ο λόγος του κόσμου.\n\n".repeat(6);
     let args = [
         "--min-count",
         "2",
@@ -896,7 +898,7 @@ fn a_greek_word_in_capitals_is_the_same_term_in_lower_case() {
         "--keep-repeated-paragraphs",
         "--no-stopwords",
     ];
-    let m = mine(dir.path(), "el", &[&corpus], &args);
+    let m = mine_text(dir.path(), "el", &text, &args);
     let terms: Vec<&str> = m
         .rows
         .iter()
@@ -923,10 +925,8 @@ fn a_danda_ends_a_sentence_as_a_full_stop_does() {
     ];
     let mut got = Vec::new();
     for (name, stop) in [("danda", "।"), ("dot", ".")] {
-        let corpus = dir.path().join(format!("{name}.txt"));
-        let text = format!("राम घर गया{stop} सीता वन गई{stop}\n\n");
-        std::fs::write(&corpus, text.repeat(6)).unwrap();
-        got.push(mine(dir.path(), name, &[&corpus], &args).counts());
+        let text = format!("राम घर गया{stop} सीता वन गई{stop}\n\n").repeat(6);
+        got.push(mine_text(dir.path(), name, &text, &args).counts());
     }
     assert_eq!(got[0].len(), 6, "{:?}", got[0]);
     assert_eq!(got[0], got[1]);
@@ -1427,13 +1427,8 @@ fn binary_standard_input_is_skipped_as_binary() {
 fn words_too_long_to_be_words_are_not_terms() {
     let dir = tempfile::tempdir().unwrap();
     let long = "x".repeat(3000);
-    let corpus = dir.path().join("c.txt");
-    std::fs::write(
-        &corpus,
-        format!("Paris is near {long} in France.\n\n").repeat(5),
-    )
-    .unwrap();
-    let m = mine(dir.path(), "p", &[&corpus], EVERYTHING);
+    let text = format!("Paris is near {long} in France.\n\n").repeat(5);
+    let m = mine_text(dir.path(), "p", &text, EVERYTHING);
     assert!(
         m.rows
             .iter()
@@ -2460,4 +2455,27 @@ fn messages_say_what_is_wrong_with_the_corpus() {
             "{name}: {err}"
         );
     }
+}
+
+/// Found by review (s23): a line longer than 64 KiB that is not UTF-8 (Latin-1 text on one
+/// line) is read in pieces, and each piece was counted as a line skipped: the report said
+/// 4 lines where there was one.
+#[test]
+fn a_long_line_not_utf8_is_one_line_skipped_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("latin1.txt");
+    let mut text = b"Paris is the capital of France.\n".to_vec();
+    text.extend(b"caf\xe9 cr\xe8me ".repeat(20_000));
+    text.extend(b"\nRome is the capital of Italy.\n");
+    std::fs::write(&corpus, text).unwrap();
+    let m = mine(dir.path(), "p", &[&corpus], EVERYTHING);
+    assert_eq!(m.report["invalid_utf8_lines"], 1, "{}", m.report);
+    assert_eq!(
+        m.report["skipped_examples"],
+        serde_json::json!([format!("{}:2: skipped: not UTF-8", corpus.display())]),
+        "{}",
+        m.report
+    );
+    m.record("paris", "france");
+    m.record("rome", "italy");
 }

@@ -281,19 +281,74 @@ struct Ctx<'a> {
     /// The bytes the first pass read from each source ([`source::read_blocks`]): every later
     /// pass must read as many.
     first_read: Option<Vec<Option<u64>>>,
-    /// Each regular file's size and modification time before the first pass (`None` for a
-    /// stream, read from its copy, or a file that could not be looked at): compared after
-    /// every pass, so a file rewritten in place to the same size is caught too.
+    /// Each regular file's [`Stamp`] before the first pass (`None` for a stream, read from
+    /// its copy, or a file that could not be looked at): compared after every pass, so a
+    /// file rewritten in place to the same size, or replaced by another, is caught too.
     stamps: Vec<Option<Stamp>>,
 }
 
-/// A file's size and modification time.
-type Stamp = (u64, std::time::SystemTime);
+/// What tells a file changed between passes without reading it. Size and modification
+/// time alone missed a same-size rewrite within one tick of the modification time (or one
+/// whose time was set back, as `cp -p` and `touch -r` do) and a file replaced by rename
+/// with an equal size and time: the kernel sets the change time to the present on every
+/// write, rename and time setting, and no tool sets it back, and a replacement is another
+/// inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    /// Device of the file system.
+    dev: u64,
+    /// Inode number.
+    ino: u64,
+    /// Size in bytes.
+    len: u64,
+    /// Modification time, ns since the epoch.
+    mtime_ns: i128,
+    /// Change time, ns since the epoch.
+    ctime_ns: i128,
+}
 
 /// `path`'s [`Stamp`], if it has one.
 fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(path).ok()?;
-    Some((md.len(), md.modified().ok()?))
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    Some(Stamp {
+        dev: md.dev(),
+        ino: md.ino(),
+        len: md.len(),
+        mtime_ns: ns(md.mtime(), md.mtime_nsec()),
+        ctime_ns: ns(md.ctime(), md.ctime_nsec()),
+    })
+}
+
+impl Stamp {
+    /// What differs between `self` (before) and `now`, in words, most telling first;
+    /// `None` when nothing does.
+    fn differs(&self, now: &Stamp) -> Option<String> {
+        if (self.dev, self.ino) != (now.dev, now.ino) {
+            Some(format!(
+                "it was replaced by another file (device and inode {}:{} when mining started, \
+                 {}:{} later)",
+                self.dev, self.ino, now.dev, now.ino
+            ))
+        } else if self.len != now.len {
+            Some(format!(
+                "it was {} bytes when mining started, {} later",
+                self.len, now.len
+            ))
+        } else if self.mtime_ns != now.mtime_ns {
+            Some("its modification time changed".into())
+        } else if self.ctime_ns != now.ctime_ns {
+            Some(format!(
+                "its change time (ctime) moved from {} to {} ns since the epoch: it was \
+                 written to, or its times or attributes were set, at the same size and \
+                 modification time",
+                self.ctime_ns, now.ctime_ns
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -455,31 +510,18 @@ impl Ctx<'_> {
             }
         }
         for (src, was) in self.sources.iter().zip(&self.stamps) {
-            let Some((len, modified)) = *was else {
+            let Some(was) = was else {
                 continue;
             };
-            match stamp(&src.name) {
-                Some((l, m)) if (l, m) == (len, modified) => {}
-                Some((l, _)) if l != len => {
-                    return Err(changed(
-                        src,
-                        format!(
-                            "it was {len} bytes when mining started, {l} after the {name:?} pass"
-                        ),
-                    ))
-                }
-                Some(_) => {
-                    return Err(changed(
-                        src,
-                        format!("its modification time changed by the end of the {name:?} pass"),
-                    ))
-                }
-                None => {
-                    return Err(changed(
-                        src,
-                        format!("it could not be looked at after the {name:?} pass"),
-                    ))
-                }
+            let why = match stamp(&src.name) {
+                Some(now) => was.differs(&now),
+                None => Some("it could not be looked at".into()),
+            };
+            if let Some(why) = why {
+                return Err(changed(
+                    src,
+                    format!("{why} (seen at the end of the {name:?} pass)"),
+                ));
             }
         }
         Ok(())
@@ -1492,15 +1534,11 @@ mod tests {
         fn finish(&self) {}
     }
 
-    /// Audit E (s22): a file that grew or was cut between the passes gave counts of one
-    /// text and labels of another, with no word said. It is an error naming the file now.
-    #[test]
-    fn a_file_changed_between_passes_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let corpus = dir.path().join("c.txt");
-        let text = "Paris is the capital of France. Rome is the capital of Italy.\n\n".repeat(20);
+    /// Options that mine every pair of `corpus` on one thread, with a work folder in `dir`
+    /// (made here).
+    fn every_pair(corpus: &std::path::Path, dir: &std::path::Path) -> MineOptions {
         let opts = MineOptions {
-            inputs: vec![corpus.clone()],
+            inputs: vec![corpus.to_path_buf()],
             exclude: Vec::new(),
             format: source::InputFormat::Auto,
             paragraphs: source::Paragraphs::Blank,
@@ -1517,12 +1555,23 @@ mod tests {
             max_pairs: 1000,
             score: Score::Pmi,
             memory: 64 << 20,
-            work_dir: dir.path().join("work"),
+            work_dir: dir.join("work"),
             examples: 3,
             threads: 1,
             keep_repeats: true,
         };
         std::fs::create_dir(&opts.work_dir).unwrap();
+        opts
+    }
+
+    /// Audit E (s22): a file that grew or was cut between the passes gave counts of one
+    /// text and labels of another, with no word said. It is an error naming the file now.
+    #[test]
+    fn a_file_changed_between_passes_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c.txt");
+        let text = "Paris is the capital of France. Rome is the capital of Italy.\n\n".repeat(20);
+        let opts = every_pair(&corpus, dir.path());
         std::fs::write(&corpus, &text).unwrap();
         assert!(!mine(&opts, &Quiet).unwrap().0.is_empty());
         let grow: fn(&std::path::Path) = |p| {
@@ -1559,6 +1608,73 @@ mod tests {
             assert!(
                 e.starts_with(&format!("{}: changed while it was read", corpus.display()))
                     && e.contains(says),
+                "{e}"
+            );
+        }
+    }
+
+    /// Sets `p`'s modification time to `mtime`, again until its change time differs from
+    /// `ctime`: the change time advances by the kernel's clock tick, and the test needs a
+    /// change that size and modification time alone cannot see.
+    fn set_mtime_past(p: &std::path::Path, mtime: std::time::SystemTime, ctime: i128) {
+        loop {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_modified(mtime).unwrap();
+            if stamp(p).unwrap().ctime_ns != ctime {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Found by review (s23): the check compared size and modification time only, so a
+    /// same-size rewrite within one tick of the modification time (here: its time set back
+    /// to what it was) and a file replaced by rename with an equal size and time were read
+    /// as the same text, counts of one and labels of the other.
+    #[test]
+    fn a_file_rewritten_at_its_time_or_replaced_by_rename_is_an_error_saying_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c.txt");
+        let text = "Paris is the capital of France. Rome is the capital of Italy.\n\n".repeat(20);
+        let opts = every_pair(&corpus, dir.path());
+        let rewrite: fn(&std::path::Path) = |p| {
+            let (was, mtime) = (stamp(p).unwrap(), std::fs::metadata(p).unwrap().modified());
+            let text = std::fs::read_to_string(p)
+                .unwrap()
+                .replace("Paris", "Lyons");
+            std::fs::write(p, text).unwrap();
+            set_mtime_past(p, mtime.unwrap(), was.ctime_ns);
+            let now = stamp(p).unwrap();
+            assert_eq!(
+                (now.ino, now.len, now.mtime_ns),
+                (was.ino, was.len, was.mtime_ns)
+            );
+        };
+        let rename: fn(&std::path::Path) = |p| {
+            let (was, mtime) = (stamp(p).unwrap(), std::fs::metadata(p).unwrap().modified());
+            let text = std::fs::read_to_string(p)
+                .unwrap()
+                .replace("Paris", "Lyons");
+            let new = p.with_extension("new");
+            std::fs::write(&new, text).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(&new).unwrap();
+            f.set_modified(mtime.unwrap()).unwrap();
+            std::fs::rename(&new, p).unwrap();
+            let now = stamp(p).unwrap();
+            assert_eq!((now.len, now.mtime_ns), (was.len, was.mtime_ns));
+        };
+        for (how, says) in [
+            (rewrite, "its change time (ctime) moved from"),
+            (rename, "it was replaced by another file (device and inode"),
+        ] {
+            std::fs::write(&corpus, &text).unwrap();
+            let e = mine(&opts, &ChangeAtPass2(corpus.clone(), how))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("{}: changed while it was read", corpus.display()))
+                    && e.contains(says)
+                    && e.contains("the \"counting pairs\" pass"),
                 "{e}"
             );
         }

@@ -528,32 +528,28 @@ pub fn read_blocks(
         let reader = decompress(BufReader::with_capacity(1 << 20, counted), &src.name)?;
         let (head, reader) = peek(reader, HEAD_BYTES, &src.name)?;
         let mut reader: Box<dyn BufRead> = Box::new(reader);
-        // Checked before the NUL bytes of a binary file: UTF-16 text has them too, and
-        // "binary" would not say what to do about it.
-        if is_utf16(&head) {
-            skipped.utf16_files += 1;
-            skipped.note(format!(
-                "{}: skipped: UTF-16 text is not supported; convert with iconv -f utf-16 -t utf-8",
-                src.name.display()
-            ));
-            done += src.bytes;
-            progress(done);
-            continue;
-        }
-        // Checked before the NUL bytes too: "binary" would not say what to do about it.
-        if let Some(format) = unread_compression(&head) {
-            skipped.compressed_files += 1;
-            skipped.note(format!(
-                "{}: skipped: {format} compressed: not supported, decompress it first",
-                src.name.display()
-            ));
-            done += src.bytes;
-            progress(done);
-            continue;
-        }
-        if is_binary(&head) {
-            skipped.binary_files += 1;
-            skipped.note(format!("{}: skipped: binary file", src.name.display()));
+        // A file skipped whole: its count in `skipped`, and why. UTF-16 is checked before
+        // the NUL bytes of a binary file: UTF-16 text has them too, and "binary" would not
+        // say what to do about it.
+        let skip_whole = if is_utf16(&head) {
+            Some((
+                &mut skipped.utf16_files,
+                "UTF-16 text is not supported; convert with iconv -f utf-16 -t utf-8".to_string(),
+            ))
+        } else if let Some(format) = unread_compression(&head) {
+            // Checked before the NUL bytes too: "binary" would not say what to do about it.
+            Some((
+                &mut skipped.compressed_files,
+                format!("{format} compressed: not supported, decompress it first"),
+            ))
+        } else if is_binary(&head) {
+            Some((&mut skipped.binary_files, "binary file".to_string()))
+        } else {
+            None
+        };
+        if let Some((count, why)) = skip_whole {
+            *count += 1;
+            skipped.note(format!("{}: skipped: {why}", src.name.display()));
             done += src.bytes;
             progress(done);
             continue;
@@ -796,6 +792,8 @@ fn read_one(
     // A text line cut at `max_para` bytes: the rest read but not yet handed on.
     let mut state = LineState::default();
     let mut lineno = 0u64;
+    // The last line counted as not UTF-8 (0: none; lines count from 1).
+    let mut invalid_line = 0u64;
     let mut para_start: Option<(usize, u64)> = None;
     loop {
         let read = if src.jsonl {
@@ -830,11 +828,16 @@ fn read_one(
             _ => &line[..],
         };
         let Ok(text) = std::str::from_utf8(bytes) else {
-            skipped.invalid_utf8 += 1;
-            skipped.note(format!(
-                "{}:{lineno}: skipped: not UTF-8",
-                src.name.display()
-            ));
+            // A long line is read in pieces: it is one line skipped however many of them
+            // are not UTF-8 (Latin-1 text on one line failed in every piece).
+            if invalid_line != lineno {
+                invalid_line = lineno;
+                skipped.invalid_utf8 += 1;
+                skipped.note(format!(
+                    "{}:{lineno}: skipped: not UTF-8",
+                    src.name.display()
+                ));
+            }
             // The paragraph ends here: its lines are counted by the breaks in its text, so
             // text after a skipped line would be placed a line too early.
             close_para(&mut block, &mut para_start);
@@ -984,6 +987,15 @@ mod tests {
     /// The paragraphs `read_one` makes of `bytes` (plain text) with paragraphs and lines cut
     /// at `max` bytes: (text, first line).
     fn cut_at(bytes: &[u8], max: usize, paragraphs: Paragraphs) -> Vec<(String, u64)> {
+        cut_and_skipped(bytes, max, paragraphs).0
+    }
+
+    /// [`cut_at`], with what reading skipped.
+    fn cut_and_skipped(
+        bytes: &[u8],
+        max: usize,
+        paragraphs: Paragraphs,
+    ) -> (Vec<(String, u64)>, Skipped) {
         let src = Source {
             name: "c.txt".into(),
             stdin: false,
@@ -993,12 +1005,12 @@ mod tests {
             sniff: false,
         };
         let mut reader: Box<dyn BufRead> = Box::new(std::io::Cursor::new(bytes.to_vec()));
-        let mut out = Vec::new();
+        let (mut out, mut skipped) = (Vec::new(), Skipped::default());
         read_one(
             (0, &src),
             (paragraphs, "text", max),
             &mut reader,
-            &mut Skipped::default(),
+            &mut skipped,
             &mut |_| {},
             &mut |b: Block| {
                 for p in &b.paras {
@@ -1008,7 +1020,35 @@ mod tests {
             },
         )
         .unwrap();
-        out
+        (out, skipped)
+    }
+
+    /// Found by review (s23): a long line that is not UTF-8 (Latin-1 on one line) was read
+    /// in pieces, and each piece was counted and named as a line skipped.
+    #[test]
+    fn a_long_line_not_utf8_is_one_line_skipped() {
+        let latin1 = b"caf\xe9 ".repeat(100);
+        let mut text = b"first line\n".to_vec();
+        text.extend_from_slice(&latin1);
+        text.extend_from_slice(b"\nparis france\n");
+        text.extend_from_slice(&latin1);
+        text.extend_from_slice(b"\nlast line\n");
+        for paragraphs in [Paragraphs::Blank, Paragraphs::Line] {
+            let (paras, skipped) = cut_and_skipped(&text, 40, paragraphs);
+            assert_eq!(
+                skipped.invalid_utf8, 2,
+                "{paragraphs:?} {:?}",
+                skipped.examples
+            );
+            assert_eq!(
+                skipped.examples,
+                ["c.txt:2: skipped: not UTF-8", "c.txt:4: skipped: not UTF-8"],
+                "{paragraphs:?}"
+            );
+            // The lines around them are read, on their own numbers.
+            let lines: Vec<u64> = paras.iter().map(|(_, l)| *l).collect();
+            assert_eq!(lines, [1, 3, 5], "{paragraphs:?} {paras:?}");
+        }
     }
 
     /// Audit E (s22): a corpus of one long line (text8) was held whole in memory, whatever
