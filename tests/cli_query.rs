@@ -1060,3 +1060,73 @@ fn invisible_pieces_are_no_words_and_hide_no_comment() {
         serde_json::json!(["dog", "puppy"])
     );
 }
+
+/// Found by a review: a `--json` stream stopped before its input ended (a signal, standard
+/// input that cannot be read) left output that a consumer reading JSON lines could not tell
+/// from a whole stream. Its last line now says it is unfinished and how far it got, and the
+/// exit status is still that of the signal (143 for SIGTERM) or 1.
+#[test]
+fn a_json_stream_stopped_early_says_so_in_its_last_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"paris france\n# a comment\n").unwrap();
+    input.flush().unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        got.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+    }
+    assert_eq!(got[0]["line"], 1, "{got:?}");
+    assert_eq!(got[1]["skipped"], "comment", "{got:?}");
+    // The stream waits for its next line, its input still open.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    drop(input);
+    assert_eq!(status.code(), Some(143), "{status:?}; {rest}");
+    let last: serde_json::Value = serde_json::from_str(rest.trim_end())
+        .unwrap_or_else(|e| panic!("no last line ({e}): {rest:?}"));
+    assert_eq!(last["unfinished"], true, "{last}");
+    assert_eq!(last["lines"], 2, "{last}");
+    assert_eq!(last["answered"], 1, "{last}");
+    assert_eq!(last["failed"], 0, "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("SIGTERM"),
+        "{last}"
+    );
+
+    // Standard input that cannot be read (a directory: EISDIR).
+    let out = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .stdin(std::fs::File::open(dir.path()).unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["unfinished"], true, "{lines:?}");
+    assert_eq!(lines[0]["lines"], 0, "{lines:?}");
+    let why = lines[0]["error"].as_str().unwrap();
+    assert!(why.contains("reading standard input"), "{why}");
+    assert!(err.contains("reading standard input"), "{err}");
+}

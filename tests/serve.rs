@@ -1846,6 +1846,54 @@ fn fits(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
     Ok(())
 }
 
+/// Found by a review: the description declared `/v1/info`'s answer as any object, so a
+/// client could not learn from it where the server's limits are (max k, body size, batch
+/// size, word length, queue, time limits). They are declared under `server`, each one, and
+/// the answer gives the server's own.
+#[tokio::test]
+async fn the_limits_in_info_are_declared_and_are_the_server_s() {
+    let (app, _) = app_with(options(None));
+    let (_, spec) = call(&app, "GET", "/v1/openapi.json", None).await;
+    let (status, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    let schema = &spec["paths"]["/v1/info"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    fits(&spec, schema, &info, "info").unwrap();
+    let server = &resolve(&spec, schema)["properties"]["server"];
+    for part in ["limits", "batching"] {
+        let declared = &resolve(&spec, server)["properties"][part];
+        let given = info["server"][part].as_object().unwrap();
+        let mut names: Vec<&String> = given.keys().collect();
+        names.sort_unstable();
+        let mut required: Vec<&str> = declared["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("server.{part} declares no required names: {declared}"))
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        required.sort_unstable();
+        assert_eq!(names, required, "server.{part}");
+        for name in names {
+            let about = declared["properties"][name.as_str()]["description"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(!about.is_empty(), "server.{part}.{name} is not described");
+        }
+    }
+    let limits = &info["server"]["limits"];
+    let want = options(None).limits;
+    assert_eq!(limits["max_k"], want.max_k);
+    assert_eq!(limits["max_body_bytes"], want.max_body_bytes);
+    assert_eq!(limits["max_batch_pairs"], want.max_batch_pairs);
+    assert_eq!(limits["max_word_chars"], want.max_word_chars);
+    assert_eq!(limits["request_timeout_ms"], want.request_timeout_ms);
+    let batching = &info["server"]["batching"];
+    assert_eq!(
+        batching["queue_capacity"],
+        BatchConfig::default().queue_capacity
+    );
+}
+
 /// A request to one of the test's servers (method, URI, headers, body) and the status it
 /// must get.
 type Case<'a> = (
@@ -2492,6 +2540,62 @@ async fn a_token_refusal_says_why_and_two_authorizations_are_refused() {
         let msg = v["error"].as_str().unwrap();
         assert!(msg.contains("2 Authorization headers"), "{msg}");
     }
+}
+
+/// Found by a review: `Authorization: Bearer ` with nothing after (a client whose token
+/// variable is unset) was told the header "is not a bearer token" (over a connection, whose
+/// parser drops the trailing space) or that its token "is wrong" (in process); it is told
+/// the token is empty.
+#[tokio::test]
+async fn an_empty_bearer_token_is_called_empty() {
+    let (app, _) = app_with(options(Some("s3cret")));
+    for value in ["Bearer ", "Bearer", "bearer   ", " Bearer\t"] {
+        let req = Request::builder()
+            .uri("/v1/info")
+            .header("authorization", value)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value:?}");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("token is empty"), "{value:?}: {msg}");
+    }
+    // Still told apart: another scheme, and a token that is not the server's.
+    for (value, says) in [
+        ("Basic abc", "not a bearer token"),
+        ("Bearer x", "is wrong"),
+    ] {
+        let (status, v) = {
+            let req = Request::builder()
+                .uri("/v1/info")
+                .header("authorization", value)
+                .body(Body::empty())
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        };
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{value:?}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(says), "{value:?}: {msg}");
+    }
+}
+
+/// [`an_empty_bearer_token_is_called_empty`] over a real connection, whose HTTP parser drops
+/// the space after `Bearer`.
+#[test]
+fn an_empty_bearer_token_over_a_real_connection() {
+    let (_rt, addr) = start_server(options(Some("s3cret")));
+    let got = raw_request(
+        &addr,
+        "GET /v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \r\n",
+    );
+    assert!(got.starts_with("HTTP/1.1 401"), "{got}");
+    let msg = json_body(&got)["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("token is empty"), "{msg}");
 }
 
 /// Found by audit F: `q=%ff` (not UTF-8 once decoded) was read as U+FFFD and answered 200

@@ -1038,3 +1038,70 @@ fn page_keeps_k_within_a_small_max_k() {
         d.script("return location.href;")
     );
 }
+
+/// Whether the element `id` is shown whole inside the viewport (scrolled into view first)
+/// and is what a tap at its middle reaches (nothing covers it).
+fn usable(d: &Driver, id: &str) -> Value {
+    d.script(&format!(
+        "const e = document.getElementById({id}); e.scrollIntoView({{block: 'center'}}); \
+         const r = e.getBoundingClientRect(); \
+         const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+         return r.width >= 24 && r.height >= 16 && r.left >= 0 && r.top >= 0 \
+           && r.right <= window.innerWidth && r.bottom <= window.innerHeight \
+           && hit !== null && (hit === e || e.contains(hit));",
+        id = json!(id)
+    ))
+}
+
+/// A phone's screen (360 × 740 CSS px) from the first load, with a token to type: the page
+/// does not scroll sideways, the boxes (the token's too) and Find are on the screen and
+/// usable, and a pair typed and found shows its results, still without sideways scrolling.
+#[test]
+fn page_works_on_a_narrow_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(browser) = open_browser(dir.path(), "page_works_on_a_narrow_screen") else {
+        return;
+    };
+    let index = build_index(dir.path(), &common::pair_file(dir.path()), "idx");
+    let token = "s3cret-T0ken";
+    let (_server, addr) = start_server(&index, &["--token", token]);
+    let d = &browser.d;
+    d.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 360, "height": 740})),
+    );
+    d.open(&format!("http://{addr}/"));
+    d.wait_until("window.innerWidth <= 360");
+    let no_sideways = "return document.scrollingElement.scrollWidth <= window.innerWidth \
+                       && document.body.scrollWidth <= window.innerWidth;";
+    assert_eq!(
+        d.script(no_sideways),
+        json!(true),
+        "the page scrolls sideways at 360 px: {}",
+        d.script("return [document.scrollingElement.scrollWidth, window.innerWidth];")
+    );
+    // The server needs a token: the page shows its box on load.
+    d.wait_until("!document.getElementById('token-label').hidden");
+    assert_eq!(d.script(no_sideways), json!(true), "with the token box");
+    for id in ["a", "b", "k", "go", "token"] {
+        assert_eq!(usable(d, id), json!(true), "#{id} is not usable at 360 px");
+    }
+    let t = d.wait_for("#token")[0].clone();
+    d.type_into(&t, token);
+    let a = d.wait_for("#a")[0].clone();
+    let b = d.wait_for("#b")[0].clone();
+    d.type_into(&a, "paris");
+    d.type_into(&b, "france");
+    d.click("#go");
+    d.wait_until(&status_starts("paris : france"));
+    d.wait_until("document.querySelectorAll('#results tbody tr').length > 0");
+    assert_eq!(
+        d.script("return document.getElementById('results').hidden;"),
+        json!(false)
+    );
+    assert_eq!(d.script(no_sideways), json!(true), "with results");
+    for id in ["a", "b", "k", "go"] {
+        assert_eq!(usable(d, id), json!(true), "#{id} with results");
+    }
+}

@@ -49,7 +49,11 @@ pub struct QueryArgs {
     // (it was ignored without a word).
     #[arg(long, value_parser = super::positive)]
     ef: Option<usize>,
-    /// One JSON object per query on standard output.
+    /// One JSON object per query on standard output. Reading queries from standard input,
+    /// one line per input line; a stream stopped before its input ended (standard input
+    /// could not be read, or SIGINT, SIGTERM or SIGHUP) ends with {"error": why,
+    /// "unfinished": true, "lines": N, "answered": A, "failed": F} (N input lines got their
+    /// line) and a non-zero exit status.
     #[arg(long)]
     json: bool,
     /// Keep results that share a word with the query.
@@ -1093,7 +1097,12 @@ pub fn run(a: QueryArgs) -> Result<()> {
     if interactive {
         relbert::say!("A is to B as ? is to ?  Type a pair (a b, a:b or a<TAB>b); Ctrl-D to quit.");
     }
-    let mut out = std::io::stdout().lock();
+    // Written one record at a time under this lock, which a stop signal's reaction takes to
+    // write the stream's last line after a whole record ([`end_on_signal`]).
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(Tally::default()));
+    if a.json {
+        end_on_signal(tally.clone());
+    }
     let mut lines = QueryLines::new(stdin.lock());
     let mut buf = Vec::new();
     let mut lineno = 0usize;
@@ -1118,7 +1127,15 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 if interactive {
                     end_prompt_line();
                 }
-                return Err(e).context("reading standard input");
+                let e = anyhow::Error::new(e).context("reading standard input");
+                if a.json {
+                    let t = lock(&tally);
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{}", t.unfinished(&format!("{e:#}")))
+                        .and_then(|()| out.flush())
+                        .map_err(put)?;
+                }
+                return Err(e);
             }
         };
         let cut = text > MAX_LINE_BYTES;
@@ -1191,6 +1208,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
                         } else {
                             "comment"
                         };
+                        let mut t = lock(&tally);
+                        let mut out = std::io::stdout().lock();
                         writeln!(
                             out,
                             "{}",
@@ -1198,6 +1217,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                         )
                         .and_then(|()| out.flush())
                         .map_err(put)?;
+                        t.lines = lineno;
                     }
                     continue;
                 }
@@ -1227,6 +1247,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
         };
         asked += 1;
         failed += usize::from(record.is_err());
+        let mut t = lock(&tally);
+        let mut out = std::io::stdout().lock();
         match record {
             Ok((x, y, (hits, source))) => {
                 if a.json {
@@ -1251,8 +1273,99 @@ pub fn run(a: QueryArgs) -> Result<()> {
             }
         }
         out.flush().map_err(put)?;
+        *t = Tally {
+            lines: lineno,
+            asked,
+            failed,
+        };
     }
     stream_end(interactive, a.json, asked, failed)
+}
+
+/// How far a `--json` stream got: what its last line says when it is stopped early.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    /// Input lines that got their output line.
+    lines: usize,
+    /// Of them, the queries (not blank or comment lines).
+    asked: usize,
+    /// Of the queries, those answered with an error.
+    failed: usize,
+}
+
+impl Tally {
+    /// The last line of a stream stopped before its input ended, for `why`: a consumer
+    /// reading JSON lines would otherwise take a stream cut short for a whole one (the exit
+    /// status, the only sign, is often lost in a pipeline).
+    fn unfinished(&self, why: &str) -> serde_json::Value {
+        serde_json::json!({
+            "error": why,
+            "unfinished": true,
+            "lines": self.lines,
+            "answered": self.asked - self.failed,
+            "failed": self.failed,
+        })
+    }
+}
+
+/// The tally, also when a thread panicked holding it (its numbers are still those of the
+/// last whole record).
+fn lock(tally: &std::sync::Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How long a stop signal's reaction waits for a record being written to be whole: a
+/// standard output nobody reads (a full pipe) holds the record's write, and must not hold
+/// the exit; the last line is then left out.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often the reaction looks whether a stop signal came ([`super::interrupt::StopRequest`]
+/// offers a flag to poll; the stream itself may be blocked reading its input).
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// On SIGINT, SIGTERM or SIGHUP, once no record is half written, writes the `--json`
+/// stream's last line ([`Tally::unfinished`]) and exits with 128 plus the signal's number,
+/// as the signal would have ended the process (before, it did so mid-stream without a word
+/// on standard output). A signal that cannot be watched ends the process as before.
+fn end_on_signal(tally: std::sync::Arc<std::sync::Mutex<Tally>>) {
+    let stop = super::interrupt::StopRequest::install(
+        "stopping the query stream: its last JSON line says it is unfinished",
+    );
+    let spawned = std::thread::Builder::new()
+        .name("relbert-query-stop".into())
+        .spawn(move || {
+            while !stop.flag().load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(STOP_POLL);
+            }
+            let signal = stop.signal();
+            let name = signal.map_or("a stop signal", |s| s.name());
+            let since = std::time::Instant::now();
+            // Held until the exit: no record is written after the last line.
+            let held = loop {
+                match tally.try_lock() {
+                    Ok(t) => break Some(t),
+                    Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) if since.elapsed() < STOP_WAIT => {
+                        std::thread::sleep(STOP_POLL)
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => break None,
+                }
+            };
+            if let Some(t) = &held {
+                let mut out = std::io::stdout().lock();
+                // Nothing more can be done about an output that cannot be written.
+                let _ = writeln!(out, "{}", t.unfinished(&format!("stopped by {name}")))
+                    .and_then(|()| out.flush());
+            }
+            std::process::exit(signal.map_or(130, |s| s.exit_status()));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(
+            "cannot watch for stop signals ({e}): a signal ends the stream without its last line"
+        );
+    }
 }
 
 /// Ends the line of the prompt `> ` on standard error, so that nothing after it is printed

@@ -262,9 +262,11 @@ fn record(
 }
 
 /// The token of an `Authorization` header: scheme `Bearer` in any case (RFC 7235), then the
-/// token with surrounding spaces left out.
+/// token with surrounding spaces left out; empty for the scheme alone (`Bearer `, whose
+/// trailing space the HTTP parser drops, arrives as `Bearer`).
 fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
@@ -297,6 +299,12 @@ fn token_problem(req: &Request, want: &str) -> Option<ApiError> {
         None => unauthorised(
             "the Authorization header is not a bearer token; this server takes Authorization: \
              Bearer <token>",
+        ),
+        // Found by a review: `Bearer ` with nothing after was called "not a bearer token",
+        // sending a client with an unset token variable to look at the header's form.
+        Some("") => unauthorised(
+            "the bearer token is empty: the Authorization header says Bearer and no token; \
+             send Authorization: Bearer <token>",
         ),
         Some(got) if !same_secret(got.as_bytes(), want.as_bytes()) => unauthorised(
             "the bearer token is wrong: it is not the one this server was started with",
@@ -1361,16 +1369,17 @@ async fn embed(
     })))
 }
 
-/// The name-value pairs of a URL's query, decoded as a form is (`+` a space, `%XX` a byte),
-/// as axum's `Query` reads them, but a value of `q` or `limit` that is not UTF-8 once decoded
-/// is a 400 naming it: read lossily, `q=%ff` became U+FFFD and was answered as a search
-/// for that character (no suggestions) rather than as the mistake it is.
+/// The name-value pairs of a URL's query, decoded as a form is (`+` a space, `%XX` a byte,
+/// a `%` not followed by two hex digits itself), as axum's `Query` reads them, but a value of
+/// `q` or `limit` that is not UTF-8 once decoded is a 400 naming it: read lossily (as
+/// `form_urlencoded::parse` and so `Query` read it), `q=%ff` became U+FFFD and was answered
+/// as a search for that character (no suggestions) rather than as the mistake it is.
 fn suggest_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut params = Vec::new();
     for piece in raw.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
-        let name = String::from_utf8_lossy(&form_decode(name)).into_owned();
-        let value = match String::from_utf8(form_decode(value)) {
+        let name = form_decode(name).unwrap_or_else(|bytes| lossy(&bytes));
+        let value = match form_decode(value) {
             Ok(v) => v,
             Err(_) if name == "q" || name == "limit" => {
                 return Err(ApiError::new(
@@ -1382,41 +1391,24 @@ fn suggest_query(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
                     ),
                 ))
             }
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            Err(bytes) => lossy(&bytes),
         };
         params.push((name, value));
     }
     Ok(params)
 }
 
-/// The bytes of a form-encoded name or value: `+` is a space and `%XX` a byte; a `%` not
-/// followed by two hex digits is itself (as browsers and `form_urlencoded` read it).
-fn form_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = match bytes[i] {
-            b'+' => b' ',
-            b'%' => match bytes
-                .get(i + 1..i + 3)
-                // from_str_radix alone takes a sign: `%+f` would be 0x0f.
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(b) => {
-                    i += 2;
-                    b
-                }
-                None => b'%',
-            },
-            b => b,
-        };
-        out.push(byte);
-        i += 1;
-    }
-    out
+/// A form-encoded name or value decoded (`+` a space, then `%XX` a byte, as
+/// `application/x-www-form-urlencoded` reads it), or its bytes when they are not UTF-8.
+fn form_decode(text: &str) -> Result<String, Vec<u8>> {
+    let spaced = text.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    String::from_utf8(bytes).map_err(|e| e.into_bytes())
+}
+
+/// Bytes as text, each invalid sequence read as U+FFFD.
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The parameters of `/v1/suggest`: `q`, and `limit` (10 unless given).

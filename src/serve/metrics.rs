@@ -25,6 +25,11 @@ struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
 }
@@ -39,6 +44,7 @@ pub struct Metrics {
     forward: Histogram,
     queue_depth: Gauge<i64, std::sync::atomic::AtomicI64>,
     sources: Family<SourceLabels, Counter<u64, AtomicU64>>,
+    unanswered: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,6 +68,7 @@ impl Metrics {
         let forward = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let queue_depth = Gauge::default();
         let sources = Family::<SourceLabels, Counter>::default();
+        let unanswered = Family::<KindLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_errors",
@@ -93,6 +100,12 @@ impl Metrics {
             "Query vectors by where they came from (index or encoded)",
             sources.clone(),
         );
+        registry.register(
+            "http_unanswered",
+            "Connections the HTTP layer ended with no answer on a request it could not parse, \
+             by kind (http2_preface, parse_status, parse_internal); not client errors",
+            unanswered.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -102,6 +115,7 @@ impl Metrics {
             forward,
             queue_depth,
             sources,
+            unanswered,
         }
     }
 
@@ -120,6 +134,16 @@ impl Metrics {
                 endpoint: endpoint.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a connection the HTTP layer ended with no answer, by `kind` of parse error:
+    /// kept apart from [`Metrics::request`]'s statuses, which are answers a client got.
+    pub fn unanswered(&self, kind: &str) {
+        self.unanswered
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     /// Records a batch formed by the encoder thread and the queue left behind it.

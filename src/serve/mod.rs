@@ -1539,21 +1539,48 @@ const HYPER_MAX_HEADERS: usize = 1000;
 /// 431.
 const HYPER_MAX_BUF: usize = 256 * 1024;
 
-/// The status of the empty answer hyper gave on its own for a request it could not parse
-/// (counted in the metrics under the endpoint `unparsed`), or `None` when it gave none.
-fn hyper_refusal(e: &hyper::Error) -> Option<u16> {
-    if e.is_parse_too_large() {
+/// How hyper ended a connection on a request it could not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HyperEnd {
+    /// It answered with this status and an empty body (counted in the metrics under the
+    /// endpoint `unparsed`): the client sent a request it could not read.
+    Refused(u16),
+    /// It gave no answer; counted under this kind of [`Metrics::unanswered`], not as a
+    /// client's error.
+    Unanswered(&'static str),
+}
+
+/// The message of hyper's `Parse::Internal` (a bug in hyper or httparse, met while parsing
+/// a request), which no predicate of `hyper::Error` tells apart from a client's malformed
+/// request.
+const HYPER_INTERNAL: &str = "internal error inside Hyper";
+
+/// What hyper did about the parse error `e` that ended a connection, or `None` when `e` is
+/// no parse error. hyper (1.x, `role::Server::on_error`) answers an empty 400 only for a
+/// malformed method, request target, version or header; for its own internal errors, a
+/// status-line error (a response's, met by a client) and an HTTP/2 preface it answers
+/// nothing. Found by a review: those were counted as 400s, client errors the client never
+/// got.
+fn hyper_refusal(e: &hyper::Error) -> Option<HyperEnd> {
+    if !e.is_parse() {
+        return None;
+    }
+    Some(if e.is_parse_too_large() {
         // hyper tells the two apart only in its message.
-        Some(if e.to_string().contains("URI") {
+        HyperEnd::Refused(if e.to_string().contains("URI") {
             414
         } else {
             431
         })
-    } else if e.is_parse() && !e.is_parse_version_h2() {
-        Some(400)
+    } else if e.is_parse_version_h2() {
+        HyperEnd::Unanswered("http2_preface")
+    } else if e.is_parse_status() {
+        HyperEnd::Unanswered("parse_status")
+    } else if e.to_string().starts_with(HYPER_INTERNAL) {
+        HyperEnd::Unanswered("parse_internal")
     } else {
-        None
-    }
+        HyperEnd::Refused(400)
+    })
 }
 
 /// Accepts connections and serves `app` on each with hyper's HTTP/1.1 (keep-alive), until
@@ -1616,8 +1643,12 @@ async fn serve_connections(
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
-                            if let Some(status) = hyper_refusal(&e) {
-                                metrics.request("unparsed", status, Duration::ZERO);
+                            match hyper_refusal(&e) {
+                                Some(HyperEnd::Refused(status)) => {
+                                    metrics.request("unparsed", status, Duration::ZERO)
+                                }
+                                Some(HyperEnd::Unanswered(kind)) => metrics.unanswered(kind),
+                                None => {}
                             }
                             tracing::debug!("connection ended: {e}");
                         }
@@ -1766,6 +1797,111 @@ pub(crate) fn timeout_of(limits: &Limits) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error hyper's HTTP/1 server ends a connection with after reading `request`.
+    fn server_error(request: &'static [u8]) -> hyper::Error {
+        run_raw(request, false, |stream| async move {
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new()))
+            });
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+                .expect_err("hyper parsed the request")
+        })
+    }
+
+    /// The error hyper's HTTP/1 client gets when the server answers `response`.
+    fn client_error(response: &'static [u8]) -> hyper::Error {
+        run_raw(response, true, |stream| async move {
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake::<_, String>(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(conn);
+            let req = hyper::Request::get("/")
+                .body(String::new())
+                .expect("request");
+            send.send_request(req)
+                .await
+                .expect_err("hyper parsed the answer")
+        })
+    }
+
+    /// Runs `side` on a connection whose other end writes `bytes` (after reading a request's
+    /// head, when `answer`: a client takes an answer before its request as no answer to it),
+    /// then reads until closed.
+    fn run_raw<F, Fut>(bytes: &'static [u8], answer: bool, side: F) -> hyper::Error
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut,
+        Fut: Future<Output = hyper::Error>,
+    {
+        use std::io::{Read, Write};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let peer = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while answer && !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1
+                {
+                    head.push(byte[0]);
+                }
+                let _ = s.write_all(bytes);
+                let _ = s.read_to_end(&mut Vec::new());
+            });
+            let (stream, _) = listener.accept().await.expect("accept");
+            let e = side(stream).await;
+            let _ = peer.join();
+            e
+        })
+    }
+
+    /// Found by a review: every parse error hyper ended a connection with was counted as an
+    /// empty 400 it had answered, though it answers none for its own internal errors, a
+    /// status line's error or an HTTP/2 preface. Only what it answers is counted as an
+    /// answer; the others under their own kind.
+    #[test]
+    fn only_the_parse_errors_hyper_answers_count_as_its_answers() {
+        let bad_header = server_error(b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n");
+        assert_eq!(
+            hyper_refusal(&bad_header),
+            Some(HyperEnd::Refused(400)),
+            "{bad_header:?}"
+        );
+        let bad_method = server_error(b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            hyper_refusal(&bad_method),
+            Some(HyperEnd::Refused(400)),
+            "{bad_method:?}"
+        );
+        let h2 = server_error(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert_eq!(
+            hyper_refusal(&h2),
+            Some(HyperEnd::Unanswered("http2_preface")),
+            "{h2:?}"
+        );
+        let status = client_error(b"HTTP/1.1 abc OK\r\ncontent-length: 0\r\n\r\n");
+        assert!(status.is_parse_status(), "{status:?}");
+        assert_eq!(
+            hyper_refusal(&status),
+            Some(HyperEnd::Unanswered("parse_status")),
+            "{status:?}"
+        );
+        // hyper's internal error cannot be made from outside; its message is the one
+        // [`HYPER_INTERNAL`] names (hyper 1.x `Kind::Parse(Parse::Internal)`).
+        assert!(
+            "internal error inside Hyper and/or its dependencies, please report"
+                .starts_with(HYPER_INTERNAL)
+        );
+    }
 
     /// Found by an audit: with its file descriptors used up by connections, the server
     /// warned that the index was "removed or damaged". Running out of descriptors is told
