@@ -1660,6 +1660,7 @@ fn an_unfinished_load_is_named_by_query_and_serve() {
             rows,
             total,
             abandoned: false,
+            at: None,
         };
         conn.block_on(async move {
             c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
@@ -2435,6 +2436,7 @@ fn set_progress(urls: &[String], collection: &str, rows: u64, total: u64) {
         rows,
         total,
         abandoned: false,
+        at: None,
     };
     conn.block_on(async move {
         c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
@@ -3062,6 +3064,43 @@ fn conn_url(conn: &Connection) -> String {
         .to_string()
 }
 
+/// What the stream, give-up and rerun tests start from: in a temporary directory the fixture
+/// pairs and `more.tsv` (them and one pair more), and a collection of a unique name built
+/// from the pairs.
+struct Built {
+    tmp: tempfile::TempDir,
+    pairs: PathBuf,
+    more: PathBuf,
+    coll: String,
+    joined: String,
+}
+
+impl Built {
+    /// The pair files, and the collection `relbert_test_NAME_…` built from the pairs.
+    fn new(urls: &[String], name: &str) -> Built {
+        let tmp = tempfile::tempdir().unwrap();
+        let pairs = common::pair_file(tmp.path());
+        let more = tmp.path().join("more.tsv");
+        let mut text = std::fs::read_to_string(&pairs).unwrap();
+        text.push_str("sun\tmoon\n");
+        std::fs::write(&more, text).unwrap();
+        let built = Built {
+            tmp,
+            pairs,
+            more,
+            coll: unique(name),
+            joined: urls.join(","),
+        };
+        succeeded(&tiny_build(&built.pairs, &built.target()).output().unwrap());
+        built
+    }
+
+    /// `--collection NAME --qdrant URLS`.
+    fn target(&self) -> [&str; 4] {
+        ["--collection", &self.coll, "--qdrant", &self.joined]
+    }
+}
+
 /// Found by an audit: `query --collection` reading lines kept answering after the
 /// collection was deleted and re-made with another model: queries encoded with the first
 /// model were searched among the second's vectors (score 0.061, exit 0, not a word), where
@@ -3075,16 +3114,9 @@ fn a_query_stream_follows_a_collection_re_made_and_refuses_another_model_s() {
         return;
     };
     let urls = cluster.urls();
-    let joined = urls.join(",");
-    let tmp = tempfile::tempdir().unwrap();
-    let pairs = common::pair_file(tmp.path());
-    let more = tmp.path().join("more.tsv");
-    let mut text = std::fs::read_to_string(&pairs).unwrap();
-    text.push_str("sun\tmoon\n");
-    std::fs::write(&more, text).unwrap();
-    let coll = unique("stream_remade");
-    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
-    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let built = Built::new(&urls, "stream_remade");
+    let (pairs, more, coll) = (built.pairs.clone(), built.more.clone(), built.coll.clone());
+    let target = built.target();
     let child = relbert()
         .args(["query", "--json", "-k", "3"])
         .args(target)
@@ -3153,18 +3185,11 @@ fn a_load_whose_source_is_gone_can_be_given_up() {
         return;
     };
     let urls = cluster.urls();
-    let joined = urls.join(",");
-    let tmp = tempfile::tempdir().unwrap();
-    let pairs = common::pair_file(tmp.path());
-    let more = tmp.path().join("more.tsv");
-    let mut text = std::fs::read_to_string(&pairs).unwrap();
-    text.push_str("sun\tmoon\n");
-    std::fs::write(&more, text).unwrap();
-    let coll = unique("given_up");
-    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    let built = Built::new(&urls, "given_up");
+    let (tmp, pairs, more) = (&built.tmp, built.pairs.clone(), built.more.clone());
+    let (coll, target) = (built.coll.clone(), built.target());
 
     // A rerun of a finished load turns indexing back on.
-    succeeded(&tiny_build(&pairs, &target).output().unwrap());
     indexing_off(&urls, &coll);
     succeeded(&tiny_build(&pairs, &target).output().unwrap());
     assert_ne!(indexing_threshold(&urls, &coll), Some(0));
@@ -3255,12 +3280,8 @@ fn reruns_and_a_deleted_collection_say_what_happened() {
         return;
     };
     let urls = cluster.urls();
-    let joined = urls.join(",");
-    let tmp = tempfile::tempdir().unwrap();
-    let pairs = common::pair_file(tmp.path());
-    let coll = unique("reruns_said");
-    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
-    succeeded(&tiny_build(&pairs, &target).output().unwrap());
+    let built = Built::new(&urls, "reruns_said");
+    let (pairs, coll, target) = (built.pairs.clone(), built.coll.clone(), built.target());
     let total = count_via(&urls[0], &coll);
     set_progress(&urls, &coll, 0, total);
     let out = tiny_build(&pairs, &target).output().unwrap();
@@ -3297,4 +3318,161 @@ fn reruns_and_a_deleted_collection_say_what_happened() {
         said.contains("rerunning the same command makes it anew"),
         "{said}"
     );
+}
+
+/// Found by a review: `index remove --collection C --abandoned-load SOURCE` gave up a load
+/// still running in another process, which then wrote on. A load's checkpoint now carries
+/// the time it was written, and a load whose checkpoint is that recent is refused as alive.
+/// The load here is stopped (SIGSTOP) once its first mark is written: a running load that
+/// has not checkpointed again yet.
+#[test]
+fn a_load_still_running_is_not_given_up() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = tmp.path().join("pairs.tsv");
+    let text: String = (0..20_000)
+        .map(|i| format!("w{i}\ty{}\n", i % 977))
+        .collect();
+    std::fs::write(&pairs, text).unwrap();
+    let coll = unique("live_load");
+    let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let unfinished = || {
+        let c = conn.clone();
+        match conn.block_on(async move { c.state().await }) {
+            // With its mark: a collection just made holds the record a moment before.
+            Ok(Ok(s)) => s
+                .unfinished
+                .first()
+                .filter(|u| u.rows.is_some())
+                .map(|u| u.source.clone()),
+            _ => None,
+        }
+    };
+    let mut child = Reaped(
+        tiny_build(&pairs, &target)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.id() as i32;
+    // Run in steps of 10 ms, stopped while the collection is read, so that the load cannot
+    // finish between a read and the stop (as in `build_into_a_collection_resumes_after_a_kill`).
+    let mut source = None;
+    for _ in 0..3_000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        hold(pid);
+        source = unfinished();
+        if source.is_some() {
+            break;
+        }
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let source = source.expect("the load ended before its mark was read");
+    let out = relbert()
+        .args(["index", "remove"])
+        .args(target)
+        .args(["--abandoned-load", &source])
+        .output()
+        .unwrap();
+    refused_without_hint(&out, "looks alive");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop that load first"), "{err}");
+    assert_eq!(unfinished(), Some(source), "the mark was changed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    common::drop_collection(&urls, &coll);
+}
+
+/// Found by a review, three things of one load's lifecycle, through the library:
+/// `Loader::start` turned the collection's indexing off before it knew there was anything to
+/// send (a rerun of a finished load toggled it for nothing, and a kill meanwhile left it
+/// off); a signal's restore turned indexing on even when this load had not turned it off
+/// (under another load that had); and a connection stayed "loading" after its load ended,
+/// so a collection deleted afterwards was said to have been deleted during the load.
+#[test]
+fn a_load_turns_indexing_off_only_to_send_and_ends_loading() {
+    use relbert::store::qdrant::export::{ExportOptions, Loader, Prepared};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let built = Built::new(&urls, "lifecycle");
+    // The final checkpoint reaches the other nodes through consensus: read by a node that
+    // lags, the load would look unfinished and this one would send.
+    on_every_node(&urls, &built.coll, "the finished load", |conn| {
+        let c = conn.clone();
+        match conn.block_on(async move { c.state().await }) {
+            Ok(Ok(s)) => s.record.is_some() && s.unfinished.is_empty(),
+            _ => false,
+        }
+    });
+    let conn = Connection::new(&urls, &built.coll).unwrap();
+    let c = conn.clone();
+    let (record, progress) = conn
+        .block_on(async move {
+            let r = c.record().await?;
+            let p = c.progress(relbert::store::qdrant::PROGRESS_KEY).await?;
+            Ok::<_, relbert::error::Error>((r, p))
+        })
+        .unwrap()
+        .unwrap();
+    let (record, total) = (record.unwrap(), progress.unwrap().total);
+    let prepared = Prepared {
+        created: false,
+        first: record.source.clone(),
+    };
+    let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> {
+        panic!("a finished load of this source alone is checked by its count")
+    };
+    let loader = Loader::start(
+        &conn,
+        &record,
+        &prepared,
+        &ExportOptions::default(),
+        total,
+        &ids,
+    )
+    .unwrap();
+    assert!(loader.nothing_to_send());
+    assert_ne!(
+        indexing_threshold(&urls, &built.coll),
+        Some(0),
+        "indexing turned off by a load with nothing to send"
+    );
+    loader.finish(total, &ids).unwrap();
+
+    // Another load's: off through another connection; this one's restore leaves it so.
+    indexing_off(&urls, &built.coll);
+    assert!(conn.restore_indexing_within(Duration::from_secs(5)));
+    // A change of the collection reaches each node through consensus: every node is watched
+    // for 2 s (20 looks), and none may show indexing on.
+    for _ in 0..20 {
+        for u in &urls {
+            let on = indexing_threshold(std::slice::from_ref(u), &built.coll);
+            assert_eq!(
+                on,
+                Some(0),
+                "another load's indexing turned on, seen at {u}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The load has ended: a collection deleted now was not deleted during it.
+    common::drop_collection(&urls, &built.coll);
+    let c = conn.clone();
+    let e = conn
+        .block_on(async move { c.count().await })
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not exist"), "{e}");
 }

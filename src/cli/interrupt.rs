@@ -539,7 +539,9 @@ impl CollectionLoad {
     /// off while it streams: on a signal the handler spends at most a second turning it back
     /// on, so a collection kept half-loaded is not left to full scans (when that second is
     /// not enough, it says so; the next load to finish, or `index remove --abandoned-load`,
-    /// turns it on).
+    /// turns it on). A load stopped before it turned indexing off leaves it as it is
+    /// ([`relbert::store::qdrant::Connection::restore_indexing_within`]): another load may
+    /// be running with it off.
     pub fn install(conn: &relbert::store::qdrant::Connection) -> CollectionLoad {
         Self::install_with(load_message(&conn.target()), Some(conn.clone()))
     }

@@ -34,13 +34,14 @@
 //! counts this source's points by id, since the collection's total counts every source.
 //!
 //! **Bulk loading.** While it streams, a load turns the collection's vector indexing off
-//! (indexing threshold 0) and turns it back on at the end, as Qdrant advises for bulk
+//! (indexing threshold 0, from its first batch: a load with nothing to send leaves it as it
+//! is) and turns it back on at the end, as Qdrant advises for bulk
 //! uploads: otherwise each node rebuilds HNSW graphs of segments that are still growing, on
 //! the same cores that take the writes. Points written meanwhile are searched exactly (their
 //! segments have no graph yet), so queries stay correct during and right after a load; the
 //! graph is built in the background once the load ends (`benchmarks/scale/`). A load that
-//! fails turns indexing back on if it can; one that is killed leaves it off until a rerun
-//! completes.
+//! fails, or is stopped by a signal, turns indexing back on if it turned it off and can; one
+//! that is killed leaves it off until a rerun completes.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -54,8 +55,8 @@ use qdrant_client::{Payload, QdrantError};
 
 use super::settings::CollectionSettings;
 use super::{
-    added_source_key, point_id, progress_key, AddedSource, CollectionRecord, Connection, Hedge,
-    LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
+    added_source_key, point_id, progress_key, unix_now, AddedSource, CollectionRecord, Connection,
+    Hedge, LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::{Error, Result};
 use crate::indexing::{
@@ -67,6 +68,10 @@ use crate::relation::RelationEncoder;
 
 /// How often a load records its checkpoint in the collection's metadata.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest a running load goes without rewriting its checkpoint, confirmed rows or none
+/// (its time, [`super::LoadProgress::at`], shows it alive: [`super::LIVE_LOAD_WINDOW`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// How an export sends points.
 #[derive(Debug, Clone)]
@@ -746,6 +751,11 @@ pub struct Loader {
     /// source's distinct pairs and the ids missing (all removed), which the final check
     /// takes rather than look every id up again.
     checked: Option<(u64, Vec<String>)>,
+    /// Whether the collection's indexing is still to be turned off, before the first batch
+    /// is sent ([`ExportOptions::defer_indexing`]): a load with nothing to send leaves it as
+    /// it is (found by a review: it was turned off at the start, for nothing, and a kill
+    /// before the end left it off).
+    defer_indexing: bool,
 }
 
 /// The source's distinct pairs among rows `0..expected` (ids by `ids`) and the ids of those
@@ -809,10 +819,11 @@ fn unexplained(
 impl Loader {
     /// Starts loading `total` rows of `record.source` into `conn`'s collection (prepared
     /// already): reads the checkpoint of an interrupted run of the same source and the ids
-    /// removed since the source was loaded (never sent again), and turns indexing off. The
-    /// caller skips the first [`Self::resumed`] rows. For a load an earlier run finished,
-    /// looks up the source's points (ids by `ids`, as [`Self::finish`] takes them): those
-    /// missing that no removal took out are [`Self::lost`], the only ones to send.
+    /// removed since the source was loaded (never sent again); indexing is turned off when
+    /// the first batch is sent. The caller skips the first [`Self::resumed`] rows. For a
+    /// load an earlier run finished, looks up the source's points (ids by `ids`, as
+    /// [`Self::finish`] takes them): those missing that no removal took out are
+    /// [`Self::lost`], the only ones to send.
     pub fn start(
         conn: &Connection,
         record: &CollectionRecord,
@@ -822,37 +833,62 @@ impl Loader {
         ids: &IdsOf<'_>,
     ) -> Result<Self> {
         conn.loading(true);
+        let started = Self::start_loading(conn, record, prepared, opts, total, ids);
+        if started.is_err() {
+            // The Loader that would clear it on drop was never made.
+            conn.loading(false);
+        }
+        started
+    }
+
+    /// [`Self::start`], once the connection is noted as loading.
+    fn start_loading(
+        conn: &Connection,
+        record: &CollectionRecord,
+        prepared: &Prepared,
+        opts: &ExportOptions,
+        total: u64,
+        ids: &IdsOf<'_>,
+    ) -> Result<Self> {
         let c = conn.clone();
-        let defer = opts.defer_indexing;
         let key = progress_key(&prepared.first, &record.source);
         let k = key.clone();
         let (progress, others) = conn.block_on(async move {
             let p = c.progress(&k).await?;
             let others = c.added_sources().await?;
-            if defer {
-                c.set_indexing(false).await?;
-            }
             Ok::<_, crate::error::Error>((p, others))
         })??;
         let base = match &progress {
             Some(p) if p.source == record.source && p.total == total => p.rows.min(total),
             _ => 0,
         };
+        // A checkpoint at the total is only written once a load's final count agreed
+        // (`finish`): the load finished, nothing was interrupted.
+        let complete = total > 0 && base == total;
         let mark = LoadProgress {
             source: record.source.clone(),
             rows: base,
             total,
             abandoned: false,
+            at: Some(unix_now()),
         };
         // Recorded before the first point is sent, so that a load killed before its first
-        // checkpoint still leaves the collection marked unfinished (opening it warns).
-        if progress.as_ref() != Some(&mark) {
+        // checkpoint still leaves the collection marked unfinished (opening it warns), and
+        // with this run's time, so that it is not given up as a dead one while it runs. A
+        // finished load's checkpoint is left as it is: nothing will be interrupted.
+        let same = progress.as_ref().is_some_and(|p| {
+            LoadProgress {
+                at: None,
+                ..p.clone()
+            } == LoadProgress {
+                at: None,
+                ..mark.clone()
+            }
+        });
+        if !(same && complete) {
             let (c, k) = (conn.clone(), key.clone());
             conn.block_on(async move { c.set_metadata(&k, &mark).await })??;
         }
-        // A checkpoint at the total is only written once a load's final count agreed
-        // (`finish`): the load finished, nothing was interrupted.
-        let complete = total > 0 && base == total;
         let c = conn.clone();
         let removals = conn.block_on(async move { c.removal_record().await })??;
         let mut skip = removals.removed_from(&record.source);
@@ -953,7 +989,20 @@ impl Loader {
             skipped: 0,
             lost,
             checked,
+            defer_indexing: opts.defer_indexing,
         })
+    }
+
+    /// Turns the collection's indexing off before the first batch with points is sent
+    /// ([`Self::defer_indexing`]).
+    fn before_sending(&mut self, points: &[PointStruct]) -> Result<()> {
+        if self.defer_indexing && !points.is_empty() {
+            let c = self.conn.clone();
+            self.conn
+                .block_on(async move { c.set_indexing(false).await })??;
+            self.defer_indexing = false;
+        }
+        Ok(())
     }
 
     /// For a load an earlier run finished: the ids of its points the collection lacks though
@@ -966,6 +1015,7 @@ impl Loader {
     /// Sends points of [`Self::lost`] rows (no checkpoint: the load's stays at its total, so
     /// a run stopped now leaves a finished load, whose rerun looks for what is missing again).
     pub fn send_lost(&mut self, points: Vec<PointStruct>) -> Result<()> {
+        self.before_sending(&points)?;
         self.sender.send_rows(points, 0)
     }
 
@@ -1011,8 +1061,11 @@ impl Loader {
             });
             self.skipped += (before - points.len()) as u64;
         }
+        self.before_sending(&points)?;
         self.sender.send_rows(points, rows)?;
-        if self.saved_at.elapsed() >= CHECKPOINT_EVERY && self.confirmed() > self.saved {
+        // Rewritten without new rows too, now and then: its time shows the load alive.
+        let since = self.saved_at.elapsed();
+        if (since >= CHECKPOINT_EVERY && self.confirmed() > self.saved) || since >= HEARTBEAT {
             self.checkpoint(self.confirmed())?;
         }
         Ok(())
@@ -1025,6 +1078,7 @@ impl Loader {
             rows,
             total: self.total,
             abandoned: false,
+            at: Some(unix_now()),
         };
         let key = self.key.clone();
         self.conn
@@ -1144,10 +1198,13 @@ impl Loader {
         })
     }
 
-    /// After a failed load: turns indexing back on if the collection can be reached (the
-    /// checkpoint stays, so a rerun resumes). Failures are only logged: the load's own error
-    /// is the one to report.
+    /// After a failed load: turns indexing back on, if this load turned it off, when the
+    /// collection can be reached (the checkpoint stays, so a rerun resumes). Failures are
+    /// only logged: the load's own error is the one to report.
     pub fn abandon(self) {
+        if !self.conn.turned_indexing_off() {
+            return;
+        }
         let c = self.conn.clone();
         match self
             .conn
@@ -1159,6 +1216,14 @@ impl Loader {
                  does"
             ),
         }
+    }
+}
+
+impl Drop for Loader {
+    /// The load has ended (finished, failed or given up): a collection found missing from
+    /// now on was not deleted during it.
+    fn drop(&mut self) {
+        self.conn.loading(false);
     }
 }
 

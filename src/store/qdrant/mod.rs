@@ -479,6 +479,38 @@ pub struct LoadProgress {
     /// writes its checkpoint anew, without the mark, and resumes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
+    /// When the load wrote this checkpoint, in seconds since the Unix epoch by its machine's
+    /// clock; `None` in one written by a relbert that kept no time, or given up. A running
+    /// load rewrites its checkpoint at least every [`export::HEARTBEAT`], so one written
+    /// within [`LIVE_LOAD_WINDOW`] may be a load still running, which
+    /// [`Connection::abandon_load`] refuses to give up (found by a review: it gave up a live
+    /// load, which then wrote on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+}
+
+/// How recently a load's checkpoint must have been written ([`LoadProgress::at`]) for the
+/// load to be taken as possibly still running: well past [`export::HEARTBEAT`], so a live
+/// load that is slow (a node retried, a large model encoding) is not taken for a dead one.
+pub const LIVE_LOAD_WINDOW: Duration = Duration::from_secs(120);
+
+/// Now, in seconds since the Unix epoch, as [`LoadProgress::at`] records it.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// How long ago (`now`, in Unix seconds) a checkpoint written at `at` was, when that is
+/// within [`LIVE_LOAD_WINDOW`]: its load may still be running. `None` for a checkpoint with
+/// no time (an older relbert's) or an older one. A time ahead of `now` (another machine's
+/// clock) counts by its distance, so a skewed clock holds a killed load back for the window
+/// at most, not for as long as the skew.
+pub fn live_for(at: Option<u64>, now: u64) -> Option<Duration> {
+    let at = at?;
+    let apart = Duration::from_secs(now.abs_diff(at));
+    (apart < LIVE_LOAD_WINDOW).then_some(apart)
 }
 
 /// A source whose load into a collection has not finished (see [`CollectionState`]): an
@@ -501,6 +533,9 @@ pub struct Unfinished {
     /// search scans every point until a load finishes and turns it back on.
     #[serde(skip)]
     pub indexing_off: bool,
+    /// When its checkpoint was written ([`LoadProgress::at`]).
+    #[serde(skip)]
+    pub at: Option<u64>,
 }
 
 impl Unfinished {
@@ -602,6 +637,11 @@ struct Inner {
     /// Whether a load into the collection runs on this connection ([`Connection::loading`]):
     /// a collection found missing was then deleted under it, which a rerun makes anew.
     loading: AtomicBool,
+    /// Whether this connection turned the collection's indexing off and has not turned it
+    /// back on since ([`Connection::set_indexing`]): what a signal's restore
+    /// ([`Connection::restore_indexing_within`]) undoes, and only that (found by a review: a
+    /// load stopped before it had turned indexing off turned it on under another load).
+    indexing_turned_off: AtomicBool,
 }
 
 impl Inner {
@@ -1048,6 +1088,7 @@ impl Connection {
                 epoch: std::time::Instant::now(),
                 collection: collection.to_string(),
                 loading: AtomicBool::new(false),
+                indexing_turned_off: AtomicBool::new(false),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
         })
@@ -1727,6 +1768,7 @@ impl Connection {
                         total: p.as_ref().map(|p| p.total),
                         collection: self.collection().to_string(),
                         indexing_off,
+                        at: p.as_ref().and_then(|p| p.at),
                     }),
                 }
             }
@@ -1805,6 +1847,9 @@ impl Connection {
         let threshold = if on {
             settings::INDEXING_THRESHOLD_KB
         } else {
+            // Noted before the request: one that fails may still have been applied, and a
+            // restore that turns indexing on needlessly costs less than one left off.
+            self.inner.indexing_turned_off.store(true, Ordering::SeqCst);
             0
         };
         self.call("setting the indexing threshold", Hedge::Never, |c, name| {
@@ -1813,19 +1858,36 @@ impl Connection {
             );
             async move { c.update_collection(b).await }
         })
-        .await
-        .map(|_| ())
+        .await?;
+        if on {
+            self.inner
+                .indexing_turned_off
+                .store(false, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
-    /// Turns indexing back on ([`Self::set_indexing`]), giving up after `within`: for a
-    /// load stopped by a signal, which must end promptly ([`Loader::abandon`] does this for
-    /// a load that failed). Blocking; callable from any thread but the connection's own
-    /// runtime's (a signal watcher's, say) while another thread waits on a call. Returns
-    /// whether it was done; when not, the next load that finishes, or `relbert index remove
+    /// Whether this connection turned the collection's indexing off ([`Self::set_indexing`])
+    /// and has not turned it back on since.
+    pub fn turned_indexing_off(&self) -> bool {
+        self.inner.indexing_turned_off.load(Ordering::SeqCst)
+    }
+
+    /// Turns indexing back on ([`Self::set_indexing`]) if this connection turned it off
+    /// ([`Self::turned_indexing_off`]), giving up after `within`: for a load stopped by a
+    /// signal, which must end promptly ([`Loader::abandon`] does this for a load that
+    /// failed). A load stopped before it turned indexing off leaves it as it is: another
+    /// load may be running with it off. Blocking; callable from any thread but the
+    /// connection's own runtime's (a signal watcher's, say) while another thread waits on a
+    /// call. Returns whether indexing is as this connection found it (turned back on, or
+    /// never turned off); when not, the next load that finishes, or `relbert index remove
     /// --collection NAME --abandoned-load SOURCE`, turns it on.
     ///
     /// [`Loader::abandon`]: export::Loader::abandon
     pub fn restore_indexing_within(&self, within: Duration) -> bool {
+        if !self.turned_indexing_off() {
+            return true;
+        }
         let c = self.clone();
         matches!(
             self.block_on(async move { tokio::time::timeout(within, c.set_indexing(true)).await }),
@@ -1862,14 +1924,27 @@ impl Connection {
                  was changed"
             )));
         };
+        if let Some(ago) = live_for(u.at, unix_now()) {
+            return Err(self.refused(format!(
+                "the load of {source:?} into the collection looks alive: its checkpoint was \
+                 written {} s ago, and a running load rewrites it every few seconds (giving it \
+                 up now would let it write on); stop that load first (a rerun of it resumes), \
+                 or, if it is not running any more, run this again once its checkpoint is {} s \
+                 old; nothing was changed",
+                ago.as_secs(),
+                LIVE_LOAD_WINDOW.as_secs()
+            )));
+        }
         let was = LoadProgress {
             source: source.to_string(),
             rows: u.rows.unwrap_or(0),
             total: u.total.unwrap_or(0),
             abandoned: false,
+            at: u.at,
         };
         let given_up = LoadProgress {
             abandoned: true,
+            at: None,
             ..was.clone()
         };
         // Indexing first: a failure (or a kill) between the two leaves the load unfinished,
@@ -2552,6 +2627,7 @@ mod tests {
             total: Some(2000),
             collection: "c".into(),
             indexing_off: true,
+            at: None,
         };
         let said = u.describe();
         assert!(said.contains("at least 0 of its 2000 rows"), "{said}");
@@ -2567,6 +2643,23 @@ mod tests {
             ..u
         };
         assert!(!on.describe().contains("indexing is off"));
+    }
+
+    /// Found by a review: a load still running was given up. A checkpoint written within
+    /// the window is a live load's, however the two clocks differ; one older, or one with no
+    /// time (an older relbert's), is not.
+    #[test]
+    fn a_recent_checkpoint_is_taken_for_a_live_load() {
+        let window = LIVE_LOAD_WINDOW.as_secs();
+        let now = 1_000_000;
+        assert_eq!(live_for(Some(now - 5), now), Some(Duration::from_secs(5)));
+        assert_eq!(live_for(Some(now + 5), now), Some(Duration::from_secs(5)));
+        assert_eq!(live_for(Some(now - window), now), None);
+        assert_eq!(live_for(Some(now + window), now), None);
+        assert_eq!(live_for(None, now), None);
+        let old: LoadProgress =
+            serde_json::from_str(r#"{"source":"index x","rows":1,"total":2}"#).unwrap();
+        assert_eq!(old.at, None);
     }
 
     /// A checkpoint written before loads could be given up reads as not given up, and one
