@@ -1519,7 +1519,10 @@ fn a_run_with_nothing_to_do_removes_the_old_index_a_kill_left() {
             "{} holds an interrupted `index add` of {}",
             partial.display(),
             idx.display()
-        )) && err.contains("run that add again to finish it"),
+        )) && err.contains(&format!(
+            "run `relbert index add --index {}` with the pairs that add was given",
+            idx.display()
+        )),
         "{err}"
     );
 }
@@ -1615,7 +1618,11 @@ fn standard_input_is_named_and_one_pair_is_one_pair() {
         .assert()
         .failure();
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
-    assert!(err.contains("no pairs in <stdin>"), "{err}");
+    // Since the remove side shares add's message for an empty standard input.
+    assert!(
+        err.contains("no pairs on standard input") && !err.contains("no pairs in -"),
+        "{err}"
+    );
     let one = dir.path().join("one.tsv");
     write_lines(&one, &lines[40..]);
     let a = add(&idx, &one).success();
@@ -1836,4 +1843,141 @@ fn remove_names_one_place_to_remove_from() {
     let bad_name = run(&["--collection", "a/b", "--qdrant", "http://127.0.0.1:1"]);
     assert!(bad_name.contains("--collection"), "{bad_name}");
     assert!(!idx.exists());
+}
+
+/// An interrupted add of `idx`, as a kill leaves it: the partial directory with the base's
+/// rows copied and its checkpoint, made through the library (deterministic, no kill).
+fn interrupted_add(idx: &Path) {
+    let grower =
+        relbert_index::IndexGrower::create_or_resume(Index::open(idx).unwrap(), "test", 1, |_| {})
+            .unwrap();
+    drop(grower);
+    let partial = relbert_index::partial_dir(idx).unwrap();
+    assert!(partial.join("checkpoint").is_file());
+}
+
+/// Audit H: `index info --verify` said nothing of a user's file in the index directory nor
+/// of an interrupted run waiting in `DIR.partial`. Both are reported (text and JSON), and
+/// verify still succeeds.
+#[test]
+fn info_verify_names_other_files_and_a_pending_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.tsv");
+    write_lines(&file, &vocab_lines(40));
+    let idx = dir.path().join("idx");
+    build_file(&file, &idx);
+    interrupted_add(&idx);
+    std::fs::write(idx.join("notes.txt"), "mine").unwrap();
+    let a = relbert()
+        .args(["index", "info", "--verify", "--json"])
+        .arg(&idx)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(
+        doc["other_files"],
+        serde_json::json!(["notes.txt"]),
+        "{doc}"
+    );
+    assert_eq!(doc["pending"]["command"], "add", "{doc}");
+    assert_eq!(doc["pending"]["resumable"], true, "{doc}");
+    let a = relbert()
+        .args(["index", "info", "--verify"])
+        .arg(&idx)
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(out.contains("notes.txt"), "{out}");
+    let partial = dir.path().join("idx.partial").display().to_string();
+    assert!(
+        out.contains(&format!("{partial} holds an interrupted `index add`")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("remove {partial}")), "{out}");
+}
+
+/// Audit H: the partial directory of an add to an index the directory no longer holds (it
+/// was replaced since) can never be resumed, yet an add that found nothing new advised "run
+/// that add again", which, for pairs the new index holds, found nothing new again and gave
+/// the same advice. It is now said to be stale, and only giving it up is advised.
+#[test]
+fn a_stale_partial_add_is_advised_away_not_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(60);
+    let (first, second) = (dir.path().join("a.tsv"), dir.path().join("b.tsv"));
+    write_lines(&first, &lines[..40]);
+    write_lines(&second, &lines[20..]);
+    let idx = dir.path().join("idx");
+    build_file(&first, &idx);
+    interrupted_add(&idx);
+    // The index replaced under the partial directory (a restore, a copy).
+    let other = dir.path().join("other");
+    build_file(&second, &other);
+    std::fs::remove_dir_all(&idx).unwrap();
+    std::fs::rename(&other, &idx).unwrap();
+    let a = add(&idx, &second).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let partial = dir.path().join("idx.partial").display().to_string();
+    assert!(err.contains("can never be resumed"), "{err}");
+    assert!(err.contains(&format!("remove {partial}")), "{err}");
+    assert!(!err.contains("again"), "{err}");
+}
+
+/// Audit H: a remove reading standard input keeps no copy of it; run again with nothing on
+/// standard input beside an interrupted run it said only "no pairs in <stdin>".
+#[test]
+fn an_empty_stdin_remove_beside_an_interrupted_run_says_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.tsv");
+    write_lines(&file, &vocab_lines(40));
+    let idx = dir.path().join("idx");
+    build_file(&file, &idx);
+    interrupted_add(&idx);
+    let a = relbert()
+        .args(["index", "remove", "--index"])
+        .arg(&idx)
+        .args(["--pairs", "-"])
+        .write_stdin("")
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let partial = dir.path().join("idx.partial").display().to_string();
+    assert!(
+        err.contains(&format!("{partial} holds an interrupted run")),
+        "{err}"
+    );
+    assert!(
+        err.contains("give the same pairs on standard input again"),
+        "{err}"
+    );
+}
+
+/// Audit H: a remove counted a line repeating a pair the index lacks as missing once per
+/// line, and one repeating a held pair as repeated: the counts depended on whether the pair
+/// was held. A repeated line is now a repeat either way, as an add counts it.
+#[test]
+fn a_remove_counts_a_repeated_line_the_same_whether_the_pair_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(41);
+    let file = dir.path().join("pairs.tsv");
+    write_lines(&file, &lines[..40]);
+    let idx = dir.path().join("idx");
+    build_file(&file, &idx);
+    let gone = dir.path().join("gone.tsv");
+    let (held, lacked) = (&lines[0], &lines[40]);
+    write_lines(
+        &gone,
+        &[held.clone(), held.clone(), lacked.clone(), lacked.clone()],
+    );
+    let a = relbert()
+        .args(["index", "remove", "--json", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&gone)
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["removed"], 1, "{doc}");
+    assert_eq!(doc["not_in_index"], 1, "{doc}");
+    assert_eq!(doc["repeated_in_input"], 2, "{doc}");
 }

@@ -2161,6 +2161,72 @@ pub fn discard_partial(out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An interrupted run that `<out>.partial` holds, with its checkpoint: what the same command
+/// run again resumes ([`pending_run`], [`Leftovers::unfinished`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRun {
+    /// The partial directory, `<out>.partial`.
+    pub partial: PathBuf,
+    /// The command that left it, as typed after `relbert index` (`build`, `rebuild`, `add`,
+    /// `remove`; all four in words when its checkpoint cannot be read).
+    pub command: &'static str,
+    /// The id of the index the run reads: the one an add grows, a remove shrinks or a
+    /// rebuild reads. An add or a remove can be resumed only while `<out>` still holds that
+    /// index; `None` for a build.
+    pub source: Option<String>,
+    /// Whether it holds a copy of standard input (a build or add that read it), from which
+    /// the same command with `--pairs -` and nothing on standard input resumes.
+    pub spooled: bool,
+}
+
+impl PendingRun {
+    fn of(partial: PathBuf, spec: Option<&IndexSpec>) -> PendingRun {
+        let spooled = partial.join(SPOOL).is_file();
+        PendingRun {
+            command: spec.map_or("build, rebuild, add or remove", |s| {
+                RunKind::of(&s.input).command()
+            }),
+            source: spec.and_then(|s| source_id(&s.input)).map(str::to_string),
+            spooled,
+            partial,
+        }
+    }
+
+    /// Whether it is an add or a remove of an index `<out>` no longer holds (it holds
+    /// `now`): it can never be resumed, for such a run resumes only on the index it began
+    /// on, and only giving it up (removing the partial directory) gets past it.
+    pub fn stale_for(&self, now: &str) -> bool {
+        matches!(self.command, "add" | "remove") && self.source.as_deref().is_some_and(|s| s != now)
+    }
+}
+
+/// The interrupted run that the partial directory of `out_dir` holds, if any (see
+/// [`partial_spec`], whose conditions it shares: no lock taken, nothing written, advice
+/// only).
+pub fn pending_run(out_dir: &Path) -> Result<Option<PendingRun>> {
+    let partial = partial_dir(out_dir)?;
+    Ok(partial_spec(out_dir)?.map(|spec| PendingRun::of(partial, Some(&spec))))
+}
+
+/// The names in the index directory `dir` that are not the index's own files (nor the
+/// temporary names and copy of standard input relbert itself leaves there): a user's files,
+/// which `index info --verify` reports and `index add`/`remove` refuse to replace. Sorted.
+pub fn foreign_entries(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
+        let e = e.map_err(|e| IndexError::io(dir, e))?;
+        let name = e.file_name();
+        let own = name.to_str().is_some_and(index_entry)
+            && e.file_type().map(|t| t.is_file()).unwrap_or(false)
+            && (name != SPOOL || is_marked_spool(&e.path()).unwrap_or(false));
+        if !own {
+            out.push(name.to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// What [`clear_leftovers`] found beside an index and removed, or left.
 #[derive(Debug, Default)]
 pub struct Leftovers {
@@ -2170,8 +2236,8 @@ pub struct Leftovers {
     /// index, [`published_spool`]), each with what it was, in words.
     pub removed: Vec<(PathBuf, &'static str)>,
     /// Left: `<out>.partial` holds an interrupted run, with its checkpoint, that the same
-    /// command resumes; with that command as typed after `relbert index` (`add`, …).
-    pub unfinished: Option<(PathBuf, &'static str)>,
+    /// command resumes ([`PendingRun`]).
+    pub unfinished: Option<PendingRun>,
     /// Left: what could not be removed, or is not relbert's to remove (a `<out>.partial`
     /// it did not leave), as errors naming it and what to do.
     pub left: Vec<IndexError>,
@@ -2213,10 +2279,8 @@ pub fn clear_leftovers(out_dir: &Path) -> Result<Leftovers> {
     };
     let ckpt = partial.join(FileKind::Checkpoint.file_name());
     if ckpt.exists() && recognise_partial(&partial).is_ok() {
-        let run = read_checkpoint(&ckpt, &partial)
-            .map(|c| RunKind::of(&c.spec.input).command())
-            .unwrap_or("build, rebuild, add or remove");
-        found.unfinished = Some((partial, run));
+        let spec = read_checkpoint(&ckpt, &partial).ok().map(|c| c.spec);
+        found.unfinished = Some(PendingRun::of(partial, spec.as_ref()));
     }
     // Only relbert's own, marked copy (a regular file): a user's file of that name stays.
     if std::fs::symlink_metadata(&spool).is_ok_and(|m| m.is_file())

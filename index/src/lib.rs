@@ -96,10 +96,10 @@ pub mod staged;
 pub mod synthetic;
 
 pub use build::{
-    check_not_write_protected, clear_leftovers, discard_partial, input_spool, is_marked_spool,
-    partial_dir, partial_spec, published_spool, recognise_index, recognise_partial, spool_header,
-    spool_mark, swap_dirs, ChunkStats, GraphBuilder, HnswParams, IndexBuilder, Leftovers, Progress,
-    SpoolMark, Stage, SPOOL_MAGIC, SPOOL_VERSION,
+    check_not_write_protected, clear_leftovers, discard_partial, foreign_entries, input_spool,
+    is_marked_spool, partial_dir, partial_spec, pending_run, published_spool, recognise_index,
+    recognise_partial, spool_header, spool_mark, swap_dirs, ChunkStats, GraphBuilder, HnswParams,
+    IndexBuilder, Leftovers, PendingRun, Progress, SpoolMark, Stage, SPOOL_MAGIC, SPOOL_VERSION,
 };
 pub use error::{is_out_of_space, IndexError, Result};
 pub use format::{IndexId, FORMAT_VERSION};

@@ -1,7 +1,9 @@
 //! The writers' gate (`relbert_index::lock`) as a signal handler meets it. One test in a
 //! process of its own: the gate, once closed, stays closed for the rest of the process.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::time::Duration;
 
 use relbert_index::lock::{try_stop_writers, try_stop_writers_for, writing_for_tests};
@@ -30,14 +32,27 @@ fn blocked_stop_signals() -> [bool; 3] {
 fn a_signal_handler_closes_the_gate_once_its_holder_leaves_and_the_holder_never_takes_the_signal() {
     // A failure detector only: the fixed code finishes at once.
     const HUNG: Duration = Duration::from_secs(30);
-    // From the thread that holds the gate: not closed, and no wait for itself.
-    {
+    // From the thread that holds the gate: not closed, and no wait for itself. So many
+    // attempts that a form that retried (waiting for itself) would not return within `HUNG`:
+    // a few retries ended with the same `false`, and could not tell the two apart.
+    let (own_tx, own_rx) = channel();
+    std::thread::spawn(move || {
         let _gate = writing_for_tests();
-        assert!(!try_stop_writers());
-        assert!(!try_stop_writers_for(3, Duration::from_millis(1)));
-    }
+        let once = try_stop_writers();
+        let retrying = try_stop_writers_for(u32::MAX, Duration::from_millis(1));
+        let _ = own_tx.send((once, retrying));
+    });
+    let (once, retrying) = own_rx
+        .recv_timeout(HUNG)
+        .expect("a thread holding the gate waited for itself to leave it");
+    assert!(!once, "the gate was closed by the thread holding it");
+    assert!(!retrying, "the gate was closed by the thread holding it");
     let (held_tx, held_rx) = channel();
     let (go_tx, go_rx) = channel::<()>();
+    // Set by the holder just before it leaves the gate: the gate closed before it was set
+    // did not wait for the holder.
+    let left = Arc::new(AtomicBool::new(false));
+    let leaving = Arc::clone(&left);
     let holder = std::thread::spawn(move || {
         // SIGHUP blocked by the thread itself: still blocked after it leaves the gate.
         // SAFETY: pthread_sigmask(3) with a set this frame owns.
@@ -53,9 +68,13 @@ fn a_signal_handler_closes_the_gate_once_its_holder_leaves_and_the_holder_never_
         let during = blocked_stop_signals();
         held_tx.send(()).unwrap();
         go_rx.recv().unwrap();
+        // Held a while after the go, so that the retrying form below is seen to wait for
+        // the holder (a holder that left at once could be gone before its first try).
+        std::thread::sleep(Duration::from_millis(200));
         // Out of order: still held, still blocked, until the last pass is dropped.
         drop(outer);
         let between = blocked_stop_signals();
+        leaving.store(true, Ordering::SeqCst);
         drop(inner);
         let after = blocked_stop_signals();
         (before, during, between, after)
@@ -66,10 +85,15 @@ fn a_signal_handler_closes_the_gate_once_its_holder_leaves_and_the_holder_never_
         "the gate was closed while a thread held it"
     );
     go_tx.send(()).unwrap();
-    // The holder leaves at once; the retries wait for it.
+    // The holder leaves after a while; the retries wait for it, and close the gate only
+    // once it has left.
     assert!(
         try_stop_writers_for(30_000, Duration::from_millis(1)),
         "the gate was not closed once its holder left"
+    );
+    assert!(
+        left.load(Ordering::SeqCst),
+        "the gate was closed before its holder left it"
     );
     let (before, during, between, after) = holder.join().unwrap();
     assert_eq!(before, [false, false, true]);

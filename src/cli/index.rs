@@ -294,26 +294,32 @@ pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, boo
             return Ok((records, false));
         }
         if files.len() == 1 {
-            // A partial directory without a whole copy (its copy was cut short, by a full
-            // disk or a kill) can be resumed only from the same input given again.
-            let partial = relbert_index::partial_dir(out)?;
-            if std::fs::symlink_metadata(&partial).is_ok() {
-                anyhow::bail!(
-                    "no pairs on standard input: {} holds an interrupted run of {} but no \
-                     complete copy of its input, so give the same pairs on standard input \
-                     again to resume it (or remove {} to give it up)",
-                    partial.display(),
-                    out.display(),
-                    partial.display()
-                );
-            }
-            anyhow::bail!(
-                "no pairs on standard input (and no interrupted run of {} to resume)",
-                out.display()
-            );
+            return Err(no_pairs_on_stdin(out)?);
         }
     }
     Ok((read_all_with(files, Some(from_stdin))?, true))
+}
+
+/// The error for `--pairs -` alone and nothing on standard input, for a run on `out` that
+/// has no copy of its input to resume from: a partial directory without a whole copy (its
+/// copy was cut short, by a full disk or a kill; or a remove's, which keeps none) can be
+/// resumed only from the same input given again, which is said rather than a bare "no pairs".
+fn no_pairs_on_stdin(out: &Path) -> Result<anyhow::Error> {
+    let partial = relbert_index::partial_dir(out)?;
+    if std::fs::symlink_metadata(&partial).is_ok() {
+        return Ok(anyhow::anyhow!(
+            "no pairs on standard input: {} holds an interrupted run of {} but no complete \
+             copy of its input, so give the same pairs on standard input again to resume it \
+             (or remove {} to give it up)",
+            partial.display(),
+            out.display(),
+            partial.display()
+        ));
+    }
+    Ok(anyhow::anyhow!(
+        "no pairs on standard input (and no interrupted run of {} to resume)",
+        out.display()
+    ))
 }
 
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
@@ -559,10 +565,40 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 idx.verify()
                     .with_context(|| format!("verifying {}", a.dir.display()))?;
             }
+            // With --verify, what else is there: files in the directory that are not the
+            // index's (harmless to reading it, but an add or a remove refuses to replace
+            // them), and an interrupted run in DIR.partial waiting to be resumed or given up
+            // (found by an audit: a "verified" index said nothing of either).
+            let (foreign, pending) = if a.verify {
+                let foreign = relbert_index::foreign_entries(&a.dir)
+                    .with_context(|| format!("listing {}", a.dir.display()))?;
+                let pending = relbert_index::pending_run(&a.dir).with_context(|| {
+                    format!("reading the partial directory of {}", a.dir.display())
+                })?;
+                (foreign, pending)
+            } else {
+                (Vec::new(), None)
+            };
+            let advice = pending
+                .as_ref()
+                .map(|run| pending_advice(run, &a.dir, Some(&idx.id())));
             let m = idx.meta();
             let sizes = idx.disk_sizes();
             if a.json {
-                let doc = relbert::indexing::info_json(&idx, &a.dir, open_ms, a.verify);
+                let mut doc = relbert::indexing::info_json(&idx, &a.dir, open_ms, a.verify);
+                if a.verify {
+                    doc["other_files"] = serde_json::json!(foreign);
+                    doc["pending"] = match (&pending, &advice) {
+                        (Some(run), Some(advice)) => serde_json::json!({
+                            "partial": run.partial.display().to_string(),
+                            "command": run.command,
+                            "source_index": run.source,
+                            "resumable": !run.stale_for(&idx.id()),
+                            "advice": advice,
+                        }),
+                        _ => serde_json::Value::Null,
+                    };
+                }
                 relbert::output::print_line(&serde_json::to_string_pretty(&doc)?)?;
             } else {
                 let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
@@ -610,6 +646,21 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                         },
                     ),
                 ];
+                let mut rows = rows.to_vec();
+                if a.verify {
+                    rows.push((
+                        "other files",
+                        match foreign.len() {
+                            0 => "none".into(),
+                            _ => format!(
+                                "{} (not the index's: kept, but `index add` and `index \
+                                 remove` refuse to replace them)",
+                                foreign.join(", ")
+                            ),
+                        },
+                    ));
+                    rows.push(("pending", advice.clone().unwrap_or_else(|| "none".into())));
+                }
                 let table: Vec<String> = rows.iter().map(|(k, v)| format!("{k:<18} {v}")).collect();
                 relbert::output::print_line(&table.join("\n"))?;
             }
@@ -997,7 +1048,17 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     if a.pairs.iter().any(|p| p.as_os_str() == "-") {
         interrupt.stdin_again();
     }
-    let records = read_all(&a.pairs)?;
+    // A remove keeps no copy of standard input: its interrupted run, met with nothing on
+    // standard input, is said as such (found by an audit: only "no pairs in <stdin>").
+    let records = if a.pairs.iter().any(|p| p.as_os_str() == "-") {
+        let from_stdin = read_pairs(Path::new("-"))?;
+        if from_stdin.is_empty() && a.pairs.len() == 1 {
+            return Err(no_pairs_on_stdin(&index)?);
+        }
+        read_all_with(&a.pairs, Some(from_stdin))?
+    } else {
+        read_all(&a.pairs)?
+    };
     let total = records.len();
     check_there(&index)?;
     // Only the headers at open: the rows kept are verified before the copy, and those taken
@@ -1012,8 +1073,20 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     .with_context(|| opening(&index))?;
     let mut rows = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // A line repeating an earlier one is counted as repeated whether or not the index holds
+    // the pair, as an add counts it ([`relbert::indexing::new_pairs`]): a repeated pair the
+    // index lacked was counted as missing once per line, so the counts depended on it.
+    let mut read = std::collections::HashSet::new();
     let (mut missing, mut repeated) = (0u64, 0u64);
     for r in &records {
+        use relbert_index::pairs::canonical;
+        if !read.insert((
+            canonical(&r.head).into_owned(),
+            canonical(&r.tail).into_owned(),
+        )) {
+            repeated += 1;
+            continue;
+        }
         // Every spelling the index holds of the pair: one built before spellings were
         // merged can hold two, and an older relbert stored the words as the file spells them
         // ([`relbert::pairs::PairRecord::spellings`]).
@@ -1033,6 +1106,7 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
         if found.is_empty() {
             missing += 1;
         } else if rows.len() == before {
+            // Another spelling of a pair read before, found in the same rows.
             repeated += 1;
         }
     }
@@ -1045,7 +1119,7 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     };
     if rows.is_empty() {
         interrupt.unchanged();
-        clear_leftovers(&index);
+        clear_leftovers(&index, &idx.id());
         if a.json {
             relbert::output::print_line(&summary(0, count).to_string())?;
         } else {
@@ -1231,7 +1305,7 @@ fn add(mut a: AddArgs) -> Result<()> {
     // pairs left to encode", not naming the index nor saying it was unchanged).
     let nothing = |too_long: u64| -> Result<()> {
         interrupt.unchanged();
-        clear_leftovers(&a.index);
+        clear_leftovers(&a.index, &idx.id());
         // The model given was checked above, and one loaded to screen the pairs is the
         // index's; the one recorded is checked here otherwise, so a moved model is said now
         // rather than by the next add that has pairs to encode.
@@ -1511,9 +1585,10 @@ pub(crate) fn opening(dir: &Path) -> String {
 /// For an `index add` or `index remove` of `dir` that found nothing to do: removes what a
 /// killed run left beside the index or in it, as the next run that changes it would
 /// ([`relbert_index::clear_leftovers`]), saying what went; and warns of an interrupted run
-/// its partial directory holds. The command having done what was asked, a failure here is a
-/// warning, naming what is left and why.
-fn clear_leftovers(dir: &Path) {
+/// its partial directory holds ([`pending_advice`], `now` being the id of the index `dir`
+/// holds). The command having done what was asked, a failure here is a warning, naming what
+/// is left and why.
+fn clear_leftovers(dir: &Path, now: &str) {
     match relbert_index::clear_leftovers(dir) {
         Ok(found) => {
             for (path, what) in &found.removed {
@@ -1523,14 +1598,8 @@ fn clear_leftovers(dir: &Path) {
                     dir.display()
                 );
             }
-            if let Some((partial, run)) = &found.unfinished {
-                tracing::warn!(
-                    "{} holds an interrupted `index {run}` of {}: run that {run} again to \
-                     finish it, or remove {} to give it up",
-                    partial.display(),
-                    dir.display(),
-                    partial.display()
-                );
+            if let Some(run) = &found.unfinished {
+                tracing::warn!("{}", pending_advice(run, dir, Some(now)));
             }
             for e in &found.left {
                 tracing::warn!("{e}");
@@ -1538,6 +1607,53 @@ fn clear_leftovers(dir: &Path) {
         }
         Err(e) => tracing::warn!("{e:#}"),
     }
+}
+
+/// What to do about the interrupted `run` that the partial directory of the index `dir`
+/// holds, `now` being the id of the index `dir` holds (if it is open). Said by a run that
+/// found nothing to do and by `index info --verify`, whose own command is not the one to run
+/// again: an add or a remove of another index than `dir` holds now can never be resumed, so
+/// only giving it up is advised (found by an audit: "run that add again" was advised, and an
+/// add of pairs the new index held found nothing to do and gave the same advice); one of
+/// `dir`'s index is named with the command and the pairs it needs.
+fn pending_advice(run: &relbert_index::PendingRun, dir: &Path, now: Option<&str>) -> String {
+    let partial = run.partial.display();
+    let copy = if run.spooled {
+        " (with the copy of standard input it holds)"
+    } else {
+        ""
+    };
+    let cmd = run.command;
+    if let (Some(now), Some(was)) = (now, run.source.as_deref()) {
+        if run.stale_for(now) {
+            return format!(
+                "{partial} holds an interrupted `index {cmd}` of index {was}, which {} no \
+                 longer holds (it holds index {now}), so it can never be resumed: remove \
+                 {partial}{copy} to give it up",
+                dir.display()
+            );
+        }
+    }
+    let how = match cmd {
+        "add" | "remove" => {
+            let stdin = if run.spooled {
+                ", or with `--pairs -` and nothing on standard input (from its copy of them)"
+            } else {
+                ""
+            };
+            format!(
+                "run `relbert index {cmd} --index {}` with the pairs that {cmd} was given{stdin} \
+                 to finish it",
+                dir.display()
+            )
+        }
+        _ => format!("run that {cmd} again (with the same pairs and flags) to finish it"),
+    };
+    format!(
+        "{partial} holds an interrupted `index {cmd}` of {}: {how}, or remove {partial}{copy} \
+         to give it up",
+        dir.display()
+    )
 }
 
 /// Refuses, before any work, an `index add` or `index remove` (`what`: "add" or "remove")
