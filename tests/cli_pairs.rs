@@ -2479,3 +2479,46 @@ fn a_long_line_not_utf8_is_one_line_skipped_in_the_report() {
     m.record("paris", "france");
     m.record("rome", "italy");
 }
+
+/// Found by review (s23): a line longer than 64 KiB with a byte that is not UTF-8 was
+/// reported skipped, yet its pieces without that byte (it is read in pieces of 64 KiB)
+/// were mined, counted and cited. Nothing of the line is mined now, wherever the byte is.
+#[test]
+fn a_long_line_not_utf8_in_one_piece_gives_no_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let berlin = b"Berlin is the capital of Germany. ";
+    for (name, before, after) in [("first", 0, 3000), ("later", 2500, 500)] {
+        let corpus = dir.path().join(format!("{name}.txt"));
+        let mut text = b"Paris is the capital of France.\n".to_vec();
+        text.extend(berlin.repeat(before));
+        text.extend(b"caf\xe9 ");
+        text.extend(berlin.repeat(after));
+        text.extend(b"\nRome is the capital of Italy.\n");
+        std::fs::write(&corpus, text).unwrap();
+        let m = mine(dir.path(), name, &[&corpus], EVERYTHING);
+        let from_the_line: Vec<_> = m
+            .provenance
+            .iter()
+            .filter(|p| {
+                ["berlin", "germany"]
+                    .iter()
+                    .any(|w| p["head"] == *w || p["tail"] == *w)
+            })
+            .collect();
+        assert!(
+            from_the_line.is_empty(),
+            "{name}: {} pair(s) from the skipped line, first {}",
+            from_the_line.len(),
+            from_the_line[0]
+        );
+        assert_eq!(m.report["invalid_utf8_lines"], 1, "{name}: {}", m.report);
+        assert_eq!(
+            m.report["skipped_examples"],
+            serde_json::json!([format!("{}:2: skipped: not UTF-8", corpus.display())]),
+            "{name}: {}",
+            m.report
+        );
+        m.record("paris", "france");
+        m.record("rome", "italy");
+    }
+}

@@ -5,7 +5,10 @@
 //! the file name. A file is JSON lines when the format says so, or, in `auto`, when its
 //! name ends in `.jsonl` or `.ndjson` (before any `.gz`/`.zst`). A line that is not valid
 //! UTF-8, or a JSON line that does not parse or lacks the text field, is skipped and
-//! counted (the first few are reported with file and line), never fatal; a file that
+//! counted (the first few are reported with file and line), never fatal (a line read in
+//! pieces, below, is dropped whole, unless pieces of it already went out in a block of
+//! 256 KiB: then it is dropped from the piece that is not UTF-8, and its example says from
+//! which byte); a file that
 //! cannot be read at all is an error naming it. A symbolic link in a folder that leads
 //! nowhere or loops is skipped with a warning naming it and counted, as `find` skips it. Files whose first 8 KiB hold a NUL byte are
 //! skipped as binary; xz and bzip2 files (not read) are skipped, named by their magic bytes.
@@ -437,7 +440,9 @@ impl Block {
 /// Lines skipped while reading, with the first few places for the report.
 #[derive(Debug, Default, Clone)]
 pub struct Skipped {
-    /// Lines that were not valid UTF-8.
+    /// Lines that were not valid UTF-8: skipped whole, or, for a line so long that its
+    /// first pieces had already gone out in a block, from the piece that is not UTF-8 on
+    /// (its example says from which byte).
     pub invalid_utf8: u64,
     /// JSON lines that did not parse or lacked the text field.
     pub bad_json: u64,
@@ -483,9 +488,9 @@ pub fn copy_path(work_dir: &Path, index: usize, src: &Source) -> Option<PathBuf>
 /// ([`Source::stream`]: standard input, a pipe) is copied into `work_dir` when reading it the
 /// first time ([`copy_path`]), and read from there later (when the copy exists).
 ///
-/// Returns the bytes read from each source (compressed bytes for compressed files), `None`
-/// for one skipped whole (binary, UTF-16, compressed in a format not read) or not reached:
-/// every pass must read the same, and the caller compares them.
+/// Returns what was read from each source ([`WhatWasRead`]), `None` for one skipped whole
+/// (binary, UTF-16, compressed in a format not read) or not reached: every pass must read
+/// the same, and the caller compares them.
 pub fn read_blocks(
     sources: &[Source],
     paragraphs: Paragraphs,
@@ -494,11 +499,12 @@ pub fn read_blocks(
     skipped: &mut Skipped,
     mut progress: impl FnMut(u64),
     mut send: impl FnMut(Block) -> bool,
-) -> Result<Vec<Option<u64>>> {
+) -> Result<Vec<Option<WhatWasRead>>> {
     let mut done = 0u64;
     let mut read = vec![None; sources.len()];
     for (i, src) in sources.iter().enumerate() {
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let crc = std::rc::Rc::new(std::cell::RefCell::new(flate2::Crc::new()));
         let raw: Box<dyn Read> = match copy_path(work_dir, i, src) {
             Some(copy) if copy.exists() => {
                 Box::new(File::open(&copy).map_err(|e| Error::io(&copy, e))?)
@@ -523,6 +529,7 @@ pub fn read_blocks(
         let counted = Counted {
             inner: raw,
             n: counter.clone(),
+            crc: crc.clone(),
         };
         let (_, counted) = peek(counted, HEAD_BYTES, &src.name)?;
         let reader = decompress(BufReader::with_capacity(1 << 20, counted), &src.name)?;
@@ -583,9 +590,27 @@ pub fn read_blocks(
         if !keep_going {
             break;
         }
-        read[i] = Some(n);
+        read[i] = Some(WhatWasRead {
+            bytes: n,
+            crc32: crc.borrow().sum(),
+        });
     }
     Ok(read)
+}
+
+/// What one pass read from a source: its bytes as they are on disk (compressed bytes for
+/// a compressed file) and their CRC-32. The passes of a mine must read the same text, and
+/// this is what tells they did: it follows the bytes themselves, so a file touched,
+/// chmodded, linked or replaced by an identical copy while it is mined still agrees, and
+/// text rewritten at the same size and time does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WhatWasRead {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Their CRC-32 (IEEE): fast enough to follow every byte of a pass (a cryptographic
+    /// hash would slow the one reader down), and text changed at the same length passes
+    /// it unseen only once in 2^32.
+    pub crc32: u32,
 }
 
 /// Whether the input starts with a UTF-16 byte-order mark (`FF FE` or `FE FF`).
@@ -792,8 +817,14 @@ fn read_one(
     // A text line cut at `max_para` bytes: the rest read but not yet handed on.
     let mut state = LineState::default();
     let mut lineno = 0u64;
-    // The last line counted as not UTF-8 (0: none; lines count from 1).
+    // The last line counted as not UTF-8 (0: none; lines count from 1): the rest of it is
+    // dropped.
     let mut invalid_line = 0u64;
+    // The line being read: where its text starts in `block` (truncated back to there when
+    // a later piece of it is not UTF-8, so that a skipped line gives no pairs), its bytes
+    // read so far, and how many of them went out in blocks already sent (those cannot be
+    // taken back: a line is not held whole, and text8 is one line of 100 MB).
+    let (mut line_at, mut line_read, mut line_sent) = (0usize, 0u64, 0u64);
     let mut para_start: Option<(usize, u64)> = None;
     loop {
         let read = if src.jsonl {
@@ -820,7 +851,11 @@ fn read_one(
         }
         if starts {
             lineno += 1;
+            (line_at, line_read, line_sent) = (block.text.len(), 0, 0);
+        } else if invalid_line == lineno {
+            continue;
         }
+        line_read += n as u64;
         // (The piece of a long line cut here ends a paragraph, as a long paragraph's line does.)
         // A byte-order mark (editors on Windows write one) is not text.
         let bytes = match (lineno, starts, line.strip_prefix("\u{feff}".as_bytes())) {
@@ -828,19 +863,32 @@ fn read_one(
             _ => &line[..],
         };
         let Ok(text) = std::str::from_utf8(bytes) else {
-            // A long line is read in pieces: it is one line skipped however many of them
-            // are not UTF-8 (Latin-1 text on one line failed in every piece).
-            if invalid_line != lineno {
-                invalid_line = lineno;
-                skipped.invalid_utf8 += 1;
-                skipped.note(format!(
-                    "{}:{lineno}: skipped: not UTF-8",
-                    src.name.display()
-                ));
-            }
+            // A long line is read in pieces: it is one line skipped, and neither the pieces
+            // before this one (still in the block) nor those after it (dropped above) are
+            // mined.
+            invalid_line = lineno;
+            skipped.invalid_utf8 += 1;
+            let (from, before) = match line_sent {
+                0 => (String::new(), ""),
+                sent => (
+                    format!(" from byte {sent} of the line"),
+                    " (the bytes before were read)",
+                ),
+            };
+            skipped.note(format!(
+                "{}:{lineno}: skipped{from}: not UTF-8{before}",
+                src.name.display()
+            ));
             // The paragraph ends here: its lines are counted by the breaks in its text, so
             // text after a skipped line would be placed a line too early.
             close_para(&mut block, &mut para_start);
+            if block.text.len() > line_at {
+                block.text.truncate(line_at);
+                block.paras.retain_mut(|p| {
+                    p.end = p.end.min(line_at);
+                    p.start < line_at
+                });
+            }
             continue;
         };
         if src.jsonl {
@@ -896,6 +944,8 @@ fn read_one(
                     ..Block::default()
                 },
             );
+            // A line cut here goes on in the next block, from its start.
+            (line_at, line_sent) = (0, line_read);
             if !send(full) {
                 return Ok(false);
             }
@@ -920,10 +970,13 @@ fn close_para(block: &mut Block, para_start: &mut Option<(usize, u64)>) {
     }
 }
 
-/// Counts bytes read from the underlying input (for progress in compressed bytes).
+/// Counts bytes read from the underlying input (for progress in compressed bytes) and
+/// follows their CRC-32 ([`WhatWasRead`]). Both are shared: the reader is moved into the
+/// decompressor, and they are read while and after it reads.
 struct Counted<R> {
     inner: R,
     n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    crc: std::rc::Rc<std::cell::RefCell<flate2::Crc>>,
 }
 
 impl<R: Read> Read for Counted<R> {
@@ -931,6 +984,7 @@ impl<R: Read> Read for Counted<R> {
         let k = self.inner.read(buf)?;
         self.n
             .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        self.crc.borrow_mut().update(&buf[..k]);
         Ok(k)
     }
 }
@@ -1049,6 +1103,72 @@ mod tests {
             let lines: Vec<u64> = paras.iter().map(|(_, l)| *l).collect();
             assert_eq!(lines, [1, 3, 5], "{paragraphs:?} {paras:?}");
         }
+    }
+
+    /// Found by review (s23): a long line that is not UTF-8 in one of its pieces was
+    /// reported skipped, yet its other pieces were mined. The pieces still in the block are
+    /// dropped with it, and those after it are not read as text.
+    #[test]
+    fn a_long_line_not_utf8_in_one_piece_gives_no_text() {
+        for bad_piece in [0usize, 1, 3] {
+            let words = b"Berlin is the capital of Germany. ".to_vec();
+            let mut line = words.repeat(bad_piece * 2);
+            line.extend_from_slice(b"caf\xe9 ");
+            line.extend(words.repeat(20));
+            let mut text = b"first line\n".to_vec();
+            text.extend_from_slice(&line);
+            text.extend_from_slice(b"\nlast line\n");
+            for paragraphs in [Paragraphs::Blank, Paragraphs::Line] {
+                let (paras, skipped) = cut_and_skipped(&text, 64, paragraphs);
+                let got: Vec<(&str, u64)> = paras.iter().map(|(t, l)| (t.as_str(), *l)).collect();
+                assert_eq!(
+                    got,
+                    [("first line\n", 1), ("last line\n", 3)],
+                    "{bad_piece} {paragraphs:?}"
+                );
+                assert_eq!(skipped.invalid_utf8, 1);
+                assert_eq!(skipped.examples, ["c.txt:2: skipped: not UTF-8"]);
+            }
+        }
+        // A paragraph's lines before the long line are kept, on their numbers.
+        let mut text = b"alpha beta\ngamma delta\n".to_vec();
+        text.extend(b"Berlin is the capital of Germany. ".repeat(4));
+        text.extend_from_slice(b"caf\xe9\n\nlast line\n");
+        let (paras, _) = cut_and_skipped(&text, 64, Paragraphs::Blank);
+        let got: Vec<(&str, u64)> = paras.iter().map(|(t, l)| (t.as_str(), *l)).collect();
+        assert_eq!(got, [("alpha beta\ngamma delta\n", 1), ("last line\n", 5)]);
+    }
+
+    /// A line longer than a block has its first pieces sent before a later piece is found
+    /// not UTF-8 (it is not held whole): those were read, and its example says so.
+    #[test]
+    fn a_line_not_utf8_after_a_block_of_it_went_out_says_from_which_byte() {
+        let mut text = b"Berlin is the capital of Germany. ".repeat(12_000);
+        let good = text.len();
+        text.extend_from_slice(b"caf\xe9 after ");
+        text.extend(b"Rome is the capital of Italy. ".repeat(100));
+        text.extend_from_slice(b"\nlast line\n");
+        let (paras, skipped) = cut_and_skipped(&text, MAX_PARA, Paragraphs::Blank);
+        // The block went out past 256 KiB (five pieces of nearly 64 KiB, each with its line
+        // end), the next piece was dropped with the one not UTF-8.
+        let sent: usize = paras[..paras.len() - 1]
+            .iter()
+            .map(|(t, _)| t.len() - 1)
+            .sum();
+        assert!(
+            (BLOCK_BYTES - 16..good - MAX_PARA).contains(&sent),
+            "{sent} {:?}",
+            skipped
+        );
+        assert_eq!(paras.last().unwrap(), &("last line\n".to_string(), 2));
+        assert!(paras.iter().all(|(t, _)| !t.contains("Rome")));
+        assert_eq!(skipped.invalid_utf8, 1);
+        assert_eq!(
+            skipped.examples,
+            [format!(
+                "c.txt:1: skipped from byte {sent} of the line: not UTF-8 (the bytes before were read)"
+            )]
+        );
     }
 
     /// Audit E (s22): a corpus of one long line (text8) was held whole in memory, whatever
