@@ -217,6 +217,43 @@ pub fn name_max(out: &Path) -> Option<usize> {
     usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
+/// Refuses an output `out` (given as `flag`) whose folder does not exist, or is not a
+/// folder, with [`Error::InvalidArgument`] naming both, before anything is written or locked.
+///
+/// Taking the output's lock ([`relbert_index::OutputLock::acquire`]) makes the folders above
+/// it, so a typo in `--out` (`typo/deep/dir/v.npy`) left empty folders behind, also when the
+/// run then failed, and `--out aidx.partial/x.bin` made a folder that looked like a partial
+/// build of the index `aidx` (whose next `index add` then refused it). Most tools say "no such
+/// directory"; so does relbert now. Other errors looking at the folder (permission denied)
+/// name it.
+pub fn check_out_folder(out: &Path, flag: &str) -> Result<()> {
+    let folder = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let invalid = |why: &str| Error::InvalidArgument {
+        flag: flag.to_string(),
+        message: format!(
+            "{}: its folder {} {why} (relbert does not create folders); create it first, or \
+             give a path in an existing folder",
+            out.display(),
+            folder.display()
+        ),
+    };
+    match std::fs::metadata(folder) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(invalid("is not a folder")),
+        // ENOTDIR: a file stands where a folder above it should be (`notes.txt/v.npy`).
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Err(invalid("does not exist"))
+        }
+        Err(e) => Err(Error::io(folder, e)),
+    }
+}
+
 /// Whether `a` and `b` name the same existing file (same device and inode: links and
 /// different spellings of one path included).
 pub fn same_file(a: &Path, b: &Path) -> bool {
@@ -230,7 +267,8 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// What an existing output file must look like for `--force` to replace it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputKind {
-    /// JSON lines of `relbert embed`: empty, or a first line with `pair` and `vector`.
+    /// JSON lines of `relbert embed`: empty, or `{"pair": [two strings], "vector":
+    /// [numbers]}` records.
     EmbedJsonl,
     /// A NumPy array (`\x93NUMPY` magic).
     Npy,
@@ -247,7 +285,7 @@ pub enum OutputKind {
     /// The `--save-vocab` list of `relbert pairs mine`: it starts with [`MINED_VOCAB_MARK`].
     MinedVocab,
     /// A word2vec file (binary or text): a first line of two counts, `N D`, and records that
-    /// fit them.
+    /// fit them, each keyed `head__tail` as relbert names a pair.
     Word2vec,
     /// The `--json` report of `relbert bench`: a JSON object with `encoder`,
     /// `distinct_pairs` and `results`.
@@ -263,15 +301,28 @@ pub const MINED_VOCAB_MARK: &str = "# relbert vocabulary";
 
 /// Refuses to replace `path` unless `force` and the file is what relbert writes there
 /// (`kind`); a missing `path` is fine. Directories and other non-files are never replaced.
+///
+/// Whose the file is, is asked first, with or without `force`: "exists; pass --force" was
+/// said of a user's file that `--force` then refused, sending people round in a circle. Only
+/// a file `--force` would replace is told to pass it ([`Error::Exists`]); any other gets
+/// [`Error::NotOurs`] at once.
 pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<()> {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
+    if std::fs::symlink_metadata(path).is_err() {
         return Ok(());
-    };
+    }
+    recognise_output(path, kind)?;
     if !force {
         return Err(Error::Exists {
             path: path.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// Checks that the existing `path` is what relbert writes there (`kind`): [`Error::NotOurs`]
+/// saying why not, else `Ok` ([`check_replaceable`] then asks for `--force`).
+fn recognise_output(path: &Path, kind: OutputKind) -> Result<()> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
     let not = |why: &str| Error::NotOurs {
         path: path.to_path_buf(),
         what: match kind {
@@ -319,13 +370,10 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
             ))),
             _ => Ok(()),
         },
-        OutputKind::EmbedJsonl if !head.is_empty() => {
-            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-            match serde_json::from_slice::<serde_json::Value>(first) {
-                Ok(v) if v.get("pair").is_some() && v.get("vector").is_some() => Ok(()),
-                _ => Err(not("its first line is not a {\"pair\", \"vector\"} record")),
-            }
-        }
+        OutputKind::EmbedJsonl if !looks_like_embed_jsonl(head, md.len()) => Err(not(
+            "its lines are not the records relbert writes there: {\"pair\": [two strings], \
+             \"vector\": [numbers]}, every vector as long",
+        )),
         OutputKind::Sidecar
             if std::str::from_utf8(head.split(|&b| b == b'\n').next().unwrap_or(&[]))
                 .ok()
@@ -375,14 +423,62 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
                 Ok(())
             } else {
                 Err(not(
-                    "it is not laid out as word2vec files are: a line of two counts N D, \
-                     then N records, each a key and D numbers on a line (text) or a key, a \
-                     space, D float32s and a newline (binary)",
+                    "it is not laid out as relbert's word2vec files are: a line of two counts \
+                     N D, then N records, each a head__tail key and D numbers on a line (text) \
+                     or such a key, a space, D float32s and a newline (binary)",
                 ))
             }
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `head`, the start of a file of `len` bytes, is JSON lines as `relbert embed` writes
+/// them: empty, or lines that are each an object of exactly `pair`, two strings, and
+/// `vector`, a non-empty array of numbers, every vector as long, the last line ended. Any
+/// first line with the two keys was enough before, and `--force` replaced a user's file whose
+/// first line was `{"pair": 1, "vector": 2, "mine": "precious"}`. Every whole line read is
+/// checked (a line cut by the end of what was read is not); when the whole file was read, it
+/// ends with a newline, as relbert ends every line.
+fn looks_like_embed_jsonl(head: &[u8], len: u64) -> bool {
+    if head.is_empty() {
+        return len == 0;
+    }
+    let whole = len <= head.len() as u64;
+    let mut lines: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
+    // What follows the last newline: empty in a whole file of relbert's, cut by the read
+    // otherwise.
+    let last = lines.pop().unwrap_or(&[]);
+    if whole && !last.is_empty() {
+        return false;
+    }
+    let mut dim = None;
+    for line in &lines {
+        let Some(d) = embed_record_dim(line) else {
+            return false;
+        };
+        if *dim.get_or_insert(d) != d {
+            return false;
+        }
+    }
+    // A first line longer than what was read: nothing whole to recognise.
+    dim.is_some()
+}
+
+/// The vector length of one line of `relbert embed`'s JSON lines ([`JsonlRow`]), `None` when
+/// the line is not one.
+fn embed_record_dim(line: &[u8]) -> Option<usize> {
+    let v = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+    let o = v.as_object()?;
+    if o.len() != 2 {
+        return None;
+    }
+    let pair = o.get("pair")?.as_array()?;
+    if pair.len() != 2 || !pair.iter().all(serde_json::Value::is_string) {
+        return None;
+    }
+    let vector = o.get("vector")?.as_array()?;
+    (!vector.is_empty() && vector.iter().all(serde_json::Value::is_number)).then_some(vector.len())
 }
 
 /// Whether `head`, the start of a file of `len` bytes, is a word2vec file as relbert writes
@@ -396,6 +492,10 @@ pub fn check_replaceable(path: &Path, force: bool, kind: OutputKind) -> Result<(
 /// `0 1 0.5`) is a text record, and `5 1`, `1 2`, `2 3` was replaced. (gensim's binary files
 /// end records with no newline: they are refused, not replaced, since without the newline an
 /// edge list such as `3 2`, `1 2`, … fits too.)
+///
+/// The layout alone is every word2vec file's: GloVe, fastText and GoogleNews vectors in it,
+/// which Python users keep beside relbert's exports, were replaced. Every key read must also
+/// be one relbert writes ([`is_pair_key`]).
 fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
     let Some(end) = head.iter().position(|&b| b == b'\n') else {
         return false;
@@ -435,6 +535,9 @@ fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
         };
         let mut f = line.split(' ');
         let key = f.next().unwrap_or("");
+        if !is_pair_key(key) {
+            return Record::Misfit;
+        }
         let mut numbers = 0usize;
         for x in f {
             if x.parse::<f32>().is_err() {
@@ -452,7 +555,7 @@ fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
             return Record::Cut;
         };
         let key = &r[..space];
-        if key.is_empty() || key.contains(&b'\n') {
+        if !std::str::from_utf8(key).is_ok_and(is_pair_key) {
             return Record::Misfit;
         }
         let Some(end) = d.checked_mul(4).and_then(|b| b.checked_add(space + 1)) else {
@@ -489,6 +592,13 @@ fn looks_like_word2vec(head: &[u8], len: u64) -> bool {
         }
     };
     fits(&text) || fits(&binary)
+}
+
+/// Whether `key` could be a word2vec key relbert wrote
+/// ([`crate::store::files::pair_key`]): `head__tail`, so it holds `__`, and no white space
+/// (the words' spaces are joined by `_`). A word's key (`the`, `paris`) is not one.
+fn is_pair_key(key: &str) -> bool {
+    key.contains("__") && !key.chars().any(char::is_whitespace)
 }
 
 /// One word2vec record at the start of some bytes, for [`looks_like_word2vec`].
@@ -1545,7 +1655,8 @@ mod tests {
     /// keys with odd characters among them.
     fn word2vec(n: usize, d: usize, binary: bool) -> Vec<u8> {
         let keys = [
-            "ice\u{a0}cream__sweet",
+            // A zero-width space is no white space: relbert keeps it in a key.
+            "ice\u{200b}cream__sweet",
             "a___b",
             "\u{1}x__\u{e9}t\u{e9}",
             "new_york__usa",
@@ -1601,8 +1712,20 @@ mod tests {
         // records (the file goes on after them).
         let edges = b"9 1\n1 2\n2 3 4\n3";
         assert!(!looks_like_word2vec(edges, 1 << 30));
-        let two = b"2 1\na 1\nb 2\n";
+        let two = b"2 1\na__b 1\nc__d 2\n";
         assert!(whole(two) && !looks_like_word2vec(two, 1 << 30));
+        // Audit I1 (s23): the layout of any word2vec file (GloVe's, fastText's), keyed by
+        // words, or by a key relbert never writes (white space in it), is not relbert's.
+        for f in [
+            &b"2 1\nthe 1\ncat 2\n"[..],
+            b"2 1\na__b 1\ncat 2\n",
+            b"1 1\na__b\xc2\xa0c 1\n",
+            b"1 1\nthe \0\0\0\x3f\n",
+            b"1 1\n\xff__\xfe \0\0\0\x3f\n",
+        ] {
+            assert!(!whole(f), "{:?}", String::from_utf8_lossy(f));
+        }
+        assert!(whole(b"1 1\na__b \0\0\0\x3f\n"));
         for binary in [false, true] {
             for d in [1, 2, 8] {
                 for n in [1, 2, 50] {

@@ -272,10 +272,13 @@ fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
     std::fs::remove_file(&current).unwrap();
     let before = std::fs::read(&array).unwrap();
 
-    // Not without --force.
+    // Not without --force, which it is told to pass: --force replaces it (audit I3, s23).
     embed(&pairs, false)
         .failure()
-        .stderr(predicates::str::contains("--force"));
+        .stderr(predicates::str::contains(format!(
+            "{} exists; pass --force",
+            array.display()
+        )));
     // Nor while another array beside it could own that list (the older rule shared it).
     let twin = dir.path().join("emb.npy");
     std::fs::copy(&array, &twin).unwrap();
@@ -1234,4 +1237,144 @@ fn a_pair_list_without_its_array_is_redone_only_beside_a_killed_run_s_temporary_
     embed_npy(&three, &array, false).success();
     assert_eq!(std::fs::read_to_string(&list).unwrap().lines().count(), 4);
     assert!(array.is_file() && !temp.exists());
+}
+
+/// Audit I1 (s23): `embed --force` replaced any JSON-lines file whose first line had `pair`
+/// and `vector` keys, whatever they held. Its lines must be relbert's records: `pair` two
+/// strings, `vector` numbers, nothing else; a user's file is left byte for byte.
+#[test]
+fn force_replaces_only_json_lines_of_relbert_s_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "a\tb\n");
+    let run = |out: &Path| {
+        relbert()
+            .args(["embed", "--force", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(out)
+            .assert()
+    };
+    for text in [
+        "{\"pair\":1,\"vector\":2,\"mine\":\"precious\"}\n",
+        "{\"pair\":[\"a\",\"b\"],\"vector\":[0.5],\"mine\":\"precious\"}\n",
+        "{\"pair\":[\"a\",\"b\",\"c\"],\"vector\":[0.5]}\n",
+        "{\"pair\":[\"a\",\"b\"],\"vector\":[\"x\"]}\n",
+        "{\"pair\":[\"a\",\"b\"],\"vector\":[0.5]}\nmy notes\n",
+        "{\"pair\":[\"a\",\"b\"],\"vector\":[0.5]}\n{\"pair\":[\"a\",\"b\"],\"vector\":[0.5,1]}\n",
+    ] {
+        let out = write(dir.path(), "user.jsonl", text);
+        let a = run(&out).code(1);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("refusing to replace"), "{text:?}: {err}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+    }
+    // relbert's own, and an empty file, are replaced.
+    let out = dir.path().join("ours.jsonl");
+    run(&out).success();
+    run(&out).success();
+    let empty = write(dir.path(), "empty.jsonl", "");
+    run(&empty).success();
+    assert!(std::fs::read_to_string(&empty)
+        .unwrap()
+        .starts_with("{\"pair\""));
+}
+
+/// Audit I2 (s23): a missing folder of `--out` was made, and left behind when the run then
+/// failed on its input. Refused now before anything is read or made, a bad command line
+/// naming --out and the folder.
+#[test]
+fn an_out_in_a_missing_folder_is_refused_and_no_folder_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.tsv", "a\tb\n");
+    let bad = write(dir.path(), "bad.tsv", "a\tb\nonlyone\n");
+    for pairs in [&good, &bad] {
+        for out in ["typo/deep/dir/v.npy", "typo/v.jsonl"] {
+            let a = relbert()
+                .args(["embed", "--model"])
+                .arg(fixture("tiny-bert"))
+                .arg("--pairs")
+                .arg(pairs)
+                .arg("--out")
+                .arg(dir.path().join(out))
+                .assert()
+                .code(2);
+            let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+            let folder = dir.path().join(out).parent().unwrap().to_path_buf();
+            assert!(
+                err.contains("invalid value for --out")
+                    && err.contains(&format!("its folder {} does not exist", folder.display())),
+                "{out}: {err}"
+            );
+            assert!(!dir.path().join("typo").exists(), "{out}: typo/ was made");
+        }
+    }
+}
+
+/// Audit I3 (s23): `embed --out notes.txt` said "exists; pass --force to overwrite it", and
+/// with --force refused it as not relbert's. A user's file is refused at once; relbert's own
+/// output is still told to pass --force.
+#[test]
+fn only_an_output_force_would_replace_is_told_to_pass_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write(dir.path(), "p.tsv", "a\tb\n");
+    let run = |out: &Path| {
+        relbert()
+            .args(["embed", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(out)
+            .assert()
+    };
+    let notes = write(dir.path(), "notes.txt", "my notes\n");
+    let a = run(&notes).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("refusing to replace") && !err.contains("pass --force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    let ours = dir.path().join("v.jsonl");
+    run(&ours).success();
+    let a = run(&ours).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{} exists; pass --force", ours.display())),
+        "{err}"
+    );
+}
+
+/// Audit I5 (s23): `embed --raw` with a model that has an offset weight (the default model)
+/// wrote unit vectors without a word. It warns once that --raw does not apply; a model
+/// without an offset weight gives raw sums without the warning, and so does no --raw.
+#[test]
+fn raw_with_an_offset_weight_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.8));
+    let pairs = write(dir.path(), "p.tsv", "dog\tcat\nsun\tmoon\n");
+    let run = |model: &Path, raw: bool| {
+        let mut c = relbert();
+        c.args(["embed", "--model"])
+            .arg(model)
+            .arg("--pairs")
+            .arg(&pairs);
+        if raw {
+            c.arg("--raw");
+        }
+        let a = c.assert().success();
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    let err = run(&model, true);
+    assert_eq!(err.matches("--raw does not apply").count(), 1, "{err}");
+    assert!(
+        err.contains("offset weight 0.8") && err.contains("unit-length"),
+        "{err}"
+    );
+    for (model, raw) in [(model.clone(), false), (fixture("tiny-bert"), true)] {
+        let err = run(&model, raw);
+        assert!(!err.contains("--raw"), "{raw}: {err}");
+    }
 }

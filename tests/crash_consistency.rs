@@ -791,6 +791,8 @@ fn killed_writers_leave_the_old_output_or_the_complete_new_one() {
     let (work, refs) = (root.join("work"), root.join("ref"));
     std::fs::create_dir_all(&work).unwrap();
     std::fs::create_dir_all(&refs).unwrap();
+    // `embed` does not create the folder of its `--out`.
+    std::fs::create_dir_all(refs.join("old")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
     let model = fixture.to_str().unwrap().to_string();
 

@@ -411,8 +411,13 @@ fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
     std::fs::remove_file(&current).unwrap();
 
     // Not without --force (the unit tests of `older_pair_list` refuse arrays the list does
-    // not fit).
-    export(&index, "npy", &array, &[]).failure();
+    // not fit), which it is told to pass: --force replaces it (audit I3, s23).
+    let a = export(&index, "npy", &array, &[]).code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{} exists; pass --force", array.display())),
+        "{err}"
+    );
     // Nor while another array beside it could own that list (the older rule shared it).
     let twin = dir.path().join("emb.npy");
     std::fs::copy(&array, &twin).unwrap();
@@ -828,4 +833,222 @@ fn the_closing_line_groups_thousands() {
         let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
         assert!(err.contains("1,500 vectors written"), "{format}: {err}");
     }
+}
+
+/// Audit I1 (s23): `--force` replaced a word2vec file relbert never wrote: GloVe, fastText and
+/// GoogleNews vectors in word2vec layout fit it, and only the layout was checked. Every key
+/// must also be one relbert writes, `head__tail`; a file of words is refused in either format
+/// and left byte for byte, while relbert's own export is still replaced.
+#[test]
+fn force_refuses_a_word2vec_file_of_words_another_tool_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 12, 8, 11);
+    let glove_text =
+        b"3 4\nthe 0.1 0.2 0.3 0.4\ncat 0.5 0.6 0.7 0.8\ndog 0.9 1.0 1.1 1.2\n".to_vec();
+    // word2vec's C tool, binary: `N D`, then each key, a space, D float32s and a newline.
+    let mut c_binary = b"2 3\n".to_vec();
+    for word in ["king", "queen"] {
+        c_binary.extend_from_slice(word.as_bytes());
+        c_binary.push(b' ');
+        for x in [0.25f32, -0.5, 1.0] {
+            c_binary.extend_from_slice(&x.to_le_bytes());
+        }
+        c_binary.push(b'\n');
+    }
+    // The same layout and dimension as relbert's, one key of the user's among relbert's.
+    let mut mixed = b"2 8\nparis__france".to_vec();
+    mixed.extend_from_slice(&" 0.5".repeat(8).into_bytes());
+    mixed.extend_from_slice(b"\nparis");
+    mixed.extend_from_slice(&" 0.5".repeat(8).into_bytes());
+    mixed.push(b'\n');
+    for (name, bytes) in [
+        ("glove.w2v.txt", &glove_text),
+        ("vectors.bin", &c_binary),
+        ("mixed.txt", &mixed),
+    ] {
+        let out = dir.path().join(name);
+        std::fs::write(&out, bytes).unwrap();
+        for format in ["word2vec", "word2vec-text"] {
+            let a = export(&index, format, &out, &["--force"]).code(1);
+            let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+            assert!(
+                err.contains("does not look like a word2vec file written by relbert")
+                    && err.contains("head__tail"),
+                "{name} {format}: {err}"
+            );
+            assert_eq!(&std::fs::read(&out).unwrap(), bytes, "{name} {format}");
+        }
+    }
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+    // relbert's own, binary and text, each replaced by either format.
+    for first in ["word2vec", "word2vec-text"] {
+        for then in ["word2vec", "word2vec-text"] {
+            let out = dir.path().join("ours.w2v");
+            let _ = std::fs::remove_file(&out);
+            export(&index, first, &out, &[]).success();
+            export(&index, then, &out, &["--force"]).success();
+        }
+    }
+}
+
+/// Audit I2 (s23): a missing folder of `--out` was made (and left behind when the run
+/// failed); `--out /nonexist/x.npy` made `/nonexist`, and `--out aidx.partial/mine.bin` a
+/// folder that looks like a partial build of the index `aidx`, which `index add` then
+/// refused. Refused now, a bad command line naming --out and the folder, nothing made.
+#[test]
+fn an_out_in_a_missing_folder_is_refused_and_no_folder_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("aidx"), 10, 8, 12);
+    let before = {
+        let mut n: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    for (format, out, folder) in [
+        ("npy", "typo/deep/dir/v.npy", "typo/deep/dir"),
+        ("word2vec", "aidx.partial/mine.bin", "aidx.partial"),
+        ("word2vec-text", "new/v.txt", "new"),
+    ] {
+        let out = dir.path().join(out);
+        let folder = dir.path().join(folder);
+        let a = export(&index, format, &out, &[]).code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains("invalid value for --out")
+                && err.contains(&format!("its folder {} does not exist", folder.display())),
+            "{format}: {err}"
+        );
+    }
+    let mut after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    after.sort();
+    assert_eq!(after, before);
+    // The index is still only an index.
+    relbert()
+        .args(["index", "info"])
+        .arg(&index)
+        .assert()
+        .success();
+    // A folder that exists is written into, as before.
+    std::fs::create_dir(dir.path().join("new")).unwrap();
+    export(&index, "word2vec-text", &dir.path().join("new/v.txt"), &[]).success();
+}
+
+/// Audit I3 (s23): a user's file at --out was told "exists; pass --force to overwrite it",
+/// and with --force refused as not relbert's. Whose it is is asked first: only relbert's own
+/// output is told to pass --force.
+#[test]
+fn only_a_file_force_would_replace_is_told_to_pass_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 10, 8, 13);
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    let stderr = |a: assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    for format in ["word2vec", "word2vec-text"] {
+        for force in [&[][..], &["--force"][..]] {
+            let err = stderr(export(&index, format, &notes, force).code(1));
+            assert!(
+                err.contains("does not look like a word2vec file written by relbert")
+                    && !err.contains("pass --force"),
+                "{format} {force:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    // A folder where an array's pair list goes.
+    let array = dir.path().join("v.npy");
+    std::fs::create_dir(dir.path().join("v.pairs.tsv")).unwrap();
+    let err = stderr(export(&index, "npy", &array, &[]).code(1));
+    assert!(
+        err.contains("not a regular file") && !err.contains("pass --force"),
+        "{err}"
+    );
+    std::fs::remove_dir(dir.path().join("v.pairs.tsv")).unwrap();
+    // relbert's own output is.
+    for (format, out) in [("word2vec", "o.bin"), ("npy", "o.npy")] {
+        let out = dir.path().join(out);
+        export(&index, format, &out, &[]).success();
+        let err = stderr(export(&index, format, &out, &[]).code(1));
+        assert!(
+            err.contains(&format!("{} exists; pass --force", out.display())),
+            "{err}"
+        );
+    }
+}
+
+/// Audit I4 (s23): which pairs a word2vec export left out (their key an earlier pair's) was
+/// only in a warning naming five. `--json` prints one object on standard output: the format,
+/// the files, the vectors written and every pair left out; the warning stays on stderr.
+#[test]
+fn json_names_the_files_and_every_pair_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    let mut text = String::new();
+    for i in 0..7 {
+        text.push_str(&format!("new york{i}\tcity\nnew_york{i}\tcity\n"));
+    }
+    text.push_str("dog\tpuppy\n");
+    std::fs::write(&pairs, text).unwrap();
+    let index = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    let json = |a: assert_cmd::assert::Assert| -> serde_json::Value {
+        let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let out = dir.path().join("d.bin");
+    let a = export(&index, "word2vec", &out, &["--json"]).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("7 pair(s) left out") && err.contains("and 2 more"),
+        "{err}"
+    );
+    let doc = json(a);
+    assert_eq!(doc["format"], "word2vec");
+    assert_eq!(doc["out"], out.display().to_string());
+    assert!(doc["pairs"].is_null(), "{doc}");
+    assert_eq!(doc["written"], 8);
+    assert_eq!(doc["duplicate_keys"], 7);
+    let dropped = doc["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 7, "{doc}");
+    for (i, d) in dropped.iter().enumerate() {
+        assert_eq!(
+            d["pair"],
+            serde_json::json!([format!("new_york{i}"), "city"])
+        );
+        assert_eq!(
+            d["kept"],
+            serde_json::json!([format!("new york{i}"), "city"])
+        );
+        assert_eq!(d["key"], format!("new_york{i}__city"));
+    }
+    // An array keeps every pair, and names its pair list.
+    let out = dir.path().join("d.npy");
+    let doc = json(export(&index, "npy", &out, &["--json"]).success());
+    assert_eq!(doc["format"], "npy");
+    assert_eq!(
+        doc["pairs"],
+        dir.path().join("d.pairs.tsv").display().to_string()
+    );
+    assert_eq!(doc["written"], 15);
+    assert_eq!(doc["duplicate_keys"], 0);
+    assert_eq!(doc["dropped"], serde_json::json!([]));
+    // Without --json standard output stays empty.
+    let a = export(&index, "word2vec-text", &dir.path().join("d.txt"), &[]).success();
+    assert!(a.get_output().stdout.is_empty());
 }

@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
 use relbert::output::{
-    check_replaceable, check_sidecar_replaceable, lock_npy_output, name_max, pairs_sidecar,
-    same_file, temp_path, Format, OutputKind,
+    check_out_folder, check_replaceable, check_sidecar_replaceable, lock_npy_output, name_max,
+    pairs_sidecar, same_file, temp_path, Format, OutputKind,
 };
 use relbert::pairs::read_pairs;
 use relbert::store::files::older_pair_list;
@@ -277,6 +277,8 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let out = a.out.clone().filter(|p| p.as_os_str() != "-");
     let format = output_format(a.format, out.as_deref())?;
     if let Some(o) = &out {
+        // Before the lock, which makes missing folders (and left them behind).
+        check_out_folder(o, "--out").map_err(|e| super::usage(e.to_string()))?;
         super::not_in_an_index(o, "--out")?;
         check_room_beside(o, format)?;
     }
@@ -333,13 +335,17 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         .map(|o| Interrupts::install(own_files(o, format)));
     // An array an older relbert wrote has its pair list where that build named it
     // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, as `index export --force`
-    // recognises it, it is relbert's to replace; anything not provably relbert's stays refused.
+    // recognises it, it is relbert's to replace (so, without --force, the refusal says to
+    // pass it); anything not provably relbert's stays refused.
     let older_list = match (&out, format) {
-        (Some(o), Format::Npy) if a.force => older_pair_list(o),
+        (Some(o), Format::Npy) => older_pair_list(o),
         _ => None,
     };
     for (o, kind) in &outputs {
         if *kind == OutputKind::Npy && older_list.is_some() {
+            if !a.force {
+                return Err(relbert::Error::Exists { path: o.clone() }.into());
+            }
             continue;
         }
         // This output's pair list without its array is what an interrupted run left (the
@@ -373,6 +379,18 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         anyhow::bail!("{}: no pairs to embed", a.pairs.display());
     }
     let encoder = a.model.load(false)?;
+    if a.raw {
+        if let Some(w) = encoder.offset_weight() {
+            // Documented in --help and the README, but a user who asked for raw sums got
+            // unit vectors without a word at run time.
+            tracing::warn!(
+                "--raw does not apply to this model: its pair vectors combine the prompt \
+                 vector with the word-vector offset (offset weight {w}), which has no raw \
+                 form; its unit-length pair vectors are written, as without --raw (the \
+                 reference's raw sums need a model without an offset weight)"
+            );
+        }
+    }
     let records = screen(&encoder, records, a.skip_long)?;
     let side = |e: relbert::Error| match &out {
         Some(o) => about_side_file(e, o, format),

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{
-    check_replaceable, check_sidecar_replaceable, lock_npy_output, Format, OutputKind,
+    check_out_folder, check_replaceable, check_sidecar_replaceable, lock_npy_output, Format,
+    OutputKind,
 };
-use relbert::store::files::{export_file, older_pair_list, FileFormat};
+use relbert::store::files::{export_file, older_pair_list, pair_key, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
 use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
@@ -53,6 +54,11 @@ pub struct ExportArgs {
     /// --collection: an export never drops a collection (a rerun resumes it).
     #[arg(long, requires = "format")]
     force: bool,
+    /// Print a JSON summary of a file export on standard output: the format, the files
+    /// written, the vectors written and every pair left out of a word2vec file (its key an
+    /// earlier pair's). The warning naming the first of those stays on standard error.
+    #[arg(long, requires = "format")]
+    json: bool,
 }
 
 /// Where a collection is and how a new one is laid out: the flags `index export` and
@@ -265,6 +271,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
     // written in an index directory (a lock file included) makes it "not only an index",
     // and the next `index add` refused it until the file was moved out.
     if let (Some(out), Some(format)) = (&a.out, a.format) {
+        // Before the lock, which makes missing folders (and left them behind).
+        check_out_folder(out, "--out").map_err(|e| super::usage(e.to_string()))?;
         super::not_in_an_index(out, "--out")?;
         // `--format word2vec --out y.npy` wrote word2vec under `.npy`, which NumPy then
         // failed on: refused as embed refuses a --format its extension contradicts.
@@ -352,13 +360,18 @@ pub fn run(a: ExportArgs) -> Result<()> {
         FileFormat::Word2vec | FileFormat::Word2vecText => OutputKind::Word2vec,
     };
     // An array an older relbert wrote has its pair list where that build named it
-    // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, it is relbert's to replace.
+    // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, it is relbert's to replace
+    // (so, without --force, the refusal says to pass it).
     let older_list = match format {
-        FileFormat::Npy if a.force => older_pair_list(out),
+        FileFormat::Npy => older_pair_list(out),
         _ => None,
     };
-    if older_list.is_none() {
-        check_replaceable(out, a.force, kind)?;
+    match &older_list {
+        None => check_replaceable(out, a.force, kind)?,
+        Some(_) if !a.force => {
+            return Err(relbert::Error::Exists { path: out.clone() }.into());
+        }
+        Some(_) => {}
     }
     if format == FileFormat::Npy {
         // A pair list naming this array, with no array there, is what a run killed between
@@ -417,7 +430,74 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if let Some(list) = older_list {
         relbert::store::files::warn_older_list_left(out, &list);
     }
+    if a.json {
+        let dropped = if report.duplicate_keys > 0 {
+            all_dropped(&index)?
+        } else {
+            Vec::new()
+        };
+        let doc = export_json(format, out, &report, &dropped);
+        relbert::output::print_line(&doc.to_string())?;
+    }
     Ok(())
+}
+
+/// A pair a word2vec export left out: the pair, the earlier pair holding its key, the key.
+type Dropped = ([String; 2], [String; 2], String);
+
+/// Every pair a word2vec export of `index` leaves out, in row order: one whose key
+/// ([`pair_key`]) an earlier row holds (the export keeps the first). The export's report
+/// names only the first few, for its warning; `--json` lists them all, so a script can learn
+/// which pairs the file lacks without reading a log line.
+fn all_dropped(index: &Index) -> Result<Vec<Dropped>> {
+    let mut first = std::collections::HashMap::with_capacity(index.count());
+    let mut dropped = Vec::new();
+    for row in 0..index.count() {
+        let p = index.pair(row)?;
+        match first.entry(pair_key(p.head, p.tail)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(row);
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let kept = index.pair(*e.get())?;
+                dropped.push((
+                    [p.head.to_string(), p.tail.to_string()],
+                    [kept.head.to_string(), kept.tail.to_string()],
+                    e.key().clone(),
+                ));
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+/// The `--json` summary of a file export of `format` to `out` (`report`): the format's name
+/// on the command line, the files written (an array's pair list beside it), the vectors
+/// written, and the pairs left out (`dropped`, [`all_dropped`]) with their count.
+fn export_json(
+    format: FileFormat,
+    out: &std::path::Path,
+    report: &relbert::store::files::FileReport,
+    dropped: &[Dropped],
+) -> serde_json::Value {
+    let name = clap::ValueEnum::to_possible_value(&format)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    let pairs = (format == FileFormat::Npy)
+        .then(|| relbert::output::pairs_sidecar(out).display().to_string());
+    serde_json::json!({
+        "format": name,
+        "out": out.display().to_string(),
+        "pairs": pairs,
+        "written": report.written,
+        "duplicate_keys": report.duplicate_keys,
+        "dropped": dropped
+            .iter()
+            .map(|(pair, kept, key)| serde_json::json!({
+                "pair": pair, "kept": kept, "key": key,
+            }))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// What an export in `format` writes, as embed's formats: the format whose extension it
