@@ -1217,9 +1217,11 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
                 old_id.into(),
                 new_id.into(),
                 format!(
-                    "it is {left_words}, and this rebuild reads index {new_id} (another \
-                     source, or the source changed since): run the rebuild of index {old_id} \
-                     again to finish it, {remove}"
+                    "it is {left_words}, and this rebuild reads index {new_id}: another \
+                     source, or its source changed since (an `index add` or `remove` gives an \
+                     index a new id). A rebuild of index {old_id} finishes it if that index \
+                     still exists; if not, it can never be resumed: remove {p}{spool} and run \
+                     this rebuild again"
                 ),
             ),
         };

@@ -66,9 +66,10 @@ pub enum IndexError {
     },
     /// A block of a file does not match its checksum: the file was damaged after it was
     /// written. Found when a query first touches the block, or by a full verification.
-    // Not "rebuild the index": `index rebuild` and `index export` read the same damaged block
-    // and fail on it too; only the pair list the index was built from can make it again.
-    #[error("{path}: block {block} (bytes {start}..{end} of the payload) does not match its checksum: the file is damaged; build the index again from the pair list it was built from (`relbert index build --pairs FILE --out DIR --force`) or restore it from a copy")]
+    // Not "rebuild the index" for the vectors or pairs: `index rebuild` and `index export` read
+    // the same damaged block and fail on it too; only the pair list the index was built from
+    // can make it again. A rebuild does not read the graph, so it is the way out of a damaged one.
+    #[error("{path}: block {block} (bytes {start}..{end} of the payload) does not match its checksum: the file is damaged; {}", damaged_advice(.path))]
     BlockChecksum {
         /// The file concerned.
         path: PathBuf,
@@ -414,3 +415,20 @@ fn removed_note(run: &str) -> &'static str {
 
 /// Shorthand for `Result<T, IndexError>`.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
+
+/// What a user can do about a damaged file of an index: a graph is made again from the
+/// index's own pairs and vectors (`index rebuild` does not read it, nor encode); the vectors or
+/// pairs only from the pair list the index was built from, or a copy.
+fn damaged_advice(path: &std::path::Path) -> &'static str {
+    if path.file_name().and_then(|n| n.to_str()) == Some(crate::format::FileKind::Graph.file_name())
+    {
+        "the graph is made again from the index's own pairs and vectors, without encoding, by \
+         `relbert index rebuild --index DIR --out DIR --force` (unless the damage is in the \
+         graph's small sections that every open reads: then build the index again from its \
+         pair list, `relbert index build --pairs FILE --out DIR --force`, or restore it from a \
+         copy)"
+    } else {
+        "build the index again from the pair list it was built from \
+         (`relbert index build --pairs FILE --out DIR --force`) or restore it from a copy"
+    }
+}

@@ -842,7 +842,16 @@ fn rebuild(mut a: RebuildArgs) -> Result<()> {
     check_index_out(&a.out, a.force)?;
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
     check_there(&a.index)?;
-    let src = Index::open(&a.index).with_context(|| opening(&a.index))?;
+    // Only the headers at open: the rebuild verifies every row and pair it copies before it
+    // creates anything, and does not read the graph, so it is the way out of a damaged graph
+    // (the full check at open, which indexes with a graph of up to 8 MiB get, refused it).
+    let src = Index::open_with(
+        &a.index,
+        relbert_index::OpenOptions {
+            verify: relbert_index::Verify::Headers,
+        },
+    )
+    .with_context(|| opening(&a.index))?;
     let opts = RebuildOptions {
         precision: match (a.f16, a.f32) {
             (true, _) => Some(Precision::F16),
