@@ -1130,3 +1130,158 @@ fn a_json_stream_stopped_early_says_so_in_its_last_line() {
     assert!(why.contains("reading standard input"), "{why}");
     assert!(err.contains("reading standard input"), "{err}");
 }
+
+/// A pipe, as its read end and its write end.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) into an array of two descriptors, each then owned by one File.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// The bytes waiting in the pipe whose read end is `r`.
+fn in_pipe(r: &std::fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD into an int of this frame.
+    assert_eq!(
+        unsafe { libc::ioctl(r.as_raw_fd(), libc::FIONREAD, &mut n) },
+        0
+    );
+    n as usize
+}
+
+/// The child's exit status if it ends within 20 seconds; else it is killed and the test
+/// fails saying `what`.
+fn exits_within_20s(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 20 s after SIGTERM: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Review R12 of 8a6c88b: with a standard output nobody reads, full but for less than the
+/// stream's last line, SIGTERM held `query --json` forever (the stop's reaction waited on
+/// writing that line, and a second signal changed nothing). The exit no longer waits on it.
+#[test]
+fn a_stop_signal_ends_a_json_stream_whose_output_nobody_reads() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let (r, w) = pipe();
+    // One page: what the pipe holds is then all that counts, not how it fills its pages.
+    // SAFETY: fcntl(2) on a descriptor this test owns.
+    let cap = unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096);
+        libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
+    };
+    assert!(cap > 0, "F_GETPIPE_SZ");
+    let cap = cap as usize;
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .stdin(Stdio::piped())
+        .stdout(w)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // Comment lines, each answered by a record shorter than the last line, while the next
+    // record still fits whole: the stream then waits for input, its output all but full.
+    let mut have = 0;
+    for n in 1.. {
+        let record = serde_json::json!({"line": n, "skipped": "comment"})
+            .to_string()
+            .len()
+            + 1;
+        if cap - have < record {
+            break;
+        }
+        input.write_all(b"# c\n").unwrap();
+        input.flush().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while in_pipe(&r) < have + record {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "record {n} not written"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        have += record;
+        assert_eq!(in_pipe(&r), have);
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = exits_within_20s(&mut child, "its standard output full");
+    drop(input);
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    // Nothing half written: the records, and no last line (it did not fit).
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut &r, &mut out).unwrap();
+    assert_eq!(out.len(), have);
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["skipped"], "comment", "{line}");
+    }
+}
+
+/// Review R12 of 8a6c88b: with a standard error nobody reads, full, SIGTERM was ignored by
+/// `query --json` (the signal's reaction wrote its note there before marking the stop). The
+/// stream now ends with its last line, and the process exits as the signal would have.
+#[test]
+fn a_stop_signal_ends_a_json_stream_whose_standard_error_nobody_reads() {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let (_r, w) = pipe();
+    let fd = w.as_raw_fd();
+    // SAFETY: fcntl(2) on a descriptor this test owns: filled without waiting, then made
+    // blocking again for the child.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    while (&w).write(&[b'x'; 4096]).is_ok() {}
+    while (&w).write(b"x").is_ok() {}
+    unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .env("RELBERT_LOG", "warn")
+        .args(["query", "--json", "--index"])
+        .arg(&idx)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(w)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"# c\n").unwrap();
+    input.flush().unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    output.read_line(&mut first).unwrap();
+    assert!(first.contains("comment"), "{first}");
+    // The stream waits for its next line, its input still open.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = exits_within_20s(&mut child, "its standard error full");
+    drop(input);
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
+    let last: serde_json::Value = serde_json::from_str(rest.trim_end())
+        .unwrap_or_else(|e| panic!("no last line ({e}): {rest:?}"));
+    assert_eq!(last["unfinished"], true, "{last}");
+    assert_eq!(last["lines"], 1, "{last}");
+}

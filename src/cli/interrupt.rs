@@ -24,6 +24,9 @@
 //!   that the same command resumes after the collection's checkpoint, and exits with 128 plus
 //!   the signal's number; and, with a message of its own, for `index remove --collection`,
 //!   whose deletes by id a rerun finishes.
+//! * [`LastLine`], for `relbert query --json`, whose stream, stopped by a signal, ends with
+//!   a line saying so (written within a second or left out), and which then exits with 128
+//!   plus the signal's number.
 //! * [`InterruptNote`], for the first `relbert query` while it builds the default index: it
 //!   says that the next query resumes the build, removes the build's lock file when it names
 //!   this process, and then dies by the signal as before.
@@ -325,11 +328,14 @@ impl StopRequest {
         let first = Arc::new(OnceLock::new());
         let (flag, which) = (requested.clone(), first.clone());
         let installed = watch(move |signal| {
-            if which.set(signal).is_ok() {
+            // Set before the message is written (found by a review: a standard error nobody
+            // reads held the write, and the stop was never asked for).
+            let first = which.set(signal).is_ok();
+            flag.store(true, Ordering::SeqCst);
+            if first {
                 // On a line of its own: a progress bar may be drawn on the current one.
                 say(&format!("\n{message}"));
             }
-            flag.store(true, Ordering::SeqCst);
         });
         if let Err(e) = installed {
             tracing::warn!("{e}: such a signal stops the run without saving the epoch in flight");
@@ -345,6 +351,75 @@ impl StopRequest {
     /// The first signal that asked for a stop, if any has.
     pub fn signal(&self) -> Option<StopSignal> {
         self.first.get().copied()
+    }
+}
+
+/// How long a stop signal's reaction in [`LastLine`] may take before the process exits
+/// without it: long enough to wait for a record being written to be whole, short enough for
+/// a service manager's stop.
+const LAST_LINE_WAIT: Duration = Duration::from_secs(1);
+
+/// A stream that says it was stopped in a last line of its own (`relbert query --json`): its
+/// state, under a lock the stream holds while it writes a record, and, once
+/// [`LastLine::watch`] is called, a reaction to the first stop signal that takes that lock,
+/// writes the line and exits with 128 plus the signal's number, holding the lock (nothing
+/// is written after the line). The exit never waits on the line (found by a review: written
+/// to a standard output nobody reads, it held the process forever, and a second signal
+/// changed nothing): it comes at the latest [`LAST_LINE_WAIT`] after the signal, the line
+/// written or not, and at once on a second signal.
+pub(super) struct LastLine<T>(Arc<Mutex<T>>);
+
+impl<T: Send + 'static> LastLine<T> {
+    /// The stream's state, not yet watched.
+    pub fn new(state: T) -> LastLine<T> {
+        LastLine(Arc::new(Mutex::new(state)))
+    }
+
+    /// The state, under the lock the reaction takes: what is written while it is held is
+    /// whole before the last line. A thread that panicked holding it leaves it as it was.
+    pub fn with(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on, on SIGINT, SIGTERM or SIGHUP, `write` is called with the state and the
+    /// signal, on a thread of its own, and the process then exits as described on
+    /// [`LastLine`]. When a signal cannot be watched, a warning says so, ending with
+    /// `unwatched` (what such a signal does to the stream: it still ends the process).
+    pub fn watch(&self, unwatched: &str, write: impl Fn(&T, StopSignal) + Send + Sync + 'static) {
+        let state = self.0.clone();
+        let write = Arc::new(write);
+        let first: OnceLock<StopSignal> = OnceLock::new();
+        let installed = watch(move |which| {
+            if let Some(first) = first.get() {
+                std::process::exit(first.exit_status());
+            }
+            let _ = first.set(which);
+            let status = which.exit_status();
+            // Not on this thread, which must stay free to see a second signal.
+            let (state, write) = (state.clone(), write.clone());
+            let started = std::thread::Builder::new()
+                .name("relbert-stop-wait".into())
+                .spawn(move || {
+                    std::thread::sleep(LAST_LINE_WAIT);
+                    std::process::exit(status);
+                })
+                .and_then(|_| {
+                    std::thread::Builder::new()
+                        .name("relbert-last-line".into())
+                        .spawn(move || {
+                            let held = state.lock().unwrap_or_else(|p| p.into_inner());
+                            write(&held, which);
+                            std::process::exit(status);
+                        })
+                });
+            if started.is_err() {
+                // No thread to write the line on, or none to bound its wait: none is written.
+                std::process::exit(status);
+            }
+        });
+        if let Err(e) = installed {
+            tracing::warn!("{e}: {unwatched}");
+        }
     }
 }
 

@@ -1099,9 +1099,9 @@ pub fn run(a: QueryArgs) -> Result<()> {
     }
     // Written one record at a time under this lock, which a stop signal's reaction takes to
     // write the stream's last line after a whole record ([`end_on_signal`]).
-    let tally = std::sync::Arc::new(std::sync::Mutex::new(Tally::default()));
+    let tally = super::interrupt::LastLine::new(Tally::default());
     if a.json {
-        end_on_signal(tally.clone());
+        end_on_signal(&tally);
     }
     let mut lines = QueryLines::new(stdin.lock());
     let mut buf = Vec::new();
@@ -1129,11 +1129,15 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 }
                 let e = anyhow::Error::new(e).context("reading standard input");
                 if a.json {
-                    let t = lock(&tally);
+                    let mut t = tally.with();
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "{}", t.unfinished(&format!("{e:#}")))
-                        .and_then(|()| out.flush())
-                        .map_err(put)?;
+                    // The stream's error is the input's (found by a review: an output that
+                    // could not be written either was reported instead); a reader gone
+                    // misses nothing more.
+                    let _ = writeln!(out, "{}", t.unfinished(&format!("{e:#}")))
+                        .and_then(|()| out.flush());
+                    // A signal from now on adds no second last line.
+                    t.finished = true;
                 }
                 return Err(e);
             }
@@ -1208,7 +1212,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
                         } else {
                             "comment"
                         };
-                        let mut t = lock(&tally);
+                        let mut t = tally.with();
                         let mut out = std::io::stdout().lock();
                         writeln!(
                             out,
@@ -1247,7 +1251,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
         };
         asked += 1;
         failed += usize::from(record.is_err());
-        let mut t = lock(&tally);
+        let mut t = tally.with();
         let mut out = std::io::stdout().lock();
         match record {
             Ok((x, y, (hits, source))) => {
@@ -1273,12 +1277,13 @@ pub fn run(a: QueryArgs) -> Result<()> {
             }
         }
         out.flush().map_err(put)?;
-        *t = Tally {
-            lines: lineno,
-            asked,
-            failed,
-        };
+        t.lines = lineno;
+        t.asked = asked;
+        t.failed = failed;
     }
+    // The stream is whole: a signal from now on (while the last message is written, or the
+    // engine is dropped) ends the process without a false last line.
+    tally.with().finished = true;
     stream_end(interactive, a.json, asked, failed)
 }
 
@@ -1291,6 +1296,9 @@ struct Tally {
     asked: usize,
     /// Of the queries, those answered with an error.
     failed: usize,
+    /// The stream has ended, whole or with its last line already written: a stop signal
+    /// writes none.
+    finished: bool,
 }
 
 impl Tally {
@@ -1308,64 +1316,31 @@ impl Tally {
     }
 }
 
-/// The tally, also when a thread panicked holding it (its numbers are still those of the
-/// last whole record).
-fn lock(tally: &std::sync::Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
-    tally
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// How long a stop signal's reaction waits for a record being written to be whole: a
-/// standard output nobody reads (a full pipe) holds the record's write, and must not hold
-/// the exit; the last line is then left out.
-const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How often the reaction looks whether a stop signal came ([`super::interrupt::StopRequest`]
-/// offers a flag to poll; the stream itself may be blocked reading its input).
-const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
-
 /// On SIGINT, SIGTERM or SIGHUP, once no record is half written, writes the `--json`
 /// stream's last line ([`Tally::unfinished`]) and exits with 128 plus the signal's number,
 /// as the signal would have ended the process (before, it did so mid-stream without a word
-/// on standard output). A signal that cannot be watched ends the process as before.
-fn end_on_signal(tally: std::sync::Arc<std::sync::Mutex<Tally>>) {
-    let stop = super::interrupt::StopRequest::install(
-        "stopping the query stream: its last JSON line says it is unfinished",
+/// on standard output). Neither a standard output nor a standard error nobody reads holds
+/// the exit ([`super::interrupt::LastLine`]); on the first, the line is left out.
+fn end_on_signal(tally: &super::interrupt::LastLine<Tally>) {
+    tally.watch(
+        "such a signal ends the stream without its last line",
+        |t, signal| {
+            if t.finished {
+                return;
+            }
+            let name = signal.name();
+            let mut out = std::io::stdout().lock();
+            // Nothing more can be done about an output that cannot be written.
+            let _ = writeln!(out, "{}", t.unfinished(&format!("stopped by {name}")))
+                .and_then(|()| out.flush());
+            drop(out);
+            // After the line: a standard error nobody reads must not keep it from being
+            // written.
+            relbert::output::eprint_line(&format!(
+                "stopped by {name}: the query stream's last JSON line says it is unfinished"
+            ));
+        },
     );
-    let spawned = std::thread::Builder::new()
-        .name("relbert-query-stop".into())
-        .spawn(move || {
-            while !stop.flag().load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(STOP_POLL);
-            }
-            let signal = stop.signal();
-            let name = signal.map_or("a stop signal", |s| s.name());
-            let since = std::time::Instant::now();
-            // Held until the exit: no record is written after the last line.
-            let held = loop {
-                match tally.try_lock() {
-                    Ok(t) => break Some(t),
-                    Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
-                    Err(std::sync::TryLockError::WouldBlock) if since.elapsed() < STOP_WAIT => {
-                        std::thread::sleep(STOP_POLL)
-                    }
-                    Err(std::sync::TryLockError::WouldBlock) => break None,
-                }
-            };
-            if let Some(t) = &held {
-                let mut out = std::io::stdout().lock();
-                // Nothing more can be done about an output that cannot be written.
-                let _ = writeln!(out, "{}", t.unfinished(&format!("stopped by {name}")))
-                    .and_then(|()| out.flush());
-            }
-            std::process::exit(signal.map_or(130, |s| s.exit_status()));
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(
-            "cannot watch for stop signals ({e}): a signal ends the stream without its last line"
-        );
-    }
 }
 
 /// Ends the line of the prompt `> ` on standard error, so that nothing after it is printed
