@@ -1222,7 +1222,7 @@ fn a_write_protected_index_is_left_as_it_is() {
     // Made writable again, it is added to.
     chmod(&idx, 0o755);
     add(&idx, &new_file).success();
-    assert_eq!(Index::open(&idx).unwrap().count(), 300);
+    assert_eq!(Index::open(&idx).unwrap().count(), 60);
 }
 
 /// Found by a review: the write-protection check asked `access(2)`, which answers for the
