@@ -2424,6 +2424,12 @@ fn wait_removal_recorded(urls: &[String], collection: &str, ids: usize) {
 /// Sets the checkpoint of `collection`'s first load to `rows` of `total` and waits until
 /// every node reads the load as unfinished (`rows < total`) or finished.
 fn set_progress(urls: &[String], collection: &str, rows: u64, total: u64) {
+    set_progress_at(urls, collection, rows, total, None);
+}
+
+/// [`set_progress`], the checkpoint written at `at` (Unix seconds; `None`: an older
+/// relbert's, with no time), and waited for until every node reads that time too.
+fn set_progress_at(urls: &[String], collection: &str, rows: u64, total: u64, at: Option<u64>) {
     let source = QdrantStore::open(urls, collection)
         .unwrap()
         .record()
@@ -2436,7 +2442,7 @@ fn set_progress(urls: &[String], collection: &str, rows: u64, total: u64) {
         rows,
         total,
         abandoned: false,
-        at: None,
+        at,
     };
     conn.block_on(async move {
         c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
@@ -2447,10 +2453,21 @@ fn set_progress(urls: &[String], collection: &str, rows: u64, total: u64) {
     on_every_node(urls, collection, "the checkpoint", |conn| {
         let c = conn.clone();
         match conn.block_on(async move { c.state().await }) {
-            Ok(Ok(s)) => s.unfinished.is_empty() == (rows >= total),
+            Ok(Ok(s)) => {
+                s.unfinished.is_empty() == (rows >= total)
+                    && s.unfinished.first().is_none_or(|u| u.at == at)
+            }
             _ => false,
         }
     });
+}
+
+/// Now, in seconds since the Unix epoch (as a checkpoint's time counts).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// The collection's count through `url` once it reads `want`, or the last count read
@@ -3237,6 +3254,14 @@ fn a_load_whose_source_is_gone_can_be_given_up() {
     // A source that has no unfinished load is refused, naming the one there is.
     let out = remove(&["--abandoned-load", "index nothing"]);
     refused_without_hint(&out, &source);
+    // Review R13: only a checkpoint with no time (an older relbert's) was given up here. A
+    // timed one written 5 s ago may be a running load's and is refused; one written over
+    // the window ago (2 minutes: a load killed then) is given up.
+    set_progress_at(&urls, &coll, 3, total, Some(unix_now() - 5));
+    let out = remove(&["--abandoned-load", &source]);
+    refused_without_hint(&out, "looks alive");
+    let window = relbert::store::qdrant::LIVE_LOAD_WINDOW.as_secs();
+    set_progress_at(&urls, &coll, 3, total, Some(unix_now() - window - 1));
     // The `--add` load above turned indexing on as it finished: off again, as a kill
     // leaves it, so the give-up must turn it on (review R8: the check could not fail).
     indexing_off(&urls, &coll);
@@ -3475,4 +3500,65 @@ fn a_load_turns_indexing_off_only_to_send_and_ends_loading() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("does not exist"), "{e}");
+}
+
+/// Found by review R13: a load rewrote its checkpoint's time only when it sent a batch, so
+/// a live `index build --collection` whose chunk took over 2 minutes to encode looked dead
+/// and was given up (`--abandoned-load`). A load that sends nothing now rewrites it on a
+/// timer (every 30 s; here every 200 ms), and stops once the load ends.
+#[test]
+fn a_load_that_sends_nothing_still_rewrites_its_checkpoint_time() {
+    use relbert::store::qdrant::export::{ExportOptions, Loader, Prepared};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let built = Built::new(&urls, "heartbeat");
+    let conn = Connection::new(&urls, &built.coll).unwrap();
+    let c = conn.clone();
+    let (record, progress) = conn
+        .block_on(async move {
+            let r = c.record().await?;
+            let p = c.progress(relbert::store::qdrant::PROGRESS_KEY).await?;
+            Ok::<_, relbert::error::Error>((r, p))
+        })
+        .unwrap()
+        .unwrap();
+    let record = record.unwrap();
+    let prepared = Prepared {
+        created: false,
+        first: record.source.clone(),
+    };
+    let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> { Ok(Vec::new()) };
+    // Another total than the finished load's: a load from the first row, unfinished.
+    let total = progress.unwrap().total + 1;
+    let at = || {
+        let c = conn.clone();
+        conn.block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await })
+            .unwrap()
+            .unwrap()
+            .and_then(|p| (p.total == total).then_some(p.at).flatten())
+    };
+    let loader = Loader::start_beating(
+        &conn,
+        &record,
+        &prepared,
+        &ExportOptions::default(),
+        total,
+        &ids,
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    let first = poll(100, Duration::from_millis(50), at).expect("the load's mark");
+    // Nothing is sent: only the heartbeat can write a later time. Bounded by a count of looks
+    // (a hang detector, not a timing assertion).
+    let later = poll(100, Duration::from_millis(100), || {
+        at().filter(|&t| t > first)
+    });
+    loader.abandon();
+    assert!(
+        later.is_some(),
+        "the checkpoint's time stayed at {first} while the load sent nothing"
+    );
+    common::drop_collection(&urls, &built.coll);
 }

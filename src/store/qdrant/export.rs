@@ -45,6 +45,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::{
@@ -739,6 +740,13 @@ pub struct Loader {
     total: u64,
     saved: u64,
     saved_at: Instant,
+    /// What every write of this load's checkpoint holds while it writes (the heartbeat's
+    /// and [`Self::checkpoint`]'s), so that a heartbeat cannot land after a newer checkpoint
+    /// or after the final one.
+    mark: Arc<tokio::sync::Mutex<Beat>>,
+    /// The task that rewrites the checkpoint with a new time ([`HEARTBEAT`]) while the load
+    /// is unfinished; `None` once stopped, or for a load an earlier run finished.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
     /// Ids `index remove` took out of the collection after this source was loaded
     /// ([`super::RemovalRecord::removed_from`]): not sent again.
     skip: HashSet<String>,
@@ -756,6 +764,45 @@ pub struct Loader {
     /// it is (found by a review: it was turned off at the start, for nothing, and a kill
     /// before the end left it off).
     defer_indexing: bool,
+}
+
+/// The checkpoint a load last wrote, shared by its writers ([`Loader::mark`]).
+#[derive(Debug)]
+struct Beat {
+    /// Rows of the last checkpoint written: what a heartbeat writes again.
+    saved: u64,
+    /// Set once the load stops its heartbeat: a beat that then gets the lock writes nothing.
+    stopped: bool,
+}
+
+/// Rewrites `mark`'s checkpoint under `key` every `every` with the time it is written, until
+/// the load stops it: a load that sends nothing for a while (a slow encoder on a chunk, a
+/// final check looking every id up) shows it is alive ([`super::LIVE_LOAD_WINDOW`]; found by
+/// a review: the time was only rewritten when a batch was sent, and a live build whose
+/// chunks took over 2 minutes to encode was given up). A failed write is only logged: the
+/// load's own writes report their failures.
+async fn heartbeat(
+    conn: Connection,
+    key: String,
+    template: LoadProgress,
+    mark: Arc<tokio::sync::Mutex<Beat>>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let beat = mark.lock().await;
+        if beat.stopped {
+            return;
+        }
+        let p = LoadProgress {
+            rows: beat.saved,
+            at: Some(unix_now()),
+            ..template.clone()
+        };
+        if let Err(e) = conn.set_metadata(&key, &p).await {
+            tracing::debug!("rewriting the load's checkpoint with its time: {e}");
+        }
+    }
 }
 
 /// The source's distinct pairs among rows `0..expected` (ids by `ids`) and the ids of those
@@ -832,8 +879,23 @@ impl Loader {
         total: u64,
         ids: &IdsOf<'_>,
     ) -> Result<Self> {
+        Self::start_beating(conn, record, prepared, opts, total, ids, HEARTBEAT)
+    }
+
+    /// [`Self::start`], with the unfinished load's checkpoint rewritten every `every`
+    /// rather than every [`HEARTBEAT`] (a test shows the heartbeat without waiting that
+    /// long).
+    pub fn start_beating(
+        conn: &Connection,
+        record: &CollectionRecord,
+        prepared: &Prepared,
+        opts: &ExportOptions,
+        total: u64,
+        ids: &IdsOf<'_>,
+        every: Duration,
+    ) -> Result<Self> {
         conn.loading(true);
-        let started = Self::start_loading(conn, record, prepared, opts, total, ids);
+        let started = Self::start_loading(conn, record, prepared, opts, total, ids, every);
         if started.is_err() {
             // The Loader that would clear it on drop was never made.
             conn.loading(false);
@@ -849,6 +911,7 @@ impl Loader {
         opts: &ExportOptions,
         total: u64,
         ids: &IdsOf<'_>,
+        every: Duration,
     ) -> Result<Self> {
         let c = conn.clone();
         let key = progress_key(&prepared.first, &record.source);
@@ -975,6 +1038,27 @@ impl Loader {
                 );
             }
         }
+        let mark = Arc::new(tokio::sync::Mutex::new(Beat {
+            saved: base,
+            stopped: false,
+        }));
+        // A finished load's checkpoint stays as it is (see above): nothing to show alive.
+        let heartbeat = (!complete).then(|| {
+            let template = LoadProgress {
+                source: record.source.clone(),
+                rows: base,
+                total,
+                abandoned: false,
+                at: None,
+            };
+            conn.spawn(heartbeat(
+                conn.clone(),
+                key.clone(),
+                template,
+                mark.clone(),
+                every,
+            ))
+        });
         Ok(Loader {
             sender,
             conn: conn.clone(),
@@ -985,6 +1069,8 @@ impl Loader {
             total,
             saved: base,
             saved_at: Instant::now(),
+            mark,
+            heartbeat,
             skip,
             skipped: 0,
             lost,
@@ -1063,9 +1149,8 @@ impl Loader {
         }
         self.before_sending(&points)?;
         self.sender.send_rows(points, rows)?;
-        // Rewritten without new rows too, now and then: its time shows the load alive.
-        let since = self.saved_at.elapsed();
-        if (since >= CHECKPOINT_EVERY && self.confirmed() > self.saved) || since >= HEARTBEAT {
+        // Without new rows, the heartbeat rewrites it ([`heartbeat`]).
+        if self.saved_at.elapsed() >= CHECKPOINT_EVERY && self.confirmed() > self.saved {
             self.checkpoint(self.confirmed())?;
         }
         Ok(())
@@ -1081,8 +1166,13 @@ impl Loader {
             at: Some(unix_now()),
         };
         let key = self.key.clone();
-        self.conn
-            .block_on(async move { c.set_metadata(&key, &p).await })??;
+        let mark = self.mark.clone();
+        self.conn.block_on(async move {
+            let mut beat = mark.lock().await;
+            c.set_metadata(&key, &p).await?;
+            beat.saved = rows;
+            Ok::<_, Error>(())
+        })??;
         self.saved = rows;
         self.saved_at = Instant::now();
         Ok(())
@@ -1100,7 +1190,17 @@ impl Loader {
     /// every rerun fail and reset the checkpoint, so every query warned of a load that had
     /// finished).
     pub fn finish(mut self, expected: u64, ids: &IdsOf<'_>) -> Result<LoadEnd> {
-        let points = self.sender.wait_all()?;
+        // A batch that failed is reported here, before indexing is turned back on: a load
+        // that fails so restores it as one that fails sooner does (found by a review: it
+        // was left off).
+        let points = match self.sender.wait_all() {
+            Ok(points) => points,
+            Err(e) => {
+                self.stop_heartbeat();
+                self.restore_indexing();
+                return Err(e);
+            }
+        };
         let held = self.sender.held();
         let sent = points - held;
         if held > 0 {
@@ -1124,10 +1224,18 @@ impl Loader {
             );
         }
         let c = self.conn.clone();
-        let (count, others) = self.conn.block_on(async move {
+        let counted = self.conn.block_on(async move {
             c.set_indexing(true).await?;
             Ok::<_, crate::error::Error>((c.count().await?, c.added_sources().await?))
-        })??;
+        });
+        let (count, others) = match counted {
+            Ok(Ok(counted)) => counted,
+            Ok(Err(e)) | Err(e) => {
+                self.stop_heartbeat();
+                self.restore_indexing();
+                return Err(e);
+            }
+        };
         // Read after the load, so a source another loader added meanwhile counts too.
         let shared = self.key != PROGRESS_KEY || !others.is_empty();
         // The exact count settles it in one call when it is the source's (as it did before
@@ -1155,6 +1263,7 @@ impl Loader {
         if !lost.is_empty() {
             // Points of the source are missing: the next run sends everything again (but the
             // removed ones) rather than trust this checkpoint.
+            self.stop_heartbeat();
             self.checkpoint(0)?;
             let what = if shared {
                 format!(
@@ -1187,6 +1296,7 @@ impl Loader {
                 self.source
             );
         }
+        self.stop_heartbeat();
         self.checkpoint(self.total)?;
         Ok(LoadEnd {
             sent,
@@ -1201,7 +1311,28 @@ impl Loader {
     /// After a failed load: turns indexing back on, if this load turned it off, when the
     /// collection can be reached (the checkpoint stays, so a rerun resumes). Failures are
     /// only logged: the load's own error is the one to report.
-    pub fn abandon(self) {
+    pub fn abandon(mut self) {
+        self.stop_heartbeat();
+        self.restore_indexing();
+    }
+
+    /// Stops the heartbeat ([`heartbeat`]): under the lock the checkpoint's writers share,
+    /// so that a beat writing now lands before whatever the caller writes next, and none
+    /// after it.
+    fn stop_heartbeat(&mut self) {
+        let Some(task) = self.heartbeat.take() else {
+            return;
+        };
+        let mark = self.mark.clone();
+        // Fails only with the runtime stopped, which runs no beat either.
+        let _ = self.conn.block_on(async move {
+            mark.lock().await.stopped = true;
+        });
+        task.abort();
+    }
+
+    /// [`Self::abandon`]'s restore: turns indexing back on, if this load turned it off.
+    fn restore_indexing(&self) {
         if !self.conn.turned_indexing_off() {
             return;
         }
@@ -1223,6 +1354,11 @@ impl Drop for Loader {
     /// The load has ended (finished, failed or given up): a collection found missing from
     /// now on was not deleted during it.
     fn drop(&mut self) {
+        // Dropped without `finish` or `abandon` (a panic, say): nothing of this load writes
+        // after it, so the beat is only stopped, not waited for.
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
+        }
         self.conn.loading(false);
     }
 }

@@ -1927,11 +1927,12 @@ impl Connection {
         if let Some(ago) = live_for(u.at, unix_now()) {
             return Err(self.refused(format!(
                 "the load of {source:?} into the collection looks alive: its checkpoint was \
-                 written {} s ago, and a running load rewrites it every few seconds (giving it \
-                 up now would let it write on); stop that load first (a rerun of it resumes), \
+                 written {} s ago, and a running load rewrites it every {} s (giving it up now \
+                 would let it write on); stop that load first (a rerun of it resumes), \
                  or, if it is not running any more, run this again once its checkpoint is {} s \
                  old; nothing was changed",
                 ago.as_secs(),
+                export::HEARTBEAT.as_secs(),
                 LIVE_LOAD_WINDOW.as_secs()
             )));
         }
