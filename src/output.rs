@@ -435,23 +435,23 @@ fn recognise_output(path: &Path, kind: OutputKind) -> Result<()> {
 
 /// Whether `head`, the start of a file of `len` bytes, is JSON lines as `relbert embed` writes
 /// them: empty, or lines that are each an object of exactly `pair`, two strings, and
-/// `vector`, a non-empty array of numbers, every vector as long, the last line ended. Any
-/// first line with the two keys was enough before, and `--force` replaced a user's file whose
-/// first line was `{"pair": 1, "vector": 2, "mine": "precious"}`. Every whole line read is
-/// checked (a line cut by the end of what was read is not); when the whole file was read, it
-/// ends with a newline, as relbert ends every line.
+/// `vector`, a non-empty array of numbers, every vector as long. Any first line with the two
+/// keys was enough before, and `--force` replaced a user's file whose first line was
+/// `{"pair": 1, "vector": 2, "mine": "precious"}`. Every whole line read is checked.
+///
+/// What follows the last newline read is judged alike whether the read ended the file or
+/// not: `embed > f` stopped mid-line (a killed run) leaves an unfinished last line, and such a
+/// file of relbert's was refused by `--force` when under the head read and accepted over it.
+/// The fragment passes when a whole record precedes it, or when it starts as every line
+/// relbert writes does (`{"pair":["`), so a file that is one long first line cut short is
+/// still recognised.
 fn looks_like_embed_jsonl(head: &[u8], len: u64) -> bool {
     if head.is_empty() {
         return len == 0;
     }
-    let whole = len <= head.len() as u64;
     let mut lines: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
-    // What follows the last newline: empty in a whole file of relbert's, cut by the read
-    // otherwise.
+    // What follows the last newline: empty when a line of relbert's ends the read.
     let last = lines.pop().unwrap_or(&[]);
-    if whole && !last.is_empty() {
-        return false;
-    }
     let mut dim = None;
     for line in &lines {
         let Some(d) = embed_record_dim(line) else {
@@ -461,8 +461,7 @@ fn looks_like_embed_jsonl(head: &[u8], len: u64) -> bool {
             return false;
         }
     }
-    // A first line longer than what was read: nothing whole to recognise.
-    dim.is_some()
+    dim.is_some() || last.starts_with(br#"{"pair":[""#)
 }
 
 /// The vector length of one line of `relbert embed`'s JSON lines ([`JsonlRow`]), `None` when

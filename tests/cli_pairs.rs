@@ -2522,3 +2522,31 @@ fn a_long_line_not_utf8_in_one_piece_gives_no_pair() {
         m.record("rome", "italy");
     }
 }
+
+/// Review R14 (s23): `pairs mine --out typo/deep/m.tsv` made the missing folders (taking the
+/// output's lock makes them) and left them when the run then failed; so did `--save-vocab`
+/// and `--report`. Refused now as a bad command line naming the flag, before anything is made.
+#[test]
+fn an_output_in_a_missing_folder_is_refused_and_no_folder_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "the cat sat on the mat\n").unwrap();
+    let good = dir.path().join("m.tsv");
+    for flag in ["--out", "--save-vocab", "--report"] {
+        let typo = dir.path().join("typo");
+        let bad = typo.join("deep/x.tsv");
+        let mut c = relbert();
+        c.args(["pairs", "mine", "--corpus"]).arg(&corpus);
+        if flag != "--out" {
+            c.arg("--out").arg(&good);
+        }
+        let a = c.arg(flag).arg(&bad).assert().code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains(flag) && err.contains("does not exist"),
+            "{flag}: {err}"
+        );
+        assert!(!typo.exists(), "{flag}: {} was made", typo.display());
+        assert!(!good.exists(), "{flag}");
+    }
+}

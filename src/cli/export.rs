@@ -8,7 +8,7 @@ use relbert::output::{
     check_out_folder, check_replaceable, check_sidecar_replaceable, lock_npy_output, Format,
     OutputKind,
 };
-use relbert::store::files::{export_file, older_pair_list, pair_key, FileFormat};
+use relbert::store::files::{export_file, older_pair_list, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
 use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
@@ -398,6 +398,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         let named: Vec<String> = report
             .dropped
             .iter()
+            .take(relbert::store::files::NAMED_DROPS)
             .map(|(pair, first, key)| {
                 // Quoted and escaped: the words differ, often by a character that does not
                 // show (a non-breaking space, a tab).
@@ -431,12 +432,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         relbert::store::files::warn_older_list_left(out, &list);
     }
     if a.json {
-        let dropped = if report.duplicate_keys > 0 {
-            all_dropped(&index)?
-        } else {
-            Vec::new()
-        };
-        let doc = export_json(format, out, &report, &dropped);
+        let doc = export_json(format, out, &report, &report.dropped);
         relbert::output::print_line(&doc.to_string())?;
     }
     Ok(())
@@ -445,35 +441,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
 /// A pair a word2vec export left out: the pair, the earlier pair holding its key, the key.
 type Dropped = ([String; 2], [String; 2], String);
 
-/// Every pair a word2vec export of `index` leaves out, in row order: one whose key
-/// ([`pair_key`]) an earlier row holds (the export keeps the first). The export's report
-/// names only the first few, for its warning; `--json` lists them all, so a script can learn
-/// which pairs the file lacks without reading a log line.
-fn all_dropped(index: &Index) -> Result<Vec<Dropped>> {
-    let mut first = std::collections::HashMap::with_capacity(index.count());
-    let mut dropped = Vec::new();
-    for row in 0..index.count() {
-        let p = index.pair(row)?;
-        match first.entry(pair_key(p.head, p.tail)) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(row);
-            }
-            std::collections::hash_map::Entry::Occupied(e) => {
-                let kept = index.pair(*e.get())?;
-                dropped.push((
-                    [p.head.to_string(), p.tail.to_string()],
-                    [kept.head.to_string(), kept.tail.to_string()],
-                    e.key().clone(),
-                ));
-            }
-        }
-    }
-    Ok(dropped)
-}
-
 /// The `--json` summary of a file export of `format` to `out` (`report`): the format's name
 /// on the command line, the files written (an array's pair list beside it), the vectors
-/// written, and the pairs left out (`dropped`, [`all_dropped`]) with their count.
+/// written, and the pairs left out (`dropped`, every one, in row order) with their count.
 fn export_json(
     format: FileFormat,
     out: &std::path::Path,

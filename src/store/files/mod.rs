@@ -41,12 +41,14 @@ pub struct FileReport {
     pub written: u64,
     /// Pairs left out because an earlier pair has the same word2vec key.
     pub duplicate_keys: u64,
-    /// The first few of those: (the pair left out, the earlier pair holding its key, the key).
+    /// Every one of those, in row order: (the pair left out, the earlier pair holding its
+    /// key, the key). All are kept, not the first few, so that `export --json` lists them
+    /// without a second pass over the index repeating this one's choice of what is kept.
     pub dropped: Vec<([String; 2], [String; 2], String)>,
 }
 
-/// How many left-out pairs a [`FileReport`] names.
-const NAMED_DROPS: usize = 5;
+/// How many left-out pairs an export's warning names (the rest are counted).
+pub const NAMED_DROPS: usize = 5;
 
 /// The word2vec key of a pair: `head__tail`, multi-word terms joined by `_`.
 pub fn pair_key(head: &str, tail: &str) -> String {
@@ -103,7 +105,7 @@ pub fn export_file(
                 e.insert(row);
                 keep.push(row);
             }
-            Entry::Occupied(e) if dropped.len() < NAMED_DROPS => {
+            Entry::Occupied(e) => {
                 let first = index.pair(*e.get())?;
                 dropped.push((
                     [p.head.to_string(), p.tail.to_string()],
@@ -111,7 +113,6 @@ pub fn export_file(
                     e.key().clone(),
                 ));
             }
-            Entry::Occupied(_) => {}
         }
     }
     drop(seen);
