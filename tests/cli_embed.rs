@@ -19,6 +19,20 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// Runs `relbert embed` of `pairs` with the tiny BERT fixture, to `out` (standard output when
+/// `None`), with `extra` flags: the command most tests here run.
+fn tiny_embed(pairs: &Path, out: Option<&Path>, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let mut c = relbert();
+    c.args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pairs);
+    if let Some(out) = out {
+        c.arg("--out").arg(out);
+    }
+    c.args(extra).assert()
+}
+
 fn copy_model(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
@@ -35,15 +49,7 @@ fn jsonl_output_is_unit_vectors_in_input_order() {
         "# a comment\nparis\tfrance\n\ndog\tpuppy\tyoung\nparis\tfrance\n",
     );
     let out = dir.path().join("v.jsonl");
-    relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    tiny_embed(&pairs, Some(&out), &[]).success();
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
@@ -114,14 +120,7 @@ fn malformed_line_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "bad.tsv", "paris\tfrance\njust-one-word\n");
     let out = dir.path().join("v.jsonl");
-    relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .arg("--out")
-        .arg(&out)
-        .assert()
+    tiny_embed(&pairs, Some(&out), &[])
         .failure()
         .stderr(predicates::str::contains("bad.tsv:2:"));
     assert!(!out.exists());
@@ -133,12 +132,7 @@ fn malformed_line_is_named_and_nothing_is_written() {
 fn empty_input_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "empty.tsv", "# nothing here\n\n");
-    relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .assert()
+    tiny_embed(&pairs, None, &[])
         .failure()
         .stderr(predicates::str::contains("no pairs"));
 }
@@ -206,17 +200,8 @@ fn existing_output_needs_force() {
     let pairs = write(dir.path(), "p.tsv", "a\tb\n");
     let out = write(dir.path(), "v.jsonl", "precious\n");
     let run = |force: bool| {
-        let mut c = relbert();
-        c.args(["embed", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(&out);
-        if force {
-            c.arg("--force");
-        }
-        c.assert()
+        let extra: &[&str] = if force { &["--force"] } else { &[] };
+        tiny_embed(&pairs, Some(&out), extra)
     };
     run(false)
         .failure()
@@ -248,19 +233,7 @@ fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
     let array = dir.path().join("emb.train");
     let older = dir.path().join("emb.pairs.tsv");
     let current = dir.path().join("emb.train.pairs.tsv");
-    let embed = |pairs: &Path, force: bool| {
-        let mut c = relbert();
-        c.args(["embed", "--format", "npy", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(pairs)
-            .arg("--out")
-            .arg(&array);
-        if force {
-            c.arg("--force");
-        }
-        c.assert()
-    };
+    let embed = |pairs: &Path, force: bool| embed_npy(pairs, &array, force);
     // What an older build left: the array, and its pair list under that build's name and mark.
     embed(&pairs, false).success();
     let text = std::fs::read_to_string(&current).unwrap();
@@ -319,20 +292,10 @@ fn force_replaces_an_array_an_older_relbert_named_its_pair_list_for() {
 fn bad_flags_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "a\tb\n");
-    relbert()
-        .args(["embed", "--aggregation", "median", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .assert()
+    tiny_embed(&pairs, None, &["--aggregation", "median"])
         .failure()
         .stderr(predicates::str::contains("--aggregation"));
-    relbert()
-        .args(["embed", "--template", "no placeholders", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .assert()
+    tiny_embed(&pairs, None, &["--template", "no placeholders"])
         .failure()
         .stderr(predicates::str::contains("<subj>"));
 }
@@ -741,17 +704,7 @@ fn a_terminal_that_has_gone_does_not_stop_the_run() {
 fn the_format_follows_the_output_extension_and_a_contradiction_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "paris\tfrance\ndog\tpuppy\n");
-    let embed = |extra: &[&str], out: &Path| {
-        let mut c = relbert();
-        c.args(["embed", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(out)
-            .args(extra);
-        c.assert()
-    };
+    let embed = |extra: &[&str], out: &Path| tiny_embed(&pairs, Some(out), extra);
     let npy = dir.path().join("x.npy");
     embed(&[], &npy).success();
     let bytes = std::fs::read(&npy).unwrap();
@@ -895,17 +848,7 @@ fn words_of_unknown_tokens_only_are_warned_of() {
 fn json_lines_at_an_npy_path_are_refused_with_the_reason_and_any_case_npy_loses_its_extension() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "paris\tfrance\ndog\tpuppy\n");
-    let embed = |extra: &[&str], out: &Path| {
-        let mut c = relbert();
-        c.args(["embed", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(out)
-            .args(extra);
-        c.assert()
-    };
+    let embed = |extra: &[&str], out: &Path| tiny_embed(&pairs, Some(out), extra);
     // JSON lines an older relbert wrote to vecs.npy (as `--format jsonl` writes them now).
     let jsonl = dir.path().join("made.jsonl");
     embed(&[], &jsonl).success();
@@ -962,13 +905,7 @@ fn json_lines_at_an_npy_path_are_refused_with_the_reason_and_any_case_npy_loses_
 #[test]
 fn a_directory_given_as_pairs_is_named_as_one() {
     let dir = tempfile::tempdir().unwrap();
-    let a = relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(dir.path())
-        .assert()
-        .code(1);
+    let a = tiny_embed(dir.path(), None, &[]).code(1);
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     assert!(
         err.contains(&format!(
@@ -1013,16 +950,7 @@ fn a_non_utf8_out_keeps_its_own_pair_list() {
     let three = write(dir.path(), "three.tsv", "dog\tcat\nfoo\tbar\ncow\tcalf\n");
     let one = write(dir.path(), "one.tsv", "x\ty\n");
     for (pairs, out) in [(&three, &b"e\xff.npy"[..]), (&one, &b"e\xfe.npy"[..])] {
-        relbert()
-            .args(["embed", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(pairs)
-            .arg("--out")
-            .arg(raw(out))
-            .arg("--force")
-            .assert()
-            .success();
+        tiny_embed(pairs, Some(&raw(out)), &["--force"]).success();
     }
     for (list, mark, rows) in [
         (&b"e\xff.pairs.tsv"[..], r"e\xff.npy", 3),
@@ -1047,16 +975,7 @@ fn a_non_utf8_out_keeps_its_own_pair_list() {
 fn errors_on_side_files_name_the_out() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "dog\tcat\n");
-    let embed = |out: &Path| {
-        let mut c = relbert();
-        c.args(["embed", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(out);
-        c.assert()
-    };
+    let embed = |out: &Path| tiny_embed(&pairs, Some(out), &[]);
     let stderr = |a: assert_cmd::assert::Assert| {
         String::from_utf8_lossy(&a.get_output().stderr).into_owned()
     };
@@ -1127,17 +1046,12 @@ fn errors_on_side_files_name_the_out() {
 
 /// `relbert embed --format npy` of `pairs` to `out`, with `--force` if `force`.
 fn embed_npy(pairs: &Path, out: &Path, force: bool) -> assert_cmd::assert::Assert {
-    let mut c = relbert();
-    c.args(["embed", "--format", "npy", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(pairs)
-        .arg("--out")
-        .arg(out);
-    if force {
-        c.arg("--force");
-    }
-    c.assert()
+    let extra: &[&str] = if force {
+        &["--format", "npy", "--force"]
+    } else {
+        &["--format", "npy"]
+    };
+    tiny_embed(pairs, Some(out), extra)
 }
 
 /// Review R11 of 745206c: marks now escape `\` and control characters (`a\\b.npy`,
@@ -1246,16 +1160,7 @@ fn a_pair_list_without_its_array_is_redone_only_beside_a_killed_run_s_temporary_
 fn force_replaces_only_json_lines_of_relbert_s_records() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "a\tb\n");
-    let run = |out: &Path| {
-        relbert()
-            .args(["embed", "--force", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(out)
-            .assert()
-    };
+    let run = |out: &Path| tiny_embed(&pairs, Some(out), &["--force"]);
     for text in [
         "{\"pair\":1,\"vector\":2,\"mine\":\"precious\"}\n",
         "{\"pair\":[\"a\",\"b\"],\"vector\":[0.5],\"mine\":\"precious\"}\n",
@@ -1291,22 +1196,10 @@ fn an_out_in_a_missing_folder_is_refused_and_no_folder_is_made() {
     let bad = write(dir.path(), "bad.tsv", "a\tb\nonlyone\n");
     for pairs in [&good, &bad] {
         for out in ["typo/deep/dir/v.npy", "typo/v.jsonl"] {
-            let a = relbert()
-                .args(["embed", "--model"])
-                .arg(fixture("tiny-bert"))
-                .arg("--pairs")
-                .arg(pairs)
-                .arg("--out")
-                .arg(dir.path().join(out))
-                .assert()
-                .code(2);
+            let a = tiny_embed(pairs, Some(&dir.path().join(out)), &[]).code(2);
             let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
             let folder = dir.path().join(out).parent().unwrap().to_path_buf();
-            assert!(
-                err.contains("invalid value for --out")
-                    && err.contains(&format!("its folder {} does not exist", folder.display())),
-                "{out}: {err}"
-            );
+            common::assert_out_folder_missing(&err, &folder, out);
             assert!(!dir.path().join("typo").exists(), "{out}: typo/ was made");
         }
     }
@@ -1319,16 +1212,7 @@ fn an_out_in_a_missing_folder_is_refused_and_no_folder_is_made() {
 fn only_an_output_force_would_replace_is_told_to_pass_force() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "a\tb\n");
-    let run = |out: &Path| {
-        relbert()
-            .args(["embed", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(out)
-            .assert()
-    };
+    let run = |out: &Path| tiny_embed(&pairs, Some(out), &[]);
     let notes = write(dir.path(), "notes.txt", "my notes\n");
     let a = run(&notes).code(1);
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
@@ -1387,12 +1271,7 @@ fn raw_with_an_offset_weight_is_warned_of() {
 fn force_replaces_relbert_s_json_lines_cut_off_by_a_killed_run() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write(dir.path(), "p.tsv", "a\tb\nc\td\ne\tf\n");
-    let full = relbert()
-        .args(["embed", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .assert()
+    let full = tiny_embed(&pairs, None, &[])
         .success()
         .get_output()
         .stdout
@@ -1408,15 +1287,7 @@ fn force_replaces_relbert_s_json_lines_cut_off_by_a_killed_run() {
     for cut in [&full[..ends[1] + 100], &full[..100]] {
         let out = dir.path().join("v.jsonl");
         std::fs::write(&out, cut).unwrap();
-        relbert()
-            .args(["embed", "--force", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+        tiny_embed(&pairs, Some(&out), &["--force"]).success();
         assert_eq!(std::fs::read(&out).unwrap(), full);
     }
 }

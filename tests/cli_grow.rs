@@ -59,15 +59,17 @@ fn write_lines(path: &Path, lines: &[String]) {
 }
 
 fn build_file(pairs: &Path, out: &Path) {
-    relbert()
-        .args(["index", "build", "--model"])
-        .arg(model())
-        .arg("--pairs")
-        .arg(pairs)
-        .arg("--out")
-        .arg(out)
-        .assert()
-        .success();
+    common::tiny_index(pairs, out);
+}
+
+/// What most tests here start from: `lines` written to the pair file `NAME` in `dir`, and
+/// the index `dir/idx` built from it. Returns the pair file and the index.
+fn index_in(dir: &Path, name: &str, lines: &[String]) -> (PathBuf, PathBuf) {
+    let file = dir.join(name);
+    write_lines(&file, lines);
+    let idx = dir.join("idx");
+    build_file(&file, &idx);
+    (file, idx)
 }
 
 fn add(index: &Path, pairs: &Path) -> assert_cmd::assert::Assert {
@@ -327,8 +329,6 @@ fn add_equals_a_build_of_the_union() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(3000);
     let (base, new) = lines.split_at(2700);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, base);
     let union_file = dir.path().join("union.tsv");
     write_lines(&union_file, &lines);
     // The added input overlaps the index (20 pairs it holds) and repeats itself.
@@ -338,8 +338,7 @@ fn add_equals_a_build_of_the_union() {
     let add_file = dir.path().join("add.tsv");
     write_lines(&add_file, &added);
 
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", base);
     let before = Index::open(&idx).unwrap().id();
     let a = relbert()
         .args(["index", "add", "--json", "--index"])
@@ -449,12 +448,9 @@ fn a_query_process_answers_before_during_and_after_an_add() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(8000);
     let (base, new) = lines.split_at(2000);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, base);
     let add_file = dir.path().join("add.tsv");
     write_lines(&add_file, new);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", base);
 
     let (q_head, q_tail) = ("lion", "cub");
     let old_set = pair_set(base);
@@ -485,14 +481,11 @@ fn an_add_killed_midway_and_run_again_gives_the_full_index() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(9000);
     let (base, new) = lines.split_at(1500);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, base);
     let add_file = dir.path().join("add.tsv");
     write_lines(&add_file, new);
     let union_file = dir.path().join("union.tsv");
     write_lines(&union_file, &lines);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", base);
     let base_id = Index::open(&idx).unwrap().id();
     let dim = Index::open(&idx).unwrap().dim() as u64;
     let partial_vectors = dir.path().join("idx.partial/vectors");
@@ -536,12 +529,9 @@ fn an_add_killed_midway_and_run_again_gives_the_full_index() {
 fn add_is_refused_with_another_pair_function() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(200);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, &lines[..150]);
     let add_file = dir.path().join("add.tsv");
     write_lines(&add_file, &lines[150..]);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", &lines[..150]);
     let id = Index::open(&idx).unwrap().id();
     let roberta = fixture("tiny-roberta");
     let refusals: [&[&str]; 3] = [
@@ -652,10 +642,7 @@ fn remove_leaves_what_a_build_of_the_other_pairs_holds() {
 fn adding_nothing_new_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(200);
-    let file = dir.path().join("pairs.tsv");
-    write_lines(&file, &lines);
-    let idx = dir.path().join("idx");
-    build_file(&file, &idx);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &lines);
     let meta = std::fs::metadata(idx.join("meta")).unwrap();
     let a = relbert()
         .args(["index", "add", "--index"])
@@ -722,10 +709,7 @@ fn a_copy_of_standard_input_outlives_the_publication() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(300);
     let (base, new) = lines.split_at(200);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, base);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", base);
     let add_stdin = |input: String| {
         relbert()
             .env("RELBERT_LOG", "info")
@@ -864,10 +848,7 @@ fn flip(path: &Path, at: u64) {
 #[test]
 fn the_rows_of_a_damaged_block_can_be_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pairs.tsv");
-    write_lines(&file, &vocab_lines(300));
-    let idx = dir.path().join("idx");
-    build_file(&file, &idx);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &vocab_lines(300));
     let headers = relbert_index::OpenOptions {
         verify: relbert_index::Verify::Headers,
     };
@@ -1125,14 +1106,11 @@ fn a_write_protected_index_is_left_as_it_is() {
     let dir = work.path();
     let lines = vocab_lines(60);
     let (base, new) = lines.split_at(40);
-    let base_file = dir.join("base.tsv");
-    write_lines(&base_file, base);
     let new_file = dir.join("new.tsv");
     write_lines(&new_file, new);
     let some = dir.join("some.tsv");
     write_lines(&some, &base[..5]);
-    let idx = dir.join("idx");
-    build_file(&base_file, &idx);
+    let (base_file, idx) = index_in(dir, "base.tsv", base);
     chmod(&idx, 0o555);
     let files = common::dir_files(&idx);
     let before = names_in(dir);
@@ -1241,10 +1219,7 @@ fn write_access_is_judged_for_the_effective_user() {
     let Some(_) = relbert_with_effective_nobody(dir, what) else {
         return;
     };
-    let base_file = dir.join("base.tsv");
-    write_lines(&base_file, &vocab_lines(40));
-    let idx = dir.join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir, "base.tsv", &vocab_lines(40));
     std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
     assert_eq!(mode_of(&idx), 0o755);
     let files = common::dir_files(&idx);
@@ -1284,14 +1259,11 @@ fn an_old_index_that_cannot_be_removed_is_named_and_not_left_silently() {
         return;
     };
     let lines = vocab_lines(70);
-    let base_file = dir.join("base.tsv");
-    write_lines(&base_file, &lines[..40]);
     let new_file = dir.join("new.tsv");
     write_lines(&new_file, &lines[40..60]);
     let more_file = dir.join("more.tsv");
     write_lines(&more_file, &lines[60..]);
-    let idx = dir.join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir, "base.tsv", &lines[..40]);
     // The directory beside it is nobody's (the lock file, the partial build, the exchange);
     // the index and its files stay root's, in a directory anyone may write to but in which
     // only a file's owner may remove it.
@@ -1345,12 +1317,9 @@ fn a_full_disk_during_an_add_names_the_partial_directory() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let lines = vocab_lines(3000);
-    let base_file = dir.join("base.tsv");
-    write_lines(&base_file, &lines[..1000]);
     let new_file = dir.join("new.tsv");
     write_lines(&new_file, &lines[1000..]);
-    let idx = dir.join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir, "base.tsv", &lines[..1000]);
     let partial = dir.join("idx.partial");
     let limited = || {
         let o = StdCommand::new("sh")
@@ -1401,10 +1370,7 @@ fn an_add_shows_the_copy_of_the_index() {
     let base: Vec<String> = (0..20_000)
         .map(|i| format!("w{}\tw{}", i % 997, i % 1009))
         .collect();
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, &base);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", &base);
     let new_file = dir.path().join("new.tsv");
     write_lines(&new_file, &["dog\tcat".into(), "hot\tcold".into()]);
     let a = relbert()
@@ -1446,14 +1412,11 @@ fn an_add_shows_the_copy_of_the_index() {
 fn a_run_with_nothing_to_do_removes_the_old_index_a_kill_left() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(50);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, &lines[..40]);
     let gone_file = dir.path().join("gone.tsv");
     write_lines(&gone_file, &lines[40..]);
     let some_file = dir.path().join("some.tsv");
     write_lines(&some_file, &lines[..5]);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", &lines[..40]);
     let partial = dir.path().join("idx.partial");
     // A publication's name, with the pid of a process that has ended (a live one's may be
     // its own, under way).
@@ -1542,10 +1505,7 @@ fn too_long(tail: &str) -> String {
 fn pairs_left_out_as_too_long_are_counted_and_all_of_them_add_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(43);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, &lines[..40]);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", &lines[..40]);
     let meta = std::fs::metadata(idx.join("meta")).unwrap();
     let long_file = dir.path().join("long.tsv");
     let mut long = vec![too_long("cat"), too_long("dog")];
@@ -1606,10 +1566,7 @@ fn pairs_left_out_as_too_long_are_counted_and_all_of_them_add_nothing() {
 fn standard_input_is_named_and_one_pair_is_one_pair() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(41);
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, &lines[..40]);
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", &lines[..40]);
     let a = relbert()
         .args(["index", "remove", "--index"])
         .arg(&idx)
@@ -1665,10 +1622,7 @@ fn standard_input_is_named_and_one_pair_is_one_pair() {
 #[test]
 fn a_rebuild_in_place_follows_a_symbolic_link_as_an_add_does() {
     let dir = tempfile::tempdir().unwrap();
-    let base_file = dir.path().join("base.tsv");
-    write_lines(&base_file, &vocab_lines(40));
-    let idx = dir.path().join("idx");
-    build_file(&base_file, &idx);
+    let (_, idx) = index_in(dir.path(), "base.tsv", &vocab_lines(40));
     let link = dir.path().join("link");
     std::os::unix::fs::symlink("idx", &link).unwrap();
     relbert()
@@ -1862,10 +1816,7 @@ fn interrupted_add(idx: &Path) {
 #[test]
 fn info_verify_names_other_files_and_a_pending_run() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pairs.tsv");
-    write_lines(&file, &vocab_lines(40));
-    let idx = dir.path().join("idx");
-    build_file(&file, &idx);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &vocab_lines(40));
     interrupted_add(&idx);
     std::fs::write(idx.join("notes.txt"), "mine").unwrap();
     let a = relbert()
@@ -1928,10 +1879,7 @@ fn a_stale_partial_add_is_advised_away_not_rerun() {
 #[test]
 fn an_empty_stdin_remove_beside_an_interrupted_run_says_how_to_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pairs.tsv");
-    write_lines(&file, &vocab_lines(40));
-    let idx = dir.path().join("idx");
-    build_file(&file, &idx);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &vocab_lines(40));
     interrupted_add(&idx);
     let a = relbert()
         .args(["index", "remove", "--index"])
@@ -1959,10 +1907,7 @@ fn an_empty_stdin_remove_beside_an_interrupted_run_says_how_to_resume() {
 fn a_remove_counts_a_repeated_line_the_same_whether_the_pair_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let lines = vocab_lines(41);
-    let file = dir.path().join("pairs.tsv");
-    write_lines(&file, &lines[..40]);
-    let idx = dir.path().join("idx");
-    build_file(&file, &idx);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &lines[..40]);
     let gone = dir.path().join("gone.tsv");
     let (held, lacked) = (&lines[0], &lines[40]);
     write_lines(
@@ -1991,10 +1936,7 @@ fn a_remove_counts_a_repeated_line_the_same_whether_the_pair_is_held() {
 #[test]
 fn a_small_index_with_a_damaged_graph_is_rebuilt_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pairs.tsv");
-    write_lines(&file, &vocab_lines(300));
-    let idx = dir.path().join("idx");
-    build_file(&file, &idx);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &vocab_lines(300));
     let graph_len = std::fs::metadata(idx.join("graph")).unwrap().len();
     flip(&idx.join("graph"), graph_len / 2);
     let a = relbert()

@@ -50,17 +50,7 @@ fn build_index(dir: &Path) -> PathBuf {
         }
     }
     std::fs::write(&pairs, text).unwrap();
-    let out = dir.join("idx");
-    relbert()
-        .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    out
+    common::tiny_index(&pairs, &dir.join("idx"))
 }
 
 fn export(index: &Path, format: &str, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
@@ -452,15 +442,7 @@ fn an_out_inside_an_index_directory_is_refused_with_nothing_written() {
     // A partial build's checkpoint is known by its magic bytes.
     std::fs::write(partial.join("checkpoint"), b"RBIXCKPT and the rest").unwrap();
     std::os::unix::fs::symlink(&idx, dir.path().join("link")).unwrap();
-    let before = |d: &Path| {
-        let mut names: Vec<_> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        names
-    };
-    let kept = before(&idx);
+    let kept = common::names_in(&idx);
     let cases = [
         ("npy", idx.join("v.npy"), "the index directory"),
         ("word2vec", idx.join("v.bin"), "the index directory"),
@@ -478,9 +460,13 @@ fn an_out_inside_an_index_directory_is_refused_with_nothing_written() {
         );
         assert!(!out.exists(), "{}", out.display());
     }
-    assert_eq!(before(&idx), kept, "nothing written into the index");
-    assert_eq!(before(&other), ["meta"]);
-    assert_eq!(before(&partial), ["checkpoint"]);
+    assert_eq!(
+        common::names_in(&idx),
+        kept,
+        "nothing written into the index"
+    );
+    assert_eq!(common::names_in(&other), ["meta"]);
+    assert_eq!(common::names_in(&partial), ["checkpoint"]);
     // Beside the index is fine, and the index still grows.
     let beside = dir.path().join("v.npy");
     export(&idx, "npy", &beside, &[]).success();
@@ -899,14 +885,7 @@ fn force_refuses_a_word2vec_file_of_words_another_tool_wrote() {
 fn an_out_in_a_missing_folder_is_refused_and_no_folder_is_made() {
     let dir = tempfile::tempdir().unwrap();
     let index = synthetic::synthetic_index(&dir.path().join("aidx"), 10, 8, 12);
-    let before = {
-        let mut n: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        n.sort();
-        n
-    };
+    let before = common::names_in(dir.path());
     for (format, out, folder) in [
         ("npy", "typo/deep/dir/v.npy", "typo/deep/dir"),
         ("word2vec", "aidx.partial/mine.bin", "aidx.partial"),
@@ -916,18 +895,9 @@ fn an_out_in_a_missing_folder_is_refused_and_no_folder_is_made() {
         let folder = dir.path().join(folder);
         let a = export(&index, format, &out, &[]).code(2);
         let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-        assert!(
-            err.contains("invalid value for --out")
-                && err.contains(&format!("its folder {} does not exist", folder.display())),
-            "{format}: {err}"
-        );
+        common::assert_out_folder_missing(&err, &folder, format);
     }
-    let mut after: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    after.sort();
-    assert_eq!(after, before);
+    assert_eq!(common::names_in(dir.path()), before);
     // The index is still only an index.
     relbert()
         .args(["index", "info"])
@@ -996,16 +966,7 @@ fn json_names_the_files_and_every_pair_left_out() {
     }
     text.push_str("dog\tpuppy\n");
     std::fs::write(&pairs, text).unwrap();
-    let index = dir.path().join("idx");
-    relbert()
-        .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .arg("--out")
-        .arg(&index)
-        .assert()
-        .success();
+    let index = common::tiny_index(&pairs, &dir.path().join("idx"));
     let json = |a: assert_cmd::assert::Assert| -> serde_json::Value {
         let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
         assert_eq!(out.lines().count(), 1, "{out}");

@@ -394,3 +394,24 @@ pub fn catches_stop_signals(pid: u32) -> bool {
         .fold(0u64, |m, &s| m | 1 << (s - 1));
     caught & want == want
 }
+
+/// The names in `dir`, hidden ones included, sorted: to compare a directory before and after.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts that `err`, the standard error of a run, refuses `--out` as an invalid value
+/// because its folder `folder` does not exist (as `embed` and `index export` do); `what`
+/// names the case in the failure.
+pub fn assert_out_folder_missing(err: &str, folder: &Path, what: &str) {
+    assert!(
+        err.contains("invalid value for --out")
+            && err.contains(&format!("its folder {} does not exist", folder.display())),
+        "{what}: {err}"
+    );
+}
