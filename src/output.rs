@@ -220,11 +220,14 @@ pub fn name_max(out: &Path) -> Option<usize> {
 /// Refuses an output `out` (given as `flag`) whose folder does not exist, or is not a
 /// folder, with [`Error::InvalidArgument`] naming both, before anything is written or locked.
 ///
-/// Taking the output's lock ([`relbert_index::OutputLock::acquire`]) makes the folders above
+/// The one check of every command's output folder (`--out`, `--json`, `--checkpoint-dir`, …):
+/// taking the output's lock ([`relbert_index::OutputLock::acquire`]) made the folders above
 /// it, so a typo in `--out` (`typo/deep/dir/v.npy`) left empty folders behind, also when the
 /// run then failed, and `--out aidx.partial/x.bin` made a folder that looked like a partial
-/// build of the index `aidx` (whose next `index add` then refused it). Most tools say "no such
-/// directory"; so does relbert now. Other errors looking at the folder (permission denied)
+/// build of the index `aidx` (whose next `index add` then refused it). The lock now refuses a
+/// missing folder itself ([`relbert_index::IndexError::FolderMissing`]), without the flag;
+/// this check names the flag, and makes the refusal a bad command line. Most tools say "no
+/// such directory"; so does relbert. Other errors looking at the folder (permission denied)
 /// name it.
 pub fn check_out_folder(out: &Path, flag: &str) -> Result<()> {
     let folder = out
@@ -1214,7 +1217,9 @@ pub fn write_dir_atomically(
             std::fs::remove_dir_all(leftover).map_err(|e| Error::io(leftover, e))?;
         }
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    // Not `create_dir_all`: the folder of `out` is the caller's to have (it holds the lock
+    // file), and one deleted meanwhile is not made again.
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
     // Renames keep the inode: this is `out`'s identity once the model is in place. Taken
     // before the model is written, so a failure to take it removes nothing finished.
     let filled = DirId::held(&tmp)

@@ -151,6 +151,8 @@ fn integer_tensors_are_copied_and_the_config_names_the_saved_type() {
         serde_json::from_str(&std::fs::read_to_string(soup.join("averaged_from.json")).unwrap())
             .unwrap();
     assert_eq!(record["sources"], serde_json::json!(["m1", "./m2"]));
+    // As `--dtype` spells it (audit L: `F16`).
+    assert_eq!(record["dtype"], "f16", "{record}");
     assert_eq!(
         record["sources_canonical"],
         serde_json::json!([
@@ -368,5 +370,34 @@ fn committing_is_said_before_the_model_is_put_in_place() {
         } else {
             assert_eq!(at_out, Err(std::io::ErrorKind::NotFound));
         }
+    }
+}
+
+/// Task F1 (s24): the writer lock made the missing folders above `--out` (`average … --out
+/// typo/m` made `typo`). Now a bad command line (status 2) naming the flag and the folder,
+/// with nothing made.
+#[test]
+fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
+    let d = tempfile::tempdir().unwrap();
+    let m1 = model(&d.path().join("m1"), |_| {});
+    let m2 = model(&d.path().join("m2"), |_| {});
+    let missing = d.path().join("missing");
+    for out in [missing.join("m"), missing.join("deeper/m")] {
+        let a = relbert()
+            .arg("average")
+            .arg(&m1)
+            .arg(&m2)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(2);
+        let err = stderr_of(&a);
+        let folder = out.parent().unwrap();
+        assert!(
+            err.contains("invalid value for --out")
+                && err.contains(&format!("its folder {} does not exist", folder.display())),
+            "{err}"
+        );
+        assert_eq!(names(d.path()), ["m1", "m2"]);
     }
 }

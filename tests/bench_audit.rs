@@ -355,3 +355,42 @@ fn an_unreadable_report_is_a_failure_not_a_bad_flag() {
         "{err}"
     );
 }
+
+/// Audit (s24, M1): without `--model` or `$RELBERT_MODEL`, a `models/relbert-minilm` in the
+/// working directory was taken before the checkout's, so running from any folder holding one
+/// (an older clone, a user's own model) silently changed the default model, and the default
+/// index in the checkout was moved aside and rebuilt for it. The checkout comes first now, as
+/// it does for the default index and vocabulary.
+#[test]
+fn the_checkouts_default_model_comes_before_the_working_directorys() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/relbert-minilm");
+    assert!(checkout.join("model.safetensors").is_file(), "{checkout:?}");
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("data/sat/test.jsonl"),
+        &format!("{QUESTION}\n"),
+    );
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    std::os::unix::fs::symlink(
+        fixture("tiny-bert"),
+        dir.path().join("models/relbert-minilm"),
+    )
+    .unwrap();
+    let a = relbert()
+        .current_dir(dir.path())
+        .env_remove("RELBERT_MODEL")
+        .args(["bench", "analogy", "--data", "data", "--json", "-"])
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_slice(&a.get_output().stdout).expect("a JSON report");
+    // A relative path is the run's, whose working directory is `dir`.
+    let model = dir
+        .path()
+        .join(report["model"].as_str().unwrap_or_default());
+    assert_eq!(
+        model.canonicalize().ok(),
+        checkout.canonicalize().ok(),
+        "{report}"
+    );
+}

@@ -463,6 +463,7 @@ fn an_index_that_cannot_be_used_says_why_and_what_to_do() {
     ] {
         assert!(
             !err.contains("invalid value for --model")
+                && !err.contains("(--model)")
                 && err.contains("not there")
                 && err.contains(&model.display().to_string())
                 && err.contains("RELBERT_MODEL"),

@@ -337,7 +337,11 @@ fn an_index_keeps_the_offset_weight_it_was_built_with() {
     build_with(&model, dir.path(), &out, &[]).success();
     let doc = info(&out);
     assert_eq!(doc["dim"], 64, "prompt and offset halves");
-    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask+offset:0.5");
+    // Each part in its own field, named and spelled as `bench --json` gives them (audit L:
+    // `average_no_mask+offset:0.5` had to be taken apart by the client).
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask", "{doc}");
+    assert_eq!(doc["encoder"]["offset_weight"], 0.5, "{doc}");
+    assert_eq!(doc["encoder"]["dtype"], "f32", "{doc}");
 
     // An unstored pair is encoded with the index's function.
     let before = lion_cub(&out);
@@ -395,9 +399,9 @@ fn default_index_setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (vocab, dir.join("default"))
 }
 
-/// The pair function an index records (`mask+offset:0.8+dtype:bf16` and the like).
-fn built_function(index: &Path) -> String {
-    info(index)["encoder"]["aggregation"]
+/// The number format an index's vectors were computed at (`encoder.dtype`).
+fn built_dtype(index: &Path) -> String {
+    info(index)["encoder"]["dtype"]
         .as_str()
         .unwrap()
         .to_string()
@@ -431,11 +435,10 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
         "the default index stores f16"
     );
     // Built at bf16 where this CPU has the bfloat16 kernel, at float32 elsewhere.
-    let function = built_function(&index);
-    match relbert::Dtype::fast_cpu_default() {
-        relbert::Dtype::Bf16 => assert!(function.ends_with("+dtype:bf16"), "{function}"),
-        _ => assert!(!function.contains("dtype:"), "{function}"),
-    }
+    assert_eq!(
+        built_dtype(&index),
+        relbert::Dtype::fast_cpu_default().name()
+    );
     assert!(String::from_utf8_lossy(&first.get_output().stderr)
         .contains(&format!("at {}", relbert::Dtype::fast_cpu_default().name())));
 
@@ -502,8 +505,7 @@ fn default_index_is_built_at_the_dtype_asked_for() {
         .assert()
         .success()
         .stderr(predicates::str::contains("at f32"));
-    let function = built_function(&index);
-    assert!(!function.contains("dtype:"), "{function}");
+    assert_eq!(built_dtype(&index), "f32");
 }
 
 /// `--graph-while-encoding on` (the GPU default, forced here on the CPU) builds the same
@@ -1157,4 +1159,49 @@ fn a_pair_an_older_relbert_stored_with_an_invisible_character_is_found_by_its_fi
     assert_eq!(doc["removed"], 1, "{doc}");
     assert_eq!(doc["not_in_index"], 0, "{doc}");
     assert_eq!(doc["count"], 3, "{doc}");
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Task F1 (s24): the writer lock made the missing folders above `index build --out` and
+/// `index rebuild --out` (`--out typo/idx` made `typo`, then built the index in it). Now a
+/// bad command line (status 2) naming the flag and the folder, with nothing made; the index
+/// directory itself is still made by the build.
+#[test]
+fn an_index_out_in_a_missing_folder_is_refused_and_nothing_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("idx");
+    build(dir.path(), &src, &[]).success();
+    let before = names_in(dir.path());
+    let missing = dir.path().join("missing");
+    for out in [missing.join("idx"), missing.join("deeper/idx")] {
+        let folder = out.parent().unwrap();
+        let said = |a: assert_cmd::assert::Assert| {
+            let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+            assert!(
+                err.contains("invalid value for --out")
+                    && err.contains(&format!("its folder {} does not exist", folder.display())),
+                "{err}"
+            );
+        };
+        said(build(dir.path(), &out, &[]).code(2));
+        said(
+            relbert()
+                .args(["index", "rebuild", "--index"])
+                .arg(&src)
+                .arg("--out")
+                .arg(&out)
+                .assert()
+                .code(2),
+        );
+        assert_eq!(names_in(dir.path()), before);
+    }
 }

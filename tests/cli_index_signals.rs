@@ -423,3 +423,72 @@ fn an_interrupt_that_says_nothing_was_written_leaves_nothing() {
     assert!(removed.status.success(), "{err}");
     assert_eq!(verified(&idx)["count"], 2);
 }
+
+/// Found by an audit: an `index add` from standard input, interrupted and resumed from the
+/// copy of its input it keeps, reported `pairs_read` as the copy's count and none already in
+/// the index, repeated or too long, for the copy holds only the new pairs that can be
+/// encoded. The first run records its counts in the copy, and the resumed add reports what
+/// an uninterrupted add of the same input reports.
+#[test]
+fn an_add_resumed_from_its_copy_of_standard_input_reports_what_an_uninterrupted_one_does() {
+    /// New pairs: enough chunks that the signal comes far from the end.
+    const NEW: usize = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.tsv");
+    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
+    let idx = dir.path().join("idx");
+    let (built, err) = run(build(&small, &idx));
+    assert!(built.status.success(), "{err}");
+    let clean = dir.path().join("clean");
+    std::fs::create_dir(&clean).unwrap();
+    for f in ["vectors", "pairs", "graph", "meta"] {
+        std::fs::copy(idx.join(f), clean.join(f)).unwrap();
+    }
+    // Two pairs the index holds, two repeated lines and one pair too long to encode (80
+    // words: the tiny model takes 64 tokens), among the new pairs.
+    let long: Vec<String> = (0..80).map(|i| format!("w{i}")).collect();
+    let mut text = format!("dog\tcat\nx1\ty1\n{}\tcat\n", long.join(" "));
+    text.extend((0..NEW).map(|i| format!("x{}\ty{}\n", i % 997, i % 1009)));
+    text.push_str("hot\tcold\nx2\ty2\n");
+    let input = dir.path().join("input.tsv");
+    std::fs::write(&input, text).unwrap();
+    let add = |index: &Path, stdin: Stdio| {
+        let mut c = relbert(&["index", "add", "--json", "--skip-long", "--pairs", "-"]);
+        c.arg("--index").arg(index).stdin(stdin);
+        c
+    };
+    let report = |out: &Output| -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let keys = [
+            "pairs_read",
+            "added",
+            "already_in_index",
+            "repeated_in_input",
+            "skipped_long",
+            "count",
+        ];
+        keys.iter()
+            .map(|k| (k.to_string(), doc[k].clone()))
+            .collect()
+    };
+    let (whole, err) = run(add(
+        &clean,
+        Stdio::from(std::fs::File::open(&input).unwrap()),
+    ));
+    assert!(whole.status.success(), "{err}");
+    let want = report(&whole);
+    assert_eq!(want["pairs_read"], NEW + 5, "{want}");
+    assert_eq!(want["added"], NEW, "{want}");
+
+    let partial = dir.path().join("idx.partial");
+    let stdin = Stdio::from(std::fs::File::open(&input).unwrap());
+    // Four versions: made, the index's rows copied, then at least one chunk of new pairs.
+    let (code, err) = interrupt(add(&idx, stdin), &partial, 4, libc::SIGINT);
+    assert_eq!(code, 130, "{err}");
+    assert!(partial.join("input.spool").is_file(), "{err}");
+    let (rerun, err) = run(add(&idx, Stdio::null()));
+    assert!(rerun.status.success(), "{err}");
+    assert!(resumed(&err) > 0, "{err}");
+    assert_eq!(report(&rerun), want, "{err}");
+    assert!(!partial.exists());
+}

@@ -29,6 +29,8 @@ struct Edit<'a> {
     rows: &'a [(&'a str, usize)],
     /// Float32 tensors of three zeros to add.
     add: &'a [&'a str],
+    /// Tensors whose values to set to zero.
+    zero: &'a [&'a str],
 }
 
 /// A copy of fixture `name` at `out` with `edit` applied.
@@ -55,6 +57,9 @@ fn edited(name: &str, out: &Path, edit: Edit<'_>) -> PathBuf {
         let row_bytes = data.len() / shape[0];
         shape[0] = rows;
         data.resize(rows * row_bytes, 0);
+    }
+    for &name in edit.zero {
+        tensors.get_mut(name).unwrap().2.fill(0);
     }
     for &name in edit.add {
         tensors.insert(name.to_string(), (Dtype::F32, vec![3], vec![0; 12]));
@@ -491,4 +496,184 @@ fn weights_in_formats_relbert_does_not_read_are_named() {
     }
     let err = refusal(&model, &pairs);
     assert!(err.contains("missing file"), "{err}");
+}
+
+/// The prompt the reference's older Python package saved its checkpoints with.
+const OLD_TEMPLATE: &str =
+    "Today, I finally discovered the relation between <subj> and <obj> : <subj> is the <mask> of <obj>";
+
+/// Audit K1: the keys the reference's Python package wrote in `relbert_config` (`mode`,
+/// `custom_template`, `template_mode`) were ignored, and its checkpoints computed the default
+/// template and aggregation without a word; a misspelt key too.
+#[test]
+fn the_references_relbert_config_keys_decide_the_vector() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let with = |name: &str, block: Value| {
+        edited(
+            "tiny-bert",
+            &d.path().join(name),
+            Edit {
+                config: &[("relbert_config", block)],
+                ..Edit::default()
+            },
+        )
+    };
+    let (ok, meant, err) = embed(
+        &fixture("tiny-bert"),
+        &pairs,
+        &["--template", OLD_TEMPLATE, "--aggregation", "mask"],
+    );
+    assert!(ok, "{err}");
+    let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
+    assert!(ok, "{err}");
+    assert_ne!(meant, plain);
+    for (name, block) in [
+        (
+            "custom",
+            json!({"mode": "mask", "custom_template": OLD_TEMPLATE}),
+        ),
+        (
+            "manual",
+            json!({"mode": "mask", "template": OLD_TEMPLATE, "template_mode": "manual"}),
+        ),
+        (
+            "both",
+            json!({"mode": "mask", "aggregation_mode": "mask", "template": OLD_TEMPLATE,
+                   "custom_template": OLD_TEMPLATE, "trained_on": "semeval"}),
+        ),
+    ] {
+        let (ok, out, err) = embed(&with(name, block), &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(out, meant, "{name}: not the checkpoint's template and mode");
+    }
+    // Refused, naming the file and the key: two values that disagree, a template that is not
+    // written out, a built-in template of old versions.
+    for (name, block, want) in [
+        (
+            "modes",
+            json!({"mode": "mask", "aggregation_mode": "average"}),
+            "\"aggregation_mode\" \"average\" and \"mode\" \"mask\"",
+        ),
+        (
+            "templates",
+            json!({"template": OLD_TEMPLATE, "custom_template": "<subj> <mask> <obj>"}),
+            "\"custom_template\" \"<subj> <mask> <obj>\"",
+        ),
+        (
+            "auto",
+            json!({"template_mode": "auto"}),
+            "template_mode \"auto\"",
+        ),
+        (
+            "letter",
+            json!({"template_type": "a"}),
+            "template_type \"a\"",
+        ),
+    ] {
+        let err = refusal(&with(name, block), &pairs);
+        assert!(err.contains(&format!("{name}/config.json")), "{err}");
+        assert!(err.contains(want), "{name}: {want:?} not in {err}");
+    }
+    // Any other key is metadata the reference also stores there: used as before, with a
+    // warning naming it, so that a misspelt key is seen.
+    let (ok, out, err) = embed(
+        &with("typo", json!({"agregation_mode": "mask"})),
+        &pairs,
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, plain);
+    assert!(
+        err.contains("typo/config.json") && err.contains("\"agregation_mode\""),
+        "{err}"
+    );
+}
+
+/// Audit K2: a model whose prompt vectors are all zero (a LayerNorm of zeros) was not caught:
+/// `embed` wrote zero "unit" vectors, and `index build` said only "zero vector at row 0".
+#[test]
+fn a_model_giving_zero_vectors_is_refused_naming_it_and_the_pair() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("zeroed"),
+        Edit {
+            zero: &[
+                "encoder.layer.1.output.LayerNorm.weight",
+                "encoder.layer.1.output.LayerNorm.bias",
+            ],
+            ..Edit::default()
+        },
+    );
+    let err = refusal(&model, &pairs);
+    assert!(
+        err.contains("zeroed: the model gives an all-zero vector for the pair (")
+            && err.contains("model.safetensors"),
+        "{err}"
+    );
+    let out = d.path().join("idx");
+    let built = relbert()
+        .args(["index", "build", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!built.status.success());
+    let err = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        err.contains("zeroed: the model gives an all-zero vector for the pair ("),
+        "{err}"
+    );
+}
+
+/// Audit K5: a file given as `--model` (its config.json) was reported as a missing file of
+/// that very name.
+#[test]
+fn a_file_given_as_the_model_is_called_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let dir = fixture("tiny-bert");
+    let err = refusal(&dir.join("config.json"), &pairs);
+    assert!(
+        err.contains("is a file, not a model directory")
+            && err.contains(&format!("did you mean {}?", dir.display()))
+            && !err.contains("missing file"),
+        "{err}"
+    );
+}
+
+/// Audit K4: `index build` recorded a model folder whose name is not UTF-8 lossily, and
+/// `query` then said the model was not there. Refused before the index is made.
+#[test]
+fn a_model_folder_not_named_in_utf8_is_refused_by_index_build() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let model = d.path().join(std::ffi::OsStr::from_bytes(b"mod\xff"));
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+    }
+    let out = d.path().join("idx");
+    let built = relbert()
+        .args(["index", "build", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&built.stderr);
+    assert!(!built.status.success(), "{err}");
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("could not find this folder again"),
+        "{err}"
+    );
+    assert!(!out.exists(), "an index was made: {err}");
 }

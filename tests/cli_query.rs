@@ -353,7 +353,9 @@ fn a_model_given_that_is_not_there_is_refused_at_the_start_naming_the_flag() {
         assert_eq!(stdout(&a), "");
         let err = stderr(&a);
         assert!(
-            err.contains("invalid value for --model") && err.contains("no-such-model"),
+            err.contains("loading model")
+                && err.contains("(--model)")
+                && err.contains("no-such-model"),
             "{err}"
         );
     }
@@ -1284,4 +1286,23 @@ fn a_stop_signal_ends_a_json_stream_whose_standard_error_nobody_reads() {
         .unwrap_or_else(|e| panic!("no last line ({e}): {rest:?}"));
     assert_eq!(last["unfinished"], true, "{last}");
     assert_eq!(last["lines"], 1, "{last}");
+}
+
+/// Task F1 (s24): a default index at `$RELBERT_INDEX` in a missing folder had that folder
+/// made (by the query, and before by the build's lock). The folder is the user's: refused
+/// as any output's missing folder is (status 2, naming the variable and the folder), before
+/// anything is loaded, with nothing made.
+#[test]
+fn a_default_index_in_a_missing_folder_is_refused_and_nothing_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = vocab(dir.path(), "small", "dog\tcat\nhot\tcold\n");
+    let missing = dir.path().join("missing");
+    let a = default_query(&missing.join("def"), &small).assert().code(2);
+    let err = stderr(&a);
+    assert!(
+        err.contains("invalid value for $RELBERT_INDEX")
+            && err.contains(&format!("its folder {} does not exist", missing.display())),
+        "{err}"
+    );
+    assert!(!missing.exists());
 }

@@ -271,3 +271,68 @@ fn tiny_numbers_are_echoed_in_short_form() {
         "{err}"
     );
 }
+
+/// Audit K3: the trained model's config.json kept the base model's `dtype`/`torch_dtype`
+/// whatever precision it was saved in: a float16 base saved as float32 said float16, and
+/// `--half` from a float32 base said float32, so loaders honouring the key converted wrongly.
+/// The epoch checkpoints (float32) too.
+#[test]
+fn the_saved_configs_name_the_precision_saved() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let dtypes = |dir: &Path| {
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        (config["dtype"].clone(), config["torch_dtype"].clone())
+    };
+    let float16 = || (serde_json::json!("float16"), serde_json::json!("float16"));
+    let float32 = || (serde_json::json!("float32"), serde_json::json!("float32"));
+    // A base that says float16 (its weights float32: relbert reads their type from the file).
+    let base = d.path().join("base16");
+    std::fs::create_dir(&base).unwrap();
+    for f in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixture("tiny-bert").join(f), base.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("tiny-bert").join("config.json")).unwrap())
+            .unwrap();
+    config["dtype"] = serde_json::json!("float16");
+    config["torch_dtype"] = serde_json::json!("float16");
+    std::fs::write(base.join("config.json"), config.to_string()).unwrap();
+    assert_eq!(dtypes(&base), float16());
+
+    let out = d.path().join("from16");
+    let checkpoints = d.path().join("ck");
+    let o = Command::cargo_bin("relbert")
+        .unwrap()
+        .env("RELBERT_LOG", "warn")
+        .args(["train", "--base"])
+        .arg(&base)
+        .arg("--data")
+        .arg(d.path())
+        .arg("--out")
+        .arg(&out)
+        .arg("--checkpoint-dir")
+        .arg(&checkpoints)
+        .args(["--batch-size", "4", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(dtypes(&out), float32(), "float32 weights saved");
+    let epoch = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(dtypes(&epoch), float32(), "{}", epoch.display());
+
+    // The fixture says float32 (`dtype` only); --half saves float16.
+    let out = d.path().join("half");
+    let o = train(d.path(), &out, &["--epochs", "1", "--half"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        dtypes(&out),
+        (serde_json::json!("float16"), serde_json::Value::Null)
+    );
+}

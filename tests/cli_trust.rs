@@ -1607,3 +1607,120 @@ fn a_stored_nan_or_zero_row_never_comes_back_as_a_score() {
         "{err}"
     );
 }
+
+/// Found by an audit: `index export` and `query --exact` opened the index with the full check
+/// of small files (a graph of up to 8 MiB is verified whole at open), so they refused an index
+/// whose graph alone was damaged, though neither reads the graph: an export reads the rows
+/// and pairs, an exact query scans the rows, and both check each block of them as they read
+/// it. They open with the headers checked, as `index rebuild` does, and answer as from the
+/// undamaged index; the graph search still refuses, naming the rebuild.
+#[test]
+fn a_damaged_graph_leaves_export_and_exact_queries_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..300)
+        .map(|i| format!("w{i}\tv{}\n", i * 7 % 301))
+        .collect();
+    let pairs = dir.path().join("many.tsv");
+    std::fs::write(&pairs, text).unwrap();
+    let good = dir.path().join("good");
+    build(&pairs, &good, &[]).success();
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    for f in ["vectors", "pairs", "graph", "meta"] {
+        std::fs::copy(good.join(f), bad.join(f)).unwrap();
+    }
+    // The middle of the graph is in its neighbour lists, which only a graph search reads
+    // (the small sections every open reads come first).
+    let graph = bad.join("graph");
+    let mut bytes = std::fs::read(&graph).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&graph, bytes).unwrap();
+
+    let query = |idx: &Path, exact: bool| {
+        let mut c = relbert();
+        c.args(["query", "--json", "-k", "20", "--index"]).arg(idx);
+        if exact {
+            c.arg("--exact");
+        }
+        c.args(["w3", "v21"]).assert()
+    };
+    let err =
+        String::from_utf8_lossy(&query(&bad, false).failure().get_output().stderr).into_owned();
+    assert!(
+        err.contains("graph")
+            && err.contains("relbert index rebuild --index DIR --out DIR --force"),
+        "{err}"
+    );
+    let want = query(&good, true).success().get_output().stdout.clone();
+    let got = query(&bad, true).success().get_output().stdout.clone();
+    assert!(!want.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+
+    let export = |idx: &Path, into: &str| {
+        let out = dir.path().join(into);
+        std::fs::create_dir(&out).unwrap();
+        relbert()
+            .args(["index", "export", "--format", "npy", "--index"])
+            .arg(idx)
+            .arg("--out")
+            .arg(out.join("e.npy"))
+            .assert()
+            .success();
+        let mut files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(f).unwrap())
+            })
+            .collect::<Vec<_>>()
+    };
+    let (want, got) = (export(&good, "from-good"), export(&bad, "from-bad"));
+    assert_eq!(want.len(), 2, "the array and its pair list");
+    for ((a, x), (b, y)) in want.iter().zip(&got) {
+        assert_eq!(a, b);
+        assert!(x == y, "{a} differs");
+    }
+}
+
+/// Found by an audit: with `--skip-long` leaving out every pair read, `index build` and
+/// `embed` failed with a bare "no pairs left to encode", naming no input nor why. The error
+/// names the file (or standard input), the count and the reason, and what to do.
+#[test]
+fn every_pair_too_long_names_the_input_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "supercalifragilistic ".repeat(4);
+    let text = format!("{long}\tword\n{long}\tthing\n");
+    let pairs = dir.path().join("long.tsv");
+    std::fs::write(&pairs, &text).unwrap();
+    let out = dir.path().join("idx");
+    let a = build(&pairs, &out, &["--aggregation", "mask", "--skip-long"]).failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "no pairs left to encode: all 2 pairs read from {} are too long to encode",
+            pairs.display()
+        )) && err.contains("--skip-long left them out"),
+        "{err}"
+    );
+    assert!(!out.exists() && !dir.path().join("idx.partial").exists());
+    let a = embed(Path::new("-"))
+        .args(["--aggregation", "mask", "--skip-long", "--out"])
+        .arg(dir.path().join("e.npy"))
+        .write_stdin(format!("{long}\tword\n"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("the 1 pair read from standard input is too long to encode"),
+        "{err}"
+    );
+}

@@ -239,7 +239,8 @@ fn an_index_records_its_dtype_and_queries_at_another_get_a_note() {
         .assert()
         .success();
     let doc: Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
-    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask+dtype:bf16");
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask");
+    assert_eq!(doc["encoder"]["dtype"], "bf16");
 
     let query = |extra: &[&str]| {
         let a = relbert()
@@ -340,7 +341,8 @@ fn a_resumed_build_without_dtype_keeps_the_format_it_began_with() {
         .assert()
         .success();
     let doc: Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
-    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask+dtype:bf16");
+    assert_eq!(doc["encoder"]["aggregation"], "average_no_mask");
+    assert_eq!(doc["encoder"]["dtype"], "bf16");
 
     // A build without a partial one stays at float32, saying nothing of formats.
     let fresh = dir.path().join("fresh");

@@ -3081,6 +3081,76 @@ fn conn_url(conn: &Connection) -> String {
         .to_string()
 }
 
+/// Asserts that no node shows `collection`'s indexing on (`what`, if one does). A change of
+/// the collection reaches each node through consensus: every node is watched for 2 s (20
+/// looks), and none may show indexing on.
+fn indexing_stays_off(urls: &[String], collection: &str, what: &str) {
+    for _ in 0..20 {
+        for u in urls {
+            let on = indexing_threshold(std::slice::from_ref(u), collection);
+            assert_eq!(on, Some(0), "{what}, seen at {u}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every node shows `collection`'s indexing on (`what`: the step that turned it
+/// on, for the failure).
+fn indexing_back_on(urls: &[String], collection: &str, what: &str) {
+    on_every_node(urls, collection, what, |conn| {
+        indexing_threshold(&[conn_url(conn)], collection) != Some(0)
+    });
+}
+
+/// What the library-level load tests start from: a [`Built`] collection whose load every
+/// node reads as finished, a connection to it, its record, the [`Prepared`] of a load of
+/// the same source into it, and the source's rows (the finished load's total).
+struct Loaded {
+    built: Built,
+    conn: Connection,
+    record: relbert::store::qdrant::CollectionRecord,
+    prepared: relbert::store::qdrant::export::Prepared,
+    total: u64,
+}
+
+impl Loaded {
+    /// [`Built::new`]`(urls, name)`, read as a load of its source would start.
+    fn new(urls: &[String], name: &str) -> Loaded {
+        let built = Built::new(urls, name);
+        // The final checkpoint reaches the other nodes through consensus: read by a node
+        // that lags, the load would look unfinished and a load of it would send.
+        on_every_node(urls, &built.coll, "the finished load", |conn| {
+            let c = conn.clone();
+            match conn.block_on(async move { c.state().await }) {
+                Ok(Ok(s)) => s.record.is_some() && s.unfinished.is_empty(),
+                _ => false,
+            }
+        });
+        let conn = Connection::new(urls, &built.coll).unwrap();
+        let c = conn.clone();
+        let (record, progress) = conn
+            .block_on(async move {
+                let r = c.record().await?;
+                let p = c.progress(relbert::store::qdrant::PROGRESS_KEY).await?;
+                Ok::<_, relbert::error::Error>((r, p))
+            })
+            .unwrap()
+            .unwrap();
+        let record = record.unwrap();
+        let prepared = relbert::store::qdrant::export::Prepared {
+            created: false,
+            first: record.source.clone(),
+        };
+        Loaded {
+            built,
+            conn,
+            record,
+            prepared,
+            total: progress.unwrap().total,
+        }
+    }
+}
+
 /// What the stream, give-up and rerun tests start from: in a temporary directory the fixture
 /// pairs and `more.tsv` (them and one pair more), and a collection of a unique name built
 /// from the pairs.
@@ -3424,36 +3494,18 @@ fn a_load_still_running_is_not_given_up() {
 /// so a collection deleted afterwards was said to have been deleted during the load.
 #[test]
 fn a_load_turns_indexing_off_only_to_send_and_ends_loading() {
-    use relbert::store::qdrant::export::{ExportOptions, Loader, Prepared};
+    use relbert::store::qdrant::export::{ExportOptions, Loader};
     let Some(cluster) = Cluster::from_env() else {
         return;
     };
     let urls = cluster.urls();
-    let built = Built::new(&urls, "lifecycle");
-    // The final checkpoint reaches the other nodes through consensus: read by a node that
-    // lags, the load would look unfinished and this one would send.
-    on_every_node(&urls, &built.coll, "the finished load", |conn| {
-        let c = conn.clone();
-        match conn.block_on(async move { c.state().await }) {
-            Ok(Ok(s)) => s.record.is_some() && s.unfinished.is_empty(),
-            _ => false,
-        }
-    });
-    let conn = Connection::new(&urls, &built.coll).unwrap();
-    let c = conn.clone();
-    let (record, progress) = conn
-        .block_on(async move {
-            let r = c.record().await?;
-            let p = c.progress(relbert::store::qdrant::PROGRESS_KEY).await?;
-            Ok::<_, relbert::error::Error>((r, p))
-        })
-        .unwrap()
-        .unwrap();
-    let (record, total) = (record.unwrap(), progress.unwrap().total);
-    let prepared = Prepared {
-        created: false,
-        first: record.source.clone(),
-    };
+    let Loaded {
+        built,
+        conn,
+        record,
+        prepared,
+        total,
+    } = Loaded::new(&urls, "lifecycle");
     let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> {
         panic!("a finished load of this source alone is checked by its count")
     };
@@ -3477,19 +3529,7 @@ fn a_load_turns_indexing_off_only_to_send_and_ends_loading() {
     // Another load's: off through another connection; this one's restore leaves it so.
     indexing_off(&urls, &built.coll);
     assert!(conn.restore_indexing_within(Duration::from_secs(5)));
-    // A change of the collection reaches each node through consensus: every node is watched
-    // for 2 s (20 looks), and none may show indexing on.
-    for _ in 0..20 {
-        for u in &urls {
-            let on = indexing_threshold(std::slice::from_ref(u), &built.coll);
-            assert_eq!(
-                on,
-                Some(0),
-                "another load's indexing turned on, seen at {u}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    indexing_stays_off(&urls, &built.coll, "another load's indexing turned on");
 
     // The load has ended: a collection deleted now was not deleted during it.
     common::drop_collection(&urls, &built.coll);
@@ -3508,30 +3548,21 @@ fn a_load_turns_indexing_off_only_to_send_and_ends_loading() {
 /// timer (every 30 s; here every 200 ms), and stops once the load ends.
 #[test]
 fn a_load_that_sends_nothing_still_rewrites_its_checkpoint_time() {
-    use relbert::store::qdrant::export::{ExportOptions, Loader, Prepared};
+    use relbert::store::qdrant::export::{ExportOptions, Loader};
     let Some(cluster) = Cluster::from_env() else {
         return;
     };
     let urls = cluster.urls();
-    let built = Built::new(&urls, "heartbeat");
-    let conn = Connection::new(&urls, &built.coll).unwrap();
-    let c = conn.clone();
-    let (record, progress) = conn
-        .block_on(async move {
-            let r = c.record().await?;
-            let p = c.progress(relbert::store::qdrant::PROGRESS_KEY).await?;
-            Ok::<_, relbert::error::Error>((r, p))
-        })
-        .unwrap()
-        .unwrap();
-    let record = record.unwrap();
-    let prepared = Prepared {
-        created: false,
-        first: record.source.clone(),
-    };
+    let Loaded {
+        built,
+        conn,
+        record,
+        prepared,
+        total,
+    } = Loaded::new(&urls, "heartbeat");
     let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> { Ok(Vec::new()) };
     // Another total than the finished load's: a load from the first row, unfinished.
-    let total = progress.unwrap().total + 1;
+    let total = total + 1;
     let at = || {
         let c = conn.clone();
         conn.block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await })
@@ -3539,16 +3570,11 @@ fn a_load_that_sends_nothing_still_rewrites_its_checkpoint_time() {
             .unwrap()
             .and_then(|p| (p.total == total).then_some(p.at).flatten())
     };
-    let loader = Loader::start_beating(
-        &conn,
-        &record,
-        &prepared,
-        &ExportOptions::default(),
-        total,
-        &ids,
-        Duration::from_millis(200),
-    )
-    .unwrap();
+    let opts = ExportOptions {
+        heartbeat: Duration::from_millis(200),
+        ..ExportOptions::default()
+    };
+    let loader = Loader::start(&conn, &record, &prepared, &opts, total, &ids).unwrap();
     let first = poll(100, Duration::from_millis(50), at).expect("the load's mark");
     // Nothing is sent: only the heartbeat can write a later time. Bounded by a count of looks
     // (a hang detector, not a timing assertion).
@@ -3560,5 +3586,124 @@ fn a_load_that_sends_nothing_still_rewrites_its_checkpoint_time() {
         later.is_some(),
         "the checkpoint's time stayed at {first} while the load sent nothing"
     );
+    common::drop_collection(&urls, &built.coll);
+}
+
+/// Found by a review: a load that finished turned the collection's indexing back on while
+/// another source's load into it was still streaming (its checkpoint fresh), so that one's
+/// points were indexed as they came. A load finishing beside a live one now leaves indexing
+/// off (and says so); beside a load whose checkpoint is older than the live window (killed),
+/// it turns indexing on, as the recovery after a `kill -9` says.
+#[test]
+fn a_load_finishing_beside_a_live_one_leaves_indexing_off() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let built = Built::new(&urls, "live_beside");
+    let (more, coll) = (built.more.clone(), built.coll.clone());
+    let mut add = built.target().to_vec();
+    add.push("--add");
+    let total = count_via(&urls[0], &coll);
+    // The first source's load is running: a checkpoint below its total written just now,
+    // and indexing off.
+    set_progress_at(&urls, &coll, 3, total, Some(unix_now()));
+    indexing_off(&urls, &coll);
+    let out = tiny_build(&more, &add).output().unwrap();
+    succeeded(&out);
+    indexing_stays_off(&urls, &coll, "indexing turned on under a live load");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("indexing is left off"), "{err}");
+
+    // The first load was killed: once its checkpoint is older than the window, the next
+    // load to finish (this rerun, with nothing to send) turns indexing on.
+    let window = relbert::store::qdrant::LIVE_LOAD_WINDOW.as_secs();
+    set_progress_at(&urls, &coll, 3, total, Some(unix_now() - window - 1));
+    let out = tiny_build(&more, &add).output().unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("indexing is left off"), "{err}");
+    indexing_back_on(&urls, &coll, "indexing on after a killed load's window");
+    common::drop_collection(&urls, &coll);
+}
+
+/// Found by a review: `--abandoned-load` read the load's checkpoint, judged it dead and then
+/// wrote the given-up mark without reading it again, so a rerun of the load that started in
+/// between was marked given up while it ran. The checkpoint is now read again just before
+/// the mark is written: here the rerun's checkpoint lands after the read that judged the
+/// load dead.
+#[test]
+fn a_rerun_started_while_a_load_is_given_up_is_not_given_up() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let built = Built::new(&urls, "give_up_race");
+    let coll = built.coll.clone();
+    let total = count_via(&urls[0], &coll);
+    let window = relbert::store::qdrant::LIVE_LOAD_WINDOW.as_secs();
+    set_progress_at(&urls, &coll, 3, total, Some(unix_now() - window - 1));
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let c = conn.clone();
+    let state = conn
+        .block_on(async move { c.state().await })
+        .unwrap()
+        .unwrap();
+    let source = state.unfinished[0].source.clone();
+    // The rerun starts: its checkpoint, written now.
+    let rerun = unix_now();
+    set_progress_at(&urls, &coll, 3, total, Some(rerun));
+    let (c, s) = (conn.clone(), source.clone());
+    let said = conn
+        .block_on(async move { c.abandon_load_as_read(&state, &s).await })
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains("wrote its checkpoint again"), "{said}");
+    let c = conn.clone();
+    let p = conn
+        .block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!p.abandoned && p.at == Some(rerun), "{p:?}");
+    common::drop_collection(&urls, &coll);
+}
+
+/// Review R13 made a batch failure found by `Loader::finish` turn the collection's indexing
+/// back on (it was left off), untested until now: here a batch the server refuses (a vector
+/// of another width) fails the load at its finish.
+#[test]
+fn a_load_whose_batch_fails_at_its_finish_turns_indexing_back_on() {
+    use relbert::store::qdrant::export::{to_point, ExportOptions, Loader, PairPoint};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let Loaded {
+        built,
+        conn,
+        record,
+        prepared,
+        total,
+    } = Loaded::new(&urls, "batch_fails");
+    let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> { Ok(Vec::new()) };
+    // Another total than the finished load's: a load from the first row, unfinished.
+    let total = total + 1;
+    let opts = ExportOptions::default();
+    let mut loader = Loader::start(&conn, &record, &prepared, &opts, total, &ids).unwrap();
+    let point = to_point(PairPoint {
+        head: "sun",
+        tail: "moon",
+        label: None,
+        vector: vec![1.0; 3],
+    });
+    // Queued: the batch's answer is waited for by `finish`.
+    loader.send(vec![point]).unwrap();
+    on_every_node(&urls, &built.coll, "indexing off for the load", |conn| {
+        indexing_threshold(&[conn_url(conn)], &built.coll) == Some(0)
+    });
+    let e = loader.finish(total, &ids).unwrap_err();
+    indexing_back_on(&urls, &built.coll, &format!("indexing on after {e}"));
     common::drop_collection(&urls, &built.coll);
 }

@@ -201,6 +201,7 @@ async fn info_health_metrics_openapi_and_page() {
     let (status, health) = call(&app, "GET", "/v1/health", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ready");
+    assert_eq!(health["state"], "ready");
 
     let (status, info) = call(&app, "GET", "/v1/info", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -431,7 +432,10 @@ async fn not_ready_until_loaded() {
     let app = router(state.clone());
     let (status, h) = call(&app, "GET", "/v1/health", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(h["status"], "starting");
+    // The shape of every other error (found by audit L: a string status, and no error).
+    assert_eq!(h["state"], "starting", "{h}");
+    assert_eq!(h["status"], 503, "{h}");
+    assert!(h["error"].as_str().is_some_and(|e| !e.is_empty()), "{h}");
     let (status, _) = post(&app, "/v1/query", json!({"pair": ["paris", "france"]})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     state.load().unwrap();
@@ -2728,4 +2732,115 @@ fn an_oversized_request_head_gets_a_json_refusal() {
         m.contains("relbert_http_requests_total{endpoint=\"/v1/suggest\",status=\"414\"} 1"),
         "{m}"
     );
+}
+
+/// Audit L (s24): every optional field of a query body takes null as the field left out (`"k":
+/// null` was the default, `"exact": null` a 422), an integer may be written `3.0` (JSON Schema
+/// counts it an integer; it was refused as "floating point `3.0`, expected usize"), and a
+/// refusal names the field and what it takes, never a Rust type or a float serde made of it.
+#[tokio::test]
+async fn request_numbers_and_nulls_follow_one_rule() {
+    let app = app();
+    let answered = |v: &Value| v["results"].as_array().map(Vec::len);
+    for body in [
+        r#"{"pair":["paris","france"],"k":3.0}"#,
+        r#"{"pair":["paris","france"],"k":3,"ef":64.0}"#,
+        r#"{"pair":["paris","france"],"k":3e0,"ef":null,"exact":null,"stored_only":null,
+            "plot":null,"keep_shared_words":null,"pairs":null}"#,
+    ] {
+        let (status, v) = call(&app, "POST", "/v1/query", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {v}");
+        assert_eq!(answered(&v), Some(3), "{body}: {v}");
+    }
+    let batch = r#"{"pairs":[["paris","france"]],"k":2.0,"exact":null,"pair":null}"#;
+    let (status, v) = call(&app, "POST", "/v1/query", Some(batch)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(answered(&v["results"][0]), Some(2), "{v}");
+
+    let refused = [
+        (
+            "/v1/query",
+            r#"{"pair":["paris","france"],"k":3.5}"#,
+            "k must be a whole number between 1 and 20",
+        ),
+        (
+            "/v1/query",
+            r#"{"pair":["paris","france"],"k":"3"}"#,
+            "k must be a whole number between 1 and 20",
+        ),
+        (
+            "/v1/query",
+            r#"{"pair":["paris","france"],"k":-1}"#,
+            "k must be a whole number between 1 and 20",
+        ),
+        (
+            "/v1/query",
+            r#"{"pair":["paris","france"],"k":18446744073709551617}"#,
+            "larger than 20",
+        ),
+        (
+            "/v1/query",
+            r#"{"pair":["paris","france"],"ef":0.5}"#,
+            "ef must be a whole number between 1 and",
+        ),
+        (
+            "/v1/query",
+            r#"{"pair":["paris","france"],"exact":"yes"}"#,
+            "exact must be true or false",
+        ),
+        (
+            "/v1/query",
+            r#"{"pairs":[["paris","france"]],"stored_only":1}"#,
+            "stored_only must be true or false",
+        ),
+        (
+            "/v1/query",
+            r#"{"pairs":"paris:france"}"#,
+            "pairs must be a list of pairs",
+        ),
+        ("/v1/embed", r#"{"pairs":null}"#, "\"pairs\""),
+        ("/v1/query", "null", "expected a JSON object"),
+        ("/v1/embed", "3", "expected a JSON object"),
+        (
+            "/v1/embed",
+            r#"{"pairs":{"a":"b"}}"#,
+            "pairs must be a list of pairs",
+        ),
+    ];
+    for (uri, body, want) in refused {
+        let (status, v) = call(&app, "POST", uri, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(want), "{body}: {error}");
+        for rust in [
+            "usize",
+            "u64",
+            "floating point",
+            "e+19",
+            "e19",
+            "invalid type",
+            "struct",
+        ] {
+            assert!(!error.contains(rust), "{body}: {error}");
+        }
+    }
+}
+
+/// Audit L (s24): `serve --dtype bf16` on a float32 index said so only in its log; `/v1/info`
+/// gives the format the server encodes at under `server.dtype`, beside the index's own
+/// (`encoder.dtype`).
+#[tokio::test]
+async fn info_says_the_number_format_the_server_encodes_at() {
+    let (status, info) = call(&app(), "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["server"]["dtype"], "f32", "{info}");
+    assert_eq!(info["encoder"]["dtype"], "f32", "{info}");
+    let (app, _) = app_with(ServeOptions {
+        dtype: Some(relbert::Dtype::Bf16),
+        ..options(None)
+    });
+    let (status, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["server"]["dtype"], "bf16", "{info}");
+    assert_eq!(info["encoder"]["dtype"], "f32", "{info}");
 }

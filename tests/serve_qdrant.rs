@@ -385,7 +385,8 @@ fn a_deleted_collection_is_answered_503_until_it_is_back() {
         assert!(why.contains("no longer exists"), "{why}");
         assert!(!why.contains("MetadataMap"), "{why}");
     }
-    assert_eq!(answers[2].1["status"], "unavailable");
+    assert_eq!(answers[2].1["state"], "unavailable");
+    assert_eq!(answers[2].1["status"], 503);
     let info = &answers[3].1;
     assert_eq!(answers[3].0, StatusCode::OK, "{info}");
     assert_eq!(info["exists"], false, "{info}");
@@ -801,7 +802,8 @@ fn health_is_503_while_the_collection_does_not_answer() {
     relay.set_silent(false);
     assert!(looked.is_err(), "{looked:?}");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{h}");
-    assert_eq!(h["status"], "unavailable", "{h}");
+    assert_eq!(h["state"], "unavailable", "{h}");
+    assert_eq!(h["status"], 503, "{h}");
     let why = h["error"].as_str().unwrap_or_default();
     assert!(
         why.contains("did not answer the server's last look"),

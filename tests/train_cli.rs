@@ -528,7 +528,7 @@ fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
         serde_json::from_str(&std::fs::read_to_string(soup.join("averaged_from.json")).unwrap())
             .unwrap();
     assert_eq!(from["sources"].as_array().unwrap().len(), 2);
-    assert_eq!(from["dtype"], "F32");
+    assert_eq!(from["dtype"], "f32");
     assert_eq!(
         std::fs::read(soup.join("config.json")).unwrap(),
         std::fs::read(e1.join("config.json")).unwrap()
@@ -1466,8 +1466,7 @@ fn average_warns_about_a_checkpoint_given_twice() {
     );
     let err = average(&[&e1, &ck.join("epoch-02")], "plain");
     assert!(!err.contains("same checkpoint"), "{err}");
-    // The summary names the number format as `--half` users know it, not the record's `F32`
-    // (s19 audit).
+    // The summary names the number format as `--half` users know it (s19 audit).
     // Counts grouped as in the other summaries: `52,832 parameters`.
     assert!(
         err.contains(&format!("into {} (f32)", d.path().join("plain").display()))
@@ -2586,4 +2585,39 @@ fn dotdot_after_a_link_is_taken_where_the_link_leads() {
         "{err}"
     );
     assert_eq!(names_in(&d.path().join("A")), vec!["B".to_string()]);
+}
+
+/// Task F1 (s24): the writer lock made the missing folders above `--out` and
+/// `--checkpoint-dir` (`train --out typo/m` made `typo`, also when the run then failed).
+/// Now a bad command line (status 2) naming the flag and the folder, with nothing made.
+#[test]
+fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let before = names_in(d.path());
+    let base = fixture("tiny-bert");
+    let missing = d.path().join("missing");
+    let cases = [
+        (
+            d.path().join("model"),
+            vec![
+                "--checkpoint-dir".to_string(),
+                missing.join("ck").display().to_string(),
+            ],
+            "--checkpoint-dir",
+        ),
+        (missing.join("m"), Vec::new(), "--out"),
+    ];
+    for (out, extra, flag) in cases {
+        let mut args = vec!["--epochs", "1"];
+        args.extend(extra.iter().map(String::as_str));
+        let a = train_cmd(d.path(), &base, &out, &args).assert().code(2);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(&format!("invalid value for {flag}"))
+                && err.contains(&format!("its folder {} does not exist", missing.display())),
+            "{flag}: {err}"
+        );
+        assert_eq!(names_in(d.path()), before, "{flag}");
+    }
 }

@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         // SCALE_DEFER_INDEXING=0 measures a load that leaves Qdrant's indexing on.
         defer_indexing: std::env::var("SCALE_DEFER_INDEXING").map_or(true, |v| v != "0"),
         add: false,
+        ..ExportOptions::default()
     };
     let quantization = match a.get(9).map(String::as_str) {
         Some("none") => Quantization::None,

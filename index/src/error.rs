@@ -126,6 +126,16 @@ pub enum IndexError {
         /// What the lock file says of its holder (pid, command, start time), if readable.
         holder: String,
     },
+    /// The folder that would hold an output (and its lock file) does not exist. A writer
+    /// makes no folders above its output: a typo in a path left empty folders behind, and
+    /// one deleted while a run started was made again.
+    #[error("{path}: no such folder to hold {output} (relbert does not create folders); create it first, or give a path in an existing folder")]
+    FolderMissing {
+        /// The missing folder.
+        path: PathBuf,
+        /// The output it would hold.
+        output: PathBuf,
+    },
     /// `force` was given, but the existing output is not something relbert wrote, so it is
     /// not replaced.
     #[error("{path} exists and is not {what} written by relbert ({why}); refusing to replace it even with --force: move it away or choose another output")]

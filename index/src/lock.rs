@@ -307,12 +307,18 @@ pub fn holder_prefix() -> String {
 impl OutputLock {
     /// Takes the writer lock of `target`, or fails at once with [`IndexError::Locked`] naming
     /// the process that holds it. Waits, for good, once [`stop_writers`] has been called.
+    ///
+    /// Makes no folder: when the folder of `target` does not exist (or is not a folder), fails
+    /// with [`IndexError::FolderMissing`]. Making it here made the missing folders of every
+    /// output as a side effect of locking it, also when the run then failed, and made again
+    /// a folder deleted after the caller had checked it.
     pub fn acquire(target: &Path) -> Result<OutputLock> {
         let _gate = writing();
         let path = lock_path(target)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| IndexError::io(parent, e))?;
-        }
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let not_ours = |why: &str| IndexError::NotOurs {
             path: path.clone(),
             what: "a lock file",
@@ -329,6 +335,15 @@ impl OutputLock {
                 .open(&path)
                 .map_err(|e| match e.raw_os_error() {
                     Some(libc::ELOOP) => not_ours("it is a symbolic link"),
+                    // With O_CREAT, ENOENT is most often a folder of the path that does not
+                    // exist; asked of the folder, since a file system that makes no files
+                    // (`/proc`) says ENOENT too, and its folder is there.
+                    Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => {
+                        IndexError::FolderMissing {
+                            path: folder.to_path_buf(),
+                            output: target.to_path_buf(),
+                        }
+                    }
                     _ => IndexError::io(&path, e),
                 })?;
             match file.try_lock() {
@@ -555,5 +570,41 @@ mod tests {
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "pid 7: kept\n");
         assert!(std::fs::symlink_metadata(&lock).unwrap().is_symlink());
+    }
+
+    /// The lock made the missing folders above its output (`create_dir_all`), so every
+    /// command's mistyped output path left folders behind, and a folder deleted after a
+    /// command had checked it was made again. Now refused, typed, with nothing made.
+    #[test]
+    fn a_missing_folder_is_refused_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        for out in [missing.join("idx"), missing.join("deeper/idx")] {
+            match OutputLock::acquire(&out) {
+                Err(IndexError::FolderMissing { path, output }) => {
+                    assert_eq!(path, out.parent().unwrap());
+                    assert_eq!(output, out);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(!missing.exists(), "{} was made", missing.display());
+        }
+        let said = OutputLock::acquire(&missing.join("idx"))
+            .unwrap_err()
+            .to_string();
+        assert!(said.contains(&missing.display().to_string()), "{said}");
+        assert!(said.contains("create it first"), "{said}");
+        // A file where the folder should be: refused the same way, the file left as it is.
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "mine\n").unwrap();
+        let err = OutputLock::acquire(&file.join("idx")).unwrap_err();
+        assert!(matches!(err, IndexError::FolderMissing { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+        // The folder there: the lock is taken, and its file removed on release.
+        std::fs::create_dir(&missing).unwrap();
+        let held = OutputLock::acquire(&missing.join("idx")).unwrap();
+        assert!(held.path().exists());
+        drop(held);
+        assert_eq!(std::fs::read_dir(&missing).unwrap().count(), 0);
     }
 }

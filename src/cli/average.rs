@@ -16,7 +16,8 @@ pub struct AverageArgs {
     /// epoch-NN directories of `relbert train --checkpoint-dir`).
     #[arg(required = true, num_args = 2.., value_name = "MODELS")]
     models: Vec<PathBuf>,
-    /// Output model directory (refused if it exists, unless --force).
+    /// Output model directory (refused if it exists, unless --force), made by the run; the
+    /// folder it goes in must exist.
     #[arg(long, value_parser = super::os(super::output_dir_at))]
     out: PathBuf,
     /// Save float16 weights (default: float32).
@@ -67,6 +68,9 @@ fn repeated_models(models: &[PathBuf]) -> Vec<String> {
 
 /// Runs `relbert average`.
 pub fn run(a: AverageArgs) -> Result<()> {
+    // Before anything is made: average makes --out itself, never a missing folder above it
+    // (the lock refuses one, without naming the flag).
+    relbert::output::check_out_folder(&a.out, "--out").map_err(|e| super::usage(e.to_string()))?;
     // A model directory inside an index would make `index add` and `index build --force`
     // refuse that index ("not only an index"); a bad command line, as for the other outputs.
     super::not_in_an_index(&a.out, "--out")?;
@@ -138,8 +142,7 @@ pub fn run(a: AverageArgs) -> Result<()> {
         report.tensors,
         super::progress::group(report.parameters as u64),
         a.out.display(),
-        // The name `--half` and `--dtype` users know (`f32`), not the record's `F32`.
-        report.dtype.to_lowercase()
+        report.dtype
     );
     Ok(())
 }

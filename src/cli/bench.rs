@@ -34,10 +34,9 @@ use super::{ModelArgs, Progress};
 /// was built from too (`relbert::defaults`), so a bench run elsewhere scored that model.
 const MODEL_DEFAULT_HELP: &str = concat!(
     "Without --model, the model is $RELBERT_MODEL, else models/relbert-minilm, else \
-     models/all-MiniLM-L6-v2, each looked for first under the current directory and then \
-     under the checkout relbert was built from (",
+     models/all-MiniLM-L6-v2, each looked for first under the checkout relbert was built from (",
     env!("CARGO_MANIFEST_DIR"),
-    "); the report's \"model\" field names the one used."
+    ") and then under the current directory; the report's \"model\" field names the one used."
 );
 
 /// Arguments of `relbert bench`.

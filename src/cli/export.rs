@@ -296,7 +296,17 @@ pub fn run(a: ExportArgs) -> Result<()> {
         super::embed::check_room_beside(out, file_format(format).1)?;
     }
     super::index::check_there(&a.index)?;
-    let index = Index::open(&a.index).with_context(|| super::index::opening(&a.index))?;
+    // Only the headers at open, as `index rebuild` opens its source: an export reads no
+    // graph, and every row and pair it reads is checked block by block as it is read
+    // (`Index::vector`, `Index::pair`), so an index whose graph alone is damaged is still
+    // exported whole (the full check at open of small indexes refused it).
+    let index = Index::open_with(
+        &a.index,
+        relbert_index::OpenOptions {
+            verify: relbert_index::Verify::Headers,
+        },
+    )
+    .with_context(|| super::index::opening(&a.index))?;
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
         let conn = a.target.connect(collection)?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use relbert::embed::screen_long_pairs;
 use relbert::indexing::{
-    add_to_index, build_index, new_pairs, spooled_records, BuildOptions, BuildReport,
+    add_to_index, build_index, new_pairs, spooled_input, AddCounts, BuildOptions, BuildReport,
     GraphWhileEncoding,
 };
 use relbert::pairs::{read_pairs, PairRecord};
@@ -280,24 +280,34 @@ fn pairs(n: u64) -> String {
 /// interrupted build or add of `out` resumes from the copy it spooled, when there is one (the
 /// copy holds every input's pairs, the files' too, as that run read them).
 pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, bool)> {
+    let (records, spool, _) = read_input_counted(files, out)?;
+    Ok((records, spool))
+}
+
+/// [`read_input`], with the counts an interrupted `index add` recorded in the copy it resumes
+/// from ([`AddCounts`]; `None` when it reads its input afresh, or the copy records none).
+fn read_input_counted(
+    files: &[PathBuf],
+    out: &Path,
+) -> Result<(Vec<PairRecord>, bool, Option<AddCounts>)> {
     let stdin = files.iter().any(|f| f.as_os_str() == "-");
     if !stdin {
-        return Ok((read_all(files)?, false));
+        return Ok((read_all(files)?, false, None));
     }
     let from_stdin = read_pairs(Path::new("-"))?;
     if from_stdin.is_empty() {
-        if let Some(records) = spooled_records(out)? {
+        if let Some((records, counts)) = spooled_input(out)? {
             tracing::info!(
                 "standard input is empty: resuming from the input the interrupted run spooled ({} pairs)",
                 records.len()
             );
-            return Ok((records, false));
+            return Ok((records, false, counts));
         }
         if files.len() == 1 {
             return Err(no_pairs_on_stdin(out)?);
         }
     }
-    Ok((read_all_with(files, Some(from_stdin))?, true))
+    Ok((read_all_with(files, Some(from_stdin))?, true, None))
 }
 
 /// The error for `--pairs -` alone and nothing on standard input, for a run on `out` that
@@ -323,14 +333,50 @@ fn no_pairs_on_stdin(out: &Path) -> Result<anyhow::Error> {
 }
 
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
+/// When every pair is left out, the error names the inputs and says why (found by an audit:
+/// a bare "no pairs left to encode" named no file).
 pub fn screen(
     encoder: &RelationEncoder,
     records: Vec<PairRecord>,
     skip: bool,
 ) -> Result<Vec<PairRecord>> {
-    let (keep, _) = screen_counted(encoder, records, skip)?;
-    anyhow::ensure!(!keep.is_empty(), "no pairs left to encode");
+    let (keep, left) = screen_left(encoder, records, skip)?;
+    if keep.is_empty() {
+        return Err(all_too_long(&left, encoder.max_tokens()));
+    }
     Ok(keep)
+}
+
+/// The error for `--skip-long` leaving out every one of the pairs read, `left`: it names
+/// where they were read from (each file once, in the order read; `<stdin>` as standard
+/// input), how many there were and the token limit, and what to do.
+fn all_too_long(left: &[PairRecord], limit: usize) -> anyhow::Error {
+    let mut inputs: Vec<String> = Vec::new();
+    for r in left {
+        let name = match r.file.as_os_str() == "<stdin>" {
+            true => "standard input".to_string(),
+            false => r.file.display().to_string(),
+        };
+        if !inputs.contains(&name) {
+            inputs.push(name);
+        }
+    }
+    let from = match inputs.as_slice() {
+        [] => return anyhow::anyhow!("no pairs to encode"),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    };
+    let all = match left.len() {
+        1 => "the 1 pair".to_string(),
+        n => format!("all {} pairs", super::progress::group(n as u64)),
+    };
+    anyhow::anyhow!(
+        "no pairs left to encode: {all} read from {from} {} too long to encode (a prompt over \
+         the model's {limit}-token limit) and --skip-long left {} out; shorten or remove \
+         them, or use a model with a longer limit",
+        if left.len() == 1 { "is" } else { "are" },
+        if left.len() == 1 { "it" } else { "them" },
+    )
 }
 
 /// [`screen`], returning with the pairs kept how many were left out (with `skip`), and
@@ -341,6 +387,17 @@ fn screen_counted(
     records: Vec<PairRecord>,
     skip: bool,
 ) -> Result<(Vec<PairRecord>, u64)> {
+    let (keep, left) = screen_left(encoder, records, skip)?;
+    Ok((keep, left.len() as u64))
+}
+
+/// [`screen`]'s pairs kept and pairs left out (with `skip`, which are reported), accepting
+/// that none is kept.
+fn screen_left(
+    encoder: &RelationEncoder,
+    records: Vec<PairRecord>,
+    skip: bool,
+) -> Result<(Vec<PairRecord>, Vec<PairRecord>)> {
     let (keep, left) = screen_long_pairs(encoder, records, skip)?;
     if !left.is_empty() {
         let shown: Vec<String> = left.iter().take(5).map(|r| r.location()).collect();
@@ -355,7 +412,7 @@ fn screen_counted(
             }
         );
     }
-    Ok((keep, left.len() as u64))
+    Ok((keep, left))
 }
 
 /// Refuses an existing `out` before any work: without `force` always, with `force` unless it
@@ -530,6 +587,8 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 (Some(out), None) => out,
                 (None, None) => anyhow::bail!("say where to build: --out DIR or --collection NAME"),
             };
+            relbert::output::check_out_folder(out, "--out")
+                .map_err(|e| super::usage(e.to_string()))?;
             check_index_out(out, a.force)?;
             let interrupt = Resumable::install(out, BUILD_ENCODING)?;
             let (records, spool) = read_input(&a.pairs, out)?;
@@ -839,6 +898,7 @@ fn rebuild(mut a: RebuildArgs) -> Result<()> {
         );
         a.out = target;
     }
+    relbert::output::check_out_folder(&a.out, "--out").map_err(|e| super::usage(e.to_string()))?;
     check_index_out(&a.out, a.force)?;
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
     check_there(&a.index)?;
@@ -1266,11 +1326,15 @@ fn add(mut a: AddArgs) -> Result<()> {
         &a.index,
         "the rows of the index copied up to its last checkpoint",
     )?;
-    let (records, spool) = read_input(&a.pairs, &a.index)?;
+    let (records, spool, saved) = read_input_counted(&a.pairs, &a.index)?;
     if spool {
         interrupt.stdin_again();
     }
-    let total = records.len();
+    // Resumed from its copy of standard input, which holds only the new pairs that could be
+    // encoded, an add counts what else the first run read from what that run recorded
+    // (`saved`), so that it reports what an uninterrupted add reports.
+    let total = saved.map_or(records.len() as u64, |c| c.read);
+    let saved = saved.unwrap_or_default();
     check_there(&a.index)?;
     let idx = Index::open(&a.index).with_context(|| opening(&a.index))?;
     let device = relbert::device::parse_device(&a.device)?;
@@ -1298,7 +1362,9 @@ fn add(mut a: AddArgs) -> Result<()> {
     // add that had a pair to encode. Without them nothing is loaded for an add of nothing.
     let given = a.model.is_some() || a.template.is_some() || a.aggregation.is_some();
     let early = if given { Some(load()?) } else { None };
-    let found = new_pairs(&idx, records)?;
+    let mut found = new_pairs(&idx, records)?;
+    found.in_index += saved.in_index;
+    found.repeated += saved.repeated;
     // `in_index`: what the lookup found, and after a grow also the pairs it left out as held
     // in a spelling no lookup finds ([`relbert::store::indexing::AddReport::already_held`]),
     // so the counts add up to the pairs read.
@@ -1329,18 +1395,23 @@ fn add(mut a: AddArgs) -> Result<()> {
             return Ok(());
         }
         let place = format!("{} ({})", a.index.display(), pairs(idx.count() as u64));
-        let said = if too_long == 0 {
+        // Only a resumed add that finds its copy's pairs all in the index (a kill came after
+        // the grown index was published) can have repeated pairs with nothing new.
+        let said = if too_long == 0 && found.repeated == 0 {
             let all = match total {
                 1 => "the 1 pair read is".to_string(),
                 n => format!("all {n} pairs read are"),
             };
             format!("nothing to add: {all} already in {place}; the index is unchanged")
         } else {
-            let mut why = vec![format!(
-                "{} new to it {} too long to encode (left out by --skip-long)",
-                too_long,
-                if too_long == 1 { "is" } else { "are" }
-            )];
+            let mut why = Vec::new();
+            if too_long > 0 {
+                why.push(format!(
+                    "{} new to it {} too long to encode (left out by --skip-long)",
+                    too_long,
+                    if too_long == 1 { "is" } else { "are" }
+                ));
+            }
             if found.in_index > 0 {
                 why.push(format!("{} already in it", found.in_index));
             }
@@ -1349,7 +1420,7 @@ fn add(mut a: AddArgs) -> Result<()> {
             }
             format!(
                 "nothing to add to {place}: of the {} read, {}; the index is unchanged",
-                pairs(total as u64),
+                pairs(total),
                 why.join(", ")
             )
         };
@@ -1357,7 +1428,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         Ok(())
     };
     if found.records.is_empty() {
-        return nothing(0);
+        return nothing(saved.too_long);
     }
     check_replaced_whole(&a.index, "add")?;
     let encoder = match early {
@@ -1365,6 +1436,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         None => load()?,
     };
     let (new, too_long) = screen_counted(&encoder, found.records.clone(), a.skip_long)?;
+    let too_long = too_long + saved.too_long;
     if new.is_empty() {
         return nothing(too_long);
     }
@@ -1394,7 +1466,12 @@ fn add(mut a: AddArgs) -> Result<()> {
         idx,
         &new,
         0,
-        spool,
+        spool.then_some(AddCounts {
+            read: total,
+            in_index: found.in_index,
+            repeated: found.repeated,
+            too_long,
+        }),
         &|n| {
             let pb = encoding.get_or_init(|| {
                 end_copying();

@@ -534,6 +534,12 @@ fn ensure_with(
             ),
         }
     };
+    // A folder of the user's (`$RELBERT_INDEX`) is not made: refused as any output's missing
+    // folder is. `indexes/` under the checkout (made below) is relbert's own.
+    if !check.own_place {
+        relbert::output::check_out_folder(dir, "$RELBERT_INDEX")
+            .map_err(|e| super::usage(e.to_string()))?;
+    }
     // Before anything is read or loaded: a second query started while the first builds
     // said it was building too, loaded the model, and only then met the build's lock.
     refuse_while_building(dir)?;
@@ -971,7 +977,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // of a stream with its own missing file. A model the index records is still looked for
     // only when a pair needs it.
     if let Some(m) = &a.model {
-        relbert::config::ModelFiles::in_dir(m).context("invalid value for --model")?;
+        // Exit status 1, as every command's missing model: the flag is well formed, the
+        // folder it names is what is missing.
+        relbert::config::ModelFiles::in_dir(m)
+            .with_context(|| format!("loading model {} (--model)", m.display()))?;
     }
     // As a query line on standard input is read: spaces and invisible characters around or
     // in a word are not part of it ([`relbert::pairs::read_word`]), and an empty word is no
@@ -1046,7 +1055,16 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 }
             };
             super::index::check_there(&dir)?;
-            QueryEngine::open(&dir, a.model.clone()).with_context(|| super::index::opening(&dir))?
+            // An exact search reads no graph and checks every block of rows and pairs it
+            // reads, so it opens with the headers checked only (as `index rebuild` does): an
+            // index whose graph alone is damaged still answers it. The graph search keeps
+            // the full check of small indexes at open.
+            let verify = match a.exact {
+                true => relbert_index::Verify::Headers,
+                false => relbert_index::Verify::default(),
+            };
+            QueryEngine::open_with(&dir, a.model.clone(), relbert_index::OpenOptions { verify })
+                .with_context(|| super::index::opening(&dir))?
         }
     };
     if let Some(d) = a.dtype {

@@ -29,7 +29,8 @@ pub struct TrainArgs {
     /// relations; repeatable. Validation is unchanged.
     #[arg(long, value_name = "FILE")]
     extra_train: Vec<PathBuf>,
-    /// Output model directory (refused if it exists, unless --force).
+    /// Output model directory (refused if it exists, unless --force), made by the run; the
+    /// folder it goes in must exist.
     #[arg(long, value_parser = super::os(super::output_dir_at))]
     out: PathBuf,
     /// Loss: nce, iloob or triplet.
@@ -96,7 +97,8 @@ pub struct TrainArgs {
     #[arg(long)]
     autograd: bool,
     /// Also keep every epoch's model (float32) as DIR/epoch-NN, for `relbert average`
-    /// (existing epoch-* entries are refused, or with --force all removed first).
+    /// (existing epoch-* entries are refused, or with --force all removed first). DIR is
+    /// made when missing; the folder it goes in must exist.
     #[arg(long, value_name = "DIR", value_parser = super::os(checkpoint_dir))]
     checkpoint_dir: Option<PathBuf>,
     /// Overwrite an existing output directory, and replace every existing epoch-* checkpoint
@@ -339,6 +341,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     // Before looking at --out's contents: a base inside it is the more useful refusal.
     check_output_paths(&cfg, &a.out).map_err(usage_if_command_line)?;
+    // Before anything is made: train makes --out and --checkpoint-dir themselves, never a
+    // missing folder above them (the lock refuses one, without naming the flag).
+    let folder = |dir: &std::path::Path, flag: &str| {
+        relbert::output::check_out_folder(dir, flag).map_err(|e| super::usage(e.to_string()))
+    };
+    folder(&a.out, "--out")?;
+    if let Some(dir) = &a.checkpoint_dir {
+        folder(dir, "--checkpoint-dir")?;
+    }
     // An index directory must hold only its own files: `index add` and `index build
     // --force` refused one holding a trained model or checkpoints.
     super::not_in_an_index(&a.out, "--out")?;

@@ -35,6 +35,111 @@ pub struct RelbertConfig {
     pub offset_weight: Option<f32>,
 }
 
+impl RelbertConfig {
+    /// Reads the `relbert_config` block of the config file `path` (absent or `null`: the
+    /// defaults). Besides relbert's own keys it understands those the reference's Python
+    /// package wrote, which decide the vector as much: `mode` (the older name of
+    /// `aggregation_mode`), `custom_template` (a template) and `template_mode` (only
+    /// `"manual"`, a written template, means anything). These were ignored, and such a
+    /// checkpoint computed the default template and aggregation without a word. Two keys
+    /// giving different values, a `template_mode` other than `"manual"` and `template_type`
+    /// (a built-in template of old versions, which relbert cannot reproduce exactly) are
+    /// refused; any other key is stored metadata and gets a warning, so a misspelt key is
+    /// seen. The form relbert writes (`template`, `aggregation_mode`) is unchanged.
+    pub fn from_block(block: Option<&serde_json::Value>, path: &Path) -> Result<Self> {
+        use serde_json::Value;
+        let obj = match block {
+            None | Some(Value::Null) => return Ok(RelbertConfig::default()),
+            Some(Value::Object(obj)) => obj,
+            Some(other) => {
+                return Err(Error::Config {
+                    path: path.to_path_buf(),
+                    message: format!("field \"relbert_config\": {other} is not a JSON object"),
+                })
+            }
+        };
+        let refuse = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        // A key's value, `None` when absent or null (as serde reads an `Option`).
+        fn get<T: serde::de::DeserializeOwned>(
+            obj: &serde_json::Map<String, Value>,
+            path: &Path,
+            key: &str,
+        ) -> Result<Option<T>> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => serde_json::from_value(v.clone())
+                    .map(Some)
+                    .map_err(|e| Error::Config {
+                        path: path.to_path_buf(),
+                        message: format!("field \"relbert_config.{key}\": {e}"),
+                    }),
+            }
+        }
+        // The value given under either of two names; both with different values is refused,
+        // as either reading would be a guess.
+        let either = |new: &str, old: &str| -> Result<Option<String>> {
+            match (
+                get::<String>(obj, path, new)?,
+                get::<String>(obj, path, old)?,
+            ) {
+                (Some(a), Some(b)) if a != b => Err(refuse(format!(
+                    "relbert_config gives {new:?} {a:?} and {old:?} {b:?}, which disagree; \
+                     keep one of them"
+                ))),
+                (a, b) => Ok(a.or(b)),
+            }
+        };
+        let template = either("template", "custom_template")?;
+        let aggregation_mode = either("aggregation_mode", "mode")?;
+        let offset_weight = get::<f32>(obj, path, "offset_weight")?;
+        if let Some(mode) = get::<String>(obj, path, "template_mode")? {
+            if mode != "manual" {
+                return Err(refuse(format!(
+                    "relbert_config.template_mode {mode:?} is not supported: relbert computes \
+                     only a written template (\"manual\"), given as \"template\""
+                )));
+            }
+        }
+        if let Some(v) = obj.get("template_type").filter(|v| !v.is_null()) {
+            return Err(refuse(format!(
+                "relbert_config.template_type {v} (a built-in prompt of older RelBERT \
+                 versions) cannot be honoured: relbert cannot tell exactly which prompt it \
+                 named. Write the prompt itself as \"template\" (with <subj>, <obj> and \
+                 <mask>) in place of \"template_type\""
+            )));
+        }
+        for key in obj.keys() {
+            if !RELBERT_KEYS.contains(&key.as_str()) {
+                tracing::warn!(
+                    "{}: relbert_config key {key:?} is not one relbert reads, and is ignored \
+                     (relbert reads {})",
+                    path.display(),
+                    RELBERT_KEYS[..3].join(", ")
+                );
+            }
+        }
+        Ok(RelbertConfig {
+            template,
+            aggregation_mode,
+            offset_weight,
+        })
+    }
+}
+
+/// The keys of `relbert_config` that [`RelbertConfig::from_block`] reads: relbert's own
+/// three first, then the reference's older names and its `template_mode`.
+const RELBERT_KEYS: [&str; 6] = [
+    "template",
+    "aggregation_mode",
+    "offset_weight",
+    "custom_template",
+    "mode",
+    "template_mode",
+];
+
 /// The hyper-parameters of a BERT or RoBERTa encoder.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -173,7 +278,7 @@ impl ModelConfig {
                     Architecture::Roberta => 1,
                 }),
             )?,
-            relbert: field(&raw, path, "relbert_config", Some(RelbertConfig::default()))?,
+            relbert: RelbertConfig::from_block(raw.get("relbert_config"), path)?,
             raw,
         };
         // A negative or zero epsilon gives NaN in every LayerNorm; a dropout probability
@@ -439,6 +544,26 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Locates the files in `dir`, failing with the first one missing or not a regular file.
     pub fn in_dir(dir: &Path) -> Result<Self> {
+        // A file given for the directory (its config.json, say) was reported as a missing
+        // file of that name, which sent users looking for a file they could see.
+        if dir.exists() && !dir.is_dir() {
+            let holder = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "this is a file, not a model directory; a model is the folder that \
+                         holds config.json, model.safetensors and tokenizer.json (did you \
+                         mean {}?)",
+                        holder.display()
+                    ),
+                ),
+            ));
+        }
         if !dir.is_dir() {
             return Err(Error::MissingFile {
                 path: dir.to_path_buf(),

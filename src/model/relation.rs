@@ -115,7 +115,10 @@ impl PairFunction {
             (Some(a), _) => a,
             (None, Some(name)) => name.parse().map_err(|_| Error::Config {
                 path: config_path.to_path_buf(),
-                message: format!("relbert_config.aggregation_mode {name:?} is not a known mode"),
+                message: format!(
+                    "relbert_config.aggregation_mode (or its older name mode) {name:?} is not a \
+                     known mode; relbert computes average_no_mask, mask and average"
+                ),
             })?,
             (None, None) => Aggregation::default(),
         };
@@ -360,6 +363,20 @@ impl RelationEncoder {
     /// by its absolute path, so an index built from it finds it from any working directory.
     pub fn identity(&self) -> Result<EncoderIdentity> {
         let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        // The identity carries the path as text: a lossy rendering of a name that is not
+        // UTF-8 names no folder, and an index built with it said later that the model "is
+        // not there" while it was. Refused here, before an index is made.
+        let Some(model) = dir.to_str() else {
+            return Err(Error::io(
+                &dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the model folder's path is not valid UTF-8; an index records its model's \
+                     path as text, and could not find this folder again. Rename or move the \
+                     model to a UTF-8 path (a link is not enough: the real path is recorded)",
+                ),
+            ));
+        };
         Ok(EncoderIdentity {
             dtype: self.encoder.dtype(),
             files_digest: Some(crate::config::function_files_digest(
@@ -367,7 +384,7 @@ impl RelationEncoder {
                 &self.files.tokenizer,
             )?),
             ..self.function.identity(
-                dir.display().to_string(),
+                model.to_string(),
                 Encoder::weights_sha256(&self.files.weights)?,
             )
         })
@@ -645,17 +662,20 @@ impl RelationEncoder {
             })
             .collect();
         let toks = self.tokenize(&distinct)?;
-        let vectors = self.pool_all(&toks, self.function.aggregation, progress)?;
+        let name = |i: usize| format!("the pair ({}, {})", distinct[i].0, distinct[i].1);
+        let vectors = self.pool_all(&toks, self.function.aggregation, progress, &name)?;
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())
     }
 
     /// Encodes tokenised sequences in length-sorted batches and returns each one's pooled
-    /// raw sum under `aggregation`, in input order.
+    /// raw sum under `aggregation`, in input order. `name` says what input `i` is (a pair, a
+    /// word), for the error on a vector that cannot be used.
     fn pool_all(
         &self,
         toks: &[Tokenized],
         aggregation: Aggregation,
         progress: &(dyn Fn(usize) + Sync),
+        name: &(dyn Fn(usize) -> String + Sync),
     ) -> Result<Vec<Vec<f32>>> {
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let mut vectors = vec![Vec::new(); toks.len()];
@@ -687,7 +707,7 @@ impl RelationEncoder {
                     })
                     .collect::<Result<_>>()?;
                 for (batch, vs) in wave.iter().zip(pooled) {
-                    self.check_finite(&vs)?;
+                    self.check_usable(batch, &vs, name)?;
                     for (&i, v) in batch.iter().zip(vs) {
                         vectors[i] = v;
                     }
@@ -702,7 +722,7 @@ impl RelationEncoder {
                     .forward_pooled_with(&seqs, aggregation, Mode::Inference)?
                     .to_device(&Device::Cpu)?
                     .to_vec2::<f32>()?;
-                self.check_finite(&pooled)?;
+                self.check_usable(&batch, &pooled, name)?;
                 for (&i, v) in batch.iter().zip(pooled) {
                     vectors[i] = v;
                 }
@@ -713,31 +733,62 @@ impl RelationEncoder {
         Ok(vectors)
     }
 
-    /// Refuses vectors holding NaN or infinity: a model with one broken weight (or a config
-    /// value such as a zero `layer_norm_eps` on a constant row) turns every vector it touches
-    /// into NaN, which cosine and argmax then score as if it were a vector (an analogy
-    /// benchmark picks choice 0 every time, `embed` writes `null`). A pass over the output,
-    /// small beside the encoder's work.
-    fn check_finite(&self, vectors: &[Vec<f32>]) -> Result<()> {
-        if vectors.iter().flatten().all(|x| x.is_finite()) {
-            return Ok(());
-        }
-        Err(Error::Config {
-            path: self.dir().to_path_buf(),
-            message: format!(
-                "the model gives non-finite values (NaN or infinity) in its vectors: its \
-                 weights (model.safetensors) or its config.json hold a non-finite or \
-                 out-of-range value{}; check the model, or fetch it again",
-                if self.dtype() == Dtype::F32 {
-                    String::new()
+    /// Refuses vectors that cannot be used. NaN or infinity: a model with one broken weight
+    /// (or a config value such as a zero `layer_norm_eps` on a constant row) turns every
+    /// vector it touches into NaN, which cosine and argmax then score as if it were a vector
+    /// (an analogy benchmark picks choice 0 every time, `embed` writes `null`). All zeros, or
+    /// a length that underflows to 0 or overflows in f32: such a vector cannot be scaled to
+    /// unit length, and was written as a "unit" vector of zeros (a model whose last LayerNorm
+    /// weights are zero gives nothing else). `batch` holds the input indices of `vectors`,
+    /// which `name` describes. A pass over the output, small beside the encoder's work.
+    fn check_usable(
+        &self,
+        batch: &[usize],
+        vectors: &[Vec<f32>],
+        name: &(dyn Fn(usize) -> String + Sync),
+    ) -> Result<()> {
+        let precision_hint = if self.dtype() == Dtype::F32 {
+            String::new()
+        } else {
+            format!(
+                ", or its activations overflow --dtype {} (try --dtype f32)",
+                self.dtype()
+            )
+        };
+        for (&i, v) in batch.iter().zip(vectors) {
+            if !v.iter().all(|x| x.is_finite()) {
+                return Err(Error::Config {
+                    path: self.dir().to_path_buf(),
+                    message: format!(
+                        "the model gives non-finite values (NaN or infinity) in its vectors \
+                         (first for {}): its weights (model.safetensors) or its config.json \
+                         hold a non-finite or out-of-range value{precision_hint}; check the \
+                         model, or fetch it again",
+                        name(i)
+                    ),
+                });
+            }
+            // The length as `normalize_in_place` computes it: what it cannot divide by.
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if !(norm.is_finite() && norm > 0.0) {
+                let what = if v.iter().all(|&x| x == 0.0) {
+                    "an all-zero vector".to_string()
                 } else {
-                    format!(
-                        ", or its activations overflow --dtype {} (try --dtype f32)",
-                        self.dtype()
-                    )
-                }
-            ),
-        })
+                    format!("a vector whose length ({norm}) cannot be scaled to 1")
+                };
+                return Err(Error::Config {
+                    path: self.dir().to_path_buf(),
+                    message: format!(
+                        "the model gives {what} for {}, which has no direction to compare: \
+                         its weights (model.safetensors) are broken (e.g. a LayerNorm weight \
+                         of zeros) or it was saved wrongly{precision_hint}; check the model, \
+                         or fetch it again",
+                        name(i)
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Plain word vectors for the word-vector offset baseline: each bare word is tokenised
@@ -768,7 +819,9 @@ impl RelationEncoder {
             .collect();
         let toks = self.tokenizer.encode_texts(&distinct)?;
         let total = toks.len();
-        let mut vectors = self.pool_all(&toks, Aggregation::Average, &|n| progress(n, total))?;
+        let name = |i: usize| format!("the word {:?}", distinct[i]);
+        let mut vectors =
+            self.pool_all(&toks, Aggregation::Average, &|n| progress(n, total), &name)?;
         // Scaling the sum to unit length is the same as normalising the mean.
         vectors.iter_mut().for_each(|v| normalize_in_place(v));
         Ok(index.into_iter().map(|i| vectors[i].clone()).collect())

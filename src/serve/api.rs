@@ -781,6 +781,18 @@ fn parse_body<T: serde::de::DeserializeOwned>(
             serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
+        // serde names the Rust struct it wanted for a body of `null`, `3` or `"x"` (found by
+        // audit L: "expected struct QueryRequest").
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+                if !v.is_object() {
+                    return ApiError::bad(format!(
+                        "request body: expected a JSON object ({{\"pair\": ...}}), found {}",
+                        shown_json(&v)
+                    ));
+                }
+            }
+        }
         // Only a surrogate at or before where serde stopped is what it stopped at.
         let line_start: usize = bytes
             .split(|&b| b == b'\n')
@@ -993,24 +1005,95 @@ async fn read_pairs(
         .collect())
 }
 
+/// The body of `/v1/query`. Every field but the pairs is kept as JSON and read by
+/// [`whole`] or [`flag`], for one rule over all of them (found by an audit: `"k": 3.0` was
+/// refused naming Rust's `usize`, `"exact": null` was refused while `"k": null` was the
+/// default): null is the field left out; a whole number may be written `3.0`, as JSON Schema
+/// counts it an integer; an error names the field and what it takes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueryRequest {
     /// One pair, read by [`PairInput::of`] (so that a batch's items are named by place).
     pair: Option<Value>,
-    pairs: Option<Vec<Value>>,
-    k: Option<usize>,
-    #[serde(default)]
-    exact: bool,
-    ef: Option<usize>,
-    #[serde(default)]
-    keep_shared_words: bool,
+    /// A batch, read by [`list`].
+    pairs: Option<Value>,
+    k: Option<Value>,
+    exact: Option<Value>,
+    ef: Option<Value>,
+    keep_shared_words: Option<Value>,
     /// Add a 2-D PCA projection of the query and its results.
-    #[serde(default)]
-    plot: bool,
+    plot: Option<Value>,
     /// Answer 404 for pairs the index does not store instead of encoding them.
-    #[serde(default)]
-    stored_only: bool,
+    stored_only: Option<Value>,
+}
+
+/// JSON as a message quotes it: cut as [`crate::error::quoted`] cuts (80 characters,
+/// marked `…`).
+fn shown_json(value: &Value) -> String {
+    let json = value.to_string();
+    let (kept, mark) = crate::error::cut_for_message(&json);
+    format!("{kept}{mark}")
+}
+
+/// The whole-number field `name` of a body, `default` when left out or null, or a 422
+/// naming it and its range, 1 to `max`. A number with no fraction is whole however it is
+/// written (`3.0`, `3e0`); one past what JSON carries exactly is named as larger than `max`
+/// rather than as the float serde read it as.
+fn whole(value: Option<Value>, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let n = match &value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                // Saturates: a larger one is out of range all the same.
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
+        _ => {
+            // Past 2^53 a number was read as the nearest float: not what was sent.
+            let got = match (&value, n) {
+                (Value::Number(v), Some(n)) if v.as_u64().is_none() && n > max as u64 => {
+                    format!("a number larger than {max}")
+                }
+                _ => shown_json(&value),
+            };
+            Err(ApiError::bad(format!(
+                "{name} must be a whole number between 1 and {max} (or null, or left out, for \
+                 {default}); got {got}"
+            )))
+        }
+    }
+}
+
+/// The true-or-false field `name` of a body, false when left out or null, or a 422 naming it.
+fn flag(value: Option<Value>, name: &str) -> Result<bool, ApiError> {
+    match value {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(other) => Err(ApiError::bad(format!(
+            "{name} must be true or false (or null, or left out, for false); got {}",
+            shown_json(&other)
+        ))),
+    }
+}
+
+/// The list field `name` of a body (its pairs), `None` when left out or null, or a 422
+/// naming it.
+fn list(value: Option<Value>, name: &str) -> Result<Option<Vec<Value>>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Array(items)) => Ok(Some(items)),
+        Some(other) => Err(ApiError::bad(format!(
+            "{name} must be a list of pairs, such as [[\"paris\", \"france\"], \"rome:italy\"]; \
+             got {}",
+            shown_json(&other)
+        ))),
+    }
 }
 
 /// The pairs of a batch, read and checked ([`read_pairs`]) after the batch limit.
@@ -1038,43 +1121,36 @@ async fn query(
 ) -> ApiResult {
     let loaded = &answering(&state)?;
     // The default answers within the server's own limit.
-    let k = req.k.unwrap_or(10.min(state.limits.max_k));
-    if k == 0 || k > state.limits.max_k {
-        return Err(ApiError::bad(format!(
-            "k must be between 1 and {}",
-            state.limits.max_k
-        )));
-    }
+    let k = whole(req.k, "k", 10.min(state.limits.max_k), state.limits.max_k)?;
+    let exact = flag(req.exact, "exact")?;
+    let keep_shared_words = flag(req.keep_shared_words, "keep_shared_words")?;
+    let plot = flag(req.plot, "plot")?;
+    let stored_only = flag(req.stored_only, "stored_only")?;
+    let pairs = list(req.pairs, "pairs")?;
     // As `relbert query --exact --ef N` is refused (found by an audit: the server took it
     // and ignored ef).
-    if req.exact && req.ef.is_some() {
+    if exact && req.ef.is_some() {
         return Err(ApiError::bad(
             "\"ef\" cannot be used with \"exact\": true: ef sizes the HNSW graph search's \
              candidate list, and exact compares the query with every row instead of searching \
              the graph; give one or the other",
         ));
     }
-    let ef = req.ef.unwrap_or(64);
-    if ef == 0 || ef > state.limits.max_ef {
-        return Err(ApiError::bad(format!(
-            "ef must be between 1 and {}",
-            state.limits.max_ef
-        )));
-    }
+    let ef = whole(req.ef, "ef", 64, state.limits.max_ef)?;
     let opts = QueryOptions {
         k,
-        exact: req.exact,
+        exact,
         ef,
-        keep_shared_words: req.keep_shared_words,
+        keep_shared_words,
     };
-    match (req.pair, req.pairs) {
+    match (req.pair, pairs) {
         (Some(p), None) => {
             let read = read_pairs(vec![p], "pair", false, state.limits.max_word_chars, loaded);
             let Some((a, b)) = read.await?.pop().transpose()? else {
                 return Err(ApiError::bad("pair: no pair"));
             };
             let vectors =
-                vectors_of(&state, loaded, &[(a.clone(), b.clone())], req.stored_only).await?;
+                vectors_of(&state, loaded, &[(a.clone(), b.clone())], stored_only).await?;
             let Some(found) = vectors.into_iter().next() else {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -1082,7 +1158,7 @@ async fn query(
                 ));
             };
             let found = found.map_err(|(status, msg)| ApiError::new(status, msg))?;
-            Ok(Json(answer(loaded, &a, &b, found, &opts, req.plot).await?))
+            Ok(Json(answer(loaded, &a, &b, found, &opts, plot).await?))
         }
         (None, Some(ps)) => {
             // Every problem of one pair (its words, the encoder's refusal, `stored_only`) is
@@ -1092,7 +1168,7 @@ async fn query(
                 .iter()
                 .filter_map(|r| r.as_ref().ok().cloned())
                 .collect();
-            let mut vectors = vectors_of(&state, loaded, &asked, req.stored_only)
+            let mut vectors = vectors_of(&state, loaded, &asked, stored_only)
                 .await?
                 .into_iter();
             let mut out = Vec::with_capacity(read.len());
@@ -1112,7 +1188,7 @@ async fn query(
                         refused.message,
                     ),
                     Ok((a, b)) => match vectors.next() {
-                        Some(Ok(found)) => answer(loaded, &a, &b, found, &opts, req.plot).await?,
+                        Some(Ok(found)) => answer(loaded, &a, &b, found, &opts, plot).await?,
                         Some(Err((status, msg))) => failed(json!([a, b]), status, msg),
                         None => failed(
                             json!([a, b]),
@@ -1338,8 +1414,9 @@ fn hit_vector(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmbedRequest {
-    /// Read by [`PairInput::of`], so that a malformed item is named by its place.
-    pairs: Vec<Value>,
+    /// Read by [`list`], then each by [`PairInput::of`], so that a malformed item is named by
+    /// its place; null or left out is refused naming the field, as a query's fields are.
+    pairs: Option<Value>,
 }
 
 /// Unit relation vectors of the pairs, always from the encoder (the index's pair function;
@@ -1349,7 +1426,13 @@ async fn embed(
     JsonBody(req): JsonBody<EmbedRequest>,
 ) -> ApiResult {
     let loaded = answering(&state)?;
-    let pairs = check_pairs(req.pairs, &state, &loaded)
+    let Some(pairs) = list(req.pairs, "pairs")? else {
+        return Err(ApiError::bad(
+            "the body has no \"pairs\": give a list of pairs, such as {\"pairs\": [[\"paris\", \
+             \"france\"]]}",
+        ));
+    };
+    let pairs = check_pairs(pairs, &state, &loaded)
         .await?
         .into_iter()
         .collect::<Result<Vec<_>, Refused>>()?;
@@ -1519,8 +1602,25 @@ async fn info(State(state): State<Arc<AppState>>) -> ApiResult {
         "auth": state.token.is_some(),
         "backend": if loaded.engine.index().is_some() { "local" } else { "qdrant" },
         "device": super::device_name(state.device()),
+        // Found by an audit: `serve --dtype bf16` on an f32 index only warned in the log. The
+        // format in place now, which follows a rebuild of the index unless `--dtype` chose it.
+        "dtype": state.ready().map(|l| l.batcher.dtype().name()),
     });
     Ok(Json(doc))
+}
+
+/// A non-200 answer of `/v1/health`: the shape of every other error (`error` a message,
+/// `status` the number), with the server's state in `state` for a balancer or a script that
+/// tells "starting" from "failed" (found by an audit: health alone answered a string
+/// `status`, and "starting" had no `error`).
+fn health_problem(state: &str, message: String) -> Response {
+    let code = StatusCode::SERVICE_UNAVAILABLE;
+    let body = json!({"error": message, "status": code.as_u16(), "state": state});
+    let mut r = (code, Json(body)).into_response();
+    // As every other 503: a client may look again shortly.
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -1537,14 +1637,12 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             )
         })
     });
-    match (state.ready(), state.failure()) {
-        (Some(_), _) if unavailable.is_some() => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": unavailable})),
-        )
-            .into_response(),
-        (Some(_), _) => {
-            let mut doc = json!({"status": "ready", "pairs": state.pairs_now()});
+    match (state.ready(), state.failure(), unavailable) {
+        (Some(_), _, Some(why)) => health_problem("unavailable", why),
+        (Some(_), _, None) => {
+            // `status` stays the string "ready" in the 200 for the probes and scripts written
+            // against it before `state` was added; `state` is the field every answer has.
+            let mut doc = json!({"status": "ready", "state": "ready", "pairs": state.pairs_now()});
             // Answers still come from the index the server has open; a balancer may keep
             // sending queries, an operator should know (as `/v1/info` says).
             if let Some(n) = state.not_served() {
@@ -1552,16 +1650,10 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             }
             Json(doc).into_response()
         }
-        (None, Some(why)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "error": why})),
-        )
-            .into_response(),
-        (None, None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting"})),
-        )
-            .into_response(),
+        (None, Some(why), _) => {
+            health_problem("failed", format!("the index could not be loaded: {why}"))
+        }
+        (None, None, _) => health_problem("starting", "the index is still loading".into()),
     }
 }
 

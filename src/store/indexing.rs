@@ -338,7 +338,7 @@ pub fn build_index(
         // A failure (a full disk) is said as the rest of the build's are, with what to do;
         // a partial directory this run made holds nothing without the copy, and goes.
         let path = builder.spool_path();
-        if let Err(e) = write_spool(&path, records) {
+        if let Err(e) = write_spool(&path, records, None) {
             return Err(builder.spool_failed(&path, e).into());
         }
     }
@@ -390,10 +390,63 @@ pub fn build_index(
 /// right after publication leaves the copy in the published index, and only a marked one is
 /// taken there for relbert's (a user's `input.spool` went with the index before).
 pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
-    write_spool(path, records).map_err(|e| Error::io(path, e))
+    write_spool(path, records, None).map_err(|e| Error::io(path, e))
 }
 
-fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
+/// How the line of an add's copy of standard input that records [`AddCounts`] begins: a
+/// comment to the pair reader (as the spool's mark is), so the copy stays a pair list that
+/// a relbert which does not know the line reads as before.
+const ADD_COUNTS_MARK: &str = "# relbert add counts:";
+
+/// What an `index add` read beside the pairs it encodes: the copy of standard input it keeps
+/// ([`add_to_index`]) holds only those, the new pairs that can be encoded, so a resumed add
+/// would report the copy's count as the pairs read and none already in the index, repeated
+/// or too long. Recorded in the copy, whose writing is atomic ([`spool_records`]), and read
+/// back with it ([`spooled_input`]), the resumed add reports what an uninterrupted one does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddCounts {
+    /// Input records read, in all.
+    pub read: u64,
+    /// Records whose pair the index already held.
+    pub in_index: u64,
+    /// Records repeating an earlier record of the input.
+    pub repeated: u64,
+    /// New pairs left out as too long to encode (`--skip-long`).
+    pub too_long: u64,
+}
+
+impl AddCounts {
+    /// The line recording these counts in a copy of standard input (with its line end).
+    fn line(&self) -> String {
+        format!(
+            "{ADD_COUNTS_MARK} read {} in_index {} repeated {} too_long {}\n",
+            self.read, self.in_index, self.repeated, self.too_long
+        )
+    }
+
+    /// The counts a line written by [`Self::line`] records; `None` for any other line.
+    fn parse(line: &str) -> Option<AddCounts> {
+        let rest = line.trim_end().strip_prefix(ADD_COUNTS_MARK)?;
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let ["read", read, "in_index", in_index, "repeated", repeated, "too_long", too_long] =
+            words.as_slice()
+        else {
+            return None;
+        };
+        Some(AddCounts {
+            read: read.parse().ok()?,
+            in_index: in_index.parse().ok()?,
+            repeated: repeated.parse().ok()?,
+            too_long: too_long.parse().ok()?,
+        })
+    }
+}
+
+fn write_spool(
+    path: &Path,
+    records: &[PairRecord],
+    counts: Option<&AddCounts>,
+) -> std::io::Result<()> {
     use std::io::Write;
     if path.exists() {
         return Ok(());
@@ -403,6 +456,9 @@ fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
     let tmp = PathBuf::from(tmp);
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     w.write_all(relbert_index::spool_header().as_bytes())?;
+    if let Some(counts) = counts {
+        w.write_all(counts.line().as_bytes())?;
+    }
     for r in records {
         // Parsed from TSV lines: no tab or line break inside, no head starting with '#'.
         // As the file spells them, so the copy read back has the identity of the input
@@ -424,6 +480,13 @@ fn write_spool(path: &Path, records: &[PairRecord]) -> std::io::Result<()> {
 /// older relbert's, which wrote none, and is read as it is; a copy of a later spool format
 /// than this relbert's is refused, naming it.
 pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
+    Ok(spooled_input(out)?.map(|(records, _)| records))
+}
+
+/// [`spooled_records`], with the counts an `index add` recorded in its copy ([`AddCounts`]):
+/// `None` for a build's copy, an older relbert's, or counts that do not add up to the
+/// records the copy holds (which are then reported as before, from the copy alone).
+pub fn spooled_input(out: &Path) -> Result<Option<(Vec<PairRecord>, Option<AddCounts>)>> {
     use relbert_index::{SpoolMark, SPOOL_VERSION};
     let path = relbert_index::input_spool(out)?;
     if !path.is_file() {
@@ -444,7 +507,47 @@ pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
         SpoolMark::Marked(_) | SpoolMark::Unmarked | SpoolMark::Cut => {}
     }
     let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-    Ok(Some(crate::pairs::parse_pairs(f, &path)?))
+    let counts = spooled_counts(&f).map_err(|e| Error::io(&path, e))?;
+    let records = crate::pairs::parse_pairs(f, &path)?;
+    let counts = counts.filter(|c| {
+        // Checked: the copy is a file a user can edit.
+        let sum = [c.in_index, c.repeated, c.too_long]
+            .into_iter()
+            .try_fold(records.len() as u64, u64::checked_add);
+        let adds_up = sum == Some(c.read);
+        if !adds_up {
+            tracing::warn!(
+                "{}: the counts it records ({c:?}) do not add up to the {} pairs it holds; \
+                 the pairs read are reported from the copy alone",
+                path.display(),
+                records.len()
+            );
+        }
+        adds_up
+    });
+    Ok(Some((records, counts)))
+}
+
+/// The [`AddCounts`] line of a copy of standard input, read from the start of `f` (its second
+/// line, after the mark), without moving `f`'s position.
+fn spooled_counts(f: &std::fs::File) -> std::io::Result<Option<AddCounts>> {
+    use std::io::BufRead;
+    use std::os::unix::fs::FileExt;
+    // The mark and the counts line are well under 1 KiB.
+    let mut head = vec![0u8; 1024];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64)? {
+            0 => break,
+            got => n += got,
+        }
+    }
+    let mut lines = head[..n].lines();
+    let _mark = lines.next();
+    Ok(lines
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| AddCounts::parse(&l)))
 }
 
 /// `word` as an index stores it and the encoder reads it: as written when it is in NFC or in
@@ -597,7 +700,8 @@ pub struct AddReport {
 /// grown index in place of the old one ([`relbert_index::IndexGrower`]). An interrupted add
 /// resumes when run again with the same base and records. `threads` is the graph insertion's
 /// thread count (0: all); `spool` keeps a copy of the records in the partial directory
-/// ([`spool_records`]); `on_rows` is told new rows done (within a chunk too, after each
+/// ([`spool_records`]) with the counts of the input they were taken from ([`AddCounts`],
+/// which [`spooled_input`] gives back); `on_rows` is told new rows done (within a chunk too, after each
 /// encoder batch, possibly from another thread), `progress` reports copying and graph
 /// progress.
 pub fn add_to_index(
@@ -605,7 +709,7 @@ pub fn add_to_index(
     base: Index,
     records: &[PairRecord],
     threads: usize,
-    spool: bool,
+    spool: Option<AddCounts>,
     on_rows: &(dyn Fn(u64) + Sync),
     progress: &mut dyn FnMut(Progress),
 ) -> Result<AddReport> {
@@ -624,8 +728,8 @@ pub fn add_to_index(
     let input = crate::pairs::records_identity(records);
     let mut grower =
         IndexGrower::create_or_resume_keeping(base, &input, threads, &mut *progress, |path| {
-            if spool {
-                write_spool(path, records)?;
+            if let Some(counts) = &spool {
+                write_spool(path, records, Some(counts))?;
             }
             Ok(())
         })?;
@@ -680,13 +784,30 @@ pub fn info_json(index: &Index, dir: &Path, open_ms: f64, verified: bool) -> ser
     })
 }
 
-/// A recorded encoder as `index info --json` shows it (an index's or a Qdrant collection's):
-/// `aggregation` without the tokenizer/config digest, which is `tokenizer_config` (null when
-/// not recorded).
+/// A recorded encoder as `index info --json` and `/v1/info` show it (an index's or a Qdrant
+/// collection's): the recorded string's parts each in a field of its own, named and spelled
+/// as `bench --json` names them (`aggregation`, `offset_weight` when there is one, `dtype`
+/// lower-case), so that a client reads them without parsing `mask+offset:0.8+dtype:bf16`
+/// (found by an audit: the two outputs wrote one identity two ways); `tokenizer_config` is
+/// the tokenizer/config digest (null when not recorded). A string whose parts do not read
+/// (an index written by hand) is shown whole as `aggregation`, with no `offset_weight`.
 pub fn encoder_json(e: &EncoderInfo) -> serde_json::Value {
-    serde_json::json!({"model": e.model, "weights_sha256": e.weights_sha256,
-                       "template": e.template, "aggregation": shown_aggregation(e),
-                       "tokenizer_config": files_digest(e)})
+    let (function, files, dtype) = split_parts(&e.aggregation);
+    let (aggregation, offset_weight) = match function.split_once(OFFSET_SUFFIX) {
+        Some((name, w)) => match w.parse::<f32>() {
+            Ok(w) => (name.to_string(), Some(w)),
+            Err(_) => (function.to_string(), None),
+        },
+        None => (function.to_string(), None),
+    };
+    let mut doc = serde_json::json!({"model": e.model, "weights_sha256": e.weights_sha256,
+                                     "template": e.template, "aggregation": aggregation,
+                                     "dtype": dtype.unwrap_or("f32"),
+                                     "tokenizer_config": files});
+    if let Some(w) = offset_weight {
+        doc["offset_weight"] = serde_json::json!(w);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -834,6 +955,46 @@ mod tests {
             with(Some("0123"), Some(0.5), Dtype::Bf16).aggregation,
             "mask+offset:0.5+files:0123+dtype:bf16"
         );
+    }
+
+    /// The counts an add records in its copy of standard input are read back with the copy,
+    /// and only when they add up to the pairs it holds (the copy is a file a user can edit).
+    #[test]
+    fn an_adds_counts_are_read_back_with_its_copy_of_standard_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("idx");
+        let partial = dir.path().join("idx.partial");
+        std::fs::create_dir(&partial).unwrap();
+        let spool = partial.join("input.spool");
+        let records = crate::pairs::parse_pairs(&b"a\tb\nc\td\tl\n"[..], Path::new("x")).unwrap();
+        let counts = AddCounts {
+            read: 7,
+            in_index: 3,
+            repeated: 1,
+            too_long: 1,
+        };
+        write_spool(&spool, &records, Some(&counts)).unwrap();
+        let (back, got) = spooled_input(&out).unwrap().unwrap();
+        assert_eq!(got, Some(counts));
+        assert_eq!(
+            crate::pairs::records_identity(&back),
+            crate::pairs::records_identity(&records)
+        );
+        assert_eq!(AddCounts::parse(&counts.line()), Some(counts));
+        // Counts that do not add up, out of range or in another shape are not taken; a
+        // build's copy has none.
+        for line in [
+            "# relbert add counts: read 8 in_index 3 repeated 1 too_long 1\n",
+            "# relbert add counts: read 2 in_index 18446744073709551615 repeated 1 too_long 0\n",
+            "# relbert add counts: read 7 in_index 3 repeated 1\n",
+            "# a note\n",
+            "",
+        ] {
+            let text = format!("{}{line}a\tb\nc\td\tl\n", relbert_index::spool_header());
+            std::fs::write(&spool, text).unwrap();
+            let (back, got) = spooled_input(&out).unwrap().unwrap();
+            assert_eq!((back.len(), got), (2, None), "{line:?}");
+        }
     }
 
     #[test]

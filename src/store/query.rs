@@ -152,6 +152,9 @@ pub struct QueryEngine {
     dtype: Option<Dtype>,
     /// Where the encoder runs (the CPU unless [`Self::set_device`] says otherwise).
     device: candle_core::Device,
+    /// How a local index is opened, by [`Self::open_with`] and again by [`Self::refresh`]
+    /// when the directory holds a new one.
+    open: relbert_index::OpenOptions,
 }
 
 /// Loads the encoder that computes the pair function `built` records for the store at
@@ -559,10 +562,24 @@ impl QueryEngine {
     /// Opens the local index; `model_dir` overrides the model recorded in it (it must be the
     /// same encoding function: same weights, template and aggregation).
     pub fn open(index_dir: &Path, model_dir: Option<PathBuf>) -> Result<Self> {
-        let store = LocalStore::open(index_dir)?;
+        Self::open_with(index_dir, model_dir, relbert_index::OpenOptions::default())
+    }
+
+    /// [`Self::open`] with the checks `opts` asks for at open, kept for the indexes
+    /// [`Self::refresh`] follows: an exact search (`query --exact`) reads no graph and
+    /// verifies each block of rows and pairs as it reads it, so it opens with the headers
+    /// checked only ([`relbert_index::Verify::Headers`]) and answers from an index whose
+    /// graph alone is damaged.
+    pub fn open_with(
+        index_dir: &Path,
+        model_dir: Option<PathBuf>,
+        opts: relbert_index::OpenOptions,
+    ) -> Result<Self> {
+        let store = LocalStore::new(Index::open_with(index_dir, opts)?);
         let stamp = store.index().id();
         let mut engine = Self::with_store(Box::new(store), model_dir);
         engine.stamp = Some(stamp);
+        engine.open = opts;
         Ok(engine)
     }
 
@@ -575,6 +592,7 @@ impl QueryEngine {
             stamp: None,
             dtype: None,
             device: candle_core::Device::Cpu,
+            open: relbert_index::OpenOptions::default(),
         }
     }
 
@@ -657,7 +675,7 @@ impl QueryEngine {
         if self.stamp.as_ref() == Some(&stamp) {
             return Ok(false);
         }
-        let Ok(next) = Index::open(index.dir()) else {
+        let Ok(next) = Index::open_with(index.dir(), self.open) else {
             return Ok(false);
         };
         let same_id = next.id() == index.id();

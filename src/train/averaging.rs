@@ -59,7 +59,7 @@ pub struct AverageReport {
     /// copied unchanged (they must be equal in every model) and not counted as parameters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub integer_tensors: Vec<String>,
-    /// `F16` or `F32`: the saved weights' type.
+    /// `f16` or `f32`: the saved weights' type, as `--dtype` spells it.
     pub dtype: String,
     /// The `training_config.json` keys (dotted paths) in which the models differ from the
     /// first, or `training_config.json` itself when only some models have one. Empty for
@@ -680,7 +680,14 @@ pub fn average_models_observed(
         tensors: mean.len(),
         parameters,
         integer_tensors,
-        dtype: format!("{dtype:?}").to_uppercase(),
+        // As `--dtype` and every other JSON output spell a format (found by an audit: `F32`).
+        dtype: if half {
+            crate::Dtype::F16
+        } else {
+            crate::Dtype::F32
+        }
+        .name()
+        .into(),
         training_config_differences,
         config_differences_allowed,
     };
@@ -717,13 +724,21 @@ fn first_difference(a: &Tensor, b: &Tensor) -> Result<Option<usize>> {
 /// how numbers are written.
 fn config_with_dtype(path: &Path, half: bool) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let saved = if half { "float16" } else { "float32" };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return Ok(bytes);
     };
+    Ok(text_with_dtype(text, half).into_bytes())
+}
+
+/// The config.json text `text` with its top-level `torch_dtype` and `dtype` strings, where it
+/// has them, saying the type saved (`float16` with `half`, else `float32`); the rest of the
+/// text unchanged. [`config_with_dtype`] for the average; `train` writes its models' configs
+/// through it too (it copied the base model's record whatever precision it saved).
+pub(crate) fn text_with_dtype(text: &str, half: bool) -> String {
+    let saved = if half { "float16" } else { "float32" };
     let spans = top_level_dtype_spans(text);
     if spans.is_empty() {
-        return Ok(bytes);
+        return text.to_string();
     }
     let quoted = serde_json::Value::String(saved.into()).to_string();
     let mut out = String::with_capacity(text.len());
@@ -734,7 +749,7 @@ fn config_with_dtype(path: &Path, half: bool) -> Result<Vec<u8>> {
         at = end;
     }
     out.push_str(&text[at..]);
-    Ok(out.into_bytes())
+    out
 }
 
 /// The byte ranges (quotes included) of the string values of the top-level `torch_dtype` and

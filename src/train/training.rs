@@ -1406,7 +1406,15 @@ impl Trainer {
         let files = self.enc.files();
         let config = ModelConfig::from_file(&files.config)?;
         let json = config.to_json_with(&self.enc.relbert_config());
-        write_json(&dir.join("config.json"), &json)?;
+        let path = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&json).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: format!("cannot serialise: {e}"),
+        })?;
+        // The base model's `torch_dtype`/`dtype` describe its weights, not these: a float16
+        // base saved as float32 (or the reverse with --half) said the wrong type.
+        let text = crate::averaging::text_with_dtype(&text, half);
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
         self.enc
             .encoder()
             .save_safetensors(&dir.join("model.safetensors"), half)?;
@@ -2096,7 +2104,14 @@ fn run_epochs(
             if let Some(stale) = stale_checkpoints.take() {
                 remove_checkpoints(dir, &stale)?;
             }
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // The directory itself only: its folder holds its lock file, and one deleted
+            // since is not made again.
+            match std::fs::create_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::io(dir, e))
+                }
+                _ => {}
+            }
             let replace = crate::output::Replace::when(force);
             write_dir_atomically(&dir.join(epoch_dir_name(epoch, cfg.epochs)), replace, |d| {
                 trainer.save_model_as(d, false)?;

@@ -56,8 +56,8 @@ use qdrant_client::{Payload, QdrantError};
 
 use super::settings::CollectionSettings;
 use super::{
-    added_source_key, point_id, progress_key, unix_now, AddedSource, CollectionRecord, Connection,
-    Hedge, LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
+    added_source_key, point_id, progress_key, unix_now, AddedSource, CollectionRecord,
+    CollectionState, Connection, Hedge, LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::{Error, Result};
 use crate::indexing::{
@@ -87,6 +87,10 @@ pub struct ExportOptions {
     /// Add this source's points to a collection made from another source of the same pair
     /// function (see the module docs); without it such a collection is refused.
     pub add: bool,
+    /// How often an unfinished load rewrites its checkpoint with the time, sending or not
+    /// ([`HEARTBEAT`]; a test shows the heartbeat with a shorter one, without waiting that
+    /// long).
+    pub heartbeat: Duration,
 }
 
 impl Default for ExportOptions {
@@ -98,6 +102,7 @@ impl Default for ExportOptions {
             parallel: 4,
             defer_indexing: true,
             add: false,
+            heartbeat: HEARTBEAT,
         }
     }
 }
@@ -744,8 +749,9 @@ pub struct Loader {
     /// and [`Self::checkpoint`]'s), so that a heartbeat cannot land after a newer checkpoint
     /// or after the final one.
     mark: Arc<tokio::sync::Mutex<Beat>>,
-    /// The task that rewrites the checkpoint with a new time ([`HEARTBEAT`]) while the load
-    /// is unfinished; `None` once stopped, or for a load an earlier run finished.
+    /// The task that rewrites the checkpoint with a new time ([`ExportOptions::heartbeat`])
+    /// while the load is unfinished; `None` once stopped, or for a load an earlier run
+    /// finished.
     heartbeat: Option<tokio::task::JoinHandle<()>>,
     /// Ids `index remove` took out of the collection after this source was loaded
     /// ([`super::RemovalRecord::removed_from`]): not sent again.
@@ -879,23 +885,8 @@ impl Loader {
         total: u64,
         ids: &IdsOf<'_>,
     ) -> Result<Self> {
-        Self::start_beating(conn, record, prepared, opts, total, ids, HEARTBEAT)
-    }
-
-    /// [`Self::start`], with the unfinished load's checkpoint rewritten every `every`
-    /// rather than every [`HEARTBEAT`] (a test shows the heartbeat without waiting that
-    /// long).
-    pub fn start_beating(
-        conn: &Connection,
-        record: &CollectionRecord,
-        prepared: &Prepared,
-        opts: &ExportOptions,
-        total: u64,
-        ids: &IdsOf<'_>,
-        every: Duration,
-    ) -> Result<Self> {
         conn.loading(true);
-        let started = Self::start_loading(conn, record, prepared, opts, total, ids, every);
+        let started = Self::start_loading(conn, record, prepared, opts, total, ids);
         if started.is_err() {
             // The Loader that would clear it on drop was never made.
             conn.loading(false);
@@ -911,7 +902,6 @@ impl Loader {
         opts: &ExportOptions,
         total: u64,
         ids: &IdsOf<'_>,
-        every: Duration,
     ) -> Result<Self> {
         let c = conn.clone();
         let key = progress_key(&prepared.first, &record.source);
@@ -1056,7 +1046,7 @@ impl Loader {
                 key.clone(),
                 template,
                 mark.clone(),
-                every,
+                opts.heartbeat,
             ))
         });
         Ok(Loader {
@@ -1178,7 +1168,9 @@ impl Loader {
         Ok(())
     }
 
-    /// Waits for every batch, turns indexing back on and checks that the collection holds
+    /// Waits for every batch, turns indexing back on (left off, and said so, while another
+    /// source's load into the collection looks alive: [`CollectionState::live_load_besides`])
+    /// and checks that the collection holds
     /// the source's points: the `expected` rows' exact count when the collection holds this
     /// source alone and that many points, else the points of the ids `ids(start, end)` gives
     /// for the pairs of rows `start..end` (each pair once), looked up by id. A missing point
@@ -1223,12 +1215,16 @@ impl Loader {
                 self.skipped
             );
         }
-        let c = self.conn.clone();
+        let (c, source) = (self.conn.clone(), self.source.clone());
         let counted = self.conn.block_on(async move {
-            c.set_indexing(true).await?;
-            Ok::<_, crate::error::Error>((c.count().await?, c.added_sources().await?))
+            let state = c.state().await?;
+            let live = live_besides(&state, &source);
+            if live.is_none() {
+                c.set_indexing(true).await?;
+            }
+            Ok::<_, crate::error::Error>((c.count().await?, state.added, live))
         });
-        let (count, others) = match counted {
+        let (count, others, mut left_off) = match counted {
             Ok(Ok(counted)) => counted,
             Ok(Err(e)) | Err(e) => {
                 self.stop_heartbeat();
@@ -1298,6 +1294,36 @@ impl Loader {
         }
         self.stop_heartbeat();
         self.checkpoint(self.total)?;
+        if left_off.is_some() {
+            // Read again after this load's final checkpoint: two loads finishing at once
+            // each saw the other running; the later of these reads sees the other finished.
+            let (c, source) = (self.conn.clone(), self.source.clone());
+            left_off = match self.conn.block_on(async move {
+                let live = live_besides(&c.state().await?, &source);
+                if live.is_none() {
+                    c.set_indexing(true).await?;
+                }
+                Ok::<_, Error>(live)
+            }) {
+                Ok(Ok(live)) => live,
+                Ok(Err(e)) | Err(e) => {
+                    tracing::warn!(
+                        "could not turn the collection's indexing back on ({e}); a rerun of \
+                         the load does"
+                    );
+                    None
+                }
+            };
+        }
+        if let Some((other, ago)) = left_off {
+            tracing::info!(
+                "the collection's indexing is left off: the load of {other} into it is still \
+                 running (its checkpoint was written {ago} s ago), and turns it back on when \
+                 it finishes (or, if it was killed, the next load to finish does once its \
+                 checkpoint is {} s old)",
+                super::LIVE_LOAD_WINDOW.as_secs()
+            );
+        }
         Ok(LoadEnd {
             sent,
             held,
@@ -1408,6 +1434,16 @@ impl LoadEnd {
             secs: started.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// The source of another load into the collection `state` shows running, and how many
+/// seconds ago it wrote its checkpoint ([`CollectionState::live_load_besides`]): a load of
+/// `source` that finishes beside it leaves indexing off for it (found by a review: a load
+/// that finished turned indexing on under another still streaming its points).
+fn live_besides(state: &CollectionState, source: &str) -> Option<(String, u64)> {
+    state
+        .live_load_besides(source, unix_now())
+        .map(|(u, ago)| (u.source.clone(), ago.as_secs()))
 }
 
 /// Runs `load` with a [`Loader`], abandoning it (indexing back on) when `load` fails.

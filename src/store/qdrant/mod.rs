@@ -578,6 +578,20 @@ pub struct CollectionState {
     pub unfinished: Vec<Unfinished>,
 }
 
+impl CollectionState {
+    /// An unfinished load of another source than `source` that looks alive at `now` (its
+    /// checkpoint written within [`LIVE_LOAD_WINDOW`]: [`live_for`]), and how long ago: a
+    /// load finishing beside it leaves the collection's indexing off for it, which turns
+    /// it back on as it finishes. A load whose checkpoint is older is taken for dead (a
+    /// `kill -9`), so indexing is not left off for it.
+    pub fn live_load_besides(&self, source: &str, now: u64) -> Option<(&Unfinished, Duration)> {
+        self.unfinished
+            .iter()
+            .filter(|u| u.source != source)
+            .find_map(|u| live_for(u.at, now).map(|ago| (u, ago)))
+    }
+}
+
 /// A connection to one or more nodes of a Qdrant deployment, for one collection.
 #[derive(Clone)]
 pub struct Connection {
@@ -1880,8 +1894,9 @@ impl Connection {
     /// load may be running with it off. Blocking; callable from any thread but the
     /// connection's own runtime's (a signal watcher's, say) while another thread waits on a
     /// call. Returns whether indexing is as this connection found it (turned back on, or
-    /// never turned off); when not, the next load that finishes, or `relbert index remove
-    /// --collection NAME --abandoned-load SOURCE`, turns it on.
+    /// never turned off); when not, the next load that finishes (a rerun of this one, or
+    /// another source's once this one's checkpoint is [`LIVE_LOAD_WINDOW`] old), or `relbert
+    /// index remove --collection NAME --abandoned-load SOURCE`, turns it on.
     ///
     /// [`Loader::abandon`]: export::Loader::abandon
     pub fn restore_indexing_within(&self, within: Duration) -> bool {
@@ -1903,6 +1918,20 @@ impl Connection {
     /// no unfinished load (the ones there are named). Gives the checkpoint as it was.
     pub async fn abandon_load(&self, source: &str) -> Result<LoadProgress> {
         let state = self.state().await?;
+        self.abandon_load_as_read(&state, source).await
+    }
+
+    /// [`Self::abandon_load`], judged by `state` ([`Self::state`], read before): the load's
+    /// checkpoint is read again just before it is marked given up, and a checkpoint changed
+    /// since `state` was read is refused, the mark unwritten (found by a review: a rerun of
+    /// the load that started between the read and the write was marked given up while it
+    /// ran). Qdrant offers no conditional write of collection metadata, so a rerun starting
+    /// within that last read and write is not seen.
+    pub async fn abandon_load_as_read(
+        &self,
+        state: &CollectionState,
+        source: &str,
+    ) -> Result<LoadProgress> {
         let Some(record) = &state.record else {
             return Err(self.refused(format!(
                 "the collection has no {METADATA_KEY:?} metadata: it was not written by relbert"
@@ -1954,8 +1983,25 @@ impl Connection {
         if state.unfinished.len() == 1 && u.indexing_off {
             self.set_indexing(true).await?;
         }
-        self.set_metadata(&progress_key(&record.source, source), &given_up)
-            .await?;
+        let key = progress_key(&record.source, source);
+        let changed = match self.progress(&key).await? {
+            // By what a rerun rewrites (its time, at least); the source as the key names it.
+            Some(now) => {
+                LoadProgress {
+                    source: was.source.clone(),
+                    ..now
+                } != was
+            }
+            None => u.rows.is_some(),
+        };
+        if changed {
+            return Err(self.refused(format!(
+                "the load of {source:?} into the collection wrote its checkpoint again while \
+                 it was being given up: it runs again (a rerun of it resumes the load); it was \
+                 not given up"
+            )));
+        }
+        self.set_metadata(&key, &given_up).await?;
         Ok(was)
     }
 
@@ -2661,6 +2707,44 @@ mod tests {
         let old: LoadProgress =
             serde_json::from_str(r#"{"source":"index x","rows":1,"total":2}"#).unwrap();
         assert_eq!(old.at, None);
+    }
+
+    /// Found by a review: a load that finished turned indexing on under another load still
+    /// streaming. Only another source's load whose checkpoint is recent is taken as running;
+    /// this load's own, and a killed one's (old, or with no time), are not.
+    #[test]
+    fn only_another_recent_load_keeps_indexing_off() {
+        let now = 1_000_000;
+        let load = |source: &str, at: Option<u64>| Unfinished {
+            source: source.to_string(),
+            rows: Some(1),
+            total: Some(2),
+            collection: "c".to_string(),
+            indexing_off: true,
+            at,
+        };
+        let state = |unfinished| CollectionState {
+            record: None,
+            added: Vec::new(),
+            unfinished,
+        };
+        let dead = Some(now - LIVE_LOAD_WINDOW.as_secs());
+        let mixed = state(vec![
+            load("index self", Some(now)),
+            load("index dead", dead),
+            load("index old", None),
+            load("index live", Some(now - 5)),
+        ]);
+        let (u, ago) = mixed.live_load_besides("index self", now).unwrap();
+        assert_eq!(
+            (u.source.as_str(), ago),
+            ("index live", Duration::from_secs(5))
+        );
+        let killed = state(vec![
+            load("index self", Some(now)),
+            load("index dead", dead),
+        ]);
+        assert!(killed.live_load_besides("index self", now).is_none());
     }
 
     /// A checkpoint written before loads could be given up reads as not given up, and one
