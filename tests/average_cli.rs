@@ -43,15 +43,6 @@ fn position_ids(n: i64, last: i64) -> Tensor {
     Tensor::from_vec(v, (1, n as usize), &Device::Cpu).unwrap()
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut n: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    n.sort();
-    n
-}
-
 /// Audit (s21, A3): `average --out` inside an index directory, or a partial build, was
 /// written there, and the index then refused `index add` and `index build --force` ("not
 /// only an index"). A bad command line (status 2), as for `embed --out`.
@@ -85,8 +76,8 @@ fn an_output_inside_an_index_is_a_bad_command_line() {
             "{err}"
         );
     }
-    assert_eq!(names(&idx), ["meta"]);
-    assert_eq!(names(&partial), ["checkpoint"]);
+    assert_eq!(common::names_in(&idx), ["meta"]);
+    assert_eq!(common::names_in(&partial), ["checkpoint"]);
 }
 
 /// Audit (s21, A8): integer tensors (`embeddings.position_ids`) were averaged into float32
@@ -319,7 +310,7 @@ fn a_signal_during_average_removes_its_files_and_says_so() {
         assert!(handled, "no handler for the stop signals");
         assert_eq!(code, Some(status), "{err}");
         assert!(err.contains("interrupted: nothing was written"), "{err}");
-        let hidden: Vec<String> = names(d.path())
+        let hidden: Vec<String> = common::names_in(d.path())
             .into_iter()
             .filter(|n| n.starts_with('.'))
             .collect();
@@ -349,7 +340,7 @@ fn committing_is_said_before_the_model_is_put_in_place() {
                 let first = std::fs::read_dir(&out)
                     .map(|r| r.count())
                     .map_err(|e| e.kind());
-                at_committing = Some((names(&tmp), first));
+                at_committing = Some((common::names_in(&tmp), first));
             }
             steps.push(s);
         })
@@ -393,11 +384,7 @@ fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
             .code(2);
         let err = stderr_of(&a);
         let folder = out.parent().unwrap();
-        assert!(
-            err.contains("invalid value for --out")
-                && err.contains(&format!("its folder {} does not exist", folder.display())),
-            "{err}"
-        );
-        assert_eq!(names(d.path()), ["m1", "m2"]);
+        common::assert_out_folder_missing(&err, folder, "average");
+        assert_eq!(common::names_in(d.path()), ["m1", "m2"]);
     }
 }

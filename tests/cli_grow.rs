@@ -1927,6 +1927,36 @@ fn a_remove_counts_a_repeated_line_the_same_whether_the_pair_is_held() {
     assert_eq!(doc["repeated_in_input"], 2, "{doc}");
 }
 
+/// Audit L: an add counted a line repeating a pair the index held as held, once per line,
+/// and one repeating a new pair as repeated, so the same file added twice said
+/// `repeated_in_input` 1 and then 0. A repeated line is a repeat either way, as a remove
+/// counts it.
+#[test]
+fn an_add_counts_a_repeated_line_the_same_whether_the_pair_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vocab_lines(41);
+    let (_, idx) = index_in(dir.path(), "pairs.tsv", &lines[..40]);
+    let more = dir.path().join("more.tsv");
+    let (held, new) = (&lines[0], &lines[40]);
+    write_lines(&more, &[held.clone(), new.clone(), new.clone()]);
+    let counts = || {
+        let a = relbert()
+            .args(["index", "add", "--json", "--index"])
+            .arg(&idx)
+            .arg("--pairs")
+            .arg(&more)
+            .assert()
+            .success();
+        let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        (
+            doc["already_in_index"].clone(),
+            doc["repeated_in_input"].clone(),
+        )
+    };
+    assert_eq!(counts(), (1.into(), 1.into()));
+    assert_eq!(counts(), (2.into(), 1.into()));
+}
+
 /// Found by an audit: a small index (whose graph, up to 8 MiB, is verified whole at open) with
 /// a damaged graph could not be rebuilt, though the README says a rebuild makes a new graph in
 /// place of a damaged one: the rebuild's full check at open refused it, and the error advised

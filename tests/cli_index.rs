@@ -357,6 +357,18 @@ fn an_index_keeps_the_offset_weight_it_was_built_with() {
 }
 
 #[test]
+fn an_offset_weight_not_exact_in_binary_is_shown_as_written() {
+    // 0.8 has no exact f32; widening the f32 printed 0.800000011920929 where `bench --json`
+    // prints 0.8 (review R17), so a client comparing the two saw two weights.
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.8));
+    let out = dir.path().join("idx");
+    build_with(&model, dir.path(), &out, &[]).success();
+    let doc = info(&out);
+    assert_eq!(doc["encoder"]["offset_weight"], 0.8, "{doc}");
+}
+
+#[test]
 fn another_model_is_refused_for_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("idx");
@@ -1161,16 +1173,6 @@ fn a_pair_an_older_relbert_stored_with_an_invisible_character_is_found_by_its_fi
     assert_eq!(doc["count"], 3, "{doc}");
 }
 
-/// The names in `dir`, sorted.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Task F1 (s24): the writer lock made the missing folders above `index build --out` and
 /// `index rebuild --out` (`--out typo/idx` made `typo`, then built the index in it). Now a
 /// bad command line (status 2) naming the flag and the folder, with nothing made; the index
@@ -1180,17 +1182,13 @@ fn an_index_out_in_a_missing_folder_is_refused_and_nothing_made() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("idx");
     build(dir.path(), &src, &[]).success();
-    let before = names_in(dir.path());
+    let before = common::names_in(dir.path());
     let missing = dir.path().join("missing");
     for out in [missing.join("idx"), missing.join("deeper/idx")] {
         let folder = out.parent().unwrap();
         let said = |a: assert_cmd::assert::Assert| {
             let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-            assert!(
-                err.contains("invalid value for --out")
-                    && err.contains(&format!("its folder {} does not exist", folder.display())),
-                "{err}"
-            );
+            common::assert_out_folder_missing(&err, folder, "index");
         };
         said(build(dir.path(), &out, &[]).code(2));
         said(
@@ -1202,6 +1200,6 @@ fn an_index_out_in_a_missing_folder_is_refused_and_nothing_made() {
                 .assert()
                 .code(2),
         );
-        assert_eq!(names_in(dir.path()), before);
+        assert_eq!(common::names_in(dir.path()), before);
     }
 }

@@ -613,6 +613,13 @@ fn a_model_giving_zero_vectors_is_refused_naming_it_and_the_pair() {
             && err.contains("model.safetensors"),
         "{err}"
     );
+    // Zeros are not an overflow of f16: no hint to try f32 (review of K2).
+    let (ok, _, err) = embed(&model, &pairs, &["--dtype", "f16"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("an all-zero vector") && !err.contains("try --dtype f32"),
+        "{err}"
+    );
     let out = d.path().join("idx");
     let built = relbert()
         .args(["index", "build", "--model"])
@@ -676,4 +683,104 @@ fn a_model_folder_not_named_in_utf8_is_refused_by_index_build() {
         "{err}"
     );
     assert!(!out.exists(), "an index was made: {err}");
+}
+
+/// Review of audit K4: the refusal above belongs only where the path is recorded. A model
+/// folder not named in UTF-8 still answers `query --model` (its identity is compared, not
+/// written) and `bench analogy --json` (which reported it, then failed without the JSON).
+#[test]
+fn a_model_folder_not_named_in_utf8_still_queries_and_benches() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let good = d.path().join("good");
+    let bad = d.path().join(std::ffi::OsStr::from_bytes(b"mod\xff"));
+    for model in [&good, &bad] {
+        std::fs::create_dir(model).unwrap();
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+        }
+    }
+    let idx = d.path().join("idx");
+    let built = relbert()
+        .args(["index", "build", "--model"])
+        .arg(&good)
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&idx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let q = relbert()
+        .args(["query", "--json", "-k", "1", "--index"])
+        .arg(&idx)
+        .arg("--model")
+        .arg(&bad)
+        .args(["paris", "france"])
+        .output()
+        .unwrap();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let doc: Value = serde_json::from_slice(&q.stdout).unwrap();
+    assert_eq!(doc["results"].as_array().unwrap().len(), 1, "{doc}");
+
+    let data = d.path().join("data");
+    std::fs::create_dir_all(data.join("sat")).unwrap();
+    std::fs::write(
+        data.join("sat/test.jsonl"),
+        "{\"stem\": [\"paris\", \"france\"], \"choice\": [[\"dog\", \"puppy\"], \
+         [\"paris\", \"france\"]], \"answer\": 1, \"prefix\": \"capitals\"}\n",
+    )
+    .unwrap();
+    let json = d.path().join("r.json");
+    let b = relbert()
+        .args(["bench", "analogy", "--model"])
+        .arg(&bad)
+        .arg("--data")
+        .arg(&data)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(doc.is_object(), "{doc}");
+}
+
+/// Review of audit K3: the warning for a `relbert_config` key relbert does not read was given
+/// at every read of the config (twice per epoch in training), and did not say the key is
+/// dropped from the models relbert writes.
+#[test]
+fn an_unknown_relbert_config_key_is_warned_about_once() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let model = edited(
+        "tiny-bert",
+        &d.path().join("typo"),
+        Edit {
+            config: &[("relbert_config", json!({"trained_on": "x"}))],
+            ..Edit::default()
+        },
+    );
+    let out = relbert()
+        .args(["train", "--base"])
+        .arg(&model)
+        .arg("--data")
+        .arg(d.path())
+        .arg("--out")
+        .arg(d.path().join("m"))
+        .args(["--epochs", "2", "--batch-size", "4"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("\"trained_on\"").count(), 1, "{err}");
+    assert!(
+        err.contains("is not read (and not carried into models relbert writes)"),
+        "{err}"
+    );
 }

@@ -3638,28 +3638,7 @@ fn a_rerun_started_while_a_load_is_given_up_is_not_given_up() {
         return;
     };
     let urls = cluster.urls();
-    let built = Built::new(&urls, "give_up_race");
-    let coll = built.coll.clone();
-    let total = count_via(&urls[0], &coll);
-    let window = relbert::store::qdrant::LIVE_LOAD_WINDOW.as_secs();
-    set_progress_at(&urls, &coll, 3, total, Some(unix_now() - window - 1));
-    let conn = Connection::new(&urls, &coll).unwrap();
-    let c = conn.clone();
-    let state = conn
-        .block_on(async move { c.state().await })
-        .unwrap()
-        .unwrap();
-    let source = state.unfinished[0].source.clone();
-    // The rerun starts: its checkpoint, written now.
-    let rerun = unix_now();
-    set_progress_at(&urls, &coll, 3, total, Some(rerun));
-    let (c, s) = (conn.clone(), source.clone());
-    let said = conn
-        .block_on(async move { c.abandon_load_as_read(&state, &s).await })
-        .unwrap()
-        .unwrap_err()
-        .to_string();
-    assert!(said.contains("wrote its checkpoint again"), "{said}");
+    let (built, conn, rerun) = rerun_caught_while_given_up(&urls, "give_up_race", false);
     let c = conn.clone();
     let p = conn
         .block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await })
@@ -3667,7 +3646,63 @@ fn a_rerun_started_while_a_load_is_given_up_is_not_given_up() {
         .unwrap()
         .unwrap();
     assert!(!p.abandoned && p.at == Some(rerun), "{p:?}");
-    common::drop_collection(&urls, &coll);
+    common::drop_collection(&urls, &built.coll);
+}
+
+/// The setup of the two tests above and below: a load whose checkpoint is past the live
+/// window (with the collection's indexing off, as a killed load leaves it, when
+/// `indexing_off`) is read as dead, then a rerun's checkpoint lands before
+/// `abandon_load_as_read` writes, which must refuse. Gives the rerun's checkpoint time.
+fn rerun_caught_while_given_up(
+    urls: &[String],
+    name: &str,
+    indexing_off: bool,
+) -> (Built, Connection, u64) {
+    let built = Built::new(urls, name);
+    let coll = built.coll.clone();
+    let total = count_via(&urls[0], &coll);
+    let window = relbert::store::qdrant::LIVE_LOAD_WINDOW.as_secs();
+    set_progress_at(urls, &coll, 3, total, Some(unix_now() - window - 1));
+    if indexing_off {
+        self::indexing_off(urls, &coll);
+    }
+    let conn = Connection::new(urls, &coll).unwrap();
+    let c = conn.clone();
+    let state = conn
+        .block_on(async move { c.state().await })
+        .unwrap()
+        .unwrap();
+    if indexing_off {
+        assert!(state.unfinished[0].indexing_off, "{state:?}");
+    }
+    let source = state.unfinished[0].source.clone();
+    // The rerun starts: its checkpoint, written now.
+    let rerun = unix_now();
+    set_progress_at(urls, &coll, 3, total, Some(rerun));
+    let (c, s) = (conn.clone(), source.clone());
+    let said = conn
+        .block_on(async move { c.abandon_load_as_read(&state, &s).await })
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains("wrote its checkpoint again"), "{said}");
+    (built, conn, rerun)
+}
+
+/// Found by review R18: `--abandoned-load` turned the collection's indexing on before it
+/// read the checkpoint again, so a rerun that the second read caught (the case that read is
+/// for) was left streaming with indexing on, and the refusal did not say so. Here indexing is
+/// off (as a killed load leaves it) and the rerun's checkpoint lands after the read that
+/// judged the load dead: the give-up is refused and no node shows indexing on.
+#[test]
+fn a_rerun_started_while_a_load_is_given_up_keeps_indexing_off() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let (built, _conn, _) = rerun_caught_while_given_up(&urls, "give_up_idx", true);
+    indexing_stays_off(&urls, &built.coll, "indexing turned on under a rerun");
+    common::drop_collection(&urls, &built.coll);
 }
 
 /// Review R13 made a batch failure found by `Loader::finish` turn the collection's indexing

@@ -2826,6 +2826,109 @@ async fn request_numbers_and_nulls_follow_one_rule() {
     }
 }
 
+/// Review R17 (s24): `/v1/info`'s description did not declare `encoder`, so a client could
+/// not learn its fields from it. It is declared, with the names the server gives (all but
+/// `offset_weight`, which only a pair function with an offset has, required), each described,
+/// and `served_encoder` has the same shape.
+#[tokio::test]
+async fn the_encoder_in_info_is_declared_as_the_server_gives_it() {
+    let app = app();
+    let (_, spec) = call(&app, "GET", "/v1/openapi.json", None).await;
+    let (status, info) = call(&app, "GET", "/v1/info", None).await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    let schema = resolve(
+        &spec,
+        &spec["paths"]["/v1/info"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"],
+    );
+    let declared = resolve(&spec, &schema["properties"]["encoder"]);
+    assert_eq!(
+        declared["type"], "object",
+        "encoder is not declared: {schema}"
+    );
+    let given = info["encoder"].as_object().unwrap();
+    let mut names: Vec<&str> = given.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut required: Vec<&str> = declared["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    required.sort_unstable();
+    assert_eq!(names, required, "encoder");
+    for name in declared["properties"].as_object().unwrap().keys() {
+        let about = declared["properties"][name]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(!about.is_empty(), "encoder.{name} is not described");
+    }
+    fits(&spec, declared, &info["encoder"], "encoder").unwrap();
+    // As an index built with an offset gives it.
+    let mut with_offset = info["encoder"].clone();
+    with_offset["offset_weight"] = json!(0.8);
+    fits(&spec, declared, &with_offset, "encoder").unwrap();
+    with_offset["dtype"] = json!("float32");
+    assert!(fits(&spec, declared, &with_offset, "encoder").is_err());
+    assert_eq!(
+        resolve(&spec, &schema["properties"]["served_encoder"]),
+        declared
+    );
+}
+
+/// Review R17 (s24): the default ef (64) was not held to `--max-ef` as k's default is to
+/// `--max-k`, so a server started with a smaller limit refused a query that gave no ef.
+#[tokio::test]
+async fn the_default_ef_is_within_the_server_s_limit() {
+    let mut opts = options(None);
+    opts.limits.max_ef = 32;
+    let (app, _) = app_with(opts);
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/v1/query",
+        Some(r#"{"pair":["paris","france"],"k":3}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/v1/query",
+        Some(r#"{"pair":["paris","france"],"ef":33}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("between 1 and 32"), "{error}");
+    assert!(error.contains("for 32)"), "the default shown: {error}");
+}
+
+/// Review R17 (s24): a body of `/v1/embed` that is not an object was told to be
+/// `{"pair": ...}`, a field `/v1/embed` refuses; each endpoint names its own.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_shown_the_endpoint_s_own_fields() {
+    let app = app();
+    for (uri, body, want) in [
+        ("/v1/embed", "3", r#"{"pairs": [...]}"#),
+        ("/v1/embed", r#"[["a","b"]]"#, r#"{"pairs": [...]}"#),
+        ("/v1/query", "null", r#"{"pair": ...}"#),
+        ("/v1/query", r#"[["a","b"],3]"#, r#"{"pair": ...}"#),
+    ] {
+        let (status, v) = call(&app, "POST", uri, Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{uri} {body}: {v}"
+        );
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(want), "{uri} {body}: {error}");
+        if uri == "/v1/embed" {
+            assert!(!error.contains(r#""pair":"#), "{uri} {body}: {error}");
+        }
+    }
+}
+
 /// Audit L (s24): `serve --dtype bf16` on a float32 index said so only in its log; `/v1/info`
 /// gives the format the server encodes at under `server.dtype`, beside the index's own
 /// (`encoder.dtype`).

@@ -1524,16 +1524,6 @@ fn validation_scores_are_shown_for_people() {
     }
 }
 
-/// The names in a directory, hidden ones included, sorted.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Audit (s13): a run killed while rewriting `metrics.json` left `OUT/.metrics.json.tmp`,
 /// and every later `--force` run refused OUT as "not relbert's (it holds
 /// .metrics.json.tmp)". The exact name is relbert's and cleared; a user's `notes.tmp` is not.
@@ -1596,7 +1586,7 @@ fn force_clears_what_killed_runs_left_among_the_checkpoints() {
     std::fs::remove_file(ck.join(".epoch-01.removing/model.safetensors")).unwrap();
     // Half-deleted in place by an older build: only config.json and its training record.
     let half = ck.join("epoch-02");
-    for f in names_in(&half) {
+    for f in common::names_in(&half) {
         if f != "config.json" && f != "training_config.json" {
             std::fs::remove_file(half.join(f)).unwrap();
         }
@@ -1639,7 +1629,7 @@ fn force_clears_what_killed_runs_left_among_the_checkpoints() {
     std::fs::remove_file(tmp.join("thesis.tex")).unwrap();
 
     force_run().success();
-    assert_eq!(names_in(&ck), ["epoch-01"]);
+    assert_eq!(common::names_in(&ck), ["epoch-01"]);
     assert_eq!(recorded_seed(&ck.join("epoch-01")), 7);
 
     // Without --force, hidden leftovers alone do not stop a run, and go.
@@ -1654,7 +1644,7 @@ fn force_clears_what_killed_runs_left_among_the_checkpoints() {
     )
     .assert()
     .success();
-    assert_eq!(names_in(&ck2), ["epoch-01"]);
+    assert_eq!(common::names_in(&ck2), ["epoch-01"]);
 }
 
 /// Audit (s13): a pair whose prompt is over the token limit in a training file or in the
@@ -1797,7 +1787,7 @@ fn average_refuses_non_finite_inputs_and_weights_float16_cannot_hold() {
         err.contains("--half") && err.contains(name) && err.contains("70000"),
         "{err}"
     );
-    assert_eq!(names_in(d.path()), ["a", "b"]);
+    assert_eq!(common::names_in(d.path()), ["a", "b"]);
     // Float32 holds it.
     average(&[], "f").success();
     assert_eq!(
@@ -2270,7 +2260,10 @@ fn out_and_checkpoint_dir_one_place_by_a_link_or_dotdot_are_refused() {
         );
     }
     // Nothing was written.
-    assert_eq!(names_in(&d.path().join("runs")), Vec::<String>::new());
+    assert_eq!(
+        common::names_in(&d.path().join("runs")),
+        Vec::<String>::new()
+    );
     for gone in ["mo", "ck3"] {
         assert!(!d.path().join(gone).exists(), "{gone}");
     }
@@ -2427,7 +2420,7 @@ fn train_outputs_inside_an_index_are_refused() {
     let p = d.path().join("p.tsv");
     std::fs::write(&p, "paris\tfrance\ndog\tpuppy\n").unwrap();
     let idx = common::tiny_index(&p, &d.path().join("idx"));
-    let before = names_in(&idx);
+    let before = common::names_in(&idx);
     let elsewhere = d.path().join("model");
     let elsewhere_ck = d.path().join("ck");
     for (out, ck, flag) in [
@@ -2450,7 +2443,7 @@ fn train_outputs_inside_an_index_are_refused() {
             "{}: {err}",
             out.display()
         );
-        assert_eq!(names_in(&idx), before);
+        assert_eq!(common::names_in(&idx), before);
         assert!(!elsewhere.exists() && !elsewhere_ck.exists());
     }
 }
@@ -2542,7 +2535,7 @@ fn another_model_moved_to_out_during_the_run_is_left_alone() {
             std::fs::rename(&out, &moved).unwrap();
             copy_model(&moved, &out);
             std::fs::write(out.join("metrics.json"), "{\"theirs\": true}\n").unwrap();
-            theirs = Some(names_in(&out));
+            theirs = Some(common::names_in(&out));
         }
     };
     let failure = relbert::training::train_keeping(&cfg, &out, false, &stop, &mut on_event)
@@ -2550,7 +2543,7 @@ fn another_model_moved_to_out_during_the_run_is_left_alone() {
     let err = failure.error.to_string();
     assert!(err.contains("this run saved there"), "{err}");
     assert_eq!(failure.kept, None);
-    assert_eq!(Some(names_in(&out)), theirs, "{err}");
+    assert_eq!(Some(common::names_in(&out)), theirs, "{err}");
     assert_eq!(
         std::fs::read_to_string(out.join("metrics.json")).unwrap(),
         "{\"theirs\": true}\n"
@@ -2584,7 +2577,7 @@ fn dotdot_after_a_link_is_taken_where_the_link_leads() {
         err.contains("--checkpoint-dir") && err.contains("must be apart"),
         "{err}"
     );
-    assert_eq!(names_in(&d.path().join("A")), vec!["B".to_string()]);
+    assert_eq!(common::names_in(&d.path().join("A")), vec!["B".to_string()]);
 }
 
 /// Task F1 (s24): the writer lock made the missing folders above `--out` and
@@ -2594,7 +2587,7 @@ fn dotdot_after_a_link_is_taken_where_the_link_leads() {
 fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());
-    let before = names_in(d.path());
+    let before = common::names_in(d.path());
     let base = fixture("tiny-bert");
     let missing = d.path().join("missing");
     let cases = [
@@ -2618,6 +2611,6 @@ fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
                 && err.contains(&format!("its folder {} does not exist", missing.display())),
             "{flag}: {err}"
         );
-        assert_eq!(names_in(d.path()), before, "{flag}");
+        assert_eq!(common::names_in(d.path()), before, "{flag}");
     }
 }

@@ -70,7 +70,7 @@ fn repeated_models(models: &[PathBuf]) -> Vec<String> {
 pub fn run(a: AverageArgs) -> Result<()> {
     // Before anything is made: average makes --out itself, never a missing folder above it
     // (the lock refuses one, without naming the flag).
-    relbert::output::check_out_folder(&a.out, "--out").map_err(|e| super::usage(e.to_string()))?;
+    super::check_out_folder(&a.out, "--out")?;
     // A model directory inside an index would make `index add` and `index build --force`
     // refuse that index ("not only an index"); a bad command line, as for the other outputs.
     super::not_in_an_index(&a.out, "--out")?;

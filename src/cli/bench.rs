@@ -21,7 +21,7 @@ use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
     LabelledPair, Pair,
 };
-use relbert::output::{check_out_folder, check_replaceable, AtomicFile, OutputKind};
+use relbert::output::{check_replaceable, AtomicFile, OutputKind};
 use relbert::relation::EncoderIdentity;
 use relbert::RelationEncoder;
 use serde::Serialize;
@@ -385,7 +385,7 @@ fn check_report_path(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    check_out_folder(path, "--json").map_err(|e| super::usage(e.to_string()))?;
+    super::check_out_folder(path, "--json")?;
     // A bad command line (status 2), as every other flag's bad value; a file that cannot
     // be read to tell (permission denied) is a failure to write, not a bad value.
     check_replaceable(path, force, OutputKind::BenchReport).map_err(|e| match e {

@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use relbert::embed::{embed_into, Sink};
 use relbert::output::{
-    check_out_folder, check_replaceable, check_sidecar_replaceable, lock_npy_output, name_max,
-    pairs_sidecar, same_file, temp_path, Format, OutputKind,
+    check_replaceable, check_sidecar_replaceable, lock_npy_output, name_max, pairs_sidecar,
+    same_file, temp_path, Format, OutputKind,
 };
 use relbert::pairs::read_pairs;
 use relbert::store::files::older_pair_list;
@@ -278,7 +278,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let format = output_format(a.format, out.as_deref())?;
     if let Some(o) = &out {
         // Before the lock, which makes missing folders (and left them behind).
-        check_out_folder(o, "--out").map_err(|e| super::usage(e.to_string()))?;
+        super::check_out_folder(o, "--out")?;
         super::not_in_an_index(o, "--out")?;
         check_room_beside(o, format)?;
     }

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{
-    check_out_folder, check_replaceable, check_sidecar_replaceable, lock_npy_output, Format,
-    OutputKind,
+    check_replaceable, check_sidecar_replaceable, lock_npy_output, Format, OutputKind,
 };
 use relbert::store::files::{export_file, older_pair_list, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
@@ -272,7 +271,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     // and the next `index add` refused it until the file was moved out.
     if let (Some(out), Some(format)) = (&a.out, a.format) {
         // Before the lock, which makes missing folders (and left them behind).
-        check_out_folder(out, "--out").map_err(|e| super::usage(e.to_string()))?;
+        super::check_out_folder(out, "--out")?;
         super::not_in_an_index(out, "--out")?;
         // `--format word2vec --out y.npy` wrote word2vec under `.npy`, which NumPy then
         // failed on: refused as embed refuses a --format its extension contradicts.

@@ -129,7 +129,7 @@ pub struct RebuildArgs {
     #[arg(long, value_parser = super::os(super::index_dir_at))]
     index: PathBuf,
     /// Output index directory (may be the source itself, with --force; built in DIR.partial/,
-    /// renamed at the end).
+    /// renamed at the end). Its folder must exist.
     #[arg(long, value_parser = super::os(super::output_dir_at))]
     out: PathBuf,
     /// HNSW neighbours per node, 2 to 255 (default: the source's).
@@ -158,7 +158,8 @@ pub struct BuildArgs {
     /// Pair file(s): head<TAB>tail[<TAB>label] per line.
     #[arg(long, required = true, num_args = 1..)]
     pairs: Vec<PathBuf>,
-    /// Output index directory (built in DIR.partial/, renamed at the end).
+    /// Output index directory (built in DIR.partial/, renamed at the end). Its folder must
+    /// exist.
     #[arg(long, required_unless_present = "collection", value_parser = super::os(super::output_dir_at))]
     out: Option<PathBuf>,
     /// Encode straight into this Qdrant collection instead of a local index (created when
@@ -587,8 +588,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 (Some(out), None) => out,
                 (None, None) => anyhow::bail!("say where to build: --out DIR or --collection NAME"),
             };
-            relbert::output::check_out_folder(out, "--out")
-                .map_err(|e| super::usage(e.to_string()))?;
+            super::check_out_folder(out, "--out")?;
             check_index_out(out, a.force)?;
             let interrupt = Resumable::install(out, BUILD_ENCODING)?;
             let (records, spool) = read_input(&a.pairs, out)?;
@@ -898,7 +898,7 @@ fn rebuild(mut a: RebuildArgs) -> Result<()> {
         );
         a.out = target;
     }
-    relbert::output::check_out_folder(&a.out, "--out").map_err(|e| super::usage(e.to_string()))?;
+    super::check_out_folder(&a.out, "--out")?;
     check_index_out(&a.out, a.force)?;
     let interrupt = Resumable::install(&a.out, "the rows copied up to its last checkpoint")?;
     check_there(&a.index)?;

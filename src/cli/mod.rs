@@ -293,6 +293,12 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     Usage(msg.into()).into()
 }
 
+/// [`relbert::output::check_out_folder`] as a bad command line (status 2) naming `flag`: the
+/// one check of every command whose output would go in a missing folder.
+pub(crate) fn check_out_folder(out: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    relbert::output::check_out_folder(out, flag).map_err(|e| usage(e.to_string()))
+}
+
 /// The exit status for an error `run` returned: 2 for a bad command line ([`Usage`]
 /// anywhere in its chain, context added above it or not), else 1.
 pub(crate) fn exit_status(e: &anyhow::Error) -> i32 {

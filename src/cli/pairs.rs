@@ -20,7 +20,7 @@ use relbert::corpus::source::{InputFormat, Paragraphs};
 use relbert::corpus::vocab::{parse_word_list, Terms, DEFAULT_STOPWORDS};
 use relbert::corpus::{mine, MineOptions, MineProgress, MineReport, MinedPair, Score};
 use relbert::output::{
-    check_out_folder, check_replaceable, AtomicFile, OutputKind, MINED_PAIRS_MARK, MINED_VOCAB_MARK,
+    check_replaceable, AtomicFile, OutputKind, MINED_PAIRS_MARK, MINED_VOCAB_MARK,
 };
 use sha2::{Digest, Sha256};
 
@@ -440,7 +440,7 @@ fn run_mine(a: MineArgs) -> Result<()> {
         super::not_in_an_index(p, flag(kind))?;
         // Before any lock: taking one makes the folders above it, and `--out typo/deep/m.tsv`
         // left them behind.
-        check_out_folder(p, flag(kind)).map_err(|e| super::usage(e.to_string()))?;
+        super::check_out_folder(p, flag(kind))?;
         // Said up front: "exists; pass --force" and then "not a regular file" sent people
         // round in a circle.
         if p.is_dir() {

@@ -537,8 +537,7 @@ fn ensure_with(
     // A folder of the user's (`$RELBERT_INDEX`) is not made: refused as any output's missing
     // folder is. `indexes/` under the checkout (made below) is relbert's own.
     if !check.own_place {
-        relbert::output::check_out_folder(dir, "$RELBERT_INDEX")
-            .map_err(|e| super::usage(e.to_string()))?;
+        super::check_out_folder(dir, "$RELBERT_INDEX")?;
     }
     // Before anything is read or loaded: a second query started while the first builds
     // said it was building too, loaded the model, and only then met the build's lock.
@@ -580,7 +579,9 @@ fn ensure_with(
         "no pair of the default vocabulary in {} fits the default model's prompt limit",
         source.dir
     );
-    if let Some(parent) = dir.parent() {
+    // Only relbert's own `indexes/` is made; a user's folder was checked above, and one
+    // deleted since is refused by the build's lock rather than made again.
+    if let Some(parent) = dir.parent().filter(|_| check.own_place) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }

@@ -343,9 +343,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     check_output_paths(&cfg, &a.out).map_err(usage_if_command_line)?;
     // Before anything is made: train makes --out and --checkpoint-dir themselves, never a
     // missing folder above them (the lock refuses one, without naming the flag).
-    let folder = |dir: &std::path::Path, flag: &str| {
-        relbert::output::check_out_folder(dir, flag).map_err(|e| super::usage(e.to_string()))
-    };
+    let folder = |dir: &std::path::Path, flag: &str| super::check_out_folder(dir, flag);
     folder(&a.out, "--out")?;
     if let Some(dir) = &a.checkpoint_dir {
         folder(dir, "--checkpoint-dir")?;

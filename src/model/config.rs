@@ -2,7 +2,9 @@
 //! `relbert_config` block that published RelBERT checkpoints use to carry their prompt template
 //! and aggregation mode.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,11 +113,17 @@ impl RelbertConfig {
                  <mask>) in place of \"template_type\""
             )));
         }
-        for key in obj.keys() {
-            if !RELBERT_KEYS.contains(&key.as_str()) {
+        let unknown: Vec<&String> = obj
+            .keys()
+            .filter(|k| !RELBERT_KEYS.contains(&k.as_str()))
+            .collect();
+        // A config is read many times in one run (training re-reads its base model's at
+        // every save): the warning is given once per file.
+        if !unknown.is_empty() && first_warning_for(path) {
+            for key in unknown {
                 tracing::warn!(
-                    "{}: relbert_config key {key:?} is not one relbert reads, and is ignored \
-                     (relbert reads {})",
+                    "{}: relbert_config key {key:?} is not read (and not carried into models \
+                     relbert writes); relbert reads {}",
                     path.display(),
                     RELBERT_KEYS[..3].join(", ")
                 );
@@ -127,6 +135,17 @@ impl RelbertConfig {
             offset_weight,
         })
     }
+}
+
+/// Whether this is the first call for `path` in this process: unknown-key warnings are
+/// given once per config file.
+fn first_warning_for(path: &Path) -> bool {
+    static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    let mut warned = WARNED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    warned.insert(path.to_path_buf())
 }
 
 /// The keys of `relbert_config` that [`RelbertConfig::from_block`] reads: relbert's own

@@ -361,9 +361,20 @@ impl RelationEncoder {
     /// The identity of this encoding function (hashes the weights file, and digests the
     /// tokenizer and config: [`crate::config::function_files_digest`]). The model is named
     /// by its absolute path, so an index built from it finds it from any working directory.
+    ///
+    /// The path is rendered lossily: this identity is compared (query, index add, serve)
+    /// or reported (bench), where a folder whose name is not UTF-8 still works. Where the
+    /// path is written into an index or collection, use [`Self::identity_for_record`].
     pub fn identity(&self) -> Result<EncoderIdentity> {
         let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
-        // The identity carries the path as text: a lossy rendering of a name that is not
+        self.identity_named(dir.display().to_string())
+    }
+
+    /// [`Self::identity`] for an identity that is recorded (a new index, a Qdrant
+    /// collection): refuses a model folder whose path is not UTF-8.
+    pub fn identity_for_record(&self) -> Result<EncoderIdentity> {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        // The record carries the path as text: a lossy rendering of a name that is not
         // UTF-8 names no folder, and an index built with it said later that the model "is
         // not there" while it was. Refused here, before an index is made.
         let Some(model) = dir.to_str() else {
@@ -377,16 +388,20 @@ impl RelationEncoder {
                 ),
             ));
         };
+        self.identity_named(model.to_string())
+    }
+
+    /// The identity, with the model named `model`.
+    fn identity_named(&self, model: String) -> Result<EncoderIdentity> {
         Ok(EncoderIdentity {
             dtype: self.encoder.dtype(),
             files_digest: Some(crate::config::function_files_digest(
                 self.encoder.config(),
                 &self.files.tokenizer,
             )?),
-            ..self.function.identity(
-                model.to_string(),
-                Encoder::weights_sha256(&self.files.weights)?,
-            )
+            ..self
+                .function
+                .identity(model, Encoder::weights_sha256(&self.files.weights)?)
         })
     }
 
@@ -747,6 +762,8 @@ impl RelationEncoder {
         vectors: &[Vec<f32>],
         name: &(dyn Fn(usize) -> String + Sync),
     ) -> Result<()> {
+        // Only non-finite values can come from an overflow of f16/bf16; a zero vector
+        // does not, and a hint to try f32 would send the user the wrong way.
         let precision_hint = if self.dtype() == Dtype::F32 {
             String::new()
         } else {
@@ -781,8 +798,7 @@ impl RelationEncoder {
                     message: format!(
                         "the model gives {what} for {}, which has no direction to compare: \
                          its weights (model.safetensors) are broken (e.g. a LayerNorm weight \
-                         of zeros) or it was saved wrongly{precision_hint}; check the model, \
-                         or fetch it again",
+                         of zeros) or it was saved wrongly; check the model, or fetch it again",
                         name(i)
                     ),
                 });

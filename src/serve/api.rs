@@ -721,15 +721,17 @@ fn loaded(state: &AppState) -> Result<Snapshot, ApiError> {
             view: l.view(),
         })
         .ok_or_else(|| match state.failure() {
-            Some(why) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the index could not be loaded: {why}"),
-            ),
+            Some(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, load_failed(why)),
             None => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the index is still loading; see /v1/health",
             ),
         })
+}
+
+/// Why the server answers nothing, as a request refused for it and `/v1/health` both say it.
+fn load_failed(why: &str) -> String {
+    format!("the index could not be loaded: {why}")
 }
 
 /// [`loaded`], for requests answered with the encoder or the store's vectors: 503 when the
@@ -751,7 +753,7 @@ fn answering(state: &AppState) -> Result<Snapshot, ApiError> {
 /// `limit` bytes, 400 for bytes that are not JSON, 422 for JSON of the wrong shape. A UTF-8
 /// byte-order mark before the JSON is skipped (RFC 8259 lets a parser ignore it; some
 /// editors and Windows tools write one).
-fn parse_body<T: serde::de::DeserializeOwned>(
+fn parse_body<T: RequestBody>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
@@ -773,7 +775,10 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "request body: expected a JSON object ({\"pair\": ...}), found an array",
+            format!(
+                "request body: expected a JSON object ({}), found an array",
+                T::SHAPE
+            ),
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
@@ -787,7 +792,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(
             if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
                 if !v.is_object() {
                     return ApiError::bad(format!(
-                        "request body: expected a JSON object ({{\"pair\": ...}}), found {}",
+                        "request body: expected a JSON object ({}), found {}",
+                        T::SHAPE,
                         shown_json(&v)
                     ));
                 }
@@ -862,7 +868,23 @@ fn lone_surrogate(json: &[u8]) -> Option<(usize, u16)> {
 /// A JSON request body, rejected with [`parse_body`]'s JSON errors instead of axum's text.
 pub struct JsonBody<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
+/// A request body's type, with how a refusal of a body that is not an object shows its
+/// shape: each endpoint's own fields (found by a review: `/v1/embed` was told `{"pair": ...}`,
+/// a field it refuses).
+pub trait RequestBody: serde::de::DeserializeOwned {
+    /// The body's shape as a message shows it, e.g. `{"pairs": [...]}`.
+    const SHAPE: &'static str;
+}
+
+impl RequestBody for QueryRequest {
+    const SHAPE: &'static str = r#"{"pair": ...} or {"pairs": [...]}"#;
+}
+
+impl RequestBody for EmbedRequest {
+    const SHAPE: &'static str = r#"{"pairs": [...]}"#;
+}
+
+impl<T: RequestBody> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
@@ -1136,7 +1158,13 @@ async fn query(
              the graph; give one or the other",
         ));
     }
-    let ef = whole(req.ef, "ef", 64, state.limits.max_ef)?;
+    // As k's: a server started with `--max-ef` under 64 refused its own default.
+    let ef = whole(
+        req.ef,
+        "ef",
+        64.min(state.limits.max_ef),
+        state.limits.max_ef,
+    )?;
     let opts = QueryOptions {
         k,
         exact,
@@ -1650,9 +1678,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             }
             Json(doc).into_response()
         }
-        (None, Some(why), _) => {
-            health_problem("failed", format!("the index could not be loaded: {why}"))
-        }
+        (None, Some(why), _) => health_problem("failed", load_failed(why)),
         (None, None, _) => health_problem("starting", "the index is still loading".into()),
     }
 }

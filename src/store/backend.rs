@@ -184,6 +184,7 @@ pub fn search_local(
         .iter()
         .map(|w| word_hash(w.chars()))
         .collect();
+    let damaged = std::sync::Mutex::new(None);
     let keep = |row: usize| -> bool {
         if Some(row) == self_row {
             return false;
@@ -196,7 +197,15 @@ pub fn search_local(
         }
         match index.pair(row) {
             Ok(p) => !shares_word(req.exclude_words, p.head, p.tail),
-            Err(_) => false,
+            // Kept to be returned after the search: a damaged block of pairs (checked as it
+            // is read, when the open did not check it all) dropped its rows from the
+            // results without a word (found by review R18).
+            Err(e) => {
+                if let Ok(mut first) = damaged.lock() {
+                    first.get_or_insert(e);
+                }
+                false
+            }
         }
     };
     let hits = if req.exact {
@@ -205,6 +214,9 @@ pub fn search_local(
         // A stored pair's vector is its own row: the search starts there.
         index.search_filtered_from(vector, req.k, req.ef.max(req.k), self_row, keep)?
     };
+    if let Some(e) = damaged.into_inner().ok().flatten() {
+        return Err(e.into());
+    }
     // A stored vector that is NaN or zero (a file rewritten with fresh checksums) is left
     // out of the hits by the index; the user hears of it once per open index, not per query.
     if let Some(e) = index.invalid_row_notice() {

@@ -328,7 +328,7 @@ pub fn build_index(
         } else {
             Precision::F32
         },
-        encoder: encoder_info(&encoder.identity()?),
+        encoder: encoder_info(&encoder.identity_for_record()?),
         input: crate::pairs::records_identity(records),
     };
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
@@ -647,13 +647,16 @@ pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
     let mut seen = std::collections::HashSet::new();
     let mut out = NewPairs::default();
     for (r, row) in records.into_iter().zip(rows) {
-        if row.is_some() {
-            out.in_index += 1;
-        } else if !seen.insert((
+        // A repeat first, whether the index holds the pair or not, as `index remove` counts
+        // it: a second add of the same file counted its repeats as held pairs (found by an
+        // audit: `repeated_in_input` 1, then 0 for the same input).
+        if !seen.insert((
             canonical(&r.head).into_owned(),
             canonical(&r.tail).into_owned(),
         )) {
             out.repeated += 1;
+        } else if row.is_some() {
+            out.in_index += 1;
         } else {
             out.records.push(r);
         }
@@ -794,8 +797,14 @@ pub fn info_json(index: &Index, dir: &Path, open_ms: f64, verified: bool) -> ser
 pub fn encoder_json(e: &EncoderInfo) -> serde_json::Value {
     let (function, files, dtype) = split_parts(&e.aggregation);
     let (aggregation, offset_weight) = match function.split_once(OFFSET_SUFFIX) {
+        // The weight is an f32 everywhere else; widening it as it is would print
+        // 0.800000011920929 where `bench --json` prints 0.8, so the f32's shortest decimal
+        // is what goes into the (f64) JSON number.
         Some((name, w)) => match w.parse::<f32>() {
-            Ok(w) => (name.to_string(), Some(w)),
+            Ok(w) => (
+                name.to_string(),
+                Some(w.to_string().parse::<f64>().unwrap_or(f64::from(w))),
+            ),
             Err(_) => (function.to_string(), None),
         },
         None => (function.to_string(), None),

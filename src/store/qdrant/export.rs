@@ -1218,7 +1218,7 @@ impl Loader {
         let (c, source) = (self.conn.clone(), self.source.clone());
         let counted = self.conn.block_on(async move {
             let state = c.state().await?;
-            let live = live_besides(&state, &source);
+            let live = live_besides_on_every_node(&c, &state, &source).await?;
             if live.is_none() {
                 c.set_indexing(true).await?;
             }
@@ -1296,10 +1296,11 @@ impl Loader {
         self.checkpoint(self.total)?;
         if left_off.is_some() {
             // Read again after this load's final checkpoint: two loads finishing at once
-            // each saw the other running; the later of these reads sees the other finished.
+            // each saw the other running; the later of these reads sees the other finished
+            // on the node that took its final checkpoint, at least (so every node is asked).
             let (c, source) = (self.conn.clone(), self.source.clone());
             left_off = match self.conn.block_on(async move {
-                let live = live_besides(&c.state().await?, &source);
+                let live = live_besides_on_every_node(&c, &c.state().await?, &source).await?;
                 if live.is_none() {
                     c.set_indexing(true).await?;
                 }
@@ -1444,6 +1445,35 @@ fn live_besides(state: &CollectionState, source: &str) -> Option<(String, u64)> 
     state
         .live_load_besides(source, unix_now())
         .map(|(u, ago)| (u.source.clone(), ago.as_secs()))
+}
+
+/// [`live_besides`], each live load's checkpoint read again on every node
+/// ([`Connection::progress_on_every_node`]): one that any node shows finished or given up
+/// has ended (a checkpoint only moves forward), whatever the node `state` was read from
+/// shows. Found by review R18: two loads finishing at once each read the other's final
+/// checkpoint from a node that had not applied it yet, and both left indexing off, with no
+/// unfinished load left to turn it on or to report it.
+async fn live_besides_on_every_node(
+    c: &Connection,
+    state: &CollectionState,
+    source: &str,
+) -> Result<Option<(String, u64)>> {
+    let Some(record) = &state.record else {
+        return Ok(live_besides(state, source));
+    };
+    for (u, ago) in state.live_loads_besides(source, unix_now()) {
+        let seen = c
+            .progress_on_every_node(&progress_key(&record.source, &u.source))
+            .await?;
+        if !seen
+            .iter()
+            .flatten()
+            .any(|p| p.rows >= p.total || p.abandoned)
+        {
+            return Ok(Some((u.source.clone(), ago.as_secs())));
+        }
+    }
+    Ok(None)
 }
 
 /// Runs `load` with a [`Loader`], abandoning it (indexing back on) when `load` fails.
@@ -1689,7 +1719,7 @@ pub fn build_collection(
 ) -> Result<ExportReport> {
     let record = CollectionRecord {
         layout: LAYOUT_VERSION,
-        encoder: encoder_info(&encoder.identity()?),
+        encoder: encoder_info(&encoder.identity_for_record()?),
         dim: encoder.dim() as u32,
         // The input as given, repeats included: a rerun is recognised by its input. Its
         // words as read, which the point ids are made of (see the function's docs).

@@ -590,6 +590,18 @@ impl CollectionState {
             .filter(|u| u.source != source)
             .find_map(|u| live_for(u.at, now).map(|ago| (u, ago)))
     }
+
+    /// Every load [`Self::live_load_besides`] could name, in the order it looks.
+    pub fn live_loads_besides<'a>(
+        &'a self,
+        source: &'a str,
+        now: u64,
+    ) -> impl Iterator<Item = (&'a Unfinished, Duration)> + 'a {
+        self.unfinished
+            .iter()
+            .filter(move |u| u.source != source)
+            .filter_map(move |u| live_for(u.at, now).map(|ago| (u, ago)))
+    }
 }
 
 /// A connection to one or more nodes of a Qdrant deployment, for one collection.
@@ -1667,6 +1679,46 @@ impl Connection {
         self.metadata(key).await
     }
 
+    /// [`Self::progress`] as each node holds it, every node asked at once (each given
+    /// [`READ_NOTICE`]); nodes that do not answer are left out, and when none answers it is
+    /// [`Self::progress`]'s one answer. Metadata changes go through the cluster's consensus
+    /// and a read ([`Self::call`]) sticks to one node, which may not have applied the latest
+    /// yet; the node that took a write has applied it before answering, so a checkpoint
+    /// written and acknowledged shows on at least one node here (found by a review: two
+    /// loads finishing at once each read the other's checkpoint from a node behind, and
+    /// both left indexing off for good).
+    pub async fn progress_on_every_node(&self, key: &str) -> Result<Vec<Option<LoadProgress>>> {
+        let inner = &self.inner;
+        let mut asks: FuturesUnordered<_> = inner
+            .clients
+            .iter()
+            .map(|client| {
+                let (client, name) = (client.clone(), inner.collection.clone());
+                async move { tokio::time::timeout(READ_NOTICE, client.collection_info(name)).await }
+            })
+            .collect();
+        let mut seen = Vec::new();
+        while let Some(answer) = asks.next().await {
+            let Ok(Ok(info)) = answer else { continue };
+            let meta = info
+                .result
+                .and_then(|r| r.config)
+                .map(|c| c.metadata)
+                .unwrap_or_default();
+            seen.push(match meta.get(key) {
+                None => None,
+                Some(v) => {
+                    let text = string_of(v).ok_or_else(|| self.not_relbert_s(key, None))?;
+                    Some(self.decode(key, text)?)
+                }
+            });
+        }
+        if seen.is_empty() {
+            seen.push(self.progress(key).await?);
+        }
+        Ok(seen)
+    }
+
     /// The record of the points `relbert index remove` has deleted ([`RemovalRecord`]);
     /// empty when it never has. A part that is not what relbert writes is refused, as any of
     /// relbert's keys.
@@ -1977,32 +2029,61 @@ impl Connection {
             at: None,
             ..was.clone()
         };
-        // Indexing first: a failure (or a kill) between the two leaves the load unfinished,
-        // so a rerun of this command does both; the other way round, the mark would hide
-        // indexing left off, and a rerun would be refused.
-        if state.unfinished.len() == 1 && u.indexing_off {
-            self.set_indexing(true).await?;
-        }
         let key = progress_key(&record.source, source);
-        let changed = match self.progress(&key).await? {
-            // By what a rerun rewrites (its time, at least); the source as the key names it.
-            Some(now) => {
-                LoadProgress {
-                    source: was.source.clone(),
-                    ..now
-                } != was
-            }
-            None => u.rows.is_some(),
-        };
-        if changed {
+        // Before indexing is touched (found by a review: indexing was turned on first, so a
+        // rerun caught here streamed with it on, and the refusal did not say so).
+        if self.rewritten_since(&key, u.at).await? {
             return Err(self.refused(format!(
                 "the load of {source:?} into the collection wrote its checkpoint again while \
                  it was being given up: it runs again (a rerun of it resumes the load); it was \
-                 not given up"
+                 not given up, and nothing was changed"
+            )));
+        }
+        // Indexing first: a failure (or a kill) between the two leaves the load unfinished,
+        // so a rerun of this command does both; the other way round, the mark would hide
+        // indexing left off, and a rerun would be refused.
+        let turned_on = state.unfinished.len() == 1 && u.indexing_off;
+        if turned_on {
+            self.set_indexing(true).await?;
+        }
+        // Again, as late as can be: a rerun that started while indexing was turned on.
+        if self.rewritten_since(&key, u.at).await? {
+            let indexing = if !turned_on {
+                "nothing was changed".to_string()
+            } else {
+                match self.set_indexing(false).await {
+                    Ok(()) => "the collection's indexing, turned on meanwhile, is off again \
+                               for it"
+                        .to_string(),
+                    Err(e) => format!(
+                        "the collection's indexing was turned on meanwhile and could not be \
+                         turned off again ({e}): the rerun loads with it on (slower), and \
+                         turns it on when it finishes"
+                    ),
+                }
+            };
+            return Err(self.refused(format!(
+                "the load of {source:?} into the collection wrote its checkpoint again while \
+                 it was being given up: it runs again (a rerun of it resumes the load); it was \
+                 not given up, and {indexing}"
             )));
         }
         self.set_metadata(&key, &given_up).await?;
         Ok(was)
+    }
+
+    /// Whether any node shows the checkpoint under `key` written after `at` (the time of
+    /// the checkpoint read before, `None`: none) or given up: by a rerun of the load (each
+    /// checkpoint is stamped with its time), or another give-up. Every node is asked
+    /// ([`Self::progress_on_every_node`]): a node behind shows an older checkpoint, never a
+    /// newer one.
+    async fn rewritten_since(&self, key: &str, at: Option<u64>) -> Result<bool> {
+        Ok(self
+            .progress_on_every_node(key)
+            .await?
+            .iter()
+            .flatten()
+            .any(|p| p.abandoned || p.at > at))
     }
 
     /// The exact number of points in the collection.
