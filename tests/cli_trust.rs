@@ -1701,8 +1701,8 @@ fn three_hundred_pairs(dir: &Path, name: &str) -> PathBuf {
 /// Review R18: with the rows opened unchecked for `query --exact`, a damaged block of the
 /// pair list was read only by the shared-word filter, which took its checksum error for
 /// "leave the row out": the block's rows dropped out of the results, exit status 0. The
-/// error is the query's now, with and without `--exact` (a graph search of an index too large
-/// for the full check at open met the same silence).
+/// error is the query's now (`search_local`, which a graph search of an index too large for
+/// the full check at open shares; this small index's graph search fails at open).
 #[test]
 fn a_damaged_pair_list_fails_a_query_rather_than_thinning_its_results() {
     let dir = tempfile::tempdir().unwrap();

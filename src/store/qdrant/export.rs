@@ -1462,9 +1462,18 @@ async fn live_besides_on_every_node(
         return Ok(live_besides(state, source));
     };
     for (u, ago) in state.live_loads_besides(source, unix_now()) {
-        let seen = c
+        // A failed read is not the load's failure (its points are all sent): the other load
+        // is then taken as live, as the state read judged it (review R20).
+        let seen = match c
             .progress_on_every_node(&progress_key(&record.source, &u.source))
-            .await?;
+            .await
+        {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::warn!("reading the load of {:?} on every node: {e}", u.source);
+                return Ok(Some((u.source.clone(), ago.as_secs())));
+            }
+        };
         if !seen
             .iter()
             .flatten()

@@ -584,11 +584,12 @@ impl CollectionState {
     /// load finishing beside it leaves the collection's indexing off for it, which turns
     /// it back on as it finishes. A load whose checkpoint is older is taken for dead (a
     /// `kill -9`), so indexing is not left off for it.
-    pub fn live_load_besides(&self, source: &str, now: u64) -> Option<(&Unfinished, Duration)> {
-        self.unfinished
-            .iter()
-            .filter(|u| u.source != source)
-            .find_map(|u| live_for(u.at, now).map(|ago| (u, ago)))
+    pub fn live_load_besides<'a>(
+        &'a self,
+        source: &'a str,
+        now: u64,
+    ) -> Option<(&'a Unfinished, Duration)> {
+        self.live_loads_besides(source, now).next()
     }
 
     /// Every load [`Self::live_load_besides`] could name, in the order it looks.
@@ -1694,7 +1695,10 @@ impl Connection {
             .iter()
             .map(|client| {
                 let (client, name) = (client.clone(), inner.collection.clone());
-                async move { tokio::time::timeout(READ_NOTICE, client.collection_info(name)).await }
+                // As long as a write may take (found by review R20: at 3 s, the one node that
+                // had applied a finished load's checkpoint, slow after a bulk upload, was
+                // skipped, and the finishing load judged it live).
+                async move { tokio::time::timeout(WRITE_HEDGE, client.collection_info(name)).await }
             })
             .collect();
         let mut seen = Vec::new();
@@ -2046,44 +2050,41 @@ impl Connection {
         if turned_on {
             self.set_indexing(true).await?;
         }
-        // Again, as late as can be: a rerun that started while indexing was turned on.
+        // Again, as late as can be: a rerun that started while indexing was turned on. Indexing
+        // stays on then (found by review R20: turning it off again here could leave it off for
+        // good, when the change seen was another give-up's mark or a rerun that had already
+        // finished); a rerun loads more slowly with it on, and turns it on at its end anyway.
         if self.rewritten_since(&key, u.at).await? {
-            let indexing = if !turned_on {
-                "nothing was changed".to_string()
+            let indexing = if turned_on {
+                "the collection's indexing, turned on for the give-up, stays on"
             } else {
-                match self.set_indexing(false).await {
-                    Ok(()) => "the collection's indexing, turned on meanwhile, is off again \
-                               for it"
-                        .to_string(),
-                    Err(e) => format!(
-                        "the collection's indexing was turned on meanwhile and could not be \
-                         turned off again ({e}): the rerun loads with it on (slower), and \
-                         turns it on when it finishes"
-                    ),
-                }
+                "nothing was changed"
             };
             return Err(self.refused(format!(
-                "the load of {source:?} into the collection wrote its checkpoint again while \
-                 it was being given up: it runs again (a rerun of it resumes the load); it was \
-                 not given up, and {indexing}"
+                "the load of {source:?} into the collection wrote its checkpoint again (or \
+                 another --abandoned-load marked it) while it was being given up: it was not \
+                 given up by this run, and {indexing}"
             )));
         }
         self.set_metadata(&key, &given_up).await?;
         Ok(was)
     }
 
-    /// Whether any node shows the checkpoint under `key` written after `at` (the time of
-    /// the checkpoint read before, `None`: none) or given up: by a rerun of the load (each
-    /// checkpoint is stamped with its time), or another give-up. Every node is asked
-    /// ([`Self::progress_on_every_node`]): a node behind shows an older checkpoint, never a
-    /// newer one.
+    /// Whether any node shows the checkpoint under `key` written at another time than `at`
+    /// (the time of the checkpoint read before, `None`: none) or given up: by a rerun of the
+    /// load (each checkpoint is stamped with its time), or another give-up. Every node is
+    /// asked ([`Self::progress_on_every_node`]); the checkpoint read was over
+    /// [`LIVE_LOAD_WINDOW`] old, so every node has applied it, and another time on any node
+    /// is a later write, whatever its writer's clock says.
     async fn rewritten_since(&self, key: &str, at: Option<u64>) -> Result<bool> {
         Ok(self
             .progress_on_every_node(key)
             .await?
             .iter()
             .flatten()
-            .any(|p| p.abandoned || p.at > at))
+            // Any other time, not only a later one: a rerun on a machine whose clock runs
+            // behind writes an earlier one (found by review R20).
+            .any(|p| p.abandoned || p.at != at))
     }
 
     /// The exact number of points in the collection.
