@@ -37,6 +37,20 @@ fn model(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> PathBuf
 }
 
 /// Position ids as transformers saves them for BERT: `[[0, 1, …, n-1]]`, int64.
+/// The standard error of `relbert average M1 M2 --out OUT`, which must exit 2 (a bad
+/// command line).
+fn refused_out(m1: &Path, m2: &Path, out: &Path) -> String {
+    let a = relbert()
+        .arg("average")
+        .arg(m1)
+        .arg(m2)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .code(2);
+    stderr_of(&a)
+}
+
 fn position_ids(n: i64, last: i64) -> Tensor {
     let mut v: Vec<i64> = (0..n).collect();
     v[n as usize - 1] = last;
@@ -61,15 +75,7 @@ fn an_output_inside_an_index_is_a_bad_command_line() {
         (idx.join("m"), "the index directory"),
         (partial.join("m"), "the partial index build"),
     ] {
-        let a = relbert()
-            .arg("average")
-            .arg(&m1)
-            .arg(&m2)
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .code(2);
-        let err = stderr_of(&a);
+        let err = refused_out(&m1, &m2, &out);
         assert!(
             err.contains("invalid value for --out")
                 && err.contains(&format!("{} is inside {what}", out.display())),
@@ -374,15 +380,7 @@ fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
     let m2 = model(&d.path().join("m2"), |_| {});
     let missing = d.path().join("missing");
     for out in [missing.join("m"), missing.join("deeper/m")] {
-        let a = relbert()
-            .arg("average")
-            .arg(&m1)
-            .arg(&m2)
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .code(2);
-        let err = stderr_of(&a);
+        let err = refused_out(&m1, &m2, &out);
         let folder = out.parent().unwrap();
         common::assert_out_folder_missing(&err, folder, "average");
         assert_eq!(common::names_in(d.path()), ["m1", "m2"]);

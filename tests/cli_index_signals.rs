@@ -177,11 +177,7 @@ fn an_interrupted_build_says_what_it_keeps_and_the_same_command_resumes_it() {
 #[test]
 fn an_interrupted_add_and_rebuild_exit_with_the_signals_status_and_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small.tsv");
-    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
-    let idx = dir.path().join("idx");
-    let (built, err) = run(build(&small, &idx));
-    assert!(built.status.success(), "{err}");
+    let idx = small_index(dir.path());
     let new = pair_file(dir.path(), "new.tsv", "x");
     let partial = dir.path().join("idx.partial");
     let add = || {
@@ -337,16 +333,22 @@ fn blocked_in(pid: u32, name: &str) -> Option<i64> {
 /// partial directory. Here the signal comes while the add waits for standard input; the
 /// handler's message is held back by a full standard error while the input is given, so the
 /// old code went on to make `DIR.partial` meanwhile.
+/// `dir/idx`, built from three pairs in `dir/small.tsv`: the index the interrupted adds grow.
+fn small_index(dir: &Path) -> PathBuf {
+    let small = dir.join("small.tsv");
+    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
+    let idx = dir.join("idx");
+    let (built, err) = run(build(&small, &idx));
+    assert!(built.status.success(), "{err}");
+    idx
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn an_interrupt_that_says_nothing_was_written_leaves_nothing() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small.tsv");
-    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
-    let idx = dir.path().join("idx");
-    let (built, err) = run(build(&small, &idx));
-    assert!(built.status.success(), "{err}");
+    let idx = small_index(dir.path());
     let partial = dir.path().join("idx.partial");
     let (read_end, stderr) = full_pipe();
     let mut c = relbert(&["index", "add", "--pairs", "-", "--index"]);
@@ -434,11 +436,7 @@ fn an_add_resumed_from_its_copy_of_standard_input_reports_what_an_uninterrupted_
     /// New pairs: enough chunks that the signal comes far from the end.
     const NEW: usize = 30_000;
     let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small.tsv");
-    std::fs::write(&small, "dog\tcat\nhot\tcold\nbig\tsmall\n").unwrap();
-    let idx = dir.path().join("idx");
-    let (built, err) = run(build(&small, &idx));
-    assert!(built.status.success(), "{err}");
+    let idx = small_index(dir.path());
     let clean = dir.path().join("clean");
     std::fs::create_dir(&clean).unwrap();
     for f in ["vectors", "pairs", "graph", "meta"] {

@@ -3149,6 +3149,19 @@ impl Loaded {
             total: progress.unwrap().total,
         }
     }
+
+    /// [`Loaded::new`], with another total than the finished load's: a load from the first
+    /// row, unfinished.
+    fn unfinished(urls: &[String], name: &str) -> Loaded {
+        let mut loaded = Loaded::new(urls, name);
+        loaded.total += 1;
+        loaded
+    }
+}
+
+/// The ids of no points: for a load that sends nothing, or that fails before it would ask.
+fn no_ids(_: u64, _: u64) -> relbert::error::Result<Vec<String>> {
+    Ok(Vec::new())
 }
 
 /// What the stream, give-up and rerun tests start from: in a temporary directory the fixture
@@ -3559,10 +3572,8 @@ fn a_load_that_sends_nothing_still_rewrites_its_checkpoint_time() {
         record,
         prepared,
         total,
-    } = Loaded::new(&urls, "heartbeat");
-    let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> { Ok(Vec::new()) };
-    // Another total than the finished load's: a load from the first row, unfinished.
-    let total = total + 1;
+    } = Loaded::unfinished(&urls, "heartbeat");
+    let ids = no_ids;
     let at = || {
         let c = conn.clone();
         conn.block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await })
@@ -3721,10 +3732,8 @@ fn a_load_whose_batch_fails_at_its_finish_turns_indexing_back_on() {
         record,
         prepared,
         total,
-    } = Loaded::new(&urls, "batch_fails");
-    let ids = |_: u64, _: u64| -> relbert::error::Result<Vec<String>> { Ok(Vec::new()) };
-    // Another total than the finished load's: a load from the first row, unfinished.
-    let total = total + 1;
+    } = Loaded::unfinished(&urls, "batch_fails");
+    let ids = no_ids;
     let opts = ExportOptions::default();
     let mut loader = Loader::start(&conn, &record, &prepared, &opts, total, &ids).unwrap();
     let point = to_point(PairPoint {

@@ -279,15 +279,10 @@ fn pairs(n: u64) -> String {
 /// The records of `--pairs`, and whether to spool them (standard input is among the inputs,
 /// and cannot be read again). With `-` among the inputs and nothing on standard input, the
 /// interrupted build or add of `out` resumes from the copy it spooled, when there is one (the
-/// copy holds every input's pairs, the files' too, as that run read them).
-pub fn read_input(files: &[PathBuf], out: &Path) -> Result<(Vec<PairRecord>, bool)> {
-    let (records, spool, _) = read_input_counted(files, out)?;
-    Ok((records, spool))
-}
-
-/// [`read_input`], with the counts an interrupted `index add` recorded in the copy it resumes
-/// from ([`AddCounts`]; `None` when it reads its input afresh, or the copy records none).
-fn read_input_counted(
+/// copy holds every input's pairs, the files' too, as that run read them). Also the counts
+/// an interrupted `index add` recorded in the copy it resumes from ([`AddCounts`]; `None`
+/// when the input is read afresh, or the copy records none).
+pub fn read_input(
     files: &[PathBuf],
     out: &Path,
 ) -> Result<(Vec<PairRecord>, bool, Option<AddCounts>)> {
@@ -380,20 +375,9 @@ fn all_too_long(left: &[PairRecord], limit: usize) -> anyhow::Error {
     )
 }
 
-/// [`screen`], returning with the pairs kept how many were left out (with `skip`), and
-/// accepting that none is kept: for `index add`, for which every new pair left out is
-/// nothing to add, said as such.
-fn screen_counted(
-    encoder: &RelationEncoder,
-    records: Vec<PairRecord>,
-    skip: bool,
-) -> Result<(Vec<PairRecord>, u64)> {
-    let (keep, left) = screen_left(encoder, records, skip)?;
-    Ok((keep, left.len() as u64))
-}
-
 /// [`screen`]'s pairs kept and pairs left out (with `skip`, which are reported), accepting
-/// that none is kept.
+/// that none is kept: for `index add`, for which every new pair left out is nothing to add,
+/// said as such.
 fn screen_left(
     encoder: &RelationEncoder,
     records: Vec<PairRecord>,
@@ -591,7 +575,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             super::check_out_folder(out, "--out")?;
             check_index_out(out, a.force)?;
             let interrupt = Resumable::install(out, BUILD_ENCODING)?;
-            let (records, spool) = read_input(&a.pairs, out)?;
+            let (records, spool, _) = read_input(&a.pairs, out)?;
             if spool {
                 interrupt.stdin_again();
             }
@@ -1326,7 +1310,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         &a.index,
         "the rows of the index copied up to its last checkpoint",
     )?;
-    let (records, spool, saved) = read_input_counted(&a.pairs, &a.index)?;
+    let (records, spool, saved) = read_input(&a.pairs, &a.index)?;
     if spool {
         interrupt.stdin_again();
     }
@@ -1435,8 +1419,8 @@ fn add(mut a: AddArgs) -> Result<()> {
         Some(encoder) => encoder,
         None => load()?,
     };
-    let (new, too_long) = screen_counted(&encoder, found.records.clone(), a.skip_long)?;
-    let too_long = too_long + saved.too_long;
+    let (new, left) = screen_left(&encoder, found.records.clone(), a.skip_long)?;
+    let too_long = left.len() as u64 + saved.too_long;
     if new.is_empty() {
         return nothing(too_long);
     }

@@ -384,7 +384,7 @@ pub fn build_index(
 /// Keeps `records` as pair TSV at `path` (a partial build's
 /// [`IndexBuilder::spool_path`]), unless a copy is there already: standard input cannot be
 /// read twice, so a build or add from it spools what it read, and when it is interrupted, the
-/// same command with an empty standard input resumes from the copy ([`spooled_records`]).
+/// same command with an empty standard input resumes from the copy ([`spooled_input`]).
 /// Written to `path.tmp`, synced and renamed, so the copy is whole or absent. Its first line
 /// is relbert's mark ([`relbert_index::spool_header`], a comment to the pair reader): a kill
 /// right after publication leaves the copy in the published index, and only a marked one is
@@ -478,14 +478,10 @@ fn write_spool(
 /// mark (a kill came between publishing and removing the copy:
 /// [`relbert_index::input_spool`]). A copy in the partial directory without the mark is an
 /// older relbert's, which wrote none, and is read as it is; a copy of a later spool format
-/// than this relbert's is refused, naming it.
-pub fn spooled_records(out: &Path) -> Result<Option<Vec<PairRecord>>> {
-    Ok(spooled_input(out)?.map(|(records, _)| records))
-}
-
-/// [`spooled_records`], with the counts an `index add` recorded in its copy ([`AddCounts`]):
-/// `None` for a build's copy, an older relbert's, or counts that do not add up to the
-/// records the copy holds (which are then reported as before, from the copy alone).
+/// than this relbert's is refused, naming it. With them, the counts an `index add` recorded
+/// in its copy ([`AddCounts`]): `None` for a build's copy, an older relbert's, or counts that
+/// do not add up to the records the copy holds (which are then reported as before, from the
+/// copy alone).
 pub fn spooled_input(out: &Path) -> Result<Option<(Vec<PairRecord>, Option<AddCounts>)>> {
     use relbert_index::{SpoolMark, SPOOL_VERSION};
     let path = relbert_index::input_spool(out)?;
