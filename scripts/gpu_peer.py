@@ -6,11 +6,13 @@
       depend on the weights, and parity compares both engines on the same weights;
   gpu_peer.py pairs --n N --out FILE.tsv [--seed S]
       N distinct word pairs drawn from the bundled vocabulary (index/vocab/*.tsv);
-  gpu_peer.py encode --model DIR --pairs FILE.tsv --batch-size B --dtype f32|f16|bf16
+  gpu_peer.py encode --model DIR --pairs FILE.tsv --batch-size B[,B...] --dtype f32|f16|bf16
                      [--runs R] [--save FILE.npy]
       pairs/s of HF transformers with relbert's default template and average_no_mask pooling
-      (tokenisation included, dynamic padding, as benchmarks/embed_bench.py times the CPU peer);
-      --save writes the pooled sums (relbert's raw vectors) for parity;
+      (tokenisation included, dynamic padding, as benchmarks/embed_bench.py times the CPU peer),
+      one JSON line per batch size: several sizes share one process, so torch is imported and
+      the model uploaded once (a lent GPU's minutes are few); --save writes the pooled sums
+      (relbert's raw vectors, of the last batch size) for parity;
   gpu_peer.py compare A.npy B.npy   the worst and median cosine of matching rows.
 """
 import argparse, glob, json, os, random, shutil, statistics, sys, time
@@ -63,38 +65,41 @@ def encode(a):
     import numpy as np, torch, transformers
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     tok = transformers.AutoTokenizer.from_pretrained(a.model)
-    model = transformers.AutoModel.from_pretrained(a.model, dtype=dtype).eval().to("cuda")
+    model = transformers.AutoModel.from_pretrained(a.model, dtype=dtype).eval().to(a.device)
     pairs = [l.rstrip("\n").split("\t")[:2] for l in open(a.pairs, encoding="utf-8") if l.strip()]
     prompts = [TEMPLATE.replace("<subj>", s).replace("<obj>", o).replace("<mask>", tok.mask_token)
                for s, o in pairs]
 
-    def run(ps):
+    def run(ps, bs):
         out = []
-        for s in range(0, len(ps), a.batch_size):
-            enc = tok(ps[s:s + a.batch_size], max_length=64, truncation=True, padding="longest",
-                      return_tensors="pt").to("cuda")
+        for s in range(0, len(ps), bs):
+            enc = tok(ps[s:s + bs], max_length=64, truncation=True, padding="longest",
+                      return_tensors="pt").to(a.device)
             h = model(**enc).last_hidden_state.float()
             ids = enc["input_ids"]
             sel = ((ids != tok.pad_token_id) & (ids != tok.mask_token_id)).unsqueeze(-1).float()
             out.append((h * sel).sum(1))
         v = torch.cat(out).cpu()
-        torch.cuda.synchronize()
+        if a.device.startswith("cuda"):
+            torch.cuda.synchronize()
         return v
 
-    with torch.inference_mode():
-        run(prompts[:max(2 * a.batch_size, 256)])
-        times = []
-        for _ in range(a.runs):
-            t = time.perf_counter()
-            v = run(prompts)
-            times.append(time.perf_counter() - t)
-    if a.save:
-        np.save(a.save, v.numpy())
-    med = statistics.median(times)
-    print(json.dumps({"engine": "pytorch", "torch": torch.__version__,
-                      "transformers": transformers.__version__, "dtype": a.dtype,
-                      "batch_size": a.batch_size, "n_pairs": len(prompts),
-                      "median_s": round(med, 4), "pairs_per_s": round(len(prompts) / med, 1)}))
+    for bs in (int(b) for b in a.batch_size.split(",")):
+        with torch.inference_mode():
+            run(prompts[:max(2 * bs, 256)], bs)
+            times = []
+            for _ in range(a.runs):
+                t = time.perf_counter()
+                v = run(prompts, bs)
+                times.append(time.perf_counter() - t)
+        if a.save:
+            np.save(a.save, v.numpy())
+        med = statistics.median(times)
+        print(json.dumps({"engine": "pytorch", "torch": torch.__version__,
+                          "transformers": transformers.__version__, "dtype": a.dtype,
+                          "batch_size": bs, "n_pairs": len(prompts),
+                          "median_s": round(med, 4), "pairs_per_s": round(len(prompts) / med, 1)}),
+              flush=True)
 
 
 def compare(a):
@@ -121,9 +126,10 @@ def main():
     e = sub.add_parser("encode")
     e.add_argument("--model", required=True)
     e.add_argument("--pairs", required=True)
-    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--batch-size", default="128")
     e.add_argument("--dtype", default="f32")
     e.add_argument("--runs", type=int, default=1)
+    e.add_argument("--device", default="cuda", help="cuda, or cpu to try the script without a GPU")
     e.add_argument("--save")
     c = sub.add_parser("compare")
     c.add_argument("a")

@@ -107,9 +107,9 @@ pub struct AddArgs {
     /// Aggregation (default and only accepted value: the index's).
     #[arg(long)]
     aggregation: Option<relbert::pooling::Aggregation>,
-    /// Prompts per forward pass (1 to 4096).
-    #[arg(long, default_value_t = 64, value_parser = super::batch_size)]
-    batch_size: usize,
+    /// Prompts per forward pass (1 to 4096). Default: 64 on the CPU, 512 on a GPU.
+    #[arg(long, value_parser = super::batch_size)]
+    batch_size: Option<usize>,
     /// cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = super::os(super::device))]
     device: String,
@@ -1326,7 +1326,9 @@ fn add(mut a: AddArgs) -> Result<()> {
         let opts = relbert::EncoderOptions {
             template: a.template.clone(),
             aggregation: a.aggregation,
-            batch_size: a.batch_size,
+            batch_size: a
+                .batch_size
+                .unwrap_or_else(|| relbert::device::default_batch_size(&device)),
             device: device.clone(),
             ..Default::default()
         };
