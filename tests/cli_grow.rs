@@ -1995,3 +1995,76 @@ fn a_small_index_with_a_damaged_graph_is_rebuilt_in_place() {
         .success();
     assert_eq!(Index::open(&idx).unwrap().count(), 300);
 }
+
+/// Found by a review: an `index build --skip-long` from standard input, interrupted and
+/// resumed from the copy of its input it keeps, reported fewer pairs read and none left out
+/// as too long, for the copy holds only the pairs the first run kept. The first run records
+/// its counts in the copy, as an add does, and the resumed build reports (and warns of) what
+/// an uninterrupted one does.
+#[test]
+fn a_build_resumed_from_its_copy_of_standard_input_counts_the_pairs_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vocab_lines(5000);
+    lines.insert(10, too_long("cat"));
+    let file = dir.path().join("pairs.tsv");
+    write_lines(&file, &lines);
+    let args = |out: &Path| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = ["index", "build", "--json", "--skip-long"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        v.extend(["--model".into(), model().into_os_string()]);
+        v.extend(["--pairs".into(), "-".into(), "--out".into()]);
+        v.push(out.as_os_str().to_owned());
+        v
+    };
+    let report = |stdout: &[u8]| -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_slice(stdout).unwrap();
+        ["pairs_read", "skipped_long", "count", "repeated_in_input"]
+            .iter()
+            .map(|k| (k.to_string(), doc[k].clone()))
+            .collect()
+    };
+    let reference = dir.path().join("reference");
+    let a = relbert()
+        .args(args(&reference))
+        .pipe_stdin(&file)
+        .unwrap()
+        .assert()
+        .success();
+    let want = report(&a.get_output().stdout);
+    assert_eq!(want["pairs_read"], lines.len(), "{want}");
+    assert_eq!(want["skipped_long"], 1, "{want}");
+    let dim = Index::open(&reference).unwrap().dim() as u64;
+
+    let out = dir.path().join("idx");
+    let mut child = StdCommand::new(bin())
+        .env("RELBERT_LOG", "warn")
+        .args(args(&out))
+        .stdin(std::fs::File::open(&file).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed after the first checkpointed chunk of 2048 rows.
+    assert!(kill_when_longer(
+        &mut child,
+        &dir.path().join("idx.partial/vectors"),
+        64 + 2048 * dim * 4
+    ));
+    assert!(dir.path().join("idx.partial/input.spool").is_file());
+    let a = relbert()
+        .env("RELBERT_LOG", "info")
+        .args(args(&out))
+        .write_stdin("")
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("resuming"), "{err}");
+    assert!(
+        err.contains("left out 1 pair(s) whose prompt is too long to encode"),
+        "{err}"
+    );
+    assert_eq!(report(&a.get_output().stdout), want, "{err}");
+    assert_same_rows(&rows(&out), &rows(&reference));
+}

@@ -567,8 +567,8 @@ fn the_references_relbert_config_keys_decide_the_vector() {
         ),
         (
             "letter",
-            json!({"template_type": "a"}),
-            "template_type \"a\"",
+            json!({"template_type": "z"}),
+            "template_type \"z\" is not one of the reference's built-in templates (a, b, c, d, e, f, g, h, i)",
         ),
     ] {
         let err = refusal(&with(name, block), &pairs);
@@ -783,4 +783,132 @@ fn an_unknown_relbert_config_key_is_warned_about_once() {
         err.contains("is not read (and not carried into models relbert writes)"),
         "{err}"
     );
+}
+
+/// Review FM: a letter naming one of the oldest reference versions' built-in templates
+/// (`template_type`, later `custom_template_type`) was refused; it now computes that template.
+/// A trained (continuous) prompt, a JSON object as `template`, was refused with serde's
+/// "invalid type: map"; it is now named for what it is.
+#[test]
+fn a_template_letter_computes_the_references_template_and_a_map_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let with = |name: &str, block: Value| {
+        edited(
+            "tiny-bert",
+            &d.path().join(name),
+            Edit {
+                config: &[("relbert_config", block)],
+                ..Edit::default()
+            },
+        )
+    };
+    let (ok, meant, err) = embed(
+        &fixture("tiny-bert"),
+        &pairs,
+        &["--template", OLD_TEMPLATE, "--aggregation", "mask"],
+    );
+    assert!(ok, "{err}");
+    for (name, block) in [
+        ("type", json!({"mode": "mask", "template_type": "a"})),
+        (
+            "custom_type",
+            json!({"mode": "mask", "custom_template_type": "a", "template": null}),
+        ),
+        (
+            "type_and_template",
+            json!({"mode": "mask", "template_type": "a", "template": OLD_TEMPLATE}),
+        ),
+        // The written template wins over another letter, as in the reference.
+        (
+            "other_letter",
+            json!({"mode": "mask", "template_type": "c", "template": OLD_TEMPLATE}),
+        ),
+    ] {
+        let (ok, out, err) = embed(&with(name, block), &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(out, meant, "{name}: not template \"a\"");
+    }
+    // "b" keeps the reference's spelling (two spaces, a literal A's).
+    let (ok, b, err) = embed(
+        &with("b", json!({"mode": "mask", "template_type": "b"})),
+        &pairs,
+        &[],
+    );
+    assert!(ok, "{err}");
+    let (ok, b_meant, err) = embed(
+        &fixture("tiny-bert"),
+        &pairs,
+        &[
+            "--template",
+            "Today, I finally discovered the relation between <subj> and <obj> : <obj>  is A's <mask>",
+            "--aggregation",
+            "mask",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(b, b_meant);
+    for (name, block, want) in [
+        (
+            "map",
+            json!({"template": {"top": [1, 2], "mid": [], "bottom": [3]}}),
+            "relbert_config.template is a JSON object: a trained (continuous) prompt, which is not supported",
+        ),
+        (
+            "custom_z",
+            json!({"custom_template_type": "z"}),
+            "relbert_config.custom_template_type \"z\" is not one of the reference's built-in templates (a, b, c",
+        ),
+    ] {
+        let err = refusal(&with(name, block), &pairs);
+        assert!(err.contains(&format!("{name}/config.json")), "{err}");
+        assert!(err.contains(want), "{name}: {want:?} not in {err}");
+        assert!(!err.contains("invalid type"), "{err}");
+    }
+}
+
+/// Review FM: relbert never read tokenizer_config.json, and a BERT model whose
+/// `do_lower_case` there disagrees with tokenizer.json's normalizer (which transformers'
+/// BertTokenizer rebuilds from `do_lower_case`) encoded text otherwise than transformers
+/// without a word. relbert still follows tokenizer.json, and warns naming both files.
+#[test]
+fn a_do_lower_case_that_disagrees_with_tokenizer_json_is_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("do_lower_case"), "{err}");
+    let model = edited("tiny-bert", &d.path().join("cased"), Edit::default());
+    let mut tc: Value = serde_json::from_slice(
+        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    // The generic class (the fixture's) reads no do_lower_case: transformers, as relbert,
+    // follows tokenizer.json, and nothing is said.
+    tc["do_lower_case"] = json!(true);
+    std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    let (ok, out, err) = embed(&model, &pairs, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, plain);
+    assert!(!err.contains("do_lower_case"), "{err}");
+    // BertTokenizer rebuilds the normalizer from do_lower_case. The fixture's normalizer
+    // keeps case: agreeing, nothing is said.
+    tc["tokenizer_class"] = json!("BertTokenizer");
+    tc["do_lower_case"] = json!(false);
+    std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    let (ok, out, err) = embed(&model, &pairs, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, plain);
+    assert!(!err.contains("do_lower_case"), "{err}");
+    tc["do_lower_case"] = json!(true);
+    std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    let (ok, out, err) = embed(&model, &pairs, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, plain, "still tokenizer.json's normalizer");
+    assert!(
+        err.contains("cased/tokenizer_config.json sets \"do_lower_case\": true")
+            && err.contains("cased/tokenizer.json keeps case"),
+        "{err}"
+    );
+    assert_eq!(err.matches("do_lower_case\": true").count(), 1, "{err}");
 }

@@ -1306,3 +1306,142 @@ fn a_default_index_in_a_missing_folder_is_refused_and_nothing_made() {
     );
     assert!(!missing.exists());
 }
+
+/// A `query --json` stream over `idx` (an index of the test pairs) and `other` (the same
+/// pairs in reverse order: files of the same lengths, other bytes), each line asked once its
+/// answer line is read: what a test does to the index between two lines happens in between.
+struct InPlace {
+    idx: PathBuf,
+    other: PathBuf,
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl InPlace {
+    fn start(dir: &Path) -> InPlace {
+        let idx = index(dir);
+        let text = std::fs::read_to_string(pair_file(dir)).unwrap();
+        let reversed = dir.join("reversed.tsv");
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.reverse();
+        std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
+        let other = common::tiny_index(&reversed, &dir.join("other"));
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .args(["query", "--json", "-k", "2", "--index"])
+            .arg(&idx)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap());
+        InPlace {
+            idx,
+            other,
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// The answer line to `line`.
+    fn ask(&mut self, line: &str) -> serde_json::Value {
+        use std::io::BufRead;
+        writeln!(self.input, "{line}").unwrap();
+        self.input.flush().unwrap();
+        let mut got = String::new();
+        self.output.read_line(&mut got).unwrap();
+        serde_json::from_str(&got).unwrap_or_else(|e| panic!("no answer line ({e}): {got:?}"))
+    }
+
+    /// Ends the input; the exit status and standard error.
+    fn end(self) -> (std::process::ExitStatus, String) {
+        let InPlace { child, input, .. } = self;
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// The line is an error saying the index's files were changed in place, not an answer.
+fn refused_in_place(got: &serde_json::Value, idx: &Path) {
+    assert!(got.get("results").is_none(), "answered: {got}");
+    let why = got["error"].as_str().unwrap_or_else(|| panic!("{got}"));
+    assert!(why.contains("changed in place"), "{why}");
+    assert!(why.contains(idx.to_str().unwrap()), "{why}");
+    assert!(why.contains("renaming it into place"), "{why}");
+}
+
+/// Audit N: a `query --json` stream did not notice the open index's files overwritten in
+/// place between two lines (`cp other/vectors idx/vectors`): it answered from the mixture
+/// with exit status 0, and died of SIGBUS (exit 135) once the vectors were cut short under
+/// its map. Such a line now gets an error line, the stream goes on, answers again once the
+/// directory holds a whole index (here the same one, copied back in place), and exits 1.
+#[test]
+fn a_query_stream_does_not_answer_from_index_files_changed_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = InPlace::start(dir.path());
+    let vectors = s.idx.join("vectors");
+    let kept = dir.path().join("vectors.kept");
+    std::fs::copy(&vectors, &kept).unwrap();
+    let first = s.ask("paris france");
+    assert!(first["results"].is_array(), "{first}");
+    // `cp` over the file: the same inode, truncated and written again.
+    std::fs::copy(s.other.join("vectors"), &vectors).unwrap();
+    let got = s.ask("paris france");
+    refused_in_place(&got, &s.idx);
+    assert_eq!(got["line"], 2, "{got}");
+    // Whole again (copied back in place): answered as at first, from the index reopened.
+    std::fs::copy(&kept, &vectors).unwrap();
+    let again = s.ask("paris france");
+    assert_eq!(again["results"], first["results"], "{again}");
+    // Cut short under the map: an error line, not SIGBUS.
+    let len = std::fs::metadata(&vectors).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&vectors)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    refused_in_place(&s.ask("paris france"), &s.idx);
+    refused_in_place(&s.ask("dog puppy"), &s.idx);
+    let (status, err) = s.end();
+    assert_eq!(status.signal(), None, "{status:?}; {err}");
+    assert_eq!(status.code(), Some(1), "{err}");
+}
+
+/// Audit N: a file copied over the open one with its length and modification time kept
+/// (`cp -p` of a file of the same length and date) went unseen; its status change time
+/// tells it now.
+#[test]
+fn a_query_stream_sees_a_copy_in_place_that_keeps_length_and_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = InPlace::start(dir.path());
+    let vectors = s.idx.join("vectors");
+    let first = s.ask("paris france");
+    assert!(first["results"].is_array(), "{first}");
+    let date = std::fs::metadata(&vectors).unwrap().modified().unwrap();
+    std::fs::copy(s.other.join("vectors"), &vectors).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&vectors)
+        .unwrap();
+    f.set_modified(date).unwrap();
+    drop(f);
+    // Only the status change time tells the copy: length and date are the same.
+    let (was, now) = (
+        std::fs::metadata(s.other.join("vectors")).unwrap(),
+        std::fs::metadata(&vectors).unwrap(),
+    );
+    assert_eq!(was.len(), now.len());
+    assert_eq!(now.modified().unwrap(), date);
+    refused_in_place(&s.ask("paris france"), &s.idx);
+    let (status, err) = s.end();
+    assert_eq!(status.code(), Some(1), "{err}");
+}

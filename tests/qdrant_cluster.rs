@@ -3751,3 +3751,67 @@ fn a_load_whose_batch_fails_at_its_finish_turns_indexing_back_on() {
     indexing_back_on(&urls, &built.coll, &format!("indexing on after {e}"));
     common::drop_collection(&urls, &built.coll);
 }
+
+/// Review R20: `index build --collection NAME --add` refused a model folder whose path is
+/// not UTF-8, though only a build that creates the collection records the model's path: an
+/// existing collection's record is compared with the encoder's without it. The add now
+/// works from such a folder; a new collection is still refused, naming `--model`, without a
+/// rerun hint, and is not created.
+#[test]
+fn a_model_folder_whose_path_is_not_utf8_adds_to_a_collection() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"tiny-bert-\xff"));
+    std::fs::create_dir(&model).unwrap();
+    for f in std::fs::read_dir(common::fixture("tiny-bert")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), model.join(f.file_name())).unwrap();
+    }
+    let write = |name: &str, range: std::ops::Range<usize>| {
+        let p = tmp.path().join(name);
+        let text: String = range.map(|i| format!("w{i}\ty{i}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (first, more) = (write("first.tsv", 0..40), write("more.tsv", 30..70));
+    let build = |pairs: &Path, collection: &str, extra: &[&str]| {
+        relbert()
+            .args(["index", "build", "--model"])
+            .arg(&model)
+            .arg("--pairs")
+            .arg(pairs)
+            .args(["--collection", collection, "--qdrant", &joined])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let coll = unique("non_utf8_model");
+    succeeded(
+        &tiny_build(&first, &["--collection", &coll, "--qdrant", &joined])
+            .output()
+            .unwrap(),
+    );
+    succeeded(&build(&more, &coll, &["--add"]));
+    assert_eq!(count_via(&urls[0], &coll), 70);
+    // The record still names the fixture's own folder.
+    let store = QdrantStore::open(&urls, &coll).unwrap();
+    assert!(store.record().encoder.model.ends_with("tiny-bert"));
+
+    let fresh = unique("non_utf8_model_new");
+    let out = build(&first, &fresh, &[]);
+    refused_without_hint(&out, "--model");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    let conn = Connection::new(&urls, &fresh).unwrap();
+    let c = conn.clone();
+    let exists = conn.block_on(async move { c.exists().await }).unwrap();
+    assert!(!exists.unwrap(), "refused, yet {fresh} was created");
+    common::drop_collection(&urls, &coll);
+}

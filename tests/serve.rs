@@ -279,7 +279,7 @@ async fn info_health_metrics_openapi_and_page() {
 #[tokio::test]
 async fn suggestions_are_prefix_matches() {
     let app = app();
-    let (status, s) = call(&app, "GET", "/v1/suggest?q=Pa&limit=50", None).await;
+    let (status, s) = call(&app, "GET", "/v1/suggest?q=Pa&limit=20", None).await;
     assert_eq!(status, StatusCode::OK);
     let got = s["suggestions"].as_array().unwrap();
     assert!(!got.is_empty());
@@ -1589,7 +1589,8 @@ async fn parameters_in_the_url() {
 
 /// Found by an audit: a missing `q` and a `limit` of `-1` or `abc` were answered with
 /// axum's "Failed to deserialize query string: ..." instead of naming the parameter and
-/// what it takes; a `limit` past `--max-k` is answered as that many, as documented.
+/// what it takes. Task FS (s25): `limit` is read as a body's `k` (`3.0` taken, over
+/// `--max-k` refused), in k's words, as a 400.
 #[tokio::test]
 async fn suggest_parameters_are_named_in_their_errors() {
     let app = app();
@@ -1599,17 +1600,11 @@ async fn suggest_parameters_are_named_in_their_errors() {
         ("/v1/suggest?Q=pa", &["parameter q is missing"]),
         (
             "/v1/suggest?q=pa&limit=-1",
-            &["parameter limit is \"-1\"", "whole number", "--max-k, 20"],
+            &["limit must be a whole number between 1 and 20", "got -1"],
         ),
-        (
-            "/v1/suggest?q=pa&limit=abc",
-            &["parameter limit is \"abc\"", "whole number"],
-        ),
-        ("/v1/suggest?q=pa&limit=", &["parameter limit is \"\""]),
-        (
-            "/v1/suggest?q=pa&limit=2.5",
-            &["parameter limit is \"2.5\""],
-        ),
+        ("/v1/suggest?q=pa&limit=abc", &["limit must", "got \"abc\""]),
+        ("/v1/suggest?q=pa&limit=", &["limit must", "got \"\""]),
+        ("/v1/suggest?q=pa&limit=2.5", &["limit must", "got 2.5"]),
         ("/v1/suggest?q=pa&q=to", &["parameter q is given twice"]),
         (
             "/v1/suggest?q=pa&limit=1&limit=2",
@@ -1631,28 +1626,37 @@ async fn suggest_parameters_are_named_in_their_errors() {
     assert!(count(&v) > 10, "{v}");
     let (_, v) = call(&app, "GET", "/v1/suggest?q=p", None).await;
     assert_eq!(count(&v), 10, "{v}");
-    // The cap: --max-k (3 here) for a larger limit, one past usize too; 0 is none.
     let mut opts = options(None);
     opts.limits.max_k = 3;
     let (capped, _) = app_with(opts);
     let (status, three) = call(&capped, "GET", "/v1/suggest?q=p&limit=3", None).await;
     assert_eq!((status, count(&three)), (StatusCode::OK, 3), "{three}");
-    for uri in [
-        "/v1/suggest?q=p",
-        "/v1/suggest?q=p&limit=4",
-        "/v1/suggest?q=p&limit=1000",
-        "/v1/suggest?q=p&limit=99999999999999999999999999",
-    ] {
+    // The default within --max-k, as k's; null is left out; `+2` as Rust reads it.
+    for uri in ["/v1/suggest?q=p", "/v1/suggest?q=p&limit=null"] {
         let (status, v) = call(&capped, "GET", uri, None).await;
-        assert_eq!(status, StatusCode::OK, "{uri}: {v}");
-        assert_eq!(v, three, "{uri}");
+        assert_eq!((status, &v), (StatusCode::OK, &three), "{uri}");
     }
-    let (_, v) = call(&capped, "GET", "/v1/suggest?q=p&limit=-1", None).await;
-    assert!(v["error"].as_str().unwrap().contains("--max-k, 3"), "{v}");
-    let (status, v) = call(&capped, "GET", "/v1/suggest?q=p&limit=0", None).await;
-    assert_eq!((status, count(&v)), (StatusCode::OK, 0), "{v}");
     let (_, v) = call(&capped, "GET", "/v1/suggest?q=p&limit=%2B2", None).await;
     assert_eq!(count(&v), 2, "{v}");
+    for (uri, got) in [
+        ("/v1/suggest?q=p&limit=4", "got 4"),
+        ("/v1/suggest?q=p&limit=1000", "got 1000"),
+        (
+            "/v1/suggest?q=p&limit=99999999999999999999999999",
+            "got a number larger than 3",
+        ),
+        ("/v1/suggest?q=p&limit=0", "got 0"),
+        ("/v1/suggest?q=p&limit=-1", "got -1"),
+    ] {
+        let (status, v) = call(&capped, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(
+            msg.contains("between 1 and 3 (or null, or left out, for 3)"),
+            "{msg}"
+        );
+        assert!(msg.contains(got), "{uri}: {msg}");
+    }
 }
 
 /// Two words of single letters: under the word limit, over the tiny model's token limit.
@@ -2090,7 +2094,7 @@ async fn the_openapi_description_matches_what_the_server_does() {
         .unwrap();
     let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
     assert_eq!(param("limit")["maximum"], limits.max_k);
-    assert_eq!(param("limit")["minimum"], 0);
+    assert_eq!(param("limit")["minimum"], 1);
     assert_eq!(param("q")["maxLength"], 2 * limits.max_word_chars + 1);
     let suggest_reply =
         &spec["paths"]["/v1/suggest"]["get"]["responses"]["200"]["content"]["application/json"];
@@ -2187,7 +2191,7 @@ fn build_at(dir: &Path, dtype: relbert::Dtype) {
         hnsw: relbert_index::HnswParams::default(),
         half: false,
         force: true,
-        spool: false,
+        spool: None,
         graph_while_encoding: GraphWhileEncoding::Off,
     };
     build_index(&tiny(dtype), &records, dir, &opts, &|_| {}, &mut |_| {}).unwrap();
@@ -2946,4 +2950,142 @@ async fn info_says_the_number_format_the_server_encodes_at() {
     assert_eq!(status, StatusCode::OK, "{info}");
     assert_eq!(info["server"]["dtype"], "bf16", "{info}");
     assert_eq!(info["encoder"]["dtype"], "f32", "{info}");
+}
+
+/// A running server's whole answer to a POST of the JSON `body` to `path`, on a fresh
+/// connection.
+fn raw_post(addr: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    got
+}
+
+/// Starts `relbert serve` on the fixture index with `flags` and waits until it is ready.
+fn serve_ready(flags: &[&str]) -> (std::process::Child, String) {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--index".as_ref(), index().as_os_str()];
+    args.extend(flags.iter().map(std::ffi::OsStr::new));
+    let (mut child, _err, addr) = common::spawn_serve_with(&args, "warn");
+    for _ in 0..400 {
+        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            return (child, addr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("never became ready");
+}
+
+/// Task FS (s25): `/v1/suggest?limit=` was read by `parse::<usize>()`, so `limit=3.0` was a
+/// 400 while a body's `"k": 3.0` was taken, and a limit over `--max-k` was answered as that
+/// many while such a k was refused. It is read by the body's rule, in k's words (as a 400).
+#[cfg(unix)]
+#[test]
+fn a_suggestion_limit_is_read_as_a_body_s_k() {
+    let (mut server, addr) = serve_ready(&["--max-k", "5"]);
+    let get = |path: &str| common::http_get(&addr, path).unwrap_or_default();
+    let three = get("/v1/suggest?q=p&limit=3");
+    let whole = get("/v1/suggest?q=p&limit=3.0");
+    // Each refused value, as a query's k and as a suggestion limit.
+    let refused: Vec<_> = ["6", "0", "2.5", "-1", "\"x\""]
+        .into_iter()
+        .map(|value| {
+            let body = format!(r#"{{"pair":["paris","france"],"k":{value}}}"#);
+            let query = raw_post(&addr, "/v1/query", &body);
+            let limit = get(&format!(
+                "/v1/suggest?q=p&limit={}",
+                value.trim_matches('"')
+            ));
+            (value, query, limit)
+        })
+        .collect();
+    let _ = server.kill();
+    let _ = server.wait();
+    let count = |v: &Value| v["suggestions"].as_array().map_or(0, Vec::len);
+    assert_eq!(count(&json_body(&three)), 3, "{three}");
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert_eq!(
+        json_body(&whole),
+        json_body(&three),
+        "limit=3.0 is 3, as \"k\": 3.0 is"
+    );
+    for (value, query, limit) in refused {
+        assert!(query.starts_with("HTTP/1.1 422"), "k {value}: {query}");
+        assert!(limit.starts_with("HTTP/1.1 400"), "limit {value}: {limit}");
+        let error = |answer: &str| {
+            json_body(answer)["error"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        let k = error(&query);
+        assert!(k.starts_with("k must"), "{k}");
+        assert_eq!(
+            error(&limit),
+            k.replacen("k must", "limit must", 1),
+            "{value}"
+        );
+    }
+}
+
+/// Task FS (s25): the server bounds a request's ef by `max_ef`, but `relbert serve` had no
+/// flag for it. `--max-ef` sets it, is shown in /v1/info, and refuses 0, naming the flag (a
+/// value under 64 lowers the ef of a query that gives none, as `--max-k` does `k`).
+#[cfg(unix)]
+#[test]
+fn the_binary_takes_max_ef_and_shows_it() {
+    relbert()
+        .args(["serve", "--max-ef", "0", "--index"])
+        .arg(index())
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--max-ef"))
+        .stderr(predicates::str::contains("at least 1"));
+    let help = relbert().args(["serve", "--help"]).assert().success();
+    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    let default = format!("[default: {}]", Limits::default().max_ef);
+    let flag = help.split("--max-ef <").nth(1).unwrap_or_default();
+    assert!(
+        flag.split("--").next().unwrap_or("").contains(&default),
+        "{help}"
+    );
+
+    let (mut server, addr) = serve_ready(&["--max-ef", "100"]);
+    let info = common::http_get(&addr, "/v1/info").unwrap_or_default();
+    let ask = |ef: u32| {
+        let body = format!(r#"{{"pair":["paris","france"],"ef":{ef}}}"#);
+        raw_post(&addr, "/v1/query", &body)
+    };
+    let (at, over, default) = (
+        ask(100),
+        ask(101),
+        raw_post(&addr, "/v1/query", r#"{"pair":"paris:france"}"#),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        json_body(&info)["server"]["limits"]["max_ef"],
+        100,
+        "{info}"
+    );
+    assert!(at.starts_with("HTTP/1.1 200"), "{at}");
+    assert!(default.starts_with("HTTP/1.1 200"), "{default}");
+    assert!(over.starts_with("HTTP/1.1 422"), "{over}");
+    assert!(
+        json_body(&over)["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("between 1 and 100"),
+        "{over}"
+    );
 }

@@ -57,7 +57,7 @@ use crate::staged::{Background, StagedProgress};
 const BLOB: &str = "pairs.blob";
 
 /// The caller's copy of its input inside a partial build ([`IndexBuilder::spool_path`]).
-const SPOOL: &str = "input.spool";
+pub(crate) const SPOOL: &str = "input.spool";
 
 /// How the first line of a copy of standard input that relbert spools
 /// ([`IndexBuilder::spool_path`]) begins; the format version and a line end follow
@@ -681,6 +681,15 @@ pub fn recognise_partial(dir: &Path) -> Result<()> {
 pub fn check_not_write_protected(dir: &Path, run: &'static str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let md = std::fs::metadata(dir).map_err(|e| IndexError::io(dir, e))?;
+    // No chmod undoes this one, so it is said first: the publication's rename would fail
+    // with EBUSY after every row was copied and encoded (found by an audit).
+    if is_mount_point(dir, &md) {
+        return Err(IndexError::MountPoint {
+            path: dir.to_path_buf(),
+            run,
+            left: None,
+        });
+    }
     let mut found = Protections::default();
     let mode = md.permissions().mode() & 0o7777;
     let dir_why = if mode & 0o200 == 0 {
@@ -778,6 +787,55 @@ pub fn check_not_write_protected(dir: &Path, run: &'static str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether `dir` (whose metadata is `md`) is a mount point: on another device than the
+/// folder above it (a Docker volume), or the root of a mount of the same file system (a bind
+/// mount, whose device is its source's), as statx(2) says where the kernel tells (Linux 5.8
+/// and later). A symbolic link is not: the rename moves the link, not what it names.
+fn is_mount_point(dir: &Path, md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return false;
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if std::fs::metadata(parent).is_ok_and(|p| p.dev() != md.dev()) {
+        return true;
+    }
+    mount_root(dir)
+}
+
+/// Whether statx(2) marks `dir` as the root of a mount (`STATX_ATTR_MOUNT_ROOT`); false
+/// where it cannot tell.
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+fn mount_root(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `buf` a statx buffer this frame owns,
+    // which the call fills (all zeroes is a valid value of it).
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS,
+            &mut buf,
+        )
+    };
+    let flag = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    r == 0 && buf.stx_attributes_mask & flag != 0 && buf.stx_attributes & flag != 0
+}
+
+/// Cannot tell here: only the device is compared.
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+fn mount_root(_dir: &Path) -> bool {
+    false
 }
 
 /// The protections [`check_not_write_protected`] found, each needing its own command to undo.
@@ -1391,7 +1449,17 @@ impl IndexBuilder {
             // handler that has closed it sees either no partial directory, which this run
             // then never makes, or one with its checkpoint.
             let _gate = crate::lock::writing();
-            Self::create(out_dir, partial, spec, force, lock)
+            // A full disk while the directory, its first files or its checkpoint are made
+            // gets the advice of one met later (found by an audit: it was a bare ENOSPC).
+            let made = partial.clone();
+            Self::create(out_dir, partial, spec, force, lock).map_err(|e| {
+                let e = e.no_space_in(&made, run);
+                if std::fs::symlink_metadata(&made).is_ok() {
+                    e
+                } else {
+                    e.partial_removed()
+                }
+            })
         }
     }
 
@@ -1406,6 +1474,7 @@ impl IndexBuilder {
         force: bool,
         lock: OutputLock,
     ) -> Result<Self> {
+        Self::make_partial_dir(out_dir, &partial)?;
         let (vectors, blob) = Self::create_files(&partial).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&partial);
         })?;
@@ -1440,9 +1509,32 @@ impl IndexBuilder {
         Ok(b)
     }
 
-    /// Makes `partial` with an empty `vectors` (its placeholder header) and `pairs.blob`.
+    /// Makes the partial directory itself, and no folder above it: the output's lock, taken
+    /// before, vouched for its folder, and one gone since (deleted by its user, or a race)
+    /// is refused with [`IndexError::FolderMissing`] rather than made again. One already
+    /// there is not this run's (the caller found none): it is refused and left as it is,
+    /// since a failure here removes nothing.
+    fn make_partial_dir(out_dir: &Path, partial: &Path) -> Result<()> {
+        std::fs::create_dir(partial).map_err(|e| {
+            let folder = partial
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => {
+                    IndexError::FolderMissing {
+                        path: folder.to_path_buf(),
+                        output: out_dir.to_path_buf(),
+                    }
+                }
+                _ => IndexError::io(partial, e),
+            }
+        })
+    }
+
+    /// Fills the new `partial` with an empty `vectors` (its placeholder header) and
+    /// `pairs.blob`.
     fn create_files(partial: &Path) -> Result<(File, File)> {
-        std::fs::create_dir_all(partial).map_err(|e| IndexError::io(partial, e))?;
         let vpath = partial.join(FileKind::Vectors.file_name());
         let vectors = OpenOptions::new()
             .read(true)
@@ -1654,6 +1746,9 @@ impl IndexBuilder {
     /// named, once that is gone. Should the removal fail too, what is left is a partial
     /// build's, which the next run resumes or discards.
     pub(crate) fn abandon(self, err: IndexError) -> IndexError {
+        // Whatever step failed (the first checkpoint, an add's copy of its input or of the
+        // index's rows), a full disk is said with what to do.
+        let err = err.no_space_in(&self.partial, self.run());
         if self.created && !self.spool_path().exists() && self.discard().is_ok() {
             return err.partial_removed();
         }
@@ -2131,7 +2226,9 @@ impl IndexBuilder {
         // The spool of standard input goes with the index and only then is removed: a kill
         // before that leaves it in the published index (see [`input_spool`]), where a rerun
         // finds it, since a partial without a checkpoint is discarded.
-        let published = publish(&self.partial, &self.out_dir);
+        // A mount point the preflight could not see (mounted since) is said as it would be.
+        let published = publish(&self.partial, &self.out_dir)
+            .map_err(|e| e.busy_mount(&self.out_dir, self.run(), &self.partial));
         // The new index is in place even when the old one could not be removed: its spool
         // goes all the same, and that failure is said after.
         if matches!(published, Ok(()) | Err(IndexError::OldIndexLeft { .. })) {
@@ -3459,5 +3556,141 @@ mod tests {
                 && msg.contains(&format!("remove {} yourself", old.display())),
             "{msg}"
         );
+    }
+
+    /// Found by a review: the partial directory was made with `create_dir_all`, so a folder
+    /// of the output deleted after its lock was taken (by its user, or a race) was made
+    /// again, with the whole build under it. Now the partial directory alone is made: a
+    /// missing folder is refused, typed and naming it, with nothing made; a partial
+    /// directory that appeared meanwhile is refused and left as it was.
+    #[test]
+    fn a_folder_gone_after_the_lock_is_refused_not_made_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("work");
+        std::fs::create_dir(&folder).unwrap();
+        let out = folder.join("idx");
+        let partial = partial_dir(&out).unwrap();
+        let lock = OutputLock::acquire(&out).unwrap();
+        std::fs::remove_dir_all(&folder).unwrap();
+        match IndexBuilder::create(&out, partial.clone(), spec(8), false, lock) {
+            Err(IndexError::FolderMissing { path, output }) => {
+                assert_eq!(path, folder);
+                assert_eq!(output, out);
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(!folder.exists(), "{} was made again", folder.display());
+
+        // A partial directory put there after the caller looked: not this run's, kept.
+        std::fs::create_dir(&folder).unwrap();
+        let lock = OutputLock::acquire(&out).unwrap();
+        std::fs::create_dir(&partial).unwrap();
+        std::fs::write(partial.join("notes.txt"), "mine\n").unwrap();
+        let err = IndexBuilder::create(&out, partial.clone(), spec(8), false, lock)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, IndexError::Io { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&partial.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(partial.join("notes.txt")).unwrap(),
+            "mine\n"
+        );
+    }
+}
+
+/// Tests of FN2 (audit N): a mount point and an early full disk refused with advice.
+#[cfg(test)]
+mod mount_and_space_tests {
+    use super::*;
+
+    /// `mount ARGS`, or why not (not root, no `mount`, no permission): the test then skips.
+    fn mount(args: &[&str]) -> std::result::Result<(), String> {
+        match std::process::Command::new("mount").args(args).output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn umount(p: &Path) {
+        let _ = std::process::Command::new("umount").arg(p).status();
+    }
+
+    fn spec() -> IndexSpec {
+        crate::test_util::spec(8, "test")
+    }
+
+    /// Found by an audit: an index that is a mount point (a bind mount, a Docker volume) was
+    /// copied and encoded, then its publication failed with a bare EBUSY. The write preflight
+    /// now refuses it first, naming it, why, and what to do.
+    #[test]
+    fn a_mount_point_index_is_refused_before_any_work() {
+        let tmp = tempfile::tempdir().unwrap();
+        let idx = tmp.path().join("idx");
+        std::fs::create_dir(&idx).unwrap();
+        let p = idx.to_str().unwrap();
+        if let Err(why) = mount(&["--bind", p, p]) {
+            eprintln!("skipped: cannot bind-mount {p}: {why}");
+            return;
+        }
+        let r = check_not_write_protected(&idx, "add");
+        umount(&idx);
+        match r {
+            Err(e @ IndexError::MountPoint { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("is a mount point"), "{msg}");
+                assert!(msg.contains("mount the folder above it"), "{msg}");
+                assert!(msg.contains("rebuild --index"), "{msg}");
+            }
+            other => panic!("expected MountPoint, got {other:?}"),
+        }
+        // The same directory, no longer mounted, passes.
+        check_not_write_protected(&idx, "add").unwrap();
+    }
+
+    /// Found by an audit: a full disk while the partial directory's first files or its first
+    /// checkpoint were written gave a bare ENOSPC, without the advice later stages give.
+    #[test]
+    fn a_full_disk_early_in_a_build_is_said_with_advice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = tmp.path().join("fs");
+        std::fs::create_dir(&fs).unwrap();
+        let p = fs.to_str().unwrap();
+        if let Err(why) = mount(&["-t", "tmpfs", "-o", "size=256k", "tmpfs", p]) {
+            eprintln!("skipped: cannot mount a tmpfs on {p}: {why}");
+            return;
+        }
+        let out = fs.join("idx");
+        let mut seen = Vec::new();
+        for free_pages in 1..4u64 {
+            let fill = fs.join("fill");
+            let _ = std::fs::remove_file(&fill);
+            {
+                use std::io::Write;
+                let mut f = File::create(&fill).unwrap();
+                let page = vec![0u8; 4096];
+                while f.write_all(&page).is_ok() {}
+                let len = f.metadata().unwrap().len();
+                f.set_len(len.saturating_sub(free_pages * 4096)).unwrap();
+            }
+            match IndexBuilder::create_or_resume(&out, spec(), false) {
+                Ok(b) => drop(b),
+                Err(e) => seen.push(e),
+            }
+            let _ = std::fs::remove_dir_all(partial_dir(&out).unwrap());
+        }
+        umount(&fs);
+        assert!(!seen.is_empty(), "no write failed");
+        for e in &seen {
+            let msg = e.to_string();
+            assert!(
+                matches!(e, IndexError::PartialRemoved { .. }),
+                "bare or other error: {msg}"
+            );
+            assert!(msg.contains("make room"), "{msg}");
+        }
     }
 }

@@ -225,6 +225,43 @@ pub enum IndexError {
         /// protection is its own (only `build` and `rebuild` have `--out`).
         run: &'static str,
     },
+    /// An index directory that a build, rebuild, add or remove would replace is a mount point
+    /// (a Docker volume, a bind mount): a new index is put in its place by a rename, which
+    /// cannot move a mount point (`EBUSY`). Refused before any work; said the same way should
+    /// the publication meet it all the same.
+    #[error("{path} is a mount point (a file system, such as a Docker volume or a bind mount, is mounted there): relbert puts a new index in place by renaming a directory over the old one, which cannot be done to a mount point, so the index was left as it is{}; {}", mount_left(.left), mount_advice(.run, .path))]
+    MountPoint {
+        /// The index directory.
+        path: PathBuf,
+        /// The command refused (`build`, `rebuild`, `add`, `remove`).
+        run: &'static str,
+        /// Where the finished new index was left when the publication itself was refused
+        /// (the partial directory, which the next run removes); `None` when refused before.
+        left: Option<PathBuf>,
+    },
+    /// The lock file beside an output could not be made or written for want of permission or
+    /// on a read-only file system: relbert writes its lock and its partial build in the
+    /// folder that holds the output, not only in the output itself.
+    #[error("{path}: {err}: relbert cannot write in {folder}, the folder that holds {output}; it keeps its lock file ({path}) and its unfinished work ({output}.partial) there, beside the output, so {}", folder_advice(.err))]
+    FolderNotWritable {
+        /// The lock file.
+        path: PathBuf,
+        /// The folder that holds the output.
+        folder: PathBuf,
+        /// The output.
+        output: PathBuf,
+        /// The underlying error (`EACCES`, `EPERM`, `EROFS`).
+        err: std::io::Error,
+    },
+    /// A lock file left by another user (which this user may not open for writing) that no
+    /// process holds: safe to remove.
+    #[error("{path} is a stale lock file left by {owner} (no process holds it), which this user may not write; it is safe to remove: `rm {path}`, then run again")]
+    StaleLock {
+        /// The lock file.
+        path: PathBuf,
+        /// Its owner, by name where known (`user alice (uid 1000)`).
+        owner: String,
+    },
     /// A build, rebuild or add published the new index, but the index it replaced (moved to
     /// `old` by the exchange) could not be removed.
     #[error("{path} now holds the new index, but the index it replaced could not be removed from {old}: {err}; that copy is no longer used: remove {old} yourself (after `chmod -R u+w {old}` if it is write-protected)")]
@@ -251,7 +288,7 @@ pub enum IndexError {
     /// size limit). What was done up to the last checkpoint is kept, and resumed once space
     /// is freed; the partial directory, which grows to the size of the index, is named so
     /// that it can be removed instead.
-    #[error("{path}: {err}; {partial} keeps the unfinished {run} (it grows as large as the index being made): make room (free space, or raise the quota or file size limit) and run the same {run} again to resume it, or remove {partial} to give it up and free its space")]
+    #[error("{path}: {err}; {partial} keeps the unfinished {run} (it grows as large as the index being made): make room (free space, or raise the quota or file size limit) and run the same {run} again to resume it, or remove {partial} to give it up and free its space{}", spool_note(.path))]
     NoSpace {
         /// The file whose write failed.
         path: PathBuf,
@@ -266,7 +303,7 @@ pub enum IndexError {
     /// and the partial directory, which this run made and which held nothing worth resuming,
     /// was removed: nothing was kept, and the index (for an add or a rebuild, the source) is
     /// as it was. Said so, lest the named file in `<out>.partial` be looked for.
-    #[error("{path}: {err} ({}): make room (free space, or raise the quota or file size limit) and run the same {run} again", removed_note(.run))]
+    #[error("{path}: {err} ({}): make room (free space, or raise the quota or file size limit) and run the same {run} again{}", removed_note(.run), spool_note(.path))]
     PartialRemoved {
         /// The file whose write failed.
         path: PathBuf,
@@ -372,6 +409,29 @@ impl IndexError {
         }
     }
 
+    /// An I/O error that says `dir` is busy (`EBUSY`, as a rename of a mount point does) as
+    /// [`IndexError::MountPoint`], naming `left`, where the finished index stays; any other
+    /// error as it is.
+    pub(crate) fn busy_mount(
+        self,
+        dir: &std::path::Path,
+        run: &'static str,
+        left: &std::path::Path,
+    ) -> Self {
+        match self {
+            IndexError::Io { path, err }
+                if path == dir && err.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                IndexError::MountPoint {
+                    path,
+                    run,
+                    left: Some(left.to_path_buf()),
+                }
+            }
+            e => e,
+        }
+    }
+
     /// Builds a [`IndexError::Corrupt`] for `path`.
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         IndexError::Corrupt {
@@ -411,6 +471,58 @@ fn protected_advice(run: &str, path: &std::path::Path, fix: &str) -> String {
             format!("to replace it, {fix}, or rebuild into another directory (another `--out`)")
         }
         _ => format!("to replace it, {fix}, or build into another directory (another `--out`)"),
+    }
+}
+
+/// What [`IndexError::MountPoint`] says of the finished index a refused publication left.
+fn mount_left(left: &Option<PathBuf>) -> String {
+    match left {
+        Some(p) => format!(
+            " (the new index was finished but stays in {}, which the next run removes)",
+            p.display()
+        ),
+        None => String::new(),
+    }
+}
+
+/// What [`IndexError::MountPoint`] advises for the `run` refused on `path`: mount the folder
+/// above instead (the index then is a folder inside the mount, which can be renamed), or
+/// write the index elsewhere.
+fn mount_advice(run: &str, path: &std::path::Path) -> String {
+    let p = path.display();
+    let mount = "mount the folder above it instead (so that the index is a folder inside the \
+                 mount)";
+    let copy = format!("make a copy elsewhere with `relbert index rebuild --index {p} --out COPY`");
+    match run {
+        "add" => format!("to add to it, {mount}, or {copy} and add to the copy"),
+        "remove" => {
+            format!("to remove pairs from it, {mount}, or {copy} and remove them from the copy")
+        }
+        "rebuild" => format!("{mount}, or rebuild into another directory (another `--out`)"),
+        _ => format!("{mount}, or build into another directory (another `--out`)"),
+    }
+}
+
+/// What [`IndexError::FolderNotWritable`] advises, by the cause.
+fn folder_advice(err: &std::io::Error) -> &'static str {
+    if err.raw_os_error() == Some(libc::EROFS) {
+        "mount its file system read-write, or write the output in another folder (another \
+         `--out`, or a copy made with `relbert index rebuild --out`)"
+    } else {
+        "have the folder's owner let you write there, or write the output in another folder \
+         (another `--out`, or a copy made with `relbert index rebuild --out`)"
+    }
+}
+
+/// What [`IndexError::NoSpace`] and [`IndexError::PartialRemoved`] add when the write that
+/// failed was the copy of standard input: the pairs it read are not kept anywhere.
+fn spool_note(path: &std::path::Path) -> &'static str {
+    let spool = crate::build::SPOOL;
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some(n) if n == spool || n.strip_prefix(spool) == Some(".tmp") => {
+            "; the pairs read from standard input could not be kept, so send them again"
+        }
+        _ => "",
     }
 }
 

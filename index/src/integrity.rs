@@ -21,10 +21,11 @@
 //! That holds only for files published that way. A file overwritten in place (`cp` over an
 //! index's files: the same inode, truncated and rewritten) changes under the map: a read
 //! past its new end faults the process with SIGBUS, and blocks verified before are not
-//! checked again. Each `Protected` therefore records its file's length and modification time
-//! at open ([`Stamp`]); [`Protected::changed_in_place`] compares them with an `fstat` of the
-//! open file (about a microsecond), so a reader that asks before reading (`relbert serve`
-//! does on every request) stops using a mapping known to be overwritten. A rename publishes
+//! checked again. Each `Protected` therefore records its file's length, modification time
+//! and status change time at open ([`Stamp`]); [`Protected::changed_in_place`] compares
+//! them with an `fstat` of the open file (about a microsecond), so a reader that asks
+//! before reading (`relbert serve` does on every request, a `query` stream on every line)
+//! stops using a mapping known to be overwritten. A rename publishes
 //! a new inode and leaves the mapped one as it was: not a change in place.
 
 use std::fs::File;
@@ -50,12 +51,17 @@ pub(crate) struct Protected {
     stamp: Stamp,
 }
 
-/// What [`Protected::changed_in_place`] compares: a file's length and modification time,
-/// read from the open file (so they are the mapped inode's, whatever the path holds now).
+/// What [`Protected::changed_in_place`] compares: a file's length, modification time and
+/// status change time, read from the open file (so they are the mapped inode's, whatever
+/// the path holds now; its inode number therefore never differs and is not kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
+    /// The status change time (seconds, nanoseconds) and what else changes it besides a
+    /// write: the link count, mode and owner.
+    #[cfg(unix)]
+    status: ((i64, i64), u64, u32, (u32, u32)),
 }
 
 impl Stamp {
@@ -64,7 +70,38 @@ impl Stamp {
         Ok(Stamp {
             len: m.len(),
             modified: m.modified().ok(),
+            #[cfg(unix)]
+            status: {
+                use std::os::unix::fs::MetadataExt;
+                (
+                    (m.ctime(), m.ctime_nsec()),
+                    m.nlink(),
+                    m.mode(),
+                    (m.uid(), m.gid()),
+                )
+            },
         })
+    }
+
+    /// Whether the file was written since `self` was taken. Audit N: `cp -p` (or `rsync
+    /// --inplace -t`) of a file of the same length and modification time went unseen; the
+    /// write moves the status change time all the same. That time also moves when a link
+    /// is made or removed (publishing a new index by a rename and deleting the old one
+    /// unlinks the mapped files) or the mode or owner changes, none of which touches the
+    /// bytes: with any of those also changed it is not taken as a write.
+    fn written_since(&self, now: &Stamp) -> bool {
+        if self.len != now.len || self.modified != now.modified {
+            return true;
+        }
+        #[cfg(unix)]
+        {
+            let ((was, links, mode, owner), (is, links2, mode2, owner2)) =
+                (self.status, now.status);
+            if was != is && links == links2 && mode == mode2 && owner == owner2 {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -121,12 +158,12 @@ impl Protected {
         })
     }
 
-    /// Whether the mapped file was written since it was opened (its length or modification
-    /// time differ from those recorded at open): it was overwritten in place, and reading the
+    /// Whether the mapped file was written since it was opened (its length, modification
+    /// time or status change time differ from those recorded at open, see [`Stamp`]): it was overwritten in place, and reading the
     /// map may fault or return bytes that were never verified. A file that cannot be
     /// `fstat`ed is taken as changed. One `fstat`; never reads the map.
     pub fn changed_in_place(&self) -> bool {
-        Stamp::of(&self.file).map_or(true, |now| now != self.stamp)
+        Stamp::of(&self.file).map_or(true, |now| self.stamp.written_since(&now))
     }
 
     /// The payload (after the header, before the block table).

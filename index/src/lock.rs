@@ -304,6 +304,71 @@ pub fn holder_prefix() -> String {
     format!("pid {}:", std::process::id())
 }
 
+/// Why the lock file `path` of `target`, in `folder`, could not be opened for writing
+/// (`err`: `EACCES`, `EPERM` or `EROFS`), in words (found by an audit: a bare OS error, which
+/// never reached the write-protection check's advice). An existing file is opened to read
+/// and its lock tried: held, it is [`IndexError::Locked`] as for any writer; free, it is a
+/// stale lock another user left ([`IndexError::StaleLock`], safe to remove). Otherwise the
+/// folder is not writable ([`IndexError::FolderNotWritable`]).
+fn unwritable(path: &Path, folder: &Path, target: &Path, err: std::io::Error) -> IndexError {
+    let existing = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file());
+    let read = existing.as_ref().and_then(|_| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .ok()
+    });
+    if let (Some(md), Some(mut file)) = (existing, read) {
+        match file.try_lock_shared() {
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return IndexError::Locked {
+                    path: target.to_path_buf(),
+                    holder: if holder.is_empty() {
+                        format!("lock file {}", path.display())
+                    } else {
+                        holder.to_string()
+                    },
+                };
+            }
+            Ok(()) if err.raw_os_error() != Some(libc::EROFS) => {
+                let _ = file.unlock();
+                return IndexError::StaleLock {
+                    path: path.to_path_buf(),
+                    owner: owner_name(md.uid()),
+                };
+            }
+            _ => {}
+        }
+    }
+    IndexError::FolderNotWritable {
+        path: path.to_path_buf(),
+        folder: folder.to_path_buf(),
+        output: target.to_path_buf(),
+        err,
+    }
+}
+
+/// The user `uid` as `user NAME (uid N)`, or `uid N` when the user database has no name.
+fn owner_name(uid: u32) -> String {
+    // SAFETY: all zeroes is a valid `passwd` (null pointers), filled by the call below.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r(3) with a passwd and a buffer this frame owns; `out` points at `pw`
+    // (whose strings live in `buf`) or is null.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r == 0 && !out.is_null() && !pw.pw_name.is_null() {
+        // SAFETY: a NUL-terminated string in `buf`, set by the call.
+        let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+        return format!("user {} (uid {uid})", name.to_string_lossy());
+    }
+    format!("uid {uid}")
+}
+
 impl OutputLock {
     /// Takes the writer lock of `target`, or fails at once with [`IndexError::Locked`] naming
     /// the process that holds it. Waits, for good, once [`stop_writers`] has been called.
@@ -326,26 +391,39 @@ impl OutputLock {
         };
         for _ in 0..16 {
             // Never through a symbolic link: the lock file is emptied and removed.
-            let mut file = OpenOptions::new()
+            let opened = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| match e.raw_os_error() {
-                    Some(libc::ELOOP) => not_ours("it is a symbolic link"),
-                    // With O_CREAT, ENOENT is most often a folder of the path that does not
-                    // exist; asked of the folder, since a file system that makes no files
-                    // (`/proc`) says ENOENT too, and its folder is there.
-                    Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => {
-                        IndexError::FolderMissing {
-                            path: folder.to_path_buf(),
-                            output: target.to_path_buf(),
-                        }
+                .open(&path);
+            let opened = match opened {
+                // A lock file this user may not write (another user's, left behind, or one
+                // whose folder is read-only) is asked whether anyone holds it.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+                    ) =>
+                {
+                    return Err(unwritable(&path, folder, target, e))
+                }
+                other => other,
+            };
+            let mut file = opened.map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => not_ours("it is a symbolic link"),
+                // With O_CREAT, ENOENT is most often a folder of the path that does not
+                // exist; asked of the folder, since a file system that makes no files
+                // (`/proc`) says ENOENT too, and its folder is there.
+                Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => {
+                    IndexError::FolderMissing {
+                        path: folder.to_path_buf(),
+                        output: target.to_path_buf(),
                     }
-                    _ => IndexError::io(&path, e),
-                })?;
+                }
+                _ => IndexError::io(&path, e),
+            })?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -606,5 +684,69 @@ mod tests {
         assert!(held.path().exists());
         drop(held);
         assert_eq!(std::fs::read_dir(&missing).unwrap().count(), 0);
+    }
+}
+
+/// Tests of FN2 (audit N): lock files that cannot be written, said in words.
+#[cfg(test)]
+mod unwritable_tests {
+    use super::*;
+
+    /// Found by an audit: an output on a read-only file system failed with the lock file's
+    /// bare `Read-only file system (os error 30)`. Needs root (a read-only bind mount);
+    /// skipped, with the reason printed, elsewhere.
+    #[test]
+    fn a_read_only_folder_is_said_in_words() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ro");
+        std::fs::create_dir(&dir).unwrap();
+        let p = dir.to_str().unwrap();
+        let ok = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ok(&["--bind", p, p]) {
+            eprintln!("skipped: cannot bind-mount {p} (not root?)");
+            return;
+        }
+        let remounted = ok(&["-o", "remount,ro,bind", p]);
+        let r = remounted.then(|| OutputLock::acquire(&dir.join("idx")));
+        let _ = std::process::Command::new("umount").arg(p).status();
+        let Some(r) = r else {
+            eprintln!("skipped: cannot remount {p} read-only");
+            return;
+        };
+        match r {
+            Err(e @ IndexError::FolderNotWritable { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("relbert cannot write in"), "{msg}");
+                assert!(msg.contains("read-write"), "{msg}");
+            }
+            other => panic!("expected FolderNotWritable, got {other:?}"),
+        }
+    }
+
+    /// A folder this user may not write: said in words. Only as a user other than root,
+    /// whom permissions do not stop; skipped as root.
+    #[test]
+    fn an_unwritable_folder_is_said_in_words() {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            eprintln!("skipped: root may write to any folder");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("locked");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let r = OutputLock::acquire(&dir.join("idx"));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            matches!(r, Err(IndexError::FolderNotWritable { .. })),
+            "{r:?}"
+        );
     }
 }

@@ -26,6 +26,10 @@ pub struct AverageArgs {
     /// Overwrite an existing output directory.
     #[arg(long)]
     force: bool,
+    /// Print a JSON summary on standard output (the output, the models averaged, the tensors,
+    /// parameters and number format); the lines for people stay on standard error.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Warnings for checkpoints given more than once (the same path, or one reached through a
@@ -144,5 +148,18 @@ pub fn run(a: AverageArgs) -> Result<()> {
         a.out.display(),
         report.dtype
     );
+    if a.json {
+        // `dtype` spelled as `--dtype` and `bench --json` spell it; the models as given.
+        let doc = serde_json::json!({
+            "out": a.out.display().to_string(),
+            "models": report.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "models_weights_sha256": report.sources_weights_sha256,
+            "tensors": report.tensors,
+            "parameters": report.parameters,
+            "dtype": report.dtype,
+            "training_config_differences": report.training_config_differences,
+        });
+        relbert::output::print_line(&doc.to_string())?;
+    }
     Ok(())
 }

@@ -44,6 +44,11 @@ pub struct EmbedArgs {
     /// an array an older relbert wrote with its pair list under that build's name).
     #[arg(long)]
     force: bool,
+    /// Print a JSON summary on standard output (the file(s) written, the format, the pairs
+    /// read, written and left out, the seconds taken); needs --out FILE, since the vectors
+    /// cannot share standard output with it.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The temporary and lock files of output `out` in `format` (an array's pair list too).
@@ -282,6 +287,13 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         super::not_in_an_index(o, "--out")?;
         check_room_beside(o, format)?;
     }
+    // Standard output holds the vectors then; a summary after them would corrupt them.
+    if a.json && out.is_none() {
+        return Err(super::usage(
+            "--json needs --out FILE: without it the vectors are written to standard output, \
+             which the JSON summary would share",
+        ));
+    }
     // Found only when the output was opened, after the pairs were read and the model loaded.
     if format == Format::Npy && out.is_none() {
         return Err(super::usage(
@@ -391,6 +403,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
             );
         }
     }
+    let read = records.len() as u64;
     let records = screen(&encoder, records, a.skip_long)?;
     let side = |e: relbert::Error| match &out {
         Some(o) => about_side_file(e, o, format),
@@ -429,7 +442,41 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     if let (Some(o), Some(list)) = (&out, older_list) {
         relbert::store::files::warn_older_list_left(o, &list);
     }
+    if let (true, Some(o)) = (a.json, &out) {
+        let written = records.len() as u64;
+        let doc = embed_json(o, format, read, written, &encoder, a.raw, secs);
+        relbert::output::print_line(&doc.to_string())?;
+    }
     Ok(())
+}
+
+/// The `--json` summary of an embed into `out` in `format`: `read` pairs read, `written`
+/// vectors of `encoder`'s (its dimension and number format) written, the others left out by
+/// `--skip-long`, in `secs` seconds (`raw`: the reference's raw sums). Named as `index export --json` names its file (`out`, `format`, `pairs` for an
+/// array's pair list, `written`) and `index add --json` its counts and seconds
+/// (`pairs_read`, `skipped_long`, `encode_secs`).
+fn embed_json(
+    out: &Path,
+    format: Format,
+    read: u64,
+    written: u64,
+    encoder: &relbert::RelationEncoder,
+    raw: bool,
+    secs: f64,
+) -> serde_json::Value {
+    let pairs = (format == Format::Npy).then(|| pairs_sidecar(out).display().to_string());
+    serde_json::json!({
+        "out": out.display().to_string(),
+        "format": format_name(format),
+        "pairs": pairs,
+        "pairs_read": read,
+        "written": written,
+        "skipped_long": read - written,
+        "dim": encoder.dim(),
+        "dtype": encoder.dtype().name(),
+        "raw": raw,
+        "encode_secs": secs,
+    })
 }
 
 #[cfg(test)]

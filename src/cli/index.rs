@@ -148,6 +148,11 @@ pub struct RebuildArgs {
     /// Replace an existing output index.
     #[arg(long)]
     force: bool,
+    /// Print a JSON summary on standard output (the source and the new index, its pairs,
+    /// storage and HNSW parameters, the seconds taken); the line for people stays on
+    /// standard error.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `relbert index build`.
@@ -191,6 +196,10 @@ pub struct BuildArgs {
     /// which has no local graph.
     #[arg(long, value_enum, default_value_t = GraphWhileEncoding::Auto, conflicts_with = "collection")]
     graph_while_encoding: GraphWhileEncoding,
+    /// Print a JSON summary on standard output (the index or collection, the pairs read,
+    /// stored and left out, the seconds taken); the line for people stays on standard error.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--m`'s parser: the range [`HnswParams::validate`] accepts, so that a value out of it is a
@@ -280,7 +289,7 @@ fn pairs(n: u64) -> String {
 /// and cannot be read again). With `-` among the inputs and nothing on standard input, the
 /// interrupted build or add of `out` resumes from the copy it spooled, when there is one (the
 /// copy holds every input's pairs, the files' too, as that run read them). Also the counts
-/// an interrupted `index add` recorded in the copy it resumes from ([`AddCounts`]; `None`
+/// the interrupted build or add recorded in the copy it resumes from ([`AddCounts`]; `None`
 /// when the input is read afresh, or the copy records none).
 pub fn read_input(
     files: &[PathBuf],
@@ -557,6 +566,34 @@ fn build_with_progress_at(
     Ok(report)
 }
 
+/// The `--json` summary of a local `index build` (`report`) of `read` pairs, `too_long` of
+/// them left out by `--skip-long`: the facts its line for people gives, under the names
+/// `index add --json` gives the same facts (`index`, `pairs_read`, `count`,
+/// `repeated_in_input`, `skipped_long`, `encode_secs`, `graph_secs`, `resumed_rows`) and
+/// `index info --json` the index's (`precision`, `hnsw`, `dtype` as its encoder's).
+fn build_json(
+    report: &BuildReport,
+    read: u64,
+    too_long: u64,
+    encoder: &RelationEncoder,
+    opts: &BuildOptions,
+) -> serde_json::Value {
+    serde_json::json!({
+        "index": report.dir.display().to_string(),
+        "pairs_read": read,
+        "count": report.count,
+        "repeated_in_input": report.skipped,
+        "skipped_long": too_long,
+        "dtype": encoder.dtype().name(),
+        "precision": if opts.half { Precision::F16 } else { Precision::F32 }.name(),
+        "hnsw": {"m": opts.hnsw.m, "ef_construction": opts.hnsw.ef_construction},
+        "encode_secs": report.encode_secs,
+        "graph_secs": report.graph_secs,
+        "graph_rows_while_encoding": report.graph_rows_while_encoding,
+        "resumed_rows": report.resumed_rows,
+    })
+}
+
 pub fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
         IndexCommand::Build(a) => {
@@ -575,7 +612,9 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             super::check_out_folder(out, "--out")?;
             check_index_out(out, a.force)?;
             let interrupt = Resumable::install(out, BUILD_ENCODING)?;
-            let (records, spool, _) = read_input(&a.pairs, out)?;
+            // `saved`: what the interrupted run read, when this one resumes from its copy of
+            // standard input, which holds only the pairs that run kept ([`AddCounts`]).
+            let (records, spool, saved) = read_input(&a.pairs, out)?;
             if spool {
                 interrupt.stdin_again();
             }
@@ -584,15 +623,39 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 ..a.model.clone()
             }
             .load(false)?;
+            let given = records.len() as u64;
             let records = screen(&encoder, records, a.skip_long)?;
+            let left_now = given - records.len() as u64;
+            let (read, too_long) = match saved {
+                Some(saved) => (saved.read, saved.too_long + left_now),
+                None => (given, left_now),
+            };
+            if too_long > left_now {
+                // Said again, as the uninterrupted build says it: that run's warning, which
+                // named them, may be long gone.
+                tracing::warn!(
+                    "--skip-long: left out {} pair(s) whose prompt is too long to encode \
+                     (named by the interrupted run, whose copy of standard input this one \
+                     resumes from)",
+                    too_long - left_now
+                );
+            }
             let opts = BuildOptions {
                 hnsw,
                 half: a.f16,
                 force: a.force,
-                spool,
+                spool: spool.then_some(AddCounts {
+                    read,
+                    too_long,
+                    ..AddCounts::default()
+                }),
                 graph_while_encoding: a.graph_while_encoding,
             };
-            build_with_progress_at(&encoder, &records, out, &opts, Some(&interrupt))?;
+            let report = build_with_progress_at(&encoder, &records, out, &opts, Some(&interrupt))?;
+            if a.json {
+                let doc = build_json(&report, read, too_long, &encoder, &opts);
+                relbert::output::print_line(&doc.to_string())?;
+            }
             Ok(())
         }
         IndexCommand::Rebuild(a) => rebuild(a),
@@ -739,7 +802,9 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
         ..a.model.clone()
     }
     .load(false)?;
+    let read = records.len() as u64;
     let records = screen(&encoder, records, a.skip_long)?;
+    let kept = records.len() as u64;
     // Created once the library has counted the distinct pairs. Told from the encoder's
     // worker threads, hence a lock and atomics.
     let pb = std::sync::OnceLock::new();
@@ -781,6 +846,24 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
         pb.finish();
     }
     super::export::log_load(&conn, &report);
+    if a.json {
+        // The names `build --out --json` gives the same facts; `encode_secs` is encoding
+        // and sending, as an index's is encoding and appending.
+        let doc = serde_json::json!({
+            "collection": collection,
+            "pairs_read": read,
+            "skipped_long": read - kept,
+            "written": report.sent,
+            "already_in_collection": report.held,
+            "resumed_rows": report.resumed,
+            "count": report.count,
+            "created": report.created,
+            "sources": report.sources,
+            "dtype": dtype.name(),
+            "encode_secs": report.secs,
+        });
+        relbert::output::print_line(&doc.to_string())?;
+    }
     Ok(())
 }
 
@@ -907,18 +990,33 @@ fn rebuild(mut a: RebuildArgs) -> Result<()> {
     };
     check_hnsw(&opts.hnsw)?;
     let count = src.count() as u64;
+    let precision = opts.precision.unwrap_or(src.meta().precision);
     let started = std::time::Instant::now();
     let out = with_copy_progress(&interrupt, count, |progress| {
         relbert_index::rebuild(src, &a.out, &opts, progress)
     })
     .with_context(|| format!("rebuilding {} into {}", a.index.display(), a.out.display()))?;
+    let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "index {}: {} pairs rebuilt from {} in {:.1}s",
         out.display(),
         count,
         a.index.display(),
-        started.elapsed().as_secs_f64()
+        secs
     );
+    if a.json {
+        // Named as `index build --json` and `index info --json` name the same facts; the
+        // source is a path (`source_index` in `index info --verify --json` is an index id).
+        let doc = serde_json::json!({
+            "index": out.display().to_string(),
+            "source": a.index.display().to_string(),
+            "count": count,
+            "precision": precision.name(),
+            "hnsw": {"m": opts.hnsw.m, "ef_construction": opts.hnsw.ef_construction},
+            "rebuild_secs": secs,
+        });
+        relbert::output::print_line(&doc.to_string())?;
+    }
     Ok(())
 }
 

@@ -607,7 +607,7 @@ fn ensure_with(
         hnsw: HnswParams::default(),
         half: true,
         force: false,
-        spool: false,
+        spool: None,
         graph_while_encoding: GraphWhileEncoding::Auto,
     };
     let note = super::interrupt::InterruptNote::install(dir);
@@ -959,9 +959,6 @@ fn for_people(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(shown)
 }
 
-/// `--ef` when it is not given.
-const DEFAULT_EF: usize = 64;
-
 /// Runs `relbert query`.
 pub fn run(a: QueryArgs) -> Result<()> {
     if a.exact && a.ef.is_some() {
@@ -1075,7 +1072,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let opts = QueryOptions {
         k: a.k,
         exact: a.exact,
-        ef: a.ef.unwrap_or(DEFAULT_EF),
+        ef: a.ef.unwrap_or(relbert::serve::DEFAULT_EF),
         keep_shared_words: a.keep_shared_words,
     };
     // One argument that reads two ways is the pair the store holds, as a stream line is.
@@ -1244,20 +1241,36 @@ pub fn run(a: QueryArgs) -> Result<()> {
                     }
                     continue;
                 }
-                match engine.read_query_line(line) {
-                    Err(e) => Err((None, line.to_string(), format!("{e:#}"))),
-                    Ok(Some((x, y))) => match check_query_words(&x, &y) {
+                // Reading the line looks its pair up in the index: asked first. The pair is
+                // then looked up or encoded, and asked again right before the search, as a
+                // server asks before each read ([`changed_in_place`]).
+                let read = match changed_in_place(&engine) {
+                    Some(why) => Err(why),
+                    None => Ok(engine.read_query_line(line)),
+                };
+                match read {
+                    Err(why) => Err((None, line.to_string(), why)),
+                    Ok(Err(e)) => Err((None, line.to_string(), format!("{e:#}"))),
+                    Ok(Ok(Some((x, y)))) => match check_query_words(&x, &y) {
                         // Not asked: `query` stays null, as for a line that is no pair.
                         Err(e) => Err((None, line.to_string(), format!("{e:#}"))),
-                        Ok(()) => match engine.query(&x, &y, &opts) {
-                            Ok(r) => Ok((x, y, r)),
+                        Ok(()) => match engine.vector(&x, &y).and_then(|(v, source, _)| {
+                            match changed_in_place(&engine) {
+                                Some(why) => Ok(Err(why)),
+                                None => engine
+                                    .search_store(&x, &y, &v, source, &opts)
+                                    .map(|hits| Ok((hits, source))),
+                            }
+                        }) {
+                            Ok(Ok(r)) => Ok((x, y, r)),
+                            Ok(Err(why)) => Err((Some([x, y]), line.to_string(), why)),
                             Err(e) => {
                                 let e = explained(e, &engine, model_given);
                                 Err((Some([x, y]), line.to_string(), format!("{e:#}")))
                             }
                         },
                     },
-                    Ok(None) => Err((
+                    Ok(Ok(None)) => Err((
                         None,
                         line.to_string(),
                         format!(
@@ -1304,6 +1317,29 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // engine is dropped) ends the process without a false last line.
     tally.with().finished = true;
     stream_end(interactive, a.json, asked, failed)
+}
+
+/// Why a stream's line must not be answered from `engine`'s index, if so: one of its
+/// memory-mapped files was changed in place ([`relbert_index::Index::changed_in_place`],
+/// the check `relbert serve` makes before each read). Found by audit N: a stream answered
+/// from files copied over the open ones (wrong results under the index's pair names, exit
+/// status 0) or died of SIGBUS when one was cut short under the map. Such a line gets this
+/// error and the stream goes on; [`QueryEngine::refresh`] opens the directory again before
+/// every line, so lines are answered again once it holds a whole index. A file overwritten
+/// after the check, while the search reads it, is read all the same (only publishing by
+/// rename removes that race).
+fn changed_in_place(engine: &QueryEngine) -> Option<String> {
+    let index = engine.index()?;
+    let path = index.changed_in_place()?;
+    Some(format!(
+        "index {}: its files were changed in place ({} was written while this query had it \
+         open), so it is not read any more; publish an index by building a whole new one \
+         beside it and renaming it into place (relbert does), not by copying over its files. \
+         Lines are answered again once {} holds a whole index",
+        index.dir().display(),
+        path.display(),
+        index.dir().display()
+    ))
 }
 
 /// How far a `--json` stream got: what its last line says when it is stopped early.

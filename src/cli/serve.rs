@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Largest k a query may ask for.
     #[arg(long, default_value_t = 100, value_parser = super::positive)]
     max_k: usize,
+    /// Largest HNSW ef a query may ask for (a query that gives none is searched at 64, or at
+    /// this if it is lower).
+    #[arg(long, default_value_t = 4096, value_parser = super::positive)]
+    max_ef: usize,
     /// Most pairs in one batch request.
     #[arg(long, default_value_t = 64, value_parser = super::positive)]
     max_pairs: usize,
@@ -250,6 +254,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         limits: Limits {
             max_body_bytes: a.max_body,
             max_k: a.max_k,
+            max_ef: a.max_ef,
             max_batch_pairs: a.max_pairs,
             request_timeout_ms: a.timeout_ms,
             header_timeout_ms: a.header_timeout_ms,

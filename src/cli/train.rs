@@ -105,6 +105,11 @@ pub struct TrainArgs {
     /// in --checkpoint-dir (only model directories relbert wrote, never --base).
     #[arg(long)]
     force: bool,
+    /// Print a JSON summary on standard output once the run has finished (the output, the
+    /// best epoch and its score, the epochs run, the seconds taken); the progress lines for
+    /// people stay on standard error. A run stopped by a signal prints none.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A count that must be a whole number, at least 1 (`--epochs`, `--batch-size`, …): said
@@ -509,7 +514,34 @@ pub fn run(a: TrainArgs) -> Result<()> {
         // so nothing is lost by exiting here rather than through main.
         std::process::exit(signal.exit_status());
     }
+    if a.json {
+        let doc = train_json(&a, &report);
+        relbert::output::print_line(&doc.to_string())?;
+    }
     Ok(())
+}
+
+/// The `--json` summary of a finished run (`report`) of `a`: what its closing line says (the
+/// best epoch, its score, `--out`) and what else a script reads from metrics.json, beside
+/// it. Seconds end in `_secs`, as `index add --json`'s do; `dtype` is the saved weights',
+/// spelled as `average --json` spells it.
+fn train_json(a: &TrainArgs, report: &relbert::training::TrainReport) -> serde_json::Value {
+    let train_secs: f64 = report.epochs.iter().map(|e| e.train_seconds).sum();
+    serde_json::json!({
+        "out": a.out.display().to_string(),
+        "base": a.base.display().to_string(),
+        "best_epoch": report.best_epoch,
+        "best_score": report.best_score,
+        "epochs": a.epochs,
+        "epochs_run": report.epochs.len(),
+        "steps": report.epochs.iter().map(|e| e.steps).sum::<usize>(),
+        "selection_metric": report.selection_metric,
+        "baseline_score": report.baseline.score,
+        "loss": a.loss.name(),
+        "dtype": if a.half { "f16" } else { "f32" },
+        "metrics": a.out.join("metrics.json").display().to_string(),
+        "train_secs": train_secs,
+    })
 }
 
 #[cfg(test)]

@@ -41,11 +41,13 @@ impl RelbertConfig {
     /// Reads the `relbert_config` block of the config file `path` (absent or `null`: the
     /// defaults). Besides relbert's own keys it understands those the reference's Python
     /// package wrote, which decide the vector as much: `mode` (the older name of
-    /// `aggregation_mode`), `custom_template` (a template) and `template_mode` (only
-    /// `"manual"`, a written template, means anything). These were ignored, and such a
-    /// checkpoint computed the default template and aggregation without a word. Two keys
-    /// giving different values, a `template_mode` other than `"manual"` and `template_type`
-    /// (a built-in template of old versions, which relbert cannot reproduce exactly) are
+    /// `aggregation_mode`), `custom_template` (a template), `template_mode` (only
+    /// `"manual"`, a written template, means anything) and `template_type` (or
+    /// `custom_template_type`): a letter naming a built-in template of the oldest versions
+    /// ([`crate::prompt::PRESET_TEMPLATES`]). These were ignored, and such a checkpoint
+    /// computed the default template and aggregation without a word. Two keys giving
+    /// different values, a `template_mode` other than `"manual"`, a letter the reference did
+    /// not define and a template that is a JSON object (a trained, continuous prompt) are
     /// refused; any other key is stored metadata and gets a warning, so a misspelt key is
     /// seen. The form relbert writes (`template`, `aggregation_mode`) is unchanged.
     pub fn from_block(block: Option<&serde_json::Value>, path: &Path) -> Result<Self> {
@@ -94,7 +96,62 @@ impl RelbertConfig {
                 (a, b) => Ok(a.or(b)),
             }
         };
+        // A map is a trained (continuous) prompt of the reference's prompt-tuning versions:
+        // token embeddings, not text. serde's "invalid type: map" said nothing of that.
+        for key in ["template", "custom_template"] {
+            if let Some(Value::Object(_)) = obj.get(key) {
+                return Err(refuse(format!(
+                    "relbert_config.{key} is a JSON object: a trained (continuous) prompt, \
+                     which is not supported; relbert computes only a written template, a \
+                     string with <subj>, <obj> and <mask>"
+                )));
+            }
+        }
         let template = either("template", "custom_template")?;
+        // A letter naming one of the oldest versions' built-in templates, which is then the
+        // template; one also written out must be the same.
+        let preset = match either("template_type", "custom_template_type")? {
+            None => None,
+            Some(letter) => match crate::prompt::preset_template(&letter) {
+                Some(t) => Some(t.to_string()),
+                None => {
+                    let known: Vec<&str> = crate::prompt::PRESET_TEMPLATES
+                        .iter()
+                        .map(|(l, _)| *l)
+                        .collect();
+                    let key = match obj.get("template_type") {
+                        None | Some(Value::Null) => "custom_template_type",
+                        Some(_) => "template_type",
+                    };
+                    return Err(refuse(format!(
+                        "relbert_config.{key} {letter:?} is not one of the reference's \
+                         built-in templates ({}); write the prompt itself as \"template\" \
+                         (with <subj>, <obj> and <mask>)",
+                        known.join(", ")
+                    )));
+                }
+            },
+        };
+        // The reference computes a written template when there is one and only then looks
+        // at the letter (`word_pair_prompter`: `custom_template` first, else
+        // `preset_templates[template_type]`), so its checkpoints can carry a default letter
+        // beside their own template.
+        // A config is read many times in one run (training re-reads its base model's at
+        // every save): its warnings are given once per file.
+        let first_reading = first_warning_for(path);
+        let template = match (template, preset) {
+            (Some(t), Some(p)) => {
+                if t != p && first_reading {
+                    tracing::warn!(
+                        "{}: relbert_config gives the template {t:?} and a template_type whose \
+                         template is {p:?}; the written template is used, as the reference does",
+                        path.display()
+                    );
+                }
+                Some(t)
+            }
+            (t, p) => t.or(p),
+        };
         let aggregation_mode = either("aggregation_mode", "mode")?;
         let offset_weight = get::<f32>(obj, path, "offset_weight")?;
         if let Some(mode) = get::<String>(obj, path, "template_mode")? {
@@ -105,21 +162,11 @@ impl RelbertConfig {
                 )));
             }
         }
-        if let Some(v) = obj.get("template_type").filter(|v| !v.is_null()) {
-            return Err(refuse(format!(
-                "relbert_config.template_type {v} (a built-in prompt of older RelBERT \
-                 versions) cannot be honoured: relbert cannot tell exactly which prompt it \
-                 named. Write the prompt itself as \"template\" (with <subj>, <obj> and \
-                 <mask>) in place of \"template_type\""
-            )));
-        }
         let unknown: Vec<&String> = obj
             .keys()
             .filter(|k| !RELBERT_KEYS.contains(&k.as_str()))
             .collect();
-        // A config is read many times in one run (training re-reads its base model's at
-        // every save): the warning is given once per file.
-        if !unknown.is_empty() && first_warning_for(path) {
+        if !unknown.is_empty() && first_reading {
             for key in unknown {
                 tracing::warn!(
                     "{}: relbert_config key {key:?} is not read (and not carried into models \
@@ -149,14 +196,17 @@ fn first_warning_for(path: &Path) -> bool {
 }
 
 /// The keys of `relbert_config` that [`RelbertConfig::from_block`] reads: relbert's own
-/// three first, then the reference's older names and its `template_mode`.
-const RELBERT_KEYS: [&str; 6] = [
+/// three first, then the reference's older names, its `template_mode` and the letters of its
+/// built-in templates.
+const RELBERT_KEYS: [&str; 8] = [
     "template",
     "aggregation_mode",
     "offset_weight",
     "custom_template",
     "mode",
     "template_mode",
+    "template_type",
+    "custom_template_type",
 ];
 
 /// The hyper-parameters of a BERT or RoBERTa encoder.
@@ -644,6 +694,94 @@ fn copy_sides(
     dst.flush().map_err(|e| Error::io(to, e))
 }
 
+/// Whether the normalizer of the tokenizer document `doc` (a `tokenizer.json`) lower-cases:
+/// a `BertNormalizer` with `lowercase`, or a `Lowercase` step, alone or in a `Sequence`.
+fn normalizer_lowercases(doc: &serde_json::Value) -> bool {
+    fn lowers(n: &serde_json::Value) -> bool {
+        match n.get("type").and_then(|t| t.as_str()) {
+            Some("BertNormalizer") => n.get("lowercase").and_then(|v| v.as_bool()) == Some(true),
+            Some("Lowercase") => true,
+            Some("Sequence") => n
+                .get("normalizers")
+                .and_then(|v| v.as_array())
+                .is_some_and(|ns| ns.iter().any(lowers)),
+            _ => false,
+        }
+    }
+    doc.get("normalizer").is_some_and(lowers)
+}
+
+/// Warns (once per file) when a BERT model's `tokenizer_config.json` sets `do_lower_case`
+/// against what its `tokenizer.json` normalizer does. relbert tokenises with `tokenizer.json`
+/// alone; transformers' `BertTokenizer` (`BertTokenizerFast`) rebuilds the normalizer from
+/// `do_lower_case` (4.x when they differ; 5.x always, keeping only the vocabulary of
+/// `tokenizer.json`), while the generic `PreTrainedTokenizerFast` (`TokenizersBackend` in
+/// 5.x) keeps `tokenizer.json`'s and is not warned about. tokenizers' own files do not carry
+/// `do_lower_case`, and which normalizer a user's transformers builds depends on its version,
+/// so relbert keeps computing what `tokenizer.json` says and says that the files disagree,
+/// instead of a model encoding text another way than transformers without a word. A
+/// `tokenizer_config.json` that is absent or has no boolean `do_lower_case` is not read
+/// further, so models without the disagreement cost nothing.
+pub fn warn_on_case_disagreement(architecture: Architecture, tokenizer: &Path) {
+    if architecture != Architecture::Bert {
+        return;
+    }
+    let dir = tokenizer.parent().unwrap_or(Path::new("."));
+    let tconfig = dir.join("tokenizer_config.json");
+    let Ok(text) = std::fs::read(&tconfig) else {
+        return;
+    };
+    let do_lower_case = match serde_json::from_slice::<serde_json::Value>(&text) {
+        // The generic class loads tokenizer.json as it is and reads no do_lower_case (in
+        // 4.x and 5.x alike): transformers then computes what relbert does.
+        Ok(doc)
+            if matches!(
+                doc.get("tokenizer_class").and_then(|v| v.as_str()),
+                Some("PreTrainedTokenizerFast" | "TokenizersBackend")
+            ) =>
+        {
+            return
+        }
+        Ok(doc) => match doc.get("do_lower_case").and_then(|v| v.as_bool()) {
+            Some(b) => b,
+            None => return,
+        },
+        Err(e) => {
+            if first_warning_for(&tconfig) {
+                tracing::warn!(
+                    "{}: not valid JSON ({e}); relbert does not read it, but transformers \
+                     will fail to load this tokenizer",
+                    tconfig.display()
+                );
+            }
+            return;
+        }
+    };
+    let Ok(text) = std::fs::read(tokenizer) else {
+        return;
+    };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return;
+    };
+    let lowercases = normalizer_lowercases(&doc);
+    if lowercases != do_lower_case && first_warning_for(&tconfig) {
+        tracing::warn!(
+            "{} sets \"do_lower_case\": {do_lower_case} but the normalizer of {} {}: \
+             relbert follows tokenizer.json, while transformers' BertTokenizer rebuilds the \
+             normalizer from do_lower_case, so the two encode text differently; make the \
+             files agree (set do_lower_case to {lowercases}, or the normalizer's lowercase \
+             to {do_lower_case})",
+            tconfig.display(),
+            tokenizer.display(),
+            if lowercases {
+                "lower-cases"
+            } else {
+                "keeps case"
+            },
+        );
+    }
+}
+
 /// The tokenizer files a Hugging Face model directory may hold.
 pub(crate) const TOKENIZER_FILES: [&str; 6] = [
     "tokenizer.json",
@@ -769,6 +907,33 @@ mod tests {
             }),
         ] {
             assert_ne!(digest(name, edit), base, "{name}");
+        }
+    }
+
+    /// The forms a lower-casing normalizer takes in tokenizer.json, which the
+    /// `do_lower_case` check compares with.
+    #[test]
+    fn lower_casing_normalizers_are_recognised() {
+        use serde_json::json;
+        for (n, lowers) in [
+            (json!({"type": "BertNormalizer", "lowercase": true}), true),
+            (json!({"type": "BertNormalizer", "lowercase": false}), false),
+            (json!({"type": "Lowercase"}), true),
+            (
+                json!({"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "Lowercase"}]}),
+                true,
+            ),
+            (
+                json!({"type": "Sequence", "normalizers": [{"type": "NFC"}]}),
+                false,
+            ),
+            (json!(null), false),
+        ] {
+            assert_eq!(
+                normalizer_lowercases(&json!({ "normalizer": n })),
+                lowers,
+                "{n}"
+            );
         }
     }
 

@@ -5,6 +5,36 @@ use crate::error::{Error, Result};
 /// The reference's default template (note the curly apostrophe U+2019).
 pub const DEFAULT_TEMPLATE: &str = "I wasn\u{2019}t aware of this relationship, but I just read in the encyclopedia that <subj> is the <mask> of <obj>";
 
+/// The built-in templates of the reference's oldest versions, named by a letter in
+/// `relbert_config.template_type` (later `custom_template_type`), which such checkpoints carry
+/// instead of the template itself. Each is, character for character, the one `preset_templates` in
+/// asahi417/relbert `relbert/prompt.py` names by that letter at commit
+/// b538641d831e3bbea05d2b87f40cbd1b7c6ae7cc (the `relbert/lm.py` of that commit reads `relbert_config['template_type']` and fills this
+/// table; a later `lm.py`, which stores the letter as `custom_template_type`, holds the same
+/// table). Its oddities are the reference's and decide its vectors, so they are kept: "b" and
+/// "e" have two spaces after `<obj>` and a literal `A's` (with U+2019 in "e") where the
+/// subject was meant; "d" and "e" spell "wasn't" with U+2019, as [`DEFAULT_TEMPLATE`] does
+/// ("d" is that template).
+pub const PRESET_TEMPLATES: [(&str, &str); 9] = [
+    ("a", "Today, I finally discovered the relation between <subj> and <obj> : <subj> is the <mask> of <obj>"),
+    ("b", "Today, I finally discovered the relation between <subj> and <obj> : <obj>  is A's <mask>"),
+    ("c", "Today, I finally discovered the relation between <subj> and <obj> : <mask>"),
+    ("d", "I wasn\u{2019}t aware of this relationship, but I just read in the encyclopedia that <subj> is the <mask> of <obj>"),
+    ("e", "I wasn\u{2019}t aware of this relationship, but I just read in the encyclopedia that <obj>  is A\u{2019}s <mask>"),
+    ("f", "The teacher explained how <subj> is related to <obj> : it is <obj> 's <mask>"),
+    ("g", "The teacher explained how <subj> is related to <obj> : it is <mask>"),
+    ("h", "The teacher explained how <subj> is related to <obj> : <mask>"),
+    ("i", "The teacher explained how <subj> is related to <obj> : it is the <mask>"),
+];
+
+/// The template [`PRESET_TEMPLATES`] names `letter`, if any.
+pub fn preset_template(letter: &str) -> Option<&'static str> {
+    PRESET_TEMPLATES
+        .iter()
+        .find(|(l, _)| *l == letter)
+        .map(|(_, t)| *t)
+}
+
 /// A validated prompt template with `<subj>`, `<obj>` and `<mask>` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(String);
@@ -194,6 +224,25 @@ mod tests {
             check_words(&format!("new {long}"), "x", MAX_WORD_CHARS),
             Err(WordProblem::TooLong { .. })
         ));
+    }
+
+    /// The letters of the reference's oldest checkpoints: each a whole template, "d" the
+    /// default one, and the reference's spelling kept (two spaces, `A's`).
+    #[test]
+    fn preset_letters_are_the_references_table() {
+        // "e" has no <subj> (the reference fills it without checking): relbert's template
+        // check refuses it, naming config.json, rather than computing something else.
+        for (letter, t) in PRESET_TEMPLATES {
+            assert_eq!(Template::new(t).is_ok(), letter != "e", "{letter}");
+        }
+        assert_eq!(preset_template("d"), Some(DEFAULT_TEMPLATE));
+        assert_eq!(
+            preset_template("b"),
+            Some("Today, I finally discovered the relation between <subj> and <obj> : <obj>  is A's <mask>")
+        );
+        assert!(preset_template("e").is_some_and(|t| t.ends_with("<obj>  is A\u{2019}s <mask>")));
+        assert_eq!(preset_template("j"), None);
+        assert_eq!(preset_template("A"), None);
     }
 
     #[test]

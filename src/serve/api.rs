@@ -1162,7 +1162,7 @@ async fn query(
     let ef = whole(
         req.ef,
         "ef",
-        64.min(state.limits.max_ef),
+        super::DEFAULT_EF.min(state.limits.max_ef),
         state.limits.max_ef,
     )?;
     let opts = QueryOptions {
@@ -1522,11 +1522,13 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The parameters of `/v1/suggest`: `q`, and `limit` (10 unless given).
+/// The parameters of `/v1/suggest`: `q`, and `limit`, read by [`whole`] as a body's `k` is
+/// (found by an audit: `limit=3.0` was refused while `"k": 3.0` was taken, and a limit past
+/// `--max-k` was answered as that many while such a `k` was refused).
 #[derive(Debug)]
 struct SuggestParams {
     q: String,
-    limit: Option<usize>,
+    limit: usize,
 }
 
 impl SuggestParams {
@@ -1535,7 +1537,6 @@ impl SuggestParams {
     /// are ignored, as everywhere in a URL (a cache-busting `_=123`, say).
     fn read(params: Vec<(String, String)>, max_k: usize) -> Result<Self, ApiError> {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
-        let shown = |v: &str| v.chars().take(40).collect::<String>();
         let (mut q, mut limit) = (None, None);
         for (name, value) in params {
             let slot = match name.as_str() {
@@ -1555,23 +1556,36 @@ impl SuggestParams {
                     .into(),
             )
         })?;
-        let limit = match limit {
-            None => None,
-            Some(text) => Some(match text.parse::<usize>() {
-                Ok(n) => n,
-                // A number past usize is a large limit all the same: answered as max_k.
-                Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => usize::MAX,
-                Err(_) => {
-                    return Err(bad(format!(
-                        "the parameter limit is {:?}; it takes a whole number, 0 or more \
-                         (10 if left out; more than --max-k, {max_k}, is answered as {max_k})",
-                        shown(&text)
-                    )))
-                }
-            }),
-        };
+        // k's rule, default and words; a 400 as every parameter's error, not a body's 422.
+        let limit = whole(
+            limit.and_then(|text| url_number(&text)),
+            "limit",
+            10.min(max_k),
+            max_k,
+        )
+        .map_err(|e| bad(e.message))?;
         Ok(SuggestParams { q, limit })
     }
+}
+
+/// A URL parameter's text as the JSON [`whole`] reads: `null` as left out (as a body's
+/// null), a number as that number (also as Rust writes one, `+2` or `03`, which JSON does
+/// not), anything else as a string, shown quoted in the error.
+fn url_number(text: &str) -> Option<Value> {
+    if text == "null" {
+        return None;
+    }
+    if let Ok(v @ Value::Number(_)) = serde_json::from_str::<Value>(text) {
+        return Some(v);
+    }
+    let number = match text.parse::<u64>() {
+        Ok(n) => Some(serde_json::Number::from(n)),
+        Err(_) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64),
+    };
+    Some(number.map_or_else(|| Value::String(text.to_string()), Value::Number))
 }
 
 async fn suggest(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> ApiResult {
@@ -1581,10 +1595,9 @@ async fn suggest(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) ->
     if p.q.chars().count() > 2 * state.limits.max_word_chars + 1 {
         return Err(ApiError::bad("q is longer than a pair may be"));
     }
-    let limit = p.limit.unwrap_or(10).min(state.limits.max_k);
     let found = loaded
         .suggestions
-        .prefix(&p.q, limit, loaded.engine.index())
+        .prefix(&p.q, p.limit, loaded.engine.index())
         .map_err(ApiError::internal)?;
     let out: Vec<Value> = found
         .into_iter()

@@ -51,6 +51,10 @@ pub use batcher::{BatchConfig, Batcher};
 pub use metrics::Metrics;
 use suggest::Suggestions;
 
+/// The HNSW `ef` a query that gives none is searched with (`relbert query`'s too; a server
+/// whose `--max-ef` is lower searches at its `--max-ef`, as `k` follows `--max-k`).
+pub const DEFAULT_EF: usize = 64;
+
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Limits {
@@ -60,7 +64,7 @@ pub struct Limits {
     pub max_word_chars: usize,
     /// Largest `k`.
     pub max_k: usize,
-    /// Largest HNSW `ef`.
+    /// Largest HNSW `ef` (`--max-ef`); a request's `ef` over it is refused.
     pub max_ef: usize,
     /// Most pairs in one batch query or embed request.
     pub max_batch_pairs: usize,

@@ -251,9 +251,12 @@ pub struct BuildOptions {
     pub half: bool,
     /// Replace an existing index.
     pub force: bool,
-    /// Keep a copy of the records in the partial build ([`spool_records`]), for input that
-    /// cannot be read again (standard input), so an interrupted build can resume from it.
-    pub spool: bool,
+    /// Keep a copy of the records in the partial build, for input that cannot be read again
+    /// (standard input), so an interrupted build can resume from it; with the counts of the
+    /// input the records were taken from ([`AddCounts`]: the pairs left out as too long are
+    /// not in the copy), which [`spooled_input`] gives back to the resumed build. `None`: no
+    /// copy.
+    pub spool: Option<AddCounts>,
     /// Build the graph while the pairs are encoded ([`GraphWhileEncoding`]).
     pub graph_while_encoding: GraphWhileEncoding,
 }
@@ -334,11 +337,11 @@ pub fn build_index(
     let mut builder = IndexBuilder::create_or_resume(out, spec, opts.force)?;
     // A repeated pair keeps its first label: a different one is named, not lost unseen.
     crate::pairs::warn_label_conflicts(&crate::pairs::label_conflicts(records));
-    if opts.spool {
+    if let Some(counts) = &opts.spool {
         // A failure (a full disk) is said as the rest of the build's are, with what to do;
         // a partial directory this run made holds nothing without the copy, and goes.
         let path = builder.spool_path();
-        if let Err(e) = write_spool(&path, records, None) {
+        if let Err(e) = write_spool(&path, records, Some(counts)) {
             return Err(builder.spool_failed(&path, e).into());
         }
     }
@@ -393,16 +396,19 @@ pub fn spool_records(path: &Path, records: &[PairRecord]) -> Result<()> {
     write_spool(path, records, None).map_err(|e| Error::io(path, e))
 }
 
-/// How the line of an add's copy of standard input that records [`AddCounts`] begins: a
+/// How the line of a build's or add's copy of standard input that records [`AddCounts`]
+/// begins (its name kept from when only an add wrote it, so an older copy still reads): a
 /// comment to the pair reader (as the spool's mark is), so the copy stays a pair list that
 /// a relbert which does not know the line reads as before.
 const ADD_COUNTS_MARK: &str = "# relbert add counts:";
 
-/// What an `index add` read beside the pairs it encodes: the copy of standard input it keeps
-/// ([`add_to_index`]) holds only those, the new pairs that can be encoded, so a resumed add
-/// would report the copy's count as the pairs read and none already in the index, repeated
-/// or too long. Recorded in the copy, whose writing is atomic ([`spool_records`]), and read
-/// back with it ([`spooled_input`]), the resumed add reports what an uninterrupted one does.
+/// What an `index add` or `index build` read beside the pairs it encodes: the copy of
+/// standard input it keeps ([`add_to_index`], [`build_index`]) holds only those, the new
+/// pairs that can be encoded, so a resumed run would report the copy's count as the pairs
+/// read and none already in the index, repeated or too long. Recorded in the copy, whose
+/// writing is atomic ([`spool_records`]), and read back with it ([`spooled_input`]), the
+/// resumed run reports what an uninterrupted one does. A build records none in the index or
+/// repeated: its repeats are in the copy, counted again by the resumed build.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddCounts {
     /// Input records read, in all.
@@ -478,8 +484,8 @@ fn write_spool(
 /// mark (a kill came between publishing and removing the copy:
 /// [`relbert_index::input_spool`]). A copy in the partial directory without the mark is an
 /// older relbert's, which wrote none, and is read as it is; a copy of a later spool format
-/// than this relbert's is refused, naming it. With them, the counts an `index add` recorded
-/// in its copy ([`AddCounts`]): `None` for a build's copy, an older relbert's, or counts that
+/// than this relbert's is refused, naming it. With them, the counts the build or add recorded
+/// in its copy ([`AddCounts`]): `None` for an older relbert's copy, or counts that
 /// do not add up to the records the copy holds (which are then reported as before, from the
 /// copy alone).
 pub fn spooled_input(out: &Path) -> Result<Option<(Vec<PairRecord>, Option<AddCounts>)>> {

@@ -665,14 +665,24 @@ impl QueryEngine {
     /// opened yet (a publication racing the open shows as files of two ids) is retried on
     /// the next call; the open index keeps answering meanwhile, so a reader sees the old
     /// state or the new one, never a mixture. Other stores never switch.
+    ///
+    /// The open index's files changed in place ([`Index::changed_in_place`]: copied over,
+    /// not published by a rename) must not be read any more, so then the directory is opened
+    /// again even when it holds the same id, and the index it holds once whole replaces the
+    /// open one. Until then the open index stays, and a caller asks
+    /// [`Index::changed_in_place`] before reading it (as a `query` stream does for every
+    /// line): this call cannot make it readable.
     pub fn refresh(&mut self) -> Result<bool> {
         let Some(index) = self.index() else {
             return Ok(false);
         };
+        // Found by an audit: a stream answered from files copied over the open ones (the
+        // same id in `meta`, or files of two ids that never open) until it died of SIGBUS.
+        let changed = index.changed_in_place().is_some();
         let Ok(stamp) = Index::read_id(index.dir()) else {
             return Ok(false);
         };
-        if self.stamp.as_ref() == Some(&stamp) {
+        if !changed && self.stamp.as_ref() == Some(&stamp) {
             return Ok(false);
         }
         let Ok(next) = Index::open_with(index.dir(), self.open) else {
@@ -683,7 +693,7 @@ impl QueryEngine {
         let dir = index.dir().to_path_buf();
         let same_fn = same_function(&was, &now);
         self.stamp = Some(stamp);
-        if same_id {
+        if same_id && !changed {
             return Ok(false);
         }
         if !same_fn {

@@ -41,7 +41,9 @@
 //! segments have no graph yet), so queries stay correct during and right after a load; the
 //! graph is built in the background once the load ends (`benchmarks/scale/`). A load that
 //! fails, or is stopped by a signal, turns indexing back on if it turned it off and can; one
-//! that is killed leaves it off until a rerun completes.
+//! that is killed leaves it off until a rerun completes. Any of them leaves it off while a
+//! load of another source into the collection looks alive: that load turns it on as it
+//! finishes.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -91,6 +93,31 @@ pub struct ExportOptions {
     /// ([`HEARTBEAT`]; a test shows the heartbeat with a shorter one, without waiting that
     /// long).
     pub heartbeat: Duration,
+}
+
+impl ExportOptions {
+    /// Refuses options a load cannot run with, naming the field, before anything is
+    /// written: a heartbeat of zero (it would rewrite the checkpoint without pause) or one
+    /// of [`super::LIVE_LOAD_WINDOW`] or more (the load's checkpoint would look stale
+    /// between beats, so another load beside it would take it for a dead one).
+    pub fn validate(&self) -> Result<()> {
+        // Half the window: a beat's write may be retried, and its age is judged by another
+        // client's clock.
+        let most = super::LIVE_LOAD_WINDOW / 2;
+        if self.heartbeat.is_zero() || self.heartbeat > most {
+            return Err(Error::InvalidArgument {
+                flag: "ExportOptions.heartbeat".into(),
+                message: format!(
+                    "{:?}: must be above zero and at most {} s (a running load's checkpoint \
+                     is taken for a dead one's once it is {} s old)",
+                    self.heartbeat,
+                    most.as_secs(),
+                    super::LIVE_LOAD_WINDOW.as_secs()
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for ExportOptions {
@@ -204,6 +231,20 @@ pub fn prepare(
     asked: LayoutFlags,
     add: bool,
 ) -> Result<Prepared> {
+    prepare_for(conn, record, settings, asked, add, None)
+}
+
+/// [`prepare`], refused with `unrecordable` (nothing written) when the collection does not
+/// exist: `record` cannot be recorded as it is (its model's path is not UTF-8), only
+/// compared with an existing collection's record.
+fn prepare_for(
+    conn: &Connection,
+    record: &CollectionRecord,
+    settings: &CollectionSettings,
+    asked: LayoutFlags,
+    add: bool,
+    unrecordable: Option<Error>,
+) -> Result<Prepared> {
     settings.validate()?;
     let c = conn.clone();
     let record = record.clone();
@@ -211,6 +252,9 @@ pub fn prepare(
     let wanted = settings.clone();
     conn.block_on(async move {
         let existed = c.exists().await?;
+        if let (false, Some(e)) = (existed, unrecordable) {
+            return Err(e);
+        }
         let created = !existed
             && c.call("creating the collection", Hedge::Never, |q, _| {
                 let r = request.clone();
@@ -885,6 +929,7 @@ impl Loader {
         total: u64,
         ids: &IdsOf<'_>,
     ) -> Result<Self> {
+        opts.validate()?;
         conn.loading(true);
         let started = Self::start_loading(conn, record, prepared, opts, total, ids);
         if started.is_err() {
@@ -1359,6 +1404,9 @@ impl Loader {
     }
 
     /// [`Self::abandon`]'s restore: turns indexing back on, if this load turned it off.
+    // Even beside another source's live load (which a finishing load leaves it off for):
+    // this load's checkpoint stays unfinished and recent, so that load, finishing, would take
+    // this one for alive and leave indexing off too, with no load left to turn it on.
     fn restore_indexing(&self) {
         if !self.conn.turned_indexing_off() {
             return;
@@ -1523,6 +1571,7 @@ pub fn export_index(
     opts: &ExportOptions,
     on_points: &dyn Fn(u64),
 ) -> Result<ExportReport> {
+    opts.validate()?;
     let record = CollectionRecord {
         layout: LAYOUT_VERSION,
         encoder: index.meta().encoder.clone(),
@@ -1726,15 +1775,40 @@ pub fn build_collection(
     on_total: &dyn Fn(u64),
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<ExportReport> {
+    opts.validate()?;
+    // The model's path is recorded only by the build that creates the collection: an
+    // existing collection's record is compared with this encoder's without it
+    // ([`same_function`]), so a model folder whose path is not UTF-8 may be added to one, or
+    // resume a build into one (review R20: it was refused for both). Its lossy rendering
+    // then names it in messages alone; a new collection is refused for it ([`prepare_for`]).
+    let (identity, unrecordable) = match encoder.identity_for_record() {
+        Ok(identity) => (identity, None),
+        // `identity` shares every other check (the files read and hashed), so when it
+        // passes, the path was what the record refused.
+        Err(_) => (
+            encoder.identity()?,
+            Some(Error::InvalidArgument {
+                flag: "--model".into(),
+                message: format!(
+                    "{}: the model folder's path is not valid UTF-8, and a new collection \
+                     records its model's path as text (a query could not find this folder \
+                     again); rename or move the model to a UTF-8 path (a link is not enough: \
+                     the real path is recorded). Adding to an existing collection of this \
+                     model (--add) works from this folder; nothing was written",
+                    encoder.dir().display()
+                ),
+            }),
+        ),
+    };
     let record = CollectionRecord {
         layout: LAYOUT_VERSION,
-        encoder: encoder_info(&encoder.identity_for_record()?),
+        encoder: encoder_info(&identity),
         dim: encoder.dim() as u32,
         // The input as given, repeats included: a rerun is recognised by its input. Its
         // words as read, which the point ids are made of (see the function's docs).
         source: format!("pairs {}", records_identity_as_read(&records)),
     };
-    let prepared = prepare(conn, &record, settings, asked, opts.add)?;
+    let prepared = prepare_for(conn, &record, settings, asked, opts.add, unrecordable)?;
     keep_distinct(&mut records);
     let distinct = records;
     let n = distinct.len() as u64;
@@ -1905,6 +1979,40 @@ mod tests {
             kept_flags(LayoutFlags::ALL, [true, false, true, false], true),
             ["--shards", "--quantization"]
         );
+    }
+
+    /// A library caller's `heartbeat` of zero was taken: the heartbeat rewrote the
+    /// checkpoint without pause. One of [`super::super::LIVE_LOAD_WINDOW`] or more lets the
+    /// checkpoint look stale between beats, so a load beside it took it for a dead one. Both
+    /// are refused, naming the field, before the collection is reached (nothing listens on
+    /// the connection's port: reaching it would fail otherwise).
+    #[test]
+    fn a_heartbeat_a_load_cannot_keep_is_refused_before_anything_is_written() {
+        let conn = Connection::new(&["http://127.0.0.1:1".to_string()], "c").unwrap();
+        let record = super::super::tests::sample_record();
+        let prepared = Prepared {
+            created: false,
+            first: record.source.clone(),
+        };
+        let no_ids = |_: u64, _: u64| Ok(Vec::new());
+        for heartbeat in [
+            Duration::ZERO,
+            super::super::LIVE_LOAD_WINDOW / 2 + Duration::from_secs(1),
+        ] {
+            let opts = ExportOptions {
+                heartbeat,
+                ..Default::default()
+            };
+            let e = match Loader::start(&conn, &record, &prepared, &opts, 10, &no_ids) {
+                Ok(_) => panic!("a heartbeat of {heartbeat:?} was taken"),
+                Err(e) => e,
+            };
+            assert!(
+                matches!(&e, Error::InvalidArgument { flag, .. } if flag == "ExportOptions.heartbeat"),
+                "{e:?}"
+            );
+        }
+        assert!(ExportOptions::default().validate().is_ok());
     }
 
     /// A build into an existing collection read its record once, before loading the
