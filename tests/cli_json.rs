@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use assert_cmd::Command;
-use common::{fixture, pair_file};
+use common::{fixture, pair_file, toy_data};
 
 fn relbert() -> Command {
     let mut c = Command::cargo_bin("relbert").unwrap();
@@ -215,49 +215,6 @@ fn average_json_reports_the_models_averaged() {
     assert!(doc["tensors"].as_u64().unwrap() > 0, "{doc}");
     assert!(doc["parameters"].as_u64().unwrap() > 0, "{doc}");
     assert!(out.join("model.safetensors").is_file());
-}
-
-/// The toy SemEval relations and sat split `train_cli.rs` trains on: four relations, each
-/// with 3 positives and 2 negatives (train) and 2 + 2 (validation).
-fn toy_data(dir: &Path) {
-    const WORDS: [&str; 24] = [
-        "cat", "dog", "fish", "bird", "tree", "leaf", "car", "road", "sun", "moon", "red", "blue",
-        "king", "queen", "man", "woman", "hot", "cold", "up", "down", "big", "small", "day",
-        "night",
-    ];
-    let pair = |i: usize, j: usize| format!("[\"{}\", \"{}\"]", WORDS[i % 24], WORDS[j % 24]);
-    let sem = dir.join("semeval2012_relational_similarity");
-    std::fs::create_dir_all(&sem).unwrap();
-    let (mut train, mut valid) = (String::new(), String::new());
-    for (r, id) in ["1a", "1b", "2a", "2b"].iter().enumerate() {
-        let line = |pos: Vec<String>, neg: Vec<String>| {
-            format!(
-                "{{\"relation_type\": \"{id}\", \"positives\": [{}], \"negatives\": [{}]}}\n",
-                pos.join(", "),
-                neg.join(", ")
-            )
-        };
-        train.push_str(&line(
-            (0..3).map(|k| pair(r * 5 + k, r * 5 + k + 12)).collect(),
-            (0..2).map(|k| pair(r * 5 + k + 12, r + k)).collect(),
-        ));
-        valid.push_str(&line(
-            (0..2)
-                .map(|k| pair(r * 3 + k + 1, r * 3 + k + 13))
-                .collect(),
-            (0..2).map(|k| pair(r * 3 + k + 13, r + 2 * k)).collect(),
-        ));
-    }
-    std::fs::write(sem.join("train.jsonl"), train).unwrap();
-    std::fs::write(sem.join("validation.jsonl"), valid).unwrap();
-    let sat = dir.join("sat");
-    std::fs::create_dir_all(&sat).unwrap();
-    std::fs::write(
-        sat.join("validation.jsonl"),
-        "{\"stem\": [\"cat\", \"dog\"], \"choice\": [[\"sun\", \"moon\"], [\"red\", \"blue\"]], \"answer\": 0, \"prefix\": \"t\"}\n\
-         {\"stem\": [\"king\", \"queen\"], \"choice\": [[\"man\", \"woman\"], [\"hot\", \"up\"]], \"answer\": 0, \"prefix\": \"t\"}\n",
-    )
-    .unwrap();
 }
 
 #[test]

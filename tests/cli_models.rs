@@ -502,6 +502,29 @@ fn weights_in_formats_relbert_does_not_read_are_named() {
 const OLD_TEMPLATE: &str =
     "Today, I finally discovered the relation between <subj> and <obj> : <subj> is the <mask> of <obj>";
 
+/// A copy of tiny-bert at `out` whose config.json holds `block` as its `relbert_config`.
+fn with_relbert_config(out: &Path, block: Value) -> PathBuf {
+    edited(
+        "tiny-bert",
+        out,
+        Edit {
+            config: &[("relbert_config", block)],
+            ..Edit::default()
+        },
+    )
+}
+
+/// tiny-bert's vectors of `pairs` with [`OLD_TEMPLATE`] and mask pooling, given as flags.
+fn old_template_by_mask(pairs: &Path) -> String {
+    let (ok, meant, err) = embed(
+        &fixture("tiny-bert"),
+        pairs,
+        &["--template", OLD_TEMPLATE, "--aggregation", "mask"],
+    );
+    assert!(ok, "{err}");
+    meant
+}
+
 /// Audit K1: the keys the reference's Python package wrote in `relbert_config` (`mode`,
 /// `custom_template`, `template_mode`) were ignored, and its checkpoints computed the default
 /// template and aggregation without a word; a misspelt key too.
@@ -509,22 +532,8 @@ const OLD_TEMPLATE: &str =
 fn the_references_relbert_config_keys_decide_the_vector() {
     let d = tempfile::tempdir().unwrap();
     let pairs = two_pairs(d.path());
-    let with = |name: &str, block: Value| {
-        edited(
-            "tiny-bert",
-            &d.path().join(name),
-            Edit {
-                config: &[("relbert_config", block)],
-                ..Edit::default()
-            },
-        )
-    };
-    let (ok, meant, err) = embed(
-        &fixture("tiny-bert"),
-        &pairs,
-        &["--template", OLD_TEMPLATE, "--aggregation", "mask"],
-    );
-    assert!(ok, "{err}");
+    let with = |name: &str, block: Value| with_relbert_config(&d.path().join(name), block);
+    let meant = old_template_by_mask(&pairs);
     let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
     assert!(ok, "{err}");
     assert_ne!(meant, plain);
@@ -793,22 +802,8 @@ fn an_unknown_relbert_config_key_is_warned_about_once() {
 fn a_template_letter_computes_the_references_template_and_a_map_is_named() {
     let d = tempfile::tempdir().unwrap();
     let pairs = two_pairs(d.path());
-    let with = |name: &str, block: Value| {
-        edited(
-            "tiny-bert",
-            &d.path().join(name),
-            Edit {
-                config: &[("relbert_config", block)],
-                ..Edit::default()
-            },
-        )
-    };
-    let (ok, meant, err) = embed(
-        &fixture("tiny-bert"),
-        &pairs,
-        &["--template", OLD_TEMPLATE, "--aggregation", "mask"],
-    );
-    assert!(ok, "{err}");
+    let with = |name: &str, block: Value| with_relbert_config(&d.path().join(name), block);
+    let meant = old_template_by_mask(&pairs);
     for (name, block) in [
         ("type", json!({"mode": "mask", "template_type": "a"})),
         (

@@ -1418,7 +1418,8 @@ fn a_query_stream_does_not_answer_from_index_files_changed_in_place() {
 
 /// Audit N: a file copied over the open one with its length and modification time kept
 /// (`cp -p` of a file of the same length and date) went unseen; its status change time
-/// tells it now.
+/// tells it now, also when the copy brought another mode with it, as `cp -p` does (review
+/// R23: a mode change excused the write).
 #[test]
 fn a_query_stream_sees_a_copy_in_place_that_keeps_length_and_date() {
     let dir = tempfile::tempdir().unwrap();
@@ -1433,6 +1434,9 @@ fn a_query_stream_sees_a_copy_in_place_that_keeps_length_and_date() {
         .open(&vectors)
         .unwrap();
     f.set_modified(date).unwrap();
+    let mut mode = f.metadata().unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o600);
+    f.set_permissions(mode).unwrap();
     drop(f);
     // Only the status change time tells the copy: length and date are the same.
     let (was, now) = (

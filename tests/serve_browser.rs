@@ -46,14 +46,27 @@ impl Driver {
         url: &str,
         body: Option<Value>,
     ) -> Value {
+        Self::try_request(rt, method, url, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {url}: {e}"))
+    }
+
+    /// [`Self::request`], with a connection that fails as an `Err` (chromedriver starting).
+    fn try_request(
+        rt: &tokio::runtime::Runtime,
+        method: &str,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         rt.block_on(async {
             let uri: hyper::Uri = url.parse().unwrap();
             let authority = uri.authority().unwrap().to_string();
-            let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            let stream = tokio::net::TcpStream::connect(&authority)
+                .await
+                .map_err(|e| e.to_string())?;
             let (mut send, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                     .await
-                    .unwrap();
+                    .map_err(|e| e.to_string())?;
             tokio::spawn(conn);
             let body = body.map(|b| b.to_string()).unwrap_or_default();
             let req = hyper::Request::builder()
@@ -63,9 +76,14 @@ impl Driver {
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(body)))
                 .unwrap();
-            let resp = send.send_request(req).await.unwrap();
-            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
         })
     }
 
@@ -273,9 +291,15 @@ fn open_browser(dir: &Path, test: &str) -> Option<Browser> {
         .build()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    // Ready once chromedriver itself says so: an open port alone was not enough (CI once had
+    // the session request reset, "Connection reset by peer", on a loaded 2-core machine).
     let until = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "chromedriver did not start");
+    loop {
+        let status = Driver::try_request(&rt, "GET", &format!("{base}/status"), None);
+        if status.is_ok_and(|s| s["value"]["ready"] == json!(true)) {
+            break;
+        }
+        assert!(Instant::now() < until, "chromedriver did not become ready");
         std::thread::sleep(Duration::from_millis(100));
     }
     let profile = dir.join("chromium-profile");
@@ -301,7 +325,19 @@ fn open_browser(dir: &Path, test: &str) -> Option<Browser> {
         "goog:loggingPrefs": {"browser": "ALL"},
         "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
     }}});
-    let created = Driver::request(&rt, "POST", &format!("{base}/session"), Some(caps));
+    // A reset connection is tried again (a few times, with the same capabilities).
+    let mut tries = 0;
+    let created = loop {
+        tries += 1;
+        match Driver::try_request(&rt, "POST", &format!("{base}/session"), Some(caps.clone())) {
+            Ok(v) => break v,
+            Err(e) if tries < 4 => {
+                eprintln!("WebDriver session, try {tries}: {e}; trying again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("no WebDriver session after {tries} tries: {e}"),
+        }
+    };
     let session = created["value"]["sessionId"]
         .as_str()
         .unwrap_or_else(|| panic!("no WebDriver session: {created}"))

@@ -7,59 +7,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use common::fixture;
+use common::{fixture, toy_data, toy_pair as pair};
 use predicates::prelude::PredicateBooleanExt;
 use relbert::datasets::load_relation_file;
 use relbert::losses::LossKind;
 use relbert::training::{load_training_relations, LrSchedule, TrainConfig, Trainer};
 use relbert::{EncoderOptions, RelationEncoder};
-
-const WORDS: [&str; 24] = [
-    "cat", "dog", "fish", "bird", "tree", "leaf", "car", "road", "sun", "moon", "red", "blue",
-    "king", "queen", "man", "woman", "hot", "cold", "up", "down", "big", "small", "day", "night",
-];
-
-fn pair(i: usize, j: usize) -> String {
-    format!("[\"{}\", \"{}\"]", WORDS[i % 24], WORDS[j % 24])
-}
-
-/// Four relations in two parents, 3 positives and 2 negatives each (train), 2 + 2
-/// (validation), plus a two-question sat validation split.
-fn toy_data(dir: &Path) {
-    let sem = dir.join("semeval2012_relational_similarity");
-    std::fs::create_dir_all(&sem).unwrap();
-    let ids = ["1a", "1b", "2a", "2b"];
-    let mut train = String::new();
-    let mut valid = String::new();
-    for (r, id) in ids.iter().enumerate() {
-        let pos: Vec<String> = (0..3).map(|k| pair(r * 5 + k, r * 5 + k + 12)).collect();
-        let neg: Vec<String> = (0..2).map(|k| pair(r * 5 + k + 12, r + k)).collect();
-        train.push_str(&format!(
-            "{{\"relation_type\": \"{id}\", \"positives\": [{}], \"negatives\": [{}]}}\n",
-            pos.join(", "),
-            neg.join(", ")
-        ));
-        let vpos: Vec<String> = (0..2)
-            .map(|k| pair(r * 3 + k + 1, r * 3 + k + 13))
-            .collect();
-        let vneg: Vec<String> = (0..2).map(|k| pair(r * 3 + k + 13, r + 2 * k)).collect();
-        valid.push_str(&format!(
-            "{{\"relation_type\": \"{id}\", \"positives\": [{}], \"negatives\": [{}]}}\n",
-            vpos.join(", "),
-            vneg.join(", ")
-        ));
-    }
-    std::fs::write(sem.join("train.jsonl"), train).unwrap();
-    std::fs::write(sem.join("validation.jsonl"), valid).unwrap();
-    let sat = dir.join("sat");
-    std::fs::create_dir_all(&sat).unwrap();
-    std::fs::write(
-        sat.join("validation.jsonl"),
-        "{\"stem\": [\"cat\", \"dog\"], \"choice\": [[\"sun\", \"moon\"], [\"red\", \"blue\"]], \"answer\": 0, \"prefix\": \"t\"}\n\
-         {\"stem\": [\"king\", \"queen\"], \"choice\": [[\"man\", \"woman\"], [\"hot\", \"up\"]], \"answer\": 0, \"prefix\": \"t\"}\n",
-    )
-    .unwrap();
-}
 
 fn config(data: &Path, loss: LossKind) -> TrainConfig {
     TrainConfig {

@@ -798,24 +798,25 @@ fn is_mount_point(dir: &Path, md: &std::fs::Metadata) -> bool {
     if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
         return false;
     }
+    // Where the kernel says, it alone decides (review R23: a btrfs subvolume has a device
+    // of its own but is no mount, and can be renamed within its parent); elsewhere another
+    // device than the parent's is the sign.
+    if let Some(root) = mount_root(dir) {
+        return root;
+    }
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if std::fs::metadata(parent).is_ok_and(|p| p.dev() != md.dev()) {
-        return true;
-    }
-    mount_root(dir)
+    std::fs::metadata(parent).is_ok_and(|p| p.dev() != md.dev())
 }
 
-/// Whether statx(2) marks `dir` as the root of a mount (`STATX_ATTR_MOUNT_ROOT`); false
-/// where it cannot tell.
+/// Whether statx(2) marks `dir` as the root of a mount (`STATX_ATTR_MOUNT_ROOT`); `None`
+/// where it cannot tell (an older kernel, a file system that does not say).
 #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-fn mount_root(dir: &Path) -> bool {
+fn mount_root(dir: &Path) -> Option<bool> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: `c` is a valid NUL-terminated path and `buf` a statx buffer this frame owns,
     // which the call fills (all zeroes is a valid value of it).
     let mut buf: libc::statx = unsafe { std::mem::zeroed() };
@@ -829,13 +830,13 @@ fn mount_root(dir: &Path) -> bool {
         )
     };
     let flag = libc::STATX_ATTR_MOUNT_ROOT as u64;
-    r == 0 && buf.stx_attributes_mask & flag != 0 && buf.stx_attributes & flag != 0
+    (r == 0 && buf.stx_attributes_mask & flag != 0).then_some(buf.stx_attributes & flag != 0)
 }
 
 /// Cannot tell here: only the device is compared.
 #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
-fn mount_root(_dir: &Path) -> bool {
-    false
+fn mount_root(_dir: &Path) -> Option<bool> {
+    None
 }
 
 /// The protections [`check_not_write_protected`] found, each needing its own command to undo.

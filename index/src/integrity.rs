@@ -58,10 +58,10 @@ pub(crate) struct Protected {
 struct Stamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
-    /// The status change time (seconds, nanoseconds) and what else changes it besides a
-    /// write: the link count, mode and owner.
+    /// The status change time (seconds, nanoseconds) and the link count, which also
+    /// changes it without a write.
     #[cfg(unix)]
-    status: ((i64, i64), u64, u32, (u32, u32)),
+    status: ((i64, i64), u64),
 }
 
 impl Stamp {
@@ -73,12 +73,7 @@ impl Stamp {
             #[cfg(unix)]
             status: {
                 use std::os::unix::fs::MetadataExt;
-                (
-                    (m.ctime(), m.ctime_nsec()),
-                    m.nlink(),
-                    m.mode(),
-                    (m.uid(), m.gid()),
-                )
+                ((m.ctime(), m.ctime_nsec()), m.nlink())
             },
         })
     }
@@ -87,17 +82,18 @@ impl Stamp {
     /// --inplace -t`) of a file of the same length and modification time went unseen; the
     /// write moves the status change time all the same. That time also moves when a link
     /// is made or removed (publishing a new index by a rename and deleting the old one
-    /// unlinks the mapped files) or the mode or owner changes, none of which touches the
-    /// bytes: with any of those also changed it is not taken as a write.
+    /// unlinks the mapped files; a grown index may link them), which does not touch the
+    /// bytes: with the link count also changed it is not taken as a write. A change of mode
+    /// or owner alone is (review R23: `cp -p` from a file of another mode puts both back
+    /// with the bytes); its false alarm costs a reopen, a write missed costs wrong answers.
     fn written_since(&self, now: &Stamp) -> bool {
         if self.len != now.len || self.modified != now.modified {
             return true;
         }
         #[cfg(unix)]
         {
-            let ((was, links, mode, owner), (is, links2, mode2, owner2)) =
-                (self.status, now.status);
-            if was != is && links == links2 && mode == mode2 && owner == owner2 {
+            let ((was, links), (is, links2)) = (self.status, now.status);
+            if was != is && links == links2 {
                 return true;
             }
         }

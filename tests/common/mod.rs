@@ -415,3 +415,56 @@ pub fn assert_out_folder_missing(err: &str, folder: &Path, what: &str) {
         "{what}: {err}"
     );
 }
+
+/// The words of the toy training data ([`toy_data`]).
+pub const TOY_WORDS: [&str; 24] = [
+    "cat", "dog", "fish", "bird", "tree", "leaf", "car", "road", "sun", "moon", "red", "blue",
+    "king", "queen", "man", "woman", "hot", "cold", "up", "down", "big", "small", "day", "night",
+];
+
+/// The JSON pair of words `i` and `j` of [`TOY_WORDS`] (modulo their count).
+pub fn toy_pair(i: usize, j: usize) -> String {
+    format!("[\"{}\", \"{}\"]", TOY_WORDS[i % 24], TOY_WORDS[j % 24])
+}
+
+/// Four relations in two parents, 3 positives and 2 negatives each (train), 2 + 2
+/// (validation), plus a two-question sat validation split.
+pub fn toy_data(dir: &Path) {
+    let sem = dir.join("semeval2012_relational_similarity");
+    std::fs::create_dir_all(&sem).unwrap();
+    let ids = ["1a", "1b", "2a", "2b"];
+    let mut train = String::new();
+    let mut valid = String::new();
+    for (r, id) in ids.iter().enumerate() {
+        let pos: Vec<String> = (0..3)
+            .map(|k| toy_pair(r * 5 + k, r * 5 + k + 12))
+            .collect();
+        let neg: Vec<String> = (0..2).map(|k| toy_pair(r * 5 + k + 12, r + k)).collect();
+        train.push_str(&format!(
+            "{{\"relation_type\": \"{id}\", \"positives\": [{}], \"negatives\": [{}]}}\n",
+            pos.join(", "),
+            neg.join(", ")
+        ));
+        let vpos: Vec<String> = (0..2)
+            .map(|k| toy_pair(r * 3 + k + 1, r * 3 + k + 13))
+            .collect();
+        let vneg: Vec<String> = (0..2)
+            .map(|k| toy_pair(r * 3 + k + 13, r + 2 * k))
+            .collect();
+        valid.push_str(&format!(
+            "{{\"relation_type\": \"{id}\", \"positives\": [{}], \"negatives\": [{}]}}\n",
+            vpos.join(", "),
+            vneg.join(", ")
+        ));
+    }
+    std::fs::write(sem.join("train.jsonl"), train).unwrap();
+    std::fs::write(sem.join("validation.jsonl"), valid).unwrap();
+    let sat = dir.join("sat");
+    std::fs::create_dir_all(&sat).unwrap();
+    std::fs::write(
+        sat.join("validation.jsonl"),
+        "{\"stem\": [\"cat\", \"dog\"], \"choice\": [[\"sun\", \"moon\"], [\"red\", \"blue\"]], \"answer\": 0, \"prefix\": \"t\"}\n\
+         {\"stem\": [\"king\", \"queen\"], \"choice\": [[\"man\", \"woman\"], [\"hot\", \"up\"]], \"answer\": 0, \"prefix\": \"t\"}\n",
+    )
+    .unwrap();
+}
