@@ -23,7 +23,11 @@
 # BERTs of the two shapes made here by PyTorch (throughput does not depend on the weights;
 # parity compares both engines on the same weights).
 #
-#   scripts/gpu-check.sh [OUT]      env: PYTHON, THROUGHPUT_PAIRS (20000), BUILD_PAIRS (1000000)
+#   scripts/gpu-check.sh [OUT]      env: PYTHON, THROUGHPUT_PAIRS (20000), BUILD_PAIRS (1000000),
+#   SHAPES ("minilm base") and DTYPES ("f32 f16 bf16") of step 3, ROUNDS (1) of step 3: a second
+#   round repeats every shape x dtype after the first (interleaved, so a drifting clock or a warm
+#   GPU favours neither engine) and the summary gives the median ratio over the rounds;
+#   ONLY_BUILD=1 runs steps 1 and 4 alone (a build change measured in under 4 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-check-out}}
@@ -79,6 +83,11 @@ say "models and pairs ready"
 
 # 2. Parity against transformers at f32 (MiniLM shape).
 : > "$out/parity.jsonl"
+: > "$out/throughput.jsonl"
+: > "$out/prune.jsonl"
+if [ "${ONLY_BUILD:-0}" = 1 ]; then
+    say "ONLY_BUILD=1: no parity, throughput or pruned-layer step"
+else
 if timeout 120 "$py" "$peer" encode --model "$work/minilm" --pairs "$work/parity.tsv" --batch-size 128 \
     --dtype f32 --save "$work/hf.npy" > /dev/null; then
     for dtype in f32 f16 bf16; do
@@ -96,23 +105,24 @@ fi
 say "parity: $(tr '\n' ' ' < "$out/parity.jsonl")"
 
 # 3. Throughput, both engines, same pairs, one process per shape × dtype × engine.
-: > "$out/throughput.jsonl"
-for shape in minilm base; do
-    for dtype in f32 f16 bf16; do
+for round in $(seq 1 "${ROUNDS:-1}"); do
+for shape in ${SHAPES:-minilm base}; do
+    for dtype in ${DTYPES:-f32 f16 bf16}; do
         timeout 150 "$py" "$peer" encode --model "$work/$shape" --pairs "$work/throughput.tsv" \
-            --batch-size 32,128,512 --dtype $dtype | sed "s/^{/{\"shape\": \"$shape\", /" >> "$out/throughput.jsonl" ||
+            --batch-size 32,128,512 --dtype $dtype |
+            sed "s/^{/{\"round\": $round, \"shape\": \"$shape\", /" >> "$out/throughput.jsonl" ||
             say "FAILED: pytorch $shape $dtype"
         RELBERT_DEVICE=cuda:0 RELBERT_DTYPE=$dtype timeout 120 "$bench" "$work/$shape" "$work/throughput.tsv" 1 32 128 512 \
             > "$work/ours.json" 2>> "$out/throughput.log" &&
             "$py" -c 'import json,sys; d=json.load(open(sys.argv[1]))
-for r in d["results"]: print(json.dumps({"shape": sys.argv[2], "engine": "relbert", "dtype": d["dtype"], "batch_size": r["batch_size"], "n_pairs": r["n_pairs"], "pairs_per_s": r["pairs_per_s"]}))' \
-                "$work/ours.json" $shape >> "$out/throughput.jsonl" || say "FAILED: relbert $shape $dtype"
-        say "throughput $shape $dtype done"
+for r in d["results"]: print(json.dumps({"round": int(sys.argv[3]), "shape": sys.argv[2], "engine": "relbert", "dtype": d["dtype"], "batch_size": r["batch_size"], "n_pairs": r["n_pairs"], "pairs_per_s": r["pairs_per_s"]}))' \
+                "$work/ours.json" $shape $round >> "$out/throughput.jsonl" || say "FAILED: relbert $shape $dtype"
+        say "throughput round $round $shape $dtype done"
     done
+done
 done
 
 # 3b. The pruned last layer (mask pooling reads one row per prompt) against the full stack.
-: > "$out/prune.jsonl"
 if [ -x "$prune" ]; then
     for shape in minilm base; do
         RELBERT_DEVICE=cuda:0 timeout 60 "$prune" "$work/$shape" "$work/parity.tsv" 3 512 \
@@ -122,6 +132,7 @@ if [ -x "$prune" ]; then
 else
     say "skipped the pruned-layer step: no $prune"
 fi
+fi # ONLY_BUILD
 
 # 4. The 1M-pair index build (peak RSS where GNU time is installed; the wall is relbert's own).
 wait $pairs_job
@@ -143,7 +154,7 @@ fi
 
 # Summary.
 "$py" - "$out" <<'PY'
-import json, os, re, sys
+import json, os, re, statistics, sys
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "throughput.jsonl")) if l.strip()]
 md = ["# GPU check", "", "```", open(os.path.join(out, "facts.txt")).read().strip(), "```", "",
@@ -154,17 +165,25 @@ for l in open(os.path.join(out, "parity.jsonl")):
     w = p.get("result", {}).get("worst_cosine")
     bar = 0.99999 if p["dtype"] == "f32" else 0.999
     md.append(f"| {p['dtype']} | {w} | {bar} {'PASS' if w is not None and w >= bar else 'FAIL'} |")
-md += ["", "## Throughput (pairs/s)", "",
+rounds = sorted({r.get("round", 1) for r in rows}) or [1]
+md += ["", "## Throughput (pairs/s" + (f"; medians of {len(rounds)} rounds, each ratio the median of the rounds' ratios" if len(rounds) > 1 else "") + ")", "",
        "| shape | dtype | batch | PyTorch | relbert | ratio | × PyTorch f16 |", "|---|---|---|---|---|---|---|"]
-get = {(r["shape"], r.get("engine", "pytorch"), r["dtype"], r["batch_size"]): r["pairs_per_s"] for r in rows}
+get = {(r.get("round", 1), r["shape"], r.get("engine", "pytorch"), r["dtype"], r["batch_size"]): r["pairs_per_s"] for r in rows}
+def med(xs):
+    xs = [x for x in xs if x]
+    return statistics.median(xs) if xs else None
 for shape in ("minilm", "base"):
     for dtype in ("f32", "f16", "bf16"):
         for bs in (32, 128, 512):
-            p, o = get.get((shape, "pytorch", dtype, bs)), get.get((shape, "relbert", dtype, bs))
-            h = get.get((shape, "pytorch", "f16", bs))
-            ratio = f"{o / p:.2f}×" if p and o else "-"
-            rh = f"{o / h:.2f}×" if h and o else "-"
-            md.append(f"| {shape} | {dtype} | {bs} | {p} | {o} | {ratio} | {rh} |")
+            ps = [get.get((n, shape, "pytorch", dtype, bs)) for n in rounds]
+            os_ = [get.get((n, shape, "relbert", dtype, bs)) for n in rounds]
+            hs = [get.get((n, shape, "pytorch", "f16", bs)) for n in rounds]
+            p, o = med(ps), med(os_)
+            if p is None and o is None:
+                continue
+            ratio = med([b / a for a, b in zip(ps, os_) if a and b])
+            rh = med([b / a for a, b in zip(hs, os_) if a and b])
+            md.append(f"| {shape} | {dtype} | {bs} | {p} | {o} | {f'{ratio:.2f}×' if ratio else '-'} | {f'{rh:.2f}×' if rh else '-'} |")
 md += ["", "## Pruned last layer (mask pooling, batch 512, 2,000 pairs; pairs/s of the forward passes)", "",
        "| shape | full stack | pruned | ratio (median of rounds) | largest relative difference |", "|---|---|---|---|---|"]
 p = os.path.join(out, "prune.jsonl")
