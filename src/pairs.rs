@@ -1,4 +1,5 @@
-//! Word-pair files: `head<TAB>tail[<TAB>label]` per line, blank lines and `#` lines skipped.
+//! Word-pair files: `head<TAB>tail[<TAB>label]` per line, blank lines and `#` lines skipped
+//! ([`skipped_line`]), in UTF-8 ([`not_text`] names UTF-16).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -227,6 +228,8 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
     let mut lineno = 0;
+    // Where the next line starts in the source: which byte of a UTF-16 code unit a NUL is.
+    let mut offset: u64 = 0;
     // The count a `relbert pairs mine` list promises in its first line, and whether the last
     // line read had its line end: a list relbert wrote always ends with one.
     let mut promised: Option<usize> = None;
@@ -245,6 +248,17 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         lineno += 1;
         cut = buf.last() != Some(&b'\n');
         let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        // Before the UTF-8 check: a UTF-16 file was refused as "not valid UTF-8" with no
+        // hint (with a byte-order mark), named as a line without a tab (little-endian, whose
+        // second line starts with a NUL byte) or read as words full of NUL bytes (big-endian).
+        if let Some(message) = not_text(bytes, offset.is_multiple_of(2)) {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                line: lineno,
+                message,
+            });
+        }
+        offset += buf.len() as u64;
         let line = std::str::from_utf8(bytes).map_err(|_| Error::Parse {
             path: path.to_path_buf(),
             line: lineno,
@@ -274,7 +288,7 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         } else {
             line
         };
-        if line.trim().is_empty() || line.starts_with('#') {
+        if skipped_line(line).is_some() {
             continue;
         }
         let cols: Vec<&str> = line.split('\t').collect();
@@ -303,17 +317,6 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         if blank_word(&head) || blank_word(&tail) {
             return Err(err(format!(
                 "empty word (nothing but spaces or invisible characters) in {}",
-                quoted(line)
-            )));
-        }
-        // Spaces (or invisible characters) before '#' hid it from the comment test above,
-        // but the pair lists relbert writes (beside .npy arrays, spools) would start the line
-        // with '#', and every reader, relbert's included, would skip it: the rows after it
-        // would shift by one.
-        if head.starts_with('#') {
-            return Err(err(format!(
-                "a head cannot start with '#' (a line starting with '#' is a comment, and the \
-                 pair lists relbert writes would read this pair as one): {}",
                 quoted(line)
             )));
         }
@@ -422,6 +425,93 @@ pub fn blank_word(w: &str) -> bool {
     w.chars().all(|c| c.is_whitespace() || c.is_other())
 }
 
+/// Why a line holds no pair, when [`skipped_line`] skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkippedLine {
+    /// Nothing but spaces and invisible characters.
+    Blank,
+    /// Its first visible character is `#`.
+    Comment,
+}
+
+impl SkippedLine {
+    /// In words, as a query stream's JSON says it (`"skipped": "comment"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkippedLine::Blank => "blank line",
+            SkippedLine::Comment => "comment",
+        }
+    }
+}
+
+/// Whether `line` (without its line end) is blank or a comment, for every reader of pair
+/// lines: pair files and a query stream's lines alike. Spaces and the invisible characters
+/// a word is read without ([`read_word`]) do not count: an indented `#`, or one behind a zero
+/// width space or a byte-order mark (files put together with `cat` have one at the start of
+/// a later line), starts a comment, and a line of them alone is blank. Pair files tested the
+/// line as it was, so such a comment was a bad line or, with a tab, a pair whose head
+/// started with `#` (which every pair list relbert writes would read as a comment), while
+/// a query stream skipped it.
+pub fn skipped_line(line: &str) -> Option<SkippedLine> {
+    let bare = line
+        .trim_start_matches(|c: char| c.is_whitespace() || crate::corpus::tokenize::invisible(c));
+    if bare.is_empty() {
+        Some(SkippedLine::Blank)
+    } else if bare.starts_with('#') {
+        Some(SkippedLine::Comment)
+    } else {
+        None
+    }
+}
+
+/// Why the bytes of a line (without its `\n`) are no text to read pairs from, if so: a
+/// UTF-16 or UTF-32 byte-order mark, or a NUL byte, which no model has a use for and UTF-8
+/// text holds only by mistake. NUL bytes between the letters are UTF-16 without a mark (the
+/// message names the byte order to convert from); `at_even` says whether the line starts at
+/// an even byte of its source, which decides whether a NUL is the high or the low byte.
+/// A UTF-16 file was otherwise refused as "not valid UTF-8", or for a line of its without
+/// a tab, or read as words full of NUL bytes.
+pub fn not_text(bytes: &[u8], at_even: bool) -> Option<String> {
+    let convert = |what: &str, from: &str| {
+        format!("this looks like {what}; convert it to UTF-8 (iconv -f {from} -t UTF-8)")
+    };
+    for (mark, named, from) in [
+        (&b"\xff\xfe\0\0"[..], "FF FE 00 00", "UTF-32"),
+        (b"\0\0\xfe\xff", "00 00 FE FF", "UTF-32"),
+        (b"\xff\xfe", "FF FE", "UTF-16"),
+        (b"\xfe\xff", "FE FF", "UTF-16"),
+    ] {
+        if bytes.starts_with(mark) {
+            return Some(convert(
+                &format!("{from} (a {named} byte-order mark)"),
+                from,
+            ));
+        }
+    }
+    let first = bytes.iter().position(|&b| b == 0)?;
+    let nuls = bytes.iter().filter(|&&b| b == 0).count();
+    // Text of Latin letters in UTF-16 is half NUL bytes; a stray NUL in UTF-8 text is one.
+    if nuls * 4 >= bytes.len() && bytes.len() > 1 {
+        // The high byte of a Latin letter is the NUL: first in big-endian order.
+        let high_first = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == 0 && i.is_multiple_of(2) == at_even)
+            .count();
+        let from = if high_first * 2 > nuls {
+            "UTF-16BE"
+        } else {
+            "UTF-16LE"
+        };
+        return Some(convert("UTF-16 (NUL bytes between the letters)", from));
+    }
+    Some(format!(
+        "a NUL byte (at byte {}): no model has a use for one, and text holds none (is this a \
+         binary file?); remove it",
+        first + 1
+    ))
+}
+
 /// Reads a pair file, or standard input for `-`. A directory is refused as a value of
 /// `--pairs` (every command reading pair files takes them by that flag).
 pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
@@ -487,12 +577,25 @@ mod tests {
     }
 
     /// Found by an audit: ` #tag<TAB>word` was stored with head `#tag`, and the pair list
-    /// written beside an .npy array then read it as a comment, shifting every later row.
+    /// written beside an .npy array then read it as a comment, shifting every later row. It
+    /// was then refused; it is a comment, as on a query stream (audit s26: `  # comment` and
+    /// `\u{200b}# note` were bad lines of a pair file and comments of a stream).
     #[test]
-    fn a_head_starting_with_a_hash_after_spaces_is_refused() {
-        let err = parse_pairs("a\tb\n #tag\tword\n".as_bytes(), Path::new("h.tsv")).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with("h.tsv:2:") && msg.contains("'#'"), "{msg}");
+    fn a_hash_after_spaces_or_invisible_characters_starts_a_comment() {
+        let text = "a\tb\n #tag\tword\n  # indented comment\n\u{200b}# note\n\
+                    \u{feff}# after files put together\n\u{200b}\n\u{200b} \u{feff}\t\nc\td\n";
+        let p = parse_pairs(text.as_bytes(), Path::new("h.tsv")).unwrap();
+        let got: Vec<_> = p
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str(), r.line))
+            .collect();
+        assert_eq!(got, [("a", "b", 1), ("c", "d", 8)]);
+        assert_eq!(skipped_line(" \u{200b}#x"), Some(SkippedLine::Comment));
+        assert_eq!(
+            skipped_line("\u{200b}\u{feff} \t"),
+            Some(SkippedLine::Blank)
+        );
+        assert_eq!(skipped_line("a#\tb"), None);
         // A '#' inside a word, or starting the tail, is no comment anywhere.
         let p = parse_pairs("c#\t#tag\n".as_bytes(), Path::new("h.tsv")).unwrap();
         assert_eq!((p[0].head.as_str(), p[0].tail.as_str()), ("c#", "#tag"));
@@ -532,9 +635,9 @@ mod tests {
                 ("\u{645}\u{200c}\u{646}", "a\u{200d}b", None)
             ]
         );
-        // A head that starts with '#' once they are gone is refused as one that does.
-        let err = parse_pairs("\u{200b}#tag\tword\n".as_bytes(), Path::new("h.tsv")).unwrap_err();
-        assert!(err.to_string().contains("'#'"), "{err}");
+        // A line that starts with '#' once they are gone is a comment, as one that does.
+        let p = parse_pairs("\u{200b}#tag\tword\n".as_bytes(), Path::new("h.tsv")).unwrap();
+        assert!(p.is_empty(), "{p:?}");
         assert_eq!(read_word(" \u{200b} new\u{ad} york \u{feff}"), "new york");
         assert_eq!(read_word("\u{200b}"), "");
     }
@@ -725,6 +828,81 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.len() < 300 && msg.contains("empty word"), "{msg}");
+    }
+
+    /// Audit s26: UTF-16 without a byte-order mark was read as words full of NUL bytes
+    /// (big-endian) or refused for a line of "\0" without a tab (little-endian); with the
+    /// mark it was "not valid UTF-8", without a hint. Each is refused in words at its
+    /// first line, naming what to convert from; so is a NUL byte anywhere, a comment's too.
+    #[test]
+    fn utf16_and_nul_bytes_are_refused_in_words() {
+        let utf16 = |text: &str, be: bool, bom: bool| -> Vec<u8> {
+            let mut out = Vec::new();
+            for u in text.encode_utf16() {
+                out.extend(if be { u.to_be_bytes() } else { u.to_le_bytes() });
+            }
+            if bom {
+                out.splice(0..0, if be { [0xfe, 0xff] } else { [0xff, 0xfe] });
+            }
+            out
+        };
+        let text = "paris\tfrance\nrome\titaly\n";
+        for (be, bom, said) in [
+            (false, false, "(iconv -f UTF-16LE -t UTF-8)"),
+            (true, false, "(iconv -f UTF-16BE -t UTF-8)"),
+            (
+                false,
+                true,
+                "(a FF FE byte-order mark); convert it to UTF-8 (iconv -f UTF-16 -t",
+            ),
+            (
+                true,
+                true,
+                "(a FE FF byte-order mark); convert it to UTF-8 (iconv -f UTF-16 -t",
+            ),
+        ] {
+            let bytes = utf16(text, be, bom);
+            let msg = parse_pairs(&bytes[..], Path::new("<stdin>"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with("<stdin>:1: this looks like UTF-16") && msg.contains(said),
+                "{be} {bom}: {msg}"
+            );
+        }
+        // A later line of little-endian text starts with the NUL of the line end before it:
+        // the byte order is still told by where the line starts in the file.
+        let mut late = b"a\tb\n".to_vec();
+        late.extend(utf16("c\td\n", false, false));
+        let msg = parse_pairs(&late[..], Path::new("m.tsv"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("m.tsv:2:") && msg.contains("UTF-16LE"),
+            "{msg}"
+        );
+        let msg = parse_pairs(&b"\xff\xfe\0\0p\0\0\0"[..], Path::new("w.tsv"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("UTF-32") && msg.contains("FF FE 00 00"),
+            "{msg}"
+        );
+        for text in [
+            "a\tb\nparis\0\tfrance\n",
+            "a\tb\n# a \0 comment\n",
+            "a\tb\n\0\n",
+        ] {
+            let msg = parse_pairs(text.as_bytes(), Path::new("n.tsv"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with("n.tsv:2: ") && msg.contains("NUL byte"),
+                "{text:?}: {msg}"
+            );
+        }
+        assert_eq!(not_text(b"paris\tfrance", true), None);
+        assert!(not_text(b"paris\0", true).is_some_and(|m| m.contains("at byte 6")));
     }
 
     #[test]

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -226,6 +225,35 @@ fn kill_when_longer(child: &mut Child, file: &Path, len: u64) -> bool {
     false
 }
 
+/// Runs `relbert ARGS`, a build into `out` with `input`'s pairs on standard input (its output
+/// discarded), kills it once its first checkpointed chunk of 2048 rows of `dim` floats is
+/// durable, asserting it had not ended by then, and returns its copy of standard input,
+/// asserted to be there.
+fn build_killed_after_first_chunk(
+    args: &[std::ffi::OsString],
+    input: &Path,
+    out: &Path,
+    dim: u64,
+) -> PathBuf {
+    let mut child = StdCommand::new(bin())
+        .env("RELBERT_LOG", "warn")
+        .args(args)
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = relbert_index::partial_dir(out).unwrap();
+    assert!(kill_when_longer(
+        &mut child,
+        &partial.join("vectors"),
+        64 + 2048 * dim * 4
+    ));
+    let spool = partial.join("input.spool");
+    assert!(spool.is_file());
+    spool
+}
+
 /// Standard input cannot be read twice: a build from it keeps a copy in its partial
 /// directory, and when it is killed, the same command with nothing on standard input resumes
 /// from the copy (and a re-sent stream of the same pairs resumes too).
@@ -239,7 +267,6 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
     build_file(&file, &reference);
     let dim = Index::open(&reference).unwrap().dim() as u64;
     let out = dir.path().join("idx");
-    let spool = dir.path().join("idx.partial/input.spool");
     // With `--pairs - FILE` the copy holds both inputs' pairs, and resuming with the same
     // arguments and nothing on standard input uses it (it used to be ignored, and the
     // resume was refused as "a different input").
@@ -262,25 +289,12 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
         } else {
             (&file, &[])
         };
-        let mut child = StdCommand::new(bin())
-            .env("RELBERT_LOG", "warn")
-            .args(["index", "build", "--model"])
-            .arg(model())
-            .args(["--pairs", "-"])
-            .args(also)
-            .arg("--out")
-            .arg(&out)
-            .stdin(std::fs::File::open(sent).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Killed after the first checkpointed chunk of 2048 rows.
-        assert!(kill_when_longer(
-            &mut child,
-            &dir.path().join("idx.partial/vectors"),
-            64 + 2048 * dim * 4
-        ));
-        assert!(spool.is_file());
+        let mut args: Vec<std::ffi::OsString> = vec!["index".into(), "build".into()];
+        args.extend(["--model".into(), model().into_os_string()]);
+        args.extend(["--pairs".into(), "-".into()]);
+        args.extend(also.iter().map(|p| p.as_os_str().to_owned()));
+        args.extend(["--out".into(), out.clone().into_os_string()]);
+        let spool = build_killed_after_first_chunk(&args, sent, &out, dim);
         // relbert's mark first, so that a copy left in a published index is told from a
         // user's file of its name.
         let copy = std::fs::read_to_string(&spool).unwrap();
@@ -297,12 +311,7 @@ fn a_killed_build_from_stdin_resumes_from_its_spooled_input() {
         };
         let a = relbert()
             .env("RELBERT_LOG", "info")
-            .args(["index", "build", "--model"])
-            .arg(model())
-            .args(["--pairs", "-"])
-            .args(also)
-            .arg("--out")
-            .arg(&out)
+            .args(&args)
             .write_stdin(input)
             .assert()
             .success();
@@ -373,48 +382,27 @@ fn add_equals_a_build_of_the_union() {
     );
 }
 
-/// Reads response lines of a `relbert query --json` stream.
-struct QueryProcess {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
+/// A `relbert query --json` stream, its standard error the test's, killed when dropped.
+struct QueryProcess(common::QueryStream);
 
 impl QueryProcess {
     fn start(index: &Path) -> Self {
-        let mut child = StdCommand::new(bin())
-            .env("RELBERT_LOG", "warn")
-            .args([
-                "query",
-                "--json",
-                "--exact",
-                "--keep-shared-words",
-                "-k",
-                "100000",
-            ])
-            .arg("--index")
-            .arg(index)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        QueryProcess { child, out }
+        let flags = ["--json", "--exact", "--keep-shared-words", "-k", "100000"];
+        QueryProcess(common::QueryStream::start_with(
+            &flags,
+            index,
+            Stdio::piped(),
+            Stdio::inherit(),
+        ))
     }
 
     /// The pairs of the answer to (a, b): with an exact search and a `k` above the index's
     /// size, every stored pair but the query's own.
     fn ask(&mut self, a: &str, b: &str) -> BTreeSet<(String, String)> {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{a}\t{b}").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!("{e}: {line:?}");
-        });
+        let doc = self.0.ask(&format!("{a}\t{b}"));
         doc["results"]
             .as_array()
-            .unwrap_or_else(|| panic!("no results: {line}"))
+            .unwrap_or_else(|| panic!("no results: {doc}"))
             .iter()
             .map(|h| {
                 (
@@ -428,8 +416,8 @@ impl QueryProcess {
 
 impl Drop for QueryProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
@@ -1046,50 +1034,15 @@ fn chown_nobody(path: &Path) {
     }
 }
 
-/// relbert run as the unprivileged user `nobody` (uid 65534) through `setpriv`, for what
-/// only a user whom permissions bind can show (root may write anything); `None`, with
-/// `SKIPPED` and the reason printed for `what` (the test or its part), when this test process
-/// cannot switch users (not root, or no setpriv).
-fn relbert_as_nobody(scratch: &Path, what: &str) -> Option<StdCommand> {
-    relbert_switched(
-        scratch,
-        what,
-        &["--reuid=65534", "--regid=65534", "--clear-groups"],
-    )
-}
-
-/// [`relbert_as_nobody`] with only the effective uid and gid `nobody`'s, the real ones
+/// [`common::relbert_as_nobody`] with only the effective uid and gid `nobody`'s, the real ones
 /// staying root's: a process whose effective user is not its real one, as a setuid program's
 /// is.
 fn relbert_with_effective_nobody(scratch: &Path, what: &str) -> Option<StdCommand> {
-    relbert_switched(
+    common::relbert_switched(
         scratch,
         what,
         &["--euid=65534", "--egid=65534", "--clear-groups"],
     )
-}
-
-/// relbert run through `setpriv` with `ids` (its user and group options), or `None` with
-/// `SKIPPED` printed for `what` when this test process cannot switch users.
-fn relbert_switched(scratch: &Path, what: &str, ids: &[&str]) -> Option<StdCommand> {
-    use std::os::unix::fs::MetadataExt;
-    let probe = scratch.join(".uid-probe");
-    std::fs::write(&probe, b"").unwrap();
-    let uid = std::fs::metadata(&probe).unwrap().uid();
-    std::fs::remove_file(&probe).unwrap();
-    let setpriv = StdCommand::new("setpriv").arg("--version").output();
-    if uid != 0 || !setpriv.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED: {what}: running relbert as another user needs root and setpriv (uid {uid})"
-        );
-        return None;
-    }
-    let mut c = StdCommand::new("setpriv");
-    c.args(ids)
-        .arg(bin())
-        .env("RELBERT_LOG", "warn")
-        .stdin(Stdio::null());
-    Some(c)
 }
 
 /// Found by an audit: `index add` of an index the user had write-protected (`chmod a-w`)
@@ -1179,7 +1132,7 @@ fn a_write_protected_index_is_left_as_it_is() {
         "rebuild --force",
     );
     // A user whom the protection binds, as in the audit.
-    if let Some(mut nobody) = relbert_as_nobody(
+    if let Some(mut nobody) = common::relbert_as_nobody(
         dir,
         "the add by a user whom the protection binds, in a_write_protected_index_is_left_as_it_is",
     ) {
@@ -1252,7 +1205,7 @@ fn write_access_is_judged_for_the_effective_user() {
 fn an_old_index_that_cannot_be_removed_is_named_and_not_left_silently() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let Some(_) = relbert_as_nobody(
+    let Some(_) = common::relbert_as_nobody(
         dir,
         "an_old_index_that_cannot_be_removed_is_named_and_not_left_silently",
     ) else {
@@ -1271,7 +1224,7 @@ fn an_old_index_that_cannot_be_removed_is_named_and_not_left_silently() {
     chmod(&idx, 0o1777);
     let partial = dir.join("idx.partial");
     let run = |pairs: &Path| {
-        let o = relbert_as_nobody(dir, "")
+        let o = common::relbert_as_nobody(dir, "")
             .unwrap()
             .args(["index", "add", "--index"])
             .arg(&idx)
@@ -2038,21 +1991,7 @@ fn a_build_resumed_from_its_copy_of_standard_input_counts_the_pairs_too_long() {
     let dim = Index::open(&reference).unwrap().dim() as u64;
 
     let out = dir.path().join("idx");
-    let mut child = StdCommand::new(bin())
-        .env("RELBERT_LOG", "warn")
-        .args(args(&out))
-        .stdin(std::fs::File::open(&file).unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed after the first checkpointed chunk of 2048 rows.
-    assert!(kill_when_longer(
-        &mut child,
-        &dir.path().join("idx.partial/vectors"),
-        64 + 2048 * dim * 4
-    ));
-    assert!(dir.path().join("idx.partial/input.spool").is_file());
+    build_killed_after_first_chunk(&args(&out), &file, &out, dim);
     let a = relbert()
         .env("RELBERT_LOG", "info")
         .args(args(&out))

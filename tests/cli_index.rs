@@ -1203,3 +1203,209 @@ fn an_index_out_in_a_missing_folder_is_refused_and_nothing_made() {
         assert_eq!(common::names_in(dir.path()), before);
     }
 }
+
+/// `index build` of `out` from the test vocabulary of `dir`, run by `sh -c PREFIX` (a
+/// `ulimit`, a change of user) in front of the binary; its output.
+fn build_under(prefix: &[&str], dir: &Path, out: &Path) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("relbert");
+    let mut c = std::process::Command::new(prefix[0]);
+    c.args(&prefix[1..])
+        .arg(bin)
+        .env("RELBERT_LOG", "warn")
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir))
+        .arg("--out")
+        .arg(out);
+    c.output().unwrap()
+}
+
+/// Found by a review: a stale lock file another user left in a folder this user may not
+/// write was said to be "safe to remove: `rm …`", which this user cannot do (removing a file
+/// takes write permission on its folder). Now it says that, that the folder's owner or anyone
+/// who may write in it can, and that another `--out` works. Needs root, to leave the lock as
+/// another user and run the build as `nobody` (`setpriv`); skipped otherwise, with the
+/// reason printed.
+#[test]
+fn a_stale_lock_this_user_cannot_remove_says_who_can() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let what = "a stale lock this user cannot remove";
+    let Some(mut nobody) = common::relbert_as_nobody(dir.path(), what) else {
+        return;
+    };
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Root's folder (0755: nobody may not write in it) and lock file, held by no process.
+    let folder = dir.path().join("shared");
+    std::fs::create_dir(&folder).unwrap();
+    let lock = folder.join(".idx.lock");
+    std::fs::write(&lock, "pid 1: relbert index build (since unix time 0)\n").unwrap();
+    let o = nobody
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir.path()))
+        .arg("--out")
+        .arg(folder.join("idx"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    let shown = lock.display().to_string();
+    assert!(
+        err.contains(&format!("{shown} is a stale lock file")),
+        "{err}"
+    );
+    let f = folder.display();
+    assert!(
+        err.contains("this user may not remove it either")
+            && err.contains(&format!("{f} is not writable to this user"))
+            && err.contains(&format!(
+                "ask the owner of {f} (user root (uid 0)), or anyone who may write in it"
+            ))
+            && err.contains("another `--out`"),
+        "{err}"
+    );
+    assert!(!err.contains("it is safe to remove: `rm"), "{err}");
+    assert!(lock.is_file() && !folder.join("idx").exists());
+}
+
+/// Found by a review: a stale lock file that is immutable (`chattr +i`) cannot be opened for
+/// writing nor removed, even by root, yet the advice was `rm`, which fails. Now it names the
+/// attribute and says that `chattr -i`, as root, comes first. Needs root and a file system
+/// that keeps the attribute; skipped otherwise.
+#[test]
+fn an_immutable_stale_lock_says_chattr_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join(".idx.lock");
+    std::fs::write(&lock, "pid 1: relbert index build (since unix time 0)\n").unwrap();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&lock)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        eprintln!("SKIPPED: chattr +i does not work here (needs root and ext4 or the like)");
+        return;
+    }
+    let o = relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(pair_file(dir.path()))
+        .arg("--out")
+        .arg(dir.path().join("idx"))
+        .output()
+        .unwrap();
+    // Cleared before any assertion, so that a failure leaves nothing root cannot remove.
+    assert!(chattr("-i"), "chattr -i {}", lock.display());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    let l = lock.display();
+    assert!(
+        err.contains(&format!("{l} is a stale lock file"))
+            && err.contains(&format!("{l} is immutable (`chattr +i`)"))
+            && err.contains(&format!(
+                "as root clear that first (`chattr -i {l}`), then `rm {l}`"
+            )),
+        "{err}"
+    );
+    assert!(!err.contains("it is safe to remove: `rm"), "{err}");
+    assert!(lock.is_file() && !dir.path().join("idx").exists());
+}
+
+/// Found by a review: a full disk (or quota, or file size limit) met while writing the lock
+/// file beside the output was a bare `File too large (os error 27)`, where one met later in
+/// the build says to make room. A file size limit of 0 fails the lock file's first write.
+#[test]
+fn a_full_disk_met_writing_the_lock_file_says_to_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pair_file(dir.path());
+    let out = dir.path().join("idx");
+    // SIGXFSZ ignored, so a write past the limit fails with EFBIG instead of killing.
+    let o = build_under(
+        &["sh", "-c", "trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\""],
+        dir.path(),
+        &out,
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    let lock = dir.path().join(".idx.lock");
+    assert!(
+        err.contains(&format!("{}: File too large", lock.display()))
+            && err.contains("nothing was written")
+            && err.contains("make room (free space, or raise the quota or file size limit)")
+            && err.contains("run the same command again"),
+        "{err}"
+    );
+    // Nothing left behind: no lock file, no partial directory.
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![pairs], "{err}");
+}
+
+/// Found by a review: `index export` checks each block of the rows and pairs as it reads
+/// them, so damage in a part of the `pairs` file it never reads (the last block of its
+/// lookup table, which only a lookup by words reads) went unseen, and the export succeeded
+/// from a damaged file. The two files it copies out are now verified whole first: the
+/// export fails naming the file and block, and writes nothing. (The graph, which no export
+/// reads, is still not checked: `cli_trust`'s
+/// `a_damaged_graph_leaves_export_and_exact_queries_whole`.)
+#[test]
+fn an_export_refuses_damage_in_a_part_of_the_pairs_file_it_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 300;
+    let text: String = (0..count)
+        .map(|i| format!("w{i}\tv{}\n", i * 7 % 301))
+        .collect();
+    let pairs = dir.path().join("many.tsv");
+    std::fs::write(&pairs, text).unwrap();
+    let idx = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&idx)
+        .assert()
+        .success();
+    // The file is a 64-byte header, the payload, and 4 bytes of checksum per 4 KiB block of
+    // it; the payload ends with the lookup table, 16 bytes a pair.
+    let file = idx.join("pairs");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let payload = (0..bytes.len())
+        .find(|p| 64 + p + 4 * p.div_ceil(4096) == bytes.len())
+        .unwrap();
+    let last_block = (payload - 1) / 4096 * 4096;
+    assert!(
+        last_block >= payload - 16 * count,
+        "the last block holds more than the lookup table"
+    );
+    bytes[64 + payload - 8] ^= 0x5a;
+    std::fs::write(&file, bytes).unwrap();
+    let out = dir.path().join("e.npy");
+    let a = relbert()
+        .args(["index", "export", "--format", "npy", "--index"])
+        .arg(&idx)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!("{}: block {} ", file.display(), last_block / 4096))
+            && err.contains("does not match its checksum"),
+        "{err}"
+    );
+    assert!(
+        !out.exists() && !dir.path().join("e.pairs.tsv").exists(),
+        "{err}"
+    );
+}

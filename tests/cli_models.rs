@@ -907,3 +907,287 @@ fn a_do_lower_case_that_disagrees_with_tokenizer_json_is_warned_about() {
     );
     assert_eq!(err.matches("do_lower_case\": true").count(), 1, "{err}");
 }
+
+/// Task M1: transformers 5.17's AutoTokenizer builds `BertTokenizer` for a BERT folder whose
+/// tokenizer_config.json has no `do_lower_case` (or no `tokenizer_class`, or which has no
+/// tokenizer_config.json at all), and its `do_lower_case` defaults to true: it lower-cases a
+/// tokenizer.json whose normalizer keeps case. Only an explicit disagreement was warned
+/// about; these encoded text otherwise than transformers without a word.
+#[test]
+fn a_do_lower_case_left_to_its_default_is_compared_too() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
+    assert!(ok, "{err}");
+    let base: Value = serde_json::from_slice(
+        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    // `None`: no tokenizer_config.json; else the fixture's with `tokenizer_class` set to the
+    // value (removed for null), without do_lower_case.
+    let cased = |name: &str, class: Option<Value>, lowercase: bool| -> PathBuf {
+        let model = edited("tiny-bert", &d.path().join(name), Edit::default());
+        if let Some(class) = class {
+            let mut tc = base.clone();
+            tc["tokenizer_class"] = class;
+            if tc["tokenizer_class"].is_null() {
+                tc.as_object_mut().unwrap().remove("tokenizer_class");
+            }
+            std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+        }
+        let mut tok: Value =
+            serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap()).unwrap();
+        tok["normalizer"]["lowercase"] = json!(lowercase);
+        std::fs::write(model.join("tokenizer.json"), tok.to_string()).unwrap();
+        model
+    };
+    for (name, class, want) in [
+        (
+            "bert_class",
+            Some(json!("BertTokenizer")),
+            "bert_class/tokenizer_config.json has no \"do_lower_case\", which transformers' \
+             BertTokenizer takes as true, but the normalizer of ",
+        ),
+        (
+            "no_class",
+            Some(Value::Null),
+            "no_class/tokenizer_config.json has no \"do_lower_case\"",
+        ),
+        (
+            "fast_class",
+            Some(json!("BertTokenizerFast")),
+            "fast_class/tokenizer_config.json has no \"do_lower_case\"",
+        ),
+        (
+            "no_file",
+            None,
+            "no_file/tokenizer_config.json is absent, so transformers' AutoTokenizer loads \
+             BertTokenizer",
+        ),
+    ] {
+        let model = cased(name, class, false);
+        let (ok, out, err) = embed(&model, &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(out, plain, "{name}: still tokenizer.json's normalizer");
+        assert!(
+            err.contains(want)
+                && err.contains(&format!("{name}/tokenizer.json keeps case"))
+                && err.contains("set \"do_lower_case\": false in tokenizer_config.json"),
+            "{name}: {err}"
+        );
+    }
+    // The reverse agrees with transformers' default: a lower-casing normalizer and no
+    // do_lower_case (or no tokenizer_config.json) say nothing; nor does a cased one under the
+    // generic class, which reads no do_lower_case.
+    for (name, class) in [
+        ("lower_bert", Some(json!("BertTokenizer"))),
+        ("lower_no_file", None),
+        ("generic", Some(json!("PreTrainedTokenizerFast"))),
+    ] {
+        let model = cased(name, class, name != "generic");
+        let (ok, _, err) = embed(&model, &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        assert!(!err.contains("do_lower_case"), "{name}: {err}");
+    }
+}
+
+/// Review M2: AutoTokenizer takes config.json's `tokenizer_class` when tokenizer_config.json
+/// is absent or names no class; the generic class there reads no do_lower_case, yet relbert
+/// warned that transformers' BertTokenizer would lower-case. A class in
+/// tokenizer_config.json still comes first.
+#[test]
+fn a_tokenizer_class_in_config_json_is_read_too() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let base: Value = serde_json::from_slice(
+        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    for (name, tconfig_class, warned) in [
+        ("no_file", None, false),
+        ("no_class", Some(Value::Null), false),
+        ("bert_class", Some(json!("BertTokenizer")), true),
+    ] {
+        let model = edited(
+            "tiny-bert",
+            &d.path().join(name),
+            Edit {
+                config: &[("tokenizer_class", json!("PreTrainedTokenizerFast"))],
+                ..Edit::default()
+            },
+        );
+        if let Some(class) = tconfig_class {
+            let mut tc = base.clone();
+            let obj = tc.as_object_mut().unwrap();
+            obj.remove("tokenizer_class");
+            obj.remove("do_lower_case");
+            if !class.is_null() {
+                obj.insert("tokenizer_class".into(), class);
+            }
+            std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+        }
+        let mut tok: Value =
+            serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap()).unwrap();
+        tok["normalizer"]["lowercase"] = json!(false);
+        std::fs::write(model.join("tokenizer.json"), tok.to_string()).unwrap();
+        let (ok, _, err) = embed(&model, &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(
+            err.contains(&format!("{name}/tokenizer.json keeps case")),
+            warned,
+            "{name}: {err}"
+        );
+    }
+}
+
+/// Task M2: `template_type` "e" (the reference's built-in template without <subj>) was
+/// refused as "relbert_config.template: template ... must contain", a key the file does not
+/// have, with nothing to do about it.
+#[test]
+fn an_unsupported_template_letter_is_refused_naming_its_key() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    for key in ["template_type", "custom_template_type"] {
+        let name = format!("letter_{key}");
+        let model = with_relbert_config(&d.path().join(&name), json!({ key: "e" }));
+        let err = refusal(&model, &pairs);
+        assert!(
+            err.contains(&format!(
+                "{name}/config.json: relbert_config.{key} \"e\" names the reference's built-in \
+                 template"
+            )) && err.contains("which has no <subj>")
+                && err.contains("Write the prompt to use as \"template\" in relbert_config")
+                && err.contains("or pass --template")
+                && !err.contains("relbert_config.template:"),
+            "{err}"
+        );
+        // Review M2: the refusal sat in the config reader, so such a model could not be used
+        // even with --template, which overrides the config's template.
+        let (ok, out, err) = embed(
+            &model,
+            &pairs,
+            &["--template", OLD_TEMPLATE, "--aggregation", "mask"],
+        );
+        assert!(ok, "{key} with --template: {err}");
+        assert_eq!(out, old_template_by_mask(&pairs), "{key}");
+    }
+    // With a written template the letter is not used, as in the reference.
+    let (ok, out, err) = embed(
+        &with_relbert_config(
+            &d.path().join("written"),
+            json!({"template_type": "e", "template": OLD_TEMPLATE, "mode": "mask"}),
+        ),
+        &pairs,
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, old_template_by_mask(&pairs));
+}
+
+/// Task M3: transformers numbers RoBERTa's positions from `input_ids != padding_idx`
+/// (`create_position_ids_from_input_ids`), so a word that tokenises to the literal `<pad>`
+/// takes position padding_idx and the tokens after it count one fewer; relbert numbered by
+/// place, and such pairs got other vectors (cosine 0.9976 for ("<pad>", "x")). Golden
+/// vectors: tests/fixtures/tiny_roberta_pad_golden.json, made by the .py beside it.
+#[test]
+fn a_literal_pad_token_takes_transformers_positions() {
+    use relbert::encoder::Mode;
+    use relbert::pooling::Aggregation;
+    use relbert::{EncoderOptions, RelationEncoder};
+    let g: Value =
+        serde_json::from_slice(&std::fs::read(fixture("tiny_roberta_pad_golden.json")).unwrap())
+            .unwrap();
+    let pairs: Vec<(String, String)> = g["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().into(), p[1].as_str().unwrap().into()))
+        .collect();
+    let golden = |agg: &str, i: usize| -> Vec<f32> {
+        g[agg][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let close = |got: &[f32], want: &[f32], what: &str| {
+        let cos = common::cosine(&common::unit(got), want);
+        let diff = common::unit(got)
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            cos >= 0.99999 && diff <= 1e-4,
+            "{what}: cosine {cos}, max diff {diff}"
+        );
+    };
+    // The command line (the CPU kernels).
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("pad.tsv");
+    let text: String = pairs.iter().map(|(h, t)| format!("{h}\t{t}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    for agg in Aggregation::ALL {
+        let (ok, out, err) = embed(
+            &fixture("tiny-roberta"),
+            &file,
+            &["--aggregation", agg.name()],
+        );
+        assert!(ok, "{err}");
+        for (i, line) in out.lines().enumerate() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let got: Vec<f32> = v["vector"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            close(
+                &got,
+                &golden(agg.name(), i),
+                &format!("embed {agg} {:?}", pairs[i]),
+            );
+        }
+    }
+    // The padded batches of the tensor path (training, GPUs), several lengths in one batch.
+    let enc = RelationEncoder::load(&fixture("tiny-roberta"), &EncoderOptions::default()).unwrap();
+    let toks = enc
+        .tokenizer()
+        .encode_pairs(enc.template(), &pairs)
+        .unwrap();
+    let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
+    for (i, t) in toks.iter().enumerate() {
+        let want: Vec<u32> = g["input_ids"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(t.ids, want, "token ids of {:?}", pairs[i]);
+        let positions: Vec<u32> = g["position_ids"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            enc.encoder().position_ids(t.ids.as_slice(), t.ids.len()),
+            positions
+        );
+    }
+    for mode in [Mode::Inference, Mode::Train] {
+        let pooled = enc
+            .forward_pooled(&seqs, mode)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (i, got) in pooled.iter().enumerate() {
+            close(
+                got,
+                &golden("average_no_mask", i),
+                &format!("{mode:?} {:?}", pairs[i]),
+            );
+        }
+    }
+}

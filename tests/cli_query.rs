@@ -14,7 +14,7 @@ use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{fixture, pair_file};
+use common::{fixture, pair_file, QueryStream};
 
 fn relbert() -> Command {
     let mut c = Command::cargo_bin("relbert").unwrap();
@@ -116,25 +116,13 @@ fn a_reader_that_goes_away_ends_the_stream_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let idx = index(dir.path());
     for json in [false, true] {
-        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
-            .env("RELBERT_LOG", "warn")
-            .args(["query", "--index"])
-            .arg(&idx)
-            .args(if json { &["--json"][..] } else { &[][..] })
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut s = QueryStream::start(if json { &["--json"][..] } else { &[][..] }, &idx);
         // The reading end is closed before anything is written: the first answer's write
         // meets a pipe without a reader.
-        drop(child.stdout.take());
-        let mut input = child.stdin.take().unwrap();
-        let _ = input.write_all(b"paris france\n");
-        drop(input);
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
-        let err = String::from_utf8_lossy(&out.stderr);
+        drop(s.output.take());
+        let _ = s.input.write_all(b"paris france\n");
+        let (status, err) = s.end();
+        assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
         assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
     }
 }
@@ -1069,36 +1057,18 @@ fn invisible_pieces_are_no_words_and_hide_no_comment() {
 /// exit status is still that of the signal (143 for SIGTERM) or 1.
 #[test]
 fn a_json_stream_stopped_early_says_so_in_its_last_line() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let idx = index(dir.path());
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
-        .env("RELBERT_LOG", "warn")
-        .args(["query", "--json", "--index"])
-        .arg(&idx)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(b"paris france\n# a comment\n").unwrap();
-    input.flush().unwrap();
-    let mut output = BufReader::new(child.stdout.take().unwrap());
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        let mut line = String::new();
-        output.read_line(&mut line).unwrap();
-        got.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
-    }
+    let mut s = QueryStream::start(&["--json"], &idx);
+    s.send(b"paris france\n# a comment\n");
+    let got = [s.answer(), s.answer()];
     assert_eq!(got[0]["line"], 1, "{got:?}");
     assert_eq!(got[1]["skipped"], "comment", "{got:?}");
     // The stream waits for its next line, its input still open.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    drop(input);
+    s.stop();
+    let rest = s.rest();
+    let status = s.child.wait().unwrap();
+    drop(s);
     assert_eq!(status.code(), Some(143), "{status:?}; {rest}");
     let last: serde_json::Value = serde_json::from_str(rest.trim_end())
         .unwrap_or_else(|e| panic!("no last line ({e}): {rest:?}"));
@@ -1193,16 +1163,7 @@ fn a_stop_signal_ends_a_json_stream_whose_output_nobody_reads() {
     };
     assert!(cap > 0, "F_GETPIPE_SZ");
     let cap = cap as usize;
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
-        .env("RELBERT_LOG", "warn")
-        .args(["query", "--json", "--index"])
-        .arg(&idx)
-        .stdin(Stdio::piped())
-        .stdout(w)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
+    let mut s = QueryStream::start_with(&["--json"], &idx, w, Stdio::null());
     // Comment lines, each answered by a record shorter than the last line, while the next
     // record still fits whole: the stream then waits for input, its output all but full.
     let mut have = 0;
@@ -1214,8 +1175,7 @@ fn a_stop_signal_ends_a_json_stream_whose_output_nobody_reads() {
         if cap - have < record {
             break;
         }
-        input.write_all(b"# c\n").unwrap();
-        input.flush().unwrap();
+        s.send(b"# c\n");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while in_pipe(&r) < have + record {
             assert!(
@@ -1227,9 +1187,9 @@ fn a_stop_signal_ends_a_json_stream_whose_output_nobody_reads() {
         have += record;
         assert_eq!(in_pipe(&r), have);
     }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = exits_within_20s(&mut child, "its standard output full");
-    drop(input);
+    s.stop();
+    let status = exits_within_20s(&mut s.child, "its standard output full");
+    drop(s);
     assert_eq!(status.code(), Some(143), "{status:?}");
     // Nothing half written: the records, and no last line (it did not fit).
     let mut out = String::new();
@@ -1246,7 +1206,6 @@ fn a_stop_signal_ends_a_json_stream_whose_output_nobody_reads() {
 /// stream now ends with its last line, and the process exits as the signal would have.
 #[test]
 fn a_stop_signal_ends_a_json_stream_whose_standard_error_nobody_reads() {
-    use std::io::{BufRead, BufReader};
     use std::os::fd::AsRawFd;
     let dir = tempfile::tempdir().unwrap();
     let idx = index(dir.path());
@@ -1259,29 +1218,15 @@ fn a_stop_signal_ends_a_json_stream_whose_standard_error_nobody_reads() {
     while (&w).write(&[b'x'; 4096]).is_ok() {}
     while (&w).write(b"x").is_ok() {}
     unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
-        .env("RELBERT_LOG", "warn")
-        .args(["query", "--json", "--index"])
-        .arg(&idx)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(w)
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(b"# c\n").unwrap();
-    input.flush().unwrap();
-    let mut output = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    output.read_line(&mut first).unwrap();
+    let mut s = QueryStream::start_with(&["--json"], &idx, Stdio::piped(), w);
+    s.send(b"# c\n");
+    let first = s.line();
     assert!(first.contains("comment"), "{first}");
     // The stream waits for its next line, its input still open.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = exits_within_20s(&mut child, "its standard error full");
-    drop(input);
+    s.stop();
+    let status = exits_within_20s(&mut s.child, "its standard error full");
     assert_eq!(status.code(), Some(143), "{status:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
+    let rest = s.rest();
     let last: serde_json::Value = serde_json::from_str(rest.trim_end())
         .unwrap_or_else(|e| panic!("no last line ({e}): {rest:?}"));
     assert_eq!(last["unfinished"], true, "{last}");
@@ -1307,66 +1252,20 @@ fn a_default_index_in_a_missing_folder_is_refused_and_nothing_made() {
     assert!(!missing.exists());
 }
 
-/// A `query --json` stream over `idx` (an index of the test pairs) and `other` (the same
-/// pairs in reverse order: files of the same lengths, other bytes), each line asked once its
-/// answer line is read: what a test does to the index between two lines happens in between.
-struct InPlace {
-    idx: PathBuf,
-    other: PathBuf,
-    child: std::process::Child,
-    input: std::process::ChildStdin,
-    output: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl InPlace {
-    fn start(dir: &Path) -> InPlace {
-        let idx = index(dir);
-        let text = std::fs::read_to_string(pair_file(dir)).unwrap();
-        let reversed = dir.join("reversed.tsv");
-        let mut lines: Vec<&str> = text.lines().collect();
-        lines.reverse();
-        std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
-        let other = common::tiny_index(&reversed, &dir.join("other"));
-        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("relbert"))
-            .env("RELBERT_LOG", "warn")
-            .args(["query", "--json", "-k", "2", "--index"])
-            .arg(&idx)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let input = child.stdin.take().unwrap();
-        let output = std::io::BufReader::new(child.stdout.take().unwrap());
-        InPlace {
-            idx,
-            other,
-            child,
-            input,
-            output,
-        }
-    }
-
-    /// The answer line to `line`.
-    fn ask(&mut self, line: &str) -> serde_json::Value {
-        use std::io::BufRead;
-        writeln!(self.input, "{line}").unwrap();
-        self.input.flush().unwrap();
-        let mut got = String::new();
-        self.output.read_line(&mut got).unwrap();
-        serde_json::from_str(&got).unwrap_or_else(|e| panic!("no answer line ({e}): {got:?}"))
-    }
-
-    /// Ends the input; the exit status and standard error.
-    fn end(self) -> (std::process::ExitStatus, String) {
-        let InPlace { child, input, .. } = self;
-        drop(input);
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
+/// A `query --json -k 2` stream over `idx` (an index of the test pairs), and `other` (the
+/// same pairs in reverse order: files of the same lengths, other bytes), as `(idx, other,
+/// stream)`; each line is asked once its answer line is read ([`QueryStream::ask`]): what a
+/// test does to the index between two lines happens in between.
+fn in_place(dir: &Path) -> (PathBuf, PathBuf, QueryStream) {
+    let idx = index(dir);
+    let text = std::fs::read_to_string(pair_file(dir)).unwrap();
+    let reversed = dir.join("reversed.tsv");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
+    let other = common::tiny_index(&reversed, &dir.join("other"));
+    let stream = QueryStream::start(&["--json", "-k", "2"], &idx);
+    (idx, other, stream)
 }
 
 /// The line is an error saying the index's files were changed in place, not an answer.
@@ -1386,16 +1285,16 @@ fn refused_in_place(got: &serde_json::Value, idx: &Path) {
 #[test]
 fn a_query_stream_does_not_answer_from_index_files_changed_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = InPlace::start(dir.path());
-    let vectors = s.idx.join("vectors");
+    let (idx, other, mut s) = in_place(dir.path());
+    let vectors = idx.join("vectors");
     let kept = dir.path().join("vectors.kept");
     std::fs::copy(&vectors, &kept).unwrap();
     let first = s.ask("paris france");
     assert!(first["results"].is_array(), "{first}");
     // `cp` over the file: the same inode, truncated and written again.
-    std::fs::copy(s.other.join("vectors"), &vectors).unwrap();
+    std::fs::copy(other.join("vectors"), &vectors).unwrap();
     let got = s.ask("paris france");
-    refused_in_place(&got, &s.idx);
+    refused_in_place(&got, &idx);
     assert_eq!(got["line"], 2, "{got}");
     // Whole again (copied back in place): answered as at first, from the index reopened.
     std::fs::copy(&kept, &vectors).unwrap();
@@ -1409,8 +1308,8 @@ fn a_query_stream_does_not_answer_from_index_files_changed_in_place() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    refused_in_place(&s.ask("paris france"), &s.idx);
-    refused_in_place(&s.ask("dog puppy"), &s.idx);
+    refused_in_place(&s.ask("paris france"), &idx);
+    refused_in_place(&s.ask("dog puppy"), &idx);
     let (status, err) = s.end();
     assert_eq!(status.signal(), None, "{status:?}; {err}");
     assert_eq!(status.code(), Some(1), "{err}");
@@ -1423,12 +1322,12 @@ fn a_query_stream_does_not_answer_from_index_files_changed_in_place() {
 #[test]
 fn a_query_stream_sees_a_copy_in_place_that_keeps_length_and_date() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = InPlace::start(dir.path());
-    let vectors = s.idx.join("vectors");
+    let (idx, other, mut s) = in_place(dir.path());
+    let vectors = idx.join("vectors");
     let first = s.ask("paris france");
     assert!(first["results"].is_array(), "{first}");
     let date = std::fs::metadata(&vectors).unwrap().modified().unwrap();
-    std::fs::copy(s.other.join("vectors"), &vectors).unwrap();
+    std::fs::copy(other.join("vectors"), &vectors).unwrap();
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&vectors)
@@ -1440,12 +1339,12 @@ fn a_query_stream_sees_a_copy_in_place_that_keeps_length_and_date() {
     drop(f);
     // Only the status change time tells the copy: length and date are the same.
     let (was, now) = (
-        std::fs::metadata(s.other.join("vectors")).unwrap(),
+        std::fs::metadata(other.join("vectors")).unwrap(),
         std::fs::metadata(&vectors).unwrap(),
     );
     assert_eq!(was.len(), now.len());
     assert_eq!(now.modified().unwrap(), date);
-    refused_in_place(&s.ask("paris france"), &s.idx);
+    refused_in_place(&s.ask("paris france"), &idx);
     let (status, err) = s.end();
     assert_eq!(status.code(), Some(1), "{err}");
 }

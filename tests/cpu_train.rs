@@ -13,7 +13,9 @@ use relbert::losses::info_nce;
 use relbert::pooling::Aggregation;
 use relbert::{EncoderOptions, RelationEncoder};
 
-const PAIRS: [(&str, &str); 7] = [
+/// The last pair holds the literal pad token, which RoBERTa tokenises to its pad id: its
+/// positions (and those of every token after it) come from the ids, not from their number.
+const PAIRS: [(&str, &str); 8] = [
     ("paris", "france"),
     ("tokyo", "japan"),
     ("rome", "italy"),
@@ -21,6 +23,7 @@ const PAIRS: [(&str, &str); 7] = [
     ("dog", "puppy"),
     ("hot", "cold"),
     ("a very long word indeed", "x"),
+    ("<pad> tea", "cup"),
 ];
 
 fn load(model: &str, aggregation: Aggregation) -> RelationEncoder {
@@ -48,7 +51,7 @@ fn prompts<'a>(enc: &RelationEncoder, seqs: &'a [Vec<u32>]) -> Vec<Prompt<'a>> {
     seqs.iter()
         .map(|s| Prompt {
             ids: s,
-            positions: enc.encoder().position_ids(s.len(), s.len()),
+            positions: enc.encoder().position_ids(s, s.len()),
             pool: (0..s.len())
                 .map(|i| enc.aggregation().selects(s, i, mask))
                 .collect(),
@@ -103,6 +106,13 @@ fn check_against_autograd(model: &str, aggregation: Aggregation) {
     let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
     let cfg = enc.encoder().config().clone();
     let dim = cfg.hidden_size;
+    if model == "tiny-roberta" {
+        let pad = enc.tokenizer().pad_id();
+        assert!(
+            seqs.iter().any(|s| s.contains(&pad)),
+            "{model}: no prompt holds the pad id, so positions from ids are not tested"
+        );
+    }
 
     // candle autograd
     let pooled = enc.forward_pooled(&refs, Mode::Train).unwrap();

@@ -195,11 +195,12 @@ fn pairs_odd_text() {
 #[test]
 fn pairs_round_trip() {
     // Words with something visible (not only spaces or invisible characters, which are empty
-    // words), not starting with '#' after spaces (a head that would read as a comment).
-    let word = "[^\t\n\r#][^\t\n\r]{0,10}".prop_filter("blank or #", |w| {
+    // words), not starting with '#' after spaces (a head that would read as a comment), and
+    // without NUL bytes (a pair file holding one is refused).
+    let word = "[^\t\n\r#\\x00][^\t\n\r\\x00]{0,10}".prop_filter("blank or #", |w| {
         !blank_word(w) && !read_word(w).starts_with('#')
     });
-    let label = prop::option::of("[^\t\n\r]{0,8}");
+    let label = prop::option::of("[^\t\n\r\\x00]{0,8}");
     let rec = (word.clone(), word, label);
     let file = (prop::collection::vec(rec, 0..10), any::<bool>());
     run("parse_pairs round trip", file, |(recs, crlf)| {

@@ -164,7 +164,7 @@ fn check_pruned_rows(enc: &RelationEncoder, seqs: &[&[u32]], golden: &str) {
         tok.pad_id(),
         tok.mask_id(),
         Aggregation::Mask,
-        |len, t| e.position_ids(len, t),
+        |ids, t| e.position_ids(ids, t),
     );
     let (b, t) = (batch.input.batch, batch.input.seq_len);
     assert!(

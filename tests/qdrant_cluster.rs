@@ -3815,3 +3815,317 @@ fn a_model_folder_whose_path_is_not_utf8_adds_to_a_collection() {
     assert!(!exists.unwrap(), "refused, yet {fresh} was created");
     common::drop_collection(&urls, &coll);
 }
+
+/// Writes `collection`'s first-source checkpoint at `rows` of `total`, timed now, without
+/// waiting for the nodes (a running load's heartbeat, as another process sees it).
+fn beat_first_load(conn: &Connection, source: &str, rows: u64, total: u64) {
+    let c = conn.clone();
+    let p = relbert::store::qdrant::LoadProgress {
+        source: source.to_string(),
+        rows,
+        total,
+        abandoned: false,
+        at: Some(unix_now()),
+    };
+    conn.block_on(async move {
+        c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
+            .await
+    })
+    .unwrap()
+    .unwrap();
+}
+
+/// Review R21: a load that failed (its finish, its abandon, or a signal's restore) while a
+/// load of another source streamed into the same collection turned indexing back on under
+/// that load: its own checkpoint still looked alive, so the other, finishing, would have
+/// left indexing off for it. A failed load now marks its checkpoint ended first (no time)
+/// and follows the rule of a load that finishes: indexing stays off while the other
+/// streams, and the other, finishing, turns it on; the last load to end, failed or not,
+/// turns it on.
+#[test]
+fn a_load_that_fails_beside_a_live_one_leaves_indexing_off_for_it() {
+    use relbert::store::qdrant::export::{to_point, ExportOptions, Loader, PairPoint, Prepared};
+    use relbert::store::qdrant::{progress_key, CollectionRecord};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let built = Built::new(&urls, "fail_beside");
+    let (pairs, more, coll) = (built.pairs.clone(), built.more.clone(), built.coll.clone());
+    let first_total = count_via(&urls[0], &coll);
+    let mut add = built.target().to_vec();
+    add.push("--add");
+    succeeded(&tiny_build(&more, &add).output().unwrap());
+    // The first source's load is running: a checkpoint below its total written now, and
+    // indexing off, as it leaves it.
+    set_progress_at(&urls, &coll, 3, first_total, Some(unix_now()));
+    indexing_off(&urls, &coll);
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let c = conn.clone();
+    let state = conn
+        .block_on(async move { c.state().await })
+        .unwrap()
+        .unwrap();
+    let first = state.record.clone().unwrap();
+    let record = CollectionRecord {
+        source: state.added[0].clone(),
+        ..first.clone()
+    };
+    let prepared = Prepared {
+        created: false,
+        first: first.source.clone(),
+    };
+    let key = progress_key(&first.source, &record.source);
+    // Another total than its finished checkpoint's: a load from the first row, unfinished.
+    let total = first_total + 2;
+    let ids = no_ids;
+    // A pair the collection lacks (one it holds would be left out, not sent), at a width
+    // the server refuses: the batch fails.
+    let bad = || {
+        vec![to_point(PairPoint {
+            head: "zzz",
+            tail: "qqq",
+            label: None,
+            vector: vec![1.0; 3],
+        })]
+    };
+    let ended_on_every_node = |what: &str| {
+        on_every_node(&urls, &coll, what, |conn| {
+            let (c, k) = (conn.clone(), key.clone());
+            matches!(
+                conn.block_on(async move { c.progress(&k).await }),
+                Ok(Ok(Some(p))) if p.total == total && p.at.is_none() && !p.abandoned
+            )
+        })
+    };
+    let failing = |conn: &Connection| {
+        let mut loader = Loader::start(
+            conn,
+            &record,
+            &prepared,
+            &ExportOptions::default(),
+            total,
+            &ids,
+        )
+        .unwrap();
+        loader.send(bad()).unwrap();
+        assert!(conn.turned_indexing_off());
+        loader
+    };
+
+    // Stopped by a signal: the restore leaves indexing off for the live load.
+    let loader = failing(&conn);
+    assert!(conn.restore_indexing_within(Duration::from_secs(10)));
+    indexing_stays_off(
+        &urls,
+        &coll,
+        "a stopped load turned indexing on under a live one",
+    );
+    ended_on_every_node("the stopped load's checkpoint marked ended");
+    drop(loader);
+
+    // Failed at its finish (the batch): the same.
+    let conn2 = Connection::new(&urls, &coll).unwrap();
+    let loader = failing(&conn2);
+    assert!(loader.finish(total, &ids).is_err());
+    indexing_stays_off(
+        &urls,
+        &coll,
+        "a failed load turned indexing on under a live one",
+    );
+    ended_on_every_node("the failed load's checkpoint marked ended");
+
+    // The live load finishes (a rerun of it, its checkpoint past the wait for a load of
+    // one source but within the live window): the failed load's checkpoint is ended, so it
+    // turns indexing on.
+    let same = relbert::store::qdrant::export::SAME_SOURCE_WAIT.as_secs();
+    set_progress_at(&urls, &coll, 3, first_total, Some(unix_now() - same - 1));
+    let out = tiny_build(&pairs, built.target().as_slice())
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("indexing is left off"), "{err}");
+    indexing_back_on(&urls, &coll, "indexing on once the live load finished");
+
+    // Failed with no other load alive: the last load to end turns indexing on.
+    indexing_off(&urls, &coll);
+    let conn3 = Connection::new(&urls, &coll).unwrap();
+    failing(&conn3).abandon();
+    indexing_back_on(&urls, &coll, "indexing on after the last load failed");
+    common::drop_collection(&urls, &coll);
+}
+
+/// Review R21: two loads of one source share one checkpoint. A second `index build
+/// --collection` of the same pairs, started while the first streamed, resumed from the
+/// first's checkpoint and wrote it too (each its own rows; the first to finish turned
+/// indexing on under the other). It is now refused, naming the running load, once it sees
+/// that load rewrite the checkpoint (here the test rewrites it, as a running load's beats
+/// do); nothing of it is written.
+#[test]
+fn a_second_load_of_a_source_beside_its_live_load_is_refused() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let built = Built::new(&urls, "same_source");
+    let (pairs, coll) = (built.pairs.clone(), built.coll.clone());
+    let total = count_via(&urls[0], &coll);
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let source = QdrantStore::open(&urls, &coll)
+        .unwrap()
+        .record()
+        .source
+        .clone();
+    set_progress_at(&urls, &coll, 3, total, Some(unix_now()));
+    let mut child = Reaped(
+        tiny_build(&pairs, built.target().as_slice())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    // The running load's beats, until the second load ends (a bounded number of them).
+    let mut rows = 3;
+    for _ in 0..400 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        rows = (rows + 1).min(total - 1);
+        beat_first_load(&conn, &source, rows, total);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert!(!status.success(), "a second load of one source ran: {err}");
+    assert!(
+        err.contains("is running now") && err.contains(&source),
+        "{err}"
+    );
+    for hint in RERUN_HINTS {
+        assert!(!err.contains(hint), "a refusal with a rerun hint: {err}");
+    }
+    // Its checkpoint is the running load's, untouched by the refused one.
+    let c = conn.clone();
+    let p = conn
+        .block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.rows, p.total), (rows, total), "{p:?}");
+    common::drop_collection(&urls, &coll);
+}
+
+/// The point ids of `pairs`' rows `start..end`, each pair once (a row repeating an earlier
+/// row's pair gives none): what a load's final check is given as `ids`.
+fn ids_of_rows(pairs: &Path) -> impl Fn(u64, u64) -> relbert::error::Result<Vec<String>> {
+    let rows: Vec<String> = std::fs::read_to_string(pairs)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let mut f = l.split('\t');
+            let (h, t) = (f.next().unwrap(), f.next().unwrap());
+            relbert::store::qdrant::point_id(h, t)
+        })
+        .collect();
+    move |start, end| {
+        let (start, end) = (start as usize, (end as usize).min(rows.len()));
+        Ok((start..end)
+            .filter(|&i| !rows[..i].contains(&rows[i]))
+            .map(|i| rows[i].clone())
+            .collect())
+    }
+}
+
+/// Review Q (finding 1): a load an earlier run finished started with its checkpoint marked
+/// ended, so when its final check found points lost, the reset of the checkpoint to 0 was
+/// skipped: the checkpoint stayed at the total and the rerun trusted it. Now it is reset.
+#[test]
+fn a_finished_load_that_finds_points_lost_at_its_end_resets_its_checkpoint() {
+    use relbert::store::qdrant::export::{ExportOptions, Loader};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let Loaded {
+        built,
+        conn,
+        record,
+        prepared,
+        total,
+    } = Loaded::new(&urls, "lost_at_end");
+    let ids = ids_of_rows(&built.pairs);
+    let loader = Loader::start(
+        &conn,
+        &record,
+        &prepared,
+        &ExportOptions::default(),
+        total,
+        &ids,
+    )
+    .unwrap();
+    assert!(loader.nothing_to_send());
+    // Lost after the start's look: only the final check finds it.
+    delete_point_directly(&urls, &built.coll, "paris", "dog");
+    let err = loader.finish(total, &ids).unwrap_err().to_string();
+    assert!(err.contains("a rerun sends every point again"), "{err}");
+    on_every_node(&urls, &built.coll, "the checkpoint reset to 0", |conn| {
+        let c = conn.clone();
+        matches!(
+            conn.block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await }),
+            Ok(Ok(Some(p))) if p.rows == 0 && p.total == total
+        )
+    });
+    common::drop_collection(&urls, &built.coll);
+}
+
+/// Review Q (finding 4): a load that failed in `Loader::start` after its first checkpoint
+/// (timed now) was written left that checkpoint looking alive, so a load of another source
+/// beside it left indexing off for it. Now the start's failure marks it ended, as a failed
+/// load's end does. The failure here: a removal record that is not relbert's.
+#[test]
+fn a_load_failing_in_its_start_marks_its_checkpoint_ended() {
+    use relbert::store::qdrant::export::{ExportOptions, Loader};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let Loaded {
+        built,
+        conn,
+        record,
+        prepared,
+        total,
+    } = Loaded::unfinished(&urls, "fail_in_start");
+    let c = conn.clone();
+    let bad = format!("{}zz", relbert::store::qdrant::REMOVED_PREFIX);
+    conn.block_on(async move { c.set_metadata(&bad, &5u32).await })
+        .unwrap()
+        .unwrap();
+    let ids = no_ids;
+    let started = Loader::start(
+        &conn,
+        &record,
+        &prepared,
+        &ExportOptions::default(),
+        total,
+        &ids,
+    );
+    assert!(started.is_err(), "a start reading a foreign removal record");
+    on_every_node(&urls, &built.coll, "the checkpoint marked ended", |conn| {
+        let c = conn.clone();
+        matches!(
+            conn.block_on(async move { c.progress(relbert::store::qdrant::PROGRESS_KEY).await }),
+            Ok(Ok(Some(p))) if p.total == total && p.rows == 0 && p.at.is_none()
+        )
+    });
+    // Nothing of the failed start is left on the connection for a signal to end.
+    assert!(conn.restore_indexing_within(Duration::from_secs(1)));
+    common::drop_collection(&urls, &built.coll);
+}

@@ -804,10 +804,7 @@ fn is_mount_point(dir: &Path, md: &std::fs::Metadata) -> bool {
     if let Some(root) = mount_root(dir) {
         return root;
     }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::lock::folder_of(dir);
     std::fs::metadata(parent).is_ok_and(|p| p.dev() != md.dev())
 }
 
@@ -1517,19 +1514,8 @@ impl IndexBuilder {
     /// since a failure here removes nothing.
     fn make_partial_dir(out_dir: &Path, partial: &Path) -> Result<()> {
         std::fs::create_dir(partial).map_err(|e| {
-            let folder = partial
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            match e.raw_os_error() {
-                Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => {
-                    IndexError::FolderMissing {
-                        path: folder.to_path_buf(),
-                        output: out_dir.to_path_buf(),
-                    }
-                }
-                _ => IndexError::io(partial, e),
-            }
+            crate::lock::folder_missing(&e, partial, out_dir)
+                .unwrap_or_else(|| IndexError::io(partial, e))
         })
     }
 
@@ -2407,10 +2393,7 @@ pub fn clear_leftovers(out_dir: &Path) -> Result<Leftovers> {
 /// is in place then, and the old one, whole, must not be left without a word (it is as large
 /// as the index, and the next build of `out` could not remove it either).
 fn publish(partial: &Path, out: &Path) -> Result<()> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::lock::folder_of(out);
     if std::fs::symlink_metadata(out).is_err() {
         std::fs::rename(partial, out).map_err(|e| IndexError::io(partial, e))?;
         return sync_dir(parent);

@@ -254,13 +254,28 @@ pub enum IndexError {
         err: std::io::Error,
     },
     /// A lock file left by another user (which this user may not open for writing) that no
-    /// process holds: safe to remove.
-    #[error("{path} is a stale lock file left by {owner} (no process holds it), which this user may not write; it is safe to remove: `rm {path}`, then run again")]
+    /// process holds: safe to remove, by this user when nothing keeps them from it, else by
+    /// the one who can.
+    #[error("{path} is a stale lock file left by {owner} (no process holds it), which this user may not write; {}", stale_advice(.path, .owner, .unremovable.as_deref()))]
     StaleLock {
         /// The lock file.
         path: PathBuf,
         /// Its owner, by name where known (`user alice (uid 1000)`).
         owner: String,
+        /// Why this user cannot remove it either, or `None` when they can. Boxed: the error
+        /// is returned by value everywhere.
+        unremovable: Option<Box<Unremovable>>,
+    },
+    /// The lock file beside an output could not be made or written for want of space (a full
+    /// disk, a quota, a file size limit): nothing was written.
+    #[error("{path}: {err} (relbert's lock file beside {output}; nothing was written): make room (free space, or raise the quota or file size limit) and run the same command again")]
+    LockNoSpace {
+        /// The lock file.
+        path: PathBuf,
+        /// The output it locks.
+        output: PathBuf,
+        /// The underlying error (`ENOSPC`, `EDQUOT`, `EFBIG`).
+        err: std::io::Error,
     },
     /// A build, rebuild or add published the new index, but the index it replaced (moved to
     /// `old` by the exchange) could not be removed.
@@ -511,6 +526,80 @@ fn folder_advice(err: &std::io::Error) -> &'static str {
     } else {
         "have the folder's owner let you write there, or write the output in another folder \
          (another `--out`, or a copy made with `relbert index rebuild --out`)"
+    }
+}
+
+/// Why a stale lock file ([`IndexError::StaleLock`]) cannot be removed by this user, which
+/// decides whom its advice sends them to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unremovable {
+    /// The lock file or its folder is immutable or append-only (`chattr +i`, `chattr +a`):
+    /// unlink(2) fails then even for root, so the attribute must be cleared first.
+    Attribute {
+        /// What carries an attribute (the file, the folder, or both), each with the letter
+        /// `chattr` names it by (`i` or `a`).
+        on: Vec<(PathBuf, char)>,
+    },
+    /// The folder is not writable (or searchable) to this user.
+    FolderNotWritable {
+        /// The folder's owner, by name where known.
+        folder_owner: String,
+    },
+    /// The folder has its sticky bit (`/tmp`), and this user owns neither it nor the file.
+    Sticky {
+        /// The folder's owner, by name where known.
+        folder_owner: String,
+    },
+}
+
+/// What [`IndexError::StaleLock`] advises: removing the lock file where this user may
+/// (`unremovable` is `None`), else whom to ask, or another folder: removing a file takes
+/// write permission on its folder (and, under a sticky bit, owning the file or the folder),
+/// and no immutable or append-only attribute on either, so "remove it" alone was advice the
+/// user could not follow.
+pub(crate) fn stale_advice(
+    path: &std::path::Path,
+    owner: &str,
+    unremovable: Option<&Unremovable>,
+) -> String {
+    let p = path.display();
+    let folder = crate::lock::folder_of(path).display();
+    let elsewhere = "or write the output in another folder (another `--out`)";
+    match unremovable {
+        None => format!("it is safe to remove: `rm {p}`, then run again"),
+        Some(Unremovable::Attribute { on }) => {
+            let what: Vec<String> = on
+                .iter()
+                .map(|(at, flag)| {
+                    let attr = if *flag == 'i' {
+                        "immutable"
+                    } else {
+                        "append-only"
+                    };
+                    format!("{} is {attr} (`chattr +{flag}`)", at.display())
+                })
+                .collect();
+            let undo: Vec<String> = on
+                .iter()
+                .map(|(at, flag)| format!("chattr -{flag} {}", at.display()))
+                .collect();
+            format!(
+                "no user may remove it, not even root, while {}: it is safe to remove, so as \
+                 root clear that first (`{}`), then `rm {p}` and run again, {elsewhere}",
+                what.join(" and "),
+                undo.join("; ")
+            )
+        }
+        Some(Unremovable::FolderNotWritable { folder_owner }) => format!(
+            "this user may not remove it either ({folder} is not writable to this user): it is \
+             safe to remove, so ask the owner of {folder} ({folder_owner}), or anyone who may \
+             write in it, to remove it (`rm {p}`), {elsewhere}"
+        ),
+        Some(Unremovable::Sticky { folder_owner }) => format!(
+            "this user may not remove it either ({folder} has its sticky bit set, so only the \
+             file's owner or the folder's may remove it): it is safe to remove, so ask {owner} \
+             or the owner of {folder} ({folder_owner}) to remove it (`rm {p}`), {elsewhere}"
+        ),
     }
 }
 

@@ -17,7 +17,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{IndexError, Result};
+use crate::build::Locked;
+use crate::error::{is_out_of_space, IndexError, Result, Unremovable};
 
 /// A held writer lock; released (and its file removed) on drop.
 #[derive(Debug)]
@@ -339,6 +340,7 @@ fn unwritable(path: &Path, folder: &Path, target: &Path, err: std::io::Error) ->
                 return IndexError::StaleLock {
                     path: path.to_path_buf(),
                     owner: owner_name(md.uid()),
+                    unremovable: unremovable(path, folder, md.uid()).map(Box::new),
                 };
             }
             _ => {}
@@ -349,6 +351,105 @@ fn unwritable(path: &Path, folder: &Path, target: &Path, err: std::io::Error) ->
         folder: folder.to_path_buf(),
         output: target.to_path_buf(),
         err,
+    }
+}
+
+/// Why this user cannot remove the file `path`, owned by `file_uid`, from `folder`, or `None`
+/// when they can: unlink(2) fails, even for root, while the file or the folder is immutable
+/// or append-only, and otherwise needs write and search permission on the folder and, when
+/// the folder has its sticky bit (`/tmp`), that this user own the file or the folder (root
+/// passes both).
+fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable> {
+    use std::os::unix::ffi::OsStrExt;
+    let on: Vec<(PathBuf, char)> = [path, folder]
+        .into_iter()
+        .filter_map(|at| {
+            crate::build::locked_flag(at).map(|l| {
+                let flag = match l {
+                    Locked::Immutable => 'i',
+                    Locked::AppendOnly => 'a',
+                };
+                (at.to_path_buf(), flag)
+            })
+        })
+        .collect();
+    if !on.is_empty() {
+        return Some(Unremovable::Attribute { on });
+    }
+    let folder_md = std::fs::metadata(folder).ok();
+    let folder_owner = || {
+        folder_md
+            .as_ref()
+            .map_or_else(|| "its owner".into(), |m| owner_name(m.uid()))
+    };
+    let c = std::ffi::CString::new(folder.as_os_str().as_bytes()).ok()?;
+    // SAFETY: faccessat(2) on a NUL-terminated path this frame owns.
+    let writable = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    } == 0;
+    if !writable {
+        return Some(Unremovable::FolderNotWritable {
+            folder_owner: folder_owner(),
+        });
+    }
+    // SAFETY: geteuid(2) has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match &folder_md {
+        Some(m) if m.mode() & libc::S_ISVTX != 0 && me != 0 && me != file_uid && me != m.uid() => {
+            Some(Unremovable::Sticky {
+                folder_owner: folder_owner(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The folder that holds `path` (a lock file, a partial directory): its parent, or `.` for
+/// a bare name.
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// `err`, met making `path` (a lock file or a partial directory) beside `output`, as
+/// [`IndexError::FolderMissing`] when the folder that should hold it is not there (or is not
+/// a folder); `None` for any other error. Asked of the folder, not of the error alone: with
+/// `O_CREAT`, `ENOENT` is most often a missing folder of the path, but a file system that
+/// makes no files (`/proc`) says it too, and its folder is there.
+pub(crate) fn folder_missing(
+    err: &std::io::Error,
+    path: &Path,
+    output: &Path,
+) -> Option<IndexError> {
+    let folder = folder_of(path);
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => Some(IndexError::FolderMissing {
+            path: folder.to_path_buf(),
+            output: output.to_path_buf(),
+        }),
+        _ => None,
+    }
+}
+
+/// An error writing or making the lock file `path` of `output`: for want of space (a full
+/// disk, a quota, a file size limit) [`IndexError::LockNoSpace`], which says to make room as
+/// a full disk later in a build is said, else as it is (found by a review: a bare `File too
+/// large`).
+fn lock_write_error(path: &Path, output: &Path, err: std::io::Error) -> IndexError {
+    if is_out_of_space(&err) {
+        IndexError::LockNoSpace {
+            path: path.to_path_buf(),
+            output: output.to_path_buf(),
+            err,
+        }
+    } else {
+        IndexError::io(path, err)
     }
 }
 
@@ -380,10 +481,7 @@ impl OutputLock {
     pub fn acquire(target: &Path) -> Result<OutputLock> {
         let _gate = writing();
         let path = lock_path(target)?;
-        let folder = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let folder = folder_of(&path);
         let not_ours = |why: &str| IndexError::NotOurs {
             path: path.clone(),
             what: "a lock file",
@@ -411,18 +509,12 @@ impl OutputLock {
                 }
                 other => other,
             };
-            let mut file = opened.map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => not_ours("it is a symbolic link"),
-                // With O_CREAT, ENOENT is most often a folder of the path that does not
-                // exist; asked of the folder, since a file system that makes no files
-                // (`/proc`) says ENOENT too, and its folder is there.
-                Some(libc::ENOENT | libc::ENOTDIR) if !folder.is_dir() => {
-                    IndexError::FolderMissing {
-                        path: folder.to_path_buf(),
-                        output: target.to_path_buf(),
-                    }
+            let mut file = opened.map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    return not_ours("it is a symbolic link");
                 }
-                _ => IndexError::io(&path, e),
+                folder_missing(&e, &path, target)
+                    .unwrap_or_else(|| lock_write_error(&path, target, e))
             })?;
             match file.try_lock() {
                 Ok(()) => {}
@@ -477,7 +569,7 @@ impl OutputLock {
             if let Err(e) = written {
                 // A full disk, say: no empty lock file left behind (the lock is ours).
                 let _ = std::fs::remove_file(&path);
-                return Err(IndexError::io(&path, e));
+                return Err(lock_write_error(&path, target, e));
             }
             // Under the gate: a signal handler that has closed it sees the lock recorded, or
             // not taken.
@@ -747,6 +839,190 @@ mod unwritable_tests {
         assert!(
             matches!(r, Err(IndexError::FolderNotWritable { .. })),
             "{r:?}"
+        );
+    }
+
+    /// The effective uid of this process.
+    fn euid() -> u32 {
+        // SAFETY: geteuid(2) has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Found by a review: a stale lock in a folder this user may write, sticky bit or not,
+    /// where they own the folder, is theirs to remove: plain `rm` advice.
+    #[test]
+    fn a_stale_lock_this_user_may_remove_is_said_to_be_safe_to_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".idx.lock");
+        std::fs::write(&lock, "").unwrap();
+        for mode in [0o755, 0o1777] {
+            chmod(dir.path(), mode);
+            assert_eq!(unremovable(&lock, dir.path(), euid().wrapping_add(1)), None);
+        }
+        let advice = crate::error::stale_advice(&lock, "user alice (uid 1000)", None);
+        assert_eq!(
+            advice,
+            format!(
+                "it is safe to remove: `rm {}`, then run again",
+                lock.display()
+            )
+        );
+    }
+
+    /// Found by a review: a folder this user may not write keeps them from removing a
+    /// file in it, and so does its owner's file: the advice asks the folder's owner, or
+    /// anyone who may write in it, not the file's owner alone. Root may write any folder,
+    /// so as root the folder is found no obstacle.
+    #[test]
+    fn a_stale_lock_in_a_folder_this_user_may_not_write_sends_them_to_its_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".idx.lock");
+        std::fs::write(&lock, "").unwrap();
+        chmod(dir.path(), 0o555);
+        let found = unremovable(&lock, dir.path(), euid());
+        chmod(dir.path(), 0o755);
+        let me = owner_name(euid());
+        if euid() == 0 {
+            assert_eq!(found, None, "root may write any folder");
+        } else {
+            assert_eq!(
+                found,
+                Some(Unremovable::FolderNotWritable {
+                    folder_owner: me.clone()
+                })
+            );
+        }
+        let why = Unremovable::FolderNotWritable {
+            folder_owner: "user bob (uid 1001)".into(),
+        };
+        let advice = crate::error::stale_advice(&lock, "user alice (uid 1000)", Some(&why));
+        let folder = dir.path().display();
+        assert!(
+            advice.contains(&format!("({folder} is not writable to this user)"))
+                && advice.contains(&format!(
+                    "ask the owner of {folder} (user bob (uid 1001)), or anyone who may write \
+                     in it, to remove it (`rm {}`)",
+                    lock.display()
+                ))
+                && advice.contains("another `--out`")
+                && !advice.contains("alice"),
+            "{advice}"
+        );
+    }
+
+    /// Found by a review: in a folder with its sticky bit (`/tmp`) only the file's owner or
+    /// the folder's may remove a file, though the folder is writable to all. Checked on
+    /// `/tmp` itself (root's) with a file of another uid where this test is not root; root
+    /// passes the sticky bit, which a sticky folder of its own shows.
+    #[test]
+    fn a_stale_lock_under_a_sticky_bit_sends_this_user_to_the_owners() {
+        let me = euid();
+        let tmp = Path::new("/tmp");
+        let md = std::fs::metadata(tmp).unwrap();
+        if me != 0 && md.mode() & libc::S_ISVTX != 0 && md.uid() != me {
+            let other = if me == 65534 { 65533 } else { 65534 };
+            let lock = tmp.join(".idx.lock");
+            assert_eq!(
+                unremovable(&lock, tmp, other),
+                Some(Unremovable::Sticky {
+                    folder_owner: owner_name(md.uid())
+                })
+            );
+        } else {
+            eprintln!(
+                "/tmp not checked: this test is root, or /tmp is not another's sticky folder"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            chmod(dir.path(), 0o1777);
+            let lock = dir.path().join(".idx.lock");
+            assert_eq!(unremovable(&lock, dir.path(), me.wrapping_add(1)), None);
+        }
+        let why = Unremovable::Sticky {
+            folder_owner: "user root (uid 0)".into(),
+        };
+        let lock = tmp.join(".idx.lock");
+        let advice = crate::error::stale_advice(&lock, "user alice (uid 1000)", Some(&why));
+        assert!(
+            advice.contains("/tmp has its sticky bit set")
+                && advice.contains(
+                    "ask user alice (uid 1000) or the owner of /tmp (user root (uid 0)) to \
+                     remove it (`rm /tmp/.idx.lock`)"
+                ),
+            "{advice}"
+        );
+    }
+
+    /// Clears the attributes `chattr` set on drop, so that a failed test leaves nothing
+    /// that root cannot remove.
+    struct Chattred(Vec<(PathBuf, &'static str)>);
+
+    impl Drop for Chattred {
+        fn drop(&mut self) {
+            for (p, undo) in &self.0 {
+                let _ = std::process::Command::new("chattr")
+                    .arg(undo)
+                    .arg(p)
+                    .status();
+            }
+        }
+    }
+
+    /// Found by a review: an immutable or append-only lock file, or one in an immutable or
+    /// append-only folder, cannot be removed even by root, yet the advice said `rm`. Now it
+    /// names the attribute and says `chattr -i`/`-a`, as root, comes first. Needs root and a
+    /// file system that keeps the attributes; skipped otherwise.
+    #[test]
+    fn an_immutable_stale_lock_says_chattr_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("f");
+        std::fs::create_dir(&folder).unwrap();
+        let lock = folder.join(".idx.lock");
+        std::fs::write(&lock, "").unwrap();
+        let mut set = Chattred(Vec::new());
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&lock)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: chattr +i does not work here (needs root and ext4 or the like)");
+            return;
+        }
+        set.0.push((lock.clone(), "-i"));
+        assert_eq!(
+            unremovable(&lock, &folder, euid()),
+            Some(Unremovable::Attribute {
+                on: vec![(lock.clone(), 'i')]
+            })
+        );
+        let ok = std::process::Command::new("chattr")
+            .arg("+a")
+            .arg(&folder)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chattr +a of a folder");
+        set.0.push((folder.clone(), "-a"));
+        let found = unremovable(&lock, &folder, euid());
+        drop(set);
+        let why = Unremovable::Attribute {
+            on: vec![(lock.clone(), 'i'), (folder.clone(), 'a')],
+        };
+        assert_eq!(found.as_ref(), Some(&why));
+        let advice = crate::error::stale_advice(&lock, "user root (uid 0)", Some(&why));
+        let (l, f) = (lock.display(), folder.display());
+        assert!(
+            advice.contains(&format!(
+                "not even root, while {l} is immutable (`chattr +i`) and {f} is append-only \
+                 (`chattr +a`)"
+            )) && advice.contains(&format!(
+                "as root clear that first (`chattr -i {l}; chattr -a {f}`), then `rm {l}`"
+            )) && !advice.contains("it is safe to remove: `rm"),
+            "{advice}"
         );
     }
 }

@@ -51,14 +51,15 @@ pub struct EmbedArgs {
     json: bool,
 }
 
-/// The temporary and lock files of output `out` in `format` (an array's pair list too).
+/// The temporary files of output `out` in `format` (an array's pair list's too), which a
+/// signal removes once the run holds the output's locks (the locks themselves are released
+/// by [`super::interrupt::Interrupts::lock_outputs`]'s handler).
 pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
-    let list = pairs_sidecar(out);
-    side_files(out, format)
-        .into_iter()
-        .map(|(path, _)| path)
-        .filter(|p| format != Format::Npy || *p != list)
-        .collect()
+    let mut files = vec![temp_path(out)];
+    if format == Format::Npy {
+        files.push(temp_path(&pairs_sidecar(out)));
+    }
+    files
 }
 
 /// The files relbert writes beside output `out` in `format`, each with what it is: the
@@ -325,26 +326,31 @@ pub fn run(a: EmbedArgs) -> Result<()> {
             );
         }
     }
-    // One writer per output; held until the files are renamed into place.
-    let _lock = match &out {
-        Some(o) => Some(match format {
-            relbert::output::Format::Npy => {
-                let (array, pairs) =
-                    lock_npy_output(o).map_err(|e| about_side_file(e, o, format))?;
-                (array, Some(pairs))
-            }
-            relbert::output::Format::Jsonl => (
-                relbert_index::OutputLock::acquire(o).map_err(|e| about_side_file(e, o, format))?,
-                None,
-            ),
-        }),
+    // One writer per output; held until the files are renamed into place. The handler is
+    // in place first and the locks are taken under its state: a signal in between left the
+    // lock files (found by an audit). From then on the outputs' temporary files are this
+    // run's (before, they could be another run's): a signal removes them and the locks.
+    let interrupt = match &out {
+        Some(o) => {
+            let guard = Interrupts::install(Vec::new());
+            let take = || -> Result<Vec<relbert_index::OutputLock>> {
+                Ok(match format {
+                    relbert::output::Format::Npy => {
+                        let (array, pairs) =
+                            lock_npy_output(o).map_err(|e| about_side_file(e, o, format))?;
+                        vec![array, pairs]
+                    }
+                    relbert::output::Format::Jsonl => {
+                        vec![relbert_index::OutputLock::acquire(o)
+                            .map_err(|e| about_side_file(e, o, format))?]
+                    }
+                })
+            };
+            guard.lock_outputs(take, own_files(o, format))?;
+            Some(guard)
+        }
         None => None,
     };
-    // From here the outputs' temporary and lock files are this run's: an interrupt removes
-    // them (before, they could be another run's).
-    let interrupt = out
-        .as_ref()
-        .map(|o| Interrupts::install(own_files(o, format)));
     // An array an older relbert wrote has its pair list where that build named it
     // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, as `index export --force`
     // recognises it, it is relbert's to replace (so, without --force, the refusal says to
@@ -382,6 +388,28 @@ pub fn run(a: EmbedArgs) -> Result<()> {
                         o.with_extension("jsonl").display()
                     )
                 }
+                // A list `pairs mine` wrote where an array's pair list goes (`--out
+                // pairs.npy` beside `pairs.pairs.tsv`) was called "not a pair list written by
+                // relbert" (found by an audit): named for what it is, with the way out.
+                (relbert::Error::NotOurs { path, .. }, _)
+                    if *kind == OutputKind::Sidecar
+                        && check_replaceable(path, true, OutputKind::MinedPairs).is_ok() =>
+                {
+                    let array = out.as_deref().unwrap_or(o);
+                    let stem = array.file_stem().map(|s| s.to_string_lossy().into_owned());
+                    let other = array.with_file_name(format!(
+                        "{}-vectors.npy",
+                        stem.as_deref().unwrap_or("pairs")
+                    ));
+                    anyhow::anyhow!(
+                        "{} is a pair list mined by `relbert pairs mine`, and an .npy output \
+                         writes its own pair list there (<out without .npy>.pairs.tsv), which \
+                         would replace it: refusing, even with --force; give --out another \
+                         name, such as {}, or move the mined list away",
+                        path.display(),
+                        other.display()
+                    )
+                }
                 _ => anyhow::Error::new(e),
             }
         })?;
@@ -409,6 +437,10 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         Some(o) => about_side_file(e, o, format),
         None => anyhow::Error::new(e),
     };
+    // Created under the handler's state, which a signal takes to remove the temporary
+    // files: made outside it, a file created just after the handler's removal was left
+    // (found by an audit: an empty `.X.relbert.tmp`).
+    let held = interrupt.as_ref().map(Interrupts::with);
     let mut sink = Sink::open(
         format,
         out.as_deref(),
@@ -417,6 +449,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         true, // checked above, under the lock
     )
     .map_err(side)?;
+    drop(held);
     let pb = Progress::pairs(records.len() as u64, "embedding");
     let started = std::time::Instant::now();
     if let Err(e) = embed_into(&encoder, &records, &mut sink, a.raw, &|n| {

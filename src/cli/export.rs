@@ -296,9 +296,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     super::index::check_there(&a.index)?;
     // Only the headers at open, as `index rebuild` opens its source: an export reads no
-    // graph, and every row and pair it reads is checked block by block as it is read
-    // (`Index::vector`, `Index::pair`), so an index whose graph alone is damaged is still
-    // exported whole (the full check at open of small indexes refused it).
+    // graph, so an index whose graph alone is damaged is still exported whole (the full
+    // check at open of small indexes refused it), and nothing claims the graph was checked.
+    // The two files it copies out are verified whole before anything is written (found by a
+    // review: checked only block by block as read, an export succeeded from a `pairs` file
+    // whose lookup table, which it does not read, was damaged); its reads then find every
+    // block verified, so this is one read of each file more, not a second checksum. It runs
+    // after the quick refusals (an output that exists or is locked, an unreachable server),
+    // which a whole read of a large index would otherwise keep waiting (review).
     let index = Index::open_with(
         &a.index,
         relbert_index::OpenOptions {
@@ -306,9 +311,16 @@ pub fn run(a: ExportArgs) -> Result<()> {
         },
     )
     .with_context(|| super::index::opening(&a.index))?;
+    let verify = || -> Result<()> {
+        tracing::info!("checking {} before exporting it", a.index.display());
+        index
+            .verify_vectors_and_pairs()
+            .with_context(|| format!("checking {} before exporting it", a.index.display()))
+    };
     let n = index.count() as u64;
     if let Some(collection) = &a.collection {
         let conn = a.target.connect(collection)?;
+        verify()?;
         let settings = CollectionSettings {
             f16: a.f16 || (!a.f32 && index.meta().precision == Precision::F16),
             ..a.target.settings()
@@ -348,21 +360,22 @@ pub fn run(a: ExportArgs) -> Result<()> {
     };
     let side_format = file_format(format).1;
     let side = |e| super::embed::about_side_file(e, out, side_format);
-    // One writer per output; held until the file is renamed into place.
-    let _locks = match format {
-        FileFormat::Npy => {
-            let (array, pairs) = lock_npy_output(out).map_err(side)?;
-            (array, Some(pairs))
-        }
-        _ => (
-            relbert_index::OutputLock::acquire(out).map_err(|e| side(e.into()))?,
-            None,
-        ),
+    // One writer per output; held until the file is renamed into place. The handler is in
+    // place first and the locks are taken under its state: a signal in between left the
+    // lock files (found by an audit). From then on the output's temporary files are this
+    // run's (before, they could be another run's): an interrupt removes them and the locks,
+    // until they are being renamed into place.
+    let interrupt = super::interrupt::Interrupts::install(Vec::new());
+    let take = || -> Result<Vec<relbert_index::OutputLock>> {
+        Ok(match format {
+            FileFormat::Npy => {
+                let (array, pairs) = lock_npy_output(out).map_err(side)?;
+                vec![array, pairs]
+            }
+            _ => vec![relbert_index::OutputLock::acquire(out).map_err(|e| side(e.into()))?],
+        })
     };
-    // From here the output's temporary and lock files are this run's (before, they could be
-    // another run's): an interrupt removes them, until they are being renamed into place.
-    let interrupt =
-        super::interrupt::Interrupts::install(super::embed::own_files(out, side_format));
+    interrupt.lock_outputs(take, super::embed::own_files(out, side_format))?;
     let committing = || interrupt.committing();
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
@@ -387,6 +400,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         // the two renames left: redone without --force, as embed redoes it.
         check_sidecar_replaceable(out, a.force)?;
     }
+    verify()?;
     let pb = Progress::pairs(n, "writing");
     let report = export_file(
         &index,

@@ -78,6 +78,12 @@ pub struct RemoveArgs {
     /// changed), so no rerun can finish it. The points it wrote stay; the collection is no
     /// longer called unfinished for it, its indexing is turned back on, and pairs can be
     /// removed from it again. Rerunning that load later, its source found again, resumes it.
+    /// A load that looks alive (its checkpoint written within 2 minutes) is refused, and the
+    /// checkpoint is read again just before it is marked; Qdrant offers no conditional write
+    /// of collection metadata, so a rerun of that load that starts within that last read and
+    /// the mark's write (milliseconds) is marked given up while it runs: start no rerun of
+    /// the load while this runs (a rerun marked so writes its checkpoint anew at its next
+    /// beat, within 30 s, and goes on).
     #[arg(long, value_name = "SOURCE", requires = "collection", conflicts_with_all = ["pairs", "index"])]
     abandoned_load: Option<String>,
     /// Print a JSON summary on standard output instead of a line for people.
@@ -1643,16 +1649,19 @@ fn left_partial_note(partial: &Path, existed: bool, err: &relbert::Error) -> Opt
         return None;
     }
     // These errors say themselves what the partial directory is and what to do with it
-    // (a full disk's holds the add to resume; an unremoved old copy is the old index). The
-    // others come before this run made a partial directory: one there now is another
-    // writer's (found by a review: the loser of two adds started together was told to
-    // remove the running winner's), or an earlier run's.
+    // (a full disk's holds the add to resume; an unremoved old copy is the old index; a
+    // publication refused by a mount point leaves the finished index there, with no
+    // checkpoint, which the next run removes rather than resumes: found by a review, the
+    // note said it resumed). The others come before this run made a partial directory:
+    // one there now is another writer's (found by a review: the loser of two adds started
+    // together was told to remove the running winner's), or an earlier run's.
     if matches!(
         err,
         relbert::Error::Index(
             relbert_index::IndexError::PartialDamaged { .. }
                 | relbert_index::IndexError::NoSpace { .. }
                 | relbert_index::IndexError::OldIndexLeft { .. }
+                | relbert_index::IndexError::MountPoint { .. }
                 | relbert_index::IndexError::Locked { .. }
                 | relbert_index::IndexError::IndexChanged { .. }
                 | relbert_index::IndexError::WriteProtected { .. }
@@ -1889,6 +1898,23 @@ mod tests {
             holder: "pid 1".into(),
         });
         assert_eq!(left_partial_note(&partial, false, &locked), None);
+    }
+
+    /// Found by a review: an add whose publication met a mount point (mounted over the index
+    /// after the preflight) got the note that the same add resumes from the partial
+    /// directory, which holds the finished index without a checkpoint: the next run removes
+    /// it. The error itself says where the index stays, and no note is added.
+    #[test]
+    fn a_publication_refused_by_a_mount_point_adds_no_resume_note() {
+        let tmp = tempfile::tempdir().unwrap();
+        let partial = tmp.path().join("idx.partial");
+        std::fs::create_dir(&partial).unwrap();
+        let mounted = relbert::Error::Index(relbert_index::IndexError::MountPoint {
+            path: tmp.path().join("idx"),
+            run: "add",
+            left: Some(partial.clone()),
+        });
+        assert_eq!(left_partial_note(&partial, false, &mounted), None);
     }
 
     /// Found by an audit: `index build --collection C --add` (or a resumed build) without

@@ -294,6 +294,24 @@ impl Interrupts {
     pub fn committing(&self) {
         self.with().committing = true;
     }
+
+    /// Takes the outputs' writer locks (`take`) and then registers `files`, the temporary
+    /// files those locks make this run's, all while holding the state the handler takes: a
+    /// signal finds either all of them registered (the files removed, the locks released and
+    /// their files removed) or no lock taken. The handler is installed before this is called,
+    /// so no signal falls between a lock and its registration (found by an audit: installed
+    /// after the lock was taken, a signal then left the lock file).
+    pub fn lock_outputs<E>(
+        &self,
+        take: impl FnOnce() -> Result<Vec<relbert_index::OutputLock>, E>,
+        files: Vec<PathBuf>,
+    ) -> Result<(), E> {
+        let mut st = self.with();
+        let locks = take()?;
+        st.locks.extend(locks);
+        st.files.extend(files);
+        Ok(())
+    }
 }
 
 impl Drop for Interrupts {
@@ -312,35 +330,74 @@ impl Drop for Interrupts {
 }
 
 /// A graceful stop on a signal (`relbert train`): the run polls [`StopRequest::flag`]
-/// between steps, and once it has returned, [`StopRequest::signal`] says which signal came
-/// first, for the exit status. Later signals change nothing: the step in flight finishes.
+/// between steps (and before and during the base model's validation), and once it has
+/// returned, [`StopRequest::signal`] says which signal came first, for the exit status.
+///
+/// Until the run starts saving ([`StopRequest::saving`]) there is nothing a stop would keep:
+/// a second signal then ends the run at once (loading a large base model and validating it
+/// take minutes, and a second Ctrl-C changed nothing; found by an audit), removing the lock
+/// files of `locks` this process holds and exiting with the first signal's status. Once the
+/// run saves, later signals change nothing: the step in flight finishes and what is being
+/// written is whole.
 pub(super) struct StopRequest {
     /// Set on the first signal.
     requested: Arc<AtomicBool>,
     /// The first signal.
     first: Arc<OnceLock<StopSignal>>,
+    /// The run's output lock files while it has saved nothing (a second signal then exits at
+    /// once); `None` once it saves. A mutex, not a flag: the handler holds it until the
+    /// exit, so the run cannot start writing between the handler's decision and the exit.
+    unsaved: Arc<Mutex<Option<Vec<PathBuf>>>>,
 }
 
 impl StopRequest {
-    /// Starts watching, saying `message` on standard error at the first signal.
-    pub fn install(message: &'static str) -> StopRequest {
+    /// Starts watching, saying `message` on standard error at the first signal; `locks` are
+    /// the lock files of the run's outputs (see [`StopRequest`]).
+    pub fn install(message: &'static str, locks: Vec<PathBuf>) -> StopRequest {
         let requested = Arc::new(AtomicBool::new(false));
         let first = Arc::new(OnceLock::new());
-        let (flag, which) = (requested.clone(), first.clone());
+        let unsaved = Arc::new(Mutex::new(Some(locks)));
+        let (flag, which, state) = (requested.clone(), first.clone(), unsaved.clone());
         let installed = watch(move |signal| {
             // Set before the message is written (found by a review: a standard error nobody
             // reads held the write, and the stop was never asked for).
             let first = which.set(signal).is_ok();
             flag.store(true, Ordering::SeqCst);
+            let st = state.lock().unwrap_or_else(|p| p.into_inner());
             if first {
                 // On a line of its own: a progress bar may be drawn on the current one.
-                say(&format!("\n{message}"));
+                let again = if st.is_some() {
+                    " (nothing is saved yet: a second signal stops at once)"
+                } else {
+                    ""
+                };
+                drop(st);
+                say(&format!("\n{message}{again}"));
+                return;
             }
+            let Some(locks) = st.as_ref() else {
+                return;
+            };
+            say("second signal before anything was saved: stopping at once; nothing was saved");
+            // No thread of this process takes or releases a writer lock from here on, so a
+            // lock file judged this process's stays so until it is removed.
+            relbert_index::lock::stop_writers();
+            for lock in locks {
+                if names_this_process(lock) {
+                    let _ = std::fs::remove_file(lock);
+                }
+            }
+            let status = which.get().copied().unwrap_or(signal).exit_status();
+            std::process::exit(status);
         });
         if let Err(e) = installed {
             tracing::warn!("{e}: such a signal stops the run without saving the epoch in flight");
         }
-        StopRequest { requested, first }
+        StopRequest {
+            requested,
+            first,
+            unsaved,
+        }
     }
 
     /// Whether a stop was asked for.
@@ -351,6 +408,12 @@ impl StopRequest {
     /// The first signal that asked for a stop, if any has.
     pub fn signal(&self) -> Option<StopSignal> {
         self.first.get().copied()
+    }
+
+    /// The run starts saving what it keeps (its first checkpoint or model): from now on a
+    /// second signal no longer ends it at once. Waits for a second signal's exit under way.
+    pub fn saving(&self) {
+        *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -908,6 +971,36 @@ mod tests {
                 && said.contains("resume"),
             "{said}"
         );
+    }
+
+    /// Audit s26 O: `embed` and `index export --format` took their outputs' locks before the
+    /// handler was installed, so a signal in between left the lock files. The handler is now
+    /// installed first, and [`Interrupts::lock_outputs`] takes the locks under its state: a
+    /// signal finds them registered, or not taken. (The race itself cannot be hit on demand;
+    /// this checks what the handler is given.)
+    #[test]
+    fn output_locks_are_taken_and_registered_under_the_handlers_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("v.jsonl");
+        let tmp = relbert::output::temp_path(&out);
+        let lock = relbert_index::lock::lock_path(&out).unwrap();
+        let take = || relbert_index::OutputLock::acquire(&out).map(|l| vec![l]);
+        let guard = Interrupts::install(Vec::new());
+        guard.lock_outputs(take, vec![tmp.clone()]).unwrap();
+        {
+            let st = guard.with();
+            assert_eq!(st.locks.len(), 1);
+            assert_eq!(st.locks[0].path(), lock.as_path());
+            assert_eq!(st.files, vec![tmp.clone()]);
+        }
+        // A lock that cannot be taken (held: here by this run itself) registers nothing.
+        let other = dir.path().join("other.tmp");
+        assert!(guard.lock_outputs(take, vec![other]).is_err());
+        assert_eq!(guard.with().files, vec![tmp]);
+        assert!(lock.exists());
+        // The run returning releases the locks it registered.
+        drop(guard);
+        assert!(!lock.exists());
     }
 
     #[test]

@@ -496,13 +496,19 @@ fn run_mine(a: MineArgs) -> Result<()> {
         None => std::env::temp_dir(),
     };
     clean_stale_work_dirs(&tmp_parent);
+    // Declared before the directory, so dropped after it: the lock is released once the
+    // directory is gone, and no later run finds it free beside a finished run's directory
+    // (which it then called a killed run's; review).
+    let _owner: Option<std::fs::File>;
     let work = tempfile::Builder::new()
         .prefix(WORK_PREFIX)
         .tempdir_in(&tmp_parent)
         .with_context(|| format!("making a work directory in {}", tmp_parent.display()))?;
     interrupts.with().work_dir = Some(work.path().to_path_buf());
-    // Who owns it: a later run removes it if this one is killed (kill -9 runs no handler).
-    let _ = std::fs::write(work.path().join(OWNER_FILE), owner_record());
+    // Who owns it, locked for the run's whole life: a later run removes it once the lock is
+    // free (kill -9 runs no handler, but the kernel releases the lock). Without an owner
+    // file (one that cannot be written) the directory is never another run's to remove.
+    _owner = claim_work_dir(work.path()).ok();
 
     let opts = MineOptions {
         inputs: a.corpus.clone(),
@@ -629,8 +635,14 @@ fn run_mine(a: MineArgs) -> Result<()> {
 /// The work directories' name prefix (hidden: a directory walk of the corpus skips them).
 const WORK_PREFIX: &str = ".relbert-mine-";
 
-/// The file in a work directory naming the run that owns it: `pid host`.
+/// The file in a work directory naming the run that owns it: `pid host locked`, and locked
+/// (`flock(2)`) by that run for as long as it lives ([`claim_work_dir`]).
 const OWNER_FILE: &str = "owner";
+
+/// The last word of an owner record whose run holds the owner file's lock: such a directory
+/// is judged by the lock, not by the pid. A record without it (`pid host`, an older relbert)
+/// is judged by its pid.
+const LOCKED_MARK: &str = "locked";
 
 fn host_name() -> String {
     let mut buf = [0u8; 256];
@@ -644,7 +656,99 @@ fn host_name() -> String {
 }
 
 fn owner_record() -> String {
-    format!("{} {}\n", std::process::id(), host_name())
+    format!("{} {} {LOCKED_MARK}\n", std::process::id(), host_name())
+}
+
+/// Makes the owner file of the work directory `work` and locks it; the lock is held while
+/// the returned file is open (the run's life: the kernel releases it when the process ends,
+/// however it ends, a killed process not yet reaped by its parent included). The record is
+/// written only once the lock is held, so a record marked [`LOCKED_MARK`] whose lock is free
+/// is a finished run's.
+fn claim_work_dir(work: &Path) -> std::io::Result<std::fs::File> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(work.join(OWNER_FILE))?;
+    if f.lock().is_err() {
+        // No lock here (an NFS mount without lock service): the older record, which a
+        // later run judges by the pid, rather than none, which it would never remove.
+        f.write_all(format!("{} {}\n", std::process::id(), host_name()).as_bytes())?;
+        return Ok(f);
+    }
+    f.write_all(owner_record().as_bytes())?;
+    Ok(f)
+}
+
+/// What the owner file of a work directory says, and whether its run is gone.
+#[derive(Debug)]
+enum Owner {
+    /// No record (none, empty, or not one relbert writes): left, noted once old.
+    Unknown,
+    /// A run that is, or may be, alive (a lock held, a live pid, another host): left.
+    Live,
+    /// A run that is gone: its directory is removed, while `lock` (if any) is held.
+    Gone {
+        /// The pid the record names, for the message.
+        pid: i32,
+        /// The owner file, locked by this process (a locked record), so that no run takes
+        /// it meanwhile.
+        lock: Option<std::fs::File>,
+    },
+}
+
+/// Reads and judges the owner file of work directory `dir` on host `host`: a record marked
+/// [`LOCKED_MARK`] by its lock (free: gone), an older one by its pid (a process of this
+/// host that no longer exists: gone). A record of another host is left (a shared disk,
+/// whose locks may not reach the other host). Judged by the pid, a live run in another PID
+/// namespace was removed and a killed one not yet reaped was kept (found by an audit).
+fn judge_owner(dir: &Path, host: &str) -> Owner {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Not through a link, and no wait on a named pipe.
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(OWNER_FILE))
+    else {
+        return Owner::Unknown;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Owner::Unknown;
+    }
+    let mut text = String::new();
+    if Read::by_ref(&mut f)
+        .take(4096)
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        return Owner::Unknown;
+    }
+    let mut words = text.split_whitespace();
+    let (Some(pid), h, mark) = (
+        words.next().and_then(|p| p.parse::<i32>().ok()),
+        words.next().unwrap_or(""),
+        words.next(),
+    ) else {
+        return Owner::Unknown;
+    };
+    if h != host || pid <= 0 {
+        return Owner::Live;
+    }
+    if mark == Some(LOCKED_MARK) {
+        // Shared: it conflicts with the run's exclusive lock as well, and on NFS (flock
+        // emulated by fcntl) an exclusive lock needs a descriptor open for writing. A lock
+        // that cannot be tried at all falls back to the pid (review).
+        match f.try_lock_shared() {
+            Ok(()) => return Owner::Gone { pid, lock: Some(f) },
+            Err(std::fs::TryLockError::WouldBlock) => return Owner::Live,
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
+    if process_exists(pid) {
+        Owner::Live
+    } else {
+        Owner::Gone { pid, lock: None }
+    }
 }
 
 /// `e`, with what to do when it is the work directory (in `parent`) that filled up (a full
@@ -667,9 +771,11 @@ fn work_dir_full(e: relbert::Error, work: &Path, parent: &Path) -> anyhow::Error
 }
 
 /// Removes work directories of runs that were killed without cleaning up (`kill -9`, a
-/// crash): those whose owner record names a process of this host that no longer exists.
-/// Ones without a record (older relbert) or of another host (a shared disk) may be another
-/// run's: those untouched for a day are named in one note, not removed.
+/// crash): those whose owner file's lock is free, or, for a record an older relbert wrote
+/// (without the lock), that names a process of this host that no longer exists
+/// ([`judge_owner`]). Ones without a record (older relbert still) or of another host (a
+/// shared disk) may be another run's: those untouched for a day are named in one note, not
+/// removed.
 fn clean_stale_work_dirs(parent: &Path) {
     const UNOWNED_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
     let Ok(entries) = std::fs::read_dir(parent) else {
@@ -684,14 +790,8 @@ fn clean_stale_work_dirs(parent: &Path) {
             continue;
         }
         let dir = e.path();
-        let owner = std::fs::read_to_string(dir.join(OWNER_FILE)).ok();
-        let parsed = owner.as_deref().and_then(|o| {
-            let mut f = o.split_whitespace();
-            let pid: i32 = f.next()?.parse().ok()?;
-            Some((pid, f.next().unwrap_or("").to_string()))
-        });
-        match parsed {
-            Some((pid, h)) if h == host && pid > 0 && !process_exists(pid) => {
+        match judge_owner(&dir, &host) {
+            Owner::Gone { pid, lock } => {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => tracing::info!(
                         "removed {}: the work directory of an earlier run (pid {pid}) that was killed",
@@ -702,9 +802,11 @@ fn clean_stale_work_dirs(parent: &Path) {
                         dir.display()
                     ),
                 }
+                // Held until the directory is gone.
+                drop(lock);
             }
-            Some(_) => {}
-            None => {
+            Owner::Live => {}
+            Owner::Unknown => {
                 let old = e
                     .metadata()
                     .and_then(|m| m.modified())
@@ -728,7 +830,8 @@ fn clean_stale_work_dirs(parent: &Path) {
     }
 }
 
-/// Whether a process with this pid exists (one of another user's counts).
+/// Whether a process with this pid exists (one of another user's counts), for the owner
+/// records of older relbert, which hold no lock.
 fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     let r = unsafe { libc::kill(pid, 0) };

@@ -1122,6 +1122,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let mut lines = QueryLines::new(stdin.lock());
     let mut buf = Vec::new();
     let mut lineno = 0usize;
+    // Where the next line starts in the input: which byte of a UTF-16 code unit a NUL is.
+    let mut offset = 0usize;
     // Lines asked and lines that could not be answered, for the exit status.
     let (mut asked, mut failed) = (0usize, 0usize);
     // A failed write is an error naming standard output (a full disk under `> file`), not a
@@ -1169,6 +1171,13 @@ pub fn run(a: QueryArgs) -> Result<()> {
             break;
         }
         lineno += 1;
+        // Before the UTF-8 byte-order mark goes: UTF-16 input was "not valid UTF-8" (with its
+        // mark) or asked as words full of NUL bytes, and a NUL byte is no part of any word.
+        let not_text = relbert::pairs::not_text(
+            buf.strip_suffix(b"\n").unwrap_or(&buf),
+            offset.is_multiple_of(2),
+        );
+        offset = offset.wrapping_add(read);
         // A byte-order mark (editors on Windows write one) is not part of the first word,
         // as in the pair files `index build` and `embed` read: the first pair was encoded
         // with it instead of found, and kept as a result of itself. Files put together
@@ -1205,6 +1214,11 @@ pub fn run(a: QueryArgs) -> Result<()> {
                      of words; the rest of the line was skipped"
                 ),
             )),
+            _ if not_text.is_some() => Err((
+                None,
+                String::from_utf8_lossy(&buf).trim_end().to_string(),
+                not_text.unwrap_or_default(),
+            )),
             Err(_) => Err((
                 None,
                 String::from_utf8_lossy(&buf).trim_end().to_string(),
@@ -1213,21 +1227,12 @@ pub fn run(a: QueryArgs) -> Result<()> {
             Ok(text) => {
                 let line = text.trim_end_matches(['\r', '\n']);
                 // A comment may be indented, as a `#` typed after a space at the prompt is,
-                // or follow invisible characters (a zero width space pasted in front): as
-                // a word is read without them ([`relbert::pairs::read_word`]), and a BOM is
-                // taken off above, they hid the `#` and the comment was asked as a pair.
-                let bare = line.trim_start_matches(|c: char| {
-                    c.is_whitespace() || relbert::corpus::tokenize::invisible(c)
-                });
-                // A line of invisible characters only is blank too, as a piece of them alone
-                // is no word (review R12: it was an error).
-                if bare.is_empty() || bare.starts_with('#') {
+                // or follow invisible characters (a zero width space pasted in front), and a
+                // line of invisible characters only is blank (review R12: it was an error):
+                // as a pair file's lines are skipped.
+                if let Some(skipped) = relbert::pairs::skipped_line(line) {
                     if a.json {
-                        let what = if bare.is_empty() {
-                            "blank line"
-                        } else {
-                            "comment"
-                        };
+                        let what = skipped.as_str();
                         let mut t = tally.with();
                         let mut out = std::io::stdout().lock();
                         writeln!(

@@ -360,12 +360,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let first = dir.join(relbert::training::epoch_dir_name(1, a.epochs));
         super::not_in_an_index(&first, "--checkpoint-dir")?;
     }
-    // Whether --out is relbert's is said before --force is suggested (see
-    // check_model_output); the library checks it again under the output's lock.
-    relbert::training::check_model_output(&a.out, a.force)?;
+    // Before the lock below is taken: a signal from here on is a graceful stop, or, while
+    // nothing is saved, an exit that removes the lock files this process holds (installed
+    // after, a signal in between left the lock file; found by an audit).
+    let locks = std::iter::once(&a.out)
+        .chain(&a.checkpoint_dir)
+        .filter_map(|p| relbert_index::lock::lock_path(p).ok())
+        .collect();
     let stop = super::interrupt::StopRequest::install(
         "interrupt: stopping after this step; the best checkpoint so far stays",
+        locks,
     );
+    // Whether --out is relbert's is said before --force is suggested (see
+    // check_model_output); the library checks it again under the output's lock. Under the
+    // lock here too: a run writing --out is named as such, not as an existing --out to
+    // replace with --force (found by an audit), as `average` names it.
+    {
+        let _lock = relbert_index::OutputLock::acquire(&a.out).map_err(relbert::Error::from)?;
+        relbert::training::check_model_output(&a.out, a.force)?;
+    }
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  loss {prefix}",
     )
@@ -446,6 +459,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
         }
         Event::Epoch(m) => {
+            // The epoch is saved next: a second signal no longer ends the run at once.
+            stop.saving();
             // What followed the epoch's last step, before this event: its validation.
             validation_seconds = last_step.elapsed().as_secs_f64();
             last_line = std::time::Instant::now();
@@ -494,6 +509,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 ""
             }
         ),
+        None if report.baseline.is_none() => {
+            relbert::say!("stopped before training started: nothing saved")
+        }
         None => relbert::say!("stopped before the first epoch finished: nothing saved"),
     }
     if let Some(signal) = stop.signal() {
@@ -536,7 +554,7 @@ fn train_json(a: &TrainArgs, report: &relbert::training::TrainReport) -> serde_j
         "epochs_run": report.epochs.len(),
         "steps": report.epochs.iter().map(|e| e.steps).sum::<usize>(),
         "selection_metric": report.selection_metric,
-        "baseline_score": report.baseline.score,
+        "baseline_score": report.baseline.as_ref().map(|b| b.score),
         "loss": a.loss.name(),
         "dtype": if a.half { "f16" } else { "f32" },
         "metrics": a.out.join("metrics.json").display().to_string(),

@@ -207,13 +207,13 @@ fn single_rows(weights: &[f32], batch: usize) -> Option<Vec<usize>> {
 }
 
 /// Pads `seqs` (already in the order wanted) into one batch; `positions` numbers each row
-/// (see [`crate::encoder::Encoder::position_ids`]).
+/// from its ids and the padded length (see [`crate::encoder::Encoder::position_ids`]).
 pub fn make_batch(
     seqs: &[&[u32]],
     pad_id: u32,
     mask_id: u32,
     aggregation: Aggregation,
-    positions: impl Fn(usize, usize) -> Vec<u32>,
+    positions: impl Fn(&[u32], usize) -> Vec<u32>,
 ) -> Batch {
     let b = seqs.len();
     let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -223,7 +223,7 @@ pub fn make_batch(
     let mut lengths = Vec::with_capacity(b);
     for (row, s) in seqs.iter().enumerate() {
         ids[row * t..row * t + s.len()].copy_from_slice(s);
-        pos.extend(positions(s.len(), t));
+        pos.extend(positions(s, t));
         for i in 0..s.len() {
             if aggregation.selects(s, i, mask_id) {
                 weights[row * t + i] = 1.0;

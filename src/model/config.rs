@@ -35,6 +35,37 @@ pub struct RelbertConfig {
     /// [`crate::analogy::combine`]), twice the hidden width. Absent or 0: the prompt vector alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_weight: Option<f32>,
+    /// Where [`Self::template`] came from when a letter made it (see [`TemplateLetter`]),
+    /// so that a template relbert cannot compute names the key the file has; never written.
+    #[serde(skip)]
+    pub template_letter: Option<TemplateLetter>,
+}
+
+/// A built-in template's letter as a `relbert_config` gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateLetter {
+    /// The key it was written under: `template_type` or `custom_template_type`.
+    pub key: &'static str,
+    /// The letter.
+    pub letter: String,
+}
+
+impl TemplateLetter {
+    /// Why the template this letter names (`template`) cannot be computed, for a config
+    /// without a `--template` override: the letter made it, so the message names the key and
+    /// the letter (`relbert_config.template` is a key the file does not have).
+    pub fn unsupported(&self, template: &str) -> String {
+        format!(
+            "relbert_config.{} {:?} names the reference's built-in template {template:?}, \
+             which has no {} (the reference fills it as it is), and relbert computes only \
+             templates with <subj>, <obj> and <mask>: this letter is not supported. Write the prompt to use as \
+             \"template\" in relbert_config (a written template is used instead of the \
+             letter, as the reference does), give another letter, or pass --template",
+            self.key,
+            self.letter,
+            crate::prompt::missing_placeholders(template).join(" or "),
+        )
+    }
 }
 
 impl RelbertConfig {
@@ -110,19 +141,22 @@ impl RelbertConfig {
         let template = either("template", "custom_template")?;
         // A letter naming one of the oldest versions' built-in templates, which is then the
         // template; one also written out must be the same.
-        let preset = match either("template_type", "custom_template_type")? {
+        // The name the user wrote the letter under, for messages.
+        let type_key = match obj.get("template_type") {
+            None | Some(Value::Null) => "custom_template_type",
+            Some(_) => "template_type",
+        };
+        let letter = either("template_type", "custom_template_type")?;
+        let preset = match &letter {
             None => None,
-            Some(letter) => match crate::prompt::preset_template(&letter) {
+            Some(letter) => match crate::prompt::preset_template(letter) {
                 Some(t) => Some(t.to_string()),
                 None => {
                     let known: Vec<&str> = crate::prompt::PRESET_TEMPLATES
                         .iter()
                         .map(|(l, _)| *l)
                         .collect();
-                    let key = match obj.get("template_type") {
-                        None | Some(Value::Null) => "custom_template_type",
-                        Some(_) => "template_type",
-                    };
+                    let key = type_key;
                     return Err(refuse(format!(
                         "relbert_config.{key} {letter:?} is not one of the reference's \
                          built-in templates ({}); write the prompt itself as \"template\" \
@@ -139,6 +173,7 @@ impl RelbertConfig {
         // A config is read many times in one run (training re-reads its base model's at
         // every save): its warnings are given once per file.
         let first_reading = first_warning_for(path);
+        let mut template_letter = None;
         let template = match (template, preset) {
             (Some(t), Some(p)) => {
                 if t != p && first_reading {
@@ -150,7 +185,17 @@ impl RelbertConfig {
                 }
                 Some(t)
             }
-            (t, p) => t.or(p),
+            // A letter's template is not checked here: one relbert cannot compute ("e" has no
+            // <subj>) is still usable with --template, and PairFunction::resolve refuses it
+            // otherwise, naming the key (TemplateLetter::unsupported).
+            (None, Some(p)) => {
+                template_letter = letter.map(|letter| TemplateLetter {
+                    key: type_key,
+                    letter,
+                });
+                Some(p)
+            }
+            (t, None) => t,
         };
         let aggregation_mode = either("aggregation_mode", "mode")?;
         let offset_weight = get::<f32>(obj, path, "offset_weight")?;
@@ -180,6 +225,7 @@ impl RelbertConfig {
             template,
             aggregation_mode,
             offset_weight,
+            template_letter,
         })
     }
 }
@@ -711,51 +757,86 @@ fn normalizer_lowercases(doc: &serde_json::Value) -> bool {
     doc.get("normalizer").is_some_and(lowers)
 }
 
-/// Warns (once per file) when a BERT model's `tokenizer_config.json` sets `do_lower_case`
-/// against what its `tokenizer.json` normalizer does. relbert tokenises with `tokenizer.json`
-/// alone; transformers' `BertTokenizer` (`BertTokenizerFast`) rebuilds the normalizer from
-/// `do_lower_case` (4.x when they differ; 5.x always, keeping only the vocabulary of
-/// `tokenizer.json`), while the generic `PreTrainedTokenizerFast` (`TokenizersBackend` in
-/// 5.x) keeps `tokenizer.json`'s and is not warned about. tokenizers' own files do not carry
+/// Warns (once per file) when a BERT model's `tokenizer_config.json` sets `do_lower_case`,
+/// or leaves it to transformers' default, against what its `tokenizer.json` normalizer does.
+/// relbert tokenises with `tokenizer.json` alone; transformers' `BertTokenizer`
+/// (`BertTokenizerFast`) rebuilds the normalizer from `do_lower_case` (4.x when they differ;
+/// 5.x always, keeping only the vocabulary of `tokenizer.json`), while the generic
+/// `PreTrainedTokenizerFast` (`TokenizersBackend` in 5.x) keeps `tokenizer.json`'s and is not
+/// warned about. tokenizers' own files do not carry
 /// `do_lower_case`, and which normalizer a user's transformers builds depends on its version,
 /// so relbert keeps computing what `tokenizer.json` says and says that the files disagree,
-/// instead of a model encoding text another way than transformers without a word. A
-/// `tokenizer_config.json` that is absent or has no boolean `do_lower_case` is not read
-/// further, so models without the disagreement cost nothing.
+/// instead of a model encoding text another way than transformers without a word.
+/// `do_lower_case` defaults to true (transformers 5.17's AutoTokenizer lower-cases with a
+/// `tokenizer_config.json` that has no `do_lower_case`, or no `tokenizer_class`, or with none
+/// at all, where `model_type` "bert" picks `BertTokenizer`): a cased `tokenizer.json` in such
+/// a folder was encoded otherwise than transformers without a word. A `do_lower_case` that is
+/// not a boolean is not read further.
 pub fn warn_on_case_disagreement(architecture: Architecture, tokenizer: &Path) {
     if architecture != Architecture::Bert {
         return;
     }
     let dir = tokenizer.parent().unwrap_or(Path::new("."));
     let tconfig = dir.join("tokenizer_config.json");
-    let Ok(text) = std::fs::read(&tconfig) else {
-        return;
+    // The generic class loads tokenizer.json as it is and reads no do_lower_case (in 4.x
+    // and 5.x alike): transformers then computes what relbert does.
+    let generic = |doc: &serde_json::Value| {
+        matches!(
+            doc.get("tokenizer_class").and_then(|v| v.as_str()),
+            Some("PreTrainedTokenizerFast" | "TokenizersBackend")
+        )
     };
-    let do_lower_case = match serde_json::from_slice::<serde_json::Value>(&text) {
-        // The generic class loads tokenizer.json as it is and reads no do_lower_case (in
-        // 4.x and 5.x alike): transformers then computes what relbert does.
-        Ok(doc)
-            if matches!(
-                doc.get("tokenizer_class").and_then(|v| v.as_str()),
-                Some("PreTrainedTokenizerFast" | "TokenizersBackend")
-            ) =>
-        {
-            return
-        }
-        Ok(doc) => match doc.get("do_lower_case").and_then(|v| v.as_bool()) {
-            Some(b) => b,
-            None => return,
-        },
-        Err(e) => {
-            if first_warning_for(&tconfig) {
-                tracing::warn!(
-                    "{}: not valid JSON ({e}); relbert does not read it, but transformers \
-                     will fail to load this tokenizer",
-                    tconfig.display()
-                );
+    let names_a_class =
+        |doc: &serde_json::Value| doc.get("tokenizer_class").is_some_and(|v| !v.is_null());
+    // AutoTokenizer takes config.json's tokenizer_class when tokenizer_config.json is absent
+    // or names no class, before falling back on model_type.
+    let config_names_generic = || {
+        std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
+            .is_some_and(|doc| generic(&doc))
+    };
+    // Where the value comes from, for the message, and the value transformers uses.
+    let (source, do_lower_case) = match std::fs::read(&tconfig) {
+        Ok(text) => match serde_json::from_slice::<serde_json::Value>(&text) {
+            Ok(doc) if generic(&doc) || (!names_a_class(&doc) && config_names_generic()) => return,
+            Ok(doc) => match doc.get("do_lower_case") {
+                Some(serde_json::Value::Bool(b)) => (
+                    format!("{} sets \"do_lower_case\": {b}", tconfig.display()),
+                    *b,
+                ),
+                None | Some(serde_json::Value::Null) => (
+                    format!(
+                        "{} has no \"do_lower_case\", which transformers' BertTokenizer takes \
+                         as true,",
+                        tconfig.display()
+                    ),
+                    true,
+                ),
+                Some(_) => return,
+            },
+            Err(e) => {
+                if first_warning_for(&tconfig) {
+                    tracing::warn!(
+                        "{}: not valid JSON ({e}); relbert does not read it, but transformers \
+                         will fail to load this tokenizer",
+                        tconfig.display()
+                    );
+                }
+                return;
             }
-            return;
-        }
+        },
+        // No tokenizer_config.json: AutoTokenizer takes BertTokenizer from config.json's
+        // model_type, with its default do_lower_case, unless config.json names a class.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !config_names_generic() => (
+            format!(
+                "{} is absent, so transformers' AutoTokenizer loads BertTokenizer (for \
+                 model_type \"bert\") with \"do_lower_case\": true,",
+                tconfig.display()
+            ),
+            true,
+        ),
+        Err(_) => return,
     };
     let Ok(text) = std::fs::read(tokenizer) else {
         return;
@@ -766,12 +847,11 @@ pub fn warn_on_case_disagreement(architecture: Architecture, tokenizer: &Path) {
     let lowercases = normalizer_lowercases(&doc);
     if lowercases != do_lower_case && first_warning_for(&tconfig) {
         tracing::warn!(
-            "{} sets \"do_lower_case\": {do_lower_case} but the normalizer of {} {}: \
-             relbert follows tokenizer.json, while transformers' BertTokenizer rebuilds the \
-             normalizer from do_lower_case, so the two encode text differently; make the \
-             files agree (set do_lower_case to {lowercases}, or the normalizer's lowercase \
-             to {do_lower_case})",
-            tconfig.display(),
+            "{source} but the normalizer of {} {}: relbert follows tokenizer.json, while \
+             transformers' BertTokenizer rebuilds the normalizer from do_lower_case, so the \
+             two encode text differently; make the files agree (set \"do_lower_case\": \
+             {lowercases} in tokenizer_config.json, or the normalizer's lowercase to \
+             {do_lower_case})",
             tokenizer.display(),
             if lowercases {
                 "lower-cases"

@@ -511,16 +511,28 @@ impl Encoder {
         out
     }
 
-    /// Position ids for one sequence of `len` real tokens padded to `seq_len`.
-    pub fn position_ids(&self, len: usize, seq_len: usize) -> Vec<u32> {
+    /// Position ids for the sequence `ids` padded to `seq_len`. RoBERTa's positions skip the
+    /// pad id wherever it is, so they are computed from the ids rather than their number: a
+    /// word of tokenised text can tokenise to the literal pad token.
+    pub fn position_ids(&self, ids: &[u32], seq_len: usize) -> Vec<u32> {
         match self.config.architecture {
             Architecture::Bert => (0..seq_len as u32).collect(),
             Architecture::Roberta => {
-                // HF's create_position_ids_from_input_ids: real tokens count from
-                // padding_idx + 1, padding keeps padding_idx.
+                // HF's create_position_ids_from_input_ids numbers the tokens that are not the
+                // pad id from padding_idx + 1 and gives the pad id padding_idx, wherever it
+                // is: a word that tokenises to the literal pad token (`<pad>`) takes
+                // padding_idx there and the tokens after it count one fewer. Counting by
+                // place gave such pairs other vectors than transformers.
                 let pad = self.config.pad_token_id;
+                let mut next = pad;
                 (0..seq_len)
-                    .map(|i| if i < len { pad + 1 + i as u32 } else { pad })
+                    .map(|i| match ids.get(i) {
+                        Some(&id) if id != pad => {
+                            next += 1;
+                            next
+                        }
+                        _ => pad,
+                    })
                     .collect()
             }
         }

@@ -35,6 +35,18 @@ pub fn preset_template(letter: &str) -> Option<&'static str> {
         .map(|(_, t)| *t)
 }
 
+/// The placeholders every template relbert computes must hold.
+pub const PLACEHOLDERS: [&str; 3] = ["<subj>", "<obj>", "<mask>"];
+
+/// The [`PLACEHOLDERS`] `template` lacks, in their order; empty for a template relbert
+/// computes.
+pub fn missing_placeholders(template: &str) -> Vec<&'static str> {
+    PLACEHOLDERS
+        .into_iter()
+        .filter(|p| !template.contains(p))
+        .collect()
+}
+
 /// A validated prompt template with `<subj>`, `<obj>` and `<mask>` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(String);
@@ -42,10 +54,7 @@ pub struct Template(String);
 impl Template {
     /// Checks that every placeholder is present.
     pub fn new(template: &str) -> Result<Self> {
-        if ["<subj>", "<obj>", "<mask>"]
-            .iter()
-            .all(|p| template.contains(p))
-        {
+        if missing_placeholders(template).is_empty() {
             Ok(Template(template.to_string()))
         } else {
             Err(Error::Template {

@@ -107,7 +107,10 @@ impl PairFunction {
             // From the file: say which file (tests/fuzz_parsers.rs).
             (None, Some(t)) => Template::new(t).map_err(|e| Error::Config {
                 path: config_path.to_path_buf(),
-                message: format!("relbert_config.template: {e}"),
+                message: match &config.relbert.template_letter {
+                    Some(letter) => letter.unsupported(t),
+                    None => format!("relbert_config.template: {e}"),
+                },
             })?,
             (None, None) => Template::default(),
         };
@@ -356,6 +359,7 @@ impl RelationEncoder {
             template: Some(self.function.template.as_str().to_string()),
             aggregation_mode: Some(self.function.aggregation.name().to_string()),
             offset_weight: self.function.offset_weight,
+            template_letter: None,
         }
     }
 
@@ -527,7 +531,7 @@ impl RelationEncoder {
             self.tokenizer.pad_id(),
             self.tokenizer.mask_id(),
             aggregation,
-            |len, t| self.encoder.position_ids(len, t),
+            |ids, t| self.encoder.position_ids(ids, t),
         );
         // One pooled position per sequence (mask pooling): the last layer computes only
         // those rows. Training keeps the plain graph.
@@ -709,7 +713,7 @@ impl RelationEncoder {
                             batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
                         let positions: Vec<Vec<u32>> = seqs
                             .iter()
-                            .map(|s| self.encoder.position_ids(s.len(), s.len()))
+                            .map(|s| self.encoder.position_ids(s, s.len()))
                             .collect();
                         let pool: Vec<Vec<bool>> = seqs
                             .iter()

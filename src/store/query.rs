@@ -100,7 +100,11 @@ pub fn query_line_readings(line: &str) -> Vec<(String, String)> {
         if let [a, b] = words.as_slice() {
             let two = (crate::pairs::read_word(a), crate::pairs::read_word(b));
             let blank = crate::pairs::blank_word(&two.0) || crate::pairs::blank_word(&two.1);
-            if !blank && !out.contains(&two) {
+            // A word of colons alone is the separator with a word forgotten beside it: `paris :`
+            // was asked as (`paris`, `:`) and ` : france` as (`:`, `france`), while `paris:`
+            // is refused for its empty word. The colon's reading (none) is the answer.
+            let separator = |w: &str| w.chars().all(|c| c == ':');
+            if !blank && !separator(&two.0) && !separator(&two.1) && !out.contains(&two) {
                 out.push(two);
             }
         }
@@ -916,6 +920,24 @@ mod tests {
         assert_eq!(
             query_line_readings("a:b:c d"),
             vec![("a:b:c".into(), "d".into())]
+        );
+    }
+
+    /// Audit s26: `paris :` (the tail forgotten) was asked as (`paris`, `:`) and ` : france`
+    /// as (`:`, `france`) by their two space-separated words, while `paris:` was refused
+    /// for its empty word. A colon alone is the separator, not a word: no reading.
+    #[test]
+    fn a_colon_alone_is_no_word() {
+        for line in ["paris :", " : france", "paris \u{200b}:", "paris ::", ": :"] {
+            assert_eq!(query_line_readings(line), Vec::new(), "{line:?}");
+        }
+        // A colon inside a word still reads both ways.
+        assert_eq!(
+            query_line_readings("a:b c"),
+            vec![
+                ("a".to_string(), "b c".to_string()),
+                ("a:b".to_string(), "c".to_string())
+            ]
         );
     }
 

@@ -1301,7 +1301,7 @@ impl Trainer {
         seqs.iter()
             .map(|s| Prompt {
                 ids: s,
-                positions: self.enc.encoder().position_ids(s.len(), s.len()),
+                positions: self.enc.encoder().position_ids(s, s.len()),
                 pool: (0..s.len()).map(|i| agg.selects(s, i, mask)).collect(),
             })
             .collect()
@@ -1379,6 +1379,21 @@ impl Trainer {
         validate(&frozen, data, self.cfg.augment_negative_by_positive)
     }
 
+    /// [`Trainer::validate`], looking at `stop` before it starts and between its sets:
+    /// `None` when a stop was asked for ([`validate_unless`]).
+    pub fn validate_unless(
+        &self,
+        data: &ValidationData,
+        stop: &AtomicBool,
+    ) -> Result<Option<Validation>> {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.sync()?;
+        let frozen = self.enc.frozen_copy()?;
+        validate_unless(&frozen, data, self.cfg.augment_negative_by_positive, stop)
+    }
+
     /// Writes the current model as a Hugging Face directory (config.json with
     /// `relbert_config`, model.safetensors, tokenizer files) into `dir`, which must exist;
     /// float16 weights with the run's `half`.
@@ -1424,9 +1439,27 @@ impl Trainer {
 
 /// Scores `enc` on the validation material (see [`Validation`]).
 pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> Result<Validation> {
+    validate_unless(enc, data, augment, &AtomicBool::new(false))?
+        .ok_or_else(|| Error::Internal("a validation without a stop request was stopped".into()))
+}
+
+/// [`validate`], looking at `stop` before each analogy set and before the SemEval score:
+/// `None` once a stop was asked for. A set is embedded whole once started: its pairs go
+/// through the encoder in length-sorted batches of the whole set, and splitting it would
+/// change those batches (and so, in the last bits, the scores).
+pub fn validate_unless(
+    enc: &RelationEncoder,
+    data: &ValidationData,
+    augment: bool,
+    stop: &AtomicBool,
+) -> Result<Option<Validation>> {
+    let stopped = || stop.load(Ordering::SeqCst);
     let mut analogy = BTreeMap::new();
     let mut counts = Vec::new();
     for (name, _, qs) in &data.analogy {
+        if stopped() {
+            return Ok(None);
+        }
         let pairs = distinct_pairs(qs);
         let vecs = enc.embed_raw(&pairs)?;
         let map: HashMap<_, _> = pairs.into_iter().zip(vecs).collect();
@@ -1437,18 +1470,21 @@ pub fn validate(enc: &RelationEncoder, data: &ValidationData, augment: bool) -> 
     let analogy_mean =
         (!analogy.is_empty()).then(|| analogy.values().sum::<f64>() / analogy.len() as f64);
     let analogy_pooled = pooled_accuracy(&counts);
+    if stopped() {
+        return Ok(None);
+    }
     let semeval = semeval_score(enc, &data.semeval, augment)?;
     // ValidationData::load refuses material with neither score.
     let score = analogy_mean.or(semeval).ok_or_else(|| {
         Error::Internal("validation material with neither an analogy nor a SemEval score".into())
     })?;
-    Ok(Validation {
+    Ok(Some(Validation {
         score,
         analogy,
         analogy_mean,
         analogy_pooled,
         semeval,
-    })
+    }))
 }
 
 /// Accuracy over the union of question sets given as (answered right, questions) each; `None`
@@ -1652,8 +1688,9 @@ pub struct TrainReport {
     /// The analogy datasets whose validation accuracies were averaged to select it
     /// ([`ValidationData::selection_datasets`]; none: the SemEval score selected).
     pub selection_datasets: Vec<String>,
-    /// The base model's validation before training.
-    pub baseline: Validation,
+    /// The base model's validation before training; `None` when the run was stopped
+    /// before it was done.
+    pub baseline: Option<Validation>,
     /// Per-epoch metrics.
     pub epochs: Vec<EpochMetrics>,
     /// The epoch whose checkpoint is in the output directory.
@@ -1820,7 +1857,9 @@ fn entries_named(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>
 }
 
 /// Trains per `cfg`, keeping the best checkpoint in `out` (refused if it exists, unless
-/// `force`). Checks `stop` between steps; on a stop the best checkpoint so far stays.
+/// `force`). Checks `stop` between steps, and before and during the base model's validation
+/// (a run stopped then returns a report without a baseline); on a stop the best checkpoint so
+/// far stays.
 ///
 /// With a checkpoint directory, existing `epoch-*` entries there are refused unless `force`;
 /// with `force` they must all be model directories relbert wrote
@@ -1918,6 +1957,23 @@ fn train_run(
         None => (None, Vec::new()),
     };
     let valid = ValidationData::load(cfg)?;
+    let mut report = TrainReport {
+        selection_metric: valid.selection_metric(),
+        selection_datasets: valid.selection_datasets(),
+        baseline: None,
+        epochs: Vec::new(),
+        best_epoch: None,
+        best_score: None,
+        interrupted: false,
+        failed: None,
+    };
+    // A stop while loading is heeded before the base model is loaded and validated, which
+    // take minutes with a large one; it was heeded only at the first step (found by an
+    // audit). Nothing is written before the first epoch, so there is nothing to keep.
+    if stop.load(Ordering::SeqCst) {
+        report.interrupted = true;
+        return Ok(report);
+    }
     let mut trainer = Trainer::new(cfg)?;
     valid.check_prompts(trainer.encoder())?;
     let total_steps = trainer.total_steps();
@@ -1931,19 +1987,17 @@ fn train_run(
             cfg.lr
         );
     }
+    if stop.load(Ordering::SeqCst) {
+        report.interrupted = true;
+        return Ok(report);
+    }
     on_event(Event::Validating { epoch: 0 });
-    let baseline = trainer.validate(&valid)?;
-    on_event(Event::Baseline(&baseline));
-    let mut report = TrainReport {
-        selection_metric: valid.selection_metric(),
-        selection_datasets: valid.selection_datasets(),
-        baseline,
-        epochs: Vec::new(),
-        best_epoch: None,
-        best_score: None,
-        interrupted: false,
-        failed: None,
+    let Some(baseline) = trainer.validate_unless(&valid, stop)? else {
+        report.interrupted = true;
+        return Ok(report);
     };
+    on_event(Event::Baseline(&baseline));
+    report.baseline = Some(baseline);
     let train_config = serde_json::json!({
         "config": cfg,
         "selection_metric": report.selection_metric,

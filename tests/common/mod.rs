@@ -468,3 +468,170 @@ pub fn toy_data(dir: &Path) {
     )
     .unwrap();
 }
+
+/// A `relbert query` process a test talks to line by line, as a script's stream: query lines
+/// written into its standard input, answers read from its standard output.
+pub struct QueryStream {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its standard input, open until the stream is ended or dropped: a stream whose input
+    /// is still open waits for its next line.
+    pub input: std::process::ChildStdin,
+    /// Its standard output, when that is a pipe (taken, to close it early).
+    pub output: Option<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl QueryStream {
+    /// `relbert query FLAGS --index INDEX` (quiet), its standard output and error pipes.
+    pub fn start(flags: &[&str], index: &Path) -> QueryStream {
+        Self::start_with(
+            flags,
+            index,
+            std::process::Stdio::piped(),
+            std::process::Stdio::piped(),
+        )
+    }
+
+    /// [`QueryStream::start`] with its standard output and error sent where a test says.
+    pub fn start_with(
+        flags: &[&str],
+        index: &Path,
+        stdout: impl Into<std::process::Stdio>,
+        stderr: impl Into<std::process::Stdio>,
+    ) -> QueryStream {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .arg("query")
+            .args(flags)
+            .arg("--index")
+            .arg(index)
+            .stdin(std::process::Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = child.stdout.take().map(std::io::BufReader::new);
+        QueryStream {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Writes `bytes` to the stream's input, flushed: the stream sees them now.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.input.write_all(bytes).unwrap();
+        self.input.flush().unwrap();
+    }
+
+    /// The next line of its output, as read (empty at its end).
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut got = String::new();
+        self.output
+            .as_mut()
+            .expect("standard output is not a pipe")
+            .read_line(&mut got)
+            .unwrap();
+        got
+    }
+
+    /// The next line of a `--json` stream's output, parsed.
+    pub fn answer(&mut self) -> serde_json::Value {
+        let got = self.line();
+        serde_json::from_str(&got).unwrap_or_else(|e| panic!("no answer line ({e}): {got:?}"))
+    }
+
+    /// The answer line of a `--json` stream to `line`, asked once the line before is read.
+    pub fn ask(&mut self, line: &str) -> serde_json::Value {
+        self.send(format!("{line}\n").as_bytes());
+        self.answer()
+    }
+
+    /// Sends the process SIGTERM.
+    pub fn stop(&self) {
+        // SAFETY: kill(2) with the child's own pid; it has not been waited for (a test stops
+        // a stream that is still running).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// The rest of its output, to its end.
+    pub fn rest(&mut self) -> String {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(
+            self.output.as_mut().expect("standard output is not a pipe"),
+            &mut rest,
+        )
+        .unwrap();
+        rest
+    }
+
+    /// Ends its input and waits for it: its exit status and standard error. Its output, if
+    /// not taken, stays open until it has exited.
+    pub fn end(self) -> (std::process::ExitStatus, String) {
+        let QueryStream {
+            child,
+            input,
+            output,
+        } = self;
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        drop(output);
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// relbert run as the unprivileged user `nobody` (uid 65534) through `setpriv`, for what
+/// only a user whom permissions bind can show (root may write anything); `None`, with
+/// `SKIPPED` and the reason printed for `what` (the test or its part), when this test process
+/// cannot run it so (not root, no setpriv, or `nobody` may not run the binary).
+pub fn relbert_as_nobody(scratch: &Path, what: &str) -> Option<std::process::Command> {
+    relbert_switched(
+        scratch,
+        what,
+        &["--reuid=65534", "--regid=65534", "--clear-groups"],
+    )
+}
+
+/// relbert run through `setpriv` with `ids` (its user and group options), or `None` with
+/// `SKIPPED` printed for `what` when this test process cannot run it so. The probe runs the
+/// binary itself (`--version`) under `ids`: a checkout `nobody` may not read would make the
+/// test fail on that, not on what it checks.
+pub fn relbert_switched(scratch: &Path, what: &str, ids: &[&str]) -> Option<std::process::Command> {
+    use std::os::unix::fs::MetadataExt;
+    use std::process::{Command, Stdio};
+    let bin = assert_cmd::cargo::cargo_bin("relbert");
+    let probe = scratch.join(".uid-probe");
+    std::fs::write(&probe, b"").unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    std::fs::remove_file(&probe).unwrap();
+    if uid != 0 {
+        eprintln!("SKIPPED: {what}: running relbert as another user needs root (uid {uid})");
+        return None;
+    }
+    let runs = Command::new("setpriv")
+        .args(ids)
+        .arg(&bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output();
+    if !runs.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED: {what}: setpriv {} cannot run {} here: {runs:?}",
+            ids.join(" "),
+            bin.display()
+        );
+        return None;
+    }
+    let mut c = Command::new("setpriv");
+    c.args(ids)
+        .arg(bin)
+        .env("RELBERT_LOG", "warn")
+        .stdin(Stdio::null());
+    Some(c)
+}

@@ -40,10 +40,11 @@
 //! the same cores that take the writes. Points written meanwhile are searched exactly (their
 //! segments have no graph yet), so queries stay correct during and right after a load; the
 //! graph is built in the background once the load ends (`benchmarks/scale/`). A load that
-//! fails, or is stopped by a signal, turns indexing back on if it turned it off and can; one
-//! that is killed leaves it off until a rerun completes. Any of them leaves it off while a
-//! load of another source into the collection looks alive: that load turns it on as it
-//! finishes.
+//! fails, or is stopped by a signal, first marks its checkpoint ended (no longer alive to
+//! the others: [`LoadMark::end`]), then turns indexing back on if it turned it off and can;
+//! one that is killed leaves it off until a rerun completes. Any of them leaves it off while
+//! a load of another source into the collection looks alive: that load turns it on as it
+//! finishes (the last load to end turns it on).
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -789,10 +790,9 @@ pub struct Loader {
     total: u64,
     saved: u64,
     saved_at: Instant,
-    /// What every write of this load's checkpoint holds while it writes (the heartbeat's
-    /// and [`Self::checkpoint`]'s), so that a heartbeat cannot land after a newer checkpoint
-    /// or after the final one.
-    mark: Arc<tokio::sync::Mutex<Beat>>,
+    /// This load's checkpoint, as its writers share it (the heartbeat, [`Self::checkpoint`]
+    /// and the end of a failed or stopped load, also from a signal: [`LoadMark`]).
+    mark: Arc<LoadMark>,
     /// The task that rewrites the checkpoint with a new time ([`ExportOptions::heartbeat`])
     /// while the load is unfinished; `None` once stopped, or for a load an earlier run
     /// finished.
@@ -823,35 +823,248 @@ struct Beat {
     saved: u64,
     /// Set once the load stops its heartbeat: a beat that then gets the lock writes nothing.
     stopped: bool,
+    /// Set once the checkpoint says the load has ended ([`LoadMark::end`]): nothing of this
+    /// load writes it again. Never set from the start, not even for a load an earlier run
+    /// finished: its final check, finding points lost, still resets the checkpoint (found
+    /// by review Q: it was, and the reset was skipped, so the rerun trusted the loss).
+    ended: bool,
 }
 
-/// Rewrites `mark`'s checkpoint under `key` every `every` with the time it is written, until
+/// A load's checkpoint as every writer of it shares it: the load ([`Loader::checkpoint`]),
+/// its heartbeat, and the end of a load that failed or was stopped by a signal
+/// ([`Connection::restore_indexing_within`], from the signal watcher's thread). Each
+/// writes under the lock of [`Beat`], so that none lands after the checkpoint that ends the
+/// load.
+#[derive(Debug)]
+pub(crate) struct LoadMark {
+    /// The metadata key of the checkpoint ([`progress_key`]).
+    key: String,
+    /// The source loaded.
+    source: String,
+    /// Rows the source holds.
+    total: u64,
+    beat: tokio::sync::Mutex<Beat>,
+}
+
+impl LoadMark {
+    /// Marks the load ended unfinished (it failed, or a signal stopped it): stops the
+    /// heartbeat and rewrites the checkpoint with its rows and no time
+    /// ([`LoadProgress::at`]), so that loads of other sources
+    /// ([`CollectionState::live_load_besides`]) and `--abandoned-load` no longer take it for
+    /// a live one (review R21: a failed load's checkpoint looked alive until it was
+    /// [`super::LIVE_LOAD_WINDOW`] old, so a load beside it left indexing off for it, for
+    /// good when it was the last). The rows stay, so a rerun resumes. Writes once; nothing
+    /// when the checkpoint says the load finished (at its total: a load an earlier run
+    /// finished, which never looks alive).
+    pub(crate) async fn end(&self, c: &Connection) -> Result<()> {
+        let mut beat = self.beat.lock().await;
+        beat.stopped = true;
+        if beat.ended {
+            return Ok(());
+        }
+        if beat.saved >= self.total {
+            beat.ended = true;
+            return Ok(());
+        }
+        let p = LoadProgress {
+            source: self.source.clone(),
+            rows: beat.saved,
+            total: self.total,
+            abandoned: false,
+            at: None,
+        };
+        c.set_metadata(&self.key, &p).await?;
+        beat.ended = true;
+        Ok(())
+    }
+}
+
+/// The end of a load that failed or was stopped by a signal (`mark`: its checkpoint): the
+/// checkpoint is marked ended first ([`LoadMark::end`]), then the rule of a load that
+/// finishes applies to the collection's indexing, if this connection turned it off: left
+/// off while a load of another source looks alive ([`live_besides_on_every_node`]; that
+/// load, ending, turns it on), turned on otherwise. Marked before the look, as a finishing
+/// load writes its final checkpoint before its last look, so that of two loads ending at
+/// once the later look sees the other ended. When the mark or the look fails, indexing is
+/// turned on as before R21 (this load's checkpoint may still look alive to the others,
+/// which would then leave it off for good). Fails only when indexing, to be turned on,
+/// could not be.
+pub(crate) async fn end_failed_load(c: &Connection, mark: Option<&LoadMark>) -> Result<()> {
+    match end_and_look(c, mark).await {
+        Ok(Some((other, ago))) => {
+            say_indexing_left_off(&other, ago);
+            Ok(())
+        }
+        Ok(None) if !c.turned_indexing_off() => Ok(()),
+        Ok(None) => c.set_indexing(true).await,
+        Err(e) if !c.turned_indexing_off() => {
+            tracing::warn!("marking the load ended in its checkpoint: {e}");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!("marking the load ended, or looking for other loads: {e}");
+            c.set_indexing(true).await
+        }
+    }
+}
+
+/// [`end_failed_load`] up to its decision, which the caller makes: `mark` ended, then, if
+/// this connection turned indexing off, the load of another source that looks alive (its
+/// source, and how many seconds ago its checkpoint was written), for which indexing stays
+/// off; `None` when it is to be turned on, or was not turned off by this connection.
+/// Split off so that a signal's restore, given a deadline, can keep part of it for turning
+/// indexing on when this part runs out of time ([`Connection::restore_indexing_within`]).
+pub(crate) async fn end_and_look(
+    c: &Connection,
+    mark: Option<&LoadMark>,
+) -> Result<Option<(String, u64)>> {
+    let source = match mark {
+        Some(m) => {
+            m.end(c).await?;
+            m.source.as_str()
+        }
+        None => return Ok(None),
+    };
+    if !c.turned_indexing_off() {
+        return Ok(None);
+    }
+    live_besides_on_every_node(c, &c.state().await?, source).await
+}
+
+/// Says that the collection's indexing is left off for `other`'s load, whose checkpoint was
+/// written `ago` seconds ago: what every load that ends beside a live one says.
+pub(crate) fn say_indexing_left_off(other: &str, ago: u64) {
+    tracing::info!(
+        "the collection's indexing is left off: the load of {other} into it is still running \
+         (its checkpoint was written {ago} s ago), and turns it back on when it finishes (or, \
+         if it was killed, the next load to finish does once its checkpoint is {} s old)",
+        super::LIVE_LOAD_WINDOW.as_secs()
+    );
+}
+
+/// Rewrites `mark`'s checkpoint every `every` with the time it is written, until
 /// the load stops it: a load that sends nothing for a while (a slow encoder on a chunk, a
 /// final check looking every id up) shows it is alive ([`super::LIVE_LOAD_WINDOW`]; found by
 /// a review: the time was only rewritten when a batch was sent, and a live build whose
 /// chunks took over 2 minutes to encode was given up). A failed write is only logged: the
 /// load's own writes report their failures.
-async fn heartbeat(
-    conn: Connection,
-    key: String,
-    template: LoadProgress,
-    mark: Arc<tokio::sync::Mutex<Beat>>,
-    every: Duration,
-) {
+async fn heartbeat(conn: Connection, mark: Arc<LoadMark>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let beat = mark.lock().await;
-        if beat.stopped {
+        let beat = mark.beat.lock().await;
+        if beat.stopped || beat.ended {
             return;
         }
         let p = LoadProgress {
+            source: mark.source.clone(),
             rows: beat.saved,
+            total: mark.total,
+            abandoned: false,
             at: Some(unix_now()),
-            ..template.clone()
         };
-        if let Err(e) = conn.set_metadata(&key, &p).await {
+        if let Err(e) = conn.set_metadata(&mark.key, &p).await {
             tracing::debug!("rewriting the load's checkpoint with its time: {e}");
         }
+    }
+}
+
+/// The longest a load waits for the checkpoint of another load of its own source, which
+/// looks alive, to be rewritten ([`same_source_ended`]): the longest a running load goes
+/// without rewriting it (the most [`ExportOptions::heartbeat`] may be, half of
+/// [`super::LIVE_LOAD_WINDOW`]), and a write's retries besides.
+pub const SAME_SOURCE_WAIT: Duration = Duration::from_secs(70);
+
+/// Whether `p` is the checkpoint of an unfinished load of `source` that may still be
+/// running (written within [`super::LIVE_LOAD_WINDOW`]: [`super::live_for`]).
+fn unfinished_and_alive(p: &LoadProgress, source: &str) -> bool {
+    p.source == source
+        && !p.abandoned
+        && p.rows < p.total
+        && super::live_for(p.at, unix_now()).is_some()
+}
+
+/// Two loads of one source share one checkpoint ([`progress_key`]), which neither may
+/// write under the other (found by review R21: a rerun started beside a live load of its
+/// source, or a second export of one index, resumed from the first's checkpoint and both
+/// wrote it, each its own rows and the one finishing last its verdict, and the first to
+/// finish turned indexing on under the other). Given `p`, such a checkpoint that looks
+/// alive, this watches it on every node, [`super::RECHECK_UNFINISHED`] apart: rewritten
+/// by a load still running, this load is refused, naming it; rewritten as ended (failed,
+/// stopped, finished or given up), the new checkpoint is given back; not rewritten until
+/// [`SAME_SOURCE_WAIT`] after it was written, its load is taken for a killed one and `p`
+/// is given back (a load rewrites it at least every heartbeat).
+fn same_source_ended(
+    conn: &Connection,
+    key: &str,
+    p: LoadProgress,
+) -> Result<Option<LoadProgress>> {
+    // The newest of that load's writes any node shows is the one to wait on (found by
+    // review Q: `p`, read from a node behind, made a load killed since look alive when a
+    // later write of it was waited on).
+    let (c, k) = (conn.clone(), key.to_string());
+    let seen = conn.block_on(async move { c.progress_on_every_node(&k).await })??;
+    let source = p.source.clone();
+    let p = seen
+        .into_iter()
+        .flatten()
+        .filter(|q| q.source == source && q.at.is_some())
+        .fold(p, |newest, q| {
+            if (q.at, q.rows) > (newest.at, newest.rows) {
+                q
+            } else {
+                newest
+            }
+        });
+    if !unfinished_and_alive(&p, &source) {
+        return Ok(Some(p));
+    }
+    let age = Duration::from_secs(unix_now().abs_diff(p.at.unwrap_or(0)));
+    let wait = SAME_SOURCE_WAIT.saturating_sub(age);
+    tracing::info!(
+        "a load of {} into the collection wrote its checkpoint {} s ago ({} of {} rows): \
+         waiting up to {} s to see whether it is still running (two loads of one source \
+         would share that checkpoint)",
+        p.source,
+        age.as_secs(),
+        p.rows,
+        p.total,
+        wait.as_secs()
+    );
+    let started = Instant::now();
+    loop {
+        let (c, k) = (conn.clone(), key.to_string());
+        let seen = conn.block_on(async move { c.progress_on_every_node(&k).await })??;
+        // A node behind may still show an earlier write of the same load: only a later one
+        // counts (a load's checkpoint moves forward, in time and rows).
+        let later = |q: &LoadProgress| {
+            !unfinished_and_alive(q, &p.source) || q.at > p.at || (q.at == p.at && q.rows > p.rows)
+        };
+        if let Some(q) = seen.into_iter().flatten().find(|q| *q != p && later(q)) {
+            if !unfinished_and_alive(&q, &p.source) {
+                return Ok(Some(q));
+            }
+            let ago = super::live_for(q.at, unix_now()).unwrap_or_default();
+            return Err(conn.refused(format!(
+                "a load of {} into the collection is running now (its checkpoint, at {} of {} \
+                 rows, was rewritten {} s ago): a second load of the same source would write \
+                 the same checkpoint; wait for that load to finish (it writes the same \
+                 points), or stop it first (a rerun then resumes after its checkpoint); this \
+                 run wrote no point",
+                q.source,
+                q.rows,
+                q.total,
+                ago.as_secs()
+            )));
+        }
+        if started.elapsed() >= wait {
+            tracing::info!(
+                "the checkpoint of the load of {} was not rewritten: that load is taken for \
+                 one that was killed, and this one resumes it",
+                p.source
+            );
+            return Ok(Some(p));
+        }
+        std::thread::sleep(super::RECHECK_UNFINISHED);
     }
 }
 
@@ -933,7 +1146,8 @@ impl Loader {
         conn.loading(true);
         let started = Self::start_loading(conn, record, prepared, opts, total, ids);
         if started.is_err() {
-            // The Loader that would clear it on drop was never made.
+            // The Loader that would clear them on drop was never made.
+            conn.set_load_mark(None);
             conn.loading(false);
         }
         started
@@ -956,6 +1170,12 @@ impl Loader {
             let others = c.added_sources().await?;
             Ok::<_, crate::error::Error>((p, others))
         })??;
+        let progress = match progress {
+            Some(p) if unfinished_and_alive(&p, &record.source) => {
+                same_source_ended(conn, &key, p)?
+            }
+            p => p,
+        };
         let base = match &progress {
             Some(p) if p.source == record.source && p.total == total => p.rows.min(total),
             _ => 0,
@@ -987,6 +1207,53 @@ impl Loader {
             let (c, k) = (conn.clone(), key.clone());
             conn.block_on(async move { c.set_metadata(&k, &mark).await })??;
         }
+        // Shared from the first write on, so that a signal, or a failure below, ends the
+        // checkpoint as it ends a running load's (found by review Q: one failing between the
+        // two left it looking alive, and a load of another source beside it left indexing
+        // off for it).
+        let mark = Arc::new(LoadMark {
+            key: key.clone(),
+            source: record.source.clone(),
+            total,
+            beat: tokio::sync::Mutex::new(Beat {
+                saved: base,
+                stopped: false,
+                ended: false,
+            }),
+        });
+        conn.set_load_mark(Some(mark.clone()));
+        let started = Self::start_marked(
+            conn, record, opts, total, ids, key, progress, others, base, complete, &mark,
+        );
+        if started.is_err() {
+            let (c, m) = (conn.clone(), mark.clone());
+            match conn.block_on(async move { end_failed_load(&c, Some(&m)).await }) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => tracing::warn!(
+                    "could not turn the collection's indexing back on ({e}); a rerun of the \
+                     load does"
+                ),
+            }
+        }
+        started
+    }
+
+    /// The rest of [`Self::start_loading`], once the checkpoint is written and `mark` shares
+    /// it: fails with the checkpoint left for the caller to end.
+    #[allow(clippy::too_many_arguments)]
+    fn start_marked(
+        conn: &Connection,
+        record: &CollectionRecord,
+        opts: &ExportOptions,
+        total: u64,
+        ids: &IdsOf<'_>,
+        key: String,
+        progress: Option<LoadProgress>,
+        others: Vec<String>,
+        base: u64,
+        complete: bool,
+        mark: &Arc<LoadMark>,
+    ) -> Result<Self> {
         let c = conn.clone();
         let removals = conn.block_on(async move { c.removal_record().await })??;
         let mut skip = removals.removed_from(&record.source);
@@ -1073,27 +1340,9 @@ impl Loader {
                 );
             }
         }
-        let mark = Arc::new(tokio::sync::Mutex::new(Beat {
-            saved: base,
-            stopped: false,
-        }));
         // A finished load's checkpoint stays as it is (see above): nothing to show alive.
-        let heartbeat = (!complete).then(|| {
-            let template = LoadProgress {
-                source: record.source.clone(),
-                rows: base,
-                total,
-                abandoned: false,
-                at: None,
-            };
-            conn.spawn(heartbeat(
-                conn.clone(),
-                key.clone(),
-                template,
-                mark.clone(),
-                opts.heartbeat,
-            ))
-        });
+        let heartbeat =
+            (!complete).then(|| conn.spawn(heartbeat(conn.clone(), mark.clone(), opts.heartbeat)));
         Ok(Loader {
             sender,
             conn: conn.clone(),
@@ -1104,7 +1353,7 @@ impl Loader {
             total,
             saved: base,
             saved_at: Instant::now(),
-            mark,
+            mark: mark.clone(),
             heartbeat,
             skip,
             skipped: 0,
@@ -1203,7 +1452,11 @@ impl Loader {
         let key = self.key.clone();
         let mark = self.mark.clone();
         self.conn.block_on(async move {
-            let mut beat = mark.lock().await;
+            let mut beat = mark.beat.lock().await;
+            // Ended by a signal meanwhile (the process is exiting): it stays so.
+            if beat.ended {
+                return Ok(());
+            }
             c.set_metadata(&key, &p).await?;
             beat.saved = rows;
             Ok::<_, Error>(())
@@ -1226,18 +1479,24 @@ impl Loader {
     /// rerunning the load would not remove them (found by an audit: one stray point made
     /// every rerun fail and reset the checkpoint, so every query warned of a load that had
     /// finished).
+    ///
+    /// A load that fails here ends as one that fails sooner does ([`Self::abandon`]): a batch
+    /// that failed, a look that failed, or points lost (found by review R21: the last three
+    /// returned with indexing left off and the checkpoint looking alive).
     pub fn finish(mut self, expected: u64, ids: &IdsOf<'_>) -> Result<LoadEnd> {
-        // A batch that failed is reported here, before indexing is turned back on: a load
-        // that fails so restores it as one that fails sooner does (found by a review: it
-        // was left off).
-        let points = match self.sender.wait_all() {
-            Ok(points) => points,
+        match self.finish_checked(expected, ids) {
+            Ok(end) => Ok(end),
             Err(e) => {
-                self.stop_heartbeat();
-                self.restore_indexing();
-                return Err(e);
+                self.end_failed();
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// [`Self::finish`], but for the end of a failed load.
+    fn finish_checked(&mut self, expected: u64, ids: &IdsOf<'_>) -> Result<LoadEnd> {
+        // A batch that failed is reported here, before indexing is turned back on.
+        let points = self.sender.wait_all()?;
         let held = self.sender.held();
         let sent = points - held;
         if held > 0 {
@@ -1269,14 +1528,7 @@ impl Loader {
             }
             Ok::<_, crate::error::Error>((c.count().await?, state.added, live))
         });
-        let (count, others, mut left_off) = match counted {
-            Ok(Ok(counted)) => counted,
-            Ok(Err(e)) | Err(e) => {
-                self.stop_heartbeat();
-                self.restore_indexing();
-                return Err(e);
-            }
-        };
+        let (count, others, mut left_off) = counted??;
         // Read after the load, so a source another loader added meanwhile counts too.
         let shared = self.key != PROGRESS_KEY || !others.is_empty();
         // The exact count settles it in one call when it is the source's (as it did before
@@ -1362,13 +1614,7 @@ impl Loader {
             };
         }
         if let Some((other, ago)) = left_off {
-            tracing::info!(
-                "the collection's indexing is left off: the load of {other} into it is still \
-                 running (its checkpoint was written {ago} s ago), and turns it back on when \
-                 it finishes (or, if it was killed, the next load to finish does once its \
-                 checkpoint is {} s old)",
-                super::LIVE_LOAD_WINDOW.as_secs()
-            );
+            say_indexing_left_off(&other, ago);
         }
         Ok(LoadEnd {
             sent,
@@ -1383,9 +1629,13 @@ impl Loader {
     /// After a failed load: turns indexing back on, if this load turned it off, when the
     /// collection can be reached (the checkpoint stays, so a rerun resumes). Failures are
     /// only logged: the load's own error is the one to report.
+    ///
+    /// Its checkpoint is first marked ended ([`LoadMark::end`]), and indexing follows the
+    /// rule of a load that finishes: left off while a load of another source looks alive
+    /// (which turns it on as it ends), on otherwise ([`end_failed_load`]). Before (review
+    /// R21) it was turned on even then.
     pub fn abandon(mut self) {
-        self.stop_heartbeat();
-        self.restore_indexing();
+        self.end_failed();
     }
 
     /// Stops the heartbeat ([`heartbeat`]): under the lock the checkpoint's writers share,
@@ -1398,23 +1648,19 @@ impl Loader {
         let mark = self.mark.clone();
         // Fails only with the runtime stopped, which runs no beat either.
         let _ = self.conn.block_on(async move {
-            mark.lock().await.stopped = true;
+            mark.beat.lock().await.stopped = true;
         });
         task.abort();
     }
 
-    /// [`Self::abandon`]'s restore: turns indexing back on, if this load turned it off.
-    // Even beside another source's live load (which a finishing load leaves it off for):
-    // this load's checkpoint stays unfinished and recent, so that load, finishing, would take
-    // this one for alive and leave indexing off too, with no load left to turn it on.
-    fn restore_indexing(&self) {
-        if !self.conn.turned_indexing_off() {
-            return;
-        }
-        let c = self.conn.clone();
+    /// The end of a failed load ([`Self::abandon`], [`Self::finish`]): the heartbeat
+    /// stopped, then [`end_failed_load`].
+    fn end_failed(&mut self) {
+        self.stop_heartbeat();
+        let (c, mark) = (self.conn.clone(), self.mark.clone());
         match self
             .conn
-            .block_on(async move { c.set_indexing(true).await })
+            .block_on(async move { end_failed_load(&c, Some(&mark)).await })
         {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => tracing::warn!(
@@ -1434,6 +1680,7 @@ impl Drop for Loader {
         if let Some(task) = self.heartbeat.take() {
             task.abort();
         }
+        self.conn.set_load_mark(None);
         self.conn.loading(false);
     }
 }
@@ -1496,9 +1743,9 @@ fn live_besides(state: &CollectionState, source: &str) -> Option<(String, u64)> 
 }
 
 /// [`live_besides`], each live load's checkpoint read again on every node
-/// ([`Connection::progress_on_every_node`]): one that any node shows finished or given up
-/// has ended (a checkpoint only moves forward), whatever the node `state` was read from
-/// shows. Found by review R18: two loads finishing at once each read the other's final
+/// ([`Connection::progress_on_every_node`]): one that any node shows finished, given up or
+/// marked ended ([`LoadMark::end`]) has ended (a checkpoint only moves forward), whatever
+/// the node `state` was read from shows. Found by review R18: two loads finishing at once each read the other's final
 /// checkpoint from a node that had not applied it yet, and both left indexing off, with no
 /// unfinished load left to turn it on or to report it.
 async fn live_besides_on_every_node(
@@ -1522,10 +1769,12 @@ async fn live_besides_on_every_node(
                 return Ok(Some((u.source.clone(), ago.as_secs())));
             }
         };
+        // A checkpoint without a time is a load marked ended ([`LoadMark::end`]; an older
+        // relbert's, timeless, never looked alive in the first place).
         if !seen
             .iter()
             .flatten()
-            .any(|p| p.rows >= p.total || p.abandoned)
+            .any(|p| p.rows >= p.total || p.abandoned || p.at.is_none())
         {
             return Ok(Some((u.source.clone(), ago.as_secs())));
         }
@@ -1754,6 +2003,14 @@ where
     }
 }
 
+/// Whether `e` is [`RelationEncoder::identity_for_record`]'s refusal of a model folder whose
+/// path is not UTF-8: an I/O error of kind `InvalidInput` naming such a path. It checks the
+/// path before it reads anything, so no other error of it names one.
+fn path_not_utf8(e: &Error) -> bool {
+    matches!(e, Error::Io { path, err }
+        if err.kind() == std::io::ErrorKind::InvalidInput && path.to_str().is_none())
+}
+
 /// Encodes `records` with `encoder` straight into `conn`'s collection (created with
 /// `settings` if absent), without a local index: `relbert index build --qdrant`. Repeated
 /// pairs are written once (the first). A rerun of the same input resumes after the rows the
@@ -1783,8 +2040,11 @@ pub fn build_collection(
     // then names it in messages alone; a new collection is refused for it ([`prepare_for`]).
     let (identity, unrecordable) = match encoder.identity_for_record() {
         Ok(identity) => (identity, None),
-        // `identity` shares every other check (the files read and hashed), so when it
-        // passes, the path was what the record refused.
+        // Only the path's refusal: any other failure (a weights file unreadable, say) is
+        // the build's error, said as it is (found by review R21: every error was taken for
+        // the path's, and one that `identity` then got past was reported as a path that is
+        // not UTF-8).
+        Err(e) if !path_not_utf8(&e) => return Err(e),
         Err(_) => (
             encoder.identity()?,
             Some(Error::InvalidArgument {
@@ -1879,6 +2139,27 @@ pub fn build_collection(
 mod tests {
     use super::*;
     use qdrant_client::qdrant::UpsertPoints;
+
+    /// Review R21: `build_collection` took any failure of `identity_for_record` for the
+    /// refusal of a model path that is not UTF-8 (the `--add` fallback). Only that refusal
+    /// is: an I/O error of another file, or of another kind, is the build's own error.
+    #[test]
+    fn only_the_non_utf8_path_refusal_falls_back() {
+        use std::os::unix::ffi::OsStrExt;
+        let io = |path: &std::path::Path, kind| Error::Io {
+            path: path.to_path_buf(),
+            err: std::io::Error::new(kind, "x"),
+        };
+        let odd = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/m/tiny-\xff"));
+        let plain = std::path::Path::new("/m/tiny/model.safetensors");
+        assert!(path_not_utf8(&io(odd, std::io::ErrorKind::InvalidInput)));
+        assert!(!path_not_utf8(&io(plain, std::io::ErrorKind::InvalidInput)));
+        assert!(!path_not_utf8(&io(odd, std::io::ErrorKind::NotFound)));
+        assert!(!path_not_utf8(&Error::InvalidArgument {
+            flag: "--model".into(),
+            message: "x".into(),
+        }));
+    }
 
     /// Found by an audit: `index build --collection` kept `café` (NFC) and `cafe\u{301}`
     /// (NFD) as two points where the local index keeps the first ("1 duplicates skipped").

@@ -480,7 +480,9 @@ pub struct LoadProgress {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
     /// When the load wrote this checkpoint, in seconds since the Unix epoch by its machine's
-    /// clock; `None` in one written by a relbert that kept no time, or given up. A running
+    /// clock; `None` in one written by a relbert that kept no time, given up, or marked
+    /// ended by a load that failed or was stopped by a signal ([`export::end_failed_load`]:
+    /// no longer alive to other loads, its rows kept for a rerun). A running
     /// load rewrites its checkpoint at least every [`export::HEARTBEAT`], so one written
     /// within [`LIVE_LOAD_WINDOW`] may be a load still running, which
     /// [`Connection::abandon_load`] refuses to give up (found by a review: it gave up a live
@@ -504,7 +506,8 @@ pub(crate) fn unix_now() -> u64 {
 
 /// How long ago (`now`, in Unix seconds) a checkpoint written at `at` was, when that is
 /// within [`LIVE_LOAD_WINDOW`]: its load may still be running. `None` for a checkpoint with
-/// no time (an older relbert's) or an older one. A time ahead of `now` (another machine's
+/// no time (an older relbert's, one given up, or one its load marked ended as it failed or
+/// was stopped) or an older one. A time ahead of `now` (another machine's
 /// clock) counts by its distance, so a skewed clock holds a killed load back for the window
 /// at most, not for as long as the skew.
 pub fn live_for(at: Option<u64>, now: u64) -> Option<Duration> {
@@ -669,6 +672,10 @@ struct Inner {
     /// ([`Connection::restore_indexing_within`]) undoes, and only that (found by a review: a
     /// load stopped before it had turned indexing off turned it on under another load).
     indexing_turned_off: AtomicBool,
+    /// The checkpoint of the load running on this connection, while it runs
+    /// ([`export::LoadMark`]): what a signal's restore marks ended before it decides about
+    /// indexing, as a failed load does (review R21).
+    load_mark: std::sync::Mutex<Option<Arc<export::LoadMark>>>,
 }
 
 impl Inner {
@@ -1116,6 +1123,7 @@ impl Connection {
                 collection: collection.to_string(),
                 loading: AtomicBool::new(false),
                 indexing_turned_off: AtomicBool::new(false),
+                load_mark: std::sync::Mutex::new(None),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
         })
@@ -1955,15 +1963,73 @@ impl Connection {
     /// index remove --collection NAME --abandoned-load SOURCE`, turns it on.
     ///
     /// [`Loader::abandon`]: export::Loader::abandon
+    ///
+    /// The load's checkpoint is first marked ended ([`export::LoadMark::end`]), and indexing
+    /// is left off, as it was, while a load of another source looks alive (that load turns
+    /// it on as it ends: the rule of a load that finishes); that counts as restored. Before
+    /// (review R21) it was turned on under such a load, since this load's checkpoint, still
+    /// looking alive, would have kept the other load from turning it on.
+    ///
+    /// The mark and the look get half of `within` at most, so that a slow or failing node
+    /// does not spend the time turning indexing on needs (found by review Q: all of it went
+    /// to them, and a signal's second of grace ran out with indexing left off); past that,
+    /// indexing is turned on with the rest. True when this load never turned it off.
     pub fn restore_indexing_within(&self, within: Duration) -> bool {
-        if !self.turned_indexing_off() {
+        let mark = self.load_mark();
+        let turned_off = self.turned_indexing_off();
+        if mark.is_none() && !turned_off {
             return true;
         }
+        let started = std::time::Instant::now();
+        let c = self.clone();
+        let looked = self.block_on(async move {
+            tokio::time::timeout(within / 2, export::end_and_look(&c, mark.as_deref())).await
+        });
+        if !turned_off {
+            return true;
+        }
+        match looked {
+            Ok(Ok(Ok(Some((other, ago))))) => {
+                export::say_indexing_left_off(&other, ago);
+                return true;
+            }
+            Ok(Ok(Ok(None))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!("marking the load ended, or looking for other loads: {e}")
+            }
+            Ok(Err(_)) => tracing::warn!(
+                "marking the load ended, or looking for other loads, took over {} ms",
+                (within / 2).as_millis()
+            ),
+            Err(e) => tracing::warn!("marking the load ended, or looking for other loads: {e}"),
+        }
+        let rest = within.saturating_sub(started.elapsed());
         let c = self.clone();
         matches!(
-            self.block_on(async move { tokio::time::timeout(within, c.set_indexing(true)).await }),
+            self.block_on(async move { tokio::time::timeout(rest, c.set_indexing(true)).await }),
             Ok(Ok(Ok(())))
         )
+    }
+
+    /// Records (or, with `None`, forgets) the checkpoint of the load running on this
+    /// connection ([`Inner::load_mark`]).
+    pub(crate) fn set_load_mark(&self, mark: Option<Arc<export::LoadMark>>) {
+        // A poisoned lock only means a panic elsewhere held it: the slot is still sound.
+        let mut slot = self
+            .inner
+            .load_mark
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = mark;
+    }
+
+    /// The checkpoint of the load running on this connection, if one does.
+    fn load_mark(&self) -> Option<Arc<export::LoadMark>> {
+        self.inner
+            .load_mark
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Gives up the unfinished load of `source` into the collection (its source is gone:
