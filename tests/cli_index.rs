@@ -1366,16 +1366,7 @@ fn an_export_refuses_damage_in_a_part_of_the_pairs_file_it_does_not_read() {
         .collect();
     let pairs = dir.path().join("many.tsv");
     std::fs::write(&pairs, text).unwrap();
-    let idx = dir.path().join("idx");
-    relbert()
-        .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .arg("--out")
-        .arg(&idx)
-        .assert()
-        .success();
+    let idx = common::tiny_index(&pairs, &dir.path().join("idx"));
     // The file is a 64-byte header, the payload, and 4 bytes of checksum per 4 KiB block of
     // it; the payload ends with the lookup table, 16 bytes a pair.
     let file = idx.join("pairs");

@@ -9,23 +9,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use common::{fixture, toy_data};
+use common::{fixture, host_name, toy_data};
 
 fn relbert() -> Command {
     let mut c = Command::cargo_bin("relbert").unwrap();
     c.env("RELBERT_LOG", "warn");
     c
-}
-
-fn host_name() -> String {
-    let mut host = [0u8; 256];
-    // SAFETY: gethostname writes at most the buffer's length.
-    assert_eq!(
-        unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) },
-        0
-    );
-    let end = host.iter().position(|&b| b == 0).unwrap();
-    String::from_utf8_lossy(&host[..end]).into_owned()
 }
 
 /// A work directory named `name` in `dir` whose owner record is `record`, with a file in it.

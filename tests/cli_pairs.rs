@@ -1163,14 +1163,7 @@ fn the_saved_vocabulary_is_most_frequent_first_with_phrases() {
 #[test]
 fn a_killed_runs_work_directory_is_removed_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    let mut host = [0u8; 256];
-    // SAFETY: gethostname writes at most the buffer's length.
-    assert_eq!(
-        unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) },
-        0
-    );
-    let end = host.iter().position(|&b| b == 0).unwrap();
-    let host = String::from_utf8_lossy(&host[..end]).into_owned();
+    let host = common::host_name();
     // A process that has exited: its pid is free.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead = gone.id();

@@ -768,12 +768,7 @@ pub fn check_not_write_protected(dir: &Path, run: &'static str) -> Result<()> {
     // Asked for the effective uid and gid, which the process writes with: `access` answers
     // for the real ones, which differ in a setuid or setgid program (or one that changed its
     // effective uid), and would let it through to an index it then could not write.
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| IndexError::io(dir, e.into()))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = effective_access(dir, libc::W_OK)? {
         let fix = if e.raw_os_error() == Some(libc::EROFS) {
             "first mount its file system read-write"
         } else {
@@ -787,6 +782,24 @@ pub fn check_not_write_protected(dir: &Path, run: &'static str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether this process may access `path` in `mode` (`libc::W_OK` and so on) as its
+/// effective uid and gid, which it writes with (`access` answers for the real ones): the
+/// kernel's own check, groups and ACLs included. The outer error is a path that cannot be
+/// passed to the kernel (an interior NUL), the inner one the kernel's refusal.
+pub(crate) fn effective_access(
+    path: &Path,
+    mode: libc::c_int,
+) -> Result<std::result::Result<(), std::io::Error>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| IndexError::io(path, e.into()))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) } != 0 {
+        return Ok(Err(std::io::Error::last_os_error()));
+    }
+    Ok(Ok(()))
 }
 
 /// Whether `dir` (whose metadata is `md`) is a mount point: on another device than the

@@ -360,7 +360,6 @@ fn unwritable(path: &Path, folder: &Path, target: &Path, err: std::io::Error) ->
 /// the folder has its sticky bit (`/tmp`), that this user own the file or the folder (root
 /// passes both).
 fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable> {
-    use std::os::unix::ffi::OsStrExt;
     let on: Vec<(PathBuf, char)> = [path, folder]
         .into_iter()
         .filter_map(|at| {
@@ -382,17 +381,8 @@ fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable>
             .as_ref()
             .map_or_else(|| "its owner".into(), |m| owner_name(m.uid()))
     };
-    let c = std::ffi::CString::new(folder.as_os_str().as_bytes()).ok()?;
-    // SAFETY: faccessat(2) on a NUL-terminated path this frame owns.
-    let writable = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::W_OK | libc::X_OK,
-            libc::AT_EACCESS,
-        )
-    } == 0;
-    if !writable {
+    let writable = crate::build::effective_access(folder, libc::W_OK | libc::X_OK).ok()?;
+    if writable.is_err() {
         return Some(Unremovable::FolderNotWritable {
             folder_owner: folder_owner(),
         });

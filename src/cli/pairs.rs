@@ -655,8 +655,11 @@ fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-fn owner_record() -> String {
-    format!("{} {} {LOCKED_MARK}\n", std::process::id(), host_name())
+/// This run's owner record: `pid host`, then [`LOCKED_MARK`] when its lock is held (without
+/// it, the older record, which a later run judges by the pid).
+fn owner_record(locked: bool) -> String {
+    let mark = if locked { LOCKED_MARK } else { "" };
+    format!("{} {} {mark}\n", std::process::id(), host_name())
 }
 
 /// Makes the owner file of the work directory `work` and locks it; the lock is held while
@@ -672,10 +675,10 @@ fn claim_work_dir(work: &Path) -> std::io::Result<std::fs::File> {
     if f.lock().is_err() {
         // No lock here (an NFS mount without lock service): the older record, which a
         // later run judges by the pid, rather than none, which it would never remove.
-        f.write_all(format!("{} {}\n", std::process::id(), host_name()).as_bytes())?;
+        f.write_all(owner_record(false).as_bytes())?;
         return Ok(f);
     }
-    f.write_all(owner_record().as_bytes())?;
+    f.write_all(owner_record(true).as_bytes())?;
     Ok(f)
 }
 

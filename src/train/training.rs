@@ -1379,16 +1379,13 @@ impl Trainer {
         validate(&frozen, data, self.cfg.augment_negative_by_positive)
     }
 
-    /// [`Trainer::validate`], looking at `stop` before it starts and between its sets:
-    /// `None` when a stop was asked for ([`validate_unless`]).
+    /// [`Trainer::validate`], looking at `stop` before each of its sets: `None` when a stop
+    /// was asked for ([`validate_unless`]).
     pub fn validate_unless(
         &self,
         data: &ValidationData,
         stop: &AtomicBool,
     ) -> Result<Option<Validation>> {
-        if stop.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
         self.sync()?;
         let frozen = self.enc.frozen_copy()?;
         validate_unless(&frozen, data, self.cfg.augment_negative_by_positive, stop)

@@ -328,6 +328,18 @@ pub fn tiny_index(pairs: &Path, out: &Path) -> PathBuf {
     out.to_path_buf()
 }
 
+/// This machine's host name, as `pairs mine` records it in its work directory's owner file.
+pub fn host_name() -> String {
+    let mut host = [0u8; 256];
+    // SAFETY: gethostname writes at most the buffer's length.
+    assert_eq!(
+        unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) },
+        0
+    );
+    let end = host.iter().position(|&b| b == 0).unwrap();
+    String::from_utf8_lossy(&host[..end]).into_owned()
+}
+
 /// A corpus of `n` sentences over a few hundred words, deterministic.
 pub fn synthetic_corpus(path: &Path, n: usize) {
     use std::io::Write as _;
