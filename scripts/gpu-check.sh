@@ -27,7 +27,9 @@
 #   SHAPES ("minilm base") and DTYPES ("f32 f16 bf16") of step 3, ROUNDS (1) of step 3: a second
 #   round repeats every shape x dtype after the first (interleaved, so a drifting clock or a warm
 #   GPU favours neither engine) and the summary gives the median ratio over the rounds;
-#   ONLY_BUILD=1 runs steps 1 and 4 alone (a build change measured in under 4 minutes).
+#   ONLY_BUILD=1 runs steps 1 and 4 alone (a build change measured in under 4 minutes);
+#   BUILD_VARIANTS="NAME:OPT,OPT ..." and BUILD_ROUNDS (2) alternate 1M builds with different
+#   `index build` options after a warm-up build (step 4b).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-check-out}}
@@ -139,17 +141,41 @@ wait $pairs_job
 timer=()
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -v)
 build_start=$SECONDS
-"${timer[@]}" timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
-    --device cuda:0 --dtype bf16 --f16 --out "$work/idx" > "$out/build.txt" 2>&1 ||
-    say "FAILED: the 1M build (build.txt)"
-echo "script wall clock: $((SECONDS - build_start)) s" >> "$out/build.txt"
-say "build: $(grep -E 'encoding .*graph' "$out/build.txt" | tail -1)"
+if [ -n "${BUILD_VARIANTS:-}" ]; then
+    echo "step 4 replaced by BUILD_VARIANTS (step 4b)" > "$out/build.txt"
+else
+    "${timer[@]}" timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
+        --device cuda:0 --dtype bf16 --f16 --out "$work/idx" > "$out/build.txt" 2>&1 ||
+        say "FAILED: the 1M build (build.txt)"
+    echo "script wall clock: $((SECONDS - build_start)) s" >> "$out/build.txt"
+    say "build: $(grep -E 'encoding .*graph' "$out/build.txt" | tail -1)"
+fi
 if [ "${BUILD_COMPARE:-0}" = 1 ]; then
     rm -rf "$work/idx"
     "${timer[@]}" timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
         --device cuda:0 --dtype bf16 --f16 --graph-while-encoding off --out "$work/idx" \
         > "$out/build-off.txt" 2>&1 || say "FAILED: the 1M build without staging (build-off.txt)"
     say "build, graph after encoding: $(grep -E 'encoding .*graph' "$out/build-off.txt" | tail -1)"
+fi
+# 4b. Build variants, alternated round by round after a warm-up build (so neither pays for a
+# cold GPU or page cache): BUILD_VARIANTS="NAME:ARGS ..." (ARGS comma-separated `index build`
+# options), BUILD_ROUNDS (2). Each run writes build-NAME-ROUND.txt.
+if [ -n "${BUILD_VARIANTS:-}" ]; then
+    head -n 50000 "$work/build.tsv" > "$work/warm.tsv"
+    rm -rf "$work/idx"
+    timeout 120 "$bin" index build --model "$work/minilm" --pairs "$work/warm.tsv" --device cuda:0 \
+        --dtype bf16 --f16 --out "$work/idx" > "$out/build-warmup.txt" 2>&1 || say "FAILED: the warm-up build"
+    for round in $(seq 1 "${BUILD_ROUNDS:-2}"); do
+        for variant in $BUILD_VARIANTS; do
+            name=${variant%%:*}
+            IFS=, read -r -a extra <<< "${variant#*:}"
+            rm -rf "$work/idx"
+            "${timer[@]}" timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
+                --device cuda:0 --dtype bf16 --f16 "${extra[@]}" --out "$work/idx" \
+                > "$out/build-$name-$round.txt" 2>&1 || say "FAILED: build $name round $round"
+            say "build $name round $round: $(grep -E 'encoding .*graph' "$out/build-$name-$round.txt" | tail -1); $(grep -E 'Elapsed' "$out/build-$name-$round.txt")"
+        done
+    done
 fi
 
 # Summary.
@@ -205,6 +231,15 @@ if os.path.exists(off):
     wall = re.findall(r"Elapsed \(wall clock\) time.*: (\S+)", b)
     md += [f"- without --graph-while-encoding: {enc[-1] if enc else 'no report (see build-off.txt)'}; "
            f"wall {wall[-1] if wall else '?'}"]
+import glob
+runs = sorted(glob.glob(os.path.join(out, "build-*-*.txt")))
+if runs:
+    md += ["", "## Build variants (alternated, after a warm-up build)", "", "| run | report | wall |", "|---|---|---|"]
+    for f in runs:
+        b = open(f).read()
+        enc = re.findall(r"INFO index .*", b)
+        wall = re.findall(r"Elapsed \(wall clock\) time.*: (\S+)", b)
+        md.append(f"| {os.path.basename(f)[6:-4]} | {enc[-1] if enc else '?'} | {wall[-1] if wall else '?'} |")
 open(os.path.join(out, "summary.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY

@@ -521,13 +521,21 @@ fn default_index_is_built_at_the_dtype_asked_for() {
 }
 
 /// `--graph-while-encoding on` (the GPU default, forced here on the CPU) builds the same
-/// rows and a graph that answers like the exact search; a bad value names the flag.
+/// rows and a graph that answers like the exact search, at the default `--graph-priority`
+/// (idle) and at the encoder's own; a bad value names the flag.
 #[test]
 fn graph_while_encoding_builds_the_same_index() {
     let dir = tempfile::tempdir().unwrap();
     let (on, off) = (dir.path().join("on"), dir.path().join("off"));
+    let normal = dir.path().join("normal");
     build(dir.path(), &on, &["--graph-while-encoding", "on"]).success();
     build(dir.path(), &off, &["--graph-while-encoding", "off"]).success();
+    build(
+        dir.path(),
+        &normal,
+        &["--graph-while-encoding", "on", "--graph-priority", "normal"],
+    )
+    .success();
     assert_eq!(info(&on)["count"], info(&off)["count"]);
     // Encoding is deterministic: the same rows, whatever built the graph.
     let payload = |d: &Path| {
@@ -535,6 +543,7 @@ fn graph_while_encoding_builds_the_same_index() {
         v[64..].to_vec()
     };
     assert_eq!(payload(&on), payload(&off));
+    assert_eq!(payload(&normal), payload(&off));
     let q = |index: &Path, extra: &[&str]| -> serde_json::Value {
         let a = relbert()
             .args(["query", "--json", "-k", "5", "--index"])
@@ -546,13 +555,16 @@ fn graph_while_encoding_builds_the_same_index() {
         serde_json::from_slice(&a.get_output().stdout).unwrap()
     };
     assert_eq!(q(&on, &[])["results"], q(&off, &["--exact"])["results"]);
-    let bad = build(
-        dir.path(),
-        &dir.path().join("bad"),
-        &["--graph-while-encoding", "gpu"],
-    );
-    let err = String::from_utf8_lossy(&bad.failure().get_output().stderr).into_owned();
-    assert!(err.contains("--graph-while-encoding"), "{err}");
+    assert_eq!(q(&normal, &[])["results"], q(&off, &["--exact"])["results"]);
+    for (flag, value) in [
+        ("--graph-while-encoding", "gpu"),
+        ("--graph-priority", "highest"),
+    ] {
+        let bad = build(dir.path(), &dir.path().join("bad"), &[flag, value]);
+        let err = String::from_utf8_lossy(&bad.code(2).get_output().stderr).into_owned();
+        assert!(err.contains(flag), "{err}");
+        assert!(!dir.path().join("bad").exists());
+    }
 }
 
 /// Without a terminal, a build's encoding progress came only at the end of each chunk of

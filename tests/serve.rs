@@ -2193,6 +2193,7 @@ fn build_at(dir: &Path, dtype: relbert::Dtype) {
         force: true,
         spool: None,
         graph_while_encoding: GraphWhileEncoding::Off,
+        graph_priority: Default::default(),
     };
     build_index(&tiny(dtype), &records, dir, &opts, &|_| {}, &mut |_| {}).unwrap();
 }

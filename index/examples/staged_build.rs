@@ -143,7 +143,11 @@ fn build(
     if staged {
         // --stage-threads 0: every core but one, as `relbert index build` stages.
         let threads = a.stage_threads;
-        b.graph_during_appends(HnswParams { threads, ..params }, a.n as u64)?;
+        b.graph_during_appends(
+            HnswParams { threads, ..params },
+            a.n as u64,
+            relbert_index::GraphPriority::default(),
+        )?;
     }
     const CHUNK: usize = 2048;
     for (k, start) in (0..a.n).step_by(CHUNK).enumerate() {

@@ -52,7 +52,7 @@ use crate::meta::{self, HnswInfo, IndexSpec, Meta, Precision, META_MAGIC};
 use crate::pairs::{
     decode_record, encode_pairs, encode_record, same_spelling, spelling_hash, PairEntry,
 };
-use crate::staged::{Background, StagedProgress};
+use crate::staged::{Background, GraphPriority, StagedProgress};
 
 const BLOB: &str = "pairs.blob";
 
@@ -1968,8 +1968,16 @@ impl IndexBuilder {
     /// graph is the one a build inserting the rows in order makes (see [`crate::staged`]);
     /// with the CPU encoder using every core, it only competes with it.
     ///
+    /// `priority` is how the graph's thread and workers yield to the caller's
+    /// ([`GraphPriority`]).
+    ///
     /// Only the native builder stages; `params` must be those later given to `finish`.
-    pub fn graph_during_appends(&mut self, params: HnswParams, capacity: u64) -> Result<()> {
+    pub fn graph_during_appends(
+        &mut self,
+        params: HnswParams,
+        capacity: u64,
+        priority: GraphPriority,
+    ) -> Result<()> {
         params.validate()?;
         if params.builder != GraphBuilder::Native {
             return Err(IndexError::InvalidParameter(format!(
@@ -1999,6 +2007,7 @@ impl IndexBuilder {
             capacity,
             self.ckpt.count as usize,
             build,
+            priority,
         )?);
         Ok(())
     }

@@ -110,7 +110,7 @@ pub use lock::OutputLock;
 pub use meta::{EncoderInfo, HnswInfo, IndexSpec, Meta, Precision};
 pub use pairs::{pair_hash, PairEntry, PairRef};
 pub use rebuild::{rebuild, rebuild_without, RebuildOptions};
-pub use staged::StagedProgress;
+pub use staged::{GraphPriority, StagedProgress};
 
 /// Helpers shared by the crate's unit tests.
 #[cfg(test)]

@@ -24,15 +24,16 @@
 //!
 //! # Why the thread runs at a lower priority
 //!
-//! The thread and the workers it starts run at nice [`GRAPH_NICE`] (Linux: a thread's own
-//! setting, inherited by the threads it creates). On an H200 with 16 cores, a 1M-pair build
-//! with the graph beside the encoder at the same priority encoded at a median 15,328 pairs/s
-//! (the encoder alone: 26,000-28,000); with the graph at nice 10, at 19,993 (one run each,
-//! two leases)
-//! (`benchmarks/gpu/README.md`): the graph's workers took the cores the encoder's thread
-//! needs to tokenise and feed the GPU, the costlier part to keep waiting. At a lower priority
-//! the graph takes what the encoder leaves; the finish (on the caller's thread and its
-//! workers) runs at the caller's priority.
+//! The thread and the workers it starts run at the [`GraphPriority`] the caller chose, by
+//! default Linux's `SCHED_IDLE` (a thread's own setting, inherited by the threads it
+//! creates). On an H200 with 16 cores, a 1M-pair build with the graph beside the encoder at
+//! the same priority encoded at a median 15,328 pairs/s (the encoder alone: 26,000-28,000);
+//! with the graph at nice 10 at 19,827-20,603, and under `SCHED_IDLE` at 23,200-25,120
+//! (five alternated rounds; wall medians 57.5 s and 53.8 s, `benchmarks/gpu/README.md`): the
+//! graph's workers took the cores the encoder's threads need to tokenise and feed the GPU,
+//! the costlier part to keep waiting. At a lower priority the graph takes what the encoder
+//! leaves; the finish (on the caller's thread and its workers) runs at the caller's priority,
+//! so a graph starved by other work on the machine only leaves more rows to the finish.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -72,6 +73,26 @@ pub struct StagedProgress {
     pub stages: u64,
 }
 
+/// How the background graph's thread and workers share the CPU with the thread that appends
+/// the rows ([`crate::IndexBuilder::graph_during_appends`]). Linux only; elsewhere every
+/// choice is [`GraphPriority::Normal`] (nice is per process there, and lowering it would slow
+/// the encoder too). A refusal by the system leaves the priority as it was, which costs speed
+/// and nothing else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphPriority {
+    /// The caller's priority: the graph's workers take turns with the encoder as equals.
+    Normal,
+    /// The nice value raised by [`GRAPH_NICE`]: a contested core gives the graph about a
+    /// tenth of its time.
+    Lower,
+    /// Linux's `SCHED_IDLE` policy: the graph runs only on cores nothing else of normal
+    /// priority wants, and a waking encoder thread preempts it at once. The default: on an
+    /// H200 with 16 cores it built the 1M-pair index in a median 53.8 s against 57.5 s at
+    /// [`GraphPriority::Lower`] (five alternated rounds, `benchmarks/gpu/README.md`).
+    #[default]
+    Idle,
+}
+
 /// The graph thread of one build.
 pub(crate) struct Background {
     shared: Shared,
@@ -85,6 +106,7 @@ impl Background {
     /// Starts the thread over `vectors` (a handle on the partial build's `vectors` file at
     /// `path`), whose first `available` rows are durable already; the graph has room for
     /// `capacity` rows (later ones are left to the finish).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         vectors: File,
         path: PathBuf,
@@ -93,6 +115,7 @@ impl Background {
         capacity: usize,
         available: usize,
         params: BuildParams,
+        priority: GraphPriority,
     ) -> Result<Self> {
         let shared: Shared = Arc::new((
             Mutex::new(State {
@@ -106,6 +129,7 @@ impl Background {
         let thread = std::thread::Builder::new()
             .name("relbert-graph".into())
             .spawn(move || {
+                set_priority(priority);
                 run(
                     theirs,
                     &their_stop,
@@ -204,7 +228,6 @@ fn run(
     capacity: usize,
     params: BuildParams,
 ) -> Result<BuiltGraph> {
-    lower_priority();
     let mut graph = StagedGraph::new(capacity, &params);
     loop {
         let rows = {
@@ -234,24 +257,35 @@ fn run(
     Ok(graph.finish())
 }
 
-/// The nice value the graph thread adds to its own ([`lower_priority`]).
+/// The nice value the graph thread adds to its own under [`GraphPriority::Lower`].
 pub(crate) const GRAPH_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority by [`GRAPH_NICE`] (capped at 19, the lowest); the
-/// threads it creates afterwards inherit it. Linux only (elsewhere nice is per process, and
-/// lowering it would slow the encoder too); a refusal leaves the priority as it was, which
-/// costs speed and nothing else.
-fn lower_priority() {
+/// Sets the calling thread's priority; the threads it creates afterwards inherit it (a
+/// thread's nice value and scheduling policy are its own on Linux, and copied to the threads
+/// it starts).
+fn set_priority(priority: GraphPriority) {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread's own id; no memory is passed.
+    // SAFETY: plain system calls on the calling thread (its id, or 0 for itself); the one
+    // pointer passed is to a live local.
     unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        *libc::__errno_location() = 0;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if now != -1 || *libc::__errno_location() == 0 {
-            libc::setpriority(libc::PRIO_PROCESS, tid, (now + GRAPH_NICE).min(19));
+        match priority {
+            GraphPriority::Normal => {}
+            GraphPriority::Lower => {
+                let tid = libc::gettid() as libc::id_t;
+                *libc::__errno_location() = 0;
+                let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+                if now != -1 || *libc::__errno_location() == 0 {
+                    libc::setpriority(libc::PRIO_PROCESS, tid, (now + GRAPH_NICE).min(19));
+                }
+            }
+            GraphPriority::Idle => {
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+            }
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = priority;
 }
 
 #[cfg(test)]
@@ -259,7 +293,10 @@ mod tests {
     use std::path::Path;
 
     use crate::synthetic::{low_rank, numbered_pairs as entries};
-    use crate::{EncoderInfo, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry, Precision};
+    use crate::{
+        EncoderInfo, GraphPriority, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry,
+        Precision,
+    };
 
     fn spec(dim: usize, precision: Precision) -> IndexSpec {
         IndexSpec {
@@ -279,27 +316,45 @@ mod tests {
         }
     }
 
+    /// The calling thread's nice value and scheduling policy.
     #[cfg(target_os = "linux")]
-    fn nice() -> i32 {
-        // SAFETY: a plain system call on the calling thread's id.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    fn priority() -> (i32, i32) {
+        // SAFETY: plain system calls on the calling thread (its id, or 0 for itself).
+        unsafe {
+            (
+                libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t),
+                libc::sched_getscheduler(0),
+            )
+        }
     }
 
-    /// The graph thread yields to the encoder: its nice rises, and so does that of the
-    /// workers it creates, while the thread that started it keeps its own.
+    /// The graph thread yields to the encoder as chosen, and so do the rayon workers it
+    /// creates (the graph's pool is built on that thread), while the thread that started it
+    /// keeps its own priority.
     #[test]
     #[cfg(target_os = "linux")]
-    fn the_graph_thread_and_its_workers_run_at_a_lower_priority() {
-        let before = nice();
-        let (own, worker) = std::thread::spawn(|| {
-            super::lower_priority();
-            (nice(), std::thread::spawn(nice).join().unwrap())
-        })
-        .join()
-        .unwrap();
-        let want = (before + super::GRAPH_NICE).min(19);
-        assert_eq!((own, worker), (want, want));
-        assert_eq!(nice(), before);
+    fn the_graph_thread_and_its_workers_run_at_the_chosen_priority() {
+        use super::{GraphPriority, GRAPH_NICE};
+        let before = priority();
+        let (nice, policy) = before;
+        for (choice, want) in [
+            (GraphPriority::Normal, before),
+            (GraphPriority::Lower, ((nice + GRAPH_NICE).min(19), policy)),
+            (GraphPriority::Idle, (nice, libc::SCHED_IDLE)),
+        ] {
+            let (own, worker) = std::thread::spawn(move || {
+                super::set_priority(choice);
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                (priority(), pool.install(priority))
+            })
+            .join()
+            .unwrap();
+            assert_eq!((own, worker), (want, want), "{choice:?}");
+            assert_eq!(priority(), before);
+        }
     }
 
     /// Waits until the background graph holds `rows` rows (so the next chunk starts a new
@@ -355,7 +410,8 @@ mod tests {
             let staged = tmp.path().join("staged");
             let mut b =
                 IndexBuilder::create_or_resume(&staged, spec(dim, precision), false).unwrap();
-            b.graph_during_appends(params(1), 1200).unwrap();
+            b.graph_during_appends(params(1), 1200, GraphPriority::default())
+                .unwrap();
             append(&mut b, chunks[0].clone());
             wait_for(&b, 1);
             append(&mut b, chunks[1].clone());
@@ -365,7 +421,8 @@ mod tests {
             let mut b =
                 IndexBuilder::create_or_resume(&staged, spec(dim, precision), false).unwrap();
             assert_eq!(b.count(), 400);
-            b.graph_during_appends(params(1), 1200).unwrap();
+            b.graph_during_appends(params(1), 1200, GraphPriority::default())
+                .unwrap();
             // The resumed thread first takes the rows already stored.
             wait_for(&b, 400);
             append(&mut b, chunks[2].clone());
@@ -387,7 +444,8 @@ mod tests {
             // In parallel, finishing while stages may still run.
             let par = tmp.path().join("par");
             let mut b = IndexBuilder::create_or_resume(&par, spec(dim, precision), false).unwrap();
-            b.graph_during_appends(params(3), n as u64).unwrap();
+            b.graph_during_appends(params(3), n as u64, GraphPriority::default())
+                .unwrap();
             for r in chunks.clone() {
                 append(&mut b, r);
             }
@@ -416,7 +474,8 @@ mod tests {
             let dir = tmp.path().join(format!("n{rows}"));
             let mut b =
                 IndexBuilder::create_or_resume(&dir, spec(4, Precision::F32), false).unwrap();
-            b.graph_during_appends(params(2), rows as u64).unwrap();
+            b.graph_during_appends(params(2), rows as u64, GraphPriority::default())
+                .unwrap();
             if rows == 1 {
                 b.append_chunk(&entries(0..1), &[1.0, 0.0, 0.0, 0.0])
                     .unwrap();
@@ -440,7 +499,9 @@ mod tests {
             builder: crate::GraphBuilder::HnswRs,
             ..params(1)
         };
-        assert!(b.graph_during_appends(p, 10).is_err());
+        assert!(b
+            .graph_during_appends(p, 10, GraphPriority::default())
+            .is_err());
         assert!(b.staged_progress().is_none());
     }
 }

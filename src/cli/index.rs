@@ -202,10 +202,36 @@ pub struct BuildArgs {
     /// which has no local graph.
     #[arg(long, value_enum, default_value_t = GraphWhileEncoding::Auto, conflicts_with = "collection")]
     graph_while_encoding: GraphWhileEncoding,
+    /// How the graph built while encoding yields the CPU to the encoder's threads: idle
+    /// (Linux's SCHED_IDLE: only cores nothing else wants), lower (nice raised by 10) or
+    /// normal. Linux only; elsewhere always normal.
+    #[arg(long, value_enum, default_value_t = GraphPriorityArg::Idle, value_name = "PRIORITY")]
+    graph_priority: GraphPriorityArg,
     /// Print a JSON summary on standard output (the index or collection, the pairs read,
     /// stored and left out, the seconds taken); the line for people stays on standard error.
     #[arg(long)]
     json: bool,
+}
+
+/// `--graph-priority` ([`relbert_index::GraphPriority`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GraphPriorityArg {
+    /// The encoder's priority.
+    Normal,
+    /// Nice raised by 10.
+    Lower,
+    /// SCHED_IDLE.
+    Idle,
+}
+
+impl From<GraphPriorityArg> for relbert_index::GraphPriority {
+    fn from(a: GraphPriorityArg) -> Self {
+        match a {
+            GraphPriorityArg::Normal => Self::Normal,
+            GraphPriorityArg::Lower => Self::Lower,
+            GraphPriorityArg::Idle => Self::Idle,
+        }
+    }
 }
 
 /// `--m`'s parser: the range [`HnswParams::validate`] accepts, so that a value out of it is a
@@ -656,6 +682,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                     ..AddCounts::default()
                 }),
                 graph_while_encoding: a.graph_while_encoding,
+                graph_priority: a.graph_priority.into(),
             };
             let report = build_with_progress_at(&encoder, &records, out, &opts, Some(&interrupt))?;
             if a.json {

@@ -609,6 +609,7 @@ fn ensure_with(
         force: false,
         spool: None,
         graph_while_encoding: GraphWhileEncoding::Auto,
+        graph_priority: Default::default(),
     };
     let note = super::interrupt::InterruptNote::install(dir);
     if let Err(e) = build_with_progress(&encoder, &records, dir, &opts) {

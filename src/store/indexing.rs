@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use relbert_index::{
-    EncoderInfo, HnswParams, Index, IndexBuilder, IndexGrower, IndexSpec, PairEntry, Precision,
-    Progress,
+    EncoderInfo, GraphPriority, HnswParams, Index, IndexBuilder, IndexGrower, IndexSpec, PairEntry,
+    Precision, Progress,
 };
 
 use crate::error::{Error, Result};
@@ -259,6 +259,8 @@ pub struct BuildOptions {
     pub spool: Option<AddCounts>,
     /// Build the graph while the pairs are encoded ([`GraphWhileEncoding`]).
     pub graph_while_encoding: GraphWhileEncoding,
+    /// How that graph yields the CPU to the encoder ([`GraphPriority`]; unused without it).
+    pub graph_priority: GraphPriority,
 }
 
 /// Whether an index build inserts rows into the HNSW graph while later chunks are still
@@ -355,7 +357,7 @@ pub fn build_index(
     {
         // Its default threads are every core but one, which this thread keeps for the encoder.
         let capacity = builder.count() + (records.len() as u64).saturating_sub(resumed);
-        builder.graph_during_appends(opts.hnsw, capacity)?;
+        builder.graph_during_appends(opts.hnsw, capacity, opts.graph_priority)?;
     }
     let started = std::time::Instant::now();
     encode_chunks(
