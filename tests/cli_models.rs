@@ -862,6 +862,22 @@ fn a_template_letter_computes_the_references_template_and_a_map_is_named() {
     }
 }
 
+/// Sets whether `model`'s tokenizer.json normalizer lower-cases text.
+fn set_lowercase(model: &Path, lowercase: bool) {
+    let path = model.join("tokenizer.json");
+    let mut tok: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tok["normalizer"]["lowercase"] = json!(lowercase);
+    std::fs::write(path, tok.to_string()).unwrap();
+}
+
+/// The tiny-bert fixture's tokenizer_config.json, to edit.
+fn tiny_tokenizer_config() -> Value {
+    serde_json::from_slice(
+        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap()
+}
+
 /// Review FM: relbert never read tokenizer_config.json, and a BERT model whose
 /// `do_lower_case` there disagrees with tokenizer.json's normalizer (which transformers'
 /// BertTokenizer rebuilds from `do_lower_case`) encoded text otherwise than transformers
@@ -874,10 +890,7 @@ fn a_do_lower_case_that_disagrees_with_tokenizer_json_is_warned_about() {
     assert!(ok, "{err}");
     assert!(!err.contains("do_lower_case"), "{err}");
     let model = edited("tiny-bert", &d.path().join("cased"), Edit::default());
-    let mut tc: Value = serde_json::from_slice(
-        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
-    )
-    .unwrap();
+    let mut tc = tiny_tokenizer_config();
     // The generic class (the fixture's) reads no do_lower_case: transformers, as relbert,
     // follows tokenizer.json, and nothing is said.
     tc["do_lower_case"] = json!(true);
@@ -919,10 +932,7 @@ fn a_do_lower_case_left_to_its_default_is_compared_too() {
     let pairs = two_pairs(d.path());
     let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
     assert!(ok, "{err}");
-    let base: Value = serde_json::from_slice(
-        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
-    )
-    .unwrap();
+    let base = tiny_tokenizer_config();
     // `None`: no tokenizer_config.json; else the fixture's with `tokenizer_class` set to the
     // value (removed for null), without do_lower_case.
     let cased = |name: &str, class: Option<Value>, lowercase: bool| -> PathBuf {
@@ -935,10 +945,7 @@ fn a_do_lower_case_left_to_its_default_is_compared_too() {
             }
             std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
         }
-        let mut tok: Value =
-            serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap()).unwrap();
-        tok["normalizer"]["lowercase"] = json!(lowercase);
-        std::fs::write(model.join("tokenizer.json"), tok.to_string()).unwrap();
+        set_lowercase(&model, lowercase);
         model
     };
     for (name, class, want) in [
@@ -999,10 +1006,7 @@ fn a_do_lower_case_left_to_its_default_is_compared_too() {
 fn a_tokenizer_class_in_config_json_is_read_too() {
     let d = tempfile::tempdir().unwrap();
     let pairs = two_pairs(d.path());
-    let base: Value = serde_json::from_slice(
-        &std::fs::read(fixture("tiny-bert").join("tokenizer_config.json")).unwrap(),
-    )
-    .unwrap();
+    let base = tiny_tokenizer_config();
     for (name, tconfig_class, warned) in [
         ("no_file", None, false),
         ("no_class", Some(Value::Null), false),
@@ -1026,10 +1030,7 @@ fn a_tokenizer_class_in_config_json_is_read_too() {
             }
             std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
         }
-        let mut tok: Value =
-            serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap()).unwrap();
-        tok["normalizer"]["lowercase"] = json!(false);
-        std::fs::write(model.join("tokenizer.json"), tok.to_string()).unwrap();
+        set_lowercase(&model, false);
         let (ok, _, err) = embed(&model, &pairs, &[]);
         assert!(ok, "{name}: {err}");
         assert_eq!(

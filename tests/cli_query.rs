@@ -1132,18 +1132,8 @@ fn in_pipe(r: &std::fs::File) -> usize {
 /// The child's exit status if it ends within 20 seconds; else it is killed and the test
 /// fails saying `what`.
 fn exits_within_20s(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running 20 s after SIGTERM: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::exit_within(child, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("still running 20 s after SIGTERM: {what}"))
 }
 
 /// Review R12 of 8a6c88b: with a standard output nobody reads, full but for less than the

@@ -286,14 +286,7 @@ fn serve_refuses_a_colon_beside_a_forgotten_word() {
     let idx = small_index(dir.path());
     let (mut child, _err, addr) = common::spawn_serve(&idx, "warn");
     // Waits for the index to load (503 until then), not for any time.
-    let ready = (0..400).any(|_| {
-        let up =
-            common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200"));
-        if !up {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        up
-    });
+    let ready = common::ready_within(&addr, std::time::Duration::from_secs(20));
     let answers: Vec<Option<String>> = ["paris :", " : france", "paris:"]
         .iter()
         .map(|line| {

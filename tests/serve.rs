@@ -667,15 +667,10 @@ fn the_binary_serves_and_stops_on_sigterm() {
     use std::io::{Read, Write};
     let (mut child, mut err, addr) = common::spawn_serve(index(), "info");
     let get = |path: &str| common::http_get(&addr, path).unwrap_or_default();
-    let mut ready = false;
-    for _ in 0..200 {
-        if get("/v1/health").starts_with("HTTP/1.1 200") {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(ready, "never became ready");
+    assert!(
+        common::ready_within(&addr, Duration::from_secs(10)),
+        "never became ready"
+    );
     assert!(get("/v1/info").contains("\"count\""));
     // A request in flight when SIGTERM comes: headers and half the body sent before it, the
     // rest after. It must still be answered, and only then may the server exit.
@@ -736,13 +731,11 @@ fn start_server(opts: ServeOptions) -> (tokio::runtime::Runtime, String) {
         .recv_timeout(Duration::from_secs(30))
         .expect("the server never listened")
         .to_string();
-    for _ in 0..600 {
-        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            return (rt, addr);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the server never became ready");
+    assert!(
+        common::ready_within(&addr, Duration::from_secs(30)),
+        "the server never became ready"
+    );
+    (rt, addr)
 }
 
 /// Reads from `conn` until the server closes it (or 10 s pass); returns when that was
@@ -1123,31 +1116,13 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
 #[test]
 fn a_client_that_never_reads_does_not_hold_the_server() {
     use std::io::Write;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--timeout-ms",
-            "1000",
-            "--index",
-        ])
-        .arg(index())
-        .env("RELBERT_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0);
-        if let Some(a) = line
-            .trim()
-            .strip_prefix("relbert serve: listening on http://")
-        {
-            break a.to_string();
-        }
-    };
+    let args = [
+        "--timeout-ms".as_ref(),
+        "1000".as_ref(),
+        "--index".as_ref(),
+        index().as_os_str(),
+    ];
+    let (mut child, _err, addr) = common::spawn_serve_with(&args, "warn");
     let conn = std::net::TcpStream::connect(&addr).unwrap();
     // Requests for the largest answer, written from a thread (the server stops reading
     // once its writes block); this side never reads.
@@ -1167,21 +1142,8 @@ fn a_client_that_never_reads_does_not_hold_the_server() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if t.elapsed() > Duration::from_secs(20) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::exit_within(&mut child, Duration::from_secs(20));
     let _ = conn.shutdown(std::net::Shutdown::Both);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
     assert!(
         status.is_some_and(|s| s.success()),
         "the server was still running 20 s after SIGTERM, held by a client that reads nothing"
@@ -2976,11 +2938,8 @@ fn serve_ready(flags: &[&str]) -> (std::process::Child, String) {
     let mut args: Vec<&std::ffi::OsStr> = vec!["--index".as_ref(), index().as_os_str()];
     args.extend(flags.iter().map(std::ffi::OsStr::new));
     let (mut child, _err, addr) = common::spawn_serve_with(&args, "warn");
-    for _ in 0..400 {
-        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            return (child, addr);
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if common::ready_within(&addr, Duration::from_secs(20)) {
+        return (child, addr);
     }
     let _ = child.kill();
     let _ = child.wait();

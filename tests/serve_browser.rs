@@ -242,16 +242,10 @@ fn start_server(index: &Path, extra: &[&str]) -> (Reaped, String) {
     let (child, mut err, addr) = common::spawn_serve_with(&args, "warn");
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ok = common::http_get(&addr, "/v1/health").map(|r| r.starts_with("HTTP/1.1 200"));
-        if ok == Some(true) {
-            break;
-        }
-        assert!(Instant::now() < until, "relbert serve never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Reaped(child), addr)
+    let ready = common::ready_within(&addr, Duration::from_secs(120));
+    let child = Reaped(child);
+    assert!(ready, "relbert serve never became ready");
+    (child, addr)
 }
 
 /// A headless Chromium session and its chromedriver, ended when dropped.

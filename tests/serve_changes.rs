@@ -66,13 +66,11 @@ impl Server {
             let _ = std::io::copy(&mut err, &mut std::io::sink());
         });
         let server = Server { child, addr };
-        for _ in 0..400 {
-            if server.get("/v1/health").0 == 200 {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the server never became ready");
+        assert!(
+            common::ready_within(&server.addr, Duration::from_secs(20)),
+            "the server never became ready"
+        );
+        server
     }
 
     /// Whether the process is still running (it has not died of a signal, say).

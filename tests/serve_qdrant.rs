@@ -303,14 +303,7 @@ fn binary_serves_the_collection(urls: &[String], collection: &str, index: &Path)
         line.clear();
     }
     let addr = addr.expect("relbert serve printed no address");
-    let mut ready = false;
-    for _ in 0..600 {
-        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let ready = common::ready_within(&addr, Duration::from_secs(30));
     let info = common::http_get(&addr, "/v1/info").unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
@@ -663,9 +656,7 @@ fn a_served_collection_suggests_pairs_added_to_it() {
         }
         done()
     };
-    let ready = poll(Duration::from_secs(60), &|| {
-        get_json("/v1/health").is_some()
-    });
+    let ready = common::ready_within(&addr, Duration::from_secs(60));
     let before = suggested("oslo");
     let paris = suggested("paris%20fr");
 
@@ -883,15 +874,8 @@ fn a_signal_while_a_look_at_the_collection_hangs_ends_the_server_at_once() {
         .and_then(|l| l.trim().strip_prefix("relbert serve: listening on http://"))
         .unwrap_or_default()
         .to_string();
-    let ready = wait_for("ready: ").is_some()
-        && (0..600).any(|_| {
-            let up = common::http_get(&addr, "/v1/health")
-                .is_some_and(|r| r.starts_with("HTTP/1.1 200"));
-            if !up {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            up
-        });
+    let ready =
+        wait_for("ready: ").is_some() && common::ready_within(&addr, Duration::from_secs(30));
     relay.set_silent(true);
     let stuck = ready && wait_for("no answer yet").is_some();
     let exited = stuck

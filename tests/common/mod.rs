@@ -184,6 +184,22 @@ pub fn http_post(addr: &str, path: &str, body: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether the server at `addr` says it is ready (`GET /v1/health` answers 200: it has
+/// loaded what it serves) within about `limit`, asked every 50 ms: bounded by a count of
+/// asks, not the clock, so a slow machine only makes it slower. The bound only keeps a
+/// server that never gets ready from hanging the test; the caller fails it, after its own
+/// cleanup.
+pub fn ready_within(addr: &str, limit: std::time::Duration) -> bool {
+    let every = std::time::Duration::from_millis(50);
+    for _ in 0..limit.as_millis() / every.as_millis() {
+        if http_get(addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
 /// Deletes a test's Qdrant collection (best effort: a test that failed midway may have made
 /// none).
 pub fn drop_collection(urls: &[String], collection: &str) {
@@ -379,6 +395,20 @@ pub fn exit_within(
     child: &mut std::process::Child,
     limit: std::time::Duration,
 ) -> Option<std::process::ExitStatus> {
+    let status = wait_within(child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// Waits up to `limit` for `child` to exit: its status, or `None`, the child left running
+/// (for a test that then unblocks it and reads what it did).
+pub fn wait_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
     let until = std::time::Instant::now() + limit;
     while std::time::Instant::now() < until {
         if let Some(status) = child.try_wait().unwrap() {
@@ -386,8 +416,6 @@ pub fn exit_within(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
     None
 }
 
