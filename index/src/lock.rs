@@ -356,9 +356,10 @@ fn unwritable(path: &Path, folder: &Path, target: &Path, err: std::io::Error) ->
 
 /// Why this user cannot remove the file `path`, owned by `file_uid`, from `folder`, or `None`
 /// when they can: unlink(2) fails, even for root, while the file or the folder is immutable
-/// or append-only, and otherwise needs write and search permission on the folder and, when
-/// the folder has its sticky bit (`/tmp`), that this user own the file or the folder (root
-/// passes both).
+/// or append-only, and otherwise needs write and search permission on the folder (which
+/// CAP_DAC_OVERRIDE grants, as the access check asked here knows) and, when the folder has
+/// its sticky bit (`/tmp`), that this user own the file or the folder, or hold CAP_FOWNER
+/// ([`sticky_refuses`]).
 fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable> {
     let on: Vec<(PathBuf, char)> = [path, folder]
         .into_iter()
@@ -387,16 +388,90 @@ fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable>
             folder_owner: folder_owner(),
         });
     }
+    // The access check does not look at the sticky bit, which the kernel applies only when
+    // the file is removed: asked here.
     // SAFETY: geteuid(2) has no preconditions.
     let me = unsafe { libc::geteuid() };
     match &folder_md {
-        Some(m) if m.mode() & libc::S_ISVTX != 0 && me != 0 && me != file_uid && me != m.uid() => {
+        Some(m) if sticky_refuses(m.mode(), m.uid(), file_uid, me, has_capability(CAP_FOWNER)) => {
             Some(Unremovable::Sticky {
                 folder_owner: folder_owner(),
             })
         }
         _ => None,
     }
+}
+
+/// Whether a folder's sticky bit keeps a process of effective uid `me` from removing a file
+/// owned by `file_uid` from it (the folder's mode is `folder_mode`, its owner `folder_uid`):
+/// only the file's owner, the folder's, or a holder of CAP_FOWNER may (the kernel's
+/// `check_sticky`). Being root was taken for the last (found by a review): a root whose
+/// container dropped CAP_FOWNER is refused, and was told `rm` would do.
+fn sticky_refuses(folder_mode: u32, folder_uid: u32, file_uid: u32, me: u32, fowner: bool) -> bool {
+    folder_mode & libc::S_ISVTX != 0 && me != file_uid && me != folder_uid && !fowner
+}
+
+/// `CAP_FOWNER`, which passes the sticky bit's owner check (linux/capability.h).
+const CAP_FOWNER: u32 = 3;
+
+/// capget(2)'s header (`struct __user_cap_header_struct`).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// capget(2)'s data, one per 32 capabilities (`struct __user_cap_data_struct`).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, two [`CapData`].
+#[cfg(target_os = "linux")]
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// The calling thread's capability sets, as capget(2) gives them; `None` where it fails.
+#[cfg(target_os = "linux")]
+fn capabilities() -> Option<[CapData; 2]> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget(2) with a version 3 header and the two data structs that version
+    // fills, both owned by this frame.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    (r == 0).then_some(data)
+}
+
+/// Whether the calling thread holds capability `cap` (a `CAP_` number) in its effective
+/// set: what the kernel asks, where being root is only the usual way to have it. False where
+/// capget(2) cannot tell, so that nothing is promised that may not hold.
+#[cfg(target_os = "linux")]
+pub(crate) fn has_capability(cap: u32) -> bool {
+    capabilities().is_some_and(|d| {
+        let (word, bit) = ((cap / 32) as usize, cap % 32);
+        word < d.len() && d[word].effective & (1 << bit) != 0
+    })
+}
+
+/// Where there are no capabilities, root has them all.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn has_capability(_cap: u32) -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// The folder that holds `path` (a lock file, a partial directory): its parent, or `.` for
@@ -810,13 +885,12 @@ mod unwritable_tests {
         }
     }
 
-    /// A folder this user may not write: said in words. Only as a user other than root,
-    /// whom permissions do not stop; skipped as root.
+    /// A folder this user may not write: said in words. Only without CAP_DAC_OVERRIDE
+    /// (root's, as a rule), which permissions do not stop; skipped with it.
     #[test]
     fn an_unwritable_folder_is_said_in_words() {
-        // SAFETY: geteuid(2) has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            eprintln!("skipped: root may write to any folder");
+        if has_capability(CAP_DAC_OVERRIDE) {
+            eprintln!("skipped: CAP_DAC_OVERRIDE may write to any folder");
             return;
         }
         use std::os::unix::fs::PermissionsExt;
@@ -831,6 +905,9 @@ mod unwritable_tests {
             "{r:?}"
         );
     }
+
+    /// `CAP_DAC_OVERRIDE`, which passes permission checks (linux/capability.h).
+    const CAP_DAC_OVERRIDE: u32 = 1;
 
     /// The effective uid of this process.
     fn euid() -> u32 {
@@ -866,8 +943,8 @@ mod unwritable_tests {
 
     /// Found by a review: a folder this user may not write keeps them from removing a
     /// file in it, and so does its owner's file: the advice asks the folder's owner, or
-    /// anyone who may write in it, not the file's owner alone. Root may write any folder,
-    /// so as root the folder is found no obstacle.
+    /// anyone who may write in it, not the file's owner alone. CAP_DAC_OVERRIDE (root's, as
+    /// a rule) may write any folder, so with it the folder is found no obstacle.
     #[test]
     fn a_stale_lock_in_a_folder_this_user_may_not_write_sends_them_to_its_writers() {
         let dir = tempfile::tempdir().unwrap();
@@ -877,8 +954,8 @@ mod unwritable_tests {
         let found = unremovable(&lock, dir.path(), euid());
         chmod(dir.path(), 0o755);
         let me = owner_name(euid());
-        if euid() == 0 {
-            assert_eq!(found, None, "root may write any folder");
+        if has_capability(CAP_DAC_OVERRIDE) {
+            assert_eq!(found, None, "CAP_DAC_OVERRIDE may write any folder");
         } else {
             assert_eq!(
                 found,
@@ -907,14 +984,16 @@ mod unwritable_tests {
 
     /// Found by a review: in a folder with its sticky bit (`/tmp`) only the file's owner or
     /// the folder's may remove a file, though the folder is writable to all. Checked on
-    /// `/tmp` itself (root's) with a file of another uid where this test is not root; root
-    /// passes the sticky bit, which a sticky folder of its own shows.
+    /// `/tmp` itself (root's) with a file of another uid where this test has no CAP_FOWNER
+    /// (root has it, as a rule, and passes the sticky bit; see
+    /// `a_root_without_cap_fowner_is_stopped_by_a_sticky_bit`); the folder's owner passes
+    /// it, which a sticky folder of its own shows.
     #[test]
     fn a_stale_lock_under_a_sticky_bit_sends_this_user_to_the_owners() {
         let me = euid();
         let tmp = Path::new("/tmp");
         let md = std::fs::metadata(tmp).unwrap();
-        if me != 0 && md.mode() & libc::S_ISVTX != 0 && md.uid() != me {
+        if !has_capability(CAP_FOWNER) && md.mode() & libc::S_ISVTX != 0 && md.uid() != me {
             let other = if me == 65534 { 65533 } else { 65534 };
             let lock = tmp.join(".idx.lock");
             assert_eq!(
@@ -925,7 +1004,8 @@ mod unwritable_tests {
             );
         } else {
             eprintln!(
-                "/tmp not checked: this test is root, or /tmp is not another's sticky folder"
+                "/tmp not checked: this test holds CAP_FOWNER, or /tmp is not another's sticky \
+                 folder"
             );
             let dir = tempfile::tempdir().unwrap();
             chmod(dir.path(), 0o1777);
@@ -945,6 +1025,95 @@ mod unwritable_tests {
                 ),
             "{advice}"
         );
+    }
+
+    /// The sticky bit's rule is the kernel's, where CAP_FOWNER, not being root,
+    /// passes it.
+    #[test]
+    fn the_sticky_rule_asks_for_cap_fowner_not_root() {
+        let (sticky, plain) = (0o41777, 0o40777);
+        // A root without CAP_FOWNER (a container's) is refused; a holder that is not root
+        // is not.
+        assert!(sticky_refuses(sticky, 1000, 1001, 0, false));
+        assert!(!sticky_refuses(sticky, 1000, 1001, 1002, true));
+        // The file's owner and the folder's pass; without the bit there is no such rule.
+        assert!(!sticky_refuses(sticky, 1000, 1001, 1001, false));
+        assert!(!sticky_refuses(sticky, 1000, 1001, 1000, false));
+        assert!(!sticky_refuses(plain, 1000, 1001, 1002, false));
+    }
+
+    /// Takes `cap` out of the calling thread's effective set (capabilities are per thread,
+    /// so the rest of the test process keeps it).
+    #[cfg(target_os = "linux")]
+    fn drop_effective(cap: u32) {
+        let mut data = capabilities().expect("capget");
+        data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+        let mut header = CapHeader {
+            version: CAP_VERSION_3,
+            pid: 0,
+        };
+        // SAFETY: capset(2) with a version 3 header and the two data structs it reads.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr(),
+            )
+        };
+        assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+    }
+
+    /// Against the kernel: advice about a stale lock under a sticky bit took root
+    /// for a process that passes it, but the kernel asks for CAP_FOWNER, which a container
+    /// may drop. A thread of this process without it cannot remove another's file from
+    /// another's sticky folder, and is told to ask the owners; with it, `rm` works and is
+    /// what is said. Needs CAP_FOWNER and CAP_CHOWN (root's) to begin with; skipped
+    /// otherwise.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_root_without_cap_fowner_is_stopped_by_a_sticky_bit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("sticky");
+        std::fs::create_dir(&folder).unwrap();
+        chmod(&folder, 0o1777);
+        let lock = folder.join(".idx.lock");
+        std::fs::write(&lock, "").unwrap();
+        // Two uids other than this process's.
+        let me = euid();
+        let (folder_uid, file_uid) = (me.wrapping_add(4242), me.wrapping_add(4243));
+        let ready = has_capability(CAP_FOWNER)
+            && std::os::unix::fs::chown(&folder, Some(folder_uid), None).is_ok()
+            && std::os::unix::fs::chown(&lock, Some(file_uid), None).is_ok();
+        if !ready {
+            eprintln!("skipped: needs CAP_FOWNER and CAP_CHOWN");
+            return;
+        }
+        let (l, f) = (lock.clone(), folder.clone());
+        let (held, found, removed) = std::thread::spawn(move || {
+            drop_effective(CAP_FOWNER);
+            (
+                has_capability(CAP_FOWNER),
+                unremovable(&l, &f, file_uid),
+                std::fs::remove_file(&l),
+            )
+        })
+        .join()
+        .unwrap();
+        assert!(!held, "CAP_FOWNER was not dropped");
+        assert_eq!(
+            removed.map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EPERM)),
+            "the kernel let a thread without CAP_FOWNER remove it"
+        );
+        assert_eq!(
+            found,
+            Some(Unremovable::Sticky {
+                folder_owner: owner_name(folder_uid)
+            })
+        );
+        // With CAP_FOWNER the owners' check is passed: `rm` is said, and works.
+        assert_eq!(unremovable(&lock, &folder, file_uid), None);
+        std::fs::remove_file(&lock).unwrap();
     }
 
     /// Clears the attributes `chattr` set on drop, so that a failed test leaves nothing

@@ -757,96 +757,163 @@ fn normalizer_lowercases(doc: &serde_json::Value) -> bool {
     doc.get("normalizer").is_some_and(lowers)
 }
 
-/// Warns (once per file) when a BERT model's `tokenizer_config.json` sets `do_lower_case`,
-/// or leaves it to transformers' default, against what its `tokenizer.json` normalizer does.
-/// relbert tokenises with `tokenizer.json` alone; transformers' `BertTokenizer`
-/// (`BertTokenizerFast`) rebuilds the normalizer from `do_lower_case` (4.x when they differ;
-/// 5.x always, keeping only the vocabulary of `tokenizer.json`), while the generic
-/// `PreTrainedTokenizerFast` (`TokenizersBackend` in 5.x) keeps `tokenizer.json`'s and is not
-/// warned about. tokenizers' own files do not carry
-/// `do_lower_case`, and which normalizer a user's transformers builds depends on its version,
-/// so relbert keeps computing what `tokenizer.json` says and says that the files disagree,
-/// instead of a model encoding text another way than transformers without a word.
+/// Whether the normalizer of the tokenizer document `doc` strips accents: a `BertNormalizer`
+/// whose `strip_accents` is true, or unset (null or absent) while it lower-cases, which is
+/// how tokenizers reads it (`strip_accents.unwrap_or(lowercase)`), or a `StripAccents` step,
+/// alone or in a `Sequence`.
+fn normalizer_strips_accents(doc: &serde_json::Value) -> bool {
+    fn strips(n: &serde_json::Value) -> bool {
+        match n.get("type").and_then(|t| t.as_str()) {
+            Some("BertNormalizer") => match n.get("strip_accents").and_then(|v| v.as_bool()) {
+                Some(b) => b,
+                None => n.get("lowercase").and_then(|v| v.as_bool()) == Some(true),
+            },
+            Some("StripAccents") => true,
+            Some("Sequence") => n
+                .get("normalizers")
+                .and_then(|v| v.as_array())
+                .is_some_and(|ns| ns.iter().any(strips)),
+            _ => false,
+        }
+    }
+    doc.get("normalizer").is_some_and(strips)
+}
+
+/// Whether the normalizer of `doc` is a `BertNormalizer` that leaves `strip_accents` unset,
+/// so that it strips accents exactly when it lower-cases: said in the warning, since the
+/// file shows no value to compare with.
+fn strip_accents_follows_lowercase(doc: &serde_json::Value) -> bool {
+    doc.get("normalizer").is_some_and(|n| {
+        n.get("type").and_then(|t| t.as_str()) == Some("BertNormalizer")
+            && n.get("strip_accents").is_none_or(|v| v.is_null())
+    })
+}
+
+/// Warns (once per file) when a BERT model's `tokenizer_config.json` sets `do_lower_case`
+/// or `strip_accents`, or leaves them to transformers' defaults, against what its
+/// `tokenizer.json` normalizer does. relbert tokenises with `tokenizer.json` alone;
+/// transformers' `BertTokenizer` (`BertTokenizerFast`) rebuilds the normalizer from
+/// `do_lower_case` and `strip_accents` (4.x when they differ; 5.x always, keeping only the
+/// vocabulary of `tokenizer.json`), while the generic `PreTrainedTokenizerFast`
+/// (`TokenizersBackend` in 5.x) keeps `tokenizer.json`'s and is not warned about.
+/// tokenizers' own files do not carry `do_lower_case`, and which normalizer a user's
+/// transformers builds depends on its version, so relbert keeps computing what
+/// `tokenizer.json` says and says that the files disagree, instead of a model encoding text
+/// another way than transformers without a word.
 /// `do_lower_case` defaults to true (transformers 5.17's AutoTokenizer lower-cases with a
 /// `tokenizer_config.json` that has no `do_lower_case`, or no `tokenizer_class`, or with none
 /// at all, where `model_type` "bert" picks `BertTokenizer`): a cased `tokenizer.json` in such
-/// a folder was encoded otherwise than transformers without a word. A `do_lower_case` that is
-/// not a boolean is not read further.
-pub fn warn_on_case_disagreement(architecture: Architecture, tokenizer: &Path) {
-    if architecture != Architecture::Bert {
-        return;
-    }
+/// a folder was encoded otherwise than transformers without a word. `strip_accents` left
+/// unset (absent or null) follows `do_lower_case`, in transformers as in a `BertNormalizer`
+/// of `tokenizer.json`: accents are stripped exactly when text is lower-cased. Only the
+/// lower-casing was compared, so a lower-casing `tokenizer.json` whose `strip_accents` is
+/// false, beside a `tokenizer_config.json` that leaves it unset (transformers strips accents),
+/// encoded "café" otherwise than transformers without a word. A `do_lower_case` or
+/// `strip_accents` that is not a boolean is not read further.
+///
+/// `config` is the model's parsed `config.json` (its `tokenizer_class` is read from it),
+/// which is not read again.
+pub fn warn_on_case_disagreement(config: &ModelConfig, tokenizer: &Path) {
     let dir = tokenizer.parent().unwrap_or(Path::new("."));
     let tconfig = dir.join("tokenizer_config.json");
+    if let Some(message) = case_disagreement(config, tokenizer, &tconfig) {
+        if first_warning_for(&tconfig) {
+            tracing::warn!("{message}");
+        }
+    }
+}
+
+/// What [`warn_on_case_disagreement`] says about the model of `config` whose tokenizer is
+/// `tokenizer` and whose `tokenizer_config.json` is `tconfig`, or `None` when nothing is.
+fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> Option<String> {
+    use serde_json::Value;
+    if config.architecture != Architecture::Bert {
+        return None;
+    }
     // The generic class loads tokenizer.json as it is and reads no do_lower_case (in 4.x
     // and 5.x alike): transformers then computes what relbert does.
-    let generic = |doc: &serde_json::Value| {
+    let generic = |doc: &Value| {
         matches!(
             doc.get("tokenizer_class").and_then(|v| v.as_str()),
             Some("PreTrainedTokenizerFast" | "TokenizersBackend")
         )
     };
-    let names_a_class =
-        |doc: &serde_json::Value| doc.get("tokenizer_class").is_some_and(|v| !v.is_null());
+    let names_a_class = |doc: &Value| doc.get("tokenizer_class").is_some_and(|v| !v.is_null());
     // AutoTokenizer takes config.json's tokenizer_class when tokenizer_config.json is absent
-    // or names no class, before falling back on model_type.
-    let config_names_generic = || {
-        std::fs::read(dir.join("config.json"))
-            .ok()
-            .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
-            .is_some_and(|doc| generic(&doc))
-    };
-    // Where the value comes from, for the message, and the value transformers uses.
-    let (source, do_lower_case) = match std::fs::read(&tconfig) {
-        Ok(text) => match serde_json::from_slice::<serde_json::Value>(&text) {
-            Ok(doc) if generic(&doc) || (!names_a_class(&doc) && config_names_generic()) => return,
-            Ok(doc) => match doc.get("do_lower_case") {
-                Some(serde_json::Value::Bool(b)) => (
-                    format!("{} sets \"do_lower_case\": {b}", tconfig.display()),
-                    *b,
-                ),
-                None | Some(serde_json::Value::Null) => (
-                    format!(
-                        "{} has no \"do_lower_case\", which transformers' BertTokenizer takes \
-                         as true,",
-                        tconfig.display()
+    // or names no class, before falling back on model_type. The document the model was
+    // configured from, not config.json read again (which may since have changed).
+    let config_names_generic = generic(&config.raw);
+    // Where each value comes from, for the message, and the values transformers uses:
+    // do_lower_case, and strip_accents (`None`: not read further).
+    let (source, do_lower_case, strip_source, strip_accents) = match std::fs::read(tconfig) {
+        Ok(text) => match serde_json::from_slice::<Value>(&text) {
+            Ok(doc) if generic(&doc) || (!names_a_class(&doc) && config_names_generic) => {
+                return None
+            }
+            Ok(doc) => {
+                let (source, do_lower_case) = match doc.get("do_lower_case") {
+                    Some(Value::Bool(b)) => (
+                        format!("{} sets \"do_lower_case\": {b}", tconfig.display()),
+                        *b,
                     ),
-                    true,
-                ),
-                Some(_) => return,
-            },
+                    None | Some(Value::Null) => (
+                        format!(
+                            "{} has no \"do_lower_case\", which transformers' BertTokenizer \
+                             takes as true,",
+                            tconfig.display()
+                        ),
+                        true,
+                    ),
+                    Some(_) => return None,
+                };
+                let (strip_source, strip_accents) = match doc.get("strip_accents") {
+                    Some(Value::Bool(b)) => (
+                        format!("{} sets \"strip_accents\": {b}", tconfig.display()),
+                        Some(*b),
+                    ),
+                    None | Some(Value::Null) => (
+                        format!(
+                            "{} has no \"strip_accents\", which transformers' BertTokenizer \
+                             then takes from its lower-casing ({do_lower_case}),",
+                            tconfig.display()
+                        ),
+                        Some(do_lower_case),
+                    ),
+                    Some(_) => (String::new(), None),
+                };
+                (source, do_lower_case, strip_source, strip_accents)
+            }
             Err(e) => {
-                if first_warning_for(&tconfig) {
-                    tracing::warn!(
-                        "{}: not valid JSON ({e}); relbert does not read it, but transformers \
-                         will fail to load this tokenizer",
-                        tconfig.display()
-                    );
-                }
-                return;
+                return Some(format!(
+                    "{}: not valid JSON ({e}); relbert does not read it, but transformers \
+                     will fail to load this tokenizer",
+                    tconfig.display()
+                ));
             }
         },
         // No tokenizer_config.json: AutoTokenizer takes BertTokenizer from config.json's
-        // model_type, with its default do_lower_case, unless config.json names a class.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !config_names_generic() => (
+        // model_type, with its defaults, unless config.json names a class.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !config_names_generic => (
             format!(
                 "{} is absent, so transformers' AutoTokenizer loads BertTokenizer (for \
                  model_type \"bert\") with \"do_lower_case\": true,",
                 tconfig.display()
             ),
             true,
+            format!(
+                "{} is absent, so transformers' AutoTokenizer loads BertTokenizer (for \
+                 model_type \"bert\"), which lower-cases and so strips accents,",
+                tconfig.display()
+            ),
+            Some(true),
         ),
-        Err(_) => return,
+        Err(_) => return None,
     };
-    let Ok(text) = std::fs::read(tokenizer) else {
-        return;
-    };
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&text) else {
-        return;
-    };
+    let text = std::fs::read(tokenizer).ok()?;
+    let doc = serde_json::from_slice::<Value>(&text).ok()?;
     let lowercases = normalizer_lowercases(&doc);
-    if lowercases != do_lower_case && first_warning_for(&tconfig) {
-        tracing::warn!(
+    if lowercases != do_lower_case {
+        return Some(format!(
             "{source} but the normalizer of {} {}: relbert follows tokenizer.json, while \
              transformers' BertTokenizer rebuilds the normalizer from do_lower_case, so the \
              two encode text differently; make the files agree (set \"do_lower_case\": \
@@ -858,7 +925,29 @@ pub fn warn_on_case_disagreement(architecture: Architecture, tokenizer: &Path) {
             } else {
                 "keeps case"
             },
-        );
+        ));
+    }
+    let strips = normalizer_strips_accents(&doc);
+    match strip_accents {
+        Some(want) if want != strips => Some(format!(
+            "{strip_source} but the normalizer of {} {}{}: relbert follows tokenizer.json, \
+             while transformers' BertTokenizer rebuilds the normalizer from strip_accents, so \
+             the two encode accented text (\"café\") differently; make the files agree (set \
+             \"strip_accents\": {strips} in tokenizer_config.json, or the normalizer's \
+             strip_accents to {want})",
+            tokenizer.display(),
+            if strips {
+                "strips accents"
+            } else {
+                "keeps accents"
+            },
+            if strip_accents_follows_lowercase(&doc) {
+                " (its strip_accents is unset, so it follows its lowercase)"
+            } else {
+                ""
+            },
+        )),
+        _ => None,
     }
 }
 
@@ -1027,5 +1116,163 @@ mod tests {
             err.contains("tokenizer.json") && err.contains("JSON"),
             "{err}"
         );
+    }
+
+    /// `tokenizer_config.json` for a `BertTokenizer` in `model`, with `extra` keys.
+    fn bert_tokenizer_config(model: &Path, extra: serde_json::Value) {
+        let mut tc = serde_json::json!({"tokenizer_class": "BertTokenizer"});
+        if let (Some(o), Some(e)) = (tc.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    }
+
+    /// What tokenizers makes of "Café" with the normalizer of `model`'s tokenizer.json.
+    fn normalized(model: &Path) -> String {
+        use tokenizers::Normalizer;
+        let t = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
+        let mut s = tokenizers::NormalizedString::from("Café");
+        t.get_normalizer().unwrap().normalize(&mut s).unwrap();
+        s.get().to_string()
+    }
+
+    /// transformers' BertTokenizer takes a `strip_accents` left unset (absent or
+    /// null) to follow `do_lower_case`, as a `BertNormalizer` of tokenizer.json does with its
+    /// `lowercase`. Only the lower-casing was compared, so a lower-casing tokenizer.json that
+    /// keeps accents (`"strip_accents": false`) beside a tokenizer_config.json without the
+    /// key (transformers strips them) encoded "café" otherwise than transformers without a
+    /// word; and one whose `strip_accents` is unset was taken to keep accents.
+    #[test]
+    fn a_strip_accents_left_unset_follows_lower_casing_as_in_transformers() {
+        use serde_json::{json, Value};
+        let dir = tempfile::tempdir().unwrap();
+        // A lower-casing copy of the fixture with the normalizer's strip_accents set to
+        // `strip` (`None`: the key removed).
+        let lower = |name: &str, strip: Option<Value>| {
+            copy_with(
+                dir.path(),
+                name,
+                |_, t| {
+                    t["normalizer"]["lowercase"] = true.into();
+                    let n = t["normalizer"].as_object_mut().unwrap();
+                    match &strip {
+                        Some(v) => n.insert("strip_accents".into(), v.clone()),
+                        None => n.remove("strip_accents"),
+                    };
+                },
+                false,
+            )
+        };
+        let check = |model: &Path| {
+            let config = ModelConfig::from_file(&model.join("config.json")).unwrap();
+            let tconfig = model.join("tokenizer_config.json");
+            case_disagreement(&config, &model.join("tokenizer.json"), &tconfig)
+        };
+        // tokenizers reads an unset strip_accents as the lowercase, and so does the check.
+        let unset = lower("unset", Some(Value::Null));
+        let absent = lower("absent", None);
+        let keeps = lower("keeps", Some(false.into()));
+        assert_eq!(normalized(&unset), "cafe");
+        assert_eq!(normalized(&absent), "cafe");
+        assert_eq!(normalized(&keeps), "café");
+        for (model, strips) in [(&unset, true), (&absent, true), (&keeps, false)] {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap())
+                    .unwrap();
+            assert_eq!(
+                normalizer_strips_accents(&doc),
+                strips,
+                "{}",
+                model.display()
+            );
+        }
+
+        // tokenizer_config.json without strip_accents: transformers strips accents as it
+        // lower-cases. tokenizer.json's unset one agrees; its false one does not.
+        for m in [&unset, &absent, &keeps] {
+            bert_tokenizer_config(m, json!({"do_lower_case": true}));
+        }
+        assert_eq!(check(&unset), None);
+        assert_eq!(check(&absent), None);
+        let msg = check(&keeps).expect("a disagreement about accents");
+        assert!(
+            msg.contains(&format!(
+                "{} has no \"strip_accents\", which transformers' BertTokenizer then takes \
+                 from its lower-casing (true), but the normalizer of {} keeps accents",
+                keeps.join("tokenizer_config.json").display(),
+                keeps.join("tokenizer.json").display()
+            )) && msg.contains("set \"strip_accents\": false in tokenizer_config.json"),
+            "{msg}"
+        );
+        // Nor is a do_lower_case left to its default (true) read otherwise.
+        bert_tokenizer_config(&keeps, json!({}));
+        assert!(check(&keeps).is_some_and(|m| m.contains("keeps accents")));
+        // No tokenizer_config.json: BertTokenizer with its defaults strips accents.
+        std::fs::remove_file(keeps.join("tokenizer_config.json")).unwrap();
+        let msg = check(&keeps).expect("no tokenizer_config.json");
+        assert!(
+            msg.contains("is absent") && msg.contains("keeps accents"),
+            "{msg}"
+        );
+        // An explicit strip_accents is compared as it is, both ways.
+        bert_tokenizer_config(
+            &keeps,
+            json!({"do_lower_case": true, "strip_accents": false}),
+        );
+        assert_eq!(check(&keeps), None);
+        bert_tokenizer_config(
+            &unset,
+            json!({"do_lower_case": true, "strip_accents": false}),
+        );
+        let msg = check(&unset).expect("unset strips, false keeps");
+        assert!(
+            msg.contains("sets \"strip_accents\": false")
+                && msg.contains(
+                    "strips accents (its strip_accents is unset, so it follows its lowercase)"
+                )
+                && msg.contains("or the normalizer's strip_accents to false"),
+            "{msg}"
+        );
+        // One that is not a boolean is not read further.
+        bert_tokenizer_config(&unset, json!({"strip_accents": "no"}));
+        assert_eq!(check(&unset), None);
+        // A cased tokenizer.json beside an unset strip_accents and do_lower_case false:
+        // neither strips, nothing is said.
+        let cased = copy_with(dir.path(), "cased", |_, _| {}, false);
+        bert_tokenizer_config(&cased, json!({"do_lower_case": false}));
+        assert_eq!(check(&cased), None);
+    }
+
+    /// The check read config.json again for its `tokenizer_class`, after the model
+    /// had been configured from it. It takes the document the model was read from: a
+    /// config.json changed (or gone) since is not read.
+    #[test]
+    fn the_case_check_reads_the_config_it_is_given_not_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // The fixture's tokenizer keeps case, and there is no tokenizer_config.json: with
+        // config.json naming the generic class, transformers follows tokenizer.json too.
+        let model = copy_with(
+            dir.path(),
+            "m",
+            |c, _| c["tokenizer_class"] = "PreTrainedTokenizerFast".into(),
+            false,
+        );
+        let (tokenizer, tconfig) = (
+            model.join("tokenizer.json"),
+            model.join("tokenizer_config.json"),
+        );
+        let generic = ModelConfig::from_file(&model.join("config.json")).unwrap();
+        let mut raw = generic.raw.clone();
+        raw.as_object_mut().unwrap().remove("tokenizer_class");
+        let bert = ModelConfig::from_value(raw.clone(), &model.join("config.json")).unwrap();
+        assert_eq!(case_disagreement(&generic, &tokenizer, &tconfig), None);
+        assert!(case_disagreement(&bert, &tokenizer, &tconfig)
+            .is_some_and(|m| m.contains("is absent") && m.contains("keeps case")));
+        // The file now says the other thing, or is gone: the answers stay.
+        std::fs::write(model.join("config.json"), raw.to_string()).unwrap();
+        assert_eq!(case_disagreement(&generic, &tokenizer, &tconfig), None);
+        std::fs::remove_file(model.join("config.json")).unwrap();
+        assert_eq!(case_disagreement(&generic, &tokenizer, &tconfig), None);
+        assert!(case_disagreement(&bert, &tokenizer, &tconfig).is_some());
     }
 }

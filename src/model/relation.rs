@@ -257,7 +257,7 @@ impl RelationEncoder {
         // Before the weights, which may be gigabytes: the check needs only the config and
         // the tokenizer, and the loader refuses tables whose sizes differ from the config's.
         check_tokenizer_fits(&config, &files, &tokenizer)?;
-        crate::config::warn_on_case_disagreement(config.architecture, &files.tokenizer);
+        crate::config::warn_on_case_disagreement(&config, &files.tokenizer);
         let encoder = Encoder::load_at(
             &config,
             &files.weights,

@@ -2474,4 +2474,70 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{after:?}");
         }
     }
+
+    /// RoBERTa numbers positions from the ids (HF's
+    /// `create_position_ids_from_input_ids`): a word that tokenises to the literal `<pad>`
+    /// takes padding_idx, and the tokens after it count one fewer. The encoder's path has a
+    /// golden-fixture test (tests/cli_models.rs); this checks that the trainer's CPU path
+    /// gives its prompts the positions the encoder's batches have, for such a pair.
+    #[test]
+    fn roberta_training_positions_skip_a_literal_pad_as_the_encoder_does() {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-roberta");
+        let enc = RelationEncoder::load(
+            &model,
+            &EncoderOptions {
+                trainable: true,
+                ..EncoderOptions::default()
+            },
+        )
+        .unwrap();
+        let p = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let relations = vec![RelationExamples {
+            relation_type: "1a".into(),
+            positives: vec![p("<pad> tea", "cup"), p("paris", "france")],
+            negatives: vec![p("hot", "cold")],
+            path: PathBuf::new(),
+            line: 0,
+        }];
+        let trainer = Trainer::with_encoder(enc, relations, &TrainConfig::default()).unwrap();
+        assert!(
+            trainer.fast.is_some(),
+            "the CPU training path is what is checked"
+        );
+        let (pad, mask) = (
+            trainer.enc.tokenizer().pad_id(),
+            trainer.enc.tokenizer().mask_id(),
+        );
+        let seqs = &trainer.pos_toks[0];
+        let pad_at = seqs[0]
+            .iter()
+            .position(|&id| id == pad)
+            .expect("\"<pad>\" tokenises to the pad id");
+        let prompts = trainer.prompts(seqs);
+        // The encoder's batch of the same prompts, as its forward pass builds it.
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let batch =
+            crate::batching::make_batch(&refs, pad, mask, trainer.enc.aggregation(), |ids, t| {
+                trainer.enc.encoder().position_ids(ids, t)
+            });
+        let t = batch.input.seq_len;
+        for (i, (s, prompt)) in seqs.iter().zip(&prompts).enumerate() {
+            assert_eq!(
+                prompt.positions,
+                batch.input.positions[i * t..i * t + s.len()],
+                "prompt {i}"
+            );
+        }
+        // HF's numbering itself: real tokens from padding_idx + 1, the pad at padding_idx.
+        let want: Vec<u32> = (0..seqs[0].len())
+            .map(|i| {
+                if i == pad_at {
+                    pad
+                } else {
+                    pad + 1 + i as u32 - u32::from(i > pad_at)
+                }
+            })
+            .collect();
+        assert_eq!(prompts[0].positions, want);
+    }
 }
