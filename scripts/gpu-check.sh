@@ -168,7 +168,8 @@ if [ -n "${BUILD_VARIANTS:-}" ]; then
     for round in $(seq 1 "${BUILD_ROUNDS:-2}"); do
         for variant in $BUILD_VARIANTS; do
             name=${variant%%:*}
-            IFS=, read -r -a extra <<< "${variant#*:}"
+            extra=()
+            case $variant in *:?*) IFS=, read -r -a extra <<< "${variant#*:}" ;; esac
             rm -rf "$work/idx"
             "${timer[@]}" timeout 300 "$bin" index build --model "$work/minilm" --pairs "$work/build.tsv" \
                 --device cuda:0 --dtype bf16 --f16 "${extra[@]}" --out "$work/idx" \

@@ -905,6 +905,14 @@ fn index_flags_at_their_edges_are_a_bad_command_line() {
             &["--collection", "--graph-while-encoding"],
         ),
         (
+            [
+                &build_args[..],
+                &["--collection", "c", "--graph-priority", "lower"],
+            ]
+            .concat(),
+            &["--collection", "--graph-priority"],
+        ),
+        (
             [&build_args[..], &["--collection", "c", "--m", "256"]].concat(),
             &["--m"],
         ),

@@ -402,13 +402,17 @@ fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable>
     }
 }
 
+/// A mode's sticky bit (`S_ISVTX`; libc's is a `u16` on macOS and the BSDs, where `mode()` is
+/// still a `u32`).
+const STICKY: u32 = 0o1000;
+
 /// Whether a folder's sticky bit keeps a process of effective uid `me` from removing a file
 /// owned by `file_uid` from it (the folder's mode is `folder_mode`, its owner `folder_uid`):
 /// only the file's owner, the folder's, or a holder of CAP_FOWNER may (the kernel's
 /// `check_sticky`). Being root was taken for the last (found by a review): a root whose
 /// container dropped CAP_FOWNER is refused, and was told `rm` would do.
 fn sticky_refuses(folder_mode: u32, folder_uid: u32, file_uid: u32, me: u32, fowner: bool) -> bool {
-    folder_mode & libc::S_ISVTX != 0 && me != file_uid && me != folder_uid && !fowner
+    folder_mode & STICKY != 0 && me != file_uid && me != folder_uid && !fowner
 }
 
 /// `CAP_FOWNER`, which passes the sticky bit's owner check (linux/capability.h).
@@ -993,7 +997,7 @@ mod unwritable_tests {
         let me = euid();
         let tmp = Path::new("/tmp");
         let md = std::fs::metadata(tmp).unwrap();
-        if !has_capability(CAP_FOWNER) && md.mode() & libc::S_ISVTX != 0 && md.uid() != me {
+        if !has_capability(CAP_FOWNER) && md.mode() & super::STICKY != 0 && md.uid() != me {
             let other = if me == 65534 { 65533 } else { 65534 };
             let lock = tmp.join(".idx.lock");
             assert_eq!(

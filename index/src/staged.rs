@@ -37,9 +37,10 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::build::StoredRows;
 use crate::error::{IndexError, Result};
@@ -47,21 +48,42 @@ use crate::format::HEADER_LEN;
 use crate::hnsw_build::{BuildParams, BuiltGraph, StagedGraph};
 use crate::meta::Precision;
 
-/// What the builder and the thread share.
+/// What the builder and the thread share. Counters, not a locked state: the builder's
+/// thread (the encoder's) never takes a lock the graph thread may hold, since that thread
+/// runs at a lower priority and, preempted while holding it on a busy machine, would make
+/// the encoder wait for its next turn on a core.
 #[derive(Default)]
-struct State {
+struct Counts {
     /// Rows durable in the `vectors` file.
-    available: usize,
+    available: AtomicUsize,
     /// Rows in the staged graph.
-    inserted: usize,
+    inserted: AtomicUsize,
     /// Stages run.
-    stages: usize,
+    stages: AtomicUsize,
+    /// For the graph thread's wait for rows (and the tests' wait for stages) only.
+    lock: Mutex<()>,
+    wake: Condvar,
 }
 
-type Shared = Arc<(Mutex<State>, Condvar)>;
+type Shared = Arc<Counts>;
 
-fn state(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.0.lock().unwrap_or_else(|p| p.into_inner())
+/// How long the graph thread waits for rows before it looks again: the builder never waits
+/// for the lock ([`notify`]), so a notice sent while the thread is between its look and its
+/// wait is missed, and costs at most this.
+const RECHECK: Duration = Duration::from_millis(10);
+
+/// Wakes the graph thread (and the tests' waits) after a counter or the stop flag changed.
+/// The lock is taken and let go first when it is free: a thread between its look and its
+/// wait holds it, so with the lock free the thread either waits (and is woken) or has not
+/// looked yet (and sees the change). When the lock is held, the notice may be missed and
+/// the thread looks again after [`RECHECK`]; the builder does not wait for it.
+fn notify(shared: &Counts) {
+    drop(shared.lock.try_lock());
+    shared.wake.notify_all();
+}
+
+fn lock(shared: &Counts) -> MutexGuard<'_, ()> {
+    shared.lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How far the background graph has got ([`crate::IndexBuilder::graph_during_appends`]).
@@ -82,11 +104,11 @@ pub struct StagedProgress {
 pub enum GraphPriority {
     /// The caller's priority: the graph's workers take turns with the encoder as equals.
     Normal,
-    /// The nice value raised by [`GRAPH_NICE`]: a contested core gives the graph about a
-    /// tenth of its time.
+    /// The nice value raised by 10: a contested core gives the graph about a tenth of its
+    /// time.
     Lower,
-    /// Linux's `SCHED_IDLE` policy: the graph runs only on cores nothing else of normal
-    /// priority wants, and a waking encoder thread preempts it at once. The default: on an
+    /// Linux's `SCHED_IDLE` policy: the graph runs (almost) only on cores nothing else of
+    /// normal priority wants, and a waking encoder thread preempts it at once. The default: on an
     /// H200 with 16 cores it built the 1M-pair index in a median 53.8 s against 57.5 s at
     /// [`GraphPriority::Lower`] (five alternated rounds, `benchmarks/gpu/README.md`).
     #[default]
@@ -117,13 +139,10 @@ impl Background {
         params: BuildParams,
         priority: GraphPriority,
     ) -> Result<Self> {
-        let shared: Shared = Arc::new((
-            Mutex::new(State {
-                available,
-                ..State::default()
-            }),
-            Condvar::new(),
-        ));
+        let shared: Shared = Arc::new(Counts {
+            available: AtomicUsize::new(available),
+            ..Counts::default()
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let (theirs, their_stop) = (shared.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -151,16 +170,18 @@ impl Background {
 
     /// Tells the thread that the first `rows` rows are durable.
     pub(crate) fn rows_available(&self, rows: usize) {
-        state(&self.shared).available = rows;
-        self.shared.1.notify_all();
+        self.shared.available.store(rows, Ordering::Release);
+        notify(&self.shared);
     }
 
     /// How far the graph has got.
     pub(crate) fn progress(&self) -> StagedProgress {
-        let s = state(&self.shared);
+        // `inserted` first: the thread counts a stage before its rows, so the stages read
+        // here include the one that inserted them.
+        let inserted = self.shared.inserted.load(Ordering::Acquire) as u64;
         StagedProgress {
-            inserted: s.inserted as u64,
-            stages: s.stages as u64,
+            inserted,
+            stages: self.shared.stages.load(Ordering::Acquire) as u64,
         }
     }
 
@@ -180,26 +201,21 @@ impl Background {
     }
 
     fn close(&self) {
-        {
-            // Under the lock, so the thread cannot miss it between its check and its wait.
-            let _s = state(&self.shared);
-            self.stop.store(true, Ordering::Relaxed);
-        }
-        self.shared.1.notify_all();
+        self.stop.store(true, Ordering::Release);
+        notify(&self.shared);
     }
 
     /// Waits until the graph holds at least `rows` rows or the thread has ended.
     #[cfg(test)]
     pub(crate) fn wait_for(&self, rows: u64) {
-        let mut s = state(&self.shared);
-        while (s.inserted as u64) < rows && !self.thread.as_ref().is_none_or(|t| t.is_finished()) {
-            // Woken after each stage; the timeout only notices a thread that ended.
-            s = match self
-                .shared
-                .1
-                .wait_timeout(s, std::time::Duration::from_millis(20))
-            {
-                Ok((s, _)) => s,
+        let mut g = lock(&self.shared);
+        while (self.shared.inserted.load(Ordering::Acquire) as u64) < rows
+            && !self.thread.as_ref().is_none_or(|t| t.is_finished())
+        {
+            // Woken after each stage; the timeout notices a thread that ended, or a stage
+            // that ended between the look and the wait.
+            g = match self.shared.wake.wait_timeout(g, RECHECK) {
+                Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
         }
@@ -231,15 +247,22 @@ fn run(
     let mut graph = StagedGraph::new(capacity, &params);
     loop {
         let rows = {
-            let mut s = state(&shared);
-            while !stop.load(Ordering::Relaxed) && s.available.min(capacity) <= graph.inserted() {
-                s = shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
+            let mut g = lock(&shared);
+            loop {
+                if stop.load(Ordering::Acquire) {
+                    break None;
+                }
+                let rows = shared.available.load(Ordering::Acquire).min(capacity);
+                if rows > graph.inserted() {
+                    break Some(rows);
+                }
+                g = match shared.wake.wait_timeout(g, RECHECK) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
             }
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            s.available.min(capacity)
         };
+        let Some(rows) = rows else { break };
         let bytes = HEADER_LEN + rows * dim * precision.bytes();
         // SAFETY: the file is private to this build (inside `<out>.partial`, under the
         // output's lock); its first `rows` rows were fsynced before the builder reported them
@@ -249,15 +272,15 @@ fn run(
             .map_err(|e| IndexError::io(&path, e))?;
         let rows = StoredRows::from_payload(&map[HEADER_LEN..], precision, &path)?;
         graph.extend(rows, dim, stop)?;
-        let mut s = state(&shared);
-        s.inserted = graph.inserted();
-        s.stages += 1;
-        shared.1.notify_all();
+        shared.stages.fetch_add(1, Ordering::Release);
+        shared.inserted.store(graph.inserted(), Ordering::Release);
+        notify(&shared);
     }
     Ok(graph.finish())
 }
 
 /// The nice value the graph thread adds to its own under [`GraphPriority::Lower`].
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) const GRAPH_NICE: i32 = 10;
 
 /// Sets the calling thread's priority; the threads it creates afterwards inherit it (a
@@ -265,8 +288,8 @@ pub(crate) const GRAPH_NICE: i32 = 10;
 /// it starts).
 fn set_priority(priority: GraphPriority) {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread (its id, or 0 for itself); the one
-    // pointer passed is to a live local.
+    // SAFETY: plain system calls on the calling thread (its id, or its pthread handle); the
+    // one pointer passed is to a live local.
     unsafe {
         match priority {
             GraphPriority::Normal => {}
@@ -279,8 +302,10 @@ fn set_priority(priority: GraphPriority) {
                 }
             }
             GraphPriority::Idle => {
+                // pthread's call, not sched_setscheduler(0, ..): musl refuses the latter
+                // (POSIX makes it per process), glibc applies either to the thread.
                 let param = libc::sched_param { sched_priority: 0 };
-                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_IDLE, &param);
             }
         }
     }

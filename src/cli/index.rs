@@ -203,9 +203,9 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = GraphWhileEncoding::Auto, conflicts_with = "collection")]
     graph_while_encoding: GraphWhileEncoding,
     /// How the graph built while encoding yields the CPU to the encoder's threads: idle
-    /// (Linux's SCHED_IDLE: only cores nothing else wants), lower (nice raised by 10) or
-    /// normal. Linux only; elsewhere always normal.
-    #[arg(long, value_enum, default_value_t = GraphPriorityArg::Idle, value_name = "PRIORITY")]
+    /// (Linux's SCHED_IDLE: almost only cores nothing else wants), lower (nice raised by 10)
+    /// or normal. Linux only; elsewhere always normal.
+    #[arg(long, value_enum, default_value_t = GraphPriorityArg::Idle, value_name = "PRIORITY", conflicts_with = "collection")]
     graph_priority: GraphPriorityArg,
     /// Print a JSON summary on standard output (the index or collection, the pairs read,
     /// stored and left out, the seconds taken); the line for people stays on standard error.

@@ -759,20 +759,29 @@ fn normalizer_lowercases(doc: &serde_json::Value) -> bool {
 
 /// Whether the normalizer of the tokenizer document `doc` strips accents: a `BertNormalizer`
 /// whose `strip_accents` is true, or unset (null or absent) while it lower-cases, which is
-/// how tokenizers reads it (`strip_accents.unwrap_or(lowercase)`), or a `StripAccents` step,
-/// alone or in a `Sequence`.
+/// how tokenizers reads it (`strip_accents.unwrap_or(lowercase)`), or a `StripAccents` step
+/// after an `NFD` or `NFKD` one in a `Sequence` (`StripAccents` only drops combining marks,
+/// so a precomposed "é" keeps its accent unless decomposed first).
 fn normalizer_strips_accents(doc: &serde_json::Value) -> bool {
+    fn kind(n: &serde_json::Value) -> Option<&str> {
+        n.get("type").and_then(|t| t.as_str())
+    }
     fn strips(n: &serde_json::Value) -> bool {
-        match n.get("type").and_then(|t| t.as_str()) {
+        match kind(n) {
             Some("BertNormalizer") => match n.get("strip_accents").and_then(|v| v.as_bool()) {
                 Some(b) => b,
                 None => n.get("lowercase").and_then(|v| v.as_bool()) == Some(true),
             },
-            Some("StripAccents") => true,
             Some("Sequence") => n
                 .get("normalizers")
                 .and_then(|v| v.as_array())
-                .is_some_and(|ns| ns.iter().any(strips)),
+                .is_some_and(|ns| {
+                    let mut decomposed = false;
+                    ns.iter().any(|step| {
+                        decomposed |= matches!(kind(step), Some("NFD" | "NFKD"));
+                        strips(step) || (decomposed && kind(step) == Some("StripAccents"))
+                    })
+                }),
             _ => false,
         }
     }
@@ -1134,6 +1143,34 @@ mod tests {
         let mut s = tokenizers::NormalizedString::from("Café");
         t.get_normalizer().unwrap().normalize(&mut s).unwrap();
         s.get().to_string()
+    }
+
+    /// A `StripAccents` step counts only after a decomposition (a review found one alone
+    /// counted).
+    #[test]
+    fn a_strip_accents_step_strips_only_after_a_decomposition() {
+        use serde_json::json;
+        let seq = |steps: &[&str]| {
+            let steps: Vec<_> = steps.iter().map(|t| json!({ "type": t })).collect();
+            json!({ "normalizer": { "type": "Sequence", "normalizers": steps } })
+        };
+        // StripAccents drops combining marks only: a precomposed "é" keeps its accent unless
+        // an NFD (or NFKD) step came first.
+        assert!(normalizer_strips_accents(&seq(&[
+            "NFD",
+            "StripAccents",
+            "Lowercase"
+        ])));
+        assert!(normalizer_strips_accents(&seq(&[
+            "NFKD",
+            "Lowercase",
+            "StripAccents"
+        ])));
+        assert!(!normalizer_strips_accents(&seq(&["StripAccents", "NFD"])));
+        assert!(!normalizer_strips_accents(&seq(&["NFC", "StripAccents"])));
+        assert!(!normalizer_strips_accents(
+            &json!({ "normalizer": { "type": "StripAccents" } })
+        ));
     }
 
     /// transformers' BertTokenizer takes a `strip_accents` left unset (absent or

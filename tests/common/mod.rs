@@ -191,7 +191,7 @@ pub fn http_post(addr: &str, path: &str, body: &str) -> Option<String> {
 /// cleanup.
 pub fn ready_within(addr: &str, limit: std::time::Duration) -> bool {
     let every = std::time::Duration::from_millis(50);
-    for _ in 0..limit.as_millis() / every.as_millis() {
+    for _ in 0..(limit.as_millis() / every.as_millis()).max(1) {
         if http_get(addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
             return true;
         }
