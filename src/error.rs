@@ -111,6 +111,16 @@ pub enum Error {
         /// The array it belongs to.
         array: String,
     },
+    /// Where an `.npy` output would write its pair list is a pair list `relbert pairs mine`
+    /// wrote (`--out pairs.npy` beside `pairs.pairs.tsv`): the user's data, never replaced,
+    /// not even with `--force`.
+    #[error("{path} is a pair list mined by `relbert pairs mine`, and an .npy output writes its own pair list there (<out without .npy>.pairs.tsv), which would replace it: refusing, even with --force; give --out another name, such as {instead}, or move the mined list away")]
+    MinedPairListBeside {
+        /// The mined pair list.
+        path: PathBuf,
+        /// An array name whose pair list would not be it, for the message.
+        instead: PathBuf,
+    },
     /// `--force` was given, but the existing output is not something relbert wrote.
     #[error("{path} exists and does not look like {what} written by relbert ({why}); refusing to replace it even with --force: move it away or choose another output")]
     NotOurs {

@@ -912,15 +912,33 @@ fn npy_f32_shape(array: &Path) -> Option<((usize, usize), u64)> {
 /// place first, [`crate::embed::Sink::commit`]), whole and of the list's rows
 /// ([`npy_rows_match_list`]). Without that temporary file the list is not a killed run's: its
 /// array was moved away or removed, and the user may still want the list ("exists; pass
-/// --force"); nor with a temporary array not whole, which a run killed while writing left. `embed` and `index export` both check through this.
+/// --force"); nor with a temporary array not whole, which a run killed while writing left.
+/// A list `relbert pairs mine` wrote there is named for what it is
+/// ([`Error::MinedPairListBeside`], with a name that avoids it) rather than as "not a pair
+/// list written by relbert" (found by an audit). `embed` and `index export` both check
+/// through this.
 pub fn check_sidecar_replaceable(array: &Path, force: bool) -> Result<()> {
+    let list = pairs_sidecar(array);
     // `symlink_metadata`: a link at `array`, even a dangling one, is something there.
     let temp = temp_path(array);
     let orphan = std::fs::symlink_metadata(array).is_err()
         && std::fs::symlink_metadata(&temp).is_ok_and(|m| m.is_file())
         && sidecar_is_own(array)
-        && npy_rows_match_list(&temp, &pairs_sidecar(array));
-    check_replaceable(&pairs_sidecar(array), force || orphan, OutputKind::Sidecar)
+        && npy_rows_match_list(&temp, &list);
+    match check_replaceable(&list, force || orphan, OutputKind::Sidecar) {
+        Err(Error::NotOurs { .. }) if recognise_output(&list, OutputKind::MinedPairs).is_ok() => {
+            let stem = array.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let instead = array.with_file_name(format!(
+                "{}-vectors.npy",
+                stem.as_deref().unwrap_or("pairs")
+            ));
+            Err(Error::MinedPairListBeside {
+                path: list,
+                instead,
+            })
+        }
+        checked => checked,
+    }
 }
 
 /// A failed write to standard output, as an error naming it ([`crate::embed::STANDARD_OUTPUT`]):

@@ -1010,3 +1010,83 @@ fn json_names_the_files_and_every_pair_left_out() {
     let a = export(&index, "word2vec-text", &dir.path().join("d.txt"), &[]).success();
     assert!(a.get_output().stdout.is_empty());
 }
+
+/// Audit s26 O named a list `relbert pairs mine` wrote where an `.npy` output's pair list
+/// goes in `embed`'s refusal, but `index export --format npy` still called it "not a pair
+/// list written by relbert" (found by a last read, s27 H2). Both refuse through one check
+/// now: named for what it is, with and without --force, with a name to use instead, and the
+/// list left as it is.
+#[test]
+fn an_array_whose_pair_list_would_replace_a_mined_list_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 10, 8, 14);
+    let mined = dir.path().join("s.pairs.tsv");
+    let text = "# relbert pairs mine: 1 pairs from 1 files, window 5, score pmi, min-count 1, \
+                min-pair-count 1\nparis\tfrance\n";
+    std::fs::write(&mined, text).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let a = export(&index, "npy", &dir.path().join("s.npy"), force).code(1);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains(&format!(
+                "{} is a pair list mined by `relbert pairs mine`",
+                mined.display()
+            )),
+            "{force:?}: {err}"
+        );
+        assert!(
+            err.contains("give --out another name, such as")
+                && err.contains(&dir.path().join("s-vectors.npy").display().to_string()),
+            "{force:?}: {err}"
+        );
+        assert!(!err.contains("does not look like"), "{force:?}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&mined).unwrap(), text);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["idx", "s.pairs.tsv"]);
+}
+
+/// An export whose write fails (here past a file size limit, SIGXFSZ ignored so that the
+/// write fails with EFBIG, as on a full disk) names the output and leaves nothing beside it:
+/// no temporary file, no lock, no pair list (checked in a last read, s27 H2, for every
+/// format).
+#[test]
+fn a_failed_export_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // About 0.5 MB in every format, past the limit of 128 blocks.
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 2000, 64, 15);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    for (format, name) in [
+        ("word2vec", "s.bin"),
+        ("word2vec-text", "s.txt"),
+        ("npy", "s.npy"),
+    ] {
+        let out = out_dir.join(name);
+        let a = Command::new("sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 128; exec \"$0\" \"$@\"")
+            .arg(assert_cmd::cargo::cargo_bin("relbert"))
+            .env("RELBERT_LOG", "warn")
+            .args(["index", "export", "--index"])
+            .arg(&index)
+            .args(["--format", format, "--out"])
+            .arg(&out)
+            .assert()
+            .code(1);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains(&format!("{}: File too large", out.display())),
+            "{format}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{format}: left behind: {left:?}");
+    }
+}

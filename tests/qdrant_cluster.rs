@@ -1210,15 +1210,7 @@ fn a_stopped_node_is_not_waited_for() {
         ],
         "warn",
     );
-    let mut ready = false;
-    for _ in 0..400 {
-        if common::http_get(&addr, "/v1/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(ready, "serve --collection never became ready");
+    wait_ready(&addr);
     let ask = |a: &str, b: &str| {
         let body = serde_json::json!({"pair": [a, b], "k": 5}).to_string();
         common::http_post(&addr, "/v1/query", &body).unwrap_or_default()
@@ -1510,12 +1502,10 @@ fn the_cluster_keeps_a_point_written_insert_only() {
 
 /// Waits until `relbert serve` at `addr` says it is ready.
 fn wait_ready(addr: &str) {
-    let ready = || {
-        common::http_get(addr, "/v1/health")
-            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-            .then_some(())
-    };
-    poll(400, Duration::from_millis(50), ready).expect("serve --collection never became ready");
+    assert!(
+        common::ready_within(addr, Duration::from_secs(20)),
+        "serve --collection never became ready"
+    );
 }
 
 /// `f` until it gives a value, at most `tries` times `every` apart: bounded by a count, not
@@ -2436,20 +2426,7 @@ fn set_progress_at(urls: &[String], collection: &str, rows: u64, total: u64, at:
         .source
         .clone();
     let conn = Connection::new(urls, collection).unwrap();
-    let c = conn.clone();
-    let p = relbert::store::qdrant::LoadProgress {
-        source,
-        rows,
-        total,
-        abandoned: false,
-        at,
-    };
-    conn.block_on(async move {
-        c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
-            .await
-    })
-    .unwrap()
-    .unwrap();
+    write_progress(&conn, &source, rows, total, at);
     on_every_node(urls, collection, "the checkpoint", |conn| {
         let c = conn.clone();
         match conn.block_on(async move { c.state().await }) {
@@ -3816,16 +3793,17 @@ fn a_model_folder_whose_path_is_not_utf8_adds_to_a_collection() {
     common::drop_collection(&urls, &coll);
 }
 
-/// Writes `collection`'s first-source checkpoint at `rows` of `total`, timed now, without
-/// waiting for the nodes (a running load's heartbeat, as another process sees it).
-fn beat_first_load(conn: &Connection, source: &str, rows: u64, total: u64) {
+/// Writes the checkpoint of `source`'s load into `conn`'s collection at `rows` of `total`,
+/// timed `at` (Unix seconds; `None`: an older relbert's), without waiting for the nodes (timed
+/// now, a running load's heartbeat, as another process sees it).
+fn write_progress(conn: &Connection, source: &str, rows: u64, total: u64, at: Option<u64>) {
     let c = conn.clone();
     let p = relbert::store::qdrant::LoadProgress {
         source: source.to_string(),
         rows,
         total,
         abandoned: false,
-        at: Some(unix_now()),
+        at,
     };
     conn.block_on(async move {
         c.set_metadata(relbert::store::qdrant::PROGRESS_KEY, &p)
@@ -3997,7 +3975,7 @@ fn a_second_load_of_a_source_beside_its_live_load_is_refused() {
             break;
         }
         rows = (rows + 1).min(total - 1);
-        beat_first_load(&conn, &source, rows, total);
+        write_progress(&conn, &source, rows, total, Some(unix_now()));
         std::thread::sleep(Duration::from_millis(250));
     }
     let status = child.wait().unwrap();

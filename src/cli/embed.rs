@@ -54,12 +54,38 @@ pub struct EmbedArgs {
 /// The temporary files of output `out` in `format` (an array's pair list's too), which a
 /// signal removes once the run holds the output's locks (the locks themselves are released
 /// by [`super::interrupt::Interrupts::lock_outputs`]'s handler).
-pub(super) fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
+fn own_files(out: &Path, format: Format) -> Vec<PathBuf> {
     let mut files = vec![temp_path(out)];
     if format == Format::Npy {
         files.push(temp_path(&pairs_sidecar(out)));
     }
     files
+}
+
+/// Installs the interrupt handler of a run writing `out` in `format` (`embed`, and `index
+/// export` to a file) and takes the output's writer locks under its state (an array's and
+/// its pair list's), held until the files are renamed into place: one writer per output.
+/// The handler is in place first and the locks are taken under its state: a signal in
+/// between left the lock files (found by an audit). From then on the output's temporary
+/// files ([`own_files`]) are this run's (before, they could be another run's): a signal
+/// removes them and the locks, until they are being renamed into place. A lock's error
+/// names `--out` when it is about a file beside it ([`about_side_file`]).
+pub(super) fn lock_output(out: &Path, format: Format) -> Result<Interrupts> {
+    let interrupt = Interrupts::install(Vec::new());
+    let side = |e: relbert::Error| about_side_file(e, out, format);
+    let take = || -> Result<Vec<relbert_index::OutputLock>> {
+        Ok(match format {
+            Format::Npy => {
+                let (array, pairs) = lock_npy_output(out).map_err(side)?;
+                vec![array, pairs]
+            }
+            Format::Jsonl => {
+                vec![relbert_index::OutputLock::acquire(out).map_err(|e| side(e.into()))?]
+            }
+        })
+    };
+    interrupt.lock_outputs(take, own_files(out, format))?;
+    Ok(interrupt)
 }
 
 /// The files relbert writes beside output `out` in `format`, each with what it is: the
@@ -326,31 +352,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
             );
         }
     }
-    // One writer per output; held until the files are renamed into place. The handler is
-    // in place first and the locks are taken under its state: a signal in between left the
-    // lock files (found by an audit). From then on the outputs' temporary files are this
-    // run's (before, they could be another run's): a signal removes them and the locks.
-    let interrupt = match &out {
-        Some(o) => {
-            let guard = Interrupts::install(Vec::new());
-            let take = || -> Result<Vec<relbert_index::OutputLock>> {
-                Ok(match format {
-                    relbert::output::Format::Npy => {
-                        let (array, pairs) =
-                            lock_npy_output(o).map_err(|e| about_side_file(e, o, format))?;
-                        vec![array, pairs]
-                    }
-                    relbert::output::Format::Jsonl => {
-                        vec![relbert_index::OutputLock::acquire(o)
-                            .map_err(|e| about_side_file(e, o, format))?]
-                    }
-                })
-            };
-            guard.lock_outputs(take, own_files(o, format))?;
-            Some(guard)
-        }
-        None => None,
-    };
+    let interrupt = out.as_ref().map(|o| lock_output(o, format)).transpose()?;
     // An array an older relbert wrote has its pair list where that build named it
     // (`emb.train` -> `emb.pairs.tsv`): recognised by that list, as `index export --force`
     // recognises it, it is relbert's to replace (so, without --force, the refusal says to
@@ -386,28 +388,6 @@ pub fn run(a: EmbedArgs) -> Result<()> {
                          there unless --format npy): to keep writing JSON lines, \
                          give --out another name, such as {}",
                         o.with_extension("jsonl").display()
-                    )
-                }
-                // A list `pairs mine` wrote where an array's pair list goes (`--out
-                // pairs.npy` beside `pairs.pairs.tsv`) was called "not a pair list written by
-                // relbert" (found by an audit): named for what it is, with the way out.
-                (relbert::Error::NotOurs { path, .. }, _)
-                    if *kind == OutputKind::Sidecar
-                        && check_replaceable(path, true, OutputKind::MinedPairs).is_ok() =>
-                {
-                    let array = out.as_deref().unwrap_or(o);
-                    let stem = array.file_stem().map(|s| s.to_string_lossy().into_owned());
-                    let other = array.with_file_name(format!(
-                        "{}-vectors.npy",
-                        stem.as_deref().unwrap_or("pairs")
-                    ));
-                    anyhow::anyhow!(
-                        "{} is a pair list mined by `relbert pairs mine`, and an .npy output \
-                         writes its own pair list there (<out without .npy>.pairs.tsv), which \
-                         would replace it: refusing, even with --force; give --out another \
-                         name, such as {}, or move the mined list away",
-                        path.display(),
-                        other.display()
                     )
                 }
                 _ => anyhow::Error::new(e),

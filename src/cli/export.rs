@@ -4,10 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use relbert::output::{
-    check_replaceable, check_sidecar_replaceable, lock_npy_output, Format, OutputKind,
-};
-use relbert::store::files::{export_file, older_pair_list, FileFormat};
+use relbert::output::{check_replaceable, check_sidecar_replaceable, Format, OutputKind};
+use relbert::store::files::{older_pair_list, FileExport, FileFormat};
 use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
 use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
@@ -359,23 +357,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         return Err(super::usage(WHERE_TO));
     };
     let side_format = file_format(format).1;
-    let side = |e| super::embed::about_side_file(e, out, side_format);
-    // One writer per output; held until the file is renamed into place. The handler is in
-    // place first and the locks are taken under its state: a signal in between left the
-    // lock files (found by an audit). From then on the output's temporary files are this
-    // run's (before, they could be another run's): an interrupt removes them and the locks,
-    // until they are being renamed into place.
-    let interrupt = super::interrupt::Interrupts::install(Vec::new());
-    let take = || -> Result<Vec<relbert_index::OutputLock>> {
-        Ok(match format {
-            FileFormat::Npy => {
-                let (array, pairs) = lock_npy_output(out).map_err(side)?;
-                vec![array, pairs]
-            }
-            _ => vec![relbert_index::OutputLock::acquire(out).map_err(|e| side(e.into()))?],
-        })
-    };
-    interrupt.lock_outputs(take, super::embed::own_files(out, side_format))?;
+    let interrupt = super::embed::lock_output(out, side_format)?;
     let committing = || interrupt.committing();
     let kind = match format {
         FileFormat::Npy => OutputKind::Npy,
@@ -401,21 +383,22 @@ pub fn run(a: ExportArgs) -> Result<()> {
         check_sidecar_replaceable(out, a.force)?;
     }
     verify()?;
-    let pb = Progress::pairs(n, "writing");
-    let report = export_file(
-        &index,
-        format,
-        out,
-        a.force,
-        &|d| pb.set_position(d),
-        &committing,
-    )
-    .map_err(|e| {
+    let about = |e: relbert::Error| {
         let e = anyhow::Error::new(e);
         let note = super::embed::side_file_note(&e, out, side_format)
             .unwrap_or_else(|| format!("exporting {} to {}", a.index.display(), out.display()));
         e.context(note)
-    })?;
+    };
+    // Made under the handler's state, which a signal takes to remove the temporary files:
+    // made outside it, a file created just after the handler's removal was left, as embed's
+    // were (found by an audit of embed).
+    let held = interrupt.with();
+    let file = FileExport::create(&index, format, out, a.force).map_err(about)?;
+    drop(held);
+    let pb = Progress::pairs(n, "writing");
+    let report = file
+        .write(&|d| pb.set_position(d), &committing)
+        .map_err(about)?;
     pb.finish();
     if report.duplicate_keys > 0 {
         let named: Vec<String> = report

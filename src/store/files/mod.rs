@@ -56,44 +56,100 @@ pub fn pair_key(head: &str, tail: &str) -> String {
     format!("{}__{}", term(head), term(tail))
 }
 
-/// Writes `index` to `out` in `format` (atomically; callers hold the output's lock and have
-/// checked that `out` may be replaced). `on_rows` is told how many rows are done, and
-/// `committing` is called once every row is written, just before the files are synced and
-/// renamed into place (an interrupt handler must then let the run finish: an `.npy` array and
-/// its pair list are renamed one after the other).
-pub fn export_file(
+/// An export of an index to a file whose output files are made ([`FileExport::create`]) and
+/// not yet written ([`FileExport::write`]). Made apart from the writing so that a caller whose
+/// interrupt handler removes the temporary files can make them under the handler's state:
+/// made outside it, a file created just after the handler's removal was left behind (as
+/// `embed`'s were, found by an audit). Dropped unwritten, or when writing fails, its
+/// temporary files are removed ([`AtomicFile`]).
+pub struct FileExport<'a> {
+    index: &'a Index,
+    output: Output,
+}
+
+/// The files of a [`FileExport`], as their format writes them.
+enum Output {
+    /// A `.npy` array and its pair list.
+    Npy(Sink),
+    /// A word2vec file; `text` for the text format, else binary.
+    Word2vec { file: AtomicFile, text: bool },
+}
+
+impl<'a> FileExport<'a> {
+    /// Makes the temporary files of an export of `index` to `out` in `format` (callers hold
+    /// the output's lock and have checked that `out` may be replaced).
+    pub fn create(
+        index: &'a Index,
+        format: FileFormat,
+        out: &Path,
+        force: bool,
+    ) -> Result<FileExport<'a>> {
+        let output = match format {
+            FileFormat::Npy => Output::Npy(Sink::open(
+                Format::Npy,
+                Some(out),
+                index.count(),
+                index.dim(),
+                force,
+            )?),
+            FileFormat::Word2vec | FileFormat::Word2vecText => Output::Word2vec {
+                file: AtomicFile::create(out, force)?,
+                text: format == FileFormat::Word2vecText,
+            },
+        };
+        Ok(FileExport { index, output })
+    }
+
+    /// Writes the index into the files and renames them into place. `on_rows` is told how
+    /// many rows are done, and `committing` is called once every row is written, just before
+    /// the files are synced and renamed into place (an interrupt handler must then let the
+    /// run finish: an `.npy` array and its pair list are renamed one after the other).
+    pub fn write(self, on_rows: &dyn Fn(u64), committing: &dyn Fn()) -> Result<FileReport> {
+        match self.output {
+            Output::Npy(sink) => write_npy(self.index, sink, on_rows, committing),
+            Output::Word2vec { file, text } => {
+                write_word2vec(self.index, file, text, on_rows, committing)
+            }
+        }
+    }
+}
+
+/// [`FileExport::write`] of an `.npy` array and its pair list.
+fn write_npy(
     index: &Index,
-    format: FileFormat,
-    out: &Path,
-    force: bool,
+    mut sink: Sink,
     on_rows: &dyn Fn(u64),
     committing: &dyn Fn(),
 ) -> Result<FileReport> {
     let n = index.count();
-    let dim = index.dim();
-    if format == FileFormat::Npy {
-        let mut sink = Sink::open(Format::Npy, Some(out), n, dim, force)?;
-        let mut none = std::io::sink();
-        for row in 0..n {
-            let p = index.pair(row)?;
-            let v = index.vector(row)?;
-            // The error names the array or its pair list, whichever failed.
-            if let Err(e) = sink.write_pair(p.head, p.tail, p.label, &v, &mut none) {
-                sink.discard();
-                return Err(e);
-            }
-            if row % 4096 == 0 {
-                on_rows(row as u64);
-            }
+    let mut none = std::io::sink();
+    for row in 0..n {
+        let p = index.pair(row)?;
+        let v = index.vector(row)?;
+        // The error names the array or its pair list, whichever failed.
+        sink.write_pair(p.head, p.tail, p.label, &v, &mut none)?;
+        if row % 4096 == 0 {
+            on_rows(row as u64);
         }
-        committing();
-        sink.commit()?;
-        on_rows(n as u64);
-        return Ok(FileReport {
-            written: n as u64,
-            ..FileReport::default()
-        });
     }
+    committing();
+    sink.commit()?;
+    on_rows(n as u64);
+    Ok(FileReport {
+        written: n as u64,
+        ..FileReport::default()
+    })
+}
+
+/// [`FileExport::write`] of a word2vec file (`text`: the text format, else binary).
+fn write_word2vec(
+    index: &Index,
+    mut file: AtomicFile,
+    text: bool,
+    on_rows: &dyn Fn(u64),
+    committing: &dyn Fn(),
+) -> Result<FileReport> {
+    let n = index.count();
     // The header needs the count of distinct keys, so keys are settled first.
     let mut seen = HashMap::with_capacity(n);
     let mut keep = Vec::with_capacity(n);
@@ -116,41 +172,34 @@ pub fn export_file(
         }
     }
     drop(seen);
-    let mut file = AtomicFile::create(out, force)?;
-    let written = (|| -> Result<()> {
-        let w = file.writer();
-        let io = |e| Error::io(out, e);
-        writeln!(w, "{} {dim}", keep.len()).map_err(io)?;
-        let mut text = String::new();
-        for (i, &row) in keep.iter().enumerate() {
-            let p = index.pair(row)?;
-            let v = index.vector(row)?;
-            let key = pair_key(p.head, p.tail);
-            if format == FileFormat::Word2vec {
-                w.write_all(key.as_bytes()).map_err(io)?;
-                w.write_all(b" ").map_err(io)?;
-                crate::output::write_f32_row(w, &v).map_err(io)?;
-                w.write_all(b"\n").map_err(io)?;
-            } else {
-                text.clear();
-                text.push_str(&key);
-                for x in v.iter() {
-                    use std::fmt::Write as _;
-                    // Shortest text that reads back to the same f32.
-                    let _ = write!(text, " {x}");
-                }
-                text.push('\n');
-                w.write_all(text.as_bytes()).map_err(io)?;
+    let out = file.target().to_path_buf();
+    let io = |e| Error::io(&out, e);
+    let w = file.writer();
+    writeln!(w, "{} {}", keep.len(), index.dim()).map_err(io)?;
+    let mut line = String::new();
+    for (i, &row) in keep.iter().enumerate() {
+        let p = index.pair(row)?;
+        let v = index.vector(row)?;
+        let key = pair_key(p.head, p.tail);
+        if text {
+            line.clear();
+            line.push_str(&key);
+            for x in v.iter() {
+                use std::fmt::Write as _;
+                // Shortest text that reads back to the same f32.
+                let _ = write!(line, " {x}");
             }
-            if i % 4096 == 0 {
-                on_rows(i as u64);
-            }
+            line.push('\n');
+            w.write_all(line.as_bytes()).map_err(io)?;
+        } else {
+            w.write_all(key.as_bytes()).map_err(io)?;
+            w.write_all(b" ").map_err(io)?;
+            crate::output::write_f32_row(w, &v).map_err(io)?;
+            w.write_all(b"\n").map_err(io)?;
         }
-        Ok(())
-    })();
-    if let Err(e) = written {
-        file.discard();
-        return Err(e);
+        if i % 4096 == 0 {
+            on_rows(i as u64);
+        }
     }
     committing();
     file.commit()?;

@@ -779,19 +779,15 @@ impl Sender {
 pub struct Loader {
     sender: Sender,
     conn: Connection,
-    source: String,
-    /// The metadata key of this source's checkpoint ([`PROGRESS_KEY`] for the collection's
-    /// first source).
-    key: String,
     /// Rows confirmed by earlier runs (skipped by this one).
     base: u64,
     /// Whether an earlier run finished the load (its checkpoint is at the total).
     complete: bool,
-    total: u64,
     saved: u64,
     saved_at: Instant,
     /// This load's checkpoint, as its writers share it (the heartbeat, [`Self::checkpoint`]
-    /// and the end of a failed or stopped load, also from a signal: [`LoadMark`]).
+    /// and the end of a failed or stopped load, also from a signal: [`LoadMark`]), with the
+    /// source loaded, its rows and the checkpoint's key.
     mark: Arc<LoadMark>,
     /// The task that rewrites the checkpoint with a new time ([`ExportOptions::heartbeat`])
     /// while the load is unfinished; `None` once stopped, or for a load an earlier run
@@ -837,7 +833,8 @@ struct Beat {
 /// load.
 #[derive(Debug)]
 pub(crate) struct LoadMark {
-    /// The metadata key of the checkpoint ([`progress_key`]).
+    /// The metadata key of the checkpoint ([`progress_key`]; [`PROGRESS_KEY`] for the
+    /// collection's first source).
     key: String,
     /// The source loaded.
     source: String,
@@ -847,6 +844,17 @@ pub(crate) struct LoadMark {
 }
 
 impl LoadMark {
+    /// The checkpoint of this load at `rows`, written at `at` (`None`: marked ended).
+    fn progress(&self, rows: u64, at: Option<u64>) -> LoadProgress {
+        LoadProgress {
+            source: self.source.clone(),
+            rows,
+            total: self.total,
+            abandoned: false,
+            at,
+        }
+    }
+
     /// Marks the load ended unfinished (it failed, or a signal stopped it): stops the
     /// heartbeat and rewrites the checkpoint with its rows and no time
     /// ([`LoadProgress::at`]), so that loads of other sources
@@ -866,14 +874,8 @@ impl LoadMark {
             beat.ended = true;
             return Ok(());
         }
-        let p = LoadProgress {
-            source: self.source.clone(),
-            rows: beat.saved,
-            total: self.total,
-            abandoned: false,
-            at: None,
-        };
-        c.set_metadata(&self.key, &p).await?;
+        c.set_metadata(&self.key, &self.progress(beat.saved, None))
+            .await?;
         beat.ended = true;
         Ok(())
     }
@@ -881,29 +883,45 @@ impl LoadMark {
 
 /// The end of a load that failed or was stopped by a signal (`mark`: its checkpoint): the
 /// checkpoint is marked ended first ([`LoadMark::end`]), then the rule of a load that
-/// finishes applies to the collection's indexing, if this connection turned it off: left
-/// off while a load of another source looks alive ([`live_besides_on_every_node`]; that
-/// load, ending, turns it on), turned on otherwise. Marked before the look, as a finishing
-/// load writes its final checkpoint before its last look, so that of two loads ending at
-/// once the later look sees the other ended. When the mark or the look fails, indexing is
-/// turned on as before R21 (this load's checkpoint may still look alive to the others,
-/// which would then leave it off for good). Fails only when indexing, to be turned on,
-/// could not be.
+/// finishes applies to the collection's indexing ([`indexing_on_after_failed_load`]).
+/// Marked before the look, as a finishing load writes its final checkpoint before its last
+/// look, so that of two loads ending at once the later look sees the other ended. Fails
+/// only when indexing, to be turned on, could not be.
 pub(crate) async fn end_failed_load(c: &Connection, mark: Option<&LoadMark>) -> Result<()> {
-    match end_and_look(c, mark).await {
+    let looked = end_and_look(c, mark).await.map_err(|e| e.to_string());
+    if indexing_on_after_failed_load(looked, c.turned_indexing_off()) {
+        c.set_indexing(true).await?;
+    }
+    Ok(())
+}
+
+/// Whether the collection's indexing is to be turned on at the end of a load that failed or
+/// was stopped by a signal, given what [`end_and_look`] found (`looked`; an error in words)
+/// and whether this connection turned indexing off (`turned_off`): the rule of a load that
+/// finishes, if this connection turned it off. Left off while a load of another source
+/// looks alive ([`live_besides_on_every_node`]; that load, ending, turns it on), which is
+/// said ([`say_indexing_left_off`]); turned on otherwise. When the mark or the look failed
+/// (logged), it is turned on as before R21 (this load's checkpoint may still look alive to
+/// the others, which would then leave it off for good). The one decision of
+/// [`end_failed_load`] and of a signal's restore
+/// ([`Connection::restore_indexing_within`]).
+pub(crate) fn indexing_on_after_failed_load(
+    looked: std::result::Result<Option<(String, u64)>, String>,
+    turned_off: bool,
+) -> bool {
+    match looked {
         Ok(Some((other, ago))) => {
             say_indexing_left_off(&other, ago);
-            Ok(())
+            false
         }
-        Ok(None) if !c.turned_indexing_off() => Ok(()),
-        Ok(None) => c.set_indexing(true).await,
-        Err(e) if !c.turned_indexing_off() => {
-            tracing::warn!("marking the load ended in its checkpoint: {e}");
-            Ok(())
+        Ok(None) => turned_off,
+        Err(e) if turned_off => {
+            tracing::warn!("marking the load ended, or looking for other loads: {e}");
+            true
         }
         Err(e) => {
-            tracing::warn!("marking the load ended, or looking for other loads: {e}");
-            c.set_indexing(true).await
+            tracing::warn!("marking the load ended in its checkpoint: {e}");
+            false
         }
     }
 }
@@ -933,7 +951,7 @@ pub(crate) async fn end_and_look(
 
 /// Says that the collection's indexing is left off for `other`'s load, whose checkpoint was
 /// written `ago` seconds ago: what every load that ends beside a live one says.
-pub(crate) fn say_indexing_left_off(other: &str, ago: u64) {
+fn say_indexing_left_off(other: &str, ago: u64) {
     tracing::info!(
         "the collection's indexing is left off: the load of {other} into it is still running \
          (its checkpoint was written {ago} s ago), and turns it back on when it finishes (or, \
@@ -955,13 +973,7 @@ async fn heartbeat(conn: Connection, mark: Arc<LoadMark>, every: Duration) {
         if beat.stopped || beat.ended {
             return;
         }
-        let p = LoadProgress {
-            source: mark.source.clone(),
-            rows: beat.saved,
-            total: mark.total,
-            abandoned: false,
-            at: Some(unix_now()),
-        };
+        let p = mark.progress(beat.saved, Some(unix_now()));
         if let Err(e) = conn.set_metadata(&mark.key, &p).await {
             tracing::debug!("rewriting the load's checkpoint with its time: {e}");
         }
@@ -998,19 +1010,22 @@ fn same_source_ended(
     key: &str,
     p: LoadProgress,
 ) -> Result<Option<LoadProgress>> {
+    let read = || -> Result<Vec<Option<LoadProgress>>> {
+        let (c, k) = (conn.clone(), key.to_string());
+        conn.block_on(async move { c.progress_on_every_node(&k).await })?
+    };
+    let mut seen = read()?;
     // The newest of that load's writes any node shows is the one to wait on (found by
     // review Q: `p`, read from a node behind, made a load killed since look alive when a
     // later write of it was waited on).
-    let (c, k) = (conn.clone(), key.to_string());
-    let seen = conn.block_on(async move { c.progress_on_every_node(&k).await })??;
     let source = p.source.clone();
     let p = seen
-        .into_iter()
+        .iter()
         .flatten()
         .filter(|q| q.source == source && q.at.is_some())
         .fold(p, |newest, q| {
             if (q.at, q.rows) > (newest.at, newest.rows) {
-                q
+                q.clone()
             } else {
                 newest
             }
@@ -1031,9 +1046,9 @@ fn same_source_ended(
         wait.as_secs()
     );
     let started = Instant::now();
+    // The first look is at the read above: another node may show the load ended (a write
+    // without a time, which the newest above leaves out).
     loop {
-        let (c, k) = (conn.clone(), key.to_string());
-        let seen = conn.block_on(async move { c.progress_on_every_node(&k).await })??;
         // A node behind may still show an earlier write of the same load: only a later one
         // counts (a load's checkpoint moves forward, in time and rows).
         let later = |q: &LoadProgress| {
@@ -1065,6 +1080,7 @@ fn same_source_ended(
             return Ok(Some(p));
         }
         std::thread::sleep(super::RECHECK_UNFINISHED);
+        seen = read()?;
     }
 }
 
@@ -1183,36 +1199,8 @@ impl Loader {
         // A checkpoint at the total is only written once a load's final count agreed
         // (`finish`): the load finished, nothing was interrupted.
         let complete = total > 0 && base == total;
-        let mark = LoadProgress {
-            source: record.source.clone(),
-            rows: base,
-            total,
-            abandoned: false,
-            at: Some(unix_now()),
-        };
-        // Recorded before the first point is sent, so that a load killed before its first
-        // checkpoint still leaves the collection marked unfinished (opening it warns), and
-        // with this run's time, so that it is not given up as a dead one while it runs. A
-        // finished load's checkpoint is left as it is: nothing will be interrupted.
-        let same = progress.as_ref().is_some_and(|p| {
-            LoadProgress {
-                at: None,
-                ..p.clone()
-            } == LoadProgress {
-                at: None,
-                ..mark.clone()
-            }
-        });
-        if !(same && complete) {
-            let (c, k) = (conn.clone(), key.clone());
-            conn.block_on(async move { c.set_metadata(&k, &mark).await })??;
-        }
-        // Shared from the first write on, so that a signal, or a failure below, ends the
-        // checkpoint as it ends a running load's (found by review Q: one failing between the
-        // two left it looking alive, and a load of another source beside it left indexing
-        // off for it).
         let mark = Arc::new(LoadMark {
-            key: key.clone(),
+            key,
             source: record.source.clone(),
             total,
             beat: tokio::sync::Mutex::new(Beat {
@@ -1221,19 +1209,33 @@ impl Loader {
                 ended: false,
             }),
         });
+        // Recorded before the first point is sent, so that a load killed before its first
+        // checkpoint still leaves the collection marked unfinished (opening it warns), and
+        // with this run's time, so that it is not given up as a dead one while it runs. A
+        // finished load's checkpoint is left as it is: nothing will be interrupted.
+        let same = progress.as_ref().is_some_and(|p| {
+            LoadProgress {
+                at: None,
+                ..p.clone()
+            } == mark.progress(base, None)
+        });
+        if !(same && complete) {
+            let (c, m) = (conn.clone(), mark.clone());
+            conn.block_on(async move {
+                c.set_metadata(&m.key, &m.progress(base, Some(unix_now())))
+                    .await
+            })??;
+        }
+        // Shared from the first write on, so that a signal, or a failure below, ends the
+        // checkpoint as it ends a running load's (found by review Q: one failing between the
+        // two left it looking alive, and a load of another source beside it left indexing
+        // off for it).
         conn.set_load_mark(Some(mark.clone()));
         let started = Self::start_marked(
-            conn, record, opts, total, ids, key, progress, others, base, complete, &mark,
+            conn, record, opts, ids, progress, others, base, complete, &mark,
         );
         if started.is_err() {
-            let (c, m) = (conn.clone(), mark.clone());
-            match conn.block_on(async move { end_failed_load(&c, Some(&m)).await }) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) | Err(e) => tracing::warn!(
-                    "could not turn the collection's indexing back on ({e}); a rerun of the \
-                     load does"
-                ),
-            }
+            end_failed_blocking(conn, &mark);
         }
         started
     }
@@ -1245,15 +1247,14 @@ impl Loader {
         conn: &Connection,
         record: &CollectionRecord,
         opts: &ExportOptions,
-        total: u64,
         ids: &IdsOf<'_>,
-        key: String,
         progress: Option<LoadProgress>,
         others: Vec<String>,
         base: u64,
         complete: bool,
         mark: &Arc<LoadMark>,
     ) -> Result<Self> {
+        let (key, total) = (&mark.key, mark.total);
         let c = conn.clone();
         let removals = conn.block_on(async move { c.removal_record().await })??;
         let mut skip = removals.removed_from(&record.source);
@@ -1346,11 +1347,8 @@ impl Loader {
         Ok(Loader {
             sender,
             conn: conn.clone(),
-            source: record.source.clone(),
-            key,
             base,
             complete,
-            total,
             saved: base,
             saved_at: Instant::now(),
             mark: mark.clone(),
@@ -1442,14 +1440,7 @@ impl Loader {
 
     fn checkpoint(&mut self, rows: u64) -> Result<()> {
         let c = self.conn.clone();
-        let p = LoadProgress {
-            source: self.source.clone(),
-            rows,
-            total: self.total,
-            abandoned: false,
-            at: Some(unix_now()),
-        };
-        let key = self.key.clone();
+        let p = self.mark.progress(rows, Some(unix_now()));
         let mark = self.mark.clone();
         self.conn.block_on(async move {
             let mut beat = mark.beat.lock().await;
@@ -1457,7 +1448,7 @@ impl Loader {
             if beat.ended {
                 return Ok(());
             }
-            c.set_metadata(&key, &p).await?;
+            c.set_metadata(&mark.key, &p).await?;
             beat.saved = rows;
             Ok::<_, Error>(())
         })??;
@@ -1519,7 +1510,7 @@ impl Loader {
                 self.skipped
             );
         }
-        let (c, source) = (self.conn.clone(), self.source.clone());
+        let (c, source) = (self.conn.clone(), self.mark.source.clone());
         let counted = self.conn.block_on(async move {
             let state = c.state().await?;
             let live = live_besides_on_every_node(&c, &state, &source).await?;
@@ -1530,7 +1521,7 @@ impl Loader {
         });
         let (count, others, mut left_off) = counted??;
         // Read after the load, so a source another loader added meanwhile counts too.
-        let shared = self.key != PROGRESS_KEY || !others.is_empty();
+        let shared = self.mark.key != PROGRESS_KEY || !others.is_empty();
         // The exact count settles it in one call when it is the source's (as it did before
         // stray points were told apart: a stray point and a missing one at once pass it);
         // otherwise each of the source's pairs is looked for by id, which takes a request
@@ -1544,13 +1535,13 @@ impl Loader {
         let found = distinct - missing.len() as u64;
         // Missing points that a removal recorded (before deleting them) are removed, exactly
         // those: any other is lost.
-        let lost = unexplained(&self.conn, &self.source, &missing, &mut self.skip)?;
+        let lost = unexplained(&self.conn, &self.mark.source, &missing, &mut self.skip)?;
         let removed = (missing.len() - lost.len()) as u64;
         if removed > 0 {
             tracing::info!(
                 "{removed} of the {distinct} pairs of {} are not in the collection: `index \
                  remove` took them out, and a load of this source does not write them again",
-                self.source
+                self.mark.source
             );
         }
         if !lost.is_empty() {
@@ -1586,16 +1577,16 @@ impl Loader {
                  are, and a query that finds one fails, since it names no pair: delete them \
                  with Qdrant's API",
                 self.conn.target(),
-                self.source
+                self.mark.source
             );
         }
         self.stop_heartbeat();
-        self.checkpoint(self.total)?;
+        self.checkpoint(self.mark.total)?;
         if left_off.is_some() {
             // Read again after this load's final checkpoint: two loads finishing at once
             // each saw the other running; the later of these reads sees the other finished
             // on the node that took its final checkpoint, at least (so every node is asked).
-            let (c, source) = (self.conn.clone(), self.source.clone());
+            let (c, source) = (self.conn.clone(), self.mark.source.clone());
             left_off = match self.conn.block_on(async move {
                 let live = live_besides_on_every_node(&c, &c.state().await?, &source).await?;
                 if live.is_none() {
@@ -1654,20 +1645,24 @@ impl Loader {
     }
 
     /// The end of a failed load ([`Self::abandon`], [`Self::finish`]): the heartbeat
-    /// stopped, then [`end_failed_load`].
+    /// stopped, then [`end_failed_blocking`].
     fn end_failed(&mut self) {
         self.stop_heartbeat();
-        let (c, mark) = (self.conn.clone(), self.mark.clone());
-        match self
-            .conn
-            .block_on(async move { end_failed_load(&c, Some(&mark)).await })
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => tracing::warn!(
-                "could not turn the collection's indexing back on ({e}); a rerun of the load \
-                 does"
-            ),
-        }
+        end_failed_blocking(&self.conn, &self.mark);
+    }
+}
+
+/// [`end_failed_load`] of the load whose checkpoint is `mark`, waited for; a failure is only
+/// logged, the load's own error being the one to report. For a load that failed after its
+/// first checkpoint was written: while starting ([`Loader::start`]) or once started
+/// ([`Loader::abandon`], [`Loader::finish`]).
+fn end_failed_blocking(conn: &Connection, mark: &Arc<LoadMark>) {
+    let (c, mark) = (conn.clone(), mark.clone());
+    match conn.block_on(async move { end_failed_load(&c, Some(&mark)).await }) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => tracing::warn!(
+            "could not turn the collection's indexing back on ({e}); a rerun of the load does"
+        ),
     }
 }
 
@@ -2139,6 +2134,23 @@ pub fn build_collection(
 mod tests {
     use super::*;
     use qdrant_client::qdrant::UpsertPoints;
+
+    /// The one decision after a failed or stopped load: indexing stays off beside a live load
+    /// of another source, is turned on when this connection turned it off (also when the
+    /// look failed: left off, it could stay off for good), and is not touched otherwise.
+    #[test]
+    fn indexing_after_a_failed_load() {
+        let live = || Ok(Some(("other.tsv".to_string(), 3)));
+        assert!(!indexing_on_after_failed_load(live(), true));
+        assert!(!indexing_on_after_failed_load(live(), false));
+        assert!(indexing_on_after_failed_load(Ok(None), true));
+        assert!(!indexing_on_after_failed_load(Ok(None), false));
+        assert!(indexing_on_after_failed_load(Err("timed out".into()), true));
+        assert!(!indexing_on_after_failed_load(
+            Err("timed out".into()),
+            false
+        ));
+    }
 
     /// Review R21: `build_collection` took any failure of `identity_for_record` for the
     /// refusal of a model path that is not UTF-8 (the `--add` fallback). Only that refusal

@@ -1988,20 +1988,14 @@ impl Connection {
         if !turned_off {
             return true;
         }
-        match looked {
-            Ok(Ok(Ok(Some((other, ago))))) => {
-                export::say_indexing_left_off(&other, ago);
-                return true;
-            }
-            Ok(Ok(Ok(None))) => {}
-            Ok(Ok(Err(e))) => {
-                tracing::warn!("marking the load ended, or looking for other loads: {e}")
-            }
-            Ok(Err(_)) => tracing::warn!(
-                "marking the load ended, or looking for other loads, took over {} ms",
-                (within / 2).as_millis()
-            ),
-            Err(e) => tracing::warn!("marking the load ended, or looking for other loads: {e}"),
+        let looked = match looked {
+            Ok(Ok(looked)) => looked.map_err(|e| e.to_string()),
+            Ok(Err(_)) => Err(format!("took over {} ms", (within / 2).as_millis())),
+            Err(e) => Err(e.to_string()),
+        };
+        // Left off for a live load of another source: as this connection found it.
+        if !export::indexing_on_after_failed_load(looked, turned_off) {
+            return true;
         }
         let rest = within.saturating_sub(started.elapsed());
         let c = self.clone();
