@@ -325,6 +325,73 @@ fn a_signal_during_average_removes_its_files_and_says_so() {
     }
 }
 
+/// Audit s27 H1: on a signal, `average` removed the file at its lock file's path first, as a
+/// temporary file, and its temporary directory after: whatever was there by then (another
+/// run's lock file, once the run's own had gone) went, and another run could take the output
+/// while this one still wrote `.s.tmp`. The lock file is now removed last, and only while it
+/// is the one this process holds. The run is stopped while it writes `.s.tmp`, its lock file
+/// is replaced by another writer's (this test's), and the signal must leave that one.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_during_average_removes_only_its_own_lock_file() {
+    let d = tempfile::tempdir().unwrap();
+    let big = |w: &mut HashMap<String, Tensor>| {
+        w.insert(
+            "extra.weight".into(),
+            Tensor::ones(8_000_000, DType::F32, &Device::Cpu).unwrap(),
+        );
+    };
+    let m1 = model(&d.path().join("m1"), big);
+    let m2 = model(&d.path().join("m2"), big);
+    let out = d.path().join("s");
+    let tmp = d.path().join(".s.tmp");
+    let lock = relbert_index::lock::lock_path(&out).unwrap();
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .arg("average")
+        .args([&m1, &m2])
+        .arg("--out")
+        .arg(&out)
+        .env("RELBERT_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !tmp.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "exited before {tmp:?}");
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    // SAFETY: kill(2) with the child's own pid, not yet waited for.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let handled = catches_stop_signals(child.id());
+    // Another writer of `s` now (its lock file at the same path, a file of its own).
+    std::fs::remove_file(&lock).unwrap();
+    let held = relbert_index::OutputLock::acquire(&out).unwrap();
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(handled, "no handler for the stop signals");
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted: nothing was written"), "{err}");
+    assert!(
+        relbert_index::lock::path_held_by_this_process(&lock),
+        "another writer's lock file was removed: {:?}",
+        common::names_in(d.path())
+    );
+    assert!(
+        !tmp.exists() && !out.exists(),
+        "{:?}",
+        common::names_in(d.path())
+    );
+    drop(held);
+    assert_eq!(common::names_in(d.path()), ["m1", "m2"]);
+}
+
 /// Review R2 (3) of d2d47d4: the CLI learnt that the model was being put in place only once
 /// it was (`Written`), so a signal while the new directory was renamed over --out, or the old
 /// one removed, deleted `.s.tmp` (after a swap, the old model) and said "nothing was written"

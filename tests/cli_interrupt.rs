@@ -101,10 +101,27 @@ fn a_work_directory_is_removed_by_its_owners_lock_not_its_pid() {
 struct BlockedTrain {
     dir: tempfile::TempDir,
     child: std::process::Child,
-    stderr: BufReader<std::process::ChildStderr>,
+    stderr: BufReader<std::fs::File>,
+    /// The test's own copy of the write end of the run's standard error, to fill it
+    /// ([`BlockedTrain::block_stderr`]); dropped before the rest is read.
+    stderr_in: std::fs::File,
     seen: String,
     fifo: PathBuf,
     validation: String,
+}
+
+/// A pipe: its read end and its write end, both closed on exec.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) filling an array of two descriptors, each then owned by one File.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
 }
 
 impl BlockedTrain {
@@ -119,7 +136,8 @@ impl BlockedTrain {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo(3) on a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        let (err_out, err_in) = pipe();
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
             .env("RELBERT_LOG", "warn")
             .args(["train", "--base"])
             .arg(fixture("tiny-bert"))
@@ -128,14 +146,14 @@ impl BlockedTrain {
             .arg("--out")
             .arg(dir.path().join("model"))
             .args(["--epochs", "2", "--lr", "1e-3", "--batch-size", "4"])
-            .stderr(std::process::Stdio::piped())
+            .stderr(err_in.try_clone().unwrap())
             .spawn()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
         let mut t = BlockedTrain {
             dir,
             child,
-            stderr,
+            stderr: BufReader::new(err_out),
+            stderr_in: err_in,
             seen: String::new(),
             fifo,
             validation,
@@ -173,9 +191,39 @@ impl BlockedTrain {
         pipe.write_all(self.validation.as_bytes()).unwrap();
     }
 
+    /// Fills the pipe of the run's standard error, which the test then no longer reads (as
+    /// `relbert … 2>&1 | sleep 100` leaves it): the run's next write to it blocks. With NUL
+    /// bytes, left out of what [`BlockedTrain::finish`] returns.
+    fn block_stderr(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.stderr_in.as_raw_fd();
+        // SAFETY: fcntl(2) and write(2) on a descriptor this test owns, with a buffer of this
+        // frame. O_NONBLOCK is a flag of the pipe's open file, which the run's standard
+        // error shares: set only while the pipe is filled (the run, blocked reading its
+        // validation file, writes nothing meanwhile), so that the filling stops when full.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            assert!(flags >= 0);
+            assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+            let page = [0u8; 4096];
+            // Whole pages, then single bytes into the last page's room.
+            for size in [page.len(), 1] {
+                while libc::write(fd, page.as_ptr().cast(), size) > 0 {}
+                assert_eq!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EAGAIN)
+                );
+            }
+            assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags), 0);
+        }
+    }
+
     /// The rest of standard error and the exit code.
     fn finish(mut self) -> (Option<i32>, String, tempfile::TempDir) {
+        // Else the pipe has a writer left, and reading it never ends.
+        drop(self.stderr_in);
         self.stderr.read_to_string(&mut self.seen).unwrap();
+        self.seen.retain(|c| c != '\0');
         let status = self.child.wait().unwrap();
         (status.code(), self.seen, self.dir)
     }
@@ -223,7 +271,7 @@ fn a_second_stop_before_anything_is_saved_ends_the_run_at_once() {
     // Not a timing check: the bound only keeps a run that ignores the second signal (the
     // old behaviour, blocked on the pipe for good) from hanging the test; it is then given
     // its data, validates, and fails the assertions below.
-    let exited = exit_within_keeping(&mut t.child, std::time::Duration::from_secs(60));
+    let exited = common::wait_within(&mut t.child, std::time::Duration::from_secs(60)).is_some();
     if !exited {
         t.feed();
     }
@@ -235,16 +283,32 @@ fn a_second_stop_before_anything_is_saved_ends_the_run_at_once() {
     assert_nothing_left(dir.path(), &err);
 }
 
-/// Whether `child` exits within `limit` (`common::exit_within`, without killing it).
-fn exit_within_keeping(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
-    let until = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < until {
-        if child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+/// Audit s27 H1: with standard error a pipe nobody reads (`relbert train … 2>&1 | sleep
+/// 100`), the first signal's message ("stopping after this step") blocked the thread that
+/// receives the signals, so a second Ctrl-C was never seen and the run went on. The message
+/// is now written on a thread of its own, and the second signal ends the run, removing its
+/// lock file, though neither message can be written.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_stop_ends_the_run_though_standard_error_is_blocked() {
+    let mut t = BlockedTrain::start();
+    t.block_stderr();
+    t.signal(libc::SIGINT);
+    t.signal(libc::SIGTERM);
+    // Not a timing check: the bound only keeps a run that never sees the second signal (the
+    // old behaviour) from hanging the test; it is then killed, and fails the assertion.
+    let exited = common::wait_within(&mut t.child, std::time::Duration::from_secs(60)).is_some();
+    if !exited {
+        t.child.kill().unwrap();
     }
-    false
+    let (code, err, dir) = t.finish();
+    assert!(exited, "the second signal did not end the run: {err}");
+    // The first signal's status; which of the two is taken first is the process's to say
+    // (two threads may take them), and with standard error blocked the test cannot wait
+    // for the first to be taken.
+    assert!(matches!(code, Some(130 | 143)), "{code:?}: {err}");
+    assert!(!err.contains("validation score"), "{err}");
+    assert_nothing_left(dir.path(), &err);
 }
 
 /// Audit s26 O: a second `train --out m` while another run writes `m` said "m exists; pass

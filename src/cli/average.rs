@@ -84,11 +84,18 @@ pub fn run(a: AverageArgs) -> Result<()> {
         tracing::warn!("{warning}");
     }
     // Nothing is this run's to remove until the library says it holds the lock: before, the
-    // lock file and the temporary directory could be another run's.
+    // temporary directory could be another run's. The lock file is named before the library
+    // takes the lock, and removed on a signal only while this process holds it (see
+    // `Cleanup::lock_files`): named when the library said it held it, a signal in between
+    // left it.
     let interrupt = Interrupts::install(Vec::new());
+    interrupt
+        .with()
+        .lock_files
+        .extend(relbert_index::lock::lock_path(&a.out).ok());
     let pb = Progress::new(a.models.len() as u64, "averaging", "models");
     let mut observe = |step: AverageStep| match step {
-        AverageStep::Locked(lock) => interrupt.with().files.push(lock),
+        AverageStep::Locked(_) => {}
         AverageStep::Read { done, .. } => pb.set_position(done as u64),
         AverageStep::Writing(tmp) => {
             pb.finish();

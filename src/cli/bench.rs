@@ -369,12 +369,15 @@ fn is_stdout(path: Option<&Path>) -> bool {
 /// existing directory that this process can create files in (a temporary file is made there
 /// and removed: a read-only directory, or one such as `/proc`, otherwise failed only after
 /// all the embedding), or (with `--force`) a report relbert bench wrote. `-` is standard
-/// output and needs no check. Returns the report's writer lock, to be held until it is
-/// written: a second bench writing the same report is refused at its start.
-fn check_report_path(
-    path: Option<&Path>,
-    force: bool,
-) -> Result<Option<relbert_index::OutputLock>> {
+/// output and needs no check.
+///
+/// Returns the run's interrupt handling, holding the report's writer lock until it is written
+/// (a second bench writing the same report is refused at its start) and naming the report's
+/// temporary file: a signal removes both and says that nothing was written. The handler is
+/// installed before the lock is taken, which is taken under its state
+/// ([`Interrupts::lock_outputs`]), as `embed` takes its outputs: installed after the lock and
+/// the temporary file, a signal in between left both (found by an audit).
+fn check_report_path(path: Option<&Path>, force: bool) -> Result<Option<Interrupts>> {
     let Some(path) = path else { return Ok(None) };
     if is_stdout(Some(path)) {
         return Ok(None);
@@ -394,25 +397,36 @@ fn check_report_path(
         }
         e => super::usage(format!("invalid value for --json: {e}")),
     })?;
-    // The OS error alone: tempfile's own message repeats the failure and adds the random
-    // name of a file that was never made.
-    tempfile::Builder::new()
-        .prefix(".relbert-bench-check")
-        .tempfile_in(parent)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot write --json {}: no file can be made in {}: {}",
-                path.display(),
-                parent.display(),
-                relbert::encoder::innermost_io(&e)
-            )
-        })?;
+    let interrupt = Interrupts::install(Vec::new());
+    // Made and removed under the handler's state: a signal meanwhile waits for it to go (the
+    // handler's exit runs no destructors, and the file was left). The OS error alone:
+    // tempfile's own message repeats the failure and adds the random name of a file that
+    // was never made.
+    let probed = {
+        let _held = interrupt.with();
+        tempfile::Builder::new()
+            .prefix(".relbert-bench-check")
+            .tempfile_in(parent)
+            .map(drop)
+    };
+    probed.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write --json {}: no file can be made in {}: {}",
+            path.display(),
+            parent.display(),
+            relbert::encoder::innermost_io(&e)
+        )
+    })?;
     // One writer per report for the whole run: the report's temporary file is replaced on
     // the assumption that no live run owns it. A failure here (a full or read-only place)
     // is said as a failure to write, not as a bad value of the flag.
-    let lock = relbert_index::OutputLock::acquire(path)
-        .with_context(|| format!("cannot write --json {}", path.display()))?;
-    Ok(Some(lock))
+    let take = || -> Result<Vec<relbert_index::OutputLock>> {
+        let lock = relbert_index::OutputLock::acquire(path)
+            .with_context(|| format!("cannot write --json {}", path.display()))?;
+        Ok(vec![lock])
+    };
+    interrupt.lock_outputs(take, vec![relbert::output::temp_path(path)])?;
+    Ok(Some(interrupt))
 }
 
 /// Where the table goes: standard output, unless the JSON report does (`--json -`), which
@@ -589,17 +603,21 @@ fn warn_no_offset(
 }
 
 /// Starts the report's temporary file at the start of the run, once [`check_report_path`]
-/// holds its lock (`lock`): the file at `path` then (absent, or with `force` a report) is what
-/// the commit may replace, so a file that appears during the run is told apart from it.
-/// `None` for standard output or no `--json`.
+/// holds its lock (in `interrupt`): the file at `path` then (absent, or with `force` a report)
+/// is what the commit may replace, so a file that appears during the run is told apart from
+/// it. `None` for standard output or no `--json`. Declared after `interrupt`, so that it is
+/// dropped (removed) before the lock is released.
 fn start_report(
     path: Option<&Path>,
     force: bool,
-    lock: Option<&relbert_index::OutputLock>,
+    interrupt: Option<&Interrupts>,
 ) -> Result<Option<AtomicFile>> {
-    let (Some(path), Some(_)) = (path, lock) else {
+    let (Some(path), Some(interrupt)) = (path, interrupt) else {
         return Ok(None);
     };
+    // Created under the handler's state, which a signal takes to remove it: made outside
+    // it, a file created just after the handler's removal would be left.
+    let _held = interrupt.with();
     let f = AtomicFile::create(path, force)
         .with_context(|| format!("cannot write --json {}", path.display()))?;
     Ok(Some(f))
@@ -664,20 +682,6 @@ fn write_json(
     }
     f.commit()?;
     Ok(())
-}
-
-/// The interrupt handling of a run writing its report to a file, once [`check_report_path`]
-/// holds its lock (`lock`; before, the names could be another run's): the report's temporary
-/// file and lock file are removed on a signal, which then says that nothing was written.
-/// Named at install, so that no signal finds the handler without them.
-fn report_interrupts(
-    path: Option<&Path>,
-    lock: Option<&relbert_index::OutputLock>,
-) -> Option<Interrupts> {
-    let (path, _) = (path?, lock?);
-    let mut files = vec![relbert::output::temp_path(path)];
-    files.extend(relbert_index::lock::lock_path(path).ok());
-    Some(Interrupts::install(files))
 }
 
 #[derive(Serialize)]
@@ -749,12 +753,10 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     }
     check_name("--split", &a.split)?;
     dataset_names(&a.dataset)?;
-    let report_lock = check_report_path(a.json.as_deref(), a.force)?;
-    // Made before the handler (which removes it on a signal), so that a handler that sees
-    // a signal never races its creation; dropped (removed) before the lock is released.
-    let report_file = start_report(a.json.as_deref(), a.force, report_lock.as_ref())?;
-    // After the lock, so that it is dropped (disarmed) before the lock is released.
-    let interrupt = report_interrupts(a.json.as_deref(), report_lock.as_ref());
+    let interrupt = check_report_path(a.json.as_deref(), a.force)?;
+    // After the handler holding the lock, so that it is dropped (removed) before the lock is
+    // released.
+    let report_file = start_report(a.json.as_deref(), a.force, interrupt.as_ref())?;
     check_data_dir(&a.data, ANALOGY_DATA)?;
     let sets = select(
         &a.dataset,
@@ -975,12 +977,10 @@ struct ClassifyReport {
 
 fn classify(a: ClassifyArgs) -> Result<()> {
     dataset_names(&a.dataset)?;
-    let report_lock = check_report_path(a.json.as_deref(), a.force)?;
-    // Made before the handler (which removes it on a signal), so that a handler that sees
-    // a signal never races its creation; dropped (removed) before the lock is released.
-    let report_file = start_report(a.json.as_deref(), a.force, report_lock.as_ref())?;
-    // After the lock, so that it is dropped (disarmed) before the lock is released.
-    let interrupt = report_interrupts(a.json.as_deref(), report_lock.as_ref());
+    let interrupt = check_report_path(a.json.as_deref(), a.force)?;
+    // After the handler holding the lock, so that it is dropped (removed) before the lock is
+    // released.
+    let report_file = start_report(a.json.as_deref(), a.force, interrupt.as_ref())?;
     check_data_dir(&a.data, CLASSIFY_DATA)?;
     let sets = select(
         &a.dataset,

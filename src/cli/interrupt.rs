@@ -35,15 +35,16 @@
 //!   handlers stay for the life of the process.
 //!
 //! The signals are received through tokio's Unix signal streams (tokio is a dependency
-//! already, with its `signal` feature, for `relbert serve`), on a thread of their own that
-//! runs the reaction. They tell the signals apart, which the `ctrlc` crate these commands
-//! used before cannot (so `train` had a hand-written `signal(2)` handler beside it); and the
-//! reaction runs on an ordinary thread, not in a signal handler, so it may take locks,
-//! allocate and remove files.
+//! already, with its `signal` feature, for `relbert serve`), on a thread of their own, and
+//! the reaction runs on another, so that a reaction held up (writing to a standard error
+//! nobody reads) still learns of a second signal. They tell the signals apart, which the
+//! `ctrlc` crate these commands used before cannot (so `train` had a hand-written
+//! `signal(2)` handler beside it); and the reaction runs on an ordinary thread, not in a
+//! signal handler, so it may take locks, allocate and remove files.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// A signal that asks a run to stop.
@@ -93,14 +94,45 @@ fn ignored(which: StopSignal) -> bool {
 /// on a thread of its own, for the rest of the process (as any handler of these signals: the
 /// default action, ending the process, does not come back).
 ///
-/// Returns once the signals are registered, so that a signal sent after it returns is seen.
-/// An error says what could not be set up; the signals it names end the process as before
-/// (a signal that was registered is still watched).
-fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> Result<(), String> {
+/// The signals are received on another thread than the one `on_signal` runs on, which counts
+/// them as they come: a reaction held up writing a message ([`say`]) learns of a later signal
+/// and stops waiting. Received on the reacting thread, a second Ctrl-C waited behind a first
+/// reaction blocked on a standard error nobody read (`2>&1 | sleep 100`), and changed nothing
+/// (found by an audit): the run neither stopped nor removed its files.
+///
+/// Returns once the signals are registered, so that a signal sent after it returns is seen,
+/// with the count of the signals received and reacted to, whose [`Received::settle`] a run
+/// calls before it disarms its reaction. The result says what could not be set up; the
+/// signals it names end the process as before (a signal that was registered is still
+/// watched).
+fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> (Arc<Received>, Result<(), String>) {
+    let received = Arc::new(Received::default());
+    let watched = watch_counting(received.clone(), on_signal);
+    (received, watched)
+}
+
+/// [`watch`], counting in `received`.
+fn watch_counting(
+    received: Arc<Received>,
+    on_signal: impl Fn(StopSignal) + Send + 'static,
+) -> Result<(), String> {
     use tokio::signal::unix::{signal, Signal, SignalKind};
+    let (queue, queued) = std::sync::mpsc::channel::<(StopSignal, u64)>();
+    let counted = received.clone();
+    std::thread::Builder::new()
+        .name("relbert-stop".into())
+        .spawn(move || {
+            // Ends when the receiving thread does (its end of the queue dropped).
+            for (which, number) in queued {
+                REACTING.with(|r| *r.borrow_mut() = Some((counted.clone(), number)));
+                on_signal(which);
+                counted.reacted();
+            }
+        })
+        .map_err(|e| format!("cannot start the signal watcher: {e}"))?;
     let (ready, registered) = std::sync::mpsc::channel::<Result<(), String>>();
     let spawned = std::thread::Builder::new()
-        .name("relbert-signals".into())
+        .name("relbert-sigrecv".into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_io()
@@ -160,7 +192,12 @@ fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> Result<(), String> 
                         std::task::Poll::Pending
                     });
                     match next.await {
-                        Some(which) => on_signal(which),
+                        Some(which) => {
+                            let number = received.arrived();
+                            if queue.send((which, number)).is_err() {
+                                return;
+                            }
+                        }
                         None => return,
                     }
                 }
@@ -174,11 +211,136 @@ fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> Result<(), String> 
         .unwrap_or_else(|_| Err("the signal watcher stopped while starting".into()))
 }
 
+/// The signals one [`watch`] has received, counted as they come, and the reactions to them
+/// that have returned: for [`say`] to stop waiting on its message when a later signal
+/// arrives, and for a run to let the reaction to a signal already received run before it
+/// disarms it ([`Received::settle`]).
+#[derive(Default)]
+struct Received {
+    counts: Mutex<Counts>,
+    /// Notified at each signal, at each reaction's return, and when a message [`say`] waits
+    /// on is written.
+    changed: Condvar,
+}
+
+/// What [`Received`] counts.
+#[derive(Default)]
+struct Counts {
+    /// Signals received.
+    received: u64,
+    /// Reactions that have returned (a reaction that exits never does).
+    reacted: u64,
+}
+
+impl Received {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a signal; returns its number (the first is 1).
+    fn arrived(&self) -> u64 {
+        let mut counts = self.counts();
+        counts.received += 1;
+        self.changed.notify_all();
+        counts.received
+    }
+
+    /// Counts a reaction that has returned.
+    fn reacted(&self) {
+        self.counts().reacted += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits for the reactions to the signals received so far: those that end the process
+    /// do so, and the others (a run putting its outputs in place) return. Called by a run
+    /// before it disarms its reaction, so that a signal received first is reacted to first,
+    /// as when the signals were received on the reacting thread itself. Without it, the
+    /// reaction's own thread widened the moment in which a run returning on its own wins:
+    /// `pairs mine --corpus -` sent SIGHUP and then the end of its input ended more often
+    /// with its own status 1 ("no input") than with the signal's.
+    fn settle(&self) {
+        let mut counts = self.counts();
+        let target = counts.received;
+        while counts.reacted < target {
+            counts = self.changed.wait(counts).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+thread_local! {
+    /// On a [`watch`] reaction's thread: its watcher's count, and the number of the signal
+    /// being reacted to.
+    static REACTING: std::cell::RefCell<Option<(Arc<Received>, u64)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Messages [`say`] stopped waiting on before they were written, and that are still not
+/// written: standard error is blocked (a full pipe), and a later message would go out only
+/// after them.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// The states of one message of [`say`].
+const PENDING: u8 = 0;
+const WRITTEN: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
 /// Writes `message` to standard error, ignoring a failure: the reaction to a signal goes on
 /// (and exits as it should) when standard error is gone, or a pipe whose reader has gone
 /// (written through [`relbert::output::Stderr`], which never raises SIGPIPE).
+///
+/// The message is written on a thread of its own, and the reaction goes on once it is written
+/// (a slow reader of standard error still gets it, and meanwhile the run keeps its lock), or
+/// at once when a later signal has arrived meanwhile, or without waiting at all while an
+/// earlier message it gave up on is still unwritten (standard error is blocked: a pipe nobody
+/// reads). Written on the reacting thread, with signals received there, it held the reaction
+/// for as long as the pipe stayed full, and a second Ctrl-C was never seen (found by an
+/// audit). A message not written by the exit is lost.
 fn say(message: &str) {
-    relbert::output::eprint_line(message);
+    let (received, number) = REACTING
+        .with(|r| r.borrow().clone())
+        .unwrap_or_else(|| (Arc::new(Received::default()), 0));
+    let blocked = ABANDONED.load(Ordering::SeqCst) > 0;
+    let state = Arc::new(AtomicU8::new(PENDING));
+    let (written, notify, text) = (state.clone(), received.clone(), message.to_string());
+    // Named as the thread that reacted to the signals was (`tests/cli_index_signals.rs`
+    // looks for it blocked in write(2)); the receiving thread is named otherwise.
+    let spawned = std::thread::Builder::new()
+        .name("relbert-signals".into())
+        .spawn(move || {
+            relbert::output::eprint_line(&text);
+            if written.swap(WRITTEN, Ordering::SeqCst) == GIVEN_UP {
+                ABANDONED.fetch_sub(1, Ordering::SeqCst);
+            }
+            // Under the lock the waiter checks the state under, so the wake-up is not lost.
+            drop(notify.counts());
+            notify.changed.notify_all();
+        });
+    if spawned.is_err() {
+        // No thread to write it on: not written, as a message that could not be.
+        return;
+    }
+    if !blocked {
+        let mut counts = received.counts();
+        while state.load(Ordering::SeqCst) == PENDING && (number == 0 || counts.received <= number)
+        {
+            counts = received
+                .changed
+                .wait(counts)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+    // Given up on unwritten: counted until it is written, and counted before it is marked,
+    // so that the writer's uncount never comes first.
+    if state.load(Ordering::SeqCst) == PENDING {
+        ABANDONED.fetch_add(1, Ordering::SeqCst);
+        if state
+            .compare_exchange(PENDING, GIVEN_UP, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // Written meanwhile.
+            ABANDONED.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What an interrupt removes. Filled by the run as it claims things: before, the same
@@ -194,6 +356,14 @@ pub(super) struct Cleanup {
     /// Output locks held through this state: released (their files removed) on an
     /// interrupt, and when the run returns.
     pub locks: Vec<relbert_index::OutputLock>,
+    /// The lock files of outputs whose lock the run's library call takes and releases
+    /// itself (`average`): on an interrupt each is removed, last, only while this process
+    /// holds it, so they may be named before the lock is taken and stay named after it is
+    /// released. Registered by path once the lock was taken, a lock file was left by a
+    /// signal in between, removed first (another run could then take the output while this
+    /// one still wrote its temporary directory), and removed after the release though it
+    /// could be another run's by then (found by an audit).
+    pub lock_files: Vec<PathBuf>,
     /// Output has started going to standard output, which an interrupt leaves incomplete.
     pub stdout_started: bool,
     /// The outputs are being renamed into place: a signal lets that finish.
@@ -215,6 +385,9 @@ pub(super) struct Cleanup {
 /// work directory, a whole copy of standard input, behind (found by an audit).
 pub(super) struct Interrupts {
     state: Arc<Mutex<Cleanup>>,
+    /// The signals received and reacted to: a reaction to a signal received before the run
+    /// returned runs before the handler is disarmed.
+    signals: Arc<Received>,
     /// SIGPIPE's disposition before [`Interrupts::install`], put back when dropped.
     sigpipe: Option<libc::sighandler_t>,
 }
@@ -230,7 +403,7 @@ impl Interrupts {
             ..Cleanup::default()
         }));
         let shared = state.clone();
-        let installed = watch(move |which| {
+        let (signals, installed) = watch(move |which| {
             let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
             if st.disarmed {
                 std::process::exit(which.exit_status());
@@ -239,8 +412,9 @@ impl Interrupts {
                 say("interrupted while the output is renamed into place: finishing that first");
                 return;
             }
-            // Said first: a write to standard error can block (a full pipe), and while it
-            // does the lock must stay, since the run's other threads go on writing.
+            // Said first: a write to standard error can block (a full pipe; a second signal
+            // stops `say` waiting for it), and meanwhile the lock must stay, since the run's
+            // other threads go on writing.
             if st.stdout_started {
                 say(
                     "interrupted: no output file was written; what went to standard output \
@@ -269,6 +443,17 @@ impl Interrupts {
             // one, still writing, was blocked on standard error). Dropping a lock removes
             // its file (this process holds it, so it is relbert's).
             st.locks.clear();
+            if !st.lock_files.is_empty() {
+                // No thread of this process takes or releases a writer lock from here on,
+                // so a lock file judged this process's stays so until it is removed. After
+                // the release above, which passes the same gate.
+                relbert_index::lock::stop_writers();
+                for lock in &st.lock_files {
+                    if names_this_process(lock) {
+                        let _ = std::fs::remove_file(lock);
+                    }
+                }
+            }
             std::process::exit(which.exit_status());
         });
         if let Err(e) = installed {
@@ -280,6 +465,7 @@ impl Interrupts {
         let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         Interrupts {
             state,
+            signals,
             sigpipe: (previous != libc::SIG_ERR).then_some(previous),
         }
     }
@@ -316,10 +502,12 @@ impl Interrupts {
 
 impl Drop for Interrupts {
     fn drop(&mut self) {
+        self.signals.settle();
         let mut st = self.with();
         st.files.clear();
         st.work_dir = None;
         st.locks.clear();
+        st.lock_files.clear();
         st.disarmed = true;
         drop(st);
         if let Some(previous) = self.sigpipe {
@@ -358,7 +546,7 @@ impl StopRequest {
         let first = Arc::new(OnceLock::new());
         let unsaved = Arc::new(Mutex::new(Some(locks)));
         let (flag, which, state) = (requested.clone(), first.clone(), unsaved.clone());
-        let installed = watch(move |signal| {
+        let (_, installed) = watch(move |signal| {
             // Set before the message is written (found by a review: a standard error nobody
             // reads held the write, and the stop was never asked for).
             let first = which.set(signal).is_ok();
@@ -452,7 +640,7 @@ impl<T: Send + 'static> LastLine<T> {
         let state = self.0.clone();
         let write = Arc::new(write);
         let first: OnceLock<StopSignal> = OnceLock::new();
-        let installed = watch(move |which| {
+        let (_, installed) = watch(move |which| {
             if let Some(first) = first.get() {
                 std::process::exit(first.exit_status());
             }
@@ -497,7 +685,7 @@ impl<T: Send + 'static> LastLine<T> {
 /// place, a signal lets that finish, and the run ends as a finished one (status 0, the index
 /// in place): the checkpoint goes before the final rename, and a run stopped then would
 /// start over.
-pub(super) struct Resumable(Arc<Mutex<ResumeState>>);
+pub(super) struct Resumable(Arc<Mutex<ResumeState>>, Arc<Received>);
 
 /// What a [`Resumable`] says and removes.
 struct ResumeState {
@@ -538,7 +726,7 @@ impl Resumable {
             unchanged: false,
         }));
         let shared = state.clone();
-        let installed = watch(move |which| {
+        let (signals, installed) = watch(move |which| {
             // Held until the process ends: the run's stage marks wait here, so the run
             // does not reach the writing of the finished index (whose checkpoint goes before
             // the final rename) once a signal has been taken. Rows and checkpoints go on
@@ -586,7 +774,7 @@ impl Resumable {
         if let Err(e) = installed {
             tracing::warn!("{e}: such a signal stops the run without a word");
         }
-        Ok(Resumable(state))
+        Ok(Resumable(state, signals))
     }
 
     fn state(&self) -> MutexGuard<'_, ResumeState> {
@@ -625,6 +813,8 @@ impl Resumable {
 
 impl Drop for Resumable {
     fn drop(&mut self) {
+        // A signal received before the run returned is reacted to first.
+        self.1.settle();
         self.state().disarmed = true;
     }
 }
@@ -669,7 +859,7 @@ fn resume_message(partial: &std::path::Path, kept: &str, stdin_again: bool) -> S
 /// the local `index build`'s [`Resumable`]). There is nothing of relbert's on disk to remove.
 /// `index remove --collection` takes it too, with its own message
 /// ([`CollectionLoad::install_saying`]).
-pub(super) struct CollectionLoad(Arc<AtomicBool>);
+pub(super) struct CollectionLoad(Arc<AtomicBool>, Arc<Received>);
 
 impl CollectionLoad {
     /// Installs the handler for a load through `conn` (named in messages by its target); it
@@ -697,7 +887,7 @@ impl CollectionLoad {
     ) -> CollectionLoad {
         let disarmed = Arc::new(AtomicBool::new(false));
         let returned = disarmed.clone();
-        let installed = watch(move |which| {
+        let (signals, installed) = watch(move |which| {
             if !returned.load(Ordering::SeqCst) {
                 say(&format!("\n{message}"));
                 if let Some(conn) = &restore {
@@ -714,12 +904,14 @@ impl CollectionLoad {
         if let Err(e) = installed {
             tracing::warn!("{e}: such a signal stops the load without a word");
         }
-        CollectionLoad(disarmed)
+        CollectionLoad(disarmed, signals)
     }
 }
 
 impl Drop for CollectionLoad {
     fn drop(&mut self) {
+        // A signal received before the load returned is reacted to first.
+        self.1.settle();
         self.0.store(true, Ordering::SeqCst);
     }
 }

@@ -500,11 +500,17 @@ fn run_mine(a: MineArgs) -> Result<()> {
     // directory is gone, and no later run finds it free beside a finished run's directory
     // (which it then called a killed run's; review).
     let _owner: Option<std::fs::File>;
-    let work = tempfile::Builder::new()
-        .prefix(WORK_PREFIX)
-        .tempdir_in(&tmp_parent)
-        .with_context(|| format!("making a work directory in {}", tmp_parent.display()))?;
-    interrupts.with().work_dir = Some(work.path().to_path_buf());
+    // Made under the handler's state: made before it was named there, a signal in between
+    // left an empty directory with no owner file, which no later run removes.
+    let work = {
+        let mut held = interrupts.with();
+        let work = tempfile::Builder::new()
+            .prefix(WORK_PREFIX)
+            .tempdir_in(&tmp_parent)
+            .with_context(|| format!("making a work directory in {}", tmp_parent.display()))?;
+        held.work_dir = Some(work.path().to_path_buf());
+        work
+    };
     // Who owns it, locked for the run's whole life: a later run removes it once the lock is
     // free (kill -9 runs no handler, but the kernel releases the lock). Without an owner
     // file (one that cannot be written) the directory is never another run's to remove.
