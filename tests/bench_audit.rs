@@ -209,11 +209,17 @@ fn stopped_bench(data: &Path, out: &Path, extra: &[&str]) -> std::process::Child
         ".{}.lock",
         out.file_name().unwrap().to_string_lossy()
     ));
+    // And its report's temporary file, made just after the lock (the handler is in place
+    // before both now, so a handler alone no longer says the file is there).
+    let tmp = out.with_file_name(format!(
+        ".{}.relbert.tmp",
+        out.file_name().unwrap().to_string_lossy()
+    ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !lock.exists() {
+    while !lock.exists() || !tmp.exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "exited before its lock"
+            "exited before its lock and temporary file"
         );
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(1));
