@@ -238,12 +238,6 @@ fn repeat_warning_and_half_refusal_say_what_is_so() {
 fn a_signal_during_average_removes_its_files_and_says_so() {
     use std::io::BufRead;
     let d = tempfile::tempdir().unwrap();
-    let big = |w: &mut HashMap<String, Tensor>| {
-        w.insert(
-            "extra.weight".into(),
-            Tensor::ones(8_000_000, DType::F32, &Device::Cpu).unwrap(),
-        );
-    };
     let m1 = model(&d.path().join("m1"), big);
     let m2 = model(&d.path().join("m2"), big);
     let m3 = model(&d.path().join("m3"), big);
@@ -335,12 +329,6 @@ fn a_signal_during_average_removes_its_files_and_says_so() {
 #[test]
 fn a_signal_during_average_removes_only_its_own_lock_file() {
     let d = tempfile::tempdir().unwrap();
-    let big = |w: &mut HashMap<String, Tensor>| {
-        w.insert(
-            "extra.weight".into(),
-            Tensor::ones(8_000_000, DType::F32, &Device::Cpu).unwrap(),
-        );
-    };
     let m1 = model(&d.path().join("m1"), big);
     let m2 = model(&d.path().join("m2"), big);
     let out = d.path().join("s");
@@ -452,4 +440,13 @@ fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
         common::assert_out_folder_missing(&err, folder, "average");
         assert_eq!(common::names_in(d.path()), ["m1", "m2"]);
     }
+}
+
+/// Adds a large extra tensor to a model's weights, so that averaging it lasts long enough
+/// for the signal tests to stop the run mid-write.
+fn big(w: &mut HashMap<String, Tensor>) {
+    w.insert(
+        "extra.weight".into(),
+        Tensor::ones(8_000_000, DType::F32, &Device::Cpu).unwrap(),
+    );
 }
