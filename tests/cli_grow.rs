@@ -1749,6 +1749,21 @@ fn remove_names_one_place_to_remove_from() {
     );
     let bad_name = run(&["--collection", "a/b", "--qdrant", "http://127.0.0.1:1"]);
     assert!(bad_name.contains("--collection"), "{bad_name}");
+    // Nothing to take out: both ways of saying what are named (the message named --pairs
+    // alone, hiding --abandoned-load).
+    let nothing = relbert()
+        .env_remove("RELBERT_QDRANT_URL")
+        .args(["index", "remove", "--collection", "c", "--qdrant"])
+        .arg("http://127.0.0.1:1")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let nothing = String::from_utf8_lossy(&nothing.stderr);
+    assert!(
+        nothing.contains("--pairs") && nothing.contains("--abandoned-load"),
+        "{nothing}"
+    );
     assert!(!idx.exists());
 }
 

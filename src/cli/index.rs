@@ -50,6 +50,9 @@ pub enum IndexCommand {
 /// Arguments of `relbert index remove`.
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("shrunk").required(true).args(["index", "collection"])))]
+// One group for what to take out, so that a run with neither names both (`required_unless_present`
+// on --pairs named only --pairs, hiding --abandoned-load).
+#[command(group(clap::ArgGroup::new("taken").required(true).args(["pairs", "abandoned_load"])))]
 pub struct RemoveArgs {
     /// Index directory to shrink (replaced in one atomic exchange by the index without the
     /// pairs; built in DIR.partial/).
@@ -70,7 +73,7 @@ pub struct RemoveArgs {
     /// Pair file(s) of the pairs to remove, `-` for standard input: head<TAB>tail per line (a
     /// label, if any, is ignored). Pairs are found as `index add` finds them (any Unicode
     /// normal form; case counts); pairs the index does not hold are counted and left.
-    #[arg(long, required_unless_present = "abandoned_load", num_args = 1..)]
+    #[arg(long, num_args = 1..)]
     pairs: Vec<PathBuf>,
     /// Instead of removing pairs: give up the unfinished load of SOURCE into --collection
     /// (SOURCE as the warning of `query` or `index info` names it: `index ID` or `pairs
@@ -166,7 +169,7 @@ pub struct RebuildArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Pair file(s): head<TAB>tail[<TAB>label] per line.
+    /// Pair file(s), `-` for standard input: head<TAB>tail[<TAB>label] per line.
     #[arg(long, required = true, num_args = 1..)]
     pairs: Vec<PathBuf>,
     /// Output index directory (built in DIR.partial/, renamed at the end). Its folder must
