@@ -359,7 +359,7 @@ fn unwritable(path: &Path, folder: &Path, target: &Path, err: std::io::Error) ->
 /// or append-only, and otherwise needs write and search permission on the folder (which
 /// CAP_DAC_OVERRIDE grants, as the access check asked here knows) and, when the folder has
 /// its sticky bit (`/tmp`), that this user own the file or the folder, or hold CAP_FOWNER
-/// ([`sticky_refuses`]).
+/// over the file ([`sticky_refuses`], [`fowner_applies`]).
 fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable> {
     let on: Vec<(PathBuf, char)> = [path, folder]
         .into_iter()
@@ -392,8 +392,14 @@ fn unremovable(path: &Path, folder: &Path, file_uid: u32) -> Option<Unremovable>
     // the file is removed: asked here.
     // SAFETY: geteuid(2) has no preconditions.
     let me = unsafe { libc::geteuid() };
+    let file_gid = std::fs::symlink_metadata(path).ok().map(|m| m.gid());
+    let fowner = file_gid.is_some_and(|file_gid| {
+        fowner_applies(has_capability(CAP_FOWNER), file_uid, file_gid, |p| {
+            std::fs::read_to_string(p).ok()
+        })
+    });
     match &folder_md {
-        Some(m) if sticky_refuses(m.mode(), m.uid(), file_uid, me, has_capability(CAP_FOWNER)) => {
+        Some(m) if sticky_refuses(m.mode(), m.uid(), file_uid, me, fowner) => {
             Some(Unremovable::Sticky {
                 folder_owner: folder_owner(),
             })
@@ -408,15 +414,73 @@ const STICKY: u32 = 0o1000;
 
 /// Whether a folder's sticky bit keeps a process of effective uid `me` from removing a file
 /// owned by `file_uid` from it (the folder's mode is `folder_mode`, its owner `folder_uid`):
-/// only the file's owner, the folder's, or a holder of CAP_FOWNER may (the kernel's
-/// `check_sticky`). Being root was taken for the last (found by a review): a root whose
-/// container dropped CAP_FOWNER is refused, and was told `rm` would do.
+/// only the file's owner, the folder's, or a holder of CAP_FOWNER over the file may (the
+/// kernel's `check_sticky`; `fowner`: held, and the file's owner mapped, [`fowner_applies`]).
+/// Being root was taken for the last (found by a review): a root whose container dropped
+/// CAP_FOWNER is refused, and was told `rm` would do.
 fn sticky_refuses(folder_mode: u32, folder_uid: u32, file_uid: u32, me: u32, fowner: bool) -> bool {
     folder_mode & STICKY != 0 && me != file_uid && me != folder_uid && !fowner
 }
 
 /// `CAP_FOWNER`, which passes the sticky bit's owner check (linux/capability.h).
 const CAP_FOWNER: u32 = 3;
+
+/// What stat(2) shows as the owner or group of a file whose id the user namespace does not
+/// map, unless /proc/sys/kernel/overflowuid or overflowgid says otherwise.
+const OVERFLOW_ID: u32 = 65534;
+
+/// Whether this process's CAP_FOWNER (`held`) passes a sticky bit for a file whose owner
+/// and group are `uid` and `gid` as stat(2) shows them: only when its user namespace maps
+/// both (the kernel's `capable_wrt_inode_uidgid`; [`id_mapped`]; found by a review: in a
+/// rootless container a root holding CAP_FOWNER was told `rm` would remove a lock file of
+/// an owner the container does not map, which the kernel refuses). `read` gives the text of
+/// a file of /proc (/proc/self/uid_map, gid_map, /proc/sys/kernel/overflowuid, overflowgid),
+/// `None` where it cannot be read: a map that cannot be read is taken for the init
+/// namespace's, where every id is mapped (no /proc, or a kernel without user namespaces).
+fn fowner_applies(held: bool, uid: u32, gid: u32, read: impl Fn(&str) -> Option<String>) -> bool {
+    let mapped = |map: &str, overflow: &str, id: u32| {
+        let Some(text) = read(map) else {
+            return true;
+        };
+        let overflow = read(overflow)
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(OVERFLOW_ID);
+        id_mapped(&text, id, overflow)
+    };
+    held && mapped("/proc/self/uid_map", "/proc/sys/kernel/overflowuid", uid)
+        && mapped("/proc/self/gid_map", "/proc/sys/kernel/overflowgid", gid)
+}
+
+/// Whether `id`, a file's uid or gid as stat(2) shows it, is one a user namespace maps, given
+/// the text of its /proc/PID/uid_map or gid_map (`map`: lines of the first id inside, the
+/// first outside and how many; a line not so is skipped) and `overflow`, what stat(2) shows
+/// for an id the namespace does not map (the kernel's `capable_wrt_inode_uidgid` asks that
+/// both the file's ids be mapped). The overflow id itself is taken for a mapped one only in a
+/// namespace that maps every id (the init one): in any other it is what every unmapped owner
+/// shows as, even where the namespace maps it as well, and nothing is promised for it. An
+/// empty map (one not written yet) maps nothing.
+fn id_mapped(map: &str, id: u32, overflow: u32) -> bool {
+    let ranges: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().map(str::parse::<u32>);
+            match (fields.next(), fields.next(), fields.next(), fields.next()) {
+                (Some(Ok(inside)), Some(Ok(_)), Some(Ok(count)), None) => {
+                    Some((u64::from(inside), u64::from(inside) + u64::from(count)))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let every = ranges
+        .iter()
+        .any(|&(start, end)| start == 0 && end >= u64::from(u32::MAX));
+    if id == overflow && !every {
+        return false;
+    }
+    let id = u64::from(id);
+    ranges.iter().any(|&(start, end)| start <= id && id < end)
+}
 
 /// capget(2)'s header (`struct __user_cap_header_struct`).
 #[cfg(target_os = "linux")]
@@ -1044,6 +1108,59 @@ mod unwritable_tests {
         assert!(!sticky_refuses(sticky, 1000, 1001, 1001, false));
         assert!(!sticky_refuses(sticky, 1000, 1001, 1000, false));
         assert!(!sticky_refuses(plain, 1000, 1001, 1002, false));
+    }
+
+    /// Found by a review: in a rootless container (a user namespace) CAP_FOWNER passes a
+    /// sticky bit only for a file whose owner the namespace maps; one it does not shows as
+    /// the overflow uid, and the advice said `rm` would remove it. The maps are parsed as
+    /// the kernel writes them; the overflow id counts as mapped only where every id is.
+    #[test]
+    fn cap_fowner_passes_a_sticky_bit_only_for_an_owner_the_namespace_maps() {
+        let init = "         0          0 4294967295\n";
+        let rootless = "         0       1000          1\n         1     100000      65536\n";
+        let only_root = "0 1000 1\n";
+        for id in [0, 1000, OVERFLOW_ID, u32::MAX - 1] {
+            assert!(id_mapped(init, id, OVERFLOW_ID), "{id}");
+        }
+        assert!(id_mapped(rootless, 0, OVERFLOW_ID));
+        assert!(id_mapped(rootless, 1000, OVERFLOW_ID));
+        assert!(id_mapped(rootless, 65536, OVERFLOW_ID));
+        assert!(!id_mapped(rootless, 65537, OVERFLOW_ID));
+        // Mapped, but also what every unmapped owner shows as.
+        assert!(!id_mapped(rootless, OVERFLOW_ID, OVERFLOW_ID));
+        // Where another id is the overflow one, 65534 is an id like any other.
+        assert!(id_mapped(rootless, OVERFLOW_ID, 65533));
+        assert!(!id_mapped(only_root, 1, OVERFLOW_ID));
+        assert!(!id_mapped("", 0, OVERFLOW_ID));
+        // A line not of three ids is no range.
+        assert!(!id_mapped("0 0\n0 0 x\n0 0 10 1\n", 0, OVERFLOW_ID));
+        assert!(id_mapped("junk\n5 7 1\n", 5, OVERFLOW_ID));
+
+        // The decision: a root of the container holding CAP_FOWNER, a lock of an unmapped
+        // owner in root's sticky folder (`/tmp`, mapped as 0), is refused.
+        let proc = |uid_map: &'static str, gid_map: &'static str| {
+            move |path: &str| match path {
+                "/proc/self/uid_map" => Some(uid_map.to_string()),
+                "/proc/self/gid_map" => Some(gid_map.to_string()),
+                "/proc/sys/kernel/overflowuid" | "/proc/sys/kernel/overflowgid" => {
+                    Some(format!("{OVERFLOW_ID}\n"))
+                }
+                _ => None,
+            }
+        };
+        let o = OVERFLOW_ID;
+        assert!(!fowner_applies(true, o, 0, proc(only_root, only_root)));
+        assert!(!fowner_applies(true, o, 0, proc(rootless, rootless)));
+        // The group must be mapped as well.
+        assert!(!fowner_applies(true, 0, o, proc(rootless, rootless)));
+        assert!(fowner_applies(true, 1000, 1000, proc(rootless, rootless)));
+        assert!(fowner_applies(true, o, o, proc(init, init)));
+        assert!(!fowner_applies(false, 1000, 1000, proc(init, init)));
+        // No /proc to read: every id is taken for mapped.
+        assert!(fowner_applies(true, o, o, |_: &str| None));
+        let sticky = 0o41777;
+        let fowner = fowner_applies(true, o, 0, proc(only_root, only_root));
+        assert!(sticky_refuses(sticky, 0, o, 1, fowner));
     }
 
     /// Takes `cap` out of the calling thread's effective set (capabilities are per thread,

@@ -987,12 +987,78 @@ async fn heartbeat(conn: Connection, mark: Arc<LoadMark>, every: Duration) {
 pub const SAME_SOURCE_WAIT: Duration = Duration::from_secs(70);
 
 /// Whether `p` is the checkpoint of an unfinished load of `source` that may still be
-/// running (written within [`super::LIVE_LOAD_WINDOW`]: [`super::live_for`]).
-fn unfinished_and_alive(p: &LoadProgress, source: &str) -> bool {
-    p.source == source
-        && !p.abandoned
-        && p.rows < p.total
-        && super::live_for(p.at, unix_now()).is_some()
+/// running at `now` (written within [`super::LIVE_LOAD_WINDOW`]: [`super::live_for`]).
+fn unfinished_and_alive(p: &LoadProgress, source: &str, now: u64) -> bool {
+    p.source == source && !p.abandoned && p.rows < p.total && super::live_for(p.at, now).is_some()
+}
+
+/// Whether `q`, a node's copy of the checkpoint `p` is, was written after `p`. Certain when
+/// that node showed `p` at an earlier look (`showed_p`) and now shows another: a node
+/// applies the cluster's writes in their order. Otherwise only what the two say orders
+/// them: a `q` with a time by its time, then its rows; one without (marked ended,
+/// [`LoadMark::end`], or given up) only by more rows of the same total (found by a review:
+/// any ended-looking copy was taken for the end of `p`'s load, though a node behind may
+/// show an earlier write, such as the end of the run `p`'s load resumed from, which has
+/// `p`'s rows, as the end of `p`'s own load has when it wrote none after `p`).
+fn written_after(p: &LoadProgress, q: &LoadProgress, showed_p: bool) -> bool {
+    if q == p {
+        return false;
+    }
+    if showed_p {
+        return true;
+    }
+    if q.source != p.source {
+        return false;
+    }
+    match q.at {
+        Some(_) => (q.at, q.rows) > (p.at, p.rows),
+        None => q.total == p.total && q.rows > p.rows,
+    }
+}
+
+/// What one look at every node's copy of a checkpoint says of the load that wrote `p`
+/// ([`same_source_look`]).
+#[derive(Debug, PartialEq)]
+enum SameSourceLook {
+    /// A node shows a write after `p` that ends the load (failed, stopped, finished, given
+    /// up, or no longer alive): that write.
+    Ended(LoadProgress),
+    /// A node shows a write after `p` by a load still running: that write.
+    Running(LoadProgress),
+    /// No node shows a write after `p`.
+    NotRewritten,
+}
+
+/// The decision of one look of [`same_source_ended`] at `seen`, each node's copy of the
+/// checkpoint `p` is (in the order of the nodes; `None` for a node that did not answer),
+/// given the nodes that showed `p` at an earlier look (`showed_p`, in the same order) and
+/// `now` in Unix seconds: only a write after `p` ([`written_after`]) tells whether its load
+/// ended. A write of a running load counts before an ended one: two writes after `p` may be
+/// that load's end and a new load started since, beside which this one must not run.
+fn same_source_look(
+    p: &LoadProgress,
+    seen: &[Option<Option<LoadProgress>>],
+    showed_p: &[bool],
+    now: u64,
+) -> SameSourceLook {
+    let later: Vec<&LoadProgress> = seen
+        .iter()
+        .enumerate()
+        .filter_map(|(node, q)| {
+            let q = q.as_ref()?.as_ref()?;
+            written_after(p, q, showed_p.get(node).copied().unwrap_or(false)).then_some(q)
+        })
+        .collect();
+    if let Some(q) = later
+        .iter()
+        .find(|q| unfinished_and_alive(q, &p.source, now))
+    {
+        return SameSourceLook::Running((*q).clone());
+    }
+    match later.first() {
+        Some(q) => SameSourceLook::Ended((*q).clone()),
+        None => SameSourceLook::NotRewritten,
+    }
 }
 
 /// Two loads of one source share one checkpoint ([`progress_key`]), which neither may
@@ -1010,9 +1076,9 @@ fn same_source_ended(
     key: &str,
     p: LoadProgress,
 ) -> Result<Option<LoadProgress>> {
-    let read = || -> Result<Vec<Option<LoadProgress>>> {
+    let read = || -> Result<Vec<Option<Option<LoadProgress>>>> {
         let (c, k) = (conn.clone(), key.to_string());
-        conn.block_on(async move { c.progress_on_every_node(&k).await })?
+        conn.block_on(async move { c.progress_by_node(&k).await })?
     };
     let mut seen = read()?;
     // The newest of that load's writes any node shows is the one to wait on (found by
@@ -1022,6 +1088,7 @@ fn same_source_ended(
     let p = seen
         .iter()
         .flatten()
+        .flatten()
         .filter(|q| q.source == source && q.at.is_some())
         .fold(p, |newest, q| {
             if (q.at, q.rows) > (newest.at, newest.rows) {
@@ -1030,7 +1097,7 @@ fn same_source_ended(
                 newest
             }
         });
-    if !unfinished_and_alive(&p, &source) {
+    if !unfinished_and_alive(&p, &source, unix_now()) {
         return Ok(Some(p));
     }
     let age = Duration::from_secs(unix_now().abs_diff(p.at.unwrap_or(0)));
@@ -1047,29 +1114,27 @@ fn same_source_ended(
     );
     let started = Instant::now();
     // The first look is at the read above: another node may show the load ended (a write
-    // without a time, which the newest above leaves out).
+    // without a time, which the newest above leaves out). One showing the end with `p`'s
+    // rows is told from an earlier end only once a node that showed `p` shows it.
+    let mut showed_p = vec![false; seen.len()];
     loop {
-        // A node behind may still show an earlier write of the same load: only a later one
-        // counts (a load's checkpoint moves forward, in time and rows).
-        let later = |q: &LoadProgress| {
-            !unfinished_and_alive(q, &p.source) || q.at > p.at || (q.at == p.at && q.rows > p.rows)
-        };
-        if let Some(q) = seen.into_iter().flatten().find(|q| *q != p && later(q)) {
-            if !unfinished_and_alive(&q, &p.source) {
-                return Ok(Some(q));
+        match same_source_look(&p, &seen, &showed_p, unix_now()) {
+            SameSourceLook::Ended(q) => return Ok(Some(q)),
+            SameSourceLook::Running(q) => {
+                let ago = super::live_for(q.at, unix_now()).unwrap_or_default();
+                return Err(conn.refused(format!(
+                    "a load of {} into the collection is running now (its checkpoint, at {} \
+                     of {} rows, was rewritten {} s ago): a second load of the same source \
+                     would write the same checkpoint; wait for that load to finish (it \
+                     writes the same points), or stop it first (a rerun then resumes after \
+                     its checkpoint); this run wrote no point",
+                    q.source,
+                    q.rows,
+                    q.total,
+                    ago.as_secs()
+                )));
             }
-            let ago = super::live_for(q.at, unix_now()).unwrap_or_default();
-            return Err(conn.refused(format!(
-                "a load of {} into the collection is running now (its checkpoint, at {} of {} \
-                 rows, was rewritten {} s ago): a second load of the same source would write \
-                 the same checkpoint; wait for that load to finish (it writes the same \
-                 points), or stop it first (a rerun then resumes after its checkpoint); this \
-                 run wrote no point",
-                q.source,
-                q.rows,
-                q.total,
-                ago.as_secs()
-            )));
+            SameSourceLook::NotRewritten => {}
         }
         if started.elapsed() >= wait {
             tracing::info!(
@@ -1078,6 +1143,9 @@ fn same_source_ended(
                 p.source
             );
             return Ok(Some(p));
+        }
+        for (shown, q) in showed_p.iter_mut().zip(&seen) {
+            *shown |= q.as_ref().and_then(Option::as_ref) == Some(&p);
         }
         std::thread::sleep(super::RECHECK_UNFINISHED);
         seen = read()?;
@@ -1187,7 +1255,7 @@ impl Loader {
             Ok::<_, crate::error::Error>((p, others))
         })??;
         let progress = match progress {
-            Some(p) if unfinished_and_alive(&p, &record.source) => {
+            Some(p) if unfinished_and_alive(&p, &record.source, unix_now()) => {
                 same_source_ended(conn, &key, p)?
             }
             p => p,
@@ -2150,6 +2218,89 @@ mod tests {
             Err("timed out".into()),
             false
         ));
+    }
+
+    /// Found by a review: a second load of one source waiting on the first's checkpoint `p`
+    /// took any ended-looking copy on any node for the end of `p`'s load, though a node
+    /// behind may show an earlier write of that source: the end of the run `p`'s load
+    /// resumed from (`p`'s rows, no time), an older relbert's checkpoint, a write too old
+    /// to be alive. Only a write after `p` counts: one with a later time, one ended with more
+    /// rows, or one a node that showed `p` shows next (the end of `p`'s load with its rows,
+    /// which another node may already show at the first look, is told so).
+    #[test]
+    fn only_a_write_after_the_checkpoint_waited_on_tells_its_load_ended() {
+        let now = 1_000_000;
+        let at = |rows, total, at| LoadProgress {
+            source: "pairs.tsv".into(),
+            rows,
+            total,
+            abandoned: false,
+            at,
+        };
+        let p = at(5, 10, Some(now - 3));
+        let look = |seen: &[Option<LoadProgress>], showed: &[bool]| {
+            let seen: Vec<_> = seen.iter().cloned().map(Some).collect();
+            same_source_look(&p, &seen, showed, now)
+        };
+        let ended = |q: &LoadProgress| SameSourceLook::Ended(q.clone());
+        let before = [
+            at(5, 10, None),
+            at(3, 10, None),
+            at(4, 10, Some(now - 500)),
+            at(10, 10, Some(now - 600)),
+            LoadProgress {
+                abandoned: true,
+                ..at(5, 10, None)
+            },
+            // Another total, another run: its rows are not this load's.
+            at(8, 12, None),
+            // A checkpoint of another source is no write of this load.
+            LoadProgress {
+                source: "other.tsv".into(),
+                ..at(9, 10, None)
+            },
+        ];
+        for q in &before {
+            let seen = [Some(p.clone()), Some(q.clone()), None];
+            assert_eq!(
+                look(&seen, &[false; 3]),
+                SameSourceLook::NotRewritten,
+                "{q:?}"
+            );
+        }
+        // Nothing shown, or `p` again, is no rewrite either.
+        assert_eq!(
+            look(&[None, Some(p.clone())], &[true, true]),
+            SameSourceLook::NotRewritten
+        );
+
+        // Ended after `p` at the first look: more rows, or finished later.
+        let stopped = at(7, 10, None);
+        assert_eq!(
+            look(&[Some(p.clone()), Some(stopped.clone())], &[false; 2]),
+            ended(&stopped)
+        );
+        let finished = at(10, 10, Some(now - 1));
+        assert_eq!(look(&[Some(finished.clone())], &[false]), ended(&finished));
+        // Ended with `p`'s rows: once a node that showed `p` shows it.
+        let end = at(5, 10, None);
+        assert_eq!(look(&[Some(end.clone())], &[true]), ended(&end));
+        // Rewritten by a running load: a later time, on any node or on one that showed `p`.
+        let beat = at(5, 10, Some(now - 1));
+        assert_eq!(
+            look(&[Some(end.clone()), Some(beat.clone())], &[false; 2]),
+            SameSourceLook::Running(beat.clone())
+        );
+        let skewed = at(6, 10, Some(now - 4));
+        assert_eq!(
+            look(&[Some(skewed.clone())], &[true]),
+            SameSourceLook::Running(skewed)
+        );
+        // A running write after `p` counts before an ended one (a new load after the end).
+        assert_eq!(
+            look(&[Some(stopped), Some(beat.clone())], &[true; 2]),
+            SameSourceLook::Running(beat)
+        );
     }
 
     /// Review R21: `build_collection` took any failure of `identity_for_record` for the

@@ -1697,36 +1697,58 @@ impl Connection {
     /// loads finishing at once each read the other's checkpoint from a node behind, and
     /// both left indexing off for good).
     pub async fn progress_on_every_node(&self, key: &str) -> Result<Vec<Option<LoadProgress>>> {
+        let mut seen: Vec<_> = self
+            .progress_by_node(key)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        if seen.is_empty() {
+            seen.push(self.progress(key).await?);
+        }
+        Ok(seen)
+    }
+
+    /// [`Self::progress_on_every_node`] node by node, in the order of the nodes given, with
+    /// `None` for a node that did not answer: a node applies the cluster's writes in their
+    /// order, so one that showed a checkpoint and later shows another shows a later write,
+    /// whatever the two say of their time (`export::same_source_ended`).
+    pub(crate) async fn progress_by_node(
+        &self,
+        key: &str,
+    ) -> Result<Vec<Option<Option<LoadProgress>>>> {
         let inner = &self.inner;
         let mut asks: FuturesUnordered<_> = inner
             .clients
             .iter()
-            .map(|client| {
+            .enumerate()
+            .map(|(node, client)| {
                 let (client, name) = (client.clone(), inner.collection.clone());
                 // As long as a write may take (found by review R20: at 3 s, the one node that
                 // had applied a finished load's checkpoint, slow after a bulk upload, was
                 // skipped, and the finishing load judged it live).
-                async move { tokio::time::timeout(WRITE_HEDGE, client.collection_info(name)).await }
+                async move {
+                    let answer =
+                        tokio::time::timeout(WRITE_HEDGE, client.collection_info(name)).await;
+                    (node, answer)
+                }
             })
             .collect();
-        let mut seen = Vec::new();
-        while let Some(answer) = asks.next().await {
+        let mut seen = vec![None; inner.clients.len()];
+        while let Some((node, answer)) = asks.next().await {
             let Ok(Ok(info)) = answer else { continue };
             let meta = info
                 .result
                 .and_then(|r| r.config)
                 .map(|c| c.metadata)
                 .unwrap_or_default();
-            seen.push(match meta.get(key) {
+            seen[node] = Some(match meta.get(key) {
                 None => None,
                 Some(v) => {
                     let text = string_of(v).ok_or_else(|| self.not_relbert_s(key, None))?;
                     Some(self.decode(key, text)?)
                 }
             });
-        }
-        if seen.is_empty() {
-            seen.push(self.progress(key).await?);
         }
         Ok(seen)
     }
