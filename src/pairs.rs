@@ -21,11 +21,11 @@ pub struct PairRecord {
     /// The source file (`<stdin>` for standard input), shared by its records.
     pub file: Arc<Path>,
     /// The head and tail as the file spells them, when [`read_word`] changed them beyond
-    /// the spaces around them (it dropped an invisible character); `None` otherwise. A relbert
-    /// before words were read without those characters stored them, hashed them into a
-    /// build's identity ([`records_identity`]) and made Qdrant point ids of them: the same
-    /// file must still find, remove and resume what it made. Boxed: almost every record
-    /// has none.
+    /// the spaces around them (it dropped an invisible character, or made a run of spaces
+    /// inside a word one space); `None` otherwise. A relbert before words were read so
+    /// stored them as spelled, hashed them into a build's identity ([`records_identity`])
+    /// and made Qdrant point ids of them: the same file must still find, remove and resume
+    /// what it made. Boxed: almost every record has none.
     pub typed: Option<Box<(String, String)>>,
 }
 
@@ -37,7 +37,8 @@ impl PairRecord {
 
     /// The spellings a lookup of this pair tries: as read, then as the file spells them
     /// when that differs ([`Self::typed`]: an older relbert stored, and made Qdrant ids of,
-    /// the words with the invisible characters reading drops now).
+    /// the words with the invisible characters reading drops now and the runs of spaces it
+    /// makes one).
     pub fn spellings(&self) -> impl Iterator<Item = (&str, &str)> {
         std::iter::once((self.head.as_str(), self.tail.as_str()))
             .chain(self.typed.as_deref().map(|(h, t)| (h.as_str(), t.as_str())))
@@ -56,19 +57,19 @@ impl PairRecord {
 /// The identity of a list of records: `sha256:<hex>` over every head, tail and label in order,
 /// the head and tail as the file spells them ([`PairRecord::as_written`]). An interrupted
 /// index build records it and refuses to resume on other input. As written, not as read:
-/// a build an older relbert (which kept invisible characters in words) left half done
-/// recorded that hash, and the same file resumes it.
+/// a build an older relbert (which kept invisible characters and runs of spaces in words)
+/// left half done recorded that hash, and the same file resumes it.
 pub fn records_identity(records: &[PairRecord]) -> String {
     identity(records, PairRecord::as_written)
 }
 
 /// The identity of a list of records over the words as read (without the invisible
-/// characters [`read_word`] drops), for the source of a Qdrant load. Not as written: a load's
-/// point ids are made from the words as read, while a collection an older relbert loaded
-/// from a file holding such characters has ids of the words as written. Taken for the same
-/// source, a rerun would find those points missing under their new ids and send them again
-/// (a second copy, or a pair `index remove` took out back); as another source, the load is
-/// refused as any other source's is.
+/// characters [`read_word`] drops, runs of spaces one space), for the source of a Qdrant
+/// load. Not as written: a load's point ids are made from the words as read, while a
+/// collection an older relbert loaded from a file holding such words has ids of the words
+/// as written. Taken for the same source, a rerun would find those points missing under
+/// their new ids and send them again (a second copy, or a pair `index remove` took out
+/// back); as another source, the load is refused as any other source's is.
 pub fn records_identity_as_read(records: &[PairRecord]) -> String {
     identity(records, |r| (r.head.as_str(), r.tail.as_str()))
 }
@@ -401,19 +402,62 @@ fn mined_count(line: &str) -> Option<usize> {
 /// tokenizer the word was the word without them (one vector for both spellings); RoBERTa's
 /// byte-level BPE keeps them, so there it was another vector for what reads as one word
 /// (the file's spelling is kept on [`PairRecord::typed`] for what an older relbert stored). The joiners
-/// ZWNJ and ZWJ stay: they are spelling in Persian, Indic scripts and emoji. Spaces inside a
-/// multi-word term stay (`paris \tfrance` is paris : france, `new york` keeps its space).
+/// ZWNJ and ZWJ stay: they are spelling in Persian, Indic scripts and emoji. A multi-word
+/// term keeps one space between its words ([`single_spaced`]): `new  york`, or `new york`
+/// with a no-break space, is `new york`. A BERT tokenizer splits words at any run of
+/// spaces, so they were one prompt (RoBERTa's byte-level BPE tells them apart, as it does
+/// the invisible characters), but two pairs to an index (stored twice, and a query typed one
+/// way missed the pair stored the other), and two Qdrant points. (`paris \tfrance` in a
+/// pair file is paris : france: the tab separates the words.)
 pub fn read_word(w: &str) -> String {
     let w = w.trim();
     if !w.contains(crate::corpus::tokenize::invisible) {
-        return w.to_string();
+        return single_spaced(w).into_owned();
     }
     let kept: String = w
         .chars()
         .filter(|&c| !crate::corpus::tokenize::invisible(c))
         .collect();
-    // `\u{200b} dog` leaves a space in front once the invisible character is gone.
-    kept.trim().to_string()
+    // `\u{200b} dog` leaves a space in front once the invisible character is gone, and
+    // `new \u{200b} york` two inside.
+    single_spaced(&kept).into_owned()
+}
+
+/// `text` with each run of spaces inside it one ASCII space, and no whitespace around it;
+/// borrowed when it is so already (most text). A space is any whitespace that is no control
+/// character ([`char::is_whitespace`]: the ASCII, no-break, ideographic and other Unicode
+/// spaces, the line and paragraph separators), as a BERT tokenizer splits words at it. A
+/// tab or line break inside stays: it is a control character, which a pair file reads as
+/// a separator and a query refuses in a word ([`crate::prompt::check_words`]) rather than
+/// read as another word. How words are read ([`read_word`]) and compared where an index an
+/// older relbert built may hold a run of spaces (the server's suggestions).
+pub fn single_spaced(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = text.trim();
+    let space = |c: char| c.is_whitespace() && !c.is_control();
+    let mut after_space = false;
+    let single = text.chars().all(|c| {
+        let ok = !space(c) || (c == ' ' && !after_space);
+        after_space = space(c);
+        ok
+    });
+    if single {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    // Trimmed: a space is always followed by a character that is none.
+    let mut pending = false;
+    for c in text.chars() {
+        if space(c) {
+            pending = true;
+        } else {
+            if pending {
+                out.push(' ');
+                pending = false;
+            }
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether a word has nothing a model reads: only spaces, or characters a BERT tokeniser
@@ -813,6 +857,66 @@ mod tests {
         .unwrap();
         assert_eq!(records_identity_as_read(&p), records_identity(&read));
         assert_ne!(records_identity_as_read(&p), records_identity(&p));
+    }
+
+    /// A run of whitespace inside a word (two spaces, a no-break or an ideographic space) is
+    /// one space to a BERT tokenizer, which splits words at any of them, but made another
+    /// pair of `new  york` than of `new york`: stored twice, and a query typed one way missed
+    /// the other. Read as one ASCII space, the file's spelling kept for what an older relbert
+    /// stored ([`PairRecord::typed`]), as for an invisible character.
+    #[test]
+    fn a_run_of_spaces_inside_a_word_is_one_space() {
+        let text = "new york\tusa\nnew  york\tusa\nnew\u{a0}york \t u.s.\u{3000} \u{200b} a.\n\
+                    rio \u{200b} de\u{2009}janeiro\tbrazil\n";
+        let p = parse_pairs(text.as_bytes(), Path::new("s.tsv")).unwrap();
+        let got: Vec<_> = p
+            .iter()
+            .map(|r| (r.head.as_str(), r.tail.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("new york", "usa"),
+                ("new york", "usa"),
+                ("new york", "u.s. a."),
+                ("rio de janeiro", "brazil")
+            ]
+        );
+        assert_eq!(p[0].typed, None);
+        assert_eq!(p[1].as_written(), ("new  york", "usa"));
+        assert_eq!(
+            p[1].spellings().collect::<Vec<_>>(),
+            [("new york", "usa"), ("new  york", "usa")]
+        );
+        assert_eq!(
+            p[2].as_written(),
+            ("new\u{a0}york", "u.s.\u{3000} \u{200b} a.")
+        );
+        // One pair to a build, which compares the words as read.
+        assert!(relbert_index::pairs::same_spelling(
+            (&p[0].head, &p[0].tail),
+            (&p[1].head, &p[1].tail)
+        ));
+        // A build resumes on the file's own spelling; a Qdrant load's ids are of the words
+        // as read.
+        assert_ne!(records_identity(&p[..2]), records_identity_as_read(&p[..2]));
+        // A tab or line break (a control character) stays, for a query to refuse, as it
+        // refuses other control characters in a word.
+        assert_eq!(read_word(" a \t\u{85}  b \t"), "a \t\u{85} b");
+        assert!(matches!(
+            single_spaced("new york"),
+            std::borrow::Cow::Borrowed("new york")
+        ));
+        for (text, spaced) in [
+            ("", ""),
+            (" a", "a"),
+            ("a ", "a"),
+            ("a\u{2028}\u{202f}b", "a b"),
+            ("a\tb", "a\tb"),
+            ("a \n  b", "a \n b"),
+        ] {
+            assert_eq!(single_spaced(text), spaced, "{text:?}");
+        }
     }
 
     /// Review R10 (s20): a bad line was quoted whole in the error (a 1 MB line, a 1 MB

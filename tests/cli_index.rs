@@ -1173,16 +1173,7 @@ fn a_pair_an_older_relbert_stored_with_an_invisible_character_is_found_by_its_fi
 
     let file = dir.path().join("typed.tsv");
     std::fs::write(&file, "dog\tpup\u{ad}py\n").unwrap();
-    let run = |what: &str| -> serde_json::Value {
-        let a = relbert()
-            .args(["index", what, "--json", "--index"])
-            .arg(&idx)
-            .arg("--pairs")
-            .arg(&file)
-            .assert()
-            .success();
-        serde_json::from_slice(&a.get_output().stdout).unwrap()
-    };
+    let run = |what: &str| common::index_json(what, &idx, &file);
     let doc = run("add");
     assert_eq!(doc["added"], 0, "{doc}");
     assert_eq!(doc["already_in_index"], 1, "{doc}");

@@ -1077,6 +1077,73 @@ fn a_pair_comes_back_once_whatever_its_spellings() {
     }
 }
 
+/// A run of spaces inside a word (`new  york`, or a no-break space) is one space to a BERT
+/// tokenizer, which splits words at whitespace, but was another pair: a file holding both
+/// spellings built two rows, and a query typed with one space missed the pair stored with
+/// two (encoded, with the stored one left among its results). Words are read with one space
+/// between their words now, wherever they are typed; an index an older relbert built with
+/// `new  york` is still found by the file that made it (`index add`, `index remove`).
+#[test]
+fn a_pair_typed_with_a_run_of_spaces_is_the_pair_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("spaced.tsv");
+    std::fs::write(
+        &pairs,
+        pairs_text() + "new york\tusa\nnew  york\tusa\nrio\u{a0}de  janeiro\tbrazil\n",
+    )
+    .unwrap();
+    let index = dir.path().join("idx");
+    build(&pairs, &index, &[]).success();
+    let held = pairs_text().lines().count() as u64;
+    assert_eq!(index_count(&index), held + 2, "new  york is new york");
+    for query in [
+        ["new  york", "usa"],
+        ["new york", "usa"],
+        ["new\u{a0}york", " usa"],
+        ["rio de janeiro", "brazil"],
+        ["rio\u{3000}de janeiro", "brazil"],
+    ] {
+        let (_, source) = scored_results(&index, query);
+        assert_eq!(source, "index", "{query:?}: the stored pair, not encoded");
+    }
+    // A query stream's lines, each form.
+    let a = relbert()
+        .args(["query", "--json", "-k", "2", "--index"])
+        .arg(&index)
+        .write_stdin("new  york\tusa\nnew  york : usa\nrio de\u{a0}\u{a0}janeiro:brazil\n")
+        .assert()
+        .success();
+    let docs: Vec<serde_json::Value> = String::from_utf8(a.get_output().stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 3);
+    for (doc, want) in docs.iter().zip([
+        ["new york", "usa"],
+        ["new york", "usa"],
+        ["rio de janeiro", "brazil"],
+    ]) {
+        assert_eq!(doc["query"], serde_json::json!(want), "{doc}");
+        assert_eq!(doc["source"], "index", "{doc}");
+    }
+
+    // An index an older relbert built, which stored the words as the file spelled them.
+    let old = dir.path().join("old");
+    let held = [("paris", "france"), ("new  york", "usa"), ("rome", "italy")];
+    common::index_as_an_older_relbert_wrote(&old, "tiny-bert", &held);
+    let file = dir.path().join("typed.tsv");
+    std::fs::write(&file, "new  york\tusa\n").unwrap();
+    let run = |what: &str| common::index_json(what, &old, &file);
+    let doc = run("add");
+    assert_eq!(doc["added"], 0, "{doc}");
+    assert_eq!(doc["already_in_index"], 1, "{doc}");
+    assert_eq!(index_count(&old), 3);
+    let doc = run("remove");
+    assert_eq!(doc["removed"], 1, "{doc}");
+    assert_eq!(doc["count"], 2, "{doc}");
+}
+
 /// Found by an audit: `--ef-construction 1` with `--m 3` built a graph with recall@10 14/50
 /// (an insertion picks up to m neighbours from ef_construction candidates). Refused, naming
 /// both flags, before any encoding, by build and rebuild.

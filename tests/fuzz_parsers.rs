@@ -241,11 +241,24 @@ fn pairs_seeds() {
 // ---------------------------------------------------------------------------------------------
 // Query lines
 
-/// `line` without the invisible characters a word is read without ([`read_word`]).
+/// `line` without the invisible characters a word is read without, and each run of
+/// whitespace in it that is no control character (a tab is one) one space, as a word is
+/// read ([`read_word`]).
 fn visible(line: &str) -> String {
-    line.chars()
+    let kept: String = line
+        .chars()
         .filter(|&c| !relbert::corpus::tokenize::invisible(c))
-        .collect()
+        .collect();
+    let mut out = String::with_capacity(kept.len());
+    for c in kept.chars() {
+        let space = c.is_whitespace() && !c.is_control();
+        if !space {
+            out.push(c);
+        } else if !out.ends_with(' ') {
+            out.push(' ');
+        }
+    }
+    out
 }
 
 fn check_query(line: &str) {

@@ -743,18 +743,26 @@ fn copy_sides(
 /// Whether the normalizer of the tokenizer document `doc` (a `tokenizer.json`) lower-cases:
 /// a `BertNormalizer` with `lowercase`, or a `Lowercase` step, alone or in a `Sequence`.
 fn normalizer_lowercases(doc: &serde_json::Value) -> bool {
-    fn lowers(n: &serde_json::Value) -> bool {
+    any_normalizer_step(doc, &|n| match n.get("type").and_then(|t| t.as_str()) {
+        Some("BertNormalizer") => n.get("lowercase").and_then(|v| v.as_bool()) == Some(true),
+        Some("Lowercase") => true,
+        _ => false,
+    })
+}
+
+/// Whether a step of the normalizer of the tokenizer document `doc` (the normalizer itself,
+/// or one inside a `Sequence`, at any depth) satisfies `step`.
+fn any_normalizer_step(doc: &serde_json::Value, step: &dyn Fn(&serde_json::Value) -> bool) -> bool {
+    fn any(n: &serde_json::Value, step: &dyn Fn(&serde_json::Value) -> bool) -> bool {
         match n.get("type").and_then(|t| t.as_str()) {
-            Some("BertNormalizer") => n.get("lowercase").and_then(|v| v.as_bool()) == Some(true),
-            Some("Lowercase") => true,
             Some("Sequence") => n
                 .get("normalizers")
                 .and_then(|v| v.as_array())
-                .is_some_and(|ns| ns.iter().any(lowers)),
-            _ => false,
+                .is_some_and(|ns| ns.iter().any(|n| any(n, step))),
+            _ => step(n),
         }
     }
-    doc.get("normalizer").is_some_and(lowers)
+    doc.get("normalizer").is_some_and(|n| any(n, step))
 }
 
 /// Whether the normalizer of the tokenizer document `doc` strips accents: a `BertNormalizer`
@@ -788,6 +796,17 @@ fn normalizer_strips_accents(doc: &serde_json::Value) -> bool {
     doc.get("normalizer").is_some_and(strips)
 }
 
+/// Whether the normalizer of the tokenizer document `doc` splits CJK ideographs into words of
+/// their own: a `BertNormalizer` with `handle_chinese_chars` (it puts a space on each side of
+/// one), alone or in a `Sequence`. No other normalizer does, and the `BertPreTokenizer` after
+/// it splits at spaces and punctuation only, so without it "東京" is one word to WordPiece.
+fn normalizer_handles_chinese_chars(doc: &serde_json::Value) -> bool {
+    any_normalizer_step(doc, &|n| {
+        n.get("type").and_then(|t| t.as_str()) == Some("BertNormalizer")
+            && n.get("handle_chinese_chars").and_then(|v| v.as_bool()) == Some(true)
+    })
+}
+
 /// Whether the normalizer of `doc` is a `BertNormalizer` that leaves `strip_accents` unset,
 /// so that it strips accents exactly when it lower-cases: said in the warning, since the
 /// file shows no value to compare with.
@@ -817,8 +836,12 @@ fn strip_accents_follows_lowercase(doc: &serde_json::Value) -> bool {
 /// of `tokenizer.json`: accents are stripped exactly when text is lower-cased. Only the
 /// lower-casing was compared, so a lower-casing `tokenizer.json` whose `strip_accents` is
 /// false, beside a `tokenizer_config.json` that leaves it unset (transformers strips accents),
-/// encoded "café" otherwise than transformers without a word. A `do_lower_case` or
-/// `strip_accents` that is not a boolean is not read further.
+/// encoded "café" otherwise than transformers without a word. `tokenize_chinese_chars`
+/// (default true) is compared with the normalizer's `handle_chinese_chars` the same way: a
+/// `tokenizer.json` that leaves CJK ideographs within their words beside a
+/// `tokenizer_config.json` without the key (transformers splits each into a word of its own)
+/// encoded "東京" otherwise than transformers without a word. A `do_lower_case`,
+/// `strip_accents` or `tokenize_chinese_chars` that is not a boolean is not read further.
 ///
 /// `config` is the model's parsed `config.json` (its `tokenizer_class` is read from it),
 /// which is not read again.
@@ -853,8 +876,8 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
     // configured from, not config.json read again (which may since have changed).
     let config_names_generic = generic(&config.raw);
     // Where each value comes from, for the message, and the values transformers uses:
-    // do_lower_case, and strip_accents (`None`: not read further).
-    let (source, do_lower_case, strip_source, strip_accents) = match std::fs::read(tconfig) {
+    // do_lower_case, and strip_accents and tokenize_chinese_chars (`None`: not read further).
+    let (source, do_lower_case, strip, chinese) = match std::fs::read(tconfig) {
         Ok(text) => match serde_json::from_slice::<Value>(&text) {
             Ok(doc) if generic(&doc) || (!names_a_class(&doc) && config_names_generic) => {
                 return None
@@ -890,7 +913,27 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
                     ),
                     Some(_) => (String::new(), None),
                 };
-                (source, do_lower_case, strip_source, strip_accents)
+                let chinese = match doc.get("tokenize_chinese_chars") {
+                    Some(Value::Bool(b)) => (
+                        format!("{} sets \"tokenize_chinese_chars\": {b}", tconfig.display()),
+                        Some(*b),
+                    ),
+                    None | Some(Value::Null) => (
+                        format!(
+                            "{} has no \"tokenize_chinese_chars\", which transformers' \
+                             BertTokenizer takes as true,",
+                            tconfig.display()
+                        ),
+                        Some(true),
+                    ),
+                    Some(_) => (String::new(), None),
+                };
+                (
+                    source,
+                    do_lower_case,
+                    (strip_source, strip_accents),
+                    chinese,
+                )
             }
             Err(e) => {
                 return Some(format!(
@@ -909,12 +952,23 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
                 tconfig.display()
             ),
             true,
-            format!(
-                "{} is absent, so transformers' AutoTokenizer loads BertTokenizer (for \
-                 model_type \"bert\"), which lower-cases and so strips accents,",
-                tconfig.display()
+            (
+                format!(
+                    "{} is absent, so transformers' AutoTokenizer loads BertTokenizer (for \
+                     model_type \"bert\"), which lower-cases and so strips accents,",
+                    tconfig.display()
+                ),
+                Some(true),
             ),
-            Some(true),
+            (
+                format!(
+                    "{} is absent, so transformers' AutoTokenizer loads BertTokenizer (for \
+                     model_type \"bert\"), which splits CJK ideographs into words of their \
+                     own (\"tokenize_chinese_chars\": true),",
+                    tconfig.display()
+                ),
+                Some(true),
+            ),
         ),
         Err(_) => return None,
     };
@@ -937,8 +991,9 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
         ));
     }
     let strips = normalizer_strips_accents(&doc);
-    match strip_accents {
-        Some(want) if want != strips => Some(format!(
+    let (strip_source, strip_accents) = strip;
+    if let Some(want) = strip_accents.filter(|&want| want != strips) {
+        return Some(format!(
             "{strip_source} but the normalizer of {} {}{}: relbert follows tokenizer.json, \
              while transformers' BertTokenizer rebuilds the normalizer from strip_accents, so \
              the two encode accented text (\"café\") differently; make the files agree (set \
@@ -955,9 +1010,24 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
             } else {
                 ""
             },
-        )),
-        _ => None,
+        ));
     }
+    let handles = normalizer_handles_chinese_chars(&doc);
+    let (chinese_source, chinese) = chinese;
+    let want = chinese.filter(|&want| want != handles)?;
+    Some(format!(
+        "{chinese_source} but the normalizer of {} {}: relbert follows tokenizer.json, while \
+         transformers' BertTokenizer rebuilds the normalizer from tokenize_chinese_chars, so \
+         the two encode Chinese text (\"東京\") differently; make the files agree (set \
+         \"tokenize_chinese_chars\": {handles} in tokenizer_config.json, or the normalizer's \
+         handle_chinese_chars to {want})",
+        tokenizer.display(),
+        if handles {
+            "splits CJK ideographs into words of their own"
+        } else {
+            "leaves CJK ideographs within their words"
+        },
+    ))
 }
 
 /// The tokenizer files a Hugging Face model directory may hold.
@@ -1278,6 +1348,109 @@ mod tests {
         let cased = copy_with(dir.path(), "cased", |_, _| {}, false);
         bert_tokenizer_config(&cased, json!({"do_lower_case": false}));
         assert_eq!(check(&cased), None);
+    }
+
+    /// transformers' BertTokenizer rebuilds the normalizer's `handle_chinese_chars` from
+    /// `tokenize_chinese_chars` (true unless set), which was not compared: a tokenizer.json
+    /// that leaves CJK ideographs within their words beside a tokenizer_config.json without
+    /// the key (transformers splits each into a word of its own) encoded "東京" otherwise
+    /// than transformers without a word.
+    #[test]
+    fn tokenize_chinese_chars_is_compared_with_handle_chinese_chars() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        // A copy of the (cased) fixture whose normalizer's handle_chinese_chars is `handles`.
+        let with = |name: &str, handles: bool, lowercase: bool| {
+            copy_with(
+                dir.path(),
+                name,
+                |_, t| {
+                    t["normalizer"]["handle_chinese_chars"] = handles.into();
+                    t["normalizer"]["lowercase"] = lowercase.into();
+                    t["normalizer"]["strip_accents"] = serde_json::Value::Null;
+                },
+                false,
+            )
+        };
+        let check = |model: &Path| {
+            let config = ModelConfig::from_file(&model.join("config.json")).unwrap();
+            let tconfig = model.join("tokenizer_config.json");
+            case_disagreement(&config, &model.join("tokenizer.json"), &tconfig)
+        };
+        let splits = with("splits", true, false);
+        let keeps = with("keeps", false, false);
+        // What tokenizers makes of the two normalizers, and what the check reads of them.
+        let normalized = |model: &Path| {
+            use tokenizers::Normalizer;
+            let t = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
+            let mut s = tokenizers::NormalizedString::from("東京");
+            t.get_normalizer().unwrap().normalize(&mut s).unwrap();
+            s.get().to_string()
+        };
+        assert_eq!(normalized(&splits), " 東  京 ");
+        assert_eq!(normalized(&keeps), "東京");
+        for (model, handles) in [(&splits, true), (&keeps, false)] {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap())
+                    .unwrap();
+            assert_eq!(normalizer_handles_chinese_chars(&doc), handles);
+        }
+        let seq = |steps: serde_json::Value| json!({ "normalizer": { "type": "Sequence", "normalizers": steps } });
+        assert!(normalizer_handles_chinese_chars(&seq(json!([
+            {"type": "BertNormalizer", "handle_chinese_chars": true},
+            {"type": "NFC"}
+        ]))));
+        assert!(!normalizer_handles_chinese_chars(&seq(json!([
+            {"type": "NFD"},
+            {"type": "Lowercase"}
+        ]))));
+
+        // tokenizer_config.json without the key: transformers splits them.
+        for m in [&splits, &keeps] {
+            bert_tokenizer_config(m, json!({"do_lower_case": false}));
+        }
+        assert_eq!(check(&splits), None);
+        let msg = check(&keeps).expect("a disagreement about CJK ideographs");
+        assert!(
+            msg.contains(&format!(
+                "{} has no \"tokenize_chinese_chars\", which transformers' BertTokenizer \
+                 takes as true, but the normalizer of {} leaves CJK ideographs within their \
+                 words",
+                keeps.join("tokenizer_config.json").display(),
+                keeps.join("tokenizer.json").display()
+            )) && msg.contains("set \"tokenize_chinese_chars\": false in tokenizer_config.json"),
+            "{msg}"
+        );
+        // An explicit value is compared as it is, both ways.
+        for m in [&splits, &keeps] {
+            bert_tokenizer_config(
+                m,
+                json!({"do_lower_case": false, "tokenize_chinese_chars": false}),
+            );
+        }
+        assert_eq!(check(&keeps), None);
+        let msg = check(&splits).expect("true splits, false does not");
+        assert!(
+            msg.contains("sets \"tokenize_chinese_chars\": false")
+                && msg.contains("splits CJK ideographs into words of their own")
+                && msg.contains("or the normalizer's handle_chinese_chars to false"),
+            "{msg}"
+        );
+        // One that is not a boolean is not read further.
+        bert_tokenizer_config(
+            &splits,
+            json!({"do_lower_case": false, "tokenize_chinese_chars": "no"}),
+        );
+        assert_eq!(check(&splits), None);
+        // No tokenizer_config.json: BertTokenizer with its defaults splits them (and
+        // lower-cases, so the copy lower-cases, its accents following).
+        let lower_keeps = with("lower-keeps", false, true);
+        let msg = check(&lower_keeps).expect("no tokenizer_config.json");
+        assert!(
+            msg.contains("is absent") && msg.contains("leaves CJK ideographs within their words"),
+            "{msg}"
+        );
+        assert_eq!(check(&with("lower-splits", true, true)), None);
     }
 
     /// The check read config.json again for its `tokenizer_class`, after the model

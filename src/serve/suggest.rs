@@ -45,7 +45,13 @@ pub struct Suggestions {
 }
 
 fn key_of(head: &str, tail: &str) -> String {
-    fold(&format!("{head}:{tail}"))
+    let key = fold(&format!("{head}:{tail}"));
+    // Runs of spaces one space, as a typed prefix reads ([`readings`]): words are read so
+    // ([`crate::pairs::read_word`]), but an index an older relbert built may hold `new  york`.
+    match crate::pairs::single_spaced(&key) {
+        std::borrow::Cow::Borrowed(_) => key,
+        std::borrow::Cow::Owned(spaced) => spaced,
+    }
 }
 
 /// Text as keys and prefixes compare it: folded as queries fold words
@@ -314,5 +320,17 @@ mod tests {
         assert_eq!(heads("new y"), ["new york:usa"]);
         assert_eq!(heads("new o"), ["new:old"]);
         assert_eq!(heads("New"), ["new york:usa", "new:old", "newt:eft"]);
+    }
+
+    /// Words are read with one space between their words now, but an index an older
+    /// relbert built may hold `new  york` (or a no-break space): found by the prefix a
+    /// person types, with one space or several.
+    #[test]
+    fn a_stored_run_of_spaces_is_one_space() {
+        let s = of(&[("new  york", "usa"), ("rio\u{a0}de janeiro", "brazil")]);
+        for q in ["new york:u", "new  york u", "new y"] {
+            assert_eq!(suggested(&s, q), ["new  york:usa"], "{q:?}");
+        }
+        assert_eq!(suggested(&s, "rio de"), ["rio\u{a0}de janeiro:brazil"]);
     }
 }

@@ -638,7 +638,8 @@ pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
         .iter()
         .map(|r| -> relbert_index::Result<Option<usize>> {
             // The words as the file spells them too ([`PairRecord::spellings`]): an older
-            // relbert stored a pair with the invisible characters reading drops now.
+            // relbert stored a pair with the invisible characters reading drops now, and
+            // with the runs of spaces it makes one.
             for (head, tail) in r.spellings() {
                 if let Some(row) = index.lookup(head, tail)? {
                     return Ok(Some(row));

@@ -44,6 +44,21 @@ pub fn index_as_an_older_relbert_wrote(idx: &Path, model: &str, held: &[(&str, &
         .unwrap();
 }
 
+/// `relbert index WHAT --json --index IDX --pairs PAIRS` (`add` or `remove`), which must
+/// succeed: its JSON summary.
+pub fn index_json(what: &str, idx: &Path, pairs: &Path) -> serde_json::Value {
+    let a = assert_cmd::Command::cargo_bin("relbert")
+        .unwrap()
+        .env("RELBERT_LOG", "warn")
+        .args(["index", what, "--json", "--index"])
+        .arg(idx)
+        .arg("--pairs")
+        .arg(pairs)
+        .assert()
+        .success();
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
+}
+
 /// Cosine similarity of two vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
