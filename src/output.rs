@@ -1227,6 +1227,16 @@ pub fn write_dir_atomically(
     replace: Replace,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<DirId> {
+    write_dir_through(&MODEL_DIRS, out, replace, fill)
+}
+
+/// [`write_dir_atomically`], making its temporary directory through `gate`.
+fn write_dir_through(
+    gate: &DirGate,
+    out: &Path,
+    replace: Replace,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<DirId> {
     let tmp = sibling_named(out, "tmp");
     let old = sibling_named(out, "old");
     check_model_leftovers(out)?;
@@ -1237,7 +1247,7 @@ pub fn write_dir_atomically(
     }
     // Not `create_dir_all`: the folder of `out` is the caller's to have (it holds the lock
     // file), and one deleted meanwhile is not made again.
-    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    gate.make(&tmp)?;
     // Renames keep the inode: this is `out`'s identity once the model is in place. Taken
     // before the model is written, so a failure to take it removes nothing finished.
     let filled = DirId::held(&tmp)
@@ -1358,6 +1368,52 @@ pub fn write_dir_atomically(
         );
     }
     Ok(placed)
+}
+
+/// The gate [`write_dir_atomically`] passes to make its temporary directory, which
+/// [`stop_model_dirs`] closes.
+static MODEL_DIRS: DirGate = DirGate(std::sync::RwLock::new(()));
+
+/// Stops every thread of this process, for the rest of its life, from making the temporary
+/// directory of [`write_dir_atomically`], which then fails and makes nothing; waits for one
+/// being made. For the reaction to a signal that removes a run's temporary model directory
+/// (named to it before the write starts) and then ends the process: the directory it removes
+/// is not made after the removal, before the exit (found by a review: `average` stopped just
+/// as its write started could leave a partial `.<name>.tmp` of the model's size). Not for
+/// a `signal(2)` handler: it may wait.
+pub fn stop_model_dirs() {
+    MODEL_DIRS.close();
+}
+
+/// A gate for making directories: passed, shared, to make one; closed for good, exclusively,
+/// by [`DirGate::close`], which waits for a directory being made.
+struct DirGate(std::sync::RwLock<()>);
+
+impl DirGate {
+    /// Makes the directory `dir` (not the folders above it) while the gate is open; once it
+    /// is closed, or being closed, fails without making it.
+    fn make(&self, dir: &Path) -> Result<()> {
+        let _pass = match self.0.try_read() {
+            Ok(pass) => pass,
+            // Nothing panics holding it; a poisoned gate is as open as it was.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(Error::io(
+                    dir,
+                    std::io::Error::other("not made: the run is being stopped by a signal"),
+                ))
+            }
+        };
+        std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))
+    }
+
+    /// Closes the gate for the rest of the process, once no directory is being made
+    /// through it.
+    fn close(&self) {
+        let closed = self.0.write().unwrap_or_else(|p| p.into_inner());
+        // Never reopened: the process ends with the gate closed.
+        std::mem::forget(closed);
+    }
 }
 
 /// Warns about a failure after an output was put in place (syncing its directory): the
@@ -1551,6 +1607,40 @@ fn sync_model_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review of the signal threads (5): a signal's reaction that removes a run's temporary
+    /// model directory, named to it before the write makes it, could run just before the
+    /// write made it, and the exit then left it, partly written. The reaction now closes the
+    /// gate the write makes it through ([`stop_model_dirs`]; here a gate of the test's own,
+    /// the process's closes for good): a write not yet past it makes nothing, neither
+    /// `.<name>.tmp` nor the model, and writes nothing into it.
+    #[test]
+    fn a_closed_gate_makes_no_model_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = DirGate(std::sync::RwLock::new(()));
+        let fill =
+            |d: &Path| std::fs::write(d.join("config.json"), "{}").map_err(|e| Error::io(d, e));
+        let open = dir.path().join("open");
+        write_dir_through(&gate, &open, Replace::Never, fill).unwrap();
+        assert!(open.join("config.json").is_file());
+        gate.close();
+        let out = dir.path().join("m");
+        let filled = std::cell::Cell::new(false);
+        let err = write_dir_through(&gate, &out, Replace::Never, |d| {
+            filled.set(true);
+            fill(d)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("being stopped by a signal"), "{err}");
+        assert!(!filled.get());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["open"]);
+    }
 
     #[test]
     fn only_relbert_s_model_directories_are_replaced_or_removed() {

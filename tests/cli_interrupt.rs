@@ -311,6 +311,50 @@ fn a_second_stop_ends_the_run_though_standard_error_is_blocked() {
     assert_nothing_left(dir.path(), &err);
 }
 
+/// Review of the signal threads (2): two signals received together (a quick double Ctrl-C)
+/// lost both messages: the first reaction stopped waiting for its message at once, the
+/// second signal being already there, and the second reaction, with a message given up on
+/// still unwritten, did not wait for its own, so the exit came before either was written.
+/// The first reaction now waits for its message a while after a later signal. The run is
+/// stopped (SIGSTOP) while it loads, sent both signals, and let go.
+#[cfg(target_os = "linux")]
+#[test]
+fn two_signals_at_once_still_say_both_messages() {
+    let mut t = BlockedTrain::start();
+    let pid = t.child.id() as libc::pid_t;
+    t.signal(libc::SIGSTOP);
+    // Stopped before the signals are sent: a thread not yet stopped could take one at once.
+    let mut status = 0;
+    // SAFETY: waitpid(2) on the child's pid, for a stop only (the child is not reaped).
+    let stopped = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+    assert!(
+        stopped == pid && libc::WIFSTOPPED(status),
+        "{stopped} {status}"
+    );
+    let handled = common::catches_stop_signals(t.child.id());
+    t.signal(libc::SIGINT);
+    t.signal(libc::SIGTERM);
+    // SAFETY: kill(2) on the child's pid, not yet waited for.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Not a timing check: the bound only keeps a run that ignores the second signal from
+    // hanging the test; it is then given its data, and fails the assertions below.
+    let exited = common::wait_within(&mut t.child, std::time::Duration::from_secs(60)).is_some();
+    if !exited {
+        t.feed();
+    }
+    let (code, err, dir) = t.finish();
+    assert!(handled, "no handler for the stop signals");
+    assert!(exited, "the second signal did not end the run: {err}");
+    // Whichever of the two the process took first.
+    assert!(matches!(code, Some(130 | 143)), "{code:?}: {err}");
+    assert!(err.contains("interrupt: stopping after this step"), "{err}");
+    assert!(
+        err.contains("second signal before anything was saved"),
+        "{err}"
+    );
+    assert_nothing_left(dir.path(), &err);
+}
+
 /// Audit s26 O: a second `train --out m` while another run writes `m` said "m exists; pass
 /// --force" (its check of `m` came before the lock): it now names the run writing it.
 #[test]

@@ -110,12 +110,9 @@ pub fn run(a: AverageArgs) -> Result<()> {
         // Being put in place (the rename, or with --force the swap and the old model's
         // removal): what is at --out or in the temporary directory may be the new model or
         // the old one from now on, so nothing is removed and a signal lets the run finish.
-        AverageStep::Committing => {
-            let mut st = interrupt.with();
-            st.work_dir = None;
-            drop(st);
-            interrupt.committing();
-        }
+        // One call: the temporary directory is dropped from what a signal removes as the
+        // run is marked committing, with no moment in between.
+        AverageStep::Committing => interrupt.committing(),
         AverageStep::Written => {}
     };
     let averaged = average_models_observed(&a.models, &a.out, a.half, a.force, &mut observe);

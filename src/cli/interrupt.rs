@@ -96,15 +96,23 @@ fn ignored(which: StopSignal) -> bool {
 ///
 /// The signals are received on another thread than the one `on_signal` runs on, which counts
 /// them as they come: a reaction held up writing a message ([`say`]) learns of a later signal
-/// and stops waiting. Received on the reacting thread, a second Ctrl-C waited behind a first
-/// reaction blocked on a standard error nobody read (`2>&1 | sleep 100`), and changed nothing
-/// (found by an audit): the run neither stopped nor removed its files.
+/// and stops waiting (within [`MESSAGE_WAIT`]). Received on the reacting thread, a second
+/// Ctrl-C waited behind a first reaction blocked on a standard error nobody read (`2>&1 |
+/// sleep 100`), and changed nothing (found by an audit): the run neither stopped nor removed
+/// its files.
 ///
 /// Returns once the signals are registered, so that a signal sent after it returns is seen,
 /// with the count of the signals received and reacted to, whose [`Received::settle`] a run
 /// calls before it disarms its reaction. The result says what could not be set up; the
 /// signals it names end the process as before (a signal that was registered is still
 /// watched).
+///
+/// Called once per process: each command installs one handler ([`Interrupts`],
+/// [`StopRequest`], [`Resumable`], [`CollectionLoad`] or [`LastLine`]; the default index's
+/// build under `relbert query` takes [`InterruptNote`] instead), so its two threads are the
+/// process's only ones for signals. A second watch would receive every signal as well, and
+/// the first, disarmed, would end the process before the second's reaction had run: a
+/// command that came to need two would share one receiver instead.
 fn watch(on_signal: impl Fn(StopSignal) + Send + 'static) -> (Arc<Received>, Result<(), String>) {
     let received = Arc::new(Received::default());
     let watched = watch_counting(received.clone(), on_signal);
@@ -124,9 +132,9 @@ fn watch_counting(
         .spawn(move || {
             // Ends when the receiving thread does (its end of the queue dropped).
             for (which, number) in queued {
-                REACTING.with(|r| *r.borrow_mut() = Some((counted.clone(), number)));
-                on_signal(which);
-                counted.reacted();
+                react(&counted, which, number, &on_signal, |which| {
+                    std::process::exit(which.exit_status())
+                });
             }
         })
         .map_err(|e| format!("cannot start the signal watcher: {e}"))?;
@@ -211,8 +219,45 @@ fn watch_counting(
         .unwrap_or_else(|_| Err("the signal watcher stopped while starting".into()))
 }
 
+/// Reacts to signal `number` of `received` (`which`) with `on_signal`, on the reacting thread
+/// of a [`watch`], and counts the reaction as returned however it ends (a guard), so that
+/// [`Received::settle`] never waits for a reaction that will not return.
+///
+/// A reaction that panics calls `on_panic`, which ends the process with the signal's status
+/// (the panic hook has said why on standard error), as the signal's default action would
+/// have, without the reaction's clean-up: the reaction did not finish, and the run, going
+/// on, would be deaf to signals (a panic ended the reacting thread, and with it the
+/// receiving one, while tokio's handlers stay) and wait for ever in `settle` once it
+/// returned (found by a review). Called before the count, which would let the run return
+/// and its own exit race this one.
+fn react(
+    received: &Arc<Received>,
+    which: StopSignal,
+    number: u64,
+    on_signal: &dyn Fn(StopSignal),
+    on_panic: impl FnOnce(StopSignal),
+) {
+    REACTING.with(|r| *r.borrow_mut() = Some((received.clone(), number)));
+    let _counted = CountsReaction(received);
+    // Unwind safety is moot: after a panic the process ends (the state the reaction left is
+    // never used), and the reactions' locks are taken ignoring poison.
+    let run = std::panic::AssertUnwindSafe(|| on_signal(which));
+    if std::panic::catch_unwind(run).is_err() {
+        on_panic(which);
+    }
+}
+
+/// Counts a reaction of [`react`] as returned when dropped, however the reaction ended.
+struct CountsReaction<'a>(&'a Received);
+
+impl Drop for CountsReaction<'_> {
+    fn drop(&mut self) {
+        self.0.reacted();
+    }
+}
+
 /// The signals one [`watch`] has received, counted as they come, and the reactions to them
-/// that have returned: for [`say`] to stop waiting on its message when a later signal
+/// that have returned: for [`say`] to bound its wait on its message when a later signal
 /// arrives, and for a run to let the reaction to a signal already received run before it
 /// disarms it ([`Received::settle`]).
 #[derive(Default)]
@@ -289,12 +334,13 @@ const GIVEN_UP: u8 = 2;
 /// (written through [`relbert::output::Stderr`], which never raises SIGPIPE).
 ///
 /// The message is written on a thread of its own, and the reaction goes on once it is written
-/// (a slow reader of standard error still gets it, and meanwhile the run keeps its lock), or
-/// at once when a later signal has arrived meanwhile, or without waiting at all while an
-/// earlier message it gave up on is still unwritten (standard error is blocked: a pipe nobody
-/// reads). Written on the reacting thread, with signals received there, it held the reaction
-/// for as long as the pipe stayed full, and a second Ctrl-C was never seen (found by an
-/// audit). A message not written by the exit is lost.
+/// (a slow reader of standard error still gets it, and meanwhile the run keeps its lock), or,
+/// once a later signal has arrived, at the latest [`MESSAGE_WAIT`] after it started waiting
+/// ([`wait_for_message`]), or without waiting at all while an earlier message it gave up on
+/// is still unwritten (standard error is blocked: a pipe nobody reads). Written on the
+/// reacting thread, with signals received there, it held the reaction for as long as the
+/// pipe stayed full, and a second Ctrl-C was never seen (found by an audit). A message not
+/// written by the exit is lost.
 fn say(message: &str) {
     let (received, number) = REACTING
         .with(|r| r.borrow().clone())
@@ -320,14 +366,7 @@ fn say(message: &str) {
         return;
     }
     if !blocked {
-        let mut counts = received.counts();
-        while state.load(Ordering::SeqCst) == PENDING && (number == 0 || counts.received <= number)
-        {
-            counts = received
-                .changed
-                .wait(counts)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+        wait_for_message(&received, number, &state, MESSAGE_WAIT);
     }
     // Given up on unwritten: counted until it is written, and counted before it is marked,
     // so that the writer's uncount never comes first.
@@ -340,6 +379,42 @@ fn say(message: &str) {
             // Written meanwhile.
             ABANDONED.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// How long [`say`] still waits for its message once a signal after the one being reacted to
+/// has arrived, counted from the start of its wait. The later signal is most often a second
+/// Ctrl-C pressed right after the first, both received before the first reaction's message
+/// had been written: without a wait, the reaction went on to the exit at once, and the
+/// message, written just after or not at all, was lost (found by a review). A second is
+/// plenty for a standard error that is being read, and bounds the wait on one that is
+/// blocked (a pipe nobody reads, a terminal stopped with Ctrl-S), which the later signal is
+/// there to cut short.
+const MESSAGE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits until the message `state` of [`say`] is no longer pending, for the reaction to
+/// signal `number` of `received` (0: not a reaction, which waits for the message alone):
+/// without a bound while no later signal has arrived, and once one has, at most until
+/// `bound` has passed since the wait began.
+fn wait_for_message(received: &Received, number: u64, state: &AtomicU8, bound: Duration) {
+    let started = std::time::Instant::now();
+    let mut counts = received.counts();
+    while state.load(Ordering::SeqCst) == PENDING {
+        if number == 0 || counts.received <= number {
+            counts = received
+                .changed
+                .wait(counts)
+                .unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        let left = bound.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        counts = match received.changed.wait_timeout(counts, left) {
+            Ok((counts, _)) => counts,
+            Err(p) => p.into_inner().0,
+        };
     }
 }
 
@@ -429,6 +504,11 @@ impl Interrupts {
                 }
             }
             if let Some(dir) = st.work_dir.take() {
+                // `average`'s work directory is its model's temporary directory, named here
+                // before the write makes it: from now on the write makes none, so the
+                // directory removed below is not made again before the exit (found by a
+                // review: made just after the removal, it was left, partly written).
+                relbert::output::stop_model_dirs();
                 // The run's other threads may still be making files in it, and a file made
                 // after the listing fails the last rmdir (ENOTEMPTY; a review found the
                 // directory left): a few more passes catch up with them.
@@ -476,9 +556,15 @@ impl Interrupts {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The outputs are being renamed into place: a signal from now on lets that finish.
+    /// The outputs are being renamed into place: a signal from now on lets that finish. The
+    /// work directory is no longer the run's to remove (`average`'s is the finished model
+    /// being put in place), in the same hold of the state: set apart, a signal in between
+    /// found neither, said "nothing was written" and left the finished model's temporary
+    /// directory behind (found by a review).
     pub fn committing(&self) {
-        self.with().committing = true;
+        let mut st = self.with();
+        st.work_dir = None;
+        st.committing = true;
     }
 
     /// Takes the outputs' writer locks (`take`) and then registers `files`, the temporary
@@ -1193,6 +1279,85 @@ mod tests {
         // The run returning releases the locks it registered.
         drop(guard);
         assert!(!lock.exists());
+    }
+
+    /// Review of the signal threads (1): a reaction that panicked was never counted, so the
+    /// run waited for it for ever in `settle` when it returned, deaf to later signals. It is
+    /// counted however it ends, and a panic ends the process with the signal's status (here
+    /// a stand-in for the exit, which returns, so that the count after it shows).
+    #[test]
+    fn a_reaction_that_panics_is_counted_and_ends_with_the_signals_status() {
+        let received = Arc::new(Received::default());
+        let number = received.arrived();
+        let ended = std::cell::Cell::new(None);
+        let reacted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            react(
+                &received,
+                StopSignal::Terminate,
+                number,
+                &|_| panic!("a reaction that fails"),
+                |which| ended.set(Some(which.exit_status())),
+            )
+        }));
+        assert!(reacted.is_ok(), "the panic went past the reaction");
+        assert_eq!(ended.get(), Some(143));
+        assert_eq!(received.counts().reacted, 1);
+        // Returns at once: the reaction is counted.
+        received.settle();
+        // A reaction that returns is counted, and ends nothing.
+        let number = received.arrived();
+        react(&received, StopSignal::Interrupt, number, &|_| {}, |_| {
+            panic!("ended")
+        });
+        assert_eq!(received.counts().reacted, 2);
+    }
+
+    /// Review of the signal threads (2): with a later signal already received (two quick
+    /// Ctrl-Cs), the first reaction's wait for its message ended at once, before the thread
+    /// writing it had, and the exit that followed lost it. The wait now goes on, up to its
+    /// bound, while the message is written; past the bound it gives up (standard error is
+    /// blocked).
+    #[test]
+    fn a_message_is_waited_for_after_a_later_signal_up_to_a_bound() {
+        let received = Arc::new(Received::default());
+        let first = received.arrived();
+        received.arrived();
+        let state = Arc::new(AtomicU8::new(PENDING));
+        let (written, notify) = (state.clone(), received.clone());
+        let writer = std::thread::spawn(move || {
+            // The message's write, taking a moment.
+            std::thread::sleep(Duration::from_millis(20));
+            written.store(WRITTEN, Ordering::SeqCst);
+            drop(notify.counts());
+            notify.changed.notify_all();
+        });
+        // A bound only to keep a wait that never ends from hanging the test.
+        wait_for_message(&received, first, &state, Duration::from_secs(60));
+        assert_eq!(
+            state.load(Ordering::SeqCst),
+            WRITTEN,
+            "gave up on the message"
+        );
+        writer.join().unwrap();
+        // A message that is not written: given up once the bound has passed.
+        let unwritten = AtomicU8::new(PENDING);
+        wait_for_message(&received, first, &unwritten, Duration::ZERO);
+        assert_eq!(unwritten.load(Ordering::SeqCst), PENDING);
+    }
+
+    /// Review of the signal threads (4): `average` dropped its temporary directory from what
+    /// a signal removes, and then, in a second hold of the state, marked the run committing:
+    /// a signal in between found neither, and left the finished model's temporary directory
+    /// behind. Both are now done in one hold.
+    #[test]
+    fn committing_drops_the_work_directory_in_the_same_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = Interrupts::install(Vec::new());
+        guard.with().work_dir = Some(dir.path().join(".m.tmp"));
+        guard.committing();
+        let st = guard.with();
+        assert!(st.committing);
+        assert_eq!(st.work_dir, None);
     }
 
     #[test]
