@@ -1372,7 +1372,10 @@ fn write_dir_through(
 
 /// The gate [`write_dir_atomically`] passes to make its temporary directory, which
 /// [`stop_model_dirs`] closes.
-static MODEL_DIRS: DirGate = DirGate(std::sync::RwLock::new(()));
+static MODEL_DIRS: DirGate = DirGate(
+    std::sync::RwLock::new(()),
+    std::sync::atomic::AtomicBool::new(false),
+);
 
 /// Stops every thread of this process, for the rest of its life, from making the temporary
 /// directory of [`write_dir_atomically`], which then fails and makes nothing; waits for one
@@ -1386,8 +1389,10 @@ pub fn stop_model_dirs() {
 }
 
 /// A gate for making directories: passed, shared, to make one; closed for good, exclusively,
-/// by [`DirGate::close`], which waits for a directory being made.
-struct DirGate(std::sync::RwLock<()>);
+/// by [`DirGate::close`], which waits for a directory being made. The flag says it is
+/// closed: a second close returns at once (waiting for the write lock the first one never
+/// gives back, it waited for ever).
+struct DirGate(std::sync::RwLock<()>, std::sync::atomic::AtomicBool);
 
 impl DirGate {
     /// Makes the directory `dir` (not the folders above it) while the gate is open; once it
@@ -1410,6 +1415,9 @@ impl DirGate {
     /// Closes the gate for the rest of the process, once no directory is being made
     /// through it.
     fn close(&self) {
+        if self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let closed = self.0.write().unwrap_or_else(|p| p.into_inner());
         // Never reopened: the process ends with the gate closed.
         std::mem::forget(closed);
@@ -1617,12 +1625,17 @@ mod tests {
     #[test]
     fn a_closed_gate_makes_no_model_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let gate = DirGate(std::sync::RwLock::new(()));
+        let gate = DirGate(
+            std::sync::RwLock::new(()),
+            std::sync::atomic::AtomicBool::new(false),
+        );
         let fill =
             |d: &Path| std::fs::write(d.join("config.json"), "{}").map_err(|e| Error::io(d, e));
         let open = dir.path().join("open");
         write_dir_through(&gate, &open, Replace::Never, fill).unwrap();
         assert!(open.join("config.json").is_file());
+        gate.close();
+        // A second close returns (it waited for ever on the first one's write lock).
         gate.close();
         let out = dir.path().join("m");
         let filled = std::cell::Cell::new(false);

@@ -49,8 +49,9 @@ fn key_of(head: &str, tail: &str) -> String {
     // Runs of spaces one space, as a typed prefix reads ([`readings`]): words are read so
     // ([`crate::pairs::read_word`]), but an index an older relbert built may hold `new  york`.
     match crate::pairs::single_spaced(&key) {
-        std::borrow::Cow::Borrowed(_) => key,
-        std::borrow::Cow::Owned(spaced) => spaced,
+        // Unchanged, untrimmed included (a stored word with a space around it).
+        std::borrow::Cow::Borrowed(same) if same.len() == key.len() => key,
+        spaced => spaced.into_owned(),
     }
 }
 

@@ -994,7 +994,10 @@ fn unfinished_and_alive(p: &LoadProgress, source: &str, now: u64) -> bool {
 
 /// Whether `q`, a node's copy of the checkpoint `p` is, was written after `p`. Certain when
 /// that node showed `p` at an earlier look (`showed_p`) and now shows another: a node
-/// applies the cluster's writes in their order. Otherwise only what the two say orders
+/// applies the cluster's writes in their order. (Each URL of `--qdrant` is taken for one
+/// node, as for a cluster its nodes are named; a URL in front of a load balancer may reach
+/// another node at each look, and one behind could then show an earlier end of the same
+/// rows for a moment.) Otherwise only what the two say orders
 /// them: a `q` with a time by its time, then its rows; one without (marked ended,
 /// [`LoadMark::end`], or given up) only by more rows of the same total (found by a review:
 /// any ended-looking copy was taken for the end of `p`'s load, though a node behind may
@@ -1076,11 +1079,23 @@ fn same_source_ended(
     key: &str,
     p: LoadProgress,
 ) -> Result<Option<LoadProgress>> {
-    let read = || -> Result<Vec<Option<Option<LoadProgress>>>> {
+    // Each node's copy in node order, and after them, when no node answered within the
+    // hedge (all busy after a bulk upload), one read with a write's patience, as
+    // `progress_on_every_node` falls back to: without it every look saw nothing, and the
+    // wait ran out and took a live load for a killed one (found by a review). That read is
+    // no node's (`showed_p` never marks it); its failure refuses the load.
+    let read = || -> Result<(usize, Vec<Option<Option<LoadProgress>>>)> {
         let (c, k) = (conn.clone(), key.to_string());
-        conn.block_on(async move { c.progress_by_node(&k).await })?
+        conn.block_on(async move {
+            let mut seen = c.progress_by_node(&k).await?;
+            let nodes = seen.len();
+            if seen.iter().all(Option::is_none) {
+                seen.push(Some(c.progress(&k).await?));
+            }
+            Ok::<_, crate::error::Error>((nodes, seen))
+        })?
     };
-    let mut seen = read()?;
+    let (nodes, mut seen) = read()?;
     // The newest of that load's writes any node shows is the one to wait on (found by
     // review Q: `p`, read from a node behind, made a load killed since look alive when a
     // later write of it was waited on).
@@ -1116,7 +1131,7 @@ fn same_source_ended(
     // The first look is at the read above: another node may show the load ended (a write
     // without a time, which the newest above leaves out). One showing the end with `p`'s
     // rows is told from an earlier end only once a node that showed `p` shows it.
-    let mut showed_p = vec![false; seen.len()];
+    let mut showed_p = vec![false; nodes];
     loop {
         match same_source_look(&p, &seen, &showed_p, unix_now()) {
             SameSourceLook::Ended(q) => return Ok(Some(q)),
@@ -1148,7 +1163,7 @@ fn same_source_ended(
             *shown |= q.as_ref().and_then(Option::as_ref) == Some(&p);
         }
         std::thread::sleep(super::RECHECK_UNFINISHED);
-        seen = read()?;
+        seen = read()?.1;
     }
 }
 
