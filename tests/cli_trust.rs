@@ -929,19 +929,9 @@ fn a_stream_line_read_two_ways_is_the_pair_the_index_holds() {
     std::fs::write(&pairs, pairs_text() + "re:invent\tconference\tevent\n").unwrap();
     let out = dir.path().join("idx");
     build(&pairs, &out, &[]).success();
-    let a = relbert()
-        .args(["query", "--json", "-k", "2", "--index"])
-        .arg(&out)
-        // Stored as re:invent : conference (it was read as re : invent conference); a line
-        // whose colon reading is stored, or that has one reading, reads as before.
-        .write_stdin("re:invent conference\ndog: puppy\nparis:france\n")
-        .assert()
-        .success();
-    let docs: Vec<serde_json::Value> = String::from_utf8(a.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // Stored as re:invent : conference (it was read as re : invent conference); a line
+    // whose colon reading is stored, or that has one reading, reads as before.
+    let docs = stream_docs(&out, "re:invent conference\ndog: puppy\nparis:france\n");
     assert_eq!(
         docs[0]["query"],
         serde_json::json!(["re:invent", "conference"])
@@ -968,6 +958,22 @@ fn a_stream_line_read_two_ways_is_the_pair_the_index_holds() {
     one("paris")
         .failure()
         .stderr(predicate::str::contains("give the pair as two arguments"));
+}
+
+/// The answers of one `relbert query --json -k 2` stream over `index`, fed `lines`: one JSON
+/// document per line.
+fn stream_docs(index: &Path, lines: &str) -> Vec<serde_json::Value> {
+    let a = relbert()
+        .args(["query", "--json", "-k", "2", "--index"])
+        .arg(index)
+        .write_stdin(lines)
+        .assert()
+        .success();
+    String::from_utf8(a.get_output().stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The results of one `relbert query --json --exact -k 10` as (pair, score) and the query's
@@ -1107,17 +1113,10 @@ fn a_pair_typed_with_a_run_of_spaces_is_the_pair_with_one() {
         assert_eq!(source, "index", "{query:?}: the stored pair, not encoded");
     }
     // A query stream's lines, each form.
-    let a = relbert()
-        .args(["query", "--json", "-k", "2", "--index"])
-        .arg(&index)
-        .write_stdin("new  york\tusa\nnew  york : usa\nrio de\u{a0}\u{a0}janeiro:brazil\n")
-        .assert()
-        .success();
-    let docs: Vec<serde_json::Value> = String::from_utf8(a.get_output().stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let docs = stream_docs(
+        &index,
+        "new  york\tusa\nnew  york : usa\nrio de\u{a0}\u{a0}janeiro:brazil\n",
+    );
     assert_eq!(docs.len(), 3);
     for (doc, want) in docs.iter().zip([
         ["new york", "usa"],

@@ -817,6 +817,82 @@ fn strip_accents_follows_lowercase(doc: &serde_json::Value) -> bool {
     })
 }
 
+/// A setting of `tokenizer_config.json` that transformers' `BertTokenizer` rebuilds the
+/// normalizer from, as [`case_disagreement`]'s messages name it.
+struct NormalizerSetting {
+    /// The key in `tokenizer_config.json`.
+    key: &'static str,
+    /// The normalizer's field in `tokenizer.json`.
+    field: &'static str,
+    /// What the two encode differently when they disagree.
+    text: &'static str,
+}
+
+const LOWER_CASING: NormalizerSetting = NormalizerSetting {
+    key: "do_lower_case",
+    field: "lowercase",
+    text: "text",
+};
+
+const ACCENTS: NormalizerSetting = NormalizerSetting {
+    key: "strip_accents",
+    field: "strip_accents",
+    text: "accented text (\"café\")",
+};
+
+const CHINESE_CHARS: NormalizerSetting = NormalizerSetting {
+    key: "tokenize_chinese_chars",
+    field: "handle_chinese_chars",
+    text: "Chinese text (\"東京\")",
+};
+
+/// How `tokenizer_config.json` (`tconfig`, parsed as `doc`) sets the boolean `key`, for the
+/// message, and the value transformers' `BertTokenizer` takes: as set, or `default` when it
+/// is absent or null (`default_is` says how it takes a missing key); `None` when it is not a
+/// boolean (not read further).
+fn config_flag(
+    doc: &serde_json::Value,
+    key: &str,
+    tconfig: &Path,
+    default: bool,
+    default_is: &str,
+) -> (String, Option<bool>) {
+    match doc.get(key) {
+        Some(serde_json::Value::Bool(b)) => (
+            format!("{} sets \"{key}\": {b}", tconfig.display()),
+            Some(*b),
+        ),
+        None | Some(serde_json::Value::Null) => (
+            format!(
+                "{} has no \"{key}\", which transformers' BertTokenizer {default_is},",
+                tconfig.display()
+            ),
+            Some(default),
+        ),
+        Some(_) => (String::new(), None),
+    }
+}
+
+/// The warning that `source` (how `tokenizer_config.json` sets `setting`, or leaves it) says
+/// `want` while the normalizer of `tokenizer` `does` (it has `has`).
+fn disagreement(
+    source: &str,
+    tokenizer: &Path,
+    does: &str,
+    setting: &NormalizerSetting,
+    has: bool,
+    want: bool,
+) -> String {
+    let NormalizerSetting { key, field, text } = setting;
+    format!(
+        "{source} but the normalizer of {} {does}: relbert follows tokenizer.json, while \
+         transformers' BertTokenizer rebuilds the normalizer from {key}, so the two encode \
+         {text} differently; make the files agree (set \"{key}\": {has} in \
+         tokenizer_config.json, or the normalizer's {field} to {want})",
+        tokenizer.display()
+    )
+}
+
 /// Warns (once per file) when a BERT model's `tokenizer_config.json` sets `do_lower_case`
 /// or `strip_accents`, or leaves them to transformers' defaults, against what its
 /// `tokenizer.json` normalizer does. relbert tokenises with `tokenizer.json` alone;
@@ -883,51 +959,19 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
                 return None
             }
             Ok(doc) => {
-                let (source, do_lower_case) = match doc.get("do_lower_case") {
-                    Some(Value::Bool(b)) => (
-                        format!("{} sets \"do_lower_case\": {b}", tconfig.display()),
-                        *b,
-                    ),
-                    None | Some(Value::Null) => (
-                        format!(
-                            "{} has no \"do_lower_case\", which transformers' BertTokenizer \
-                             takes as true,",
-                            tconfig.display()
-                        ),
-                        true,
-                    ),
-                    Some(_) => return None,
+                let flag = |key: &str, default: bool, default_is: &str| {
+                    config_flag(&doc, key, tconfig, default, default_is)
                 };
-                let (strip_source, strip_accents) = match doc.get("strip_accents") {
-                    Some(Value::Bool(b)) => (
-                        format!("{} sets \"strip_accents\": {b}", tconfig.display()),
-                        Some(*b),
-                    ),
-                    None | Some(Value::Null) => (
-                        format!(
-                            "{} has no \"strip_accents\", which transformers' BertTokenizer \
-                             then takes from its lower-casing ({do_lower_case}),",
-                            tconfig.display()
-                        ),
-                        Some(do_lower_case),
-                    ),
-                    Some(_) => (String::new(), None),
+                let (source, Some(do_lower_case)) = flag("do_lower_case", true, "takes as true")
+                else {
+                    return None;
                 };
-                let chinese = match doc.get("tokenize_chinese_chars") {
-                    Some(Value::Bool(b)) => (
-                        format!("{} sets \"tokenize_chinese_chars\": {b}", tconfig.display()),
-                        Some(*b),
-                    ),
-                    None | Some(Value::Null) => (
-                        format!(
-                            "{} has no \"tokenize_chinese_chars\", which transformers' \
-                             BertTokenizer takes as true,",
-                            tconfig.display()
-                        ),
-                        Some(true),
-                    ),
-                    Some(_) => (String::new(), None),
-                };
+                let (strip_source, strip_accents) = flag(
+                    "strip_accents",
+                    do_lower_case,
+                    &format!("then takes from its lower-casing ({do_lower_case})"),
+                );
+                let chinese = flag("tokenize_chinese_chars", true, "takes as true");
                 (
                     source,
                     do_lower_case,
@@ -976,30 +1020,25 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
     let doc = serde_json::from_slice::<Value>(&text).ok()?;
     let lowercases = normalizer_lowercases(&doc);
     if lowercases != do_lower_case {
-        return Some(format!(
-            "{source} but the normalizer of {} {}: relbert follows tokenizer.json, while \
-             transformers' BertTokenizer rebuilds the normalizer from do_lower_case, so the \
-             two encode text differently; make the files agree (set \"do_lower_case\": \
-             {lowercases} in tokenizer_config.json, or the normalizer's lowercase to \
-             {do_lower_case})",
-            tokenizer.display(),
-            if lowercases {
-                "lower-cases"
-            } else {
-                "keeps case"
-            },
+        let does = if lowercases {
+            "lower-cases"
+        } else {
+            "keeps case"
+        };
+        return Some(disagreement(
+            &source,
+            tokenizer,
+            does,
+            &LOWER_CASING,
+            lowercases,
+            do_lower_case,
         ));
     }
     let strips = normalizer_strips_accents(&doc);
     let (strip_source, strip_accents) = strip;
     if let Some(want) = strip_accents.filter(|&want| want != strips) {
-        return Some(format!(
-            "{strip_source} but the normalizer of {} {}{}: relbert follows tokenizer.json, \
-             while transformers' BertTokenizer rebuilds the normalizer from strip_accents, so \
-             the two encode accented text (\"café\") differently; make the files agree (set \
-             \"strip_accents\": {strips} in tokenizer_config.json, or the normalizer's \
-             strip_accents to {want})",
-            tokenizer.display(),
+        let does = format!(
+            "{}{}",
             if strips {
                 "strips accents"
             } else {
@@ -1010,23 +1049,31 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
             } else {
                 ""
             },
+        );
+        return Some(disagreement(
+            &strip_source,
+            tokenizer,
+            &does,
+            &ACCENTS,
+            strips,
+            want,
         ));
     }
     let handles = normalizer_handles_chinese_chars(&doc);
     let (chinese_source, chinese) = chinese;
     let want = chinese.filter(|&want| want != handles)?;
-    Some(format!(
-        "{chinese_source} but the normalizer of {} {}: relbert follows tokenizer.json, while \
-         transformers' BertTokenizer rebuilds the normalizer from tokenize_chinese_chars, so \
-         the two encode Chinese text (\"東京\") differently; make the files agree (set \
-         \"tokenize_chinese_chars\": {handles} in tokenizer_config.json, or the normalizer's \
-         handle_chinese_chars to {want})",
-        tokenizer.display(),
-        if handles {
-            "splits CJK ideographs into words of their own"
-        } else {
-            "leaves CJK ideographs within their words"
-        },
+    let does = if handles {
+        "splits CJK ideographs into words of their own"
+    } else {
+        "leaves CJK ideographs within their words"
+    };
+    Some(disagreement(
+        &chinese_source,
+        tokenizer,
+        does,
+        &CHINESE_CHARS,
+        handles,
+        want,
     ))
 }
 
