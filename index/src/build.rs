@@ -976,10 +976,22 @@ const OLD_SIBLING_WHAT: &str = "a replaced index: the one the output held before
 /// What [`clear_killed_publication`] removed, and what it could not.
 #[derive(Debug, Default)]
 struct Cleared {
-    /// Removed, each with what it was, in words.
+    /// Removed, each with what it was, in words (each said already: [`said_removed`]).
     removed: Vec<(PathBuf, &'static str)>,
     /// What could not be removed, or was not relbert's to remove, as errors naming it.
     left: Vec<IndexError>,
+}
+
+/// Says (logs, at info) that `path`, `what` a killed run of `out` left, was removed: said
+/// where it is removed, as nobody asked for it, on every path that removes one (found by a
+/// review: a build, add or remove that went on to change the index removed them without a
+/// word, and so would one that then failed).
+fn said_removed(path: &Path, out: &Path, what: &str) {
+    tracing::info!(
+        "removed {}, which a killed run of {} left: {what}",
+        path.display(),
+        out.display()
+    );
 }
 
 /// Removes what a killed publication of `out` left: the replaced indexes beside it
@@ -993,7 +1005,10 @@ fn clear_killed_publication(out: &Path, partial: &Path) -> Cleared {
     let mut cleared = Cleared::default();
     for p in old_siblings(out) {
         match std::fs::remove_dir_all(&p) {
-            Ok(()) => cleared.removed.push((p, OLD_SIBLING_WHAT)),
+            Ok(()) => {
+                said_removed(&p, out, OLD_SIBLING_WHAT);
+                cleared.removed.push((p, OLD_SIBLING_WHAT));
+            }
             Err(err) => cleared.left.push(IndexError::LeftoverNotRemoved {
                 path: p,
                 what: OLD_SIBLING_WHAT.to_string(),
@@ -1010,7 +1025,10 @@ fn clear_killed_publication(out: &Path, partial: &Path) -> Cleared {
             }
         });
         match removed {
-            Ok(true) => cleared.removed.push((partial.to_path_buf(), what)),
+            Ok(true) => {
+                said_removed(partial, out, what);
+                cleared.removed.push((partial.to_path_buf(), what));
+            }
             Ok(false) => {}
             Err(e) => cleared.left.push(e),
         }
@@ -1050,7 +1068,9 @@ fn old_siblings(out: &Path) -> Vec<PathBuf> {
 }
 
 /// The pid in the suffix [`publish`] writes: digits only, as `std::process::id` prints
-/// them (no sign, no leading zero), and a pid the system can have.
+/// them (no sign, no leading zero), and a pid the system can have ([`pid_max`]): a larger
+/// number is no name relbert gave (found by a review: a user's dated copy
+/// `.idx.old-20261204` went with the next add).
 fn publisher_pid(suffix: &str) -> Option<u32> {
     if suffix.is_empty() || suffix.starts_with('0') || !suffix.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1058,7 +1078,20 @@ fn publisher_pid(suffix: &str) -> Option<u32> {
     suffix
         .parse::<u32>()
         .ok()
-        .filter(|&pid| libc::pid_t::try_from(pid).is_ok())
+        .filter(|&pid| pid < pid_max() && libc::pid_t::try_from(pid).is_ok())
+}
+
+/// Linux's largest possible `pid_max`, 2^22: the bound where the system's cannot be read.
+const PID_MAX_LIMIT: u32 = 1 << 22;
+
+/// The bound the system's pids stay below (Linux's `/proc/sys/kernel/pid_max`), or
+/// [`PID_MAX_LIMIT`] where it cannot be read.
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&m| m > 0)
+        .unwrap_or(PID_MAX_LIMIT)
 }
 
 /// Whether a process `pid` exists (one of another user's too: `kill` then fails with
@@ -1828,7 +1861,8 @@ impl IndexBuilder {
     }
 
     /// Appends a chunk: `pairs[i]` goes with row `i` of `vectors` (`pairs.len() × dim` values,
-    /// row-major). Rows are L2-normalised before storing; a non-finite or zero row is an
+    /// row-major). Rows are L2-normalised before storing (one of unit norm already, as a row
+    /// copied from an index, is stored bit for bit); a non-finite or zero row is an
     /// [`IndexError::InvalidVector`] (nothing of the chunk is stored then). A (head, tail)
     /// already present (earlier or within the chunk), in these bytes or in another Unicode
     /// normal form ([`crate::pairs::same_spelling`]), is skipped: the first spelling and its
@@ -2341,7 +2375,8 @@ pub struct Leftovers {
     /// Removed: what killed runs left that nobody resumes (the index a publication replaced,
     /// in `<out>.partial` without a checkpoint or beside it as `.<name>.old-<pid>`; a partial
     /// directory without a checkpoint; the copy of standard input a publication left in the
-    /// index, [`published_spool`]), each with what it was, in words.
+    /// index, [`published_spool`]), each with what it was, in words. Each is said (logged at
+    /// info) as it is removed, as on every path that removes one.
     pub removed: Vec<(PathBuf, &'static str)>,
     /// Left: `<out>.partial` holds an interrupted run, with its checkpoint, that the same
     /// command resumes ([`PendingRun`]).
@@ -2395,9 +2430,11 @@ pub fn clear_leftovers(out_dir: &Path) -> Result<Leftovers> {
         && is_marked_spool(&spool).unwrap_or(false)
     {
         match std::fs::remove_file(&spool) {
-            Ok(()) => found
-                .removed
-                .push((spool, "the copy of standard input of its last add or build")),
+            Ok(()) => {
+                let what = "the copy of standard input of its last add or build";
+                said_removed(&spool, out_dir, what);
+                found.removed.push((spool, what));
+            }
             Err(e) => found.left.push(IndexError::io(&spool, e)),
         }
     }
@@ -3517,6 +3554,10 @@ mod tests {
             copy(format!("{dead}x")),
             copy(format!("+{dead}")),
             copy(alive.to_string()),
+            // Numbers no pid can be (found by a review: a user's dated copy went).
+            copy("20261204".into()),
+            copy(pid_max().to_string()),
+            copy(libc::pid_t::MAX.to_string()),
         ];
         let gone = [copy(dead.to_string()), copy(std::process::id().to_string())];
         let found = clear_leftovers(&out).unwrap();
@@ -3532,6 +3573,32 @@ mod tests {
         for p in &gone {
             assert!(!p.exists(), "{} stayed", p.display());
         }
+        // The same on the path of a run that goes on to build (a build `--force`, an add, a
+        // remove, a rebuild).
+        let gone = copy(dead.to_string());
+        drop(IndexBuilder::create_or_resume(&out, spec(8), true).unwrap());
+        assert!(!gone.exists(), "{} stayed", gone.display());
+        for p in &kept {
+            assert!(p.join("meta").is_file(), "{} went", p.display());
+        }
+    }
+
+    /// The pids a publication's name may hold: as `std::process::id` prints one, below the
+    /// system's bound.
+    #[test]
+    fn a_publishers_pid_is_a_pid_as_printed() {
+        assert!(pid_max() <= PID_MAX_LIMIT);
+        assert_eq!(publisher_pid("1"), Some(1));
+        assert_eq!(
+            publisher_pid(&(pid_max() - 1).to_string()),
+            Some(pid_max() - 1)
+        );
+        for not in [
+            "", "0", "01", "+1", "-1", " 1", "1 ", "1x", "20261204", "4194304",
+        ] {
+            assert_eq!(publisher_pid(not), None, "{not:?}");
+        }
+        assert_eq!(publisher_pid(&pid_max().to_string()), None);
     }
 
     /// What is said when a leftover cannot be removed: a partial directory with no checkpoint

@@ -441,7 +441,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// How far from 1 the norm of a row this function scaled may be: each `f32` component is
+/// within half an ULP (a relative 2^-24) of the exact unit vector's, and so the norm is
+/// within 2^-24 of 1 (and the `f64` sum adds far less); 2^-23 leaves a margin. A row
+/// rounded to `f16` and widened again is off by up to 2^-11, and is scaled.
+const UNIT_NORM_TOLERANCE: f64 = f32::EPSILON as f64;
+
 /// Scales `v` to unit L2 norm; `Err` with a reason when it has a non-finite value or norm 0.
+/// A row already of unit norm within the `f32` rounding of that scaling
+/// ([`UNIT_NORM_TOLERANCE`]) is left as it is: scaling it again in `f64` and rounding back
+/// may move a component by an ULP, so a row copied from an index (by a rebuild, add or
+/// remove) would drift on every run (found by a review: 28 of 2,000 rows changed).
 pub(crate) fn normalize(v: &mut [f32]) -> Result<(), &'static str> {
     if v.iter().any(|x| !x.is_finite()) {
         return Err("non-finite component");
@@ -449,6 +459,9 @@ pub(crate) fn normalize(v: &mut [f32]) -> Result<(), &'static str> {
     let norm = (v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sqrt();
     if norm == 0.0 || !norm.is_finite() {
         return Err("zero vector");
+    }
+    if (norm - 1.0).abs() <= UNIT_NORM_TOLERANCE {
+        return Ok(());
     }
     let inv = 1.0 / norm;
     for x in v.iter_mut() {
@@ -460,6 +473,47 @@ pub(crate) fn normalize(v: &mut [f32]) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by a review: a row `normalize` had scaled, scaled again, moved by an ULP in a
+    /// component now and then, so every rebuild, add or remove changed rows it only copied.
+    /// Its output is now its fixed point; a row not of unit norm is still scaled.
+    #[test]
+    fn a_normalised_row_is_left_as_it_is() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let mut moved = 0;
+        for dim in [3usize, 64, 384, 768] {
+            for _ in 0..500 {
+                let mut v: Vec<f32> = (0..dim).map(|_| next()).collect();
+                normalize(&mut v).unwrap();
+                let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+                assert!(
+                    (norm - 1.0).abs() <= UNIT_NORM_TOLERANCE,
+                    "dim {dim}: {norm}"
+                );
+                let mut again = v.clone();
+                normalize(&mut again).unwrap();
+                moved += usize::from(
+                    again
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .ne(v.iter().map(|x| x.to_bits())),
+                );
+            }
+        }
+        assert_eq!(moved, 0, "rows changed by normalising them again");
+        // Just outside the tolerance, and as an `f16` row widened: scaled to unit norm.
+        for scale in [1.0 + 4.0 * f64::from(f32::EPSILON), 1.0 - 4e-4] {
+            let mut v = vec![(scale / 2.0) as f32; 4];
+            normalize(&mut v).unwrap();
+            assert_eq!(v, [0.5; 4], "scale {scale}");
+        }
+    }
 
     #[test]
     fn kernels_agree() {

@@ -217,26 +217,68 @@ impl<R: BuildRows> Scratch<R> {
     }
 }
 
-/// Neighbour selection heuristic: walks `cands` (best first, scored against the owner) and
-/// keeps a candidate only if it is more similar to the owner than to every one already kept,
-/// up to `max` of them.
+/// How many of its doubles (rows identical to it) a node keeps in one list: two, so that
+/// the doubles of one vector form a chain that a search walks, each linked to the doubles
+/// inserted just before and after it.
+const DOUBLES_KEPT: usize = 2;
+
+/// Whether a candidate scored `score` against an owner whose similarity to itself is
+/// `own` is the owner's double: the same vector (an uncased model gives every case variant
+/// of a pair one), up to the rounding of an `f32` row that is not bit for bit the same.
+#[inline(always)]
+fn is_double(score: f32, own: f32) -> bool {
+    score >= own - 1e-6 * own.abs().max(1.0)
+}
+
+/// Neighbour selection heuristic: walks `cands` (best first, scored against the owner, row
+/// `owner`, whose similarity to itself is `own`) and keeps a candidate only if it is more
+/// similar to the owner than to every one already kept, up to `max` of them.
+///
+/// The owner's doubles are the exception (found by a review: an index holding many
+/// spellings of one pair lost other pairs from every search). A double is exactly as
+/// similar to every candidate as the owner is, so, kept, it occluded all of them: each
+/// double linked to one other and nothing else, and rows near them lost their in-links. A
+/// kept double now occludes nothing, and at most [`DOUBLES_KEPT`] are kept, those nearest
+/// the owner in row order (so that the doubles chain, instead of all linking to the first
+/// few, which then could not link back to the rest). Without doubles the rule, and so the
+/// graph, is what it was.
 #[inline(always)]
 fn select<K: Kernel, R: BuildRows>(
     store: &mut R,
     buf: &mut Vec<f32>,
     cands: &[Scored],
+    (owner, own): (u32, f32),
     max: usize,
     out: &mut Vec<Scored>,
 ) {
     out.clear();
     let rows = *store;
-    for &c in cands {
+    // Best first, so the doubles are a prefix.
+    let doubles = cands
+        .iter()
+        .position(|c| !is_double(c.score, own))
+        .unwrap_or(cands.len());
+    let mut nearest: [Option<Scored>; DOUBLES_KEPT] = [None; DOUBLES_KEPT];
+    let gap = |c: &Scored| (c.row.abs_diff(owner), c.row);
+    for &c in &cands[..doubles] {
+        // Insertion into the slots, nearest first.
+        let mut carry = Some(c);
+        for slot in nearest.iter_mut() {
+            let Some(cur) = carry else { break };
+            if slot.is_none_or(|s| gap(&cur) < gap(&s)) {
+                carry = slot.replace(cur);
+            }
+        }
+    }
+    out.extend(nearest.iter().flatten().take(max));
+    let kept_doubles = out.len();
+    for &c in &cands[doubles..] {
         if out.len() >= max {
             break;
         }
         let cv = rows.row_f32(c.row as usize, buf);
         let mut keep = true;
-        for r in out.iter() {
+        for r in &out[kept_doubles..] {
             if store.dot::<K>(cv, r.row as usize) >= c.score {
                 keep = false;
                 break;
@@ -348,6 +390,7 @@ impl Graph {
             score: cur_s,
             row: cur,
         });
+        let own = s.store.dot::<K>(qv, q as usize);
         for layer in (0..=level.min(top.level)).rev() {
             self.search_layer::<K, R>(s, qv, q, layer);
             let mut selected = std::mem::take(&mut s.selected);
@@ -355,6 +398,7 @@ impl Graph {
                 &mut s.store,
                 &mut s.candidate,
                 &s.found,
+                (q, own),
                 self.m,
                 &mut selected,
             );
@@ -483,7 +527,15 @@ impl Graph {
             });
         }
         s.pool.sort_unstable_by(|a, b| b.cmp(a));
-        select::<K, R>(&mut s.store, &mut s.candidate, &s.pool, cap, &mut s.kept);
+        let own = s.store.dot::<K>(nv, node as usize);
+        select::<K, R>(
+            &mut s.store,
+            &mut s.candidate,
+            &s.pool,
+            (node, own),
+            cap,
+            &mut s.kept,
+        );
         for (j, slot) in slots.iter().enumerate() {
             let v = s.kept.get(j).map(|c| c.row).unwrap_or(NO_NEIGHBOUR);
             slot.store(v, Ordering::Relaxed);
@@ -937,6 +989,55 @@ mod tests {
             assert_eq!(lists.len(), g.levels[want] as usize);
             for (j, list) in lists.iter().enumerate() {
                 check(want, list, g.m, j + 1);
+            }
+        }
+    }
+
+    /// Which nodes a walk along layer-0 links from the entry point reaches.
+    fn reachable(g: &BuiltGraph, n: usize) -> Vec<bool> {
+        let mut seen = vec![false; n];
+        let mut stack = vec![g.entry as usize];
+        seen[g.entry as usize] = true;
+        while let Some(i) = stack.pop() {
+            for &v in &g.layer0[i * g.m0..(i + 1) * g.m0] {
+                if v != NO_NEIGHBOUR && !std::mem::replace(&mut seen[v as usize], true) {
+                    stack.push(v as usize);
+                }
+            }
+        }
+        seen
+    }
+
+    /// Found by a review: an index holding many spellings of one pair (an uncased model
+    /// gives every case variant one vector) lost other pairs from every graph search, at any
+    /// `ef`. A kept neighbour identical to the node is exactly as similar to every other
+    /// candidate as the node is, so it occluded them all: the doubles linked only to one
+    /// another, and the pairs near them lost their in-links. Every other row stays reachable,
+    /// and so does every double while there are fewer of them than `ef_construction`.
+    #[test]
+    fn identical_rows_leave_every_node_reachable() {
+        let (distinct, dim) = (60, 16);
+        let rows = low_rank(distinct, dim, 6, 0.1, 11);
+        let double = rows[5 * dim..6 * dim].to_vec();
+        for copies in [16, 40, 100] {
+            let mut all = rows.clone();
+            for _ in 0..copies {
+                all.extend_from_slice(&double);
+            }
+            let n = distinct + copies;
+            for threads in [1, 2] {
+                let g = build(&all, dim, &params(threads), &mut |_| {}).unwrap();
+                check_structure(&g, n);
+                let seen = reachable(&g, n);
+                let lost: Vec<usize> = (0..distinct).filter(|&i| !seen[i]).collect();
+                assert!(
+                    lost.is_empty(),
+                    "{copies} copies, {threads} thread(s): rows no search reaches: {lost:?}"
+                );
+                if threads == 1 && copies < params(1).ef_construction {
+                    let lost = seen.iter().filter(|&&s| !s).count();
+                    assert_eq!(lost, 0, "{copies} copies: doubles no search reaches");
+                }
             }
         }
     }

@@ -224,11 +224,26 @@ impl<S: RowStore> RowStore for Guarded<'_, S> {
 
 /// The reason a stored vector is unusable, if it is: what a search scores `-inf`
 /// ([`Valid`]) and [`Index::verify`] refuses.
+///
+/// A row far from unit length is one too (found by a review: a `vectors` file rewritten with
+/// one row scaled, its checksums recomputed, answered scores near 3 for a cosine): every row
+/// is stored unit, an `f16` row within its rounding (a relative 2^-11 per component), so a
+/// norm off by more than 1% is no row relbert wrote.
 fn row_problem(v: &[f32]) -> Option<&'static str> {
     if v.iter().any(|x| !x.is_finite()) {
         Some("a non-finite component")
     } else if v.iter().all(|&x| x == 0.0) {
         Some("a zero vector")
+    } else if (v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+        - 1.0)
+        .abs()
+        > 0.01
+    {
+        Some("not of unit length")
     } else {
         None
     }
@@ -1082,9 +1097,11 @@ mod tests {
     #[test]
     fn the_row_check_reads_rows_split_between_reads() {
         let dim = 3;
-        let mut values = vec![0.5f32; 7 * dim];
+        let mut values = vec![1.0 / 3f32.sqrt(); 7 * dim];
         values[2 * dim + 1] = f32::NAN;
         values[5 * dim..6 * dim].fill(0.0);
+        // Three times unit length: a cosine near 3 (found by a review).
+        values[6 * dim..7 * dim].iter_mut().for_each(|v| *v *= 3.0);
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         for piece in [1, 5, 12, 13, 100] {
             let mut check = RowCheck::of(Precision::F32, dim, 7);
@@ -1093,7 +1110,7 @@ mod tests {
             }
             assert_eq!(
                 (check.first, check.bad),
-                (Some((2, "a non-finite component")), 2)
+                (Some((2, "a non-finite component")), 3)
             );
         }
         let halves: Vec<u8> = values
@@ -1106,7 +1123,14 @@ mod tests {
         }
         assert_eq!(
             (check.first, check.bad),
-            (Some((2, "a non-finite component")), 2)
+            (Some((2, "a non-finite component")), 3)
+        );
+        let mut check = RowCheck::of(Precision::F32, dim, 7);
+        check.feed(&bytes[..dim * 4]);
+        check.feed(&bytes[6 * dim * 4..]);
+        assert_eq!(
+            (check.first, check.bad),
+            (Some((1, "not of unit length")), 1)
         );
     }
     use crate::build::{HnswParams, IndexBuilder};

@@ -1793,20 +1793,13 @@ pub(crate) fn opening(dir: &Path) -> String {
 
 /// For an `index add` or `index remove` of `dir` that found nothing to do: removes what a
 /// killed run left beside the index or in it, as the next run that changes it would
-/// ([`relbert_index::clear_leftovers`]), saying what went; and warns of an interrupted run
-/// its partial directory holds ([`pending_advice`], `now` being the id of the index `dir`
-/// holds). The command having done what was asked, a failure here is a warning, naming what
-/// is left and why.
+/// ([`relbert_index::clear_leftovers`], which says what went, as every run that removes
+/// one does); and warns of an interrupted run its partial directory holds
+/// ([`pending_advice`], `now` being the id of the index `dir` holds). The command having
+/// done what was asked, a failure here is a warning, naming what is left and why.
 fn clear_leftovers(dir: &Path, now: &str) {
     match relbert_index::clear_leftovers(dir) {
         Ok(found) => {
-            for (path, what) in &found.removed {
-                tracing::info!(
-                    "removed {}, which a killed run of {} left: {what}",
-                    path.display(),
-                    dir.display()
-                );
-            }
             if let Some(run) = &found.unfinished {
                 tracing::warn!("{}", pending_advice(run, dir, Some(now)));
             }
