@@ -414,29 +414,76 @@ pub fn warn_unaskable_pairs<'a>(
 }
 
 /// A tokenizer set up to read single words (no special tokens, padding or truncation), with
-/// its unknown token's text and id.
-struct WordTokenizer {
+/// its unknown token's text and id: what tells the words a model reads as its unknown token
+/// alone ([`warn_unknown_words`], and a query's words, [`warn_unknown_query_words`]).
+pub struct WordTokenizer {
     tok: tokenizers::Tokenizer,
     unk: String,
     unk_id: u32,
 }
 
-/// `encoder`'s tokenizer as a [`WordTokenizer`]; `None` for a tokenizer that has no unknown
-/// token (RoBERTa's byte-level BPE reads every character). A copy of the one the encoder
-/// loaded, without its truncation, rather than `tokenizer.json` parsed again (megabytes of
-/// JSON).
-fn word_tokenizer(encoder: &RelationEncoder) -> Option<WordTokenizer> {
-    use tokenizers::models::ModelWrapper;
-    let mut tok = encoder.tokenizer().inner().clone();
-    let unk = match tok.get_model() {
-        ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
-        ModelWrapper::BPE(m) => m.get_unk_token().clone(),
-        _ => None,
-    }?;
-    let unk_id = tok.token_to_id(&unk)?;
-    tok.with_padding(None);
-    tok.with_truncation(None).ok()?;
-    Some(WordTokenizer { tok, unk, unk_id })
+impl WordTokenizer {
+    /// `encoder`'s tokenizer as a [`WordTokenizer`]; `None` for a tokenizer that has no
+    /// unknown token (RoBERTa's byte-level BPE reads every character). A copy of the one the
+    /// encoder loaded, without its truncation, rather than `tokenizer.json` parsed again
+    /// (megabytes of JSON): made once per model, not per word.
+    pub fn of(encoder: &RelationEncoder) -> Option<WordTokenizer> {
+        use tokenizers::models::ModelWrapper;
+        let mut tok = encoder.tokenizer().inner().clone();
+        let unk = match tok.get_model() {
+            ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+            ModelWrapper::BPE(m) => m.get_unk_token().clone(),
+            _ => None,
+        }?;
+        let unk_id = tok.token_to_id(&unk)?;
+        tok.with_padding(None);
+        tok.with_truncation(None).ok()?;
+        Some(WordTokenizer { tok, unk, unk_id })
+    }
+
+    /// Whether the tokenizer reads `word` (a term of one or more words) as its unknown token
+    /// alone, every token of it.
+    pub fn is_unknown(&self, word: &str) -> bool {
+        self.tok.encode(word, false).is_ok_and(|e| {
+            let ids = e.get_ids();
+            !ids.is_empty() && ids.iter().all(|&id| id == self.unk_id)
+        })
+    }
+}
+
+/// Warns of the words of a query pair (a, b) that `wt` reads as its unknown token alone, as
+/// [`warn_unknown_words`] warns of a pair file's, with `location` (`the query`) in place of
+/// a file and line and `outcome` saying what is done with the query. Nothing when every word
+/// has a known token; a word past the word limits, which a query refuses, is not named.
+pub fn warn_unknown_query_words(
+    wt: &WordTokenizer,
+    location: &str,
+    a: &str,
+    b: &str,
+    outcome: &str,
+) {
+    let max = crate::prompt::MAX_WORD_CHARS;
+    let mut unknown: Vec<&str> = Vec::new();
+    for w in [a, b] {
+        if !unknown.contains(&w)
+            && crate::prompt::check_words(w, w, max).is_ok()
+            && wt.is_unknown(w)
+        {
+            unknown.push(w);
+        }
+    }
+    if unknown.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = unknown.iter().map(|w| format!("{w:?}")).collect();
+    tracing::warn!(
+        "{location} {a:?}:{b:?}: {} distinct word(s) are read by this model's tokenizer as its \
+         unknown token {} alone ({}): all such words get one vector, so pairs that differ only \
+         in them are one pair to the model; {outcome}",
+        unknown.len(),
+        wt.unk,
+        shown.join(", "),
+    );
 }
 
 /// Words [`warn_unknown_words`] names at most.
@@ -481,7 +528,7 @@ pub fn warn_unknown_words<'a>(
     outcome: &str,
 ) {
     use rayon::prelude::*;
-    let Some(wt) = word_tokenizer(encoder) else {
+    let Some(wt) = WordTokenizer::of(encoder) else {
         return;
     };
     let pairs: Vec<_> = pairs.into_iter().collect();
@@ -494,12 +541,7 @@ pub fn warn_unknown_words<'a>(
         .collect();
     let unknown: std::collections::HashSet<&str> = distinct
         .into_par_iter()
-        .filter(|w| {
-            wt.tok.encode(*w, false).is_ok_and(|e| {
-                let ids = e.get_ids();
-                !ids.is_empty() && ids.iter().all(|&id| id == wt.unk_id)
-            })
-        })
+        .filter(|w| wt.is_unknown(w))
         .collect();
     if unknown.is_empty() {
         return;

@@ -1,5 +1,6 @@
 //! Word-pair files: `head<TAB>tail[<TAB>label]` per line, blank lines and `#` lines skipped
-//! ([`skipped_line`]), in UTF-8 ([`not_text`] names UTF-16).
+//! ([`skipped_line`]), a first line `head<TAB>tail<TAB>label` too ([`is_column_header`]), in
+//! UTF-8 ([`not_text`] names UTF-16).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -222,9 +223,33 @@ pub fn warn_label_conflicts(conflicts: &[LabelConflict]) {
     }
 }
 
-/// Parses pair lines from a reader; `path` names the source in errors.
+/// Parses pair lines from a reader; `path` names the source in errors. What it skipped that
+/// may not have been meant ([`parse_pairs_noting`]) is logged.
 pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
+    let (records, notes) = parse_pairs_noting(reader, path)?;
+    for note in notes {
+        match note {
+            Note::Info(m) => tracing::info!("{m}"),
+            Note::Warn(m) => tracing::warn!("{m}"),
+        }
+    }
+    Ok(records)
+}
+
+/// A message about a pair file read, for the log: what reading it skipped that the user may
+/// have meant as pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Note {
+    /// Skipped as documented (a column header), said so the pair count adds up.
+    Info(String),
+    /// Skipped by a rule the file may not have been written for (a hashtag read as a comment).
+    Warn(String),
+}
+
+/// [`parse_pairs`], with its messages returned rather than logged (so tests can read them).
+fn parse_pairs_noting(reader: impl Read, path: &Path) -> Result<(Vec<PairRecord>, Vec<Note>)> {
     let file: Arc<Path> = Arc::from(path);
+    let mut notes = Vec::new();
     let mut out = Vec::new();
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
@@ -235,6 +260,14 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
     // line read had its line end: a list relbert wrote always ends with one.
     let mut promised: Option<usize> = None;
     let mut cut = false;
+    // Whether the next line with fields may be a column header: only the first, and none in a
+    // list relbert wrote (a copy of standard input holds only the pairs not yet in the index,
+    // so its first may be a pair `head : tail` that stood later in the input).
+    let mut header_next = true;
+    // The comment lines that read as pairs (`#metoo<TAB>movement`): the first one's line and
+    // text, and how many.
+    let mut hashed: Option<(usize, String)> = None;
+    let mut hashed_n = 0usize;
     loop {
         buf.clear();
         let read = reader.read_until(b'\n', &mut buf);
@@ -282,6 +315,7 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
                 });
             }
             promised = mined_count(first);
+            header_next = relbert_list_kind(first).is_none();
         }
         // A byte-order mark (editors on Windows write one) is not part of the first word.
         let line = if lineno == 1 {
@@ -289,8 +323,14 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
         } else {
             line
         };
-        if skipped_line(line).is_some() {
-            continue;
+        match skipped_line(line) {
+            Some(SkippedLine::Comment) if hashtag_pair(line) => {
+                hashed_n += 1;
+                hashed.get_or_insert_with(|| (lineno, line.to_string()));
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
         }
         let cols: Vec<&str> = line.split('\t').collect();
         let err = |message: String| Error::Parse {
@@ -304,6 +344,21 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
                  convert them to \\n (or \\r\\n)"
                     .into(),
             ));
+        }
+        if std::mem::take(&mut header_next) {
+            // Read as the words are: a byte-order mark from `cat` starts a later line.
+            let words: Vec<String> = cols.iter().map(|c| read_word(c)).collect();
+            let fields: Vec<&str> = words.iter().map(String::as_str).collect();
+            // `relbert bench` skips it too; read as a pair, `head : tail` was indexed and
+            // came back as an answer.
+            if is_column_header(&fields) {
+                notes.push(Note::Info(format!(
+                    "{}:{lineno}: skipped the column header {}",
+                    path.display(),
+                    quoted(line)
+                )));
+                continue;
+            }
         }
         if cols.len() < 2 || cols.len() > 3 {
             return Err(err(format!(
@@ -337,6 +392,20 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
             file: file.clone(),
         });
     }
+    if let Some((at, text)) = hashed {
+        let (lines, reads) = if hashed_n == 1 {
+            ("line", "reads as a pair was skipped as a comment")
+        } else {
+            ("lines", "read as pairs were skipped as comments")
+        };
+        notes.push(Note::Warn(format!(
+            "{}:{at}: {hashed_n} {lines} starting with # that {reads} (the first: {}): a pair \
+             file's head cannot start with #; put a space after the # to comment a line out \
+             without this warning",
+            path.display(),
+            quoted(&text)
+        )));
+    }
     if let Some(n) = promised {
         if cut {
             return Err(Error::Parse {
@@ -358,7 +427,42 @@ pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
             );
         }
     }
-    Ok(out)
+    Ok((out, notes))
+}
+
+/// Whether `fields` (each read as a word) are a column header rather than a pair: `head`,
+/// `tail` and `label` (or `relation`), in any letter case. Such a first line of a pair file,
+/// and of a `relbert bench` classification file, is skipped, not read as the pair
+/// `head : tail` (of a class called `label`).
+pub fn is_column_header(fields: &[&str]) -> bool {
+    match fields {
+        [h, t, l] => {
+            h.eq_ignore_ascii_case("head")
+                && t.eq_ignore_ascii_case("tail")
+                && (l.eq_ignore_ascii_case("relation") || l.eq_ignore_ascii_case("label"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a comment line ([`SkippedLine::Comment`]) reads as a pair whose head is a hashtag:
+/// the `#` right before a letter or digit, and a tab splitting the line into two or three
+/// fields with something in each (`#metoo<TAB>movement`). Such a line is still a comment
+/// (lists rely on the rule), but it was dropped without a word. `# a<TAB>b`, with a space,
+/// is how a pair is commented out, and a commented-out column header is no pair.
+fn hashtag_pair(line: &str) -> bool {
+    let bare = line
+        .trim_start_matches(|c: char| c.is_whitespace() || crate::corpus::tokenize::invisible(c));
+    let Some(after) = bare.strip_prefix('#') else {
+        return false;
+    };
+    if !after.starts_with(char::is_alphanumeric) {
+        return false;
+    }
+    let fields: Vec<&str> = after.split('\t').map(str::trim).collect();
+    (2..=3).contains(&fields.len())
+        && !fields.iter().any(|f| blank_word(f))
+        && !is_column_header(&fields)
 }
 
 /// What a file starting with [`crate::output::MINED_VOCAB_MARK`] is, for messages.
@@ -1014,5 +1118,95 @@ mod tests {
         let err = parse_pairs("a\tb\nno tab here\n".as_bytes(), Path::new("x.tsv")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("x.tsv:2:"), "{msg}");
+    }
+
+    fn heads_and_notes(text: &str) -> (Vec<(String, String)>, Vec<Note>) {
+        let (p, notes) = parse_pairs_noting(text.as_bytes(), Path::new("x.tsv")).unwrap();
+        let pairs = p.into_iter().map(|r| (r.head, r.tail)).collect();
+        (pairs, notes)
+    }
+
+    #[test]
+    fn a_hashtag_read_as_a_comment_is_warned_of_with_its_line() {
+        let text = "a\tb\n#metoo\tmovement\n  #x\ty\tl\nc#\tlanguage\n";
+        let (pairs, notes) = heads_and_notes(text);
+        assert_eq!(
+            pairs,
+            [("a".into(), "b".into()), ("c#".into(), "language".into())]
+        );
+        let [Note::Warn(m)] = notes.as_slice() else {
+            panic!("{notes:?}");
+        };
+        assert!(m.starts_with("x.tsv:2: 2 lines starting with #"), "{m}");
+        assert!(m.contains("\"#metoo\\tmovement\""), "{m}");
+        let (_, notes) = heads_and_notes("a\tb\n\u{feff}#metoo\tmovement\n");
+        let [Note::Warn(m)] = notes.as_slice() else {
+            panic!("{notes:?}");
+        };
+        assert!(m.starts_with("x.tsv:2: 1 line starting with # that reads as a pair was"));
+    }
+
+    #[test]
+    fn a_comment_that_is_no_hashtag_pair_is_skipped_without_a_word() {
+        for comment in [
+            "# comment",
+            "#comment",
+            "# paris\tfrance",
+            "#\tparis\tfrance",
+            "## section\tone",
+            "#head\ttail\tlabel",
+            "#a\tb\tc\td",
+            "#a\t \u{200b}",
+            "# relbert pairs mine: 1 pairs from 1 files",
+        ] {
+            let (pairs, notes) = heads_and_notes(&format!("{comment}\nparis\tfrance\n"));
+            assert_eq!(pairs.len(), 1, "{comment:?}");
+            assert_eq!(notes, [], "{comment:?}");
+        }
+    }
+
+    #[test]
+    fn a_first_line_that_is_a_column_header_is_skipped() {
+        for header in [
+            "head\ttail\tlabel",
+            "Head\t Tail \tRELATION\r",
+            "\u{feff}head\ttail\tlabel",
+        ] {
+            let text =
+                format!("# capitals\n\n{header}\nparis\tfrance\tcapital\nhead\ttail\tlabel\n");
+            let (pairs, notes) = heads_and_notes(&text);
+            assert_eq!(
+                pairs,
+                [
+                    ("paris".into(), "france".into()),
+                    ("head".into(), "tail".into())
+                ],
+                "{header:?}"
+            );
+            let [Note::Info(m)] = notes.as_slice() else {
+                panic!("{header:?}: {notes:?}");
+            };
+            assert!(m.starts_with("x.tsv:3: skipped the column header"), "{m}");
+        }
+        // Not a header: two columns, another third column, or a later line.
+        for text in [
+            "head\ttail\n",
+            "head\ttail\tpart\n",
+            "paris\tfrance\nhead\ttail\tlabel\n",
+        ] {
+            let (pairs, notes) = heads_and_notes(text);
+            assert!(pairs.contains(&("head".into(), "tail".into())), "{text:?}");
+            assert_eq!(notes, [], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_list_relbert_wrote_has_no_column_header() {
+        // A copy of standard input holds only the pairs not yet in the index: its first may be
+        // one that stood later in the input.
+        let text = format!("{}head\ttail\tlabel\n", relbert_index::spool_header());
+        let (pairs, notes) = heads_and_notes(&text);
+        assert_eq!(pairs, [("head".into(), "tail".into())]);
+        assert_eq!(notes, []);
     }
 }

@@ -324,6 +324,16 @@ fn lexical(dir: &Path, name: &str, with_val: bool) {
     write(&dir.join(name).join("test.tsv"), &rows(12, 200));
 }
 
+/// `bench classify` of the tiny-bert fixture over the datasets in `data`.
+fn classify(data: &Path) -> Command {
+    let mut c = relbert();
+    c.args(["bench", "classify", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--data")
+        .arg(data);
+    c
+}
+
 #[test]
 fn classify_reports_f1_deterministically() {
     let dir = tempfile::tempdir().unwrap();
@@ -373,13 +383,7 @@ fn classify_names_a_bad_line() {
         &dir.path().join("Set/test.tsv"),
         "dog\tanimal\thyper\nonly-one-field\n",
     );
-    let a = relbert()
-        .args(["bench", "classify", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(dir.path())
-        .assert()
-        .failure();
+    let a = classify(dir.path()).assert().failure();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
     assert!(err.contains("Set/test.tsv:2:"), "{err}");
 }
@@ -450,13 +454,7 @@ fn classify_warns_about_test_labels_never_seen_in_training() {
         &dir.path().join("Set/test.tsv"),
         &format!("{test}wheel\tcar\tmero\n"),
     );
-    let a = relbert()
-        .args(["bench", "classify", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(dir.path())
-        .assert()
-        .success();
+    let a = classify(dir.path()).assert().success();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
     // A log warning, as every other command's (s19 audit: `warning: …` on standard error,
     // which `RELBERT_LOG=error` did not silence).
@@ -482,15 +480,70 @@ fn classify_warns_about_test_labels_never_seen_in_training() {
     );
     // No warning when every test label was trained on.
     lexical(dir.path(), "Set", true);
-    let a = relbert()
-        .args(["bench", "classify", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(dir.path())
-        .assert()
-        .success();
+    let a = classify(dir.path()).assert().success();
     let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
     assert!(!err.contains("never seen in training"), "{err}");
+}
+
+/// The classifier takes its classes from the training rows, as scikit-learn's does: with
+/// an output for every label of the three files, an epoch kept for its validation accuracy
+/// predicted a label no training row has (seeds 1 and 2 here scored these all-`coord` test
+/// rows 1.000 though only `hyper` was ever trained on).
+#[test]
+fn classify_never_predicts_a_label_no_training_row_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |range: std::ops::Range<usize>, label: &dyn Fn(usize) -> &'static str| -> String {
+        range
+            .map(|k| match label(k) {
+                "hyper" => format!("dog{k}\tanimal\thyper\n"),
+                l => format!("red{k}\tblue\t{l}\n"),
+            })
+            .collect()
+    };
+    let set = dir.path().join("Set");
+    write(&set.join("train.tsv"), &rows(0..40, &|_| "hyper"));
+    write(
+        &set.join("val.tsv"),
+        &rows(100..110, &|k| if k % 5 == 0 { "hyper" } else { "coord" }),
+    );
+    write(&set.join("test.tsv"), &rows(200..212, &|_| "coord"));
+    for seed in ["1", "2"] {
+        let json = dir.path().join(format!("report-{seed}.json"));
+        let a = relbert()
+            .args(["bench", "classify", "--seed", seed, "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json)
+            .assert()
+            .success();
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.contains("Set: test label(s) never seen in training: coord;")
+                && err.contains("Set: validation label(s) never seen in training: coord;"),
+            "{err}"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let set = &report["results"]["Set"];
+        assert_eq!(set["f1_micro"], 0.0, "seed {seed}: {report}");
+        assert_eq!(set["f1_macro"], 0.0, "seed {seed}: {report}");
+        assert_eq!(set["classes"], serde_json::json!(["coord", "hyper"]));
+    }
+}
+
+/// A val.tsv that is there but is no file (a folder, a broken link) is the user's mistake,
+/// named; it was taken for "no val.tsv" and 10% of train.tsv silently held out instead.
+#[test]
+fn classify_names_a_val_tsv_that_is_not_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "Set", false);
+    std::fs::create_dir(dir.path().join("Set/val.tsv")).unwrap();
+    let a = classify(dir.path()).assert().failure();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("val.tsv"), "{err}");
+    assert!(!err.contains("held out"), "{err}");
 }
 
 #[test]
@@ -599,11 +652,7 @@ fn a_too_long_pair_is_refused_naming_file_and_line() {
         &format!("{test}{long}\tcar\thyper\n"),
     );
     let lines = test.lines().count();
-    let a = relbert()
-        .args(["bench", "classify", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(dir.path())
+    let a = classify(dir.path())
         .args(["--dataset", "Set"])
         .assert()
         .failure();
@@ -1098,11 +1147,7 @@ fn a_word_of_invisible_characters_only_is_refused_naming_file_and_line() {
     let path = dir.path().join("Set/test.tsv");
     let text = std::fs::read_to_string(&path).unwrap();
     write(&path, &format!("{text}\u{200b}\tanimal\thyper\n"));
-    let a = relbert()
-        .args(["bench", "classify", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(dir.path())
+    let a = classify(dir.path())
         .args(["--dataset", "Set"])
         .assert()
         .failure();

@@ -733,6 +733,15 @@ fn the_format_follows_the_output_extension_and_a_contradiction_is_refused() {
         );
         assert!(!out.exists(), "{name} was written");
     }
+    // A name relbert gives an array's pair list is no name for vectors (a review found
+    // `--format npy --out v.pairs.tsv` accepted, which blocked a later `--out v.npy`).
+    for extra in [&["--format", "npy"][..], &[][..]] {
+        let out = dir.path().join("v.pairs.tsv");
+        let a = embed(extra, &out).code(2);
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(err.contains("ends in .pairs.tsv"), "{extra:?}: {err}");
+        assert!(!out.exists());
+    }
     // Agreeing, it is taken.
     let agreed = dir.path().join("w.jsonl");
     embed(&["--format", "jsonl"], &agreed).success();

@@ -373,15 +373,28 @@ fn another_model_is_refused_for_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("idx");
     build(dir.path(), &out, &[]).success();
-    relbert()
-        .args(["query", "--index"])
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("tiny-roberta"))
-        .args(["lion", "cub"])
-        .assert()
+    let query = |model: &str, pair: [&str; 2]| {
+        relbert()
+            .args(["query", "--json", "--index"])
+            .arg(&out)
+            .arg("--model")
+            .arg(fixture(model))
+            .args(pair)
+            .assert()
+    };
+    query("tiny-roberta", ["lion", "cub"])
         .failure()
         .stderr(predicates::str::contains("another encoder"));
+    // A pair the index holds is answered from its row, so the other model was ignored
+    // without a word (found by a review): the index's neighbours under its name.
+    let a = query("tiny-roberta", ["paris", "france"]).failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("another encoder"), "{err}");
+    assert!(a.get_output().stdout.is_empty());
+    // The index's own model, named, answers it from the index.
+    let a = query("tiny-bert", ["paris", "france"]).success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["source"], "index", "{doc}");
 }
 
 #[test]

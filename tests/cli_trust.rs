@@ -1824,3 +1824,78 @@ fn every_pair_too_long_names_the_input_and_why() {
         "{err}"
     );
 }
+
+/// Found by a review of pair-file reading: a line whose head is a hashtag (`#metoo<TAB>movement`)
+/// was dropped as a comment without a word, and a column header `head<TAB>tail<TAB>label`
+/// (which `relbert bench` skips) was indexed as the pair `head : tail` and came back as an
+/// answer. Every reader of pair files reads them alike: `index build`, `index add`, `embed`.
+#[test]
+fn a_header_is_skipped_and_a_hashtag_read_as_a_comment_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("tags.tsv");
+    let mut text =
+        "head\ttail\tlabel\n# a comment\n#metoo\tmovement\n# paris\tfrance\n".to_string();
+    text.push_str(&pairs_text());
+    text.push_str("head\ttail\tpart\n");
+    std::fs::write(&pairs, &text).unwrap();
+    let hashtag = "tags.tsv:3: 1 line starting with # that reads as a pair was skipped";
+    let header = "tags.tsv:1: skipped the column header";
+    let read = |a: &assert_cmd::assert::Assert| {
+        let err = stderr_of(a);
+        assert!(err.contains(hashtag), "{err}");
+        assert!(err.contains(header), "{err}");
+        assert_eq!(err.matches("starting with #").count(), 1, "{err}");
+    };
+    let index = dir.path().join("idx");
+    let a = relbert()
+        .env("RELBERT_LOG", "info")
+        .args(["index", "build", "--json", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&index)
+        .assert()
+        .success();
+    read(&a);
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let n = pairs_text().lines().count() as u64 + 1;
+    assert_eq!(doc["pairs_read"], n, "{doc}");
+    assert_eq!(index_count(&index), n);
+    // The header is no pair of the index; the pair of a later line spelled like it is.
+    let a = relbert()
+        .args(["query", "--json", "--exact", "-k", "1000", "--index"])
+        .arg(&index)
+        .args(["paris", "france"])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let heads: Vec<&serde_json::Value> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["pair"][0] == "head")
+        .collect();
+    assert_eq!(heads.len(), 1, "{doc}");
+    assert_eq!(heads[0]["label"], "part", "{doc}");
+    let a = relbert()
+        .env("RELBERT_LOG", "info")
+        .args(["index", "add", "--json", "--index"])
+        .arg(&index)
+        .arg("--pairs")
+        .arg(&pairs)
+        .assert()
+        .success();
+    read(&a);
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["already_in_index"], n, "{doc}");
+    let a = embed(&pairs)
+        .env("RELBERT_LOG", "info")
+        .arg("--out")
+        .arg(dir.path().join("v.npy"))
+        .assert()
+        .success();
+    read(&a);
+    let listed = std::fs::read_to_string(dir.path().join("v.pairs.tsv")).unwrap();
+    assert_eq!(listed.lines().count() as u64, n + 1, "{listed}");
+}

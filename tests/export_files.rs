@@ -719,6 +719,33 @@ fn a_format_the_out_extension_contradicts_is_refused() {
     export(&index, "npy", &dir.path().join("y.npy"), &[]).success();
 }
 
+/// A review: `--format npy --out v.pairs.tsv` wrote an array under the name relbert gives
+/// an array's pair list (its own list at v.pairs.tsv.pairs.tsv), and a later `--out v.npy`
+/// was then refused, its list's place holding a file relbert had not written. Such a name is
+/// a bad command line (status 2) for every format, with nothing written.
+#[test]
+fn an_out_named_as_a_pair_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic::synthetic_index(&dir.path().join("idx"), 10, 8, 6);
+    for (format, name) in [
+        ("npy", "v.pairs.tsv"),
+        ("word2vec", "v.pairs.tsv"),
+        ("word2vec-text", "V.PAIRS.TSV"),
+    ] {
+        let out = dir.path().join(name);
+        let a = export(&index, format, &out, &[]).code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.contains(&format!("--out {} ends in .pairs.tsv", out.display())),
+            "{format} {name}: {err}"
+        );
+        assert!(!out.exists(), "{name} was written");
+    }
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+    export(&index, "npy", &dir.path().join("v.npy"), &[]).success();
+    assert!(dir.path().join("v.pairs.tsv").is_file());
+}
+
 /// Audit (s20): errors on the files relbert writes beside --out named only the hidden file
 /// (`/proc/.x.npy.lock: No such file or directory`; `.wwww….lock: File name too long` for a
 /// valid 250-byte --out). They name --out and say what the file is, and a name that leaves

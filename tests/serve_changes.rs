@@ -263,3 +263,133 @@ fn an_index_of_another_model_in_the_served_place_is_shown_as_not_served() {
     assert_eq!(status, 200, "{body}");
     server.alive().unwrap();
 }
+
+/// A server on a tiny-BERT index of `lines` (a pair file's text), kept in `dir`.
+fn serve_pairs(dir: &Path, lines: &str) -> Server {
+    let pairs = dir.join("pairs.tsv");
+    std::fs::write(&pairs, lines).unwrap();
+    Server::start(&common::tiny_index(&pairs, &dir.join("idx")))
+}
+
+/// Two words of single letters: each word short, the prompt over the tiny model's token
+/// limit.
+fn over_the_token_limit() -> String {
+    "x ".repeat(45).trim_end().to_string()
+}
+
+/// Found by a review: one over-long pair in a batch query made the encoder encode the whole
+/// batch again one pair at a time (and the server then ask each pair alone once more), so a
+/// batch of 64 pairs with 6 such took three times as long and crowded out other clients.
+/// Now the over-long pair is refused alone before any forward pass: the encoder encodes each
+/// good pair once (counted by the metrics' batch sizes, not timed), and every pair is answered
+/// in its place as before.
+#[test]
+fn an_over_long_pair_in_a_batch_costs_the_others_no_extra_encoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve_pairs(tmp.path(), "paris\tfrance\ndog\tpuppy\n");
+    let long = over_the_token_limit();
+    let mut pairs: Vec<Value> = (0..5)
+        .map(|i| serde_json::json!([format!("unseen{i}"), "thing"]))
+        .collect();
+    pairs.insert(1, serde_json::json!([long, long]));
+    let body = serde_json::json!({"pairs": pairs, "k": 1}).to_string();
+    let (status, v) = server.query(&body);
+    assert_eq!(status, 200, "{v}");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    for (i, r) in results.iter().enumerate() {
+        if i == 1 {
+            assert_eq!(r["status"], 422, "{r}");
+            let msg = r["error"].as_str().unwrap();
+            assert!(
+                msg.starts_with("pairs[1]: ") && msg.contains("token limit"),
+                "{msg}"
+            );
+        } else {
+            assert_eq!(r["source"], "encoded", "{i}: {r}");
+        }
+    }
+    let metrics = http_get(&server.addr, "/v1/metrics").unwrap();
+    let encoded: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("relbert_encoder_batch_size_sum")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no batch sizes in {metrics}"));
+    assert_eq!(encoded, 5.0, "each of the five good pairs encoded once");
+}
+
+/// Found by a review: the OpenAPI description's `Word` said a term has at most 100
+/// characters (`maxLength`), but the server checks the limit word by word (`new york` is two
+/// words), so a client validating against the description refused terms the server answers.
+/// The description now says what the server does: its per-word limit (`x-maxWordChars`) is
+/// the one it enforces, and a longer term of shorter words fits the schema.
+#[test]
+fn the_word_schema_says_the_limit_the_server_enforces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve_pairs(tmp.path(), "paris\tfrance\ndog\tpuppy\n");
+    let (status, spec) = server.get("/v1/openapi.json");
+    assert_eq!(status, 200);
+    let word = &spec["components"]["schemas"]["Word"];
+    let per_word = word["x-maxWordChars"].as_u64().expect("x-maxWordChars") as usize;
+    assert_eq!(per_word, relbert::serve::Limits::default().max_word_chars);
+    let w = "w".repeat(per_word);
+    let term = format!("{w} {w}");
+    // A term of words at the limit is asked (not in the index: 404); the schema admits it.
+    let ask = |a: &str| {
+        server.query(&serde_json::json!({"pair": [a, "b"], "stored_only": true}).to_string())
+    };
+    let (status, v) = ask(&term);
+    assert_eq!(status, 404, "{v}");
+    let chars = term.chars().count() as u64;
+    assert!(
+        word["maxLength"].as_u64().is_none_or(|max| chars <= max),
+        "the schema refuses a {chars}-character term the server answers: {word}"
+    );
+    // One character more in a word is refused, as the schema says.
+    let (status, v) = ask(&format!("{w}w b"));
+    assert_eq!(status, 422, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("longer than {per_word} characters")),
+        "{msg}"
+    );
+}
+
+/// Found by a review: suggestions compared decomposed text with its combining marks, so a
+/// prefix matched only while it stopped before one: `ist` and `IST` found no `İstanbul`
+/// (lower-cased, `İ` is `i` and a dot above), `cafe c` and `cafe:` no `café:crème`. Accents
+/// are ignored as case is, and the stored spelling is shown.
+#[test]
+fn suggestions_ignore_accents_and_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve_pairs(tmp.path(), "İstanbul\tturkey\ncafé\tcrème\nparis\tfrance\n");
+    for (q, want) in [
+        ("ist", "İstanbul:turkey"),
+        ("IST", "İstanbul:turkey"),
+        ("%C4%B0ST", "İstanbul:turkey"),
+        ("cafe", "café:crème"),
+        ("cafe%20c", "café:crème"),
+        ("cafe:", "café:crème"),
+        ("CAF%C3%89%3Acr", "café:crème"),
+    ] {
+        let (status, v) = server.get(&format!("/v1/suggest?q={q}"));
+        assert_eq!(status, 200, "{q}: {v}");
+        let found: Vec<String> = v["suggestions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{q}: {v}"))
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}",
+                    s["pair"][0].as_str().unwrap(),
+                    s["pair"][1].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(found, [want], "{q}");
+    }
+}

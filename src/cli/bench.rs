@@ -1005,7 +1005,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         data.push(LexicalSet {
             name: name.clone(),
             train: read("train")?,
-            val: if val_path.is_file() {
+            // Only a val.tsv that is not there at all is "none": a folder or a broken link
+            // there is the user's mistake, named by the read's error, not a silent hold-out.
+            val: if std::fs::symlink_metadata(&val_path).is_ok() {
                 Some(read("val")?)
             } else {
                 None
@@ -1135,6 +1137,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     )?;
     writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for set in &data {
+        // Every label of the three files, sorted: what the report lists and scores.
         let classes: Vec<String> = {
             let mut c: Vec<String> = set
                 .train
@@ -1147,8 +1150,6 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             c.dedup();
             c
         };
-        let label = |lp: &LabelledPair| classes.binary_search(&lp.label).unwrap_or(0);
-        let labels = |rows: &[LabelledPair]| rows.iter().map(label).collect::<Vec<_>>();
         let (train, val, validation): (Vec<LabelledPair>, Vec<LabelledPair>, _) = match &set.val {
             Some(v) => (set.train.clone(), v.clone(), "val.tsv"),
             // scikit-learn's default rule reads no validation set: every row trains.
@@ -1159,7 +1160,12 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             ),
             None => {
                 // By label, so that a small class keeps rows in training.
-                let (keep, held) = holdout_split(&labels(&set.train), 0.1, a.seed);
+                let by_label: Vec<usize> = set
+                    .train
+                    .iter()
+                    .map(|lp| classes.binary_search(&lp.label).unwrap_or(0))
+                    .collect();
+                let (keep, held) = holdout_split(&by_label, 0.1, a.seed);
                 (
                     keep.iter().map(|&i| set.train[i].clone()).collect(),
                     held.iter().map(|&i| set.train[i].clone()).collect(),
@@ -1167,26 +1173,56 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 )
             }
         };
-        // Labels the classifier never sees in training cannot be predicted, so their test
-        // rows are all misses. Scored as scikit-learn scores them, but said, since a typo in
-        // a label or a class missing from train.tsv otherwise only shows as a low F1.
-        let unseen: std::collections::BTreeSet<&str> = {
-            let seen: std::collections::HashSet<&str> =
-                train.iter().map(|lp| lp.label.as_str()).collect();
-            set.test
+        // The classifier has an output for each label it trains on and no other, as
+        // scikit-learn's `MLPClassifier` takes its classes from the training labels: those
+        // come first (0..trained), the labels only validation or test rows carry after them,
+        // so such a row is always a miss. Outputs for every label of the three files let an
+        // epoch chosen on validation predict a label no training row has, which inflated F1.
+        let seen: std::collections::BTreeSet<&str> =
+            train.iter().map(|lp| lp.label.as_str()).collect();
+        let trained = seen.len();
+        let index_of: std::collections::HashMap<&str, usize> = seen
+            .iter()
+            .copied()
+            .chain(
+                classes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|l| !seen.contains(l)),
+            )
+            .enumerate()
+            .map(|(i, l)| (l, i))
+            .collect();
+        let labels = |rows: &[LabelledPair]| {
+            rows.iter()
+                .map(|lp| index_of.get(lp.label.as_str()).copied().unwrap_or(trained))
+                .collect::<Vec<_>>()
+        };
+        // Labels the classifier never sees in training cannot be predicted, so their rows
+        // are all misses. Scored as scikit-learn scores them, but said, since a typo in a
+        // label or a class missing from train.tsv otherwise only shows as a low F1.
+        for (rows, what, effect) in [
+            (&set.test, "test", "so their test pairs count as errors"),
+            (
+                &val,
+                "validation",
+                "so their validation pairs count as misses when the epoch to keep is chosen",
+            ),
+        ] {
+            let unseen: std::collections::BTreeSet<&str> = rows
                 .iter()
                 .map(|lp| lp.label.as_str())
                 .filter(|l| !seen.contains(l))
-                .collect()
-        };
-        if !unseen.is_empty() {
-            let names: Vec<&str> = unseen.into_iter().collect();
-            tracing::warn!(
-                "{}: test label(s) never seen in training: {}; the classifier cannot predict \
-                 them, so their test pairs count as errors",
-                set.name,
-                names.join(", ")
-            );
+                .collect();
+            if !unseen.is_empty() {
+                let names: Vec<&str> = unseen.into_iter().collect();
+                tracing::warn!(
+                    "{}: {what} label(s) never seen in training: {}; the classifier cannot \
+                     predict them, {effect}",
+                    set.name,
+                    names.join(", ")
+                );
+            }
         }
         // Epochs up to the most there can be: training usually stops early, when the
         // display's last line says how many ran.
@@ -1200,7 +1236,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             &labels(&train),
             &features(&val),
             &labels(&val),
-            classes.len(),
+            trained,
             &cfg,
             &mut |r| {
                 // The loss has no place on the shared display's line; asked for, it is logged.

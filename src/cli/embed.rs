@@ -295,6 +295,27 @@ pub(super) fn check_extension(
     }
 }
 
+/// Refuses (status 2) an `--out` named as relbert names the pair list beside an array
+/// (`NAME.pairs.tsv`, any case): vectors written there were taken for that list by every
+/// later run, and a later `--out NAME.npy` (or `NAME`) was refused because its list's place
+/// held something relbert had not written (found by a review of `index export`).
+pub(super) fn check_not_a_pair_list_name(out: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = out.as_os_str().as_bytes();
+    let suffix = b".pairs.tsv";
+    let ends = name.len() >= suffix.len()
+        && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
+    if ends {
+        return Err(super::usage(format!(
+            "--out {} ends in .pairs.tsv, the name relbert gives the pair list it writes beside \
+             an array; give the vectors another name (--out NAME.npy writes NAME.pairs.tsv \
+             beside it)",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A format's name on the command line.
 fn format_name(f: Format) -> &'static str {
     match f {
@@ -312,6 +333,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         // Before the lock, which makes missing folders (and left them behind).
         super::check_out_folder(o, "--out")?;
         super::not_in_an_index(o, "--out")?;
+        check_not_a_pair_list_name(o)?;
         check_room_beside(o, format)?;
     }
     // Standard output holds the vectors then; a summary after them would corrupt them.

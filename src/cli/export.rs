@@ -290,6 +290,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
             }
             .to_string()
         })?;
+        super::embed::check_not_a_pair_list_name(out)?;
         super::embed::check_room_beside(out, file_format(format).1)?;
     }
     super::index::check_there(&a.index)?;

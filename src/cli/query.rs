@@ -30,11 +30,13 @@ pub struct QueryArgs {
     /// $RELBERT_QDRANT_URL).
     #[arg(long, requires = "collection", conflicts_with = "index", value_parser = super::os(super::export::qdrant_spec))]
     qdrant: Option<String>,
-    /// Model for pairs not in the index (default: the one the index was built with).
+    /// Model for pairs not in the index (default: the one the index was built with). Given,
+    /// it is loaded and checked at the start: one that computes another pair function than
+    /// the index's is refused, even for a query the index holds.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The query pair A B (or one argument A:B); without it, queries are read from standard
-    /// input, one per line (`a<TAB>b`, `a:b` or `a b`).
+    /// The query pair A B (or one argument A:B); without it, or with `-` alone, queries are
+    /// read from standard input, one per line (`a<TAB>b`, `a:b` or `a b`).
     #[arg(num_args = 1..=2, value_names = ["A", "B"], value_parser = super::os(super::text))]
     pair: Vec<String>,
     /// Results per query (at least 1).
@@ -985,6 +987,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // in a word are not part of it ([`relbert::pairs::read_word`]), and an empty word is no
     // word.
     let given: Option<(String, String)> = match a.pair.as_slice() {
+        // `-` is standard input, as for `--pairs -` (it was refused as one word).
+        [line] if line == "-" => None,
         [line] => Some(
             relbert::query::query_line_readings(line)
                 .into_iter()
@@ -1070,6 +1074,17 @@ pub fn run(a: QueryArgs) -> Result<()> {
         engine.set_dtype(d);
     }
     engine.set_device(device);
+    let model_given = a.model.is_some();
+    // A model named on the command line is checked against the store's pair function at
+    // once: a pair the store holds is answered from its stored row, so a `--model` with
+    // other weights was otherwise ignored without a word for it (found by a review: the
+    // index's neighbours reported under the other model's name), and refused only for a
+    // pair that needed encoding.
+    if model_given {
+        if let Err(e) = engine.load_model().map(|_| ()) {
+            return Err(explained(e, &engine, model_given));
+        }
+    }
     let opts = QueryOptions {
         k: a.k,
         exact: a.exact,
@@ -1078,6 +1093,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     };
     // One argument that reads two ways is the pair the store holds, as a stream line is.
     let reread = match a.pair.as_slice() {
+        [line] if line == "-" => None,
         [line] => engine.read_query_line(line)?,
         _ => None,
     };
@@ -1085,7 +1101,6 @@ pub fn run(a: QueryArgs) -> Result<()> {
         Some((x, y)) => Some((x.as_str(), y.as_str())),
         None => pair,
     };
-    let model_given = a.model.is_some();
     if let Some((x, y)) = pair {
         // The reading the store holds may have other words than the first (checked above).
         relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS)

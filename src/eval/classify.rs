@@ -142,7 +142,9 @@ fn check_labels(y: &[usize], n: usize, n_classes: usize, what: &str) -> Result<(
 }
 
 impl Mlp {
-    /// Trains on `(x, y)` with early stopping on `(val_x, val_y)`; labels are `0..n_classes`.
+    /// Trains on `(x, y)` with early stopping on `(val_x, val_y)`; training labels are
+    /// `0..n_classes`, and a validation label at or above `n_classes` (a class with no
+    /// training row) counts as a miss.
     pub fn train(
         x: &[Vec<f32>],
         y: &[usize],
@@ -176,7 +178,9 @@ impl Mlp {
             });
         }
         check_labels(y, x.len(), n_classes, "training labels")?;
-        check_labels(val_y, val_x.len(), n_classes, "validation labels")?;
+        // A validation label may be one the classifier has no output for (a class no
+        // training row has): such a row is never predicted right, a miss, not an error.
+        check_labels(val_y, val_x.len(), usize::MAX, "validation labels")?;
         let dev = Device::Cpu;
         let xt = matrix(x, &dev)?;
         let dim = xt.dim(1)?;

@@ -276,20 +276,6 @@ pub struct LabelledPair {
     pub line: usize,
 }
 
-/// Whether `fields` (trimmed) are a column header rather than a labelled pair: `head`, `tail`
-/// and `relation` (or `label`), in any letter case. Such a first line is skipped, not read as
-/// a pair of a class called `relation`.
-fn is_lexical_header(fields: &[&str]) -> bool {
-    match fields {
-        [h, t, l] => {
-            h.eq_ignore_ascii_case("head")
-                && t.eq_ignore_ascii_case("tail")
-                && (l.eq_ignore_ascii_case("relation") || l.eq_ignore_ascii_case("label"))
-        }
-        _ => false,
-    }
-}
-
 /// Reads a lexical relation classification TSV (`head<TAB>tail<TAB>label`). Each line is its
 /// own example, so a pair listed with two labels gives two examples, as in the reference.
 /// Fields are trimmed of surrounding whitespace (a trailing space or a Windows line end would
@@ -300,7 +286,7 @@ pub fn load_lexical_file(path: &Path) -> Result<Vec<LabelledPair>> {
     let mut out = Vec::new();
     for (k, (line, text)) in read_lines(path)?.into_iter().enumerate() {
         let fields: Vec<&str> = text.split('\t').map(str::trim).collect();
-        if k == 0 && is_lexical_header(&fields) {
+        if k == 0 && crate::pairs::is_column_header(&fields) {
             continue;
         }
         match fields.as_slice() {

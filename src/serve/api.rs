@@ -703,6 +703,9 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
 struct Snapshot {
     batcher: Arc<super::Batcher>,
     view: Arc<View>,
+    /// The model's tokenizer for the warning of words read as its unknown token alone
+    /// ([`vectors_of`]).
+    unknown: Option<Arc<crate::embed::WordTokenizer>>,
 }
 
 impl std::ops::Deref for Snapshot {
@@ -719,6 +722,7 @@ fn loaded(state: &AppState) -> Result<Snapshot, ApiError> {
         .map(|l: &Loaded| Snapshot {
             batcher: l.batcher.current(),
             view: l.view(),
+            unknown: l.unknown.clone(),
         })
         .ok_or_else(|| match state.failure() {
             Some(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, load_failed(why)),
@@ -962,8 +966,9 @@ impl From<Refused> for ApiError {
 }
 
 /// The pairs of a request, each read as `relbert query` reads a line: a line that reads two
-/// ways is the reading the store holds (else its default reading), so `"re:invent
-/// conference"` finds a stored (`re:invent`, `conference`) here as on the command line.
+/// ways is the reading the store holds (else its default reading; see
+/// [`QueryEngine::held_reading`]), so `"re:invent conference"`, and `"Re:Invent conference"`,
+/// find a stored (`re:invent`, `conference`) here as on the command line.
 /// `what` names one pair (`pair`) or, with `[i]` appended, each of a batch (`pairs`). JSON
 /// that is not a pair fails the request; a pair whose words cannot be asked (not two words,
 /// an empty or too long word, control characters) is [`Refused`] in its place.
@@ -998,16 +1003,7 @@ async fn read_pairs(
         on_store(&loaded.engine, local, move |e| {
             let mut picked = Vec::with_capacity(asked.len());
             for r in &asked {
-                let mut pick = 0;
-                if r.len() > 1 {
-                    for (j, (a, b)) in r.iter().enumerate() {
-                        if e.stored(a, b).map_err(ApiError::internal)?.is_some() {
-                            pick = j;
-                            break;
-                        }
-                    }
-                }
-                picked.push(pick);
+                picked.push(e.held_reading(r).map_err(ApiError::internal)?);
             }
             Ok(picked)
         })
@@ -1268,7 +1264,9 @@ async fn on_store<T: Send + 'static>(
 
 /// The query vectors of `pairs`: stored ones straight from the store, the rest encoded
 /// together through the batcher. A pair the encoder refuses (or, with `stored_only`, one
-/// the store lacks) gets its own status and message; a full queue fails the request.
+/// the store lacks) gets its own status and message; a full queue fails the request. An
+/// encoded pair with words the model reads as its unknown token alone is logged at warn
+/// level, as `relbert query` warns of it.
 async fn vectors_of(
     state: &AppState,
     loaded: &Snapshot,
@@ -1311,6 +1309,17 @@ async fn vectors_of(
             out[i] = Some(match v {
                 Ok(v) => {
                     state.metrics.query_source("encoded");
+                    // As `relbert query` warns: the answer's JSON has no place for notes.
+                    if let Some(wt) = &loaded.unknown {
+                        let (a, b) = &pairs[i];
+                        crate::embed::warn_unknown_query_words(
+                            wt,
+                            "/v1/query: the query",
+                            a,
+                            b,
+                            crate::query::UNKNOWN_QUERY_OUTCOME,
+                        );
+                    }
                     Ok((v, Source::Encoded, None))
                 }
                 Err(msg) => Err((StatusCode::UNPROCESSABLE_ENTITY, msg)),
@@ -1323,33 +1332,24 @@ async fn vectors_of(
         .collect())
 }
 
-/// The vectors of `pairs`, encoded together, each or the encoder's reason for refusing it: a
-/// refused pair among several is found by asking again one at a time. A full queue or a
-/// stopped encoder fails the whole request.
+/// The vectors of `pairs`, encoded together, each or the encoder's reason for refusing it:
+/// a refused pair fails alone, and the others still share forward passes (found by a
+/// review: one over-long pair sent every pair of its request through the encoder again, one
+/// at a time, which slowed other clients to timeouts). A full queue or a stopped encoder
+/// fails the whole request.
 async fn encode_each(
     batcher: &super::Batcher,
     pairs: Vec<(String, String)>,
 ) -> Result<Vec<Result<Vec<f32>, String>>, ApiError> {
     let n = pairs.len();
-    match batcher.embed(pairs.clone()).await {
-        Ok(vs) if vs.len() == n => Ok(vs.into_iter().map(Ok).collect()),
-        Ok(_) => Err(ApiError::new(
+    let out = batcher.embed_each(pairs).await?;
+    if out.len() != n {
+        return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the encoder returned another number of vectors than pairs",
-        )),
-        Err(BatchError::Rejected(msg)) => {
-            let mut out = Vec::with_capacity(n);
-            for p in pairs {
-                out.push(match batcher.embed(vec![p]).await {
-                    Ok(mut v) => v.pop().ok_or_else(|| msg.clone()),
-                    Err(BatchError::Rejected(m)) => Err(m),
-                    Err(e) => return Err(e.into()),
-                });
-            }
-            Ok(out)
-        }
-        Err(e) => Err(e.into()),
+        ));
     }
+    Ok(out)
 }
 
 /// One query's answer, as `relbert query --json` prints it (plus `plot` if asked); see
@@ -1465,14 +1465,17 @@ async fn embed(
         .into_iter()
         .collect::<Result<Vec<_>, Refused>>()?;
     // The reply has no place for one pair's error: a refused pair fails the request, named.
-    let mut vectors = Vec::with_capacity(pairs.len());
-    for (i, v) in encode_each(&loaded.batcher, pairs.clone())
-        .await?
-        .into_iter()
-        .enumerate()
-    {
-        vectors.push(v.map_err(|msg| ApiError::bad(format!("pairs[{i}]: {msg}")))?);
-    }
+    // The first refused pair ends the request; the pairs after it are not encoded.
+    let vectors = match loaded.batcher.embed_all(pairs.clone()).await? {
+        Ok(v) if v.len() == pairs.len() => v,
+        Ok(_) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the encoder returned another number of vectors than pairs",
+            ))
+        }
+        Err((i, msg)) => return Err(ApiError::bad(format!("pairs[{i}]: {msg}"))),
+    };
     Ok(Json(json!({
         "dim": loaded.batcher.dim(),
         "pairs": pairs.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),

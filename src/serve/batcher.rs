@@ -9,6 +9,13 @@
 //! A lone pair does not wait for company unless requests have been arriving together (the
 //! last forward pass held more than one pair): one client at a time is answered at once.
 //!
+//! Each pair is screened as it is taken, by the tokenisation its place in the token budget
+//! needs anyway: a pair whose prompt is too long for the model is refused alone, never put
+//! in a batch, so it cannot fail the others' forward pass. A request answered whole
+//! ([`Batcher::embed_all`]) stops there: its other pairs are answered with that refusal, not
+//! encoded (those already encoded in an earlier batch, when the request was cut, are not
+//! taken back).
+//!
 //! The forward pass is CPU-bound and runs on the rayon pool, so it must not occupy the async
 //! runtime's workers: those keep answering stored-pair queries meanwhile. The CPU encoder
 //! runs each batch on one thread with single-threaded kernels (no barriers between cores),
@@ -18,7 +25,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -79,10 +86,38 @@ pub enum BatchError {
     Rejected(String),
 }
 
+/// Why a pair was not encoded: the place in its request of the pair refused (its own, or a
+/// sibling's that refused a request answered whole) and the refusal.
+type Refusal = (usize, String);
+
+/// A pair's answer: its vector or why it has none.
+type Reply = std::result::Result<Vec<f32>, Refusal>;
+
 struct Job {
     a: String,
     b: String,
-    reply: oneshot::Sender<std::result::Result<Vec<f32>, String>>,
+    /// The pair's place in its request.
+    at: usize,
+    /// Shared by the pairs of a request answered whole: its first refusal, once there is one.
+    whole: Option<Arc<OnceLock<Refusal>>>,
+    reply: oneshot::Sender<Reply>,
+}
+
+impl Job {
+    /// Answers the job with `refusal`, or with its request's if that came first (a request
+    /// answered whole is refused by its first refused pair).
+    fn refuse(self, refusal: Refusal) {
+        let refusal = match &self.whole {
+            Some(first) => first.get_or_init(|| refusal).clone(),
+            None => refusal,
+        };
+        let _ = self.reply.send(Err(refusal));
+    }
+
+    /// Its request's refusal, if it is answered whole and another of its pairs was refused.
+    fn refused(&self) -> Option<&Refusal> {
+        self.whole.as_ref().and_then(|first| first.get())
+    }
 }
 
 /// The handle requests use to get pairs encoded; cheap to share behind an `Arc`.
@@ -129,30 +164,80 @@ impl Batcher {
     }
 
     /// Unit relation vectors of `pairs`, in order, sharing forward passes with whatever
-    /// other requests are waiting.
+    /// other requests are waiting; a pair the encoder refuses fails the request, and its
+    /// other pairs are then not encoded.
     pub async fn embed(
         &self,
         pairs: Vec<(String, String)>,
     ) -> std::result::Result<Vec<Vec<f32>>, BatchError> {
-        let mut waiting = Vec::with_capacity(pairs.len());
-        let jobs: Vec<Job> = pairs
-            .into_iter()
-            .map(|(a, b)| {
-                let (reply, rx) = oneshot::channel();
-                waiting.push(rx);
-                Job { a, b, reply }
-            })
-            .collect();
-        enqueue(&self.tx, &self.depth, self.capacity, jobs)?;
+        self.embed_all(pairs)
+            .await?
+            .map_err(|(_, msg)| BatchError::Rejected(msg))
+    }
+
+    /// [`Self::embed`], with a refusal saying which pair (its place in `pairs`) was refused.
+    /// The inner `Err` is the first refused pair in the order pairs are taken, which is
+    /// theirs in `pairs`.
+    pub async fn embed_all(
+        &self,
+        pairs: Vec<(String, String)>,
+    ) -> std::result::Result<std::result::Result<Vec<Vec<f32>>, (usize, String)>, BatchError> {
+        let waiting = self.submit(pairs, Some(Arc::new(OnceLock::new())))?;
         let mut out = Vec::with_capacity(waiting.len());
         for rx in waiting {
             match rx.await {
                 Ok(Ok(v)) => out.push(v),
-                Ok(Err(msg)) => return Err(BatchError::Rejected(msg)),
+                // The receivers dropped here tell the encoder thread to skip what is left.
+                Ok(Err(refusal)) => return Ok(Err(refusal)),
+                Err(_) => return Err(BatchError::Stopped),
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// Each pair's unit relation vector, in order, or the encoder's reason for refusing that
+    /// pair: a refused pair fails alone, and the others are encoded together all the same.
+    /// A full queue or a stopped encoder fails the whole request.
+    pub async fn embed_each(
+        &self,
+        pairs: Vec<(String, String)>,
+    ) -> std::result::Result<Vec<std::result::Result<Vec<f32>, String>>, BatchError> {
+        let waiting = self.submit(pairs, None)?;
+        let mut out = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            match rx.await {
+                Ok(r) => out.push(r.map_err(|(_, msg)| msg)),
                 Err(_) => return Err(BatchError::Stopped),
             }
         }
         Ok(out)
+    }
+
+    /// Queues `pairs` (all or none, see [`enqueue`]), each pair knowing its place and, for a
+    /// request answered whole, sharing `whole`; returns where their answers arrive.
+    fn submit(
+        &self,
+        pairs: Vec<(String, String)>,
+        whole: Option<Arc<OnceLock<Refusal>>>,
+    ) -> std::result::Result<Vec<oneshot::Receiver<Reply>>, BatchError> {
+        let mut waiting = Vec::with_capacity(pairs.len());
+        let jobs: Vec<Job> = pairs
+            .into_iter()
+            .enumerate()
+            .map(|(at, (a, b))| {
+                let (reply, rx) = oneshot::channel();
+                waiting.push(rx);
+                Job {
+                    a,
+                    b,
+                    at,
+                    whole: whole.clone(),
+                    reply,
+                }
+            })
+            .collect();
+        enqueue(&self.tx, &self.depth, self.capacity, jobs)?;
+        Ok(waiting)
     }
 }
 
@@ -233,13 +318,40 @@ fn embed_spread(
     Ok(out)
 }
 
-/// Prompt length in tokens, for the token budget (a pair the tokenizer fails on counts as
-/// the model's limit: the forward pass will report its error).
-fn prompt_tokens(enc: &RelationEncoder, job: &Job) -> usize {
-    enc.tokenize(&[(job.a.as_str(), job.b.as_str())])
-        .ok()
-        .and_then(|t| t.first().map(|t| t.ids.len()))
-        .unwrap_or(enc.max_tokens())
+/// Prompt length in tokens, for the token budget, or the refusal of a pair whose prompt is
+/// too long for the model (its request's, if that was refused already): such a pair is
+/// answered at once and kept out of every batch, so its error cannot fail the others'
+/// forward pass. A pair the tokenizer fails on otherwise counts as the model's limit: the
+/// forward pass reports its error.
+fn screen(enc: &RelationEncoder, job: &Job) -> std::result::Result<usize, Refusal> {
+    if let Some(refusal) = job.refused() {
+        return Err(refusal.clone());
+    }
+    match enc.tokenize(&[(job.a.as_str(), job.b.as_str())]) {
+        Ok(t) => Ok(t.first().map_or(enc.max_tokens(), |t| t.ids.len())),
+        Err(e @ Error::PromptTooLong { .. }) => Err((job.at, rejection(&e))),
+        Err(_) => Ok(enc.max_tokens()),
+    }
+}
+
+/// The next job from `take` that passes [`screen`], with its prompt's length; those refused
+/// on the way are answered and their places in `depth` given back. `None` once `take` has
+/// nothing more.
+fn next_screened(
+    enc: &RelationEncoder,
+    depth: &AtomicUsize,
+    mut take: impl FnMut() -> Option<Job>,
+) -> Option<(Job, usize)> {
+    loop {
+        let job = take()?;
+        match screen(enc, &job) {
+            Ok(tokens) => return Some((job, tokens)),
+            Err(refusal) => {
+                depth.fetch_sub(1, Ordering::Relaxed);
+                job.refuse(refusal);
+            }
+        }
+    }
 }
 
 fn encoder_loop(
@@ -255,12 +367,9 @@ fn encoder_loop(
     loop {
         let first = match carried.take() {
             Some(j) => j,
-            None => match rx.recv() {
-                Ok(j) => {
-                    let t = prompt_tokens(&enc, &j);
-                    (j, t)
-                }
-                Err(_) => return, // every handle dropped: the server is gone
+            None => match next_screened(&enc, &depth, || rx.recv().ok()) {
+                Some(j) => j,
+                None => return, // every handle dropped: the server is gone
             },
         };
         let wait = if concurrent {
@@ -274,7 +383,7 @@ fn encoder_loop(
         let mut batch = vec![first];
         while batch.len() < cfg.max_batch {
             // Whatever is queued already is taken without waiting; then up to the deadline.
-            let next = match rx.try_recv() {
+            let next = next_screened(&enc, &depth, || match rx.try_recv() {
                 Ok(j) => Some(j),
                 Err(mpsc::TryRecvError::Disconnected) => None,
                 Err(mpsc::TryRecvError::Empty) => {
@@ -286,9 +395,8 @@ fn encoder_loop(
                         rx.recv_timeout(deadline - now).ok()
                     }
                 }
-            };
-            let Some(job) = next else { break };
-            let t = prompt_tokens(&enc, &job);
+            });
+            let Some((job, t)) = next else { break };
             if longest.max(t) * (batch.len() + 1) > cfg.max_tokens {
                 carried = Some((job, t));
                 break;
@@ -298,8 +406,18 @@ fn encoder_loop(
         }
         concurrent = batch.len() > 1;
         depth.fetch_sub(batch.len(), Ordering::Relaxed);
-        // A client that gave up (timeout, closed connection) needs no forward pass.
-        batch.retain(|(j, _)| !j.reply.is_closed());
+        // A client that gave up (timeout, closed connection) needs no forward pass, nor does
+        // a pair of a request refused by a pair taken after it into this batch.
+        let (refused, kept): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .filter(|(j, _)| !j.reply.is_closed())
+            .partition(|(j, _)| j.refused().is_some());
+        for (job, _) in refused {
+            if let Some(refusal) = job.refused().cloned() {
+                job.refuse(refusal);
+            }
+        }
+        let batch = kept;
         if batch.is_empty() {
             continue;
         }
@@ -316,14 +434,29 @@ fn encoder_loop(
                     let _ = job.reply.send(Ok(v));
                 }
             }
-            // One bad pair must not fail the others: encode them one by one to find it.
+            // An error screening did not foresee: one bad pair must not fail the others, so
+            // they are encoded one by one to find it (each a forward pass of its own).
             _ => {
                 for (job, _) in batch {
+                    // A request answered whole needs no more once one of its pairs failed.
+                    if let Some(refusal) = job.refused().cloned() {
+                        job.refuse(refusal);
+                        continue;
+                    }
+                    metrics.encoder_batch(1, depth.load(Ordering::Relaxed));
                     let r = enc
                         .embed(&[(job.a.as_str(), job.b.as_str())])
                         .map_err(|e| rejection(&e))
                         .and_then(|mut v| v.pop().ok_or_else(|| "no vector".to_string()));
-                    let _ = job.reply.send(r);
+                    match r {
+                        Ok(v) => {
+                            let _ = job.reply.send(Ok(v));
+                        }
+                        Err(msg) => {
+                            let at = job.at;
+                            job.refuse((at, msg));
+                        }
+                    }
                 }
             }
         }
@@ -351,7 +484,7 @@ mod tests {
     use super::*;
 
     /// Where a test job's answer arrives.
-    type Answer = oneshot::Receiver<std::result::Result<Vec<f32>, String>>;
+    type Answer = oneshot::Receiver<Reply>;
 
     fn jobs(n: usize) -> (Vec<Job>, Vec<Answer>) {
         (0..n)
@@ -360,6 +493,8 @@ mod tests {
                 let job = Job {
                     a: format!("a{i}"),
                     b: format!("b{i}"),
+                    at: i,
+                    whole: None,
                     reply,
                 };
                 (job, rx)
@@ -436,5 +571,149 @@ mod tests {
         );
         assert_eq!(depth.load(Ordering::Relaxed), 0);
         assert_eq!(rx.try_iter().count(), 0);
+    }
+
+    /// The tiny BERT fixture: its prompts are limited to a few dozen tokens.
+    fn tiny() -> RelationEncoder {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        RelationEncoder::load(&dir, &crate::EncoderOptions::default()).unwrap()
+    }
+
+    /// Two words whose prompt is over the tiny model's token limit.
+    fn too_long() -> (String, String) {
+        let w = "x ".repeat(45).trim_end().to_string();
+        (w.clone(), w)
+    }
+
+    /// Six pairs of short words, with the over-long pair in place 2.
+    fn with_one_too_long() -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = ["paris", "tokyo", "dog", "cat", "pen"]
+            .iter()
+            .map(|w| (w.to_string(), "thing".to_string()))
+            .collect();
+        pairs.insert(2, too_long());
+        pairs
+    }
+
+    /// `name`'s value in the metrics' text.
+    fn metric(metrics: &Metrics, name: &str) -> f64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    /// Runs the encoder loop to its end over `pairs`, queued as one request (answered whole
+    /// or pair by pair) before it starts, so that how they are batched does not depend on
+    /// timing; returns each pair's answer and the metrics: pairs encoded (summed over the
+    /// forward passes) and forward passes.
+    fn run(pairs: &[(String, String)], whole: bool) -> (Vec<Reply>, f64, f64) {
+        let enc = tiny();
+        let (tx, rx) = mpsc::sync_channel::<Job>(64);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let whole = whole.then(|| Arc::new(OnceLock::new()));
+        let (jobs, mut answers): (Vec<Job>, Vec<Answer>) = pairs
+            .iter()
+            .enumerate()
+            .map(|(at, (a, b))| {
+                let (reply, rx) = oneshot::channel();
+                let job = Job {
+                    a: a.clone(),
+                    b: b.clone(),
+                    at,
+                    whole: whole.clone(),
+                    reply,
+                };
+                (job, rx)
+            })
+            .unzip();
+        enqueue(&tx, &depth, 64, jobs).unwrap();
+        drop(tx);
+        let metrics = Arc::new(Metrics::new());
+        encoder_loop(
+            enc,
+            BatchConfig::default(),
+            rx,
+            depth.clone(),
+            metrics.clone(),
+        );
+        assert_eq!(depth.load(Ordering::Relaxed), 0, "every place given back");
+        let replies = answers.iter_mut().map(|a| a.try_recv().unwrap()).collect();
+        (
+            replies,
+            metric(&metrics, "relbert_encoder_batch_size_sum"),
+            metric(&metrics, "relbert_encoder_batch_size_count"),
+        )
+    }
+
+    /// An over-long pair among good ones fails alone, with the message a lone over-long pair
+    /// gets, and the good ones are encoded together in one forward pass (as they were, one
+    /// failed pass made every pair of the batch be encoded again one at a time).
+    #[test]
+    fn an_over_long_pair_fails_alone_and_the_rest_share_one_pass() {
+        let pairs = with_one_too_long();
+        let (replies, encoded, passes) = run(&pairs, false);
+        let alone = tiny()
+            .embed(&[too_long()])
+            .map_err(|e| rejection(&e))
+            .unwrap_err();
+        for (i, r) in replies.iter().enumerate() {
+            match r {
+                Err((at, msg)) if i == 2 => {
+                    assert_eq!(*at, 2);
+                    assert_eq!(msg, &alone);
+                    assert!(msg.contains("token limit"), "{msg}");
+                }
+                Ok(v) if i != 2 => assert_eq!(v.len(), tiny().dim()),
+                other => panic!("pair {i}: {other:?}"),
+            }
+        }
+        assert_eq!((encoded, passes), (5.0, 1.0), "five good pairs, one pass");
+    }
+
+    /// A request answered whole is refused by its over-long pair without a forward pass for
+    /// the others: each answer names the refused pair's place.
+    #[test]
+    fn a_request_answered_whole_is_refused_before_any_encoding() {
+        let pairs = with_one_too_long();
+        let (replies, encoded, passes) = run(&pairs, true);
+        for r in &replies {
+            let (at, msg) = r.as_ref().unwrap_err();
+            assert_eq!(*at, 2);
+            assert!(msg.contains("token limit"), "{msg}");
+        }
+        assert_eq!((encoded, passes), (0.0, 0.0), "nothing was encoded");
+    }
+
+    /// Through the handle: `embed_all` names the refused pair, `embed` refuses with its
+    /// message, and `embed_each` answers every pair in its place.
+    #[test]
+    fn the_handle_answers_as_each_request_asks() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let batcher =
+            Batcher::start(tiny(), BatchConfig::default(), Arc::new(Metrics::new())).unwrap();
+        let pairs = with_one_too_long();
+        rt.block_on(async {
+            let (at, msg) = batcher.embed_all(pairs.clone()).await.unwrap().unwrap_err();
+            assert!(at == 2 && msg.contains("token limit"), "{at}: {msg}");
+            match batcher.embed(pairs.clone()).await {
+                Err(BatchError::Rejected(m)) => assert_eq!(m, msg),
+                other => panic!("{other:?}"),
+            }
+            let each = batcher.embed_each(pairs.clone()).await.unwrap();
+            assert_eq!(each.len(), 6);
+            assert_eq!(each[2].as_ref().unwrap_err(), &msg);
+            assert!(each.iter().enumerate().all(|(i, r)| r.is_ok() == (i != 2)));
+            // The good pairs alone are encoded.
+            let good = batcher
+                .embed_all(pairs[..2].to_vec())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(good.len(), 2);
+        });
     }
 }

@@ -214,6 +214,11 @@ impl Batchers {
 pub struct Loaded {
     /// The encoder's queue requests use, at the served index's number format.
     pub batcher: Batchers,
+    /// The model's tokenizer, to tell the words of an encoded query it reads as its unknown
+    /// token alone, of which the server logs a warning (`None`: no unknown token). One for
+    /// the server's life: every queue it starts computes the served pair function, whose
+    /// tokenizer this is.
+    unknown: Option<Arc<crate::embed::WordTokenizer>>,
     /// What requests read from; replaced whole when `index add`, a rebuild or a forced
     /// build publishes a new index into the served directory ([`AppState::follow_index`]).
     view: std::sync::RwLock<Arc<View>>,
@@ -609,9 +614,11 @@ impl AppState {
             }
             let enc = engine.open_model(self.batch.max_batch)?;
             let dtype = enc.dtype();
+            let unknown = crate::embed::WordTokenizer::of(&enc).map(Arc::new);
             let batcher = Batcher::start(enc, self.batch.clone(), self.metrics.clone())?;
             Ok(Loaded {
                 batcher: Batchers::new(dtype, batcher),
+                unknown,
                 view: std::sync::RwLock::new(Arc::new(View {
                     engine: Arc::new(engine),
                     suggestions,

@@ -1,7 +1,7 @@
 //! Pair suggestions as the user types: a prefix search over the store's pairs. Neither store
 //! is keyed by prefix (a local index by exact pair, a Qdrant collection by point id), so the
-//! server builds, at start-up, a sorted list of the pairs as lower-cased `head:tail`
-//! strings and answers a prefix with a binary search. For a million pairs this is a few tens
+//! server builds, at start-up, a sorted list of the pairs as `head:tail` strings folded
+//! (lower-cased, accents left out) and answers a prefix with a binary search. For a million pairs this is a few tens
 //! of MB and about a second to build from a local index. The list is made again with the
 //! store: a local index's with each new index the server follows into its directory, a
 //! collection's once pairs added to it have settled (`AppState::refresh_suggestions`).
@@ -14,6 +14,7 @@
 
 use qdrant_client::qdrant::{PayloadIncludeSelector, ScrollPointsBuilder};
 use relbert_index::Index;
+use unicode_normalization::char::is_combining_mark;
 
 use crate::error::{Error, Result};
 use crate::store::qdrant::{string_of, Connection, Hedge};
@@ -57,12 +58,18 @@ fn key_of(head: &str, tail: &str) -> String {
 
 /// Text as keys and prefixes compare it: folded as queries fold words
 /// ([`crate::query::fold_word`]: lower-cased, decomposed, a final `ς` read as `σ`, so that
-/// `ΟΔΟΣ`, `οδος` and `οδοσ` are one prefix). ASCII text, most of it, is only lower-cased.
+/// `ΟΔΟΣ`, `οδος` and `οδοσ` are one prefix), then without combining marks. Decomposed, `é`
+/// is `e` and a mark and `İ` lower-cased is `i` and a dot above: kept, the marks made `cafe`
+/// match `café` only while the prefix stopped before them (`cafe:` and `ist` matched
+/// nothing), so accents are ignored as case is. Only the keys are folded; a suggestion shows
+/// the stored spelling. ASCII text, most of it, is only lower-cased.
 fn fold(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
-    crate::query::fold_word(text).collect()
+    crate::query::fold_word(text)
+        .filter(|&c| !is_combining_mark(c))
+        .collect()
 }
 
 /// The keys a typed prefix may be the start of. People type a pair many ways: `paris:fr`,
@@ -146,8 +153,8 @@ impl Suggestions {
         }
     }
 
-    /// Up to `limit` pairs whose `head:tail` starts with `prefix` (case-insensitive), in
-    /// alphabetical order. A space may stand for the colon (`new york u` finds `new
+    /// Up to `limit` pairs whose `head:tail` starts with `prefix` (ignoring case and
+    /// accents, see [`fold`]), in alphabetical order. A space may stand for the colon (`new york u` finds `new
     /// york:usa`, `paris ` finds `paris:france`), and spaces around a colon do not count
     /// (`paris : fr`); see [`readings`]. `index` is the local index the list was built from,
     /// if it was.
@@ -333,5 +340,40 @@ mod tests {
             assert_eq!(suggested(&s, q), ["new  york:usa"], "{q:?}");
         }
         assert_eq!(suggested(&s, "rio de"), ["rio\u{a0}de janeiro:brazil"]);
+    }
+
+    /// Found by a review: keys were folded decomposed with their combining marks, so `İ`
+    /// (lower-cased `i` and a dot above) and `é` (`e` and an acute) stopped a prefix that
+    /// went past them: `ist` and `IST` found no `İstanbul`, `cafe c` and `cafe:` no
+    /// `café:crème`. Accents and case are ignored alike; the stored spelling is shown.
+    #[test]
+    fn prefixes_match_without_case_or_accents() {
+        let s = of(&[
+            ("İstanbul", "turkey"),
+            ("café", "crème"),
+            ("cafeteria", "tray"),
+        ]);
+        for q in [
+            "ist",
+            "IST",
+            "İST",
+            "istanbul:t",
+            "istanbul t",
+            "İstanbul Tur",
+        ] {
+            assert_eq!(suggested(&s, q), ["İstanbul:turkey"], "{q:?}");
+        }
+        for q in [
+            "cafe c",
+            "cafe:",
+            "CAFÉ:CRE",
+            "cafe\u{301}:cre\u{300}me",
+            "café crem",
+        ] {
+            assert_eq!(suggested(&s, q), ["café:crème"], "{q:?}");
+        }
+        assert_eq!(suggested(&s, "cafe"), ["café:crème", "cafeteria:tray"]);
+        assert_eq!(suggested(&s, "CAFÉ"), ["café:crème", "cafeteria:tray"]);
+        assert!(suggested(&s, "cafe:d").is_empty());
     }
 }

@@ -52,6 +52,11 @@ pub enum Source {
     Encoded,
 }
 
+/// What a query with words its model reads as the unknown token alone gets
+/// ([`crate::embed::warn_unknown_query_words`]): `relbert query` and `relbert serve` say it.
+pub const UNKNOWN_QUERY_OUTCOME: &str =
+    "the query is encoded as it is (its results would be the same for any other such word)";
+
 /// Parses a query line: `a<TAB>b`, `a:b` or `a b` (whitespace-separated, exactly two words).
 pub fn parse_query_line(line: &str) -> Option<(String, String)> {
     let line = line.trim_end_matches(['\r', '\n']);
@@ -148,6 +153,10 @@ pub struct QueryEngine {
     store: Box<dyn RelationStore>,
     model_dir: Option<PathBuf>,
     encoder: Option<RelationEncoder>,
+    /// The loaded encoder's tokenizer, set up to tell the words it reads as its unknown
+    /// token alone, of which an encoded query warns (`None`: no model loaded yet, or a
+    /// tokenizer without an unknown token).
+    words: Option<crate::embed::WordTokenizer>,
     /// The id of the local index open (from its `meta`): a publication brings another. Not
     /// the file's inode: a filesystem hands a freed inode to the next new file, so after two
     /// publications the new `meta` could have the inode the reader last saw.
@@ -593,6 +602,7 @@ impl QueryEngine {
             store,
             model_dir,
             encoder: None,
+            words: None,
             stamp: None,
             dtype: None,
             device: candle_core::Device::Cpu,
@@ -632,7 +642,9 @@ impl QueryEngine {
     pub fn load_model(&mut self) -> Result<&RelationEncoder> {
         if self.encoder.is_none() {
             // Queries come one at a time.
-            self.encoder = Some(self.open_model(8)?);
+            let enc = self.open_model(8)?;
+            self.words = crate::embed::WordTokenizer::of(&enc);
+            self.encoder = Some(enc);
         }
         self.encoder.as_ref().ok_or_else(|| Error::InvalidArgument {
             flag: "--model".into(),
@@ -772,28 +784,67 @@ impl QueryEngine {
     }
 
     /// A query line read as the pair the store holds when the line can be read two ways
-    /// ([`query_line_readings`]); otherwise as [`parse_query_line`] reads it. `None`: not
-    /// a pair.
+    /// ([`query_line_readings`], [`Self::held_reading`]); otherwise as [`parse_query_line`]
+    /// reads it. `None`: not a pair.
     pub fn read_query_line(&self, line: &str) -> Result<Option<(String, String)>> {
-        let readings = query_line_readings(line);
-        if readings.len() > 1 {
-            for (a, b) in &readings {
-                if self.stored(a, b)?.is_some() {
-                    return Ok(Some((a.clone(), b.clone())));
-                }
+        let mut readings = query_line_readings(line);
+        if readings.is_empty() {
+            return Ok(None);
+        }
+        let i = self.held_reading(&readings)?;
+        Ok(Some(readings.swap_remove(i)))
+    }
+
+    /// Which of a line's `readings` ([`query_line_readings`], the default first) is asked:
+    /// the first the store holds as typed, else the first it holds in lower case, else the
+    /// first. Words compare without case, but a stored pair is looked up as spelled
+    /// ([`Index::lookup`]), so `Re:Invent conference` was read by its colon, as
+    /// (`Re`, `Invent conference`), beside a stored (`re:invent`, `conference`) that its
+    /// lower-case line found (found by a review); lower case is how pair files and the
+    /// bundled vocabulary mostly spell their pairs. The reading is kept as typed: as
+    /// `Paris France` beside a stored `paris france` is, it is encoded (a cased model gives
+    /// it another vector) and the stored spelling is left out of its results. One reading
+    /// is taken without a lookup.
+    pub fn held_reading(&self, readings: &[(String, String)]) -> Result<usize> {
+        if readings.len() < 2 {
+            return Ok(0);
+        }
+        for (i, (a, b)) in readings.iter().enumerate() {
+            if self.stored(a, b)?.is_some() {
+                return Ok(i);
             }
         }
-        Ok(readings.into_iter().next())
+        for (i, (a, b)) in readings.iter().enumerate() {
+            // `str::to_lowercase` writes a word-final sigma `ς`, as a file spells it.
+            let (la, lb) = (a.to_lowercase(), b.to_lowercase());
+            if (la != *a || lb != *b) && self.stored(&la, &lb)?.is_some() {
+                return Ok(i);
+            }
+        }
+        Ok(0)
     }
 
     /// The relation vector of (a, b): from the store if stored, else encoded. The third
     /// value is the pair's row for a local index (`None` for other stores and encoded pairs).
+    /// An encoded pair warns (once) of its words the tokenizer reads as its unknown token
+    /// alone, as `embed` and `index build` warn of a pair file's (found by a review: a
+    /// fullwidth `Ｐａｒｉｓ` was `[UNK]` to the model, and the query's nonsense results came
+    /// without a word).
     pub fn vector(&mut self, a: &str, b: &str) -> Result<(Vec<f32>, Source, Option<usize>)> {
         if let Some((v, row)) = self.stored(a, b)? {
             return Ok((v, Source::Index, row));
         }
-        let enc = self.load_model()?;
+        self.load_model()?;
+        let Some(enc) = self.encoder.as_ref() else {
+            return Err(Error::InvalidArgument {
+                flag: "--model".into(),
+                message: "no model loaded".into(),
+            });
+        };
         let v = enc.embed(&[(a, b)])?.pop().unwrap_or_default();
+        if let Some(wt) = &self.words {
+            crate::embed::warn_unknown_query_words(wt, "the query", a, b, UNKNOWN_QUERY_OUTCOME);
+        }
         if let Some(w) = enc.offset_weight() {
             if crate::analogy::lacks_offset(&v) {
                 crate::embed::warn_shared_word_vector(
@@ -1247,5 +1298,63 @@ mod tests {
         assert_eq!(parse_query_line("dog \u{200b}"), None);
         assert!(query_line_readings("re:invent \u{200b} conference")
             .contains(&("re:invent".to_string(), "conference".to_string())));
+    }
+
+    /// A store of `pairs` (each with a vector of its own) that finds nothing by search: what
+    /// the reading of a line asks of a store.
+    struct HeldPairs(
+        Vec<(&'static str, &'static str)>,
+        relbert_index::EncoderInfo,
+    );
+
+    impl RelationStore for HeldPairs {
+        fn describe(&self) -> String {
+            "held pairs".into()
+        }
+        fn encoder(&self) -> &relbert_index::EncoderInfo {
+            &self.1
+        }
+        fn dim(&self) -> usize {
+            1
+        }
+        fn count(&self) -> Result<u64> {
+            Ok(self.0.len() as u64)
+        }
+        fn lookup(&self, head: &str, tail: &str) -> Result<Option<Vec<f32>>> {
+            let held = self.0.iter().position(|&p| p == (head, tail));
+            Ok(held.map(|i| vec![i as f32 + 1.0]))
+        }
+        fn search(&self, _: &[f32], _: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Found by a review: a line read two ways took the stored reading only when typed in the
+    /// stored case (`Re:Invent conference` was read as `Re` : `Invent conference` beside a
+    /// stored `re:invent` : `conference`). Lower case finds it now, kept as typed; a reading
+    /// held as typed comes first, and a line held in no case keeps its colon's reading.
+    #[test]
+    fn a_line_read_two_ways_finds_the_stored_reading_in_any_case() {
+        let store = HeldPairs(
+            vec![
+                ("re:invent", "conference"),
+                ("re:λόγος", "y"),
+                ("Mix", "Up:Down"),
+            ],
+            Default::default(),
+        );
+        let engine = QueryEngine::with_store(Box::new(store), None);
+        let read = |line: &str| engine.read_query_line(line).unwrap();
+        let p = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(read("re:invent conference"), p("re:invent", "conference"));
+        assert_eq!(read("Re:Invent conference"), p("Re:Invent", "conference"));
+        assert_eq!(read("RE:INVENT CONFERENCE"), p("RE:INVENT", "CONFERENCE"));
+        // Lower-cased as a file spells it: a word-final sigma is `ς`.
+        assert_eq!(read("RE:ΛΌΓΟΣ Y"), p("RE:ΛΌΓΟΣ", "Y"));
+        // Held as typed, in mixed case: that reading, not the colon's.
+        assert_eq!(read("Mix Up:Down"), p("Mix", "Up:Down"));
+        assert_eq!(read("Re:Play conference"), p("Re", "Play conference"));
+        assert_eq!(read("re:invent"), p("re", "invent"));
+        assert_eq!(read("conference"), None);
     }
 }

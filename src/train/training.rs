@@ -731,7 +731,9 @@ impl ValidationData {
         let mut looked_for = Vec::new();
         for name in SELECTION_DATASETS {
             let f = cfg.data.join(name).join("validation.jsonl");
-            if f.is_file() {
+            // Only a split that is not there at all is skipped: a folder or a broken link
+            // in its place is refused by the read, naming it, not taken for "absent".
+            if std::fs::symlink_metadata(&f).is_ok() {
                 let questions = load_analogy_file(&f)?;
                 analogy.push((name.to_string(), f, questions));
             } else {
