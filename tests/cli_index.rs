@@ -397,6 +397,34 @@ fn another_model_is_refused_for_encoding() {
     assert_eq!(doc["source"], "index", "{doc}");
 }
 
+/// Found by a review: `query --model M` without `--index` built the whole default index
+/// with the default model, then refused M for it. A model of other weights is refused
+/// first (status 2), with nothing built; the default model's weights, named, are taken.
+#[test]
+fn another_model_is_refused_for_the_default_index_before_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vocab, index) = default_index_setup(dir.path());
+    let query = |model: &str| {
+        relbert()
+            .env("RELBERT_VOCAB", &vocab)
+            .env("RELBERT_INDEX", &index)
+            .env("RELBERT_MODEL", fixture("tiny-bert"))
+            .args(["query", "--json", "--model"])
+            .arg(fixture(model))
+            .args(["paris", "france"])
+            .assert()
+    };
+    let a = query("tiny-roberta").code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("has other weights than the default model") && err.contains("--index"),
+        "{err}"
+    );
+    assert!(!index.exists(), "the default index was built");
+    query("tiny-bert").success();
+    assert!(index.join("meta").is_file());
+}
+
 #[test]
 fn corrupted_index_is_a_named_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,7 +92,7 @@ pub struct Index {
     graph_layout: GraphLayout,
     visited: Mutex<Vec<Visited>>,
     isa: Isa,
-    /// The lowest row a search met whose stored vector is not finite or is zero
+    /// The lowest row a search met whose stored vector is not finite, is zero or is far from unit length
     /// (`usize::MAX`: none yet); see [`Index::invalid_row_notice`].
     invalid_row: AtomicUsize,
     /// Whether [`Index::invalid_row_notice`] has told of `invalid_row`.
@@ -125,8 +125,14 @@ fn prepare_query(q: &[f32], dim: usize) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// The largest score a search takes as a cosine: the query is unit and every stored row is
+/// unit within its rounding (an `f16` row's norm within ~5e-4 of 1), so a score beyond this
+/// is a row far from unit length ([`row_problem`]), left out as a NaN row is (found by a
+/// review: a row scaled ×3 in a `vectors` file rewritten with fresh checksums scored 2.98).
+const MAX_SCORE: f32 = 1.01;
+
 /// A row store whose rows' scores are only ever numbers a ranking can use: a row whose
-/// stored vector is not finite or is zero (the builder never writes one; a file rewritten
+/// stored vector is not finite, is zero or is far from unit length (the builder never writes one; a file rewritten
 /// with fresh checksums can hold one) scores `-inf`, the worst, and the lowest such row is
 /// remembered in `invalid`. A NaN score would otherwise sort above every number in the
 /// search's total order (or below all, by its sign bit), and as the worst result kept it
@@ -146,12 +152,13 @@ impl<S> Valid<S> {
 }
 
 impl<S: RowStore> Valid<S> {
-    /// The score of `row` when its dot product `s` is not finite or is exactly zero: a zero
-    /// product is an ordinary score unless the row itself is zero.
+    /// The score of `row` when its dot product `s` is not finite, is exactly zero, or is
+    /// beyond what two unit vectors give ([`MAX_SCORE`]): a zero product is an ordinary
+    /// score unless the row itself is zero; a larger one is a row far from unit length.
     #[cold]
     #[inline(never)]
     fn odd_score(&mut self, row: usize, s: f32) -> f32 {
-        if s.is_finite() && !self.inner.is_zero(row) {
+        if s.is_finite() && s.abs() <= MAX_SCORE && !self.inner.is_zero(row) {
             return s;
         }
         self.invalid = Some(self.invalid.map_or(row, |r| r.min(row)));
@@ -168,7 +175,7 @@ impl<S: RowStore> RowStore for Valid<S> {
     #[inline(always)]
     fn dot<K: Kernel>(&mut self, q: &[f32], row: usize) -> f32 {
         let s = self.inner.dot::<K>(q, row);
-        if s.is_finite() && s != 0.0 {
+        if s.is_finite() && s != 0.0 && s.abs() <= MAX_SCORE {
             s
         } else {
             self.odd_score(row, s)
@@ -747,7 +754,7 @@ impl Index {
     }
 
     /// The stored (unit-length) vector of `row`; borrowed from the map for `f32` storage,
-    /// widened into a new buffer for `f16`. A stored vector that is not finite or is zero
+    /// widened into a new buffer for `f16`. A stored vector that is not finite, is zero or is far from unit length
     /// (the builder never writes one: its checksums were recomputed after an edit) is an
     /// [`IndexError::Corrupt`] naming the `vectors` file and the row, and `index info
     /// --verify`, which finds every such row; not a query that fails later as "invalid
@@ -780,7 +787,7 @@ impl Index {
     }
 
     /// The lowest row a search of this index has met (and left out of its results) whose
-    /// stored vector is not finite or is zero, if any.
+    /// stored vector is not finite, is zero or is far from unit length, if any.
     pub fn invalid_row_seen(&self) -> Option<usize> {
         match self.invalid_row.load(Ordering::Relaxed) {
             usize::MAX => None,
@@ -853,7 +860,7 @@ impl Index {
     /// Approximate top-`k` by cosine similarity through the HNSW graph; `ef` (raised to at
     /// least `k`) is the candidate-list size: larger is slower and more accurate. The query is
     /// normalised first. Results are sorted best first. `k` and `ef` above the number of rows
-    /// are treated as the number of rows. A row whose stored vector is not finite or is zero
+    /// are treated as the number of rows. A row whose stored vector is not finite, is zero or is far from unit length
     /// is never returned, by any search (it would score NaN or 0); the first one met is
     /// kept for [`Self::invalid_row_notice`].
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
@@ -1189,6 +1196,61 @@ mod tests {
         payload[row(bad[2])].fill(0);
         std::fs::write(&path, seal(FileKind::Vectors, &payload, &id)).unwrap();
         rows
+    }
+
+    /// Found by a review: a row scaled ×3 in a `vectors` file rewritten with fresh
+    /// checksums was answered with a "cosine" of 2.98 by every search. A score no two unit
+    /// vectors give leaves the row out, as a NaN row is, and it is told.
+    #[test]
+    fn a_row_far_from_unit_length_is_left_out() {
+        for precision in [Precision::F32, Precision::F16] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("idx");
+            // Its NaN and zero rows above the scaled one: the notice names the lowest met.
+            let rows = index_with_bad_rows(&dir, precision, [N - 3, N - 2, N - 1]);
+            let path = dir.join(FileKind::Vectors.file_name());
+            let bytes = std::fs::read(&path).unwrap();
+            let (id, payload) = unseal(&bytes).unwrap();
+            let mut payload = payload.to_vec();
+            let width = precision.bytes();
+            let scaled = 20;
+            for c in payload[scaled * DIM * width..(scaled + 1) * DIM * width].chunks_mut(width) {
+                match precision {
+                    Precision::F32 => {
+                        let v = f32::from_le_bytes(c.try_into().unwrap()) * 3.0;
+                        c.copy_from_slice(&v.to_le_bytes());
+                    }
+                    Precision::F16 => {
+                        let v = f16::from_le_bytes(c.try_into().unwrap()).to_f32() * 3.0;
+                        c.copy_from_slice(&f16::from_f32(v).to_le_bytes());
+                    }
+                }
+            }
+            std::fs::write(&path, seal(FileKind::Vectors, &payload, &id)).unwrap();
+            let idx = Index::open_with(
+                &dir,
+                OpenOptions {
+                    verify: Verify::Headers,
+                },
+            )
+            .unwrap();
+            let q = &rows[scaled * DIM..(scaled + 1) * DIM];
+            for hits in [
+                idx.search_exact(q, 10).unwrap(),
+                idx.search(q, 10, 40).unwrap(),
+            ] {
+                assert!(
+                    hits.iter()
+                        .all(|h| h.row != scaled && h.score <= 1.0 + 1e-3),
+                    "{precision:?}: {hits:?}"
+                );
+            }
+            let told = idx.invalid_row_notice().unwrap().to_string();
+            assert!(
+                told.contains("row 20 ") && told.contains("not of unit length"),
+                "{told}"
+            );
+        }
     }
 
     /// Found by an audit: a `vectors` file holding a NaN row (with checksums recomputed)

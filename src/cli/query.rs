@@ -311,6 +311,33 @@ fn is_index_error(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Refuses `--model model` for the default index when its weights are not the default
+/// model's (`$RELBERT_MODEL`, else the bundled one), which the default index is built with:
+/// pass `--index` for an index built with it. Weights that cannot be read are left to the
+/// model's own load to name.
+fn refuse_another_model_for_the_default_index(model: &Path) -> Result<()> {
+    let sha = |dir: &Path| {
+        relbert::config::ModelFiles::in_dir(dir)
+            .and_then(|f| relbert::encoder::Encoder::weights_sha256(&f.weights))
+            .ok()
+    };
+    let default = relbert::defaults::default_model_dir();
+    if let (Some(given), Some(built)) = (sha(model), sha(&default)) {
+        if given != built {
+            return Err(super::usage(format!(
+                "--model {} has other weights than the default model {}, which the default \
+                 index is built with; pass --index DIR for an index built with this model \
+                 (relbert index build --model {} ...), or set RELBERT_MODEL to make it the \
+                 default",
+                model.display(),
+                default.display(),
+                model.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure the default index exists and is the default model's and vocabulary's.
 ///
 /// The default index is relbert's cache of the default model's vectors of the default
@@ -1045,6 +1072,12 @@ pub fn run(a: QueryArgs) -> Result<()> {
             let dir = match &a.index {
                 Some(d) => d.clone(),
                 None => {
+                    // The default index is built with the default model: a --model of other
+                    // weights would be refused once it is built (see below), after the whole
+                    // build's wait (found by a review), so it is refused first.
+                    if let Some(m) = &a.model {
+                        refuse_another_model_for_the_default_index(m)?;
+                    }
                     let d = relbert::defaults::default_index_dir();
                     // The default index is a cache built once per model, and its build is
                     // the first query's whole wait: on a CPU with the bfloat16 kernel it is

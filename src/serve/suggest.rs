@@ -14,7 +14,6 @@
 
 use qdrant_client::qdrant::{PayloadIncludeSelector, ScrollPointsBuilder};
 use relbert_index::Index;
-use unicode_normalization::char::is_combining_mark;
 
 use crate::error::{Error, Result};
 use crate::store::qdrant::{string_of, Connection, Hedge};
@@ -58,7 +57,7 @@ fn key_of(head: &str, tail: &str) -> String {
 
 /// Text as keys and prefixes compare it: folded as queries fold words
 /// ([`crate::query::fold_word`]: lower-cased, decomposed, a final `ς` read as `σ`, so that
-/// `ΟΔΟΣ`, `οδος` and `οδοσ` are one prefix), then without combining marks. Decomposed, `é`
+/// `ΟΔΟΣ`, `οδος` and `οδοσ` are one prefix), then without accents ([`is_accent`]). Decomposed, `é`
 /// is `e` and a mark and `İ` lower-cased is `i` and a dot above: kept, the marks made `cafe`
 /// match `café` only while the prefix stopped before them (`cafe:` and `ist` matched
 /// nothing), so accents are ignored as case is. Only the keys are folded; a suggestion shows
@@ -68,8 +67,17 @@ fn fold(text: &str) -> String {
         return text.to_ascii_lowercase();
     }
     crate::query::fold_word(text)
-        .filter(|&c| !is_combining_mark(c))
+        .filter(|&c| !is_accent(c))
         .collect()
+}
+
+/// An accent to ignore: a mark of Unicode's Combining Diacritical Marks block (U+0300 to
+/// U+036F: acute, grave, dot above, diaeresis, ...), which Latin, Greek and Cyrillic letters
+/// decompose into. Not every combining mark: an Indic vowel sign or a Japanese voicing mark
+/// (dakuten) makes another letter or syllable, and dropped, `कि` suggested every `क` pair and
+/// `が` every `か` one (found by a review).
+fn is_accent(c: char) -> bool {
+    ('\u{300}'..='\u{36f}').contains(&c)
 }
 
 /// The keys a typed prefix may be the start of. People type a pair many ways: `paris:fr`,
@@ -340,6 +348,16 @@ mod tests {
             assert_eq!(suggested(&s, q), ["new  york:usa"], "{q:?}");
         }
         assert_eq!(suggested(&s, "rio de"), ["rio\u{a0}de janeiro:brazil"]);
+    }
+    /// Found by a review: every combining mark was dropped, not only accents, so an Indic
+    /// vowel sign or a Japanese voicing mark was ignored: `कि` matched every `क` and `が`
+    /// every `か`. Accents still go.
+    #[test]
+    fn only_accents_are_ignored_not_marks_that_make_another_letter() {
+        assert_ne!(fold("が"), fold("か"));
+        assert_ne!(fold("कि"), fold("क"));
+        assert_eq!(fold("Café"), fold("cafe"));
+        assert_eq!(fold("İST"), fold("ist"));
     }
 
     /// Found by a review: keys were folded decomposed with their combining marks, so `İ`
