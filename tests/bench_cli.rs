@@ -509,12 +509,8 @@ fn classify_never_predicts_a_label_no_training_row_has() {
     write(&set.join("test.tsv"), &rows(200..212, &|_| "coord"));
     for seed in ["1", "2"] {
         let json = dir.path().join(format!("report-{seed}.json"));
-        let a = relbert()
-            .args(["bench", "classify", "--seed", seed, "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--data")
-            .arg(dir.path())
-            .arg("--json")
+        let a = classify(dir.path())
+            .args(["--seed", seed, "--json"])
             .arg(&json)
             .assert()
             .success();
@@ -1025,12 +1021,8 @@ fn classify_shows_progress_while_training() {
     let dir = tempfile::tempdir().unwrap();
     lexical(dir.path(), "Set", true);
     let json = dir.path().join("r.json");
-    let out = relbert()
+    let out = classify(dir.path())
         .env("RELBERT_PROGRESS_SECS", "0")
-        .args(["bench", "classify", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--data")
-        .arg(dir.path())
         .arg("--json")
         .arg(&json)
         .assert()

@@ -405,10 +405,7 @@ fn another_model_is_refused_for_the_default_index_before_it_is_built() {
     let dir = tempfile::tempdir().unwrap();
     let (vocab, index) = default_index_setup(dir.path());
     let query = |model: &str| {
-        relbert()
-            .env("RELBERT_VOCAB", &vocab)
-            .env("RELBERT_INDEX", &index)
-            .env("RELBERT_MODEL", fixture("tiny-bert"))
+        with_default_index(&vocab, &index, "tiny-bert")
             .args(["query", "--json", "--model"])
             .arg(fixture(model))
             .args(["paris", "france"])
@@ -452,6 +449,16 @@ fn default_index_setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (vocab, dir.join("default"))
 }
 
+/// relbert with the default index built from `vocab` at `index`, the fixture `model` its
+/// default model.
+fn with_default_index(vocab: &Path, index: &Path, model: &str) -> Command {
+    let mut c = relbert();
+    c.env("RELBERT_VOCAB", vocab)
+        .env("RELBERT_INDEX", index)
+        .env("RELBERT_MODEL", fixture(model));
+    c
+}
+
 /// The number format an index's vectors were computed at (`encoder.dtype`).
 fn built_dtype(index: &Path) -> String {
     info(index)["encoder"]["dtype"]
@@ -465,10 +472,7 @@ fn default_index_is_built_once_and_rebuilt_for_a_new_default_model() {
     let dir = tempfile::tempdir().unwrap();
     let (vocab, index) = default_index_setup(dir.path());
     let query = |model: &str| {
-        relbert()
-            .env("RELBERT_VOCAB", &vocab)
-            .env("RELBERT_INDEX", &index)
-            .env("RELBERT_MODEL", fixture(model))
+        with_default_index(&vocab, &index, model)
             .args(["query", "--json", "paris", "france"])
             .assert()
             .success()

@@ -158,7 +158,8 @@ impl<S: RowStore> Valid<S> {
     #[cold]
     #[inline(never)]
     fn odd_score(&mut self, row: usize, s: f32) -> f32 {
-        if s.is_finite() && s.abs() <= MAX_SCORE && !self.inner.is_zero(row) {
+        // `abs() <= MAX_SCORE` is false for NaN and the infinities too.
+        if s.abs() <= MAX_SCORE && !self.inner.is_zero(row) {
             return s;
         }
         self.invalid = Some(self.invalid.map_or(row, |r| r.min(row)));
@@ -175,7 +176,7 @@ impl<S: RowStore> RowStore for Valid<S> {
     #[inline(always)]
     fn dot<K: Kernel>(&mut self, q: &[f32], row: usize) -> f32 {
         let s = self.inner.dot::<K>(q, row);
-        if s.is_finite() && s != 0.0 && s.abs() <= MAX_SCORE {
+        if s != 0.0 && s.abs() <= MAX_SCORE {
             s
         } else {
             self.odd_score(row, s)
@@ -237,19 +238,14 @@ impl<S: RowStore> RowStore for Guarded<'_, S> {
 /// is stored unit, an `f16` row within its rounding (a relative 2^-11 per component), so a
 /// norm off by more than 1% is no row relbert wrote.
 fn row_problem(v: &[f32]) -> Option<&'static str> {
-    if v.iter().any(|x| !x.is_finite()) {
+    // One pass: the squares of finite `f32` values cannot overflow an `f64` sum, so it is
+    // not finite exactly when a component is not, and 0 exactly when every one is 0.
+    let squares: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    if !squares.is_finite() {
         Some("a non-finite component")
-    } else if v.iter().all(|&x| x == 0.0) {
+    } else if squares == 0.0 {
         Some("a zero vector")
-    } else if (v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt()
-        - 1.0)
-        .abs()
-        > 0.01
-    {
+    } else if (squares.sqrt() - 1.0).abs() > 0.01 {
         Some("not of unit length")
     } else {
         None

@@ -646,6 +646,11 @@ impl QueryEngine {
             self.words = crate::embed::WordTokenizer::of(&enc);
             self.encoder = Some(enc);
         }
+        self.loaded()
+    }
+
+    /// The model [`Self::load_model`] loaded (an error if none is).
+    fn loaded(&self) -> Result<&RelationEncoder> {
         self.encoder.as_ref().ok_or_else(|| Error::InvalidArgument {
             flag: "--model".into(),
             message: "no model loaded".into(),
@@ -835,12 +840,7 @@ impl QueryEngine {
             return Ok((v, Source::Index, row));
         }
         self.load_model()?;
-        let Some(enc) = self.encoder.as_ref() else {
-            return Err(Error::InvalidArgument {
-                flag: "--model".into(),
-                message: "no model loaded".into(),
-            });
-        };
+        let enc = self.loaded()?;
         let v = enc.embed(&[(a, b)])?.pop().unwrap_or_default();
         if let Some(wt) = &self.words {
             crate::embed::warn_unknown_query_words(wt, "the query", a, b, UNKNOWN_QUERY_OUTCOME);
