@@ -376,6 +376,19 @@ fn parse_pairs_noting(reader: impl Read, path: &Path) -> Result<(Vec<PairRecord>
                 quoted(line)
             )));
         }
+        // The reference refuses such a pair: its template filling would put the word's
+        // placeholder to use ((`<obj>`, paris) was the prompt of (paris, paris)).
+        if let Some((word, p)) = [&head, &tail]
+            .into_iter()
+            .find_map(|w| crate::prompt::placeholder_in(w).map(|p| (w, p)))
+        {
+            return Err(err(format!(
+                "the word {} holds {p}, a placeholder of the prompt template; words may not \
+                 contain <subj>, <obj> or <mask> (in {})",
+                quoted(word),
+                quoted(line)
+            )));
+        }
         // Kept only when reading changed more than the spaces around the words.
         let typed = (head != cols[0].trim() || tail != cols[1].trim())
             .then(|| Box::new((cols[0].trim().to_string(), cols[1].trim().to_string())));
@@ -1118,6 +1131,30 @@ mod tests {
         let err = parse_pairs("a\tb\nno tab here\n".as_bytes(), Path::new("x.tsv")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("x.tsv:2:"), "{msg}");
+    }
+
+    /// The reference refuses a pair whose word holds a template placeholder; relbert filled
+    /// it into the prompt ((`<obj>`, paris) got the vector of (paris, paris)). The word is
+    /// checked as it is read, so an invisible character inside the placeholder hides nothing.
+    #[test]
+    fn a_word_holding_a_placeholder_is_refused_with_its_line() {
+        for (line, word, p) in [
+            ("<obj>\tparis", "<obj>", "<obj>"),
+            ("paris\tthe <subj>\tlabel", "the <subj>", "<subj>"),
+            ("<ma\u{200b}sk>\tfrance", "<mask>", "<mask>"),
+        ] {
+            let text = format!("a\tb\n{line}\nc\td\n");
+            let err = parse_pairs(text.as_bytes(), Path::new("x.tsv")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("x.tsv:2: "), "{msg}");
+            assert!(
+                msg.contains(&format!("the word {word:?} holds {p}")),
+                "{msg}"
+            );
+        }
+        // Not a placeholder: another letter case, or a word with angle brackets.
+        let (pairs, _) = heads_and_notes("<SUBJ>\t<b>\n");
+        assert_eq!(pairs, [("<SUBJ>".to_string(), "<b>".to_string())]);
     }
 
     fn heads_and_notes(text: &str) -> (Vec<(String, String)>, Vec<Note>) {

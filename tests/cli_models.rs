@@ -1089,7 +1089,9 @@ fn an_unsupported_template_letter_is_refused_naming_its_key() {
 /// (`create_position_ids_from_input_ids`), so a word that tokenises to the literal `<pad>`
 /// takes position padding_idx and the tokens after it count one fewer; relbert numbered by
 /// place, and such pairs got other vectors (cosine 0.9976 for ("<pad>", "x")). Golden
-/// vectors: tests/fixtures/tiny_roberta_pad_golden.json, made by the .py beside it.
+/// vectors: tests/fixtures/tiny_roberta_pad_golden.json, made by the .py beside it, which
+/// pools as the reference does, by id: the literal `<pad>` is attended to but not summed
+/// (summed, as relbert did, the averages were off by cosine 0.9994 to 0.9998).
 #[test]
 fn a_literal_pad_token_takes_transformers_positions() {
     use relbert::encoder::Mode;
@@ -1189,6 +1191,118 @@ fn a_literal_pad_token_takes_transformers_positions() {
                 &golden("average_no_mask", i),
                 &format!("{mode:?} {:?}", pairs[i]),
             );
+        }
+    }
+}
+
+/// A pair whose word holds a placeholder of the template is refused, naming file, line and
+/// word, as the reference refuses it: relbert filled it into the prompt, so (`<obj>`, paris)
+/// was written with the vector of (paris, paris). Nothing is written.
+#[test]
+fn embed_refuses_a_word_holding_a_placeholder() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("p.tsv");
+    std::fs::write(&file, "paris\tfrance\n<obj>\tparis\n").unwrap();
+    let (ok, out, err) = embed(&fixture("tiny-bert"), &file, &[]);
+    assert!(!ok, "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("p.tsv:2: ") && err.contains("the word \"<obj>\" holds <obj>"),
+        "{err}"
+    );
+}
+
+/// The reference pools by token id (`input_ids_to_labels`): `average` leaves out every token
+/// whose id is the pad token's, `average_no_mask` the pad's and the mask's. A word typed with
+/// the literal pad token (`<pad>` on RoBERTa, `[PAD]` on BERT) is attended to, but not
+/// summed. Checked on both fixtures against an explicit sum of the encoder's hidden states
+/// over the positions that rule selects, for the CPU kernels (`embed_raw`) and the padded
+/// tensor batches (`forward_pooled`, training and GPUs); relbert summed the pad position.
+#[test]
+fn a_literal_pad_token_in_a_word_is_left_out_of_the_sum() {
+    use relbert::encoder::Mode;
+    use relbert::pooling::Aggregation;
+    use relbert::{EncoderOptions, RelationEncoder};
+    for (model, pad) in [("tiny-roberta", "<pad>"), ("tiny-bert", "[PAD]")] {
+        let pairs: Vec<(String, String)> = vec![
+            (pad.to_string(), "x".to_string()),
+            ("dog".to_string(), format!("a{pad}b cat")),
+            ("paris".to_string(), "france".to_string()),
+        ];
+        for agg in [Aggregation::AverageNoMask, Aggregation::Average] {
+            let enc = RelationEncoder::load(
+                &fixture(model),
+                &EncoderOptions {
+                    aggregation: Some(agg),
+                    offset_weight: Some(0.0),
+                    ..EncoderOptions::default()
+                },
+            )
+            .unwrap();
+            let tok = enc.tokenizer();
+            let (pad_id, mask_id) = (tok.pad_id(), tok.mask_id());
+            let toks = tok.encode_pairs(enc.template(), &pairs).unwrap();
+            let raw = enc.embed_raw(&pairs).unwrap();
+            let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
+            let batched = enc
+                .forward_pooled(&seqs, Mode::Inference)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            for (i, t) in toks.iter().enumerate() {
+                let what = format!("{model} {agg} {:?}", pairs[i]);
+                let literal_pad = t.ids.contains(&pad_id);
+                assert_eq!(literal_pad, i < 2, "{what}: {:?}", t.ids);
+                // Hidden states of the prompt alone: a batch of one, no padding.
+                let batch = relbert::batching::make_batch(
+                    &[t.ids.as_slice()],
+                    pad_id,
+                    mask_id,
+                    agg,
+                    |ids, n| enc.encoder().position_ids(ids, n),
+                );
+                let hidden: Vec<Vec<f32>> = enc
+                    .encoder()
+                    .forward(&batch.input, Mode::Inference)
+                    .unwrap()
+                    .to_vec3::<f32>()
+                    .unwrap()
+                    .remove(0);
+                let sum = |keep: &dyn Fn(u32) -> bool| -> Vec<f32> {
+                    let mut v = vec![0f32; hidden[0].len()];
+                    for (h, &id) in hidden.iter().zip(&t.ids) {
+                        if keep(id) {
+                            v.iter_mut().zip(h).for_each(|(a, b)| *a += b);
+                        }
+                    }
+                    v
+                };
+                let reference = match agg {
+                    Aggregation::AverageNoMask => sum(&|id| id != pad_id && id != mask_id),
+                    _ => sum(&|id| id != pad_id),
+                };
+                for (got, path) in [(&raw[i], "embed_raw"), (&batched[i], "forward_pooled")] {
+                    let diff = got
+                        .iter()
+                        .zip(&reference)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(diff <= 1e-4, "{what} {path}: max diff {diff}");
+                }
+                if literal_pad {
+                    // The pad position's state is no zero vector: summing it shows.
+                    let with_pad = match agg {
+                        Aggregation::AverageNoMask => sum(&|id| id != mask_id),
+                        _ => sum(&|_| true),
+                    };
+                    let apart = with_pad
+                        .iter()
+                        .zip(&reference)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(apart > 1e-2, "{what}: the pad's state is too small to tell");
+                }
+            }
         }
     }
 }

@@ -47,13 +47,13 @@ fn tokens(enc: &RelationEncoder) -> Vec<Vec<u32>> {
 }
 
 fn prompts<'a>(enc: &RelationEncoder, seqs: &'a [Vec<u32>]) -> Vec<Prompt<'a>> {
-    let mask = enc.tokenizer().mask_id();
+    let (mask, pad) = (enc.tokenizer().mask_id(), enc.tokenizer().pad_id());
     seqs.iter()
         .map(|s| Prompt {
             ids: s,
             positions: enc.encoder().position_ids(s, s.len()),
             pool: (0..s.len())
-                .map(|i| enc.aggregation().selects(s, i, mask))
+                .map(|i| enc.aggregation().selects(s, i, mask, pad))
                 .collect(),
         })
         .collect()

@@ -63,7 +63,8 @@ fn check_model(dir: &Path, golden: &str) {
                 .collect();
             assert_eq!(t.ids, want, "{golden} pair {i} {:?}: token ids", pairs[i]);
             let n_pooled = g["n_pooled"][agg.name()][i].as_u64().unwrap() as usize;
-            assert_eq!(agg.count(&t.ids, enc.tokenizer().mask_id()), n_pooled);
+            let (mask, pad) = (enc.tokenizer().mask_id(), enc.tokenizer().pad_id());
+            assert_eq!(agg.count(&t.ids, mask, pad), n_pooled);
         }
 
         // Prompts truncated into their words are refused (the reference embeds what is

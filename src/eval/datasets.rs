@@ -51,9 +51,31 @@ fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
         )),
         // Read as every command reads a word ([`crate::pairs::read_word`]): without the
         // spaces around it and the invisible characters the tokenizer may or may not drop.
-        Ok([a, b]) => Ok((crate::pairs::read_word(&a), crate::pairs::read_word(&b))),
+        Ok([a, b]) => {
+            let pair = (crate::pairs::read_word(&a), crate::pairs::read_word(&b));
+            match placeholder_problem(&pair) {
+                Some(problem) => Err(format!("{what} [{a:?}, {b:?}]: {problem}")),
+                None => Ok(pair),
+            }
+        }
         Err(v) => Err(format!("{what} has {} words, expected 2", v.len())),
     }
+}
+
+/// Why a pair (its words as read) cannot be encoded for holding a template placeholder
+/// ([`crate::prompt::placeholder_in`]), if it holds one: the reference refuses such a pair,
+/// and filled into the prompt it is scored (or trained on) as another pair, (`<obj>`, `paris`)
+/// as (`paris`, `paris`). Refused as `relbert embed` refuses it.
+fn placeholder_problem(pair: &Pair) -> Option<String> {
+    [&pair.0, &pair.1].into_iter().find_map(|w| {
+        crate::prompt::placeholder_in(w).map(|p| {
+            format!(
+                "the word {} holds {p}, a placeholder of the prompt template; words may not \
+                 contain <subj>, <obj> or <mask>",
+                crate::error::quoted(w)
+            )
+        })
+    })
 }
 
 /// An error constructor for one line of `path`.
@@ -293,8 +315,16 @@ pub fn load_lexical_file(path: &Path) -> Result<Vec<LabelledPair>> {
             // The test `relbert embed` refuses an empty word by ([`crate::pairs::blank_word`]),
             // for the label too: an invisible label would be a class no one can tell.
             [h, t, l] if ![h, t, l].iter().any(|f| crate::pairs::blank_word(f)) => {
+                let pair = (crate::pairs::read_word(h), crate::pairs::read_word(t));
+                if let Some(message) = placeholder_problem(&pair) {
+                    return Err(Error::Parse {
+                        path: path.to_path_buf(),
+                        line,
+                        message,
+                    });
+                }
                 out.push(LabelledPair {
-                    pair: (crate::pairs::read_word(h), crate::pairs::read_word(t)),
+                    pair,
                     label: l.to_string(),
                     line,
                 })
@@ -393,6 +423,47 @@ mod tests {
         ));
         let e = load_analogy_file(&p).unwrap_err().to_string();
         assert!(e.contains("q.jsonl:1:") && e.contains("choice 1"), "{e}");
+    }
+
+    /// The reference refuses a pair whose word holds `<subj>`, `<obj>` or `<mask>` (filled
+    /// into the prompt, such a word was scored as another pair): refused in analogy
+    /// questions, relation records (training data) and classification files alike, naming
+    /// the file, the line and the word.
+    #[test]
+    fn a_word_holding_a_placeholder_is_named_by_file_and_line() {
+        let ok = r#"{"stem": ["a", "b"], "choice": [["c", "d"], ["e", "f"]], "answer": 1}"#;
+        let (_d, p) = tmp(&format!(
+            "{ok}\n{}\n",
+            ok.replace(r#"["e", "f"]"#, r#"["<obj>", "paris"]"#)
+        ));
+        let e = load_analogy_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("q.jsonl:2:")
+                && e.contains("choice 1")
+                && e.contains("\"<obj>\" holds <obj>"),
+            "{e}"
+        );
+        let rel =
+            r#"{"relation_type": "1a", "positives": [["a", "b"]], "negatives": [["c", "d"]]}"#;
+        let (_d, p) = tmp(&format!(
+            "{rel}\n{}\n",
+            rel.replace(r#"["c", "d"]"#, r#"["c", "the <mask>"]"#)
+        ));
+        let e = load_relation_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("q.jsonl:2:") && e.contains("negative 0") && e.contains("holds <mask>"),
+            "{e}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("test.tsv");
+        std::fs::write(&p, "cat\tpet\thyper\n<su\u{200b}bj>\tanimal\thyper\n").unwrap();
+        let e = load_lexical_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("test.tsv:2: ") && e.contains("\"<subj>\" holds <subj>"),
+            "{e}"
+        );
+        std::fs::write(&p, "<SUBJ>\t<b>\thyper\n").unwrap();
+        assert_eq!(load_lexical_file(&p).unwrap().len(), 1);
     }
 
     /// Audit (s18): a word of invisible characters only (a zero-width space, BEL), which the

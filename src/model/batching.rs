@@ -225,7 +225,7 @@ pub fn make_batch(
         ids[row * t..row * t + s.len()].copy_from_slice(s);
         pos.extend(positions(s, t));
         for i in 0..s.len() {
-            if aggregation.selects(s, i, mask_id) {
+            if aggregation.selects(s, i, mask_id, pad_id) {
                 weights[row * t + i] = 1.0;
             }
         }

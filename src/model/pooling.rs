@@ -7,15 +7,18 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 
-/// The reference's aggregation modes.
+/// The reference's aggregation modes. Tokens are chosen by id, as the reference's
+/// `input_ids_to_labels` chooses them: a literal pad token that a word tokenises to (`<pad>`
+/// typed in a word on RoBERTa, `[PAD]` on BERT) has the pad id, and is left out as padding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Aggregation {
-    /// Every real token except the mask token (special tokens included). The default.
+    /// Every token whose id is neither the mask's nor the pad's (special tokens included).
+    /// The default.
     #[default]
     AverageNoMask,
     /// The mask token alone.
     Mask,
-    /// Every real token.
+    /// Every token whose id is not the pad's.
     Average,
 }
 
@@ -36,19 +39,23 @@ impl Aggregation {
         }
     }
 
-    /// Whether position `i` of a sequence whose real tokens are `ids` is pooled.
-    pub fn selects(self, ids: &[u32], i: usize, mask_id: u32) -> bool {
+    /// Whether position `i` of a sequence whose real tokens are `ids` is pooled. By id alone,
+    /// as the reference decides (`0 if x in [pad_token_id, mask_token_id] else 1` for
+    /// `average_no_mask`, `0 if x == pad_token_id` for `average`): a pad id among the real
+    /// tokens, a word's literal pad token, is not pooled, though the encoder attends to it.
+    pub fn selects(self, ids: &[u32], i: usize, mask_id: u32, pad_id: u32) -> bool {
+        let id = ids[i];
         match self {
-            Aggregation::AverageNoMask => ids[i] != mask_id,
-            Aggregation::Mask => ids[i] == mask_id,
-            Aggregation::Average => true,
+            Aggregation::AverageNoMask => id != mask_id && id != pad_id,
+            Aggregation::Mask => id == mask_id,
+            Aggregation::Average => id != pad_id,
         }
     }
 
     /// Number of pooled tokens of one sequence.
-    pub fn count(self, ids: &[u32], mask_id: u32) -> usize {
+    pub fn count(self, ids: &[u32], mask_id: u32, pad_id: u32) -> usize {
         (0..ids.len())
-            .filter(|&i| self.selects(ids, i, mask_id))
+            .filter(|&i| self.selects(ids, i, mask_id, pad_id))
             .count()
     }
 }
@@ -103,9 +110,24 @@ mod tests {
     #[test]
     fn modes_select_expected_tokens() {
         let ids = [101, 7, 103, 9, 102];
-        assert_eq!(Aggregation::AverageNoMask.count(&ids, 103), 4);
-        assert_eq!(Aggregation::Mask.count(&ids, 103), 1);
-        assert_eq!(Aggregation::Average.count(&ids, 103), 5);
+        assert_eq!(Aggregation::AverageNoMask.count(&ids, 103, 0), 4);
+        assert_eq!(Aggregation::Mask.count(&ids, 103, 0), 1);
+        assert_eq!(Aggregation::Average.count(&ids, 103, 0), 5);
+    }
+
+    /// A literal pad token among the real tokens (`[PAD]` typed in a word) is left out by
+    /// both averages, as the reference's id rule leaves it out; it counted before.
+    #[test]
+    fn a_literal_pad_token_is_not_pooled() {
+        let ids = [101, 7, 0, 103, 9, 102];
+        let picked = |a: Aggregation| -> Vec<usize> {
+            (0..ids.len())
+                .filter(|&i| a.selects(&ids, i, 103, 0))
+                .collect()
+        };
+        assert_eq!(picked(Aggregation::AverageNoMask), [0, 1, 4, 5]);
+        assert_eq!(picked(Aggregation::Average), [0, 1, 3, 4, 5]);
+        assert_eq!(picked(Aggregation::Mask), [3]);
     }
 
     #[test]

@@ -68,8 +68,10 @@ impl Template {
         &self.0
     }
 
-    /// Fills the template the way the reference does: `<subj>`, then `<obj>`, then `<mask>`
-    /// (sequential replacement, so the order is part of the contract).
+    /// Fills the template's `<subj>`, `<obj>` and `<mask>` with `head`, `tail` and
+    /// `mask_token` in one pass over the template, so each word is inserted as it is: the
+    /// reference's prompt for every pair it accepts (see [`placeholder_in`]) on a template
+    /// with spaces around its placeholders, as every built-in one has.
     pub fn fill(&self, head: &str, tail: &str, mask_token: &str) -> String {
         fill(&self.0, head, tail, mask_token)
     }
@@ -95,11 +97,42 @@ impl Template {
     }
 }
 
-/// The reference's sequential replacement, on any template text.
+/// Fills the placeholders of any template text in one pass over the text, so that a word is
+/// inserted literally whatever it holds. The reference replaces `<subj>`, then `<obj>`, then
+/// `<mask>` in the whole text, words included: a head `<obj>` would take the tail's place,
+/// and a word `<mask>` become the mask token. It refuses such words ([`placeholder_in`]), and
+/// so does relbert, so for every pair both accept the two fillings are the same prompt
+/// (they could differ only where a word and what the template puts right against it spell a
+/// placeholder together, which no template with spaces around its placeholders allows).
 fn fill(text: &str, head: &str, tail: &str, mask_token: &str) -> String {
-    text.replace("<subj>", head)
-        .replace("<obj>", tail)
-        .replace("<mask>", mask_token)
+    let slots = [("<subj>", head), ("<obj>", tail), ("<mask>", mask_token)];
+    let mut out = String::with_capacity(text.len() + 2 * (head.len() + tail.len()));
+    let mut rest = text;
+    while let Some(at) = rest.find('<') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match slots.iter().find(|(p, _)| rest.starts_with(p)) {
+            Some((p, with)) => {
+                out.push_str(with);
+                rest = &rest[p.len()..];
+            }
+            None => {
+                out.push('<');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first of [`PLACEHOLDERS`] that `word` holds, if any. The reference refuses a pair
+/// whose word holds one (`custom_prompter` asserts that neither word contains `<subj>`,
+/// `<obj>` or `<mask>`); relbert refuses it too, in pair files, data sets and queries, as a
+/// word the template's slots cannot be told from (filled the reference's way, (`<obj>`,
+/// `paris`) was the prompt of (`paris`, `paris`)). Letter case counts, as it does there.
+pub fn placeholder_in(word: &str) -> Option<&'static str> {
+    PLACEHOLDERS.into_iter().find(|p| word.contains(p))
 }
 
 /// The most characters a query's word may have between spaces: a BERT WordPiece tokenizer
@@ -135,6 +168,19 @@ pub enum WordProblem {
         /// The word.
         word: String,
     },
+    /// One of the template's placeholders ([`placeholder_in`]), which the reference refuses
+    /// in a word.
+    #[error(
+        "the word {} holds {placeholder}, a placeholder of the prompt template; words \
+         may not contain <subj>, <obj> or <mask>",
+        crate::error::quoted(word)
+    )]
+    Placeholder {
+        /// The word.
+        word: String,
+        /// The placeholder it holds.
+        placeholder: &'static str,
+    },
 }
 
 impl WordProblem {
@@ -143,15 +189,17 @@ impl WordProblem {
         match self {
             WordProblem::Blank { word }
             | WordProblem::TooLong { word, .. }
-            | WordProblem::Control { word } => word,
+            | WordProblem::Control { word }
+            | WordProblem::Placeholder { word, .. } => word,
         }
     }
 }
 
 /// Checks the two words of a query pair: neither blank, longer than `max_chars` characters
-/// ([`MAX_WORD_CHARS`] unless a server is configured otherwise) or holding a control
-/// character. The one check `relbert query` and `relbert serve` share, so that a word one
-/// refuses the other does not answer as something else.
+/// ([`MAX_WORD_CHARS`] unless a server is configured otherwise), holding a control
+/// character or holding a template placeholder ([`placeholder_in`]). The one check
+/// `relbert query` and `relbert serve` share, so that a word one refuses the other does not
+/// answer as something else.
 pub fn check_words(
     head: &str,
     tail: &str,
@@ -170,6 +218,12 @@ pub fn check_words(
         }
         if w.chars().any(char::is_control) {
             return Err(WordProblem::Control { word: word() });
+        }
+        if let Some(placeholder) = placeholder_in(w) {
+            return Err(WordProblem::Placeholder {
+                word: word(),
+                placeholder,
+            });
         }
     }
     Ok(())
@@ -202,6 +256,85 @@ mod tests {
             t.fill("paris", "france", "[MASK]"),
             "I wasn\u{2019}t aware of this relationship, but I just read in the encyclopedia that paris is the [MASK] of france"
         );
+    }
+
+    /// A word is inserted literally: filled the reference's way (sequential replacement over
+    /// the text, words included), (`<obj>`, paris) was the prompt of (paris, paris), and
+    /// (`<mask>`, france) that of ([MASK], france).
+    #[test]
+    fn a_placeholder_in_a_word_is_not_filled() {
+        let t = Template::default();
+        let end = |p: String| p.rsplit(" that ").next().unwrap_or_default().to_string();
+        assert_eq!(
+            end(t.fill("<obj>", "paris", "[MASK]")),
+            "<obj> is the [MASK] of paris"
+        );
+        assert_eq!(
+            end(t.fill("<mask>", "france", "[MASK]")),
+            "<mask> is the [MASK] of france"
+        );
+        assert_eq!(
+            end(t.fill("a<subj>b", "<obj><mask>", "<mask>")),
+            "a<subj>b is the <mask> of <obj><mask>"
+        );
+        assert_eq!(
+            t.fill_through_both_words("<obj>", "x", "[MASK]"),
+            t.fill("<obj>", "x", "[MASK]")
+        );
+    }
+
+    /// For words without a placeholder (all that the reference and relbert accept), the
+    /// one-pass filling is the reference's sequential replacement, on every built-in template
+    /// and on templates with repeated or adjacent placeholders and stray `<`.
+    #[test]
+    fn fills_as_the_reference_for_words_it_accepts() {
+        let reference = |t: &str, h: &str, o: &str, m: &str| {
+            t.replace("<subj>", h)
+                .replace("<obj>", o)
+                .replace("<mask>", m)
+        };
+        let mut templates: Vec<&str> = PRESET_TEMPLATES.iter().map(|(_, t)| *t).collect();
+        templates.extend([
+            "<subj><obj><mask>",
+            "<<subj>> < <obj> <mask> <subj",
+            "a <s <mask>",
+        ]);
+        for t in templates {
+            for (h, o) in [
+                ("paris", "france"),
+                ("<su", "bj>"),
+                ("a < b", "c > d"),
+                ("<", ">"),
+            ] {
+                for m in ["[MASK]", "<mask>"] {
+                    assert_eq!(fill(t, h, o, m), reference(t, h, o, m), "{t:?} {h:?} {o:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_word_holding_a_placeholder_cannot_be_asked() {
+        for (h, t, word, p) in [
+            ("<obj>", "paris", "<obj>", "<obj>"),
+            ("paris", "x<subj>", "x<subj>", "<subj>"),
+            ("<mask>", "france", "<mask>", "<mask>"),
+        ] {
+            let e = check_words(h, t, MAX_WORD_CHARS).unwrap_err();
+            assert_eq!(
+                e,
+                WordProblem::Placeholder {
+                    word: word.into(),
+                    placeholder: p
+                }
+            );
+            assert_eq!(e.word(), word);
+            assert!(e.to_string().contains(&format!("{word:?}")), "{e}");
+        }
+        // Letter case counts, as in the reference; a mask token that is no placeholder
+        // (BERT's [MASK]) is no placeholder.
+        assert_eq!(check_words("<SUBJ>", "[MASK]", MAX_WORD_CHARS), Ok(()));
+        assert_eq!(placeholder_in("<sub j>"), None);
     }
 
     #[test]

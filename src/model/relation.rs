@@ -703,7 +703,7 @@ impl RelationEncoder {
         let mut done = 0;
         if let Some(cpu) = self.encoder.cpu_model() {
             // One batch per thread at a time, single-threaded kernels inside: no barriers.
-            let mask = self.tokenizer.mask_id();
+            let (mask, pad) = (self.tokenizer.mask_id(), self.tokenizer.pad_id());
             let group = rayon::current_num_threads().max(1) * 2;
             for wave in batches.chunks(group) {
                 let pooled: Vec<Vec<Vec<f32>>> = wave
@@ -719,7 +719,7 @@ impl RelationEncoder {
                             .iter()
                             .map(|s| {
                                 (0..s.len())
-                                    .map(|t| aggregation.selects(s, t, mask))
+                                    .map(|t| aggregation.selects(s, t, mask, pad))
                                     .collect()
                             })
                             .collect();

@@ -1298,13 +1298,16 @@ impl Trainer {
 
     /// The prompts of a batch in the CPU path's form.
     fn prompts<'a>(&self, seqs: &'a [Vec<u32>]) -> Vec<Prompt<'a>> {
-        let mask = self.enc.tokenizer().mask_id();
+        let (mask, pad) = (
+            self.enc.tokenizer().mask_id(),
+            self.enc.tokenizer().pad_id(),
+        );
         let agg = self.enc.aggregation();
         seqs.iter()
             .map(|s| Prompt {
                 ids: s,
                 positions: self.enc.encoder().position_ids(s, s.len()),
-                pool: (0..s.len()).map(|i| agg.selects(s, i, mask)).collect(),
+                pool: (0..s.len()).map(|i| agg.selects(s, i, mask, pad)).collect(),
             })
             .collect()
     }
@@ -2529,7 +2532,15 @@ mod tests {
                 batch.input.positions[i * t..i * t + s.len()],
                 "prompt {i}"
             );
+            // And pools what the encoder's batch pools.
+            let pooled: Vec<bool> = batch.pool_weights[i * t..i * t + s.len()]
+                .iter()
+                .map(|&w| w == 1.0)
+                .collect();
+            assert_eq!(prompt.pool, pooled, "prompt {i}");
         }
+        // The literal pad is attended to but not pooled, as the reference pools by id.
+        assert!(!prompts[0].pool[pad_at]);
         // HF's numbering itself: real tokens from padding_idx + 1, the pad at padding_idx.
         let want: Vec<u32> = (0..seqs[0].len())
             .map(|i| {
