@@ -2548,3 +2548,144 @@ fn an_output_in_a_missing_folder_is_refused_and_no_folder_is_made() {
         assert!(!good.exists(), "{flag}");
     }
 }
+
+/// The terms of a vocabulary `--save-vocab` wrote.
+fn vocab_terms(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect()
+}
+
+/// Found by review: with `--keep-case`, `--terms` matched case for case, so a list in lower
+/// case (WordNet's) merged nothing in capitalised text (`New York` stayed `New` and `York`),
+/// and nothing said so. Listed terms match in any case now, in the text's spelling, and the
+/// report says how many the corpus holds.
+#[test]
+fn listed_terms_match_in_any_case_with_keep_case_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "The city of New York hosts 5 museums and THE museums of New York attract \
+                tourists.\n"
+        .repeat(10);
+    let terms = dir.path().join("terms.txt");
+    std::fs::write(&terms, "new york\nnew_york\nsan francisco\n").unwrap();
+    let vocab = dir.path().join("v.tsv");
+    let args = [
+        "--min-count",
+        "3",
+        "--min-pair-count",
+        "3",
+        "--terms",
+        terms.to_str().unwrap(),
+        "--save-vocab",
+        vocab.to_str().unwrap(),
+        "--force",
+    ];
+    let m = mine_text(
+        dir.path(),
+        "k",
+        &text,
+        &[&args[..], &["--keep-case"]].concat(),
+    );
+    let got = vocab_terms(&vocab);
+    assert!(got.iter().any(|t| t == "New York"), "{got:?}");
+    assert!(!got.iter().any(|t| t == "New" || t == "York"), "{got:?}");
+    assert_eq!(m.record("New York", "museums")["count"], 20);
+    assert_eq!(
+        (&m.report["listed_terms"], &m.report["listed_terms_found"]),
+        (&serde_json::json!(2), &serde_json::json!(1)),
+        "{}",
+        m.report
+    );
+    // Lower-cased, as it always was.
+    let m = mine_text(dir.path(), "l", &text, &args);
+    assert_eq!(m.record("new york", "museums")["count"], 20);
+    assert_eq!(m.report["listed_terms_found"], 1, "{}", m.report);
+    // The summary counts them, and a list that matches nothing is named.
+    let corpus = dir.path().join("k.txt");
+    let (_, err) = mine_out(&[&corpus], &[&args[..6], &["--keep-case"]].concat());
+    assert!(
+        err.contains("1 of 2 terms listed with --terms found in the corpus"),
+        "{err}"
+    );
+    std::fs::write(&terms, "san francisco\nlos_angeles\n").unwrap();
+    let (_, err) = mine_out(&[&corpus], &[&args[..6], &["--keep-case"]].concat());
+    assert!(
+        err.contains("none of the 2 terms listed with --terms occurs in the corpus"),
+        "{err}"
+    );
+}
+
+/// Found by review: HTML was mined as plain text: of 7,507 pairs mined from 23 HTML files of
+/// `/usr/share/doc`, 2,075 held tag or reference words (`nbsp`, `amp`, `href`, `td`), and
+/// `ele&shy;phant` was `ele`, `shy` and `phant`. An HTML file is read as the text it shows.
+#[test]
+fn html_is_mined_as_the_text_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("zoo.html");
+    let body = "<p class=\"note\">The ele&shy;phant&nbsp;met the <a \
+                href=\"https://zoo.example/g\">giraffe</a> &amp; the <b>hippo</b>.</p>\n\
+                <table><tr><td>Paris</td><td>France</td></tr></table>\n<!-- keeper lion -->\n";
+    std::fs::write(
+        &page,
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><title>Zoo notes</title>\n\
+             <style>.elephant {{ color: red; margin: 0 }}</style>\n\
+             <script>var keeper = \"lion zebra\";</script></head>\n<body>\n{}</body></html>\n",
+            body.repeat(5)
+        ),
+    )
+    .unwrap();
+    let vocab = dir.path().join("v.tsv");
+    let args = [
+        "--min-count",
+        "2",
+        "--min-pair-count",
+        "2",
+        "--no-stopwords",
+        "--save-vocab",
+        vocab.to_str().unwrap(),
+        "--force",
+    ];
+    let m = mine(dir.path(), "h", &[&page], &args);
+    let got = vocab_terms(&vocab);
+    for t in ["elephant", "met", "giraffe", "hippo", "paris", "france"] {
+        assert!(got.iter().any(|x| x == t), "{t:?} in {got:?}");
+    }
+    // Neither markup, references, script and style nor comments are words.
+    for t in [
+        "ele", "phant", "shy", "nbsp", "amp", "class", "note", "href", "html", "doctype", "lang",
+        "td", "tr", "table", "style", "color", "margin", "script", "var", "keeper", "lion",
+        "zebra",
+    ] {
+        assert!(!got.iter().any(|x| x == t), "{t:?} in {got:?}");
+    }
+    let met = m.record("elephant", "met");
+    assert_eq!(met["count"], 5);
+    // Lines are the file's.
+    assert_eq!(
+        met["examples"],
+        serde_json::json!([
+            format!("{}:6", page.display()),
+            format!("{}:9", page.display()),
+            format!("{}:12", page.display())
+        ])
+    );
+    // Table cells are sentences of their own.
+    assert!(!m.counts().keys().any(|(h, t)| h == "paris" || t == "paris"));
+    assert_eq!(m.report["html_files"], 1, "{}", m.report);
+    // A text file holding markup is text, as written.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "The <strong>walrus</strong> &amp; the seal.\n\n".repeat(3),
+    )
+    .unwrap();
+    mine(dir.path(), "t", &[&text], &args);
+    let got = vocab_terms(&vocab);
+    for t in ["strong", "walrus", "amp", "seal"] {
+        assert!(got.iter().any(|x| x == t), "{t:?} in {got:?}");
+    }
+}

@@ -38,8 +38,8 @@ pub enum PairsCommand {
 /// Arguments of `relbert pairs mine`.
 #[derive(Args, Debug)]
 pub struct MineArgs {
-    /// Corpus: text files, gzip/zstd files, JSON lines, directories (recursive), `-` for
-    /// standard input.
+    /// Corpus: text files, HTML files, gzip/zstd files, JSON lines, directories (recursive),
+    /// `-` for standard input.
     #[arg(long, required = true, num_args = 1..)]
     corpus: Vec<PathBuf>,
     /// Output pair list (head<TAB>tail<TAB>label), or `-` for standard output.
@@ -50,7 +50,9 @@ pub struct MineArgs {
     /// NAME → NAME.provenance.jsonl; none when --out is `-`.
     #[arg(long, value_parser = super::os(file_output))]
     provenance: Option<PathBuf>,
-    /// How inputs are parsed (auto: JSON lines for *.jsonl / *.ndjson, text otherwise).
+    /// How inputs are parsed (auto: JSON lines for *.jsonl / *.ndjson, HTML's text for
+    /// *.html, *.htm, *.xhtml and text that starts with <!DOCTYPE html> or <html>, plain text
+    /// otherwise; text: plain text, HTML's markup too).
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
     format: InputFormat,
     /// What separates paragraphs in text files: blank lines (hard-wrapped prose) or every
@@ -71,7 +73,8 @@ pub struct MineArgs {
     #[arg(long)]
     no_stopwords: bool,
     /// Multi-word terms, one per line (`new york` or WordNet's `new_york`), merged into one
-    /// term wherever they occur.
+    /// term wherever they occur, in any case (with --keep-case, `New York` in the text is the
+    /// term `New York`).
     #[arg(long)]
     terms: Option<PathBuf>,
     /// Learn two-word phrases from the corpus (word2phrase's bigram score).
@@ -956,6 +959,19 @@ fn summary(r: &MineReport, secs: f64) {
         relbert::say!(
             "  counts over the memory budget: {:.1} MB spilled to disk and merged",
             r.spilled_bytes as f64 / 1e6
+        );
+    }
+    if r.html_files > 0 {
+        relbert::say!(
+            "  {} file(s) read as HTML: markup removed, character references decoded",
+            group(r.html_files)
+        );
+    }
+    if r.listed_terms > 0 {
+        relbert::say!(
+            "  {} of {} terms listed with --terms found in the corpus (in any case)",
+            group(r.listed_terms_found as u64),
+            group(r.listed_terms as u64)
         );
     }
     if r.long_words > 0 {

@@ -4,6 +4,7 @@
 //!
 //! - [`source`]: reading files, directories, gzip/zstd files, JSON lines and standard input,
 //!   cut into paragraphs and handed to workers in blocks;
+//! - [`html`]: the text of HTML files (markup removed, character references decoded);
 //! - [`tokenize`]: words (Unicode word boundaries) and sentences;
 //! - [`vocab`]: stop words, multi-word terms (a list, and phrases learned by bigram scoring
 //!   as word2phrase does) and the frequency cut that picks the terms;
@@ -33,6 +34,7 @@
 //! RELATIVE's pair vocabulary did), or by plain count.
 
 pub mod count;
+pub mod html;
 pub mod repeats;
 pub mod source;
 pub mod tokenize;
@@ -87,7 +89,8 @@ pub struct MineOptions {
     /// Stop words (never terms), lower-case: a word is one in any case (`The` at the start
     /// of a sentence is `the`, also with case kept).
     pub stopwords: FxHashSet<Box<str>>,
-    /// Multi-word terms to merge.
+    /// Multi-word terms to merge, made for the same `lowercase` ([`Terms::read`],
+    /// [`Terms::new`]): listed terms match a token in any case.
     pub terms: Terms,
     /// Learn phrases from bigrams.
     pub phrases: bool,
@@ -188,6 +191,11 @@ pub struct MineReport {
     pub rejected_words: usize,
     /// The most frequent of those, `word (count)`.
     pub rejected_examples: Vec<String>,
+    /// Terms listed with `--terms`.
+    pub listed_terms: usize,
+    /// Of those, the ones the corpus holds (in any case; see [`vocab::Terms::found`]): a
+    /// list that matched none merged nothing, which a warning says.
+    pub listed_terms_found: usize,
     /// Phrases learned.
     pub phrases: usize,
     /// Distinct co-occurring pairs counted.
@@ -212,6 +220,9 @@ pub struct MineReport {
     /// Files reached more than once (named twice, through a link, in a named folder) and
     /// read once.
     pub duplicate_files: u64,
+    /// Files read as HTML: their text, markup removed and character references decoded
+    /// ([`html`]).
+    pub html_files: u64,
     /// Long paragraphs left out as repeats of one read before ([`repeats`]; 0 with
     /// `--keep-repeated-paragraphs`).
     pub repeated_paragraphs: u64,
@@ -625,6 +636,17 @@ pub fn mine(
     })?;
     ctx.report.tokens = ctx.report.passes.last().map_or(0, |p| p.tokens);
     ctx.report.distinct_words = word_counts.len();
+    ctx.report.listed_terms = opts.terms.listed_len();
+    ctx.report.listed_terms_found = opts.terms.found(&word_counts);
+    if ctx.report.listed_terms > 0 && ctx.report.listed_terms_found == 0 {
+        // A list for another corpus, or one split otherwise than the corpus' words, merged
+        // nothing, and nothing said so.
+        tracing::warn!(
+            "none of the {} terms listed with --terms occurs in the corpus (terms match in any \
+             case, their words split as the corpus' words are): nothing was merged",
+            ctx.report.listed_terms
+        );
+    }
 
     // Pass 2 (optional): learned phrases.
     let mut all_terms = opts.terms.clone();
@@ -767,6 +789,13 @@ pub fn mine(
     ctx.report.bad_json_lines = ctx.skipped.bad_json;
     ctx.report.binary_files = ctx.skipped.binary_files + ctx.skipped.compressed_files;
     ctx.report.utf16_files = ctx.skipped.utf16_files;
+    ctx.report.html_files = ctx
+        .first_read
+        .iter()
+        .flatten()
+        .flatten()
+        .filter(|r| r.html)
+        .count() as u64;
     // Files skipped whole were not read.
     ctx.report.files = ctx.sources.len().saturating_sub(
         (ctx.skipped.binary_files + ctx.skipped.compressed_files + ctx.skipped.utf16_files)

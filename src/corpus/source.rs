@@ -3,7 +3,11 @@
 //!
 //! Compression is recognised by its magic bytes (gzip `1f 8b`, zstd `28 b5 2f fd`), not by
 //! the file name. A file is JSON lines when the format says so, or, in `auto`, when its
-//! name ends in `.jsonl` or `.ndjson` (before any `.gz`/`.zst`). A line that is not valid
+//! name ends in `.jsonl` or `.ndjson` (before any `.gz`/`.zst`). A file is HTML, read as its
+//! text ([`super::html`]), when the format says so, or, in `auto`, when its name ends in
+//! `.html`, `.htm` or `.xhtml` (before any `.gz`/`.zst`) or its text starts as an HTML
+//! document does (`<!DOCTYPE html`, `<html`: [`super::html::looks_like_html`]); in `text`,
+//! HTML is read as it is written. A line that is not valid
 //! UTF-8, or a JSON line that does not parse or lacks the text field, is skipped and
 //! counted (the first few are reported with file and line), never fatal (a line read in
 //! pieces, below, is dropped whole, unless pieces of it already went out in a block of
@@ -38,12 +42,16 @@ use crate::error::{Error, Result};
 /// How input files are parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
-    /// JSON lines for `*.jsonl` / `*.ndjson` (optionally compressed), text otherwise.
+    /// JSON lines for `*.jsonl` / `*.ndjson`, HTML for `*.html`, `*.htm`, `*.xhtml`
+    /// (optionally compressed) and text that starts as an HTML document, text otherwise.
     Auto,
-    /// Plain text: paragraphs are separated by blank lines.
+    /// Plain text: paragraphs are separated by blank lines (HTML too: its markup is read
+    /// as words).
     Text,
     /// One JSON object per line; the text is in `--text-field`.
     Jsonl,
+    /// HTML, whatever the name: its text, markup removed and character references decoded.
+    Html,
 }
 
 /// One input as given: a file, or standard input.
@@ -65,6 +73,11 @@ pub struct Source {
     /// Judged by content (standard input in `auto`, which has no name to go by): JSON lines
     /// when its first non-blank line is a JSON object with the text field as a string.
     pub sniff: bool,
+    /// Read as HTML ([`super::html`]): named so, or `--format html`.
+    pub html: bool,
+    /// Read as HTML also when its text starts as an HTML document does (`auto`, a name that
+    /// says neither JSON lines nor HTML).
+    pub sniff_html: bool,
 }
 
 /// What separates paragraphs in plain text (sentences never cross a paragraph).
@@ -245,6 +258,8 @@ pub fn expand(inputs: &[PathBuf], format: InputFormat, exclude: &[PathBuf]) -> R
                 bytes: 0,
                 jsonl: format == InputFormat::Jsonl,
                 sniff: format == InputFormat::Auto,
+                html: format == InputFormat::Html,
+                sniff_html: format == InputFormat::Auto,
             };
             add(&mut out, Path::new("-"), id, source);
             continue;
@@ -354,19 +369,24 @@ fn stdin_metadata() -> Option<std::fs::Metadata> {
 fn file_source(path: &Path, md: &std::fs::Metadata, format: InputFormat) -> Source {
     // Not a regular file: a pipe or a device, which gives its bytes once.
     let stream = !md.is_file();
+    // The name without a compressed file's extension (content says it is compressed).
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    let name = name.unwrap_or_default();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    let auto = format == InputFormat::Auto;
     let jsonl = match format {
         InputFormat::Jsonl => true,
-        InputFormat::Text => false,
-        InputFormat::Auto => {
-            let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
-            let name = name.unwrap_or_default();
-            let name = name
-                .strip_suffix(".gz")
-                .or_else(|| name.strip_suffix(".zst"))
-                .unwrap_or(&name);
-            name.ends_with(".jsonl") || name.ends_with(".ndjson")
-        }
+        InputFormat::Text | InputFormat::Html => false,
+        InputFormat::Auto => name.ends_with(".jsonl") || name.ends_with(".ndjson"),
     };
+    let html = format == InputFormat::Html
+        || (auto
+            && [".html", ".htm", ".xhtml"]
+                .iter()
+                .any(|e| name.ends_with(e)));
     Source {
         name: path.to_path_buf(),
         stdin: false,
@@ -374,7 +394,9 @@ fn file_source(path: &Path, md: &std::fs::Metadata, format: InputFormat) -> Sour
         bytes: if stream { 0 } else { md.len() },
         jsonl,
         // `/dev/stdin`, `/dev/fd/63` of `<(…)`: no name to go by, as for `-`.
-        sniff: stream && format == InputFormat::Auto && path.extension().is_none(),
+        sniff: stream && auto && path.extension().is_none(),
+        html,
+        sniff_html: auto && !jsonl && !html,
     }
 }
 
@@ -561,18 +583,28 @@ pub fn read_blocks(
             progress(done);
             continue;
         }
-        let sniffed;
-        let src = if src.sniff {
+        // Judged by content: JSON lines (standard input, by its first line), then HTML (by
+        // its head, decompressed: the same in every pass).
+        let mut judged: Option<Source> = None;
+        if src.sniff {
             let (jsonl, r) = sniff_json_lines(reader, &src.name, text_field)?;
             reader = r;
-            sniffed = Source {
+            judged = Some(Source {
                 jsonl,
                 ..src.clone()
-            };
-            &sniffed
-        } else {
-            src
-        };
+            });
+        }
+        let seen = judged.as_ref().unwrap_or(src);
+        if seen.sniff_html && !seen.jsonl && !seen.html && super::html::looks_like_html(&head) {
+            judged = Some(Source {
+                html: true,
+                ..seen.clone()
+            });
+        }
+        let src = judged.as_ref().unwrap_or(src);
+        if src.html {
+            reader = Box::new(super::html::HtmlText::new(reader));
+        }
         let base = done;
         let mut on_bytes =
             |_: ()| progress(base + counter.load(std::sync::atomic::Ordering::Relaxed));
@@ -593,6 +625,7 @@ pub fn read_blocks(
         read[i] = Some(WhatWasRead {
             bytes: n,
             crc32: crc.borrow().sum(),
+            html: src.html,
         });
     }
     Ok(read)
@@ -611,6 +644,8 @@ pub struct WhatWasRead {
     /// hash would slow the one reader down), and text changed at the same length passes
     /// it unseen only once in 2^32.
     pub crc32: u32,
+    /// Whether it was read as HTML (its text, [`super::html`]).
+    pub html: bool,
 }
 
 /// Whether the input starts with a UTF-16 byte-order mark (`FF FE` or `FE FF`).
@@ -921,7 +956,15 @@ fn read_one(
                 });
             }
         } else if text.trim().is_empty() {
-            close_para(&mut block, &mut para_start);
+            // In HTML's text a line of white space ends a paragraph only when it holds a
+            // block boundary (a blank line of the file holds one): a line that held nothing
+            // but inline markup or a comment does not ([`super::html`]).
+            if !src.html || text.contains(super::html::BLOCK) {
+                close_para(&mut block, &mut para_start);
+            } else if para_start.is_some() {
+                // Kept: lines in a paragraph are counted by its line breaks.
+                block.text.push('\n');
+            }
         } else {
             if para_start.is_none() {
                 para_start = Some((block.text.len(), lineno));
@@ -1014,28 +1057,7 @@ mod tests {
     use super::*;
 
     fn blocks_of(bytes: &[u8], jsonl: bool) -> (Vec<(String, u64)>, Skipped) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(if jsonl { "c.jsonl" } else { "c.txt" });
-        std::fs::write(&path, bytes).unwrap();
-        let sources = expand(&[path], InputFormat::Auto, &[]).unwrap().sources;
-        let mut skipped = Skipped::default();
-        let mut paras = Vec::new();
-        read_blocks(
-            &sources,
-            Paragraphs::Blank,
-            "text",
-            dir.path(),
-            &mut skipped,
-            |_| {},
-            |b| {
-                for p in &b.paras {
-                    paras.push((b.text[p.start..p.end].to_string(), p.line));
-                }
-                true
-            },
-        )
-        .unwrap();
-        (paras, skipped)
+        paragraphs_of_file(if jsonl { "c.jsonl" } else { "c.txt" }, bytes)
     }
 
     /// The paragraphs `read_one` makes of `bytes` (plain text) with paragraphs and lines cut
@@ -1057,6 +1079,8 @@ mod tests {
             bytes: bytes.len() as u64,
             jsonl: false,
             sniff: false,
+            html: false,
+            sniff_html: false,
         };
         let mut reader: Box<dyn BufRead> = Box::new(std::io::Cursor::new(bytes.to_vec()));
         let (mut out, mut skipped) = (Vec::new(), Skipped::default());
@@ -1278,6 +1302,75 @@ mod tests {
             );
             assert_eq!(paras[1], ("next\n".to_string(), 2), "{paras:?}");
         }
+    }
+
+    /// The paragraphs read from `bytes` in a file named `name`, and what was skipped.
+    fn paragraphs_of_file(name: &str, bytes: &[u8]) -> (Vec<(String, u64)>, Skipped) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let sources = expand(&[path], InputFormat::Auto, &[]).unwrap().sources;
+        let (mut paras, mut skipped) = (Vec::new(), Skipped::default());
+        read_blocks(
+            &sources,
+            Paragraphs::Blank,
+            "text",
+            dir.path(),
+            &mut skipped,
+            |_| {},
+            |b| {
+                for p in &b.paras {
+                    paras.push((b.text[p.start..p.end].to_string(), p.line));
+                }
+                true
+            },
+        )
+        .unwrap();
+        (paras, skipped)
+    }
+
+    /// Found by review: HTML was mined as plain text, its tags and references as words.
+    #[test]
+    fn html_is_read_as_its_text_in_the_files_lines() {
+        let html = "<p>Paris is\n<span>\n</span>\nthe capital</p>\n\n<p>R&ouml;me &amp; Oslo</p>\n";
+        // Lines of inline markup alone do not end a paragraph, and are still lines; the
+        // blank line of the file does.
+        let text = [
+            ("\u{2029}Paris is\n\n\nthe capital\u{2029}\n".to_string(), 1),
+            ("\u{2029}R\u{f6}me & Oslo\u{2029}\n".to_string(), 6),
+        ];
+        assert_eq!(paragraphs_of_file("c.html", html.as_bytes()).0, text);
+        assert_eq!(paragraphs_of_file("c.HTM", html.as_bytes()).0, text);
+        // Compressed and named so, or judged by its start.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(html.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(paragraphs_of_file("c.xhtml.gz", &gz).0, text);
+        let doc = format!("<!DOCTYPE html>\n{html}");
+        let (paras, _) = paragraphs_of_file("index", doc.as_bytes());
+        let shifted: Vec<(String, u64)> = text.iter().map(|(t, l)| (t.clone(), l + 1)).collect();
+        assert_eq!(paras, shifted);
+        // A line that is not UTF-8 is skipped and named by its line, as in plain text.
+        let bad = html.replace("Oslo", "\u{1}").into_bytes();
+        let bad: Vec<u8> = bad.iter().map(|&b| if b == 1 { 0xff } else { b }).collect();
+        let (paras, skipped) = paragraphs_of_file("c.html", &bad);
+        assert_eq!(paras, text[..1]);
+        assert!(
+            skipped.examples[0].ends_with("c.html:6: skipped: not UTF-8"),
+            "{:?}",
+            skipped.examples
+        );
+        // Text that holds markup is text.
+        assert_eq!(
+            paragraphs_of_file("c.txt", html.as_bytes()).0,
+            [
+                (
+                    "<p>Paris is\n<span>\n</span>\nthe capital</p>\n".to_string(),
+                    1
+                ),
+                ("<p>R&ouml;me &amp; Oslo</p>\n".to_string(), 6)
+            ]
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //! line. A sentence ends at `.`, `!`, `?`, `…` or `;` (or the full stop, question or
 //! exclamation mark of another script: `।`, `؟`, `۔`, `።`, … listed at `ends_sentence`)
 //! followed by anything but a word that starts in lower case (UAX #29's rule SB8, so
-//! `e.g. this` stays one sentence), and at the end of the paragraph.
+//! `e.g. this` stays one sentence), at U+2029 PARAGRAPH SEPARATOR whatever follows (the text
+//! of HTML holds one at each block boundary, such as a table cell's or a list item's end:
+//! [`super::html`]), and at the end of the paragraph.
 
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -655,6 +657,14 @@ impl Tokenizer {
                 hyphen_end = usize::MAX;
             } else if is_hyphen(seg) && last_end == offset {
                 hyphen_end = offset + seg.len();
+            } else if seg == "\u{2029}" {
+                // Always a segment of its own (UAX #29's WB3a/b).
+                if !sentence.tokens.is_empty() {
+                    each(sentence);
+                    sentence.clear();
+                }
+                pending_end = false;
+                hyphen_end = usize::MAX;
             } else {
                 hyphen_end = usize::MAX;
                 if ends_sentence(seg)
@@ -857,6 +867,24 @@ mod tests {
         assert!(
             words.iter().any(|x| x.as_str() == "2020/01/02"),
             "{words:?}"
+        );
+    }
+
+    /// HTML's block boundaries come as U+2029: the words of two table cells (`<td>Paris</td>
+    /// <td>france and rome</td>`) were one sentence, and paired.
+    #[test]
+    fn a_paragraph_separator_ends_the_sentence_whatever_follows() {
+        assert_eq!(
+            split(
+                "Paris\u{2029}france and\u{2029}\u{2029}rome-\u{2029}bound",
+                true
+            ),
+            vec![
+                vec!["paris"],
+                vec!["france", "and"],
+                vec!["rome"],
+                vec!["bound"]
+            ]
         );
     }
 

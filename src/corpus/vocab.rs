@@ -80,59 +80,36 @@ fn fold(w: &str, lowercase: bool) -> String {
 }
 
 /// Multi-word terms merged into one token each, longest match first: `new york city`
-/// becomes one token `new york city`.
+/// becomes one token `new york city`. The merged token is the corpus' own words joined by a
+/// space, in the corpus' spelling.
+///
+/// Listed terms ([`Terms::read`], `--terms`) match in any case, as stop words do: a list is
+/// written in one case (WordNet's is all lower case) and text in another (`New York` in the
+/// middle of a sentence, `NEW YORK` in a title). With `--keep-case` each spelling found is a
+/// term of its own (`New York` and `NEW YORK`), as the case of single words is kept apart
+/// there. Terms added with [`Terms::insert`] (learned phrases, in the corpus' spelling)
+/// match as spelled.
 #[derive(Debug, Default, Clone)]
 pub struct Terms {
-    /// By first word: the remaining words of each term, longest first.
+    /// Listed terms, their words in lower case.
+    listed: TermIndex,
+    /// Terms matched as spelled.
+    exact: TermIndex,
+    /// Whether the corpus' tokens keep their case: then each is lower-cased to be compared
+    /// with a listed term (lower-cased tokens are compared as they are).
+    fold: bool,
+}
+
+/// Terms by first word: the remaining words of each, longest first.
+#[derive(Debug, Default, Clone)]
+struct TermIndex {
     by_first: FxHashMap<Box<str>, Vec<Vec<Box<str>>>>,
     count: usize,
 }
 
-impl Terms {
-    /// Reads a term list: one term per line, words separated by spaces or `_` (WordNet's
-    /// lemma spelling); single words and `#` lines are ignored. Terms are tokenised like the
-    /// corpus, so `X-ray tube` matches the corpus' `x-ray tube`. A term with a word longer
-    /// than [`MAX_TERM_CHARS`] could never be chosen: it is left out with a warning naming
-    /// the file and line, where it would otherwise vanish into the report's `long_words`.
-    pub fn read(path: &Path, lowercase: bool) -> Result<Terms> {
-        let text = read_word_file(path)?;
-        let tok = super::tokenize::Tokenizer { lowercase };
-        let mut terms = Terms::default();
-        let mut s = Sentence::default();
-        let mut long = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let spaced = line.replace('_', " ");
-            let mut words: Vec<Box<str>> = Vec::new();
-            tok.sentences(&spaced, &mut s, |s| {
-                words.extend((0..s.tokens.len()).map(|i| Box::from(s.text(i))));
-            });
-            if words.len() > 1 && words.iter().any(|w| too_long_word(w)) {
-                long.push(n + 1);
-                continue;
-            }
-            terms.insert(words);
-        }
-        if let Some(first) = long.first() {
-            tracing::warn!(
-                "{}:{first}: a term with a word of more than {MAX_TERM_CHARS} characters is never a \
-                 term; left out{}",
-                path.display(),
-                match long.len() {
-                    1 => String::new(),
-                    2 => " (with 1 more such line)".to_string(),
-                    n => format!(" (with {} more such lines)", n - 1),
-                }
-            );
-        }
-        Ok(terms)
-    }
-
-    /// Adds one term given as its words (fewer than two words are ignored).
-    pub fn insert(&mut self, words: Vec<Box<str>>) {
+impl TermIndex {
+    /// Adds one term given as its words (fewer than two words are ignored, as are repeats).
+    fn insert(&mut self, words: Vec<Box<str>>) {
         if words.len() < 2 {
             return;
         }
@@ -149,39 +126,183 @@ impl Terms {
         }
     }
 
+    /// The number of words after the first of the longest term whose first word is `first`
+    /// and whose other words are the tokens after token `i` (`eq(token, word)`).
+    fn longest_at(
+        &self,
+        first: &str,
+        s: &Sentence,
+        i: usize,
+        mut eq: impl FnMut(&str, &str) -> bool,
+    ) -> Option<usize> {
+        let n = s.tokens.len();
+        self.by_first
+            .get(first)?
+            .iter()
+            .find(|rest| {
+                i + rest.len() < n
+                    && rest
+                        .iter()
+                        .enumerate()
+                        .all(|(k, w)| eq(s.text(i + 1 + k), w))
+            })
+            .map(Vec::len)
+    }
+}
+
+/// A token in lower case as the tokenizer lower-cases ([`super::tokenize::normalize_word`]:
+/// tokens are in NFKC already), borrowed when it is lower case already; `buf` holds it
+/// otherwise.
+fn lower<'a>(token: &'a str, buf: &'a mut String) -> &'a str {
+    if token.is_ascii() && !token.bytes().any(|b| b.is_ascii_uppercase()) {
+        return token;
+    }
+    buf.clear();
+    if token.is_ascii() {
+        buf.push_str(token);
+        buf.make_ascii_lowercase();
+    } else {
+        super::tokenize::normalize_word(token, true, buf);
+    }
+    buf
+}
+
+impl Terms {
+    /// No terms, for a corpus whose tokens keep their case (`--keep-case`) or not: listed
+    /// terms are compared with the lower-case form of a token that keeps its case.
+    pub fn new(lowercase: bool) -> Terms {
+        Terms {
+            fold: !lowercase,
+            ..Terms::default()
+        }
+    }
+
+    /// Reads a term list: one term per line, words separated by spaces or `_` (WordNet's
+    /// lemma spelling); single words and `#` lines are ignored. Terms are tokenised like the
+    /// corpus and matched in any case, so `X-ray tube` matches the corpus' `x-ray tube` and,
+    /// with `--keep-case` (`lowercase` false), `new york` matches `New York`. A term with a
+    /// word longer than [`MAX_TERM_CHARS`] could never be chosen: it is left out with a
+    /// warning naming the file and line, where it would otherwise vanish into the report's
+    /// `long_words`.
+    pub fn read(path: &Path, lowercase: bool) -> Result<Terms> {
+        let text = read_word_file(path)?;
+        let tok = super::tokenize::Tokenizer { lowercase: true };
+        let mut terms = Terms::new(lowercase);
+        let mut s = Sentence::default();
+        let mut long = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let spaced = line.replace('_', " ");
+            let mut words: Vec<Box<str>> = Vec::new();
+            tok.sentences(&spaced, &mut s, |s| {
+                words.extend((0..s.tokens.len()).map(|i| Box::from(s.text(i))));
+            });
+            if words.len() > 1 && words.iter().any(|w| too_long_word(w)) {
+                long.push(n + 1);
+                continue;
+            }
+            terms.listed.insert(words);
+        }
+        if let Some(first) = long.first() {
+            tracing::warn!(
+                "{}:{first}: a term with a word of more than {MAX_TERM_CHARS} characters is never a \
+                 term; left out{}",
+                path.display(),
+                match long.len() {
+                    1 => String::new(),
+                    2 => " (with 1 more such line)".to_string(),
+                    n => format!(" (with {} more such lines)", n - 1),
+                }
+            );
+        }
+        Ok(terms)
+    }
+
+    /// Adds one term matched as spelled (a learned phrase, in the corpus' spelling) given as
+    /// its words; fewer than two words are ignored.
+    pub fn insert(&mut self, words: Vec<Box<str>>) {
+        self.exact.insert(words);
+    }
+
     /// Number of terms.
     pub fn len(&self) -> usize {
-        self.count
+        self.listed.count + self.exact.count
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
+    }
+
+    /// Number of listed terms (those matched in any case).
+    pub fn listed_len(&self) -> usize {
+        self.listed.count
+    }
+
+    /// How many listed terms occur in the corpus as a term of their own (merged at least
+    /// once, in any spelling): `counts` are the counts of the tokens once listed terms are
+    /// merged, so its keys with a space in them are merged terms. One always found inside a
+    /// longer listed term (`new york` in `new york city`) is not found as itself.
+    pub fn found(&self, counts: &FxHashMap<Box<str>, u64>) -> usize {
+        if self.listed.count == 0 {
+            return 0;
+        }
+        let mut buf = String::new();
+        let seen: FxHashSet<String> = counts
+            .keys()
+            .filter(|w| w.contains(' '))
+            .map(|w| {
+                w.split(' ')
+                    .map(|part| lower(part, &mut buf).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        self.listed
+            .by_first
+            .iter()
+            .flat_map(|(first, rests)| {
+                rests
+                    .iter()
+                    .map(move |rest| format!("{first} {}", rest.join(" ")))
+            })
+            .filter(|t| seen.contains(t))
+            .count()
     }
 
     /// Merges every term found in the sentence into one token (its words joined by a
-    /// space). `scratch` is reused between calls.
+    /// space, as the corpus spells them). `scratch` is reused between calls.
     pub fn merge(&self, s: &mut Sentence, scratch: &mut Vec<Token>) {
-        if self.by_first.is_empty() || s.tokens.len() < 2 {
+        if self.is_empty() || s.tokens.len() < 2 {
             return;
         }
         scratch.clear();
         let n = s.tokens.len();
+        // Lower-case forms of the tokens compared with listed terms when case is kept.
+        let (mut first_buf, mut rest_buf) = (String::new(), String::new());
         let mut i = 0;
         while i < n {
-            let hit = self.by_first.get(s.text(i)).and_then(|cands| {
-                cands.iter().find(|rest| {
-                    i + rest.len() < n
-                        && rest
-                            .iter()
-                            .enumerate()
-                            .all(|(k, w)| s.text(i + 1 + k) == &**w)
-                })
-            });
-            match hit {
+            let exact = if self.exact.count == 0 {
+                None
+            } else {
+                self.exact.longest_at(s.text(i), s, i, |t, w| t == w)
+            };
+            let listed = if self.listed.count == 0 {
+                None
+            } else if self.fold {
+                let first = lower(s.text(i), &mut first_buf);
+                self.listed
+                    .longest_at(first, s, i, |t, w| lower(t, &mut rest_buf) == w)
+            } else {
+                self.listed.longest_at(s.text(i), s, i, |t, w| t == w)
+            };
+            match exact.max(listed) {
                 Some(rest) => {
                     let start = s.buf.len();
-                    for k in 0..=rest.len() {
+                    for k in 0..=rest {
                         if k > 0 {
                             s.buf.push(' ');
                         }
@@ -193,7 +314,7 @@ impl Terms {
                         offset: s.tokens[i].offset,
                         kind: Kind::Word,
                     });
-                    i += rest.len() + 1;
+                    i += rest + 1;
                 }
                 None => {
                     scratch.push(s.tokens[i]);
@@ -398,6 +519,70 @@ mod tests {
                 ("new york".to_string(), 25)
             ]
         );
+    }
+
+    /// Found by review: with `--keep-case`, a list in lower case (WordNet's) merged nothing
+    /// in capitalised text, and nothing said so.
+    #[test]
+    fn listed_terms_match_in_any_case_and_keep_the_texts_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("terms.txt");
+        std::fs::write(&p, "new york\nnew_york\nSAN Jos\u{e9}\nlos angeles\n").unwrap();
+        let merged = |lowercase: bool, text: &str| {
+            let terms = Terms::read(&p, lowercase).unwrap();
+            let t = Tokenizer { lowercase };
+            let (mut s, mut scratch, mut out) = (Sentence::default(), Vec::new(), Vec::new());
+            let mut counts: FxHashMap<Box<str>, u64> = FxHashMap::default();
+            t.sentences(text, &mut s, |s| {
+                terms.merge(s, &mut scratch);
+                for i in 0..s.tokens.len() {
+                    out.push(s.text(i).to_string());
+                    *counts.entry(s.text(i).into()).or_insert(0) += 1;
+                }
+            });
+            (out, terms.listed_len(), terms.found(&counts))
+        };
+        let text = "New York, NEW YORK and new york; San Jos\u{e9} and SAN JOSE\u{301}";
+        // Case kept: each spelling is a term of its own, in the text's spelling.
+        assert_eq!(
+            merged(false, text),
+            (
+                vec![
+                    "New York".to_string(),
+                    "NEW YORK".into(),
+                    "and".into(),
+                    "new york".into(),
+                    "San Jos\u{e9}".into(),
+                    "and".into(),
+                    "SAN JOS\u{c9}".into()
+                ],
+                3,
+                2
+            )
+        );
+        // Lower-cased, as before.
+        assert_eq!(
+            merged(true, text).0,
+            [
+                "new york",
+                "new york",
+                "and",
+                "new york",
+                "san jos\u{e9}",
+                "and",
+                "san jos\u{e9}"
+            ]
+        );
+        // Learned phrases match as spelled.
+        let mut terms = Terms::new(false);
+        terms.insert(vec!["Ice".into(), "Cream".into()]);
+        let t = Tokenizer { lowercase: false };
+        let (mut s, mut scratch, mut out) = (Sentence::default(), Vec::new(), Vec::new());
+        t.sentences("Ice Cream and ice cream", &mut s, |s| {
+            terms.merge(s, &mut scratch);
+            out.extend((0..s.tokens.len()).map(|i| s.text(i).to_string()));
+        });
+        assert_eq!(out, ["Ice Cream", "and", "ice", "cream"]);
     }
 
     #[test]
