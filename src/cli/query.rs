@@ -608,6 +608,12 @@ fn ensure_with(
         "no pair of the default vocabulary in {} fits the default model's prompt limit",
         source.dir
     );
+    // Two first-time queries started together both pass the check above: the one that
+    // loaded the model last finds the other's index published by now, or meets its lock
+    // at the build ([`settle_build_race`]).
+    if adopt_published(dir, check) {
+        return Ok(());
+    }
     // Only relbert's own `indexes/` is made; a user's folder was checked above, and one
     // deleted since is refused by the build's lock rather than made again.
     if let Some(parent) = dir.parent().filter(|_| check.own_place) {
@@ -618,6 +624,8 @@ fn ensure_with(
     // first (remove_dir refuses one that is no longer empty, which is then reported).
     if empty {
         match std::fs::remove_dir(dir) {
+            // Filled by another relbert's build of the default index since it was looked at.
+            Err(_) if adopt_published(dir, check) => return Ok(()),
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| {
                     format!(
@@ -647,7 +655,7 @@ fn ensure_with(
         // rerun "with the original input", which blocked every query once the model, the
         // vocabulary or --dtype had changed.
         let Some(what) = partial_mismatch(&e) else {
-            return Err(e);
+            return settle_build_race(e, dir, check);
         };
         // Only in relbert's own place (`indexes/default`): at `$RELBERT_INDEX` the partial
         // build may be the user's own interrupted `index build --out` (for `--pairs -`, its
@@ -667,7 +675,9 @@ fn ensure_with(
         );
         relbert_index::discard_partial(dir)
             .with_context(|| format!("discarding the interrupted build of {}", dir.display()))?;
-        build_with_progress(&encoder, &records, dir, &opts)?;
+        if let Err(e) = build_with_progress(&encoder, &records, dir, &opts) {
+            return settle_build_race(e, dir, check);
+        }
     }
     drop(note);
     // The source was taken before the files were read: were they changed since, the next
@@ -681,26 +691,31 @@ fn ensure_with(
 /// What differs, when `e` is the refusal to resume a partial build started for other input
 /// ([`relbert_index::IndexError::PartialMismatch`]).
 fn partial_mismatch(e: &anyhow::Error) -> Option<String> {
+    match index_error(e) {
+        Some(relbert_index::IndexError::PartialMismatch { what, .. }) => Some(what.to_string()),
+        // A checkpoint an older relbert wrote, or damaged files: not resumable either.
+        Some(relbert_index::IndexError::PartialDamaged { .. }) => {
+            Some("checkpoint (older or damaged)".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// The index's error in `e`'s chain, if there is one.
+fn index_error(e: &anyhow::Error) -> Option<&relbert_index::IndexError> {
     e.chain().find_map(|c| {
         // The library's error holds the index's transparently: not a link of the chain.
-        let index = match c.downcast_ref::<relbert::Error>() {
+        match c.downcast_ref::<relbert::Error>() {
             Some(relbert::Error::Index(i)) => Some(i),
             _ => c.downcast_ref::<relbert_index::IndexError>(),
-        };
-        match index {
-            Some(relbert_index::IndexError::PartialMismatch { what, .. }) => Some(what.to_string()),
-            // A checkpoint an older relbert wrote, or damaged files: not resumable either.
-            Some(relbert_index::IndexError::PartialDamaged { .. }) => {
-                Some("checkpoint (older or damaged)".to_string())
-            }
-            _ => None,
         }
     })
 }
 
 /// Refuses, naming it, while another process builds the default index at `dir` (holds its
 /// writer lock, [`relbert_index::OutputLock`]). The lock is taken and let go at once: the
-/// build takes it again, and a process that starts in between is refused there.
+/// build takes it again, and a process that starts in between is refused there, in the same
+/// words ([`settle_build_race`]).
 fn refuse_while_building(dir: &Path) -> Result<()> {
     match relbert_index::OutputLock::acquire(dir) {
         Ok(lock) => {
@@ -708,22 +723,74 @@ fn refuse_while_building(dir: &Path) -> Result<()> {
             Ok(())
         }
         Err(relbert_index::IndexError::Locked { holder, .. }) => {
-            // The holder's note reads `pid N: command (since …)`.
-            let who = match holder
-                .strip_prefix("pid ")
-                .and_then(|rest| rest.split(':').next())
-            {
-                Some(pid) => format!("another relbert (pid {pid})"),
-                None => format!("another relbert ({holder})"),
-            };
-            anyhow::bail!(
-                "{who} is building the default index at {}; wait for it to finish and run the \
-                 query again",
-                dir.display()
-            )
+            Err(building_elsewhere(dir, &holder))
         }
         // Anything else (a place that cannot be written) is the build's to report.
         Err(_) => Ok(()),
+    }
+}
+
+/// The refusal of a query while the process `holder` (a lock file's note) builds the
+/// default index at `dir`.
+fn building_elsewhere(dir: &Path, holder: &str) -> anyhow::Error {
+    // The holder's note reads `pid N: command (since …)`.
+    let who = match holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(':').next())
+    {
+        Some(pid) => format!("another relbert (pid {pid})"),
+        None => format!("another relbert ({holder})"),
+    };
+    anyhow::anyhow!(
+        "{who} is building the default index at {}; wait for it to finish and run the query \
+         again",
+        dir.display()
+    )
+}
+
+/// Whether the default index is at `dir` now, published by another relbert (a first-time
+/// query started with this one) while this one read the vocabulary and loaded the model:
+/// then it is used as that one built it, saying so. Its record beside it, which that
+/// relbert writes once the index is published, is read again instead of being replaced by
+/// this query's, read before the index was there.
+fn adopt_published(dir: &Path, check: &mut DefaultCheck) -> bool {
+    // A build publishes the whole directory by one rename: `meta` there is a whole index.
+    if !dir.join("meta").is_file() {
+        return false;
+    }
+    relbert::say!(
+        "Another relbert built the default index at {} meanwhile; it is used.",
+        dir.display()
+    );
+    check.record = DefaultIndexRecord::load(dir);
+    check.dirty = false;
+    true
+}
+
+/// A failed build `e` of the default index at `dir` that another relbert's build of it may
+/// explain, settled. Two first-time queries started together both pass
+/// [`refuse_while_building`]; the one that loaded the model last met the other's lock at
+/// the build ("being written by another process") or its published index ("already exists
+/// (pass force to replace it)", a flag `query` does not have). The first is the refusal
+/// [`refuse_while_building`] gives, naming the pid; the second is `Ok`, the index used
+/// ([`adopt_published`]), unless what is there is no index, which is named without the
+/// advice. Any other error is `e`.
+fn settle_build_race(e: anyhow::Error, dir: &Path, check: &mut DefaultCheck) -> Result<()> {
+    match index_error(&e) {
+        Some(relbert_index::IndexError::Locked { holder, .. }) => {
+            Err(building_elsewhere(dir, holder))
+        }
+        Some(relbert_index::IndexError::AlreadyExists { .. }) => {
+            if adopt_published(dir, check) {
+                return Ok(());
+            }
+            anyhow::bail!(
+                "{} was made by another process while the default index was built there, and \
+                 it holds no index; run the query again",
+                place(dir)
+            )
+        }
+        _ => Err(e),
     }
 }
 
@@ -905,19 +972,26 @@ fn check_query_words(x: &str, y: &str) -> Result<()> {
     relbert::prompt::check_words(x, y, relbert::prompt::MAX_WORD_CHARS).map_err(word_error)
 }
 
-/// The error for a word [`relbert::prompt::check_words`] refused, quoting the word.
+/// The error for a word [`relbert::prompt::check_words`] refused, quoting the word (unless
+/// the message already does).
 fn word_error(e: relbert::prompt::WordProblem) -> anyhow::Error {
-    anyhow::anyhow!("{e}: {}", quoted(e.word()))
+    anyhow::anyhow!("{}", with_word(&e))
+}
+
+/// `e`'s message with the word it concerns quoted after it, where the message does not
+/// already quote it (a placeholder's does: the server answers with the message alone).
+fn with_word(e: &relbert::prompt::WordProblem) -> String {
+    match e {
+        relbert::prompt::WordProblem::Placeholder { .. } => e.to_string(),
+        _ => format!("{e}: {}", quoted(e.word())),
+    }
 }
 
 /// The error for a word of the command line's query pair that
 /// [`relbert::prompt::check_words`] refused: a bad command line (status 2, as for three
 /// words or `-k 0`), where a stream's line is only that line's error.
 fn arg_word_error(e: relbert::prompt::WordProblem) -> anyhow::Error {
-    super::usage(format!(
-        "invalid value for [A B]: {e}: {}",
-        quoted(e.word())
-    ))
+    super::usage(format!("invalid value for [A B]: {}", with_word(&e)))
 }
 
 /// Writes one answer as a table to `out` (standard output, whose failure the caller names).
@@ -1478,6 +1552,20 @@ fn stream_end(interactive: bool, json: bool, asked: usize, failed: usize) -> Res
 mod tests {
     use super::*;
 
+    /// A refused word is quoted once: after the message, or in it where the message already
+    /// names it (a placeholder's was quoted twice).
+    #[test]
+    fn a_refused_word_is_quoted_once() {
+        use relbert::prompt::{check_words, MAX_WORD_CHARS};
+        for (a, word) in [("<obj>", "<obj>"), ("x\ty", "x\ty")] {
+            let e = check_words(a, "france", MAX_WORD_CHARS).unwrap_err();
+            let said = word_error(e.clone()).to_string();
+            assert_eq!(said.matches(&quoted(word)).count(), 1, "{said}");
+            let said = arg_word_error(e).to_string();
+            assert_eq!(said.matches(&quoted(word)).count(), 1, "{said}");
+        }
+    }
+
     /// A reader that hands out its chunks one per read, counting the reads: a terminal's
     /// input, where a read returns 0 at a Ctrl-D and the next one waits for more typing.
     struct Chunks {
@@ -1549,5 +1637,69 @@ mod tests {
         assert!(err.contains("in its JSON line"), "{err}");
         assert!(stream_end(false, false, 4, 0).is_ok());
         assert!(stream_end(false, true, 4, 0).is_ok());
+    }
+
+    /// A [`DefaultCheck`] of the record `record`, as a query read it before the build.
+    fn check_with(record: DefaultIndexRecord) -> DefaultCheck {
+        DefaultCheck {
+            record,
+            dirty: true,
+            vocab: None,
+            own_place: false,
+        }
+    }
+
+    /// A build's error as the build of the default index gives it.
+    fn build_error(dir: &Path, e: relbert_index::IndexError) -> anyhow::Error {
+        anyhow::Error::from(relbert::Error::from(e))
+            .context(format!("building index {}", dir.display()))
+    }
+
+    /// Review (s30): two first-time queries started together both passed the early check
+    /// for a build in progress; the one that loaded the model last failed on the other's
+    /// published index, "already exists (pass force to replace it)" (a flag `query` does not
+    /// have), or on its lock with the generic "being written by another process". The first
+    /// uses the published index, with its record as that build wrote it; the second gets the
+    /// early check's refusal, naming the pid.
+    #[test]
+    fn a_build_that_lost_the_race_uses_the_index_or_names_the_builder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("def");
+        let held = relbert_index::IndexError::Locked {
+            path: dir.clone(),
+            holder: "pid 4242: relbert query dog cat (since unix time 1)".into(),
+        };
+        let mut check = check_with(DefaultIndexRecord::default());
+        let err = settle_build_race(build_error(&dir, held), &dir, &mut check).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.starts_with("another relbert (pid 4242) is building the default index at")
+                && err.contains("wait for it to finish"),
+            "{err}"
+        );
+        assert!(!err.contains("being written"), "{err}");
+
+        // Published meanwhile: used, with the record the other process wrote beside it.
+        let exists = || relbert_index::IndexError::AlreadyExists { path: dir.clone() };
+        std::fs::create_dir(&dir).unwrap();
+        let err = settle_build_race(build_error(&dir, exists()), &dir, &mut check).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("holds no index") && !err.contains("pass force"),
+            "{err}"
+        );
+        std::fs::write(dir.join("meta"), b"published").unwrap();
+        DefaultIndexRecord::load(&dir).save(&dir, &[]).unwrap();
+        settle_build_race(build_error(&dir, exists()), &dir, &mut check).unwrap();
+        assert!(!check.dirty);
+        assert_eq!(check.record, DefaultIndexRecord::load(&dir));
+
+        // Any other failure is the build's own.
+        let other = relbert_index::IndexError::FolderMissing {
+            path: tmp.path().join("gone"),
+            output: dir.clone(),
+        };
+        let err = settle_build_race(build_error(&dir, other), &dir, &mut check).unwrap_err();
+        assert!(format!("{err:#}").contains("no such folder"), "{err:#}");
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use relbert_index::{EncoderInfo, Index};
 
 use crate::error::Result;
-use crate::query::{fold_word, shares_word, QueryHit};
+use crate::query::{fold_word, lookup_row, shares_word, QueryHit};
 
 /// One nearest-neighbour search.
 #[derive(Debug, Clone)]
@@ -101,8 +101,10 @@ impl RelationStore for LocalStore {
     }
 
     fn search(&self, vector: &[f32], req: &SearchRequest<'_>) -> Result<Vec<QueryHit>> {
+        // The row the query pair's vector came from, in whichever spelling it is stored
+        // (`QueryEngine::stored` finds it so).
         let self_row = match req.exclude_pair {
-            Some((a, b)) => self.index.lookup(a, b)?,
+            Some((a, b)) => lookup_row(&self.index, a, b)?,
             None => None,
         };
         let hits = search_local(&self.index, vector, req, self_row, None)?;
@@ -114,13 +116,14 @@ impl RelationStore for LocalStore {
     }
 }
 
-/// The words of every pair of a local index, lower-cased and hashed to 64 bits, for a
-/// process that answers many queries (the server). The shared-word filter runs on every
-/// candidate a search admits, a few hundred per query; with this table a candidate is kept
-/// after comparing a few integers, and only a hash match (a shared word, or a collision)
-/// decodes the pair for the exact test, instead of decoding and splitting every candidate's
-/// pair (a fifth of a stored query's time in the server). 8 bytes per word and 4 per pair,
-/// built in one pass over the pairs.
+/// The words of every pair of a local index, folded as queries compare words ([`fold_word`]:
+/// case, normal form, apostrophes) and hashed to 64 bits, for a process that answers many
+/// queries (the server). The shared-word filter runs on every candidate a search admits, a
+/// few hundred per query; with this table a candidate is kept after comparing a few
+/// integers, and only a hash match (a shared word, or a collision) decodes the pair for the
+/// exact test, instead of decoding and splitting every candidate's pair (a fifth of a stored
+/// query's time in the server). 8 bytes per word and 4 per pair, built in one pass over the
+/// pairs.
 pub struct WordTable {
     hashes: Vec<u64>,
     /// Where each row's hashes start in `hashes`; one more entry than rows.

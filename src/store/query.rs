@@ -247,13 +247,73 @@ pub fn index_encoder(
 /// format characters a tokenizer drops ([`crate::corpus::tokenize::invisible`]) are no part
 /// of a word here either: `pup\u{ad}py` is `puppy` (queries drop them as they read a word,
 /// [`crate::pairs::read_word`], but an index built by an older relbert may hold them).
+/// The apostrophes [`APOSTROPHES`] are one, `'`: `pairs mine` writes `qi’anxin` as
+/// `qi'anxin` ([`crate::corpus::tokenize::normalize_word`]), a keyboard or a pasted text
+/// gives the typographic one, and a pair file may hold either.
 pub fn fold_word(w: &str) -> impl Iterator<Item = char> + '_ {
     w.chars()
         .filter(|&c| !crate::corpus::tokenize::invisible(c))
         .nfd()
         .flat_map(char::to_lowercase)
-        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .map(|c| match c {
+            'ς' => 'σ',
+            '\u{2019}' | '\u{2bc}' => '\'',
+            c => c,
+        })
         .nfd()
+}
+
+/// The spellings of an apostrophe that are one in a word ([`fold_word`]): the ASCII `'`
+/// (what [`fold_word`] and `pairs mine` write), the right single quotation mark `’` (U+2019,
+/// typographic text) and the modifier letter apostrophe `ʼ` (U+02BC), in that order.
+pub const APOSTROPHES: [char; 3] = ['\'', '\u{2019}', '\u{2bc}'];
+
+/// (a, b) with their apostrophes ([`APOSTROPHES`]) spelled otherwise, each term with one
+/// spelling throughout (`'` first), less (a, b) as typed: where else a store may hold the
+/// pair. Empty (nothing allocated) when neither term has one.
+fn apostrophe_spellings(a: &str, b: &str) -> Vec<(String, String)> {
+    if !a.contains(APOSTROPHES) && !b.contains(APOSTROPHES) {
+        return Vec::new();
+    }
+    let respelled = |t: &str| -> Vec<String> {
+        if !t.contains(APOSTROPHES) {
+            return vec![t.to_string()];
+        }
+        let mut forms: Vec<String> = Vec::with_capacity(APOSTROPHES.len());
+        for to in APOSTROPHES {
+            let f = t.replace(APOSTROPHES, to.encode_utf8(&mut [0; 4]));
+            if !forms.contains(&f) {
+                forms.push(f);
+            }
+        }
+        forms
+    };
+    let (heads, tails) = (respelled(a), respelled(b));
+    let mut out = Vec::with_capacity(heads.len() * tails.len());
+    for h in &heads {
+        for t in &tails {
+            if (h.as_str(), t.as_str()) != (a, b) {
+                out.push((h.clone(), t.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The row of `index` holding (a, b): as typed (or in another Unicode normal form,
+/// [`Index::lookup`]) first, so a stored pair spelled exactly so always wins, else with its
+/// apostrophes spelled otherwise ([`APOSTROPHES`]; `qi’anxin` typed is the stored
+/// `qi'anxin`, and the other way round).
+pub fn lookup_row(index: &Index, a: &str, b: &str) -> Result<Option<usize>> {
+    if let Some(row) = index.lookup(a, b)? {
+        return Ok(Some(row));
+    }
+    for (h, t) in apostrophe_spellings(a, b) {
+        if let Some(row) = index.lookup(&h, &t)? {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
 }
 
 fn words_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -281,14 +341,31 @@ pub fn pair_words<'a>(head: &'a str, tail: &'a str) -> impl Iterator<Item = Stri
 /// written before words were decomposed hold the lower-cased NFC form of most text, and
 /// before `ς` was folded to `σ` ([`fold_word`]) a word typed with its final sigmas kept
 /// them, at the end of the word or of any run of letters in it (`λόγος-κόσμος`); matching
-/// every such form keeps their filter working. What a form misses still does not come
-/// back: [`QueryEngine::search_store`] drops any hit [`shares_word`] says shares a word.
+/// every such form keeps their filter working. Before apostrophes were folded, a word kept
+/// the one it was typed with (`’`, `ʼ`), so each form with `'` comes in those spellings too.
+/// What a form misses still does not come back: [`QueryEngine::search_store`] drops any hit
+/// [`shares_word`] says shares a word.
 pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
     let mut out = words.clone();
     for w in words {
         let c: String = w.nfc().collect();
         let finals = [final_sigmas(&w), final_sigmas(&c)];
-        for form in std::iter::once(c).chain(finals.into_iter().flatten()) {
+        let mut forms: Vec<String> = std::iter::once(w.clone())
+            .chain(std::iter::once(c))
+            .chain(finals.into_iter().flatten())
+            .collect();
+        if w.contains('\'') {
+            let typed: Vec<String> = forms
+                .iter()
+                .flat_map(|f| {
+                    APOSTROPHES[1..]
+                        .iter()
+                        .map(|to| f.replace('\'', &to.to_string()))
+                })
+                .collect();
+            forms.extend(typed);
+        }
+        for form in forms {
             if !form.is_empty() && !out.contains(&form) {
                 out.push(form);
             }
@@ -760,9 +837,11 @@ impl QueryEngine {
     /// local index. The pair is found in another Unicode normal form too ("café" typed
     /// decomposed finds the stored precomposed "café"): a local index looks there itself
     /// ([`Index::lookup`]), another store is asked for the NFC and NFD spellings in turn.
+    /// Then its apostrophes are tried in their other spellings ([`lookup_row`]): the pair as
+    /// typed, in any normal form, is found first.
     pub fn stored(&self, a: &str, b: &str) -> Result<Option<(Vec<f32>, Option<usize>)>> {
         if let Some(index) = self.index() {
-            return match index.lookup(a, b)? {
+            return match lookup_row(index, a, b)? {
                 Some(row) => Ok(Some((index.vector(row)?.into_owned(), Some(row)))),
                 None => Ok(None),
             };
@@ -770,20 +849,23 @@ impl QueryEngine {
         if let Some(v) = self.store.lookup(a, b)? {
             return Ok(Some((v, None)));
         }
-        if a.is_ascii() && b.is_ascii() {
+        if a.is_ascii() && b.is_ascii() && !a.contains('\'') && !b.contains('\'') {
             return Ok(None);
         }
-        let nfc: (String, String) = (a.nfc().collect(), b.nfc().collect());
-        let nfd: (String, String) = (a.nfd().collect(), b.nfd().collect());
         let mut tried = vec![(a.to_string(), b.to_string())];
-        for form in [nfc, nfd] {
-            if tried.contains(&form) {
-                continue;
+        let typed = (a.to_string(), b.to_string());
+        for (x, y) in std::iter::once(typed).chain(apostrophe_spellings(a, b)) {
+            let nfc: (String, String) = (x.nfc().collect(), y.nfc().collect());
+            let nfd: (String, String) = (x.nfd().collect(), y.nfd().collect());
+            for form in [(x, y), nfc, nfd] {
+                if tried.contains(&form) {
+                    continue;
+                }
+                if let Some(v) = self.store.lookup(&form.0, &form.1)? {
+                    return Ok(Some((v, None)));
+                }
+                tried.push(form);
             }
-            if let Some(v) = self.store.lookup(&form.0, &form.1)? {
-                return Ok(Some((v, None)));
-            }
-            tried.push(form);
         }
         Ok(None)
     }
@@ -1356,5 +1438,165 @@ mod tests {
         assert_eq!(read("Re:Play conference"), p("Re", "Play conference"));
         assert_eq!(read("re:invent"), p("re", "invent"));
         assert_eq!(read("conference"), None);
+    }
+
+    /// An index of `pairs` (2-dimensional unit vectors, row `i` at angle `0.3 i`) at `dir/idx`.
+    fn index_of(dir: &Path, pairs: &[(&str, &str)]) -> Index {
+        use relbert_index::{EncoderInfo, HnswParams, IndexBuilder, IndexSpec, PairEntry};
+        let out = dir.join("idx");
+        let spec = IndexSpec {
+            dim: 2,
+            precision: relbert_index::Precision::F32,
+            encoder: EncoderInfo::default(),
+            input: "test".into(),
+        };
+        let mut b = IndexBuilder::create_or_resume(&out, spec, false).unwrap();
+        let entries: Vec<PairEntry> = pairs.iter().map(|&(h, t)| PairEntry::new(h, t)).collect();
+        let vectors: Vec<f32> = (0..pairs.len())
+            .flat_map(|i| [(i as f32 * 0.3).cos(), (i as f32 * 0.3).sin()])
+            .collect();
+        b.append_chunk(&entries, &vectors).unwrap();
+        let params = HnswParams {
+            m: 2,
+            ef_construction: 4,
+            threads: 1,
+            ..HnswParams::default()
+        };
+        b.finish(params, |_| {}).unwrap();
+        Index::open(&out).unwrap()
+    }
+
+    /// Review (s30): `qi’anxin` typed (U+2019) missed the stored `qi'anxin` that `pairs mine`
+    /// writes (it folds `’` and `ʼ` to `'`): the pair was encoded, and a result holding
+    /// `qi'anxin` was kept as sharing no word. The apostrophes are one spelling in a word,
+    /// both ways, for the shared-word test, the same-pair test and the server's word hashes.
+    #[test]
+    fn apostrophes_are_one_spelling_in_words() {
+        for typed in ["qi’anxin", "QIʼANXIN", "qi'anxin"] {
+            assert_eq!(fold_word(typed).collect::<String>(), "qi'anxin", "{typed}");
+            let q: Vec<String> = pair_words("codesafe", typed).collect();
+            for stored in ["qi'anxin", "qi’anxin", "qiʼanxin"] {
+                assert!(shares_word(&q, "legendsec", stored), "{typed} {stored}");
+                let hit = QueryHit {
+                    pair: ["CodeSafe".into(), stored.into()],
+                    score: 0.1,
+                    label: None,
+                };
+                assert!(
+                    SpellingKey::new("codesafe", typed).is_same_pair(&hit),
+                    "{typed} {stored}"
+                );
+            }
+            assert!(!shares_word(&q, "legendsec", "qianxin"));
+        }
+        // Another spelling of a better result is no result of its own.
+        let hits = |b: &str| QueryHit {
+            pair: ["rock".into(), b.into()],
+            score: 0.5,
+            label: None,
+        };
+        let kept = distinct_hits(
+            vec![hits("don't"), hits("don’t"), hits("donʼt")],
+            &SpellingKey::new("x", "y"),
+            &|h: &QueryHit| h,
+            &|_: &QueryHit, _: &QueryHit| Ok(false),
+        )
+        .unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        // Older Qdrant points kept the apostrophe as typed: their filter matches those too.
+        assert_eq!(
+            with_nfc_forms(vec!["it's".to_string()]),
+            ["it's", "it’s", "itʼs"]
+        );
+    }
+
+    /// Review (s30), continued: the stored pair is found whichever apostrophe it was typed
+    /// or stored with; the pair spelled exactly as typed wins; the server's word table and
+    /// the CLI's filter agree.
+    #[test]
+    fn a_stored_pair_is_found_with_another_apostrophe() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pairs = [
+            ("codesafe", "qi'anxin"),
+            ("legendsec", "qi’anxin"),
+            ("x", "it's"),
+            ("x", "it’s"),
+            ("o’neil", "rock'n'roll"),
+            ("cat", "dog"),
+        ];
+        let index = index_of(tmp.path(), &pairs);
+        let row = |a: &str, b: &str| lookup_row(&index, a, b).unwrap();
+        assert_eq!(row("codesafe", "qi’anxin"), Some(0));
+        assert_eq!(row("codesafe", "qiʼanxin"), Some(0));
+        assert_eq!(row("legendsec", "qi'anxin"), Some(1));
+        // A stored pair whose exact spelling matches wins; else the `'` spelling.
+        assert_eq!(row("x", "it’s"), Some(3));
+        assert_eq!(row("x", "it's"), Some(2));
+        assert_eq!(row("x", "itʼs"), Some(2));
+        // Each term in its own spelling.
+        assert_eq!(row("o'neil", "rock’n’roll"), Some(4));
+        assert_eq!(row("codesafe", "qianxin"), None);
+        assert!(apostrophe_spellings("cat", "dog").is_empty());
+
+        let engine = QueryEngine::open(&tmp.path().join("idx"), None).unwrap();
+        let (_, at) = engine.stored("codesafe", "qi’anxin").unwrap().unwrap();
+        assert_eq!(at, Some(0));
+        // A store other than a local index is asked for the other spellings in turn.
+        let store = HeldPairs(
+            vec![("codesafe", "qi'anxin"), ("x", "it's"), ("x", "it’s")],
+            Default::default(),
+        );
+        let other = QueryEngine::with_store(Box::new(store), None);
+        let vector = |a: &str, b: &str| other.stored(a, b).unwrap().map(|(v, _)| v);
+        assert_eq!(vector("codesafe", "qiʼanxin"), Some(vec![1.0]));
+        assert_eq!(vector("x", "it’s"), Some(vec![3.0]));
+        assert_eq!(vector("x", "itʼs"), Some(vec![2.0]));
+        assert_eq!(vector("x", "its"), None);
+
+        // The shared-word filter leaves out `legendsec : qi’anxin` for `qi'anxin` typed, with
+        // the word table (the server) and without it (the CLI), and the stored pair's own
+        // row for `qi’anxin` typed.
+        let words: Vec<String> = pair_words("codesafe", "qi'anxin").collect();
+        let table = WordTable::build(&index).unwrap();
+        for typed in ["qi'anxin", "qi’anxin"] {
+            let req = SearchRequest {
+                k: 6,
+                exact: true,
+                ef: 6,
+                exclude_pair: Some(("codesafe", typed)),
+                exclude_words: &words,
+            };
+            let with_table: Vec<usize> =
+                search_local(&index, &[1.0, 0.0], &req, None, Some(&table))
+                    .unwrap()
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect();
+            let without: Vec<usize> = search_local(&index, &[1.0, 0.0], &req, None, None)
+                .unwrap()
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect();
+            assert_eq!(with_table, without, "{typed}");
+            assert!(
+                !with_table.contains(&1) && !with_table.contains(&0),
+                "{with_table:?}"
+            );
+            let none: [String; 0] = [];
+            let store = LocalStore::new(Index::open(tmp.path().join("idx")).unwrap());
+            let hits = store
+                .search(
+                    &[1.0, 0.0],
+                    &SearchRequest {
+                        exclude_words: &none,
+                        ..req
+                    },
+                )
+                .unwrap();
+            assert!(
+                hits.iter().all(|h| h.pair[0] != "codesafe"),
+                "{typed}: {hits:?}"
+            );
+        }
     }
 }
