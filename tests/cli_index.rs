@@ -1456,3 +1456,133 @@ fn an_export_refuses_damage_in_a_part_of_the_pairs_file_it_does_not_read() {
         "{err}"
     );
 }
+
+/// Found by a review: `index build --out X` where X is not an index (a symbolic link, a
+/// user's file or folder) said "X exists; pass --force to replace it", and with --force
+/// "X exists and is not an index written by relbert …; refusing to replace it even with
+/// --force". Whose X is comes first now: without --force the refusal already says why, and
+/// --force is advised only for relbert's own index. `rebuild --out` shares the check.
+#[test]
+fn an_output_that_is_not_an_index_is_refused_without_advising_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build(dir.path(), &idx, &[]).success();
+    let link = dir.path().join("sl1");
+    std::os::unix::fs::symlink(dir.path().join("tgt"), &link).unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), "mine").unwrap();
+    let rebuild = |out: &Path, force: bool| {
+        let mut c = relbert();
+        c.args(["index", "rebuild", "--index"])
+            .arg(&idx)
+            .arg("--out")
+            .arg(out);
+        if force {
+            c.arg("--force");
+        }
+        c.assert()
+    };
+    let stderr = |a: &assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    for force in [false, true] {
+        let extra: &[&str] = if force { &["--force"] } else { &[] };
+        for out in [&link, &file, &folder] {
+            let err = stderr(&build(dir.path(), out, extra).failure());
+            assert!(
+                err.contains("is not an index written by relbert") && !err.contains("pass --force"),
+                "build --out {} (force {force}): {err}",
+                out.display()
+            );
+        }
+        // A link is refused by the rebuild's own check unless it leads to the source.
+        for out in [&file, &folder] {
+            let err = stderr(&rebuild(out, force).failure());
+            assert!(
+                err.contains("is not an index written by relbert") && !err.contains("pass --force"),
+                "rebuild --out {} (force {force}): {err}",
+                out.display()
+            );
+        }
+    }
+    assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    // relbert's own index is still the one --force is advised for.
+    let other = dir.path().join("other");
+    build(dir.path(), &other, &[]).success();
+    let err = stderr(&build(dir.path(), &other, &[]).failure());
+    assert!(err.contains("exists; pass --force to replace it"), "{err}");
+    let err = stderr(&rebuild(&other, false).failure());
+    assert!(err.contains("exists; pass --force to replace it"), "{err}");
+}
+
+/// Found by a review: only `index info --verify` named an interrupted `index add` waiting in
+/// `DIR.partial/`; a plain `index info` (and `--json`) said nothing of it. Every `info` now
+/// says it (`pending` in the table and in the JSON, null when there is none), and a
+/// `DIR.partial/` that is not relbert's is named in its place without failing a plain
+/// `info`.
+#[test]
+fn every_index_info_names_an_interrupted_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("kl");
+    build(dir.path(), &idx, &[]).success();
+    let plain = |json: bool| {
+        let mut c = relbert();
+        c.args(["index", "info"]);
+        if json {
+            c.arg("--json");
+        }
+        let a = c.arg(&idx).assert().success();
+        String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+    };
+    let pending_row = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("pending "))
+            .map(|l| l["pending".len()..].trim().to_string())
+    };
+    assert_eq!(pending_row(&plain(false)).as_deref(), Some("none"));
+    assert_eq!(info(&idx)["pending"], serde_json::Value::Null);
+
+    // An add interrupted after its copy of the index, as a kill leaves it (made through the
+    // library: deterministic, no kill).
+    let base = relbert_index::Index::open(&idx).unwrap();
+    drop(relbert_index::IndexGrower::create_or_resume(base, "test", 1, |_| {}).unwrap());
+    let partial = dir.path().join("kl.partial");
+    assert!(partial.join("checkpoint").is_file());
+    let row = pending_row(&plain(false)).unwrap_or_default();
+    assert!(
+        row.starts_with(&format!(
+            "{} holds an interrupted `index add` of {}",
+            partial.display(),
+            idx.display()
+        )),
+        "{row}"
+    );
+    let doc = info(&idx);
+    assert_eq!(doc["pending"]["command"], "add", "{doc}");
+    assert_eq!(doc["pending"]["resumable"], true, "{doc}");
+    assert_eq!(doc["pending"]["advice"], serde_json::json!(row), "{doc}");
+
+    // A `kl.partial/` of the user's: a plain `info` names the problem and succeeds.
+    std::fs::remove_dir_all(&partial).unwrap();
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("notes.txt"), "mine").unwrap();
+    let row = pending_row(&plain(false)).unwrap_or_default();
+    assert!(
+        row.contains("notes.txt") || row.contains("not a partial build"),
+        "{row}"
+    );
+    let doc = info(&idx);
+    assert!(doc["pending"]["error"].is_string(), "{doc}");
+    assert_eq!(
+        std::fs::read_to_string(partial.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}

@@ -1018,7 +1018,11 @@ fn page_audit_findings_stay_fixed() {
 /// blocked Find ("Value must be less than or equal to 5") and every other search (a
 /// suggestion, a result, a link) was refused by the server; a link's `&k=0` searched with 10
 /// but left 0 in the box, blocking the next Find; and a failed search left the previous
-/// search's link in the address.
+/// search's link in the address. Found by a later review: a page opened while the server
+/// was loading never learnt its --max-k (every search and suggestion refused until a
+/// reload); a link's `&k=-1` became part of word B; a search the page itself refused (no
+/// B) left the previous link in the address; and a stopped server left "Searching …" for
+/// good.
 #[test]
 fn page_keeps_k_within_a_small_max_k() {
     let dir = tempfile::tempdir().unwrap();
@@ -1026,11 +1030,67 @@ fn page_keeps_k_within_a_small_max_k() {
         return;
     };
     let index = build_index(dir.path(), &common::pair_file(dir.path()), "idx");
-    let (_server, addr) = start_server(&index, &["--max-k", "5"]);
+    // A short request time limit, so that the page's wait for a stopped server (the limit
+    // and a margin) is short too.
+    let (server, addr) = start_server(&index, &["--max-k", "5", "--timeout-ms", "1000"]);
     let d = &browser.d;
     let page = format!("http://{addr}/");
     let k_is = |v: &str| format!("document.getElementById('k').value === {}", json!(v));
     let rows = "return document.querySelectorAll('#results tbody tr').length;";
+    let status_has = |text: &str| {
+        format!(
+            "document.getElementById('status').textContent.includes({})",
+            json!(text)
+        )
+    };
+
+    // The page opened while the server is loading: /v1/info answers 503, as a loading
+    // server's does (made so in the page, before its own script runs, since the tiny model
+    // loads too fast to be caught loading), until the test lets it through.
+    let loading = d.call(
+        "POST",
+        "/goog/cdp/execute",
+        Some(
+            json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source":
+                "window.infoAsks = 0; window.loading = true; const f = window.fetch; \
+                 window.fetch = (u, o) => { \
+                   if (!String(u).includes('/v1/info')) return f(u, o); \
+                   window.infoAsks++; \
+                   return window.loading ? Promise.resolve(new Response(JSON.stringify( \
+                     {error: 'the index is still loading', status: 503}), \
+                     {status: 503, headers: {'Content-Type': 'application/json'}})) : f(u, o); };"
+            }}),
+        ),
+    );
+    d.open(&page);
+    // Asked again on its own while the server loads (it was asked once, on load).
+    d.wait_until("window.infoAsks >= 2");
+    assert_eq!(
+        d.script("return document.getElementById('k').max;"),
+        json!("")
+    );
+    // Loaded: a suggestion (asked for 8 before --max-k was known, a 400) and a search (k 10,
+    // a 422) work without a reload.
+    d.script("window.loading = false;");
+    let a = d.wait_for("#a")[0].clone();
+    d.type_into(&a, "par");
+    let shown = d.wait_for("#suggest li").len();
+    assert!((1..=5).contains(&shown), "{shown} suggestions");
+    d.script("document.getElementById('a').value = 'paris';");
+    let b = d.wait_for("#b")[0].clone();
+    d.type_into(&b, "france\u{E007}");
+    d.wait_until(&status_starts("paris : france"));
+    assert!(d.became_true(&k_is("5")));
+    let shown = d.script(rows).as_u64().unwrap_or(0);
+    assert!((1..=5).contains(&shown), "{shown} result rows");
+    d.call(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Page.removeScriptToEvaluateOnNewDocument",
+                    "params": {"identifier": loading["identifier"]}})),
+    );
+    // What follows opens a new document, without the stub.
+    d.open("about:blank");
 
     d.open(&page);
     d.wait_until(&k_is("5"));
@@ -1057,6 +1117,28 @@ fn page_keeps_k_within_a_small_max_k() {
     assert!(d.became_true(&k_is("5")));
     assert!(d.became_true("location.hash === '#paris:france&k=5'"));
 
+    // A link's k that is not a whole number is refused, not read as part of word B (which
+    // searched `paris : france&k=-1`); its words are in the boxes for Find.
+    for bad in ["-1", "abc", "", "2.5"] {
+        d.script("document.getElementById('status').textContent = '';");
+        d.open(&format!("{page}#tokyo:japan&k={bad}"));
+        assert!(
+            d.became_true(&status_has(&format!(
+                "k, \u{201c}{bad}\u{201d}, is not a whole"
+            ))),
+            "&k={bad}: {}",
+            d.script("return document.getElementById('status').textContent;")
+        );
+        assert_eq!(
+            d.script(
+                "return [document.getElementById('a').value, document.getElementById('b').value, \
+                 document.getElementById('k').value, document.getElementById('results').hidden];"
+            ),
+            json!(["tokyo", "japan", "5", true]),
+            "&k={bad}"
+        );
+    }
+
     // A failed search does not leave the previous search's link in the address.
     let a = d.wait_for("#a")[0].clone();
     d.script("document.getElementById('a').value = ''; document.getElementById('b').value = '';");
@@ -1067,6 +1149,44 @@ fn page_keeps_k_within_a_small_max_k() {
         "{}",
         d.script("return location.href;")
     );
+    // Nor does a search the page refuses itself, before asking the server (A without B).
+    d.open(&format!("{page}#paris:france"));
+    d.wait_until(&status_starts("paris : france"));
+    let a = d.wait_for("#a")[0].clone();
+    d.script("document.getElementById('a').value = ''; document.getElementById('b').value = '';");
+    d.type_into(&a, "dog\u{E007}");
+    d.wait_until(&status_has("Type two words"));
+    assert!(
+        d.became_true("location.hash === ''"),
+        "{}",
+        d.script("return location.href;")
+    );
+
+    // A stopped server: the search ends after the server's time limit and a margin, with a
+    // message saying so, instead of "Searching …" for as long as the browser waits.
+    d.open(&format!("{page}#paris:france"));
+    d.wait_until(&status_starts("paris : france"));
+    let pid = server.0.id() as libc::pid_t;
+    // SAFETY: signals this test's own child, which `server` has not reaped yet.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let a = d.wait_for("#a")[0].clone();
+    d.script("document.getElementById('a').value = ''; document.getElementById('b').value = '';");
+    d.type_into(&a, "dog:puppy\u{E007}");
+    let ended = d.became_true(&status_has("did not answer in"));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(
+        ended,
+        "{}",
+        d.script("return document.getElementById('status').textContent;")
+    );
+    assert_eq!(
+        d.script("return document.getElementById('results').hidden;"),
+        json!(true)
+    );
+    // Going again, the server is asked again.
+    d.click("#go");
+    d.wait_until(&status_starts("dog : puppy"));
 }
 
 /// Whether the element `id` is shown whole inside the viewport (scrolled into view first)

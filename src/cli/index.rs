@@ -444,18 +444,20 @@ fn screen_left(
     Ok((keep, left))
 }
 
-/// Refuses an existing `out` before any work: without `force` always, with `force` unless it
-/// is an index relbert wrote (once a default index's record an older relbert put inside it is
-/// back beside it: [`heal_record`]).
+/// Refuses an existing `out` before any work: one that is not an index relbert wrote (once a
+/// default index's record an older relbert put inside it is back beside it: [`heal_record`])
+/// with or without `force`, saying why; relbert's own index without `force`. Whose it is
+/// comes first, so `--force` is advised only where it would be taken (found by a review:
+/// "pass --force to replace it" was said of a symbolic link, which --force then refused).
 pub fn check_index_out(out: &Path, force: bool) -> Result<()> {
     if std::fs::symlink_metadata(out).is_ok() {
+        heal_record(out)?;
+        relbert_index::recognise_index(out)?;
         anyhow::ensure!(
             force,
             "{} exists; pass --force to replace it",
             out.display()
         );
-        heal_record(out)?;
-        relbert_index::recognise_index(out)?;
     }
     Ok(())
 }
@@ -707,40 +709,50 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                 idx.verify()
                     .with_context(|| format!("verifying {}", a.dir.display()))?;
             }
-            // With --verify, what else is there: files in the directory that are not the
-            // index's (harmless to reading it, but an add or a remove refuses to replace
-            // them), and an interrupted run in DIR.partial waiting to be resumed or given up
-            // (found by an audit: a "verified" index said nothing of either).
-            let (foreign, pending) = if a.verify {
-                let foreign = relbert_index::foreign_entries(&a.dir)
-                    .with_context(|| format!("listing {}", a.dir.display()))?;
-                let pending = relbert_index::pending_run(&a.dir).with_context(|| {
-                    format!("reading the partial directory of {}", a.dir.display())
-                })?;
-                (foreign, pending)
+            // With --verify, files in the directory that are not the index's (harmless to
+            // reading it, but an add or a remove refuses to replace them; found by an audit:
+            // a "verified" index said nothing of them).
+            let foreign = if a.verify {
+                relbert_index::foreign_entries(&a.dir)
+                    .with_context(|| format!("listing {}", a.dir.display()))?
             } else {
-                (Vec::new(), None)
+                Vec::new()
             };
-            let advice = pending
-                .as_ref()
-                .map(|run| pending_advice(run, &a.dir, Some(&idx.id())));
+            // Always, an interrupted run in DIR.partial waiting to be resumed or given up
+            // (found by a review: only --verify said so, and a plain `info` of an index
+            // whose add was killed said nothing). Cheap: one stat when there is none, else a
+            // listing of DIR.partial and its small checkpoint file. One that cannot be read
+            // as relbert's fails --verify; a plain `info` says why in its place.
+            let pending = relbert_index::pending_run(&a.dir)
+                .with_context(|| format!("reading the partial directory of {}", a.dir.display()));
+            let pending = match pending {
+                Err(e) if a.verify => return Err(e),
+                read => read.map_err(|e| format!("{e:#}")),
+            };
+            let advice = match &pending {
+                Ok(run) => run
+                    .as_ref()
+                    .map(|run| pending_advice(run, &a.dir, Some(&idx.id()))),
+                Err(why) => Some(why.clone()),
+            };
             let m = idx.meta();
             let sizes = idx.disk_sizes();
             if a.json {
                 let mut doc = relbert::indexing::info_json(&idx, &a.dir, open_ms, a.verify);
                 if a.verify {
                     doc["other_files"] = serde_json::json!(foreign);
-                    doc["pending"] = match (&pending, &advice) {
-                        (Some(run), Some(advice)) => serde_json::json!({
-                            "partial": run.partial.display().to_string(),
-                            "command": run.command,
-                            "source_index": run.source,
-                            "resumable": !run.stale_for(&idx.id()),
-                            "advice": advice,
-                        }),
-                        _ => serde_json::Value::Null,
-                    };
                 }
+                doc["pending"] = match (&pending, &advice) {
+                    (Ok(Some(run)), Some(advice)) => serde_json::json!({
+                        "partial": run.partial.display().to_string(),
+                        "command": run.command,
+                        "source_index": run.source,
+                        "resumable": !run.stale_for(&idx.id()),
+                        "advice": advice,
+                    }),
+                    (Err(why), _) => serde_json::json!({ "error": why }),
+                    _ => serde_json::Value::Null,
+                };
                 relbert::output::print_line(&serde_json::to_string_pretty(&doc)?)?;
             } else {
                 let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
@@ -801,8 +813,8 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                             ),
                         },
                     ));
-                    rows.push(("pending", advice.clone().unwrap_or_else(|| "none".into())));
                 }
+                rows.push(("pending", advice.clone().unwrap_or_else(|| "none".into())));
                 let table: Vec<String> = rows.iter().map(|(k, v)| format!("{k:<18} {v}")).collect();
                 relbert::output::print_line(&table.join("\n"))?;
             }
