@@ -363,15 +363,21 @@ impl Converter {
                 _ => {}
             },
             State::Raw => {
-                if b.to_ascii_lowercase() == self.raw_end[self.matched] {
-                    self.matched += 1;
-                    if self.matched == self.raw_end.len() {
-                        // The end tag's name read: the rest of it as any tag's.
+                if self.matched == self.raw_end.len() {
+                    // `</script` read: the end tag if its name ends here (`</script>`,
+                    // `</script >`), the rest of it then read as any tag's; else text of
+                    // the script (`</scripts`).
+                    if matches!(b, b'>' | b'/' | b'\t' | b'\n' | b'\x0c' | b'\r' | b' ') {
                         self.state = State::TagName;
                         self.end_tag = true;
                         self.name.clear();
                         self.name.extend_from_slice(&self.raw_end[2..]);
+                        return false;
                     }
+                    self.matched = 0;
+                }
+                if b.to_ascii_lowercase() == self.raw_end[self.matched] {
+                    self.matched += 1;
                 } else {
                     self.matched = usize::from(b == b'<');
                     if b == b'\n' {
@@ -568,6 +574,20 @@ mod tests {
         for markup_alone in [0, 2, 5] {
             assert_eq!(lines[markup_alone], "", "{t:?}");
         }
+    }
+
+    /// A script's text that starts like its end tag (`</scripts`, `</styles`) does not end
+    /// it: only `</script` followed by the end of a tag name does.
+    #[test]
+    fn only_a_whole_end_tag_ends_a_script() {
+        assert_eq!(
+            text("<script>a = '</scripts>secret';</script>Paris"),
+            "\u{2029}\u{2029}Paris"
+        );
+        assert_eq!(
+            text("<style>x</stylex>y</style\n>Rome<script>z</script/>"),
+            "\u{2029}\n\u{2029}Rome\u{2029}\u{2029}"
+        );
     }
 
     #[test]
