@@ -378,16 +378,8 @@ fn parse_pairs_noting(reader: impl Read, path: &Path) -> Result<(Vec<PairRecord>
         }
         // The reference refuses such a pair: its template filling would put the word's
         // placeholder to use ((`<obj>`, paris) was the prompt of (paris, paris)).
-        if let Some((word, p)) = [&head, &tail]
-            .into_iter()
-            .find_map(|w| crate::prompt::placeholder_in(w).map(|p| (w, p)))
-        {
-            return Err(err(format!(
-                "the word {} holds {p}, a placeholder of the prompt template; words may not \
-                 contain <subj>, <obj> or <mask> (in {})",
-                quoted(word),
-                quoted(line)
-            )));
+        if let Some(problem) = crate::prompt::placeholder_problem(&head, &tail) {
+            return Err(err(format!("{problem} (in {})", quoted(line))));
         }
         // Kept only when reading changed more than the spaces around the words.
         let typed = (head != cols[0].trim() || tail != cols[1].trim())

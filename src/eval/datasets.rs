@@ -63,19 +63,11 @@ fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
 }
 
 /// Why a pair (its words as read) cannot be encoded for holding a template placeholder
-/// ([`crate::prompt::placeholder_in`]), if it holds one: the reference refuses such a pair,
-/// and filled into the prompt it is scored (or trained on) as another pair, (`<obj>`, `paris`)
-/// as (`paris`, `paris`). Refused as `relbert embed` refuses it.
+/// ([`crate::prompt::placeholder_problem`]), if it holds one: the reference refuses such a
+/// pair, and filled into the prompt it is scored (or trained on) as another pair, (`<obj>`,
+/// `paris`) as (`paris`, `paris`). Refused as `relbert embed` refuses it.
 fn placeholder_problem(pair: &Pair) -> Option<String> {
-    [&pair.0, &pair.1].into_iter().find_map(|w| {
-        crate::prompt::placeholder_in(w).map(|p| {
-            format!(
-                "the word {} holds {p}, a placeholder of the prompt template; words may not \
-                 contain <subj>, <obj> or <mask>",
-                crate::error::quoted(w)
-            )
-        })
-    })
+    crate::prompt::placeholder_problem(&pair.0, &pair.1).map(|p| p.to_string())
 }
 
 /// An error constructor for one line of `path`.

@@ -135,6 +135,17 @@ pub fn placeholder_in(word: &str) -> Option<&'static str> {
     PLACEHOLDERS.into_iter().find(|p| word.contains(p))
 }
 
+/// The first word of (`head`, `tail`) that holds a placeholder ([`placeholder_in`]), as the
+/// problem to report: the one message pair files, data sets and queries give for it.
+pub fn placeholder_problem(head: &str, tail: &str) -> Option<WordProblem> {
+    [head, tail].into_iter().find_map(|w| {
+        placeholder_in(w).map(|placeholder| WordProblem::Placeholder {
+            word: w.to_string(),
+            placeholder,
+        })
+    })
+}
+
 /// The most characters a query's word may have between spaces: a BERT WordPiece tokenizer
 /// reads a single word of more than 100 characters as `[UNK]`, so a longer one is refused
 /// rather than answered as the unknown token. A term of several words (`new york`) is checked

@@ -275,19 +275,6 @@ fn apostrophe_spellings(a: &str, b: &str) -> Vec<(String, String)> {
     if !a.contains(APOSTROPHES) && !b.contains(APOSTROPHES) {
         return Vec::new();
     }
-    let respelled = |t: &str| -> Vec<String> {
-        if !t.contains(APOSTROPHES) {
-            return vec![t.to_string()];
-        }
-        let mut forms: Vec<String> = Vec::with_capacity(APOSTROPHES.len());
-        for to in APOSTROPHES {
-            let f = t.replace(APOSTROPHES, to.encode_utf8(&mut [0; 4]));
-            if !forms.contains(&f) {
-                forms.push(f);
-            }
-        }
-        forms
-    };
     let (heads, tails) = (respelled(a), respelled(b));
     let mut out = Vec::with_capacity(heads.len() * tails.len());
     for h in &heads {
@@ -298,6 +285,22 @@ fn apostrophe_spellings(a: &str, b: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// `t` with its apostrophes ([`APOSTROPHES`]) spelled each way, one spelling throughout,
+/// `'` first, without repeats (`t` alone when it has none).
+fn respelled(t: &str) -> Vec<String> {
+    if !t.contains(APOSTROPHES) {
+        return vec![t.to_string()];
+    }
+    let mut forms: Vec<String> = Vec::with_capacity(APOSTROPHES.len());
+    for to in APOSTROPHES {
+        let f = t.replace(APOSTROPHES, to.encode_utf8(&mut [0; 4]));
+        if !forms.contains(&f) {
+            forms.push(f);
+        }
+    }
+    forms
 }
 
 /// The row of `index` holding (a, b): as typed (or in another Unicode normal form,
@@ -357,11 +360,7 @@ pub fn with_nfc_forms(words: Vec<String>) -> Vec<String> {
         if w.contains('\'') {
             let typed: Vec<String> = forms
                 .iter()
-                .flat_map(|f| {
-                    APOSTROPHES[1..]
-                        .iter()
-                        .map(|to| f.replace('\'', &to.to_string()))
-                })
+                .flat_map(|f| respelled(f).into_iter().skip(1))
                 .collect();
             forms.extend(typed);
         }
