@@ -2618,6 +2618,73 @@ fn listed_terms_match_in_any_case_with_keep_case_and_are_counted() {
     );
 }
 
+/// Terms and pairs seen twice, stop words kept: the HTML tests' floor.
+const TWICE_NO_STOPWORDS: &[&str] = &[
+    "--min-count",
+    "2",
+    "--min-pair-count",
+    "2",
+    "--no-stopwords",
+];
+
+/// Found by review: an attribute value whose quote is never closed held the rest of an HTML
+/// file, and its text went unmined without a word (a file of nothing else failed with "no
+/// words"). The text after it is still markup, as in a browser; the report counts the file
+/// and names the line where the quote opened, and the error of a run left with nothing says
+/// why.
+#[test]
+fn html_left_open_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("zoo.html");
+    let good = "<p>The elephant met the giraffe.</p>\n".repeat(3);
+    let lost = "<p>The walrus met the seal.</p>\n".repeat(3);
+    std::fs::write(
+        &page,
+        format!("<!DOCTYPE html>\n{good}<p><a href=\"x>see</a>\n{lost}"),
+    )
+    .unwrap();
+    let args = [TWICE_NO_STOPWORDS, &["--force"]].concat();
+    let m = mine(dir.path(), "h", &[&page], &args);
+    assert_eq!(m.record("elephant", "giraffe")["count"], 3);
+    assert!(!m
+        .counts()
+        .keys()
+        .any(|(h, t)| h == "walrus" || t == "walrus"));
+    assert_eq!(m.report["html_left_open"], 1, "{}", m.report);
+    let examples = m.report["skipped_examples"].to_string();
+    assert!(
+        examples.contains(&format!(
+            "{}:5: an attribute value opened with \\\" is never closed: the rest of the file \
+             (3 more line(s))",
+            page.display()
+        )),
+        "{examples}"
+    );
+    let (_, err) = mine_out(&[&page], &args);
+    assert!(
+        err.contains("1 HTML files ended inside markup (the rest of each not mined)"),
+        "{err}"
+    );
+    // A page held whole by a quote opened at its start: the error says why it found nothing.
+    let held = dir.path().join("held.html");
+    std::fs::write(&held, format!("<html lang=\"en>\n{lost}")).unwrap();
+    let err = relbert()
+        .args(["pairs", "mine", "--out", "-", "--corpus"])
+        .arg(&held)
+        .args(&args)
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(err).unwrap();
+    assert!(
+        err.contains("1 HTML file(s) ended inside markup left open")
+            && err.contains(&format!("{}:1: an attribute value", held.display())),
+        "{err}"
+    );
+}
+
 /// Found by review: HTML was mined as plain text: of 7,507 pairs mined from 23 HTML files of
 /// `/usr/share/doc`, 2,075 held tag or reference words (`nbsp`, `amp`, `href`, `td`), and
 /// `ele&shy;phant` was `ele`, `shy` and `phant`. An HTML file is read as the text it shows.
@@ -2640,15 +2707,10 @@ fn html_is_mined_as_the_text_it_shows() {
     .unwrap();
     let vocab = dir.path().join("v.tsv");
     let args = [
-        "--min-count",
-        "2",
-        "--min-pair-count",
-        "2",
-        "--no-stopwords",
-        "--save-vocab",
-        vocab.to_str().unwrap(),
-        "--force",
-    ];
+        TWICE_NO_STOPWORDS,
+        &["--save-vocab", vocab.to_str().unwrap(), "--force"],
+    ]
+    .concat();
     let m = mine(dir.path(), "h", &[&page], &args);
     let got = vocab_terms(&vocab);
     for t in ["elephant", "met", "giraffe", "hippo", "paris", "france"] {

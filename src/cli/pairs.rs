@@ -999,11 +999,24 @@ fn summary(r: &MineReport, secs: f64) {
 /// it may be the reason.
 fn skipped_line(r: &MineReport) -> Option<String> {
     use super::progress::group;
-    let skipped =
-        r.invalid_utf8_lines + r.bad_json_lines + r.binary_files + r.utf16_files + r.broken_links;
+    let skipped = r.invalid_utf8_lines
+        + r.bad_json_lines
+        + r.binary_files
+        + r.utf16_files
+        + r.broken_links
+        + r.html_left_open;
+    // HTML left open is rare: named only when it happened.
+    let html = if r.html_left_open > 0 {
+        format!(
+            ", {} HTML files ended inside markup (the rest of each not mined)",
+            group(r.html_left_open)
+        )
+    } else {
+        String::new()
+    };
     (skipped > 0).then(|| {
         format!(
-            "skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links; first: {}",
+            "skipped: {} lines not UTF-8, {} JSON lines without text, {} binary files, {} UTF-16 files, {} broken or looping links{html}; first: {}",
             group(r.invalid_utf8_lines),
             group(r.bad_json_lines),
             group(r.binary_files),

@@ -35,6 +35,13 @@
 //! content of `script` and `style`, a character reference. Markup a browser would repair
 //! is not repaired: a `<` followed by a letter starts a tag that runs to the next `>` outside
 //! quotes.
+//!
+//! Markup left open at the end of a file (an attribute value whose quote is never closed, a
+//! comment without `-->`, a `script` without its end tag) holds the rest of the file, as it
+//! does in a browser, which shows nothing after it either. That text is not mined, and the
+//! reader says so: [`HtmlText::left_open`] names the line where the markup opened and how
+//! many lines it held, for the mining report to name (`file:line`), so that a file whose
+//! text went missing tells why.
 
 use std::io::{BufRead, Read};
 
@@ -184,11 +191,48 @@ struct Converter {
     /// Whether the line so far holds text other than white space, and markup.
     line_text: bool,
     line_markup: bool,
+    /// Line breaks read so far, the line (1-based) of the `<` that opened the markup now
+    /// open, and that of the quote of the attribute value being read.
+    lines: u64,
+    opened: u64,
+    quote_opened: u64,
+    /// Whether the last piece fed ended with a line break.
+    ends_line: bool,
+}
+
+/// Markup left open at the end of an HTML file, which held the rest of the file: see
+/// [`HtmlText::left_open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOpen {
+    /// The line (1-based) where it opened.
+    pub line: u64,
+    /// The lines of the file after that one, all held by it.
+    pub lines_after: u64,
+    /// What was left open, as the report says it: `an attribute value opened with "`.
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for LeftOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rest = match self.lines_after {
+            0 => "the rest of its line".to_string(),
+            n => format!("the rest of the file ({n} more line(s))"),
+        };
+        write!(
+            f,
+            "{} is never closed: {rest} was read as markup, as a browser reads it, and not \
+             mined",
+            self.what
+        )
+    }
 }
 
 impl Converter {
     /// Converts `input`, appending the text to `out`.
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if let Some(&last) = input.last() {
+            self.ends_line = last == b'\n';
+        }
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Text {
@@ -213,8 +257,24 @@ impl Converter {
         }
     }
 
-    /// Ends the input: a reference or `<` left open is text; open markup is dropped.
-    fn finish(&mut self, out: &mut Vec<u8>) {
+    /// Ends the input: a reference or `<` left open is text; open markup is dropped, and
+    /// returned (what it was, where it opened).
+    fn finish(&mut self, out: &mut Vec<u8>) -> Option<LeftOpen> {
+        let what = match (self.state, self.quote) {
+            (State::Attrs, Some(b'"')) => Some("an attribute value opened with \""),
+            (State::Attrs, Some(_)) => Some("an attribute value opened with '"),
+            (State::TagName, _) | (State::Attrs, None) => Some("a tag (no `>`)"),
+            (State::Bang | State::BangDash | State::Comment, _) => Some("a comment (no `-->`)"),
+            (State::Bogus, _) => Some("a declaration (no `>`)"),
+            (State::Raw, _) if self.raw_end == b"</script" => Some("a script (no `</script>`)"),
+            (State::Raw, _) => Some("a style (no `</style>`)"),
+            (State::Text | State::Ref | State::Lt | State::LtSlash, _) => None,
+        };
+        let line = if self.state == State::Attrs && self.quote.is_some() {
+            self.quote_opened
+        } else {
+            self.opened
+        };
         match self.state {
             State::Ref => {
                 out.push(b'&');
@@ -225,6 +285,13 @@ impl Converter {
             _ => {}
         }
         self.state = State::Text;
+        // A file that ends with a line break has no line after it.
+        let lines = self.lines + u64::from(!self.ends_line);
+        what.map(|what| LeftOpen {
+            line,
+            lines_after: lines.saturating_sub(line),
+            what,
+        })
     }
 
     /// A line break of the file, kept in the text; a blank line of the file (no text, no
@@ -234,6 +301,7 @@ impl Converter {
             out.extend_from_slice(BLOCK_UTF8);
         }
         out.push(b'\n');
+        self.lines += 1;
         self.line_text = false;
         self.line_markup = self.state != State::Text;
     }
@@ -245,6 +313,7 @@ impl Converter {
                 b'<' => {
                     self.state = State::Lt;
                     self.line_markup = true;
+                    self.opened = self.lines + 1;
                 }
                 b'&' => {
                     self.state = State::Ref;
@@ -319,7 +388,10 @@ impl Converter {
                         let closed = self.last == b'/';
                         self.tag_end(closed, out);
                     }
-                    (None, b'"' | b'\'') if self.after_eq => self.quote = Some(b),
+                    (None, b'"' | b'\'') if self.after_eq => {
+                        self.quote = Some(b);
+                        self.quote_opened = self.lines + 1;
+                    }
                     (None, b'=') => self.after_eq = true,
                     (None, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ') => {}
                     (None, _) => self.after_eq = false,
@@ -455,6 +527,7 @@ pub struct HtmlText<R> {
     out: Vec<u8>,
     pos: usize,
     done: bool,
+    left_open: Option<LeftOpen>,
 }
 
 impl<R: BufRead> HtmlText<R> {
@@ -466,7 +539,15 @@ impl<R: BufRead> HtmlText<R> {
             out: Vec::new(),
             pos: 0,
             done: false,
+            left_open: None,
         }
+    }
+
+    /// Markup left open at the end of the file, which held the rest of it (`None` when
+    /// none was, or before the end was read). Its text was not mined; the caller reports
+    /// it, with the file's name.
+    pub fn left_open(&self) -> Option<&LeftOpen> {
+        self.left_open.as_ref()
     }
 }
 
@@ -478,7 +559,7 @@ impl<R: BufRead> BufRead for HtmlText<R> {
             self.pos = 0;
             let piece = self.inner.fill_buf()?;
             if piece.is_empty() {
-                self.conv.finish(&mut self.out);
+                self.left_open = self.conv.finish(&mut self.out);
                 self.done = true;
             } else {
                 let n = piece.len();
@@ -588,6 +669,78 @@ mod tests {
             text("<style>x</stylex>y</style\n>Rome<script>z</script/>"),
             "\u{2029}\n\u{2029}Rome\u{2029}\u{2029}"
         );
+    }
+
+    /// The text of `html` and the markup it left open, the same whatever the pieces.
+    fn left_open(html: &str) -> (String, Option<LeftOpen>) {
+        let run = |piece: usize| {
+            let mut conv = Converter::default();
+            let mut out = Vec::new();
+            for p in html.as_bytes().chunks(piece) {
+                conv.feed(p, &mut out);
+            }
+            let open = conv.finish(&mut out);
+            (String::from_utf8(out).unwrap(), open)
+        };
+        let whole = run(html.len().max(1));
+        for piece in [1, 2, 5] {
+            assert_eq!(run(piece), whole, "pieces of {piece}");
+        }
+        whole
+    }
+
+    /// Found by review: a quote never closed held the rest of the file, which was silently
+    /// not mined ("no words" for a file of text). It still holds it, as in a browser, and
+    /// the reader says where it opened and how much it held.
+    #[test]
+    fn markup_left_open_at_the_end_is_named_with_its_line() {
+        let (t, open) = left_open("<p>Paris\n<a href=\"x>France</a>\nRome\nBerlin\n");
+        assert_eq!(t, "\u{2029}Paris\n\n\n\n", "the rest is markup");
+        let open = open.unwrap();
+        assert_eq!((open.line, open.lines_after), (2, 2));
+        assert_eq!(open.what, "an attribute value opened with \"");
+        assert!(
+            open.to_string()
+                .starts_with("an attribute value opened with \" is never closed: the rest of the file (2 more line(s))"),
+            "{open}"
+        );
+        // Without a line break at the end, the last line is counted too; the quote's line
+        // is named, not the tag's.
+        let (_, open) = left_open("a\n<img\nalt='it\ns>\nb");
+        let open = open.unwrap();
+        assert_eq!(
+            (open.line, open.lines_after, open.what),
+            (3, 2, "an attribute value opened with '")
+        );
+        for (html, line, what) in [
+            ("a\n<!-- b\nc", 2, "a comment (no `-->`)"),
+            ("a\n\n<script>x\n</scrip", 3, "a script (no `</script>`)"),
+            ("<style>\nx", 1, "a style (no `</style>`)"),
+            ("a <b class=x\nc", 1, "a tag (no `>`)"),
+            ("<br\n", 1, "a tag (no `>`)"),
+            ("x\n<!DOCTYPE", 2, "a declaration (no `>`)"),
+        ] {
+            let open = left_open(html).1.unwrap_or_else(|| panic!("{html:?}"));
+            assert_eq!((open.line, open.what), (line, what), "{html:?}");
+        }
+        let (_, open) = left_open("a\nb <i title='c>d\n");
+        assert!(
+            open.unwrap()
+                .to_string()
+                .contains("never closed: the rest of its line was read"),
+            "on the last line"
+        );
+        // Closed markup, a quote in text and a `<` or `&` left at the end leave nothing open.
+        for html in [
+            "<p a=\"b\">it's</p>\n",
+            "don't <b>",
+            "a <",
+            "a &amp",
+            "<!-- x -->",
+            "",
+        ] {
+            assert_eq!(left_open(html).1, None, "{html:?}");
+        }
     }
 
     #[test]

@@ -223,6 +223,11 @@ pub struct MineReport {
     /// Files read as HTML: their text, markup removed and character references decoded
     /// ([`html`]).
     pub html_files: u64,
+    /// HTML files whose markup was left open at their end (an attribute value whose quote is
+    /// never closed, a comment without `-->`, a `script` without its end tag): the rest of
+    /// such a file was markup, as a browser reads it, and not mined. `skipped_examples`
+    /// names the line where it opened.
+    pub html_left_open: u64,
     /// Long paragraphs left out as repeats of one read before ([`repeats`]; 0 with
     /// `--keep-repeated-paragraphs`).
     pub repeated_paragraphs: u64,
@@ -789,6 +794,7 @@ pub fn mine(
     ctx.report.bad_json_lines = ctx.skipped.bad_json;
     ctx.report.binary_files = ctx.skipped.binary_files + ctx.skipped.compressed_files;
     ctx.report.utf16_files = ctx.skipped.utf16_files;
+    ctx.report.html_left_open = ctx.skipped.html_left_open;
     ctx.report.html_files = ctx
         .first_read
         .iter()
@@ -900,6 +906,13 @@ fn skipped_why(s: &Skipped, text_field: &str) -> String {
     }
     if s.binary_files > 0 {
         why.push(format!("{} file(s) were skipped as binary", s.binary_files));
+    }
+    if s.html_left_open > 0 {
+        why.push(format!(
+            "{} HTML file(s) ended inside markup left open (an attribute value's quote, a \
+             comment or a script never closed), which held the rest of the file",
+            s.html_left_open
+        ));
     }
     if why.is_empty() {
         return String::new();

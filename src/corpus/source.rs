@@ -474,6 +474,10 @@ pub struct Skipped {
     pub utf16_files: u64,
     /// Files skipped as compressed in a format not read (xz, bzip2).
     pub compressed_files: u64,
+    /// HTML files whose markup was left open at their end (an attribute value's quote never
+    /// closed, a comment without `-->`): the rest of the file, from where it opened, was
+    /// markup and not mined ([`super::html::LeftOpen`]).
+    pub html_left_open: u64,
     /// `file:line: why` for the first few.
     pub examples: Vec<String>,
 }
@@ -602,20 +606,29 @@ pub fn read_blocks(
             });
         }
         let src = judged.as_ref().unwrap_or(src);
-        if src.html {
-            reader = Box::new(super::html::HtmlText::new(reader));
-        }
+        // HTML is read through its text, which also says what markup was left open at the
+        // end of the file (and held the rest of it), for the report.
+        let mut html = None;
+        let reader: &mut dyn BufRead = if src.html {
+            html.insert(super::html::HtmlText::new(reader))
+        } else {
+            &mut reader
+        };
         let base = done;
         let mut on_bytes =
             |_: ()| progress(base + counter.load(std::sync::atomic::Ordering::Relaxed));
         let keep_going = read_one(
             (i as u32, src),
             (paragraphs, text_field, MAX_PARA),
-            &mut reader,
+            reader,
             skipped,
             &mut on_bytes,
             &mut send,
         )?;
+        if let Some(open) = html.as_ref().and_then(|h| h.left_open()) {
+            skipped.html_left_open += 1;
+            skipped.note(format!("{}:{}: {open}", src.name.display(), open.line));
+        }
         let n = counter.load(std::sync::atomic::Ordering::Relaxed);
         done = base + n;
         progress(done);
@@ -777,7 +790,7 @@ struct Piece {
 /// character boundary, and the rest of what was read is kept in `state` for the next call,
 /// which continues the line.
 fn next_line(
-    reader: &mut Box<dyn BufRead>,
+    reader: &mut dyn BufRead,
     line: &mut Vec<u8>,
     state: &mut LineState,
     max: usize,
@@ -789,7 +802,7 @@ fn next_line(
     let limit = max + 2;
     if !line.ends_with(b"\n") {
         let room = limit.saturating_sub(line.len()) as u64;
-        reader.by_ref().take(room).read_until(b'\n', line)?;
+        Read::take(&mut *reader, room).read_until(b'\n', line)?;
     }
     if line.ends_with(b"\n") || line.len() < limit || reader.fill_buf()?.is_empty() {
         state.continues = false;
@@ -839,7 +852,7 @@ fn char_boundary(bytes: &[u8]) -> usize {
 fn read_one(
     (source, src): (u32, &Source),
     (paragraphs, text_field, max_para): (Paragraphs, &str, usize),
-    reader: &mut Box<dyn BufRead>,
+    reader: &mut dyn BufRead,
     skipped: &mut Skipped,
     on_bytes: &mut impl FnMut(()),
     send: &mut impl FnMut(Block) -> bool,
