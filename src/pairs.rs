@@ -45,6 +45,43 @@ impl PairRecord {
             .chain(self.typed.as_deref().map(|(h, t)| (h.as_str(), t.as_str())))
     }
 
+    /// Every spelling under which a store may hold this pair, for `index add` and `index
+    /// remove` to find it as a query does: [`Self::spellings`], then each with its
+    /// apostrophes spelled otherwise ([`crate::query::APOSTROPHES`]; `don’t` finds the stored
+    /// `don't`). Without repeats.
+    pub fn lookup_spellings(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut push = |h: &str, t: &str| {
+            if !out.iter().any(|(a, b)| a == h && b == t) {
+                out.push((h.to_string(), t.to_string()));
+            }
+        };
+        for (h, t) in self.spellings() {
+            push(h, t);
+        }
+        for (h, t) in self.spellings() {
+            for (h, t) in crate::query::apostrophe_spellings(h, t) {
+                push(&h, &t);
+            }
+        }
+        out
+    }
+
+    /// The pair as one key whatever its spelling (Unicode normal form, runs of spaces,
+    /// apostrophes): two records of one input with the same key are one pair, the second a
+    /// repeat.
+    pub fn key(&self) -> (String, String) {
+        let fold = |w: &str| {
+            let c = relbert_index::pairs::canonical(w);
+            if c.contains(crate::query::APOSTROPHES) {
+                c.replace(crate::query::APOSTROPHES, "'")
+            } else {
+                c.into_owned()
+            }
+        };
+        (fold(&self.head), fold(&self.tail))
+    }
+
     /// The head and tail as the file spells them ([`Self::typed`]), or as read when that is
     /// the same.
     pub fn as_written(&self) -> (&str, &str) {

@@ -1229,6 +1229,60 @@ fn a_pair_an_older_relbert_stored_with_an_invisible_character_is_found_by_its_fi
     assert_eq!(doc["count"], 3, "{doc}");
 }
 
+/// Found by review: a query takes `don’t` (U+2019) and `ʼ` (U+02BC) for the stored `don't`,
+/// but `index remove --pairs` said such a pair was not in the index and `index add` stored a
+/// second copy that queries then merged with the first. Both find a pair as a query does, and
+/// two records of one input differing only in their apostrophes are one pair.
+#[test]
+fn add_and_remove_find_a_pair_in_another_apostrophe_as_a_query_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("held.tsv");
+    std::fs::write(
+        &pairs,
+        "don't\tstop\nqi\u{2019}anxin\tcompany\nrome\titaly\n",
+    )
+    .unwrap();
+    let idx = dir.path().join("idx");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&idx)
+        .assert()
+        .success();
+    let typed = dir.path().join("typed.tsv");
+    std::fs::write(
+        &typed,
+        "don\u{2019}t\tstop\ndon\u{2bc}t\tstop\nqi'anxin\tcompany\nparis\tfrance\n",
+    )
+    .unwrap();
+    let doc = common::index_json("add", &idx, &typed);
+    assert_eq!(
+        (
+            &doc["added"],
+            &doc["already_in_index"],
+            &doc["repeated_in_input"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!(1)
+        ),
+        "{doc}"
+    );
+    assert_eq!(info(&idx)["count"], 4);
+    std::fs::write(&typed, "don\u{2bc}t\tstop\nqi'anxin\tcompany\n").unwrap();
+    let doc = common::index_json("remove", &idx, &typed);
+    assert_eq!(doc["removed"], 2, "{doc}");
+    assert_eq!(doc["not_in_index"], 0, "{doc}");
+    let index = relbert_index::Index::open(&idx).unwrap();
+    assert_eq!(index.count(), 2);
+    assert_eq!(index.lookup("don't", "stop").unwrap(), None);
+    assert_eq!(index.lookup("qi\u{2019}anxin", "company").unwrap(), None);
+}
+
 /// Task F1 (s24): the writer lock made the missing folders above `index build --out` and
 /// `index rebuild --out` (`--out typo/idx` made `typo`, then built the index in it). Now a
 /// bad command line (status 2) naming the flag and the folder, with nothing made; the index

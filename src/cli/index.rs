@@ -1278,21 +1278,18 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     let mut read = std::collections::HashSet::new();
     let (mut missing, mut repeated) = (0u64, 0u64);
     for r in &records {
-        use relbert_index::pairs::canonical;
-        if !read.insert((
-            canonical(&r.head).into_owned(),
-            canonical(&r.tail).into_owned(),
-        )) {
+        if !read.insert(r.key()) {
             repeated += 1;
             continue;
         }
         // Every spelling the index holds of the pair: one built before spellings were
-        // merged can hold two, and an older relbert stored the words as the file spells them
-        // ([`relbert::pairs::PairRecord::spellings`]).
+        // merged can hold two, an older relbert stored the words as the file spells them,
+        // and `don’t` is the stored `don't` as a query takes it
+        // ([`relbert::pairs::PairRecord::lookup_spellings`]).
         let mut found = Vec::new();
-        for (head, tail) in r.spellings() {
+        for (head, tail) in r.lookup_spellings() {
             for row in idx
-                .lookup_all(head, tail)
+                .lookup_all(&head, &tail)
                 .with_context(|| format!("reading the pairs of {}", index.display()))?
             {
                 if !found.contains(&row) {

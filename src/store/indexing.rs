@@ -632,16 +632,16 @@ pub(crate) fn encode_chunks(
 /// with its label), in input order; and how many records were already in the index and how
 /// many repeated an earlier record.
 pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
-    use relbert_index::pairs::canonical;
     // Each record is looked up once, for the label conflicts and the split below.
     let rows = records
         .iter()
         .map(|r| -> relbert_index::Result<Option<usize>> {
-            // The words as the file spells them too ([`PairRecord::spellings`]): an older
-            // relbert stored a pair with the invisible characters reading drops now, and
-            // with the runs of spaces it makes one.
-            for (head, tail) in r.spellings() {
-                if let Some(row) = index.lookup(head, tail)? {
+            // The words as the file spells them too, and with other apostrophes
+            // ([`PairRecord::lookup_spellings`]): an older relbert stored a pair with the
+            // invisible characters reading drops now, and with the runs of spaces it makes
+            // one; `don’t` is the stored `don't`, as a query takes it.
+            for (head, tail) in r.lookup_spellings() {
+                if let Some(row) = index.lookup(&head, &tail)? {
                     return Ok(Some(row));
                 }
             }
@@ -655,10 +655,7 @@ pub fn new_pairs(index: &Index, records: Vec<PairRecord>) -> Result<NewPairs> {
         // A repeat first, whether the index holds the pair or not, as `index remove` counts
         // it: a second add of the same file counted its repeats as held pairs (found by an
         // audit: `repeated_in_input` 1, then 0 for the same input).
-        if !seen.insert((
-            canonical(&r.head).into_owned(),
-            canonical(&r.tail).into_owned(),
-        )) {
+        if !seen.insert(r.key()) {
             out.repeated += 1;
         } else if row.is_some() {
             out.in_index += 1;

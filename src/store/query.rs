@@ -271,7 +271,7 @@ pub const APOSTROPHES: [char; 3] = ['\'', '\u{2019}', '\u{2bc}'];
 /// (a, b) with their apostrophes ([`APOSTROPHES`]) spelled otherwise, each term with one
 /// spelling throughout (`'` first), less (a, b) as typed: where else a store may hold the
 /// pair. Empty (nothing allocated) when neither term has one.
-fn apostrophe_spellings(a: &str, b: &str) -> Vec<(String, String)> {
+pub fn apostrophe_spellings(a: &str, b: &str) -> Vec<(String, String)> {
     if !a.contains(APOSTROPHES) && !b.contains(APOSTROPHES) {
         return Vec::new();
     }

@@ -123,7 +123,11 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
         .iter()
         .map(|r| {
             let mut ids = Vec::new();
-            for id in r.spellings().flat_map(|(h, t)| spelling_ids(h, t)) {
+            for id in r
+                .lookup_spellings()
+                .iter()
+                .flat_map(|(h, t)| spelling_ids(h, t))
+            {
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
