@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::Parser;
+use std::io::Write;
 
 /// mimalloc instead of glibc's malloc: `relbert serve` allocates per request from many
 /// threads (bodies, JSON values, result strings), and glibc's allocator took ~9% of the
@@ -10,11 +11,37 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Ends the run after the command line was not parsed: a usage error with status 2, as clap
+/// ends it; `--help` and `--version` with status 0 once their text is written, and 1 when it
+/// could not be (clap's own exit ignores a failed write, so `relbert --help >/dev/full` said
+/// nothing and succeeded, found by a review), quietly with SIGPIPE's status when the reader
+/// of standard output has gone (`relbert --help | head -1`).
+fn exit_on_parse_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let written = e.print().and_then(|()| std::io::stdout().flush());
+    match written {
+        Ok(()) => std::process::exit(0),
+        Err(w) if w.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(128 + libc::SIGPIPE)
+        }
+        Err(w) => {
+            relbert::say!("error: standard output: {w}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn main() {
     // Parsed while SIGPIPE is still ignored (as Rust starts programs): clap's usage error
     // then ends with status 2 even when standard error is a pipe whose reader has gone; it
     // ignores a failed write itself.
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => exit_on_parse_error(e),
+    };
     // Output piped into `head` and the like ends quietly, as Unix tools do, instead of
     // panicking on the first write after the reader has gone. Standard error is written
     // through `relbert::output::Stderr`, which keeps SIGPIPE off: a message lost there

@@ -50,6 +50,8 @@ fn index(dir: &Path) -> PathBuf {
 /// `index info` and `index add` printed with `println!`, which panics when standard output
 /// cannot be written (`> /dev/full`): "failed printing to stdout", exit status 101. Each is
 /// now an error naming standard output, exit status 1, as `embed` and the JSON stream were.
+/// So are `--help` and `--version` (found by a review: clap ignored the failed write and the
+/// run succeeded, printing nothing).
 #[test]
 fn a_standard_output_that_cannot_be_written_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +60,11 @@ fn a_standard_output_that_cannot_be_written_is_an_error_not_a_panic() {
     let more = dir.path().join("more.tsv");
     std::fs::write(&more, "tokyo\tkitten\n").unwrap();
     let more_arg = more.to_str().unwrap();
-    let runs: [(&[&str], &str); 9] = [
+    let runs: [(&[&str], &str); 13] = [
+        (&["--help"], ""),
+        (&["--version"], ""),
+        (&["serve", "--help"], ""),
+        (&["index", "add", "-h"], ""),
         (&["query", "--index", idx_arg, "paris", "france"], ""),
         (
             &["query", "--json", "--index", idx_arg, "paris", "france"],

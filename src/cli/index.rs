@@ -294,10 +294,8 @@ fn read_all_with(files: &[PathBuf], mut stdin: Option<Vec<PairRecord>>) -> Resul
             None => out.extend(read_pairs(f)?),
         }
     }
-    anyhow::ensure!(
-        !out.is_empty(),
-        "no pairs in {}",
-        files
+    if out.is_empty() {
+        let inputs = files
             .iter()
             // Standard input as the readers' errors name it (found by an audit: "no pairs
             // in -").
@@ -306,9 +304,46 @@ fn read_all_with(files: &[PathBuf], mut stdin: Option<Vec<PairRecord>>) -> Resul
                 false => f.display().to_string(),
             })
             .collect::<Vec<_>>()
-            .join(", ")
-    );
+            .join(", ");
+        return Err(NoPairs {
+            message: format!("no pairs in {inputs}"),
+            inputs,
+        }
+        .into());
+    }
     Ok(out)
+}
+
+/// The inputs held no pair: an error for a build (nothing to build), nothing to do for `index
+/// add` and `index remove` ([`or_none_read`]), which say so and succeed, so that a pipeline
+/// whose producer found nothing new (`producer | relbert index add --pairs -`) does not fail
+/// (found by a review: status 1, where an add of nothing new is status 0).
+#[derive(Debug)]
+pub struct NoPairs {
+    /// The inputs, as messages name them (`<stdin>` for standard input).
+    inputs: String,
+    /// The error's text.
+    message: String,
+}
+
+impl std::fmt::Display for NoPairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NoPairs {}
+
+/// What an add or a remove read: its records, or none, with the inputs named (`Some`) when
+/// they held no pair ([`NoPairs`]); any other failure is returned.
+fn or_none_read<T: Default>(read: Result<T>) -> Result<(T, Option<String>)> {
+    match read {
+        Ok(t) => Ok((t, None)),
+        Err(e) => match e.downcast::<NoPairs>() {
+            Ok(none) => Ok((T::default(), Some(none.inputs))),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 /// "1 pair", "2 pairs".
@@ -366,10 +401,14 @@ fn no_pairs_on_stdin(out: &Path) -> Result<anyhow::Error> {
             partial.display()
         ));
     }
-    Ok(anyhow::anyhow!(
-        "no pairs on standard input (and no interrupted run of {} to resume)",
-        out.display()
-    ))
+    Ok(NoPairs {
+        inputs: "<stdin>".to_string(),
+        message: format!(
+            "no pairs on standard input (and no interrupted run of {} to resume)",
+            out.display()
+        ),
+    }
+    .into())
 }
 
 /// Leaves out (with `skip`, reporting them) or refuses the pairs `encoder` cannot encode.
@@ -1221,8 +1260,20 @@ fn removed_line(removed: u64, place: &str, missing: u64, repeated: u64, left: u6
 }
 
 /// The line for people of a removal that found none of the `total` pairs read in `place`
-/// (`what` it is: "index", "collection"), which holds `count` pairs.
-fn nothing_removed_line(total: usize, place: &str, count: u64, what: &str) -> String {
+/// (`what` it is: "index", "collection"), which holds `count` pairs; or that read none, from
+/// the inputs named (`none_in`).
+fn nothing_removed_line(
+    (total, none_in): (usize, Option<&str>),
+    place: &str,
+    count: u64,
+    what: &str,
+) -> String {
+    if let Some(inputs) = none_in {
+        return format!(
+            "nothing to remove: no pairs in {inputs}; {place} ({}) is unchanged",
+            pairs(count)
+        );
+    }
     let none = match total {
         1 => "the 1 pair read is not".to_string(),
         n => format!("none of the {n} pairs read is"),
@@ -1249,15 +1300,16 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     }
     // A remove keeps no copy of standard input: its interrupted run, met with nothing on
     // standard input, is said as such (found by an audit: only "no pairs in <stdin>").
-    let records = if a.pairs.iter().any(|p| p.as_os_str() == "-") {
+    let (records, none_in) = or_none_read(if a.pairs.iter().any(|p| p.as_os_str() == "-") {
         let from_stdin = read_pairs(Path::new("-"))?;
         if from_stdin.is_empty() && a.pairs.len() == 1 {
-            return Err(no_pairs_on_stdin(&index)?);
+            Err(no_pairs_on_stdin(&index)?)
+        } else {
+            read_all_with(&a.pairs, Some(from_stdin))
         }
-        read_all_with(&a.pairs, Some(from_stdin))?
     } else {
-        read_all(&a.pairs)?
-    };
+        read_all(&a.pairs)
+    })?;
     let total = records.len();
     check_there(&index)?;
     // Only the headers at open: the rows kept are verified before the copy, and those taken
@@ -1320,7 +1372,7 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
             relbert::output::print_line(&summary(0, count).to_string())?;
         } else {
             relbert::output::print_line(&nothing_removed_line(
-                total,
+                (total, none_in.as_deref()),
                 &index.display().to_string(),
                 count,
                 "index",
@@ -1386,7 +1438,7 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
          harmless; until it has, the pairs recorded for this removal are left out of reruns \
          of the collection's loads all the same)"
     ));
-    let records = read_all(&a.pairs)?;
+    let (records, none_in) = or_none_read(read_all(&a.pairs))?;
     let total = records.len();
     let looking = Progress::pairs(total as u64, "finding");
     let found = plan(&conn, &records, &|n| looking.set_position(n))
@@ -1403,7 +1455,7 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
             relbert::output::print_line(&summary(0, found.count).to_string())?;
         } else {
             relbert::output::print_line(&nothing_removed_line(
-                total,
+                (total, none_in.as_deref()),
                 &target,
                 found.count,
                 "collection",
@@ -1453,7 +1505,7 @@ fn add(mut a: AddArgs) -> Result<()> {
         &a.index,
         "the rows of the index copied up to its last checkpoint",
     )?;
-    let (records, spool, saved) = read_input(&a.pairs, &a.index)?;
+    let ((records, spool, saved), none_in) = or_none_read(read_input(&a.pairs, &a.index))?;
     if spool {
         interrupt.stdin_again();
     }
@@ -1526,7 +1578,9 @@ fn add(mut a: AddArgs) -> Result<()> {
         let place = format!("{} ({})", a.index.display(), pairs(idx.count() as u64));
         // Only a resumed add that finds its copy's pairs all in the index (a kill came after
         // the grown index was published) can have repeated pairs with nothing new.
-        let said = if too_long == 0 && found.repeated == 0 {
+        let said = if let Some(inputs) = &none_in {
+            format!("nothing to add: no pairs in {inputs}; {place} is unchanged")
+        } else if too_long == 0 && found.repeated == 0 {
             let all = match total {
                 1 => "the 1 pair read is".to_string(),
                 n => format!("all {n} pairs read are"),
