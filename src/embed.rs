@@ -336,8 +336,9 @@ pub fn screen_long_pairs(
         .iter()
         .map(|r| (r.head.as_str(), r.tail.as_str()))
         .collect();
-    let bad = encoder.overlong(&pairs)?;
+    let (bad, mask_cut) = encoder.screen_prompts(&pairs)?;
     drop(pairs);
+    warn_mask_cut(encoder, &records, &mask_cut);
     if bad.is_empty() {
         return Ok((records, Vec::new()));
     }
@@ -366,6 +367,32 @@ pub fn screen_long_pairs(
         }
     }
     Ok((keep, left))
+}
+
+/// Warns, naming the first's file and line and counting the others, of the `records` at
+/// `cut` ([`RelationEncoder::screen_prompts`]): pairs whose prompt is over the token limit
+/// and cut after both words, the mask token with it. The reference encodes such a prompt as
+/// cut with this pooling (only its `mask` pooling, which reads the mask, asserts that it is
+/// there; relbert refuses it there), and so does relbert, but the model reads less of the
+/// template than it was trained on: said rather than left for the user to find.
+fn warn_mask_cut(encoder: &RelationEncoder, records: &[PairRecord], cut: &[usize]) {
+    let Some(r) = cut.first().map(|&i| &records[i]) else {
+        return;
+    };
+    tracing::warn!(
+        "{}: the prompt of ({}, {}) is longer than the {}-token limit, and the cut after both \
+         words takes the mask token too{}: encoded as cut with {} pooling, as the reference \
+         does (mask pooling refuses such a prompt)",
+        r.location(),
+        crate::error::quoted(&r.head),
+        crate::error::quoted(&r.tail),
+        encoder.max_tokens(),
+        match cut.len() {
+            1 => String::new(),
+            n => format!(" (and {} more such pair(s))", n - 1),
+        },
+        encoder.aggregation().name(),
+    );
 }
 
 /// Warns, naming file and line, of records with a word no query can ask

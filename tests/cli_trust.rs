@@ -1899,3 +1899,129 @@ fn a_header_is_skipped_and_a_hashtag_read_as_a_comment_is_named() {
     let listed = std::fs::read_to_string(dir.path().join("v.pairs.tsv")).unwrap();
     assert_eq!(listed.lines().count() as u64, n + 1, "{listed}");
 }
+
+/// Found by a review: a word made only of characters the tokenizer deletes though they are
+/// no format characters (a combining accent U+0301 alone, U+FE0F alone, U+FFFD) passed the
+/// empty-word check, and every pair holding one was encoded as the prompt of an empty word,
+/// one vector for all. Such a word is an empty word wherever words are read: a pair file
+/// (`embed`, `index build`), a query's arguments, a query stream's line and `relbert serve`.
+#[test]
+fn a_word_the_tokenizer_deletes_is_an_empty_word_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::tiny_index(&pair_file(dir.path(), "p.tsv"), &dir.path().join("idx"));
+    let gone = ["\u{301}", "\u{fe0f}", "\u{fffd}"];
+    let pairs = dir.path().join("v.tsv");
+    for w in gone {
+        std::fs::write(&pairs, format!("paris\tfrance\nparis\t{w}\n")).unwrap();
+        let says = predicate::str::contains("v.tsv:2: empty word");
+        embed(&pairs).assert().failure().stderr(says.clone());
+        build(&pairs, &dir.path().join("v-idx"), &[])
+            .failure()
+            .stderr(says);
+        let a = relbert()
+            .args(["query", "--index"])
+            .arg(&index)
+            .args(["paris", w])
+            .assert()
+            .code(2);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("a word of the query pair is empty"),
+            "{w:?}: {err}"
+        );
+    }
+    let lines: String = gone.iter().map(|w| format!("paris\t{w}\n")).collect();
+    let a = relbert()
+        .args(["query", "--json", "-k", "2", "--index"])
+        .arg(&index)
+        .write_stdin(format!("{lines}paris\tfrance\n"))
+        .assert()
+        .code(1);
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&a.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 4, "{docs:?}");
+    for d in &docs[..3] {
+        assert!(d["error"].as_str().unwrap().contains("empty"), "{d}");
+    }
+    assert!(docs[3]["results"].is_array(), "{}", docs[3]);
+
+    let (mut child, _err, addr) = common::spawn_serve(&index, "warn");
+    let ready = common::ready_within(&addr, std::time::Duration::from_secs(60));
+    let answers: Vec<Option<String>> = gone
+        .iter()
+        .map(|w| {
+            let body = serde_json::json!({"pair": ["paris", w]}).to_string();
+            common::http_post(&addr, "/v1/query", &body)
+        })
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "relbert serve did not get ready");
+    for (w, answer) in gone.iter().zip(answers) {
+        let answer = answer.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 422") && answer.contains("a word is empty"),
+            "{w:?}: {answer}"
+        );
+    }
+}
+
+/// Found by a review: `embed` named empty standard input `-` ("-: no pairs to embed") where
+/// its other errors name it `<stdin>`.
+#[test]
+fn embed_names_empty_standard_input_as_its_other_errors_do() {
+    relbert()
+        .args(["embed", "--model"])
+        .arg(fixture("tiny-bert"))
+        .args(["--pairs", "-"])
+        .write_stdin("")
+        .assert()
+        .failure()
+        .stderr(predicate::str::ends_with(
+            "error: <stdin>: no pairs to embed\n",
+        ));
+}
+
+/// Found by a review: the docs promised that a prompt whose cut would lose the mask is
+/// refused, but only mask pooling refuses it; the other poolings encode it cut, as the
+/// reference does. Such a prompt is now warned of, naming the first pair's file and line,
+/// and still refused with `--aggregation mask`.
+#[test]
+fn a_prompt_cut_past_its_mask_is_warned_of_or_refused_by_mask_pooling() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("short.tsv");
+    std::fs::write(&pairs, "dog\tpuppy\ncat\tkitten\n").unwrap();
+    // Both words first, then template text past the 64-token limit, then the mask.
+    let template = format!("<subj> is to <obj> as {}<mask>", "and so on ".repeat(40));
+    let a = embed(&pairs)
+        .args(["--template", &template])
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("short.tsv:1: the prompt of (\"dog\", \"puppy\")")
+            && err.contains("takes the mask token too (and 1 more such pair(s))")
+            && err.contains("average_no_mask pooling"),
+        "{err}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&a.get_output().stdout)
+            .lines()
+            .count(),
+        2
+    );
+    embed(&pairs)
+        .args(["--template", &template, "--aggregation", "mask"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("short.tsv:1"));
+    // The mask kept, the cut in template text after it: no warning.
+    let template = format!("<subj> is to <obj> as <mask> {}", "and so on ".repeat(40));
+    let a = embed(&pairs)
+        .args(["--template", &template])
+        .assert()
+        .success();
+    assert!(!stderr_of(&a).contains("mask token"), "{}", stderr_of(&a));
+}

@@ -417,8 +417,13 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         })?;
     }
     let records = read_pairs(&a.pairs)?;
+    // Standard input as the pair reader's errors name it (`<stdin>:3: ...`), not `-`.
+    let input = match a.pairs.as_os_str() == "-" {
+        true => "<stdin>".to_string(),
+        false => a.pairs.display().to_string(),
+    };
     if records.is_empty() {
-        anyhow::bail!("{}: no pairs to embed", a.pairs.display());
+        anyhow::bail!("{input}: no pairs to embed");
     }
     let encoder = a.model.load(false)?;
     if a.raw {
@@ -458,7 +463,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         pb.set_position(n as u64)
     }) {
         sink.discard();
-        return Err(anyhow::Error::new(e).context(format!("embedding {}", a.pairs.display())));
+        return Err(anyhow::Error::new(e).context(format!("embedding {input}")));
     }
     pb.finish();
     if let Some(guard) = &interrupt {

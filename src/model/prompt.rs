@@ -158,7 +158,8 @@ pub const MAX_WORD_CHARS: usize = 100;
 /// `relbert serve` answers with; `word` is the word concerned, for a caller that names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WordProblem {
-    /// Empty, or only characters a tokenizer drops ([`crate::pairs::blank_word`]).
+    /// Empty, or only characters a tokenizer drops ([`crate::pairs::blank_word`]): spaces,
+    /// invisible characters, combining accents alone, U+FFFD.
     #[error("a word is empty (or only invisible characters)")]
     Blank {
         /// The word.
@@ -363,6 +364,12 @@ mod tests {
         assert!(matches!(e, WordProblem::Control { .. }), "{e:?}");
         let e = check_words("dog", "\u{200b}", MAX_WORD_CHARS).unwrap_err();
         assert!(matches!(e, WordProblem::Blank { .. }), "{e:?}");
+        // Characters a BERT tokenizer deletes though they are no format characters: the
+        // word was encoded as nothing, one vector for all of them (found by a review).
+        for w in ["\u{301}", "\u{fe0f}", "\u{fffd}"] {
+            let e = check_words("paris", w, MAX_WORD_CHARS).unwrap_err();
+            assert!(matches!(e, WordProblem::Blank { .. }), "{w:?}: {e:?}");
+        }
     }
 
     /// The limit is per word between spaces, as the tokenizer reads it: a long term of short

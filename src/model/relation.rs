@@ -475,6 +475,19 @@ impl RelationEncoder {
     /// Cheap: a token covers at least one byte, so only pairs whose words are long enough in
     /// bytes to reach the limit (in every place the template puts them) are tokenised.
     pub fn overlong<S: AsRef<str> + Sync>(&self, pairs: &[(S, S)]) -> Result<Vec<usize>> {
+        Ok(self.screen_prompts(pairs)?.0)
+    }
+
+    /// [`Self::overlong`]'s pairs, and the positions of the pairs it accepts whose prompt
+    /// truncation cuts the mask token away: with `average_no_mask` or `average` pooling,
+    /// which the reference encodes as cut (only its `mask` pooling asserts that the mask is
+    /// there), and which is encoded so here too; the caller warns of them. None with `mask`
+    /// pooling, which refuses such a prompt ([`Self::overlong`]'s). Tokenises what
+    /// [`Self::overlong`] does, once.
+    pub fn screen_prompts<S: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(S, S)],
+    ) -> Result<(Vec<usize>, Vec<usize>)> {
         let fixed = self
             .tokenizer
             .encode_pairs(&self.function.template, &[("a", "b")])?
@@ -497,20 +510,23 @@ impl RelationEncoder {
             })
             .collect();
         if suspects.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let sub: Vec<(&str, &str)> = suspects
             .iter()
             .map(|&i| (pairs[i].0.as_ref(), pairs[i].1.as_ref()))
             .collect();
         let toks = self.tokenizer.encode_pairs(&self.function.template, &sub)?;
-        let mut out = Vec::new();
+        let (mut out, mut mask_cut) = (Vec::new(), Vec::new());
+        let mask = self.tokenizer.mask_id();
         for ((i, t), (h, tail)) in suspects.into_iter().zip(toks).zip(sub) {
             if self.lost(&t, h, tail)? {
                 out.push(i);
+            } else if t.truncated && !t.ids.contains(&mask) {
+                mask_cut.push(i);
             }
         }
-        Ok(out)
+        Ok((out, mask_cut))
     }
 
     /// Encodes token sequences (one batch, in the given order) and returns the pooled raw
