@@ -167,7 +167,8 @@ pub enum Error {
         message: String,
     },
     /// A vector database (Qdrant) answered a request with an error that asking again does
-    /// not change (permission denied, an invalid argument, a failed precondition): unlike
+    /// not change (permission denied, an invalid argument, a failed precondition), or none
+    /// of its URLs has ever answered (a wrong URL, likelier than every node down): unlike
     /// [`Error::Remote`] (not reached, or failing after the retries), neither a retry nor a
     /// rerun is suggested, and `relbert serve` answers it 500, not 503.
     #[error("qdrant {target}: {message}")]

@@ -10,7 +10,7 @@ use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, 
 use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
 };
-use relbert::store::qdrant::{check_collection_name, parse_urls, Connection, URL_ENV};
+use relbert::store::qdrant::{check_collection_name, parse_urls, Connection, UrlOrigin, URL_ENV};
 use relbert_index::{Index, Precision};
 
 use super::Progress;
@@ -49,12 +49,17 @@ pub struct ExportArgs {
     out: Option<PathBuf>,
     /// Replace an existing output file (only one relbert writes in that format). Not for
     /// --collection: an export never drops a collection (a rerun resumes it).
-    #[arg(long, requires = "format")]
+    // Refused beside --collection by name: `requires` alone is waived there, since
+    // --collection conflicts with --format (found by a review: `--collection --force` was
+    // taken, status 0, and did nothing).
+    #[arg(long, requires = "format", conflicts_with = "collection")]
     force: bool,
-    /// Print a JSON summary of a file export on standard output: the format, the files
+    /// Print a JSON summary on standard output. Of a file export: the format, the files
     /// written, the vectors written and every pair left out of a word2vec file (its key an
-    /// earlier pair's). The warning naming the first of those stays on standard error.
-    #[arg(long, requires = "format")]
+    /// earlier pair's; the warning naming the first of those stays on standard error). Of a
+    /// collection export: the counts `index build --collection --json` gives (points
+    /// written, already in the collection, resumed, the collection's count and sources).
+    #[arg(long)]
     json: bool,
 }
 
@@ -148,7 +153,11 @@ impl CollectionArgs {
     pub fn connect(&self, collection: &str) -> Result<Connection> {
         self.check_layout()?;
         let urls = qdrant_urls(self.qdrant.as_deref())?;
-        Ok(Connection::new(&urls, collection)?)
+        Ok(Connection::with_origin(
+            &urls,
+            UrlOrigin::of(self.qdrant.as_deref()),
+            collection,
+        )?)
     }
 
     /// The settings of a new collection (HNSW parameters: relbert's defaults).
@@ -352,6 +361,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
         drop(interrupt);
         pb.finish();
         log_load(&conn, &report);
+        if a.json {
+            let doc = collection_json(collection, &a.index, n, &report);
+            relbert::output::print_line(&doc.to_string())?;
+        }
         return Ok(());
     }
     let (Some(format), Some(out)) = (a.format, a.out.as_ref()) else {
@@ -443,6 +456,30 @@ pub fn run(a: ExportArgs) -> Result<()> {
         relbert::output::print_line(&doc.to_string())?;
     }
     Ok(())
+}
+
+/// The `--json` summary of an export of the index at `index` (`rows` rows) into
+/// `collection` (`report`): the names `index build --collection --json` gives the same facts
+/// (`export_secs` is the time spent sending, as its `encode_secs` is encoding and sending),
+/// with the index and its rows where a build says the pairs it read.
+fn collection_json(
+    collection: &str,
+    index: &std::path::Path,
+    rows: u64,
+    report: &ExportReport,
+) -> serde_json::Value {
+    serde_json::json!({
+        "collection": collection,
+        "index": index.display().to_string(),
+        "rows": rows,
+        "written": report.sent,
+        "already_in_collection": report.held,
+        "resumed_rows": report.resumed,
+        "count": report.count,
+        "created": report.created,
+        "sources": report.sources,
+        "export_secs": report.secs,
+    })
 }
 
 /// A pair a word2vec export left out: the pair, the earlier pair holding its key, the key.

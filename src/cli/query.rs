@@ -1139,7 +1139,10 @@ pub fn run(a: QueryArgs) -> Result<()> {
             // Lines are answered from the collection as it is when each is read (as from a
             // local index, which the stream follows): one deleted and re-made with another
             // model is refused, not searched with this one's queries.
-            let store = relbert::store::qdrant::QdrantStore::open(&urls, collection)?.following();
+            let origin = relbert::store::qdrant::UrlOrigin::of(a.qdrant.as_deref());
+            let store =
+                relbert::store::qdrant::QdrantStore::open_with_origin(&urls, origin, collection)?
+                    .following();
             QueryEngine::with_store(Box::new(store), a.model.clone())
         }
         None => {

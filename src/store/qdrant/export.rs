@@ -31,7 +31,10 @@
 //! batch's ids are there already and writes only the others (an upsert replaces a whole
 //! point, label included, so writing them would let the last writer win). Nothing is
 //! deleted: a pair that one source dropped stays. The final check of a shared collection
-//! counts this source's points by id, since the collection's total counts every source.
+//! counts this source's points by id, since the collection's total counts every source, and
+//! says how many points are not the source's: a warning when every other source was exported
+//! from the same directory (pairs `index remove` took out of the index since), information
+//! otherwise.
 //!
 //! **Bulk loading.** While it streams, a load turns the collection's vector indexing off
 //! (indexing threshold 0, from its first batch: a load with nothing to send leaves it as it
@@ -560,16 +563,29 @@ async fn check_record(
                     } else {
                         String::new()
                     };
+                    // Only for the message: a failed read leaves the paths out.
+                    let paths = c.source_paths().await.unwrap_or_default();
+                    let (holds, changed) = another_source(&have, record, &paths);
+                    let kept = if changed {
+                        format!(
+                            "; nothing is deleted, so pairs `index remove` took out of the \
+                             index stay until `relbert index remove --collection {} --pairs \
+                             FILE` takes them out of the collection",
+                            c.collection()
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(c.refused(format!(
-                        "the collection holds the points of {}, not of {}: --add adds this \
-                         source's points beside them (same model; pairs both hold are \
-                         written once), or choose another --collection{unfinished}",
-                        have.source, record.source
+                        "{holds}: --add adds this source's points beside them (same model; \
+                         pairs both hold are written once{kept}), or choose another \
+                         --collection{unfinished}"
                     )));
                 }
                 if !known {
                     let added = AddedSource {
                         source: record.source.clone(),
+                        path: record.path.clone(),
                     };
                     c.set_metadata(&key, &added).await?;
                     tracing::info!(
@@ -589,6 +605,48 @@ async fn check_record(
             }),
         }
     }
+}
+
+/// What a collection holding the points of `have`'s source, and not of `record`'s, holds,
+/// for the refusal of a load without `--add`: both ids, and the directories the collection
+/// records (`paths`, by source) and this load reads; and whether the collection records an
+/// export of this load's directory (it has changed since). An index's id changes with each
+/// `index add` or `index remove`, so two ids alone did not tell a user that the collection
+/// was exported from this same directory before it changed (found by a review).
+fn another_source(
+    have: &CollectionRecord,
+    record: &CollectionRecord,
+    paths: &std::collections::HashMap<String, String>,
+) -> (String, bool) {
+    let from = |source: &str| match paths.get(source) {
+        Some(p) => format!(" (exported from {p})"),
+        None => String::new(),
+    };
+    let this = match &record.path {
+        Some(p) => format!(" ({p})"),
+        None => String::new(),
+    };
+    let mut said = format!(
+        "the collection holds the points of {}{}, not of {}{this}",
+        have.source,
+        from(&have.source),
+        record.source
+    );
+    let earlier = same_directory(paths.keys(), paths, record.path.as_deref());
+    if let Some(p) = record.path.as_ref().filter(|_| !earlier.is_empty()) {
+        said.push_str(&format!(
+            "; {p} was exported into it before, as {}, and has changed since (`index add` \
+             and `index remove` give an index a new id)",
+            earlier.join(", ")
+        ));
+    } else if record.path.is_some() && paths.is_empty() && have.source.starts_with("index ") {
+        said.push_str(
+            "; the collection does not record which directory its source was exported from \
+             (an index's id changes with each `index add` or `index remove`, so it may be \
+             this one as it was)",
+        );
+    }
+    (said, !earlier.is_empty())
 }
 
 /// Sends batches of points with up to `opts.parallel` requests in flight.
@@ -810,6 +868,8 @@ pub struct Loader {
     /// it is (found by a review: it was turned off at the start, for nothing, and a kill
     /// before the end left it off).
     defer_indexing: bool,
+    /// The directory of the index loaded ([`CollectionRecord::path`]).
+    path: Option<String>,
 }
 
 /// The checkpoint a load last wrote, shared by its writers ([`Loader::mark`]).
@@ -1441,6 +1501,7 @@ impl Loader {
             lost,
             checked,
             defer_indexing: opts.defer_indexing,
+            path: record.path.clone(),
         })
     }
 
@@ -1600,9 +1661,10 @@ impl Loader {
             if live.is_none() {
                 c.set_indexing(true).await?;
             }
-            Ok::<_, crate::error::Error>((c.count().await?, state.added, live))
+            let first = state.record.map(|r| r.source);
+            Ok::<_, crate::error::Error>((c.count().await?, first, state.added, live))
         });
-        let (count, others, mut left_off) = counted??;
+        let (count, first, others, mut left_off) = counted??;
         // Read after the load, so a source another loader added meanwhile counts too.
         let shared = self.mark.key != PROGRESS_KEY || !others.is_empty();
         // The exact count settles it in one call when it is the source's (as it did before
@@ -1648,11 +1710,17 @@ impl Loader {
                 "after the load the collection {what}{taken}; a rerun sends every point again"
             )));
         }
-        let extra = if shared {
-            0
-        } else {
-            count.saturating_sub(distinct - removed)
-        };
+        // Exact: the collection's count less this source's points, counted by id.
+        let besides = count.saturating_sub(found);
+        if shared && besides > 0 {
+            let sources: Vec<&String> = first
+                .iter()
+                .chain(&others)
+                .filter(|s| **s != self.mark.source)
+                .collect();
+            self.say_besides(besides, &sources);
+        }
+        let extra = if shared { 0 } else { besides };
         if extra > 0 {
             tracing::warn!(
                 "{}: the collection holds {extra} point(s) besides the {distinct} pairs of {} \
@@ -1698,6 +1766,50 @@ impl Loader {
             complete: self.complete,
             removed,
         })
+    }
+
+    /// Says that `besides` points of a shared collection are not pairs of this source (the
+    /// other `sources`' points it lacks): a warning, naming the command that takes them out,
+    /// when every other source was exported from this load's directory (its earlier states:
+    /// `--add` deletes nothing, so pairs `index remove` took out of the index stay in the
+    /// collection, which no message said; found by a review); said neutrally otherwise (a
+    /// collection of several slices holds each slice's pairs besides the others', as it
+    /// should).
+    fn say_besides(&self, besides: u64, sources: &[&String]) {
+        let c = self.conn.clone();
+        // Only for the message: a failed read says it neutrally.
+        let paths = match self.conn.block_on(async move { c.source_paths().await }) {
+            Ok(Ok(paths)) => paths,
+            _ => Default::default(),
+        };
+        let same = same_directory(sources.iter().copied(), &paths, self.path.as_deref());
+        let named: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+        let take_out = format!(
+            "`relbert index remove --collection {} --pairs FILE` takes them out",
+            self.conn.collection()
+        );
+        match &self.path {
+            Some(path) if !sources.is_empty() && same.len() == sources.len() => {
+                tracing::warn!(
+                    "{}: {besides} point(s) of the collection are not in {} ({path}): \
+                     earlier exports of this directory ({}) hold them, and it no longer does \
+                     (`index remove` took them out, or the directory was replaced); --add \
+                     deletes nothing, so they stay in the collection and its queries find \
+                     them: {take_out}",
+                    self.conn.target(),
+                    self.mark.source,
+                    named.join(", ")
+                );
+            }
+            _ => tracing::info!(
+                "{}: {besides} point(s) of the collection are not in {}: other \
+                 sources' ({}); nothing is deleted, so pairs taken out of a source since its \
+                 load stay until {take_out} of the collection",
+                self.conn.target(),
+                self.mark.source,
+                named.join(", ")
+            ),
+        }
     }
 
     /// After a failed load: turns indexing back on, if this load turned it off, when the
@@ -1876,6 +1988,36 @@ fn with_loader(
     }
 }
 
+/// The real path of the index directory `dir`, as [`CollectionRecord::path`] records it;
+/// `None` when it cannot be resolved or is not UTF-8 (it serves messages only).
+fn recorded_path(dir: &std::path::Path) -> Option<String> {
+    std::fs::canonicalize(dir)
+        .ok()?
+        .into_os_string()
+        .into_string()
+        .ok()
+}
+
+/// The sources of `others` that `paths` records as loaded from `path` (this load's
+/// directory): earlier exports of the same directory, before an `index add` or `index
+/// remove` gave it a new id. Sorted.
+fn same_directory<'a>(
+    others: impl IntoIterator<Item = &'a String>,
+    paths: &std::collections::HashMap<String, String>,
+    path: Option<&str>,
+) -> Vec<&'a str> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let mut same: Vec<&str> = others
+        .into_iter()
+        .filter(|s| paths.get(*s).is_some_and(|p| p == path))
+        .map(String::as_str)
+        .collect();
+    same.sort_unstable();
+    same
+}
+
 /// The source of a [`CollectionRecord`] in words, for messages: `index ID`'s vectors, or the
 /// pair file's.
 fn describe_source(source: &str) -> String {
@@ -1904,6 +2046,7 @@ pub fn export_index(
         encoder: index.meta().encoder.clone(),
         dim: index.dim() as u32,
         source: format!("index {}", index.id()),
+        path: recorded_path(index.dir()),
     };
     let prepared = prepare(conn, &record, settings, asked, opts.add)?;
     let started = Instant::now();
@@ -2145,6 +2288,7 @@ pub fn build_collection(
         // The input as given, repeats included: a rerun is recognised by its input. Its
         // words as read, which the point ids are made of (see the function's docs).
         source: format!("pairs {}", records_identity_as_read(&records)),
+        path: None,
     };
     let prepared = prepare_for(conn, &record, settings, asked, opts.add, unrecordable)?;
     keep_distinct(&mut records);
@@ -2217,6 +2361,51 @@ pub fn build_collection(
 mod tests {
     use super::*;
     use qdrant_client::qdrant::UpsertPoints;
+
+    /// Found by a review: the refusal of an index changed since its export named two ids
+    /// only. It names the directory each was exported from as recorded, and says when the
+    /// collection holds an earlier export of this load's directory; an index exported from
+    /// elsewhere is not said to be this one.
+    #[test]
+    fn another_source_names_the_directories_recorded() {
+        let have = CollectionRecord {
+            path: Some("/data/idx".into()),
+            ..super::super::tests::sample_record()
+        };
+        let record = CollectionRecord {
+            source: "index new".into(),
+            path: Some("/data/idx".into()),
+            ..have.clone()
+        };
+        let paths = |p: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+            p.iter()
+                .map(|(s, p)| (s.to_string(), p.to_string()))
+                .collect()
+        };
+        let (said, changed) = another_source(&have, &record, &paths(&[("index x", "/data/idx")]));
+        assert!(changed, "{said}");
+        assert!(
+            said.contains("index x (exported from /data/idx), not of index new (/data/idx)")
+                && said.contains("/data/idx was exported into it before, as index x"),
+            "{said}"
+        );
+        let (said, changed) = another_source(&have, &record, &paths(&[("index x", "/data/other")]));
+        assert!(!changed, "{said}");
+        assert!(
+            said.contains("(exported from /data/other)") && !said.contains("exported into it"),
+            "{said}"
+        );
+        let (said, changed) = another_source(&have, &record, &paths(&[]));
+        assert!(
+            !changed && said.contains("does not record which directory"),
+            "{said}"
+        );
+        // Earlier exports of one directory are told from another directory's source.
+        let sources = ["index a".to_string(), "index b".to_string()];
+        let recorded = paths(&[("index a", "/d"), ("index b", "/e")]);
+        assert_eq!(same_directory(&sources, &recorded, Some("/d")), ["index a"]);
+        assert!(same_directory(&sources, &recorded, None).is_empty());
+    }
 
     /// The one decision after a failed or stopped load: indexing stays off beside a live load
     /// of another source, is turned on when this connection turned it off (also when the

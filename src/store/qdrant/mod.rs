@@ -18,15 +18,16 @@
 //! filter and the results match a local index's.
 //!
 //! **Encoder identity.** Qdrant 1.16 and later keep free-form metadata per collection; the
-//! encoder identity, the vector width and the source go there under the key `relbert` as one
-//! JSON string ([`CollectionRecord`]). That keeps the points purely pairs (a metadata point
-//! would be counted, searched and filtered out everywhere) and is read in one call when a
-//! collection is opened. A server too old to keep collection metadata gives a collection
-//! without the record, which relbert refuses to query or resume (with a message that says so)
-//! rather than guess the model. Queries encoded with a model of another pair function are
-//! refused, as for a local index ([`crate::indexing::same_function`]); a load's vectors must
-//! also be at the number format the record names ([`crate::indexing::same_vectors`]), so
-//! that one collection holds one format.
+//! encoder identity, the vector width and the source (with an exported index's directory) go
+//! there under the key `relbert` as one JSON string ([`CollectionRecord`]). That keeps the
+//! points purely pairs (a metadata point would be counted, searched and filtered out
+//! everywhere) and is read in one call when a collection is opened. A server too old to keep
+//! collection metadata gives a collection without the record, which relbert refuses to query
+//! or resume (with a message that says so) rather than guess the model. Queries encoded with
+//! a model of another pair function are refused, as for a local index
+//! ([`crate::indexing::same_function`]); a load's vectors must also be at the number format
+//! the record names ([`crate::indexing::same_vectors`]), so that one collection holds one
+//! format.
 //!
 //! **Failures.** Every call goes to one of the configured node URLs; on a transport error or
 //! a server-side transient status (unavailable, deadline, aborted, internal, resource
@@ -66,6 +67,38 @@ use crate::store::backend::{RelationStore, SearchRequest};
 
 /// Environment variable with the Qdrant gRPC URL(s) when `--qdrant` is not given.
 pub const URL_ENV: &str = "RELBERT_QDRANT_URL";
+
+/// Where a connection's URLs came from, so that a message about them names what to change:
+/// the `--qdrant` flag, or [`URL_ENV`] when the flag was not given (found by a review: an
+/// unreachable URL from the variable was blamed on `--qdrant`, which had not been given).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UrlOrigin {
+    /// The `--qdrant` flag (or a caller of the library).
+    #[default]
+    Flag,
+    /// [`URL_ENV`], read because `--qdrant` was not given.
+    Env,
+}
+
+impl UrlOrigin {
+    /// The origin of the URLs of a command given `flag` as its `--qdrant` (`None`: not
+    /// given, so the URLs are [`URL_ENV`]'s).
+    pub fn of(flag: Option<&str>) -> Self {
+        match flag {
+            Some(_) => UrlOrigin::Flag,
+            None => UrlOrigin::Env,
+        }
+    }
+
+    /// The origin as messages name it: `--qdrant`, or `$RELBERT_QDRANT_URL (used as
+    /// --qdrant is not given)`, as a bad value of the variable is named.
+    pub fn name(self) -> String {
+        match self {
+            UrlOrigin::Flag => "--qdrant".to_string(),
+            UrlOrigin::Env => format!("${URL_ENV} (used as --qdrant is not given)"),
+        }
+    }
+}
 
 /// The collection-metadata key of relbert's [`CollectionRecord`].
 pub const METADATA_KEY: &str = "relbert";
@@ -244,6 +277,9 @@ pub fn progress_key(first: &str, source: &str) -> String {
 pub struct AddedSource {
     /// The source, as [`CollectionRecord::source`] names one.
     pub source: String,
+    /// Where it was loaded from, as [`CollectionRecord::path`] records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Point ids per request when [`Connection::count_ids`] counts a source's points.
@@ -460,6 +496,12 @@ pub struct CollectionRecord {
     /// sha256:…` for pairs encoded straight into the collection. Sources added later
     /// (`--add`) are recorded beside it ([`AddedSource`]).
     pub source: String,
+    /// The directory an exported index was read from (its real path), so that a message can
+    /// say a collection was exported from the directory a later export reads (its id changes
+    /// with each `index add` or `index remove`); `None` for pairs encoded straight in, a
+    /// path that is not UTF-8, and a record written before paths were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// A load's checkpoint: the first `rows` rows of `source` are confirmed written, so a rerun
@@ -642,6 +684,8 @@ impl Drop for ClientRuntime {
 
 struct Inner {
     urls: Vec<String>,
+    /// What gave [`Self::urls`], named by the messages that say to change them.
+    origin: UrlOrigin,
     clients: Vec<Qdrant>,
     current: AtomicUsize,
     /// Nodes a hedged call stopped waiting for, until they answer again (warned once).
@@ -1082,7 +1126,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Connection {
     /// Connects (lazily: the first call opens the channel) to `urls`, for `collection`.
+    /// Messages about the URLs name `--qdrant` ([`Self::with_origin`] names another origin).
     pub fn new(urls: &[String], collection: &str) -> Result<Self> {
+        Self::with_origin(urls, UrlOrigin::Flag, collection)
+    }
+
+    /// [`Self::new`], the URLs having come from `origin`, which messages about them name.
+    pub fn with_origin(urls: &[String], origin: UrlOrigin, collection: &str) -> Result<Self> {
         check_collection_name(collection)?;
         let target = format!("{} collection {collection}", urls.join(","));
         let remote = |message: String| Error::Remote {
@@ -1112,6 +1162,7 @@ impl Connection {
         Ok(Connection {
             inner: Arc::new(Inner {
                 urls: urls.to_vec(),
+                origin,
                 clients,
                 current: AtomicUsize::new(0),
                 slow: urls.iter().map(|_| AtomicBool::new(false)).collect(),
@@ -1138,6 +1189,11 @@ impl Connection {
     /// The collection name.
     pub fn collection(&self) -> &str {
         &self.inner.collection
+    }
+
+    /// What gave the URLs, as messages that say to change them name it.
+    pub(crate) fn urls_named(&self) -> String {
+        self.inner.origin.name()
     }
 
     /// `URL[,URL…] collection NAME`, for messages.
@@ -1276,8 +1332,9 @@ impl Connection {
                 let why = if !refused.is_empty() {
                     format!(
                         "connection refused by {} (the node is down or restarting), and no \
-                         answer from --qdrant {} within {} s",
+                         answer from {} {} within {} s",
                         refused.join(", "),
+                        self.urls_named(),
                         inner.urls.join(","),
                         waited.as_secs()
                     )
@@ -1291,8 +1348,9 @@ impl Connection {
                         None => String::new(),
                     };
                     format!(
-                        "no answer from --qdrant {} within {} s{before} (is the node stopped, \
+                        "no answer from {} {} within {} s{before} (is the node stopped, \
                          overloaded or cut off?)",
+                        self.urls_named(),
                         inner.urls.join(","),
                         waited.as_secs()
                     )
@@ -1508,8 +1566,12 @@ impl Connection {
     }
 
     /// The error of a call no node could be talked to for: each URL with why, and what
-    /// `--qdrant` takes; or, when a node among them had answered before (it is down, not a
-    /// wrong URL), a failure of the server a later run may get past.
+    /// `--qdrant` (or [`URL_ENV`], whichever gave the URLs) takes, as an answer that asking
+    /// again does not change ([`Error::Rejected`]: none of them ever answered, so a wrong URL
+    /// is likelier than a node down; it was "invalid value for --qdrant" even when the URLs
+    /// were the variable's, found by a review); or, when a node among them had answered
+    /// before (it is down, not a wrong URL), a failure of the server a later run may get
+    /// past.
     fn unreachable_error(&self, what: &str, dead: &[Option<&'static str>]) -> Error {
         let each: Vec<String> = self
             .inner
@@ -1523,23 +1585,22 @@ impl Connection {
         if was_up {
             return self.remote(format!("{what}: cannot reach Qdrant: {}", each.join("; ")));
         }
-        Error::InvalidArgument {
-            flag: "--qdrant".into(),
-            message: format!(
-                "cannot reach Qdrant ({what}): {}; --qdrant takes a node's gRPC port (the REST \
-                 port + 1, 6334 by default), over http:// unless the server has TLS",
-                each.join("; ")
-            ),
-        }
+        self.rejected(format!(
+            "cannot reach Qdrant ({what}): {}; {} takes a node's gRPC port (the REST port + 1, \
+             6334 by default), over http:// unless the server has TLS",
+            each.join("; "),
+            self.urls_named()
+        ))
     }
 
     /// The error of a call that failed for good, with a hint for the usual mix-up.
     fn failed(&self, what: &str, mut why: String) -> Error {
         // What a REST port answers a gRPC client.
         if why.contains("h2 protocol error") {
-            why.push_str(
-                " (is --qdrant the gRPC port, 6334 by default, and not the REST port, 6333?)",
-            );
+            why.push_str(&format!(
+                " (is {} the gRPC port, 6334 by default, and not the REST port, 6333?)",
+                self.urls_named()
+            ));
         }
         self.remote(format!("{what}: {why}"))
     }
@@ -1825,6 +1886,35 @@ impl Connection {
                 self.decode::<AddedSource>(key, text).map(|a| a.source)
             })
             .collect()
+    }
+
+    /// Where each of the collection's sources was loaded from, as recorded
+    /// ([`CollectionRecord::path`], [`AddedSource::path`]): the sources recorded with a path
+    /// only. For messages: a record that cannot be read leaves its source out (the load's
+    /// own reads refuse it).
+    pub async fn source_paths(&self) -> Result<HashMap<String, String>> {
+        let meta = self.all_metadata().await?;
+        let mut paths = HashMap::new();
+        for (key, value) in &meta {
+            let Some(text) = string_of(value) else {
+                continue;
+            };
+            let found = if key == METADATA_KEY {
+                serde_json::from_str::<CollectionRecord>(text)
+                    .ok()
+                    .map(|r| (r.source, r.path))
+            } else if key.starts_with(ADDED_SOURCE_PREFIX) {
+                serde_json::from_str::<AddedSource>(text)
+                    .ok()
+                    .map(|a| (a.source, a.path))
+            } else {
+                None
+            };
+            if let Some((source, Some(path))) = found {
+                paths.insert(source, path);
+            }
+        }
+        Ok(paths)
     }
 
     /// The record, the added sources and which loads are unfinished, from one read of the
@@ -2369,7 +2459,12 @@ impl QdrantStore {
     /// Opens `collection` on the nodes `urls`: it must exist and carry relbert's record
     /// (both read again for a few seconds while they do not show: [`RECHECK_RECORD`]).
     pub fn open(urls: &[String], collection: &str) -> Result<Self> {
-        let conn = Connection::new(urls, collection)?;
+        Self::open_with_origin(urls, UrlOrigin::Flag, collection)
+    }
+
+    /// [`Self::open`], the URLs having come from `origin`, which messages about them name.
+    pub fn open_with_origin(urls: &[String], origin: UrlOrigin, collection: &str) -> Result<Self> {
+        let conn = Connection::with_origin(urls, origin, collection)?;
         let c = conn.clone();
         let (record, state, precision) = conn.block_on(async move {
             let (record, state) =
@@ -2941,6 +3036,41 @@ mod tests {
         format!("http://127.0.0.1:{port}")
     }
 
+    /// Found by a review: a URL nothing listens on, from `$RELBERT_QDRANT_URL`, was "invalid
+    /// value for --qdrant" though no --qdrant was given. Its message names where the URL
+    /// came from, and calls it unreachable, not an invalid value.
+    #[test]
+    fn an_unreachable_url_names_where_it_came_from() {
+        let url = closed_port();
+        for (origin, named, not_named) in [
+            (
+                UrlOrigin::Env,
+                "$RELBERT_QDRANT_URL (used as --qdrant is not given) takes",
+                "--qdrant takes",
+            ),
+            (UrlOrigin::Flag, "--qdrant takes", "RELBERT_QDRANT_URL"),
+        ] {
+            let conn = Connection::with_origin(std::slice::from_ref(&url), origin, "c").unwrap();
+            let c = conn.clone();
+            let e = conn
+                .block_on(async move { c.exists().await })
+                .unwrap()
+                .unwrap_err();
+            assert!(matches!(e, Error::Rejected { .. }), "{e:?}");
+            let said = e.to_string();
+            assert!(
+                said.contains("cannot reach Qdrant")
+                    && said.contains(&url)
+                    && said.contains(named)
+                    && !said.contains(not_named)
+                    && !said.contains("invalid value"),
+                "{origin:?}: {said}"
+            );
+        }
+        assert_eq!(UrlOrigin::of(None), UrlOrigin::Env);
+        assert_eq!(UrlOrigin::of(Some("http://x:6334")), UrlOrigin::Flag);
+    }
+
     /// Found by an audit: with one `--qdrant` URL whose node had died, every query retried
     /// the refused port for the whole read deadline (15 s each) and said "no answer … (is
     /// the node stopped…)". A call that gave up on a refusing node marks it down, and a later
@@ -2972,7 +3102,7 @@ mod tests {
         // Never answered: a wrong URL, named as such, and not retried.
         let (r, refused) = call(Hedge::Scan);
         let e = r.unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+        assert!(matches!(e, Error::Rejected { .. }), "{e:?}");
         assert!(refused);
         assert_eq!(asked.swap(0, Ordering::Relaxed), 1);
         // It answered once (it was up), and a call has since given up on it.
@@ -3047,7 +3177,7 @@ mod tests {
             })
         });
         for e in [silent.unwrap_err(), cancelled.unwrap_err()] {
-            assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+            assert!(matches!(e, Error::Rejected { .. }), "{e:?}");
             let said = e.to_string();
             assert!(
                 said.contains("is it the REST port?") && said.contains("gRPC port"),
@@ -3200,6 +3330,7 @@ mod tests {
             },
             dim: 8,
             source: "index x".into(),
+            path: None,
         }
     }
 

@@ -107,10 +107,11 @@ pub fn plan(conn: &Connection, records: &[PairRecord], on_looked: &dyn Fn(u64)) 
         let (record, state) = open_state(&c, RECHECK_UNFINISHED, || c.exists(), || c.state())
             .await
             .map_err(|e| match e {
-                Error::NoCollection { .. } => c.no_collection(
+                Error::NoCollection { .. } => c.no_collection(format!(
                     "no such collection, so no pairs to remove from it (check --collection, \
-                     and that --qdrant names the deployment that holds it)",
-                ),
+                     and that {} names the deployment that holds it)",
+                    c.urls_named()
+                )),
                 e => e,
             })?;
         if let Some(u) = state.unfinished.first() {
