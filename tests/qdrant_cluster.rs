@@ -1136,7 +1136,8 @@ fn force_beside_a_collection_export_is_refused() {
 /// Found by a review: a Qdrant URL from `$RELBERT_QDRANT_URL` that nothing listens on was
 /// "invalid value for --qdrant" though no --qdrant was given. The variable is named, and
 /// the failure is not called an invalid value; a `--qdrant` given is named as the flag.
-/// Port 19490 of the range these tests may use is left free (no server needed).
+/// Ports 19490 and 19491 of the range these tests may use are left free (no server needed;
+/// the server of the third case listens on 19491 until its collection fails to open).
 #[test]
 fn an_unreachable_url_names_the_variable_or_the_flag_that_gave_it() {
     let url = "http://127.0.0.1:19490";
@@ -1147,7 +1148,9 @@ fn an_unreachable_url_names_the_variable_or_the_flag_that_gave_it() {
     build_local(&pairs, &idx);
     let query = ["query", "--collection", "c", "paris", "france"];
     let export = ["index", "export", "--collection", "c", "--index"];
-    for args in [&query[..], &export[..]] {
+    // The server fails to load its collection and ends (after it began to listen).
+    let serve = ["serve", "--collection", "c", "--addr", "127.0.0.1:19491"];
+    for args in [&query[..], &export[..], &serve[..]] {
         let with_idx = |c: &mut Command| {
             c.args(args);
             if args[0] == "index" {

@@ -140,6 +140,7 @@ fn tiny_index(dir: &Path) -> PathBuf {
 fn serving(urls: &[String], collection: &str) -> (Arc<AppState>, Router, tokio::runtime::Runtime) {
     let state: Arc<AppState> = AppState::new(&options(Backend::Qdrant {
         urls: urls.to_vec(),
+        origin: Default::default(),
         collection: collection.to_string(),
     }));
     state.load().unwrap();
@@ -177,6 +178,7 @@ fn serving_a_collection_answers_as_serving_the_index() {
     let local = app(Backend::Index(index.clone()));
     let remote = app(Backend::Qdrant {
         urls: urls.clone(),
+        origin: Default::default(),
         collection: collection.clone(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -219,6 +219,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let backend = match &a.collection {
         Some(collection) => Backend::Qdrant {
             urls: super::export::qdrant_urls(a.qdrant.as_deref())?,
+            origin: relbert::store::qdrant::UrlOrigin::of(a.qdrant.as_deref()),
             collection: collection.clone(),
         },
         None => {

@@ -99,6 +99,9 @@ pub enum Backend {
     Qdrant {
         /// The nodes' gRPC URLs.
         urls: Vec<String>,
+        /// Where they came from (`--qdrant` or `$RELBERT_QDRANT_URL`), for messages about
+        /// a node that does not answer.
+        origin: crate::store::qdrant::UrlOrigin,
         /// The collection.
         collection: String,
     },
@@ -109,7 +112,9 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Index(dir) => dir.display().to_string(),
-            Backend::Qdrant { urls, collection } => {
+            Backend::Qdrant {
+                urls, collection, ..
+            } => {
                 format!("{} collection {collection}", urls.join(","))
             }
         }
@@ -578,8 +583,12 @@ impl AppState {
                         .map_err(|_| Error::Internal("the engine is shared already".into()))?;
                     (engine, view.suggestions, view.info, view.pairs, view.words)
                 }
-                Backend::Qdrant { urls, collection } => {
-                    let store = QdrantStore::open(urls, collection)?;
+                Backend::Qdrant {
+                    urls,
+                    origin,
+                    collection,
+                } => {
+                    let store = QdrantStore::open_with_origin(urls, *origin, collection)?;
                     let pairs = crate::store::backend::RelationStore::count(&store)?;
                     let info = collection_info(&store, urls, pairs, open_ms());
                     let suggestions = Suggestions::from_collection(store.connection(), pairs)?;
