@@ -409,7 +409,7 @@ fn parse_pairs_noting(reader: impl Read, path: &Path) -> Result<(Vec<PairRecord>
         let (head, tail) = (read_word(cols[0]), read_word(cols[1]));
         if blank_word(&head) || blank_word(&tail) {
             return Err(err(format!(
-                "empty word (nothing but spaces or invisible characters) in {}",
+                "empty word (nothing but spaces or characters a tokenizer drops: invisible ones, lone accents, U+FFFD) in {}",
                 quoted(line)
             )));
         }

@@ -512,7 +512,7 @@ fn blank_words_and_long_lines_keep_their_messages() {
         let err = stderr(&a);
         let want = format!(
             "error: invalid value for [A B]: a word of the query pair is empty, or only \
-             invisible characters ({x:?} {y:?})\n"
+             characters a tokenizer drops: invisible ones, lone accents, U+FFFD ({x:?} {y:?})\n"
         );
         assert!(err.ends_with(&want), "{err}");
         assert!(!err.contains("no-index"), "refused before the index: {err}");
@@ -927,7 +927,7 @@ fn invisible_characters_in_query_words_are_not_part_of_them() {
         .code(1);
     let error = json_lines(&a)[0]["error"].as_str().unwrap().to_string();
     assert!(
-        error.contains("is empty, or only invisible characters"),
+        error.contains("is empty, or only characters a tokenizer drops"),
         "{error}"
     );
 }

@@ -842,7 +842,7 @@ pub(super) fn explain_model_error(
 fn why_not_a_pair(line: &str) -> String {
     let line = line.trim_end_matches(['\r', '\n']);
     let shown = quoted(line);
-    let blank = format!("a word of {shown} is empty, or only invisible characters");
+    let blank = format!("a word of {shown} is empty, or only characters a tokenizer drops (invisible ones, lone accents, U+FFFD)");
     if line.contains('\t') {
         let fields = line.split('\t').count();
         return if fields > 3 {
@@ -864,7 +864,7 @@ fn why_not_a_pair(line: &str) -> String {
         0 => "the pair is empty".to_string(),
         // A line of a zero width space is no word ([`relbert::pairs::read_word`]), not one.
         _ if relbert::pairs::blank_word(line) => {
-            format!("{shown} is empty, or only invisible characters")
+            format!("{shown} is empty, or only characters a tokenizer drops (invisible ones, lone accents, U+FFFD)")
         }
         1 => format!("{shown} is one word"),
         2 => blank,
@@ -1125,7 +1125,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
                 Err(relbert::prompt::WordProblem::Blank { .. }) if readings.is_empty() => {
                     return Err(super::usage(format!(
                         "invalid value for [A B]: a word of the query pair is empty, or only \
-                         invisible characters ({:?} {:?})",
+                         characters a tokenizer drops: invisible ones, lone accents, U+FFFD \
+                         ({:?} {:?})",
                         a.pair[0], a.pair[1]
                     )))
                 }

@@ -46,8 +46,8 @@ fn two(v: Vec<String>, what: &str) -> std::result::Result<Pair, String> {
         // by the same test: a word of invisible characters only (a zero-width space, a
         // control character) is dropped by the tokenizer, so it is empty too.
         Ok([a, b]) if crate::pairs::blank_word(&a) || crate::pairs::blank_word(&b) => Err(format!(
-            "{what} [{a:?}, {b:?}] has an empty word (nothing but spaces or invisible \
-                 characters)"
+            "{what} [{a:?}, {b:?}] has an empty word (nothing but spaces or characters a \
+                 tokenizer drops: invisible ones, lone accents, U+FFFD)"
         )),
         // Read as every command reads a word ([`crate::pairs::read_word`]): without the
         // spaces around it and the invisible characters the tokenizer may or may not drop.

@@ -160,7 +160,7 @@ pub const MAX_WORD_CHARS: usize = 100;
 pub enum WordProblem {
     /// Empty, or only characters a tokenizer drops ([`crate::pairs::blank_word`]): spaces,
     /// invisible characters, combining accents alone, U+FFFD.
-    #[error("a word is empty (or only invisible characters)")]
+    #[error("a word is empty (or only characters a tokenizer drops: invisible ones, lone accents, U+FFFD)")]
     Blank {
         /// The word.
         word: String,
