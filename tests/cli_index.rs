@@ -1245,16 +1245,7 @@ fn add_and_remove_find_a_pair_in_another_apostrophe_as_a_query_does() {
         "don't\tstop\nqi\u{2019}anxin\tcompany\nrome\titaly\n",
     )
     .unwrap();
-    let idx = dir.path().join("idx");
-    relbert()
-        .args(["index", "build", "--model"])
-        .arg(fixture("tiny-bert"))
-        .arg("--pairs")
-        .arg(&pairs)
-        .arg("--out")
-        .arg(&idx)
-        .assert()
-        .success();
+    let idx = common::tiny_index(&pairs, &dir.path().join("idx"));
     let typed = dir.path().join("typed.tsv");
     std::fs::write(
         &typed,

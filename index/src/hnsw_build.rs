@@ -331,22 +331,11 @@ impl Chains {
     }
 }
 
-/// A 64-bit hash of a row's bytes (FxHash's mixing step, eight bytes at a time): only the
-/// key of [`Chains`]'s map, whose equal hashes are checked byte for byte.
+/// A 64-bit hash of a row's bytes (FxHash: fast, and only the key of [`Chains`]'s map,
+/// whose equal hashes are checked byte for byte).
 fn hash_bytes(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
-    let mut h = bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h = mix(h, u64::from_le_bytes(b));
-    }
-    for &b in words.remainder() {
-        h = mix(h, u64::from(b));
-    }
-    h
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(bytes)
 }
 
 /// Whether a candidate scored `score` against an owner whose similarity to itself is

@@ -458,28 +458,35 @@ pub fn run(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The `--json` summary of an export of the index at `index` (`rows` rows) into
-/// `collection` (`report`): the names `index build --collection --json` gives the same facts
-/// (`export_secs` is the time spent sending, as its `encode_secs` is encoding and sending),
-/// with the index and its rows where a build says the pairs it read.
-fn collection_json(
-    collection: &str,
-    index: &std::path::Path,
-    rows: u64,
-    report: &ExportReport,
-) -> serde_json::Value {
+/// The facts of a load into `collection` that `index export --collection --json` and `index
+/// build --collection --json` both give, under the same names; each adds its own.
+pub(super) fn load_json(collection: &str, report: &ExportReport) -> serde_json::Value {
     serde_json::json!({
         "collection": collection,
-        "index": index.display().to_string(),
-        "rows": rows,
         "written": report.sent,
         "already_in_collection": report.held,
         "resumed_rows": report.resumed,
         "count": report.count,
         "created": report.created,
         "sources": report.sources,
-        "export_secs": report.secs,
     })
+}
+
+/// The `--json` summary of an export of the index at `index` (`rows` rows) into
+/// `collection` (`report`): [`load_json`]'s facts (`export_secs` is the time spent sending,
+/// as a build's `encode_secs` is encoding and sending), with the index and its rows where a
+/// build says the pairs it read.
+fn collection_json(
+    collection: &str,
+    index: &std::path::Path,
+    rows: u64,
+    report: &ExportReport,
+) -> serde_json::Value {
+    let mut doc = load_json(collection, report);
+    doc["index"] = index.display().to_string().into();
+    doc["rows"] = rows.into();
+    doc["export_secs"] = report.secs.into();
+    doc
 }
 
 /// A pair a word2vec export left out: the pair, the earlier pair holding its key, the key.

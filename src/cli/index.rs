@@ -936,19 +936,11 @@ fn build_collection(a: &BuildArgs, collection: &str, hnsw: &HnswParams) -> Resul
     if a.json {
         // The names `build --out --json` gives the same facts; `encode_secs` is encoding
         // and sending, as an index's is encoding and appending.
-        let doc = serde_json::json!({
-            "collection": collection,
-            "pairs_read": read,
-            "skipped_long": read - kept,
-            "written": report.sent,
-            "already_in_collection": report.held,
-            "resumed_rows": report.resumed,
-            "count": report.count,
-            "created": report.created,
-            "sources": report.sources,
-            "dtype": dtype.name(),
-            "encode_secs": report.secs,
-        });
+        let mut doc = super::export::load_json(collection, &report);
+        doc["pairs_read"] = read.into();
+        doc["skipped_long"] = (read - kept).into();
+        doc["dtype"] = dtype.name().into();
+        doc["encode_secs"] = report.secs.into();
         relbert::output::print_line(&doc.to_string())?;
     }
     Ok(())

@@ -595,19 +595,11 @@ impl AppState {
                     followed = Some(Followed {
                         conn: store.connection().clone(),
                         served: store.record().clone(),
-                        now: std::sync::RwLock::new(Some(CollectionState {
-                            record: Some(store.record().clone()),
-                            added: store.added_sources().to_vec(),
-                            unfinished: store.unfinished().to_vec(),
-                        })),
+                        now: std::sync::RwLock::new(Some(store.state())),
                         count: std::sync::atomic::AtomicU64::new(pairs),
                         listing: std::sync::Mutex::new(Listings::new(Listing {
                             count: pairs,
-                            state: Some(CollectionState {
-                                record: Some(store.record().clone()),
-                                added: store.added_sources().to_vec(),
-                                unfinished: store.unfinished().to_vec(),
-                            }),
+                            state: Some(store.state()),
                         })),
                         refreshing: std::sync::Mutex::new(()),
                         unreachable: std::sync::RwLock::new(None),

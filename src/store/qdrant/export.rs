@@ -49,7 +49,7 @@
 //! a load of another source into the collection looks alive: that load turns it on as it
 //! finishes (the last load to end turns it on).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -358,7 +358,7 @@ async fn warn_missing_replicas(c: &Connection, replication: u32) {
 /// The fewest copies any shard of a collection has, from a node's view of its placement;
 /// `None` when the view shows no shard (a node that has not applied the creation yet).
 fn fewest_copies(info: &qdrant_client::qdrant::CollectionClusterInfoResponse) -> Option<usize> {
-    let mut copies = std::collections::HashMap::<u32, usize>::new();
+    let mut copies = HashMap::<u32, usize>::new();
     let ids = info
         .local_shards
         .iter()
@@ -563,9 +563,7 @@ async fn check_record(
                     } else {
                         String::new()
                     };
-                    // Only for the message: a failed read leaves the paths out.
-                    let paths = c.source_paths().await.unwrap_or_default();
-                    let (holds, changed) = another_source(&have, record, &paths);
+                    let (holds, changed) = another_source(&have, record, &state.paths);
                     let kept = if changed {
                         format!(
                             "; nothing is deleted, so pairs `index remove` took out of the \
@@ -616,7 +614,7 @@ async fn check_record(
 fn another_source(
     have: &CollectionRecord,
     record: &CollectionRecord,
-    paths: &std::collections::HashMap<String, String>,
+    paths: &HashMap<String, String>,
 ) -> (String, bool) {
     let from = |source: &str| match paths.get(source) {
         Some(p) => format!(" (exported from {p})"),
@@ -1662,9 +1660,10 @@ impl Loader {
                 c.set_indexing(true).await?;
             }
             let first = state.record.map(|r| r.source);
-            Ok::<_, crate::error::Error>((c.count().await?, first, state.added, live))
+            let count = c.count().await?;
+            Ok::<_, crate::error::Error>((count, first, state.added, state.paths, live))
         });
-        let (count, first, others, mut left_off) = counted??;
+        let (count, first, others, paths, mut left_off) = counted??;
         // Read after the load, so a source another loader added meanwhile counts too.
         let shared = self.mark.key != PROGRESS_KEY || !others.is_empty();
         // The exact count settles it in one call when it is the source's (as it did before
@@ -1718,7 +1717,7 @@ impl Loader {
                 .chain(&others)
                 .filter(|s| **s != self.mark.source)
                 .collect();
-            self.say_besides(besides, &sources);
+            self.say_besides(besides, &sources, &paths);
         }
         let extra = if shared { 0 } else { besides };
         if extra > 0 {
@@ -1774,15 +1773,9 @@ impl Loader {
     /// `--add` deletes nothing, so pairs `index remove` took out of the index stay in the
     /// collection, which no message said; found by a review); said neutrally otherwise (a
     /// collection of several slices holds each slice's pairs besides the others', as it
-    /// should).
-    fn say_besides(&self, besides: u64, sources: &[&String]) {
-        let c = self.conn.clone();
-        // Only for the message: a failed read says it neutrally.
-        let paths = match self.conn.block_on(async move { c.source_paths().await }) {
-            Ok(Ok(paths)) => paths,
-            _ => Default::default(),
-        };
-        let same = same_directory(sources.iter().copied(), &paths, self.path.as_deref());
+    /// should). `paths`: where the sources were loaded from ([`CollectionState::paths`]).
+    fn say_besides(&self, besides: u64, sources: &[&String], paths: &HashMap<String, String>) {
+        let same = same_directory(sources.iter().copied(), paths, self.path.as_deref());
         let named: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
         let take_out = format!(
             "`relbert index remove --collection {} --pairs FILE` takes them out",
@@ -2003,7 +1996,7 @@ fn recorded_path(dir: &std::path::Path) -> Option<String> {
 /// remove` gave it a new id. Sorted.
 fn same_directory<'a>(
     others: impl IntoIterator<Item = &'a String>,
-    paths: &std::collections::HashMap<String, String>,
+    paths: &HashMap<String, String>,
     path: Option<&str>,
 ) -> Vec<&'a str> {
     let Some(path) = path else {

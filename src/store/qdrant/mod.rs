@@ -612,12 +612,16 @@ impl Unfinished {
 }
 
 /// What a collection's metadata says about it, read in one call ([`Connection::state`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CollectionState {
     /// relbert's record; `None` when the collection has none.
     pub record: Option<CollectionRecord>,
     /// The sources added beside the first ([`AddedSource`]), sorted.
     pub added: Vec<String>,
+    /// Where each source was loaded from, for the sources recorded with a path
+    /// ([`CollectionRecord::path`], [`AddedSource::path`]): for messages that name a
+    /// changed index's directory.
+    pub paths: HashMap<String, String>,
     /// The sources (the first and the added ones) whose load has not finished: a
     /// checkpoint below its total, or none at all (a load that finished records its total).
     pub unfinished: Vec<Unfinished>,
@@ -1888,35 +1892,6 @@ impl Connection {
             .collect()
     }
 
-    /// Where each of the collection's sources was loaded from, as recorded
-    /// ([`CollectionRecord::path`], [`AddedSource::path`]): the sources recorded with a path
-    /// only. For messages: a record that cannot be read leaves its source out (the load's
-    /// own reads refuse it).
-    pub async fn source_paths(&self) -> Result<HashMap<String, String>> {
-        let meta = self.all_metadata().await?;
-        let mut paths = HashMap::new();
-        for (key, value) in &meta {
-            let Some(text) = string_of(value) else {
-                continue;
-            };
-            let found = if key == METADATA_KEY {
-                serde_json::from_str::<CollectionRecord>(text)
-                    .ok()
-                    .map(|r| (r.source, r.path))
-            } else if key.starts_with(ADDED_SOURCE_PREFIX) {
-                serde_json::from_str::<AddedSource>(text)
-                    .ok()
-                    .map(|a| (a.source, a.path))
-            } else {
-                None
-            };
-            if let Some((source, Some(path))) = found {
-                paths.insert(source, path);
-            }
-        }
-        Ok(paths)
-    }
-
     /// The record, the added sources and which loads are unfinished, from one read of the
     /// collection's metadata.
     pub async fn state(&self) -> Result<CollectionState> {
@@ -1933,12 +1908,25 @@ impl Connection {
             Some(t) => Some(self.decode(METADATA_KEY, t)?),
             None => None,
         };
+        let mut paths = HashMap::new();
+        if let Some(CollectionRecord {
+            source,
+            path: Some(path),
+            ..
+        }) = &record
+        {
+            paths.insert(source.clone(), path.clone());
+        }
         let mut added = meta
             .iter()
             .filter(|(key, _)| key.starts_with(ADDED_SOURCE_PREFIX))
             .map(|(key, value)| {
                 let text = string_of(value).unwrap_or_default();
-                self.decode::<AddedSource>(key, text).map(|a| a.source)
+                let a = self.decode::<AddedSource>(key, text)?;
+                if let Some(path) = a.path {
+                    paths.insert(a.source.clone(), path);
+                }
+                Ok(a.source)
             })
             .collect::<Result<Vec<_>>>()?;
         added.sort();
@@ -1966,6 +1954,7 @@ impl Connection {
         Ok(CollectionState {
             record,
             added,
+            paths,
             unfinished,
         })
     }
@@ -2447,6 +2436,7 @@ pub struct QdrantStore {
     conn: Connection,
     record: CollectionRecord,
     added: Vec<String>,
+    paths: HashMap<String, String>,
     unfinished: Vec<Unfinished>,
     precision: String,
     /// The record as last read ([`Self::follow`]).
@@ -2486,6 +2476,7 @@ impl QdrantStore {
             }),
             record,
             added: state.added,
+            paths: state.paths,
             unfinished: state.unfinished,
             precision,
             follows: false,
@@ -2604,6 +2595,18 @@ impl QdrantStore {
     /// the store was opened.
     pub fn added_sources(&self) -> &[String] {
         &self.added
+    }
+
+    /// What the collection's metadata said when the store was opened
+    /// ([`Connection::state`]): its record, added sources, their recorded paths and the
+    /// loads not finished.
+    pub fn state(&self) -> CollectionState {
+        CollectionState {
+            record: Some(self.record.clone()),
+            added: self.added.clone(),
+            paths: self.paths.clone(),
+            unfinished: self.unfinished.clone(),
+        }
     }
 
     /// How the collection stores its original vectors (`f32` or `f16`, as a local index's
@@ -2983,9 +2986,8 @@ mod tests {
             at,
         };
         let state = |unfinished| CollectionState {
-            record: None,
-            added: Vec::new(),
             unfinished,
+            ..CollectionState::default()
         };
         let dead = Some(now - LIVE_LOAD_WINDOW.as_secs());
         let mixed = state(vec![
@@ -3354,8 +3356,7 @@ mod tests {
         let rt = timer();
         let state = |record: Option<CollectionRecord>| CollectionState {
             record,
-            added: Vec::new(),
-            unfinished: Vec::new(),
+            ..CollectionState::default()
         };
         let open = |shows_from: usize, record_from: usize| {
             let (exists, reads) = (Cell::new(0), Cell::new(0));
