@@ -379,17 +379,28 @@ fn warn_mask_cut(encoder: &RelationEncoder, records: &[PairRecord], cut: &[usize
     let Some(r) = cut.first().map(|&i| &records[i]) else {
         return;
     };
+    warn_mask_cut_at(encoder, &r.location(), (&r.head, &r.tail), cut.len() - 1);
+}
+
+/// The warning of [`warn_mask_cut`] for callers whose pairs are not [`PairRecord`]s (`relbert
+/// bench`'s and `relbert train`'s data sets): the first such pair, where it is (`file:line`),
+/// and how many `more` there are.
+pub fn warn_mask_cut_at(
+    encoder: &RelationEncoder,
+    location: &str,
+    (head, tail): (&str, &str),
+    more: usize,
+) {
     tracing::warn!(
-        "{}: the prompt of ({}, {}) is longer than the {}-token limit, and the cut after both \
-         words takes the mask token too{}: encoded as cut with {} pooling, as the reference \
+        "{location}: the prompt of ({}, {}) is longer than the {}-token limit, and the cut after \
+         both words takes the mask token too{}: encoded as cut with {} pooling, as the reference \
          does (mask pooling refuses such a prompt)",
-        r.location(),
-        crate::error::quoted(&r.head),
-        crate::error::quoted(&r.tail),
+        crate::error::quoted(head),
+        crate::error::quoted(tail),
         encoder.max_tokens(),
-        match cut.len() {
-            1 => String::new(),
-            n => format!(" (and {} more such pair(s))", n - 1),
+        match more {
+            0 => String::new(),
+            n => format!(" (and {n} more such pair(s))"),
         },
         encoder.aggregation().name(),
     );

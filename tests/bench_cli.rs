@@ -1443,3 +1443,42 @@ fn bench_mini_to(data: &Path, out: &Path) -> std::process::Command {
         .stdout(std::process::Stdio::null());
     c
 }
+
+/// Found by a review: `embed` warns of a pair whose prompt is cut past its mask token (encoded
+/// cut, as the reference does with average pooling), but `bench` encoded its questions' such
+/// pairs without a word. A model whose template puts the mask after a long run of text.
+#[test]
+fn a_question_pair_cut_past_its_mask_is_warned_of_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("long-template");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-bert").join(f), model.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("tiny-bert").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["relbert_config"]["template"] =
+        format!("<subj> is to <obj> as {}<mask>", "and so on ".repeat(40)).into();
+    std::fs::write(model.join("config.json"), cfg.to_string()).unwrap();
+    write(
+        &dir.path().join("sat/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    let a = relbert()
+        .args(["bench", "analogy", "--dataset", "sat", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        (err.contains("sat/test.jsonl:1: the prompt of (")
+            || err.contains("sat/test.jsonl:2: the prompt of ("))
+            && err.contains("takes the mask token too (and ")
+            && err.contains("average_no_mask pooling"),
+        "{err}"
+    );
+}

@@ -2567,3 +2567,33 @@ fn an_output_in_a_missing_folder_is_refused_and_nothing_made() {
         assert_eq!(common::names_in(d.path()), before, "{flag}");
     }
 }
+
+/// Found by a review: `embed` warns of a pair whose prompt is cut past its mask token (encoded
+/// cut, as the reference does with average pooling), but `train` trained on such pairs, and
+/// validated on them, without a word.
+#[test]
+fn training_pairs_cut_past_their_mask_are_warned_of_naming_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    common::toy_data(d.path());
+    let template = format!("<subj> is to <obj> as {}<mask>", "and so on ".repeat(40));
+    let a = train_cmd(
+        d.path(),
+        &fixture("tiny-bert"),
+        &d.path().join("m"),
+        &["--epochs", "1", "--template", &template],
+    )
+    .assert()
+    .success();
+    let err = stderr_of(&a);
+    let train = d
+        .path()
+        .join("semeval2012_relational_similarity/train.jsonl");
+    let valid = train.with_file_name("validation.jsonl");
+    for file in [train, valid] {
+        assert!(
+            err.contains(&format!("{}:1: the prompt of (", file.display()))
+                && err.contains("takes the mask token too (and "),
+            "{err}"
+        );
+    }
+}

@@ -492,21 +492,27 @@ impl Write for Stdout {
 
 /// Refuses, before any encoding, a dataset pair whose prompt `enc` cannot encode
 /// ([`RelationEncoder::overlong`]), naming the file and line of the first record that holds
-/// it (`locate`), as `relbert embed` names its input's line.
+/// it (`locate`), as `relbert embed` names its input's line; and warns, as `embed` does, of
+/// pairs it encodes with the mask token cut away ([`RelationEncoder::screen_prompts`]).
 fn refuse_overlong(
     enc: &RelationEncoder,
     pairs: &[Pair],
     locate: impl Fn(&Pair) -> Option<(PathBuf, usize)>,
 ) -> Result<()> {
-    let bad = enc.overlong(pairs)?;
+    let place = |p: &Pair| match locate(p) {
+        Some((path, line)) => format!("{}:{line}", path.display()),
+        None => "a dataset".to_string(),
+    };
+    let (bad, mask_cut) = enc.screen_prompts(pairs)?;
+    if let Some(&i) = mask_cut.first() {
+        let (h, t) = &pairs[i];
+        relbert::embed::warn_mask_cut_at(enc, &place(&pairs[i]), (h, t), mask_cut.len() - 1);
+    }
     let Some(&first) = bad.first() else {
         return Ok(());
     };
     let (head, tail) = pairs[first].clone();
-    let mut location = match locate(&pairs[first]) {
-        Some((path, line)) => format!("{}:{line}", path.display()),
-        None => "a dataset".to_string(),
-    };
+    let mut location = place(&pairs[first]);
     if bad.len() > 1 {
         location.push_str(&format!(" (and {} more pairs)", bad.len() - 1));
     }

@@ -828,7 +828,8 @@ impl ValidationData {
 
     /// Refuses, before the first validation, a pair whose prompt `enc` cannot encode
     /// ([`RelationEncoder::overlong`]), naming the file and line that holds it: the encoder's
-    /// own refusal knows only the pair.
+    /// own refusal knows only the pair. Warns of pairs it encodes with the mask token cut
+    /// away, as `relbert embed` does ([`RelationEncoder::screen_prompts`]).
     pub fn check_prompts(&self, enc: &RelationEncoder) -> Result<()> {
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         let mut places: Vec<(&Path, usize)> = Vec::new();
@@ -846,7 +847,12 @@ impl ValidationData {
                 }
             }
         }
-        match enc.overlong(&pairs)?.first() {
+        let (bad, mask_cut) = enc.screen_prompts(&pairs)?;
+        if let Some(&i) = mask_cut.first() {
+            let at = format!("{}:{}", places[i].0.display(), places[i].1);
+            crate::embed::warn_mask_cut_at(enc, &at, pairs[i], mask_cut.len() - 1);
+        }
+        match bad.first() {
             Some(&i) => Err(prompt_too_long(
                 places[i].0,
                 places[i].1,
@@ -856,6 +862,31 @@ impl ValidationData {
             None => Ok(()),
         }
     }
+}
+
+/// Warns of the training pairs whose prompt is encoded with the mask token cut away
+/// ([`RelationEncoder::screen_prompts`]), naming the first's file and line as `relbert embed`
+/// names its input's: the model then learns from less of the template than the others give.
+fn warn_training_mask_cut(enc: &RelationEncoder, relations: &[RelationExamples]) -> Result<()> {
+    let (mut first, mut count) = (None, 0usize);
+    for r in relations {
+        for side in [&r.positives, &r.negatives] {
+            let (_, cut) = enc.screen_prompts(side)?;
+            if let (None, Some(&i)) = (&first, cut.first()) {
+                first = Some((r, &side[i]));
+            }
+            count += cut.len();
+        }
+    }
+    if let Some((r, (h, t))) = first {
+        let at = if r.path.as_os_str().is_empty() {
+            format!("relation {}", r.relation_type)
+        } else {
+            format!("{}:{}", r.path.display(), r.line)
+        };
+        crate::embed::warn_mask_cut_at(enc, &at, (h, t), count - 1);
+    }
+    Ok(())
 }
 
 /// `a`, `a and b`, `a, b and c`: names for a sentence.
@@ -1076,6 +1107,7 @@ impl Trainer {
         let tok = |pairs: &[(String, String)]| -> Result<Vec<Vec<u32>>> {
             Ok(enc.tokenize(pairs)?.into_iter().map(|t| t.ids).collect())
         };
+        warn_training_mask_cut(&enc, &relations)?;
         let mut pos_toks = Vec::new();
         let mut neg_toks = Vec::new();
         for r in &relations {
