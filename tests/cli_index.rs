@@ -1634,3 +1634,25 @@ fn every_index_info_names_an_interrupted_add() {
         "mine"
     );
 }
+
+/// Found by a review: `index info` took its folder only as an argument where every other
+/// index command takes `--index DIR`; both are taken now, and not both at once.
+#[test]
+fn index_info_takes_the_folder_as_the_other_index_commands_do() {
+    let d = tempfile::tempdir().unwrap();
+    let idx = common::tiny_index(&common::pair_file(d.path()), &d.path().join("idx"));
+    let a = relbert()
+        .args(["index", "info", "--json", "--index"])
+        .arg(&idx)
+        .assert()
+        .success();
+    let by_flag: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(by_flag["id"], info(&idx)["id"]);
+    relbert()
+        .args(["index", "info", "--index"])
+        .arg(&idx)
+        .arg(&idx)
+        .assert()
+        .code(2);
+    relbert().args(["index", "info"]).assert().code(2);
+}

@@ -663,6 +663,22 @@ fn a_file_given_as_the_model_is_called_a_file() {
     );
 }
 
+/// Found by a review: an index's folder given as `--model` (to `bench`, `embed`, ...) was
+/// reported as a model folder missing config.json.
+#[test]
+fn an_index_given_as_the_model_is_called_an_index() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let idx = common::tiny_index(&pairs, &d.path().join("idx"));
+    let err = refusal(&idx, &pairs);
+    assert!(
+        err.contains("this is a relbert index, not a model directory")
+            && err.contains(&format!("relbert index info {}", idx.display()))
+            && !err.contains("missing file"),
+        "{err}"
+    );
+}
+
 /// Audit K4: `index build` recorded a model folder whose name is not UTF-8 lossily, and
 /// `query` then said the model was not there. Refused before the index is made.
 #[test]

@@ -260,8 +260,13 @@ fn check_hnsw(hnsw: &HnswParams) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Index directory.
-    #[arg(value_parser = super::os(super::index_dir_at))]
-    dir: PathBuf,
+    #[arg(value_parser = super::os(super::index_dir_at), required_unless_present = "index")]
+    dir: Option<PathBuf>,
+    /// The index directory as the other index commands take it (`--index DIR`), instead of
+    /// DIR.
+    #[arg(long = "index", value_name = "DIR", conflicts_with = "dir",
+          value_parser = super::os(super::index_dir_at))]
+    index: Option<PathBuf>,
     /// Also verify every checksum (reads every file once).
     #[arg(long)]
     verify: bool,
@@ -740,20 +745,26 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         IndexCommand::Add(a) => add(a),
         IndexCommand::Remove(a) => remove(a),
         IndexCommand::Info(a) => {
+            // clap requires one of the two.
+            let dir = a
+                .dir
+                .clone()
+                .or_else(|| a.index.clone())
+                .unwrap_or_default();
             let started = std::time::Instant::now();
-            check_there(&a.dir)?;
-            let idx = Index::open(&a.dir).with_context(|| opening(&a.dir))?;
+            check_there(&dir)?;
+            let idx = Index::open(&dir).with_context(|| opening(&dir))?;
             let open_ms = started.elapsed().as_secs_f64() * 1e3;
             if a.verify {
                 idx.verify()
-                    .with_context(|| format!("verifying {}", a.dir.display()))?;
+                    .with_context(|| format!("verifying {}", dir.display()))?;
             }
             // With --verify, files in the directory that are not the index's (harmless to
             // reading it, but an add or a remove refuses to replace them; found by an audit:
             // a "verified" index said nothing of them).
             let foreign = if a.verify {
-                relbert_index::foreign_entries(&a.dir)
-                    .with_context(|| format!("listing {}", a.dir.display()))?
+                relbert_index::foreign_entries(&dir)
+                    .with_context(|| format!("listing {}", dir.display()))?
             } else {
                 Vec::new()
             };
@@ -762,8 +773,8 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             // whose add was killed said nothing). Cheap: one stat when there is none, else a
             // listing of DIR.partial and its small checkpoint file. One that cannot be read
             // as relbert's fails --verify; a plain `info` says why in its place.
-            let pending = relbert_index::pending_run(&a.dir)
-                .with_context(|| format!("reading the partial directory of {}", a.dir.display()));
+            let pending = relbert_index::pending_run(&dir)
+                .with_context(|| format!("reading the partial directory of {}", dir.display()));
             let pending = match pending {
                 Err(e) if a.verify => return Err(e),
                 read => read.map_err(|e| format!("{e:#}")),
@@ -771,13 +782,13 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             let advice = match &pending {
                 Ok(run) => run
                     .as_ref()
-                    .map(|run| pending_advice(run, &a.dir, Some(&idx.id()))),
+                    .map(|run| pending_advice(run, &dir, Some(&idx.id()))),
                 Err(why) => Some(why.clone()),
             };
             let m = idx.meta();
             let sizes = idx.disk_sizes();
             if a.json {
-                let mut doc = relbert::indexing::info_json(&idx, &a.dir, open_ms, a.verify);
+                let mut doc = relbert::indexing::info_json(&idx, &dir, open_ms, a.verify);
                 if a.verify {
                     doc["other_files"] = serde_json::json!(foreign);
                 }
@@ -796,7 +807,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             } else {
                 let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
                 let rows = [
-                    ("index", a.dir.display().to_string()),
+                    ("index", dir.display().to_string()),
                     ("id", idx.id()),
                     ("pairs", super::progress::group(m.count)),
                     ("dimension", m.dim.to_string()),

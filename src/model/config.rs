@@ -684,6 +684,26 @@ impl ModelFiles {
                 path: dir.to_path_buf(),
             });
         }
+        // An index's folder given for its model (they sit side by side in scripts) was
+        // reported as a model folder missing config.json.
+        if !dir.join("config.json").exists()
+            && ["meta", "vectors", "pairs", "graph"]
+                .iter()
+                .all(|f| dir.join(f).is_file())
+        {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "this is a relbert index, not a model directory; give the model the \
+                         index was built with (`relbert index info {}` names it), a folder \
+                         that holds config.json, model.safetensors and tokenizer.json",
+                        dir.display()
+                    ),
+                ),
+            ));
+        }
         let files = ModelFiles {
             config: dir.join("config.json"),
             weights: dir.join("model.safetensors"),

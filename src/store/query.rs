@@ -496,6 +496,28 @@ fn folds_to(term: &str, folded: &str) -> bool {
     words_equal && (want.next().is_none() || folded.is_empty())
 }
 
+/// Up to this many hits, [`distinct_hits`] compares an ASCII hit with each kept one in place
+/// (nothing allocated, the server's usual k); past it, by hash ([`ascii_pair_hash`]).
+const ASCII_SCAN_LIMIT: usize = 64;
+
+/// A hash of an ASCII pair's words as [`ascii_words_equal`] compares them (case ignored,
+/// runs of whitespace one), so that pairs it calls equal hash alike.
+fn ascii_pair_hash(pair: &[String; 2]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for term in pair {
+        for word in term.split_whitespace() {
+            for b in word.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            // Apart from the bytes, so that "ab c" and "a bc" differ.
+            h.write_u8(b' ');
+        }
+        h.write_u8(0);
+    }
+    h.finish()
+}
+
 /// Whether two ASCII terms have the same words ignoring case, as [`words_of`] folds them.
 fn ascii_words_equal(a: &str, b: &str) -> bool {
     let (mut x, mut y) = (a.split_whitespace(), b.split_whitespace());
@@ -546,14 +568,29 @@ fn distinct_hits<H>(
         // no accents, so an earlier hit in another spelling is one whose words match it
         // ignoring case, compared in place (no keys built, nothing allocated per hit).
         let mut kept: Vec<H> = Vec::with_capacity(hits.len());
+        // Past a few dozen hits the kept ones are found by the hash of their folded words:
+        // comparing each hit with every kept one made a query of k 100,000 run for minutes.
+        let mut by_hash: rustc_hash::FxHashMap<u64, Vec<usize>> = Default::default();
+        let hashed = hits.len() > ASCII_SCAN_LIMIT;
         for h in hits {
             let q = hit(&h);
+            if key.is_same_pair(q) {
+                continue;
+            }
             let twin = |k: &H| {
                 let p = hit(k);
                 ascii_words_equal(&p.pair[0], &q.pair[0])
                     && ascii_words_equal(&p.pair[1], &q.pair[1])
             };
-            if !key.is_same_pair(q) && !kept.iter().any(twin) {
+            if !hashed {
+                if !kept.iter().any(twin) {
+                    kept.push(h);
+                }
+                continue;
+            }
+            let slot = by_hash.entry(ascii_pair_hash(&q.pair)).or_default();
+            if !slot.iter().any(|&i| twin(&kept[i])) {
+                slot.push(kept.len());
                 kept.push(h);
             }
         }
@@ -1237,6 +1274,40 @@ mod tests {
         let got = without_other_spellings(2, &key, &[], |h| h, never, hits).unwrap();
         let pairs: Vec<&str> = got.iter().map(|h| h.pair[0].as_str()).collect();
         assert_eq!(pairs, ["paris", "rome"]);
+    }
+
+    /// Found by a review: past a few dozen ASCII hits each was compared with every kept one
+    /// (a query of k 100,000 ran for minutes). The hashed path keeps what the scan keeps: the
+    /// first spelling of each pair, whitespace runs and case folded, words not run together.
+    #[test]
+    fn many_ascii_hits_keep_the_first_spelling_of_each_pair_as_few_do() {
+        let hit = |a: String, b: String| QueryHit {
+            pair: [a, b],
+            score: 0.5,
+            label: None,
+        };
+        let mut hits = Vec::new();
+        for i in 0..200 {
+            hits.push(hit(format!("w{i} x"), format!("t{}", i % 7)));
+            hits.push(hit(format!("W{i}  X"), format!("T{}", i % 7)));
+            hits.push(hit(format!("w{i}x"), format!("t{}", i % 7)));
+        }
+        hits.push(hit("QUERY".into(), "pair".into()));
+        let key = SpellingKey::new("query", "PAIR");
+        let never = |_: &QueryHit, _: &QueryHit| Ok(false);
+        let kept = |hits: &[QueryHit]| -> Vec<[String; 2]> {
+            distinct_hits(hits.to_vec(), &key, &|h| h, &never)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.pair)
+                .collect()
+        };
+        let many = kept(&hits);
+        assert_eq!(many.len(), 400);
+        // The scan's answer, a few hits at a time.
+        let scanned: Vec<[String; 2]> = hits.chunks(3).flat_map(kept).collect();
+        assert_eq!(many, scanned);
+        assert!(many.iter().all(|p| !p[0].starts_with('W')));
     }
 
     /// Found by an audit: `paris : france`, `Paris : France` and `PARIS : FRANCE` came back
