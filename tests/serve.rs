@@ -3102,3 +3102,131 @@ fn the_binary_takes_max_ef_and_shows_it() {
         "{over}"
     );
 }
+
+/// Found by a review: a request whose connection closed before its answer (hyper drops its
+/// future) was neither counted nor logged, though its pairs were encoded. It is counted and
+/// logged as 499.
+#[tokio::test]
+async fn a_request_whose_client_left_is_counted_as_499() {
+    let (app, _) = app_with(options(None));
+    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/query")
+        .header("content-type", "application/json")
+        .header("content-length", "40")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    // The client goes away while the server waits for the body: the future is dropped.
+    let gone = tokio::time::timeout(Duration::from_millis(200), app.clone().oneshot(req)).await;
+    assert!(gone.is_err(), "answered a body that never came");
+    let req = Request::builder()
+        .uri("/v1/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let text = app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        text.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("relbert_http_requests_total{endpoint=\"/v1/query\",status=\"499\"} 1"),
+        "{text}"
+    );
+}
+
+/// Found by a review: a chunked body over --max-body got its 413 without `Connection:
+/// close`, and the connection was then dropped (the body was not read to its end), so the
+/// client's next request on it failed. A Content-Length one said so already.
+#[test]
+fn a_chunked_body_over_the_limit_ends_its_connection_and_says_so() {
+    use std::io::Write;
+    let (_rt, addr) = start_server(options(None));
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 1024, "a".repeat(1024));
+    write!(
+        conn,
+        "POST /v1/query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n1c\r\n{{\"pair\":\"paris:france\",\"x\":\"\r\n{}",
+        chunk.repeat(8)
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    let answer = read_response(&mut conn);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+}
+
+/// Found by a review: every connection was accepted, and each one sending a large request
+/// head held up to half a megabyte until the header timeout. At most --max-connections are
+/// open; the next waits to be accepted until one closes, then is answered.
+#[test]
+fn connections_past_the_limit_wait_until_one_closes() {
+    use std::io::{Read, Write};
+    let mut opts = options(None);
+    opts.limits.max_connections = 2;
+    let (_rt, addr) = start_server(opts);
+    let mut slow: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /v1/health HTTP/1.1\r\nHost: loc")
+                .unwrap();
+            c
+        })
+        .collect();
+    // Both taken: the server has accepted them before the third arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = third.read(&mut buf);
+    assert!(
+        early.is_err(),
+        "a third connection was answered with two open: {early:?}"
+    );
+    drop(slow.pop());
+    let answer = read_response(&mut third);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Found by a review: hyper's graceful shutdown waits for a request head being sent, so one
+/// client that had sent half a head held the shutdown for --timeout-ms and a second (11 s by
+/// default). A connection with no request being answered is closed at once.
+#[cfg(unix)]
+#[test]
+fn a_half_sent_request_head_does_not_hold_the_shutdown() {
+    use std::io::Write;
+    let (mut child, _err, addr) = common::spawn_serve(index(), "warn");
+    assert!(
+        common::ready_within(&addr, Duration::from_secs(10)),
+        "never became ready"
+    );
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /v1/health HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    // Not a timing check: the old wait was the 10 s time limit and a second more.
+    let status = common::exit_within(&mut child, Duration::from_secs(6));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "still running 6 s after SIGTERM with a half-sent head: {status:?}"
+    );
+}

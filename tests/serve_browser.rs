@@ -1255,3 +1255,31 @@ fn page_works_on_a_narrow_screen() {
         assert_eq!(usable(d, id), json!(true), "#{id} with results");
     }
 }
+
+/// Found by a review: the page stops a request it has waited for longer than the server's
+/// --timeout-ms and a margin, with a browser timer, whose delay browsers keep in 32 bits;
+/// a --timeout-ms of 2^31 - 1 wrapped it, and every search said "The server did not answer".
+#[test]
+fn page_answers_under_a_time_limit_past_the_browsers_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(browser) = open_browser(
+        dir.path(),
+        "page_answers_under_a_time_limit_past_the_browsers_timers",
+    ) else {
+        return;
+    };
+    let index = build_index(dir.path(), &common::pair_file(dir.path()), "idx");
+    let (_server, addr) = start_server(&index, &["--timeout-ms", "2147483647"]);
+    let d = &browser.d;
+    d.open(&format!("http://{addr}/#paris:france"));
+    d.wait_until(
+        "document.getElementById('status').textContent.startsWith('paris : france') \
+         || document.getElementById('status').textContent.includes('did not answer')",
+    );
+    let status = d.script("return document.getElementById('status').textContent;");
+    assert!(
+        status.as_str().unwrap().starts_with("paris : france"),
+        "{status}"
+    );
+    assert!(!d.wait_for("#results tbody tr").is_empty());
+}

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// keep-alive connections included; past it the connection is closed.
     #[arg(long, default_value_t = 30_000, value_parser = positive_ms)]
     header_timeout_ms: u64,
+    /// Most connections open at once; further ones wait to be accepted until one closes
+    /// (each can hold up to about half a megabyte while its request's headers arrive).
+    #[arg(long, default_value_t = 1024, value_parser = super::positive)]
+    max_connections: usize,
 }
 
 /// An `--addr` as it will be bound: the address, and what to log about how a host name
@@ -259,6 +263,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             max_batch_pairs: a.max_pairs,
             request_timeout_ms: a.timeout_ms,
             header_timeout_ms: a.header_timeout_ms,
+            max_connections: a.max_connections,
             ..Limits::default()
         },
         batch: BatchConfig {

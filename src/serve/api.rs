@@ -178,7 +178,7 @@ async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Response
         "other",
         req.method(),
         &path,
-        &response,
+        response.status().as_u16(),
         started.elapsed(),
     );
     response
@@ -246,10 +246,9 @@ fn record(
     endpoint: &str,
     method: &axum::http::Method,
     path: &str,
-    response: &Response,
+    status: u16,
     took: Duration,
 ) {
-    let status = response.status().as_u16();
     state.metrics.request(endpoint, status, took);
     tracing::info!(
         target: "relbert::serve::access",
@@ -259,6 +258,54 @@ fn record(
         ms = took.as_secs_f64() * 1e3,
         "request"
     );
+}
+
+/// The status a request is counted and logged with when its connection closed before it was
+/// answered (nginx's "client closed request"): no answer was sent, but its work was done
+/// (pairs encoded), and the request seen.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// A request being answered: dropped before [`Self::answered`] (hyper drops the request's
+/// future when its connection closes), it is counted and logged as [`CLIENT_CLOSED`]. Found
+/// by a review: such requests were in neither the metrics nor the access log, though their
+/// pairs were encoded.
+struct InFlight<'a> {
+    state: &'a AppState,
+    endpoint: &'a str,
+    method: &'a axum::http::Method,
+    path: &'a str,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    /// Counts and logs the answer `status`.
+    fn answered(mut self, status: u16) {
+        self.done = true;
+        record(
+            self.state,
+            self.endpoint,
+            self.method,
+            self.path,
+            status,
+            self.started.elapsed(),
+        );
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            record(
+                self.state,
+                self.endpoint,
+                self.method,
+                self.path,
+                CLIENT_CLOSED,
+                self.started.elapsed(),
+            );
+        }
+    }
 }
 
 /// The token of an `Authorization` header: scheme `Bearer` in any case (RFC 7235), then the
@@ -625,6 +672,14 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         .unwrap_or_else(|| "other".into());
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
+    let in_flight = InFlight {
+        state: &state,
+        endpoint: &endpoint,
+        method: &method,
+        path: &path,
+        started,
+        done: false,
+    };
     let refused = refusal(&state, &req, &endpoint);
     let body_unread = refused.is_some();
     let announced_body = has_body(&req);
@@ -679,7 +734,9 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     } else {
         response
     };
-    if announced_body && (body_unread || not_allowed || body_late) {
+    // A body over the limit is read only up to it (a chunked one is refused while read).
+    let too_large = response.status() == StatusCode::PAYLOAD_TOO_LARGE;
+    if announced_body && (body_unread || not_allowed || body_late || too_large) {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -687,14 +744,7 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     if response.extensions().get::<CollectionGone>().is_some() {
         state.collection_gone();
     }
-    record(
-        &state,
-        &endpoint,
-        &method,
-        &path,
-        &response,
-        started.elapsed(),
-    );
+    in_flight.answered(response.status().as_u16());
     response
 }
 

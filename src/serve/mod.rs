@@ -74,6 +74,10 @@ pub struct Limits {
     /// from when the server starts waiting for them (a new connection, or an idle keep-alive
     /// one after its last answer); past it the connection is closed.
     pub header_timeout_ms: u64,
+    /// Most connections open at once (`--max-connections`); past it new ones wait in the
+    /// system's listen queue until one closes. Each holds up to ~2 × [`HYPER_MAX_BUF`] while
+    /// its request's head arrives, so this bounds what slow clients can make the server hold.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -86,6 +90,7 @@ impl Default for Limits {
             max_batch_pairs: 64,
             request_timeout_ms: 10_000,
             header_timeout_ms: 30_000,
+            max_connections: 1024,
         }
     }
 }
@@ -1444,6 +1449,7 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
         metrics,
         header_timeout,
         timeout_of(&opts.limits),
+        opts.limits.max_connections.max(1),
         async move {
             shutdown_signal().await;
             stopping.begin_shutdown();
@@ -1603,13 +1609,17 @@ fn hyper_refusal(e: &hyper::Error) -> Option<HyperEnd> {
 /// `limit` (the request time limit) bounds two waits no header timeout covers: a write the
 /// client does not read (a client that sends requests and never reads the answers held its
 /// connection, and the shutdown, for as long as it lived), and the shutdown itself: past it,
-/// or at a second SIGTERM or Ctrl-C, connections still open are dropped.
+/// or at a second SIGTERM or Ctrl-C, connections still open are dropped. At the shutdown a
+/// connection with no request being answered (idle, or still sending a request's head) is
+/// closed at once. At most `max_connections` are open at once; further ones wait to be
+/// accepted.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     metrics: Arc<Metrics>,
     header_timeout: Duration,
     limit: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     // Connections hold `open` receivers; `closed()` resolves once every one is dropped.
@@ -1617,7 +1627,30 @@ async fn serve_connections(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     let mut failures = AcceptFailures::default();
+    // Found by a review: every connection was accepted, and each one trickling a large head
+    // held half a megabyte (400 of them: +200 MB), before any token is checked.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut full_said: Option<Instant> = None;
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if full_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    full_said = Some(Instant::now());
+                    tracing::warn!(
+                        "{max_connections} connections are open (--max-connections); new \
+                         ones wait to be accepted until one closes"
+                    );
+                }
+                tokio::select! {
+                    r = slots.clone().acquire_owned() => match r {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
@@ -1639,10 +1672,15 @@ async fn serve_connections(
         };
         // Answers are small and written whole: send them at once.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let answering = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let service = Answering {
+            inner: TowerToHyperService::new(app.clone()),
+            count: answering.clone(),
+        };
         let (open, mut stop) = (open_rx.clone(), stop_rx.clone());
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
@@ -1669,6 +1707,12 @@ async fn serve_connections(
                     changed = stop.changed(), if !stopping => {
                         stopping = true;
                         if changed.is_ok() {
+                            // Found by a review: hyper's graceful shutdown waits for a head
+                            // being sent, so one client's half-sent request held every
+                            // restart for --timeout-ms and a second.
+                            if answering.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                                break;
+                            }
                             conn.as_mut().graceful_shutdown();
                         }
                     }
@@ -1680,8 +1724,6 @@ async fn serve_connections(
     drop(listener);
     let _ = stop_tx.send(true);
     drop(open_rx);
-    // A connection still sending a request's headers is only closed at the header timeout
-    // (30 s by default); the shutdown waits for requests in flight, not for that.
     let grace = limit + Duration::from_secs(1);
     tokio::select! {
         () = open_tx.closed() => {}
@@ -1695,6 +1737,85 @@ async fn serve_connections(
         () = shutdown_signal() => {
             tracing::warn!("a second signal: closing {} open connection(s)", open_tx.receiver_count());
         }
+    }
+}
+
+/// A connection's service that counts the requests it is answering, from the call until the
+/// answer's body is dropped (written, or the connection gone), so that a shutdown can close
+/// a connection with none at once.
+#[derive(Clone)]
+struct Answering<S> {
+    inner: S,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One request being answered on a connection ([`Answering`]); dropped, it is not any more.
+struct AnswerGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl AnswerGuard {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AnswerGuard(count.clone())
+    }
+}
+
+impl Drop for AnswerGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An answer's body holding its [`AnswerGuard`] until it is dropped.
+struct GuardedBody {
+    inner: axum::body::Body,
+    _guard: AnswerGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>>
+    {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<S> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Answering<S>
+where
+    S: hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = hyper::Response<axum::body::Body>,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = hyper::Response<GuardedBody>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = AnswerGuard::new(&self.count);
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let r = answer.await?;
+            Ok(r.map(|inner| GuardedBody {
+                inner,
+                _guard: guard,
+            }))
+        })
     }
 }
 
