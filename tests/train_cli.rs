@@ -1963,35 +1963,103 @@ fn tensor_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Each tensor of a safetensors file as stored: dtype, shape and bytes, by name.
+fn stored(path: &Path) -> std::collections::HashMap<String, (String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let v = (
+                format!("{:?}", v.dtype()),
+                v.shape().to_vec(),
+                v.data().to_vec(),
+            );
+            (n, v)
+        })
+        .collect()
+}
+
+/// A copy of tiny-bert at `to` with tensors relbert does not compute with beside its pooler:
+/// two heads (`cls.predictions.bias`, float32; `classifier.weight`, float16) and the integer
+/// buffer `embeddings.position_ids`. Their names.
+fn base_with_heads_and_buffers(to: &Path) -> [&'static str; 5] {
+    use candle_core::{DType, Device, Tensor};
+    copy_model(&fixture("tiny-bert"), to);
+    let path = to.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let ramp = |n: usize| (0..n).map(|i| i as f32 / 997.0 - 0.5).collect::<Vec<f32>>();
+    tensors.insert(
+        "cls.predictions.bias".into(),
+        Tensor::from_vec(ramp(1000), 1000, &Device::Cpu).unwrap(),
+    );
+    tensors.insert(
+        "classifier.weight".into(),
+        Tensor::from_vec(ramp(64), (2, 32), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap(),
+    );
+    tensors.insert(
+        "embeddings.position_ids".into(),
+        Tensor::arange(0i64, 80, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 80))
+            .unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    [
+        "pooler.dense.weight",
+        "pooler.dense.bias",
+        "cls.predictions.bias",
+        "classifier.weight",
+        "embeddings.position_ids",
+    ]
+}
+
 /// Audit (s17, D3): a trained model lacked its base's pooler (`pooler.dense.*`), so Hugging
 /// Face initialised it at random and `relbert average BASE TRAINED` was refused (37 tensors
-/// against 39). The pooler is carried through unchanged.
+/// against 39). Review: every other tensor the encoder does not compute with was dropped
+/// too (a masked-LM base's `lm_head.*` or `cls.predictions.*`, a classifier, the integer
+/// `embeddings.position_ids`), while config.json kept the base's `architectures`: Hugging
+/// Face loaded the head at random, and `average` of a base holding position ids and a model
+/// trained from it was refused. Every such tensor is now saved as the base holds it (name,
+/// dtype, shape, bytes), and the trained model loads and averages with its base.
 #[test]
 fn a_trained_model_keeps_every_tensor_of_its_base() {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());
-    let base = fixture("tiny-bert");
+    let base = d.path().join("base");
+    let untouched = base_with_heads_and_buffers(&base);
     let out = d.path().join("m");
     train_cmd(d.path(), &base, &out, &["--epochs", "1"])
         .assert()
         .success();
-    assert!(tensor_names(&base).iter().any(|n| n.starts_with("pooler.")));
     assert_eq!(tensor_names(&out), tensor_names(&base));
     let (b, t) = (
-        weights(&base.join("model.safetensors")),
-        weights(&out.join("model.safetensors")),
+        stored(&base.join("model.safetensors")),
+        stored(&out.join("model.safetensors")),
     );
-    assert_eq!(b["pooler.dense.weight"], t["pooler.dense.weight"]);
-    assert_eq!(b["pooler.dense.bias"], t["pooler.dense.bias"]);
+    for name in untouched {
+        assert_eq!(b[name], t[name], "{name} is not the base's");
+    }
+    // The comparison can tell: the trained parameters are no longer the base's.
+    let trained = "encoder.layer.0.attention.self.query.weight";
+    assert_ne!(b[trained].2, t[trained].2);
+    // The trained model loads as any model does.
+    RelationEncoder::load(&out, &EncoderOptions::default()).unwrap();
+    let avg = d.path().join("avg");
     relbert()
         .arg("average")
         .arg(&base)
         .arg(&out)
         .arg("--out")
-        .arg(d.path().join("avg"))
+        .arg(&avg)
         .assert()
         .success();
-    assert_eq!(tensor_names(&d.path().join("avg")), tensor_names(&base));
+    assert_eq!(tensor_names(&avg), tensor_names(&base));
+    let a = stored(&avg.join("model.safetensors"));
+    assert_eq!(a["embeddings.position_ids"], b["embeddings.position_ids"]);
 }
 
 /// Audit (s17, D4): "exists; pass --force to overwrite it" was said of directories that
@@ -2140,26 +2208,29 @@ fn average_names_the_config_keys_that_differ_and_allows_dropout() {
 }
 
 /// Review (s17): `train --half` checked the trained weights against float16's range but not
-/// the pooler it also saves (kept from the base as loaded), so a pooler float16 cannot hold
-/// was saved as infinity. And `average a b --out a --force` suggested `--force` (refusing `a`
-/// as a user's directory) before saying that `a` is one of the inputs.
+/// the pooler it also saves, so a pooler float16 cannot hold was saved as infinity. The
+/// base's tensors the encoder does not compute with are now saved as loaded, never
+/// converted: a float32 pooler stays float32 under `--half`, whatever its values. And
+/// `average a b --out a --force` suggested `--force` (refusing `a` as a user's directory)
+/// before saying that `a` is one of the inputs.
 #[test]
-fn half_checks_the_pooler_and_an_input_as_output_is_named_first() {
+fn half_keeps_the_pooler_as_loaded_and_an_input_as_output_is_named_first() {
     let d = tempfile::tempdir().unwrap();
     toy_data(d.path());
     let base = d.path().join("base");
     copy_model(&fixture("tiny-bert"), &base);
     poke(&base, "pooler.dense.weight", 70000.0);
     let out = d.path().join("model");
-    let a = train_cmd(d.path(), &base, &out, &["--epochs", "1", "--half"])
+    train_cmd(d.path(), &base, &out, &["--epochs", "1", "--half"])
         .assert()
-        .failure();
-    let err = stderr_of(&a);
-    assert!(
-        err.contains("pooler.dense.weight") && err.contains("without --half"),
-        "{err}"
+        .success();
+    let (was, now) = (
+        stored(&base.join("model.safetensors")),
+        stored(&out.join("model.safetensors")),
     );
-    assert!(!out.exists());
+    assert_eq!(now["pooler.dense.weight"], was["pooler.dense.weight"]);
+    assert_eq!(now["pooler.dense.weight"].0, "F32");
+    assert_eq!(now["encoder.layer.0.output.dense.weight"].0, "F16");
 
     let b = d.path().join("b");
     copy_model(&fixture("tiny-bert"), &b);

@@ -15,7 +15,7 @@
 //! values still for every token), which is all mask pooling reads; inference with mask
 //! pooling on this path (a GPU, or candle on the CPU) takes it, as the CPU kernels do.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -128,12 +128,15 @@ pub struct Encoder {
     cpu: Option<CpuModel>,
     /// The number format of the dense layers.
     dtype: Dtype,
-    /// The checkpoint's pooler (`pooler.dense.weight` and `.bias`, without the prefix), as
-    /// loaded: relbert's relation vectors pool the last hidden states and never use it, but
-    /// it is saved with the model so that a trained model has every tensor its base had
-    /// (Hugging Face otherwise initialises a missing pooler at random, and `relbert average`
-    /// of a base and a model trained from it found their tensor sets different).
-    pooler: Vec<(String, Tensor)>,
+    /// The checkpoint's tensors that are not parameters here, exactly as loaded (dtype and
+    /// values), by name with the encoder's prefix dropped (see [`kept_from_checkpoint`]): the
+    /// pooler, task heads (`lm_head.*`, `cls.*`, `classifier.*`) and buffers such as the
+    /// integer `embeddings.position_ids`. relbert computes with none of them, but they are
+    /// saved with the model so that a trained model has every tensor its base had: Hugging
+    /// Face initialises a missing head at random (the base's `architectures` is kept in the
+    /// config), and `relbert average` of a base and a model trained from it needs one tensor
+    /// set.
+    kept: Vec<(String, Tensor)>,
 }
 
 /// The prefixes under which checkpoints store the encoder's tensors.
@@ -146,6 +149,8 @@ struct TensorSource<'a> {
     device: Device,
     trainable: bool,
     vars: Vec<(String, Var)>,
+    /// The parameters read so far, by Hugging Face name without the prefix.
+    taken: HashSet<String>,
 }
 
 impl TensorSource<'_> {
@@ -191,6 +196,7 @@ impl TensorSource<'_> {
             }
         };
         let t = t.to_device(&self.device)?;
+        self.taken.insert(name.to_string());
         if self.trainable {
             let var = Var::from_tensor(&t)?;
             let tensor = var.as_tensor().clone();
@@ -290,6 +296,7 @@ impl Encoder {
             device: device.clone(),
             trainable,
             vars: Vec::new(),
+            taken: HashSet::new(),
         };
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
@@ -364,17 +371,7 @@ impl Encoder {
                 ),
             });
         }
-        let pooler_prefix = format!("{prefix}pooler.");
-        let mut pooler: Vec<(String, Tensor)> = Vec::new();
-        for (k, t) in &src.tensors {
-            if let Some(rest) = k.strip_prefix(&pooler_prefix) {
-                let t = match t.dtype() {
-                    DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
-                    _ => t.clone(),
-                };
-                pooler.push((format!("pooler.{rest}"), t));
-            }
-        }
+        let kept = kept_from_checkpoint(src.tensors, prefix, &src.taken);
         let token_type_row = token_type_embeddings.get(0)?;
         let cpu = if !trainable && device.is_cpu() {
             let tensors: Vec<LayerTensors<'_>> = layers
@@ -434,7 +431,7 @@ impl Encoder {
             vars: trainable.then_some(src.vars),
             cpu,
             dtype,
-            pooler,
+            kept,
         })
     }
 
@@ -662,26 +659,75 @@ impl Encoder {
         Ok(format!("{:x}", hasher.finalize()))
     }
 
-    /// Every tensor [`Encoder::save_safetensors`] writes, under HF names: the parameters
-    /// ([`Encoder::named_tensors`]) and the checkpoint's pooler as it was loaded (not among
-    /// the parameters, since nothing here computes with it). Checks of what will be saved
-    /// (float16 range) read this list, so they cover exactly what lands in the file.
-    pub fn saved_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut all = self.named_tensors();
-        all.extend(self.pooler.iter().cloned());
-        all
+    /// The checkpoint's tensors that are not parameters here (its pooler, task heads and
+    /// buffers), by name and as loaded: [`Encoder::save_safetensors`] writes them unchanged
+    /// beside the parameters.
+    pub fn kept_tensors(&self) -> &[(String, Tensor)] {
+        &self.kept
     }
 
-    /// Saves every tensor of [`Encoder::saved_tensors`] as float32 (or float16 with `half`)
-    /// safetensors under HF names.
+    /// Saves the parameters ([`Encoder::named_tensors`]) as float32 (or float16 with `half`)
+    /// and the [`Encoder::kept_tensors`] as they were loaded, as safetensors under HF names.
     pub fn save_safetensors(&self, path: &Path, half: bool) -> Result<()> {
         let mut map = HashMap::new();
-        for (name, t) in self.saved_tensors() {
+        for (name, t) in self.named_tensors() {
             let t = if half { t.to_dtype(DType::F16)? } else { t };
             map.insert(name, t.to_device(&Device::Cpu)?);
         }
+        // Not converted: training leaves them as they were, integer buffers are indices
+        // rather than weights, and the base's heads stay the base's byte for byte. Their
+        // names are none of the parameters' (see `kept_from_checkpoint`).
+        for (name, t) in &self.kept {
+            map.insert(name.clone(), t.to_device(&Device::Cpu)?);
+        }
         write_safetensors(&map, path)
     }
+}
+
+/// The tensors of a checkpoint left over once the encoder's parameters are read (`left`;
+/// `params` names the parameters read, without `prefix`), to be saved with the model
+/// unchanged, sorted by name. A name under the encoder's `prefix` loses it, as the
+/// parameters' do when saved (`bert.pooler.dense.weight` becomes `pooler.dense.weight`, and
+/// Hugging Face's loaders take an encoder's tensors with or without its prefix); other names
+/// (`lm_head.bias`, `cls.predictions.bias`, `classifier.weight`) stay as they are. Left out:
+/// another spelling of a parameter (under another of [`PREFIXES`], or an old
+/// `LayerNorm.gamma`/`.beta`), a stale copy that loaders could take instead of the trained
+/// one; and, of two names that become one, the one outside the encoder's prefix.
+fn kept_from_checkpoint(
+    left: HashMap<String, Tensor>,
+    prefix: &str,
+    params: &HashSet<String>,
+) -> Vec<(String, Tensor)> {
+    let spelling_of_a_param = |name: &str| {
+        PREFIXES.iter().any(|p| {
+            let Some(rest) = name.strip_prefix(p) else {
+                return false;
+            };
+            let canonical = match rest.strip_suffix("LayerNorm.gamma") {
+                Some(head) => format!("{head}LayerNorm.weight"),
+                None => match rest.strip_suffix("LayerNorm.beta") {
+                    Some(head) => format!("{head}LayerNorm.bias"),
+                    None => rest.to_string(),
+                },
+            };
+            params.contains(&canonical)
+        })
+    };
+    // By saved name: whether it came from under the encoder's prefix, and the tensor.
+    let mut kept: BTreeMap<String, (bool, Tensor)> = BTreeMap::new();
+    for (name, t) in left {
+        if spelling_of_a_param(&name) {
+            continue;
+        }
+        let (saved, own) = match name.strip_prefix(prefix) {
+            Some(rest) => (rest.to_string(), true),
+            None => (name, false),
+        };
+        if own || !kept.contains_key(&saved) {
+            kept.insert(saved, (own, t));
+        }
+    }
+    kept.into_iter().map(|(n, (_, t))| (n, t)).collect()
 }
 
 /// The error of writing `path`: an I/O failure (a full disk, a read-only place) as the
@@ -831,6 +877,44 @@ mod tests {
             list(&names(&["1.a"])),
             ("encoder.layer.1.a".to_string(), String::new())
         );
+    }
+
+    // Every tensor of a checkpoint but the parameters is kept for saving: under the
+    // encoder's prefix without it (as the parameters are saved), heads under their own
+    // names; a stale other spelling of a parameter is not, since a loader could take it
+    // instead of the trained one.
+    #[test]
+    fn the_tensors_kept_are_all_but_the_parameters_and_their_other_spellings() {
+        let t = |v: f32| Tensor::new(&[v], &Device::Cpu).unwrap();
+        let left: HashMap<String, Tensor> = [
+            ("bert.pooler.dense.weight", t(1.0)),
+            ("pooler.dense.weight", t(2.0)),
+            ("bert.embeddings.position_ids", t(3.0)),
+            ("cls.predictions.bias", t(4.0)),
+            ("roberta.embeddings.word_embeddings.weight", t(5.0)),
+            ("bert.embeddings.LayerNorm.gamma", t(6.0)),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let params: HashSet<String> = [
+            "embeddings.word_embeddings.weight",
+            "embeddings.LayerNorm.weight",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let kept: Vec<(String, f32)> = kept_from_checkpoint(left, "bert.", &params)
+            .into_iter()
+            .map(|(n, t)| (n, t.to_vec1::<f32>().unwrap()[0]))
+            .collect();
+        let want = [
+            ("cls.predictions.bias", 4.0),
+            ("embeddings.position_ids", 3.0),
+            ("pooler.dense.weight", 1.0),
+        ]
+        .map(|(n, v)| (n.to_string(), v));
+        assert_eq!(kept, want);
     }
 
     // `tempfile` hides the OS error from `source` and adds its random name; the code is read

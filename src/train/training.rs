@@ -1436,10 +1436,11 @@ impl Trainer {
     }
 
     /// The first weight (tensor name, flat index, value) that float16 cannot hold, if any:
-    /// what `--half` would save as infinity.
+    /// what `--half` would save as infinity. Only the parameters are saved as float16; the
+    /// base's other tensors are saved as loaded ([`crate::encoder::Encoder::kept_tensors`]).
     pub fn first_weight_beyond_f16(&self) -> Result<Option<(String, usize, f32)>> {
         self.sync()?;
-        let mut tensors = self.enc.encoder().saved_tensors();
+        let mut tensors = self.enc.encoder().named_tensors();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, t) in tensors {
             if let Some((index, value)) = crate::averaging::first_beyond_f16(&t)? {
