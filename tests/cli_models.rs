@@ -1322,3 +1322,275 @@ fn a_literal_pad_token_in_a_word_is_left_out_of_the_sum() {
         }
     }
 }
+
+/// Pairs whose prompts hold `[UNK]` (id 1 of tiny-bert: "Café" and "École" are not in its
+/// vocabulary) and "the" (id 188), for the pad id checks below.
+fn unk_and_the_pairs(dir: &Path) -> PathBuf {
+    let p = dir.join("unk.tsv");
+    std::fs::write(&p, "paris\tfrance\nCafé\tÉcole\nthe dog\tthe cat\n").unwrap();
+    p
+}
+
+/// Review s32: pooling left out the token whose id is config.json's `pad_token_id`, while
+/// the reference (`input_ids_to_labels`) leaves out the tokenizer's pad token: with
+/// `"pad_token_id": 1` (`[UNK]`) the pair with unknown words lost its `[UNK]` tokens (cosine
+/// 0.99939 against transformers), with 188 ("the") every pair lost its "the", without a word.
+/// On BERT config.json's pad id changes nothing else at inference, so the vectors are the
+/// unmodified fixture's, and the disagreement is warned of once, naming both files and ids.
+#[test]
+fn pooling_leaves_out_the_tokenizers_pad_token_not_config_jsons_pad_token_id() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = unk_and_the_pairs(d.path());
+    let (ok, plain, err) = embed(&fixture("tiny-bert"), &pairs, &[]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("pad_token_id"), "{err}");
+    for (id, token, tconfig) in [(1, "[UNK]", true), (188, "the", false)] {
+        let name = format!("pad{id}");
+        let model = edited(
+            "tiny-bert",
+            &d.path().join(&name),
+            Edit {
+                config: &[("pad_token_id", json!(id))],
+                ..Edit::default()
+            },
+        );
+        // The fixture's tokenizer_config.json names "[PAD]"; without one, transformers'
+        // BertTokenizer takes "[PAD]" by default.
+        let source = if tconfig {
+            std::fs::copy(
+                fixture("tiny-bert").join("tokenizer_config.json"),
+                model.join("tokenizer_config.json"),
+            )
+            .unwrap();
+            format!(
+                "\"pad_token\" of {}",
+                model.join("tokenizer_config.json").display()
+            )
+        } else {
+            "transformers' BertTokenizer default".to_string()
+        };
+        let (ok, out, err) = embed(&model, &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(out, plain, "{name}: pooled by the tokenizer's pad id");
+        let want = format!(
+            "{} has \"pad_token_id\": {id} ({token:?} in tokenizer.json) but the tokenizer's \
+             pad token is \"[PAD]\" (id 0, {source}",
+            model.join("config.json").display()
+        );
+        assert!(err.contains(&want), "{name}: {err}");
+        assert_eq!(err.matches("pad_token_id\": ").count(), 1, "{name}: {err}");
+    }
+}
+
+/// The tokenizer's pad token as transformers 5.25's AutoTokenizer resolves it (checked with
+/// it: `tok.pad_token_id` for each of these folders): special_tokens_map.json before
+/// tokenizer_config.json, a `{"content": …}` token as well as a string, the padding block of
+/// tokenizer.json for the generic class only, the class's own default otherwise; where the
+/// named token is not in the vocabulary, config.json's id. The files digest follows the id.
+#[test]
+fn the_pad_token_is_found_where_transformers_finds_it() {
+    use relbert::{EncoderOptions, RelationEncoder};
+    let d = tempfile::tempdir().unwrap();
+    let base = tiny_tokenizer_config();
+    let base_digest = relbert::config::function_files_digest_of(&fixture("tiny-bert")).unwrap();
+    let unk = json!({"content": "[UNK]", "lstrip": false, "rstrip": false,
+                     "normalized": false, "single_word": false, "__type": "AddedToken"});
+    let padding = json!({"strategy": "BatchLongest", "direction": "Right",
+                         "pad_to_multiple_of": null, "pad_id": 3, "pad_type_id": 0,
+                         "pad_token": "[SEP]"});
+    // (name, tokenizer_config.json keys to set (null: remove), special_tokens_map.json,
+    // tokenizer.json padding block, the pad id)
+    type Case = (&'static str, Value, Option<Value>, Option<Value>, u32);
+    let cases: [Case; 8] = [
+        ("fixture", json!({}), None, None, 0),
+        ("tconfig", json!({"pad_token": "[UNK]"}), None, None, 1),
+        ("added_token", json!({"pad_token": unk}), None, None, 1),
+        (
+            "map_first",
+            json!({}),
+            Some(json!({"pad_token": "the"})),
+            None,
+            188,
+        ),
+        (
+            "padding",
+            json!({"pad_token": null}),
+            None,
+            Some(padding.clone()),
+            3,
+        ),
+        (
+            "class_default",
+            json!({"pad_token": null, "tokenizer_class": "BertTokenizer"}),
+            None,
+            Some(padding),
+            0,
+        ),
+        (
+            "not_in_vocab",
+            json!({"pad_token": "<nope>"}),
+            None,
+            None,
+            0,
+        ),
+        ("none", json!({"pad_token": null}), None, None, 0),
+    ];
+    for (name, set, map, padding, want) in cases {
+        let model = edited("tiny-bert", &d.path().join(name), Edit::default());
+        let mut tc = base.clone();
+        for (k, v) in set.as_object().unwrap() {
+            if v.is_null() {
+                tc.as_object_mut().unwrap().remove(k);
+            } else {
+                tc[k] = v.clone();
+            }
+        }
+        std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+        if let Some(map) = map {
+            std::fs::write(model.join("special_tokens_map.json"), map.to_string()).unwrap();
+        }
+        if let Some(padding) = padding {
+            let path = model.join("tokenizer.json");
+            let mut tok: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            tok["padding"] = padding;
+            std::fs::write(path, tok.to_string()).unwrap();
+        }
+        let enc = RelationEncoder::load(&model, &EncoderOptions::default()).unwrap();
+        assert_eq!(enc.tokenizer().pad_id(), want, "{name}");
+        let digest = relbert::config::function_files_digest_of(&model).unwrap();
+        assert_eq!(digest == base_digest, want == 0, "{name}: files digest");
+    }
+}
+
+/// Review s32: a RoBERTa folder whose tokenizer_config.json sets `add_prefix_space` other than
+/// its tokenizer.json's pre-tokenizer (or leaves it to transformers' default, false) was
+/// encoded otherwise than transformers (whose RobertaTokenizer, what AutoTokenizer loads,
+/// rebuilds the pre-tokenizer from it) without a word: cosine about 0.999 on every pair.
+/// relbert still follows tokenizer.json, and warns naming both files; the generic class,
+/// which keeps tokenizer.json's, says nothing.
+#[test]
+fn an_add_prefix_space_that_disagrees_with_tokenizer_json_is_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    let (ok, plain, err) = embed(&fixture("tiny-roberta"), &pairs, &[]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("add_prefix_space"), "{err}");
+    let set_prefix_space = |model: &Path, on: bool| {
+        let path = model.join("tokenizer.json");
+        let mut tok: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        tok["pre_tokenizer"]["add_prefix_space"] = json!(on);
+        tok["post_processor"]["add_prefix_space"] = json!(on);
+        std::fs::write(path, tok.to_string()).unwrap();
+    };
+    // (name, tokenizer_config.json (None: no file), tokenizer.json's add_prefix_space,
+    // the start of the warning, or None for none)
+    let cases: [(&str, Option<Value>, bool, Option<&str>); 7] = [
+        (
+            "config_true",
+            Some(json!({"tokenizer_class": "RobertaTokenizer", "add_prefix_space": true})),
+            false,
+            Some("config_true/tokenizer_config.json sets \"add_prefix_space\": true but"),
+        ),
+        (
+            "config_false",
+            Some(json!({"tokenizer_class": "RobertaTokenizerFast", "add_prefix_space": false})),
+            true,
+            Some("config_false/tokenizer_config.json sets \"add_prefix_space\": false but"),
+        ),
+        (
+            "config_unset",
+            Some(json!({"tokenizer_class": "RobertaTokenizer"})),
+            true,
+            Some(
+                "config_unset/tokenizer_config.json has no \"add_prefix_space\", which \
+                 transformers' RobertaTokenizer takes as false, but",
+            ),
+        ),
+        (
+            "no_file",
+            None,
+            true,
+            Some("no_file/tokenizer_config.json is absent, so transformers' AutoTokenizer"),
+        ),
+        (
+            "agree",
+            Some(json!({"tokenizer_class": "RobertaTokenizer", "add_prefix_space": false})),
+            false,
+            None,
+        ),
+        ("agree_no_file", None, false, None),
+        (
+            "generic",
+            Some(json!({"tokenizer_class": "PreTrainedTokenizerFast", "add_prefix_space": true})),
+            false,
+            None,
+        ),
+    ];
+    for (name, tconfig, on, warned) in cases {
+        let model = edited("tiny-roberta", &d.path().join(name), Edit::default());
+        if let Some(tc) = tconfig {
+            std::fs::write(model.join("tokenizer_config.json"), tc.to_string()).unwrap();
+        }
+        set_prefix_space(&model, on);
+        let (ok, out, err) = embed(&model, &pairs, &[]);
+        assert!(ok, "{name}: {err}");
+        if !on {
+            assert_eq!(out, plain, "{name}: still tokenizer.json's pre-tokenizer");
+        }
+        match warned {
+            Some(want) => {
+                assert!(
+                    err.contains(want)
+                        && err.contains(&format!(
+                            "{name}/tokenizer.json has \"add_prefix_space\": {on}"
+                        ))
+                        && err.contains("AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)"),
+                    "{name}: {err}"
+                );
+                assert_eq!(
+                    err.matches("rebuilds the pre-tokenizer").count(),
+                    1,
+                    "{name}: {err}"
+                );
+            }
+            None => assert!(!err.contains("add_prefix_space"), "{name}: {err}"),
+        }
+    }
+}
+
+/// Review s32: a folder holding a slow tokenizer's files alone (vocab.txt for BERT,
+/// vocab.json and merges.txt for RoBERTa, as older checkpoints were saved) was refused as
+/// "missing file .../tokenizer.json", which sent users looking for a file they believed they
+/// had. The refusal names what is there and the conversion (checked with transformers 5.25:
+/// it writes a tokenizer.json that tokenises as the fixtures' do).
+#[test]
+fn slow_tokenizer_files_without_tokenizer_json_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let pairs = two_pairs(d.path());
+    for (fixture_name, files) in [
+        ("tiny-bert", &["vocab.txt"][..]),
+        ("tiny-roberta", &["vocab.json", "merges.txt"][..]),
+        ("tiny-bert", &[][..]),
+    ] {
+        let model = d.path().join(format!("{fixture_name}-{}", files.len()));
+        std::fs::create_dir_all(&model).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture(fixture_name).join(f), model.join(f)).unwrap();
+        }
+        for f in files {
+            std::fs::write(model.join(f), "x\n").unwrap();
+        }
+        let err = refusal(&model, &pairs);
+        if files.is_empty() {
+            // Nothing in its place: the plain missing-file message.
+            assert!(err.contains("missing file"), "{err}");
+            continue;
+        }
+        assert!(
+            err.contains("tokenizer.json: not there")
+                && err.contains(&format!("holds {} instead", files.join(" and ")))
+                && err.contains("AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)"),
+            "{err}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::config::ModelConfig;
 use crate::encoder::EncoderInput;
 use crate::error::{Error, Result};
 use crate::pooling::Aggregation;
@@ -39,16 +40,33 @@ pub struct PromptTokenizer {
 }
 
 impl PromptTokenizer {
-    /// Loads `tokenizer.json`; `pad_id` comes from the model config. `max_len` caps the
-    /// truncation length (the model's position table may be shorter than 64); the caller
-    /// refuses a limit too short for any prompt (see [`Self::special_tokens`]).
-    pub fn from_file(path: &Path, pad_id: u32, max_len: usize) -> Result<Self> {
-        crate::config::model_file(path)?;
+    /// Loads `tokenizer.json` for the model whose configuration is `config`. `max_len` caps
+    /// the truncation length (the model's position table may be shorter than 64); the caller
+    /// refuses a limit too short for any prompt (see [`Self::special_tokens`]). The pad id is
+    /// the tokenizer's ([`Self::pad_id`]); a disagreement with `config`'s `pad_token_id` is
+    /// warned of, once per file.
+    pub fn from_file(path: &Path, config: &ModelConfig, max_len: usize) -> Result<Self> {
+        crate::config::tokenizer_file(path)?;
         let err = |message: String| Error::Tokenizer {
             path: path.to_path_buf(),
             message,
         };
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        // Read before padding is turned off: the generic tokenizer class of transformers
+        // takes its pad token from this block where no other file names one.
+        let padding_token = tokenizer.get_padding().map(|p| p.pad_token.clone());
+        let pad = crate::config::pooling_pad(
+            config,
+            path,
+            padding_token.as_deref(),
+            &|t| tokenizer.token_to_id(t),
+            &|id| tokenizer.id_to_token(id),
+        );
+        if let Some(warning) = &pad.warning {
+            if crate::config::first_warning_for(path) {
+                tracing::warn!("{warning}");
+            }
+        }
         tokenizer.with_padding(None);
         let max_len = MAX_LENGTH.min(max_len);
         tokenizer
@@ -71,7 +89,7 @@ impl PromptTokenizer {
             path: path.to_path_buf(),
             mask_token,
             mask_id,
-            pad_id,
+            pad_id: pad.id,
             max_len,
         })
     }
@@ -119,7 +137,12 @@ impl PromptTokenizer {
         self.mask_id
     }
 
-    /// The padding id.
+    /// The pad id: the id pooling leaves out, as the reference's `input_ids_to_labels` leaves
+    /// out `tokenizer.pad_token_id`, and the one batches are padded with (padded positions are
+    /// masked out of attention by length and never pooled, whatever their id). The
+    /// tokenizer's pad token as transformers resolves it, not `config.json`'s `pad_token_id`,
+    /// which stays the encoder's padding index; that one where the tokenizer names no pad
+    /// token in its vocabulary (`crate::config::pooling_pad`).
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }
@@ -256,7 +279,31 @@ pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<us
 
 #[cfg(test)]
 mod tests {
-    use super::single_rows;
+    use super::{make_batch, single_rows};
+    use crate::pooling::Aggregation;
+
+    /// Padded positions are never pooled, whatever id they are padded with: the weights are
+    /// set from each sequence's own tokens, so even a pad id that is also the mask's (the
+    /// mask pooling selects it by id) or no id of the pooling's leaves them out.
+    #[test]
+    fn padding_is_never_pooled_whatever_its_id() {
+        let seqs: [&[u32]; 2] = [&[2, 5, 4, 6, 3], &[2, 4, 3]];
+        for aggregation in Aggregation::ALL {
+            for (pad, mask) in [(0, 4), (4, 4), (9, 4)] {
+                let batch = make_batch(&seqs, pad, mask, aggregation, |_, t| {
+                    (0..t as u32).collect()
+                });
+                assert_eq!(batch.input.ids[5..], [2, 4, 3, pad, pad]);
+                let short = &batch.pool_weights[5..];
+                assert_eq!(short[3..], [0.0, 0.0], "{aggregation} pad {pad}");
+                assert_eq!(
+                    short[..3].iter().sum::<f32>() as usize,
+                    aggregation.count(seqs[1], mask, pad),
+                    "{aggregation} pad {pad}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn single_rows_only_when_every_sequence_pools_one_position() {

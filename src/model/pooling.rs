@@ -43,6 +43,8 @@ impl Aggregation {
     /// as the reference decides (`0 if x in [pad_token_id, mask_token_id] else 1` for
     /// `average_no_mask`, `0 if x == pad_token_id` for `average`): a pad id among the real
     /// tokens, a word's literal pad token, is not pooled, though the encoder attends to it.
+    /// `pad_id` is the tokenizer's ([`crate::batching::PromptTokenizer::pad_id`]), as the
+    /// reference's `pad_token_id` is, not `config.json`'s `pad_token_id`.
     pub fn selects(self, ids: &[u32], i: usize, mask_id: u32, pad_id: u32) -> bool {
         let id = ids[i];
         match self {

@@ -249,15 +249,12 @@ impl RelationEncoder {
                 message: "must be at least 1".into(),
             });
         }
-        let tokenizer = PromptTokenizer::from_file(
-            &files.tokenizer,
-            config.pad_token_id,
-            config.max_sequence_len(),
-        )?;
+        let tokenizer =
+            PromptTokenizer::from_file(&files.tokenizer, &config, config.max_sequence_len())?;
         // Before the weights, which may be gigabytes: the check needs only the config and
         // the tokenizer, and the loader refuses tables whose sizes differ from the config's.
         check_tokenizer_fits(&config, &files, &tokenizer)?;
-        crate::config::warn_on_case_disagreement(&config, &files.tokenizer);
+        crate::config::warn_on_tokenizer_disagreement(&config, &files.tokenizer);
         let encoder = Encoder::load_at(
             &config,
             &files.weights,
