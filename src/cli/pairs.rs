@@ -108,8 +108,10 @@ pub struct MineArgs {
     /// Ranking: pmi (relations over mere frequency), npmi (normalised PMI) or count.
     #[arg(long, value_enum, default_value_t = Score::Pmi)]
     score: Score,
-    /// Memory budget for the counts (an eighth of it, during the first pass, for finding
-    /// repeated paragraphs); beyond it sorted runs spill to disk. A number and a
+    /// Memory budget for the counts (in the first pass, half of it for the word counts and
+    /// an eighth for finding repeated paragraphs); beyond it sorted runs spill to disk. The
+    /// kept vocabulary and the chosen pairs' labels are not counted (docs/pairs-mine.md). A
+    /// number and a
     /// unit: K, M, G, T (or KiB … TiB) are binary (4G = 4 × 2^30 bytes), KB, MB, GB, TB
     /// decimal (2GB = 2 × 10^9 bytes); any case, a fraction allowed (1.5G); a bare number is
     /// refused, not taken as bytes.

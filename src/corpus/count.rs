@@ -7,6 +7,10 @@
 //! the buffer is full sorts it (an LSD radix sort that skips the byte positions all keys
 //! share), folds equal keys into counts, and merges the result into its sorted in-memory
 //! counts. When those outgrow their share of the budget they are written out as a run.
+//!
+//! The first pass's word counts are bounded the same way ([`WordCounter`]): a hash table of
+//! words per worker, written out as a run sorted by word when it outgrows its share, and the
+//! runs merged by the same k-way merge ([`Merged`]), keyed by the word instead of a pair.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,7 +18,69 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashMap;
+
 use crate::error::{Error, Result};
+
+/// A key of a run's records: a record is the key, then its count (`u64`, little-endian).
+/// Runs are sorted by key, and [`Merged`] merges them in key order.
+pub trait RunKey: Ord + Sized {
+    /// Writes the key.
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()>;
+    /// Reads a key; `None` at the end of the run.
+    fn read_from(r: &mut impl Read) -> std::io::Result<Option<Self>>;
+}
+
+/// A pair key ([`key`]): eight bytes.
+impl RunKey for u64 {
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.to_le_bytes())
+    }
+
+    fn read_from(r: &mut impl Read) -> std::io::Result<Option<Self>> {
+        let mut buf = [0u8; 8];
+        match r.read_exact(&mut buf) {
+            Ok(()) => Ok(Some(u64::from_le_bytes(buf))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A word: its length in bytes (`u32`, little-endian), then its UTF-8. Words sort by their
+/// bytes, as `str` does.
+impl RunKey for Box<str> {
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let len = u32::try_from(self.len()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a word of 4 GiB or more cannot be counted",
+            )
+        })?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(self.as_bytes())
+    }
+
+    fn read_from(r: &mut impl Read) -> std::io::Result<Option<Self>> {
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+        r.read_exact(&mut bytes)?;
+        String::from_utf8(bytes)
+            .map(|s| Some(s.into_boxed_str()))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// Writes one record of a run.
+fn write_record<K: RunKey>(w: &mut impl Write, k: &K, c: u64) -> std::io::Result<()> {
+    k.write_to(w)?;
+    w.write_all(&c.to_le_bytes())
+}
 
 /// A pair of term ids packed into one key: head in the high half, so keys sort by head.
 #[inline]
@@ -29,7 +95,7 @@ pub fn unkey(k: u64) -> (u32, u32) {
 }
 
 /// What a finished counter leaves: its runs on disk and its sorted counts in memory.
-pub type Counted = (Vec<PathBuf>, Vec<(u64, u64)>);
+pub type Counted<K = u64> = (Vec<PathBuf>, Vec<(K, u64)>);
 
 /// One worker's counter.
 pub struct PairCounter {
@@ -98,14 +164,7 @@ impl PairCounter {
         let path = self
             .dir
             .join(format!("run-{}-{}.bin", self.tag, self.runs.len()));
-        let f = File::create(&path).map_err(|e| run_file_error(&path, e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        for (k, c) in &entries {
-            w.write_all(&k.to_le_bytes())
-                .and_then(|_| w.write_all(&c.to_le_bytes()))
-                .map_err(|e| Error::io(&path, e))?;
-        }
-        w.flush().map_err(|e| Error::io(&path, e))?;
+        write_run(&path, &entries)?;
         self.runs.push(path);
         Ok(())
     }
@@ -114,6 +173,118 @@ impl PairCounter {
     pub fn finish(mut self) -> Result<Counted> {
         self.flush()?;
         Ok((self.runs, self.counts))
+    }
+}
+
+/// Writes `entries`, sorted by key, as the run `path`.
+fn write_run<K: RunKey>(path: &Path, entries: &[(K, u64)]) -> Result<()> {
+    let f = File::create(path).map_err(|e| run_file_error(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    for (k, c) in entries {
+        write_record(&mut w, k, *c).map_err(|e| Error::io(path, e))?;
+    }
+    w.flush().map_err(|e| Error::io(path, e))
+}
+
+/// The least a [`WordCounter`] holds before it spills, whatever its budget: a run per few
+/// words would be all overhead.
+pub const MIN_WORD_TABLE_BYTES: usize = 64 << 10;
+
+/// What one word's entry costs a [`WordCounter`] besides its text, per slot of the table's
+/// capacity: the slot (the boxed text's pointer and length, the count, a control byte, at
+/// most 7/8 of the slots used) and the entry's place in the vector a spill sorts.
+const WORD_SLOT_BYTES: usize = 2 * std::mem::size_of::<(Box<str>, u64)>() + 8;
+
+/// What the allocator adds to each word's text.
+const WORD_TEXT_OVERHEAD: usize = 16;
+
+/// One worker's word counts under a memory budget: a hash table of words, written out as a
+/// run sorted by word (`run-<tag>-<n>.bin`) before it would outgrow the budget. Counts
+/// stay exact: the runs are merged by [`Merged`], which sums a word's counts across them.
+pub struct WordCounter {
+    counts: FxHashMap<Box<str>, u64>,
+    /// Bytes of the words' texts in the table, with the allocator's overhead.
+    text_bytes: usize,
+    limit: usize,
+    dir: PathBuf,
+    tag: String,
+    runs: Vec<PathBuf>,
+    /// Records written to the runs.
+    spilled: u64,
+}
+
+impl WordCounter {
+    /// A counter that uses about `budget` bytes at most (at least [`MIN_WORD_TABLE_BYTES`]),
+    /// spilling runs named `run-<tag>-<n>.bin` into `dir`.
+    pub fn new(budget: usize, dir: &Path, tag: String) -> WordCounter {
+        WordCounter {
+            counts: FxHashMap::default(),
+            text_bytes: 0,
+            limit: budget.max(MIN_WORD_TABLE_BYTES),
+            dir: dir.to_path_buf(),
+            tag,
+            runs: Vec::new(),
+            spilled: 0,
+        }
+    }
+
+    /// Counts one occurrence of `w`.
+    #[inline]
+    pub fn add(&mut self, w: &str) -> Result<()> {
+        if let Some(c) = self.counts.get_mut(w) {
+            *c += 1;
+            return Ok(());
+        }
+        // Judged before the table grows: growing doubles its slots at once.
+        let capacity = self.counts.capacity();
+        let slots = if self.counts.len() == capacity {
+            (capacity * 2).max(4)
+        } else {
+            capacity
+        };
+        let text = w.len() + WORD_TEXT_OVERHEAD;
+        if !self.counts.is_empty() && slots * WORD_SLOT_BYTES + self.text_bytes + text > self.limit
+        {
+            self.spill()?;
+        }
+        self.counts.insert(w.into(), 1);
+        self.text_bytes += text;
+        Ok(())
+    }
+
+    /// Whether any run was written: if not, [`WordCounter::into_table`] holds every count.
+    pub fn spilled(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
+    /// The counts of a counter that never spilled ([`WordCounter::spilled`]); the table
+    /// still in memory otherwise.
+    pub fn into_table(self) -> FxHashMap<Box<str>, u64> {
+        self.counts
+    }
+
+    /// Writes the table out as a run sorted by word and empties it (keeping its slots,
+    /// which the budget counts).
+    fn spill(&mut self) -> Result<()> {
+        let mut entries: Vec<(Box<str>, u64)> = self.counts.drain().collect();
+        self.text_bytes = 0;
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let path = self
+            .dir
+            .join(format!("run-{}-{}.bin", self.tag, self.runs.len()));
+        write_run(&path, &entries)?;
+        self.spilled += entries.len() as u64;
+        self.runs.push(path);
+        Ok(())
+    }
+
+    /// Ends counting: the runs on disk and the table's counts, sorted by word, in memory;
+    /// with the number of records in all (what a merge of them reads).
+    pub fn finish(self) -> (Counted<Box<str>>, u64) {
+        let mut entries: Vec<(Box<str>, u64)> = self.counts.into_iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let records = self.spilled + entries.len() as u64;
+        ((self.runs, entries), records)
     }
 }
 
@@ -177,48 +348,47 @@ fn radix_sort(keys: &mut Vec<u64>, scratch: &mut Vec<u64>) {
     }
 }
 
-enum Run {
+enum Run<K> {
     File(BufReader<File>, PathBuf),
-    Mem(std::vec::IntoIter<(u64, u64)>),
+    Mem(std::vec::IntoIter<(K, u64)>),
 }
 
-impl Run {
-    fn next(&mut self) -> Result<Option<(u64, u64)>> {
+impl<K: RunKey> Run<K> {
+    fn next(&mut self) -> Result<Option<(K, u64)>> {
         match self {
             Run::Mem(it) => Ok(it.next()),
             Run::File(r, path) => {
-                let mut buf = [0u8; 16];
-                match r.read_exact(&mut buf) {
-                    Ok(()) => {
-                        let (a, b) = buf.split_at(8);
-                        let k = u64::from_le_bytes(a.try_into().unwrap_or_default());
-                        let c = u64::from_le_bytes(b.try_into().unwrap_or_default());
-                        Ok(Some((k, c)))
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-                    Err(e) => Err(Error::io(&*path, e)),
-                }
+                let Some(k) = K::read_from(r).map_err(|e| Error::io(&*path, e))? else {
+                    return Ok(None);
+                };
+                let mut c = [0u8; 8];
+                r.read_exact(&mut c).map_err(|e| Error::io(&*path, e))?;
+                Ok(Some((k, u64::from_le_bytes(c))))
             }
         }
     }
 }
 
-/// The k-way merge of every worker's runs: pairs in key order, each once, counts summed.
-pub struct Merged {
-    runs: Vec<Run>,
-    heap: BinaryHeap<Reverse<(u64, usize, u64)>>,
+/// The k-way merge of every worker's runs: keys in order, each once, counts summed.
+pub struct Merged<K = u64> {
+    runs: Vec<Run<K>>,
+    heap: BinaryHeap<Reverse<(K, usize, u64)>>,
+    /// Records read from the runs so far, those merged in rounds included.
+    read: u64,
+    /// Records the rounds wrote ([`Merged::rewritten`]).
+    rewritten: u64,
 }
 
-impl Merged {
-    /// Merges the outputs of [`PairCounter::finish`]. More runs on disk than the process
-    /// may hold open at once (a big corpus under a small `--memory`) are first merged in
-    /// rounds, a group at a time, into fewer runs: opening them all failed late with "Too
-    /// many open files".
-    pub fn new(parts: Vec<Counted>) -> Result<Merged> {
+impl<K: RunKey> Merged<K> {
+    /// Merges the outputs of [`PairCounter::finish`] (or [`WordCounter::finish`]). More
+    /// runs on disk than the process may hold open at once (a big corpus under a small
+    /// `--memory`) are first merged in rounds, a group at a time, into fewer runs: opening
+    /// them all failed late with "Too many open files".
+    pub fn new(parts: Vec<Counted<K>>) -> Result<Merged<K>> {
         Merged::with_open_limit(parts, open_runs_limit())
     }
 
-    fn with_open_limit(parts: Vec<Counted>, limit: usize) -> Result<Merged> {
+    fn with_open_limit(parts: Vec<Counted<K>>, limit: usize) -> Result<Merged<K>> {
         let limit = limit.max(2);
         let mut files = Vec::new();
         let mut mems = Vec::new();
@@ -226,36 +396,43 @@ impl Merged {
             files.extend(f);
             mems.push(mem);
         }
-        let files = merge_in_rounds(files, limit)?;
-        Merged::open(files, mems)
+        let (files, read, written) = merge_in_rounds::<K>(files, limit)?;
+        let mut m = Merged::open(files, mems)?;
+        m.read += read;
+        m.rewritten = written;
+        Ok(m)
     }
 
-    fn open(files: Vec<PathBuf>, mems: Vec<Vec<(u64, u64)>>) -> Result<Merged> {
+    fn open(files: Vec<PathBuf>, mems: Vec<Vec<(K, u64)>>) -> Result<Merged<K>> {
         let mut runs = Vec::new();
         for p in files {
             let f = File::open(&p).map_err(|e| run_file_error(&p, e))?;
             runs.push(Run::File(BufReader::with_capacity(1 << 16, f), p));
         }
         runs.extend(mems.into_iter().map(|m| Run::Mem(m.into_iter())));
-        let mut heap = BinaryHeap::with_capacity(runs.len());
-        for (i, r) in runs.iter_mut().enumerate() {
-            if let Some((k, c)) = r.next()? {
-                heap.push(Reverse((k, i, c)));
-            }
+        let mut m = Merged {
+            heap: BinaryHeap::with_capacity(runs.len()),
+            runs,
+            read: 0,
+            rewritten: 0,
+        };
+        for i in 0..m.runs.len() {
+            m.advance(i)?;
         }
-        Ok(Merged { runs, heap })
+        Ok(m)
     }
 
-    /// The next pair and its total count.
-    pub fn next_pair(&mut self) -> Result<Option<(u64, u64)>> {
+    /// The next key and its total count.
+    pub fn next_pair(&mut self) -> Result<Option<(K, u64)>> {
         let Some(Reverse((k, i, mut total))) = self.heap.pop() else {
             return Ok(None);
         };
         self.advance(i)?;
-        while let Some(Reverse((k2, j, c))) = self.heap.peek().copied() {
-            if k2 != k {
+        while let Some(Reverse((k2, j, c))) = self.heap.peek() {
+            if *k2 != k {
                 break;
             }
+            let (j, c) = (*j, *c);
             self.heap.pop();
             total += c;
             self.advance(j)?;
@@ -263,8 +440,34 @@ impl Merged {
         Ok(Some((k, total)))
     }
 
+    /// Records read from the runs so far (each key once per run that holds it), those
+    /// merged in rounds before included: progress against the records the runs held and
+    /// [`Merged::rewritten`].
+    pub fn records_read(&self) -> u64 {
+        self.read
+    }
+
+    /// Records written by the rounds that merged more runs than may be open at once into
+    /// fewer: each is read again, so a whole merge reads these and the records of the runs
+    /// it was given.
+    pub fn rewritten(&self) -> u64 {
+        self.rewritten
+    }
+
+    /// Closes the runs and removes those on disk: merged, they are not needed again, and
+    /// their disk space is.
+    pub fn remove_runs(self) {
+        for r in self.runs {
+            if let Run::File(f, path) = r {
+                drop(f);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
     fn advance(&mut self, i: usize) -> Result<()> {
         if let Some((k, c)) = self.runs[i].next()? {
+            self.read += 1;
             self.heap.push(Reverse((k, i, c)));
         }
         Ok(())
@@ -324,9 +527,14 @@ fn run_file_error(path: &Path, e: std::io::Error) -> Error {
 
 /// Merges runs on disk, `limit` at a time, until at most `limit` are left; the merged ones
 /// are removed as they are replaced (their disk space is needed again).
-fn merge_in_rounds(mut files: Vec<PathBuf>, limit: usize) -> Result<Vec<PathBuf>> {
+/// Returns the runs left, the records read and the records written.
+fn merge_in_rounds<K: RunKey>(
+    mut files: Vec<PathBuf>,
+    limit: usize,
+) -> Result<(Vec<PathBuf>, u64, u64)> {
     // Names unique in the work directory across merges of one process.
     static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let (mut read, mut written) = (0, 0);
     while files.len() > limit {
         let mut next = Vec::with_capacity(files.len() / limit + 1);
         for group in files.chunks(limit) {
@@ -337,15 +545,15 @@ fn merge_in_rounds(mut files: Vec<PathBuf>, limit: usize) -> Result<Vec<PathBuf>
             let n = MERGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = group[0].parent().unwrap_or(Path::new("."));
             let path = dir.join(format!("merged-{n}.bin"));
-            let mut m = Merged::open(group.to_vec(), Vec::new())?;
+            let mut m = Merged::<K>::open(group.to_vec(), Vec::new())?;
             let f = File::create(&path).map_err(|e| run_file_error(&path, e))?;
             let mut w = BufWriter::with_capacity(1 << 20, f);
             while let Some((k, c)) = m.next_pair()? {
-                w.write_all(&k.to_le_bytes())
-                    .and_then(|_| w.write_all(&c.to_le_bytes()))
-                    .map_err(|e| Error::io(&path, e))?;
+                write_record(&mut w, &k, c).map_err(|e| Error::io(&path, e))?;
+                written += 1;
             }
             w.flush().map_err(|e| Error::io(&path, e))?;
+            read += m.read;
             drop(m);
             for p in group {
                 let _ = std::fs::remove_file(p);
@@ -354,7 +562,7 @@ fn merge_in_rounds(mut files: Vec<PathBuf>, limit: usize) -> Result<Vec<PathBuf>
         }
         files = next;
     }
-    Ok(files)
+    Ok((files, read, written))
 }
 
 #[cfg(test)]
@@ -419,6 +627,92 @@ mod tests {
         // At most 3 open at the end, and the merged runs were removed.
         assert!(m.runs.len() <= 4, "{}", m.runs.len());
         assert!(dir.path().read_dir().unwrap().count() <= 3);
+    }
+
+    /// Merges word counters' outputs, as the first pass does: the words in order, each
+    /// once, and the files left in `dir` after the merge removed its runs.
+    fn merge_words(parts: Vec<(Counted<Box<str>>, u64)>, limit: usize) -> Vec<(Box<str>, u64)> {
+        let records: u64 = parts.iter().map(|p| p.1).sum();
+        let mut m =
+            Merged::with_open_limit(parts.into_iter().map(|p| p.0).collect(), limit).unwrap();
+        let mut out = Vec::new();
+        while let Some(e) = m.next_pair().unwrap() {
+            out.push(e);
+        }
+        assert_eq!(m.records_read(), records + m.rewritten());
+        m.remove_runs();
+        out
+    }
+
+    /// The first pass's word tables grew with the corpus' distinct words, whatever
+    /// `--memory` said: a counter over its budget spills sorted runs, and their merge gives
+    /// the counts counting in memory gives.
+    #[test]
+    fn word_counts_spilled_and_merged_are_the_counts_in_memory() {
+        // 60,000 occurrences of thousands of distinct words, some not ASCII, skewed.
+        let words: Vec<String> = (0..6000u64)
+            .map(|i| match i % 3 {
+                0 => format!("w{i}"),
+                1 => format!("caf\u{e9}{i}"),
+                _ => format!("new york {i}"),
+            })
+            .collect();
+        let seq: Vec<&str> = (0..60_000u64)
+            .map(|i| {
+                let x = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Skewed: low ranks are more frequent.
+                words[((x >> 33) % 6000 * ((x >> 20) % 6000) / 6000) as usize].as_str()
+            })
+            .collect();
+        let mut want: FxHashMap<Box<str>, u64> = FxHashMap::default();
+        for w in &seq {
+            *want.entry((*w).into()).or_insert(0) += 1;
+        }
+        let mut want: Vec<(Box<str>, u64)> = want.into_iter().collect();
+        want.sort();
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut counters: Vec<WordCounter> = (0..3)
+            .map(|w| WordCounter::new(0, dir.path(), format!("words-{w}")))
+            .collect();
+        for (i, w) in seq.iter().enumerate() {
+            counters[i % 3].add(w).unwrap();
+        }
+        assert!(counters.iter().all(WordCounter::spilled));
+        let parts: Vec<_> = counters.into_iter().map(WordCounter::finish).collect();
+        let runs: usize = parts.iter().map(|p| p.0 .0.len()).sum();
+        eprintln!(
+            "DBG runs {runs} {:?}",
+            parts
+                .iter()
+                .map(|p| (p.0 .0.len(), p.0 .1.len(), p.1))
+                .collect::<Vec<_>>()
+        );
+        assert!(runs > 6, "the least budget must spill runs: {runs}");
+        assert_eq!(merge_words(parts, 512), want);
+        assert_eq!(dir.path().read_dir().unwrap().count(), 0);
+
+        // More runs than may be open: merged in rounds, to the same counts.
+        let mut counter = WordCounter::new(0, dir.path(), "words-r".into());
+        for w in &seq {
+            counter.add(w).unwrap();
+        }
+        let part = counter.finish();
+        assert!(part.0 .0.len() > 3, "{}", part.0 .0.len());
+        assert_eq!(merge_words(vec![part], 3), want);
+        assert_eq!(dir.path().read_dir().unwrap().count(), 0);
+
+        // A budget that holds them all writes nothing.
+        let mut counter = WordCounter::new(1 << 30, dir.path(), "words-m".into());
+        for w in &seq {
+            counter.add(w).unwrap();
+        }
+        assert!(!counter.spilled());
+        let mut table: Vec<(Box<str>, u64)> = counter.into_table().into_iter().collect();
+        table.sort();
+        assert_eq!(table, want);
     }
 
     #[test]

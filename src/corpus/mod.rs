@@ -17,7 +17,9 @@
 //! The corpus is read in up to four streaming passes, each parallel over the worker threads
 //! (`--threads`, default all cores) with one reader thread feeding them blocks:
 //!
-//! 1. word counts (after merging listed multi-word terms);
+//! 1. word counts (after merging listed multi-word terms), each worker's table written out
+//!    as a run sorted by word when it outgrows its share of the budget, and the runs merged
+//!    streaming ([`count::WordCounter`]);
 //! 2. only with learned phrases: bigram counts between frequent words, scored
 //!    `(n(ab) − δ)·N / (n(a)·n(b))` as word2phrase does; bigrams above the threshold become
 //!    terms;
@@ -28,7 +30,8 @@
 //!    most frequent becomes the label, and the first few places each pair was seen.
 //!
 //! Memory holds the vocabulary, the counters (bounded by the budget; beyond it they spill)
-//! and the selected pairs, never the corpus. Pairs are ranked by PMI,
+//! and the selected pairs, never the corpus. With learned phrases, the vocabulary they are
+//! learned from is every word seen `min_count` times. Pairs are ranked by PMI,
 //! `ln(n(h,t)·N / (n(h)·n(t)))` with `N` the number of term tokens, among pairs seen at
 //! least `min_pair_count` times (the floor keeps PMI from favouring pairs seen once, as
 //! RELATIVE's pair vocabulary did), or by plain count.
@@ -50,7 +53,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use count::{key, unkey, Merged, PairCounter};
+use count::{key, unkey, Merged, PairCounter, WordCounter};
 use repeats::Repeats;
 use source::{Block, Skipped, Source};
 use tokenize::{Kind, Sentence, Tokenizer};
@@ -209,6 +212,9 @@ pub struct MineReport {
     pub pairs_out: usize,
     /// Bytes of counts spilled to disk.
     pub spilled_bytes: u64,
+    /// Of those, the first pass's word counts' (their tables outgrew their share of
+    /// `--memory`: half of it).
+    pub spilled_word_bytes: u64,
     /// Lines that were not UTF-8.
     pub invalid_utf8_lines: u64,
     /// JSON lines skipped.
@@ -605,44 +611,38 @@ pub fn mine(
 
     // Pass 1: word counts.
     let terms = &opts.terms;
+    let threads = opts.threads.max(1);
+    let per_worker_words = word_tables_budget(opts.memory) / threads;
+    let work_dir = &opts.work_dir;
     let states = ctx.pass(
         "counting words",
-        |_| (FxHashMap::<Box<str>, u64>::default(), 0u64),
-        |(counts, sents), block, s, scratch| {
-            Ok(sentences_of(block, &tok, terms, s, scratch, |s, _| {
+        |w| {
+            (
+                WordCounter::new(per_worker_words, work_dir, format!("words-{w}")),
+                0u64,
+            )
+        },
+        |(counter, sents), block, s, scratch| {
+            let mut err = None;
+            let n = sentences_of(block, &tok, terms, s, scratch, |s, _| {
                 *sents += 1;
                 for (i, t) in s.tokens.iter().enumerate() {
                     if t.kind == Kind::Word {
-                        let w = s.text(i);
-                        match counts.get_mut(w) {
-                            Some(c) => *c += 1,
-                            None => {
-                                counts.insert(w.into(), 1);
-                            }
+                        if let Err(e) = counter.add(s.text(i)) {
+                            err.get_or_insert(e);
                         }
                     }
                 }
-            }))
+            });
+            match err {
+                Some(e) => Err(e),
+                None => Ok(n),
+            }
         },
     )?;
-    let mut word_counts = ctx.merging(|ctx| {
-        let mut word_counts: FxHashMap<Box<str>, u64> = FxHashMap::default();
-        for (counts, sents) in states {
-            ctx.report.sentences += sents;
-            if word_counts.is_empty() {
-                word_counts = counts;
-            } else {
-                for (w, c) in counts {
-                    *word_counts.entry(w).or_insert(0) += c;
-                }
-            }
-        }
-        Ok(word_counts)
-    })?;
+    let mut words = ctx.merging(|ctx| merge_word_counts(ctx, states))?;
     ctx.report.tokens = ctx.report.passes.last().map_or(0, |p| p.tokens);
-    ctx.report.distinct_words = word_counts.len();
     ctx.report.listed_terms = opts.terms.listed_len();
-    ctx.report.listed_terms_found = opts.terms.found(&word_counts);
     if ctx.report.listed_terms > 0 && ctx.report.listed_terms_found == 0 {
         // A list for another corpus, or one split otherwise than the corpus' words, merged
         // nothing, and nothing said so.
@@ -655,8 +655,9 @@ pub fn mine(
 
     // Pass 2 (optional): learned phrases.
     let mut all_terms = opts.terms.clone();
-    if opts.phrases {
-        let phrases = learn_phrases(&mut ctx, &tok, &word_counts)?;
+    // Words are counted in full when phrases are to be learned ([`merge_word_counts`]).
+    if let (true, WordCounts::All(word_counts)) = (opts.phrases, &mut words) {
+        let phrases = learn_phrases(&mut ctx, &tok, word_counts)?;
         ctx.report.phrases = phrases.len();
         for (a, b, c) in phrases {
             word_counts.insert(format!("{a} {b}").into(), c);
@@ -664,12 +665,15 @@ pub fn mine(
         }
     }
     let vocab = ctx.step("choosing terms", |_| {
-        Ok(Vocab::choose(
-            word_counts,
-            &opts.stopwords,
-            opts.min_count,
-            opts.vocab_size,
-        ))
+        Ok(match words {
+            WordCounts::All(word_counts) => Vocab::choose(
+                word_counts,
+                &opts.stopwords,
+                opts.min_count,
+                opts.vocab_size,
+            ),
+            WordCounts::Chosen(vocab) => vocab,
+        })
     })?;
     ctx.report.vocab = vocab.len();
     ctx.report.long_words = vocab.too_long;
@@ -825,6 +829,140 @@ pub fn mine(
         tokens: 0,
     });
     Ok((mined, ctx.report))
+}
+
+/// The share of `--memory` the first pass's word tables take, all workers together: half,
+/// beside the repeated paragraphs' eighth ([`Repeats`]); merging tables that fit adds their
+/// slots once more.
+fn word_tables_budget(memory: u64) -> usize {
+    usize::try_from(memory / 2).unwrap_or(usize::MAX)
+}
+
+/// What the first pass leaves of the word counts for choosing the terms.
+enum WordCounts {
+    /// Counts by word: every word's, when the workers' tables fit their share of
+    /// `--memory`; those seen `--min-count` times, when they spilled (only those can be
+    /// terms or words of a learned phrase).
+    All(FxHashMap<Box<str>, u64>),
+    /// The vocabulary, chosen as the spilled counts were merged (no phrases to learn, so
+    /// only the `--vocab-size` most frequent words need to be held).
+    Chosen(Vocab),
+}
+
+/// Merges the workers' word counts (pass 1's [`WordCounter`]s, with their sentence counts)
+/// and sets the report's `sentences`, `distinct_words` and `listed_terms_found`. Tables that
+/// fit in memory are merged there, as they always were; once any worker spilled, every
+/// worker's runs and table are merged in word order, streaming, and only what the terms
+/// are chosen from is kept ([`WordCounts`]): the counts are the same either way, and so is
+/// the vocabulary. When even that is more than the word tables' share of `--memory`, a
+/// warning says so.
+fn merge_word_counts(ctx: &mut Ctx<'_>, states: Vec<(WordCounter, u64)>) -> Result<WordCounts> {
+    let opts = ctx.opts;
+    let mut counters = Vec::with_capacity(states.len());
+    for (counter, sents) in states {
+        ctx.report.sentences += sents;
+        counters.push(counter);
+    }
+    if !counters.iter().any(WordCounter::spilled) {
+        let mut word_counts: FxHashMap<Box<str>, u64> = FxHashMap::default();
+        for counter in counters {
+            let counts = counter.into_table();
+            if word_counts.is_empty() {
+                word_counts = counts;
+            } else {
+                for (w, c) in counts {
+                    *word_counts.entry(w).or_insert(0) += c;
+                }
+            }
+        }
+        ctx.report.distinct_words = word_counts.len();
+        ctx.report.listed_terms_found = opts.terms.found(word_counts.keys().map(|w| &**w));
+        return Ok(WordCounts::All(word_counts));
+    }
+
+    let threads = counters.len().max(1);
+    let mut parts = Vec::with_capacity(counters.len());
+    let mut records = 0;
+    for counter in counters {
+        let (part, n) = counter.finish();
+        let spilled = spilled_of(&part.0);
+        ctx.report.spilled_bytes += spilled;
+        ctx.report.spilled_word_bytes += spilled;
+        records += n;
+        parts.push(part);
+    }
+    let mut merged: Merged<Box<str>> = Merged::new(parts)?;
+    // Runs merged in rounds first (more than may be open at once) are read twice.
+    ctx.progress.start_items(
+        "counting words: merging",
+        records + merged.rewritten(),
+        "records",
+    );
+    ctx.progress.bytes(merged.records_read());
+    let (mut distinct, mut spaced, mut err) = (0usize, Vec::new(), None);
+    let progress = ctx.progress;
+    let stream = std::iter::from_fn(|| match merged.next_pair() {
+        Ok(Some((w, c))) => {
+            distinct += 1;
+            if distinct.is_multiple_of(1 << 16) {
+                progress.bytes(merged.records_read());
+            }
+            // Merged listed terms, to say how many of the list the corpus holds.
+            if w.contains(' ') {
+                spaced.push(w.clone());
+            }
+            Some((w, c))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            err = Some(e);
+            None
+        }
+    });
+    let min_count = opts.min_count;
+    let words = if opts.phrases {
+        // The terms are chosen after phrases are learned from every word that qualifies.
+        WordCounts::All(stream.filter(|(_, c)| *c >= min_count).collect())
+    } else {
+        WordCounts::Chosen(Vocab::choose(
+            stream,
+            &opts.stopwords,
+            min_count,
+            opts.vocab_size,
+        ))
+    };
+    if let Some(e) = err {
+        return Err(e);
+    }
+    progress.bytes(merged.records_read());
+    progress.finish();
+    merged.remove_runs();
+    ctx.report.distinct_words = distinct;
+    ctx.report.listed_terms_found = opts.terms.found(spaced.iter().map(|w| &**w));
+    let (kept, bytes) = match &words {
+        WordCounts::All(m) => (m.len(), m.keys().map(|w| w.len() as u64 + 64).sum()),
+        WordCounts::Chosen(v) => (v.len(), vocab_bytes(v)),
+    };
+    // The tables were held to their share (each worker's at least its least); what is kept
+    // of the words for the next passes is not, but is usually far less.
+    let share =
+        (word_tables_budget(opts.memory) / threads).max(count::MIN_WORD_TABLE_BYTES) * threads;
+    if bytes > share as u64 {
+        let cap = if opts.phrases {
+            ""
+        } else {
+            " (or a smaller --vocab-size)"
+        };
+        tracing::warn!(
+            "the word counts outgrew their share of --memory ({:.1} MB) and were spilled to \
+             disk; the {kept} words kept of them for the next passes take about {:.1} MB, more \
+             than that share, and are held anyway: a higher --min-count{cap} keeps fewer, or \
+             give more --memory",
+            share as f64 / 1e6,
+            bytes as f64 / 1e6
+        );
+    }
+    Ok(words)
 }
 
 /// What folder walks left out, to follow "no input files found" (empty when nothing was):
@@ -1072,7 +1210,7 @@ fn learn_phrases(
 ) -> Result<Vec<Phrase>> {
     let opts = ctx.opts;
     let words: Vocab = Vocab::choose(
-        word_counts.clone(),
+        word_counts.iter().map(|(w, c)| (w.clone(), *c)),
         &opts.stopwords,
         opts.min_count,
         usize::MAX,

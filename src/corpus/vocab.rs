@@ -243,16 +243,16 @@ impl Terms {
     }
 
     /// How many listed terms occur in the corpus as a term of their own (merged at least
-    /// once, in any spelling): `counts` are the counts of the tokens once listed terms are
-    /// merged, so its keys with a space in them are merged terms. One always found inside a
+    /// once, in any spelling): `counts` are the distinct tokens once listed terms are
+    /// merged (the words counted), so those with a space in them are merged terms. One always found inside a
     /// longer listed term (`new york` in `new york city`) is not found as itself.
-    pub fn found(&self, counts: &FxHashMap<Box<str>, u64>) -> usize {
+    pub fn found<'a>(&self, counts: impl IntoIterator<Item = &'a str>) -> usize {
         if self.listed.count == 0 {
             return 0;
         }
         let mut buf = String::new();
         let seen: FxHashSet<String> = counts
-            .keys()
+            .into_iter()
             .filter(|w| w.contains(' '))
             .map(|w| {
                 w.split(' ')
@@ -364,8 +364,11 @@ impl Vocab {
     /// frequent first (ties by text), at most `max_size`. Combining marks belong to their
     /// letter, and the joiners ZWNJ and ZWJ are spelling between letters (the tokenizer
     /// keeps them only there: [`super::tokenize::normalize_word`]).
+    ///
+    /// `counts` holds each word once, in any order; it may be a stream (the merge of word
+    /// counts spilled to disk): at most twice `max_size` candidates are held at a time.
     pub fn choose(
-        counts: FxHashMap<Box<str>, u64>,
+        counts: impl IntoIterator<Item = (Box<str>, u64)>,
         stopwords: &FxHashSet<Box<str>>,
         min_count: u64,
         max_size: usize,
@@ -373,38 +376,47 @@ impl Vocab {
         let mut too_long = 0;
         let mut rejected = 0;
         let mut rejected_examples: Vec<(Box<str>, u64)> = Vec::new();
-        let mut cands: Vec<(Box<str>, u64)> = counts
-            .into_iter()
-            .filter(|(w, c)| {
-                let frequent = *c >= min_count
-                    && !stopwords.contains(w)
-                    && !stopwords.contains(w.to_lowercase().as_str());
-                if !frequent {
-                    return false;
-                }
-                // Combining marks belong to their letter: decomposed accents (NFD `café`)
-                // and the vowel signs and viramas of Indic scripts.
-                let letters = w.chars().all(|ch| {
-                    ch.is_alphabetic()
-                        || ch.is_mark()
-                        || joiner_char(ch)
-                        || matches!(ch, '-' | '\'' | '’' | ' ')
-                });
-                if !letters {
-                    rejected += 1;
-                    note_rejected(&mut rejected_examples, w, *c);
-                    return false;
-                }
-                let candidate =
-                    w.contains(' ') || w.chars().filter(|c| !c.is_mark()).nth(1).is_some();
-                if candidate && w.split(' ').any(too_long_word) {
-                    too_long += 1;
-                    return false;
-                }
-                candidate
-            })
-            .collect();
-        cands.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let order =
+            |a: &(Box<str>, u64), b: &(Box<str>, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+        // The order is total (words are distinct): the `max_size` first of the candidates
+        // held are the first of all that were offered, so cutting to them loses none.
+        let hold = max_size.saturating_mul(2).max(1);
+        let mut cands: Vec<(Box<str>, u64)> = Vec::new();
+        let candidates = counts.into_iter().filter(|(w, c)| {
+            let frequent = *c >= min_count
+                && !stopwords.contains(w)
+                && !stopwords.contains(w.to_lowercase().as_str());
+            if !frequent {
+                return false;
+            }
+            // Combining marks belong to their letter: decomposed accents (NFD `café`)
+            // and the vowel signs and viramas of Indic scripts.
+            let letters = w.chars().all(|ch| {
+                ch.is_alphabetic()
+                    || ch.is_mark()
+                    || joiner_char(ch)
+                    || matches!(ch, '-' | '\'' | '’' | ' ')
+            });
+            if !letters {
+                rejected += 1;
+                note_rejected(&mut rejected_examples, w, *c);
+                return false;
+            }
+            let candidate = w.contains(' ') || w.chars().filter(|c| !c.is_mark()).nth(1).is_some();
+            if candidate && w.split(' ').any(too_long_word) {
+                too_long += 1;
+                return false;
+            }
+            candidate
+        });
+        for cand in candidates {
+            cands.push(cand);
+            if cands.len() >= hold {
+                cands.sort_unstable_by(order);
+                cands.truncate(max_size);
+            }
+        }
+        cands.sort_unstable_by(order);
         cands.truncate(max_size);
         let mut v = Vocab {
             too_long,
@@ -540,7 +552,11 @@ mod tests {
                     *counts.entry(s.text(i).into()).or_insert(0) += 1;
                 }
             });
-            (out, terms.listed_len(), terms.found(&counts))
+            (
+                out,
+                terms.listed_len(),
+                terms.found(counts.keys().map(|w| &**w)),
+            )
         };
         let text = "New York, NEW YORK and new york; San Jos\u{e9} and SAN JOSE\u{301}";
         // Case kept: each spelling is a term of its own, in the text's spelling.
@@ -666,6 +682,51 @@ mod tests {
             .map(|(w, c)| (&**w, *c))
             .collect();
         assert_eq!(examples, [("mp3", 9), ("e.g", 7), ("u_expr", 7)]);
+    }
+
+    /// The merge of word counts spilled to disk streams into [`Vocab::choose`], which
+    /// holds at most twice `max_size` candidates: the terms and the counts of words left
+    /// out are those of choosing from all at once.
+    #[test]
+    fn choosing_from_a_stream_keeps_the_most_frequent_as_from_all() {
+        // `i` in letters, least significant first.
+        let letters = |mut i: u64| {
+            let mut s = String::new();
+            loop {
+                s.push((b'a' + (i % 26) as u8) as char);
+                i /= 26;
+                if i == 0 {
+                    return s;
+                }
+            }
+        };
+        let words: Vec<(Box<str>, u64)> = (0..5000u64)
+            .map(|i| {
+                let w = if i % 10 == 0 {
+                    format!("x{i}")
+                } else {
+                    letters(i)
+                };
+                (w.into_boxed_str(), (i * 7919) % 97 + 1)
+            })
+            .collect();
+        let stop = parse_word_list("bab", true);
+        for max in [1, 7, 100, 4999, usize::MAX] {
+            let v = Vocab::choose(words.iter().cloned(), &stop, 3, max);
+            let mut want: Vec<(Box<str>, u64)> = words
+                .iter()
+                .filter(|(w, c)| {
+                    *c >= 3 && &**w != "bab" && w.chars().all(char::is_alphabetic) && w.len() > 1
+                })
+                .cloned()
+                .collect();
+            want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            want.truncate(max);
+            let got: Vec<(Box<str>, u64)> = v.terms.iter().cloned().zip(v.counts.clone()).collect();
+            assert_eq!(got, want, "max {max}");
+            assert!(v.rejected > 400, "{}", v.rejected);
+            assert_eq!(v.rejected_examples.len(), REJECTED_EXAMPLES);
+        }
     }
 
     #[test]
