@@ -638,14 +638,28 @@ const OTHER_WEIGHTS: [&str; 5] = [
 /// the directory holds the weights in another format, says so and how to convert them (a
 /// bare "missing file" sent users looking for a file they believed they had saved).
 pub(crate) fn weights_file(path: &Path) -> Result<()> {
+    found_instead(
+        path,
+        &OTHER_WEIGHTS,
+        "which relbert does not read (it reads the weights from one model.safetensors file). \
+         Convert them with transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR, \
+         safe_serialization=True, max_shard_size=\"100GB\") writes a single model.safetensors",
+    )
+}
+
+/// [`model_file`] for `path`, and where it is missing but its directory holds some of
+/// `others` (files of a format relbert does not read, in its place), the error names them,
+/// followed by `advice`.
+fn found_instead(path: &Path, others: &[&str], advice: &str) -> Result<()> {
     let missing = model_file(path);
     if !matches!(missing, Err(Error::MissingFile { .. })) {
         return missing;
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let found: Vec<&str> = OTHER_WEIGHTS
-        .into_iter()
-        .filter(|name| dir.join(name).exists())
+    let found: Vec<&str> = others
+        .iter()
+        .copied()
+        .filter(|name| dir.join(name).is_file())
         .collect();
     if found.is_empty() {
         return missing;
@@ -655,11 +669,7 @@ pub(crate) fn weights_file(path: &Path) -> Result<()> {
         std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!(
-                "not there: the directory holds {} instead, which relbert does not read (it \
-                 reads the weights from one model.safetensors file). Convert them with \
-                 transformers: AutoModel.from_pretrained(DIR).save_pretrained(DIR, \
-                 safe_serialization=True, max_shard_size=\"100GB\") writes a single \
-                 model.safetensors",
+                "not there: the directory holds {} instead, {advice}",
                 found.join(" and ")
             ),
         ),
@@ -675,31 +685,14 @@ const SLOW_TOKENIZER_FILES: [&str; 3] = ["vocab.txt", "vocab.json", "merges.txt"
 /// alone), says so and how to write `tokenizer.json` from them, as [`weights_file`] does for
 /// the weights.
 pub(crate) fn tokenizer_file(path: &Path) -> Result<()> {
-    let missing = model_file(path);
-    if !matches!(missing, Err(Error::MissingFile { .. })) {
-        return missing;
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let found: Vec<&str> = SLOW_TOKENIZER_FILES
-        .into_iter()
-        .filter(|name| dir.join(name).is_file())
-        .collect();
-    if found.is_empty() {
-        return missing;
-    }
-    Err(Error::io(
+    found_instead(
         path,
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!(
-                "not there: the directory holds {} instead, a slow tokenizer's files, which \
-                 relbert does not read (it reads the tokenizer from tokenizer.json). Convert \
-                 them with transformers: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR) \
-                 writes tokenizer.json beside them",
-                found.join(" and ")
-            ),
-        ),
-    ))
+        &SLOW_TOKENIZER_FILES,
+        "a slow tokenizer's files, which relbert does not read (it reads the tokenizer from \
+         tokenizer.json). Convert them with transformers: \
+         AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR) writes tokenizer.json beside \
+         them",
+    )
 }
 
 /// The three files of a Hugging Face model directory.
