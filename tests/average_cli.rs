@@ -450,3 +450,47 @@ fn big(w: &mut HashMap<String, Tensor>) {
         Tensor::ones(8_000_000, DType::F32, &Device::Cpu).unwrap(),
     );
 }
+
+/// Found by a review: a base whose encoder tensors are named under the task model's prefix
+/// (`bert.embeddings…`, as a masked-LM or classifier checkpoint saves them) could not be
+/// averaged with a model trained from it, which names them without (every encoder tensor
+/// "lacking" from one side). The prefix is dropped on reading, as training drops it; a head
+/// outside it keeps its name.
+#[test]
+fn a_prefixed_checkpoint_averages_with_an_unprefixed_one() {
+    let d = tempfile::tempdir().unwrap();
+    let head = || Tensor::from_vec(vec![0.25f32; 4], 4, &Device::Cpu).unwrap();
+    let plain = model(&d.path().join("plain"), |w| {
+        w.insert("cls.predictions.bias".into(), head());
+    });
+    let prefixed = model(&d.path().join("prefixed"), |w| {
+        let named: Vec<(String, Tensor)> = w.drain().collect();
+        for (name, t) in named {
+            w.insert(format!("bert.{name}"), t);
+        }
+        w.insert("cls.predictions.bias".into(), head());
+    });
+    let out = d.path().join("avg");
+    relbert()
+        .arg("average")
+        .arg(&prefixed)
+        .arg(&plain)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let averaged =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let original =
+        candle_core::safetensors::load(plain.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = averaged.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = original.keys().collect();
+    want.sort();
+    assert_eq!(names, want);
+    // The mean of two copies of one weight is that weight.
+    let w = "embeddings.word_embeddings.weight";
+    let (a, b) = (&averaged[w], &original[w]);
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+}

@@ -484,6 +484,14 @@ fn word_counts_spilled_to_disk_give_the_same_outputs() {
         assert_eq!(warned(&held_err), 0, "{held_err}");
         assert_eq!(warned(&spilled_err), 1, "{spilled_err}");
         assert!(spilled_err.contains("--memory"), "{spilled_err}");
+        // The vocabulary alone is over 1K too: the pair counts are said to get their least.
+        let vocab_warned = |s: &str| {
+            s.lines()
+                .filter(|l| l.contains("the vocabulary alone") && l.contains("--vocab-size"))
+                .count()
+        };
+        assert_eq!(vocab_warned(&held_err), 0, "{held_err}");
+        assert_eq!(vocab_warned(&spilled_err), 1, "{spilled_err}");
     }
 }
 

@@ -710,7 +710,19 @@ pub fn mine(
     }
 
     // Pass 3: co-occurrence counts.
-    let budget = opts.memory.saturating_sub(vocab_bytes(&vocab)) as usize;
+    let held = vocab_bytes(&vocab);
+    if held >= opts.memory {
+        // The pair counters then run at their smallest tables, spilling all the time.
+        tracing::warn!(
+            "the vocabulary alone ({} terms, about {:.1} MB) takes all of --memory ({:.1} MB): \
+             the pair counts get their minimum and spill to disk often; raise --memory or \
+             lower --vocab-size",
+            vocab.len(),
+            held as f64 / 1e6,
+            opts.memory as f64 / 1e6
+        );
+    }
+    let budget = opts.memory.saturating_sub(held) as usize;
     let per_worker = budget / opts.threads.max(1);
     let (terms, vocab_ref, window) = (&all_terms, &vocab, opts.window);
     let work_dir = &opts.work_dir;

@@ -1014,25 +1014,14 @@ fn case_disagreement(config: &ModelConfig, tokenizer: &Path, tconfig: &Path) -> 
         return None;
     }
     // The generic class loads tokenizer.json as it is and reads no do_lower_case (in 4.x
-    // and 5.x alike): transformers then computes what relbert does.
-    let generic = |doc: &Value| {
-        matches!(
-            doc.get("tokenizer_class").and_then(|v| v.as_str()),
-            Some("PreTrainedTokenizerFast" | "TokenizersBackend")
-        )
-    };
-    let names_a_class = |doc: &Value| doc.get("tokenizer_class").is_some_and(|v| !v.is_null());
-    // AutoTokenizer takes config.json's tokenizer_class when tokenizer_config.json is absent
-    // or names no class, before falling back on model_type. The document the model was
-    // configured from, not config.json read again (which may since have changed).
-    let config_names_generic = generic(&config.raw);
+    // and 5.x alike): transformers then computes what relbert does. Without a
+    // tokenizer_config.json, AutoTokenizer takes config.json's class.
+    let config_names_generic = loads_generic_class(config, None);
     // Where each value comes from, for the message, and the values transformers uses:
     // do_lower_case, and strip_accents and tokenize_chinese_chars (`None`: not read further).
     let (source, do_lower_case, strip, chinese) = match std::fs::read(tconfig) {
         Ok(text) => match serde_json::from_slice::<Value>(&text) {
-            Ok(doc) if generic(&doc) || (!names_a_class(&doc) && config_names_generic) => {
-                return None
-            }
+            Ok(doc) if loads_generic_class(config, Some(&doc)) => return None,
             Ok(doc) => {
                 let flag = |key: &str, default: bool, default_is: &str| {
                     config_flag(&doc, key, tconfig, default, default_is)

@@ -142,6 +142,16 @@ pub struct Encoder {
 /// The prefixes under which checkpoints store the encoder's tensors.
 const PREFIXES: [&str; 3] = ["", "bert.", "roberta."];
 
+/// The prefix a checkpoint's encoder tensors are named under (one of [`PREFIXES`]: none, or
+/// the task model's `bert.` / `roberta.`), found by its word embeddings; `None` when they
+/// are not there under any.
+pub(crate) fn encoder_prefix<'a>(mut has: impl FnMut(&str) -> bool) -> Option<&'a str> {
+    PREFIXES
+        .iter()
+        .find(|p| has(&format!("{p}embeddings.word_embeddings.weight")))
+        .copied()
+}
+
 struct TensorSource<'a> {
     path: &'a Path,
     tensors: HashMap<String, Tensor>,
@@ -280,11 +290,8 @@ impl Encoder {
                 message: format!("training runs in f32, not {dtype}"),
             });
         }
-        let prefix = PREFIXES
-            .iter()
-            .find(|p| tensors.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
-            .copied()
-            .ok_or_else(|| Error::Tensor {
+        let prefix =
+            encoder_prefix(|name| tensors.contains_key(name)).ok_or_else(|| Error::Tensor {
                 path: path.to_path_buf(),
                 tensor: "embeddings.word_embeddings.weight".into(),
                 message: "missing (also looked under bert. and roberta.)".into(),
