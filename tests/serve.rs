@@ -1084,14 +1084,7 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     let first = futures_util::stream::once(async {
         Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"pair\": [\"paris\""))
     });
-    let stalled = first.chain(futures_util::stream::pending());
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/query")
-        .header("content-type", "application/json")
-        .header("content-length", "40")
-        .body(Body::from_stream(stalled))
-        .unwrap();
+    let req = query_of_40_bytes(first.chain(futures_util::stream::pending()));
     let answer = app.clone().oneshot(req).await.unwrap();
     assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
     assert!(answer
@@ -1107,6 +1100,20 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     // A whole body is still answered as before.
     let (status, _) = post(&app, "/v1/query", json!({"pair": ["paris", "france"]})).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A `/v1/query` announcing a JSON body of 40 bytes, its body what `stream` gives (one that
+/// stalls, for the tests of a client slow to send it or gone).
+fn query_of_40_bytes(
+    stream: impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static,
+) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri("/v1/query")
+        .header("content-type", "application/json")
+        .header("content-length", "40")
+        .body(Body::from_stream(stream))
+        .unwrap()
 }
 
 /// A client that sends requests and never reads the answers held its connection for as long
@@ -3109,14 +3116,7 @@ fn the_binary_takes_max_ef_and_shows_it() {
 #[tokio::test]
 async fn a_request_whose_client_left_is_counted_as_499() {
     let (app, _) = app_with(options(None));
-    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/query")
-        .header("content-type", "application/json")
-        .header("content-length", "40")
-        .body(Body::from_stream(stalled))
-        .unwrap();
+    let req = query_of_40_bytes(futures_util::stream::pending());
     // The client goes away while the server waits for the body: the future is dropped.
     let gone = tokio::time::timeout(Duration::from_millis(200), app.clone().oneshot(req)).await;
     assert!(gone.is_err(), "answered a body that never came");

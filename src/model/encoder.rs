@@ -720,15 +720,28 @@ fn kept_from_checkpoint(
             params.contains(&canonical)
         })
     };
+    without_prefix(
+        left.into_iter()
+            .filter(|(name, _)| !spelling_of_a_param(name)),
+        prefix,
+    )
+}
+
+/// `tensors` named as relbert saves a model: a name under the encoder's `prefix` (`bert.`,
+/// `roberta.`, or none) without it, other names as they are; of two names that become one,
+/// the one that was under the prefix. Sorted by name. What training saves and what
+/// `relbert average` reads, so that a prefixed base and a model trained from it hold one set
+/// of names.
+pub(crate) fn without_prefix<T>(
+    tensors: impl IntoIterator<Item = (String, T)>,
+    prefix: &str,
+) -> Vec<(String, T)> {
     // By saved name: whether it came from under the encoder's prefix, and the tensor.
-    let mut kept: BTreeMap<String, (bool, Tensor)> = BTreeMap::new();
-    for (name, t) in left {
-        if spelling_of_a_param(&name) {
-            continue;
-        }
+    let mut kept: BTreeMap<String, (bool, T)> = BTreeMap::new();
+    for (name, t) in tensors {
         let (saved, own) = match name.strip_prefix(prefix) {
-            Some(rest) => (rest.to_string(), true),
-            None => (name, false),
+            Some(rest) if !prefix.is_empty() => (rest.to_string(), true),
+            _ => (name, false),
         };
         if own || !kept.contains_key(&saved) {
             kept.insert(saved, (own, t));

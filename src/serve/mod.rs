@@ -1466,7 +1466,8 @@ pub async fn serve(opts: ServeOptions, on_listening: impl FnOnce(SocketAddr)) ->
     ended
 }
 
-/// How often at most a failure to accept a connection is logged while failures go on.
+/// How often at most a failure to accept a connection, or the connection limit being
+/// reached, is logged while it goes on.
 pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The log of failures to accept a connection. Out of file descriptors (EMFILE) every
@@ -1635,8 +1636,10 @@ async fn serve_connections(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                if full_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    full_said = Some(Instant::now());
+                let now = Instant::now();
+                if full_said.is_none_or(|at| now.saturating_duration_since(at) >= ACCEPT_WARN_EVERY)
+                {
+                    full_said = Some(now);
                     tracing::warn!(
                         "{max_connections} connections are open (--max-connections); new \
                          ones wait to be accepted until one closes"

@@ -423,25 +423,8 @@ fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
     // outside it, as training keeps it. Found by a review: such a pair was refused, every
     // encoder tensor "lacking" from one side.
     let prefix = crate::encoder::encoder_prefix(|n| tensors.contains_key(n)).unwrap_or("");
-    let inside: std::collections::HashSet<String> = match prefix {
-        "" => Default::default(),
-        p => tensors
-            .keys()
-            .filter_map(|n| n.strip_prefix(p))
-            .map(str::to_string)
-            .collect(),
-    };
-    let mut tensors: Vec<(String, Tensor)> = tensors
-        .into_iter()
-        .filter_map(|(name, t)| match name.strip_prefix(prefix) {
-            Some(rest) if !prefix.is_empty() => Some((rest.to_string(), t)),
-            _ if inside.contains(&name) => None,
-            _ => Some((name, t)),
-        })
-        .collect();
     // In name order, so that the tensor a refusal names does not depend on hashing.
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, t) in tensors {
+    for (name, t) in crate::encoder::without_prefix(tensors, prefix) {
         if t.dtype().is_int() {
             out.insert(name, t);
             continue;
