@@ -69,12 +69,20 @@ impl PromptTokenizer {
         }
         tokenizer.with_padding(None);
         let max_len = MAX_LENGTH.min(max_len);
+        // tokenizers subtracts the special tokens from the limit unchecked (a panic in a
+        // build with overflow checks, a wrapped limit in one without), and refuses a limit
+        // of 0 with a message about strides: a limit with no room for a word is raised to
+        // one, and such a model is refused by its loader, which names the position table
+        // (`max_length` still answers the model's own limit).
+        let special = {
+            use tokenizers::PostProcessor;
+            tokenizer
+                .get_post_processor()
+                .map_or(0, |p| p.added_tokens(false))
+        };
         tokenizer
             .with_truncation(Some(TruncationParams {
-                // tokenizers refuses a limit of 0 (its stride must be smaller) with a message
-                // about strides; such a model is refused by its loader, which names the
-                // position table.
-                max_length: max_len.max(1),
+                max_length: max_len.max(special + 1),
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
                 direction: TruncationDirection::Right,
@@ -281,6 +289,25 @@ pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<us
 mod tests {
     use super::{make_batch, single_rows};
     use crate::pooling::Aggregation;
+
+    /// A limit with no room beside the special tokens (a position table of 1 for BERT)
+    /// underflowed inside tokenizers, a panic in a build with overflow checks: the tokenizer
+    /// loads, answers the model's limit, and encodes without a panic (the model itself is
+    /// refused by its loader, which names the position table).
+    #[test]
+    fn a_limit_below_the_special_tokens_loads_without_a_panic() {
+        use super::PromptTokenizer;
+        use crate::config::ModelConfig;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        for limit in [0, 1, 2] {
+            let tok =
+                PromptTokenizer::from_file(&dir.join("tokenizer.json"), &config, limit).unwrap();
+            assert_eq!(tok.max_length(), limit);
+            assert_eq!(tok.special_tokens(), 2);
+            assert!(tok.encode_text("paris is the [MASK] of france").is_ok());
+        }
+    }
 
     /// Padded positions are never pooled, whatever id they are padded with: the weights are
     /// set from each sequence's own tokens, so even a pad id that is also the mask's (the

@@ -420,6 +420,22 @@ impl ModelConfig {
                 }
             }
         }
+        // A table with no rows or columns loads (safetensors holds empty tensors) and fails
+        // only in the first forward pass, where no file is named.
+        for (key, value) in [
+            ("vocab_size", cfg.vocab_size),
+            ("hidden_size", cfg.hidden_size),
+            ("intermediate_size", cfg.intermediate_size),
+            ("max_position_embeddings", cfg.max_position_embeddings),
+            ("type_vocab_size", cfg.type_vocab_size),
+        ] {
+            if value == 0 {
+                return Err(Error::Config {
+                    path: path.to_path_buf(),
+                    message: format!("{key} 0 must be at least 1"),
+                });
+            }
+        }
         if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
         {
             return Err(Error::Config {
@@ -1842,6 +1858,35 @@ mod tests {
             "{msg}"
         );
         assert_eq!(check(&with("lower-splits", true, true)), None);
+    }
+
+    /// A zero-size table (hidden_size 0 and intermediate_size 0 loaded, with empty
+    /// tensors to match, and panicked in the first forward pass; type_vocab_size 0 failed
+    /// in candle naming no file) is refused as config.json is read, naming the field.
+    #[test]
+    fn a_zero_size_table_is_refused_naming_the_field() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert/config.json");
+        let raw: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(ModelConfig::from_value(raw.clone(), &path).is_ok());
+        for key in [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ] {
+            let mut zero = raw.clone();
+            zero[key] = 0.into();
+            let err = ModelConfig::from_value(zero, &path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("config.json") && err.contains(&format!("{key} 0 must be at least 1")),
+                "{key}: {err}"
+            );
+        }
     }
 
     /// The check read config.json again for its `tokenizer_class`, after the model
