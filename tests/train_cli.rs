@@ -2062,6 +2062,57 @@ fn a_trained_model_keeps_every_tensor_of_its_base() {
     assert_eq!(a["embeddings.position_ids"], b["embeddings.position_ids"]);
 }
 
+/// Review (s33): a task model's checkpoint (`BertForMaskedLM`: `bert.*` beside `cls.*`) was
+/// trained into a model whose encoder lost its prefix while its head kept its name, which
+/// transformers before 4.48 refused as "corrupted" and later ones loaded with the head at
+/// random. The trained model now names every tensor as its base does; and its header
+/// carries `"format": "pt"`, which transformers before 4.48 read from every file.
+#[test]
+fn a_trained_model_names_its_tensors_as_its_base_does() {
+    use candle_core::Device;
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let base = d.path().join("base");
+    base_with_heads_and_buffers(&base);
+    let path = base.join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let prefixed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(n, t)| {
+            let heads = n.starts_with("cls.") || n.starts_with("classifier.");
+            (if heads { n } else { format!("bert.{n}") }, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&prefixed, &path).unwrap();
+    let out = d.path().join("m");
+    train_cmd(d.path(), &base, &out, &["--epochs", "1"])
+        .assert()
+        .success();
+    let names = tensor_names(&out);
+    assert_eq!(names, tensor_names(&base));
+    assert!(names.contains(&"bert.encoder.layer.0.attention.self.query.weight".to_string()));
+    assert!(names.contains(&"cls.predictions.bias".to_string()));
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let format = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("format").cloned());
+    assert_eq!(format.as_deref(), Some("pt"));
+    // It loads, and averages with its base under the base's names.
+    RelationEncoder::load(&out, &EncoderOptions::default()).unwrap();
+    let avg = d.path().join("avg");
+    relbert()
+        .arg("average")
+        .arg(&base)
+        .arg(&out)
+        .arg("--out")
+        .arg(&avg)
+        .assert()
+        .success();
+    assert_eq!(tensor_names(&avg), tensor_names(&base));
+}
+
 /// Audit (s17, D4): "exists; pass --force to overwrite it" was said of directories that
 /// --force then refused as not relbert's (a user's directory, an empty one, `average --out`,
 /// a user's entry in --checkpoint-dir), and a link to a model directory was refused as "not

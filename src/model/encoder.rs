@@ -128,8 +128,8 @@ pub struct Encoder {
     cpu: Option<CpuModel>,
     /// The number format of the dense layers.
     dtype: Dtype,
-    /// The checkpoint's tensors that are not parameters here, exactly as loaded (dtype and
-    /// values), by name with the encoder's prefix dropped (see [`kept_from_checkpoint`]): the
+    /// The checkpoint's tensors that are not parameters here, exactly as loaded (dtype,
+    /// values and name; see [`kept_from_checkpoint`]): the
     /// pooler, task heads (`lm_head.*`, `cls.*`, `classifier.*`) and buffers such as the
     /// integer `embeddings.position_ids`. relbert computes with none of them, but they are
     /// saved with the model so that a trained model has every tensor its base had: Hugging
@@ -137,6 +137,12 @@ pub struct Encoder {
     /// config), and `relbert average` of a base and a model trained from it needs one tensor
     /// set.
     kept: Vec<(String, Tensor)>,
+    /// The prefix the checkpoint names the encoder's tensors under (`bert.`, `roberta.` or
+    /// none; [`PREFIXES`]), under which the parameters are saved again: a task model's
+    /// checkpoint (`BertForMaskedLM`, `RobertaForMaskedLM`: `roberta.*` beside `lm_head.*`)
+    /// saved with its encoder unprefixed and its head prefixed was refused by transformers
+    /// before 4.48 as "corrupted", and later ones loaded its head at random.
+    prefix: &'static str,
 }
 
 /// The prefixes under which checkpoints store the encoder's tensors.
@@ -439,6 +445,7 @@ impl Encoder {
             cpu,
             dtype,
             kept,
+            prefix,
         })
     }
 
@@ -674,16 +681,18 @@ impl Encoder {
     }
 
     /// Saves the parameters ([`Encoder::named_tensors`]) as float32 (or float16 with `half`)
-    /// and the [`Encoder::kept_tensors`] as they were loaded, as safetensors under HF names.
+    /// under the prefix the checkpoint had them under, and the [`Encoder::kept_tensors`] as
+    /// they were loaded, as safetensors: the checkpoint's names, so that Hugging Face loads
+    /// the model in the class its config.json names.
     pub fn save_safetensors(&self, path: &Path, half: bool) -> Result<()> {
         let mut map = HashMap::new();
         for (name, t) in self.named_tensors() {
             let t = if half { t.to_dtype(DType::F16)? } else { t };
-            map.insert(name, t.to_device(&Device::Cpu)?);
+            map.insert(format!("{}{name}", self.prefix), t.to_device(&Device::Cpu)?);
         }
         // Not converted: training leaves them as they were, integer buffers are indices
         // rather than weights, and the base's heads stay the base's byte for byte. Their
-        // names are none of the parameters' (see `kept_from_checkpoint`).
+        // names are none of the parameters' in any spelling (see `kept_from_checkpoint`).
         for (name, t) in &self.kept {
             map.insert(name.clone(), t.to_device(&Device::Cpu)?);
         }
@@ -693,13 +702,12 @@ impl Encoder {
 
 /// The tensors of a checkpoint left over once the encoder's parameters are read (`left`;
 /// `params` names the parameters read, without `prefix`), to be saved with the model
-/// unchanged, sorted by name. A name under the encoder's `prefix` loses it, as the
-/// parameters' do when saved (`bert.pooler.dense.weight` becomes `pooler.dense.weight`, and
-/// Hugging Face's loaders take an encoder's tensors with or without its prefix); other names
-/// (`lm_head.bias`, `cls.predictions.bias`, `classifier.weight`) stay as they are. Left out:
-/// another spelling of a parameter (under another of [`PREFIXES`], or an old
-/// `LayerNorm.gamma`/`.beta`), a stale copy that loaders could take instead of the trained
-/// one; and, of two names that become one, the one outside the encoder's prefix.
+/// unchanged and under their own names (`bert.pooler.dense.weight`, `lm_head.bias`,
+/// `cls.predictions.bias`, `classifier.weight`), sorted by name. Left out: another spelling
+/// of a parameter (under another of [`PREFIXES`], or an old `LayerNorm.gamma`/`.beta`), a
+/// stale copy that loaders could take instead of the trained one; and a name outside the
+/// encoder's `prefix` that is also there under it (`pooler.dense.weight` beside
+/// `bert.pooler.dense.weight`), which a loader dropping the prefix reads as the same one.
 fn kept_from_checkpoint(
     left: HashMap<String, Tensor>,
     prefix: &str,
@@ -720,18 +728,25 @@ fn kept_from_checkpoint(
             params.contains(&canonical)
         })
     };
-    without_prefix(
-        left.into_iter()
-            .filter(|(name, _)| !spelling_of_a_param(name)),
-        prefix,
-    )
+    let shadowed = |name: &str| {
+        !prefix.is_empty()
+            && !name.starts_with(prefix)
+            && left.contains_key(&format!("{prefix}{name}"))
+    };
+    let mut kept: Vec<(String, Tensor)> = left
+        .iter()
+        .filter(|(name, _)| !spelling_of_a_param(name) && !shadowed(name))
+        .map(|(name, t)| (name.clone(), t.clone()))
+        .collect();
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    kept
 }
 
-/// `tensors` named as relbert saves a model: a name under the encoder's `prefix` (`bert.`,
-/// `roberta.`, or none) without it, other names as they are; of two names that become one,
-/// the one that was under the prefix. Sorted by name. What training saves and what
-/// `relbert average` reads, so that a prefixed base and a model trained from it hold one set
-/// of names.
+/// `tensors` by one name whatever prefix their checkpoint uses: a name under the encoder's
+/// `prefix` (`bert.`, `roberta.`, or none) without it, other names as they are; of two
+/// names that become one, the one that was under the prefix. Sorted by name. What
+/// `relbert average` compares, so that a prefixed base and a model trained from it (by
+/// relbert before it kept the prefix, or by a tool that drops it) hold one set of names.
 pub(crate) fn without_prefix<T>(
     tensors: impl IntoIterator<Item = (String, T)>,
     prefix: &str,
@@ -835,7 +850,12 @@ fn gather_rows(x: &Tensor, rows: &[usize], seq_len: usize, dev: &Device) -> Resu
 
 /// Writes named tensors as a safetensors file readable by other tools (mode 0644).
 pub fn write_safetensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    candle_core::safetensors::save(map, path).map_err(|e| save_error(path, e))?;
+    // With `"format": "pt"` in the header, as transformers writes it: transformers before
+    // 4.48 read that field from every file it loads and failed with an AttributeError on a
+    // file without metadata (what candle's own `save` writes).
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(map.iter(), Some(metadata), path)
+        .map_err(|e| save_error(path, candle_core::Error::from(e)))?;
     // safetensors writes through a private (0600) temporary file; a saved model is meant
     // to be shared and loaded by other tools, so it gets the usual 0644.
     #[cfg(unix)]
@@ -899,10 +919,10 @@ mod tests {
         );
     }
 
-    // Every tensor of a checkpoint but the parameters is kept for saving: under the
-    // encoder's prefix without it (as the parameters are saved), heads under their own
-    // names; a stale other spelling of a parameter is not, since a loader could take it
-    // instead of the trained one.
+    // Every tensor of a checkpoint but the parameters is kept for saving, under its own
+    // name (as the parameters are saved under the checkpoint's prefix); a stale other
+    // spelling of a parameter is not, since a loader could take it instead of the trained
+    // one, nor an unprefixed copy of a prefixed tensor.
     #[test]
     fn the_tensors_kept_are_all_but_the_parameters_and_their_other_spellings() {
         let t = |v: f32| Tensor::new(&[v], &Device::Cpu).unwrap();
@@ -929,9 +949,9 @@ mod tests {
             .map(|(n, t)| (n, t.to_vec1::<f32>().unwrap()[0]))
             .collect();
         let want = [
+            ("bert.embeddings.position_ids", 3.0),
+            ("bert.pooler.dense.weight", 1.0),
             ("cls.predictions.bias", 4.0),
-            ("embeddings.position_ids", 3.0),
-            ("pooler.dense.weight", 1.0),
         ]
         .map(|(n, v)| (n.to_string(), v));
         assert_eq!(kept, want);

@@ -406,17 +406,22 @@ pub(crate) fn beyond_f16_message(tensor: &str, index: usize, value: f32) -> Stri
     )
 }
 
+/// A checkpoint's tensors by their names without the encoder's prefix, and the names the
+/// checkpoint stores them under where those differ.
+type Loaded = (HashMap<String, Tensor>, HashMap<String, String>);
+
 /// Reads a checkpoint's weights on the CPU, floating-point tensors as float32 and integer
 /// ones (indices such as `embeddings.position_ids`) as they are, refusing a tensor with a
 /// value that is not finite (NaN or infinite): averaged in, it would spoil that weight of
 /// the average, and every vector the model gives.
-fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
+fn load_f32(path: &Path) -> Result<Loaded> {
     let tensors =
         candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("cannot read safetensors: {e}"),
         })?;
     let mut out = HashMap::with_capacity(tensors.len());
+    let mut stored = HashMap::new();
     // Named as a trained model names them: the encoder's tensors without the task model's
     // `bert.`/`roberta.` (training drops it), so that a prefixed base and a model trained
     // from it hold one set of names; a name under the prefix wins over the same name
@@ -424,7 +429,11 @@ fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
     // encoder tensor "lacking" from one side.
     let prefix = crate::encoder::encoder_prefix(|n| tensors.contains_key(n)).unwrap_or("");
     // In name order, so that the tensor a refusal names does not depend on hashing.
-    for (name, t) in crate::encoder::without_prefix(tensors, prefix) {
+    let tensors = tensors.into_iter().map(|(n, t)| (n.clone(), (n, t)));
+    for (name, (as_stored, t)) in crate::encoder::without_prefix(tensors, prefix) {
+        if as_stored != name {
+            stored.insert(name.clone(), as_stored);
+        }
         if t.dtype().is_int() {
             out.insert(name, t);
             continue;
@@ -442,7 +451,7 @@ fn load_f32(path: &Path) -> Result<HashMap<String, Tensor>> {
         }
         out.insert(name, t);
     }
-    Ok(out)
+    Ok((out, stored))
 }
 
 /// Averages the weights of the model directories `dirs` (at least two, same architecture,
@@ -529,7 +538,10 @@ pub fn average_models_observed(
     let mut hashes = vec![Encoder::weights_sha256(&first.weights)?];
     // Summed in float64: float32 sums of weights near its largest value (3.4e38) overflow to
     // infinity where their mean does not.
-    let mut sum = load_f32(&first.weights)?
+    // Saved under the first model's names: a task model's encoder keeps its prefix beside its
+    // heads, as Hugging Face loads it (see `Encoder::save_safetensors`).
+    let (first_tensors, mut first_names) = load_f32(&first.weights)?;
+    let mut sum = first_tensors
         .into_iter()
         .map(|(name, t)| {
             let t = if t.dtype().is_int() {
@@ -564,7 +576,7 @@ pub fn average_models_observed(
         // After the config: another architecture is the more telling refusal.
         check_same_tokenizer(&dirs[0], dir)?;
         hashes.push(Encoder::weights_sha256(&f.weights)?);
-        let tensors = load_f32(&f.weights)?;
+        let (tensors, _) = load_f32(&f.weights)?;
         let extra = missing_names(tensors.keys(), &sum);
         let lacking = missing_names(sum.keys(), &tensors);
         if extra.is_some() || lacking.is_some() {
@@ -700,6 +712,10 @@ pub fn average_models_observed(
         out, "tmp",
     )));
     write_dir_atomically(out, crate::output::Replace::when(force), |tmp| {
+        let mean: HashMap<String, Tensor> = std::mem::take(&mut mean)
+            .into_iter()
+            .map(|(name, t)| (first_names.remove(&name).unwrap_or(name), t))
+            .collect();
         write_safetensors(&mean, &tmp.join("model.safetensors"))?;
         std::fs::write(tmp.join("config.json"), config)
             .map_err(|e| Error::io(tmp.join("config.json"), e))?;
