@@ -305,6 +305,36 @@ fn all_picks_up_every_folder_with_the_split() {
     assert!(!out.contains("alpha"), "{out}");
 }
 
+/// Review (s33): `sat_full`'s test split holds SAT's 37 validation questions, on which a
+/// trained model's checkpoint was chosen, and its score was shown as any test score. A
+/// note now says how many of a set's questions are validation questions, and whose.
+#[test]
+fn questions_also_in_a_validation_split_are_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("full/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    write(&dir.path().join("part/test.jsonl"), &format!("{OTHER}\n"));
+    write(
+        &dir.path().join("part/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let a = analogy(dir.path(), &["--dataset", "full,part"]).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains(
+            "note: 1 of full's 2 questions are also validation questions (part/validation.jsonl)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("of part's"), "{err}");
+    // Scoring validation itself says nothing of it.
+    let a = analogy(dir.path(), &["--dataset", "part", "--split", "validation"]).success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(!err.contains("also validation"), "{err}");
+}
+
 fn lexical(dir: &Path, name: &str, with_val: bool) {
     let rows = |n: usize, offset: usize| -> String {
         (0..n)

@@ -2433,6 +2433,54 @@ fn a_finished_run_records_no_failure() {
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert!(metrics["failed"].is_null(), "{metrics}");
+    assert_eq!(metrics["finished"], true, "{metrics}");
+}
+
+/// Review (s33): a killed run's model (SIGKILL, the OOM killer: nothing is recorded then)
+/// carried the record a finished run writes but for its epoch count. Every record written
+/// during the run now says `finished: false`; only the last says true, and a stopped run's
+/// says false.
+#[test]
+fn only_a_run_that_ran_every_epoch_is_recorded_finished() {
+    let d = tempfile::tempdir().unwrap();
+    toy_data(d.path());
+    let out = d.path().join("model");
+    let mut cfg = config(d.path(), LossKind::Nce);
+    cfg.epochs = 3;
+    let read = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut mid_run = Vec::new();
+    let mut on_event = |ev: relbert::training::Event| {
+        if let relbert::training::Event::Validating { epoch } = ev {
+            if epoch >= 2 {
+                mid_run.push(read(&out));
+            }
+        }
+    };
+    let report = relbert::training::train(&cfg, &out, false, &stop, &mut on_event).unwrap();
+    assert!(report.finished);
+    assert_eq!(mid_run.len(), 2);
+    for m in &mid_run {
+        assert_eq!(m["finished"], false, "{m}");
+    }
+    assert_eq!(read(&out)["finished"], true);
+    // Stopped after its first epoch: kept, not finished.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut on_event = |ev: relbert::training::Event| {
+        if let relbert::training::Event::Validating { epoch: 2 } = ev {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let report = relbert::training::train(&cfg, &out, true, &stop, &mut on_event).unwrap();
+    assert!(report.interrupted && !report.finished);
+    let m = read(&out);
+    assert_eq!(
+        (m["interrupted"].clone(), m["finished"].clone()),
+        (true.into(), false.into()),
+        "{m}"
+    );
 }
 
 /// Audit (s21): `--template`'s help said "default: the reference's", but a base model's

@@ -248,6 +248,56 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 }
 
+/// Says which scored questions are also validation questions of a dataset under `data`
+/// (`sat_full`'s test split holds SAT's 37 validation questions): a model whose checkpoint
+/// or settings were chosen on validation has seen them in that choice, so its score on
+/// such a set is not a test score alone. A question is the same when its stem and choices
+/// are; a validation file that cannot be read is passed over (scoring it is not asked).
+fn note_validation_overlap(data: &Path, loaded: &[(String, Vec<AnalogyQuestion>)]) {
+    type Key<'a> = (&'a Pair, &'a [Pair]);
+    let validation: Vec<(String, Vec<AnalogyQuestion>)> = std::fs::read_dir(data)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path().join("validation.jsonl");
+            let name = e.file_name().to_str()?.to_string();
+            Some((name, load_analogy_file(&path).ok()?))
+        })
+        .collect();
+    let mut seen: HashMap<Key<'_>, &str> = HashMap::new();
+    for (name, qs) in &validation {
+        for q in qs {
+            seen.entry((&q.stem, q.choice.as_slice())).or_insert(name);
+        }
+    }
+    for (name, qs) in loaded {
+        let mut from: Vec<&str> = Vec::new();
+        let shared = qs
+            .iter()
+            .filter_map(|q| seen.get(&(&q.stem, q.choice.as_slice())))
+            .inspect(|&&v| {
+                if !from.contains(&v) {
+                    from.push(v);
+                }
+            })
+            .count();
+        if shared > 0 {
+            from.sort_unstable();
+            relbert::say!(
+                "note: {shared} of {name}'s {} questions are also validation questions ({}): \
+                 a model chosen on validation has seen them, so its {name} score is not a \
+                 held-out score alone",
+                qs.len(),
+                from.iter()
+                    .map(|v| format!("{v}/validation.jsonl"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+}
+
 /// The datasets to use: `all` → `discover()` (none found is an error saying `nothing()`),
 /// else each comma-separated name under `data`, each once (`sat,sat` is one row, not two).
 fn select(
@@ -814,6 +864,9 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         let qs = load_analogy_file(path)
             .with_context(|| format!("reading dataset {name} ({})", path.display()))?;
         loaded.push((name.clone(), qs));
+    }
+    if a.split != "validation" {
+        note_validation_overlap(&a.data, &loaded);
     }
     let mut table = table_writer(a.json.as_deref());
     let opts = ScoreOptions {

@@ -514,6 +514,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         None => relbert::say!("stopped before the first epoch finished: nothing saved"),
     }
+    // A model worse on validation than the base it was trained from (a learning rate too
+    // high, too little data) is still saved, as asked; the closing line alone read as a
+    // success.
+    if let Some((best, base)) = report.worse_than_base() {
+        tracing::warn!(
+            "the saved model scores {best:.4} on validation, below the base's {base:.4} before \
+             training: training made it worse (try a lower --lr, or more data)"
+        );
+    }
     if let Some(signal) = stop.signal() {
         let done = report.epochs.len();
         let what = if report.interrupted {

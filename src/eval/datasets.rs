@@ -252,7 +252,8 @@ pub fn load_relation_file(path: &Path) -> Result<Vec<RelationExamples>> {
         let conv = |v: Vec<Vec<String>>, what: &str| {
             v.into_iter()
                 .enumerate()
-                .map(|(i, p)| two(p, &format!("{what} {i}")))
+                // Counted from 1, as the warnings about these lists count them.
+                .map(|(i, p)| two(p, &format!("{what} {}", i + 1)))
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(err)
         };
@@ -443,7 +444,7 @@ mod tests {
         ));
         let e = load_relation_file(&p).unwrap_err().to_string();
         assert!(
-            e.contains("q.jsonl:2:") && e.contains("negative 0") && e.contains("holds <mask>"),
+            e.contains("q.jsonl:2:") && e.contains("negative 1 ") && e.contains("holds <mask>"),
             "{e}"
         );
         let d = tempfile::tempdir().unwrap();

@@ -1734,10 +1734,24 @@ pub struct TrainReport {
     pub best_score: Option<f64>,
     /// The run stopped early on request (Ctrl-C).
     pub interrupted: bool,
+    /// The run ran every epoch and wrote this record at its end. Every record written
+    /// during the run says `false`, so the model a killed run leaves (SIGKILL, the OOM
+    /// killer, a power loss: nothing is recorded then) is not taken for a finished one.
+    pub finished: bool,
     /// Why the run failed after it had saved a model (a full disk, a loss that overflowed):
     /// the model beside this record is then epoch `best_epoch`'s of the epochs listed, not
     /// a finished run's. `None` for a run that finished or was stopped.
     pub failed: Option<String>,
+}
+
+impl TrainReport {
+    /// The kept model's selection score and the base's, when the model scores below the
+    /// base it was trained from (a learning rate too high, too little data): the model is
+    /// saved as asked, and a warning says so.
+    pub fn worse_than_base(&self) -> Option<(f64, f64)> {
+        let (best, base) = (self.best_score?, self.baseline.as_ref()?.score);
+        (best < base).then_some((best, base))
+    }
 }
 
 /// Refuses, before any work, output paths that would destroy what the run reads or writes:
@@ -2000,6 +2014,7 @@ fn train_run(
         best_epoch: None,
         best_score: None,
         interrupted: false,
+        finished: false,
         failed: None,
     };
     // A stop while loading is heeded before the base model is loaded and validated, which
@@ -2087,6 +2102,7 @@ fn train_run(
     }
     // The stop (or the end) recorded beside this run's model; an `out` this run never wrote
     // keeps the earlier run's metrics.json with its weights.
+    report.finished = !report.interrupted;
     if let Some(id) = &wrote_out {
         write_record(out, id, &report)?;
     }
@@ -2291,6 +2307,39 @@ pub fn check_checkpoint_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Review (s33): a run whose kept model scored below its base on validation (0.4455
+    /// against 0.5748 at a high --lr) was saved and reported as any other, exit 0. The
+    /// report now tells it, and the command warns.
+    #[test]
+    fn a_model_below_its_base_is_told() {
+        let validation = |score: f64| Validation {
+            analogy: BTreeMap::new(),
+            analogy_mean: Some(score),
+            analogy_pooled: Some(score),
+            semeval: None,
+            score,
+        };
+        let report = |best: Option<f64>, base: Option<f64>| TrainReport {
+            selection_metric: String::new(),
+            selection_datasets: Vec::new(),
+            baseline: base.map(validation),
+            epochs: Vec::new(),
+            best_epoch: best.map(|_| 1),
+            best_score: best,
+            interrupted: false,
+            finished: true,
+            failed: None,
+        };
+        assert_eq!(
+            report(Some(0.4455), Some(0.5748)).worse_than_base(),
+            Some((0.4455, 0.5748))
+        );
+        assert_eq!(report(Some(0.6), Some(0.5748)).worse_than_base(), None);
+        assert_eq!(report(Some(0.5748), Some(0.5748)).worse_than_base(), None);
+        assert_eq!(report(None, Some(0.5748)).worse_than_base(), None);
+        assert_eq!(report(Some(0.4), None).worse_than_base(), None);
+    }
 
     /// Audit (s16): `--epochs 4611686018427387904` times 4 relations wrapped to 0 steps, so
     /// the linear schedule's rate was 0 and the run trained nothing, saying nothing.
