@@ -47,6 +47,9 @@ enum Command {
     #[command(subcommand)]
     Index(index::IndexCommand),
     /// A is to B as ? is to ?: nearest pairs by relation, from an index.
+    // Written out: clap's own usage for one or two values reads `[A] [B]...`, as if any
+    // number of words could follow.
+    #[command(override_usage = "relbert query [OPTIONS] [A B | A:B | -]")]
     Query(query::QueryArgs),
     /// Evaluate a model: analogy questions and lexical relation classification.
     Bench(bench::BenchArgs),
