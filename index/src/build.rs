@@ -1249,8 +1249,20 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
     };
     // What removing it gives up: a build or add that read standard input keeps its only
     // copy there.
-    let spool = if partial.join(SPOOL).is_file() {
+    let spooled = partial.join(SPOOL).is_file();
+    let spool = if spooled {
         format!(" (with the copy of standard input it holds, {SPOOL})")
+    } else {
+        String::new()
+    };
+    // That copy is also what the run resumes from when given `--pairs -` and an empty
+    // standard input: the way to finish it when its pairs came from a pipe that is gone
+    // (found by a review: only "the same pairs" was said).
+    let from_copy = if spooled {
+        format!(
+            ", or with `--pairs -` and nothing on standard input (which resumes from its \
+             copy, {SPOOL}),"
+        )
     } else {
         String::new()
     };
@@ -1394,14 +1406,14 @@ fn mismatch(partial: &Path, out: &Path, left: &IndexSpec, now: &IndexSpec) -> Op
         let detail = match lk {
             RunKind::Add | RunKind::Remove => format!(
                 "it is {left_words} of other pairs than this {run}'s (input {}, now {}): run \
-                 that {run} again with the same pairs to finish it, {remove}",
+                 that {run} again with the same pairs{from_copy} to finish it, {remove}",
                 left.input, now.input
             ),
             // A rebuild's input is its source, compared above.
             RunKind::Rebuild | RunKind::Build => format!(
                 "it is {left_words} of other pairs (input {}, now {}: the pair files changed \
-                 since, or others are given): run it again with the same pairs to finish it, \
-                 {remove}",
+                 since, or others are given): run it again with the same pairs{from_copy} to \
+                 finish it, {remove}",
                 left.input, now.input
             ),
         };
@@ -2319,6 +2331,11 @@ pub struct PendingRun {
     /// Whether it holds a copy of standard input (a build or add that read it), from which
     /// the same command with `--pairs -` and nothing on standard input resumes.
     pub spooled: bool,
+    /// Who holds the output's writer lock now, when another process does
+    /// ([`crate::lock::holder`]: `pid N: command …`): the run is then most likely still
+    /// going on, not interrupted, and is neither to be resumed nor given up (its partial
+    /// directory is its own) but waited for. `None` when nobody else holds it.
+    pub running: Option<String>,
 }
 
 impl PendingRun {
@@ -2331,6 +2348,7 @@ impl PendingRun {
             source: spec.and_then(|s| source_id(&s.input)).map(str::to_string),
             spooled,
             partial,
+            running: None,
         }
     }
 
@@ -2344,10 +2362,16 @@ impl PendingRun {
 
 /// The interrupted run that the partial directory of `out_dir` holds, if any (see
 /// [`partial_spec`], whose conditions it shares: no lock taken, nothing written, advice
-/// only).
+/// only), with the process that holds the output's lock now ([`PendingRun::running`]): a
+/// checkpoint is there while a run is going on too, and that one is not interrupted (found
+/// by a review: `index info` during an add advised removing its partial directory, which
+/// killed it).
 pub fn pending_run(out_dir: &Path) -> Result<Option<PendingRun>> {
     let partial = partial_dir(out_dir)?;
-    Ok(partial_spec(out_dir)?.map(|spec| PendingRun::of(partial, Some(&spec))))
+    Ok(partial_spec(out_dir)?.map(|spec| PendingRun {
+        running: crate::lock::holder(out_dir),
+        ..PendingRun::of(partial, Some(&spec))
+    }))
 }
 
 /// The names in the index directory `dir` that are not the index's own files (nor the
@@ -3294,6 +3318,41 @@ mod tests {
         ] {
             assert!(msg.contains(want), "{want:?} not in {msg}");
         }
+    }
+
+    /// Found by a review: an add refused over another add's partial build that holds a copy
+    /// of standard input said only "run that add again with the same pairs", though the same
+    /// add with `--pairs -` and nothing on standard input resumes it from that copy (the way
+    /// to finish it when its pairs came from a pipe). Said only when the copy is there.
+    #[test]
+    fn a_refusal_over_a_copy_of_standard_input_says_it_resumes_from_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let idx = published(&out, 40, 8);
+        let id = idx.id();
+        let partial = partial_dir(&out).unwrap();
+        interrupted(
+            &out,
+            IndexSpec {
+                dim: 8,
+                precision: Precision::F32,
+                encoder: idx.meta().encoder.clone(),
+                input: format!("rows of index {id} then new"),
+            },
+        );
+        let grow =
+            || crate::IndexGrower::create_or_resume(Index::open(&out).unwrap(), "other", 1, |_| {});
+        let (what, msg) = mismatch_of(grow());
+        assert_eq!(what, "input");
+        assert!(!msg.contains("standard input"), "no copy, not said: {msg}");
+        std::fs::write(partial.join(SPOOL), format!("{}x0\ty0\n", spool_header())).unwrap();
+        let (what, msg) = mismatch_of(grow());
+        assert_eq!(what, "input");
+        let want = "run that add again with the same pairs, or with `--pairs -` and nothing on \
+                    standard input (which resumes from its copy, input.spool), to finish it, or \
+                    remove";
+        assert!(msg.contains(want), "{want:?} not in {msg}");
+        assert!(partial.join(SPOOL).is_file(), "a refusal removes nothing");
     }
 
     /// Found by an audit: an `index add` of a write-protected index (`chmod a-w`) "succeeded":

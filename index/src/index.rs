@@ -360,6 +360,56 @@ impl RowCheck {
 /// means something else is wrong).
 const OPEN_RETRIES: usize = 8;
 
+/// A failed try of [`Index::open_with`]: the error, with what tells whether a publication
+/// replaced the directory meanwhile ([`open_again`]).
+struct OpenFailure {
+    /// The id `meta` held, once it was read.
+    id: Option<String>,
+    /// The device and inode of the directory opened ([`dir_id`]), once it was opened.
+    opened: Option<(u64, u64)>,
+    err: IndexError,
+}
+
+/// The device and inode of the open file or directory `f`.
+fn file_id(f: &std::fs::File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The device and inode of the directory `dir` names now.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether [`Index::open_with`] opens `dir` again after the try that `failed`: when a
+/// publication replaced the index meanwhile. Either `dir` holds another index now (`id_now`,
+/// the id its `meta` holds, differs from the one read), or a file of the directory opened was
+/// gone and `dir` names another directory now (`dir_now`): the publication exchanged it and
+/// removed the old one's files while they were being opened. The id alone missed that when
+/// the new index has the same id (a rebuild in place of the same pairs and parameters), or
+/// when `meta` itself was gone, and the open failed with "graph: No such file or directory"
+/// (found by a review). A file missing from the directory that is still there is the index's
+/// own damage, reported at once rather than verified again.
+fn open_again(
+    failed: &OpenFailure,
+    id_now: impl FnOnce() -> Option<String>,
+    dir_now: impl FnOnce() -> Option<(u64, u64)>,
+) -> bool {
+    if let Some(id) = &failed.id {
+        if id_now().is_some_and(|now| &now != id) {
+            return true;
+        }
+    }
+    let gone = matches!(
+        &failed.err,
+        IndexError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound
+    );
+    gone && failed
+        .opened
+        .is_some_and(|was| dir_now().is_some_and(|now| now != was))
+}
+
 impl Index {
     /// Opens the index in `dir` with the default checks ([`Verify::Small`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
@@ -379,12 +429,13 @@ impl Index {
                 Ok(index) => return Ok(index),
                 // The directory opened was replaced by a publication and removed while its
                 // files were being opened: open the index that is there now.
-                Err((Some(id), _))
-                    if retries < OPEN_RETRIES && Self::read_id(dir).is_ok_and(|now| now != id) =>
+                Err(failed)
+                    if retries < OPEN_RETRIES
+                        && open_again(&failed, || Self::read_id(dir).ok(), || dir_id(dir)) =>
                 {
                     retries += 1;
                 }
-                Err((_, e)) => return Err(e),
+                Err(failed) => return Err(failed.err),
             }
         }
     }
@@ -399,12 +450,16 @@ impl Index {
 
     /// One try of [`Self::open_with`]. Every file is opened inside the directory opened
     /// first, so a publication exchanging another index into `dir` meanwhile cannot mix the
-    /// files of two indexes. On failure, the id `meta` held (once read) comes with the error.
-    fn open_once(
-        dir: &Path,
-        opts: OpenOptions,
-    ) -> std::result::Result<Index, (Option<String>, IndexError)> {
-        let handle = open_dir(dir).map_err(|e| (None, e))?;
+    /// files of two indexes. On failure, the id `meta` held (once read) and the directory
+    /// opened come with the error ([`OpenFailure`]).
+    fn open_once(dir: &Path, opts: OpenOptions) -> std::result::Result<Index, OpenFailure> {
+        let handle = open_dir(dir).map_err(|err| OpenFailure {
+            id: None,
+            opened: None,
+            err,
+        })?;
+        let opened = file_id(&handle);
+        let failed = |id: Option<String>| move |err: IndexError| OpenFailure { id, opened, err };
         let meta_path = dir.join(FileKind::Meta.file_name());
         let (mh, meta, meta_file) = open_in(&handle, FileKind::Meta, &meta_path)
             .and_then(|f| {
@@ -414,10 +469,10 @@ impl Index {
                 meta.validate(&meta_path)?;
                 Ok((mh, meta, f))
             })
-            .map_err(|e| (None, e))?;
+            .map_err(failed(None))?;
         let mut rows = RowCheck::new(&meta);
         let index = Self::open_files(dir, &handle, mh, meta, meta_file, opts, &mut rows)
-            .map_err(|e| (Some(id_hex(&mh.id)), e))?;
+            .map_err(failed(Some(id_hex(&mh.id))))?;
         if opts.verify == Verify::Full {
             // Every block was verified by `open_files`, the rows' values with the vectors';
             // what `verify` checks beyond them.
@@ -426,7 +481,7 @@ impl Index {
                 .and_then(|g| index.check_graph(&g))
                 .and_then(|()| rows.finish(&index.vectors.path))
                 .and_then(|()| index.check_id())
-                .map_err(|e| (Some(id_hex(&mh.id)), e))?;
+                .map_err(failed(Some(id_hex(&mh.id))))?;
         }
         Ok(index)
     }
@@ -1381,5 +1436,74 @@ mod tests {
             .open(&pairs)
             .unwrap();
         assert_eq!(index.changed_in_place(), Some(pairs.as_path()));
+    }
+
+    /// Found by a review: a one-shot open racing a rebuild in place whose new index had the
+    /// same id failed with "graph: No such file or directory": the old directory's files
+    /// were removed while it was being opened, and only another id was taken for a
+    /// replacement. Here the race is laid out step by step: the open's try of the directory
+    /// that was swapped out (its graph removed since) is one to make again, since `dir`
+    /// names another directory now, holding an index of the same id; the same failure in a
+    /// directory still in place is the index's own damage, said at once.
+    #[test]
+    fn an_open_is_tried_again_when_the_directory_was_swapped_under_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        index_with_bad_rows(&dir, Precision::F32, [0, 1, 2]);
+        let id = Index::read_id(&dir).unwrap();
+        // The publication: the old directory goes aside, a new one of the same id is put
+        // in its place, and the old one's files are removed.
+        let old = tmp.path().join("idx.old");
+        std::fs::rename(&dir, &old).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        for e in std::fs::read_dir(&old).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+        assert_eq!(Index::read_id(&dir).unwrap(), id, "the same id");
+        std::fs::remove_file(old.join(FileKind::Graph.file_name())).unwrap();
+        let opts = OpenOptions {
+            verify: Verify::Headers,
+        };
+        // The open of `dir` had opened what is `old` now.
+        let failed = match Index::open_once(&old, opts) {
+            Err(f) => f,
+            Ok(_) => panic!("opened an index without its graph"),
+        };
+        let gone = matches!(
+            &failed.err,
+            IndexError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound
+        );
+        assert!(gone, "{}", failed.err);
+        assert_eq!(failed.id.as_deref(), Some(id.as_str()));
+        assert!(open_again(
+            &failed,
+            || Index::read_id(&dir).ok(),
+            || dir_id(&dir)
+        ));
+        // The same failure where the directory opened is still the one there: not again.
+        assert!(!open_again(
+            &failed,
+            || Index::read_id(&old).ok(),
+            || dir_id(&old)
+        ));
+        assert!(Index::open_with(&old, opts).is_err());
+        // Another id there is a replacement, whatever the error (as before).
+        let other = OpenFailure {
+            id: Some("0".repeat(32)),
+            opened: failed.opened,
+            err: IndexError::InvalidParameter("x".into()),
+        };
+        assert!(open_again(&other, || Some(id.clone()), || failed.opened));
+        assert!(!open_again(&other, || Some("0".repeat(32)), || None));
+        // The directory could not be opened: nothing tells a swap from a missing index.
+        let none = OpenFailure {
+            id: None,
+            opened: None,
+            err: IndexError::io(&dir, std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        assert!(!open_again(&none, || None, || dir_id(&dir)));
+        // And the index now there opens.
+        assert_eq!(Index::open_with(&dir, opts).unwrap().id(), id);
     }
 }

@@ -298,11 +298,59 @@ pub fn path_held_by_this_process(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && held_by_this_process(m.dev(), m.ino()))
 }
 
+/// How long a writer tries again a lock found held before it is refused: long beside the
+/// instant a reader's probe holds it ([`holder`]), short beside any writer's run.
+const PROBE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What a lock file this process writes starts with, `pid N:` (its pid), for people and for
 /// a refused writer's message; whether a lock file is this process's is asked of the file
 /// ([`path_held_by_this_process`]), not of this text.
 pub fn holder_prefix() -> String {
     format!("pid {}:", std::process::id())
+}
+
+/// Who holds the writer lock of `target` now, when another process does: the note its lock
+/// file holds (`pid N: command (since unix time T)`), or the lock file's name while it holds
+/// none yet. `None` when no other process holds it: there is no lock file, nobody holds the
+/// one there (its holder was killed), this process holds it, or it cannot be asked (it cannot
+/// be opened to read). For a reader that must tell an interrupted run, which the same command
+/// resumes, from one still running, whose partial directory and copy of standard input are
+/// its own (found by a review: `index info` advised removing a running add's partial
+/// directory, and an empty standard input resumed from a running add's copy).
+///
+/// Asks the file, as a refused writer does: a shared lock tried without waiting and let go
+/// at once (a free lock is held for that instant only), never the pid written in it, which
+/// repeats across PID namespaces and after reuse. Writes nothing; the answer may be stale
+/// as soon as it is given, so it is advice only: a writer takes the lock itself.
+pub fn holder(target: &Path) -> Option<String> {
+    let path = lock_path(target).ok()?;
+    if path_held_by_this_process(&path) {
+        return None;
+    }
+    // Never through a symbolic link, and a FIFO of that name does not block the open.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .ok()?;
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // A note is one line; a larger file is not relbert's to read whole.
+            let mut note = String::new();
+            let _ = Read::by_ref(&mut file).take(4096).read_to_string(&mut note);
+            let note = note.trim();
+            Some(if note.is_empty() {
+                format!("lock file {}", path.display())
+            } else {
+                note.to_string()
+            })
+        }
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
 }
 
 /// Why the lock file `path` of `target`, in `folder`, could not be opened for writing
@@ -649,7 +697,18 @@ impl OutputLock {
                 folder_missing(&e, &path, target)
                     .unwrap_or_else(|| lock_write_error(&path, target, e))
             })?;
-            match file.try_lock() {
+            // A reader asking who holds the lock ([`holder`], [`unwritable`]) holds it shared
+            // for an instant: tried again for a moment, so that `index info` run beside a
+            // starting writer does not refuse it (naming a killed run's note as the holder).
+            let mut tried = file.try_lock();
+            let until = std::time::Instant::now() + PROBE_GRACE;
+            while matches!(tried, Err(std::fs::TryLockError::WouldBlock))
+                && std::time::Instant::now() < until
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                tried = file.try_lock();
+            }
+            match tried {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
                     let mut holder = String::new();
@@ -873,6 +932,63 @@ mod tests {
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "pid 7: kept\n");
         assert!(std::fs::symlink_metadata(&lock).unwrap().is_symlink());
+    }
+
+    /// [`holder`] tells a lock another process holds (here: another open file, which flock
+    /// treats as another holder) from none, a stale lock file, and this process's own lock.
+    #[test]
+    fn the_holder_of_a_lock_is_named_only_while_another_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("idx");
+        let lock = lock_path(&out).unwrap();
+        assert_eq!(holder(&out), None, "no lock file");
+        let note = "pid 4242: relbert index add --index idx --pairs - (since unix time 1)";
+        std::fs::write(&lock, format!("{note}\n")).unwrap();
+        assert_eq!(holder(&out), None, "a lock file a killed writer left");
+        let other = File::open(&lock).unwrap();
+        other.try_lock().unwrap();
+        assert_eq!(holder(&out).as_deref(), Some(note));
+        // Asking took nothing: the holder still has it, and it is free once let go.
+        assert!(matches!(
+            File::open(&lock).unwrap().try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(other);
+        assert_eq!(holder(&out), None);
+        std::fs::remove_file(&lock).unwrap();
+        let ours = OutputLock::acquire(&out).unwrap();
+        assert_eq!(holder(&out), None, "this process's own lock");
+        drop(ours);
+    }
+
+    /// A reader's probe ([`holder`]) holds the lock shared for an instant; a writer starting
+    /// in that instant was refused, naming the note a killed run left as the holder. It
+    /// tries again for [`PROBE_GRACE`]; a lock held longer is still refused.
+    #[test]
+    fn a_writer_is_not_refused_by_a_readers_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("idx");
+        let lock = lock_path(&out).unwrap();
+        std::fs::write(&lock, "pid 4242: relbert index add (since unix time 1)\n").unwrap();
+        let probe = File::open(&lock).unwrap();
+        probe.try_lock_shared().unwrap();
+        let let_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(probe);
+        });
+        let taken = OutputLock::acquire(&out);
+        let_go.join().unwrap();
+        assert!(taken.is_ok(), "{:?}", taken.err());
+        drop(taken);
+        std::fs::write(&lock, "pid 4242: relbert index add (since unix time 1)\n").unwrap();
+        let held = File::open(&lock).unwrap();
+        held.try_lock_shared().unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            OutputLock::acquire(&out),
+            Err(IndexError::Locked { .. })
+        ));
+        assert!(started.elapsed() >= PROBE_GRACE);
     }
 
     /// The lock made the missing folders above its output (`create_dir_all`), so every

@@ -114,7 +114,7 @@ pub struct AddArgs {
     #[arg(long, value_parser = super::os(super::template))]
     template: Option<String>,
     /// Aggregation (default and only accepted value: the index's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::aggregation))]
     aggregation: Option<relbert::pooling::Aggregation>,
     /// Prompts per forward pass (1 to 4096). Default: 64 on the CPU, 512 on a GPU.
     #[arg(long, value_parser = super::batch_size)]
@@ -376,7 +376,24 @@ pub fn read_input(
     }
     let from_stdin = read_pairs(Path::new("-"))?;
     if from_stdin.is_empty() {
-        if let Some((records, counts)) = spooled_input(out)? {
+        // A run of `out` going on in another process is not interrupted: its copy of standard
+        // input is its own, and this run would only fail on its lock after reading it (found
+        // by a review: "resuming from the input the interrupted run spooled", then refused).
+        // Nothing on standard input is then no pairs, as with no run there
+        // ([`no_pairs_on_stdin`]).
+        let running = relbert_index::lock::holder(out);
+        if let Some(holder) = &running {
+            tracing::info!(
+                "standard input is empty; {} is being written by another process ({holder}), \
+                 whose copy of its input is left to it",
+                out.display()
+            );
+        }
+        let spooled = match running {
+            Some(_) => None,
+            None => spooled_input(out)?,
+        };
+        if let Some((records, counts)) = spooled {
             tracing::info!(
                 "standard input is empty: resuming from the input the interrupted run spooled ({} pairs)",
                 records.len()
@@ -394,8 +411,22 @@ pub fn read_input(
 /// has no copy of its input to resume from: a partial directory without a whole copy (its
 /// copy was cut short, by a full disk or a kill; or a remove's, which keeps none) can be
 /// resumed only from the same input given again, which is said rather than a bare "no pairs".
+///
+/// A partial directory whose run is going on in another process (it holds the writer lock)
+/// is no interrupted run: it is no pairs then ([`NoPairs`]), naming that process.
 fn no_pairs_on_stdin(out: &Path) -> Result<anyhow::Error> {
     let partial = relbert_index::partial_dir(out)?;
+    if let Some(holder) = relbert_index::lock::holder(out) {
+        return Ok(NoPairs {
+            inputs: "<stdin>".to_string(),
+            message: format!(
+                "no pairs on standard input ({} is being written by another process now \
+                 ({holder}): that run is not interrupted, and is not resumed)",
+                out.display()
+            ),
+        }
+        .into());
+    }
     if std::fs::symlink_metadata(&partial).is_ok() {
         return Ok(anyhow::anyhow!(
             "no pairs on standard input: {} holds an interrupted run of {} but no complete \
@@ -797,7 +828,9 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
                         "partial": run.partial.display().to_string(),
                         "command": run.command,
                         "source_index": run.source,
-                        "resumable": !run.stale_for(&idx.id()),
+                        // One still running is waited for, not resumed ([`pending_advice`]).
+                        "resumable": run.running.is_none() && !run.stale_for(&idx.id()),
+                        "running": run.running,
                         "advice": advice,
                     }),
                     (Err(why), _) => serde_json::json!({ "error": why }),
@@ -1884,14 +1917,25 @@ fn clear_leftovers(dir: &Path, now: &str) {
 /// only giving it up is advised (found by an audit: "run that add again" was advised, and an
 /// add of pairs the new index held found nothing to do and gave the same advice); one of
 /// `dir`'s index is named with the command and the pairs it needs.
+///
+/// A run whose writer lock another process holds ([`relbert_index::PendingRun::running`]) is
+/// most likely going on, not interrupted: it is waited for (found by a review: `index info`
+/// during an add advised removing its partial directory, and doing so killed the add).
 fn pending_advice(run: &relbert_index::PendingRun, dir: &Path, now: Option<&str>) -> String {
     let partial = run.partial.display();
+    let cmd = run.command;
+    if let Some(holder) = &run.running {
+        return format!(
+            "an `index {cmd}` of {} is running now ({holder}), writing {partial}; wait for it \
+             to end",
+            dir.display()
+        );
+    }
     let copy = if run.spooled {
         " (with the copy of standard input it holds)"
     } else {
         ""
     };
-    let cmd = run.command;
     if let (Some(now), Some(was)) = (now, run.source.as_deref()) {
         if run.stale_for(now) {
             return format!(
