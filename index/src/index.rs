@@ -452,14 +452,18 @@ impl Index {
     /// first, so a publication exchanging another index into `dir` meanwhile cannot mix the
     /// files of two indexes. On failure, the id `meta` held (once read) and the directory
     /// opened come with the error ([`OpenFailure`]).
-    fn open_once(dir: &Path, opts: OpenOptions) -> std::result::Result<Index, OpenFailure> {
-        let handle = open_dir(dir).map_err(|err| OpenFailure {
-            id: None,
-            opened: None,
-            err,
+    // Boxed: the failure is the rare path, and it is larger than an `Index`.
+    fn open_once(dir: &Path, opts: OpenOptions) -> std::result::Result<Index, Box<OpenFailure>> {
+        let handle = open_dir(dir).map_err(|err| {
+            Box::new(OpenFailure {
+                id: None,
+                opened: None,
+                err,
+            })
         })?;
         let opened = file_id(&handle);
-        let failed = |id: Option<String>| move |err: IndexError| OpenFailure { id, opened, err };
+        let failed =
+            |id: Option<String>| move |err: IndexError| Box::new(OpenFailure { id, opened, err });
         let meta_path = dir.join(FileKind::Meta.file_name());
         let (mh, meta, meta_file) = open_in(&handle, FileKind::Meta, &meta_path)
             .and_then(|f| {
