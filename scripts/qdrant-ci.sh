@@ -2,7 +2,8 @@
 # Sourced by .ci/run: starts a 3-node local Qdrant cluster (the server binary in
 # ../shared/engines/qdrant/) and makes a Python venv with gensim, then exports the variables
 # tests/qdrant_cluster.rs and tests/export_files.rs look for. Each step is time-boxed; a step
-# that fails leaves its variables unset, so its tests skip with a message instead of hanging.
+# that fails leaves its variables unset, so its tests skip instead of hanging, and .ci/run's
+# skip ledger then fails CI. Failures are said on standard output, where the log has them.
 # `qdrant_ci_stop` stops the cluster.
 QDRANT_ENGINE=${QDRANT_ENGINE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/engines/qdrant}
 QDRANT_CI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/relbert-qdrant-ci.XXXXXX")
@@ -16,15 +17,15 @@ if QDRANT_BIN=$(timeout 120 "$QDRANT_ENGINE/qdrant-bin.sh") &&
     export RELBERT_QDRANT_START=$QDRANT_ENGINE/start-local-cluster.sh
     echo "ci: qdrant 3-node cluster on 127.0.0.1:$QDRANT_CI_PORT (+10, +20)"
 else
-    echo "ci: QDRANT CLUSTER NOT STARTED; its tests will skip:" >&2
-    tail -20 "$QDRANT_CI_DIR/start.log" >&2 || true
+    echo "ci: QDRANT CLUSTER NOT STARTED; its tests will skip:"
+    tail -20 "$QDRANT_CI_DIR/start.log" | sed 's/^/ci:   /' || true
 fi
 if timeout 300 python3 -m venv "$QDRANT_CI_DIR/venv" &&
     timeout 300 "$QDRANT_CI_DIR/venv/bin/pip" install -q gensim; then
     export RELBERT_GENSIM_PYTHON=$QDRANT_CI_DIR/venv/bin/python
     echo "ci: gensim venv ready"
 else
-    echo "ci: GENSIM VENV NOT MADE; the gensim check will skip" >&2
+    echo "ci: GENSIM VENV NOT MADE; the gensim check will skip"
 fi
 qdrant_ci_stop() {
     if [ -d "$QDRANT_CI_DIR/cluster" ]; then

@@ -495,6 +495,16 @@ fn an_add_killed_midway_and_run_again_gives_the_full_index() {
             running
         };
         kills += usize::from(killed);
+        if round == 0 {
+            // The runs after this one resume its partial index: it must have been killed while
+            // it ran (an add that finished first leaves nothing to resume, and the test passed
+            // without any kill midway), leaving `idx.partial` and the checkpoint to resume from.
+            assert!(killed, "the add ended before new rows were durable");
+            assert!(
+                dir.path().join("idx.partial/checkpoint").is_file(),
+                "no checkpoint in idx.partial after the kill"
+            );
+        }
         // Killed, the index is the old one, whole (or, had the add finished, the new one).
         let now = Index::open(&idx).unwrap();
         assert!(now.id() == base_id || now.count() == 9000);

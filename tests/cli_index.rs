@@ -1392,7 +1392,7 @@ fn an_immutable_stale_lock_says_chattr_comes_first() {
             .is_ok_and(|s| s.success())
     };
     if !chattr("+i") {
-        eprintln!("SKIPPED: chattr +i does not work here (needs root and ext4 or the like)");
+        common::skip("chattr +i does not work here (needs root and ext4 or the like)");
         return;
     }
     let o = relbert()

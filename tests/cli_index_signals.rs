@@ -370,23 +370,25 @@ fn an_interrupt_that_says_nothing_was_written_leaves_nothing() {
     // Where a thread's system call cannot be read (no /proc, or a ptrace policy that hides
     // it), the test cannot see its sign below: skipped at once, not after the deadline.
     if std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_err() {
-        eprintln!("skipped: /proc/{pid}/syscall cannot be read here");
+        common::skip(format_args!("/proc/{pid}/syscall cannot be read here"));
         let _ = child.kill();
         let _ = child.wait();
         return;
     }
     // SAFETY: kill(2) with the child's own pid.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    // The handler has chosen its message once it is blocked writing it.
+    // The handler has chosen its message once it is blocked writing it. The system calls
+    // are readable (checked above), so not seeing it there by the deadline is a failure: the
+    // thread was renamed, or no longer blocks writing its message to a full pipe.
     while blocked_in(pid, "relbert-signals") != Some(libc::SYS_write) {
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
         if Instant::now() > deadline {
-            eprintln!(
-                "skipped: cannot see the signal thread blocked in write(2) in /proc/{pid}/task"
-            );
             let _ = child.kill();
             let _ = child.wait();
-            return;
+            panic!(
+                "the relbert-signals thread was not seen blocked in write(2) in /proc/{pid}/task \
+                 within 60 s of its start"
+            );
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -1786,7 +1786,7 @@ fn a_run_killed_between_renames_leaves_the_old_list_and_hashes_tell() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: strace is not installed: the kill between renames is not injected");
+        common::skip("strace is not installed: the kill between renames is not injected");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1819,7 +1819,7 @@ fn a_run_killed_between_renames_leaves_the_old_list_and_hashes_tell() {
         .output()
         .unwrap();
     if String::from_utf8_lossy(&o.stderr).contains("ptrace") {
-        eprintln!("SKIPPED: strace cannot trace here: the kill between renames is not injected");
+        common::skip("strace cannot trace here: the kill between renames is not injected");
         return;
     }
     assert!(!o.status.success(), "the run was not killed");

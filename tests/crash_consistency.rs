@@ -14,6 +14,9 @@
 //! at a cue instead, the moment the file names show the final files being written, the
 //! checkpoint removed before the rename, the old output moved aside, or (embed, average) the
 //! temporaries created or one of them renamed: moments too short for a delay to hit often.
+//! Each cue must kill at least one run of each writer that has it (it is waited for until it
+//! does, at most [`CUE_TRIES`] times): a cue whose file names no longer come fails the test
+//! instead of leaving its moment untested.
 //! The same command then runs again, is killed again (two to five kills a round), and is left
 //! to complete; a kill counts only if the child died of it. `RELBERT_CRASH_KILLS` (default 60)
 //! sets the total, shared among the writers in fixed proportions; `RELBERT_CRASH_SEED` the
@@ -48,6 +51,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,6 +65,10 @@ const OLD_PAIRS: usize = 600;
 const DEFAULT_KILLS: usize = 60;
 const DEFAULT_SEED: u64 = 0x5eed_c4a5;
 const SIGKILL: i32 = 9;
+/// Runs that wait for a cue that has not yet killed one, per writer, before the test calls it
+/// dead: a cue watches file names relbert gives today, and one that never comes would leave
+/// that moment untested without a word (it lets the run complete, which passes).
+const CUE_TRIES: usize = 10;
 
 /// States a kill can leave that relbert does not avoid yet (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,6 +145,9 @@ struct Tally {
     secs: f64,
     /// Kills that waited for a cue rather than a delay.
     cued: usize,
+    /// Per cue (in the scenario's order): runs that waited for it, and kills at it.
+    cue_tries: Vec<usize>,
+    cue_kills: Vec<usize>,
     /// Where the kills landed.
     phases: BTreeMap<&'static str, usize>,
 }
@@ -541,7 +552,9 @@ fn new_names(work: &Path, before: &BTreeSet<String>, f: impl Fn(&str) -> bool) -
 }
 
 /// Cues for an index writer: the finished files being written into `<out>.partial`, its
-/// checkpoint removed before the rename, and (`force`) the old `out` moved aside.
+/// checkpoint removed before the rename, and (`force`) the old `out` moved aside, before it is
+/// removed: exchanged with the new one (`renameat2(RENAME_EXCHANGE)`, where the file system
+/// can), the old directory is at `<out>.partial`; else it was renamed to `.<out>.old-<pid>`.
 fn index_cues<'a>(out: &'static str, force: bool) -> Vec<Box<Cue<'a>>> {
     let partial = move |w: &Path| file_names(&w.join(format!("{out}.partial")));
     let mut cues: Vec<Box<Cue<'a>>> = vec![
@@ -556,8 +569,18 @@ fn index_cues<'a>(out: &'static str, force: bool) -> Vec<Box<Cue<'a>>> {
         }),
     ];
     if force {
-        cues.push(Box::new(move |w, before, _| {
-            new_names(w, before, |n| pid_tagged(n, ".old-") == Some(out)) > 0
+        // `old`: the inode of the old `out` (taken at the run's first look, long before the
+        // publication; 0 when there was none).
+        cues.push(Box::new(move |w, before, old| {
+            let inode = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.ino() as usize);
+            if *old == 0 {
+                *old = inode(w.join(out));
+            }
+            (*old != 0 && inode(w.join(format!("{out}.partial"))) == *old)
+                // The name is `.<out>.old-<pid>`: its base is `out` without the dot.
+                || new_names(w, before, |n| {
+                    pid_tagged(n.trim_start_matches('.'), ".old-") == Some(out)
+                }) > 0
         }));
     }
     cues
@@ -588,7 +611,10 @@ fn index_phase(h: &Harness, out: &str, reference: &Path, filling: &'static str) 
 /// `s.quota` kills have hit. A round plans two to five kills: its first run is killed after a
 /// delay in [0, 1.1 × the duration of a whole run), a resumed one in [0, 0.7 ×) (it has less
 /// to do), or either at a cue; a run that completes first ends the round early, and after the
-/// planned kills a run is left to complete.
+/// planned kills a run is left to complete. Every cue must kill a run at least once: once the
+/// kills left are no more than the cues that have not, those are waited for in turn (the
+/// quota is exceeded if need be), and one that has not killed a run in [`CUE_TRIES`] waits
+/// fails the test.
 fn kill_rounds(h: &mut Harness, s: Scenario) {
     let mut tally = Tally {
         writer: s.writer,
@@ -596,7 +622,14 @@ fn kill_rounds(h: &mut Harness, s: Scenario) {
         rounds: 0,
         secs: 0.0,
         cued: 0,
+        cue_tries: vec![0; s.cues.len()],
+        cue_kills: vec![0; s.cues.len()],
         phases: BTreeMap::new(),
+    };
+    let unfired = |t: &Tally| -> Vec<usize> {
+        (0..t.cue_kills.len())
+            .filter(|&i| t.cue_kills[i] == 0)
+            .collect()
     };
     let started = Instant::now();
     h.outputs.extend(s.outputs.iter().map(|o| o.to_string()));
@@ -609,23 +642,32 @@ fn kill_rounds(h: &mut Harness, s: Scenario) {
             }
         }
     };
-    while tally.kills < s.quota {
+    while tally.kills < s.quota || !unfired(&tally).is_empty() {
         clean(h);
         for o in &s.outputs {
             remove(&h.work.join(o));
             h.names.remove(*o);
         }
         (s.prepare)(h, tally.rounds);
-        let plan = (2 + (h.rng.next_u64() % 4) as usize).min(s.quota - tally.kills);
+        let owed = s
+            .quota
+            .saturating_sub(tally.kills)
+            .max(unfired(&tally).len());
+        let plan = (2 + (h.rng.next_u64() % 4) as usize).min(owed);
         let mut killed = 0;
         let mut published_by_killed_run = false;
         for attempt in 0.. {
-            let mut cued = false;
+            let mut cued = None;
+            let waiting = unfired(&tally);
             let kill = if killed == plan {
                 Kill::Never
+            } else if !waiting.is_empty() && s.quota.saturating_sub(tally.kills) <= waiting.len() {
+                cued = Some(waiting[0]);
+                Kill::When(s.cues[waiting[0]].as_ref())
             } else if !s.cues.is_empty() && h.rng.unit() < 0.25 {
-                cued = true;
-                Kill::When(s.cues[(h.rng.next_u64() % s.cues.len() as u64) as usize].as_ref())
+                let i = (h.rng.next_u64() % s.cues.len() as u64) as usize;
+                cued = Some(i);
+                Kill::When(s.cues[i].as_ref())
             } else {
                 let span = if attempt == 0 { 1.1 } else { 0.7 };
                 Kill::After(full.mul_f64(span * h.rng.unit()))
@@ -637,6 +679,16 @@ fn kill_rounds(h: &mut Harness, s: Scenario) {
             before.clone_from(&file_names(&h.work));
             let started = Instant::now();
             let run = h.run(&s.args, kill, &before);
+            if let Some(i) = cued {
+                tally.cue_tries[i] += 1;
+                tally.cue_kills[i] += usize::from(matches!(run, Run::Killed));
+                assert!(
+                    tally.cue_kills[i] > 0 || tally.cue_tries[i] < CUE_TRIES,
+                    "{}: cue {i} (in the scenario's order) killed no run in {CUE_TRIES} waits \
+                     for it: the file names it watches no longer come",
+                    s.writer
+                );
+            }
             // Other work on the machine changes how long a run takes: keep the delays spread
             // over the run as it is now (a whole run completed, or one killed later than that).
             match run {
@@ -649,7 +701,7 @@ fn kill_rounds(h: &mut Harness, s: Scenario) {
                 Run::Killed => {
                     killed += 1;
                     tally.kills += 1;
-                    tally.cued += usize::from(cued);
+                    tally.cued += usize::from(cued.is_some());
                     h.check_user_files();
                     let phase = (s.phase)(h, &before);
                     let done = (s.after_kill)(h);
@@ -680,7 +732,7 @@ fn kill_rounds(h: &mut Harness, s: Scenario) {
         });
         tally.rounds += 1;
         assert!(
-            tally.rounds <= 4 * s.quota + 8,
+            tally.rounds <= 4 * s.quota + 8 + CUE_TRIES * s.cues.len(),
             "{}: {} rounds for {} kills: the delays miss the runs",
             s.writer,
             tally.rounds,
@@ -691,8 +743,16 @@ fn kill_rounds(h: &mut Harness, s: Scenario) {
     clean(h);
     tally.secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{}: {} kills ({} on cue), {} rounds, {:.1}s; kills landed: {:?}",
-        tally.writer, tally.kills, tally.cued, tally.rounds, tally.secs, tally.phases
+        "{}: {} kills ({} on cue; per cue, kills/waits {:?}/{:?}), {} rounds, {:.1}s; \
+         kills landed: {:?}",
+        tally.writer,
+        tally.kills,
+        tally.cued,
+        tally.cue_kills,
+        tally.cue_tries,
+        tally.rounds,
+        tally.secs,
+        tally.phases
     );
     h.tallies.push(tally);
 }
@@ -761,7 +821,7 @@ fn replacing_index<'a>(
                 let aside = std::fs::read_dir(&h.work)
                     .unwrap()
                     .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .find(|n| pid_tagged(n, ".old-") == Some(out));
+                    .find(|n| pid_tagged(n.trim_start_matches('.'), ".old-") == Some(out));
                 h.known(
                     Known::OutputMissing,
                     format!("{out} missing after a kill ({aside:?} left)"),
@@ -1059,9 +1119,22 @@ fn killed_writers_leave_the_old_output_or_the_complete_new_one() {
                     "start-up, loading, averaging"
                 }
             }),
+            // The model is written into `.soup.tmp` and renamed, or exchanged, into place (the
+            // earlier soup then at `.soup.tmp`, or `.soup.old` where the file system cannot
+            // exchange, until it is removed). These watched `.soup.tmp-<pid>` and
+            // `.soup.old-<pid>`, names relbert no longer gives, and never fired unnoticed.
             cues: vec![
-                Box::new(|w, before, _| new_names(w, before, |n| n.starts_with(".soup.tmp-")) > 0),
-                Box::new(|w, before, _| new_names(w, before, |n| n.starts_with(".soup.old-")) > 0),
+                // The temporary directory is there: the model is being written.
+                Box::new(|w, before, _| new_names(w, before, |n| n == ".soup.tmp") > 0),
+                // The new model is in place (`tmp`: the temporary directory's inode, taken when
+                // it is first seen; renames and the exchange keep it).
+                Box::new(|w, _, tmp| {
+                    let inode = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.ino() as usize);
+                    if *tmp == 0 {
+                        *tmp = inode(w.join(".soup.tmp"));
+                    }
+                    *tmp != 0 && inode(w.join("soup")) == *tmp
+                }),
             ],
         },
     );
@@ -1079,8 +1152,8 @@ fn killed_writers_leave_the_old_output_or_the_complete_new_one() {
     );
     for t in &h.tallies {
         eprintln!(
-            "  {:<42} {:>3} kills ({:>2} on cue), {:>2} rounds, {:>3.0}s: {:?}",
-            t.writer, t.kills, t.cued, t.rounds, t.secs, t.phases
+            "  {:<42} {:>3} kills ({:>2} on cue, per cue {:?}), {:>2} rounds, {:>3.0}s: {:?}",
+            t.writer, t.kills, t.cued, t.cue_kills, t.rounds, t.secs, t.phases
         );
     }
     for (issue, seen) in &h.known {

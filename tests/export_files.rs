@@ -148,9 +148,9 @@ fn word2vec_and_npy_exports_match_the_index() {
     export(&index, "npy", &npy, &["--force"]).success();
 
     let Some(py) = gensim_python() else {
-        eprintln!(
-            "SKIPPED the gensim check: no Python with gensim (set RELBERT_GENSIM_PYTHON to one, \
-             as .ci/run does)"
+        common::skip(
+            "the gensim check: no Python with gensim (set RELBERT_GENSIM_PYTHON to one, \
+             as .ci/run does)",
         );
         return;
     };

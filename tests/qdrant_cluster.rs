@@ -42,9 +42,9 @@ impl Cluster {
                 start: s.into(),
             }),
             _ => {
-                eprintln!(
-                    "SKIPPED: no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_DIR, \
-                     RELBERT_QDRANT_CLUSTER_PORT and RELBERT_QDRANT_START, as .ci/run does)"
+                common::skip(
+                    "no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_DIR, \
+                     RELBERT_QDRANT_CLUSTER_PORT and RELBERT_QDRANT_START, as .ci/run does)",
                 );
                 None
             }
@@ -72,23 +72,28 @@ impl Cluster {
             .expect("pid")
     }
 
-    /// Kills node `node` (SIGKILL); the cluster is restarted when the guard is dropped,
-    /// unless [`Down::restart`] restarted it first.
+    /// Kills node `node` (SIGKILL) and waits (10 s at most) until it is gone, failing the test
+    /// if it is not: a node still up would make the test's "across a node kill" claims
+    /// untested. The cluster is restarted when the guard is dropped, unless [`Down::restart`]
+    /// restarted it first.
     fn kill(&self, node: usize) -> Down<'_> {
         let pid = self.pid(node);
         // Made first: a failure from here on must not leave the node down.
         let down = Down(Some(self));
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
-        // Reap nothing (not our child); wait until it is gone.
+        // Reap nothing (not our child); wait until it is gone (or a zombie: dead, its ports
+        // closed, waiting for its parent).
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        };
         let t = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false)
-            && t.elapsed() < Duration::from_secs(10)
-        {
+        while alive() && t.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(
+            !alive(),
+            "node {node} (pid {pid}) still runs 10 s after SIGKILL"
+        );
         down
     }
 
@@ -634,13 +639,23 @@ fn cluster_export_query_and_node_failures() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    eprintln!("export at the kill: {} of {n} points written", {
+    // The kill must land during the export: it still runs, and has not written every point.
+    let sent = {
         let c = probe.clone();
         probe
             .block_on(async move { c.count().await })
             .unwrap()
             .unwrap_or(0)
-    });
+    };
+    eprintln!("export at the kill: {sent} of {n} points written");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the export ended before the kill"
+    );
+    assert!(
+        sent < n as u64,
+        "the export had written all {n} points before the kill"
+    );
     let down = cluster.kill(2);
     let status = child.wait().unwrap();
     let mut err = String::new();

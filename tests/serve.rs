@@ -1788,10 +1788,99 @@ fn component<'a>(spec: &'a Value, kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no components.{kind}.{name}"))
 }
 
-/// Whether `v` fits `schema`, for the JSON Schema words the description uses; `Err` says
-/// where it does not.
+/// The schema keywords [`fits`] knows: those it checks, then those that only describe. A
+/// review found `minimum`, `maximum` and `minLength` in the description unchecked: a keyword
+/// not listed here fails the check, so the next one is enforced here when it is added there.
+const SCHEMA_KEYWORDS: [&str; 22] = [
+    "$ref",
+    "type",
+    "oneOf",
+    "const",
+    "enum",
+    "minLength",
+    "maxLength",
+    "x-maxWordChars",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "items",
+    "required",
+    "properties",
+    "additionalProperties",
+    "description",
+    "default",
+    "example",
+    "examples",
+    "format",
+    "title",
+];
+
+/// Where in `schema` (named `at`), or in the schemas inside it, a keyword is not among
+/// [`SCHEMA_KEYWORDS`]: [`fits`] looks only at the schemas a value reaches, this at all.
+fn unknown_keywords(schema: &Value, at: &str, found: &mut Vec<String>) {
+    let Some(o) = schema.as_object() else {
+        return;
+    };
+    for (k, sub) in o {
+        let here = format!("{at}.{k}");
+        match k.as_str() {
+            "items" | "additionalProperties" => unknown_keywords(sub, &here, found),
+            "properties" => {
+                for (name, p) in sub.as_object().into_iter().flatten() {
+                    unknown_keywords(p, &format!("{here}.{name}"), found);
+                }
+            }
+            "oneOf" => {
+                for (i, p) in sub.as_array().into_iter().flatten().enumerate() {
+                    unknown_keywords(p, &format!("{here}[{i}]"), found);
+                }
+            }
+            k if !SCHEMA_KEYWORDS.contains(&k) => found.push(here),
+            _ => {}
+        }
+    }
+}
+
+/// Every schema in `v` (named `at`): the values of `schema` keys, and `components.schemas`.
+fn schemas_in<'a>(v: &'a Value, at: &str, found: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(o) => {
+            for (k, sub) in o {
+                let here = format!("{at}.{k}");
+                if k == "schema" {
+                    found.push((here, sub));
+                } else if k == "schemas" && at == ".components" {
+                    let named = sub.as_object().into_iter().flatten();
+                    found.extend(named.map(|(name, s)| (format!("{here}.{name}"), s)));
+                } else {
+                    schemas_in(sub, &here, found);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, sub) in a.iter().enumerate() {
+                schemas_in(sub, &format!("{at}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `v` fits `schema`, for the JSON Schema words the description uses
+/// ([`SCHEMA_KEYWORDS`]); `Err` says where it does not, or names a keyword it does not know.
 fn fits(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
     let schema = resolve(spec, schema);
+    if let Some(k) = schema
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .find(|k| !SCHEMA_KEYWORDS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "{at}: the schema's keyword {k} is not checked by this test's `fits`: add it there"
+        ));
+    }
     let fail = |why: String| Err(format!("{at}: {why} ({v:.120})"));
     if let Some(options) = schema["oneOf"].as_array() {
         let n = options
@@ -1835,9 +1924,27 @@ fn fits(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
         }
     }
     if let Some(s) = v.as_str() {
+        // Lengths in characters (code points), as JSON Schema counts them.
         let n = s.chars().count() as u64;
         if schema["maxLength"].as_u64().is_some_and(|m| n > m) {
             return fail("too long".into());
+        }
+        if schema["minLength"].as_u64().is_some_and(|m| n < m) {
+            return fail("too short".into());
+        }
+        // The description's own keyword: each word between spaces at most this long.
+        if let Some(m) = schema["x-maxWordChars"].as_u64() {
+            if s.split(' ').any(|w| w.chars().count() as u64 > m) {
+                return fail(format!("has a word over {m} characters"));
+            }
+        }
+    }
+    if let Some(x) = v.as_f64() {
+        if schema["minimum"].as_f64().is_some_and(|m| x < m) {
+            return fail(format!("is below the minimum {}", schema["minimum"]));
+        }
+        if schema["maximum"].as_f64().is_some_and(|m| x > m) {
+            return fail(format!("is above the maximum {}", schema["maximum"]));
         }
     }
     if let Some(items) = v.as_array() {
@@ -1863,10 +1970,12 @@ fn fits(spec: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
         for (k, x) in obj {
             match props.and_then(|p| p.get(k)) {
                 Some(s) => fits(spec, s, x, &format!("{at}.{k}"))?,
-                None if schema["additionalProperties"] == json!(false) => {
-                    return fail(format!("has {k}, which is not declared"))
-                }
-                None => {}
+                None => match &schema["additionalProperties"] {
+                    Value::Bool(false) => return fail(format!("has {k}, which is not declared")),
+                    // A schema for every undeclared property.
+                    extra @ Value::Object(_) => fits(spec, extra, x, &format!("{at}.{k}"))?,
+                    _ => {}
+                },
             }
         }
     }
@@ -1943,6 +2052,35 @@ async fn the_openapi_description_matches_what_the_server_does() {
     let (guarded, _) = app_with(options(Some("s3cret")));
     let starting = router(AppState::new(&options(None)));
     let (_, spec) = call(&open, "GET", "/v1/openapi.json", None).await;
+
+    // Every schema keyword of the description is one `fits` checks or knows to be descriptive:
+    // an unchecked one (minimum, maximum and minLength were) would let answers pass unchecked.
+    let mut schemas = Vec::new();
+    schemas_in(&spec, "", &mut schemas);
+    assert!(schemas.len() > 10, "{} schemas found", schemas.len());
+    let mut unknown = Vec::new();
+    for (at, s) in &schemas {
+        unknown_keywords(s, at, &mut unknown);
+    }
+    assert!(
+        unknown.is_empty(),
+        "keywords `fits` does not check: {unknown:?}"
+    );
+    // And `fits` enforces the bounds the description uses, and refuses a keyword it lacks.
+    let number = json!({"type": "integer", "minimum": 1, "maximum": 100});
+    for (v, ok) in [(0, false), (1, true), (100, true), (101, false)] {
+        assert_eq!(fits(&spec, &number, &json!(v), "n").is_ok(), ok, "{v}");
+    }
+    let word = json!({"type": "string", "minLength": 1, "x-maxWordChars": 3});
+    for (v, ok) in [
+        ("", false),
+        ("a", true),
+        ("new york", false),
+        ("new yor", true),
+    ] {
+        assert_eq!(fits(&spec, &word, &json!(v), "w").is_ok(), ok, "{v:?}");
+    }
+    assert!(fits(&spec, &json!({"pattern": "^a"}), &json!("a"), "p").is_err());
 
     // The routes the router serves are the paths described.
     let routes = [

@@ -36,9 +36,9 @@ fn cluster_urls() -> Option<Vec<String>> {
                 .collect(),
         ),
         None => {
-            eprintln!(
-                "SKIPPED: no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_PORT to the \
-                 base port of a cluster started by start-local-cluster.sh, as .ci/run does)"
+            common::skip(
+                "no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_PORT to the \
+                 base port of a cluster started by start-local-cluster.sh, as .ci/run does)",
             );
             None
         }

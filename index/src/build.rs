@@ -3502,7 +3502,9 @@ mod tests {
         let partial = partial_dir(&out).unwrap();
         let _unlock = Unlock(vec![vectors.clone(), partial.join("vectors")]);
         if !chattr("+i", &vectors) {
-            eprintln!("skipped: `chattr +i` is not available or not permitted here");
+            crate::test_skip(format_args!(
+                "`chattr +i` is not available or not permitted here"
+            ));
             return;
         }
         let before = crate::test_util::sorted_names(tmp.path());
@@ -3566,7 +3568,9 @@ mod tests {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("skipped: `chattr +i` is not available or not permitted here");
+            crate::test_skip(format_args!(
+                "`chattr +i` is not available or not permitted here"
+            ));
             return;
         }
         std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -3765,7 +3769,7 @@ mod mount_and_space_tests {
         std::fs::create_dir(&idx).unwrap();
         let p = idx.to_str().unwrap();
         if let Err(why) = mount(&["--bind", p, p]) {
-            eprintln!("skipped: cannot bind-mount {p}: {why}");
+            crate::test_skip(format_args!("cannot bind-mount {p}: {why}"));
             return;
         }
         let r = check_not_write_protected(&idx, "add");
@@ -3792,7 +3796,7 @@ mod mount_and_space_tests {
         std::fs::create_dir(&fs).unwrap();
         let p = fs.to_str().unwrap();
         if let Err(why) = mount(&["-t", "tmpfs", "-o", "size=256k", "tmpfs", p]) {
-            eprintln!("skipped: cannot mount a tmpfs on {p}: {why}");
+            crate::test_skip(format_args!("cannot mount a tmpfs on {p}: {why}"));
             return;
         }
         let out = fs.join("idx");

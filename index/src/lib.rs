@@ -112,6 +112,32 @@ pub use pairs::{pair_hash, PairEntry, PairRef};
 pub use rebuild::{rebuild, rebuild_without, RebuildOptions};
 pub use staged::{GraphPriority, StagedProgress};
 
+/// Says why a unit test (or a part of one) is skipped: `SKIPPED: <reason>` on standard error
+/// and, when `RELBERT_SKIP_LOG` names a file, one line `<file>::<test>: <reason>` appended to
+/// it, the skip ledger that `.ci/run` prints (the convention is documented on the
+/// integration tests' `skip`, tests/common/mod.rs in the main crate). libtest hides a passing
+/// test's standard error, so a skip that only printed never reached a CI log.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn test_skip(reason: impl std::fmt::Display) {
+    let reason = reason.to_string().replace(['\n', '\r'], " ");
+    eprintln!("SKIPPED: {reason}");
+    let Some(log) = std::env::var_os("RELBERT_SKIP_LOG").filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let mut place = std::panic::Location::caller().file().to_string();
+    if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
+        place = format!("{place}::{test}");
+    }
+    let line = format!("{}: {reason}\n", place.replace(' ', "_"));
+    // A skip never fails a test: a ledger that cannot be written is only not written.
+    let _ = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
+
 /// Helpers shared by the crate's unit tests.
 #[cfg(test)]
 pub(crate) mod test_util {

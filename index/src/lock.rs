@@ -817,7 +817,9 @@ mod tests {
     #[test]
     fn a_lock_is_not_released_while_the_gate_is_closed() {
         if std::fs::read_to_string("/proc/thread-self/syscall").is_err() {
-            eprintln!("skipped: /proc/thread-self/syscall cannot be read here");
+            crate::test_skip(format_args!(
+                "/proc/thread-self/syscall cannot be read here"
+            ));
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -1049,14 +1051,14 @@ mod unwritable_tests {
                 .is_ok_and(|o| o.status.success())
         };
         if !ok(&["--bind", p, p]) {
-            eprintln!("skipped: cannot bind-mount {p} (not root?)");
+            crate::test_skip(format_args!("cannot bind-mount {p} (not root?)"));
             return;
         }
         let remounted = ok(&["-o", "remount,ro,bind", p]);
         let r = remounted.then(|| OutputLock::acquire(&dir.join("idx")));
         let _ = std::process::Command::new("umount").arg(p).status();
         let Some(r) = r else {
-            eprintln!("skipped: cannot remount {p} read-only");
+            crate::test_skip(format_args!("cannot remount {p} read-only"));
             return;
         };
         match r {
@@ -1074,7 +1076,7 @@ mod unwritable_tests {
     #[test]
     fn an_unwritable_folder_is_said_in_words() {
         if has_capability(CAP_DAC_OVERRIDE) {
-            eprintln!("skipped: CAP_DAC_OVERRIDE may write to any folder");
+            crate::test_skip(format_args!("CAP_DAC_OVERRIDE may write to any folder"));
             return;
         }
         use std::os::unix::fs::PermissionsExt;
@@ -1322,7 +1324,7 @@ mod unwritable_tests {
             && std::os::unix::fs::chown(&folder, Some(folder_uid), None).is_ok()
             && std::os::unix::fs::chown(&lock, Some(file_uid), None).is_ok();
         if !ready {
-            eprintln!("skipped: needs CAP_FOWNER and CAP_CHOWN");
+            crate::test_skip(format_args!("needs CAP_FOWNER and CAP_CHOWN"));
             return;
         }
         let (l, f) = (lock.clone(), folder.clone());
@@ -1386,7 +1388,9 @@ mod unwritable_tests {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("skipped: chattr +i does not work here (needs root and ext4 or the like)");
+            crate::test_skip(format_args!(
+                "chattr +i does not work here (needs root and ext4 or the like)"
+            ));
             return;
         }
         set.0.push((lock.clone(), "-i"));

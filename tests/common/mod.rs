@@ -3,6 +3,43 @@
 
 use std::path::{Path, PathBuf};
 
+/// Skips a test, or a part of one, that cannot run here: prints `SKIPPED: <reason>` on
+/// standard error and, when the environment variable `RELBERT_SKIP_LOG` names a file, appends
+/// one line to that file, the skip ledger. libtest shows a passing test's standard error only
+/// with `--nocapture`, so a skip that only printed never reached a CI log: CI passed with its
+/// Qdrant, browser and fault-injection tests all skipped.
+///
+/// The ledger's convention, for every skip site (the index crate's and src/'s unit tests
+/// write the same lines without this helper): one line per skip, `<where>: <reason>`, where
+/// `<where>` is the source file (`tests/serve_qdrant.rs`) followed, when the test runs on a
+/// thread libtest named after it, by `::<test name>`, and holds no space; `<reason>` is on
+/// the same line (line breaks become spaces) and names what is missing. The file is opened
+/// to append and created if absent; a failure to write it is ignored: a skip never fails a
+/// test. `.ci/run` sets the variable, prints the ledger after the tests and fails when a
+/// reason names a service or tool it provides itself (Qdrant, Chromium/chromedriver, gensim,
+/// strace), so such a reason must name it, and another reason must not.
+#[track_caller]
+pub fn skip(reason: impl std::fmt::Display) {
+    let reason = reason.to_string().replace(['\n', '\r'], " ");
+    eprintln!("SKIPPED: {reason}");
+    let Some(log) = std::env::var_os("RELBERT_SKIP_LOG").filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let mut place = std::panic::Location::caller().file().to_string();
+    // libtest runs each test on a thread named after it; any other thread says only the file.
+    if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
+        place = format!("{place}::{test}");
+    }
+    let line = format!("{}: {reason}\n", place.replace(' ', "_"));
+    // One write of one line to a file opened to append: lines of tests running in parallel
+    // do not interleave.
+    let _ = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
+
 /// Path of a file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -645,6 +682,7 @@ impl QueryStream {
 /// only a user whom permissions bind can show (root may write anything); `None`, with
 /// `SKIPPED` and the reason printed for `what` (the test or its part), when this test process
 /// cannot run it so (not root, no setpriv, or `nobody` may not run the binary).
+#[track_caller]
 pub fn relbert_as_nobody(scratch: &Path, what: &str) -> Option<std::process::Command> {
     relbert_switched(
         scratch,
@@ -657,6 +695,7 @@ pub fn relbert_as_nobody(scratch: &Path, what: &str) -> Option<std::process::Com
 /// `SKIPPED` printed for `what` when this test process cannot run it so. The probe runs the
 /// binary itself (`--version`) under `ids`: a checkout `nobody` may not read would make the
 /// test fail on that, not on what it checks.
+#[track_caller]
 pub fn relbert_switched(scratch: &Path, what: &str, ids: &[&str]) -> Option<std::process::Command> {
     use std::os::unix::fs::MetadataExt;
     use std::process::{Command, Stdio};
@@ -666,7 +705,9 @@ pub fn relbert_switched(scratch: &Path, what: &str, ids: &[&str]) -> Option<std:
     let uid = std::fs::metadata(&probe).unwrap().uid();
     std::fs::remove_file(&probe).unwrap();
     if uid != 0 {
-        eprintln!("SKIPPED: {what}: running relbert as another user needs root (uid {uid})");
+        skip(format_args!(
+            "{what}: running relbert as another user needs root (uid {uid})"
+        ));
         return None;
     }
     let runs = Command::new("setpriv")
@@ -676,11 +717,11 @@ pub fn relbert_switched(scratch: &Path, what: &str, ids: &[&str]) -> Option<std:
         .stdin(Stdio::null())
         .output();
     if !runs.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED: {what}: setpriv {} cannot run {} here: {runs:?}",
+        skip(format_args!(
+            "{what}: setpriv {} cannot run {} here: {runs:?}",
             ids.join(" "),
             bin.display()
-        );
+        ));
         return None;
     }
     let mut c = Command::new("setpriv");
