@@ -112,30 +112,51 @@ pub use pairs::{pair_hash, PairEntry, PairRef};
 pub use rebuild::{rebuild, rebuild_without, RebuildOptions};
 pub use staged::{GraphPriority, StagedProgress};
 
-/// Says why a unit test (or a part of one) is skipped: `SKIPPED: <reason>` on standard error
-/// and, when `RELBERT_SKIP_LOG` names a file, one line `<file>::<test>: <reason>` appended to
-/// it, the skip ledger that `.ci/run` prints (the convention is documented on the
-/// integration tests' `skip`, tests/common/mod.rs in the main crate). libtest hides a passing
-/// test's standard error, so a skip that only printed never reached a CI log.
-#[cfg(test)]
-#[track_caller]
-pub(crate) fn test_skip(reason: impl std::fmt::Display) {
-    let reason = reason.to_string().replace(['\n', '\r'], " ");
+/// Records a skipped test, or part of one, in the skip ledger: one line `<place>: <reason>`
+/// appended to the file `RELBERT_SKIP_LOG` names, when it names one (`SKIPPED: <reason>` is
+/// printed on standard error either way). For the tests of this crate and of relbert, whose
+/// helpers say where (`<file>::<test>`) and call this; not for programs.
+///
+/// libtest shows a passing test's standard error only with `--nocapture`, so a skip that
+/// only printed never reached a CI log: CI passed with its Qdrant, browser and
+/// fault-injection tests all skipped. `.ci/run` prints the ledger after the tests and fails
+/// when a reason names a service or tool it provides itself (Qdrant, Chromium/chromedriver,
+/// gensim, strace), so such a reason must name it, and another reason must not. Line breaks
+/// in the reason become spaces and spaces in the place underscores, so a line is one skip;
+/// the file is opened to append (one write per line: tests running in parallel do not
+/// interleave) and created if absent, and a failure to write it is ignored: a skip never
+/// fails a test.
+#[doc(hidden)]
+pub fn record_skip(place: &str, reason: &str) {
+    let reason = reason.replace(['\n', '\r'], " ");
     eprintln!("SKIPPED: {reason}");
     let Some(log) = std::env::var_os("RELBERT_SKIP_LOG").filter(|v| !v.is_empty()) else {
         return;
     };
-    let mut place = std::panic::Location::caller().file().to_string();
-    if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
-        place = format!("{place}::{test}");
-    }
     let line = format!("{}: {reason}\n", place.replace(' ', "_"));
-    // A skip never fails a test: a ledger that cannot be written is only not written.
     let _ = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(log)
         .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
+
+/// The place of a skip in a test ([`record_skip`]): `file`, and `::<test>` when the test runs
+/// on a thread libtest named after it.
+#[doc(hidden)]
+pub fn skip_place(file: &str) -> String {
+    match std::thread::current().name().filter(|n| *n != "main") {
+        Some(test) => format!("{file}::{test}"),
+        None => file.to_string(),
+    }
+}
+
+/// Skips a part of a unit test of this crate ([`record_skip`]).
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn test_skip(reason: impl std::fmt::Display) {
+    let place = skip_place(std::panic::Location::caller().file());
+    record_skip(&place, &reason.to_string());
 }
 
 /// Helpers shared by the crate's unit tests.

@@ -3,41 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// Skips a test, or a part of one, that cannot run here: prints `SKIPPED: <reason>` on
-/// standard error and, when the environment variable `RELBERT_SKIP_LOG` names a file, appends
-/// one line to that file, the skip ledger. libtest shows a passing test's standard error only
-/// with `--nocapture`, so a skip that only printed never reached a CI log: CI passed with its
-/// Qdrant, browser and fault-injection tests all skipped.
-///
-/// The ledger's convention, for every skip site (the index crate's and src/'s unit tests
-/// write the same lines without this helper): one line per skip, `<where>: <reason>`, where
-/// `<where>` is the source file (`tests/serve_qdrant.rs`) followed, when the test runs on a
-/// thread libtest named after it, by `::<test name>`, and holds no space; `<reason>` is on
-/// the same line (line breaks become spaces) and names what is missing. The file is opened
-/// to append and created if absent; a failure to write it is ignored: a skip never fails a
-/// test. `.ci/run` sets the variable, prints the ledger after the tests and fails when a
-/// reason names a service or tool it provides itself (Qdrant, Chromium/chromedriver, gensim,
-/// strace), so such a reason must name it, and another reason must not.
+/// Skips a test, or a part of one, that cannot run here: `SKIPPED: <reason>` on standard
+/// error, and a line `<file>::<test>: <reason>` in the skip ledger when `RELBERT_SKIP_LOG`
+/// names a file (`relbert_index::record_skip` documents the ledger and what `.ci/run` does
+/// with it). The reason names what is missing.
 #[track_caller]
 pub fn skip(reason: impl std::fmt::Display) {
-    let reason = reason.to_string().replace(['\n', '\r'], " ");
-    eprintln!("SKIPPED: {reason}");
-    let Some(log) = std::env::var_os("RELBERT_SKIP_LOG").filter(|v| !v.is_empty()) else {
-        return;
-    };
-    let mut place = std::panic::Location::caller().file().to_string();
-    // libtest runs each test on a thread named after it; any other thread says only the file.
-    if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
-        place = format!("{place}::{test}");
-    }
-    let line = format!("{}: {reason}\n", place.replace(' ', "_"));
-    // One write of one line to a file opened to append: lines of tests running in parallel
-    // do not interleave.
-    let _ = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    let place = relbert_index::skip_place(std::panic::Location::caller().file());
+    relbert_index::record_skip(&place, &reason.to_string());
 }
 
 /// Path of a file under tests/fixtures.

@@ -251,25 +251,11 @@ mod tests {
             .collect()
     }
 
-    /// Says why a test is skipped on standard error and, when `RELBERT_SKIP_LOG` names a file,
-    /// appends `<where>: <reason>` to it: the skip ledger of tests/common/mod.rs's `skip`
-    /// (which documents it), which a unit test cannot import. libtest hides a passing test's
-    /// standard error, so without the ledger CI could not tell that the kernel went untested.
+    /// Records a skip in the skip ledger (`relbert_index::record_skip`): libtest hides a
+    /// passing test's standard error, so without it CI could not tell that the kernel went
+    /// untested.
     fn skip(reason: &str) {
-        eprintln!("SKIPPED: {reason}");
-        if let Some(log) = std::env::var_os("RELBERT_SKIP_LOG").filter(|v| !v.is_empty()) {
-            let place = std::thread::current()
-                .name()
-                .filter(|n| *n != "main")
-                .map_or_else(|| file!().to_string(), |t| format!("{}::{t}", file!()));
-            let line = format!("{place}: {reason}\n");
-            // Never a failure: the test has nothing to check here.
-            let _ = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(log)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-        }
+        relbert_index::record_skip(&relbert_index::skip_place(file!()), reason);
     }
 
     /// The kernel equals the float64 product of the bfloat16-rounded operands (what the
