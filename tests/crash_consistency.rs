@@ -115,6 +115,18 @@ impl Rng {
 /// `(work, the names in work before the run, scratch state of the run, 0 at its start)`.
 type Cue<'a> = dyn Fn(&Path, &BTreeSet<String>, &mut usize) -> bool + 'a;
 
+/// Whether `path` is now a directory other than the one it was at the run's first look
+/// (`start`: 0 before that look; then its inode plus one, or 1 when it was absent), for cues
+/// on names a killed run may leave behind.
+fn changed_dir(path: &Path, start: &mut usize) -> bool {
+    let now = std::fs::metadata(path).map_or(0, |m| m.ino() as usize);
+    if *start == 0 {
+        *start = now.wrapping_add(1).max(1);
+        return false;
+    }
+    now != 0 && now.wrapping_add(1) != *start
+}
+
 /// When to kill a run.
 enum Kill<'a> {
     Never,
@@ -1123,18 +1135,16 @@ fn killed_writers_leave_the_old_output_or_the_complete_new_one() {
             // earlier soup then at `.soup.tmp`, or `.soup.old` where the file system cannot
             // exchange, until it is removed). These watched `.soup.tmp-<pid>` and
             // `.soup.old-<pid>`, names relbert no longer gives, and never fired unnoticed.
+            // A name or inode seen at the run's first look is not this run's: a kill earlier in
+            // the round leaves `.soup.tmp` (and the soup it replaced) behind, so "a new
+            // `.soup.tmp`" or "the first `.soup.tmp` seen" never fired in the next run (found
+            // by the last read). `start` keeps the watched inode at the first look, plus one
+            // (1: absent), and a cue fires on another inode there.
             cues: vec![
-                // The temporary directory is there: the model is being written.
-                Box::new(|w, before, _| new_names(w, before, |n| n == ".soup.tmp") > 0),
-                // The new model is in place (`tmp`: the temporary directory's inode, taken when
-                // it is first seen; renames and the exchange keep it).
-                Box::new(|w, _, tmp| {
-                    let inode = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.ino() as usize);
-                    if *tmp == 0 {
-                        *tmp = inode(w.join(".soup.tmp"));
-                    }
-                    *tmp != 0 && inode(w.join("soup")) == *tmp
-                }),
+                // A temporary directory of this run's is there: the model is being written.
+                Box::new(|w, _, start| changed_dir(&w.join(".soup.tmp"), start)),
+                // The new model is in place: `soup` is another directory than at the start.
+                Box::new(|w, _, start| changed_dir(&w.join("soup"), start)),
             ],
         },
     );

@@ -113,6 +113,28 @@ fn info_says_a_running_add_is_running_not_interrupted() {
         "{advice}"
     );
     assert!(partial.join("input.spool").is_file());
+    // The lock held by another command (a remove about to be refused): the add is not said
+    // to be running under that process's name, only that the index is locked.
+    let path = relbert_index::lock::lock_path(&idx).unwrap();
+    let mut other = std::fs::File::create(path).unwrap();
+    other.try_lock().unwrap();
+    writeln!(
+        other,
+        "pid 4343: relbert index remove --index idx --pairs old.tsv"
+    )
+    .unwrap();
+    let a = relbert()
+        .args(["index", "info"])
+        .arg(&idx)
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let pending = out.lines().find(|l| l.starts_with("pending")).unwrap();
+    assert!(!pending.contains("is running now"), "{pending}");
+    assert!(
+        pending.contains("which another process has locked now (pid 4343: relbert index remove"),
+        "{pending}"
+    );
 }
 
 /// Found by a review: an add with nothing on standard input while another add from standard

@@ -1925,11 +1925,23 @@ fn pending_advice(run: &relbert_index::PendingRun, dir: &Path, now: Option<&str>
     let partial = run.partial.display();
     let cmd = run.command;
     if let Some(holder) = &run.running {
-        return format!(
-            "an `index {cmd}` of {} is running now ({holder}), writing {partial}; wait for it \
-             to end",
-            dir.display()
-        );
+        // The lock's holder is most likely the run that left the partial directory, but may
+        // be another writer for a moment (a remove about to be refused, a query's look):
+        // the run is named as running only when the holder's note names its command.
+        let same = holder.contains(&format!("index {cmd} "));
+        return if same {
+            format!(
+                "an `index {cmd}` of {} is running now ({holder}), writing {partial}; wait for \
+                 it to end",
+                dir.display()
+            )
+        } else {
+            format!(
+                "{partial} holds an `index {cmd}` of {}, which another process has locked now \
+                 ({holder}); wait for it to end, then ask again",
+                dir.display()
+            )
+        };
     }
     let copy = if run.spooled {
         " (with the copy of standard input it holds)"

@@ -37,7 +37,8 @@ pub struct QueryArgs {
     model: Option<PathBuf>,
     /// The query pair A B (or one argument A:B); without it, or with `-` alone, queries are
     /// read from standard input, one per line (`a<TAB>b`, `a:b` or `a b`).
-    #[arg(num_args = 1..=2, value_names = ["A", "B"], value_parser = super::os(super::text))]
+    // One value name for both: clap writes `[A] [B]...` for two, as if more could follow.
+    #[arg(num_args = 1..=2, value_name = "A B | A:B | -", value_parser = super::os(super::text))]
     pair: Vec<String>,
     /// Results per query (at least 1).
     #[arg(short, default_value_t = 10, value_parser = super::positive)]
