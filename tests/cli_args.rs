@@ -121,7 +121,7 @@ fn text_that_is_not_utf8_is_refused_naming_the_argument() {
         .code(2);
     let err = stderr(&a);
     assert!(
-        err.contains("[A]") && err.contains("not UTF-8 text"),
+        err.contains("[A B | A:B | -]") && err.contains("not UTF-8 text"),
         "{err}"
     );
     let a = relbert()
