@@ -1786,7 +1786,7 @@ fn a_run_killed_between_renames_leaves_the_old_list_and_hashes_tell() {
         .output()
         .is_err()
     {
-        common::skip("strace is not installed: the kill between renames is not injected");
+        common::skip_service("strace is not installed: the kill between renames is not injected");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

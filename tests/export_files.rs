@@ -148,7 +148,7 @@ fn word2vec_and_npy_exports_match_the_index() {
     export(&index, "npy", &npy, &["--force"]).success();
 
     let Some(py) = gensim_python() else {
-        common::skip(
+        common::skip_service(
             "the gensim check: no Python with gensim (set RELBERT_GENSIM_PYTHON to one, \
              as .ci/run does)",
         );

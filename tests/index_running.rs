@@ -53,14 +53,36 @@ fn index_with_an_add_under_way(dir: &Path) -> (PathBuf, PathBuf) {
     (idx, partial)
 }
 
-/// The writer lock of `idx`, held as another process's: a lock on its own open file, which
-/// flock tells from any lock the relbert run takes.
-fn hold_lock(idx: &Path) -> std::fs::File {
+/// The writer lock of `idx`, held as another process's whose note is `note`: a lock on its
+/// own open file, which flock tells from any lock the relbert run takes.
+fn hold_lock(idx: &Path, note: &str) -> std::fs::File {
     let path = relbert_index::lock::lock_path(idx).unwrap();
     let mut f = std::fs::File::create(path).unwrap();
     f.try_lock().unwrap();
-    writeln!(f, "{NOTE}").unwrap();
+    writeln!(f, "{note}").unwrap();
     f
+}
+
+/// `relbert index <command> [--json] --index idx --pairs -` with nothing on standard input,
+/// which succeeds: its standard output and standard error.
+fn with_empty_stdin(command: &str, json: bool, idx: &Path) -> (String, String) {
+    let mut c = relbert();
+    c.args(["index", command]);
+    if json {
+        c.arg("--json");
+    }
+    let a = c
+        .arg("--index")
+        .arg(idx)
+        .args(["--pairs", "-"])
+        .write_stdin("")
+        .assert()
+        .success();
+    let out = a.get_output();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Found by a review: `index info` during an add said its partial directory "holds an
@@ -70,7 +92,7 @@ fn hold_lock(idx: &Path) -> std::fs::File {
 fn info_says_a_running_add_is_running_not_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let (idx, partial) = index_with_an_add_under_way(dir.path());
-    let lock = hold_lock(&idx);
+    let lock = hold_lock(&idx, NOTE);
     let a = relbert()
         .args(["index", "info"])
         .arg(&idx)
@@ -115,14 +137,10 @@ fn info_says_a_running_add_is_running_not_interrupted() {
     assert!(partial.join("input.spool").is_file());
     // The lock held by another command (a remove about to be refused): the add is not said
     // to be running under that process's name, only that the index is locked.
-    let path = relbert_index::lock::lock_path(&idx).unwrap();
-    let mut other = std::fs::File::create(path).unwrap();
-    other.try_lock().unwrap();
-    writeln!(
-        other,
-        "pid 4343: relbert index remove --index idx --pairs old.tsv"
-    )
-    .unwrap();
+    let _other = hold_lock(
+        &idx,
+        "pid 4343: relbert index remove --index idx --pairs old.tsv",
+    );
     let a = relbert()
         .args(["index", "info"])
         .arg(&idx)
@@ -148,40 +166,48 @@ fn an_empty_stdin_leaves_a_running_adds_copy_to_it() {
     let (idx, partial) = index_with_an_add_under_way(dir.path());
     let spool = std::fs::read(partial.join("input.spool")).unwrap();
     let before = Index::read_id(&idx).unwrap();
-    let lock = hold_lock(&idx);
-    let a = relbert()
-        .args(["index", "add", "--json", "--index"])
-        .arg(&idx)
-        .args(["--pairs", "-"])
-        .write_stdin("")
-        .assert()
-        .success();
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let lock = hold_lock(&idx, NOTE);
+    let (out, err) = with_empty_stdin("add", true, &idx);
     assert!(!err.contains("resuming"), "{err}");
     assert!(err.contains(NOTE), "the running add is named: {err}");
-    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["pairs_read"], 0, "{doc}");
     assert_eq!(doc["added"], 0, "{doc}");
-    let a = relbert()
-        .args(["index", "add", "--index"])
-        .arg(&idx)
-        .args(["--pairs", "-"])
-        .write_stdin("")
-        .assert()
-        .success();
-    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let (out, _) = with_empty_stdin("add", false, &idx);
     assert!(out.contains("nothing to add: no pairs in <stdin>"), "{out}");
-    let a = relbert()
-        .args(["index", "remove", "--index"])
-        .arg(&idx)
-        .args(["--pairs", "-"])
-        .write_stdin("")
-        .assert()
-        .success();
-    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let (_, err) = with_empty_stdin("remove", false, &idx);
     assert!(!err.contains("interrupted"), "{err}");
     assert_eq!(std::fs::read(partial.join("input.spool")).unwrap(), spool);
     assert!(partial.join("checkpoint").is_file());
     assert_eq!(Index::read_id(&idx).unwrap(), before);
     drop(lock);
+}
+
+/// Found by a review: a second add with new pairs loaded the model and screened its pairs
+/// (seconds for a large input) before the writer lock refused it. It is refused first, on
+/// the lock, naming the running add: a model that cannot even be loaded is not reached.
+#[test]
+fn a_second_add_is_refused_before_its_model_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idx, partial) = index_with_an_add_under_way(dir.path());
+    let spool = std::fs::read(partial.join("input.spool")).unwrap();
+    let new = dir.path().join("new.tsv");
+    std::fs::write(&new, "hummingbird\tbird\n").unwrap();
+    let _lock = hold_lock(&idx, NOTE);
+    let a = relbert()
+        .args(["index", "add", "--index"])
+        .arg(&idx)
+        .arg("--pairs")
+        .arg(&new)
+        .arg("--model")
+        .arg(dir.path().join("no-such-model"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        err.contains("is being written by another process") && err.contains(NOTE),
+        "{err}"
+    );
+    assert!(!err.contains("no-such-model"), "{err}");
+    assert_eq!(std::fs::read(partial.join("input.spool")).unwrap(), spool);
 }

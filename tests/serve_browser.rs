@@ -265,7 +265,7 @@ impl Drop for Browser {
 /// saying why `test` is skipped) where they are not installed.
 fn open_browser(dir: &Path, test: &str) -> Option<Browser> {
     if !Path::new(CHROMIUM).is_file() || !Path::new(CHROMEDRIVER).is_file() {
-        common::skip(format_args!(
+        common::skip_service(format_args!(
             "{test} needs {CHROMIUM} and {CHROMEDRIVER} \
              (apt-get install chromium chromium-driver; .ci/run installs them)"
         ));

@@ -36,7 +36,7 @@ fn cluster_urls() -> Option<Vec<String>> {
                 .collect(),
         ),
         None => {
-            common::skip(
+            common::skip_service(
                 "no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_PORT to the \
                  base port of a cluster started by start-local-cluster.sh, as .ci/run does)",
             );

@@ -292,9 +292,7 @@ fn cli_trains_each_loss_and_refuses_existing_out() {
                 "{loss}: model.safetensors mode {mode:o}"
             );
         }
-        let metrics: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
-                .unwrap();
+        let metrics = metrics(&out);
         assert_eq!(metrics["epochs"].as_array().unwrap().len(), 2, "{metrics}");
         // With one analogy set the pooled share is that set's accuracy.
         let v = &metrics["epochs"][0]["validation"];
@@ -421,8 +419,7 @@ fn checkpoint_dir_keeps_every_epoch_and_average_takes_their_mean() {
         }
     }
     // The kept checkpoint is one of the epochs, bit for bit (both float32 here).
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&out);
     let best = metrics["best_epoch"].as_u64().unwrap() as usize;
     let best_dir = ck.join(relbert::training::epoch_dir_name(best, 2));
     assert_eq!(
@@ -1047,6 +1044,11 @@ fn average_names_the_tensors_one_model_lacks() {
 
 fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(a.get_output().stderr.clone()).unwrap()
+}
+
+/// The `metrics.json` a training run wrote in `out`.
+fn metrics(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -1864,8 +1866,7 @@ fn an_unscorable_semeval_validation_beside_an_analogy_split_is_recorded_as_absen
         err.contains("no SemEval validation score can be computed") && err.contains("semeval none"),
         "{err}"
     );
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&out);
     let text = metrics.to_string();
     assert!(text.contains("\"semeval\":null"), "{text}");
 }
@@ -2413,8 +2414,7 @@ fn a_run_failing_after_it_saved_records_the_failure_beside_the_model() {
     };
     let err = relbert::training::train(&cfg, &out, false, &stop, &mut on_event)
         .expect_err("epoch 2's checkpoint cannot be written");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&out);
     assert_eq!(metrics["failed"], err.to_string(), "{metrics}");
     assert_eq!(metrics["best_epoch"], 1, "{metrics}");
     assert_eq!(metrics["epochs"].as_array().unwrap().len(), 1, "{metrics}");
@@ -2430,8 +2430,7 @@ fn a_finished_run_records_no_failure() {
     train_cmd(d.path(), &fixture("tiny-bert"), &out, &["--epochs", "1"])
         .assert()
         .success();
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&out);
     assert!(metrics["failed"].is_null(), "{metrics}");
     assert_eq!(metrics["finished"], true, "{metrics}");
 }
@@ -2447,15 +2446,12 @@ fn only_a_run_that_ran_every_epoch_is_recorded_finished() {
     let out = d.path().join("model");
     let mut cfg = config(d.path(), LossKind::Nce);
     cfg.epochs = 3;
-    let read = |out: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
-    };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut mid_run = Vec::new();
     let mut on_event = |ev: relbert::training::Event| {
         if let relbert::training::Event::Validating { epoch } = ev {
             if epoch >= 2 {
-                mid_run.push(read(&out));
+                mid_run.push(metrics(&out));
             }
         }
     };
@@ -2465,7 +2461,7 @@ fn only_a_run_that_ran_every_epoch_is_recorded_finished() {
     for m in &mid_run {
         assert_eq!(m["finished"], false, "{m}");
     }
-    assert_eq!(read(&out)["finished"], true);
+    assert_eq!(metrics(&out)["finished"], true);
     // Stopped after its first epoch: kept, not finished.
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut on_event = |ev: relbert::training::Event| {
@@ -2475,7 +2471,7 @@ fn only_a_run_that_ran_every_epoch_is_recorded_finished() {
     };
     let report = relbert::training::train(&cfg, &out, true, &stop, &mut on_event).unwrap();
     assert!(report.interrupted && !report.finished);
-    let m = read(&out);
+    let m = metrics(&out);
     assert_eq!(
         (m["interrupted"].clone(), m["finished"].clone()),
         (true.into(), false.into()),
@@ -2606,8 +2602,7 @@ fn a_failed_save_of_a_better_epoch_records_the_epoch_out_keeps() {
         .expect_err("epoch 2's model cannot replace a model holding a note");
     let err = failure.error.to_string();
     assert!(err.contains("notes.md"), "{err}");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics = metrics(&out);
     let scores: Vec<f64> = metrics["epochs"]
         .as_array()
         .unwrap()

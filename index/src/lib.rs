@@ -3,6 +3,43 @@
 //! This crate has no machine-learning dependency: it stores vectors it is given, with the
 //! identity of the encoder that produced them ([`EncoderInfo`]), and searches them.
 //!
+//! # Quick start
+//!
+//! Build an index of three pairs and their (here made-up, unit-length) vectors, then search
+//! it; the `relbert` crate makes the vectors from a language model and builds through the
+//! same [`IndexBuilder`].
+//!
+//! ```
+//! use relbert_index::{EncoderInfo, HnswParams, Index, IndexBuilder, IndexSpec, PairEntry, Precision};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let out = dir.path().join("idx");
+//! let spec = IndexSpec {
+//!     dim: 2,
+//!     precision: Precision::F32,
+//!     encoder: EncoderInfo::default(),
+//!     input: "three pairs".into(), // what the rows come from: a resumed build must name the same
+//! };
+//! let mut builder = IndexBuilder::create_or_resume(&out, spec, false)?;
+//! let pairs = [
+//!     PairEntry::new("paris", "france"),
+//!     PairEntry::new("tokyo", "japan"),
+//!     PairEntry::new("dog", "puppy"),
+//! ];
+//! let (s, c) = (0.6_f32, 0.8_f32);
+//! builder.append_chunk(&pairs, &[1.0, 0.0, s, c, 0.0, 1.0])?; // row after row
+//! builder.finish(HnswParams::default(), |_progress| {})?;
+//!
+//! let index = Index::open(&out)?;
+//! let paris = index.lookup("paris", "france")?.expect("stored");
+//! let hits = index.search(&index.vector(paris)?, 2, 16)?;
+//! assert_eq!(index.pair(hits[0].row)?.tail, "france"); // itself first (score 1)
+//! assert_eq!(index.pair(hits[1].row)?.head, "tokyo"); // then the nearest other pair
+//! assert!((hits[1].score - s).abs() < 1e-6);
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
 //!
 //! An index is a directory of four files, each `header (64 bytes) | payload | block table`
@@ -112,33 +149,60 @@ pub use pairs::{pair_hash, PairEntry, PairRef};
 pub use rebuild::{rebuild, rebuild_without, RebuildOptions};
 pub use staged::{GraphPriority, StagedProgress};
 
-/// Records a skipped test, or part of one, in the skip ledger: one line `<place>: <reason>`
-/// appended to the file `RELBERT_SKIP_LOG` names, when it names one (`SKIPPED: <reason>` is
-/// printed on standard error either way). For the tests of this crate and of relbert, whose
-/// helpers say where (`<file>::<test>`) and call this; not for programs.
+/// Why a test, or a part of one, was skipped ([`record_skip`]): what CI makes of it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipCause {
+    /// A service or tool that `.ci/run` sets up itself (a Qdrant cluster, Chromium and
+    /// chromedriver, gensim, strace) is missing: its set-up failed, so CI fails.
+    Provided,
+    /// A limit of this machine (no root, a file system or CPU feature, a kernel setting):
+    /// listed by CI, not a failure.
+    Environment,
+}
+
+impl SkipCause {
+    /// The tag written in the ledger's line, which `.ci/run` reads.
+    pub fn tag(self) -> &'static str {
+        match self {
+            SkipCause::Provided => "provided",
+            SkipCause::Environment => "environment",
+        }
+    }
+}
+
+/// Records a skipped test, or part of one, in the skip ledger: one line
+/// `<place> [<cause>]: <reason>` ([`SkipCause::tag`]) appended to the file `RELBERT_SKIP_LOG`
+/// names, when it names one (`SKIPPED: <reason>` is printed on standard error either way).
+/// For the tests of this crate and of relbert, whose helpers say where (`<file>::<test>`)
+/// and call this; not for programs.
 ///
 /// libtest shows a passing test's standard error only with `--nocapture`, so a skip that
 /// only printed never reached a CI log: CI passed with its Qdrant, browser and
 /// fault-injection tests all skipped. `.ci/run` prints the ledger after the tests and fails
-/// when a reason names a service or tool it provides itself (Qdrant, Chromium/chromedriver,
-/// gensim, strace), so such a reason must name it, and another reason must not. Line breaks
-/// in the reason become spaces and spaces in the place underscores, so a line is one skip;
-/// the file is opened to append (one write per line: tests running in parallel do not
-/// interleave) and created if absent, and a failure to write it is ignored: a skip never
-/// fails a test.
+/// on a [`SkipCause::Provided`] line: the cause is stated where the test skips, not guessed
+/// by CI from the reason's words. Line breaks in the reason become spaces and spaces in the
+/// place underscores, so a line is one skip; the file is opened to append (one write per
+/// line: tests running in parallel do not interleave) and created if absent, and a failure
+/// to write it is ignored: a skip never fails a test.
 #[doc(hidden)]
-pub fn record_skip(place: &str, reason: &str) {
-    let reason = reason.replace(['\n', '\r'], " ");
+pub fn record_skip(place: &str, cause: SkipCause, reason: &str) {
     eprintln!("SKIPPED: {reason}");
     let Some(log) = std::env::var_os("RELBERT_SKIP_LOG").filter(|v| !v.is_empty()) else {
         return;
     };
-    let line = format!("{}: {reason}\n", place.replace(' ', "_"));
+    let line = skip_line(place, cause, reason);
     let _ = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(log)
         .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
+
+/// The ledger's line for one skip ([`record_skip`]), ending in a line break.
+fn skip_line(place: &str, cause: SkipCause, reason: &str) -> String {
+    let reason = reason.replace(['\n', '\r'], " ");
+    format!("{} [{}]: {reason}\n", place.replace(' ', "_"), cause.tag())
 }
 
 /// The place of a skip in a test ([`record_skip`]): `file`, and `::<test>` when the test runs
@@ -151,12 +215,13 @@ pub fn skip_place(file: &str) -> String {
     }
 }
 
-/// Skips a part of a unit test of this crate ([`record_skip`]).
+/// Skips a part of a unit test of this crate for a limit of the machine ([`record_skip`];
+/// none of this crate's tests needs a service).
 #[cfg(test)]
 #[track_caller]
 pub(crate) fn test_skip(reason: impl std::fmt::Display) {
     let place = skip_place(std::panic::Location::caller().file());
-    record_skip(&place, &reason.to_string());
+    record_skip(&place, SkipCause::Environment, &reason.to_string());
 }
 
 /// Helpers shared by the crate's unit tests.
@@ -191,5 +256,24 @@ pub(crate) mod test_util {
             threads: 1,
             ..crate::HnswParams::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod skip_ledger_tests {
+    use super::{skip_line, SkipCause};
+
+    /// `.ci/run` fails on `^[^ ]* \[provided\]: ` and only lists the rest: the line keeps
+    /// the place one word and the cause where that pattern looks for it.
+    #[test]
+    fn a_ledger_line_is_one_line_with_its_cause_after_the_place() {
+        assert_eq!(
+            skip_line("tests/a b.rs::t", SkipCause::Provided, "no qdrant\nhere"),
+            "tests/a_b.rs::t [provided]: no qdrant here\n"
+        );
+        assert_eq!(
+            skip_line("x.rs", SkipCause::Environment, "needs root\r"),
+            "x.rs [environment]: needs root \n"
+        );
     }
 }

@@ -401,7 +401,7 @@ pub fn read_input(
             return Ok((records, false, counts));
         }
         if files.len() == 1 {
-            return Err(no_pairs_on_stdin(out)?);
+            return Err(no_pairs_on_stdin(out, running)?);
         }
     }
     Ok((read_all_with(files, Some(from_stdin))?, true, None))
@@ -412,11 +412,12 @@ pub fn read_input(
 /// copy was cut short, by a full disk or a kill; or a remove's, which keeps none) can be
 /// resumed only from the same input given again, which is said rather than a bare "no pairs".
 ///
-/// A partial directory whose run is going on in another process (it holds the writer lock)
-/// is no interrupted run: it is no pairs then ([`NoPairs`]), naming that process.
-fn no_pairs_on_stdin(out: &Path) -> Result<anyhow::Error> {
+/// A partial directory whose run is going on in another process (`running`: the writer
+/// lock's holder, [`relbert_index::lock::holder`], probed once by the caller) is no
+/// interrupted run: it is no pairs then ([`NoPairs`]), naming that process.
+fn no_pairs_on_stdin(out: &Path, running: Option<String>) -> Result<anyhow::Error> {
     let partial = relbert_index::partial_dir(out)?;
-    if let Some(holder) = relbert_index::lock::holder(out) {
+    if let Some(holder) = running {
         return Ok(NoPairs {
             inputs: "<stdin>".to_string(),
             message: format!(
@@ -1339,7 +1340,10 @@ fn remove_local(mut index: PathBuf, a: &RemoveArgs) -> Result<()> {
     let (records, none_in) = or_none_read(if a.pairs.iter().any(|p| p.as_os_str() == "-") {
         let from_stdin = read_pairs(Path::new("-"))?;
         if from_stdin.is_empty() && a.pairs.len() == 1 {
-            Err(no_pairs_on_stdin(&index)?)
+            Err(no_pairs_on_stdin(
+                &index,
+                relbert_index::lock::holder(&index),
+            )?)
         } else {
             read_all_with(&a.pairs, Some(from_stdin))
         }
@@ -1528,6 +1532,26 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an add with pairs to encode while another process writes `index` (holds its
+/// writer lock), before the model is loaded and the pairs screened: the lock itself refused
+/// it only when the grown copy was begun, seconds later (found by a review). Asked as a
+/// writer asks, again after the grace a writer gives a reader's probe
+/// ([`relbert_index::lock::holder`]); advice only, as the writer's own lock decides.
+fn refuse_if_written(index: &Path) -> Result<()> {
+    if relbert_index::lock::holder(index).is_none() {
+        return Ok(());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    match relbert_index::lock::holder(index) {
+        None => Ok(()),
+        Some(holder) => Err(anyhow::Error::new(relbert_index::IndexError::Locked {
+            path: index.to_path_buf(),
+            holder,
+        })
+        .context(format!("adding to index {}", index.display()))),
+    }
+}
+
 /// `relbert index add`: the pairs the index lacks, encoded with its own pair function, grown
 /// into it with progress; a clear message and no change when there is nothing new.
 fn add(mut a: AddArgs) -> Result<()> {
@@ -1578,8 +1602,11 @@ fn add(mut a: AddArgs) -> Result<()> {
     // even when nothing is new: a wrong one was accepted then, and refused only by the next
     // add that had a pair to encode. Without them nothing is loaded for an add of nothing.
     let given = a.model.is_some() || a.template.is_some() || a.aggregation.is_some();
-    let early = if given { Some(load()?) } else { None };
     let mut found = new_pairs(&idx, records)?;
+    if !found.records.is_empty() {
+        refuse_if_written(&a.index)?;
+    }
+    let early = if given { Some(load()?) } else { None };
     found.in_index += saved.in_index;
     found.repeated += saved.repeated;
     // `in_index`: what the lookup found, and after a grow also the pairs it left out as held

@@ -3,14 +3,32 @@
 
 use std::path::{Path, PathBuf};
 
-/// Skips a test, or a part of one, that cannot run here: `SKIPPED: <reason>` on standard
-/// error, and a line `<file>::<test>: <reason>` in the skip ledger when `RELBERT_SKIP_LOG`
-/// names a file (`relbert_index::record_skip` documents the ledger and what `.ci/run` does
-/// with it). The reason names what is missing.
+/// Skips a test, or a part of one, that this machine cannot run (no root, a file system or
+/// kernel feature): `SKIPPED: <reason>` on standard error, and a line
+/// `<file>::<test> [environment]: <reason>` in the skip ledger when `RELBERT_SKIP_LOG` names
+/// a file (`relbert_index::record_skip` documents the ledger and what `.ci/run` does with
+/// it). The reason names what is missing.
 #[track_caller]
 pub fn skip(reason: impl std::fmt::Display) {
     let place = relbert_index::skip_place(std::panic::Location::caller().file());
-    relbert_index::record_skip(&place, &reason.to_string());
+    relbert_index::record_skip(
+        &place,
+        relbert_index::SkipCause::Environment,
+        &reason.to_string(),
+    );
+}
+
+/// Skips a test, or a part of one, for want of a service or tool that `.ci/run` sets up
+/// itself (Qdrant, Chromium and chromedriver, gensim, strace): as [`skip`], but the ledger's
+/// line is tagged `[provided]`, and CI fails on it.
+#[track_caller]
+pub fn skip_service(reason: impl std::fmt::Display) {
+    let place = relbert_index::skip_place(std::panic::Location::caller().file());
+    relbert_index::record_skip(
+        &place,
+        relbert_index::SkipCause::Provided,
+        &reason.to_string(),
+    );
 }
 
 /// Path of a file under tests/fixtures.

@@ -255,7 +255,11 @@ mod tests {
     /// passing test's standard error, so without it CI could not tell that the kernel went
     /// untested.
     fn skip(reason: &str) {
-        relbert_index::record_skip(&relbert_index::skip_place(file!()), reason);
+        relbert_index::record_skip(
+            &relbert_index::skip_place(file!()),
+            relbert_index::SkipCause::Environment,
+            reason,
+        );
     }
 
     /// The kernel equals the float64 product of the bfloat16-rounded operands (what the
