@@ -1573,3 +1573,67 @@ fn a_query_typed_with_another_apostrophe_finds_the_stored_pair() {
         );
     }
 }
+
+/// Review: a query stream followed an index published in place of the open one also when
+/// it was built with another model: it dropped its encoder and answered stored pairs from
+/// the new index, with a `--model` of the old function too (which a one-shot query
+/// refuses), saying only an info line. It now does what `serve` does: such an index is not
+/// followed, the open one keeps answering, and a warning, once, names both and says to
+/// restart the stream. An index of the same function published after it is followed.
+#[test]
+fn a_query_stream_does_not_follow_an_index_of_another_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let pairs = pair_file(dir.path());
+    let roberta = dir.path().join("roberta");
+    relbert()
+        .args(["index", "build", "--model"])
+        .arg(fixture("tiny-roberta"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&roberta)
+        .assert()
+        .success();
+    let few = dir.path().join("few.tsv");
+    std::fs::write(&few, "paris\tfrance\ntokyo\tjapan\ndog\tpuppy\n").unwrap();
+    let small = common::tiny_index(&few, &dir.path().join("small"));
+    let model = fixture("tiny-bert");
+    let flags = ["--json", "-k", "2", "--model", model.to_str().unwrap()];
+    let mut s = QueryStream::start(&flags, &idx);
+    let first = s.ask("paris france");
+    assert!(first["results"].is_array(), "{first}");
+    // Published in place, as a build --force does: a rename of a whole directory.
+    let publish = |from: &Path, kept: &str| {
+        std::fs::rename(&idx, dir.path().join(kept)).unwrap();
+        std::fs::rename(from, &idx).unwrap();
+    };
+    publish(roberta.as_path(), "idx.first");
+    let again = s.ask("paris france");
+    assert_eq!(again["results"], first["results"], "{again}");
+    assert_eq!(again["source"], "index", "{again}");
+    let other = s.ask("dog puppy");
+    assert!(other["results"].is_array(), "{other}");
+    // The same function again: followed, its few pairs answer.
+    publish(small.as_path(), "idx.roberta");
+    let followed = s.ask("paris france");
+    let held = [["tokyo", "japan"], ["dog", "puppy"]];
+    let got = followed["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{followed}"));
+    assert!(!got.is_empty(), "{followed}");
+    for hit in got {
+        assert!(
+            held.iter().any(|p| hit["pair"] == serde_json::json!(p)),
+            "not from the small index: {followed}"
+        );
+    }
+    let (status, err) = s.end();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(err.matches("restart the query stream").count(), 1, "{err}");
+    assert!(err.contains("not followed"), "{err}");
+    assert!(
+        err.contains("tiny-roberta") && err.contains("tiny-bert"),
+        "{err}"
+    );
+}

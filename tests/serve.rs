@@ -3368,3 +3368,74 @@ fn a_half_sent_request_head_does_not_hold_the_shutdown() {
         "still running 6 s after SIGTERM with a half-sent head: {status:?}"
     );
 }
+
+/// Found by a review: `serve` without --index served the default index as it was after the
+/// default model changed (`query` rebuilds it first), its stored vectors and the pairs it
+/// encoded the old model's, without a word. It now refuses to start on such an index, saying
+/// why and what to run, and leaves the index where it is; on a current one it starts.
+#[test]
+fn serve_refuses_a_default_index_built_with_another_default_model() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab");
+    std::fs::create_dir(&vocab).unwrap();
+    std::fs::write(
+        vocab.join("pairs.tsv"),
+        "paris\tfrance\ntokyo\tjapan\ndog\tpuppy\ncat\tkitten\n",
+    )
+    .unwrap();
+    let index = dir.path().join("default");
+    let with = |model: &Path| {
+        let mut c = relbert();
+        c.env("RELBERT_INDEX", &index)
+            .env("RELBERT_MODEL", model)
+            .env("RELBERT_VOCAB", &vocab);
+        c
+    };
+    // Builds the default index with the tiny BERT as the default model.
+    with(fixture("tiny-bert").as_path())
+        .args(["query", "--json", "paris", "france"])
+        .assert()
+        .success();
+    assert!(index.join("meta").is_file());
+
+    // The same default model: served.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relbert"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("RELBERT_LOG", "warn")
+        .env("RELBERT_INDEX", &index)
+        .env("RELBERT_MODEL", fixture("tiny-bert"))
+        .env("RELBERT_VOCAB", &vocab)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = Vec::new();
+    let listening = err
+        .lines()
+        .map_while(Result::ok)
+        .inspect(|l| said.push(l.clone()))
+        .any(|l| l.contains("listening on http://"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "not served: {}", said.join("\n"));
+
+    // Another default model: refused at the start, the index left as it is.
+    let a = with(fixture("tiny-roberta").as_path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("default index") && err.contains("is stale") && err.contains("tiny-roberta"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Run `relbert query` once") && err.contains("--index DIR"),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "{err}");
+    assert!(index.join("meta").is_file());
+    assert!(!dir.path().join("default.stale").exists());
+}

@@ -251,6 +251,36 @@ fn judge_default_index(dir: &Path, check: &mut DefaultCheck) -> Result<Option<St
     }
 }
 
+/// Why the default index at `dir` may not be served as it is, for `relbert serve`, which
+/// does not build: `Ok(Some(why))` when it is relbert's cache ([`is_default_cache`]) and
+/// stale by the rule `relbert query` applies before it answers from it
+/// ([`judge_default_index`]: another default model, tokenizer, config or vocabulary since it
+/// was built), which `query` would rebuild. `Ok(None)` when it is current, when it is a
+/// user's own index at `$RELBERT_INDEX` (used as it is, as `query` uses it), or when it
+/// cannot be read (the server's own open names the damage). Found by a review: `serve`
+/// served the old index, and encoded pairs with the old model, without a word. What the
+/// check learns is recorded as `query` records it.
+pub(super) fn default_index_staleness_for_serving(dir: &Path) -> Result<Option<String>> {
+    let Some(dir) = relbert::defaults::named_dir(dir) else {
+        return Ok(None);
+    };
+    let mut check = DefaultCheck::new(&dir);
+    let stale = match judge_default_index(&dir, &mut check) {
+        Ok(None) => Ok(None),
+        // A user's own index at `$RELBERT_INDEX`: `query` answers from it as it is.
+        _ if matches!(is_default_cache(&dir, &check), Ok(false)) => Ok(None),
+        Ok(Some(why)) => Ok(Some(why)),
+        // Damaged or unreadable: the server's own open says so, as for any index.
+        Err(e) if is_index_error(&e) => Ok(None),
+        Err(e) => Err(e.context(format!(
+            "checking the default index {} against the default model",
+            place(&dir)
+        ))),
+    };
+    check.save(&dir, &relbert::defaults::beside(&dir, ".stale"));
+    stale
+}
+
 /// Whether `index` holds the vocabulary of `files`: at least 99% of its pairs (the build
 /// leaves out the few whose prompt is too long for the model) and, unless `extra` allows
 /// pairs of its own (a cache grown by `index add`), no other pair.
@@ -1315,7 +1345,8 @@ pub fn run(a: QueryArgs) -> Result<()> {
             buf.drain(..3);
         }
         // A long-running stream follows the index: after an `index add` (or a rebuild)
-        // publishes, the next line is answered from the new index.
+        // publishes, the next line is answered from the new index. One of another model or
+        // pair function is not followed (warned of once), as `serve` does not serve it.
         match engine.refresh() {
             Ok(true) => {
                 if let Some(index) = engine.index() {

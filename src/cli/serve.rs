@@ -212,6 +212,25 @@ fn check_access(addr: &SocketAddr, token: Option<&str>) -> Result<()> {
     }
 }
 
+/// Refuses the default index at `dir` when `relbert query` would rebuild it before answering
+/// from it: the default model (its weights, tokenizer or config) or vocabulary changed since
+/// it was built ([`super::query::default_index_staleness_for_serving`]). The server builds
+/// nothing, and served it as it was, its stored vectors and the pairs it encoded the old
+/// model's, while the default model was another (found by a review).
+fn refuse_a_stale_default_index(dir: &std::path::Path) -> Result<()> {
+    if let Some(why) = super::query::default_index_staleness_for_serving(dir)? {
+        anyhow::bail!(
+            "the default index {} is stale ({why}): it was built with another default model \
+             (or vocabulary) than the one now, which `relbert query` rebuilds it for before \
+             answering, but `relbert serve` does not build. Run `relbert query` once (e.g. \
+             `relbert query paris france`), which rebuilds it, then start the server again; \
+             or pass --index DIR to serve an index as it is",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `relbert serve`.
 pub fn run(a: ServeArgs) -> Result<()> {
     check_limits(&a)?;
@@ -245,6 +264,9 @@ pub fn run(a: ServeArgs) -> Result<()> {
                 // An interrupted build is said as query and `index info` say it (found by an
                 // audit: serve called it "no index" and advised building one).
                 return Err(super::index::no_index(&index));
+            }
+            if a.index.is_none() {
+                refuse_a_stale_default_index(&index)?;
             }
             Backend::Index(index)
         }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -227,6 +228,64 @@ fn check_tokenizer_fits(
     Ok(())
 }
 
+/// A model file as [`RelationEncoder::load`] found it before reading it: its device, inode,
+/// size and modification time. A file replaced by a rename (a training run saving its best
+/// checkpoint atomically, rsync) is another inode; one rewritten in place has another size or
+/// time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    /// The device holding the file.
+    dev: u64,
+    /// Its inode.
+    ino: u64,
+    /// Its size in bytes.
+    len: u64,
+    /// Its modification time, in nanoseconds since the epoch.
+    mtime_ns: i128,
+}
+
+/// The stamp of the file `path` names now (links followed), `None` where there is none to
+/// see: an absent optional file (`special_tokens_map.json`), and one that appears later
+/// differs from it.
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// The stamps of every file of `dir` the encoder reads and its identity digests
+/// ([`crate::config::function_files_digest`] reads the tokenizer's pad token from
+/// `tokenizer_config.json` or `special_tokens_map.json` too), taken before any is read.
+fn stamp_model_files(dir: &Path, files: &ModelFiles) -> Vec<(PathBuf, Option<FileStamp>)> {
+    [
+        files.config.clone(),
+        files.weights.clone(),
+        files.tokenizer.clone(),
+        dir.join("tokenizer_config.json"),
+        dir.join("special_tokens_map.json"),
+    ]
+    .into_iter()
+    .map(|path| {
+        let stamp = stamp_of(&path);
+        (path, stamp)
+    })
+    .collect()
+}
+
+/// What [`RelationEncoder::identity`] hashes from the files, computed once per encoder.
+#[derive(Debug, Clone)]
+struct FileHashes {
+    /// sha256 of `model.safetensors`.
+    weights_sha256: String,
+    /// [`crate::config::function_files_digest`] of the tokenizer and config.
+    files_digest: String,
+}
+
 /// A loaded model ready to turn word pairs into relation vectors.
 pub struct RelationEncoder {
     encoder: Encoder,
@@ -235,12 +294,21 @@ pub struct RelationEncoder {
     batch_size: usize,
     files: ModelFiles,
     dir: PathBuf,
+    /// The model files as they were before [`Self::load`] read them: the identity hashes
+    /// the files again, and must hash the ones the vectors come from.
+    stamps: Vec<(PathBuf, Option<FileStamp>)>,
+    /// The hashes of the identity, once computed: the files are read (hundreds of MB)
+    /// once per process, and every later identity is the one first checked.
+    hashes: OnceLock<FileHashes>,
 }
 
 impl RelationEncoder {
     /// Loads a Hugging Face-format model directory.
     pub fn load(dir: &Path, opts: &EncoderOptions) -> Result<Self> {
         let files = ModelFiles::in_dir(dir)?;
+        // Before any file is read: the identity is computed from the files later, and must
+        // be refused if they are no longer the ones read here (see `Self::hashes`).
+        let stamps = stamp_model_files(dir, &files);
         let config = ModelConfig::from_file(&files.config)?;
         let function = PairFunction::resolve(&config, &files.config, opts)?;
         if opts.batch_size == 0 {
@@ -269,6 +337,8 @@ impl RelationEncoder {
             batch_size: opts.batch_size,
             files,
             dir: dir.to_path_buf(),
+            stamps,
+            hashes: OnceLock::new(),
         })
     }
 
@@ -296,6 +366,9 @@ impl RelationEncoder {
             batch_size: self.batch_size,
             files: self.files.clone(),
             dir: self.dir.clone(),
+            // The files it came from, as the original's identity names them.
+            stamps: self.stamps.clone(),
+            hashes: self.hashes.clone(),
         })
     }
 
@@ -364,6 +437,10 @@ impl RelationEncoder {
     /// tokenizer and config: [`crate::config::function_files_digest`]). The model is named
     /// by its absolute path, so an index built from it finds it from any working directory.
     ///
+    /// The files are hashed on the first call only, and refused (an error that says to run
+    /// again) when they are no longer the ones [`Self::load`] read: replaced by a rename or
+    /// rewritten since: their identity would not be the loaded model's.
+    ///
     /// The path is rendered lossily: this identity is compared (query, index add, serve)
     /// or reported (bench), where a folder whose name is not UTF-8 still works. Where the
     /// path is written into an index or collection, use [`Self::identity_for_record`].
@@ -395,16 +472,56 @@ impl RelationEncoder {
 
     /// The identity, with the model named `model`.
     fn identity_named(&self, model: String) -> Result<EncoderIdentity> {
+        let hashes = self.hashes()?;
         Ok(EncoderIdentity {
             dtype: self.encoder.dtype(),
-            files_digest: Some(crate::config::function_files_digest(
+            files_digest: Some(hashes.files_digest.clone()),
+            ..self.function.identity(model, hashes.weights_sha256.clone())
+        })
+    }
+
+    /// The hashes of the model files this encoder loaded, computed on the first call. The
+    /// files are read again to hash them (candle read the weights once, and keeps no hash):
+    /// files replaced meanwhile (a training run saving its best checkpoint in their place,
+    /// an `index build` screening its input between loading and hashing) would give the new
+    /// model's identity to the old one's vectors, and every later check would then accept
+    /// the new model for them. So the files must still be the ones [`Self::load`] found,
+    /// before and after hashing; otherwise an error says to run again.
+    fn hashes(&self) -> Result<&FileHashes> {
+        if let Some(hashes) = self.hashes.get() {
+            return Ok(hashes);
+        }
+        self.check_files_unchanged()?;
+        let hashes = FileHashes {
+            weights_sha256: Encoder::weights_sha256(&self.files.weights)?,
+            files_digest: crate::config::function_files_digest(
                 self.encoder.config(),
                 &self.files.tokenizer,
-            )?),
-            ..self
-                .function
-                .identity(model, Encoder::weights_sha256(&self.files.weights)?)
-        })
+            )?,
+        };
+        // After too: a file replaced while it was hashed was maybe hashed new.
+        self.check_files_unchanged()?;
+        // Another thread may have set it meanwhile, from the same checked files.
+        Ok(self.hashes.get_or_init(|| hashes))
+    }
+
+    /// Refuses model files that are not the ones [`Self::load`] found (see [`Self::hashes`]).
+    fn check_files_unchanged(&self) -> Result<()> {
+        for (path, loaded) in &self.stamps {
+            if stamp_of(path) != *loaded {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other(format!(
+                        "the model files in {} changed while relbert was loading them (this \
+                         file is no longer the one read, replaced or rewritten since); its \
+                         identity would not be the loaded model's. Run again (once the files \
+                         stay unchanged, e.g. after a training run into that folder ends)",
+                        self.dir.display()
+                    )),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The number format of the dense layers.
@@ -871,5 +988,76 @@ impl RelationEncoder {
         let mut v = self.embed_raw(pairs)?;
         v.iter_mut().for_each(|x| normalize_in_place(x));
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of the fixture model `name` (tests/fixtures) in a new folder `root/to`.
+    fn copy_fixture(root: &Path, name: &str, to: &str) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let dst = root.join(to);
+        std::fs::create_dir(&dst).unwrap();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        }
+        dst
+    }
+
+    /// Review: the identity hashed the model files again after loading them, so weights
+    /// replaced by a rename in between (a training run saving its best checkpoint there)
+    /// gave the new model's identity to the old one's vectors, and every later check then
+    /// accepted the new model for them. An identity first computed after such a replacement
+    /// is refused; one computed before it is kept (hashed once, from the loaded files); an
+    /// untouched copy gives the same identity as before.
+    #[test]
+    fn weights_replaced_after_loading_are_refused_for_the_identity() {
+        let root = tempfile::tempdir().unwrap();
+        let model = copy_fixture(root.path(), "tiny-bert", "model");
+        let untouched = copy_fixture(root.path(), "tiny-bert", "untouched");
+        let opts = EncoderOptions::default();
+        let hashed_before = RelationEncoder::load(&model, &opts).unwrap();
+        let hashed_after = RelationEncoder::load(&model, &opts).unwrap();
+        let before = hashed_before.identity().unwrap();
+
+        // Other bytes, put in place atomically, as a checkpoint is saved.
+        let weights = model.join("model.safetensors");
+        let next = model.join("model.safetensors.tmp");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/tiny-roberta/model.safetensors"),
+            &next,
+        )
+        .unwrap();
+        std::fs::rename(&next, &weights).unwrap();
+        assert_ne!(
+            Encoder::weights_sha256(&weights).unwrap(),
+            before.weights_sha256
+        );
+
+        let err = hashed_after.identity().unwrap_err().to_string();
+        assert!(
+            err.contains("changed while relbert was loading them") && err.contains("Run again"),
+            "{err}"
+        );
+        let err = hashed_after.identity_for_record().unwrap_err().to_string();
+        assert!(err.contains("model.safetensors"), "{err}");
+        // Computed from the files it loaded, before the replacement: still its identity.
+        assert_eq!(hashed_before.identity().unwrap(), before);
+
+        let copy = RelationEncoder::load(&untouched, &opts).unwrap();
+        let first = copy.identity().unwrap();
+        assert_eq!(first.weights_sha256, before.weights_sha256);
+        assert_eq!(first.files_digest, before.files_digest);
+        assert_eq!(copy.identity().unwrap(), first);
+        assert_eq!(
+            copy.identity_for_record().unwrap().weights_sha256,
+            first.weights_sha256
+        );
     }
 }

@@ -31,6 +31,19 @@ pub struct QueryOptions {
     pub keep_shared_words: bool,
 }
 
+impl Default for QueryOptions {
+    /// What `relbert query` answers without options: 10 results from the HNSW graph at
+    /// `ef` [`crate::serve::DEFAULT_EF`], pairs sharing a word with the query left out.
+    fn default() -> Self {
+        QueryOptions {
+            k: 10,
+            exact: false,
+            ef: crate::serve::DEFAULT_EF,
+            keep_shared_words: false,
+        }
+    }
+}
+
 /// One answer.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct QueryHit {
@@ -161,6 +174,9 @@ pub struct QueryEngine {
     /// the file's inode: a filesystem hands a freed inode to the next new file, so after two
     /// publications the new `meta` could have the inode the reader last saw.
     stamp: Option<String>,
+    /// The id of the index [`Self::refresh`] found in the directory and did not follow (of
+    /// another pair function), so that it is said once, not at every look.
+    refused: Option<String>,
     /// The number format queries are encoded at; `None`: the store's own.
     dtype: Option<Dtype>,
     /// Where the encoder runs (the CPU unless [`Self::set_device`] says otherwise).
@@ -717,6 +733,7 @@ impl QueryEngine {
             encoder: None,
             words: None,
             stamp: None,
+            refused: None,
             dtype: None,
             device: candle_core::Device::Cpu,
             open: relbert_index::OpenOptions::default(),
@@ -793,12 +810,15 @@ impl QueryEngine {
     /// Follows a local index's directory: when it now holds another index than the one
     /// open (an `index add` or a `build --force` published a new one), opens that one and
     /// answers from it from now on. Returns whether it switched. Pairs it does not hold are
-    /// encoded with its pair function at its number format (the model is loaded again when
-    /// either differs), unless [`Self::set_dtype`] chose the format: that stays, with the
-    /// note a start-up logs when it differs from the index's. A new index that cannot be
-    /// opened yet (a publication racing the open shows as files of two ids) is retried on
-    /// the next call; the open index keeps answering meanwhile, so a reader sees the old
-    /// state or the new one, never a mixture. Other stores never switch.
+    /// encoded at its number format (the model is loaded again when it differs), unless
+    /// [`Self::set_dtype`] chose the format: that stays, with the note a start-up logs when
+    /// it differs from the index's. A new index of another pair function (another model,
+    /// template, aggregation or tokenizer) is not followed, as `relbert serve` does not
+    /// serve one: the open index keeps answering, and a warning, once per such index, says
+    /// to restart the stream to answer from it. A new index that cannot be opened yet (a
+    /// publication racing the open shows as files of two ids) is retried on the next call;
+    /// the open index keeps answering meanwhile, so a reader sees the old state or the new
+    /// one, never a mixture. Other stores never switch.
     ///
     /// The open index's files changed in place ([`Index::changed_in_place`]: copied over,
     /// not published by a rename) must not be read any more, so then the directory is opened
@@ -819,10 +839,15 @@ impl QueryEngine {
         if !changed && self.stamp.as_ref() == Some(&stamp) {
             return Ok(false);
         }
+        // Refused before, and said: not opened again at every line.
+        if self.refused.as_ref() == Some(&stamp) {
+            return Ok(false);
+        }
         let Ok(next) = Index::open_with(index.dir(), self.open) else {
             return Ok(false);
         };
-        let same_id = next.id() == index.id();
+        let (open_id, next_id) = (index.id(), next.id());
+        let same_id = next_id == open_id;
         let (was, now) = (index.meta().encoder.clone(), next.meta().encoder.clone());
         let dir = index.dir().to_path_buf();
         let same_fn = same_function(&was, &now);
@@ -831,8 +856,37 @@ impl QueryEngine {
             return Ok(false);
         }
         if !same_fn {
-            self.encoder = None;
-        } else if dtype_name(&was) != dtype_name(&now) {
+            // Not followed, as `relbert serve` does not serve it (found by a review: the
+            // stream dropped its encoder and answered stored pairs from the new index, with
+            // a `--model` of the old function too, which a one-shot query refuses, and only
+            // an info line said so). Said once per such index: a stream whose open index was
+            // changed in place looks again at every line.
+            if self.refused.as_ref() != Some(&next_id) {
+                let meanwhile = if changed {
+                    format!(
+                        "lines are not answered meanwhile (the files of index {open_id} were \
+                         changed in place)"
+                    )
+                } else {
+                    format!("still answering from index {open_id}")
+                };
+                tracing::warn!(
+                    "{} now holds index {next_id}, built with another model or pair function \
+                     ({}) than index {open_id}, which this stream answers from ({}): not \
+                     followed, its vectors are not comparable with the ones this stream \
+                     encodes (it differs in: {}); {meanwhile}; restart the query stream to \
+                     answer from it",
+                    dir.display(),
+                    now.model,
+                    was.model,
+                    crate::indexing::function_difference(&now, &was).join("; ")
+                );
+                self.refused = Some(next_id);
+            }
+            return Ok(false);
+        }
+        self.refused = None;
+        if dtype_name(&was) != dtype_name(&now) {
             // The format is followed as the model is, unless `--dtype` chose one (found by an
             // audit: a stream kept encoding at the replaced index's format without a word).
             match self.dtype {
