@@ -67,7 +67,9 @@ pub enum Error {
     /// An option has an invalid value.
     #[error("invalid value for {flag}: {message}")]
     InvalidArgument {
-        /// The flag (e.g. `--aggregation`).
+        /// The command-line flag that sets the option (e.g. `--aggregation`); a library
+        /// caller reads it as the field of the options it passed that the flag sets
+        /// (`--batch-size` is [`crate::EncoderOptions::batch_size`]).
         flag: String,
         /// Why it is rejected.
         message: String,

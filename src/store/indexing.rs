@@ -242,8 +242,9 @@ fn format_note(built: &str, offered: &str) -> Option<String> {
     })
 }
 
-/// Options of an index build.
-#[derive(Debug, Clone)]
+/// Options of an index build. The default is `relbert index build`'s: float32 vectors,
+/// the default graph, no `--force`, no copy of the input.
+#[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// HNSW parameters.
     pub hnsw: HnswParams,
