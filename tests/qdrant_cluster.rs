@@ -42,7 +42,7 @@ impl Cluster {
                 start: s.into(),
             }),
             _ => {
-                common::skip(
+                common::skip_service(
                     "no Qdrant cluster configured (set RELBERT_QDRANT_CLUSTER_DIR, \
                      RELBERT_QDRANT_CLUSTER_PORT and RELBERT_QDRANT_START, as .ci/run does)",
                 );
@@ -1521,6 +1521,58 @@ fn added_sources_keep_the_points_held_already() {
 /// Left from an earlier session: a collection whose vectors are compared by another distance
 /// (made by hand, its relbert record copied from a relbert collection) was queried as if its
 /// scores were cosines, and loaded into by `--add`.
+/// A collection `name` of `dim`-wide vectors compared by `distance`, made with Qdrant's own
+/// API (no relbert record).
+fn made_by_qdrant(
+    urls: &[String],
+    name: &str,
+    dim: u64,
+    distance: qdrant_client::qdrant::Distance,
+) -> Connection {
+    let conn = Connection::new(urls, name).unwrap();
+    let c = conn.clone();
+    conn.block_on(async move {
+        use qdrant_client::qdrant::{CreateCollectionBuilder, VectorParamsBuilder};
+        c.call("creating", Hedge::Never, |q, name| async move {
+            q.create_collection(
+                CreateCollectionBuilder::new(name)
+                    .vectors_config(VectorParamsBuilder::new(dim, distance)),
+            )
+            .await
+        })
+        .await
+    })
+    .unwrap()
+    .unwrap();
+    conn
+}
+
+/// A collection `name` of `record`'s width whose vectors are compared by the dot product,
+/// given `record` (and `progress`, a load's checkpoint) as a relbert collection's metadata:
+/// a copy whose record passes relbert's checks of the record.
+fn dot_copy(
+    urls: &[String],
+    name: &str,
+    record: &relbert::store::qdrant::CollectionRecord,
+    progress: Option<&relbert::store::qdrant::LoadProgress>,
+) -> Connection {
+    use relbert::store::qdrant::{METADATA_KEY, PROGRESS_KEY};
+    let dot = qdrant_client::qdrant::Distance::Dot;
+    let conn = made_by_qdrant(urls, name, record.dim as u64, dot);
+    let c = conn.clone();
+    let (record, progress) = (record.clone(), progress.cloned());
+    conn.block_on(async move {
+        c.set_metadata(METADATA_KEY, &record).await?;
+        match progress {
+            Some(p) => c.set_metadata(PROGRESS_KEY, &p).await,
+            None => Ok(()),
+        }
+    })
+    .unwrap()
+    .unwrap();
+    conn
+}
+
 #[test]
 fn a_collection_of_another_distance_is_refused() {
     let Some(cluster) = Cluster::from_env() else {
@@ -1535,24 +1587,7 @@ fn a_collection_of_another_distance_is_refused() {
     succeeded(&tiny_build(&pairs, &target).output().unwrap());
     let record = QdrantStore::open(&urls, &good).unwrap().record().clone();
     let bad = unique("dotcopy");
-    let conn = Connection::new(&urls, &bad).unwrap();
-    let c = conn.clone();
-    let dim = record.dim as u64;
-    conn.block_on(async move {
-        use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
-        c.call("creating", Hedge::Never, |q, name| async move {
-            q.create_collection(
-                CreateCollectionBuilder::new(name)
-                    .vectors_config(VectorParamsBuilder::new(dim, Distance::Dot)),
-            )
-            .await
-        })
-        .await?;
-        c.set_metadata(relbert::store::qdrant::METADATA_KEY, &record)
-            .await
-    })
-    .unwrap()
-    .unwrap();
+    dot_copy(&urls, &bad, &record, None);
     let refused = QdrantStore::open(&urls, &bad)
         .err()
         .expect("opened a Dot collection");
@@ -1588,21 +1623,12 @@ fn a_collection_of_another_distance_is_refused() {
     // A collection another tool made (no relbert record) is refused by both loads, with no
     // rerun suggested.
     let foreign = unique("foreign");
-    let conn = Connection::new(&urls, &foreign).unwrap();
-    let c = conn.clone();
-    conn.block_on(async move {
-        use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
-        c.call("creating", Hedge::Never, |q, name| async move {
-            q.create_collection(
-                CreateCollectionBuilder::new(name)
-                    .vectors_config(VectorParamsBuilder::new(dim, Distance::Cosine)),
-            )
-            .await
-        })
-        .await
-    })
-    .unwrap()
-    .unwrap();
+    made_by_qdrant(
+        &urls,
+        &foreign,
+        record.dim as u64,
+        qdrant_client::qdrant::Distance::Cosine,
+    );
     let index = tmp.path().join("idx");
     build_local(&pairs, &index);
     for out in [
@@ -1624,6 +1650,94 @@ fn a_collection_of_another_distance_is_refused() {
         refused_without_hint(&out, "not written by relbert");
     }
     common::drop_collection(&urls, &foreign);
+    common::drop_collection(&urls, &good);
+    common::drop_collection(&urls, &bad);
+}
+
+/// Found by a review: `--add` recorded the added source in the collection's metadata while
+/// it checked the collection's record, before the checks after that one (the vectors, as the
+/// collection stores them) and before the load's first checkpoint. A source recorded without
+/// a checkpoint is an unfinished load, so an `--add` refused by such a check left the
+/// collection marked unfinished for good (queries warned, `index remove` refused, and no
+/// rerun could finish the load). The source is now recorded with the load's first
+/// checkpoint: the refused `--add` leaves the collection's metadata as it was, on every node,
+/// and the source is not taken for one added before (a plain export is refused, asking for
+/// `--add`).
+#[test]
+fn an_add_refused_by_a_later_check_leaves_the_collection_as_it_was() {
+    use relbert::store::qdrant::LoadProgress;
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    build_local(&common::pair_file(tmp.path()), &first);
+    let good = unique("add_cosine");
+    succeeded(&export(&first, &urls, &good, &[]).output().unwrap());
+    let record = QdrantStore::open(&urls, &good).unwrap().record().clone();
+    // A copy made by hand of that collection's record and finished checkpoint, over vectors
+    // compared by the dot product: its record passes the checks of the record, and the
+    // vectors' check after them refuses it.
+    let finished = LoadProgress {
+        source: record.source.clone(),
+        rows: 1,
+        total: 1,
+        abandoned: false,
+        at: None,
+    };
+    let bad = unique("add_dotcopy");
+    let conn = dot_copy(&urls, &bad, &record, Some(&finished));
+    let state_of = |conn: &Connection| {
+        let c = conn.clone();
+        conn.block_on(async move { c.state().await })
+            .unwrap()
+            .unwrap()
+    };
+    on_every_node(&urls, &bad, "the copy's finished load", |conn| {
+        let c = conn.clone();
+        matches!(
+            conn.block_on(async move { c.state().await }),
+            Ok(Ok(s)) if s.record.is_some() && s.unfinished.is_empty()
+        )
+    });
+    let before = state_of(&conn);
+    assert!(before.added.is_empty(), "{before:?}");
+
+    // Another index of the same model: another source, which only --add loads.
+    let other = tmp.path().join("other.tsv");
+    std::fs::write(&other, "sun\tmoon\nlion\tcub\n").unwrap();
+    let second = tmp.path().join("second");
+    build_local(&other, &second);
+    let add = |extra: &[&str]| {
+        let mut c = relbert();
+        c.args(["index", "export", "--index"])
+            .arg(&second)
+            .args(["--qdrant", &joined, "--collection", &bad])
+            .args(extra);
+        c.output().unwrap()
+    };
+    refused_without_hint(&add(&["--add"]), "Dot distance");
+    // Each node as the refused command left it: a write it made was applied by the node
+    // that took it before the command went on, so one node at least would show it.
+    for url in &urls {
+        let node = Connection::new(std::slice::from_ref(url), &bad).unwrap();
+        let after = state_of(&node);
+        assert_eq!(after, before, "{url}");
+        assert!(
+            after.unfinished.is_empty() && after.added.is_empty(),
+            "{url}: {after:?}"
+        );
+    }
+    // Refused again the same way, and without --add as a source never added.
+    refused_without_hint(&add(&["--add"]), "Dot distance");
+    refused_without_hint(&add(&[]), "--add");
+    assert_eq!(
+        count_via(&urls[0], &bad),
+        0,
+        "points written before a refusal"
+    );
     common::drop_collection(&urls, &good);
     common::drop_collection(&urls, &bad);
 }
@@ -2201,7 +2315,8 @@ fn foreign_relbert_metadata_is_refused_without_a_rerun_hint() {
 }
 
 /// Found by an audit: `--replication 4` on this 3-node cluster was accepted without a word
-/// (Qdrant records 4, and only 3 copies exist).
+/// (Qdrant records 4, and only 3 copies exist). And the default layout on a cluster: one
+/// shard per node, one copy each, which is warned of.
 #[test]
 fn more_copies_than_nodes_are_warned_of() {
     let Some(cluster) = Cluster::from_env() else {
@@ -2236,6 +2351,26 @@ fn more_copies_than_nodes_are_warned_of() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    common::drop_collection(&urls, &coll);
+    // Found by a review: with neither --shards nor --replication the collection had one
+    // shard, every point on one node, without a word. One shard per node now (the cluster
+    // holds 3 shard replicas in all), and the single copy of each is warned of.
+    let coll = unique("default_layout");
+    let mut c = relbert();
+    c.args(["index", "export", "--index"]).arg(&idx).args([
+        "--qdrant",
+        &urls.join(","),
+        "--collection",
+        &coll,
+    ]);
+    let out = c.output().unwrap();
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spread over 3 nodes") && err.contains("`--replication 2`"),
+        "{err}"
+    );
+    wait_all_active(&cluster.grpc(1), &coll, 3);
     common::drop_collection(&urls, &coll);
 }
 
@@ -2551,8 +2686,9 @@ fn a_collection_keeps_one_number_format_and_names_only_flags_given() {
         .unwrap();
     succeeded(&out);
     let err = err_of(&out);
+    // Made without --shards on this 3-node cluster: one shard per node.
     assert!(
-        err.contains("--shards shapes a new collection only") && err.contains("1 shard(s)"),
+        err.contains("--shards shapes a new collection only") && err.contains("3 shard(s)"),
         "{err}"
     );
     assert!(!err.contains("--f16 shape"), "{err}");
@@ -3088,7 +3224,12 @@ fn the_removal_record_s_cap_refuses_a_removal_that_would_pass_it() {
     assert!(
         err.contains(&format!("to {} ids", REMOVED_IDS_MAX + 1))
             && err.contains(&format!("past the {REMOVED_IDS_MAX}"))
-            && err.contains("remove fewer pairs"),
+            && err.contains("whole life")
+            && err.contains(&format!("it holds {} already", REMOVED_IDS_MAX - 1))
+            && err.contains("a new --collection name")
+            && err.contains(&format!(
+                "curl -X DELETE 'http://HOST:6333/collections/{coll}'"
+            )),
         "{err}"
     );
     assert_eq!(count_via(&urls[0], &coll), total, "refused, yet deleted");
@@ -3313,6 +3454,7 @@ impl Loaded {
         let prepared = relbert::store::qdrant::export::Prepared {
             created: false,
             first: record.source.clone(),
+            adds: None,
         };
         Loaded {
             built,
@@ -4048,6 +4190,7 @@ fn a_load_that_fails_beside_a_live_one_leaves_indexing_off_for_it() {
     let prepared = Prepared {
         created: false,
         first: first.source.clone(),
+        adds: None,
     };
     let key = progress_key(&first.source, &record.source);
     // Another total than its finished checkpoint's: a load from the first row, unfinished.

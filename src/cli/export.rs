@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use relbert::output::{check_replaceable, check_sidecar_replaceable, Format, OutputKind};
 use relbert::store::files::{older_pair_list, FileExport, FileFormat};
-use relbert::store::qdrant::export::{export_index, ExportOptions, ExportReport, LayoutFlags};
+use relbert::store::qdrant::export::{
+    export_index_resuming, ExportOptions, ExportReport, LayoutFlags,
+};
 use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
 };
@@ -75,10 +77,13 @@ pub struct CollectionArgs {
     pub qdrant: Option<String>,
     // Options, not defaults: an existing collection keeps its layout, and only a flag given
     // draws the warning that says so (see [`CollectionArgs::given`]).
-    /// Shards of a new collection (default 1).
+    /// Shards of a new collection (default: one per node of the cluster, as Qdrant counts
+    /// them when it creates the collection; 1 on a single node).
     #[arg(long, requires = "collection", conflicts_with = "out", value_parser = shards)]
     pub shards: Option<u32>,
-    /// Copies of each shard of a new collection, on different nodes (default 1).
+    /// Copies of each shard of a new collection, on different nodes (default 1: each point
+    /// on one node only, which a new collection on a cluster of several nodes warns of; 2
+    /// keeps the points of a node that is down within reach).
     #[arg(long, requires = "collection", conflicts_with = "out", value_parser = replication)]
     pub replication: Option<u32>,
     /// Vector memory layout of a new collection (default int8).
@@ -160,7 +165,10 @@ impl CollectionArgs {
         )?)
     }
 
-    /// The settings of a new collection (HNSW parameters: relbert's defaults).
+    /// The settings of a new collection (HNSW parameters: relbert's defaults). A shard count
+    /// not given is left to the cluster when the collection is created, one shard per node
+    /// ([`CollectionArgs::given`] says so to the load); the 1 here is what limits are checked
+    /// against ([`CollectionArgs::check_layout`]).
     pub fn settings(&self) -> CollectionSettings {
         let d = CollectionSettings::default();
         CollectionSettings {
@@ -342,9 +350,18 @@ pub fn run(a: ExportArgs) -> Result<()> {
         let pb = Progress::pairs(n, "exporting");
         let asked = a.target.given(a.f16 || a.f32);
         let interrupt = super::interrupt::CollectionLoad::install(&conn);
-        let report = export_index(&index, &conn, &settings, asked, &opts, &|d| {
-            pb.set_position(d)
-        })
+        // The rows an interrupted run wrote are shown as done, and left out of the rate and
+        // the ETA, as `index build` leaves them (found by a review: they were counted as
+        // sent in this run's first moment).
+        let report = export_index_resuming(
+            &index,
+            &conn,
+            &settings,
+            asked,
+            &opts,
+            &|resumed| pb.resume_from(resumed),
+            &|d| pb.set_position(d),
+        )
         .map_err(|e| {
             let hint = rerun_hint(
                 &e,

@@ -134,6 +134,18 @@ impl Progress {
             pb.set_message(what.to_string());
             pb
         });
+        Progress::with_bar(bar, total, what, unit, bytes, interval())
+    }
+
+    /// A display drawing `bar`, or plain lines at most every `every` without one.
+    fn with_bar(
+        bar: Option<ProgressBar>,
+        total: u64,
+        what: &str,
+        unit: &'static str,
+        bytes: bool,
+        every: Duration,
+    ) -> Progress {
         let now = Instant::now();
         Progress {
             bar,
@@ -141,7 +153,7 @@ impl Progress {
             unit,
             total,
             bytes,
-            every: interval(),
+            every,
             state: std::sync::Mutex::new(State {
                 pos: 0,
                 started: now,
@@ -162,12 +174,15 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Units already done before this run (a resumed build): they do not count in the rate.
+    /// Units already done before this run (a resumed build or export): they do not count in
+    /// the rate, which counts from here (the time before, spent opening and checking what
+    /// the run resumes, did not do the units after them either).
     pub fn resume_from(&self, done: u64) {
         {
             let mut st = self.state();
             st.base = done;
             st.pos = done;
+            st.started = Instant::now();
         }
         if let Some(b) = &self.bar {
             b.set_position(done);
@@ -195,17 +210,23 @@ impl Progress {
     fn line(&self, st: &mut State, early: Option<&str>) {
         st.last_line = Instant::now();
         st.shown = Some(st.pos);
-        let secs = st.started.elapsed().as_secs_f64();
+        let text = self.text(st, early, st.started.elapsed().as_secs_f64());
+        relbert::say!("{text}");
+    }
+
+    /// The plain line of `st`'s count, `secs` seconds after the run started counting (see
+    /// [`Self::line`]): the rate and the ETA count only the units done in this run, after
+    /// those it resumed from ([`Self::resume_from`]).
+    fn text(&self, st: &State, early: Option<&str>, secs: f64) -> String {
         let per_sec = st.pos.saturating_sub(st.base) as f64 / secs.max(1e-9);
         if let Some(why) = early {
-            relbert::say!(
+            return format!(
                 "{}: {} {} ({why}), {}",
                 self.what,
                 group(st.pos),
                 self.unit,
                 rate(per_sec, self.unit)
             );
-            return;
         }
         let pct = (st.pos.min(self.total) * 100)
             .checked_div(self.total)
@@ -231,22 +252,21 @@ impl Progress {
             } else {
                 String::new()
             };
-            relbert::say!(
+            return format!(
                 "{}: {}{of} MB{pct}, {}{eta}",
                 self.what,
                 mb(st.pos),
                 rate(per_sec / 1e6, "MB")
             );
-            return;
         }
-        relbert::say!(
+        format!(
             "{}: {}/{} {}{pct}, {}{eta}",
             self.what,
             group(st.pos),
             group(self.total),
             self.unit,
             rate(per_sec, self.unit)
-        );
+        )
     }
 
     /// Ends the display: the bar disappears; in plain mode a last line is printed, unless
@@ -305,6 +325,37 @@ mod tests {
         assert_eq!(group(999), "999");
         assert_eq!(duration(Duration::from_secs(1400)), "23m 20s");
         assert_eq!(duration(Duration::from_secs(3720)), "1h 02m");
+    }
+
+    /// A display without a bar, as on a log file (`Progress::new` draws one on a terminal),
+    /// printing a line at no update (the test reads the lines' text itself).
+    fn plain(total: u64) -> Progress {
+        Progress::with_bar(None, total, "exporting", "pairs", false, Duration::MAX)
+    }
+
+    /// Found by a review: a resumed export counted the rows an earlier run had written as
+    /// done in its first moment, so its plain line gave a rate far above the real one and an
+    /// ETA far too short. Rows resumed from are shown in the count, not in the rate.
+    #[test]
+    fn rows_resumed_from_count_in_the_position_and_not_in_the_rate() {
+        let p = plain(2_000);
+        p.resume_from(900);
+        p.set_position(1_000);
+        assert_eq!(
+            p.text(&p.state(), None, 10.0),
+            "exporting: 1,000/2,000 pairs (50%), 10 pairs/s, ETA 1m 40s"
+        );
+        // Without it, every row is this run's.
+        let fresh = plain(2_000);
+        fresh.set_position(1_000);
+        assert_eq!(
+            fresh.text(&fresh.state(), None, 10.0),
+            "exporting: 1,000/2,000 pairs (50%), 100 pairs/s, ETA 10s"
+        );
+        assert_eq!(
+            p.text(&p.state(), Some("stopped"), 10.0),
+            "exporting: 1,000 pairs (stopped), 10 pairs/s"
+        );
     }
 
     #[test]

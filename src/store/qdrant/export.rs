@@ -26,15 +26,17 @@
 //! is added beside it: a grown index (`relbert index add` gives it a new id), another slice
 //! of a corpus, another machine's encoder. Each added source is recorded under its own
 //! metadata key and keeps its own checkpoint, so loaders of different sources can run at
-//! once; pairs two sources share are one point (same id), and it stays the point first
-//! written: a load into a collection that holds another source's points asks which of each
-//! batch's ids are there already and writes only the others (an upsert replaces a whole
-//! point, label included, so writing them would let the last writer win). Nothing is
-//! deleted: a pair that one source dropped stays. The final check of a shared collection
-//! counts this source's points by id, since the collection's total counts every source, and
-//! says how many points are not the source's: a warning when every other source was exported
-//! from the same directory (pairs `index remove` took out of the index since), information
-//! otherwise.
+//! once; it is recorded with its load's first checkpoint, in one update, once every check
+//! that can refuse the load has passed, so a refused `--add` leaves the collection as it
+//! was ([`Prepared::adds`]). Pairs two sources share are one point (same id), and it stays
+//! the point first written: a load into a collection that holds another source's points asks
+//! which of each batch's ids are there already and writes only the others (an upsert
+//! replaces a whole point, label included, so writing them would let the last writer win).
+//! Nothing is deleted: a pair that one source dropped stays. The final check of a shared
+//! collection counts this source's points by id, since the collection's total counts every
+//! source, and says how many points are not the source's: a warning when every other source
+//! was exported from the same directory (pairs `index remove` took out of the index since),
+//! information otherwise.
 //!
 //! **Bulk loading.** While it streams, a load turns the collection's vector indexing off
 //! (indexing threshold 0, from its first batch: a load with nothing to send leaves it as it
@@ -62,8 +64,9 @@ use qdrant_client::{Payload, QdrantError};
 
 use super::settings::CollectionSettings;
 use super::{
-    added_source_key, point_id, progress_key, unix_now, AddedSource, CollectionRecord,
-    CollectionState, Connection, Hedge, LoadProgress, IDS_PER_COUNT, LAYOUT_VERSION, PROGRESS_KEY,
+    added_source_key, metadata_json, point_id, progress_key, unix_now, AddedSource,
+    CollectionRecord, CollectionState, Connection, Hedge, LoadProgress, IDS_PER_COUNT,
+    LAYOUT_VERSION, PROGRESS_KEY,
 };
 use crate::error::{Error, Result};
 use crate::indexing::{
@@ -142,7 +145,9 @@ impl Default for ExportOptions {
 /// quantisation, float16 originals) were asked for: an existing collection keeps its own,
 /// and a load warns of each one asked for that differs. A setting left at its default was
 /// not asked for (an `--f16` collection drew the warning from every load that did not say
-/// `--f16`), so the command line says which flags it was given.
+/// `--f16`), so the command line says which flags it was given. A new collection's shard
+/// count not asked for is the cluster's (one shard per node), and a replication not asked
+/// for on a cluster of several nodes is warned of ([`prepare`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayoutFlags {
     /// `--shards`.
@@ -221,13 +226,21 @@ pub struct Prepared {
     pub created: bool,
     /// The source the collection was made from (this one when it was just created).
     pub first: String,
+    /// The source this run adds beside the first (`--add`, not added before), which
+    /// [`Loader::start`] records together with the load's first checkpoint; `None` for the
+    /// first source and one added before. Not recorded by [`prepare`]: checks after its own
+    /// may still refuse the load, and a source recorded without a checkpoint marks the
+    /// collection unfinished (found by a review: a refused `--add` left it so, for good).
+    pub adds: Option<AddedSource>,
 }
 
 /// Makes `conn`'s collection ready for `record`'s vectors: created with `settings` when
-/// absent (with the keyword index on `words`), else checked to hold the same encoder's
+/// absent (with the keyword index on `words`; its shard count left to the cluster, one shard
+/// per node, when `asked` does not ask for it), else checked to hold the same encoder's
 /// vectors, at the same number format and of the same width, from the same source or, with
-/// `add` (or an earlier `add` of this source), beside another source's. An existing
-/// collection keeps its layout: each setting of `asked` that differs from it is warned of.
+/// `add` (or an earlier `add` of this source), beside another source's (recorded by the load:
+/// [`Prepared::adds`]). An existing collection keeps its layout: each setting of `asked` that
+/// differs from it is warned of.
 pub fn prepare(
     conn: &Connection,
     record: &CollectionRecord,
@@ -252,7 +265,7 @@ fn prepare_for(
     settings.validate()?;
     let c = conn.clone();
     let record = record.clone();
-    let request = settings.create_request(conn.collection(), &record)?;
+    let request = settings.create_request_for(conn.collection(), &record, asked.shards)?;
     let wanted = settings.clone();
     conn.block_on(async move {
         let existed = c.exists().await?;
@@ -274,12 +287,12 @@ fn prepare_for(
                 }
             })
             .await
-            .map_err(|e| creation_failed(e, &wanted))?;
+            .map_err(|e| creation_failed(e, &wanted, asked.shards))?;
         // The record is checked before anything is changed: a refused command must leave
         // someone else's collection as it was (the words index used to be made first).
         let prepared = check_record(&c, &record, created, !existed, add).await?;
         if created {
-            warn_missing_replicas(&c, wanted.replication).await;
+            say_placement(&c, &wanted, asked).await;
         } else {
             c.precision(record.dim).await?;
             warn_kept_layout(&c, &wanted, asked).await?;
@@ -303,28 +316,44 @@ fn prepare_for(
 
 /// The error of a creation that failed after its retries, saying what may have happened: a
 /// cluster that did not confirm a new collection in time (its consensus is slow with many
-/// shards) may still make it in the background, and a rerun then loads into it.
-fn creation_failed(e: Error, wanted: &CollectionSettings) -> Error {
+/// shards) may still make it in the background, and a rerun then loads into it. `shards`:
+/// whether the shard count was asked for (else the cluster makes one per node).
+fn creation_failed(e: Error, wanted: &CollectionSettings, shards: bool) -> Error {
     match e {
-        Error::Remote { target, message } => Error::Remote {
-            target,
-            message: format!(
-                "{message}; the cluster may still be creating the collection ({} shard(s) x \
-                 {} cop(y/ies)) in the background: once it lists the collection, a rerun \
-                 loads into it",
-                wanted.shards, wanted.replication
-            ),
-        },
+        Error::Remote { target, message } => {
+            let shards = if shards {
+                format!("{} shard(s)", wanted.shards)
+            } else {
+                "one shard per node".to_string()
+            };
+            Error::Remote {
+                target,
+                message: format!(
+                    "{message}; the cluster may still be creating the collection ({shards} x \
+                     {} cop(y/ies)) in the background: once it lists the collection, a rerun \
+                     loads into it",
+                    wanted.replication
+                ),
+            }
+        }
         e => e,
     }
 }
 
-/// Warns when a collection just created holds fewer copies of a shard than `--replication`
-/// asked for: a node holds at most one copy of a shard, so a cluster of fewer nodes records
-/// the factor and keeps fewer copies (found by an audit: `--replication 4` on 3 nodes was
-/// accepted without a word). Advisory: a node that cannot say yet is not asked again.
-async fn warn_missing_replicas(c: &Connection, replication: u32) {
-    if replication <= 1 {
+/// Says how a collection just created was placed, from one read of its shard placement
+/// (advisory: a node that cannot say yet is not asked again, and nothing fails for it):
+/// - the shards the cluster made, one per node, when their count was not `asked` for
+///   ([`CollectionSettings::create_request_for`]);
+/// - a warning when it holds fewer copies of a shard than `--replication` asked for: a node
+///   holds at most one copy of a shard, so a cluster of fewer nodes records the factor and
+///   keeps fewer copies (found by an audit: `--replication 4` on 3 nodes was accepted
+///   without a word);
+/// - a warning when `--replication` was not given and the shards are on several nodes: each
+///   point then lives on one node only (found by a review: a cluster's collection was made
+///   so without a word), naming `--replication 2`.
+async fn say_placement(c: &Connection, wanted: &CollectionSettings, asked: LayoutFlags) {
+    // A layout given in full with one copy of each shard: nothing to say.
+    if asked.shards && asked.replication && wanted.replication <= 1 {
         return;
     }
     let info = c
@@ -336,20 +365,50 @@ async fn warn_missing_replicas(c: &Connection, replication: u32) {
         .await;
     let info = match info {
         Ok(i) => i,
+        // Only the layout left to the cluster is worth a word: how it turned out is unknown.
+        Err(e) if !asked.replication => {
+            tracing::warn!(
+                "{}: the new collection's shard placement could not be read ({e}): on a \
+                 cluster of several nodes, without --replication each point lives on one node \
+                 only (`--replication 2` keeps a second copy)",
+                c.target()
+            );
+            return;
+        }
         Err(e) => {
             tracing::debug!("shard placement not read: {e}");
             return;
         }
     };
+    // No shard shown: a node that has not applied the creation yet.
     let Some(fewest) = fewest_copies(&info) else {
         return;
     };
+    if !asked.shards {
+        tracing::info!(
+            "{}: the cluster made {} shard(s), one per node (--shards not given)",
+            c.target(),
+            info.shard_count
+        );
+    }
+    let replication = wanted.replication;
     if fewest < replication as usize {
         tracing::warn!(
             "{}: --replication {replication} asked for {replication} copies of each shard, \
              and the cluster placed {fewest} (a node holds at most one copy of a shard: the \
              cluster has fewer nodes than copies asked for); Qdrant records the factor, and \
              the collection has {fewest} cop(y/ies) until nodes join and it makes the others",
+            c.target()
+        );
+    }
+    let nodes = nodes_holding(&info);
+    if !asked.replication && replication <= 1 && nodes > 1 {
+        tracing::warn!(
+            "{}: the collection's shards are spread over {nodes} nodes with one copy each \
+             (--replication not given: 1), so each point lives on one node only, and while \
+             that node is down its points are out of reach; `--replication 2` keeps a second \
+             copy of each shard on another node (given when a collection is made: with \
+             another --collection name, or with this one once it is deleted)",
             c.target()
         );
     }
@@ -368,6 +427,17 @@ fn fewest_copies(info: &qdrant_client::qdrant::CollectionClusterInfoResponse) ->
         *copies.entry(id).or_default() += 1;
     }
     copies.values().min().copied()
+}
+
+/// How many nodes hold a shard of a collection, from a node's view of its placement (that
+/// node, when it holds one, and each other node holding one).
+fn nodes_holding(info: &qdrant_client::qdrant::CollectionClusterInfoResponse) -> usize {
+    let local = (!info.local_shards.is_empty()).then_some(info.peer_id);
+    local
+        .into_iter()
+        .chain(info.remote_shards.iter().map(|s| s.peer_id))
+        .collect::<HashSet<u64>>()
+        .len()
 }
 
 /// Whether `e` refuses to create a collection because one of that name exists.
@@ -496,9 +566,10 @@ fn kept_flags(asked: LayoutFlags, differs: [bool; 4], f16: bool) -> Vec<&'static
 }
 
 /// Checks that an existing collection holds `record`'s encoder and width, from the same
-/// source or (with `add`, or an earlier `add` of this source) beside another; records an
-/// added source. `fresh`: the collection did not exist when this run looked (created by it,
-/// or by a loader that raced it), so its record may take a moment to show on every node.
+/// source or (with `add`, or an earlier `add` of this source) beside another; an added source
+/// is named in [`Prepared::adds`], for the load to record, and nothing is written. `fresh`:
+/// the collection did not exist when this run looked (created by it, or by a loader that
+/// raced it), so its record may take a moment to show on every node.
 /// Refusals are [`Error::Refused`]: rerunning the same command cannot get past them.
 async fn check_record(
     c: &Connection,
@@ -580,26 +651,21 @@ async fn check_record(
                          --collection{unfinished}"
                     )));
                 }
-                if !known {
-                    let added = AddedSource {
-                        source: record.source.clone(),
-                        path: record.path.clone(),
-                    };
-                    c.set_metadata(&key, &added).await?;
-                    tracing::info!(
-                        "adding {} to the collection beside {}",
-                        record.source,
-                        have.source
-                    );
-                }
+                // Recorded by the load, with its first checkpoint ([`Prepared::adds`]).
+                let adds = (!known).then(|| AddedSource {
+                    source: record.source.clone(),
+                    path: record.path.clone(),
+                });
                 Ok(Prepared {
                     created,
                     first: have.source,
+                    adds,
                 })
             }
             Some(have) => Ok(Prepared {
                 created,
                 first: have.source,
+                adds: None,
             }),
         }
     }
@@ -1360,12 +1426,27 @@ impl Loader {
                 ..p.clone()
             } == mark.progress(base, None)
         });
-        if !(same && complete) {
-            let (c, m) = (conn.clone(), mark.clone());
-            conn.block_on(async move {
-                c.set_metadata(&m.key, &m.progress(base, Some(unix_now())))
-                    .await
-            })??;
+        // An added source is recorded in the same update ([`Prepared::adds`]): once every
+        // check that can refuse the load has passed, and never without a checkpoint (found by
+        // a review: recorded while the collection was checked, a refused or interrupted
+        // `--add` left a source without one, which marks the collection unfinished).
+        if !(same && complete) || prepared.adds.is_some() {
+            let mut entries = vec![(
+                mark.key.clone(),
+                metadata_json(&mark.progress(base, Some(unix_now())))?,
+            )];
+            if let Some(added) = &prepared.adds {
+                entries.push((added_source_key(&added.source), metadata_json(added)?));
+            }
+            let c = conn.clone();
+            conn.block_on(async move { c.set_metadata_together(entries).await })??;
+            if let Some(added) = &prepared.adds {
+                tracing::info!(
+                    "adding {} to the collection beside {}",
+                    added.source,
+                    prepared.first
+                );
+            }
         }
         // Shared from the first write on, so that a signal, or a failure below, ends the
         // checkpoint as it ends a running load's (found by review Q: one failing between the
@@ -2022,15 +2103,34 @@ fn describe_source(source: &str) -> String {
 }
 
 /// Exports every pair of `index` into `conn`'s collection (created with `settings` if absent)
-/// and checks the final count. `on_points` is told how many points are confirmed written.
-/// An existing collection without the layout settings `asked` for ([`LayoutFlags`]; every
-/// one with [`LayoutFlags::ALL`]) is warned of.
+/// and checks the final count. `on_points` is told how many rows of the index are confirmed
+/// written, those an interrupted run confirmed first. An existing collection without the
+/// layout settings `asked` for ([`LayoutFlags`]; every one with [`LayoutFlags::ALL`]) is
+/// warned of.
 pub fn export_index(
     index: &relbert_index::Index,
     conn: &Connection,
     settings: &CollectionSettings,
     asked: LayoutFlags,
     opts: &ExportOptions,
+    on_points: &dyn Fn(u64),
+) -> Result<ExportReport> {
+    export_index_resuming(index, conn, settings, asked, opts, on_points, on_points)
+}
+
+/// [`export_index`], telling `on_resumed` apart, once, before `on_points` is told anything:
+/// how many rows of the index were done before this run (confirmed by an interrupted run's
+/// checkpoint; for a load an earlier run finished, every row but those whose points this run
+/// sends again). A progress display shows them as done and leaves them out of its rate and
+/// ETA (found by a review: a resumed export's first update counted them as sent by this run
+/// in its first moment, so the rate was far too high and the ETA far too short).
+pub fn export_index_resuming(
+    index: &relbert_index::Index,
+    conn: &Connection,
+    settings: &CollectionSettings,
+    asked: LayoutFlags,
+    opts: &ExportOptions,
+    on_resumed: &dyn Fn(u64),
     on_points: &dyn Fn(u64),
 ) -> Result<ExportReport> {
     opts.validate()?;
@@ -2056,6 +2156,9 @@ pub fn export_index(
     };
     let loader = Loader::start(conn, &record, &prepared, opts, n as u64, &ids)?;
     let resumed = loader.resumed();
+    // The rows whose points went missing from a finished load are this run's to send again.
+    let again = loader.lost().map_or(0, |lost| lost.len() as u64);
+    on_resumed(resumed.saturating_sub(again));
     let mut respelled = 0u64;
     let end = with_loader(loader, n as u64, &ids, |loader| {
         let batch = loader.batch();
@@ -2084,8 +2187,8 @@ pub fn export_index(
             }
             return loader.send_lost(points);
         }
+        // `on_resumed` told the rows confirmed so far (`loader.confirmed()` is `resumed`).
         let mut row = resumed as usize;
-        on_points(loader.confirmed());
         while row < n {
             let end = (row + batch).min(n);
             let mut points = Vec::with_capacity(end - row);
@@ -2582,6 +2685,28 @@ mod tests {
             fewest_copies(&CollectionClusterInfoResponse::default()),
             None
         );
+        // Found by a review: a collection made without --replication on several nodes keeps
+        // each point on one of them, which is warned of; the nodes holding a shard are
+        // counted for it, the answering node among them only when it holds one.
+        let on = |peer_id| CollectionClusterInfoResponse {
+            peer_id,
+            ..info.clone()
+        };
+        assert_eq!(nodes_holding(&on(1)), 3);
+        assert_eq!(nodes_holding(&on(2)), 2);
+        let alone = CollectionClusterInfoResponse {
+            peer_id: 7,
+            shard_count: 1,
+            local_shards: vec![local(0)],
+            ..Default::default()
+        };
+        assert_eq!(nodes_holding(&alone), 1);
+        let elsewhere = CollectionClusterInfoResponse {
+            peer_id: 7,
+            remote_shards: vec![remote(0, 2), remote(1, 3)],
+            ..Default::default()
+        };
+        assert_eq!(nodes_holding(&elsewhere), 2);
     }
 
     #[test]
@@ -2634,6 +2759,7 @@ mod tests {
         let prepared = Prepared {
             created: false,
             first: record.source.clone(),
+            adds: None,
         };
         let no_ids = |_: u64, _: u64| Ok(Vec::new());
         for heartbeat in [

@@ -125,11 +125,12 @@ pub const REMOVED_PREFIX: &str = "relbert_removed:";
 /// text, one small change through the cluster's consensus.
 pub const REMOVED_IDS_PER_PART: usize = 4096;
 
-/// The most point ids a collection's removal record holds, every removal together: 32,768
-/// ids are 1 MiB of collection metadata ([`REMOVED_ID_BYTES`] each), which every read of the
-/// collection's info carries (each `query --collection` opens the collection so), and gRPC
-/// answers are limited to 4 MiB. A removal that would take the record past it is refused
-/// before anything is deleted.
+/// The most point ids a collection's removal record holds, every removal together over the
+/// collection's whole life (the record is never trimmed): 32,768 ids are 1 MiB of collection
+/// metadata ([`REMOVED_ID_BYTES`] each), which every read of the collection's info carries
+/// (each `query --collection` opens the collection so), and gRPC answers are limited to
+/// 4 MiB. A removal that would take the record past it is refused before anything is
+/// deleted; only a new collection starts a new record.
 pub const REMOVED_IDS_MAX: usize = 32_768;
 
 /// Bytes of collection metadata per point id in the removal record: the UUID's 32 hex
@@ -1698,9 +1699,19 @@ impl Connection {
     /// Keeps `value` (as one JSON string) under `key` in the collection's metadata, beside
     /// whatever else is there (Qdrant merges metadata updates).
     pub async fn set_metadata<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let text = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
-        let meta: HashMap<String, serde_json::Value> =
-            HashMap::from([(key.to_string(), serde_json::Value::String(text))]);
+        self.set_metadata_together(vec![(key.to_string(), metadata_json(value)?)])
+            .await
+    }
+
+    /// Keeps each `(key, text)` of `entries` (`text` as [`metadata_json`] makes it) in the
+    /// collection's metadata in one update, beside whatever else is there: the cluster applies
+    /// one update as one change, so no node shows some of the keys without the others (an
+    /// added source and its load's first checkpoint: [`export::Loader::start`]).
+    pub(crate) async fn set_metadata_together(&self, entries: Vec<(String, String)>) -> Result<()> {
+        let meta: HashMap<String, serde_json::Value> = entries
+            .into_iter()
+            .map(|(key, text)| (key, serde_json::Value::String(text)))
+            .collect();
         self.call(
             "updating the collection metadata",
             Hedge::Never,
@@ -2304,6 +2315,12 @@ pub fn check_vector_params(distance: i32, size: u64, dim: u32) -> std::result::R
         ));
     }
     Ok(())
+}
+
+/// `value` as the JSON text relbert keeps under one key of a collection's metadata
+/// ([`Connection::set_metadata`]).
+pub(crate) fn metadata_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// The string inside a payload or metadata value, if it holds one.

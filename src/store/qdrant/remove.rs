@@ -30,8 +30,9 @@
 //! later (`--add`) is not among those sources, so a removed pair it holds is written again,
 //! as it writes any pair the collection lacks. Ids recorded already for every source are
 //! not recorded twice (a rerun of a stopped removal adds nothing, once the record has
-//! reached the node it reads from); the record is capped at [`super::REMOVED_IDS_MAX`] ids,
-//! a removal past it refused before anything is deleted.
+//! reached the node it reads from); the record is capped at [`super::REMOVED_IDS_MAX`] ids
+//! over the collection's whole life (every removal's, never dropped), a removal past it
+//! refused before anything is deleted, saying how to make the collection anew.
 
 use std::collections::HashSet;
 
@@ -210,6 +211,48 @@ fn delete_batch(conn: &Connection, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The refusal of a removal of `n` points (`new` of them not recorded yet) from `collection`,
+/// whose removal record holds `held` ids: it would take the record past [`REMOVED_IDS_MAX`].
+/// The cap counts every removal since the collection was made, and the record is never
+/// trimmed, so removing fewer pairs only helps while there is room left; what starts a
+/// record anew is a new collection, and relbert never drops one (`--force` is for file
+/// exports): the message says so, with Qdrant's own call that deletes it (found by a review:
+/// it said "remove fewer pairs, or export or build the collection anew", as if the cap were
+/// per removal and a rerun of the export could replace the collection).
+fn past_the_cap(collection: &str, n: u64, new: usize, held: usize) -> String {
+    // Unreserved URL characters stay; any other (a space, a quote) is escaped, so the
+    // command can be pasted as it is.
+    const IN_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let room = REMOVED_IDS_MAX.saturating_sub(held);
+    let more = if room > 0 {
+        format!(
+            "A removal of at most {room} point(s) not recorded yet still fits; to remove \
+             more"
+        )
+    } else {
+        "To remove more".to_string()
+    };
+    format!(
+        "removing these {n} points ({new} of them not recorded yet) would take the \
+         collection's record of removed points (kept so that reruns of its loads do not bring \
+         them back) to {} ids, past the {REMOVED_IDS_MAX} relbert keeps over the collection's \
+         whole life ({REMOVED_ID_BYTES} bytes of collection metadata each, read with every \
+         open of the collection): it holds {held} already, from every removal since the \
+         collection was made, and none is ever dropped. {more}, make the collection anew \
+         without these pairs: export or build into a new --collection name, or delete this \
+         collection with Qdrant's API (`curl -X DELETE \
+         'http://HOST:6333/collections/{}'`, HOST a node of the deployment, 6333 its REST \
+         port) and export or build it again (relbert drops no collection itself; a new \
+         collection's record is empty)",
+        held + new,
+        percent_encoding::utf8_percent_encode(collection, IN_PATH)
+    )
+}
+
 /// A run id for the removal record's keys: random, so two removals at once write keys of
 /// their own.
 fn run_id() -> String {
@@ -236,18 +279,8 @@ pub fn delete(conn: &Connection, plan: &Plan, on_removed: &dyn Fn(u64)) -> Resul
         if new.is_empty() {
             return Ok(());
         }
-        let after = record.len() + new.len();
-        if after > REMOVED_IDS_MAX {
-            return Err(c.refused(format!(
-                "removing these {n} points ({} of them not recorded yet) would take the \
-                 collection's record of removed points (kept so that reruns of its loads do \
-                 not bring them back) to {after} ids, past the {REMOVED_IDS_MAX} relbert keeps \
-                 ({REMOVED_ID_BYTES} bytes of collection metadata each, read with every open \
-                 of the collection); it holds {} already: remove fewer pairs, or export or \
-                 build the collection anew, without them (a new collection's record is empty)",
-                new.len(),
-                record.len()
-            )));
+        if record.len() + new.len() > REMOVED_IDS_MAX {
+            return Err(c.refused(past_the_cap(c.collection(), n, new.len(), record.len())));
         }
         c.record_removal(&run_id(), &sources, &new).await
     })??;
@@ -314,4 +347,36 @@ pub fn delete(conn: &Connection, plan: &Plan, on_removed: &dyn Fn(u64)) -> Resul
         )));
     }
     Ok(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by a review: the refusal said "remove fewer pairs, or export or build the
+    /// collection anew", though the cap counts every removal the collection ever had and
+    /// relbert refuses `--force` with `--collection`. It says the cap is the collection's
+    /// whole life, how many ids are recorded, and the two ways to start anew.
+    #[test]
+    fn the_cap_s_refusal_says_it_is_the_collection_s_whole_life_and_how_to_start_anew() {
+        let said = past_the_cap("my pairs", 2, 2, REMOVED_IDS_MAX - 1);
+        assert!(
+            said.contains(&format!("to {} ids", REMOVED_IDS_MAX + 1))
+                && said.contains(&format!("past the {REMOVED_IDS_MAX}"))
+                && said.contains("whole life")
+                && said.contains(&format!("it holds {} already", REMOVED_IDS_MAX - 1))
+                && said.contains("at most 1 point(s) not recorded yet still fits")
+                && said.contains("a new --collection name")
+                && said.contains("curl -X DELETE 'http://HOST:6333/collections/my%20pairs'"),
+            "{said}"
+        );
+        assert!(!said.contains("remove fewer pairs"), "{said}");
+        // A full record leaves no removal to fit.
+        let said = past_the_cap("c-1_x.y", 1, 1, REMOVED_IDS_MAX);
+        assert!(
+            !said.contains("fits") && said.contains("To remove more"),
+            "{said}"
+        );
+        assert!(said.contains("/collections/c-1_x.y'"), "{said}");
+    }
 }

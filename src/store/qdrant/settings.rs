@@ -37,6 +37,12 @@
 //! - **Write consistency 1**: a write succeeds once one replica has it; the others catch up
 //!   (and a replica on a node that was down is recovered by Qdrant when it rejoins), so an
 //!   export keeps going while a node is down.
+//! - **One shard per node, one copy, unless asked**: without `--shards` the cluster makes one
+//!   shard per node as it creates the collection ([`CollectionSettings::create_request_for`]),
+//!   so a cluster's points are spread over its nodes (1 shard put them all on one node).
+//!   One copy of each is what a single node can hold; on several nodes it keeps each point
+//!   on one node only, which a load that was not given `--replication` warns of
+//!   ([`super::export::prepare`]).
 
 use std::collections::HashMap;
 
@@ -87,9 +93,13 @@ pub const OVERSAMPLING: f64 = 4.0;
 /// The layout of a new collection.
 #[derive(Debug, Clone)]
 pub struct CollectionSettings {
-    /// Shards the points are split into (spread over the nodes).
+    /// Shards the points are split into (spread over the nodes). A load whose caller did not
+    /// ask for a count ([`super::export::LayoutFlags::shards`]: `--shards` not given) leaves
+    /// it to the cluster instead, which makes one shard per node ([`Self::create_request_for`]).
     pub shards: u32,
-    /// Copies of each shard (on different nodes).
+    /// Copies of each shard (on different nodes). 1, the default, keeps each point on one
+    /// node only: a load that was not given `--replication` says so on a cluster of several
+    /// nodes.
     pub replication: u32,
     /// Memory layout of the vectors.
     pub quantization: Quantization,
@@ -106,6 +116,8 @@ impl Default for CollectionSettings {
     fn default() -> Self {
         let h = relbert_index::HnswParams::default();
         CollectionSettings {
+            // What a single node makes when the count is left to it; a cluster makes one per
+            // node (see the field's docs).
             shards: 1,
             replication: 1,
             quantization: Quantization::Int8,
@@ -157,6 +169,25 @@ impl CollectionSettings {
             );
         }
         Ok(())
+    }
+
+    /// [`Self::create_request`], with the shard count left to the cluster unless `shards`
+    /// (it was asked for: `--shards` given). Qdrant then makes one shard per node of the
+    /// cluster (one on a single node), so that a cluster's points are spread over its nodes
+    /// (found by a review: 1 shard put every point on one node of a cluster, without a
+    /// word). The cluster counts its own nodes as it creates the collection: Qdrant's gRPC
+    /// API, which relbert speaks, has no call that lists a cluster's nodes beforehand.
+    pub fn create_request_for(
+        &self,
+        name: &str,
+        record: &CollectionRecord,
+        shards: bool,
+    ) -> Result<CreateCollection> {
+        let mut request = self.create_request(name, record)?;
+        if !shards {
+            request.shard_number = None;
+        }
+        Ok(request)
     }
 
     /// The request that creates collection `name` for `record`'s vectors.
@@ -251,5 +282,30 @@ mod tests {
             let e = with(s, r).validate().unwrap_err().to_string();
             assert!(e.contains(flag), "{s} {r}: {e}");
         }
+    }
+
+    /// Found by a review: without `--shards` a new collection had 1 shard, so a cluster held
+    /// every point on one node. The count is left to the cluster (one shard per node) unless
+    /// it was asked for; the rest of the request is the same either way.
+    #[test]
+    fn a_shard_count_not_asked_for_is_left_to_the_cluster() {
+        let record = super::super::tests::sample_record();
+        let settings = CollectionSettings {
+            shards: 3,
+            replication: 2,
+            ..CollectionSettings::default()
+        };
+        let given = settings.create_request_for("c", &record, true).unwrap();
+        assert_eq!(given.shard_number, Some(3));
+        let left = settings.create_request_for("c", &record, false).unwrap();
+        assert_eq!(left.shard_number, None);
+        assert_eq!(left.replication_factor, Some(2));
+        assert_eq!(
+            CreateCollection {
+                shard_number: Some(3),
+                ..left
+            },
+            given
+        );
     }
 }
