@@ -1512,3 +1512,249 @@ fn a_question_pair_cut_past_its_mask_is_warned_of_naming_file_and_line() {
         "{err}"
     );
 }
+
+/// sha256 (hex) of a file's bytes, as the reports name the dataset files they scored.
+fn sha256_of(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Review: the analogy table named neither model nor method, and the report neither the files
+/// scored nor the note (said on standard error only) that a set's questions are validation
+/// questions too. A caption line now heads the table, and each dataset's entry names its
+/// file (path, rows, sha256) and notes beside the accuracy fields, which are unchanged.
+#[test]
+fn analogy_reports_name_the_model_the_files_and_the_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = write(
+        &dir.path().join("full/test.jsonl"),
+        &format!("{IDENTICAL}\n{OTHER}\n"),
+    );
+    write(&dir.path().join("part/test.jsonl"), &format!("{OTHER}\n"));
+    write(
+        &dir.path().join("part/validation.jsonl"),
+        &format!("{IDENTICAL}\n"),
+    );
+    let json = dir.path().join("r.json");
+    let a = analogy(
+        dir.path(),
+        &["--dataset", "full,part", "--json", json.to_str().unwrap()],
+    )
+    .success();
+    let v = read_json(&json);
+    let sha = v["encoder"]["weights_sha256"].as_str().unwrap().to_string();
+    let out = stdout(&a);
+    let caption = format!(
+        "model tiny-bert (weights sha256 {}), method relbert, split test\n",
+        &sha[..12]
+    );
+    assert!(out.starts_with(&caption), "{out}");
+    assert!(out.contains("| full | test | 2 |"), "{out}");
+    assert_eq!(v["relbert_version"], env!("CARGO_PKG_VERSION"));
+    let data = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(v["data"], data.display().to_string());
+    let r = &v["results"]["full/test"];
+    assert_eq!(r["n"], 2);
+    assert!(
+        r["accuracy"].is_number() && r["by_prefix"].is_object(),
+        "{r}"
+    );
+    let file = &r["file"];
+    assert_eq!(
+        file["path"],
+        std::fs::canonicalize(&full).unwrap().display().to_string()
+    );
+    assert_eq!(file["rows"], 2);
+    assert_eq!(file["sha256"], sha256_of(&full));
+    let notes = r["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{r}");
+    assert!(
+        notes[0]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of full's 2 questions are also validation questions"),
+        "{r}"
+    );
+    assert_eq!(v["results"]["part/test"]["notes"], serde_json::json!([]));
+    assert_eq!(v["results"]["part/test"]["file"]["rows"], 1);
+
+    // The method, with the offset weight that applies to it.
+    let out = stdout(
+        &analogy(
+            dir.path(),
+            &[
+                "--dataset",
+                "part",
+                "--method",
+                "combined",
+                "--offset-weight",
+                "0.3",
+            ],
+        )
+        .success(),
+    );
+    assert!(
+        out.contains("), method combined (offset weight 0.3), split test\n"),
+        "{out}"
+    );
+    let model = common::fixture_with_offset_weight("tiny-bert", dir.path(), Some(0.8));
+    let a = relbert()
+        .args(["bench", "analogy", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--dataset", "part"])
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.starts_with("model tiny-bert-offset (weights sha256 ")
+            && out.contains("), method relbert (the model's offset weight 0.8), split test\n"),
+        "{out}"
+    );
+}
+
+/// Review: the classify table and report did not say how the classifier was trained, nor
+/// that it is not the RelBERT reference's protocol, nor which files were scored. A caption
+/// and a setup line head the table; the report has the same facts in `protocol`, and per
+/// dataset the files, `converged`, `predicted_classes` and `notes`.
+#[test]
+fn classify_reports_name_the_setup_and_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "Set", true);
+    let run = |extra: &[&str], json: &str| {
+        let json = dir.path().join(json);
+        let a = classify(dir.path())
+            .arg("--json")
+            .arg(&json)
+            .args(extra)
+            .assert()
+            .success();
+        (stdout(&a), read_json(&json))
+    };
+    let (out, v) = run(&[], "a.json");
+    let sha = v["encoder"]["weights_sha256"].as_str().unwrap().to_string();
+    let caption = format!(
+        "model tiny-bert (weights sha256 {}), method relbert, split test",
+        &sha[..12]
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(caption.as_str()), "{out}");
+    let setup = lines.next().unwrap_or_default();
+    assert!(
+        setup.starts_with(
+            "setup: features v(a,b), each relation vector unit length; MLP of 100 hidden units"
+        ) && setup.contains("early stopping on validation accuracy (best validation epoch kept)")
+            && setup.contains("seed 0;"),
+        "{out}"
+    );
+    assert_eq!(v["relbert_version"], env!("CARGO_PKG_VERSION"));
+    let p = &v["protocol"];
+    assert_eq!(p["features"], "v(a,b)");
+    assert_eq!(p["stopping"], "validation_accuracy");
+    assert_eq!(p["hidden"], 100);
+    assert_eq!(p["seed"], 0);
+    let differs = p["differs_from_reference"].as_array().unwrap().len();
+    assert_eq!(differs, 5, "{p}");
+    // Unchanged fields beside the new ones.
+    assert_eq!(v["features"], "unit v(a,b)");
+    let r = &v["results"]["Set"];
+    assert_eq!(r["n_train"], 40);
+    assert!(r["converged"].is_boolean(), "{r}");
+    let predicted = r["predicted_classes"].as_u64().unwrap();
+    assert!((1..=2).contains(&predicted), "{r}");
+    assert!(r["notes"].is_array(), "{r}");
+    for (split, rows) in [("train", 40), ("val", 10), ("test", 12)] {
+        let path = dir.path().join(format!("Set/{split}.tsv"));
+        let f = &r["files"][split];
+        assert_eq!(f["rows"], rows, "{split}: {r}");
+        assert_eq!(f["sha256"], sha256_of(&path), "{split}");
+        assert_eq!(
+            f["path"],
+            std::fs::canonicalize(&path).unwrap().display().to_string()
+        );
+    }
+
+    // The flags that bring it closer to the reference say so, in the line and the report.
+    let (out, v) = run(&["--concat-reverse", "--stop-on", "train-loss"], "b.json");
+    assert!(
+        out.contains("setup: features [v(a,b); v(b,a)], each relation vector unit length;")
+            && out.contains("stopping on training loss (last epoch kept)"),
+        "{out}"
+    );
+    let p = &v["protocol"];
+    assert_eq!(p["features"], "[v(a,b); v(b,a)]");
+    assert_eq!(p["stopping"], "training_loss");
+    let left = p["differs_from_reference"].as_array().unwrap();
+    assert_eq!(left.len(), 3, "{p}");
+    assert!(
+        left.iter()
+            .any(|d| d.as_str().unwrap().contains("unit length")),
+        "{p}"
+    );
+    assert!(
+        left.iter()
+            .any(|d| d.as_str().unwrap().contains("grid-searches")),
+        "{p}"
+    );
+}
+
+/// Review: a classifier predicting one class for every test pair (every CogALexV pair
+/// `RANDOM`) was reported as a low F1 with no word. Here the training rows hold one label
+/// only, so every test pair is predicted `hyper` while the test rows hold two labels: a
+/// warning names the class, and the report counts one predicted class and keeps the notes.
+#[test]
+fn classify_warns_when_every_test_pair_is_predicted_one_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("Set");
+    let rows = |range: std::ops::Range<usize>, coord_every: usize| -> String {
+        range
+            .map(|k| {
+                if coord_every > 0 && k % coord_every == 0 {
+                    format!("red{k}\tblue\tcoord\n")
+                } else {
+                    format!("dog{k}\tanimal\thyper\n")
+                }
+            })
+            .collect()
+    };
+    write(&set.join("train.tsv"), &rows(0..40, 0));
+    write(&set.join("test.tsv"), &rows(200..212, 2));
+    let json = dir.path().join("r.json");
+    let a = classify(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains(" WARN Set: every test pair is predicted hyper")
+            && err.contains("the training rows hold that one label only"),
+        "{err}"
+    );
+    let r = &read_json(&json)["results"]["Set"];
+    assert_eq!(r["predicted_classes"], 1, "{r}");
+    let notes: Vec<&str> = r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("test label(s) never seen in training: coord;")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("every test pair is predicted hyper")),
+        "{notes:?}"
+    );
+    // A test set of one class, predicted throughout, is no failure and says nothing.
+    write(&set.join("test.tsv"), &rows(200..212, 0));
+    let a = classify(dir.path()).assert().success();
+    let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+    assert!(!err.contains("every test pair is predicted"), "{err}");
+}

@@ -16,7 +16,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use relbert::analogy::{accuracy_with_options, Accuracy, ScoreOptions, Similarity};
-use relbert::classify::{f1_scores, holdout_split, Mlp, MlpConfig, Stopping};
+use relbert::classify::{
+    class_count, f1_scores, holdout_split, single_predicted_class, Mlp, MlpConfig, Stopping,
+};
 use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
     LabelledPair, Pair,
@@ -253,7 +255,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
 /// or settings were chosen on validation has seen them in that choice, so its score on
 /// such a set is not a test score alone. A question is the same when its stem and choices
 /// are; a validation file that cannot be read is passed over (scoring it is not asked).
-fn note_validation_overlap(data: &Path, loaded: &[(String, Vec<AnalogyQuestion>)]) {
+///
+/// Returns each note said, by dataset name, for the report's `notes`: said only on standard
+/// error, it was lost to whoever read the report alone.
+fn note_validation_overlap(
+    data: &Path,
+    loaded: &[(String, Vec<AnalogyQuestion>)],
+) -> HashMap<String, Vec<String>> {
     type Key<'a> = (&'a Pair, &'a [Pair]);
     let validation: Vec<(String, Vec<AnalogyQuestion>)> = std::fs::read_dir(data)
         .into_iter()
@@ -266,6 +274,7 @@ fn note_validation_overlap(data: &Path, loaded: &[(String, Vec<AnalogyQuestion>)
         })
         .collect();
     let mut seen: HashMap<Key<'_>, &str> = HashMap::new();
+    let mut notes: HashMap<String, Vec<String>> = HashMap::new();
     for (name, qs) in &validation {
         for q in qs {
             seen.entry((&q.stem, q.choice.as_slice())).or_insert(name);
@@ -284,18 +293,21 @@ fn note_validation_overlap(data: &Path, loaded: &[(String, Vec<AnalogyQuestion>)
             .count();
         if shared > 0 {
             from.sort_unstable();
-            relbert::say!(
-                "note: {shared} of {name}'s {} questions are also validation questions ({}): \
-                 a model chosen on validation has seen them, so its {name} score is not a \
-                 held-out score alone",
+            let note = format!(
+                "{shared} of {name}'s {} questions are also validation questions ({}): a model \
+                 chosen on validation has seen them, so its {name} score is not a held-out \
+                 score alone",
                 qs.len(),
                 from.iter()
                     .map(|v| format!("{v}/validation.jsonl"))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            relbert::say!("note: {note}");
+            notes.entry(name.clone()).or_default().push(note);
         }
     }
+    notes
 }
 
 /// The datasets to use: `all` → `discover()` (none found is an error saying `nothing()`),
@@ -503,6 +515,61 @@ fn stopped_early(cfg: &MlpConfig) -> String {
     )
 }
 
+/// The warning for a classifier whose training ran to `cfg.max_epochs` without its stopping
+/// rule ending it, as scikit-learn's `ConvergenceWarning` warns: the figures are those of a
+/// classifier that was still improving when it was cut off.
+fn not_converged(cfg: &MlpConfig) -> String {
+    let (what, kept) = match cfg.stopping {
+        Stopping::ValidationAccuracy => (
+            "validation accuracy was still improving",
+            "the best validation epoch's weights are kept",
+        ),
+        Stopping::TrainingLoss => (
+            "training loss was still falling",
+            "the last epoch's weights are kept",
+        ),
+    };
+    format!(
+        "training did not converge: it ran to its cap of {} epochs while the {what} (by {} or \
+         more within {} epochs), so the classifier may be undertrained ({kept}; as \
+         scikit-learn's ConvergenceWarning)",
+        cfg.max_epochs,
+        cfg.tol,
+        cfg.n_iter_no_change + 1
+    )
+}
+
+/// The warning for a classifier that predicted `class` for every test pair while the test
+/// labels hold more than one class: micro-F1 is then that class's share of the test pairs and
+/// macro-F1 its F1 averaged with zeros, figures that look like a weak classifier's rather than
+/// one that tells nothing apart. `trained` is how many labels the classifier has outputs
+/// for; the flags not in use (`cfg`, `concat_reverse`) are suggested.
+fn single_class_note(class: &str, trained: usize, cfg: &MlpConfig, concat_reverse: bool) -> String {
+    let said = format!(
+        "every test pair is predicted {class}, so micro-F1 is {class}'s share of the test pairs \
+         and macro-F1 its F1 averaged with zeros"
+    );
+    if trained < 2 {
+        return format!(
+            "{said}: the training rows hold that one label only, so the classifier has no \
+             other output"
+        );
+    }
+    let mut flags = Vec::new();
+    if cfg.stopping != Stopping::TrainingLoss {
+        flags.push("--stop-on train-loss (trains on all of train.tsv until the loss settles)");
+    }
+    if !concat_reverse {
+        flags.push("--concat-reverse (adds the reverse pair's vector to the features)");
+    }
+    let hint = if flags.is_empty() {
+        String::new()
+    } else {
+        format!("; try {}", flags.join(" or "))
+    };
+    format!("{said}: of the {trained} classes trained on, the classifier tells none apart{hint}")
+}
+
 /// Standard error for the table under `--json -`: there it is a message beside the result
 /// (the JSON on standard output), and a full or closed standard error loses the message,
 /// never the run, as every other message of the binary ([`relbert::output::Stderr`]).
@@ -600,8 +667,9 @@ fn warn_unaskable<'a>(pairs: impl Iterator<Item = (&'a Pair, &'a Path, usize)>, 
 /// nearest choice is the most similar one; only `--bi-direction`'s product of distances,
 /// which this is not called for, differs from the product of cosines. A zero vector
 /// (`--method offset`'s `nephew:nephew`, a pair without offset at weight 1) keeps it silent:
-/// its distance to every unit vector is 1, that of a unit vector at cosine 0.5, while its
-/// cosine is 0, so the two rankings differ where it is a choice.
+/// its distance to every unit vector is 1, that of a unit vector at cosine 0.5, while under
+/// cosine it loses to every choice ([`relbert::analogy::ZERO_VECTOR_SCORE`]), so the two
+/// rankings differ where it is a choice.
 fn warn_euclidean_is_cosine(vectors: &HashMap<Pair, Vec<f32>>, method: Method) {
     let unit = |v: &Vec<f32>| {
         let n: f64 = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -624,8 +692,9 @@ fn warn_euclidean_is_cosine(vectors: &HashMap<Pair, Vec<f32>>, method: Method) {
 /// Warns once, naming the first's dataset file and line (`locate`) and counting the others, of
 /// the pairs whose two words share one word vector, so that their offset is zero
 /// ([`relbert::analogy::offset`]): under an offset weight their vector is the relation part
-/// alone ([`relbert::analogy::combine`]), and under `--method offset` it is zero, cosine 0
-/// with every pair. A pair and its reverse are one. `weight` is the offset weight of the
+/// alone ([`relbert::analogy::combine`]), and under `--method offset` it is zero, which loses
+/// to every other choice ([`relbert::analogy::ZERO_VECTOR_SCORE`]). A pair and its reverse
+/// are one. `weight` is the offset weight of the
 /// vectors (`None`: offsets alone, `--method offset`); at weight 0 there is no offset part to
 /// lack.
 fn warn_no_offset(
@@ -653,7 +722,10 @@ fn warn_no_offset(
     };
     let consequence = match weight {
         Some(w) => relbert::embed::no_offset_consequence(w),
-        None => "its offset vector is zero, so its cosine with every pair is 0".to_string(),
+        None => "its offset vector is zero, which scores below every other choice (as the \
+                 reference masks zero vectors), and as a stem leaves its question to a tie, \
+                 which the first choice wins"
+            .to_string(),
     };
     relbert::embed::warn_shared_word_vector(&location, &first.0, &first.1, more, &consequence);
 }
@@ -764,10 +836,96 @@ impl From<EncoderIdentity> for EncoderInfo {
     }
 }
 
+/// A dataset file a report's figures come from: a dataset folder's name says nothing of
+/// which copy or version of the file was scored, its path and hash do.
+#[derive(Clone, Serialize)]
+struct DatasetFile {
+    /// The file's path, made absolute where it can be.
+    path: String,
+    /// The records read from it (questions, or labelled pairs; blank lines and a header are
+    /// none).
+    rows: usize,
+    /// sha256 of the file's bytes.
+    sha256: String,
+}
+
+impl DatasetFile {
+    /// The file at `path`, of which `rows` records were read. Hashed right after it was
+    /// read, before the minutes of embedding in which it could be replaced.
+    fn of(path: &Path, rows: usize) -> Result<DatasetFile> {
+        use sha2::{Digest, Sha256};
+        let hash_error = || format!("hashing dataset file {}", path.display());
+        let mut f = std::fs::File::open(path).with_context(hash_error)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut f, &mut hasher).with_context(hash_error)?;
+        let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(DatasetFile {
+            path: shown.display().to_string(),
+            rows,
+            sha256: format!("{:x}", hasher.finalize()),
+        })
+    }
+}
+
+/// The `--data` directory as a report names it: absolute where it can be, as the model's
+/// path is.
+fn data_dir_shown(data: &Path) -> String {
+    std::fs::canonicalize(data)
+        .unwrap_or_else(|_| data.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The line above a table naming what it scores: the model directory's name, the first 12
+/// hex digits of its weights' sha256, the method and the split. Without it a table pasted
+/// on its own (or two runs' tables side by side) did not say which model gave the figures.
+fn caption(enc: &RelationEncoder, identity: &EncoderIdentity, method: &str, split: &str) -> String {
+    // The name as given (`models/relbert-minilm`), else the resolved folder's (`.`).
+    let name = enc
+        .dir()
+        .file_name()
+        .or_else(|| Path::new(&identity.model).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| identity.model.clone());
+    let sha: String = identity.weights_sha256.chars().take(12).collect();
+    format!(
+        "model {} (weights sha256 {sha}), method {method}, split {}",
+        cell(&name),
+        cell(split)
+    )
+}
+
+/// The method as a caption names it: with the offset weight where one applies (`--method
+/// combined`'s, or the model's own under `--method relbert`).
+fn method_shown(method: Method, model_weight: Option<f32>, combined_weight: f32) -> String {
+    match (method, model_weight) {
+        (Method::Relbert, Some(w)) => format!("relbert (the model's offset weight {w})"),
+        (Method::Combined, _) => format!("combined (offset weight {combined_weight})"),
+        _ => method.name().to_string(),
+    }
+}
+
+/// One dataset's analogy figures in the report: the accuracy fields as they always were, at
+/// the top level of the entry, and beside them the file scored and the notes said of it.
+#[derive(Serialize)]
+struct AnalogyResult {
+    #[serde(flatten)]
+    accuracy: Accuracy,
+    /// The `<split>.jsonl` file scored.
+    file: DatasetFile,
+    /// The notes and warnings said of this dataset on standard error (its questions shared
+    /// with a validation split), so that the report alone tells them.
+    notes: Vec<String>,
+}
+
 #[derive(Serialize)]
 struct AnalogyReport {
+    /// The relbert version that wrote the report.
+    relbert_version: &'static str,
     model: String,
     encoder: EncoderInfo,
+    /// The `--data` directory the datasets were read from.
+    data: String,
     method: &'static str,
     /// Only with `method: combined`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -777,7 +935,7 @@ struct AnalogyReport {
     bi_direction: bool,
     distinct_pairs: usize,
     embed_seconds: f64,
-    results: BTreeMap<String, Accuracy>,
+    results: BTreeMap<String, AnalogyResult>,
 }
 
 /// Vectors for `pairs` under `method`: the model's pair vectors, unit offset vectors, or the
@@ -847,6 +1005,8 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         },
     )?;
     let mut loaded: Vec<(String, Vec<AnalogyQuestion>)> = Vec::new();
+    // Each dataset's file, as the report names it.
+    let mut dataset_files: HashMap<String, DatasetFile> = HashMap::new();
     for (name, path) in &sets {
         if !path.exists() {
             let splits = splits_under_one(&a.data.join(name));
@@ -863,11 +1023,15 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
         }
         let qs = load_analogy_file(path)
             .with_context(|| format!("reading dataset {name} ({})", path.display()))?;
+        dataset_files.insert(name.clone(), DatasetFile::of(path, qs.len())?);
         loaded.push((name.clone(), qs));
     }
-    if a.split != "validation" {
-        note_validation_overlap(&a.data, &loaded);
-    }
+    // Each dataset's notes, said as they are found and kept for the report.
+    let mut notes: HashMap<String, Vec<String>> = if a.split != "validation" {
+        note_validation_overlap(&a.data, &loaded)
+    } else {
+        HashMap::new()
+    };
     let mut table = table_writer(a.json.as_deref());
     let opts = ScoreOptions {
         similarity: match a.distance {
@@ -944,7 +1108,11 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     if a.distance == Distance::Euclidean && !a.bi_direction {
         warn_euclidean_is_cosine(&vectors, a.method);
     }
+    let identity = enc.identity()?;
     let mut results = BTreeMap::new();
+    let method = method_shown(a.method, enc.offset_weight(), offset_weight);
+    writeln!(table, "{}", caption(&enc, &identity, &method, &a.split))?;
+    writeln!(table)?;
     writeln!(table, "| dataset | split | questions | accuracy |")?;
     writeln!(table, "|---|---|---:|---:|")?;
     for (name, qs) in &loaded {
@@ -957,15 +1125,27 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
             acc.n,
             100.0 * acc.accuracy
         )?;
-        results.insert(format!("{name}/{}", a.split), acc);
+        let file = dataset_files
+            .remove(name)
+            .with_context(|| format!("internal: no file recorded for dataset {name}"))?;
+        results.insert(
+            format!("{name}/{}", a.split),
+            AnalogyResult {
+                accuracy: acc,
+                file,
+                notes: notes.remove(name).unwrap_or_default(),
+            },
+        );
     }
     if a.breakdown {
         writeln!(table)?;
         writeln!(table, "| dataset | prefix | questions | accuracy |")?;
         writeln!(table, "|---|---|---:|---:|")?;
         for (name, _) in &loaded {
-            let acc = &results[&format!("{name}/{}", a.split)];
-            for (prefix, c) in &acc.by_prefix_counts {
+            let Some(scored) = results.get(&format!("{name}/{}", a.split)) else {
+                continue;
+            };
+            for (prefix, c) in &scored.accuracy.by_prefix_counts {
                 writeln!(
                     table,
                     "| {} | {} | {} | {:.1} |",
@@ -980,8 +1160,10 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     table.flush()?;
     if let Some(path) = &a.json {
         let report = AnalogyReport {
+            relbert_version: env!("CARGO_PKG_VERSION"),
             model: enc.dir().display().to_string(),
-            encoder: enc.identity()?.into(),
+            encoder: identity.into(),
+            data: data_dir_shown(&a.data),
             method: a.method.name(),
             offset_weight: (a.method == Method::Combined).then_some(offset_weight),
             distance: match a.distance {
@@ -1005,6 +1187,8 @@ struct LexicalSet {
     train: Vec<LabelledPair>,
     val: Option<Vec<LabelledPair>>,
     test: Vec<LabelledPair>,
+    /// The files read, by split (`train`, `val`, `test`), as the report names them.
+    files: BTreeMap<&'static str, DatasetFile>,
 }
 
 #[derive(Serialize)]
@@ -1021,13 +1205,144 @@ struct ClassifyResult {
     epochs: usize,
     /// `null` where there was no validation set (`--stop-on train-loss` without val.tsv).
     best_validation_accuracy: Option<f64>,
+    /// Whether the stopping rule ended training; `false`: it ran to its epoch cap still
+    /// improving (scikit-learn's `ConvergenceWarning`), which a warning said.
+    converged: bool,
+    /// How many classes the test predictions hold: 1 is a classifier that told nothing
+    /// apart (every test pair one class), which a warning said.
+    predicted_classes: usize,
+    /// The files read, by split (`train`, `val` where there is one, `test`).
+    files: BTreeMap<&'static str, DatasetFile>,
+    /// The warnings said of this dataset on standard error (labels never seen in training,
+    /// training that did not converge, a single predicted class), so that the report alone
+    /// tells them.
+    notes: Vec<String>,
+}
+
+/// What `bench classify` trains and how, for the line above its table and the report's
+/// `protocol`: the default is not the RelBERT reference's protocol (see
+/// [`relbert::classify`]), and figures compared with the reference's need to say so.
+#[derive(Serialize)]
+struct ClassifyProtocol {
+    /// The feature vector of a pair (a, b).
+    features: &'static str,
+    /// How the relation vectors are scaled before they are used (or concatenated).
+    scaling: &'static str,
+    /// The stopping rule.
+    stopping: Stopping,
+    /// Which epoch's weights are kept.
+    weights_kept: &'static str,
+    /// What the stopping rule is judged on, and what is trained on.
+    validation: &'static str,
+    /// Width of the hidden layer.
+    hidden: usize,
+    /// Adam learning rate.
+    learning_rate: f64,
+    /// Most epochs.
+    max_epochs: usize,
+    /// The `--seed`.
+    seed: u64,
+    /// How this differs from the reference's `evaluate_classification`, each with the flag
+    /// that removes the difference where there is one.
+    differs_from_reference: Vec<String>,
+}
+
+impl ClassifyProtocol {
+    /// The protocol of a run with `cfg`, on features with the reverse pair's vector or not.
+    fn new(cfg: &MlpConfig, concat_reverse: bool) -> ClassifyProtocol {
+        let validation_accuracy = cfg.stopping == Stopping::ValidationAccuracy;
+        let mut differs = Vec::new();
+        if !concat_reverse {
+            differs.push(
+                "features are v(a,b) alone; the reference concatenates [v(a,b); v(b,a)] \
+                 (--concat-reverse)"
+                    .to_string(),
+            );
+        }
+        differs.push(
+            "each relation vector is scaled to unit length; the reference uses them raw (no \
+             flag)"
+                .to_string(),
+        );
+        if validation_accuracy {
+            differs.push(
+                "early stopping on validation accuracy (val.tsv, else 10% of train.tsv held \
+                 out), best epoch kept; the reference trains on all of train.tsv with \
+                 scikit-learn's default training-loss rule, last epoch kept (--stop-on \
+                 train-loss)"
+                    .to_string(),
+            );
+        }
+        differs.push(format!(
+            "learning rate {} and {} hidden units, fixed; where a dataset has val.tsv the \
+             reference grid-searches learning rate {{1e-3, 1e-4, 1e-5}} x hidden units \
+             {{100, 150, 200}} and keeps the best validation micro-F1 (not implemented)",
+            cfg.learning_rate, cfg.hidden
+        ));
+        differs.push(
+            "the seed drives another random generator than numpy's, so even seed 0 gives other \
+             initial weights and batch orders than the reference's random_state=0 (no flag)"
+                .to_string(),
+        );
+        ClassifyProtocol {
+            features: if concat_reverse {
+                "[v(a,b); v(b,a)]"
+            } else {
+                "v(a,b)"
+            },
+            scaling: "each relation vector unit length",
+            stopping: cfg.stopping,
+            weights_kept: if validation_accuracy {
+                "best validation epoch"
+            } else {
+                "last epoch"
+            },
+            validation: if validation_accuracy {
+                "val.tsv, else 10% of train.tsv held out (stratified by label)"
+            } else {
+                "none: all of train.tsv trained on (val.tsv, where there is one, only reported)"
+            },
+            hidden: cfg.hidden,
+            learning_rate: cfg.learning_rate,
+            max_epochs: cfg.max_epochs,
+            seed: cfg.seed,
+            differs_from_reference: differs,
+        }
+    }
+
+    /// The one line above the table naming the setup.
+    fn line(&self) -> String {
+        let rule = match self.stopping {
+            Stopping::ValidationAccuracy => "early stopping on validation accuracy",
+            Stopping::TrainingLoss => "stopping on training loss",
+        };
+        format!(
+            "setup: features {}, {}; MLP of {} hidden units, learning rate {}, at most {} \
+             epochs, {rule} ({} kept); seed {}; {} difference(s) from the RelBERT reference \
+             (the report's protocol, docs/bench.md)",
+            self.features,
+            self.scaling,
+            self.hidden,
+            self.learning_rate,
+            self.max_epochs,
+            self.weights_kept,
+            self.seed,
+            self.differs_from_reference.len()
+        )
+    }
 }
 
 #[derive(Serialize)]
 struct ClassifyReport {
+    /// The relbert version that wrote the report.
+    relbert_version: &'static str,
     model: String,
     encoder: EncoderInfo,
+    /// The `--data` directory the datasets were read from.
+    data: String,
     features: &'static str,
+    /// The setup, and how it differs from the RelBERT reference's.
+    protocol: ClassifyProtocol,
     mlp: MlpConfig,
     distinct_pairs: usize,
     embed_seconds: f64,
@@ -1061,17 +1376,30 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             load_lexical_file(&p).with_context(|| format!("reading dataset {name} ({split})"))
         };
         let val_path = dir.join("val.tsv");
+        let train = read("train")?;
+        // Only a val.tsv that is not there at all is "none": a folder or a broken link
+        // there is the user's mistake, named by the read's error, not a silent hold-out.
+        let val = if std::fs::symlink_metadata(&val_path).is_ok() {
+            Some(read("val")?)
+        } else {
+            None
+        };
+        let test = read("test")?;
+        let mut files = BTreeMap::new();
+        files.insert(
+            "train",
+            DatasetFile::of(&dir.join("train.tsv"), train.len())?,
+        );
+        if let Some(v) = &val {
+            files.insert("val", DatasetFile::of(&val_path, v.len())?);
+        }
+        files.insert("test", DatasetFile::of(&dir.join("test.tsv"), test.len())?);
         data.push(LexicalSet {
             name: name.clone(),
-            train: read("train")?,
-            // Only a val.tsv that is not there at all is "none": a folder or a broken link
-            // there is the user's mistake, named by the read's error, not a silent hold-out.
-            val: if std::fs::symlink_metadata(&val_path).is_ok() {
-                Some(read("val")?)
-            } else {
-                None
-            },
-            test: read("test")?,
+            train,
+            val,
+            test,
+            files,
         });
     }
     // Every distinct pair of every split (and its reverse when asked), embedded once.
@@ -1189,13 +1517,22 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         },
         ..Default::default()
     };
+    let protocol = ClassifyProtocol::new(&cfg, a.concat_reverse);
+    let identity = enc.identity()?;
     let mut results = BTreeMap::new();
+    // Classification always scores the model's own pair vectors on test.tsv.
+    let method = method_shown(Method::Relbert, enc.offset_weight(), 0.0);
+    writeln!(table, "{}", caption(&enc, &identity, &method, "test"))?;
+    writeln!(table, "{}", protocol.line())?;
+    writeln!(table)?;
     writeln!(
         table,
         "| dataset | train | val | test | classes | epochs | micro-F1 | macro-F1 |"
     )?;
     writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for set in &data {
+        // The warnings said of this dataset, for the report.
+        let mut notes: Vec<String> = Vec::new();
         // Every label of the three files, sorted: what the report lists and scores.
         let classes: Vec<String> = {
             let mut c: Vec<String> = set
@@ -1240,7 +1577,8 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         let seen: std::collections::BTreeSet<&str> =
             train.iter().map(|lp| lp.label.as_str()).collect();
         let trained = seen.len();
-        let index_of: std::collections::HashMap<&str, usize> = seen
+        // The labels in the classifier's order: its outputs' first, then the others.
+        let order: Vec<&str> = seen
             .iter()
             .copied()
             .chain(
@@ -1249,9 +1587,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                     .map(String::as_str)
                     .filter(|l| !seen.contains(l)),
             )
-            .enumerate()
-            .map(|(i, l)| (l, i))
             .collect();
+        let index_of: std::collections::HashMap<&str, usize> =
+            order.iter().enumerate().map(|(i, &l)| (l, i)).collect();
         let labels = |rows: &[LabelledPair]| {
             rows.iter()
                 .map(|lp| index_of.get(lp.label.as_str()).copied().unwrap_or(trained))
@@ -1275,12 +1613,13 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 .collect();
             if !unseen.is_empty() {
                 let names: Vec<&str> = unseen.into_iter().collect();
-                tracing::warn!(
-                    "{}: {what} label(s) never seen in training: {}; the classifier cannot \
-                     predict them, {effect}",
-                    set.name,
+                let note = format!(
+                    "{what} label(s) never seen in training: {}; the classifier cannot predict \
+                     them, {effect}",
                     names.join(", ")
                 );
+                tracing::warn!("{}: {note}", set.name);
+                notes.push(note);
             }
         }
         // Epochs up to the most there can be: training usually stops early, when the
@@ -1315,8 +1654,21 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         } else {
             pb.finish();
         }
+        if !report.converged {
+            let note = not_converged(&cfg);
+            tracing::warn!("{}: {note}", set.name);
+            notes.push(note);
+        }
         let pred = mlp.predict(&features(&set.test))?;
-        let f1 = f1_scores(&labels(&set.test), &pred);
+        let truth = labels(&set.test);
+        let f1 = f1_scores(&truth, &pred);
+        let predicted_classes = class_count(&pred);
+        if let Some(only) = single_predicted_class(&truth, &pred) {
+            let class = order.get(only).copied().unwrap_or("?");
+            let note = single_class_note(class, trained, &cfg, a.concat_reverse);
+            tracing::warn!("{}: {note}", set.name);
+            notes.push(note);
+        }
         writeln!(
             table,
             "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} |",
@@ -1343,14 +1695,21 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 epochs: report.epochs,
                 best_validation_accuracy: Some(report.best_validation_accuracy)
                     .filter(|v| v.is_finite()),
+                converged: report.converged,
+                predicted_classes,
+                files: set.files.clone(),
+                notes,
             },
         );
     }
     table.flush()?;
     if let Some(path) = &a.json {
         let report = ClassifyReport {
+            relbert_version: env!("CARGO_PKG_VERSION"),
             model: enc.dir().display().to_string(),
-            encoder: enc.identity()?.into(),
+            encoder: identity.into(),
+            data: data_dir_shown(&a.data),
+            protocol,
             features: if a.concat_reverse {
                 "[unit v(a,b); unit v(b,a)]"
             } else {

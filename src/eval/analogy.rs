@@ -60,9 +60,19 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Similarity under `sim`.
+/// The cosine score of a pair whose vector is all zeros (or missing): below every real cosine,
+/// so that such a choice never wins, as the reference's `cosine_similarity` masks a zero
+/// vector to -100. A zero vector comes from `--method offset` on a pair whose two words share
+/// one word vector, or `--method combined` at offset weight 1; scored as cosine 0 it beat
+/// every choice of negative cosine. When every choice scores it (a zero stem), all tie and
+/// the first wins ([`predict`]).
+pub const ZERO_VECTOR_SCORE: f64 = f64::NEG_INFINITY;
+
+/// Similarity under `sim`; under cosine, [`ZERO_VECTOR_SCORE`] when either vector is all zeros.
 pub fn similarity(sim: Similarity, a: &[f32], b: &[f32]) -> f64 {
+    let zero = |v: &[f32]| v.iter().all(|x| *x == 0.0);
     match sim {
+        Similarity::Cosine if zero(a) || zero(b) => ZERO_VECTOR_SCORE,
         Similarity::Cosine => cosine(a, b),
         Similarity::Euclidean => -a
             .iter()
@@ -240,7 +250,8 @@ pub fn combine(relation: &[f32], offset: &[f32], offset_weight: f32) -> Vec<f32>
 }
 
 /// Accuracy under `opts` with vectors looked up by pair. A pair without a vector scores as
-/// an empty vector would (cosine 0), so callers should embed [`ScoreOptions::pairs_needed`].
+/// an empty vector would (under cosine [`ZERO_VECTOR_SCORE`], losing to every real score), so
+/// callers should embed [`ScoreOptions::pairs_needed`].
 pub fn accuracy_with_options(
     questions: &[AnalogyQuestion],
     vectors: &HashMap<Pair, Vec<f32>>,
@@ -254,7 +265,12 @@ pub fn accuracy_with_options(
         let bwd = || similarity(sim, get(&reversed(s)), get(&reversed(c)));
         match (opts.bi_direction, opts.reverse_pair) {
             (true, _) => match sim {
-                Similarity::Cosine => fwd() * bwd(),
+                // A masked factor masks the product: -∞ times a negative cosine would win,
+                // and times a cosine of 0 is NaN.
+                Similarity::Cosine => match (fwd(), bwd()) {
+                    (f, b) if f == ZERO_VECTOR_SCORE || b == ZERO_VECTOR_SCORE => ZERO_VECTOR_SCORE,
+                    (f, b) => f * b,
+                },
                 // Both factors are negated distances; keep "larger is nearer".
                 Similarity::Euclidean => -(fwd() * bwd()),
             },
@@ -464,5 +480,53 @@ mod tests {
             json["by_prefix_counts"],
             serde_json::json!({"t": {"right": 1, "n": 2}, "u": {"right": 1, "n": 1}})
         );
+    }
+
+    /// Review: a zero vector (`--method offset` on a pair whose two words share one word
+    /// vector) scored cosine 0, and so beat every choice of negative cosine; the reference
+    /// masks it to -100. It loses to any real score now, forward, reversed and bi-directional,
+    /// and when every choice is zero the first still wins.
+    #[test]
+    fn a_zero_vector_never_wins_under_cosine() {
+        let unit_at = |c: f32| vec![c, (1.0 - c * c).sqrt()];
+        let mut v = HashMap::new();
+        for (a, b) in [("a", "b"), ("b", "a")] {
+            v.insert(p(a, b), vec![1.0, 0.0]);
+        }
+        for (a, b) in [("c", "d"), ("d", "c")] {
+            v.insert(p(a, b), unit_at(-0.9));
+        }
+        v.insert(p("e", "e"), vec![0.0, 0.0]);
+        v.insert(p("f", "f"), vec![0.0, 0.0]);
+        let qs = [q(p("a", "b"), vec![p("e", "e"), p("c", "d")], 1)];
+        for (reverse_pair, bi_direction) in [(false, false), (true, false), (false, true)] {
+            let o = ScoreOptions {
+                similarity: Similarity::Cosine,
+                reverse_pair,
+                bi_direction,
+            };
+            assert_eq!(
+                accuracy_with_options(&qs, &v, o).right,
+                1,
+                "reverse {reverse_pair}, bi {bi_direction}"
+            );
+        }
+        assert_eq!(
+            similarity(Similarity::Cosine, &[0.0, 0.0], &[1.0, 0.0]),
+            ZERO_VECTOR_SCORE
+        );
+        assert_eq!(
+            similarity(Similarity::Cosine, &[1.0, 0.0], &[]),
+            ZERO_VECTOR_SCORE
+        );
+        // Every choice zero: a tie, which the first choice wins.
+        let qs = [
+            q(p("a", "b"), vec![p("e", "e"), p("f", "f")], 0),
+            q(p("e", "e"), vec![p("a", "b"), p("c", "d")], 0),
+        ];
+        let acc = accuracy_with_options(&qs, &v, ScoreOptions::default());
+        assert_eq!(acc.right, 2);
+        // The raw cosine is unchanged: 0 for a zero vector.
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
     }
 }
