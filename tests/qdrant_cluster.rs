@@ -4446,3 +4446,45 @@ fn a_load_failing_in_its_start_marks_its_checkpoint_ended() {
     assert!(conn.restore_indexing_within(Duration::from_secs(1)));
     common::drop_collection(&urls, &built.coll);
 }
+
+/// Found by a review: a resumed export's first progress update counted the rows an earlier
+/// run had written as sent by this one, so its rate was far too high and its ETA far too
+/// short. The rows done before the run (here all of them: the collection holds the index's
+/// finished load) are told apart, once, before any other count, for the display to start
+/// from (`relbert index export` gives them to `Progress::resume_from`).
+#[test]
+fn a_rerun_export_tells_the_rows_done_before_it_apart() {
+    use relbert::store::qdrant::export::{export_index_resuming, ExportOptions, LayoutFlags};
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = common::pair_file(tmp.path());
+    let idx = tmp.path().join("idx");
+    build_local(&pairs, &idx);
+    let coll = unique("rerun_progress");
+    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    let index = relbert_index::Index::open(&idx).unwrap();
+    let conn = Connection::new(&urls, &coll).unwrap();
+    let told = std::sync::Mutex::new(Vec::new());
+    let report = export_index_resuming(
+        &index,
+        &conn,
+        &relbert::store::qdrant::settings::CollectionSettings::default(),
+        LayoutFlags::ALL,
+        &ExportOptions::default(),
+        &|n| told.lock().unwrap().push(("resumed", n)),
+        &|n| told.lock().unwrap().push(("points", n)),
+    )
+    .unwrap();
+    let told = told.into_inner().unwrap();
+    let rows = index.count() as u64;
+    assert_eq!(told.first(), Some(&("resumed", rows)), "{told:?}");
+    assert!(
+        told[1..].iter().all(|(what, _)| *what == "points"),
+        "{told:?}"
+    );
+    assert!(told[1..].iter().all(|&(_, n)| n <= rows), "{told:?}");
+    assert_eq!((report.sent, report.count), (0, rows), "{report:?}");
+}

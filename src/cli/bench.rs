@@ -1055,6 +1055,10 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
          between them is then decided by a tie, which the first choice wins",
     );
     let enc = a.model.load(false)?;
+    // Hashed now, from the files just loaded (and kept): a model folder a training run is
+    // still saving into may be replaced while the pairs are encoded, and an identity first
+    // asked after that is refused (found by a review).
+    let identity = enc.identity()?;
     relbert::embed::warn_unknown_words(
         &enc,
         sets.iter().zip(&loaded).flat_map(|((_, path), (_, qs))| {
@@ -1108,7 +1112,6 @@ fn analogy(a: AnalogyArgs) -> Result<()> {
     if a.distance == Distance::Euclidean && !a.bi_direction {
         warn_euclidean_is_cosine(&vectors, a.method);
     }
-    let identity = enc.identity()?;
     let mut results = BTreeMap::new();
     let method = method_shown(a.method, enc.offset_weight(), offset_weight);
     writeln!(table, "{}", caption(&enc, &identity, &method, &a.split))?;
@@ -1449,6 +1452,10 @@ fn classify(a: ClassifyArgs) -> Result<()> {
          classifier can tell apart",
     );
     let enc = a.model.load(false)?;
+    // Hashed now, from the files just loaded (and kept): a model folder a training run is
+    // still saving into may be replaced while the pairs are encoded, and an identity first
+    // asked after that is refused (found by a review).
+    let identity = enc.identity()?;
     relbert::embed::warn_unknown_words(
         &enc,
         files.iter().flat_map(|(path, rows)| {
@@ -1518,7 +1525,6 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         ..Default::default()
     };
     let protocol = ClassifyProtocol::new(&cfg, a.concat_reverse);
-    let identity = enc.identity()?;
     let mut results = BTreeMap::new();
     // Classification always scores the model's own pair vectors on test.tsv.
     let method = method_shown(Method::Relbert, enc.offset_weight(), 0.0);

@@ -220,8 +220,7 @@ fn check_access(addr: &SocketAddr, token: Option<&str>) -> Result<()> {
 fn refuse_a_stale_default_index(dir: &std::path::Path) -> Result<()> {
     if let Some(why) = super::query::default_index_staleness_for_serving(dir)? {
         anyhow::bail!(
-            "the default index {} is stale ({why}): it was built with another default model \
-             (or vocabulary) than the one now, which `relbert query` rebuilds it for before \
+            "the default index {} is stale ({why}): `relbert query` rebuilds it before \
              answering, but `relbert serve` does not build. Run `relbert query` once (e.g. \
              `relbert query paris france`), which rebuilds it, then start the server again; \
              or pass --index DIR to serve an index as it is",

@@ -258,12 +258,14 @@ fn stamp_of(path: &Path) -> Option<FileStamp> {
     })
 }
 
-/// The stamps of every file of `dir` the encoder reads and its identity digests
+/// The stamps of every file of `dir` the identity reads again after the load
 /// ([`crate::config::function_files_digest`] reads the tokenizer's pad token from
 /// `tokenizer_config.json` or `special_tokens_map.json` too), taken before any is read.
+/// Not `config.json`: the identity digests the configuration the encoder holds, so a file
+/// rewritten after the load (an offset weight written into `relbert_config`) changes nothing
+/// it records, and refusing it would refuse a true identity (found by a review).
 fn stamp_model_files(dir: &Path, files: &ModelFiles) -> Vec<(PathBuf, Option<FileStamp>)> {
     [
-        files.config.clone(),
         files.weights.clone(),
         files.tokenizer.clone(),
         dir.join("tokenizer_config.json"),

@@ -366,8 +366,10 @@ async fn say_placement(c: &Connection, wanted: &CollectionSettings, asked: Layou
     let info = match info {
         Ok(i) => i,
         // Only the layout left to the cluster is worth a word: how it turned out is unknown.
+        // Said, not warned: on a single node (which cannot be told from here without the
+        // placement) the advice does not apply (found by a review).
         Err(e) if !asked.replication => {
-            tracing::warn!(
+            tracing::info!(
                 "{}: the new collection's shard placement could not be read ({e}): on a \
                  cluster of several nodes, without --replication each point lives on one node \
                  only (`--replication 2` keeps a second copy)",
