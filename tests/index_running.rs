@@ -63,6 +63,20 @@ fn hold_lock(idx: &Path, note: &str) -> std::fs::File {
     f
 }
 
+/// The `pending` line of `relbert index info idx`.
+fn pending_line(idx: &Path) -> String {
+    let a = relbert()
+        .args(["index", "info"])
+        .arg(idx)
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    out.lines()
+        .find(|l| l.starts_with("pending"))
+        .unwrap()
+        .to_string()
+}
+
 /// `relbert index <command> [--json] --index idx --pairs -` with nothing on standard input,
 /// which succeeds: its standard output and standard error.
 fn with_empty_stdin(command: &str, json: bool, idx: &Path) -> (String, String) {
@@ -93,13 +107,7 @@ fn info_says_a_running_add_is_running_not_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let (idx, partial) = index_with_an_add_under_way(dir.path());
     let lock = hold_lock(&idx, NOTE);
-    let a = relbert()
-        .args(["index", "info"])
-        .arg(&idx)
-        .assert()
-        .success();
-    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
-    let pending = out.lines().find(|l| l.starts_with("pending")).unwrap();
+    let pending = pending_line(&idx);
     assert!(
         pending.contains(&format!(
             "an `index add` of {} is running now ({NOTE})",
@@ -141,13 +149,7 @@ fn info_says_a_running_add_is_running_not_interrupted() {
         &idx,
         "pid 4343: relbert index remove --index idx --pairs old.tsv",
     );
-    let a = relbert()
-        .args(["index", "info"])
-        .arg(&idx)
-        .assert()
-        .success();
-    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
-    let pending = out.lines().find(|l| l.starts_with("pending")).unwrap();
+    let pending = pending_line(&idx);
     assert!(!pending.contains("is running now"), "{pending}");
     assert!(
         pending.contains("which another process has locked now (pid 4343: relbert index remove"),

@@ -291,6 +291,16 @@ fn tiny_build(pairs: &Path, target: &[&str]) -> Command {
     fixture_build("tiny-bert", pairs, target)
 }
 
+/// A local index of `pairs` built at `dir/idx` with the tiny fixture model, and the name of
+/// a new collection (`unique(name)`) it was exported to.
+fn exported(pairs: &Path, dir: &Path, urls: &[String], name: &str) -> (PathBuf, String) {
+    let idx = dir.join("idx");
+    build_local(pairs, &idx);
+    let coll = unique(name);
+    succeeded(&export(&idx, urls, &coll, &[]).output().unwrap());
+    (idx, coll)
+}
+
 /// Builds a local index of `pairs` at `out` with the tiny fixture model.
 fn build_local(pairs: &Path, out: &Path) {
     succeeded(
@@ -2155,10 +2165,7 @@ fn a_stray_point_does_not_unfinish_a_finished_load() {
     let pairs = tmp.path().join("pairs.tsv");
     let text: String = (0..300).map(|i| format!("w{i}\ty{}\n", i % 31)).collect();
     std::fs::write(&pairs, text).unwrap();
-    let idx = tmp.path().join("idx");
-    build_local(&pairs, &idx);
-    let coll = unique("stray");
-    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    let (idx, coll) = exported(&pairs, tmp.path(), &urls, "stray");
     let dim = QdrantStore::open(&urls, &coll).unwrap().dim();
     write_stray_point(&urls, &coll, dim);
     assert_eq!(count_via(&urls[0], &coll), 301);
@@ -2474,10 +2481,7 @@ fn queries_on_a_dead_node_say_connection_refused() {
     let urls = cluster.urls();
     let tmp = tempfile::tempdir().unwrap();
     let pairs = common::pair_file(tmp.path());
-    let idx = tmp.path().join("idx");
-    build_local(&pairs, &idx);
-    let coll = unique("deadnode");
-    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    let (_, coll) = exported(&pairs, tmp.path(), &urls, "deadnode");
     let mut node = Forwarder::start(cluster.grpc(3).trim_start_matches("http://"));
     let mut child = relbert()
         .args(["query", "--json", "-k", "3", "--qdrant", &node.url()])
@@ -2835,10 +2839,7 @@ fn pairs_are_removed_from_a_collection() {
     let mut text = std::fs::read_to_string(&pairs).unwrap();
     text.push_str("caf\u{e9}\tparis\tcafe\n");
     std::fs::write(&pairs, text).unwrap();
-    let idx = tmp.path().join("idx");
-    build_local(&pairs, &idx);
-    let coll = unique("remove");
-    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    let (idx, coll) = exported(&pairs, tmp.path(), &urls, "remove");
     let before = count_via(&urls[0], &coll);
     let target = ["--collection", coll.as_str(), "--qdrant", joined.as_str()];
     let ask =
@@ -4461,10 +4462,7 @@ fn a_rerun_export_tells_the_rows_done_before_it_apart() {
     let urls = cluster.urls();
     let tmp = tempfile::tempdir().unwrap();
     let pairs = common::pair_file(tmp.path());
-    let idx = tmp.path().join("idx");
-    build_local(&pairs, &idx);
-    let coll = unique("rerun_progress");
-    succeeded(&export(&idx, &urls, &coll, &[]).output().unwrap());
+    let (idx, coll) = exported(&pairs, tmp.path(), &urls, "rerun_progress");
     let index = relbert_index::Index::open(&idx).unwrap();
     let conn = Connection::new(&urls, &coll).unwrap();
     let told = std::sync::Mutex::new(Vec::new());

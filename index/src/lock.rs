@@ -353,6 +353,16 @@ pub fn holder(target: &Path) -> Option<String> {
     }
 }
 
+/// [`holder`], asked as a writer asks before it is refused: a lock found held is asked again
+/// after [`PROBE_GRACE`], so a reader's instant probe is not taken for a writer. For a command
+/// that refuses early, before work the lock would refuse later (loading a model); advice
+/// only, as [`holder`] is.
+pub fn holder_past_grace(target: &Path) -> Option<String> {
+    holder(target)?;
+    std::thread::sleep(PROBE_GRACE);
+    holder(target)
+}
+
 /// Why the lock file `path` of `target`, in `folder`, could not be opened for writing
 /// (`err`: `EACCES`, `EPERM` or `EROFS`), in words (found by an audit: a bare OS error, which
 /// never reached the write-protection check's advice). An existing file is opened to read

@@ -1535,14 +1535,10 @@ fn remove_from_collection(a: &RemoveArgs, collection: &str) -> Result<()> {
 /// Refuses an add with pairs to encode while another process writes `index` (holds its
 /// writer lock), before the model is loaded and the pairs screened: the lock itself refused
 /// it only when the grown copy was begun, seconds later (found by a review). Asked as a
-/// writer asks, again after the grace a writer gives a reader's probe
-/// ([`relbert_index::lock::holder`]); advice only, as the writer's own lock decides.
+/// writer asks ([`relbert_index::lock::holder_past_grace`]); advice only, as the writer's
+/// own lock decides.
 fn refuse_if_written(index: &Path) -> Result<()> {
-    if relbert_index::lock::holder(index).is_none() {
-        return Ok(());
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    match relbert_index::lock::holder(index) {
+    match relbert_index::lock::holder_past_grace(index) {
         None => Ok(()),
         Some(holder) => Err(anyhow::Error::new(relbert_index::IndexError::Locked {
             path: index.to_path_buf(),
