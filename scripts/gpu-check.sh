@@ -46,19 +46,7 @@ build_pairs=${BUILD_PAIRS:-1000000}
 start=$SECONDS
 say() { echo "gpu-check [$((SECONDS - start)) s] $*" >&2; }
 
-# cuBLAS, cuRAND, cudart and NVRTC from the CUDA wheels PyTorch installed; libcuda is the driver's.
-libs=$("$py" - <<'PY' 2>/dev/null
-import glob, os
-try:
-    import nvidia
-    roots = list(nvidia.__path__)
-except Exception:
-    roots = []
-print(":".join(sorted({os.path.dirname(p) for r in roots for p in glob.glob(os.path.join(r, "**", "lib*.so*"), recursive=True)})))
-PY
-)
-export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-[ -f .cuda/env.sh ] && . .cuda/env.sh
+. scripts/gpu-env.sh
 
 # 1. Facts.
 {

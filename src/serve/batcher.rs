@@ -136,6 +136,7 @@ impl Batcher {
             queue_capacity: cfg.queue_capacity.max(1),
             ..cfg
         };
+        warm_up(&enc)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_capacity);
         let depth = Arc::new(AtomicUsize::new(0));
         let dim = enc.dim();
@@ -282,6 +283,28 @@ fn enqueue(
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// One forward pass before the queue opens, so that a server which says ready can answer at
+/// once. On a GPU the first pass compiles the encoder's kernels: 14–23 s on a fresh machine
+/// (benchmarks/gpu/README.md), which used to land on the first request, past its time
+/// limit, while `/v1/health` already said ready. On the CPU it costs one short pass. An
+/// encoder that cannot run one pair could never answer, so that fails the start.
+fn warm_up(enc: &RelationEncoder) -> Result<()> {
+    let began = Instant::now();
+    enc.embed(&[("warm", "up")]).map_err(|e| {
+        Error::Internal(format!(
+            "the encoder's first forward pass (a warm-up) failed: {e}"
+        ))
+    })?;
+    let secs = began.elapsed().as_secs_f64();
+    if secs >= 1.0 {
+        // Said, so that a start that waits here is not taken for a hung one.
+        tracing::info!("encoder warmed up: its first forward pass took {secs:.1}s");
+    } else {
+        tracing::debug!("encoder warmed up: first forward pass in {secs:.3}s");
     }
     Ok(())
 }
@@ -684,6 +707,23 @@ mod tests {
             assert!(msg.contains("token limit"), "{msg}");
         }
         assert_eq!((encoded, passes), (0.0, 0.0), "nothing was encoded");
+    }
+
+    /// The start's warm-up pass is the encoder's own, not a request's: a fresh queue has
+    /// counted no forward pass, and its first request is answered as usual.
+    #[test]
+    fn the_warm_up_is_not_counted_as_a_request_pass() {
+        let metrics = Arc::new(Metrics::new());
+        let batcher = Batcher::start(tiny(), BatchConfig::default(), metrics.clone()).unwrap();
+        assert_eq!(metric(&metrics, "relbert_encoder_batch_size_count"), 0.0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let v = rt
+            .block_on(batcher.embed(vec![("paris".into(), "france".into())]))
+            .unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(metric(&metrics, "relbert_encoder_batch_size_count"), 1.0);
     }
 
     /// Through the handle: `embed_all` names the refused pair, `embed` refuses with its
