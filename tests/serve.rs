@@ -1311,6 +1311,31 @@ fn the_binary_refuses_a_token_it_could_never_match_and_a_zero_timeout() {
     assert!(err.contains("--timeout-ms"), "{err}");
 }
 
+/// The binary's batching on the CPU: without flags the CPU's defaults (64 pairs, 4,096
+/// tokens a pass; a GPU's are larger, `BatchConfig::for_device`), and each flag given wins
+/// over its default alone.
+#[test]
+fn the_binary_batches_at_the_devices_defaults_unless_told() {
+    let batching = |flags: &[&str]| -> Value {
+        let (mut server, addr) = serve_ready(flags);
+        let info = common::http_get(&addr, "/v1/info").unwrap_or_default();
+        let _ = server.kill();
+        let _ = server.wait();
+        json_body(&info)["server"]["batching"].clone()
+    };
+    let cpu = BatchConfig::for_device(&candle_core::Device::Cpu);
+    let plain = batching(&["--device", "cpu"]);
+    assert_eq!(plain["max_batch"], cpu.max_batch, "{plain}");
+    assert_eq!(plain["max_tokens"], cpu.max_tokens, "{plain}");
+    assert_eq!((cpu.max_batch, cpu.max_tokens), (64, 4096));
+    let told = batching(&["--max-batch", "8"]);
+    assert_eq!(told["max_batch"], 8, "{told}");
+    assert_eq!(told["max_tokens"], cpu.max_tokens, "{told}");
+    let told = batching(&["--max-batch-tokens", "512"]);
+    assert_eq!(told["max_batch"], cpu.max_batch, "{told}");
+    assert_eq!(told["max_tokens"], 512, "{told}");
+}
+
 /// Found by an audit: `--max-wait-ms` at or past `--timeout-ms` was taken, and after any
 /// batch of several pairs the encoder waited that long for company before serving a lone
 /// pair, so a single encoded query got 504 on an idle server. It is refused at start-up

@@ -42,12 +42,14 @@ pub struct ServeArgs {
     /// no spaces.
     #[arg(long, env = "RELBERT_TOKEN", hide_env_values = true, value_parser = super::os(super::text))]
     token: Option<String>,
-    /// Most pairs per encoder forward pass.
-    #[arg(long, default_value_t = 64, value_parser = super::positive)]
-    max_batch: usize,
-    /// Most padded tokens per encoder forward pass.
-    #[arg(long, default_value_t = 4096, value_parser = super::positive)]
-    max_batch_tokens: usize,
+    /// Most pairs per encoder forward pass (default: 64 on the CPU, 512 on a GPU, whose
+    /// passes over small batches are bound by the host).
+    #[arg(long, value_parser = super::positive)]
+    max_batch: Option<usize>,
+    /// Most padded tokens per encoder forward pass (default: 4096 on the CPU, 32768 on a
+    /// GPU).
+    #[arg(long, value_parser = super::positive)]
+    max_batch_tokens: Option<usize>,
     /// Longest a pair waits for others to share its forward pass, in milliseconds (at most
     /// half of --timeout-ms).
     #[arg(long, default_value_t = 2)]
@@ -270,11 +272,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
             Backend::Index(index)
         }
     };
+    let device = relbert::device::parse_device(&a.device)?;
+    let batch = BatchConfig::for_device(&device);
     let opts = ServeOptions {
         backend,
         model: a.model,
         dtype: a.dtype,
-        device: relbert::device::parse_device(&a.device)?,
+        device,
         addr: a.addr.addr,
         token,
         limits: Limits {
@@ -288,8 +292,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
             ..Limits::default()
         },
         batch: BatchConfig {
-            max_batch: a.max_batch,
-            max_tokens: a.max_batch_tokens,
+            max_batch: a.max_batch.unwrap_or(batch.max_batch),
+            max_tokens: a.max_batch_tokens.unwrap_or(batch.max_tokens),
             max_wait: Duration::from_millis(a.max_wait_ms),
             queue_capacity: a.queue,
         },

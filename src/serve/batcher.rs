@@ -49,11 +49,38 @@ pub struct BatchConfig {
     pub queue_capacity: usize,
 }
 
+/// Padded tokens per forward pass on the CPU by default: 64 prompts of 64 tokens.
+pub const DEFAULT_CPU_BATCH_TOKENS: usize = 4096;
+
+/// Padded tokens per forward pass on a GPU by default: 512 prompts of 64 tokens, so that
+/// the token budget does not cut a GPU's batches below its pair limit (RelBERT's prompts
+/// are 25-40 tokens).
+pub const DEFAULT_GPU_BATCH_TOKENS: usize = 32_768;
+
 impl Default for BatchConfig {
+    /// The CPU's settings ([`BatchConfig::for_device`] of the CPU).
     fn default() -> Self {
+        BatchConfig::for_device(&candle_core::Device::Cpu)
+    }
+}
+
+impl BatchConfig {
+    /// The defaults for an encoder on `device`: on the CPU 64 pairs and 4,096 padded tokens
+    /// per pass; on a GPU 512 pairs and 32,768 tokens, as `index build`'s batch
+    /// ([`crate::device::default_batch_size`]): a GPU's pass over a small batch is bound by
+    /// the host, so it costs nearly what a large one does (on an H200, MiniLM at bf16: 9,500
+    /// pairs/s at batch 32 against 32,900 at 512, `benchmarks/gpu/README.md`), and batches
+    /// capped at 64 would make a busy server run several passes where one would do. Both
+    /// wait at most 2 ms for company and queue at most 4,096 pairs.
+    pub fn for_device(device: &candle_core::Device) -> Self {
+        let gpu = !device.is_cpu();
         BatchConfig {
-            max_batch: 64,
-            max_tokens: 4096,
+            max_batch: crate::device::default_batch_size(device),
+            max_tokens: if gpu {
+                DEFAULT_GPU_BATCH_TOKENS
+            } else {
+                DEFAULT_CPU_BATCH_TOKENS
+            },
             max_wait: Duration::from_millis(2),
             queue_capacity: 4096,
         }
@@ -707,6 +734,21 @@ mod tests {
             assert!(msg.contains("token limit"), "{msg}");
         }
         assert_eq!((encoded, passes), (0.0, 0.0), "nothing was encoded");
+    }
+
+    /// The CPU's defaults are the ones the serve benchmarks were measured at (64 pairs and
+    /// 4,096 tokens a pass) and `index build`'s CPU batch.
+    #[test]
+    fn the_cpu_defaults_are_64_pairs_and_4096_tokens() {
+        let cpu = BatchConfig::for_device(&candle_core::Device::Cpu);
+        assert_eq!((cpu.max_batch, cpu.max_tokens), (64, 4096));
+        assert_eq!(cpu.max_batch, crate::device::DEFAULT_CPU_BATCH);
+        let d = BatchConfig::default();
+        assert_eq!(
+            (d.max_batch, d.max_tokens, d.queue_capacity),
+            (64, 4096, 4096)
+        );
+        assert_eq!(d.max_wait, Duration::from_millis(2));
     }
 
     /// The start's warm-up pass is the encoder's own, not a request's: a fresh queue has

@@ -143,7 +143,8 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// Request bounds.
     pub limits: Limits,
-    /// Encoder batching.
+    /// Encoder batching: [`BatchConfig::for_device`] of [`Self::device`] unless the
+    /// caller has reasons of its own ([`BatchConfig::default`] is the CPU's).
     pub batch: BatchConfig,
 }
 
