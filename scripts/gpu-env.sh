@@ -12,5 +12,7 @@ except Exception:
 print(":".join(sorted({os.path.dirname(p) for r in roots for p in glob.glob(os.path.join(r, "**", "lib*.so*"), recursive=True)})))
 PY
 )
-export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-[ -f .cuda/env.sh ] && . .cuda/env.sh
+# No empty entry (it would search the current directory) when no wheel was found.
+export LD_LIBRARY_PATH=${libs}${libs:+${LD_LIBRARY_PATH:+:}}${LD_LIBRARY_PATH:-}
+# `if`, not `&&`: a missing file must not end a sourcing script that runs under `set -e`.
+if [ -f .cuda/env.sh ]; then . .cuda/env.sh; fi

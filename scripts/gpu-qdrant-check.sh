@@ -56,19 +56,21 @@ else
         --out "$work/model" >/dev/null || say "FAILED: making the model"
 fi
 timeout 120 "$py" scripts/gpu_peer.py pairs --n "$n" --out "$work/pairs.tsv" --seed 4 || say "FAILED: pairs"
-QDRANT_WAIT_SECS=60 timeout 120 "$start_cluster" 3 "$port" "$work/qc" > "$out/cluster.log" 2>&1 ||
+if QDRANT_WAIT_SECS=60 timeout 120 "$start_cluster" 3 "$port" "$work/qc" > "$out/cluster.log" 2>&1; then
+    say "model, $(wc -l < "$work/pairs.tsv") pairs and the cluster ready"
+else
     say "FAILED: starting the cluster (cluster.log)"
-say "model, $(wc -l < "$work/pairs.tsv") pairs and the cluster ready"
+fi
 
 # 2. The encoder alone.
-"${timer[@]}" timeout 240 "$bin" embed --model "$work/model" --pairs "$work/pairs.tsv" --device "$device" \
+${timer[@]+"${timer[@]}"} timeout 240 "$bin" embed --model "$work/model" --pairs "$work/pairs.tsv" --device "$device" \
     --dtype "$dtype" --format npy --out "$work/v.npy" 2> "$out/embed.log" && rm -f "$work/v.npy" ||
     say "FAILED: embed (embed.log)"
 say "encoder alone: $(grep -E 'pairs/s|wall' "$out/embed.log" | tail -2 | tr '\n' ' ')"
 
 # 3. Into the cluster.
 urls="http://127.0.0.1:$((port + 1)),http://127.0.0.1:$((port + 11)),http://127.0.0.1:$((port + 21))"
-"${timer[@]}" timeout 300 "$bin" index build --model "$work/model" --pairs "$work/pairs.tsv" --device "$device" \
+${timer[@]+"${timer[@]}"} timeout 300 "$bin" index build --model "$work/model" --pairs "$work/pairs.tsv" --device "$device" \
     --dtype "$dtype" --qdrant "$urls" --collection gpucheck --shards 3 --replication 2 --json \
     > "$out/build.json" 2> "$out/build.log" || say "FAILED: the build into the cluster (build.log)"
 count=$(curl -s -X POST "http://127.0.0.1:$port/collections/gpucheck/points/count" \

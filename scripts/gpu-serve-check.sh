@@ -13,8 +13,8 @@
 #   5. load (benchmarks/serve/load.rs, 127.0.0.1, SECS seconds per run): encoded pairs at
 #      1/8/64/256 clients and stored pairs at 64 on the GPU server at f32; the CPU server's
 #      encoded pairs at 1 and 64 for comparison on the same machine; the GPU server at bf16,
-#      then at bf16 with --max-batch 256 --max-batch-tokens 16384; forward passes and mean
-#      batch size from /v1/metrics after each.
+#      then at bf16 with --max-batch 64 --max-batch-tokens 4096 (the CPU's defaults, against
+#      the GPU's 512 and 32,768); after each run, its forward passes and mean batch size.
 # Results in OUT (default gpu-serve-out/): facts.txt, startup.json, parity.json, load.jsonl,
 # server-*.log, summary.txt. Each step is time-boxed; a failing one does not stop the rest.
 #
@@ -36,8 +36,8 @@ load=${RELBERT_LOAD_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/serve_load
 secs=${SECS:-8}
 device=${DEVICE:-cuda:0}
 start=$SECONDS
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+# Servers still running at the end (the shell's own jobs: never a pid reused by another).
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 say() { echo "gpu-serve-check [$((SECONDS - start)) s] $*" | tee -a "$out/summary.txt" >&2; }
 
 . scripts/gpu-env.sh
@@ -71,7 +71,8 @@ RELBERT_LOG=warn timeout 180 "$bin" index build --model "$work/minilm" --pairs "
 say "model, $(wc -l < "$work/pairs.tsv") pairs and the index ready; $(wc -l < "$work/encoded.tsv") encoded pairs"
 
 # Starts a server on port $1 (log server-$2.log) with the rest as options; sets $server (its
-# pid) and $ready (seconds until /v1/health said ready; at most 120 s waited). Its access log
+# pid) and $ready (seconds until /v1/health said ready, null if it never did within 120 s or
+# the server ended). Its access log
 # is off (it would cost the load runs), the start's lines and the warm-up's time are kept.
 serve() {
     local port=$1 name=$2
@@ -82,29 +83,40 @@ serve() {
         "$bin" serve --index "$work/idx" --addr 127.0.0.1:$port "$@" \
         > /dev/null 2> "$out/server-$name.log" &
     server=$!
-    pids+=("$server")
+    ready=null
     for _ in $(seq 600); do
-        curl -sf http://127.0.0.1:$port/v1/health >/dev/null && break
+        if curl -sf http://127.0.0.1:$port/v1/health >/dev/null; then
+            ready=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+            return
+        fi
         kill -0 $server 2>/dev/null || break
         sleep 0.2
     done
-    ready=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    say "FAILED: server $name never said ready (server-$name.log)"
 }
 stop() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
-# Forward passes and pairs encoded so far, from /v1/metrics, as JSON fields.
+# Pairs encoded and forward passes so far, from /v1/metrics: "PAIRS PASSES".
 passes() {
     curl -s http://127.0.0.1:$1/v1/metrics | awk '
         /^relbert_encoder_batch_size_sum / { s = $2 } /^relbert_encoder_batch_size_count / { c = $2 }
-        END { printf "\"pairs_encoded\": %d, \"forward_passes\": %d", s, c }'
+        END { printf "%d %d", s, c }'
 }
-# Load runs against port $1: label $2, pairs file $3, client counts $4; one JSON line per run,
-# then the encoder's counters.
+# Load runs against port $1: label $2, pairs file $3, client counts $4 (comma-separated), one
+# run per count, each JSON line followed by the encoder's pairs and forward passes during that
+# run alone (the counters' difference around it), whose ratio is the mean batch size.
 run_load() {
-    timeout $((secs * 8 + 60)) "$load" --addr 127.0.0.1:$1 --pairs "$3" --clients "$4" \
-        --seconds "$secs" --label "$2" >> "$out/load.jsonl" 2>> "$out/load.log" ||
-        say "FAILED: load $2 ($4 clients)"
-    echo "{\"label\": \"$2-encoder\", $(passes $1)}" >> "$out/load.jsonl"
-    say "load $2 at $4 clients done"
+    local port=$1 label=$2 pairs=$3 c before after
+    for c in ${4//,/ }; do
+        before=$(passes $port)
+        timeout $((secs * 2 + 60)) "$load" --addr 127.0.0.1:$port --pairs "$pairs" --clients $c \
+            --seconds "$secs" --label "$label" >> "$out/load.jsonl" 2>> "$out/load.log" ||
+            say "FAILED: load $label ($c clients)"
+        after=$(passes $port)
+        awk -v l="$label" -v c=$c -v b="$before" -v a="$after" 'BEGIN {
+            split(b, x, " "); split(a, y, " "); p = y[1] - x[1]; f = y[2] - x[2]
+            printf "{\"label\": \"%s-encoder\", \"clients\": %d, \"pairs_encoded\": %d, \"forward_passes\": %d, \"mean_batch\": %s}\n", l, c, p, f, (f > 0 ? sprintf("%.1f", p / f) : "null") }' >> "$out/load.jsonl"
+    done
+    say "load $label at $4 clients done"
 }
 
 # 3. Cold start on the GPU.
@@ -160,8 +172,8 @@ serve $gpu gpu-bf16 --device "$device" --dtype bf16
 say "GPU server at bf16 ready in $ready s"
 run_load $gpu gpu-bf16-encoded "$work/encoded.tsv" 1,64,256
 stop $server
-serve $gpu gpu-bf16-batch256 --device "$device" --dtype bf16 --max-batch 256 --max-batch-tokens 16384
-say "GPU server at bf16, --max-batch 256, ready in $ready s"
-run_load $gpu gpu-bf16-batch256-encoded "$work/encoded.tsv" 64,256
+serve $gpu gpu-bf16-batch64 --device "$device" --dtype bf16 --max-batch 64 --max-batch-tokens 4096
+say "GPU server at bf16, --max-batch 64, ready in $ready s"
+run_load $gpu gpu-bf16-batch64-encoded "$work/encoded.tsv" 64,256
 stop $server
 say "done: $(wc -l < "$out/load.jsonl") lines in load.jsonl"

@@ -321,11 +321,14 @@ fn enqueue(
 /// encoder that cannot run one pair could never answer, so that fails the start.
 fn warm_up(enc: &RelationEncoder) -> Result<()> {
     let began = Instant::now();
-    enc.embed(&[("warm", "up")]).map_err(|e| {
-        Error::Internal(format!(
-            "the encoder's first forward pass (a warm-up) failed: {e}"
-        ))
-    })?;
+    // Two prompts of different lengths, so that the pass pads one and runs the attention
+    // mask's kernels as well, as requests' batches do.
+    enc.embed(&[("warm", "up"), ("warming the kernels", "up")])
+        .map_err(|e| {
+            Error::Internal(format!(
+                "the encoder's first forward pass (a warm-up) failed: {e}"
+            ))
+        })?;
     let secs = began.elapsed().as_secs_f64();
     if secs >= 1.0 {
         // Said, so that a start that waits here is not taken for a hung one.
@@ -734,6 +737,27 @@ mod tests {
             assert!(msg.contains("token limit"), "{msg}");
         }
         assert_eq!((encoded, passes), (0.0, 0.0), "nothing was encoded");
+    }
+
+    /// An encoder that cannot encode a pair fails the start (found by a review: nothing
+    /// showed that a failed warm-up is not ignored): a template whose prompts are all over
+    /// the tiny model's token limit.
+    #[test]
+    fn an_encoder_that_cannot_encode_fails_the_start() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let opts = crate::EncoderOptions {
+            template: Some(format!(
+                "{} <subj> is the <mask> of <obj>",
+                "x ".repeat(600)
+            )),
+            ..Default::default()
+        };
+        let enc = RelationEncoder::load(&dir, &opts).unwrap();
+        let err = match Batcher::start(enc, BatchConfig::default(), Arc::new(Metrics::new())) {
+            Ok(_) => panic!("a start whose warm-up failed was taken"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("warm-up"), "{err}");
     }
 
     /// The CPU's defaults are the ones the serve benchmarks were measured at (64 pairs and
