@@ -3,8 +3,9 @@
 # ~4 minutes on one H100/H200 with PyTorch installed (it makes the model) and no network:
 #   1. facts (GPU, driver, cores, the binary and its CUDA libraries);
 #   2. a random-weight MiniLM-shaped model (scripts/gpu_peer.py; answers and speed do not
-#      depend on the weights) and a 4,000-pair index built on the CPU, chosen as
-#      benchmarks/serve/run.sh chooses them, with 2,000 encoded pairs (never stored ones);
+#      depend on the weights) and a 4,000-pair index built on the CPU, chosen by
+#      benchmarks/serve/pairs.sh as for benchmarks/serve/run.sh, with 2,000 encoded
+#      pairs (never stored ones);
 #   3. start-up on a cold kernel cache (CUDA_CACHE_PATH empty, so the driver compiles the
 #      PTX as on a fresh machine): seconds until /v1/health says ready, and the first encoded
 #      query's latency: the start's warm-up pass must take the compile, not the first request;
@@ -61,11 +62,7 @@ else
     timeout 120 "$py" scripts/gpu_peer.py model --shape minilm --tokenizer "$tokenizer" --out "$work/minilm" >/dev/null ||
         say "FAILED: making the model"
 fi
-cat index/vocab/*.tsv | grep -v '^#' | awk -F'\t' 'NR % 37 == 0 && NF >= 2 && n++ < 4000' > "$work/pairs.tsv"
-cut -f1,2 "$work/pairs.tsv" | shuf --random-source=<(yes) > "$work/stored.tsv"
-paste <(cut -f1 "$work/pairs.tsv") <(cut -f2 "$work/pairs.tsv" | tail -n +8) |
-    awk -F'\t' 'NF == 2 && $2 != ""' | sort -u |
-    comm -23 - <(cut -f1,2 "$work/pairs.tsv" | sort -u) | shuf -n 2000 --random-source=<(yes) > "$work/encoded.tsv"
+benchmarks/serve/pairs.sh "$work"
 RELBERT_LOG=warn timeout 180 "$bin" index build --model "$work/minilm" --pairs "$work/pairs.tsv" \
     --out "$work/idx" 2> "$out/build.log" || say "FAILED: index build (build.log)"
 say "model, $(wc -l < "$work/pairs.tsv") pairs and the index ready; $(wc -l < "$work/encoded.tsv") encoded pairs"

@@ -13,15 +13,11 @@ mkdir -p "$work"
 bin=${CARGO_TARGET_DIR:-target}/release/relbert
 load=${CARGO_TARGET_DIR:-target}/release/examples/serve_load
 cargo build --release --bin relbert --example serve_load >&2
-if [ ! -f "$work/idx/meta" ]; then
-    cat index/vocab/*.tsv | grep -v '^#' | awk -F'\t' 'NR % 37 == 0 && NF >= 2 && n++ < 4000' > "$work/pairs.tsv"
+# An index left by an earlier run is kept with its pairs.tsv; without one, pairs.tsv is made anew.
+[ -f "$work/idx/meta" ] || rm -f "$work/pairs.tsv"
+benchmarks/serve/pairs.sh "$work"
+[ -f "$work/idx/meta" ] ||
     "$bin" index build --model models/all-MiniLM-L6-v2 --pairs "$work/pairs.tsv" --out "$work/idx" >&2
-fi
-cut -f1,2 "$work/pairs.tsv" | shuf --random-source=<(yes) > "$work/stored.tsv"
-# Encoded pairs: a head with another pair's tail, never a stored pair.
-paste <(cut -f1 "$work/pairs.tsv") <(cut -f2 "$work/pairs.tsv" | tail -n +8) \
-    | awk -F'\t' 'NF == 2 && $2 != ""' | sort -u \
-    | comm -23 - <(cut -f1,2 "$work/pairs.tsv" | sort -u) | shuf -n 2000 --random-source=<(yes) > "$work/encoded.tsv"
 port=18089
 RELBERT_LOG=warn "$bin" serve --index "$work/idx" --addr 127.0.0.1:$port 2> "$work/server.log" &
 pid=$!

@@ -49,13 +49,10 @@ pub struct BatchConfig {
     pub queue_capacity: usize,
 }
 
-/// Padded tokens per forward pass on the CPU by default: 64 prompts of 64 tokens.
-pub const DEFAULT_CPU_BATCH_TOKENS: usize = 4096;
-
-/// Padded tokens per forward pass on a GPU by default: 512 prompts of 64 tokens, so that
-/// the token budget does not cut a GPU's batches below its pair limit (RelBERT's prompts
-/// are 25-40 tokens).
-pub const DEFAULT_GPU_BATCH_TOKENS: usize = 32_768;
+/// Padded tokens allowed per pair of the default pair limit: 64, so that the token budget
+/// does not cut batches of RelBERT's 25–40-token prompts below the pair limit (4,096 tokens
+/// on the CPU, 32,768 on a GPU).
+pub const TOKENS_PER_PAIR: usize = 64;
 
 impl Default for BatchConfig {
     /// The CPU's settings ([`BatchConfig::for_device`] of the CPU).
@@ -73,14 +70,10 @@ impl BatchConfig {
     /// capped at 64 would make a busy server run several passes where one would do. Both
     /// wait at most 2 ms for company and queue at most 4,096 pairs.
     pub fn for_device(device: &candle_core::Device) -> Self {
-        let gpu = !device.is_cpu();
+        let max_batch = crate::device::default_batch_size(device);
         BatchConfig {
-            max_batch: crate::device::default_batch_size(device),
-            max_tokens: if gpu {
-                DEFAULT_GPU_BATCH_TOKENS
-            } else {
-                DEFAULT_CPU_BATCH_TOKENS
-            },
+            max_batch,
+            max_tokens: max_batch * TOKENS_PER_PAIR,
             max_wait: Duration::from_millis(2),
             queue_capacity: 4096,
         }
@@ -628,8 +621,13 @@ mod tests {
 
     /// The tiny BERT fixture: its prompts are limited to a few dozen tokens.
     fn tiny() -> RelationEncoder {
+        tiny_with(crate::EncoderOptions::default())
+    }
+
+    /// The tiny fixture model loaded with `opts`.
+    fn tiny_with(opts: crate::EncoderOptions) -> RelationEncoder {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
-        RelationEncoder::load(&dir, &crate::EncoderOptions::default()).unwrap()
+        RelationEncoder::load(&dir, &opts).unwrap()
     }
 
     /// Two words whose prompt is over the tiny model's token limit.
@@ -744,15 +742,13 @@ mod tests {
     /// the tiny model's token limit.
     #[test]
     fn an_encoder_that_cannot_encode_fails_the_start() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
-        let opts = crate::EncoderOptions {
+        let enc = tiny_with(crate::EncoderOptions {
             template: Some(format!(
                 "{} <subj> is the <mask> of <obj>",
                 "x ".repeat(600)
             )),
             ..Default::default()
-        };
-        let enc = RelationEncoder::load(&dir, &opts).unwrap();
+        });
         let err = match Batcher::start(enc, BatchConfig::default(), Arc::new(Metrics::new())) {
             Ok(_) => panic!("a start whose warm-up failed was taken"),
             Err(e) => e.to_string(),
