@@ -701,3 +701,67 @@ fn no_color_turns_the_logs_colour_off_on_a_terminal() {
     assert!(plain(&stderr_on_a_terminal(Some("1"))));
     assert!(plain(&stderr_on_a_terminal(Some("false"))), "any value");
 }
+
+/// `--retry-secs` comes from `$RELBERT_QDRANT_RETRY_SECS` when it is not given: a bad value
+/// is named as the variable's, with status 2, before anything is sent; and the variable,
+/// unlike the flag, is not refused beside a file export, where it has nothing to do (clap's
+/// own `env` would have counted it as the flag given).
+#[test]
+fn the_retry_budget_variable_is_named_and_leaves_file_exports_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = index(dir.path());
+    let input = pairs(dir.path());
+    let url = "http://127.0.0.1:1";
+    let export: Vec<&OsStr> = ["index", "export", "--collection", "c", "--qdrant", url]
+        .map(OsStr::new)
+        .into_iter()
+        .chain(["--index".as_ref(), idx.as_os_str()])
+        .collect();
+    let remove: Vec<&OsStr> = ["index", "remove", "--collection", "c", "--qdrant", url]
+        .map(OsStr::new)
+        .into_iter()
+        .chain(["--pairs".as_ref(), input.as_os_str()])
+        .collect();
+    for args in [&export, &remove] {
+        for value in [
+            OsStr::new("x"),
+            OsStr::new("86401"),
+            OsStr::from_bytes(b"\xff"),
+        ] {
+            let a = relbert()
+                .env("RELBERT_QDRANT_RETRY_SECS", value)
+                .args(args)
+                .assert()
+                .code(2);
+            let err = stderr(&a);
+            assert!(
+                err.contains("of $RELBERT_QDRANT_RETRY_SECS (used as --retry-secs is not given)"),
+                "{args:?} {value:?}: {err}"
+            );
+        }
+        let a = relbert()
+            .args(args)
+            .args(["--retry-secs", "86401"])
+            .assert()
+            .code(2);
+        assert!(stderr(&a).contains("must be at most 86400"), "{args:?}");
+    }
+    let out = dir.path().join("v.npy");
+    let file: Vec<&OsStr> = ["index", "export", "--format", "npy", "--out"]
+        .map(OsStr::new)
+        .into_iter()
+        .chain([out.as_os_str(), "--index".as_ref(), idx.as_os_str()])
+        .collect();
+    relbert()
+        .env("RELBERT_QDRANT_RETRY_SECS", "x")
+        .args(&file)
+        .assert()
+        .success();
+    assert!(out.exists());
+    let a = relbert()
+        .args(&file)
+        .args(["--force", "--retry-secs", "5"])
+        .assert()
+        .code(2);
+    assert!(stderr(&a).contains("cannot be used with"), "{}", stderr(&a));
+}

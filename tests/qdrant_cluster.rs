@@ -26,6 +26,8 @@ struct Cluster {
     dir: PathBuf,
     port: u16,
     start: PathBuf,
+    /// How many nodes the start script starts: 3, or 1 for a [`Solo`].
+    nodes: usize,
 }
 
 impl Cluster {
@@ -40,6 +42,7 @@ impl Cluster {
                 dir: d.into(),
                 port: p.parse().expect("RELBERT_QDRANT_CLUSTER_PORT is a port"),
                 start: s.into(),
+                nodes: 3,
             }),
             _ => {
                 common::skip_service(
@@ -109,7 +112,7 @@ impl Cluster {
     /// Starts the nodes that are not running, and waits until every node is ready.
     fn try_restart(&self) -> Result<(), String> {
         let out = Command::new(&self.start)
-            .args(["3", &self.port.to_string()])
+            .args([&self.nodes.to_string(), &self.port.to_string()])
             .arg(&self.dir)
             .output()
             .map_err(|e| format!("start script {}: {e}", self.start.display()))?;
@@ -118,6 +121,61 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+}
+
+/// A single Qdrant node of a test's own, in a temporary folder on free ports, started with the
+/// cluster's start script: for a test whose node is down for long, which the shared
+/// cluster's other tests, running meanwhile, would fail over. Stopped when dropped.
+struct Solo {
+    node: Cluster,
+    /// Its folder, removed after the node is stopped.
+    _dir: tempfile::TempDir,
+}
+
+impl Solo {
+    /// Starts one beside `cluster` (its start script).
+    fn start(cluster: &Cluster) -> Solo {
+        let tmp = tempfile::tempdir().unwrap();
+        // HTTP, gRPC and P2P ports: three in a row, each free now.
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let port = (0..100)
+            .find_map(|_| {
+                let p = std::net::TcpListener::bind("127.0.0.1:0")
+                    .ok()?
+                    .local_addr()
+                    .ok()?
+                    .port();
+                (p < 65000 && free(p) && free(p + 1) && free(p + 2)).then_some(p)
+            })
+            .expect("three free ports in a row");
+        let solo = Solo {
+            node: Cluster {
+                dir: tmp.path().to_path_buf(),
+                port,
+                start: cluster.start.clone(),
+                nodes: 1,
+            },
+            _dir: tmp,
+        };
+        if let Err(e) = solo.node.try_restart() {
+            panic!("starting a single node: {e}");
+        }
+        solo
+    }
+}
+
+impl std::ops::Deref for Solo {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.node
+    }
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        let stop = self.node.start.with_file_name("stop-local-cluster.sh");
+        let _ = Command::new(stop).arg(&self.node.dir).output();
     }
 }
 
@@ -331,6 +389,34 @@ fn result_pairs(answer: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The points of `probe`'s collection now: 0 while it does not exist yet, or while its node
+/// does not answer.
+fn points_now(probe: &Connection) -> u64 {
+    let c = probe.clone();
+    probe
+        .block_on(async move {
+            if c.exists().await? {
+                c.count().await
+            } else {
+                Ok(0)
+            }
+        })
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// Waits (60 s at most) until a load has written points into `probe`'s collection.
+fn wait_for_points(probe: &Connection) {
+    let t = Instant::now();
+    while points_now(probe) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "export did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn count_via(url: &str, collection: &str) -> u64 {
     let conn = Connection::new(&[url.to_string()], collection).unwrap();
     let c = conn.clone();
@@ -442,6 +528,7 @@ fn a_failing_test_leaves_nothing_stopped_or_down() {
         dir: tmp.path().to_path_buf(),
         port: 1,
         start: script,
+        nodes: 3,
     };
     fails(&|| {
         let _down = Down(Some(&cluster));
@@ -627,36 +714,9 @@ fn cluster_export_query_and_node_failures() {
             .unwrap(),
     );
     let probe = Connection::new(&[cluster.grpc(3)], &coll2).unwrap();
-    let t = Instant::now();
-    loop {
-        let c = probe.clone();
-        let sent = probe
-            .block_on(async move {
-                if c.exists().await? {
-                    c.count().await
-                } else {
-                    Ok(0)
-                }
-            })
-            .unwrap()
-            .unwrap_or(0);
-        if sent > 0 {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "export did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_points(&probe);
     // The kill must land during the export: it still runs, and has not written every point.
-    let sent = {
-        let c = probe.clone();
-        probe
-            .block_on(async move { c.count().await })
-            .unwrap()
-            .unwrap_or(0)
-    };
+    let sent = points_now(&probe);
     eprintln!("export at the kill: {sent} of {n} points written");
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -689,6 +749,55 @@ fn cluster_export_query_and_node_failures() {
     for c in [coll, coll2] {
         common::drop_collection(&urls, &c);
     }
+}
+
+/// `--retry-secs`: an export waits out its node's restart, down for longer than the default
+/// attempts last (~21 s, after which it stopped), and ends with every point once, saying on
+/// stderr that it waits. On a single node of its own, so that the outage does not reach the
+/// other tests' collections on the shared cluster.
+#[test]
+fn an_export_waits_out_a_node_restart_within_its_retry_budget() {
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let solo = Solo::start(&cluster);
+    let url = solo.grpc(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 3000;
+    let dir = synthetic::synthetic_index(&tmp.path().join("idx"), n, 768, 12);
+    let coll = unique("retry");
+    let mut child = Reaped(
+        relbert()
+            .args(["index", "export", "--index"])
+            .arg(&dir)
+            .args(["--qdrant", &url, "--collection", &coll])
+            .args(["--batch", "16", "--parallel", "1", "--retry-secs", "180"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_points(&Connection::new(std::slice::from_ref(&url), &coll).unwrap());
+    let down = solo.kill(1);
+    // Longer than the ~21 s the attempts alone last.
+    std::thread::sleep(Duration::from_secs(25));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the export stopped while its node was down"
+    );
+    down.restart();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success(),
+        "export across a node restart failed: {err}"
+    );
+    assert!(err.contains("retry budget"), "no word of the wait: {err}");
+    assert!(
+        err.contains("answers again"),
+        "no word of the node's return: {err}"
+    );
+    assert_eq!(count_via(&url, &coll), n as u64, "points lost or doubled");
 }
 
 /// `relbert index build --collection`: encodes straight into the cluster, is killed after its

@@ -12,7 +12,9 @@ use relbert::store::qdrant::export::{
 use relbert::store::qdrant::settings::{
     CollectionSettings, Quantization, MAX_REPLICATION, MAX_SHARDS,
 };
-use relbert::store::qdrant::{check_collection_name, parse_urls, Connection, UrlOrigin, URL_ENV};
+use relbert::store::qdrant::{
+    check_collection_name, parse_urls, Connection, UrlOrigin, MAX_RETRY_FOR, URL_ENV,
+};
 use relbert_index::{Index, Precision};
 
 use super::Progress;
@@ -75,6 +77,14 @@ pub struct CollectionArgs {
     /// $RELBERT_QDRANT_URL); used with --collection.
     #[arg(long, requires = "collection", conflicts_with = "out", value_parser = super::os(qdrant_spec))]
     pub qdrant: Option<String>,
+    /// How long each call to Qdrant keeps retrying a node that fails or restarts, in seconds
+    /// (default: 10 attempts, about 21 s; at most 86400). Give the time a node's restart or
+    /// a rolling upgrade may take, so the load waits it out instead of stopping (a rerun
+    /// resumes a stopped load either way). Default: $RELBERT_QDRANT_RETRY_SECS.
+    // The variable is read by [`retry_budget`], not by clap: a value clap took from the
+    // environment would count as the flag given, and refuse an export to a file.
+    #[arg(long, value_name = "SECONDS", requires = "collection", conflicts_with = "out", value_parser = retry_secs)]
+    pub retry_secs: Option<u64>,
     // Options, not defaults: an existing collection keeps its layout, and only a flag given
     // draws the warning that says so (see [`CollectionArgs::given`]).
     /// Shards of a new collection (default: one per node of the cluster, as Qdrant counts
@@ -130,6 +140,43 @@ fn count_to(s: &str, max: u32, why: &str) -> std::result::Result<u32, String> {
     }
 }
 
+/// The environment variable that gives `--retry-secs` when the flag is not given.
+pub(crate) const RETRY_ENV: &str = "RELBERT_QDRANT_RETRY_SECS";
+
+/// The retry budget of a load's connection: `--retry-secs`, else `$RELBERT_QDRANT_RETRY_SECS`
+/// (empty: unset), else none. A bad value of the variable is named as the variable's, with
+/// status 2, as `qdrant_urls` names `$RELBERT_QDRANT_URL`'s.
+pub(crate) fn retry_budget(flag: Option<u64>) -> Result<Option<std::time::Duration>> {
+    let secs = match (flag, std::env::var_os(RETRY_ENV)) {
+        (Some(secs), _) => secs,
+        (None, None) => return Ok(None),
+        (None, Some(v)) if v.is_empty() => return Ok(None),
+        (None, Some(v)) => {
+            let why = match v.to_str() {
+                Some(text) => retry_secs(text),
+                None => Err("not UTF-8 text".into()),
+            };
+            why.map_err(|why| {
+                super::usage(format!(
+                    "invalid value {v:?} of ${RETRY_ENV} (used as --retry-secs is not given): \
+                     {why}"
+                ))
+            })?
+        }
+    };
+    Ok(Some(std::time::Duration::from_secs(secs)))
+}
+
+/// A `--retry-secs`: whole seconds up to [`MAX_RETRY_FOR`].
+pub(crate) fn retry_secs(s: &str) -> std::result::Result<u64, String> {
+    let max = MAX_RETRY_FOR.as_secs();
+    match s.trim().parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        Ok(_) => Err(format!("must be at most {max} (a day)")),
+        Err(e) => Err(format!("{e} (whole seconds, e.g. 300)")),
+    }
+}
+
 /// A `--shards`: 1 to [`MAX_SHARDS`].
 fn shards(s: &str) -> std::result::Result<u32, String> {
     count_to(
@@ -158,11 +205,12 @@ impl CollectionArgs {
     pub fn connect(&self, collection: &str) -> Result<Connection> {
         self.check_layout()?;
         let urls = qdrant_urls(self.qdrant.as_deref())?;
-        Ok(Connection::with_origin(
-            &urls,
-            UrlOrigin::of(self.qdrant.as_deref()),
-            collection,
-        )?)
+        let conn =
+            Connection::with_origin(&urls, UrlOrigin::of(self.qdrant.as_deref()), collection)?;
+        if let Some(budget) = retry_budget(self.retry_secs)? {
+            conn.set_retry_for(budget);
+        }
+        Ok(conn)
     }
 
     /// The settings of a new collection (HNSW parameters: relbert's defaults). A shard count

@@ -70,6 +70,11 @@ pub struct RemoveArgs {
     // an argument that conflicts with the one required (--index) is given.
     #[arg(long, value_name = "URL", requires = "collection", conflicts_with = "index", value_parser = super::os(super::export::qdrant_spec))]
     qdrant: Option<String>,
+    /// How long each call to Qdrant keeps retrying a node that fails or restarts, in seconds
+    /// (default: $RELBERT_QDRANT_RETRY_SECS, else 10 attempts, about 21 s; at most 86400),
+    /// as for `index export`.
+    #[arg(long, value_name = "SECONDS", requires = "collection", conflicts_with = "index", value_parser = super::export::retry_secs)]
+    retry_secs: Option<u64>,
     /// Pair file(s) of the pairs to remove, `-` for standard input: head<TAB>tail per line (a
     /// label, if any, is ignored). Pairs are found as `index add` finds them (any Unicode
     /// normal form; case counts); pairs the index does not hold are counted and left.
@@ -1237,6 +1242,7 @@ fn removal_connection(
 ) -> Result<relbert::store::qdrant::Connection> {
     super::export::CollectionArgs {
         qdrant: a.qdrant.clone(),
+        retry_secs: a.retry_secs,
         shards: None,
         replication: None,
         quantization: None,

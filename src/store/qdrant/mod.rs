@@ -32,7 +32,7 @@
 //! **Failures.** Every call goes to one of the configured node URLs; on a transport error or
 //! a server-side transient status (unavailable, deadline, aborted, internal, resource
 //! exhausted) it is retried on the next URL with exponential backoff, a bounded number of
-//! times. Upserts are idempotent (stable ids), so retrying one that did reach the server is
+//! times, or for as long as a retry budget says ([`Connection::set_retry_for`]). Upserts are idempotent (stable ids), so retrying one that did reach the server is
 //! harmless. A node that is up but answers nothing is not waited for alone: reads and upserts
 //! are also sent to another node when the first has not answered in time ([`Hedge`]). A node
 //! a call gave up on is not retried by the calls after it until it answers again: one that
@@ -305,11 +305,16 @@ pub fn honours_insert_only(version: &str) -> Option<bool> {
 /// Version of the collection layout described in this module.
 pub const LAYOUT_VERSION: u32 = 1;
 
-/// Calls made for one request before giving up (across all URLs).
+/// Calls made for one request before giving up (across all URLs), unless a retry budget
+/// ([`Connection::set_retry_for`]) keeps it going longer. With the backoff below they span
+/// about 21 s.
 const ATTEMPTS: usize = 10;
 /// First backoff; doubled after each failed attempt up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The longest retry budget [`Connection::set_retry_for`] takes: a day.
+pub const MAX_RETRY_FOR: Duration = Duration::from_secs(86_400);
 
 /// Splits a `--qdrant` value into node URLs: comma-separated, each `http://host:port` of a
 /// node's gRPC port. An empty list is an error naming the flag.
@@ -725,6 +730,16 @@ struct Inner {
     /// ([`export::LoadMark`]): what a signal's restore marks ended before it decides about
     /// indexing, as a failed load does (review R21).
     load_mark: std::sync::Mutex<Option<Arc<export::LoadMark>>>,
+    /// How long a call keeps retrying, in milliseconds ([`Connection::set_retry_for`]; 0:
+    /// [`ATTEMPTS`] attempts only).
+    retry_for_ms: AtomicU64,
+    /// Whether a call has said that it retries past [`ATTEMPTS`] within the budget, since a
+    /// call last succeeded: said once per outage, not by every call waiting it out.
+    retrying_said: AtomicBool,
+    /// The backoff's first and longest wait, in microseconds ([`FIRST_BACKOFF`],
+    /// [`MAX_BACKOFF`]); shorter in tests, so that a budget's worth of attempts takes
+    /// milliseconds.
+    backoff_us: [AtomicU64; 2],
 }
 
 impl Inner {
@@ -741,6 +756,20 @@ impl Inner {
             0 => None,
             t => Some(Duration::from_millis(self.stamp().saturating_sub(t))),
         }
+    }
+
+    /// The retry budget ([`Connection::set_retry_for`]).
+    fn retry_for(&self) -> Duration {
+        Duration::from_millis(self.retry_for_ms.load(Ordering::Relaxed))
+    }
+
+    /// The backoff's first and longest wait.
+    fn backoff(&self) -> (Duration, Duration) {
+        let [first, max] = &self.backoff_us;
+        (
+            Duration::from_micros(first.load(Ordering::Relaxed)),
+            Duration::from_micros(max.load(Ordering::Relaxed)),
+        )
     }
 
     /// Node `i` answered: it is neither down nor stalled.
@@ -1180,9 +1209,29 @@ impl Connection {
                 loading: AtomicBool::new(false),
                 indexing_turned_off: AtomicBool::new(false),
                 load_mark: std::sync::Mutex::new(None),
+                retry_for_ms: AtomicU64::new(0),
+                retrying_said: AtomicBool::new(false),
+                backoff_us: [FIRST_BACKOFF, MAX_BACKOFF]
+                    .map(|d| AtomicU64::new(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))),
             }),
             runtime: Arc::new(ClientRuntime(Some(runtime))),
         })
+    }
+
+    /// Keeps every call on this connection retrying a node that fails or restarts for at
+    /// least `d` (at most [`MAX_RETRY_FOR`]), beyond the [`ATTEMPTS`] attempts (about 21 s)
+    /// it makes without one: for a load that should wait out a node's restart or a cluster's
+    /// rolling upgrade rather than stop (a rerun resumes it, but nobody may be there to rerun
+    /// it). Within the budget a node that refused connections is asked again, even when an
+    /// earlier call gave up on it, and a read waits the budget instead of [`READ_DEADLINE`].
+    /// A node that never answered still fails at once: that is a wrong URL more often than a
+    /// node down. Meant for the connections of loads and removals, not for queries, which a
+    /// person or a service waits on.
+    pub fn set_retry_for(&self, d: Duration) {
+        let ms = d.min(MAX_RETRY_FOR).as_millis();
+        self.inner
+            .retry_for_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Notes that a load into the collection runs on this connection (or has ended), so a
@@ -1286,6 +1335,7 @@ impl Connection {
         let inner = &self.inner;
         let n = inner.clients.len();
         let trace = Trace::new(n);
+        let budget = inner.retry_for();
         if hedge != Hedge::Read {
             let r = self.call_retrying(what, hedge, f, &trace).await;
             self.note_gave_up(&trace, false);
@@ -1293,9 +1343,13 @@ impl Connection {
         }
         // Every node down or recently silent: it is asked once more, briefly.
         let recent = |i: usize| inner.since(&inner.stalled, i);
-        let cut_short = (0..n).all(|i| {
-            inner.since(&inner.down, i).is_some() || recent(i).is_some_and(|t| t < STALL_WINDOW)
-        }) && (0..n).any(|i| recent(i).is_some());
+        // Not with a retry budget: its reads wait it out.
+        let cut_short = budget.is_zero()
+            && (0..n).all(|i| {
+                inner.since(&inner.down, i).is_some() || recent(i).is_some_and(|t| t < STALL_WINDOW)
+            })
+            && (0..n).any(|i| recent(i).is_some());
+        let read_deadline = READ_DEADLINE.max(budget);
         let work = self.call_retrying(what, hedge, f, &trace);
         tokio::pin!(work);
         let deadline = if cut_short {
@@ -1313,10 +1367,10 @@ impl Connection {
                     "{}: no answer yet ({what}) after {} s; giving up at {} s",
                     inner.urls.join(","),
                     READ_NOTICE.as_secs(),
-                    READ_DEADLINE.as_secs()
+                    read_deadline.as_secs()
                 );
             }
-            READ_DEADLINE - READ_NOTICE
+            read_deadline - READ_NOTICE
         };
         let answer = tokio::time::timeout(deadline, work).await;
         // Read before the marks below change it.
@@ -1332,7 +1386,7 @@ impl Connection {
                 let waited = if cut_short {
                     STALLED_DEADLINE
                 } else {
-                    READ_DEADLINE
+                    read_deadline
                 };
                 let why = if !refused.is_empty() {
                     format!(
@@ -1407,8 +1461,25 @@ impl Connection {
         let inner = &self.inner;
         let n = inner.clients.len();
         let attempts = ATTEMPTS.max(2 * n);
+        let began = std::time::Instant::now();
+        let budget = inner.retry_for();
+        let within_budget = || began.elapsed() < budget;
+        // Whether another attempt may start after `started`.
+        let more = |started: usize| started < attempts || within_budget();
+        // How many attempts were made, and for how long, when giving up.
+        let spent = |started: usize| {
+            if budget.is_zero() {
+                format!("{started} attempts")
+            } else {
+                format!(
+                    "{started} attempts in {} s (the retry budget: {} s)",
+                    began.elapsed().as_secs(),
+                    budget.as_secs()
+                )
+            }
+        };
         let hedge_after = hedge.after().filter(|_| n > 1);
-        let mut delay = FIRST_BACKOFF;
+        let (mut delay, max_backoff) = inner.backoff();
         // The first and the latest transient failure, for the message when all fail.
         let mut first = String::new();
         let mut last = String::new();
@@ -1428,10 +1499,13 @@ impl Connection {
         };
         loop {
             if running.is_empty() {
-                if started == attempts {
+                if !more(started) {
                     return Err(self.failed(
                         what,
-                        format!("gave up after {attempts} attempts: first {first}; last {last}"),
+                        format!(
+                            "gave up after {}: first {first}; last {last}",
+                            spent(started)
+                        ),
                     ));
                 }
                 busy[next] = true;
@@ -1443,7 +1517,7 @@ impl Connection {
             let spare = (0..n)
                 .map(|k| (next + k) % n)
                 .find(|&j| !busy[j] && dead[j].is_none());
-            let hedge_to = hedge_after.zip(spare).filter(|_| started < attempts);
+            let hedge_to = hedge_after.zip(spare).filter(|_| more(started));
             let timer = async {
                 match hedge_to {
                     Some((after, _)) => tokio::time::sleep(after).await,
@@ -1461,16 +1535,21 @@ impl Connection {
                     let was_down = inner.since(&inner.down, i).is_some();
                     match answer {
                         Ok(v) => {
-                            if inner.slow[i].swap(false, Ordering::Relaxed) || was_down {
+                            let waited_out = inner.retrying_said.swap(false, Ordering::Relaxed);
+                            if inner.slow[i].swap(false, Ordering::Relaxed) || was_down || waited_out {
                                 tracing::info!("{} answers again", inner.urls[i]);
                             }
                             inner.current.store(i, Ordering::Relaxed);
                             inner.answered_now(i);
                             return Ok(v);
                         }
+                        // A node that has answered and refuses now is restarting: retried as
+                        // any transient failure, unless a call has given up on it already
+                        // and no retry budget says to keep asking.
                         Err(e)
                             if cannot_connect.is_some()
-                                && (!inner.answered[i].load(Ordering::Relaxed) || was_down) =>
+                                && (!inner.answered[i].load(Ordering::Relaxed)
+                                    || (was_down && !within_budget())) =>
                         {
                             let why = cannot_connect.unwrap_or_default();
                             tracing::debug!("{what} via {}: {}", inner.urls[i], describe(&e));
@@ -1488,7 +1567,7 @@ impl Connection {
                                 Ordering::Relaxed,
                             );
                             if running.is_empty() {
-                                if started >= attempts {
+                                if !more(started) {
                                     return Err(self.unreachable_error(what, &dead));
                                 }
                                 next = j;
@@ -1515,17 +1594,26 @@ impl Connection {
                                 Ordering::Relaxed,
                             );
                             if running.is_empty() {
-                                if started == attempts {
+                                if !more(started) {
                                     return Err(self.failed(
                                         what,
                                         format!(
-                                            "failed {attempts} times (first: {first}; last: \
-                                             {last})"
+                                            "failed after {} (first: {first}; last: {last})",
+                                            spent(started)
                                         ),
                                     ));
                                 }
+                                if started == attempts
+                                    && !inner.retrying_said.swap(true, Ordering::Relaxed)
+                                {
+                                    tracing::warn!(
+                                        "{what}: failed {attempts} times (last: {last}); \
+                                         retrying for up to {} s in all (the retry budget)",
+                                        budget.as_secs()
+                                    );
+                                }
                                 tokio::time::sleep(delay).await;
-                                delay = (delay * 2).min(MAX_BACKOFF);
+                                delay = (delay * 2).min(max_backoff);
                                 let current = inner.current.load(Ordering::Relaxed) % n;
                                 match alive(current, &dead) {
                                     Some(j) => next = j,
@@ -3088,6 +3176,104 @@ mod tests {
         }
         assert_eq!(UrlOrigin::of(None), UrlOrigin::Env);
         assert_eq!(UrlOrigin::of(Some("http://x:6334")), UrlOrigin::Flag);
+    }
+
+    /// A connection on `url` whose node has answered before, with a backoff of 1 to 2 ms, so
+    /// that [`ATTEMPTS`] attempts take milliseconds and a retry budget's worth many more.
+    fn quick_retries(url: String) -> Connection {
+        let conn = Connection::new(&[url], "c").unwrap();
+        for (a, us) in conn.inner.backoff_us.iter().zip([1_000, 2_000]) {
+            a.store(us, Ordering::Relaxed);
+        }
+        conn.inner.answered[0].store(true, Ordering::Relaxed);
+        conn
+    }
+
+    /// A node unavailable (restarting) for longer than the attempts alone last: without a
+    /// retry budget the call gives up after [`ATTEMPTS`] attempts, which aborted a load over
+    /// an outage of ~21 s; with one it is waited out, by writes and reads alike; and a node
+    /// that never comes back is still given up on once the budget is spent, saying so.
+    #[test]
+    fn a_retry_budget_waits_out_a_restart_and_then_gives_up() {
+        use tonic::Status;
+        let conn = quick_retries("http://127.0.0.1:1".into());
+        let asked = Arc::new(AtomicUsize::new(0));
+        // A call whose first `failing` attempts find the node unavailable.
+        let call = |hedge: Hedge, failing: usize| {
+            let (c, seen) = (conn.clone(), asked.clone());
+            asked.store(0, Ordering::Relaxed);
+            let r = conn
+                .block_on(async move {
+                    c.call("upserting points", hedge, move |_, _| {
+                        let k = seen.fetch_add(1, Ordering::Relaxed);
+                        async move {
+                            if k < failing {
+                                Err(QdrantError::ResponseError {
+                                    status: Status::unavailable("the node is restarting"),
+                                })
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    })
+                    .await
+                })
+                .unwrap();
+            (r, asked.load(Ordering::Relaxed))
+        };
+        for hedge in [Hedge::Write, Hedge::Never, Hedge::Scan, Hedge::Read] {
+            conn.set_retry_for(Duration::ZERO);
+            let (r, asked) = call(hedge, 40);
+            let said = r.unwrap_err().to_string();
+            assert_eq!(asked, ATTEMPTS, "{hedge:?}");
+            assert!(
+                said.contains("after 10 attempts") && !said.contains("budget"),
+                "{said}"
+            );
+            conn.set_retry_for(Duration::from_secs(30));
+            let (r, asked) = call(hedge, 40);
+            assert!(r.is_ok(), "{hedge:?}: {r:?}");
+            assert_eq!(asked, 41, "{hedge:?}");
+        }
+        conn.set_retry_for(Duration::from_millis(300));
+        let (r, asked) = call(Hedge::Write, usize::MAX);
+        let said = r.unwrap_err().to_string();
+        assert!(asked > ATTEMPTS, "{asked}");
+        assert!(said.contains("(the retry budget: 0 s)"), "{said}");
+        assert!(said.contains("the node is restarting"), "{said}");
+    }
+
+    /// Within a retry budget, a node that refuses connections after answering is asked again
+    /// even when an earlier call gave up on it (marked down): without the budget it is asked
+    /// once ([`a_node_a_call_gave_up_on_is_asked_once_by_the_next`]), which failed every
+    /// later call of a load at once after one call had given up during a restart.
+    #[test]
+    fn a_retry_budget_asks_a_node_marked_down_again() {
+        let conn = quick_retries(closed_port());
+        conn.inner.down[0].store(conn.inner.stamp(), Ordering::Relaxed);
+        let asked = Arc::new(AtomicUsize::new(0));
+        let call = || {
+            let (c, seen) = (conn.clone(), asked.clone());
+            asked.store(0, Ordering::Relaxed);
+            let r = conn
+                .block_on(async move {
+                    c.call("upserting points", Hedge::Write, move |q, _| {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        async move { q.health_check().await }
+                    })
+                    .await
+                })
+                .unwrap();
+            (r.map(|_| ()), asked.load(Ordering::Relaxed))
+        };
+        let (r, asked) = call();
+        assert!(r.is_err());
+        assert_eq!(asked, 1, "asked once without a budget");
+        conn.set_retry_for(Duration::from_millis(500));
+        let (r, asked) = call();
+        let said = r.unwrap_err().to_string();
+        assert!(asked > 1, "asked again within the budget: {asked}");
+        assert!(said.contains("retry budget"), "{said}");
     }
 
     /// Found by an audit: with one `--qdrant` URL whose node had died, every query retried
