@@ -1699,6 +1699,97 @@ fn classify_reports_name_the_setup_and_the_files() {
     );
 }
 
+/// `--protocol reference`: the reference's `evaluate_classification` (raw [v(a,b); v(b,a)],
+/// training-loss rule on all of train.tsv, and with val.tsv a search over learning rate x
+/// hidden units keeping the first best validation micro-F1); the report lists every training
+/// of the search and the setting scored; without val.tsv, scikit-learn's defaults.
+#[test]
+fn classify_reference_protocol_searches_the_grid_on_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    lexical(dir.path(), "Set", true);
+    lexical(dir.path(), "NoVal", false);
+    let json = dir.path().join("r.json");
+    let a = classify(dir.path())
+        .args(["--protocol", "reference", "--json"])
+        .arg(&json)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    let v = read_json(&json);
+    assert!(
+        out.contains(
+            "setup: features [v(a,b); v(b,a)], raw relation vectors (as the model pools \
+             them); MLP whose learning rate and hidden units are chosen by validation micro-F1"
+        ) && out.contains("stopping on training loss (last epoch kept)")
+            && out.contains("1 difference(s) from the RelBERT reference"),
+        "{out}"
+    );
+    // Every row of train.tsv trains, also without val.tsv (nothing held out).
+    assert!(out.contains("| NoVal | 40 | 0 | 12 | 2 |"), "{out}");
+    let p = &v["protocol"];
+    assert_eq!(p["features"], "[v(a,b); v(b,a)]");
+    assert_eq!(p["stopping"], "training_loss");
+    assert_eq!(p["grid"].as_array().unwrap().len(), 9, "{p}");
+    let left = p["differs_from_reference"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{p}");
+    assert!(
+        left[0].as_str().unwrap().contains("random generator"),
+        "{p}"
+    );
+    assert_eq!(v["features"], "[v(a,b); v(b,a)]");
+
+    let r = &v["results"]["Set"];
+    let grid = r["grid"].as_array().unwrap();
+    let tried: Vec<(f64, u64)> = grid
+        .iter()
+        .map(|g| {
+            (
+                g["learning_rate"].as_f64().unwrap(),
+                g["hidden"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = Vec::new();
+    for lr in [1e-3, 1e-4, 1e-5] {
+        for h in [100, 150, 200] {
+            want.push((lr, h));
+        }
+    }
+    assert_eq!(tried, want, "{r}");
+    // The first best validation micro-F1, in grid order, is the setting scored.
+    let f1 = |g: &serde_json::Value| g["val_f1_micro"].as_f64().unwrap();
+    let best = grid.iter().map(f1).fold(f64::MIN, f64::max);
+    let first = grid.iter().find(|g| f1(g) == best).unwrap();
+    assert_eq!(r["learning_rate"], first["learning_rate"], "{r}");
+    assert_eq!(r["hidden"], first["hidden"], "{r}");
+    assert_eq!(r["epochs"], first["epochs"], "{r}");
+    assert_eq!(r["n_train"], 40);
+    assert!(
+        r["validation"]
+            .as_str()
+            .unwrap()
+            .contains("chooses learning rate"),
+        "{r}"
+    );
+
+    let n = &v["results"]["NoVal"];
+    assert!(n.get("grid").is_none(), "{n}");
+    assert_eq!(n["learning_rate"], 1e-3);
+    assert_eq!(n["hidden"], 100);
+    assert_eq!(n["n_val"], 0);
+
+    // It sets the features and the stopping rule itself.
+    for flag in [&["--concat-reverse"][..], &["--stop-on", "val-accuracy"]] {
+        let a = classify(dir.path())
+            .args(["--protocol", "reference"])
+            .args(flag)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+}
+
 /// Review: a classifier predicting one class for every test pair (every CogALexV pair
 /// `RANDOM`) was reported as a low F1 with no word. Here the training rows hold one label
 /// only, so every test pair is predicted `hyper` while the test rows hold two labels: a

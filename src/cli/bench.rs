@@ -18,6 +18,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use relbert::analogy::{accuracy_with_options, Accuracy, ScoreOptions, Similarity};
 use relbert::classify::{
     class_count, f1_scores, holdout_split, single_predicted_class, Mlp, MlpConfig, Stopping,
+    TrainReport,
 };
 use relbert::datasets::{
     analogy_datasets, lexical_datasets, load_analogy_file, load_lexical_file, AnalogyQuestion,
@@ -231,6 +232,48 @@ struct ClassifyArgs {
     /// default: all of train.tsv trained on, last epoch kept).
     #[arg(long, value_enum, default_value_t = StopOn::ValAccuracy)]
     stop_on: StopOn,
+    /// `reference`: the RelBERT reference's protocol (`evaluate_classification`): features
+    /// [v(a,b); v(b,a)] as the model pools them (not unit length), all of train.tsv trained
+    /// on until the training loss settles, and where a dataset has val.tsv, learning rate
+    /// {1e-3, 1e-4, 1e-5} x hidden units {100, 150, 200} searched, the best validation
+    /// micro-F1 kept (nine trainings a dataset). Implies --concat-reverse and --stop-on
+    /// train-loss.
+    #[arg(long, value_enum, default_value_t = Protocol::Relbert, conflicts_with_all = ["concat_reverse", "stop_on"])]
+    protocol: Protocol,
+}
+
+/// `bench classify --protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// relbert's own (unit-length features, early stopping on validation accuracy).
+    Relbert,
+    /// The RelBERT reference's `evaluate_classification`.
+    Reference,
+}
+
+/// The reference's grid where a dataset has val.tsv, in its order (learning rate outer): the
+/// first best validation micro-F1 in this order is kept, as its stable sort keeps it.
+const REFERENCE_GRID: [(f64, usize); 9] = [
+    (1e-3, 100),
+    (1e-3, 150),
+    (1e-3, 200),
+    (1e-4, 100),
+    (1e-4, 150),
+    (1e-4, 200),
+    (1e-5, 100),
+    (1e-5, 150),
+    (1e-5, 200),
+];
+
+/// One training of the grid search of `--protocol reference`.
+#[derive(Serialize, Debug, Clone)]
+struct GridPoint {
+    learning_rate: f64,
+    hidden: usize,
+    epochs: usize,
+    converged: bool,
+    /// Micro-F1 on val.tsv, what the search keeps the best of.
+    val_f1_micro: f64,
 }
 
 /// The MLP's stopping rule on the command line.
@@ -1220,6 +1263,14 @@ struct ClassifyResult {
     /// training that did not converge, a single predicted class), so that the report alone
     /// tells them.
     notes: Vec<String>,
+    /// The learning rate and hidden units of the classifier scored (the grid search's choice
+    /// under `--protocol reference` with val.tsv).
+    learning_rate: f64,
+    hidden: usize,
+    /// Every training of `--protocol reference`'s grid search, in grid order (absent
+    /// otherwise, and where there is no val.tsv to search on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    grid: Vec<GridPoint>,
 }
 
 /// What `bench classify` trains and how, for the line above its table and the report's
@@ -1245,14 +1296,63 @@ struct ClassifyProtocol {
     max_epochs: usize,
     /// The `--seed`.
     seed: u64,
+    /// `--protocol reference`'s search where a dataset has val.tsv: (learning rate, hidden
+    /// units) in the order tried; `hidden` and `learning_rate` above are then the setting of
+    /// the datasets without val.tsv.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grid: Option<Vec<(f64, usize)>>,
     /// How this differs from the reference's `evaluate_classification`, each with the flag
     /// that removes the difference where there is one.
     differs_from_reference: Vec<String>,
 }
 
 impl ClassifyProtocol {
-    /// The protocol of a run with `cfg`, on features with the reverse pair's vector or not.
-    fn new(cfg: &MlpConfig, concat_reverse: bool) -> ClassifyProtocol {
+    /// The protocol of a run with `cfg`, on features with the reverse pair's vector or not;
+    /// `reference`: `--protocol reference`; `offset_weight`: the model's, whose vectors are
+    /// unit-length combinations with no raw form.
+    fn new(
+        cfg: &MlpConfig,
+        concat_reverse: bool,
+        reference: bool,
+        offset_weight: Option<f32>,
+    ) -> ClassifyProtocol {
+        let rng = "the seed drives another random generator than numpy's, so even seed 0 gives \
+                   other initial weights and batch orders than the reference's random_state=0 \
+                   (no flag)"
+            .to_string();
+        if reference {
+            let mut differs = vec![rng];
+            let scaling = match offset_weight {
+                Some(w) => {
+                    differs.insert(
+                        0,
+                        format!(
+                            "the model's pair vectors combine its relation vectors with \
+                             word-vector offsets (offset_weight {w} in its relbert_config), \
+                             unit length, which have no raw form; the reference's models have \
+                             relation vectors alone (no flag: a model without offset_weight)"
+                        ),
+                    );
+                    "unit-length combinations with word-vector offsets (the model's \
+                     offset_weight; no raw form)"
+                }
+                None => "raw relation vectors (as the model pools them)",
+            };
+            return ClassifyProtocol {
+                features: "[v(a,b); v(b,a)]",
+                scaling,
+                stopping: Stopping::TrainingLoss,
+                weights_kept: "last epoch",
+                validation: "all of train.tsv trained on; val.tsv, where there is one, \
+                             chooses learning rate and hidden units (best micro-F1)",
+                hidden: cfg.hidden,
+                learning_rate: cfg.learning_rate,
+                max_epochs: cfg.max_epochs,
+                seed: cfg.seed,
+                grid: Some(REFERENCE_GRID.to_vec()),
+                differs_from_reference: differs,
+            };
+        }
         let validation_accuracy = cfg.stopping == Stopping::ValidationAccuracy;
         let mut differs = Vec::new();
         if !concat_reverse {
@@ -1263,8 +1363,8 @@ impl ClassifyProtocol {
             );
         }
         differs.push(
-            "each relation vector is scaled to unit length; the reference uses them raw (no \
-             flag)"
+            "each relation vector is scaled to unit length; the reference uses them raw \
+             (--protocol reference)"
                 .to_string(),
         );
         if validation_accuracy {
@@ -1279,14 +1379,10 @@ impl ClassifyProtocol {
         differs.push(format!(
             "learning rate {} and {} hidden units, fixed; where a dataset has val.tsv the \
              reference grid-searches learning rate {{1e-3, 1e-4, 1e-5}} x hidden units \
-             {{100, 150, 200}} and keeps the best validation micro-F1 (not implemented)",
+             {{100, 150, 200}} and keeps the best validation micro-F1 (--protocol reference)",
             cfg.learning_rate, cfg.hidden
         ));
-        differs.push(
-            "the seed drives another random generator than numpy's, so even seed 0 gives other \
-             initial weights and batch orders than the reference's random_state=0 (no flag)"
-                .to_string(),
-        );
+        differs.push(rng);
         ClassifyProtocol {
             features: if concat_reverse {
                 "[v(a,b); v(b,a)]"
@@ -1309,6 +1405,7 @@ impl ClassifyProtocol {
             learning_rate: cfg.learning_rate,
             max_epochs: cfg.max_epochs,
             seed: cfg.seed,
+            grid: None,
             differs_from_reference: differs,
         }
     }
@@ -1319,14 +1416,23 @@ impl ClassifyProtocol {
             Stopping::ValidationAccuracy => "early stopping on validation accuracy",
             Stopping::TrainingLoss => "stopping on training loss",
         };
+        let mlp = match &self.grid {
+            Some(_) => format!(
+                "MLP whose learning rate and hidden units are chosen by validation micro-F1 \
+                 from {{1e-3, 1e-4, 1e-5}} x {{100, 150, 200}} (without val.tsv: {} hidden \
+                 units, learning rate {})",
+                self.hidden, self.learning_rate
+            ),
+            None => format!(
+                "MLP of {} hidden units, learning rate {}",
+                self.hidden, self.learning_rate
+            ),
+        };
         format!(
-            "setup: features {}, {}; MLP of {} hidden units, learning rate {}, at most {} \
-             epochs, {rule} ({} kept); seed {}; {} difference(s) from the RelBERT reference \
-             (the report's protocol, docs/bench.md)",
+            "setup: features {}, {}; {mlp}, at most {} epochs, {rule} ({} kept); seed {}; {} \
+             difference(s) from the RelBERT reference (the report's protocol, docs/bench.md)",
             self.features,
             self.scaling,
-            self.hidden,
-            self.learning_rate,
             self.max_epochs,
             self.weights_kept,
             self.seed,
@@ -1352,7 +1458,12 @@ struct ClassifyReport {
     results: BTreeMap<String, ClassifyResult>,
 }
 
-fn classify(a: ClassifyArgs) -> Result<()> {
+fn classify(mut a: ClassifyArgs) -> Result<()> {
+    let reference = a.protocol == Protocol::Reference;
+    if reference {
+        a.concat_reverse = true;
+        a.stop_on = StopOn::TrainLoss;
+    }
     dataset_names(&a.dataset)?;
     let interrupt = check_report_path(a.json.as_deref(), a.force)?;
     // After the handler holding the lock, so that it is dropped (removed) before the lock is
@@ -1495,7 +1606,10 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         .iter()
         .cloned()
         .zip(vecs.into_iter().map(|mut v| {
-            relbert::pooling::normalize_in_place(&mut v);
+            // The reference classifies the vectors as the model pools them.
+            if !reference {
+                relbert::pooling::normalize_in_place(&mut v);
+            }
             v
         }))
         .collect();
@@ -1524,7 +1638,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         },
         ..Default::default()
     };
-    let protocol = ClassifyProtocol::new(&cfg, a.concat_reverse);
+    let protocol = ClassifyProtocol::new(&cfg, a.concat_reverse, reference, enc.offset_weight());
     let mut results = BTreeMap::new();
     // Classification always scores the model's own pair vectors on test.tsv.
     let method = method_shown(Method::Relbert, enc.offset_weight(), 0.0);
@@ -1553,6 +1667,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             c
         };
         let (train, val, validation): (Vec<LabelledPair>, Vec<LabelledPair>, _) = match &set.val {
+            Some(v) if reference => (
+                set.train.clone(),
+                v.clone(),
+                "val.tsv (chooses learning rate and hidden units by micro-F1)",
+            ),
             Some(v) => (set.train.clone(), v.clone(), "val.tsv"),
             // scikit-learn's default rule reads no validation set: every row trains.
             None if cfg.stopping == Stopping::TrainingLoss => (
@@ -1628,38 +1747,83 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 notes.push(note);
             }
         }
-        // Epochs up to the most there can be: training usually stops early, when the
-        // display's last line says how many ran.
-        let pb = Progress::new(
-            cfg.max_epochs as u64,
-            &format!("training {}", set.name),
-            "epochs",
-        );
-        let (mlp, report) = Mlp::train_with_progress(
-            &features(&train),
-            &labels(&train),
-            &features(&val),
-            &labels(&val),
-            trained,
-            &cfg,
-            &mut |r| {
-                // The loss has no place on the shared display's line; asked for, it is logged.
-                tracing::debug!(
-                    "{}: epoch {}, loss {:.4}, best validation accuracy {:.4}",
-                    set.name,
-                    r.epochs,
-                    r.final_loss,
-                    r.best_validation_accuracy
+        let (train_x, train_y) = (features(&train), labels(&train));
+        let (val_x, val_y) = (features(&val), labels(&val));
+        // One training with `cfg`; `what` names it on the display.
+        let train_one = |cfg: &MlpConfig, what: &str| -> Result<(Mlp, TrainReport)> {
+            // Epochs up to the most there can be: training usually stops early, when the
+            // display's last line says how many ran.
+            let pb = Progress::new(cfg.max_epochs as u64, &format!("training {what}"), "epochs");
+            let (mlp, report) = Mlp::train_with_progress(
+                &train_x,
+                &train_y,
+                &val_x,
+                &val_y,
+                trained,
+                cfg,
+                &mut |r| {
+                    // The loss has no place on the shared display's line; asked for, it is
+                    // logged.
+                    tracing::debug!(
+                        "{what}: epoch {}, loss {:.4}, best validation accuracy {:.4}",
+                        r.epochs,
+                        r.final_loss,
+                        r.best_validation_accuracy
+                    );
+                    pb.set_position(r.epochs as u64);
+                },
+            )
+            .with_context(|| format!("training the classifier for {}", set.name))?;
+            if report.epochs < cfg.max_epochs {
+                pb.finish_early(&stopped_early(cfg));
+            } else {
+                pb.finish();
+            }
+            Ok((mlp, report))
+        };
+        // The reference's grid search where there is val.tsv: each setting trained on all of
+        // train.tsv, the first best validation micro-F1 kept.
+        let mut grid = Vec::new();
+        let (cfg, mlp, report) = if reference && !val.is_empty() {
+            let mut best: Option<(f64, MlpConfig, Mlp, TrainReport)> = None;
+            for (learning_rate, hidden) in REFERENCE_GRID {
+                let point = MlpConfig {
+                    learning_rate,
+                    hidden,
+                    ..cfg.clone()
+                };
+                let what = format!(
+                    "{} (learning rate {learning_rate}, {hidden} hidden units)",
+                    set.name
                 );
-                pb.set_position(r.epochs as u64);
-            },
-        )
-        .with_context(|| format!("training the classifier for {}", set.name))?;
-        if report.epochs < cfg.max_epochs {
-            pb.finish_early(&stopped_early(&cfg));
+                let (mlp, report) = train_one(&point, &what)?;
+                let val_f1 = f1_scores(&val_y, &mlp.predict(&val_x)?).micro;
+                grid.push(GridPoint {
+                    learning_rate,
+                    hidden,
+                    epochs: report.epochs,
+                    converged: report.converged,
+                    val_f1_micro: val_f1,
+                });
+                if best.as_ref().is_none_or(|b| val_f1 > b.0) {
+                    best = Some((val_f1, point, mlp, report));
+                }
+            }
+            // REFERENCE_GRID is not empty.
+            let (val_f1, point, mlp, report) =
+                best.context("the reference grid search tried no setting")?;
+            tracing::info!(
+                "{}: the grid search on val.tsv chose learning rate {}, {} hidden units \
+                 (validation micro-F1 {val_f1:.3})",
+                set.name,
+                point.learning_rate,
+                point.hidden
+            );
+            (point, mlp, report)
         } else {
-            pb.finish();
-        }
+            let (mlp, report) = train_one(&cfg, &set.name)?;
+            (cfg.clone(), mlp, report)
+        };
         if !report.converged {
             let note = not_converged(&cfg);
             tracing::warn!("{}: {note}", set.name);
@@ -1705,6 +1869,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 predicted_classes,
                 files: set.files.clone(),
                 notes,
+                learning_rate: cfg.learning_rate,
+                hidden: cfg.hidden,
+                grid,
             },
         );
     }
@@ -1716,7 +1883,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             encoder: identity.into(),
             data: data_dir_shown(&a.data),
             protocol,
-            features: if a.concat_reverse {
+            features: if reference && enc.offset_weight().is_none() {
+                "[v(a,b); v(b,a)]"
+            } else if a.concat_reverse {
                 "[unit v(a,b); unit v(b,a)]"
             } else {
                 "unit v(a,b)"
