@@ -115,7 +115,8 @@ def main():
             "held out, stratified by label). The reference instead concatenates [v(a,b); v(b,a)] of raw vectors, "
             "trains to its training-loss rule and grid-searches lr and width on val: `bench classify --protocol "
             "reference` (2026-12-05) does that; on relbert-minilm, EVALution 0.621 / 0.611 and CogALexV 0.774 / "
-            "0.507 (`relbert-minilm/classify_reference.md`, 405 s for the two; the other three sets not run).", ""]
+            "0.507 (`relbert-minilm/classify_reference.md`, 405 s for the two; the other three sets not run; its "
+            "vectors are unit-length combinations with word-vector offsets, not raw, a difference the report lists).", ""]
 
     for m in models:
         out += [f"## {m}: commands, timing and independent check", ""]

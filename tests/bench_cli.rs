@@ -1655,7 +1655,7 @@ fn classify_reports_name_the_setup_and_the_files() {
     assert_eq!(p["hidden"], 100);
     assert_eq!(p["seed"], 0);
     let differs = p["differs_from_reference"].as_array().unwrap().len();
-    assert_eq!(differs, 5, "{p}");
+    assert_eq!(differs, 6, "{p}");
     // Unchanged fields beside the new ones.
     assert_eq!(v["features"], "unit v(a,b)");
     let r = &v["results"]["Set"];
@@ -1686,7 +1686,7 @@ fn classify_reports_name_the_setup_and_the_files() {
     assert_eq!(p["features"], "[v(a,b); v(b,a)]");
     assert_eq!(p["stopping"], "training_loss");
     let left = p["differs_from_reference"].as_array().unwrap();
-    assert_eq!(left.len(), 3, "{p}");
+    assert_eq!(left.len(), 4, "{p}");
     assert!(
         left.iter()
             .any(|d| d.as_str().unwrap().contains("unit length")),
@@ -1721,7 +1721,7 @@ fn classify_reference_protocol_searches_the_grid_on_validation() {
             "setup: features [v(a,b); v(b,a)], raw relation vectors (as the model pools \
              them); MLP whose learning rate and hidden units are chosen by validation micro-F1"
         ) && out.contains("stopping on training loss (last epoch kept)")
-            && out.contains("1 difference(s) from the RelBERT reference"),
+            && out.contains("2 difference(s) from the RelBERT reference"),
         "{out}"
     );
     // Every row of train.tsv trains, also without val.tsv (nothing held out).
@@ -1730,10 +1730,15 @@ fn classify_reference_protocol_searches_the_grid_on_validation() {
     assert_eq!(p["features"], "[v(a,b); v(b,a)]");
     assert_eq!(p["stopping"], "training_loss");
     assert_eq!(p["grid"].as_array().unwrap().len(), 9, "{p}");
-    let left = p["differs_from_reference"].as_array().unwrap();
-    assert_eq!(left.len(), 1, "{p}");
+    let left: Vec<&str> = p["differs_from_reference"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{p}");
     assert!(
-        left[0].as_str().unwrap().contains("random generator"),
+        left[0].contains("float32") && left[1].contains("random generator"),
         "{p}"
     );
     assert_eq!(v["features"], "[v(a,b); v(b,a)]");
@@ -1777,6 +1782,37 @@ fn classify_reference_protocol_searches_the_grid_on_validation() {
     assert_eq!(n["learning_rate"], 1e-3);
     assert_eq!(n["hidden"], 100);
     assert_eq!(n["n_val"], 0);
+    assert!(
+        n["validation"]
+            .as_str()
+            .unwrap()
+            .contains("scikit-learn's defaults"),
+        "{n}"
+    );
+    // Without val.tsv the only difference from `--concat-reverse --stop-on train-loss` (the
+    // same setting, seed and rule) is that the vectors are not scaled to unit length: the
+    // same training on other features ends elsewhere.
+    let unit = dir.path().join("u.json");
+    classify(dir.path())
+        .args(["--concat-reverse", "--stop-on", "train-loss", "--json"])
+        .arg(&unit)
+        .assert()
+        .success();
+    let u = &read_json(&unit)["results"]["NoVal"];
+    assert_eq!(u["learning_rate"], n["learning_rate"]);
+    assert_eq!(u["hidden"], n["hidden"]);
+    let outcome = |r: &serde_json::Value| {
+        (
+            r["epochs"].clone(),
+            r["f1_micro"].clone(),
+            r["f1_macro"].clone(),
+        )
+    };
+    assert_ne!(
+        outcome(u),
+        outcome(n),
+        "the reference's features were scaled to unit length"
+    );
 
     // It sets the features and the stopping rule itself.
     for flag in [&["--concat-reverse"][..], &["--stop-on", "val-accuracy"]] {
@@ -1788,6 +1824,18 @@ fn classify_reference_protocol_searches_the_grid_on_validation() {
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
         assert!(err.contains("cannot be used with"), "{err}");
     }
+    // The default protocol, given, is not refused beside them.
+    classify(dir.path())
+        .args([
+            "--dataset",
+            "NoVal",
+            "--protocol",
+            "relbert",
+            "--concat-reverse",
+        ])
+        .args(["--stop-on", "train-loss"])
+        .assert()
+        .success();
 }
 
 /// Review: a classifier predicting one class for every test pair (every CogALexV pair

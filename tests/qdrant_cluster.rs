@@ -137,17 +137,13 @@ impl Solo {
     /// Starts one beside `cluster` (its start script).
     fn start(cluster: &Cluster) -> Solo {
         let tmp = tempfile::tempdir().unwrap();
-        // HTTP, gRPC and P2P ports: three in a row, each free now.
+        // HTTP, gRPC and P2P ports: three in a row, each free now, just above the shared
+        // cluster's (below the ephemeral range, so that no client connection made while
+        // the node is down takes one of them before its restart).
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        let port = (0..100)
-            .find_map(|_| {
-                let p = std::net::TcpListener::bind("127.0.0.1:0")
-                    .ok()?
-                    .local_addr()
-                    .ok()?
-                    .port();
-                (p < 65000 && free(p) && free(p + 1) && free(p + 2)).then_some(p)
-            })
+        let port = (1..100)
+            .map(|k| cluster.port + 30 + 10 * k)
+            .find(|&p| free(p) && free(p + 1) && free(p + 2))
             .expect("three free ports in a row");
         let solo = Solo {
             node: Cluster {
@@ -776,7 +772,13 @@ fn an_export_waits_out_a_node_restart_within_its_retry_budget() {
             .spawn()
             .unwrap(),
     );
-    wait_for_points(&Connection::new(std::slice::from_ref(&url), &coll).unwrap());
+    let probe = Connection::new(std::slice::from_ref(&url), &coll).unwrap();
+    wait_for_points(&probe);
+    // The kill must land during the export.
+    assert!(
+        points_now(&probe) < n as u64,
+        "all {n} points written before the kill"
+    );
     let down = solo.kill(1);
     // Longer than the ~21 s the attempts alone last.
     std::thread::sleep(Duration::from_secs(25));

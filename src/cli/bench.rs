@@ -229,16 +229,19 @@ struct ClassifyArgs {
     concat_reverse: bool,
     /// Stopping rule: validation accuracy (early stopping on val.tsv, else on 10% of
     /// train.tsv held out by label; best epoch kept) or training loss (scikit-learn's
-    /// default: all of train.tsv trained on, last epoch kept).
-    #[arg(long, value_enum, default_value_t = StopOn::ValAccuracy)]
-    stop_on: StopOn,
+    /// default: all of train.tsv trained on, last epoch kept). Default: val-accuracy.
+    // An option, so that `--protocol reference` can refuse it given, and only given.
+    #[arg(long, value_enum)]
+    stop_on: Option<StopOn>,
     /// `reference`: the RelBERT reference's protocol (`evaluate_classification`): features
     /// [v(a,b); v(b,a)] as the model pools them (not unit length), all of train.tsv trained
     /// on until the training loss settles, and where a dataset has val.tsv, learning rate
     /// {1e-3, 1e-4, 1e-5} x hidden units {100, 150, 200} searched, the best validation
     /// micro-F1 kept (nine trainings a dataset). Implies --concat-reverse and --stop-on
     /// train-loss.
-    #[arg(long, value_enum, default_value_t = Protocol::Relbert, conflicts_with_all = ["concat_reverse", "stop_on"])]
+    // Refused beside --concat-reverse or --stop-on in `classify`, not by clap's
+    // `conflicts_with`, which refused them beside `--protocol relbert` as well.
+    #[arg(long, value_enum, default_value_t = Protocol::Relbert)]
     protocol: Protocol,
 }
 
@@ -264,6 +267,18 @@ const REFERENCE_GRID: [(f64, usize); 9] = [
     (1e-5, 150),
     (1e-5, 200),
 ];
+
+/// The index of the first highest score: the reference keeps `sorted(…, reverse=True)[0]`,
+/// and Python's sort is stable, so of equal scores the one tried first.
+fn first_best(scores: &[f64]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &s) in scores.iter().enumerate() {
+        if best.is_none_or(|b| s > scores[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
 
 /// One training of the grid search of `--protocol reference`.
 #[derive(Serialize, Debug, Clone)]
@@ -1249,7 +1264,9 @@ struct ClassifyResult {
     classes: Vec<String>,
     validation: &'static str,
     epochs: usize,
-    /// `null` where there was no validation set (`--stop-on train-loss` without val.tsv).
+    /// The best validation accuracy of any epoch; under the training-loss rule the last
+    /// epoch's weights are kept, whose accuracy may be lower (`--protocol reference`: the kept
+    /// model's is its grid point's `val_f1_micro`). `null` where there was no validation set.
     best_validation_accuracy: Option<f64>,
     /// Whether the stopping rule ended training; `false`: it ran to its epoch cap still
     /// improving (scikit-learn's `ConvergenceWarning`), which a warning said.
@@ -1320,8 +1337,11 @@ impl ClassifyProtocol {
                    other initial weights and batch orders than the reference's random_state=0 \
                    (no flag)"
             .to_string();
+        let numerics = "float32 arithmetic and, for two classes, a softmax over two outputs; \
+                        scikit-learn trains in float64 with one logistic output (no flag)"
+            .to_string();
         if reference {
-            let mut differs = vec![rng];
+            let mut differs = vec![numerics, rng];
             let scaling = match offset_weight {
                 Some(w) => {
                     differs.insert(
@@ -1382,6 +1402,7 @@ impl ClassifyProtocol {
              {{100, 150, 200}} and keeps the best validation micro-F1 (--protocol reference)",
             cfg.learning_rate, cfg.hidden
         ));
+        differs.push(numerics);
         differs.push(rng);
         ClassifyProtocol {
             features: if concat_reverse {
@@ -1461,8 +1482,19 @@ struct ClassifyReport {
 fn classify(mut a: ClassifyArgs) -> Result<()> {
     let reference = a.protocol == Protocol::Reference;
     if reference {
+        let given = match (a.concat_reverse, a.stop_on) {
+            (true, _) => Some("--concat-reverse"),
+            (false, Some(_)) => Some("--stop-on"),
+            (false, None) => None,
+        };
+        if let Some(flag) = given {
+            return Err(super::usage(format!(
+                "the argument '--protocol reference' cannot be used with '{flag}': it sets \
+                 the features ([v(a,b); v(b,a)]) and the stopping rule (training loss) itself"
+            )));
+        }
         a.concat_reverse = true;
-        a.stop_on = StopOn::TrainLoss;
+        a.stop_on = Some(StopOn::TrainLoss);
     }
     dataset_names(&a.dataset)?;
     let interrupt = check_report_path(a.json.as_deref(), a.force)?;
@@ -1632,7 +1664,7 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
     };
     let cfg = MlpConfig {
         seed: a.seed,
-        stopping: match a.stop_on {
+        stopping: match a.stop_on.unwrap_or(StopOn::ValAccuracy) {
             StopOn::ValAccuracy => Stopping::ValidationAccuracy,
             StopOn::TrainLoss => Stopping::TrainingLoss,
         },
@@ -1674,6 +1706,11 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
             ),
             Some(v) => (set.train.clone(), v.clone(), "val.tsv"),
             // scikit-learn's default rule reads no validation set: every row trains.
+            None if reference => (
+                set.train.clone(),
+                Vec::new(),
+                "none (no val.tsv: scikit-learn's defaults, all of train.tsv trained on)",
+            ),
             None if cfg.stopping == Stopping::TrainingLoss => (
                 set.train.clone(),
                 Vec::new(),
@@ -1728,7 +1765,15 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
             (
                 &val,
                 "validation",
-                "so their validation pairs count as misses when the epoch to keep is chosen",
+                if reference {
+                    "so their validation pairs count as misses when the learning rate and \
+                     hidden units are chosen"
+                } else if cfg.stopping == Stopping::TrainingLoss {
+                    "so their validation pairs count as misses in the validation accuracy \
+                     reported (it chooses nothing under the training-loss rule)"
+                } else {
+                    "so their validation pairs count as misses when the epoch to keep is chosen"
+                },
             ),
         ] {
             let unseen: std::collections::BTreeSet<&str> = rows
@@ -1785,7 +1830,7 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
         // train.tsv, the first best validation micro-F1 kept.
         let mut grid = Vec::new();
         let (cfg, mlp, report) = if reference && !val.is_empty() {
-            let mut best: Option<(f64, MlpConfig, Mlp, TrainReport)> = None;
+            let mut trained_all: Vec<(MlpConfig, Mlp, TrainReport)> = Vec::new();
             for (learning_rate, hidden) in REFERENCE_GRID {
                 let point = MlpConfig {
                     learning_rate,
@@ -1805,13 +1850,37 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
                     converged: report.converged,
                     val_f1_micro: val_f1,
                 });
-                if best.as_ref().is_none_or(|b| val_f1 > b.0) {
-                    best = Some((val_f1, point, mlp, report));
-                }
+                trained_all.push((point, mlp, report));
             }
+            let scores: Vec<f64> = grid.iter().map(|g| g.val_f1_micro).collect();
             // REFERENCE_GRID is not empty.
-            let (val_f1, point, mlp, report) =
-                best.context("the reference grid search tried no setting")?;
+            let chosen =
+                first_best(&scores).context("the reference grid search tried no setting")?;
+            let val_f1 = scores[chosen];
+            let capped: Vec<String> = grid
+                .iter()
+                .enumerate()
+                .filter(|&(i, g)| i != chosen && !g.converged)
+                .map(|(_, g)| {
+                    format!(
+                        "learning rate {}, {} hidden units",
+                        g.learning_rate, g.hidden
+                    )
+                })
+                .collect();
+            if !capped.is_empty() {
+                // The chosen one is warned of below, as any scored training.
+                let note = format!(
+                    "{} of the grid's other settings ran to the cap of {} epochs with the \
+                     training loss still falling (scikit-learn's ConvergenceWarning): {}",
+                    capped.len(),
+                    cfg.max_epochs,
+                    capped.join("; ")
+                );
+                tracing::warn!("{}: {note}", set.name);
+                notes.push(note);
+            }
+            let (point, mlp, report) = trained_all.swap_remove(chosen);
             tracing::info!(
                 "{}: the grid search on val.tsv chose learning rate {}, {} hidden units \
                  (validation micro-F1 {val_f1:.3})",
@@ -1898,4 +1967,19 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
         write_json(path, &report, report_file, a.force, interrupt.as_ref())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grid search keeps what the reference's stable `sorted(…, reverse=True)[0]` keeps:
+    /// of equal best scores, the setting tried first.
+    #[test]
+    fn the_first_best_score_is_kept_as_the_reference_keeps_it() {
+        assert_eq!(first_best(&[0.5, 0.7, 0.7, 0.6]), Some(1));
+        assert_eq!(first_best(&[0.1, 0.2, 0.3]), Some(2));
+        assert_eq!(first_best(&[0.9]), Some(0));
+        assert_eq!(first_best(&[]), None);
+    }
 }

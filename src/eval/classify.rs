@@ -92,8 +92,10 @@ impl Default for MlpConfig {
 pub struct TrainReport {
     /// Epochs run.
     pub epochs: usize,
-    /// Best validation accuracy seen (its weights are the ones kept); NaN when trained
-    /// without a validation set ([`Stopping::TrainingLoss`] needs none).
+    /// Best validation accuracy seen at any epoch: under [`Stopping::ValidationAccuracy`] that
+    /// epoch's weights are the ones kept; under [`Stopping::TrainingLoss`] the last epoch's
+    /// are, whose accuracy may be lower. NaN when trained without a validation set
+    /// ([`Stopping::TrainingLoss`] needs none).
     pub best_validation_accuracy: f64,
     /// Mean training loss of the last epoch.
     pub final_loss: f64,

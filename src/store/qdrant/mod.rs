@@ -1349,7 +1349,13 @@ impl Connection {
                 inner.since(&inner.down, i).is_some() || recent(i).is_some_and(|t| t < STALL_WINDOW)
             })
             && (0..n).any(|i| recent(i).is_some());
-        let read_deadline = READ_DEADLINE.max(budget);
+        // Past the budget by a backoff's length, so that the retries' own message, which
+        // names the budget, ends a call that ran out of it.
+        let read_deadline = if budget.is_zero() {
+            READ_DEADLINE
+        } else {
+            READ_DEADLINE.max(budget + MAX_BACKOFF)
+        };
         let work = self.call_retrying(what, hedge, f, &trace);
         tokio::pin!(work);
         let deadline = if cut_short {
@@ -1480,6 +1486,9 @@ impl Connection {
         };
         let hedge_after = hedge.after().filter(|_| n > 1);
         let (mut delay, max_backoff) = inner.backoff();
+        // Whether this call said that it retries within the budget: it, and no other, says
+        // that the node answers again.
+        let mut warned_here = false;
         // The first and the latest transient failure, for the message when all fail.
         let mut first = String::new();
         let mut last = String::new();
@@ -1535,8 +1544,8 @@ impl Connection {
                     let was_down = inner.since(&inner.down, i).is_some();
                     match answer {
                         Ok(v) => {
-                            let waited_out = inner.retrying_said.swap(false, Ordering::Relaxed);
-                            if inner.slow[i].swap(false, Ordering::Relaxed) || was_down || waited_out {
+                            inner.retrying_said.store(false, Ordering::Relaxed);
+                            if inner.slow[i].swap(false, Ordering::Relaxed) || was_down || warned_here {
                                 tracing::info!("{} answers again", inner.urls[i]);
                             }
                             inner.current.store(i, Ordering::Relaxed);
@@ -1545,11 +1554,12 @@ impl Connection {
                         }
                         // A node that has answered and refuses now is restarting: retried as
                         // any transient failure, unless a call has given up on it already
-                        // and no retry budget says to keep asking.
+                        // and there is no retry budget (one ends through `more`, with a
+                        // message naming it).
                         Err(e)
                             if cannot_connect.is_some()
                                 && (!inner.answered[i].load(Ordering::Relaxed)
-                                    || (was_down && !within_budget())) =>
+                                    || (was_down && budget.is_zero())) =>
                         {
                             let why = cannot_connect.unwrap_or_default();
                             tracing::debug!("{what} via {}: {}", inner.urls[i], describe(&e));
@@ -1603,9 +1613,10 @@ impl Connection {
                                         ),
                                     ));
                                 }
-                                if started == attempts
+                                if started >= attempts
                                     && !inner.retrying_said.swap(true, Ordering::Relaxed)
                                 {
+                                    warned_here = true;
                                     tracing::warn!(
                                         "{what}: failed {attempts} times (last: {last}); \
                                          retrying for up to {} s in all (the retry budget)",
