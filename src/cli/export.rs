@@ -78,9 +78,9 @@ pub struct CollectionArgs {
     #[arg(long, requires = "collection", conflicts_with = "out", value_parser = super::os(qdrant_spec))]
     pub qdrant: Option<String>,
     /// How long each call to Qdrant keeps retrying a node that fails or restarts, in seconds
-    /// (default: 10 attempts, about 21 s; at most 86400). Give the time a node's restart or
-    /// a rolling upgrade may take, so the load waits it out instead of stopping (a rerun
-    /// resumes a stopped load either way). Default: $RELBERT_QDRANT_RETRY_SECS.
+    /// (default: $RELBERT_QDRANT_RETRY_SECS, else 10 attempts, about 21 s; at most 86400).
+    /// Give the time a node's restart or a rolling upgrade may take, so the load waits it out
+    /// instead of stopping (a rerun resumes a stopped load either way).
     // The variable is read by [`retry_budget`], not by clap: a value clap took from the
     // environment would count as the flag given, and refuse an export to a file.
     #[arg(long, value_name = "SECONDS", requires = "collection", conflicts_with = "out", value_parser = retry_secs)]
@@ -205,9 +205,12 @@ impl CollectionArgs {
     pub fn connect(&self, collection: &str) -> Result<Connection> {
         self.check_layout()?;
         let urls = qdrant_urls(self.qdrant.as_deref())?;
+        // Read before the client and its runtime are made: a bad variable is a bad command
+        // line, refused before any work.
+        let budget = retry_budget(self.retry_secs)?;
         let conn =
             Connection::with_origin(&urls, UrlOrigin::of(self.qdrant.as_deref()), collection)?;
-        if let Some(budget) = retry_budget(self.retry_secs)? {
+        if let Some(budget) = budget {
             conn.set_retry_for(budget);
         }
         Ok(conn)

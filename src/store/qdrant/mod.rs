@@ -32,8 +32,8 @@
 //! **Failures.** Every call goes to one of the configured node URLs; on a transport error or
 //! a server-side transient status (unavailable, deadline, aborted, internal, resource
 //! exhausted) it is retried on the next URL with exponential backoff, a bounded number of
-//! times, or for as long as a retry budget says ([`Connection::set_retry_for`]). Upserts are idempotent (stable ids), so retrying one that did reach the server is
-//! harmless. A node that is up but answers nothing is not waited for alone: reads and upserts
+//! times, or for as long as a retry budget says ([`Connection::set_retry_for`]). Upserts are
+//! idempotent (stable ids), so retrying one that did reach the server is harmless. A node that is up but answers nothing is not waited for alone: reads and upserts
 //! are also sent to another node when the first has not answered in time ([`Hedge`]). A node
 //! a call gave up on is not retried by the calls after it until it answers again: one that
 //! refused connections is asked once, and a read whose nodes all answered nothing waits
@@ -1469,9 +1469,8 @@ impl Connection {
         let attempts = ATTEMPTS.max(2 * n);
         let began = std::time::Instant::now();
         let budget = inner.retry_for();
-        let within_budget = || began.elapsed() < budget;
         // Whether another attempt may start after `started`.
-        let more = |started: usize| started < attempts || within_budget();
+        let more = |started: usize| started < attempts || began.elapsed() < budget;
         // How many attempts were made, and for how long, when giving up.
         let spent = |started: usize| {
             if budget.is_zero() {
@@ -3200,6 +3199,29 @@ mod tests {
         conn
     }
 
+    /// One call through `conn.call` with `hedge`, whose attempt k (from 0) runs `f(client,
+    /// k)`: how it ended, and how many attempts it made.
+    fn counted<Fut>(
+        conn: &Connection,
+        hedge: Hedge,
+        f: impl Fn(Qdrant, usize) -> Fut + Send + Sync + 'static,
+    ) -> (Result<()>, usize)
+    where
+        Fut: Future<Output = std::result::Result<(), QdrantError>> + Send + 'static,
+    {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (c, seen) = (conn.clone(), asked.clone());
+        let r = conn
+            .block_on(async move {
+                c.call("upserting points", hedge, move |q, _| {
+                    f(q, seen.fetch_add(1, Ordering::Relaxed))
+                })
+                .await
+            })
+            .unwrap();
+        (r, asked.load(Ordering::Relaxed))
+    }
+
     /// A node unavailable (restarting) for longer than the attempts alone last: without a
     /// retry budget the call gives up after [`ATTEMPTS`] attempts, which aborted a load over
     /// an outage of ~21 s; with one it is waited out, by writes and reads alike; and a node
@@ -3208,29 +3230,17 @@ mod tests {
     fn a_retry_budget_waits_out_a_restart_and_then_gives_up() {
         use tonic::Status;
         let conn = quick_retries("http://127.0.0.1:1".into());
-        let asked = Arc::new(AtomicUsize::new(0));
         // A call whose first `failing` attempts find the node unavailable.
         let call = |hedge: Hedge, failing: usize| {
-            let (c, seen) = (conn.clone(), asked.clone());
-            asked.store(0, Ordering::Relaxed);
-            let r = conn
-                .block_on(async move {
-                    c.call("upserting points", hedge, move |_, _| {
-                        let k = seen.fetch_add(1, Ordering::Relaxed);
-                        async move {
-                            if k < failing {
-                                Err(QdrantError::ResponseError {
-                                    status: Status::unavailable("the node is restarting"),
-                                })
-                            } else {
-                                Ok(())
-                            }
-                        }
+            counted(&conn, hedge, move |_, k| async move {
+                if k < failing {
+                    Err(QdrantError::ResponseError {
+                        status: Status::unavailable("the node is restarting"),
                     })
-                    .await
-                })
-                .unwrap();
-            (r, asked.load(Ordering::Relaxed))
+                } else {
+                    Ok(())
+                }
+            })
         };
         for hedge in [Hedge::Write, Hedge::Never, Hedge::Scan, Hedge::Read] {
             conn.set_retry_for(Duration::ZERO);
@@ -3262,20 +3272,10 @@ mod tests {
     fn a_retry_budget_asks_a_node_marked_down_again() {
         let conn = quick_retries(closed_port());
         conn.inner.down[0].store(conn.inner.stamp(), Ordering::Relaxed);
-        let asked = Arc::new(AtomicUsize::new(0));
         let call = || {
-            let (c, seen) = (conn.clone(), asked.clone());
-            asked.store(0, Ordering::Relaxed);
-            let r = conn
-                .block_on(async move {
-                    c.call("upserting points", Hedge::Write, move |q, _| {
-                        seen.fetch_add(1, Ordering::Relaxed);
-                        async move { q.health_check().await }
-                    })
-                    .await
-                })
-                .unwrap();
-            (r.map(|_| ()), asked.load(Ordering::Relaxed))
+            counted(&conn, Hedge::Write, |q, _| async move {
+                q.health_check().await.map(|_| ())
+            })
         };
         let (r, asked) = call();
         assert!(r.is_err());
