@@ -45,7 +45,21 @@
 //!
 //! Warnings (a model's number format, a pair left out) go through [`tracing`]: install a
 //! subscriber to see them. The `cuda` feature (off by default) adds candle's CUDA backend
-//! ([`device::parse_device`] then accepts `cuda:N`). Types of [`candle_core`] and
+//! ([`device::parse_device`] then accepts `cuda:N`).
+//!
+//! # Features
+//!
+//! | feature | adds | pulls in |
+//! |---|---|---|
+//! | `cli` (default) | the `relbert` binary; implies `serve` and `qdrant` | clap, indicatif, tracing-subscriber, anyhow, mimalloc |
+//! | `serve` | `serve`: the HTTP service and its page; implies `qdrant` | axum, hyper, prometheus-client |
+//! | `qdrant` | `store::qdrant`: vectors in a Qdrant collection or cluster | qdrant-client, tonic, tokio |
+//! | `cuda` | candle's CUDA backend | a CUDA toolkit at build time |
+//!
+//! A program that embeds pairs, builds or queries a local index, mines a corpus or scores a
+//! model needs none of them: `relbert = { version = "0.1", default-features = false }`.
+//!
+//! Types of [`candle_core`] and
 //! [`relbert_index`] appear in this API, and both crates are re-exported here so that their
 //! versions match.
 
@@ -57,6 +71,7 @@ pub mod eval;
 pub mod model;
 pub mod output;
 pub mod pairs;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;
 pub mod train;

@@ -711,7 +711,8 @@ pub fn recognise_model_dir(dir: &Path) -> Result<()> {
 }
 
 /// Output formats of `relbert embed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// One `{"pair": [a, b], "vector": [...]}` object per line.
     Jsonl,

@@ -1,5 +1,6 @@
 //! `relbert average` on copies of the tiny fixture model: where its output may go, what it
 //! does with integer tensors and `--half`, what it records, and how it stops on a signal.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `relbert bench` findings of the s21 audit: where `--json` may go and what it may replace,
 //! a signal during a run, misspelt keys in analogy files, the splits offered, and the
 //! classifier's hold-out.
+#![cfg(feature = "cli")]
 
 mod common;
 

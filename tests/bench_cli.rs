@@ -1,5 +1,6 @@
 //! End-to-end tests of `relbert bench analogy` and `relbert bench classify` on the tiny
 //! fixture model with small hand-made datasets.
+#![cfg(feature = "cli")]
 
 mod common;
 

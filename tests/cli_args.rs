@@ -1,6 +1,7 @@
 //! The command line itself: arguments that are not UTF-8, the environment variables that
 //! stand in for flags, exit status 2 for a bad command line (and the flag named), and flags
 //! that would be ignored.
+#![cfg(feature = "cli")]
 
 mod common;
 

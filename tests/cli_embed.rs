@@ -1,4 +1,5 @@
 //! End-to-end tests of `relbert embed`: outputs, and the errors a user can cause.
+#![cfg(feature = "cli")]
 
 mod common;
 

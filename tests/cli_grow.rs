@@ -2,6 +2,7 @@
 //! build --pairs -` (pairs from standard input) and `relbert index add` (growing an index by
 //! the pairs it lacks), through the CLI, with a query process open across an add and an add
 //! killed and run again.
+#![cfg(feature = "cli")]
 #![cfg(unix)]
 
 mod common;

@@ -2,6 +2,7 @@
 //! file date), its tokenizer and config, and for the default index the vocabulary it was
 //! built from; and the messages of an index that cannot be used as asked. One test per
 //! defect an audit found.
+#![cfg(feature = "cli")]
 
 mod common;
 

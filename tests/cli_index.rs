@@ -1,4 +1,5 @@
 //! End-to-end tests of `relbert index build|rebuild|info` and `relbert query` on the tiny fixture model.
+#![cfg(feature = "cli")]
 
 mod common;
 

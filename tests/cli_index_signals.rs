@@ -7,6 +7,7 @@
 //!
 //! Each run is stopped once its partial directory has checkpointed a chunk (the checkpoint's
 //! contents change with each), far from its end: 100,000 pairs are about fifty chunks.
+#![cfg(feature = "cli")]
 #![cfg(unix)]
 
 mod common;

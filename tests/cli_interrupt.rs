@@ -2,6 +2,7 @@
 //! `pairs mine` work directories a run removes (by the owner's lock, not its pid), how `train`
 //! takes a stop signal before anything is saved, what `embed` says of a mined list where an
 //! array's pair list goes, and what a second `train` into a model being written is told.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! rebuild`, `embed`, `train`, `average`): one JSON object on standard output, holding what
 //! the command did, under the names `index add --json` and `index export --json` give the
 //! same facts; the lines for people stay on standard error.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! each is refused at load naming the file and the field or tensor, never encoded into wrong
 //! vectors without a word (audit s17, "bring your own model"). The models are the tiny
 //! fixtures with their config.json and model.safetensors edited here.
+#![cfg(feature = "cli")]
 
 mod common;
 

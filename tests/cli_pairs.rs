@@ -1,5 +1,6 @@
 //! End-to-end tests of `relbert pairs mine`: counts checked by hand, labels and provenance,
 //! spilling, inputs of every kind, bad input, and mined pairs going into an index.
+#![cfg(feature = "cli")]
 
 mod common;
 

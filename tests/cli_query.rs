@@ -3,6 +3,7 @@
 //! mark, words no query can ask, very long lines), with `-` for an index and a wrong
 //! `--model`, and how the default index's build meets an interrupt, another process building
 //! it and a partial build of other input. One test per defect an audit found.
+#![cfg(feature = "cli")]
 #![cfg(unix)]
 
 mod common;

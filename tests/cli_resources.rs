@@ -1,5 +1,6 @@
 //! Running out of resources: open files, and what is said about an interrupted build whose
 //! copy of standard input is missing. Found by an audit (`ulimit -n 20`, a full disk).
+#![cfg(feature = "cli")]
 
 mod common;
 

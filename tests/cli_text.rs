@@ -2,6 +2,7 @@
 //! are refused in words by every reader, comment and blank lines are the same in pair files
 //! and query streams, and a colon beside a forgotten word is an empty word. Each test fails
 //! on the code before the fix.
+#![cfg(feature = "cli")]
 
 mod common;
 

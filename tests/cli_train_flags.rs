@@ -1,6 +1,7 @@
 //! `relbert train`'s flags at their edges (audit s16): a step count that overflows, bad
 //! values refused with status 2 naming the flag, a loss's knob given to a loss without it,
 //! and tiny numbers echoed short.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Regression tests for the trust defects found on a fresh clone (issue "Trust"): data loss by
 //! `--force`, silently wrong answers from damaged or mixed index files and changed inputs,
 //! and broken promises of the command line. Each test fails on the code before the fix.
+#![cfg(feature = "cli")]
 
 mod common;
 

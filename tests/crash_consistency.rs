@@ -44,6 +44,7 @@
 //! losing its source, `.old-<pid>` and temporary files piling up, an array beside another
 //! run's pair list); any of them fails the test (`RELBERT_CRASH_STRICT=0` counts and reports
 //! them instead, for measuring an older build through `RELBERT_CRASH_BIN`).
+#![cfg(feature = "cli")]
 #![cfg(unix)]
 
 mod common;

@@ -4,6 +4,7 @@
 //!
 //! The gensim part needs a Python with gensim: `$RELBERT_GENSIM_PYTHON` (`.ci/run` makes a
 //! venv and sets it), else `python3` if it imports gensim; skipped with a message otherwise.
+#![cfg(feature = "cli")]
 
 mod common;
 #[path = "common/synthetic.rs"]

@@ -3,6 +3,7 @@
 //! leaves its copy of standard input to it. The running add is stood in for by this test
 //! process holding the index's writer lock, as a live add does (flock on `.DIR.lock`, with
 //! the holder's note), beside the partial directory an add leaves.
+#![cfg(feature = "cli")]
 #![cfg(unix)]
 
 mod common;

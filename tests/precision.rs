@@ -4,6 +4,7 @@
 //! the packed CPU path (the AVX512-BF16 kernel where the CPU has it) and on candle's tensor
 //! path (the one the GPU runs). Each check also asserts that the reduced vectors differ from
 //! the float32 ones, so a `--dtype` that were silently ignored fails here.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! starts one): `RELBERT_QDRANT_CLUSTER_DIR=DIR`, `RELBERT_QDRANT_CLUSTER_PORT=PORT`, and
 //! `RELBERT_QDRANT_START` naming the start script (to restart a killed node). Skipped with a
 //! message when they are not set.
+#![cfg(feature = "cli")]
 
 mod common;
 #[path = "common/synthetic.rs"]

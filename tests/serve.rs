@@ -1,6 +1,7 @@
 //! `relbert serve`: the endpoints on a fixture index built with the tiny BERT (status codes,
 //! JSON shapes, errors, limits, auth), agreement with `relbert query --json`, dynamic
 //! batching, random bodies to every endpoint, and the binary's start, refusal and shutdown.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! the test says so and passes. `RELBERT_BROWSER_INDEX` points it at another index than the
 //! tiny fixture one (the README screenshot uses the default model's), `RELBERT_SCREENSHOT`
 //! says where the screenshot goes (default: the target directory).
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `relbert serve` while the served index directory changes underneath it in ways `relbert`
 //! itself never does: files copied over the served ones in place, and an index of another
 //! model put in the directory's place (findings C1 and C3 of an audit of 89816bc).
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! Needs a running Qdrant (`.ci/run` starts a local 3-node cluster through
 //! `scripts/qdrant-ci.sh`): `RELBERT_QDRANT_CLUSTER_PORT=PORT` as that script sets it (node i
 //! serves gRPC on PORT + 10 (i - 1) + 1). Skipped with a message when it is not set.
+#![cfg(feature = "cli")]
 
 mod common;
 

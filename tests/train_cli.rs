@@ -1,6 +1,7 @@
 //! Training on the tiny fixture model with a toy dataset: the loss goes down, gradients
 //! reach every parameter, runs are deterministic, checkpoints reload identically, and the
 //! `relbert train` command line works and refuses to overwrite.
+#![cfg(feature = "cli")]
 
 mod common;
 

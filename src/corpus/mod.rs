@@ -60,7 +60,8 @@ use tokenize::{Kind, Sentence, Tokenizer};
 use vocab::{Terms, Vocab};
 
 /// How mined pairs are ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Score {
     /// Pointwise mutual information, among pairs at or above the count floor.

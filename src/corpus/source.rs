@@ -40,7 +40,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// How input files are parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum InputFormat {
     /// JSON lines for `*.jsonl` / `*.ndjson`, HTML for `*.html`, `*.htm`, `*.xhtml`
     /// (optionally compressed) and text that starts as an HTML document, text otherwise.
@@ -81,7 +82,8 @@ pub struct Source {
 }
 
 /// What separates paragraphs in plain text (sentences never cross a paragraph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Paragraphs {
     /// Blank lines: prose with hard-wrapped lines.
     Blank,

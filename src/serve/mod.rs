@@ -51,9 +51,9 @@ pub use batcher::{BatchConfig, Batcher};
 pub use metrics::Metrics;
 use suggest::Suggestions;
 
-/// The HNSW `ef` a query that gives none is searched with (`relbert query`'s too; a server
-/// whose `--max-ef` is lower searches at its `--max-ef`, as `k` follows `--max-k`).
-pub const DEFAULT_EF: usize = 64;
+/// The `ef` a request that gives none is searched with (a server whose `--max-ef` is lower
+/// searches at its `--max-ef`, as `k` follows `--max-k`).
+pub use crate::store::query::DEFAULT_EF;
 
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -272,7 +272,8 @@ pub struct BuildOptions {
 /// the time 16 cores take for its graph (`benchmarks/precision.md`), so building both at
 /// once nearly halves the wall time. The CPU encoder already uses every core, and a graph
 /// thread would only take turns with it, so `Auto` stages the graph on GPUs only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum GraphWhileEncoding {
     /// On when the encoder runs on a GPU, off on the CPU.
     #[default]

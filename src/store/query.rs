@@ -31,14 +31,18 @@ pub struct QueryOptions {
     pub keep_shared_words: bool,
 }
 
+/// The HNSW `ef` a query that gives none is searched with (`relbert query`'s and
+/// `relbert serve`'s).
+pub const DEFAULT_EF: usize = 64;
+
 impl Default for QueryOptions {
     /// What `relbert query` answers without options: 10 results from the HNSW graph at
-    /// `ef` [`crate::serve::DEFAULT_EF`], pairs sharing a word with the query left out.
+    /// `ef` [`DEFAULT_EF`], pairs sharing a word with the query left out.
     fn default() -> Self {
         QueryOptions {
             k: 10,
             exact: false,
-            ef: crate::serve::DEFAULT_EF,
+            ef: DEFAULT_EF,
             keep_shared_words: false,
         }
     }

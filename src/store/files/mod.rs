@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::output::{npy_rows_match_list, pairs_sidecar, sidecar_owner_of, AtomicFile, Format};
 
 /// File formats of `relbert index export --format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum FileFormat {
     /// word2vec binary (`binary=True` in gensim): keys `head__tail`, float32 vectors.
     Word2vec,

@@ -56,7 +56,8 @@ use super::{CollectionRecord, METADATA_KEY};
 use crate::error::{Error, Result};
 
 /// How vectors are held in a collection's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Quantization {
     /// int8 copies in RAM, originals on disk for rescoring (a quarter of the RAM of f32).
     Int8,
