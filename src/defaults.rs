@@ -244,7 +244,7 @@ const RACY_NS: i128 = 2_000_000_000;
 /// to another index put in its place, and an index set aside keeps its entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DefaultIndexRecord {
-    /// Always [`RECORD_KIND`].
+    /// Always `RECORD_KIND`.
     pub kind: String,
     /// The vocabulary each index was built from, by index id.
     #[serde(default)]
@@ -437,7 +437,7 @@ fn own_record(bytes: &[u8]) -> Option<DefaultIndexRecord> {
 /// refused the directory as holding a file that is not the index's.
 ///
 /// A file there is healed only when it is provably relbert's record of this index: it parses
-/// as a [`DefaultIndexRecord`] ([`RECORD_KIND`], no other keys), and every index it records a
+/// as a [`DefaultIndexRecord`] (`RECORD_KIND`, no other keys), and every index it records a
 /// vocabulary for is the one at `dir` (by id). It is then moved beside the directory
 /// ([`DefaultIndexRecord::path`], one atomic rename) when nothing is there, or removed when
 /// an equal record is there; each is logged on one line. A record of another index, or one

@@ -382,7 +382,7 @@ fn warn_mask_cut(encoder: &RelationEncoder, records: &[PairRecord], cut: &[usize
     warn_mask_cut_at(encoder, &r.location(), (&r.head, &r.tail), cut.len() - 1);
 }
 
-/// The warning of [`warn_mask_cut`] for callers whose pairs are not [`PairRecord`]s (`relbert
+/// The warning of `warn_mask_cut` for callers whose pairs are not [`PairRecord`]s (`relbert
 /// bench`'s and `relbert train`'s data sets): the first such pair, where it is (`file:line`),
 /// and how many `more` there are.
 pub fn warn_mask_cut_at(

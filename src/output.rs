@@ -275,8 +275,8 @@ pub enum OutputKind {
     EmbedJsonl,
     /// A NumPy array (`\x93NUMPY` magic).
     Npy,
-    /// The pair list beside an `.npy` output: it starts with
-    /// [`crate::embed::SIDECAR_MARK`].
+    /// The pair list beside an `.npy` output: it starts with relbert's mark
+    /// ([`crate::embed::sidecar_owner`] reads it).
     Sidecar,
     /// A pair list from `relbert pairs mine`: it starts with [`MINED_PAIRS_MARK`].
     MinedPairs,
@@ -1464,7 +1464,7 @@ pub(crate) fn appeared(target: &Path, what: &str, kept: &[&Path]) -> Error {
 /// dangling link (`rename` would replace those silently), failing with
 /// [`std::io::ErrorKind::AlreadyExists`] then: one `renameat2(RENAME_NOREPLACE)` on Linux, as
 /// [`relbert_index::build::exchange`] exchanges. Where the file system or the kernel does not
-/// offer it (`EINVAL`, `ENOSYS`), [`rename_noreplace_fallback`] gets the same result
+/// offer it (`EINVAL`, `ENOSYS`), `rename_noreplace_fallback` gets the same result
 /// another way.
 pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]

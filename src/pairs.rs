@@ -261,7 +261,7 @@ pub fn warn_label_conflicts(conflicts: &[LabelConflict]) {
 }
 
 /// Parses pair lines from a reader; `path` names the source in errors. What it skipped that
-/// may not have been meant ([`parse_pairs_noting`]) is logged.
+/// may not have been meant (`parse_pairs_noting`) is logged.
 pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
     let (records, notes) = parse_pairs_noting(reader, path)?;
     for note in notes {
@@ -607,7 +607,7 @@ pub fn single_spaced(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Whether a word has nothing a model reads: only spaces, or characters a BERT tokeniser
-/// drops before it splits ([`dropped_char`]). Such a word vanished from the prompt, so every
+/// drops before it splits (`dropped_char`). Such a word vanished from the prompt, so every
 /// pair holding one got the same vector; it is refused as an empty word. The test is the
 /// same for every model, so that a pair file, a query and a server refuse one set of words
 /// whichever model reads them: a word of combining accents alone is refused on a cased model

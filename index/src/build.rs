@@ -231,7 +231,7 @@ impl Default for HnswParams {
 /// Stages reported through the progress callback of [`IndexBuilder::finish`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// Copying rows from another index (`done` of `total` rows; [`crate::rebuild`] only).
+    /// Copying rows from another index (`done` of `total` rows; [`fn@crate::rebuild`] only).
     Copying,
     /// Inserting rows into the HNSW graph (`done` of `total` rows).
     Graph,
@@ -1802,7 +1802,7 @@ impl IndexBuilder {
 
     /// Ends a run whose copy of its input ([`Self::spool_path`]) could not be written: `err`
     /// came from writing `path`. The unfinished copy (`.tmp`) goes, being of no use; then as
-    /// [`Self::abandon`]: a partial directory this run made holds nothing now, and goes too
+    /// `Self::abandon`: a partial directory this run made holds nothing now, and goes too
     /// (the error says that nothing was kept); one an earlier run left stays, for the same
     /// command with the same input to resume. A full disk is [`IndexError::NoSpace`] or
     /// [`IndexError::PartialRemoved`], with what to do, as for the rest of the build.

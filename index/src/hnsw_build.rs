@@ -13,7 +13,7 @@
 //!   [`NO_NEIGHBOUR`]), as one flat array of atomics per section, so finishing is a copy;
 //! - computes distances with the crate's own kernels ([`crate::dot`], AVX2/FMA when the CPU has
 //!   it) straight on the memory-mapped `vectors` payload, `f32` or `f16` (widened in registers
-//!   by [`Kernel::dot_f16`]; only the vector being inserted, and a candidate while it is
+//!   by `Kernel::dot_f16`; only the vector being inserted, and a candidate while it is
 //!   weighed against the kept ones, are widened into a per-worker buffer), with no per-node
 //!   allocation. An `f16` build so never holds an `f32` copy of the rows: for the default
 //!   index (148k × 768) that copy was 455 MB, more than the `f16` rows themselves.

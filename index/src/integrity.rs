@@ -22,7 +22,7 @@
 //! index's files: the same inode, truncated and rewritten) changes under the map: a read
 //! past its new end faults the process with SIGBUS, and blocks verified before are not
 //! checked again. Each `Protected` therefore records its file's length, modification time
-//! and status change time at open ([`Stamp`]); [`Protected::changed_in_place`] compares
+//! and status change time at open (`Stamp`); `Protected::changed_in_place` compares
 //! them with an `fstat` of the open file (about a microsecond), so a reader that asks
 //! before reading (`relbert serve` does on every request, a `query` stream on every line)
 //! stops using a mapping known to be overwritten. A rename publishes

@@ -44,7 +44,7 @@
 //!
 //! An index is a directory of four files, each `header (64 bytes) | payload | block table`
 //! (magic bytes, format version, payload length, the index's id, a CRC32 per 4 KiB block of
-//! payload; see [`format`]):
+//! payload; see [`mod@format`]):
 //!
 //! - `vectors`: `count × dim` unit-length rows, `f32` or `f16` ([`Precision`]), memory-mapped;
 //! - `pairs`: the pair strings with an offset table and a sorted (hash, row) lookup table

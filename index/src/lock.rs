@@ -98,7 +98,7 @@ fn unblock(added: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, added, std::ptr::null_mut()) };
 }
 
-/// This thread's pass through the gate of [`writing`]; the gate is left when the last pass
+/// This thread's pass through the gate of `writing`; the gate is left when the last pass
 /// this thread holds is dropped, in whatever order they are.
 #[must_use = "the gate is left when this is dropped"]
 pub struct Writing {
@@ -354,7 +354,7 @@ pub fn holder(target: &Path) -> Option<String> {
 }
 
 /// [`holder`], asked as a writer asks before it is refused: a lock found held is asked again
-/// after [`PROBE_GRACE`], so a reader's instant probe is not taken for a writer. For a command
+/// after `PROBE_GRACE`, so a reader's instant probe is not taken for a writer. For a command
 /// that refuses early, before work the lock would refuse later (loading a model); advice
 /// only, as [`holder`] is.
 pub fn holder_past_grace(target: &Path) -> Option<String> {

@@ -3,9 +3,9 @@
 //!
 //! # What it owns
 //!
-//! [`Background`] is a thread that [`crate::IndexBuilder::graph_during_appends`] starts. After
+//! `Background` is a thread that [`crate::IndexBuilder::graph_during_appends`] starts. After
 //! each durable chunk the builder tells it how many rows the partial `vectors` file holds; the
-//! thread inserts the rows it has not seen yet into a [`StagedGraph`] in stages (one stage
+//! thread inserts the rows it has not seen yet into a `StagedGraph` in stages (one stage
 //! takes every row present when it starts, so stages grow by themselves when the graph falls
 //! behind), reading them through a read-only map of the file. At
 //! [`crate::IndexBuilder::finish`] the thread is stopped (a stage in progress finishes the rows

@@ -205,7 +205,7 @@ fn broken_link(e: &walkdir::Error) -> Option<String> {
 }
 
 /// Expands the inputs: directories are walked recursively in name order (hidden files and
-/// directories skipped, and relbert's own mining outputs, with a note: see [`own_output`];
+/// directories skipped, and relbert's own mining outputs, with a note: see `own_output`;
 /// pipes, sockets and devices found in them too), `-` is standard input. A named input that
 /// is not a regular file (a named pipe, `<(…)`, `/dev/stdin`, a character device) is read
 /// once and copied, like standard input ([`Source::stream`]). Each file is read once however

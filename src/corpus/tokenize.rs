@@ -551,7 +551,7 @@ fn prefix_start(chunk: &str) -> Option<usize> {
         })
 }
 
-/// The byte ranges of `para`'s links ([`link_in`] of each piece between [`link_break`]s), in
+/// The byte ranges of `para`'s links (`link_in` of each piece between `link_break`s), in
 /// order. Text holding none of `/`, `@`, `\` and `www.` (most of it) is passed over in one
 /// scan.
 pub fn link_spans(para: &str) -> Vec<(usize, usize)> {

@@ -919,7 +919,7 @@ fn lone_surrogate(json: &[u8]) -> Option<(usize, u16)> {
     None
 }
 
-/// A JSON request body, rejected with [`parse_body`]'s JSON errors instead of axum's text.
+/// A JSON request body, rejected with `parse_body`'s JSON errors instead of axum's text.
 pub struct JsonBody<T>(pub T);
 
 /// A request body's type, with how a refusal of a body that is not an object shows its

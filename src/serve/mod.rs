@@ -75,7 +75,7 @@ pub struct Limits {
     /// one after its last answer); past it the connection is closed.
     pub header_timeout_ms: u64,
     /// Most connections open at once (`--max-connections`); past it new ones wait in the
-    /// system's listen queue until one closes. Each holds up to ~2 × [`HYPER_MAX_BUF`] while
+    /// system's listen queue until one closes. Each holds up to ~2 × `HYPER_MAX_BUF` while
     /// its request's head arrives, so this bounds what slow clients can make the server hold.
     pub max_connections: usize,
 }
@@ -1136,7 +1136,7 @@ impl AppState {
     /// same on its last two looks, so a load in progress is not listed over and over; and
     /// [`REFRESH_SPACING`] (or [`REFRESH_RETRY`] after a failure) has passed since the last
     /// listing. The new list is built first and then swapped in whole
-    /// ([`Loaded::replace_suggestions`]); a listing that fails keeps the list there was.
+    /// (`Loaded::replace_suggestions`); a listing that fails keeps the list there was.
     /// Logs one line when done. Returns the number of pairs listed, or `None` when nothing
     /// was due (or another listing is running, or the store is a local index, whose list is
     /// remade with the index it belongs to by [`AppState::follow_index`]). Blocking; [`serve`]

@@ -162,9 +162,9 @@ impl Suggestions {
     }
 
     /// Up to `limit` pairs whose `head:tail` starts with `prefix` (ignoring case and
-    /// accents, see [`fold`]), in alphabetical order. A space may stand for the colon (`new york u` finds `new
+    /// accents, see `fold`), in alphabetical order. A space may stand for the colon (`new york u` finds `new
     /// york:usa`, `paris ` finds `paris:france`), and spaces around a colon do not count
-    /// (`paris : fr`); see [`readings`]. `index` is the local index the list was built from,
+    /// (`paris : fr`); see `readings`. `index` is the local index the list was built from,
     /// if it was.
     pub fn prefix(
         &self,

@@ -4,8 +4,9 @@
 //! encoder identity the vectors were made with, a pair's stored vector, and a nearest-neighbour
 //! search that leaves out the query pair and (unless asked) pairs sharing a word with it. Two
 //! backends implement it: [`LocalStore`], the memory-mapped HNSW index of `relbert-index`, and
-//! [`crate::store::qdrant::QdrantStore`], a Qdrant collection (one node or a cluster). Both
-//! return the same [`QueryHit`]s, so every front end prints the same results whichever backs it.
+//! `store::qdrant::QdrantStore` (the `qdrant` feature), a Qdrant collection (one node or a
+//! cluster). Both return the same [`QueryHit`]s, so every front end prints the same results
+//! whichever backs it.
 
 use std::path::Path;
 

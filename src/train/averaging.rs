@@ -68,7 +68,7 @@ pub struct AverageReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub training_config_differences: Vec<String>,
     /// The `config.json` differences that were allowed (dropout rates, which do not change
-    /// what the models compute; see [`CONFIG_KEYS_NOTED`]), each as `key: first vs other
+    /// what the models compute; see `CONFIG_KEYS_NOTED`), each as `key: first vs other
     /// (model)`; the average's config.json keeps the first model's values.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config_differences_allowed: Vec<String>,

@@ -19,7 +19,7 @@
 //!
 //! The loss itself is not here: [`CpuTrainModel::forward`] returns the pooled relation vectors,
 //! the caller computes the loss on them with candle (small tensors) and hands the loss's
-//! gradient with respect to those vectors to [`CpuTrainModel::backward`].
+//! gradient with respect to those vectors to `CpuTrainModel::backward`.
 
 use std::collections::HashMap;
 
@@ -110,7 +110,7 @@ struct ChunkCache {
     key: u64,
 }
 
-/// The activations of a forward pass, kept for [`CpuTrainModel::backward`].
+/// The activations of a forward pass, kept for `CpuTrainModel::backward`.
 pub struct ForwardState {
     chunks: Vec<ChunkCache>,
     ids: Vec<Vec<u32>>,
@@ -764,7 +764,7 @@ impl CpuTrainModel {
         }
     }
 
-    /// The summed gradient of the last [`Self::backward`] for parameter `name` (tests).
+    /// The summed gradient of the last `Self::backward` for parameter `name` (tests).
     pub fn gradient(&self, name: &str) -> Option<&[f32]> {
         let i = self.names.iter().position(|n| n == name)?;
         self.grads.first().map(|g| g.0[i].as_slice())

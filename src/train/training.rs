@@ -1913,8 +1913,8 @@ fn entries_named(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>
 /// With a checkpoint directory, existing `epoch-*` entries there are refused unless `force`;
 /// with `force` they must all be model directories relbert wrote
 /// ([`crate::output::recognise_model_dir`], or what a killed run left of one it was removing,
-/// see [`recognise_checkpoint`]), and all of them (not only the epochs this run reaches) are
-/// removed just before this run writes its first checkpoint ([`remove_checkpoints`]: renamed
+/// see `recognise_checkpoint`), and all of them (not only the epochs this run reaches) are
+/// removed just before this run writes its first checkpoint (`remove_checkpoints`: renamed
 /// aside first, so a kill cannot leave a half-deleted one), so the directory never mixes two
 /// runs' checkpoints, and a run that fails or is stopped during its first epoch leaves them.
 /// The hidden leftovers of killed runs there go at the same time.

@@ -46,7 +46,7 @@
 //! segments have no graph yet), so queries stay correct during and right after a load; the
 //! graph is built in the background once the load ends (`benchmarks/scale/`). A load that
 //! fails, or is stopped by a signal, first marks its checkpoint ended (no longer alive to
-//! the others: [`LoadMark::end`]), then turns indexing back on if it turned it off and can;
+//! the others: `LoadMark::end`), then turns indexing back on if it turned it off and can;
 //! one that is killed leaves it off until a rerun completes. Any of them leaves it off while
 //! a load of another source into the collection looks alive: that load turns it on as it
 //! finishes (the last load to end turns it on).
@@ -1107,7 +1107,7 @@ async fn heartbeat(conn: Connection, mark: Arc<LoadMark>, every: Duration) {
 }
 
 /// The longest a load waits for the checkpoint of another load of its own source, which
-/// looks alive, to be rewritten ([`same_source_ended`]): the longest a running load goes
+/// looks alive, to be rewritten (`same_source_ended`): the longest a running load goes
 /// without rewriting it (the most [`ExportOptions::heartbeat`] may be, half of
 /// [`super::LIVE_LOAD_WINDOW`]), and a write's retries besides.
 pub const SAME_SOURCE_WAIT: Duration = Duration::from_secs(70);
@@ -1892,9 +1892,9 @@ impl Loader {
     /// collection can be reached (the checkpoint stays, so a rerun resumes). Failures are
     /// only logged: the load's own error is the one to report.
     ///
-    /// Its checkpoint is first marked ended ([`LoadMark::end`]), and indexing follows the
+    /// Its checkpoint is first marked ended (`LoadMark::end`), and indexing follows the
     /// rule of a load that finishes: left off while a load of another source looks alive
-    /// (which turns it on as it ends), on otherwise ([`end_failed_load`]). Before (review
+    /// (which turns it on as it ends), on otherwise (`end_failed_load`). Before (review
     /// R21) it was turned on even then.
     pub fn abandon(mut self) {
         self.end_failed();
@@ -2280,7 +2280,7 @@ fn keep_distinct(records: &mut Vec<PairRecord>) {
 /// relbert's record in `conn`'s collection, `None` when there is no collection. A build
 /// reads it before it loads its encoder, so that a build into an existing collection encodes
 /// at the number format recorded there. A collection that shows no record is read again for
-/// a few seconds, as [`super::QdrantStore::open`] reads it ([`super::RECHECK_RECORD`]): one
+/// a few seconds, as [`super::QdrantStore::open`] reads it (`super::RECHECK_RECORD`): one
 /// created a moment ago through another node may not show its record on this one yet, and
 /// taken for a new collection the build would encode at the default format and be refused
 /// for it; one that never shows a record is refused as not relbert's, before the encoder is

@@ -529,7 +529,7 @@ pub struct LoadProgress {
     pub abandoned: bool,
     /// When the load wrote this checkpoint, in seconds since the Unix epoch by its machine's
     /// clock; `None` in one written by a relbert that kept no time, given up, or marked
-    /// ended by a load that failed or was stopped by a signal ([`export::end_failed_load`]:
+    /// ended by a load that failed or was stopped by a signal (`export::end_failed_load`:
     /// no longer alive to other loads, its rows kept for a rerun). A running
     /// load rewrites its checkpoint at least every [`export::HEARTBEAT`], so one written
     /// within [`LIVE_LOAD_WINDOW`] may be a load still running, which
@@ -1100,7 +1100,7 @@ async fn answers_http1(url: &str) -> Option<QdrantError> {
 /// Whether a call may also be sent to another node while the first has not answered: a
 /// node that is up but stuck (stopped, swapping, a full disk stalling its writes) keeps its
 /// connection open and answers nothing, so without this every call waits the client's whole
-/// timeout ([`CALL_TIMEOUT`]) before failing over, longer than `relbert serve` lets a request
+/// timeout (`CALL_TIMEOUT`) before failing over, longer than `relbert serve` lets a request
 /// run. The first answer wins and the other call is dropped (cancelled); the node that
 /// answered is asked first from then on. Measured on the 3-node test cluster with the first
 /// node stopped (SIGSTOP): a query took 60.1 s before, about [`READ_HEDGE`] after.
@@ -1145,12 +1145,12 @@ pub const READ_NOTICE: Duration = Duration::from_secs(3);
 /// The longest a read may take, every retry and node included ([`Connection::call`]).
 pub const READ_DEADLINE: Duration = Duration::from_secs(15);
 
-/// How long a node stays marked as not answering a read ([`Inner::stalled`]): after that a
+/// How long a node stays marked as not answering a read (`Inner::stalled`): after that a
 /// read gives it the whole [`READ_DEADLINE`] again, so a node that was only slow is not cut
 /// short for good.
 pub const STALL_WINDOW: Duration = Duration::from_secs(60);
 
-/// The deadline of a read whose every node is down or stalled ([`Inner::stalled`]): one
+/// The deadline of a read whose every node is down or stalled (`Inner::stalled`): one
 /// that answers again does so well within it, and one that does not is not waited for the
 /// whole [`READ_DEADLINE`] by every query.
 pub const STALLED_DEADLINE: Duration = Duration::from_secs(3);
@@ -1219,7 +1219,7 @@ impl Connection {
     }
 
     /// Keeps every call on this connection retrying a node that fails or restarts for at
-    /// least `d` (at most [`MAX_RETRY_FOR`]), beyond the [`ATTEMPTS`] attempts (about 21 s)
+    /// least `d` (at most [`MAX_RETRY_FOR`]), beyond the `ATTEMPTS` attempts (about 21 s)
     /// it makes without one: for a load that should wait out a node's restart or a cluster's
     /// rolling upgrade rather than stop (a rerun resumes it, but nobody may be there to rerun
     /// it). Within the budget a node that refused connections is asked again, even when an
@@ -1326,7 +1326,7 @@ impl Connection {
     /// a stopped node keeps its connection open and answers nothing, and a single `--qdrant`
     /// URL has no other node to ask, so a query waited 10 x 60 s without a word. A node a
     /// call gave up on is not retried by later calls until it answers again
-    /// ([`Inner::down`], [`Inner::stalled`]).
+    /// (`Inner::down`, `Inner::stalled`).
     pub async fn call<T, F, Fut>(&self, what: &str, hedge: Hedge, f: F) -> Result<T>
     where
         F: Fn(Qdrant, String) -> Fut,
@@ -2074,7 +2074,7 @@ impl Connection {
         self.count_ids_read(ids, None).await
     }
 
-    /// [`Self::count_ids`], every active replica of each shard asked ([`every_replica`]).
+    /// [`Self::count_ids`], every active replica of each shard asked (`every_replica`).
     pub async fn count_ids_on_every_replica(&self, ids: &[String]) -> Result<u64> {
         self.count_ids_read(ids, Some(every_replica())).await
     }
@@ -2104,7 +2104,7 @@ impl Connection {
     }
 
     /// Which of the points `ids` the collection holds, every active replica of each shard
-    /// asked ([`every_replica`]): [`IDS_PER_COUNT`] ids a request, without payloads or
+    /// asked (`every_replica`): `IDS_PER_COUNT` ids a request, without payloads or
     /// vectors.
     pub async fn held_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
         let mut held = std::collections::HashSet::new();
@@ -2174,7 +2174,7 @@ impl Connection {
     ///
     /// [`Loader::abandon`]: export::Loader::abandon
     ///
-    /// The load's checkpoint is first marked ended ([`export::LoadMark::end`]), and indexing
+    /// The load's checkpoint is first marked ended (`export::LoadMark::end`), and indexing
     /// is left off, as it was, while a load of another source looks alive (that load turns
     /// it on as it ends: the rule of a load that finishes); that counts as restored. Before
     /// (review R21) it was turned on under such a load, since this load's checkpoint, still
@@ -2362,7 +2362,7 @@ impl Connection {
         self.count_read(None).await
     }
 
-    /// [`Self::count`], every active replica of each shard asked ([`every_replica`]).
+    /// [`Self::count`], every active replica of each shard asked (`every_replica`).
     pub async fn count_on_every_replica(&self) -> Result<u64> {
         self.count_read(Some(every_replica())).await
     }
@@ -2562,7 +2562,7 @@ pub struct QdrantStore {
 
 impl QdrantStore {
     /// Opens `collection` on the nodes `urls`: it must exist and carry relbert's record
-    /// (both read again for a few seconds while they do not show: [`RECHECK_RECORD`]).
+    /// (both read again for a few seconds while they do not show: `RECHECK_RECORD`).
     pub fn open(urls: &[String], collection: &str) -> Result<Self> {
         Self::open_with_origin(urls, UrlOrigin::Flag, collection)
     }
