@@ -57,7 +57,8 @@
 //! | `cuda` | candle's CUDA backend | a CUDA toolkit at build time |
 //!
 //! A program that embeds pairs, builds or queries a local index, mines a corpus or scores a
-//! model needs none of them: `relbert = { version = "0.1", default-features = false }`.
+//! model needs none of them: `relbert = { path = "…/relbert", default-features = false }`
+//! (or the `git` form; the crate is not on crates.io).
 //!
 //! Types of [`candle_core`] and
 //! [`relbert_index`] appear in this API, and both crates are re-exported here so that their

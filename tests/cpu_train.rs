@@ -2,7 +2,6 @@
 //! the same gradient for every parameter, on both fixture architectures; and, with dropout on,
 //! a finite-difference check of the gradient (the masks are keyed, so the loss is a fixed
 //! function of the parameters for a given seed).
-#![cfg(feature = "cli")]
 
 mod common;
 

@@ -25,7 +25,6 @@
 //! replayed as well: put a failing input proptest shrank to there (`pairs/` holds pair files,
 //! `query/` lines, `config/` config.json files, `safetensors/*.header` JSON headers spliced
 //! into the fixture, `safetensors/*.file` whole weight files).
-#![cfg(feature = "cli")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

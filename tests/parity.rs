@@ -1,7 +1,6 @@
 //! Parity with Hugging Face transformers: golden token ids and vectors computed by the
 //! reference pipeline for 40 edge-case pairs, on tiny BERT and RoBERTa fixtures and on the real
 //! all-MiniLM-L6-v2, in all three aggregation modes and in both kernel modes.
-#![cfg(feature = "cli")]
 
 mod common;
 

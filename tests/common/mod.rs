@@ -245,6 +245,7 @@ pub fn ready_within(addr: &str, limit: std::time::Duration) -> bool {
 
 /// Deletes a test's Qdrant collection (best effort: a test that failed midway may have made
 /// none).
+#[cfg(feature = "qdrant")]
 pub fn drop_collection(urls: &[String], collection: &str) {
     let conn = relbert::store::qdrant::Connection::new(urls, collection).unwrap();
     let c = conn.clone();
