@@ -1731,6 +1731,13 @@ fn classify_reference_protocol_searches_the_grid_on_validation() {
     assert_eq!(p["features"], "[v(a,b); v(b,a)]");
     assert_eq!(p["stopping"], "training_loss");
     assert_eq!(p["grid"].as_array().unwrap().len(), 9, "{p}");
+    // The shared settings leave out what each dataset chose (its result names it).
+    let mlp = &v["mlp"];
+    assert!(
+        mlp["learning_rate"].is_null() && mlp["hidden"].is_null(),
+        "{mlp}"
+    );
+    assert_eq!(mlp["max_epochs"], 200, "{mlp}");
     let left: Vec<&str> = p["differs_from_reference"]
         .as_array()
         .unwrap()

@@ -1473,10 +1473,24 @@ struct ClassifyReport {
     features: &'static str,
     /// The setup, and how it differs from the RelBERT reference's.
     protocol: ClassifyProtocol,
-    mlp: MlpConfig,
+    /// The MLP settings every dataset shares ([`mlp_report`]).
+    mlp: serde_json::Value,
     distinct_pairs: usize,
     embed_seconds: f64,
     results: BTreeMap<String, ClassifyResult>,
+}
+
+/// The report's `mlp`: the settings of every dataset's MLP. Under `--protocol reference` the
+/// learning rate and hidden width are chosen per dataset (each result's `learning_rate` and
+/// `hidden`), so they are null here rather than the base setting's, which a reader took for
+/// the one scored.
+fn mlp_report(cfg: &MlpConfig, per_dataset: bool) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(cfg)?;
+    if per_dataset {
+        v["learning_rate"] = serde_json::Value::Null;
+        v["hidden"] = serde_json::Value::Null;
+    }
+    Ok(v)
 }
 
 fn classify(mut a: ClassifyArgs) -> Result<()> {
@@ -1959,7 +1973,7 @@ fn classify(mut a: ClassifyArgs) -> Result<()> {
             } else {
                 "unit v(a,b)"
             },
-            mlp: cfg,
+            mlp: mlp_report(&cfg, reference)?,
             distinct_pairs: pairs.len(),
             embed_seconds,
             results,
