@@ -1034,6 +1034,18 @@ fn json_names_the_files_and_every_pair_left_out() {
     assert_eq!(doc["written"], 15);
     assert_eq!(doc["duplicate_keys"], 0);
     assert_eq!(doc["dropped"], serde_json::json!([]));
+    // The files cannot say which model made them; the summary does, as `index info` does.
+    let info = assert_cmd::Command::cargo_bin("relbert")
+        .unwrap()
+        .args(["index", "info", "--json", "--index"])
+        .arg(&index)
+        .assert()
+        .success();
+    let info: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
+    assert_eq!(doc["index"], index.display().to_string());
+    assert_eq!(doc["index_id"], info["id"], "{doc}");
+    assert_eq!(doc["encoder"], info["encoder"], "{doc}");
+    assert_eq!(doc["encoder"]["weights_sha256"].as_str().unwrap().len(), 64);
     // Without --json standard output stays empty.
     let a = export(&index, "word2vec-text", &dir.path().join("d.txt"), &[]).success();
     assert!(a.get_output().stdout.is_empty());

@@ -59,8 +59,10 @@ pub struct ExportArgs {
     #[arg(long, requires = "format", conflicts_with = "collection")]
     force: bool,
     /// Print a JSON summary on standard output. Of a file export: the format, the files
-    /// written, the vectors written and every pair left out of a word2vec file (its key an
-    /// earlier pair's; the warning naming the first of those stays on standard error). Of a
+    /// written, the vectors written, every pair left out of a word2vec file (its key an
+    /// earlier pair's; the warning naming the first of those stays on standard error), and
+    /// where the vectors come from (the index's id and its encoder, as `index info --json`
+    /// gives them: the files themselves have no room to say which model made them). Of a
     /// collection export: the counts `index build --collection --json` gives (points
     /// written, already in the collection, resumed, the collection's count and sources).
     #[arg(long)]
@@ -520,7 +522,13 @@ pub fn run(a: ExportArgs) -> Result<()> {
         relbert::store::files::warn_older_list_left(out, &list);
     }
     if a.json {
-        let doc = export_json(format, out, &report, &report.dropped);
+        let mut doc = export_json(format, out, &report, &report.dropped);
+        // word2vec and .npy files cannot name the model: the summary does, for a pipeline
+        // to keep beside them (encoding other pairs with another model and comparing them
+        // with these vectors gives scores that mean nothing, and nothing would say so).
+        doc["index"] = a.index.display().to_string().into();
+        doc["index_id"] = index.id().into();
+        doc["encoder"] = relbert::indexing::encoder_json(&index.meta().encoder);
         relbert::output::print_line(&doc.to_string())?;
     }
     Ok(())
