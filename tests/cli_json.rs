@@ -136,6 +136,14 @@ fn embed_json_reports_the_files_and_vectors_written() {
     let d = tempfile::tempdir().unwrap();
     let pairs = pair_file(d.path());
     let (_, lines) = counts(&pairs);
+    // The encoder as an index of the same model records it (the files cannot name it).
+    let index = common::tiny_index(&pairs, &d.path().join("idx"));
+    let info = parsed(
+        relbert()
+            .args(["index", "info", "--json", "--index"])
+            .arg(&index),
+    )
+    .0;
     for (name, format, list) in [("v.npy", "npy", true), ("v.jsonl", "jsonl", false)] {
         let out = d.path().join(name);
         let doc = json_of(
@@ -155,6 +163,7 @@ fn embed_json_reports_the_files_and_vectors_written() {
         assert_eq!(doc["skipped_long"], 0, "{doc}");
         assert_eq!(doc["dtype"], "f32", "{doc}");
         assert_eq!(doc["raw"], false, "{doc}");
+        assert_eq!(doc["encoder"], info["encoder"], "{doc}");
         secs(&doc, "encode_secs");
         let dim = doc["dim"].as_u64().unwrap();
         if list {

@@ -45,8 +45,9 @@ pub struct EmbedArgs {
     #[arg(long)]
     force: bool,
     /// Print a JSON summary on standard output (the file(s) written, the format, the pairs
-    /// read, written and left out, the seconds taken); needs --out FILE, since the vectors
-    /// cannot share standard output with it.
+    /// read, written and left out, the seconds taken, and the encoder as `index info --json`
+    /// shows an index's: the files cannot name their model); needs --out FILE, since the
+    /// vectors cannot share standard output with it.
     #[arg(long)]
     json: bool,
 }
@@ -426,6 +427,12 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         anyhow::bail!("{input}: no pairs to embed");
     }
     let encoder = a.model.load(false)?;
+    // Read before any work, so that a summary that cannot name its model fails the run
+    // before it writes, not after.
+    let identity = match a.json {
+        true => Some(relbert::indexing::encoder_info(&encoder.identity()?)),
+        false => None,
+    };
     if a.raw {
         if let Some(w) = encoder.offset_weight() {
             // Documented in --help and the README, but a user who asked for raw sums got
@@ -482,9 +489,10 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     if let (Some(o), Some(list)) = (&out, older_list) {
         relbert::store::files::warn_older_list_left(o, &list);
     }
-    if let (true, Some(o)) = (a.json, &out) {
+    if let (Some(identity), Some(o)) = (&identity, &out) {
         let written = records.len() as u64;
-        let doc = embed_json(o, format, read, written, &encoder, a.raw, secs);
+        let mut doc = embed_json(o, format, read, written, &encoder, a.raw, secs);
+        doc["encoder"] = relbert::indexing::encoder_json(identity);
         relbert::output::print_line(&doc.to_string())?;
     }
     Ok(())
@@ -492,9 +500,11 @@ pub fn run(a: EmbedArgs) -> Result<()> {
 
 /// The `--json` summary of an embed into `out` in `format`: `read` pairs read, `written`
 /// vectors of `encoder`'s (its dimension and number format) written, the others left out by
-/// `--skip-long`, in `secs` seconds (`raw`: the reference's raw sums). Named as `index export --json` names its file (`out`, `format`, `pairs` for an
-/// array's pair list, `written`) and `index add --json` its counts and seconds
-/// (`pairs_read`, `skipped_long`, `encode_secs`).
+/// `--skip-long`, in `secs` seconds (`raw`: the reference's raw sums); the caller adds the
+/// encoder as `index info --json` shows an index's (the files cannot name their model). Named
+/// as `index export --json` names its file (`out`, `format`, `pairs` for an array's pair
+/// list, `written`, `encoder`) and `index add --json` its counts and seconds (`pairs_read`,
+/// `skipped_long`, `encode_secs`).
 fn embed_json(
     out: &Path,
     format: Format,
