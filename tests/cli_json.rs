@@ -182,6 +182,22 @@ fn embed_json_reports_the_files_and_vectors_written() {
             assert_eq!(text.lines().count() as u64, lines);
         }
     }
+    // --raw on a model with an offset weight writes unit vectors (warned): not raw sums.
+    let offset = common::fixture_with_offset_weight("tiny-bert", d.path(), Some(0.5));
+    for (model, raw) in [(fixture("tiny-bert"), true), (offset, false)] {
+        let doc = json_of(
+            relbert()
+                .args(["embed", "--raw", "--model"])
+                .arg(&model)
+                .arg("--pairs")
+                .arg(&pairs)
+                .arg("--out")
+                .arg(d.path().join("raw.jsonl"))
+                .arg("--force")
+                .arg("--json"),
+        );
+        assert_eq!(doc["raw"], raw, "{doc}");
+    }
     // Standard output holds the vectors without --out: the summary cannot share it.
     let refused = relbert()
         .args(["embed", "--model"])

@@ -1044,6 +1044,7 @@ fn json_names_the_files_and_every_pair_left_out() {
     let info: serde_json::Value = serde_json::from_slice(&info.get_output().stdout).unwrap();
     assert_eq!(doc["index"], index.display().to_string());
     assert_eq!(doc["index_id"], info["id"], "{doc}");
+    assert_eq!(doc["precision"], info["precision"], "{doc}");
     assert_eq!(doc["encoder"], info["encoder"], "{doc}");
     assert_eq!(doc["encoder"]["weights_sha256"].as_str().unwrap().len(), 64);
     // Without --json standard output stays empty.

@@ -491,7 +491,9 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     }
     if let (Some(identity), Some(o)) = (&identity, &out) {
         let written = records.len() as u64;
-        let mut doc = embed_json(o, format, read, written, &encoder, a.raw, secs);
+        // Whether raw sums were written: an offset-weight model writes unit vectors (warned).
+        let raw = a.raw && encoder.offset_weight().is_none();
+        let mut doc = embed_json(o, format, read, written, &encoder, raw, secs);
         doc["encoder"] = relbert::indexing::encoder_json(identity);
         relbert::output::print_line(&doc.to_string())?;
     }

@@ -528,6 +528,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         // with these vectors gives scores that mean nothing, and nothing would say so).
         doc["index"] = a.index.display().to_string().into();
         doc["index_id"] = index.id().into();
+        doc["precision"] = index.meta().precision.name().into();
         doc["encoder"] = relbert::indexing::encoder_json(&index.meta().encoder);
         relbert::output::print_line(&doc.to_string())?;
     }
