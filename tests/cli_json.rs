@@ -182,6 +182,36 @@ fn embed_json_reports_the_files_and_vectors_written() {
             assert_eq!(text.lines().count() as u64, lines);
         }
     }
+    // The encoder follows the flags that change the vectors, as an index built with the same
+    // flags records it, and differs from the model's defaults.
+    let masked = d.path().join("idx-mask");
+    relbert()
+        .args(["index", "build", "--aggregation", "mask", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&masked)
+        .assert()
+        .success();
+    let info_mask = parsed(
+        relbert()
+            .args(["index", "info", "--json", "--index"])
+            .arg(&masked),
+    )
+    .0;
+    let doc = json_of(
+        relbert()
+            .args(["embed", "--aggregation", "mask", "--model"])
+            .arg(fixture("tiny-bert"))
+            .arg("--pairs")
+            .arg(&pairs)
+            .arg("--out")
+            .arg(d.path().join("mask.jsonl"))
+            .arg("--json"),
+    );
+    assert_eq!(doc["encoder"], info_mask["encoder"], "{doc}");
+    assert_ne!(doc["encoder"], info["encoder"], "{doc}");
     // --raw on a model with an offset weight writes unit vectors (warned): not raw sums.
     let offset = common::fixture_with_offset_weight("tiny-bert", d.path(), Some(0.5));
     for (model, raw) in [(fixture("tiny-bert"), true), (offset, false)] {
