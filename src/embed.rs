@@ -700,8 +700,16 @@ pub fn embed_into(
     let mut cache: HashMap<(&str, &str), Vec<f32>> = HashMap::new();
     let offset_weight = encoder.offset_weight();
     let mut no_offset = NoOffsetPairs::new(offset_weight);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // Standard output is locked only where the vectors go to it: locked for a file, it kept
+    // the caller's other threads from printing (and a thread of theirs holding it, this call
+    // from starting) for as long as the encoding took.
+    let mut to_stdout = matches!(sink, Sink::Jsonl(None))
+        .then(|| std::io::BufWriter::new(std::io::stdout().lock()));
+    let mut nowhere = std::io::sink();
+    let mut out: &mut dyn Write = match to_stdout.as_mut() {
+        Some(w) => w,
+        None => &mut nowhere,
+    };
     let mut written = 0;
     for chunk in records.chunks(CHUNK) {
         let todo: Vec<(&str, &str)> = chunk
@@ -818,6 +826,39 @@ mod tests {
         let ((_, line), count, shown) = unknown_word_summary(&few, unknown).unwrap();
         assert_eq!((line, count, shown), (7, 2, vec!["u9", "u1"]));
         assert!(unknown_word_summary(&[("dog", "cat", file, 1)], unknown).is_none());
+    }
+
+    /// `embed_into` locked standard output for the whole run, also when the vectors went to a
+    /// file: a library caller's thread that printed waited for the encoding, and one that
+    /// held standard output kept the call from starting. Into a file it now runs to the end
+    /// while another thread holds standard output (that thread lets go once the call ends,
+    /// or after 30 s, when the call had waited for it).
+    #[test]
+    fn an_embed_into_a_file_leaves_standard_output_alone() {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let encoder = RelationEncoder::load(&model, &Default::default()).unwrap();
+        let text = "dog\tpuppy\ncat\tkitten\ndog\tpuppy\n";
+        let records = crate::pairs::parse_pairs(text.as_bytes(), Path::new("<test>")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("v.jsonl");
+        let (held, holding) = std::sync::mpsc::channel();
+        let (ended, end) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _stdout = std::io::stdout().lock();
+            held.send(()).unwrap();
+            end.recv_timeout(std::time::Duration::from_secs(30)).is_ok()
+        });
+        holding.recv().unwrap();
+        let format = crate::output::Format::Jsonl;
+        let mut sink = Sink::open(format, Some(&out), records.len(), encoder.dim(), false).unwrap();
+        embed_into(&encoder, &records, &mut sink, false, &|_| {}).unwrap();
+        let _ = ended.send(());
+        assert!(
+            holder.join().unwrap(),
+            "the call waited for standard output"
+        );
+        sink.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
     }
 
     /// Review R5 of 32d4121: with --force the old array is removed before the new pair list
