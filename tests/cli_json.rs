@@ -136,6 +136,21 @@ fn embed_json_reports_the_files_and_vectors_written() {
     let d = tempfile::tempdir().unwrap();
     let pairs = pair_file(d.path());
     let (_, lines) = counts(&pairs);
+    // `embed --json` of `model` into `out`, with `flags` before the model.
+    let embed = |flags: &[&str], model: &Path, out: &Path| {
+        json_of(
+            relbert()
+                .arg("embed")
+                .args(flags)
+                .arg("--model")
+                .arg(model)
+                .arg("--pairs")
+                .arg(&pairs)
+                .arg("--out")
+                .arg(out)
+                .arg("--json"),
+        )
+    };
     // The encoder as an index of the same model records it (the files cannot name it).
     let index = common::tiny_index(&pairs, &d.path().join("idx"));
     let info = parsed(
@@ -146,16 +161,7 @@ fn embed_json_reports_the_files_and_vectors_written() {
     .0;
     for (name, format, list) in [("v.npy", "npy", true), ("v.jsonl", "jsonl", false)] {
         let out = d.path().join(name);
-        let doc = json_of(
-            relbert()
-                .args(["embed", "--model"])
-                .arg(fixture("tiny-bert"))
-                .arg("--pairs")
-                .arg(&pairs)
-                .arg("--out")
-                .arg(&out)
-                .arg("--json"),
-        );
+        let doc = embed(&[], &fixture("tiny-bert"), &out);
         assert_eq!(doc["out"], out.display().to_string(), "{doc}");
         assert_eq!(doc["format"], format, "{doc}");
         assert_eq!(doc["pairs_read"], lines, "{doc}");
@@ -200,32 +206,14 @@ fn embed_json_reports_the_files_and_vectors_written() {
             .arg(&masked),
     )
     .0;
-    let doc = json_of(
-        relbert()
-            .args(["embed", "--aggregation", "mask", "--model"])
-            .arg(fixture("tiny-bert"))
-            .arg("--pairs")
-            .arg(&pairs)
-            .arg("--out")
-            .arg(d.path().join("mask.jsonl"))
-            .arg("--json"),
-    );
+    let mask = d.path().join("mask.jsonl");
+    let doc = embed(&["--aggregation", "mask"], &fixture("tiny-bert"), &mask);
     assert_eq!(doc["encoder"], info_mask["encoder"], "{doc}");
     assert_ne!(doc["encoder"], info["encoder"], "{doc}");
     // --raw on a model with an offset weight writes unit vectors (warned): not raw sums.
     let offset = common::fixture_with_offset_weight("tiny-bert", d.path(), Some(0.5));
     for (model, raw) in [(fixture("tiny-bert"), true), (offset, false)] {
-        let doc = json_of(
-            relbert()
-                .args(["embed", "--raw", "--model"])
-                .arg(&model)
-                .arg("--pairs")
-                .arg(&pairs)
-                .arg("--out")
-                .arg(d.path().join("raw.jsonl"))
-                .arg("--force")
-                .arg("--json"),
-        );
+        let doc = embed(&["--raw", "--force"], &model, &d.path().join("raw.jsonl"));
         assert_eq!(doc["raw"], raw, "{doc}");
     }
     // Standard output holds the vectors without --out: the summary cannot share it.

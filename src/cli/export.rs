@@ -522,14 +522,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         relbert::store::files::warn_older_list_left(out, &list);
     }
     if a.json {
-        let mut doc = export_json(format, out, &report, &report.dropped);
-        // word2vec and .npy files cannot name the model: the summary does, for a pipeline
-        // to keep beside them (encoding other pairs with another model and comparing them
-        // with these vectors gives scores that mean nothing, and nothing would say so).
-        doc["index"] = a.index.display().to_string().into();
-        doc["index_id"] = index.id().into();
-        doc["precision"] = index.meta().precision.name().into();
-        doc["encoder"] = relbert::indexing::encoder_json(&index.meta().encoder);
+        let doc = export_json(format, out, &report, &a.index, &index);
         relbert::output::print_line(&doc.to_string())?;
     }
     Ok(())
@@ -566,17 +559,19 @@ fn collection_json(
     doc
 }
 
-/// A pair a word2vec export left out: the pair, the earlier pair holding its key, the key.
-type Dropped = ([String; 2], [String; 2], String);
-
-/// The `--json` summary of a file export of `format` to `out` (`report`): the format's name
-/// on the command line, the files written (an array's pair list beside it), the vectors
-/// written, and the pairs left out (`dropped`, every one, in row order) with their count.
+/// The `--json` summary of a file export of `format` to `out` (`report`) from the index
+/// `index` opened at `dir`: the format's name on the command line, the files written (an
+/// array's pair list beside it), the vectors written, the pairs left out (every one, in row
+/// order) with their count, and where the vectors come from (the index, its id, precision
+/// and encoder as `index info --json` gives them), since word2vec and .npy files cannot name
+/// the model (a pipeline keeps the summary beside them: vectors of another model compared
+/// with these give scores that mean nothing, and nothing would say so).
 fn export_json(
     format: FileFormat,
     out: &std::path::Path,
     report: &relbert::store::files::FileReport,
-    dropped: &[Dropped],
+    dir: &std::path::Path,
+    index: &Index,
 ) -> serde_json::Value {
     let name = clap::ValueEnum::to_possible_value(&format)
         .map(|v| v.get_name().to_string())
@@ -589,12 +584,17 @@ fn export_json(
         "pairs": pairs,
         "written": report.written,
         "duplicate_keys": report.duplicate_keys,
-        "dropped": dropped
+        "dropped": report
+            .dropped
             .iter()
             .map(|(pair, kept, key)| serde_json::json!({
                 "pair": pair, "kept": kept, "key": key,
             }))
             .collect::<Vec<_>>(),
+        "index": dir.display().to_string(),
+        "index_id": index.id(),
+        "precision": index.meta().precision.name(),
+        "encoder": relbert::indexing::encoder_json(&index.meta().encoder),
     })
 }
 
