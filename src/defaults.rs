@@ -34,11 +34,42 @@ fn find(rel: &str) -> Option<PathBuf> {
         .find(|p| p.join("model.safetensors").is_file())
 }
 
+/// The script that fetches the base model, in the checkout relbert was built from or the
+/// working directory; `None` for a binary built from a packaged crate, which holds neither
+/// the script nor the models.
+pub fn fetch_script() -> Option<PathBuf> {
+    roots()
+        .into_iter()
+        .map(|r| r.join("scripts/fetch-base-model.sh"))
+        .find(|p| p.is_file())
+}
+
 /// `$RELBERT_MODEL` when it is set. An empty value is returned as the empty path, which
 /// names no model: the commands refuse it, naming the variable, as they refuse an empty
 /// `$RELBERT_INDEX` ([`index_env`]).
+///
+/// A value that names no directory but a Hugging Face Hub model in the local Hub cache
+/// (`org/name[@revision]`) is that model's snapshot ([`crate::model::hub`]).
 pub fn model_env() -> Option<PathBuf> {
-    std::env::var_os("RELBERT_MODEL").map(PathBuf::from)
+    // A Hub id is resolved once per value: its `refs/main` may move while a command runs (a
+    // concurrent `hf download`), and a command's checks and its load must see one snapshot.
+    static RESOLVED: std::sync::Mutex<Option<(std::ffi::OsString, PathBuf)>> =
+        std::sync::Mutex::new(None);
+    let v = std::env::var_os("RELBERT_MODEL")?;
+    if v.is_empty() {
+        return Some(PathBuf::new());
+    }
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((value, dir)) = resolved.as_ref() {
+        if *value == v {
+            return Some(dir.clone());
+        }
+    }
+    let dir = crate::model::hub::resolve_model_dir(Path::new(&v));
+    if dir.as_os_str() != v {
+        *resolved = Some((v, dir.clone()));
+    }
+    Some(dir)
 }
 
 /// The model a command uses when `--model` is not given: `$RELBERT_MODEL` ([`model_env`]),

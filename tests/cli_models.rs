@@ -1595,3 +1595,246 @@ fn slow_tokenizer_files_without_tokenizer_json_are_named() {
         );
     }
 }
+
+/// Adds to the Hugging Face Hub cache at `cache` the Hub model `repo` with a snapshot per
+/// `(commit, fixture model, files left out)` and the refs `(name, commit)`, laid out as
+/// `huggingface_hub` lays it out: the files in `blobs/`, each commit's snapshot of links to
+/// them, and `refs/NAME` holding a commit.
+fn hub_cache(cache: &Path, repo: &str, commits: &[(&str, &str, &[&str])], refs: &[(&str, &str)]) {
+    let folder = cache.join(format!("models--{}", repo.replace('/', "--")));
+    std::fs::create_dir_all(folder.join("blobs")).unwrap();
+    for (commit, name, left_out) in commits {
+        let snapshot = folder.join("snapshots").join(commit);
+        std::fs::create_dir_all(&snapshot).unwrap();
+        for entry in std::fs::read_dir(fixture(name)).unwrap() {
+            let file = entry.unwrap().file_name();
+            if left_out.iter().any(|f| file == **f) {
+                continue;
+            }
+            let blob = format!("{commit}-{}", file.to_string_lossy());
+            std::fs::copy(fixture(name).join(&file), folder.join("blobs").join(&blob)).unwrap();
+            let link = Path::new("../../blobs").join(&blob);
+            std::os::unix::fs::symlink(link, snapshot.join(&file)).unwrap();
+        }
+    }
+    for (name, commit) in refs {
+        let f = folder.join("refs").join(name);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, commit).unwrap();
+    }
+}
+
+/// `relbert ARGS` in `cwd` with the Hub cache variables removed (the machine's own must not
+/// be read) and `env` set.
+fn relbert_in(cwd: &Path, args: &[&str], env: &[(&str, &Path)]) -> assert_cmd::assert::Assert {
+    let mut c = relbert();
+    c.current_dir(cwd);
+    for v in [
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_HOME",
+        "XDG_CACHE_HOME",
+        "RELBERT_MODEL",
+    ] {
+        c.env_remove(v);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).assert()
+}
+
+/// `relbert embed` of two pairs (`pairs.tsv`, written in `cwd`) to standard output, with
+/// `--model MODEL` when given.
+fn embed_in(cwd: &Path, model: Option<&str>, env: &[(&str, &Path)]) -> assert_cmd::assert::Assert {
+    std::fs::write(cwd.join("pairs.tsv"), "paris\tfrance\ndog\tpuppy\n").unwrap();
+    let mut args = vec!["embed", "--pairs", "pairs.tsv"];
+    if let Some(m) = model {
+        args.extend(["--model", m]);
+    }
+    relbert_in(cwd, &args, env)
+}
+
+fn stdout_of(a: assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.success().get_output().stdout.clone()).unwrap()
+}
+
+fn stderr_of(a: assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.failure().code(1).get_output().stderr).into_owned()
+}
+
+/// A model a user has from Python (transformers, sentence-transformers, `hf download`) is
+/// named by its Hub id and read from the local Hub cache, found as `huggingface_hub` finds
+/// it: `main` by default, another ref or a commit after `@` (each its own snapshot: here
+/// `main` is the tiny BERT and `v1` the tiny RoBERTa), by `--model` or `$RELBERT_MODEL`; and
+/// the vectors' file records the snapshot, which names the commit.
+#[test]
+fn a_hub_id_names_its_snapshot_in_the_local_hub_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path().join("work");
+    std::fs::create_dir(&cwd).unwrap();
+    let home = tmp.path().join("hf-home");
+    let cache = home.join("hub");
+    let (a, b) = ("0123456789abcdef0123456789abcdef01234567", "fedcba98");
+    hub_cache(
+        &cache,
+        "relbert-tests/tiny",
+        &[(a, "tiny-bert", &[]), (b, "tiny-roberta", &[])],
+        &[("main", a), ("v1", b)],
+    );
+    let path_of = |name: &str| fixture(name).to_str().unwrap().to_string();
+    let bert = stdout_of(embed_in(&cwd, Some(&path_of("tiny-bert")), &[]));
+    let roberta = stdout_of(embed_in(&cwd, Some(&path_of("tiny-roberta")), &[]));
+    assert_eq!(bert.lines().count(), 2, "{bert}");
+    assert_ne!(bert, roberta);
+    let with_cache = [("HF_HUB_CACHE", cache.as_path())];
+    for (id, want) in [
+        ("relbert-tests/tiny".to_string(), &bert),
+        (format!("relbert-tests/tiny@{a}"), &bert),
+        ("relbert-tests/tiny@v1".to_string(), &roberta),
+        (format!("relbert-tests/tiny@{b}"), &roberta),
+    ] {
+        assert_eq!(
+            &stdout_of(embed_in(&cwd, Some(&id), &with_cache)),
+            want,
+            "{id}"
+        );
+    }
+    // $HF_HOME/hub when $HF_HUB_CACHE is not set; $RELBERT_MODEL takes an id as --model does.
+    let by_home = [("HF_HOME", home.as_path())];
+    assert_eq!(
+        stdout_of(embed_in(&cwd, Some("relbert-tests/tiny"), &by_home)),
+        bert
+    );
+    let by_env = [
+        ("HF_HOME", home.as_path()),
+        ("RELBERT_MODEL", Path::new("relbert-tests/tiny@v1")),
+    ];
+    assert_eq!(stdout_of(embed_in(&cwd, None, &by_env)), roberta);
+    // The summary of a vector file names the snapshot the vectors came from.
+    let args = [
+        "embed",
+        "--model",
+        "relbert-tests/tiny",
+        "--pairs",
+        "pairs.tsv",
+    ];
+    let json = relbert_in(
+        &cwd,
+        &[&args[..], &["--out", "v.npy", "--json"]].concat(),
+        &with_cache,
+    );
+    let json: Value = serde_json::from_slice(&json.success().get_output().stdout).unwrap();
+    let model = json["encoder"]["model"].as_str().unwrap();
+    assert!(model.ends_with(&format!("snapshots/{a}")), "{json}");
+}
+
+/// An id the cache lacks, or a revision it lacks, fails in every command that takes a model,
+/// naming the id, where it was looked for and how to fetch it; a snapshot that lacks a file
+/// is said how to fetch the rest; a directory of the id's name in the working directory is
+/// taken before the cache (as transformers' `from_pretrained` does).
+#[test]
+fn a_hub_id_the_cache_lacks_is_explained_and_a_local_directory_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path().join("work");
+    std::fs::create_dir(&cwd).unwrap();
+    let cache = tmp.path().join("cache");
+    hub_cache(
+        &cache,
+        "relbert-tests/tiny-bert",
+        &[("c0ffee", "tiny-bert", &[])],
+        &[("main", "c0ffee")],
+    );
+    hub_cache(
+        &cache,
+        "relbert-tests/partial",
+        &[("beef", "tiny-bert", &["model.safetensors"])],
+        &[("main", "beef")],
+    );
+    let with_cache = [("HF_HUB_CACHE", cache.as_path())];
+    let e = stderr_of(embed_in(&cwd, Some("relbert-tests/absent"), &with_cache));
+    assert!(
+        e.contains("nor a Hub model relbert-tests/absent")
+            && e.contains("models--relbert-tests--absent")
+            && e.contains("hf download relbert-tests/absent"),
+        "{e}"
+    );
+    let e = stderr_of(embed_in(
+        &cwd,
+        Some("relbert-tests/tiny-bert@v9"),
+        &with_cache,
+    ));
+    assert!(
+        e.contains("not its revision v9") && e.contains("--revision v9"),
+        "{e}"
+    );
+    let e = stderr_of(embed_in(&cwd, Some("relbert-tests/partial"), &with_cache));
+    assert!(
+        e.contains("hf download relbert-tests/partial --revision beef"),
+        "{e}"
+    );
+    // Each command that takes a model says the same of an id the cache lacks.
+    let tiny = fixture("tiny-bert");
+    let tiny = tiny.to_str().unwrap();
+    relbert_in(
+        &cwd,
+        &[
+            "index",
+            "build",
+            "--model",
+            tiny,
+            "--pairs",
+            "pairs.tsv",
+            "--out",
+            "idx",
+        ],
+        &[],
+    )
+    .success();
+    let absent = "relbert-tests/absent";
+    let absent_env = [
+        ("HF_HUB_CACHE", cache.as_path()),
+        ("RELBERT_MODEL", Path::new(absent)),
+    ];
+    for (args, env) in [
+        (
+            &["query", "--index", "idx", "--model", absent, "a", "b"][..],
+            &with_cache[..],
+        ),
+        (&["serve", "--index", "idx", "--model", absent], &with_cache),
+        (
+            &[
+                "index",
+                "add",
+                "--index",
+                "idx",
+                "--pairs",
+                "pairs.tsv",
+                "--model",
+                absent,
+            ],
+            &with_cache,
+        ),
+        (&["average", absent, tiny, "--out", "avg"], &with_cache),
+        (&["embed", "--pairs", "pairs.tsv"], &absent_env),
+    ] {
+        let e = stderr_of(relbert_in(&cwd, args, env));
+        assert!(
+            e.contains(&format!("hf download {absent}")),
+            "{args:?}: {e}"
+        );
+    }
+    // A directory named like the id, here with the other fixture, is the model.
+    let local = cwd.join("relbert-tests/tiny-bert");
+    std::fs::create_dir_all(&local).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-roberta").join(f), local.join(f)).unwrap();
+    }
+    let roberta = stdout_of(embed_in(
+        &cwd,
+        Some(fixture("tiny-roberta").to_str().unwrap()),
+        &[],
+    ));
+    let id = "relbert-tests/tiny-bert";
+    assert_eq!(stdout_of(embed_in(&cwd, Some(id), &with_cache)), roberta);
+}

@@ -13,8 +13,9 @@ use super::Progress;
 #[derive(Args, Debug)]
 pub struct AverageArgs {
     /// Model directories to average (at least two checkpoints of one model, e.g. the
-    /// epoch-NN directories of `relbert train --checkpoint-dir`).
-    #[arg(required = true, num_args = 2.., value_name = "MODELS")]
+    /// epoch-NN directories of `relbert train --checkpoint-dir`; a Hugging Face Hub id in the
+    /// local Hub cache names its snapshot).
+    #[arg(required = true, num_args = 2.., value_name = "MODELS", value_parser = super::os(super::model_dir))]
     models: Vec<PathBuf>,
     /// Output model directory (refused if it exists, unless --force), made by the run; the
     /// folder it goes in must exist.
@@ -126,7 +127,19 @@ pub fn run(a: AverageArgs) -> Result<()> {
             // A flag whose value cannot be honoured (`--half` for weights float16 cannot
             // hold, `--out` naming one of the models) is a bad command line, status 2.
             relbert::Error::InvalidArgument { .. } => super::usage(e.to_string()),
-            e => anyhow::Error::new(e),
+            e => {
+                // The model the error is about: a Hub id the cache lacks, or a snapshot
+                // lacking a file, is said how to fetch.
+                let hint = a
+                    .models
+                    .iter()
+                    .map(|m| super::hub_hint(m, super::is_missing_file(&e, m)))
+                    .find(|h| !h.is_empty());
+                match hint {
+                    Some(h) => anyhow::Error::new(e).context(format!("reading the models{h}")),
+                    None => anyhow::Error::new(e),
+                }
+            }
         })
         .with_context(|| {
             format!(

@@ -112,8 +112,8 @@ pub struct AddArgs {
     pairs: Vec<PathBuf>,
     /// Model directory (default: the one the index was built with). Its pair function must be
     /// the index's: other weights, or a --template or --aggregation other than the index's,
-    /// are refused.
-    #[arg(long)]
+    /// are refused. A Hugging Face Hub id in the local Hub cache names its snapshot.
+    #[arg(long, value_parser = super::os(super::model_dir))]
     model: Option<PathBuf>,
     /// Prompt template (default and only accepted value: the index's).
     #[arg(long, value_parser = super::os(super::template))]
@@ -1589,16 +1589,18 @@ fn add(mut a: AddArgs) -> Result<()> {
             device: device.clone(),
             ..Default::default()
         };
-        index_encoder(&idx, a.model.as_deref(), opts)
-            .map_err(|e| {
-                super::query::explain_model_error(
-                    e,
-                    &a.index.display().to_string(),
-                    &idx.meta().encoder,
-                    a.model.is_some(),
-                )
-            })
-            .with_context(|| format!("loading the model for {}", a.index.display()))
+        index_encoder(&idx, a.model.as_deref(), opts).map_err(|e| {
+            let hint = a.model.as_deref().map_or_else(String::new, |m| {
+                super::hub_hint(m, super::is_missing_file(&e, m))
+            });
+            super::query::explain_model_error(
+                e,
+                &a.index.display().to_string(),
+                &idx.meta().encoder,
+                a.model.is_some(),
+            )
+            .context(format!("loading the model for {}{hint}", a.index.display()))
+        })
     };
     // A model, template or aggregation given is checked against the index's pair function
     // even when nothing is new: a wrong one was accepted then, and refused only by the next

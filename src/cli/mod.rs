@@ -64,9 +64,10 @@ enum Command {
 /// Options shared by every command that loads a model.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json).
+    /// Model directory (config.json, model.safetensors, tokenizer.json), or a Hugging Face
+    /// Hub id (org/name[@revision]) found in the local Hub cache (nothing is downloaded).
     /// Default: $RELBERT_MODEL, models/relbert-minilm, then models/all-MiniLM-L6-v2.
-    #[arg(long)]
+    #[arg(long, value_parser = os(model_dir))]
     pub model: Option<PathBuf>,
     /// Prompt template with <subj>, <obj> and <mask> (default: the model's, else the reference's).
     #[arg(long, value_parser = os(template))]
@@ -135,11 +136,17 @@ impl ModelArgs {
             let missing = matches!(e, relbert::Error::MissingFile { .. }) || !dir.exists();
             let from_env = self.model.is_none() && relbert::defaults::model_env().is_some();
             let hint = if from_env {
-                " ($RELBERT_MODEL)"
+                format!(" ($RELBERT_MODEL){}", hub_hint(&dir, missing))
             } else if missing && self.model.is_none() {
-                " (run scripts/fetch-base-model.sh for the base MiniLM)"
+                match relbert::defaults::fetch_script() {
+                    Some(script) => format!(" (run {} for the base MiniLM)", script.display()),
+                    // A binary built from a packaged crate: no models, no scripts beside it.
+                    None => " (none beside this build: pass --model DIR or a Hugging Face Hub \
+                             id from the local Hub cache, or set RELBERT_MODEL)"
+                        .to_string(),
+                }
             } else {
-                ""
+                hub_hint(&dir, missing)
             };
             anyhow::Error::new(e).context(format!("loading model {}{hint}", dir.display()))
         })?;
@@ -335,6 +342,52 @@ pub(crate) fn os<T: Clone + Send + Sync + 'static>(
     check: fn(&OsStr) -> std::result::Result<T, String>,
 ) -> impl TypedValueParser<Value = T> {
     OsStringValueParser::new().try_map(move |s: OsString| check(&s))
+}
+
+/// A model flag's value ([`ModelArgs::model`], `query --model`, `train --base`, ...): the
+/// directory it names, or, where there is none, the snapshot of the Hugging Face Hub model of
+/// that id in the local Hub cache ([`relbert::model::hub`]). Never refused here: a command
+/// that needs no model (a stored pair's query) does not fail for it, and one that loads it
+/// names what is missing, with [`hub_hint`].
+pub(crate) fn model_dir(s: &OsStr) -> std::result::Result<PathBuf, String> {
+    Ok(relbert::model::hub::resolve_model_dir(Path::new(s)))
+}
+
+/// For the error of a model that could not be loaded from `dir` (`missing_file`: for want of
+/// a file): what the Hugging Face Hub cache lacked when `dir` is no directory but reads as a
+/// Hub id, or how to fetch the rest of a Hub snapshot that lacks a file (`; ...`); else
+/// nothing.
+pub(crate) fn hub_hint(dir: &Path, missing_file: bool) -> String {
+    use relbert::model::hub;
+    if let Some(why) = hub::explain_missing(dir) {
+        return format!("; {why}");
+    }
+    match hub::snapshot_of(dir) {
+        Some((repo, commit)) if missing_file => format!(
+            "; it is the Hub model {repo} at commit {commit}, of which the cache holds only \
+             some files: `hf download {repo} --revision {commit}` fetches the rest"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Checks that `--model m`, which a command loads only later, holds a model's files, naming
+/// the flag (with [`hub_hint`]). Exit status 1, as every command's missing model: the flag is
+/// well formed, the folder it names is what is missing.
+pub(crate) fn check_model_flag(m: &Path) -> Result<()> {
+    relbert::config::ModelFiles::in_dir(m).with_context(|| {
+        format!(
+            "loading model {} (--model){}",
+            m.display(),
+            hub_hint(m, true)
+        )
+    })?;
+    Ok(())
+}
+
+/// Whether `e` is a file missing from the model directory `dir`, for [`hub_hint`].
+pub(crate) fn is_missing_file(e: &relbert::Error, dir: &Path) -> bool {
+    matches!(e, relbert::Error::MissingFile { path } if path.starts_with(dir))
 }
 
 /// A value that must be text (a query word, a template, a name): one that is not UTF-8 is

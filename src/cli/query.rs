@@ -33,7 +33,7 @@ pub struct QueryArgs {
     /// Model for pairs not in the index (default: the one the index was built with). Given,
     /// it is loaded and checked at the start: one that computes another pair function than
     /// the index's is refused, even for a query the index holds.
-    #[arg(long)]
+    #[arg(long, value_parser = super::os(super::model_dir))]
     model: Option<PathBuf>,
     /// The query pair A B (or one argument A:B); without it, or with `-` alone, queries are
     /// read from standard input, one per line (`a<TAB>b`, `a:b` or `a b`).
@@ -167,9 +167,9 @@ fn default_index_staleness(dir: &Path, check: &mut DefaultCheck) -> Result<Optio
     let built = index.meta().encoder.clone();
     let model = relbert::defaults::default_model_dir();
     let from_env = if relbert::defaults::model_env().is_some() {
-        " ($RELBERT_MODEL)"
+        format!(" ($RELBERT_MODEL){}", super::hub_hint(&model, false))
     } else {
-        ""
+        String::new()
     };
     let reading = || format!("reading the default model {}{from_env}", model.display());
     let function = relbert::relation::PairFunction::of_model(&model).with_context(reading)?;
@@ -1110,10 +1110,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     // of a stream with its own missing file. A model the index records is still looked for
     // only when a pair needs it.
     if let Some(m) = &a.model {
-        // Exit status 1, as every command's missing model: the flag is well formed, the
-        // folder it names is what is missing.
-        relbert::config::ModelFiles::in_dir(m)
-            .with_context(|| format!("loading model {} (--model)", m.display()))?;
+        super::check_model_flag(m)?;
     }
     // As a query line on standard input is read: spaces and invisible characters around or
     // in a word are not part of it ([`relbert::pairs::read_word`]), and an empty word is no

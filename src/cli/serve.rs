@@ -24,8 +24,9 @@ pub struct ServeArgs {
     // the one required, so `--index DIR --qdrant URL` served DIR and ignored --qdrant.
     #[arg(long, requires = "collection", conflicts_with = "index", value_parser = super::os(super::export::qdrant_spec))]
     qdrant: Option<String>,
-    /// Model for pairs not in the index (default: the one the index was built with).
-    #[arg(long)]
+    /// Model for pairs not in the index (default: the one the index was built with): a
+    /// directory, or a Hugging Face Hub id in the local Hub cache.
+    #[arg(long, value_parser = super::os(super::model_dir))]
     model: Option<PathBuf>,
     /// Where the encoder runs: cpu, or cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = super::os(super::device))]
@@ -273,6 +274,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
         }
     };
     let device = relbert::device::parse_device(&a.device)?;
+    // A --model given is checked now, as `query` checks it: the server loads it in the
+    // background, after it is listening, and a Hub id the cache lacks is said here with how
+    // to fetch it.
+    if let Some(m) = &a.model {
+        super::check_model_flag(m)?;
+    }
     let batch = BatchConfig::for_device(&device);
     let opts = ServeOptions {
         backend,

@@ -14,8 +14,9 @@ use relbert::training::{
 /// Arguments of `relbert train` (defaults are the reference's).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Base model directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
+    /// Base model directory (config.json, model.safetensors, tokenizer.json), or a Hugging
+    /// Face Hub id (org/name[@revision]) found in the local Hub cache.
+    #[arg(long, value_parser = super::os(super::model_dir))]
     base: PathBuf,
     /// Data directory with semeval2012_relational_similarity/{train,validation}.jsonl and
     /// the sat/bats/google validation splits.
@@ -491,7 +492,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Err(failure) => {
             let TrainFailure { error: e, kept } = *failure;
             let kept = kept_after_failure(&a.out, &e.to_string(), kept);
-            let what = format!("training {} into {}", a.base.display(), a.out.display());
+            // Before `e` is moved into the error returned.
+            let what = format!(
+                "training {} into {}{}",
+                a.base.display(),
+                a.out.display(),
+                if super::is_missing_file(&e, &a.base) {
+                    super::hub_hint(&a.base, true)
+                } else {
+                    String::new()
+                }
+            );
             return Err(usage_if_command_line(e).context(match kept {
                 Some(kept) => format!("{what} ({kept})"),
                 None => what,

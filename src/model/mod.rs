@@ -8,6 +8,7 @@ pub mod config;
 pub mod cpu_kernels;
 pub mod device;
 pub mod encoder;
+pub mod hub;
 pub mod pooling;
 pub mod precision;
 pub mod prompt;
