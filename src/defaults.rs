@@ -17,10 +17,15 @@ pub const BASE_MODEL: &str = "models/all-MiniLM-L6-v2";
 /// index and the vocabulary: with the working directory first, running from any folder that
 /// held a `models/relbert-minilm` (an older clone, a user's own model) silently changed the
 /// default model, and the default index in the checkout was then moved aside and rebuilt.
+///
+/// A package cargo unpacked (`cargo install relbert`: its source under
+/// `~/.cargo/registry/src/`, marked by cargo's `.cargo-ok`) is no checkout: it holds no
+/// models or vocabulary, and a default index built there would go into cargo's cache, which
+/// cargo cleans.
 fn roots() -> Vec<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut r = Vec::with_capacity(2);
-    if manifest.is_dir() {
+    if manifest.is_dir() && !manifest.join(".cargo-ok").exists() {
         r.push(manifest);
     }
     r.push(PathBuf::from("."));

@@ -1625,10 +1625,11 @@ fn hub_cache(cache: &Path, repo: &str, commits: &[(&str, &str, &[&str])], refs: 
 }
 
 /// `relbert ARGS` in `cwd` with the Hub cache variables removed (the machine's own must not
-/// be read) and `env` set.
+/// be read) and `env` set, killed after 2 minutes.
 fn relbert_in(cwd: &Path, args: &[&str], env: &[(&str, &Path)]) -> assert_cmd::assert::Assert {
     let mut c = relbert();
-    c.current_dir(cwd);
+    c.current_dir(cwd)
+        .timeout(std::time::Duration::from_secs(120));
     for v in [
         "HF_HUB_CACHE",
         "HUGGINGFACE_HUB_CACHE",
@@ -1801,7 +1802,19 @@ fn a_hub_id_the_cache_lacks_is_explained_and_a_local_directory_wins() {
             &["query", "--index", "idx", "--model", absent, "a", "b"][..],
             &with_cache[..],
         ),
-        (&["serve", "--index", "idx", "--model", absent], &with_cache),
+        // On a port of its own, should it start serving after all (the timeout ends it).
+        (
+            &[
+                "serve",
+                "--index",
+                "idx",
+                "--addr",
+                "127.0.0.1:0",
+                "--model",
+                absent,
+            ],
+            &with_cache,
+        ),
         (
             &[
                 "index",

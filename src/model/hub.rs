@@ -12,8 +12,8 @@
 //! `$HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`,
 //! else `~/.cache/huggingface/hub`, with `~` and `$NAME` / `${NAME}` in a value expanded as
 //! Python expands them (an unknown variable left as written). One difference: an empty
-//! variable is taken as unset, where Python would read the empty path as the working
-//! directory. A revision is a ref the cache records (`refs/<revision>` holds its commit, as
+//! `$HF_HUB_CACHE`, `$HF_HOME` or `$XDG_CACHE_HOME` is taken as unset, where Python would
+//! read the empty path as the working directory. A revision is a ref the cache records (`refs/<revision>` holds its commit, as
 //! `refs/refs/pr/1` does for `refs/pr/1`) or a commit.
 //!
 //! Written here rather than taken from the `hf-hub` crate: its 1.x always brings an HTTP
@@ -111,11 +111,11 @@ fn valid_revision(r: &str) -> bool {
 /// module's docs), or `None` when no variable names it and no home directory is known.
 pub fn cache_dir() -> Option<PathBuf> {
     cache_dir_with(|name| {
-        let v = std::env::var_os(name).filter(|v| !v.is_empty());
+        let v = std::env::var_os(name);
         // Python's `expanduser` falls back on the password database when `$HOME` is unset
         // (a systemd unit, `env -i`); so does `home_dir`.
-        if name == "HOME" {
-            return v.or_else(|| std::env::home_dir().map(OsString::from));
+        if name == "HOME" && v.as_ref().is_none_or(|h| h.is_empty()) {
+            return std::env::home_dir().map(OsString::from);
         }
         v
     })
@@ -126,16 +126,18 @@ pub fn cache_dir() -> Option<PathBuf> {
 pub fn cache_dir_with(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
     let home = || set("HOME").map(PathBuf::from);
+    // `~` first, then the variables, as Python's `expandvars(expanduser(v))`; a variable set
+    // to the empty string is expanded to it.
     let expand = |v: OsString| -> Option<PathBuf> {
-        let v = match v.to_str() {
-            Some(s) => OsString::from(expand_vars(s, &set)),
-            None => v,
+        let p = PathBuf::from(v);
+        let p = match p.strip_prefix("~") {
+            Ok(rest) => home()?.join(rest),
+            Err(_) => p,
         };
-        let p = PathBuf::from(&v);
-        match p.strip_prefix("~") {
-            Ok(rest) => home().map(|h| h.join(rest)),
-            Err(_) => Some(p),
-        }
+        Some(match p.to_str() {
+            Some(s) => PathBuf::from(expand_vars(s, &var)),
+            None => p,
+        })
     };
     if let Some(v) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
         return expand(v);
@@ -151,7 +153,8 @@ pub fn cache_dir_with(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf>
 }
 
 /// `$NAME` and `${NAME}` in `s` replaced by the variables' values, as Python's
-/// `os.path.expandvars` does: a variable that is unset (or not UTF-8) is left as written.
+/// `os.path.expandvars` does: a variable that is unset (or not UTF-8) is left as written,
+/// `${…}` whole, and the text after it is read on.
 fn expand_vars(s: &str, var: &impl Fn(&str) -> Option<OsString>) -> String {
     let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut out = String::with_capacity(s.len());
@@ -159,6 +162,7 @@ fn expand_vars(s: &str, var: &impl Fn(&str) -> Option<OsString>) -> String {
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
+        // The name, and the length of what follows `$` that it spans (`{NAME}` or `NAME`).
         let (name, len) = match after.strip_prefix('{') {
             Some(b) => match b.find('}') {
                 Some(end) => (&b[..end], end + 2),
@@ -169,20 +173,19 @@ fn expand_vars(s: &str, var: &impl Fn(&str) -> Option<OsString>) -> String {
                 (&after[..end], end)
             }
         };
-        let value = (!name.is_empty())
-            .then(|| var(name))
-            .flatten()
-            .and_then(|v| v.into_string().ok());
-        match value {
-            Some(v) => {
-                out.push_str(&v);
-                rest = &after[len..];
-            }
+        if len == 0 {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        match var(name).and_then(|v| v.into_string().ok()) {
+            Some(v) => out.push_str(&v),
             None => {
                 out.push('$');
-                rest = after;
+                out.push_str(&after[..len]);
             }
         }
+        rest = &after[len..];
     }
     out.push_str(rest);
     out
@@ -411,17 +414,24 @@ mod tests {
             Some(PathBuf::from("/home/u/hf/hub"))
         );
         assert_eq!(cache_dir_with(env(&[("HF_HOME", "~/hf")])), None);
-        // `$NAME` and `${NAME}` are expanded; an unknown one is left as written.
+        // `$NAME` and `${NAME}` are expanded (an empty one to nothing); an unknown one is
+        // left as written; `~` is expanded before them, not in their values.
         let v = [
-            ("HF_HOME", "$SCRATCH/${USER}x/$NONE/$"),
+            ("HF_HOME", "$SCRATCH/${USER}x/$NONE/$E/$"),
             ("SCRATCH", "/s"),
             ("USER", "u"),
+            ("E", ""),
         ];
         assert_eq!(
             cache_dir_with(env(&v)),
-            Some(PathBuf::from("/s/ux/$NONE/$/hub"))
+            Some(PathBuf::from("/s/ux/$NONE//$/hub"))
         );
-        assert_eq!(expand_vars("${A", &env(&[("A", "x")])), "${A");
+        let v = [("HF_HOME", "$X/hf"), ("X", "~/x"), ("HOME", "/home/u")];
+        assert_eq!(cache_dir_with(env(&v)), Some(PathBuf::from("~/x/hf/hub")));
+        let a = [("A", "x"), ("B", "y")];
+        assert_eq!(expand_vars("${A", &env(&a)), "${A");
+        assert_eq!(expand_vars("${A$B}/$B$$/${}é", &env(&a)), "${A$B}/y$$/${}é");
+        assert_eq!(expand_vars("${A}${B}_$A_", &env(&a)), "xy_$A_");
     }
 
     #[test]
