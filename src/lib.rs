@@ -25,8 +25,12 @@
 //! let vectors = encoder.embed(&[("paris", "france"), ("rome", "italy")])?;
 //! assert_eq!(vectors.len(), 2); // one unit-length relation vector per pair
 //!
-//! let text = "paris\tfrance\ntokyo\tjapan\ndog\tpuppy\n"; // a pair file's lines
-//! let records = relbert::pairs::parse_pairs(text.as_bytes(), Path::new("<text>"))?;
+//! // Pairs in memory, (head, tail, label); a pair file is read by `relbert::pairs::read_pairs`.
+//! let records = relbert::pairs::records_of([
+//!     ("paris", "france", Some("capital-of")),
+//!     ("tokyo", "japan", Some("capital-of")),
+//!     ("dog", "puppy", None),
+//! ])?;
 //! let out = Path::new("my-index");
 //! # let dir = tempfile::tempdir()?;
 //! # let out = &dir.path().join("my-index");

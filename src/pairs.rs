@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{quoted, Error, Result};
 
-/// One pair read from a file.
+/// One pair read from a pair file, or held in memory ([`PairRecord::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairRecord {
     /// The first word (may contain spaces).
@@ -17,9 +17,10 @@ pub struct PairRecord {
     pub tail: String,
     /// Optional label from the third column.
     pub label: Option<String>,
-    /// 1-based line number in the source.
+    /// 1-based line number in the source (for pairs in memory, the pair's number).
     pub line: usize,
-    /// The source file (`<stdin>` for standard input), shared by its records.
+    /// The source file (`<stdin>` for standard input, [`IN_MEMORY`] for pairs in memory),
+    /// shared by its records.
     pub file: Arc<Path>,
     /// The head and tail as the file spells them, when [`read_word`] changed them beyond
     /// the spaces around them (it dropped an invisible character, or made a run of spaces
@@ -30,7 +31,100 @@ pub struct PairRecord {
     pub typed: Option<Box<(String, String)>>,
 }
 
+/// Where [`PairRecord::new`] and [`records_of`] say their records come from.
+pub const IN_MEMORY: &str = "<memory>";
+
 impl PairRecord {
+    /// A pair held in memory, read as a pair file's line is ([`parse_pairs`]): the words
+    /// through [`read_word`], an empty label as none. Refused, with an [`Error::Parse`] of
+    /// [`IN_MEMORY`] at `line` (number the pairs from 1, so that a message names the pair):
+    /// a word that is empty once read; a word or label holding a tab, line end or NUL byte,
+    /// or a head starting with `#`, which a pair file cannot hold (a copy of the pairs
+    /// written for a resumed build would split the line, refuse it or skip it as a comment);
+    /// and a pair the prompt cannot hold (a word that is a template placeholder). One
+    /// difference from a file: a byte-order mark at the start of a file's first line is no
+    /// part of its first word, while one at the start of a head here is read as every other
+    /// invisible character is (dropped, the spelling kept in [`Self::typed`]).
+    /// [`records_of`] makes a list of them.
+    pub fn new(head: &str, tail: &str, label: Option<&str>, line: usize) -> Result<PairRecord> {
+        Self::in_memory(head, tail, label, line, &Arc::from(Path::new(IN_MEMORY)))
+    }
+
+    /// [`Self::new`] with the source's name shared (by [`records_of`]'s records).
+    fn in_memory(
+        head: &str,
+        tail: &str,
+        label: Option<&str>,
+        line: usize,
+        file: &Arc<Path>,
+    ) -> Result<PairRecord> {
+        let err = |message: String| Error::Parse {
+            path: PathBuf::from(IN_MEMORY),
+            line,
+            message,
+        };
+        let fields = [Some(head), Some(tail), label];
+        if let Some(f) = fields
+            .iter()
+            .flatten()
+            .find(|f| f.contains(['\t', '\n', '\r', '\0']))
+        {
+            return Err(err(format!(
+                "{} holds a tab, line end or NUL byte, which no pair file can hold",
+                quoted(f)
+            )));
+        }
+        if matches!(skipped_line(head), Some(SkippedLine::Comment)) {
+            return Err(err(format!(
+                "{} starts with #, which a pair file reads as a comment",
+                quoted(head)
+            )));
+        }
+        Self::read(head, tail, label, line, file, || format!("{head}\t{tail}")).map_err(err)
+    }
+
+    /// One pair's fields as a pair file's line (`shown` gives it) holds them (`head`,
+    /// `tail`, the optional label), read as [`parse_pairs`] reads them; the problem, quoting
+    /// the line, when they are no pair.
+    fn read(
+        head: &str,
+        tail: &str,
+        label: Option<&str>,
+        line: usize,
+        file: &Arc<Path>,
+        shown: impl Fn() -> String,
+    ) -> std::result::Result<PairRecord, String> {
+        // Read as a query reads its words ([`read_word`]): otherwise two copies of one pair
+        // are stored, or a query finds neither.
+        let (h, t) = (read_word(head), read_word(tail));
+        if blank_word(&h) || blank_word(&t) {
+            return Err(format!(
+                "empty word (nothing but spaces or characters a tokenizer drops: invisible \
+                 ones, lone accents, U+FFFD) in {}",
+                quoted(&shown())
+            ));
+        }
+        // The reference refuses such a pair: its template filling would put the word's
+        // placeholder to use ((`<obj>`, paris) was the prompt of (paris, paris)).
+        if let Some(problem) = crate::prompt::placeholder_problem(&h, &t) {
+            return Err(format!("{problem} (in {})", quoted(&shown())));
+        }
+        // Kept only when reading changed more than the spaces around the words.
+        let typed = (h != head.trim() || t != tail.trim())
+            .then(|| Box::new((head.trim().to_string(), tail.trim().to_string())));
+        Ok(PairRecord {
+            head: h,
+            tail: t,
+            typed,
+            label: label
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            line,
+            file: file.clone(),
+        })
+    }
+
     /// `file:line`, for messages.
     pub fn location(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
@@ -260,6 +354,21 @@ pub fn warn_label_conflicts(conflicts: &[LabelConflict]) {
     }
 }
 
+/// Records of pairs held in memory, `(head, tail, label)`, numbered from 1 in the order
+/// given ([`PairRecord::new`], which says what is refused): what
+/// [`crate::indexing::build_index`] and [`crate::indexing::add_to_index`] take, without
+/// writing a pair file first.
+pub fn records_of<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
+) -> Result<Vec<PairRecord>> {
+    let file: Arc<Path> = Arc::from(Path::new(IN_MEMORY));
+    pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (head, tail, label))| PairRecord::in_memory(head, tail, label, i + 1, &file))
+        .collect()
+}
+
 /// Parses pair lines from a reader; `path` names the source in errors. What it skipped that
 /// may not have been meant (`parse_pairs_noting`) is logged.
 pub fn parse_pairs(reader: impl Read, path: &Path) -> Result<Vec<PairRecord>> {
@@ -404,35 +513,17 @@ fn parse_pairs_noting(reader: impl Read, path: &Path) -> Result<(Vec<PairRecord>
                 quoted(line)
             )));
         }
-        // Read as a query reads its words ([`read_word`]): otherwise two copies of one pair
-        // are stored, or a query finds neither.
-        let (head, tail) = (read_word(cols[0]), read_word(cols[1]));
-        if blank_word(&head) || blank_word(&tail) {
-            return Err(err(format!(
-                "empty word (nothing but spaces or characters a tokenizer drops: invisible ones, lone accents, U+FFFD) in {}",
-                quoted(line)
-            )));
-        }
-        // The reference refuses such a pair: its template filling would put the word's
-        // placeholder to use ((`<obj>`, paris) was the prompt of (paris, paris)).
-        if let Some(problem) = crate::prompt::placeholder_problem(&head, &tail) {
-            return Err(err(format!("{problem} (in {})", quoted(line))));
-        }
-        // Kept only when reading changed more than the spaces around the words.
-        let typed = (head != cols[0].trim() || tail != cols[1].trim())
-            .then(|| Box::new((cols[0].trim().to_string(), cols[1].trim().to_string())));
-        out.push(PairRecord {
-            head,
-            tail,
-            typed,
-            label: cols
-                .get(2)
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            line: lineno,
-            file: file.clone(),
-        });
+        out.push(
+            PairRecord::read(
+                cols[0],
+                cols[1],
+                cols.get(2).copied(),
+                lineno,
+                &file,
+                || line.to_string(),
+            )
+            .map_err(err)?,
+        );
     }
     if let Some((at, text)) = hashed {
         let (lines, reads) = if hashed_n == 1 {
@@ -748,6 +839,64 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pair held in memory is the record its line in a pair file gives (words read as a
+    /// query reads them, the spelling kept, the label trimmed), numbered as given; what a
+    /// file could not hold, or reading refuses, is refused naming the pair's number.
+    #[test]
+    fn pairs_in_memory_are_read_as_a_pair_files_lines() {
+        let pairs = [
+            ("paris", "france", Some(" capital ")),
+            ("new\u{200b} york", " usa ", None),
+            ("dog", "puppy", Some("")),
+        ];
+        let text: String = pairs
+            .iter()
+            .map(|(h, t, l)| {
+                format!(
+                    "{h}\t{t}{}\n",
+                    l.map(|l| format!("\t{l}")).unwrap_or_default()
+                )
+            })
+            .collect();
+        let from_file = parse_pairs(text.as_bytes(), Path::new(IN_MEMORY)).unwrap();
+        let in_memory = records_of(pairs).unwrap();
+        assert_eq!(in_memory, from_file);
+        assert_eq!(in_memory[1].head, "new york");
+        assert!(in_memory[1].typed.is_some());
+        assert_eq!(in_memory[2].label, None);
+        assert_eq!(in_memory[2].location(), "<memory>:3");
+        let refused = |pairs: Vec<(&'static str, &'static str, Option<&'static str>)>| {
+            match records_of(pairs) {
+                Err(Error::Parse {
+                    path,
+                    line,
+                    message,
+                }) => {
+                    assert_eq!(path, Path::new(IN_MEMORY));
+                    (line, message)
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let (line, m) = refused(vec![("a", "b", None), ("\u{200b}", "b", None)]);
+        assert_eq!(line, 2);
+        assert!(m.starts_with("empty word"), "{m}");
+        assert!(m.ends_with(&format!("in {}", quoted("\u{200b}\tb"))), "{m}");
+        let (line, m) = refused(vec![("a\tb", "c", None)]);
+        assert_eq!(line, 1);
+        assert!(m.contains("tab, line end or NUL"), "{m}");
+        for bad in ["x\ny", "x\0"] {
+            let (_, m) = refused(vec![("a", "b", Some(bad))]);
+            assert!(m.contains("tab, line end or NUL"), "{m}");
+        }
+        for head in ["#metoo", "\u{200b}#x"] {
+            let (_, m) = refused(vec![(head, "movement", None)]);
+            assert!(m.contains("reads as a comment"), "{m}");
+        }
+        let (_, m) = refused(vec![("<obj>", "paris", None)]);
+        assert!(m.contains("<obj>"), "{m}");
+    }
 
     #[test]
     fn parses_and_skips() {
